@@ -1,0 +1,214 @@
+"""The exception tree. Every error EtherealFabric raises derives from one base class.
+
+```
+EtherealFabricError
+├── DefinitionError            a workflow or node is defined wrongly
+│   ├── CycleError             the graph has a cycle (``.cycle`` lists the path)
+│   ├── DuplicateNodeError     two nodes share a name
+│   └── UnknownOutputError     a reference names an output the node does not declare
+├── ConfigError                a setting or environment variable has a bad value
+│   └── UnknownBackendError    no backend of that name
+├── HashingError               a value cannot be hashed at all
+├── SerializationError         an output cannot be (de)serialized
+├── OutputError                ``run()`` returned missing or undeclared outputs
+├── StoreError                 the artifact store cannot be read or written
+│   ├── ArtifactMissingError   an object named by an action record is gone
+│   └── CorruptArtifactError   an object's bytes do not match its digest
+├── JournalError               the run journal cannot be read or written
+│   └── RunNotFoundError       no run with that id
+└── ExecutionError             a run did not finish successfully
+    ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
+    └── RunFailedError         the run failed (``.results``, ``.failures``)
+```
+
+Each error carries the context it is about as attributes (node, output, path, setting) so
+programs can react to it and messages can say what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ArtifactMissingError",
+    "ConfigError",
+    "CorruptArtifactError",
+    "CycleError",
+    "DefinitionError",
+    "DuplicateNodeError",
+    "EtherealFabricError",
+    "ExecutionError",
+    "HashingError",
+    "JournalError",
+    "NodeFailedError",
+    "OutputError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "SerializationError",
+    "StoreError",
+    "UnknownBackendError",
+    "UnknownOutputError",
+]
+
+
+class EtherealFabricError(Exception):
+    """Base class of every error raised by EtherealFabric."""
+
+
+class DefinitionError(EtherealFabricError):
+    """A workflow or node is defined wrongly; raised before anything runs."""
+
+    def __init__(self, message: str, *, nodes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.nodes = nodes
+
+
+class CycleError(DefinitionError):
+    """The dependency graph contains a cycle; ``cycle`` is the path, first node repeated."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        path = " -> ".join([*cycle, cycle[0]]) if cycle else "?"
+        super().__init__(
+            f"the workflow has a dependency cycle: {path}. "
+            "Remove one of these edges so that the graph is acyclic.",
+            nodes=tuple(cycle),
+        )
+        self.cycle = cycle
+
+
+class DuplicateNodeError(DefinitionError):
+    """Two different nodes were given the same name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"two different nodes are named {name!r}; node names must be unique in a workflow "
+            "(pass name=... to tell them apart)",
+            nodes=(name,),
+        )
+        self.name = name
+
+
+class UnknownOutputError(DefinitionError):
+    """A reference names an output its node does not declare."""
+
+    def __init__(self, node: str, output: str, declared: list[str]) -> None:
+        super().__init__(
+            f"node {node!r} has no output {output!r}; it declares {declared or 'no outputs'}",
+            nodes=(node,),
+        )
+        self.node = node
+        self.output = output
+        self.declared = declared
+
+
+class ConfigError(EtherealFabricError):
+    """A setting has a bad value; ``setting`` names it (an argument or environment variable)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class UnknownBackendError(ConfigError):
+    """No execution backend is registered under the requested name."""
+
+    def __init__(self, name: str, known: list[str], *, setting: str | None = None) -> None:
+        where = f" (from {setting})" if setting else ""
+        super().__init__(
+            f"unknown execution backend {name!r}{where}; known backends: {', '.join(known)}",
+            setting=setting,
+        )
+        self.name = name
+        self.known = known
+
+
+class HashingError(EtherealFabricError):
+    """A value could not be hashed, even through cloudpickle."""
+
+
+class SerializationError(EtherealFabricError):
+    """An output could not be serialized or deserialized."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str | None = None,
+        output: str | None = None,
+        type_name: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.output = output
+        self.type_name = type_name
+
+
+class OutputError(EtherealFabricError):
+    """A node's ``run()`` returned outputs that do not match its declared outputs."""
+
+    def __init__(self, message: str, *, node: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class StoreError(EtherealFabricError):
+    """The artifact store could not be read or written."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ArtifactMissingError(StoreError):
+    """An object that an action record names is not in the store."""
+
+
+class CorruptArtifactError(StoreError):
+    """An object's bytes do not match its content digest."""
+
+
+class JournalError(EtherealFabricError):
+    """The run journal could not be read or written."""
+
+
+class RunNotFoundError(JournalError):
+    """No run with the given id exists in the journal."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run {run_id!r} in the journal; `etherealfabric runs` lists them")
+        self.run_id = run_id
+
+
+class ExecutionError(EtherealFabricError):
+    """A run did not finish successfully."""
+
+
+class NodeFailedError(ExecutionError):
+    """A node raised; the original exception is ``__cause__`` and ``original``."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        attempts: int,
+        original: BaseException | None,
+        traceback: str = "",
+    ) -> None:
+        kind = type(original).__name__ if original is not None else "error"
+        plural = "s" if attempts != 1 else ""
+        super().__init__(
+            f"node {node!r} failed after {attempts} attempt{plural}: {kind}: {original}"
+        )
+        self.node = node
+        self.attempts = attempts
+        self.original = original
+        self.traceback = traceback
+
+
+class RunFailedError(ExecutionError):
+    """A run finished with failed nodes; ``results`` holds what did complete."""
+
+    def __init__(self, message: str, *, results: Any, failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.failures = failures
