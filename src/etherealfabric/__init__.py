@@ -1,1 +1,59 @@
-"""EtherealFabric."""
+"""EtherealFabric: a Python pipeline engine that never does the same work twice.
+
+A workflow is a DAG of nodes. Each node's code and inputs are hashed into a cache key, its
+outputs are kept in a content-addressed store, and every run is recorded in a SQLite journal,
+so re-runs skip what is up to date and a crashed run resumes where it stopped.
+
+The public surface is what this module exports; importing it loads no backend, no networkx,
+no SQLite layer and no optional package.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigError,
+    CycleError,
+    DefinitionError,
+    DuplicateNodeError,
+    EtherealFabricError,
+    ExecutionError,
+    NodeFailedError,
+    OutputError,
+    RunFailedError,
+    SerializationError,
+    StoreError,
+    UnknownBackendError,
+    UnknownOutputError,
+)
+from .files import Directory, File
+from .node import Node, NodeFunction, OutputRef, Outputs, node
+from .policies import RetryPolicy
+from .workflow import Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "DefinitionError",
+    "Directory",
+    "DuplicateNodeError",
+    "EtherealFabricError",
+    "ExecutionError",
+    "File",
+    "Node",
+    "NodeFailedError",
+    "NodeFunction",
+    "OutputError",
+    "OutputRef",
+    "Outputs",
+    "RetryPolicy",
+    "RunFailedError",
+    "SerializationError",
+    "StoreError",
+    "UnknownBackendError",
+    "UnknownOutputError",
+    "Workflow",
+    "__version__",
+    "node",
+]

@@ -1,0 +1,56 @@
+"""Execution backends, by name. A backend is imported only when it is chosen.
+
+Built in: ``local`` (threads, the default; alias ``threads``) and ``processes``. Third-party
+backends register under the ``etherealfabric.backends`` entry-point group as
+``name = "package.module:BackendClass"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import UnknownBackendError
+from .base import Backend, TaskFuture
+
+__all__ = ["Backend", "TaskFuture", "backend_names", "create_backend", "register_backend"]
+
+_BUILTIN = {
+    "local": "etherealfabric.backends.local:ThreadBackend",
+    "threads": "etherealfabric.backends.local:ThreadBackend",
+    "processes": "etherealfabric.backends.local:ProcessBackend",
+}
+_registered: dict[str, str | type[Backend]] = {}
+
+
+def register_backend(name: str, backend: str | type[Backend]) -> None:
+    """Register a backend class (or its ``"module:Class"`` path) under ``name``."""
+    _registered[name.lower()] = backend
+
+
+def _plugins() -> dict[str, str]:
+    return {ep.name.lower(): ep.value for ep in entry_points(group="etherealfabric.backends")}
+
+
+def backend_names() -> list[str]:
+    """Every backend name that :func:`create_backend` accepts."""
+    return sorted({*_BUILTIN, *_registered, *_plugins()})
+
+
+def create_backend(name: str, *, setting: str | None = None, **options: Any) -> Backend:
+    """Instantiate the backend called ``name``; an unknown name lists the known ones."""
+    key = name.lower()
+    target = _registered.get(key) or _BUILTIN.get(key) or _plugins().get(key)
+    if target is None:
+        raise UnknownBackendError(name, backend_names(), setting=setting)
+    cls = _load(target) if isinstance(target, str) else target
+    return cls(**options)
+
+
+def _load(path: str) -> type[Backend]:
+    module, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise TypeError(f"{path} is not an etherealfabric Backend subclass")
+    return cls

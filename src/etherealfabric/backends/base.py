@@ -1,0 +1,52 @@
+"""The backend interface: submit a picklable task, get a future of its result, shut down.
+
+A backend runs ``fn(task)`` somewhere — a thread, a process, a cluster — and returns a
+future. The scheduler only calls ``future.add_done_callback`` and ``future.result()``, so any
+object with those two methods will do (``concurrent.futures.Future`` has both).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar
+
+__all__ = ["Backend", "TaskFuture"]
+
+T = TypeVar("T")
+R = TypeVar("R", covariant=True)
+
+
+class TaskFuture(Protocol[R]):
+    """The part of a future the scheduler uses."""
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
+
+    def result(self, timeout: float | None = None) -> R: ...
+
+
+class Backend(ABC):
+    """Runs tasks. Subclasses set ``name`` and implement :meth:`submit` and :meth:`close`."""
+
+    name: ClassVar[str]
+    #: True when tasks run in this process (threads): inputs can be shared in memory.
+    in_process: ClassVar[bool] = False
+
+    def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} got unknown options {sorted(options)}")
+        self.max_workers = max_workers
+
+    @abstractmethod
+    def submit(self, fn: Callable[[T], Any], task: T) -> TaskFuture[Any]:
+        """Start ``fn(task)``; return a future of its return value."""
+
+    @abstractmethod
+    def close(self, *, cancel: bool = False) -> None:
+        """Release the workers; with ``cancel``, drop tasks that have not started."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)

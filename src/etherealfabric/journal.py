@@ -1,0 +1,413 @@
+"""The SQLite run journal: runs, node runs, events, and the local index of the artifact cache.
+
+This is the only module that imports ``sqlite_utils`` and the only writer of the journal file
+is the scheduler of a run (one process may host several runs; several processes may share one
+home, SQLite's WAL and a busy timeout serialise them). Workers never open it.
+
+Tables (created by the migrations below):
+
+- ``runs``: one row per run (workflow, status, times, host, pid, counts, error).
+- ``node_runs``: one row per node attempt (status, cache key, timings, error, traceback).
+- ``events``: the run's event stream, as recorded.
+- ``actions``: cache key → action record (outputs' digests, serializers, sizes) and the key's
+  components (what ``explain`` diffs). A local index of the store's action records.
+- ``blobs``: small outputs kept inline instead of as files.
+- ``file_digests``: remembered content digests of input files, by (path, size, mtime, inode).
+
+Writes go through :meth:`Journal.write`, a ``BEGIN IMMEDIATE`` transaction retried while the
+database is locked by another process, so "database is locked" never reaches the user. (Plain
+``BEGIN``, as in ``sqlite_utils.Database.atomic``, can fail with SQLITE_BUSY when two readers
+upgrade to writers at once; ``IMMEDIATE`` takes the write lock up front and waits instead.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from .errors import JournalError, RunNotFoundError
+
+__all__ = ["Journal", "RunRow", "STATUSES", "is_local_filesystem"]
+
+STATUSES = (
+    "pending",
+    "running",
+    "succeeded",
+    "cached",
+    "failed",
+    "retrying",
+    "upstream_failed",
+    "interrupted",
+    "cancelled",
+)
+RunRow = dict[str, Any]
+HOST = socket.gethostname()
+_LOCK_WAIT_SECONDS = 120.0
+
+migrations = Migrations("etherealfabric.journal")
+
+
+@migrations(name="0001_initial")
+def _m0001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+            started_at REAL NOT NULL, finished_at REAL, host TEXT, pid INTEGER,
+            backend TEXT, params TEXT, resumed_from TEXT, nodes INTEGER,
+            executed INTEGER, cached INTEGER, failed INTEGER, error TEXT
+        );
+        CREATE INDEX runs_workflow ON runs(workflow, started_at);
+        CREATE TABLE node_runs (
+            run_id TEXT NOT NULL, node TEXT NOT NULL, attempt INTEGER NOT NULL,
+            status TEXT NOT NULL, cache_key TEXT, components TEXT,
+            started_at REAL, finished_at REAL, duration REAL,
+            error TEXT, traceback TEXT, host TEXT, pid INTEGER,
+            PRIMARY KEY (run_id, node, attempt)
+        );
+        CREATE INDEX node_runs_node ON node_runs(node, started_at);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL,
+            kind TEXT NOT NULL, node TEXT, data TEXT
+        );
+        CREATE INDEX events_run ON events(run_id, id);
+        CREATE TABLE actions (
+            key TEXT PRIMARY KEY, node TEXT, record TEXT NOT NULL,
+            components TEXT, created_at REAL NOT NULL
+        );
+        CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+        CREATE TABLE file_digests (
+            path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL, digest TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+_NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "afs", "9p", "lustre", "gpfs"}
+
+
+def is_local_filesystem(path: Path) -> bool:
+    """False when ``path`` is on a network file system (where SQLite's WAL is unsafe)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return True
+    target = str(path.resolve())
+    best, fstype = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and target.startswith(parts[1]) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype not in _NETWORK_FS
+
+
+class Journal:
+    """The run journal at ``path`` (created with its folders on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(
+                f"cannot open the journal at {self.path}: {exc}. Check that the folder exists "
+                "and is writable, or point ETHEREALFABRIC_HOME elsewhere."
+            ) from exc
+        self.db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+        self._configure(durable)
+        self._migrate()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _configure(self, durable: bool) -> None:
+        try:
+            self._retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"{self.path} is not a usable EtherealFabric journal ({exc}); move it aside "
+                "and a new one is created on the next run"
+            ) from exc
+
+    def _migrate(self) -> None:
+        def apply() -> None:
+            with self.write():
+                migrations.apply(self.db)
+
+        try:
+            if migrations.pending(self.db):
+                self._retry(apply)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"cannot set up the journal at {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (the journal stays on disk)."""
+        with self._lock:
+            self.db.conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    def _retry(self, fn: Any) -> Any:
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_locked),
+            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            stop=stop_after_delay(_LOCK_WAIT_SECONDS),
+            reraise=True,
+        ):
+            with attempt:
+                return fn()
+        return None  # pragma: no cover - Retrying either returns or raises
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
+        with self._lock:
+            conn = self.db.conn
+            if conn.in_transaction:
+                yield conn
+                return
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._retry(lambda: conn.execute("COMMIT"))
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._retry(lambda: self.db.conn.execute(sql, params))
+            return list(cursor.fetchall())
+
+    def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._retry(lambda: self.db.conn.execute(sql, params))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        backend: str,
+        nodes: int,
+        params: dict[str, Any] | None = None,
+        resumed_from: str | None = None,
+    ) -> None:
+        """Record a new run as ``running`` (committed at once, so others can see it)."""
+        row = (
+            run_id, workflow, "running", time.time(), HOST, os.getpid(), backend,
+            json.dumps(params or {}, default=str), resumed_from, nodes,
+        )  # fmt: skip
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, workflow, status, started_at, host, pid, backend, "
+                "params, resumed_from, nodes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                row,
+            )
+
+    def finish_run(
+        self, run_id: str, *, status: str, counts: dict[str, int], error: str | None = None
+    ) -> None:
+        """Mark a run finished with its final status and counts."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET status=?, finished_at=?, executed=?, cached=?, failed=?, "
+                "error=? WHERE id=?",
+                (
+                    status, time.time(), counts.get("executed", 0), counts.get("cached", 0),
+                    counts.get("failed", 0), error, run_id,
+                ),
+            )  # fmt: skip
+
+    def get_run(self, run_id: str) -> RunRow:
+        """The run row; :class:`RunNotFoundError` when there is none."""
+        rows = self._dicts("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = self._dicts("SELECT * FROM runs WHERE id LIKE ?", (run_id + "%",))
+            if len(rows) != 1:
+                raise RunNotFoundError(run_id)
+        return rows[0]
+
+    def list_runs(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 20
+    ) -> list[RunRow]:
+        """Most recent runs first, optionally filtered."""
+        where, params = [], []
+        if workflow:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT * FROM runs {clause} ORDER BY started_at DESC LIMIT ?"
+        return self._dicts(sql, (*params, limit))
+
+    def node_runs(self, run_id: str) -> list[dict[str, Any]]:
+        """Every node attempt of a run, in the order they started."""
+        return self._dicts(
+            "SELECT * FROM node_runs WHERE run_id = ? ORDER BY started_at, node, attempt",
+            (run_id,),
+        )
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark runs of this host whose process is gone ``interrupted``; return their ids."""
+        rows = self._query(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (HOST,)
+        )
+        dead = [rid for rid, pid in rows if pid != os.getpid() and not _alive(pid)]
+        if dead:
+            marks = ",".join("?" * len(dead))
+            with self.write() as conn:
+                conn.execute(
+                    f"UPDATE runs SET status='interrupted', finished_at=? WHERE id IN ({marks})",
+                    (time.time(), *dead),
+                )
+                conn.execute(
+                    "UPDATE node_runs SET status='interrupted' "
+                    f"WHERE status IN ('running', 'retrying') AND run_id IN ({marks})",
+                    dead,
+                )
+        return dead
+
+    # -- batched rows (the scheduler's recorder) -------------------------------------------
+    def write_batch(
+        self,
+        *,
+        node_runs: Sequence[tuple[Any, ...]] = (),
+        events: Sequence[tuple[Any, ...]] = (),
+        actions: Sequence[tuple[str, str, str, str | None, float]] = (),
+        blobs: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Write many rows in one transaction: blobs and actions before the rows naming them."""
+        if not (node_runs or events or actions or blobs):
+            return
+        with self.write() as conn:
+            if blobs:
+                conn.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?,?)", blobs)
+            if actions:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO actions (key, node, record, components, created_at) "
+                    "VALUES (?,?,?,?,?)",
+                    actions,
+                )
+            if node_runs:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, "
+                    "components, started_at, finished_at, duration, error, traceback, host, pid) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    node_runs,
+                )
+            if events:
+                conn.executemany(
+                    "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,?,?,?)", events
+                )
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The recorded events of a run, in order."""
+        return self._dicts("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+
+    # -- the cache index ------------------------------------------------------------------
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        """The indexed action record for a cache key, or ``None``."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT record FROM actions WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(row[0])
+        except ValueError:
+            return None
+        return record
+
+    def get_components(self, key: str) -> dict[str, Any] | None:
+        """The key components stored with an action record."""
+        rows = self._query("SELECT components FROM actions WHERE key = ?", (key,))
+        if not rows or rows[0][0] is None:
+            return None
+        components: dict[str, Any] = json.loads(rows[0][0])
+        return components
+
+    def delete_action(self, key: str) -> None:
+        """Forget an action record (its objects turned out to be missing or corrupt)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM actions WHERE key = ?", (key,))
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """A small output kept inline, or ``None``."""
+        with self._lock:
+            row = self.db.conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # -- remembered file digests (hashing.FileHashCache) -----------------------------------
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        """A remembered digest for a file whose size, mtime and inode are unchanged."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT digest FROM file_digests WHERE path=? AND size=? AND mtime_ns=? AND inode=?",
+                (path, size, mtime_ns, inode),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        """Remember a file's digest for the fast path of the next run."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO file_digests VALUES (?,?,?,?,?)",
+                (path, size, mtime_ns, inode, digest),
+            )
+
+    def last_node_run(self, node: str, *, before: float, workflow: str) -> dict[str, Any] | None:
+        """The latest finished attempt of ``node`` in ``workflow`` that started before ``before``."""
+        rows = self._dicts(
+            "SELECT nr.* FROM node_runs nr JOIN runs r ON r.id = nr.run_id "
+            "WHERE nr.node = ? AND r.workflow = ? AND nr.started_at < ? "
+            "AND nr.cache_key IS NOT NULL ORDER BY nr.started_at DESC LIMIT 1",
+            (node, workflow, before),
+        )
+        return rows[0] if rows else None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

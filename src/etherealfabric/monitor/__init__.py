@@ -1,0 +1,1 @@
+"""Subscribers to the run-event stream: logging (and, later, progress and metrics)."""

@@ -1,0 +1,111 @@
+"""The journal's subscriber: turns run events into ``node_runs``, ``events``, ``actions`` rows.
+
+Rows are buffered and written in one transaction per :meth:`JournalRecorder.flush` (the
+scheduler flushes every 50 ms and at the end of a run): a thousand cached nodes cost one
+commit, not a thousand. Within a transaction the write order is inline blobs, then action
+records, then the node rows that name them, so a committed ``succeeded`` row always points at
+outputs that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .events import Event
+from .journal import HOST, Journal
+from .worker import TaskResult
+
+__all__ = ["JournalRecorder"]
+
+_SKIP_DATA = ("result", "record", "components")
+
+
+class JournalRecorder:
+    """Buffers journal rows for the events of one run."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._node_runs: list[tuple[Any, ...]] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._actions: list[tuple[str, str, str, str | None, float]] = []
+        self._blobs: list[tuple[str, bytes]] = []
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+        data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
+        self._events.append(
+            (event.run_id, event.ts, event.kind, event.node, json.dumps(data, default=str) if data else None)
+        )
+
+    def flush(self) -> None:
+        """Write everything buffered in one transaction."""
+        if not (self._node_runs or self._events):
+            return
+        self.journal.write_batch(
+            node_runs=self._node_runs, events=self._events, actions=self._actions, blobs=self._blobs
+        )
+        self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
+
+    # -- one handler per event kind that makes node rows ---------------------------------------
+    def _row(self, event: Event, status: str, *, attempt: int = 1, key: str | None = None,
+             components: str | None = None, started: float | None = None,
+             finished: float | None = None, error: str | None = None,
+             traceback: str | None = None, host: str = HOST, pid: int | None = None) -> None:  # fmt: skip
+        duration = None if started is None or finished is None else finished - started
+        self._node_runs.append((
+            event.run_id, event.node, attempt, status, key, components, started, finished,
+            duration, error, traceback, host, pid,
+        ))  # fmt: skip
+
+    def _on_node_cached(self, event: Event) -> None:
+        self._row(event, "cached", key=event.data["key"], started=event.ts, finished=event.ts)
+
+    def _on_node_started(self, event: Event) -> None:
+        self._row(event, "running", key=event.data["key"], started=event.ts)
+
+    def _on_node_succeeded(self, event: Event) -> None:
+        result: TaskResult = event.data["result"]
+        components = json.dumps(event.data["components"], separators=(",", ":"))
+        self._blobs.extend(result.inline.items())
+        record = json.dumps(event.data["record"], separators=(",", ":"))
+        self._actions.append((result.key, event.node or "", record, components, time.time()))
+        self._attempt_rows(event, result, "succeeded", None)
+
+    def _on_node_failed(self, event: Event) -> None:
+        result: TaskResult = event.data["result"]
+        components = event.data.get("components")
+        text = json.dumps(components, separators=(",", ":")) if components else None
+        if not result.attempts:
+            self._row(event, "failed", key=result.key or None, components=text,
+                      started=event.ts, finished=event.ts, error=result.error,
+                      traceback=result.traceback)  # fmt: skip
+            return
+        self._attempt_rows(event, result, "failed", text)
+
+    def _attempt_rows(self, event: Event, result: TaskResult, final: str, components: str | None) -> None:
+        last = len(result.attempts)
+        for attempt in result.attempts:
+            is_last = attempt.number == last
+            self._row(
+                event,
+                final if is_last else "retrying",
+                attempt=attempt.number,
+                key=result.key,
+                components=components if is_last else None,
+                started=attempt.started_at,
+                finished=attempt.finished_at,
+                error=(result.error if is_last and final == "failed" else attempt.error),
+                traceback=(result.traceback if is_last and final == "failed" else attempt.traceback),
+                host=result.host,
+                pid=result.pid,
+            )
+
+    def _on_node_upstream_failed(self, event: Event) -> None:
+        self._row(event, "upstream_failed", error=f"upstream node {event.data['upstream']!r} failed")
+
+    def _on_node_cancelled(self, event: Event) -> None:
+        self._row(event, "cancelled", finished=event.ts)

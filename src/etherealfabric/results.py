@@ -1,0 +1,127 @@
+"""``Results``: what a run produced, loaded lazily from the store on first access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .node import Node, OutputRef, Outputs
+
+if TYPE_CHECKING:
+    from .cache import ArtifactCache
+    from .scheduler import RunOutcome
+    from .workflow import Workflow
+
+__all__ = ["NodeResults", "Results"]
+
+
+class Results(Mapping[str, "NodeResults"]):
+    """The outcome of one run.
+
+    ``results[node]`` (a node, its name, or a multi-output ``@node`` call) is a mapping of its
+    outputs; ``results[ref]`` (an output reference) is that value. Values load on first access,
+    so a run whose big intermediate results are never asked for never loads them.
+    ``run_id``, ``status``, ``executed``, ``cached``, ``failed`` and ``statuses`` summarise it.
+    """
+
+    def __init__(
+        self, workflow: Workflow, run_id: str, outcome: RunOutcome, cache: ArtifactCache
+    ) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.statuses: dict[str, str] = dict(outcome.status)
+        self.errors = {name: r.error or "" for name, r in outcome.errors.items()}
+        self._records = outcome.outputs
+        self._cache = cache
+        self._values: dict[tuple[str, str], Any] = {}
+        self.status = "failed" if outcome.failed else "succeeded"
+        if outcome.interrupted:
+            self.status = "cancelled"
+
+    @property
+    def executed(self) -> int:
+        """Nodes that ran in this run (succeeded or failed)."""
+        return sum(1 for s in self.statuses.values() if s in ("succeeded", "failed"))
+
+    @property
+    def cached(self) -> int:
+        """Nodes whose outputs came from the cache."""
+        return sum(1 for s in self.statuses.values() if s == "cached")
+
+    @property
+    def failed(self) -> int:
+        """Nodes that failed."""
+        return sum(1 for s in self.statuses.values() if s == "failed")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def counts(self) -> dict[str, int]:
+        return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
+
+    def _name(self, key: Node | Outputs | str) -> str:
+        return key if isinstance(key, str) else self.workflow.name_of(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, OutputRef):
+            return self.value(self._name(key.node), key.name)
+        name = self._name(key)
+        if name not in self._records:
+            status = self.statuses.get(name)
+            if status is None:
+                raise KeyError(f"node {name!r} was not part of run {self.run_id}")
+            raise KeyError(f"node {name!r} has no results in run {self.run_id}: it {status}")
+        return NodeResults(self, name)
+
+    def value(self, node: str, output: str) -> Any:
+        """One output's value, loaded (and verified) on first access."""
+        cache_key = (node, output)
+        if cache_key not in self._values:
+            record = self._records[node][output]
+            self._values[cache_key] = self._cache.load(record)
+        return self._values[cache_key]
+
+    def record(self, node: str) -> Mapping[str, Mapping[str, Any]]:
+        """The output records (digest, serializer, size, type) of a node."""
+        return self._records[node]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self._name(key.node if isinstance(key, OutputRef) else key) in self._records  # type: ignore[arg-type]
+        except Exception:
+            return False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Results run={self.run_id} {self.status}: executed={self.executed} "
+            f"cached={self.cached} failed={self.failed}>"
+        )
+
+
+class NodeResults(Mapping[str, Any]):
+    """The outputs of one node, by name, loaded lazily."""
+
+    def __init__(self, results: Results, node: str) -> None:
+        self._results = results
+        self.node = node
+
+    def __getitem__(self, output: str) -> Any:
+        if output not in self._results.record(self.node):
+            raise KeyError(f"node {self.node!r} has no output {output!r}")
+        return self._results.value(self.node, output)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results.record(self.node))
+
+    def __len__(self) -> int:
+        return len(self._results.record(self.node))
+
+    def __repr__(self) -> str:
+        return f"<outputs of {self.node!r}: {list(self)}>"

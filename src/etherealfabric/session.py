@@ -1,0 +1,149 @@
+"""Wire one run together: settings → journal, store, cache, backend, events → scheduler → results."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .backends import create_backend
+from .cache import ArtifactCache
+from .config import ENV, Settings
+from .errors import RunFailedError
+from .events import Event, EventBus, Subscriber
+from .journal import Journal, is_local_filesystem
+from .monitor.logging import LogSubscriber, configure_logging
+from .recorder import JournalRecorder
+from .results import Results
+from .scheduler import Scheduler
+from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .workflow import Workflow
+
+__all__ = ["execute_workflow", "new_run_id", "open_home"]
+
+log = logging.getLogger("etherealfabric")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as ``20261125-211530-3f9a1c``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def open_home(settings: Settings) -> tuple[Journal, Store]:
+    """Open the journal and the store that ``settings`` point at."""
+    durable = settings.durability == "safe"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if not is_local_filesystem(settings.home):
+        log.warning(
+            "the home %s is on a network file system; SQLite's journal is not safe there. "
+            "Set ETHEREALFABRIC_HOME to a local folder and share artifacts with "
+            "ETHEREALFABRIC_STORE instead.",
+            settings.home,
+        )
+    journal = Journal(settings.journal_path, durable=durable)
+    return journal, open_store(settings.store_location, durable=durable)
+
+
+def execute_workflow(
+    workflow: Workflow,
+    *,
+    targets: Sequence[str] | None,
+    settings: Mapping[str, Any],
+    raise_on_error: bool,
+    subscribers: Sequence[Subscriber] = (),
+) -> Results:
+    """Run ``workflow`` once; see :meth:`Workflow.execute`."""
+    resolved = Settings.resolve(**settings)
+    configure_logging(resolved.log_level)
+    graph = workflow.build()
+    if targets is not None:
+        graph = graph.subgraph_for(targets)
+    journal, store = open_home(resolved)
+    journal.mark_interrupted()
+    backend = create_backend(
+        resolved.backend,
+        setting="backend" if settings.get("backend") else ENV["backend"],
+        max_workers=resolved.max_workers,
+    )
+    cache = ArtifactCache(journal, store, shared=resolved.shared_store)
+    recorder = JournalRecorder(journal)
+    bus = EventBus()
+    for subscriber in (recorder, LogSubscriber(), *subscribers):
+        bus.subscribe(subscriber)
+    run_id = new_run_id()
+    journal.start_run(run_id, workflow=workflow.name, backend=resolved.backend, nodes=len(graph.order))
+    bus.emit(Event("run_started", run_id, data={"workflow": workflow.name, "nodes": len(graph.order), "backend": resolved.backend}))
+    scheduler = Scheduler(
+        graph,
+        run_id=run_id,
+        backend=backend,
+        cache=cache,
+        store=store,
+        bus=bus,
+        inline_limit=resolved.inline_limit,
+        default_retry=workflow.retries,
+        flush=recorder.flush,
+    )
+    try:
+        with backend:
+            outcome = scheduler.run()
+    except BaseException:
+        _finish(bus, recorder, journal, run_id, "cancelled", scheduler.outcome.count("failed"), scheduler)
+        journal.close()
+        raise
+    results = Results(workflow, run_id, outcome, cache)
+    _finish(bus, recorder, journal, run_id, results.status, results.failed, scheduler, results.counts())
+    weakref.finalize(results, journal.close)
+    if results.status != "succeeded" and raise_on_error:
+        raise _run_failed(results, outcome)
+    return results
+
+
+def _finish(
+    bus: EventBus,
+    recorder: JournalRecorder,
+    journal: Journal,
+    run_id: str,
+    status: str,
+    failed: int,
+    scheduler: Scheduler,
+    counts: dict[str, int] | None = None,
+) -> None:
+    counts = counts or {
+        "executed": scheduler.outcome.count("succeeded", "failed"),
+        "cached": scheduler.outcome.count("cached"),
+        "failed": failed,
+    }
+    errors = [f"{n}: {r.error}" for n, r in scheduler.outcome.errors.items()]
+    bus.emit(Event("run_finished", run_id, data={"status": status, "counts": counts}))
+    recorder.flush()
+    journal.finish_run(run_id, status=status, counts=counts, error="; ".join(errors) or None)
+
+
+def _run_failed(results: Results, outcome: Any) -> RunFailedError:
+    failures = {name: r.error or "" for name, r in outcome.errors.items()}
+    first_name, first = next(iter(outcome.errors.items()))
+    from .errors import NodeFailedError
+
+    cause = NodeFailedError(
+        first_name,
+        attempts=max(1, len(first.attempts)),
+        original=first.exception,
+        traceback=first.traceback or "",
+    )
+    lines = "\n".join(f"  {n}: {e}" for n, e in failures.items())
+    blocked = [n for n, s in results.statuses.items() if s in ("upstream_failed", "cancelled")]
+    more = f"\nnot run: {', '.join(blocked)}" if blocked else ""
+    error = RunFailedError(
+        f"run {results.run_id} of workflow {results.workflow.name!r} failed:\n{lines}{more}\n"
+        f"original traceback of {first_name!r}:\n{first.traceback or ''}",
+        results=results,
+        failures=failures,
+    )
+    error.__cause__ = cause
+    return error
