@@ -31,13 +31,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from typing import TYPE_CHECKING, Any
 
 from .errors import JournalError, RunNotFoundError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = ["Journal", "RunRow", "STATUSES", "is_local_filesystem"]
 
@@ -56,10 +55,6 @@ RunRow = dict[str, Any]
 HOST = socket.gethostname()
 _LOCK_WAIT_SECONDS = 120.0
 
-migrations = Migrations("etherealfabric.journal")
-
-
-@migrations(name="0001_initial")
 def _m0001_initial(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
@@ -94,6 +89,20 @@ def _m0001_initial(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+#: The migrations, in order. Append only; the schema version is their count.
+MIGRATIONS = [("0001_initial", _m0001_initial)]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrations() -> Any:
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("etherealfabric.journal")
+    for name, fn in MIGRATIONS:
+        migrations(name=name)(fn)
+    return migrations
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -136,16 +145,23 @@ class Journal:
                 f"cannot open the journal at {self.path}: {exc}. Check that the folder exists "
                 "and is writable, or point ETHEREALFABRIC_HOME elsewhere."
             ) from exc
-        self.db = sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+        self.conn = conn
         self._configure(durable)
         self._migrate()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The journal as a ``sqlite_utils.Database`` (imported on first use)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn, execute_plugins=False, recursive_triggers=False)
 
     # -- set-up ---------------------------------------------------------------------------
     def _configure(self, durable: bool) -> None:
         try:
-            self._retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
-            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            self._retry(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"{self.path} is not a usable EtherealFabric journal ({exc}); move it aside "
@@ -153,20 +169,37 @@ class Journal:
             ) from exc
 
     def _migrate(self) -> None:
+        """Apply pending migrations (sqlite-utils), under the write lock, then stamp the version.
+
+        ``PRAGMA user_version`` records the schema version, so an up-to-date journal opens
+        without importing sqlite-utils at all.
+        """
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal at {self.path} was written by a newer EtherealFabric "
+                f"(schema {version}, this version knows {SCHEMA_VERSION}); upgrade etherealfabric"
+            )
+
         def apply() -> None:
-            with self.write():
-                migrations.apply(self.db)
+            with self.write() as conn:
+                migrations = _migrations()
+                db = self.db
+                if migrations.pending(db):
+                    migrations.apply(db)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         try:
-            if migrations.pending(self.db):
-                self._retry(apply)
+            self._retry(apply)
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"cannot set up the journal at {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection (the journal stays on disk)."""
         with self._lock:
-            self.db.conn.close()
+            self.conn.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -176,6 +209,14 @@ class Journal:
 
     # -- transactions ---------------------------------------------------------------------
     def _retry(self, fn: Any) -> Any:
+        """Call ``fn``; while the database is locked by another process, retry (tenacity)."""
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc):
+                raise
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
         for attempt in Retrying(
             retry=retry_if_exception(_is_locked),
             wait=wait_random_exponential(multiplier=0.01, max=0.5),
@@ -190,7 +231,7 @@ class Journal:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
         with self._lock:
-            conn = self.db.conn
+            conn = self.conn
             if conn.in_transaction:
                 yield conn
                 return
@@ -204,12 +245,12 @@ class Journal:
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            cursor = self._retry(lambda: self.db.conn.execute(sql, params))
+            cursor = self._retry(lambda: self.conn.execute(sql, params))
             return list(cursor.fetchall())
 
     def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            cursor = self._retry(lambda: self.db.conn.execute(sql, params))
+            cursor = self._retry(lambda: self.conn.execute(sql, params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -342,7 +383,7 @@ class Journal:
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The indexed action record for a cache key, or ``None``."""
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT record FROM actions WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
@@ -369,14 +410,14 @@ class Journal:
     def get_blob(self, digest: str) -> bytes | None:
         """A small output kept inline, or ``None``."""
         with self._lock:
-            row = self.db.conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            row = self.conn.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else bytes(row[0])
 
     # -- remembered file digests (hashing.FileHashCache) -----------------------------------
     def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
         """A remembered digest for a file whose size, mtime and inode are unchanged."""
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT digest FROM file_digests WHERE path=? AND size=? AND mtime_ns=? AND inode=?",
                 (path, size, mtime_ns, inode),
             ).fetchone()

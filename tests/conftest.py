@@ -1,0 +1,31 @@
+"""Shared fixtures: every test runs in its own working folder with its own home."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in a fresh folder, with no ETHEREALFABRIC_* settings from the outside."""
+    for var in list(os.environ):
+        if var.startswith("ETHEREALFABRIC_"):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """The default home of the test's working folder."""
+    return tmp_path / ".etherealfabric"
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

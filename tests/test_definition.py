@@ -1,0 +1,212 @@
+"""Defining workflows: references make edges, names are stable, bad graphs are rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from etherealfabric import (
+    CycleError,
+    DefinitionError,
+    DuplicateNodeError,
+    Node,
+    OutputError,
+    RunFailedError,
+    UnknownOutputError,
+    Workflow,
+    node,
+)
+
+
+class Add(Node):
+    def __init__(self, a, b=0):
+        super().__init__()
+        self.a, self.b = a, b
+        self.outputs = ["sum"]
+
+    def run(self):
+        return {"sum": self.a + self.b}
+
+
+@node
+def double(x):
+    return x * 2
+
+
+@node(outputs=["lo", "hi"])
+def split(values, at):
+    return [v for v in values if v < at], [v for v in values if v >= at]
+
+
+@node
+def total(parts):
+    return sum(sum(p) for p in parts)
+
+
+def test_references_create_edges_and_referenced_nodes_join_automatically() -> None:
+    a = Add(1, 2)
+    b = Add(a.outputs["sum"], 10)
+    wf = Workflow("auto")
+    wf.add_node(b)  # `a` is referenced, so it joins first
+    assert [wf.name_of(n) for n in wf.nodes] == ["Add", "Add-2"]
+    graph = wf.build()
+    assert graph.order == ("Add", "Add-2")
+    assert graph.upstream("Add-2") == ("Add",)
+    assert wf.execute()[b]["sum"] == 13
+
+
+def test_function_nodes_build_the_graph_from_calls_with_refs_in_containers() -> None:
+    with Workflow("fn") as wf:
+        d1 = double(3)
+        d2 = double(d1)
+        lo, hi = split([1, 5, 9, 2], at=d1)
+        parts = total([lo, hi, (d2,)])
+    names = [wf.name_of(n) for n in wf.nodes]
+    assert names == ["double", "double-2", "split", "total"]
+    graph = wf.build()
+    assert set(graph.upstream("total")) == {"split", "double-2"}
+    results = wf.execute()
+    assert results[d2] == 12
+    assert results[lo] == [1, 5, 2]
+    assert results[hi] == [9]
+    assert results[parts] == 1 + 5 + 2 + 9 + 12
+    assert dict(results[split_node(wf)]) == {"lo": [1, 5, 2], "hi": [9]}
+
+
+def split_node(wf: Workflow) -> Node:
+    return wf["split"]
+
+
+def test_dict_arguments_with_references() -> None:
+    @node
+    def keys_sum(mapping):
+        return sum(mapping.values())
+
+    with Workflow("dicts") as wf:
+        a = double(1)
+        b = double(2)
+        s = keys_sum({"a": a, "b": b, "c": 100})
+    assert wf.execute()[s] == 106
+
+
+def test_node_function_outside_a_workflow_is_a_plain_call() -> None:
+    assert double(21) == 42
+    assert split([1, 2, 3], 2) == ([1], [2, 3])
+
+
+def test_explicit_names_and_duplicates() -> None:
+    wf = Workflow("names")
+    a = wf.add_node(Add(1), name="first")
+    wf.add_node(Add(2), name="second")
+    assert wf["first"] is a
+    with pytest.raises(DuplicateNodeError, match="'first'"):
+        wf.add_node(Add(3), name="first")
+    with Workflow("fnames") as wf2:
+        double(1)
+        with pytest.raises(DuplicateNodeError, match="'twice'"):
+            node(name="twice")(lambda x: x)(1)
+            node(name="twice")(lambda x: x)(2)
+    assert len(wf2) == 2
+
+
+def test_names_are_deterministic_across_builds() -> None:
+    def build() -> list[str]:
+        with Workflow("det") as wf:
+            x = double(1)
+            double(x)
+            double(2)
+        return [wf.name_of(n) for n in wf.nodes]
+
+    assert build() == build() == ["double", "double-2", "double-3"]
+
+
+def test_unknown_output_reference_names_node_and_output() -> None:
+    a = Add(1)
+    with pytest.raises(UnknownOutputError) as info:
+        a.outputs["total"]
+    assert info.value.node == "Add" and info.value.output == "total"
+    assert "declares ['sum']" in str(info.value)
+    with Workflow("multi"):
+        outs = split([1], 1)
+        with pytest.raises(UnknownOutputError, match="'middle'"):
+            outs["middle"]
+
+
+def test_cycle_is_rejected_with_its_path() -> None:
+    wf = Workflow("cyc")
+    a, b, c = Add(1), Add(2), Add(3)
+    wf.add_dependency(a, b)
+    wf.add_dependency(b, c)
+    wf.add_dependency(c, a)
+    with pytest.raises(CycleError) as info:
+        wf.execute()
+    assert set(info.value.cycle) == {"Add", "Add-2", "Add-3"}
+    assert "->" in str(info.value)
+
+
+def test_self_dependency_is_rejected() -> None:
+    wf = Workflow("self")
+    a = Add(1)
+    with pytest.raises(DefinitionError, match="itself"):
+        wf.add_dependency(a, a)
+
+
+def test_bad_arguments_fail_at_the_call_site() -> None:
+    with Workflow("args"), pytest.raises(DefinitionError, match="'double'.*bad arguments"):
+        double(1, 2)
+
+
+def test_add_node_rejects_non_nodes() -> None:
+    with pytest.raises(DefinitionError, match="takes a Node"):
+        Workflow("x").add_node(double)  # type: ignore[arg-type]
+
+
+def test_run_returning_missing_or_undeclared_outputs_fails_the_node() -> None:
+    class Bad(Node):
+        def __init__(self, mode):
+            super().__init__()
+            self.mode = mode
+            self.outputs = ["a", "b"]
+
+        def run(self):
+            return {"a": 1} if self.mode == "missing" else {"a": 1, "b": 2, "c": 3}
+
+    for mode, expected in (("missing", "missing ['b']"), ("extra", "undeclared ['c']")):
+        wf = Workflow(f"bad-{mode}")
+        wf.add_node(Bad(mode))
+        with pytest.raises(RunFailedError) as info:
+            wf.execute()
+        assert expected in str(info.value)
+        assert "'Bad'" in str(info.value)
+        assert isinstance(info.value.__cause__.original, OutputError)
+
+
+def test_outputs_declared_twice_is_an_error() -> None:
+    class Twice(Node):
+        def __init__(self):
+            super().__init__()
+            self.outputs = ["a", "a"]
+
+    with pytest.raises(DefinitionError, match=r"\['a'\] more than once"):
+        Twice()
+
+
+def test_serializer_for_undeclared_output_is_rejected() -> None:
+    @node(serializers={"nope": "json"})
+    def f():
+        return 1
+
+    with Workflow("ser") as wf:
+        f()
+    with pytest.raises(DefinitionError, match="undeclared output"):
+        wf.build()
+
+
+def test_targets_run_only_what_they_need() -> None:
+    with Workflow("targets") as wf:
+        a = double(1)
+        b = double(a)
+        c = double(100)
+    results = wf.execute(targets=[b])
+    assert set(results.statuses) == {"double", "double-2"}
+    assert results[b] == 4
+    assert c not in results
