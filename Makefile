@@ -1,0 +1,35 @@
+# The two commands of the README. Each sets up everything it needs in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed-%: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[$*]'
+	@touch $@
+
+## demo: install, then run the quickstart pipeline twice (the second run executes nothing)
+demo: $(VENV)/.installed-examples
+	@rm -rf .etherealfabric-demo
+	@echo "== first run: every node executes"
+	@ETHEREALFABRIC_HOME=.etherealfabric-demo $(PY) examples/quickstart.py
+	@echo
+	@echo "== second run: nothing changed, nothing executes"
+	@ETHEREALFABRIC_HOME=.etherealfabric-demo $(PY) examples/quickstart.py
+
+## test: install, then run the whole test suite
+test: $(VENV)/.installed-test
+	@$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	@$(VENV)/bin/ruff check src tests examples benchmarks
+	@$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed-test
+	@$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .etherealfabric .etherealfabric-demo .pytest_cache

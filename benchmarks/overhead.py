@@ -1,0 +1,181 @@
+"""The engine's own cost per node, cold and warm, and the big-data workload.
+
+Every measurement runs in a fresh Python process (whole-process wall time, like a user typing
+the command), with its own empty home for "cold" and the home a cold run left for "warm".
+Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
+
+    python benchmarks/overhead.py            # everything (about a minute)
+    python benchmarks/overhead.py --quick    # fewer repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+# -- child side: build and run one workflow, print figures as JSON -------------------------------
+CHILD = r"""
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+from etherealfabric import Workflow, node
+t_import = time.perf_counter() - t0
+shape, n = sys.argv[1], int(sys.argv[2])
+
+@node
+def leaf(i):
+    return i
+
+@node
+def step(x):
+    return x + 1
+
+@node
+def gather(xs):
+    return len(xs)
+
+def build():
+    with Workflow(f"bench-{shape}-{n}") as wf:
+        if shape == "chain":
+            x = leaf(0)
+            for _ in range(n - 1):
+                x = step(x)
+        else:
+            root = leaf(0)
+            gather([step(root) for _ in range(n)])
+    return wf
+
+t1 = time.perf_counter()
+results = build().execute()
+t_run = time.perf_counter() - t1
+print(json.dumps({"import": t_import, "run": t_run, "executed": results.executed,
+                  "cached": results.cached,
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+BIG = r"""
+import json, resource, sys, time
+import numpy as np
+from etherealfabric import Node, Workflow
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+MB = int(sys.argv[1])
+
+class Source(Node):
+    def __init__(self, mb):
+        super().__init__()
+        self.mb = mb
+        self.outputs = ["array"]
+    def run(self):
+        return {"array": np.arange(self.mb * 1024 * 1024 // 8, dtype=np.float64)}
+
+class Reduce(Node):
+    def __init__(self, array, how):
+        super().__init__()
+        self.array, self.how = array, how
+        self.outputs = ["value"]
+    def run(self):
+        return {"value": float(getattr(np, self.how)(self.array))}
+
+src = Source(MB)
+wf = Workflow("bigdata")
+reds = [wf.add_node(Reduce(src.outputs["array"], h)) for h in ("sum", "min", "max", "mean")]
+t = time.perf_counter()
+results = wf.execute()
+values = [results[r]["value"] for r in reds]
+elapsed = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"run": elapsed, "executed": results.executed, "peak_mb": peak,
+                  "baseline_mb": baseline, "values": values}))
+"""
+
+HASH = r"""
+import json, time
+import numpy as np
+from etherealfabric.hashing import hash_value
+a = np.random.default_rng(0).random(200 * 1024 * 1024 // 8)
+hash_value(a)
+best = min((lambda t: (hash_value(a), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+print(json.dumps({"gbps": a.nbytes / best / 1e9}))
+"""
+
+
+def child(code: str, *args: str, home: Path) -> dict[str, float]:
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(home), "ETHEREALFABRIC_LOG_LEVEL": "WARNING"}
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{out.stderr}")
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    figures["wall"] = wall
+    return figures
+
+
+def overhead(shape: str, n: int, reps: int, tmp: Path) -> dict[str, float]:
+    cold, warm = [], []
+    for rep in range(reps):
+        home = tmp / f"{shape}-{n}-{rep}"
+        cold.append(child(CHILD, shape, str(n), home=home))
+        warm.append(child(CHILD, shape, str(n), home=home))
+        assert warm[-1]["executed"] == 0, warm[-1]
+        shutil.rmtree(home)
+    pick = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+    return {
+        "cold_wall": pick(cold, "wall"),
+        "warm_wall": pick(warm, "wall"),
+        "cold_run": pick(cold, "run"),
+        "warm_run": pick(warm, "run"),
+        "import": pick(warm, "import"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
+    parser.add_argument("--mb", type=int, default=200, help="size of the big array (MB)")
+    args = parser.parse_args()
+    reps = 1 if args.quick else 3
+    with tempfile.TemporaryDirectory(prefix="ef-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        print(f"EtherealFabric overhead benchmark ({os.cpu_count()} CPUs, median of {reps})\n")
+        print(f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}")
+        imports = []
+        for shape in ("chain", "fanout"):
+            small = overhead(shape, 10, reps, tmp)
+            large = overhead(shape, 1000, reps, tmp)
+            imports.append(large["import"])
+            per_cold = (large["cold_wall"] - small["cold_wall"]) / 990 * 1000
+            per_warm = (large["warm_wall"] - small["warm_wall"]) / 990 * 1000
+            print(
+                f"{shape + ' N=1000':<14}{large['cold_wall']:>10.3f}s{large['warm_wall']:>10.3f}s"
+                f"{per_cold:>9.3f}ms{per_warm:>9.3f}ms"
+            )
+        print(f"\nimport etherealfabric: {statistics.median(imports) * 1000:.1f} ms")
+        hashing = child(HASH, home=tmp / "hash")
+        print(f"hash a 200 MB float64 array: {hashing['gbps']:.1f} GB/s")
+        home = tmp / "big"
+        cold = child(BIG, str(args.mb), home=home)
+        warm = child(BIG, str(args.mb), home=home)
+        assert cold["values"] == warm["values"]
+        for label, fig in (("cold", cold), ("warm", warm)):
+            extra = fig["peak_mb"] - fig["baseline_mb"]
+            print(
+                f"bigdata {label}: {fig['wall']:.2f}s wall, executed {int(fig['executed'])}, "
+                f"peak RSS {fig['peak_mb']:.0f} MB ({extra:.0f} MB above the interpreter's "
+                f"{fig['baseline_mb']:.0f} MB; array {args.mb} MB, ratio {fig['peak_mb'] / args.mb:.2f}x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
