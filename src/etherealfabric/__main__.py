@@ -1,0 +1,5 @@
+"""``python -m etherealfabric`` is the ``etherealfabric`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""Settings: explicit beats environment beats default; bad values name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etherealfabric.config import Settings
+from etherealfabric.errors import ConfigError
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = Settings.resolve(env={})
+    assert s.home == tmp_path / ".etherealfabric"
+    assert (s.backend, s.log_level, s.durability, s.max_workers) == ("local", "INFO", "fast", None)
+    assert s.journal_path == s.home / "journal.db"
+    assert s.store_location == str(s.home) and not s.shared_store
+
+
+def test_environment_then_explicit() -> None:
+    env = {
+        "ETHEREALFABRIC_HOME": "/tmp/ef-home",
+        "ETHEREALFABRIC_EXECUTION_BACKEND": "Processes",
+        "ETHEREALFABRIC_LOG_LEVEL": "debug",
+        "ETHEREALFABRIC_MAX_WORKERS": "3",
+        "ETHEREALFABRIC_DURABILITY": "safe",
+        "ETHEREALFABRIC_STORE": "/tmp/team-store",
+        "ETHEREALFABRIC_CELERY_BROKER_URL": "redis://localhost:6379/0",
+        "ETHEREALFABRIC_CELERY_RESULT_BACKEND": "redis://localhost:6379/1",
+    }
+    s = Settings.resolve(env=env)
+    assert s.home == Path("/tmp/ef-home") and s.backend == "processes"
+    assert (s.log_level, s.max_workers, s.durability) == ("DEBUG", 3, "safe")
+    assert s.shared_store and s.store_location == "/tmp/team-store"
+    assert s.celery_broker_url == "redis://localhost:6379/0"
+    explicit = Settings.resolve(env=env, backend="local", max_workers=1, home="/tmp/other")
+    assert (explicit.backend, explicit.max_workers, explicit.home) == ("local", 1, Path("/tmp/other"))
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("ETHEREALFABRIC_LOG_LEVEL", "LOUD", "not a log level"),
+        ("ETHEREALFABRIC_MAX_WORKERS", "0", "whole number >= 1"),
+        ("ETHEREALFABRIC_MAX_WORKERS", "many", "whole number >= 1"),
+        ("ETHEREALFABRIC_DURABILITY", "paranoid", "not a durability"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(var: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        Settings.resolve(env={var: value})
+    assert info.value.setting == var and var in str(info.value)
+
+
+def test_store_equal_to_home_is_not_shared(tmp_path: Path) -> None:
+    s = Settings.resolve(env={}, home=str(tmp_path / "h"), store=f"file://{tmp_path / 'h'}")
+    assert not s.shared_store
