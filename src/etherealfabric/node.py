@@ -42,6 +42,7 @@ __all__ = [
     "NodeFunction",
     "NodeSpec",
     "OutputRef",
+    "OutputRefs",
     "Outputs",
     "current_workflow",
     "node",
@@ -158,6 +159,29 @@ def _check_output_name(node: Node, name: object) -> str:
             nodes=(node._ef_label(),),
         )
     return name
+
+
+class OutputRefs(tuple[OutputRef, ...]):
+    """References to every output of a multi-output ``@node`` call, in declared order.
+
+    Unpack it (``train, test = split(data)``) or index it by name (``outs["train"]``).
+    Passed whole to another node, it arrives as a dict of values by output name.
+    """
+
+    node: Node
+
+    def __new__(cls, node: Node) -> OutputRefs:
+        self = super().__new__(cls, (OutputRef(node, n) for n in node.outputs.names))
+        self.node = node
+        return self
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return self.node.outputs[key]
+        return super().__getitem__(key)
+
+    def __repr__(self) -> str:
+        return f"<outputs {self.node._ef_label()}: {list(self.node.outputs.names)}>"
 
 
 class Node:
@@ -304,7 +328,7 @@ class NodeFunction:
         workflow.add_node(fnode)
         if len(self.outputs) == 1:
             return fnode.outputs[self.outputs[0]]
-        return fnode.outputs
+        return OutputRefs(fnode)
 
     def __repr__(self) -> str:
         return f"<node function {self.fn.__qualname__}>"
@@ -370,8 +394,8 @@ def replace_refs(value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[typ
     """
     if isinstance(value, OutputRef) or (kind and isinstance(value, kind)):
         return fn(value)
-    if isinstance(value, Outputs):
-        return {name: fn(value[name]) for name in value.names}
+    if isinstance(value, (Outputs, OutputRefs)):
+        return {name: fn(value.node.outputs[name]) for name in value.node.outputs.names}
     if isinstance(value, (list, tuple)):
         items = [replace_refs(v, fn, kind=kind) for v in value]
         if all(a is b for a, b in zip(items, value)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .node import Node, OutputRef, Outputs
+from .node import Node, OutputRef, OutputRefs, Outputs
 
 if TYPE_CHECKING:
     from .cache import ArtifactCache
@@ -60,7 +60,7 @@ class Results(Mapping[str, "NodeResults"]):
     def counts(self) -> dict[str, int]:
         return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
 
-    def _name(self, key: Node | Outputs | str) -> str:
+    def _name(self, key: Node | Outputs | OutputRefs | str) -> str:
         return key if isinstance(key, str) else self.workflow.name_of(key)
 
     def __getitem__(self, key: Any) -> Any:

@@ -164,17 +164,23 @@ def _call_with_retries(
     policy = task.retry
     if policy is None or policy.retries == 0:
         return _attempt(task, args, kwargs, attempts)
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential,
+        wait_random,
+    )
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            initial=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff,
-            jitter=policy.jitter,
-        ),
+        wait=wait_exponential(
+            multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
+        )
+        + wait_random(0, policy.jitter),
         retry=retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
-    )  # fmt: skip
+    )
     return retrying(_attempt, task, args, kwargs, attempts)  # type: ignore[no-any-return]
 
 

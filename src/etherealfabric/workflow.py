@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError, DuplicateNodeError
-from .node import Node, OutputRef, Outputs, _check_node_name, _enter, _leave, refs_of
+from .node import Node, OutputRef, OutputRefs, Outputs, _check_node_name, _enter, _leave, refs_of
 from .policies import RetryPolicy, as_retry_policy
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Workflow"]
 
-NodeLike = Node | OutputRef | Outputs
+NodeLike = Node | OutputRef | Outputs | OutputRefs
 
 
 class Workflow:
@@ -86,7 +86,7 @@ class Workflow:
         """Make ``downstream`` run after ``upstream`` (both are added if needed)."""
         before, after = _as_node(upstream), _as_node(downstream)
         if before is after:
-            raise DefinitionError(f"node {self.name_of(before)!r} cannot depend on itself")
+            raise DefinitionError(f"node {before._ef_label()!r} cannot depend on itself")
         self.add_node(before)
         self.add_node(after)
         self._after.append((before, after))
@@ -142,7 +142,7 @@ class Workflow:
     def __contains__(self, node: object) -> bool:
         if isinstance(node, str):
             return node in self._by_name
-        return isinstance(node, (Node, OutputRef, Outputs)) and id(_as_node(node)) in self._nodes
+        return isinstance(node, (Node, OutputRef, Outputs, OutputRefs)) and id(_as_node(node)) in self._nodes
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -207,7 +207,7 @@ class Workflow:
 def _as_node(value: NodeLike) -> Node:
     if isinstance(value, Node):
         return value
-    if isinstance(value, (OutputRef, Outputs)):
+    if isinstance(value, (OutputRef, Outputs, OutputRefs)):
         return value.node
     raise DefinitionError(f"expected a node or a node's output, got {type(value).__name__}")
 

@@ -1,0 +1,437 @@
+"""Code fingerprints: what changes a node's code digest, and what must not.
+
+Each test writes versions of a small project (``fp_pipeline.py``, ``fp_helpers.py``) into
+their own folders and imports each version under the same module names, the way a user's
+edit-and-rerun cycle does across processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import linecache
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import etherealfabric
+from etherealfabric.errors import HashingError
+from etherealfabric.hashing import (
+    Fingerprint,
+    FingerprintWarning,
+    code_fingerprint,
+    hash_value,
+    is_user_code,
+)
+
+BASE = '''
+from etherealfabric import node
+import fp_helpers
+
+SCALE = 3
+UNUSED = "not read"
+TABLE = {"a": (1, 2), "b": [3.5, None]}
+
+
+def leaf(x):
+    return x * 1.0
+
+
+def helper(x):
+    return leaf(x) + 1
+
+
+def unrelated(x):
+    return x - 1
+
+
+@node(version="1")
+def f(x):
+    """Scale and shift."""
+    # a comment
+    return helper(x) * SCALE
+
+
+@node
+def reads_table(key):
+    return TABLE[key]
+
+
+@node
+def uses_module(x):
+    return fp_helpers.double(x)
+
+
+class Model:
+    def predict(self, x):
+        return x + 1
+
+    def unused(self):
+        return 0
+
+
+@node
+def uses_class(x):
+    return Model().predict(x)
+
+
+def make(k):
+    def scaled(x):
+        return x * k
+    return scaled
+
+
+scaled = make(2)
+
+
+@node
+def uses_closure(x):
+    return scaled(x)
+
+
+def even(n):
+    return n == 0 or odd(n - 1)
+
+
+def odd(n):
+    return n != 0 and even(n - 1)
+
+
+def deco(fn):
+    @functools.wraps(fn)
+    def wrapper(*args):
+        return fn(*args)
+    return wrapper
+
+
+@deco
+def wrapped_helper(x):
+    return x + 10
+
+
+@node
+def uses_wrapped(x):
+    return wrapped_helper(x)
+
+
+@node
+def uses_libraries(x):
+    return json.dumps(np.mean(x)) + str(len(x))
+
+
+square = lambda x: x * x  # noqa: E731
+
+
+@node
+def uses_lambda(x):
+    return [square(v) for v in x]
+'''
+
+HELPERS = '''
+def double(x):
+    return x * 2
+
+
+def triple(x):
+    return x * 3
+'''
+
+PRELUDE = "import functools\nimport json\nimport numpy as np\n"
+
+
+class Project:
+    """Writes and imports successive versions of the two modules."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+
+    def load(self, pipeline: str = BASE, helpers: str = HELPERS) -> ModuleType:
+        self.count += 1
+        folder = self.root / f"v{self.count}"
+        folder.mkdir()
+        (folder / "fp_pipeline.py").write_text(PRELUDE + pipeline)
+        (folder / "fp_helpers.py").write_text(helpers)
+        self.forget()
+        sys.path.insert(0, str(folder))
+        try:
+            importlib.invalidate_caches()
+            linecache.checkcache()
+            return importlib.import_module("fp_pipeline")
+        finally:
+            sys.path.remove(str(folder))
+
+    def edit(self, old: str, new: str, *, helpers: bool = False) -> ModuleType:
+        source = HELPERS if helpers else BASE
+        assert old in source, old
+        edited = source.replace(old, new, 1)
+        return self.load(BASE, edited) if helpers else self.load(edited, HELPERS)
+
+    @staticmethod
+    def forget() -> None:
+        for name in ("fp_pipeline", "fp_helpers"):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    p = Project(tmp_path / "project")
+    p.root.mkdir()
+    yield p
+    p.forget()
+
+
+def fp(module: ModuleType, name: str = "f") -> Fingerprint:
+    return code_fingerprint(getattr(module, name))
+
+
+def changed_parts(a: Fingerprint, b: Fingerprint) -> set[str]:
+    return {k for k in a.parts.keys() | b.parts.keys() if a.parts.get(k) != b.parts.get(k)}
+
+
+# -- what counts -----------------------------------------------------------------------------
+
+
+def test_fingerprint_covers_the_function_and_its_user_code(project: Project) -> None:
+    result = fp(project.load())
+    assert result.source == "ast"
+    assert len(result.digest) == 32
+    assert set(result.parts) == {
+        "fp_pipeline.f",
+        "fp_pipeline.helper",
+        "fp_pipeline.leaf",
+        "fp_pipeline.SCALE",
+    }
+
+
+def test_editing_the_body_changes_it(project: Project) -> None:
+    base = fp(project.load())
+    edited = fp(project.edit("return helper(x) * SCALE", "return helper(x) * SCALE + 1"))
+    assert edited.digest != base.digest
+    assert changed_parts(base, edited) == {"fp_pipeline.f"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('"""Scale and shift."""', '"""Scale, then shift; a longer docstring."""'),
+        ('    """Scale and shift."""\n', ""),
+        ("# a comment", "# another comment"),
+        ("return helper(x) * SCALE", "return helper( x )*SCALE   # trailing"),
+        ("return helper(x) * SCALE", "return (\n        helper(x)\n        * SCALE\n    )"),
+        ('@node(version="1")', '@node( version = "2" )'),
+        ('@node(version="1")', "@node"),
+        ('UNUSED = "not read"', 'UNUSED = "still not read"'),
+        ("return x - 1", "return x - 2"),
+        ("\n\ndef leaf(x):", "\n# a new comment\n\n\ndef leaf(x):"),
+    ],
+    ids=[
+        "docstring", "no-docstring", "comment", "spacing", "line-breaks", "decorator-args",
+        "decorator-removed", "unused-constant", "unrelated-function", "blank-lines-above",
+    ],
+)  # fmt: skip
+def test_cosmetic_and_unrelated_edits_do_not_change_it(
+    project: Project, old: str, new: str
+) -> None:
+    base = fp(project.load())
+    assert fp(project.edit(old, new)) == base
+
+
+def test_editing_a_helper_two_levels_deep_changes_it_and_names_it(project: Project) -> None:
+    base = fp(project.load())
+    edited = fp(project.edit("return x * 1.0", "return x * 1.5"))
+    assert edited.digest != base.digest
+    assert changed_parts(base, edited) == {"fp_pipeline.leaf"}
+
+
+def test_a_helpers_docstring_does_not_count(project: Project) -> None:
+    base = fp(project.load())
+    edited = project.edit("def leaf(x):\n", 'def leaf(x):\n    """The leaf."""\n')
+    assert fp(edited) == base
+
+
+def test_module_constants(project: Project) -> None:
+    base = project.load()
+    assert fp(base).parts["fp_pipeline.SCALE"] == hash_value(3)
+    edited = fp(project.edit("SCALE = 3", "SCALE = 4"))
+    assert changed_parts(fp(base), edited) == {"fp_pipeline.SCALE"}
+
+    table = fp(base, "reads_table")
+    assert "fp_pipeline.TABLE" in table.parts
+    nested = fp(project.edit("[3.5, None]", "[3.5, 0]"), "reads_table")
+    assert changed_parts(table, nested) == {"fp_pipeline.TABLE"}
+
+
+def test_module_attributes_of_user_modules(project: Project) -> None:
+    base = fp(project.load(), "uses_module")
+    assert "fp_helpers.double" in base.parts
+    assert "fp_helpers.triple" not in base.parts
+    edited = fp(project.edit("return x * 2", "return x + x", helpers=True), "uses_module")
+    assert changed_parts(base, edited) == {"fp_helpers.double"}
+    other = fp(project.edit("return x * 3", "return x + x + x", helpers=True), "uses_module")
+    assert other == base
+
+
+def test_referenced_classes_cover_every_method(project: Project) -> None:
+    base = fp(project.load(), "uses_class")
+    assert "fp_pipeline.Model" in base.parts
+    edited = fp(project.edit("return x + 1\n", "return x + 2\n"), "uses_class")
+    assert changed_parts(base, edited) == {"fp_pipeline.Model"}
+    unused = fp(project.edit("return 0", "return 1"), "uses_class")
+    assert unused.digest != base.digest  # the class is one piece: any method counts
+
+
+def test_closures(project: Project) -> None:
+    base = fp(project.load(), "uses_closure")
+    assert "fp_pipeline.make.<locals>.scaled.<closure>.k" in base.parts
+    edited = fp(project.edit("scaled = make(2)", "scaled = make(3)"), "uses_closure")
+    assert changed_parts(base, edited) == {"fp_pipeline.make.<locals>.scaled.<closure>.k"}
+    body = fp(project.edit("return x * k", "return x * k * 1"), "uses_closure")
+    assert changed_parts(base, body) == {"fp_pipeline.make.<locals>.scaled"}
+
+
+def test_decorated_helpers_are_followed_through_wrapped(project: Project) -> None:
+    base = fp(project.load(), "uses_wrapped")
+    assert "fp_pipeline.wrapped_helper" in base.parts
+    edited = fp(project.edit("return x + 10", "return x + 11"), "uses_wrapped")
+    assert changed_parts(base, edited) == {"fp_pipeline.wrapped_helper"}
+
+
+def test_mutual_recursion_terminates_and_is_order_independent(project: Project) -> None:
+    module = project.load()
+    from_even = code_fingerprint(module.even)
+    from_odd = code_fingerprint(module.odd)
+    assert set(from_even.parts) == set(from_odd.parts) == {"fp_pipeline.even", "fp_pipeline.odd"}
+    # a fresh import, analysed in the opposite order, gives the same digests
+    again = project.load()
+    assert code_fingerprint(again.odd) == from_odd
+    assert code_fingerprint(again.even) == from_even
+
+
+def test_libraries_builtins_and_etherealfabric_are_ignored(project: Project) -> None:
+    module = project.load()
+    assert set(fp(module, "uses_libraries").parts) == {"fp_pipeline.uses_libraries"}
+    assert not is_user_code(json.dumps)
+    assert not is_user_code(np.mean)
+    assert not is_user_code(len)
+    assert not is_user_code(etherealfabric.Node)
+    assert is_user_code(module.leaf)
+    assert is_user_code(test_closures)
+
+
+def test_lambdas(project: Project) -> None:
+    base = fp(project.load(), "uses_lambda")
+    assert "fp_pipeline.<lambda>" in base.parts
+    assert fp(project.edit("lambda x: x * x", "lambda x: x ** 2"), "uses_lambda") != base
+    assert fp(project.edit("square = lambda", "square  =  lambda"), "uses_lambda") == base
+
+
+def test_class_nodes(tmp_path: Path, project: Project) -> None:
+    source = BASE + textwrap.dedent('''
+        from etherealfabric import Node
+
+
+        class Train(Node):
+            """A class node."""
+
+            def __init__(self, x):
+                super().__init__()
+                self.x = x
+                self.outputs = ["y"]
+
+            def run(self):
+                return {"y": helper(self.x)}
+    ''')
+    base = fp(project.load(source), "Train")
+    assert set(base.parts) == {"fp_pipeline.Train", "fp_pipeline.helper", "fp_pipeline.leaf"}
+    docstring = source.replace('"""A class node."""', '"""Trains."""')
+    assert fp(project.load(docstring), "Train") == base
+    method = source.replace('{"y": helper(self.x)}', '{"y": helper(self.x) + 1}')
+    assert changed_parts(base, fp(project.load(method), "Train")) == {"fp_pipeline.Train"}
+    helper = source.replace("return x * 1.0", "return x * 2.0")
+    assert changed_parts(base, fp(project.load(helper), "Train")) == {"fp_pipeline.leaf"}
+
+
+def test_node_wrappers_and_raw_functions_agree(project: Project) -> None:
+    module = project.load()
+    assert code_fingerprint(module.f) == code_fingerprint(module.f.__etherealfabric_fn__)
+
+
+# -- memoization, determinism, fallback ------------------------------------------------------
+
+
+def test_fingerprints_are_memoized(project: Project) -> None:
+    module = project.load()
+    first = fp(module)
+    assert fp(module) is first
+    start = time.perf_counter()
+    for _ in range(1000):
+        code_fingerprint(module.f)
+    assert time.perf_counter() - start < 0.1  # a lookup, not a re-analysis
+
+
+def test_fingerprints_are_the_same_in_every_process(project: Project) -> None:
+    module = project.load()
+    expected = {name: fp(module, name).digest for name in ("f", "uses_class", "reads_table")}
+    folder = Path(module.__file__ or "").parent
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(folder)!r}); import fp_pipeline as m;"
+        "from etherealfabric.hashing import code_fingerprint as c;"
+        "print(json.dumps({n: c(getattr(m, n)).digest for n in ('f', 'uses_class', 'reads_table')}))"
+    )
+    for seed in ("0", "12345"):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        assert json.loads(out.stdout) == expected
+
+
+def exec_function(source: str, name: str = "g") -> Callable[..., Any]:
+    namespace: dict[str, Any] = {"__name__": "fp_generated"}
+    exec(compile(textwrap.dedent(source), "<generated>", "exec"), namespace)
+    fn: Callable[..., Any] = namespace[name]
+    return fn
+
+
+def test_bytecode_fallback_warns_and_is_stable() -> None:
+    source = "def g(x):\n    return x * 2 + OFFSET\nOFFSET = 5\n"
+    first = exec_function(source)
+    with pytest.warns(FingerprintWarning, match=r"no source for fp_generated\.g; .*bytecode"):
+        a = code_fingerprint(first)
+    assert a.source == "bytecode"
+    assert "fp_generated.OFFSET" in a.parts
+    with pytest.warns(FingerprintWarning):
+        b = code_fingerprint(exec_function(source))
+    assert a == b
+    assert code_fingerprint(first) is a  # warned once: the result is memoized
+    with pytest.warns(FingerprintWarning):
+        c = code_fingerprint(exec_function(source.replace("* 2", "* 3")))
+    assert c.digest != a.digest
+    with pytest.warns(FingerprintWarning):
+        d = code_fingerprint(exec_function(source.replace("OFFSET = 5", "OFFSET = 6")))
+    assert changed_parts(a, d) == {"fp_generated.OFFSET"}
+
+
+def test_builtins_cannot_be_fingerprinted() -> None:
+    with pytest.raises(HashingError, match="cannot fingerprint"):
+        code_fingerprint(len)
+
+
+def test_callable_instances_are_fingerprinted_by_their_class() -> None:
+    class Scaler:
+        def __call__(self, x: int) -> int:
+            return x * 2
+
+    parts = code_fingerprint(Scaler()).parts
+    assert [k.rpartition(".")[2] for k in parts] == ["Scaler"]

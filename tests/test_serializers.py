@@ -1,0 +1,373 @@
+"""Serializers: round-trips, the automatic choice, determinism, errors, streaming memory."""
+
+from __future__ import annotations
+
+import gc
+import io
+import math
+import subprocess
+import sys
+import threading
+import tracemalloc
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etherealfabric import serializers
+from etherealfabric.errors import SerializationError
+from etherealfabric.serializers import (
+    Serializer,
+    SerializerRegistry,
+    builtin_serializers,
+    default_registry,
+    dump_value,
+    get_serializer,
+    register_serializer,
+)
+from etherealfabric.store import LocalStore
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+def _dump(value: object, name: str) -> bytes:
+    buffer = io.BytesIO()
+    dump_value(value, buffer, get_serializer(name))
+    return buffer.getvalue()
+
+
+def _round_trip(value: object, name: str) -> Any:
+    serializer = get_serializer(name)
+    data = _dump(value, name)
+    from_stream = serializer.load(io.BytesIO(data))
+    from_bytes = serializer.loads(data)
+    assert type(from_stream) is type(from_bytes)
+    return from_bytes
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and other.x == self.x
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Point3(Point):
+    pass
+
+
+class PointSerializer(Serializer):
+    name = "point"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        if not isinstance(value, Point):
+            raise TypeError("points only")
+        fp.write(str(value.x).encode())
+
+    def load(self, fp: BinaryIO) -> object:
+        return Point(int(fp.read()))
+
+
+@pytest.fixture
+def registry() -> SerializerRegistry:
+    return SerializerRegistry(builtin_serializers())
+
+
+# -- round trips -------------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES)
+def test_json_safe_values_choose_json_and_round_trip_exactly(value: object) -> None:
+    assert default_registry.choose(value).name == "json"
+    back = _round_trip(value, "json")
+    assert back == value and repr(back) == repr(_round_trip(back, "json"))
+    assert _dump(value, "json") == _dump(value, "json")
+
+
+@settings(max_examples=100, deadline=None)
+@given(JSON_VALUES)
+def test_pickles_round_trip(value: object) -> None:
+    for name in ("pickle", "cloudpickle"):
+        assert _round_trip(value, name) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, "a"),
+        {1, 2},
+        frozenset("ab"),
+        b"bytes",
+        3 + 4j,
+        {"k": (1, 2)},
+        OrderedDict(a=1),
+        Point(3),
+    ],
+)
+def test_cloudpickle_round_trips_non_json_values(value: object) -> None:
+    assert default_registry.choose(value).name == "cloudpickle"
+    assert _round_trip(value, "cloudpickle") == value
+
+
+def test_cloudpickle_stores_lambdas_and_local_classes() -> None:
+    offset = 3
+
+    class Local:
+        size = 5
+
+    func, cls = _round_trip((lambda x: x + offset, Local), "cloudpickle")
+    assert func(1) == 4 and cls.size == 5
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.asfortranarray(np.arange(12, dtype=">i8").reshape(3, 4)),
+        np.arange(20)[::3],  # not contiguous
+        np.array(5.5),  # 0-d
+        np.zeros((0, 3)),
+        np.array(["a", "bcd"]),
+        np.array([b"x", b"yz"]),
+        np.array([1, 2], dtype="datetime64[s]"),
+        np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")]),
+        np.array([True, False]),
+        np.arange(6, dtype=np.complex64),
+    ],
+    ids=lambda a: f"{a.dtype}-{a.shape}",
+)
+def test_npy_round_trips_and_matches_numpy_save(array: np.ndarray[Any, Any]) -> None:
+    assert default_registry.choose(array).name == "npy"
+    back = _round_trip(array, "npy")
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+    reference = io.BytesIO()
+    np.save(reference, array, allow_pickle=False)
+    assert _dump(array, "npy") == reference.getvalue()
+
+
+# -- automatic choice -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "json"),
+        (True, "json"),
+        (1.5, "json"),
+        (-0.0, "json"),
+        (10**100, "json"),
+        ("text \ud800 with a lone surrogate", "json"),
+        ({"a": [1, {"b": None}]}, "json"),
+        ([], "json"),
+        ((1, 2), "cloudpickle"),
+        ([1, (2,)], "cloudpickle"),
+        ({1: "int key"}, "cloudpickle"),
+        (math.nan, "cloudpickle"),
+        ([math.inf], "cloudpickle"),
+        (10**5000, "cloudpickle"),
+        (np.float64(1.5), "cloudpickle"),
+        (np.int64(3), "cloudpickle"),
+        (OrderedDict(a=1), "cloudpickle"),
+        (np.arange(3), "npy"),
+        (np.array([1, "a"], dtype=object), "cloudpickle"),
+        (np.ma.masked_array([1, 2], mask=[0, 1]), "cloudpickle"),
+        (Point(1), "cloudpickle"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 12 else type(v).__name__,
+)
+def test_automatic_choice(value: object, expected: str) -> None:
+    assert default_registry.choose(value).name == expected
+
+
+def test_choice_gives_up_on_huge_or_deep_containers() -> None:
+    assert default_registry.choose(list(range(1000))).name == "json"
+    assert default_registry.choose(list(range(200_000))).name == "cloudpickle"
+    deep: list[Any] = []
+    for _ in range(150):
+        deep = [deep]
+    assert default_registry.choose(deep).name == "cloudpickle"
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    assert default_registry.choose(cyclic).name == "cloudpickle"
+
+
+def test_importing_and_choosing_never_import_numpy(tmp_path: Path) -> None:
+    code = (
+        "import sys, etherealfabric.serializers as s\n"
+        "assert s.choose_serializer({'a': [1]}).name == 'json'\n"
+        "assert s.choose_serializer((1,)).name == 'cloudpickle'\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+        "assert 'cloudpickle' not in sys.modules, 'cloudpickle was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+# -- determinism ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ({"b": 1, "a": [1.5, "x"]}, "json"),
+        ({"b": 1, "a": (1, 2), "c": b"x"}, "pickle"),
+        ({"b": 1, "a": (1, 2), "c": Point(2)}, "cloudpickle"),
+        (np.arange(1000.0).reshape(10, 100), "npy"),
+    ],
+)
+def test_same_value_gives_same_bytes(value: object, name: str) -> None:
+    assert _dump(value, name) == _dump(value, name)
+
+
+def test_json_bytes_do_not_depend_on_key_order() -> None:
+    assert _dump({"b": 1, "a": 2}, "json") == _dump({"a": 2, "b": 1}, "json") == b'{"a":2,"b":1}'
+
+
+def test_json_is_strict() -> None:
+    with pytest.raises(SerializationError, match="json"):
+        _dump([math.nan], "json")
+
+
+# -- registry ----------------------------------------------------------------------------------------
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(SerializationError) as info:
+        get_serializer("parquet")
+    for name in ("cloudpickle", "json", "npy", "pickle"):
+        assert name in str(info.value)
+    assert default_registry.names() == ["cloudpickle", "json", "npy", "pickle"]
+
+
+def test_user_serializer_chosen_by_type_and_subclass(registry: SerializerRegistry) -> None:
+    registry.register(PointSerializer(), types=(Point,))
+    assert registry.choose(Point(1)).name == "point"
+    assert registry.choose(Point3(1)).name == "point"  # by MRO
+    assert registry.choose([Point(1)]).name == "cloudpickle"
+    assert registry.get("point").loads(b"7") == Point(7)
+
+
+def test_user_types_win_over_builtin_choices(registry: SerializerRegistry) -> None:
+    class ArraySerializer(PointSerializer):
+        name = "my-arrays"
+
+    registry.register(ArraySerializer(), types=(np.ndarray,))
+    assert registry.choose(np.arange(3)).name == "my-arrays"
+
+
+def test_user_serializer_by_name_through_the_default_registry(
+    registry: SerializerRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serializers, "default_registry", registry)
+    register_serializer(PointSerializer())
+    assert get_serializer("point").name == "point"
+    assert serializers.choose_serializer(Point(1)).name == "cloudpickle"  # not registered by type
+    buffer = io.BytesIO()
+    dump_value(Point(42), buffer, get_serializer("point"))
+    assert get_serializer("point").loads(buffer.getvalue()) == Point(42)
+
+
+def test_taken_names_and_types_need_replace(registry: SerializerRegistry) -> None:
+    registry.register(PointSerializer(), types=(Point,))
+    registry.register(registry.get("point"), types=(Point,))  # same object again: fine
+
+    class Other(PointSerializer):
+        name = "other"
+
+    with pytest.raises(SerializationError, match="replace=True"):
+        registry.register(PointSerializer())
+    with pytest.raises(SerializationError, match="replace=True"):
+        registry.register(Other(), types=(Point,))
+    registry.register(Other(), types=(Point,), replace=True)
+    assert registry.choose(Point(1)).name == "other"
+
+
+@pytest.mark.parametrize("bad", [object(), "json"])
+def test_register_refuses_non_serializers(registry: SerializerRegistry, bad: object) -> None:
+    with pytest.raises(SerializationError, match="Serializer"):
+        registry.register(bad)  # type: ignore[arg-type]
+
+
+def test_register_refuses_bad_names(registry: SerializerRegistry) -> None:
+    class Nameless(PointSerializer):
+        name = "../evil name"
+
+    with pytest.raises(SerializationError, match="name"):
+        registry.register(Nameless())
+
+
+# -- errors -------------------------------------------------------------------------------------------
+def _generator() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize("value", [_generator(), threading.Lock()], ids=["generator", "lock"])
+def test_unserializable_value_names_node_output_and_type(value: object) -> None:
+    with pytest.raises(SerializationError) as info:
+        dump_value(value, io.BytesIO(), get_serializer("cloudpickle"), node="fit", output="model")
+    error = info.value
+    assert (error.node, error.output) == ("fit", "model")
+    assert error.type_name is not None and error.type_name.endswith(type(value).__qualname__)
+    message = str(error)
+    assert message.startswith("node 'fit' output 'model': cannot serialize value of type")
+    assert type(value).__qualname__ in message and "'cloudpickle'" in message
+    assert isinstance(error.__cause__, Exception)
+
+
+def test_wrong_serializer_suggests_another() -> None:
+    with pytest.raises(SerializationError) as info:
+        dump_value(Point(1), io.BytesIO(), get_serializer("json"), node="fit", output="model")
+    assert str(info.value).startswith(
+        f"node 'fit' output 'model': cannot serialize value of type {__name__}.Point with 'json': "
+    )
+    assert str(info.value).endswith("serializers={'model': 'cloudpickle'}")
+
+
+@pytest.mark.parametrize(
+    "value", [np.array([object()], dtype=object), [1, 2]], ids=["object-array", "list"]
+)
+def test_npy_refuses_what_it_cannot_store(value: object) -> None:
+    with pytest.raises(SerializationError, match="'npy'"):
+        dump_value(value, io.BytesIO(), get_serializer("npy"), node="n", output="o")
+
+
+# -- streaming ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_npy_streams_through_a_writer_without_copying_the_array(tmp_path: Path, order: str) -> None:
+    array = np.ones((50, 1024 * 1024 // 8), dtype=np.float64, order=order)  # 50 MiB
+    store = LocalStore(tmp_path)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        with store.writer(inline_limit=64 * 1024) as writer:
+            dump_value(array, writer, get_serializer("npy"))
+            stored = writer.commit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * array.nbytes, f"peak {peak / 2**20:.1f} MiB"
+    with store.open_object(stored.digest) as fp:
+        np.testing.assert_array_equal(get_serializer("npy").load(fp), array)
+
+
+def test_pickle_streams_large_buffers(tmp_path: Path) -> None:
+    payload = bytes(30 * 1024 * 1024)
+    store = LocalStore(tmp_path)
+    tracemalloc.start()
+    try:
+        with store.writer() as writer:
+            dump_value({"blob": payload}, writer, get_serializer("pickle"))
+            stored = writer.commit()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * len(payload), f"peak {peak / 2**20:.1f} MiB"
+    assert stored.size > len(payload)

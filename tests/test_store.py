@@ -1,0 +1,436 @@
+"""The store contract, run against every implementation, plus LocalStore specifics.
+
+A new store joins the contract by adding a harness factory to ``IMPLEMENTATIONS``: the
+harness gives the store and the few store-specific tricks the tests need (damage an object,
+list leftover temp files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from etherealfabric.errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from etherealfabric.hashing import digest_bytes
+from etherealfabric.store import LocalStore, ObjectWriter, Store, StoredObject, open_store
+
+KEY = "0123456789abcdef0123456789abcdef"
+OTHER_KEY = "fedcba9876543210fedcba9876543210"
+BAD_NAMES = ["../../etc", "../" * 10 + "passwd", "", "ABCDEF0123456789ABCDEF0123456789", "a" * 31, "a" * 33,
+             "0123456789abcdef/123456789abcdef", "0123456789abcdef0123456789abcde\n", None, 12]  # fmt: skip
+
+
+@dataclass
+class Harness:
+    """A store under test and the store-specific helpers the contract needs."""
+
+    store: Store
+    damage: Callable[[str, str], str]  # (digest, "flip" | "truncate" | "delete") -> location
+    temp_files: Callable[[], list[str]]  # temp files left in the store
+    all_files: Callable[[], list[str]]  # every file the store holds
+
+
+def _local_harness(root: Path, *, durable: bool) -> Harness:
+    store = LocalStore(root, durable=durable)
+
+    def damage(digest: str, how: str) -> str:
+        path = Path(store.object_path(digest))
+        data = path.read_bytes()
+        if how == "flip":
+            middle = len(data) // 2
+            path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+        elif how == "truncate":
+            path.write_bytes(data[: len(data) // 2])
+        else:
+            path.unlink()
+        return str(path)
+
+    def files() -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    def temp_files() -> list[str]:
+        return [f for f in files() if Path(f).name.startswith(".tmp-")]
+
+    return Harness(store, damage, temp_files, files)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Harness]] = {
+    "local": lambda root: _local_harness(root, durable=False),
+    "local-durable": lambda root: _local_harness(root, durable=True),
+}
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    return IMPLEMENTATIONS[request.param](tmp_path / "store")
+
+
+def _write(store: Store, data: bytes, *, inline_limit: int = 1024, pieces: int = 3) -> StoredObject:
+    step = max(1, len(data) // pieces)
+    with store.writer(inline_limit=inline_limit) as writer:
+        for start in range(0, len(data), step):
+            writer.write(data[start : start + step])
+        return writer.commit()
+
+
+def _big(size: int = 300_000, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed) % 251 for i in range(size))
+
+
+@pytest.mark.parametrize("harness", list(IMPLEMENTATIONS), indirect=True)
+class TestStoreContract:
+    # -- writing ---------------------------------------------------------------------------------
+    def test_small_output_stays_inline_and_nothing_is_stored(self, harness: Harness) -> None:
+        stored = _write(harness.store, b"tiny output")
+        assert stored == StoredObject(digest_bytes(b"tiny output"), 11, b"tiny output")
+        assert not harness.store.has_object(stored.digest)
+        assert harness.all_files() == []
+
+    def test_output_at_the_limit_is_inline_one_byte_more_is_stored(self, harness: Harness) -> None:
+        at_limit = _write(harness.store, b"x" * 1024)
+        over = _write(harness.store, b"x" * 1025)
+        assert at_limit.inline == b"x" * 1024
+        assert over.inline is None
+        assert list(harness.store.iter_objects()) == [over.digest]
+
+    def test_large_output_is_stored_under_the_digest_of_its_bytes(self, harness: Harness) -> None:
+        data = _big()
+        stored = _write(harness.store, data, pieces=7)
+        assert stored == StoredObject(digest_bytes(data), len(data), None)
+        assert harness.store.read_bytes(stored.digest) == data
+        assert harness.store.object_size(stored.digest) == len(data)
+        with harness.store.open_object(stored.digest) as fp:
+            assert fp.read() == data
+        assert harness.temp_files() == []
+
+    def test_writer_accepts_any_buffer(self, harness: Harness) -> None:
+        data = _big(5000)
+        with harness.store.writer(inline_limit=0) as writer:
+            writer.write(bytearray(data[:1000]))
+            writer.write(memoryview(data)[1000:3000])
+            writer.write(memoryview(data[3000:]).cast("B", (len(data[3000:]) // 4, 4))[:])
+            assert writer.tell() == len(data)
+            stored = writer.commit()
+        assert harness.store.read_bytes(stored.digest) == data
+
+    def test_identical_content_twice_gives_one_object(self, harness: Harness) -> None:
+        first = _write(harness.store, _big())
+        second = _write(harness.store, _big(), pieces=2)
+        assert first == second
+        assert list(harness.store.iter_objects()) == [first.digest]
+        assert harness.temp_files() == []
+
+    def test_concurrent_writers_of_the_same_content(self, harness: Harness) -> None:
+        data, threads = _big(), 8
+        barrier = threading.Barrier(threads)
+
+        def write(_: int) -> StoredObject:
+            with harness.store.writer(inline_limit=0) as writer:
+                writer.write(data[:1000])
+                barrier.wait()  # every writer has its temp file open
+                writer.write(data[1000:])
+                return writer.commit()
+
+        with ThreadPoolExecutor(threads) as pool:
+            results = set(pool.map(write, range(threads)))
+        assert results == {StoredObject(digest_bytes(data), len(data), None)}
+        assert list(harness.store.iter_objects()) == [digest_bytes(data)]
+        assert harness.store.read_bytes(digest_bytes(data)) == data
+        assert harness.temp_files() == []
+
+    def test_put_bytes_always_stores(self, harness: Harness) -> None:
+        digest = harness.store.put_bytes(b"small")
+        assert digest == digest_bytes(b"small")
+        assert harness.store.read_bytes(digest) == b"small"
+        assert harness.store.put_bytes(b"small") == digest
+        assert harness.store.read_bytes(harness.store.put_bytes(b"")) == b""
+
+    # -- giving up -------------------------------------------------------------------------------
+    def test_abort_leaves_no_temp_file(self, harness: Harness) -> None:
+        writer = harness.store.writer(inline_limit=10)
+        writer.write(_big(1000))
+        assert harness.temp_files() != []  # spilled
+        writer.abort()
+        writer.abort()
+        assert harness.all_files() == []
+        with pytest.raises(ValueError):
+            writer.write(b"more")
+
+    def test_exception_inside_with_writer_leaves_nothing(self, harness: Harness) -> None:
+        with pytest.raises(RuntimeError, match="serializer broke"):  # noqa: SIM117
+            with harness.store.writer(inline_limit=10) as writer:
+                writer.write(_big(1000))
+                raise RuntimeError("serializer broke")
+        assert harness.all_files() == []
+        assert list(harness.store.iter_objects()) == []
+
+    def test_leaving_with_writer_without_commit_keeps_nothing(self, harness: Harness) -> None:
+        with harness.store.writer(inline_limit=10) as writer:
+            writer.write(_big(1000))
+        assert harness.all_files() == []
+
+    def test_commit_is_idempotent_and_survives_exit(self, harness: Harness) -> None:
+        with harness.store.writer(inline_limit=10) as writer:
+            writer.write(_big(1000))
+            stored = writer.commit()
+            assert writer.commit() == stored
+        assert harness.store.read_bytes(stored.digest) == _big(1000)
+
+    # -- damage ----------------------------------------------------------------------------------
+    @pytest.mark.parametrize("how", ["flip", "truncate"])
+    def test_damaged_object_is_reported_with_its_location(self, harness: Harness, how: str) -> None:
+        digest = harness.store.put_bytes(_big())
+        location = harness.damage(digest, how)
+        with pytest.raises(CorruptArtifactError) as info:
+            harness.store.read_bytes(digest)
+        assert location in str(info.value) and info.value.path == location
+        with pytest.raises(CorruptArtifactError, match="corrupt"):
+            harness.store.open_object(digest)
+
+    def test_deleted_object_is_reported_missing_with_its_location(self, harness: Harness) -> None:
+        digest = harness.store.put_bytes(_big())
+        location = harness.damage(digest, "delete")
+        for read in (harness.store.read_bytes, harness.store.open_object):
+            with pytest.raises(ArtifactMissingError) as info:
+                read(digest)
+            assert location in str(info.value)
+        assert not harness.store.has_object(digest)
+        assert harness.store.object_size(digest) is None
+
+    def test_a_corrupt_object_can_be_deleted_and_rewritten(self, harness: Harness) -> None:
+        data = _big()
+        digest = harness.store.put_bytes(data)
+        harness.damage(digest, "flip")
+        harness.store.delete_object(digest)
+        harness.store.delete_object(digest)  # absent: no error
+        assert _write(harness.store, data, inline_limit=0).digest == digest
+        assert harness.store.read_bytes(digest) == data
+
+    def test_a_truncated_object_is_replaced_by_the_next_write(self, harness: Harness) -> None:
+        data = _big()
+        digest = harness.store.put_bytes(data)
+        harness.damage(digest, "truncate")
+        _write(harness.store, data, inline_limit=0)
+        assert harness.store.read_bytes(digest) == data
+
+    # -- action records --------------------------------------------------------------------------
+    def test_put_get_replace_delete_action(self, harness: Harness) -> None:
+        record = {"node": "fit", "outputs": {"model": {"digest": "ab" * 16, "size": 3}}}
+        assert harness.store.get_action(KEY) is None
+        harness.store.put_action(KEY, record)
+        assert harness.store.get_action(KEY) == record
+        harness.store.put_action(KEY, {"node": "fit", "outputs": {}})
+        assert harness.store.get_action(KEY) == {"node": "fit", "outputs": {}}
+        harness.store.put_action(OTHER_KEY, record)
+        assert sorted(harness.store.iter_actions()) == sorted([KEY, OTHER_KEY])
+        harness.store.delete_action(KEY)
+        harness.store.delete_action(KEY)
+        assert harness.store.get_action(KEY) is None
+        assert list(harness.store.iter_actions()) == [OTHER_KEY]
+        assert harness.temp_files() == []
+
+    def test_unserializable_action_record_is_refused(self, harness: Harness) -> None:
+        with pytest.raises(StoreError, match="not valid JSON"):
+            harness.store.put_action(KEY, {"bad": object()})
+        assert harness.store.get_action(KEY) is None
+        assert harness.temp_files() == []
+
+    # -- names -----------------------------------------------------------------------------------
+    @pytest.mark.parametrize("name", BAD_NAMES)
+    def test_invalid_digest_or_key_is_refused_and_nothing_is_written(
+        self, harness: Harness, name: str
+    ) -> None:
+        store = harness.store
+        calls: list[Callable[[], object]] = [
+            lambda: store.has_object(name),
+            lambda: store.open_object(name),
+            lambda: store.read_bytes(name, verify=False),
+            lambda: store.object_size(name),
+            lambda: store.delete_object(name),
+            lambda: store.get_action(name),
+            lambda: store.put_action(name, {"a": 1}),
+            lambda: store.delete_action(name),
+        ]
+        for call in calls:
+            with pytest.raises(StoreError, match="invalid"):
+                call()
+        assert harness.all_files() == []
+
+    def test_store_is_picklable(self, harness: Harness) -> None:
+        digest = harness.store.put_bytes(_big())  # fills any caches
+        for module in (pickle, cloudpickle):
+            copy = module.loads(module.dumps(harness.store))
+            assert copy.read_bytes(digest) == _big()
+            assert _write(copy, _big(seed=1), inline_limit=0).digest == digest_bytes(_big(seed=1))
+
+
+# -- LocalStore specifics ----------------------------------------------------------------------------
+def test_local_layout(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put_bytes(b"hello")
+    store.put_action(KEY, {"x": 1})
+    assert (tmp_path / "objects" / digest[:2] / digest).read_bytes() == b"hello"
+    assert (tmp_path / "actions" / KEY[:2] / f"{KEY}.json").read_text() == '{"x":1}'
+    assert store.url == tmp_path.as_uri()
+
+
+def test_verify_false_returns_bytes_as_stored(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put_bytes(_big())
+    Path(store.object_path(digest)).write_bytes(b"changed")
+    assert store.read_bytes(digest, verify=False) == b"changed"
+    with store.open_object(digest, verify=False) as fp:
+        assert fp.read() == b"changed"
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b'"text"', b'{"cut": "in the mid']
+)
+def test_corrupt_action_record_reads_as_absent_with_a_warning(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = LocalStore(tmp_path)
+    store.put_action(KEY, {"x": 1})
+    Path(store.action_path(KEY)).write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.store"):
+        assert store.get_action(KEY) is None
+    assert store.action_path(KEY) in caplog.text
+    store.delete_action(KEY)
+    assert not Path(store.action_path(KEY)).exists()
+
+
+def test_nothing_is_written_outside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "inner" / "store"
+    store = LocalStore(root)
+    for name in ("../../etc", "../" + "a" * 29):
+        with pytest.raises(StoreError):
+            store.put_action(name, {"x": 1})
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions (CI runs as root)")
+def test_unwritable_root_gives_a_store_error_naming_it(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        store = LocalStore(root)
+        with pytest.raises(StoreError, match="writable") as info:
+            store.put_bytes(b"x")
+        assert str(root) in str(info.value)
+        with pytest.raises(StoreError, match=str(root)):
+            store.put_action(KEY, {"x": 1})
+    finally:
+        root.chmod(0o700)
+
+
+@pytest.mark.parametrize("where", ["root", "parent"])
+def test_root_that_is_a_file_gives_a_store_error_naming_it(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("I am not a folder")
+    root = tmp_path / "file" if where == "root" else tmp_path / "file" / "store"
+    store = LocalStore(root)
+    with pytest.raises(StoreError, match="writable") as info:
+        _write(store, _big(), inline_limit=0)
+    assert str(root) in str(info.value) and info.value.path == str(root)
+    with pytest.raises(StoreError, match=str(root)):
+        store.put_action(KEY, {"x": 1})
+    assert _write(store, b"small").inline == b"small"  # inline outputs need no folder
+    assert store.get_action(KEY) is None
+    assert list(store.iter_objects()) == []
+
+
+def test_folders_removed_behind_the_store_are_recreated(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes(_big())
+    store.put_action(KEY, {"x": 1})
+    for folder in (tmp_path / "store").rglob("*"):
+        if folder.is_dir():
+            for file in folder.iterdir():
+                if file.is_file():
+                    file.unlink()
+    for folder in sorted((tmp_path / "store").rglob("*"), reverse=True):
+        folder.rmdir()
+    assert store.read_bytes(store.put_bytes(_big())) == _big()
+    store.put_action(KEY, {"x": 2})
+    assert store.get_action(KEY) == {"x": 2}
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_durable_mode_fsyncs_files_and_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    store = LocalStore(tmp_path / "store", durable=durable)
+    _write(store, _big(), inline_limit=0)
+    store.put_action(KEY, {"x": 1})
+    # file + object folder + the folders created on the way, per write
+    assert (len(synced) >= 4) if durable else (synced == [])
+
+
+def test_cleanup_temp_removes_only_stale_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    writer = store.writer(inline_limit=0)
+    writer.write(b"in progress")
+    temp = tmp_path / "objects" / ".tmp"
+    stale = temp / ".tmp-killed-writer"
+    stale.write_bytes(b"left by kill -9")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert store.cleanup_temp() == 1
+    assert not stale.exists()
+    assert len(list(temp.iterdir())) == 1  # the live writer's file
+    assert store.read_bytes(writer.commit().digest) == b"in progress"
+
+
+def test_iter_objects_ignores_foreign_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put_bytes(b"a")
+    (tmp_path / "objects" / "zz").mkdir()
+    (tmp_path / "objects" / "zz" / ("zz" * 16)).write_text("")
+    (tmp_path / "objects" / digest[:2] / "notes.txt").write_text("")
+    (tmp_path / "objects" / "README").write_text("")
+    assert list(store.iter_objects()) == [digest]
+
+
+def test_writer_is_an_io_stream(tmp_path: Path) -> None:
+    writer = LocalStore(tmp_path).writer()
+    assert isinstance(writer, ObjectWriter)
+    assert writer.writable() and not writer.readable() and not writer.seekable()
+    writer.close()
+    assert writer.closed
+
+
+# -- open_store ----------------------------------------------------------------------------------
+def test_open_store_accepts_paths_and_file_urls(tmp_path: Path) -> None:
+    for location in (str(tmp_path), tmp_path, tmp_path.as_uri(), f"file://localhost{tmp_path}"):
+        store = open_store(location, durable=True)
+        assert isinstance(store, LocalStore)
+        assert store.root == str(tmp_path) and store.durable
+
+
+def test_open_store_relative_path_with_colon_is_a_path(tmp_path: Path) -> None:
+    store = open_store("odd:name")
+    assert isinstance(store, LocalStore) and store.root == str(tmp_path / "odd:name")
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/prefix", "gs://bucket", "https://example.com/x"])
+def test_open_store_other_schemes_are_not_available_yet(url: str) -> None:
+    with pytest.raises(StoreError, match="only local stores"):
+        open_store(url)
+
+
+def test_open_store_file_url_on_another_host_is_refused() -> None:
+    with pytest.raises(StoreError, match="host"):
+        open_store("file://server/share/store")
