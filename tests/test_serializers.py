@@ -277,17 +277,28 @@ def test_user_serializer_by_name_through_the_default_registry(
 
 def test_taken_names_and_types_need_replace(registry: SerializerRegistry) -> None:
     registry.register(PointSerializer(), types=(Point,))
-    registry.register(registry.get("point"), types=(Point,))  # same object again: fine
 
     class Other(PointSerializer):
         name = "other"
 
-    with pytest.raises(SerializationError, match="replace=True"):
-        registry.register(PointSerializer())
-    with pytest.raises(SerializationError, match="replace=True"):
+    class Impostor(PointSerializer):
+        name = "point"
+
+    with pytest.raises(SerializationError, match=r"already registered.*replace=True"):
+        registry.register(Impostor())
+    with pytest.raises(SerializationError, match=r"already use serializer 'point'.*replace=True"):
         registry.register(Other(), types=(Point,))
+    assert registry.names() == ["cloudpickle", "json", "npy", "pickle", "point"]
     registry.register(Other(), types=(Point,), replace=True)
     assert registry.choose(Point(1)).name == "other"
+
+
+def test_registering_the_same_class_again_replaces_it(registry: SerializerRegistry) -> None:
+    """A notebook cell that registers a serializer can be run twice."""
+    first, again = PointSerializer(), PointSerializer()
+    registry.register(first, types=(Point,))
+    registry.register(again, types=(Point,))
+    assert registry.get("point") is again and registry.choose(Point(1)) is again
 
 
 @pytest.mark.parametrize("bad", [object(), "json"])

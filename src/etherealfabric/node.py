@@ -413,11 +413,16 @@ def replace_refs(value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[typ
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
 def _bind(
     fn: Callable[..., Any], label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound = _signature(fn).bind(*args, **kwargs)
     except TypeError as exc:
         raise DefinitionError(f"node {label!r}: bad arguments: {exc}", nodes=(label,)) from None
     bound.apply_defaults()

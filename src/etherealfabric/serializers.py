@@ -304,13 +304,9 @@ class SerializerRegistry:
 
 
 def _same_kind(old: Serializer, new: Serializer) -> bool:
-    """True when ``new`` re-registers ``old`` (same name and class name, as when a notebook
-    cell or a module is run again); such a registration replaces without ``replace=True``."""
-    kind_old, kind_new = type(old), type(new)
-    return old.name == new.name and (kind_old.__module__, kind_old.__qualname__) == (
-        kind_new.__module__,
-        kind_new.__qualname__,
-    )
+    """True when ``new`` re-registers ``old``: same name and class name, as when a notebook
+    cell or a module runs again. Such a registration replaces without ``replace=True``."""
+    return old.name == new.name and _type_name(old) == _type_name(new)
 
 
 def _check_name(serializer: Serializer) -> str:

@@ -56,6 +56,7 @@ class Workflow:
         self._names: dict[int, str] = {}
         self._by_name: dict[str, Node] = {}
         self._after: list[tuple[Node, Node]] = []
+        self._suffix: dict[str, int] = {}
         self._tokens: list[contextvars.Token[Workflow | None]] = []
 
     # -- building ---------------------------------------------------------------------------
@@ -98,10 +99,11 @@ class Workflow:
                 raise DuplicateNodeError(explicit)
             return explicit
         base = node._ef_default_name()
-        label, n = base, 1
+        label, n = base, self._suffix.get(base, 1)
         while label in self._by_name:
             n += 1
             label = f"{base}-{n}"
+        self._suffix[base] = n
         return label
 
     def _rename(self, node: Node, name: str) -> None:

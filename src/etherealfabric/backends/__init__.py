@@ -8,7 +8,6 @@ backends register under the ``etherealfabric.backends`` entry-point group as
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import UnknownBackendError
@@ -30,6 +29,8 @@ def register_backend(name: str, backend: str | type[Backend]) -> None:
 
 
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
     return {ep.name.lower(): ep.value for ep in entry_points(group="etherealfabric.backends")}
 
 
