@@ -7,7 +7,6 @@ edit-and-rerun cycle does across processes.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import linecache
@@ -26,13 +25,8 @@ import pytest
 
 import etherealfabric
 from etherealfabric.errors import HashingError
-from etherealfabric.hashing import (
-    Fingerprint,
-    FingerprintWarning,
-    code_fingerprint,
-    hash_value,
-    is_user_code,
-)
+from etherealfabric.fingerprint import is_user_code
+from etherealfabric.hashing import Fingerprint, FingerprintWarning, code_fingerprint, hash_value
 
 BASE = '''
 from etherealfabric import node
@@ -137,14 +131,14 @@ def uses_lambda(x):
     return [square(v) for v in x]
 '''
 
-HELPERS = '''
+HELPERS = """
 def double(x):
     return x * 2
 
 
 def triple(x):
     return x * 3
-'''
+"""
 
 PRELUDE = "import functools\nimport json\nimport numpy as np\n"
 
@@ -435,3 +429,104 @@ def test_callable_instances_are_fingerprinted_by_their_class() -> None:
 
     parts = code_fingerprint(Scaler()).parts
     assert [k.rpartition(".")[2] for k in parts] == ["Scaler"]
+
+
+GENERATED = """
+import collections
+import dataclasses
+import enum
+
+from etherealfabric import node
+
+LIMIT = 10
+Pair = collections.namedtuple("Pair", "a b")
+Mode = enum.Enum("Mode", "FAST SLOW")
+
+
+@dataclasses.dataclass
+class Settings:
+    lr: float = 0.1
+    cap: int = LIMIT * 2
+
+
+class Kind(enum.Enum):
+    A = 1
+    B = 2
+
+
+@node
+def inner(x):
+    return x + 1
+
+
+@node
+def outer(x):
+    return inner(x) * 2
+
+
+def uses_generated(x):
+    return Pair(x, Mode.FAST), Settings(), Kind.A
+
+
+def plain_helper(x):
+    return x - 1
+
+
+class Tool:
+    method = plain_helper
+
+
+def with_default(x, cap=LIMIT, name=None):
+    return x + cap
+
+
+def uses_tool_and_default(x):
+    return Tool().method(x) + with_default(x)
+"""
+
+
+def test_generated_classes_need_no_source(project: Project) -> None:
+    base = fp(project.load(GENERATED), "uses_generated")  # no FingerprintWarning: an error here
+    assert base.source == "ast"
+    names = set(base.parts)
+    assert {"fp_pipeline.Pair", "fp_pipeline.Mode", "fp_pipeline.Settings"} <= names
+    assert "fp_pipeline.Settings.cap" in names  # a class attribute computed from a constant
+    assert not any("_member_map_" in n for n in names)
+    fields = fp(project.load(GENERATED.replace('"a b"', '"a c"')), "uses_generated")
+    assert changed_parts(base, fields) == {"fp_pipeline.Pair"}
+    members = fp(project.load(GENERATED.replace('"FAST SLOW"', '"FAST SLOWER"')), "uses_generated")
+    assert "fp_pipeline.Mode" in changed_parts(base, members)
+    assert {n.rpartition(".")[0] for n in changed_parts(base, members)} <= {
+        "fp_pipeline",
+        "fp_pipeline.Mode",  # its members are parts of their own
+    }
+    limit = fp(project.load(GENERATED.replace("LIMIT = 10", "LIMIT = 11")), "uses_generated")
+    assert changed_parts(base, limit) == {
+        "fp_pipeline.Settings.cap",
+        "fp_pipeline.Settings.__init__.<default>.cap",
+    }
+
+
+def test_a_node_calling_another_node_function_includes_it(project: Project) -> None:
+    base = fp(project.load(GENERATED), "outer")
+    assert set(base.parts) == {"fp_pipeline.outer", "fp_pipeline.inner"}
+    edited = fp(project.load(GENERATED.replace("return x + 1", "return x + 2")), "outer")
+    assert changed_parts(base, edited) == {"fp_pipeline.inner"}
+
+
+def test_generated_classes_in_exec_code_do_not_warn() -> None:
+    namespace: dict[str, Any] = {"__name__": "fp_generated2"}
+    exec("import collections\nP = collections.namedtuple('P', 'x y')\n", namespace)
+    assert code_fingerprint(namespace["P"]).source == "ast"
+
+
+def test_defaults_and_functions_assigned_in_a_class_body(project: Project) -> None:
+    base = fp(project.load(GENERATED), "uses_tool_and_default")
+    assert {"fp_pipeline.plain_helper", "fp_pipeline.with_default.<default>.cap"} <= set(base.parts)
+    assert not any(n.endswith("<default>.name") for n in base.parts)  # None defaults are skipped
+    helper = GENERATED.replace("return x - 1", "return x - 2")
+    assert changed_parts(base, fp(project.load(helper), "uses_tool_and_default")) == {
+        "fp_pipeline.plain_helper"
+    }
+    limit = fp(project.load(GENERATED.replace("LIMIT = 10", "LIMIT = 11")), "uses_tool_and_default")
+    assert changed_parts(base, limit) == {"fp_pipeline.with_default.<default>.cap"}

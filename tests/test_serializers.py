@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etherealfabric import serializers
-from etherealfabric.errors import SerializationError
+from etherealfabric.errors import SerializationError, StoreError
 from etherealfabric.serializers import (
     Serializer,
     SerializerRegistry,
@@ -382,3 +382,10 @@ def test_pickle_streams_large_buffers(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert peak < 0.3 * len(payload), f"peak {peak / 2**20:.1f} MiB"
     assert stored.size > len(payload)
+
+
+def test_store_errors_are_not_blamed_on_the_value(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "file")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match="artifact store"), store.writer(inline_limit=0) as writer:
+        dump_value([1, 2, 3], writer, get_serializer("json"), node="n", output="o")

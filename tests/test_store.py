@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cloudpickle
 import pytest
@@ -25,6 +26,8 @@ import pytest
 from etherealfabric.errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from etherealfabric.hashing import digest_bytes
 from etherealfabric.store import LocalStore, ObjectWriter, Store, StoredObject, open_store
+from etherealfabric.store import local as local_module
+from etherealfabric.store.base import create_temp_file
 
 KEY = "0123456789abcdef0123456789abcdef"
 OTHER_KEY = "fedcba9876543210fedcba9876543210"
@@ -449,3 +452,26 @@ def test_open_store_other_schemes_are_not_available_yet(url: str) -> None:
 def test_open_store_file_url_on_another_host_is_refused() -> None:
     with pytest.raises(StoreError, match="host"):
         open_store("file://server/share/store")
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
+    """A store whose temp files write to /dev/full (every write fails with ENOSPC)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    store = LocalStore(tmp_path / "store")
+
+    def open_full_temp(folder: str) -> tuple[BinaryIO, str]:
+        file, path = create_temp_file(folder)
+        file.close()
+        return open("/dev/full", "wb", buffering=0), path
+
+    monkeypatch.setattr(local_module, "create_temp_file", open_full_temp)
+    return store
+
+
+def test_full_disk_gives_a_store_error_and_leaves_nothing(full_disk: LocalStore) -> None:
+    with pytest.raises(StoreError, match="disk space"):  # noqa: SIM117
+        with full_disk.writer(inline_limit=10) as writer:
+            writer.write(_big(1000))
+    assert [p for p in Path(full_disk.root).rglob("*") if p.is_file()] == []

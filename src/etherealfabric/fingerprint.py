@@ -196,14 +196,16 @@ def _analyse(obj: Any) -> _Piece:
         refs.function(obj, name)
     normalized, source = _normalized_source(obj), "ast"
     if normalized is None:
-        warnings.warn(
-            f"no source for {name}; its fingerprint uses bytecode, which changes with the "
-            "Python version",
-            FingerprintWarning,
-            stacklevel=2,
-        )
         body = _class_bytecode(obj) if isinstance(obj, type) else _code_digest(obj.__code__)
-        normalized, source = (body, body), "bytecode"
+        normalized = (body, body)
+        if _has_own_code(obj):  # not e.g. a namedtuple() or Enum() class: nothing to warn about
+            source = "bytecode"
+            warnings.warn(
+                f"no source for {name}; its fingerprint uses bytecode, which changes with the "
+                "Python version",
+                FingerprintWarning,
+                stacklevel=2,
+            )
     return _Piece(name, *normalized, source, tuple(refs.constants.items()), refs.unique())
 
 
@@ -229,7 +231,8 @@ class _References:
             with contextlib.suppress(ValueError):  # an empty cell
                 self.value(cell.cell_contents, f"{owner}.<closure>.{var}", names)
         for param, default in _defaults(fn):
-            self.value(default, f"{owner}.<default>.{param}", names)
+            if default is not None:  # lossless: a part appearing or going away counts too
+                self.value(default, f"{owner}.<default>.{param}", names)
 
     def cls(self, cls: type, owner: str) -> None:
         self.refs.extend(base for base in cls.__bases__ if is_user_code(base))
@@ -238,14 +241,14 @@ class _References:
 
     def member(self, cls: type, attr: str, member: object, owner: str) -> None:
         functions = _member_functions(member)
-        for fn in functions:
-            if _defined_in(fn, cls):
+        for fn in filter(is_user_code, functions):  # not namedtuple's or Enum's machinery
+            if _defined_in(fn, cls) or _generated(fn):  # e.g. a dataclass's __init__
                 self.function(fn, f"{owner}.{attr}")
             else:
-                self.value(fn, f"{owner}.{attr}", ())
+                self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
         if isinstance(member, type) and _defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
-        elif not functions and not _is_dunder(attr) and _is_constant(member):
+        elif not functions and not attr.startswith("_") and _is_constant(member):
             self.constants[f"{owner}.{attr}"] = _hash_value(member)
 
     def value(self, value: object, name: str, names: tuple[str, ...]) -> None:
@@ -328,6 +331,11 @@ def _defined_in(obj: object, cls: type) -> bool:
     return isinstance(qualname, str) and qualname.startswith(cls.__qualname__ + ".")
 
 
+def _generated(fn: types.FunctionType) -> bool:
+    """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
+    return fn.__code__.co_filename.startswith("<")
+
+
 def _is_dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
@@ -341,7 +349,9 @@ def _is_constant(value: object, depth: int = 0) -> bool:
     if isinstance(value, (tuple, list, set, frozenset)):
         return all(_is_constant(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(_is_constant(k, depth + 1) and _is_constant(v, depth + 1) for k, v in value.items())
+        return all(
+            _is_constant(k, depth + 1) and _is_constant(v, depth + 1) for k, v in value.items()
+        )
     return False
 
 
@@ -410,15 +420,32 @@ def _code_digest(code: types.CodeType) -> str:
 
 
 def _class_bytecode(cls: type) -> str:
+    """A class without source: its bases, constant attributes and its own methods' bytecode.
+
+    Methods made elsewhere (``namedtuple``'s ``__new__``, inherited enum machinery) count by
+    name only, so generated classes such as ``namedtuple("P", "x y")`` are stable.
+    """
     members: list[tuple[str, object]] = []
     for attr, member in sorted(vars(cls).items()):
-        codes = tuple(_code_digest(fn.__code__) for fn in _member_functions(member))
-        if codes:
-            members.append((attr, codes))
+        functions = _member_functions(member)
+        if functions:
+            members.append((attr, tuple(_method_digest(fn, cls) for fn in functions)))
         elif not _is_dunder(attr) and _is_constant(member):
             members.append((attr, _hash_value(member)))
     bases = tuple(_qualified(b) for b in cls.__bases__)
     return _hash_value(("class-bytecode", cls.__qualname__, bases, tuple(members)))
+
+
+def _method_digest(fn: types.FunctionType, cls: type) -> str:
+    return _code_digest(fn.__code__) if fn.__module__ == cls.__module__ else _qualified(fn)
+
+
+def _has_own_code(obj: Any) -> bool:
+    """Functions, and classes with methods written in their own module."""
+    if not isinstance(obj, type):
+        return True
+    members = (fn for m in vars(obj).values() for fn in _member_functions(m))
+    return any(fn.__module__ == obj.__module__ for fn in members)
 
 
 # -- what counts as user code ----------------------------------------------------------------

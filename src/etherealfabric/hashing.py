@@ -26,13 +26,10 @@ Handlers for numpy, pandas, decimal, fractions and uuid are registered the first
 is hashed while that module is already imported; this module imports none of them.
 
 **Files.** ``File`` hashes as the xxh3-128 of its bytes (equal to :func:`digest_bytes` of the
-content), streamed in 1 MiB chunks; the path is not part of it. ``Directory`` hashes every
-entry below it, in sorted order: folders by relative path (so empty ones count), files by
-relative path and content. Symlinks are followed, for files and folders (a loop is an
-error); sockets and FIFOs count by name only. A :class:`FileHashCache` (the journal) remembers
-digests by (path, size, mtime_ns, inode): a hit skips reading the file. A file modified less
-than two seconds ago is read every time and not remembered, because a same-size rewrite within
-the file system's timestamp granularity would otherwise go unnoticed.
+content); the path is not part of it. ``Directory`` hashes every entry below it in sorted order:
+folders by relative path (so empty ones count), files by relative path and content. The
+reading, the symlink rules and the :class:`FileHashCache` fast path live in
+:mod:`etherealfabric.files`.
 """
 
 from __future__ import annotations
@@ -45,21 +42,19 @@ import math
 import os
 import re
 import reprlib
-import stat
 import struct
 import sys
-import time
 import types
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePath, PureWindowsPath
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
 from .errors import HashingError
-from .files import Directory, File
+from .files import Directory, File, FileHashCache, file_digest, tree_entries
 from .fingerprint import Fingerprint, FingerprintWarning, code_fingerprint, is_user_code
 
 __all__ = [
@@ -82,10 +77,9 @@ __all__ = [
 ]
 
 KEY_FORMAT_VERSION: int = 1
-CHUNK_SIZE = 1 << 20
-RACY_NS = 2_000_000_000  # files modified more recently than this are not remembered
 
 _T = TypeVar("_T")
+_ARRAY_CHUNK = 1 << 20  # non-contiguous arrays are copied this much at a time
 _LEN = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 _NAN = _DOUBLE.pack(math.nan)
@@ -101,14 +95,6 @@ class RefDigest(NamedTuple):
 
     serializer: str
     digest: str
-
-
-class FileHashCache(Protocol):
-    """Remembered file digests, by path and stat (the journal implements it)."""
-
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None: ...
-
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None: ...
 
 
 def new_hasher() -> xxhash.xxh3_128:
@@ -352,7 +338,7 @@ def _enc_file(value: File, encoder: _Encoder) -> None:
 
 
 def _enc_directory(value: Directory, encoder: _Encoder) -> None:
-    entries = _tree(value.path, encoder.file_cache)
+    entries = tree_entries(value.path, file_cache=encoder.file_cache)
     encoder.tag("directory")
     encoder.integer(len(entries))
     for kind, relative, digest in entries:
@@ -481,6 +467,7 @@ def _register_stdlib_extras(module: types.ModuleType) -> None:
 
 def _register_numpy(np: Any) -> None:
     _BUILTIN.register(np.ndarray, _enc_ndarray)
+    _BUILTIN.register(np.dtype, _texts("numpy.dtype", _dtype_text))
     for scalar in (np.generic, np.str_, np.bytes_):  # str_/bytes_ would dispatch as str/bytes
         _BUILTIN.register(scalar, _enc_numpy_scalar)
 
@@ -540,15 +527,15 @@ def _feed_array(hasher: xxhash.xxh3_128, array: Any, np: Any) -> None:
     """Feed the array's bytes in C order; copy at most one chunk at a time."""
     if array.flags.c_contiguous:
         hasher.update(memoryview(array.reshape(-1).view(np.uint8)))
-    elif array.nbytes <= CHUNK_SIZE or array.ndim == 0:
+    elif array.nbytes <= _ARRAY_CHUNK or array.ndim == 0:
         hasher.update(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
     else:
         row = array.nbytes // array.shape[0]
-        if array.ndim > 1 and row > CHUNK_SIZE:
+        if array.ndim > 1 and row > _ARRAY_CHUNK:
             for i in range(array.shape[0]):
                 _feed_array(hasher, array[i], np)
             return
-        step = max(1, CHUNK_SIZE // max(row, 1))
+        step = max(1, _ARRAY_CHUNK // max(row, 1))
         for start in range(0, array.shape[0], step):
             _feed_array(hasher, array[start : start + step], np)
 
@@ -600,113 +587,9 @@ def _enc_index(index: Any, encoder: _Encoder) -> None:
 # -- files and folders -----------------------------------------------------------------------
 
 
-def file_digest(path: str, *, file_cache: FileHashCache | None = None) -> str:
-    """The xxh3-128 digest of a file's bytes, from ``file_cache`` when its stat is unchanged."""
-    before = _stat_file(path)
-    key = (path, before.st_size, before.st_mtime_ns, before.st_ino)
-    if file_cache is not None:
-        remembered = file_cache.get(*key)
-        if remembered is not None:
-            return remembered
-    digest = _read_digest(path)
-    if file_cache is not None and _settled(path, before):
-        file_cache.put(*key, digest)
-    return digest
-
-
 def directory_digest(path: str, *, file_cache: FileHashCache | None = None) -> str:
     """The digest of a folder's whole content (what ``hash_value(Directory(path))`` uses)."""
     return hash_value(Directory(path), file_cache=file_cache)
-
-
-def _stat_file(path: str) -> os.stat_result:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise HashingError(
-            f"input file {path} does not exist (File inputs are hashed by content: create it "
-            "before the run, or fix the path)"
-        ) from None
-    except OSError as exc:
-        raise HashingError(f"cannot read input file {path}: {exc}") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise HashingError(f"{path} is a folder; pass it as Directory(...), not File(...)")
-    if not stat.S_ISREG(info.st_mode):
-        raise HashingError(f"{path} is not a regular file; File inputs must be regular files")
-    return info
-
-
-def _read_digest(path: str) -> str:
-    hasher = new_hasher()
-    buffer = bytearray(CHUNK_SIZE)
-    view = memoryview(buffer)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            while size := fh.readinto(buffer):
-                hasher.update(view[:size])
-    except OSError as exc:
-        raise HashingError(f"cannot read input file {path}: {exc}") from exc
-    return hasher.hexdigest()
-
-
-def _settled(path: str, before: os.stat_result) -> bool:
-    """True if the file did not change while read and is old enough to be remembered."""
-    try:
-        after = os.stat(path)
-    except OSError:
-        return False
-    same = (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        before.st_size,
-        before.st_mtime_ns,
-        before.st_ino,
-    )
-    return same and time.time_ns() - after.st_mtime_ns >= RACY_NS
-
-
-def _tree(root: str, file_cache: FileHashCache | None) -> list[tuple[str, str, str]]:
-    """(kind, relative posix path, digest) of everything below ``root``, in sorted order."""
-    if not os.path.isdir(root):
-        what = "does not exist" if not os.path.exists(root) else "is not a folder"
-        raise HashingError(f"input folder {root} {what} (Directory inputs are hashed by content)")
-    entries: list[tuple[str, str, str]] = []
-    try:
-        _walk(root, "", frozenset(), entries, file_cache)
-    except OSError as exc:
-        raise HashingError(f"cannot read input folder {root}: {exc}") from exc
-    return entries
-
-
-def _walk(
-    root: str,
-    relative: str,
-    ancestors: frozenset[tuple[int, int]],
-    entries: list[tuple[str, str, str]],
-    file_cache: FileHashCache | None,
-) -> None:
-    folder = os.path.join(root, relative) if relative else root
-    info = os.stat(folder)
-    here = (info.st_dev, info.st_ino)
-    if here in ancestors:
-        raise HashingError(f"input folder {root} contains a symlink loop at {relative}")
-    with os.scandir(folder) as scan:
-        children = sorted(scan, key=lambda entry: entry.name)
-    for child in children:
-        name = f"{relative}/{child.name}" if relative else child.name
-        entries.append(_entry(child, name, file_cache))
-        if entries[-1][0] == "dir":
-            _walk(root, name, ancestors | {here}, entries, file_cache)
-
-
-def _entry(
-    child: os.DirEntry[str], name: str, file_cache: FileHashCache | None
-) -> tuple[str, str, str]:
-    if child.is_dir():
-        return ("dir", name, "")
-    if child.is_file():
-        return ("file", name, file_digest(child.path, file_cache=file_cache))
-    if child.is_symlink():
-        raise HashingError(f"broken symlink in an input folder: {child.path}")
-    return ("other", name, "")
 
 
 # -- human descriptions ----------------------------------------------------------------------

@@ -71,7 +71,7 @@ Publish = Callable[[str, str, int], None]
 OpenTemp = Callable[[], tuple[BinaryIO, str]]
 
 
-class ObjectWriter(io.RawIOBase):
+class ObjectWriter(io.RawIOBase, BinaryIO):
     """A write-only binary stream that becomes one object of a store.
 
     Everything written is hashed. Up to ``inline_limit`` bytes stay in memory; beyond that
@@ -101,6 +101,14 @@ class ObjectWriter(io.RawIOBase):
         self._result: StoredObject | None = None
 
     # -- stream protocol -----------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return "wb"
+
+    @property
+    def name(self) -> str:
+        return self._temp_path or "<object writer>"
+
     def writable(self) -> bool:
         return True
 

@@ -19,6 +19,7 @@ both. Readers never see a partly written object or record under its final name.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -145,10 +146,15 @@ class LocalStore(Store):
 
     def _unwritable(self, exc: OSError) -> StoreError:
         where = f" ({exc.filename})" if exc.filename else ""
+        advice = (
+            "Free some disk space, or point the store elsewhere (ETHEREALFABRIC_STORE)."
+            if exc.errno == errno.ENOSPC
+            else "Make sure this folder (or its parent) exists and is writable by this user, "
+            "or point the store elsewhere (ETHEREALFABRIC_STORE)."
+        )
         return StoreError(
             f"cannot write to the artifact store at {self.root}: {exc.strerror or exc}{where}. "
-            "Make sure this folder (or its parent) exists and is writable by this user, or "
-            "point the store elsewhere (ETHEREALFABRIC_STORE).",
+            + advice,
             path=self.root,
         )
 

@@ -1,0 +1,109 @@
+"""The command line: run, runs, show; JSON output; exit codes; one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from etherealfabric.cli import main
+
+WORKFLOW = '''
+from etherealfabric import Workflow, node
+
+@node
+def numbers(n):
+    return list(range(n))
+
+@node
+def total(xs, fail=False):
+    if fail:
+        raise ValueError("asked to fail")
+    return sum(xs)
+
+with Workflow("cli-demo") as workflow:
+    total(numbers(N), fail=FAIL)
+'''
+
+
+def write(tmp_path: Path, n: int = 10, fail: bool = False) -> Path:
+    path = tmp_path / "flow.py"
+    path.write_text(f"N = {n}\nFAIL = {fail}\n" + WORKFLOW)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_twice_then_history_and_show(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    code, out, _ = invoke("run", str(path), "--json")
+    assert code == 0
+    first = json.loads(out)
+    assert first["status"] == "succeeded" and first["executed"] == 2
+    assert first["nodes"] == {"numbers": "succeeded", "total": "succeeded"}
+    code, out, _ = invoke("run", f"{path}:workflow")
+    assert code == 0 and "0 executed, 2 cached" in out
+
+    code, out, _ = invoke("runs", "--json")
+    runs = json.loads(out)
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert runs[1]["id"] == first["run_id"] and runs[0]["cached"] == 2
+
+    code, out, _ = invoke("show", first["run_id"], "--json")
+    shown = json.loads(out)
+    assert {n["node"]: n["status"] for n in shown["nodes"]} == {"numbers": "succeeded", "total": "succeeded"}
+    code, out, _ = invoke("show", runs[0]["id"])
+    assert code == 0 and "cached" in out and "numbers" in out
+
+    code, out, _ = invoke("runs", "--workflow", "nope", "--json")
+    assert json.loads(out) == []
+
+
+def test_failed_run_exits_1_and_names_the_node(tmp_path: Path) -> None:
+    code, out, err = invoke("run", str(write(tmp_path, fail=True)))
+    assert code == 1
+    assert "failed" in out
+    assert "total: ValueError: asked to fail" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.py"], "no such workflow file"),
+        (["run", "flow.py:nothing"], "is not a Workflow"),
+        (["show", "no-such-run"], "no run 'no-such-run'"),
+        (["run", "flow.py", "--backend", "spark"], "unknown execution backend 'spark'"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    write(tmp_path)
+    if args[0] == "show":
+        invoke("run", "flow.py")
+    code, _, err = invoke(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_history_without_a_journal_says_what_to_do(tmp_path: Path) -> None:
+    code, _, err = invoke("runs")
+    assert code == 2 and "no journal" in err
+
+
+def test_file_with_two_workflows_needs_a_name(tmp_path: Path) -> None:
+    path = tmp_path / "two.py"
+    path.write_text("from etherealfabric import Workflow\na = Workflow('a')\nb = Workflow('b')\n")
+    code, _, err = invoke("run", str(path))
+    assert code == 2 and "several (a, b)" in err
+
+
+def test_help_lists_commands() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    for command in ("run", "runs", "show"):
+        assert command in out
