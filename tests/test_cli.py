@@ -107,3 +107,16 @@ def test_help_lists_commands() -> None:
     assert code == 0
     for command in ("run", "runs", "show"):
         assert command in out
+
+
+def test_script_run_and_cli_run_share_the_cache(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path)
+    path.write_text(path.read_text() + "\nif __name__ == '__main__':\n    workflow.execute()\n")
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    code, out, _ = invoke("run", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["cached"] == 2

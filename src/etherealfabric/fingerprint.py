@@ -223,7 +223,7 @@ class _References:
     def function(self, fn: types.FunctionType, owner: str) -> None:
         code = fn.__code__
         names = _code_names(code)
-        module = fn.__globals__.get("__name__", "?")
+        module = module_label(fn.__globals__.get("__name__", "?"))
         for name in names:
             if name in fn.__globals__:
                 self.value(fn.__globals__[name], f"{module}.{name}", names)
@@ -273,7 +273,7 @@ class _References:
         namespace = vars(module)
         for name in names:
             if name in namespace:
-                self.value(namespace[name], f"{module.__name__}.{name}", names)
+                self.value(namespace[name], f"{module_label(module.__name__)}.{name}", names)
 
     def unique(self) -> tuple[Any, ...]:
         """The referenced objects, each once, in the order found."""
@@ -488,8 +488,29 @@ def _library_dirs() -> tuple[str, ...]:
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _qualified(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+SCRIPT_MODULE_PREFIX = "etherealfabric_workflow_"
+
+
+def module_label(name: str) -> str:
+    """A module's name as keys see it: a script is named after its file, however it was run.
+
+    ``python flow.py`` names the module ``__main__`` and ``etherealfabric run flow.py`` names it
+    ``etherealfabric_workflow_flow``; both become ``flow`` so the two share cache entries.
+    """
+    if name in ("__main__", "__mp_main__"):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        return os.path.splitext(os.path.basename(path))[0] if path else name
+    if name.startswith(SCRIPT_MODULE_PREFIX):
+        return name[len(SCRIPT_MODULE_PREFIX) :]
+    return name
+
+
+def qualified_name(obj: Any) -> str:
+    """``module.qualname`` of a function or class, with scripts named after their file."""
+    return f"{module_label(getattr(obj, '__module__', '?') or '?')}.{getattr(obj, '__qualname__', '?')}"
+
+
+_qualified = qualified_name
 
 
 def _hash_value(value: object) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .fingerprint import qualified_name
 from .errors import CycleError, DefinitionError, UnknownOutputError
 from .node import Node, NodeSpec, OutputRef, replace_refs
 from .policies import as_retry_policy
@@ -177,7 +178,7 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
     options = n._ef_options()
     return NodeSpec(
         name=name,
-        kind=f"{code.__module__}.{code.__qualname__}",
+        kind=qualified_name(code),
         code=code,
         is_class=isinstance(code, type),
         params=params,

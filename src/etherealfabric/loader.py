@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import DefinitionError
+from .fingerprint import SCRIPT_MODULE_PREFIX
 from .workflow import Workflow
 
 __all__ = ["load_workflow"]
@@ -48,7 +49,7 @@ def load_workflow(target: str) -> Workflow:
 
 
 def _import(path: Path) -> object:
-    module_name = "etherealfabric_workflow_" + re.sub(r"\W", "_", path.stem)
+    module_name = SCRIPT_MODULE_PREFIX + re.sub(r"\W", "_", path.stem)
     spec = importlib.util.spec_from_file_location(module_name, path.resolve())
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
         raise DefinitionError(f"cannot import {path}")
