@@ -141,7 +141,9 @@ def overhead(shape: str, n: int, reps: int, tmp: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
     parser.add_argument("--mb", type=int, default=200, help="size of the big array (MB)")
     args = parser.parse_args()
@@ -149,7 +151,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ef-bench-") as tmpdir:
         tmp = Path(tmpdir)
         print(f"EtherealFabric overhead benchmark ({os.cpu_count()} CPUs, median of {reps})\n")
-        print(f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}")
+        print(
+            f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}"
+        )
         imports = []
         for shape in ("chain", "fanout"):
             small = overhead(shape, 10, reps, tmp)

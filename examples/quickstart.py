@@ -82,8 +82,14 @@ def evaluate(model: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict[str, float
 @node
 def report(metrics: dict[str, float], model: np.ndarray) -> str:
     """A short text report."""
-    lines = [f"test rows: {metrics['rows']}", f"RMSE: {metrics['rmse']:,.0f}", f"R²: {metrics['r2']:.3f}"]
-    lines += [f"  {name:>10}: {w:12.2f}" for name, w in zip(("intercept", *FEATURES), model)]
+    lines = [
+        f"test rows: {metrics['rows']}",
+        f"RMSE: {metrics['rmse']:,.0f}",
+        f"R²: {metrics['r2']:.3f}",
+    ]
+    lines += [
+        f"  {name:>10}: {w:12.2f}" for name, w in zip(("intercept", *FEATURES), model, strict=True)
+    ]
     return "\n".join(lines)
 
 

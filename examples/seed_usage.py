@@ -10,16 +10,17 @@ class MyNode(Node):
     def __init__(self, input_data):
         super().__init__()
         self.input_data = input_data
-        self.outputs = ['output_data']
+        self.outputs = ["output_data"]
 
     def run(self):
         # Perform some computation
         result = self.input_data * 2
-        return {'output_data': result}
+        return {"output_data": result}
+
 
 # Create nodes
 node1 = MyNode(input_data=10)
-node2 = MyNode(input_data=node1.outputs['output_data'])
+node2 = MyNode(input_data=node1.outputs["output_data"])
 
 # Define dependencies
 workflow = Workflow()

@@ -197,7 +197,7 @@ def test_home_argument_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 class Matrix(Node):
-    serializers = {"m": "npy"}
+    serializers = {"m": "npy"}  # noqa: RUF012
 
     def __init__(self, n):
         super().__init__()

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from etherealfabric.cli import main
 
-WORKFLOW = '''
+WORKFLOW = """
 from etherealfabric import Workflow, node
 
 @node
@@ -25,7 +25,7 @@ def total(xs, fail=False):
 
 with Workflow("cli-demo") as workflow:
     total(numbers(N), fail=FAIL)
-'''
+"""
 
 
 def write(tmp_path: Path, n: int = 10, fail: bool = False) -> Path:
@@ -56,7 +56,10 @@ def test_run_twice_then_history_and_show(tmp_path: Path) -> None:
 
     code, out, _ = invoke("show", first["run_id"], "--json")
     shown = json.loads(out)
-    assert {n["node"]: n["status"] for n in shown["nodes"]} == {"numbers": "succeeded", "total": "succeeded"}
+    assert {n["node"]: n["status"] for n in shown["nodes"]} == {
+        "numbers": "succeeded",
+        "total": "succeeded",
+    }
     code, out, _ = invoke("show", runs[0]["id"])
     assert code == 0 and "cached" in out and "numbers" in out
 
@@ -80,7 +83,9 @@ def test_failed_run_exits_1_and_names_the_node(tmp_path: Path) -> None:
         (["run", "flow.py", "--backend", "spark"], "unknown execution backend 'spark'"),
     ],
 )
-def test_user_mistakes_are_one_line_errors_with_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+def test_user_mistakes_are_one_line_errors_with_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     write(tmp_path)
     if args[0] == "show":
         invoke("run", "flow.py")

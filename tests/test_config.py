@@ -35,7 +35,11 @@ def test_environment_then_explicit() -> None:
     assert s.shared_store and s.store_location == "/tmp/team-store"
     assert s.celery_broker_url == "redis://localhost:6379/0"
     explicit = Settings.resolve(env=env, backend="local", max_workers=1, home="/tmp/other")
-    assert (explicit.backend, explicit.max_workers, explicit.home) == ("local", 1, Path("/tmp/other"))
+    assert (explicit.backend, explicit.max_workers, explicit.home) == (
+        "local",
+        1,
+        Path("/tmp/other"),
+    )
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,7 @@ def test_self_dependency_is_rejected() -> None:
 
 
 def test_bad_arguments_fail_at_the_call_site() -> None:
-    with Workflow("args"), pytest.raises(DefinitionError, match="'double'.*bad arguments"):
+    with Workflow("args"), pytest.raises(DefinitionError, match=r"'double'.*bad arguments"):
         double(1, 2)
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-PIPELINE = '''
+PIPELINE = """
 from etherealfabric import File, Workflow, node
 
 SCALE = 3
@@ -62,7 +62,7 @@ def summary(m, s):
 with Workflow("matrix") as workflow:
     c = clean(load(File("data.txt")))
     out = summary(model(features(c), lr=0.1), stats(c))
-'''
+"""
 
 ALL = {"load", "clean", "features", "stats", "model", "summary"}
 
@@ -99,7 +99,7 @@ def test_each_edit_reruns_exactly_the_expected_nodes(tmp_path: Path) -> None:
     # cosmetic edits: docstring, comment, formatting, the decorator line's spacing
     p.edit("def clean(xs):\n", 'def clean(xs):\n    """Drop negatives."""  # a comment\n')
     p.edit("return sum(xs) * SCALE", "return sum( xs )*SCALE   # same thing")
-    p.edit("@node(version=\"1\")", "@node( version = \"1\" )")
+    p.edit('@node(version="1")', '@node( version = "1" )')
     assert p.run() == set()
 
     # an unrelated module constant
@@ -141,5 +141,5 @@ def test_each_edit_reruns_exactly_the_expected_nodes(tmp_path: Path) -> None:
     assert p.run() == {"clean"}
 
     # bumping version=
-    p.edit("version = \"1\"", "version = \"2\"")
+    p.edit('version = "1"', 'version = "2"')
     assert p.run() == {"summary"}

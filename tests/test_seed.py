@@ -16,16 +16,16 @@ def test_seed_usage_example_runs_as_written() -> None:
         def __init__(self, input_data):
             super().__init__()
             self.input_data = input_data
-            self.outputs = ['output_data']
+            self.outputs = ["output_data"]
 
         def run(self):
             # Perform some computation
             result = self.input_data * 2
-            return {'output_data': result}
+            return {"output_data": result}
 
     # Create nodes
     node1 = MyNode(input_data=10)
-    node2 = MyNode(input_data=node1.outputs['output_data'])
+    node2 = MyNode(input_data=node1.outputs["output_data"])
 
     # Define dependencies
     workflow = Workflow()
@@ -36,15 +36,15 @@ def test_seed_usage_example_runs_as_written() -> None:
     # Execute the workflow
     results = workflow.execute()
 
-    assert results[node2]['output_data'] == 40
-    assert results[node1]['output_data'] == 20
+    assert results[node2]["output_data"] == 40
+    assert results[node1]["output_data"] == 20
     assert (results.executed, results.cached, results.failed) == (2, 0, 0)
     assert workflow.name_of(node1) == "MyNode"
     assert workflow.name_of(node2) == "MyNode-2"
 
     again = workflow.execute()
     assert (again.executed, again.cached) == (0, 2)
-    assert again[node2]['output_data'] == 40
+    assert again[node2]["output_data"] == 40
 
 
 def test_seed_example_file_runs_as_a_script(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ import logging
 import os
 import pickle
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -336,20 +339,43 @@ def test_nothing_is_written_outside_the_root(tmp_path: Path) -> None:
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions (CI runs as root)")
+UNWRITABLE = """
+import re, sys
+from etherealfabric.errors import StoreError
+from etherealfabric.store import LocalStore
+root = sys.argv[1]
+store = LocalStore(root)
+for call in (lambda: store.put_bytes(b"x"), lambda: store.put_action("a" * 32, {"x": 1})):
+    try:
+        call()
+    except StoreError as exc:
+        assert root in str(exc), exc
+        print("StoreError:", exc)
+    else:
+        raise SystemExit("no StoreError")
+"""
+
+
 def test_unwritable_root_gives_a_store_error_naming_it(tmp_path: Path) -> None:
+    """As root (CI), drop the capability that ignores folder permissions for the check."""
     root = tmp_path / "store"
     root.mkdir()
     root.chmod(0o500)
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
     try:
-        store = LocalStore(root)
-        with pytest.raises(StoreError, match="writable") as info:
-            store.put_bytes(b"x")
-        assert str(root) in str(info.value)
-        with pytest.raises(StoreError, match=re.escape(str(root))):
-            store.put_action(KEY, {"x": 1})
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", UNWRITABLE, str(root)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
     finally:
         root.chmod(0o700)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.count("StoreError") == 2
+    assert "writable" in done.stdout
 
 
 @pytest.mark.parametrize("where", ["root", "parent"])

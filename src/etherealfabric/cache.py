@@ -32,7 +32,9 @@ OutputRecord = Mapping[str, Any]
 class ArtifactCache:
     """Looks up action records and loads outputs for one home and store."""
 
-    def __init__(self, journal: Journal, store: Store, *, shared: bool, verify: bool = True) -> None:
+    def __init__(
+        self, journal: Journal, store: Store, *, shared: bool, verify: bool = True
+    ) -> None:
         self.journal = journal
         self.store = store
         self.shared = shared
@@ -71,7 +73,9 @@ class ArtifactCache:
                     log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
                     return None
         self.journal.write_batch(
-            actions=[(key, record.get("node", ""), _dumps(record), None, record.get("created_at", 0.0))],
+            actions=[
+                (key, record.get("node", ""), _dumps(record), None, record.get("created_at", 0.0))
+            ],
             blobs=blobs,
         )
         return record
@@ -101,4 +105,3 @@ class ArtifactCache:
 
 def _dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"))
-

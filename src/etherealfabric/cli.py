@@ -123,7 +123,9 @@ def run(
 @click.option("--limit", type=int, default=20, show_default=True)
 @_home_option
 @_json_option
-def runs(workflow: str | None, status: str | None, limit: int, home: str | None, as_json: bool) -> None:
+def runs(
+    workflow: str | None, status: str | None, limit: int, home: str | None, as_json: bool
+) -> None:
     """List recent runs, newest first."""
     with _journal(home) as journal:
         journal.mark_interrupted()
@@ -134,7 +136,9 @@ def runs(workflow: str | None, status: str | None, limit: int, home: str | None,
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("run", "workflow", "status", "started", "duration", "executed", "cached", "failed")
+    table = Table(
+        "run", "workflow", "status", "started", "duration", "executed", "cached", "failed"
+    )
     for r in rows:
         duration = (r["finished_at"] - r["started_at"]) if r["finished_at"] else None
         table.add_row(

@@ -72,12 +72,12 @@ class Settings:
     @property
     def shared_store(self) -> bool:
         """True when the store is not the home folder, so records must be published to it."""
-        return bool(self.store) and _normalise(self.store) != _normalise(str(self.home))
+        if not self.store:
+            return False
+        return _normalise(self.store) != _normalise(str(self.home))
 
     @classmethod
-    def resolve(
-        cls, env: Mapping[str, str] | None = None, **explicit: Any
-    ) -> Settings:
+    def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
         """Build settings from explicit values (``None`` = not given), then ``env``, then defaults."""
         env = os.environ if env is None else env
         raw: dict[str, Any] = {}

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .fingerprint import qualified_name
 from .errors import CycleError, DefinitionError, UnknownOutputError
+from .fingerprint import qualified_name
 from .node import Node, NodeSpec, OutputRef, replace_refs
 from .policies import as_retry_policy
 
@@ -123,9 +123,9 @@ def build(workflow: Workflow) -> Graph:
     index = {name: i for i, name in enumerate(specs)}
     frozen_preds = {n: tuple(sorted(p, key=index.__getitem__)) for n, p in preds.items()}
     succs: dict[str, list[str]] = {n: [] for n in specs}
-    for n in specs:
-        for p in frozen_preds[n]:
-            succs[p].append(n)
+    for name in specs:
+        for up in frozen_preds[name]:
+            succs[up].append(name)
     order = _toposort(frozen_preds, succs, index)
     return Graph(
         workflow.name,
@@ -192,7 +192,9 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
     )
 
 
-def _check_serializers(name: str, chosen: Mapping[str, Any], outputs: tuple[str, ...]) -> dict[str, str]:
+def _check_serializers(
+    name: str, chosen: Mapping[str, Any], outputs: tuple[str, ...]
+) -> dict[str, str]:
     unknown = sorted(set(chosen) - set(outputs))
     if unknown:
         raise DefinitionError(

@@ -38,7 +38,7 @@ from .errors import JournalError, RunNotFoundError
 if TYPE_CHECKING:
     import sqlite_utils
 
-__all__ = ["Journal", "RunRow", "STATUSES", "is_local_filesystem"]
+__all__ = ["STATUSES", "Journal", "RunRow", "is_local_filesystem"]
 
 STATUSES = (
     "pending",
@@ -54,6 +54,7 @@ STATUSES = (
 RunRow = dict[str, Any]
 HOST = socket.gethostname()
 _LOCK_WAIT_SECONDS = 120.0
+
 
 def _m0001_initial(db: sqlite_utils.Database) -> None:
     db.executescript(
@@ -252,7 +253,7 @@ class Journal:
         with self._lock:
             cursor = self._retry(lambda: self.conn.execute(sql, params))
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(
@@ -383,9 +384,7 @@ class Journal:
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The indexed action record for a cache key, or ``None``."""
         with self._lock:
-            row = self.conn.execute(
-                "SELECT record FROM actions WHERE key = ?", (key,)
-            ).fetchone()
+            row = self.conn.execute("SELECT record FROM actions WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         try:

@@ -175,7 +175,7 @@ class OutputRefs(tuple[OutputRef, ...]):
         self.node = node
         return self
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return self.node.outputs[key]
         return super().__getitem__(key)
@@ -207,7 +207,7 @@ class Node:
     _ef_name: str | None
     _ef_outputs: Outputs
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Node:  # noqa: D102
+    def __new__(cls, *args: Any, **kwargs: Any) -> Node:
         self = super().__new__(cls)
         self._ef_args = args
         self._ef_kwargs = kwargs
@@ -312,7 +312,9 @@ class NodeFunction:
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
         self.fn = fn
         self.name = _check_node_name(name) if name is not None else None
-        self.outputs: tuple[str, ...] = tuple([outputs] if isinstance(outputs, str) else outputs or (DEFAULT_OUTPUT,))
+        self.outputs: tuple[str, ...] = tuple(
+            [outputs] if isinstance(outputs, str) else outputs or (DEFAULT_OUTPUT,)
+        )
         self.version = None if version is None else str(version)
         self.retries = as_retry_policy(retries, where=f"@node {fn.__name__}")
         self.serializers = dict(serializers or {})
@@ -385,7 +387,9 @@ def walk_refs(value: Any) -> Iterator[OutputRef]:
             yield from walk_refs(item)
 
 
-def replace_refs(value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[type, ...] = ()) -> Any:
+def replace_refs(
+    value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[type, ...] = ()
+) -> Any:
     """Copy ``value`` with every reference replaced by ``fn(ref)``; untouched parts are shared.
 
     References are :class:`OutputRef` (and :class:`Outputs`, as a dict of its references) or,
@@ -398,7 +402,7 @@ def replace_refs(value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[typ
         return {name: fn(value.node.outputs[name]) for name in value.node.outputs.names}
     if isinstance(value, (list, tuple)):
         items = [replace_refs(v, fn, kind=kind) for v in value]
-        if all(a is b for a, b in zip(items, value)):
+        if all(a is b for a, b in zip(items, value, strict=True)):
             return value
         if isinstance(value, tuple) and hasattr(value, "_fields"):
             return type(value)(*items)
@@ -440,7 +444,6 @@ def _check_node_name(name: object) -> str:
 def node_options(n: Node) -> dict[str, Any]:
     """The options of a node as a dict (version, retries, serializers)."""
     return n._ef_options()
-
 
 
 def refs_of(n: Node) -> list[OutputRef]:

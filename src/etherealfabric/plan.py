@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .graph import Graph, InputRef
-from .hashing import FileHashCache, RefDigest, cache_key, code_fingerprint, describe_value, hash_value
+from .hashing import (
+    FileHashCache,
+    RefDigest,
+    cache_key,
+    code_fingerprint,
+    describe_value,
+    hash_value,
+)
 from .node import NodeSpec, replace_refs
 
 __all__ = ["KeyInfo", "Plan", "PlanEntry", "make_plan", "node_key"]
@@ -41,9 +48,7 @@ class KeyInfo:
             "version": self.spec.version,
             "params": dict(self.param_hashes),
             "params_repr": {
-                k: describe_value(v)
-                for k, v in self.spec.params.items()
-                if k not in self.inputs
+                k: describe_value(v) for k, v in self.spec.params.items() if k not in self.inputs
             },
             "inputs": {k: list(v) for k, v in self.inputs.items()},
         }

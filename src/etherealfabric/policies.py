@@ -50,6 +50,4 @@ def as_retry_policy(value: Any, *, where: str) -> RetryPolicy | None:
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return RetryPolicy(retries=value)
-    raise DefinitionError(
-        f"{where}: retries must be an int >= 0 or a RetryPolicy, got {value!r}"
-    )
+    raise DefinitionError(f"{where}: retries must be an int >= 0 or a RetryPolicy, got {value!r}")

@@ -38,7 +38,13 @@ class JournalRecorder:
             handler(event)
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
         self._events.append(
-            (event.run_id, event.ts, event.kind, event.node, json.dumps(data, default=str) if data else None)
+            (
+                event.run_id,
+                event.ts,
+                event.kind,
+                event.node,
+                json.dumps(data, default=str) if data else None,
+            )
         )
 
     def flush(self) -> None:
@@ -86,7 +92,9 @@ class JournalRecorder:
             return
         self._attempt_rows(event, result, "failed", text)
 
-    def _attempt_rows(self, event: Event, result: TaskResult, final: str, components: str | None) -> None:
+    def _attempt_rows(
+        self, event: Event, result: TaskResult, final: str, components: str | None
+    ) -> None:
         last = len(result.attempts)
         for attempt in result.attempts:
             is_last = attempt.number == last
@@ -99,13 +107,17 @@ class JournalRecorder:
                 started=attempt.started_at,
                 finished=attempt.finished_at,
                 error=(result.error if is_last and final == "failed" else attempt.error),
-                traceback=(result.traceback if is_last and final == "failed" else attempt.traceback),
+                traceback=(
+                    result.traceback if is_last and final == "failed" else attempt.traceback
+                ),
                 host=result.host,
                 pid=result.pid,
             )
 
     def _on_node_upstream_failed(self, event: Event) -> None:
-        self._row(event, "upstream_failed", error=f"upstream node {event.data['upstream']!r} failed")
+        self._row(
+            event, "upstream_failed", error=f"upstream node {event.data['upstream']!r} failed"
+        )
 
     def _on_node_cancelled(self, event: Event) -> None:
         self._row(event, "cancelled", finished=event.ts)

@@ -15,6 +15,7 @@ and the user's subscribers all listen to the same stream.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -149,7 +150,10 @@ class Scheduler:
         self._running[name] = info
         self._emit("node_started", name, key=info.key)
         future = self.backend.submit(execute, task)
-        future.add_done_callback(lambda f, name=name: self._done.put((name, f)))
+        future.add_done_callback(functools.partial(self._on_done, name))
+
+    def _on_done(self, name: str, future: Any) -> None:
+        self._done.put((name, future))
 
     def _task(self, info: KeyInfo) -> Task:
         spec = info.spec
@@ -219,7 +223,9 @@ class Scheduler:
         self.outcome.status[name] = "failed"
         self.outcome.errors[name] = result
         components = info.components() if info is not None else None
-        self._emit("node_failed", name, key=result.key or None, result=result, components=components)
+        self._emit(
+            "node_failed", name, key=result.key or None, result=result, components=components
+        )
         for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
             if self.outcome.status[child] == "pending":
                 self.outcome.status[child] = "upstream_failed"

@@ -73,11 +73,24 @@ def execute_workflow(
     cache = ArtifactCache(journal, store, shared=resolved.shared_store)
     recorder = JournalRecorder(journal)
     bus = EventBus()
-    for subscriber in (recorder, LogSubscriber(), *subscribers):
+    subscribed: list[Subscriber] = [recorder, LogSubscriber(), *subscribers]
+    for subscriber in subscribed:
         bus.subscribe(subscriber)
     run_id = new_run_id()
-    journal.start_run(run_id, workflow=workflow.name, backend=resolved.backend, nodes=len(graph.order))
-    bus.emit(Event("run_started", run_id, data={"workflow": workflow.name, "nodes": len(graph.order), "backend": resolved.backend}))
+    journal.start_run(
+        run_id, workflow=workflow.name, backend=resolved.backend, nodes=len(graph.order)
+    )
+    bus.emit(
+        Event(
+            "run_started",
+            run_id,
+            data={
+                "workflow": workflow.name,
+                "nodes": len(graph.order),
+                "backend": resolved.backend,
+            },
+        )
+    )
     scheduler = Scheduler(
         graph,
         run_id=run_id,
@@ -93,11 +106,21 @@ def execute_workflow(
         with backend:
             outcome = scheduler.run()
     except BaseException:
-        _finish(bus, recorder, journal, run_id, "cancelled", scheduler.outcome.count("failed"), scheduler)
+        _finish(
+            bus,
+            recorder,
+            journal,
+            run_id,
+            "cancelled",
+            scheduler.outcome.count("failed"),
+            scheduler,
+        )
         journal.close()
         raise
     results = Results(workflow, run_id, outcome, cache)
-    _finish(bus, recorder, journal, run_id, results.status, results.failed, scheduler, results.counts())
+    _finish(
+        bus, recorder, journal, run_id, results.status, results.failed, scheduler, results.counts()
+    )
     weakref.finalize(results, journal.close)
     if results.status != "succeeded" and raise_on_error:
         raise _run_failed(results, outcome)

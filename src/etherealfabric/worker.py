@@ -8,6 +8,7 @@ the journal and never raises for a failing node: the failure is in the result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import OutputError, SerializationError
-from .graph import InputRef
 from .node import replace_refs
 from .policies import RetryPolicy
 from .serializers import default_registry, dump_value
@@ -140,10 +140,8 @@ def load_value(handle: InputHandle, store: Store, *, verify: bool = True) -> Any
         if cached is not None:
             return cached
         value = _load(handle, store, verify)
-        try:
+        with contextlib.suppress(TypeError):  # ints, lists...: no weak references; cheap to reload
             _values[handle.digest] = value
-        except TypeError:  # ints, lists...: not weak-referenceable, and cheap to reload
-            pass
     with _loading_guard:
         _loading.pop(handle.digest, None)
     return value
@@ -181,7 +179,7 @@ def _call_with_retries(
         retry=retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
     )
-    return retrying(_attempt, task, args, kwargs, attempts)  # type: ignore[no-any-return]
+    return retrying(_attempt, task, args, kwargs, attempts)
 
 
 def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
@@ -217,7 +215,7 @@ def _normalise(task: Task, value: Any) -> Any:
     if len(outputs) == 1:
         return {outputs[0]: value}
     if isinstance(value, (tuple, list)) and len(value) == len(outputs):
-        return dict(zip(outputs, value))
+        return dict(zip(outputs, value, strict=True))
     return value
 
 
@@ -277,4 +275,8 @@ def _publish(task: Task, result: TaskResult) -> None:
 
 def action_record(node: str, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The action record stored under a cache key."""
-    return {"node": node, "outputs": {k: dict(v) for k, v in outputs.items()}, "created_at": time.time()}
+    return {
+        "node": node,
+        "outputs": {k: dict(v) for k, v in outputs.items()},
+        "created_at": time.time(),
+    }

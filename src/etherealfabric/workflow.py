@@ -144,7 +144,10 @@ class Workflow:
     def __contains__(self, node: object) -> bool:
         if isinstance(node, str):
             return node in self._by_name
-        return isinstance(node, (Node, OutputRef, Outputs, OutputRefs)) and id(_as_node(node)) in self._nodes
+        return (
+            isinstance(node, (Node, OutputRef, Outputs, OutputRefs))
+            and id(_as_node(node)) in self._nodes
+        )
 
     def __len__(self) -> int:
         return len(self._nodes)

@@ -50,7 +50,12 @@ class LogSubscriber:
         elif kind == "node_upstream_failed":
             log.warning("%s: not run, upstream %r failed", event.node, event.data["upstream"])
         elif kind == "run_started":
-            log.info("run %s of %r started: %d nodes", event.run_id, event.data["workflow"], event.data["nodes"])
+            log.info(
+                "run %s of %r started: %d nodes",
+                event.run_id,
+                event.data["workflow"],
+                event.data["nodes"],
+            )
         elif kind == "run_finished":
             c = event.data["counts"]
             log.info(
