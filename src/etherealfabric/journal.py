@@ -92,8 +92,21 @@ def _m0001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0002_logs_leases(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE node_runs ADD COLUMN output TEXT;
+        ALTER TABLE node_runs ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE leases (
+            key TEXT PRIMARY KEY, node TEXT, run_id TEXT NOT NULL, host TEXT NOT NULL,
+            pid INTEGER NOT NULL, acquired_at REAL NOT NULL
+        );
+        """
+    )
+
+
 #: The migrations, in order. Append only; the schema version is their count.
-MIGRATIONS = [("0001_initial", _m0001_initial)]
+MIGRATIONS = [("0001_initial", _m0001_initial), ("0002_logs_leases", _m0002_logs_leases)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -248,6 +261,10 @@ class Journal:
         with self._lock:
             cursor = self._retry(lambda: self.conn.execute(sql, params))
             return list(cursor.fetchall())
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only query; rows as dicts (for reports built on the journal)."""
+        return self._dicts(sql, params)
 
     def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
