@@ -18,6 +18,7 @@ EtherealFabricError
 │   └── RunNotFoundError       no run with that id
 └── ExecutionError             a run did not finish successfully
     ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
+    ├── NodeTimeoutError       an attempt ran past the node's ``timeout=`` (also a TimeoutError)
     └── RunFailedError         the run failed (``.results``, ``.failures``)
 ```
 
@@ -41,6 +42,7 @@ __all__ = [
     "HashingError",
     "JournalError",
     "NodeFailedError",
+    "NodeTimeoutError",
     "OutputError",
     "RunFailedError",
     "RunNotFoundError",
@@ -203,6 +205,17 @@ class NodeFailedError(ExecutionError):
         self.attempts = attempts
         self.original = original
         self.traceback = traceback
+
+
+class NodeTimeoutError(ExecutionError, TimeoutError):
+    """An attempt of a node ran longer than its ``timeout``."""
+
+    def __init__(self, node: str, timeout: float, *, stopped: bool) -> None:
+        how = "stopped" if stopped else "abandoned (threads cannot be stopped; it may still be running)"
+        super().__init__(f"node {node!r} ran past its timeout of {timeout:g}s and was {how}")
+        self.node = node
+        self.timeout = timeout
+        self.stopped = stopped
 
 
 class RunFailedError(ExecutionError):

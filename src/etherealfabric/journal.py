@@ -384,8 +384,8 @@ class Journal:
             if node_runs:
                 conn.executemany(
                     "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, "
-                    "components, started_at, finished_at, duration, error, traceback, host, pid) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "components, started_at, finished_at, duration, error, traceback, host, pid, "
+                    "output, fallback) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     node_runs,
                 )
             if events:

@@ -33,6 +33,7 @@ from .errors import DefinitionError, UnknownOutputError
 from .policies import RetryPolicy, as_retry_policy
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
     from .workflow import Workflow
 
 __all__ = [
@@ -232,6 +233,13 @@ class Node:
     def node_name(self) -> str | None:
         """The explicit name given with ``name=``, or ``None`` (the workflow derives one)."""
         return self._ef_name
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """This node's checkpoint while it runs: ``self.checkpoint.save(state)`` / ``.load()``."""
+        from .checkpoint import current_checkpoint
+
+        return current_checkpoint()
 
     def run(self) -> Mapping[str, Any]:
         """Compute and return ``{output_name: value}`` for every declared output."""

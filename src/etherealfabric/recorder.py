@@ -57,15 +57,30 @@ class JournalRecorder:
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
 
     # -- one handler per event kind that makes node rows ---------------------------------------
-    def _row(self, event: Event, status: str, *, attempt: int = 1, key: str | None = None,
-             components: str | None = None, started: float | None = None,
-             finished: float | None = None, error: str | None = None,
-             traceback: str | None = None, host: str = HOST, pid: int | None = None) -> None:  # fmt: skip
+    def _row(
+        self,
+        event: Event,
+        status: str,
+        *,
+        attempt: int = 1,
+        key: str | None = None,
+        components: str | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        host: str = HOST,
+        pid: int | None = None,
+        output: str | None = None,
+        fallback: bool = False,
+    ) -> None:
         duration = None if started is None or finished is None else finished - started
-        self._node_runs.append((
-            event.run_id, event.node, attempt, status, key, components, started, finished,
-            duration, error, traceback, host, pid,
-        ))  # fmt: skip
+        self._node_runs.append(
+            (
+                event.run_id, event.node, attempt, status, key, components, started, finished,
+                duration, error, traceback, host, pid, output, int(fallback),
+            )
+        )  # fmt: skip
 
     def _on_node_cached(self, event: Event) -> None:
         self._row(event, "cached", key=event.data["key"], started=event.ts, finished=event.ts)
@@ -112,6 +127,7 @@ class JournalRecorder:
                 ),
                 host=result.host,
                 pid=result.pid,
+                output=attempt.output,
             )
 
     def _on_node_upstream_failed(self, event: Event) -> None:

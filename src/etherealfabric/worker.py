@@ -19,11 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import OutputError, SerializationError
+from .capture import capture, joined
+from .errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
 from .node import replace_refs
 from .policies import RetryPolicy
 from .serializers import default_registry, dump_value
 from .store import Store
+from .timeouts import call_with_timeout
 
 __all__ = ["Attempt", "InputHandle", "Task", "TaskResult", "execute", "load_value"]
 
@@ -57,6 +59,8 @@ class Task:
     inline_limit: int = 64 * 1024
     verify: bool = True
     publish: bool = False
+    timeout: float | None = None
+    kill_on_timeout: bool = False
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Attempt:
     finished_at: float
     error: str | None = None
     traceback: str | None = None
+    output: str | None = None
 
 
 @dataclass
@@ -85,6 +90,8 @@ class TaskResult:
     error: str | None = None
     traceback: str | None = None
     exception: BaseException | None = None
+    #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
+    bad_input: str | None = None
 
     @property
     def started_at(self) -> float:
@@ -99,7 +106,11 @@ def execute(task: Task) -> TaskResult:
     """Run ``task``'s node and store its outputs; failures are reported, not raised."""
     result = TaskResult(node=task.node, key=task.key, ok=False, pid=os.getpid())
     try:
-        args, kwargs = _resolve(task)
+        try:
+            args, kwargs = _resolve(task)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            result.bad_input = getattr(exc, "digest", None)
+            raise
         values = _call_with_retries(task, args, kwargs, result.attempts)
         _store_outputs(task, values, result)
         result.ok = True
@@ -121,7 +132,11 @@ _loading_guard = threading.Lock()
 
 def _resolve(task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
     def load(handle: Any) -> Any:
-        return load_value(handle, task.store, verify=task.verify)
+        try:
+            return load_value(handle, task.store, verify=task.verify)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            exc.digest = handle.digest  # type: ignore[attr-defined]
+            raise
 
     args = tuple(replace_refs(a, load, kind=InputHandle) for a in task.args)
     kwargs = {k: replace_refs(v, load, kind=InputHandle) for k, v in task.kwargs.items()}
@@ -191,11 +206,30 @@ def _attempt(
 ) -> Mapping[str, Any]:
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
+
+    def body() -> tuple[Mapping[str, Any], str | None]:
+        from .checkpoint import Checkpoint, activate
+
+        with capture() as captured, activate(Checkpoint(task.store, task.key, task.node)):
+            try:
+                return _call(task, args, kwargs), joined(captured)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # the output travels with the error
+                    exc.__dict__["_ef_output"] = joined(captured)
+                raise
+
     try:
-        return _call(task, args, kwargs)
+        if task.timeout is None:
+            values, attempt.output = body()
+        else:
+            values, attempt.output = call_with_timeout(
+                body, task.timeout, node=task.node, kill=task.kill_on_timeout
+            )
+        return values
     except Exception as exc:
         attempt.error = f"{type(exc).__name__}: {exc}"
         attempt.traceback = traceback.format_exc()
+        attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
         raise
     finally:
         attempt.finished_at = time.time()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import os
 import uuid
 from abc import ABC, abstractmethod
@@ -29,10 +30,26 @@ from ..hashing import digest_bytes, is_digest, new_hasher
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["ObjectWriter", "Store", "StoredObject", "check_name", "create_temp_file"]
+__all__ = [
+    "CHECKPOINT_HEADER_SIZE",
+    "ObjectWriter",
+    "Store",
+    "StoredObject",
+    "check_name",
+    "checkpoint_header",
+    "checkpoint_payload",
+    "create_temp_file",
+]
+
+log = logging.getLogger("etherealfabric.store")
 
 DEFAULT_INLINE_LIMIT = 64 * 1024
 _FILE_BUFFER = 256 * 1024
+
+#: First line of a stored checkpoint; the second is the digest of the bytes that follow.
+CHECKPOINT_MAGIC = b"EFCHECKPOINT1\n"
+#: Length of the magic line plus the digest line.
+CHECKPOINT_HEADER_SIZE = len(CHECKPOINT_MAGIC) + 33
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,45 @@ def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
     path = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
+
+
+def checkpoint_header(data: bytes) -> bytes:
+    """What a store writes before a checkpoint's bytes: a magic line and their digest line.
+
+    Stores share this format (``header + data``) so that a checkpoint moves between them
+    unchanged and damage is always detected by :func:`checkpoint_payload`.
+    """
+    return CHECKPOINT_MAGIC + digest_bytes(data).encode("ascii") + b"\n"
+
+
+def checkpoint_payload(header: bytes, payload: bytes, where: str) -> bytes | None:
+    """``payload`` if ``header`` is a checkpoint header whose digest matches it, else None.
+
+    A mismatch is logged as a warning naming ``where`` (the checkpoint's location).
+    """
+    if (
+        len(header) != CHECKPOINT_HEADER_SIZE
+        or not header.startswith(CHECKPOINT_MAGIC)
+        or not header.endswith(b"\n")
+    ):
+        log.warning(
+            "ignoring the damaged checkpoint %s: it does not start with a checkpoint header "
+            "(the node starts from the beginning)",
+            where,
+        )
+        return None
+    expected = header[len(CHECKPOINT_MAGIC) : -1].decode("ascii", "replace")
+    actual = digest_bytes(payload)
+    if actual != expected:
+        log.warning(
+            "ignoring the damaged checkpoint %s: its bytes hash to %s, not %s "
+            "(the node starts from the beginning)",
+            where,
+            actual,
+            expected,
+        )
+        return None
+    return payload
 
 
 #: ``publish(temp_path, digest, size)``: move a complete temp file to its final name.
@@ -254,6 +310,9 @@ def _store_error(what: str, exc: OSError) -> StoreError:
 class Store(ABC):
     """Content-addressed objects plus action records (JSON dicts keyed by cache key).
 
+    Stores also keep *checkpoints*: mutable, opaque bytes under a cache key that a long node
+    saves while it runs and that are deleted once it succeeds (see ``etherealfabric.checkpoint``).
+
     Implementations must be picklable (stores travel to worker processes) and must never
     expose a partly written object or record under its final name.
     """
@@ -308,6 +367,26 @@ class Store(ABC):
     @abstractmethod
     def delete_action(self, key: str) -> None:
         """Remove the action record of ``key``; no error if it is absent."""
+
+    @abstractmethod
+    def put_checkpoint(self, key: str, data: bytes) -> None:
+        """Store a node's intra-node checkpoint under its cache key, replacing any previous one.
+
+        Atomic: a reader sees the previous checkpoint or this one, never a mix. The store keeps
+        a digest of ``data`` with it so that :meth:`get_checkpoint` can detect damage.
+        """
+
+    @abstractmethod
+    def get_checkpoint(self, key: str) -> bytes | None:
+        """The checkpoint bytes stored under ``key``.
+
+        None if there is none, or if it is damaged (its digest does not match: logged as a
+        warning), so a damaged checkpoint costs a fresh start, never wrong state.
+        """
+
+    @abstractmethod
+    def delete_checkpoint(self, key: str) -> None:
+        """Remove the checkpoint of ``key`` (after the node succeeded); no error if absent."""
 
     @abstractmethod
     def iter_objects(self) -> Iterator[str]:

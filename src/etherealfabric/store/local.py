@@ -6,6 +6,8 @@ Layout under the root::
     objects/.tmp/.tmp-<random>   an object being written
     actions/ab/<key>.json        an action record
     actions/.tmp/.tmp-<random>   an action record being written
+    checkpoints/ab/<key>         the intra-node checkpoint of a running node (header + bytes)
+    checkpoints/.tmp/.tmp-<random>  a checkpoint being written
 
 Temp files live in a ``.tmp`` folder next to the final folders (the digest, hence the final
 folder, is only known once the object is written). Keeping them under ``objects/`` means a
@@ -14,7 +16,11 @@ rename never crosses file systems, even when ``objects/`` is a symlink to anothe
 Every write is atomic: temp file → (``durable``: flush and ``fsync`` it) → ``os.replace`` →
 (``durable``: ``fsync`` the folder, and the parents of folders it created). Without
 ``durable`` a write survives a killed process but maybe not a power loss; with it, it survives
-both. Readers never see a partly written object or record under its final name.
+both. Readers never see a partly written object, record or checkpoint under its final name.
+
+A checkpoint file starts with a header (a magic line and the digest of the bytes that follow,
+see :func:`~etherealfabric.store.base.checkpoint_header`); a checkpoint whose bytes do not match
+is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -30,7 +36,16 @@ from typing import Any, BinaryIO, TypeVar
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing import digest_bytes, is_digest, new_hasher
-from .base import DEFAULT_INLINE_LIMIT, ObjectWriter, Store, check_name, create_temp_file
+from .base import (
+    CHECKPOINT_HEADER_SIZE,
+    DEFAULT_INLINE_LIMIT,
+    ObjectWriter,
+    Store,
+    check_name,
+    checkpoint_header,
+    checkpoint_payload,
+    create_temp_file,
+)
 
 __all__ = ["LocalStore"]
 
@@ -74,6 +89,11 @@ class LocalStore(Store):
         """Where the action record of ``key`` lives (validated)."""
         check_name(key, "cache key")
         return os.path.join(self.root, "actions", key[:2], f"{key}.json")
+
+    def checkpoint_path(self, key: str) -> str:
+        """Where the checkpoint of ``key`` lives (validated)."""
+        check_name(key, "cache key")
+        return os.path.join(self.root, "checkpoints", key[:2], key)
 
     def _temp_dir(self, kind: str) -> str:
         return os.path.join(self.root, kind, _TEMP)
@@ -246,10 +266,13 @@ class LocalStore(Store):
             raise StoreError(f"the action record for key {key} is not valid JSON: {exc}") from exc
         self._write_atomic(text.encode(), path, "actions")
 
-    def _write_atomic(self, data: bytes, final: str, kind: str) -> None:
+    def _write_atomic(self, data: bytes, final: str, kind: str, *, header: bytes = b"") -> None:
+        """Write ``header + data`` to ``final`` atomically (without joining the two in memory)."""
         fp, temp_path = self._open_temp(kind)
         try:
             with fp:
+                if header:
+                    fp.write(header)
                 fp.write(data)
                 fp.flush()
                 if self.durable:
@@ -271,6 +294,26 @@ class LocalStore(Store):
             if name.endswith(".json") and is_digest(key) and key.startswith(prefix):
                 yield key
 
+    # -- checkpoints -------------------------------------------------------------------------------
+    def put_checkpoint(self, key: str, data: bytes) -> None:
+        path = self.checkpoint_path(key)
+        self._write_atomic(data, path, "checkpoints", header=checkpoint_header(data))
+
+    def get_checkpoint(self, key: str) -> bytes | None:
+        path = self.checkpoint_path(key)
+        try:
+            with open(path, "rb") as fp:
+                header = fp.read(CHECKPOINT_HEADER_SIZE)
+                payload = fp.read()
+        except _ABSENT:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read checkpoint {path}: {exc}", path=path) from exc
+        return checkpoint_payload(header, payload, path)
+
+    def delete_checkpoint(self, key: str) -> None:
+        _remove(self.checkpoint_path(key))
+
     # -- maintenance ------------------------------------------------------------------------------
     def _scan(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
@@ -286,7 +329,7 @@ class LocalStore(Store):
         """
         removed = 0
         cutoff = time.time() - max_age
-        for kind in ("objects", "actions"):
+        for kind in ("objects", "actions", "checkpoints"):
             for entry in _entries(self._temp_dir(kind)):
                 if entry.name.startswith(".tmp-") and _mtime(entry) < cutoff:
                     _remove(entry.path)
