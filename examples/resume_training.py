@@ -13,9 +13,11 @@ Simulate a machine dying at epoch 7, then run again::
     python examples/resume_training.py                      # "resuming at epoch 7", then done
     python examples/resume_training.py                      # nothing runs: everything is cached
 
-``make_data`` is not recomputed on the second run (it is cached), ``train`` continues from its
-checkpoint, and the final weights are bit-identical to those of an uninterrupted run: the
-digest printed at the end is the same. The checkpoint is deleted once ``train`` succeeds.
+On the second run ``train`` continues from its checkpoint, and the final weights are
+bit-identical to those of an uninterrupted run: the digest printed at the end is the same.
+(``make_data`` may run again, because a killed process loses its last, unflushed journal
+batch; it yields the same bytes, so ``train`` gets the same cache key and finds its
+checkpoint.) The checkpoint is deleted once ``train`` succeeds.
 """
 
 from __future__ import annotations

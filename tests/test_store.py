@@ -266,6 +266,69 @@ class TestStoreContract:
         assert harness.store.get_action(KEY) is None
         assert harness.temp_files() == []
 
+    # -- checkpoints -------------------------------------------------------------------------------
+    def test_put_get_replace_delete_checkpoint(self, harness: Harness) -> None:
+        store = harness.store
+        assert store.get_checkpoint(KEY) is None
+        store.put_checkpoint(KEY, b"epoch 1")
+        assert store.get_checkpoint(KEY) == b"epoch 1"
+        store.put_checkpoint(KEY, _big())
+        assert store.get_checkpoint(KEY) == _big()
+        store.put_checkpoint(OTHER_KEY, b"")
+        assert store.get_checkpoint(OTHER_KEY) == b""
+        store.delete_checkpoint(KEY)
+        store.delete_checkpoint(KEY)
+        assert store.get_checkpoint(KEY) is None
+        assert store.get_checkpoint(OTHER_KEY) == b""
+        # checkpoints are neither objects nor action records
+        assert list(store.iter_objects()) == []
+        assert list(store.iter_actions()) == []
+        assert store.get_action(OTHER_KEY) is None
+        assert harness.temp_files() == []
+
+    def test_checkpoint_and_action_record_of_one_key_are_separate(self, harness: Harness) -> None:
+        store = harness.store
+        store.put_checkpoint(KEY, b"state")
+        store.put_action(KEY, {"node": "train"})
+        store.delete_checkpoint(KEY)
+        assert store.get_action(KEY) == {"node": "train"}
+        assert store.get_checkpoint(KEY) is None
+
+    def test_readers_see_a_whole_checkpoint_while_it_is_replaced(self, harness: Harness) -> None:
+        store = harness.store
+        versions = [_big(200_000, seed) for seed in range(4)]
+        store.put_checkpoint(KEY, versions[0])
+        stop = threading.Event()
+
+        def write() -> None:
+            for i in range(40):
+                store.put_checkpoint(KEY, versions[i % len(versions)])
+            stop.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        reads = 0
+        while not stop.is_set() or reads == 0:
+            assert store.get_checkpoint(KEY) in versions
+            reads += 1
+        writer.join()
+        assert harness.temp_files() == []
+
+    @pytest.mark.parametrize("name", BAD_NAMES)
+    def test_invalid_checkpoint_key_is_refused_and_nothing_is_written(
+        self, harness: Harness, name: str
+    ) -> None:
+        store = harness.store
+        calls: list[Callable[[], object]] = [
+            lambda: store.put_checkpoint(name, b"state"),
+            lambda: store.get_checkpoint(name),
+            lambda: store.delete_checkpoint(name),
+        ]
+        for call in calls:
+            with pytest.raises(StoreError, match="invalid cache key"):
+                call()
+        assert harness.all_files() == []
+
     # -- names -----------------------------------------------------------------------------------
     @pytest.mark.parametrize("name", BAD_NAMES)
     def test_invalid_digest_or_key_is_refused_and_nothing_is_written(
@@ -438,6 +501,72 @@ def test_cleanup_temp_removes_only_stale_files(tmp_path: Path) -> None:
     assert store.read_bytes(writer.commit().digest) == b"in progress"
 
 
+def test_local_checkpoint_layout_and_format(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_checkpoint(KEY, b"state bytes")
+    path = tmp_path / "checkpoints" / KEY[:2] / KEY
+    assert store.checkpoint_path(KEY) == str(path)
+    magic, digest, payload = path.read_bytes().split(b"\n", 2)
+    assert (magic, digest, payload) == (
+        b"EFCHECKPOINT1",
+        digest_bytes(b"state bytes").encode(),
+        b"state bytes",
+    )
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [".tmp", KEY[:2]]
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "no header", "bad digest", "empty"])
+def test_damaged_checkpoint_reads_as_absent_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    store = LocalStore(tmp_path)
+    data = _big(5000)
+    store.put_checkpoint(KEY, data)
+    path = Path(store.checkpoint_path(KEY))
+    raw = path.read_bytes()
+    header = raw[: len(raw) - len(data)]
+    path.write_bytes(
+        {
+            "flip": header + data[:100] + bytes([data[100] ^ 0x80]) + data[101:],
+            "truncate": raw[:-1],
+            "no header": data,
+            "bad digest": header.replace(digest_bytes(data).encode(), b"0" * 32) + data,
+            "empty": b"",
+        }[how]
+    )
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.store"):
+        assert store.get_checkpoint(KEY) is None
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert str(path) in caplog.records[0].getMessage()
+    assert path.exists()  # left for inspection; the next save replaces it
+    store.put_checkpoint(KEY, b"fresh")
+    assert store.get_checkpoint(KEY) == b"fresh"
+
+
+def test_cleanup_temp_removes_stale_checkpoint_temp_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_checkpoint(KEY, b"state")
+    stale = tmp_path / "checkpoints" / ".tmp" / ".tmp-killed-saver"
+    stale.write_bytes(b"half a checkpoint")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert store.cleanup_temp() == 1
+    assert not stale.exists()
+    assert store.get_checkpoint(KEY) == b"state"
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_durable_mode_fsyncs_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    store = LocalStore(tmp_path / "store", durable=durable)
+    store.put_checkpoint(KEY, b"state")
+    assert (len(synced) >= 2) if durable else (synced == [])
+
+
 def test_iter_objects_ignores_foreign_files(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     digest = store.put_bytes(b"a")
@@ -500,4 +629,10 @@ def test_full_disk_gives_a_store_error_and_leaves_nothing(full_disk: LocalStore)
     with pytest.raises(StoreError, match="disk space"):  # noqa: SIM117
         with full_disk.writer(inline_limit=10) as writer:
             writer.write(_big(1000))
+    assert [p for p in Path(full_disk.root).rglob("*") if p.is_file()] == []
+
+
+def test_full_disk_checkpoint_gives_a_store_error_and_leaves_nothing(full_disk: LocalStore) -> None:
+    with pytest.raises(StoreError, match="disk space"):
+        full_disk.put_checkpoint(KEY, _big(1000))
     assert [p for p in Path(full_disk.root).rglob("*") if p.is_file()] == []

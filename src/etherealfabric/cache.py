@@ -18,7 +18,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ArtifactMissingError, CorruptArtifactError
+from .errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from .hashing import digest_bytes
 from .journal import Journal
 from .store import Store
 from .worker import InputHandle, load_value
@@ -90,13 +91,44 @@ class ArtifactCache:
         return data
 
     def handle(self, record: OutputRecord) -> InputHandle:
-        """How a worker finds this output: inline bytes for small ones, the digest otherwise."""
-        inline = self.inline_bytes(record["digest"]) if record.get("inline") else None
-        if record.get("inline") and inline is None:
-            raise ArtifactMissingError(
-                f"the inline output {record['digest']} is missing from the journal", path=None
+        """How a worker finds this output: inline bytes for small ones, the digest otherwise.
+
+        Inline bytes are verified here (cheap: they are small); a mismatch or a missing blob
+        raises with ``.digest`` set, so the scheduler can recompute the node that made it.
+        """
+        digest = record["digest"]
+        if not record.get("inline"):
+            return InputHandle(digest, record["serializer"], None)
+        inline = self.inline_bytes(digest)
+        if inline is None:
+            error: StoreError = ArtifactMissingError(
+                f"the inline output {digest} is missing from the journal {self.journal.path}",
+                path=str(self.journal.path),
             )
-        return InputHandle(record["digest"], record["serializer"], inline)
+        elif digest_bytes(inline) != digest:
+            error = CorruptArtifactError(
+                f"the inline output {digest} in the journal {self.journal.path} does not match "
+                "its digest",
+                path=str(self.journal.path),
+            )
+        else:
+            return InputHandle(digest, record["serializer"], inline)
+        error.digest = digest  # type: ignore[attr-defined]
+        raise error
+
+    def forget(self, key: str | None, record: Mapping[str, OutputRecord]) -> None:
+        """Drop a cache entry whose outputs turned out missing or corrupt, bytes included."""
+        if key:
+            self.journal.delete_action(key)
+            if self.shared:
+                self.store.delete_action(key)
+        for out in record.values():
+            digest = out["digest"]
+            self.pending_blobs.pop(digest, None)
+            if out.get("inline"):
+                self.journal.delete_blob(digest)
+            if not out.get("inline") or self.shared:
+                self.store.delete_object(digest)
 
     def load(self, record: OutputRecord) -> Any:
         """Load an output's value (verifying its digest)."""

@@ -211,7 +211,11 @@ class NodeTimeoutError(ExecutionError, TimeoutError):
     """An attempt of a node ran longer than its ``timeout``."""
 
     def __init__(self, node: str, timeout: float, *, stopped: bool) -> None:
-        how = "stopped" if stopped else "abandoned (threads cannot be stopped; it may still be running)"
+        how = (
+            "stopped"
+            if stopped
+            else "abandoned (threads cannot be stopped; it may still be running)"
+        )
         super().__init__(f"node {node!r} ran past its timeout of {timeout:g}s and was {how}")
         self.node = node
         self.timeout = timeout

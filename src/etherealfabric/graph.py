@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CycleError, DefinitionError, UnknownOutputError
 from .fingerprint import qualified_name
 from .node import Node, NodeSpec, OutputRef, replace_refs
-from .policies import as_retry_policy
+from .policies import as_retry_policy, check_handler, check_timeout
 
 if TYPE_CHECKING:
     from .workflow import Workflow
@@ -189,6 +189,8 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
         version=None if options["version"] is None else str(options["version"]),
         retry=as_retry_policy(options["retries"], where=f"node {name!r}"),
         serializers=_check_serializers(name, options["serializers"], tuple(n.outputs)),
+        timeout=check_timeout(options["timeout"], where=f"node {name!r}"),
+        on_error=check_handler(options["on_error"], where=f"node {name!r}"),
     )
 
 

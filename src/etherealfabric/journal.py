@@ -50,6 +50,8 @@ STATUSES = (
     "upstream_failed",
     "interrupted",
     "cancelled",
+    "fallback",
+    "skipped",
 )
 RunRow = dict[str, Any]
 HOST = socket.gethostname()
@@ -368,11 +370,18 @@ class Journal:
         events: Sequence[tuple[Any, ...]] = (),
         actions: Sequence[tuple[str, str, str, str | None, float]] = (),
         blobs: Sequence[tuple[str, bytes]] = (),
+        release: Sequence[str] = (),
     ) -> None:
-        """Write many rows in one transaction: blobs and actions before the rows naming them."""
-        if not (node_runs or events or actions or blobs):
+        """Write many rows in one transaction: blobs and actions before the rows naming them.
+
+        ``release`` lists cache keys whose leases end in the same transaction, so another
+        process waiting for a key sees its action record as soon as the lease is gone.
+        """
+        if not (node_runs or events or actions or blobs or release):
             return
         with self.write() as conn:
+            if release:
+                conn.executemany("DELETE FROM leases WHERE key = ?", [(k,) for k in release])
             if blobs:
                 conn.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?,?)", blobs)
             if actions:
@@ -422,6 +431,35 @@ class Journal:
         """Forget an action record (its objects turned out to be missing or corrupt)."""
         with self.write() as conn:
             conn.execute("DELETE FROM actions WHERE key = ?", (key,))
+
+    def delete_blob(self, digest: str) -> None:
+        """Forget a corrupt inline output."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+
+    # -- leases: one process computes a key at a time ---------------------------------------
+    def acquire_lease(self, key: str, *, node: str, run_id: str) -> bool:
+        """Take the lease of ``key`` for ``run_id``; ``False`` while another live run holds it.
+
+        A lease whose holder was a process of this host that is gone is taken over.
+        """
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT run_id, host, pid FROM leases WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None and row[0] != run_id and not (row[1] == HOST and not _alive(row[2])):
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (key, node, run_id, host, pid, acquired_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (key, node, run_id, HOST, os.getpid(), time.time()),
+            )
+            return True
+
+    def release_leases(self, run_id: str) -> None:
+        """Drop every lease a run still holds (at its end, whatever the outcome)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
 
     def get_blob(self, digest: str) -> bytes | None:
         """A small output kept inline, or ``None``."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from .errors import DefinitionError, UnknownOutputError
-from .policies import RetryPolicy, as_retry_policy
+from .policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -202,6 +202,8 @@ class Node:
     version: ClassVar[str | None] = None
     retries: ClassVar[int | RetryPolicy | None] = None
     serializers: ClassVar[Mapping[str, str] | None] = None
+    timeout: ClassVar[float | None] = None
+    on_error: ClassVar[ErrorHandler | None] = None
 
     _ef_args: tuple[Any, ...]
     _ef_kwargs: dict[str, Any]
@@ -264,6 +266,8 @@ class Node:
             "version": cls.version,
             "retries": cls.retries,
             "serializers": dict(cls.serializers or {}),
+            "timeout": cls.timeout,
+            "on_error": _class_handler(cls),
         }
 
     def __repr__(self) -> str:
@@ -292,7 +296,13 @@ class FunctionNode(Node):
 
     def _ef_options(self) -> dict[str, Any]:
         f = self._ef_func
-        return {"version": f.version, "retries": f.retries, "serializers": dict(f.serializers)}
+        return {
+            "version": f.version,
+            "retries": f.retries,
+            "serializers": dict(f.serializers),
+            "timeout": f.timeout,
+            "on_error": f.on_error,
+        }
 
     def __repr__(self) -> str:
         return f"<function node {self._ef_label()!r}>"
@@ -315,6 +325,8 @@ class NodeFunction:
         version: str | int | None = None,
         retries: int | RetryPolicy | None = None,
         serializers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        on_error: ErrorHandler | None = None,
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
@@ -326,6 +338,8 @@ class NodeFunction:
         self.version = None if version is None else str(version)
         self.retries = as_retry_policy(retries, where=f"@node {fn.__name__}")
         self.serializers = dict(serializers or {})
+        self.timeout = check_timeout(timeout, where=f"@node {fn.__name__}")
+        self.on_error = check_handler(on_error, where=f"@node {fn.__name__}")
         self.__etherealfabric_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -354,6 +368,8 @@ def node(
     version: str | int | None = None,
     retries: int | RetryPolicy | None = None,
     serializers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    on_error: ErrorHandler | None = None,
 ) -> Callable[[Callable[..., Any]], NodeFunction]: ...
 def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""
@@ -378,6 +394,8 @@ class NodeSpec:
     version: str | None = None
     retry: RetryPolicy | None = None
     serializers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    on_error: ErrorHandler | None = None
 
 
 def walk_refs(value: Any) -> Iterator[OutputRef]:
@@ -460,3 +478,12 @@ def refs_of(n: Node) -> list[OutputRef]:
     for value in (*n._ef_args, *n._ef_kwargs.values()):
         refs.extend(walk_refs(value))
     return refs
+
+
+def _class_handler(cls: type) -> ErrorHandler | None:
+    """The ``on_error`` of a class node: a staticmethod or plain function attribute."""
+    for klass in cls.__mro__:
+        if "on_error" in klass.__dict__:
+            value = klass.__dict__["on_error"]
+            return value.__func__ if isinstance(value, staticmethod) else value  # type: ignore[no-any-return]
+    return None

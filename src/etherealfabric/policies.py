@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import DefinitionError
 
-__all__ = ["RetryPolicy", "as_retry_policy"]
+__all__ = [
+    "SKIP",
+    "ErrorHandler",
+    "NodeError",
+    "RetryPolicy",
+    "as_retry_policy",
+    "check_handler",
+    "check_timeout",
+]
 
 
 @dataclass(frozen=True)
@@ -51,3 +60,48 @@ def as_retry_policy(value: Any, *, where: str) -> RetryPolicy | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return RetryPolicy(retries=value)
     raise DefinitionError(f"{where}: retries must be an int >= 0 or a RetryPolicy, got {value!r}")
+
+
+class _Skip:
+    """Returned by an ``on_error`` handler: skip the node and everything that depends on it."""
+
+    def __repr__(self) -> str:
+        return "SKIP"
+
+    def __reduce__(self) -> str:
+        return "SKIP"
+
+
+SKIP = _Skip()
+
+
+@dataclass(frozen=True)
+class NodeError:
+    """What an ``on_error`` handler is told about a node that failed for good."""
+
+    node: str
+    error: str
+    attempts: int
+    traceback: str
+    exception: BaseException | None = None
+
+
+#: ``on_error(error)`` returns fallback outputs (a dict), ``SKIP``, or ``None`` / raises to
+#: let the failure stand.
+ErrorHandler = Callable[[NodeError], "Mapping[str, Any] | _Skip | None"]
+
+
+def check_handler(value: Any, *, where: str) -> ErrorHandler | None:
+    """Accept ``None`` or a callable ``on_error`` handler."""
+    if value is None or callable(value):
+        return value  # type: ignore[no-any-return]
+    raise DefinitionError(f"{where}: on_error must be a callable taking a NodeError, got {value!r}")
+
+
+def check_timeout(value: Any, *, where: str) -> float | None:
+    """Accept ``None`` or a positive number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise DefinitionError(f"{where}: timeout must be a number of seconds > 0, got {value!r}")

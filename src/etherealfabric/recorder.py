@@ -19,7 +19,7 @@ from .worker import TaskResult
 
 __all__ = ["JournalRecorder"]
 
-_SKIP_DATA = ("result", "record", "components")
+_SKIP_DATA = ("result", "record", "components", "inline")
 
 
 class JournalRecorder:
@@ -31,6 +31,7 @@ class JournalRecorder:
         self._events: list[tuple[Any, ...]] = []
         self._actions: list[tuple[str, str, str, str | None, float]] = []
         self._blobs: list[tuple[str, bytes]] = []
+        self._release: list[str] = []
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -49,12 +50,17 @@ class JournalRecorder:
 
     def flush(self) -> None:
         """Write everything buffered in one transaction."""
-        if not (self._node_runs or self._events):
+        if not (self._node_runs or self._events or self._release):
             return
         self.journal.write_batch(
-            node_runs=self._node_runs, events=self._events, actions=self._actions, blobs=self._blobs
+            node_runs=self._node_runs,
+            events=self._events,
+            actions=self._actions,
+            blobs=self._blobs,
+            release=self._release,
         )
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
+        self._release = []
 
     # -- one handler per event kind that makes node rows ---------------------------------------
     def _row(
@@ -94,22 +100,31 @@ class JournalRecorder:
         self._blobs.extend(result.inline.items())
         record = json.dumps(event.data["record"], separators=(",", ":"))
         self._actions.append((result.key, event.node or "", record, components, time.time()))
+        self._release.append(result.key)
         self._attempt_rows(event, result, "succeeded", None)
 
     def _on_node_failed(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
+        if result.key:
+            self._release.append(result.key)
         components = event.data.get("components")
         text = json.dumps(components, separators=(",", ":")) if components else None
-        if not result.attempts:
-            self._row(event, "failed", key=result.key or None, components=text,
-                      started=event.ts, finished=event.ts, error=result.error,
-                      traceback=result.traceback)  # fmt: skip
-            return
         self._attempt_rows(event, result, "failed", text)
 
     def _attempt_rows(
-        self, event: Event, result: TaskResult, final: str, components: str | None
+        self,
+        event: Event,
+        result: TaskResult,
+        final: str,
+        components: str | None,
+        *,
+        fallback: bool = False,
     ) -> None:
+        if not result.attempts:
+            self._row(event, final, key=result.key or None, components=components,
+                      started=event.ts, finished=event.ts, error=result.error,
+                      traceback=result.traceback, fallback=fallback)  # fmt: skip
+            return
         last = len(result.attempts)
         for attempt in result.attempts:
             is_last = attempt.number == last
@@ -121,14 +136,27 @@ class JournalRecorder:
                 components=components if is_last else None,
                 started=attempt.started_at,
                 finished=attempt.finished_at,
-                error=(result.error if is_last and final == "failed" else attempt.error),
+                error=(result.error if is_last and final != "succeeded" else attempt.error),
                 traceback=(
-                    result.traceback if is_last and final == "failed" else attempt.traceback
+                    result.traceback if is_last and final != "succeeded" else attempt.traceback
                 ),
                 host=result.host,
                 pid=result.pid,
                 output=attempt.output,
+                fallback=fallback and is_last,
             )
+
+    def _on_node_fallback(self, event: Event) -> None:
+        result: TaskResult = event.data["result"]
+        if result.key:
+            self._release.append(result.key)
+        self._blobs.extend(event.data["inline"].items())
+        self._attempt_rows(event, result, "fallback", None, fallback=True)
+
+    def _on_node_skipped(self, event: Event) -> None:
+        upstream = event.data.get("upstream")
+        reason = f"skipped with upstream node {upstream!r}" if upstream else event.data.get("error")
+        self._row(event, "skipped", error=reason, finished=event.ts)
 
     def _on_node_upstream_failed(self, event: Event) -> None:
         self._row(

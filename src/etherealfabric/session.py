@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -18,7 +19,7 @@ from .journal import Journal, is_local_filesystem
 from .monitor.logging import LogSubscriber, configure_logging
 from .recorder import JournalRecorder
 from .results import Results
-from .scheduler import Scheduler
+from .scheduler import RunOutcome, RunPolicy, Scheduler
 from .store import Store, open_store
 
 if TYPE_CHECKING:
@@ -56,15 +57,27 @@ def execute_workflow(
     settings: Mapping[str, Any],
     raise_on_error: bool,
     subscribers: Sequence[Subscriber] = (),
+    keep_going: bool = False,
+    resume: str | None = None,
+    run_params: Mapping[str, Any] | None = None,
 ) -> Results:
     """Run ``workflow`` once; see :meth:`Workflow.execute`."""
     resolved = Settings.resolve(**settings)
     configure_logging(resolved.log_level)
     graph = workflow.build()
-    if targets is not None:
-        graph = graph.subgraph_for(targets)
     journal, store = open_home(resolved)
     journal.mark_interrupted()
+    params = dict(run_params or {})
+    if resume is not None:
+        previous = journal.get_run(resume)
+        resume = previous["id"]
+        targets = targets if targets is not None else _recorded_targets(previous)
+        if previous["status"] == "succeeded":
+            log.info("run %s already succeeded; nothing to resume", resume)
+        params = {**_recorded_params(previous), **params}
+    if targets is not None:
+        graph = graph.subgraph_for(targets)
+        params.setdefault("targets", list(targets))
     backend = create_backend(
         resolved.backend,
         setting="backend" if settings.get("backend") else ENV["backend"],
@@ -76,9 +89,20 @@ def execute_workflow(
     subscribed: list[Subscriber] = [recorder, LogSubscriber(), *subscribers]
     for subscriber in subscribed:
         bus.subscribe(subscriber)
+    if resume is not None and previous["status"] == "succeeded":
+        cache = ArtifactCache(journal, store, shared=resolved.shared_store)
+        finished = _finished_results(workflow, graph, resume, cache)
+        if finished is not None:
+            weakref.finalize(finished, journal.close)
+            return finished
     run_id = new_run_id()
     journal.start_run(
-        run_id, workflow=workflow.name, backend=resolved.backend, nodes=len(graph.order)
+        run_id,
+        workflow=workflow.name,
+        backend=resolved.backend,
+        nodes=len(graph.order),
+        params=params,
+        resumed_from=resume,
     )
     bus.emit(
         Event(
@@ -99,7 +123,9 @@ def execute_workflow(
         store=store,
         bus=bus,
         inline_limit=resolved.inline_limit,
-        default_retry=workflow.retries,
+        policy=RunPolicy(
+            keep_going=keep_going, default_retry=workflow.retries, on_error=workflow.on_error
+        ),
         flush=recorder.flush,
     )
     try:
@@ -145,6 +171,7 @@ def _finish(
     errors = [f"{n}: {r.error}" for n, r in scheduler.outcome.errors.items()]
     bus.emit(Event("run_finished", run_id, data={"status": status, "counts": counts}))
     recorder.flush()
+    journal.release_leases(run_id)
     journal.finish_run(run_id, status=status, counts=counts, error="; ".join(errors) or None)
 
 
@@ -170,3 +197,34 @@ def _run_failed(results: Results, outcome: Any) -> RunFailedError:
     )
     error.__cause__ = cause
     return error
+
+
+def _recorded_params(run: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        params = json.loads(run.get("params") or "{}")
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def _recorded_targets(run: Mapping[str, Any]) -> list[str] | None:
+    targets = _recorded_params(run).get("targets")
+    return list(targets) if targets else None
+
+
+def _finished_results(
+    workflow: Workflow, graph: Any, run_id: str, cache: ArtifactCache
+) -> Results | None:
+    """The results of a run that succeeded, from the cache; ``None`` if any are gone."""
+    from .plan import make_plan
+
+    plan = make_plan(graph, cache.lookup)
+    if plan.to_run:
+        return None
+    outcome = RunOutcome(status=dict.fromkeys(graph.order, "cached"))
+    for name in graph.order:
+        record = cache.lookup(plan[name].key or "")
+        if record is None:
+            return None
+        outcome.outputs[name] = record["outputs"]
+    return Results(workflow, run_id, outcome, cache)

@@ -80,7 +80,9 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
             raise NodeTimeoutError(node, timeout, stopped=True)
         ok, value = cloudpickle.loads(receiver.recv_bytes())
     except EOFError:
-        raise RuntimeError(f"the process running node {node!r} died (exit code {process.exitcode})") from None
+        raise RuntimeError(
+            f"the process running node {node!r} died (exit code {process.exitcode})"
+        ) from None
     finally:
         if process.is_alive():
             process.kill()

@@ -277,17 +277,35 @@ def _check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
 
 # -- outputs --------------------------------------------------------------------------------------
 def _store_outputs(task: Task, values: Mapping[str, Any], result: TaskResult) -> None:
-    for name in task.outputs:
+    result.outputs, result.inline = store_values(
+        task.node, task.outputs, values, task.serializers, task.store, task.inline_limit
+    )
+    if task.publish:
+        _publish(task, result)
+
+
+def store_values(
+    node: str,
+    outputs: tuple[str, ...],
+    values: Mapping[str, Any],
+    serializers: Mapping[str, str],
+    store: Store,
+    inline_limit: int,
+) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
+    """Serialize and store a node's outputs: their records, and the bytes of the small ones."""
+    records: dict[str, dict[str, Any]] = {}
+    inline: dict[str, bytes] = {}
+    for name in outputs:
         value = values[name]
         serializer = (
-            default_registry.get(task.serializers[name])
-            if name in task.serializers
+            default_registry.get(serializers[name])
+            if name in serializers
             else default_registry.choose(value)
         )
-        with task.store.writer(inline_limit=task.inline_limit) as writer:
-            dump_value(value, writer, serializer, node=task.node, output=name)
+        with store.writer(inline_limit=inline_limit) as writer:
+            dump_value(value, writer, serializer, node=node, output=name)
             stored = writer.commit()
-        result.outputs[name] = {
+        records[name] = {
             "digest": stored.digest,
             "serializer": serializer.name,
             "size": stored.size,
@@ -295,9 +313,8 @@ def _store_outputs(task: Task, values: Mapping[str, Any], result: TaskResult) ->
             "inline": stored.inline is not None,
         }
         if stored.inline is not None:
-            result.inline[stored.digest] = stored.inline
-    if task.publish:
-        _publish(task, result)
+            inline[stored.digest] = stored.inline
+    return records, inline
 
 
 def _publish(task: Task, result: TaskResult) -> None:

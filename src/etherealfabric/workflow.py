@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError, DuplicateNodeError
 from .node import Node, OutputRef, OutputRefs, Outputs, _check_node_name, _enter, _leave, refs_of
-from .policies import RetryPolicy, as_retry_policy
+from .policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
 
 if TYPE_CHECKING:
     import contextvars
@@ -29,7 +29,9 @@ class Workflow:
     Nodes join by :meth:`add_node`, by being referenced from a node that joins, or by calling
     ``@node`` functions inside ``with workflow:``. Settings given here (``home``, ``store``,
     ``backend``, ``max_workers``, ``durability``) beat the ``ETHEREALFABRIC_*`` environment
-    variables, which beat the defaults. ``retries`` is the default retry policy of its nodes.
+    variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
+    that set none; ``keep_going=True`` lets independent branches finish after a failure
+    (the default is fail-fast: no new node starts once one has failed).
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class Workflow:
         max_workers: int | None = None,
         durability: str | None = None,
         retries: int | RetryPolicy | None = None,
+        on_error: ErrorHandler | None = None,
+        keep_going: bool = False,
     ) -> None:
         self.name = _check_node_name(name) if name is not None else _caller_name()
         self.settings: dict[str, Any] = {
@@ -52,6 +56,8 @@ class Workflow:
             "durability": durability,
         }
         self.retries = as_retry_policy(retries, where=f"workflow {self.name!r}")
+        self.on_error = check_handler(on_error, where=f"workflow {self.name!r}")
+        self.keep_going = bool(keep_going)
         self._nodes: dict[int, Node] = {}
         self._names: dict[int, str] = {}
         self._by_name: dict[str, Node] = {}
@@ -178,6 +184,9 @@ class Workflow:
         max_workers: int | None = None,
         raise_on_error: bool = True,
         subscribers: Sequence[Subscriber] = (),
+        keep_going: bool | None = None,
+        resume: str | None = None,
+        run_params: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> Results:
         """Run the workflow: cached nodes are skipped, the rest run on the chosen backend.
@@ -186,6 +195,10 @@ class Workflow:
         :class:`~etherealfabric.results.Results` (values load lazily, on access). When a node
         fails, raises :class:`~etherealfabric.errors.RunFailedError` (whose ``results`` holds
         what did complete) unless ``raise_on_error=False``.
+
+        ``resume=RUN_ID`` re-runs a recorded run (completed nodes come from the cache) and
+        links the new run to it; resuming a run that succeeded does nothing and returns its
+        results. ``run_params`` are recorded with the run (the CLI stores how to repeat it).
         """
         from .session import execute_workflow
 
@@ -201,6 +214,9 @@ class Workflow:
             settings=overrides,
             raise_on_error=raise_on_error,
             subscribers=subscribers,
+            keep_going=self.keep_going if keep_going is None else keep_going,
+            resume=resume,
+            run_params=run_params,
         )
 
     def _target_name(self, target: NodeLike | str) -> str:

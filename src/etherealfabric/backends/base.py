@@ -31,6 +31,8 @@ class Backend(ABC):
     name: ClassVar[str]
     #: True when tasks run in this process (threads): inputs can be shared in memory.
     in_process: ClassVar[bool] = False
+    #: True when a running task can be stopped (so node timeouts really stop the work).
+    can_kill: ClassVar[bool] = False
 
     def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
         if options:

@@ -42,7 +42,12 @@ class ThreadBackend(Backend):
         return self._pool.submit(fn, task)
 
     def close(self, *, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        """Shut the pool down; with ``cancel`` (Ctrl-C) do not wait for running nodes.
+
+        Threads cannot be stopped: a running node finishes in the background and its result
+        is discarded (the interpreter waits for it before exiting).
+        """
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
 def _run_pickled(payload: bytes) -> bytes:
@@ -78,6 +83,7 @@ class ProcessBackend(Backend):
     """Runs tasks on a pool of worker processes."""
 
     name = "processes"
+    can_kill = True
 
     def __init__(self, *, max_workers: int | None = None) -> None:
         super().__init__(max_workers=max_workers or _default_workers())
@@ -92,4 +98,13 @@ class ProcessBackend(Backend):
         return _Unpickling(self._pool.submit(_run_pickled, payload))
 
     def close(self, *, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        processes = list(getattr(self._pool, "_processes", {}).values())  # no public API for it
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
