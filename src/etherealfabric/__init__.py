@@ -18,6 +18,7 @@ from .errors import (
     EtherealFabricError,
     ExecutionError,
     NodeFailedError,
+    NodeTimeoutError,
     OutputError,
     RunFailedError,
     SerializationError,
@@ -27,7 +28,7 @@ from .errors import (
 )
 from .files import Directory, File
 from .node import Node, NodeFunction, OutputRef, Outputs, node
-from .policies import RetryPolicy
+from .policies import SKIP, NodeError, RetryPolicy
 from .workflow import Workflow
 
 __version__ = "0.1.0"
@@ -42,18 +43,31 @@ __all__ = [
     "ExecutionError",
     "File",
     "Node",
+    "NodeError",
     "NodeFailedError",
+    "NodeTimeoutError",
     "NodeFunction",
     "OutputError",
     "OutputRef",
     "Outputs",
     "RetryPolicy",
     "RunFailedError",
+    "SKIP",
     "SerializationError",
     "StoreError",
     "UnknownBackendError",
     "UnknownOutputError",
     "Workflow",
     "__version__",
+    "checkpoint",
     "node",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``checkpoint`` needs the store layer; load it on first use, not on ``import etherealfabric``
+    if name == "checkpoint":
+        from .checkpoint import checkpoint
+
+        return checkpoint
+    raise AttributeError(f"module 'etherealfabric' has no attribute {name!r}")

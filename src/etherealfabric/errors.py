@@ -56,6 +56,18 @@ __all__ = [
 class EtherealFabricError(Exception):
     """Base class of every error raised by EtherealFabric."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process and remote backends); their __init__
+        # signatures differ from ``args``, so rebuild them without calling __init__.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[EtherealFabricError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class DefinitionError(EtherealFabricError):
     """A workflow or node is defined wrongly; raised before anything runs."""

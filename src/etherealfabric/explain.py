@@ -69,7 +69,11 @@ class Change:
         if self.change == "added":
             return f"{label}: added ({self.new})" if self.new is not None else f"{label}: added"
         if self.change == "removed":
-            return f"{label}: removed (was {self.old})" if self.old is not None else f"{label}: removed"
+            return (
+                f"{label}: removed (was {self.old})"
+                if self.old is not None
+                else f"{label}: removed"
+            )
         if self.old is None and self.new is None:
             return f"{label}: changed"
         return f"{label}: {self.old} → {self.new}"
@@ -103,7 +107,13 @@ def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change
     changes += [Change("code", n, "removed") for n in before if n not in after]
     if old.get("code_source") != new.get("code_source"):
         changes.append(
-            Change("code", "fingerprint source", "changed", old.get("code_source"), new.get("code_source"))
+            Change(
+                "code",
+                "fingerprint source",
+                "changed",
+                old.get("code_source"),
+                new.get("code_source"),
+            )
         )
     return changes or [Change("code", None, "changed")]
 
@@ -128,9 +138,7 @@ def _param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chang
     return changes
 
 
-def _input_changes(
-    old: Mapping[str, list[str]], new: Mapping[str, list[str]]
-) -> list[Change]:
+def _input_changes(old: Mapping[str, list[str]], new: Mapping[str, list[str]]) -> list[Change]:
     changes = []
     for name in [*new, *(n for n in old if n not in new)]:
         before, after = list(old.get(name, [])), list(new.get(name, []))
@@ -410,7 +418,7 @@ def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> Dry
             known[entry.node] = record["outputs"]
             nodes.append(PlannedNode(entry.node, "cached", entry.reason, entry.key))
             continue
-        reason, changes = entry.reason, ()
+        reason, changes = entry.reason, tuple[Change, ...]()
         if entry.key and journal is not None:
             components = node_key(graph.specs[entry.node], known, file_cache=journal).components()
             reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)

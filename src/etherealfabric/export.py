@@ -61,7 +61,9 @@ def to_mermaid(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    return (
+        text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    )
 
 
 def to_dot(graph: Graph, statuses: Mapping[str, str] | None = None) -> str:

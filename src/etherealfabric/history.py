@@ -23,14 +23,17 @@ from .journal import Journal, RunRow
 from .store import Store
 
 __all__ = [
+    "CacheAudit",
     "CacheProblem",
     "RunStatus",
     "audit_cache",
     "components_of",
+    "latest_attempts",
     "latest_run",
     "list_runs",
     "median_durations",
     "node_attempts",
+    "node_names",
     "parse_since",
     "previous_keyed_run",
     "producer_of",
@@ -71,7 +74,8 @@ def list_runs(
     limit: int = 20,
 ) -> list[RunRow]:
     """Runs newest first, optionally of one workflow, with one status, started after ``since``."""
-    where, params = ["1=1"], []
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
     for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
         if value:
             where.append(clause)
@@ -137,9 +141,7 @@ def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | 
     """The key components of a node run: its own (executed, failed) or its key's action's."""
     text = row.get("components")
     if not text and row.get("cache_key"):
-        found = journal.query(
-            "SELECT components FROM actions WHERE key = ?", (row["cache_key"],)
-        )
+        found = journal.query("SELECT components FROM actions WHERE key = ?", (row["cache_key"],))
         text = found[0]["components"] if found else None
     if not text:
         return None
@@ -277,21 +279,33 @@ def action_rows(journal: Journal) -> list[dict[str, Any]]:
     return journal.query("SELECT key, node, record FROM actions ORDER BY created_at")
 
 
-def audit_cache(journal: Journal, store: Store) -> list[CacheProblem]:
+@dataclass(frozen=True)
+class CacheAudit:
+    """What :func:`audit_cache` checked and what it found."""
+
+    objects: int
+    records: int
+    problems: list[CacheProblem]
+
+
+def audit_cache(journal: Journal, store: Store) -> CacheAudit:
     """Every problem in the store's objects and the journal's action records.
 
     Each object is read and hashed; each action record must name present, valid objects (or,
     for small outputs, inline blobs in the journal whose bytes match their digest).
     """
     bad: dict[str, CacheProblem] = {}
+    objects = 0
     for digest in store.iter_objects():
+        objects += 1
         problem = check_object(store, digest)
         if problem is not None:
             bad[digest] = problem
     problems = list(bad.values())
-    for row in action_rows(journal):
+    rows = action_rows(journal)
+    for row in rows:
         problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
-    return problems
+    return CacheAudit(objects, len(rows), problems)
 
 
 def _record_problems(

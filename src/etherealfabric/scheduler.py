@@ -116,6 +116,8 @@ class Scheduler:
         self._executed_unflushed = False
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
+        # submit no more than the backend runs at once: fail-fast can then really stop
+        self._capacity = backend.max_workers or 1_000_000
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -134,7 +136,7 @@ class Scheduler:
     def _loop(self) -> None:
         last_flush = time.monotonic()
         while self._ready or self._running or self._leased_elsewhere:
-            while self._ready and not self._stopping:
+            while self._ready and not self._stopping and len(self._running) < self._capacity:
                 self._start(self._ready.popleft())
             if self._leased_elsewhere and not self._stopping:
                 self._retry_leased()
@@ -145,6 +147,8 @@ class Scheduler:
                 if self._ready and not self._stopping:
                     continue
                 break
+            if self._ready and len(self._running) < self._capacity and not self._stopping:
+                continue  # cache hits freed no slot but more nodes are ready
             self._drain(LEASE_POLL_SECONDS if self._leased_elsewhere else None)
             if self._executed_unflushed or time.monotonic() - last_flush > FLUSH_SECONDS:
                 self._flush()

@@ -18,9 +18,11 @@ Metrics (all labelled with ``workflow``):
 name                                           type       meaning
 =============================================  =========  =========================================
 ``etherealfabric_nodes_total{status}``         counter    nodes by final status: succeeded, cached,
-                                                          failed, upstream_failed, cancelled, skipped
-``etherealfabric_node_duration_seconds``       histogram  wall time of executed nodes (succeeded or
-                                                          failed), first attempt start to last end
+                                                          failed, fallback, upstream_failed,
+                                                          cancelled, skipped
+``etherealfabric_node_duration_seconds``       histogram  wall time of executed nodes (succeeded,
+                                                          failed or fallback), first attempt start
+                                                          to last attempt end
 ``etherealfabric_cache_hits_total``            counter    nodes found in the cache
 ``etherealfabric_cache_misses_total``          counter    nodes that had to run
 ``etherealfabric_bytes_written_total``         counter    serialized size of executed nodes' outputs
@@ -67,6 +69,7 @@ NODE_STATUSES = {
     "node_cached": "cached",
     "node_succeeded": "succeeded",
     "node_failed": "failed",
+    "node_fallback": "fallback",
     "node_upstream_failed": "upstream_failed",
     "node_cancelled": "cancelled",
     "node_skipped": "skipped",
@@ -147,6 +150,7 @@ class Metrics:
             "node_started": self._on_started,
             "node_succeeded": self._on_succeeded,
             "node_failed": self._on_failed,
+            "node_fallback": self._on_failed,
             "node_upstream_failed": self._on_not_run,
             "node_cancelled": self._on_not_run,
             "node_skipped": self._on_not_run,
@@ -221,7 +225,8 @@ class Metrics:
             _remember_sizes(run.sizes, outputs)
 
     def _on_failed(self, event: Event, run: _Run) -> None:
-        run.m.nodes["failed"].inc()
+        """``node_failed``, or ``node_fallback`` (failed, then replaced by on_error's outputs)."""
+        run.m.nodes[NODE_STATUSES[event.kind]].inc()
         self._executed(event, run, event.data.get("result"))
 
     def _on_not_run(self, event: Event, run: _Run) -> None:

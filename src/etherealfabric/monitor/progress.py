@@ -109,15 +109,15 @@ class Progress:
         self._reset(workflow="", total=0)
         self._handlers: dict[str, Callable[[Event], None]] = {
             "run_started": self._on_run_started,
-            "node_cached": self._on_cached,
+            "node_cached": self._finish,
             "node_started": self._on_started,
             "node_retrying": self._on_retrying,
             "node_succeeded": self._on_succeeded,
             "node_failed": self._on_failed,
             "node_fallback": self._on_failed,
-            "node_upstream_failed": self._on_not_run,
-            "node_cancelled": self._on_not_run,
-            "node_skipped": self._on_not_run,
+            "node_upstream_failed": self._finish,
+            "node_cancelled": self._finish,
+            "node_skipped": self._finish,
             "run_finished": self._on_run_finished,
         }
 
@@ -145,6 +145,7 @@ class Progress:
         self._t0 = time.monotonic()
 
     def _finish(self, event: Event) -> None:
+        """A node reached a final state (any of ``FINAL_KINDS``)."""
         status = FINAL_KINDS[event.kind]
         before = self._final.get(event.node or "")
         self._final[event.node or ""] = status
@@ -168,15 +169,6 @@ class Progress:
         self._reset(workflow=str(event.data.get("workflow", "")), total=int(event.data["nodes"]))
         if self.live:
             self._start_live()
-
-    def _on_cached(self, event: Event) -> None:
-        node = event.node or ""
-        if node in self._final:
-            self._finish(event)
-            return
-        self._final[node] = "cached"
-        self.counts["cached"] += 1
-        self.finished += 1
 
     def _on_started(self, event: Event) -> None:
         with self._lock:
@@ -218,17 +210,14 @@ class Progress:
         else:
             self._line(text)
 
-    def _on_not_run(self, event: Event) -> None:
-        self._finish(event)
-
     def _on_run_finished(self, event: Event) -> None:
         self.close()
         counts = event.data.get("counts") or {}
-        executed = counts.get("executed", self.counts["succeeded"] + self.counts["failed"])
-        cached = counts.get("cached", self.counts["cached"])
-        failed = counts.get("failed", self.counts["failed"])
-        not_run = sum(self.counts[s] for s in NOT_RUN)
-        extra = f", {not_run} not run" if not_run else ""
+        c = self.counts
+        executed = counts.get("executed", c["succeeded"] + c["failed"] + c["fallback"])
+        cached = counts.get("cached", c["cached"])
+        failed = counts.get("failed", c["failed"])
+        extra = self._extra_counts(", ")
         took = format_duration(time.monotonic() - self._t0, digits=1)
         status = event.data.get("status", "finished")
         self._line(
@@ -237,6 +226,12 @@ class Progress:
         )
 
     # -- output -------------------------------------------------------------------------------
+    def _extra_counts(self, sep: str) -> str:
+        """``, 2 fallback, 5 not run``: the counts that are usually zero, when they are not."""
+        not_run = sum(self.counts[s] for s in NOT_RUN)
+        parts = [(self.counts["fallback"], "fallback"), (not_run, "not run")]
+        return "".join(f"{sep}{n} {what}" for n, what in parts if n)
+
     def _position(self) -> str:
         width = len(str(self.total))
         return f"[{self.finished:>{width}}/{self.total}]"
@@ -283,6 +278,7 @@ class Progress:
                 f"{self.finished}/{self.total} · {c['succeeded']} done · {c['cached']} cached"
                 f" · {len(running)} running · ",
                 (f"{c['failed']} failed", "bold red" if c["failed"] else ""),
+                self._extra_counts(" · "),
                 f" · {format_duration(now - self._t0, digits=1)}",
             ),
         )
