@@ -59,15 +59,6 @@ __all__ = [
     "UnknownOutputError",
     "Workflow",
     "__version__",
-    "checkpoint",
     "node",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # ``checkpoint`` needs the store layer; load it on first use, not on ``import etherealfabric``
-    if name == "checkpoint":
-        from .checkpoint import checkpoint
-
-        return checkpoint
-    raise AttributeError(f"module 'etherealfabric' has no attribute {name!r}")

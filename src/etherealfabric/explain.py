@@ -418,7 +418,8 @@ def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> Dry
             known[entry.node] = record["outputs"]
             nodes.append(PlannedNode(entry.node, "cached", entry.reason, entry.key))
             continue
-        reason, changes = entry.reason, tuple[Change, ...]()
+        reason = entry.reason
+        changes: tuple[Change, ...] = ()
         if entry.key and journal is not None:
             components = node_key(graph.specs[entry.node], known, file_cache=journal).components()
             reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)
