@@ -32,26 +32,15 @@ from programs.harness import (
 
 N = len(NODES_A)
 
-#: Where each kill lands: after the process has logged ``lines`` node starts of its own (or,
-#: with ``lines=0``, once its run row is committed), plus ``delay`` seconds. Zero delays land in
-#: node bodies; small ones in artifact writes and journal batches; ``lines=0`` in start-up.
-KILL_PLAN: list[tuple[int, float]] = [
-    (0, 0.0),
-    (1, 0.0),
-    (1, 0.004),
-    (2, 0.0),
-    (1, 0.012),
-    (3, 0.002),
-    (0, 0.02),
-    (1, 0.0),
-    (2, 0.02),
-    (1, 0.001),
-    (4, 0.0),
-    (1, 0.008),
-    (2, 0.004),
-    (1, 0.03),
-    (3, 0.0),
-    (1, 0.0),
+#: Where each kill lands: ``(commits, lines, delay)``: once the journal holds ``commits``
+#: committed nodes and the process has logged ``lines`` node starts of its own (``lines=0``:
+#: once its run row is committed), plus ``delay`` seconds. The growing ``commits`` walk the
+#: kills through the whole graph; zero or short delays land in node bodies (each works ~10 ms),
+#: longer ones in artifact writes and journal batches; every fourth kill lands in start-up.
+_DELAYS = (0.0, 0.015, 0.004, 0.03, 0.011, 0.0, 0.02, 0.008, 0.045, 0.013, 0.002, 0.06)
+KILL_PLAN: list[tuple[int, int, float]] = [
+    (0, 0, _DELAYS[i % 3] / 2) if i % 4 == 0 else (i * 3 // 2, 1 + i % 3, _DELAYS[i % 12])
+    for i in range(20)
 ]
 MIN_KILLS = 10
 
@@ -80,15 +69,22 @@ def clean_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return summary
 
 
-def _kill_at(home: Path, log: Path, tmp_path: Path, lines: int, delay: float) -> tuple[Any, int]:
+def _kill_at(
+    home: Path, log: Path, tmp_path: Path, commits: int, lines: int, delay: float
+) -> tuple[Any, int]:
     """Start flow.py, SIGKILL it at the planned point; return (program, return code)."""
     journal = home / "journal.db"
     already = len(read_log(log))
     program = start_flow(flow_env(home, log), tmp_path / "out")
-    if lines == 0:
-        wait_until(lambda: bool(runs_of_pid(journal, program.pid)), timeout=60, proc=program.proc)
-    else:
-        wait_until(lambda: len(read_log(log)) - already >= lines, timeout=60, proc=program.proc)
+
+    def reached() -> bool:
+        if lines == 0:
+            started = bool(runs_of_pid(journal, program.pid))
+        else:
+            started = len(read_log(log)) - already >= lines
+        return started and len(committed_nodes(journal)) >= commits
+
+    wait_until(reached, timeout=60, proc=program.proc)
     if delay:
         wait_until(lambda: False, timeout=delay, proc=program.proc)
     if program.proc.poll() is None:
@@ -117,14 +113,14 @@ def test_sigkill_at_many_points_then_resume_loses_nothing_and_uses_nothing_half_
     journal = home / "journal.db"
     checks = Checks()
     kills: list[Kill] = []
-    for lines, delay in KILL_PLAN:
-        program, code = _kill_at(home, log, tmp_path, lines, delay)
+    for commits, lines, delay in KILL_PLAN:
+        program, code = _kill_at(home, log, tmp_path, commits, lines, delay)
         if code == 0:
             break  # it finished before the kill point: nothing left to interrupt
         assert code == -signal.SIGKILL, f"flow.py failed by itself ({code}):\n{program.err()}"
         kills.append(_observe(home, log, program.pid))
     assert len(kills) >= MIN_KILLS, (
-        f"only {len(kills)} kills landed before the workflow completed; slow the nodes down"
+        f"only {len(kills)} kills landed before the workflow completed; the plan needs fixing"
     )
     committed_before_final = committed_nodes(journal)
     for i, k in enumerate(kills, 1):  # shown on failure, or with -s

@@ -223,7 +223,7 @@ def resume(
         metrics_port=metrics_port,
         home=home,
         resume=row["id"],
-        backend=params.get("backend"),
+        backend=params.get("backend") or row["backend"],
         max_workers=params.get("max_workers"),
         targets=list(params.get("nodes") or []) or None,
         run_params=params,

@@ -43,7 +43,7 @@ __all__ = [
     "read_only_lookup",
 ]
 
-_EXECUTED = ("succeeded", "failed", "running", "retrying", "interrupted")
+_EXECUTED = ("succeeded", "failed", "fallback", "running", "retrying", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class Explanation:
 
     ``verdict`` is ``executed``, ``cached`` or ``not_run``; ``reason`` is one of ``changed``,
     ``no_previous_run``, ``same_key``, ``no_components``, ``cached``, ``no_key``,
-    ``upstream_failed``, ``cancelled``.
+    ``upstream_failed``, ``cancelled``, ``skipped``, ``not_run``.
     """
 
     run_id: str
@@ -287,9 +287,11 @@ def _not_run(row: Mapping[str, Any], base: dict[str, Any]) -> Explanation:
         detail = f"did not run: {row['error'] or 'an upstream node failed'}"
     elif status == "cancelled":
         detail = "did not run: the run stopped (a failure or an interruption) before it started"
+    elif status == "skipped":
+        detail = f"did not run: {row['error'] or 'skipped by an on_error handler'}"
     else:
         detail = f"did not run: {status}"
-    reason = status if status in ("upstream_failed", "cancelled") else "not_run"
+    reason = status if status in ("upstream_failed", "cancelled", "skipped") else "not_run"
     return Explanation(**base, status=status, verdict="not_run", reason=reason,
                        error=row["error"], detail=detail)  # fmt: skip
 
@@ -416,16 +418,27 @@ def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> Dry
         record = lookup(entry.key) if entry.action == "cached" and entry.key else None
         if record is not None:
             known[entry.node] = record["outputs"]
-            nodes.append(PlannedNode(entry.node, "cached", entry.reason, entry.key))
+            nodes.append(
+                PlannedNode(entry.node, "cached", _why_cached(journal, entry.key), entry.key)
+            )
             continue
         reason = entry.reason
         changes: tuple[Change, ...] = ()
-        if entry.key and journal is not None:
+        if entry.key and journal is None:
+            reason = "no previous run (no journal yet)"
+        elif entry.key and journal is not None:
             components = node_key(graph.specs[entry.node], known, file_cache=journal).components()
             reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)
         estimate = durations.get(entry.node)
         nodes.append(PlannedNode(entry.node, "run", reason, entry.key, changes, estimate))
     return DryRun(graph.workflow, tuple(nodes))
+
+
+def _why_cached(journal: Journal | None, key: str | None) -> str:
+    producer = history.producer_of(journal, key, before=float("inf")) if journal and key else None
+    if producer is None:
+        return "cached result found"
+    return f"same key as run {producer['run_id']}"
 
 
 def _why_run(

@@ -25,6 +25,8 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "pending": ("#ffffff", "#9e9e9e"),  # white
     "cancelled": ("#eeeeee", "#616161"),  # light grey
     "interrupted": ("#e1bee7", "#6a1b9a"),  # purple
+    "fallback": ("#b2dfdb", "#00695c"),  # teal: failed, an on_error handler supplied outputs
+    "skipped": ("#f5f5f5", "#9e9e9e"),  # near white
 }
 
 

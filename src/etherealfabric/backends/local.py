@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from .base import Backend
@@ -29,25 +31,59 @@ def _default_workers() -> int:
 
 
 class ThreadBackend(Backend):
-    """Runs tasks on a pool of threads in this process."""
+    """Runs tasks on a pool of daemon threads in this process.
+
+    The threads are daemons (``concurrent.futures.ThreadPoolExecutor``'s are not) so that a
+    Ctrl-C ends the program at once instead of waiting for running nodes, which threads
+    cannot interrupt: what they were writing is in temporary files, never under a final name.
+    """
 
     name = "local"
     in_process = True
 
     def __init__(self, *, max_workers: int | None = None) -> None:
         super().__init__(max_workers=max_workers or _default_workers())
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="etherealfabric")
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
-        return self._pool.submit(fn, task)
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, task))
+        if len(self._threads) < (self.max_workers or 1):
+            thread = threading.Thread(
+                target=self._work, name=f"etherealfabric-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, task = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(task))
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def close(self, *, cancel: bool = False) -> None:
-        """Shut the pool down; with ``cancel`` (Ctrl-C) do not wait for running nodes.
-
-        Threads cannot be stopped: a running node finishes in the background and its result
-        is discarded (the interpreter waits for it before exiting).
-        """
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        """Stop the threads; with ``cancel`` (Ctrl-C) drop queued tasks and do not wait."""
+        if cancel:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if not cancel:
+            for thread in self._threads:
+                thread.join()
+        self._threads = []
 
 
 def _run_pickled(payload: bytes) -> bytes:

@@ -271,22 +271,28 @@ class Progress:
             running = [(name, now - t, a) for name, (t, a) in self._running.items()]
         c = self.counts
         head = Table.grid(padding=(0, 1))
+        head.add_column(no_wrap=True, overflow="ellipsis", max_width=40)
         head.add_row(
             Text(self.workflow or "run", style="bold"),
-            ProgressBar(total=max(self.total, 1), completed=self.finished, width=30),
-            Text.assemble(
-                f"{self.finished}/{self.total} · {c['succeeded']} done · {c['cached']} cached"
-                f" · {len(running)} running · ",
-                (f"{c['failed']} failed", "bold red" if c["failed"] else ""),
-                self._extra_counts(" · "),
-                f" · {format_duration(now - self._t0, digits=1)}",
-            ),
+            ProgressBar(total=max(self.total, 1), completed=self.finished, width=24),
+            Text(f"{self.finished}/{self.total} · {format_duration(now - self._t0, digits=1)}"),
+        )
+        counts = Text.assemble(
+            f"{c['succeeded']} done · {c['cached']} cached · {len(running)} running · ",
+            (f"{c['failed']} failed", "bold red" if c["failed"] else ""),
+            self._extra_counts(" · "),
         )
         slow = sorted((r for r in running if r[1] >= self.slow_after), key=lambda r: -r[1])
-        lines: list[Any] = [head]
-        for name, elapsed, attempt in slow[:MAX_SLOW_LINES]:
-            retry = f" (attempt {attempt})" if attempt > 1 else ""
-            lines.append(Text(f"  {name}  running {format_duration(elapsed, 1)}{retry}"))
+        lines: list[Any] = [head, counts]
+        if slow:
+            table = Table.grid(padding=(0, 2))
+            table.add_column(no_wrap=True, overflow="ellipsis", max_width=50)
+            table.add_column(no_wrap=True)
+            for name, elapsed, attempt in slow[:MAX_SLOW_LINES]:
+                retry = f" (attempt {attempt})" if attempt > 1 else ""
+                took = format_duration(elapsed, digits=1)
+                table.add_row(f"  {name}", Text(f"running {took}{retry}", style="yellow"))
+            lines.append(table)
         if len(slow) > MAX_SLOW_LINES:
             lines.append(Text(f"  … and {len(slow) - MAX_SLOW_LINES} more running"))
         return Group(*lines)
