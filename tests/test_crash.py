@@ -53,6 +53,7 @@ class Kill:
     started: list[str]  # node bodies it began
     in_flight: set[str]  # ...of which no commit survived
     run_id: str | None  # its run row, if it was committed
+    status: str | None  # ...and that row's status right after the kill
     running_rows: set[str] = field(default_factory=set)  # its node rows left `running`
 
 
@@ -96,13 +97,13 @@ def _observe(home: Path, log: Path, pid: int) -> Kill:
     journal = home / "journal.db"
     started = [label for label, p in read_log(log) if p == pid]
     runs = runs_of_pid(journal, pid)
-    run_id = runs[0]["id"] if runs else None
+    run_id, status = (runs[0]["id"], runs[0]["status"]) if runs else (None, None)
     running = (
         {r["node"] for r in node_rows(journal, run_id) if r["status"] == "running"}
         if run_id
         else set()
     )
-    return Kill(pid, started, set(started) - committed_nodes(journal), run_id, running)
+    return Kill(pid, started, set(started) - committed_nodes(journal), run_id, status, running)
 
 
 @pytest.mark.slow
@@ -125,7 +126,7 @@ def test_sigkill_at_many_points_then_resume_loses_nothing_and_uses_nothing_half_
     committed_before_final = committed_nodes(journal)
     for i, k in enumerate(kills, 1):  # shown on failure, or with -s
         print(f"kill {i}: pid {k.pid} started {k.started} in flight {sorted(k.in_flight)} "
-              f"run {k.run_id} running rows {sorted(k.running_rows)}")
+              f"run {k.run_id} {k.status} running rows {sorted(k.running_rows)}")
     before_final = len(read_log(log))
     final = run_flow(flow_env(home, log), tmp_path / "out")
     summary = final.summary()
@@ -160,8 +161,8 @@ def test_sigkill_at_many_points_then_resume_loses_nothing_and_uses_nothing_half_
         checks.check(False, f"(c) {problem}")
     # (d) killed runs, and their running nodes, are marked interrupted by a later process
     for kill in kills:
-        if kill.run_id is None:
-            continue  # killed before its run row was committed
+        if kill.status != "running":
+            continue  # killed before its run row was committed, or after it was finished
         status = runs_of_pid(journal, kill.pid)[0]["status"]
         checks.check(
             status == "interrupted",

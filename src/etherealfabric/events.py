@@ -8,9 +8,11 @@ kind                   meaning                                                  
 ``run_started``        a run began                                                workflow, nodes, backend
 ``node_cached``        a node's outputs were found in the cache; it won't run     key
 ``node_started``       a node was handed to the backend                           key
-``node_retrying``      an attempt failed and another follows                      attempt, error
+``node_retrying``      an attempt failed and another followed (sent with the result)  attempt, error
 ``node_succeeded``     a node ran and its outputs are stored                      key, duration, attempts
-``node_failed``        a node failed for good                                     error, attempts
+``node_failed``        a node failed for good                                     key, result
+``node_fallback``      its ``on_error`` handler supplied fallback outputs         key, result
+``node_skipped``       its handler (or an upstream one) said ``SKIP``             error or upstream
 ``node_upstream_failed``  a node cannot run because an input node failed          upstream
 ``node_cancelled``     a node was not run because the run stopped                 —
 ``run_finished``       the run ended                                              status, counts
@@ -39,6 +41,8 @@ EVENT_KINDS = (
     "node_retrying",
     "node_succeeded",
     "node_failed",
+    "node_fallback",
+    "node_skipped",
     "node_upstream_failed",
     "node_cancelled",
     "run_finished",

@@ -75,6 +75,9 @@ NODE_STATUSES = {
     "node_skipped": "skipped",
 }
 
+#: Run statuses whose ``runs_total`` series exist (at 0) as soon as a workflow is seen.
+RUN_STATUSES = ("succeeded", "failed", "cancelled")
+
 
 @dataclass
 class _Children:
@@ -185,6 +188,8 @@ class Metrics:
                 retries=self.retries.labels(workflow),
                 in_progress=self.runs_in_progress.labels(workflow),
             )
+            for status in RUN_STATUSES:
+                self.runs.labels(workflow, status)
             self._children[workflow] = children
         return children
 
