@@ -78,7 +78,7 @@ def train(X: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> np.ndarray:
     w, velocity = state["weights"], state["velocity"]
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
-    fail_at = int(os.environ.get("EF_FAIL_AT_EPOCH", "-1"))
+    fail_at = int(os.environ.get("EF_FAIL_AT_EPOCH") or 0)  # 0: never
 
     for epoch in range(state["epoch"], epochs):
         order = rng.permutation(len(X))

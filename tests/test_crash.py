@@ -120,8 +120,9 @@ def test_sigkill_at_many_points_then_resume_loses_nothing_and_uses_nothing_half_
             break  # it finished before the kill point: nothing left to interrupt
         assert code == -signal.SIGKILL, f"flow.py failed by itself ({code}):\n{program.err()}"
         kills.append(_observe(home, log, program.pid))
-    assert len(kills) >= MIN_KILLS, (
-        f"only {len(kills)} kills landed before the workflow completed; the plan needs fixing"
+    interrupting = [k for k in kills if k.status in (None, "running")]
+    assert len(interrupting) >= MIN_KILLS, (
+        f"only {len(interrupting)} kills landed before the workflow completed; fix the plan"
     )
     committed_before_final = committed_nodes(journal)
     for i, k in enumerate(kills, 1):  # shown on failure, or with -s

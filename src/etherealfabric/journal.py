@@ -251,13 +251,22 @@ class Journal:
             if conn.in_transaction:
                 yield conn
                 return
-            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            self._retry(lambda: conn.execute("COMMIT"))
+                self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                self._retry(lambda: conn.execute("COMMIT"))
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise JournalError(
+                    f"cannot write the journal {self.path}: {exc}. Nothing was half-written; "
+                    "free disk space or fix the folder's permissions, then run again."
+                ) from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

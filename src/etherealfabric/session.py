@@ -131,17 +131,16 @@ def execute_workflow(
     try:
         with backend:
             outcome = scheduler.run()
-    except BaseException:
-        _finish(
-            bus,
-            recorder,
-            journal,
-            run_id,
-            "cancelled",
-            scheduler.outcome.count("failed"),
-            scheduler,
-        )
-        journal.close()
+    except BaseException as exc:
+        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            _finish(
+                bus, recorder, journal, run_id, status, scheduler.outcome.count("failed"), scheduler
+            )
+        except Exception as finish_error:  # e.g. the disk is full: keep the original error
+            log.error("could not record the end of run %s: %s", run_id, finish_error)
+        finally:
+            journal.close()
         raise
     results = Results(workflow, run_id, outcome, cache)
     _finish(
