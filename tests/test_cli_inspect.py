@@ -299,7 +299,7 @@ def test_graph_colours_nodes_by_their_status_in_a_run(tmp_path: Path) -> None:
     assert code == 0
     assert '    n0["a (cached)"]' in out and '    n1["b (succeeded)"]' in out
     assert "    classDef cached fill:#cfd8dc,stroke:#1565c0,color:#000" in out
-    assert "    class n0 cached" in out and "    classDef succeeded fill:#c8e6c9" in out
+    assert "    class n0,n3 cached" in out and "    classDef succeeded fill:#c8e6c9" in out
     code, out, _ = invoke("graph", str(path), "--format", "json", "--run", fixed["run_id"])
     data = json.loads(out)
     assert {"from": "a", "to": "d", "kind": "order"} in data["edges"]

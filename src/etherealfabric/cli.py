@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -171,6 +172,7 @@ def run(
         quiet=quiet,
         metrics_port=metrics_port,
         home=home,
+        as_json=as_json,
         backend=backend,
         max_workers=max_workers,
         targets=list(nodes) or None,
@@ -222,6 +224,7 @@ def resume(
         quiet=quiet,
         metrics_port=metrics_port,
         home=home,
+        as_json=as_json,
         resume=row["id"],
         backend=params.get("backend") or row["backend"],
         max_workers=params.get("max_workers"),
@@ -248,12 +251,38 @@ def _absolute_target(target: str) -> str:
     return absolute if name is None else f"{absolute}:{name}"
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what nodes print to stderr, keeping stdout for the JSON document.
+
+    Python-level (threads of this process) and, when stdout is a real file descriptor, at the
+    descriptor level too (worker processes, C extensions).
+    """
+    sys.stdout.flush()
+    try:
+        fd, target = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = target = -1
+    saved = os.dup(fd) if fd >= 0 else -1
+    if saved >= 0:
+        os.dup2(target, fd)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved >= 0:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def _execute(
     workflow: Workflow,
     *,
     quiet: bool,
     metrics_port: int | None,
     home: str | None,
+    as_json: bool,
     **options: Any,
 ) -> Results:
     """Execute with a progress display (and metrics); errors before the run exit with 2."""
@@ -271,9 +300,10 @@ def _execute(
             click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
             subscribers.append(metrics)
         settings: dict[str, Any] = {"home": home} if home else {}
-        return workflow.execute(
-            subscribers=subscribers, raise_on_error=False, **settings, **options
-        )
+        with _stdout_to_stderr() if as_json else nullcontext():
+            return workflow.execute(
+                subscribers=subscribers, raise_on_error=False, **settings, **options
+            )
     except EtherealFabricError as exc:
         _fail(str(exc))
     finally:
