@@ -285,3 +285,20 @@ def test_each_attempt_keeps_what_it_printed_and_logged(home: Path) -> None:
     assert "hello from attempt 1" in r[0]["output"] and "careful, attempt 1" in r[0]["output"]
     assert "hello from attempt 2" in r[1]["output"]
     assert "attempt 1" not in r[1]["output"]
+
+
+def test_a_killed_process_worker_fails_its_node_and_the_run_goes_on() -> None:
+    @node
+    def dies():
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with Workflow("dead-worker", keep_going=True) as wf:
+        dies()
+        later = [value(i) for i in range(3)]
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.statuses["dies"] == "failed"
+    assert "BrokenProcessPool" in results.errors["dies"]
+    assert [results[v] for v in later] == [0, 1, 2]

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from etherealfabric import ConfigError, Workflow, node
+from etherealfabric import SKIP, ConfigError, Workflow, node
 from etherealfabric.events import Event
 from etherealfabric.monitor.metrics import Metrics
 
@@ -266,3 +266,24 @@ def test_serve_twice_or_on_a_busy_port_is_a_config_error() -> None:
         with pytest.raises(ConfigError, match="already served"):
             metrics.serve(0)
     assert metrics.port is None
+
+
+def test_fallback_and_skipped_nodes_are_counted() -> None:
+    @node(on_error=lambda error: {"result": []})
+    def rescued(xs):
+        raise ValueError("rescue me")
+
+    @node(on_error=lambda error: SKIP)
+    def skipped(xs):
+        raise ValueError("skip me")
+
+    with Workflow("handled") as wf:
+        data = load(3)
+        total(rescued(data))
+        total(skipped(data))
+    metrics = Metrics()
+    wf.execute(subscribers=[metrics], raise_on_error=False)
+    text = metrics.text()
+    assert nodes(text, "handled", "fallback") == 1
+    assert nodes(text, "handled", "skipped") == 2
+    assert nodes(text, "handled", "succeeded") == 2  # load and the total of the fallback

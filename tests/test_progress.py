@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from etherealfabric import Workflow, node
+from etherealfabric import SKIP, Workflow, node
 from etherealfabric.events import Event
 from etherealfabric.monitor.progress import Progress, format_duration
 
@@ -266,3 +266,26 @@ def test_terminal_display_is_not_redrawn_per_event() -> None:
 )
 def test_format_duration(seconds: float, digits: int, text: str) -> None:
     assert format_duration(seconds, digits) == text
+
+
+def test_fallback_and_skipped_nodes_are_counted() -> None:
+    @node(on_error=lambda error: {"result": []})
+    def rescued(xs):
+        raise ValueError("rescue me")
+
+    @node(on_error=lambda error: SKIP)
+    def skipped(xs):
+        raise ValueError("skip me")
+
+    with Workflow("handled") as wf:
+        data = load(3)
+        total(rescued(data))
+        total(skipped(data))
+    out = io.StringIO()
+    progress = Progress(file=out)
+    wf.execute(subscribers=[progress], raise_on_error=False)
+    text = out.getvalue()
+    assert "rescued FAILED, using its on_error fallback: ValueError: rescue me" in text
+    assert progress.finished == 5
+    assert progress.counts["fallback"] == 1 and progress.counts["skipped"] == 2
+    assert ", 1 fallback, 2 not run in " in lines_of(out)[-1]

@@ -34,6 +34,7 @@ from .workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "SKIP",
     "ConfigError",
     "CycleError",
     "DefinitionError",
@@ -45,14 +46,13 @@ __all__ = [
     "Node",
     "NodeError",
     "NodeFailedError",
-    "NodeTimeoutError",
     "NodeFunction",
+    "NodeTimeoutError",
     "OutputError",
     "OutputRef",
     "Outputs",
     "RetryPolicy",
     "RunFailedError",
-    "SKIP",
     "SerializationError",
     "StoreError",
     "UnknownBackendError",
@@ -61,4 +61,3 @@ __all__ = [
     "__version__",
     "node",
 ]
-

@@ -113,7 +113,7 @@ class ArtifactCache:
             )
         else:
             return InputHandle(digest, record["serializer"], inline)
-        error.digest = digest  # type: ignore[attr-defined]
+        error.digest = digest
         raise error
 
     def forget(self, key: str | None, record: Mapping[str, OutputRecord]) -> None:

@@ -168,9 +168,10 @@ class OutputError(EtherealFabricError):
 class StoreError(EtherealFabricError):
     """The artifact store could not be read or written."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, digest: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.digest = digest
 
 
 class ArtifactMissingError(StoreError):

@@ -485,5 +485,5 @@ def _class_handler(cls: type) -> ErrorHandler | None:
     for klass in cls.__mro__:
         if "on_error" in klass.__dict__:
             value = klass.__dict__["on_error"]
-            return value.__func__ if isinstance(value, staticmethod) else value  # type: ignore[no-any-return]
+            return value.__func__ if isinstance(value, staticmethod) else value
     return None

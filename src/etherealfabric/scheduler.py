@@ -216,17 +216,22 @@ class Scheduler:
         try:
             task = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            if self._rewind_input(name, getattr(exc, "digest", None), exc):
+            if self._rewind_input(name, exc.digest, exc):
                 return
             self._fail_before_start(name, exc)
             return
         except Exception as exc:
             self._fail_before_start(name, exc)
             return
+        try:
+            future = self.backend.submit(execute, task)
+        except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
+            self.journal.write_batch(release=[info.key])
+            self._fail_before_start(name, exc)
+            return
         self.outcome.status[name] = "running"
         self._running[name] = info
         self._emit("node_started", name, key=info.key)
-        future = self.backend.submit(execute, task)
         future.add_done_callback(functools.partial(self._on_done, name))
 
     def _on_done(self, name: str, future: Any) -> None:

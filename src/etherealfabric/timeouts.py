@@ -70,7 +70,7 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
     import cloudpickle
 
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    ctx: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child, args=(cloudpickle.dumps(fn), sender), name=f"ef-{node}")
     process.start()

@@ -109,7 +109,7 @@ def execute(task: Task) -> TaskResult:
         try:
             args, kwargs = _resolve(task)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            result.bad_input = getattr(exc, "digest", None)
+            result.bad_input = exc.digest
             raise
         values = _call_with_retries(task, args, kwargs, result.attempts)
         _store_outputs(task, values, result)
@@ -135,7 +135,7 @@ def _resolve(task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
         try:
             return load_value(handle, task.store, verify=task.verify)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            exc.digest = handle.digest  # type: ignore[attr-defined]
+            exc.digest = handle.digest
             raise
 
     args = tuple(replace_refs(a, load, kind=InputHandle) for a in task.args)

@@ -18,6 +18,7 @@ part of any key):
 - ``EF_TEST_BLOCK`` / ``EF_TEST_BLOCK_RELEASE``: the node with that label waits (up to 60 s)
   for the release file to exist.
 - ``EF_TEST_SUICIDE``: the node with that label SIGKILLs its own process after logging.
+- ``EF_TEST_WORK_SECONDS``: how long each body works (default 0.01 s).
 
 The last line printed is a JSON summary: run id, status, executed and cached counts, and a
 summary of every node's output value (arrays by dtype, shape and SHA-256 of their bytes).
@@ -57,7 +58,7 @@ def _started(label: str) -> None:
         deadline = time.monotonic() + 60
         while not release.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-    time.sleep(WORK_SECONDS)
+    time.sleep(float(os.environ.get("EF_TEST_WORK_SECONDS", WORK_SECONDS)))
 
 
 @node

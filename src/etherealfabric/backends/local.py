@@ -17,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from .base import Backend
@@ -124,14 +125,23 @@ class ProcessBackend(Backend):
     def __init__(self, *, max_workers: int | None = None) -> None:
         super().__init__(max_workers=max_workers or _default_workers())
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self._pool = ProcessPoolExecutor(self.max_workers, mp_context=context)
+        self._context = multiprocessing.get_context(
+            "forkserver" if "forkserver" in methods else "spawn"
+        )
+        self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         import cloudpickle
 
         payload = cloudpickle.dumps((fn, task))
-        return _Unpickling(self._pool.submit(_run_pickled, payload))
+        try:
+            return _Unpickling(self._pool.submit(_run_pickled, payload))
+        except BrokenProcessPool:
+            # A worker process died (killed, out of memory): the tasks it ran have failed
+            # with BrokenProcessPool; start a fresh pool for the rest of the run.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+            return _Unpickling(self._pool.submit(_run_pickled, payload))
 
     def close(self, *, cancel: bool = False) -> None:
         """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""

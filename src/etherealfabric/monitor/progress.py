@@ -16,9 +16,14 @@ Two modes, chosen when the :class:`Progress` is created:
   thousand cached nodes cost no redraws. Failures are printed above the display as they happen;
   the display is removed at ``run_finished`` and a summary line printed.
 - **Lines** (not a terminal, or ``quiet=True``): one line per executed or failed node
-  (``[ 12/40] fit done in 1.23s``, ``[ 13/40] fit FAILED: ValueError: ...``), nothing per cached
-  node, and a summary at the end (``run X succeeded: 12 executed, 28 cached, 0 failed in
-  3.2s``). With ``quiet=True`` only failures and the summary are written.
+  (``[ 12/40] fit done in 1.23s``, ``[ 13/40] fit FAILED: ValueError: ...``) and per retried
+  attempt, nothing per cached node, and a summary at the end (``run X succeeded: 12 executed,
+  28 cached, 0 failed in 3.2s``; ``, 1 fallback, 5 not run`` are added when not zero). With
+  ``quiet=True`` only failures and the summary are written.
+
+``[ 12/40]`` counts nodes in a final state (cached ones included) of all the run's nodes. A
+node that is computed again within the run (its cached output turned out unusable) moves
+between counts rather than being counted twice. Unknown event kinds are ignored.
 
 Subscribers run in the scheduler's thread, so every handler here is a few counter updates;
 rich is imported only when a live display starts, keeping ``import etherealfabric`` light.
