@@ -141,6 +141,18 @@ def test_early_cutoff_is_explained_as_cached(tmp_path: Path) -> None:
     assert found["verdict"] == "cached" and found["previous_run"] == first["run_id"]
 
 
+def test_explain_a_rerun_because_the_cached_bytes_were_lost(tmp_path: Path, home: Path) -> None:
+    path = write(tmp_path, n=20000)  # numbers' output is stored as a file
+    first = run_json(str(path))
+    for obj in stored_objects(home):
+        obj.unlink()
+    second = run_json(str(path))
+    assert second["nodes"]["numbers"] == "succeeded"
+    found = explain_json(second["run_id"], "numbers")
+    assert found["reason"] == "same_key" and found["previous_run"] == first["run_id"]
+    assert "cached result was missing or corrupt" in found["detail"]
+
+
 def test_explain_node_python_api(tmp_path: Path, home: Path) -> None:
     run_json(str(write(tmp_path)))
     second = run_json(str(write(tmp_path, lr=2)))
@@ -229,6 +241,20 @@ def test_plan_estimate_is_the_median_of_past_executions(tmp_path: Path, home: Pa
     planned = plan_json(write(tmp_path, lr=4))
     assert planned["nodes"][1]["estimate"] == 2.0
     assert path.exists()
+
+
+def test_plan_with_a_lost_object_says_so_and_changes_nothing(tmp_path: Path, home: Path) -> None:
+    path = write(tmp_path, n=20000)  # numbers' output is stored as a file
+    first = run_json(str(path))
+    (obj,) = stored_objects(home)
+    obj.unlink()
+    planned = plan_json(path)
+    assert planned["to_run"] == ["numbers", "total", "report"]
+    assert planned["nodes"][0]["reason"] == (
+        f"same key as run {first['run_id']}, but its cached result is gone"
+    )
+    with sqlite3.connect(home / "journal.db") as db:
+        assert db.execute("SELECT count(*) FROM actions").fetchone() == (3,), "nothing forgotten"
 
 
 def test_plan_of_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
@@ -341,30 +367,38 @@ def status_json(*args: str) -> tuple[int, dict[str, Any] | None]:
     return code, (json.loads(out) if out.strip() else None)
 
 
-def test_status_follows_a_run_executing_in_another_process(tmp_path: Path) -> None:
-    gate_file = tmp_path / "gate-open"
-    path = tmp_path / "live.py"
-    path.write_text(f"GATE = {str(gate_file)!r}\n{LIVE}")
-    proc = subprocess.Popen(
+def start_live_run(path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "etherealfabric", "run", str(path), "--max-workers", "4"],
-        cwd=tmp_path,
+        cwd=path.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_until_running(proc: subprocess.Popen[str], node: str) -> dict[str, Any]:
+    """Poll ``status --json`` until ``node`` is the one running node of the latest run."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if Path(".etherealfabric/journal.db").exists():
+            _, state = status_json()
+            if state and [r["node"] for r in state["running"]] == [node]:
+                return state
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{node} never showed up as running")
+
+
+def test_status_follows_a_run_executing_in_another_process(tmp_path: Path) -> None:
+    gate_file = tmp_path / "gate-open"
+    path = tmp_path / "live.py"
+    path.write_text(f"GATE = {str(gate_file)!r}\n{LIVE}")
+    proc = start_live_run(path)
     try:
-        deadline = time.monotonic() + 60
-        state: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
-            if (tmp_path / ".etherealfabric" / "journal.db").exists():
-                code, state = status_json()
-                if state and [r["node"] for r in state["running"]] == ["gate"]:
-                    break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        assert state is not None and state["status"] == "running", state
-        assert [r["node"] for r in state["running"]] == ["gate"]
-        assert state["running"][0]["elapsed"] >= 0 and state["finished_at"] is None
+        state = wait_until_running(proc, "gate")
+        assert state["status"] == "running" and state["finished_at"] is None
+        assert state["running"][0]["elapsed"] >= 0 and state["running"][0]["attempt"] == 1
         assert state["counts"]["running"] == 1 and state["pid"] == proc.pid
         code, out, _ = invoke("status")
         assert code == 0 and "running for" in out and "running: gate (attempt 1)" in out
@@ -372,10 +406,10 @@ def test_status_follows_a_run_executing_in_another_process(tmp_path: Path) -> No
         gate_file.touch()
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    code, state = status_json()
-    assert code == 0 and state is not None
-    assert state["status"] == "succeeded" and state["counts"] == {"succeeded": 2}
-    assert state["running"] == [] and state["finished_at"] is not None
+    code, final = status_json()
+    assert code == 0 and final is not None
+    assert final["status"] == "succeeded" and final["counts"] == {"succeeded": 2}
+    assert final["running"] == [] and final["finished_at"] is not None
 
 
 def test_status_of_a_failed_run_exits_1_and_without_runs_says_what_to_do(tmp_path: Path) -> None:
@@ -534,7 +568,7 @@ def test_run_shows_progress_unless_quiet(tmp_path: Path) -> None:
     code, _, err = invoke("run", str(path))
     assert code == 0 and "[1/3] numbers done in" in err
     code, _, err = invoke("run", str(write(tmp_path, lr=3)), "--quiet")
-    assert code == 0 and "[" not in err.replace("[INFO]", "")
+    assert code == 0 and "[1/3]" not in err and "[3/3]" not in err
     assert "run " in err and "succeeded" in err  # the summary
 
 
@@ -622,6 +656,26 @@ def test_resume_reruns_a_failed_run_with_its_recorded_parameters(
     assert out.strip() == f"run {resumed['run_id']} already succeeded; nothing to resume"
 
 
+def test_resume_an_interrupted_run(tmp_path: Path) -> None:
+    """A run whose process was killed is marked interrupted, and resume finishes it."""
+    gate_file = tmp_path / "gate-open"
+    path = tmp_path / "live.py"
+    path.write_text(f"GATE = {str(gate_file)!r}\n{LIVE}")
+    proc = start_live_run(path)
+    try:
+        state = wait_until_running(proc, "gate")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    code, killed = status_json(state["id"])
+    assert code == 1 and killed is not None and killed["status"] == "interrupted"
+    gate_file.touch()
+    code, out, err = invoke("resume", state["id"], "--json")
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["nodes"] == {"gate": "succeeded", "quick": "cached"}
+
+
 def test_resume_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     path = tmp_path / "script.py"
     path.write_text(
@@ -638,6 +692,31 @@ def test_resume_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     one_line_error(code, err, "does not record its workflow file")
     code, _, err = invoke("resume", "no-such-run")
     one_line_error(code, err, "no run 'no-such-run'")
+
+
+# -- diff_components (pure) ---------------------------------------------------------------------
+def test_diff_components_added_removed_and_rewired() -> None:
+    from etherealfabric.explain import diff_components
+
+    old = {
+        "kind": "m.f", "code": "1", "code_parts": {"m.f": "a", "m.gone": "b"},
+        "version": None, "params": {"k": "h1", "x": "h2"}, "params_repr": {"k": "1"},
+        "inputs": {"x": ["up.out@" + "0" * 32]},
+    }  # fmt: skip
+    new = {
+        "kind": "m.f", "code": "2", "code_parts": {"m.f": "a", "m.new": "c"},
+        "version": "3", "params": {"j": "h3", "x": "h4"}, "params_repr": {"j": "'a'"},
+        "inputs": {"x": ["other.out@" + "1" * 32]},
+    }  # fmt: skip
+    assert [str(c) for c in diff_components(old, new)] == [
+        "code: m.new added",
+        "code: m.gone removed",
+        "version: none → '3'",
+        "param j: added ('a')",
+        "param k: removed (was 1)",
+        "input x: now reads other.out instead of up.out",
+    ]
+    assert diff_components(old, old) == []
 
 
 # -- help ---------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from etherealfabric.journal import HOST, Journal
 from programs.harness import (
     NODES_A,
     NODES_B,
@@ -35,8 +37,6 @@ from programs.harness import (
     start_flow,
     wait_until,
 )
-
-from etherealfabric.journal import HOST, Journal
 
 NODES = {"a": NODES_A, "b": NODES_B}
 
@@ -66,8 +66,10 @@ def _race(tmp_path: Path, variants: list[str]) -> tuple[list[Program], Path, Pat
     ]
     try:
         ready = wait_until(
-            lambda: len(list(barrier.glob("ready-*"))) == len(programs)
-            or any(p.proc.poll() is not None for p in programs),
+            lambda: (
+                len(list(barrier.glob("ready-*"))) == len(programs)
+                or any(p.proc.poll() is not None for p in programs)
+            ),
             timeout=120,
         )
         assert ready and all(p.proc.poll() is None for p in programs), "not all reached the barrier"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from programs.harness import (
     NODES_A,
     Checks,
@@ -120,14 +121,19 @@ def test_sigkill_at_many_points_then_resume_loses_nothing_and_uses_nothing_half_
             break  # it finished before the kill point: nothing left to interrupt
         assert code == -signal.SIGKILL, f"flow.py failed by itself ({code}):\n{program.err()}"
         kills.append(_observe(home, log, program.pid))
+        # (c) right after the kill: nothing half-written under a final name, no dangling record
+        for problem in bad_objects(home) + bad_blobs(journal) + dangling_actions(journal, home):
+            checks.check(False, f"(c) after kill {len(kills)} (pid {program.pid}): {problem}")
     interrupting = [k for k in kills if k.status in (None, "running")]
     assert len(interrupting) >= MIN_KILLS, (
         f"only {len(interrupting)} kills landed before the workflow completed; fix the plan"
     )
     committed_before_final = committed_nodes(journal)
     for i, k in enumerate(kills, 1):  # shown on failure, or with -s
-        print(f"kill {i}: pid {k.pid} started {k.started} in flight {sorted(k.in_flight)} "
-              f"run {k.run_id} {k.status} running rows {sorted(k.running_rows)}")
+        print(
+            f"kill {i}: pid {k.pid} started {k.started} in flight {sorted(k.in_flight)} "
+            f"run {k.run_id} {k.status} running rows {sorted(k.running_rows)}"
+        )
     before_final = len(read_log(log))
     final = run_flow(flow_env(home, log), tmp_path / "out")
     summary = final.summary()
@@ -226,7 +232,8 @@ def test_ctrl_c_during_a_node_cancels_the_run_and_the_next_run_resumes(
     if runs:
         run = runs[0]
         checks.check(
-            run["status"] == "cancelled", f"the interrupted run is {run['status']!r}, not 'cancelled'"
+            run["status"] == "cancelled",
+            f"the interrupted run is {run['status']!r}, not 'cancelled'",
         )
         rows = {r["node"]: r["status"] for r in node_rows(journal, run["id"])}
         checks.check(

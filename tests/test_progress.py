@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -288,4 +290,44 @@ def test_fallback_and_skipped_nodes_are_counted() -> None:
     assert "rescued FAILED, using its on_error fallback: ValueError: rescue me" in text
     assert progress.finished == 5
     assert progress.counts["fallback"] == 1 and progress.counts["skipped"] == 2
-    assert ", 1 fallback, 2 not run in " in lines_of(out)[-1]
+    assert ", 1 fallback, 2 skipped in " in lines_of(out)[-1]
+
+
+def test_importing_the_subscribers_loads_neither_rich_nor_prometheus(python: str) -> None:
+    code = (
+        "import sys, etherealfabric.monitor.progress, etherealfabric.monitor.metrics\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('rich', 'prometheus_client'))))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_terminal_routes_engine_log_lines_above_the_display() -> None:
+    """A log handler writing to the same file must not tear the live display."""
+    release = threading.Event()
+
+    @node
+    def waits():
+        release.wait(30)
+        return 1
+
+    with Workflow("logged") as wf:
+        waits()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    logger = logging.getLogger("etherealfabric")
+    logger.addHandler(handler)
+    progress = Progress(file=out, force_terminal=True, refresh_per_second=20)
+    runner = threading.Thread(target=wf.execute, kwargs={"subscribers": [progress]})
+    runner.start()
+    try:
+        shown(out, "1 running")  # the display is drawn; the next log line comes after it
+    finally:
+        release.set()
+        runner.join(30)
+        logger.removeHandler(handler)
+    assert handler.stream is out  # given back at the end of the run
+    lines = plain(out).splitlines()
+    assert any(line.startswith("LOG waits: done in") for line in lines), lines
+    assert not any("failedLOG" in line for line in lines), lines

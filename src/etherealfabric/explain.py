@@ -408,9 +408,26 @@ def read_only_lookup(journal: Journal | None, store: Store, *, shared: bool) -> 
     return lookup
 
 
+class _RememberedDigests:
+    """The journal's remembered file digests, read but never written (a dry run writes nothing)."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        return None if self.journal is None else self.journal.get(path, size, mtime_ns, inode)
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        """Forget it: a dry run leaves the journal as it was."""
+
+
 def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> DryRun:
-    """Plan ``graph`` without running anything; ``journal`` adds reasons and estimates."""
-    plan = make_plan(graph, lookup, file_cache=journal)
+    """Plan ``graph`` without running anything; ``journal`` adds reasons and estimates.
+
+    Nothing is written: ``lookup`` should not write either (see :func:`read_only_lookup`).
+    """
+    files = _RememberedDigests(journal)
+    plan = make_plan(graph, lookup, file_cache=files)
     durations = history.median_durations(journal, graph.workflow) if journal else {}
     known: dict[str, Mapping[str, Any]] = {}
     nodes = []
@@ -427,7 +444,8 @@ def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> Dry
         if entry.key and journal is None:
             reason = "no previous run (no journal yet)"
         elif entry.key and journal is not None:
-            components = node_key(graph.specs[entry.node], known, file_cache=journal).components()
+            info = node_key(graph.specs[entry.node], known, file_cache=files)
+            components = info.components()
             reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)
         estimate = durations.get(entry.node)
         nodes.append(PlannedNode(entry.node, "run", reason, entry.key, changes, estimate))

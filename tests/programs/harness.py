@@ -57,15 +57,15 @@ class Program:
         """The JSON summary the program printed last."""
         lines = self.stdout.read_text().strip().splitlines()
         if not lines:
-            raise AssertionError(f"flow.py pid {self.pid} printed no summary; stderr:\n{self.err()}")
+            raise AssertionError(
+                f"flow.py pid {self.pid} printed no summary; stderr:\n{self.err()}"
+            )
         return json.loads(lines[-1])
 
 
 def flow_env(home: Path, log: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``flow.py`` run: its home, a quiet log level, its executions log."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ETHEREALFABRIC_", "EF_TEST_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHEREALFABRIC_", "EF_TEST_"))}
     env.update(
         ETHEREALFABRIC_HOME=str(home),
         ETHEREALFABRIC_LOG_LEVEL="WARNING",
@@ -76,9 +76,7 @@ def flow_env(home: Path, log: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_flow(
-    env: dict[str, str], outdir: Path, *args: str, name: str | None = None
-) -> Program:
+def start_flow(env: dict[str, str], outdir: Path, *args: str, name: str | None = None) -> Program:
     """Start ``flow.py``; its stdout and stderr go to files (never a pipe that could fill up)."""
     outdir.mkdir(parents=True, exist_ok=True)
     tag = name or f"run-{time.monotonic_ns()}"
@@ -211,7 +209,9 @@ def dangling_actions(journal: Path, store: Path) -> list[str]:
                 else (store / "objects" / digest[:2] / digest).is_file()
             )
             if not where:
-                problems.append(f"action {row['key']} of {row['node']}.{name} names missing {digest}")
+                problems.append(
+                    f"action {row['key']} of {row['node']}.{name} names missing {digest}"
+                )
     return problems
 
 

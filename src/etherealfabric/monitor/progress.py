@@ -14,11 +14,14 @@ Two modes, chosen when the :class:`Progress` is created:
   that has been running longer than ``slow_after`` seconds (name and elapsed time). Rich's own
   thread redraws it ``refresh_per_second`` times a second; events only update counters, so a
   thousand cached nodes cost no redraws. Failures are printed above the display as they happen;
-  the display is removed at ``run_finished`` and a summary line printed.
+  the display is removed at ``run_finished`` and a summary line printed. While it shows, log
+  handlers that write to the same file (the engine's own stderr handler, say) are routed
+  through rich, so their lines print above the display instead of tearing it.
 - **Lines** (not a terminal, or ``quiet=True``): one line per executed or failed node
   (``[ 12/40] fit done in 1.23s``, ``[ 13/40] fit FAILED: ValueError: ...``) and per retried
   attempt, nothing per cached node, and a summary at the end (``run X succeeded: 12 executed,
-  28 cached, 0 failed in 3.2s``; ``, 1 fallback, 5 not run`` are added when not zero). With
+  28 cached, 0 failed in 3.2s``; ``, 1 fallback, 2 skipped, 5 not run`` are added when not
+  zero; "not run" means upstream failed or cancelled). With
   ``quiet=True`` only failures and the summary are written.
 
 ``[ 12/40]`` counts nodes in a final state (cached ones included) of all the run's nodes. A
@@ -32,6 +35,7 @@ One :class:`Progress` follows one run at a time; it may be reused for the next r
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -40,6 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..events import Event
+from .logging import LOGGER
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -57,7 +62,7 @@ FINAL_KINDS = {
     "node_cancelled": "cancelled",
     "node_skipped": "skipped",
 }
-NOT_RUN = ("upstream_failed", "cancelled", "skipped")
+NOT_RUN = ("upstream_failed", "cancelled")
 MAX_SLOW_LINES = 8
 
 
@@ -111,6 +116,7 @@ class Progress:
         self._lock = threading.Lock()  # guards _running against the refresh thread
         self._live: Live | None = None
         self._console: Console | None = None
+        self._rerouted: list[logging.StreamHandler[Any]] = []
         self._reset(workflow="", total=0)
         self._handlers: dict[str, Callable[[Event], None]] = {
             "run_started": self._on_run_started,
@@ -137,6 +143,7 @@ class Progress:
         with self._lock:
             live, self._live = self._live, None
         if live is not None:
+            self._restore_logs()
             live.stop()
 
     # -- state ------------------------------------------------------------------------------
@@ -171,7 +178,9 @@ class Progress:
     # -- handlers (scheduler thread: keep them cheap) --------------------------------------------
     def _on_run_started(self, event: Event) -> None:
         self.close()
-        self._reset(workflow=str(event.data.get("workflow", "")), total=int(event.data["nodes"]))
+        self._reset(
+            workflow=str(event.data.get("workflow", "")), total=int(event.data.get("nodes", 0))
+        )
         if self.live:
             self._start_live()
 
@@ -232,9 +241,10 @@ class Progress:
 
     # -- output -------------------------------------------------------------------------------
     def _extra_counts(self, sep: str) -> str:
-        """``, 2 fallback, 5 not run``: the counts that are usually zero, when they are not."""
+        """``, 1 fallback, 2 skipped, 5 not run``: the counts usually zero, when they are not."""
         not_run = sum(self.counts[s] for s in NOT_RUN)
-        parts = [(self.counts["fallback"], "fallback"), (not_run, "not run")]
+        c = self.counts
+        parts = [(c["fallback"], "fallback"), (c["skipped"], "skipped"), (not_run, "not run")]
         return "".join(f"{sep}{n} {what}" for n, what in parts if n)
 
     def _position(self) -> str:
@@ -263,6 +273,28 @@ class Progress:
         live.start()
         with self._lock:
             self._live = live
+        self._route_logs()
+
+    def _route_logs(self) -> None:
+        """While live, log lines bound for our file print above the display, not through it."""
+        from rich.file_proxy import FileProxy
+
+        if self._console is None:
+            return
+        for logger in (logging.getLogger(), logging.getLogger(LOGGER)):
+            for handler in logger.handlers:
+                if (
+                    isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)
+                    and handler.stream is self.file
+                ):
+                    handler.setStream(FileProxy(self._console, self.file))
+                    self._rerouted.append(handler)
+
+    def _restore_logs(self) -> None:
+        handlers, self._rerouted = self._rerouted, []
+        for handler in handlers:
+            handler.setStream(self.file)
 
     def _render(self) -> RenderableType:
         """The live display; called from rich's refresh thread."""
