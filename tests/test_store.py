@@ -7,17 +7,21 @@ list leftover temp files).
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +76,114 @@ def _local_harness(root: Path, *, durable: bool) -> Harness:
     return Harness(store, damage, temp_files, files)
 
 
+# -- an S3 store on a real moto server (loopback), shared by this module and test_objectstore --
+class MotoServer:
+    """A ``moto.server`` process on 127.0.0.1 with one bucket; started on first use."""
+
+    bucket = "etherealfabric-test"
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.endpoint = ""
+
+    @property
+    def options(self) -> dict[str, object]:
+        """fsspec storage options that reach this server."""
+        return {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": self.endpoint,
+        }
+
+    def ensure(self) -> MotoServer:
+        """Start the server (if it is not running) and create the bucket."""
+        pytest.importorskip("s3fs")
+        pytest.importorskip("moto.server")
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.endpoint = f"http://127.0.0.1:{port}"
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.05)
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **self.options)
+        fs.mkdir(self.bucket)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+MOTO = MotoServer()
+SIGNING_KEY = b"contract-suite-signing-key-0123456789"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_moto_after_the_module() -> Iterator[None]:
+    yield
+    MOTO.stop()
+
+
+def _s3_harness(root: Path) -> Harness:
+    from etherealfabric.store.objectstore import ObjectStore
+
+    server = MOTO.ensure()
+    root.mkdir(parents=True)  # the local folder of spilled (temp) files
+    url = f"s3://{server.bucket}/{uuid.uuid4().hex}"
+    store = ObjectStore(url, storage_options=server.options, signing_key=SIGNING_KEY, temp_dir=root)
+    fs = store.fs
+
+    def damage(digest: str, how: str) -> str:
+        path = f"{store.root}/objects/{digest[:2]}/{digest}"
+        data = fs.cat_file(path)
+        if how == "flip":
+            middle = len(data) // 2
+            fs.pipe_file(path, data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+        elif how == "truncate":
+            fs.pipe_file(path, data[: len(data) // 2])
+        else:
+            fs.rm_file(path)
+        return store.object_url(digest)
+
+    def temp_files() -> list[str]:
+        return sorted(p.name for p in root.iterdir() if p.name.startswith(".tmp-"))
+
+    def files() -> list[str]:
+        remote = [str(p)[len(store.root) + 1 :] for p in fs.find(store.root)]
+        return sorted(remote) + temp_files()
+
+    return Harness(store, damage, temp_files, files)
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path], Harness]] = {
     "local": lambda root: _local_harness(root, durable=False),
     "local-durable": lambda root: _local_harness(root, durable=True),
+    "s3": _s3_harness,
 }
 
 
@@ -598,9 +707,9 @@ def test_open_store_relative_path_with_colon_is_a_path(tmp_path: Path) -> None:
     assert isinstance(store, LocalStore) and store.root == str(tmp_path / "odd:name")
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/prefix", "gs://bucket", "https://example.com/x"])
-def test_open_store_other_schemes_are_not_available_yet(url: str) -> None:
-    with pytest.raises(StoreError, match="only local stores"):
+@pytest.mark.parametrize("url", ["https://example.com/x", "http://example.com/x"])
+def test_open_store_read_only_schemes_are_refused(url: str) -> None:
+    with pytest.raises(StoreError, match="read-only"):
         open_store(url)
 
 

@@ -244,9 +244,9 @@ def _params(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _absolute_target(target: str) -> str:
     """``FILE[:WORKFLOW]`` with ``FILE`` made absolute, so ``resume`` works from anywhere."""
-    from .loader import _split
+    from .loader import split_target
 
-    path, name = _split(target)
+    path, name = split_target(target)
     absolute = str(path.resolve())
     return absolute if name is None else f"{absolute}:{name}"
 

@@ -16,10 +16,11 @@ from .errors import DefinitionError
 from .fingerprint import SCRIPT_MODULE_PREFIX
 from .workflow import Workflow
 
-__all__ = ["load_workflow"]
+__all__ = ["load_workflow", "split_target"]
 
 
-def _split(target: str) -> tuple[Path, str | None]:
+def split_target(target: str) -> tuple[Path, str | None]:
+    """Split ``FILE[:NAME]`` into the file path and the optional name."""
     path, sep, name = target.rpartition(":")
     if sep and path and not re.fullmatch(r"[A-Za-z]", path) and name and "/" not in name:
         return Path(path), name
@@ -28,7 +29,7 @@ def _split(target: str) -> tuple[Path, str | None]:
 
 def load_workflow(target: str) -> Workflow:
     """Import ``FILE[:NAME]`` and return the workflow it names or defines."""
-    path, name = _split(target)
+    path, name = split_target(target)
     if not path.is_file():
         raise DefinitionError(f"no such workflow file: {path} (expected FILE.py or FILE.py:NAME)")
     module = _import(path)

@@ -101,7 +101,7 @@ class JournalRecorder:
         record = json.dumps(event.data["record"], separators=(",", ":"))
         self._actions.append((result.key, event.node or "", record, components, time.time()))
         self._release.append(result.key)
-        self._attempt_rows(event, result, "succeeded", None)
+        self._attempt_rows(event, result, "succeeded", components)
 
     def _on_node_failed(self, event: Event) -> None:
         result: TaskResult = event.data["result"]

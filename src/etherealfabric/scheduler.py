@@ -113,7 +113,7 @@ class Scheduler:
         self._rewinds: dict[str, int] = {}
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopping = False
-        self._executed_unflushed = False
+        self._dirty = False
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
         # submit no more than the backend runs at once: fail-fast can then really stop
@@ -138,21 +138,20 @@ class Scheduler:
         while self._ready or self._running or self._leased_elsewhere:
             while self._ready and not self._stopping and len(self._running) < self._capacity:
                 self._start(self._ready.popleft())
-            if self._leased_elsewhere and not self._stopping:
+            waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
+            if waiting_for_others:
                 self._retry_leased()
-            if not self._running:
-                if self._leased_elsewhere and not self._stopping:
-                    time.sleep(LEASE_POLL_SECONDS)
-                    continue
-                if self._ready and not self._stopping:
-                    continue
-                break
-            if self._ready and len(self._running) < self._capacity and not self._stopping:
-                continue  # cache hits freed no slot but more nodes are ready
-            self._drain(LEASE_POLL_SECONDS if self._leased_elsewhere else None)
-            if self._executed_unflushed or time.monotonic() - last_flush > FLUSH_SECONDS:
+            if self._dirty or time.monotonic() - last_flush > FLUSH_SECONDS:
+                # one commit for what finished and started since the last wait; always before
+                # waiting, so other runs waiting for our keys see them released
                 self._flush()
                 last_flush = time.monotonic()
+            if self._running:
+                self._drain(LEASE_POLL_SECONDS if waiting_for_others else None)
+            elif waiting_for_others:
+                time.sleep(LEASE_POLL_SECONDS)
+            elif not self._ready or self._stopping:
+                break
 
     def _drain(self, timeout: float | None) -> None:
         try:
@@ -167,7 +166,7 @@ class Scheduler:
 
     def _flush(self) -> None:
         self._flush_journal()
-        self._executed_unflushed = False
+        self._dirty = False
         keys, self._checkpoints_to_clear = self._checkpoints_to_clear, []
         for key in keys:  # the node's success is committed: its checkpoint has served
             try:
@@ -189,11 +188,25 @@ class Scheduler:
             return
         if record is not None:
             self._cached(name, info, record)
-        elif self.journal.acquire_lease(info.key, node=name, run_id=self.run_id):
-            self._submit(name, info)
-        else:
+        elif not self._lease_and_submit(name, info):
             log.info("%s: another run is computing key %s; waiting for it", name, info.key[:12])
             self._leased_elsewhere[name] = info
+
+    def _lease_and_submit(self, name: str, info: KeyInfo) -> bool:
+        """Take the key's lease and run the node; False while another run holds the lease.
+
+        The cache is consulted again once the lease is ours: a run that finished the key
+        between our lookup and our lease committed its result with the lease's release.
+        """
+        if not self.journal.acquire_lease(info.key, node=name, run_id=self.run_id):
+            return False
+        record = self.cache.lookup(info.key)
+        if record is not None:
+            self.journal.write_batch(release=[info.key])
+            self._cached(name, info, record)
+        else:
+            self._submit(name, info)
+        return True
 
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
         self.outcome.status[name] = "cached"
@@ -208,9 +221,8 @@ class Scheduler:
             if record is not None:
                 del self._leased_elsewhere[name]
                 self._cached(name, info, record)
-            elif self.journal.acquire_lease(info.key, node=name, run_id=self.run_id):
+            elif self._lease_and_submit(name, info):
                 del self._leased_elsewhere[name]
-                self._submit(name, info)
 
     def _submit(self, name: str, info: KeyInfo) -> None:
         try:
@@ -231,6 +243,7 @@ class Scheduler:
             return
         self.outcome.status[name] = "running"
         self._running[name] = info
+        self._dirty = True
         self._emit("node_started", name, key=info.key)
         future.add_done_callback(functools.partial(self._on_done, name))
 
@@ -280,7 +293,7 @@ class Scheduler:
             result.error = f"{type(exc).__name__}: {exc}"
             result.traceback = "".join(traceback.format_exception(exc))
             result.exception = exc if isinstance(exc, Exception) else None
-        self._executed_unflushed = True
+        self._dirty = True
         for attempt in result.attempts[:-1]:
             self._emit("node_retrying", name, attempt=attempt.number, error=attempt.error)
         if result.ok:

@@ -1,6 +1,7 @@
 """Execution backends, by name. A backend is imported only when it is chosen.
 
-Built in: ``local`` (threads, the default; alias ``threads``) and ``processes``. Third-party
+Built in: ``local`` (threads, the default; alias ``threads``), ``processes``, ``dask`` and
+``celery`` (the last two need the ``dask`` and ``celery`` extras). Third-party
 backends register under the ``etherealfabric.backends`` entry-point group as
 ``name = "package.module:BackendClass"``.
 """
@@ -19,6 +20,8 @@ _BUILTIN = {
     "local": "etherealfabric.backends.local:ThreadBackend",
     "threads": "etherealfabric.backends.local:ThreadBackend",
     "processes": "etherealfabric.backends.local:ProcessBackend",
+    "dask": "etherealfabric.backends.dask:DaskBackend",
+    "celery": "etherealfabric.backends.celery:CeleryBackend",
 }
 _registered: dict[str, str | type[Backend]] = {}
 

@@ -6,7 +6,9 @@ Where the cluster comes from, first match wins:
 2. ``address=`` or ``ETHEREALFABRIC_DASK_ADDRESS``: the scheduler of a running cluster
    (``tcp://host:8786``); the backend opens a client to it and closes only that client;
 3. otherwise a :class:`distributed.LocalCluster` of ``max_workers`` (default: the CPU count)
-   single-threaded worker processes, started for the run and closed after it.
+   single-threaded worker processes, started when the first node is submitted (a fully cached
+   run starts none) and closed after the run. Its workers are spawned processes, so a script
+   that uses it needs the usual ``if __name__ == "__main__":`` guard.
 
 Tasks travel as cloudpickle bytes, exactly as on the process backend, and results come back the
 same way. Distributed would pickle them itself, but with plain ``pickle`` first: a node from a
@@ -26,9 +28,12 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .base import Backend
+from ..config import ENV
+from ..errors import ConfigError
+from .base import Backend, TaskFuture
 from .local import _default_workers, _run_pickled
 
 __all__ = ["ADDRESS_ENV", "DaskBackend"]
@@ -70,23 +75,38 @@ class DaskBackend(Backend):
         address: str | None = None,
         client: Any = None,
     ) -> None:
-        from distributed import Client
-
+        distributed = _distributed()
         super().__init__(max_workers=max_workers)
         self._cluster: Any = None
+        self._client: Any = client
         self._owns_client = client is None
-        address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
-        if client is not None:
-            self.client = client
-        elif address is not None:
-            self.client = Client(address)
-        else:
-            self._cluster = _local_cluster(max_workers or _default_workers())
-            self.client = Client(self._cluster)
-        if self.max_workers is None:
-            self.max_workers = self._cluster_threads()
         self._futures: set[Any] = set()
         self._lock = threading.Lock()
+        setting = "address" if address else ADDRESS_ENV
+        address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
+        if client is None and address is not None:
+            try:
+                self._client = distributed.Client(address, set_as_default=False)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {address!r} (from {setting}): {exc}. "
+                    "Start one (dask scheduler; dask worker ADDRESS) or unset "
+                    f"{ADDRESS_ENV} to run on a local cluster",
+                    setting=setting,
+                ) from exc
+        if self._client is None:  # a LocalCluster, started on first use (not for cached runs)
+            self.max_workers = max_workers or _default_workers()
+        elif self.max_workers is None:
+            self.max_workers = self._cluster_threads()
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client``; a LocalCluster backend starts its cluster here."""
+        with self._lock:
+            if self._client is None:
+                self._cluster = _local_cluster(self.max_workers or _default_workers())
+                self._client = _distributed().Client(self._cluster, set_as_default=False)
+            return self._client
 
     def _cluster_threads(self) -> int | None:
         """Worker threads of the cluster: how many tasks it runs at once (None: no workers yet)."""
@@ -99,11 +119,16 @@ class DaskBackend(Backend):
         )
         return None
 
-    def submit(self, fn: Callable[[T], Any], task: T) -> _DaskFuture:
+    def submit(self, fn: Callable[[T], Any], task: T) -> TaskFuture[Any]:
         """Send ``fn(task)`` to the cluster; the future resolves to its return value."""
         import cloudpickle
 
-        payload = cloudpickle.dumps((fn, task))
+        try:
+            payload = cloudpickle.dumps((fn, task))
+        except Exception as exc:  # reported as the node's failure, not the scheduler's
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            return failed
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
         inner = self.client.submit(
             _run_pickled, payload, key=f"etherealfabric-{label}-{uuid.uuid4().hex}", pure=False
@@ -123,20 +148,34 @@ class DaskBackend(Backend):
             running, self._futures = list(self._futures), set()
         if cancel and running:
             try:
-                self.client.cancel(running)
+                self._client.cancel(running)
             except Exception as exc:  # the cluster may be gone already
                 log.warning("could not cancel %d Dask task(s): %s", len(running), exc)
-        if self._owns_client:
-            self.client.close()
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
 
 
-def _local_cluster(workers: int) -> Any:
-    from distributed import LocalCluster
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ConfigError(
+            f"the dask backend needs Dask's distributed package ({exc}); install it with "
+            "pip install 'etherealfabric[dask]'",
+            setting=ENV["backend"],
+        ) from exc
+    return distributed
 
+
+def _local_cluster(workers: int) -> Any:
     log.info("starting a Dask LocalCluster of %d worker process(es)", workers)
-    return LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    return _distributed().LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",  # any free port: 8787 may belong to another cluster
     )

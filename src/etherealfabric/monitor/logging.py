@@ -27,7 +27,11 @@ def configure_logging(level: str) -> logging.Logger:
 
 
 class LogSubscriber:
-    """Logs run events: runs and executed nodes at INFO, cache hits at DEBUG, failures at ERROR."""
+    """Logs run events: runs at INFO, each node at DEBUG, failures at ERROR.
+
+    Per-node progress is the progress display's job (``monitor.progress``); the log says
+    when runs start and end and what went wrong.
+    """
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"{LOGGER}.run")
@@ -41,9 +45,9 @@ class LogSubscriber:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: started (key %s)", event.node, event.data["key"][:12])
         elif kind == "node_succeeded":
-            if log.isEnabledFor(logging.INFO):
+            if log.isEnabledFor(logging.DEBUG):
                 result = event.data["result"]
-                log.info("%s: done in %.3fs", event.node, result.finished_at - result.started_at)
+                log.debug("%s: done in %.3fs", event.node, result.finished_at - result.started_at)
         elif kind == "node_failed":
             result = event.data["result"]
             log.error("%s: failed: %s", event.node, result.error)

@@ -1,7 +1,10 @@
 """Artifact stores: content-addressed objects plus action records.
 
 ``open_store(location)`` opens the store a setting points at: a folder path or a ``file://``
-URL. Only local stores exist in this version; an object-store backend (S3) is planned.
+URL gives a :class:`LocalStore`; any other URL (``s3://bucket/prefix``, ``gs://``,
+``memory://``...) an :class:`~etherealfabric.store.objectstore.ObjectStore` over fsspec.
+fsspec and its back-ends (s3fs...) are imported only when such a store is opened, so local
+runs never load them.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from urllib.parse import unquote, urlsplit
 from ..errors import StoreError
 from .base import DEFAULT_INLINE_LIMIT, ObjectWriter, Store, StoredObject
 from .local import LocalStore
+from .objectstore import ObjectStore
 
 __all__ = [
     "DEFAULT_INLINE_LIMIT",
     "LocalStore",
+    "ObjectStore",
     "ObjectWriter",
     "Store",
     "StoredObject",
@@ -27,21 +32,23 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def open_store(url_or_path: str | os.PathLike[str], *, durable: bool = False) -> Store:
-    """The store at a folder path or ``file://`` URL (``durable``: survive power loss)."""
+    """The store at a folder path, a ``file://`` URL or an object-store URL.
+
+    ``durable`` (survive a power loss) applies to local stores; an object store's PUT is
+    durable once it is confirmed. An object store takes its credentials, endpoint
+    (``ETHEREALFABRIC_S3_ENDPOINT_URL``) and signing key (``ETHEREALFABRIC_SIGNING_KEY``)
+    from the environment; build an :class:`ObjectStore` to pass them explicitly.
+    """
     location = os.fspath(url_or_path)
     if not _URL.match(location):
         return LocalStore(location, durable=durable)
+    if urlsplit(location).scheme.lower() != "file":
+        return ObjectStore(location)
     return LocalStore(_local_path(location), durable=durable)
 
 
 def _local_path(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme.lower() != "file":
-        raise StoreError(
-            f"cannot open the store {url!r}: only local stores (a folder path or a file:// "
-            f"URL) are available in this version, not {parts.scheme}://. An object-store "
-            "backend is planned; until then, share a folder on a network drive."
-        )
     if parts.netloc not in ("", "localhost"):
         raise StoreError(
             f"cannot open the store {url!r}: file:// URLs must name a local path "

@@ -1,0 +1,104 @@
+"""A private ``redis-server`` for tests (imported, not run).
+
+It listens on a free port of 127.0.0.1 and keeps nothing on disk, so tests never touch a shared
+instance (such as the one on 6379) and leave nothing behind::
+
+    server = start_redis(tmp_folder)
+    try:
+        use(server.url(0))
+    finally:
+        server.stop()
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RedisServer", "free_port", "redis_server_path", "start_redis", "stop_process"]
+
+START_ATTEMPTS = 3
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server we started."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def ping(self) -> bool:
+        return _ping(self.port)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_process(self.process, timeout)
+
+
+def redis_server_path() -> str | None:
+    """The redis-server executable, or ``None`` when it is not installed."""
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(folder: Path, *, timeout: float = 15.0) -> RedisServer:
+    """Start redis-server on a free port; return once it answers PING."""
+    exe = redis_server_path()
+    if exe is None:
+        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "redis.log"
+    for _ in range(START_ATTEMPTS):  # another process may take the port between bind and start
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                exe,
+                *("--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no"),
+                *("--dir", str(folder), "--logfile", str(log)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            if _ping(port):
+                return RedisServer(port, process, log)
+            time.sleep(0.05)
+        stop_process(process)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"redis-server did not start; its log ends with:\n{tail}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Terminate ``process``; kill it if it is still there after ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

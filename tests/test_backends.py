@@ -1,0 +1,512 @@
+"""The backend contract, passed by every backend: local threads, processes, Dask and Celery.
+
+``IMPLEMENTATIONS`` and the indirect ``backend_name`` fixture run each contract test once per
+backend. The fixture points the environment at the backend (``ETHEREALFABRIC_EXECUTION_BACKEND``
+and its settings), so tests create backends the way a user does: ``create_backend(name)`` or
+``workflow.execute()``. Real clusters, started once per module and only when a selected test
+needs them: a Dask ``LocalCluster`` of two worker processes, and a private ``redis-server``
+with one Celery worker (``python -m etherealfabric.backends.celery worker --concurrency 2``).
+
+The node functions below are module-level so that workers import them by name: the Celery
+worker runs with this folder on its ``PYTHONPATH`` (as a real worker has the project's code
+installed); Dask's spawned workers inherit this process's ``sys.path``. Nodes defined inside a
+test, or in a workflow file loaded by :func:`load_workflow`, travel by value instead, and
+``test_workflow_file_nodes_travel_by_value`` checks that path on every backend.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import ConfigError, Node, RunFailedError, Workflow, node
+from etherealfabric.backends import Backend, backend_names, create_backend
+from etherealfabric.backends.celery import main as celery_main
+from etherealfabric.backends.celery import make_app
+from etherealfabric.backends.dask import DaskBackend
+from etherealfabric.journal import Journal
+from etherealfabric.loader import load_workflow
+from redis_server import RedisServer, redis_server_path, start_redis, stop_process
+
+IMPLEMENTATIONS = ["threads", "processes", "dask", "celery"]
+IN_PROCESS = {"threads"}
+WORKERS = 2
+TESTS = Path(__file__).resolve().parent
+TIMEOUT = 60
+
+
+# -- nodes and task functions the workers import from this module --------------------------------
+@node
+def numbers(n):
+    return list(range(n))
+
+
+@node
+def squares(xs):
+    return [x * x for x in xs]
+
+
+@node
+def total(xs):
+    return sum(xs)
+
+
+@node
+def where():
+    return {"pid": os.getpid()}
+
+
+@node
+def explode(xs):
+    raise ValueError(f"explode got {len(xs)} numbers")
+
+
+@node
+def crash(xs):
+    os._exit(3)
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def refuse(x: int) -> int:
+    raise ValueError(f"refused {x}")
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def nap_then_touch(args: tuple[float, str]) -> None:
+    seconds, path = args
+    time.sleep(seconds)
+    Path(path).touch()
+
+
+def pipeline(name: str = "contract") -> Workflow:
+    with Workflow(name) as wf:
+        xs = numbers(10)
+        total(squares(xs))
+        where()
+    return wf
+
+
+# -- clusters, started once per module ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[Any]:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if redis_server_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; CI must install it (redis-server)")
+        pytest.skip("redis-server is not installed")
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One worker process with two pool processes; yields the settings that reach it."""
+    pytest.importorskip("celery")
+    settings = {
+        "ETHEREALFABRIC_CELERY_BROKER_URL": redis.url(0),
+        "ETHEREALFABRIC_CELERY_RESULT_BACKEND": redis.url(1),
+    }
+    folder = tmp_path_factory.mktemp("celery-worker")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(settings)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env["C_FORCE_ROOT"] = "1"  # CI runs as root; Celery refuses pickle messages as root without it
+    log = folder / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "etherealfabric.backends.celery", "worker"),
+                *("--concurrency", str(WORKERS), "--loglevel", "INFO"),
+            ],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_worker(worker, settings, log)
+        yield settings
+    finally:
+        stop_process(worker, timeout=15)
+
+
+def _wait_for_worker(worker: subprocess.Popen, settings: dict, log: Path) -> None:
+    app = make_app(
+        settings["ETHEREALFABRIC_CELERY_BROKER_URL"],
+        settings["ETHEREALFABRIC_CELERY_RESULT_BACKEND"],
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while worker.poll() is None and time.monotonic() < deadline:
+            if app.control.ping(timeout=0.5):
+                return
+        pytest.fail(f"the Celery worker did not start; its log:\n{log.read_text()[-3000:]}")
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def backend_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the environment at the backend ``request.param``; return its name."""
+    name: str = request.param
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", name)
+    monkeypatch.setenv("ETHEREALFABRIC_MAX_WORKERS", str(WORKERS))
+    if name == "dask":
+        cluster = request.getfixturevalue("dask_cluster")
+        monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", cluster.scheduler_address)
+    elif name == "celery":
+        for var, value in request.getfixturevalue("celery_worker").items():
+            monkeypatch.setenv(var, value)
+    return name
+
+
+@pytest.fixture
+def backend(backend_name: str) -> Iterator[Backend]:
+    with create_backend(backend_name, max_workers=WORKERS) as opened:
+        yield opened
+
+
+def contract(fn: Any) -> Any:
+    """Run ``fn`` once per backend."""
+    return pytest.mark.parametrize("backend_name", IMPLEMENTATIONS, indirect=True)(fn)
+
+
+def rows(home: Path, run_id: str) -> dict[str, dict]:
+    with Journal(home / "journal.db") as journal:
+        return {r["node"]: r for r in journal.node_runs(run_id)}
+
+
+# -- the contract: the Backend interface ---------------------------------------------------------
+@contract
+def test_submit_returns_a_future_of_the_result_and_calls_back_once(backend: Backend) -> None:
+    called: list[Any] = []
+    done = threading.Event()
+
+    def callback(future: Any) -> None:
+        called.append(future)
+        done.set()
+
+    future = backend.submit(double, 21)
+    future.add_done_callback(callback)
+    assert future.result(timeout=TIMEOUT) == 42
+    assert done.wait(TIMEOUT)
+    time.sleep(0.05)  # a second call would come right after the first
+    assert len(called) == 1
+    assert called[0].result() == 42
+
+
+@contract
+def test_an_exception_of_the_task_is_raised_by_result(backend: Backend) -> None:
+    future = backend.submit(refuse, 7)
+    with pytest.raises(Exception, match="refused 7"):
+        future.result(timeout=TIMEOUT)
+
+
+@contract
+def test_many_tasks_all_complete(backend: Backend) -> None:
+    assert backend.max_workers == WORKERS
+    futures = [backend.submit(double, i) for i in range(30)]
+    assert [f.result(timeout=TIMEOUT) for f in futures] == [2 * i for i in range(30)]
+
+
+@contract
+def test_close_with_cancel_returns_without_running_the_queue(backend_name: str) -> None:
+    opened = create_backend(backend_name, max_workers=WORKERS)
+    futures = [opened.submit(nap, 0.3) for _ in range(3 * WORKERS)]
+    started = time.monotonic()
+    opened.close(cancel=True)
+    assert time.monotonic() - started < 3 * WORKERS * 0.3  # the queue was not worked through
+    assert len(futures) == 3 * WORKERS
+
+
+@pytest.mark.parametrize("backend_name", sorted(set(IMPLEMENTATIONS) - IN_PROCESS), indirect=True)
+def test_an_unpicklable_task_fails_cleanly(backend: Backend) -> None:
+    """Either ``submit`` or the future raises (the scheduler fails the node either way)."""
+    with pytest.raises(TypeError, match="pickle"):
+        backend.submit(double, threading.Lock()).result(timeout=TIMEOUT)
+    assert backend.submit(double, 1).result(timeout=TIMEOUT) == 2  # the backend still works
+
+
+# -- the contract: whole workflows -------------------------------------------------------------
+@contract
+def test_results_equal_the_local_backends(backend_name: str, home: Path, tmp_path: Path) -> None:
+    remote = pipeline().execute()
+    local = pipeline().execute(backend="local", home=tmp_path / "local-home")
+    assert remote["total"]["result"] == local["total"]["result"] == 285
+    assert remote["squares"]["result"] == local["squares"]["result"]
+    assert (remote.executed, remote.cached, remote.failed) == (4, 0, 0)
+
+
+@contract
+def test_nodes_run_in_worker_processes_and_a_second_run_is_cached(
+    backend_name: str, home: Path
+) -> None:
+    first = pipeline().execute()
+    journal = rows(home, first.run_id)
+    assert set(journal) == {"numbers", "squares", "total", "where"}
+    assert all(r["status"] == "succeeded" for r in journal.values())
+    pids = {r["pid"] for r in journal.values()}
+    assert first["where"]["result"]["pid"] in pids
+    if backend_name in IN_PROCESS:
+        assert pids == {os.getpid()}
+    else:
+        assert os.getpid() not in pids
+    second = pipeline().execute()
+    assert (second.executed, second.cached) == (0, 4)
+    assert {r["status"] for r in rows(home, second.run_id).values()} <= {"cached"}
+
+
+@contract
+def test_a_failing_node_reports_its_error(backend_name: str, home: Path) -> None:
+    with Workflow("failing") as wf:
+        xs = numbers(3)
+        explode(xs)
+        total(xs)
+    with pytest.raises(RunFailedError) as caught:
+        wf.execute(keep_going=True)
+    assert "explode got 3 numbers" in caught.value.failures["explode"]
+    results = caught.value.results
+    assert results["total"]["result"] == 3
+    journal = rows(home, results.run_id)
+    assert journal["explode"]["status"] == "failed"
+    assert "ValueError: explode got 3 numbers" in journal["explode"]["error"]
+
+
+@contract
+def test_seed_style_class_nodes_defined_in_a_test_run(backend_name: str) -> None:
+    class MyNode(Node):
+        def __init__(self, input_data):
+            super().__init__()
+            self.input_data = input_data
+            self.outputs = ["output_data"]
+
+        def run(self):
+            return {"output_data": self.input_data * 2}
+
+    node1 = MyNode(input_data=10)
+    node2 = MyNode(input_data=node1.outputs["output_data"])
+    workflow = Workflow()
+    workflow.add_node(node1)
+    workflow.add_node(node2)
+    workflow.add_dependency(node1, node2)
+    results = workflow.execute()
+    assert results[node2]["output_data"] == 40
+    assert (workflow.execute().executed, workflow.execute().cached) == (0, 2)
+
+
+@contract
+def test_workflow_file_nodes_travel_by_value(backend_name: str, tmp_path: Path) -> None:
+    source = tmp_path / "flows" / "byvalue_flow.py"
+    source.parent.mkdir()
+    source.write_text(
+        "from etherealfabric import Workflow, node\n\n"
+        "OFFSET = 100\n\n"
+        "@node\n"
+        "def shifted(x):\n"
+        "    return x + OFFSET\n\n"
+        "with Workflow('byvalue') as wf:\n"
+        "    shifted(1)\n"
+    )
+    try:
+        results = load_workflow(str(source)).execute()
+        assert results["shifted"]["result"] == 101
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(source.parent)]
+        sys.modules.pop(next(m for m in sys.modules if m.endswith("byvalue_flow")), None)
+
+
+# -- the registry and import lightness -----------------------------------------------------------
+def test_dask_and_celery_are_registered_by_name() -> None:
+    assert {"local", "threads", "processes", "dask", "celery"} <= set(backend_names())
+
+
+def test_importing_etherealfabric_loads_no_dask_or_celery() -> None:
+    code = (
+        "import sys, etherealfabric, etherealfabric.backends, etherealfabric.session\n"
+        "heavy = ('dask', 'distributed', 'celery', 'kombu', 'redis')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- Dask ------------------------------------------------------------------------------------------
+def test_dask_connects_to_a_running_cluster_by_address(dask_cluster: Any) -> None:
+    with DaskBackend(address=dask_cluster.scheduler_address) as backend:
+        assert backend.max_workers == WORKERS  # the cluster's worker threads
+        assert backend.submit(double, 5).result(timeout=TIMEOUT) == 10
+    assert dask_cluster.scheduler_address  # the cluster outlives the backend
+    with DaskBackend(address=dask_cluster.scheduler_address, max_workers=1) as backend:
+        assert backend.max_workers == 1
+
+
+def test_dask_uses_a_given_client_and_leaves_it_open(dask_cluster: Any) -> None:
+    import distributed
+
+    with distributed.Client(dask_cluster) as client:
+        with DaskBackend(client=client) as backend:
+            assert backend.submit(double, 4).result(timeout=TIMEOUT) == 8
+        assert client.status == "running"
+
+
+def test_dask_from_the_environment_starts_its_own_cluster_once_needed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "dask")
+    monkeypatch.setenv("ETHEREALFABRIC_MAX_WORKERS", str(WORKERS))
+    caplog.set_level("INFO", logger="etherealfabric.backends.dask")
+    first = pipeline().execute()
+    assert (first.executed, first["total"]["result"]) == (4, 285)
+    assert os.getpid() not in {
+        r["pid"] for r in rows(Path(".etherealfabric"), first.run_id).values()
+    }
+    second = pipeline().execute()
+    assert (second.executed, second.cached) == (0, 4)
+    started = [r for r in caplog.records if "starting a Dask LocalCluster" in r.getMessage()]
+    assert len(started) == 1  # the cached run started no cluster
+
+
+def test_dask_unreachable_address_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    dask = pytest.importorskip("dask")
+    monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", "tcp://127.0.0.1:1")
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(ConfigError, match="ETHEREALFABRIC_DASK_ADDRESS") as caught,
+    ):
+        create_backend("dask")
+    assert caught.value.setting == "ETHEREALFABRIC_DASK_ADDRESS"
+
+
+# -- Celery ----------------------------------------------------------------------------------------
+def test_celery_without_settings_names_the_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("celery")
+    with pytest.raises(ConfigError, match="ETHEREALFABRIC_CELERY_BROKER_URL") as caught:
+        create_backend("celery")
+    assert caught.value.setting == "ETHEREALFABRIC_CELERY_BROKER_URL"
+    monkeypatch.setenv("ETHEREALFABRIC_CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="ETHEREALFABRIC_CELERY_RESULT_BACKEND"):
+        Workflow().execute(backend="celery")
+
+
+def test_celery_worker_entry_point_without_settings_exits_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("celery")
+    assert celery_main(["worker", "--concurrency", "1"]) == 2
+    assert "ETHEREALFABRIC_CELERY_BROKER_URL" in capsys.readouterr().err
+
+
+def test_celery_max_workers_defaults_to_the_workers_concurrency(
+    celery_worker: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var, value in celery_worker.items():
+        monkeypatch.setenv(var, value)
+    with create_backend("celery") as backend:
+        assert backend.max_workers == WORKERS
+
+
+@pytest.mark.parametrize("backend_name", ["celery"], indirect=True)
+def test_celery_a_crashed_worker_process_fails_its_node_by_name(
+    backend_name: str, home: Path
+) -> None:
+    with Workflow("crashing") as wf:
+        crash(numbers(2))
+    with pytest.raises(RunFailedError) as caught:
+        wf.execute()
+    message = caught.value.failures["crash"]
+    assert "node 'crash'" in message
+    assert "WorkerLostError" in message
+    assert rows(home, caught.value.results.run_id)["crash"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("backend_name", ["celery"], indirect=True)
+def test_celery_a_node_the_workers_cannot_import_says_so(
+    backend_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "only_here_nodes.py").write_text(
+        "from etherealfabric import Node\n\n"
+        "class Here(Node):\n"
+        "    def __init__(self, x):\n"
+        "        super().__init__()\n"
+        "        self.x = x\n"
+        "        self.outputs = ['x']\n\n"
+        "    def run(self):\n"
+        "        return {'x': self.x}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        from only_here_nodes import Here  # type: ignore[import-not-found]
+
+        wf = Workflow("unimportable")
+        wf.add_node(Here(1), name="here")
+        with pytest.raises(RunFailedError) as caught:
+            wf.execute()
+    finally:
+        sys.modules.pop("only_here_nodes", None)
+    message = caught.value.failures["here"]
+    assert "node 'here'" in message
+    assert "only_here_nodes" in message
+    assert "importable on the workers" in message
+
+
+@pytest.mark.parametrize("backend_name", ["celery"], indirect=True)
+def test_celery_close_with_cancel_revokes_what_has_not_run(
+    backend_name: str, celery_worker: dict, tmp_path: Path
+) -> None:
+    opened = create_backend(backend_name, max_workers=WORKERS)
+    marks = [tmp_path / f"ran-{i}" for i in range(4 * WORKERS)]
+    for mark in marks:
+        opened.submit(nap_then_touch, (0.2, str(mark)))
+    time.sleep(0.1)  # the first tasks are running
+    opened.close(cancel=True)
+    _wait_until_idle(celery_worker)
+    ran = sum(m.exists() for m in marks)
+    assert 0 < ran < len(marks)
+
+
+def _wait_until_idle(settings: dict) -> None:
+    app = make_app(
+        settings["ETHEREALFABRIC_CELERY_BROKER_URL"],
+        settings["ETHEREALFABRIC_CELERY_RESULT_BACKEND"],
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            inspect = app.control.inspect(timeout=0.3)
+            busy = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+            if not any(busy):
+                return
+        pytest.fail("the Celery worker stayed busy")
+    finally:
+        app.close()
