@@ -7,11 +7,14 @@ and its settings), so tests create backends the way a user does: ``create_backen
 needs them: a Dask ``LocalCluster`` of two worker processes, and a private ``redis-server``
 with one Celery worker (``python -m etherealfabric.backends.celery worker --concurrency 2``).
 
-The node functions below are module-level so that workers import them by name: the Celery
-worker runs with this folder on its ``PYTHONPATH`` (as a real worker has the project's code
-installed); Dask's spawned workers inherit this process's ``sys.path``. Nodes defined inside a
-test, or in a workflow file loaded by :func:`load_workflow`, travel by value instead, and
-``test_workflow_file_nodes_travel_by_value`` checks that path on every backend.
+Pickling, and so what the workers must import: the plain task functions below (``double``,
+``refuse``...) are pickled by reference, so workers import this module: the Celery worker runs
+with this folder on its ``PYTHONPATH`` (as a real worker has the project's code installed), and
+Dask's spawned workers inherit this process's ``sys.path``. ``@node`` functions travel by value
+(their module attribute is the node wrapper, so cloudpickle cannot find the raw function by
+name), as do nodes defined inside a test and those of a workflow file loaded by
+:func:`load_workflow` (``test_workflow_file_nodes_travel_by_value``). A class node from a module
+the workers cannot import fails with a message that says so.
 """
 
 from __future__ import annotations
@@ -321,7 +324,8 @@ def test_seed_style_class_nodes_defined_in_a_test_run(backend_name: str) -> None
     workflow.add_dependency(node1, node2)
     results = workflow.execute()
     assert results[node2]["output_data"] == 40
-    assert (workflow.execute().executed, workflow.execute().cached) == (0, 2)
+    again = workflow.execute()
+    assert (again.executed, again.cached) == (0, 2)
 
 
 @contract

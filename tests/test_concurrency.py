@@ -54,8 +54,16 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]
     return summaries
 
 
-def _race(tmp_path: Path, variants: list[str]) -> tuple[list[Program], Path, Path]:
-    """Start one flow.py per variant on one home, release them together, wait for all."""
+#: How long the racing processes may take together; past it they count as hung.
+RACE_SECONDS = 90
+
+
+def _race(tmp_path: Path, variants: list[str]) -> tuple[list[Program], Path, Path, list[str]]:
+    """Start one flow.py per variant on one home, release them together, wait for all.
+
+    Returns the programs, the home, the executions log and a note per process that hung
+    (its thread stacks, dumped through faulthandler before it was killed).
+    """
     home, log, barrier = tmp_path / "home", tmp_path / "executions.log", tmp_path / "barrier"
     barrier.mkdir()
     # bodies long enough that, without leases, the processes surely meet on the same keys
@@ -64,6 +72,7 @@ def _race(tmp_path: Path, variants: list[str]) -> tuple[list[Program], Path, Pat
         start_flow(env, tmp_path / "out", "--variant", v, name=f"{i}-{v}")
         for i, v in enumerate(variants)
     ]
+    hung: list[str] = []
     try:
         ready = wait_until(
             lambda: (
@@ -74,14 +83,22 @@ def _race(tmp_path: Path, variants: list[str]) -> tuple[list[Program], Path, Pat
         )
         assert ready and all(p.proc.poll() is None for p in programs), "not all reached the barrier"
         (barrier / "go").touch()
+        wait_until(lambda: all(p.proc.poll() is not None for p in programs), timeout=RACE_SECONDS)
         for p in programs:
-            p.wait(180)
+            if p.proc.poll() is None:
+                size = p.stderr.stat().st_size
+                p.proc.send_signal(signal.SIGUSR1)  # flow.py dumps its threads' stacks
+                wait_until(lambda p=p, size=size: p.stderr.stat().st_size > size, timeout=5)
+                hung.append(
+                    f"pid {p.pid} still running {RACE_SECONDS} s after the barrier opened "
+                    f"(deadlock?); its threads:\n{p.err()[size:][-6000:]}"
+                )
     finally:
         for p in programs:
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait()
-    return programs, home, log
+    return programs, home, log, hung
 
 
 def _check_race(
@@ -133,8 +150,10 @@ def test_three_processes_same_workflow_one_home_compute_each_key_once(
     tmp_path: Path, clean: dict[str, dict[str, Any]]
 ) -> None:
     variants = ["a", "a", "a"]
-    programs, home, log = _race(tmp_path, variants)
+    programs, home, log, hung = _race(tmp_path, variants)
     checks = Checks()
+    for note in hung:
+        checks.check(False, note)
     _check_race(checks, programs, variants, home, log, clean)
     executed = [p.summary()["executed"] for p in programs if p.proc.returncode == 0]
     checks.check(
@@ -150,8 +169,10 @@ def test_overlapping_workflows_one_home_compute_shared_keys_once(
     tmp_path: Path, clean: dict[str, dict[str, Any]]
 ) -> None:
     variants = ["a", "b", "b"]
-    programs, home, log = _race(tmp_path, variants)
+    programs, home, log, hung = _race(tmp_path, variants)
     checks = Checks()
+    for note in hung:
+        checks.check(False, note)
     _check_race(checks, programs, variants, home, log, clean)
     shared = sorted(set(NODES_A) & set(NODES_B))
     counts = Counter(label for label, _ in read_log(log))

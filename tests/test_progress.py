@@ -329,5 +329,5 @@ def test_terminal_routes_engine_log_lines_above_the_display() -> None:
         logger.removeHandler(handler)
     assert handler.stream is out  # given back at the end of the run
     lines = plain(out).splitlines()
-    assert any(line.startswith("LOG waits: done in") for line in lines), lines
+    assert any(line.startswith("LOG run ") and "succeeded" in line for line in lines), lines
     assert not any("failedLOG" in line for line in lines), lines

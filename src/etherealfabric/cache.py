@@ -49,17 +49,34 @@ class ArtifactCache:
             record = self._from_store(key)
         if record is None:
             return None
-        if not self._complete(record):
-            log.warning("cached outputs of key %s are missing from the store; recomputing", key)
+        problem = self._incomplete(record)
+        if problem is not None:
+            log.warning("%s; recomputing it (cache key %s)", problem, key)
             self.journal.delete_action(key)
             return None
         return record
 
-    def _complete(self, record: Mapping[str, Any]) -> bool:
-        return all(
-            out.get("inline") or self.store.has_object(out["digest"])
-            for out in record["outputs"].values()
-        )
+    def _incomplete(self, record: Mapping[str, Any]) -> str | None:
+        """Why a record's outputs are unusable (an object gone or of the wrong size), or None.
+
+        A size check is one ``stat``; the bytes themselves are verified when loaded.
+        """
+        for name, out in record["outputs"].items():
+            if out.get("inline"):
+                continue
+            size = self.store.object_size(out["digest"])
+            if size != out.get("size", size):
+                what = "missing" if size is None else f"{size} bytes instead of {out['size']}"
+                return (
+                    f"output {name!r} of node {record.get('node', '?')!r} is {what} at "
+                    f"{self.location(out['digest'])}"
+                )
+        return None
+
+    def location(self, digest: str) -> str:
+        """Where an object lives, for messages."""
+        path = getattr(self.store, "object_path", None)
+        return str(path(digest)) if callable(path) else f"{self.store.url} ({digest})"
 
     def _from_store(self, key: str) -> dict[str, Any] | None:
         record = self.store.get_action(key)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .errors import ArtifactMissingError, CorruptArtifactError
 from .node import Node, OutputRef, OutputRefs, Outputs
 
 if TYPE_CHECKING:
@@ -14,18 +16,27 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeResults", "Results"]
 
+log = logging.getLogger("etherealfabric.results")
+
 
 class Results(Mapping[str, "NodeResults"]):
     """The outcome of one run.
 
     ``results[node]`` (a node, its name, or a multi-output ``@node`` call) is a mapping of its
     outputs; ``results[ref]`` (an output reference) is that value. Values load on first access,
-    so a run whose big intermediate results are never asked for never loads them.
+    so a run whose big intermediate results are never asked for never loads them. A value
+    whose stored bytes turn out missing or damaged is never returned: its node is recomputed
+    (a new run, limited to that node and what it needs) and the fresh value returned.
     ``run_id``, ``status``, ``executed``, ``cached``, ``failed`` and ``statuses`` summarise it.
     """
 
     def __init__(
-        self, workflow: Workflow, run_id: str, outcome: RunOutcome, cache: ArtifactCache
+        self,
+        workflow: Workflow,
+        run_id: str,
+        outcome: RunOutcome,
+        cache: ArtifactCache,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
@@ -34,6 +45,9 @@ class Results(Mapping[str, "NodeResults"]):
         self._records = outcome.outputs
         self._cache = cache
         self._values: dict[tuple[str, str], Any] = {}
+        self._keys = dict(outcome.keys)
+        self._settings = dict(settings or {})
+        self._recomputed: set[str] = set()
         self.status = "failed" if outcome.failed else "succeeded"
         if outcome.interrupted:
             self.status = "cancelled"
@@ -79,8 +93,24 @@ class Results(Mapping[str, "NodeResults"]):
         cache_key = (node, output)
         if cache_key not in self._values:
             record = self._records[node][output]
-            self._values[cache_key] = self._cache.load(record)
+            try:
+                self._values[cache_key] = self._cache.load(record)
+            except (ArtifactMissingError, CorruptArtifactError) as exc:
+                if node in self._recomputed:
+                    raise
+                self._values[cache_key] = self._recompute(node, output, exc)
         return self._values[cache_key]
+
+    def _recompute(self, node: str, output: str, error: Exception) -> Any:
+        """The stored output is gone or damaged: drop it, run the node again, load that."""
+        log.warning(
+            "output %r of node %r is unusable (%s); recomputing node %r", output, node, error, node
+        )
+        self._recomputed.add(node)
+        self._cache.forget(self._keys.get(node), self._records[node])
+        fresh = self.workflow.execute(targets=[node], **self._settings)
+        self._records[node] = fresh.record(node)
+        return fresh.value(node, output)
 
     def record(self, node: str) -> Mapping[str, Mapping[str, Any]]:
         """The output records (digest, serializer, size, type) of a node."""

@@ -59,6 +59,7 @@ class RunOutcome:
     status: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     errors: dict[str, TaskResult] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
 
     def count(self, *statuses: str) -> int:
@@ -109,7 +110,6 @@ class Scheduler:
         self._ready: deque[str] = deque(n for n in graph.order if self._waiting[n] == 0)
         self._running: dict[str, KeyInfo] = {}
         self._leased_elsewhere: dict[str, KeyInfo] = {}
-        self._keys: dict[str, str] = {}
         self._rewinds: dict[str, int] = {}
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopping = False
@@ -211,7 +211,7 @@ class Scheduler:
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
         self.outcome.status[name] = "cached"
         self.outcome.outputs[name] = record["outputs"]
-        self._keys[name] = info.key
+        self.outcome.keys[name] = info.key
         self._emit("node_cached", name, key=info.key)
         self._release(name)
 
@@ -307,7 +307,7 @@ class Scheduler:
         self.cache.pending_blobs.update(result.inline)
         self.outcome.status[name] = "succeeded"
         self.outcome.outputs[name] = result.outputs
-        self._keys[name] = info.key
+        self.outcome.keys[name] = info.key
         self._checkpoints_to_clear.append(info.key)
         self._emit(
             "node_succeeded",
@@ -399,7 +399,7 @@ class Scheduler:
             error,
             producer,
         )
-        self.cache.forget(self._keys.pop(producer, None), self.outcome.outputs.pop(producer))
+        self.cache.forget(self.outcome.keys.pop(producer, None), self.outcome.outputs.pop(producer))
         self.outcome.status[producer] = "pending"
         self.outcome.status[consumer] = "pending"
         for child in self.graph.succs[producer]:

@@ -91,7 +91,7 @@ def execute_workflow(
         bus.subscribe(subscriber)
     if resume is not None and previous["status"] == "succeeded":
         cache = ArtifactCache(journal, store, shared=resolved.shared_store)
-        finished = _finished_results(workflow, graph, resume, cache)
+        finished = _finished_results(workflow, graph, resume, cache, settings)
         if finished is not None:
             weakref.finalize(finished, journal.close)
             return finished
@@ -142,7 +142,7 @@ def execute_workflow(
         finally:
             journal.close()
         raise
-    results = Results(workflow, run_id, outcome, cache)
+    results = Results(workflow, run_id, outcome, cache, settings)
     _finish(
         bus, recorder, journal, run_id, results.status, results.failed, scheduler, results.counts()
     )
@@ -212,7 +212,7 @@ def _recorded_targets(run: Mapping[str, Any]) -> list[str] | None:
 
 
 def _finished_results(
-    workflow: Workflow, graph: Any, run_id: str, cache: ArtifactCache
+    workflow: Workflow, graph: Any, run_id: str, cache: ArtifactCache, settings: Mapping[str, Any]
 ) -> Results | None:
     """The results of a run that succeeded, from the cache; ``None`` if any are gone."""
     from .plan import make_plan
@@ -226,4 +226,4 @@ def _finished_results(
         if record is None:
             return None
         outcome.outputs[name] = record["outputs"]
-    return Results(workflow, run_id, outcome, cache)
+    return Results(workflow, run_id, outcome, cache, settings)

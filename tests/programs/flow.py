@@ -27,6 +27,7 @@ summary of every node's output value (arrays by dtype, shape and SHA-256 of thei
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import os
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=["a", "b"], default="a")
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the tests ask for stacks on a hang
     wf = build(args.variant, args.workers)
     barrier = os.environ.get("EF_TEST_BARRIER")
     if barrier:

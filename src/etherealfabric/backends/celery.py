@@ -102,7 +102,7 @@ def make_app(broker_url: str | None = None, result_backend: str | None = None) -
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
     )
-    app.task(name=TASK_NAME)(run_task)
+    app.task(name=TASK_NAME, resultrepr_maxsize=48)(run_task)  # workers log results: short
     return app
 
 

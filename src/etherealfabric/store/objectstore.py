@@ -10,9 +10,10 @@ Layout under the store's URL (``s3://bucket/prefix``)::
 the whole object, which S3, GCS and Azure make atomic (a multipart upload appears only when
 completed). A large output is hashed while the :class:`~etherealfabric.store.base.ObjectWriter`
 spills it to a local temp file, then uploaded under its digest (skipped when an object of
-that size is already there: content-addressed names make the upload idempotent); small
-objects go up in one PUT from memory. The engine writes an action record only after its
-objects, so a record never names bytes that are not there yet.
+that size is already there: content-addressed names make the upload idempotent; a copy
+changed in the bucket is found when it is loaded, and the engine then deletes and rewrites
+it); small objects (:meth:`ObjectStore.put_bytes`) go up in one PUT from memory. The engine
+writes an action record only after its objects, so a record never names missing bytes.
 
 **Reads.** Remote bytes are untrusted: every read verifies the digest (``verify=False`` is
 ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local temp file,
@@ -30,8 +31,9 @@ reach the engine (the cache indexes only what it returns), so it is where the ch
 Without a key, records are written unsigned, and ``get_action`` accepts only records whose
 outputs all use serializers that cannot run code when loaded (``json`` and ``npy``, see
 :data:`UNSIGNED_SERIALIZERS`); a record with a pickled output (or any other serializer) is a
-miss with a warning that says to set ``ETHEREALFABRIC_SIGNING_KEY``. Checkpoints are pickled,
-so they are signed too, and loaded only when their signature verifies.
+miss with a warning that says to set ``ETHEREALFABRIC_SIGNING_KEY``; such records are not
+even published (nobody could use them, and they would replace a teammate's signed record).
+Checkpoints are pickled, so they are signed too, and loaded only when their signature verifies.
 """
 
 from __future__ import annotations
@@ -187,11 +189,10 @@ class ObjectStore(Store):
     def _init_local(self) -> None:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._temp_ready = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_fs", "_warned", "_lock", "_temp_ready"):
+        for name in ("_fs", "_warned", "_lock"):
             state.pop(name, None)
         return state
 
@@ -301,9 +302,7 @@ class ObjectStore(Store):
         return digest
 
     def _open_temp(self) -> tuple[BinaryIO, str]:
-        if not self._temp_ready:
-            os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)
-            self._temp_ready = True
+        os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)  # again, if it was removed
         return create_temp_file(self.temp_dir)
 
     def _publish(self, temp_path: str, digest: str, size: int) -> None:
