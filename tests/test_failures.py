@@ -302,3 +302,21 @@ def test_a_killed_process_worker_fails_its_node_and_the_run_goes_on() -> None:
     assert results.statuses["dies"] == "failed"
     assert "BrokenProcessPool" in results.errors["dies"]
     assert [results[v] for v in later] == [0, 1, 2]
+
+
+def test_plan_from_python_says_what_would_run_and_writes_nothing(home: Path) -> None:
+    def build(n: int) -> Workflow:
+        with Workflow("planned") as wf:
+            add(value(n), 1)
+        return wf
+
+    before = build(1).plan()
+    assert [(n.node, n.action) for n in before.nodes] == [("value", "run"), ("add", "run")]
+    assert not home.exists()  # planning creates nothing
+    build(1).execute()
+    after = build(1).plan()
+    assert after.to_run == [] and len(after.cached) == 2
+    changed = build(2).plan()
+    assert changed.to_run == ["value", "add"]
+    assert changed.nodes[0].reason.startswith("param x: 1 → 2")
+    assert changed.nodes[1].reason == "upstream 'value' runs first"

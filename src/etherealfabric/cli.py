@@ -349,17 +349,10 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
     Each node that will run gets an estimate: the median duration of its past executions in
     this workflow.
     """
-    from .explain import dry_run, read_only_lookup
-
     workflow = _load(target)
-    settings = _workflow_settings(workflow, home)
+    _workflow_settings(workflow, home)  # a bad setting is a one-line error
     try:
-        graph = workflow.build()
-        if nodes:
-            graph = graph.subgraph_for(nodes)
-        with _home_for_planning(settings) as (journal, store):
-            lookup = read_only_lookup(journal, store, shared=settings.shared_store)
-            planned = dry_run(graph, lookup, journal)
+        planned = workflow.plan(targets=list(nodes) or None, **({"home": home} if home else {}))
     except EtherealFabricError as exc:
         _fail(str(exc))
     if as_json:
@@ -379,20 +372,6 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
             table.add_row(n.node, "will run", estimate, n.reason)
     console.print(table)
-
-
-@contextmanager
-def _home_for_planning(settings: Settings) -> Iterator[tuple[Journal | None, Store]]:
-    """The journal (None when there is none yet: nothing is created) and the store."""
-    from .journal import Journal
-    from .store import open_store
-
-    store = open_store(settings.store_location)
-    if not settings.journal_path.exists():
-        yield None, store
-        return
-    with Journal(settings.journal_path) as journal:
-        yield journal, store
 
 
 def _estimate_text(planned: Any) -> str:

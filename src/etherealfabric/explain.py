@@ -19,7 +19,7 @@ that will run, what changed and how long they usually take.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .journal import Journal
     from .store import Store
+    from .workflow import Workflow
 
 __all__ = [
     "Change",
@@ -40,6 +41,7 @@ __all__ = [
     "diff_components",
     "dry_run",
     "explain_node",
+    "plan_workflow",
     "read_only_lookup",
 ]
 
@@ -473,3 +475,24 @@ def _why_run(
     changes = tuple(diff_components(old, components))
     text = "; ".join(str(c) for c in changes) or "key changed"
     return f"{text} (since run {previous['run_id']})", changes
+
+
+def plan_workflow(
+    workflow: Workflow, *, targets: Sequence[str] | None = None, **settings: Any
+) -> DryRun:
+    """Plan a run of ``workflow`` without running or writing anything (see :func:`dry_run`)."""
+    from .config import Settings
+    from .journal import Journal
+    from .store import open_store
+
+    resolved = Settings.resolve(**{**workflow.settings, **settings})
+    graph = workflow.build()
+    if targets:
+        graph = graph.subgraph_for(targets)
+    store = open_store(resolved.store_location)
+    if not resolved.journal_path.exists():  # nothing is created by planning
+        return dry_run(graph, read_only_lookup(None, store, shared=resolved.shared_store))
+    with Journal(resolved.journal_path) as journal:
+        return dry_run(
+            graph, read_only_lookup(journal, store, shared=resolved.shared_store), journal
+        )

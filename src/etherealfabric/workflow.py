@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import contextvars
 
     from .events import Subscriber
+    from .explain import DryRun
     from .graph import Graph
     from .results import Results
 
@@ -218,6 +219,17 @@ class Workflow:
             resume=resume,
             run_params=run_params,
         )
+
+    def plan(self, *, targets: Iterable[NodeLike | str] | None = None, **settings: Any) -> DryRun:
+        """What :meth:`execute` would do, without running or writing anything.
+
+        Each node is ``cached`` or ``run`` with the reason (what changed since its last run)
+        and an estimated duration from past runs; see :class:`etherealfabric.explain.DryRun`.
+        """
+        from .explain import plan_workflow
+
+        names = None if targets is None else [self._target_name(t) for t in targets]
+        return plan_workflow(self, targets=names, **settings)
 
     def _target_name(self, target: NodeLike | str) -> str:
         if isinstance(target, str):
