@@ -1,1 +1,1 @@
-"""Subscribers to the run-event stream: logging (and, later, progress and metrics)."""
+"""Subscribers to the run-event stream: the log, the progress display, Prometheus metrics."""
