@@ -226,7 +226,7 @@ class Scheduler:
 
     def _submit(self, name: str, info: KeyInfo) -> None:
         try:
-            task = self._task(info)
+            task, input_bytes = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             if self._rewind_input(name, exc.digest, exc):
                 return
@@ -244,19 +244,23 @@ class Scheduler:
         self.outcome.status[name] = "running"
         self._running[name] = info
         self._dirty = True
-        self._emit("node_started", name, key=info.key)
+        self._emit("node_started", name, key=info.key, input_bytes=input_bytes)
         future.add_done_callback(functools.partial(self._on_done, name))
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
 
-    def _task(self, info: KeyInfo) -> Task:
+    def _task(self, info: KeyInfo) -> tuple[Task, int]:
+        """The task for a node, and how many bytes of inputs it reads."""
         spec = info.spec
+        sizes: list[int] = []
 
         def handle(ref: InputRef) -> Any:
-            return self.cache.handle(self.outcome.outputs[ref.node][ref.output])
+            record = self.outcome.outputs[ref.node][ref.output]
+            sizes.append(int(record.get("size", 0)))
+            return self.cache.handle(record)
 
-        return Task(
+        task = Task(
             run_id=self.run_id,
             node=spec.name,
             key=info.key,
@@ -274,6 +278,7 @@ class Scheduler:
             timeout=spec.timeout,
             kill_on_timeout=self.backend.can_kill,
         )
+        return task, sum(sizes)
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
         result = TaskResult(node=name, key="", ok=False)
@@ -367,7 +372,14 @@ class Scheduler:
         self.cache.pending_blobs.update(inline)
         self.outcome.status[name] = "fallback"
         self.outcome.outputs[name] = outputs
-        self._emit("node_fallback", name, key=result.key or None, result=result, inline=inline)
+        self._emit(
+            "node_fallback",
+            name,
+            key=result.key or None,
+            result=result,
+            inline=inline,
+            outputs=outputs,
+        )
         self._release(name)
         return True
 
