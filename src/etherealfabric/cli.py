@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from .config import Settings
+from .config import ENV, Settings
 from .errors import EtherealFabricError
 
 if TYPE_CHECKING:
@@ -290,6 +291,11 @@ def _execute(
 
     progress = Progress(quiet=quiet)
     subscribers: list[Any] = [progress]
+    # the progress display reports each node and the run's end: the engine's own INFO lines
+    # about them would say it twice (DEBUG, when asked for, still shows everything)
+    run_log = logging.getLogger("etherealfabric.run")
+    if run_log.level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
+        run_log.setLevel(logging.WARNING)
     metrics = None
     try:
         if metrics_port is not None:

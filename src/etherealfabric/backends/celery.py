@@ -55,6 +55,7 @@ POLL_SECONDS = 0.05
 SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
+MAX_DRAIN_ROUNDS = 20
 _IMPORT_HINT = (
     ". The node's code must be importable on the workers (install it there or put it on "
     "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
@@ -146,6 +147,7 @@ class CeleryBackend(Backend):
         self._cancel = False
         self._start_lock = threading.Lock()
         self._poller: threading.Thread | None = None
+        self._notifications = 0
 
     def _probe_concurrency(self) -> int | None:
         """The summed ``--concurrency`` of the workers that answer within a second."""
@@ -243,10 +245,22 @@ class CeleryBackend(Backend):
             result.then(self._on_ready, weak=False)
 
     def _drain(self, results: Any) -> None:
-        """Read the result notifications that arrived (one per call of ``drain_events``)."""
+        """Read the result notifications that arrived, until a round brings no result.
+
+        ``drain_events`` reads one pub/sub message per call, and a task brings three (the
+        subscription, its result, the unsubscription), so a round reads three per pending task.
+        """
         consumer = results.result_consumer
-        for _ in range(len(self._pending) + 1):
-            consumer.drain_events(timeout=0)
+        consumer.on_message = self._count_notification
+        for _ in range(MAX_DRAIN_ROUNDS):
+            before = self._notifications
+            for _ in range(3 * len(self._pending) + 3):
+                consumer.drain_events(timeout=0)
+            if self._notifications == before:
+                return
+
+    def _count_notification(self, meta: Any) -> None:
+        self._notifications += 1
 
     def _sweep(self) -> None:
         """Ask the result backend about every pending task; ready ones fire ``_on_ready``."""
