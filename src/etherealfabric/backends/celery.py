@@ -56,6 +56,7 @@ SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
 MAX_DRAIN_ROUNDS = 20
+WARN_EVERY_SECONDS = 30.0
 _IMPORT_HINT = (
     ". The node's code must be importable on the workers (install it there or put it on "
     "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
@@ -148,6 +149,7 @@ class CeleryBackend(Backend):
         self._start_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._notifications = 0
+        self._last_warning = ("", 0.0)
 
     def _probe_concurrency(self) -> int | None:
         """The summed ``--concurrency`` of the workers that answer within a second."""
@@ -214,13 +216,20 @@ class CeleryBackend(Backend):
                         self._sweep()
                         last_sweep = time.monotonic()
                 except Exception as exc:  # keep polling: the next round retries
-                    log.warning("polling Celery failed: %s: %s", type(exc).__name__, exc)
+                    self._warn(f"polling Celery failed: {type(exc).__name__}: {exc}")
                 if self._closing and not self._pending and self._outbox.empty():
                     return
         finally:
             if notified:
                 with contextlib.suppress(Exception):
                     results.result_consumer.stop()
+
+    def _warn(self, message: str) -> None:
+        """Log ``message``, but a repeated one (a broker that is down) once in a while only."""
+        now = time.monotonic()
+        if message != self._last_warning[0] or now - self._last_warning[1] > WARN_EVERY_SECONDS:
+            log.warning("%s", message)
+            self._last_warning = (message, now)
 
     def _send(self) -> None:
         while True:

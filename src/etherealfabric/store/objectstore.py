@@ -173,7 +173,7 @@ class ObjectStore(Store):
         url: str,
         *,
         storage_options: Mapping[str, Any] | None = None,
-        signing_key: bytes | None = None,
+        signing_key: bytes | str | None = None,
         temp_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.url = _check_url(url)
@@ -573,9 +573,9 @@ def _storage_options(scheme: str, given: Mapping[str, Any] | None) -> dict[str, 
     return options
 
 
-def _signer(key: bytes | None) -> Signer | None:
+def _signer(key: bytes | str | None) -> Signer | None:
     if key is not None:
-        return Signer(bytes(key), setting="signing_key")
+        return Signer(key.encode() if isinstance(key, str) else bytes(key), setting="signing_key")
     text = os.environ.get(SIGNING_KEY_ENV, "").strip()
     return Signer(text.encode()) if text else None
 
