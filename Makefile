@@ -20,8 +20,11 @@ demo: $(VENV)/.installed-examples
 	@echo "== second run: nothing changed, nothing executes"
 	@ETHEREALFABRIC_HOME=.etherealfabric-demo $(PY) examples/quickstart.py
 
-## test: install, then run the whole test suite
+## test: install, then run the whole test suite (the Celery tests need redis-server)
 test: $(VENV)/.installed-test
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server (needed by the Celery backend tests)"; \
+		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	@$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev

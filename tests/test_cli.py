@@ -125,3 +125,10 @@ def test_script_run_and_cli_run_share_the_cache(tmp_path: Path) -> None:
     code, out, _ = invoke("run", str(path), "--json")
     assert code == 0
     assert json.loads(out)["cached"] == 2
+
+
+def test_celery_worker_without_a_broker_says_which_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ETHEREALFABRIC_CELERY_BROKER_URL", raising=False)
+    code, _, err = invoke("celery-worker", "--concurrency", "1")
+    assert code == 2
+    assert "ETHEREALFABRIC_CELERY_BROKER_URL" in err

@@ -688,5 +688,26 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
         click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
 
 
+@main.command(
+    "celery-worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.pass_context
+def celery_worker(ctx: click.Context) -> None:
+    """Start a Celery worker that runs nodes for the celery backend.
+
+    The broker and result backend come from ETHEREALFABRIC_CELERY_BROKER_URL and
+    ETHEREALFABRIC_CELERY_RESULT_BACKEND (or --broker-url / --result-backend). Options:
+    --concurrency N, --loglevel L; any other option goes to `celery worker`. The workers must
+    be able to import the modules your nodes are defined in.
+    """
+    try:
+        from .backends.celery import main as celery_main
+    except ImportError:
+        _fail("the celery backend needs its extra: pip install 'etherealfabric[celery]'")
+        return
+    sys.exit(celery_main(["worker", *ctx.args]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
