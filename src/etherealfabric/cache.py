@@ -143,8 +143,8 @@ class ArtifactCache:
             digest = out["digest"]
             self.pending_blobs.pop(digest, None)
             if out.get("inline"):
-                self.journal.delete_blob(digest)
-            if not out.get("inline") or self.shared:
+                self.journal.delete_blob(digest)  # a shared store's copy is verified on its own
+            else:
                 self.store.delete_object(digest)
 
     def load(self, record: OutputRecord) -> Any:

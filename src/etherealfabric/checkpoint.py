@@ -72,6 +72,7 @@ class Checkpoint:
         self.key = check_name(key, "cache key")
         self.node = node
         self.saves = 0  # saves made by this attempt
+        self.used = False  # whether the node touched its checkpoint at all (then it is removed)
 
     def save(self, state: object) -> None:
         """Store ``state`` (cloudpickled), replacing the previously saved one atomically."""
@@ -86,6 +87,7 @@ class Checkpoint:
                 node=self.node,
                 type_name=f"{type(state).__module__}.{type(state).__qualname__}",
             ) from exc
+        self.used = True
         self.store.put_checkpoint(self.key, data)
         self.saves += 1
         log.debug(
@@ -98,6 +100,7 @@ class Checkpoint:
 
     def load(self, default: Any = None) -> Any:
         """The last saved state, or ``default`` if there is none (or it cannot be read back)."""
+        self.used = True
         data = self.store.get_checkpoint(self.key)
         if data is None:
             return default
@@ -120,6 +123,7 @@ class Checkpoint:
 
     def exists(self) -> bool:
         """True if a saved state is present and intact."""
+        self.used = True
         return self.store.get_checkpoint(self.key) is not None
 
     def clear(self) -> None:

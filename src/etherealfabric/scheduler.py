@@ -313,7 +313,8 @@ class Scheduler:
         self.outcome.status[name] = "succeeded"
         self.outcome.outputs[name] = result.outputs
         self.outcome.keys[name] = info.key
-        self._checkpoints_to_clear.append(info.key)
+        if result.checkpointed:
+            self._checkpoints_to_clear.append(info.key)
         self._emit(
             "node_succeeded",
             name,

@@ -73,6 +73,7 @@ class Attempt:
     error: str | None = None
     traceback: str | None = None
     output: str | None = None
+    checkpointed: bool = False
 
 
 @dataclass
@@ -92,6 +93,8 @@ class TaskResult:
     exception: BaseException | None = None
     #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
     bad_input: str | None = None
+    #: whether the node used its checkpoint (then the scheduler removes it after success)
+    checkpointed: bool = False
 
     @property
     def started_at(self) -> float:
@@ -112,6 +115,7 @@ def execute(task: Task) -> TaskResult:
             result.bad_input = exc.digest
             raise
         values = _call_with_retries(task, args, kwargs, result.attempts)
+        result.checkpointed = any(a.checkpointed for a in result.attempts)
         _store_outputs(task, values, result)
         result.ok = True
     except Exception as exc:
@@ -207,12 +211,13 @@ def _attempt(
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
 
-    def body() -> tuple[Mapping[str, Any], str | None]:
+    def body() -> tuple[Mapping[str, Any], str | None, bool]:
         from .checkpoint import Checkpoint, activate
 
-        with capture() as captured, activate(Checkpoint(task.store, task.key, task.node)):
+        cp = Checkpoint(task.store, task.key, task.node)
+        with capture() as captured, activate(cp):
             try:
-                return _call(task, args, kwargs), joined(captured)
+                return _call(task, args, kwargs), joined(captured), cp.used
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # the output travels with the error
                     exc.__dict__["_ef_output"] = joined(captured)
@@ -220,11 +225,12 @@ def _attempt(
 
     try:
         if task.timeout is None:
-            values, attempt.output = body()
+            values, attempt.output, used = body()
         else:
-            values, attempt.output = call_with_timeout(
+            values, attempt.output, used = call_with_timeout(
                 body, task.timeout, node=task.node, kill=task.kill_on_timeout
             )
+        attempt.checkpointed = used
         return values
     except Exception as exc:
         attempt.error = f"{type(exc).__name__}: {exc}"
