@@ -93,7 +93,7 @@ def test_explain_unchanged_rerun_is_cached_with_the_run_that_computed_it(tmp_pat
     assert second["cached"] == 3
     found = explain_json(second["run_id"], "total")
     assert found["verdict"] == "cached" and found["previous_run"] == first["run_id"]
-    code, out, _ = invoke("explain", second["run_id"][:17], "total")  # a unique prefix works
+    code, out, _ = invoke("explain", second["run_id"][:-2], "total")  # a unique prefix works
     assert code == 0 and f"cached: same key as run {first['run_id']}" in out
 
 

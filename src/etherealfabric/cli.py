@@ -294,7 +294,8 @@ def _execute(
     # the progress display reports each node and the run's end: the engine's own INFO lines
     # about them would say it twice (DEBUG, when asked for, still shows everything)
     run_log = logging.getLogger("etherealfabric.run")
-    if run_log.level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
+    previous_level = run_log.level
+    if previous_level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
         run_log.setLevel(logging.WARNING)
     metrics = None
     try:
@@ -314,6 +315,7 @@ def _execute(
         _fail(str(exc))
     finally:
         progress.close()
+        run_log.setLevel(previous_level)
         if metrics is not None:
             metrics.close()
 
