@@ -10,6 +10,9 @@
 | durability    | ``ETHEREALFABRIC_DURABILITY``             | ``fast``                    |
 | celery broker | ``ETHEREALFABRIC_CELERY_BROKER_URL``      | unset                       |
 | celery result | ``ETHEREALFABRIC_CELERY_RESULT_BACKEND``  | unset                       |
+
+Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/dask.py),
+``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/objectstore.py).
 """
 
 from __future__ import annotations
