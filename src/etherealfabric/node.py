@@ -256,8 +256,11 @@ class Node:
     def _ef_spec_parts(self) -> tuple[Callable[..., Any] | type, dict[str, Any]]:
         """The code object and the bound, named inputs of this node."""
         cls = type(self)
+        if "_ef_bound" in self.__dict__:  # inputs never change after construction
+            return cls, self.__dict__["_ef_bound"]
         params = _bind(cls.__init__, self._ef_label(), (self, *self._ef_args), self._ef_kwargs)
         params.pop(next(iter(params)), None)  # self
+        self.__dict__["_ef_bound"] = params
         return cls, params
 
     def _ef_options(self) -> dict[str, Any]:
@@ -292,7 +295,12 @@ class FunctionNode(Node):
 
     def _ef_spec_parts(self) -> tuple[Callable[..., Any] | type, dict[str, Any]]:
         fn = self._ef_func.fn
-        return fn, _bind(fn, self._ef_label(), self._ef_args, self._ef_kwargs)
+        bound = self.__dict__.get("_ef_bound")
+        if bound is None:  # inputs never change after the call
+            bound = self.__dict__["_ef_bound"] = _bind(
+                fn, self._ef_label(), self._ef_args, self._ef_kwargs
+            )
+        return fn, bound
 
     def _ef_options(self) -> dict[str, Any]:
         f = self._ef_func

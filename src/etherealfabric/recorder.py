@@ -1,8 +1,9 @@
 """The journal's subscriber: turns run events into ``node_runs``, ``events``, ``actions`` rows.
 
 Rows are buffered and written in one transaction per :meth:`JournalRecorder.flush` (the
-scheduler flushes every 50 ms and at the end of a run): a thousand cached nodes cost one
-commit, not a thousand. Within a transaction the write order is inline blobs, then action
+scheduler flushes before it waits for workers, every 50 ms otherwise, and at the end of a run):
+a thousand cached nodes cost one commit, not a thousand. Every event becomes an ``events`` row
+except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the write order is inline blobs, then action
 records, then the node rows that name them, so a committed ``succeeded`` row always points at
 outputs that exist.
 """
@@ -37,6 +38,8 @@ class JournalRecorder:
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(event)
+        if event.kind == "node_cached":
+            return  # its node_runs row says all there is; a warm run writes half the rows
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
         self._events.append(
             (
@@ -44,7 +47,7 @@ class JournalRecorder:
                 event.ts,
                 event.kind,
                 event.node,
-                json.dumps(data, default=str) if data else None,
+                _json(data) if data else None,
             )
         )
 
@@ -165,3 +168,11 @@ class JournalRecorder:
 
     def _on_node_cancelled(self, event: Event) -> None:
         self._row(event, "cancelled", finished=event.ts)
+
+
+def _json(data: dict[str, Any]) -> str:
+    """Event data as JSON; the C encoder's fast path, ``str()`` for odd values."""
+    try:
+        return json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return json.dumps(data, separators=(",", ":"), default=str)
