@@ -507,7 +507,17 @@ def module_label(name: str) -> str:
 
 def qualified_name(obj: Any) -> str:
     """``module.qualname`` of a function or class, with scripts named after their file."""
+    try:
+        return _qualified_cached(obj)
+    except TypeError:  # unhashable
+        return _qualified_uncached(obj)
+
+
+def _qualified_uncached(obj: Any) -> str:
     return f"{module_label(getattr(obj, '__module__', '?') or '?')}.{getattr(obj, '__qualname__', '?')}"
+
+
+_qualified_cached = functools.lru_cache(maxsize=4096)(_qualified_uncached)
 
 
 _qualified = qualified_name
