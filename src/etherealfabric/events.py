@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EVENT_KINDS", "Event", "EventBus", "Subscriber"]
+__all__ = ["EVENT_KINDS", "FINAL_STATUS", "Event", "EventBus", "Subscriber"]
 
 log = logging.getLogger("etherealfabric.events")
 
@@ -47,6 +47,18 @@ EVENT_KINDS = (
     "node_cancelled",
     "run_finished",
 )
+
+
+#: Event kinds that put a node in its final state for the run, and that state.
+FINAL_STATUS = {
+    "node_cached": "cached",
+    "node_succeeded": "succeeded",
+    "node_failed": "failed",
+    "node_fallback": "fallback",
+    "node_upstream_failed": "upstream_failed",
+    "node_cancelled": "cancelled",
+    "node_skipped": "skipped",
+}
 
 
 @dataclass(frozen=True, slots=True)

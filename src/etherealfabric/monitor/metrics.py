@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..events import Event
+from ..events import FINAL_STATUS, Event
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -65,15 +65,7 @@ DURATION_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, float("inf"),
 )  # fmt: skip
-NODE_STATUSES = {
-    "node_cached": "cached",
-    "node_succeeded": "succeeded",
-    "node_failed": "failed",
-    "node_fallback": "fallback",
-    "node_upstream_failed": "upstream_failed",
-    "node_cancelled": "cancelled",
-    "node_skipped": "skipped",
-}
+NODE_STATUSES = FINAL_STATUS
 
 #: Run statuses whose ``runs_total`` series exist (at 0) as soon as a workflow is seen.
 RUN_STATUSES = ("succeeded", "failed", "cancelled")

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..events import Event
+from ..events import FINAL_STATUS, Event
 from .logging import LOGGER
 
 if TYPE_CHECKING:
@@ -53,15 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "format_duration"]
 
 #: Event kinds that put a node in a final state, and that state.
-FINAL_KINDS = {
-    "node_cached": "cached",
-    "node_succeeded": "succeeded",
-    "node_failed": "failed",
-    "node_fallback": "fallback",
-    "node_upstream_failed": "upstream_failed",
-    "node_cancelled": "cancelled",
-    "node_skipped": "skipped",
-}
+FINAL_KINDS = FINAL_STATUS
 NOT_RUN = ("upstream_failed", "cancelled")
 MAX_SLOW_LINES = 8
 
