@@ -17,13 +17,14 @@ types never share a pre-image (``1``, ``"1"``, ``1.0`` and ``True`` all differ):
     ref serializer digest       (RefDigest: an upstream output, by its content digest)
     file content-digest | directory n (kind relpath digest)...
     function T fingerprint | class T fingerprint  (fingerprint only for user code)
-    numpy.ndarray dtype shape <raw C-order buffer> | numpy.scalar dtype bytes
-    pandas.* (hash_pandas_object, names, dtypes) | custom T <stand-in> | pickle T <cloudpickle>
+    numpy.* | pandas.*  (see etherealfabric.hashing_arrays)
+    custom T <stand-in> | pickle T <cloudpickle>
 
 ``T`` is the type's ``module.qualname``. Subclasses of builtin types hash like their base,
 except enums, named tuples and dataclasses, and types with a registered hasher.
 Handlers for numpy, pandas, decimal, fractions and uuid are registered the first time a value
-is hashed while that module is already imported; this module imports none of them.
+is hashed while that module is already imported; this module imports none of them. The numpy
+and pandas handlers live in :mod:`etherealfabric.hashing_arrays`.
 
 **Files.** ``File`` hashes as the xxh3-128 of its bytes (equal to :func:`digest_bytes` of the
 content); the path is not part of it. ``Directory`` hashes every entry below it in sorted order:
@@ -39,9 +40,7 @@ import datetime
 import enum
 import functools
 import math
-import os
 import re
-import reprlib
 import struct
 import sys
 import types
@@ -53,6 +52,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import xxhash
 
+from .describe import describe_value
 from .errors import HashingError
 from .files import Directory, File, FileHashCache, file_digest, tree_entries
 from .fingerprint import Fingerprint, FingerprintWarning, code_fingerprint, is_user_code
@@ -79,7 +79,6 @@ __all__ = [
 KEY_FORMAT_VERSION: int = 1
 
 _T = TypeVar("_T")
-_ARRAY_CHUNK = 1 << 20  # non-contiguous arrays are copied this much at a time
 _LEN = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 _NAN = _DOUBLE.pack(math.nan)
@@ -247,6 +246,10 @@ class _Encoder:
 
     def digest(self) -> bytes:
         return self.flush().digest()
+
+    def length(self, size: int) -> None:
+        """The length prefix of a frame whose ``size`` bytes go straight to the hasher."""
+        self.buf += _LEN.pack(size)
 
     def frame(self, data: bytes | bytearray | memoryview) -> None:
         """Length-prefixed bytes (``data`` must be a flat byte buffer)."""
@@ -528,16 +531,17 @@ def _register_stdlib_extras(module: types.ModuleType) -> None:
 
 
 def _register_numpy(np: Any) -> None:
-    _BUILTIN.register(np.ndarray, _enc_ndarray)
-    _BUILTIN.register(np.dtype, _texts("numpy.dtype", _dtype_text))
-    for scalar in (np.generic, np.str_, np.bytes_):  # str_/bytes_ would dispatch as str/bytes
-        _BUILTIN.register(scalar, _enc_numpy_scalar)
+    from .hashing_arrays import numpy_handlers  # loaded only once numpy is
+
+    for tp, handler in numpy_handlers(np).items():
+        _BUILTIN.register(tp, handler)
 
 
 def _register_pandas(pd: Any) -> None:
-    _BUILTIN.register(pd.DataFrame, _enc_dataframe)
-    _BUILTIN.register(pd.Series, _enc_series)
-    _BUILTIN.register(pd.Index, _enc_index)
+    from .hashing_arrays import pandas_handlers
+
+    for tp, handler in pandas_handlers(pd).items():
+        _BUILTIN.register(tp, handler)
 
 
 _LAZY: dict[str, Callable[[Any], None]] = {
@@ -558,149 +562,9 @@ def _register_imported() -> None:
             _RESOLVED.clear()
 
 
-# -- numpy and pandas ------------------------------------------------------------------------
-
-
-def _dtype_text(dtype: Any) -> str:
-    """``dtype.str`` ('<f8'), or the full description for structured dtypes."""
-    return dtype.str if dtype.fields is None else str(dtype.descr)
-
-
-def _enc_ndarray(array: Any, encoder: _Encoder) -> None:
-    np = sys.modules["numpy"]
-    masked = sys.modules.get("numpy.ma")
-    if masked is not None and isinstance(array, masked.MaskedArray):
-        encoder.tag("numpy.masked")
-        _enc_ndarray(np.asarray(array.data), encoder)
-        _enc_ndarray(masked.getmaskarray(array), encoder)
-        return
-    encoder.tag("numpy.ndarray")
-    encoder.text(_dtype_text(array.dtype))
-    encoder.sequence("shape", [int(n) for n in array.shape])
-    if array.dtype.hasobject:
-        for item in array.flat:  # C order, whatever the memory layout
-            encoder.value(item)
-        return
-    encoder.raw(_LEN.pack(array.nbytes))
-    _feed_array(encoder.flush(), array, np)
-
-
-def _feed_array(hasher: xxhash.xxh3_128, array: Any, np: Any) -> None:
-    """Feed the array's bytes in C order; copy at most one chunk at a time."""
-    if array.flags.c_contiguous:
-        hasher.update(memoryview(array.reshape(-1).view(np.uint8)))
-    elif array.nbytes <= _ARRAY_CHUNK or array.ndim == 0:
-        hasher.update(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
-    else:
-        row = array.nbytes // array.shape[0]
-        if array.ndim > 1 and row > _ARRAY_CHUNK:
-            for i in range(array.shape[0]):
-                _feed_array(hasher, array[i], np)
-            return
-        step = max(1, _ARRAY_CHUNK // max(row, 1))
-        for start in range(0, array.shape[0], step):
-            _feed_array(hasher, array[start : start + step], np)
-
-
-def _enc_numpy_scalar(value: Any, encoder: _Encoder) -> None:
-    encoder.tag("numpy.scalar")
-    encoder.text(_dtype_text(value.dtype))
-    if value.dtype.hasobject:
-        encoder.value(value.item())
-    else:
-        encoder.frame(value.tobytes())
-
-
-def _pandas_hashes(obj: Any, **options: Any) -> Any:
-    import pandas as pd
-
-    try:
-        return pd.util.hash_pandas_object(obj, **options).to_numpy()
-    except TypeError as exc:
-        raise HashingError(
-            f"pandas cannot hash this {type(obj).__name__} ({exc}); convert unhashable cells "
-            "(lists, dicts) to strings or tuples, or register a hasher"
-        ) from exc
-
-
-def _enc_dataframe(frame: Any, encoder: _Encoder) -> None:
-    encoder.tag("pandas.DataFrame")
-    encoder.value(list(frame.columns))
-    encoder.value([str(t) for t in frame.dtypes])
-    _enc_index(frame.index, encoder)
-    encoder.value(_pandas_hashes(frame, index=False))
-
-
-def _enc_series(series: Any, encoder: _Encoder) -> None:
-    encoder.tag("pandas.Series")
-    encoder.value(series.name)
-    encoder.text(str(series.dtype))
-    _enc_index(series.index, encoder)
-    encoder.value(_pandas_hashes(series, index=False))
-
-
-def _enc_index(index: Any, encoder: _Encoder) -> None:
-    encoder.tag("pandas.Index")
-    encoder.value(list(index.names))
-    encoder.text(str(index.dtype))
-    encoder.value(_pandas_hashes(index))
-
-
 # -- files and folders -----------------------------------------------------------------------
 
 
 def directory_digest(path: str, *, file_cache: FileHashCache | None = None) -> str:
     """The digest of a folder's whole content (what ``hash_value(Directory(path))`` uses)."""
     return hash_value(Directory(path), file_cache=file_cache)
-
-
-# -- human descriptions ----------------------------------------------------------------------
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-class _Describer(reprlib.Repr):
-    """``reprlib`` with short forms for arrays, frames, files and upstream digests."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = max(limit, 8)
-        self.maxlevel = 3
-
-    def repr_ndarray(self, x: Any, level: int) -> str:
-        return f"ndarray {x.dtype} {tuple(x.shape)}"
-
-    def repr_DataFrame(self, x: Any, level: int) -> str:
-        return f"DataFrame {tuple(x.shape)}"
-
-    def repr_Series(self, x: Any, level: int) -> str:
-        return f"Series {x.dtype} ({len(x)},)"
-
-    def repr_File(self, x: File, level: int) -> str:
-        return f"File {_short_path(x.path)}"
-
-    def repr_Directory(self, x: Directory, level: int) -> str:
-        return f"Directory {_short_path(x.path)}"
-
-    def repr_RefDigest(self, x: RefDigest, level: int) -> str:
-        return f"<{x.serializer} {x.digest[:12]}>"
-
-    def repr_instance(self, x: Any, level: int) -> str:
-        return _ADDRESS.sub("", super().repr_instance(x, level))
-
-
-def describe_value(value: object, limit: int = 80) -> str:
-    """A short human description for the journal and ``explain`` (never part of a key)."""
-    try:
-        text = _Describer(limit).repr(value)
-    except Exception:  # a broken __repr__ must not break a run
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
-
-
-def _short_path(path: str) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if relative.startswith("..") else relative

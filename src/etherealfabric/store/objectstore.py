@@ -19,29 +19,16 @@ writes an action record only after its objects, so a record never names missing 
 ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local temp file,
 hashes it and returns it rewound, so a consumer never sees unchecked bytes.
 
-**Signing** (the security model, see ``docs/stores.md``). With a signing key (the
-``signing_key=`` argument or ``ETHEREALFABRIC_SIGNING_KEY``), :meth:`ObjectStore.put_action`
-adds an HMAC-SHA256 over the cache key, the record's canonical JSON and the digests it names;
-:meth:`ObjectStore.get_action` returns ``None`` (a cache miss, logged as a warning) for a record
-that is unsigned, signed with another key or changed after signing. A verified record names
-digests, and every object is checked against its digest, so the bytes of a pickled output are
-covered by the signature too. ``get_action`` is the one door through which remote records
-reach the engine (the cache indexes only what it returns), so it is where the check lives.
-
-Without a key, records are written unsigned, and ``get_action`` accepts only records whose
-outputs all use serializers that cannot run code when loaded (``json`` and ``npy``, see
-:data:`UNSIGNED_SERIALIZERS`); a record with a pickled output (or any other serializer) is a
-miss with a warning that says to set ``ETHEREALFABRIC_SIGNING_KEY``; such records are not
-even published (nobody could use them, and they would replace a teammate's signed record).
-Checkpoints are pickled, so they are signed too, and loaded only when their signature verifies.
+**Signing** (the security model: :mod:`etherealfabric.store.signing`, ``docs/stores.md``).
+:meth:`ObjectStore.get_action` is the one door through which remote records reach the engine
+(the cache indexes only what it returns), so it is where the check lives: a record that may
+not be trusted is a cache miss, logged as a warning. Checkpoints are pickled, so they are
+signed too, and loaded only when their signature verifies.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import os
 import tempfile
@@ -51,10 +38,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from ..errors import ArtifactMissingError, ConfigError, CorruptArtifactError, StoreError
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing import digest_bytes, is_digest, new_hasher
 from .base import (
-    CHECKPOINT_HEADER_SIZE,
     DEFAULT_INLINE_LIMIT,
     ObjectWriter,
     Store,
@@ -63,9 +49,24 @@ from .base import (
     checkpoint_payload,
     create_temp_file,
 )
+from .signing import (
+    MIN_KEY_BYTES,
+    SIGNATURE_FIELD,
+    SIGNING_KEY_ENV,
+    UNSIGNED_SERIALIZERS,
+    Signer,
+    canonical,
+    encode_record,
+    load_signer,
+    read_record,
+    split_checkpoint,
+    unsigned_problem,
+)
 
-__all__ = [
+__all__ = [  # the signing names are re-exported from .signing, where they live
     "ENDPOINT_ENV",
+    "MIN_KEY_BYTES",
+    "SIGNATURE_FIELD",
     "SIGNING_KEY_ENV",
     "UNSIGNED_SERIALIZERS",
     "ObjectStore",
@@ -74,82 +75,11 @@ __all__ = [
 
 log = logging.getLogger("etherealfabric.store")
 
-SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
 ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
-#: Serializers whose loading never runs code: the only ones accepted from unsigned records.
-UNSIGNED_SERIALIZERS = frozenset({"json", "npy"})
-MIN_KEY_BYTES = 16
-SIGNATURE_FIELD = "signature"
 
 _S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
-_SIGNED_CHECKPOINT = b"EFSIGNED1 "
-_SIGNATURE_LINE_SIZE = len(_SIGNED_CHECKPOINT) + 12 + 1 + 64 + 1  # magic, key id, mac, newline
 _READ_CHUNK = 1024 * 1024
-
-
-class Signer:
-    """HMAC-SHA256 signatures with the team's key; ``key_id`` names the key, never shows it."""
-
-    def __init__(self, key: bytes, *, setting: str = SIGNING_KEY_ENV) -> None:
-        if len(key) < MIN_KEY_BYTES:
-            raise ConfigError(
-                f"{setting} is too short ({len(key)} bytes): use a random secret of at least "
-                f"{MIN_KEY_BYTES} bytes, for example the output of "
-                "`python -c 'import secrets; print(secrets.token_hex(32))'`",
-                setting=setting,
-            )
-        self._key = key
-        self.key_id = self._mac(b"etherealfabric key id")[:12]
-
-    def __repr__(self) -> str:
-        return f"<Signer key id {self.key_id}>"
-
-    def _mac(self, *parts: bytes) -> str:
-        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).hexdigest()
-
-    def sign_action(self, key: str, body: str, digests: list[str]) -> dict[str, str]:
-        """The signature of the record ``body`` (canonical JSON) stored under ``key``."""
-        mac = self._action_mac(key, body, digests)
-        return {"alg": "hmac-sha256", "key_id": self.key_id, "mac": mac}
-
-    def check_action(self, key: str, body: str, digests: list[str], signature: object) -> str:
-        """Why ``signature`` does not vouch for this record; ``""`` when it does."""
-        if signature is None:
-            return "it is not signed"
-        if not isinstance(signature, dict) or not isinstance(signature.get("mac"), str):
-            return "its signature is malformed"
-        expected = self._action_mac(key, body, digests)
-        return self._mismatch(signature["mac"], expected, signature.get("key_id"))
-
-    def _action_mac(self, key: str, body: str, digests: list[str]) -> str:
-        joined = ",".join(digests)
-        return self._mac(b"etherealfabric action v1", key.encode(), body.encode(), joined.encode())
-
-    def checkpoint_line(self, key: str, header: bytes) -> bytes:
-        """The signature line stored before a checkpoint's header (which names its digest)."""
-        mac = self._mac(b"etherealfabric checkpoint v1", key.encode(), header)
-        return _SIGNED_CHECKPOINT + f"{self.key_id} {mac}\n".encode()
-
-    def check_checkpoint(self, key: str, line: bytes, header: bytes) -> str:
-        """Why ``line`` does not vouch for this checkpoint header; ``""`` when it does."""
-        if not line.startswith(_SIGNED_CHECKPOINT) or not line.endswith(b"\n"):
-            return "it is not signed"
-        key_id, _, mac = (
-            line[len(_SIGNED_CHECKPOINT) : -1].decode("ascii", "replace").partition(" ")
-        )
-        expected = self._mac(b"etherealfabric checkpoint v1", key.encode(), header)
-        return self._mismatch(mac, expected, key_id)
-
-    def _mismatch(self, mac: str, expected: str, key_id: object) -> str:
-        if hmac.compare_digest(mac.encode(), expected.encode()):
-            return ""
-        if key_id != self.key_id:
-            return (
-                f"it was signed with another key (key id {key_id!r}; yours is {self.key_id}): "
-                f"everyone sharing this store must use the same {SIGNING_KEY_ENV}"
-            )
-        return "its signature does not match its content: it was changed after it was signed"
 
 
 class ObjectStore(Store):
@@ -180,7 +110,7 @@ class ObjectStore(Store):
         self.scheme = urlsplit(self.url).scheme.lower()
         self.storage_options = _storage_options(self.scheme, storage_options)
         self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else _default_temp_dir()
-        self._signer = _signer(signing_key)
+        self._signer = load_signer(signing_key)
         self._fs: Any = None
         self.root = ""
         self._init_local()
@@ -387,15 +317,8 @@ class ObjectStore(Store):
     def put_action(self, key: str, record: dict[str, Any]) -> None:
         """Write ``record`` as canonical JSON, signed when a key is configured."""
         path, url = self._action(key)
-        if SIGNATURE_FIELD in record:
-            raise StoreError(f"the action record for key {key} uses the reserved field 'signature'")
-        try:
-            body = json.loads(_canonical(record))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"the action record for key {key} is not valid JSON: {exc}") from exc
-        if self._signer is not None:
-            body[SIGNATURE_FIELD] = self._signer.sign_action(key, _canonical(body), _digests(body))
-        elif _unsigned_problem(body):
+        body = encode_record(key, record, self._signer)
+        if self._signer is None and unsigned_problem(body):
             # nobody would load it (see get_action); writing it could only replace a record
             # that a teammate with the key signed
             self._warn_once(
@@ -407,7 +330,7 @@ class ObjectStore(Store):
             )
             return
         with self._remote("write", url):
-            self.fs.pipe_file(path, _canonical(body).encode())
+            self.fs.pipe_file(path, canonical(body).encode())
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The record of ``key`` if it may be trusted (see the module docstring), else None."""
@@ -417,29 +340,10 @@ class ObjectStore(Store):
                 data = self.fs.cat_file(path)
             except FileNotFoundError:
                 return None
-        record, problem = self._trusted(key, data)
+        record, problem = read_record(key, data, self._signer)
         if problem:
             self._reject(key, url, problem)
         return record
-
-    def _trusted(self, key: str, data: bytes) -> tuple[dict[str, Any] | None, str]:
-        """The record in ``data`` and ``""``, or None and why it may not be used."""
-        try:
-            record = json.loads(data)
-        except ValueError as exc:
-            return None, f"it is not JSON ({exc})"
-        if not isinstance(record, dict):
-            return None, "it is not a JSON object"
-        signature = record.pop(SIGNATURE_FIELD, None)
-        if self._signer is None:
-            problem = _unsigned_problem(record)
-        else:
-            try:
-                body = _canonical(record)
-            except ValueError:  # NaN or infinity: never written by put_action
-                return None, "it is not canonical JSON"
-            problem = self._signer.check_action(key, body, _digests(record), signature)
-        return (None, problem) if problem else (record, "")
 
     def _reject(self, key: str, url: str, problem: str) -> None:
         """Log (once per key and reason) why a record is ignored: a cache miss."""
@@ -497,17 +401,14 @@ class ObjectStore(Store):
                 SIGNING_KEY_ENV,
             )
             return None
-        line = blob[:_SIGNATURE_LINE_SIZE]
-        header = blob[_SIGNATURE_LINE_SIZE : _SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE]
+        line, header, payload = split_checkpoint(blob)
         problem = self._signer.check_checkpoint(key, line, header)
         if problem:
             log.warning(
                 "ignoring the checkpoint %s: %s (the node starts from the beginning)", url, problem
             )
             return None
-        return checkpoint_payload(
-            header, blob[_SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE :], url
-        )
+        return checkpoint_payload(header, payload, url)
 
     def delete_checkpoint(self, key: str) -> None:
         self._delete(*self._checkpoint(key))
@@ -573,52 +474,9 @@ def _storage_options(scheme: str, given: Mapping[str, Any] | None) -> dict[str, 
     return options
 
 
-def _signer(key: bytes | str | None) -> Signer | None:
-    if key is not None:
-        return Signer(key.encode() if isinstance(key, str) else bytes(key), setting="signing_key")
-    text = os.environ.get(SIGNING_KEY_ENV, "").strip()
-    return Signer(text.encode()) if text else None
-
-
 def _default_temp_dir() -> str:
     user = os.getuid() if hasattr(os, "getuid") else "user"
     return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _digests(record: Mapping[str, Any]) -> list[str]:
-    """The digests an action record names, sorted (they are signed explicitly)."""
-    outputs = record.get("outputs")
-    if not isinstance(outputs, dict):
-        return []
-    found = {
-        out["digest"]
-        for out in outputs.values()
-        if isinstance(out, dict) and isinstance(out.get("digest"), str)
-    }
-    return sorted(found)
-
-
-def _unsigned_problem(record: Mapping[str, Any]) -> str:
-    """Why an unsigned record may not be used (without a key); ``""`` if it may."""
-    outputs = record.get("outputs", {})
-    if not isinstance(outputs, dict):
-        return "its outputs are malformed"
-    for name, out in outputs.items():
-        if not isinstance(out, dict) or not is_digest(out.get("digest", "")):
-            return f"its output {name!r} is malformed"
-        serializer = out.get("serializer")
-        if serializer not in UNSIGNED_SERIALIZERS:
-            return (
-                f"its output {name!r} uses the {serializer!r} serializer, and outputs that "
-                "could run code when loaded (pickle, cloudpickle, custom serializers) are "
-                f"loaded from a shared store only when their record is signed. Set "
-                f"{SIGNING_KEY_ENV} to your team's signing key to share them"
-            )
-    return ""
 
 
 def _check_digest(actual: str, digest: str, url: str) -> None:
