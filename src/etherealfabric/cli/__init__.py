@@ -1,0 +1,41 @@
+"""The ``etherealfabric`` command line.
+
+Commands: ``run``, ``resume``, ``plan`` (a dry run), ``runs``, ``show``, ``status`` (live),
+``explain`` (why a node ran), ``logs``, ``graph`` (Mermaid / DOT) and ``cache verify``.
+
+Exit codes: 0 success; 1 the run failed (a node failed or the run was cancelled), or a check
+found problems (``cache verify``) or the run looked at ended badly (``status``); 2 a usage or
+configuration error (bad option, missing file, unknown run id), reported in one line on stderr
+that says what to do, without a traceback.
+
+Layout: this module holds the ``main`` group and adds the commands of ``run`` (run, resume,
+celery-worker), ``history`` (runs, show, status, logs), ``inspect`` (plan, explain, graph) and
+``cache`` (cache verify); ``_common`` holds the options and helpers they share.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import cache, history, inspect, run
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="etherealfabric")
+def main() -> None:
+    """EtherealFabric: run pipelines that never do the same work twice."""
+
+
+main.add_command(run.run)
+main.add_command(run.resume)
+main.add_command(inspect.plan)
+main.add_command(history.runs)
+main.add_command(history.show)
+main.add_command(history.status)
+main.add_command(inspect.explain)
+main.add_command(history.logs)
+main.add_command(inspect.graph_command)
+main.add_command(cache.cache)
+main.add_command(run.celery_worker)

@@ -1,0 +1,129 @@
+"""What the commands share: the ``--home`` and ``--json`` options, exit codes, one-line errors,
+opening the journal and loading a workflow, and formatting for tables and times."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from ..config import Settings
+from ..errors import EtherealFabricError
+
+if TYPE_CHECKING:
+    from ..journal import Journal
+    from ..workflow import Workflow
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "F",
+    "_console",
+    "_echo_json",
+    "_fail",
+    "_get_run",
+    "_home_option",
+    "_journal",
+    "_journal_at",
+    "_json_option",
+    "_load",
+    "_secs",
+    "_table",
+    "_when",
+    "_workflow_settings",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+# -- options -------------------------------------------------------------------------------------
+def _home_option(fn: F) -> F:
+    return click.option(
+        "--home",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Home folder (journal and store). Default: $ETHEREALFABRIC_HOME or ./.etherealfabric",
+    )(fn)
+
+
+def _json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(fn)
+
+
+# -- errors and output ---------------------------------------------------------------------------
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` as one line on stderr and exit with code 2."""
+    one_line = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    click.echo(f"error: {one_line}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- journal, runs and workflows -----------------------------------------------------------------
+def _journal(home: str | None) -> Journal:
+    return _journal_at(Settings.resolve(home=home))
+
+
+def _journal_at(settings: Settings) -> Journal:
+    from ..journal import Journal
+
+    if not settings.journal_path.exists():
+        _fail(f"no journal at {settings.journal_path}; run a workflow first or pass --home")
+    try:
+        return Journal(settings.journal_path)
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+
+
+def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
+    try:
+        return journal.get_run(run_id)
+    except EtherealFabricError as exc:
+        _fail(f"{exc}; list runs with `etherealfabric runs`")
+
+
+def _load(target: str) -> Workflow:
+    from ..loader import load_workflow
+
+    try:
+        return load_workflow(target)
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+
+
+def _workflow_settings(workflow: Workflow, home: str | None) -> Settings:
+    """The settings a run of ``workflow`` would use (``--home`` beats the workflow's own)."""
+    explicit = {**workflow.settings, **({"home": home} if home else {})}
+    try:
+        return Settings.resolve(**explicit)
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _table(*columns: str) -> Any:
+    from rich.table import Table
+
+    return Table(*columns)
