@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from etherealfabric import Node, Workflow
 
@@ -61,3 +64,19 @@ def test_seed_example_file_runs_as_a_script(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "executed 0, cached 2" in second.stdout
     assert (tmp_path / ".etherealfabric" / "journal.db").exists()
+
+
+@pytest.mark.parametrize("backend", ["processes", "dask"])
+def test_seed_example_as_written_on_the_backend_from_the_environment(
+    tmp_path: Path, backend: str
+) -> None:
+    """The seed's script has no ``__main__`` guard; worker processes must not re-run it."""
+    env = {**os.environ, "ETHEREALFABRIC_EXECUTION_BACKEND": backend}
+    script = ROOT / "examples" / "seed_usage.py"
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "output_data = 40" in done.stdout and "executed 2, cached 0" in done.stdout
+    assert done.stdout.count("output_data") == 1  # the workflow ran once, not in each worker

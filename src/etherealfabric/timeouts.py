@@ -73,7 +73,10 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
     ctx: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child, args=(cloudpickle.dumps(fn), sender), name=f"ef-{node}")
-    process.start()
+    from .backends.base import no_main_reimport
+
+    with no_main_reimport():
+        process.start()
     sender.close()
     try:
         if not receiver.poll(timeout):

@@ -7,11 +7,15 @@ object with those two methods will do (``concurrent.futures.Future`` has both).
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
+import sys
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["Backend", "TaskFuture"]
+__all__ = ["Backend", "TaskFuture", "no_main_reimport"]
 
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
@@ -52,3 +56,29 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close(cancel=exc[0] is not None)
+
+
+_main_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def no_main_reimport() -> Iterator[None]:
+    """Start worker processes without re-running the user's script in them.
+
+    ``multiprocessing`` (``spawn`` and ``forkserver``, which Dask and the process backend use)
+    re-imports the main script in every new process, so a script that runs a workflow at
+    module level, without an ``if __name__ == "__main__":`` guard (the seed's own example),
+    would run the workflow again inside each worker. Tasks carry their code with cloudpickle,
+    so workers never need the script: while this is active, new processes import an empty
+    module as their ``__main__`` instead.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield  # run with -m or interactively: multiprocessing imports it by name, safely
+        return
+    with _main_lock:
+        main.__spec__ = importlib.machinery.ModuleSpec("etherealfabric._spawn_main", None)
+        try:
+            yield
+        finally:
+            main.__spec__ = None

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from ..config import ENV
 from ..errors import ConfigError
-from .base import Backend, TaskFuture
+from .base import Backend, TaskFuture, no_main_reimport
 from .local import _default_workers, _run_pickled
 
 __all__ = ["ADDRESS_ENV", "DaskBackend"]
@@ -173,9 +173,10 @@ def _distributed() -> Any:
 
 def _local_cluster(workers: int) -> Any:
     log.info("starting a Dask LocalCluster of %d worker process(es)", workers)
-    return _distributed().LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0",  # any free port: 8787 may belong to another cluster
-    )
+    with no_main_reimport():
+        return _distributed().LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address="127.0.0.1:0",  # any free port: 8787 may belong to another cluster
+        )

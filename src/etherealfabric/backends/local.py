@@ -5,8 +5,8 @@ nodes that release the GIL (numpy, pandas, I/O). Processes suit pure-Python CPU 
 results cross the process boundary with cloudpickle, so nodes defined in ``__main__``, in a
 notebook or in a workflow file loaded by the CLI work too. Worker processes are started with
 ``forkserver`` (``spawn`` where that is missing), never ``fork``, which is unsafe in a process
-that runs threads; like all of multiprocessing this needs the usual
-``if __name__ == "__main__":`` guard around the code that runs the workflow in a script.
+that runs threads. New workers never re-run the user's script (see
+:func:`~etherealfabric.backends.base.no_main_reimport`), so no ``__main__`` guard is needed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from .base import Backend
+from .base import Backend, no_main_reimport
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -134,14 +134,15 @@ class ProcessBackend(Backend):
         import cloudpickle
 
         payload = cloudpickle.dumps((fn, task))
-        try:
-            return _Unpickling(self._pool.submit(_run_pickled, payload))
-        except BrokenProcessPool:
-            # A worker process died (killed, out of memory): the tasks it ran have failed
-            # with BrokenProcessPool; start a fresh pool for the rest of the run.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
-            return _Unpickling(self._pool.submit(_run_pickled, payload))
+        with no_main_reimport():  # worker processes start on submit
+            try:
+                return _Unpickling(self._pool.submit(_run_pickled, payload))
+            except BrokenProcessPool:
+                # A worker process died (killed, out of memory): the tasks it ran have failed
+                # with BrokenProcessPool; start a fresh pool for the rest of the run.
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+                return _Unpickling(self._pool.submit(_run_pickled, payload))
 
     def close(self, *, cancel: bool = False) -> None:
         """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""
