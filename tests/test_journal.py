@@ -112,3 +112,37 @@ def test_concurrent_writers_from_processes_never_see_locked_errors(tmp_path: Pat
     with Journal(path) as journal:
         total = journal.conn.execute("SELECT count(*) FROM events").fetchone()[0]
     assert total == 4 * 200 * 5
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_or_lease_alive(tmp_path: Path) -> None:
+    """pids are reused (fast, in containers): rows remember when their process started."""
+    from etherealfabric.journal import PID_START, process_start
+
+    alive_pid = os.getppid()  # a live process, but not the one that wrote the rows
+    assert process_start(alive_pid) is not None
+    with Journal(tmp_path / "journal.db") as journal, journal.write() as conn:
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, started_at, host, pid, pid_start) "
+            "VALUES ('old', 'w', 'running', ?, ?, ?, ?)",
+            (time.time(), HOST, alive_pid, process_start(alive_pid) + 1),
+        )
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, started_at, host, pid, pid_start) "
+            "VALUES ('live', 'w', 'running', ?, ?, ?, ?)",
+            (time.time(), HOST, alive_pid, process_start(alive_pid)),
+        )
+        conn.execute(
+            "INSERT INTO leases (key, node, run_id, host, pid, pid_start, acquired_at) "
+            "VALUES ('k1', 'n', 'old', ?, ?, ?, ?)",
+            (HOST, os.getpid(), PID_START + 1, time.time()),  # our pid, an earlier process
+        )
+        conn.execute(
+            "INSERT INTO leases (key, node, run_id, host, pid, pid_start, acquired_at) "
+            "VALUES ('k2', 'n', 'live', ?, ?, ?, ?)",
+            (HOST, alive_pid, process_start(alive_pid), time.time()),
+        )
+    with Journal(tmp_path / "journal.db") as journal:
+        assert journal.mark_interrupted() == ["old"]
+        assert journal.get_run("live")["status"] == "running"
+        assert journal.acquire_lease("k1", node="n", run_id="new")  # taken over
+        assert not journal.acquire_lease("k2", node="n", run_id="new")  # really held

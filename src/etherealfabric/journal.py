@@ -107,8 +107,22 @@ def _m0002_logs_leases(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0003_process_start(db: sqlite_utils.Database) -> None:
+    # pids are reused (quickly, in containers): a process is identified by pid + start time
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+        ALTER TABLE leases ADD COLUMN pid_start INTEGER;
+        """
+    )
+
+
 #: The migrations, in order. Append only; the schema version is their count.
-MIGRATIONS = [("0001_initial", _m0001_initial), ("0002_logs_leases", _m0002_logs_leases)]
+MIGRATIONS = [
+    ("0001_initial", _m0001_initial),
+    ("0002_logs_leases", _m0002_logs_leases),
+    ("0003_process_start", _m0003_process_start),
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -296,13 +310,13 @@ class Journal:
     ) -> None:
         """Record a new run as ``running`` (committed at once, so others can see it)."""
         row = (
-            run_id, workflow, "running", time.time(), HOST, os.getpid(), backend,
+            run_id, workflow, "running", time.time(), HOST, os.getpid(), PID_START, backend,
             json.dumps(params or {}, default=str), resumed_from, nodes,
         )  # fmt: skip
         with self.write() as conn:
             conn.execute(
-                "INSERT INTO runs (id, workflow, status, started_at, host, pid, backend, "
-                "params, resumed_from, nodes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (id, workflow, status, started_at, host, pid, pid_start, "
+                "backend, params, resumed_from, nodes) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
 
@@ -354,9 +368,9 @@ class Journal:
     def mark_interrupted(self) -> list[str]:
         """Mark runs of this host whose process is gone ``interrupted``; return their ids."""
         rows = self._query(
-            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (HOST,)
+            "SELECT id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?", (HOST,)
         )
-        dead = [rid for rid, pid in rows if pid != os.getpid() and not _alive(pid)]
+        dead = [rid for rid, pid, start in rows if not _alive(pid, start)]
         if dead:
             marks = ",".join("?" * len(dead))
             with self.write() as conn:
@@ -454,14 +468,16 @@ class Journal:
         """
         with self.write() as conn:
             row = conn.execute(
-                "SELECT run_id, host, pid FROM leases WHERE key = ?", (key,)
+                "SELECT run_id, host, pid, pid_start FROM leases WHERE key = ?", (key,)
             ).fetchone()
-            if row is not None and row[0] != run_id and not (row[1] == HOST and not _alive(row[2])):
-                return False
+            if row is not None and row[0] != run_id:
+                holder_gone = row[1] == HOST and not _alive(row[2], row[3])
+                if not holder_gone:
+                    return False
             conn.execute(
-                "INSERT OR REPLACE INTO leases (key, node, run_id, host, pid, acquired_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (key, node, run_id, HOST, os.getpid(), time.time()),
+                "INSERT OR REPLACE INTO leases (key, node, run_id, host, pid, pid_start, "
+                "acquired_at) VALUES (?,?,?,?,?,?,?)",
+                (key, node, run_id, HOST, os.getpid(), PID_START, time.time()),
             )
             return True
 
@@ -505,13 +521,35 @@ class Journal:
         return rows[0] if rows else None
 
 
-def _alive(pid: int | None) -> bool:
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after it
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+PID_START = process_start(os.getpid())
+
+
+def _alive(pid: int | None, start: int | None = None) -> bool:
+    """Whether the process that wrote a row still runs (a reused pid does not count)."""
     if not pid:
         return False
+    if pid == os.getpid():
+        return start is None or start == PID_START
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    if start is None:
         return True
-    return True
+    now = process_start(pid)
+    return now is None or now == start
