@@ -1,4 +1,4 @@
-"""``cache verify``: check the artifact store and the cache records, and repair them."""
+"""``cache verify`` checks the store and the cache records (and repairs them); ``cache gc`` prunes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..journal import Journal
     from ..store import Store
 
-__all__ = ["cache", "cache_verify"]
+__all__ = ["cache", "cache_gc", "cache_verify"]
 
 
 @click.group()
@@ -96,3 +96,60 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
         )
     elif audit.problems:
         click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
+
+
+@cache.command("gc")
+@click.option(
+    "--keep-runs",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Keep what the last N runs of each workflow used.",
+)
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Never remove anything younger than this many seconds.",
+)
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@_home_option
+@_json_option
+def cache_gc(
+    keep_runs: int, older_than: float, dry_run: bool, home: str | None, as_json: bool
+) -> None:
+    """Remove cache entries and stored outputs that recent runs no longer use.
+
+    Keeps whatever the last --keep-runs runs of each workflow executed or found cached, runs
+    still going, and anything younger than --older-than. Checkpoints are kept. Only a home's
+    own store is collected, never a shared one.
+    """
+    from ..gc import collect_garbage
+    from ..store import open_store
+
+    try:
+        settings = Settings.resolve(home=home)
+        store = open_store(settings.store_location)
+        with _journal_at(settings) as journal:
+            report = collect_garbage(
+                journal,
+                store,
+                keep_runs=keep_runs,
+                older_than=older_than,
+                dry_run=dry_run,
+                shared=settings.shared_store,
+            )
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {report.records_removed} cache record(s), {report.blobs_removed} inline "
+        f"output(s) and {report.objects_removed} object(s) ({report.bytes_freed:,} bytes); "
+        f"kept {report.records_kept} record(s)"
+        + (f", {report.objects_too_recent} recent object(s)" if report.objects_too_recent else "")
+    )
