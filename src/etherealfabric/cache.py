@@ -34,12 +34,20 @@ class ArtifactCache:
     """Looks up action records and loads outputs for one home and store."""
 
     def __init__(
-        self, journal: Journal, store: Store, *, shared: bool, verify: bool = True
+        self,
+        journal: Journal,
+        store: Store,
+        *,
+        shared: bool,
+        verify: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.journal = journal
         self.store = store
         self.shared = shared
         self.verify = verify
+        #: a dry run: lookups never drop stale records nor index the shared store's
+        self.read_only = read_only
         self.pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
 
     def lookup(self, key: str) -> dict[str, Any] | None:
@@ -51,8 +59,9 @@ class ArtifactCache:
             return None
         problem = self._incomplete(record)
         if problem is not None:
-            log.warning("%s; recomputing it (cache key %s)", problem, key)
-            self.journal.delete_action(key)
+            if not self.read_only:
+                log.warning("%s; recomputing it (cache key %s)", problem, key)
+                self.journal.delete_action(key)
             return None
         return record
 
@@ -84,12 +93,17 @@ class ArtifactCache:
             return None
         blobs = []
         for out in record["outputs"].values():
-            if out.get("inline"):
+            if out.get("inline") and self.read_only:
+                if not self.store.has_object(out["digest"]):
+                    return None
+            elif out.get("inline"):
                 try:
                     blobs.append((out["digest"], self.store.read_bytes(out["digest"])))
                 except (ArtifactMissingError, CorruptArtifactError) as exc:
                     log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
                     return None
+        if self.read_only:
+            return record
         self.journal.write_batch(
             actions=[
                 (key, record.get("node", ""), _dumps(record), None, record.get("created_at", 0.0))

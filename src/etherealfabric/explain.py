@@ -30,7 +30,6 @@ from .plan import make_plan, node_key
 if TYPE_CHECKING:
     from .graph import Graph
     from .journal import Journal
-    from .store import Store
     from .workflow import Workflow
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "dry_run",
     "explain_node",
     "plan_workflow",
-    "read_only_lookup",
 ]
 
 _EXECUTED = ("succeeded", "failed", "fallback", "running", "retrying", "interrupted")
@@ -391,25 +389,6 @@ class DryRun:
 Lookup = Callable[[str], Mapping[str, Any] | None]
 
 
-def read_only_lookup(journal: Journal | None, store: Store, *, shared: bool) -> Lookup:
-    """Like :meth:`ArtifactCache.lookup`, but never writes: an incomplete record is a miss."""
-
-    def lookup(key: str) -> Mapping[str, Any] | None:
-        record = journal.get_action(key) if journal is not None else None
-        from_store = record is None and shared
-        if from_store:
-            record = store.get_action(key)
-        if record is None:
-            return None
-        for out in record.get("outputs", {}).values():
-            inline = out.get("inline") and not from_store
-            if not inline and not store.has_object(out["digest"]):
-                return None
-        return record
-
-    return lookup
-
-
 class _RememberedDigests:
     """The journal's remembered file digests, read but never written (a dry run writes nothing)."""
 
@@ -426,7 +405,8 @@ class _RememberedDigests:
 def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> DryRun:
     """Plan ``graph`` without running anything; ``journal`` adds reasons and estimates.
 
-    Nothing is written: ``lookup`` should not write either (see :func:`read_only_lookup`).
+    Nothing is written: ``lookup`` should not write either (an ``ArtifactCache`` made with
+    ``read_only=True``).
     """
     files = _RememberedDigests(journal)
     plan = make_plan(graph, lookup, file_cache=files)
@@ -481,6 +461,7 @@ def plan_workflow(
     workflow: Workflow, *, targets: Sequence[str] | None = None, **settings: Any
 ) -> DryRun:
     """Plan a run of ``workflow`` without running or writing anything (see :func:`dry_run`)."""
+    from .cache import ArtifactCache
     from .config import Settings
     from .journal import Journal
     from .store import open_store
@@ -490,9 +471,7 @@ def plan_workflow(
     if targets:
         graph = graph.subgraph_for(targets)
     store = open_store(resolved.store_location)
-    if not resolved.journal_path.exists():  # nothing is created by planning
-        return dry_run(graph, read_only_lookup(None, store, shared=resolved.shared_store))
-    with Journal(resolved.journal_path) as journal:
-        return dry_run(
-            graph, read_only_lookup(journal, store, shared=resolved.shared_store), journal
-        )
+    exists = resolved.journal_path.exists()  # planning creates nothing: no journal, a scratch one
+    with Journal(resolved.journal_path if exists else ":memory:") as journal:
+        cache = ArtifactCache(journal, store, shared=resolved.shared_store, read_only=True)
+        return dry_run(graph, cache.lookup, journal if exists else None)
