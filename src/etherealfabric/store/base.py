@@ -389,12 +389,21 @@ class Store(ABC):
         """Remove the checkpoint of ``key`` (after the node succeeded); no error if absent."""
 
     @abstractmethod
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
+        """``(two-hex folder, entry name)`` of everything under ``kind`` (objects, actions)."""
+
     def iter_objects(self) -> Iterator[str]:
         """The digests of all objects."""
+        for prefix, name in self.list_entries("objects"):
+            if is_digest(name) and name.startswith(prefix):
+                yield name
 
-    @abstractmethod
     def iter_actions(self) -> Iterator[str]:
         """The keys of all action records."""
+        for prefix, name in self.list_entries("actions"):
+            key = name.removesuffix(".json")
+            if name.endswith(".json") and is_digest(key) and key.startswith(prefix):
+                yield key
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing import digest_bytes, is_digest, new_hasher
+from ..hashing import digest_bytes, new_hasher
 from .base import (
     CHECKPOINT_HEADER_SIZE,
     DEFAULT_INLINE_LIMIT,
@@ -241,11 +241,6 @@ class LocalStore(Store):
     def delete_object(self, digest: str) -> None:
         _remove(self.object_path(digest))
 
-    def iter_objects(self) -> Iterator[str]:
-        for prefix, name in self._scan("objects"):
-            if is_digest(name) and name.startswith(prefix):
-                yield name
-
     # -- action records --------------------------------------------------------------------------
     def get_action(self, key: str) -> dict[str, Any] | None:
         path = self.action_path(key)
@@ -288,12 +283,6 @@ class LocalStore(Store):
     def delete_action(self, key: str) -> None:
         _remove(self.action_path(key))
 
-    def iter_actions(self) -> Iterator[str]:
-        for prefix, name in self._scan("actions"):
-            key = name.removesuffix(".json")
-            if name.endswith(".json") and is_digest(key) and key.startswith(prefix):
-                yield key
-
     # -- checkpoints -------------------------------------------------------------------------------
     def put_checkpoint(self, key: str, data: bytes) -> None:
         path = self.checkpoint_path(key)
@@ -315,7 +304,7 @@ class LocalStore(Store):
         _remove(self.checkpoint_path(key))
 
     # -- maintenance ------------------------------------------------------------------------------
-    def _scan(self, kind: str) -> Iterator[tuple[str, str]]:
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
         for folder in _entries(os.path.join(self.root, kind)):
             if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing import digest_bytes, is_digest, new_hasher
+from ..hashing import digest_bytes, new_hasher
 from .base import (
     DEFAULT_INLINE_LIMIT,
     ObjectWriter,
@@ -308,11 +308,6 @@ class ObjectStore(Store):
         with self._remote("delete", url), contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
 
-    def iter_objects(self) -> Iterator[str]:
-        for prefix, name in self._scan("objects"):
-            if is_digest(name) and name.startswith(prefix):
-                yield name
-
     # -- action records ----------------------------------------------------------------------
     def put_action(self, key: str, record: dict[str, Any]) -> None:
         """Write ``record`` as canonical JSON, signed when a key is configured."""
@@ -359,12 +354,6 @@ class ObjectStore(Store):
 
     def delete_action(self, key: str) -> None:
         self._delete(*self._action(key))
-
-    def iter_actions(self) -> Iterator[str]:
-        for prefix, name in self._scan("actions"):
-            key = name.removesuffix(".json")
-            if name.endswith(".json") and is_digest(key) and key.startswith(prefix):
-                yield key
 
     # -- checkpoints -------------------------------------------------------------------------
     def put_checkpoint(self, key: str, data: bytes) -> None:
@@ -414,7 +403,7 @@ class ObjectStore(Store):
         self._delete(*self._checkpoint(key))
 
     # -- maintenance -------------------------------------------------------------------------
-    def _scan(self, kind: str) -> Iterator[tuple[str, str]]:
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, name)`` of the entries in the two-hex-digit folders of ``kind``."""
         base, url = self._where(kind)
         with self._remote("list", url):
