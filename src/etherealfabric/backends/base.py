@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.machinery
+import os
 import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["Backend", "TaskFuture", "no_main_reimport"]
+__all__ = ["Backend", "TaskFuture", "default_workers", "no_main_reimport", "run_pickled"]
 
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
@@ -82,3 +83,25 @@ def no_main_reimport() -> Iterator[None]:
             yield
         finally:
             main.__spec__ = None
+
+
+def default_workers() -> int:
+    """How many tasks a local pool runs at once by default: the CPU count."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_pickled(payload: bytes) -> bytes:
+    """Worker side of every out-of-process backend: cloudpickled ``(fn, task)`` in, result out.
+
+    cloudpickle both ways, so node code from ``__main__`` or a workflow file travels by value.
+    """
+    import cloudpickle
+
+    fn, task = cloudpickle.loads(payload)
+    result = fn(task)
+    try:
+        return cloudpickle.dumps(result)  # type: ignore[no-any-return]
+    except Exception:
+        if hasattr(result, "exception"):  # an unpicklable exception: keep its text only
+            result.exception = None
+        return cloudpickle.dumps(result)  # type: ignore[no-any-return]

@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import ENV, Settings
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
-from .base import Backend
-from .local import _run_pickled
+from .base import Backend, run_pickled
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -111,7 +110,7 @@ def make_app(broker_url: str | None = None, result_backend: str | None = None) -
 def run_task(payload: bytes) -> bytes:
     """The Celery task: run a cloudpickled ``(fn, task)`` and return the pickled result."""
     try:
-        return _run_pickled(payload)
+        return run_pickled(payload)
     except Exception as exc:  # the payload did not load, or ``fn`` itself raised
         hint = _IMPORT_HINT if isinstance(exc, (ImportError, AttributeError)) else ""
         raise ExecutionError(

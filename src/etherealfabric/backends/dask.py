@@ -33,8 +33,7 @@ from typing import Any, TypeVar
 
 from ..config import ENV
 from ..errors import ConfigError
-from .base import Backend, TaskFuture, no_main_reimport
-from .local import _default_workers, _run_pickled
+from .base import Backend, TaskFuture, default_workers, no_main_reimport, run_pickled
 
 __all__ = ["ADDRESS_ENV", "DaskBackend"]
 
@@ -95,7 +94,7 @@ class DaskBackend(Backend):
                     setting=setting,
                 ) from exc
         if self._client is None:  # a LocalCluster, started on first use (not for cached runs)
-            self.max_workers = max_workers or _default_workers()
+            self.max_workers = max_workers or default_workers()
         elif self.max_workers is None:
             self.max_workers = self._cluster_threads()
 
@@ -104,7 +103,7 @@ class DaskBackend(Backend):
         """The ``distributed.Client``; a LocalCluster backend starts its cluster here."""
         with self._lock:
             if self._client is None:
-                self._cluster = _local_cluster(self.max_workers or _default_workers())
+                self._cluster = _local_cluster(self.max_workers or default_workers())
                 self._client = _distributed().Client(self._cluster, set_as_default=False)
             return self._client
 
@@ -131,7 +130,7 @@ class DaskBackend(Backend):
             return failed
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
         inner = self.client.submit(
-            _run_pickled, payload, key=f"etherealfabric-{label}-{uuid.uuid4().hex}", pure=False
+            run_pickled, payload, key=f"etherealfabric-{label}-{uuid.uuid4().hex}", pure=False
         )
         with self._lock:
             self._futures.add(inner)

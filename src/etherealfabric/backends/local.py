@@ -12,7 +12,6 @@ that runs threads. New workers never re-run the user's script (see
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -20,15 +19,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from .base import Backend, no_main_reimport
+from .base import Backend, default_workers, no_main_reimport, run_pickled
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
 T = TypeVar("T")
-
-
-def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
 
 
 class ThreadBackend(Backend):
@@ -43,7 +38,7 @@ class ThreadBackend(Backend):
     in_process = True
 
     def __init__(self, *, max_workers: int | None = None) -> None:
-        super().__init__(max_workers=max_workers or _default_workers())
+        super().__init__(max_workers=max_workers or default_workers())
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None]
         self._queue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -87,19 +82,6 @@ class ThreadBackend(Backend):
         self._threads = []
 
 
-def _run_pickled(payload: bytes) -> bytes:
-    import cloudpickle
-
-    fn, task = cloudpickle.loads(payload)
-    result = fn(task)
-    try:
-        return cloudpickle.dumps(result)  # type: ignore[no-any-return]
-    except Exception:
-        if hasattr(result, "exception"):  # an unpicklable exception: keep its text only
-            result.exception = None
-        return cloudpickle.dumps(result)  # type: ignore[no-any-return]
-
-
 class _Unpickling(Future[Any]):
     """A future that unpickles the result of the inner one."""
 
@@ -123,7 +105,7 @@ class ProcessBackend(Backend):
     can_kill = True
 
     def __init__(self, *, max_workers: int | None = None) -> None:
-        super().__init__(max_workers=max_workers or _default_workers())
+        super().__init__(max_workers=max_workers or default_workers())
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
@@ -136,13 +118,13 @@ class ProcessBackend(Backend):
         payload = cloudpickle.dumps((fn, task))
         with no_main_reimport():  # worker processes start on submit
             try:
-                return _Unpickling(self._pool.submit(_run_pickled, payload))
+                return _Unpickling(self._pool.submit(run_pickled, payload))
             except BrokenProcessPool:
                 # A worker process died (killed, out of memory): the tasks it ran have failed
                 # with BrokenProcessPool; start a fresh pool for the rest of the run.
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
-                return _Unpickling(self._pool.submit(_run_pickled, payload))
+                return _Unpickling(self._pool.submit(run_pickled, payload))
 
     def close(self, *, cancel: bool = False) -> None:
         """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""
