@@ -100,7 +100,7 @@ print(json.dumps({"run": elapsed, "executed": results.executed, "peak_mb": peak,
 HASH = r"""
 import json, time
 import numpy as np
-from etherealfabric.hashing import hash_value
+from etherealfabric.hashing._values import hash_value
 a = np.random.default_rng(0).random(200 * 1024 * 1024 // 8)
 hash_value(a)
 best = min((lambda t: (hash_value(a), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))

@@ -5,7 +5,7 @@ backend. The fixture points the environment at the backend (``ETHEREALFABRIC_EXE
 and its settings), so tests create backends the way a user does: ``create_backend(name)`` or
 ``workflow.execute()``. Real clusters, started once per module and only when a selected test
 needs them: a Dask ``LocalCluster`` of two worker processes, and a private ``redis-server``
-with one Celery worker (``python -m etherealfabric.backends.celery worker --concurrency 2``).
+with one Celery worker (``python -m etherealfabric.backends._celery worker --concurrency 2``).
 
 Pickling, and so what the workers must import: the plain task functions below (``double``,
 ``refuse``...) are pickled by reference, so workers import this module: the Celery worker runs
@@ -32,11 +32,11 @@ import pytest
 
 from etherealfabric import ConfigError, Node, RunFailedError, Workflow, node
 from etherealfabric.backends import Backend, backend_names, create_backend
-from etherealfabric.backends.celery import main as celery_main
-from etherealfabric.backends.celery import make_app
-from etherealfabric.backends.dask import DaskBackend
-from etherealfabric.journal import Journal
-from etherealfabric.loader import load_workflow
+from etherealfabric.backends._celery import main as celery_main
+from etherealfabric.backends._celery import make_app
+from etherealfabric.backends._dask import DaskBackend
+from etherealfabric.cli._loader import load_workflow
+from etherealfabric.journal._journal import Journal
 from redis_server import RedisServer, redis_server_path, start_redis, stop_process
 
 IMPLEMENTATIONS = ["threads", "processes", "dask", "celery"]
@@ -147,7 +147,7 @@ def celery_worker(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [
-                *(sys.executable, "-m", "etherealfabric.backends.celery", "worker"),
+                *(sys.executable, "-m", "etherealfabric.backends._celery", "worker"),
                 *("--concurrency", str(WORKERS), "--loglevel", "INFO"),
             ],
             cwd=folder,
@@ -356,7 +356,7 @@ def test_dask_and_celery_are_registered_by_name() -> None:
 
 def test_importing_etherealfabric_loads_no_dask_or_celery() -> None:
     code = (
-        "import sys, etherealfabric, etherealfabric.backends, etherealfabric.session\n"
+        "import sys, etherealfabric, etherealfabric.backends, etherealfabric.run._session\n"
         "heavy = ('dask', 'distributed', 'celery', 'kombu', 'redis')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )

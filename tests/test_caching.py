@@ -17,7 +17,7 @@ from etherealfabric import (
     Workflow,
     node,
 )
-from etherealfabric.journal import Journal
+from etherealfabric.journal._journal import Journal
 
 CALLS: dict[str, int] = {}
 LOCK = threading.Lock()
@@ -232,7 +232,7 @@ def test_large_outputs_live_in_the_store_and_small_ones_inline(home: Path) -> No
 
 
 def test_warm_results_load_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    from etherealfabric.cache import ArtifactCache
+    from etherealfabric.run._cache import ArtifactCache
 
     def build_wf() -> tuple[Workflow, list[Node]]:
         big = Matrix(100)

@@ -15,8 +15,8 @@ import cloudpickle
 import pytest
 
 from etherealfabric import Node, Workflow, node
-from etherealfabric.checkpoint import Checkpoint, activate, checkpoint, current_checkpoint
 from etherealfabric.errors import ExecutionError, SerializationError, StoreError
+from etherealfabric.run._checkpoint import Checkpoint, activate, checkpoint, current_checkpoint
 from etherealfabric.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent

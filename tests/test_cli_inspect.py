@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from etherealfabric.cli import main
-from etherealfabric.explain import explain_node
-from etherealfabric.journal import Journal
+from etherealfabric.journal._journal import Journal
+from etherealfabric.observe._explain import explain_node
 
 FLOW = """
 from etherealfabric import Workflow, node
@@ -696,7 +696,7 @@ def test_resume_mistakes_are_one_line_errors(tmp_path: Path) -> None:
 
 # -- diff_components (pure) ---------------------------------------------------------------------
 def test_diff_components_added_removed_and_rewired() -> None:
-    from etherealfabric.explain import diff_components
+    from etherealfabric.observe._explain import diff_components
 
     old = {
         "kind": "m.f", "code": "1", "code_parts": {"m.f": "a", "m.gone": "b"},

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from etherealfabric.journal import HOST, Journal
+from etherealfabric.journal._journal import HOST, Journal
 from programs.harness import (
     NODES_A,
     NODES_B,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from etherealfabric import Node, NodeTimeoutError, RetryPolicy, RunFailedError, Workflow, node
-from etherealfabric.journal import Journal
-from etherealfabric.policies import SKIP, NodeError
+from etherealfabric.define._policies import SKIP, NodeError
+from etherealfabric.journal._journal import Journal
 
 
 @node

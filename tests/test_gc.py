@@ -15,8 +15,8 @@ from etherealfabric import Workflow, node
 from etherealfabric.cli import main
 from etherealfabric.config import Settings
 from etherealfabric.errors import ConfigError
-from etherealfabric.gc import collect_garbage
-from etherealfabric.journal import Journal
+from etherealfabric.journal._gc import collect_garbage
+from etherealfabric.journal._journal import Journal
 from etherealfabric.store import LocalStore
 
 

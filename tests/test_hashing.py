@@ -25,8 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from etherealfabric.errors import HashingError
-from etherealfabric.files import Directory, File
-from etherealfabric.hashing import (
+from etherealfabric.hashing._files import Directory, File
+from etherealfabric.hashing._values import (
     KEY_FORMAT_VERSION,
     RefDigest,
     UnstableHashWarning,
@@ -179,7 +179,7 @@ def test_dict_order_does_not_matter() -> None:
 
 def test_sets_are_stable_across_processes() -> None:
     """String hashing is randomized per process; set digests must not be."""
-    code = "from etherealfabric.hashing import hash_value; print(hash_value({'a','b','c','d'}))"
+    code = "from etherealfabric.hashing._values import hash_value; print(hash_value({'a','b','c','d'}))"
     digests = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -531,7 +531,7 @@ def test_register_value_hasher() -> None:
 
 def test_importing_hashing_stays_light() -> None:
     code = (
-        "import sys, etherealfabric.hashing as h; h.hash_value([1, 'a', {2: 3.0}]);"
+        "import sys, etherealfabric.hashing._values as h; h.hash_value([1, 'a', {2: 3.0}]);"
         "print(sorted(m for m in ('numpy', 'pandas', 'cloudpickle', 'uuid', 'decimal')"
         " if m in sys.modules))"
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from etherealfabric.errors import JournalError, RunNotFoundError
-from etherealfabric.journal import HOST, SCHEMA_VERSION, Journal
+from etherealfabric.journal._journal import HOST, SCHEMA_VERSION, Journal
 
 
 def test_new_journal_uses_wal_and_is_stamped(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_concurrent_writers_from_processes_never_see_locked_errors(tmp_path: Pat
     path = tmp_path / "journal.db"
     Journal(path).close()
     code = (
-        "import sys; from etherealfabric.journal import Journal\n"
+        "import sys; from etherealfabric.journal._journal import Journal\n"
         "j = Journal(sys.argv[1])\n"
         "for i in range(200):\n"
         "    j.write_batch(events=[(sys.argv[2], float(i), 'node_cached', 'n', None)] * 5)\n"
@@ -116,7 +116,7 @@ def test_concurrent_writers_from_processes_never_see_locked_errors(tmp_path: Pat
 
 def test_a_reused_pid_does_not_keep_a_dead_run_or_lease_alive(tmp_path: Path) -> None:
     """pids are reused (fast, in containers): rows remember when their process started."""
-    from etherealfabric.journal import PID_START, process_start
+    from etherealfabric.journal._journal import PID_START, process_start
 
     alive_pid = os.getppid()  # a live process, but not the one that wrote the rows
     assert process_start(alive_pid) is not None

@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from etherealfabric import SKIP, ConfigError, Workflow, node
-from etherealfabric.events import Event
-from etherealfabric.monitor.metrics import Metrics
+from etherealfabric.observe._metrics import Metrics
+from etherealfabric.run._events import Event
 
 
 @node

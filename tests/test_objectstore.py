@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from etherealfabric import Workflow, node
-from etherealfabric.checkpoint import checkpoint
 from etherealfabric.errors import ConfigError, CorruptArtifactError, StoreError
+from etherealfabric.run._checkpoint import checkpoint
 from etherealfabric.store import LocalStore, ObjectStore, open_store
 from test_store import MOTO, MotoServer
 

@@ -14,8 +14,8 @@ from typing import TypeVar
 import pytest
 
 from etherealfabric import SKIP, Workflow, node
-from etherealfabric.events import Event
-from etherealfabric.monitor.progress import Progress, format_duration
+from etherealfabric.observe._progress import Progress, format_duration
+from etherealfabric.run._events import Event
 
 T = TypeVar("T")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -295,7 +295,7 @@ def test_fallback_and_skipped_nodes_are_counted() -> None:
 
 def test_importing_the_subscribers_loads_neither_rich_nor_prometheus(python: str) -> None:
     code = (
-        "import sys, etherealfabric.monitor.progress, etherealfabric.monitor.metrics\n"
+        "import sys, etherealfabric.observe._progress, etherealfabric.observe._metrics\n"
         "print(sorted(m for m in sys.modules if m.startswith(('rich', 'prometheus_client'))))"
     )
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)

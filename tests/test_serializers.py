@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etherealfabric import serializers
+from etherealfabric.store import _serializers as serializers
 from etherealfabric.errors import SerializationError, StoreError
-from etherealfabric.serializers import (
+from etherealfabric.store import LocalStore
+from etherealfabric.store._serializers import (
     Serializer,
     SerializerRegistry,
     builtin_serializers,
@@ -29,7 +30,6 @@ from etherealfabric.serializers import (
     get_serializer,
     register_serializer,
 )
-from etherealfabric.store import LocalStore
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -206,7 +206,7 @@ def test_choice_gives_up_on_huge_or_deep_containers() -> None:
 
 def test_importing_and_choosing_never_import_numpy(tmp_path: Path) -> None:
     code = (
-        "import sys, etherealfabric.serializers as s\n"
+        "import sys, etherealfabric.store._serializers as s\n"
         "assert s.choose_serializer({'a': [1]}).name == 'json'\n"
         "assert s.choose_serializer((1,)).name == 'cloudpickle'\n"
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"

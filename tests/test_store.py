@@ -31,10 +31,10 @@ import cloudpickle
 import pytest
 
 from etherealfabric.errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from etherealfabric.hashing import digest_bytes
+from etherealfabric.hashing._values import digest_bytes
 from etherealfabric.store import LocalStore, ObjectWriter, Store, StoredObject, open_store
-from etherealfabric.store import local as local_module
-from etherealfabric.store.base import create_temp_file
+from etherealfabric.store import _local as local_module
+from etherealfabric.store._base import create_temp_file
 
 KEY = "0123456789abcdef0123456789abcdef"
 OTHER_KEY = "fedcba9876543210fedcba9876543210"
@@ -150,7 +150,7 @@ def _stop_moto_after_the_module() -> Iterator[None]:
 
 
 def _s3_harness(root: Path) -> Harness:
-    from etherealfabric.store.objectstore import ObjectStore
+    from etherealfabric.store._objectstore import ObjectStore
 
     server = MOTO.ensure()
     root.mkdir(parents=True)  # the local folder of spilled (temp) files

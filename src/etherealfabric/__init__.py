@@ -10,6 +10,8 @@ no SQLite layer and no optional package.
 
 from __future__ import annotations
 
+from .define._node import Node, NodeFunction, OutputRef, Outputs, node
+from .define._policies import SKIP, NodeError, RetryPolicy
 from .errors import (
     ConfigError,
     CycleError,
@@ -26,9 +28,7 @@ from .errors import (
     UnknownBackendError,
     UnknownOutputError,
 )
-from .files import Directory, File
-from .node import Node, NodeFunction, OutputRef, Outputs, node
-from .policies import SKIP, NodeError, RetryPolicy
+from .hashing._files import Directory, File
 from .workflow import Workflow
 
 __version__ = "0.1.0"

@@ -7,17 +7,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .define._node import (
+    Node,
+    OutputRef,
+    OutputRefs,
+    Outputs,
+    _check_node_name,
+    _enter,
+    _leave,
+    refs_of,
+)
+from .define._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
 from .errors import DefinitionError, DuplicateNodeError
-from .node import Node, OutputRef, OutputRefs, Outputs, _check_node_name, _enter, _leave, refs_of
-from .policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
 
 if TYPE_CHECKING:
     import contextvars
 
-    from .events import Subscriber
-    from .explain import DryRun
-    from .graph import Graph
-    from .results import Results
+    from .observe._explain import DryRun
+    from .plan._graph import Graph
+    from .run._events import Subscriber
+    from .run._results import Results
 
 __all__ = ["Workflow"]
 
@@ -173,7 +182,7 @@ class Workflow:
     # -- running ----------------------------------------------------------------------------------
     def build(self) -> Graph:
         """Validate the workflow and return its graph (raises on cycles and bad references)."""
-        from .graph import build
+        from .plan._graph import build
 
         return build(self)
 
@@ -193,7 +202,7 @@ class Workflow:
         """Run the workflow: cached nodes are skipped, the rest run on the chosen backend.
 
         ``targets`` limits the run to those nodes and what they need. Returns
-        :class:`~etherealfabric.results.Results` (values load lazily, on access). When a node
+        :class:`~etherealfabric.run._results.Results` (values load lazily, on access). When a node
         fails, raises :class:`~etherealfabric.errors.RunFailedError` (whose ``results`` holds
         what did complete) unless ``raise_on_error=False``.
 
@@ -201,7 +210,7 @@ class Workflow:
         links the new run to it; resuming a run that succeeded does nothing and returns its
         results. ``run_params`` are recorded with the run (the CLI stores how to repeat it).
         """
-        from .session import execute_workflow
+        from .run._session import execute_workflow
 
         names = None if targets is None else [self._target_name(t) for t in targets]
         overrides = {**self.settings, **settings}
@@ -224,9 +233,9 @@ class Workflow:
         """What :meth:`execute` would do, without running or writing anything.
 
         Each node is ``cached`` or ``run`` with the reason (what changed since its last run)
-        and an estimated duration from past runs; see :class:`etherealfabric.explain.DryRun`.
+        and an estimated duration from past runs; see :class:`etherealfabric.observe._explain.DryRun`.
         """
-        from .explain import plan_workflow
+        from .observe._explain import plan_workflow
 
         names = None if targets is None else [self._target_name(t) for t in targets]
         return plan_workflow(self, targets=names, **settings)

@@ -12,16 +12,16 @@ import importlib
 from typing import Any
 
 from ..errors import UnknownBackendError
-from .base import Backend, TaskFuture
+from ._base import Backend, TaskFuture
 
 __all__ = ["Backend", "TaskFuture", "backend_names", "create_backend", "register_backend"]
 
 _BUILTIN = {
-    "local": "etherealfabric.backends.local:ThreadBackend",
-    "threads": "etherealfabric.backends.local:ThreadBackend",
-    "processes": "etherealfabric.backends.local:ProcessBackend",
-    "dask": "etherealfabric.backends.dask:DaskBackend",
-    "celery": "etherealfabric.backends.celery:CeleryBackend",
+    "local": "etherealfabric.backends._local:ThreadBackend",
+    "threads": "etherealfabric.backends._local:ThreadBackend",
+    "processes": "etherealfabric.backends._local:ProcessBackend",
+    "dask": "etherealfabric.backends._dask:DaskBackend",
+    "celery": "etherealfabric.backends._celery:CeleryBackend",
 }
 _registered: dict[str, str | type[Backend]] = {}
 

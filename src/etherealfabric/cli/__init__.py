@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import click
 
-from . import cache, history, inspect, run
+from . import _cache as cache
+from . import _history as history
+from . import _inspect as inspect
+from . import _run as run
 
 __all__ = ["main"]
 

@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import EtherealFabricError
 
 if TYPE_CHECKING:
-    from ..journal import Journal
+    from ..journal._journal import Journal
     from ..workflow import Workflow
 
 __all__ = [
@@ -73,7 +73,7 @@ def _journal(home: str | None) -> Journal:
 
 
 def _journal_at(settings: Settings) -> Journal:
-    from ..journal import Journal
+    from ..journal._journal import Journal
 
     if not settings.journal_path.exists():
         _fail(f"no journal at {settings.journal_path}; run a workflow first or pass --home")
@@ -91,7 +91,7 @@ def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
 
 
 def _load(target: str) -> Workflow:
-    from ..loader import load_workflow
+    from ._loader import load_workflow
 
     try:
         return load_workflow(target)

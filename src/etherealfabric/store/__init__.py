@@ -2,7 +2,7 @@
 
 ``open_store(location)`` opens the store a setting points at: a folder path or a ``file://``
 URL gives a :class:`LocalStore`; any other URL (``s3://bucket/prefix``, ``gs://``,
-``memory://``...) an :class:`~etherealfabric.store.objectstore.ObjectStore` over fsspec.
+``memory://``...) an :class:`~etherealfabric.store._objectstore.ObjectStore` over fsspec.
 fsspec and its back-ends (s3fs...) are imported only when such a store is opened, so local
 runs never load them.
 """
@@ -14,9 +14,9 @@ import re
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
-from .base import DEFAULT_INLINE_LIMIT, ObjectWriter, Store, StoredObject
-from .local import LocalStore
-from .objectstore import ObjectStore
+from ._base import DEFAULT_INLINE_LIMIT, ObjectWriter, Store, StoredObject
+from ._local import LocalStore
+from ._objectstore import ObjectStore
 
 __all__ = [
     "DEFAULT_INLINE_LIMIT",

@@ -1,0 +1,139 @@
+"""Local backends: a thread pool (the default) and a process pool.
+
+Threads share memory, so a large input loaded once serves every node that needs it; they suit
+nodes that release the GIL (numpy, pandas, I/O). Processes suit pure-Python CPU work: tasks and
+results cross the process boundary with cloudpickle, so nodes defined in ``__main__``, in a
+notebook or in a workflow file loaded by the CLI work too. Worker processes are started with
+``forkserver`` (``spawn`` where that is missing), never ``fork``, which is unsafe in a process
+that runs threads. New workers never re-run the user's script (see
+:func:`~etherealfabric.backends._base.no_main_reimport`), so no ``__main__`` guard is needed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from ._base import Backend, default_workers, no_main_reimport, run_pickled
+
+__all__ = ["ProcessBackend", "ThreadBackend"]
+
+T = TypeVar("T")
+
+
+class ThreadBackend(Backend):
+    """Runs tasks on a pool of daemon threads in this process.
+
+    The threads are daemons (``concurrent.futures.ThreadPoolExecutor``'s are not) so that a
+    Ctrl-C ends the program at once instead of waiting for running nodes, which threads
+    cannot interrupt: what they were writing is in temporary files, never under a final name.
+    """
+
+    name = "local"
+    in_process = True
+
+    def __init__(self, *, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers or default_workers())
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, task))
+        if len(self._threads) < (self.max_workers or 1):
+            thread = threading.Thread(
+                target=self._work, name=f"etherealfabric-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, task = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(task))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the threads; with ``cancel`` (Ctrl-C) drop queued tasks and do not wait."""
+        if cancel:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if not cancel:
+            for thread in self._threads:
+                thread.join()
+        self._threads = []
+
+
+class _Unpickling(Future[Any]):
+    """A future that unpickles the result of the inner one."""
+
+    def __init__(self, inner: Future[bytes]) -> None:
+        super().__init__()
+        inner.add_done_callback(self._resolve)
+
+    def _resolve(self, inner: Future[bytes]) -> None:
+        import cloudpickle
+
+        try:
+            self.set_result(cloudpickle.loads(inner.result()))
+        except BaseException as exc:
+            self.set_exception(exc)
+
+
+class ProcessBackend(Backend):
+    """Runs tasks on a pool of worker processes."""
+
+    name = "processes"
+    can_kill = True
+
+    def __init__(self, *, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers or default_workers())
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context(
+            "forkserver" if "forkserver" in methods else "spawn"
+        )
+        self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+
+    def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
+        import cloudpickle
+
+        payload = cloudpickle.dumps((fn, task))
+        with no_main_reimport():  # worker processes start on submit
+            try:
+                return _Unpickling(self._pool.submit(run_pickled, payload))
+            except BrokenProcessPool:
+                # A worker process died (killed, out of memory): the tasks it ran have failed
+                # with BrokenProcessPool; start a fresh pool for the rest of the run.
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+                return _Unpickling(self._pool.submit(run_pickled, payload))
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        processes = list(getattr(self._pool, "_processes", {}).values())  # no public API for it
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()

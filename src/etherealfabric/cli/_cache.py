@@ -1,0 +1,155 @@
+"""``cache verify`` checks the store and the cache records (and repairs them); ``cache gc`` prunes."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..config import Settings
+from ..errors import EtherealFabricError
+from ._common import EXIT_FAILED, _echo_json, _fail, _home_option, _journal_at, _json_option
+
+if TYPE_CHECKING:
+    from ..journal._journal import Journal
+    from ..store import Store
+
+__all__ = ["cache", "cache_gc", "cache_verify"]
+
+
+@click.group()
+def cache() -> None:
+    """Inspect and repair the artifact cache."""
+
+
+@cache.command("verify")
+@click.option(
+    "--fix", is_flag=True, help="Delete corrupt objects and the records that point at them."
+)
+@_home_option
+@_json_option
+def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
+    """Check every stored object against its digest and every cache record against the store.
+
+    Exits with 1 while problems remain, 0 when the cache is clean (or was repaired by --fix).
+    """
+    from ..journal._history import audit_cache
+    from ..store import open_store
+
+    try:
+        settings = Settings.resolve(home=home)
+        store = open_store(settings.store_location)
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+    with _journal_at(settings) as journal:
+        audit = audit_cache(journal, store)
+        fixed = _repair(journal, store, audit.problems, settings.shared_store) if fix else set()
+    remaining = [p for i, p in enumerate(audit.problems) if i not in fixed]
+    if as_json:
+        _echo_json(
+            {
+                "objects": audit.objects,
+                "records": audit.records,
+                "problems": [
+                    {**p.to_dict(), "fixed": i in fixed} for i, p in enumerate(audit.problems)
+                ],
+                "remaining": len(remaining),
+            }
+        )
+    else:
+        _print_audit(audit, fixed, len(remaining))
+    sys.exit(EXIT_FAILED if remaining else 0)
+
+
+def _repair(journal: Journal, store: Store, problems: list[Any], shared: bool) -> set[int]:
+    """Delete corrupt objects, and action records naming bad bytes; the indexes fixed."""
+    fixed: set[int] = set()
+    forgotten: set[str] = set()
+    for i, problem in enumerate(problems):
+        if problem.where == "store" and problem.kind in ("corrupt_object", "unreadable_object"):
+            store.delete_object(problem.digest)
+            fixed.add(i)
+        elif problem.where == "journal" and problem.key:
+            if problem.kind == "corrupt_blob" and problem.digest:
+                journal.delete_blob(problem.digest)
+            if problem.key not in forgotten:
+                journal.delete_action(problem.key)
+                if shared:
+                    store.delete_action(problem.key)
+                forgotten.add(problem.key)
+            fixed.add(i)
+    return fixed
+
+
+def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
+    click.echo(
+        f"checked {audit.objects} object(s) and {audit.records} cache record(s): "
+        f"{len(audit.problems)} problem(s)"
+    )
+    for i, problem in enumerate(audit.problems):
+        click.echo(f"  {problem}{' (fixed)' if i in fixed else ''}")
+    if remaining:
+        click.echo(
+            f"{remaining} problem(s) remain; run `etherealfabric cache verify --fix` to delete "
+            "the bad entries (their nodes are recomputed on the next run)"
+        )
+    elif audit.problems:
+        click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
+
+
+@cache.command("gc")
+@click.option(
+    "--keep-runs",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Keep what the last N runs of each workflow used.",
+)
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Never remove anything younger than this many seconds.",
+)
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@_home_option
+@_json_option
+def cache_gc(
+    keep_runs: int, older_than: float, dry_run: bool, home: str | None, as_json: bool
+) -> None:
+    """Remove cache entries and stored outputs that recent runs no longer use.
+
+    Keeps whatever the last --keep-runs runs of each workflow executed or found cached, runs
+    still going, and anything younger than --older-than. Checkpoints are kept. Only a home's
+    own store is collected, never a shared one.
+    """
+    from ..journal._gc import collect_garbage
+    from ..store import open_store
+
+    try:
+        settings = Settings.resolve(home=home)
+        store = open_store(settings.store_location)
+        with _journal_at(settings) as journal:
+            report = collect_garbage(
+                journal,
+                store,
+                keep_runs=keep_runs,
+                older_than=older_than,
+                dry_run=dry_run,
+                shared=settings.shared_store,
+            )
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {report.records_removed} cache record(s), {report.blobs_removed} inline "
+        f"output(s) and {report.objects_removed} object(s) ({report.bytes_freed:,} bytes); "
+        f"kept {report.records_kept} record(s)"
+        + (f", {report.objects_too_recent} recent object(s)" if report.objects_too_recent else "")
+    )

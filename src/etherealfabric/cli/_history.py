@@ -1,0 +1,174 @@
+"""``runs``, ``show``, ``status`` and ``logs``: what the journal recorded about past runs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ._common import (
+    EXIT_FAILED,
+    _console,
+    _echo_json,
+    _fail,
+    _get_run,
+    _home_option,
+    _journal,
+    _json_option,
+    _secs,
+    _table,
+    _when,
+)
+
+__all__ = ["logs", "runs", "show", "status"]
+
+ENDED_BADLY = ("failed", "cancelled", "interrupted")
+
+
+@click.command()
+@click.option("--workflow", default=None, help="Only runs of this workflow.")
+@click.option("--status", default=None, help="Only runs with this status.")
+@click.option(
+    "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
+)
+@click.option("--limit", type=int, default=20, show_default=True)
+@_home_option
+@_json_option
+def runs(
+    workflow: str | None,
+    status: str | None,
+    since: str | None,
+    limit: int,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """List recent runs, newest first."""
+    from ..journal import _history as history
+
+    try:
+        start = None if since is None else history.parse_since(since)
+    except ValueError as exc:
+        _fail(str(exc))
+    with _journal(home) as journal:
+        journal.mark_interrupted()
+        rows = history.list_runs(
+            journal, workflow=workflow, status=status, since=start, limit=limit
+        )
+    if as_json:
+        _echo_json(rows)
+        return
+    table = _table(
+        "run", "workflow", "status", "started", "duration", "executed", "cached", "failed"
+    )
+    for r in rows:
+        duration = (r["finished_at"] - r["started_at"]) if r["finished_at"] else None
+        table.add_row(
+            r["id"], r["workflow"], r["status"], _when(r["started_at"]), _secs(duration),
+            str(r["executed"] or 0), str(r["cached"] or 0), str(r["failed"] or 0),
+        )  # fmt: skip
+    _console().print(table)
+
+
+@click.command()
+@click.argument("run_id")
+@_home_option
+@_json_option
+def show(run_id: str, home: str | None, as_json: bool) -> None:
+    """Show one run: each node's status, timing and cache hit."""
+    with _journal(home) as journal:
+        run_row = _get_run(journal, run_id)
+        nodes = journal.node_runs(run_row["id"])
+    if as_json:
+        _echo_json({"run": run_row, "nodes": nodes})
+        return
+    console = _console()
+    console.print(
+        f"run {run_row['id']} of {run_row['workflow']!r}: {run_row['status']} "
+        f"(started {_when(run_row['started_at'])}, backend {run_row['backend']})"
+    )
+    table = _table("node", "attempt", "status", "duration", "key", "error")
+    for n in nodes:
+        table.add_row(
+            n["node"], str(n["attempt"]), n["status"], _secs(n["duration"]),
+            (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
+        )  # fmt: skip
+    console.print(table)
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@click.option("--workflow", default=None, help="Without RUN_ID: the latest run of this workflow.")
+@_home_option
+@_json_option
+def status(run_id: str | None, workflow: str | None, home: str | None, as_json: bool) -> None:
+    """Where a run stands now (default: the latest run), even while another process runs it.
+
+    Exits with 1 when the run failed, was cancelled or was interrupted.
+    """
+    from ..journal import _history as history
+
+    with _journal(home) as journal:
+        journal.mark_interrupted()
+        row = (
+            _get_run(journal, run_id) if run_id else history.latest_run(journal, workflow=workflow)
+        )
+        if row is None:
+            _fail("no runs recorded yet; start one with `etherealfabric run FILE[:WORKFLOW]`")
+        state = history.run_status(journal, row)
+    if as_json:
+        _echo_json(state.to_dict())
+    else:
+        _print_status(state)
+    sys.exit(EXIT_FAILED if row["status"] in ENDED_BADLY else 0)
+
+
+def _print_status(state: Any) -> None:
+    run = state.run
+    verb = "running for" if run["status"] == "running" else f"{run['status']} after"
+    click.echo(
+        f"run {run['id']} of {run['workflow']!r}: {verb} {_secs(state.elapsed)} "
+        f"(started {_when(run['started_at'])}, finished {_when(run['finished_at'])}, "
+        f"pid {run['pid']} on {run['host']})"
+    )
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(state.counts.items())) or "no nodes yet"
+    click.echo(f"nodes: {counts} (of {run['nodes']})")
+    for r in state.running:
+        click.echo(f"  running: {r['node']} (attempt {r['attempt']}) for {_secs(r['elapsed'])}")
+    if run["error"]:
+        click.echo(f"error: {run['error']}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@click.option("--attempt", type=int, default=None, help="Only this attempt (1, 2, ...).")
+@_home_option
+@_json_option
+def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json: bool) -> None:
+    """Print what NODE wrote (stdout, stderr, logging) in each attempt of run RUN_ID."""
+    from ..journal import _history as history
+
+    with _journal(home) as journal:
+        row = _get_run(journal, run_id)
+        attempts = history.node_attempts(journal, row["id"], node)
+        if not attempts:
+            known = ", ".join(history.node_names(journal, row["id"])) or "none"
+            _fail(f"run {row['id']} has no node {node!r}; its nodes: {known}")
+    if attempt is not None:
+        attempts = [a for a in attempts if a["attempt"] == attempt]
+        if not attempts:
+            _fail(f"node {node!r} has no attempt {attempt} in run {row['id']}; omit --attempt")
+    if as_json:
+        keys = ("run_id", "node", "attempt", "status", "output")
+        _echo_json([{k: a[k] for k in keys} for a in attempts])
+        return
+    for a in attempts:
+        click.echo(f"== {node} attempt {a['attempt']} ({a['status']}) ==")
+        output = a["output"]
+        if output:
+            click.echo(output, nl=not output.endswith("\n"))
+        elif a["status"] == "cached":
+            click.echo("no output captured (cached: it did not run in this run)")
+        else:
+            click.echo("no output captured")

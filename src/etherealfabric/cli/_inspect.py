@@ -1,0 +1,141 @@
+"""``plan``, ``explain`` and ``graph``: looking at a workflow without running it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import EtherealFabricError
+from ._common import (
+    _console,
+    _echo_json,
+    _fail,
+    _get_run,
+    _home_option,
+    _journal,
+    _journal_at,
+    _json_option,
+    _load,
+    _secs,
+    _table,
+    _workflow_settings,
+)
+
+if TYPE_CHECKING:
+    from ..workflow import Workflow
+
+__all__ = ["explain", "graph_command", "plan"]
+
+
+@click.command()
+@click.argument("target", metavar="FILE[:WORKFLOW]")
+@click.option("--node", "nodes", multiple=True, help="Plan only this node and what it needs.")
+@_home_option
+@_json_option
+def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -> None:
+    """Show what a run would do, without running anything: cached or will run, and why.
+
+    Each node that will run gets an estimate: the median duration of its past executions in
+    this workflow.
+    """
+    workflow = _load(target)
+    _workflow_settings(workflow, home)  # a bad setting is a one-line error
+    try:
+        planned = workflow.plan(targets=list(nodes) or None, **({"home": home} if home else {}))
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+    if as_json:
+        _echo_json(planned.to_dict())
+        return
+    console = _console()
+    console.print(
+        f"plan of {planned.workflow!r}: {len(planned.cached)} cached, "
+        f"{len(planned.to_run)} will run; estimated duration: {_estimate_text(planned)}",
+        highlight=False,
+    )
+    table = _table("node", "action", "estimate", "reason")
+    for n in planned.nodes:
+        if n.action == "cached":
+            table.add_row(n.node, "cached", "-", n.reason)
+        else:
+            estimate = "unknown" if n.estimate is None else _secs(n.estimate)
+            table.add_row(n.node, "will run", estimate, n.reason)
+    console.print(table)
+
+
+def _estimate_text(planned: Any) -> str:
+    if not planned.to_run:
+        return "0s (nothing to run)"
+    if planned.estimate is None:
+        return "unknown (no history)"
+    text = _secs(planned.estimate)
+    missing = len(planned.unestimated)
+    return f"{text} + {missing} node(s) without history" if missing else text
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@_home_option
+@_json_option
+def explain(run_id: str, node: str, home: str | None, as_json: bool) -> None:
+    """Why NODE ran (or was cached) in run RUN_ID: what changed since its previous run."""
+    from ..observe._explain import explain_node
+
+    with _journal(home) as journal:
+        try:
+            explanation = explain_node(journal, run_id, node)
+        except EtherealFabricError as exc:
+            _fail(str(exc))
+    if as_json:
+        _echo_json(explanation.to_dict())
+    else:
+        click.echo(str(explanation))
+
+
+@click.command("graph")
+@click.argument("target", metavar="FILE[:WORKFLOW]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "json"]),
+    default="mermaid",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--run", "run_id", default=None, help="Colour nodes by their status in this run.")
+@_home_option
+def graph_command(target: str, fmt: str, run_id: str | None, home: str | None) -> None:
+    """Print the workflow's DAG as Mermaid or Graphviz DOT (ordering edges dashed)."""
+    from ..observe._export import render
+
+    workflow = _load(target)
+    try:
+        graph = workflow.build()
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+    statuses = _run_statuses(workflow, run_id, home) if run_id else {}
+    if fmt == "json":
+        nodes = [{"node": n, "status": statuses.get(n)} for n in graph.order]
+        edges = [
+            {"from": up, "to": n, "kind": "order" if (up, n) in graph.ordering_edges else "data"}
+            for n in graph.order
+            for up in graph.preds[n]
+        ]
+        _echo_json({"workflow": graph.workflow, "nodes": nodes, "edges": edges})
+        return
+    click.echo(render(graph, fmt, statuses), nl=False)
+
+
+def _run_statuses(workflow: Workflow, run_id: str, home: str | None) -> dict[str, str]:
+    from ..journal import _history as history
+
+    with _journal_at(_workflow_settings(workflow, home)) as journal:
+        row = _get_run(journal, run_id)
+        if row["workflow"] != workflow.name:
+            _fail(
+                f"run {row['id']} is a run of workflow {row['workflow']!r}, not "
+                f"{workflow.name!r}; pick one from `etherealfabric runs --workflow {workflow.name}`"
+            )
+        return {r["node"]: r["status"] for r in history.latest_attempts(journal, row["id"])}

@@ -1,0 +1,269 @@
+"""``run``, ``resume`` and ``celery-worker``: executing a workflow and reporting how it went."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext, redirect_stdout
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..config import ENV
+from ..errors import EtherealFabricError
+from ._common import (
+    EXIT_FAILED,
+    F,
+    _echo_json,
+    _fail,
+    _get_run,
+    _home_option,
+    _journal,
+    _json_option,
+    _load,
+)
+
+if TYPE_CHECKING:
+    from ..run._results import Results
+    from ..workflow import Workflow
+
+__all__ = ["celery_worker", "resume", "run"]
+
+
+def _run_options(fn: F) -> F:
+    fn = click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve Prometheus metrics on 127.0.0.1:PORT while the run lasts (0: a free port).",
+    )(fn)
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="Progress: only failures and the final summary."
+    )(fn)
+
+
+@click.command()
+@click.argument("target", metavar="FILE[:WORKFLOW]")
+@click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
+@click.option("--max-workers", type=int, default=None, help="Parallel workers.")
+@click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
+@_run_options
+@_home_option
+@_json_option
+def run(
+    target: str,
+    backend: str | None,
+    max_workers: int | None,
+    nodes: tuple[str, ...],
+    quiet: bool,
+    metrics_port: int | None,
+    home: str | None,
+    as_json: bool,
+) -> None:
+    """Run the workflow defined in a Python file; cached nodes are skipped."""
+    workflow = _load(target)
+    params = {
+        "target": _absolute_target(target),
+        "backend": backend,
+        "nodes": list(nodes),
+        "max_workers": max_workers,
+    }
+    results = _execute(
+        workflow,
+        quiet=quiet,
+        metrics_port=metrics_port,
+        home=home,
+        as_json=as_json,
+        backend=backend,
+        max_workers=max_workers,
+        targets=list(nodes) or None,
+        run_params=params,
+    )
+    _report(workflow, results, as_json)
+
+
+@click.command()
+@click.argument("run_id")
+@_run_options
+@_home_option
+@_json_option
+def resume(
+    run_id: str, quiet: bool, metrics_port: int | None, home: str | None, as_json: bool
+) -> None:
+    """Resume a run that failed or was interrupted, with the parameters it was started with.
+
+    Completed nodes come from the cache; the new run is linked to RUN_ID.
+    """
+    with _journal(home) as journal:
+        journal.mark_interrupted()
+        row = _get_run(journal, run_id)
+    if row["status"] == "succeeded":
+        if as_json:
+            _echo_json({"run_id": row["id"], "status": "succeeded", "resumed": False})
+        else:
+            click.echo(f"run {row['id']} already succeeded; nothing to resume")
+        return
+    if row["status"] == "running":
+        _fail(
+            f"run {row['id']} is still running (pid {row['pid']} on {row['host']}); wait for it "
+            f"to finish or stop it, then resume it (watch it with `etherealfabric status {row['id']}`)"
+        )
+    params = _params(row)
+    if not params.get("target"):
+        _fail(
+            f"run {row['id']} does not record its workflow file (it was not started with "
+            "`etherealfabric run`); run it again with `etherealfabric run FILE[:WORKFLOW]`"
+        )
+    workflow = _load(str(params["target"]))
+    if workflow.name != row["workflow"]:
+        _fail(
+            f"{params['target']} now defines workflow {workflow.name!r}, not "
+            f"{row['workflow']!r} as in run {row['id']}; run it with `etherealfabric run`"
+        )
+    results = _execute(
+        workflow,
+        quiet=quiet,
+        metrics_port=metrics_port,
+        home=home,
+        as_json=as_json,
+        resume=row["id"],
+        backend=params.get("backend") or row["backend"],
+        max_workers=params.get("max_workers"),
+        targets=list(params.get("nodes") or []) or None,
+        run_params=params,
+    )
+    _report(workflow, results, as_json, resumed_from=row["id"])
+
+
+def _params(row: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        params = json.loads(row["params"] or "{}")
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def _absolute_target(target: str) -> str:
+    """``FILE[:WORKFLOW]`` with ``FILE`` made absolute, so ``resume`` works from anywhere."""
+    from ._loader import split_target
+
+    path, name = split_target(target)
+    absolute = str(path.resolve())
+    return absolute if name is None else f"{absolute}:{name}"
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what nodes print to stderr, keeping stdout for the JSON document.
+
+    Python-level (threads of this process) and, when stdout is a real file descriptor, at the
+    descriptor level too (worker processes, C extensions).
+    """
+    sys.stdout.flush()
+    try:
+        fd, target = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = target = -1
+    saved = os.dup(fd) if fd >= 0 else -1
+    if saved >= 0:
+        os.dup2(target, fd)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved >= 0:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _execute(
+    workflow: Workflow,
+    *,
+    quiet: bool,
+    metrics_port: int | None,
+    home: str | None,
+    as_json: bool,
+    **options: Any,
+) -> Results:
+    """Execute with a progress display (and metrics); errors before the run exit with 2."""
+    from ..observe._progress import Progress
+
+    progress = Progress(quiet=quiet)
+    subscribers: list[Any] = [progress]
+    # the progress display reports each node and the run's end: the engine's own INFO lines
+    # about them would say it twice (DEBUG, when asked for, still shows everything)
+    run_log = logging.getLogger("etherealfabric.run")
+    previous_level = run_log.level
+    if previous_level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
+        run_log.setLevel(logging.WARNING)
+    metrics = None
+    try:
+        if metrics_port is not None:
+            from ..observe._metrics import Metrics
+
+            metrics = Metrics()
+            port = metrics.serve(metrics_port)
+            click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
+            subscribers.append(metrics)
+        settings: dict[str, Any] = {"home": home} if home else {}
+        with _stdout_to_stderr() if as_json else nullcontext():
+            return workflow.execute(
+                subscribers=subscribers, raise_on_error=False, **settings, **options
+            )
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+    finally:
+        progress.close()
+        run_log.setLevel(previous_level)
+        if metrics is not None:
+            metrics.close()
+
+
+def _report(
+    workflow: Workflow, results: Results, as_json: bool, resumed_from: str | None = None
+) -> None:
+    summary = {
+        "run_id": results.run_id,
+        "workflow": workflow.name,
+        "status": results.status,
+        **results.counts(),
+        "nodes": results.statuses,
+        "errors": results.errors,
+    }
+    if resumed_from is not None:
+        summary["resumed_from"] = resumed_from
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(
+            f"run {results.run_id} of {workflow.name!r} {results.status}: "
+            f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
+        )
+        for name, error in results.errors.items():
+            click.echo(f"  {name}: {error}", err=True)
+    sys.exit(0 if results.ok else EXIT_FAILED)
+
+
+@click.command(
+    "celery-worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.pass_context
+def celery_worker(ctx: click.Context) -> None:
+    """Start a Celery worker that runs nodes for the celery backend.
+
+    The broker and result backend come from ETHEREALFABRIC_CELERY_BROKER_URL and
+    ETHEREALFABRIC_CELERY_RESULT_BACKEND (or --broker-url / --result-backend). Options:
+    --concurrency N, --loglevel L; any other option goes to `celery worker`. The workers must
+    be able to import the modules your nodes are defined in.
+    """
+    try:
+        from ..backends._celery import main as celery_main
+    except ImportError:
+        _fail("the celery backend needs its extra: pip install 'etherealfabric[celery]'")
+        return
+    sys.exit(celery_main(["worker", *ctx.args]))

@@ -1,0 +1,69 @@
+"""Short human descriptions of parameter values, for the journal and ``explain``.
+
+A description is for people only and never part of a cache key (that is
+:func:`etherealfabric.hashing._values.hash_value`). :func:`describe_value` is also importable from
+:mod:`etherealfabric.hashing._values`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import reprlib
+from typing import TYPE_CHECKING, Any
+
+from ._files import Directory, File
+
+if TYPE_CHECKING:
+    from ._values import RefDigest
+
+__all__ = ["describe_value"]
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class _Describer(reprlib.Repr):
+    """``reprlib`` with short forms for arrays, frames, files and upstream digests."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = max(limit, 8)
+        self.maxlevel = 3
+
+    def repr_ndarray(self, x: Any, level: int) -> str:
+        return f"ndarray {x.dtype} {tuple(x.shape)}"
+
+    def repr_DataFrame(self, x: Any, level: int) -> str:
+        return f"DataFrame {tuple(x.shape)}"
+
+    def repr_Series(self, x: Any, level: int) -> str:
+        return f"Series {x.dtype} ({len(x)},)"
+
+    def repr_File(self, x: File, level: int) -> str:
+        return f"File {_short_path(x.path)}"
+
+    def repr_Directory(self, x: Directory, level: int) -> str:
+        return f"Directory {_short_path(x.path)}"
+
+    def repr_RefDigest(self, x: RefDigest, level: int) -> str:
+        return f"<{x.serializer} {x.digest[:12]}>"
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        return _ADDRESS.sub("", super().repr_instance(x, level))
+
+
+def describe_value(value: object, limit: int = 80) -> str:
+    """A short human description for the journal and ``explain`` (never part of a key)."""
+    try:
+        text = _Describer(limit).repr(value)
+    except Exception:  # a broken __repr__ must not break a run
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def _short_path(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative

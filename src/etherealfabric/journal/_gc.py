@@ -1,0 +1,154 @@
+"""Garbage collection of the local cache: forget what recent runs no longer use.
+
+Cache entries never expire on their own (an old key stays valid: revert an edit and it hits
+again), so a home grows with every change. :func:`collect_garbage` keeps the entries that the
+last ``keep_runs`` runs of each workflow used (executed or cached), those of runs still going,
+and anything younger than ``older_than`` seconds (a run in another process may be about to
+commit it); it drops the other action records, the inline outputs only they named, and the
+stored objects nothing kept refers to. Checkpoints are never touched: a crashed training run may
+be resumed days later.
+
+Only a home's own store is collected: a shared store (another folder or a bucket) holds
+records of teammates that this journal knows nothing about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..store import Store
+from ._journal import Journal
+
+__all__ = ["GcReport", "collect_garbage"]
+
+
+@dataclass
+class GcReport:
+    """What a collection removed (or, with ``dry_run``, would remove)."""
+
+    dry_run: bool
+    records_kept: int = 0
+    records_removed: int = 0
+    blobs_removed: int = 0
+    objects_removed: int = 0
+    bytes_freed: int = 0
+    objects_too_recent: int = 0
+    removed_keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect_garbage(
+    journal: Journal,
+    store: Store,
+    *,
+    keep_runs: int = 5,
+    older_than: float = 3600.0,
+    dry_run: bool = False,
+    shared: bool = False,
+) -> GcReport:
+    """Drop cache entries not used by the last ``keep_runs`` runs of each workflow."""
+    if shared:
+        raise ConfigError(
+            "cache gc works on a home's own store only: a shared store holds other people's "
+            "records. Point ETHEREALFABRIC_STORE at nothing (the home) or clean the share "
+            "with its own tools.",
+            setting="ETHEREALFABRIC_STORE",
+        )
+    if keep_runs < 1:
+        raise ConfigError("keep_runs must be at least 1", setting="keep_runs")
+    cutoff = time.time() - older_than
+    kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
+    report = GcReport(dry_run=dry_run)
+    referenced: set[str] = set()
+    for key, record in _actions(journal):
+        if key in kept:
+            report.records_kept += 1
+            referenced |= {out["digest"] for out in record.get("outputs", {}).values()}
+        else:
+            report.removed_keys.append(key)
+    report.records_removed = len(report.removed_keys)
+    blobs = [d for (d,) in _rows(journal, "SELECT digest FROM blobs") if d not in referenced]
+    report.blobs_removed = len(blobs)
+    objects = _collectable_objects(store, referenced, cutoff, report)
+    if not dry_run:
+        _delete(journal, store, report.removed_keys, blobs, objects)
+    return report
+
+
+def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return [tuple(row.values()) for row in journal.query(sql, params)]
+
+
+def _keys_in_use(journal: Journal, keep_runs: int) -> set[str]:
+    runs = journal.query(
+        "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
+        "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
+        "WHERE n <= ? OR status = 'running'",
+        (keep_runs,),
+    )
+    keys: set[str] = set()
+    for run in runs:
+        keys |= {
+            k
+            for (k,) in _rows(
+                journal,
+                "SELECT cache_key FROM node_runs WHERE run_id = ? AND cache_key IS NOT NULL",
+                (run["id"],),
+            )
+        }
+    return keys
+
+
+def _recent_keys(journal: Journal, cutoff: float) -> set[str]:
+    return {
+        k for (k,) in _rows(journal, "SELECT key FROM actions WHERE created_at >= ?", (cutoff,))
+    }
+
+
+def _actions(journal: Journal) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for key, text in _rows(journal, "SELECT key, record FROM actions"):
+        try:
+            found.append((key, json.loads(text)))
+        except ValueError:
+            found.append((key, {}))  # unreadable: nothing it names is kept for it
+    return found
+
+
+def _collectable_objects(
+    store: Store, referenced: set[str], cutoff: float, report: GcReport
+) -> list[str]:
+    path_of = getattr(store, "object_path", None)
+    collectable = []
+    for digest in store.iter_objects():
+        if digest in referenced:
+            continue
+        try:
+            stat = os.stat(path_of(digest)) if callable(path_of) else None
+        except FileNotFoundError:
+            continue
+        if stat is not None and stat.st_mtime >= cutoff:
+            report.objects_too_recent += 1  # perhaps written by a run about to commit it
+            continue
+        collectable.append(digest)
+        report.bytes_freed += stat.st_size if stat is not None else 0
+    report.objects_removed = len(collectable)
+    return collectable
+
+
+def _delete(
+    journal: Journal, store: Store, keys: list[str], blobs: list[str], objects: list[str]
+) -> None:
+    # records first: a record never points at bytes that are gone
+    with journal.write() as conn:
+        conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
+        conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in blobs])
+    for digest in objects:
+        store.delete_object(digest)

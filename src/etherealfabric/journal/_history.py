@@ -1,0 +1,346 @@
+"""Read-only questions about past runs, answered from the journal with :meth:`Journal.query`.
+
+What ``explain``, ``plan``, ``status``, ``logs``, ``runs --since`` and ``cache verify`` need:
+the previous keyed run of a node, the key components of a node run, the run that computed a
+key, typical node durations, the live state of a run, and an audit of the cache index against
+the store. Nothing here writes; callers that repair (``cache verify --fix``) do it themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from ..hashing._values import digest_bytes
+from ..store import Store
+from ._journal import Journal, RunRow
+
+__all__ = [
+    "CacheAudit",
+    "CacheProblem",
+    "RunStatus",
+    "audit_cache",
+    "components_of",
+    "latest_attempts",
+    "latest_run",
+    "list_runs",
+    "median_durations",
+    "node_attempts",
+    "node_names",
+    "parse_since",
+    "previous_keyed_run",
+    "producer_of",
+    "run_status",
+]
+
+#: How many of a node's most recent executions its duration estimate looks at.
+ESTIMATE_WINDOW = 20
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+# -- runs ------------------------------------------------------------------------------------
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """A timestamp from ``"2h"``, ``"3d"``, ``"45m"``, ``"1w"`` ago or an ISO date/time.
+
+    ISO values without a time zone are local time. Raises ``ValueError`` naming the forms
+    accepted.
+    """
+    match = _AGO.match(text)
+    if match:
+        return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
+    try:
+        return dt.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(
+            f"cannot read --since {text!r}: use an ISO date or time (2026-11-25, "
+            "2026-11-25T14:30) or an age such as 30m, 2h, 3d, 1w"
+        ) from None
+
+
+def list_runs(
+    journal: Journal,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    limit: int = 20,
+) -> list[RunRow]:
+    """Runs newest first, optionally of one workflow, with one status, started after ``since``."""
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
+    for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
+        if value:
+            where.append(clause)
+            params.append(value)
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    sql = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT ?"
+    return journal.query(sql, (*params, limit))
+
+
+def latest_run(journal: Journal, *, workflow: str | None = None) -> RunRow | None:
+    """The most recently started run (of ``workflow``), or ``None``."""
+    rows = list_runs(journal, workflow=workflow, limit=1)
+    return rows[0] if rows else None
+
+
+def node_attempts(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
+    """Every attempt of ``node`` in run ``run_id``, first attempt first."""
+    return journal.query(
+        "SELECT * FROM node_runs WHERE run_id = ? AND node = ? ORDER BY attempt", (run_id, node)
+    )
+
+
+def node_names(journal: Journal, run_id: str) -> list[str]:
+    """The nodes with a row in a run, in the order they started."""
+    rows = journal.query(
+        "SELECT node, MIN(COALESCE(started_at, 1e300)) AS first FROM node_runs "
+        "WHERE run_id = ? GROUP BY node ORDER BY first, node",
+        (run_id,),
+    )
+    return [r["node"] for r in rows]
+
+
+def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:
+    """The last attempt of each node of a run (what the node's status is now)."""
+    return journal.query(
+        "SELECT nr.* FROM node_runs nr JOIN (SELECT node, MAX(attempt) AS attempt "
+        "FROM node_runs WHERE run_id = ? GROUP BY node) last "
+        "ON last.node = nr.node AND last.attempt = nr.attempt WHERE nr.run_id = ? "
+        "ORDER BY COALESCE(nr.started_at, 1e300), nr.node",
+        (run_id, run_id),
+    )
+
+
+# -- keys and their components ---------------------------------------------------------------
+def previous_keyed_run(
+    journal: Journal, node: str, *, workflow: str, before: float | None = None
+) -> dict[str, Any] | None:
+    """The last attempt of ``node`` with a cache key in a run of ``workflow`` started before
+    ``before`` (any time when ``None``), with the run's ``run_started_at``."""
+    rows = journal.query(
+        "SELECT nr.*, r.started_at AS run_started_at FROM node_runs nr "
+        "JOIN runs r ON r.id = nr.run_id WHERE nr.node = ? AND r.workflow = ? "
+        "AND r.started_at < ? AND nr.cache_key IS NOT NULL "
+        "ORDER BY r.started_at DESC, nr.attempt DESC LIMIT 1",
+        (node, workflow, float("inf") if before is None else before),
+    )
+    return rows[0] if rows else None
+
+
+def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The key components of a node run: its own (executed, failed) or its key's action's."""
+    text = row.get("components")
+    if not text and row.get("cache_key"):
+        found = journal.query("SELECT components FROM actions WHERE key = ?", (row["cache_key"],))
+        text = found[0]["components"] if found else None
+    if not text:
+        return None
+    try:
+        components = json.loads(text)
+    except ValueError:
+        return None
+    return components if isinstance(components, dict) else None
+
+
+def producer_of(journal: Journal, key: str, *, before: float) -> dict[str, Any] | None:
+    """The latest succeeded node run that computed ``key`` in a run started by ``before``."""
+    rows = journal.query(
+        "SELECT nr.run_id, nr.node, nr.finished_at FROM node_runs nr "
+        "JOIN runs r ON r.id = nr.run_id WHERE nr.cache_key = ? AND nr.status = 'succeeded' "
+        "AND r.started_at <= ? ORDER BY r.started_at DESC LIMIT 1",
+        (key, before),
+    )
+    return rows[0] if rows else None
+
+
+def median_durations(journal: Journal, workflow: str) -> dict[str, float]:
+    """Per node, the median duration of its last executions (succeeded) in ``workflow``."""
+    rows = journal.query(
+        "SELECT nr.node, nr.duration FROM node_runs nr JOIN runs r ON r.id = nr.run_id "
+        "WHERE r.workflow = ? AND nr.status = 'succeeded' AND nr.duration IS NOT NULL "
+        "ORDER BY nr.started_at DESC",
+        (workflow,),
+    )
+    samples: dict[str, list[float]] = {}
+    for row in rows:
+        found = samples.setdefault(row["node"], [])
+        if len(found) < ESTIMATE_WINDOW:
+            found.append(float(row["duration"]))
+    return {node: statistics.median(values) for node, values in samples.items()}
+
+
+# -- a run's live state ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run stands, as its journal rows say right now."""
+
+    run: RunRow
+    counts: dict[str, int]
+    running: list[dict[str, Any]]
+    now: float
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from start to finish, or to now while it runs."""
+        end = self.run["finished_at"] or self.now
+        return float(end - self.run["started_at"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        keys = ("id", "workflow", "status", "started_at", "finished_at", "host", "pid", "backend")
+        return {
+            **{k: self.run[k] for k in keys},
+            "elapsed": self.elapsed,
+            "nodes": self.run["nodes"],
+            "counts": self.counts,
+            "running": self.running,
+            "error": self.run["error"],
+        }
+
+
+def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> RunStatus:
+    """Counts per status (nodes without a row yet are ``pending``) and the running nodes."""
+    now = time.time() if now is None else now
+    counts: dict[str, int] = {}
+    running = []
+    rows = latest_attempts(journal, run["id"])
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        if row["status"] == "running":
+            started = row["started_at"] or now
+            running.append(
+                {"node": row["node"], "attempt": row["attempt"], "started_at": started,
+                 "elapsed": max(0.0, now - started)}
+            )  # fmt: skip
+    pending = (run["nodes"] or 0) - len(rows)
+    if pending > 0 and run["status"] == "running":
+        counts["pending"] = pending
+    return RunStatus(run, counts, running, now)
+
+
+# -- the cache index against the store -------------------------------------------------------
+@dataclass(frozen=True)
+class CacheProblem:
+    """One thing wrong with the cache: a corrupt object, or a record naming missing bytes."""
+
+    #: corrupt_object, missing_object, unreadable_object, corrupt_blob, missing_blob, bad_record
+    kind: str
+    digest: str | None
+    key: str | None = None
+    node: str | None = None
+    output: str | None = None
+    path: str | None = None
+    where: str = "store"  # "store" (an object), "journal" (an action record or inline blob)
+
+    def __str__(self) -> str:
+        what = self.kind.replace("_", " ")
+        parts = [f"{what} {self.digest}" if self.digest else what]
+        if self.node or self.key:
+            parts.append(f"(node {self.node or '?'}, output {self.output or '?'}, key {self.key})")
+        if self.path:
+            parts.append(f"at {self.path}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _object_path(store: Store, digest: str) -> str | None:
+    path = getattr(store, "object_path", None)
+    return str(path(digest)) if callable(path) else None
+
+
+def check_object(store: Store, digest: str) -> CacheProblem | None:
+    """Verify one object's bytes against its digest."""
+    try:
+        with store.open_object(digest, verify=True):
+            return None
+    except CorruptArtifactError as exc:
+        return CacheProblem("corrupt_object", digest, path=exc.path or _object_path(store, digest))
+    except ArtifactMissingError as exc:
+        return CacheProblem("missing_object", digest, path=exc.path)
+    except StoreError as exc:
+        return CacheProblem("unreadable_object", digest, path=exc.path)
+
+
+def action_rows(journal: Journal) -> list[dict[str, Any]]:
+    """Every action record of the journal's index (key, node, record JSON)."""
+    return journal.query("SELECT key, node, record FROM actions ORDER BY created_at")
+
+
+@dataclass(frozen=True)
+class CacheAudit:
+    """What :func:`audit_cache` checked and what it found."""
+
+    objects: int
+    records: int
+    problems: list[CacheProblem]
+
+
+def audit_cache(journal: Journal, store: Store) -> CacheAudit:
+    """Every problem in the store's objects and the journal's action records.
+
+    Each object is read and hashed; each action record must name present, valid objects (or,
+    for small outputs, inline blobs in the journal whose bytes match their digest).
+    """
+    bad: dict[str, CacheProblem] = {}
+    objects = 0
+    for digest in store.iter_objects():
+        objects += 1
+        problem = check_object(store, digest)
+        if problem is not None:
+            bad[digest] = problem
+    problems = list(bad.values())
+    rows = action_rows(journal)
+    for row in rows:
+        problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
+    return CacheAudit(objects, len(rows), problems)
+
+
+def _record_problems(
+    journal: Journal,
+    store: Store,
+    key: str,
+    node: str | None,
+    record: Any,
+    bad: Mapping[str, CacheProblem],
+) -> list[CacheProblem]:
+    try:
+        parsed = json.loads(record) if isinstance(record, str) else record
+        outputs = dict(parsed["outputs"])
+        node = node or parsed.get("node")
+    except (ValueError, TypeError, KeyError):
+        return [CacheProblem("bad_record", None, key=key, node=node, where="journal")]
+    found = []
+    for output, out in outputs.items():
+        digest = out.get("digest") if isinstance(out, Mapping) else None
+        kind = _output_problem(journal, store, out, bad) if digest else "bad_record"
+        if kind is not None:
+            path = _object_path(store, digest) if digest and "object" in kind else None
+            found.append(CacheProblem(kind, digest, key, node, output, path, "journal"))
+    return found
+
+
+def _output_problem(
+    journal: Journal, store: Store, out: Mapping[str, Any], bad: Mapping[str, CacheProblem]
+) -> str | None:
+    digest = str(out["digest"])
+    if out.get("inline"):
+        data = journal.get_blob(digest)
+        if data is None:
+            return "missing_blob"
+        return None if digest_bytes(data) == digest else "corrupt_blob"
+    if digest in bad:
+        return bad[digest].kind
+    return None if store.has_object(digest) else "missing_object"

@@ -1,0 +1,477 @@
+"""Why a node ran, was cached, or will run: key components compared with the previous run.
+
+A node's cache key is a hash of its components (:meth:`plan.KeyInfo.components`): node kind,
+code fingerprint with one digest per function, class and constant it uses, ``version``,
+parameter hashes with short reprs, and the digests of the upstream outputs it reads. When a key
+changes, comparing the components with those of the previous keyed run of the same node in the
+same workflow says which part changed::
+
+    >>> print(explain_node(journal, "20261125-211530-3f9a1c", "fit"))
+    fit in run 20261125-211530-3f9a1c (workflow 'train'): ran (succeeded)
+      compared with run 20261125-201002-8be2d1:
+      - code: flow.helper changed
+      - param lr: 0.1 → 0.01
+      - input df: clean.result changed (da2e658e → 1f0c33a9)
+
+:func:`dry_run` answers the same question before a run: which nodes are cached and, for those
+that will run, what changed and how long they usually take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EtherealFabricError
+from ..journal import _history as history
+from ..plan._keys import make_plan, node_key
+
+if TYPE_CHECKING:
+    from ..journal._journal import Journal
+    from ..plan._graph import Graph
+    from ..workflow import Workflow
+
+__all__ = [
+    "Change",
+    "DryRun",
+    "Explanation",
+    "PlannedNode",
+    "diff_components",
+    "dry_run",
+    "explain_node",
+    "plan_workflow",
+]
+
+_EXECUTED = ("succeeded", "failed", "fallback", "running", "retrying", "interrupted")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One part of a key that differs from the previous run's.
+
+    ``part`` is ``kind``, ``code``, ``version``, ``param``, ``input`` or ``key``; ``change`` is
+    ``changed``, ``added`` or ``removed``.
+    """
+
+    part: str
+    name: str | None
+    change: str
+    old: str | None = None
+    new: str | None = None
+
+    def __str__(self) -> str:
+        label = f"{self.part} {self.name}" if self.name and self.part != "code" else self.part
+        if self.part == "code":
+            return f"code: {self.name or 'the node'} {self.change}"
+        if self.part == "input" and self.change == "changed" and self.old and self.new:
+            return _input_text(self.name, self.old, self.new)
+        if self.change == "added":
+            return f"{label}: added ({self.new})" if self.new is not None else f"{label}: added"
+        if self.change == "removed":
+            return (
+                f"{label}: removed (was {self.old})"
+                if self.old is not None
+                else f"{label}: removed"
+            )
+        if self.old is None and self.new is None:
+            return f"{label}: changed"
+        return f"{label}: {self.old} → {self.new}"
+
+
+def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """The parts of two nodes' key components that differ, in a stable order."""
+    changes: list[Change] = []
+    if old.get("kind") != new.get("kind"):
+        changes.append(Change("kind", None, "changed", old.get("kind"), new.get("kind")))
+    changes += _code_changes(old, new)
+    if old.get("version") != new.get("version"):
+        changes.append(
+            Change("version", None, "changed", _text(old.get("version")), _text(new.get("version")))
+        )
+    changes += _param_changes(old, new)
+    changes += _input_changes(old.get("inputs") or {}, new.get("inputs") or {})
+    return changes
+
+
+def _text(value: Any) -> str:
+    return "none" if value is None else repr(value)
+
+
+def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    if old.get("code") == new.get("code"):
+        return []
+    before, after = old.get("code_parts") or {}, new.get("code_parts") or {}
+    changes = [Change("code", n, "changed") for n in after if n in before and before[n] != after[n]]
+    changes += [Change("code", n, "added") for n in after if n not in before]
+    changes += [Change("code", n, "removed") for n in before if n not in after]
+    if old.get("code_source") != new.get("code_source"):
+        changes.append(
+            Change(
+                "code",
+                "fingerprint source",
+                "changed",
+                old.get("code_source"),
+                new.get("code_source"),
+            )
+        )
+    return changes or [Change("code", None, "changed")]
+
+
+def _param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    inputs = {*(old.get("inputs") or {}), *(new.get("inputs") or {})}
+    before, after = old.get("params") or {}, new.get("params") or {}
+    old_repr, new_repr = old.get("params_repr") or {}, new.get("params_repr") or {}
+    changes = []
+    for name in [*after, *(n for n in before if n not in after)]:
+        if name in inputs or before.get(name) == after.get(name):
+            continue
+        if name not in before:
+            changes.append(Change("param", name, "added", new=new_repr.get(name)))
+        elif name not in after:
+            changes.append(Change("param", name, "removed", old=old_repr.get(name)))
+        else:
+            was, now = old_repr.get(name), new_repr.get(name)
+            if was is not None and was == now:
+                now += " (same short form, different value)"
+            changes.append(Change("param", name, "changed", was, now))
+    return changes
+
+
+def _input_changes(old: Mapping[str, list[str]], new: Mapping[str, list[str]]) -> list[Change]:
+    changes = []
+    for name in [*new, *(n for n in old if n not in new)]:
+        before, after = list(old.get(name, [])), list(new.get(name, []))
+        if before == after:
+            continue
+        if not before:
+            changes.append(Change("input", name, "added", new=", ".join(map(_source, after))))
+        elif not after:
+            changes.append(Change("input", name, "removed", old=", ".join(map(_source, before))))
+        else:
+            changes.append(Change("input", name, "changed", ", ".join(before), ", ".join(after)))
+    return changes
+
+
+def _source(ref: str) -> str:
+    return ref.rpartition("@")[0] or ref
+
+
+def _digest(ref: str) -> str:
+    return ref.rpartition("@")[2][:8]
+
+
+def _input_text(name: str | None, old: str, new: str) -> str:
+    before, after = old.split(", "), new.split(", ")
+    if list(map(_source, before)) != list(map(_source, after)):
+        return (
+            f"input {name}: now reads {', '.join(map(_source, after))} "
+            f"instead of {', '.join(map(_source, before))}"
+        )
+    moved = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    return (
+        f"input {name}: {', '.join(_source(b) for _, b in moved)} changed "
+        f"({', '.join(_digest(a) for a, _ in moved)} → {', '.join(_digest(b) for _, b in moved)})"
+    )
+
+
+# -- explain a node of a past run -------------------------------------------------------------
+@dataclass(frozen=True)
+class Explanation:
+    """Why ``node`` ran, was cached or did not run in run ``run_id``.
+
+    ``verdict`` is ``executed``, ``cached`` or ``not_run``; ``reason`` is one of ``changed``,
+    ``no_previous_run``, ``same_key``, ``no_components``, ``cached``, ``no_key``,
+    ``upstream_failed``, ``cancelled``, ``skipped``, ``not_run``.
+    """
+
+    run_id: str
+    node: str
+    workflow: str
+    status: str
+    verdict: str
+    reason: str
+    key: str | None = None
+    changes: tuple[Change, ...] = ()
+    previous_run: str | None = None
+    previous_key: str | None = None
+    error: str | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (changes as dicts, with their text)."""
+        data = asdict(self)
+        data["changes"] = [{**asdict(c), "text": str(c)} for c in self.changes]
+        data["summary"] = self.summary()
+        return data
+
+    def summary(self) -> str:
+        """One line: what happened and the main reason."""
+        if self.reason == "changed":
+            return "; ".join(str(c) for c in self.changes)
+        return self.detail
+
+    def __str__(self) -> str:
+        head = f"{self.node} in run {self.run_id} (workflow {self.workflow!r}): "
+        head += {"executed": "ran", "cached": "cached", "not_run": "did not run"}[self.verdict]
+        head += f" ({self.status})" if self.verdict == "executed" else ""
+        lines = [head]
+        if self.reason == "changed":
+            lines.append(f"  compared with run {self.previous_run}:")
+            lines += [f"  - {c}" for c in self.changes]
+        else:
+            lines.append(f"  {self.detail}")
+        if self.error and self.verdict == "executed":
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines)
+
+
+class NodeNotInRunError(EtherealFabricError):
+    """The run has no row for that node."""
+
+
+def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
+    """Why ``node`` ran (or was cached, or did not run) in run ``run_id`` (a unique prefix works).
+
+    Raises :class:`~etherealfabric.errors.RunNotFoundError` for an unknown run and
+    :class:`NodeNotInRunError` (an ``EtherealFabricError``) when the run has no such node.
+    """
+    run = journal.get_run(run_id)
+    attempts = history.node_attempts(journal, run["id"], node)
+    if not attempts:
+        known = ", ".join(history.node_names(journal, run["id"])) or "none"
+        raise NodeNotInRunError(
+            f"run {run['id']} has no node {node!r}; its nodes: {known}. "
+            f"See `etherealfabric show {run['id']}`"
+        )
+    row = attempts[-1]
+    base = {"run_id": run["id"], "node": node, "workflow": run["workflow"]}
+    status, key = row["status"], row["cache_key"]
+    if status == "cached":
+        return _cached(journal, run, row, base)
+    if status not in _EXECUTED:
+        return _not_run(row, base)
+    if key is None:
+        return Explanation(**base, status=status, verdict="executed", reason="no_key",
+                           error=row["error"],
+                           detail="it failed before its cache key could be computed")  # fmt: skip
+    previous = history.previous_keyed_run(
+        journal, node, workflow=run["workflow"], before=run["started_at"]
+    )
+    return _compare(journal, row, previous, base, components=history.components_of(journal, row))
+
+
+def _cached(
+    journal: Journal, run: Mapping[str, Any], row: Mapping[str, Any], base: dict[str, Any]
+) -> Explanation:
+    key = row["cache_key"]
+    producer = history.producer_of(journal, key, before=run["started_at"]) if key else None
+    if producer is None:
+        detail = (
+            f"cached: key {key} was found in the cache, computed in a run no longer in this "
+            "journal (or by someone else, through the shared store)"
+        )
+        return Explanation(**base, status="cached", verdict="cached", reason="cached", key=key,
+                           detail=detail)  # fmt: skip
+    other = f" (node {producer['node']!r})" if producer["node"] != row["node"] else ""
+    return Explanation(
+        **base, status="cached", verdict="cached", reason="cached", key=key,
+        previous_run=producer["run_id"], previous_key=key,
+        detail=f"cached: same key as run {producer['run_id']}{other}",
+    )  # fmt: skip
+
+
+def _not_run(row: Mapping[str, Any], base: dict[str, Any]) -> Explanation:
+    status = row["status"]
+    if status == "upstream_failed":
+        detail = f"did not run: {row['error'] or 'an upstream node failed'}"
+    elif status == "cancelled":
+        detail = "did not run: the run stopped (a failure or an interruption) before it started"
+    elif status == "skipped":
+        detail = f"did not run: {row['error'] or 'skipped by an on_error handler'}"
+    else:
+        detail = f"did not run: {status}"
+    reason = status if status in ("upstream_failed", "cancelled", "skipped") else "not_run"
+    return Explanation(**base, status=status, verdict="not_run", reason=reason,
+                       error=row["error"], detail=detail)  # fmt: skip
+
+
+def _compare(
+    journal: Journal,
+    row: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    base: dict[str, Any],
+    *,
+    components: Mapping[str, Any] | None,
+) -> Explanation:
+    common = {**base, "status": row["status"], "verdict": "executed", "key": row["cache_key"],
+              "error": row["error"]}  # fmt: skip
+    if previous is None:
+        return Explanation(**common, reason="no_previous_run",
+                           detail="no previous run of this node in this workflow")  # fmt: skip
+    prior = {"previous_run": previous["run_id"], "previous_key": previous["cache_key"]}
+    if previous["cache_key"] == row["cache_key"]:
+        detail = (
+            f"same key as run {previous['run_id']}, but its cached result was missing or "
+            "corrupt (or not yet stored), so it ran again"
+        )
+        return Explanation(**common, **prior, reason="same_key", detail=detail)
+    old = history.components_of(journal, previous)
+    if old is None or components is None:
+        detail = (
+            f"its key differs from run {previous['run_id']}'s ({previous['cache_key']}), "
+            "but the components of one of them are no longer recorded"
+        )
+        return Explanation(**common, **prior, reason="no_components", detail=detail)
+    changes = diff_components(old, components) or [
+        Change("key", None, "changed", previous["cache_key"], row["cache_key"])
+    ]
+    return Explanation(**common, **prior, reason="changed", changes=tuple(changes))
+
+
+# -- a dry run ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedNode:
+    """What a run would do with one node, why, and how long it usually takes."""
+
+    node: str
+    action: str  # "cached" or "run"
+    reason: str
+    key: str | None = None
+    changes: tuple[Change, ...] = ()
+    estimate: float | None = None  # median seconds of its past executions (None: no history)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {**asdict(self), "changes": [str(c) for c in self.changes]}
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The plan of a whole workflow, with reasons and estimated durations."""
+
+    workflow: str
+    nodes: tuple[PlannedNode, ...] = field(default_factory=tuple)
+
+    @property
+    def to_run(self) -> list[str]:
+        return [n.node for n in self.nodes if n.action == "run"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [n.node for n in self.nodes if n.action == "cached"]
+
+    @property
+    def unestimated(self) -> list[str]:
+        """Nodes that will run and have never run before in this workflow."""
+        return [n.node for n in self.nodes if n.action == "run" and n.estimate is None]
+
+    @property
+    def estimate(self) -> float | None:
+        """Sum of the estimates of the nodes that will run; None when none has history."""
+        known = [n.estimate for n in self.nodes if n.action == "run" and n.estimate is not None]
+        if not known and self.unestimated:
+            return None
+        return sum(known)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "workflow": self.workflow,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "to_run": self.to_run,
+            "cached": self.cached,
+            "estimate": self.estimate,
+            "unestimated": self.unestimated,
+        }
+
+
+Lookup = Callable[[str], Mapping[str, Any] | None]
+
+
+class _RememberedDigests:
+    """The journal's remembered file digests, read but never written (a dry run writes nothing)."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        return None if self.journal is None else self.journal.get(path, size, mtime_ns, inode)
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        """Forget it: a dry run leaves the journal as it was."""
+
+
+def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> DryRun:
+    """Plan ``graph`` without running anything; ``journal`` adds reasons and estimates.
+
+    Nothing is written: ``lookup`` should not write either (an ``ArtifactCache`` made with
+    ``read_only=True``).
+    """
+    files = _RememberedDigests(journal)
+    plan = make_plan(graph, lookup, file_cache=files)
+    durations = history.median_durations(journal, graph.workflow) if journal else {}
+    known: dict[str, Mapping[str, Any]] = {}
+    nodes = []
+    for entry in plan.entries:
+        record = lookup(entry.key) if entry.action == "cached" and entry.key else None
+        if record is not None:
+            known[entry.node] = record["outputs"]
+            nodes.append(
+                PlannedNode(entry.node, "cached", _why_cached(journal, entry.key), entry.key)
+            )
+            continue
+        reason = entry.reason
+        changes: tuple[Change, ...] = ()
+        if entry.key and journal is None:
+            reason = "no previous run (no journal yet)"
+        elif entry.key and journal is not None:
+            info = node_key(graph.specs[entry.node], known, file_cache=files)
+            components = info.components()
+            reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)
+        estimate = durations.get(entry.node)
+        nodes.append(PlannedNode(entry.node, "run", reason, entry.key, changes, estimate))
+    return DryRun(graph.workflow, tuple(nodes))
+
+
+def _why_cached(journal: Journal | None, key: str | None) -> str:
+    producer = history.producer_of(journal, key, before=float("inf")) if journal and key else None
+    if producer is None:
+        return "cached result found"
+    return f"same key as run {producer['run_id']}"
+
+
+def _why_run(
+    journal: Journal, workflow: str, node: str, key: str, components: Mapping[str, Any]
+) -> tuple[str, tuple[Change, ...]]:
+    previous = history.previous_keyed_run(journal, node, workflow=workflow)
+    if previous is None:
+        return "no previous run of this node in this workflow", ()
+    if previous["cache_key"] == key:
+        return f"same key as run {previous['run_id']}, but its cached result is gone", ()
+    old = history.components_of(journal, previous)
+    if old is None:
+        return f"key differs from run {previous['run_id']}'s (its components are not recorded)", ()
+    changes = tuple(diff_components(old, components))
+    text = "; ".join(str(c) for c in changes) or "key changed"
+    return f"{text} (since run {previous['run_id']})", changes
+
+
+def plan_workflow(
+    workflow: Workflow, *, targets: Sequence[str] | None = None, **settings: Any
+) -> DryRun:
+    """Plan a run of ``workflow`` without running or writing anything (see :func:`dry_run`)."""
+    from ..config import Settings
+    from ..journal._journal import Journal
+    from ..run._cache import ArtifactCache
+    from ..store import open_store
+
+    resolved = Settings.resolve(**{**workflow.settings, **settings})
+    graph = workflow.build()
+    if targets:
+        graph = graph.subgraph_for(targets)
+    store = open_store(resolved.store_location)
+    exists = resolved.journal_path.exists()  # planning creates nothing: no journal, a scratch one
+    with Journal(resolved.journal_path if exists else ":memory:") as journal:
+        cache = ArtifactCache(journal, store, shared=resolved.shared_store, read_only=True)
+        return dry_run(graph, cache.lookup, journal if exists else None)

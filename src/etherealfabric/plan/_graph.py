@@ -1,0 +1,217 @@
+"""Build and validate the workflow DAG. The only module that imports networkx.
+
+``build`` turns a workflow's nodes into frozen :class:`NodeSpec` values (references replaced
+by :class:`InputRef` name pairs, so nothing points back at live objects) and checks the graph:
+unknown outputs, cycles (reported with their path) and self-dependencies.
+
+The graph is kept as plain adjacency dicts and ordered with Kahn's algorithm (ties broken by the
+order nodes were added, so the order is deterministic). networkx is imported only where it earns
+its cost: to report a cycle's path and for :meth:`Graph.to_networkx` (exports, analysis).
+Importing it takes ~0.13 s, a third of the whole budget of a warm 1000-node run.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..define._node import Node, NodeSpec, OutputRef, replace_refs
+from ..define._policies import as_retry_policy, check_handler, check_timeout
+from ..errors import CycleError, DefinitionError, UnknownOutputError
+from ..hashing._fingerprint import qualified_name
+
+if TYPE_CHECKING:
+    from ..workflow import Workflow
+
+__all__ = ["Graph", "InputRef", "build"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """A reference to output ``output`` of the node named ``node``, inside a built spec."""
+
+    node: str
+    output: str
+
+    def __repr__(self) -> str:
+        return f"<input {self.node}.{self.output}>"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated workflow DAG: node specs by name and a deterministic topological order."""
+
+    workflow: str
+    specs: Mapping[str, NodeSpec]
+    order: tuple[str, ...]
+    preds: Mapping[str, tuple[str, ...]]
+    succs: Mapping[str, tuple[str, ...]]
+    ordering_edges: frozenset[tuple[str, str]] = frozenset()
+
+    def upstream(self, name: str) -> tuple[str, ...]:
+        """Direct predecessors of a node (data and ordering edges)."""
+        return self.preds[name]
+
+    def downstream(self, name: str) -> tuple[str, ...]:
+        """Direct successors of a node."""
+        return self.succs[name]
+
+    def descendants(self, name: str) -> set[str]:
+        """Every node that depends on ``name``, directly or not."""
+        return _reach(name, self.succs)
+
+    def ancestors(self, name: str) -> set[str]:
+        """Every node ``name`` depends on, directly or not."""
+        return _reach(name, self.preds)
+
+    def subgraph_for(self, targets: Iterable[str]) -> Graph:
+        """The graph restricted to ``targets`` and everything they depend on."""
+        keep: set[str] = set()
+        for name in targets:
+            if name not in self.specs:
+                raise DefinitionError(f"unknown target node {name!r}", nodes=(name,))
+            keep |= {name, *self.ancestors(name)}
+        order = tuple(n for n in self.order if n in keep)
+        preds = {n: tuple(p for p in self.preds[n] if p in keep) for n in order}
+        succs = {n: tuple(s for s in self.succs[n] if s in keep) for n in order}
+        edges = frozenset(e for e in self.ordering_edges if e[0] in keep and e[1] in keep)
+        return Graph(self.workflow, {n: self.specs[n] for n in order}, order, preds, succs, edges)
+
+    def to_networkx(self) -> Any:
+        """The graph as a ``networkx.DiGraph`` (edge attribute ``kind``: data or order)."""
+        import networkx as nx
+
+        dag = nx.DiGraph()
+        dag.add_nodes_from(self.order)
+        for name in self.order:
+            for up in self.preds[name]:
+                kind = "order" if (up, name) in self.ordering_edges else "data"
+                dag.add_edge(up, name, kind=kind)
+        return dag
+
+
+def _reach(start: str, edges: Mapping[str, tuple[str, ...]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(edges[start])
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(edges[n])
+    return seen
+
+
+def build(workflow: Workflow) -> Graph:
+    """Validate ``workflow`` and return its :class:`Graph`."""
+    names = {id(n): workflow.name_of(n) for n in workflow.nodes}
+    specs: dict[str, NodeSpec] = {}
+    preds: dict[str, set[str]] = {}
+    for n in workflow.nodes:
+        spec = _spec(n, names)
+        specs[spec.name] = spec
+        preds[spec.name] = set(spec.upstream)
+    ordering: set[tuple[str, str]] = set()
+    for before, after in workflow.ordering_edges:
+        a, b = names[id(before)], names[id(after)]
+        if a == b:
+            raise DefinitionError(f"node {a!r} cannot depend on itself", nodes=(a,))
+        if a not in preds[b]:
+            ordering.add((a, b))
+        preds[b].add(a)
+    index = {name: i for i, name in enumerate(specs)}
+    frozen_preds = {n: tuple(sorted(p, key=index.__getitem__)) for n, p in preds.items()}
+    succs: dict[str, list[str]] = {n: [] for n in specs}
+    for name in specs:
+        for up in frozen_preds[name]:
+            succs[up].append(name)
+    order = _toposort(frozen_preds, succs, index)
+    return Graph(
+        workflow.name,
+        specs,
+        order,
+        frozen_preds,
+        {n: tuple(s) for n, s in succs.items()},
+        frozenset(ordering),
+    )
+
+
+def _toposort(
+    preds: Mapping[str, tuple[str, ...]], succs: Mapping[str, list[str]], index: Mapping[str, int]
+) -> tuple[str, ...]:
+    remaining = {n: len(p) for n, p in preds.items()}
+    heap = [(index[n], n) for n, count in remaining.items() if count == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        _, n = heapq.heappop(heap)
+        order.append(n)
+        for s in succs[n]:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                heapq.heappush(heap, (index[s], s))
+    if len(order) != len(preds):
+        _raise_cycle(preds, {n for n, c in remaining.items() if c > 0})
+    return tuple(order)
+
+
+def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
+    name = names[id(n)]
+    code, params = n._ef_spec_parts()
+    upstream: set[str] = set()
+
+    def to_input(ref: OutputRef) -> InputRef:
+        up = names.get(id(ref.node))
+        if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
+            raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
+        if ref.name not in ref.node.outputs:
+            raise UnknownOutputError(up, ref.name, list(ref.node.outputs))
+        if up == name:
+            raise DefinitionError(f"node {name!r} cannot take its own output as input")
+        upstream.add(up)
+        return InputRef(up, ref.name)
+
+    params = {k: replace_refs(v, to_input) for k, v in params.items()}
+    call_args = tuple(replace_refs(a, to_input) for a in n._ef_args)
+    call_kwargs = {k: replace_refs(v, to_input) for k, v in n._ef_kwargs.items()}
+    options = n._ef_options()
+    return NodeSpec(
+        name=name,
+        kind=qualified_name(code),
+        code=code,
+        is_class=isinstance(code, type),
+        params=params,
+        call_args=call_args,
+        call_kwargs=call_kwargs,
+        outputs=tuple(n.outputs),
+        upstream=frozenset(upstream),
+        version=None if options["version"] is None else str(options["version"]),
+        retry=as_retry_policy(options["retries"], where=f"node {name!r}"),
+        serializers=_check_serializers(name, options["serializers"], tuple(n.outputs)),
+        timeout=check_timeout(options["timeout"], where=f"node {name!r}"),
+        on_error=check_handler(options["on_error"], where=f"node {name!r}"),
+    )
+
+
+def _check_serializers(
+    name: str, chosen: Mapping[str, Any], outputs: tuple[str, ...]
+) -> dict[str, str]:
+    unknown = sorted(set(chosen) - set(outputs))
+    if unknown:
+        raise DefinitionError(
+            f"node {name!r} chooses serializers for undeclared output(s) {unknown}; "
+            f"its outputs are {list(outputs)}",
+            nodes=(name,),
+        )
+    return {k: str(v) for k, v in chosen.items()}
+
+
+def _raise_cycle(preds: Mapping[str, tuple[str, ...]], stuck: set[str]) -> None:
+    import networkx as nx
+
+    dag = nx.DiGraph()
+    for n in stuck:
+        dag.add_edges_from((p, n) for p in preds[n] if p in stuck)
+    cycle = nx.find_cycle(dag)
+    raise CycleError([edge[0] for edge in cycle])

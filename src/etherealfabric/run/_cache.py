@@ -1,0 +1,170 @@
+"""The artifact cache: action records and small outputs, the journal's index in front of the store.
+
+With the default set-up the store *is* the home folder and the journal's ``actions`` and
+``blobs`` tables are the authoritative action cache (one SQLite transaction per batch instead
+of a file per tiny output: ~7 µs a record instead of ~0.3 ms). With a shared store (a different
+folder or, later, a bucket) workers also publish every action record and every object to it,
+and a lookup that misses the local index asks the store, then indexes what it found: a teammate
+with an empty journal gets cache hits.
+
+"Complete" means an action record whose objects are present; a record whose large objects are
+gone is forgotten and counts as a miss. Digests are verified when objects are loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from ..hashing._values import digest_bytes
+from ..journal._journal import Journal
+from ..store import Store
+from ._worker import InputHandle, load_value
+
+__all__ = ["ArtifactCache"]
+
+log = logging.getLogger("etherealfabric.cache")
+OutputRecord = Mapping[str, Any]
+
+
+class ArtifactCache:
+    """Looks up action records and loads outputs for one home and store."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        store: Store,
+        *,
+        shared: bool,
+        verify: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        self.journal = journal
+        self.store = store
+        self.shared = shared
+        self.verify = verify
+        #: a dry run: lookups never drop stale records nor index the shared store's
+        self.read_only = read_only
+        self.pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The action record of ``key`` if its outputs are all available, else ``None``."""
+        record = self.journal.get_action(key)
+        if record is None and self.shared:
+            record = self._from_store(key)
+        if record is None:
+            return None
+        problem = self._incomplete(record)
+        if problem is not None:
+            if not self.read_only:
+                log.warning("%s; recomputing it (cache key %s)", problem, key)
+                self.journal.delete_action(key)
+            return None
+        return record
+
+    def _incomplete(self, record: Mapping[str, Any]) -> str | None:
+        """Why a record's outputs are unusable (an object gone or of the wrong size), or None.
+
+        A size check is one ``stat``; the bytes themselves are verified when loaded.
+        """
+        for name, out in record["outputs"].items():
+            if out.get("inline"):
+                continue
+            size = self.store.object_size(out["digest"])
+            if size != out.get("size", size):
+                what = "missing" if size is None else f"{size} bytes instead of {out['size']}"
+                return (
+                    f"output {name!r} of node {record.get('node', '?')!r} is {what} at "
+                    f"{self.location(out['digest'])}"
+                )
+        return None
+
+    def location(self, digest: str) -> str:
+        """Where an object lives, for messages."""
+        path = getattr(self.store, "object_path", None)
+        return str(path(digest)) if callable(path) else f"{self.store.url} ({digest})"
+
+    def _from_store(self, key: str) -> dict[str, Any] | None:
+        record = self.store.get_action(key)
+        if record is None:
+            return None
+        blobs = []
+        for out in record["outputs"].values():
+            if out.get("inline") and self.read_only:
+                if not self.store.has_object(out["digest"]):
+                    return None
+            elif out.get("inline"):
+                try:
+                    blobs.append((out["digest"], self.store.read_bytes(out["digest"])))
+                except (ArtifactMissingError, CorruptArtifactError) as exc:
+                    log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
+                    return None
+        if self.read_only:
+            return record
+        self.journal.write_batch(
+            actions=[
+                (key, record.get("node", ""), _dumps(record), None, record.get("created_at", 0.0))
+            ],
+            blobs=blobs,
+        )
+        return record
+
+    def inline_bytes(self, digest: str) -> bytes | None:
+        """The bytes of a small output: produced this run, indexed, or from the shared store."""
+        data = self.pending_blobs.get(digest)
+        if data is None:
+            data = self.journal.get_blob(digest)
+        if data is None and self.shared:
+            data = self.store.read_bytes(digest)
+        return data
+
+    def handle(self, record: OutputRecord) -> InputHandle:
+        """How a worker finds this output: inline bytes for small ones, the digest otherwise.
+
+        Inline bytes are verified here (cheap: they are small); a mismatch or a missing blob
+        raises with ``.digest`` set, so the scheduler can recompute the node that made it.
+        """
+        digest = record["digest"]
+        if not record.get("inline"):
+            return InputHandle(digest, record["serializer"], None)
+        inline = self.inline_bytes(digest)
+        if inline is None:
+            error: StoreError = ArtifactMissingError(
+                f"the inline output {digest} is missing from the journal {self.journal.path}",
+                path=str(self.journal.path),
+            )
+        elif digest_bytes(inline) != digest:
+            error = CorruptArtifactError(
+                f"the inline output {digest} in the journal {self.journal.path} does not match "
+                "its digest",
+                path=str(self.journal.path),
+            )
+        else:
+            return InputHandle(digest, record["serializer"], inline)
+        error.digest = digest
+        raise error
+
+    def forget(self, key: str | None, record: Mapping[str, OutputRecord]) -> None:
+        """Drop a cache entry whose outputs turned out missing or corrupt, bytes included."""
+        if key:
+            self.journal.delete_action(key)
+            if self.shared:
+                self.store.delete_action(key)
+        for out in record.values():
+            digest = out["digest"]
+            self.pending_blobs.pop(digest, None)
+            if out.get("inline"):
+                self.journal.delete_blob(digest)  # a shared store's copy is verified on its own
+            else:
+                self.store.delete_object(digest)
+
+    def load(self, record: OutputRecord) -> Any:
+        """Load an output's value (verifying its digest)."""
+        return load_value(self.handle(record), self.store, verify=self.verify)
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"))

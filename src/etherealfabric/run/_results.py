@@ -1,0 +1,157 @@
+"""``Results``: what a run produced, loaded lazily from the store on first access."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..define._node import Node, OutputRef, OutputRefs, Outputs
+from ..errors import ArtifactMissingError, CorruptArtifactError
+
+if TYPE_CHECKING:
+    from ..workflow import Workflow
+    from ._cache import ArtifactCache
+    from ._scheduler import RunOutcome
+
+__all__ = ["NodeResults", "Results"]
+
+log = logging.getLogger("etherealfabric.results")
+
+
+class Results(Mapping[str, "NodeResults"]):
+    """The outcome of one run.
+
+    ``results[node]`` (a node, its name, or a multi-output ``@node`` call) is a mapping of its
+    outputs; ``results[ref]`` (an output reference) is that value. Values load on first access,
+    so a run whose big intermediate results are never asked for never loads them. A value
+    whose stored bytes turn out missing or damaged is never returned: its node is recomputed
+    (a new run, limited to that node and what it needs) and the fresh value returned.
+    ``run_id``, ``status``, ``executed``, ``cached``, ``failed`` and ``statuses`` summarise it.
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        run_id: str,
+        outcome: RunOutcome,
+        cache: ArtifactCache,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.statuses: dict[str, str] = dict(outcome.status)
+        self.errors = {name: r.error or "" for name, r in outcome.errors.items()}
+        self._records = outcome.outputs
+        self._cache = cache
+        self._values: dict[tuple[str, str], Any] = {}
+        self._keys = dict(outcome.keys)
+        self._settings = dict(settings or {})
+        self._recomputed: set[str] = set()
+        self.status = "failed" if outcome.failed else "succeeded"
+        if outcome.interrupted:
+            self.status = "cancelled"
+
+    @property
+    def executed(self) -> int:
+        """Nodes that ran in this run (succeeded or failed)."""
+        return sum(1 for s in self.statuses.values() if s in ("succeeded", "failed"))
+
+    @property
+    def cached(self) -> int:
+        """Nodes whose outputs came from the cache."""
+        return sum(1 for s in self.statuses.values() if s == "cached")
+
+    @property
+    def failed(self) -> int:
+        """Nodes that failed."""
+        return sum(1 for s in self.statuses.values() if s == "failed")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def counts(self) -> dict[str, int]:
+        return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
+
+    def _name(self, key: Node | Outputs | OutputRefs | str) -> str:
+        return key if isinstance(key, str) else self.workflow.name_of(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, OutputRef):
+            return self.value(self._name(key.node), key.name)
+        name = self._name(key)
+        if name not in self._records:
+            status = self.statuses.get(name)
+            if status is None:
+                raise KeyError(f"node {name!r} was not part of run {self.run_id}")
+            raise KeyError(f"node {name!r} has no results in run {self.run_id}: it {status}")
+        return NodeResults(self, name)
+
+    def value(self, node: str, output: str) -> Any:
+        """One output's value, loaded (and verified) on first access."""
+        cache_key = (node, output)
+        if cache_key not in self._values:
+            record = self._records[node][output]
+            try:
+                self._values[cache_key] = self._cache.load(record)
+            except (ArtifactMissingError, CorruptArtifactError) as exc:
+                if node in self._recomputed:
+                    raise
+                self._values[cache_key] = self._recompute(node, output, exc)
+        return self._values[cache_key]
+
+    def _recompute(self, node: str, output: str, error: Exception) -> Any:
+        """The stored output is gone or damaged: drop it, run the node again, load that."""
+        log.warning(
+            "output %r of node %r is unusable (%s); recomputing node %r", output, node, error, node
+        )
+        self._recomputed.add(node)
+        self._cache.forget(self._keys.get(node), self._records[node])
+        fresh = self.workflow.execute(targets=[node], **self._settings)
+        self._records[node] = fresh.record(node)
+        return fresh.value(node, output)
+
+    def record(self, node: str) -> Mapping[str, Mapping[str, Any]]:
+        """The output records (digest, serializer, size, type) of a node."""
+        return self._records[node]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self._name(key.node if isinstance(key, OutputRef) else key) in self._records  # type: ignore[arg-type]
+        except Exception:
+            return False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Results run={self.run_id} {self.status}: executed={self.executed} "
+            f"cached={self.cached} failed={self.failed}>"
+        )
+
+
+class NodeResults(Mapping[str, Any]):
+    """The outputs of one node, by name, loaded lazily."""
+
+    def __init__(self, results: Results, node: str) -> None:
+        self._results = results
+        self.node = node
+
+    def __getitem__(self, output: str) -> Any:
+        if output not in self._results.record(self.node):
+            raise KeyError(f"node {self.node!r} has no output {output!r}")
+        return self._results.value(self.node, output)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results.record(self.node))
+
+    def __len__(self) -> int:
+        return len(self._results.record(self.node))
+
+    def __repr__(self) -> str:
+        return f"<outputs of {self.node!r}: {list(self)}>"

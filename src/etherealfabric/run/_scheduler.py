@@ -1,0 +1,446 @@
+"""The run loop: key ready nodes, skip cached ones, submit the rest, collect results.
+
+One thread (the caller's) runs the loop and is the only one that talks to the journal::
+
+    ready ──► key it ──► cached? ──yes──► node_cached ──► children may become ready
+                           │no
+                           ├──► leased by another live run? wait, then look again
+                           └──► backend.submit(worker.execute, task) ──► … ──► completion queue
+    completion queue ──► node_succeeded / node_failed ──► children ready / descendants blocked
+
+Keys depend on upstream output digests, so a node is keyed only when its inputs are done.
+Completions arrive through ``add_done_callback`` into a queue, which works for any backend
+whose futures have that method. Every state change is an event; the journal recorder, the log
+and the user's subscribers all listen to the same stream. Executed results are committed as
+soon as they arrive (batched with whatever else arrived meanwhile), cache hits every 50 ms, so
+a killed run loses at most the nodes that were running.
+
+If an input turns out missing or corrupt when a node needs it, the node that produced it is
+recomputed (its cache entry is dropped first) and the consumer waits for it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends import Backend
+from ..define._node import replace_refs
+from ..define._policies import SKIP, ErrorHandler, NodeError, RetryPolicy
+from ..errors import ArtifactMissingError, CorruptArtifactError
+from ..journal._journal import Journal
+from ..plan._graph import Graph, InputRef
+from ..plan._keys import KeyInfo, node_key
+from ..store import Store
+from ._cache import ArtifactCache
+from ._events import Event, EventBus
+from ._worker import Task, TaskResult, action_record, execute, store_values
+
+__all__ = ["RunOutcome", "Scheduler"]
+
+log = logging.getLogger("etherealfabric.scheduler")
+FLUSH_SECONDS = 0.05
+LEASE_POLL_SECONDS = 0.1
+MAX_REWINDS = 2
+DONE = ("succeeded", "cached", "fallback")
+
+
+@dataclass
+class RunOutcome:
+    """What happened to every node of a run."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, TaskResult] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for s in self.status.values() if s in statuses)
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(s == "failed" for s in self.status.values())
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How a run treats failures: fail-fast or keep-going, and the default handlers."""
+
+    keep_going: bool = False
+    default_retry: RetryPolicy | None = None
+    on_error: ErrorHandler | None = None
+
+
+class Scheduler:
+    """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        run_id: str,
+        backend: Backend,
+        cache: ArtifactCache,
+        store: Store,
+        bus: EventBus,
+        inline_limit: int,
+        policy: RunPolicy | None = None,
+        flush: Callable[[], None] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.run_id = run_id
+        self.backend = backend
+        self.cache = cache
+        self.store = store
+        self.journal: Journal = cache.journal
+        self.bus = bus
+        self.inline_limit = inline_limit
+        self.policy = policy or RunPolicy()
+        self._flush_journal = flush or (lambda: None)
+        self.outcome = RunOutcome(status=dict.fromkeys(graph.order, "pending"))
+        self._waiting = {n: len(graph.preds[n]) for n in graph.order}
+        self._ready: deque[str] = deque(n for n in graph.order if self._waiting[n] == 0)
+        self._running: dict[str, KeyInfo] = {}
+        self._leased_elsewhere: dict[str, KeyInfo] = {}
+        self._rewinds: dict[str, int] = {}
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stopping = False
+        self._dirty = False
+        self._checkpoints_to_clear: list[str] = []
+        self._index = {n: i for i, n in enumerate(graph.order)}
+        # submit no more than the backend runs at once: fail-fast can then really stop
+        self._capacity = backend.max_workers or 1_000_000
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        """Run every node that is not cached; returns when nothing more can run."""
+        try:
+            self._loop()
+        except BaseException:
+            self.outcome.interrupted = True
+            self._cancel_rest()
+            self._flush()
+            raise
+        self._cancel_rest()
+        self._flush()
+        return self.outcome
+
+    def _loop(self) -> None:
+        last_flush = time.monotonic()
+        while self._ready or self._running or self._leased_elsewhere:
+            while self._ready and not self._stopping and len(self._running) < self._capacity:
+                self._start(self._ready.popleft())
+            waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
+            if waiting_for_others:
+                self._retry_leased()
+            if self._dirty or time.monotonic() - last_flush > FLUSH_SECONDS:
+                # one commit for what finished and started since the last wait; always before
+                # waiting, so other runs waiting for our keys see them released
+                self._flush()
+                last_flush = time.monotonic()
+            if self._running:
+                self._drain(LEASE_POLL_SECONDS if waiting_for_others else None)
+            elif waiting_for_others:
+                time.sleep(LEASE_POLL_SECONDS)
+            elif not self._ready or self._stopping:
+                break
+
+    def _drain(self, timeout: float | None) -> None:
+        try:
+            self._collect(self._done.get(timeout=timeout))
+        except queue.Empty:
+            return
+        while True:
+            try:
+                self._collect(self._done.get_nowait())
+            except queue.Empty:
+                return
+
+    def _flush(self) -> None:
+        self._flush_journal()
+        self._dirty = False
+        keys, self._checkpoints_to_clear = self._checkpoints_to_clear, []
+        for key in keys:  # the node's success is committed: its checkpoint has served
+            try:
+                self.store.delete_checkpoint(key)
+            except Exception as exc:
+                log.warning("could not remove the checkpoint of key %s: %s", key, exc)
+
+    def _emit(self, kind: str, node: str | None = None, **data: Any) -> None:
+        self.bus.emit(Event(kind, self.run_id, node, data))
+
+    # -- starting a node ----------------------------------------------------------------------
+    def _start(self, name: str) -> None:
+        spec = self.graph.specs[name]
+        try:
+            info = node_key(spec, self.outcome.outputs, file_cache=self.journal)
+            record = self.cache.lookup(info.key)
+        except Exception as exc:
+            self._fail_before_start(name, exc)
+            return
+        if record is not None:
+            self._cached(name, info, record)
+        elif not self._lease_and_submit(name, info):
+            log.info("%s: another run is computing key %s; waiting for it", name, info.key[:12])
+            self._leased_elsewhere[name] = info
+
+    def _lease_and_submit(self, name: str, info: KeyInfo) -> bool:
+        """Take the key's lease and run the node; False while another run holds the lease.
+
+        The cache is consulted again once the lease is ours: a run that finished the key
+        between our lookup and our lease committed its result with the lease's release.
+        """
+        if not self.journal.acquire_lease(info.key, node=name, run_id=self.run_id):
+            return False
+        record = self.cache.lookup(info.key)
+        if record is not None:
+            self.journal.write_batch(release=[info.key])
+            self._cached(name, info, record)
+        else:
+            self._submit(name, info)
+        return True
+
+    def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
+        self.outcome.status[name] = "cached"
+        self.outcome.outputs[name] = record["outputs"]
+        self.outcome.keys[name] = info.key
+        self._emit("node_cached", name, key=info.key)
+        self._release(name)
+
+    def _retry_leased(self) -> None:
+        for name, info in list(self._leased_elsewhere.items()):
+            record = self.cache.lookup(info.key)
+            if record is not None:
+                del self._leased_elsewhere[name]
+                self._cached(name, info, record)
+            elif self._lease_and_submit(name, info):
+                del self._leased_elsewhere[name]
+
+    def _submit(self, name: str, info: KeyInfo) -> None:
+        try:
+            task, input_bytes = self._task(info)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            if self._rewind_input(name, exc.digest, exc):
+                return
+            self._fail_before_start(name, exc)
+            return
+        except Exception as exc:
+            self._fail_before_start(name, exc)
+            return
+        try:
+            future = self.backend.submit(execute, task)
+        except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
+            self.journal.write_batch(release=[info.key])
+            self._fail_before_start(name, exc)
+            return
+        self.outcome.status[name] = "running"
+        self._running[name] = info
+        self._dirty = True
+        self._emit("node_started", name, key=info.key, input_bytes=input_bytes)
+        future.add_done_callback(functools.partial(self._on_done, name))
+
+    def _on_done(self, name: str, future: Any) -> None:
+        self._done.put((name, future))
+
+    def _task(self, info: KeyInfo) -> tuple[Task, int]:
+        """The task for a node, and how many bytes of inputs it reads."""
+        spec = info.spec
+        sizes: list[int] = []
+
+        def handle(ref: InputRef) -> Any:
+            record = self.outcome.outputs[ref.node][ref.output]
+            sizes.append(int(record.get("size", 0)))
+            return self.cache.handle(record)
+
+        task = Task(
+            run_id=self.run_id,
+            node=spec.name,
+            key=info.key,
+            code=spec.code,
+            is_class=spec.is_class,
+            outputs=spec.outputs,
+            args=tuple(replace_refs(a, handle, kind=InputRef) for a in spec.call_args),
+            kwargs={k: replace_refs(v, handle, kind=InputRef) for k, v in spec.call_kwargs.items()},
+            store=self.store,
+            serializers=spec.serializers,
+            retry=spec.retry or self.policy.default_retry,
+            inline_limit=self.inline_limit,
+            verify=self.cache.verify,
+            publish=self.cache.shared,
+            timeout=spec.timeout,
+            kill_on_timeout=self.backend.can_kill,
+        )
+        return task, sum(sizes)
+
+    def _fail_before_start(self, name: str, exc: BaseException) -> None:
+        result = TaskResult(node=name, key="", ok=False)
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.traceback = "".join(traceback.format_exception(exc))
+        result.exception = exc
+        self._failed(name, result)
+
+    # -- finishing a node ---------------------------------------------------------------------
+    def _collect(self, item: tuple[str, Any]) -> None:
+        name, future = item
+        info = self._running.pop(name)
+        try:
+            result: TaskResult = future.result()
+        except BaseException as exc:  # the backend itself failed (worker died, unpicklable task)
+            result = TaskResult(node=name, key=info.key, ok=False)
+            result.error = f"{type(exc).__name__}: {exc}"
+            result.traceback = "".join(traceback.format_exception(exc))
+            result.exception = exc if isinstance(exc, Exception) else None
+        self._dirty = True
+        for attempt in result.attempts[:-1]:
+            self._emit("node_retrying", name, attempt=attempt.number, error=attempt.error)
+        if result.ok:
+            self._succeeded(name, info, result)
+        elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
+            self.journal.write_batch(release=[info.key])
+        else:
+            self._failed(name, result, info)
+
+    def _succeeded(self, name: str, info: KeyInfo, result: TaskResult) -> None:
+        self.cache.pending_blobs.update(result.inline)
+        self.outcome.status[name] = "succeeded"
+        self.outcome.outputs[name] = result.outputs
+        self.outcome.keys[name] = info.key
+        if result.checkpointed:
+            self._checkpoints_to_clear.append(info.key)
+        self._emit(
+            "node_succeeded",
+            name,
+            key=info.key,
+            result=result,
+            record=action_record(name, result.outputs),
+            components=info.components(),
+        )
+        self._release(name)
+
+    def _failed(self, name: str, result: TaskResult, info: KeyInfo | None = None) -> None:
+        handler = self.graph.specs[name].on_error or self.policy.on_error
+        if handler is not None and self._handle_error(name, result, info, handler):
+            return
+        self.outcome.status[name] = "failed"
+        self.outcome.errors[name] = result
+        components = info.components() if info is not None else None
+        self._emit(
+            "node_failed", name, key=result.key or None, result=result, components=components
+        )
+        self._block_descendants(name, "upstream_failed")
+        self._stopping = self._stopping or not self.policy.keep_going
+
+    def _handle_error(
+        self, name: str, result: TaskResult, info: KeyInfo | None, handler: ErrorHandler
+    ) -> bool:
+        """Let ``on_error`` supply fallback outputs or skip the node; True when it did."""
+        error = NodeError(
+            node=name,
+            error=result.error or "",
+            attempts=max(1, len(result.attempts)),
+            traceback=result.traceback or "",
+            exception=result.exception,
+        )
+        try:
+            answer = handler(error)
+        except Exception as exc:
+            result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
+            return False
+        if answer is SKIP:
+            self.outcome.status[name] = "skipped"
+            self._emit("node_skipped", name, error=result.error)
+            self._block_descendants(name, "skipped")
+            return True
+        if not isinstance(answer, Mapping):
+            return False
+        spec = self.graph.specs[name]
+        try:
+            values = _check_fallback(name, spec.outputs, answer)
+            outputs, inline = store_values(
+                name, spec.outputs, values, spec.serializers, self.store, self.inline_limit
+            )
+        except Exception as exc:
+            result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
+            return False
+        self.cache.pending_blobs.update(inline)
+        self.outcome.status[name] = "fallback"
+        self.outcome.outputs[name] = outputs
+        self._emit(
+            "node_fallback",
+            name,
+            key=result.key or None,
+            result=result,
+            inline=inline,
+            outputs=outputs,
+        )
+        self._release(name)
+        return True
+
+    def _block_descendants(self, name: str, status: str) -> None:
+        kind = "node_upstream_failed" if status == "upstream_failed" else "node_skipped"
+        for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
+            if self.outcome.status[child] == "pending":
+                self.outcome.status[child] = status
+                self._leased_elsewhere.pop(child, None)
+                self._emit(kind, child, upstream=name)
+
+    def _release(self, name: str) -> None:
+        for child in self.graph.succs[name]:
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0 and self.outcome.status[child] == "pending":
+                self._ready.append(child)
+
+    # -- recovering from a missing or corrupt input ---------------------------------------------
+    def _rewind_input(self, consumer: str, digest: str | None, error: object) -> bool:
+        """Recompute the node that produced ``digest``; the consumer waits for it again."""
+        producer = self._producer_of(consumer, digest)
+        if producer is None or self._rewinds.get(producer, 0) >= MAX_REWINDS:
+            return False
+        self._rewinds[producer] = self._rewinds.get(producer, 0) + 1
+        log.warning(
+            "%s: input from %r is unusable (%s); recomputing %r",
+            consumer,
+            producer,
+            error,
+            producer,
+        )
+        self.cache.forget(self.outcome.keys.pop(producer, None), self.outcome.outputs.pop(producer))
+        self.outcome.status[producer] = "pending"
+        self.outcome.status[consumer] = "pending"
+        for child in self.graph.succs[producer]:
+            if self.outcome.status[child] == "pending" and self._waiting[child] == 0:
+                self._waiting[child] = 1
+                if child in self._ready:
+                    self._ready.remove(child)
+        self._ready.append(producer)
+        return True
+
+    def _producer_of(self, consumer: str, digest: str | None) -> str | None:
+        for up in self.graph.specs[consumer].upstream:
+            outputs = self.outcome.outputs.get(up, {})
+            if any(out["digest"] == digest for out in outputs.values()):
+                return up
+        return None
+
+    def _cancel_rest(self) -> None:
+        for name, status in self.outcome.status.items():
+            if status in ("pending", "running"):
+                self.outcome.status[name] = "cancelled"
+                self._emit("node_cancelled", name)
+
+
+def _check_fallback(
+    name: str, outputs: tuple[str, ...], answer: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    missing = [o for o in outputs if o not in answer]
+    if missing:
+        raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
+    return answer

@@ -1,0 +1,339 @@
+"""Run one node anywhere: load its inputs, call it under its retry policy, store its outputs.
+
+``execute(task)`` is what every backend runs, in a thread, a process or a remote worker. It
+reads inputs from the store (small ones travel inline with the task), writes outputs to the
+store, and returns a small :class:`TaskResult` of digests, timings and errors. It never touches
+the journal and never raises for a failing node: the failure is in the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..define._node import replace_refs
+from ..define._policies import RetryPolicy
+from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
+from ..store import Store
+from ..store._serializers import default_registry, dump_value
+from ._capture import capture, joined
+from ._timeouts import call_with_timeout
+
+__all__ = ["Attempt", "InputHandle", "Task", "TaskResult", "execute", "load_value"]
+
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
+class InputHandle:
+    """Where an input value lives: its digest and serializer, and its bytes when small."""
+
+    digest: str
+    serializer: str
+    inline: bytes | None = None
+
+
+@dataclass
+class Task:
+    """Everything a worker needs to run one node; picklable with cloudpickle."""
+
+    run_id: str
+    node: str
+    key: str
+    code: Callable[..., Any] | type
+    is_class: bool
+    outputs: tuple[str, ...]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    store: Store
+    serializers: Mapping[str, str] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    inline_limit: int = 64 * 1024
+    verify: bool = True
+    publish: bool = False
+    timeout: float | None = None
+    kill_on_timeout: bool = False
+
+
+@dataclass
+class Attempt:
+    """One try of a node."""
+
+    number: int
+    started_at: float
+    finished_at: float
+    error: str | None = None
+    traceback: str | None = None
+    output: str | None = None
+    checkpointed: bool = False
+
+
+@dataclass
+class TaskResult:
+    """What a worker hands back: output records, inline bytes of small outputs, attempts."""
+
+    node: str
+    key: str
+    ok: bool
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inline: dict[str, bytes] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    host: str = HOST
+    pid: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    exception: BaseException | None = None
+    #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
+    bad_input: str | None = None
+    #: whether the node used its checkpoint (then the scheduler removes it after success)
+    checkpointed: bool = False
+
+    @property
+    def started_at(self) -> float:
+        return self.attempts[0].started_at if self.attempts else time.time()
+
+    @property
+    def finished_at(self) -> float:
+        return self.attempts[-1].finished_at if self.attempts else time.time()
+
+
+def execute(task: Task) -> TaskResult:
+    """Run ``task``'s node and store its outputs; failures are reported, not raised."""
+    result = TaskResult(node=task.node, key=task.key, ok=False, pid=os.getpid())
+    try:
+        try:
+            args, kwargs = _resolve(task)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            result.bad_input = exc.digest
+            raise
+        values = _call_with_retries(task, args, kwargs, result.attempts)
+        result.checkpointed = any(a.checkpointed for a in result.attempts)
+        _store_outputs(task, values, result)
+        result.ok = True
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+        result.exception = exc
+        if result.attempts and result.attempts[-1].error is None:
+            result.attempts[-1].error = result.error
+            result.attempts[-1].traceback = result.traceback
+    return result
+
+
+# -- inputs -------------------------------------------------------------------------------------
+_values: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_loading: dict[str, threading.Lock] = {}
+_loading_guard = threading.Lock()
+
+
+def _resolve(task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def load(handle: Any) -> Any:
+        try:
+            return load_value(handle, task.store, verify=task.verify)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            exc.digest = handle.digest
+            raise
+
+    args = tuple(replace_refs(a, load, kind=InputHandle) for a in task.args)
+    kwargs = {k: replace_refs(v, load, kind=InputHandle) for k, v in task.kwargs.items()}
+    return args, kwargs
+
+
+def load_value(handle: InputHandle, store: Store, *, verify: bool = True) -> Any:
+    """Load an input, sharing one copy between the threads of this process that need it."""
+    cached = _values.get(handle.digest)
+    if cached is not None:
+        return cached
+    with _loading_guard:
+        lock = _loading.setdefault(handle.digest, threading.Lock())
+    with lock:
+        cached = _values.get(handle.digest)
+        if cached is not None:
+            return cached
+        value = _load(handle, store, verify)
+        with contextlib.suppress(TypeError):  # ints, lists...: no weak references; cheap to reload
+            _values[handle.digest] = value
+    with _loading_guard:
+        _loading.pop(handle.digest, None)
+    return value
+
+
+def _load(handle: InputHandle, store: Store, verify: bool) -> Any:
+    serializer = default_registry.get(handle.serializer)
+    if handle.inline is not None:
+        return serializer.loads(handle.inline)
+    with store.open_object(handle.digest, verify=verify) as fp:
+        return serializer.load(fp)
+
+
+# -- calling --------------------------------------------------------------------------------------
+def _call_with_retries(
+    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: list[Attempt]
+) -> Mapping[str, Any]:
+    policy = task.retry
+    if policy is None or policy.retries == 0:
+        return _attempt(task, args, kwargs, attempts)
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential,
+        wait_random,
+    )
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait_exponential(
+            multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
+        )
+        + wait_random(0, policy.jitter),
+        retry=retry_if_exception(lambda e: _retryable(policy, e)),
+        reraise=True,
+    )
+    return retrying(_attempt, task, args, kwargs, attempts)
+
+
+def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
+    return not isinstance(exc, (OutputError, SerializationError)) and policy.should_retry(exc)
+
+
+def _attempt(
+    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: list[Attempt]
+) -> Mapping[str, Any]:
+    attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
+    attempts.append(attempt)
+
+    def body() -> tuple[Mapping[str, Any], str | None, bool]:
+        from ._checkpoint import Checkpoint, activate
+
+        cp = Checkpoint(task.store, task.key, task.node)
+        with capture() as captured, activate(cp):
+            try:
+                return _call(task, args, kwargs), joined(captured), cp.used
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # the output travels with the error
+                    exc.__dict__["_ef_output"] = joined(captured)
+                raise
+
+    try:
+        if task.timeout is None:
+            values, attempt.output, used = body()
+        else:
+            values, attempt.output, used = call_with_timeout(
+                body, task.timeout, node=task.node, kill=task.kill_on_timeout
+            )
+        attempt.checkpointed = used
+        return values
+    except Exception as exc:
+        attempt.error = f"{type(exc).__name__}: {exc}"
+        attempt.traceback = traceback.format_exc()
+        attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
+        raise
+    finally:
+        attempt.finished_at = time.time()
+
+
+def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    if task.is_class:
+        instance = task.code(*args, **kwargs)
+        instance._ef_name = task.node
+        return _check_outputs(task, instance.run(), "run()")
+    raw = task.code(*args, **kwargs)
+    return _check_outputs(task, _normalise(task, raw), "the function")
+
+
+def _normalise(task: Task, value: Any) -> Any:
+    outputs = task.outputs
+    if len(outputs) == 1:
+        return {outputs[0]: value}
+    if isinstance(value, (tuple, list)) and len(value) == len(outputs):
+        return dict(zip(outputs, value, strict=True))
+    return value
+
+
+def _check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
+    declared = list(task.outputs)
+    if value is None and not declared:
+        return {}
+    if not isinstance(value, Mapping):
+        raise OutputError(
+            f"node {task.node!r}: {what} returned {type(value).__name__}; it must return a "
+            f"dict with the declared outputs {declared}",
+            node=task.node,
+        )
+    missing = [n for n in declared if n not in value]
+    extra = [str(n) for n in value if n not in task.outputs]
+    if missing or extra:
+        parts = [f"missing {missing}" if missing else "", f"undeclared {extra}" if extra else ""]
+        raise OutputError(
+            f"node {task.node!r}: {what} returned outputs that do not match the declared "
+            f"{declared}: {', '.join(p for p in parts if p)}",
+            node=task.node,
+        )
+    return value
+
+
+# -- outputs --------------------------------------------------------------------------------------
+def _store_outputs(task: Task, values: Mapping[str, Any], result: TaskResult) -> None:
+    result.outputs, result.inline = store_values(
+        task.node, task.outputs, values, task.serializers, task.store, task.inline_limit
+    )
+    if task.publish:
+        _publish(task, result)
+
+
+def store_values(
+    node: str,
+    outputs: tuple[str, ...],
+    values: Mapping[str, Any],
+    serializers: Mapping[str, str],
+    store: Store,
+    inline_limit: int,
+) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
+    """Serialize and store a node's outputs: their records, and the bytes of the small ones."""
+    records: dict[str, dict[str, Any]] = {}
+    inline: dict[str, bytes] = {}
+    for name in outputs:
+        value = values[name]
+        serializer = (
+            default_registry.get(serializers[name])
+            if name in serializers
+            else default_registry.choose(value)
+        )
+        with store.writer(inline_limit=inline_limit) as writer:
+            dump_value(value, writer, serializer, node=node, output=name)
+            stored = writer.commit()
+        records[name] = {
+            "digest": stored.digest,
+            "serializer": serializer.name,
+            "size": stored.size,
+            "type": f"{type(value).__module__}.{type(value).__qualname__}",
+            "inline": stored.inline is not None,
+        }
+        if stored.inline is not None:
+            inline[stored.digest] = stored.inline
+    return records, inline
+
+
+def _publish(task: Task, result: TaskResult) -> None:
+    """Write small outputs and the action record to a shared store, objects first."""
+    for data in result.inline.values():
+        task.store.put_bytes(data)
+    task.store.put_action(task.key, action_record(task.node, result.outputs))
+
+
+def action_record(node: str, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The action record stored under a cache key."""
+    return {
+        "node": node,
+        "outputs": {k: dict(v) for k, v in outputs.items()},
+        "created_at": time.time(),
+    }

@@ -1,0 +1,408 @@
+"""Serializers turn output values into bytes and back; a registry picks one per value.
+
+Built-ins: ``json`` (compact, sorted keys, strict: no NaN), ``pickle`` (protocol 5),
+``cloudpickle`` and ``npy`` (numpy's ``.npy`` format, never pickled). The automatic choice,
+in order:
+
+1. a type registered by the user (``register_serializer(s, types=(Foo,))``, by MRO);
+2. a plain ``numpy.ndarray`` of a non-object dtype → ``npy``;
+3. a value that round-trips exactly through JSON → ``json``: ``None``, ``bool``, ``int``,
+   finite ``float``, ``str`` and lists / str-keyed dicts of those (exact types: no tuples, no
+   subclasses such as ``numpy.float64``). The check gives up on very large or deep values,
+   which then go to cloudpickle;
+4. anything else → ``cloudpickle``.
+
+Serializers write to a binary file object and must stream: the writer hashes what it is given
+and spills it to disk, so a large value is never held twice in memory. ``npy`` writes the array
+buffer in slices straight from the array's memory. ``json`` builds its text in one piece (the C
+encoder is several times faster than streaming, and values that choose JSON are small).
+
+Bytes are deterministic within a Python version: JSON sorts keys, numpy writes a canonical
+header and pickle is stable for equal values of builtin types (sets of strings are the known
+exception across processes, since their order follows the per-process string hash).
+
+numpy and cloudpickle are imported only when a value needs them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import re
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ..errors import SerializationError, StoreError
+
+if TYPE_CHECKING:
+    import numpy
+
+__all__ = [
+    "CloudpickleSerializer",
+    "JsonSerializer",
+    "NpySerializer",
+    "PickleSerializer",
+    "Serializer",
+    "SerializerRegistry",
+    "choose_serializer",
+    "default_registry",
+    "dump_value",
+    "get_serializer",
+    "register_serializer",
+]
+
+PICKLE_PROTOCOL = 5
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class Serializer(ABC):
+    """Writes values of some kinds to a binary stream and reads them back.
+
+    Subclasses set ``name`` (short, stable: it is stored in every action record) and
+    implement :meth:`dump` and :meth:`load`. ``dump`` raises on values it cannot handle.
+    """
+
+    name: str
+
+    @abstractmethod
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        """Write ``value`` to ``fp``."""
+
+    @abstractmethod
+    def load(self, fp: BinaryIO) -> object:
+        """Read a value written by :meth:`dump` from ``fp``."""
+
+    def loads(self, data: bytes) -> object:
+        """Read a value from bytes (the inline form of small outputs)."""
+        return self.load(io.BytesIO(data))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# -- built-ins -----------------------------------------------------------------------------------
+class JsonSerializer(Serializer):
+    """Compact JSON with sorted keys, ASCII-escaped, no NaN or infinity."""
+
+    name = "json"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        fp.write(text.encode("ascii"))
+
+    def load(self, fp: BinaryIO) -> object:
+        return self.loads(fp.read())
+
+    def loads(self, data: bytes) -> object:
+        return json.loads(data)
+
+
+class PickleSerializer(Serializer):
+    """The standard library's pickle, protocol 5 (large buffers are written without a copy)."""
+
+    name = "pickle"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        pickle.dump(value, fp, protocol=PICKLE_PROTOCOL)
+
+    def load(self, fp: BinaryIO) -> object:
+        return pickle.load(fp)
+
+    def loads(self, data: bytes) -> object:
+        return pickle.loads(data)
+
+
+class CloudpickleSerializer(PickleSerializer):
+    """cloudpickle: also lambdas, closures and classes defined in ``__main__``."""
+
+    name = "cloudpickle"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        import cloudpickle
+
+        cloudpickle.dump(value, fp, protocol=PICKLE_PROTOCOL)
+
+
+class NpySerializer(Serializer):
+    """numpy's ``.npy`` format, without pickle: object arrays are refused.
+
+    Contiguous arrays are written as the standard header followed by slices of the array's own
+    memory (no copy); the bytes equal ``numpy.save``'s. Other arrays go through
+    ``numpy.lib.format.write_array``, which copies 16 MiB at a time.
+    """
+
+    name = "npy"
+    chunk_bytes = 4 * 1024 * 1024
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        import numpy
+
+        if not isinstance(value, numpy.ndarray):
+            raise TypeError(f"npy stores numpy arrays only, not {type(value).__name__}")
+        if value.dtype.hasobject:
+            raise TypeError(f"npy does not store arrays of dtype {value.dtype} (they need pickle)")
+        if not self._dump_contiguous(value, fp):
+            numpy.lib.format.write_array(fp, value, allow_pickle=False)
+
+    def _dump_contiguous(self, array: numpy.ndarray[Any, Any], fp: BinaryIO) -> bool:
+        """Write a contiguous array without copying it; False if it is not contiguous."""
+        import numpy
+
+        fmt = numpy.lib.format
+        if array.flags.c_contiguous:
+            flat = array.reshape(-1)
+        elif array.flags.f_contiguous:
+            flat = array.T.reshape(-1)
+        else:
+            return False
+        try:
+            fmt.write_array_header_1_0(fp, fmt.header_data_from_array_1_0(array))
+        except ValueError:  # header too long or non-latin-1 field names: nothing written yet
+            return False
+        data = flat.view(numpy.uint8)
+        for start in range(0, data.size, self.chunk_bytes):
+            fp.write(data[start : start + self.chunk_bytes].data)
+        return True
+
+    def load(self, fp: BinaryIO) -> object:
+        import numpy
+
+        return numpy.lib.format.read_array(fp, allow_pickle=False)
+
+
+# -- automatic choice ------------------------------------------------------------------------------
+_JSON_MAX_ITEMS = 100_000
+_JSON_MAX_DEPTH = 100
+_JSON_MAX_INT_BITS = 13_000  # ~3,900 digits: below Python's int/str conversion limit
+_NPY_KINDS = frozenset("biufcmMSUV")
+
+
+def is_json_safe(value: object) -> bool:
+    """True if ``value`` comes back from JSON equal and of the same types.
+
+    Gives up (False) on values with more than 100,000 items or nested over 100 deep.
+    """
+    if type(value) is not list and type(value) is not dict:
+        return _is_json_scalar(value)
+    stack: list[tuple[object, int]] = [(value, 0)]
+    budget = _JSON_MAX_ITEMS
+    while stack:
+        container, depth = stack.pop()
+        children = _json_children(container)
+        if children is None or depth >= _JSON_MAX_DEPTH:
+            return False
+        budget -= len(children)
+        if budget < 0:
+            return False
+        for child in children:
+            if type(child) is list or type(child) is dict:
+                stack.append((child, depth + 1))
+            elif not _is_json_scalar(child):
+                return False
+    return True
+
+
+def _json_children(container: object) -> Collection[object] | None:
+    """The items of a list, or the values of a dict with str keys (else None)."""
+    if type(container) is list:
+        return container
+    items: dict[object, object] = container  # type: ignore[assignment]
+    return items.values() if all(type(k) is str for k in items) else None
+
+
+def _is_json_scalar(item: object) -> bool:
+    kind = type(item)
+    if kind is str or kind is bool or item is None:
+        return True
+    if kind is int:
+        return int.bit_length(item) <= _JSON_MAX_INT_BITS  # type: ignore[arg-type]
+    return kind is float and math.isfinite(item)  # type: ignore[arg-type]
+
+
+def is_npy_array(value: object) -> bool:
+    """True for a plain ``numpy.ndarray`` (not a subclass) of a non-object, built-in dtype."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or type(value) is not numpy.ndarray:
+        return False
+    dtype = value.dtype  # type: ignore[attr-defined]
+    return not dtype.hasobject and dtype.kind in _NPY_KINDS
+
+
+# -- registry --------------------------------------------------------------------------------------
+class SerializerRegistry:
+    """Serializers by name, and the types whose values choose one automatically."""
+
+    def __init__(self, serializers: Iterable[Serializer] = ()) -> None:
+        self._by_name: dict[str, Serializer] = {}
+        self._by_type: dict[type, Serializer] = {}
+        self._lock = threading.Lock()
+        for serializer in serializers:
+            self.register(serializer)
+
+    def register(
+        self, serializer: Serializer, *, types: tuple[type, ...] = (), replace: bool = False
+    ) -> None:
+        """Add ``serializer``; values of ``types`` (and their subclasses) will choose it.
+
+        Registering a different serializer under a taken name, or for a type that already has
+        one, needs ``replace=True`` (registering the same class again, as a re-run notebook
+        cell does, replaces silently).
+        """
+        name = _check_name(serializer)
+        with self._lock:
+            current = self._by_name.get(name)
+            if current is not None and not replace and not _same_kind(current, serializer):
+                raise SerializationError(
+                    f"a serializer named {name!r} is already registered ({current!r}); "
+                    "pass replace=True to replace it"
+                )
+            self._check_types(serializer, types, replace)
+            self._by_name[name] = serializer
+            self._by_type.update(dict.fromkeys(types, serializer))
+
+    def _check_types(self, serializer: Serializer, types: tuple[type, ...], replace: bool) -> None:
+        for kind in types:
+            if not isinstance(kind, type):
+                raise SerializationError(f"types must be classes, got {kind!r}")
+            current = self._by_type.get(kind)
+            if current is not None and not replace and not _same_kind(current, serializer):
+                raise SerializationError(
+                    f"values of type {kind.__qualname__} already use serializer "
+                    f"{current.name!r}; pass replace=True to use {serializer.name!r} instead"
+                )
+
+    def get(self, name: str) -> Serializer:
+        """The serializer called ``name``."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise SerializationError(
+                f"unknown serializer {name!r}; known serializers: {', '.join(self.names())}. "
+                "Register your own with register_serializer(...)"
+            ) from None
+
+    def choose(self, value: object) -> Serializer:
+        """The serializer for ``value`` when none was chosen (see the module docstring)."""
+        for kind in type(value).__mro__:
+            chosen = self._by_type.get(kind)
+            if chosen is not None:
+                return chosen
+        if is_npy_array(value):
+            return self.get("npy")
+        if is_json_safe(value):
+            return self.get("json")
+        return self.get("cloudpickle")
+
+    def names(self) -> list[str]:
+        """Names of the registered serializers, sorted."""
+        return sorted(self._by_name)
+
+
+def _same_kind(old: Serializer, new: Serializer) -> bool:
+    """True when ``new`` re-registers ``old``: same name and class name, as when a notebook
+    cell or a module runs again. Such a registration replaces without ``replace=True``."""
+    return old.name == new.name and _type_name(old) == _type_name(new)
+
+
+def _check_name(serializer: Serializer) -> str:
+    if not isinstance(serializer, Serializer):
+        raise SerializationError(
+            f"expected a Serializer instance, got {type(serializer).__name__}; "
+            "subclass etherealfabric.store._serializers.Serializer"
+        )
+    name = getattr(serializer, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SerializationError(
+            f"{type(serializer).__name__}.name must be a short name of letters, digits and "
+            f"'_.+-', got {name!r}"
+        )
+    return name
+
+
+def builtin_serializers() -> list[Serializer]:
+    """Fresh instances of the built-in serializers."""
+    return [JsonSerializer(), PickleSerializer(), CloudpickleSerializer(), NpySerializer()]
+
+
+default_registry = SerializerRegistry(builtin_serializers())
+
+
+def register_serializer(
+    serializer: Serializer, *, types: tuple[type, ...] = (), replace: bool = False
+) -> None:
+    """Register ``serializer`` in the default registry (see :meth:`SerializerRegistry.register`)."""
+    default_registry.register(serializer, types=types, replace=replace)
+
+
+def get_serializer(name: str) -> Serializer:
+    """The serializer called ``name`` in the default registry."""
+    return default_registry.get(name)
+
+
+def choose_serializer(value: object) -> Serializer:
+    """The default registry's automatic choice for ``value``."""
+    return default_registry.choose(value)
+
+
+# -- dumping with context --------------------------------------------------------------------------
+def dump_value(
+    value: object,
+    fp: BinaryIO,
+    serializer: Serializer,
+    *,
+    node: str | None = None,
+    output: str | None = None,
+) -> None:
+    """``serializer.dump(value, fp)``, turning failures into a :class:`SerializationError`.
+
+    The message names the node, output, type and serializer and suggests what to do. Errors
+    of the store being written to (:class:`StoreError`) pass through unchanged.
+    """
+    try:
+        serializer.dump(value, fp)
+    except StoreError:
+        raise
+    except Exception as exc:
+        type_name = _type_name(value)
+        raise SerializationError(
+            _dump_message(type_name, serializer.name, exc, node=node, output=output),
+            node=node,
+            output=output,
+            type_name=type_name,
+        ) from exc
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _dump_message(
+    type_name: str, serializer: str, exc: Exception, *, node: str | None, output: str | None
+) -> str:
+    where = " ".join(
+        part
+        for part in (f"node {node!r}" if node else "", f"output {output!r}" if output else "")
+        if part
+    )
+    prefix = f"{where}: " if where else ""
+    problem = f"cannot serialize value of type {type_name} with {serializer!r}: {exc}"
+    if serializer == "cloudpickle":
+        advice = (
+            "return a value that can be pickled (for example a list instead of a generator), "
+            f"or register a serializer for {type_name} with register_serializer(...)"
+        )
+    else:
+        advice = (
+            f"choose another serializer with serializers={{{output or 'OUTPUT'!r}: 'cloudpickle'}}"
+        )
+    return f"{prefix}{problem}; {advice}"

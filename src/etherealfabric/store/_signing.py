@@ -1,0 +1,209 @@
+"""Signing for shared stores: which action records and checkpoints may be trusted.
+
+This is the security model of :class:`~etherealfabric.store._objectstore.ObjectStore` (see
+``docs/stores.md``). With a signing key (the ``signing_key=`` argument or
+``ETHEREALFABRIC_SIGNING_KEY``), an action record carries an HMAC-SHA256 over the cache key,
+the record's canonical JSON and the digests it names (:func:`encode_record`); :func:`read_record`
+refuses, with the reason, a record that is unsigned, signed with another key or changed after
+signing. A verified record names digests, and every object is checked against its digest, so
+the bytes of a pickled output are covered by the signature too.
+
+Without a key, records are written unsigned, and only records whose outputs all use
+serializers that cannot run code when loaded (``json`` and ``npy``, see
+:data:`UNSIGNED_SERIALIZERS`) may be used; a record with a pickled output (or any other
+serializer) is refused with a reason that says to set ``ETHEREALFABRIC_SIGNING_KEY``, and the
+store does not even publish one (nobody could use it, and it would replace a teammate's
+signed record). Checkpoints are pickled, so they are stored after a signature line
+(:meth:`Signer.checkpoint_line`) over their header, which names the payload's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError, StoreError
+from ..hashing._values import is_digest
+from ._base import CHECKPOINT_HEADER_SIZE
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "SIGNATURE_FIELD",
+    "SIGNING_KEY_ENV",
+    "UNSIGNED_SERIALIZERS",
+    "Signer",
+    "canonical",
+    "encode_record",
+    "load_signer",
+    "read_record",
+    "record_digests",
+    "split_checkpoint",
+    "unsigned_problem",
+]
+
+SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
+#: Serializers whose loading never runs code: the only ones accepted from unsigned records.
+UNSIGNED_SERIALIZERS = frozenset({"json", "npy"})
+MIN_KEY_BYTES = 16
+SIGNATURE_FIELD = "signature"
+
+_SIGNED_CHECKPOINT = b"EFSIGNED1 "
+_SIGNATURE_LINE_SIZE = len(_SIGNED_CHECKPOINT) + 12 + 1 + 64 + 1  # magic, key id, mac, newline
+
+
+class Signer:
+    """HMAC-SHA256 signatures with the team's key; ``key_id`` names the key, never shows it."""
+
+    def __init__(self, key: bytes, *, setting: str = SIGNING_KEY_ENV) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"{setting} is too short ({len(key)} bytes): use a random secret of at least "
+                f"{MIN_KEY_BYTES} bytes, for example the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+                setting=setting,
+            )
+        self._key = key
+        self.key_id = self._mac(b"etherealfabric key id")[:12]
+
+    def __repr__(self) -> str:
+        return f"<Signer key id {self.key_id}>"
+
+    def _mac(self, *parts: bytes) -> str:
+        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).hexdigest()
+
+    def sign_action(self, key: str, body: str, digests: list[str]) -> dict[str, str]:
+        """The signature of the record ``body`` (canonical JSON) stored under ``key``."""
+        mac = self._action_mac(key, body, digests)
+        return {"alg": "hmac-sha256", "key_id": self.key_id, "mac": mac}
+
+    def check_action(self, key: str, body: str, digests: list[str], signature: object) -> str:
+        """Why ``signature`` does not vouch for this record; ``""`` when it does."""
+        if signature is None:
+            return "it is not signed"
+        if not isinstance(signature, dict) or not isinstance(signature.get("mac"), str):
+            return "its signature is malformed"
+        expected = self._action_mac(key, body, digests)
+        return self._mismatch(signature["mac"], expected, signature.get("key_id"))
+
+    def _action_mac(self, key: str, body: str, digests: list[str]) -> str:
+        joined = ",".join(digests)
+        return self._mac(b"etherealfabric action v1", key.encode(), body.encode(), joined.encode())
+
+    def checkpoint_line(self, key: str, header: bytes) -> bytes:
+        """The signature line stored before a checkpoint's header (which names its digest)."""
+        mac = self._mac(b"etherealfabric checkpoint v1", key.encode(), header)
+        return _SIGNED_CHECKPOINT + f"{self.key_id} {mac}\n".encode()
+
+    def check_checkpoint(self, key: str, line: bytes, header: bytes) -> str:
+        """Why ``line`` does not vouch for this checkpoint header; ``""`` when it does."""
+        if not line.startswith(_SIGNED_CHECKPOINT) or not line.endswith(b"\n"):
+            return "it is not signed"
+        key_id, _, mac = (
+            line[len(_SIGNED_CHECKPOINT) : -1].decode("ascii", "replace").partition(" ")
+        )
+        expected = self._mac(b"etherealfabric checkpoint v1", key.encode(), header)
+        return self._mismatch(mac, expected, key_id)
+
+    def _mismatch(self, mac: str, expected: str, key_id: object) -> str:
+        if hmac.compare_digest(mac.encode(), expected.encode()):
+            return ""
+        if key_id != self.key_id:
+            return (
+                f"it was signed with another key (key id {key_id!r}; yours is {self.key_id}): "
+                f"everyone sharing this store must use the same {SIGNING_KEY_ENV}"
+            )
+        return "its signature does not match its content: it was changed after it was signed"
+
+
+def load_signer(key: bytes | str | None) -> Signer | None:
+    """A signer for ``key``, else for ``ETHEREALFABRIC_SIGNING_KEY``; None when neither is set."""
+    if key is not None:
+        return Signer(key.encode() if isinstance(key, str) else bytes(key), setting="signing_key")
+    text = os.environ.get(SIGNING_KEY_ENV, "").strip()
+    return Signer(text.encode()) if text else None
+
+
+# -- action records --------------------------------------------------------------------------
+
+
+def canonical(value: object) -> str:
+    """The canonical JSON of ``value`` (sorted keys, no spaces, no NaN): what is signed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def record_digests(record: Mapping[str, Any]) -> list[str]:
+    """The digests an action record names, sorted (they are signed explicitly)."""
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return []
+    found = {
+        out["digest"]
+        for out in outputs.values()
+        if isinstance(out, dict) and isinstance(out.get("digest"), str)
+    }
+    return sorted(found)
+
+
+def encode_record(key: str, record: dict[str, Any], signer: Signer | None) -> dict[str, Any]:
+    """``record`` as it is stored under ``key``: JSON data, signed when ``signer`` is set."""
+    if SIGNATURE_FIELD in record:
+        raise StoreError(f"the action record for key {key} uses the reserved field 'signature'")
+    try:
+        body: dict[str, Any] = json.loads(canonical(record))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"the action record for key {key} is not valid JSON: {exc}") from exc
+    if signer is not None:
+        body[SIGNATURE_FIELD] = signer.sign_action(key, canonical(body), record_digests(body))
+    return body
+
+
+def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str, Any] | None, str]:
+    """The record in ``data`` (stored under ``key``) and ``""``, or None and why it is refused."""
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
+        return None, f"it is not JSON ({exc})"
+    if not isinstance(record, dict):
+        return None, "it is not a JSON object"
+    signature = record.pop(SIGNATURE_FIELD, None)
+    if signer is None:
+        problem = unsigned_problem(record)
+    else:
+        try:
+            body = canonical(record)
+        except ValueError:  # NaN or infinity: never written by encode_record
+            return None, "it is not canonical JSON"
+        problem = signer.check_action(key, body, record_digests(record), signature)
+    return (None, problem) if problem else (record, "")
+
+
+def unsigned_problem(record: Mapping[str, Any]) -> str:
+    """Why an unsigned record may not be used (without a key); ``""`` if it may."""
+    outputs = record.get("outputs", {})
+    if not isinstance(outputs, dict):
+        return "its outputs are malformed"
+    for name, out in outputs.items():
+        if not isinstance(out, dict) or not is_digest(out.get("digest", "")):
+            return f"its output {name!r} is malformed"
+        serializer = out.get("serializer")
+        if serializer not in UNSIGNED_SERIALIZERS:
+            return (
+                f"its output {name!r} uses the {serializer!r} serializer, and outputs that "
+                "could run code when loaded (pickle, cloudpickle, custom serializers) are "
+                f"loaded from a shared store only when their record is signed. Set "
+                f"{SIGNING_KEY_ENV} to your team's signing key to share them"
+            )
+    return ""
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def split_checkpoint(blob: bytes) -> tuple[bytes, bytes, bytes]:
+    """The signature line, the checkpoint header and the payload of a stored checkpoint."""
+    header_end = _SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE
+    return blob[:_SIGNATURE_LINE_SIZE], blob[_SIGNATURE_LINE_SIZE:header_end], blob[header_end:]
