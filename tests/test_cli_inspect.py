@@ -17,8 +17,15 @@ import pytest
 from click.testing import CliRunner
 
 from etherealfabric.cli import main
+from etherealfabric.cli._loader import load_workflow
 from etherealfabric.journal._journal import Journal
+from etherealfabric.observe._dryrun import DryRun
 from etherealfabric.observe._explain import explain_node
+from etherealfabric.plan import _plan as plan_module
+from etherealfabric.plan._keys import KeyInfo, node_key
+from etherealfabric.plan._plan import Plan, make_plan
+from etherealfabric.run._cache import ArtifactCache
+from etherealfabric.states import PlanAction
 
 FLOW = """
 from etherealfabric import Workflow, node
@@ -255,6 +262,76 @@ def test_plan_with_a_lost_object_says_so_and_changes_nothing(tmp_path: Path, hom
     )
     with sqlite3.connect(home / "journal.db") as db:
         assert db.execute("SELECT count(*) FROM actions").fetchone() == (3,), "nothing forgotten"
+
+
+def test_plan_entries_carry_the_key_and_record_they_computed(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workflow.plan() computes each key once and looks it up once; entries keep both."""
+    first = run_json(str(write(tmp_path)))
+    keyed: list[str] = []
+    looked_up: list[str] = []
+    real_lookup = ArtifactCache.lookup
+
+    def counting_key(spec: Any, *args: Any, **kwargs: Any) -> KeyInfo:
+        keyed.append(spec.name)
+        return node_key(spec, *args, **kwargs)
+
+    def counting_lookup(self: ArtifactCache, key: str) -> dict[str, Any] | None:
+        looked_up.append(key)
+        return real_lookup(self, key)
+
+    monkeypatch.setattr(plan_module, "node_key", counting_key)
+    monkeypatch.setattr(ArtifactCache, "lookup", counting_lookup)
+    planned = load_workflow(str(write(tmp_path, lr=0.125))).plan()
+    assert keyed == ["numbers", "total"], "report waits for total: no key, and none twice"
+    assert len(looked_up) == len(set(looked_up)) == 2
+
+    numbers, total, report = planned.nodes
+    assert isinstance(planned, DryRun) and isinstance(planned.plan, Plan)
+    assert numbers.entry is planned.plan["numbers"] and numbers.action is PlanAction.CACHED
+    assert numbers.entry.record is not None and numbers.entry.outputs is not None
+    assert numbers.entry.record["outputs"] == numbers.entry.outputs
+    assert numbers.key == looked_up[0] == first_key(home, first["run_id"], "numbers")
+    assert total.action is PlanAction.RUN and total.entry.record is None
+    assert total.entry.key_info is not None and total.key == looked_up[1]
+    assert total.entry.key_info.components()["params"].keys() == {"xs", "lr"}
+    assert [str(c) for c in total.changes] == ["param lr: 0.5 → 0.125"]
+    assert report.entry.key_info is None and report.key is None
+    assert report.reason == report.entry.reason == "upstream 'total' runs first"
+    assert planned.to_run == planned.plan.to_run == ["total", "report"]
+    assert planned.cached == planned.plan.cached == ["numbers"]
+    assert planned["total"] is total
+
+
+def first_key(home: Path, run_id: str, node: str) -> str:
+    with sqlite3.connect(home / "journal.db") as db:
+        (key,) = db.execute(
+            "SELECT cache_key FROM node_runs WHERE run_id=? AND node=?", (run_id, node)
+        ).fetchone()
+    return str(key)
+
+
+def test_make_plan_without_a_cache_keys_only_the_sources(tmp_path: Path) -> None:
+    graph = load_workflow(str(write(tmp_path))).build()
+    asked: list[str] = []
+
+    def lookup(key: str) -> dict[str, Any] | None:
+        asked.append(key)
+        return None
+
+    plan = make_plan(graph, lookup)
+    assert plan.workflow == "inspect" and len(plan) == 3
+    assert [e.node for e in plan] == ["numbers", "total", "report"]
+    assert plan.to_run == ["numbers", "total", "report"] and plan.cached == []
+    numbers = plan["numbers"]
+    assert numbers.action is PlanAction.RUN and numbers.reason == "no cached result for its key"
+    assert numbers.key_info is not None and asked == [numbers.key]
+    assert numbers.record is None and numbers.outputs is None
+    assert plan["total"].reason == "upstream 'numbers' runs first"
+    assert plan["total"].key_info is None
+    with pytest.raises(KeyError):
+        plan["nope"]
 
 
 def test_plan_of_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:

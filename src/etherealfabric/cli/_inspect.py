@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import EtherealFabricError
+from ..states import PlanAction
 from ._common import (
     _console,
     _echo_json,
@@ -23,6 +24,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
+    from ..observe._dryrun import DryRun
     from ..workflow import Workflow
 
 __all__ = ["explain", "graph_command", "plan"]
@@ -56,7 +58,7 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
     )
     table = _table("node", "action", "estimate", "reason")
     for n in planned.nodes:
-        if n.action == "cached":
+        if n.action is PlanAction.CACHED:
             table.add_row(n.node, "cached", "-", n.reason)
         else:
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
@@ -64,7 +66,7 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
     console.print(table)
 
 
-def _estimate_text(planned: Any) -> str:
+def _estimate_text(planned: DryRun) -> str:
     if not planned.to_run:
         return "0s (nothing to run)"
     if planned.estimate is None:

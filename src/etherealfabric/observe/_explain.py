@@ -13,37 +13,36 @@ same workflow says which part changed::
       - param lr: 0.1 → 0.01
       - input df: clean.result changed (da2e658e → 1f0c33a9)
 
-:func:`dry_run` answers the same question before a run: which nodes are cached and, for those
-that will run, what changed and how long they usually take.
+The dry run (:mod:`etherealfabric.observe._dryrun`) asks the same question before a run, with
+:func:`diff_components` and the same words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EtherealFabricError
 from ..journal import _history as history
-from ..plan._keys import make_plan, node_key
+from ..states import NodeStatus
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
-    from ..plan._graph import Graph
-    from ..workflow import Workflow
 
-__all__ = [
-    "Change",
-    "DryRun",
-    "Explanation",
-    "PlannedNode",
-    "diff_components",
-    "dry_run",
-    "explain_node",
-    "plan_workflow",
-]
+__all__ = ["Change", "Explanation", "NodeNotInRunError", "diff_components", "explain_node"]
 
-_EXECUTED = ("succeeded", "failed", "fallback", "running", "retrying", "interrupted")
+_EXECUTED = frozenset(
+    {
+        NodeStatus.SUCCEEDED,
+        NodeStatus.FAILED,
+        NodeStatus.FALLBACK,
+        NodeStatus.RUNNING,
+        NodeStatus.RETRYING,
+        NodeStatus.INTERRUPTED,
+    }
+)
+_NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED, NodeStatus.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class Explanation:
     run_id: str
     node: str
     workflow: str
-    status: str
+    status: NodeStatus
     verdict: str
     reason: str
     key: str | None = None
@@ -201,6 +200,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (changes as dicts, with their text)."""
         data = asdict(self)
+        data["status"] = self.status.value
         data["changes"] = [{**asdict(c), "text": str(c)} for c in self.changes]
         data["summary"] = self.summary()
         return data
@@ -246,8 +246,8 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
         )
     row = attempts[-1]
     base = {"run_id": run["id"], "node": node, "workflow": run["workflow"]}
-    status, key = row["status"], row["cache_key"]
-    if status == "cached":
+    status, key = NodeStatus(row["status"]), row["cache_key"]
+    if status is NodeStatus.CACHED:
         return _cached(journal, run, row, base)
     if status not in _EXECUTED:
         return _not_run(row, base)
@@ -271,27 +271,27 @@ def _cached(
             f"cached: key {key} was found in the cache, computed in a run no longer in this "
             "journal (or by someone else, through the shared store)"
         )
-        return Explanation(**base, status="cached", verdict="cached", reason="cached", key=key,
-                           detail=detail)  # fmt: skip
+        return Explanation(**base, status=NodeStatus.CACHED, verdict="cached", reason="cached",
+                           key=key, detail=detail)  # fmt: skip
     other = f" (node {producer['node']!r})" if producer["node"] != row["node"] else ""
     return Explanation(
-        **base, status="cached", verdict="cached", reason="cached", key=key,
+        **base, status=NodeStatus.CACHED, verdict="cached", reason="cached", key=key,
         previous_run=producer["run_id"], previous_key=key,
         detail=f"cached: same key as run {producer['run_id']}{other}",
     )  # fmt: skip
 
 
 def _not_run(row: Mapping[str, Any], base: dict[str, Any]) -> Explanation:
-    status = row["status"]
-    if status == "upstream_failed":
+    status = NodeStatus(row["status"])
+    if status is NodeStatus.UPSTREAM_FAILED:
         detail = f"did not run: {row['error'] or 'an upstream node failed'}"
-    elif status == "cancelled":
+    elif status is NodeStatus.CANCELLED:
         detail = "did not run: the run stopped (a failure or an interruption) before it started"
-    elif status == "skipped":
+    elif status is NodeStatus.SKIPPED:
         detail = f"did not run: {row['error'] or 'skipped by an on_error handler'}"
     else:
         detail = f"did not run: {status}"
-    reason = status if status in ("upstream_failed", "cancelled", "skipped") else "not_run"
+    reason = status.value if status in _NOT_RUN else "not_run"
     return Explanation(**base, status=status, verdict="not_run", reason=reason,
                        error=row["error"], detail=detail)  # fmt: skip
 
@@ -304,7 +304,7 @@ def _compare(
     *,
     components: Mapping[str, Any] | None,
 ) -> Explanation:
-    common = {**base, "status": row["status"], "verdict": "executed", "key": row["cache_key"],
+    common = {**base, "status": NodeStatus(row["status"]), "verdict": "executed", "key": row["cache_key"],
               "error": row["error"]}  # fmt: skip
     if previous is None:
         return Explanation(**common, reason="no_previous_run",
@@ -327,151 +327,3 @@ def _compare(
         Change("key", None, "changed", previous["cache_key"], row["cache_key"])
     ]
     return Explanation(**common, **prior, reason="changed", changes=tuple(changes))
-
-
-# -- a dry run ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlannedNode:
-    """What a run would do with one node, why, and how long it usually takes."""
-
-    node: str
-    action: str  # "cached" or "run"
-    reason: str
-    key: str | None = None
-    changes: tuple[Change, ...] = ()
-    estimate: float | None = None  # median seconds of its past executions (None: no history)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {**asdict(self), "changes": [str(c) for c in self.changes]}
-
-
-@dataclass(frozen=True)
-class DryRun:
-    """The plan of a whole workflow, with reasons and estimated durations."""
-
-    workflow: str
-    nodes: tuple[PlannedNode, ...] = field(default_factory=tuple)
-
-    @property
-    def to_run(self) -> list[str]:
-        return [n.node for n in self.nodes if n.action == "run"]
-
-    @property
-    def cached(self) -> list[str]:
-        return [n.node for n in self.nodes if n.action == "cached"]
-
-    @property
-    def unestimated(self) -> list[str]:
-        """Nodes that will run and have never run before in this workflow."""
-        return [n.node for n in self.nodes if n.action == "run" and n.estimate is None]
-
-    @property
-    def estimate(self) -> float | None:
-        """Sum of the estimates of the nodes that will run; None when none has history."""
-        known = [n.estimate for n in self.nodes if n.action == "run" and n.estimate is not None]
-        if not known and self.unestimated:
-            return None
-        return sum(known)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "workflow": self.workflow,
-            "nodes": [n.to_dict() for n in self.nodes],
-            "to_run": self.to_run,
-            "cached": self.cached,
-            "estimate": self.estimate,
-            "unestimated": self.unestimated,
-        }
-
-
-Lookup = Callable[[str], Mapping[str, Any] | None]
-
-
-class _RememberedDigests:
-    """The journal's remembered file digests, read but never written (a dry run writes nothing)."""
-
-    def __init__(self, journal: Journal | None) -> None:
-        self.journal = journal
-
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        return None if self.journal is None else self.journal.get(path, size, mtime_ns, inode)
-
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        """Forget it: a dry run leaves the journal as it was."""
-
-
-def dry_run(graph: Graph, lookup: Lookup, journal: Journal | None = None) -> DryRun:
-    """Plan ``graph`` without running anything; ``journal`` adds reasons and estimates.
-
-    Nothing is written: ``lookup`` should not write either (an ``ArtifactCache`` made with
-    ``read_only=True``).
-    """
-    files = _RememberedDigests(journal)
-    plan = make_plan(graph, lookup, file_cache=files)
-    durations = history.median_durations(journal, graph.workflow) if journal else {}
-    known: dict[str, Mapping[str, Any]] = {}
-    nodes = []
-    for entry in plan.entries:
-        record = lookup(entry.key) if entry.action == "cached" and entry.key else None
-        if record is not None:
-            known[entry.node] = record["outputs"]
-            nodes.append(
-                PlannedNode(entry.node, "cached", _why_cached(journal, entry.key), entry.key)
-            )
-            continue
-        reason = entry.reason
-        changes: tuple[Change, ...] = ()
-        if entry.key and journal is None:
-            reason = "no previous run (no journal yet)"
-        elif entry.key and journal is not None:
-            info = node_key(graph.specs[entry.node], known, file_cache=files)
-            components = info.components()
-            reason, changes = _why_run(journal, graph.workflow, entry.node, entry.key, components)
-        estimate = durations.get(entry.node)
-        nodes.append(PlannedNode(entry.node, "run", reason, entry.key, changes, estimate))
-    return DryRun(graph.workflow, tuple(nodes))
-
-
-def _why_cached(journal: Journal | None, key: str | None) -> str:
-    producer = history.producer_of(journal, key, before=float("inf")) if journal and key else None
-    if producer is None:
-        return "cached result found"
-    return f"same key as run {producer['run_id']}"
-
-
-def _why_run(
-    journal: Journal, workflow: str, node: str, key: str, components: Mapping[str, Any]
-) -> tuple[str, tuple[Change, ...]]:
-    previous = history.previous_keyed_run(journal, node, workflow=workflow)
-    if previous is None:
-        return "no previous run of this node in this workflow", ()
-    if previous["cache_key"] == key:
-        return f"same key as run {previous['run_id']}, but its cached result is gone", ()
-    old = history.components_of(journal, previous)
-    if old is None:
-        return f"key differs from run {previous['run_id']}'s (its components are not recorded)", ()
-    changes = tuple(diff_components(old, components))
-    text = "; ".join(str(c) for c in changes) or "key changed"
-    return f"{text} (since run {previous['run_id']})", changes
-
-
-def plan_workflow(
-    workflow: Workflow, *, targets: Sequence[str] | None = None, **settings: Any
-) -> DryRun:
-    """Plan a run of ``workflow`` without running or writing anything (see :func:`dry_run`)."""
-    from ..config import Settings
-    from ..journal._journal import Journal
-    from ..run._cache import ArtifactCache
-    from ..store import open_store
-
-    resolved = Settings.resolve(**{**workflow.settings, **settings})
-    graph = workflow.build()
-    if targets:
-        graph = graph.subgraph_for(targets)
-    store = open_store(resolved.store_location)
-    exists = resolved.journal_path.exists()  # planning creates nothing: no journal, a scratch one
-    with Journal(resolved.journal_path if exists else ":memory:") as journal:
-        cache = ArtifactCache(journal, store, shared=resolved.shared_store, read_only=True)
-        return dry_run(graph, cache.lookup, journal if exists else None)

@@ -1,29 +1,28 @@
-"""Cache keys for nodes, and the plan: which nodes are cached, which will run, and why.
+"""Cache keys: :func:`node_key` computes a node's key and what went into it (:class:`KeyInfo`).
 
-A node's key is known once every upstream output it reads is known (its digest is part of the
-key: early cutoff). :func:`node_key` computes it; :func:`make_plan` walks the graph in order
-and says, without running anything, ``cached``, ``run`` (with the reason) or ``run`` because an
-upstream node runs first (its key cannot be known yet).
+A node's key is known once every upstream output it reads is known: the digest of each output
+it reads is part of the key (early cutoff: an upstream node that reruns and produces the same
+bytes leaves its downstream keys unchanged). The scheduler calls :func:`node_key` as outputs
+arrive; the plan (:mod:`._plan`) calls it for the nodes whose inputs are all cached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..define._node import NodeSpec, replace_refs
-from ..hashing._values import (
-    FileHashCache,
-    RefDigest,
-    cache_key,
-    code_fingerprint,
-    describe_value,
-    hash_value,
-)
-from ._graph import Graph, InputRef
+from ..define._node import NodeSpec
+from ..define._refs import replace_refs
+from ..hashing._cachekey import cache_key
+from ..hashing._describe import describe_value
+from ..hashing._digest import RefDigest
+from ..hashing._files import FileHashCache
+from ..hashing._fingerprint import code_fingerprint
+from ..hashing._values import hash_value
+from ._graph import InputRef
 
-__all__ = ["KeyInfo", "Plan", "PlanEntry", "make_plan", "node_key"]
+__all__ = ["KeyInfo", "OutputRecords", "node_key"]
 
 OutputRecords = Mapping[str, Mapping[str, Mapping[str, Any]]]  # node -> output -> record
 
@@ -80,59 +79,3 @@ def node_key(
         outputs=spec.outputs,
     )
     return KeyInfo(key, spec, param_hashes, inputs)
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """What a run would do with one node."""
-
-    node: str
-    action: str  # "cached" or "run"
-    reason: str
-    key: str | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The plan of a whole graph, in topological order."""
-
-    entries: tuple[PlanEntry, ...]
-
-    def __getitem__(self, node: str) -> PlanEntry:
-        for entry in self.entries:
-            if entry.node == node:
-                return entry
-        raise KeyError(node)
-
-    @property
-    def to_run(self) -> list[str]:
-        return [e.node for e in self.entries if e.action == "run"]
-
-    @property
-    def cached(self) -> list[str]:
-        return [e.node for e in self.entries if e.action == "cached"]
-
-
-def make_plan(
-    graph: Graph,
-    lookup: Callable[[str], Mapping[str, Any] | None],
-    *,
-    file_cache: FileHashCache | None = None,
-) -> Plan:
-    """Decide, without running anything, which nodes are cached and which must run."""
-    known: dict[str, Mapping[str, Mapping[str, Any]]] = {}
-    entries: list[PlanEntry] = []
-    for name in graph.order:
-        spec = graph.specs[name]
-        waiting = [u for u in spec.upstream if u not in known]
-        if waiting:
-            entries.append(PlanEntry(name, "run", f"upstream {sorted(waiting)[0]!r} runs first"))
-            continue
-        info = node_key(spec, known, file_cache=file_cache)
-        record = lookup(info.key)
-        if record is None:
-            entries.append(PlanEntry(name, "run", "no cached result for its key", info.key))
-        else:
-            known[name] = record["outputs"]
-            entries.append(PlanEntry(name, "cached", "cached result found", info.key))
-    return Plan(tuple(entries))

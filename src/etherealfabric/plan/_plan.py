@@ -1,0 +1,105 @@
+"""The plan: which nodes a run would take from the cache, which it would run, and why.
+
+:func:`make_plan` walks the graph in run order without running anything. A node whose upstream
+nodes are all cached gets its key (:func:`~etherealfabric.plan._keys.node_key`) and one lookup;
+its :class:`PlanEntry` keeps both, the :class:`~etherealfabric.plan._keys.KeyInfo` (key and
+components) and the record found, so whoever reads the plan (a dry run, a resume) never
+computes a key or looks it up again. A node with an upstream node that runs first has no key
+yet (it depends on what that node will produce): its entry names that node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..hashing._files import FileHashCache
+from ..states import PlanAction
+from ._graph import Graph
+from ._keys import KeyInfo, node_key
+
+__all__ = ["Lookup", "Plan", "PlanEntry", "make_plan"]
+
+Lookup = Callable[[str], Mapping[str, Any] | None]  # cache key -> action record, or None
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What a run would do with one node, and what the plan computed to decide it.
+
+    ``key_info`` is ``None`` only when an upstream node runs first (the key cannot be known
+    yet); ``record`` is the action record found in the cache (``None`` unless ``cached``).
+    """
+
+    node: str
+    action: PlanAction
+    reason: str
+    key_info: KeyInfo | None = None
+    record: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The node's cache key, if it could be computed."""
+        return None if self.key_info is None else self.key_info.key
+
+    @property
+    def outputs(self) -> Mapping[str, Mapping[str, Any]] | None:
+        """The output records of a cached node (output name -> record), else ``None``."""
+        return None if self.record is None else self.record["outputs"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan of a whole graph: one entry per node, in run order."""
+
+    workflow: str
+    entries: tuple[PlanEntry, ...]
+    _by_node: dict[str, PlanEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_node", {e.node: e for e in self.entries})
+
+    def __getitem__(self, node: str) -> PlanEntry:
+        return self._by_node[node]
+
+    def __iter__(self) -> Iterator[PlanEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def to_run(self) -> list[str]:
+        """The nodes a run would execute, in run order."""
+        return [e.node for e in self.entries if e.action is PlanAction.RUN]
+
+    @property
+    def cached(self) -> list[str]:
+        """The nodes a run would take from the cache, in run order."""
+        return [e.node for e in self.entries if e.action is PlanAction.CACHED]
+
+
+def make_plan(graph: Graph, lookup: Lookup, *, file_cache: FileHashCache | None = None) -> Plan:
+    """Decide, without running anything, which nodes are cached and which must run.
+
+    ``lookup`` is called once per node whose key can be known (``ArtifactCache.lookup``; a
+    dry run passes one made with ``read_only=True``). ``file_cache`` remembers file digests.
+    """
+    known: dict[str, Mapping[str, Mapping[str, Any]]] = {}
+    entries: list[PlanEntry] = []
+    for name in graph.order:
+        spec = graph.specs[name]
+        waiting = [u for u in spec.upstream if u not in known]
+        if waiting:
+            reason = f"upstream {sorted(waiting)[0]!r} runs first"
+            entries.append(PlanEntry(name, PlanAction.RUN, reason))
+            continue
+        info = node_key(spec, known, file_cache=file_cache)
+        record = lookup(info.key)
+        if record is None:
+            entries.append(PlanEntry(name, PlanAction.RUN, "no cached result for its key", info))
+        else:
+            known[name] = record["outputs"]
+            entries.append(PlanEntry(name, PlanAction.CACHED, "cached result found", info, record))
+    return Plan(graph.workflow, tuple(entries))
