@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from etherealfabric import EtherealFabricError, Workflow, node
-from etherealfabric.hashing._values import digest_bytes
+from etherealfabric.hashing._digest import digest_bytes
 from programs.harness import (
     Checks,
     bad_blobs,

@@ -25,13 +25,9 @@ import pytest
 
 import etherealfabric
 from etherealfabric.errors import HashingError
-from etherealfabric.hashing._fingerprint import is_user_code
-from etherealfabric.hashing._values import (
-    Fingerprint,
-    FingerprintWarning,
-    code_fingerprint,
-    hash_value,
-)
+from etherealfabric.hashing._fingerprint import Fingerprint, FingerprintWarning, code_fingerprint
+from etherealfabric.hashing._usercode import is_user_code
+from etherealfabric.hashing._values import hash_value
 
 BASE = '''
 from etherealfabric import node
@@ -385,7 +381,7 @@ def test_fingerprints_are_the_same_in_every_process(project: Project) -> None:
     folder = Path(module.__file__ or "").parent
     code = (
         f"import sys, json; sys.path.insert(0, {str(folder)!r}); import fp_pipeline as m;"
-        "from etherealfabric.hashing._values import code_fingerprint as c;"
+        "from etherealfabric.hashing._fingerprint import code_fingerprint as c;"
         "print(json.dumps({n: c(getattr(m, n)).digest for n in ('f', 'uses_class', 'reads_table')}))"
     )
     for seed in ("0", "12345"):

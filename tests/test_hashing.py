@@ -24,21 +24,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from etherealfabric.define._files import Directory, File
 from etherealfabric.errors import HashingError
-from etherealfabric.hashing._files import Directory, File
-from etherealfabric.hashing._values import (
-    KEY_FORMAT_VERSION,
-    RefDigest,
-    UnstableHashWarning,
-    cache_key,
-    describe_value,
-    digest_bytes,
-    file_digest,
-    hash_value,
-    is_digest,
-    new_hasher,
-    register_value_hasher,
-)
+from etherealfabric.hashing._cachekey import KEY_FORMAT_VERSION, cache_key
+from etherealfabric.hashing._describe import describe_value
+from etherealfabric.hashing._digest import RefDigest, digest_bytes, is_digest, new_hasher
+from etherealfabric.hashing._encoder import UnstableHashWarning
+from etherealfabric.hashing._files import file_digest
+from etherealfabric.hashing._values import hash_value, register_value_hasher
 
 D1 = "0123456789abcdef0123456789abcdef"
 D2 = "fedcba9876543210fedcba9876543210"

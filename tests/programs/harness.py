@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etherealfabric.hashing._values import digest_bytes, new_hasher
+from etherealfabric.hashing._digest import digest_bytes, new_hasher
 
 FLOW = Path(__file__).with_name("flow.py")
 #: Node labels of ``flow.py``'s variants (see its docstring).

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DefinitionError
-from ..hashing._fingerprint import SCRIPT_MODULE_PREFIX
+from ..hashing._usercode import SCRIPT_MODULE_PREFIX
 from ..workflow import Workflow
 
 __all__ = ["load_workflow", "split_target"]

@@ -1,8 +1,8 @@
 """Value hashers for numpy arrays and scalars and for pandas frames, series and indexes.
 
-:mod:`etherealfabric.hashing._values` imports this module and registers its handlers the first time a
-value is hashed while numpy (or pandas) is already imported; neither this module nor hashing
-ever imports numpy or pandas itself. The encodings, part of every digest, are::
+:mod:`etherealfabric.hashing._builtins` registers these handlers the first time a value is hashed
+while numpy (or pandas) is already imported; neither module imports numpy or pandas before then.
+The encodings, part of every digest, are::
 
     numpy.ndarray dtype shape <length> <raw C-order buffer>   (object arrays: each element)
     numpy.masked <data array> <mask array> | numpy.scalar dtype bytes | numpy.dtype text
@@ -15,31 +15,28 @@ Row hashes come from ``pandas.util.hash_pandas_object`` (an array of uint64).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
 
 if TYPE_CHECKING:
-    from ._values import _Encoder, _Handler
+    from ._digest import Hasher
+    from ._encoder import Encoder, Handler
 
 __all__ = ["numpy_handlers", "pandas_handlers"]
 
 _ARRAY_CHUNK = 1 << 20  # non-contiguous arrays are copied this much at a time
 
 
-class _Hasher(Protocol):
-    def update(self, data: memoryview, /) -> None: ...
-
-
-def numpy_handlers(np: Any) -> dict[type[Any], _Handler]:
+def numpy_handlers(np: Any) -> dict[type[Any], Handler]:
     """The handlers of the imported numpy module ``np``, by type."""
-    handlers: dict[type[Any], _Handler] = {np.ndarray: _enc_ndarray, np.dtype: _enc_dtype}
+    handlers: dict[type[Any], Handler] = {np.ndarray: _enc_ndarray, np.dtype: _enc_dtype}
     for scalar in (np.generic, np.str_, np.bytes_):  # str_/bytes_ would dispatch as str/bytes
         handlers[scalar] = _enc_numpy_scalar
     return handlers
 
 
-def pandas_handlers(pd: Any) -> dict[type[Any], _Handler]:
+def pandas_handlers(pd: Any) -> dict[type[Any], Handler]:
     """The handlers of the imported pandas module ``pd``, by type."""
     return {pd.DataFrame: _enc_dataframe, pd.Series: _enc_series, pd.Index: _enc_index}
 
@@ -52,12 +49,12 @@ def _dtype_text(dtype: Any) -> str:
     return dtype.str if dtype.fields is None else str(dtype.descr)
 
 
-def _enc_dtype(dtype: Any, encoder: _Encoder) -> None:
+def _enc_dtype(dtype: Any, encoder: Encoder) -> None:
     encoder.tag("numpy.dtype")
     encoder.text(_dtype_text(dtype))
 
 
-def _enc_ndarray(array: Any, encoder: _Encoder) -> None:
+def _enc_ndarray(array: Any, encoder: Encoder) -> None:
     np = sys.modules["numpy"]
     masked = sys.modules.get("numpy.ma")
     if masked is not None and isinstance(array, masked.MaskedArray):
@@ -76,7 +73,7 @@ def _enc_ndarray(array: Any, encoder: _Encoder) -> None:
     _feed_array(encoder.flush(), array, np)
 
 
-def _feed_array(hasher: _Hasher, array: Any, np: Any) -> None:
+def _feed_array(hasher: Hasher, array: Any, np: Any) -> None:
     """Feed the array's bytes in C order; copy at most one chunk at a time."""
     if array.flags.c_contiguous:
         hasher.update(memoryview(array.reshape(-1).view(np.uint8)))
@@ -93,7 +90,7 @@ def _feed_array(hasher: _Hasher, array: Any, np: Any) -> None:
             _feed_array(hasher, array[start : start + step], np)
 
 
-def _enc_numpy_scalar(value: Any, encoder: _Encoder) -> None:
+def _enc_numpy_scalar(value: Any, encoder: Encoder) -> None:
     encoder.tag("numpy.scalar")
     encoder.text(_dtype_text(value.dtype))
     if value.dtype.hasobject:
@@ -117,7 +114,7 @@ def _pandas_hashes(obj: Any, **options: Any) -> Any:
         ) from exc
 
 
-def _enc_dataframe(frame: Any, encoder: _Encoder) -> None:
+def _enc_dataframe(frame: Any, encoder: Encoder) -> None:
     encoder.tag("pandas.DataFrame")
     encoder.value(list(frame.columns))
     encoder.value([str(t) for t in frame.dtypes])
@@ -125,7 +122,7 @@ def _enc_dataframe(frame: Any, encoder: _Encoder) -> None:
     encoder.value(_pandas_hashes(frame, index=False))
 
 
-def _enc_series(series: Any, encoder: _Encoder) -> None:
+def _enc_series(series: Any, encoder: Encoder) -> None:
     encoder.tag("pandas.Series")
     encoder.value(series.name)
     encoder.text(str(series.dtype))
@@ -133,7 +130,7 @@ def _enc_series(series: Any, encoder: _Encoder) -> None:
     encoder.value(_pandas_hashes(series, index=False))
 
 
-def _enc_index(index: Any, encoder: _Encoder) -> None:
+def _enc_index(index: Any, encoder: Encoder) -> None:
     encoder.tag("pandas.Index")
     encoder.value(list(index.names))
     encoder.text(str(index.dtype))

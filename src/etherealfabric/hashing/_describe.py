@@ -1,8 +1,7 @@
 """Short human descriptions of parameter values, for the journal and ``explain``.
 
 A description is for people only and never part of a cache key (that is
-:func:`etherealfabric.hashing._values.hash_value`). :func:`describe_value` is also importable from
-:mod:`etherealfabric.hashing._values`.
+:func:`etherealfabric.hashing._values.hash_value`).
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import re
 import reprlib
 from typing import TYPE_CHECKING, Any
 
-from ._files import Directory, File
-
 if TYPE_CHECKING:
-    from ._values import RefDigest
+    from ..define._files import Directory, File
+    from ._digest import RefDigest
 
 __all__ = ["describe_value"]
 

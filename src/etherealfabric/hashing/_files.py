@@ -1,22 +1,16 @@
-"""``File`` and ``Directory``: inputs that are hashed by their content, not their path.
+"""Reading file and folder content for hashing: what a ``File`` or ``Directory`` digest covers.
 
-Pass ``File("data.csv")`` (or ``Directory("images/")``) as a node input and the node's cache key
-follows the bytes on disk: editing the file re-runs the node, touching or moving it does not.
-Inside ``run()`` the input is still the ``File`` object, usable wherever a path is::
+:func:`file_digest` is the xxh3-128 of a file's bytes (equal to ``digest_bytes`` of the content),
+streamed in 1 MiB chunks, with the :class:`FileHashCache` fast path; :func:`tree_entries` lists
+what a folder's digest covers: every entry below it in sorted order, folders by relative path
+(so empty ones count), files by relative path and content digest. Symlinks are followed, for
+files and folders; a symlink loop or a broken link is an error; sockets and FIFOs count by name
+only. A file modified less than two seconds ago is read every time and never remembered: a
+same-size rewrite within the file system's timestamp granularity would otherwise hit a stale
+digest.
 
-    with open(f) as fh: ...          pathlib.Path(f)          pandas.read_csv(f)
-
-The path is made absolute (``os.path.abspath``, symlinks kept) when the object is created, so a
-worker running in another folder opens the same file. The path itself is *not* part of the
-cache key (see :mod:`etherealfabric.hashing._values`): two checkouts in different folders share results.
-Nothing is checked when the object is created; a missing path is reported when it is hashed.
-
-This module also reads their content for :mod:`etherealfabric.hashing._values`: :func:`file_digest`
-(the xxh3-128 of a file's bytes, streamed in 1 MiB chunks, with the :class:`FileHashCache` fast
-path) and :func:`tree_entries` (what a folder's digest covers). Symlinks are followed, for files
-and folders; a symlink loop or a broken link is an error; sockets and FIFOs count by name only.
-A file modified less than two seconds ago is read every time and never remembered: a same-size
-rewrite within the file system's timestamp granularity would otherwise hit a stale digest.
+The user-facing ``File`` and ``Directory`` values are defined in
+:mod:`etherealfabric.define._files`; their encoding is in :mod:`etherealfabric.hashing._builtins`.
 """
 
 from __future__ import annotations
@@ -24,75 +18,15 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import HashingError
+from ._digest import new_hasher
 
-__all__ = ["Directory", "File", "FileHashCache", "file_digest", "tree_entries"]
+__all__ = ["FileHashCache", "file_digest", "tree_entries"]
 
 CHUNK_SIZE = 1 << 20
 RACY_NS = 2_000_000_000  # files modified more recently than this are not remembered
-
-
-class _PathValue(os.PathLike[str]):
-    """An immutable absolute path, compared and hashed by its class and path."""
-
-    __slots__ = ("_path",)
-    _path: str
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        text = os.fspath(path)
-        if not isinstance(text, str) or not text:
-            raise TypeError(f"{type(self).__name__} needs a non-empty str path; got {path!r}")
-        object.__setattr__(self, "_path", os.path.abspath(text))
-
-    @property
-    def path(self) -> str:
-        """The absolute path (symlinks are not resolved)."""
-        return self._path
-
-    @property
-    def name(self) -> str:
-        """The last component of the path."""
-        return os.path.basename(self._path)
-
-    def __fspath__(self) -> str:
-        return self._path
-
-    def __str__(self) -> str:
-        return self._path
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._path!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._path == other._path
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._path))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __reduce__(self) -> tuple[type, tuple[str]]:
-        return type(self), (self._path,)
-
-
-class File(_PathValue):
-    """A file input, hashed by its content (streamed; symlinks are followed)."""
-
-    __slots__ = ()
-
-
-class Directory(_PathValue):
-    """A folder input, hashed by its whole content: every relative path and file's bytes."""
-
-    __slots__ = ()
-
-
-# -- reading content (for hashing) ---------------------------------------------------------
 
 
 class FileHashCache(Protocol):
@@ -135,8 +69,6 @@ def _stat_file(path: str) -> os.stat_result:
 
 
 def _read_digest(path: str) -> str:
-    from ._values import new_hasher  # the one xxhash importer; loaded only when hashing
-
     hasher = new_hasher()
     buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)

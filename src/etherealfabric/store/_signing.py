@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, StoreError
-from ..hashing._values import is_digest
+from ..hashing._digest import is_digest
 from ._base import CHECKPOINT_HEADER_SIZE
 
 __all__ = [

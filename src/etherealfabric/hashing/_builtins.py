@@ -1,0 +1,208 @@
+"""Handlers for builtin and standard-library types, files and folders, and upstream digests.
+
+Importing this module registers them with :mod:`etherealfabric.hashing._encoder`. The encodings,
+part of every digest (``T`` is the type's ``module.qualname``)::
+
+    none | bool b | int <two's complement> | float <IEEE double; every NaN alike>
+    complex re im | str <utf-8> | bytes <raw> (bytes, bytearray and memoryview alike)
+    list n v... | tuple n v... | dict n <sorted key-digest+value-digest pairs>
+    set / frozenset n <sorted element digests> | range start stop step
+    enum T value | dataclass T n (field value)... | namedtuple T n (field value)...
+    datetime iso fold | date iso | time iso fold | timedelta d s us | path flavour text
+    decimal text | fraction p q | uuid 16 bytes | ellipsis
+    ref serializer digest       (RefDigest: an upstream output, by its content digest)
+    file content-digest | directory n (kind relpath digest)...
+    numpy.* | pandas.*  (see etherealfabric.hashing._arrays)
+
+Subclasses of builtin types hash like their base, except enums, named tuples and dataclasses
+(shape rules), and types with a registered hasher. ``File`` hashes as its content digest and
+``Directory`` as every entry below it (:mod:`etherealfabric.hashing._files`); the path is not
+part of either. Handlers for decimal, fractions, uuid, numpy and pandas are registered the first
+time a value is hashed while that module is already imported; this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import math
+import struct
+import types
+from collections.abc import Callable, Sequence
+from pathlib import PurePath, PureWindowsPath
+from typing import Any
+
+from ..define._files import Directory, File
+from ._arrays import numpy_handlers, pandas_handlers
+from ._digest import RefDigest
+from ._encoder import (
+    Encoder,
+    Handler,
+    digest_of,
+    register_builtin,
+    register_shape,
+    register_when_imported,
+    type_name,
+)
+from ._files import file_digest, tree_entries
+
+__all__ = ["hash_plain"]
+
+_DOUBLE = struct.Struct("<d")
+_NAN = _DOUBLE.pack(math.nan)
+
+
+def hash_plain(value: object) -> str:
+    """The digest of a value made of builtin and standard-library types (as ``hash_value``)."""
+    return digest_of(value)
+
+
+def _float_bytes(value: float) -> bytes:
+    return _NAN if math.isnan(value) else _DOUBLE.pack(value)
+
+
+def _tagged(tag: str, payload: Callable[[Any], bytes] | None = None) -> Handler:
+    """A handler writing ``tag`` and one frame made by ``payload`` (nothing when None)."""
+
+    def handler(value: Any, encoder: Encoder) -> None:
+        encoder.tag(tag)
+        if payload is not None:
+            encoder.frame(payload(value))
+
+    return handler
+
+
+def _texts(tag: str, *getters: Callable[[Any], str]) -> Handler:
+    def handler(value: Any, encoder: Encoder) -> None:
+        encoder.tag(tag)
+        for get in getters:
+            encoder.text(get(value))
+
+    return handler
+
+
+def _integers(tag: str, *getters: Callable[[Any], int]) -> Handler:
+    def handler(value: Any, encoder: Encoder) -> None:
+        encoder.tag(tag)
+        for get in getters:
+            encoder.integer(get(value))
+
+    return handler
+
+
+def _enc_memoryview(value: memoryview, encoder: Encoder) -> None:
+    encoder.tag("bytes")
+    encoder.frame(value.cast("B") if value.c_contiguous else value.tobytes())
+
+
+def _enc_dict(value: dict[Any, Any], encoder: Encoder) -> None:
+    encoder.unordered("dict", [encoder.child(k) + encoder.child(v) for k, v in value.items()])
+
+
+def _enc_set(value: set[Any] | frozenset[Any], encoder: Encoder) -> None:
+    tag = "frozenset" if isinstance(value, frozenset) else "set"
+    encoder.unordered(tag, [encoder.child(v) for v in value])
+
+
+def _enc_enum(value: enum.Enum, encoder: Encoder) -> None:
+    encoder.tag("enum")
+    encoder.text(type_name(type(value)))
+    encoder.value(value.value)
+
+
+def _enc_fields(tag: str, value: Any, names: Sequence[str], encoder: Encoder) -> None:
+    encoder.tag(tag)
+    encoder.text(type_name(type(value)))
+    encoder.integer(len(names))
+    for name in names:
+        encoder.text(name)
+        encoder.value(getattr(value, name))
+
+
+def _enc_dataclass(value: Any, encoder: Encoder) -> None:
+    names = [f.name for f in dataclasses.fields(value) if f.compare]
+    _enc_fields("dataclass", value, names, encoder)
+
+
+def _enc_namedtuple(value: Any, encoder: Encoder) -> None:
+    _enc_fields("namedtuple", value, value._fields, encoder)
+
+
+def _is_namedtuple(tp: type) -> bool:
+    return issubclass(tp, tuple) and hasattr(tp, "_fields")
+
+
+def _enc_path(value: PurePath, encoder: Encoder) -> None:
+    encoder.tag("path")
+    encoder.text("windows" if isinstance(value, PureWindowsPath) else "posix")
+    encoder.text(str(value))
+
+
+def _enc_file(value: File, encoder: Encoder) -> None:
+    encoder.tag("file")
+    encoder.text(file_digest(value.path, file_cache=encoder.file_cache))
+
+
+def _enc_directory(value: Directory, encoder: Encoder) -> None:
+    entries = tree_entries(value.path, file_cache=encoder.file_cache)
+    encoder.tag("directory")
+    encoder.integer(len(entries))
+    for kind, relative, digest in entries:
+        encoder.text(kind)
+        encoder.text(relative)
+        encoder.text(digest)
+
+
+register_builtin(
+    {
+        type(None): _tagged("none"),
+        type(...): _tagged("ellipsis"),
+        bool: _tagged("bool", lambda v: b"\x01" if v else b"\x00"),
+        int: _integers("int", int),
+        float: _tagged("float", _float_bytes),
+        complex: _tagged("complex", lambda v: _float_bytes(v.real) + _float_bytes(v.imag)),
+        str: _texts("str", lambda v: v),
+        bytes: _tagged("bytes", lambda v: v),
+        bytearray: _tagged("bytes", lambda v: v),
+        memoryview: _enc_memoryview,
+        list: lambda v, e: e.sequence("list", v),
+        tuple: lambda v, e: e.sequence("tuple", v),
+        dict: _enc_dict,
+        set: _enc_set,
+        frozenset: _enc_set,
+        range: _integers("range", lambda v: v.start, lambda v: v.stop, lambda v: v.step),
+        datetime.datetime: _texts("datetime", datetime.datetime.isoformat, lambda v: str(v.fold)),
+        datetime.date: _texts("date", datetime.date.isoformat),
+        datetime.time: _texts("time", datetime.time.isoformat, lambda v: str(v.fold)),
+        datetime.timedelta: _integers(
+            "timedelta", lambda v: v.days, lambda v: v.seconds, lambda v: v.microseconds
+        ),
+        PurePath: _enc_path,
+        RefDigest: _texts("ref", lambda v: v.serializer, lambda v: v.digest),
+        File: _enc_file,
+        Directory: _enc_directory,
+    }
+)
+register_shape(lambda tp: issubclass(tp, enum.Enum), _enc_enum)
+register_shape(dataclasses.is_dataclass, _enc_dataclass)
+register_shape(_is_namedtuple, _enc_namedtuple)
+
+
+# -- modules we never import ourselves -------------------------------------------------------
+
+
+def _stdlib_extras(module: types.ModuleType) -> dict[type[Any], Handler]:
+    name = module.__name__
+    if name == "decimal":
+        return {module.Decimal: _texts("decimal", str)}
+    if name == "fractions":
+        fraction = _integers("fraction", lambda v: v.numerator, lambda v: v.denominator)
+        return {module.Fraction: fraction}
+    return {module.UUID: _tagged("uuid", lambda v: v.bytes)}
+
+
+for _name in ("decimal", "fractions", "uuid"):
+    register_when_imported(_name, _stdlib_extras)
+register_when_imported("numpy", numpy_handlers)
+register_when_imported("pandas", pandas_handlers)

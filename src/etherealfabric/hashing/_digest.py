@@ -1,0 +1,42 @@
+"""Digests: the one place that imports xxhash.
+
+Every digest in EtherealFabric (cache keys, value and file digests, object names in stores) is
+xxh3-128 as 32 lowercase hex characters. Everything else gets its hasher here, so the hash
+function can change in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import xxhash
+
+__all__ = ["Hasher", "RefDigest", "digest_bytes", "is_digest", "new_hasher"]
+
+Hasher = xxhash.xxh3_128
+"""A streaming hasher: ``.update(buffer)``, ``.hexdigest()``, ``.digest()``."""
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+class RefDigest(NamedTuple):
+    """An upstream output, already resolved to its content digest."""
+
+    serializer: str
+    digest: str
+
+
+def new_hasher() -> Hasher:
+    """A streaming xxh3-128 hasher (``.update(buffer)``, ``.hexdigest()``)."""
+    return xxhash.xxh3_128()
+
+
+def digest_bytes(data: bytes | bytearray | memoryview) -> str:
+    """The xxh3-128 hex digest of a buffer."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def is_digest(text: str) -> bool:
+    """True iff ``text`` is 32 lowercase hex characters (check keys before they become paths)."""
+    return isinstance(text, str) and _DIGEST.fullmatch(text) is not None

@@ -1,0 +1,270 @@
+"""The value encoder: the canonical byte stream behind every value digest, and its handler registry.
+
+Each value is a *tag* frame followed by its payload; a frame is an 8-byte little-endian length
+and that many bytes, so an encoding is self-delimiting and two different types never share a
+pre-image. The stream goes to one xxh3-128 hasher (:mod:`etherealfabric.hashing._digest`).
+
+This module knows no concrete type: a *handler* ``(value, encoder) -> None`` writes one type's
+frames, and modules above register theirs here. The handler for a type is, in order:
+
+1. a hasher registered by the user (``register_value_hasher``), for the type or a base class;
+2. a built-in handler registered for exactly that type;
+3. the first *shape rule* that matches (enums, dataclasses, named tuples);
+4. a built-in handler registered for a base class;
+5. cloudpickle (:func:`encode_pickled`), with an :class:`UnstableHashWarning` once per type.
+
+Handlers for optional modules (numpy, pandas, decimal, ...) are registered the first time a
+type is looked up while that module is already imported; this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import sys
+import types
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import HashingError
+from ._digest import Hasher, new_hasher
+
+if TYPE_CHECKING:
+    from ._files import FileHashCache
+
+__all__ = [
+    "Encoder",
+    "Handler",
+    "UnstableHashWarning",
+    "digest_of",
+    "encode_pickled",
+    "is_builtin",
+    "register_builtin",
+    "register_shape",
+    "register_user",
+    "register_when_imported",
+    "type_name",
+]
+
+_LEN = struct.Struct("<Q")
+_DIRECT = 64 * 1024  # frames larger than this bypass the buffer
+_TAG_FRAMES: dict[str, bytes] = {}
+
+
+class UnstableHashWarning(UserWarning):
+    """A value was hashed through cloudpickle; its cache key may differ between runs."""
+
+
+def digest_of(value: object, file_cache: FileHashCache | None = None) -> str:
+    """The digest of ``value`` with the handlers registered so far (see ``_values.hash_value``)."""
+    encoder = Encoder(file_cache)
+    try:
+        encoder.value(value)
+    except RecursionError:
+        raise HashingError(
+            f"cannot hash this {type_name(type(value))}: it is nested too deeply or contains itself"
+        ) from None
+    return encoder.hexdigest()
+
+
+def type_name(tp: type) -> str:
+    """``module.qualname``: how a type is named inside an encoding."""
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+class Encoder:
+    """Writes the canonical, type-tagged encoding of values into one streaming hasher.
+
+    Small frames collect in a buffer that is hashed in one call (one ``update`` per frame
+    costs more than the hashing itself for small values); big buffers go straight to the
+    hasher. The byte stream, and so every digest, is the same either way.
+    """
+
+    __slots__ = ("buf", "file_cache", "hasher")
+
+    def __init__(self, file_cache: FileHashCache | None) -> None:
+        self.hasher = new_hasher()
+        self.file_cache = file_cache
+        self.buf = bytearray()
+
+    def raw(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes with no length prefix."""
+        if len(data) > _DIRECT:
+            self.flush()
+            self.hasher.update(data)
+        else:
+            self.buf += data
+
+    def flush(self) -> Hasher:
+        """Hash what is buffered; returns the hasher (for direct feeding)."""
+        if self.buf:
+            self.hasher.update(self.buf)
+            self.buf.clear()
+        return self.hasher
+
+    def hexdigest(self) -> str:
+        return self.flush().hexdigest()
+
+    def digest(self) -> bytes:
+        return self.flush().digest()
+
+    def length(self, size: int) -> None:
+        """The length prefix of a frame whose ``size`` bytes go straight to the hasher."""
+        self.buf += _LEN.pack(size)
+
+    def frame(self, data: bytes | bytearray | memoryview) -> None:
+        """Length-prefixed bytes (``data`` must be a flat byte buffer)."""
+        self.buf += _LEN.pack(len(data))
+        self.raw(data)
+
+    def tag(self, name: str) -> None:
+        frame = _TAG_FRAMES.get(name)
+        if frame is None:
+            encoded = name.encode()
+            frame = _TAG_FRAMES[name] = _LEN.pack(len(encoded)) + encoded
+        self.buf += frame
+
+    def text(self, value: str) -> None:
+        self.frame(value.encode("utf-8", "surrogatepass"))
+
+    def integer(self, value: int) -> None:
+        self.frame(value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+
+    def value(self, value: object) -> None:
+        _handler(type(value))(value, self)
+
+    def sequence(self, tag: str, values: Sequence[Any]) -> None:
+        self.tag(tag)
+        self.integer(len(values))
+        for item in values:
+            self.value(item)
+
+    def unordered(self, tag: str, digests: list[bytes]) -> None:
+        """Sorted fixed-size digests: the encoding of a dict or set, whatever its order."""
+        digests.sort()
+        self.tag(tag)
+        self.integer(len(digests))
+        self.raw(b"".join(digests))
+
+    def child(self, value: object) -> bytes:
+        """The raw digest of ``value`` on its own (an element of a dict or set)."""
+        encoder = Encoder(self.file_cache)
+        encoder.value(value)
+        return encoder.digest()
+
+
+Handler = Callable[[Any, Encoder], None]
+
+
+# -- the fallback: cloudpickle ---------------------------------------------------------------
+
+
+def encode_pickled(value: object, encoder: Encoder) -> None:
+    """Anything else: cloudpickle, with a warning once per type."""
+    import cloudpickle
+
+    tp = type(value)
+    try:
+        data = cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise HashingError(
+            f"cannot hash a value of type {type_name(tp)}: it has no hasher and cloudpickle "
+            f"failed ({type(exc).__name__}: {exc}). Register one with "
+            f"etherealfabric.hashing._values.register_value_hasher({tp.__name__}, fn), or pass a "
+            "value made of builtins, dataclasses, numpy arrays or File/Directory instead."
+        ) from exc
+    _warn_unstable(tp)
+    encoder.tag("pickle")
+    encoder.text(type_name(tp))
+    encoder.frame(data)
+
+
+_WARNED: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _warn_unstable(tp: type) -> None:
+    if tp in _WARNED:
+        return
+    _WARNED.add(tp)
+    warnings.warn(
+        f"values of type {type_name(tp)} are hashed through cloudpickle; their cache key may "
+        "not be stable across runs — register a hasher with register_value_hasher",
+        UnstableHashWarning,
+        stacklevel=2,
+    )
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+def _no_user_hasher(value: object, encoder: Encoder) -> None:  # pragma: no cover - marker
+    raise AssertionError("unreachable")
+
+
+_BUILTIN = functools.singledispatch(encode_pickled)
+_USER = functools.singledispatch(_no_user_hasher)
+_SHAPES: list[tuple[Callable[[type], bool], Handler]] = []
+_LAZY: dict[str, Callable[[types.ModuleType], dict[type[Any], Handler]]] = {}
+_RESOLVED: dict[type, Handler] = {}
+
+
+def register_builtin(handlers: dict[type[Any], Handler]) -> None:
+    """Register built-in handlers: for exactly these types, and for their subclasses."""
+    for tp, handler in handlers.items():
+        _BUILTIN.register(tp, handler)
+    _RESOLVED.clear()
+
+
+def is_builtin(tp: type) -> bool:
+    """True if ``tp`` itself has a built-in handler (it cannot be overridden)."""
+    return tp in _BUILTIN.registry
+
+
+def register_shape(test: Callable[[type], bool], handler: Handler) -> None:
+    """A rule for types of a shape (``test(tp)``), tried after the exact built-in types."""
+    _SHAPES.append((test, handler))
+    _RESOLVED.clear()
+
+
+def register_when_imported(
+    module: str, handlers: Callable[[types.ModuleType], dict[type[Any], Handler]]
+) -> None:
+    """Register ``handlers(module)`` once ``module`` has been imported (by someone else)."""
+    _LAZY[module] = handlers
+
+
+def register_user(tp: type, handler: Handler) -> None:
+    """A user's hasher for ``tp`` and its subclasses; it wins over every built-in rule."""
+    _USER.register(tp, handler)
+    _RESOLVED.clear()
+
+
+def _handler(tp: type) -> Handler:
+    handler = _RESOLVED.get(tp)
+    if handler is None:
+        _register_imported()
+        handler = _RESOLVED[tp] = _resolve(tp)
+    return handler
+
+
+def _resolve(tp: type) -> Handler:
+    """A registered hasher, else an exact built-in one, else a shape rule, else a base's."""
+    user = _USER.dispatch(tp)
+    if user is not _no_user_hasher:
+        return user
+    if tp in _BUILTIN.registry:
+        return _BUILTIN.registry[tp]
+    for test, handler in _SHAPES:
+        if test(tp):
+            return handler
+    return _BUILTIN.dispatch(tp)
+
+
+def _register_imported() -> None:
+    """Register the handlers of optional modules that have been imported since last time."""
+    for name in [n for n in _LAZY if n in sys.modules]:
+        handlers = _LAZY.pop(name, None)
+        if handlers is not None:
+            register_builtin(handlers(sys.modules[name]))
