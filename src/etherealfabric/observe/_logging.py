@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from typing import TYPE_CHECKING, TextIO
 
 from ..run._events import Event
 
@@ -11,18 +13,55 @@ __all__ = ["LogSubscriber", "configure_logging"]
 
 LOGGER = "etherealfabric"
 _HANDLER_NAME = "etherealfabric-default"
+_lock = threading.Lock()
+
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:
+    _StreamHandler = logging.StreamHandler
+
+
+class _DefaultHandler(_StreamHandler):
+    """Prints the engine's records on the current ``sys.stderr``, unless another handler will.
+
+    It decides per record, so a user who configures logging (``logging.basicConfig``, a handler
+    of their own on ``etherealfabric``), before or after a run, sees each line once, in their
+    format, and nothing of ours.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.set_name(_HANDLER_NAME)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _handled_elsewhere(record, self):
+            return
+        self.stream = sys.stderr  # follow replacements: pytest's capsys, rich's live display
+        super().emit(record)
+
+
+def _handled_elsewhere(record: logging.LogRecord, handler: logging.Handler) -> bool:
+    """Whether a handler other than ``handler`` is on the record's way up the loggers."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        if any(h is not handler for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
 
 def configure_logging(level: str) -> logging.Logger:
-    """Set the engine logger's level; add a stderr handler unless logging is already set up."""
+    """Set the engine logger's level and give it its default handler, once.
+
+    Only the ``etherealfabric`` logger is touched: never the root logger, so the user's own
+    logging prints after a run exactly what it printed before.
+    """
     logger = logging.getLogger(LOGGER)
     logger.setLevel(level)
-    has_own = any(getattr(h, "name", None) == _HANDLER_NAME for h in logger.handlers)
-    if not has_own and not logging.getLogger().handlers and not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.set_name(_HANDLER_NAME)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+    with _lock:
+        if not any(isinstance(h, _DefaultHandler) for h in logger.handlers):
+            logger.addHandler(_DefaultHandler())
     return logger
 
 

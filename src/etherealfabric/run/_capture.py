@@ -1,10 +1,19 @@
-"""Capture what a node prints and logs, per attempt, without hiding it.
+"""Capture what a node prints and logs, per attempt, without hiding it or leaving a trace.
 
-``sys.stdout`` and ``sys.stderr`` are process-wide, but nodes run in parallel threads, so the
-streams are replaced (once, on first use) by routers that append each write to the buffer of
-the attempt running in the current thread (a context variable) and pass it on to the original
-stream: output still appears live. A root logging handler does the same for log records.
-Output written below Python (C extensions, child processes) is not captured.
+``sys.stdout`` and ``sys.stderr`` are process-wide, but nodes run in parallel threads, so while
+at least one attempt runs the streams are wrapped by routers that append each write to the
+buffer of the attempt running in the current context (a context variable) and pass it on to
+the stream they wrap: output still appears live. Log records are captured where they are made
+(a wrapper around the log record factory), so no handler is added anywhere: the user's logging
+prints exactly what it would print without us (``logging.lastResort`` included) and
+``logging.basicConfig`` inside a node still works. A line a logging handler writes to a routed
+stream is not captured a second time.
+
+The first :func:`capture` entered installs the routers and the factory, the last one to exit
+removes them and gives back what it found. Whatever someone else installed in between (pytest's
+``capsys``, the user) is left in place; our wrappers inside it turn into plain pass-throughs.
+An attempt abandoned on timeout on the thread backend keeps the routing installed until its
+thread ends. Output written below Python (C extensions, child processes) is not captured.
 """
 
 from __future__ import annotations
@@ -14,36 +23,42 @@ import io
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-__all__ = ["MAX_CAPTURE", "capture"]
+__all__ = ["MAX_CAPTURE", "capture", "joined"]
 
 MAX_CAPTURE = 1024 * 1024  # characters kept per attempt: the last ones, if more
 
 _buffer: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "etherealfabric_capture", default=None
 )
-_installed = False
-_install_lock = threading.Lock()
+_FORMATTER = logging.Formatter()
 
 
 class _Router(io.TextIOBase):
-    """A text stream that copies writes into the current attempt's buffer."""
+    """A text stream that copies writes into the current attempt's buffer while active."""
 
     def __init__(self, original: TextIO) -> None:
         super().__init__()
         self.original = original
+        self.active = True
 
     def write(self, text: str) -> int:
-        buffer = _buffer.get()
-        if buffer is not None:
-            buffer.append(text)
+        if self.active:
+            buffer = _buffer.get()
+            # a handler's line: its record was captured when it was made
+            if buffer is not None and sys._getframe(1).f_globals.get("__name__") != "logging":
+                buffer.append(text)
         return self.original.write(text)
 
     def flush(self) -> None:
         self.original.flush()
+
+    def close(self) -> None:
+        """Dropping a router never flushes or closes the stream it wraps."""
 
     def isatty(self) -> bool:
         return self.original.isatty()
@@ -51,45 +66,119 @@ class _Router(io.TextIOBase):
     def fileno(self) -> int:
         return self.original.fileno()
 
+    def writable(self) -> bool:
+        return True
+
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.original, "encoding", "utf-8")
 
-
-class _LogHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        buffer = _buffer.get()
-        if buffer is not None:
-            buffer.append(self.format(record) + "\n")
+    def __getattr__(self, name: str) -> Any:  # buffer, errors, reconfigure, ...
+        if name == "original":  # not set yet
+            raise AttributeError(name)
+        return getattr(self.original, name)
 
 
-def _install() -> None:
-    """Route the current streams (again, if someone replaced them) and add the log handler."""
-    global _installed
-    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router) and _installed:
-        return
-    with _install_lock:
-        if sys.stdout is not None and not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout)
-        if sys.stderr is not None and not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr)
-        if not _installed:
-            handler = _LogHandler()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            logging.getLogger().addHandler(handler)
-            _installed = True
+class _RecordCapture:
+    """A log record factory that copies each record made in an attempt into its buffer."""
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self.previous = previous
+        self.active = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        if self.active:
+            buffer = _buffer.get()
+            if buffer is not None:
+                buffer.append(_render(record))
+        return record
+
+
+def _render(record: logging.LogRecord) -> str:
+    """``LEVEL name: message`` and any traceback, leaving the record untouched for handlers."""
+    try:
+        message = record.getMessage()
+    except Exception:  # the handlers report the bad arguments; keep what was given
+        message = f"{record.msg!r} % {record.args!r}"
+    lines = [f"{record.levelname} {record.name}: {message}"]
+    if record.exc_info:
+        lines.append(_FORMATTER.formatException(record.exc_info))
+    if record.stack_info:
+        lines.append(_FORMATTER.formatStack(record.stack_info))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Installed:
+    stdout: _Router | None
+    stderr: _Router | None
+    factory: _RecordCapture
+
+
+_lock = threading.Lock()
+_users = 0
+_installed: _Installed | None = None
+
+
+def _install() -> _Installed:
+    out = _Router(sys.stdout) if sys.stdout is not None else None
+    err = _Router(sys.stderr) if sys.stderr is not None else None
+    factory = _RecordCapture(logging.getLogRecordFactory())
+    if out is not None:
+        sys.stdout = out
+    if err is not None:
+        sys.stderr = err
+    logging.setLogRecordFactory(factory)
+    return _Installed(out, err, factory)
+
+
+def _uninstall(installed: _Installed) -> None:
+    """Give back what we found, unless someone replaced it since: theirs stays."""
+    out, err, factory = installed.stdout, installed.stderr, installed.factory
+    if out is not None:
+        out.active = False
+        if sys.stdout is out:
+            sys.stdout = out.original
+    if err is not None:
+        err.active = False
+        if sys.stderr is err:
+            sys.stderr = err.original
+    factory.active = False
+    if logging.getLogRecordFactory() is factory:
+        logging.setLogRecordFactory(factory.previous)
+
+
+def _acquire() -> None:
+    global _users, _installed
+    with _lock:
+        if _users == 0:
+            _installed = _install()
+        _users += 1
+
+
+def _release() -> None:
+    global _users, _installed
+    with _lock:
+        _users -= 1
+        if _users == 0 and _installed is not None:
+            _uninstall(_installed)
+            _installed = None
 
 
 @contextmanager
 def capture() -> Iterator[list[str]]:
-    """Collect this thread's prints and log records into the yielded list of chunks."""
-    _install()
-    chunks: list[str] = []
-    token = _buffer.set(chunks)
+    """Collect this context's prints and log records into the yielded list of chunks."""
+    _acquire()
     try:
-        yield chunks
+        chunks: list[str] = []
+        token = _buffer.set(chunks)
+        try:
+            yield chunks
+        finally:
+            _buffer.reset(token)
     finally:
-        _buffer.reset(token)
+        _release()
 
 
 def joined(chunks: list[str]) -> str | None:
