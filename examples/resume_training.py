@@ -29,7 +29,7 @@ import signal
 import numpy as np
 
 from etherealfabric import Workflow, node
-from etherealfabric.run._checkpoint import checkpoint
+from etherealfabric import checkpoint
 
 EPOCHS = 30
 LEARNING_RATE = 0.1

@@ -25,7 +25,7 @@ import pytest
 
 from etherealfabric import Workflow, node
 from etherealfabric.errors import ConfigError, CorruptArtifactError, StoreError
-from etherealfabric.run._checkpoint import checkpoint
+from etherealfabric import checkpoint
 from etherealfabric.store import LocalStore, ObjectStore, open_store
 from test_store import MOTO, MotoServer
 

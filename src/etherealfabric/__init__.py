@@ -10,6 +10,10 @@ no SQLite layer and no optional package.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from .define._context import checkpoint
+from .define._files import Directory, File
 from .define._node import Node, NodeFunction, OutputRef, Outputs, node
 from .define._policies import SKIP, NodeError, RetryPolicy
 from .errors import (
@@ -28,8 +32,13 @@ from .errors import (
     UnknownBackendError,
     UnknownOutputError,
 )
-from .hashing._files import Directory, File
+from .run._events import Event, EventBus, Subscriber
+from .states import EventKind, NodeStatus, RunStatus
+from .store._serializers import Serializer, register_serializer
 from .workflow import Workflow
+
+if TYPE_CHECKING:
+    from .run._results import NodeResults, Results
 
 __version__ = "0.1.0"
 
@@ -41,23 +50,43 @@ __all__ = [
     "Directory",
     "DuplicateNodeError",
     "EtherealFabricError",
+    "Event",
+    "EventBus",
+    "EventKind",
     "ExecutionError",
     "File",
     "Node",
     "NodeError",
     "NodeFailedError",
     "NodeFunction",
+    "NodeResults",
+    "NodeStatus",
     "NodeTimeoutError",
     "OutputError",
     "OutputRef",
     "Outputs",
+    "Results",
     "RetryPolicy",
     "RunFailedError",
+    "RunStatus",
     "SerializationError",
+    "Serializer",
     "StoreError",
+    "Subscriber",
     "UnknownBackendError",
     "UnknownOutputError",
     "Workflow",
     "__version__",
+    "checkpoint",
     "node",
+    "register_serializer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Results`` and ``NodeResults`` load on first use: they pull in the run layer."""
+    if name in ("Results", "NodeResults"):
+        from .run import _results
+
+        return getattr(_results, name)
+    raise AttributeError(f"module 'etherealfabric' has no attribute {name!r}")

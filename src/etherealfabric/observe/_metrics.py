@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..run._events import FINAL_STATUS, Event
+from ..run._events import Event
+from ..states import EventKind
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -65,7 +66,8 @@ DURATION_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, float("inf"),
 )  # fmt: skip
-NODE_STATUSES = FINAL_STATUS
+#: event kinds that put a node in its final state, and that state
+NODE_STATUSES = {kind: kind.final_status for kind in EventKind if kind.final_status}
 
 #: Run statuses whose ``runs_total`` series exist (at 0) as soon as a workflow is seen.
 RUN_STATUSES = ("succeeded", "failed", "cancelled")
@@ -141,26 +143,26 @@ class Metrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._handlers: dict[str, Callable[[Event, _Run], None]] = {
-            "node_cached": self._on_cached,
-            "node_started": self._on_started,
-            "node_succeeded": self._on_succeeded,
-            "node_failed": self._on_failed,
-            "node_fallback": self._on_failed,
-            "node_upstream_failed": self._on_not_run,
-            "node_cancelled": self._on_not_run,
-            "node_skipped": self._on_not_run,
+            EventKind.NODE_CACHED: self._on_cached,
+            EventKind.NODE_STARTED: self._on_started,
+            EventKind.NODE_SUCCEEDED: self._on_succeeded,
+            EventKind.NODE_FAILED: self._on_failed,
+            EventKind.NODE_FALLBACK: self._on_failed,
+            EventKind.NODE_UPSTREAM_FAILED: self._on_not_run,
+            EventKind.NODE_CANCELLED: self._on_not_run,
+            EventKind.NODE_SKIPPED: self._on_not_run,
         }
 
     # -- the subscriber -------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
         """Take one event; unknown kinds, and events of runs not seen starting, are ignored."""
-        if event.kind == "run_started":
+        if event.kind == EventKind.RUN_STARTED:
             self._on_run_started(event)
             return
         run = self._runs.get(event.run_id)
         if run is None:
             return
-        if event.kind == "run_finished":
+        if event.kind == EventKind.RUN_FINISHED:
             self._on_run_finished(event, run)
             return
         handler = self._handlers.get(event.kind)

@@ -43,7 +43,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..run._events import FINAL_STATUS, Event
+from ..run._events import Event
+from ..states import EventKind
 from ._logging import LOGGER
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "format_duration"]
 
 #: Event kinds that put a node in a final state, and that state.
-FINAL_KINDS = FINAL_STATUS
+#: event kinds that put a node in its final state, and that state
+FINAL_KINDS = {kind: kind.final_status for kind in EventKind if kind.final_status}
 NOT_RUN = ("upstream_failed", "cancelled")
 MAX_SLOW_LINES = 8
 
@@ -111,17 +113,17 @@ class Progress:
         self._rerouted: list[logging.StreamHandler[Any]] = []
         self._reset(workflow="", total=0)
         self._handlers: dict[str, Callable[[Event], None]] = {
-            "run_started": self._on_run_started,
-            "node_cached": self._finish,
-            "node_started": self._on_started,
-            "node_retrying": self._on_retrying,
-            "node_succeeded": self._on_succeeded,
-            "node_failed": self._on_failed,
-            "node_fallback": self._on_failed,
-            "node_upstream_failed": self._finish,
-            "node_cancelled": self._finish,
-            "node_skipped": self._finish,
-            "run_finished": self._on_run_finished,
+            EventKind.RUN_STARTED: self._on_run_started,
+            EventKind.NODE_CACHED: self._finish,
+            EventKind.NODE_STARTED: self._on_started,
+            EventKind.NODE_RETRYING: self._on_retrying,
+            EventKind.NODE_SUCCEEDED: self._on_succeeded,
+            EventKind.NODE_FAILED: self._on_failed,
+            EventKind.NODE_FALLBACK: self._on_failed,
+            EventKind.NODE_UPSTREAM_FAILED: self._finish,
+            EventKind.NODE_CANCELLED: self._finish,
+            EventKind.NODE_SKIPPED: self._finish,
+            EventKind.RUN_FINISHED: self._on_run_finished,
         }
 
     def __call__(self, event: Event) -> None:
@@ -205,7 +207,7 @@ class Progress:
         result = event.data.get("result")
         attempts = len(getattr(result, "attempts", ()))
         more = f" after {attempts} attempts" if attempts > 1 else ""
-        if event.kind == "node_fallback":
+        if event.kind == EventKind.NODE_FALLBACK:
             more += ", using its on_error fallback"
         error = _first_line(getattr(result, "error", None))
         text = f"{self._position()} {event.node} FAILED{more}: {error}"

@@ -17,13 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..define._node import Node, NodeSpec, OutputRef, replace_refs
+from ..define._node import Node, NodeSpec, OutputRef
+from ..define._refs import replace_refs
 from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..errors import CycleError, DefinitionError, UnknownOutputError
-from ..hashing._fingerprint import qualified_name
+from ..hashing._usercode import qualified_name
 
 if TYPE_CHECKING:
-    from ..workflow import Workflow
+    from ..define._definition import Definition
 
 __all__ = ["Graph", "InputRef", "build"]
 
@@ -103,7 +104,7 @@ def _reach(start: str, edges: Mapping[str, tuple[str, ...]]) -> set[str]:
     return seen
 
 
-def build(workflow: Workflow) -> Graph:
+def build(workflow: Definition) -> Graph:
     """Validate ``workflow`` and return its :class:`Graph`."""
     names = {id(n): workflow.name_of(n) for n in workflow.nodes}
     specs: dict[str, NodeSpec] = {}

@@ -13,21 +13,30 @@ gone is forgotten and counts as a miss. Digests are verified when objects are lo
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing._values import digest_bytes
+from ..hashing._digest import digest_bytes
 from ..journal._journal import Journal
 from ..store import Store
-from ._worker import InputHandle, load_value
+from ..store._loading import InputHandle, load_value
 
-__all__ = ["ArtifactCache"]
+__all__ = ["ArtifactCache", "CacheWriter"]
 
 log = logging.getLogger("etherealfabric.cache")
 OutputRecord = Mapping[str, Any]
+
+
+class CacheWriter(Protocol):
+    """The journal writes the cache makes (the run's :class:`JournalRecorder` does them)."""
+
+    def index_action(
+        self, key: str, record: Mapping[str, Any], blobs: Sequence[tuple[str, bytes]]
+    ) -> None: ...
+    def drop_action(self, key: str) -> None: ...
+    def drop_blob(self, digest: str) -> None: ...
 
 
 class ArtifactCache:
@@ -39,16 +48,18 @@ class ArtifactCache:
         store: Store,
         *,
         shared: bool,
+        writer: CacheWriter | None = None,
         verify: bool = True,
-        read_only: bool = False,
     ) -> None:
-        self.journal = journal
+        self.journal = journal  # read only: every write goes through ``writer``
         self.store = store
         self.shared = shared
         self.verify = verify
-        #: a dry run: lookups never drop stale records nor index the shared store's
-        self.read_only = read_only
-        self.pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
+        self._writer = writer
+        #: without a writer (a dry run), lookups never drop stale records nor index the shared
+        #: store's
+        self.read_only = writer is None
+        self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
@@ -59,9 +70,9 @@ class ArtifactCache:
             return None
         problem = self._incomplete(record)
         if problem is not None:
-            if not self.read_only:
+            if self._writer is not None:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
-                self.journal.delete_action(key)
+                self._writer.drop_action(key)
             return None
         return record
 
@@ -84,8 +95,7 @@ class ArtifactCache:
 
     def location(self, digest: str) -> str:
         """Where an object lives, for messages."""
-        path = getattr(self.store, "object_path", None)
-        return str(path(digest)) if callable(path) else f"{self.store.url} ({digest})"
+        return self.store.location(digest)
 
     def _from_store(self, key: str) -> dict[str, Any] | None:
         record = self.store.get_action(key)
@@ -102,19 +112,17 @@ class ArtifactCache:
                 except (ArtifactMissingError, CorruptArtifactError) as exc:
                     log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
                     return None
-        if self.read_only:
-            return record
-        self.journal.write_batch(
-            actions=[
-                (key, record.get("node", ""), _dumps(record), None, record.get("created_at", 0.0))
-            ],
-            blobs=blobs,
-        )
+        if self._writer is not None:
+            self._writer.index_action(key, record, blobs)
         return record
+
+    def remember_inline(self, blobs: Mapping[str, bytes]) -> None:
+        """Small outputs produced this run, readable before their journal rows are committed."""
+        self._pending_blobs.update(blobs)
 
     def inline_bytes(self, digest: str) -> bytes | None:
         """The bytes of a small output: produced this run, indexed, or from the shared store."""
-        data = self.pending_blobs.get(digest)
+        data = self._pending_blobs.get(digest)
         if data is None:
             data = self.journal.get_blob(digest)
         if data is None and self.shared:
@@ -149,15 +157,17 @@ class ArtifactCache:
 
     def forget(self, key: str | None, record: Mapping[str, OutputRecord]) -> None:
         """Drop a cache entry whose outputs turned out missing or corrupt, bytes included."""
+        if self._writer is None:
+            raise RuntimeError("a read-only artifact cache cannot forget entries")
         if key:
-            self.journal.delete_action(key)
+            self._writer.drop_action(key)
             if self.shared:
                 self.store.delete_action(key)
         for out in record.values():
             digest = out["digest"]
-            self.pending_blobs.pop(digest, None)
+            self._pending_blobs.pop(digest, None)
             if out.get("inline"):
-                self.journal.delete_blob(digest)  # a shared store's copy is verified on its own
+                self._writer.drop_blob(digest)  # a shared store's copy is verified on its own
             else:
                 self.store.delete_object(digest)
 
@@ -165,6 +175,3 @@ class ArtifactCache:
         """Load an output's value (verifying its digest)."""
         return load_value(self.handle(record), self.store, verify=self.verify)
 
-
-def _dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"))

@@ -6,7 +6,7 @@ a retry in the same run or a new run of the same workflow, loads the last state 
 from there instead of starting over::
 
     from etherealfabric import node
-    from etherealfabric.run._checkpoint import checkpoint
+    from etherealfabric import checkpoint
 
     @node
     def train(data, epochs):
@@ -34,8 +34,8 @@ How it works:
   only if everyone who can write to it is trusted).
 - A stored checkpoint carries a digest of its bytes: a damaged one, or one that no longer
   unpickles, is ignored with a warning and the node starts from the beginning.
-- The active checkpoint lives in a :class:`contextvars.ContextVar` set by the worker around
-  each attempt (:func:`activate`), so it is per thread and per node. Threads that a node starts
+- The active checkpoint lives in a :class:`contextvars.ContextVar` (``define/_context.py``)
+  set by the worker around each attempt, so it is per thread and per node. Threads that a node starts
   itself do not inherit it; run them with ``contextvars.copy_context().run`` if they must
   save checkpoints.
 
@@ -45,23 +45,17 @@ the work it protects (every epoch, not every batch).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
-from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ExecutionError, SerializationError
+from ..errors import SerializationError
 from ..store import Store
 from ..store._base import check_name
 
-__all__ = ["Checkpoint", "activate", "checkpoint", "current_checkpoint"]
+__all__ = ["Checkpoint"]
 
 log = logging.getLogger("etherealfabric.checkpoint")
 
-_current: contextvars.ContextVar[Checkpoint | None] = contextvars.ContextVar(
-    "etherealfabric_checkpoint", default=None
-)
 
 
 class Checkpoint:
@@ -132,63 +126,3 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"<Checkpoint of node {self.node!r} key {self.key} in {self.store.url}>"
-
-
-@contextlib.contextmanager
-def activate(cp: Checkpoint) -> Iterator[Checkpoint]:
-    """Make ``cp`` the current checkpoint (of the current thread/context) inside the block."""
-    token = _current.set(cp)
-    try:
-        yield cp
-    finally:
-        _current.reset(token)
-
-
-def current_checkpoint() -> Checkpoint:
-    """The checkpoint of the node running in this thread; :class:`ExecutionError` if none."""
-    cp = _current.get()
-    if cp is None:
-        raise ExecutionError(
-            "no checkpoint is active: checkpoints exist only while a node runs (inside a "
-            "node's function or run() during workflow.execute()), not when a node function "
-            "is called directly or in a thread the node started without copying its context"
-        )
-    return cp
-
-
-class _CurrentCheckpoint:
-    """``checkpoint``: the running node's :class:`Checkpoint`, for function nodes."""
-
-    __slots__ = ()
-
-    def save(self, state: object) -> None:
-        """Save ``state`` as the running node's checkpoint (see :meth:`Checkpoint.save`)."""
-        current_checkpoint().save(state)
-
-    def load(self, default: Any = None) -> Any:
-        """The running node's last saved state, or ``default`` (see :meth:`Checkpoint.load`)."""
-        return current_checkpoint().load(default)
-
-    def exists(self) -> bool:
-        """True if the running node has an intact saved state."""
-        return current_checkpoint().exists()
-
-    def clear(self) -> None:
-        """Delete the running node's saved state."""
-        current_checkpoint().clear()
-
-    @property
-    def saves(self) -> int:
-        """How many saves the running node's current attempt made."""
-        return current_checkpoint().saves
-
-    def __reduce__(self) -> str:
-        return "checkpoint"  # pickled by reference: the one proxy of this module
-
-    def __repr__(self) -> str:
-        cp = _current.get()
-        return f"<current checkpoint: {cp!r}>" if cp else "<current checkpoint: none active>"
-
-
-#: The running node's checkpoint: ``checkpoint.save(state)``, ``checkpoint.load(default)``.
-checkpoint = _CurrentCheckpoint()

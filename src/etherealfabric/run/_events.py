@@ -18,8 +18,10 @@ kind                   meaning                                                  
 ``run_finished``       the run ended                                              status, counts
 =====================  =========================================================  ============
 
-Subscribe with :meth:`EventBus.subscribe`; a subscriber that raises is logged and kept out of
-the run's way (it never fails the run).
+Subscribe with :meth:`EventBus.subscribe` (or ``execute(subscribers=[...])``); a subscriber
+that raises is logged and kept out of the run's way, except the journal recorder, whose failure
+fails the run. The kinds are :class:`~etherealfabric.states.EventKind`; the status a kind puts
+its node in is ``kind.final_status``.
 """
 
 from __future__ import annotations
@@ -30,66 +32,58 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EVENT_KINDS", "FINAL_STATUS", "Event", "EventBus", "Subscriber"]
+from ..states import EventKind
+
+__all__ = ["Event", "EventBus", "EventKind", "Subscriber"]
 
 log = logging.getLogger("etherealfabric.events")
-
-EVENT_KINDS = (
-    "run_started",
-    "node_cached",
-    "node_started",
-    "node_retrying",
-    "node_succeeded",
-    "node_failed",
-    "node_fallback",
-    "node_skipped",
-    "node_upstream_failed",
-    "node_cancelled",
-    "run_finished",
-)
-
-
-#: Event kinds that put a node in its final state for the run, and that state.
-FINAL_STATUS = {
-    "node_cached": "cached",
-    "node_succeeded": "succeeded",
-    "node_failed": "failed",
-    "node_fallback": "fallback",
-    "node_upstream_failed": "upstream_failed",
-    "node_cancelled": "cancelled",
-    "node_skipped": "skipped",
-}
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """One thing that happened in a run."""
 
-    kind: str
+    kind: EventKind
     run_id: str
     node: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not EventKind:  # a plain string: accepted, checked, converted
+            object.__setattr__(self, "kind", EventKind(self.kind))
 
 
 Subscriber = Callable[[Event], None]
 
 
 class EventBus:
-    """Delivers each event to every subscriber, in the order they subscribed."""
+    """Delivers each event to every subscriber, in the order they subscribed.
+
+    A subscriber that raises is logged and kept out of the run's way, except a *critical*
+    one (the journal recorder): its failure is raised to the scheduler, which fails the run,
+    because a run whose journal misses rows must not carry on as if nothing happened.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+    def subscribe(self, callback: Subscriber, *, critical: bool = False) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        entry = (callback, critical)
+        self._subscribers.append(entry)
+        return lambda: self._subscribers.remove(entry)
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event``; a failing subscriber is logged, never raised."""
-        for callback in self._subscribers:
+        """Deliver ``event`` to every subscriber; then raise a critical subscriber's error."""
+        failure: BaseException | None = None
+        for callback, critical in self._subscribers:
             try:
                 callback(event)
-            except Exception:
-                log.exception("event subscriber %r failed on %s", callback, event.kind)
+            except Exception as exc:
+                if critical:
+                    failure = failure or exc
+                else:
+                    log.exception("event subscriber %r failed on %s", callback, event.kind)
+        if failure is not None:
+            raise failure

@@ -1,22 +1,32 @@
-"""The journal's subscriber: turns run events into ``node_runs``, ``events``, ``actions`` rows.
+"""The run's one journal writer: turns run events into rows, and carries every other write.
 
-Rows are buffered and written in one transaction per :meth:`JournalRecorder.flush` (the
+Everything a run writes to the journal goes through one :class:`JournalRecorder`: the run's own
+row (start, finish), node rows and events (from the event stream), action records and inline
+blobs, leases, the cache index of records found in a shared store, file digests. The scheduler,
+the artifact cache and the session hold this object, never the journal's write methods.
+
+Event rows are buffered and written in one transaction per :meth:`JournalRecorder.flush` (the
 scheduler flushes before it waits for workers, every 50 ms otherwise, and at the end of a run):
 a thousand cached nodes cost one commit, not a thousand. Every event becomes an ``events`` row
-except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the write order is inline blobs, then action
-records, then the node rows that name them, so a committed ``succeeded`` row always points at
-outputs that exist.
+except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the
+write order is inline blobs, then action records, then the node rows that name them, so a
+committed ``succeeded`` row always points at outputs that exist.
+
+The recorder subscribes to the event bus as a *critical* subscriber: if it raises, the run
+fails loudly instead of carrying on with a journal that misses rows.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..journal._journal import HOST, Journal
+from ..journal._journal import Journal
+from ..states import EventKind, NodeStatus, RunStatus
 from ._events import Event
-from ._worker import TaskResult
+from ._messages import HOST, TaskResult
 
 __all__ = ["JournalRecorder"]
 
@@ -24,7 +34,7 @@ _SKIP_DATA = ("result", "record", "components", "inline")
 
 
 class JournalRecorder:
-    """Buffers journal rows for the events of one run."""
+    """The only writer of the journal during one run."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -33,22 +43,27 @@ class JournalRecorder:
         self._actions: list[tuple[str, str, str, str | None, float]] = []
         self._blobs: list[tuple[str, bytes]] = []
         self._release: list[str] = []
+        self._handlers: dict[EventKind, Callable[[Event], None]] = {
+            EventKind.NODE_CACHED: self._on_cached,
+            EventKind.NODE_STARTED: self._on_started,
+            EventKind.NODE_SUCCEEDED: self._on_succeeded,
+            EventKind.NODE_FAILED: self._on_failed,
+            EventKind.NODE_FALLBACK: self._on_fallback,
+            EventKind.NODE_SKIPPED: self._on_skipped,
+            EventKind.NODE_UPSTREAM_FAILED: self._on_upstream_failed,
+            EventKind.NODE_CANCELLED: self._on_cancelled,
+        }
 
+    # -- the event stream ------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
-        handler = getattr(self, f"_on_{event.kind}", None)
+        handler = self._handlers.get(event.kind)
         if handler is not None:
             handler(event)
-        if event.kind == "node_cached":
+        if event.kind is EventKind.NODE_CACHED:
             return  # its node_runs row says all there is; a warm run writes half the rows
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
         self._events.append(
-            (
-                event.run_id,
-                event.ts,
-                event.kind,
-                event.node,
-                _json(data) if data else None,
-            )
+            (event.run_id, event.ts, event.kind.value, event.node, _json(data) if data else None)
         )
 
     def flush(self) -> None:
@@ -65,11 +80,60 @@ class JournalRecorder:
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release = []
 
+    # -- the run's own row -----------------------------------------------------------------
+    def mark_interrupted(self) -> list[str]:
+        """Mark runs whose process is gone as interrupted (before this run starts)."""
+        return self.journal.mark_interrupted()
+
+    def start_run(self, run_id: str, **row: Any) -> None:
+        """Record the run as running, committed at once so other processes see it."""
+        self.journal.start_run(run_id, **row)
+
+    def finish_run(
+        self, run_id: str, *, status: RunStatus, counts: Mapping[str, int], error: str | None
+    ) -> None:
+        """Commit what is buffered, release the run's leases and record how it ended."""
+        self.flush()
+        self.journal.release_leases(run_id)
+        self.journal.finish_run(run_id, status=status, counts=dict(counts), error=error)
+
+    # -- leases ------------------------------------------------------------------------------
+    def acquire_lease(self, key: str, *, node: str, run_id: str) -> bool:
+        """Take the lease of ``key``; ``False`` while another live run holds it."""
+        return self.journal.acquire_lease(key, node=node, run_id=run_id)
+
+    def release_now(self, key: str) -> None:
+        """Give a lease back at once (the node will not run under it)."""
+        self.journal.write_batch(release=[key])
+
+    # -- the cache index (ArtifactCache's writes) ---------------------------------------------
+    def index_action(
+        self, key: str, record: Mapping[str, Any], blobs: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Index an action record found in a shared store, with its inline blobs."""
+        row = (key, str(record.get("node", "")), _dumps(record), None, record.get("created_at", 0.0))
+        self.journal.write_batch(actions=[row], blobs=blobs)
+
+    def drop_action(self, key: str) -> None:
+        """Forget an action record whose outputs turned out missing or corrupt."""
+        self.journal.delete_action(key)
+
+    def drop_blob(self, digest: str) -> None:
+        """Forget a corrupt inline output."""
+        self.journal.delete_blob(digest)
+
+    # -- remembered file digests (the FileHashCache protocol of hashing) ---------------------
+    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        return self.journal.get(path, size, mtime_ns, inode)
+
+    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+        self.journal.put(path, size, mtime_ns, inode, digest)
+
     # -- one handler per event kind that makes node rows ---------------------------------------
     def _row(
         self,
         event: Event,
-        status: str,
+        status: NodeStatus,
         *,
         attempt: int = 1,
         key: str | None = None,
@@ -86,39 +150,60 @@ class JournalRecorder:
         duration = None if started is None or finished is None else finished - started
         self._node_runs.append(
             (
-                event.run_id, event.node, attempt, status, key, components, started, finished,
-                duration, error, traceback, host, pid, output, int(fallback),
+                event.run_id, event.node, attempt, status.value, key, components, started,
+                finished, duration, error, traceback, host, pid, output, int(fallback),
             )
         )  # fmt: skip
 
-    def _on_node_cached(self, event: Event) -> None:
-        self._row(event, "cached", key=event.data["key"], started=event.ts, finished=event.ts)
+    def _on_cached(self, event: Event) -> None:
+        self._row(
+            event, NodeStatus.CACHED, key=event.data["key"], started=event.ts, finished=event.ts
+        )
 
-    def _on_node_started(self, event: Event) -> None:
-        self._row(event, "running", key=event.data["key"], started=event.ts)
+    def _on_started(self, event: Event) -> None:
+        self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
 
-    def _on_node_succeeded(self, event: Event) -> None:
+    def _on_succeeded(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
-        components = json.dumps(event.data["components"], separators=(",", ":"))
+        components = _dumps(event.data["components"])
         self._blobs.extend(result.inline.items())
-        record = json.dumps(event.data["record"], separators=(",", ":"))
+        record = _dumps(event.data["record"])
         self._actions.append((result.key, event.node or "", record, components, time.time()))
         self._release.append(result.key)
-        self._attempt_rows(event, result, "succeeded", components)
+        self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
 
-    def _on_node_failed(self, event: Event) -> None:
+    def _on_failed(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
         if result.key:
             self._release.append(result.key)
         components = event.data.get("components")
-        text = json.dumps(components, separators=(",", ":")) if components else None
-        self._attempt_rows(event, result, "failed", text)
+        text = _dumps(components) if components else None
+        self._attempt_rows(event, result, NodeStatus.FAILED, text)
+
+    def _on_fallback(self, event: Event) -> None:
+        result: TaskResult = event.data["result"]
+        if result.key:
+            self._release.append(result.key)
+        self._blobs.extend(event.data["inline"].items())
+        self._attempt_rows(event, result, NodeStatus.FALLBACK, None, fallback=True)
+
+    def _on_skipped(self, event: Event) -> None:
+        upstream = event.data.get("upstream")
+        reason = f"skipped with upstream node {upstream!r}" if upstream else event.data.get("error")
+        self._row(event, NodeStatus.SKIPPED, error=reason, finished=event.ts)
+
+    def _on_upstream_failed(self, event: Event) -> None:
+        upstream = event.data["upstream"]
+        self._row(event, NodeStatus.UPSTREAM_FAILED, error=f"upstream node {upstream!r} failed")
+
+    def _on_cancelled(self, event: Event) -> None:
+        self._row(event, NodeStatus.CANCELLED, finished=event.ts)
 
     def _attempt_rows(
         self,
         event: Event,
         result: TaskResult,
-        final: str,
+        final: NodeStatus,
         components: str | None,
         *,
         fallback: bool = False,
@@ -129,50 +214,33 @@ class JournalRecorder:
                       traceback=result.traceback, fallback=fallback)  # fmt: skip
             return
         last = len(result.attempts)
+        failed = final is not NodeStatus.SUCCEEDED
         for attempt in result.attempts:
             is_last = attempt.number == last
             self._row(
                 event,
-                final if is_last else "retrying",
+                final if is_last else NodeStatus.RETRYING,
                 attempt=attempt.number,
                 key=result.key,
                 components=components if is_last else None,
                 started=attempt.started_at,
                 finished=attempt.finished_at,
-                error=(result.error if is_last and final != "succeeded" else attempt.error),
-                traceback=(
-                    result.traceback if is_last and final != "succeeded" else attempt.traceback
-                ),
+                error=result.error if is_last and failed else attempt.error,
+                traceback=result.traceback if is_last and failed else attempt.traceback,
                 host=result.host,
                 pid=result.pid,
                 output=attempt.output,
                 fallback=fallback and is_last,
             )
 
-    def _on_node_fallback(self, event: Event) -> None:
-        result: TaskResult = event.data["result"]
-        if result.key:
-            self._release.append(result.key)
-        self._blobs.extend(event.data["inline"].items())
-        self._attempt_rows(event, result, "fallback", None, fallback=True)
 
-    def _on_node_skipped(self, event: Event) -> None:
-        upstream = event.data.get("upstream")
-        reason = f"skipped with upstream node {upstream!r}" if upstream else event.data.get("error")
-        self._row(event, "skipped", error=reason, finished=event.ts)
-
-    def _on_node_upstream_failed(self, event: Event) -> None:
-        self._row(
-            event, "upstream_failed", error=f"upstream node {event.data['upstream']!r} failed"
-        )
-
-    def _on_node_cancelled(self, event: Event) -> None:
-        self._row(event, "cancelled", finished=event.ts)
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _json(data: dict[str, Any]) -> str:
     """Event data as JSON; the C encoder's fast path, ``str()`` for odd values."""
     try:
-        return json.dumps(data, separators=(",", ":"))
+        return _dumps(data)
     except (TypeError, ValueError):
         return json.dumps(data, separators=(",", ":"), default=str)

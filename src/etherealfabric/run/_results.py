@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+from ..define._definition import Definition
 from ..define._node import Node, OutputRef, OutputRefs, Outputs
 from ..errors import ArtifactMissingError, CorruptArtifactError
-
-if TYPE_CHECKING:
-    from ..workflow import Workflow
-    from ._cache import ArtifactCache
-    from ._scheduler import RunOutcome
+from ..states import NodeStatus, RunStatus
+from ._cache import ArtifactCache
+from ._scheduler import RunOutcome
 
 __all__ = ["NodeResults", "Results"]
 
@@ -32,44 +31,44 @@ class Results(Mapping[str, "NodeResults"]):
 
     def __init__(
         self,
-        workflow: Workflow,
+        workflow: Definition,
         run_id: str,
         outcome: RunOutcome,
         cache: ArtifactCache,
-        settings: Mapping[str, Any] | None = None,
+        rerun: Callable[[str], Results] | None = None,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
-        self.statuses: dict[str, str] = dict(outcome.status)
+        self.statuses: dict[str, NodeStatus] = dict(outcome.status)
         self.errors = {name: r.error or "" for name, r in outcome.errors.items()}
         self._records = outcome.outputs
         self._cache = cache
         self._values: dict[tuple[str, str], Any] = {}
         self._keys = dict(outcome.keys)
-        self._settings = dict(settings or {})
+        self._rerun = rerun
         self._recomputed: set[str] = set()
-        self.status = "failed" if outcome.failed else "succeeded"
+        self.status = RunStatus.FAILED if outcome.failed else RunStatus.SUCCEEDED
         if outcome.interrupted:
-            self.status = "cancelled"
+            self.status = RunStatus.CANCELLED
 
     @property
     def executed(self) -> int:
         """Nodes that ran in this run (succeeded or failed)."""
-        return sum(1 for s in self.statuses.values() if s in ("succeeded", "failed"))
+        return sum(1 for s in self.statuses.values() if s in _EXECUTED)
 
     @property
     def cached(self) -> int:
         """Nodes whose outputs came from the cache."""
-        return sum(1 for s in self.statuses.values() if s == "cached")
+        return sum(1 for s in self.statuses.values() if s is NodeStatus.CACHED)
 
     @property
     def failed(self) -> int:
         """Nodes that failed."""
-        return sum(1 for s in self.statuses.values() if s == "failed")
+        return sum(1 for s in self.statuses.values() if s is NodeStatus.FAILED)
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status is RunStatus.SUCCEEDED
 
     def counts(self) -> dict[str, int]:
         return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
@@ -96,19 +95,21 @@ class Results(Mapping[str, "NodeResults"]):
             try:
                 self._values[cache_key] = self._cache.load(record)
             except (ArtifactMissingError, CorruptArtifactError) as exc:
-                if node in self._recomputed:
+                if node in self._recomputed or self._rerun is None:
                     raise
-                self._values[cache_key] = self._recompute(node, output, exc)
+                self._values[cache_key] = self._recompute(node, output, exc, self._rerun)
         return self._values[cache_key]
 
-    def _recompute(self, node: str, output: str, error: Exception) -> Any:
+    def _recompute(
+        self, node: str, output: str, error: Exception, rerun: Callable[[str], Results]
+    ) -> Any:
         """The stored output is gone or damaged: drop it, run the node again, load that."""
         log.warning(
             "output %r of node %r is unusable (%s); recomputing node %r", output, node, error, node
         )
         self._recomputed.add(node)
         self._cache.forget(self._keys.get(node), self._records[node])
-        fresh = self.workflow.execute(targets=[node], **self._settings)
+        fresh = rerun(node)
         self._records[node] = fresh.record(node)
         return fresh.value(node, output)
 
@@ -133,6 +134,9 @@ class Results(Mapping[str, "NodeResults"]):
             f"<Results run={self.run_id} {self.status}: executed={self.executed} "
             f"cached={self.cached} failed={self.failed}>"
         )
+
+
+_EXECUTED = (NodeStatus.SUCCEEDED, NodeStatus.FAILED)
 
 
 class NodeResults(Mapping[str, Any]):

@@ -27,21 +27,24 @@ import queue
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend
-from ..define._node import replace_refs
 from ..define._policies import SKIP, ErrorHandler, NodeError, RetryPolicy
+from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError
-from ..journal._journal import Journal
 from ..plan._graph import Graph, InputRef
 from ..plan._keys import KeyInfo, node_key
+from ..states import EventKind, NodeStatus
 from ..store import Store
+from ..store._serializers import default_registry
 from ._cache import ArtifactCache
 from ._events import Event, EventBus
-from ._worker import Task, TaskResult, action_record, execute, store_values
+from ._messages import Task, TaskResult
+from ._recorder import JournalRecorder
+from ._worker import action_record, execute, store_values
 
 __all__ = ["RunOutcome", "Scheduler"]
 
@@ -49,25 +52,24 @@ log = logging.getLogger("etherealfabric.scheduler")
 FLUSH_SECONDS = 0.05
 LEASE_POLL_SECONDS = 0.1
 MAX_REWINDS = 2
-DONE = ("succeeded", "cached", "fallback")
 
 
 @dataclass
 class RunOutcome:
     """What happened to every node of a run."""
 
-    status: dict[str, str] = field(default_factory=dict)
+    status: dict[str, NodeStatus] = field(default_factory=dict)
     outputs: dict[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     errors: dict[str, TaskResult] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
 
-    def count(self, *statuses: str) -> int:
+    def count(self, *statuses: NodeStatus) -> int:
         return sum(1 for s in self.status.values() if s in statuses)
 
     @property
     def failed(self) -> bool:
-        return self.interrupted or any(s == "failed" for s in self.status.values())
+        return self.interrupted or any(s == NodeStatus.FAILED for s in self.status.values())
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,20 @@ class Scheduler:
         store: Store,
         bus: EventBus,
         inline_limit: int,
+        recorder: JournalRecorder,
         policy: RunPolicy | None = None,
-        flush: Callable[[], None] | None = None,
     ) -> None:
         self.graph = graph
         self.run_id = run_id
         self.backend = backend
         self.cache = cache
         self.store = store
-        self.journal: Journal = cache.journal
+        self.recorder = recorder  # the run's one journal writer (leases, file digests, rows)
         self.bus = bus
         self.inline_limit = inline_limit
         self.policy = policy or RunPolicy()
-        self._flush_journal = flush or (lambda: None)
-        self.outcome = RunOutcome(status=dict.fromkeys(graph.order, "pending"))
+        self._registered = default_registry.portable()  # the user's serializers travel
+        self.outcome = RunOutcome(status=dict.fromkeys(graph.order, NodeStatus.PENDING))
         self._waiting = {n: len(graph.preds[n]) for n in graph.order}
         self._ready: deque[str] = deque(n for n in graph.order if self._waiting[n] == 0)
         self._running: dict[str, KeyInfo] = {}
@@ -165,7 +167,7 @@ class Scheduler:
                 return
 
     def _flush(self) -> None:
-        self._flush_journal()
+        self.recorder.flush()
         self._dirty = False
         keys, self._checkpoints_to_clear = self._checkpoints_to_clear, []
         for key in keys:  # the node's success is committed: its checkpoint has served
@@ -174,14 +176,14 @@ class Scheduler:
             except Exception as exc:
                 log.warning("could not remove the checkpoint of key %s: %s", key, exc)
 
-    def _emit(self, kind: str, node: str | None = None, **data: Any) -> None:
+    def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None:
         self.bus.emit(Event(kind, self.run_id, node, data))
 
     # -- starting a node ----------------------------------------------------------------------
     def _start(self, name: str) -> None:
         spec = self.graph.specs[name]
         try:
-            info = node_key(spec, self.outcome.outputs, file_cache=self.journal)
+            info = node_key(spec, self.outcome.outputs, file_cache=self.recorder)
             record = self.cache.lookup(info.key)
         except Exception as exc:
             self._fail_before_start(name, exc)
@@ -198,21 +200,21 @@ class Scheduler:
         The cache is consulted again once the lease is ours: a run that finished the key
         between our lookup and our lease committed its result with the lease's release.
         """
-        if not self.journal.acquire_lease(info.key, node=name, run_id=self.run_id):
+        if not self.recorder.acquire_lease(info.key, node=name, run_id=self.run_id):
             return False
         record = self.cache.lookup(info.key)
         if record is not None:
-            self.journal.write_batch(release=[info.key])
+            self.recorder.release_now(info.key)
             self._cached(name, info, record)
         else:
             self._submit(name, info)
         return True
 
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
-        self.outcome.status[name] = "cached"
+        self.outcome.status[name] = NodeStatus.CACHED
         self.outcome.outputs[name] = record["outputs"]
         self.outcome.keys[name] = info.key
-        self._emit("node_cached", name, key=info.key)
+        self._emit(EventKind.NODE_CACHED, name, key=info.key)
         self._release(name)
 
     def _retry_leased(self) -> None:
@@ -238,13 +240,13 @@ class Scheduler:
         try:
             future = self.backend.submit(execute, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
-            self.journal.write_batch(release=[info.key])
+            self.recorder.release_now(info.key)
             self._fail_before_start(name, exc)
             return
-        self.outcome.status[name] = "running"
+        self.outcome.status[name] = NodeStatus.RUNNING
         self._running[name] = info
         self._dirty = True
-        self._emit("node_started", name, key=info.key, input_bytes=input_bytes)
+        self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes)
         future.add_done_callback(functools.partial(self._on_done, name))
 
     def _on_done(self, name: str, future: Any) -> None:
@@ -277,6 +279,7 @@ class Scheduler:
             publish=self.cache.shared,
             timeout=spec.timeout,
             kill_on_timeout=self.backend.can_kill,
+            registered=self._registered,
         )
         return task, sum(sizes)
 
@@ -300,23 +303,23 @@ class Scheduler:
             result.exception = exc if isinstance(exc, Exception) else None
         self._dirty = True
         for attempt in result.attempts[:-1]:
-            self._emit("node_retrying", name, attempt=attempt.number, error=attempt.error)
+            self._emit(EventKind.NODE_RETRYING, name, attempt=attempt.number, error=attempt.error)
         if result.ok:
             self._succeeded(name, info, result)
         elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
-            self.journal.write_batch(release=[info.key])
+            self.recorder.release_now(info.key)
         else:
             self._failed(name, result, info)
 
     def _succeeded(self, name: str, info: KeyInfo, result: TaskResult) -> None:
-        self.cache.pending_blobs.update(result.inline)
-        self.outcome.status[name] = "succeeded"
+        self.cache.remember_inline(result.inline)
+        self.outcome.status[name] = NodeStatus.SUCCEEDED
         self.outcome.outputs[name] = result.outputs
         self.outcome.keys[name] = info.key
         if result.checkpointed:
             self._checkpoints_to_clear.append(info.key)
         self._emit(
-            "node_succeeded",
+            EventKind.NODE_SUCCEEDED,
             name,
             key=info.key,
             result=result,
@@ -329,13 +332,13 @@ class Scheduler:
         handler = self.graph.specs[name].on_error or self.policy.on_error
         if handler is not None and self._handle_error(name, result, info, handler):
             return
-        self.outcome.status[name] = "failed"
+        self.outcome.status[name] = NodeStatus.FAILED
         self.outcome.errors[name] = result
         components = info.components() if info is not None else None
         self._emit(
-            "node_failed", name, key=result.key or None, result=result, components=components
+            EventKind.NODE_FAILED, name, key=result.key or None, result=result, components=components
         )
-        self._block_descendants(name, "upstream_failed")
+        self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
         self._stopping = self._stopping or not self.policy.keep_going
 
     def _handle_error(
@@ -355,9 +358,9 @@ class Scheduler:
             result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
             return False
         if answer is SKIP:
-            self.outcome.status[name] = "skipped"
-            self._emit("node_skipped", name, error=result.error)
-            self._block_descendants(name, "skipped")
+            self.outcome.status[name] = NodeStatus.SKIPPED
+            self._emit(EventKind.NODE_SKIPPED, name, error=result.error)
+            self._block_descendants(name, NodeStatus.SKIPPED)
             return True
         if not isinstance(answer, Mapping):
             return False
@@ -370,11 +373,11 @@ class Scheduler:
         except Exception as exc:
             result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
             return False
-        self.cache.pending_blobs.update(inline)
-        self.outcome.status[name] = "fallback"
+        self.cache.remember_inline(inline)
+        self.outcome.status[name] = NodeStatus.FALLBACK
         self.outcome.outputs[name] = outputs
         self._emit(
-            "node_fallback",
+            EventKind.NODE_FALLBACK,
             name,
             key=result.key or None,
             result=result,
@@ -384,10 +387,10 @@ class Scheduler:
         self._release(name)
         return True
 
-    def _block_descendants(self, name: str, status: str) -> None:
-        kind = "node_upstream_failed" if status == "upstream_failed" else "node_skipped"
+    def _block_descendants(self, name: str, status: NodeStatus) -> None:
+        kind = EventKind.NODE_UPSTREAM_FAILED if status == NodeStatus.UPSTREAM_FAILED else EventKind.NODE_SKIPPED
         for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
-            if self.outcome.status[child] == "pending":
+            if self.outcome.status[child] == NodeStatus.PENDING:
                 self.outcome.status[child] = status
                 self._leased_elsewhere.pop(child, None)
                 self._emit(kind, child, upstream=name)
@@ -395,7 +398,7 @@ class Scheduler:
     def _release(self, name: str) -> None:
         for child in self.graph.succs[name]:
             self._waiting[child] -= 1
-            if self._waiting[child] == 0 and self.outcome.status[child] == "pending":
+            if self._waiting[child] == 0 and self.outcome.status[child] == NodeStatus.PENDING:
                 self._ready.append(child)
 
     # -- recovering from a missing or corrupt input ---------------------------------------------
@@ -413,10 +416,10 @@ class Scheduler:
             producer,
         )
         self.cache.forget(self.outcome.keys.pop(producer, None), self.outcome.outputs.pop(producer))
-        self.outcome.status[producer] = "pending"
-        self.outcome.status[consumer] = "pending"
+        self.outcome.status[producer] = NodeStatus.PENDING
+        self.outcome.status[consumer] = NodeStatus.PENDING
         for child in self.graph.succs[producer]:
-            if self.outcome.status[child] == "pending" and self._waiting[child] == 0:
+            if self.outcome.status[child] == NodeStatus.PENDING and self._waiting[child] == 0:
                 self._waiting[child] = 1
                 if child in self._ready:
                     self._ready.remove(child)
@@ -432,9 +435,9 @@ class Scheduler:
 
     def _cancel_rest(self) -> None:
         for name, status in self.outcome.status.items():
-            if status in ("pending", "running"):
-                self.outcome.status[name] = "cancelled"
-                self._emit("node_cancelled", name)
+            if status in (NodeStatus.PENDING, NodeStatus.RUNNING):
+                self.outcome.status[name] = NodeStatus.CANCELLED
+                self._emit(EventKind.NODE_CANCELLED, name)
 
 
 def _check_fallback(

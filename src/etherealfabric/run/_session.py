@@ -1,4 +1,10 @@
-"""Wire one run together: settings → journal, store, cache, backend, events → scheduler → results."""
+"""Wire one run together: journal, store, cache, backend, events → scheduler → results.
+
+:func:`execute_workflow` is what ``Workflow.execute`` calls with a built graph and resolved
+settings. It owns every resource of the run and releases each on every path (the backend is
+closed, the journal closed when the results are no longer used), and the run's journal writes
+all go through one :class:`JournalRecorder`.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,18 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends import create_backend
-from ..config import ENV, Settings
-from ..errors import RunFailedError
+from ..config import Settings
+from ..define._definition import Definition
+from ..errors import NodeFailedError, RunFailedError
 from ..journal._journal import Journal, is_local_filesystem
-from ..observe._logging import LogSubscriber, configure_logging
+from ..plan._graph import Graph
+from ..plan._plan import make_plan
+from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
@@ -22,12 +32,24 @@ from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
 
-if TYPE_CHECKING:
-    from ..workflow import Workflow
-
-__all__ = ["execute_workflow", "new_run_id", "open_home"]
+__all__ = ["RunRequest", "execute_workflow", "new_run_id", "open_home"]
 
 log = logging.getLogger("etherealfabric")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """How to run: resolved settings and the options of ``Workflow.execute``."""
+
+    settings: Settings
+    #: the setting that chose the backend, for error messages (an argument or a variable)
+    backend_setting: str = "backend"
+    targets: Sequence[str] | None = None
+    raise_on_error: bool = True
+    subscribers: Sequence[Subscriber] = ()
+    keep_going: bool = False
+    resume: str | None = None
+    run_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -51,134 +73,147 @@ def open_home(settings: Settings) -> tuple[Journal, Store]:
 
 
 def execute_workflow(
-    workflow: Workflow,
+    definition: Definition,
+    graph: Graph,
+    request: RunRequest,
     *,
-    targets: Sequence[str] | None,
-    settings: Mapping[str, Any],
-    raise_on_error: bool,
-    subscribers: Sequence[Subscriber] = (),
-    keep_going: bool = False,
-    resume: str | None = None,
-    run_params: Mapping[str, Any] | None = None,
+    rerun: Callable[[str], Results] | None = None,
 ) -> Results:
-    """Run ``workflow`` once; see :meth:`Workflow.execute`."""
-    resolved = Settings.resolve(**settings)
-    configure_logging(resolved.log_level)
-    graph = workflow.build()
-    journal, store = open_home(resolved)
-    journal.mark_interrupted()
-    params = dict(run_params or {})
-    if resume is not None:
-        previous = journal.get_run(resume)
-        resume = previous["id"]
-        targets = targets if targets is not None else _recorded_targets(previous)
-        if previous["status"] == "succeeded":
-            log.info("run %s already succeeded; nothing to resume", resume)
-        params = {**_recorded_params(previous), **params}
-    if targets is not None:
-        graph = graph.subgraph_for(targets)
-        params.setdefault("targets", list(targets))
-    backend = create_backend(
-        resolved.backend,
-        setting="backend" if settings.get("backend") else ENV["backend"],
-        max_workers=resolved.max_workers,
-    )
-    cache = ArtifactCache(journal, store, shared=resolved.shared_store)
+    """Run ``graph`` once; see :meth:`etherealfabric.Workflow.execute`."""
+    settings = request.settings
+    journal, store = open_home(settings)
     recorder = JournalRecorder(journal)
-    bus = EventBus()
-    subscribed: list[Subscriber] = [recorder, LogSubscriber(), *subscribers]
-    for subscriber in subscribed:
-        bus.subscribe(subscriber)
-    if resume is not None and previous["status"] == "succeeded":
-        cache = ArtifactCache(journal, store, shared=resolved.shared_store)
-        finished = _finished_results(workflow, graph, resume, cache, settings)
-        if finished is not None:
-            weakref.finalize(finished, journal.close)
-            return finished
-    run_id = new_run_id()
-    journal.start_run(
-        run_id,
-        workflow=workflow.name,
-        backend=resolved.backend,
-        nodes=len(graph.order),
-        params=params,
-        resumed_from=resume,
-    )
-    bus.emit(
-        Event(
-            "run_started",
-            run_id,
-            data={
-                "workflow": workflow.name,
-                "nodes": len(graph.order),
-                "backend": resolved.backend,
-            },
+    cache = ArtifactCache(journal, store, shared=settings.shared_store, writer=recorder)
+    try:
+        recorder.mark_interrupted()
+        targets, params, previous = _resume_request(journal, request)
+        if targets is not None:
+            graph = graph.subgraph_for(targets)
+            params.setdefault("targets", list(targets))
+        if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
+            log.info("run %s already succeeded; nothing to resume", previous["id"])
+            finished = _finished_results(definition, graph, previous["id"], cache, rerun)
+            if finished is not None:
+                weakref.finalize(finished, journal.close)
+                return finished
+        backend = create_backend(
+            settings.backend, setting=request.backend_setting, max_workers=settings.max_workers
         )
-    )
-    scheduler = Scheduler(
-        graph,
-        run_id=run_id,
-        backend=backend,
-        cache=cache,
-        store=store,
-        bus=bus,
-        inline_limit=resolved.inline_limit,
-        policy=RunPolicy(
-            keep_going=keep_going, default_retry=workflow.retries, on_error=workflow.on_error
-        ),
-        flush=recorder.flush,
-    )
+    except BaseException:
+        journal.close()
+        raise
+    bus = EventBus()
+    bus.subscribe(recorder, critical=True)
+    for subscriber in request.subscribers:
+        bus.subscribe(subscriber)
+    resumed_from = previous["id"] if previous is not None else None
+    return _run(definition, graph, request, backend, cache, recorder, bus, params, resumed_from, rerun)
+
+
+def _run(
+    definition: Definition,
+    graph: Graph,
+    request: RunRequest,
+    backend: Any,
+    cache: ArtifactCache,
+    recorder: JournalRecorder,
+    bus: EventBus,
+    params: dict[str, Any],
+    resumed_from: str | None,
+    rerun: Callable[[str], Results] | None,
+) -> Results:
+    settings, journal = request.settings, cache.journal
+    run_id = new_run_id()
+    try:
+        recorder.start_run(
+            run_id,
+            workflow=definition.name,
+            backend=settings.backend,
+            nodes=len(graph.order),
+            params=params,
+            resumed_from=resumed_from,
+        )
+        data = {"workflow": definition.name, "nodes": len(graph.order), "backend": settings.backend}
+        bus.emit(Event(EventKind.RUN_STARTED, run_id, data=data))
+        scheduler = Scheduler(
+            graph,
+            run_id=run_id,
+            backend=backend,
+            cache=cache,
+            store=cache.store,
+            bus=bus,
+            inline_limit=settings.inline_limit,
+            recorder=recorder,
+            policy=RunPolicy(
+                keep_going=request.keep_going,
+                default_retry=definition.retries,
+                on_error=definition.on_error,
+            ),
+        )
+    except BaseException:
+        backend.close()
+        journal.close()
+        raise
     try:
         with backend:
             outcome = scheduler.run()
     except BaseException as exc:
-        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         try:
-            _finish(
-                bus, recorder, journal, run_id, status, scheduler.outcome.count("failed"), scheduler
-            )
+            _finish(bus, recorder, run_id, status, scheduler.outcome)
         except Exception as finish_error:  # e.g. the disk is full: keep the original error
             log.error("could not record the end of run %s: %s", run_id, finish_error)
         finally:
             journal.close()
         raise
-    results = Results(workflow, run_id, outcome, cache, settings)
-    _finish(
-        bus, recorder, journal, run_id, results.status, results.failed, scheduler, results.counts()
-    )
+    results = Results(definition, run_id, outcome, cache, rerun)
+    try:
+        _finish(bus, recorder, run_id, results.status, outcome, results.counts())
+    except BaseException:
+        journal.close()
+        raise
     weakref.finalize(results, journal.close)
-    if results.status != "succeeded" and raise_on_error:
+    if results.status is not RunStatus.SUCCEEDED and request.raise_on_error:
         raise _run_failed(results, outcome)
     return results
+
+
+def _resume_request(
+    journal: Journal, request: RunRequest
+) -> tuple[Sequence[str] | None, dict[str, Any], Mapping[str, Any] | None]:
+    """The targets and parameters of this run, and the run it resumes (if any)."""
+    params = dict(request.run_params)
+    if request.resume is None:
+        return request.targets, params, None
+    previous = journal.get_run(request.resume)
+    recorded = _recorded_params(previous)
+    targets = request.targets
+    if targets is None and recorded.get("targets"):
+        targets = list(recorded["targets"])
+    return targets, {**recorded, **params}, previous
 
 
 def _finish(
     bus: EventBus,
     recorder: JournalRecorder,
-    journal: Journal,
     run_id: str,
-    status: str,
-    failed: int,
-    scheduler: Scheduler,
-    counts: dict[str, int] | None = None,
+    status: RunStatus,
+    outcome: RunOutcome,
+    counts: Mapping[str, int] | None = None,
 ) -> None:
     counts = counts or {
-        "executed": scheduler.outcome.count("succeeded", "failed"),
-        "cached": scheduler.outcome.count("cached"),
-        "failed": failed,
+        "executed": outcome.count(NodeStatus.SUCCEEDED, NodeStatus.FAILED),
+        "cached": outcome.count(NodeStatus.CACHED),
+        "failed": outcome.count(NodeStatus.FAILED),
     }
-    errors = [f"{n}: {r.error}" for n, r in scheduler.outcome.errors.items()]
-    bus.emit(Event("run_finished", run_id, data={"status": status, "counts": counts}))
-    recorder.flush()
-    journal.release_leases(run_id)
-    journal.finish_run(run_id, status=status, counts=counts, error="; ".join(errors) or None)
+    errors = [f"{n}: {r.error}" for n, r in outcome.errors.items()]
+    bus.emit(Event(EventKind.RUN_FINISHED, run_id, data={"status": status, "counts": counts}))
+    recorder.finish_run(run_id, status=status, counts=counts, error="; ".join(errors) or None)
 
 
-def _run_failed(results: Results, outcome: Any) -> RunFailedError:
+def _run_failed(results: Results, outcome: RunOutcome) -> RunFailedError:
     failures = {name: r.error or "" for name, r in outcome.errors.items()}
     first_name, first = next(iter(outcome.errors.items()))
-    from ..errors import NodeFailedError
-
     cause = NodeFailedError(
         first_name,
         attempts=max(1, len(first.attempts)),
@@ -186,7 +221,8 @@ def _run_failed(results: Results, outcome: Any) -> RunFailedError:
         traceback=first.traceback or "",
     )
     lines = "\n".join(f"  {n}: {e}" for n, e in failures.items())
-    blocked = [n for n, s in results.statuses.items() if s in ("upstream_failed", "cancelled")]
+    not_run = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED)
+    blocked = [n for n, s in results.statuses.items() if s in not_run]
     more = f"\nnot run: {', '.join(blocked)}" if blocked else ""
     error = RunFailedError(
         f"run {results.run_id} of workflow {results.workflow.name!r} failed:\n{lines}{more}\n"
@@ -206,24 +242,21 @@ def _recorded_params(run: Mapping[str, Any]) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def _recorded_targets(run: Mapping[str, Any]) -> list[str] | None:
-    targets = _recorded_params(run).get("targets")
-    return list(targets) if targets else None
-
-
 def _finished_results(
-    workflow: Workflow, graph: Any, run_id: str, cache: ArtifactCache, settings: Mapping[str, Any]
+    definition: Definition,
+    graph: Graph,
+    run_id: str,
+    cache: ArtifactCache,
+    rerun: Callable[[str], Results] | None,
 ) -> Results | None:
     """The results of a run that succeeded, from the cache; ``None`` if any are gone."""
-    from ..plan._keys import make_plan
-
     plan = make_plan(graph, cache.lookup)
     if plan.to_run:
         return None
-    outcome = RunOutcome(status=dict.fromkeys(graph.order, "cached"))
-    for name in graph.order:
-        record = cache.lookup(plan[name].key or "")
-        if record is None:
+    outcome = RunOutcome(status=dict.fromkeys(graph.order, NodeStatus.CACHED))
+    for entry in plan:
+        if entry.record is None or entry.key is None:
             return None
-        outcome.outputs[name] = record["outputs"]
-    return Results(workflow, run_id, outcome, cache, settings)
+        outcome.outputs[entry.node] = entry.record["outputs"]
+        outcome.keys[entry.node] = entry.key
+    return Results(definition, run_id, outcome, cache, rerun)

@@ -10,113 +10,39 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import threading
 import time
 import traceback
-import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from ..define._node import replace_refs
+from ..define._context import activate_checkpoint
 from ..define._policies import RetryPolicy
+from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
 from ..store import Store
-from ..store._serializers import default_registry, dump_value
+from ..store._loading import InputHandle, load_value
+from ..store._serializers import SerializerRegistry, default_registry, dump_value
 from ._capture import capture, joined
+from ._checkpoint import Checkpoint
+from ._messages import Attempt, Task, TaskResult
 from ._timeouts import call_with_timeout
 
-__all__ = ["Attempt", "InputHandle", "Task", "TaskResult", "execute", "load_value"]
-
-HOST = socket.gethostname()
-
-
-@dataclass(frozen=True, slots=True)
-class InputHandle:
-    """Where an input value lives: its digest and serializer, and its bytes when small."""
-
-    digest: str
-    serializer: str
-    inline: bytes | None = None
-
-
-@dataclass
-class Task:
-    """Everything a worker needs to run one node; picklable with cloudpickle."""
-
-    run_id: str
-    node: str
-    key: str
-    code: Callable[..., Any] | type
-    is_class: bool
-    outputs: tuple[str, ...]
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    store: Store
-    serializers: Mapping[str, str] = field(default_factory=dict)
-    retry: RetryPolicy | None = None
-    inline_limit: int = 64 * 1024
-    verify: bool = True
-    publish: bool = False
-    timeout: float | None = None
-    kill_on_timeout: bool = False
-
-
-@dataclass
-class Attempt:
-    """One try of a node."""
-
-    number: int
-    started_at: float
-    finished_at: float
-    error: str | None = None
-    traceback: str | None = None
-    output: str | None = None
-    checkpointed: bool = False
-
-
-@dataclass
-class TaskResult:
-    """What a worker hands back: output records, inline bytes of small outputs, attempts."""
-
-    node: str
-    key: str
-    ok: bool
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    inline: dict[str, bytes] = field(default_factory=dict)
-    attempts: list[Attempt] = field(default_factory=list)
-    host: str = HOST
-    pid: int = 0
-    error: str | None = None
-    traceback: str | None = None
-    exception: BaseException | None = None
-    #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
-    bad_input: str | None = None
-    #: whether the node used its checkpoint (then the scheduler removes it after success)
-    checkpointed: bool = False
-
-    @property
-    def started_at(self) -> float:
-        return self.attempts[0].started_at if self.attempts else time.time()
-
-    @property
-    def finished_at(self) -> float:
-        return self.attempts[-1].finished_at if self.attempts else time.time()
+__all__ = ["action_record", "execute", "store_values"]
 
 
 def execute(task: Task) -> TaskResult:
     """Run ``task``'s node and store its outputs; failures are reported, not raised."""
     result = TaskResult(node=task.node, key=task.key, ok=False, pid=os.getpid())
+    registry = default_registry.extended(task.registered)
     try:
         try:
-            args, kwargs = _resolve(task)
+            args, kwargs = _resolve(task, registry)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             result.bad_input = exc.digest
             raise
         values = _call_with_retries(task, args, kwargs, result.attempts)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
-        _store_outputs(task, values, result)
+        _store_outputs(task, values, result, registry)
         result.ok = True
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -129,15 +55,13 @@ def execute(task: Task) -> TaskResult:
 
 
 # -- inputs -------------------------------------------------------------------------------------
-_values: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_loading: dict[str, threading.Lock] = {}
-_loading_guard = threading.Lock()
-
-
-def _resolve(task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
+# -- inputs -------------------------------------------------------------------------------------
+def _resolve(
+    task: Task, registry: SerializerRegistry
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     def load(handle: Any) -> Any:
         try:
-            return load_value(handle, task.store, verify=task.verify)
+            return load_value(handle, task.store, verify=task.verify, registry=registry)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             exc.digest = handle.digest
             raise
@@ -145,33 +69,6 @@ def _resolve(task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
     args = tuple(replace_refs(a, load, kind=InputHandle) for a in task.args)
     kwargs = {k: replace_refs(v, load, kind=InputHandle) for k, v in task.kwargs.items()}
     return args, kwargs
-
-
-def load_value(handle: InputHandle, store: Store, *, verify: bool = True) -> Any:
-    """Load an input, sharing one copy between the threads of this process that need it."""
-    cached = _values.get(handle.digest)
-    if cached is not None:
-        return cached
-    with _loading_guard:
-        lock = _loading.setdefault(handle.digest, threading.Lock())
-    with lock:
-        cached = _values.get(handle.digest)
-        if cached is not None:
-            return cached
-        value = _load(handle, store, verify)
-        with contextlib.suppress(TypeError):  # ints, lists...: no weak references; cheap to reload
-            _values[handle.digest] = value
-    with _loading_guard:
-        _loading.pop(handle.digest, None)
-    return value
-
-
-def _load(handle: InputHandle, store: Store, verify: bool) -> Any:
-    serializer = default_registry.get(handle.serializer)
-    if handle.inline is not None:
-        return serializer.loads(handle.inline)
-    with store.open_object(handle.digest, verify=verify) as fp:
-        return serializer.load(fp)
 
 
 # -- calling --------------------------------------------------------------------------------------
@@ -212,10 +109,8 @@ def _attempt(
     attempts.append(attempt)
 
     def body() -> tuple[Mapping[str, Any], str | None, bool]:
-        from ._checkpoint import Checkpoint, activate
-
         cp = Checkpoint(task.store, task.key, task.node)
-        with capture() as captured, activate(cp):
+        with capture() as captured, activate_checkpoint(cp):
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used
             except BaseException as exc:
@@ -282,9 +177,17 @@ def _check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
 
 
 # -- outputs --------------------------------------------------------------------------------------
-def _store_outputs(task: Task, values: Mapping[str, Any], result: TaskResult) -> None:
+def _store_outputs(
+    task: Task, values: Mapping[str, Any], result: TaskResult, registry: SerializerRegistry
+) -> None:
     result.outputs, result.inline = store_values(
-        task.node, task.outputs, values, task.serializers, task.store, task.inline_limit
+        task.node,
+        task.outputs,
+        values,
+        task.serializers,
+        task.store,
+        task.inline_limit,
+        registry=registry,
     )
     if task.publish:
         _publish(task, result)
@@ -297,6 +200,8 @@ def store_values(
     serializers: Mapping[str, str],
     store: Store,
     inline_limit: int,
+    *,
+    registry: SerializerRegistry = default_registry,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
     """Serialize and store a node's outputs: their records, and the bytes of the small ones."""
     records: dict[str, dict[str, Any]] = {}
@@ -304,9 +209,7 @@ def store_values(
     for name in outputs:
         value = values[name]
         serializer = (
-            default_registry.get(serializers[name])
-            if name in serializers
-            else default_registry.choose(value)
+            registry.get(serializers[name]) if name in serializers else registry.choose(value)
         )
         with store.writer(inline_limit=inline_limit) as writer:
             dump_value(value, writer, serializer, node=node, output=name)

@@ -46,6 +46,7 @@ __all__ = [
     "CloudpickleSerializer",
     "JsonSerializer",
     "NpySerializer",
+    "PortableSerializers",
     "PickleSerializer",
     "Serializer",
     "SerializerRegistry",
@@ -234,6 +235,10 @@ def is_npy_array(value: object) -> bool:
 
 
 # -- registry --------------------------------------------------------------------------------------
+#: serializers registered beyond the built-ins, each with the types that choose it
+PortableSerializers = tuple[tuple["Serializer", tuple[type, ...]], ...]
+
+
 class SerializerRegistry:
     """Serializers by name, and the types whose values choose one automatically."""
 
@@ -243,6 +248,42 @@ class SerializerRegistry:
         self._lock = threading.Lock()
         for serializer in serializers:
             self.register(serializer)
+        self._base = frozenset(self._by_name)  # what every process has without registering
+
+    def portable(self) -> PortableSerializers:
+        """What was registered beyond the built-ins, with its types: what a task carries.
+
+        A worker in another process (``processes``, Dask, Celery) never ran the user's
+        ``register_serializer(...)`` calls; the task brings these along (cloudpickled, so
+        classes defined in the user's script travel by value) and the worker reads and writes
+        with :meth:`extended`. Empty, and free, when nothing was registered.
+        """
+        with self._lock:
+            types: dict[str, list[type]] = {}
+            for kind, serializer in self._by_type.items():
+                types.setdefault(serializer.name, []).append(kind)
+            return tuple(
+                (serializer, tuple(types.get(name, ())))
+                for name, serializer in sorted(self._by_name.items())
+                if name not in self._base
+            )
+
+    def extended(self, extra: PortableSerializers) -> SerializerRegistry:
+        """This registry plus ``extra`` (from :meth:`portable`), which wins on conflicts.
+
+        Returns ``self`` when ``extra`` adds nothing, so the common case costs nothing; never
+        changes this registry (a worker process stays as it was).
+        """
+        if all(self._by_name.get(s.name) is s for s, _ in extra):
+            return self
+        registry = SerializerRegistry()
+        with self._lock:
+            registry._by_name = dict(self._by_name)
+            registry._by_type = dict(self._by_type)
+        registry._base = self._base
+        for serializer, types in extra:
+            registry.register(serializer, types=types, replace=True)
+        return registry
 
     def register(
         self, serializer: Serializer, *, types: tuple[type, ...] = (), replace: bool = False

@@ -1,0 +1,200 @@
+"""The definition side of a workflow: its nodes, their names, ordering edges, the ``with`` block.
+
+:class:`Definition` knows nothing about running: ``plan/_graph.build`` turns it into a validated
+graph, and ``workflow.Workflow`` (the public facade) adds ``execute`` and ``plan``.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..config import strict_options
+from ..errors import DefinitionError, DuplicateNodeError
+from ._context import defining
+from ._node import Node, OutputRef, OutputRefs, Outputs, _check_node_name
+from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
+from ._refs import refs_of
+
+__all__ = ["Definition", "NodeLike", "as_node"]
+
+NodeLike = Node | OutputRef | Outputs | OutputRefs
+_D = TypeVar("_D", bound="Definition")
+
+
+class Definition:
+    """A DAG of nodes: what a workflow is, before anything runs.
+
+    Nodes join by :meth:`add_node`, by being referenced from a node that joins, or by calling
+    ``@node`` functions inside ``with workflow:``. Settings given here (``home``, ``store``,
+    ``backend``, ``max_workers``, ``durability``) beat the ``ETHEREALFABRIC_*`` environment
+    variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
+    that set none; ``keep_going=True`` lets independent branches finish after a failure
+    (the default is fail-fast: no new node starts once one has failed).
+    """
+
+    @strict_options
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        home: str | Path | None = None,
+        store: str | None = None,
+        backend: str | None = None,
+        max_workers: int | None = None,
+        durability: str | None = None,
+        retries: int | RetryPolicy | None = None,
+        on_error: ErrorHandler | None = None,
+        keep_going: bool = False,
+    ) -> None:
+        self.name = _check_node_name(name) if name is not None else _caller_name()
+        self.settings: dict[str, Any] = {
+            "home": home,
+            "store": store,
+            "backend": backend,
+            "max_workers": max_workers,
+            "durability": durability,
+        }
+        self.retries = as_retry_policy(retries, where=f"workflow {self.name!r}")
+        self.on_error = check_handler(on_error, where=f"workflow {self.name!r}")
+        self.keep_going = bool(keep_going)
+        self._nodes: dict[int, Node] = {}
+        self._names: dict[int, str] = {}
+        self._by_name: dict[str, Node] = {}
+        self._after: list[tuple[Node, Node]] = []
+        self._suffix: dict[str, int] = {}
+        self._blocks: list[AbstractContextManager[None]] = []
+
+    # -- building ---------------------------------------------------------------------------
+    def add_node(self, node: Node, name: str | None = None) -> Node:
+        """Add ``node`` (and, first, any node it references); returns it.
+
+        A node added twice is added once. ``name`` overrides the derived name (class or
+        function name, with ``-2``, ``-3``... for later nodes of the same kind).
+        """
+        if not isinstance(node, Node):
+            raise DefinitionError(
+                f"add_node() takes a Node, got {type(node).__name__}: {node!r}. Decorate "
+                "functions with @node and call them inside `with workflow:`."
+            )
+        if id(node) in self._nodes:
+            if name is not None and name != self._names[id(node)]:
+                self._rename(node, _check_node_name(name))
+            return node
+        for ref in refs_of(node):
+            self.add_node(ref.node)
+        label = self._choose_name(node, name)
+        self._nodes[id(node)] = node
+        self._names[id(node)] = label
+        self._by_name[label] = node
+        return node
+
+    def add_dependency(self, upstream: NodeLike, downstream: NodeLike) -> None:
+        """Make ``downstream`` run after ``upstream`` (both are added if needed)."""
+        before, after = as_node(upstream), as_node(downstream)
+        if before is after:
+            raise DefinitionError(f"node {before._ef_label()!r} cannot depend on itself")
+        self.add_node(before)
+        self.add_node(after)
+        self._after.append((before, after))
+
+    def _choose_name(self, node: Node, name: str | None) -> str:
+        explicit = _check_node_name(name) if name is not None else node.node_name
+        if explicit is not None:
+            if explicit in self._by_name:
+                raise DuplicateNodeError(explicit)
+            return explicit
+        base = node._ef_default_name()
+        label, n = base, self._suffix.get(base, 1)
+        while label in self._by_name:
+            n += 1
+            label = f"{base}-{n}"
+        self._suffix[base] = n
+        return label
+
+    def _rename(self, node: Node, name: str) -> None:
+        if name in self._by_name:
+            raise DuplicateNodeError(name)
+        del self._by_name[self._names[id(node)]]
+        self._names[id(node)] = name
+        self._by_name[name] = node
+
+    # -- looking up ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        """The nodes, in the order they were added."""
+        return list(self._nodes.values())
+
+    @property
+    def ordering_edges(self) -> list[tuple[Node, Node]]:
+        """Edges added with :meth:`add_dependency`."""
+        return list(self._after)
+
+    def name_of(self, node: NodeLike) -> str:
+        """The node's name in this workflow."""
+        n = as_node(node)
+        try:
+            return self._names[id(n)]
+        except KeyError:
+            raise DefinitionError(f"{n!r} is not part of workflow {self.name!r}") from None
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise DefinitionError(
+                f"workflow {self.name!r} has no node {name!r}; its nodes: {known}"
+            ) from None
+
+    def __contains__(self, node: object) -> bool:
+        if isinstance(node, str):
+            return node in self._by_name
+        return (
+            isinstance(node, (Node, OutputRef, Outputs, OutputRefs))
+            and id(as_node(node)) in self._nodes
+        )
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self._nodes)} nodes>"
+
+    # -- the function API context ---------------------------------------------------------------
+    def __enter__(self: _D) -> _D:
+        block = defining(self)
+        block.__enter__()
+        self._blocks.append(block)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._blocks.pop().__exit__(None, None, None)
+
+
+def as_node(value: NodeLike) -> Node:
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, (OutputRef, Outputs, OutputRefs)):
+        return value.node
+    raise DefinitionError(f"expected a node or a node's output, got {type(value).__name__}")
+
+
+def _caller_name() -> str:
+    """A default workflow name: the file name of the script that builds it.
+
+    The first frame outside this package is the user's (wrappers and subclasses inside the
+    package add frames of their own).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+    filename = frame.f_globals.get("__file__") if frame is not None else None
+    if isinstance(filename, str):
+        return Path(filename).stem
+    return "workflow"
+
+
+_PACKAGE = __name__.split(".")[0] + "."

@@ -1,0 +1,89 @@
+"""The messages between the scheduler and a worker: a :class:`Task` out, a :class:`TaskResult` back.
+
+Both are plain dataclasses that pickle (with cloudpickle) for processes, Dask and Celery. A task
+carries everything the worker needs, the user's registered serializers included, so a worker
+process needs nothing from the user's script; a result carries only small metadata (digests,
+timings, captured output, the bytes of small outputs).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..define._policies import RetryPolicy
+from ..store import Store
+from ..store._serializers import PortableSerializers
+
+__all__ = ["HOST", "Attempt", "Task", "TaskResult"]
+
+HOST = socket.gethostname()
+
+
+@dataclass
+class Task:
+    """Everything a worker needs to run one node; picklable with cloudpickle."""
+
+    run_id: str
+    node: str
+    key: str
+    code: Callable[..., Any] | type
+    is_class: bool
+    outputs: tuple[str, ...]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    store: Store
+    serializers: Mapping[str, str] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    inline_limit: int = 64 * 1024
+    verify: bool = True
+    publish: bool = False
+    timeout: float | None = None
+    kill_on_timeout: bool = False
+    #: serializers the user registered (they travel: a worker process never registered them)
+    registered: PortableSerializers = ()
+
+
+@dataclass
+class Attempt:
+    """One try of a node."""
+
+    number: int
+    started_at: float
+    finished_at: float
+    error: str | None = None
+    traceback: str | None = None
+    output: str | None = None
+    checkpointed: bool = False
+
+
+@dataclass
+class TaskResult:
+    """What a worker hands back: output records, inline bytes of small outputs, attempts."""
+
+    node: str
+    key: str
+    ok: bool
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inline: dict[str, bytes] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    host: str = HOST
+    pid: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    exception: BaseException | None = None
+    #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
+    bad_input: str | None = None
+    #: whether the node used its checkpoint (then the scheduler removes it after success)
+    checkpointed: bool = False
+
+    @property
+    def started_at(self) -> float:
+        return self.attempts[0].started_at if self.attempts else time.time()
+
+    @property
+    def finished_at(self) -> float:
+        return self.attempts[-1].finished_at if self.attempts else time.time()
