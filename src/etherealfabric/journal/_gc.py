@@ -15,7 +15,6 @@ records of teammates that this journal knows nothing about.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -125,20 +124,18 @@ def _actions(journal: Journal) -> list[tuple[str, dict[str, Any]]]:
 def _collectable_objects(
     store: Store, referenced: set[str], cutoff: float, report: GcReport
 ) -> list[str]:
-    path_of = getattr(store, "object_path", None)
     collectable = []
     for digest in store.iter_objects():
         if digest in referenced:
             continue
-        try:
-            stat = os.stat(path_of(digest)) if callable(path_of) else None
-        except FileNotFoundError:
+        info = store.object_info(digest)
+        if info is None:
             continue
-        if stat is not None and stat.st_mtime >= cutoff:
+        if info.modified is not None and info.modified >= cutoff:
             report.objects_too_recent += 1  # perhaps written by a run about to commit it
             continue
         collectable.append(digest)
-        report.bytes_freed += stat.st_size if stat is not None else 0
+        report.bytes_freed += info.size
     report.objects_removed = len(collectable)
     return collectable
 

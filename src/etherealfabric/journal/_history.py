@@ -256,18 +256,13 @@ class CacheProblem:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _object_path(store: Store, digest: str) -> str | None:
-    path = getattr(store, "object_path", None)
-    return str(path(digest)) if callable(path) else None
-
-
 def check_object(store: Store, digest: str) -> CacheProblem | None:
     """Verify one object's bytes against its digest."""
     try:
         with store.open_object(digest, verify=True):
             return None
     except CorruptArtifactError as exc:
-        return CacheProblem("corrupt_object", digest, path=exc.path or _object_path(store, digest))
+        return CacheProblem("corrupt_object", digest, path=exc.path or store.location(digest))
     except ArtifactMissingError as exc:
         return CacheProblem("missing_object", digest, path=exc.path)
     except StoreError as exc:
@@ -327,7 +322,7 @@ def _record_problems(
         digest = out.get("digest") if isinstance(out, Mapping) else None
         kind = _output_problem(journal, store, out, bad) if digest else "bad_record"
         if kind is not None:
-            path = _object_path(store, digest) if digest and "object" in kind else None
+            path = store.location(digest) if digest and "object" in kind else None
             found.append(CacheProblem(kind, digest, key, node, output, path, "journal"))
     return found
 

@@ -1,10 +1,30 @@
-"""Artifact stores: content-addressed objects plus action records.
+"""Artifact stores and serializers: the bytes of outputs, in and out.
 
 ``open_store(location)`` opens the store a setting points at: a folder path or a ``file://``
 URL gives a :class:`LocalStore`; any other URL (``s3://bucket/prefix``, ``gs://``,
-``memory://``...) an :class:`~etherealfabric.store._objectstore.ObjectStore` over fsspec.
-fsspec and its back-ends (s3fs...) are imported only when such a store is opened, so local
-runs never load them.
+``memory://``...) an :class:`ObjectStore` over fsspec. fsspec and its back-ends (s3fs...)
+are imported only when such a store is opened, so local runs never load them.
+
+**Writing a store.** Subclass :class:`Store` and implement five primitives over *entries*,
+named by ``/``-separated relative names such as ``objects/ab/<digest>``,
+``actions/ab/<key>.json`` and ``checkpoints/ab/<key>`` (validated before they reach you):
+
+* ``open_entry(name) -> BinaryIO``: the entry's bytes (seekable); ``FileNotFoundError`` if absent;
+* ``write_entry(name, *parts)``: store ``b"".join(parts)`` atomically, replacing any entry;
+* ``entry_info(name) -> EntryInfo | None``: its size and modification time, or None if absent;
+* ``delete_entry(name)``: remove it, with no error if it is absent;
+* ``list_entries(kind)``: the ``(two-hex folder, name)`` pairs under ``objects``/``actions``;
+
+and set ``url``. Optionally override ``read_entry`` (one read into memory), ``put_file``
+(publish a large object from a local temp file without loading it), ``entry_location`` (what
+messages show; default ``f"{url}/{name}"``), ``always_verify = True`` (bytes that others can
+change are always checked against their digest) and ``temp_dir``. The base derives the rest:
+the streaming :class:`ObjectWriter`, ``put_bytes``, ``read_bytes``/``open_object`` with digest
+checks, ``location``, ``object_info``, action records, checkpoints and their damage checks.
+A store must be picklable. ``etherealfabric.testing`` has the contract suite to run against it.
+
+**Serializers** turn output values into bytes: subclass :class:`Serializer` and
+:func:`register_serializer` it (``docs/api.md``).
 """
 
 from __future__ import annotations
@@ -13,24 +33,32 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
+from ..config import strict_options
 from ..errors import StoreError
-from ._base import DEFAULT_INLINE_LIMIT, ObjectWriter, Store, StoredObject
+from ._base import EntryInfo, Store
 from ._local import LocalStore
 from ._objectstore import ObjectStore
+from ._serializers import Serializer, SerializerRegistry, get_serializer, register_serializer
+from ._writer import ObjectWriter, StoredObject
 
 __all__ = [
-    "DEFAULT_INLINE_LIMIT",
+    "EntryInfo",
     "LocalStore",
     "ObjectStore",
     "ObjectWriter",
+    "Serializer",
+    "SerializerRegistry",
     "Store",
     "StoredObject",
+    "get_serializer",
     "open_store",
+    "register_serializer",
 ]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+@strict_options
 def open_store(url_or_path: str | os.PathLike[str], *, durable: bool = False) -> Store:
     """The store at a folder path, a ``file://`` URL or an object-store URL.
 

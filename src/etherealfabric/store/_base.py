@@ -1,50 +1,63 @@
-"""The store protocol: content-addressed objects plus action records, and the streaming writer.
+"""The store protocol: a few primitives over named entries, and everything else derived.
 
 An *object* is a blob named by the xxh3-128 digest of its bytes. An *action record* is a small
-JSON dict stored under a cache key. Both names are 32 lowercase hex characters, validated
-before they become paths or object names.
+JSON dict stored under a cache key. A *checkpoint* is opaque bytes under a cache key. Digests
+and keys are 32 lowercase hex characters, validated here before they become entry names:
 
-Outputs are written through an :class:`ObjectWriter`: it hashes everything written to it,
-keeps small outputs in memory (they are returned inline and never stored as files) and
-spills larger ones to a temporary file that :meth:`ObjectWriter.commit` publishes under the
-digest. A store only implements how a finished temp file is published.
+    objects/ab/<digest>        an object
+    actions/ab/<key>.json      an action record
+    checkpoints/ab/<key>       a checkpoint (header + bytes, see :func:`checkpoint_header`)
+
+A store implements how entries are read, written, described, listed and deleted (the
+abstract methods of :class:`Store`); the base derives objects, records, checkpoints, digest
+checks and error messages from them, once for every store.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
+import json
 import logging
 import os
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
-from ..errors import StoreError
-from ..hashing._values import digest_bytes, is_digest, new_hasher
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+from ..config import INLINE_LIMIT
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from ..hashing._digest import digest_bytes, is_digest, new_hasher
+from ._writer import (
+    ObjectWriter,
+    StoredObject,
+    create_temp_file,
+    default_temp_dir,
+    remove_quietly,
+    remove_stale_temp_files,
+)
 
 __all__ = [
     "CHECKPOINT_HEADER_SIZE",
+    "DEFAULT_INLINE_LIMIT",
+    "EntryInfo",
     "ObjectWriter",
     "Store",
     "StoredObject",
+    "action_name",
+    "check_digest",
     "check_name",
     "checkpoint_header",
+    "checkpoint_name",
     "checkpoint_payload",
     "create_temp_file",
+    "object_name",
 ]
 
 log = logging.getLogger("etherealfabric.store")
+_T = TypeVar("_T")
 
-DEFAULT_INLINE_LIMIT = 64 * 1024
-_FILE_BUFFER = 256 * 1024
+DEFAULT_INLINE_LIMIT = INLINE_LIMIT
+_READ_CHUNK = 1024 * 1024
+_ABSENT = (FileNotFoundError, NotADirectoryError)  # nothing there (a local root may be a file)
 
 #: First line of a stored checkpoint; the second is the digest of the bytes that follow.
 CHECKPOINT_MAGIC = b"EFCHECKPOINT1\n"
@@ -52,15 +65,7 @@ CHECKPOINT_MAGIC = b"EFCHECKPOINT1\n"
 CHECKPOINT_HEADER_SIZE = len(CHECKPOINT_MAGIC) + 33
 
 
-@dataclass(frozen=True)
-class StoredObject:
-    """What a write produced: the digest and size, and the bytes when kept inline."""
-
-    digest: str
-    size: int
-    inline: bytes | None = None
-
-
+# -- names ---------------------------------------------------------------------------------------
 def check_name(name: object, what: str = "digest") -> str:
     """``name`` if it is a valid digest or cache key, else a :class:`StoreError`."""
     if not isinstance(name, str) or not is_digest(name):
@@ -71,15 +76,35 @@ def check_name(name: object, what: str = "digest") -> str:
     return name
 
 
-def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
-    """A new, uniquely named ``.tmp-*`` file in ``folder``, open for writing, and its path.
+def object_name(digest: str) -> str:
+    """The entry name of the object ``digest`` (validated)."""
+    check_name(digest)
+    return f"objects/{digest[:2]}/{digest}"
 
-    Created with ``O_EXCL`` and the usual permissions (``0o666`` minus the umask), so that
-    published objects are as readable as any other file the user creates.
-    """
-    path = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
+
+def action_name(key: str) -> str:
+    """The entry name of the action record of ``key`` (validated)."""
+    check_name(key, "cache key")
+    return f"actions/{key[:2]}/{key}.json"
+
+
+def checkpoint_name(key: str) -> str:
+    """The entry name of the checkpoint of ``key`` (validated)."""
+    check_name(key, "cache key")
+    return f"checkpoints/{key[:2]}/{key}"
+
+
+# -- checks shared by every store ----------------------------------------------------------------
+def check_digest(actual: str, digest: str, where: str) -> None:
+    """A :class:`CorruptArtifactError` naming ``where`` unless the bytes hash to ``digest``."""
+    if actual != digest:
+        raise CorruptArtifactError(
+            f"object {digest} at {where} is corrupt: its bytes hash to {actual} (changed or "
+            "damaged after it was written). Delete it; the outputs that use it will be "
+            "recomputed.",
+            path=where,
+            digest=digest,
+        )
 
 
 def checkpoint_header(data: bytes) -> bytes:
@@ -121,282 +146,215 @@ def checkpoint_payload(header: bytes, payload: bytes, where: str) -> bytes | Non
     return payload
 
 
-#: ``publish(temp_path, digest, size)``: move a complete temp file to its final name.
-Publish = Callable[[str, str, int], None]
-#: ``open_temp()``: a new temp file in the store, and its path.
-OpenTemp = Callable[[], tuple[BinaryIO, str]]
+@dataclass(frozen=True)
+class EntryInfo:
+    """What a store knows of an entry without reading it."""
 
-
-class ObjectWriter(io.RawIOBase, BinaryIO):
-    """A write-only binary stream that becomes one object of a store.
-
-    Everything written is hashed. Up to ``inline_limit`` bytes stay in memory; beyond that
-    the bytes go to a temp file made by ``open_temp`` (in the store, on the same file system
-    as the final objects). :meth:`commit` returns a :class:`StoredObject`: the inline bytes,
-    or the digest under which ``publish`` placed the temp file. :meth:`abort` drops
-    everything. As a context manager it aborts unless :meth:`commit` was called, so an
-    exception inside ``with store.writer(...) as w:`` leaves nothing behind.
-
-    A negative ``inline_limit`` stores every object, however small. With ``fsync`` the temp
-    file is flushed to disk before it is published.
-    """
-
-    def __init__(
-        self, *, inline_limit: int, open_temp: OpenTemp, publish: Publish, fsync: bool = False
-    ) -> None:
-        super().__init__()
-        self.inline_limit = inline_limit
-        self._open_temp = open_temp
-        self._publish = publish
-        self._fsync = fsync
-        self._hasher = new_hasher()
-        self._buffer: bytearray | None = bytearray()
-        self._file: BinaryIO | None = None
-        self._temp_path: str | None = None
-        self._size = 0
-        self._result: StoredObject | None = None
-
-    # -- stream protocol -----------------------------------------------------------------------
-    @property
-    def mode(self) -> str:
-        return "wb"
-
-    @property
-    def name(self) -> str:
-        return self._temp_path or "<object writer>"
-
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._size
-
-    def write(self, data: ReadableBuffer, /) -> int:
-        """Hash and keep ``data``; returns its length in bytes."""
-        if self.closed:
-            raise ValueError("write to a committed or aborted ObjectWriter")
-        view = _byte_view(data)
-        size = view.nbytes
-        self._hasher.update(view)
-        self._size += size
-        if self._buffer is not None and self._size > self.inline_limit:
-            self._spill()
-        if self._buffer is not None:
-            self._buffer += view
-        else:
-            self._write_file(view)
-        return size
-
-    def _spill(self) -> None:
-        """Move the buffered bytes to a new temp file; from now on writes go to the file."""
-        try:
-            self._file, self._temp_path = self._open_temp()
-        except OSError as exc:
-            raise _store_error("cannot create a temporary file for an object", exc) from exc
-        buffered, self._buffer = self._buffer, None
-        if buffered:
-            self._write_file(memoryview(buffered))
-
-    def _write_file(self, view: memoryview) -> None:
-        if self._file is None:
-            raise ValueError("ObjectWriter has no temp file")
-        try:
-            self._file.write(view)
-        except OSError as exc:
-            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
-
-    # -- outcome -----------------------------------------------------------------------------------
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    def commit(self) -> StoredObject:
-        """Finish the object; it is inline or published when this returns."""
-        if self._result is not None:
-            return self._result
-        if self.closed:
-            raise ValueError("commit() of an aborted ObjectWriter")
-        if self._buffer is not None and self._size > self.inline_limit:
-            self._spill()  # nothing was written, and inline_limit < 0 asks for a stored object
-        digest = self._hasher.hexdigest()
-        if self._buffer is not None:
-            self._result = StoredObject(digest, self._size, bytes(self._buffer))
-        else:
-            self._finish_file()
-            self._publish_temp(digest)
-            self._result = StoredObject(digest, self._size, None)
-        self._release()
-        return self._result
-
-    def _finish_file(self) -> None:
-        file, self._file = self._file, None
-        if file is None:
-            return
-        try:
-            file.flush()
-            if self._fsync:
-                os.fsync(file.fileno())
-        except OSError as exc:
-            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
-        finally:
-            file.close()
-
-    def _publish_temp(self, digest: str) -> None:
-        if self._temp_path is None:
-            raise ValueError("ObjectWriter has no temp file")
-        try:
-            self._publish(self._temp_path, digest, self._size)
-        except OSError as exc:
-            raise _store_error(f"cannot store object {digest}", exc) from exc
-        self._temp_path = None  # published: the path is no longer ours to remove
-
-    def abort(self) -> None:
-        """Drop everything written; removes the temp file. Safe to call more than once."""
-        if self._result is None:
-            self._release()
-
-    def _release(self) -> None:
-        file, self._file = self._file, None
-        path, self._temp_path = self._temp_path, None
-        self._buffer = None
-        if file is not None:
-            file.close()
-        if path is not None:
-            _remove_quietly(path)
-        super().close()
-
-    def close(self) -> None:
-        """Same as :meth:`abort` unless committed: an unfinished object is never kept."""
-        if not self.closed:
-            self.abort()
-
-    def __enter__(self) -> ObjectWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
-
-
-def _byte_view(data: ReadableBuffer) -> memoryview:
-    """``data`` as a flat view of bytes (copied only if it is not contiguous)."""
-    view = memoryview(data)
-    if view.format == "B" and view.c_contiguous:
-        return view
-    try:
-        return view.cast("B")
-    except TypeError:
-        return memoryview(view.tobytes())
-
-
-def _remove_quietly(path: str) -> None:
-    """Best effort: a leftover temp file is removed later by the store's clean-up."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def _store_error(what: str, exc: OSError) -> StoreError:
-    path = exc.filename if isinstance(exc.filename, str) else None
-    reason = exc.strerror or str(exc)
-    hint = " Free some disk space or move the store." if exc.errno == errno.ENOSPC else ""
-    return StoreError(f"{what}: {reason}.{hint}", path=path)
+    size: int
+    #: When it was last written (seconds since the epoch); None if the store cannot tell.
+    modified: float | None = None
 
 
 class Store(ABC):
-    """Content-addressed objects plus action records (JSON dicts keyed by cache key).
+    """Content-addressed objects, action records (JSON dicts keyed by cache key) and checkpoints.
 
-    Stores also keep *checkpoints*: mutable, opaque bytes under a cache key that a long node
-    saves while it runs and that are deleted once it succeeds (see ``etherealfabric.run._checkpoint``).
+    *Checkpoints* are mutable, opaque bytes under a cache key that a long node saves while it
+    runs and that are deleted once it succeeds.
 
-    Implementations must be picklable (stores travel to worker processes) and must never
-    expose a partly written object or record under its final name.
+    **Writing a store.** Implement the primitives over entry names such as
+    ``objects/ab/<digest>`` (already validated, ``/``-separated):
+
+    * :meth:`open_entry` (read, raising ``FileNotFoundError`` when absent),
+    * :meth:`write_entry` (atomic: a reader sees the old bytes or the new, never a part),
+    * :meth:`entry_info` (size and modification time, or None),
+    * :meth:`delete_entry` (no error when absent),
+    * :meth:`list_entries` (the ``(two-hex folder, name)`` pairs under ``objects``...),
+
+    and set ``url``. Override :meth:`read_entry`, :meth:`put_file` and :meth:`entry_location`
+    to do better than their defaults, ``always_verify`` if the bytes cannot be trusted, and
+    ``temp_dir`` to spill large objects elsewhere than the system temp folder. Everything else
+    (objects, action records, checkpoints, digest checks, error messages) is derived here.
+
+    Implementations must be picklable (stores travel to worker processes). Primitives report
+    other failures as :class:`StoreError` or ``OSError`` (turned into a :class:`StoreError`).
     """
 
     url: str
+    #: True for stores whose bytes may have been changed by others: ``verify=False`` is ignored.
+    always_verify: ClassVar[bool] = False
+    #: Where large objects are spilled before :meth:`put_file`; None: :func:`default_temp_dir`.
+    temp_dir: str | None = None
+
+    # -- the primitives ----------------------------------------------------------------------------
+    @abstractmethod
+    def open_entry(self, name: str) -> BinaryIO:
+        """The entry's bytes as a readable, seekable binary stream; ``FileNotFoundError`` if absent."""
 
     @abstractmethod
+    def write_entry(self, name: str, *parts: bytes) -> None:
+        """Store the concatenation of ``parts`` as ``name``, atomically replacing any entry."""
+
+    @abstractmethod
+    def entry_info(self, name: str) -> EntryInfo | None:
+        """The entry's size and modification time; None if it is absent."""
+
+    @abstractmethod
+    def delete_entry(self, name: str) -> None:
+        """Remove the entry; no error if it is absent."""
+
+    @abstractmethod
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
+        """``(two-hex folder, entry name)`` of everything under ``kind`` (objects, actions)."""
+
+    # -- primitives with a default -------------------------------------------------------------
+    def read_entry(self, name: str) -> bytes:
+        """The entry's bytes; ``FileNotFoundError`` if absent."""
+        with self.open_entry(name) as fp:
+            return fp.read()
+
+    def put_file(self, name: str, path: str, size: int) -> None:
+        """Make the finished local file ``path`` (``size`` bytes) the entry ``name``.
+
+        Only objects are published this way, and their names say what they hold: an entry of
+        the same size already there may be kept (a damaged copy of another size is replaced).
+        The caller removes ``path`` afterwards if it is still there.
+        """
+        info = self.entry_info(name)
+        if info is None or info.size != size:
+            with open(path, "rb") as fp:
+                self.write_entry(name, fp.read())
+
+    def entry_location(self, name: str) -> str:
+        """Where the entry lives (a path or a URL), for messages."""
+        return f"{self.url}/{name}"
+
+    def open_temp(self) -> tuple[BinaryIO, str]:
+        """A new local temp file for a large object being written, and its path."""
+        folder = self.temp_dir or default_temp_dir()
+        os.makedirs(folder, mode=0o700, exist_ok=True)  # again, if it was removed
+        return create_temp_file(folder)
+
+    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
+        """Remove temp files older than ``max_age`` seconds (left by killed writers); how many."""
+        return remove_stale_temp_files(self.temp_dir or default_temp_dir(), max_age)
+
+    # -- objects -----------------------------------------------------------------------------------
     def writer(self, *, inline_limit: int = DEFAULT_INLINE_LIMIT) -> ObjectWriter:
         """A stream for one new object; small ones stay inline (see :class:`ObjectWriter`)."""
+        return ObjectWriter(
+            inline_limit=inline_limit, open_temp=self.open_temp, publish=self._publish
+        )
+
+    def _publish(self, temp_path: str, digest: str, size: int) -> None:
+        try:
+            self.put_file(object_name(digest), temp_path, size)
+        finally:
+            remove_quietly(temp_path)
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as an object (always, however small) and return its digest."""
         digest = digest_bytes(data)
-        if self.object_size(digest) == len(data):
-            return digest
-        with self.writer(inline_limit=-1) as writer:
-            writer.write(data)
-            return writer.commit().digest
+        if self.object_size(digest) != len(data):
+            self.write_entry(object_name(digest), bytes(data))
+        return digest
 
-    @abstractmethod
+    def location(self, digest: str) -> str:
+        """Where the object ``digest`` lives (a path or a URL), for messages."""
+        return self.entry_location(object_name(digest))
+
+    def object_info(self, digest: str) -> EntryInfo | None:
+        """The object's size and modification time (for its age); None if it is absent."""
+        return self.entry_info(object_name(digest))
+
+    def object_size(self, digest: str) -> int | None:
+        """The object's size in bytes, or None if it is absent."""
+        info = self.object_info(digest)
+        return None if info is None else info.size
+
     def has_object(self, digest: str) -> bool:
         """True if an object with this digest is present (its bytes are not checked)."""
+        return self.object_info(digest) is not None
 
-    @abstractmethod
     def open_object(self, digest: str, *, verify: bool = True) -> BinaryIO:
         """The object's bytes as a readable stream.
 
         Raises :class:`ArtifactMissingError` if absent and, with ``verify``, checks the
         digest before returning: :class:`CorruptArtifactError` naming the object's location.
         """
+        name = object_name(digest)
+        fp = self._read_object(name, digest, self.open_entry)
+        if verify or self.always_verify:
+            try:
+                hasher = new_hasher()
+                view = memoryview(bytearray(_READ_CHUNK))
+                while count := fp.readinto(view):  # type: ignore[attr-defined]
+                    hasher.update(view[:count])
+                fp.seek(0)
+                check_digest(hasher.hexdigest(), digest, self.entry_location(name))
+            except BaseException:
+                fp.close()
+                raise
+        return fp
 
-    @abstractmethod
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         """The object's bytes (errors as :meth:`open_object`)."""
+        name = object_name(digest)
+        data = self._read_object(name, digest, self.read_entry)
+        if verify or self.always_verify:
+            check_digest(digest_bytes(data), digest, self.entry_location(name))
+        return data
 
-    @abstractmethod
-    def object_size(self, digest: str) -> int | None:
-        """The object's size in bytes, or None if it is absent."""
+    def _read_object(self, name: str, digest: str, read: Callable[[str], _T]) -> _T:
+        found = self._read(name, read)
+        if found is None:
+            where = self.entry_location(name)
+            raise ArtifactMissingError(
+                f"object {digest} is missing from the store {self.url} (expected at {where}); "
+                "the outputs that use it must be recomputed",
+                path=where,
+                digest=digest,
+            )
+        return found
 
-    @abstractmethod
+    def _read(self, name: str, read: Callable[[str], _T]) -> _T | None:
+        """``read(name)``; None if the entry is absent, a :class:`StoreError` if unreadable."""
+        try:
+            return read(name)
+        except _ABSENT:
+            return None
+        except OSError as exc:
+            where = self.entry_location(name)
+            raise StoreError(f"cannot read {where}: {exc}", path=where) from exc
+
     def delete_object(self, digest: str) -> None:
         """Remove an object (for example a corrupt one); no error if it is absent."""
-
-    @abstractmethod
-    def get_action(self, key: str) -> dict[str, Any] | None:
-        """The action record of ``key``; None if absent or unreadable (logged)."""
-
-    @abstractmethod
-    def put_action(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` (JSON-serializable) under ``key``, replacing any previous one."""
-
-    @abstractmethod
-    def delete_action(self, key: str) -> None:
-        """Remove the action record of ``key``; no error if it is absent."""
-
-    @abstractmethod
-    def put_checkpoint(self, key: str, data: bytes) -> None:
-        """Store a node's intra-node checkpoint under its cache key, replacing any previous one.
-
-        Atomic: a reader sees the previous checkpoint or this one, never a mix. The store keeps
-        a digest of ``data`` with it so that :meth:`get_checkpoint` can detect damage.
-        """
-
-    @abstractmethod
-    def get_checkpoint(self, key: str) -> bytes | None:
-        """The checkpoint bytes stored under ``key``.
-
-        None if there is none, or if it is damaged (its digest does not match: logged as a
-        warning), so a damaged checkpoint costs a fresh start, never wrong state.
-        """
-
-    @abstractmethod
-    def delete_checkpoint(self, key: str) -> None:
-        """Remove the checkpoint of ``key`` (after the node succeeded); no error if absent."""
-
-    @abstractmethod
-    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
-        """``(two-hex folder, entry name)`` of everything under ``kind`` (objects, actions)."""
+        self.delete_entry(object_name(digest))
 
     def iter_objects(self) -> Iterator[str]:
         """The digests of all objects."""
         for prefix, name in self.list_entries("objects"):
             if is_digest(name) and name.startswith(prefix):
                 yield name
+
+    # -- action records ----------------------------------------------------------------------------
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        """The action record of ``key``; None if absent or unreadable (logged)."""
+        name = action_name(key)
+        data = self._read(name, self.read_entry)
+        return None if data is None else _parse_record(data, self.entry_location(name))
+
+    def put_action(self, key: str, record: dict[str, Any]) -> None:
+        """Store ``record`` (JSON-serializable) under ``key``, replacing any previous one."""
+        name = action_name(key)
+        try:
+            text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"the action record for key {key} is not valid JSON: {exc}") from exc
+        self.write_entry(name, text.encode())
+
+    def delete_action(self, key: str) -> None:
+        """Remove the action record of ``key``; no error if it is absent."""
+        self.delete_entry(action_name(key))
 
     def iter_actions(self) -> Iterator[str]:
         """The keys of all action records."""
@@ -405,5 +363,46 @@ class Store(ABC):
             if name.endswith(".json") and is_digest(key) and key.startswith(prefix):
                 yield key
 
+    # -- checkpoints -------------------------------------------------------------------------------
+    def put_checkpoint(self, key: str, data: bytes) -> None:
+        """Store a node's intra-node checkpoint under its cache key, replacing any previous one.
+
+        Atomic: a reader sees the previous checkpoint or this one, never a mix. A digest of
+        ``data`` is kept with it so that :meth:`get_checkpoint` can detect damage.
+        """
+        self.write_entry(checkpoint_name(key), checkpoint_header(data), data)
+
+    def get_checkpoint(self, key: str) -> bytes | None:
+        """The checkpoint bytes stored under ``key``.
+
+        None if there is none, or if it is damaged (its digest does not match: logged as a
+        warning), so a damaged checkpoint costs a fresh start, never wrong state.
+        """
+        name = checkpoint_name(key)
+        fp = self._read(name, self.open_entry)
+        if fp is None:
+            return None
+        with fp:
+            header = fp.read(CHECKPOINT_HEADER_SIZE)
+            payload = fp.read()
+        return checkpoint_payload(header, payload, self.entry_location(name))
+
+    def delete_checkpoint(self, key: str) -> None:
+        """Remove the checkpoint of ``key`` (after the node succeeded); no error if absent."""
+        self.delete_entry(checkpoint_name(key))
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+def _parse_record(data: bytes, where: str) -> dict[str, Any] | None:
+    """The record in ``data``, or None (with a warning) if it is not a JSON object."""
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
+        log.warning("ignoring the unreadable action record %s (%s)", where, exc)
+        return None
+    if not isinstance(record, dict):
+        log.warning("ignoring the action record %s: not a JSON object", where)
+        return None
+    return record

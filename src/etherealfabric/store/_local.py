@@ -26,35 +26,22 @@ is ignored with a warning.
 from __future__ import annotations
 
 import errno
-import json
-import logging
 import os
-import time
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing._values import digest_bytes, new_hasher
-from ._base import (
-    CHECKPOINT_HEADER_SIZE,
-    DEFAULT_INLINE_LIMIT,
-    ObjectWriter,
-    Store,
-    check_name,
-    checkpoint_header,
-    checkpoint_payload,
-    create_temp_file,
-)
+from ..errors import StoreError
+from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
+from ._writer import create_temp_file, remove_quietly, remove_stale_temp_files
 
 __all__ = ["LocalStore"]
 
-log = logging.getLogger("etherealfabric.store")
 _T = TypeVar("_T")
 
 _TEMP = ".tmp"
-_ABSENT = (FileNotFoundError, NotADirectoryError)  # nothing there (the root may be a file)
-_READ_CHUNK = 1024 * 1024
+_KINDS = ("objects", "actions", "checkpoints")
 
 
 class LocalStore(Store):
@@ -80,50 +67,97 @@ class LocalStore(Store):
         self._dirs = set()
 
     # -- paths -----------------------------------------------------------------------------------
+    def entry_location(self, name: str) -> str:
+        """The file of the entry ``name``."""
+        return os.path.join(self.root, *name.split("/"))
+
     def object_path(self, digest: str) -> str:
-        """Where the object ``digest`` lives (validated)."""
-        check_name(digest)
-        return os.path.join(self.root, "objects", digest[:2], digest)
+        """Where the object ``digest`` lives (validated); the same as :meth:`location`."""
+        return self.entry_location(object_name(digest))
 
     def action_path(self, key: str) -> str:
         """Where the action record of ``key`` lives (validated)."""
-        check_name(key, "cache key")
-        return os.path.join(self.root, "actions", key[:2], f"{key}.json")
+        return self.entry_location(action_name(key))
 
     def checkpoint_path(self, key: str) -> str:
         """Where the checkpoint of ``key`` lives (validated)."""
-        check_name(key, "cache key")
-        return os.path.join(self.root, "checkpoints", key[:2], key)
+        return self.entry_location(checkpoint_name(key))
 
     def _temp_dir(self, kind: str) -> str:
         return os.path.join(self.root, kind, _TEMP)
 
-    # -- writing objects -------------------------------------------------------------------------
-    def writer(self, *, inline_limit: int = DEFAULT_INLINE_LIMIT) -> ObjectWriter:
-        return ObjectWriter(
-            inline_limit=inline_limit,
-            open_temp=self._open_object_temp,
-            publish=self._publish_object,
-            fsync=self.durable,
-        )
+    # -- the store's primitives --------------------------------------------------------------------
+    def open_entry(self, name: str) -> BinaryIO:
+        return open(self.entry_location(name), "rb")
 
-    def _open_object_temp(self) -> tuple[BinaryIO, str]:
+    def entry_info(self, name: str) -> EntryInfo | None:
+        try:
+            info = os.stat(self.entry_location(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return EntryInfo(info.st_size, info.st_mtime) if stat.S_ISREG(info.st_mode) else None
+
+    def write_entry(self, name: str, *parts: bytes) -> None:
+        """Write ``parts`` to a temp file, then rename it (without joining them in memory)."""
+        fp, temp_path = self._open_temp(name.partition("/")[0])
+        try:
+            with fp:
+                for part in parts:
+                    fp.write(part)
+                fp.flush()
+                if self.durable:
+                    os.fsync(fp.fileno())
+            self._move(temp_path, self.entry_location(name))
+        except OSError as exc:
+            remove_quietly(temp_path)
+            raise self._unwritable(exc) from exc
+        except BaseException:
+            remove_quietly(temp_path)
+            raise
+
+    def put_file(self, name: str, path: str, size: int) -> None:
+        """Rename the finished temp file ``path`` (in ``objects/.tmp``) to its final name."""
+        final = self.entry_location(name)
+        try:
+            if not self._present(final, size):
+                if self.durable:
+                    _fsync_path(path)
+                self._move(path, final)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+
+    def delete_entry(self, name: str) -> None:
+        path = self.entry_location(name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot remove {path}: {exc}", path=path) from exc
+
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
+        """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
+        for folder in _entries(os.path.join(self.root, kind)):
+            if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
+                for entry in _entries(folder.path):
+                    yield folder.name, entry.name
+
+    def open_temp(self) -> tuple[BinaryIO, str]:
+        """A temp file in ``objects/.tmp``: on the file system of the final objects."""
         return self._open_temp("objects")
 
+    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
+        """Remove temp files older than ``max_age`` seconds (left by killed writers).
+
+        Returns how many were removed. Younger ones may belong to a write in progress.
+        """
+        return sum(remove_stale_temp_files(self._temp_dir(kind), max_age) for kind in _KINDS)
+
+    # -- helpers -----------------------------------------------------------------------------------
     def _open_temp(self, kind: str) -> tuple[BinaryIO, str]:
         folder = self._temp_dir(kind)
         try:
             return self._in_folder(folder, lambda: create_temp_file(folder))
-        except OSError as exc:
-            raise self._unwritable(exc) from exc
-
-    def _publish_object(self, temp_path: str, digest: str, size: int) -> None:
-        final = self.object_path(digest)
-        try:
-            if self._present(final, size):
-                os.unlink(temp_path)
-            else:
-                self._move(temp_path, final)
         except OSError as exc:
             raise self._unwritable(exc) from exc
 
@@ -178,166 +212,6 @@ class LocalStore(Store):
             path=self.root,
         )
 
-    # -- reading objects -------------------------------------------------------------------------
-    def has_object(self, digest: str) -> bool:
-        return os.path.isfile(self.object_path(digest))
-
-    def object_size(self, digest: str) -> int | None:
-        try:
-            return os.stat(self.object_path(digest)).st_size
-        except _ABSENT:
-            return None
-
-    def open_object(self, digest: str, *, verify: bool = True) -> BinaryIO:
-        path = self.object_path(digest)
-        fp = self._open_for_reading(digest, path)
-        if verify:
-            try:
-                self._verify_stream(fp, digest, path)
-            except BaseException:
-                fp.close()
-                raise
-        return fp
-
-    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
-        path = self.object_path(digest)
-        with self._open_for_reading(digest, path) as fp:
-            data = fp.read()
-        if verify:
-            self._check_digest(digest_bytes(data), digest, path)
-        return data
-
-    def _open_for_reading(self, digest: str, path: str) -> BinaryIO:
-        try:
-            return open(path, "rb")
-        except _ABSENT:
-            raise ArtifactMissingError(
-                f"object {digest} is missing from the store {self.root} (expected at {path}); "
-                "the outputs that use it must be recomputed",
-                path=path,
-            ) from None
-        except OSError as exc:
-            raise StoreError(f"cannot read object {digest} at {path}: {exc}", path=path) from exc
-
-    def _verify_stream(self, fp: BinaryIO, digest: str, path: str) -> None:
-        """Hash the whole file, then rewind it: the caller reads bytes already checked."""
-        hasher = new_hasher()
-        buffer = bytearray(_READ_CHUNK)
-        view = memoryview(buffer)
-        while count := fp.readinto(view):  # type: ignore[attr-defined]
-            hasher.update(view[:count])
-        fp.seek(0)
-        self._check_digest(hasher.hexdigest(), digest, path)
-
-    @staticmethod
-    def _check_digest(actual: str, digest: str, path: str) -> None:
-        if actual != digest:
-            raise CorruptArtifactError(
-                f"object {digest} at {path} is corrupt: its bytes hash to {actual}. "
-                "Delete the file; the outputs that use it will be recomputed.",
-                path=path,
-            )
-
-    def delete_object(self, digest: str) -> None:
-        _remove(self.object_path(digest))
-
-    # -- action records --------------------------------------------------------------------------
-    def get_action(self, key: str) -> dict[str, Any] | None:
-        path = self.action_path(key)
-        try:
-            with open(path, "rb") as fp:
-                data = fp.read()
-        except _ABSENT:
-            return None
-        except OSError as exc:
-            raise StoreError(f"cannot read action record {path}: {exc}", path=path) from exc
-        return _parse_record(data, path)
-
-    def put_action(self, key: str, record: dict[str, Any]) -> None:
-        path = self.action_path(key)
-        try:
-            text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"the action record for key {key} is not valid JSON: {exc}") from exc
-        self._write_atomic(text.encode(), path, "actions")
-
-    def _write_atomic(self, data: bytes, final: str, kind: str, *, header: bytes = b"") -> None:
-        """Write ``header + data`` to ``final`` atomically (without joining the two in memory)."""
-        fp, temp_path = self._open_temp(kind)
-        try:
-            with fp:
-                if header:
-                    fp.write(header)
-                fp.write(data)
-                fp.flush()
-                if self.durable:
-                    os.fsync(fp.fileno())
-            self._move(temp_path, final)
-        except OSError as exc:
-            _remove(temp_path)
-            raise self._unwritable(exc) from exc
-        except BaseException:
-            _remove(temp_path)
-            raise
-
-    def delete_action(self, key: str) -> None:
-        _remove(self.action_path(key))
-
-    # -- checkpoints -------------------------------------------------------------------------------
-    def put_checkpoint(self, key: str, data: bytes) -> None:
-        path = self.checkpoint_path(key)
-        self._write_atomic(data, path, "checkpoints", header=checkpoint_header(data))
-
-    def get_checkpoint(self, key: str) -> bytes | None:
-        path = self.checkpoint_path(key)
-        try:
-            with open(path, "rb") as fp:
-                header = fp.read(CHECKPOINT_HEADER_SIZE)
-                payload = fp.read()
-        except _ABSENT:
-            return None
-        except OSError as exc:
-            raise StoreError(f"cannot read checkpoint {path}: {exc}", path=path) from exc
-        return checkpoint_payload(header, payload, path)
-
-    def delete_checkpoint(self, key: str) -> None:
-        _remove(self.checkpoint_path(key))
-
-    # -- maintenance ------------------------------------------------------------------------------
-    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
-        """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
-        for folder in _entries(os.path.join(self.root, kind)):
-            if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
-                for entry in _entries(folder.path):
-                    yield folder.name, entry.name
-
-    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
-        """Remove temp files older than ``max_age`` seconds (left by killed writers).
-
-        Returns how many were removed. Younger ones may belong to a write in progress.
-        """
-        removed = 0
-        cutoff = time.time() - max_age
-        for kind in ("objects", "actions", "checkpoints"):
-            for entry in _entries(self._temp_dir(kind)):
-                if entry.name.startswith(".tmp-") and _mtime(entry) < cutoff:
-                    _remove(entry.path)
-                    removed += 1
-        return removed
-
-
-def _parse_record(data: bytes, path: str) -> dict[str, Any] | None:
-    """The record in ``data``, or None (with a warning) if it is not a JSON object."""
-    try:
-        record = json.loads(data)
-    except ValueError as exc:
-        log.warning("ignoring the unreadable action record %s (%s)", path, exc)
-        return None
-    if not isinstance(record, dict):
-        log.warning("ignoring the action record %s: not a JSON object", path)
-        return None
-    return record
-
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:
     try:
@@ -349,22 +223,6 @@ def _entries(folder: str) -> list[os.DirEntry[str]]:
 
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
-
-
-def _mtime(entry: os.DirEntry[str]) -> float:
-    try:
-        return entry.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StoreError(f"cannot remove {path}: {exc}", path=path) from exc
 
 
 def _missing_folders(folder: str) -> list[str]:

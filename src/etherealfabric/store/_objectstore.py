@@ -17,7 +17,8 @@ writes an action record only after its objects, so a record never names missing 
 
 **Reads.** Remote bytes are untrusted: every read verifies the digest (``verify=False`` is
 ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local temp file,
-hashes it and returns it rewound, so a consumer never sees unchecked bytes.
+which the base :class:`~etherealfabric.store.Store` hashes and returns rewound, so a consumer
+never sees unchecked bytes.
 
 **Signing** (the security model: :mod:`etherealfabric.store._signing`, ``docs/stores.md``).
 :meth:`ObjectStore.get_action` is the one door through which remote records reach the engine
@@ -29,32 +30,28 @@ signed too, and loaded only when their signature verifies.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
-import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing._values import digest_bytes, new_hasher
+from ..errors import StoreError
+from ..hashing._digest import digest_bytes
 from ._base import (
-    DEFAULT_INLINE_LIMIT,
-    ObjectWriter,
+    EntryInfo,
     Store,
-    check_name,
+    action_name,
     checkpoint_header,
+    checkpoint_name,
     checkpoint_payload,
-    create_temp_file,
+    object_name,
 )
 from ._signing import (
-    MIN_KEY_BYTES,
-    SIGNATURE_FIELD,
     SIGNING_KEY_ENV,
-    UNSIGNED_SERIALIZERS,
-    Signer,
     canonical,
     encode_record,
     load_signer,
@@ -62,16 +59,9 @@ from ._signing import (
     split_checkpoint,
     unsigned_problem,
 )
+from ._writer import default_temp_dir, remove_quietly
 
-__all__ = [  # the signing names are re-exported from .signing, where they live
-    "ENDPOINT_ENV",
-    "MIN_KEY_BYTES",
-    "SIGNATURE_FIELD",
-    "SIGNING_KEY_ENV",
-    "UNSIGNED_SERIALIZERS",
-    "ObjectStore",
-    "Signer",
-]
+__all__ = ["ENDPOINT_ENV", "ObjectStore"]
 
 log = logging.getLogger("etherealfabric.store")
 
@@ -79,7 +69,8 @@ ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
 
 _S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
-_READ_CHUNK = 1024 * 1024
+#: Fields of an fsspec ``info()`` that may hold when an entry was last written.
+_MODIFIED_FIELDS = ("mtime", "LastModified", "last_modified", "updated", "modified", "created")
 
 
 class ObjectStore(Store):
@@ -98,6 +89,9 @@ class ObjectStore(Store):
     send tasks to your workers can run code there anyway, so this adds no new exposure.
     """
 
+    always_verify = True  # remote bytes are untrusted
+    temp_dir: str  # never None: the default is resolved when the store is made
+
     def __init__(
         self,
         url: str,
@@ -109,7 +103,7 @@ class ObjectStore(Store):
         self.url = _check_url(url)
         self.scheme = urlsplit(self.url).scheme.lower()
         self.storage_options = _storage_options(self.scheme, storage_options)
-        self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else _default_temp_dir()
+        self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else default_temp_dir()
         self._signer = load_signer(signing_key)
         self._fs: Any = None
         self.root = ""
@@ -188,37 +182,87 @@ class ObjectStore(Store):
             )
         return "Check that the location exists and the credentials of its file system."
 
-    # -- names -------------------------------------------------------------------------------
-    def _where(self, *parts: str) -> tuple[str, str]:
-        """The file system path and the URL of ``parts`` under the root."""
-        relative = "/".join(parts)
-        return f"{self.root}/{relative}", f"{self.url}/{relative}"
+    # -- the store's primitives --------------------------------------------------------------------
+    def _where(self, name: str) -> tuple[str, str]:
+        """The file system path and the URL of the entry ``name``."""
+        return f"{self.root}/{name}", f"{self.url}/{name}"
 
     def object_url(self, digest: str) -> str:
-        """The URL of the object ``digest`` (validated)."""
-        check_name(digest)
-        return self._where("objects", digest[:2], digest)[1]
+        """The URL of the object ``digest`` (validated); the same as :meth:`location`."""
+        return self.location(digest)
 
-    object_path = object_url  # reports name an object's location the same way for every store
+    def open_entry(self, name: str) -> BinaryIO:
+        """The entry, downloaded to an anonymous local temp file (rewound)."""
+        path, url = self._where(name)
+        file, temp_path = self.open_temp()
+        file.close()
+        try:
+            with self._remote("download", url):
+                try:
+                    self.fs.get_file(path, temp_path)
+                except FileNotFoundError:
+                    temp_path = ""
+            if not temp_path:
+                raise _absent(url)
+            return open(temp_path, "rb")
+        finally:
+            remove_quietly(temp_path)  # the open file lives on, unnamed: nothing to clean up
 
-    def _object(self, digest: str) -> tuple[str, str]:
-        check_name(digest)
-        return self._where("objects", digest[:2], digest)
+    def read_entry(self, name: str) -> bytes:
+        """The entry's bytes in one GET."""
+        path, url = self._where(name)
+        with self._remote("read", url):
+            try:
+                return bytes(self.fs.cat_file(path))
+            except FileNotFoundError:
+                pass
+        raise _absent(url)
 
-    def _action(self, key: str) -> tuple[str, str]:
-        check_name(key, "cache key")
-        return self._where("actions", key[:2], f"{key}.json")
+    def write_entry(self, name: str, *parts: bytes) -> None:
+        """One PUT of the whole entry (atomic on S3, GCS and Azure)."""
+        path, url = self._where(name)
+        with self._remote("write", url):
+            self.fs.pipe_file(path, b"".join(parts))
 
-    def _checkpoint(self, key: str) -> tuple[str, str]:
-        check_name(key, "cache key")
-        return self._where("checkpoints", key[:2], key)
+    def put_file(self, name: str, path: str, size: int) -> None:
+        """Upload a finished temp file, unless an object of that size is already there."""
+        remote, url = self._where(name)
+        info = self.entry_info(name)
+        if info is None or info.size != size:  # absent, or a damaged copy: replace it
+            with self._remote("upload an object to", url):
+                self.fs.put_file(path, remote)
 
-    # -- writing objects ---------------------------------------------------------------------
-    def writer(self, *, inline_limit: int = DEFAULT_INLINE_LIMIT) -> ObjectWriter:
-        return ObjectWriter(
-            inline_limit=inline_limit, open_temp=self._open_temp, publish=self._publish
-        )
+    def entry_info(self, name: str) -> EntryInfo | None:
+        path, url = self._where(name)
+        with self._remote("read", url):
+            try:
+                info = self.fs.info(path)
+            except FileNotFoundError:
+                return None
+        if info.get("type") != "file":
+            return None
+        return EntryInfo(int(info["size"]), _modified(info))
 
+    def delete_entry(self, name: str) -> None:
+        path, url = self._where(name)
+        with self._remote("delete", url), contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
+        """``(prefix, name)`` of the entries in the two-hex-digit folders of ``kind``."""
+        base, url = self._where(kind)
+        with self._remote("list", url):
+            paths = self.fs.find(base)
+        start = base.strip("/") + "/"
+        for path in paths:
+            relative = str(path).strip("/")
+            if not relative.startswith(start):
+                continue
+            folder, _, name = relative[len(start) :].partition("/")
+            if len(folder) == 2 and name and "/" not in name:
+                yield folder, name
+
+    # -- objects -----------------------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` in one PUT from memory.
 
@@ -226,92 +270,13 @@ class ObjectStore(Store):
         and it repairs a copy that was changed in the bucket.
         """
         digest = digest_bytes(data)
-        path, url = self._object(digest)
-        with self._remote("write", url):
-            self.fs.pipe_file(path, bytes(data))
+        self.write_entry(object_name(digest), bytes(data))
         return digest
-
-    def _open_temp(self) -> tuple[BinaryIO, str]:
-        os.makedirs(self.temp_dir, mode=0o700, exist_ok=True)  # again, if it was removed
-        return create_temp_file(self.temp_dir)
-
-    def _publish(self, temp_path: str, digest: str, size: int) -> None:
-        """Upload a finished temp file under its digest, then remove it."""
-        path, url = self._object(digest)
-        try:
-            if self._size(path, url) != size:  # absent, or a damaged copy: replace it
-                with self._remote("upload an object to", url):
-                    self.fs.put_file(temp_path, path)
-        finally:
-            _unlink(temp_path)
-
-    # -- reading objects ---------------------------------------------------------------------
-    def has_object(self, digest: str) -> bool:
-        return self.object_size(digest) is not None
-
-    def object_size(self, digest: str) -> int | None:
-        return self._size(*self._object(digest))
-
-    def _size(self, path: str, url: str) -> int | None:
-        with self._remote("read", url):
-            try:
-                info = self.fs.info(path)
-            except FileNotFoundError:
-                return None
-        return int(info["size"]) if info.get("type") == "file" else None
-
-    def open_object(self, digest: str, *, verify: bool = True) -> BinaryIO:
-        """The object's verified bytes, in an anonymous local temp file (always verified)."""
-        path, url = self._object(digest)
-        fp = self._download(path, url, digest)
-        try:
-            hasher = new_hasher()
-            buffer = bytearray(_READ_CHUNK)
-            view = memoryview(buffer)
-            while count := fp.readinto(view):  # type: ignore[attr-defined]
-                hasher.update(view[:count])
-            fp.seek(0)
-            _check_digest(hasher.hexdigest(), digest, url)
-        except BaseException:
-            fp.close()
-            raise
-        return fp
-
-    def _download(self, path: str, url: str, digest: str) -> BinaryIO:
-        file, temp_path = self._open_temp()
-        file.close()
-        try:
-            with self._remote("download", url):
-                try:
-                    self.fs.get_file(path, temp_path)
-                except FileNotFoundError:
-                    raise _missing(digest, url) from None
-            return open(temp_path, "rb")
-        finally:
-            _unlink(temp_path)  # the open file lives on, unnamed: nothing to clean up later
-
-    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
-        """The object's bytes in one GET (always verified)."""
-        path, url = self._object(digest)
-        with self._remote("read", url):
-            try:
-                data = bytes(self.fs.cat_file(path))
-            except FileNotFoundError:
-                raise _missing(digest, url) from None
-        _check_digest(digest_bytes(data), digest, url)
-        return data
-
-    def delete_object(self, digest: str) -> None:
-        self._delete(*self._object(digest))
-
-    def _delete(self, path: str, url: str) -> None:
-        with self._remote("delete", url), contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
 
     # -- action records ----------------------------------------------------------------------
     def put_action(self, key: str, record: dict[str, Any]) -> None:
         """Write ``record`` as canonical JSON, signed when a key is configured."""
-        path, url = self._action(key)
+        name = action_name(key)
         body = encode_record(key, record, self._signer)
         if self._signer is None and unsigned_problem(body):
             # nobody would load it (see get_action); writing it could only replace a record
@@ -324,20 +289,17 @@ class ObjectStore(Store):
                 SIGNING_KEY_ENV,
             )
             return
-        with self._remote("write", url):
-            self.fs.pipe_file(path, canonical(body).encode())
+        self.write_entry(name, canonical(body).encode())
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The record of ``key`` if it may be trusted (see the module docstring), else None."""
-        path, url = self._action(key)
-        with self._remote("read", url):
-            try:
-                data = self.fs.cat_file(path)
-            except FileNotFoundError:
-                return None
+        name = action_name(key)
+        data = self._read(name, self.read_entry)
+        if data is None:
+            return None
         record, problem = read_record(key, data, self._signer)
         if problem:
-            self._reject(key, url, problem)
+            self._reject(key, self.entry_location(name), problem)
         return record
 
     def _reject(self, key: str, url: str, problem: str) -> None:
@@ -352,13 +314,10 @@ class ObjectStore(Store):
             problem,
         )
 
-    def delete_action(self, key: str) -> None:
-        self._delete(*self._action(key))
-
     # -- checkpoints -------------------------------------------------------------------------
     def put_checkpoint(self, key: str, data: bytes) -> None:
         """One PUT of signature line + checkpoint header + ``data`` (unsigned without a key)."""
-        path, url = self._checkpoint(key)
+        name = checkpoint_name(key)
         header = checkpoint_header(data)
         if self._signer is not None:
             line = self._signer.checkpoint_line(key, header)
@@ -371,17 +330,15 @@ class ObjectStore(Store):
                 self.url,
                 SIGNING_KEY_ENV,
             )
-        with self._remote("write", url):
-            self.fs.pipe_file(path, line + header + bytes(data))
+        self.write_entry(name, line, header, bytes(data))
 
     def get_checkpoint(self, key: str) -> bytes | None:
         """The checkpoint's bytes if signed with our key and intact, else None (logged)."""
-        path, url = self._checkpoint(key)
-        with self._remote("read", url):
-            try:
-                blob = bytes(self.fs.cat_file(path))
-            except FileNotFoundError:
-                return None
+        name = checkpoint_name(key)
+        url = self.entry_location(name)
+        blob = self._read(name, self.read_entry)
+        if blob is None:
+            return None
         if self._signer is None:
             log.warning(
                 "ignoring the checkpoint %s: checkpoints are pickled, and one from a shared "
@@ -398,35 +355,6 @@ class ObjectStore(Store):
             )
             return None
         return checkpoint_payload(header, payload, url)
-
-    def delete_checkpoint(self, key: str) -> None:
-        self._delete(*self._checkpoint(key))
-
-    # -- maintenance -------------------------------------------------------------------------
-    def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
-        """``(prefix, name)`` of the entries in the two-hex-digit folders of ``kind``."""
-        base, url = self._where(kind)
-        with self._remote("list", url):
-            paths = self.fs.find(base)
-        start = base.strip("/") + "/"
-        for path in paths:
-            relative = str(path).strip("/")
-            if not relative.startswith(start):
-                continue
-            folder, _, name = relative[len(start) :].partition("/")
-            if len(folder) == 2 and name and "/" not in name:
-                yield folder, name
-
-    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
-        """Remove local temp files older than ``max_age`` seconds (left by killed writers)."""
-        removed = 0
-        cutoff = time.time() - max_age
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.temp_dir) as entries:
-            for entry in entries:
-                if entry.name.startswith(".tmp-") and _mtime(entry) < cutoff:
-                    _unlink(entry.path)
-                    removed += 1
-        return removed
 
     def _warn_once(self, topic: str, message: str, *args: object) -> None:
         with self._lock:
@@ -463,38 +391,19 @@ def _storage_options(scheme: str, given: Mapping[str, Any] | None) -> dict[str, 
     return options
 
 
-def _default_temp_dir() -> str:
-    user = os.getuid() if hasattr(os, "getuid") else "user"
-    return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
+def _absent(url: str) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, "no such entry", url)
 
 
-def _check_digest(actual: str, digest: str, url: str) -> None:
-    if actual != digest:
-        raise CorruptArtifactError(
-            f"object {digest} at {url} is corrupt: its bytes hash to {actual} (changed or "
-            "damaged after it was written). Delete it; the outputs that use it will be "
-            "recomputed.",
-            path=url,
-            digest=digest,
-        )
-
-
-def _missing(digest: str, url: str) -> ArtifactMissingError:
-    return ArtifactMissingError(
-        f"object {digest} is missing from the store (expected at {url}); the outputs that use "
-        "it must be recomputed",
-        path=url,
-        digest=digest,
-    )
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def _mtime(entry: os.DirEntry[str]) -> float:
-    try:
-        return entry.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")
+def _modified(info: Mapping[str, Any]) -> float | None:
+    """When an entry was last written, from an fsspec ``info()``; None if it does not say."""
+    for field in _MODIFIED_FIELDS:
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value).timestamp()
+    return None

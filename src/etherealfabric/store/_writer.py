@@ -1,0 +1,268 @@
+"""The streaming object writer, and the local temp files it spills to.
+
+Outputs are written through an :class:`ObjectWriter`: it hashes everything written to it,
+keeps small outputs in memory (they are returned inline and never stored as files) and
+spills larger ones to a temporary file that :meth:`ObjectWriter.commit` hands to the store
+to publish under the digest. The temp-file helpers here are the only ones in the store layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO
+
+from ..errors import StoreError
+from ..hashing._digest import new_hasher
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = [
+    "ObjectWriter",
+    "StoredObject",
+    "create_temp_file",
+    "default_temp_dir",
+    "file_mtime",
+    "remove_quietly",
+    "remove_stale_temp_files",
+]
+
+_FILE_BUFFER = 256 * 1024
+_TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a write produced: the digest and size, and the bytes when kept inline."""
+
+    digest: str
+    size: int
+    inline: bytes | None = None
+
+
+# -- temp files ----------------------------------------------------------------------------------
+def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
+    """A new, uniquely named ``.tmp-*`` file in ``folder``, open for writing, and its path.
+
+    Created with ``O_EXCL`` and the usual permissions (``0o666`` minus the umask), so that
+    published objects are as readable as any other file the user creates.
+    """
+    path = os.path.join(folder, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
+
+
+def default_temp_dir() -> str:
+    """This user's private folder for spilled objects, in the system temp folder (``TMPDIR``)."""
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
+
+
+def remove_quietly(path: str) -> bool:
+    """Remove a file if possible; True if it was removed (best effort: clean-up comes later)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def file_mtime(entry: os.DirEntry[str]) -> float:
+    """When ``entry`` was last modified; infinitely recent if it is already gone."""
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def remove_stale_temp_files(folder: str, max_age: float) -> int:
+    """Remove the ``.tmp-*`` files in ``folder`` older than ``max_age`` seconds; how many.
+
+    They were left by killed writers; younger ones may belong to a write in progress.
+    """
+    cutoff = time.time() - max_age
+    removed = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(_TEMP_PREFIX) and file_mtime(entry) < cutoff:
+                removed += remove_quietly(entry.path)
+    return removed
+
+
+# -- the writer ----------------------------------------------------------------------------------
+#: ``publish(temp_path, digest, size)``: make a complete temp file the object ``digest``.
+Publish = Callable[[str, str, int], None]
+#: ``open_temp()``: a new temp file, and its path.
+OpenTemp = Callable[[], tuple[BinaryIO, str]]
+
+
+class ObjectWriter(io.RawIOBase, BinaryIO):
+    """A write-only binary stream that becomes one object of a store.
+
+    Everything written is hashed. Up to ``inline_limit`` bytes stay in memory; beyond that
+    the bytes go to a temp file made by ``open_temp``. :meth:`commit` returns a
+    :class:`StoredObject`: the inline bytes, or the digest under which ``publish`` placed the
+    temp file (``publish`` owns the temp file from then on). :meth:`abort` drops everything.
+    As a context manager it aborts unless :meth:`commit` was called, so an exception inside
+    ``with store.writer(...) as w:`` leaves nothing behind.
+
+    A negative ``inline_limit`` stores every object, however small.
+    """
+
+    def __init__(self, *, inline_limit: int, open_temp: OpenTemp, publish: Publish) -> None:
+        super().__init__()
+        self.inline_limit = inline_limit
+        self._open_temp = open_temp
+        self._publish = publish
+        self._hasher = new_hasher()
+        self._buffer: bytearray | None = bytearray()
+        self._file: BinaryIO | None = None
+        self._temp_path: str | None = None
+        self._size = 0
+        self._result: StoredObject | None = None
+
+    # -- stream protocol -----------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return "wb"
+
+    @property
+    def name(self) -> str:
+        return self._temp_path or "<object writer>"
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._size
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        """Hash and keep ``data``; returns its length in bytes."""
+        if self.closed:
+            raise ValueError("write to a committed or aborted ObjectWriter")
+        view = _byte_view(data)
+        size = view.nbytes
+        self._hasher.update(view)
+        self._size += size
+        if self._buffer is not None and self._size > self.inline_limit:
+            self._spill()
+        if self._buffer is not None:
+            self._buffer += view
+        else:
+            self._write_file(view)
+        return size
+
+    def _spill(self) -> None:
+        """Move the buffered bytes to a new temp file; from now on writes go to the file."""
+        try:
+            self._file, self._temp_path = self._open_temp()
+        except OSError as exc:
+            raise _store_error("cannot create a temporary file for an object", exc) from exc
+        buffered, self._buffer = self._buffer, None
+        if buffered:
+            self._write_file(memoryview(buffered))
+
+    def _write_file(self, view: memoryview) -> None:
+        if self._file is None:
+            raise ValueError("ObjectWriter has no temp file")
+        try:
+            self._file.write(view)
+        except OSError as exc:
+            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
+
+    # -- outcome -----------------------------------------------------------------------------------
+    def commit(self) -> StoredObject:
+        """Finish the object; it is inline or published when this returns."""
+        if self._result is not None:
+            return self._result
+        if self.closed:
+            raise ValueError("commit() of an aborted ObjectWriter")
+        if self._buffer is not None and self._size > self.inline_limit:
+            self._spill()  # nothing was written, and inline_limit < 0 asks for a stored object
+        digest = self._hasher.hexdigest()
+        if self._buffer is not None:
+            self._result = StoredObject(digest, self._size, bytes(self._buffer))
+        else:
+            self._finish_file()
+            self._publish_temp(digest)
+            self._result = StoredObject(digest, self._size, None)
+        self._release()
+        return self._result
+
+    def _finish_file(self) -> None:
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            file.flush()
+        except OSError as exc:
+            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
+        finally:
+            file.close()
+
+    def _publish_temp(self, digest: str) -> None:
+        if self._temp_path is None:
+            raise ValueError("ObjectWriter has no temp file")
+        try:
+            self._publish(self._temp_path, digest, self._size)
+        except OSError as exc:
+            raise _store_error(f"cannot store object {digest}", exc) from exc
+        self._temp_path = None  # published: the path is no longer ours to remove
+
+    def abort(self) -> None:
+        """Drop everything written; removes the temp file. Safe to call more than once."""
+        if self._result is None:
+            self._release()
+
+    def _release(self) -> None:
+        file, self._file = self._file, None
+        path, self._temp_path = self._temp_path, None
+        self._buffer = None
+        if file is not None:
+            file.close()
+        if path is not None:
+            remove_quietly(path)  # or the store's clean-up removes it later
+        super().close()
+
+    def close(self) -> None:
+        """Same as :meth:`abort` unless committed: an unfinished object is never kept."""
+        if not self.closed:
+            self.abort()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+def _byte_view(data: ReadableBuffer) -> memoryview:
+    """``data`` as a flat view of bytes (copied only if it is not contiguous)."""
+    view = memoryview(data)
+    if view.format == "B" and view.c_contiguous:
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:
+        return memoryview(view.tobytes())
+
+
+def _store_error(what: str, exc: OSError) -> StoreError:
+    path = exc.filename if isinstance(exc.filename, str) else None
+    reason = exc.strerror or str(exc)
+    hint = " Free some disk space or move the store." if exc.errno == errno.ENOSPC else ""
+    return StoreError(f"{what}: {reason}.{hint}", path=path)
