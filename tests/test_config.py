@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from etherealfabric.config import Settings
-from etherealfabric.errors import ConfigError
+from etherealfabric.config import ENV, KNOWN_ENV, SETTING_NAMES, Settings
+from etherealfabric.errors import ConfigError, UnknownOptionError
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -60,3 +61,17 @@ def test_bad_environment_values_name_the_variable(var: str, value: str, message:
 def test_store_equal_to_home_is_not_shared(tmp_path: Path) -> None:
     s = Settings.resolve(env={}, home=str(tmp_path / "h"), store=f"file://{tmp_path / 'h'}")
     assert not s.shared_store
+
+
+def test_setting_names_are_the_settings_fields() -> None:
+    assert set(SETTING_NAMES) == {f.name for f in fields(Settings)}
+    assert set(ENV) <= set(SETTING_NAMES) and set(ENV.values()) <= set(KNOWN_ENV)
+
+
+def test_unknown_explicit_setting_is_an_error_naming_it() -> None:
+    with pytest.raises(
+        UnknownOptionError, match="'max_worker'; did you mean 'max_workers'"
+    ) as info:
+        Settings.resolve(env={}, max_worker=2)
+    assert isinstance(info.value, ConfigError) and info.value.setting == "max_worker"
+    assert Settings.resolve(env={}, max_workers=2).max_workers == 2

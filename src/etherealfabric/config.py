@@ -11,21 +11,44 @@
 | celery broker | ``ETHEREALFABRIC_CELERY_BROKER_URL``      | unset                       |
 | celery result | ``ETHEREALFABRIC_CELERY_RESULT_BACKEND``  | unset                       |
 
-Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/dask.py),
-``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/objectstore.py).
+Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/_dask.py),
+``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/_objectstore.py).
+``KNOWN_ENV`` lists every variable; resolving settings logs one warning per process for an
+``ETHEREALFABRIC_*`` variable that is none of them (a typo would otherwise be ignored).
+
+Unknown options are errors: :func:`check_options` and the :func:`strict_options` decorator
+raise :class:`~etherealfabric.errors.UnknownOptionError` naming the unknown word and the
+closest valid one, before anything runs.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownOptionError
 
-__all__ = ["ENV", "LOG_LEVELS", "Settings"]
+__all__ = [
+    "ENV",
+    "KNOWN_ENV",
+    "LOG_LEVELS",
+    "SETTING_NAMES",
+    "Settings",
+    "check_options",
+    "keyword_options",
+    "strict_options",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("etherealfabric")
 
 ENV = {
     "home": "ETHEREALFABRIC_HOME",
@@ -37,6 +60,15 @@ ENV = {
     "celery_broker_url": "ETHEREALFABRIC_CELERY_BROKER_URL",
     "celery_result_backend": "ETHEREALFABRIC_CELERY_RESULT_BACKEND",
 }
+ENV_PREFIX = "ETHEREALFABRIC_"
+#: Variables read outside ``Settings``, where they are used.
+DASK_ADDRESS_ENV = "ETHEREALFABRIC_DASK_ADDRESS"
+S3_ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
+SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
+#: Every ``ETHEREALFABRIC_*`` environment variable the project reads; the one list of them.
+KNOWN_ENV: tuple[str, ...] = (*ENV.values(), DASK_ADDRESS_ENV, S3_ENDPOINT_ENV, SIGNING_KEY_ENV)
+#: The names :meth:`Settings.resolve` accepts (and ``Workflow.execute(**settings)`` passes on).
+SETTING_NAMES: tuple[str, ...] = (*ENV, "inline_limit")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DURABILITIES = ("fast", "safe")
 DEFAULT_HOME = ".etherealfabric"
@@ -82,7 +114,9 @@ class Settings:
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
         """Build settings from explicit values (``None`` = not given), then ``env``, then defaults."""
+        check_options(explicit, SETTING_NAMES, where="Settings.resolve()")
         env = os.environ if env is None else env
+        warn_unknown_env(env)
         raw: dict[str, Any] = {}
         for field, var in ENV.items():
             value = explicit.get(field)
@@ -95,6 +129,103 @@ class Settings:
         if explicit.get("inline_limit") is not None:
             raw["inline_limit"] = int(explicit["inline_limit"])
         return cls(home=home.absolute(), **raw)
+
+
+# -- unknown options and variables ------------------------------------------------------------
+def check_options(given: Iterable[str], valid: Iterable[str], *, where: str) -> None:
+    """Raise :class:`UnknownOptionError` for the first name in ``given`` not in ``valid``.
+
+    ``where`` names the call for the message (``"Workflow.execute()"``); the error suggests
+    the closest valid name.
+    """
+    accepted = valid if isinstance(valid, (set, frozenset)) else frozenset(valid)
+    for name in given:
+        if name not in accepted:
+            raise UnknownOptionError(name, where=where, valid=accepted)
+
+
+def keyword_options(fn: Callable[..., Any]) -> frozenset[str]:
+    """The keyword-only parameter names of ``fn`` (of its ``__init__`` for a class)."""
+    params = inspect.signature(fn).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+@overload
+def strict_options(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def strict_options(
+    *, where: str | None = None, extra: Iterable[str] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def strict_options(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    where: str | None = None,
+    extra: Iterable[str] | None = None,
+) -> Any:
+    """Reject unknown keyword arguments with :class:`UnknownOptionError`, before the call.
+
+    The valid names are the function's keyword parameters; a function that takes ``**settings``
+    also accepts :data:`SETTING_NAMES` (or ``extra``, when given). ``where`` defaults to the
+    call as users write it: ``Workflow()`` for ``__init__``, ``Workflow.execute()`` for a
+    method (named after the instance's class), ``open_store()`` for a function. The wrapped
+    function keeps its signature for type checkers (``ParamSpec``).
+    """
+    if fn is None:
+        return lambda f: _strict(f, where, extra)
+    return _strict(fn, where, extra)
+
+
+def _strict(fn: Callable[P, R], where: str | None, extra: Iterable[str] | None) -> Callable[P, R]:
+    params = list(inspect.signature(fn).parameters.values())
+    method = bool(params) and params[0].name in ("self", "cls")
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    valid = {p.name for p in params[1 if method else 0 :] if p.kind in keyword}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        valid.update(SETTING_NAMES if extra is None else extra)
+    elif extra is not None:
+        valid.update(extra)
+    accepted = frozenset(valid)
+
+    @functools.wraps(fn)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not accepted.issuperset(kwargs):
+            check_options(kwargs, accepted, where=where or _call_name(fn, args, method))
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+def _call_name(fn: Callable[..., Any], args: tuple[Any, ...], method: bool) -> str:
+    name = getattr(fn, "__name__", "function")
+    if not (method and args):
+        return f"{name}()"
+    owner = args[0] if isinstance(args[0], type) else type(args[0])
+    return f"{owner.__name__}()" if name == "__init__" else f"{owner.__name__}.{name}()"
+
+
+_warned_env: set[str] = set()
+
+
+def warn_unknown_env(env: Mapping[str, str]) -> None:
+    """Log once per process each ``ETHEREALFABRIC_*`` variable that is not in :data:`KNOWN_ENV`.
+
+    A warning, not an error: the environment may be shared with other versions of the
+    package. It goes to the ``etherealfabric`` logger (``warnings.warn`` would be an error
+    under ``-W error``).
+    """
+    for var in env:
+        if not var.startswith(ENV_PREFIX) or var in KNOWN_ENV or var in _warned_env:
+            continue
+        _warned_env.add(var)
+        known = [k[len(ENV_PREFIX) :] for k in KNOWN_ENV]
+        close = difflib.get_close_matches(var[len(ENV_PREFIX) :], known, n=1)
+        hint = (
+            f"did you mean {ENV_PREFIX}{close[0]}?"
+            if close
+            else f"known variables: {', '.join(sorted(KNOWN_ENV))}"
+        )
+        log.warning("%s is not a setting; %s", var, hint)
 
 
 def _parse(field: str, value: Any, *, setting: str) -> Any:

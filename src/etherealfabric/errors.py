@@ -7,7 +7,8 @@ EtherealFabricError
 │   ├── DuplicateNodeError     two nodes share a name
 │   └── UnknownOutputError     a reference names an output the node does not declare
 ├── ConfigError                a setting or environment variable has a bad value
-│   └── UnknownBackendError    no backend of that name
+│   ├── UnknownBackendError    no backend of that name
+│   └── UnknownOptionError     a mistyped option or setting (also a TypeError)
 ├── HashingError               a value cannot be hashed at all
 ├── SerializationError         an output cannot be (de)serialized
 ├── OutputError                ``run()`` returned missing or undeclared outputs
@@ -28,6 +29,8 @@ programs can react to it and messages can say what to do.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "SerializationError",
     "StoreError",
     "UnknownBackendError",
+    "UnknownOptionError",
     "UnknownOutputError",
 ]
 
@@ -134,6 +138,30 @@ class UnknownBackendError(ConfigError):
         )
         self.name = name
         self.known = known
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword argument, option or setting that the function does not know (likely a typo).
+
+    ``option`` is the unknown word, ``where`` the call it was given to, ``valid`` the accepted
+    names and ``suggestion`` the closest of them (``None`` when none is close). It is also a
+    ``TypeError``, as Python's own error for an unexpected keyword argument is.
+    """
+
+    def __init__(self, option: str, *, where: str, valid: Iterable[str]) -> None:
+        names = sorted(set(valid))
+        close = difflib.get_close_matches(option, names, n=1)
+        suggestion = close[0] if close else None
+        hint = f"; did you mean {suggestion!r}?" if suggestion else "."
+        listed = ", ".join(names) if names else "none"
+        super().__init__(
+            f"{where} got an unknown option {option!r}{hint} Valid options: {listed}",
+            setting=option,
+        )
+        self.option = option
+        self.where = where
+        self.valid = tuple(names)
+        self.suggestion = suggestion
 
 
 class HashingError(EtherealFabricError):
