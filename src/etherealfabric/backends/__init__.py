@@ -9,8 +9,10 @@ backends register under the ``etherealfabric.backends`` entry-point group as
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
+from ..config import check_options
 from ..errors import UnknownBackendError
 from ._base import Backend, TaskFuture
 
@@ -43,12 +45,19 @@ def backend_names() -> list[str]:
 
 
 def create_backend(name: str, *, setting: str | None = None, **options: Any) -> Backend:
-    """Instantiate the backend called ``name``; an unknown name lists the known ones."""
+    """Instantiate the backend called ``name``; an unknown name lists the known ones.
+
+    ``options`` go to the backend's constructor; one it does not take raises
+    :class:`~etherealfabric.errors.UnknownOptionError` before the backend starts.
+    """
     key = name.lower()
     target = _registered.get(key) or _BUILTIN.get(key) or _plugins().get(key)
     if target is None:
         raise UnknownBackendError(name, backend_names(), setting=setting)
     cls = _load(target) if isinstance(target, str) else target
+    params = inspect.signature(cls).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):  # else cls checks
+        check_options(options, [p.name for p in params], where=f"create_backend({name!r})")
     return cls(**options)
 
 

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from ..config import check_options
+
 __all__ = ["Backend", "TaskFuture", "default_workers", "no_main_reimport", "run_pickled"]
 
 T = TypeVar("T")
@@ -40,8 +42,7 @@ class Backend(ABC):
     can_kill: ClassVar[bool] = False
 
     def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
-        if options:
-            raise TypeError(f"{type(self).__name__} got unknown options {sorted(options)}")
+        check_options(options, ("max_workers",), where=f"{type(self).__name__}()")
         self.max_workers = max_workers
 
     @abstractmethod

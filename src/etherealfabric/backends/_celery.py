@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..config import ENV, Settings
+from ..config import ENV, Settings, strict_options
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
 from ._base import Backend, run_pickled
 
@@ -131,6 +131,7 @@ class CeleryBackend(Backend):
 
     name = "celery"
 
+    @strict_options
     def __init__(
         self,
         *,

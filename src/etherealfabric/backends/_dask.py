@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ..config import ENV
+from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
 from ._base import Backend, TaskFuture, default_workers, no_main_reimport, run_pickled
 
@@ -41,7 +41,7 @@ log = logging.getLogger("etherealfabric.backends.dask")
 T = TypeVar("T")
 
 #: The environment variable naming the scheduler of a running cluster.
-ADDRESS_ENV = "ETHEREALFABRIC_DASK_ADDRESS"
+ADDRESS_ENV = DASK_ADDRESS_ENV
 
 
 class _DaskFuture:
@@ -67,6 +67,7 @@ class DaskBackend(Backend):
 
     name = "dask"
 
+    @strict_options
     def __init__(
         self,
         *,

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from ..config import strict_options
 from ._base import Backend, default_workers, no_main_reimport, run_pickled
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
@@ -37,6 +38,7 @@ class ThreadBackend(Backend):
     name = "local"
     in_process = True
 
+    @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:
         super().__init__(max_workers=max_workers or default_workers())
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any], Any] | None]
@@ -104,6 +106,7 @@ class ProcessBackend(Backend):
     name = "processes"
     can_kill = True
 
+    @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:
         super().__init__(max_workers=max_workers or default_workers())
         methods = multiprocessing.get_all_start_methods()

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
+from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError, UnknownOutputError
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
 
@@ -324,6 +325,7 @@ class NodeFunction:
     the function, so node functions stay easy to unit-test.
     """
 
+    @strict_options
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -381,6 +383,7 @@ def node(
 ) -> Callable[[Callable[..., Any]], NodeFunction]: ...
 def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""
+    check_options(options, keyword_options(NodeFunction), where="@node()")
     if fn is not None:
         return NodeFunction(fn, **options)
     return lambda f: NodeFunction(f, **options)
