@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# the contract suites the tests subclass: pytest's detailed assertion messages inside them too
+pytest.register_assert_rewrite("etherealfabric.testing")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,20 +1,22 @@
-"""The backend contract, passed by every backend: local threads, processes, Dask and Celery.
+"""The backend contract (``etherealfabric.testing.BackendContract``) for every backend of the
+package, local threads, processes, Dask and Celery, plus what is specific to each.
 
-``IMPLEMENTATIONS`` and the indirect ``backend_name`` fixture run each contract test once per
-backend. The fixture points the environment at the backend (``ETHEREALFABRIC_EXECUTION_BACKEND``
-and its settings), so tests create backends the way a user does: ``create_backend(name)`` or
+Each ``Test<Backend>`` class subclasses the contract with a ``backend_name`` fixture that
+points the environment at the backend (``ETHEREALFABRIC_EXECUTION_BACKEND`` and its
+settings), so tests create backends the way a user does: ``create_backend(name)`` or
 ``workflow.execute()``. Real clusters, started once per module and only when a selected test
 needs them: a Dask ``LocalCluster`` of two worker processes, and a private ``redis-server``
 with one Celery worker (``python -m etherealfabric.backends._celery worker --concurrency 2``).
 
-Pickling, and so what the workers must import: the plain task functions below (``double``,
-``refuse``...) are pickled by reference, so workers import this module: the Celery worker runs
-with this folder on its ``PYTHONPATH`` (as a real worker has the project's code installed), and
-Dask's spawned workers inherit this process's ``sys.path``. ``@node`` functions travel by value
-(their module attribute is the node wrapper, so cloudpickle cannot find the raw function by
-name), as do nodes defined inside a test and those of a workflow file loaded by
-:func:`load_workflow` (``test_workflow_file_nodes_travel_by_value``). A class node from a module
-the workers cannot import fails with a message that says so.
+Pickling, and so what the workers must import: the plain task functions (``double``,
+``refuse``... here and in ``etherealfabric.testing``) are pickled by reference, so workers
+import their module: the Celery worker runs with this folder on its ``PYTHONPATH`` (as a real
+worker has the project's code installed), and Dask's spawned workers inherit this process's
+``sys.path``. ``@node`` functions travel by value (their module attribute is the node wrapper,
+so cloudpickle cannot find the raw function by name), as do nodes defined inside a test and
+those of a workflow file loaded by :func:`load_workflow`
+(``test_workflow_file_nodes_travel_by_value``). A class node from a module the workers cannot
+import fails with a message that says so.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,78 +31,33 @@ from typing import Any
 
 import pytest
 
-from etherealfabric import ConfigError, Node, RunFailedError, Workflow, node
-from etherealfabric.backends import Backend, backend_names, create_backend
+from etherealfabric import ConfigError, RunFailedError, Workflow, node
+from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._celery import main as celery_main
 from etherealfabric.backends._celery import make_app
 from etherealfabric.backends._dask import DaskBackend
 from etherealfabric.cli._loader import load_workflow
-from etherealfabric.journal._journal import Journal
+from etherealfabric.testing import BackendContract
+from etherealfabric.testing._backends import double, numbers, pipeline
+from etherealfabric.testing._backends import node_runs as rows
 from redis_server import RedisServer, redis_server_path, start_redis, stop_process
 
 IMPLEMENTATIONS = ["threads", "processes", "dask", "celery"]
-IN_PROCESS = {"threads"}
-WORKERS = 2
+WORKERS = BackendContract.max_workers
 TESTS = Path(__file__).resolve().parent
 TIMEOUT = 60
 
 
 # -- nodes and task functions the workers import from this module --------------------------------
 @node
-def numbers(n):
-    return list(range(n))
-
-
-@node
-def squares(xs):
-    return [x * x for x in xs]
-
-
-@node
-def total(xs):
-    return sum(xs)
-
-
-@node
-def where():
-    return {"pid": os.getpid()}
-
-
-@node
-def explode(xs):
-    raise ValueError(f"explode got {len(xs)} numbers")
-
-
-@node
 def crash(xs):
     os._exit(3)
-
-
-def double(x: int) -> int:
-    return 2 * x
-
-
-def refuse(x: int) -> int:
-    raise ValueError(f"refused {x}")
-
-
-def nap(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
 
 
 def nap_then_touch(args: tuple[float, str]) -> None:
     seconds, path = args
     time.sleep(seconds)
     Path(path).touch()
-
-
-def pipeline(name: str = "contract") -> Workflow:
-    with Workflow(name) as wf:
-        xs = numbers(10)
-        total(squares(xs))
-        where()
-    return wf
 
 
 # -- clusters, started once per module ----------------------------------------------------------
@@ -178,10 +134,8 @@ def _wait_for_worker(worker: subprocess.Popen, settings: dict, log: Path) -> Non
         app.close()
 
 
-@pytest.fixture
-def backend_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point the environment at the backend ``request.param``; return its name."""
-    name: str = request.param
+def point_at(name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the environment at the backend ``name`` (starting its cluster); return the name."""
     monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", name)
     monkeypatch.setenv("ETHEREALFABRIC_MAX_WORKERS", str(WORKERS))
     if name == "dask":
@@ -194,141 +148,40 @@ def backend_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def backend(backend_name: str) -> Iterator[Backend]:
-    with create_backend(backend_name, max_workers=WORKERS) as opened:
-        yield opened
+def backend_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The backend ``request.param``, for the tests below that are not the contract."""
+    return point_at(request.param, request, monkeypatch)
 
 
-def contract(fn: Any) -> Any:
-    """Run ``fn`` once per backend."""
-    return pytest.mark.parametrize("backend_name", IMPLEMENTATIONS, indirect=True)(fn)
+# -- the contract, for every backend ------------------------------------------------------------
+class TestThreads(BackendContract):
+    in_process = True
+
+    @pytest.fixture
+    def backend_name(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        return point_at("threads", request, monkeypatch)
 
 
-def rows(home: Path, run_id: str) -> dict[str, dict]:
-    with Journal(home / "journal.db") as journal:
-        return {r["node"]: r for r in journal.node_runs(run_id)}
+class TestProcesses(BackendContract):
+    @pytest.fixture
+    def backend_name(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        return point_at("processes", request, monkeypatch)
 
 
-# -- the contract: the Backend interface ---------------------------------------------------------
-@contract
-def test_submit_returns_a_future_of_the_result_and_calls_back_once(backend: Backend) -> None:
-    called: list[Any] = []
-    done = threading.Event()
-
-    def callback(future: Any) -> None:
-        called.append(future)
-        done.set()
-
-    future = backend.submit(double, 21)
-    future.add_done_callback(callback)
-    assert future.result(timeout=TIMEOUT) == 42
-    assert done.wait(TIMEOUT)
-    time.sleep(0.05)  # a second call would come right after the first
-    assert len(called) == 1
-    assert called[0].result() == 42
+class TestDask(BackendContract):
+    @pytest.fixture
+    def backend_name(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        return point_at("dask", request, monkeypatch)
 
 
-@contract
-def test_an_exception_of_the_task_is_raised_by_result(backend: Backend) -> None:
-    future = backend.submit(refuse, 7)
-    with pytest.raises(Exception, match="refused 7"):
-        future.result(timeout=TIMEOUT)
+class TestCelery(BackendContract):
+    @pytest.fixture
+    def backend_name(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        return point_at("celery", request, monkeypatch)
 
 
-@contract
-def test_many_tasks_all_complete(backend: Backend) -> None:
-    assert backend.max_workers == WORKERS
-    futures = [backend.submit(double, i) for i in range(30)]
-    assert [f.result(timeout=TIMEOUT) for f in futures] == [2 * i for i in range(30)]
-
-
-@contract
-def test_close_with_cancel_returns_without_running_the_queue(backend_name: str) -> None:
-    opened = create_backend(backend_name, max_workers=WORKERS)
-    futures = [opened.submit(nap, 0.3) for _ in range(3 * WORKERS)]
-    started = time.monotonic()
-    opened.close(cancel=True)
-    assert time.monotonic() - started < 3 * WORKERS * 0.3  # the queue was not worked through
-    assert len(futures) == 3 * WORKERS
-
-
-@pytest.mark.parametrize("backend_name", sorted(set(IMPLEMENTATIONS) - IN_PROCESS), indirect=True)
-def test_an_unpicklable_task_fails_cleanly(backend: Backend) -> None:
-    """Either ``submit`` or the future raises (the scheduler fails the node either way)."""
-    with pytest.raises(TypeError, match="pickle"):
-        backend.submit(double, threading.Lock()).result(timeout=TIMEOUT)
-    assert backend.submit(double, 1).result(timeout=TIMEOUT) == 2  # the backend still works
-
-
-# -- the contract: whole workflows -------------------------------------------------------------
-@contract
-def test_results_equal_the_local_backends(backend_name: str, home: Path, tmp_path: Path) -> None:
-    remote = pipeline().execute()
-    local = pipeline().execute(backend="local", home=tmp_path / "local-home")
-    assert remote["total"]["result"] == local["total"]["result"] == 285
-    assert remote["squares"]["result"] == local["squares"]["result"]
-    assert (remote.executed, remote.cached, remote.failed) == (4, 0, 0)
-
-
-@contract
-def test_nodes_run_in_worker_processes_and_a_second_run_is_cached(
-    backend_name: str, home: Path
-) -> None:
-    first = pipeline().execute()
-    journal = rows(home, first.run_id)
-    assert set(journal) == {"numbers", "squares", "total", "where"}
-    assert all(r["status"] == "succeeded" for r in journal.values())
-    pids = {r["pid"] for r in journal.values()}
-    assert first["where"]["result"]["pid"] in pids
-    if backend_name in IN_PROCESS:
-        assert pids == {os.getpid()}
-    else:
-        assert os.getpid() not in pids
-    second = pipeline().execute()
-    assert (second.executed, second.cached) == (0, 4)
-    assert {r["status"] for r in rows(home, second.run_id).values()} <= {"cached"}
-
-
-@contract
-def test_a_failing_node_reports_its_error(backend_name: str, home: Path) -> None:
-    with Workflow("failing") as wf:
-        xs = numbers(3)
-        explode(xs)
-        total(xs)
-    with pytest.raises(RunFailedError) as caught:
-        wf.execute(keep_going=True)
-    assert "explode got 3 numbers" in caught.value.failures["explode"]
-    results = caught.value.results
-    assert results["total"]["result"] == 3
-    journal = rows(home, results.run_id)
-    assert journal["explode"]["status"] == "failed"
-    assert "ValueError: explode got 3 numbers" in journal["explode"]["error"]
-
-
-@contract
-def test_seed_style_class_nodes_defined_in_a_test_run(backend_name: str) -> None:
-    class MyNode(Node):
-        def __init__(self, input_data):
-            super().__init__()
-            self.input_data = input_data
-            self.outputs = ["output_data"]
-
-        def run(self):
-            return {"output_data": self.input_data * 2}
-
-    node1 = MyNode(input_data=10)
-    node2 = MyNode(input_data=node1.outputs["output_data"])
-    workflow = Workflow()
-    workflow.add_node(node1)
-    workflow.add_node(node2)
-    workflow.add_dependency(node1, node2)
-    results = workflow.execute()
-    assert results[node2]["output_data"] == 40
-    again = workflow.execute()
-    assert (again.executed, again.cached) == (0, 2)
-
-
-@contract
+# -- more for every backend: a workflow file's nodes ---------------------------------------------
+@pytest.mark.parametrize("backend_name", IMPLEMENTATIONS, indirect=True)
 def test_workflow_file_nodes_travel_by_value(backend_name: str, tmp_path: Path) -> None:
     source = tmp_path / "flows" / "byvalue_flow.py"
     source.parent.mkdir()
