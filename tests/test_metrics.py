@@ -157,7 +157,8 @@ def test_unknown_kinds_and_unseen_runs_are_ignored() -> None:
     metrics = Metrics()
     metrics(Event("node_succeeded", "never-started", "x", {"key": "k"}))
     metrics(Event("run_started", "r", data={"workflow": "w", "nodes": 1, "backend": "local"}))
-    metrics(Event("node_teleported", "r", "x"))
+    with pytest.raises(ValueError, match="node_teleported"):  # kinds are an enum: no unknown ones
+        metrics(Event("node_teleported", "r", "x"))
     metrics(Event("node_retrying", "r", "x", {"attempt": 1, "error": "E: e"}))
     text = metrics.text()
     assert value(text, "etherealfabric_runs_in_progress", workflow="w") == 1

@@ -181,9 +181,10 @@ def test_not_a_terminal_means_lines() -> None:
 def test_unknown_events_and_runs_are_ignored() -> None:
     out = io.StringIO()
     progress = Progress(file=out)
-    progress(Event("node_teleported", "run-1", "x", {"where": "mars"}))
+    with pytest.raises(ValueError, match="node_teleported"):  # kinds are an enum: no unknown ones
+        progress(Event("node_teleported", "run-1", "x", {"where": "mars"}))
+    progress(Event("node_started", "run-0", "x", {"key": "k"}))  # a run it never saw start
     progress(Event("run_started", "run-1", data={"workflow": "w", "nodes": 1, "backend": "local"}))
-    progress(Event("node_teleported", "run-1", "x"))
     assert out.getvalue() == ""
     progress.close()
     progress.close()

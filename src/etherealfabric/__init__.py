@@ -34,11 +34,11 @@ from .errors import (
 )
 from .run._events import Event, EventBus, Subscriber
 from .states import EventKind, NodeStatus, RunStatus
-from .store._serializers import Serializer, register_serializer
 from .workflow import Workflow
 
 if TYPE_CHECKING:
     from .run._results import NodeResults, Results
+    from .store._serializers import Serializer, register_serializer
 
 __version__ = "0.1.0"
 
@@ -83,10 +83,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``Results`` and ``NodeResults`` load on first use: they pull in the run layer."""
-    if name in ("Results", "NodeResults"):
-        from .run import _results
+_LAZY = {
+    "Results": "run._results",
+    "NodeResults": "run._results",
+    "Serializer": "store._serializers",
+    "register_serializer": "store._serializers",
+}
 
-        return getattr(_results, name)
-    raise AttributeError(f"module 'etherealfabric' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """Names that load their layer on first use, so ``import etherealfabric`` stays light."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'etherealfabric' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)
