@@ -36,8 +36,6 @@ class Backend(ABC):
     """Runs tasks. Subclasses set ``name`` and implement :meth:`submit` and :meth:`close`."""
 
     name: ClassVar[str]
-    #: True when tasks run in this process (threads): inputs can be shared in memory.
-    in_process: ClassVar[bool] = False
     #: True when a running task can be stopped (so node timeouts really stop the work).
     can_kill: ClassVar[bool] = False
 

@@ -36,7 +36,6 @@ class ThreadBackend(Backend):
     """
 
     name = "local"
-    in_process = True
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:

@@ -22,20 +22,16 @@ Two ways, one model::
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import Any, ClassVar, overload
 
 from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError, UnknownOutputError
+from ._context import CheckpointLike, current_checkpoint, current_collector
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
-
-if TYPE_CHECKING:
-    from ..run._checkpoint import Checkpoint
-    from ..workflow import Workflow
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -46,30 +42,10 @@ __all__ = [
     "OutputRef",
     "OutputRefs",
     "Outputs",
-    "current_workflow",
     "node",
-    "walk_refs",
 ]
 
 DEFAULT_OUTPUT = "result"
-_CURRENT: contextvars.ContextVar[Workflow | None] = contextvars.ContextVar(
-    "etherealfabric_workflow", default=None
-)
-
-
-def current_workflow() -> Workflow | None:
-    """The workflow of the innermost ``with Workflow():`` block, if any."""
-    return _CURRENT.get()
-
-
-def _enter(workflow: Workflow) -> contextvars.Token[Workflow | None]:
-    return _CURRENT.set(workflow)
-
-
-def _leave(token: contextvars.Token[Workflow | None]) -> None:
-    _CURRENT.reset(token)
-
-
 class OutputRef:
     """A reference to one named output of a node; passing it as an input creates an edge."""
 
@@ -238,10 +214,8 @@ class Node:
         return self._ef_name
 
     @property
-    def checkpoint(self) -> Checkpoint:
+    def checkpoint(self) -> CheckpointLike:
         """This node's checkpoint while it runs: ``self.checkpoint.save(state)`` / ``.load()``."""
-        from ..run._checkpoint import current_checkpoint
-
         return current_checkpoint()
 
     def run(self) -> Mapping[str, Any]:
@@ -354,7 +328,7 @@ class NodeFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        workflow = current_workflow()
+        workflow = current_collector()
         if workflow is None:
             return self.fn(*args, **kwargs)
         fnode = FunctionNode(self, args, kwargs)
@@ -409,51 +383,6 @@ class NodeSpec:
     on_error: ErrorHandler | None = None
 
 
-def walk_refs(value: Any) -> Iterator[OutputRef]:
-    """Yield every :class:`OutputRef` inside ``value`` (lists, tuples, sets, dict values)."""
-    if isinstance(value, OutputRef):
-        yield value
-    elif isinstance(value, Outputs):
-        for name in value.names:
-            yield value[name]
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from walk_refs(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from walk_refs(item)
-
-
-def replace_refs(
-    value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[type, ...] = ()
-) -> Any:
-    """Copy ``value`` with every reference replaced by ``fn(ref)``; untouched parts are shared.
-
-    References are :class:`OutputRef` (and :class:`Outputs`, as a dict of its references) or,
-    when given, instances of ``kind``. Lists, tuples (named tuples too), sets and dicts are
-    searched.
-    """
-    if isinstance(value, OutputRef) or (kind and isinstance(value, kind)):
-        return fn(value)
-    if isinstance(value, (Outputs, OutputRefs)):
-        return {name: fn(value.node.outputs[name]) for name in value.node.outputs.names}
-    if isinstance(value, (list, tuple)):
-        items = [replace_refs(v, fn, kind=kind) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*items)
-        return type(value)(items) if type(value) in (list, tuple) else items
-    if isinstance(value, (set, frozenset)):
-        return type(value)(replace_refs(v, fn, kind=kind) for v in value)
-    if isinstance(value, dict):
-        new = {k: replace_refs(v, fn, kind=kind) for k, v in value.items()}
-        if all(new[k] is value[k] for k in value):
-            return value
-        return new if type(value) is dict else type(value)(new)
-    return value
-
-
 @functools.lru_cache(maxsize=1024)
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
@@ -476,19 +405,6 @@ def _check_node_name(name: object) -> str:
             f"node names must be non-empty strings without slashes or newlines, got {name!r}"
         )
     return name
-
-
-def node_options(n: Node) -> dict[str, Any]:
-    """The options of a node as a dict (version, retries, serializers)."""
-    return n._ef_options()
-
-
-def refs_of(n: Node) -> list[OutputRef]:
-    """The references among a node's inputs."""
-    refs: list[OutputRef] = []
-    for value in (*n._ef_args, *n._ef_kwargs.values()):
-        refs.extend(walk_refs(value))
-    return refs
 
 
 def _class_handler(cls: type) -> ErrorHandler | None:
