@@ -28,8 +28,7 @@ import signal
 
 import numpy as np
 
-from etherealfabric import Workflow, node
-from etherealfabric import checkpoint
+from etherealfabric import Workflow, checkpoint, node
 
 EPOCHS = 30
 LEARNING_RATE = 0.1

@@ -14,12 +14,11 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from etherealfabric import Node, Workflow, node
-from etherealfabric.errors import ExecutionError, SerializationError, StoreError
+from etherealfabric import Node, Workflow, checkpoint, node
 from etherealfabric.define._context import activate_checkpoint as activate
 from etherealfabric.define._context import current_checkpoint
+from etherealfabric.errors import ExecutionError, SerializationError, StoreError
 from etherealfabric.run._checkpoint import Checkpoint
-from etherealfabric import checkpoint
 from etherealfabric.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from etherealfabric import Workflow, node
+from etherealfabric import Workflow, checkpoint, node
 from etherealfabric.errors import ConfigError, CorruptArtifactError, StoreError
-from etherealfabric import checkpoint
 from etherealfabric.store import LocalStore, ObjectStore, open_store
 from test_store import MOTO, MotoServer
 

@@ -59,7 +59,7 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
     table = _table("node", "action", "estimate", "reason")
     for n in planned.nodes:
         if n.action is PlanAction.CACHED:
-            table.add_row(n.node, "cached", "-", n.reason)
+            table.add_row(n.node, PlanAction.CACHED, "-", n.reason)
         else:
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
             table.add_row(n.node, "will run", estimate, n.reason)

@@ -14,6 +14,7 @@ import click
 
 from ..config import ENV
 from ..errors import EtherealFabricError
+from ..states import RunStatus
 from ._common import (
     EXIT_FAILED,
     F,
@@ -100,13 +101,13 @@ def resume(
     with _journal(home) as journal:
         journal.mark_interrupted()
         row = _get_run(journal, run_id)
-    if row["status"] == "succeeded":
+    if row["status"] == RunStatus.SUCCEEDED:
         if as_json:
-            _echo_json({"run_id": row["id"], "status": "succeeded", "resumed": False})
+            _echo_json({"run_id": row["id"], "status": RunStatus.SUCCEEDED, "resumed": False})
         else:
             click.echo(f"run {row['id']} already succeeded; nothing to resume")
         return
-    if row["status"] == "running":
+    if row["status"] == RunStatus.RUNNING:
         _fail(
             f"run {row['id']} is still running (pid {row['pid']} on {row['host']}); wait for it "
             f"to finish or stop it, then resume it (watch it with `etherealfabric status {row['id']}`)"

@@ -11,22 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..plan._graph import Graph
+from ..states import NodeStatus
 
 __all__ = ["FORMATS", "STATUS_COLOURS", "render", "to_dot", "to_mermaid"]
 
 #: status → (fill, stroke) colours.
 STATUS_COLOURS: dict[str, tuple[str, str]] = {
-    "succeeded": ("#c8e6c9", "#2e7d32"),  # green
-    "cached": ("#cfd8dc", "#1565c0"),  # grey, blue border
-    "failed": ("#ffcdd2", "#c62828"),  # red
-    "upstream_failed": ("#ffe0b2", "#ef6c00"),  # orange
-    "running": ("#fff9c4", "#f9a825"),  # yellow
-    "retrying": ("#fff9c4", "#f9a825"),  # yellow
-    "pending": ("#ffffff", "#9e9e9e"),  # white
-    "cancelled": ("#eeeeee", "#616161"),  # light grey
-    "interrupted": ("#e1bee7", "#6a1b9a"),  # purple
-    "fallback": ("#b2dfdb", "#00695c"),  # teal: failed, an on_error handler supplied outputs
-    "skipped": ("#f5f5f5", "#9e9e9e"),  # near white
+    NodeStatus.SUCCEEDED: ("#c8e6c9", "#2e7d32"),  # green
+    NodeStatus.CACHED: ("#cfd8dc", "#1565c0"),  # grey, blue border
+    NodeStatus.FAILED: ("#ffcdd2", "#c62828"),  # red
+    NodeStatus.UPSTREAM_FAILED: ("#ffe0b2", "#ef6c00"),  # orange
+    NodeStatus.RUNNING: ("#fff9c4", "#f9a825"),  # yellow
+    NodeStatus.RETRYING: ("#fff9c4", "#f9a825"),  # yellow
+    NodeStatus.PENDING: ("#ffffff", "#9e9e9e"),  # white
+    NodeStatus.CANCELLED: ("#eeeeee", "#616161"),  # light grey
+    NodeStatus.INTERRUPTED: ("#e1bee7", "#6a1b9a"),  # purple
+    NodeStatus.FALLBACK: ("#b2dfdb", "#00695c"),  # teal: failed, an on_error handler supplied outputs
+    NodeStatus.SKIPPED: ("#f5f5f5", "#9e9e9e"),  # near white
 }
 
 

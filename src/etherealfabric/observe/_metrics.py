@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..run._events import Event
-from ..states import EventKind
+from ..states import EventKind, NodeStatus, RunStatus
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -70,7 +70,7 @@ DURATION_BUCKETS = (
 NODE_STATUSES = {kind: kind.final_status for kind in EventKind if kind.final_status}
 
 #: Run statuses whose ``runs_total`` series exist (at 0) as soon as a workflow is seen.
-RUN_STATUSES = ("succeeded", "failed", "cancelled")
+RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 @dataclass
@@ -199,7 +199,7 @@ class Metrics:
         self.runs.labels(run.workflow, str(event.data.get("status", "unknown"))).inc()
 
     def _on_cached(self, event: Event, run: _Run) -> None:
-        run.m.nodes["cached"].inc()
+        run.m.nodes[NodeStatus.CACHED].inc()
         run.m.hits.inc()
         outputs = event.data.get("outputs")
         if outputs and not run.exact_reads:
@@ -213,7 +213,7 @@ class Metrics:
             run.m.read.inc(input_bytes)
 
     def _on_succeeded(self, event: Event, run: _Run) -> None:
-        run.m.nodes["succeeded"].inc()
+        run.m.nodes[NodeStatus.SUCCEEDED].inc()
         result = event.data.get("result")
         outputs: Mapping[str, Mapping[str, Any]] = getattr(result, "outputs", None) or {}
         written = sum(int(o.get("size") or 0) for o in outputs.values())

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..run._events import Event
-from ..states import EventKind
+from ..states import EventKind, NodeStatus
 from ._logging import LOGGER
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ __all__ = ["Progress", "format_duration"]
 #: Event kinds that put a node in a final state, and that state.
 #: event kinds that put a node in its final state, and that state
 FINAL_KINDS = {kind: kind.final_status for kind in EventKind if kind.final_status}
-NOT_RUN = ("upstream_failed", "cancelled")
+NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED)
 MAX_SLOW_LINES = 8
 
 
@@ -222,9 +222,9 @@ class Progress:
         self.close()
         counts = event.data.get("counts") or {}
         c = self.counts
-        executed = counts.get("executed", c["succeeded"] + c["failed"] + c["fallback"])
-        cached = counts.get("cached", c["cached"])
-        failed = counts.get("failed", c["failed"])
+        executed = counts.get("executed", c[NodeStatus.SUCCEEDED] + c[NodeStatus.FAILED] + c[NodeStatus.FALLBACK])
+        cached = counts.get("cached", c[NodeStatus.CACHED])
+        failed = counts.get("failed", c[NodeStatus.FAILED])
         extra = self._extra_counts(", ")
         took = format_duration(time.monotonic() - self._t0, digits=1)
         status = event.data.get("status", "finished")
@@ -238,7 +238,7 @@ class Progress:
         """``, 1 fallback, 2 skipped, 5 not run``: the counts usually zero, when they are not."""
         not_run = sum(self.counts[s] for s in NOT_RUN)
         c = self.counts
-        parts = [(c["fallback"], "fallback"), (c["skipped"], "skipped"), (not_run, "not run")]
+        parts = [(c[NodeStatus.FALLBACK], "fallback"), (c[NodeStatus.SKIPPED], "skipped"), (not_run, "not run")]
         return "".join(f"{sep}{n} {what}" for n, what in parts if n)
 
     def _position(self) -> str:
@@ -309,8 +309,8 @@ class Progress:
             Text(f"{self.finished}/{self.total} · {format_duration(now - self._t0, digits=1)}"),
         )
         counts = Text.assemble(
-            f"{c['succeeded']} done · {c['cached']} cached · {len(running)} running · ",
-            (f"{c['failed']} failed", "bold red" if c["failed"] else ""),
+            f"{c[NodeStatus.SUCCEEDED]} done · {c[NodeStatus.CACHED]} cached · {len(running)} running · ",
+            (f"{c[NodeStatus.FAILED]} failed", "bold red" if c[NodeStatus.FAILED] else ""),
             self._extra_counts(" · "),
         )
         slow = sorted((r for r in running if r[1] >= self.slow_after), key=lambda r: -r[1])

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..define._node import Node, NodeSpec, OutputRef
-from ..define._refs import replace_refs
 from ..define._policies import as_retry_policy, check_handler, check_timeout
+from ..define._refs import replace_refs
 from ..errors import CycleError, DefinitionError, UnknownOutputError
 from ..hashing._usercode import qualified_name
 
