@@ -77,7 +77,7 @@ def test_gc_dry_run_and_recent_artifacts_remove_nothing(home: Path) -> None:
     with Journal(home / "journal.db") as journal:
         dry = collect_garbage(journal, LocalStore(home), keep_runs=1, dry_run=True)
         assert dry.records_removed == 2 and dry.objects_removed == 1
-        assert journal.query("SELECT count(*) AS n FROM actions")[0]["n"] == 4
+        assert journal.db["actions"].count == 4
     assert len(objects(home)) == 2
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from etherealfabric.errors import JournalError, RunNotFoundError
-from etherealfabric.journal._journal import HOST, SCHEMA_VERSION, Journal
+from etherealfabric.journal import Journal
+from etherealfabric.journal._liveness import HOST
+from etherealfabric.journal._schema import MIGRATIONS, SCHEMA_VERSION
+from etherealfabric.states import NodeStatus, RunStatus
 
 
 def test_new_journal_uses_wal_and_is_stamped(tmp_path: Path) -> None:
@@ -97,7 +102,7 @@ def test_concurrent_writers_from_processes_never_see_locked_errors(tmp_path: Pat
     path = tmp_path / "journal.db"
     Journal(path).close()
     code = (
-        "import sys; from etherealfabric.journal._journal import Journal\n"
+        "import sys; from etherealfabric.journal import Journal\n"
         "j = Journal(sys.argv[1])\n"
         "for i in range(200):\n"
         "    j.write_batch(events=[(sys.argv[2], float(i), 'node_cached', 'n', None)] * 5)\n"
@@ -116,7 +121,7 @@ def test_concurrent_writers_from_processes_never_see_locked_errors(tmp_path: Pat
 
 def test_a_reused_pid_does_not_keep_a_dead_run_or_lease_alive(tmp_path: Path) -> None:
     """pids are reused (fast, in containers): rows remember when their process started."""
-    from etherealfabric.journal._journal import PID_START, process_start
+    from etherealfabric.journal._liveness import PID_START, process_start
 
     alive_pid = os.getppid()  # a live process, but not the one that wrote the rows
     assert process_start(alive_pid) is not None
@@ -146,3 +151,140 @@ def test_a_reused_pid_does_not_keep_a_dead_run_or_lease_alive(tmp_path: Path) ->
         assert journal.get_run("live")["status"] == "running"
         assert journal.acquire_lease("k1", node="n", run_id="new")  # taken over
         assert not journal.acquire_lease("k2", node="n", run_id="new")  # really held
+
+
+def test_a_journal_of_an_older_schema_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Migrations are recorded under one name for good: a schema-1 journal gets 2 and 3 only."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    path = tmp_path / "journal.db"
+    old = Migrations("etherealfabric.journal")
+    name, first = MIGRATIONS[0]
+    old(name=name)(first)
+    db = Database(path)
+    old.apply(db)
+    db.execute(
+        "INSERT INTO runs (id, workflow, status, started_at) VALUES ('r0', 'w', 'succeeded', 1)"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.conn.commit()
+    db.close()
+    with Journal(path) as journal:
+        assert journal.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert journal.get_run("r0")["status"] == "succeeded"
+        assert "pid_start" in journal.db["leases"].columns_dict
+        applied = [r["name"] for r in journal.db["_sqlite_migrations"].rows]
+    assert applied == [n for n, _ in MIGRATIONS]
+
+
+def test_interrupted_runs_stop_only_their_unfinished_nodes(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    with Journal(tmp_path / "journal.db") as journal, journal.write() as conn:
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, started_at, host, pid) VALUES (?,?,?,?,?,?)",
+            ("dead", "w", "running", time.time(), HOST, int(proc.stdout)),
+        )
+        conn.executemany(
+            "INSERT INTO node_runs (run_id, node, attempt, status) VALUES ('dead', ?, 1, ?)",
+            [("a", "succeeded"), ("b", "retrying"), ("c", "running"), ("d", "cached")],
+        )
+    with Journal(tmp_path / "journal.db") as journal:
+        assert journal.mark_interrupted() == ["dead"]
+        assert journal.mark_interrupted() == []  # once only
+        run = journal.get_run("dead")
+        assert RunStatus(run["status"]) is RunStatus.INTERRUPTED
+        assert run["finished_at"] is not None
+        statuses = {r["node"]: NodeStatus(r["status"]) for r in journal.node_runs("dead")}
+    assert statuses == {
+        "a": NodeStatus.SUCCEEDED,
+        "b": NodeStatus.INTERRUPTED,
+        "c": NodeStatus.INTERRUPTED,
+        "d": NodeStatus.CACHED,
+    }
+
+
+def test_runs_are_filtered_by_status_and_start(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.db") as journal:
+        journal.start_run("early", workflow="w", backend="local", nodes=1)
+        journal.finish_run("early", status=RunStatus.FAILED, counts={"failed": 1})
+        time.sleep(0.02)
+        middle = time.time()
+        journal.start_run("late", workflow="w", backend="local", nodes=1)
+        journal.finish_run("late", status=RunStatus.SUCCEEDED, counts={"executed": 1})
+        assert [r["id"] for r in journal.list_runs(since=middle)] == ["late"]
+        assert [r["id"] for r in journal.list_runs(status="failed")] == ["early"]
+        assert [r["id"] for r in journal.list_runs(limit=1)] == ["late"]
+        assert journal.get_run("early")["failed"] == 1
+        assert journal.get_run("late")["status"] == "succeeded"  # stored as the enum's value
+
+
+def test_the_journal_keeps_the_cache_index_and_file_digests(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.db") as journal:
+        assert journal.get_action("k") is None and journal.get_blob("d") is None
+        journal.write_batch(
+            blobs=[("d", b"bytes")], actions=[("k", "n", '{"outputs": {}}', None, time.time())]
+        )
+        assert journal.get_action("k") == {"outputs": {}}
+        assert journal.get_blob("d") == b"bytes"
+        journal.delete_action("k")
+        journal.delete_blob("d")
+        assert journal.get_action("k") is None and journal.get_blob("d") is None
+        journal.put("/x", 3, 10, 7, "abc")
+        assert journal.get("/x", 3, 10, 7) == "abc"
+        assert journal.get("/x", 3, 11, 7) is None  # touched since: hash again
+
+
+def test_opening_an_up_to_date_journal_imports_no_sqlite_utils(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    Journal(path).close()
+    code = (
+        "import sys; from etherealfabric.journal import Journal\n"
+        "Journal(sys.argv[1]).close()\n"
+        "print('sqlite_utils' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+_SQL = re.compile(
+    r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|PRAGMA\s|"
+    r"CREATE\s+(TABLE|INDEX))\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def test_only_the_journal_layer_speaks_sql() -> None:
+    package = Path(__file__).resolve().parents[1] / "src" / "etherealfabric"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] == "journal":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(d) for d in _docstrings(tree)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(n.split(".")[0] in ("sqlite3", "sqlite_utils") for n in names):
+                    found.append(f"{path.name}:{node.lineno} imports SQLite")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and _SQL.search(node.value)
+            ):
+                found.append(f"{path.name}:{node.lineno} {node.value[:60]!r}")
+    assert found == []
+    assert not hasattr(Journal, "query")  # no public door for other layers' SQL
+
+
+def _docstrings(tree: ast.AST) -> list[ast.AST]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.append(body[0].value)
+    return found

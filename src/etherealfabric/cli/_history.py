@@ -52,9 +52,7 @@ def runs(
         _fail(str(exc))
     with _journal(home) as journal:
         journal.mark_interrupted()
-        rows = history.list_runs(
-            journal, workflow=workflow, status=status, since=start, limit=limit
-        )
+        rows = journal.list_runs(workflow=workflow, status=status, since=start, limit=limit)
     if as_json:
         _echo_json(rows)
         return

@@ -1,1 +1,25 @@
-"""journal layer."""
+"""The journal layer: all of the package's SQL lives here, and nowhere else.
+
+- ``_schema``: the journal file: connection set-up (WAL, pragmas), tables and migrations,
+  write transactions retried while another process holds the lock.
+- ``_liveness``: whether the process that wrote a run or lease row still runs (host, pid and
+  the pid's start time).
+- ``_journal``: :class:`Journal`, the journal's reads and writes: runs, node runs, events,
+  action records and inline outputs (the cache index), leases, remembered file digests.
+- ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``,
+  ``cache verify``).
+- ``_gc``: garbage collection of the local cache (``cache gc``).
+
+To read the journal from Python::
+
+    from etherealfabric.journal import Journal
+
+    with Journal(".etherealfabric/journal.db") as journal:
+        print(journal.list_runs(limit=5))
+
+Importing this package does not import sqlite-utils (only opening an out-of-date journal does).
+"""
+
+from ._journal import Journal
+
+__all__ = ["Journal"]

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..states import RunStatus
 from ..store import Store
 from ._journal import Journal
 
@@ -82,15 +83,15 @@ def collect_garbage(
 
 
 def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    return [tuple(row.values()) for row in journal.query(sql, params)]
+    return [tuple(row.values()) for row in journal._rows(sql, params)]
 
 
 def _keys_in_use(journal: Journal, keep_runs: int) -> set[str]:
-    runs = journal.query(
+    runs = journal._rows(
         "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
         "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
-        "WHERE n <= ? OR status = 'running'",
-        (keep_runs,),
+        "WHERE n <= ? OR status = ?",
+        (keep_runs, RunStatus.RUNNING),
     )
     keys: set[str] = set()
     for run in runs:

@@ -1,4 +1,4 @@
-"""Read-only questions about past runs, answered from the journal with :meth:`Journal.query`.
+"""Read-only questions about past runs, answered from the journal's tables.
 
 What ``explain``, ``plan``, ``status``, ``logs``, ``runs --since`` and ``cache verify`` need:
 the previous keyed run of a node, the key components of a node run, the run that computed a
@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing._values import digest_bytes
+from ..hashing._digest import digest_bytes
+from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ._journal import Journal, RunRow
 
 __all__ = [
     "CacheAudit",
     "CacheProblem",
-    "RunStatus",
+    "RunSnapshot",
     "audit_cache",
     "components_of",
     "latest_attempts",
     "latest_run",
-    "list_runs",
     "median_durations",
     "node_attempts",
     "node_names",
@@ -65,44 +65,22 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         ) from None
 
 
-def list_runs(
-    journal: Journal,
-    *,
-    workflow: str | None = None,
-    status: str | None = None,
-    since: float | None = None,
-    limit: int = 20,
-) -> list[RunRow]:
-    """Runs newest first, optionally of one workflow, with one status, started after ``since``."""
-    where: list[str] = ["1=1"]
-    params: list[Any] = []
-    for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
-        if value:
-            where.append(clause)
-            params.append(value)
-    if since is not None:
-        where.append("started_at >= ?")
-        params.append(since)
-    sql = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT ?"
-    return journal.query(sql, (*params, limit))
-
-
 def latest_run(journal: Journal, *, workflow: str | None = None) -> RunRow | None:
     """The most recently started run (of ``workflow``), or ``None``."""
-    rows = list_runs(journal, workflow=workflow, limit=1)
+    rows = journal.list_runs(workflow=workflow, limit=1)
     return rows[0] if rows else None
 
 
 def node_attempts(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
     """Every attempt of ``node`` in run ``run_id``, first attempt first."""
-    return journal.query(
+    return journal._rows(
         "SELECT * FROM node_runs WHERE run_id = ? AND node = ? ORDER BY attempt", (run_id, node)
     )
 
 
 def node_names(journal: Journal, run_id: str) -> list[str]:
     """The nodes with a row in a run, in the order they started."""
-    rows = journal.query(
+    rows = journal._rows(
         "SELECT node, MIN(COALESCE(started_at, 1e300)) AS first FROM node_runs "
         "WHERE run_id = ? GROUP BY node ORDER BY first, node",
         (run_id,),
@@ -112,7 +90,7 @@ def node_names(journal: Journal, run_id: str) -> list[str]:
 
 def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:
     """The last attempt of each node of a run (what the node's status is now)."""
-    return journal.query(
+    return journal._rows(
         "SELECT nr.* FROM node_runs nr JOIN (SELECT node, MAX(attempt) AS attempt "
         "FROM node_runs WHERE run_id = ? GROUP BY node) last "
         "ON last.node = nr.node AND last.attempt = nr.attempt WHERE nr.run_id = ? "
@@ -127,7 +105,7 @@ def previous_keyed_run(
 ) -> dict[str, Any] | None:
     """The last attempt of ``node`` with a cache key in a run of ``workflow`` started before
     ``before`` (any time when ``None``), with the run's ``run_started_at``."""
-    rows = journal.query(
+    rows = journal._rows(
         "SELECT nr.*, r.started_at AS run_started_at FROM node_runs nr "
         "JOIN runs r ON r.id = nr.run_id WHERE nr.node = ? AND r.workflow = ? "
         "AND r.started_at < ? AND nr.cache_key IS NOT NULL "
@@ -141,8 +119,7 @@ def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | 
     """The key components of a node run: its own (executed, failed) or its key's action's."""
     text = row.get("components")
     if not text and row.get("cache_key"):
-        found = journal.query("SELECT components FROM actions WHERE key = ?", (row["cache_key"],))
-        text = found[0]["components"] if found else None
+        text = journal._value("SELECT components FROM actions WHERE key = ?", (row["cache_key"],))
     if not text:
         return None
     try:
@@ -154,22 +131,22 @@ def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | 
 
 def producer_of(journal: Journal, key: str, *, before: float) -> dict[str, Any] | None:
     """The latest succeeded node run that computed ``key`` in a run started by ``before``."""
-    rows = journal.query(
+    rows = journal._rows(
         "SELECT nr.run_id, nr.node, nr.finished_at FROM node_runs nr "
-        "JOIN runs r ON r.id = nr.run_id WHERE nr.cache_key = ? AND nr.status = 'succeeded' "
+        "JOIN runs r ON r.id = nr.run_id WHERE nr.cache_key = ? AND nr.status = ? "
         "AND r.started_at <= ? ORDER BY r.started_at DESC LIMIT 1",
-        (key, before),
+        (key, NodeStatus.SUCCEEDED, before),
     )
     return rows[0] if rows else None
 
 
 def median_durations(journal: Journal, workflow: str) -> dict[str, float]:
     """Per node, the median duration of its last executions (succeeded) in ``workflow``."""
-    rows = journal.query(
+    rows = journal._rows(
         "SELECT nr.node, nr.duration FROM node_runs nr JOIN runs r ON r.id = nr.run_id "
-        "WHERE r.workflow = ? AND nr.status = 'succeeded' AND nr.duration IS NOT NULL "
+        "WHERE r.workflow = ? AND nr.status = ? AND nr.duration IS NOT NULL "
         "ORDER BY nr.started_at DESC",
-        (workflow,),
+        (workflow, NodeStatus.SUCCEEDED),
     )
     samples: dict[str, list[float]] = {}
     for row in rows:
@@ -181,7 +158,7 @@ def median_durations(journal: Journal, workflow: str) -> dict[str, float]:
 
 # -- a run's live state ----------------------------------------------------------------------
 @dataclass(frozen=True)
-class RunStatus:
+class RunSnapshot:
     """Where a run stands, as its journal rows say right now."""
 
     run: RunRow
@@ -208,7 +185,7 @@ class RunStatus:
         }
 
 
-def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> RunStatus:
+def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> RunSnapshot:
     """Counts per status (nodes without a row yet are ``pending``) and the running nodes."""
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
@@ -216,16 +193,16 @@ def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> Ru
     rows = latest_attempts(journal, run["id"])
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-        if row["status"] == "running":
+        if row["status"] == NodeStatus.RUNNING:
             started = row["started_at"] or now
             running.append(
                 {"node": row["node"], "attempt": row["attempt"], "started_at": started,
                  "elapsed": max(0.0, now - started)}
             )  # fmt: skip
     pending = (run["nodes"] or 0) - len(rows)
-    if pending > 0 and run["status"] == "running":
-        counts["pending"] = pending
-    return RunStatus(run, counts, running, now)
+    if pending > 0 and run["status"] == RunStatus.RUNNING:
+        counts[NodeStatus.PENDING.value] = pending
+    return RunSnapshot(run, counts, running, now)
 
 
 # -- the cache index against the store -------------------------------------------------------
@@ -271,7 +248,7 @@ def check_object(store: Store, digest: str) -> CacheProblem | None:
 
 def action_rows(journal: Journal) -> list[dict[str, Any]]:
     """Every action record of the journal's index (key, node, record JSON)."""
-    return journal.query("SELECT key, node, record FROM actions ORDER BY created_at")
+    return journal._rows("SELECT key, node, record FROM actions ORDER BY created_at")
 
 
 @dataclass(frozen=True)

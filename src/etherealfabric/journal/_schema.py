@@ -1,0 +1,255 @@
+"""The journal file: connection set-up, the schema and its migrations, write transactions.
+
+Tables (created by the migrations below):
+
+- ``runs``: one row per run (workflow, status, times, host, pid, counts, error).
+- ``node_runs``: one row per node attempt (status, cache key, timings, error, traceback).
+- ``events``: the run's event stream, as recorded.
+- ``actions``: cache key → action record (outputs' digests, serializers, sizes) and the key's
+  components (what ``explain`` diffs). A local index of the store's action records.
+- ``blobs``: small outputs kept inline instead of as files.
+- ``file_digests``: remembered content digests of input files, by (path, size, mtime, inode).
+- ``leases``: which run computes a cache key right now.
+
+The journal runs in WAL mode. Writes are ``BEGIN IMMEDIATE`` transactions (:func:`transaction`)
+retried while the database is locked by another process, so "database is locked" never reaches
+the user. (Plain ``BEGIN``, as in ``sqlite_utils.Database.atomic``, can fail with SQLITE_BUSY
+when two readers upgrade to writers at once; ``IMMEDIATE`` takes the write lock up front and
+waits instead.) ``PRAGMA user_version`` records the schema version, so an up-to-date journal
+opens without importing sqlite-utils at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import JournalError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "connect",
+    "database",
+    "is_local_filesystem",
+    "migrate",
+    "retry",
+    "transaction",
+]
+
+T = TypeVar("T")
+_LOCK_WAIT_SECONDS = 120.0
+#: The name the migrations are recorded under in ``_sqlite_migrations`` (never change it:
+#: a journal of an older schema would otherwise run its first migration again).
+_MIGRATION_SET = "etherealfabric.journal"
+
+
+def _m0001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+            started_at REAL NOT NULL, finished_at REAL, host TEXT, pid INTEGER,
+            backend TEXT, params TEXT, resumed_from TEXT, nodes INTEGER,
+            executed INTEGER, cached INTEGER, failed INTEGER, error TEXT
+        );
+        CREATE INDEX runs_workflow ON runs(workflow, started_at);
+        CREATE TABLE node_runs (
+            run_id TEXT NOT NULL, node TEXT NOT NULL, attempt INTEGER NOT NULL,
+            status TEXT NOT NULL, cache_key TEXT, components TEXT,
+            started_at REAL, finished_at REAL, duration REAL,
+            error TEXT, traceback TEXT, host TEXT, pid INTEGER,
+            PRIMARY KEY (run_id, node, attempt)
+        );
+        CREATE INDEX node_runs_node ON node_runs(node, started_at);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL,
+            kind TEXT NOT NULL, node TEXT, data TEXT
+        );
+        CREATE INDEX events_run ON events(run_id, id);
+        CREATE TABLE actions (
+            key TEXT PRIMARY KEY, node TEXT, record TEXT NOT NULL,
+            components TEXT, created_at REAL NOT NULL
+        );
+        CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+        CREATE TABLE file_digests (
+            path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL, digest TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _m0002_logs_leases(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE node_runs ADD COLUMN output TEXT;
+        ALTER TABLE node_runs ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE leases (
+            key TEXT PRIMARY KEY, node TEXT, run_id TEXT NOT NULL, host TEXT NOT NULL,
+            pid INTEGER NOT NULL, acquired_at REAL NOT NULL
+        );
+        """
+    )
+
+
+def _m0003_process_start(db: sqlite_utils.Database) -> None:
+    # pids are reused (quickly, in containers): a process is identified by pid + start time
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+        ALTER TABLE leases ADD COLUMN pid_start INTEGER;
+        """
+    )
+
+
+#: The migrations, in order. Append only; the schema version is their count.
+MIGRATIONS = [
+    ("0001_initial", _m0001_initial),
+    ("0002_logs_leases", _m0002_logs_leases),
+    ("0003_process_start", _m0003_process_start),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrations() -> Any:
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(_MIGRATION_SET)
+    for name, fn in MIGRATIONS:
+        migrations(name=name)(fn)
+    return migrations
+
+
+def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """``conn`` as a ``sqlite_utils.Database`` (sqlite-utils is imported on first use)."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+
+
+# -- locks and transactions ----------------------------------------------------------------
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def retry(fn: Callable[[], T]) -> T:
+    """Call ``fn``; while the database is locked by another process, retry (tenacity)."""
+    try:
+        return fn()
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+    retrying = Retrying(
+        retry=retry_if_exception(_is_locked),
+        wait=wait_random_exponential(multiplier=0.01, max=0.5),
+        stop=stop_after_delay(_LOCK_WAIT_SECONDS),
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``); inside another one, join it."""
+    if conn.in_transaction:
+        yield conn
+        return
+    try:
+        retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        retry(lambda: conn.execute("COMMIT"))
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise JournalError(
+            f"cannot write the journal {path}: {exc}. Nothing was half-written; "
+            "free disk space or fix the folder's permissions, then run again."
+        ) from exc
+
+
+# -- opening -------------------------------------------------------------------------------
+def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
+    """Open (creating it and its folders if needed) the journal file in WAL mode.
+
+    ``durable`` syncs every commit to disk (``synchronous=FULL``) instead of at checkpoints.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(
+            f"cannot open the journal at {path}: {exc}. Check that the folder exists "
+            "and is writable, or point ETHEREALFABRIC_HOME elsewhere."
+        ) from exc
+    try:
+        retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise JournalError(
+            f"{path} is not a usable EtherealFabric journal ({exc}); move it aside "
+            "and a new one is created on the next run"
+        ) from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply pending migrations (sqlite-utils), under the write lock, then stamp the version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal at {path} was written by a newer EtherealFabric "
+            f"(schema {version}, this version knows {SCHEMA_VERSION}); upgrade etherealfabric"
+        )
+
+    def apply() -> None:
+        with transaction(conn, path):
+            migrations = _migrations()
+            db = database(conn)
+            if migrations.pending(db):
+                migrations.apply(db)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    try:
+        retry(apply)
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot set up the journal at {path}: {exc}") from exc
+
+
+_NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "afs", "9p", "lustre", "gpfs"}
+
+
+def is_local_filesystem(path: Path) -> bool:
+    """False when ``path`` is on a network file system (where SQLite's WAL is unsafe)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return True
+    target = str(path.resolve())
+    best, fstype = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and target.startswith(parts[1]) and len(parts[1]) > len(best):
+            best, fstype = parts[1], parts[2]
+    return fstype not in _NETWORK_FS
