@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..states import NodeStatus, RunStatus
 from ._common import (
     EXIT_FAILED,
     _console,
@@ -23,7 +24,7 @@ from ._common import (
 
 __all__ = ["logs", "runs", "show", "status"]
 
-ENDED_BADLY = ("failed", "cancelled", "interrupted")
+ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 
 
 @click.command()
@@ -123,7 +124,7 @@ def status(run_id: str | None, workflow: str | None, home: str | None, as_json: 
 
 def _print_status(state: Any) -> None:
     run = state.run
-    verb = "running for" if run["status"] == "running" else f"{run['status']} after"
+    verb = "running for" if run["status"] == RunStatus.RUNNING else f"{run['status']} after"
     click.echo(
         f"run {run['id']} of {run['workflow']!r}: {verb} {_secs(state.elapsed)} "
         f"(started {_when(run['started_at'])}, finished {_when(run['finished_at'])}, "
@@ -166,7 +167,7 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
         output = a["output"]
         if output:
             click.echo(output, nl=not output.endswith("\n"))
-        elif a["status"] == "cached":
+        elif a["status"] == NodeStatus.CACHED:
             click.echo("no output captured (cached: it did not run in this run)")
         else:
             click.echo("no output captured")

@@ -1,1 +1,22 @@
-"""Subscribers to the run-event stream: the log, the progress display, Prometheus metrics."""
+"""Readers of the run-event stream and of the journal: what users see of a run.
+
+Public (documented in ``docs/monitoring.md`` and ``docs/api.md``):
+
+* :class:`Progress`: a live display on a terminal, lines otherwise (``execute(subscribers=[...])``);
+* :class:`Metrics`: Prometheus metrics of runs and nodes;
+* :func:`explain_node` / :class:`Explanation`: why a node of a past run ran or was cached;
+* :class:`DryRun`: what ``Workflow.plan()`` returns.
+
+Private modules, one job each: ``_logging`` (the run's log lines), ``_progress``, ``_metrics``,
+``_explain`` (diff of a node's key components against its previous run), ``_dryrun`` (the plan
+with history's reasons and estimates), ``_export`` (mermaid and dot graphs).
+"""
+
+from __future__ import annotations
+
+from ._dryrun import DryRun
+from ._explain import Explanation, explain_node
+from ._metrics import Metrics
+from ._progress import Progress
+
+__all__ = ["DryRun", "Explanation", "Metrics", "Progress", "explain_node"]

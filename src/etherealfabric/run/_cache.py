@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing._digest import digest_bytes
-from ..journal._journal import Journal
+from ..journal import Journal
 from ..store import Store
 from ..store._loading import InputHandle, load_value
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..journal._journal import Journal
+from ..journal import Journal
 from ..states import EventKind, NodeStatus, RunStatus
 from ._events import Event
 from ._messages import HOST, TaskResult

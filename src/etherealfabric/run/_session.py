@@ -21,7 +21,8 @@ from ..backends import create_backend
 from ..config import Settings
 from ..define._definition import Definition
 from ..errors import NodeFailedError, RunFailedError
-from ..journal._journal import Journal, is_local_filesystem
+from ..journal import Journal
+from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
 from ..plan._plan import make_plan
 from ..states import EventKind, NodeStatus, RunStatus
