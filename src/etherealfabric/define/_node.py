@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_OUTPUT = "result"
+
+
 class OutputRef:
     """A reference to one named output of a node; passing it as an input creates an edge."""
 

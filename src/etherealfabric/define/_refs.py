@@ -60,8 +60,6 @@ def replace_refs(
     return value
 
 
-
-
 def refs_of(n: Node) -> list[OutputRef]:
     """The references among a node's inputs."""
     refs: list[OutputRef] = []

@@ -26,7 +26,10 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     NodeStatus.PENDING: ("#ffffff", "#9e9e9e"),  # white
     NodeStatus.CANCELLED: ("#eeeeee", "#616161"),  # light grey
     NodeStatus.INTERRUPTED: ("#e1bee7", "#6a1b9a"),  # purple
-    NodeStatus.FALLBACK: ("#b2dfdb", "#00695c"),  # teal: failed, an on_error handler supplied outputs
+    NodeStatus.FALLBACK: (
+        "#b2dfdb",
+        "#00695c",
+    ),  # teal: failed, an on_error handler supplied outputs
     NodeStatus.SKIPPED: ("#f5f5f5", "#9e9e9e"),  # near white
 }
 

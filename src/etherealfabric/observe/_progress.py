@@ -222,7 +222,9 @@ class Progress:
         self.close()
         counts = event.data.get("counts") or {}
         c = self.counts
-        executed = counts.get("executed", c[NodeStatus.SUCCEEDED] + c[NodeStatus.FAILED] + c[NodeStatus.FALLBACK])
+        executed = counts.get(
+            "executed", c[NodeStatus.SUCCEEDED] + c[NodeStatus.FAILED] + c[NodeStatus.FALLBACK]
+        )
         cached = counts.get("cached", c[NodeStatus.CACHED])
         failed = counts.get("failed", c[NodeStatus.FAILED])
         extra = self._extra_counts(", ")
@@ -238,7 +240,11 @@ class Progress:
         """``, 1 fallback, 2 skipped, 5 not run``: the counts usually zero, when they are not."""
         not_run = sum(self.counts[s] for s in NOT_RUN)
         c = self.counts
-        parts = [(c[NodeStatus.FALLBACK], "fallback"), (c[NodeStatus.SKIPPED], "skipped"), (not_run, "not run")]
+        parts = [
+            (c[NodeStatus.FALLBACK], "fallback"),
+            (c[NodeStatus.SKIPPED], "skipped"),
+            (not_run, "not run"),
+        ]
         return "".join(f"{sep}{n} {what}" for n, what in parts if n)
 
     def _position(self) -> str:

@@ -174,4 +174,3 @@ class ArtifactCache:
     def load(self, record: OutputRecord) -> Any:
         """Load an output's value (verifying its digest)."""
         return load_value(self.handle(record), self.store, verify=self.verify)
-

@@ -57,7 +57,6 @@ __all__ = ["Checkpoint"]
 log = logging.getLogger("etherealfabric.checkpoint")
 
 
-
 class Checkpoint:
     """The checkpoint of one node: its saved state, stored under the node's cache key."""
 

@@ -111,7 +111,13 @@ class JournalRecorder:
         self, key: str, record: Mapping[str, Any], blobs: Sequence[tuple[str, bytes]]
     ) -> None:
         """Index an action record found in a shared store, with its inline blobs."""
-        row = (key, str(record.get("node", "")), _dumps(record), None, record.get("created_at", 0.0))
+        row = (
+            key,
+            str(record.get("node", "")),
+            _dumps(record),
+            None,
+            record.get("created_at", 0.0),
+        )
         self.journal.write_batch(actions=[row], blobs=blobs)
 
     def drop_action(self, key: str) -> None:

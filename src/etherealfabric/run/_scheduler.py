@@ -336,7 +336,11 @@ class Scheduler:
         self.outcome.errors[name] = result
         components = info.components() if info is not None else None
         self._emit(
-            EventKind.NODE_FAILED, name, key=result.key or None, result=result, components=components
+            EventKind.NODE_FAILED,
+            name,
+            key=result.key or None,
+            result=result,
+            components=components,
         )
         self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
         self._stopping = self._stopping or not self.policy.keep_going
@@ -388,7 +392,11 @@ class Scheduler:
         return True
 
     def _block_descendants(self, name: str, status: NodeStatus) -> None:
-        kind = EventKind.NODE_UPSTREAM_FAILED if status == NodeStatus.UPSTREAM_FAILED else EventKind.NODE_SKIPPED
+        kind = (
+            EventKind.NODE_UPSTREAM_FAILED
+            if status == NodeStatus.UPSTREAM_FAILED
+            else EventKind.NODE_SKIPPED
+        )
         for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
             if self.outcome.status[child] == NodeStatus.PENDING:
                 self.outcome.status[child] = status

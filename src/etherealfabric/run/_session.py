@@ -108,7 +108,9 @@ def execute_workflow(
     for subscriber in request.subscribers:
         bus.subscribe(subscriber)
     resumed_from = previous["id"] if previous is not None else None
-    return _run(definition, graph, request, backend, cache, recorder, bus, params, resumed_from, rerun)
+    return _run(
+        definition, graph, request, backend, cache, recorder, bus, params, resumed_from, rerun
+    )
 
 
 def _run(

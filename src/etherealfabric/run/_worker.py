@@ -56,9 +56,7 @@ def execute(task: Task) -> TaskResult:
 
 # -- inputs -------------------------------------------------------------------------------------
 # -- inputs -------------------------------------------------------------------------------------
-def _resolve(
-    task: Task, registry: SerializerRegistry
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _resolve(task: Task, registry: SerializerRegistry) -> tuple[tuple[Any, ...], dict[str, Any]]:
     def load(handle: Any) -> Any:
         try:
             return load_value(handle, task.store, verify=task.verify, registry=registry)
