@@ -27,12 +27,9 @@ _D = TypeVar("_D", bound="Definition")
 class Definition:
     """A DAG of nodes: what a workflow is, before anything runs.
 
-    Nodes join by :meth:`add_node`, by being referenced from a node that joins, or by calling
-    ``@node`` functions inside ``with workflow:``. Settings given here (``home``, ``store``,
-    ``backend``, ``max_workers``, ``durability``) beat the ``ETHEREALFABRIC_*`` environment
-    variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
-    that set none; ``keep_going=True`` lets independent branches finish after a failure
-    (the default is fail-fast: no new node starts once one has failed).
+    It keeps the nodes, their names and the ordering edges, and the settings and failure
+    policy given to it, without interpreting them; :class:`etherealfabric.Workflow` documents
+    them and adds running.
     """
 
     @strict_options
