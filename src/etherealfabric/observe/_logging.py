@@ -8,6 +8,7 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from ..run._events import Event
+from ..states import EventKind
 
 __all__ = ["LogSubscriber", "configure_logging"]
 
@@ -68,7 +69,7 @@ def configure_logging(level: str) -> logging.Logger:
 class LogSubscriber:
     """Logs run events: runs at INFO, each node at DEBUG, failures at ERROR.
 
-    Per-node progress is the progress display's job (``monitor.progress``); the log says
+    Per-node progress is the progress display's job (``observe/_progress.py``); the log says
     when runs start and end and what went wrong.
     """
 
@@ -77,29 +78,29 @@ class LogSubscriber:
 
     def __call__(self, event: Event) -> None:
         kind, log = event.kind, self.log
-        if kind == "node_cached":
+        if kind is EventKind.NODE_CACHED:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: cached (key %s)", event.node, event.data["key"][:12])
-        elif kind == "node_started":
+        elif kind is EventKind.NODE_STARTED:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: started (key %s)", event.node, event.data["key"][:12])
-        elif kind == "node_succeeded":
+        elif kind is EventKind.NODE_SUCCEEDED:
             if log.isEnabledFor(logging.DEBUG):
                 result = event.data["result"]
                 log.debug("%s: done in %.3fs", event.node, result.finished_at - result.started_at)
-        elif kind == "node_failed":
+        elif kind is EventKind.NODE_FAILED:
             result = event.data["result"]
             log.error("%s: failed: %s", event.node, result.error)
-        elif kind == "node_upstream_failed":
+        elif kind is EventKind.NODE_UPSTREAM_FAILED:
             log.warning("%s: not run, upstream %r failed", event.node, event.data["upstream"])
-        elif kind == "run_started":
+        elif kind is EventKind.RUN_STARTED:
             log.info(
                 "run %s of %r started: %d nodes",
                 event.run_id,
                 event.data["workflow"],
                 event.data["nodes"],
             )
-        elif kind == "run_finished":
+        elif kind is EventKind.RUN_FINISHED:
             c = event.data["counts"]
             log.info(
                 "run %s %s: %d executed, %d cached, %d failed",
