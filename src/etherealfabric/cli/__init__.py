@@ -5,8 +5,9 @@ Commands: ``run``, ``resume``, ``plan`` (a dry run), ``runs``, ``show``, ``statu
 
 Exit codes: 0 success; 1 the run failed (a node failed or the run was cancelled), or a check
 found problems (``cache verify``) or the run looked at ended badly (``status``); 2 a usage or
-configuration error (bad option, missing file, unknown run id), reported in one line on stderr
-that says what to do, without a traceback.
+configuration error (bad option, missing file, unknown run id, a workflow file with a syntax or
+import error), reported in one line on stderr that says what to do, without a traceback
+(``etherealfabric --traceback COMMAND ...`` prints it too).
 
 Layout: this module holds the ``main`` group and adds the commands of ``run`` (run, resume,
 celery-worker), ``history`` (runs, show, status, logs), ``inspect`` (plan, explain, graph) and
@@ -21,14 +22,22 @@ from . import _cache as cache
 from . import _history as history
 from . import _inspect as inspect
 from . import _run as run
+from ._common import show_tracebacks
 
 __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="etherealfabric")
-def main() -> None:
+@click.option(
+    "--traceback",
+    "traceback_",
+    is_flag=True,
+    help="On an error, print the full traceback as well as the one-line message.",
+)
+def main(traceback_: bool) -> None:
     """EtherealFabric: run pipelines that never do the same work twice."""
+    show_tracebacks(traceback_)
 
 
 main.add_command(run.run)

@@ -16,7 +16,15 @@ from ..errors import DefinitionError
 from ..hashing._usercode import SCRIPT_MODULE_PREFIX
 from ..workflow import Workflow
 
-__all__ = ["load_workflow", "split_target"]
+__all__ = ["WorkflowFileError", "load_workflow", "split_target"]
+
+
+class WorkflowFileError(DefinitionError):
+    """The workflow file itself is broken: a syntax error, or it raised while being imported.
+
+    The message is one line naming the file and line; the original exception is the cause
+    (``etherealfabric --traceback ...`` prints it).
+    """
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
@@ -33,14 +41,18 @@ def load_workflow(target: str) -> Workflow:
     if not path.is_file():
         raise DefinitionError(f"no such workflow file: {path} (expected FILE.py or FILE.py:NAME)")
     module = _import(path)
+    found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
     if name is not None:
         obj = getattr(module, name, None)
         if callable(obj) and not isinstance(obj, Workflow):
-            obj = obj()
+            obj = _call(path, name, obj)
         if not isinstance(obj, Workflow):
-            raise DefinitionError(f"{path}:{name} is not a Workflow (or a function returning one)")
+            listed = ", ".join(f"{path}:{k}" for k in sorted(found)) or "none at module level"
+            raise DefinitionError(
+                f"{path}:{name} is not a Workflow (or a function returning one); "
+                f"the workflows in {path}: {listed}"
+            )
         return obj
-    found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
     if len(found) != 1:
         what = f"several ({', '.join(sorted(found))})" if found else "none"
         raise DefinitionError(
@@ -59,10 +71,35 @@ def _import(path: Path) -> object:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except SyntaxError as exc:
         sys.modules.pop(module_name, None)
-        raise
+        where = f"{path}:{exc.lineno}" if exc.lineno else str(path)
+        raise WorkflowFileError(f"{where}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise WorkflowFileError(
+            f"{path}: importing it raised {type(exc).__name__}: {exc}{_user_line(exc, path)}"
+        ) from exc
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)  # worker processes cannot import it by name
     return module
+
+
+def _call(path: Path, name: str, factory: object) -> object:
+    """Call a workflow factory named on the command line; its errors name it."""
+    try:
+        return factory()  # type: ignore[operator]
+    except Exception as exc:
+        raise WorkflowFileError(
+            f"{path}:{name}() raised {type(exc).__name__}: {exc}{_user_line(exc, path)}"
+        ) from exc
+
+
+def _user_line(exc: BaseException, path: Path) -> str:
+    """`` (at FILE:LINE)`` for the deepest frame of the traceback inside the workflow file."""
+    import traceback
+
+    target = str(path.resolve())
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == target]
+    return f" (at {path}:{lines[-1]})" if lines else ""

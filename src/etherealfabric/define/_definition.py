@@ -80,7 +80,15 @@ class Definition:
             if name is not None and name != self._names[id(node)]:
                 self._rename(node, _check_node_name(name))
             return node
-        for ref in refs_of(node):
+        try:
+            refs = refs_of(node)
+        except RecursionError:
+            raise DefinitionError(
+                f"node {node._ef_label()!r}: an input is nested too deeply or contains itself; "
+                "pass a flatter value (or build the structure inside a node)",
+                nodes=(node._ef_label(),),
+            ) from None
+        for ref in refs:
             self.add_node(ref.node)
         label = self._choose_name(node, name)
         self._nodes[id(node)] = node

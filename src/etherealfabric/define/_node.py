@@ -402,9 +402,17 @@ def _bind(
 
 
 def _check_node_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "\n\r\t/\\"):
+    """A node or workflow name: printable text without slashes (names reach paths, SQL
+    parameters and terminals, so a control character such as an ANSI escape is refused)."""
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or any(c in name for c in "/\\")
+        or not name.isprintable()
+    ):
         raise DefinitionError(
-            f"node names must be non-empty strings without slashes or newlines, got {name!r}"
+            "node and workflow names must be non-empty printable text without slashes, "
+            f"newlines or control characters, got {name!r}"
         )
     return name
 

@@ -173,9 +173,16 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
         upstream.add(up)
         return InputRef(up, ref.name)
 
-    params = {k: replace_refs(v, to_input) for k, v in params.items()}
-    call_args = tuple(replace_refs(a, to_input) for a in n._ef_args)
-    call_kwargs = {k: replace_refs(v, to_input) for k, v in n._ef_kwargs.items()}
+    try:
+        params = {k: replace_refs(v, to_input) for k, v in params.items()}
+        call_args = tuple(replace_refs(a, to_input) for a in n._ef_args)
+        call_kwargs = {k: replace_refs(v, to_input) for k, v in n._ef_kwargs.items()}
+    except RecursionError:
+        raise DefinitionError(
+            f"node {name!r}: an input is nested too deeply or contains itself; pass a flatter "
+            "value (or build the structure inside a node)",
+            nodes=(name,),
+        ) from None
     options = n._ef_options()
     return NodeSpec(
         name=name,

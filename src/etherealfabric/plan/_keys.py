@@ -14,6 +14,7 @@ from typing import Any
 
 from ..define._node import NodeSpec
 from ..define._refs import replace_refs
+from ..errors import HashingError
 from ..hashing._cachekey import cache_key
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
@@ -67,8 +68,14 @@ def node_key(
             seen.append(f"{ref.node}.{ref.output}@{record['digest']}")
             return RefDigest(record["serializer"], record["digest"])
 
-        resolved = replace_refs(value, resolve, kind=InputRef)
-        param_hashes[name] = hash_value(resolved, file_cache=file_cache)
+        try:
+            resolved = replace_refs(value, resolve, kind=InputRef)
+            param_hashes[name] = hash_value(resolved, file_cache=file_cache)
+        except RecursionError:
+            raise HashingError(
+                f"node {spec.name!r}: parameter {name!r} is nested too deeply or contains "
+                "itself to be hashed; pass a flatter value (or build it inside a node)"
+            ) from None
         if seen:
             inputs[name] = tuple(seen)
     key = cache_key(

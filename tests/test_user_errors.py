@@ -1,0 +1,108 @@
+"""User mistakes get one clear line (exit 2 on the command line), never a crash or a traceback."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from etherealfabric import DefinitionError, Node, Workflow, node
+from etherealfabric.cli import main
+from etherealfabric.errors import HashingError
+
+
+@node
+def total(values: object) -> int:
+    return 1
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output  # stdout and stderr, as a terminal shows them
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from etherealfabric import Workflow\nwf = Workflow('x'\n", "broken.py:2: syntax error"),
+        (
+            "import no_such_module_xyz\n",
+            "ModuleNotFoundError: No module named 'no_such_module_xyz'",
+        ),
+        ("x = 1\ny = 1 / 0\n", "ZeroDivisionError: division by zero (at broken.py:2)"),
+    ],
+)
+def test_a_broken_workflow_file_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.py").write_text(source)
+    code, output = _cli("run", "broken.py")
+    assert code == 2
+    assert expected in output
+    assert "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_traceback_flag_shows_the_original_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.py").write_text("def f():\n    return 1 / 0\n\nf()\n")
+    code, output = _cli("--traceback", "run", "broken.py")
+    assert code == 2
+    assert "Traceback" in output and "ZeroDivisionError" in output
+    assert output.strip().splitlines()[-1].startswith("error: broken.py: importing it raised")
+
+
+def test_a_name_that_is_not_a_workflow_lists_the_workflows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flows.py").write_text(
+        textwrap.dedent(
+            """
+            from etherealfabric import Workflow
+            train = Workflow("train")
+            score = Workflow("score")
+            """
+        )
+    )
+    code, output = _cli("run", "flows.py:nope")
+    assert code == 2
+    assert "flows.py:score" in output and "flows.py:train" in output
+
+
+@pytest.mark.parametrize("name", ["\x1b[31mred", "tab\there", "bell\x07", "new\nline"])
+def test_names_with_control_characters_are_refused(name: str) -> None:
+    with pytest.raises(DefinitionError, match="control characters"):
+        Workflow(name)
+
+    class Step(Node):
+        def __init__(self) -> None:
+            super().__init__(name=name)
+
+    with pytest.raises(DefinitionError, match="control characters"):
+        Step()
+
+
+def test_a_parameter_that_contains_itself_is_a_clear_error(tmp_path: Path) -> None:
+    loop: list[object] = [1]
+    loop.append(loop)
+    with (
+        pytest.raises(DefinitionError, match=r"node 'total': an input is nested too deeply"),
+        Workflow("loops", home=tmp_path),
+    ):
+        total(loop)
+
+
+def test_a_parameter_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    deep: object = 0
+    for _ in range(600):  # walks fine, but far too deep for the hasher's frames
+        deep = [deep]
+    with Workflow("deep", home=tmp_path) as wf:
+        total(deep)
+    with pytest.raises((DefinitionError, HashingError), match="nested too deeply"):
+        wf.execute(raise_on_error=True)
