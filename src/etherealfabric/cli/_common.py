@@ -56,8 +56,24 @@ def _json_option(fn: F) -> F:
 
 
 # -- errors and output ---------------------------------------------------------------------------
+_TRACEBACKS = {"show": False}  # set by ``etherealfabric --traceback``
+
+
+def show_tracebacks(show: bool) -> None:
+    """Whether :func:`_fail` also prints the traceback of the error being handled."""
+    _TRACEBACKS["show"] = show
+
+
 def _fail(message: str) -> NoReturn:
-    """Print ``message`` as one line on stderr and exit with code 2."""
+    """Print ``message`` as one line on stderr and exit with code 2.
+
+    With ``--traceback``, the full traceback of the exception being handled (and its cause,
+    such as the error a workflow file raised) is printed first.
+    """
+    if _TRACEBACKS["show"] and sys.exc_info()[1] is not None:
+        import traceback
+
+        traceback.print_exc()
     one_line = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
     click.echo(f"error: {one_line}", err=True)
     sys.exit(EXIT_USAGE)
