@@ -157,7 +157,9 @@ def test_big_and_negative_ints() -> None:
 
 
 def test_buffers_hash_like_bytes() -> None:
-    assert hash_value(b"abc") == hash_value(bytearray(b"abc")) == hash_value(memoryview(b"abc"))
+    # bytearray used to hash like bytes (issue 16: a lossy encoding); it now has its own tag
+    assert hash_value(b"abc") == hash_value(memoryview(b"abc"))
+    assert hash_value(bytearray(b"abc")) != hash_value(b"abc")
     strided = memoryview(b"aXbXc")[::2]
     assert hash_value(strided) == hash_value(b"abc")
 
@@ -289,15 +291,17 @@ class RecordingCache:
 
     def __init__(self, answer: str | None = None) -> None:
         self.answer = answer
-        self.gets: list[tuple[str, int, int, int]] = []
-        self.puts: list[tuple[str, int, int, int, str]] = []
+        self.gets: list[tuple[str, int, int, int, int]] = []
+        self.puts: list[tuple[str, int, int, int, int, str]] = []
 
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        self.gets.append((path, size, mtime_ns, inode))
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None:
+        self.gets.append((path, size, mtime_ns, inode, ctime_ns))
         return self.answer
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        self.puts.append((path, size, mtime_ns, inode, digest))
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None:
+        self.puts.append((path, size, mtime_ns, inode, ctime_ns, digest))
 
 
 def write(path: Path, data: bytes | str, mtime: float | None = OLD) -> Path:
@@ -334,7 +338,9 @@ def test_file_cache_fast_path_skips_reading(tmp_path: Path) -> None:
     cache = RecordingCache(answer=sentinel)
     assert file_digest(str(path), file_cache=cache) == sentinel
     info = path.stat()
-    assert cache.gets == [(str(path), info.st_size, info.st_mtime_ns, info.st_ino)]
+    assert cache.gets == [
+        (str(path), info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
+    ]
     assert cache.puts == []
     assert hash_value(File(path), file_cache=cache) == hash_value(File(path), file_cache=cache)
     assert hash_value(File(path), file_cache=cache) != hash_value(File(path))
@@ -346,7 +352,9 @@ def test_file_cache_miss_reads_and_remembers(tmp_path: Path) -> None:
     digest = file_digest(str(path), file_cache=cache)
     assert digest == digest_bytes(b"real content")
     info = path.stat()
-    assert cache.puts == [(str(path), info.st_size, info.st_mtime_ns, info.st_ino, digest)]
+    assert cache.puts == [
+        (str(path), info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns, digest)
+    ]
 
 
 def test_a_file_modified_just_now_is_not_remembered(tmp_path: Path) -> None:

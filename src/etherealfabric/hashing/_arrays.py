@@ -1,31 +1,35 @@
-"""Value hashers for numpy arrays and scalars and for pandas frames, series and indexes.
+"""Value hashers for numpy arrays, scalars and dtypes.
 
 :mod:`etherealfabric.hashing._builtins` registers these handlers the first time a value is hashed
-while numpy (or pandas) is already imported; neither module imports numpy or pandas before then.
-The encodings, part of every digest, are::
+while numpy is already imported; neither module imports numpy before then. The encodings, part
+of every digest, are::
 
     numpy.ndarray dtype shape <length> <raw C-order buffer>   (object arrays: each element)
-    numpy.masked <data array> <mask array> | numpy.scalar dtype bytes | numpy.dtype text
-    pandas.DataFrame columns dtypes index <row hashes>
-    pandas.Series name dtype index <row hashes> | pandas.Index names dtype <hashes>
+    numpy.masked <data array> <mask array> <fill value> | numpy.scalar dtype bytes
+    numpy.dtype text
 
-Row hashes come from ``pandas.util.hash_pandas_object`` (an array of uint64).
+Equal values give equal digests: the buffer is read in C order whatever the memory layout
+(a Fortran-order or strided array hashes like its contiguous copy), and every NaN of a float
+or complex buffer is hashed as the one canonical quiet NaN (``0x7ff8...``), whatever its sign
+or payload. ``-0.0`` and ``0.0`` differ (they are different values to ``np.signbit`` and
+``1/x``). Numeric buffers are never copied unless they hold a NaN or are not contiguous (then
+one chunk at a time). pandas, pyarrow and polars are in :mod:`etherealfabric.hashing._frames`.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
-
-from ..errors import HashingError
 
 if TYPE_CHECKING:
     from ._digest import Hasher
     from ._encoder import Encoder, Handler
 
-__all__ = ["numpy_handlers", "pandas_handlers"]
+__all__ = ["dtype_text", "feed_buffer", "numpy_handlers"]
 
 _ARRAY_CHUNK = 1 << 20  # non-contiguous arrays are copied this much at a time
+_PARALLEL = 8 << 20  # float buffers this big are hashed while another thread looks for NaNs
 
 
 def numpy_handlers(np: Any) -> dict[type[Any], Handler]:
@@ -36,22 +40,14 @@ def numpy_handlers(np: Any) -> dict[type[Any], Handler]:
     return handlers
 
 
-def pandas_handlers(pd: Any) -> dict[type[Any], Handler]:
-    """The handlers of the imported pandas module ``pd``, by type."""
-    return {pd.DataFrame: _enc_dataframe, pd.Series: _enc_series, pd.Index: _enc_index}
-
-
-# -- numpy -------------------------------------------------------------------------------------
-
-
-def _dtype_text(dtype: Any) -> str:
-    """``dtype.str`` ('<f8'), or the full description for structured dtypes."""
-    return dtype.str if dtype.fields is None else str(dtype.descr)
+def dtype_text(dtype: Any) -> str:
+    """``dtype.str`` ('<f8', with byte order and unit), or the full description if structured."""
+    return str(dtype.str if dtype.fields is None else str(dtype.descr))
 
 
 def _enc_dtype(dtype: Any, encoder: Encoder) -> None:
     encoder.tag("numpy.dtype")
-    encoder.text(_dtype_text(dtype))
+    encoder.text(dtype_text(dtype))
 
 
 def _enc_ndarray(array: Any, encoder: Encoder) -> None:
@@ -61,77 +57,101 @@ def _enc_ndarray(array: Any, encoder: Encoder) -> None:
         encoder.tag("numpy.masked")
         _enc_ndarray(np.asarray(array.data), encoder)
         _enc_ndarray(masked.getmaskarray(array), encoder)
+        encoder.value(np.asarray(array.fill_value, dtype=array.dtype)[()])
         return
     encoder.tag("numpy.ndarray")
-    encoder.text(_dtype_text(array.dtype))
+    encoder.text(dtype_text(array.dtype))
     encoder.sequence("shape", [int(n) for n in array.shape])
     if array.dtype.hasobject:
         for item in array.flat:  # C order, whatever the memory layout
             encoder.value(item)
         return
-    encoder.length(array.nbytes)
-    _feed_array(encoder.flush(), array, np)
+    feed_buffer(encoder, array)
 
 
-def _feed_array(hasher: Hasher, array: Any, np: Any) -> None:
-    """Feed the array's bytes in C order; copy at most one chunk at a time."""
-    if array.flags.c_contiguous:
-        hasher.update(memoryview(array.reshape(-1).view(np.uint8)))
-    elif array.nbytes <= _ARRAY_CHUNK or array.ndim == 0:
-        hasher.update(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
-    else:
-        row = array.nbytes // array.shape[0]
-        if array.ndim > 1 and row > _ARRAY_CHUNK:
-            for i in range(array.shape[0]):
-                _feed_array(hasher, array[i], np)
+def feed_buffer(encoder: Encoder, array: Any, *, framed: bool = True) -> None:
+    """A frame of the array's bytes in C order, NaNs canonical; no copy when contiguous.
+
+    ``framed=False`` leaves out the length prefix (the caller wrote one for several arrays).
+    """
+    np = sys.modules["numpy"]
+    if framed:
+        encoder.length(array.nbytes)
+    floating = array.dtype.kind in "fc"
+    if floating and array.flags.c_contiguous and array.nbytes >= _PARALLEL:
+        # Hash on a copy of the hasher while this thread looks for NaNs (both release the
+        # GIL); keep that hash when there is none, else feed the normalised bytes instead.
+        hasher = encoder.flush()
+        trial = hasher.copy()
+        worker = threading.Thread(target=trial.update, args=(_bytes_of(array, np),))
+        worker.start()
+        found = _has_nan(array, np)
+        worker.join()
+        if not found:
+            encoder.hasher = trial
             return
-        step = max(1, _ARRAY_CHUNK // max(row, 1))
-        for start in range(0, array.shape[0], step):
-            _feed_array(hasher, array[start : start + step], np)
+    _feed_array(encoder.flush(), array, np, floating)
+
+
+def _bytes_of(array: Any, np: Any) -> memoryview:
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _has_nan(array: Any, np: Any) -> bool:
+    if array.size == 0:
+        return False
+    flat = array.reshape(-1)
+    if array.dtype.kind == "c":
+        flat = flat.view(flat.real.dtype)
+    low = np.minimum.reduce(flat)  # NaN propagates; no temporary array
+    return bool(low != low)
+
+
+def _feed_chunk(hasher: Hasher, array: Any, np: Any, floating: bool) -> None:
+    """Feed a small array (copied if it is not contiguous or holds a NaN)."""
+    if floating and _has_nan(array, np):
+        array = np.array(array, order="C")
+        flat = array.reshape(-1)
+        if array.dtype.kind == "c":
+            flat = flat.view(flat.real.dtype)
+        flat[np.isnan(flat)] = np.nan
+    elif not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    hasher.update(_bytes_of(array, np))
+
+
+def _feed_array(hasher: Hasher, array: Any, np: Any, floating: bool) -> None:
+    """Feed the array's bytes in C order; copy at most one chunk at a time."""
+    if array.nbytes <= _ARRAY_CHUNK or array.ndim == 0:
+        _feed_chunk(hasher, array, np, floating)
+        return
+    if array.flags.c_contiguous and not floating:
+        hasher.update(_bytes_of(array, np))
+        return
+    if array.ndim == 1 or array.flags.c_contiguous:
+        flat = array.reshape(-1) if array.flags.c_contiguous else array
+        step = max(1, _ARRAY_CHUNK // array.itemsize)
+        for start in range(0, flat.shape[0], step):
+            _feed_chunk(hasher, flat[start : start + step], np, floating)
+        return
+    row = array.nbytes // array.shape[0]
+    if row > _ARRAY_CHUNK:
+        for i in range(array.shape[0]):
+            _feed_array(hasher, array[i], np, floating)
+        return
+    step = max(1, _ARRAY_CHUNK // max(row, 1))
+    for start in range(0, array.shape[0], step):
+        _feed_chunk(hasher, array[start : start + step], np, floating)
 
 
 def _enc_numpy_scalar(value: Any, encoder: Encoder) -> None:
     encoder.tag("numpy.scalar")
-    encoder.text(_dtype_text(value.dtype))
+    encoder.text(dtype_text(value.dtype))
     if value.dtype.hasobject:
         encoder.value(value.item())
+    elif value.dtype.kind in "fc":
+        np = sys.modules["numpy"]
+        encoder.length(value.dtype.itemsize)
+        _feed_chunk(encoder.flush(), np.asarray(value), np, True)
     else:
         encoder.frame(value.tobytes())
-
-
-# -- pandas ------------------------------------------------------------------------------------
-
-
-def _pandas_hashes(obj: Any, **options: Any) -> Any:
-    import pandas as pd
-
-    try:
-        return pd.util.hash_pandas_object(obj, **options).to_numpy()
-    except TypeError as exc:
-        raise HashingError(
-            f"pandas cannot hash this {type(obj).__name__} ({exc}); convert unhashable cells "
-            "(lists, dicts) to strings or tuples, or register a hasher"
-        ) from exc
-
-
-def _enc_dataframe(frame: Any, encoder: Encoder) -> None:
-    encoder.tag("pandas.DataFrame")
-    encoder.value(list(frame.columns))
-    encoder.value([str(t) for t in frame.dtypes])
-    _enc_index(frame.index, encoder)
-    encoder.value(_pandas_hashes(frame, index=False))
-
-
-def _enc_series(series: Any, encoder: Encoder) -> None:
-    encoder.tag("pandas.Series")
-    encoder.value(series.name)
-    encoder.text(str(series.dtype))
-    _enc_index(series.index, encoder)
-    encoder.value(_pandas_hashes(series, index=False))
-
-
-def _enc_index(index: Any, encoder: Encoder) -> None:
-    encoder.tag("pandas.Index")
-    encoder.value(list(index.names))
-    encoder.text(str(index.dtype))
-    encoder.value(_pandas_hashes(index))

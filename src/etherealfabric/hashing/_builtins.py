@@ -4,15 +4,23 @@ Importing this module registers them with :mod:`etherealfabric.hashing._encoder`
 part of every digest (``T`` is the type's ``module.qualname``)::
 
     none | bool b | int <two's complement> | float <IEEE double; every NaN alike>
-    complex re im | str <utf-8> | bytes <raw> (bytes, bytearray and memoryview alike)
+    complex re im | str <utf-8> | bytes <raw> (bytes and memoryview) | bytearray <raw>
     list n v... | tuple n v... | dict n <sorted key-digest+value-digest pairs>
+    OrderedDict n (key value)...  (in order: two OrderedDicts in another order are unequal)
     set / frozenset n <sorted element digests> | range start stop step
     enum T value | dataclass T n (field value)... | namedtuple T n (field value)...
     datetime iso fold | date iso | time iso fold | timedelta d s us | path flavour text
+    datetime.zoned iso fold zone | time.zoned iso fold zone  (a tzinfo other than a fixed
+                                 offset: the zone's kind and key count, not just the offset)
     decimal text | fraction p q | uuid 16 bytes | ellipsis
     ref serializer digest       (RefDigest: an upstream output, by its content digest)
     file content-digest | directory n (kind relpath digest)...
-    numpy.* | pandas.*  (see etherealfabric.hashing._arrays)
+    numpy.*  (see etherealfabric.hashing._arrays) | pandas.* arrow.* polars.* (see _frames)
+
+A plain ``dict`` hashes without its order, as ``==`` compares dicts: a node whose result
+depends on the iteration order of a dict parameter should take an ``OrderedDict`` or a list
+of pairs. ``bytes`` and ``bytearray`` differ (they are different types to the code that gets
+them); a ``memoryview`` hashes as the bytes it shows.
 
 Subclasses of builtin types hash like their base, except enums, named tuples and dataclasses
 (shape rules), and types with a registered hasher. ``File`` hashes as its content digest and
@@ -23,6 +31,7 @@ time a value is hashed while that module is already imported; this module import
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import enum
@@ -34,7 +43,7 @@ from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 from ..define._files import Directory, File
-from ._arrays import numpy_handlers, pandas_handlers
+from ._arrays import numpy_handlers
 from ._digest import RefDigest
 from ._encoder import (
     Encoder,
@@ -46,6 +55,7 @@ from ._encoder import (
     type_name,
 )
 from ._files import file_digest, tree_entries
+from ._frames import arrow_handlers, pandas_handlers, polars_handlers, zone_text
 
 __all__ = ["hash_plain"]
 
@@ -98,6 +108,28 @@ def _enc_memoryview(value: memoryview, encoder: Encoder) -> None:
 
 def _enc_dict(value: dict[Any, Any], encoder: Encoder) -> None:
     encoder.unordered("dict", [encoder.child(k) + encoder.child(v) for k, v in value.items()])
+
+
+def _enc_ordered_dict(value: collections.OrderedDict[Any, Any], encoder: Encoder) -> None:
+    encoder.tag("OrderedDict")
+    encoder.integer(len(value))
+    for key, item in value.items():
+        encoder.value(key)
+        encoder.value(item)
+
+
+def _zoned(tag: str, iso: Callable[[Any], str]) -> Handler:
+    """datetime/time: iso text and fold, plus the zone when it is more than a fixed offset."""
+
+    def handler(value: Any, encoder: Encoder) -> None:
+        zoned = value.tzinfo is not None and type(value.tzinfo) is not datetime.timezone
+        encoder.tag(f"{tag}.zoned" if zoned else tag)
+        encoder.text(iso(value))
+        encoder.text(str(value.fold))
+        if zoned:
+            encoder.text(zone_text(value.tzinfo))
+
+    return handler
 
 
 def _enc_set(value: set[Any] | frozenset[Any], encoder: Encoder) -> None:
@@ -164,17 +196,18 @@ register_builtin(
         complex: _tagged("complex", lambda v: _float_bytes(v.real) + _float_bytes(v.imag)),
         str: _texts("str", lambda v: v),
         bytes: _tagged("bytes", lambda v: v),
-        bytearray: _tagged("bytes", lambda v: v),
+        bytearray: _tagged("bytearray", lambda v: v),
         memoryview: _enc_memoryview,
         list: lambda v, e: e.sequence("list", v),
         tuple: lambda v, e: e.sequence("tuple", v),
         dict: _enc_dict,
+        collections.OrderedDict: _enc_ordered_dict,
         set: _enc_set,
         frozenset: _enc_set,
         range: _integers("range", lambda v: v.start, lambda v: v.stop, lambda v: v.step),
-        datetime.datetime: _texts("datetime", datetime.datetime.isoformat, lambda v: str(v.fold)),
+        datetime.datetime: _zoned("datetime", datetime.datetime.isoformat),
         datetime.date: _texts("date", datetime.date.isoformat),
-        datetime.time: _texts("time", datetime.time.isoformat, lambda v: str(v.fold)),
+        datetime.time: _zoned("time", datetime.time.isoformat),
         datetime.timedelta: _integers(
             "timedelta", lambda v: v.days, lambda v: v.seconds, lambda v: v.microseconds
         ),
@@ -206,3 +239,5 @@ for _name in ("decimal", "fractions", "uuid"):
     register_when_imported(_name, _stdlib_extras)
 register_when_imported("numpy", numpy_handlers)
 register_when_imported("pandas", pandas_handlers)
+register_when_imported("pyarrow", arrow_handlers)
+register_when_imported("polars", polars_handlers)

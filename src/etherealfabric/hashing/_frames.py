@@ -1,0 +1,269 @@
+"""Value hashers for pandas, pyarrow and polars: frames, series, indexes, arrays and scalars.
+
+:mod:`etherealfabric.hashing._builtins` registers these handlers the first time a value is
+hashed while that library is already imported; this module imports none of them. Nothing goes
+through ``pandas.util.hash_pandas_object`` (it hashes ``1`` and ``'1'``, ``b'a'`` and ``'a'``,
+``0.0`` and ``-0.0`` alike, and ignores categories and names). The encodings::
+
+    pandas.DataFrame <columns index> <row index> attrs n <column array>...
+    pandas.Series name attrs <index> <array>
+    pandas.Index name <array> | pandas.MultiIndex n <level index>...   (level values, not codes)
+    pandas.array dtype n <values>, the values by kind:
+        numpy dtypes        the buffer (see _arrays.feed_buffer: no copy, NaNs canonical)
+        object / strings    objects: which cells are str, their lengths, their utf-8 text,
+                            then every other cell by its own type-tagged encoding
+        categorical         ordered <categories index> <codes buffer>
+        datetime/timedelta/period   the int64 buffer (dtype text has unit, tz and freq)
+        Int64/Float64/boolean       mask buffer, data buffer (zero under the mask)
+        interval            <left array> <right array>
+        anything else       its cells as objects
+    pandas.Timestamp unit value zone | Timedelta unit value | Period freq ordinal | NaT | NA
+    arrow.Table / RecordBatch names n <column>... | arrow.column type n <values>
+    polars.DataFrame n <series>... | polars.Series name dtype <arrow column>
+
+RangeIndex hashes like the equal int64 Index; a frame's ``attrs`` and ``columns.name`` count;
+arrow schema metadata does not; arrow chunking does not.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._arrays import dtype_text, feed_buffer
+
+if TYPE_CHECKING:
+    from ._encoder import Encoder, Handler
+
+__all__ = ["arrow_handlers", "pandas_handlers", "polars_handlers", "zone_text"]
+
+
+def zone_text(tz: object) -> str:
+    """A time zone's identity: its kind and key (``zoneinfo:Europe/Paris``), '' for none."""
+    if tz is None:
+        return ""
+    kind = type(tz).__module__.split(".")[0]
+    key = getattr(tz, "key", None) or getattr(tz, "zone", None) or str(tz)
+    return f"{kind}:{key}"
+
+
+# -- pandas ------------------------------------------------------------------------------------
+
+
+def pandas_handlers(pd: Any) -> dict[type[Any], Handler]:
+    """The handlers of the imported pandas module ``pd``, by type."""
+    return {
+        pd.DataFrame: _enc_dataframe,
+        pd.Series: _enc_series,
+        pd.Index: _enc_index,
+        pd.api.extensions.ExtensionArray: _enc_array,
+        pd.Timestamp: _enc_timestamp,
+        pd.Timedelta: _enc_timedelta,
+        pd.Period: _enc_period,
+        pd.Interval: _enc_interval,
+        type(pd.NaT): lambda v, e: e.tag("pandas.NaT"),
+        type(pd.NA): lambda v, e: e.tag("pandas.NA"),
+    }
+
+
+def _enc_dataframe(frame: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.DataFrame")
+    _enc_index(frame.columns, encoder)
+    _enc_index(frame.index, encoder)
+    encoder.value(dict(frame.attrs))
+    encoder.integer(frame.shape[1])
+    for i in range(frame.shape[1]):
+        _enc_array(frame.iloc[:, i].array, encoder)
+
+
+def _enc_series(series: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.Series")
+    encoder.value(series.name)
+    encoder.value(dict(series.attrs))
+    _enc_index(series.index, encoder)
+    _enc_array(series.array, encoder)
+
+
+def _enc_index(index: Any, encoder: Encoder) -> None:
+    pd = sys.modules["pandas"]
+    if isinstance(index, pd.MultiIndex):
+        encoder.tag("pandas.MultiIndex")
+        encoder.integer(index.nlevels)
+        for level in range(index.nlevels):
+            _enc_index(index.get_level_values(level), encoder)
+        return
+    encoder.tag("pandas.Index")
+    encoder.value(index.name)
+    _enc_array(index.array, encoder)
+
+
+def _pandas_dtype_text(dtype: Any) -> str:
+    np = sys.modules["numpy"]
+    return dtype_text(dtype) if isinstance(dtype, np.dtype) else str(dtype)
+
+
+def _enc_array(array: Any, encoder: Encoder) -> None:
+    """A pandas ExtensionArray (a column's ``.array``): dtype, length, values by kind."""
+    pd = sys.modules["pandas"]
+    np = sys.modules["numpy"]
+    arrays = pd.arrays
+    dtype = array.dtype
+    encoder.tag("pandas.array")
+    encoder.text(_pandas_dtype_text(dtype))
+    encoder.integer(len(array))
+    if isinstance(array, arrays.NumpyExtensionArray):
+        values = array.to_numpy()
+        if values.dtype.hasobject:
+            _enc_objects(values, encoder)
+        else:
+            feed_buffer(encoder, values)
+    elif isinstance(array, pd.Categorical):
+        encoder.value(bool(dtype.ordered))
+        _enc_index(dtype.categories, encoder)
+        feed_buffer(encoder, array.codes)
+    elif isinstance(array, (arrays.DatetimeArray, arrays.TimedeltaArray, arrays.PeriodArray)):
+        feed_buffer(encoder, array.asi8)
+    elif isinstance(array, arrays.IntervalArray):
+        _enc_array(array.left.array, encoder)
+        _enc_array(array.right.array, encoder)
+    elif hasattr(array, "_mask") and hasattr(array, "_data"):  # IntegerArray, BooleanArray...
+        mask, data = array._mask, array._data
+        if mask.any():
+            data = data.copy()
+            data[mask] = 0
+        feed_buffer(encoder, mask)
+        feed_buffer(encoder, data)
+    else:  # strings, arrow-backed, sparse, third-party arrays: cell by cell
+        _enc_objects(np.asarray(array.to_numpy(dtype=object)), encoder)
+
+
+def _enc_objects(values: Any, encoder: Encoder) -> None:
+    """Object cells, each by its type: strings in bulk, every other cell on its own."""
+    np = sys.modules["numpy"]
+    values = values.reshape(-1)
+    is_str = np.fromiter((type(x) is str for x in values), dtype=bool, count=len(values))
+    strings = values[is_str].tolist()
+    encoder.tag("objects")
+    feed_buffer(encoder, is_str)
+    feed_buffer(encoder, np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
+    encoder.frame("".join(strings).encode("utf-8", "surrogatepass"))
+    for item in values[~is_str]:
+        encoder.value(item)
+
+
+def _enc_timestamp(value: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.Timestamp")
+    encoder.text(value.unit)
+    encoder.integer(int(value.asm8.view("i8")))  # UTC when aware, wall time when naive
+    encoder.text(zone_text(value.tzinfo))
+
+
+def _enc_timedelta(value: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.Timedelta")
+    encoder.text(value.unit)
+    encoder.integer(int(value.asm8.view("i8")))
+
+
+def _enc_period(value: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.Period")
+    encoder.text(value.freqstr)
+    encoder.integer(value.ordinal)
+
+
+def _enc_interval(value: Any, encoder: Encoder) -> None:
+    encoder.tag("pandas.Interval")
+    encoder.text(value.closed)
+    encoder.value(value.left)
+    encoder.value(value.right)
+
+
+# -- pyarrow -----------------------------------------------------------------------------------
+
+
+def arrow_handlers(pa: Any) -> dict[type[Any], Handler]:
+    """The handlers of the imported pyarrow module ``pa``, by type."""
+    return {
+        pa.Table: _enc_table,
+        pa.RecordBatch: _enc_table,
+        pa.ChunkedArray: _enc_arrow_column,
+        pa.Array: _enc_arrow_column,
+    }
+
+
+def _enc_table(table: Any, encoder: Encoder) -> None:
+    encoder.tag("arrow.Table")
+    encoder.value(list(table.schema.names))
+    encoder.integer(table.num_columns)
+    for column in table.columns:
+        _enc_arrow_column(column, encoder)
+
+
+def _numeric(tp: Any, types: Any) -> bool:
+    return bool(
+        types.is_integer(tp)
+        or types.is_floating(tp)
+        or types.is_boolean(tp)
+        or types.is_timestamp(tp)
+        or types.is_duration(tp)
+        or types.is_date(tp)
+    )
+
+
+def _enc_arrow_column(column: Any, encoder: Encoder, label: str | None = None) -> None:
+    """An arrow Array or ChunkedArray: its type, length, values (chunking does not count)."""
+    pa = sys.modules["pyarrow"]
+    np = sys.modules["numpy"]
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    tp = column.type
+    encoder.tag("arrow.column")
+    encoder.text(str(tp) if label is None else label)
+    encoder.integer(len(column))
+    if not chunks:
+        chunks = [pa.array([], type=tp)]
+    if pa.types.is_dictionary(tp):
+        chunks = [chunk.dictionary_decode() for chunk in chunks]
+        tp = tp.value_type
+    if _numeric(tp, pa.types):
+        masks = [chunk.is_null().to_numpy(zero_copy_only=False) for chunk in chunks]
+        if any(chunk.null_count for chunk in chunks):
+            zero = pa.scalar(0, pa.int64()).cast(tp) if not pa.types.is_boolean(tp) else False
+            chunks = [chunk.fill_null(zero) for chunk in chunks]
+        datas = [chunk.to_numpy(zero_copy_only=False) for chunk in chunks]
+        for part, arrays in (("mask", masks), ("data", datas)):
+            encoder.tag(part)
+            encoder.text(dtype_text(arrays[0].dtype))
+            encoder.length(sum(a.nbytes for a in arrays))
+            for array in arrays:
+                feed_buffer(encoder, array, framed=False)
+        return
+    if pa.types.is_string(tp) or pa.types.is_large_string(tp) or str(tp) == "string_view":
+        cells = [chunk.to_numpy(zero_copy_only=False) for chunk in chunks]
+        _enc_objects(np.concatenate(cells), encoder)
+        return
+    encoder.tag("cells")
+    for chunk in chunks:
+        for item in chunk.to_pylist():
+            encoder.value(item)
+
+
+# -- polars ------------------------------------------------------------------------------------
+
+
+def polars_handlers(pl: Any) -> dict[type[Any], Handler]:
+    """The handlers of the imported polars module ``pl``, by type."""
+    return {pl.DataFrame: _enc_polars_frame, pl.Series: _enc_polars_series}
+
+
+def _enc_polars_frame(frame: Any, encoder: Encoder) -> None:
+    encoder.tag("polars.DataFrame")
+    encoder.integer(frame.width)
+    for series in frame.get_columns():
+        _enc_polars_series(series, encoder)
+
+
+def _enc_polars_series(series: Any, encoder: Encoder) -> None:
+    import pyarrow  # noqa: F401  (polars hands its columns over as arrow arrays)
+
+    encoder.tag("polars.Series")
+    encoder.text(series.name)
+    _enc_arrow_column(series.to_arrow(), encoder, label=str(series.dtype))
