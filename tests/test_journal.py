@@ -231,9 +231,10 @@ def test_the_journal_keeps_the_cache_index_and_file_digests(tmp_path: Path) -> N
         journal.delete_action("k")
         journal.delete_blob("d")
         assert journal.get_action("k") is None and journal.get_blob("d") is None
-        journal.put("/x", 3, 10, 7, "abc")
-        assert journal.get("/x", 3, 10, 7) == "abc"
-        assert journal.get("/x", 3, 11, 7) is None  # touched since: hash again
+        journal.put("/x", 3, 10, 7, 12, "abc")
+        assert journal.get("/x", 3, 10, 7, 12) == "abc"
+        assert journal.get("/x", 3, 11, 7, 12) is None  # touched since: hash again
+        assert journal.get("/x", 3, 10, 7, 13) is None  # rewritten, mtime put back: again
 
 
 def test_opening_an_up_to_date_journal_imports_no_sqlite_utils(tmp_path: Path) -> None:

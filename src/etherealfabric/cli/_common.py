@@ -89,21 +89,30 @@ def _journal(home: str | None) -> Journal:
 
 
 def _journal_at(settings: Settings) -> Journal:
+    """The home's journal; opened read-only when the home cannot be written (a read-only
+    mount): reading commands work there, writing ones say that the home is read-only."""
     from ..journal._journal import Journal
 
     if not settings.journal_path.exists():
         _fail(f"no journal at {settings.journal_path}; run a workflow first or pass --home")
     try:
-        return Journal(settings.journal_path)
+        return Journal(settings.journal_path, read_only=None)
     except EtherealFabricError as exc:
         _fail(str(exc))
 
 
 def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
+    """The run with id ``run_id`` or the one run whose id starts with it (matched literally);
+    an unknown or ambiguous id is a one-line error (an ambiguous one names its matches)."""
     try:
         return journal.get_run(run_id)
     except EtherealFabricError as exc:
-        _fail(f"{exc}; list runs with `etherealfabric runs`")
+        text = str(exc)
+        _fail(
+            text
+            if "etherealfabric runs" in text
+            else f"{text}; list runs with `etherealfabric runs`"
+        )
 
 
 def _load(target: str) -> Workflow:

@@ -1,13 +1,17 @@
 """Reading file and folder content for hashing: what a ``File`` or ``Directory`` digest covers.
 
 :func:`file_digest` is the xxh3-128 of a file's bytes (equal to ``digest_bytes`` of the content),
-streamed in 1 MiB chunks, with the :class:`FileHashCache` fast path; :func:`tree_entries` lists
-what a folder's digest covers: every entry below it in sorted order, folders by relative path
-(so empty ones count), files by relative path and content digest. Symlinks are followed, for
+streamed in 1 MiB chunks, with the :class:`FileHashCache` fast path (a digest remembered by path,
+size, mtime, inode and ctime: the ctime changes on every write and cannot be set back, so a
+rewrite whose mtime was restored with ``os.utime`` is read again, as git's index does);
+:func:`tree_entries` lists what a folder's digest covers: every entry below it in sorted order,
+folders by relative path (so empty ones count), files by relative path and content digest (so an
+added, removed or renamed file changes it). Symlinks are followed, for
 files and folders; a symlink loop or a broken link is an error; sockets and FIFOs count by name
 only. A file modified less than two seconds ago is read every time and never remembered: a
 same-size rewrite within the file system's timestamp granularity would otherwise hit a stale
-digest.
+digest. (Like git, the racy check looks at the mtime only: a file rewritten, its mtime put back,
+in the same clock tick as it was hashed would still be missed; any later rewrite is seen.)
 
 The user-facing ``File`` and ``Directory`` values are defined in
 :mod:`etherealfabric.define._files`; their encoding is in :mod:`etherealfabric.hashing._builtins`.
@@ -32,15 +36,17 @@ RACY_NS = 2_000_000_000  # files modified more recently than this are not rememb
 class FileHashCache(Protocol):
     """Remembered file digests, by path and stat (the journal implements it)."""
 
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None: ...
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None: ...
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None: ...
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None: ...
 
 
 def file_digest(path: str, *, file_cache: FileHashCache | None = None) -> str:
     """The xxh3-128 digest of a file's bytes, from ``file_cache`` when its stat is unchanged."""
     before = _stat_file(path)
-    key = (path, before.st_size, before.st_mtime_ns, before.st_ino)
+    key = _signature(path, before)
     if file_cache is not None:
         remembered = file_cache.get(*key)
         if remembered is not None:
@@ -49,6 +55,10 @@ def file_digest(path: str, *, file_cache: FileHashCache | None = None) -> str:
     if file_cache is not None and _settled(path, before):
         file_cache.put(*key, digest)
     return digest
+
+
+def _signature(path: str, info: os.stat_result) -> tuple[str, int, int, int, int]:
+    return (path, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
 
 
 def _stat_file(path: str) -> os.stat_result:
@@ -87,11 +97,7 @@ def _settled(path: str, before: os.stat_result) -> bool:
         after = os.stat(path)
     except OSError:
         return False
-    same = (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        before.st_size,
-        before.st_mtime_ns,
-        before.st_ino,
-    )
+    same = _signature(path, after) == _signature(path, before)
     return same and time.time_ns() - after.st_mtime_ns >= RACY_NS
 
 

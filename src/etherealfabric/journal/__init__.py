@@ -17,9 +17,12 @@ To read the journal from Python::
     with Journal(".etherealfabric/journal.db") as journal:
         print(journal.list_runs(limit=5))
 
+``Journal(path, read_only=True)`` reads a journal without writing anything beside it (a
+read-only home); ``read_only=None`` writes when the home is writable and reads otherwise.
+
 Importing this package does not import sqlite-utils (only opening an out-of-date journal does).
 """
 
-from ._journal import Journal
+from ._journal import LEASE_SECONDS, AmbiguousRunError, Journal, ReadOnlyJournalError
 
-__all__ = ["Journal"]
+__all__ = ["LEASE_SECONDS", "AmbiguousRunError", "Journal", "ReadOnlyJournalError"]

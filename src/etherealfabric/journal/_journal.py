@@ -4,6 +4,10 @@ The only writer of the journal file is the scheduler of a run (one process may h
 runs; several processes may share one home, SQLite's WAL and a busy timeout serialise them).
 Workers never open it. The tables, the connection set-up and the migrations are in
 ``_schema.py``; every write is one ``BEGIN IMMEDIATE`` transaction (:meth:`Journal.write`).
+
+A journal opened read-only (``read_only=True``, or ``read_only=None`` on a home that cannot be
+written) answers every read; a write raises :class:`ReadOnlyJournalError`, except the ones
+that only tidy up (marking dead runs interrupted, remembering a file digest), which it skips.
 """
 
 from __future__ import annotations
@@ -18,35 +22,102 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RunNotFoundError
+from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
 from ._liveness import HOST, PID_START, alive
-from ._schema import connect, database, is_local_filesystem, migrate, retry, transaction
+from ._schema import (
+    SCHEMA_VERSION,
+    ReadOnlyJournalError,
+    connect,
+    connect_read_only,
+    database,
+    home_writable,
+    is_local_filesystem,
+    migrate,
+    retry,
+    transaction,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
 
 # HOST and is_local_filesystem are re-exported for run/ (the recorder and the session)
-__all__ = ["HOST", "Journal", "RunRow", "is_local_filesystem"]
+__all__ = [
+    "HOST",
+    "LEASE_SECONDS",
+    "AmbiguousRunError",
+    "Journal",
+    "ReadOnlyJournalError",
+    "RunRow",
+    "is_local_filesystem",
+]
 
 RunRow = dict[str, Any]
+
+#: How long a lease lasts unless its holder renews it (the scheduler renews its leases every
+#: few seconds): a holder gone in a way liveness cannot see (another host, frozen) loses its
+#: leases after this long.
+LEASE_SECONDS = 60.0
+
+
+class AmbiguousRunError(RunNotFoundError):
+    """A run id prefix that matches more than one run."""
+
+    def __init__(self, prefix: str, matches: Sequence[str]) -> None:
+        shown = ", ".join(matches[:10]) + (
+            f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+        )
+        JournalError.__init__(
+            self, f"run id {prefix!r} is ambiguous: it starts {len(matches)} runs ({shown}); "
+            "give more of the id"
+        )  # fmt: skip
+        self.run_id = prefix
+        self.matches = list(matches)
 
 
 class Journal:
     """The run journal at ``path`` (created with its folders on first use).
 
-    ``durable`` syncs every commit to disk, not only at WAL checkpoints.
+    ``durable`` syncs every commit to disk, not only at WAL checkpoints. ``read_only``: ``False``
+    opens for writing (a read-only home raises :class:`ReadOnlyJournalError`), ``True`` for
+    reading only, ``None`` for writing when the home can be written and reading otherwise.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = False,
+        read_only: bool | None = False,
+    ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        self.conn = connect(self.path, durable=durable)
+        self._snapshot: Any = None
+        if read_only is None:
+            read_only = not home_writable(self.path)
+        self.read_only = read_only
+        if read_only:
+            self.conn, self._snapshot = connect_read_only(self.path)
+        else:
+            self.conn = connect(self.path, durable=durable)
         try:
-            migrate(self.conn, self.path)
+            if read_only:
+                self.schema = self._check_version()
+            else:
+                migrate(self.conn, self.path)
+                self.schema = SCHEMA_VERSION
         except BaseException:
-            self.conn.close()
+            self.close()
             raise
+
+    def _check_version(self) -> int:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal at {self.path} was written by a newer EtherealFabric "
+                f"(schema {version}, this version knows {SCHEMA_VERSION}); upgrade etherealfabric"
+            )
+        return version  # an older one is read as it is (it cannot be migrated read-only)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -57,6 +128,9 @@ class Journal:
         """Close the connection (the journal stays on disk)."""
         with self._lock:
             self.conn.close()
+            if self._snapshot is not None:
+                self._snapshot.cleanup()
+                self._snapshot = None
 
     def __enter__(self) -> Journal:
         return self
@@ -68,6 +142,8 @@ class Journal:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
+        if self.read_only:
+            raise ReadOnlyJournalError(self.path)
         with self._lock, transaction(self.conn, self.path) as conn:
             yield conn
 
@@ -122,12 +198,23 @@ class Journal:
             )  # fmt: skip
 
     def get_run(self, run_id: str) -> RunRow:
-        """The run row, by id or unique id prefix; :class:`RunNotFoundError` when there is none."""
+        """The run row, by id or unique id prefix; :class:`RunNotFoundError` when there is none.
+
+        The id is matched literally (``%`` and ``_`` are characters, not wildcards); a prefix
+        of several runs raises :class:`AmbiguousRunError`, which names them.
+        """
         rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if rows:
+            return rows[0]
+        if run_id:
+            rows = self._rows(
+                "SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY started_at DESC",
+                (len(run_id), run_id),
+            )
         if not rows:
-            rows = self._rows("SELECT * FROM runs WHERE id LIKE ?", (run_id + "%",))
-            if len(rows) != 1:
-                raise RunNotFoundError(run_id)
+            raise RunNotFoundError(run_id)
+        if len(rows) > 1:
+            raise AmbiguousRunError(run_id, [r["id"] for r in rows])
         return rows[0]
 
     def list_runs(
@@ -163,8 +250,11 @@ class Journal:
     def mark_interrupted(self) -> list[str]:
         """Mark runs of this host whose process is gone ``interrupted``; return their ids.
 
-        Their node attempts still running (or about to retry) are ``interrupted`` too.
+        Their node attempts still running (or about to retry) are ``interrupted`` too. A
+        read-only journal is left as it is (nothing is marked).
         """
+        if self.read_only:
+            return []
         rows = self._rows(
             "SELECT id, pid, pid_start FROM runs WHERE status = ? AND host = ?",
             (RunStatus.RUNNING, HOST),
@@ -251,25 +341,45 @@ class Journal:
             conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
 
     # -- leases: one process computes a key at a time ---------------------------------------
-    def acquire_lease(self, key: str, *, node: str, run_id: str) -> bool:
+    def acquire_lease(
+        self, key: str, *, node: str, run_id: str, ttl: float = LEASE_SECONDS
+    ) -> bool:
         """Take the lease of ``key`` for ``run_id``; ``False`` while another live run holds it.
 
-        A lease whose holder was a process of this host that is gone is taken over.
+        The lease lasts ``ttl`` seconds unless renewed (:meth:`renew_leases`). A lease is taken
+        over when it expired (whoever held it: another host, a frozen process) or when its
+        holder was a process of this host that is gone (exited, a zombie, its pid reused).
         """
+        now = time.time()
         with self.write() as conn:
             row = conn.execute(
-                "SELECT run_id, host, pid, pid_start FROM leases WHERE key = ?", (key,)
+                "SELECT run_id, host, pid, pid_start, acquired_at, expires_at FROM leases "
+                "WHERE key = ?",
+                (key,),
             ).fetchone()
             if row is not None and row[0] != run_id:
-                holder_gone = row[1] == HOST and not alive(row[2], row[3])
+                expires = row[5] if row[5] is not None else row[4] + LEASE_SECONDS
+                holder_gone = expires < now or (row[1] == HOST and not alive(row[2], row[3]))
                 if not holder_gone:
                     return False
             conn.execute(
                 "INSERT OR REPLACE INTO leases (key, node, run_id, host, pid, pid_start, "
-                "acquired_at) VALUES (?,?,?,?,?,?,?)",
-                (key, node, run_id, HOST, os.getpid(), PID_START, time.time()),
+                "acquired_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",
+                (key, node, run_id, HOST, os.getpid(), PID_START, now, now + ttl),
             )
             return True
+
+    def renew_leases(self, run_id: str, *, ttl: float = LEASE_SECONDS) -> int:
+        """Extend every lease ``run_id`` holds by ``ttl`` seconds from now (the heartbeat).
+
+        Returns how many leases it still holds (one taken over meanwhile is not renewed).
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE leases SET expires_at = ? WHERE run_id = ? AND host = ? AND pid = ?",
+                (time.time() + ttl, run_id, HOST, os.getpid()),
+            )
+            return int(cursor.rowcount)
 
     def release_leases(self, run_id: str) -> None:
         """Drop every lease a run still holds (at its end, whatever the outcome)."""
@@ -277,18 +387,26 @@ class Journal:
             conn.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
 
     # -- remembered file digests (hashing.FileHashCache) -----------------------------------
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        """A remembered digest for a file whose size, mtime and inode are unchanged."""
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None:
+        """A remembered digest for a file whose size, mtime, inode and ctime are unchanged."""
+        if self.schema < SCHEMA_VERSION:  # read-only, not migrated: no ctimes remembered
+            return None
         digest = self._value(
-            "SELECT digest FROM file_digests WHERE path=? AND size=? AND mtime_ns=? AND inode=?",
-            (path, size, mtime_ns, inode),
+            "SELECT digest FROM file_digests "
+            "WHERE path=? AND size=? AND mtime_ns=? AND inode=? AND ctime_ns=?",
+            (path, size, mtime_ns, inode, ctime_ns),
         )
         return None if digest is None else str(digest)
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        """Remember a file's digest for the fast path of the next run."""
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None:
+        """Remember a file's digest for the fast path of the next run (not when read-only)."""
+        if self.read_only:
+            return
         with self.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO file_digests VALUES (?,?,?,?,?)",
-                (path, size, mtime_ns, inode, digest),
+                "INSERT OR REPLACE INTO file_digests "
+                "(path, size, mtime_ns, inode, ctime_ns, digest) VALUES (?,?,?,?,?,?)",
+                (path, size, mtime_ns, inode, ctime_ns, digest),
             )

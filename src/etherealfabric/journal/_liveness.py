@@ -1,7 +1,11 @@
 """Is the process that wrote a journal row still running? (Runs and leases name their writer.)
 
 A writer is identified by host, pid and the pid's start time: pids are reused, quickly in
-containers, so a live process with the same pid is not proof that the writer lives.
+containers, so a live process with the same pid is not proof that the writer lives. A zombie
+(a process that exited but whose parent has not reaped it yet, state ``Z`` in
+``/proc/<pid>/stat``) is dead: it runs no code and never will again, although ``kill(pid, 0)``
+still succeeds on it. A process of another host cannot be checked at all: leases carry an
+expiry for that (see ``Journal.acquire_lease``).
 """
 
 from __future__ import annotations
@@ -14,16 +18,26 @@ __all__ = ["HOST", "PID_START", "alive", "process_start"]
 #: This machine's name, as written in the ``host`` column of runs and leases.
 HOST = socket.gethostname()
 
+_DEAD_STATES = (b"Z", b"X", b"x")  # zombie, dead (being reaped)
 
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    try:  # the command name (field 2) may hold spaces and parentheses: split after it
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+    end = stat.rfind(b")")
+    return None if end < 0 else stat[end + 2 :].split()
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if unknown."""
+    fields = _stat_fields(pid)
+    try:
+        return None if fields is None else int(fields[19])
     except (ValueError, IndexError):
         return None
 
@@ -33,7 +47,10 @@ PID_START = process_start(os.getpid())
 
 
 def alive(pid: int | None, start: int | None = None) -> bool:
-    """Whether the process of this host that wrote a row still runs (a reused pid does not count)."""
+    """Whether the process of this host that wrote a row still runs.
+
+    A reused pid (another start time) and a zombie do not count as running.
+    """
     if not pid:
         return False
     if pid == os.getpid():
@@ -44,7 +61,14 @@ def alive(pid: int | None, start: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
+    fields = _stat_fields(pid)
+    if fields is None:  # the process just went, or there is no /proc: then trust kill(0)
+        return not os.path.isdir("/proc/self")
+    if not fields or fields[0] in _DEAD_STATES:
+        return False
     if start is None:
         return True
-    now = process_start(pid)
-    return now is None or now == start
+    try:
+        return int(fields[19]) == start
+    except (ValueError, IndexError):
+        return True

@@ -8,8 +8,10 @@ Tables (created by the migrations below):
 - ``actions``: cache key → action record (outputs' digests, serializers, sizes) and the key's
   components (what ``explain`` diffs). A local index of the store's action records.
 - ``blobs``: small outputs kept inline instead of as files.
-- ``file_digests``: remembered content digests of input files, by (path, size, mtime, inode).
-- ``leases``: which run computes a cache key right now.
+- ``file_digests``: remembered content digests of input files, by (path, size, mtime, inode,
+  ctime): the ctime changes on every write, even one whose mtime was put back (as git's index).
+- ``leases``: which run computes a cache key right now, until when (``expires_at``, renewed by
+  the holder's heartbeat).
 
 The journal runs in WAL mode. Writes are ``BEGIN IMMEDIATE`` transactions (:func:`transaction`)
 retried while the database is locked by another process, so "database is locked" never reaches
@@ -17,15 +19,29 @@ the user. (Plain ``BEGIN``, as in ``sqlite_utils.Database.atomic``, can fail wit
 when two readers upgrade to writers at once; ``IMMEDIATE`` takes the write lock up front and
 waits instead.) ``PRAGMA user_version`` records the schema version, so an up-to-date journal
 opens without importing sqlite-utils at all.
+
+A read-only home (a read-only mount, a folder the user may not write) is opened read-only
+(:func:`connect_read_only`): SQLite's ``mode=ro`` reads a WAL journal when its ``-shm`` and
+``-wal`` files exist; when they do not (the last writer closed cleanly) the file is complete
+and is opened ``immutable``; when a ``-wal`` file with unmerged commits exists but no ``-shm``,
+the two files are copied to a temporary folder and the copy is read. Opening a read-only home
+for writing is an error that says so (:class:`ReadOnlyJournalError`). Only a file that SQLite
+itself calls damaged or not a database is called that; no other message advises moving the
+journal aside (it holds the cache index and the small outputs).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from ..errors import JournalError
 
@@ -35,8 +51,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "ReadOnlyJournalError",
     "connect",
+    "connect_read_only",
     "database",
+    "home_writable",
     "is_local_filesystem",
     "migrate",
     "retry",
@@ -109,11 +128,24 @@ def _m0003_process_start(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0004_lease_expiry_ctime(db: sqlite_utils.Database) -> None:
+    # a lease expires unless its holder renews it (a holder on another host, frozen or gone
+    # in a way liveness cannot see); a remembered file digest also needs the file's ctime
+    db.executescript(
+        """
+        ALTER TABLE leases ADD COLUMN expires_at REAL;
+        ALTER TABLE file_digests ADD COLUMN ctime_ns INTEGER;
+        DELETE FROM file_digests;
+        """
+    )
+
+
 #: The migrations, in order. Append only; the schema version is their count.
 MIGRATIONS = [
     ("0001_initial", _m0001_initial),
     ("0002_logs_leases", _m0002_logs_leases),
     ("0003_process_start", _m0003_process_start),
+    ("0004_lease_expiry_ctime", _m0004_lease_expiry_ctime),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -132,6 +164,55 @@ def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
     import sqlite_utils
 
     return sqlite_utils.Database(conn, execute_plugins=False, recursive_triggers=False)
+
+
+class ReadOnlyJournalError(JournalError):
+    """The journal's home cannot be written (a read-only mount or folder)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"the home {path.parent} is read-only, so the journal {path.name} cannot be "
+            "written; read-only commands (runs, show, explain, plan, cache verify) still "
+            "work there; to run, use a writable home (--home or ETHEREALFABRIC_HOME)"
+        )
+        self.path = path
+
+
+def home_writable(path: Path) -> bool:
+    """Whether the journal at ``path`` (and the files SQLite keeps beside it) can be written."""
+    if str(path) == ":memory:":
+        return True
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders are created on first use
+    return os.access(folder, os.W_OK)
+
+
+def _code(exc: BaseException) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+_READONLY, _CORRUPT, _CANTOPEN, _NOTADB = 8, 11, 14, 26
+
+
+def _open_error(path: Path, exc: BaseException) -> JournalError:
+    """The error for a journal that could not be opened: damaged only when SQLite says so."""
+    if _code(exc) in (_CORRUPT, _NOTADB):
+        return JournalError(
+            f"{path} is not a usable EtherealFabric journal ({exc}): the file is damaged. "
+            "Move it aside and a new one is created on the next run (its cache index and "
+            "small outputs are lost with it)"
+        )
+    if _code(exc) in (_READONLY, _CANTOPEN) and not home_writable(path):
+        return ReadOnlyJournalError(path)
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES):
+        return ReadOnlyJournalError(path)
+    return JournalError(
+        f"cannot open the journal at {path}: {exc}. Check that the folder exists and is "
+        "readable and writable, or point ETHEREALFABRIC_HOME elsewhere."
+    )
 
 
 # -- locks and transactions ----------------------------------------------------------------
@@ -177,6 +258,8 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
     except sqlite3.OperationalError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if _code(exc) == _READONLY and not home_writable(path):
+            raise ReadOnlyJournalError(path) from exc
         raise JournalError(
             f"cannot write the journal {path}: {exc}. Nothing was half-written; "
             "free disk space or fix the folder's permissions, then run again."
@@ -185,31 +268,76 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
 
 # -- opening -------------------------------------------------------------------------------
 def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
-    """Open (creating it and its folders if needed) the journal file in WAL mode.
+    """Open (creating it and its folders if needed) the journal file in WAL mode, for writing.
 
     ``durable`` syncs every commit to disk (``synchronous=FULL``) instead of at checkpoints.
+    A home that cannot be written raises :class:`ReadOnlyJournalError`.
     """
+    if not home_writable(path):
+        raise ReadOnlyJournalError(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             str(path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
     except (OSError, sqlite3.Error) as exc:
-        raise JournalError(
-            f"cannot open the journal at {path}: {exc}. Check that the folder exists "
-            "and is writable, or point ETHEREALFABRIC_HOME elsewhere."
-        ) from exc
+        raise _open_error(path, exc) from exc
     try:
         retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=30000")
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise JournalError(
-            f"{path} is not a usable EtherealFabric journal ({exc}); move it aside "
-            "and a new one is created on the next run"
-        ) from exc
+        raise _open_error(path, exc) from exc
     return conn
+
+
+def _open_uri(path: Path, options: str) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.absolute()))}?{options}"
+    conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
+                           check_same_thread=False)  # fmt: skip
+    try:
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA busy_timeout=30000")
+        retry(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchone())
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_read_only(
+    path: Path,
+) -> tuple[sqlite3.Connection, tempfile.TemporaryDirectory[str] | None]:
+    """Open the journal at ``path`` for reading only, writing nothing beside it.
+
+    Returns the connection and, when the journal had to be copied to be read (a ``-wal`` file
+    with commits but no ``-shm`` on a read-only folder), the temporary folder of the copy,
+    to clean up after closing the connection.
+    """
+    if not path.exists():
+        raise JournalError(f"no journal at {path}")
+    try:
+        return _open_uri(path, "mode=ro"), None
+    except sqlite3.DatabaseError as exc:
+        if _code(exc) != _CANTOPEN:
+            raise _open_error(path, exc) from exc
+    wal = path.with_name(path.name + "-wal")
+    try:
+        if not wal.exists() or wal.stat().st_size == 0:
+            # no commits outside the main file (the last writer closed cleanly): complete
+            return _open_uri(path, "immutable=1"), None
+        snapshot = tempfile.TemporaryDirectory(prefix="etherealfabric-journal-")
+        try:
+            copy = Path(snapshot.name) / path.name
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            return _open_uri(copy, "mode=ro"), snapshot
+        except BaseException:
+            snapshot.cleanup()
+            raise
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise _open_error(path, exc) from exc
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:

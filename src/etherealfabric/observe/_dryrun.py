@@ -171,10 +171,12 @@ class _ReadOnlyDigests:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        return self.journal.get(path, size, mtime_ns, inode)
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None:
+        return self.journal.get(path, size, mtime_ns, inode, ctime_ns)
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None:
         """Forget it: a dry run leaves the journal as it was."""
 
 
@@ -186,7 +188,8 @@ def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
 
     store = open_store(settings.store_location)
     exists = settings.journal_path.exists()  # planning creates nothing: no journal, a scratch one
-    with Journal(settings.journal_path if exists else ":memory:") as journal:
+    # a read-only home is read read-only (planning writes nothing anyway)
+    with Journal(settings.journal_path if exists else ":memory:", read_only=None) as journal:
         cache = ArtifactCache(journal, store, shared=settings.shared_store)  # no writer: reads
         plan = make_plan(graph, cache.lookup, file_cache=_ReadOnlyDigests(journal))
         return dry_run(plan, journal if exists else None)

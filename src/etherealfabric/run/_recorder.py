@@ -102,6 +102,10 @@ class JournalRecorder:
         """Take the lease of ``key``; ``False`` while another live run holds it."""
         return self.journal.acquire_lease(key, node=node, run_id=run_id)
 
+    def renew_leases(self, run_id: str) -> int:
+        """The heartbeat: extend the leases ``run_id`` holds (the scheduler calls it)."""
+        return self.journal.renew_leases(run_id)
+
     def release_now(self, key: str) -> None:
         """Give a lease back at once (the node will not run under it)."""
         self.journal.write_batch(release=[key])
@@ -129,11 +133,13 @@ class JournalRecorder:
         self.journal.delete_blob(digest)
 
     # -- remembered file digests (the FileHashCache protocol of hashing) ---------------------
-    def get(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        return self.journal.get(path, size, mtime_ns, inode)
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None:
+        return self.journal.get(path, size, mtime_ns, inode, ctime_ns)
 
-    def put(self, path: str, size: int, mtime_ns: int, inode: int, digest: str) -> None:
-        self.journal.put(path, size, mtime_ns, inode, digest)
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None:
+        self.journal.put(path, size, mtime_ns, inode, ctime_ns, digest)
 
     # -- one handler per event kind that makes node rows ---------------------------------------
     def _row(
