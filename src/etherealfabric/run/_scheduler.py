@@ -16,7 +16,10 @@ soon as they arrive (batched with whatever else arrived meanwhile), cache hits e
 a killed run loses at most the nodes that were running.
 
 If an input turns out missing or corrupt when a node needs it, the node that produced it is
-recomputed (its cache entry is dropped first) and the consumer waits for it again.
+recomputed (its cache entry is dropped first) and the consumer waits for it again. Several
+consumers may find the same bad input at once: the first one's report rewinds the producer,
+and a later report that predates the producer's new outputs (the consumer was submitted
+before they existed) only sends that consumer back to wait, so the producer runs once more.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = ["RunOutcome", "Scheduler"]
 log = logging.getLogger("etherealfabric.scheduler")
 FLUSH_SECONDS = 0.05
 LEASE_POLL_SECONDS = 0.1
+LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
 MAX_REWINDS = 2
 
 
@@ -113,6 +117,12 @@ class Scheduler:
         self._running: dict[str, KeyInfo] = {}
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._rewinds: dict[str, int] = {}
+        # the rewind's clock: when each node was last submitted and last made outputs
+        # available, and which producer made the digests a rewind dropped
+        self._clock = 0
+        self._submitted_at: dict[str, int] = {}
+        self._produced_at: dict[str, int] = {}
+        self._dropped: dict[str, str] = {}
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopping = False
         self._dirty = False
@@ -136,7 +146,7 @@ class Scheduler:
         return self.outcome
 
     def _loop(self) -> None:
-        last_flush = time.monotonic()
+        last_flush = last_renew = time.monotonic()
         while self._ready or self._running or self._leased_elsewhere:
             while self._ready and not self._stopping and len(self._running) < self._capacity:
                 self._start(self._ready.popleft())
@@ -148,8 +158,11 @@ class Scheduler:
                 # waiting, so other runs waiting for our keys see them released
                 self._flush()
                 last_flush = time.monotonic()
+            if time.monotonic() - last_renew > LEASE_RENEW_SECONDS:
+                self.recorder.renew_leases(self.run_id)
+                last_renew = time.monotonic()
             if self._running:
-                self._drain(LEASE_POLL_SECONDS if waiting_for_others else None)
+                self._drain(LEASE_POLL_SECONDS if waiting_for_others else LEASE_RENEW_SECONDS)
             elif waiting_for_others:
                 time.sleep(LEASE_POLL_SECONDS)
             elif not self._ready or self._stopping:
@@ -227,10 +240,12 @@ class Scheduler:
                 del self._leased_elsewhere[name]
 
     def _submit(self, name: str, info: KeyInfo) -> None:
+        self._submitted_at[name] = self._tick()
         try:
             task, input_bytes = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             if self._rewind_input(name, exc.digest, exc):
+                self.recorder.release_now(info.key)
                 return
             self._fail_before_start(name, exc)
             return
@@ -404,16 +419,40 @@ class Scheduler:
                 self._emit(kind, child, upstream=name)
 
     def _release(self, name: str) -> None:
+        self._produced_at[name] = self._tick()
         for child in self.graph.succs[name]:
             self._waiting[child] -= 1
             if self._waiting[child] == 0 and self.outcome.status[child] == NodeStatus.PENDING:
                 self._ready.append(child)
 
     # -- recovering from a missing or corrupt input ---------------------------------------------
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
     def _rewind_input(self, consumer: str, digest: str | None, error: object) -> bool:
-        """Recompute the node that produced ``digest``; the consumer waits for it again."""
+        """Recompute the node that produced ``digest``; the consumer waits for it again.
+
+        False if no upstream node made ``digest`` or it was already rewound too often: the
+        consumer then fails. A consumer submitted before the producer's current outputs
+        existed, or while the producer is being recomputed, read bytes that are already
+        being replaced: it only waits (or, if they are there, runs again).
+        """
         producer = self._producer_of(consumer, digest)
-        if producer is None or self._rewinds.get(producer, 0) >= MAX_REWINDS:
+        if producer is None:
+            return False
+        started = self._submitted_at.get(consumer, 0)
+        if producer not in self.outcome.outputs or self._produced_at.get(producer, 0) > started:
+            if self.outcome.status[producer] not in (NodeStatus.PENDING, NodeStatus.RUNNING) and (
+                producer not in self.outcome.outputs
+            ):
+                return False  # the producer's recomputation failed or was skipped
+            log.info("%s: input from %r is being recomputed; waiting for it", consumer, producer)
+            self.outcome.status[consumer] = NodeStatus.PENDING
+            if self._waiting[consumer] == 0:
+                self._ready.append(consumer)
+            return True
+        if self._rewinds.get(producer, 0) >= MAX_REWINDS:
             return False
         self._rewinds[producer] = self._rewinds.get(producer, 0) + 1
         log.warning(
@@ -423,23 +462,27 @@ class Scheduler:
             error,
             producer,
         )
-        self.cache.forget(self.outcome.keys.pop(producer, None), self.outcome.outputs.pop(producer))
+        outputs = self.outcome.outputs.pop(producer)
+        self._dropped.update((out["digest"], producer) for out in outputs.values())
+        self.cache.forget(self.outcome.keys.pop(producer, None), outputs)
         self.outcome.status[producer] = NodeStatus.PENDING
         self.outcome.status[consumer] = NodeStatus.PENDING
         for child in self.graph.succs[producer]:
-            if self.outcome.status[child] == NodeStatus.PENDING and self._waiting[child] == 0:
-                self._waiting[child] = 1
-                if child in self._ready:
-                    self._ready.remove(child)
+            # every child waits for the producer again (its release counts down once more)
+            self._waiting[child] += 1
+            if child in self._ready:
+                self._ready.remove(child)
         self._ready.append(producer)
         return True
 
     def _producer_of(self, consumer: str, digest: str | None) -> str | None:
-        for up in self.graph.specs[consumer].upstream:
+        upstream = self.graph.specs[consumer].upstream
+        for up in upstream:
             outputs = self.outcome.outputs.get(up, {})
             if any(out["digest"] == digest for out in outputs.values()):
                 return up
-        return None
+        dropped = self._dropped.get(digest or "")
+        return dropped if dropped in upstream else None
 
     def _cancel_rest(self) -> None:
         for name, status in self.outcome.status.items():
