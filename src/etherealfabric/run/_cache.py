@@ -9,6 +9,11 @@ with an empty journal gets cache hits.
 
 "Complete" means an action record whose objects are present; a record whose large objects are
 gone is forgotten and counts as a miss. Digests are verified when objects are loaded.
+
+A shared store is untrusted (docs/stores.md): a shared folder is opened as such (a
+:class:`LocalStore` given with ``shared=True`` is switched to its signed, verifying mode), its
+records are checked by the store (signatures) and here (:func:`record_problem`, the record's
+shape), and a record that fails either check is a miss with one warning naming the key.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any, Protocol
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing._digest import digest_bytes
 from ..journal import Journal
-from ..store import Store
+from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
+from ..store._signing import record_problem
 
 __all__ = ["ArtifactCache", "CacheWriter"]
 
@@ -52,6 +58,8 @@ class ArtifactCache:
         verify: bool = True,
     ) -> None:
         self.journal = journal  # read only: every write goes through ``writer``
+        if shared and isinstance(store, LocalStore):
+            store = store.as_shared()  # never read a folder others write as trusted
         self.store = store
         self.shared = shared
         self.verify = verify
@@ -60,6 +68,7 @@ class ArtifactCache:
         #: store's
         self.read_only = writer is None
         self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
+        self._rejected: set[str] = set()  # keys of malformed shared records, warned once
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
@@ -98,8 +107,13 @@ class ArtifactCache:
         return self.store.location(digest)
 
     def _from_store(self, key: str) -> dict[str, Any] | None:
+        """A record from the shared store if it is well formed and usable, else None (a miss)."""
         record = self.store.get_action(key)
         if record is None:
+            return None
+        problem = record_problem(record)
+        if problem:
+            self._reject(key, problem)
             return None
         blobs = []
         for out in record["outputs"].values():
@@ -115,6 +129,17 @@ class ArtifactCache:
         if self._writer is not None:
             self._writer.index_action(key, record, blobs)
         return record
+
+    def _reject(self, key: str, problem: str) -> None:
+        if key not in self._rejected:
+            self._rejected.add(key)
+            log.warning(
+                "ignoring the action record for cache key %s in the shared store %s "
+                "(a cache miss: the node runs again): %s",
+                key,
+                self.store.url,
+                problem,
+            )
 
     def remember_inline(self, blobs: Mapping[str, bytes]) -> None:
         """Small outputs produced this run, readable before their journal rows are committed."""

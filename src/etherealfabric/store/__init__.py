@@ -59,20 +59,24 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @strict_options
-def open_store(url_or_path: str | os.PathLike[str], *, durable: bool = False) -> Store:
+def open_store(
+    url_or_path: str | os.PathLike[str], *, durable: bool = False, shared: bool = False
+) -> Store:
     """The store at a folder path, a ``file://`` URL or an object-store URL.
 
     ``durable`` (survive a power loss) applies to local stores; an object store's PUT is
-    durable once it is confirmed. An object store takes its credentials, endpoint
+    durable once it is confirmed. ``shared`` says a folder is not the home's own store, so
+    others can write it: its records and checkpoints are signed and verified like an object
+    store's (which is always shared), with ``ETHEREALFABRIC_SIGNING_KEY``. An object store takes its credentials, endpoint
     (``ETHEREALFABRIC_S3_ENDPOINT_URL``) and signing key (``ETHEREALFABRIC_SIGNING_KEY``)
     from the environment; build an :class:`ObjectStore` to pass them explicitly.
     """
     location = os.fspath(url_or_path)
     if not _URL.match(location):
-        return LocalStore(location, durable=durable)
+        return LocalStore(location, durable=durable, shared=shared)
     if urlsplit(location).scheme.lower() != "file":
         return ObjectStore(location)
-    return LocalStore(_local_path(location), durable=durable)
+    return LocalStore(_local_path(location), durable=durable, shared=shared)
 
 
 def _local_path(url: str) -> str:

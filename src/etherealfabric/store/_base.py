@@ -21,7 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, ClassVar, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from ..config import INLINE_LIMIT
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
@@ -158,30 +158,36 @@ class EntryInfo:
 class Store(ABC):
     """Content-addressed objects, action records (JSON dicts keyed by cache key) and checkpoints.
 
-    *Checkpoints* are mutable, opaque bytes under a cache key that a long node saves while it
-    runs and that are deleted once it succeeds.
+        *Checkpoints* are mutable, opaque bytes under a cache key that a long node saves while it
+        runs and that are deleted once it succeeds.
 
-    **Writing a store.** Implement the primitives over entry names such as
-    ``objects/ab/<digest>`` (already validated, ``/``-separated):
+        **Writing a store.** Implement the primitives over entry names such as
+        ``objects/ab/<digest>`` (already validated, ``/``-separated):
 
-    * :meth:`open_entry` (read, raising ``FileNotFoundError`` when absent),
-    * :meth:`write_entry` (atomic: a reader sees the old bytes or the new, never a part),
-    * :meth:`entry_info` (size and modification time, or None),
-    * :meth:`delete_entry` (no error when absent),
-    * :meth:`list_entries` (the ``(two-hex folder, name)`` pairs under ``objects``...),
+        * :meth:`open_entry` (read, raising ``FileNotFoundError`` when absent),
+        * :meth:`write_entry` (atomic: a reader sees the old bytes or the new, never a part),
+        * :meth:`entry_info` (size and modification time, or None),
+        * :meth:`delete_entry` (no error when absent),
+        * :meth:`list_entries` (the ``(two-hex folder, name)`` pairs under ``objects``...),
 
-    and set ``url``. Override :meth:`read_entry`, :meth:`put_file` and :meth:`entry_location`
-    to do better than their defaults, ``always_verify`` if the bytes cannot be trusted, and
-    ``temp_dir`` to spill large objects elsewhere than the system temp folder. Everything else
-    (objects, action records, checkpoints, digest checks, error messages) is derived here.
+        and set ``url``. Override :meth:`read_entry`, :meth:`put_file` and :meth:`entry_location`
+        to do better than their defaults, ``always_verify`` if the bytes cannot be trusted, and
+        ``temp_dir`` to spill large objects elsewhere than the system temp folder. Everything else
+        (objects, action records, checkpoints, digest checks, error messages) is derived here.
+    Optionally override :meth:`read_head` (the first bytes of an entry, for a ranged read).
 
-    Implementations must be picklable (stores travel to worker processes). Primitives report
-    other failures as :class:`StoreError` or ``OSError`` (turned into a :class:`StoreError`).
+    The action records and checkpoints derived here are *trusted* as they are read: right for
+    the home's own store. A store that others can write routes them through
+    :class:`~etherealfabric.store._trust.UntrustedEntries` instead (signed and verified), as
+    :class:`ObjectStore` always does and a shared :class:`LocalStore` does.
+
+        Implementations must be picklable (stores travel to worker processes). Primitives report
+        other failures as :class:`StoreError` or ``OSError`` (turned into a :class:`StoreError`).
     """
 
     url: str
     #: True for stores whose bytes may have been changed by others: ``verify=False`` is ignored.
-    always_verify: ClassVar[bool] = False
+    always_verify: bool = False
     #: Where large objects are spilled before :meth:`put_file`; None: :func:`default_temp_dir`.
     temp_dir: str | None = None
 
@@ -211,6 +217,11 @@ class Store(ABC):
         """The entry's bytes; ``FileNotFoundError`` if absent."""
         with self.open_entry(name) as fp:
             return fp.read()
+
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first ``size`` bytes of the entry; ``FileNotFoundError`` if absent."""
+        with self.open_entry(name) as fp:
+            return fp.read(size)
 
     def put_file(self, name: str, path: str, size: int) -> None:
         """Make the finished local file ``path`` (``size`` bytes) the entry ``name``.

@@ -21,6 +21,15 @@ both. Readers never see a partly written object, record or checkpoint under its 
 A checkpoint file starts with a header (a magic line and the digest of the bytes that follow,
 see :func:`~etherealfabric.store._base.checkpoint_header`); a checkpoint whose bytes do not match
 is ignored with a warning.
+
+**Trusted or shared.** The home's own store (the default) is trusted: records and checkpoints
+are plain files, read as they are, at no signing cost. A *shared* folder
+(``LocalStore(path, shared=True)``; ``ETHEREALFABRIC_STORE`` naming a folder other than the
+home) can be written by others, so it is treated exactly like an object store: records and
+checkpoints are signed with ``ETHEREALFABRIC_SIGNING_KEY`` (or ``signing_key=``) and checked
+when read (:class:`~etherealfabric.store._trust.UntrustedEntries`: a pickle is never loaded
+from an unsigned entry; an unsigned, tampered, foreign or malformed one is a miss with a
+warning), and every object read is verified against its digest (``verify=False`` is ignored).
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from typing import Any, BinaryIO, TypeVar
 
 from ..errors import StoreError
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
+from ._signing import load_signer
+from ._trust import UntrustedEntries
 from ._writer import create_temp_file, remove_quietly, remove_stale_temp_files
 
 __all__ = ["LocalStore"]
@@ -47,14 +58,29 @@ _KINDS = ("objects", "actions", "checkpoints")
 class LocalStore(Store):
     """Objects and action records in a folder; see the module docstring for the layout.
 
-    Folders are created on demand. Picklable: it holds only the root, the ``durable`` flag
-    and a cache of the folders known to exist (not pickled).
+    ``shared=True`` for a folder that others can write (not the home's own store): records and
+    checkpoints are then signed and verified like an object store's, with ``signing_key``
+    (default: ``ETHEREALFABRIC_SIGNING_KEY``), which is ignored for a private store.
+
+    Folders are created on demand. Picklable: it holds only the root, the ``durable`` and
+    ``shared`` flags, the signing key of a shared store (so that worker processes sign what
+    they publish) and a cache of the folders known to exist (not pickled).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, durable: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        durable: bool = False,
+        shared: bool = False,
+        signing_key: bytes | str | None = None,
+    ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.durable = durable
         self.url = Path(self.root).as_uri()
+        self.shared = shared
+        self.always_verify = shared  # others may have changed the bytes
+        self._untrusted = UntrustedEntries(load_signer(signing_key)) if shared else None
         self._dirs: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -65,6 +91,55 @@ class LocalStore(Store):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._dirs = set()
+
+    def as_shared(self) -> LocalStore:
+        """This folder as a shared (untrusted) store: itself if it already is one."""
+        return self if self.shared else LocalStore(self.root, durable=self.durable, shared=True)
+
+    @property
+    def signed(self) -> bool:
+        """True for a shared store with a signing key (its records are signed and checked)."""
+        return self._untrusted is not None and self._untrusted.signer is not None
+
+    @property
+    def key_id(self) -> str | None:
+        """The non-secret name of a shared store's signing key; None without one."""
+        return self._untrusted.key_id if self._untrusted is not None else None
+
+    # -- action records and checkpoints: signed in a shared folder (see _trust.py) -------------
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        if self._untrusted is None:
+            return super().get_action(key)
+        return self._untrusted.get_action(self, key)
+
+    def put_action(self, key: str, record: dict[str, Any]) -> None:
+        if self._untrusted is None:
+            super().put_action(key, record)
+        else:
+            self._untrusted.put_action(self, key, record)
+
+    def delete_action(self, key: str) -> None:
+        if self._untrusted is None:
+            super().delete_action(key)
+        else:
+            self._untrusted.delete_action(self, key)
+
+    def get_checkpoint(self, key: str) -> bytes | None:
+        if self._untrusted is None:
+            return super().get_checkpoint(key)
+        return self._untrusted.get_checkpoint(self, key)
+
+    def put_checkpoint(self, key: str, data: bytes) -> None:
+        if self._untrusted is None:
+            super().put_checkpoint(key, data)
+        else:
+            self._untrusted.put_checkpoint(self, key, data)
+
+    def delete_checkpoint(self, key: str) -> None:
+        if self._untrusted is None:
+            super().delete_checkpoint(key)
+        else:
+            self._untrusted.delete_checkpoint(self, key)
 
     # -- paths -----------------------------------------------------------------------------------
     def entry_location(self, name: str) -> str:

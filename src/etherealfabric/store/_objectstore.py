@@ -20,11 +20,13 @@ ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local t
 which the base :class:`~etherealfabric.store.Store` hashes and returns rewound, so a consumer
 never sees unchecked bytes.
 
-**Signing** (the security model: :mod:`etherealfabric.store._signing`, ``docs/stores.md``).
+**Signing** (the security model: :mod:`etherealfabric.store._trust`, ``docs/stores.md``).
 :meth:`ObjectStore.get_action` is the one door through which remote records reach the engine
 (the cache indexes only what it returns), so it is where the check lives: a record that may
 not be trusted is a cache miss, logged as a warning. Checkpoints are pickled, so they are
-signed too, and loaded only when their signature verifies.
+signed too, and loaded only when their signature verifies. Both go through
+:class:`~etherealfabric.store._trust.UntrustedEntries`, shared with a shared folder's
+:class:`~etherealfabric.store.LocalStore`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import contextlib
 import errno
 import logging
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -41,24 +42,9 @@ from urllib.parse import urlsplit
 
 from ..errors import StoreError
 from ..hashing._digest import digest_bytes
-from ._base import (
-    EntryInfo,
-    Store,
-    action_name,
-    checkpoint_header,
-    checkpoint_name,
-    checkpoint_payload,
-    object_name,
-)
-from ._signing import (
-    SIGNING_KEY_ENV,
-    canonical,
-    encode_record,
-    load_signer,
-    read_record,
-    split_checkpoint,
-    unsigned_problem,
-)
+from ._base import EntryInfo, Store, object_name
+from ._signing import Signer, load_signer
+from ._trust import UntrustedEntries
 from ._writer import default_temp_dir, remove_quietly
 
 __all__ = ["ENDPOINT_ENV", "ObjectStore"]
@@ -104,26 +90,23 @@ class ObjectStore(Store):
         self.scheme = urlsplit(self.url).scheme.lower()
         self.storage_options = _storage_options(self.scheme, storage_options)
         self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else default_temp_dir()
-        self._signer = load_signer(signing_key)
+        self._untrusted = UntrustedEntries(load_signer(signing_key))
         self._fs: Any = None
         self.root = ""
-        self._init_local()
         self._connect()
-
-    def _init_local(self) -> None:
-        self._warned: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_fs", "_warned", "_lock"):
-            state.pop(name, None)
+        state.pop("_fs", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._fs = None
-        self._init_local()
+
+    @property
+    def _signer(self) -> Signer | None:
+        return self._untrusted.signer
 
     @property
     def signed(self) -> bool:
@@ -133,7 +116,7 @@ class ObjectStore(Store):
     @property
     def key_id(self) -> str | None:
         """A short, non-secret name of the signing key (to compare keys with teammates)."""
-        return self._signer.key_id if self._signer is not None else None
+        return self._untrusted.key_id
 
     # -- the file system ---------------------------------------------------------------------
     @property
@@ -218,6 +201,16 @@ class ObjectStore(Store):
                 pass
         raise _absent(url)
 
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first ``size`` bytes of the entry, in one ranged GET."""
+        path, url = self._where(name)
+        with self._remote("read", url):
+            try:
+                return bytes(self.fs.cat_file(path, start=0, end=size))
+            except FileNotFoundError:
+                pass
+        raise _absent(url)
+
     def write_entry(self, name: str, *parts: bytes) -> None:
         """One PUT of the whole entry (atomic on S3, GCS and Azure)."""
         path, url = self._where(name)
@@ -273,95 +266,30 @@ class ObjectStore(Store):
         self.write_entry(object_name(digest), bytes(data))
         return digest
 
-    # -- action records ----------------------------------------------------------------------
-    def put_action(self, key: str, record: dict[str, Any]) -> None:
-        """Write ``record`` as canonical JSON, signed when a key is configured."""
-        name = action_name(key)
-        body = encode_record(key, record, self._signer)
-        if self._signer is None and unsigned_problem(body):
-            # nobody would load it (see get_action); writing it could only replace a record
-            # that a teammate with the key signed
-            self._warn_once(
-                "unsigned records",
-                "not publishing action records of pickled outputs to %s: they are used from a "
-                "shared store only when signed; set %s to share them",
-                self.url,
-                SIGNING_KEY_ENV,
-            )
-            return
-        self.write_entry(name, canonical(body).encode())
-
+    # -- action records and checkpoints: untrusted, signed (see _trust.py) ----------------------
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The record of ``key`` if it may be trusted (see the module docstring), else None."""
-        name = action_name(key)
-        data = self._read(name, self.read_entry)
-        if data is None:
-            return None
-        record, problem = read_record(key, data, self._signer)
-        if problem:
-            self._reject(key, self.entry_location(name), problem)
-        return record
+        return self._untrusted.get_action(self, key)
 
-    def _reject(self, key: str, url: str, problem: str) -> None:
-        """Log (once per key and reason) why a record is ignored: a cache miss."""
-        with self._lock:
-            if (key, problem) in self._warned:
-                return
-            self._warned.add((key, problem))
-        log.warning(
-            "ignoring the action record %s (a cache miss: the node runs again): %s",
-            url,
-            problem,
-        )
+    def put_action(self, key: str, record: dict[str, Any]) -> None:
+        """Write ``record`` as canonical JSON, signed when a key is configured."""
+        self._untrusted.put_action(self, key, record)
 
-    # -- checkpoints -------------------------------------------------------------------------
+    def delete_action(self, key: str) -> None:
+        """Remove our record of ``key``; a record another key signed is left alone."""
+        self._untrusted.delete_action(self, key)
+
     def put_checkpoint(self, key: str, data: bytes) -> None:
-        """One PUT of signature line + checkpoint header + ``data`` (unsigned without a key)."""
-        name = checkpoint_name(key)
-        header = checkpoint_header(data)
-        if self._signer is not None:
-            line = self._signer.checkpoint_line(key, header)
-        else:
-            line = b""
-            self._warn_once(
-                "unsigned checkpoints",
-                "checkpoints saved to %s are not signed, so no run will load them (they are "
-                "pickled); set %s to resume long nodes from their checkpoints",
-                self.url,
-                SIGNING_KEY_ENV,
-            )
-        self.write_entry(name, line, header, bytes(data))
+        """One PUT of signature line + checkpoint header + ``data`` (none without a key)."""
+        self._untrusted.put_checkpoint(self, key, data)
 
     def get_checkpoint(self, key: str) -> bytes | None:
         """The checkpoint's bytes if signed with our key and intact, else None (logged)."""
-        name = checkpoint_name(key)
-        url = self.entry_location(name)
-        blob = self._read(name, self.read_entry)
-        if blob is None:
-            return None
-        if self._signer is None:
-            log.warning(
-                "ignoring the checkpoint %s: checkpoints are pickled, and one from a shared "
-                "store is loaded only when signed; set %s (the node starts from the beginning)",
-                url,
-                SIGNING_KEY_ENV,
-            )
-            return None
-        line, header, payload = split_checkpoint(blob)
-        problem = self._signer.check_checkpoint(key, line, header)
-        if problem:
-            log.warning(
-                "ignoring the checkpoint %s: %s (the node starts from the beginning)", url, problem
-            )
-            return None
-        return checkpoint_payload(header, payload, url)
+        return self._untrusted.get_checkpoint(self, key)
 
-    def _warn_once(self, topic: str, message: str, *args: object) -> None:
-        with self._lock:
-            if ("", topic) in self._warned:
-                return
-            self._warned.add(("", topic))
-        log.warning(message, *args)
+    def delete_checkpoint(self, key: str) -> None:
+        """Remove our checkpoint of ``key``; one another key signed is left alone."""
+        self._untrusted.delete_checkpoint(self, key)
 
 
 # -- helpers -------------------------------------------------------------------------------------

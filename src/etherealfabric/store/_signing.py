@@ -33,14 +33,18 @@ from ._base import CHECKPOINT_HEADER_SIZE
 __all__ = [
     "MIN_KEY_BYTES",
     "SIGNATURE_FIELD",
+    "SIGNATURE_LINE_SIZE",
     "SIGNING_KEY_ENV",
     "UNSIGNED_SERIALIZERS",
     "Signer",
     "canonical",
+    "checkpoint_key_id",
     "encode_record",
     "load_signer",
     "read_record",
     "record_digests",
+    "record_problem",
+    "signed_key_id",
     "split_checkpoint",
     "unsigned_problem",
 ]
@@ -200,6 +204,51 @@ def unsigned_problem(record: Mapping[str, Any]) -> str:
     return ""
 
 
+def record_problem(record: object) -> str:
+    """Why ``record`` is not a well-formed action record; ``""`` if it is.
+
+    The one check of a record's shape, for every record that comes from a store others can
+    write (the engine then reads ``node``, ``created_at`` and each output's ``digest``,
+    ``serializer``, ``size`` and ``inline`` without further checks).
+    """
+    if not isinstance(record, dict):
+        return "it is not a JSON object"
+    if not isinstance(record.get("node"), str):
+        return "its 'node' is missing or not a string"
+    created = record.get("created_at", 0.0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        return "its 'created_at' is not a number"
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return "its 'outputs' is missing or not an object"
+    for name, out in outputs.items():
+        if not isinstance(out, dict):
+            return f"its output {name!r} is not an object"
+        if not isinstance(out.get("digest"), str) or not is_digest(out["digest"]):
+            return f"its output {name!r} has no valid digest (32 lowercase hex characters)"
+        if not isinstance(out.get("serializer"), str) or not out["serializer"]:
+            return f"its output {name!r} names no serializer"
+        size = out.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return f"its output {name!r} has no valid size"
+        if not isinstance(out.get("inline", False), bool):
+            return f"its output {name!r} has a non-boolean 'inline'"
+        if not isinstance(out.get("type", ""), str):
+            return f"its output {name!r} has a non-string 'type'"
+    return ""
+
+
+def signed_key_id(data: bytes) -> str | None:
+    """The key id a stored record claims to be signed with (unverified); None if none."""
+    try:
+        stored = json.loads(data)
+    except ValueError:
+        return None
+    signature = stored.get(SIGNATURE_FIELD) if isinstance(stored, dict) else None
+    key_id = signature.get("key_id") if isinstance(signature, dict) else None
+    return key_id if isinstance(key_id, str) else None
+
+
 # -- checkpoints -----------------------------------------------------------------------------
 
 
@@ -207,3 +256,14 @@ def split_checkpoint(blob: bytes) -> tuple[bytes, bytes, bytes]:
     """The signature line, the checkpoint header and the payload of a stored checkpoint."""
     header_end = _SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE
     return blob[:_SIGNATURE_LINE_SIZE], blob[_SIGNATURE_LINE_SIZE:header_end], blob[header_end:]
+
+
+def checkpoint_key_id(line: bytes) -> str | None:
+    """The key id a checkpoint's signature line claims (unverified); None if unsigned."""
+    if not line.startswith(_SIGNED_CHECKPOINT) or not line.endswith(b"\n"):
+        return None
+    return line[len(_SIGNED_CHECKPOINT) : -1].decode("ascii", "replace").partition(" ")[0]
+
+
+#: How many bytes of a stored checkpoint hold its signature line.
+SIGNATURE_LINE_SIZE = _SIGNATURE_LINE_SIZE
