@@ -1,9 +1,12 @@
 """What one function or class *is*: its normalised source, or its bytecode when there is none.
 
-A piece of code is its source parsed and dumped without docstrings, comments, formatting or
-line numbers (``ast.dump``); the digest is taken with and without the decorator lines of the
-definition itself. Without source (``exec``'d code, generated classes), it is its bytecode,
-constants and names; a class is its bases, constant attributes and its own methods' bytecode.
+A piece of code is its source parsed and written in a canonical form without docstrings,
+comments, formatting or line numbers (:mod:`etherealfabric.hashing._astform`, the same on
+every Python version); a lambda is the one lambda expression it is. The digest is taken with
+all the decorator lines of the definition, and with only the user's own (EtherealFabric's
+``@node`` lines dropped). Without source (``exec``'d code, generated classes), it is its
+bytecode, constants and names; a class is its bases, constant attributes and its own
+methods' bytecode.
 
 Also here: the small helpers that look inside functions and classes (following decorators,
 listing the functions behind a class attribute, telling constants apart), shared with the
@@ -17,11 +20,13 @@ import datetime
 import enum
 import functools
 import inspect
+import sys
 import textwrap
 import types
 from pathlib import PurePath
 from typing import Any
 
+from ._astform import canonical_text
 from ._builtins import hash_plain
 from ._digest import digest_bytes
 from ._usercode import qualified_name
@@ -33,6 +38,7 @@ __all__ = [
     "is_constant",
     "member_functions",
     "normalized_source",
+    "source_statements",
     "unwrap",
 ]
 
@@ -102,30 +108,114 @@ def has_own_code(obj: Any) -> bool:
 
 
 def normalized_source(obj: Any) -> tuple[str, str] | None:
-    """(digest without decorators, digest with them) of ``obj``'s parsed source, or None."""
+    """(digest without engine decorators, digest with all decorators) of ``obj``'s source.
+
+    The first digest drops only the decorators that resolve to EtherealFabric (``@node(...)``,
+    keyed separately); a user's own decorators, and their arguments, stay in both.
+    """
     try:
-        statements = _parse(inspect.getsource(obj))
+        lines, first_line = inspect.getsourcelines(obj)
+        statements, line_shift, col_shift = _parse("".join(lines))
     except (OSError, TypeError, SyntaxError):
         return None
     if getattr(obj, "__name__", "") == "<lambda>":
-        statements = [n for s in statements for n in ast.walk(s) if isinstance(n, ast.Lambda)]
-    with_decorators = _dump(statements)
+        statements = _lambdas(obj, statements, first_line - 1 + line_shift, col_shift)
+    with_decorators = canonical_text(statements)
     for statement in statements[:1]:
         if isinstance(statement, _DEFS):
-            statement.decorator_list = []
-    return _digest_text(_dump(statements)), _digest_text(with_decorators)
+            namespace = _namespace(obj)
+            statement.decorator_list = [
+                d for d in statement.decorator_list if not _is_engine_decorator(d, namespace)
+            ]
+    return _digest_text(canonical_text(statements)), _digest_text(with_decorators)
 
 
-def _parse(source: str) -> list[Any]:
-    """Parse a def (or lambda line), wherever it was indented; docstrings removed."""
+def source_statements(obj: Any) -> tuple[list[Any], int] | None:
+    """``obj``'s parsed statements and the file line of their first line, or None."""
+    try:
+        lines, first_line = inspect.getsourcelines(obj)
+        statements, line_shift, _ = _parse("".join(lines))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    return statements, first_line - line_shift
+
+
+def _parse(source: str) -> tuple[list[Any], int, int]:
+    """Parse a def (or lambda line), wherever it was indented; docstrings removed.
+
+    Also returns the lines added in front (0 or 1) and the columns removed by dedenting, so
+    positions in the tree can be mapped back to the file.
+    """
     try:
         statements: list[Any] = ast.parse(textwrap.dedent(source)).body
+        shift, columns = 0, _indent(source)
     except SyntaxError:  # e.g. a less-indented line inside a string defeats dedent
         block = ast.parse("if True:\n" + source).body[0]
         statements = block.body if isinstance(block, ast.If) else [block]
+        shift, columns = 1, 0
     for statement in statements:
         _strip_docstrings(statement)
-    return statements
+    return statements, shift, columns
+
+
+def _indent(source: str) -> int:
+    widths = [len(ln) - len(ln.lstrip()) for ln in source.splitlines() if ln.strip()]
+    return min(widths, default=0)
+
+
+def _lambdas(fn: Any, statements: list[Any], line_offset: int, col_shift: int) -> list[Any]:
+    """The lambda ``fn`` is, among those on its lines: each lambda by its own position and body.
+
+    Python 3.11+ records where each instruction came from; the lambda whose body holds the
+    first positioned instruction of ``fn`` is the one. Elsewhere, the lambdas that start on
+    ``fn``'s first line (all of them, in order, if that does not narrow it down).
+    """
+    found = [n for s in statements for n in ast.walk(s) if isinstance(n, ast.Lambda)]
+    code = fn.__code__
+    positions = getattr(code, "co_positions", None)
+    where = None
+    if positions is not None:
+        where = next(((ln, col) for ln, _, col, _ in positions() if ln and col), None)
+    if where is not None:
+        line, col = where[0] - line_offset, where[1] - col_shift
+        inside = [n for n in found if _contains(n.body, line, col)]
+        if inside:
+            return [
+                min(inside, key=lambda n: ((n.end_lineno or n.lineno) - n.lineno, n.end_col_offset))
+            ]
+    same_line = [n for n in found if n.lineno == code.co_firstlineno - line_offset]
+    return same_line[:1] if len(same_line) == 1 else found
+
+
+def _contains(node: Any, line: int, col: int) -> bool:
+    start = (node.lineno, node.col_offset)
+    end = (node.end_lineno or node.lineno, node.end_col_offset or 0)
+    return start <= (line, col) < end
+
+
+def _namespace(obj: Any) -> dict[str, Any]:
+    namespace = getattr(obj, "__globals__", None)
+    if isinstance(namespace, dict):
+        return namespace
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    return vars(module) if module is not None else {}
+
+
+def _is_engine_decorator(expr: ast.expr, namespace: dict[str, Any]) -> bool:
+    """True for ``@node``, ``@node(...)``, ``@ef.node(...)``: decorators from EtherealFabric."""
+    if isinstance(expr, ast.Call):
+        expr = expr.func
+    path: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        path.insert(0, expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name) or expr.id not in namespace:
+        return False
+    target: object = namespace[expr.id]
+    for attr in path:
+        target = getattr(target, attr, None)
+    module = getattr(target, "__module__", None) or getattr(target, "__name__", None)
+    return isinstance(module, str) and module.split(".")[0] == "etherealfabric"
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -140,12 +230,6 @@ def _starts_with_docstring(body: list[ast.stmt]) -> bool:
         isinstance(first, ast.Expr)
         and isinstance(first.value, ast.Constant)
         and isinstance(first.value.value, str)
-    )
-
-
-def _dump(statements: list[Any]) -> str:
-    return "\n".join(
-        ast.dump(s, annotate_fields=True, include_attributes=False) for s in statements
     )
 
 
