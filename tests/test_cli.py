@@ -127,7 +127,9 @@ def test_script_run_and_cli_run_share_the_cache(tmp_path: Path) -> None:
     assert json.loads(out)["cached"] == 2
 
 
-def test_celery_worker_without_a_broker_says_which_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_celery_worker_without_a_broker_says_which_variable_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("ETHEREALFABRIC_CELERY_BROKER_URL", raising=False)
     code, _, err = invoke("celery-worker", "--concurrency", "1")
     assert code == 2

@@ -35,7 +35,11 @@ def rows(home: Path, run_id: str) -> dict[str, list[dict]]:
 def test_retry_only_the_exception_types_asked_for() -> None:
     calls = {"n": 0}
 
-    @node(retries=RetryPolicy(retries=5, retry_on=(ConnectionError,), never_retry=(ConnectionResetError,)))
+    @node(
+        retries=RetryPolicy(
+            retries=5, retry_on=(ConnectionError,), never_retry=(ConnectionResetError,)
+        )
+    )
     def fetch():
         calls["n"] += 1
         raise ConnectionResetError("reset")
