@@ -1,0 +1,268 @@
+"""A shared folder store is untrusted: forged entries there never run code (issue 12.1).
+
+Everything goes through the CLI in fresh processes, as a user (and an attacker) would. Every
+Python process of a run, workers included, gets an audit hook (through ``sitecustomize``) that
+logs each ``pickle.find_class`` call: the forged pickle below imports ``posix.mkdir``, so the
+hook sees it if it is ever unpickled, whether or not the payload succeeds. The control test at
+the end puts the same forged entries in the home's own store, which is trusted by design, and
+shows the hook catching the load: the other tests could fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etherealfabric.hashing._digest import digest_bytes
+from etherealfabric.store._base import checkpoint_header
+
+TEAM_KEY = "team-secret-0123456789abcdef"
+ATTACKER_KEY = "attacker-key-0123456789abcdef"
+
+PIPELINE = """
+import os
+from etherealfabric import Workflow, checkpoint, node
+
+
+def _log(name):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write(name + "\\n")
+
+
+@node
+def make(n):
+    _log("make")
+    return {"n": n, "s": {1, 2}}
+
+
+@node
+def train(epochs):
+    _log("train")
+    state = checkpoint.load(default=None)
+    start = 0 if state is None else state["epoch"]
+    for epoch in range(start, epochs):
+        checkpoint.save({"epoch": epoch + 1})
+    return epochs
+
+
+@node
+def total(d, t):
+    _log("total")
+    value = d["n"] * 2 + len(d["s"]) + t
+    with open(os.environ["EF_TEST_LOG"] + ".result", "w") as f:
+        f.write(str(value))
+    return value
+
+
+with Workflow("shared") as workflow:
+    result = total(make(3), train(2))
+"""
+
+SITECUSTOMIZE = """
+import os
+import sys
+
+
+def _hook(event, args):
+    if event == "pickle.find_class":
+        with open(os.environ["EF_TEST_AUDIT"], "a") as f:
+            f.write(f"{args[0]} {args[1]}\\n")
+
+
+sys.addaudithook(_hook)
+"""
+
+
+class _Forged:
+    """Unpickling this calls ``posix.mkdir(marker)``: code run from a pickle."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (self.marker,))
+
+
+class Project:
+    """A folder with the pipeline, a scratch home, and the audit hook for every process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "wf.py").write_text(PIPELINE)
+        hooks = root / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        self.hooks = hooks
+        self.log = root / "executions.log"
+        self.audit = root / "audit.log"
+        self.marker = root / "pwned"
+
+    def env(self, store: Path | None, key: str | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(self.hooks), env.get("PYTHONPATH", "")])
+        env["EF_TEST_LOG"] = str(self.log)
+        env["EF_TEST_AUDIT"] = str(self.audit)
+        if store is not None:
+            env["ETHEREALFABRIC_STORE"] = str(store)
+        if key is not None:
+            env["ETHEREALFABRIC_SIGNING_KEY"] = key
+        return env
+
+    def cli(
+        self, *args: str, home: Path, store: Path | None = None, key: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args, "--home", str(home)],
+            cwd=self.root,
+            env=self.env(store, key),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def keys(self) -> dict[str, str]:
+        """Each root node's cache key, from ``plan --json`` in a scratch home."""
+        out = self.cli("plan", "wf.py", "--json", home=self.root / "scratch")
+        assert out.returncode == 0, out.stderr
+        return {n["node"]: n["key"] for n in json.loads(out.stdout)["nodes"] if n["key"]}
+
+    def executed(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
+
+    def unpickled(self) -> list[str]:
+        return self.audit.read_text().splitlines() if self.audit.exists() else []
+
+    def forge(self, store: Path, keys: dict[str, str], *, sign_with: str | None = None) -> None:
+        """Plant a record of ``make`` naming a pickle that runs code, and a checkpoint of
+        ``train`` that runs code, as an attacker who can write the folder would."""
+        payload = pickle.dumps(_Forged(str(self.marker)))
+        digest = digest_bytes(payload)
+        obj = store / "objects" / digest[:2] / digest
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        obj.write_bytes(payload)
+        record = {
+            "created_at": 1.0,
+            "node": "make",
+            "outputs": {
+                "result": {
+                    "digest": digest,
+                    "inline": False,
+                    "serializer": "pickle",
+                    "size": len(payload),
+                    "type": "builtins.dict",
+                }
+            },
+        }
+        key = keys["make"]
+        if sign_with is not None:
+            from etherealfabric.store._signing import Signer, encode_record
+
+            record = encode_record(key, record, Signer(sign_with.encode()))
+        action = store / "actions" / key[:2] / f"{key}.json"
+        action.parent.mkdir(parents=True, exist_ok=True)
+        action.write_text(json.dumps(record))
+        state = pickle.dumps(_Forged(str(self.marker)))
+        train = keys["train"]
+        ckpt = store / "checkpoints" / train[:2] / train
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.write_bytes(checkpoint_header(state) + state)
+
+    def assert_no_forged_code_ran(self) -> None:
+        assert not self.marker.exists(), "the forged pickle ran"
+        assert not [line for line in self.unpickled() if line.startswith(("posix", "os "))], (
+            self.unpickled()
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+@pytest.mark.parametrize(
+    "key,sign_with",
+    [(None, None), (TEAM_KEY, None), (TEAM_KEY, ATTACKER_KEY), (None, ATTACKER_KEY)],
+    ids=["no-key", "key-unsigned-forgery", "key-foreign-signature", "no-key-signed-forgery"],
+)
+def test_forged_entries_in_a_shared_folder_never_run(
+    project: Project, backend: str, key: str | None, sign_with: str | None
+) -> None:
+    shared = project.root / "shared"
+    project.forge(shared, project.keys(), sign_with=sign_with)
+    home = project.root / "home"
+    out = project.cli("run", "wf.py", "--backend", backend, home=home, store=shared, key=key)
+    assert out.returncode == 0, out.stderr
+    project.assert_no_forged_code_ran()
+    # the forged record was a miss: make ran, and the result is the real one
+    assert sorted(project.executed()) == ["make", "total", "train"]
+    assert Path(f"{project.log}.result").read_text() == "10"
+    assert "ignoring the action record" in out.stderr
+    assert "ignoring the checkpoint" in out.stderr
+
+
+def test_the_home_store_is_trusted_so_the_hook_would_see_a_forged_load(
+    project: Project,
+) -> None:
+    """Control: the same forgery in the home's own (trusted) store is loaded, and seen."""
+    home = project.root / "home"
+    project.forge(home, project.keys())
+    out = project.cli("run", "wf.py", home=home)
+    assert any(line.startswith(("posix", "os ")) for line in project.unpickled())
+    assert project.marker.exists(), out.stderr
+
+
+@pytest.mark.slow
+def test_teammates_with_the_key_share_hits_through_a_shared_folder(project: Project) -> None:
+    shared = project.root / "shared"
+    first = project.cli(
+        "run", "wf.py", "--json", home=project.root / "a", store=shared, key=TEAM_KEY
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["executed"] == 3
+    second = project.cli(
+        "run", "wf.py", "--json", home=project.root / "b", store=shared, key=TEAM_KEY
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["cached"] == 3
+    assert project.executed() == ["make", "train", "total"] or sorted(project.executed()) == [
+        "make",
+        "total",
+        "train",
+    ]
+    project.assert_no_forged_code_ran()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[]",
+        '{"node": 1}',
+        '{"node": "make", "outputs": {"result": {"digest": "zz", "serializer": "json"}}}',
+        '{"node": "make", "outputs": {"result": "x"}}',
+        '{"node": "make", "outputs": {"result": {"digest": "%s", "serializer": "json", '
+        '"size": -1}}}' % ("ab" * 16),
+        "not json",
+    ],
+    ids=["list", "node-int", "bad-digest", "output-str", "negative-size", "not-json"],
+)
+def test_a_malformed_record_in_a_shared_folder_is_a_miss_not_a_failure(
+    project: Project, body: str
+) -> None:
+    shared = project.root / "shared"
+    key = project.keys()["make"]
+    action = shared / "actions" / key[:2] / f"{key}.json"
+    action.parent.mkdir(parents=True)
+    action.write_text(body)
+    out = project.cli("run", "wf.py", "--json", home=project.root / "home", store=shared)
+    assert out.returncode == 0, out.stderr
+    assert "make" in project.executed()
+    assert key in out.stderr and "ignoring the action record" in out.stderr
+    assert out.stderr.count(key) <= 2, out.stderr  # one warning, not one per lookup
