@@ -1,0 +1,82 @@
+"""Several consumers of one damaged input: the producer is recomputed once, all of them wait.
+
+Issue 12.4: the first consumer's rewind removed the producer's outputs and the second one found
+nothing, so the run failed. Here 2 and 5 consumers that must run (their own code or parameter
+changed) all read one cached output whose object file was damaged, in parallel, on threads and
+on processes; the run must succeed with correct values, the producer running exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from etherealfabric import Workflow, node
+from etherealfabric.hashing._digest import digest_bytes
+
+ROWS = 20_000  # float64: 160 kB, an object file
+
+
+def _log(log: str, name: str) -> None:
+    with open(log, "a") as f:
+        f.write(name + "\n")
+
+
+@node
+def produce(rows, log):
+    _log(log, "produce")
+    return np.cos(np.arange(rows, dtype=np.float64))
+
+
+@node
+def consume(values, k, salt, log):
+    _log(log, f"consume:{k}")
+    return float(values.sum()) * k + salt
+
+
+def build(consumers: int, salt: int, log: Path) -> tuple[Workflow, list]:
+    """(The log's path is a parameter: a process pool may outlive a test's environment.)"""
+    with Workflow(f"rewind-{consumers}") as wf:
+        p = produce(ROWS, str(log))
+        refs = [consume(p, k, salt, str(log)) for k in range(consumers)]
+    return wf, refs
+
+
+def _objects(home: Path) -> list[Path]:
+    return [p for p in (home / "objects").rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+@pytest.mark.parametrize("consumers", [2, 5])
+def test_every_consumer_of_a_damaged_input_waits_for_one_recomputation(
+    consumers: int, backend: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    home = tmp_path / "home"
+    wf, _ = build(consumers, 0, log)
+    first = wf.execute(home=home, backend=backend, max_workers=consumers)
+    assert first.ok
+    [obj] = _objects(home)  # the producer's array (the consumers' floats are inline)
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    log.unlink()
+
+    wf, refs = build(consumers, 1, log)  # every consumer must run; the producer is cached
+    results = wf.execute(home=home, backend=backend, max_workers=consumers)
+
+    assert results.ok, results.statuses
+    ran = log.read_text().split()
+    assert ran.count("produce") == 1, ran
+    assert sorted(r for r in ran if r != "produce") == sorted(
+        f"consume:{k}" for k in range(consumers)
+    )
+    total = float(np.cos(np.arange(ROWS, dtype=np.float64)).sum())
+    for k, ref in enumerate(refs):
+        assert results[ref] == pytest.approx(total * k + 1)
+    # the store holds the right bytes again
+    [obj] = _objects(home)
+    assert digest_bytes(obj.read_bytes()) == obj.name
