@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -106,3 +107,25 @@ def test_a_parameter_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
         total(deep)
     with pytest.raises((DefinitionError, HashingError), match="nested too deeply"):
         wf.execute(raise_on_error=True)
+
+
+def test_run_ids_are_matched_literally_and_an_ambiguous_prefix_names_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Workflow("ids") as wf:
+        total([1])
+    first = wf.execute(home=tmp_path / "h").run_id
+    second = wf.execute(home=tmp_path / "h").run_id
+    for pattern in ("%", "_", first[:4] + "%", "_" * len(first)):
+        code, output = _cli("show", pattern, "--home", str(tmp_path / "h"))
+        assert code == 2, output
+        assert "no run" in output.lower() or "not found" in output.lower(), output
+    prefix = os.path.commonprefix([first, second])
+    assert prefix  # both ids start with the date
+    code, output = _cli("show", prefix, "--home", str(tmp_path / "h"))
+    assert code == 2
+    assert "ambiguous" in output and first in output and second in output
+    assert len(output.strip().splitlines()) == 1
+    code, output = _cli("show", first, "--home", str(tmp_path / "h"))
+    assert code == 0, output
