@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +65,16 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
 
 
 def _repair(journal: Journal, store: Store, problems: list[Any], shared: bool) -> set[int]:
-    """Delete corrupt objects, and action records naming bad bytes; the indexes fixed."""
+    """Delete corrupt objects, orphaned temp files, and action records naming bad bytes;
+    the indexes fixed."""
     fixed: set[int] = set()
     forgotten: set[str] = set()
     for i, problem in enumerate(problems):
-        if problem.where == "store" and problem.kind in ("corrupt_object", "unreadable_object"):
+        if problem.kind == "orphan_temp" and problem.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(problem.path)
+            fixed.add(i)
+        elif problem.where == "store" and problem.kind in ("corrupt_object", "unreadable_object"):
             store.delete_object(problem.digest)
             fixed.add(i)
         elif problem.where == "journal" and problem.key:
@@ -122,8 +129,9 @@ def cache_gc(
     """Remove cache entries and stored outputs that recent runs no longer use.
 
     Keeps whatever the last --keep-runs runs of each workflow executed or found cached, runs
-    still going, and anything younger than --older-than. Checkpoints are kept. Only a home's
-    own store is collected, never a shared one.
+    still going, and anything younger than --older-than. Temp files of killed writers are
+    removed too. Checkpoints are kept. Only a home's own store is collected, never a shared one.
+    Safe while runs go on in other processes.
     """
     from ..journal._gc import collect_garbage
     from ..store import open_store
@@ -149,7 +157,8 @@ def cache_gc(
     verb = "would remove" if dry_run else "removed"
     click.echo(
         f"{verb} {report.records_removed} cache record(s), {report.blobs_removed} inline "
-        f"output(s) and {report.objects_removed} object(s) ({report.bytes_freed:,} bytes); "
+        f"output(s), {report.objects_removed} object(s) and {report.temp_files_removed} "
+        f"leftover temp file(s) ({report.bytes_freed:,} bytes); "
         f"kept {report.records_kept} record(s)"
         + (f", {report.objects_too_recent} recent object(s)" if report.objects_too_recent else "")
     )

@@ -5,8 +5,17 @@ again), so a home grows with every change. :func:`collect_garbage` keeps the ent
 last ``keep_runs`` runs of each workflow used (executed or cached), those of runs still going,
 and anything younger than ``older_than`` seconds (a run in another process may be about to
 commit it); it drops the other action records, the inline outputs only they named, and the
-stored objects nothing kept refers to. Checkpoints are never touched: a crashed training run may
-be resumed days later.
+stored objects nothing kept refers to, and the temp files of writers that were killed.
+Checkpoints are never touched: a crashed training run may be resumed days later.
+
+**Runs may go on meanwhile.** The store is listed first; the decision is then taken again
+inside one journal write transaction (which commits of runs wait for): the records to drop and
+the digests that remaining records name are read again there, and each object is stat'ed again
+right before it is deleted. An object is kept if any record names it, or it was modified (written,
+found already there by a writer, or used by a cache hit: both refresh its mtime) after the
+oldest run still going began, or after the collection started. A run commits a
+record only if every object it names is still present, checked in its own commit transaction
+(see ``run/_recorder.py``), so a committed record never names a collected object.
 
 Only a home's own store is collected: a shared store (another folder or a bucket) holds
 records of teammates that this journal knows nothing about.
@@ -23,6 +32,7 @@ from ..errors import ConfigError
 from ..states import RunStatus
 from ..store import Store
 from ._journal import Journal
+from ._liveness import alive
 
 __all__ = ["GcReport", "collect_garbage"]
 
@@ -38,6 +48,7 @@ class GcReport:
     objects_removed: int = 0
     bytes_freed: int = 0
     objects_too_recent: int = 0
+    temp_files_removed: int = 0
     removed_keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,22 +75,77 @@ def collect_garbage(
     if keep_runs < 1:
         raise ConfigError("keep_runs must be at least 1", setting="keep_runs")
     cutoff = time.time() - older_than
-    kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
+    journal.mark_interrupted()  # runs of dead processes protect nothing
+    listed = list(store.iter_objects())
     report = GcReport(dry_run=dry_run)
+    if dry_run:
+        blobs, referenced = _decide(journal, keep_runs, cutoff, report)
+        _collectable_objects(store, listed, referenced, _oldest_live_run(journal, cutoff), report)
+    else:
+        with journal.write() as conn:  # runs wait to commit until the collection is done
+            blobs, referenced = _decide(journal, keep_runs, cutoff, report)
+            conn.executemany(
+                "DELETE FROM actions WHERE key = ? AND created_at < ?",
+                [(k, cutoff) for k in report.removed_keys],
+            )
+            conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in blobs])
+            # records first: a record never points at bytes that are gone
+            since = _oldest_live_run(journal, cutoff)
+            for digest in _collectable_objects(store, listed, referenced, since, report):
+                store.delete_object(digest)
+    stale = store.stale_temp_files(max_age=max(older_than, 0.0), writer_gone=_writer_gone)
+    report.temp_files_removed = len(stale)
+    report.bytes_freed += sum(size for _, size in stale)
+    if not dry_run:
+        store.cleanup_temp(max_age=max(older_than, 0.0), writer_gone=_writer_gone)
+    return report
+
+
+def _oldest_live_run(journal: Journal, cutoff: float) -> float:
+    """``cutoff``, or the start of the oldest run still going if that is earlier.
+
+    A live run may have written an object (or found it there, which refreshes its mtime) and
+    not committed the record naming it yet, or found it through a cache hit: every object
+    modified since that run began is kept.
+    """
+    started = _rows(
+        journal, "SELECT MIN(started_at) FROM runs WHERE status = ?", (RunStatus.RUNNING,)
+    )
+    oldest = started[0][0] if started else None
+    return cutoff if oldest is None else min(cutoff, float(oldest))
+
+
+def _writer_gone(pid: int) -> bool:
+    """Whether the process of this host that created a temp file is gone."""
+    return not alive(pid)
+
+
+def _decide(
+    journal: Journal, keep_runs: int, cutoff: float, report: GcReport
+) -> tuple[list[str], set[str]]:
+    """Which records and blobs to drop (into ``report``), and the digests kept records name."""
+    kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
+    report.records_kept, report.removed_keys = 0, []
     referenced: set[str] = set()
     for key, record in _actions(journal):
         if key in kept:
             report.records_kept += 1
-            referenced |= {out["digest"] for out in record.get("outputs", {}).values()}
+            referenced |= _digests(record)
         else:
             report.removed_keys.append(key)
     report.records_removed = len(report.removed_keys)
     blobs = [d for (d,) in _rows(journal, "SELECT digest FROM blobs") if d not in referenced]
     report.blobs_removed = len(blobs)
-    objects = _collectable_objects(store, referenced, cutoff, report)
-    if not dry_run:
-        _delete(journal, store, report.removed_keys, blobs, objects)
-    return report
+    return blobs, referenced
+
+
+def _digests(record: dict[str, Any]) -> set[str]:
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return set()
+    return {
+        str(out["digest"]) for out in outputs.values() if isinstance(out, dict) and "digest" in out
+    }
 
 
 def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -123,10 +189,11 @@ def _actions(journal: Journal) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _collectable_objects(
-    store: Store, referenced: set[str], cutoff: float, report: GcReport
+    store: Store, listed: list[str], referenced: set[str], cutoff: float, report: GcReport
 ) -> list[str]:
     collectable = []
-    for digest in store.iter_objects():
+    report.objects_too_recent = report.bytes_freed = 0
+    for digest in listed:
         if digest in referenced:
             continue
         info = store.object_info(digest)
@@ -139,14 +206,3 @@ def _collectable_objects(
         report.bytes_freed += info.size
     report.objects_removed = len(collectable)
     return collectable
-
-
-def _delete(
-    journal: Journal, store: Store, keys: list[str], blobs: list[str], objects: list[str]
-) -> None:
-    # records first: a record never points at bytes that are gone
-    with journal.write() as conn:
-        conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
-        conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in blobs])
-    for digest in objects:
-        store.delete_object(digest)

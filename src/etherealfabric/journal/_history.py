@@ -22,6 +22,7 @@ from ..hashing._digest import digest_bytes
 from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ._journal import Journal, RunRow
+from ._liveness import alive
 
 __all__ = [
     "CacheAudit",
@@ -42,6 +43,7 @@ __all__ = [
 
 #: How many of a node's most recent executions its duration estimate looks at.
 ESTIMATE_WINDOW = 20
+ORPHAN_AGE = 3600.0  # a temp file this old belongs to no write in progress
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -210,7 +212,8 @@ def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> Ru
 class CacheProblem:
     """One thing wrong with the cache: a corrupt object, or a record naming missing bytes."""
 
-    #: corrupt_object, missing_object, unreadable_object, corrupt_blob, missing_blob, bad_record
+    #: corrupt_object, missing_object, unreadable_object, corrupt_blob, missing_blob, bad_record,
+    #: orphan_temp (a temp file a killed writer left: its process is gone, or it is over an hour old)
     kind: str
     digest: str | None
     key: str | None = None
@@ -264,7 +267,8 @@ def audit_cache(journal: Journal, store: Store) -> CacheAudit:
     """Every problem in the store's objects and the journal's action records.
 
     Each object is read and hashed; each action record must name present, valid objects (or,
-    for small outputs, inline blobs in the journal whose bytes match their digest).
+    for small outputs, inline blobs in the journal whose bytes match their digest). Temp files
+    that no writer will finish (its process is gone, or older than an hour) are reported too.
     """
     bad: dict[str, CacheProblem] = {}
     objects = 0
@@ -274,6 +278,8 @@ def audit_cache(journal: Journal, store: Store) -> CacheAudit:
         if problem is not None:
             bad[digest] = problem
     problems = list(bad.values())
+    for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=lambda p: not alive(p)):
+        problems.append(CacheProblem("orphan_temp", None, path=path))
     rows = action_rows(journal)
     for row in rows:
         problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)

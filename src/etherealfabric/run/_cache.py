@@ -93,6 +93,9 @@ class ArtifactCache:
         for name, out in record["outputs"].items():
             if out.get("inline"):
                 continue
+            if not self.read_only and not self.shared:
+                # a hit uses the object: gc keeps objects used since the oldest live run began
+                self.store.refresh_object(out["digest"])
             size = self.store.object_size(out["digest"])
             if size != out.get("size", size):
                 what = "missing" if size is None else f"{size} bytes instead of {out['size']}"

@@ -12,6 +12,12 @@ except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a t
 write order is inline blobs, then action records, then the node rows that name them, so a
 committed ``succeeded`` row always points at outputs that exist.
 
+With ``present`` (the home's own store, which ``cache gc`` collects), an action record is
+committed only if every stored object it names is still there, checked inside the commit's
+transaction: gc deletes objects inside a transaction of its own, so a committed record never
+names an object gc removed. A record whose object went is left out (the node's outputs are
+then not cached; a consumer that misses them has the node recomputed).
+
 The recorder subscribes to the event bus as a *critical* subscriber: if it raises, the run
 fails loudly instead of carrying on with a journal that misses rows.
 """
@@ -19,6 +25,7 @@ fails loudly instead of carrying on with a journal that misses rows.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,14 +37,18 @@ from ._messages import HOST, TaskResult
 
 __all__ = ["JournalRecorder"]
 
+log = logging.getLogger("etherealfabric.run")
+
 _SKIP_DATA = ("result", "record", "components", "inline")
 
 
 class JournalRecorder:
     """The only writer of the journal during one run."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, present: Callable[[str], bool] | None = None) -> None:
         self.journal = journal
+        self._present = present
+        self._objects: dict[str, list[str]] = {}  # key -> stored digests its record names
         self._node_runs: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
         self._actions: list[tuple[str, str, str, str | None, float]] = []
@@ -70,15 +81,36 @@ class JournalRecorder:
         """Write everything buffered in one transaction."""
         if not (self._node_runs or self._events or self._release):
             return
-        self.journal.write_batch(
-            node_runs=self._node_runs,
-            events=self._events,
-            actions=self._actions,
-            blobs=self._blobs,
-            release=self._release,
-        )
+        with self.journal.write():  # one transaction: the presence check and the commit
+            self.journal.write_batch(
+                node_runs=self._node_runs,
+                events=self._events,
+                actions=self._still_present(self._actions),
+                blobs=self._blobs,
+                release=self._release,
+            )
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
-        self._release = []
+        self._release, self._objects = [], {}
+
+    def _still_present(
+        self, actions: list[tuple[str, str, str, str | None, float]]
+    ) -> list[tuple[str, str, str, str | None, float]]:
+        """The action rows whose stored objects all exist (see the module docstring)."""
+        if self._present is None:
+            return actions
+        kept = []
+        for row in actions:
+            missing = [d for d in self._objects.get(row[0], ()) if not self._present(d)]
+            if missing:
+                log.warning(
+                    "%s: its output %s was removed (by cache gc?) before the run recorded it; "
+                    "the result is not cached",
+                    row[1],
+                    missing[0],
+                )
+                continue
+            kept.append(row)
+        return kept
 
     # -- the run's own row -----------------------------------------------------------------
     def mark_interrupted(self) -> list[str]:
@@ -179,6 +211,10 @@ class JournalRecorder:
         result: TaskResult = event.data["result"]
         components = _dumps(event.data["components"])
         self._blobs.extend(result.inline.items())
+        outputs = event.data["record"].get("outputs", {})
+        self._objects[result.key] = [
+            str(out["digest"]) for out in outputs.values() if not out.get("inline")
+        ]
         record = _dumps(event.data["record"])
         self._actions.append((result.key, event.node or "", record, components, time.time()))
         self._release.append(result.key)

@@ -83,7 +83,9 @@ def execute_workflow(
     """Run ``graph`` once; see :meth:`etherealfabric.Workflow.execute`."""
     settings = request.settings
     journal, store = open_home(settings)
-    recorder = JournalRecorder(journal)
+    # the home's own store is collected by `cache gc`: commit records only of present objects
+    present = None if settings.shared_store else store.has_object
+    recorder = JournalRecorder(journal, present=present)
     cache = ArtifactCache(journal, store, shared=settings.shared_store, writer=recorder)
     try:
         recorder.mark_interrupted()

@@ -32,7 +32,7 @@ from ._writer import (
     create_temp_file,
     default_temp_dir,
     remove_quietly,
-    remove_stale_temp_files,
+    stale_temp_files,
 )
 
 __all__ = [
@@ -245,9 +245,39 @@ class Store(ABC):
         os.makedirs(folder, mode=0o700, exist_ok=True)  # again, if it was removed
         return create_temp_file(folder)
 
-    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
-        """Remove temp files older than ``max_age`` seconds (left by killed writers); how many."""
-        return remove_stale_temp_files(self.temp_dir or default_temp_dir(), max_age)
+    def temp_folders(self) -> list[str]:
+        """The folders where this store's writers keep their temp files."""
+        return [self.temp_dir or default_temp_dir()]
+
+    def stale_temp_files(
+        self, *, max_age: float = 3600.0, writer_gone: Callable[[int], bool] | None = None
+    ) -> list[tuple[str, int]]:
+        """``(path, size)`` of temp files left by killed writers: made by a process of this
+        host that ``writer_gone(pid)`` says is gone, or (when their writer is not known) older
+        than ``max_age`` seconds."""
+        return [
+            found
+            for folder in self.temp_folders()
+            for found in stale_temp_files(folder, max_age, writer_gone)
+        ]
+
+    def cleanup_temp(
+        self, *, max_age: float = 3600.0, writer_gone: Callable[[int], bool] | None = None
+    ) -> int:
+        """Remove the :meth:`stale_temp_files`; how many were removed."""
+        return sum(
+            remove_quietly(path)
+            for path, _ in self.stale_temp_files(max_age=max_age, writer_gone=writer_gone)
+        )
+
+    def refresh_entry(self, name: str) -> None:
+        """Mark the existing entry ``name`` as just written (a write found it already there).
+
+        Garbage collection keeps recent entries, so an object that a run is about to name in
+        a record must look recent (as git refreshes a loose object it would have written).
+        Stores whose entries are never collected need not override it.
+        """
+        return None  # nothing to do for stores that are never collected
 
     # -- objects -----------------------------------------------------------------------------------
     def writer(self, *, inline_limit: int = DEFAULT_INLINE_LIMIT) -> ObjectWriter:
@@ -267,6 +297,8 @@ class Store(ABC):
         digest = digest_bytes(data)
         if self.object_size(digest) != len(data):
             self.write_entry(object_name(digest), bytes(data))
+        else:
+            self.refresh_entry(object_name(digest))
         return digest
 
     def location(self, digest: str) -> str:
@@ -276,6 +308,10 @@ class Store(ABC):
     def object_info(self, digest: str) -> EntryInfo | None:
         """The object's size and modification time (for its age); None if it is absent."""
         return self.entry_info(object_name(digest))
+
+    def refresh_object(self, digest: str) -> None:
+        """Mark the object as just used, so that ``cache gc`` keeps it (see refresh_entry)."""
+        self.refresh_entry(object_name(digest))
 
     def object_size(self, digest: str) -> int | None:
         """The object's size in bytes, or None if it is absent."""

@@ -34,6 +34,7 @@ warning), and every object read is verified against its digest (``verify=False``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -45,7 +46,7 @@ from ..errors import StoreError
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
 from ._signing import load_signer
 from ._trust import UntrustedEntries
-from ._writer import create_temp_file, remove_quietly, remove_stale_temp_files
+from ._writer import create_temp_file, remove_quietly
 
 __all__ = ["LocalStore"]
 
@@ -221,12 +222,14 @@ class LocalStore(Store):
         """A temp file in ``objects/.tmp``: on the file system of the final objects."""
         return self._open_temp("objects")
 
-    def cleanup_temp(self, *, max_age: float = 3600.0) -> int:
-        """Remove temp files older than ``max_age`` seconds (left by killed writers).
+    def temp_folders(self) -> list[str]:
+        """``objects/.tmp``, ``actions/.tmp`` and ``checkpoints/.tmp``."""
+        return [self._temp_dir(kind) for kind in _KINDS]
 
-        Returns how many were removed. Younger ones may belong to a write in progress.
-        """
-        return sum(remove_stale_temp_files(self._temp_dir(kind), max_age) for kind in _KINDS)
+    def refresh_entry(self, name: str) -> None:
+        """Set the entry's modification time to now (gc then sees it as recent)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.entry_location(name))
 
     # -- helpers -----------------------------------------------------------------------------------
     def _open_temp(self, kind: str) -> tuple[BinaryIO, str]:
@@ -243,6 +246,10 @@ class LocalStore(Store):
                 return False
         except FileNotFoundError:
             return False
+        try:
+            os.utime(final)  # written again, as far as gc is concerned (see refresh_entry)
+        except FileNotFoundError:
+            return False  # collected meanwhile: write it after all
         if self.durable:  # it may come from a non-durable write: make sure it is on disk
             _fsync_path(final)
         return True

@@ -34,6 +34,8 @@ __all__ = [
     "file_mtime",
     "remove_quietly",
     "remove_stale_temp_files",
+    "stale_temp_files",
+    "temp_file_writer",
 ]
 
 _FILE_BUFFER = 256 * 1024
@@ -54,9 +56,11 @@ def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
     """A new, uniquely named ``.tmp-*`` file in ``folder``, open for writing, and its path.
 
     Created with ``O_EXCL`` and the usual permissions (``0o666`` minus the umask), so that
-    published objects are as readable as any other file the user creates.
+    published objects are as readable as any other file the user creates. The name carries
+    the writer's pid (``.tmp-<pid>-<random>``), so a file left by a killed writer can be told
+    from one being written (:func:`stale_temp_files`).
     """
-    path = os.path.join(folder, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+    path = os.path.join(folder, f"{_TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
 
@@ -84,18 +88,46 @@ def file_mtime(entry: os.DirEntry[str]) -> float:
         return float("inf")
 
 
-def remove_stale_temp_files(folder: str, max_age: float) -> int:
-    """Remove the ``.tmp-*`` files in ``folder`` older than ``max_age`` seconds; how many.
+def temp_file_writer(name: str) -> int | None:
+    """The pid of the process that created the temp file ``name``; None if it does not say."""
+    if not name.startswith(_TEMP_PREFIX):
+        return None
+    pid, sep, _ = name[len(_TEMP_PREFIX) :].partition("-")
+    return int(pid) if sep and pid.isdigit() else None
 
-    They were left by killed writers; younger ones may belong to a write in progress.
+
+def stale_temp_files(
+    folder: str, max_age: float, writer_gone: Callable[[int], bool] | None = None
+) -> list[tuple[str, int]]:
+    """``(path, size)`` of the ``.tmp-*`` files in ``folder`` that no write will finish.
+
+    With ``writer_gone``, a file whose name gives its writer's pid is stale exactly when
+    ``writer_gone(pid)`` (a process of this host that is gone), whatever its age; any other
+    file when it is older than ``max_age`` seconds (younger ones may belong to a write in
+    progress).
     """
     cutoff = time.time() - max_age
-    removed = 0
+    found = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as it:
         for entry in it:
-            if entry.name.startswith(_TEMP_PREFIX) and file_mtime(entry) < cutoff:
-                removed += remove_quietly(entry.path)
-    return removed
+            if not entry.name.startswith(_TEMP_PREFIX):
+                continue
+            pid = temp_file_writer(entry.name)
+            if writer_gone is not None and pid is not None:
+                stale = writer_gone(pid)
+            else:
+                stale = file_mtime(entry) < cutoff
+            if stale:
+                with contextlib.suppress(OSError):
+                    found.append((entry.path, entry.stat().st_size))
+    return found
+
+
+def remove_stale_temp_files(
+    folder: str, max_age: float, writer_gone: Callable[[int], bool] | None = None
+) -> int:
+    """Remove the :func:`stale_temp_files` of ``folder``; how many were removed."""
+    return sum(remove_quietly(path) for path, _ in stale_temp_files(folder, max_age, writer_gone))
 
 
 # -- the writer ----------------------------------------------------------------------------------
@@ -204,10 +236,10 @@ class ObjectWriter(io.RawIOBase, BinaryIO):
             return
         try:
             file.flush()
-        except OSError as exc:
-            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
-        finally:
             file.close()
+        except OSError as exc:
+            _close_quietly(file)  # a second "no space left" must not hide this error's advice
+            raise _store_error(f"cannot write the temporary file {self._temp_path}", exc) from exc
 
     def _publish_temp(self, digest: str) -> None:
         if self._temp_path is None:
@@ -228,7 +260,7 @@ class ObjectWriter(io.RawIOBase, BinaryIO):
         path, self._temp_path = self._temp_path, None
         self._buffer = None
         if file is not None:
-            file.close()
+            _close_quietly(file)  # closing flushes, and may fail as the write did
         if path is not None:
             remove_quietly(path)  # or the store's clean-up removes it later
         super().close()
@@ -248,6 +280,12 @@ class ObjectWriter(io.RawIOBase, BinaryIO):
         tb: TracebackType | None,
     ) -> None:
         self.abort()
+
+
+def _close_quietly(file: BinaryIO) -> None:
+    """Close ``file``, ignoring a failure to flush it (the file is closed all the same)."""
+    with contextlib.suppress(OSError):
+        file.close()
 
 
 def _byte_view(data: ReadableBuffer) -> memoryview:

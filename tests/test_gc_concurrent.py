@@ -1,0 +1,223 @@
+"""``cache gc`` while runs go on, leftover temp files, and a full disk at close (issue 12.5/8/9).
+
+gc used to delete, from a listing taken at its start, an object that a run had just found
+already stored (same bytes as an older output) and was about to name in a new record: the
+record then named a missing object. Temp files of killed writers survived every gc and
+``cache verify`` called the store clean.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etherealfabric.errors import StoreError
+from etherealfabric.store import LocalStore
+from etherealfabric.store._writer import ObjectWriter
+
+PIPELINE = """
+import json
+import os
+import sys
+import numpy as np
+from etherealfabric import Workflow, node
+from etherealfabric.journal import Journal
+from etherealfabric.store import LocalStore
+
+
+@node
+def big(i):
+    # the bytes depend on i % 2 only: most runs produce bytes that are already stored
+    return np.full(50_000, float(i % 2))
+
+
+@node
+def total(a, i):
+    return float(a.sum()) + i
+
+
+if __name__ == "__main__":
+    name, count = sys.argv[1], int(sys.argv[2])
+    store = LocalStore(os.environ["ETHEREALFABRIC_HOME"])
+    journal = Journal(os.path.join(os.environ["ETHEREALFABRIC_HOME"], "journal.db"))
+    checked = 0
+    for i in range(count):
+        with Workflow(f"gc-race-{name}") as wf:
+            t = total(big(i), i)
+        results = wf.execute()
+        assert results.ok, results.statuses
+        assert results[t] == 50_000 * (i % 2) + i, results[t]
+        # the invariant, checked while gc cannot run (it deletes inside a write transaction):
+        # a committed record names present objects
+        with journal.write() as conn:
+            for key, text, created in conn.execute(
+                "SELECT key, record, created_at FROM actions"
+            ).fetchall():
+                for out in json.loads(text)["outputs"].values():
+                    if not out.get("inline"):
+                        if not store.has_object(out["digest"]):
+                            rows = conn.execute(
+                                "SELECT run_id, node, status, finished_at FROM node_runs "
+                                "WHERE cache_key = ?",
+                                (key,),
+                            ).fetchall()
+                            runs = conn.execute(
+                                "SELECT id, workflow, status, started_at, finished_at FROM runs"
+                            ).fetchall()
+                            raise AssertionError(
+                                f"run {i}: {out} of {key} (created {created}) is gone: "
+                                f"{rows} {runs}"
+                            )
+                        checked += 1
+    print(checked)
+"""
+
+GC_LOOP = """
+import os, sys
+from etherealfabric.journal import Journal
+from etherealfabric.journal._gc import collect_garbage
+from etherealfabric.store import LocalStore
+
+home, stop = sys.argv[1], sys.argv[2]
+n = 0
+while not os.path.exists(stop) or n < 3:
+    if os.path.exists(os.path.join(home, "journal.db")):
+        with Journal(os.path.join(home, "journal.db")) as journal:
+            collect_garbage(journal, LocalStore(home), keep_runs=1, older_than=0)
+        n += 1
+print(n)
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(home)
+    env["ETHEREALFABRIC_LOG_LEVEL"] = "ERROR"
+    return env
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args, "--home", str(home)],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_gc_in_a_loop_beside_running_pipelines_leaves_a_clean_cache(tmp_path: Path) -> None:
+    home, stop = tmp_path / "home", tmp_path / "stop"
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "gc_loop.py").write_text(GC_LOOP)
+    runners = [
+        subprocess.Popen(
+            [sys.executable, "wf.py", name, "30"],
+            cwd=tmp_path,
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    gc = subprocess.Popen(
+        [sys.executable, "gc_loop.py", str(home), str(stop)],
+        cwd=tmp_path,
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        outcomes = [r.communicate(timeout=600) for r in runners]
+    finally:
+        stop.touch()
+        gc_out, gc_err = gc.communicate(timeout=300)
+    for runner, (out, err) in zip(runners, outcomes, strict=True):
+        assert runner.returncode == 0, err[-3000:]
+        assert int(out) > 0  # the invariant was checked on stored objects
+    assert gc.returncode == 0, gc_err
+    assert int(gc_out) >= 3
+    verify = _cli(home, "cache", "verify", "--json")
+    report = json.loads(verify.stdout)
+    assert verify.returncode == 0 and report["problems"] == [], report
+    assert report["records"] > 0
+
+
+def _killed_writer(store_root: Path, size: int) -> int:
+    """Start a process that writes ``size`` bytes of an object, SIGKILL it; its pid."""
+    script = (
+        "import sys, time\n"
+        "from etherealfabric.store import LocalStore\n"
+        "w = LocalStore(sys.argv[1]).writer(inline_limit=0)\n"
+        f"w.write(b'x' * {size})\n"
+        "w.flush()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(store_root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    return proc.pid
+
+
+def test_temp_files_of_killed_writers_are_reported_and_collected(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    run = subprocess.run(
+        [sys.executable, "wf.py", "0", "1"], cwd=tmp_path, env=_env(home), capture_output=True
+    )
+    assert run.returncode == 0, run.stderr
+    pid = _killed_writer(home, 5_000_000)
+    [orphan] = (home / "objects" / ".tmp").glob(f".tmp-{pid}-*")
+    live = LocalStore(home).writer(inline_limit=0)  # a write in progress in this process
+    live.write(b"y" * 100_000)
+    live.flush()
+
+    verify = _cli(home, "cache", "verify", "--json")
+    assert verify.returncode == 1
+    problems = json.loads(verify.stdout)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("orphan_temp", str(orphan))]
+
+    gc = _cli(home, "cache", "gc", "--older-than", "0", "--json")
+    assert gc.returncode == 0, gc.stderr
+    report = json.loads(gc.stdout)
+    assert report["temp_files_removed"] == 1 and report["bytes_freed"] >= 5_000_000
+    assert not orphan.exists()
+    assert live.commit().size == 100_000  # the live write was left alone
+    assert _cli(home, "cache", "verify").returncode == 0
+
+
+def test_disk_full_advice_survives_closing_the_temp_file(tmp_path: Path) -> None:
+    """Closing a file whose buffer cannot be flushed fails again: the first error must win."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full to produce a real ENOSPC")
+    link = tmp_path / "temp-object"
+    link.symlink_to("/dev/full")  # removing the temp file removes the link, not the device
+
+    def open_temp() -> tuple:
+        return open(link, "wb", buffering=256 * 1024), str(link)
+
+    writer = ObjectWriter(inline_limit=0, open_temp=open_temp, publish=lambda *a: None)
+    writer.write(b"z" * 1000)  # buffered: the device has not been written yet
+    with pytest.raises(StoreError) as caught:
+        writer.commit()
+    assert "Free some disk space" in str(caught.value)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert caught.value.__cause__.errno == errno.ENOSPC
+    writer.abort()  # safe after the failure
+    assert not link.is_symlink()
+    assert os.path.exists("/dev/full")
