@@ -587,8 +587,11 @@ def test_describe_value(tmp_path: Path) -> None:
     assert describe_value(0.01) == "0.01"
     assert describe_value("abc") == "'abc'"
     assert describe_value(np.zeros((1000, 3))) == "ndarray float64 (1000, 3)"
-    assert describe_value(File("data.csv")) == "File data.csv"
-    assert describe_value(Directory(tmp_path / "imgs")) == "Directory imgs"
+    assert describe_value(File("data.csv")) == "File data.csv (missing)"
+    assert describe_value(Directory(tmp_path / "imgs")) == "Directory imgs (missing)"
+    (tmp_path / "data.csv").write_text("a,b\n")
+    os.utime(tmp_path / "data.csv", (1_700_000_000, 1_700_000_000))
+    assert describe_value(File("data.csv")).startswith("File data.csv (4 B, modified 2023-11-1")
     assert describe_value(RefDigest("pickle", D1)) == "<pickle 0123456789ab>"
     assert " at 0x" not in describe_value(object())
     assert len(describe_value(list(range(10_000)))) <= 80

@@ -149,6 +149,39 @@ def _console() -> Any:
 
 
 def _table(*columns: str) -> Any:
+    """A table whose first column (a run id, a node name) is never cut (see _print_table)."""
     from rich.table import Table
 
-    return Table(*columns)
+    table = Table()
+    for i, header in enumerate(columns):
+        table.add_column(header, overflow="fold" if i == 0 else "ellipsis")
+    return table
+
+
+def _print_table(console: Any, table: Any) -> None:
+    """Print ``table`` never cutting its first column (ids are copied from it): on a narrow
+    terminal the last columns are left out (a caption names them) rather than cut."""
+    from rich.table import Table
+
+    columns = table.columns
+    cells = [[str(c) for c in col.cells] for col in columns]
+    natural = [
+        max([len(str(col.header)), *map(len, cs)]) for col, cs in zip(columns, cells, strict=True)
+    ]
+    keep, used = 1, natural[0] + 4
+    while keep < len(columns) and used + natural[keep] + 3 <= console.width:
+        used += natural[keep] + 3
+        keep += 1
+    shown = Table()
+    for i, col in enumerate(columns[:keep]):
+        shown.add_column(
+            col.header,
+            overflow="fold" if i == 0 else "ellipsis",
+            min_width=natural[0] if i == 0 else None,
+        )
+    for row in zip(*(col.cells for col in columns[:keep]), strict=True):
+        shown.add_row(*row)
+    if keep < len(columns):
+        dropped = ", ".join(str(c.header) for c in columns[keep:])
+        shown.caption = f"(not shown, the terminal is too narrow: {dropped})"
+    console.print(shown)

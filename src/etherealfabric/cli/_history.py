@@ -17,6 +17,7 @@ from ._common import (
     _home_option,
     _journal,
     _json_option,
+    _print_table,
     _secs,
     _table,
     _when,
@@ -66,7 +67,7 @@ def runs(
             r["id"], r["workflow"], r["status"], _when(r["started_at"]), _secs(duration),
             str(r["executed"] or 0), str(r["cached"] or 0), str(r["failed"] or 0),
         )  # fmt: skip
-    _console().print(table)
+    _print_table(_console(), table)
 
 
 @click.command()
@@ -92,7 +93,7 @@ def show(run_id: str, home: str | None, as_json: bool) -> None:
             n["node"], str(n["attempt"]), n["status"], _secs(n["duration"]),
             (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
         )  # fmt: skip
-    console.print(table)
+    _print_table(console, table)
 
 
 @click.command()

@@ -18,6 +18,7 @@ from ._common import (
     _journal_at,
     _json_option,
     _load,
+    _print_table,
     _secs,
     _table,
     _workflow_settings,
@@ -63,7 +64,7 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
         else:
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
             table.add_row(n.node, "will run", estimate, n.reason)
-    console.print(table)
+    _print_table(console, table)
 
 
 def _estimate_text(planned: DryRun) -> str:

@@ -195,12 +195,12 @@ def _execute(
 
     progress = Progress(quiet=quiet)
     subscribers: list[Any] = [progress]
-    # the progress display reports each node and the run's end: the engine's own INFO lines
-    # about them would say it twice (DEBUG, when asked for, still shows everything)
+    # the progress display reports each node, its failures and the run's end: the engine's
+    # own lines about them would say it twice (DEBUG, when asked for, still shows everything)
     run_log = logging.getLogger("etherealfabric.run")
     previous_level = run_log.level
     if previous_level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
-        run_log.setLevel(logging.WARNING)
+        run_log.setLevel(logging.CRITICAL)
     metrics = None
     try:
         if metrics_port is not None:
@@ -240,10 +240,13 @@ def _report(
     if as_json:
         _echo_json(summary)
     else:
-        click.echo(
-            f"run {results.run_id} of {workflow.name!r} {results.status}: "
-            f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
-        )
+        # on a terminal the progress display (stderr) has just printed this summary: say it
+        # once; when stdout goes to a file or a pipe, it gets the line for scripts to read
+        if not sys.stdout.isatty():
+            click.echo(
+                f"run {results.run_id} of {workflow.name!r} {results.status}: "
+                f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
+            )
         for name, error in results.errors.items():
             click.echo(f"  {name}: {error}", err=True)
     sys.exit(0 if results.ok else EXIT_FAILED)

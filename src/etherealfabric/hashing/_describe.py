@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import reprlib
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,10 +39,10 @@ class _Describer(reprlib.Repr):
         return f"Series {x.dtype} ({len(x)},)"
 
     def repr_File(self, x: File, level: int) -> str:
-        return f"File {_short_path(x.path)}"
+        return f"File {_short_path(x.path)}{_stat_text(x.path, size=True)}"
 
     def repr_Directory(self, x: Directory, level: int) -> str:
-        return f"Directory {_short_path(x.path)}"
+        return f"Directory {_short_path(x.path)}{_stat_text(x.path, size=False)}"
 
     def repr_RefDigest(self, x: RefDigest, level: int) -> str:
         return f"<{x.serializer} {x.digest[:12]}>"
@@ -57,6 +58,16 @@ def describe_value(value: object, limit: int = 80) -> str:
     except Exception:  # a broken __repr__ must not break a run
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def _stat_text(path: str, *, size: bool) -> str:
+    """`` (1,234 B, modified 2026-12-01 15:30:48)``; `` (missing)`` when it is not there."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return " (missing)"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.st_mtime))
+    return f" ({info.st_size:,} B, modified {when})" if size else f" (modified {when})"
 
 
 def _short_path(path: str) -> str:

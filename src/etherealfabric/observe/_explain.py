@@ -131,8 +131,9 @@ def _param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chang
             changes.append(Change("param", name, "removed", old=old_repr.get(name)))
         else:
             was, now = old_repr.get(name), new_repr.get(name)
-            if was is not None and was == now:
-                now += " (same short form, different value)"
+            if was is not None and was == now:  # same description: show the digests
+                was = f"{was} [{str(before[name])[:12]}]"
+                now = f"{now} [{str(after[name])[:12]}]"
             changes.append(Change("param", name, "changed", was, now))
     return changes
 

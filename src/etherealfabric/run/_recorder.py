@@ -37,7 +37,7 @@ from ._messages import HOST, TaskResult
 
 __all__ = ["JournalRecorder"]
 
-log = logging.getLogger("etherealfabric.run")
+log = logging.getLogger("etherealfabric.cache")
 
 _SKIP_DATA = ("result", "record", "components", "inline")
 

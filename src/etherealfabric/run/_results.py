@@ -41,6 +41,7 @@ class Results(Mapping[str, "NodeResults"]):
         self.run_id = run_id
         self.statuses: dict[str, NodeStatus] = dict(outcome.status)
         self.errors = {name: r.error or "" for name, r in outcome.errors.items()}
+        self._unstarted = frozenset(outcome.unstarted)
         self._records = outcome.outputs
         self._cache = cache
         self._values: dict[tuple[str, str], Any] = {}
@@ -53,8 +54,10 @@ class Results(Mapping[str, "NodeResults"]):
 
     @property
     def executed(self) -> int:
-        """Nodes that ran in this run (succeeded or failed)."""
-        return sum(1 for s in self.statuses.values() if s in _EXECUTED)
+        """Nodes whose code ran in this run (succeeded, or failed after starting)."""
+        return sum(
+            1 for n, s in self.statuses.items() if s in _EXECUTED and n not in self._unstarted
+        )
 
     @property
     def cached(self) -> int:

@@ -31,11 +31,10 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend
-from ..define._policies import SKIP, ErrorHandler, NodeError, RetryPolicy
+from ..define._policies import SKIP, ErrorHandler, NodeError
 from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._graph import Graph, InputRef
@@ -46,43 +45,17 @@ from ..store._serializers import default_registry
 from ._cache import ArtifactCache
 from ._events import Event, EventBus
 from ._messages import Task, TaskResult
+from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 from ._worker import action_record, execute, store_values
 
-__all__ = ["RunOutcome", "Scheduler"]
+__all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
 log = logging.getLogger("etherealfabric.scheduler")
 FLUSH_SECONDS = 0.05
 LEASE_POLL_SECONDS = 0.1
 LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
 MAX_REWINDS = 2
-
-
-@dataclass
-class RunOutcome:
-    """What happened to every node of a run."""
-
-    status: dict[str, NodeStatus] = field(default_factory=dict)
-    outputs: dict[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
-    errors: dict[str, TaskResult] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    interrupted: bool = False
-
-    def count(self, *statuses: NodeStatus) -> int:
-        return sum(1 for s in self.status.values() if s in statuses)
-
-    @property
-    def failed(self) -> bool:
-        return self.interrupted or any(s == NodeStatus.FAILED for s in self.status.values())
-
-
-@dataclass(frozen=True)
-class RunPolicy:
-    """How a run treats failures: fail-fast or keep-going, and the default handlers."""
-
-    keep_going: bool = False
-    default_retry: RetryPolicy | None = None
-    on_error: ErrorHandler | None = None
 
 
 class Scheduler:
@@ -132,9 +105,16 @@ class Scheduler:
         self._capacity = backend.max_workers or 1_000_000
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> RunOutcome:
-        """Run every node that is not cached; returns when nothing more can run."""
+    def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
+        """Run every node that is not cached; returns when nothing more can run.
+
+        ``fail_first``: nodes known to fail (a missing input file), failed before anything runs.
+        """
         try:
+            for name, exc in (fail_first or {}).items():
+                if name in self._ready:
+                    self._ready.remove(name)
+                self._fail_before_start(name, exc)
             self._loop()
         except BaseException:
             self.outcome.interrupted = True
@@ -303,6 +283,7 @@ class Scheduler:
         result.error = f"{type(exc).__name__}: {exc}"
         result.traceback = "".join(traceback.format_exception(exc))
         result.exception = exc
+        self.outcome.unstarted.add(name)
         self._failed(name, result)
 
     # -- finishing a node ---------------------------------------------------------------------

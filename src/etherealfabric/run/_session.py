@@ -29,6 +29,7 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
+from ._preflight import missing_inputs
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
@@ -161,7 +162,7 @@ def _run(
         raise
     try:
         with backend:
-            outcome = scheduler.run()
+            outcome = scheduler.run(fail_first=missing_inputs(graph))
     except BaseException as exc:
         status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         try:
@@ -207,7 +208,7 @@ def _finish(
     counts: Mapping[str, int] | None = None,
 ) -> None:
     counts = counts or {
-        "executed": outcome.count(NodeStatus.SUCCEEDED, NodeStatus.FAILED),
+        "executed": outcome.executed,
         "cached": outcome.count(NodeStatus.CACHED),
         "failed": outcome.count(NodeStatus.FAILED),
     }

@@ -1,0 +1,51 @@
+"""What a run's scheduler decides and reports: its policy and the outcome of every node."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..define._policies import ErrorHandler, RetryPolicy
+from ..states import NodeStatus
+from ._messages import TaskResult
+
+__all__ = ["RunOutcome", "RunPolicy"]
+
+
+@dataclass
+class RunOutcome:
+    """What happened to every node of a run."""
+
+    status: dict[str, NodeStatus] = field(default_factory=dict)
+    outputs: dict[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, TaskResult] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    unstarted: set[str] = field(default_factory=set)  # failed before running (no key...)
+
+    def count(self, *statuses: NodeStatus) -> int:
+        return sum(1 for s in self.status.values() if s in statuses)
+
+    @property
+    def executed(self) -> int:
+        """Nodes whose code ran: succeeded, or failed after they started."""
+        return sum(
+            1
+            for name, st in self.status.items()
+            if st == NodeStatus.SUCCEEDED
+            or (st == NodeStatus.FAILED and name not in self.unstarted)
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(s == NodeStatus.FAILED for s in self.status.values())
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How a run treats failures: fail-fast or keep-going, and the default handlers."""
+
+    keep_going: bool = False
+    default_retry: RetryPolicy | None = None
+    on_error: ErrorHandler | None = None
