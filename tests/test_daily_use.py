@@ -98,3 +98,88 @@ def test_explain_shows_what_changed_in_a_file(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "3 B" in out.stdout and "11 B" in out.stdout, out.stdout
     assert "2023-11-14" in out.stdout, out.stdout
+
+
+def _executed(root: Path, *args: str) -> dict[str, str]:
+    out = cli(root, "run", "wf.py", "--json", *args)
+    assert out.returncode == 0, out.stderr
+    return {n: s for n, s in json.loads(out.stdout)["nodes"].items()}
+
+
+def test_force_reruns_a_node_and_what_follows_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "data.txt").write_text("a b")
+    assert set(_executed(tmp_path).values()) == {"succeeded"}
+    assert set(_executed(tmp_path).values()) == {"cached"}
+    forced = _executed(tmp_path, "--force", "load")
+    assert forced == {"slow": "cached", "load": "succeeded", "count": "succeeded"}
+    assert _executed(tmp_path, "--force", "s*")["slow"] == "succeeded"
+    bad = cli(tmp_path, "run", "wf.py", "--force", "lod")
+    assert bad.returncode == 2
+    assert "names no node" in bad.stderr and "'load'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cache_forget_makes_a_node_run_again(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "data.txt").write_text("a b")
+    _executed(tmp_path)
+    out = cli(tmp_path, "cache", "forget", "load", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["forgotten"] == 1
+    again = _executed(tmp_path)
+    assert again["load"] == "succeeded" and again["slow"] == "cached"
+    assert again["count"] == "cached"  # load made the same bytes: early cutoff
+
+
+FRAMES = """
+import pandas as pd
+from etherealfabric import Workflow, node
+
+
+@node(outputs=["frame", "rows"])
+def table(n):
+    frame = pd.DataFrame({"x": range(n), "y": [f"v{i}" for i in range(n)]})
+    return frame, len(frame)
+
+
+with Workflow("frames") as workflow:
+    t = table(3)
+"""
+
+
+def test_cat_prints_and_writes_a_past_result(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(FRAMES)
+    out = cli(tmp_path, "run", "wf.py", "--json")
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    rows = cli(tmp_path, "cat", run_id[:15], "table", "rows")
+    assert rows.returncode == 0, rows.stderr
+    assert rows.stdout.strip() == "3"
+    table = cli(tmp_path, "cat", run_id, "table", "frame")
+    assert "v2" in table.stdout and "x" in table.stdout
+    as_json = cli(tmp_path, "cat", run_id, "table", "frame", "--json")
+    assert json.loads(as_json.stdout)[2] == {"x": 2, "y": "v2"}
+    written = cli(tmp_path, "cat", run_id, "table", "frame", "-o", "out.csv")
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines()[0] == ",x,y"
+    ambiguous = cli(tmp_path, "cat", run_id, "table")
+    assert ambiguous.returncode == 2 and "frame, rows" in ambiguous.stderr
+    missing = cli(tmp_path, "cat", run_id, "nope")
+    assert missing.returncode == 2 and "its nodes: table" in missing.stderr
+
+
+def test_open_run_reads_a_past_run_from_python(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(FRAMES)
+    out = cli(tmp_path, "run", "wf.py", "--json")
+    run_id = json.loads(out.stdout)["run_id"]
+    script = (
+        "import etherealfabric as ef\n"
+        f"r = ef.open_run({run_id!r}, home='.etherealfabric')\n"
+        "print(r.status, r['table']['rows'], list(r['table']['frame']['y']))\n"
+    )
+    check = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "succeeded 3 ['v0', 'v1', 'v2']"

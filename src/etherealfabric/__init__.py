@@ -79,6 +79,7 @@ __all__ = [
     "__version__",
     "checkpoint",
     "node",
+    "open_run",
     "register_serializer",
 ]
 
@@ -88,6 +89,7 @@ _LAZY = {
     "NodeResults": "run._results",
     "Serializer": "store._serializers",
     "register_serializer": "store._serializers",
+    "open_run": "run._reopen",
 }
 
 

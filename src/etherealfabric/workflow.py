@@ -55,6 +55,7 @@ class Workflow(Definition):
         keep_going: bool | None = None,
         resume: str | None = None,
         run_params: Mapping[str, Any] | None = None,
+        force: Iterable[str] = (),
         **settings: Any,
     ) -> Results:
         """Run the workflow: cached nodes are skipped, the rest run on the chosen backend.
@@ -68,6 +69,8 @@ class Workflow(Definition):
         links the new run to it; resuming a run that succeeded does nothing and returns its
         results. ``run_params`` are recorded with the run (the CLI stores how to repeat it).
         ``subscribers`` receive every run event (see :class:`~etherealfabric.Event`).
+        ``force`` names nodes (glob patterns allowed: ``"train*"``) that run again, with
+        everything downstream of them, even when cached.
         """
         from .observe._logging import LogSubscriber, configure_logging
         from .run._session import RunRequest, execute_workflow
@@ -94,6 +97,7 @@ class Workflow(Definition):
             keep_going=self.keep_going if keep_going is None else keep_going,
             resume=resume,
             run_params=dict(run_params or {}),
+            force=tuple(force) if not isinstance(force, str) else (force,),
         )
         return execute_workflow(self, graph, request, rerun=rerun)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import click
 
 from . import _cache as cache
+from . import _cat as cat
 from . import _history as history
 from . import _inspect as inspect
 from . import _run as run
@@ -48,6 +49,7 @@ main.add_command(history.show)
 main.add_command(history.status)
 main.add_command(inspect.explain)
 main.add_command(history.logs)
+main.add_command(cat.cat)
 main.add_command(inspect.graph_command)
 main.add_command(cache.cache)
 main.add_command(run.celery_worker)

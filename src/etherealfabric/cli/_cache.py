@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..journal._journal import Journal
     from ..store import Store
 
-__all__ = ["cache", "cache_gc", "cache_verify"]
+__all__ = ["cache", "cache_forget", "cache_gc", "cache_verify"]
 
 
 @click.group()
@@ -162,3 +162,34 @@ def cache_gc(
         f"kept {report.records_kept} record(s)"
         + (f", {report.objects_too_recent} recent object(s)" if report.objects_too_recent else "")
     )
+
+
+@cache.command("forget")
+@click.argument("patterns", nargs=-1, required=True, metavar="NODE...")
+@_home_option
+@_json_option
+def cache_forget(patterns: tuple[str, ...], home: str | None, as_json: bool) -> None:
+    """Drop every cache entry of NODE (a name or a glob such as 'train*'): it runs next time.
+
+    The stored bytes stay until `cache gc` finds nothing uses them. With a shared store, the
+    records this home published there are dropped too (never a teammate's signed one).
+    """
+    from ..store import open_store
+
+    try:
+        settings = Settings.resolve(home=home)
+        with _journal_at(settings) as journal:
+            keys = journal.forget_nodes(patterns)
+            if keys and settings.shared_store:
+                store = open_store(settings.store_location, shared=True)
+                for key in keys:
+                    store.delete_action(key)
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _echo_json({"forgotten": len(keys), "keys": keys})
+    elif keys:
+        click.echo(f"forgot {len(keys)} cache entr{'y' if len(keys) == 1 else 'ies'}")
+    else:
+        click.echo(f"no cache entry of a node named {' or '.join(patterns)}", err=True)

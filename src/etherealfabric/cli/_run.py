@@ -51,6 +51,13 @@ def _run_options(fn: F) -> F:
 @click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
 @click.option("--max-workers", type=int, default=None, help="Parallel workers.")
 @click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
+@click.option(
+    "--force",
+    "force",
+    multiple=True,
+    metavar="NODE",
+    help="Run NODE (a name or a glob such as 'train*') and everything after it, even if cached.",
+)
 @_run_options
 @_home_option
 @_json_option
@@ -59,6 +66,7 @@ def run(
     backend: str | None,
     max_workers: int | None,
     nodes: tuple[str, ...],
+    force: tuple[str, ...],
     quiet: bool,
     metrics_port: int | None,
     home: str | None,
@@ -71,6 +79,7 @@ def run(
         "backend": backend,
         "nodes": list(nodes),
         "max_workers": max_workers,
+        "force": list(force),
     }
     results = _execute(
         workflow,
@@ -82,6 +91,7 @@ def run(
         max_workers=max_workers,
         targets=list(nodes) or None,
         run_params=params,
+        force=force,
     )
     _report(workflow, results, as_json)
 

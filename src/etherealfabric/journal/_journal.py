@@ -12,6 +12,7 @@ that only tidy up (marking dead runs interrupted, remembering a file digest), wh
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import sqlite3
@@ -324,6 +325,17 @@ class Journal:
         except ValueError:
             return None
         return record
+
+    def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
+        """Delete the action records of nodes whose name matches a glob; their keys."""
+        with self.write() as conn:
+            keys = [
+                str(key)
+                for key, node in conn.execute("SELECT key, node FROM actions").fetchall()
+                if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)
+            ]
+            conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
+        return keys
 
     def delete_action(self, key: str) -> None:
         """Forget an action record (its objects turned out to be missing or corrupt)."""

@@ -157,6 +157,13 @@ class ArtifactCache:
             data = self.store.read_bytes(digest)
         return data
 
+    def read_bytes(self, record: OutputRecord) -> bytes:
+        """An output's stored (serialized) bytes, verified against its digest."""
+        handle = self.handle(record)
+        if handle.inline is not None:
+            return handle.inline
+        return self.store.read_bytes(handle.digest)
+
     def handle(self, record: OutputRecord) -> InputHandle:
         """How a worker finds this output: inline bytes for small ones, the digest otherwise.
 

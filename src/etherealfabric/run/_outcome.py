@@ -47,5 +47,6 @@ class RunPolicy:
     """How a run treats failures: fail-fast or keep-going, and the default handlers."""
 
     keep_going: bool = False
+    force: frozenset[str] = frozenset()  # nodes that run even when cached
     default_retry: RetryPolicy | None = None
     on_error: ErrorHandler | None = None

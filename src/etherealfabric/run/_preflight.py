@@ -1,4 +1,4 @@
-"""Checks made before a run starts anything: input files and folders that do not exist.
+"""Decided before a run starts anything: missing input files, and the nodes forced to run.
 
 A ``File`` or ``Directory`` parameter is hashed by its content when its node is keyed. For a
 node that reads no other node's output, nothing in the run can create the path, so a missing
@@ -9,15 +9,39 @@ before: an upstream node may be the one that writes the file.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..define._files import Directory, File
-from ..errors import HashingError
+from ..errors import DefinitionError, HashingError
 from ..plan._graph import Graph
 
-__all__ = ["missing_inputs"]
+__all__ = ["forced_nodes", "missing_inputs"]
+
+
+def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:
+    """The nodes ``patterns`` (names or globs) name, with all their descendants.
+
+    A pattern that names no node is an error naming the closest node names.
+    """
+    forced: set[str] = set()
+    for pattern in patterns:
+        matched = fnmatch.filter(graph.order, pattern)
+        if not matched:
+            close = difflib.get_close_matches(pattern, graph.order, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DefinitionError(f"--force {pattern!r} names no node of the workflow{hint}")
+        forced.update(matched)
+    todo = list(forced)
+    while todo:
+        for child in graph.succs[todo.pop()]:
+            if child not in forced:
+                forced.add(child)
+                todo.append(child)
+    return frozenset(forced)
 
 
 def missing_inputs(graph: Graph) -> dict[str, HashingError]:

@@ -116,6 +116,10 @@ class Results(Mapping[str, "NodeResults"]):
         self._records[node] = fresh.record(node)
         return fresh.value(node, output)
 
+    def stored_bytes(self, node: str, output: str) -> bytes:
+        """One output's bytes as its serializer stored them (verified), without loading it."""
+        return self._cache.read_bytes(self._records[node][output])
+
     def record(self, node: str) -> Mapping[str, Mapping[str, Any]]:
         """The output records (digest, serializer, size, type) of a node."""
         return self._records[node]

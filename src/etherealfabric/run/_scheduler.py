@@ -177,7 +177,7 @@ class Scheduler:
         spec = self.graph.specs[name]
         try:
             info = node_key(spec, self.outcome.outputs, file_cache=self.recorder)
-            record = self.cache.lookup(info.key)
+            record = self._lookup(name, info.key)
         except Exception as exc:
             self._fail_before_start(name, exc)
             return
@@ -195,13 +195,17 @@ class Scheduler:
         """
         if not self.recorder.acquire_lease(info.key, node=name, run_id=self.run_id):
             return False
-        record = self.cache.lookup(info.key)
+        record = self._lookup(name, info.key)
         if record is not None:
             self.recorder.release_now(info.key)
             self._cached(name, info, record)
         else:
             self._submit(name, info)
         return True
+
+    def _lookup(self, name: str, key: str) -> Mapping[str, Any] | None:
+        """The cache's record of ``key``; None for a node the run was told to force."""
+        return None if name in self.policy.force else self.cache.lookup(key)
 
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
         self.outcome.status[name] = NodeStatus.CACHED
@@ -212,7 +216,7 @@ class Scheduler:
 
     def _retry_leased(self) -> None:
         for name, info in list(self._leased_elsewhere.items()):
-            record = self.cache.lookup(info.key)
+            record = self._lookup(name, info.key)
             if record is not None:
                 del self._leased_elsewhere[name]
                 self._cached(name, info, record)
@@ -241,7 +245,8 @@ class Scheduler:
         self.outcome.status[name] = NodeStatus.RUNNING
         self._running[name] = info
         self._dirty = True
-        self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes)
+        forced = {"forced": True} if name in self.policy.force else {}
+        self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes, **forced)
         future.add_done_callback(functools.partial(self._on_done, name))
 
     def _on_done(self, name: str, future: Any) -> None:

@@ -29,7 +29,7 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
-from ._preflight import missing_inputs
+from ._preflight import forced_nodes, missing_inputs
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
@@ -52,6 +52,7 @@ class RunRequest:
     keep_going: bool = False
     resume: str | None = None
     run_params: Mapping[str, Any] = field(default_factory=dict)
+    force: Sequence[str] = ()  # node names or glob patterns: run them and what follows
 
 
 def new_run_id() -> str:
@@ -152,6 +153,7 @@ def _run(
             recorder=recorder,
             policy=RunPolicy(
                 keep_going=request.keep_going,
+                force=forced_nodes(graph, request.force),
                 default_retry=definition.retries,
                 on_error=definition.on_error,
             ),

@@ -1,0 +1,108 @@
+"""``cat``: print (or write to a file) one result of a past run, without writing Python."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from ..errors import EtherealFabricError
+from ._common import _fail, _home_option, _json_option
+
+__all__ = ["cat"]
+
+_TABLE_ROWS = 40
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("node")
+@click.argument("output", required=False)
+@click.option(
+    "-o",
+    "--output-file",
+    "path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the value to PATH instead: .csv/.parquet/.json for data frames, .npy for "
+    "arrays, .json for JSON-able values; any other name gets the stored (serialized) bytes.",
+)
+@_home_option
+@_json_option
+def cat(
+    run_id: str, node: str, output: str | None, path: str | None, home: str | None, as_json: bool
+) -> None:
+    """Print NODE's result in run RUN_ID (its OUTPUT, for a node with several).
+
+    Values are loaded from the store (verified). Data frames print as a table, other values
+    as their repr; --json prints JSON (data frames as records).
+    """
+    from ..run._reopen import open_run
+
+    try:
+        results = open_run(run_id, home=home)
+        if node not in results.statuses:
+            known = ", ".join(sorted(results.statuses)) or "none"
+            _fail(f"run {results.run_id} has no node {node!r}; its nodes: {known}")
+        if node not in results:
+            _fail(
+                f"node {node!r} has no results in run {results.run_id}: it {results.statuses[node]}"
+            )
+        records = results.record(node)
+        if output is None:
+            if len(records) != 1:
+                _fail(f"node {node!r} has outputs {', '.join(records)}: name the one to print")
+            output = next(iter(records))
+        elif output not in records:
+            _fail(f"node {node!r} has no output {output!r}; its outputs: {', '.join(records)}")
+        value = results.value(node, output)
+        if path is not None:
+            _write(path, value, results, node, output)
+            click.echo(f"wrote {node}.{output} of run {results.run_id} to {path}", err=True)
+            return
+        click.echo(_as_json(value) if as_json else _as_text(value))
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+
+
+def _is_frame(value: Any) -> bool:
+    return type(value).__name__ == "DataFrame" and hasattr(value, "to_csv")
+
+
+def _as_text(value: Any) -> str:
+    if _is_frame(value) or type(value).__name__ == "Series":
+        return str(value.to_string(max_rows=_TABLE_ROWS))
+    return repr(value)
+
+
+def _as_json(value: Any) -> str:
+    if _is_frame(value):
+        return str(value.to_json(orient="records", date_format="iso"))
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        value = value.tolist()
+    try:
+        return json.dumps(value, indent=2, default=str)
+    except (TypeError, ValueError) as exc:
+        raise EtherealFabricError(f"this value cannot be printed as JSON: {exc}") from None
+
+
+def _write(path: str, value: Any, results: Any, node: str, output: str) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if _is_frame(value) and ext in (".csv", ".parquet", ".json"):
+        if ext == ".csv":
+            value.to_csv(path)
+        elif ext == ".parquet":
+            value.to_parquet(path)
+        else:
+            value.to_json(path, orient="records", date_format="iso")
+    elif ext == ".npy" and hasattr(value, "dtype"):
+        import numpy as np
+
+        np.save(path, value, allow_pickle=False)
+    elif ext == ".json":
+        with open(path, "w") as f:
+            f.write(_as_json(value))
+    else:  # the stored bytes, as the serializer wrote them
+        with open(path, "wb") as f:
+            f.write(results.stored_bytes(node, output))

@@ -1,0 +1,57 @@
+"""``open_run``: the results of a past run, re-opened from the journal and loaded lazily.
+
+No workflow file is needed: the journal holds each node's final status and cache key, and the
+cache key names the action record of its outputs. Values load from the store on first access,
+verified against their digests. A value whose record or bytes are gone since (collected by
+``cache gc``, damaged) raises :class:`~etherealfabric.errors.ArtifactMissingError` or
+:class:`~etherealfabric.errors.CorruptArtifactError`: re-run the workflow to recompute it.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+from ..config import Settings
+from ..define._definition import Definition
+from ..journal import Journal
+from ..states import NodeStatus, RunStatus
+from ..store import open_store
+from ._cache import ArtifactCache
+from ._outcome import RunOutcome
+from ._results import Results
+
+__all__ = ["open_run"]
+
+
+def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Results:
+    """The :class:`Results` of run ``run_id`` (or a unique prefix of it) in ``home``.
+
+    ``home`` defaults to ``ETHEREALFABRIC_HOME`` or ``./.etherealfabric``; the store is the one
+    the settings name. ``results["node"]["output"]`` loads a value; ``results.statuses`` gives
+    every node's final status. Opening never writes to the home.
+    """
+    settings = Settings.resolve() if home is None else Settings.resolve(home=os.fspath(home))
+    journal = Journal(settings.journal_path, read_only=True)
+    try:
+        run = journal.get_run(run_id)
+        outcome = RunOutcome()
+        for row in journal.node_runs(run["id"]):  # attempts in order: the last one counts
+            name = row["node"]
+            outcome.status[name] = NodeStatus(row["status"])
+            outcome.outputs.pop(name, None)
+            key = row["cache_key"]
+            if key and row["status"] in (NodeStatus.SUCCEEDED, NodeStatus.CACHED):
+                record = journal.get_action(key)
+                if record is not None:
+                    outcome.outputs[name] = record["outputs"]
+                    outcome.keys[name] = key
+        store = open_store(settings.store_location)
+        cache = ArtifactCache(journal, store, shared=settings.shared_store)
+    except BaseException:
+        journal.close()
+        raise
+    results = Results(Definition(run["workflow"]), run["id"], outcome, cache)
+    results.status = RunStatus(run["status"])
+    weakref.finalize(results, journal.close)
+    return results
