@@ -223,6 +223,7 @@ def test_node_options() -> None:
         "serializers",
         "timeout",
         "on_error",
+        "secret",
     }
     assert set(info.value.valid) == keyword_options(NodeFunction)
     with pytest.raises(UnknownOptionError, match=r"^@node\(\) got") as info:

@@ -16,6 +16,7 @@ from .define._context import checkpoint
 from .define._files import Directory, File
 from .define._node import Node, NodeFunction, OutputRef, Outputs, node
 from .define._policies import SKIP, NodeError, RetryPolicy
+from .define._secret import Secret
 from .errors import (
     ConfigError,
     CycleError,
@@ -69,6 +70,7 @@ __all__ = [
     "RetryPolicy",
     "RunFailedError",
     "RunStatus",
+    "Secret",
     "SerializationError",
     "Serializer",
     "StoreError",

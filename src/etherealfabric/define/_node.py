@@ -32,6 +32,7 @@ from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError, UnknownOutputError
 from ._context import CheckpointLike, current_checkpoint, current_collector
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
+from ._secret import check_secret_names, wrap_secret_params
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -298,7 +299,8 @@ class NodeFunction:
 
     Called inside ``with Workflow():`` it adds a node and returns a reference to its output
     (or its :class:`Outputs` when it declares several). Called anywhere else it simply calls
-    the function, so node functions stay easy to unit-test.
+    the function, so node functions stay easy to unit-test. ``secret=["token"]`` makes those
+    parameters :class:`~etherealfabric.define._secret.Secret` values in the workflow.
     """
 
     @strict_options
@@ -313,6 +315,7 @@ class NodeFunction:
         serializers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         on_error: ErrorHandler | None = None,
+        secret: Sequence[str] | None = None,
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
@@ -326,6 +329,7 @@ class NodeFunction:
         self.serializers = dict(serializers or {})
         self.timeout = check_timeout(timeout, where=f"@node {fn.__name__}")
         self.on_error = check_handler(on_error, where=f"@node {fn.__name__}")
+        self.secret = check_secret_names(fn, secret, where=f"@node {fn.__name__}")
         self.__etherealfabric_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -333,6 +337,9 @@ class NodeFunction:
         workflow = current_collector()
         if workflow is None:
             return self.fn(*args, **kwargs)
+        if self.secret:  # the named parameters become Secrets (see define/_secret.py)
+            label = self.name or self.fn.__name__
+            args, kwargs = wrap_secret_params(self.fn, self.secret, label, args, kwargs)
         fnode = FunctionNode(self, args, kwargs)
         fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site
         workflow.add_node(fnode)
@@ -356,6 +363,7 @@ def node(
     serializers: Mapping[str, str] | None = None,
     timeout: float | None = None,
     on_error: ErrorHandler | None = None,
+    secret: Sequence[str] | None = None,
 ) -> Callable[[Callable[..., Any]], NodeFunction]: ...
 def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""

@@ -13,9 +13,11 @@ needs fingerprints, is registered by ``_values`` on top)::
     _files        reading file and folder content: file_digest, tree_entries, FileHashCache
     _encoder      the canonical frame encoding (Encoder) and its handler registry: which
                   handler a type gets, the cloudpickle fallback
+    _secret       Secret parameters: keyed HMAC-SHA256 digests (SecretHasher), never plain
     _arrays       handlers for numpy arrays and scalars, pandas frames, series and indexes
     _builtins     handlers for builtin and stdlib types, File/Directory, RefDigest; registers
-                  them (numpy, pandas, decimal... once those are imported); hash_plain
+                  them (numpy, pandas, decimal... once those are imported), and _secret's
+                  by importing it; hash_plain
     _cachekey     cache_key: a node's Merkle key from its kind, code, version, params, outputs
     _usercode     what counts as user code, and how it is named (module_label, qualified_name)
     _source       what one function or class is: normalised source, or bytecode

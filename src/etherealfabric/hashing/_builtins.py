@@ -43,6 +43,7 @@ from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 from ..define._files import Directory, File
+from . import _secret  # noqa: F401  (registers the Secret handlers: keyed, never plain)
 from ._arrays import numpy_handlers
 from ._digest import RefDigest
 from ._encoder import (

@@ -182,6 +182,7 @@ class _ReadOnlyDigests:
 
 def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
     """Plan a run of ``graph`` with ``settings`` without running or writing anything."""
+    from ..hashing._secret import secret_hasher
     from ..journal._journal import Journal
     from ..run._cache import ArtifactCache
     from ..store import open_store
@@ -191,5 +192,7 @@ def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
     # a read-only home is read read-only (planning writes nothing anyway)
     with Journal(settings.journal_path if exists else ":memory:", read_only=None) as journal:
         cache = ArtifactCache(journal, store, shared=settings.shared_store)  # no writer: reads
-        plan = make_plan(graph, cache.lookup, file_cache=_ReadOnlyDigests(journal))
+        secrets = secret_hasher(settings.home, shared_store=settings.shared_store, read_only=True)
+        digests = _ReadOnlyDigests(journal)
+        plan = make_plan(graph, cache.lookup, file_cache=digests, secrets=secrets)
         return dry_run(plan, journal if exists else None)

@@ -4,6 +4,10 @@ A node's key is known once every upstream output it reads is known: the digest o
 it reads is part of the key (early cutoff: an upstream node that reruns and produces the same
 bytes leaves its downstream keys unchanged). The scheduler calls :func:`node_key` as outputs
 arrive; the plan (:mod:`._plan`) calls it for the nodes whose inputs are all cached.
+
+A :class:`~etherealfabric.define._secret.Secret` parameter enters the key as its keyed digest
+(:class:`~etherealfabric.hashing._secret.SecretHasher`, built by the caller from its settings);
+without a hasher, a node with a Secret cannot be keyed.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from typing import Any
 
 from ..define._node import NodeSpec
 from ..define._refs import replace_refs
+from ..define._secret import Secret
 from ..errors import HashingError
 from ..hashing._cachekey import cache_key
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
+from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
 from ._graph import InputRef
 
@@ -55,21 +61,37 @@ class KeyInfo:
 
 
 def node_key(
-    spec: NodeSpec, upstream: OutputRecords, *, file_cache: FileHashCache | None = None
+    spec: NodeSpec,
+    upstream: OutputRecords,
+    *,
+    file_cache: FileHashCache | None = None,
+    secrets: SecretHasher | None = None,
 ) -> KeyInfo:
-    """The cache key of ``spec`` given the output records of the nodes it reads."""
+    """The cache key of ``spec`` given the output records of the nodes it reads.
+
+    ``secrets`` makes the keyed digests of :class:`Secret` parameters (required if any).
+    """
     param_hashes: dict[str, str] = {}
     inputs: dict[str, tuple[str, ...]] = {}
     for name, value in spec.params.items():
         seen: list[str] = []
 
-        def resolve(ref: InputRef, seen: list[str] = seen) -> RefDigest:
+        def resolve(
+            ref: InputRef | Secret, seen: list[str] = seen, name: str = name
+        ) -> RefDigest | SecretDigest:
+            if isinstance(ref, Secret):
+                if secrets is None:
+                    raise HashingError(
+                        f"node {spec.name!r}: parameter {name!r} holds a Secret, and no "
+                        "secret key was given to compute its cache key"
+                    )
+                return secrets.digest(ref)
             record = upstream[ref.node][ref.output]
             seen.append(f"{ref.node}.{ref.output}@{record['digest']}")
             return RefDigest(record["serializer"], record["digest"])
 
         try:
-            resolved = replace_refs(value, resolve, kind=InputRef)
+            resolved = replace_refs(value, resolve, kind=(InputRef, Secret))
             param_hashes[name] = hash_value(resolved, file_cache=file_cache)
         except RecursionError:
             raise HashingError(

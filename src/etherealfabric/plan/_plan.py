@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..hashing._files import FileHashCache
+from ..hashing._secret import SecretHasher
 from ..states import PlanAction
 from ._graph import Graph
 from ._keys import KeyInfo, node_key
@@ -80,11 +81,18 @@ class Plan:
         return [e.node for e in self.entries if e.action is PlanAction.CACHED]
 
 
-def make_plan(graph: Graph, lookup: Lookup, *, file_cache: FileHashCache | None = None) -> Plan:
+def make_plan(
+    graph: Graph,
+    lookup: Lookup,
+    *,
+    file_cache: FileHashCache | None = None,
+    secrets: SecretHasher | None = None,
+) -> Plan:
     """Decide, without running anything, which nodes are cached and which must run.
 
     ``lookup`` is called once per node whose key can be known (``ArtifactCache.lookup``; a
-    dry run passes one made with ``read_only=True``). ``file_cache`` remembers file digests.
+    dry run passes one made with ``read_only=True``). ``file_cache`` remembers file digests;
+    ``secrets`` keys Secret parameters (see :func:`~etherealfabric.plan._keys.node_key`).
     """
     known: dict[str, Mapping[str, Mapping[str, Any]]] = {}
     entries: list[PlanEntry] = []
@@ -95,7 +103,7 @@ def make_plan(graph: Graph, lookup: Lookup, *, file_cache: FileHashCache | None 
             reason = f"upstream {sorted(waiting)[0]!r} runs first"
             entries.append(PlanEntry(name, PlanAction.RUN, reason))
             continue
-        info = node_key(spec, known, file_cache=file_cache)
+        info = node_key(spec, known, file_cache=file_cache, secrets=secrets)
         record = lookup(info.key)
         if record is None:
             entries.append(PlanEntry(name, PlanAction.RUN, "no cached result for its key", info))

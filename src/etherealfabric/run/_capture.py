@@ -14,6 +14,11 @@ removes them and gives back what it found. Whatever someone else installed in be
 ``capsys``, the user) is left in place; our wrappers inside it turn into plain pass-throughs.
 An attempt abandoned on timeout on the thread backend keeps the routing installed until its
 thread ends. Output written below Python (C extensions, child processes) is not captured.
+
+``capture(redact=...)`` (the worker passes a :class:`~etherealfabric.run._redact.Redactor` when
+the node has secret parameters) replaces secrets in what the attempt writes, both in the buffer
+and on its way to the real stream, and in its log records before any handler formats them
+(message and traceback text). A secret split across two writes is caught only in the buffer.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ MAX_CAPTURE = 1024 * 1024  # characters kept per attempt: the last ones, if more
 _buffer: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "etherealfabric_capture", default=None
 )
+_redact: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
+    "etherealfabric_redact", default=None
+)
 _FORMATTER = logging.Formatter()
 
 
@@ -47,12 +55,16 @@ class _Router(io.TextIOBase):
         self.active = True
 
     def write(self, text: str) -> int:
-        if self.active:
-            buffer = _buffer.get()
-            # a handler's line: its record was captured when it was made
-            if buffer is not None and sys._getframe(1).f_globals.get("__name__") != "logging":
-                buffer.append(text)
-        return self.original.write(text)
+        if not self.active:
+            return self.original.write(text)
+        redact = _redact.get()
+        shown = redact(text) if redact is not None and isinstance(text, str) else text
+        buffer = _buffer.get()
+        # a handler's line: its record was captured when it was made
+        if buffer is not None and sys._getframe(1).f_globals.get("__name__") != "logging":
+            buffer.append(shown)
+        written = self.original.write(shown)
+        return written if shown is text else len(text)
 
     def flush(self) -> None:
         self.original.flush()
@@ -89,10 +101,29 @@ class _RecordCapture:
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.previous(*args, **kwargs)
         if self.active:
+            redact = _redact.get()
+            if redact is not None:
+                _redact_record(record, redact)
             buffer = _buffer.get()
             if buffer is not None:
                 buffer.append(_render(record))
         return record
+
+
+def _redact_record(record: logging.LogRecord, redact: Callable[[str], str]) -> None:
+    """Replace secrets in a record's message and traceback, before any handler formats it."""
+    try:
+        message = record.getMessage()
+    except Exception:  # bad arguments: the handlers report them (with what was given)
+        return
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = clean, ()
+    if record.exc_info and not record.exc_text:
+        text = _FORMATTER.formatException(record.exc_info)
+        clean = redact(text)
+        if clean != text:
+            record.exc_text = clean  # formatters use it instead of formatting exc_info
 
 
 def _render(record: logging.LogRecord) -> str:
@@ -102,7 +133,9 @@ def _render(record: logging.LogRecord) -> str:
     except Exception:  # the handlers report the bad arguments; keep what was given
         message = f"{record.msg!r} % {record.args!r}"
     lines = [f"{record.levelname} {record.name}: {message}"]
-    if record.exc_info:
+    if record.exc_text:
+        lines.append(record.exc_text)
+    elif record.exc_info:
         lines.append(_FORMATTER.formatException(record.exc_info))
     if record.stack_info:
         lines.append(_FORMATTER.formatStack(record.stack_info))
@@ -167,15 +200,20 @@ def _release() -> None:
 
 
 @contextmanager
-def capture() -> Iterator[list[str]]:
-    """Collect this context's prints and log records into the yielded list of chunks."""
+def capture(redact: Callable[[str], str] | None = None) -> Iterator[list[str]]:
+    """Collect this context's prints and log records into the yielded list of chunks.
+
+    ``redact`` rewrites each write and log record of this context (secrets become ``***``).
+    """
     _acquire()
     try:
         chunks: list[str] = []
         token = _buffer.set(chunks)
+        redacting = _redact.set(redact)
         try:
             yield chunks
         finally:
+            _redact.reset(redacting)
             _buffer.reset(token)
     finally:
         _release()

@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..define._secret import refusing_secrets
 from ..errors import SerializationError
 from ..store import Store
 from ..store._base import check_name
@@ -72,7 +73,8 @@ class Checkpoint:
         import cloudpickle
 
         try:
-            data = cloudpickle.dumps(state)
+            with refusing_secrets():  # a Secret in the state raises: secrets are never stored
+                data = cloudpickle.dumps(state)
         except Exception as exc:
             raise SerializationError(
                 f"node {self.node!r}: cannot save a checkpoint: the state of type "

@@ -37,6 +37,7 @@ from ..backends import Backend
 from ..define._policies import SKIP, ErrorHandler, NodeError
 from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError
+from ..hashing._secret import SecretHasher
 from ..plan._graph import Graph, InputRef
 from ..plan._keys import KeyInfo, node_key
 from ..states import EventKind, NodeStatus
@@ -73,8 +74,10 @@ class Scheduler:
         inline_limit: int,
         recorder: JournalRecorder,
         policy: RunPolicy | None = None,
+        secrets: SecretHasher | None = None,
     ) -> None:
         self.graph = graph
+        self.secrets = secrets  # keys Secret parameters (hashing/_secret.py)
         self.run_id = run_id
         self.backend = backend
         self.cache = cache
@@ -176,7 +179,9 @@ class Scheduler:
     def _start(self, name: str) -> None:
         spec = self.graph.specs[name]
         try:
-            info = node_key(spec, self.outcome.outputs, file_cache=self.recorder)
+            info = node_key(
+                spec, self.outcome.outputs, file_cache=self.recorder, secrets=self.secrets
+            )
             record = self._lookup(name, info.key)
         except Exception as exc:
             self._fail_before_start(name, exc)

@@ -21,6 +21,7 @@ from ..backends import create_backend
 from ..config import Settings
 from ..define._definition import Definition
 from ..errors import NodeFailedError, RunFailedError
+from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
 from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
@@ -97,7 +98,9 @@ def execute_workflow(
             params.setdefault("targets", list(targets))
         if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
             log.info("run %s already succeeded; nothing to resume", previous["id"])
-            finished = _finished_results(definition, graph, previous["id"], cache, rerun)
+            finished = _finished_results(
+                definition, graph, previous["id"], cache, rerun, _secrets(settings)
+            )
             if finished is not None:
                 weakref.finalize(finished, journal.close)
                 return finished
@@ -157,6 +160,7 @@ def _run(
                 default_retry=definition.retries,
                 on_error=definition.on_error,
             ),
+            secrets=_secrets(settings),
         )
     except BaseException:
         backend.close()
@@ -256,9 +260,10 @@ def _finished_results(
     run_id: str,
     cache: ArtifactCache,
     rerun: Callable[[str], Results] | None,
+    secrets: SecretHasher,
 ) -> Results | None:
     """The results of a run that succeeded, from the cache; ``None`` if any are gone."""
-    plan = make_plan(graph, cache.lookup)
+    plan = make_plan(graph, cache.lookup, secrets=secrets)
     if plan.to_run:
         return None
     outcome = RunOutcome(status=dict.fromkeys(graph.order, NodeStatus.CACHED))
@@ -268,3 +273,8 @@ def _finished_results(
         outcome.outputs[entry.node] = entry.record["outputs"]
         outcome.keys[entry.node] = entry.key
     return Results(definition, run_id, outcome, cache, rerun)
+
+
+def _secrets(settings: Settings) -> SecretHasher:
+    """What keys Secret parameters in this run: the team's key or the home's own."""
+    return secret_hasher(settings.home, shared_store=settings.shared_store)

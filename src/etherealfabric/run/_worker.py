@@ -4,6 +4,11 @@
 reads inputs from the store (small ones travel inline with the task), writes outputs to the
 store, and returns a small :class:`TaskResult` of digests, timings and errors. It never touches
 the journal and never raises for a failing node: the failure is in the result.
+
+:class:`~etherealfabric.define._secret.Secret` parameters are unwrapped here, so the node gets
+the plain values, and a :class:`~etherealfabric.run._redact.Redactor` of them replaces their text
+in everything the result carries back (and in what the node prints and logs while it runs). A
+node may not return a Secret: its outputs are stored, secrets never are.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from ..define._context import activate_checkpoint
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
+from ..define._secret import Secret
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
 from ..store import Store
 from ..store._loading import InputHandle, load_value
@@ -25,6 +31,7 @@ from ..store._serializers import SerializerRegistry, default_registry, dump_valu
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._messages import Attempt, Task, TaskResult
+from ._redact import Redactor
 from ._timeouts import call_with_timeout
 
 __all__ = ["action_record", "execute", "store_values"]
@@ -34,13 +41,15 @@ def execute(task: Task) -> TaskResult:
     """Run ``task``'s node and store its outputs; failures are reported, not raised."""
     result = TaskResult(node=task.node, key=task.key, ok=False, pid=os.getpid())
     registry = default_registry.extended(task.registered)
+    secrets: list[str | bytes] = []
     try:
         try:
-            args, kwargs = _resolve(task, registry)
+            args, kwargs = _resolve(task, registry, secrets)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             result.bad_input = exc.digest
             raise
-        values = _call_with_retries(task, args, kwargs, result.attempts)
+        redact = Redactor(secrets)
+        values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         _store_outputs(task, values, result, registry)
         result.ok = True
@@ -51,31 +60,44 @@ def execute(task: Task) -> TaskResult:
         if result.attempts and result.attempts[-1].error is None:
             result.attempts[-1].error = result.error
             result.attempts[-1].traceback = result.traceback
+    Redactor(secrets).result(result)
     return result
 
 
 # -- inputs -------------------------------------------------------------------------------------
 # -- inputs -------------------------------------------------------------------------------------
-def _resolve(task: Task, registry: SerializerRegistry) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _resolve(
+    task: Task, registry: SerializerRegistry, secrets: list[str | bytes]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The node's arguments: inputs loaded, secrets unwrapped (their values go to ``secrets``)."""
+
     def load(handle: Any) -> Any:
+        if isinstance(handle, Secret):
+            secrets.append(handle.reveal())
+            return handle.reveal()
         try:
             return load_value(handle, task.store, verify=task.verify, registry=registry)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             exc.digest = handle.digest
             raise
 
-    args = tuple(replace_refs(a, load, kind=InputHandle) for a in task.args)
-    kwargs = {k: replace_refs(v, load, kind=InputHandle) for k, v in task.kwargs.items()}
+    kind = (InputHandle, Secret)
+    args = tuple(replace_refs(a, load, kind=kind) for a in task.args)
+    kwargs = {k: replace_refs(v, load, kind=kind) for k, v in task.kwargs.items()}
     return args, kwargs
 
 
 # -- calling --------------------------------------------------------------------------------------
 def _call_with_retries(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: list[Attempt]
+    task: Task,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attempts: list[Attempt],
+    redact: Redactor,
 ) -> Mapping[str, Any]:
     policy = task.retry
     if policy is None or policy.retries == 0:
-        return _attempt(task, args, kwargs, attempts)
+        return _attempt(task, args, kwargs, attempts, redact)
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -93,7 +115,7 @@ def _call_with_retries(
         retry=retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
     )
-    return retrying(_attempt, task, args, kwargs, attempts)
+    return retrying(_attempt, task, args, kwargs, attempts, redact)
 
 
 def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
@@ -101,14 +123,18 @@ def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
 
 
 def _attempt(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: list[Attempt]
+    task: Task,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attempts: list[Attempt],
+    redact: Redactor,
 ) -> Mapping[str, Any]:
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
 
     def body() -> tuple[Mapping[str, Any], str | None, bool]:
         cp = Checkpoint(task.store, task.key, task.node)
-        with capture() as captured, activate_checkpoint(cp):
+        with capture(redact or None) as captured, activate_checkpoint(cp):
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used
             except BaseException as exc:
@@ -206,6 +232,12 @@ def store_values(
     inline: dict[str, bytes] = {}
     for name in outputs:
         value = values[name]
+        if isinstance(value, Secret):
+            raise OutputError(
+                f"node {node!r}: output {name!r} is a Secret; outputs are stored and secrets "
+                "never are: return what you computed with it instead",
+                node=node,
+            )
         serializer = (
             registry.get(serializers[name]) if name in serializers else registry.choose(value)
         )

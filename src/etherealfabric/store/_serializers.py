@@ -37,6 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..define._secret import refusing_secrets
 from ..errors import SerializationError, StoreError
 
 if TYPE_CHECKING:
@@ -402,10 +403,12 @@ def dump_value(
     """``serializer.dump(value, fp)``, turning failures into a :class:`SerializationError`.
 
     The message names the node, output, type and serializer and suggests what to do. Errors
-    of the store being written to (:class:`StoreError`) pass through unchanged.
+    of the store being written to (:class:`StoreError`) pass through unchanged. A value that
+    holds a :class:`~etherealfabric.define._secret.Secret` cannot be pickled here.
     """
     try:
-        serializer.dump(value, fp)
+        with refusing_secrets():  # pickling a Secret raises: secrets are never stored
+            serializer.dump(value, fp)
     except StoreError:
         raise
     except Exception as exc:
