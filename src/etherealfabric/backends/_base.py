@@ -10,15 +10,28 @@ from __future__ import annotations
 import contextlib
 import importlib.machinery
 import os
+import signal
 import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..config import check_options
 
-__all__ = ["Backend", "TaskFuture", "default_workers", "no_main_reimport", "run_pickled"]
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = [
+    "Backend",
+    "TaskFuture",
+    "default_workers",
+    "exit_with_parent",
+    "lifeline",
+    "no_main_reimport",
+    "run_pickled",
+    "watch_run",
+]
 
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
@@ -104,3 +117,102 @@ def run_pickled(payload: bytes) -> bytes:
         if hasattr(result, "exception"):  # an unpicklable exception: keep its text only
             result.exception = None
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
+
+
+# -- workers die with the run ---------------------------------------------------------------------
+# A run killed with SIGKILL cannot stop its workers, so they watch it: through the read end of a
+# pipe whose write end only the run holds (the kernel closes it when the run dies, on every OS),
+# and on Linux through a parent-death signal, which needs no help from the worker's Python code
+# (a node stuck in a long C call that holds the GIL dies too).
+_lifeline_lock = threading.Lock()
+_lifeline: tuple[Connection, Connection] | None = None
+
+
+def lifeline() -> Connection:
+    """The read end of this process's lifeline: it reaches end-of-file when this process dies.
+
+    One pipe per process, created on first use and never closed. Its write end is not inherited
+    by exec'd children, and a child forked without exec closes it at once, so that only this
+    process keeps it open.
+    """
+    global _lifeline
+    with _lifeline_lock:
+        if _lifeline is None:
+            from multiprocessing.connection import Pipe
+
+            _lifeline = Pipe(duplex=False)  # (reader, writer)
+        return _lifeline[0]
+
+
+def _drop_lifeline() -> None:
+    """In a forked child: close the parent's lifeline (the child gets its own if it needs one)."""
+    global _lifeline, _lifeline_lock
+    _lifeline_lock = threading.Lock()  # another thread may have held it at the fork
+    if _lifeline is not None:
+        for end in _lifeline:
+            end.close()
+    _lifeline = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_lifeline)
+
+
+def exit_with_parent() -> bool:
+    """Linux: have the kernel SIGKILL this process when its parent dies; False elsewhere.
+
+    The "parent" is the *thread* that created this process: call this only in a process whose
+    creating thread lives as long as the process should (a forkserver's; the thread Dask
+    keeps for each worker process). If the parent is already gone, nothing is sent.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig, zero = 1, ctypes.c_ulong(0)
+        sig = ctypes.c_ulong(signal.SIGKILL)
+        return int(libc.prctl(pr_set_pdeathsig, sig, zero, zero, zero)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_run(run: Connection, forkserver: bool) -> None:
+    """Worker initializer: exit as soon as the run that started this worker dies.
+
+    ``run`` is the run's :func:`lifeline`: a daemon thread waits for its end-of-file and then
+    exits the process at once. A worker started by a forkserver (``forkserver=True``) also lets
+    go of the forkserver's own "alive" pipe, so that the forkserver exits with the run (not
+    with its last worker), and, on Linux, is killed by the kernel when the forkserver exits:
+    the forkserver forks from its only thread, so the parent-death signal is safe there (with
+    ``spawn`` the parent would be whichever thread of the run started the worker).
+    """
+    if forkserver:
+        _release_forkserver()
+        exit_with_parent()
+
+    def wait() -> None:
+        try:
+            while True:
+                run.recv_bytes()  # nobody writes: this returns only at end-of-file
+        except (EOFError, OSError):
+            os._exit(1)
+
+    threading.Thread(target=wait, name="etherealfabric-watch-run", daemon=True).start()
+
+
+def _release_forkserver() -> None:
+    """Close the write end of the forkserver's "alive" pipe this process inherited.
+
+    A child of a forkserver holds it only so that it could use the same forkserver, which it
+    cannot (it is not told the forkserver's address; it would start its own).
+    """
+    from multiprocessing import forkserver
+
+    server: Any = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int) and getattr(server, "_forkserver_pid", 0) is None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None

@@ -17,8 +17,10 @@ CLI are) would then be sent by reference and fail to import on the workers.
 
 Workers read inputs from and write outputs to the store, so every worker must reach it: a local
 folder works for a cluster on this machine (or a shared file system); a cluster on other
-machines needs an object store. The futures returned by :meth:`DaskBackend.submit` call their
-done-callbacks on a Dask thread; the scheduler only puts the future into a queue there.
+machines needs an object store. The workers of a LocalCluster exit when the run's process dies,
+even by SIGKILL: Dask's own watch pipe, and on Linux a parent-death signal (:func:`dask_setup`).
+The futures returned by :meth:`DaskBackend.submit` call their done-callbacks on a Dask thread;
+the scheduler only puts the future into a queue there.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ from typing import Any, TypeVar
 
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
-from ._base import Backend, TaskFuture, default_workers, no_main_reimport, run_pickled
+from ._base import (
+    Backend,
+    TaskFuture,
+    default_workers,
+    exit_with_parent,
+    no_main_reimport,
+    run_pickled,
+)
 
-__all__ = ["ADDRESS_ENV", "DaskBackend"]
+__all__ = ["ADDRESS_ENV", "DaskBackend", "dask_setup"]
 
 log = logging.getLogger("etherealfabric.backends.dask")
 T = TypeVar("T")
@@ -171,12 +180,29 @@ def _distributed() -> Any:
     return distributed
 
 
+def dask_setup(worker: Any) -> None:
+    """Preload of a LocalCluster's workers: the kernel kills them when the run's process dies.
+
+    Dask already makes a worker exit when its nanny's process dies (a thread that waits on a
+    pipe), but that thread needs the GIL, which a node stuck in a long C call never releases.
+    The parent-death signal needs nothing from the worker. Its "parent" is the thread that
+    started the worker: Dask's thread that watches that worker process, which lives as long
+    as the worker is meant to.
+    """
+    exit_with_parent()
+
+
 def _local_cluster(workers: int) -> Any:
+    import dask
+
     log.info("starting a Dask LocalCluster of %d worker process(es)", workers)
+    preload = dask.config.get("distributed.worker.preload", None) or []
+    preload = [preload] if isinstance(preload, str) else list(preload)  # keep the user's
     with no_main_reimport():
         return _distributed().LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address="127.0.0.1:0",  # any free port: 8787 may belong to another cluster
+            preload=[*preload, __name__],  # dask_setup, in every worker process
         )

@@ -7,6 +7,8 @@ notebook or in a workflow file loaded by the CLI work too. Worker processes are 
 ``forkserver`` (``spawn`` where that is missing), never ``fork``, which is unsafe in a process
 that runs threads. New workers never re-run the user's script (see
 :func:`~etherealfabric.backends._base.no_main_reimport`), so no ``__main__`` guard is needed.
+Workers, the forkserver and multiprocessing's resource tracker exit when the run's process dies,
+even by SIGKILL (see :func:`~etherealfabric.backends._base.watch_run`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from ..config import strict_options
-from ._base import Backend, default_workers, no_main_reimport, run_pickled
+from ._base import Backend, default_workers, lifeline, no_main_reimport, run_pickled, watch_run
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -112,7 +114,17 @@ class ProcessBackend(Backend):
         self._context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
-        self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """A pool whose workers exit when this process dies (see :func:`watch_run`)."""
+        forkserver = self._context.get_start_method() == "forkserver"
+        return ProcessPoolExecutor(
+            self.max_workers,
+            mp_context=self._context,
+            initializer=watch_run,
+            initargs=(lifeline(), forkserver),
+        )
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         import cloudpickle
@@ -125,7 +137,7 @@ class ProcessBackend(Backend):
                 # A worker process died (killed, out of memory): the tasks it ran have failed
                 # with BrokenProcessPool; start a fresh pool for the rest of the run.
                 self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context)
+                self._pool = self._new_pool()
                 return _Unpickling(self._pool.submit(run_pickled, payload))
 
     def close(self, *, cancel: bool = False) -> None:
