@@ -4,7 +4,9 @@
 while numpy is already imported; neither module imports numpy before then. The encodings, part
 of every digest, are::
 
-    numpy.ndarray dtype shape <length> <raw C-order buffer>   (object arrays: each element)
+    numpy.ndarray dtype shape <length> <raw C-order buffer>   (object arrays: each element;
+                  structured arrays: "fields" then each field's buffer, padding left out;
+                  StringDType arrays hold pointers, so they go element by element too)
     numpy.masked <data array> <mask array> <fill value> | numpy.scalar dtype bytes
     numpy.dtype text
 
@@ -65,8 +67,21 @@ def _enc_ndarray(array: Any, encoder: Encoder) -> None:
     if array.dtype.hasobject:
         for item in array.flat:  # C order, whatever the memory layout
             encoder.value(item)
-        return
-    feed_buffer(encoder, array)
+    elif array.dtype.names is not None:
+        _feed_fields(encoder, array)
+    else:
+        feed_buffer(encoder, array)
+
+
+def _feed_fields(encoder: Encoder, array: Any) -> None:
+    """A structured array field by field, so padding bytes never count and NaNs are canonical."""
+    encoder.tag("fields")
+    for name in array.dtype.names:
+        field = array[name]
+        if field.dtype.names is not None:
+            _feed_fields(encoder, field)
+        else:
+            feed_buffer(encoder, field)
 
 
 def feed_buffer(encoder: Encoder, array: Any, *, framed: bool = True) -> None:
@@ -100,10 +115,9 @@ def _bytes_of(array: Any, np: Any) -> memoryview:
 def _has_nan(array: Any, np: Any) -> bool:
     if array.size == 0:
         return False
-    flat = array.reshape(-1)
-    if array.dtype.kind == "c":
-        flat = flat.view(flat.real.dtype)
-    low = np.minimum.reduce(flat)  # NaN propagates; no temporary array
+    if array.dtype.kind == "c":  # .real and .imag are views, whatever the strides
+        return _has_nan(array.real, np) or _has_nan(array.imag, np)
+    low = np.minimum.reduce(array, axis=None)  # NaN propagates; no temporary array
     return bool(low != low)
 
 
@@ -149,6 +163,8 @@ def _enc_numpy_scalar(value: Any, encoder: Encoder) -> None:
     encoder.text(dtype_text(value.dtype))
     if value.dtype.hasobject:
         encoder.value(value.item())
+    elif value.dtype.names is not None:
+        _feed_fields(encoder, sys.modules["numpy"].asarray(value))
     elif value.dtype.kind in "fc":
         np = sys.modules["numpy"]
         encoder.length(value.dtype.itemsize)

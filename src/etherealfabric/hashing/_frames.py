@@ -15,14 +15,28 @@ through ``pandas.util.hash_pandas_object`` (it hashes ``1`` and ``'1'``, ``b'a'`
         categorical         ordered <categories index> <codes buffer>
         datetime/timedelta/period   the int64 buffer (dtype text has unit, tz and freq)
         Int64/Float64/boolean       mask buffer, data buffer (zero under the mask)
+        arrow-backed ("str", "string[pyarrow]", ArrowDtype)   <arrow column>
         interval            <left array> <right array>
         anything else       its cells as objects
     pandas.Timestamp unit value zone | Timedelta unit value | Period freq ordinal | NaT | NA
-    arrow.Table / RecordBatch names n <column>... | arrow.column type n <values>
+    arrow.Table / arrow.RecordBatch n (name type nullable metadata)... metadata <column>...
+    arrow.Array / arrow.ChunkedArray <column>; a column: type n <values>, the values as
+        numbers (null mask, data with nulls zero; dates and times as their integers),
+        strings (null mask, int64 lengths, utf-8 text), or else cell by cell
     polars.DataFrame n <series>... | polars.Series name dtype <arrow column>
 
-RangeIndex hashes like the equal int64 Index; a frame's ``attrs`` and ``columns.name`` count;
-arrow schema metadata does not; arrow chunking does not.
+**What counts as equal** (``values_equal`` in ``tests/test_frames.py`` is this, as code): two
+values hash alike exactly when they have the same type and, for pandas, ``DataFrame.equals``
+holds and so do the same dtypes (strings: the same storage; categoricals: the same categories
+in the same order, the same ``ordered`` and codes, even when unordered), the same row index
+and columns (values, dtypes, names, MultiIndex levels), series name and ``attrs``. Cells compare
+exactly: ``0.0`` and ``-0.0`` differ, every NaN equals every NaN whatever its sign or payload,
+object cells of different types differ (``1``, ``1.0``, ``True``, ``'1'``, ``b'1'``), and None,
+NaN, NA and NaT all differ. A RangeIndex equals the int64 Index of its values; memory layout
+(C or Fortran order, blocks, arrow chunks) never counts. Arrow values: ``equals`` with
+``check_metadata=True`` (field nullability and schema metadata count: pandas metadata in it
+shapes ``to_pandas()``), and a Table is not a RecordBatch. polars: ``equals`` plus names and
+dtypes, with the same rules for cells.
 """
 
 from __future__ import annotations
@@ -36,6 +50,8 @@ if TYPE_CHECKING:
     from ._encoder import Encoder, Handler
 
 __all__ = ["arrow_handlers", "pandas_handlers", "polars_handlers", "zone_text"]
+
+_RANGE_CHUNK = 1 << 17  # RangeIndex values hashed per slice
 
 
 def zone_text(tz: object) -> str:
@@ -94,12 +110,35 @@ def _enc_index(index: Any, encoder: Encoder) -> None:
         return
     encoder.tag("pandas.Index")
     encoder.value(index.name)
-    _enc_array(index.array, encoder)
+    if isinstance(index, pd.RangeIndex):
+        _enc_range(index, encoder)
+    else:
+        _enc_array(index.array, encoder)
+
+
+def _enc_range(index: Any, encoder: Encoder) -> None:
+    """A RangeIndex as the equal int64 Index's array, a slice at a time (never materialised)."""
+    np = sys.modules["numpy"]
+    encoder.tag("pandas.array")
+    encoder.text("<i8")
+    encoder.integer(len(index))
+    encoder.length(8 * len(index))
+    start, step = index.start, index.step
+    for first in range(0, len(index), _RANGE_CHUNK):
+        count = min(_RANGE_CHUNK, len(index) - first)
+        lo = start + first * step
+        chunk = np.arange(lo, lo + count * step, step, dtype="<i8")[:count]
+        feed_buffer(encoder, chunk, framed=False)
 
 
 def _pandas_dtype_text(dtype: Any) -> str:
+    """numpy's ``dtype.str``, else the extension dtype's text (plus its storage, if any:
+    ``string`` backed by Python objects or by arrow are unequal dtypes that print alike)."""
     np = sys.modules["numpy"]
-    return dtype_text(dtype) if isinstance(dtype, np.dtype) else str(dtype)
+    if isinstance(dtype, np.dtype):
+        return dtype_text(dtype)
+    storage = getattr(dtype, "storage", None)
+    return f"{dtype}[{storage}]" if isinstance(storage, str) else str(dtype)
 
 
 def _enc_array(array: Any, encoder: Encoder) -> None:
@@ -108,11 +147,13 @@ def _enc_array(array: Any, encoder: Encoder) -> None:
     np = sys.modules["numpy"]
     arrays = pd.arrays
     dtype = array.dtype
+    # exactly: StringArray subclasses it, with another dtype ("string[python]", not object)
+    numpy_backed = type(array) is arrays.NumpyExtensionArray
+    values: Any = array.to_numpy() if numpy_backed else None
     encoder.tag("pandas.array")
-    encoder.text(_pandas_dtype_text(dtype))
+    encoder.text(dtype_text(values.dtype) if numpy_backed else _pandas_dtype_text(dtype))
     encoder.integer(len(array))
-    if isinstance(array, arrays.NumpyExtensionArray):
-        values = array.to_numpy()
+    if numpy_backed:
         if values.dtype.hasobject:
             _enc_objects(values, encoder)
         else:
@@ -133,7 +174,9 @@ def _enc_array(array: Any, encoder: Encoder) -> None:
             data[mask] = 0
         feed_buffer(encoder, mask)
         feed_buffer(encoder, data)
-    else:  # strings, arrow-backed, sparse, third-party arrays: cell by cell
+    elif isinstance(array, arrays.ArrowExtensionArray):  # "str", "string[pyarrow]", ArrowDtype
+        _enc_arrow_column(array.__arrow_array__(), encoder, label="")
+    else:  # python strings, sparse, third-party arrays: cell by cell
         _enc_objects(np.asarray(array.to_numpy(dtype=object)), encoder)
 
 
@@ -185,17 +228,30 @@ def arrow_handlers(pa: Any) -> dict[type[Any], Handler]:
     return {
         pa.Table: _enc_table,
         pa.RecordBatch: _enc_table,
-        pa.ChunkedArray: _enc_arrow_column,
-        pa.Array: _enc_arrow_column,
+        pa.ChunkedArray: _enc_arrow_array,
+        pa.Array: _enc_arrow_array,
     }
 
 
 def _enc_table(table: Any, encoder: Encoder) -> None:
-    encoder.tag("arrow.Table")
-    encoder.value(list(table.schema.names))
-    encoder.integer(table.num_columns)
+    pa = sys.modules["pyarrow"]
+    encoder.tag("arrow.RecordBatch" if isinstance(table, pa.RecordBatch) else "arrow.Table")
+    schema = table.schema
+    encoder.integer(len(schema))
+    for field in schema:
+        encoder.text(field.name)
+        encoder.text(str(field.type))
+        encoder.value(bool(field.nullable))
+        encoder.value(dict(field.metadata or {}))
+    encoder.value(dict(schema.metadata or {}))
     for column in table.columns:
         _enc_arrow_column(column, encoder)
+
+
+def _enc_arrow_array(column: Any, encoder: Encoder) -> None:
+    pa = sys.modules["pyarrow"]
+    encoder.tag("arrow.ChunkedArray" if isinstance(column, pa.ChunkedArray) else "arrow.Array")
+    _enc_arrow_column(column, encoder)
 
 
 def _numeric(tp: Any, types: Any) -> bool:
@@ -203,16 +259,23 @@ def _numeric(tp: Any, types: Any) -> bool:
         types.is_integer(tp)
         or types.is_floating(tp)
         or types.is_boolean(tp)
-        or types.is_timestamp(tp)
-        or types.is_duration(tp)
-        or types.is_date(tp)
+        or _temporal(tp, types)
     )
+
+
+def _temporal(tp: Any, types: Any) -> bool:
+    return bool(
+        types.is_timestamp(tp) or types.is_duration(tp) or types.is_date(tp) or types.is_time(tp)
+    )
+
+
+def _is_string(tp: Any, types: Any) -> bool:
+    return bool(types.is_string(tp) or types.is_large_string(tp) or str(tp) == "string_view")
 
 
 def _enc_arrow_column(column: Any, encoder: Encoder, label: str | None = None) -> None:
     """An arrow Array or ChunkedArray: its type, length, values (chunking does not count)."""
     pa = sys.modules["pyarrow"]
-    np = sys.modules["numpy"]
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     tp = column.type
     encoder.tag("arrow.column")
@@ -225,25 +288,60 @@ def _enc_arrow_column(column: Any, encoder: Encoder, label: str | None = None) -
         tp = tp.value_type
     if _numeric(tp, pa.types):
         masks = [chunk.is_null().to_numpy(zero_copy_only=False) for chunk in chunks]
-        if any(chunk.null_count for chunk in chunks):
-            zero = pa.scalar(0, pa.int64()).cast(tp) if not pa.types.is_boolean(tp) else False
-            chunks = [chunk.fill_null(zero) for chunk in chunks]
-        datas = [chunk.to_numpy(zero_copy_only=False) for chunk in chunks]
-        for part, arrays in (("mask", masks), ("data", datas)):
-            encoder.tag(part)
-            encoder.text(dtype_text(arrays[0].dtype))
-            encoder.length(sum(a.nbytes for a in arrays))
-            for array in arrays:
-                feed_buffer(encoder, array, framed=False)
-        return
-    if pa.types.is_string(tp) or pa.types.is_large_string(tp) or str(tp) == "string_view":
-        cells = [chunk.to_numpy(zero_copy_only=False) for chunk in chunks]
-        _enc_objects(np.concatenate(cells), encoder)
-        return
-    encoder.tag("cells")
+        _feed_parts(encoder, (("mask", masks), ("data", [_numbers(c, pa) for c in chunks])))
+    elif _is_string(tp, pa.types):
+        _feed_strings(encoder, chunks, pa)
+    else:
+        encoder.tag("cells")
+        for chunk in chunks:
+            for item in chunk.to_pylist():
+                encoder.value(item)
+
+
+def _numbers(chunk: Any, pa: Any) -> Any:
+    """A numeric chunk as a numpy array: dates and times as their integers, nulls as zero."""
+    if _temporal(chunk.type, pa.types):
+        chunk = chunk.view(pa.int32() if chunk.type.bit_width == 32 else pa.int64())
+    if chunk.null_count:
+        boolean = pa.types.is_boolean(chunk.type)
+        chunk = chunk.fill_null(False if boolean else pa.scalar(0, pa.int8()).cast(chunk.type))
+    return chunk.to_numpy(zero_copy_only=False)
+
+
+def _feed_strings(encoder: Encoder, chunks: list[Any], pa: Any) -> None:
+    """Strings in bulk: null mask, int64 lengths, utf-8 text (nulls are empty)."""
+    np = sys.modules["numpy"]
+    masks, lengths, texts = [], [], []
     for chunk in chunks:
-        for item in chunk.to_pylist():
-            encoder.value(item)
+        masks.append(chunk.is_null().to_numpy(zero_copy_only=False))
+        if chunk.type != pa.large_string():
+            chunk = chunk.cast(pa.large_string())
+        if chunk.null_count:
+            chunk = chunk.fill_null("")
+        if len(chunk) == 0:
+            continue
+        start = chunk.offset
+        offsets = np.frombuffer(chunk.buffers()[1], dtype="<i8")[start : start + len(chunk) + 1]
+        lengths.append(np.diff(offsets))
+        texts.append(np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]])
+    encoder.tag("strings")
+    empty = [np.zeros(0, dtype=np.uint8)]
+    parts = (
+        ("mask", masks),
+        ("lengths", lengths or [np.zeros(0, "<i8")]),
+        ("text", texts or empty),
+    )
+    _feed_parts(encoder, parts)
+
+
+def _feed_parts(encoder: Encoder, parts: tuple[tuple[str, list[Any]], ...]) -> None:
+    """Named buffers, each the concatenation of its chunks' arrays (chunking does not count)."""
+    for part, arrays in parts:
+        encoder.tag(part)
+        encoder.text(dtype_text(arrays[0].dtype))
+        encoder.length(sum(a.nbytes for a in arrays))
+        for array in arrays:
+            feed_buffer(encoder, array, framed=False)
 
 
 # -- polars ------------------------------------------------------------------------------------
