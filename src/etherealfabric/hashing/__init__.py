@@ -25,6 +25,8 @@ needs fingerprints, is registered by ``_values`` on top)::
     _values       hash_value for any value (functions and classes by fingerprint) and
                   register_value_hasher
     _describe     short human descriptions of values for the journal (never part of a key)
+    _outputs      value_digest: the canonical digest of an output (frames, arrays, plain
+                  values) that downstream keys use instead of its bytes' digest
 
 ``File`` and ``Directory`` themselves are defined in :mod:`etherealfabric.define._files`.
 This package's ``__init__`` imports nothing: importing ``etherealfabric`` does not load the

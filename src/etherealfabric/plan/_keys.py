@@ -2,8 +2,11 @@
 
 A node's key is known once every upstream output it reads is known: the digest of each output
 it reads is part of the key (early cutoff: an upstream node that reruns and produces the same
-bytes leaves its downstream keys unchanged). The scheduler calls :func:`node_key` as outputs
-arrive; the plan (:mod:`._plan`) calls it for the nodes whose inputs are all cached.
+output leaves its downstream keys unchanged). That digest is the output's *value digest* when
+its record has one (:mod:`etherealfabric.hashing._outputs`: frames, arrays and plain values;
+equal values built differently give equal keys), else the digest of its bytes. The scheduler
+calls :func:`node_key` as outputs arrive; the plan (:mod:`._plan`) calls it for the nodes
+whose inputs are all cached.
 
 A :class:`~etherealfabric.define._secret.Secret` parameter enters the key as its keyed digest
 (:class:`~etherealfabric.hashing._secret.SecretHasher`, built by the caller from its settings);
@@ -29,7 +32,11 @@ from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
 from ._graph import InputRef
 
-__all__ = ["KeyInfo", "OutputRecords", "node_key"]
+__all__ = ["VALUE_REF", "KeyInfo", "OutputRecords", "input_digest", "node_key"]
+
+#: Stands for the serializer in the reference to a value digest; no serializer name starts
+#: with "=", so a value digest never shares an encoding with the digest of some bytes.
+VALUE_REF = "=value"
 
 OutputRecords = Mapping[str, Mapping[str, Mapping[str, Any]]]  # node -> output -> record
 
@@ -60,6 +67,15 @@ class KeyInfo:
         }
 
 
+def input_digest(record: Mapping[str, Any]) -> RefDigest:
+    """What an upstream output contributes to a key: its value digest when its record has one
+    (equal values, however built), else its serializer and the digest of its bytes."""
+    value = record.get("value")
+    if value is not None:
+        return RefDigest(VALUE_REF, value)
+    return RefDigest(record["serializer"], record["digest"])
+
+
 def node_key(
     spec: NodeSpec,
     upstream: OutputRecords,
@@ -86,9 +102,9 @@ def node_key(
                         "secret key was given to compute its cache key"
                     )
                 return secrets.digest(ref)
-            record = upstream[ref.node][ref.output]
-            seen.append(f"{ref.node}.{ref.output}@{record['digest']}")
-            return RefDigest(record["serializer"], record["digest"])
+            ref_digest = input_digest(upstream[ref.node][ref.output])
+            seen.append(f"{ref.node}.{ref.output}@{ref_digest.digest}")
+            return ref_digest
 
         try:
             resolved = replace_refs(value, resolve, kind=(InputRef, Secret))

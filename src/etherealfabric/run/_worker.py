@@ -25,6 +25,7 @@ from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
+from ..hashing._outputs import value_digest
 from ..store import Store
 from ..store._loading import InputHandle, load_value
 from ..store._serializers import SerializerRegistry, default_registry, dump_value
@@ -227,7 +228,11 @@ def store_values(
     *,
     registry: SerializerRegistry = default_registry,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
-    """Serialize and store a node's outputs: their records, and the bytes of the small ones."""
+    """Serialize and store a node's outputs: their records, and the bytes of the small ones.
+
+    A record names the output's digest, serializer, size, type and whether it is inline, and,
+    for a value with a canonical hash (frames, arrays, plain values), its ``value`` digest.
+    """
     records: dict[str, dict[str, Any]] = {}
     inline: dict[str, bytes] = {}
     for name in outputs:
@@ -251,6 +256,9 @@ def store_values(
             "type": f"{type(value).__module__}.{type(value).__qualname__}",
             "inline": stored.inline is not None,
         }
+        canonical = value_digest(value)
+        if canonical is not None:  # downstream keys use it: equal values, equal keys
+            records[name]["value"] = canonical
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
     return records, inline

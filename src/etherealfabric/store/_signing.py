@@ -209,7 +209,9 @@ def record_problem(record: object) -> str:
 
     The one check of a record's shape, for every record that comes from a store others can
     write (the engine then reads ``node``, ``created_at`` and each output's ``digest``,
-    ``serializer``, ``size`` and ``inline`` without further checks).
+    ``serializer``, ``size``, ``inline`` and ``value`` without further checks). ``value``, the
+    output's value digest that downstream keys use, is optional; like every field it is part
+    of the signed canonical JSON, so it cannot be changed after signing.
     """
     if not isinstance(record, dict):
         return "it is not a JSON object"
@@ -235,6 +237,8 @@ def record_problem(record: object) -> str:
             return f"its output {name!r} has a non-boolean 'inline'"
         if not isinstance(out.get("type", ""), str):
             return f"its output {name!r} has a non-string 'type'"
+        if "value" in out and not (isinstance(out["value"], str) and is_digest(out["value"])):
+            return f"its output {name!r} has an invalid 'value' digest"
     return ""
 
 

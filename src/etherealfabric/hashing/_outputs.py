@@ -1,0 +1,74 @@
+"""Value digests of node outputs: the canonical hash of an output whose type has one.
+
+An output is stored by the digest of its bytes, and two equal frames built differently (a
+``concat`` or a constructor, C or Fortran order) can serialize to different bytes. Its *value
+digest* is the same for equal values however they were built, so a downstream key that uses
+it lets an upstream edit that yields an equal value stop there (early cutoff).
+
+:func:`value_digest` gives one only where equal digests mean values no consumer can tell
+apart: the top-level value must be a numpy, pandas, pyarrow or polars object, or a plain
+``None``/``bool``/``int``/``float``/``str``/``list``/``dict`` (JSON-like); every value met
+inside (object cells, attrs, list items) must be of a builtin, numpy, pandas, pyarrow, polars,
+``datetime``, ``decimal``, ``fractions`` or ``uuid`` type with a canonical handler. Anything
+else (a user's class or subclass, a function, a ``File``, a value only cloudpickle can hash)
+gives None and the output is keyed by its bytes, as before. The digest covers the exact type
+of the output (``module.qualname``), so a subclass never stands in for its base.
+"""
+
+from __future__ import annotations
+
+import types
+
+from . import _builtins  # noqa: F401  (registers the handlers)
+from ._encoder import Encoder, _handler, encode_pickled, type_name
+
+__all__ = ["has_value_type", "value_digest"]
+
+_TOP_MODULES = frozenset({"numpy", "pandas", "pyarrow", "polars"})
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
+_CELL_MODULES = _TOP_MODULES | {"builtins", "datetime", "decimal", "fractions", "uuid"}
+_CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
+
+
+class _NotCanonical(Exception):
+    """A value inside the output has no canonical hash."""
+
+
+class _StrictEncoder(Encoder):
+    """An encoder that refuses every value without a canonical, type-exact handler."""
+
+    __slots__ = ()
+
+    def value(self, value: object) -> None:
+        tp = type(value)
+        if tp.__module__.partition(".")[0] not in _CELL_MODULES or issubclass(tp, _CODE):
+            raise _NotCanonical(type_name(tp))
+        handler = _handler(tp)
+        if handler is encode_pickled:
+            raise _NotCanonical(type_name(tp))
+        handler(value, self)
+
+    def child(self, value: object) -> bytes:
+        encoder = _StrictEncoder(self.file_cache)
+        encoder.value(value)
+        return encoder.digest()
+
+
+def has_value_type(value: object) -> bool:
+    """True if ``value``'s type may have a value digest (its content still has to qualify)."""
+    tp = type(value)
+    return tp in _PLAIN or tp.__module__.partition(".")[0] in _TOP_MODULES
+
+
+def value_digest(value: object) -> str | None:
+    """The canonical digest of an output's value, or None when it has none (see above)."""
+    if not has_value_type(value):
+        return None
+    encoder = _StrictEncoder(None)
+    encoder.tag("output-value")
+    encoder.text(type_name(type(value)))
+    try:
+        encoder.value(value)
+    except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
+        return None
+    return encoder.hexdigest()

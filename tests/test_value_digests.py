@@ -1,0 +1,245 @@
+"""Value digests of outputs: equal outputs give equal downstream keys however they were built
+(early cutoff for frames), outputs without a canonical hash keep byte-digest keys, and
+records carry the digest through shared stores, checked and signed."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from etherealfabric import Workflow, node
+from etherealfabric.define._files import File
+from etherealfabric.hashing._digest import RefDigest
+from etherealfabric.hashing._outputs import value_digest
+from etherealfabric.journal._journal import Journal
+from etherealfabric.plan._keys import VALUE_REF, input_digest
+from etherealfabric.store._signing import Signer, encode_record, read_record, record_problem
+
+CALLS: dict[str, int] = {}
+LOCK = threading.Lock()
+
+
+def count(name: str) -> None:
+    with LOCK:
+        CALLS[name] = CALLS.get(name, 0) + 1
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    CALLS.clear()
+
+
+class MyFrame(pd.DataFrame):
+    pass
+
+
+class Thing:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Thing)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _frame(how: str) -> pd.DataFrame:
+    """Equal frames, built three ways (their pickles and parquet files differ)."""
+    a, b = np.arange(5.0), np.arange(5.0) * 2
+    if how == "concat":
+        return pd.concat([pd.DataFrame({"a": a}), pd.DataFrame({"b": b})], axis=1)
+    if how == "fortran":  # one 2-D block, and an int64 index equal to the RangeIndex
+        grid = np.asfortranarray(np.stack([a, b], axis=1))
+        return pd.DataFrame(grid, columns=["a", "b"], index=pd.Index(np.arange(5)))
+    return pd.DataFrame({"a": a, "b": b})
+
+
+# -- which outputs have a value digest ----------------------------------------------------------
+
+
+def test_equal_values_built_differently_have_equal_value_digests() -> None:
+    digests = {value_digest(_frame(how)) for how in ("concat", "fortran", "dict")}
+    assert len(digests) == 1 and None not in digests
+    grid = np.arange(12.0).reshape(3, 4)
+    assert value_digest(grid) == value_digest(np.asfortranarray(grid)) is not None
+    table = pa.table({"a": [1, 2]})
+    rebatched = pa.Table.from_batches([pa.record_batch({"a": [1]}), pa.record_batch({"a": [2]})])
+    assert value_digest(table) == value_digest(rebatched) is not None
+    assert value_digest({"b": [1, 2], "a": None}) == value_digest({"a": None, "b": [1, 2]})
+
+
+def test_unequal_values_and_other_types_have_other_value_digests() -> None:
+    values: list[Any] = [
+        _frame("dict"),
+        _frame("dict").astype({"b": "float32"}),
+        pd.Series([1, 2]),
+        np.array([1, 2]),
+        [1, 2],
+        {"a": 1},
+        1,
+        1.0,
+        True,
+        "1",
+        None,
+        math.nan,
+        -0.0,
+        0.0,
+        pa.table({"a": [1, 2]}),
+        pa.record_batch({"a": [1, 2]}),
+    ]
+    digests = [value_digest(v) for v in values]
+    assert None not in digests
+    assert len(set(digests)) == len(digests)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        MyFrame({"a": [1]}),  # a subclass never stands in for its base
+        pd.DataFrame({"a": [Thing()]}),  # a cell without a canonical hash
+        pd.DataFrame({"a": [1]}).pipe(lambda f: f.set_axis(pd.Index([Thing()], dtype=object))),
+        np.array([Thing()], dtype=object),
+        [1, Thing()],
+        {"a": [File(__file__)]},
+        (1, 2),  # not plain JSON: its serializer is cloudpickle; keyed by its bytes
+        {1, 2},
+        Thing(),
+        print,
+        Thing,
+        lambda x: x,
+        Path("x"),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_values_without_a_canonical_hash_have_no_value_digest(value: object) -> None:
+    assert value_digest(value) is None
+
+
+def test_frame_attrs_with_a_user_object_have_no_value_digest() -> None:
+    frame = pd.DataFrame({"a": [1]})
+    frame.attrs["x"] = Thing()
+    assert value_digest(frame) is None
+
+
+def test_input_digest_uses_the_value_digest_when_the_record_has_one() -> None:
+    record = {"digest": "a" * 32, "serializer": "json", "size": 1}
+    assert input_digest(record) == RefDigest("json", "a" * 32)
+    assert input_digest({**record, "value": "b" * 32}) == RefDigest(VALUE_REF, "b" * 32)
+
+
+# -- the early cutoff ----------------------------------------------------------------------------
+
+
+@node(version="1")
+def make_v1(how):
+    count("make")
+    return _frame(how)
+
+
+@node
+def total(frame):
+    count("total")
+    return float(frame["a"].sum() + frame["b"].sum())
+
+
+@node
+def as_list(n):
+    count("as_list")
+    return list(range(n))
+
+
+@node
+def length(values):
+    count("length")
+    return len(values)
+
+
+def _records(home: Path, run: int = 0) -> dict[str, dict[str, Any]]:
+    with Journal(home / "journal.db") as journal:
+        rows = journal.node_runs(journal.list_runs()[run]["id"])
+        return {r["node"]: r for r in rows}
+
+
+def test_an_equal_frame_built_differently_does_not_rerun_its_consumers(home: Path) -> None:
+    with Workflow("cutoff") as wf:
+        total(make_v1("concat"))
+    first = wf.execute()
+    assert first.executed == 2
+    digests = {_output_record(home, "make_v1")["digest"]}
+    for how in ("fortran", "dict"):
+        CALLS.clear()
+        with Workflow("cutoff") as wf:
+            total(make_v1(how))
+        results = wf.execute()
+        assert CALLS == {"make": 1}
+        assert results.statuses == {"make_v1": "succeeded", "total": "cached"}
+        digests.add(_output_record(home, "make_v1")["digest"])
+    assert len(digests) == 3  # the stored bytes differ; the values do not
+
+
+def _output_record(home: Path, name: str) -> dict[str, Any]:
+    with Journal(home / "journal.db") as journal:
+        run = journal.list_runs()[0]["id"]
+        key = next(r["cache_key"] for r in journal.node_runs(run) if r["node"] == name)
+        record = journal.get_action(key)
+    assert record is not None
+    return dict(record["outputs"]["result"])
+
+
+def test_an_unequal_frame_reruns_its_consumers() -> None:
+    with Workflow("cutoff") as wf:
+        total(make_v1("dict"))
+    wf.execute()
+    CALLS.clear()
+
+    @node(name="make_v1", version="2")
+    def make_v2(how):
+        count("make")
+        return _frame(how).assign(a=lambda f: f["a"] + 1)
+
+    with Workflow("cutoff") as wf:
+        total(make_v2("dict"))
+    results = wf.execute()
+    assert CALLS == {"make": 1, "total": 1}
+    assert results.statuses["total"] == "succeeded"
+
+
+def test_records_carry_value_digests_and_plain_values_cut_off_too(home: Path) -> None:
+    with Workflow("plain") as wf:
+        length(as_list(3))
+    wf.execute()
+    record = _output_record(home, "as_list")
+    assert record["serializer"] == "json"
+    assert record["value"] == value_digest([0, 1, 2])
+
+
+# -- records from shared stores ----------------------------------------------------------------
+
+
+def _record(**extra: Any) -> dict[str, Any]:
+    out = {"digest": "ab" * 16, "serializer": "npy", "size": 3, "type": "numpy.ndarray"}
+    return {"node": "fit", "created_at": 1.0, "outputs": {"result": {**out, **extra}}}
+
+
+@pytest.mark.parametrize("bad", [None, 1, "", "AB" * 16, "ab" * 15, ["ab" * 16]])
+def test_a_malformed_value_digest_makes_the_record_malformed(bad: object) -> None:
+    assert record_problem(_record()) == ""
+    assert record_problem(_record(value="cd" * 16)) == ""
+    assert "'value'" in record_problem(_record(value=bad))
+
+
+def test_the_signature_covers_the_value_digest() -> None:
+    signer = Signer(b"k" * 32)
+    stored = encode_record("key", _record(value="cd" * 16), signer)
+    data = json.dumps(stored).encode()
+    assert read_record("key", data, signer)[0] is not None
+    stored["outputs"]["result"]["value"] = "ef" * 16
+    record, problem = read_record("key", json.dumps(stored).encode(), signer)
+    assert record is None and "changed after it was signed" in problem
+    del stored["outputs"]["result"]["value"]
+    assert read_record("key", json.dumps(stored).encode(), signer)[0] is None
