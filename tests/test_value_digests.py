@@ -243,3 +243,10 @@ def test_the_signature_covers_the_value_digest() -> None:
     assert record is None and "changed after it was signed" in problem
     del stored["outputs"]["result"]["value"]
     assert read_record("key", json.dumps(stored).encode(), signer)[0] is None
+
+
+def test_huge_plain_values_have_no_value_digest() -> None:
+    assert value_digest(list(range(50_000))) is not None
+    assert value_digest(list(range(200_000))) is None
+    assert value_digest(np.arange(200_000)) is not None
+    assert value_digest(pd.Series(range(200_000), dtype=object)) is not None

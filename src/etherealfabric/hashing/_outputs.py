@@ -11,7 +11,8 @@ apart: the top-level value must be a numpy, pandas, pyarrow or polars object, or
 inside (object cells, attrs, list items) must be of a builtin, numpy, pandas, pyarrow, polars,
 ``datetime``, ``decimal``, ``fractions`` or ``uuid`` type with a canonical handler. Anything
 else (a user's class or subclass, a function, a ``File``, a value only cloudpickle can hash)
-gives None and the output is keyed by its bytes, as before. The digest covers the exact type
+gives None and the output is keyed by its bytes, as before. So does a plain value of more
+than 100,000 items (the limit of the ``json`` serializer). The digest covers the exact type
 of the output (``module.qualname``), so a subclass never stands in for its base.
 """
 
@@ -27,6 +28,8 @@ __all__ = ["has_value_type", "value_digest"]
 _TOP_MODULES = frozenset({"numpy", "pandas", "pyarrow", "polars"})
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
 _CELL_MODULES = _TOP_MODULES | {"builtins", "datetime", "decimal", "fractions", "uuid"}
+_PLAIN_BUDGET = 100_000  # plain values (lists, dicts): as many items as json takes
+_CELL_BUDGET = 50_000_000  # frames and arrays: cells hashed one by one (object columns)
 _CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
 
 
@@ -35,9 +38,17 @@ class _NotCanonical(Exception):
 
 
 class _StrictEncoder(Encoder):
-    """An encoder that refuses every value without a canonical, type-exact handler."""
+    """An encoder that refuses every value without a canonical, type-exact handler.
 
-    __slots__ = ()
+    ``budget`` (shared with child encoders) caps how many values it takes: hashing a huge
+    list cell by cell would cost more than the cutoff saves.
+    """
+
+    __slots__ = ("budget",)
+
+    def __init__(self, budget: list[int]) -> None:
+        super().__init__(None)
+        self.budget = budget
 
     def value(self, value: object) -> None:
         tp = type(value)
@@ -46,10 +57,13 @@ class _StrictEncoder(Encoder):
         handler = _handler(tp)
         if handler is encode_pickled:
             raise _NotCanonical(type_name(tp))
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise _NotCanonical("too many values")
         handler(value, self)
 
     def child(self, value: object) -> bytes:
-        encoder = _StrictEncoder(self.file_cache)
+        encoder = _StrictEncoder(self.budget)
         encoder.value(value)
         return encoder.digest()
 
@@ -64,7 +78,8 @@ def value_digest(value: object) -> str | None:
     """The canonical digest of an output's value, or None when it has none (see above)."""
     if not has_value_type(value):
         return None
-    encoder = _StrictEncoder(None)
+    budget = _PLAIN_BUDGET if type(value) in _PLAIN else _CELL_BUDGET
+    encoder = _StrictEncoder([budget])
     encoder.tag("output-value")
     encoder.text(type_name(type(value)))
     try:
