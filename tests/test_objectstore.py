@@ -253,11 +253,12 @@ def test_without_a_key_only_records_that_cannot_run_code_are_used(
     unsigned = _store(s3, key=None, url=signed.url)
     assert not unsigned.signed and unsigned.key_id is None
     digest = signed.put_bytes(b"[1]")
-    for n, serializer in enumerate(["json", "npy", "pickle", "cloudpickle", "custom"]):
+    names = ["json", "npy", "parquet", "arrow", "pickle", "cloudpickle", "custom"]
+    for n, serializer in enumerate(names):
         signed.put_action(f"{n:032x}", _record(digest, serializer))
     with caplog.at_level(logging.WARNING, logger="etherealfabric.store"):
-        usable = [unsigned.get_action(f"{n:032x}") is not None for n in range(5)]
-    assert usable == [True, True, False, False, False]
+        usable = [unsigned.get_action(f"{n:032x}") is not None for n in range(len(names))]
+    assert usable == [True, True, True, True, False, False, False]
     assert caplog.text.count("ETHEREALFABRIC_SIGNING_KEY") == 3
     assert "'pickle' serializer" in caplog.text
 

@@ -313,12 +313,15 @@ def test_json_bytes_do_not_depend_on_key_order() -> None:
 
 
 # -- registry ----------------------------------------------------------------------------------------
+BUILTIN_NAMES = ["arrow", "cloudpickle", "json", "npy", "parquet", "pickle"]
+
+
 def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(SerializationError) as info:
-        get_serializer("parquet")
-    for name in ("cloudpickle", "json", "npy", "pickle"):
+        get_serializer("feather")
+    for name in BUILTIN_NAMES:
         assert name in str(info.value)
-    assert default_registry.names() == ["cloudpickle", "json", "npy", "pickle"]
+    assert default_registry.names() == BUILTIN_NAMES
 
 
 def test_user_serializer_chosen_by_type_and_subclass(registry: SerializerRegistry) -> None:
@@ -362,7 +365,7 @@ def test_taken_names_and_types_need_replace(registry: SerializerRegistry) -> Non
         registry.register(Impostor())
     with pytest.raises(SerializationError, match=r"already use serializer 'point'.*replace=True"):
         registry.register(Other(), types=(Point,))
-    assert registry.names() == ["cloudpickle", "json", "npy", "pickle", "point"]
+    assert registry.names() == [*BUILTIN_NAMES, "point"]
     registry.register(Other(), types=(Point,), replace=True)
     assert registry.choose(Point(1)).name == "other"
 

@@ -26,7 +26,7 @@ from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
 from ..hashing._outputs import value_digest
-from ..store import Store
+from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
 from ..store._serializers import SerializerRegistry, default_registry, dump_value
 from ._capture import capture, joined
@@ -243,12 +243,17 @@ def store_values(
                 "never are: return what you computed with it instead",
                 node=node,
             )
-        serializer = (
-            registry.get(serializers[name]) if name in serializers else registry.choose(value)
-        )
-        with store.writer(inline_limit=inline_limit) as writer:
-            dump_value(value, writer, serializer, node=node, output=name)
-            stored = writer.commit()
+        chosen = name not in serializers
+        serializer = registry.choose(value) if chosen else registry.get(serializers[name])
+        try:
+            stored = _write(store, inline_limit, value, serializer, node, name)
+        except SerializationError:
+            if not chosen or serializer.name == "cloudpickle":
+                raise
+            # an automatic choice (parquet for a frame) that could not write this value:
+            # fall back to cloudpickle rather than fail the node
+            serializer = registry.get("cloudpickle")
+            stored = _write(store, inline_limit, value, serializer, node, name)
         records[name] = {
             "digest": stored.digest,
             "serializer": serializer.name,
@@ -262,6 +267,14 @@ def store_values(
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
     return records, inline
+
+
+def _write(
+    store: Store, inline_limit: int, value: Any, serializer: Serializer, node: str, output: str
+) -> StoredObject:
+    with store.writer(inline_limit=inline_limit) as writer:
+        dump_value(value, writer, serializer, node=node, output=output)
+        return writer.commit()
 
 
 def _publish(task: Task, result: TaskResult) -> None:

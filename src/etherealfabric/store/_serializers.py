@@ -1,44 +1,49 @@
 """Serializers turn output values into bytes and back; a registry picks one per value.
 
 Built-ins: ``json`` (compact, sorted keys, strict: no NaN), ``pickle`` (protocol 5),
-``cloudpickle`` and ``npy`` (numpy's ``.npy`` format, never pickled). The automatic choice,
-in order:
+``cloudpickle``, ``npy`` (numpy's ``.npy`` format, never pickled), ``parquet`` (pandas
+DataFrames) and ``arrow`` (pyarrow Tables, Arrow IPC), the last two in :mod:`._tables`. The
+automatic choice, in order:
 
 1. a type registered by the user (``register_serializer(s, types=(Foo,))``, by MRO);
-2. a plain ``numpy.ndarray`` of a non-object dtype → ``npy``;
-3. a value that round-trips exactly through JSON → ``json``: ``None``, ``bool``, ``int``,
+2. a ``pandas.DataFrame`` that parquet stores exactly, when pyarrow is installed →
+   ``parquet`` (:func:`._tables.parquet_fits`; other frames go to cloudpickle);
+3. a ``pyarrow.Table`` → ``arrow``;
+4. a plain ``numpy.ndarray`` of a non-object dtype → ``npy``;
+5. a value that round-trips exactly through JSON → ``json``: ``None``, ``bool``, ``int``,
    finite ``float``, ``str`` and lists / str-keyed dicts of those (exact types: no tuples, no
    subclasses such as ``numpy.float64``). The check gives up on very large or deep values,
    which then go to cloudpickle;
-4. anything else → ``cloudpickle``.
+6. anything else → ``cloudpickle``.
 
 Serializers write to a binary file object and must stream: the writer hashes what it is given
 and spills it to disk, so a large value is never held twice in memory. ``npy`` writes the array
 buffer in slices straight from the array's memory. ``json`` builds its text in one piece (the C
 encoder is several times faster than streaming, and values that choose JSON are small).
 
-Bytes are deterministic within a Python version: JSON sorts keys, numpy writes a canonical
-header and pickle is stable for equal values of builtin types (sets of strings are the known
-exception across processes, since their order follows the per-process string hash).
+Bytes are deterministic within a Python version (and pyarrow version, for parquet and arrow):
+JSON sorts keys, numpy writes a canonical header and pickle is stable for equal values of
+builtin types (sets of strings are the known exception across processes, since their order
+follows the per-process string hash).
 
-numpy and cloudpickle are imported only when a value needs them.
+numpy, pyarrow and cloudpickle are imported only when a value needs them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import pickle
 import re
 import sys
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..define._secret import refusing_secrets
 from ..errors import SerializationError, StoreError
+from ._serializer_base import Serializer
+from ._tables import ArrowSerializer, ParquetSerializer, is_arrow_table, parquet_fits
 
 if TYPE_CHECKING:
     import numpy
@@ -60,31 +65,6 @@ __all__ = [
 
 PICKLE_PROTOCOL = 5
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-class Serializer(ABC):
-    """Writes values of some kinds to a binary stream and reads them back.
-
-    Subclasses set ``name`` (short, stable: it is stored in every action record) and
-    implement :meth:`dump` and :meth:`load`. ``dump`` raises on values it cannot handle.
-    """
-
-    name: str
-
-    @abstractmethod
-    def dump(self, value: object, fp: BinaryIO) -> None:
-        """Write ``value`` to ``fp``."""
-
-    @abstractmethod
-    def load(self, fp: BinaryIO) -> object:
-        """Read a value written by :meth:`dump` from ``fp``."""
-
-    def loads(self, data: bytes) -> object:
-        """Read a value from bytes (the inline form of small outputs)."""
-        return self.load(io.BytesIO(data))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
 
 
 # -- built-ins -----------------------------------------------------------------------------------
@@ -334,6 +314,10 @@ class SerializerRegistry:
             chosen = self._by_type.get(kind)
             if chosen is not None:
                 return chosen
+        if "parquet" in self._by_name and parquet_fits(value):
+            return self.get("parquet")
+        if "arrow" in self._by_name and is_arrow_table(value):
+            return self.get("arrow")
         if is_npy_array(value):
             return self.get("npy")
         if is_json_safe(value):
@@ -368,7 +352,14 @@ def _check_name(serializer: Serializer) -> str:
 
 def builtin_serializers() -> list[Serializer]:
     """Fresh instances of the built-in serializers."""
-    return [JsonSerializer(), PickleSerializer(), CloudpickleSerializer(), NpySerializer()]
+    return [
+        JsonSerializer(),
+        PickleSerializer(),
+        CloudpickleSerializer(),
+        NpySerializer(),
+        ParquetSerializer(),
+        ArrowSerializer(),
+    ]
 
 
 default_registry = SerializerRegistry(builtin_serializers())

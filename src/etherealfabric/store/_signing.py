@@ -9,8 +9,8 @@ signing. A verified record names digests, and every object is checked against it
 the bytes of a pickled output are covered by the signature too.
 
 Without a key, records are written unsigned, and only records whose outputs all use
-serializers that cannot run code when loaded (``json`` and ``npy``, see
-:data:`UNSIGNED_SERIALIZERS`) may be used; a record with a pickled output (or any other
+serializers that cannot run code when loaded (``json``, ``npy``, ``parquet`` and ``arrow``,
+see :data:`UNSIGNED_SERIALIZERS`) may be used; a record with a pickled output (or any other
 serializer) is refused with a reason that says to set ``ETHEREALFABRIC_SIGNING_KEY``, and the
 store does not even publish one (nobody could use it, and it would replace a teammate's
 signed record). Checkpoints are pickled, so they are stored after a signature line
@@ -50,8 +50,9 @@ __all__ = [
 ]
 
 SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
-#: Serializers whose loading never runs code: the only ones accepted from unsigned records.
-UNSIGNED_SERIALIZERS = frozenset({"json", "npy"})
+#: Serializers whose loading never runs code from the data: the only ones accepted from
+#: unsigned records (parquet and arrow: see ``store/_tables.py`` for why, and its pyarrow check).
+UNSIGNED_SERIALIZERS = frozenset({"json", "npy", "parquet", "arrow"})
 MIN_KEY_BYTES = 16
 SIGNATURE_FIELD = "signature"
 

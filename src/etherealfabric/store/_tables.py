@@ -1,0 +1,177 @@
+"""Serializers for tables: ``parquet`` for pandas DataFrames, ``arrow`` (Arrow IPC) for pyarrow
+Tables. Both need pyarrow, imported only when a table is written or read.
+
+**parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression; pandas
+metadata in the file brings back the index (a RangeIndex as its bounds), column names, dtypes,
+categoricals, time zones and ``attrs``. Not every frame survives that exactly, so the registry
+chooses parquet for a DataFrame only when :func:`parquet_fits` says so, and cloudpickle
+otherwise: the frame must be a plain ``DataFrame`` with unique column names and at least one
+column, its object columns and index levels must hold only ``str`` (or only ``bytes``) with
+nothing missing, and its first rows must come back from parquet with the same value digest
+(same dtypes, units, string storage, categories, index, names and attrs; see
+``hashing/_frames.py``). A frame that fails any check, or whose conversion fails while being
+written, is pickled instead: choosing never fails.
+
+**arrow** writes a ``pyarrow.Table`` in the IPC stream format (schema, metadata and chunks
+kept as they are).
+
+**Loading runs no code from the data.** Reading parquet or Arrow IPC parses flatbuffers,
+thrift and JSON metadata; types are rebuilt from names: arrow extension types only by classes
+registered in the loading process (pandas' own period and interval types, or a library you
+imported), pandas extension dtypes only from pandas' registry. The one data-driven code path
+pyarrow ever had, pickled ``PyExtensionType`` (CVE-2023-47248), is refused by
+:func:`_pyarrow`: pyarrow older than 14.0.1, or with its auto-loading switched back on, is not
+used to load. So both formats are accepted from unsigned shared-store records, like ``json``
+and ``npy`` (see ``store/_signing.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import warnings
+from functools import cache
+from typing import Any, BinaryIO
+
+from ..errors import SerializationError
+from ._serializer_base import Serializer
+
+__all__ = [
+    "ArrowSerializer",
+    "ParquetSerializer",
+    "frame_problem",
+    "is_arrow_table",
+    "parquet_fits",
+]
+
+_PROBE_ROWS = 3
+_TEXT_KINDS = frozenset({"string", "bytes", "empty"})
+
+
+@cache
+def _pyarrow_installed() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def _pyarrow() -> Any:
+    """pyarrow, if it cannot run code from the data it reads (else a SerializationError)."""
+    import pyarrow
+
+    version = tuple(int(p) for p in pyarrow.__version__.split(".")[:3] if p.isdigit())
+    if version < (14, 0, 1) or getattr(pyarrow.lib, "_py_extension_type_auto_load", False):
+        raise SerializationError(
+            f"pyarrow {pyarrow.__version__} may run pickled code from the files it reads "
+            "(CVE-2023-47248): install pyarrow 14.0.1 or newer, and leave PyExtensionType "
+            "auto-loading off, to read parquet or arrow outputs"
+        )
+    return pyarrow
+
+
+# -- parquet -------------------------------------------------------------------------------------
+
+
+class ParquetSerializer(Serializer):
+    """pandas DataFrames as parquet (pyarrow, zstd); see the module docstring."""
+
+    name = "parquet"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        problem = frame_problem(value)
+        if problem:
+            raise TypeError(problem)
+        pa = _pyarrow()
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pandas(value), fp, compression="zstd")
+
+    def load(self, fp: BinaryIO) -> object:
+        _pyarrow()
+        import pyarrow.parquet as pq
+
+        return pq.read_table(fp).to_pandas()
+
+    def loads(self, data: bytes) -> object:
+        pa = _pyarrow()
+        import pyarrow.parquet as pq
+
+        return pq.read_table(pa.BufferReader(data)).to_pandas()
+
+
+def frame_problem(value: object) -> str:
+    """Why parquet cannot store ``value`` exactly, by its shape and dtypes; ``""`` if it may."""
+    pd = sys.modules.get("pandas")
+    if pd is None or type(value) is not pd.DataFrame:
+        return f"parquet stores pandas DataFrames only, not {type(value).__qualname__}"
+    frame: Any = value
+    if frame.shape[1] == 0:
+        return "a frame without columns loses its index in parquet"
+    if not frame.columns.is_unique:
+        return "parquet needs unique column names"
+    infer = pd.api.types.infer_dtype
+    index = frame.index
+    levels = [index.get_level_values(i) for i in range(index.nlevels)]
+    for name, values in [*frame.items(), *(("index", level) for level in levels)]:
+        if values.dtype == object and infer(values, skipna=False) not in _TEXT_KINDS:
+            return (
+                f"the object column {name!r} holds values other than only strings or only "
+                "bytes, which parquet would convert or refuse"
+            )
+    return ""
+
+
+def parquet_fits(value: object) -> bool:
+    """True if parquet stores this DataFrame exactly (see the module docstring)."""
+    if not _pyarrow_installed() or frame_problem(value):
+        return False
+    from ..hashing._outputs import value_digest
+
+    frame: Any = value
+    head = frame.iloc[:_PROBE_ROWS]
+    head.attrs = dict(frame.attrs)
+    expected = value_digest(head)
+    if expected is None:
+        return False
+    serializer = ParquetSerializer()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning is a change pyarrow makes: refuse
+            buffer = io.BytesIO()
+            serializer.dump(head, buffer)
+            back = serializer.loads(buffer.getvalue())
+    except Exception:
+        return False
+    return value_digest(back) == expected
+
+
+# -- arrow ---------------------------------------------------------------------------------------
+
+
+class ArrowSerializer(Serializer):
+    """pyarrow Tables in the Arrow IPC stream format (schema, metadata and chunks kept)."""
+
+    name = "arrow"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        if not is_arrow_table(value):
+            raise TypeError(f"arrow stores pyarrow Tables only, not {type(value).__qualname__}")
+        pa = _pyarrow()
+        table: Any = value
+        with pa.ipc.new_stream(fp, table.schema) as writer:
+            writer.write_table(table)
+
+    def load(self, fp: BinaryIO) -> object:
+        pa = _pyarrow()
+        with pa.ipc.open_stream(fp) as reader:
+            return reader.read_all()
+
+    def loads(self, data: bytes) -> object:
+        pa = _pyarrow()
+        with pa.ipc.open_stream(pa.BufferReader(data)) as reader:
+            return reader.read_all()
+
+
+def is_arrow_table(value: object) -> bool:
+    """True for a ``pyarrow.Table`` (pyarrow is never imported to answer)."""
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and type(value) is pa.Table
