@@ -153,6 +153,12 @@ CELLS = [
     ([pd.NaT, "x"], [None, "x"]),
     (["ab", "c"], ["a", "bc"]),
     (["", "x"], ["x", ""]),
+    ([2**70, "x"], [2**70 + 1, "x"]),  # ints beyond int64 go cell by cell
+    ([2**70, 1], [2**70, 2]),
+    ([np.int64(1), "x"], [1, "x"]),
+    ([-0.0, "x"], [0.0, "x"]),
+    ([1.5, 2], [2, 1.5]),
+    ([True, None], [None, True]),
 ]
 
 
@@ -201,6 +207,7 @@ def test_signed_zeros_differ_and_nan_payloads_do_not() -> None:
         assert same(np.array([math.nan, 2.0]), np.array([nan, 2.0]))
         assert same(np.array([complex(math.nan, 1)]), np.array([complex(nan, 1)]))
         assert same(np.array([math.nan], dtype="f4"), np.array([nan], dtype="f4"))
+        assert same(pd.Series([nan, "x"], dtype=object), pd.Series([math.nan, "x"], dtype=object))
 
 
 def test_names_attrs_and_indexes_count() -> None:

@@ -10,8 +10,9 @@ through ``pandas.util.hash_pandas_object`` (it hashes ``1`` and ``'1'``, ``b'a'`
     pandas.Index name <array> | pandas.MultiIndex n <level index>...   (level values, not codes)
     pandas.array dtype n <values>, the values by kind:
         numpy dtypes        the buffer (see _arrays.feed_buffer: no copy, NaNs canonical)
-        object / strings    objects: which cells are str, their lengths, their utf-8 text,
-                            then every other cell by its own type-tagged encoding
+        object / strings    objects: a kind per cell (str, int, float, None, bool, other),
+                            str lengths and utf-8 text, int64s, float64s, bools, then
+                            every other cell by its own type-tagged encoding
         categorical         ordered <categories index> <codes buffer>
         datetime/timedelta/period   the int64 buffer (dtype text has unit, tz and freq)
         Int64/Float64/boolean       mask buffer, data buffer (zero under the mask)
@@ -42,6 +43,7 @@ dtypes, with the same rules for cells.
 from __future__ import annotations
 
 import sys
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from ._arrays import dtype_text, feed_buffer
@@ -180,18 +182,40 @@ def _enc_array(array: Any, encoder: Encoder) -> None:
         _enc_objects(np.asarray(array.to_numpy(dtype=object)), encoder)
 
 
+_STR, _INT, _FLOAT, _NONE, _BOOL, _OTHER = range(6)
+_KINDS = {str: _STR, int: _INT, float: _FLOAT, type(None): _NONE, bool: _BOOL}
+
+
 def _enc_objects(values: Any, encoder: Encoder) -> None:
-    """Object cells, each by its type: strings in bulk, every other cell on its own."""
+    """Object cells by exact type: a kind code per cell, then strings, ints (that fit int64),
+    floats and bools in bulk, and every other cell by its own encoding, in order."""
     np = sys.modules["numpy"]
-    values = values.reshape(-1)
-    is_str = np.fromiter((type(x) is str for x in values), dtype=bool, count=len(values))
-    strings = values[is_str].tolist()
+    cells = values.reshape(-1)
+    kinds = np.fromiter(
+        map(_KINDS.get, map(type, cells.tolist()), repeat(_OTHER)), dtype=np.uint8, count=len(cells)
+    )
+    ints = _bulk(np, cells, kinds, _INT, "<i8")
+    if ints is None:  # an int beyond int64: every int cell goes on its own
+        kinds[kinds == _INT] = _OTHER
+        ints = np.zeros(0, dtype="<i8")
+    strings = cells[kinds == _STR].tolist()
     encoder.tag("objects")
-    feed_buffer(encoder, is_str)
+    feed_buffer(encoder, kinds)
     feed_buffer(encoder, np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
     encoder.frame("".join(strings).encode("utf-8", "surrogatepass"))
-    for item in values[~is_str]:
+    feed_buffer(encoder, ints)
+    feed_buffer(encoder, _bulk(np, cells, kinds, _FLOAT, "<f8"))
+    feed_buffer(encoder, _bulk(np, cells, kinds, _BOOL, "?"))
+    for item in cells[kinds == _OTHER]:
         encoder.value(item)
+
+
+def _bulk(np: Any, cells: Any, kinds: Any, kind: int, dtype: str) -> Any:
+    """The cells of one kind as a numpy array of ``dtype``; None if an int does not fit."""
+    try:
+        return np.array(cells[kinds == kind].tolist(), dtype=dtype)
+    except OverflowError:
+        return None
 
 
 def _enc_timestamp(value: Any, encoder: Encoder) -> None:
