@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -71,6 +72,10 @@ def test_equal_values_built_differently_have_equal_value_digests() -> None:
     rebatched = pa.Table.from_batches([pa.record_batch({"a": [1]}), pa.record_batch({"a": [2]})])
     assert value_digest(table) == value_digest(rebatched) is not None
     assert value_digest({"b": [1, 2], "a": None}) == value_digest({"a": None, "b": [1, 2]})
+    frame = pl.DataFrame({"a": [1, 2], "s": ["x", None], "l": [[1], None]})
+    rechunked = pl.concat([frame[:1], frame[1:]], rechunk=False)
+    assert value_digest(frame) == value_digest(rechunked) is not None
+    assert value_digest(frame) != value_digest(frame.with_columns(pl.col("a") * 2))
 
 
 def test_unequal_values_and_other_types_have_other_value_digests() -> None:
