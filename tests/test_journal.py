@@ -289,3 +289,31 @@ def _docstrings(tree: ast.AST) -> list[ast.AST]:
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 found.append(body[0].value)
     return found
+
+
+def test_an_interrupt_right_after_begin_leaves_no_open_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing between BEGIN IMMEDIATE and the block used to leave a transaction open:
+    later writes joined it and nothing was ever committed (a cancelled run stayed 'running')."""
+    from etherealfabric.journal import _schema
+
+    real_retry = _schema.retry
+    calls = {"n": 0}
+
+    def interrupted_once(fn):  # type: ignore[no-untyped-def]
+        result = real_retry(fn)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return result
+
+    with Journal(tmp_path / "journal.db") as journal:
+        monkeypatch.setattr(_schema, "retry", interrupted_once)
+        with pytest.raises(KeyboardInterrupt), journal.write():
+            pass
+        assert not journal.conn.in_transaction
+        monkeypatch.setattr(_schema, "retry", real_retry)
+        journal.start_run("r1", workflow="w", backend="local", nodes=1)
+    with Journal(tmp_path / "journal.db") as again:
+        assert again.get_run("r1")["status"] == "running"

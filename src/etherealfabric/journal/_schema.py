@@ -247,14 +247,21 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
         yield conn
         return
     try:
-        retry(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
-            yield conn
+            retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            retry(lambda: conn.execute("COMMIT"))
         except BaseException:
+            # an interrupt (Ctrl-C) may land between BEGIN and the block, or in COMMIT: never
+            # leave a transaction open that later writes would join and nobody would commit
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        retry(lambda: conn.execute("COMMIT"))
     except sqlite3.OperationalError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
