@@ -232,11 +232,7 @@ def test_teammates_with_the_key_share_hits_through_a_shared_folder(project: Proj
     )
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["cached"] == 3
-    assert project.executed() == ["make", "train", "total"] or sorted(project.executed()) == [
-        "make",
-        "total",
-        "train",
-    ]
+    assert sorted(project.executed()) == ["make", "total", "train"]  # the first run only
     project.assert_no_forged_code_ran()
 
 

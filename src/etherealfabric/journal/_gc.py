@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from ..states import RunStatus
 from ..store import Store
 from ._journal import Journal
-from ._liveness import alive
+from ._liveness import gone
 
 __all__ = ["GcReport", "collect_garbage"]
 
@@ -93,11 +93,11 @@ def collect_garbage(
             since = _oldest_live_run(journal, cutoff)
             for digest in _collectable_objects(store, listed, referenced, since, report):
                 store.delete_object(digest)
-    stale = store.stale_temp_files(max_age=max(older_than, 0.0), writer_gone=_writer_gone)
+    stale = store.stale_temp_files(max_age=max(older_than, 0.0), writer_gone=gone)
     report.temp_files_removed = len(stale)
     report.bytes_freed += sum(size for _, size in stale)
     if not dry_run:
-        store.cleanup_temp(max_age=max(older_than, 0.0), writer_gone=_writer_gone)
+        store.cleanup_temp(max_age=max(older_than, 0.0), writer_gone=gone)
     return report
 
 
@@ -115,17 +115,11 @@ def _oldest_live_run(journal: Journal, cutoff: float) -> float:
     return cutoff if oldest is None else min(cutoff, float(oldest))
 
 
-def _writer_gone(pid: int) -> bool:
-    """Whether the process of this host that created a temp file is gone."""
-    return not alive(pid)
-
-
 def _decide(
     journal: Journal, keep_runs: int, cutoff: float, report: GcReport
 ) -> tuple[list[str], set[str]]:
     """Which records and blobs to drop (into ``report``), and the digests kept records name."""
     kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
-    report.records_kept, report.removed_keys = 0, []
     referenced: set[str] = set()
     for key, record in _actions(journal):
         if key in kept:
@@ -192,7 +186,6 @@ def _collectable_objects(
     store: Store, listed: list[str], referenced: set[str], cutoff: float, report: GcReport
 ) -> list[str]:
     collectable = []
-    report.objects_too_recent = report.bytes_freed = 0
     for digest in listed:
         if digest in referenced:
             continue

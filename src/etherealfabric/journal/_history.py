@@ -22,7 +22,7 @@ from ..hashing._digest import digest_bytes
 from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ._journal import Journal, RunRow
-from ._liveness import alive
+from ._liveness import gone
 
 __all__ = [
     "CacheAudit",
@@ -278,7 +278,7 @@ def audit_cache(journal: Journal, store: Store) -> CacheAudit:
         if problem is not None:
             bad[digest] = problem
     problems = list(bad.values())
-    for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=lambda p: not alive(p)):
+    for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=gone):
         problems.append(CacheProblem("orphan_temp", None, path=path))
     rows = action_rows(journal)
     for row in rows:

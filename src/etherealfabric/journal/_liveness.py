@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["HOST", "PID_START", "alive", "process_start"]
+__all__ = ["HOST", "PID_START", "alive", "gone", "process_start"]
 
 #: This machine's name, as written in the ``host`` column of runs and leases.
 HOST = socket.gethostname()
@@ -72,3 +72,8 @@ def alive(pid: int | None, start: int | None = None) -> bool:
         return int(fields[19]) == start
     except (ValueError, IndexError):
         return True
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` of this host is gone (for files that name their writer's pid)."""
+    return not alive(pid)

@@ -190,6 +190,10 @@ class Store(ABC):
     always_verify: bool = False
     #: Where large objects are spilled before :meth:`put_file`; None: :func:`default_temp_dir`.
     temp_dir: str | None = None
+    #: For a store others can write: the :class:`~etherealfabric.store._trust.UntrustedEntries`
+    #: that sign and check its action records and checkpoints (the six methods below defer to
+    #: it). None (the default): they are read as they are, as the home's own store's are.
+    _untrusted: Any = None
 
     # -- the primitives ----------------------------------------------------------------------------
     @abstractmethod
@@ -386,12 +390,17 @@ class Store(ABC):
     # -- action records ----------------------------------------------------------------------------
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key``; None if absent or unreadable (logged)."""
+        if self._untrusted is not None:
+            return self._untrusted.get_action(self, key)  # type: ignore[no-any-return]
         name = action_name(key)
         data = self._read(name, self.read_entry)
         return None if data is None else _parse_record(data, self.entry_location(name))
 
     def put_action(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` (JSON-serializable) under ``key``, replacing any previous one."""
+        if self._untrusted is not None:
+            self._untrusted.put_action(self, key, record)
+            return
         name = action_name(key)
         try:
             text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -401,6 +410,9 @@ class Store(ABC):
 
     def delete_action(self, key: str) -> None:
         """Remove the action record of ``key``; no error if it is absent."""
+        if self._untrusted is not None:
+            self._untrusted.delete_action(self, key)
+            return
         self.delete_entry(action_name(key))
 
     def iter_actions(self) -> Iterator[str]:
@@ -417,6 +429,9 @@ class Store(ABC):
         Atomic: a reader sees the previous checkpoint or this one, never a mix. A digest of
         ``data`` is kept with it so that :meth:`get_checkpoint` can detect damage.
         """
+        if self._untrusted is not None:
+            self._untrusted.put_checkpoint(self, key, data)
+            return
         self.write_entry(checkpoint_name(key), checkpoint_header(data), data)
 
     def get_checkpoint(self, key: str) -> bytes | None:
@@ -425,6 +440,8 @@ class Store(ABC):
         None if there is none, or if it is damaged (its digest does not match: logged as a
         warning), so a damaged checkpoint costs a fresh start, never wrong state.
         """
+        if self._untrusted is not None:
+            return self._untrusted.get_checkpoint(self, key)  # type: ignore[no-any-return]
         name = checkpoint_name(key)
         fp = self._read(name, self.open_entry)
         if fp is None:
@@ -436,6 +453,9 @@ class Store(ABC):
 
     def delete_checkpoint(self, key: str) -> None:
         """Remove the checkpoint of ``key`` (after the node succeeded); no error if absent."""
+        if self._untrusted is not None:
+            self._untrusted.delete_checkpoint(self, key)
+            return
         self.delete_entry(checkpoint_name(key))
 
     def __repr__(self) -> str:

@@ -68,6 +68,8 @@ class LocalStore(Store):
     they publish) and a cache of the folders known to exist (not pickled).
     """
 
+    _untrusted: UntrustedEntries | None  # set for a shared folder
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -106,41 +108,6 @@ class LocalStore(Store):
     def key_id(self) -> str | None:
         """The non-secret name of a shared store's signing key; None without one."""
         return self._untrusted.key_id if self._untrusted is not None else None
-
-    # -- action records and checkpoints: signed in a shared folder (see _trust.py) -------------
-    def get_action(self, key: str) -> dict[str, Any] | None:
-        if self._untrusted is None:
-            return super().get_action(key)
-        return self._untrusted.get_action(self, key)
-
-    def put_action(self, key: str, record: dict[str, Any]) -> None:
-        if self._untrusted is None:
-            super().put_action(key, record)
-        else:
-            self._untrusted.put_action(self, key, record)
-
-    def delete_action(self, key: str) -> None:
-        if self._untrusted is None:
-            super().delete_action(key)
-        else:
-            self._untrusted.delete_action(self, key)
-
-    def get_checkpoint(self, key: str) -> bytes | None:
-        if self._untrusted is None:
-            return super().get_checkpoint(key)
-        return self._untrusted.get_checkpoint(self, key)
-
-    def put_checkpoint(self, key: str, data: bytes) -> None:
-        if self._untrusted is None:
-            super().put_checkpoint(key, data)
-        else:
-            self._untrusted.put_checkpoint(self, key, data)
-
-    def delete_checkpoint(self, key: str) -> None:
-        if self._untrusted is None:
-            super().delete_checkpoint(key)
-        else:
-            self._untrusted.delete_checkpoint(self, key)
 
     # -- paths -----------------------------------------------------------------------------------
     def entry_location(self, name: str) -> str:

@@ -75,6 +75,8 @@ class ObjectStore(Store):
     send tasks to your workers can run code there anyway, so this adds no new exposure.
     """
 
+    _untrusted: UntrustedEntries  # always: a bucket is written by others
+
     always_verify = True  # remote bytes are untrusted
     temp_dir: str  # never None: the default is resolved when the store is made
 
@@ -265,31 +267,6 @@ class ObjectStore(Store):
         digest = digest_bytes(data)
         self.write_entry(object_name(digest), bytes(data))
         return digest
-
-    # -- action records and checkpoints: untrusted, signed (see _trust.py) ----------------------
-    def get_action(self, key: str) -> dict[str, Any] | None:
-        """The record of ``key`` if it may be trusted (see the module docstring), else None."""
-        return self._untrusted.get_action(self, key)
-
-    def put_action(self, key: str, record: dict[str, Any]) -> None:
-        """Write ``record`` as canonical JSON, signed when a key is configured."""
-        self._untrusted.put_action(self, key, record)
-
-    def delete_action(self, key: str) -> None:
-        """Remove our record of ``key``; a record another key signed is left alone."""
-        self._untrusted.delete_action(self, key)
-
-    def put_checkpoint(self, key: str, data: bytes) -> None:
-        """One PUT of signature line + checkpoint header + ``data`` (none without a key)."""
-        self._untrusted.put_checkpoint(self, key, data)
-
-    def get_checkpoint(self, key: str) -> bytes | None:
-        """The checkpoint's bytes if signed with our key and intact, else None (logged)."""
-        return self._untrusted.get_checkpoint(self, key)
-
-    def delete_checkpoint(self, key: str) -> None:
-        """Remove our checkpoint of ``key``; one another key signed is left alone."""
-        self._untrusted.delete_checkpoint(self, key)
 
 
 # -- helpers -------------------------------------------------------------------------------------
