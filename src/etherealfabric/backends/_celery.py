@@ -19,110 +19,85 @@ every 50 ms reads the result backend's notifications (Redis pub/sub), and, as a 
 asks the result backend for the state of the tasks still pending once a second (every 50 ms
 for result backends without notifications). Reading the notifications matters: Redis
 disconnects a subscriber that leaves them unread once its output buffer overflows.
+
+Lost workers: tasks are acknowledged late and a task whose pool process dies is sent again by
+the worker (``retry_on_worker_lost``, at most :data:`._celery_app.WORKER_LOST_RETRIES` times, then it fails
+with ``WorkerLostError``). A task whose whole worker is gone is found by the poller: a task
+that no worker consuming the queue holds (``inspect().query_task``) for ``redispatch_seconds``
+(``ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS``), and that has started or is no longer queued,
+is revoked and sent again with a new id, at most :data:`MAX_REDISPATCHES` times. With no
+worker at all for that long, the node fails naming the broker. Every copy of a submission
+maps to the same future: the first result settles it, the other copies are revoked and
+their results ignored, so a node run twice is reported once.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import queue
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from ..config import ENV, Settings, strict_options
+from ..config import CELERY_REDISPATCH_ENV, ENV, strict_options
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
-from ._base import Backend, run_pickled
-
-if TYPE_CHECKING:
-    from celery import Celery
+from ._base import Backend
+from ._celery_app import QUEUE, TASK_NAME, main, make_app, run_task, safe_url
 
 __all__ = ["QUEUE", "TASK_NAME", "CeleryBackend", "main", "make_app", "run_task"]
 
 log = logging.getLogger("etherealfabric.backends.celery")
 T = TypeVar("T")
 
-TASK_NAME = "etherealfabric.run_task"
-QUEUE = "etherealfabric"
 POLL_SECONDS = 0.05
 SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
 MAX_DRAIN_ROUNDS = 20
 WARN_EVERY_SECONDS = 30.0
-_IMPORT_HINT = (
-    ". The node's code must be importable on the workers (install it there or put it on "
-    "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
-)
+REDISPATCH_SECONDS = 60.0  # the default of ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS
+MAX_REDISPATCHES = 3
+INSPECT_SECONDS = 1.0
 
 
-# -- the app and its task ---------------------------------------------------------------------
-def celery_urls(
-    broker_url: str | None = None, result_backend: str | None = None
-) -> tuple[str, str]:
-    """The broker and result-backend URLs: arguments, else environment; missing ones raise."""
-    settings = Settings.resolve(celery_broker_url=broker_url, celery_result_backend=result_backend)
-    for field, value in (
-        ("celery_broker_url", settings.celery_broker_url),
-        ("celery_result_backend", settings.celery_result_backend),
-    ):
-        if not value:
-            what = "broker" if field == "celery_broker_url" else "result backend"
-            raise ConfigError(
-                f"the celery backend needs {ENV[field]}: set it to the URL of the Celery "
-                f"{what} the workers use, e.g. redis://localhost:6379/0",
-                setting=ENV[field],
-            )
-    return str(settings.celery_broker_url), str(settings.celery_result_backend)
-
-
-def make_app(broker_url: str | None = None, result_backend: str | None = None) -> Celery:
-    """The Celery app shared by the scheduler side and the workers."""
+def resolve_redispatch_seconds(
+    value: float | None = None, env: Mapping[str, str] | None = None
+) -> float:
+    """The re-dispatch time: ``value``, else the environment, else :data:`REDISPATCH_SECONDS`."""
+    setting = "redispatch_seconds"
+    if value is None:
+        text = (os.environ if env is None else env).get(CELERY_REDISPATCH_ENV, "").strip()
+        if not text:
+            return REDISPATCH_SECONDS
+        value, setting = text, CELERY_REDISPATCH_ENV  # type: ignore[assignment]
     try:
-        from celery import Celery
-    except ImportError as exc:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
         raise ConfigError(
-            f"the celery backend needs Celery ({exc}); install it with "
-            "pip install 'etherealfabric[celery]'",
-            setting=ENV["backend"],
-        ) from exc
-    broker, backend = celery_urls(broker_url, result_backend)
-    app = Celery("etherealfabric", broker=broker, backend=backend, set_as_current=False)
-    app.conf.update(
-        task_serializer="pickle",
-        result_serializer="pickle",
-        accept_content=["pickle"],
-        result_accept_content=["pickle"],
-        task_default_queue=QUEUE,
-        worker_prefetch_multiplier=1,
-        broker_connection_retry_on_startup=True,
-    )
-    app.task(name=TASK_NAME, resultrepr_maxsize=48)(run_task)  # workers log results: short
-    return app
+            f"{setting}={value!r} must be a number of seconds > 0, e.g. 60", setting=setting
+        )
+    return seconds
 
 
-def run_task(payload: bytes) -> bytes:
-    """The Celery task: run a cloudpickled ``(fn, task)`` and return the pickled result."""
-    try:
-        return run_pickled(payload)
-    except Exception as exc:  # the payload did not load, or ``fn`` itself raised
-        hint = _IMPORT_HINT if isinstance(exc, (ImportError, AttributeError)) else ""
-        raise ExecutionError(
-            f"on worker {socket.gethostname()} (pid {os.getpid()}): "
-            f"{type(exc).__name__}: {exc}{hint}"
-        ) from exc  # the chain shows in the worker traceback; only this error is pickled
+@dataclass(eq=False)
+class _Submission:
+    """One submitted task and the copies of it sent to Celery (newest last)."""
 
-
-def _safe_url(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url))
+    node: str
+    future: Future[Any]
+    payload: bytes
+    copies: list[Any] = field(default_factory=list)  # AsyncResults
+    deadline: float = 0.0  # look for it then, unless it finished
+    misses: int = 0  # looks in a row that found no worker holding it
+    redispatches: int = 0
 
 
 # -- the backend ------------------------------------------------------------------------------
@@ -138,11 +113,14 @@ class CeleryBackend(Backend):
         max_workers: int | None = None,
         broker_url: str | None = None,
         result_backend: str | None = None,
+        redispatch_seconds: float | None = None,
     ) -> None:
+        self.redispatch_seconds = resolve_redispatch_seconds(redispatch_seconds)
         self.app = make_app(broker_url, result_backend)
+        self._no_worker_since: float | None = None  # since when no worker answers
         super().__init__(max_workers=max_workers or self._probe_concurrency() or DEFAULT_WORKERS)
-        self._outbox: queue.SimpleQueue[tuple[bytes, Future[Any], str]] = queue.SimpleQueue()
-        self._pending: dict[str, tuple[Any, Future[Any], str]] = {}  # the poller's own
+        self._outbox: queue.SimpleQueue[_Submission] = queue.SimpleQueue()
+        self._pending: dict[str, _Submission] = {}  # task id -> submission; the poller's own
         self._wake = threading.Event()
         self._closing = False
         self._cancel = False
@@ -158,15 +136,17 @@ class CeleryBackend(Backend):
         except Exception as exc:
             self.app.close()
             raise ConfigError(
-                f"cannot reach the Celery broker {_safe_url(self.app.conf.broker_url)}: {exc}",
+                f"cannot reach the Celery broker {safe_url(self.app.conf.broker_url)}: {exc}",
                 setting=ENV["celery_broker_url"],
             ) from exc
         total = sum(int(s.get("pool", {}).get("max-concurrency", 0)) for s in stats.values())
         if not total:
+            self._no_worker_since = time.monotonic()
             log.warning(
-                "no Celery worker answered within %gs; nodes wait in the queue until one starts "
-                "(python -m etherealfabric.backends._celery worker)",
+                "no Celery worker answered within %gs; nodes wait in the queue for one to start "
+                "(etherealfabric celery-worker), and fail if none starts within %gs",
                 PROBE_SECONDS,
+                self.redispatch_seconds,
             )
         return total or None
 
@@ -183,7 +163,7 @@ class CeleryBackend(Backend):
         except Exception as exc:  # reported as the node's failure, not the scheduler's
             future.set_exception(exc)
             return future
-        self._outbox.put((payload, future, node))
+        self._outbox.put(_Submission(node, future, payload))
         self._start_poller()
         self._wake.set()
         return future
@@ -215,6 +195,7 @@ class CeleryBackend(Backend):
                     if sweep:
                         self._sweep()
                         last_sweep = time.monotonic()
+                    self._watch()
                 except Exception as exc:  # keep polling: the next round retries
                     self._warn(f"polling Celery failed: {type(exc).__name__}: {exc}")
                 if self._closing and not self._pending and self._outbox.empty():
@@ -234,36 +215,45 @@ class CeleryBackend(Backend):
     def _send(self) -> None:
         while True:
             try:
-                payload, future, node = self._outbox.get_nowait()
+                sub = self._outbox.get_nowait()
             except queue.Empty:
                 return
             if self._cancel:
-                future.cancel()
-                continue
-            try:
-                result = self.app.send_task(TASK_NAME, args=(payload,))
-            except Exception as exc:
-                future.set_exception(
-                    ExecutionError(
-                        f"node {node!r}: could not send it to the Celery broker "
-                        f"{_safe_url(self.app.conf.broker_url)}: {type(exc).__name__}: {exc}"
-                    )
-                )
-                continue
-            self._pending[result.id] = (result, future, node)
-            result.then(self._on_ready, weak=False)
+                sub.future.cancel()
+            else:
+                self._dispatch(sub)
+
+    def _dispatch(self, sub: _Submission) -> None:
+        """Send a (new) copy of ``sub``; a first send that fails fails the node."""
+        sub.deadline = time.monotonic() + self.redispatch_seconds
+        try:
+            result = self.app.send_task(TASK_NAME, args=(sub.payload,))
+        except Exception as exc:
+            error = f"could not send it to the Celery broker {self._broker()}: "
+            error += f"{type(exc).__name__}: {exc}"
+            if sub.copies:  # a re-dispatch: the next look retries it
+                self._warn(f"node {sub.node!r}: {error}")
+            else:
+                sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {error}"))
+            return
+        sub.copies.append(result)
+        self._pending[result.id] = sub
+        result.then(self._on_ready, weak=False)
+
+    def _broker(self) -> str:
+        return safe_url(self.app.conf.broker_url)
 
     def _drain(self, results: Any) -> None:
         """Read the result notifications that arrived, until a round brings no result.
 
-        ``drain_events`` reads one pub/sub message per call, and a task brings three (the
-        subscription, its result, the unsubscription), so a round reads three per pending task.
+        ``drain_events`` reads one pub/sub message per call, and a task brings four (the
+        subscription, STARTED, its result, the unsubscription), so a round reads four per task.
         """
         consumer = results.result_consumer
         consumer.on_message = self._count_notification
         for _ in range(MAX_DRAIN_ROUNDS):
             before = self._notifications
-            for _ in range(3 * len(self._pending) + 3):
+            for _ in range(4 * len(self._pending) + 4):
                 consumer.drain_events(timeout=0)
             if self._notifications == before:
                 return
@@ -273,38 +263,148 @@ class CeleryBackend(Backend):
 
     def _sweep(self) -> None:
         """Ask the result backend about every pending task; ready ones fire ``_on_ready``."""
-        for result, _future, _node in list(self._pending.values()):
+        for result in [sub.copies[-1] for sub in set(self._pending.values())]:
             result.ready()
 
     def _on_ready(self, result: Any) -> None:
-        """Resolve the future of a finished task."""
-        entry = self._pending.pop(result.id, None)
-        if entry is None:
+        """Settle a submission with the first result of any of its copies."""
+        sub = self._pending.get(result.id)
+        if sub is None:
             return
-        _result, future, node = entry
+        if result.state == "REVOKED" and result is not sub.copies[-1]:
+            self._pending.pop(result.id)  # a copy we replaced: the newest one counts
+            _forget(result)
+            return
+        self._drop(sub, keep=result)
         try:
             if result.successful():
                 import cloudpickle
 
-                future.set_result(cloudpickle.loads(result.result))
+                sub.future.set_result(cloudpickle.loads(result.result))
             else:
-                future.set_exception(_task_error(node, result))
+                sub.future.set_exception(_task_error(sub.node, result))
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
+            if not sub.future.done():
+                sub.future.set_exception(exc)
         _forget(result)  # results are read once: free the result backend now
 
-    def _revoke_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        if not pending:
+    def _drop(self, sub: _Submission, keep: Any = None) -> None:
+        """Stop following ``sub``; revoke its copies (but ``keep``): their results are unused."""
+        for copy in sub.copies:
+            self._pending.pop(copy.id, None)
+        others = [copy for copy in sub.copies if copy is not keep]
+        if not others:
             return
         try:
-            self.app.control.revoke(list(pending))
+            self.app.control.revoke([copy.id for copy in others])
         except Exception as exc:
-            log.warning("could not revoke %d Celery task(s): %s", len(pending), exc)
-        for result, future, _node in pending.values():
-            future.cancel()
-            _forget(result)
+            log.warning("could not revoke %d Celery task(s): %s", len(others), exc)
+        for copy in others:
+            _forget(copy)
+
+    # -- lost tasks: re-dispatch them, or fail them when no worker is there -------------------
+    def _watch(self) -> None:
+        """Look at the tasks nobody vouched for within ``redispatch_seconds``."""
+        now = time.monotonic()
+        overdue = [sub for sub in set(self._pending.values()) if now >= sub.deadline]
+        if not overdue:
+            return
+        for sub in overdue:
+            sub.deadline = now + self.redispatch_seconds
+        hosts, held = self._workers_holding([c.id for sub in overdue for c in sub.copies])
+        now = time.monotonic()
+        if hosts:
+            self._no_worker_since = None
+        elif self._no_worker_since is None:
+            self._no_worker_since = now
+        no_worker = self._no_worker_since is not None and (
+            now - self._no_worker_since >= self.redispatch_seconds
+        )
+        queued: int | None = None
+        for sub in overdue:
+            if sub.future.done() or any(copy.id in held for copy in sub.copies):
+                sub.misses = 0
+                continue
+            state = sub.copies[-1].state  # a finished one settles itself here
+            if sub.future.done() or state in ("SUCCESS", "FAILURE", "REVOKED"):
+                continue
+            if not hosts:  # none, or none answered in time: never re-dispatch on that alone
+                if no_worker:
+                    self._give_up(
+                        sub,
+                        f"no Celery worker consumes the queue {QUEUE!r} on the broker "
+                        f"{self._broker()} (none for {self.redispatch_seconds:g}s); start "
+                        "one there: etherealfabric celery-worker",
+                    )
+                continue
+            if state != "STARTED":  # PENDING or RETRY: it may wait behind other tasks
+                queued = self._queued() if queued is None else queued
+                if queued:
+                    sub.misses = 0
+                    continue
+            sub.misses += 1
+            if sub.misses >= 2:  # twice in a row: not a worker slow to answer
+                sub.misses = 0
+                self._redispatch(sub, state)
+
+    def _workers_holding(self, ids: list[str]) -> tuple[list[str], set[str]]:
+        """The workers that consume our queue, and which of ``ids`` they hold."""
+        replies = self.app.control.inspect(timeout=INSPECT_SECONDS).active_queues() or {}
+        hosts = [h for h, qs in replies.items() if any(q.get("name") == QUEUE for q in qs or ())]
+        if not hosts:
+            return [], set()
+        inspect = self.app.control.inspect(
+            destination=hosts, timeout=INSPECT_SECONDS, limit=len(hosts)
+        )
+        held = inspect.query_task(*ids) or {}
+        if len(held) < len(hosts):  # a worker did not say what it holds: assume it holds all
+            return hosts, set(ids)
+        return hosts, {task_id for tasks in held.values() for task_id in tasks or {}}
+
+    def _queued(self) -> int:
+        """How many messages wait in our queue on the broker."""
+        with self.app.connection_for_read() as conn:
+            try:
+                return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+            except conn.channel_errors:  # no such queue: nothing waits
+                return 0
+
+    def _redispatch(self, sub: _Submission, state: str) -> None:
+        if sub.redispatches >= MAX_REDISPATCHES:
+            self._give_up(
+                sub,
+                f"its Celery task was lost {sub.redispatches + 1} times (its worker died or "
+                "left); see the workers' logs: a node that takes its whole worker down, "
+                "e.g. by running out of memory, needs more memory or fewer at once",
+            )
+            return
+        sub.redispatches += 1
+        lost = sub.copies[-1]
+        log.warning(
+            "node %r: no Celery worker holds its task %s (%s) any more (the worker was lost?); "
+            "sent it again (%d of %d)",
+            sub.node,
+            lost.id,
+            state,
+            sub.redispatches,
+            MAX_REDISPATCHES,
+        )
+        try:
+            self.app.control.revoke([lost.id])  # a redelivery of it is then skipped
+        except Exception as exc:
+            log.warning("could not revoke Celery task %s: %s", lost.id, exc)
+        self._dispatch(sub)
+
+    def _give_up(self, sub: _Submission, reason: str) -> None:
+        self._drop(sub)
+        if not sub.future.done():
+            sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {reason}"))
+
+    def _revoke_pending(self) -> None:
+        subs = set(self._pending.values())
+        for sub in subs:
+            self._drop(sub)
+            sub.future.cancel()
 
     # -- shutting down -------------------------------------------------------------------------
     def close(self, *, cancel: bool = False) -> None:
@@ -342,38 +442,6 @@ def _task_error(node: str, result: Any) -> ExecutionError:
     if result.traceback and hasattr(error, "add_note"):
         error.add_note(f"worker traceback:\n{result.traceback}")
     return error
-
-
-# -- the worker entry point -------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m etherealfabric.backends._celery worker [--concurrency N] [--loglevel L]``.
-
-    Other options are passed to ``celery worker`` as they are (``--pool``, ``-Q``, ...).
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m etherealfabric.backends._celery",
-        description="Start a Celery worker that runs EtherealFabric nodes.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    worker = commands.add_parser("worker", help="start a worker (other options go to Celery)")
-    worker.add_argument("-c", "--concurrency", type=int, help="processes (default: CPUs)")
-    worker.add_argument("-l", "--loglevel", help="default: ETHEREALFABRIC_LOG_LEVEL or INFO")
-    worker.add_argument("--broker-url", help=f"default: {ENV['celery_broker_url']}")
-    worker.add_argument("--result-backend", help=f"default: {ENV['celery_result_backend']}")
-    args, extra = parser.parse_known_args(argv)
-    try:
-        app = make_app(args.broker_url, args.result_backend)
-        level = args.loglevel or Settings.resolve().log_level
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    celery_argv = ["worker", f"--loglevel={level}", *extra]
-    if args.concurrency:
-        celery_argv.append(f"--concurrency={args.concurrency}")
-    if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in extra):
-        celery_argv.append(f"--hostname=etherealfabric-{os.getpid()}@%h")
-    app.worker_main(celery_argv)
-    return 0
 
 
 if __name__ == "__main__":

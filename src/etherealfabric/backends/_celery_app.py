@@ -1,0 +1,141 @@
+"""The Celery app both sides build: its settings, its one task, and the workers' entry point.
+
+The scheduler side (:mod:`._celery`) and every worker call :func:`make_app` with the same URLs,
+so they agree on the queue, the serializer and the lost-worker settings: tasks are acknowledged
+late and rejected when their worker dies, so a killed worker's task is delivered again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..config import ENV, Settings
+from ..errors import ConfigError, ExecutionError
+from ._base import run_pickled
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = ["QUEUE", "TASK_NAME", "celery_urls", "main", "make_app", "run_task", "safe_url"]
+
+TASK_NAME = "etherealfabric.run_task"
+QUEUE = "etherealfabric"
+WORKER_LOST_RETRIES = 2
+#: Redis redelivers an unacknowledged message after this long. The run re-dispatches lost
+#: tasks itself, so a short one buys nothing and would give a node that runs longer to a
+#: second worker while the first still runs it.
+VISIBILITY_SECONDS = 12 * 3600
+_IMPORT_HINT = (
+    ". The node's code must be importable on the workers (install it there or put it on "
+    "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
+)
+
+
+# -- the app and its task ---------------------------------------------------------------------
+def celery_urls(
+    broker_url: str | None = None, result_backend: str | None = None
+) -> tuple[str, str]:
+    """The broker and result-backend URLs: arguments, else environment; missing ones raise."""
+    settings = Settings.resolve(celery_broker_url=broker_url, celery_result_backend=result_backend)
+    for key, value in (
+        ("celery_broker_url", settings.celery_broker_url),
+        ("celery_result_backend", settings.celery_result_backend),
+    ):
+        if not value:
+            what = "broker" if key == "celery_broker_url" else "result backend"
+            raise ConfigError(
+                f"the celery backend needs {ENV[key]}: set it to the URL of the Celery "
+                f"{what} the workers use, e.g. redis://localhost:6379/0",
+                setting=ENV[key],
+            )
+    return str(settings.celery_broker_url), str(settings.celery_result_backend)
+
+
+def make_app(broker_url: str | None = None, result_backend: str | None = None) -> Celery:
+    """The Celery app shared by the scheduler side and the workers."""
+    try:
+        from celery import Celery
+    except ImportError as exc:
+        raise ConfigError(
+            f"the celery backend needs Celery ({exc}); install it with "
+            "pip install 'etherealfabric[celery]'",
+            setting=ENV["backend"],
+        ) from exc
+    broker, backend = celery_urls(broker_url, result_backend)
+    app = Celery("etherealfabric", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_serializer="pickle",
+        result_serializer="pickle",
+        accept_content=["pickle"],
+        result_accept_content=["pickle"],
+        task_default_queue=QUEUE,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,  # a task whose worker dies is not lost with it
+        task_reject_on_worker_lost=True,
+        task_track_started=True,  # STARTED and not held by a live worker: lost
+        broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
+    )
+    app.task(
+        name=TASK_NAME,
+        resultrepr_maxsize=48,  # workers log results: short
+        retry_on_worker_lost=True,  # a dead pool process: run it again, then fail
+        max_retries=WORKER_LOST_RETRIES,
+        default_retry_delay=0,
+    )(run_task)
+    return app
+
+
+def run_task(payload: bytes) -> bytes:
+    """The Celery task: run a cloudpickled ``(fn, task)`` and return the pickled result."""
+    try:
+        return run_pickled(payload)
+    except Exception as exc:  # the payload did not load, or ``fn`` itself raised
+        hint = _IMPORT_HINT if isinstance(exc, (ImportError, AttributeError)) else ""
+        raise ExecutionError(
+            f"on worker {socket.gethostname()} (pid {os.getpid()}): "
+            f"{type(exc).__name__}: {exc}{hint}"
+        ) from exc  # the chain shows in the worker traceback; only this error is pickled
+
+
+def safe_url(url: str) -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+# -- the worker entry point -------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m etherealfabric.backends._celery worker [--concurrency N] [--loglevel L]``.
+
+    Other options are passed to ``celery worker`` as they are (``--pool``, ``-Q``, ...).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m etherealfabric.backends._celery",
+        description="Start a Celery worker that runs EtherealFabric nodes.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="start a worker (other options go to Celery)")
+    worker.add_argument("-c", "--concurrency", type=int, help="processes (default: CPUs)")
+    worker.add_argument("-l", "--loglevel", help="default: ETHEREALFABRIC_LOG_LEVEL or INFO")
+    worker.add_argument("--broker-url", help=f"default: {ENV['celery_broker_url']}")
+    worker.add_argument("--result-backend", help=f"default: {ENV['celery_result_backend']}")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        app = make_app(args.broker_url, args.result_backend)
+        level = args.loglevel or Settings.resolve().log_level
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    celery_argv = ["worker", f"--loglevel={level}", *extra]
+    if args.concurrency:
+        celery_argv.append(f"--concurrency={args.concurrency}")
+    if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in extra):
+        celery_argv.append(f"--hostname=etherealfabric-{os.getpid()}@%h")
+    app.worker_main(celery_argv)
+    return 0
