@@ -57,6 +57,8 @@ with Workflow("orphans") as wf:
     nap(600)
     hold(10**13)
 """
+#: the same nodes with a time limit: on ``processes`` each attempt runs in a child of the worker
+TIMED_FLOW = FLOW.replace("@node\n", "@node(timeout=3600)\n")
 
 
 # -- /proc ----------------------------------------------------------------------------------------
@@ -100,10 +102,9 @@ def _describe(pid: int) -> str:
 
 
 # -- the test -------------------------------------------------------------------------------------
-@pytest.fixture
-def flow(tmp_path: Path) -> Path:
+def _write_flow(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "orphans_flow.py"
-    path.write_text(FLOW)
+    path.write_text(text)
     return path
 
 
@@ -141,12 +142,16 @@ def _kill_all(processes: dict[int, int]) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("backend", ["processes", "dask"])
+@pytest.mark.parametrize(
+    ("backend", "timed"), [("processes", False), ("processes", True), ("dask", False)]
+)
 def test_killing_the_run_kills_its_workers(
-    backend: str, flow: Path, tmp_path: Path, record_property: Any
+    backend: str, timed: bool, tmp_path: Path, record_property: Any
 ) -> None:
+    """``timed``: the nodes have a time limit, so they run in a child of the pool worker."""
     if backend == "dask":
         pytest.importorskip("distributed")
+    flow = _write_flow(tmp_path, TIMED_FLOW if timed else FLOW)
     proc, pids = _start(flow, backend, tmp_path)
     family: dict[int, int] = {}
     try:

@@ -4,7 +4,9 @@ On the process backend the attempt runs in a child process that is killed when t
 the work really stops. Python threads cannot be stopped, so on the thread backend an attempt
 that runs past its limit is *abandoned*: it is reported as a :class:`NodeTimeoutError` (and
 retried if the policy says so) while the thread runs on until the function returns, its result
-discarded. Use the process backend for nodes that must be stopped.
+discarded. Use the process backend for nodes that must be stopped. The child watches the
+lifeline of the process that started it (:func:`~etherealfabric.backends._base.watch_run`), so
+it dies with the run even when the run is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ def _in_thread(fn: Callable[[], T], timeout: float, node: str) -> T:
     raise value
 
 
-def _child(payload: bytes, conn: Any) -> None:
+def _child(payload: bytes, conn: Any, run: Any, forkserver: bool) -> None:
     import cloudpickle
 
+    from ..backends._base import watch_run
+
+    watch_run(run, forkserver)  # the process that started this one dies: so does this one
     fn = cloudpickle.loads(payload)
     try:
         message = (True, fn())
@@ -69,11 +74,13 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
 
     import cloudpickle
 
-    methods = multiprocessing.get_all_start_methods()
-    ctx: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    from ..backends._base import lifeline, no_main_reimport
+
+    forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+    ctx: Any = multiprocessing.get_context("forkserver" if forkserver else "spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(cloudpickle.dumps(fn), sender), name=f"ef-{node}")
-    from ..backends._base import no_main_reimport
+    args = (cloudpickle.dumps(fn), sender, lifeline(), forkserver)
+    process = ctx.Process(target=_child, args=args, name=f"ef-{node}")
 
     with no_main_reimport():
         process.start()
