@@ -8,7 +8,9 @@ EtherealFabricError
 │   └── UnknownOutputError     a reference names an output the node does not declare
 ├── ConfigError                a setting or environment variable has a bad value
 │   ├── UnknownBackendError    no backend of that name
-│   └── UnknownOptionError     a mistyped option or setting (also a TypeError)
+│   ├── UnknownOptionError     a mistyped option or setting (also a TypeError)
+│   └── ParameterError         a workflow parameter has a bad value or declaration
+│       └── UnknownParameterError  no parameter of that name (also an AttributeError)
 ├── HashingError               a value cannot be hashed at all
 ├── SerializationError         an output cannot be (de)serialized
 ├── OutputError                ``run()`` returned missing or undeclared outputs
@@ -47,6 +49,7 @@ __all__ = [
     "NodeFailedError",
     "NodeTimeoutError",
     "OutputError",
+    "ParameterError",
     "RunFailedError",
     "RunNotFoundError",
     "SerializationError",
@@ -54,6 +57,7 @@ __all__ = [
     "UnknownBackendError",
     "UnknownOptionError",
     "UnknownOutputError",
+    "UnknownParameterError",
 ]
 
 
@@ -162,6 +166,32 @@ class UnknownOptionError(ConfigError, TypeError):
         self.where = where
         self.valid = tuple(names)
         self.suggestion = suggestion
+
+
+class ParameterError(ConfigError):
+    """A workflow parameter was declared wrongly or given a value of the wrong type;
+    ``setting`` is its dotted path (``model.C``)."""
+
+
+class UnknownParameterError(ParameterError, AttributeError):
+    """No parameter of that name: ``parameter`` is the name given, ``suggestion`` the closest
+    declared one (``None`` when none is close), ``known`` every declared path. Also an
+    ``AttributeError``, as ``wf.params.n_row`` is an attribute lookup."""
+
+    def __init__(self, parameter: str, *, workflow: str, known: Iterable[str]) -> None:
+        names = sorted(set(known))
+        close = difflib.get_close_matches(parameter, names, n=1, cutoff=0.5)
+        suggestion = close[0] if close else None
+        hint = f"; did you mean {suggestion!r}?" if suggestion else "."
+        listed = ", ".join(names) if names else "none"
+        ConfigError.__init__(
+            self,
+            f"workflow {workflow!r} has no parameter {parameter!r}{hint} Its parameters: {listed}",
+            setting=parameter,
+        )
+        self.parameter = parameter
+        self.suggestion = suggestion
+        self.known = tuple(names)
 
 
 class HashingError(EtherealFabricError):

@@ -37,11 +37,21 @@ class Workflow(Definition):
     (the default is fail-fast: no new node starts once one has failed).
     """
 
-    def build(self) -> Graph:
-        """Validate the workflow and return its graph (raises on cycles and bad references)."""
+    def build(self, params: Mapping[str, Any] | None = None) -> Graph:
+        """Validate the workflow and return its graph (raises on cycles and bad references).
+
+        Parameter references (``wf.params.NAME``) become the values of ``params`` (dotted
+        names or nested dicts; the declared defaults for the rest), checked against their types.
+        """
+        import dataclasses
+
+        from .define._params import bind_params
         from .plan._graph import build
 
-        return build(self)
+        graph = build(self)
+        values = self.param_set.resolve(params)
+        specs = {n: bind_params(s, self.param_set, values) for n, s in graph.specs.items()}
+        return dataclasses.replace(graph, specs=specs)
 
     @strict_options
     def execute(
@@ -56,6 +66,7 @@ class Workflow(Definition):
         resume: str | None = None,
         run_params: Mapping[str, Any] | None = None,
         force: Iterable[str] = (),
+        params: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> Results:
         """Run the workflow: cached nodes are skipped, the rest run on the chosen backend.
@@ -71,6 +82,13 @@ class Workflow(Definition):
         ``subscribers`` receive every run event (see :class:`~etherealfabric.Event`).
         ``force`` names nodes (glob patterns allowed: ``"train*"``) that run again, with
         everything downstream of them, even when cached.
+
+        ``params`` sets workflow parameters for this run (``{"model.C": 0.5}`` or
+        ``{"model": {"C": 0.5}}``; the rest keep their defaults): each value is checked against
+        its parameter's type, an unknown name is an
+        :class:`~etherealfabric.errors.UnknownParameterError` naming the closest one. The
+        values are recorded with the run; ``resume=`` without ``params`` reuses the resumed
+        run's.
         """
         from .observe._logging import LogSubscriber, configure_logging
         from .run._session import RunRequest, execute_workflow
@@ -82,11 +100,16 @@ class Workflow(Definition):
         if max_workers is not None:
             overrides["max_workers"] = max_workers
         resolved = Settings.resolve(**overrides)
-        graph = self.build()
+        if resume is not None and params is None:
+            params = _recorded_params(resolved, resume)
+        values = self.param_set.resolve(params)
+        graph = self.build(values)
         configure_logging(resolved.log_level)
+        if self.param_set:
+            run_params = {**(run_params or {}), "workflow_params": values}
 
         def rerun(node: str) -> Results:
-            return self.execute(targets=[node], **overrides)
+            return self.execute(targets=[node], params=values, **overrides)
 
         request = RunRequest(
             settings=resolved,
@@ -102,16 +125,22 @@ class Workflow(Definition):
         return execute_workflow(self, graph, request, rerun=rerun)
 
     @strict_options
-    def plan(self, *, targets: Iterable[NodeLike | str] | None = None, **settings: Any) -> DryRun:
+    def plan(
+        self,
+        *,
+        targets: Iterable[NodeLike | str] | None = None,
+        params: Any = None,  # a Mapping (typed Any so that callers may pass **settings dicts)
+        **settings: Any,
+    ) -> DryRun:
         """What :meth:`execute` would do, without running or writing anything.
 
         Each node is ``cached`` or ``run`` with the reason (what changed since its last run)
-        and an estimated duration from past runs.
+        and an estimated duration from past runs. ``params`` as for :meth:`execute`.
         """
         from .observe._dryrun import plan_workflow
 
         names = None if targets is None else [self._target_name(t) for t in targets]
-        graph = self.build()
+        graph = self.build(params)
         if names is not None:
             graph = graph.subgraph_for(names)
         return plan_workflow(graph, Settings.resolve(**{**self.settings, **settings}))
@@ -120,3 +149,23 @@ class Workflow(Definition):
         if isinstance(target, str):
             return self.name_of(self[target])
         return self.name_of(target)
+
+
+def _recorded_params(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The workflow parameters recorded with run ``run_id`` (``None`` if there are none, or
+    no such run: resuming it then fails with the journal's own message)."""
+    import json
+
+    from .errors import EtherealFabricError
+    from .journal import Journal
+
+    if not settings.journal_path.exists():
+        return None
+    try:
+        with Journal(settings.journal_path, read_only=None) as journal:
+            row = journal.get_run(run_id)
+        recorded = json.loads(row.get("params") or "{}")
+    except (EtherealFabricError, ValueError):
+        return None
+    values = recorded.get("workflow_params") if isinstance(recorded, dict) else None
+    return values if isinstance(values, dict) else None

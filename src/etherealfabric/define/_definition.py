@@ -6,7 +6,9 @@ graph, and ``workflow.Workflow`` (the public facade) adds ``execute`` and ``plan
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from ..config import strict_options
 from ..errors import DefinitionError, DuplicateNodeError
 from ._context import defining
 from ._node import Node, OutputRef, OutputRefs, Outputs, _check_node_name
+from ._params import ParamRef, ParamSet
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
 from ._refs import refs_of
 
@@ -42,11 +45,17 @@ class Definition:
         backend: str | None = None,
         max_workers: int | None = None,
         durability: str | None = None,
+        root: str | os.PathLike[str] | None = None,
         retries: int | RetryPolicy | None = None,
         on_error: ErrorHandler | None = None,
         keep_going: bool = False,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = _check_node_name(name) if name is not None else _caller_name()
+        #: the folder declared file outputs (``writes=``) are relative to, and that absolute
+        #: paths in parameters are keyed relative to: ``root=``, else the workflow file's
+        self.root = os.path.abspath(root if root is not None else _caller_folder())
+        self.param_set = ParamSet(params, workflow=self.name)
         self.settings: dict[str, Any] = {
             "home": home,
             "store": store,
@@ -128,6 +137,12 @@ class Definition:
 
     # -- looking up ---------------------------------------------------------------------------
     @property
+    def params(self) -> ParamRef:
+        """The declared parameters, as references: ``wf.params.n_rows``, ``wf.params.model.C``
+        (see :class:`~etherealfabric.define._params.ParamRef`)."""
+        return ParamRef(self.param_set, "")
+
+    @property
     def nodes(self) -> list[Node]:
         """The nodes, in the order they were added."""
         return list(self._nodes.values())
@@ -188,7 +203,19 @@ def as_node(value: NodeLike) -> Node:
 
 
 def _caller_name() -> str:
-    """A default workflow name: the file name of the script that builds it.
+    """A default workflow name: the file name of the script that builds it."""
+    filename = _caller_file()
+    return Path(filename).stem if filename is not None else "workflow"
+
+
+def _caller_folder() -> str:
+    """A default workflow root: the folder of the script that builds it, else the current one."""
+    filename = _caller_file()
+    return os.path.dirname(os.path.abspath(filename)) if filename is not None else os.getcwd()
+
+
+def _caller_file() -> str | None:
+    """The file of the script that builds the workflow, if it has one.
 
     The first frame outside this package is the user's (wrappers and subclasses inside the
     package add frames of their own).
@@ -197,9 +224,7 @@ def _caller_name() -> str:
     while frame is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
         frame = frame.f_back  # type: ignore[assignment]
     filename = frame.f_globals.get("__file__") if frame is not None else None
-    if isinstance(filename, str):
-        return Path(filename).stem
-    return "workflow"
+    return filename if isinstance(filename, str) else None
 
 
 _PACKAGE = __name__.split(".")[0] + "."

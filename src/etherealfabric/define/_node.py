@@ -31,6 +31,7 @@ from typing import Any, ClassVar, overload
 from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError, UnknownOutputError
 from ._context import CheckpointLike, current_checkpoint, current_collector
+from ._files import check_writes
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
 from ._secret import check_secret_names, wrap_secret_params
 
@@ -175,8 +176,11 @@ class Node:
     should only store its arguments.
 
     Class attributes set options for every instance: ``version`` (bump to force a re-run),
-    ``retries`` (an int or :class:`RetryPolicy`) and ``serializers`` (output name → serializer
-    name).
+    ``retries`` (an int or :class:`RetryPolicy`), ``serializers`` (output name → serializer
+    name) and ``writes`` (the files and folders ``run()`` writes, relative to the workflow's
+    root folder, folders ending with ``/``; their content is stored and restored on a cache
+    hit). An instance may set ``self.writes`` in ``__init__`` when the paths depend on its
+    arguments; ``{name}`` in a path is filled from the literal argument ``name``.
     """
 
     version: ClassVar[str | None] = None
@@ -184,6 +188,7 @@ class Node:
     serializers: ClassVar[Mapping[str, str] | None] = None
     timeout: ClassVar[float | None] = None
     on_error: ClassVar[ErrorHandler | None] = None
+    writes: ClassVar[Sequence[str] | None] = None
 
     _ef_args: tuple[Any, ...]
     _ef_kwargs: dict[str, Any]
@@ -249,6 +254,7 @@ class Node:
             "serializers": dict(cls.serializers or {}),
             "timeout": cls.timeout,
             "on_error": _class_handler(cls),
+            "writes": getattr(self, "writes", None),  # the class's, or the instance's own
         }
 
     def __repr__(self) -> str:
@@ -288,6 +294,7 @@ class FunctionNode(Node):
             "serializers": dict(f.serializers),
             "timeout": f.timeout,
             "on_error": f.on_error,
+            "writes": f.writes,
         }
 
     def __repr__(self) -> str:
@@ -301,6 +308,8 @@ class NodeFunction:
     (or its :class:`Outputs` when it declares several). Called anywhere else it simply calls
     the function, so node functions stay easy to unit-test. ``secret=["token"]`` makes those
     parameters :class:`~etherealfabric.define._secret.Secret` values in the workflow.
+    ``writes=["reports/summary.md", "models/"]`` declares the files and folders the function
+    writes (relative to the workflow's root folder; see :func:`~etherealfabric.root_path`).
     """
 
     @strict_options
@@ -316,6 +325,7 @@ class NodeFunction:
         timeout: float | None = None,
         on_error: ErrorHandler | None = None,
         secret: Sequence[str] | None = None,
+        writes: Sequence[str] | str | None = None,
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
@@ -330,6 +340,8 @@ class NodeFunction:
         self.timeout = check_timeout(timeout, where=f"@node {fn.__name__}")
         self.on_error = check_handler(on_error, where=f"@node {fn.__name__}")
         self.secret = check_secret_names(fn, secret, where=f"@node {fn.__name__}")
+        check_writes(writes, where=f"@node {fn.__name__}")  # fail at the decorator
+        self.writes = writes
         self.__etherealfabric_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -364,6 +376,7 @@ def node(
     timeout: float | None = None,
     on_error: ErrorHandler | None = None,
     secret: Sequence[str] | None = None,
+    writes: Sequence[str] | str | None = None,
 ) -> Callable[[Callable[..., Any]], NodeFunction]: ...
 def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""
@@ -387,10 +400,18 @@ class NodeSpec:
     outputs: tuple[str, ...]
     upstream: frozenset[str]
     version: str | None = None
+    #: declared file and folder outputs, relative to ``root`` (folders end with ``/``)
+    writes: tuple[str, ...] = ()
+    #: the workflow's root folder (absolute); None for graphs built without one
+    root: str | None = None
     retry: RetryPolicy | None = None
     serializers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
     on_error: ErrorHandler | None = None
+    #: workflow parameters this node reads (dotted path -> value) and the arguments that are
+    #: one parameter as a whole; filled in by ``define._params.bind_params``, for ``explain``
+    workflow_params: Mapping[str, Any] = field(default_factory=dict)
+    param_args: frozenset[str] = frozenset()
 
 
 @functools.lru_cache(maxsize=1024)

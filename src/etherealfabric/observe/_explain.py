@@ -88,7 +88,9 @@ def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chan
         changes.append(
             Change("version", None, "changed", _text(old.get("version")), _text(new.get("version")))
         )
-    changes += _param_changes(old, new)
+    changes += _workflow_param_changes(old, new)
+    whole = {*(old.get("param_args") or ())} & {*(new.get("param_args") or ())}
+    changes += [c for c in _param_changes(old, new) if c.name not in whole]
     changes += _input_changes(old.get("inputs") or {}, new.get("inputs") or {})
     return changes
 
@@ -115,6 +117,19 @@ def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change
             )
         )
     return changes or [Change("code", None, "changed")]
+
+
+def _workflow_param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """Workflow parameters the node reads (``param model.C: 1.0 → 0.5``), see define/_params."""
+    before, after = old.get("workflow_params") or {}, new.get("workflow_params") or {}
+    kind = {True: "changed", False: "added"}
+    return [
+        Change(
+            "param", p, kind[p in before] if p in after else "removed", before.get(p), after.get(p)
+        )
+        for p in sorted({*before, *after})
+        if before.get(p) != after.get(p)
+    ]
 
 
 def _param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:

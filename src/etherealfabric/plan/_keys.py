@@ -53,7 +53,11 @@ class KeyInfo:
     def components(self) -> dict[str, Any]:
         """The key's parts, as stored for ``explain``: code, version, params, inputs."""
         fp = code_fingerprint(self.spec.code)
+        used = self.spec.workflow_params  # workflow parameters, for explain's "param model.C"
+        extra = {"workflow_params": {k: describe_value(v) for k, v in used.items()},
+                 "param_args": sorted(self.spec.param_args)} if used else {}  # fmt: skip
         return {
+            **extra,
             "kind": self.spec.kind,
             "code": fp.digest,
             "code_parts": dict(fp.parts),
