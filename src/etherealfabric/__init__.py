@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .define._context import checkpoint
 from .define._files import Directory, File
 from .define._node import Node, NodeFunction, OutputRef, Outputs, node
+from .define._params import Param, ParamRef
 from .define._policies import SKIP, NodeError, RetryPolicy
 from .define._secret import Secret
 from .errors import (
@@ -27,11 +28,13 @@ from .errors import (
     NodeFailedError,
     NodeTimeoutError,
     OutputError,
+    ParameterError,
     RunFailedError,
     SerializationError,
     StoreError,
     UnknownBackendError,
     UnknownOutputError,
+    UnknownParameterError,
 )
 from .run._events import Event, EventBus, Subscriber
 from .states import EventKind, NodeStatus, RunStatus
@@ -66,6 +69,9 @@ __all__ = [
     "OutputError",
     "OutputRef",
     "Outputs",
+    "Param",
+    "ParamRef",
+    "ParameterError",
     "Results",
     "RetryPolicy",
     "RunFailedError",
@@ -77,6 +83,7 @@ __all__ = [
     "Subscriber",
     "UnknownBackendError",
     "UnknownOutputError",
+    "UnknownParameterError",
     "Workflow",
     "__version__",
     "checkpoint",

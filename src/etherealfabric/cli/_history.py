@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -79,14 +80,18 @@ def show(run_id: str, home: str | None, as_json: bool) -> None:
     with _journal(home) as journal:
         run_row = _get_run(journal, run_id)
         nodes = journal.node_runs(run_row["id"])
+    values = _workflow_params(run_row)
     if as_json:
-        _echo_json({"run": run_row, "nodes": nodes})
+        _echo_json({"run": run_row, "params": values, "nodes": nodes})
         return
     console = _console()
     console.print(
         f"run {run_row['id']} of {run_row['workflow']!r}: {run_row['status']} "
         f"(started {_when(run_row['started_at'])}, backend {run_row['backend']})"
     )
+    if values:
+        shown = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in values.items())
+        console.print(f"params: {shown}", highlight=False, markup=False)
     table = _table("node", "attempt", "status", "duration", "key", "error")
     for n in nodes:
         table.add_row(
@@ -94,6 +99,16 @@ def show(run_id: str, home: str | None, as_json: bool) -> None:
             (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
         )  # fmt: skip
     _print_table(console, table)
+
+
+def _workflow_params(run_row: dict[str, Any]) -> dict[str, Any]:
+    """The workflow parameters recorded with a run (see define/_params.py), by dotted name."""
+    try:
+        recorded = json.loads(run_row.get("params") or "{}")
+    except ValueError:
+        return {}
+    values = recorded.get("workflow_params") if isinstance(recorded, dict) else None
+    return values if isinstance(values, dict) else {}
 
 
 @click.command()

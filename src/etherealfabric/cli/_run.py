@@ -26,6 +26,7 @@ from ._common import (
     _json_option,
     _load,
 )
+from ._params import params_options, parse_params
 
 if TYPE_CHECKING:
     from ..run._results import Results
@@ -48,6 +49,8 @@ def _run_options(fn: F) -> F:
 
 @click.command()
 @click.argument("target", metavar="FILE[:WORKFLOW]")
+@click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
+@params_options
 @click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
 @click.option("--max-workers", type=int, default=None, help="Parallel workers.")
 @click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
@@ -63,6 +66,9 @@ def _run_options(fn: F) -> F:
 @_json_option
 def run(
     target: str,
+    assignments: tuple[str, ...],
+    param_options: tuple[str, ...],
+    params_file: str | None,
     backend: str | None,
     max_workers: int | None,
     nodes: tuple[str, ...],
@@ -72,8 +78,16 @@ def run(
     home: str | None,
     as_json: bool,
 ) -> None:
-    """Run the workflow defined in a Python file; cached nodes are skipped."""
+    """Run the workflow defined in a Python file; cached nodes are skipped.
+
+    Workflow parameters are set with -p NAME=VALUE (or NAME=VALUE after the file) and
+    --params FILE; nodes that read a parameter whose value changed run again.
+    """
     workflow = _load(target)
+    try:
+        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+    except EtherealFabricError as exc:
+        _fail(str(exc))
     params = {
         "target": _absolute_target(target),
         "backend": backend,
@@ -92,6 +106,7 @@ def run(
         targets=list(nodes) or None,
         run_params=params,
         force=force,
+        params=values,
     )
     _report(workflow, results, as_json)
 

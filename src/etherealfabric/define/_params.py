@@ -168,8 +168,14 @@ class ParamSet:
             values.update(self.flatten(source or {}))
         return values
 
-    def flatten(self, source: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-        """``source`` as checked values by dotted path (unknown names are errors)."""
+    def flatten(
+        self, source: Mapping[str, Any], prefix: str = "", *, text: bool = False
+    ) -> dict[str, Any]:
+        """``source`` as checked values by dotted path (unknown names are errors).
+
+        ``text=True`` (values from a file) parses a string given for a parameter that is not
+        a string as the command line would (YAML reads ``1e-3`` as a string).
+        """
         if not isinstance(source, Mapping):
             raise ParameterError(
                 f"parameters are given as a dict of names to values, got {type(source).__name__}"
@@ -177,8 +183,11 @@ class ParamSet:
         flat: dict[str, Any] = {}
         for name, value in source.items():
             path = f"{prefix}{name}"
-            if path in self.leaves:
-                flat[path] = self._check(self.leaves[path], value)
+            leaf = self.leaves.get(path)
+            if leaf is not None:
+                if text and isinstance(value, str) and leaf.type is not str:
+                    value = _parse_text(leaf, value)
+                flat[path] = self._check(leaf, value)
             elif path in self.groups and path:
                 if not isinstance(value, Mapping):
                     raise ParameterError(
@@ -186,7 +195,7 @@ class ParamSet:
                         f"give its members values, not the group: got {value!r}",
                         setting=path,
                     )
-                flat.update(self.flatten(value, f"{path}."))
+                flat.update(self.flatten(value, f"{path}.", text=text))
             else:
                 self.unknown(path)
         return flat

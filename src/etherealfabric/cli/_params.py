@@ -1,0 +1,115 @@
+"""Workflow parameters from the command line: ``-p NAME=VALUE``, ``NAME=VALUE`` and ``--params FILE``.
+
+A params file is YAML (``.yaml``, ``.yml``), TOML (``.toml``) or JSON (``.json``): a mapping of
+names to values, nested for groups (``model: {C: 0.5}``) or with dotted names
+(``model.C: 0.5``), like DVC's ``params.yaml``. ``-p`` values are parsed as their parameter's
+type (``n_rows=500`` an int, ``model.C=0.5`` a float, ``debug=true`` a bool, lists and dicts as
+JSON); a string in a file for a parameter that is not a string is parsed the same way (YAML
+reads ``1e-3`` as a string). The file's values come first, then ``-p`` and ``NAME=VALUE`` in
+order: the last one given wins. Every name and value is checked against the workflow's
+declarations; a mistake is a one-line error naming the closest parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import ParameterError
+
+if TYPE_CHECKING:
+    from ..define._params import ParamSet
+
+__all__ = ["load_params_file", "params_options", "parse_params"]
+
+
+def params_options(fn: Any) -> Any:
+    """The ``-p/--param NAME=VALUE`` and ``--params FILE`` options."""
+    fn = click.option(
+        "--params",
+        "params_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Set workflow parameters from a YAML, TOML or JSON file.",
+    )(fn)
+    return click.option(
+        "-p",
+        "--param",
+        "param_options",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Set a workflow parameter (model.C=0.5 for one in a group); repeatable.",
+    )(fn)
+
+
+def parse_params(
+    param_set: ParamSet, file: str | None, assignments: Iterable[str]
+) -> dict[str, Any]:
+    """The values set by a params file and ``NAME=VALUE`` assignments, checked, by dotted name.
+
+    Raises :class:`~etherealfabric.errors.ParameterError` (unknown names name the closest).
+    """
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(param_set.flatten(load_params_file(file), text=True))
+    for assignment in assignments:
+        name, value = param_set.parse(assignment)
+        values[name] = value
+    if values and not param_set:
+        raise ParameterError(
+            f"workflow {param_set.workflow!r} declares no parameters, so none can be set "
+            f"(got {', '.join(sorted(values))}); declare them with "
+            "Workflow(..., params={'name': default})"
+        )
+    return values
+
+
+def load_params_file(file: str) -> Mapping[str, Any]:
+    """The mapping in a YAML, TOML or JSON params file."""
+    path = Path(file)
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ParameterError(
+            f"params file {file}: expected a .yaml, .yml, .toml or .json file, got {suffix or 'no'} "
+            "suffix"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParameterError(f"params file {file}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        data = _parse(text, suffix)
+    except Exception as exc:  # each parser has its own error class
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParameterError(f"params file {file}: not valid {_KIND[suffix]}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ParameterError(
+            f"params file {file}: expected a mapping of parameter names to values at the top, "
+            f"got a {type(data).__name__}"
+        )
+    return data
+
+
+_KIND = {".yaml": "YAML", ".yml": "YAML", ".toml": "TOML", ".json": "JSON"}
+
+
+def _parse(text: str, suffix: str) -> Any:
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        return tomllib.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)
