@@ -61,12 +61,6 @@ def parse_params(
     for assignment in assignments:
         name, value = param_set.parse(assignment)
         values[name] = value
-    if values and not param_set:
-        raise ParameterError(
-            f"workflow {param_set.workflow!r} declares no parameters, so none can be set "
-            f"(got {', '.join(sorted(values))}); declare them with "
-            "Workflow(..., params={'name': default})"
-        )
     return values
 
 

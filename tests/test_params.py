@@ -1,0 +1,364 @@
+"""Workflow parameters (issue 10): declared with defaults, referenced by nodes, set per run.
+
+Through the API and through the CLI in fresh processes, bad inputs included: a parameter keys
+exactly the nodes that read it, is recorded on the run, shown by ``show``, diffed by
+``explain``, and an unknown or mistyped one is an error naming the closest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import (
+    Node,
+    Param,
+    ParameterError,
+    RunFailedError,
+    UnknownParameterError,
+    Workflow,
+    node,
+)
+from etherealfabric.journal import Journal
+from etherealfabric.observe._explain import explain_node
+
+PIPELINE = """
+import os
+from etherealfabric import Node, Workflow, node
+
+
+@node
+def load(n):
+    return list(range(n))
+
+
+@node
+def fit(xs, C):
+    if os.path.exists("fail-fit"):
+        raise RuntimeError("fit was told to fail")
+    return sum(xs) * C
+
+
+@node
+def report(score, model):
+    return {"score": score, "model": model}
+
+
+class Scale(Node):
+    def __init__(self, x, factor):
+        super().__init__()
+        self.x = x
+        self.factor = factor
+        self.outputs = ["y"]
+
+    def run(self):
+        return {"y": len(self.x) * self.factor}
+
+
+with Workflow("train", params={"n_rows": 100, "model": {"C": 1.0, "kernel": "rbf"}}) as wf:
+    data = load(wf.params.n_rows)
+    score = fit(data, C=wf.params.model.C)
+    summary = report(score, wf.params.model)
+    wf.add_node(Scale(data, wf.params.model.C))
+"""
+
+
+# -- the API ----------------------------------------------------------------------------------
+@node
+def load(n: int) -> list[int]:
+    return list(range(n))
+
+
+@node
+def fit(xs: list[int], C: float) -> float:
+    return sum(xs) * C
+
+
+@node
+def report(score: float, model: dict[str, Any]) -> dict[str, Any]:
+    return {"score": score, "model": model}
+
+
+@node
+def echo(value: Any) -> Any:
+    return value
+
+
+class Scale(Node):
+    def __init__(self, x: Any, factor: Any) -> None:
+        super().__init__()
+        self.x = x
+        self.factor = factor
+        self.outputs = ["y"]
+
+    def run(self) -> dict[str, Any]:
+        return {"y": len(self.x) * self.factor}
+
+
+def _workflow() -> tuple[Workflow, dict[str, Any]]:
+    with Workflow("train", params={"n_rows": 100, "model": {"C": 1.0, "kernel": "rbf"}}) as wf:
+        data = load(wf.params.n_rows)
+        score = fit(data, C=wf.params.model.C)
+        summary = report(score, wf.params.model)
+        scale = Scale(data, factor=wf.params.model.C)
+        wf.add_node(scale)
+    return wf, {"score": score, "summary": summary, "scale": scale}
+
+
+def _ran(results: Any) -> set[str]:
+    return {n for n, s in results.statuses.items() if s == "succeeded"}
+
+
+def test_nodes_get_the_defaults_then_the_values_given() -> None:
+    wf, refs = _workflow()
+    first = wf.execute()
+    assert first[refs["score"]] == 4950.0
+    assert first[refs["summary"]] == {"score": 4950.0, "model": {"C": 1.0, "kernel": "rbf"}}
+    assert first[refs["scale"]]["y"] == 100.0
+    second = wf.execute(params={"model.C": 0.5, "n_rows": 10})
+    assert second[refs["score"]] == 22.5
+    assert second[refs["scale"]]["y"] == 5.0
+
+
+def test_a_parameter_reruns_exactly_the_nodes_that_read_it() -> None:
+    wf, _ = _workflow()
+    assert _ran(wf.execute()) == {"load", "fit", "report", "Scale"}
+    assert _ran(wf.execute(params={"model.C": 0.5})) == {"fit", "report", "Scale"}
+    assert _ran(wf.execute(params={"model": {"kernel": "linear", "C": 0.5}})) == {"report"}
+    assert _ran(wf.execute(params={"model": {"C": 0.5}, "model.kernel": "linear"})) == set()
+
+
+def test_an_int_for_a_float_parameter_is_the_same_value() -> None:
+    wf, refs = _workflow()
+    wf.execute(params={"model.C": 2.0})
+    again = wf.execute(params={"model.C": 2})
+    assert again.executed == 0
+    assert isinstance(again[refs["score"]], float)
+
+
+def test_unknown_and_mistyped_parameters_are_errors_naming_the_closest() -> None:
+    wf, _ = _workflow()
+    with pytest.raises(UnknownParameterError, match=r"'model\.c'.*did you mean 'model\.C'"):
+        wf.execute(params={"model.c": 0.5})
+    with pytest.raises(UnknownParameterError, match="did you mean 'n_rows'"):
+        wf.execute(params={"nrows": 5})
+    with pytest.raises(ParameterError, match=r"'n_rows' takes an int.*got str '5'"):
+        wf.execute(params={"n_rows": "5"})
+    with pytest.raises(ParameterError, match="'n_rows' takes an int"):
+        wf.execute(params={"n_rows": True})
+    with pytest.raises(ParameterError, match="is a group"):
+        wf.execute(params={"model": 3})
+    with pytest.raises(UnknownParameterError, match="did you mean 'n_rows'") as info:
+        _ = wf.params.n_row
+    assert isinstance(info.value, AttributeError) and info.value.suggestion == "n_rows"
+    with pytest.raises(ParameterError, match="not a group"):
+        _ = wf.params.n_rows.x
+    assert not os.path.exists(".etherealfabric/journal.db")  # nothing ran
+
+
+def test_declarations_are_checked() -> None:
+    with pytest.raises(ParameterError, match="Param\\(None, type=int\\)"):
+        Workflow("w", params={"seed": None})
+    with pytest.raises(ParameterError, match="parameters are bool, int, float"):
+        Workflow("w", params={"when": object()})
+    with pytest.raises(ParameterError, match="identifiers"):
+        Workflow("w", params={"two words": 1})
+    with pytest.raises(ParameterError, match="'lr' takes a float"):
+        Workflow("w", params={"lr": Param("fast", type=float)})
+
+
+def test_optional_list_and_dict_parameters() -> None:
+    declared = {
+        "seed": Param(None, type=int, help="random seed"),
+        "cols": ["a", "b"],
+        "extra": Param({"k": 1}, type=dict),
+    }
+    with Workflow("w", params=declared) as wf:
+        out = echo([wf.params.seed, wf.params.cols, wf.params.extra])
+    assert wf.execute()[out] == [None, ["a", "b"], {"k": 1}]
+    assert wf.execute(params={"seed": 3, "cols": ("x",)})[out] == [3, ["x"], {"k": 1}]
+    with pytest.raises(ParameterError, match="'seed' takes an int or null"):
+        wf.execute(params={"seed": 1.5})
+
+
+def test_a_reference_has_no_value_while_defining() -> None:
+    wf = Workflow("w", params={"debug": False})
+    with pytest.raises(TypeError, match="no value while the workflow is defined"):
+        bool(wf.params.debug)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(wf.params.debug)
+    with pytest.raises(TypeError):
+        iter(wf.params)
+    assert "debug" in dir(wf.params)
+
+
+def test_a_parameter_of_another_workflow_is_refused() -> None:
+    other = Workflow("other", params={"x": 1})
+    with Workflow("mine", params={"x": 1}) as wf:
+        echo(other.params.x)
+    with pytest.raises(ParameterError, match="of workflow 'other'"):
+        wf.execute()
+
+
+def test_the_values_are_recorded_and_explain_names_the_parameter() -> None:
+    wf, _ = _workflow()
+    wf.execute()
+    second = wf.execute(params={"model.C": 0.5})
+    with Journal(Path(".etherealfabric/journal.db")) as journal:
+        row = journal.get_run(second.run_id)
+        recorded = json.loads(row["params"])["workflow_params"]
+        assert recorded == {"n_rows": 100, "model.C": 0.5, "model.kernel": "rbf"}
+        why = explain_node(journal, second.run_id, "fit")
+    assert [str(c) for c in why.changes] == ["param model.C: 1.0 → 0.5"]
+
+
+def test_plan_takes_the_parameters() -> None:
+    wf, _ = _workflow()
+    wf.execute()
+    planned = wf.plan(params={"model.C": 0.5})
+    assert set(planned.to_run) == {"fit", "report", "Scale"}
+    assert "param model.C: 1.0 → 0.5" in next(n for n in planned.nodes if n.node == "fit").reason
+
+
+def test_resume_reuses_the_recorded_values(tmp_path: Path) -> None:
+    wf, refs = _workflow()
+    (tmp_path / "fail-fit").touch()
+
+    @node
+    def fragile(x: float) -> float:
+        if (tmp_path / "fail-fit").exists():
+            raise RuntimeError("told to fail")
+        return x
+
+    with wf:
+        last = fragile(refs["score"])
+    with pytest.raises(RunFailedError) as info:
+        wf.execute(params={"model.C": 0.5})
+    (tmp_path / "fail-fit").unlink()
+    resumed = wf.execute(resume=info.value.results.run_id)
+    assert resumed[last] == 2475.0  # with C=0.5, not the default
+
+
+# -- the command line, in fresh processes ------------------------------------------------------
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _run(root: Path, *args: str, code: int = 0) -> dict[str, Any]:
+    out = cli(root, "run", "wf.py", "--json", *args)
+    assert out.returncode == code, out.stderr
+    summary: dict[str, Any] = json.loads(out.stdout)
+    return summary
+
+
+def _succeeded(summary: dict[str, Any]) -> set[str]:
+    return {n for n, s in summary["nodes"].items() if s == "succeeded"}
+
+
+def test_cli_sets_parameters_and_reruns_only_their_readers(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    assert _succeeded(_run(tmp_path)) == {"load", "fit", "report", "Scale"}
+    assert _succeeded(_run(tmp_path, "-p", "model.C=0.5")) == {"fit", "report", "Scale"}
+    assert _succeeded(_run(tmp_path, "--param", "model.C=0.5")) == set()
+    assert _succeeded(_run(tmp_path, "model.C=0.5", "n_rows=100")) == set()  # NAME=VALUE
+    changed = _run(tmp_path, "-p", "model.C=0.5", "-p", "model.kernel=linear")
+    assert _succeeded(changed) == {"report"}
+
+    show = cli(tmp_path, "show", changed["run_id"])
+    assert show.returncode == 0, show.stderr
+    assert 'params: n_rows=100, model.C=0.5, model.kernel="linear"' in show.stdout
+    shown = json.loads(cli(tmp_path, "show", changed["run_id"], "--json").stdout)
+    assert shown["params"] == {"n_rows": 100, "model.C": 0.5, "model.kernel": "linear"}
+
+    second = json.loads(cli(tmp_path, "runs", "--json").stdout)[3]["id"]
+    explain = cli(tmp_path, "explain", second, "fit")
+    assert explain.returncode == 0, explain.stderr
+    assert "param model.C: 1.0 → 0.5" in explain.stdout
+    assert "param C:" not in explain.stdout  # said once, by the parameter's name
+
+
+def test_cli_reads_params_files_and_options_win(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "params.yaml").write_text("model:\n  C: 1e-3\nn_rows: 10\n")
+    (tmp_path / "params.toml").write_text('n_rows = 10\n[model]\nC = 0.001\nkernel = "rbf"\n')
+    from_yaml = _run(tmp_path, "--params", "params.yaml")
+    assert _succeeded(from_yaml) == {"load", "fit", "report", "Scale"}
+    assert _succeeded(_run(tmp_path, "--params", "params.toml")) == set()  # the same values
+    both = _run(tmp_path, "--params", "params.yaml", "-p", "n_rows=20")
+    values = json.loads(cli(tmp_path, "show", both["run_id"], "--json").stdout)["params"]
+    assert values == {"n_rows": 20, "model.C": 0.001, "model.kernel": "rbf"}
+
+
+BAD_INPUTS = [
+    (["-p", "model.c=0.5"], "has no parameter 'model.c'; did you mean 'model.C'?"),
+    (["-p", "nrows=5"], "did you mean 'n_rows'?"),
+    (["-p", "n_rows=many"], "parameter 'n_rows' takes an int (default 100); 'many' is not an int"),
+    (["-p", "model.C=high"], "parameter 'model.C' takes a float"),
+    (["-p", "n_rows"], "a parameter is set as NAME=VALUE"),
+    (["-p", "model=3"], "parameter 'model' is a group; set its members"),
+    (["--params", "missing.yaml"], "params file missing.yaml: cannot read it"),
+    (["--params", "broken.yaml"], "params file broken.yaml: not valid YAML"),
+    (["--params", "broken.toml"], "params file broken.toml: not valid TOML"),
+    (["--params", "params.ini"], "expected a .yaml, .yml, .toml or .json file"),
+    (["--params", "typo.yaml"], "no parameter 'model.kernal'; did you mean 'model.kernel'?"),
+    (["--params", "list.json"], "expected a mapping of parameter names"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
+def test_cli_bad_parameters_are_one_line_errors(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "broken.yaml").write_text("n_rows: [1\n")
+    (tmp_path / "broken.toml").write_text("n_rows = \n")
+    (tmp_path / "params.ini").write_text("[x]\n")
+    (tmp_path / "typo.yaml").write_text("model:\n  kernal: linear\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    out = cli(tmp_path, "run", "wf.py", *args)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
+    assert message in out.stderr, out.stderr
+    assert not (tmp_path / ".etherealfabric").exists()  # nothing ran
+
+
+def test_cli_parameters_for_a_workflow_without_any(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node\ndef one():\n    return 1\n"
+        "with Workflow('plain') as wf:\n    one()\n"
+    )
+    out = cli(tmp_path, "run", "wf.py", "-p", "x=1")
+    assert out.returncode == 2
+    assert "has no parameter 'x'" in out.stderr and "Its parameters: none" in out.stderr
+
+
+def test_cli_resume_keeps_the_parameters(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "fail-fit").touch()
+    failed = _run(tmp_path, "-p", "model.C=0.5", code=1)
+    (tmp_path / "fail-fit").unlink()
+    out = cli(tmp_path, "resume", failed["run_id"], "--json")
+    assert out.returncode == 0, out.stderr
+    resumed = json.loads(out.stdout)
+    assert resumed["resumed_from"] == failed["run_id"]
+    assert resumed["nodes"]["fit"] == "succeeded" and resumed["nodes"]["load"] == "cached"
+    values = json.loads(cli(tmp_path, "show", resumed["run_id"], "--json").stdout)["params"]
+    assert values["model.C"] == 0.5
+    cat = cli(tmp_path, "cat", resumed["run_id"], "fit", "--json")
+    assert json.loads(cat.stdout) == 2475.0
