@@ -28,6 +28,7 @@ LAYERS = [
     {"run"},
     {"observe"},
     {"workflow", "testing"},
+    {"ui"},
     {"cli", "__init__", "__main__"},
 ]
 

@@ -66,6 +66,7 @@ DASK_ADDRESS_ENV = "ETHEREALFABRIC_DASK_ADDRESS"
 CELERY_REDISPATCH_ENV = "ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS"
 S3_ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
 SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
+UI_TOKEN_ENV = "ETHEREALFABRIC_UI_TOKEN"
 #: Every ``ETHEREALFABRIC_*`` environment variable the project reads; the one list of them.
 KNOWN_ENV: tuple[str, ...] = (
     *ENV.values(),
@@ -73,6 +74,7 @@ KNOWN_ENV: tuple[str, ...] = (
     CELERY_REDISPATCH_ENV,
     S3_ENDPOINT_ENV,
     SIGNING_KEY_ENV,
+    UI_TOKEN_ENV,
 )
 #: The names :meth:`Settings.resolve` accepts (and ``Workflow.execute(**settings)`` passes on).
 SETTING_NAMES: tuple[str, ...] = (*ENV, "inline_limit")

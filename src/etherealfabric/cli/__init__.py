@@ -11,13 +11,15 @@ import error), reported in one line on stderr that says what to do, without a tr
 
 Layout: this module holds the ``main`` group and adds the commands of ``run`` (run, resume,
 celery-worker), ``history`` (runs, show, status, logs), ``inspect`` (plan, explain, graph) and
-``cache`` (cache verify); ``_common`` holds the options and helpers they share.
+``cache`` (cache verify), and ``ui`` (the web UI, from ``etherealfabric.ui``, which
+imports its web framework only when the command runs); ``_common`` holds the options and helpers they share.
 """
 
 from __future__ import annotations
 
 import click
 
+from ..ui._command import ui as ui_command
 from . import _cache as cache
 from . import _cat as cat
 from . import _history as history
@@ -53,3 +55,4 @@ main.add_command(cat.cat)
 main.add_command(inspect.graph_command)
 main.add_command(cache.cache)
 main.add_command(run.celery_worker)
+main.add_command(ui_command)

@@ -1,0 +1,295 @@
+"""The web app: a Starlette application of HTML pages and the JSON API they use.
+
+Pages (rendered from ``templates/``, their scripts and styles served from ``static/``):
+
+- ``/``: the runs, live; ``/runs/{id}``: a run (graph, timeline, failures, how to resume);
+  ``/runs/{id}/nodes/{node}``: a node (attempts and logs, key components, explain, outputs);
+  ``/cache``: cache sizes and hit rates.
+
+API (JSON; documented in ``docs/ui.md``): ``/api/runs``, ``/api/runs/{id}``,
+``/api/runs/{id}/status``, ``/api/runs/{id}/nodes``, ``/api/runs/{id}/graph`` (and ``.svg``),
+``/api/runs/{id}/plan``, ``/api/runs/{id}/nodes/{node}`` and its parts (``attempts``, ``logs``,
+``components``, ``explain``, ``preview``), ``/api/cache``, ``/api/health``.
+
+Every request opens the journal read-only and closes it before answering: the UI never writes
+the journal, never holds a lock a run waits for, and always sees the latest commit. Handlers
+are plain functions, which Starlette runs in its thread pool, so a slow query never stalls the
+server. With a token, every request must carry it (see :class:`TokenGate`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..config import Settings
+from ..errors import EtherealFabricError
+from ..journal import Journal
+from ..observe._export import STATUS_COLOURS
+from . import _queries as q
+from . import _views as views
+from ._plan import plan_for
+
+__all__ = ["TokenGate", "create_app"]
+
+HERE = Path(__file__).parent
+COOKIE = "etherealfabric_ui_token"
+
+
+class Json(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=str, separators=(",", ":")).encode()
+
+
+class TokenGate:
+    """Let through only requests that carry the token.
+
+    The token is accepted as ``Authorization: Bearer TOKEN``, as a cookie, or once as
+    ``?token=TOKEN`` in a page's address: the page then sets the cookie (HttpOnly,
+    SameSite=Strict) and redirects to the address without it, so the token does not stay in
+    the browser's history. Anything else is 401.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token
+
+    def _ok(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        bearer = headers.get("authorization", "")
+        cookie = SimpleCookie(headers.get("cookie", ""))
+        query = parse_qsl(scope.get("query_string", b"").decode())
+        given = dict(query).get("token")
+        if self._ok(given):
+            rest = urlencode([(k, v) for k, v in query if k != "token"])
+            location = quote(scope["path"]) + (f"?{rest}" if rest else "")
+            response: Response = Response(status_code=303, headers={"location": location})
+            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
+            await response(scope, receive, send)
+            return
+        if self._ok(bearer[7:] if bearer.startswith("Bearer ") else None) or (
+            COOKIE in cookie and self._ok(cookie[COOKIE].value)
+        ):
+            await self.app(scope, receive, send)
+            return
+        text = "a token is needed: open the address with ?token=TOKEN or send Authorization: Bearer"
+        await Response(text, status_code=401, media_type="text/plain")(scope, receive, send)
+
+
+def _status_css() -> str:
+    """CSS for each status's colours: the same as ``etherealfabric graph --run``."""
+    rules = []
+    for status, (fill, stroke) in STATUS_COLOURS.items():
+        rules.append(f"svg.graph .n.st-{status} rect{{fill:{fill};stroke:{stroke}}}")
+        rules.append(f".badge.st-{status}{{background:{fill};border-color:{stroke}}}")
+        rules.append(f".bar.st-{status}{{fill:{fill};stroke:{stroke}}}")
+    return "\n".join(rules)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What every handler needs: where the journal is, and how to name the home in commands."""
+
+    journal_path: Path
+    home: Path
+    home_option: str  # " --home H" when the UI was given a home, so commands shown work as typed
+
+    def answer(self, fn: Callable[[Journal, Request], Any]) -> Callable[[Request], Response]:
+        """A handler that answers ``fn(journal, request)`` as JSON (404, 400 on errors)."""
+
+        def handler(request: Request) -> Response:
+            journal = q.open_journal(self.journal_path)
+            if journal is None:
+                return Json({"error": f"no journal at {self.journal_path} yet"}, status_code=404)
+            try:
+                result = fn(journal, request)
+            except views.NotFound as exc:
+                return Json({"error": str(exc)}, status_code=404)
+            except (ValueError, EtherealFabricError) as exc:
+                return Json({"error": str(exc)}, status_code=400)
+            finally:
+                journal.close()
+            return result if isinstance(result, Response) else Json(result)
+
+        return handler
+
+    def answer_empty(
+        self, fn: Callable[[Journal | None, Request], Any]
+    ) -> Callable[[Request], Response]:
+        """Like :meth:`answer`, for lists that are simply empty before the first run."""
+
+        def handler(request: Request) -> Response:
+            journal = q.open_journal(self.journal_path)
+            try:
+                return Json(fn(journal, request))
+            except (ValueError, EtherealFabricError) as exc:
+                return Json({"error": str(exc)}, status_code=400)
+            finally:
+                if journal is not None:
+                    journal.close()
+
+        return handler
+
+
+def _arg(request: Request, name: str) -> str | None:
+    return request.query_params.get(name) or None
+
+
+def _run_id(request: Request) -> str:
+    return str(request.path_params["run_id"])
+
+
+def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
+    """The UI over the journal of ``home`` (default: ``$ETHEREALFABRIC_HOME`` or
+    ``./.etherealfabric``), behind ``token`` when one is given."""
+    settings = Settings.resolve(home=home)
+    site = Site(settings.journal_path, settings.home, f" --home {settings.home}" if home else "")
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["status_css"] = _status_css()
+    templates.env.globals["journal"] = str(site.journal_path)
+
+    def page(name: str) -> Callable[[Request], Response]:
+        def handler(request: Request) -> Response:
+            context = {"params": dict(request.path_params)}
+            return templates.TemplateResponse(request, name, context)
+
+        return handler
+
+    def run_page(request: Request) -> Response:
+        journal = q.open_journal(site.journal_path)
+        if journal is None:
+            return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
+        try:
+            run = views.run_view(journal, _run_id(request), home_option=site.home_option)
+            href = f"/runs/{quote(run['run']['id'])}/nodes/"
+            graph = views.graph_view(journal, run["run"]["id"], href=href)
+        except views.NotFound as exc:
+            return HTMLResponse(str(exc), status_code=404)
+        finally:
+            journal.close()
+        context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": graph["svg"]}
+        return templates.TemplateResponse(request, "run.html", context)
+
+    def runs(journal: Journal | None, request: Request) -> Any:
+        return views.runs_view(
+            journal,
+            workflow=_arg(request, "workflow"),
+            status=_arg(request, "status"),
+            since=_arg(request, "since"),
+            limit=int(_arg(request, "limit") or 100),
+        )
+
+    def health(request: Request) -> Response:
+        path = site.journal_path
+        return Json({"ok": True, "journal": str(path), "exists": path.exists()})
+
+    routes = [
+        Route("/", page("runs.html")),
+        Route("/cache", page("cache.html")),
+        Route("/runs/{run_id}", run_page),
+        Route("/runs/{run_id}/nodes/{node:path}", page("node.html")),
+        Route("/api/health", health),
+        Route("/api/runs", site.answer_empty(runs)),
+        Route("/api/cache", site.answer_empty(_cache)),
+        Route("/api/runs/{run_id}", site.answer(lambda j, r: _run(j, r, site.home_option))),
+        Route("/api/runs/{run_id}/status", site.answer(_status)),
+        Route("/api/runs/{run_id}/nodes", site.answer(_nodes)),
+        Route("/api/runs/{run_id}/graph", site.answer(_graph)),
+        Route("/api/runs/{run_id}/graph.svg", site.answer(_graph_svg)),
+        Route("/api/runs/{run_id}/plan", site.answer(lambda j, r: _plan(j, r, site.home))),
+        Route("/api/runs/{run_id}/nodes/{node:path}", site.answer(_node_part(None))),
+        *[
+            Route(f"/api/runs/{{run_id}}/{part}/{{node:path}}", site.answer(_node_part(part)))
+            for part in ("attempts", "logs", "components", "explain")
+        ],
+        Route(
+            "/api/runs/{run_id}/preview/{output}/{node:path}",
+            site.answer(lambda j, r: _preview(j, r, site.home)),
+        ),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app: ASGIApp = Starlette(routes=routes)
+    return TokenGate(app, token) if token else app
+
+
+def _run(journal: Journal, request: Request, home_option: str) -> Any:
+    return views.run_view(journal, _run_id(request), home_option=home_option)
+
+
+def _cache(journal: Journal | None, request: Request) -> Any:
+    return views.cache_view(journal, workflow=_arg(request, "workflow"))
+
+
+def _status(journal: Journal, request: Request) -> Any:
+    return views.status_view(journal, _run_id(request), version=_arg(request, "version"))
+
+
+def _nodes(journal: Journal, request: Request) -> Any:
+    return q.attempts_light(journal, views.run_view(journal, _run_id(request))["run"]["id"])
+
+
+def _graph(journal: Journal, request: Request) -> Any:
+    graph = views.graph_view(journal, _run_id(request))
+    return {k: v for k, v in graph.items() if k != "svg"}
+
+
+def _plan(journal: Journal, request: Request, home: Path) -> Any:
+    return plan_for(views.run_view(journal, _run_id(request))["run"]["params"], home)
+
+
+def _graph_svg(journal: Journal, request: Request) -> Response:
+    run_id = request.path_params["run_id"]
+    full = views.run_view(journal, run_id)["run"]["id"]
+    graph = views.graph_view(journal, run_id, href=f"/runs/{quote(full)}/nodes/")
+    return Response(graph["svg"], media_type="image/svg+xml")
+
+
+def _node_part(part: str | None) -> Callable[[Journal, Request], Any]:
+    def answer(journal: Journal, request: Request) -> Any:
+        data = views.node_view(journal, request.path_params["run_id"], request.path_params["node"])
+        if part is None:
+            return data
+        if part == "logs":
+            keys = ("attempt", "status", "output")
+            return [{k: a[k] for k in keys} for a in data["attempts"]]
+        return data[part]
+
+    return answer
+
+
+def _preview(journal: Journal, request: Request, home: Path) -> dict[str, Any]:
+    """A small view of one output (loaded from the store, digest-verified)."""
+    from ..run._reopen import open_run
+
+    run_id, node = request.path_params["run_id"], request.path_params["node"]
+    output = request.path_params["output"]
+    data = views.node_view(journal, run_id, node)
+    found = [o for o in data["outputs"] if o["name"] == output]
+    if not found:
+        raise views.NotFound(f"node {node!r} has no stored output {output!r} in this run")
+    if (found[0]["size"] or 0) > views.PREVIEW_BYTES:
+        return {"kind": "none", "text": f"too large to preview ({found[0]['size']} bytes)"}
+    try:
+        value = open_run(data["run"]["id"], home=home)[node][output]
+    except Exception as exc:  # a missing artifact, a serializer not installed here: say so
+        return {"kind": "none", "text": f"cannot load it here: {type(exc).__name__}: {exc}"}
+    return views.preview(value)

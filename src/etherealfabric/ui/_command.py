@@ -1,0 +1,73 @@
+"""``etherealfabric ui``: serve the web UI (needs the ``ui`` extra: starlette, uvicorn, jinja2).
+
+Only click is imported with the command line; the web framework is imported when the command
+runs, so ``etherealfabric --help`` and every other command stay as fast as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+
+import click
+
+from ..config import UI_TOKEN_ENV
+
+__all__ = ["is_loopback", "ui"]
+
+DEFAULT_PORT = 8450
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("ui")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Home folder (journal and store). Default: $ETHEREALFABRIC_HOME or ./.etherealfabric",
+)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback serves other machines.")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--token", default=None,
+              help=f"Require this token on every request (default: ${UI_TOKEN_ENV}).")  # fmt: skip
+def ui(home: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve a read-only web UI over the run journal: runs, graphs, logs, explain, cache.
+
+    Open the printed address in a browser. The UI only reads the journal (it never writes it
+    and never holds up a run). With a token, open http://HOST:PORT/?token=TOKEN once.
+    """
+    token = token or os.environ.get(UI_TOKEN_ENV) or None
+    try:
+        import uvicorn
+
+        from ._app import create_app
+    except ImportError as exc:
+        click.echo(
+            f"error: the web UI needs the ui extra ({exc.name} is missing): "
+            "pip install 'etherealfabric[ui]'",
+            err=True,
+        )
+        sys.exit(2)
+    if not is_loopback(host):
+        click.echo(
+            f"warning: serving on {host}: anyone who can reach this machine on port {port} can "
+            "read your runs (logs, parameters, outputs)"
+            + ("" if token else f"; protect it with --token or ${UI_TOKEN_ENV}"),
+            err=True,
+        )
+    app = create_app(home, token=token)
+    shown = f"[{host}]" if ":" in host else host
+    suffix = "/?token=…" if token else "/"
+    click.echo(f"EtherealFabric UI on http://{shown}:{port}{suffix} (Ctrl-C to stop)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

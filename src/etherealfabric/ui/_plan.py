@@ -1,0 +1,68 @@
+"""``plan`` for the web UI: what a run's workflow would do now, asked of the CLI in a child
+process.
+
+A plan imports the workflow file (user code), hashes its inputs and looks keys up. The UI
+server never imports user code itself: it runs ``etherealfabric plan FILE --json`` (which
+writes nothing) in a child process, in the workflow file's folder, with the run's recorded
+``--node`` targets, and keeps the answer for a few seconds. Runs started from Python
+(``workflow.execute()``) recorded no file and have no plan here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plan_for"]
+
+TIMEOUT = 120.0
+KEEP = 10.0
+_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+_lock = threading.Lock()
+
+
+def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
+    """The plan of the workflow a run recorded in ``params`` (``{"error": ...}`` when none)."""
+    target = params.get("target")
+    if not target:
+        return {
+            "error": "this run was not started by `etherealfabric run FILE`, so no file to plan"
+        }
+    nodes = [str(n) for n in params.get("nodes") or []]
+    command = [sys.executable, "-m", "etherealfabric", "plan", str(target), "--json",
+               "--home", str(home), *(a for n in nodes for a in ("--node", n))]  # fmt: skip
+    key = tuple(command)
+    with _lock:
+        kept = _cache.get(key)
+        if kept and time.monotonic() - kept[0] < KEEP:
+            return kept[1]
+    answer = _ask(command, Path(str(target).split(":")[0]).parent)
+    with _lock:
+        _cache[key] = (time.monotonic(), answer)
+    return answer
+
+
+def _ask(command: list[str], folder: Path) -> dict[str, Any]:
+    try:
+        done = subprocess.run(
+            command, cwd=folder if folder.is_dir() else None, capture_output=True, text=True,
+            timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"error": f"planning took over {TIMEOUT:.0f}s; run `etherealfabric plan` instead"}
+    except OSError as exc:
+        return {"error": f"cannot run the planner: {exc}"}
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"plan exited with {done.returncode}"}
+    try:
+        plan: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {"error": "the planner printed no JSON"}
+    return plan

@@ -1,0 +1,248 @@
+"""The answers of the JSON API, as plain dicts: one function per endpoint, no web framework.
+
+Each function opens nothing itself: it is given a read-only :class:`Journal` (the app opens a
+fresh one per request, so a request always sees the latest committed rows, and closes it at
+once; SQLite's WAL lets a run write meanwhile). Explanations come from
+:func:`etherealfabric.observe.explain_node`, a run's live state from ``journal._history``.
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import EtherealFabricError
+from ..journal import Journal
+from ..journal import _history as history
+from ..observe._explain import NodeNotInRunError, explain_node
+from ..states import NodeStatus, RunStatus
+from . import _queries as q
+from ._layout import layout, to_svg
+
+__all__ = [
+    "NotFound",
+    "cache_view",
+    "graph_view",
+    "node_view",
+    "resume_line",
+    "run_view",
+    "runs_view",
+    "status_view",
+]
+
+ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
+MAX_RUNS = 1000
+
+
+class NotFound(EtherealFabricError):
+    """An unknown run or node (the API answers 404 with this message)."""
+
+
+def _run(journal: Journal, run_id: str) -> dict[str, Any]:
+    try:
+        return q.effective(journal.get_run(run_id))
+    except EtherealFabricError as exc:
+        raise NotFound(str(exc)) from exc
+
+
+def _public(run: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A run row for the API: the effective status, params parsed, the duration so far."""
+    row = {k: v for k, v in run.items() if k not in ("params", "pid_start")}
+    row["params"] = q.run_params(run)
+    end = run["finished_at"] or (now if run["status"] == RunStatus.RUNNING else None)
+    row["duration"] = None if end is None else max(0.0, end - run["started_at"])
+    return row
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def runs_view(
+    journal: Journal | None,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    since: str | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """Runs newest first (filtered), the workflows known, and how many are in progress."""
+    if journal is None:
+        return {"runs": [], "workflows": [], "running": 0, "journal": False}
+    start = history.parse_since(since) if since else None
+    limit = max(1, min(limit, MAX_RUNS))
+    # a run shown interrupted is recorded running: filter after the liveness check
+    asked = RunStatus.RUNNING.value if status == RunStatus.INTERRUPTED else status
+    rows = journal.list_runs(
+        workflow=workflow or None, status=asked or None, since=start, limit=limit
+    )
+    runs = [q.effective(r) for r in rows]
+    if status == RunStatus.INTERRUPTED:
+        more = journal.list_runs(workflow=workflow or None, status=status, since=start, limit=limit)
+        runs = sorted(
+            [r for r in runs if r["status"] == status] + more,
+            key=lambda r: -r["started_at"],
+        )[:limit]
+    elif status:
+        runs = [r for r in runs if r["status"] == status]
+    now = time.time()
+    return {
+        "runs": [_public(r, now) for r in runs],
+        "workflows": q.workflows(journal),
+        "running": sum(r["status"] == RunStatus.RUNNING for r in runs),
+        "journal": True,
+    }
+
+
+# -- one run -------------------------------------------------------------------------------------
+def resume_line(run: Mapping[str, Any], home_option: str = "") -> str:
+    """What to type to resume (or follow) this run; one line, no button."""
+    status, run_id = run["status"], run["id"]
+    if status == RunStatus.RUNNING:
+        return f"in progress: follow it with `etherealfabric status {run_id}{home_option}`"
+    if status == RunStatus.SUCCEEDED:
+        return "succeeded: nothing to resume"
+    if q.run_params(run).get("target"):
+        return (
+            f"to resume: `etherealfabric resume {run_id}{home_option}` "
+            "(completed nodes come from the cache)"
+        )
+    return (
+        "to resume: run the script that called workflow.execute() again "
+        "(completed nodes come from the cache)"
+    )
+
+
+def run_view(journal: Journal, run_id: str, *, home_option: str = "") -> dict[str, Any]:
+    """A run: its row, counts, running nodes, failed nodes with tracebacks, the resume line."""
+    run = _run(journal, run_id)
+    state = history.run_status(journal, run)
+    failures = q.failures(journal, run["id"])
+    return {
+        "run": _public(run, state.now),
+        "counts": state.counts,
+        "running": state.running,
+        "failures": failures,
+        "resume": resume_line(run, home_option),
+        "version": q.run_version(journal, run["id"]),
+    }
+
+
+def status_view(journal: Journal, run_id: str, *, version: str | None = None) -> dict[str, Any]:
+    """The run's live state for polling: ``unchanged`` when ``version`` is still current."""
+    run = _run(journal, run_id)
+    current = q.run_version(journal, run["id"])
+    now = time.time()
+    head = {"version": current, "run": _public(run, now)}
+    if version == current:  # nothing new was committed: only the clock moved
+        return {**head, "unchanged": True}
+    state = history.run_status(journal, run, now=now)
+    attempts = q.attempts_light(journal, run["id"])
+    statuses: dict[str, str] = {}
+    for row in attempts:
+        statuses[row["node"]] = row["status"]
+    if run["status"] == RunStatus.INTERRUPTED:
+        statuses = {n: _interrupted(s) for n, s in statuses.items()}
+    return {**head, "counts": state.counts, "running": state.running, "statuses": statuses,
+            "attempts": attempts}  # fmt: skip
+
+
+def _interrupted(status: str) -> str:
+    return NodeStatus.INTERRUPTED.value if status in ("running", "retrying") else status
+
+
+def graph_view(journal: Journal, run_id: str, *, href: str = "") -> dict[str, Any]:
+    """The run's graph laid out in layers, with the SVG drawing and each node's status."""
+    run = _run(journal, run_id)
+    nodes = q.graph_rows(journal, run)
+    statuses = {n: v["status"] for n, v in nodes.items()}
+    if run["status"] == RunStatus.INTERRUPTED:
+        statuses = {n: _interrupted(s) for n, s in statuses.items()}
+    drawing = layout({n: v["ups"] for n, v in nodes.items()})
+    return {**drawing.to_dict(), "statuses": statuses, "svg": to_svg(drawing, statuses, href=href)}
+
+
+# -- one node ------------------------------------------------------------------------------------
+def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
+    """A node of a run: attempts with logs, key components, the explain diff, its outputs."""
+    run = _run(journal, run_id)
+    attempts = history.node_attempts(journal, run["id"], node)
+    if not attempts:
+        raise NotFound(f"run {run['id']} has no node {node!r}")
+    last = attempts[-1]
+    try:
+        explanation: dict[str, Any] | None = explain_node(journal, run["id"], node).to_dict()
+    except (NodeNotInRunError, ValueError):
+        explanation = None
+    components = history.components_of(journal, last)
+    status = last["status"]
+    if run["status"] == RunStatus.INTERRUPTED:
+        status = _interrupted(status)
+    return {
+        "run": _public(run, time.time()),
+        "node": node,
+        "status": status,
+        "attempts": [{k: v for k, v in a.items() if k != "components"} for a in attempts],
+        "components": components,
+        "inputs": _inputs(components),
+        "explain": explanation,
+        "outputs": q.output_records(journal, last["cache_key"])
+        if status in (NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK)
+        else [],
+    }
+
+
+def _inputs(components: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """Each input: its name, the upstream node and output, and the digest read."""
+    found = []
+    for name, refs in ((components or {}).get("inputs") or {}).items():
+        for ref in refs if isinstance(refs, list) else []:
+            source, _, digest = str(ref).rpartition("@")
+            upstream, _, output = source.rpartition(".")
+            found.append({"input": name, "node": upstream, "output": output, "digest": digest})
+    return found
+
+
+# -- outputs -------------------------------------------------------------------------------------
+PREVIEW_BYTES = 2_000_000
+PREVIEW_ROWS = 10
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2000, 2000, 50, 50
+
+
+def preview(value: Any) -> dict[str, Any]:
+    """A small view of a value: a table (head) for a data frame, text otherwise."""
+    if hasattr(value, "head") and hasattr(value, "columns") and hasattr(value, "shape"):
+        head = value.head(PREVIEW_ROWS)
+        if hasattr(head, "to_pandas") and not hasattr(head, "iloc"):
+            head = head.to_pandas()  # polars and arrow tables
+        columns = [str(c) for c in head.columns]
+        rows = [[_cell(v) for v in row] for row in head.itertuples(index=False)]
+        return {"kind": "table", "columns": columns, "rows": rows, "shape": list(value.shape)}
+    try:
+        text = json.dumps(value, indent=1, default=str)
+        if len(text) > 4000:
+            text = _REPR.repr(value)
+    except (TypeError, ValueError):
+        text = _REPR.repr(value)
+    return {
+        "kind": "text",
+        "text": text,
+        "type": f"{type(value).__module__}.{type(value).__qualname__}",
+    }
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    return _REPR.repr(value)
+
+
+def cache_view(journal: Journal | None, *, workflow: str | None = None) -> dict[str, Any]:
+    """Cache sizes by workflow and node, and the hit rate of recent runs."""
+    if journal is None:
+        empty: dict[str, Any] = {"records": 0, "bytes": 0, "inline_bytes": 0, "stored_bytes": 0}
+        return {**empty, "by_workflow": [], "by_node": [], "runs": []}
+    return {**q.cache_stats(journal), "runs": q.hit_rates(journal, workflow=workflow)}

@@ -1,0 +1,484 @@
+/* EtherealFabric UI: the pages' behaviour, plain JavaScript (no build step, no CDN).
+ *
+ * Every page reads the JSON API under /api/ and renders with DOM calls (textContent, never
+ * innerHTML with data). Pages poll while something runs: the run page every 500 ms with the
+ * run's version stamp (the server answers "unchanged" cheaply), the runs list every second. */
+"use strict";
+
+const STATUSES_LIVE = new Set(["running", "retrying", "pending"]);
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function svgEl(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+async function api(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function when(ts) {
+  if (!ts) return "-";
+  const d = new Date(ts * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function secs(s) {
+  if (s === null || s === undefined || s === "") return "-";
+  s = Number(s);
+  if (s < 1) return `${(s * 1000).toFixed(0)} ms`;
+  if (s < 120) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+function bytes(n) {
+  n = Number(n || 0);
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function badge(status) {
+  return el("span", { class: `badge st-${status}`, text: status });
+}
+
+function setLive(on) {
+  const dot = $("#live");
+  if (dot) dot.classList.toggle("on", Boolean(on));
+}
+
+function nodeHref(runId, node) {
+  return `/runs/${encodeURIComponent(runId)}/nodes/${encodeURIComponent(node)}`;
+}
+
+/* -- the runs page ------------------------------------------------------------------------ */
+function runsPage() {
+  const form = $("#filters");
+  const params = new URLSearchParams(location.search);
+  for (const name of ["status", "since"]) if (params.get(name)) form.elements[name].value = params.get(name);
+  let timer = null;
+
+  async function refresh() {
+    clearTimeout(timer);
+    const query = new URLSearchParams(new FormData(form));
+    for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+    let data;
+    try {
+      data = await api(`/api/runs?${query}`);
+      $("#runs-note").textContent = data.journal ? "" : "no journal yet: start a run";
+    } catch (err) {
+      $("#runs-note").textContent = err.message;
+      timer = setTimeout(refresh, 3000);
+      return;
+    }
+    const select = $("#f-workflow");
+    const chosen = select.value || params.get("workflow") || "";
+    select.replaceChildren(el("option", { value: "", text: "all" }),
+      ...data.workflows.map((w) => el("option", { value: w, text: w })));
+    select.value = chosen;
+    const body = $("#runs tbody");
+    body.replaceChildren(...data.runs.map((r) => el("tr", { "data-run": r.id, "data-status": r.status },
+      el("td", {}, el("a", { href: `/runs/${encodeURIComponent(r.id)}`, class: "mono", text: r.id })),
+      el("td", { text: r.workflow }),
+      el("td", {}, badge(r.status)),
+      el("td", { text: when(r.started_at) }),
+      el("td", { text: secs(r.duration) }),
+      el("td", { class: "num", text: r.executed ?? "" }),
+      el("td", { class: "num", text: r.cached ?? "" }),
+      el("td", { class: "num", text: r.failed ?? "" }),
+      el("td", { class: "num", text: r.nodes ?? "" }))));
+    if (!data.runs.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "note", text: "no runs match" })));
+    setLive(data.running > 0);
+    timer = setTimeout(refresh, data.running > 0 ? 1000 : 2000);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams(new FormData(form));
+    for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+    history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
+    refresh();
+  });
+  form.addEventListener("change", () => form.requestSubmit());
+  refresh();
+}
+
+/* -- the run page: graph (pan, zoom, live colours), timeline, nodes ------------------------- */
+function panZoom(box) {
+  const state = { svg: null, view: null, full: null };
+  function attach() {
+    state.svg = $("svg", box);
+    if (!state.svg) return;
+    const [x, y, w, h] = state.svg.getAttribute("viewBox").split(/\s+/).map(Number);
+    state.full = { x, y, w, h };
+    if (w <= box.clientWidth) box.style.height = `${Math.min(window.innerHeight * 0.6, Math.max(160, h + 20))}px`;
+    fit();
+  }
+  function apply() {
+    const v = state.view;
+    state.svg.setAttribute("viewBox", `${v.x} ${v.y} ${v.w} ${v.h}`);
+  }
+  function fit() {
+    if (!state.svg) return;
+    const f = state.full;
+    const aspect = box.clientWidth / Math.max(1, box.clientHeight);
+    // large graphs open on their top rows at a readable size; small ones fit whole
+    const w = Math.max(f.w, f.h * aspect, box.clientWidth);
+    const readable = Math.min(w, Math.max(box.clientWidth * 1.6, 900));
+    state.view = { x: f.x, y: f.y, w: readable, h: readable / aspect };
+    if (readable < w) state.view.x = f.x + (f.w - readable) / 2;
+    apply();
+  }
+  let drag = null;
+  box.addEventListener("mousedown", (e) => {
+    if (!state.svg) return;
+    drag = { x: e.clientX, y: e.clientY, view: { ...state.view }, moved: false };
+    box.classList.add("dragging");
+  });
+  window.addEventListener("mousemove", (e) => {
+    if (!drag) return;
+    const scale = state.view.w / box.clientWidth;
+    const dx = (e.clientX - drag.x) * scale, dy = (e.clientY - drag.y) * scale;
+    if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
+    state.view = { ...drag.view, x: drag.view.x - dx, y: drag.view.y - dy };
+    apply();
+  });
+  window.addEventListener("mouseup", () => { box.classList.remove("dragging"); setTimeout(() => { drag = null; }, 0); });
+  box.addEventListener("click", (e) => { if (drag && drag.moved) e.preventDefault(); }, true);
+  box.addEventListener("wheel", (e) => {
+    if (!state.svg) return;
+    e.preventDefault();
+    const rect = box.getBoundingClientRect();
+    const factor = Math.exp(e.deltaY * 0.0015);
+    const px = state.view.x + ((e.clientX - rect.left) / rect.width) * state.view.w;
+    const py = state.view.y + ((e.clientY - rect.top) / rect.height) * state.view.h;
+    const w = Math.min(Math.max(state.view.w * factor, 100), Math.max(state.full.w, state.full.h) * 4);
+    const h = w * (state.view.h / state.view.w);
+    state.view = { x: px - ((px - state.view.x) * w) / state.view.w, y: py - ((py - state.view.y) * h) / state.view.h, w, h };
+    apply();
+  }, { passive: false });
+  attach();
+  return { attach, fit };
+}
+
+function colourGraph(box, statuses) {
+  let unknown = false;
+  const seen = new Set();
+  for (const g of box.querySelectorAll("svg .n")) {
+    const name = g.getAttribute("data-node");
+    seen.add(name);
+    const status = statuses[name] || "pending";
+    const cls = `n st-${status}`;
+    if (g.getAttribute("class") !== cls) {
+      g.setAttribute("class", cls);
+      const title = g.querySelector("title");
+      if (title) title.textContent = `${name} (${status})`;
+    }
+  }
+  for (const name of Object.keys(statuses)) if (!seen.has(name)) unknown = true;
+  return unknown;
+}
+
+function drawGantt(box, attempts, run) {
+  const rows = new Map();
+  let cached = 0;
+  for (const a of attempts) {
+    if (!a.started_at) { if (a.status === "cached") cached += 1; continue; }
+    if (!rows.has(a.node)) rows.set(a.node, []);
+    rows.get(a.node).push(a);
+  }
+  box.replaceChildren();
+  if (!rows.size) {
+    box.append(el("p", { class: "note", text: cached ? `all ${cached} nodes came from the cache` : "no node has started yet" }));
+    return;
+  }
+  const now = Date.now() / 1000;
+  const start = Math.min(run.started_at, ...[...rows.values()].flat().map((a) => a.started_at));
+  const end = Math.max(run.finished_at || now, ...[...rows.values()].flat().map((a) => a.finished_at || now));
+  const span = Math.max(end - start, 1e-3);
+  const label = 170, width = Math.max(box.clientWidth - 20, 600), plot = width - label - 70, rowH = 16;
+  const height = rows.size * rowH + 30;
+  const svg = svgEl("svg", { width, height, "data-rows": rows.size });
+  for (let i = 0; i <= 4; i += 1) {
+    const x = label + (plot * i) / 4;
+    svg.append(svgEl("line", { x1: x, x2: x, y1: 0, y2: height - 18, class: "axis" }));
+    const t = svgEl("text", { x, y: height - 4, "text-anchor": "middle" });
+    t.textContent = `+${secs((span * i) / 4)}`;
+    svg.append(t);
+  }
+  let y = 2;
+  for (const [node, list] of rows) {
+    const name = svgEl("text", { x: label - 6, y: y + 11, "text-anchor": "end" });
+    name.textContent = node.length > 26 ? `${node.slice(0, 25)}…` : node;
+    svg.append(name);
+    for (const a of list) {
+      const x = label + ((a.started_at - start) / span) * plot;
+      const w = Math.max((((a.finished_at || now) - a.started_at) / span) * plot, 1.5);
+      const bar = svgEl("rect", { x, y: y + 1, width: w, height: rowH - 4, rx: 2, class: `bar st-${a.status}`, "data-node": node });
+      const title = svgEl("title");
+      title.textContent = `${node} attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || now) - a.started_at)}`;
+      bar.append(title);
+      svg.append(bar);
+      const d = svgEl("text", { x: x + w + 4, y: y + 11 });
+      d.textContent = secs((a.finished_at || now) - a.started_at);
+      svg.append(d);
+    }
+    y += rowH;
+  }
+  box.append(svg);
+  if (cached) box.append(el("p", { class: "note", text: `${cached} cached nodes not shown` }));
+}
+
+function fillNodes(table, runId, attempts) {
+  const shown = attempts.slice(0, 2000);
+  table.replaceChildren(...shown.map((a) => el("tr", { "data-node": a.node },
+    el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node })),
+    el("td", { text: a.attempt }),
+    el("td", {}, badge(a.status)),
+    el("td", { text: when(a.started_at) }),
+    el("td", { text: secs(a.duration) }),
+    el("td", { class: "error", text: a.error || "" }))));
+  if (attempts.length > shown.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: `${attempts.length - shown.length} more attempts not listed` })));
+}
+
+function fillCounts(counts) {
+  const box = $("#counts");
+  box.replaceChildren(...Object.keys(counts).sort().flatMap((s) => [el("span", { class: `badge st-${s}`, text: `${counts[s]} ${s}` }), " "]));
+}
+
+function runPage() {
+  const body = document.body;
+  const runId = body.dataset.run;
+  const box = $("#graph-box");
+  const view = panZoom(box);
+  $("#fit").addEventListener("click", () => view.fit());
+  for (const span of document.querySelectorAll(".ts")) span.textContent = when(Number(span.dataset.ts));
+  let version = "", status = body.dataset.status, last = null;
+
+  async function reloadGraph() {
+    const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/graph.svg`, { cache: "no-store" });
+    if (!response.ok) return;
+    box.innerHTML = await response.text(); // the server's SVG: names escaped there
+    view.attach();
+  }
+
+  async function reloadSummary() {
+    const data = await api(`/api/runs/${encodeURIComponent(runId)}`);
+    $("#resume").textContent = data.resume;
+    const section = $("#failures");
+    section.hidden = !data.failures.length;
+    section.replaceChildren(el("h2", { text: "Failed" }), ...data.failures.map((f) => el("div", { class: "failure" },
+      el("a", { href: nodeHref(runId, f.node) }, el("b", { text: f.node })), ` (attempt ${f.attempt}): `,
+      el("span", { class: "error", text: f.error || "" }),
+      f.traceback ? el("details", { open: "" }, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: f.traceback })) : "")));
+  }
+
+  async function poll() {
+    let data;
+    try {
+      data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
+    } catch (err) {
+      setTimeout(poll, 2000);
+      return;
+    }
+    const run = data.run;
+    $("#run-duration").textContent = `duration ${secs(run.duration)}`;
+    if (!data.unchanged) {
+      version = data.version;
+      last = data;
+      const badgeEl = $("#run-status");
+      badgeEl.textContent = run.status;
+      badgeEl.className = `badge st-${run.status}`;
+      body.dataset.status = run.status;
+      fillCounts(data.counts);
+      if (colourGraph(box, data.statuses)) await reloadGraph().then(() => colourGraph(box, data.statuses));
+      fillNodes($("#nodes tbody"), runId, data.attempts);
+      if (run.status !== status) { status = run.status; reloadSummary().catch(() => {}); }
+    }
+    if (last) drawGantt($("#gantt"), last.attempts, run);
+    const running = run.status === "running";
+    setLive(running);
+    if (running) setTimeout(poll, 500);
+  }
+  poll();
+
+  $("#plan").addEventListener("toggle", async (e) => {
+    if (!e.target.open || e.target.dataset.loaded) return;
+    e.target.dataset.loaded = "1";
+    const out = $("#plan-body");
+    try {
+      const plan = await api(`/api/runs/${encodeURIComponent(runId)}/plan`);
+      if (plan.error) { out.textContent = plan.error; return; }
+      out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
+        el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
+          el("td", { text: n.node }), el("td", {}, badge(n.action === "cached" ? "cached" : "pending")),
+          el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) }))))));
+    } catch (err) {
+      out.textContent = err.message;
+    }
+  });
+}
+
+/* -- the node page -------------------------------------------------------------------------- */
+function kvTable(rows) {
+  return el("table", { class: "grid kv" }, el("tbody", {}, ...rows.map(([k, v]) => el("tr", {},
+    el("td", { text: k }), el("td", {}, v instanceof Node ? v : el("span", { class: "mono", text: v ?? "" }))))));
+}
+
+function renderExplain(box, ex) {
+  if (!ex) { box.textContent = "no explanation recorded"; return; }
+  const parts = [el("p", {}, el("b", { text: { executed: "ran", cached: "cached", not_run: "did not run" }[ex.verdict] || ex.verdict }),
+    ex.previous_run && ex.reason === "changed" ? el("span", {}, " · compared with run ", el("a", { href: `/runs/${encodeURIComponent(ex.previous_run)}`, text: ex.previous_run })) : "")];
+  if (ex.reason === "changed") {
+    parts.push(el("ul", { class: "change-list" }, ...ex.changes.map((c) => el("li", { "data-part": c.part }, el("span", { class: "mono", text: c.text })))));
+  } else {
+    parts.push(el("p", { text: ex.detail }));
+  }
+  box.replaceChildren(...parts);
+}
+
+function renderAttempts(box, runId, data) {
+  box.replaceChildren(...data.attempts.map((a) => el("div", { class: "attempt", "data-attempt": a.attempt },
+    el("div", {}, el("b", { text: `attempt ${a.attempt} ` }), badge(a.status),
+      ` started ${when(a.started_at)} · ${secs(a.duration)}${a.host ? ` · ${a.host}` : ""}${a.pid ? ` pid ${a.pid}` : ""}`),
+    a.error ? el("p", { class: "error", text: a.error }) : "",
+    el("pre", { class: "logs", text: a.output || (a.status === "cached" ? "no output captured (cached: it did not run in this run)" : "no output captured") }),
+    a.traceback ? el("details", {}, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: a.traceback })) : "")));
+}
+
+function renderPreview(box, p) {
+  if (p.kind === "table") {
+    box.replaceChildren(el("p", { class: "note", text: `shape ${p.shape.join(" × ")}; first ${p.rows.length} rows` }),
+      el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...p.columns.map((c) => el("th", { text: c })))),
+        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v) => el("td", { text: v ?? "" })))))));
+  } else {
+    box.replaceChildren(el("pre", { text: p.text }));
+  }
+}
+
+function renderOutputs(box, runId, node, outputs) {
+  if (!outputs.length) { box.replaceChildren(el("p", { class: "note", text: "no stored outputs in this run" })); return; }
+  box.replaceChildren(el("table", { class: "grid", id: "outputs-table" },
+    el("thead", {}, el("tr", {}, ...["output", "serializer", "type", "size", "digest", "preview"].map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...outputs.map((o) => {
+      const cell = el("td", { class: "preview" });
+      const load = () => api(`/api/runs/${encodeURIComponent(runId)}/preview/${encodeURIComponent(o.name)}/${encodeURIComponent(node)}`)
+        .then((p) => renderPreview(cell, p)).catch((err) => { cell.textContent = err.message; });
+      if ((o.size || 0) <= 100000) load(); else cell.append(el("button", { type: "button", text: "load preview" }));
+      cell.addEventListener("click", (e) => { if (e.target.tagName === "BUTTON") { cell.textContent = "loading…"; load(); } });
+      return el("tr", { "data-output": o.name }, el("td", { text: o.name }), el("td", { text: o.serializer }), el("td", { class: "mono", text: o.type }),
+        el("td", { text: `${bytes(o.size)}${o.inline ? " (inline)" : ""}` }), el("td", { class: "mono", text: (o.digest || "").slice(0, 12) }), cell);
+    }))));
+}
+
+function renderComponents(box, runId, data) {
+  const c = data.components;
+  if (!c) { box.replaceChildren(el("p", { class: "note", text: "no key components recorded" })); return; }
+  const inputs = el("ul", {}, ...data.inputs.map((i) => el("li", {}, `${i.input} ← `,
+    el("a", { href: nodeHref(runId, i.node), text: `${i.node}.${i.output}` }), el("span", { class: "mono note", text: ` @${i.digest.slice(0, 12)}` }))));
+  const params = Object.keys(c.params || {}).filter((k) => !(k in (c.inputs || {})));
+  box.replaceChildren(kvTable([
+    ["cache key", data.attempts.at(-1).cache_key || "-"],
+    ["kind", c.kind],
+    ["code", `${c.code || ""} (${c.code_source || "?"})`],
+    ["version", c.version == null ? "none" : String(c.version)],
+    ["code parts", el("ul", {}, ...Object.entries(c.code_parts || {}).map(([k, v]) => el("li", { class: "mono", text: `${k}  ${String(v).slice(0, 12)}` })))],
+    ["parameters", el("ul", {}, ...params.map((k) => el("li", { class: "mono", text: `${k} = ${(c.params_repr || {})[k] ?? "?"}  [${String(c.params[k]).slice(0, 12)}]` })))],
+    ["inputs", inputs],
+  ]));
+}
+
+function nodePage() {
+  const runId = document.body.dataset.run, node = document.body.dataset.node;
+  async function load() {
+    let data;
+    try {
+      data = await api(`/api/runs/${encodeURIComponent(runId)}/nodes/${encodeURIComponent(node)}`);
+    } catch (err) {
+      $("#explain").textContent = err.message;
+      return;
+    }
+    const b = $("#node-status");
+    b.textContent = data.status;
+    b.className = `badge st-${data.status}`;
+    $("#run-link").textContent = `run ${data.run.id} (${data.run.workflow})`;
+    renderExplain($("#explain"), data.explain);
+    renderAttempts($("#attempts"), runId, data);
+    if (!$("#outputs-table") || !data.outputs.length) renderOutputs($("#outputs"), runId, node, data.outputs);
+    renderComponents($("#components"), runId, data);
+    const live = STATUSES_LIVE.has(data.status) && data.run.status === "running";
+    setLive(live);
+    if (live) setTimeout(load, 1000);
+  }
+  load();
+}
+
+/* -- the cache page ------------------------------------------------------------------------- */
+function hitChart(box, runs) {
+  if (!runs.length) { box.replaceChildren(el("p", { class: "note", text: "no finished runs yet" })); return; }
+  const width = Math.max(box.clientWidth - 10, 500), height = 200, left = 40, bottom = 24;
+  const svg = svgEl("svg", { width, height, id: "hit-svg" });
+  const x0 = runs[0].started_at, x1 = runs.at(-1).started_at, span = Math.max(x1 - x0, 1);
+  const px = (t) => left + ((t - x0) / span) * (width - left - 20), py = (r) => 10 + (1 - r) * (height - bottom - 10);
+  for (const r of [0, 0.5, 1]) {
+    svg.append(svgEl("line", { x1: left, x2: width - 10, y1: py(r), y2: py(r), stroke: "#e3e6eb" }));
+    const t = svgEl("text", { x: left - 4, y: py(r) + 4, "text-anchor": "end" });
+    t.textContent = `${r * 100}%`;
+    svg.append(t);
+  }
+  const points = runs.filter((r) => r.hit_rate !== null);
+  svg.append(svgEl("polyline", { points: points.map((r) => `${px(r.started_at)},${py(r.hit_rate)}`).join(" "), fill: "none", stroke: "#5c8ed8", "stroke-width": 1.5 }));
+  for (const r of points) {
+    const dot = svgEl("circle", { cx: px(r.started_at), cy: py(r.hit_rate), r: 3, fill: r.status === "succeeded" ? "#2e7d32" : "#c62828", class: "run-dot" });
+    const title = svgEl("title");
+    title.textContent = `${r.id} (${r.workflow}): ${Math.round(r.hit_rate * 100)}% cached, ${r.executed} executed, ${r.cached} cached`;
+    dot.append(title);
+    svg.append(dot);
+  }
+  for (const [t, anchor] of [[x0, "start"], [x1, "end"]]) {
+    const label = svgEl("text", { x: px(t), y: height - 6, "text-anchor": anchor });
+    label.textContent = when(t);
+    svg.append(label);
+  }
+  box.replaceChildren(svg);
+}
+
+function sizeRows(table, rows, label) {
+  const top = rows.slice(0, 100);
+  const most = Math.max(1, ...top.map((r) => r.bytes));
+  table.replaceChildren(...top.map((r) => el("tr", {}, el("td", { text: r[label] }), el("td", { class: "num", text: bytes(r.bytes) }),
+    el("td", { class: "num", text: r.records }), el("td", { class: "bar-cell" }, el("div", { class: "meter", style: `width:${(100 * r.bytes) / most}%` })))));
+}
+
+async function cachePage() {
+  const data = await api("/api/cache");
+  $("#cache-total").textContent = `${data.records} cache records, ${bytes(data.bytes)} (${bytes(data.stored_bytes)} in the store, ${bytes(data.inline_bytes)} inline in the journal)`;
+  hitChart($("#hit-chart"), data.runs);
+  sizeRows($("#by-workflow tbody"), data.by_workflow, "workflow");
+  sizeRows($("#by-node tbody"), data.by_node, "node");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  const start = { runs: runsPage, run: runPage, node: nodePage, cache: cachePage }[page];
+  if (start) start();
+});
