@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .define._context import checkpoint
-from .define._files import Directory, File
+from .define._files import Directory, File, root_path
 from .define._node import Node, NodeFunction, OutputRef, Outputs, node
 from .define._params import Param, ParamRef
 from .define._policies import SKIP, NodeError, RetryPolicy
@@ -90,6 +90,7 @@ __all__ = [
     "node",
     "open_run",
     "register_serializer",
+    "root_path",
 ]
 
 

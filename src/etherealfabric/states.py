@@ -36,6 +36,9 @@ class NodeStatus(_StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # the run's process died while the node ran
+    #: the node succeeded but an input file changed while it ran: its outputs served this run
+    #: and were not cached (the journal row's error names the file)
+    DRIFTED = "drifted"
 
     @property
     def done(self) -> bool:
@@ -48,7 +51,9 @@ class NodeStatus(_StrEnum):
         return self not in (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.RETRYING)
 
 
-_DONE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK})
+_DONE = frozenset(
+    {NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK, NodeStatus.DRIFTED}
+)
 
 
 class RunStatus(_StrEnum):

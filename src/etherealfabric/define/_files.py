@@ -11,14 +11,28 @@ worker running in another folder opens the same file. The path itself is *not* p
 cache key: two checkouts in different folders share results. Nothing is checked or read when
 the object is created; a missing path is reported when it is hashed. Reading and hashing the
 content is the hashing layer's job (:mod:`etherealfabric.hashing._files`).
+
+**Declared outputs.** ``@node(writes=["reports/summary.md", "models/"])`` (or the class attribute
+``writes`` of a :class:`~etherealfabric.Node`) names files and folders (a trailing ``/``) a node
+writes, relative to the workflow's *root* folder; :func:`check_writes` validates them here, the
+run layer stores and restores their content. :func:`root_path` turns a root-relative path into
+an absolute one: inside a running node it uses that node's workflow root, inside a
+``with Workflow():`` block that workflow's root, elsewhere the current folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Directory", "File"]
+from ..errors import DefinitionError
+from ._context import current_collector
+
+__all__ = ["Directory", "File", "activate_root", "check_writes", "root_path"]
 
 
 class _PathValue(os.PathLike[str]):
@@ -77,3 +91,88 @@ class Directory(_PathValue):
     """A folder input, hashed by its whole content: every relative path and file's bytes."""
 
     __slots__ = ()
+
+
+# -- declared outputs ------------------------------------------------------------------------
+def check_writes(
+    paths: Sequence[str | os.PathLike[str]] | str | None,
+    *,
+    where: str,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[str, ...]:
+    """Normalised root-relative paths of declared outputs (folders end with ``/``).
+
+    ``{name}`` in a path is replaced by the node's literal parameter ``name`` (so one
+    ``@node`` function called for several regions writes one file per region).
+    """
+    if paths is None:
+        return ()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[str] = []
+    for raw in paths:
+        text = os.fspath(raw)
+        if not isinstance(text, str) or not text.strip():
+            raise DefinitionError(f"{where}: writes= takes non-empty relative paths, got {raw!r}")
+        if params is not None and "{" in text:
+            text = _fill(text, params, where)
+        found.append(_normalise(text, where))
+    return tuple(dict.fromkeys(found))
+
+
+def _fill(text: str, params: Mapping[str, Any], where: str) -> str:
+    try:
+        return text.format_map(params)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise DefinitionError(
+            f"{where}: writes= path {text!r} cannot be filled from the node's parameters "
+            f"{sorted(params)}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _normalise(text: str, where: str) -> str:
+    folder = text.endswith(("/", os.sep))
+    if os.path.isabs(text) or text.startswith("~"):
+        raise DefinitionError(
+            f"{where}: writes= path {text!r} must be relative to the workflow's root folder "
+            "(teammates in other folders then share the results); write 'reports/x.md', "
+            "not an absolute path"
+        )
+    clean = posixpath.normpath(text.replace(os.sep, "/"))
+    if clean in (".", "") or clean == ".." or clean.startswith("../"):
+        raise DefinitionError(
+            f"{where}: writes= path {text!r} must name something inside the workflow's root "
+            "folder (not the root itself, nor anything above it)"
+        )
+    return clean + "/" if folder else clean
+
+
+# -- the workflow root -------------------------------------------------------------------------
+_root: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "etherealfabric_root", default=None
+)
+
+
+@contextlib.contextmanager
+def activate_root(root: str | None) -> Iterator[None]:
+    """Make ``root`` the running node's workflow root inside the block (the worker's job)."""
+    token = _root.set(root)
+    try:
+        yield
+    finally:
+        _root.reset(token)
+
+
+def root_path(*parts: str | os.PathLike[str]) -> str:
+    """The absolute path of ``parts`` under the workflow's root folder.
+
+    Inside a running node, its workflow's root (where its ``writes=`` paths are looked for);
+    inside a ``with Workflow():`` block, that workflow's root; anywhere else, the current
+    folder. ``open(root_path("reports/summary.md"), "w")`` writes a declared output wherever
+    the run was started from.
+    """
+    root = _root.get()
+    if root is None:
+        collector = current_collector()
+        root = getattr(collector, "root", None) or os.getcwd()
+    return os.path.join(root, *(os.fspath(p) for p in parts))

@@ -17,6 +17,9 @@ oldest run still going began, or after the collection started. A run commits a
 record only if every object it names is still present, checked in its own commit transaction
 (see ``run/_recorder.py``), so a committed record never names a collected object.
 
+A record's stored file outputs (``files``: each file's object, each folder's manifest and
+the files the manifest lists) are kept with it, like its outputs.
+
 Only a home's own store is collected: a shared store (another folder or a bucket) holds
 records of teammates that this journal knows nothing about.
 """
@@ -31,6 +34,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..states import RunStatus
 from ..store import Store
+from ..store._trees import entry_objects, manifest_objects
 from ._journal import Journal
 from ._liveness import gone
 
@@ -79,11 +83,11 @@ def collect_garbage(
     listed = list(store.iter_objects())
     report = GcReport(dry_run=dry_run)
     if dry_run:
-        blobs, referenced = _decide(journal, keep_runs, cutoff, report)
+        blobs, referenced = _decide(journal, store, keep_runs, cutoff, report)
         _collectable_objects(store, listed, referenced, _oldest_live_run(journal, cutoff), report)
     else:
         with journal.write() as conn:  # runs wait to commit until the collection is done
-            blobs, referenced = _decide(journal, keep_runs, cutoff, report)
+            blobs, referenced = _decide(journal, store, keep_runs, cutoff, report)
             conn.executemany(
                 "DELETE FROM actions WHERE key = ? AND created_at < ?",
                 [(k, cutoff) for k in report.removed_keys],
@@ -116,7 +120,7 @@ def _oldest_live_run(journal: Journal, cutoff: float) -> float:
 
 
 def _decide(
-    journal: Journal, keep_runs: int, cutoff: float, report: GcReport
+    journal: Journal, store: Store, keep_runs: int, cutoff: float, report: GcReport
 ) -> tuple[list[str], set[str]]:
     """Which records and blobs to drop (into ``report``), and the digests kept records name."""
     kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
@@ -125,6 +129,7 @@ def _decide(
         if key in kept:
             report.records_kept += 1
             referenced |= _digests(record)
+            referenced |= manifest_objects(store, record.get("files"))
         else:
             report.removed_keys.append(key)
     report.records_removed = len(report.removed_keys)
@@ -135,9 +140,11 @@ def _decide(
 
 def _digests(record: dict[str, Any]) -> set[str]:
     outputs = record.get("outputs")
+    files = record.get("files")
+    named = set(entry_objects(files)) if isinstance(files, dict) else set()
     if not isinstance(outputs, dict):
-        return set()
-    return {
+        return named
+    return named | {
         str(out["digest"]) for out in outputs.values() if isinstance(out, dict) and "digest" in out
     }
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..define._files import check_writes
 from ..define._node import Node, NodeSpec, OutputRef
 from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..define._refs import replace_refs
@@ -110,7 +111,7 @@ def build(workflow: Definition) -> Graph:
     specs: dict[str, NodeSpec] = {}
     preds: dict[str, set[str]] = {}
     for n in workflow.nodes:
-        spec = _spec(n, names)
+        spec = _spec(n, names, getattr(workflow, "root", None))
         specs[spec.name] = spec
         preds[spec.name] = set(spec.upstream)
     ordering: set[tuple[str, str]] = set()
@@ -157,7 +158,7 @@ def _toposort(
     return tuple(order)
 
 
-def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
+def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpec:
     name = names[id(n)]
     code, params = n._ef_spec_parts()
     upstream: set[str] = set()
@@ -184,6 +185,7 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
             nodes=(name,),
         ) from None
     options = n._ef_options()
+    literal = {k: v for k, v in params.items() if not isinstance(v, InputRef)}
     return NodeSpec(
         name=name,
         kind=qualified_name(code),
@@ -195,6 +197,8 @@ def _spec(n: Node, names: Mapping[int, str]) -> NodeSpec:
         outputs=tuple(n.outputs),
         upstream=frozenset(upstream),
         version=None if options["version"] is None else str(options["version"]),
+        writes=check_writes(options.get("writes"), where=f"node {name!r}", params=literal),
+        root=root,
         retry=as_retry_policy(options["retries"], where=f"node {name!r}"),
         serializers=_check_serializers(name, options["serializers"], tuple(n.outputs)),
         timeout=check_timeout(options["timeout"], where=f"node {name!r}"),

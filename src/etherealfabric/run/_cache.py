@@ -14,20 +14,32 @@ A shared store is untrusted (docs/stores.md): a shared folder is opened as such 
 :class:`LocalStore` given with ``shared=True`` is switched to its signed, verifying mode), its
 records are checked by the store (signatures) and here (:func:`record_problem`, the record's
 shape), and a record that fails either check is a miss with one warning naming the key.
+
+**File outputs.** A record may name stored files and folders (``files``, see
+``store/_trees.py``). A hit is usable only once they are back where the node wrote them,
+under the workflow's ``root``: :meth:`ArtifactCache.lookup` restores every one that is
+missing or differs from its recorded digest (a dry run, ``read_only``, never writes), and a
+record whose stored files cannot be restored is a miss, with a warning, like one whose
+objects are gone. An output that is a returned ``File``/``Directory`` reaches downstream
+nodes and ``Results`` as a ``File``/``Directory`` of that path (:meth:`ArtifactCache.input_for`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
+from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
 from ..hashing._digest import digest_bytes
+from ..hashing._files import FileHashCache
 from ..journal import Journal
 from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._signing import record_problem
+from ..store._trees import restore_entry
+from ._files import file_value
 
 __all__ = ["ArtifactCache", "CacheWriter"]
 
@@ -43,6 +55,11 @@ class CacheWriter(Protocol):
     ) -> None: ...
     def drop_action(self, key: str) -> None: ...
     def drop_blob(self, digest: str) -> None: ...
+    # remembered file digests (FileHashCache): restoring skips files already in place
+    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None: ...
+    def put(
+        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
+    ) -> None: ...
 
 
 class ArtifactCache:
@@ -56,6 +73,7 @@ class ArtifactCache:
         shared: bool,
         writer: CacheWriter | None = None,
         verify: bool = True,
+        root: str | None = None,
     ) -> None:
         self.journal = journal  # read only: every write goes through ``writer``
         if shared and isinstance(store, LocalStore):
@@ -69,6 +87,9 @@ class ArtifactCache:
         self.read_only = writer is None
         self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
         self._rejected: set[str] = set()  # keys of malformed shared records, warned once
+        #: the workflow's root folder: where file outputs are restored (None: the current one)
+        self.root = root
+        self.restored = 0  # files written back by cache hits (for tests and benchmarks)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
@@ -78,6 +99,8 @@ class ArtifactCache:
         if record is None:
             return None
         problem = self._incomplete(record)
+        if problem is None and record.get("files") and not self.read_only:
+            problem = self._restore(record)
         if problem is not None:
             if self._writer is not None:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
@@ -85,12 +108,28 @@ class ArtifactCache:
             return None
         return record
 
+    def _restore(self, record: Mapping[str, Any]) -> str | None:
+        """Put the record's file outputs back under the root; why not, or None once done."""
+        root = self.root if self.root is not None else os.getcwd()
+        file_cache: FileHashCache | None = self._writer
+        for relative, entry in record["files"].items():
+            try:
+                self.restored += restore_entry(
+                    self.store, root, relative, entry, verify=self.verify, file_cache=file_cache
+                )
+            except (StoreError, OSError) as exc:
+                if isinstance(exc, CorruptArtifactError) and exc.digest and not self.shared:
+                    self.store.delete_object(exc.digest)
+                return f"the file output {relative!r} of node {record.get('node', '?')!r} cannot be restored ({exc})"
+        return None
+
     def _incomplete(self, record: Mapping[str, Any]) -> str | None:
         """Why a record's outputs are unusable (an object gone or of the wrong size), or None.
 
         A size check is one ``stat``; the bytes themselves are verified when loaded.
         """
-        for name, out in record["outputs"].items():
+        stored = [(f"file {p!r}", e) for p, e in record.get("files", {}).items()]
+        for name, out in [*record["outputs"].items(), *stored]:
             if out.get("inline"):
                 continue
             if not self.read_only and not self.shared:
@@ -206,6 +245,18 @@ class ArtifactCache:
             else:
                 self.store.delete_object(digest)
 
+    def input_for(self, record: OutputRecord) -> Any:
+        """What a worker gets for an output: a ``File``/``Directory`` for a file output (at
+        its path under the root), else a :meth:`handle` of its stored bytes."""
+        try:
+            found = file_value(record, self.root)
+        except OutputError as exc:
+            raise CorruptArtifactError(str(exc), digest=record.get("digest")) from None
+        return found if found is not None else self.handle(record)
+
     def load(self, record: OutputRecord) -> Any:
-        """Load an output's value (verifying its digest)."""
-        return load_value(self.handle(record), self.store, verify=self.verify)
+        """Load an output's value (verifying its digest); a file output is its ``File``."""
+        found = self.input_for(record)
+        if not isinstance(found, InputHandle):
+            return found
+        return load_value(found, self.store, verify=self.verify)

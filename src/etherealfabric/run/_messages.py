@@ -45,6 +45,11 @@ class Task:
     kill_on_timeout: bool = False
     #: serializers the user registered (they travel: a worker process never registered them)
     registered: PortableSerializers = ()
+    #: declared file and folder outputs (root-relative; see ``run/_files.py``) and the root
+    writes: tuple[str, ...] = ()
+    root: str | None = None
+    #: the stat of every input file when the task was built, to detect drift while it runs
+    inputs_seen: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +84,10 @@ class TaskResult:
     bad_input: str | None = None
     #: whether the node used its checkpoint (then the scheduler removes it after success)
     checkpointed: bool = False
+    #: the record's ``files``: stored file and folder outputs by root-relative path
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: input files that changed while the node ran (its result is then not cached)
+    drifted: list[str] = field(default_factory=list)
 
     @property
     def started_at(self) -> float:

@@ -18,12 +18,16 @@ transaction: gc deletes objects inside a transaction of its own, so a committed 
 names an object gc removed. A record whose object went is left out (the node's outputs are
 then not cached; a consumer that misses them has the node recomputed).
 
+A node whose input files changed while it ran (``TaskResult.drifted``) gets a ``drifted`` row
+naming them, a warning, and no action record: its outputs served this run only.
+
 The recorder subscribes to the event bus as a *critical* subscriber: if it raises, the run
 fails loudly instead of carrying on with a journal that misses rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -32,6 +36,7 @@ from typing import Any
 
 from ..journal import Journal
 from ..states import EventKind, NodeStatus, RunStatus
+from ..store._trees import entry_objects
 from ._events import Event
 from ._messages import HOST, TaskResult
 
@@ -211,14 +216,25 @@ class JournalRecorder:
         result: TaskResult = event.data["result"]
         components = _dumps(event.data["components"])
         self._blobs.extend(result.inline.items())
+        self._release.append(result.key)
+        if result.drifted:
+            self._drifted(event, result, components)
+            return
         outputs = event.data["record"].get("outputs", {})
         self._objects[result.key] = [
             str(out["digest"]) for out in outputs.values() if not out.get("inline")
-        ]
+        ] + entry_objects(event.data["record"].get("files"))
         record = _dumps(event.data["record"])
         self._actions.append((result.key, event.node or "", record, components, time.time()))
-        self._release.append(result.key)
         self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
+
+    def _drifted(self, event: Event, result: TaskResult, components: str) -> None:
+        """An input changed while the node ran: no action record, a ``drifted`` row."""
+        shown = ", ".join(result.drifted[:3]) + (" ..." if len(result.drifted) > 3 else "")
+        note = f"input changed while the node ran: {shown}; its result was not cached"
+        log.warning("%s: %s (it runs again next time)", event.node, note)
+        noted = dataclasses.replace(result, error=note)  # the row's error column says why
+        self._attempt_rows(event, noted, NodeStatus.DRIFTED, components)
 
     def _on_failed(self, event: Event) -> None:
         result: TaskResult = event.data["result"]

@@ -35,10 +35,9 @@ from typing import Any
 
 from ..backends import Backend
 from ..define._policies import SKIP, ErrorHandler, NodeError
-from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..hashing._secret import SecretHasher
-from ..plan._graph import Graph, InputRef
+from ..plan._graph import Graph
 from ..plan._keys import KeyInfo, node_key
 from ..states import EventKind, NodeStatus
 from ..store import Store
@@ -48,6 +47,7 @@ from ._events import Event, EventBus
 from ._messages import Task, TaskResult
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
+from ._tasks import build_task
 from ._worker import action_record, execute, store_values
 
 __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
@@ -258,35 +258,18 @@ class Scheduler:
         self._done.put((name, future))
 
     def _task(self, info: KeyInfo) -> tuple[Task, int]:
-        """The task for a node, and how many bytes of inputs it reads."""
-        spec = info.spec
-        sizes: list[int] = []
-
-        def handle(ref: InputRef) -> Any:
-            record = self.outcome.outputs[ref.node][ref.output]
-            sizes.append(int(record.get("size", 0)))
-            return self.cache.handle(record)
-
-        task = Task(
+        """The task for a node (``run/_tasks.py``), and how many bytes of inputs it reads."""
+        return build_task(
+            info,
             run_id=self.run_id,
-            node=spec.name,
-            key=info.key,
-            code=spec.code,
-            is_class=spec.is_class,
-            outputs=spec.outputs,
-            args=tuple(replace_refs(a, handle, kind=InputRef) for a in spec.call_args),
-            kwargs={k: replace_refs(v, handle, kind=InputRef) for k, v in spec.call_kwargs.items()},
+            outputs=self.outcome.outputs,
+            cache=self.cache,
             store=self.store,
-            serializers=spec.serializers,
-            retry=spec.retry or self.policy.default_retry,
             inline_limit=self.inline_limit,
-            verify=self.cache.verify,
-            publish=self.cache.shared,
-            timeout=spec.timeout,
-            kill_on_timeout=self.backend.can_kill,
+            default_retry=self.policy.default_retry,
+            can_kill=self.backend.can_kill,
             registered=self._registered,
         )
-        return task, sum(sizes)
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
         result = TaskResult(node=name, key="", ok=False)
@@ -329,7 +312,7 @@ class Scheduler:
             name,
             key=info.key,
             result=result,
-            record=action_record(name, result.outputs),
+            record=action_record(name, result.outputs, result.files),
             components=info.components(),
         )
         self._release(name)

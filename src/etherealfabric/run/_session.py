@@ -89,7 +89,13 @@ def execute_workflow(
     # the home's own store is collected by `cache gc`: commit records only of present objects
     present = None if settings.shared_store else store.has_object
     recorder = JournalRecorder(journal, present=present)
-    cache = ArtifactCache(journal, store, shared=settings.shared_store, writer=recorder)
+    cache = ArtifactCache(
+        journal,
+        store,
+        shared=settings.shared_store,
+        writer=recorder,
+        root=getattr(definition, "root", None),  # where file outputs are restored
+    )
     try:
         recorder.mark_interrupted()
         targets, params, previous = _resume_request(journal, request)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..define._context import activate_checkpoint
+from ..define._files import activate_root
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..define._secret import Secret
@@ -31,6 +32,7 @@ from ..store._loading import InputHandle, load_value
 from ..store._serializers import SerializerRegistry, default_registry, dump_value
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
+from ._files import capture_outputs, drifted
 from ._messages import Attempt, Task, TaskResult
 from ._redact import Redactor
 from ._timeouts import call_with_timeout
@@ -65,7 +67,6 @@ def execute(task: Task) -> TaskResult:
     return result
 
 
-# -- inputs -------------------------------------------------------------------------------------
 # -- inputs -------------------------------------------------------------------------------------
 def _resolve(
     task: Task, registry: SerializerRegistry, secrets: list[str | bytes]
@@ -135,7 +136,7 @@ def _attempt(
 
     def body() -> tuple[Mapping[str, Any], str | None, bool]:
         cp = Checkpoint(task.store, task.key, task.node)
-        with capture(redact or None) as captured, activate_checkpoint(cp):
+        with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used
             except BaseException as exc:
@@ -205,16 +206,21 @@ def _check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
 def _store_outputs(
     task: Task, values: Mapping[str, Any], result: TaskResult, registry: SerializerRegistry
 ) -> None:
-    result.outputs, result.inline = store_values(
+    result.drifted = drifted(task.inputs_seen)  # checked first: the node is done with them
+    returned, result.files = capture_outputs(
+        task.store, task.root, task.writes, values, node=task.node
+    )
+    records, result.inline = store_values(
         task.node,
-        task.outputs,
+        tuple(n for n in task.outputs if n not in returned),
         values,
         task.serializers,
         task.store,
         task.inline_limit,
         registry=registry,
     )
-    if task.publish:
+    result.outputs = {n: returned[n] if n in returned else records[n] for n in task.outputs}
+    if task.publish and not result.drifted:
         _publish(task, result)
 
 
@@ -281,13 +287,20 @@ def _publish(task: Task, result: TaskResult) -> None:
     """Write small outputs and the action record to a shared store, objects first."""
     for data in result.inline.values():
         task.store.put_bytes(data)
-    task.store.put_action(task.key, action_record(task.node, result.outputs))
+    task.store.put_action(task.key, action_record(task.node, result.outputs, result.files))
 
 
-def action_record(node: str, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The action record stored under a cache key."""
-    return {
+def action_record(
+    node: str,
+    outputs: Mapping[str, Mapping[str, Any]],
+    files: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The action record stored under a cache key (``files``: stored file outputs, if any)."""
+    record: dict[str, Any] = {
         "node": node,
         "outputs": {k: dict(v) for k, v in outputs.items()},
         "created_at": time.time(),
     }
+    if files:
+        record["files"] = {k: dict(v) for k, v in files.items()}
+    return record

@@ -29,6 +29,7 @@ from typing import Any
 from ..errors import ConfigError, StoreError
 from ..hashing._digest import is_digest
 from ._base import CHECKPOINT_HEADER_SIZE
+from ._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, files_problem, path_problem
 
 __all__ = [
     "MIN_KEY_BYTES",
@@ -240,7 +241,11 @@ def record_problem(record: object) -> str:
             return f"its output {name!r} has a non-string 'type'"
         if "value" in out and not (isinstance(out["value"], str) and is_digest(out["value"])):
             return f"its output {name!r} has an invalid 'value' digest"
-    return ""
+        if out["serializer"] in (FILE_SERIALIZER, DIRECTORY_SERIALIZER):
+            where = path_problem(out.get("path"), folder=out["serializer"] == DIRECTORY_SERIALIZER)
+            if where:
+                return f"its file output {name!r} names an unsafe path: {where}"
+    return files_problem(record.get("files"))
 
 
 def signed_key_id(data: bytes) -> str | None:

@@ -1,0 +1,158 @@
+"""File and folder outputs of a node, and the drift of its file inputs while it ran.
+
+**Outputs.** After a node succeeds, the worker stores what it declared with ``writes=`` and
+every ``File``/``Directory`` it returned as an output (:func:`capture_outputs`); both must lie
+inside the workflow's root folder, and are named by their root-relative path, so teammates
+whose checkouts live in other folders share the record. A returned ``File`` becomes an output
+record of serializer ``file`` (``directory``) that names the stored content and the path;
+downstream nodes receive a ``File`` pointing at ``root/path``
+(:func:`file_value`), and their keys follow the content and the path. Writes a node makes
+outside what it declared (or returned) are not tracked.
+
+**Drift.** :func:`snapshot` takes the size, mtime and ctime of every ``File`` and of every
+file below every ``Directory`` among a node's inputs when its task is built (right after
+its key was computed from their content); :func:`drifted` compares them after the node ran.
+A changed input means the outputs may mix old and new content: they are used by this run,
+but not published to the cache, and the node is recorded as ``drifted``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..define._files import Directory, File
+from ..errors import OutputError
+from ..hashing._values import hash_value
+from ..store import Store
+from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
+
+__all__ = ["capture_outputs", "drifted", "file_value", "snapshot"]
+
+Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
+_TYPES: dict[str, type[File] | type[Directory]] = {
+    FILE_SERIALIZER: File,
+    DIRECTORY_SERIALIZER: Directory,
+}
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def capture_outputs(
+    store: Store,
+    root: str | None,
+    writes: Sequence[str],
+    values: Mapping[str, Any],
+    *,
+    node: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Store the declared writes and returned files: (output records of the returned ones,
+    the record's ``files``: root-relative path → entry)."""
+    if root is None:
+        return {}, {}
+    files: dict[str, dict[str, Any]] = {}
+    returned: dict[str, dict[str, Any]] = {}
+    try:
+        for relative in writes:
+            files[relative] = capture_path(store, root, relative)
+        for name, value in values.items():
+            if type(value) in (File, Directory):
+                relative = _relative(root, value, node, name)
+                if relative not in files:
+                    files[relative] = capture_path(store, root, relative)
+                returned[name] = _output_record(value, relative, files[relative])
+    except OutputError as exc:
+        raise OutputError(f"node {node!r}: {exc}", node=node) from None
+    return returned, files
+
+
+def _relative(root: str, value: File | Directory, node: str, output: str) -> str:
+    relative = os.path.relpath(value.path, root).replace(os.sep, "/")
+    if relative == "." or relative.startswith("../"):
+        raise OutputError(
+            f"node {node!r} returned {value!r} as output {output!r}, outside the workflow's root "
+            f"folder {root}: stored file outputs live under the root (pass root= to the "
+            "Workflow, or write the file below it)",
+            node=node,
+        )
+    return relative + "/" if isinstance(value, Directory) else relative
+
+
+def _output_record(
+    value: File | Directory, relative: str, entry: Mapping[str, Any]
+) -> dict[str, Any]:
+    kind = DIRECTORY_SERIALIZER if isinstance(value, Directory) else FILE_SERIALIZER
+    return {
+        "digest": entry["digest"],
+        "serializer": kind,
+        "size": entry["size"],
+        "type": f"{type(value).__module__}.{type(value).__qualname__}",
+        "inline": False,
+        "path": relative,
+        # what downstream keys use: the content and where it is (the node gets the path)
+        "value": hash_value((f"{kind}-output", relative, entry["digest"])),
+    }
+
+
+def file_value(record: Mapping[str, Any], root: str | None) -> File | Directory | None:
+    """The ``File``/``Directory`` an output record of a returned file stands for, else None."""
+    kind = _TYPES.get(record.get("serializer", ""))
+    if kind is None:
+        return None
+    relative = record.get("path")
+    if path_problem(relative, folder=kind is Directory):
+        raise OutputError(f"the file output record names an unsafe path {relative!r}", node="")
+    base = root if root is not None else os.getcwd()
+    return kind(os.path.join(base, *str(relative).rstrip("/").split("/")))
+
+
+# -- drift ------------------------------------------------------------------------------------------
+def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
+    """The stat of every file among (or below a folder among) ``values``, by path."""
+    seen: dict[str, Stat] = {}
+    for value in values:
+        for item in _paths(value, 0):
+            if isinstance(item, Directory):
+                seen.update(_folder_stats(item.path))
+            else:
+                stat = _stat(item.path)
+                if stat is not None:
+                    seen[item.path] = stat
+    return seen
+
+
+def drifted(before: Mapping[str, Stat]) -> list[str]:
+    """The paths of ``before`` whose size, mtime or ctime changed (or that are gone)."""
+    return [path for path, stat in before.items() if _stat(path) != stat]
+
+
+def _stat(path: str) -> Stat | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _folder_stats(folder: str) -> Iterator[tuple[str, Stat]]:
+    stat = _stat(folder)
+    if stat is None:
+        return
+    yield folder, stat  # an added or removed entry changes the folder's mtime
+    for parent, dirs, names in os.walk(folder):
+        for name in (*dirs, *names):
+            path = os.path.join(parent, name)
+            found = _stat(path)
+            if found is not None:
+                yield path, found
+
+
+def _paths(value: Any, depth: int) -> Iterator[File | Directory]:
+    if isinstance(value, (File, Directory)):
+        yield value
+    elif depth < 8 and isinstance(value, Mapping):
+        for item in value.values():
+            yield from _paths(item, depth + 1)
+    elif depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _paths(item, depth + 1)

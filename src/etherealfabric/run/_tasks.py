@@ -1,0 +1,74 @@
+"""Build the :class:`~etherealfabric.run._messages.Task` for a node whose key is known.
+
+Inputs become what a worker can use anywhere: a handle naming each upstream output's stored
+bytes (the bytes themselves when small), or, for an upstream ``File``/``Directory`` output, the
+path it was stored from (restored there on a cache hit). The task also carries the node's
+declared file outputs and its workflow's root, and the stat of its input files taken now,
+right after its key was computed from their content, so that the worker can tell whether they
+changed while the node ran (``run/_files.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..define._policies import RetryPolicy
+from ..define._refs import replace_refs
+from ..plan._graph import InputRef
+from ..plan._keys import KeyInfo
+from ..store import Store
+from ..store._serializers import PortableSerializers
+from ._cache import ArtifactCache
+from ._files import snapshot
+from ._messages import Task
+
+__all__ = ["build_task"]
+
+
+def build_task(
+    info: KeyInfo,
+    *,
+    run_id: str,
+    outputs: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    cache: ArtifactCache,
+    store: Store,
+    inline_limit: int,
+    default_retry: RetryPolicy | None,
+    can_kill: bool,
+    registered: PortableSerializers,
+) -> tuple[Task, int]:
+    """The task for a node, and how many bytes of inputs it reads."""
+    spec = info.spec
+    sizes: list[int] = []
+
+    def handle(ref: InputRef) -> Any:
+        record = outputs[ref.node][ref.output]
+        sizes.append(int(record.get("size", 0)))
+        return cache.input_for(record)
+
+    args = tuple(replace_refs(a, handle, kind=InputRef) for a in spec.call_args)
+    kwargs = {k: replace_refs(v, handle, kind=InputRef) for k, v in spec.call_kwargs.items()}
+    task = Task(
+        run_id=run_id,
+        node=spec.name,
+        key=info.key,
+        code=spec.code,
+        is_class=spec.is_class,
+        outputs=spec.outputs,
+        args=args,
+        kwargs=kwargs,
+        store=store,
+        serializers=spec.serializers,
+        retry=spec.retry or default_retry,
+        inline_limit=inline_limit,
+        verify=cache.verify,
+        publish=cache.shared,
+        timeout=spec.timeout,
+        kill_on_timeout=can_kill,
+        registered=registered,
+        writes=spec.writes,
+        root=spec.root,
+        inputs_seen=snapshot([*args, *kwargs.values()]),
+    )
+    return task, sum(sizes)

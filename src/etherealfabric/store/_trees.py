@@ -1,0 +1,411 @@
+"""Files and folders in the store: capture a declared output, put it back on a cache hit.
+
+A node's declared file outputs (``writes=``, or a returned ``File``/``Directory``) are stored
+as objects like any other output:
+
+- a **file** is one object, the bytes of the file (its digest is the file's content digest,
+  the same one :func:`~etherealfabric.hashing._files.file_digest` computes);
+- a **folder** is one *manifest* object, canonical JSON listing every entry below it (sorted
+  relative paths: folders, and files with their digest, size and executable bit), plus one
+  object per file. The manifest's digest is the folder's digest.
+
+The action record names them under ``files`` (root-relative path → entry)::
+
+    "files": {"reports/summary.md": {"kind": "file", "digest": ..., "size": 812, "exec": false},
+              "models/": {"kind": "dir", "digest": <manifest>, "size": 412, "bytes": 10240,
+                          "count": 4}}
+
+``size`` is always the size of the object named (the manifest's, for a folder), so a record's
+objects are checked alike; ``bytes`` and ``count`` describe the folder's content.
+
+:func:`restore_entry` puts an entry back under a root: each file that is missing or whose
+content differs is written to a temp file next to it and renamed over it (a reader never sees
+half a file). The copy is a reflink where the file system can (``FICLONE``: btrfs, XFS), else
+``copy_file_range``/``sendfile`` (the kernel copies), else a stream; never a hard link, which a
+later in-place write to the restored file would turn into a change of the stored object. The
+copy is then checked against its digest (``verify``). Files in a folder that the manifest does
+not list are left alone: restoring never deletes anything.
+
+Paths read from a record or a manifest may come from a store others write: each is checked
+(:func:`path_problem`) before it becomes a path, so nothing is ever written outside the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import posixpath
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
+from ..hashing._digest import digest_bytes, is_digest
+from ..hashing._files import FileHashCache, file_digest
+from ._base import Store, check_digest
+
+__all__ = [
+    "DIRECTORY_SERIALIZER",
+    "FILE_SERIALIZER",
+    "capture_path",
+    "entry_objects",
+    "files_problem",
+    "manifest_objects",
+    "path_problem",
+    "restore_entry",
+]
+
+#: The serializer names of outputs that are a returned ``File`` / ``Directory``.
+FILE_SERIALIZER = "file"
+DIRECTORY_SERIALIZER = "directory"
+MANIFEST_FORMAT = 1
+_CHUNK = 1 << 20
+_FICLONE = 0x40049409  # Linux ioctl: make the destination share the source's extents
+
+
+# -- paths ------------------------------------------------------------------------------------
+def path_problem(path: object, *, folder: bool | None = None) -> str:
+    """Why ``path`` is not a safe root-relative path; ``""`` if it is.
+
+    Safe: a non-empty str of ``/``-separated names, normalised (no ``.``, ``..`` or empty
+    names, no leading ``/``, no backslash or NUL). ``folder``: it must (True) or must not
+    (False) end with ``/``.
+    """
+    if not isinstance(path, str) or not path:
+        return "not a non-empty string"
+    bare = path[:-1] if path.endswith("/") else path
+    if folder is not None and path.endswith("/") != folder:
+        return "a folder must end with '/', a file must not"
+    if "\\" in path or "\0" in path or bare.startswith("/"):
+        return f"{path!r} is not a relative path"
+    if not bare or posixpath.normpath(bare) != bare or bare.split("/")[0] == "..":
+        return f"{path!r} is not a normalised path inside the root"
+    return ""
+
+
+def _under(root: str, relative: str) -> str:
+    return os.path.join(root, *relative.rstrip("/").split("/"))
+
+
+# -- capturing ----------------------------------------------------------------------------------
+def capture_path(store: Store, root: str, relative: str) -> dict[str, Any]:
+    """Store the file or folder ``relative`` (under ``root``) and return its record entry.
+
+    A relative path ending with ``/`` must be a folder, any other a file;
+    :class:`OutputError` (naming the path) if it is missing or of the other kind.
+    """
+    path = _under(root, relative)
+    want_folder = relative.endswith("/")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise OutputError(
+            f"the declared output {relative!r} was not written: {path} does not exist after "
+            "the node ran (paths in writes= are relative to the workflow's root folder; use "
+            "etherealfabric.root_path(...) to write there whatever the current folder)",
+            node="",
+        ) from None
+    if stat.S_ISDIR(info.st_mode) != want_folder:
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not a folder"
+        hint = f"declare it as {relative.rstrip('/') + '/'!r}" if not want_folder else "fix it"
+        raise OutputError(f"the declared output {relative!r} is {what} ({path}): {hint}", node="")
+    if want_folder:
+        return _capture_tree(store, path)
+    digest, size = _store_file(store, path)
+    return {"kind": "file", "digest": digest, "size": size, "exec": _executable(info)}
+
+
+def _executable(info: os.stat_result) -> bool:
+    return bool(info.st_mode & stat.S_IXUSR)
+
+
+def _store_file(store: Store, path: str) -> tuple[str, int]:
+    """Stream a file into the store as an object; its digest and size."""
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with store.writer(inline_limit=-1) as writer:
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                while count := fh.readinto(buffer):
+                    writer.write(view[:count])
+        except OSError as exc:
+            raise OutputError(f"cannot read the declared output {path}: {exc}", node="") from exc
+        stored = writer.commit()
+    return stored.digest, stored.size
+
+
+def _capture_tree(store: Store, folder: str) -> dict[str, Any]:
+    entries: list[list[Any]] = []
+    total = 0
+    for relative, info in _walk(folder):
+        if stat.S_ISDIR(info.st_mode):
+            entries.append([relative + "/", "dir"])
+        elif stat.S_ISREG(info.st_mode):
+            digest, size = _store_file(store, os.path.join(folder, *relative.split("/")))
+            entries.append([relative, "file", digest, size, _executable(info)])
+            total += size
+    data = _manifest_bytes(entries)
+    digest = store.put_bytes(data)
+    return {
+        "kind": "dir",
+        "digest": digest,
+        "size": len(data),
+        "bytes": total,
+        "count": len(entries),
+    }
+
+
+def _walk(folder: str, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, stat) below ``folder`` in sorted order; symlinks followed, loops refused."""
+    try:
+        with os.scandir(os.path.join(folder, prefix) if prefix else folder) as scan:
+            children = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot read the declared output folder {folder}: {exc}", node=""
+        ) from exc
+    for child in children:
+        relative = f"{prefix}/{child.name}" if prefix else child.name
+        try:
+            info = os.stat(child.path)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot read {child.path} in a declared output: {exc}", node=""
+            ) from exc
+        yield relative, info
+        if stat.S_ISDIR(info.st_mode):
+            if relative.count("/") > 64:
+                raise OutputError(
+                    f"{child.path}: folders nested too deeply (a symlink loop?)", node=""
+                )
+            yield from _walk(folder, relative)
+
+
+def _manifest_bytes(entries: list[list[Any]]) -> bytes:
+    body = {"format": MANIFEST_FORMAT, "entries": entries}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+# -- what a record names -----------------------------------------------------------------------
+def files_problem(files: object) -> str:
+    """Why a record's ``files`` is malformed; ``""`` if it is well formed (or absent)."""
+    if files is None:
+        return ""
+    if not isinstance(files, dict):
+        return "its 'files' is not an object"
+    for relative, entry in files.items():
+        if not isinstance(entry, dict) or entry.get("kind") not in ("file", "dir"):
+            return f"its file entry {relative!r} is not a file or folder entry"
+        problem = path_problem(relative, folder=entry["kind"] == "dir")
+        if problem:
+            return f"its file entry {relative!r} is unsafe: {problem}"
+        if not isinstance(entry.get("digest"), str) or not is_digest(entry["digest"]):
+            return f"its file entry {relative!r} has no valid digest"
+        size = entry.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return f"its file entry {relative!r} has no valid size"
+    return ""
+
+
+def entry_objects(files: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """The digests a record's ``files`` names directly: files, and folders' manifests."""
+    return [str(e["digest"]) for e in (files or {}).values() if isinstance(e, Mapping)]
+
+
+def read_manifest(store: Store, digest: str, *, verify: bool = True) -> list[list[Any]]:
+    """A folder manifest's entries, each path checked; :class:`CorruptArtifactError` if bad."""
+    data = store.read_bytes(digest, verify=verify)
+    try:
+        body = json.loads(data)
+        entries = body["entries"]
+        if body.get("format") != MANIFEST_FORMAT or not isinstance(entries, list):
+            raise ValueError("not a folder manifest")
+        for entry in entries:
+            _check_manifest_entry(entry)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CorruptArtifactError(
+            f"the folder manifest {digest} at {store.location(digest)} is unusable: {exc}",
+            path=store.location(digest),
+            digest=digest,
+        ) from None
+    return entries
+
+
+def _check_manifest_entry(entry: Any) -> None:
+    folder = entry[1] == "dir"
+    problem = path_problem(entry[0], folder=folder)
+    if problem:
+        raise ValueError(f"unsafe entry: {problem}")
+    if not folder and not (entry[1] == "file" and is_digest(entry[2]) and entry[3] >= 0):
+        raise ValueError(f"malformed entry {entry!r}")
+
+
+def manifest_objects(store: Store, files: Mapping[str, Mapping[str, Any]] | None) -> set[str]:
+    """The file digests the folder manifests of ``files`` list (unreadable ones: none)."""
+    found: set[str] = set()
+    for entry in (files or {}).values():
+        if isinstance(entry, Mapping) and entry.get("kind") == "dir":
+            with contextlib.suppress(StoreError, OSError):
+                found.update(
+                    e[2] for e in read_manifest(store, str(entry["digest"])) if e[1] != "dir"
+                )
+    return found
+
+
+# -- restoring ----------------------------------------------------------------------------------
+def restore_entry(
+    store: Store,
+    root: str,
+    relative: str,
+    entry: Mapping[str, Any],
+    *,
+    verify: bool = True,
+    file_cache: FileHashCache | None = None,
+) -> int:
+    """Put the file or folder ``entry`` back at ``root/relative``; how many files it wrote.
+
+    Files already there with the recorded content are left as they are (their digest comes
+    from ``file_cache`` when their stat is unchanged). Raises :class:`ArtifactMissingError` or
+    :class:`CorruptArtifactError` (with ``digest``) when a stored object is unusable.
+    """
+    target = _under(root, relative)
+    if entry["kind"] == "file":
+        item = (str(entry["digest"]), int(entry["size"]), bool(entry.get("exec", False)))
+        return _restore_file(store, target, *item, verify=verify, file_cache=file_cache)
+    written = 0
+    _make_folder(target)
+    for member in read_manifest(store, str(entry["digest"]), verify=verify):
+        path = _under(target, member[0])
+        if member[1] == "dir":
+            _make_folder(path)
+        else:
+            written += _restore_file(
+                store, path, member[2], member[3], bool(member[4]), verify=verify,
+                file_cache=file_cache,
+            )  # fmt: skip
+    return written
+
+
+def _make_folder(path: str) -> None:
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise StoreError(f"cannot restore the folder {path}: something else is there", path=path)
+    os.makedirs(path, exist_ok=True)
+
+
+def _restore_file(
+    store: Store,
+    target: str,
+    digest: str,
+    size: int,
+    executable: bool,
+    *,
+    verify: bool,
+    file_cache: FileHashCache | None,
+) -> int:
+    if _already_there(target, digest, size, file_cache):
+        return 0
+    folder = os.path.dirname(target)
+    _make_folder(folder)
+    if os.path.isdir(target):
+        raise StoreError(f"cannot restore the file {target}: a folder is there", path=target)
+    temp = os.path.join(folder, f".ef-restore-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    try:
+        _copy_object(store, digest, temp, verify=verify)
+        if executable:
+            os.chmod(temp, os.stat(temp).st_mode | 0o111)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return 1
+
+
+def _already_there(target: str, digest: str, size: int, file_cache: FileHashCache | None) -> bool:
+    try:
+        info = os.stat(target)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        return False
+    try:
+        return file_digest(target, file_cache=file_cache) == digest
+    except Exception:  # unreadable: write it again
+        return False
+
+
+def _copy_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
+    """Copy the object ``digest`` to the new file ``temp``, checked against its digest."""
+    source = _local_object(store, digest)
+    if source is None:
+        _stream_object(store, digest, temp, verify=verify)
+        return
+    with open(source, "rb") as src, open(temp, "xb") as dst:
+        if not _reflink(src, dst):
+            _kernel_copy(src, dst)
+    if verify or store.always_verify:
+        check_digest(file_digest(temp), digest, store.location(digest))
+
+
+def _local_object(store: Store, digest: str) -> str | None:
+    """The object's file when the store is a local folder that holds it."""
+    object_path = getattr(store, "object_path", None)
+    if object_path is None:
+        return None
+    path = str(object_path(digest))
+    if not os.path.isfile(path):
+        raise ArtifactMissingError(
+            f"object {digest} is missing from the store {store.url} (expected at {path}); the "
+            "node that wrote this file runs again",
+            path=path,
+            digest=digest,
+        )
+    return path
+
+
+def _reflink(src: Any, dst: Any) -> bool:
+    """Share the source's extents (copy-on-write); False where the file system cannot."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+    except (OSError, ImportError, AttributeError):
+        return False
+    return True
+
+
+def _kernel_copy(src: Any, dst: Any) -> None:
+    """Let the kernel copy (``copy_file_range``); where it cannot, stream the bytes."""
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
+        remaining = os.fstat(src.fileno()).st_size
+        try:
+            while remaining > 0:
+                done = copy_range(src.fileno(), dst.fileno(), min(remaining, 1 << 30))
+                if done == 0:
+                    break
+                remaining -= done
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+        else:
+            if remaining == 0:
+                return
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+    shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _stream_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
+    with store.open_object(digest, verify=verify) as src, open(temp, "xb") as dst:
+        shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def manifest_digest_of(entries: list[list[Any]]) -> str:
+    """The digest a manifest of ``entries`` is stored under (for tests and tools)."""
+    return digest_bytes(_manifest_bytes(entries))
