@@ -12,6 +12,7 @@
 | celery result | ``ETHEREALFABRIC_CELERY_RESULT_BACKEND``  | unset                       |
 
 Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/_dask.py),
+``ETHEREALFABRIC_SPARK_MASTER`` (backends/_spark.py),
 ``ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS`` (backends/_celery.py), ``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/_objectstore.py).
 ``KNOWN_ENV`` lists every variable; resolving settings logs one warning per process for an
 ``ETHEREALFABRIC_*`` variable that is none of them (a typo would otherwise be ignored).
@@ -63,6 +64,7 @@ ENV = {
 ENV_PREFIX = "ETHEREALFABRIC_"
 #: Variables read outside ``Settings``, where they are used.
 DASK_ADDRESS_ENV = "ETHEREALFABRIC_DASK_ADDRESS"
+SPARK_MASTER_ENV = "ETHEREALFABRIC_SPARK_MASTER"
 CELERY_REDISPATCH_ENV = "ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS"
 S3_ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
 SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
@@ -71,6 +73,7 @@ UI_TOKEN_ENV = "ETHEREALFABRIC_UI_TOKEN"
 KNOWN_ENV: tuple[str, ...] = (
     *ENV.values(),
     DASK_ADDRESS_ENV,
+    SPARK_MASTER_ENV,
     CELERY_REDISPATCH_ENV,
     S3_ENDPOINT_ENV,
     SIGNING_KEY_ENV,

@@ -1,7 +1,7 @@
 """Execution backends, by name. A backend is imported only when it is chosen.
 
-Built in: ``local`` (threads, the default; alias ``threads``), ``processes``, ``dask`` and
-``celery`` (the last two need the ``dask`` and ``celery`` extras). Third-party
+Built in: ``local`` (threads, the default; alias ``threads``), ``processes``, ``dask``,
+``celery`` and ``spark`` (the last three need the ``dask``, ``celery`` and ``spark`` extras). Third-party
 backends register under the ``etherealfabric.backends`` entry-point group as
 ``name = "package.module:BackendClass"``.
 """
@@ -24,6 +24,7 @@ _BUILTIN = {
     "processes": "etherealfabric.backends._local:ProcessBackend",
     "dask": "etherealfabric.backends._dask:DaskBackend",
     "celery": "etherealfabric.backends._celery:CeleryBackend",
+    "spark": "etherealfabric.backends._spark:SparkBackend",
 }
 _registered: dict[str, str | type[Backend]] = {}
 

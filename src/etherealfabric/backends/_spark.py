@@ -1,0 +1,266 @@
+"""The Spark backend: each node runs as a Spark task, one job per node, several jobs at once.
+
+Where the cluster comes from, first match wins:
+
+1. ``session=``: an existing :class:`pyspark.sql.SparkSession`; the backend never stops it;
+2. a SparkSession already active in this process (a notebook's ``spark``); never stopped (a
+   process holds one SparkContext only, so a different master is then an error);
+3. ``master=`` or ``ETHEREALFABRIC_SPARK_MASTER`` (``spark://host:7077``, ``local[4]``,
+   ``yarn``...), else ``local[N]`` with ``N`` = ``max_workers`` (default: the CPU count). The
+   session is started when the first node is submitted (a fully cached run starts no JVM) and
+   stopped when the run ends.
+
+Each node is one job of one task, ``sc.parallelize([payload], 1).map(...)``: the payload is the
+cloudpickled ``(fn, task)``, exactly as on the process backend, and the task returns the
+cloudpickled result, or the node's exception, which is raised again here (a Spark error would
+only carry its text). ``max_workers`` driver threads each run one job at a time, so
+independent nodes run concurrently; each job is in its own job group, so closing with
+``cancel`` cancels the running ones. Spark itself retries a task only when its Python worker
+dies (``spark.task.maxFailures``); a node's own exception is never retried by Spark, the run's
+retry policy decides.
+
+Executors read inputs from and write outputs to the store, so each must reach it: a local
+folder for ``local[N]`` (or a shared file system), an object store for a cluster on other
+machines. A session the backend starts for a ``local`` master gives its Python workers this
+process's ``sys.path`` (``spark.executorEnv.PYTHONPATH``), as the process backend's workers
+get it. Starting the JVM costs seconds (5-15 s on a small machine): choose this backend where
+the data already lives in a Spark cluster. The JVM that PySpark starts exits when this process
+dies, even by SIGKILL (it watches its stdin), and takes its local executors with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+import uuid
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from ..config import ENV, SPARK_MASTER_ENV, strict_options
+from ..errors import ConfigError, ExecutionError
+from ._base import Backend, default_workers, run_pickled
+
+__all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
+
+log = logging.getLogger("etherealfabric.backends.spark")
+T = TypeVar("T")
+
+#: The environment variable naming the Spark master.
+MASTER_ENV = SPARK_MASTER_ENV
+APP_NAME = "etherealfabric"
+
+
+def run_spark_task(payload: bytes) -> tuple[bool, bytes]:
+    """The Spark task: ``(True, pickled result)``, or ``(False, pickled exception)``.
+
+    The exception travels as a value so the driver raises the node's own error, not a
+    ``Py4JJavaError`` holding its text; one that cannot be pickled becomes its text.
+    """
+    import cloudpickle
+
+    try:
+        return True, run_pickled(payload)
+    except Exception as exc:
+        try:
+            return False, cloudpickle.dumps(exc)
+        except Exception:
+            text = f"{type(exc).__name__}: {exc}"
+            return False, cloudpickle.dumps(ExecutionError(text))
+
+
+class SparkBackend(Backend):
+    """Runs tasks as Spark jobs: a given session, the active one, or one on a master URL."""
+
+    name = "spark"
+
+    @strict_options
+    def __init__(
+        self,
+        *,
+        max_workers: int | None = None,
+        master: str | None = None,
+        session: Any = None,
+    ) -> None:
+        self._master = master or os.environ.get(MASTER_ENV, "").strip() or None
+        self._setting = "master" if master else MASTER_ENV
+        super().__init__(max_workers=max_workers or _local_cores(self._master) or default_workers())
+        self._session: Any = session
+        self._owns_session = False
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Future[Any], bytes, str] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._groups: set[str] = set()  # the job groups of the jobs running now
+        self._cancelled = False
+
+    # -- the session ---------------------------------------------------------------------------
+    @property
+    def session(self) -> Any:
+        """The ``SparkSession``; started here on first use unless one was given or is active."""
+        with self._lock:
+            if self._session is None:
+                self._session, self._owns_session = self._start_session()
+            return self._session
+
+    def _start_session(self) -> tuple[Any, bool]:
+        SparkSession = _pyspark_session()
+        # the active session of this thread, else the process's default one (a notebook's)
+        active = SparkSession.getActiveSession() or getattr(
+            SparkSession, "_instantiatedSession", None
+        )
+        if active is not None:  # the user's (a notebook's): used, never stopped
+            running = str(active.sparkContext.master)
+            if self._master is not None and self._master != running:
+                raise ConfigError(
+                    f"{self._setting} asks for the Spark master {self._master!r}, but this "
+                    f"process already runs a Spark session on {running!r}, and a process can "
+                    f"hold one only: unset {self._setting} to use that session, or stop it",
+                    setting=self._setting,
+                )
+            return active, False
+        master = self._master or f"local[{self.max_workers}]"
+        log.info("starting a Spark session on %s", master)
+        builder = (
+            SparkSession.builder.master(master)
+            .appName(APP_NAME)
+            .config("spark.ui.showConsoleProgress", "false")  # progress is ours to show
+        )
+        if master.startswith("local"):
+            builder = builder.config("spark.pyspark.python", sys.executable).config(
+                "spark.executorEnv.PYTHONPATH", os.pathsep.join(p for p in sys.path if p)
+            )
+        try:
+            session = builder.getOrCreate()
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot start a Spark session on {master!r} (from {self._setting}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+                "Check the master URL, and that Java 17+ is installed (java -version)",
+                setting=self._setting if self._master else ENV["backend"],
+            ) from exc
+        return session, True
+
+    # -- submitting ----------------------------------------------------------------------------
+    def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
+        """Run ``fn(task)`` as a Spark job; the future resolves to its return value."""
+        import cloudpickle
+
+        future: Future[Any] = Future()
+        try:
+            payload = cloudpickle.dumps((fn, task))
+        except Exception as exc:  # reported as the node's failure, not the scheduler's
+            future.set_exception(exc)
+            return future
+        label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
+        self._queue.put((future, payload, label))
+        with self._lock:
+            if len(self._threads) < (self.max_workers or 1) and not self._cancelled:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"etherealfabric-spark-{len(self._threads)}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        """One driver thread: run the queued jobs one at a time until ``None`` arrives."""
+        while (item := self._queue.get()) is not None:
+            future, payload, label = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._run_job(payload, label))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _run_job(self, payload: bytes, label: str) -> Any:
+        import cloudpickle
+
+        sc = self.session.sparkContext
+        group = f"etherealfabric-{uuid.uuid4().hex}"
+        with self._lock:
+            if self._cancelled:
+                raise ExecutionError(f"node {label!r}: cancelled (the Spark backend was closed)")
+            self._groups.add(group)
+        sc.setJobGroup(group, f"etherealfabric node {label}", interruptOnCancel=True)
+        try:
+            ok, data = sc.parallelize([payload], 1).map(run_spark_task).collect()[0]
+        except Exception as exc:
+            raise ExecutionError(
+                f"node {label!r}: its Spark job failed: {_first_line(exc)}"
+            ) from exc
+        finally:
+            with self._lock:
+                self._groups.discard(group)
+        value = cloudpickle.loads(data)
+        if not ok:
+            raise value
+        return value
+
+    # -- shutting down -------------------------------------------------------------------------
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for the jobs (or, with ``cancel``, cancel them), then stop a session we started."""
+        with self._lock:
+            self._cancelled = cancel
+            threads, self._threads = self._threads, []
+            session, groups = self._session, set(self._groups)
+        if cancel:
+            while True:  # drop what has not started
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            for group in groups:  # ours only: the session may run other jobs too
+                try:
+                    session.sparkContext.cancelJobGroup(group)
+                except Exception as exc:
+                    log.warning("could not cancel Spark job group %s: %s", group, exc)
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            session, owns = self._session, self._owns_session
+            self._session, self._owns_session = None, False
+        if owns and session is not None:
+            session.stop()
+
+
+def _local_cores(master: str | None) -> int | None:
+    """``N`` of a ``local[N]`` master (the CPU count for ``local[*]``); None for other masters."""
+    if master is None or not master.startswith("local"):
+        return None
+    inside = master[len("local") :].strip("[]").split(",")[0]
+    if inside in ("", "*"):
+        return default_workers()
+    return int(inside) if inside.isdigit() and int(inside) > 0 else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "Exception" in line or "Error" in line:
+            return line.strip()[:500]
+    return (text.splitlines()[0] if text else type(exc).__name__)[:500]
+
+
+def _pyspark_session() -> Any:
+    try:
+        with warnings.catch_warnings():  # pyspark warns about pandas versions it has not seen
+            warnings.simplefilter("ignore", FutureWarning)
+            from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            f"the spark backend needs PySpark ({exc}); install it with "
+            "pip install 'etherealfabric[spark]' (and Java 17+)",
+            setting=ENV["backend"],
+        ) from exc
+    return SparkSession

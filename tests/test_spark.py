@@ -1,0 +1,194 @@
+"""The Spark backend: the backend contract on a real local Spark, plus what is Spark's own.
+
+One ``local[2]`` SparkSession (a real JVM; Java 17+ is on the machine) is started for the
+module, only when a selected test needs it; the backend finds it as the process's active
+session, as it finds a notebook's ``spark``. Its Python workers get this folder on their
+``PYTHONPATH`` (``spark.executorEnv.PYTHONPATH``), as a real cluster has the project installed.
+Tests that run a user's script in a fresh interpreter start their own session there, from
+``ETHEREALFABRIC_EXECUTION_BACKEND=spark`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import ConfigError
+from etherealfabric.backends import backend_names, create_backend
+from etherealfabric.backends._spark import SparkBackend, _local_cores
+from etherealfabric.testing import BackendContract
+from etherealfabric.testing._backends import double
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+WORKERS = BackendContract.max_workers
+SCRIPT_TIMEOUT = 300  # a fresh interpreter starts its own JVM: seconds on a busy machine
+
+
+def _need_spark() -> None:
+    if shutil.which("java") is None:
+        if os.environ.get("CI"):
+            pytest.fail("java is not installed; CI must have Java 17+ for the Spark backend")
+        pytest.skip("java is not installed")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            import pyspark  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("pyspark is not installed; the test extra must install it")
+        pytest.skip("pyspark is not installed")
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    _need_spark()
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master(f"local[{WORKERS}]")
+        .appName("etherealfabric-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.executorEnv.PYTHONPATH", os.pathsep.join([str(TESTS), *sys.path]))
+        .getOrCreate()
+    )
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+class TestSpark(BackendContract):
+    timeout = 120  # the first job of a session starts its Python workers
+
+    @pytest.fixture
+    def backend_name(self, spark: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+        monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+        monkeypatch.setenv("ETHEREALFABRIC_MAX_WORKERS", str(WORKERS))
+        return "spark"
+
+
+# -- Spark's own ----------------------------------------------------------------------------------
+def test_spark_is_registered_by_name() -> None:
+    assert "spark" in backend_names()
+
+
+def test_the_active_session_is_used_and_left_running(spark: Any) -> None:
+    with create_backend("spark", max_workers=WORKERS) as backend:
+        assert backend.submit(double, 4).result(timeout=120) == 8
+        assert backend.session is spark
+    assert spark.sparkContext._jsc is not None  # not stopped: it was not the backend's
+
+
+def test_a_given_session_is_used(spark: Any) -> None:
+    backend = SparkBackend(session=spark, max_workers=1)
+    try:
+        assert backend.submit(double, 5).result(timeout=120) == 10
+    finally:
+        backend.close()
+    assert spark.sparkContext._jsc is not None
+
+
+def test_a_node_error_is_the_nodes_own_exception(spark: Any) -> None:
+    with create_backend("spark", max_workers=WORKERS) as backend:
+        future = backend.submit(_raise_lookup, "col")
+        with pytest.raises(LookupError, match="missing col"):
+            future.result(timeout=120)
+
+
+def _raise_lookup(name: str) -> None:
+    raise LookupError(f"missing {name}")
+
+
+@pytest.mark.parametrize(
+    ("master", "cores"),
+    [
+        ("local[3]", 3),
+        ("local[*]", os.cpu_count() or 1),
+        ("local", os.cpu_count() or 1),
+        ("spark://h:7077", None),
+        (None, None),
+    ],
+)
+def test_max_workers_follows_a_local_master(master: str | None, cores: int | None) -> None:
+    assert _local_cores(master) == cores
+
+
+def test_another_master_than_the_running_sessions_is_refused(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_SPARK_MASTER", "local[1]")
+    with (
+        SparkBackend() as backend,
+        pytest.raises(ConfigError, match=r"ETHEREALFABRIC_SPARK_MASTER.*already runs"),
+    ):
+        backend.submit(double, 1).result(timeout=120)
+    assert spark.sparkContext._jsc is not None  # the running session was left alone
+
+
+BAD_MASTER = """
+from etherealfabric.backends._spark import SparkBackend
+from etherealfabric.errors import ConfigError
+from etherealfabric.testing._backends import double
+with SparkBackend() as backend:
+    try:
+        backend.submit(double, 1).result(timeout=120)
+    except ConfigError as exc:
+        print("ConfigError:", exc)
+"""
+
+
+def test_a_bad_master_names_the_setting(tmp_path: Path) -> None:
+    _need_spark()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_SPARK_MASTER"] = "nonsense://nowhere"
+    done = subprocess.run(
+        [sys.executable, "-c", BAD_MASTER],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "ConfigError: cannot start a Spark session on 'nonsense://nowhere'" in done.stdout
+    assert "ETHEREALFABRIC_SPARK_MASTER" in done.stdout
+
+
+def test_the_seed_example_runs_unchanged_on_spark(tmp_path: Path) -> None:
+    """``python examples/seed_usage.py`` with the variable set, twice: the first run starts a
+    JVM of its own, the second is all cached and starts none."""
+    _need_spark()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(
+        ETHEREALFABRIC_EXECUTION_BACKEND="spark",
+        ETHEREALFABRIC_SPARK_MASTER="local[2]",
+        ETHEREALFABRIC_HOME=str(tmp_path / "home"),
+    )
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "seed_usage.py")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        outputs.append(done)
+    first, again = outputs
+    assert "output_data = 40" in first.stdout and "executed 2, cached 0" in first.stdout
+    assert "output_data = 40" in again.stdout and "executed 0, cached 2" in again.stdout
+    assert "starting a Spark session" in first.stderr
+    assert "starting a Spark session" not in again.stderr  # all cached: no JVM started
