@@ -28,6 +28,7 @@ from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
+from ..hashing._paths import relative_to_root
 from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
 from ._graph import InputRef
@@ -112,6 +113,7 @@ def node_key(
 
         try:
             resolved = replace_refs(value, resolve, kind=(InputRef, Secret))
+            resolved = relative_to_root(resolved, spec.root)  # absolute paths inside the root
             param_hashes[name] = hash_value(resolved, file_cache=file_cache)
         except RecursionError:
             raise HashingError(
@@ -125,6 +127,6 @@ def node_key(
         code=code_fingerprint(spec.code).digest,
         version=spec.version,
         params=param_hashes,
-        outputs=spec.outputs,
+        outputs=(*spec.outputs, *(f"file:{path}" for path in spec.writes)),  # declared files
     )
     return KeyInfo(key, spec, param_hashes, inputs)

@@ -1,5 +1,9 @@
 """Decided before a run starts anything: missing input files, and the nodes forced to run.
 
+With a shared store, a literal parameter holding an absolute path outside the workflow's root
+keeps the node's key specific to this machine (paths inside the root are keyed relative to
+it): :func:`warn_machine_paths` says so once per node and parameter, in each process.
+
 A ``File`` or ``Directory`` parameter is hashed by its content when its node is keyed. For a
 node that reads no other node's output, nothing in the run can create the path, so a missing
 one fails that node first, naming the node and the path, and nothing else starts (unless the
@@ -11,15 +15,40 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..define._files import Directory, File
 from ..errors import DefinitionError, HashingError
+from ..hashing._paths import outside_root
 from ..plan._graph import Graph
 
-__all__ = ["forced_nodes", "missing_inputs"]
+__all__ = ["forced_nodes", "missing_inputs", "warn_machine_paths"]
+
+log = logging.getLogger("etherealfabric")
+_warned: set[tuple[str, str, str]] = set()  # (workflow, node, parameter) warned about
+
+
+def warn_machine_paths(graph: Graph) -> list[str]:
+    """Warn (once each) about absolute paths outside the root in literal parameters."""
+    said = []
+    for name in graph.order:
+        spec = graph.specs[name]
+        for param, value in spec.params.items():
+            found = next(outside_root(value, spec.root), None)
+            if found is None or (graph.workflow, name, param) in _warned:
+                continue
+            _warned.add((graph.workflow, name, param))
+            said.append(name)
+            log.warning(
+                "node %r: parameter %r holds the absolute path %r, outside the workflow's root "
+                "%s: the node's cache key depends on it, so teammates sharing the store re-run "
+                "the node. Pass File(...) (keyed by content) or a path relative to the root.",
+                name, param, found, spec.root,
+            )  # fmt: skip
+    return said
 
 
 def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:

@@ -30,7 +30,7 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
-from ._preflight import forced_nodes, missing_inputs
+from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
@@ -102,6 +102,8 @@ def execute_workflow(
         if targets is not None:
             graph = graph.subgraph_for(targets)
             params.setdefault("targets", list(targets))
+        if settings.shared_store:  # paths that keep keys machine-specific: say so
+            warn_machine_paths(graph)
         if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
             log.info("run %s already succeeded; nothing to resume", previous["id"])
             finished = _finished_results(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -117,7 +118,10 @@ class Site:
         """A handler that answers ``fn(journal, request)`` as JSON (404, 400 on errors)."""
 
         def handler(request: Request) -> Response:
-            journal = q.open_journal(self.journal_path)
+            try:
+                journal = q.open_journal(self.journal_path)
+            except (sqlite3.Error, EtherealFabricError) as exc:
+                return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             if journal is None:
                 return Json({"error": f"no journal at {self.journal_path} yet"}, status_code=404)
             try:
@@ -126,6 +130,8 @@ class Site:
                 return Json({"error": str(exc)}, status_code=404)
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
+            except sqlite3.Error as exc:  # e.g. a journal being created or migrated right now
+                return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             finally:
                 journal.close()
             return result if isinstance(result, Response) else Json(result)
@@ -138,11 +144,14 @@ class Site:
         """Like :meth:`answer`, for lists that are simply empty before the first run."""
 
         def handler(request: Request) -> Response:
-            journal = q.open_journal(self.journal_path)
+            journal = None
             try:
+                journal = q.open_journal(self.journal_path)
                 return Json(fn(journal, request))
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
+            except sqlite3.Error as exc:
+                return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             finally:
                 if journal is not None:
                     journal.close()

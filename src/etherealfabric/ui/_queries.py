@@ -45,7 +45,11 @@ def open_journal(path: Path) -> Journal | None:
     """The journal at ``path`` opened read-only (``None`` when there is none yet)."""
     if not path.exists():
         return None
-    return Journal(path, read_only=True)
+    journal = Journal(path, read_only=True)
+    if journal.schema == 0:  # the first run is creating it right now: nothing to read yet
+        journal.close()
+        return None
+    return journal
 
 
 def effective(run: Mapping[str, Any]) -> dict[str, Any]:
