@@ -1,0 +1,236 @@
+"""The web UI in a real browser: headless Chromium (the system's, driven by Playwright) against
+a real ``etherealfabric ui`` server and a journal written by real runs.
+
+``make test`` installs Debian's ``chromium`` when it is missing. Without a Chromium these
+tests are skipped on a developer's machine and fail under CI (``CI=true``), so a CI run never
+passes without having driven a browser. Screenshots of each page go to the test's temporary
+folder (and to ``$ETHEREALFABRIC_UI_SCREENSHOTS`` when set, which is how the README's was
+made). Every wait is bounded and generous; nothing asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from test_ui import UiServer, finish, make_home, start_live_run, write_flow  # noqa: E402
+
+WAIT_MS = 120_000
+sync_api.expect.set_options(timeout=WAIT_MS)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = os.environ.get("ETHEREALFABRIC_UI_SCREENSHOTS")
+
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("no chromium on PATH: `make test` installs Debian's chromium package")
+    pytest.skip("no chromium on PATH (apt-get install chromium)", allow_module_level=True)
+
+#: fill colours of a node's box by status (observe/_export.STATUS_COLOURS), as CSS computes them
+FILL = {
+    "succeeded": "rgb(200, 230, 201)",
+    "failed": "rgb(255, 205, 210)",
+    "running": "rgb(255, 249, 196)",
+    "cached": "rgb(207, 216, 220)",
+}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return make_home(tmp_path_factory.mktemp("ui-browser"))
+
+
+@pytest.fixture(scope="module")
+def server(made: dict[str, Any]) -> Iterator[UiServer]:
+    running = UiServer(made["home"])
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def shoot(page: Any, folder: Path, name: str) -> Path:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(SHOTS) / path.name)
+    assert path.stat().st_size > 0
+    return path
+
+
+def fill_of(page: Any, node: str) -> str:
+    return str(
+        page.locator(f'svg.graph [data-node="{node}"] rect').evaluate(
+            "el => getComputedStyle(el).fill"
+        )
+    )
+
+
+def test_runs_page_lists_a_run_started_during_the_test(
+    page: Any, server: UiServer, made: dict[str, Any], tmp_path: Path
+) -> None:
+    page.goto(server.base + "/")
+    row = page.locator(f'#runs tr[data-run="{made["first"]}"]')
+    sync_api.expect(row).to_be_visible()
+    proc, signal = start_live_run(tmp_path, made["home"])
+    try:
+        live = page.locator('#runs tr[data-status="running"]')
+        sync_api.expect(live).to_have_count(1)  # no reload: the list refreshes itself
+        sync_api.expect(live.locator("td").nth(1)).to_have_text("live")
+        sync_api.expect(page.locator("#live")).to_have_class("live on")
+        shoot(page, tmp_path, "runs")
+        run_id = live.get_attribute("data-run")
+        signal.touch()
+        sync_api.expect(page.locator(f'#runs tr[data-run="{run_id}"]')).to_have_attribute(
+            "data-status", "succeeded"
+        )
+        page.select_option("#f-status", "failed")
+        sync_api.expect(page.locator(f'#runs tr[data-run="{run_id}"]')).to_have_count(0)
+        sync_api.expect(page.locator(f'#runs tr[data-run="{made["first"]}"]')).to_be_visible()
+    finally:
+        signal.touch()
+        finish(proc)
+
+
+def test_run_page_colours_the_graph_by_status(
+    page: Any, server: UiServer, made: dict[str, Any], tmp_path: Path
+) -> None:
+    page.goto(f"{server.base}/runs/{made['first']}")
+    sync_api.expect(page.locator("#run-status")).to_have_text("failed")
+    for node, status in [("load", "succeeded"), ("square", "succeeded"),
+                         ("total", "succeeded"), ("boom", "failed")]:  # fmt: skip
+        box = page.locator(f'svg.graph [data-node="{node}"]')
+        sync_api.expect(box).to_have_class(f"n st-{status}")
+        assert fill_of(page, node) == FILL[status]
+    sync_api.expect(page.locator("#failures")).to_contain_text("ValueError: no good at all")
+    sync_api.expect(page.locator("#failures pre.tb")).to_contain_text("Traceback")
+    sync_api.expect(page.locator("#resume")).to_contain_text(
+        f"etherealfabric resume {made['first']}"
+    )
+    sync_api.expect(page.locator("#gantt svg rect.bar")).to_have_count(4)
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(4)
+    shoot(page, tmp_path, "run")
+    # pan by dragging: the view box moves
+    before = page.locator("svg.graph").get_attribute("viewBox")
+    box = page.locator("#graph-box").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 150)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 100, steps=5)
+    page.mouse.up()
+    assert page.locator("svg.graph").get_attribute("viewBox") != before
+    # a click on a node opens its page
+    page.locator('svg.graph [data-node="total"] rect').click()
+    page.wait_for_url(f"**/runs/{made['first']}/nodes/total")
+
+
+def test_node_page_shows_logs_explain_diff_and_outputs(
+    page: Any, server: UiServer, made: dict[str, Any], tmp_path: Path
+) -> None:
+    page.goto(f"{server.base}/runs/{made['second']}/nodes/load")
+    sync_api.expect(page.locator("#node-status")).to_have_text("succeeded")
+    sync_api.expect(page.locator("#explain li")).to_have_text("param n: 1000 → 2000")
+    sync_api.expect(page.locator("#explain")).to_contain_text(made["first"])
+    sync_api.expect(page.locator("#attempts pre.logs")).to_have_text("loading 2000")
+    sync_api.expect(page.locator('#outputs tr[data-output="result"]')).to_contain_text("json")
+    sync_api.expect(page.locator('#outputs tr[data-output="result"] .preview')).to_contain_text(
+        "[0, 1, 2,"
+    )
+    sync_api.expect(page.locator("#components")).to_contain_text("n = 2000")
+    shoot(page, tmp_path, "node")
+    page.goto(f"{server.base}/runs/{made['second']}/nodes/total")
+    sync_api.expect(page.locator("#attempts pre.logs")).to_have_text("WARNING flow: summing 2000")
+    sync_api.expect(page.locator("#explain li")).to_contain_text("input xs: square.result changed")
+    sync_api.expect(page.locator(".preview")).to_have_text(str(sum(x * x for x in range(2000))))
+
+
+def test_run_page_follows_a_slow_node_live(
+    page: Any, server: UiServer, made: dict[str, Any], tmp_path: Path
+) -> None:
+    proc, signal = start_live_run(tmp_path, made["home"])
+    try:
+        page.goto(server.base + "/")
+        live = page.locator('#runs tr[data-status="running"] a')
+        sync_api.expect(live).to_have_count(1)
+        live.click()
+        slow = page.locator('svg.graph [data-node="slow"]')
+        sync_api.expect(slow).to_have_class("n st-running")
+        assert fill_of(page, "slow") == FILL["running"]
+        sync_api.expect(page.locator("#run-status")).to_have_text("running")
+        sync_api.expect(page.locator("#resume")).to_contain_text("in progress")
+        shoot(page, tmp_path, "run-live")
+        signal.touch()  # the node finishes; the page must follow without a reload
+        sync_api.expect(slow).to_have_class("n st-succeeded")
+        # last reads slow's output, equal to the earlier run's: early cutoff may make it cached
+        sync_api.expect(page.locator('svg.graph [data-node="last"]')).to_have_class(
+            re.compile(r"^n st-(succeeded|cached)$")
+        )
+        sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+        sync_api.expect(page.locator("#resume")).to_have_text("succeeded: nothing to resume")
+        assert fill_of(page, "slow") == FILL["succeeded"]
+    finally:
+        signal.touch()
+        finish(proc)
+
+
+def test_cache_page_charts_hit_rates(
+    page: Any, server: UiServer, made: dict[str, Any], tmp_path: Path
+) -> None:
+    page.goto(server.base + "/cache")
+    sync_api.expect(page.locator("#by-node tbody tr")).not_to_have_count(0)
+    sync_api.expect(page.locator("#by-workflow")).to_contain_text("squares")
+    sync_api.expect(page.locator("#hit-svg circle.run-dot")).not_to_have_count(0)
+    sync_api.expect(page.locator("#cache-total")).to_contain_text("cache records")
+    shoot(page, tmp_path, "cache")
+
+
+def test_a_fresh_home_and_the_readme_screenshot(browser: Any, tmp_path: Path) -> None:
+    """A home with a cached re-run and a failure: the run page the README shows."""
+    made = make_home(tmp_path)
+    write_flow(tmp_path, 1000)  # back to the first parameters: load, square and total cached
+    from test_ui import cli
+
+    cli("run", str(made["flow"]), "--home", str(made["home"]), cwd=tmp_path)
+    server = UiServer(made["home"])
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.base + "/")
+        latest = page.locator("#runs tbody tr").first.get_attribute("data-run")
+        page.goto(f"{server.base}/runs/{latest}")
+        sync_api.expect(page.locator('svg.graph [data-node="load"]')).to_have_class("n st-cached")
+        assert fill_of(page, "load") == FILL["cached"]
+        sync_api.expect(page.locator('svg.graph [data-node="boom"]')).to_have_class("n st-failed")
+        shoot(page, tmp_path, "readme-run")
+        context.close()
+    finally:
+        server.stop()
