@@ -20,11 +20,15 @@ demo: $(VENV)/.installed-examples
 	@echo "== second run: nothing changed, nothing executes"
 	@ETHEREALFABRIC_HOME=.etherealfabric-demo $(PY) examples/quickstart.py
 
-## test: install, then run the whole test suite (the Celery tests need redis-server)
+## test: install, then run the whole test suite (the Celery tests need redis-server, the UI's
+## browser tests chromium)
 test: $(VENV)/.installed-test
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (needed by the Celery backend tests)"; \
 		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (needed by the web UI's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
