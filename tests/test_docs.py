@@ -1,0 +1,215 @@
+"""The documentation: the site builds strictly, and what the pages tell users to do works.
+
+- ``mkdocs build --strict`` (mkdocs.yml): a broken link or anchor, a page missing from the
+  nav, or an API name the reference pages no longer find fails here.
+- The shell-completion line of docs/cli.md, loaded into a real bash, completes commands.
+- The tutorials' files (code blocks with ``title="NAME.py"``) run, in fresh processes, with the
+  outcomes the tutorials print.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    env.update(extra)
+    return env
+
+
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    reference = (tmp_path / "site" / "reference" / "workflow" / "index.html").read_text()
+    assert "execute" in reference and "params" in reference  # generated from the docstrings
+    for page in ("tutorials/data-science", "tutorials/training", "tutorials/team-cache"):
+        assert (tmp_path / "site" / page / "index.html").is_file()
+    assert "redun" in (tmp_path / "site" / "comparison" / "index.html").read_text()
+
+
+# -- shell completion --------------------------------------------------------------------------
+def _completion_line(shell: str) -> str:
+    text = (DOCS / "cli.md").read_text()
+    [line] = [ln.strip() for ln in text.splitlines() if f"COMPLETE={shell}_source" in ln]
+    return line
+
+
+def _bash_complete(words: list[str]) -> list[str]:
+    script = "\n".join(
+        [
+            _completion_line("bash"),
+            "COMPREPLY=()",
+            f"COMP_WORDS=({' '.join(repr(w) for w in words)})",
+            f"COMP_CWORD={len(words) - 1}",
+            "_etherealfabric_completion etherealfabric",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+        ]
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_as_documented_completes_commands_and_options() -> None:
+    assert (BIN / "etherealfabric").exists()
+    assert _bash_complete(["etherealfabric", "ca"]) == ["cache", "cat"]
+    assert {"forget", "gc", "verify"} <= set(_bash_complete(["etherealfabric", "cache", ""]))
+    assert {"--param", "--params"} <= set(_bash_complete(["etherealfabric", "run", "--par"]))
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_completion_scripts_as_documented(shell: str) -> None:
+    line = _completion_line(shell)
+    assert f"_ETHEREALFABRIC_COMPLETE={shell}_source etherealfabric" in line
+    out = subprocess.run(
+        [str(BIN / "etherealfabric")],
+        env=_env(_ETHEREALFABRIC_COMPLETE=f"{shell}_source"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "_etherealfabric_completion" in out.stdout
+    if shutil.which(shell):  # a syntax check where the shell is installed
+        check = subprocess.run(
+            [shell, "-n"], input=out.stdout, capture_output=True, text=True, timeout=60
+        )
+        assert check.returncode == 0, check.stderr
+
+
+# -- the tutorials -----------------------------------------------------------------------------
+def _files(page: str, into: Path) -> None:
+    """Write the code blocks with ``title="NAME"`` of a docs page into ``into``."""
+    text = (DOCS / page).read_text()
+    blocks = re.findall(r'```python title="([^"]+)"\n(.*?)```', text, flags=re.S)
+    assert blocks, f"{page} has no titled code blocks"
+    for name, code in blocks:
+        (into / name).write_text(code)
+
+
+def _cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=root,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _run(root: Path, *args: str, **env: str) -> dict[str, Any]:
+    out = _cli(root, "run", *args, "--json", **env)
+    assert out.returncode == 0, out.stderr
+    summary: dict[str, Any] = json.loads(out.stdout)
+    return summary
+
+
+def _executed(summary: dict[str, Any]) -> set[str]:
+    return {n for n, s in summary["nodes"].items() if s == "succeeded"}
+
+
+def test_tutorial_incremental_data_science(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    _files("tutorials/data-science.md", tmp_path)
+    subprocess.run([sys.executable, "make_data.py"], cwd=tmp_path, check=True, timeout=120)
+    flow = tmp_path / "houses.py"
+    assert len(_executed(_run(tmp_path, "houses.py"))) == 5
+    assert _run(tmp_path, "houses.py")["cached"] == 5
+
+    source = flow.read_text()
+    cosmetic = source.replace(
+        "def features(data):\n", 'def features(data):\n    """Model inputs."""  # a comment\n'
+    )
+    flow.write_text(cosmetic)
+    assert _run(tmp_path, "houses.py")["executed"] == 0
+
+    edit = '    X["old"] = (X["age"] > 50).astype(float)\n'
+    flow.write_text(cosmetic.replace("    return X, data", edit + "    return X, data"))
+    changed = _run(tmp_path, "houses.py")
+    assert _executed(changed) == {"features", "fit", "evaluate"}
+    why = _cli(tmp_path, "explain", changed["run_id"], "features")
+    assert "code: houses.features changed" in why.stdout, why.stdout
+
+    ridge = _run(tmp_path, "houses.py", "-p", "model.ridge=10")
+    assert _executed(ridge) == {"fit", "evaluate"}
+    why = _cli(tmp_path, "explain", ridge["run_id"], "fit")
+    assert "param model.ridge: 1.0 → 10.0" in why.stdout, why.stdout
+    assert _run(tmp_path, "houses.py")["executed"] == 0  # back to ridge=1: still cached
+    score = _cli(tmp_path, "cat", ridge["run_id"], "evaluate")
+    assert "'rows': 4950" in score.stdout, score.stdout
+
+
+def test_tutorial_resuming_training(tmp_path: Path) -> None:
+    _files("tutorials/training.md", tmp_path)
+    crashed = _cli(tmp_path, "run", "train.py", CRASH_AT="8")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert "epoch 8/20 done" in crashed.stdout + crashed.stderr
+    [run] = json.loads(_cli(tmp_path, "runs", "--json").stdout)
+    assert run["status"] == "interrupted"
+    resumed = _cli(tmp_path, "resume", run["id"], "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["executed"] == 2 and summary["cached"] == 1
+    logs = _cli(tmp_path, "logs", summary["run_id"], "train").stdout
+    assert "resuming at epoch 8" in logs and "epoch 1/20" not in logs
+
+
+def test_tutorial_sharing_a_team_cache(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    alice, bob = tmp_path / "alice" / "repo", tmp_path / "bob" / "work" / "repo"
+    for clone in (alice, bob):
+        clone.mkdir(parents=True)
+        _files("tutorials/data-science.md", clone)
+    subprocess.run([sys.executable, "make_data.py"], cwd=alice, check=True, timeout=120)
+    shutil.copy(alice / "houses.csv", bob / "houses.csv")
+    team = {
+        "ETHEREALFABRIC_STORE": str(tmp_path / "shared"),
+        "ETHEREALFABRIC_SIGNING_KEY": "team-key-0123456789abcdef",
+    }
+    assert _run(alice, "houses.py", **team)["executed"] == 5
+    assert _run(bob, "houses.py", **team)["executed"] == 0  # an empty journal, all hits
+    assert _executed(_run(bob, "houses.py", "-p", "model.ridge=3", **team)) == {"fit", "evaluate"}
+    assert _run(alice, "houses.py", "-p", "model.ridge=3", **team)["executed"] == 0
+
+
+def test_home_page_and_parameters_page_examples(tmp_path: Path) -> None:
+    text = (DOCS / "index.md").read_text()
+    (tmp_path / "squares.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
+    assert _run(tmp_path, "squares.py")["executed"] == 3
+    assert _run(tmp_path, "squares.py")["executed"] == 0
+    assert _run(tmp_path, "squares.py", "-p", "n=10")["executed"] == 3
+
+    text = (DOCS / "parameters.md").read_text()
+    (tmp_path / "train.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
+    assert _run(tmp_path, "train.py")["executed"] == 3
+    assert _executed(_run(tmp_path, "train.py", "-p", "model.C=0.5")) == {"fit", "Report"}
