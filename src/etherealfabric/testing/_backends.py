@@ -43,6 +43,7 @@ from ..backends import Backend, create_backend
 
 # engine internal: ``node`` and ``Node`` are exported by the package root, which this layer
 # may not import (the root imports everything); they are the same objects
+from ..define._files import File, root_path
 from ..define._node import Node, node
 from ..errors import RunFailedError
 from ..journal import Journal
@@ -75,6 +76,27 @@ def where() -> dict[str, int]:
 @node
 def explode(xs: list[int]) -> None:
     raise ValueError(f"explode got {len(xs)} numbers")
+
+
+@node(writes=["out/report.txt", "out/model/"])
+def artifacts(n: int) -> File:
+    """Writes a declared file, a declared folder, and returns a third file."""
+    os.makedirs(root_path("out", "model", "parts"), exist_ok=True)
+    for i in range(n):
+        with open(root_path("out", "model", "parts", f"{i}.bin"), "wb") as fh:
+            fh.write(bytes([i]) * 1000)
+    with open(root_path("out", "report.txt"), "w") as fh:
+        fh.write(f"{n} parts from pid {os.getpid()}\n")
+    with open(root_path("out", "plot.txt"), "w") as fh:
+        fh.write("*" * n + "\n")
+    return File(root_path("out", "plot.txt"))
+
+
+@node
+def file_size(f: File) -> int:
+    if not isinstance(f, File):
+        raise TypeError(f"file_size got {type(f).__name__}, not a File")
+    return os.path.getsize(f)
 
 
 def double(x: int) -> int:
@@ -297,6 +319,30 @@ class BackendContract:
         journal = node_runs(home, results.run_id)
         assert journal["explode"]["status"] == "failed"
         assert "ValueError: explode got 3 numbers" in journal["explode"]["error"]
+
+    def test_declared_file_outputs_are_restored_on_a_hit(
+        self, backend_name: str, home: Path, tmp_path: Path
+    ) -> None:
+        """Files a node declares or returns are stored by the worker and put back, byte for
+        byte, when the node is a cache hit; the consumer gets a File at that path."""
+        root = tmp_path / "project"
+        root.mkdir()
+
+        def build() -> Workflow:
+            with Workflow("file-outputs", root=root) as wf:
+                file_size(artifacts(3))
+            return wf
+
+        first = build().execute(home=home)
+        assert (first.executed, first["file_size"]["result"]) == (2, 4)
+        written = {p: p.read_bytes() for p in sorted((root / "out").rglob("*")) if p.is_file()}
+        assert len(written) == 5
+        for path in written:
+            path.unlink()
+        again = build().execute(home=home)
+        assert (again.executed, again.cached) == (0, 2)
+        assert {p: p.read_bytes() for p in written} == written
+        assert again["artifacts"]["result"] == File(root / "out" / "plot.txt")
 
     def test_seed_style_class_nodes_defined_in_a_test_run(
         self, backend_name: str, home: Path
