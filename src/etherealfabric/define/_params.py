@@ -354,6 +354,8 @@ def bind_params(spec: NodeSpec, params: ParamSet, values: Mapping[str, Any]) -> 
     The spec records the parameters it read (``workflow_params``, path → value) and which of
     its arguments are a parameter as a whole (``param_args``): ``explain`` names those.
     """
+    if not any(map(_has_ref, spec.params.values())):  # the common case, kept cheap
+        return spec
     used: dict[str, Any] = {}
 
     def value(ref: ParamRef) -> Any:
@@ -378,3 +380,19 @@ def bind_params(spec: NodeSpec, params: ParamSet, values: Mapping[str, Any]) -> 
         workflow_params=dict(sorted(used.items())),
         param_args=frozenset(k for k, v in spec.params.items() if isinstance(v, ParamRef)),
     )
+
+
+_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def _has_ref(value: Any) -> bool:
+    """Whether a :class:`ParamRef` is anywhere inside ``value`` (where ``replace_refs`` looks)."""
+    if isinstance(value, _SCALARS):
+        return False
+    if isinstance(value, ParamRef):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(map(_has_ref, value))
+    if isinstance(value, dict):
+        return any(map(_has_ref, value.values()))
+    return False
