@@ -35,6 +35,11 @@ class Workflow(Definition):
     variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
     that set none; ``keep_going=True`` lets independent branches finish after a failure
     (the default is fail-fast: no new node starts once one has failed).
+
+    ``params`` declares the workflow's parameters with their defaults (a nested dict is a
+    group; :class:`~etherealfabric.Param` declares one explicitly); ``wf.params.NAME`` refers
+    to one as a node input, and ``execute(params=...)`` or ``etherealfabric run -p`` sets it
+    for a run. A parameter is part of the keys of the nodes that take it, and only of those.
     """
 
     def build(self, params: Mapping[str, Any] | None = None) -> Graph:
