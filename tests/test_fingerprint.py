@@ -313,9 +313,15 @@ def test_mutual_recursion_terminates_and_is_order_independent(project: Project) 
     assert code_fingerprint(again.even) == from_even
 
 
-def test_libraries_builtins_and_etherealfabric_are_ignored(project: Project) -> None:
+def test_libraries_count_by_version_builtins_and_etherealfabric_not_at_all(
+    project: Project,
+) -> None:
     module = project.load()
-    assert set(fp(module, "uses_libraries").parts) == {"fp_pipeline.uses_libraries"}
+    parts = fp(module, "uses_libraries").parts
+    assert parts == {
+        "fp_pipeline.uses_libraries": parts["fp_pipeline.uses_libraries"],
+        "package:numpy": np.__version__,  # json (stdlib) and len (builtin) count for nothing
+    }
     assert not is_user_code(json.dumps)
     assert not is_user_code(np.mean)
     assert not is_user_code(len)

@@ -13,7 +13,9 @@
 
 Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/_dask.py),
 ``ETHEREALFABRIC_SPARK_MASTER`` (backends/_spark.py),
-``ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS`` (backends/_celery.py), ``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/_objectstore.py).
+``ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS`` (backends/_celery.py), ``ETHEREALFABRIC_SIGNING_KEY`` and ``ETHEREALFABRIC_S3_ENDPOINT_URL`` (store/_objectstore.py),
+``ETHEREALFABRIC_PACKAGE_VERSIONS`` (hashing/_packages.py: read where keys are computed, so that
+``plan``, ``run`` and ``explain`` always agree on keys).
 ``KNOWN_ENV`` lists every variable; resolving settings logs one warning per process for an
 ``ETHEREALFABRIC_*`` variable that is none of them (a typo would otherwise be ignored).
 
@@ -69,6 +71,7 @@ CELERY_REDISPATCH_ENV = "ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS"
 S3_ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
 SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
 UI_TOKEN_ENV = "ETHEREALFABRIC_UI_TOKEN"
+PACKAGE_VERSIONS_ENV = "ETHEREALFABRIC_PACKAGE_VERSIONS"
 #: Every ``ETHEREALFABRIC_*`` environment variable the project reads; the one list of them.
 KNOWN_ENV: tuple[str, ...] = (
     *ENV.values(),
@@ -78,6 +81,7 @@ KNOWN_ENV: tuple[str, ...] = (
     S3_ENDPOINT_ENV,
     SIGNING_KEY_ENV,
     UI_TOKEN_ENV,
+    PACKAGE_VERSIONS_ENV,
 )
 #: The names :meth:`Settings.resolve` accepts (and ``Workflow.execute(**settings)`` passes on).
 SETTING_NAMES: tuple[str, ...] = (*ENV, "inline_limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import click
@@ -34,22 +35,42 @@ __all__ = ["explain", "graph_command", "plan"]
 @click.command()
 @click.argument("target", metavar="FILE[:WORKFLOW]")
 @click.option("--node", "nodes", multiple=True, help="Plan only this node and what it needs.")
+@click.option(
+    "--keys",
+    "keys_of",
+    default=None,
+    metavar="NODE",
+    help="List every part of NODE's cache key (code with module and line, constants, package "
+    "versions, parameters, input digests) and what the key does not cover.",
+)
 @_home_option
 @_json_option
-def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -> None:
+def plan(
+    target: str, nodes: tuple[str, ...], keys_of: str | None, home: str | None, as_json: bool
+) -> None:
     """Show what a run would do, without running anything: cached or will run, and why.
 
     Each node that will run gets an estimate: the median duration of its past executions in
-    this workflow.
+    this workflow. Code the cache keys cannot see (``eval``, ``getattr`` with a computed name...)
+    is listed as not covered by the key.
     """
     workflow = _load(target)
     _workflow_settings(workflow, home)  # a bad setting is a one-line error
+    from ..hashing._fingerprint import FingerprintWarning
+
+    targets = [keys_of] if keys_of else list(nodes) or None
     try:
-        planned = workflow.plan(targets=list(nodes) or None, **({"home": home} if home else {}))
+        with warnings.catch_warnings():  # listed below instead
+            warnings.filterwarnings("ignore", "the cache key of", FingerprintWarning)
+            planned = workflow.plan(targets=targets, **({"home": home} if home else {}))
+            uncovered = {} if keys_of else _uncovered(workflow)
     except EtherealFabricError as exc:
         _fail(str(exc))
+    if keys_of:
+        _print_keys(workflow, planned, keys_of, as_json)
+        return
     if as_json:
-        _echo_json(planned.to_dict())
+        _echo_json({**planned.to_dict(), "uncovered": uncovered})
         return
     console = _console()
     console.print(
@@ -65,6 +86,30 @@ def plan(target: str, nodes: tuple[str, ...], home: str | None, as_json: bool) -
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
             table.add_row(n.node, "will run", estimate, n.reason)
     _print_table(console, table)
+    for node, items in uncovered.items():
+        for item in items:
+            console.print(f"{node}: not covered by the key: {item}", highlight=False)
+
+
+def _uncovered(workflow: Workflow) -> dict[str, list[str]]:
+    """What each node's key does not cover (nodes with nothing to say left out)."""
+    from ..hashing._fingerprint import code_fingerprint
+
+    specs = workflow.build().specs
+    found = {name: list(code_fingerprint(spec.code).uncovered) for name, spec in specs.items()}
+    return {name: items for name, items in found.items() if items}
+
+
+def _print_keys(workflow: Workflow, planned: DryRun, node: str, as_json: bool) -> None:
+    from ..observe._keyaudit import audit_key
+
+    info = planned[node].entry.key_info
+    spec = info.spec if info is not None else workflow.build().specs[node]
+    audit = audit_key(spec, info)
+    if as_json:
+        _echo_json(audit.to_dict())
+    else:
+        click.echo("\n".join(audit.lines()))
 
 
 def _estimate_text(planned: DryRun) -> str:

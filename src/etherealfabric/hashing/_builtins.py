@@ -43,6 +43,7 @@ from pathlib import PurePath, PureWindowsPath
 from typing import Any
 
 from ..define._files import Directory, File
+from ..errors import HashingError
 from . import _secret  # noqa: F401  (registers the Secret handlers: keyed, never plain)
 from ._arrays import numpy_handlers
 from ._digest import RefDigest
@@ -65,8 +66,29 @@ _NAN = _DOUBLE.pack(math.nan)
 
 
 def hash_plain(value: object) -> str:
-    """The digest of a value made of builtin and standard-library types (as ``hash_value``)."""
-    return digest_of(value)
+    """The digest of a value made of builtin and standard-library types (as ``hash_value``).
+
+    Code met inside it (an enum member of a user enum, an instance of a user ``float``
+    subclass) is written by name only, never by fingerprint: the code fingerprints, which hash
+    their constants with this, follow that code themselves.
+    """
+    return digest_of(value, code=_NO_CODE)
+
+
+class _NamesOnly:
+    """A code sink that follows nothing: code by name, and no value without an encoding."""
+
+    def code(self, obj: object) -> None:
+        pass
+
+    def library(self, module: str | None) -> None:
+        pass
+
+    def opaque(self, value: object, encoder: Encoder) -> None:
+        raise HashingError(f"{type_name(type(value))} is not a plain value")
+
+
+_NO_CODE = _NamesOnly()
 
 
 def _float_bytes(value: float) -> bytes:

@@ -13,6 +13,15 @@ frames, and modules above register theirs here. The handler for a type is, in or
 4. a built-in handler registered for a base class;
 5. cloudpickle (:func:`encode_pickled`), with an :class:`UnstableHashWarning` once per type.
 
+Rules registered with ``register_shape(..., first=True)`` (instances of user classes, whose
+class's code is part of their identity) come right after 1; such a rule can hand the value
+on to the handler the type would get without it (:func:`handler_after`).
+
+An encoder made with a :class:`CodeSink` (``Encoder(None, code=sink)``) hashes a value *as
+code refers to it*, for code fingerprints: functions and classes inside it are written by name
+and handed to the sink (which follows them as code pieces of their own), and a value with no
+canonical encoding is handed to the sink instead of being pickled.
+
 Handlers for optional modules (numpy, pandas, decimal, ...) are registered the first time a
 type is looked up while that module is already imported; this module imports none of them.
 """
@@ -26,7 +35,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import HashingError
 from ._digest import Hasher, new_hasher
@@ -35,11 +44,13 @@ if TYPE_CHECKING:
     from ._files import FileHashCache
 
 __all__ = [
+    "CodeSink",
     "Encoder",
     "Handler",
     "UnstableHashWarning",
     "digest_of",
     "encode_pickled",
+    "handler_after",
     "is_builtin",
     "register_builtin",
     "register_shape",
@@ -57,9 +68,14 @@ class UnstableHashWarning(UserWarning):
     """A value was hashed through cloudpickle; its cache key may differ between runs."""
 
 
-def digest_of(value: object, file_cache: FileHashCache | None = None) -> str:
-    """The digest of ``value`` with the handlers registered so far (see ``_values.hash_value``)."""
-    encoder = Encoder(file_cache)
+def digest_of(
+    value: object, file_cache: FileHashCache | None = None, *, code: CodeSink | None = None
+) -> str:
+    """The digest of ``value`` with the handlers registered so far (see ``_values.hash_value``).
+
+    ``code``: hash it as code refers to it (see the module docstring).
+    """
+    encoder = Encoder(file_cache, code)
     try:
         encoder.value(value)
     except RecursionError:
@@ -74,20 +90,42 @@ def type_name(tp: type) -> str:
     return f"{tp.__module__}.{tp.__qualname__}"
 
 
+class CodeSink(Protocol):
+    """Where an encoder in code mode hands what it finds (see the module docstring)."""
+
+    def code(self, obj: object) -> None:
+        """A function, class or method found inside a value."""
+
+    def library(self, module: str | None) -> None:
+        """Library code (a module name) that a value found inside another one belongs to."""
+
+    def opaque(self, value: object, encoder: Encoder) -> None:
+        """A value with no canonical encoding: write something for it and note it."""
+
+
 class Encoder:
     """Writes the canonical, type-tagged encoding of values into one streaming hasher.
 
     Small frames collect in a buffer that is hashed in one call (one ``update`` per frame
     costs more than the hashing itself for small values); big buffers go straight to the
-    hasher. The byte stream, and so every digest, is the same either way.
+    hasher. The byte stream, and so every digest, is the same either way. ``active`` holds the
+    ids of the objects being encoded (shared with child encoders), so that a handler can write
+    a back reference instead of recursing into a cycle.
     """
 
-    __slots__ = ("buf", "file_cache", "hasher")
+    __slots__ = ("active", "buf", "code", "file_cache", "hasher")
 
-    def __init__(self, file_cache: FileHashCache | None) -> None:
+    def __init__(
+        self,
+        file_cache: FileHashCache | None,
+        code: CodeSink | None = None,
+        active: list[int] | None = None,
+    ) -> None:
         self.hasher = new_hasher()
         self.file_cache = file_cache
         self.buf = bytearray()
+        self.code = code
+        self.active = [] if active is None else active
 
     def raw(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes with no length prefix."""
@@ -150,7 +188,7 @@ class Encoder:
 
     def child(self, value: object) -> bytes:
         """The raw digest of ``value`` on its own (an element of a dict or set)."""
-        encoder = Encoder(self.file_cache)
+        encoder = Encoder(self.file_cache, self.code, self.active)
         encoder.value(value)
         return encoder.digest()
 
@@ -162,7 +200,10 @@ Handler = Callable[[Any, Encoder], None]
 
 
 def encode_pickled(value: object, encoder: Encoder) -> None:
-    """Anything else: cloudpickle, with a warning once per type."""
+    """Anything else: cloudpickle, with a warning once per type (in code mode: the sink's)."""
+    if encoder.code is not None:
+        encoder.code.opaque(value, encoder)
+        return
     import cloudpickle
 
     tp = type(value)
@@ -206,8 +247,10 @@ def _no_user_hasher(value: object, encoder: Encoder) -> None:  # pragma: no cove
 _BUILTIN = functools.singledispatch(encode_pickled)
 _USER = functools.singledispatch(_no_user_hasher)
 _SHAPES: list[tuple[Callable[[type], bool], Handler]] = []
+_FIRST: list[tuple[Callable[[type], bool], Handler]] = []
 _LAZY: dict[str, Callable[[types.ModuleType], dict[type[Any], Handler]]] = {}
 _RESOLVED: dict[type, Handler] = {}
+_AFTER: dict[type, Handler] = {}
 
 
 def register_builtin(handlers: dict[type[Any], Handler]) -> None:
@@ -215,6 +258,7 @@ def register_builtin(handlers: dict[type[Any], Handler]) -> None:
     for tp, handler in handlers.items():
         _BUILTIN.register(tp, handler)
     _RESOLVED.clear()
+    _AFTER.clear()
 
 
 def is_builtin(tp: type) -> bool:
@@ -222,10 +266,14 @@ def is_builtin(tp: type) -> bool:
     return tp in _BUILTIN.registry
 
 
-def register_shape(test: Callable[[type], bool], handler: Handler) -> None:
-    """A rule for types of a shape (``test(tp)``), tried after the exact built-in types."""
-    _SHAPES.append((test, handler))
+def register_shape(test: Callable[[type], bool], handler: Handler, *, first: bool = False) -> None:
+    """A rule for types of a shape (``test(tp)``), tried after the exact built-in types.
+
+    ``first=True``: tried before them, right after the user's hashers.
+    """
+    (_FIRST if first else _SHAPES).append((test, handler))
     _RESOLVED.clear()
+    _AFTER.clear()
 
 
 def register_when_imported(
@@ -239,6 +287,7 @@ def register_user(tp: type, handler: Handler) -> None:
     """A user's hasher for ``tp`` and its subclasses; it wins over every built-in rule."""
     _USER.register(tp, handler)
     _RESOLVED.clear()
+    _AFTER.clear()
 
 
 def _handler(tp: type) -> Handler:
@@ -249,11 +298,24 @@ def _handler(tp: type) -> Handler:
     return handler
 
 
-def _resolve(tp: type) -> Handler:
+def handler_after(tp: type) -> Handler:
+    """The handler ``tp`` would get if no ``first=True`` rule existed."""
+    handler = _AFTER.get(tp)
+    if handler is None:
+        _register_imported()
+        handler = _AFTER[tp] = _resolve(tp, first=False)
+    return handler
+
+
+def _resolve(tp: type, *, first: bool = True) -> Handler:
     """A registered hasher, else an exact built-in one, else a shape rule, else a base's."""
     user = _USER.dispatch(tp)
     if user is not _no_user_hasher:
         return user
+    if first:
+        for test, handler in _FIRST:
+            if test(tp):
+                return handler
     if tp in _BUILTIN.registry:
         return _BUILTIN.registry[tp]
     for test, handler in _SHAPES:

@@ -1,59 +1,72 @@
 """Code fingerprints: a digest of what a node's code *is*, not of how it is written.
 
-A fingerprint covers the node's own code and, transitively, the user code it refers to:
+A fingerprint covers the node's own code and, transitively, everything it refers to that
+can change what it computes:
 
-- each function or class is one *piece*: its source, parsed and dumped without docstrings,
-  comments, formatting or line numbers (``ast.dump``), or, when Python has no source for it,
-  its bytecode (with a :class:`FingerprintWarning`: bytecode changes with the Python version);
-- a piece refers to the globals named anywhere in its code (``co_names`` of the code object and
-  of every nested code object), to its closure cells and to its default values; for a class, to
-  what its methods refer to, to its user-code base classes and to its constant attributes;
-- a referenced user function or class is followed; a referenced user module contributes its
-  attributes whose names the code uses (``helpers.f()``); a referenced *module constant*
-  (None, bool, numbers, str, bytes, enum members, paths, dates, and tuples, lists, sets and
-  dicts of those) is hashed by value as the part ``module.NAME``; an instance of a user class
-  contributes its class's code. Everything else (the standard library, installed packages,
-  builtins, EtherealFabric itself, objects without a module) is ignored.
+- each user function or class is one *piece*: its source, parsed and written in a canonical
+  form without docstrings, comments, formatting or line numbers, or, when Python has no source
+  for it, its bytecode (with a :class:`FingerprintWarning`: bytecode changes with the Python
+  version);
+- what a piece refers to (:mod:`etherealfabric.hashing._references`): the globals its code
+  names, attributes of user modules, modules imported inside its body (``import x``,
+  ``from x import y``, relative imports), closure cells, defaults, a class's bases, methods,
+  properties and attributes, and what a decorated function's wrappers close over. User
+  functions and classes found there, also inside values (a dict of functions, a partial's
+  target, a bound method, an instance's class, a lambda in a list), are pieces of their own;
+  other values are hashed by value as parts named ``module.NAME`` (arrays, frames, instances of
+  user classes by their state: not only literals);
+- installed packages it reaches count by their distribution's version, as the parts
+  ``package:<distribution>`` (:mod:`etherealfabric.hashing._packages`, which also says what
+  the ``ETHEREALFABRIC_PACKAGE_VERSIONS`` setting changes); the standard library, builtins and
+  EtherealFabric itself count for nothing.
+
+What cannot be known statically (``getattr(module, <computed>)``, ``importlib.import_module``
+of a computed name, ``eval``, ``exec``, ``globals()``) is listed in :attr:`Fingerprint.uncovered`
+and warned about once per node (a :class:`FingerprintWarning` naming each construct and its
+``file:line``); ``plan --keys`` and ``explain`` list it as not covered by the key.
 
 Decorators are followed through ``__wrapped__`` and ``__etherealfabric_fn__`` (set by
 ``@node``). The decorator lines of the fingerprinted object itself are not part of it (the
 ``@node(version=...)`` line is keyed separately); those of helpers are.
 
-The digest is xxh3-128 over the sorted ``(qualified name, digest)`` pairs of all parts, so it
-does not depend on the order things are found in and is the same in every process (no ``id()``,
-no ``hash()``). Results are memoized per object for the life of the process: a module edited
-while the process runs is not seen until the next run.
+The digest is xxh3-128 over the sorted ``(part name, digest)`` pairs, so it does not depend on
+the order things are found in and is the same in every process (no ``id()``, no ``hash()``);
+two pieces with one name (two lambdas) are numbered ``name``, ``name#2`` in digest order.
+Results are memoized per object for the life of the process: a module edited while the process
+runs is not seen until the next run.
 
 What a piece's digest covers is in :mod:`etherealfabric.hashing._source`; what counts as user
-code, and how it is named, in :mod:`etherealfabric.hashing._usercode`. Constants are hashed with
-the builtin handlers (:func:`etherealfabric.hashing._builtins.hash_plain`); functions and classes
-*as values* hash through this module's fingerprints (:mod:`etherealfabric.hashing._values`).
+code, and how it is named, in :mod:`etherealfabric.hashing._usercode`. Importing this module
+registers the value handlers of :mod:`etherealfabric.hashing._objects` (functions, classes,
+methods, partials and instances of user classes as values), which need fingerprints.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import functools
+import sys
 import types
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ..errors import HashingError
 from ._builtins import hash_plain
+from ._objects import register_code_handlers
+from ._packages import package_parts, package_versions
+from ._references import References
+from ._scan import display_path
 from ._source import (
     class_bytecode,
     code_digest,
     has_own_code,
-    is_constant,
-    member_functions,
     normalized_source,
     unwrap,
+    wrapper_chain,
 )
-from ._usercode import is_user_code, is_user_module, module_label, qualified_name
+from ._usercode import is_user_code, qualified_name
 
 __all__ = ["Fingerprint", "FingerprintWarning", "code_fingerprint"]
 
@@ -61,16 +74,24 @@ _V = TypeVar("_V")
 
 
 class FingerprintWarning(UserWarning):
-    """A fingerprint had to use bytecode because Python has no source for the code."""
+    """A fingerprint used bytecode (no source), or its key cannot cover some of the code."""
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """The fingerprint of a node's code; ``parts`` maps each piece's qualified name to its digest."""
+    """The fingerprint of a node's code.
+
+    ``parts`` maps each part's name to its digest: code pieces (``module.qualname``), values
+    (``module.NAME``...), and packages (``package:<distribution>`` to its version).
+    ``uncovered`` lists what the key cannot see, and ``where`` the ``file:line`` of each code
+    piece; neither is part of the digest.
+    """
 
     digest: str
     parts: dict[str, str]
     source: str  # "ast", or "bytecode" when any part had no source
+    uncovered: tuple[str, ...] = field(default=(), compare=False)
+    where: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,24 @@ class _Piece:
     body: str  # digest of the normalized code, without the decorator lines
     decorated: str  # digest of the normalized code with the decorator lines
     source: str
+    where: str  # file:line
     constants: tuple[tuple[str, str], ...]  # (module.NAME, value digest)
     refs: tuple[Any, ...]  # user functions and classes, in the order found
+    packages: frozenset[str]  # top-level modules of installed packages
+    missing: frozenset[str]  # modules imported in the body that are not installed
+    uncovered: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Code:
+    """A fingerprint before packages are keyed (they depend on the package-version mode)."""
+
+    parts: dict[str, str]
+    source: str
+    where: dict[str, str]
+    packages: frozenset[str]
+    missing: frozenset[str]
+    uncovered: tuple[str, ...]
 
 
 class _Memo(Generic[_V]):
@@ -106,17 +143,46 @@ class _Memo(Generic[_V]):
             self.strong[id(obj)] = (obj, value)
 
 
-_FINGERPRINTS: _Memo[Fingerprint] = _Memo()
+_FINGERPRINTS: _Memo[tuple[str, Fingerprint]] = _Memo()  # (package-version mode, result)
+_CODE: _Memo[_Code] = _Memo()
 _PIECES: _Memo[_Piece] = _Memo()
 
 
 def code_fingerprint(obj: Callable[..., object] | type) -> Fingerprint:
     """The fingerprint of a function or class (memoized: the second call is a dict lookup)."""
+    mode = package_versions()
     found = _FINGERPRINTS.get(obj)
-    if found is None:
-        found = _compute(_root(obj))
-        _FINGERPRINTS.set(obj, found)
-    return found
+    if found is not None and found[0] == mode:
+        return found[1]
+    code = _CODE.get(obj)
+    if code is None:
+        code = _compute(obj)
+        _CODE.set(obj, code)
+        _warn_uncovered(obj, code.uncovered)
+    parts = {**code.parts, **package_parts(code.packages, code.missing, mode)}
+    digest = hash_plain(("fingerprint", tuple(sorted(parts.items()))))
+    result = Fingerprint(digest, parts, code.source, code.uncovered, code.where)
+    _FINGERPRINTS.set(obj, (mode, result))
+    return result
+
+
+def _warn_uncovered(obj: object, uncovered: tuple[str, ...]) -> None:
+    """One warning per node, pointing at the node's definition and naming each construct."""
+    if not uncovered:
+        return
+    root = _root(obj)
+    code = getattr(root, "__code__", None)
+    message = (
+        f"the cache key of {qualified_name(root)} does not cover: {'; '.join(uncovered)}. "
+        "Edits there will not re-run it: give the node a version= and change it when that "
+        "code changes"
+    )
+    if code is None:
+        warnings.warn(message, FingerprintWarning, stacklevel=3)
+    else:
+        warnings.warn_explicit(
+            message, FingerprintWarning, code.co_filename, code.co_firstlineno
+        )
 
 
 # -- the traversal ---------------------------------------------------------------------------
@@ -134,33 +200,51 @@ def _root(obj: object) -> Any:
     )
 
 
-def _compute(root: Any) -> Fingerprint:
-    parts: dict[str, str] = {}
+def _compute(obj: object) -> _Code:
+    root = _root(obj)
+    wrappers = [w for w in wrapper_chain(obj) if _is_piece(w) and w is not root]
+    found: dict[str, dict[str, str]] = collections.defaultdict(dict)  # name -> digest -> where
     sources: set[str] = set()
-    queue = collections.deque([root])
-    seen = {id(root)}  # traversal bookkeeping only; ids never reach a digest
+    packages: set[str] = set()
+    missing: set[str] = set()
+    uncovered: dict[str, None] = {}
+    queue = collections.deque([root, *wrappers])
+    seen = {id(o) for o in queue}  # traversal bookkeeping only; ids never reach a digest
     while queue:
-        obj = queue.popleft()
-        piece = _piece(obj)
-        _add_part(parts, piece.name, piece.body if obj is root else piece.decorated)
+        item = queue.popleft()
+        piece = _piece(item)
+        found[piece.name].setdefault(piece.body if item is root else piece.decorated, piece.where)
         for name, digest in piece.constants:
-            _add_part(parts, name, digest)
+            found[name].setdefault(digest, "")
         sources.add(piece.source)
+        packages |= piece.packages
+        missing |= piece.missing
+        uncovered.update(dict.fromkeys(piece.uncovered))
         for ref in piece.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))
                 queue.append(ref)
-    digest = hash_plain(("fingerprint", tuple(sorted(parts.items()))))
-    return Fingerprint(digest, parts, "bytecode" if "bytecode" in sources else "ast")
+    parts, where = _number(found)
+    source = "bytecode" if "bytecode" in sources else "ast"
+    return _Code(parts, source, where, frozenset(packages), frozenset(missing), tuple(uncovered))
 
 
-def _add_part(parts: dict[str, str], name: str, digest: str) -> None:
-    """Add a part; a second, different object of the same name gets ``name#2`` and so on."""
-    key, n = name, 1
-    while key in parts and parts[key] != digest:
-        n += 1
-        key = f"{name}#{n}"
-    parts[key] = digest
+def _number(found: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Parts and code locations; different objects of one name are ``name``, ``name#2``... in
+    the order of their digests (not the order they were found in)."""
+    parts: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for name, digests in found.items():
+        for n, digest in enumerate(sorted(digests), start=1):
+            key = name if n == 1 else f"{name}#{n}"
+            parts[key] = digest
+            if digests[digest]:
+                where[key] = digests[digest]
+    return parts, where
+
+
+def _is_piece(obj: object) -> bool:
+    return isinstance(obj, (types.FunctionType, type)) and is_user_code(obj)
 
 
 def _piece(obj: Any) -> _Piece:
@@ -173,15 +257,19 @@ def _piece(obj: Any) -> _Piece:
 
 def _analyse(obj: Any) -> _Piece:
     name = qualified_name(obj)
-    refs = _References()
+    if "__wrapped__" in getattr(obj, "__dict__", ()):  # functools.wraps copied the name
+        name += ".<wrapper>"
+    refs = References()
     if isinstance(obj, type):
         refs.cls(obj, name)
     else:
         refs.function(obj, name)
     normalized, source = normalized_source(obj), "ast"
+    code = getattr(obj, "__code__", None)
+    filename = display_path(code.co_filename) if code is not None else _class_file(obj)
     if normalized is None:
         body = class_bytecode(obj) if isinstance(obj, type) else code_digest(obj.__code__)
-        normalized = (body, body)
+        normalized = (body, body, code.co_firstlineno if code is not None else 0)
         if has_own_code(obj):  # not e.g. a namedtuple() or Enum() class: nothing to warn about
             source = "bytecode"
             warnings.warn(
@@ -190,103 +278,18 @@ def _analyse(obj: Any) -> _Piece:
                 FingerprintWarning,
                 stacklevel=2,
             )
-    return _Piece(name, *normalized, source, tuple(refs.constants.items()), refs.unique())
+    body, decorated, line = normalized
+    return _Piece(
+        name, body, decorated, source, f"{filename}:{line}" if line else filename,
+        tuple(refs.constants.items()), refs.unique(), frozenset(refs.packages),
+        frozenset(refs.missing), tuple(refs.uncovered),
+    )  # fmt: skip
 
 
-# -- what a piece of code refers to ----------------------------------------------------------
+def _class_file(cls: type) -> str:
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    return display_path(path) if isinstance(path, str) else cls.__module__
 
 
-class _References:
-    """Collects the user functions and classes, and the module constants, some code uses."""
-
-    def __init__(self) -> None:
-        self.refs: list[Any] = []
-        self.constants: dict[str, str] = {}
-        self._modules: set[str] = set()
-
-    def function(self, fn: types.FunctionType, owner: str) -> None:
-        code = fn.__code__
-        names = _code_names(code)
-        module = module_label(fn.__globals__.get("__name__", "?"))
-        for name in names:
-            if name in fn.__globals__:
-                self.value(fn.__globals__[name], f"{module}.{name}", names)
-        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
-            with contextlib.suppress(ValueError):  # an empty cell
-                self.value(cell.cell_contents, f"{owner}.<closure>.{var}", names)
-        for param, default in _defaults(fn):
-            if default is not None:  # lossless: a part appearing or going away counts too
-                self.value(default, f"{owner}.<default>.{param}", names)
-
-    def cls(self, cls: type, owner: str) -> None:
-        self.refs.extend(base for base in cls.__bases__ if is_user_code(base))
-        for attr, member in vars(cls).items():
-            self.member(cls, attr, member, owner)
-
-    def member(self, cls: type, attr: str, member: object, owner: str) -> None:
-        functions = member_functions(member)
-        for fn in filter(is_user_code, functions):  # not namedtuple's or Enum's machinery
-            if _defined_in(fn, cls) or _generated(fn):  # e.g. a dataclass's __init__
-                self.function(fn, f"{owner}.{attr}")
-            else:
-                self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
-        if isinstance(member, type) and _defined_in(member, cls):
-            self.cls(member, f"{owner}.{attr}")
-        elif not functions and not attr.startswith("_") and is_constant(member):
-            self.constants[f"{owner}.{attr}"] = hash_plain(member)
-
-    def value(self, value: object, name: str, names: tuple[str, ...]) -> None:
-        target = unwrap(value)
-        if isinstance(target, types.ModuleType):
-            self.module(target, names)
-        elif isinstance(target, (types.FunctionType, type)):
-            if is_user_code(target):
-                self.refs.append(target)
-        elif is_constant(value):
-            self.constants[name] = hash_plain(value)
-        elif isinstance(value, functools.partial):
-            self.value(value.func, name, names)
-            self.value((value.args, value.keywords), f"{name}.<partial>", names)
-        elif is_user_code(type(value)):
-            self.refs.append(type(value))  # an instance of a user class: its code
-
-    def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
-        if module.__name__ in self._modules or not is_user_module(module):
-            return
-        self._modules.add(module.__name__)
-        namespace = vars(module)
-        for name in names:
-            if name in namespace:
-                self.value(namespace[name], f"{module_label(module.__name__)}.{name}", names)
-
-    def unique(self) -> tuple[Any, ...]:
-        """The referenced objects, each once, in the order found."""
-        by_id = {id(r): r for r in reversed(self.refs)}
-        return tuple(by_id[i] for i in dict.fromkeys(id(r) for r in self.refs))
-
-
-def _code_names(code: types.CodeType) -> tuple[str, ...]:
-    """Every name the code (and its nested code: lambdas, comprehensions, defs) looks up."""
-    names = dict.fromkeys(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names.update(dict.fromkeys(_code_names(const)))
-    return tuple(names)
-
-
-def _defaults(fn: types.FunctionType) -> Iterator[tuple[str, object]]:
-    code = fn.__code__
-    positional = code.co_varnames[: code.co_argcount]
-    defaults = fn.__defaults__ or ()
-    yield from zip(positional[len(positional) - len(defaults) :], defaults, strict=True)
-    yield from (fn.__kwdefaults__ or {}).items()
-
-
-def _defined_in(obj: object, cls: type) -> bool:
-    qualname = getattr(obj, "__qualname__", "")
-    return isinstance(qualname, str) and qualname.startswith(cls.__qualname__ + ".")
-
-
-def _generated(fn: types.FunctionType) -> bool:
-    """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
-    return fn.__code__.co_filename.startswith("<")
+register_code_handlers(lambda obj: code_fingerprint(obj).digest)

@@ -40,6 +40,7 @@ __all__ = [
     "normalized_source",
     "source_statements",
     "unwrap",
+    "wrapper_chain",
 ]
 
 _SCALARS = (
@@ -54,7 +55,13 @@ _MAX_UNWRAP = 100
 
 
 def unwrap(obj: object) -> object:
-    """Follow ``__etherealfabric_fn__``, ``__wrapped__``, bound methods and partials."""
+    """Follow ``__etherealfabric_fn__``, ``__wrapped__`` and bound methods to the innermost."""
+    return wrapper_chain(obj)[-1]
+
+
+def wrapper_chain(obj: object) -> list[object]:
+    """``obj``, then what it wraps (``__etherealfabric_fn__``, ``__wrapped__``, ``__func__``)..."""
+    chain = [obj]
     for _ in range(_MAX_UNWRAP):
         inner = inspect.getattr_static(obj, "__etherealfabric_fn__", None)
         if inner is None and not isinstance(obj, type):
@@ -62,9 +69,10 @@ def unwrap(obj: object) -> object:
         if inner is None and isinstance(obj, types.MethodType):
             inner = obj.__func__
         if inner is None or inner is obj:
-            return obj
+            break
+        chain.append(inner)
         obj = inner
-    return obj
+    return chain
 
 
 def member_functions(member: object) -> list[types.FunctionType]:
@@ -107,14 +115,15 @@ def has_own_code(obj: Any) -> bool:
 # -- normalized source -----------------------------------------------------------------------
 
 
-def normalized_source(obj: Any) -> tuple[str, str] | None:
-    """(digest without engine decorators, digest with all decorators) of ``obj``'s source.
+def normalized_source(obj: Any) -> tuple[str, str, int] | None:
+    """(digest without engine decorators, digest with all decorators, first line) of ``obj``.
 
     The first digest drops only the decorators that resolve to EtherealFabric (``@node(...)``,
-    keyed separately); a user's own decorators, and their arguments, stay in both.
+    keyed separately); a user's own decorators, and their arguments, stay in both. The first
+    line is where the definition starts in its file (for messages, never for digests).
     """
     try:
-        lines, first_line = inspect.getsourcelines(obj)
+        lines, first_line = inspect.getsourcelines(_own_code(obj))
         statements, line_shift, col_shift = _parse("".join(lines))
     except (OSError, TypeError, SyntaxError):
         return None
@@ -127,17 +136,23 @@ def normalized_source(obj: Any) -> tuple[str, str] | None:
             statement.decorator_list = [
                 d for d in statement.decorator_list if not _is_engine_decorator(d, namespace)
             ]
-    return _digest_text(canonical_text(statements)), _digest_text(with_decorators)
+    body = _digest_text(canonical_text(statements))
+    return body, _digest_text(with_decorators), max(first_line, 1)
 
 
 def source_statements(obj: Any) -> tuple[list[Any], int] | None:
     """``obj``'s parsed statements and the file line of their first line, or None."""
     try:
-        lines, first_line = inspect.getsourcelines(obj)
+        lines, first_line = inspect.getsourcelines(_own_code(obj))
         statements, line_shift, _ = _parse("".join(lines))
     except (OSError, TypeError, SyntaxError):
         return None
     return statements, first_line - line_shift
+
+
+def _own_code(obj: Any) -> Any:
+    """A function's own code object: ``inspect`` would follow ``__wrapped__`` to another one."""
+    return obj.__code__ if isinstance(obj, types.FunctionType) else obj
 
 
 def _parse(source: str) -> tuple[list[Any], int, int]:

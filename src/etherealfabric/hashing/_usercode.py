@@ -2,7 +2,10 @@
 
 "User code" is code whose module file is neither under the standard library nor under a
 site-packages directory, plus ``__main__`` and code created from strings (``exec``).
-EtherealFabric's own code never is. Fingerprints follow user code only; everything else counts
+EtherealFabric's own code never is. Nor is a package installed into some other folder on the
+path (``pip install --target``, a vendored folder): a top-level module beside a ``.dist-info``
+folder that declares it is an installed package. (Editable installs keep their metadata in
+site-packages, not beside the code, so the code of a package being developed stays user code.) Fingerprints follow user code only; everything else counts
 by name (its version is the installed package's business).
 
 A script is named after its file however it was run (:func:`module_label`), so
@@ -24,6 +27,7 @@ __all__ = [
     "SCRIPT_MODULE_PREFIX",
     "is_user_code",
     "is_user_module",
+    "is_user_path",
     "module_label",
     "qualified_name",
 ]
@@ -60,6 +64,11 @@ def is_user_module(module: types.ModuleType) -> bool:
     return decision
 
 
+def is_user_path(path: str) -> bool:
+    """True if a module file at ``path`` would be user code (see the module docstring)."""
+    return _is_user_file(path)
+
+
 def _is_ours(module: str) -> bool:
     return module == "etherealfabric" or module.startswith("etherealfabric.")
 
@@ -68,7 +77,49 @@ def _is_user_file(path: str) -> bool:
     if path.startswith("<"):  # "<string>", "<stdin>", notebooks; but not "<frozen os>"
         return not path.startswith("<frozen")
     real = os.path.realpath(path)
-    return not any(real.startswith(prefix) for prefix in _library_dirs())
+    if any(real.startswith(prefix) for prefix in _library_dirs()):
+        return False
+    return not _installed_beside(real)
+
+
+def _installed_beside(real: str) -> bool:
+    """True if ``real`` is in a top-level module declared by a ``.dist-info`` beside it."""
+    for root in _path_roots():
+        if real.startswith(root):
+            top = real[len(root) :].split(os.sep, 1)[0]
+            return top.partition(".")[0] in _declared_in(root)
+    return False
+
+
+def _path_roots() -> list[str]:
+    """The folders on ``sys.path``, longest first (each ending with a separator)."""
+    roots = {os.path.join(os.path.realpath(p or "."), "") for p in sys.path if isinstance(p, str)}
+    return sorted(roots, key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _declared_in(root: str) -> frozenset[str]:
+    """The top-level module names the ``.dist-info`` folders in ``root`` declare."""
+    names: set[str] = set()
+    try:
+        infos = [e.path for e in os.scandir(root) if e.name.endswith(".dist-info") and e.is_dir()]
+    except OSError:
+        return frozenset()
+    for info in infos:
+        names.update(_declared_by(info))
+    return frozenset(names)
+
+
+def _declared_by(info: str) -> set[str]:
+    with contextlib.suppress(OSError), open(os.path.join(info, "top_level.txt")) as f:
+        return set(f.read().split())
+    names = set()
+    with contextlib.suppress(OSError), open(os.path.join(info, "RECORD")) as f:
+        for line in f:
+            first = line.split(",", 1)[0].split("/", 1)[0]
+            if not first.endswith((".dist-info", ".data")) and first != "..":
+                names.add(first.partition(".")[0])
+    return names
 
 
 @functools.lru_cache(maxsize=1)

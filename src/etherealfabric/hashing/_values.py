@@ -5,9 +5,10 @@ hasher, so ``1``, ``"1"``, ``1.0`` and ``True`` all differ. The frame format and
 which a type's handler is chosen are in :mod:`etherealfabric.hashing._encoder`; the encodings of
 builtin and standard-library types, ``File``, ``Directory`` and upstream digests in
 :mod:`etherealfabric.hashing._builtins`; numpy and pandas in :mod:`etherealfabric.hashing._arrays`.
-This module adds the last rules, which sit above code fingerprints::
+Values that carry code (functions, classes, bound methods, partials, instances of user classes)
+are encoded by :mod:`etherealfabric.hashing._objects`, with their code fingerprints. This module
+adds the last rules::
 
-    function T fingerprint | class T fingerprint    (fingerprint only for user code)
     custom T <stand-in>                              (a hasher registered by the user)
     pickle T <cloudpickle>                           (anything else, with a warning)
 
@@ -17,24 +18,16 @@ digest whatever else has been imported.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import HashingError
-from . import _builtins  # noqa: F401  (importing it registers the builtin handlers)
-from ._encoder import (
-    Encoder,
-    digest_of,
-    encode_pickled,
-    is_builtin,
-    register_builtin,
-    register_user,
-    type_name,
+from . import (
+    _builtins,  # noqa: F401  (importing it registers the builtin handlers)
+    _fingerprint,  # noqa: F401  (registers the handlers of values that carry code)
 )
+from ._encoder import Encoder, digest_of, is_builtin, register_user, type_name
 from ._files import FileHashCache
-from ._fingerprint import code_fingerprint
-from ._usercode import is_user_code
 
 __all__ = ["hash_value", "register_value_hasher"]
 
@@ -75,26 +68,3 @@ def register_value_hasher(tp: type[_T], fn: Callable[[_T], object]) -> None:
         encoder.value(stand_in)
 
     register_user(tp, handler)
-
-
-def _enc_code(value: Any, encoder: Encoder) -> None:
-    """Functions and classes: by qualified name, plus the code fingerprint for user code.
-
-    Library code that its name does not identify (lambdas, local functions, builtin methods
-    bound to an object) goes through cloudpickle instead.
-    """
-    name = f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', '?')}"
-    user = is_user_code(value)
-    bound = getattr(value, "__self__", None)
-    if not user and ("<" in name or not (bound is None or isinstance(bound, types.ModuleType))):
-        encode_pickled(value, encoder)
-        return
-    encoder.tag("class" if isinstance(value, type) else "function")
-    encoder.text(name)
-    if user:
-        encoder.text(code_fingerprint(value).digest)
-
-
-register_builtin(
-    {types.FunctionType: _enc_code, types.BuiltinFunctionType: _enc_code, type: _enc_code}
-)

@@ -49,8 +49,9 @@ _NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED, NodeStatus.SKIPPED
 class Change:
     """One part of a key that differs from the previous run's.
 
-    ``part`` is ``kind``, ``code``, ``version``, ``param``, ``input`` or ``key``; ``change`` is
-    ``changed``, ``added`` or ``removed``.
+    ``part`` is ``kind``, ``code``, ``package``, ``version``, ``param``, ``input`` or ``key``;
+    ``change`` is ``changed``, ``added`` or ``removed``. A package's ``old``/``new`` are its
+    versions (``package scikit-learn 1.5.2 → 1.6.0``).
     """
 
     part: str
@@ -63,6 +64,8 @@ class Change:
         label = f"{self.part} {self.name}" if self.name and self.part != "code" else self.part
         if self.part == "code":
             return f"code: {self.name or 'the node'} {self.change}"
+        if self.part == "package":
+            return _package_text(self)
         if self.part == "input" and self.change == "changed" and self.old and self.new:
             return _input_text(self.name, self.old, self.new)
         if self.change == "added":
@@ -99,13 +102,25 @@ def _text(value: Any) -> str:
     return "none" if value is None else repr(value)
 
 
+def _package_text(change: Change) -> str:
+    if change.change == "changed":
+        return f"package {change.name} {change.old} → {change.new}"
+    if change.change == "added":
+        return f"package {change.name} {change.new}: now used"
+    return f"package {change.name} {change.old}: no longer used"
+
+
 def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     if old.get("code") == new.get("code"):
         return []
     before, after = old.get("code_parts") or {}, new.get("code_parts") or {}
-    changes = [Change("code", n, "changed") for n in after if n in before and before[n] != after[n]]
-    changes += [Change("code", n, "added") for n in after if n not in before]
-    changes += [Change("code", n, "removed") for n in before if n not in after]
+    changes = [
+        _part_change(n, "changed", before, after)
+        for n in after
+        if n in before and before[n] != after[n]
+    ]
+    changes += [_part_change(n, "added", before, after) for n in after if n not in before]
+    changes += [_part_change(n, "removed", before, after) for n in before if n not in after]
     if old.get("code_source") != new.get("code_source"):
         changes.append(
             Change(
@@ -117,6 +132,18 @@ def _code_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change
             )
         )
     return changes or [Change("code", None, "changed")]
+
+
+def _part_change(
+    name: str, change: str, before: Mapping[str, str], after: Mapping[str, str]
+) -> Change:
+    """A code part that changed; ``package:NAME`` parts hold versions, shown as such."""
+    if name.startswith(_PACKAGE):
+        return Change("package", name[len(_PACKAGE) :], change, before.get(name), after.get(name))
+    return Change("code", name, change)
+
+
+_PACKAGE = "package:"
 
 
 def _workflow_param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
@@ -212,6 +239,7 @@ class Explanation:
     previous_key: str | None = None
     error: str | None = None
     detail: str = ""
+    uncovered: tuple[str, ...] = ()  # what the node's key does not cover (dynamic look-ups...)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (changes as dicts, with their text)."""
@@ -239,6 +267,7 @@ class Explanation:
             lines.append(f"  {self.detail}")
         if self.error and self.verdict == "executed":
             lines.append(f"  error: {self.error}")
+        lines += [f"  not covered by the key: {item}" for item in self.uncovered]
         return "\n".join(lines)
 
 
@@ -261,7 +290,9 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
             f"See `etherealfabric show {run['id']}`"
         )
     row = attempts[-1]
-    base = {"run_id": run["id"], "node": node, "workflow": run["workflow"]}
+    components = history.components_of(journal, row) if row["cache_key"] else None
+    base = {"run_id": run["id"], "node": node, "workflow": run["workflow"],
+            "uncovered": tuple((components or {}).get("uncovered") or ())}  # fmt: skip
     status, key = NodeStatus(row["status"]), row["cache_key"]
     if status is NodeStatus.CACHED:
         return _cached(journal, run, row, base)
@@ -274,7 +305,7 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     previous = history.previous_keyed_run(
         journal, node, workflow=run["workflow"], before=run["started_at"]
     )
-    return _compare(journal, row, previous, base, components=history.components_of(journal, row))
+    return _compare(journal, row, previous, base, components=components)
 
 
 def _cached(

@@ -52,11 +52,14 @@ class KeyInfo:
     inputs: Mapping[str, tuple[str, ...]]  # param -> "node.output@digest" it reads
 
     def components(self) -> dict[str, Any]:
-        """The key's parts, as stored for ``explain``: code, version, params, inputs."""
+        """The key's parts, as stored for ``explain``: code (``package:`` parts included),
+        version, params, inputs, and what the code fingerprint does not cover (if anything)."""
         fp = code_fingerprint(self.spec.code)
         used = self.spec.workflow_params  # workflow parameters, for explain's "param model.C"
         extra = {"workflow_params": {k: describe_value(v) for k, v in used.items()},
                  "param_args": sorted(self.spec.param_args)} if used else {}  # fmt: skip
+        if fp.uncovered:  # what the key cannot see (dynamic look-ups...), for explain
+            extra["uncovered"] = list(fp.uncovered)
         return {
             **extra,
             "kind": self.spec.kind,

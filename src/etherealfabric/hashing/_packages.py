@@ -1,0 +1,172 @@
+"""Installed packages in code fingerprints: third-party code counts by its distribution's version.
+
+A fingerprint follows user code by its source, but the code of an installed package (numpy,
+scikit-learn...) is too big to read and is not the user's to edit: it counts by the name and
+version of the distribution that installed it, as the part ``package:<distribution>``. So
+upgrading scikit-learn re-runs the nodes that use it (directly, or through user helpers), and
+``explain`` says ``package scikit-learn 1.5.2 → 1.6.0``.
+
+How much of the version counts is a setting, ``ETHEREALFABRIC_PACKAGE_VERSIONS`` (or
+:func:`set_package_versions`, which wins over it):
+
+- ``full`` (default): the whole version. A patch release may change results (a bug fix in a
+  solver, another default), and a cache hit computed by other code is a stale result; re-running
+  is the safe side.
+- ``minor``: ``major.minor`` only, for those who prefer fewer re-runs to that guarantee.
+- ``off``: packages are not part of keys at all (keys as before packages were keyed).
+
+It is read from the environment where keys are computed, not per run, so ``plan``, ``run`` and
+``explain`` in one shell always agree on keys.
+
+Not keyed: the standard library (``sys.stdlib_module_names``: it comes with the Python version,
+which keys do not include, so teammates on 3.11 and 3.12 share hits; a stdlib behaviour change
+between Python versions is not seen), EtherealFabric itself, and user code (followed by source).
+A module imported inside a node that is not installed at all counts as ``not installed``: the
+node re-runs when it appears.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as metadata
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Iterable
+
+from ..config import PACKAGE_VERSIONS_ENV
+from ..errors import ConfigError
+
+__all__ = [
+    "MODES",
+    "NOT_INSTALLED",
+    "PACKAGE_PREFIX",
+    "is_installed",
+    "is_stdlib",
+    "package_parts",
+    "package_versions",
+    "parse_mode",
+    "set_package_versions",
+]
+
+MODES = ("full", "minor", "off")
+PACKAGE_PREFIX = "package:"
+NOT_INSTALLED = "not installed"
+_UNKNOWN = "unknown"
+_override: str | None = None
+
+
+def parse_mode(value: str, *, setting: str = PACKAGE_VERSIONS_ENV) -> str:
+    """``full``, ``minor`` or ``off`` (any case); a :class:`ConfigError` naming ``setting`` else."""
+    text = value.strip().lower()
+    if text not in MODES:
+        raise ConfigError(
+            f"{setting}={value!r} is not a package-version mode; use one of {', '.join(MODES)}",
+            setting=setting,
+        )
+    return text
+
+
+def set_package_versions(mode: str | None) -> None:
+    """Use ``mode`` in this process from now on (``None``: back to the environment variable)."""
+    global _override
+    _override = None if mode is None else parse_mode(mode, setting="package_versions")
+
+
+def package_versions() -> str:
+    """The mode in force: :func:`set_package_versions`'s, else the environment's, else full."""
+    if _override is not None:
+        return _override
+    return _env_mode(os.environ.get(PACKAGE_VERSIONS_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _env_mode(value: str) -> str:
+    return parse_mode(value) if value.strip() else "full"
+
+
+def is_stdlib(top: str) -> bool:
+    """True for a top-level module of the standard library (or ``builtins``)."""
+    return top in sys.stdlib_module_names or top in sys.builtin_module_names
+
+
+def is_installed(top: str) -> bool:
+    """True if a top-level module ``top`` can be imported (found on the path; nothing imported)."""
+    if top in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def package_parts(tops: Iterable[str], missing: Iterable[str], mode: str) -> dict[str, str]:
+    """The ``package:<distribution>`` parts of a fingerprint, for top-level module names.
+
+    ``missing`` are modules a node imports that are not installed (``not installed``).
+    """
+    if mode == "off":
+        return {}
+    parts: dict[str, str] = {}
+    for top in sorted(set(tops)):
+        name, version = distribution_of(top) or (top, _UNKNOWN)
+        parts[PACKAGE_PREFIX + name] = _shorten(version) if mode == "minor" else version
+    for top in sorted(set(missing)):
+        parts.setdefault(PACKAGE_PREFIX + top, NOT_INSTALLED)
+    return parts
+
+
+def _shorten(version: str) -> str:
+    match = re.match(r"\d+(\.\d+)?", version)
+    return match.group(0) if match else version
+
+
+# -- which distribution installed a module ---------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def distribution_of(top: str) -> tuple[str, str] | None:
+    """(name, version) of the distribution that installed top-level module ``top``, or None.
+
+    Tries the distribution named like the module first (numpy, pandas), checking that it does
+    provide that module; else the full index of installed distributions, read once per process
+    (``sklearn`` is provided by scikit-learn, ``yaml`` by PyYAML).
+    """
+    for candidate in dict.fromkeys((top, top.replace("_", "-"))):
+        try:
+            dist = metadata.distribution(candidate)
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+        if _provides(dist, top):
+            return _name(dist), dist.version
+    names = sorted(set(_index().get(top, ())))
+    found = []
+    for name in names:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append((_name(dist), dist.version))
+    if not found:
+        return None
+    return "+".join(n for n, _ in found), "+".join(v for _, v in found)
+
+
+def _name(dist: metadata.Distribution) -> str:
+    name = dist.metadata["Name"] if dist.metadata is not None else None
+    return str(name) if name else "?"
+
+
+def _provides(dist: metadata.Distribution, top: str) -> bool:
+    top_level = dist.read_text("top_level.txt")
+    if top_level is not None:
+        return top in top_level.split()
+    record = dist.read_text("RECORD") or ""
+    prefixes = (f"{top}/", f"{top}.py,", f"{top}.")
+    return any(line.startswith(prefixes) for line in record.splitlines())
+
+
+@functools.lru_cache(maxsize=1)
+def _index() -> dict[str, list[str]]:
+    return dict(metadata.packages_distributions())

@@ -1,0 +1,320 @@
+"""What one function or class refers to: the user code, values and packages a fingerprint covers.
+
+:class:`References` reads one piece of code and collects:
+
+- ``refs``: the user functions and classes it reaches, to be fingerprinted as pieces of their
+  own: through the names its code looks up (globals, attributes of user modules, modules
+  imported inside its body), its closure cells and defaults, and through values (a function in
+  a dict, a partial's target, a bound method's function, an instance's class, a decorated
+  function's wrappers and the function it wraps);
+- ``constants``: every other value it reads, hashed *as code refers to it*: by value (arrays,
+  frames, containers, instances of user classes by their state), with the code inside written
+  by name and followed as ``refs``; named ``module.NAME``, ``owner.<closure>.var``,
+  ``owner.<default>.param`` or ``Class.attr``;
+- ``packages``: the top-level modules of installed packages it reaches (keyed by version, see
+  :mod:`etherealfabric.hashing._packages`), and ``missing``: modules its body imports that are
+  not installed;
+- ``uncovered``: what the key cannot see: dynamic look-ups (:mod:`etherealfabric.hashing._scan`),
+  imports that failed, library objects with no canonical encoding (hashed by their type).
+
+The standard library, builtins and EtherealFabric count for nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import HashingError
+from ._encoder import Encoder, type_name
+from ._objects import cycle_reference, encode_reduced
+from ._packages import is_installed, is_stdlib
+from ._scan import body_imports, dynamic_lookups
+from ._source import member_functions, unwrap, wrapper_chain
+from ._usercode import is_user_code, is_user_module, is_user_path, module_label
+
+__all__ = ["References", "code_names"]
+
+
+class References:
+    """Collects what one piece of code refers to (see the module docstring); a code sink."""
+
+    def __init__(self) -> None:
+        self.refs: list[Any] = []
+        self.constants: dict[str, str] = {}
+        self.packages: set[str] = set()
+        self.missing: set[str] = set()
+        self.uncovered: list[str] = []
+        self._modules: set[str] = set()
+        self._names: tuple[str, ...] = ()  # the names of the code being read
+        self._current = ""  # the part being hashed
+
+    # -- code -------------------------------------------------------------------------------
+
+    def function(self, fn: types.FunctionType, owner: str) -> None:
+        code = fn.__code__
+        names = code_names(code)
+        lookups = dynamic_lookups(fn, names)
+        names += tuple(lookups.names)
+        self.uncovered += [str(lookup) for lookup in lookups.uncovered]
+        self._names = names
+        module = module_label(fn.__globals__.get("__name__", "?"))
+        for name in names:
+            if name in fn.__globals__:
+                self.value(fn.__globals__[name], f"{module}.{name}", names)
+        for level, target, fromlist in body_imports(code):
+            self.imported(fn, level, target, fromlist, names)
+        for target in lookups.modules:
+            self.imported(fn, 0, target, (), names)
+        for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
+            with contextlib.suppress(ValueError):  # an empty cell
+                self.value(cell.cell_contents, f"{owner}.<closure>.{var}", names)
+        for param, default in _defaults(fn):
+            if default is not None:  # lossless: a part appearing or going away counts too
+                self.value(default, f"{owner}.<default>.{param}", names)
+
+    def cls(self, cls: type, owner: str) -> None:
+        for base in cls.__bases__:
+            if is_user_code(base):
+                self.refs.append(base)
+            else:
+                self.library(base.__module__)
+        for attr, member in vars(cls).items():
+            self.member(cls, attr, member, owner)
+
+    def member(self, cls: type, attr: str, member: object, owner: str) -> None:
+        functions = member_functions(member)
+        for fn in functions:
+            if not is_user_code(fn):  # namedtuple's or Enum's machinery, a library function
+                self.library(fn.__module__)
+            elif _defined_in(fn, cls) or _generated(fn):  # e.g. a dataclass's __init__
+                self.function(fn, f"{owner}.{attr}")
+            else:
+                self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
+        if functions or (attr.startswith("_") and not isinstance(member, type)):
+            return
+        if isinstance(member, type) and _defined_in(member, cls):
+            self.cls(member, f"{owner}.{attr}")
+        elif not attr.startswith("_") and not _library_descriptor(member):
+            self.value(member, f"{owner}.{attr}", ())
+
+    # -- what a name holds ------------------------------------------------------------------
+
+    def value(self, value: object, name: str, names: tuple[str, ...]) -> None:
+        """A value the code reads under ``name``: followed if code, else hashed as a part."""
+        if isinstance(value, types.ModuleType):
+            self.module(value, names)
+        elif isinstance(value, functools.partial):
+            self.value(value.func, name, names)
+            self.value((value.args, value.keywords), f"{name}.<partial>", names)
+        elif isinstance(value, types.MethodType):
+            self.code(value.__func__)
+            self.value(value.__self__, f"{name}.<self>", names)
+        elif _is_code(value):
+            self.code(value)
+        else:
+            self.data(value, name)
+
+    def data(self, value: object, name: str) -> None:
+        """A value hashed as code refers to it: the part ``name``."""
+        self.library(type(value).__module__)
+        self._current = name
+        encoder = Encoder(None, self)
+        try:
+            encoder.value(value)
+        except (HashingError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            self.uncovered.append(f"{name}: cannot be hashed ({reason})")
+            return
+        self.constants[name] = encoder.hexdigest()
+
+    def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
+        if module.__name__ in self._modules:
+            return
+        if not is_user_module(module):
+            self.library(module.__name__)
+            return
+        self._modules.add(module.__name__)
+        namespace = vars(module)
+        for name in names:
+            if name in namespace:
+                self.value(namespace[name], f"{module_label(module.__name__)}.{name}", names)
+
+    def imported(
+        self, fn: types.FunctionType, level: int, target: str, fromlist: tuple[str, ...],
+        names: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        """An import in ``fn``'s body: follow the user modules and names it binds."""
+        absolute = _absolute(target, level, fn.__globals__.get("__package__"))
+        if absolute is None:
+            return
+        module = self._find(absolute)
+        if module is None:
+            return
+        label = module_label(module.__name__)
+        for name in (n for n in fromlist if n != "*"):
+            if hasattr(module, name):
+                self.value(getattr(module, name), f"{label}.{name}", names)
+            elif (sub := self._find(f"{absolute}.{name}")) is not None:
+                self.module(sub, names)
+        if not fromlist:  # ``import a.b.c`` binds ``a``; the code reads a.b.c.name
+            parts = absolute.split(".")
+            for i in range(1, len(parts) + 1):
+                found = sys.modules.get(".".join(parts[:i]))
+                if found is not None:
+                    self.module(found, names)
+
+    def _find(self, absolute: str) -> types.ModuleType | None:
+        """The user module ``absolute`` (imported if need be); None for library code."""
+        top = absolute.partition(".")[0]
+        if top == "etherealfabric" or is_stdlib(top):
+            return None
+        module = sys.modules.get(absolute)
+        if module is None:
+            loaded_top = sys.modules.get(top)
+            if loaded_top is None and not is_installed(top):
+                self.missing.add(top)
+                return None
+            if not (is_user_module(loaded_top) if loaded_top else _user_top(top)):
+                self.packages.add(top)
+                return None
+            try:
+                module = importlib.import_module(absolute)
+            except Exception as exc:
+                self.uncovered.append(f"import {absolute}: failed ({type(exc).__name__}: {exc})")
+                return None
+        if not is_user_module(module):
+            self.library(module.__name__)
+            return None
+        return module
+
+    # -- the code sink: what a value holds --------------------------------------------------
+
+    def code(self, obj: object) -> None:
+        """A function, class, method or module met in a value or a name: followed."""
+        if isinstance(obj, types.ModuleType):
+            self.module(obj, self._names)
+            return
+        if isinstance(obj, types.MethodType):
+            self.code(obj.__func__)
+            self.data(obj.__self__, f"{self._current}.<self>")
+            return
+        for item in wrapper_chain(obj):
+            if isinstance(item, (types.FunctionType, type)) and is_user_code(item):
+                self.refs.append(item)
+            elif callable(item) and is_user_code(type(item)):  # a callable instance
+                self.refs.append(type(item))
+            else:
+                self.library(getattr(item, "__module__", None))
+
+    def library(self, module: str | None) -> None:
+        """Code of the module named ``module``: its package, if it is an installed one."""
+        if not isinstance(module, str) or not module:
+            return
+        top = module.partition(".")[0]
+        loaded = sys.modules.get(top)
+        if loaded is None or top == "etherealfabric" or is_stdlib(top):
+            return
+        if not is_user_module(loaded):
+            self.packages.add(top)
+
+    def opaque(self, value: object, encoder: Encoder) -> None:
+        """A value with no encoding: its ``__reduce_ex__`` parts, else its type (uncovered)."""
+        tp = type(value)
+        self.library(tp.__module__)
+        if cycle_reference(value, encoder):
+            return
+        child = Encoder(None, self, encoder.active)
+        encoder.active.append(id(value))
+        try:
+            encode_reduced(value, child)
+        except (HashingError, RecursionError):
+            encoder.tag("opaque")
+            encoder.text(type_name(tp))
+            top = tp.__module__.partition(".")[0]
+            if not is_stdlib(top) and top != "etherealfabric":
+                self.uncovered.append(
+                    f"{self._current}: holds a {type_name(tp)}, which only counts by its type"
+                )
+            return
+        finally:
+            encoder.active.pop()
+        encoder.tag("reduced")
+        encoder.frame(child.digest())
+
+    def unique(self) -> tuple[Any, ...]:
+        """The referenced objects, each once, in the order found."""
+        by_id = {id(r): r for r in reversed(self.refs)}
+        return tuple(by_id[i] for i in dict.fromkeys(id(r) for r in self.refs))
+
+
+def code_names(code: types.CodeType) -> tuple[str, ...]:
+    """Every name the code (and its nested code: lambdas, comprehensions, defs) looks up."""
+    names = dict.fromkeys(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(dict.fromkeys(code_names(const)))
+    return tuple(names)
+
+
+def _is_code(value: object) -> bool:
+    """Functions, classes and library objects that are named callables (builtins, ufuncs)."""
+    target = unwrap(value)
+    if isinstance(target, (types.FunctionType, type, types.BuiltinFunctionType)):
+        return True
+    named = isinstance(getattr(value, "__name__", None), str)
+    return named and callable(value) and not is_user_code(type(value))
+
+
+def _library_descriptor(member: object) -> bool:
+    """Class machinery such as a named tuple's field getters or a slot (not user code)."""
+    return hasattr(type(member), "__get__") and not is_user_code(type(member))
+
+
+def _user_top(top: str) -> bool:
+    """Whether the not yet imported top-level module ``top`` is user code (by its file)."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin if spec.has_location else None
+    locations = list(spec.submodule_search_locations or ())
+    path = origin or (locations[0] if locations else None)
+    return isinstance(path, str) and is_user_path(path)
+
+
+def _absolute(target: str, level: int, package: object) -> str | None:
+    if not level:
+        return target
+    if not isinstance(package, str) or not package:
+        return None
+    try:
+        return importlib.util.resolve_name("." * level + target, package)
+    except (ImportError, ValueError):
+        return None
+
+
+def _defaults(fn: types.FunctionType) -> Iterator[tuple[str, object]]:
+    code = fn.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    defaults = fn.__defaults__ or ()
+    yield from zip(positional[len(positional) - len(defaults) :], defaults, strict=True)
+    yield from (fn.__kwdefaults__ or {}).items()
+
+
+def _defined_in(obj: object, cls: type) -> bool:
+    qualname = getattr(obj, "__qualname__", "")
+    return isinstance(qualname, str) and qualname.startswith(cls.__qualname__ + ".")
+
+
+def _generated(fn: types.FunctionType) -> bool:
+    """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
+    return fn.__code__.co_filename.startswith("<")

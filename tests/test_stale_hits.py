@@ -1,0 +1,394 @@
+"""Zero stale hits, through the command line in fresh processes, as a user edits and re-runs.
+
+Each case writes a small project (``pipeline.py`` and the files it uses), runs it, edits one
+thing and runs it again: exactly the nodes whose behaviour the edit changes re-run (a stale
+hit if fewer, a needless miss if more). The project, its ``run`` and ``edit`` are the edit
+matrix's (:mod:`test_incremental_matrix`); the fingerprint-level detail is in
+``test_code_reach.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from test_incremental_matrix import Project as MatrixProject
+
+HEADER = """
+import functools
+from etherealfabric import Workflow, node
+"""
+
+
+class Project(MatrixProject):
+    """The edit matrix's project with files of our own (``pipeline.py`` among them)."""
+
+    def __init__(self, root: Path, files: dict[str, str]) -> None:
+        self.root = root
+        self.file = root / "pipeline.py"
+        for relative, text in files.items():
+            self.write(relative, text)
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+    def edit_file(self, relative: str, old: str, new: str) -> None:
+        path = self.root / relative
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ETHEREALFABRIC_HOME": str(self.root / "home")}
+        out = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            cwd=self.root, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out
+
+    def last_run(self) -> str:
+        runs = json.loads(self.cli("runs", "--json").stdout)
+        return str(max(runs, key=lambda r: r["started_at"])["id"])
+
+
+def pipeline(body: str, calls: str, *, other: bool = True) -> str:
+    """A workflow file: the header, ``body`` (and ``other``), then ``calls`` in a Workflow."""
+    block = textwrap.indent(textwrap.dedent(calls).strip(), "    ")
+    code = textwrap.dedent(body) + (OTHER if other else "")
+    return f"{HEADER}\n{code}\n\nwith Workflow('stale') as workflow:\n{block}\n"
+
+
+OTHER = """
+
+@node
+def other(xs):
+    return sum(xs)
+"""
+
+# -- stale hits: an edit that changes what a node computes re-runs it ------------------------
+
+DICT_REGISTRY = pipeline(
+    """
+    def std(x):
+        return x * 1
+
+
+    def robust(x):
+        return x + 0
+
+
+    MODELS = {"std": std, "robust": [robust]}
+
+
+    @node
+    def fit(xs):
+        return [MODELS["std"](x) for x in xs]
+    """,
+    "fit([1, 2, 3])\nother([1, 2])",
+)
+
+BODY_IMPORTS = pipeline(
+    """
+    from shpkg.nodes import relative
+
+
+    @node
+    def absolute(xs):
+        from sh_util import g
+        return [g(x) for x in xs]
+
+
+    @node
+    def whole_module(xs):
+        import sh_util
+        return [sh_util.g(x) for x in xs]
+    """,
+    "absolute([1, 2])\nwhole_module([1, 2])\nnode(relative)([1, 2])\nother([1, 2])",
+)
+SH_UTIL = "def g(x):\n    return x + 1\n"
+SHPKG = {
+    "shpkg/__init__.py": "",
+    "shpkg/util.py": "def h(x):\n    return x * 10\n",
+    "shpkg/nodes.py": "def relative(xs):\n    from .util import h\n    return [h(x) for x in xs]\n",
+}
+
+ARGUMENTS = pipeline(
+    """
+    def target(x, k):
+        return x * k
+
+
+    class Model:
+        def __init__(self, w):
+            self.w = w
+
+        @property
+        def scale(self):
+            return self.w * 2
+
+        def predict(self, x):
+            return x * self.scale
+
+
+    @node
+    def with_partial(xs, fn):
+        return [fn(x) for x in xs]
+
+
+    @node
+    def with_method(xs, fn):
+        return [fn(x) for x in xs]
+
+
+    @node
+    def with_instance(xs, model):
+        return [model.predict(x) for x in xs]
+    """,
+    """
+    with_partial([1, 2], fn=functools.partial(target, k=2))
+    with_method([1, 2], fn=Model(3).predict)
+    with_instance([1, 2], model=Model(3))
+    other([1, 2])
+    """,
+)
+
+
+@pytest.mark.parametrize(
+    ("files", "edit", "expected"),
+    [
+        ({"pipeline.py": DICT_REGISTRY}, ("pipeline.py", "return x * 1", "return x * 2"), {"fit"}),
+        ({"pipeline.py": DICT_REGISTRY}, ("pipeline.py", "return x + 0", "return x - 0"), {"fit"}),
+        ({"pipeline.py": BODY_IMPORTS, "sh_util.py": SH_UTIL, **SHPKG},
+         ("sh_util.py", "x + 1", "x + 2"), {"absolute", "whole_module"}),
+        ({"pipeline.py": BODY_IMPORTS, "sh_util.py": SH_UTIL, **SHPKG},
+         ("shpkg/util.py", "x * 10", "x * 11"), {"relative"}),
+        ({"pipeline.py": ARGUMENTS}, ("pipeline.py", "return x * k", "return x * k + 1"),
+         {"with_partial"}),
+        ({"pipeline.py": ARGUMENTS}, ("pipeline.py", "return x * self.scale", "return x + self.scale"),
+         {"with_method", "with_instance"}),
+        ({"pipeline.py": ARGUMENTS}, ("pipeline.py", "return self.w * 2", "return self.w * 5"),
+         {"with_method", "with_instance"}),
+        ({"pipeline.py": ARGUMENTS}, ("pipeline.py", "model=Model(3)", "model=Model(4)"),
+         {"with_instance"}),
+    ],
+    ids=["dict-registry", "nested-in-registry", "import-in-body", "relative-import-in-body",
+         "partial-target", "method-and-instance-class", "property", "instance-state"],
+)  # fmt: skip
+def test_an_edit_reruns_the_nodes_whose_code_it_changes(
+    tmp_path: Path, files: dict[str, str], edit: tuple[str, str, str], expected: set[str]
+) -> None:
+    p = Project(tmp_path, files)
+    first = p.run()
+    assert "other" in first and len(first) >= 2
+    assert p.run() == set(), "an unchanged re-run executes nothing"
+    p.edit_file(*edit)
+    assert p.run() == expected
+
+
+# -- installed packages, by version ----------------------------------------------------------
+
+PACKAGES = pipeline(
+    """
+    import fakepkg
+
+
+    @node
+    def at_top(xs):
+        return fakepkg.f(xs)
+
+
+    @node
+    def in_body(xs):
+        from fakepkg import f
+        return f(xs)
+    """,
+    "at_top([1, 2])\nin_body([1, 2])\nother([1, 2])",
+)
+
+
+def install_fake(site: Path, version: str) -> None:
+    """``fakepkg`` installed into ``site`` (a folder on the path) with a .dist-info of ``version``."""
+    for old in site.glob("fakepkg-*.dist-info"):
+        for child in old.iterdir():
+            child.unlink()
+        old.rmdir()
+    (site / "fakepkg").mkdir(parents=True, exist_ok=True)
+    (site / "fakepkg" / "__init__.py").write_text("def f(xs):\n    return [x + 1 for x in xs]\n")
+    info = site / f"fakepkg-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n")
+    (info / "top_level.txt").write_text("fakepkg\n")
+
+
+def test_upgrading_a_package_reruns_the_nodes_that_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    install_fake(site, "1.0")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    )
+    p = Project(tmp_path / "project", {"pipeline.py": PACKAGES})
+    assert p.run() == {"at_top", "in_body", "other"}
+    assert p.run() == set()
+
+    install_fake(site, "1.1")
+    assert p.run() == {"at_top", "in_body"}
+    explained = p.cli("explain", p.last_run(), "at_top").stdout
+    assert "package fakepkg 1.0 → 1.1" in explained
+
+    # the package's code counts by its version only: an edit without a new version is not seen
+    (site / "fakepkg" / "__init__.py").write_text("def f(xs):\n    return [x + 2 for x in xs]\n")
+    assert p.run() == set()
+
+    # major.minor only: a patch release keeps the keys, a minor one does not
+    monkeypatch.setenv("ETHEREALFABRIC_PACKAGE_VERSIONS", "minor")
+    assert p.run() == set(), "1.1 is 1.1 in both modes"
+    install_fake(site, "1.1.5")
+    assert p.run() == set()
+    install_fake(site, "1.2")
+    assert p.run() == {"at_top", "in_body"}
+
+    # off: packages are not part of keys (the first run drops them from the keys)
+    monkeypatch.setenv("ETHEREALFABRIC_PACKAGE_VERSIONS", "off")
+    assert p.run() == {"at_top", "in_body"}
+    install_fake(site, "2.0")
+    assert p.run() == set()
+
+
+# -- needless misses: what does not change a node's behaviour does not re-run it -------------
+
+STATEFUL = pipeline(
+    """
+    class Options:
+        def __init__(self, tags):
+            self.tags = set(tags)
+            self.name = "x"
+
+        def scale(self):
+            return len(self.tags)
+
+
+    def target(x, k):
+        return x * k
+
+
+    @node
+    def with_options(xs, options):
+        return [x * options.scale() for x in xs]
+
+
+    @node
+    def with_partial(xs, fn):
+        return [fn(x) for x in xs]
+    """,
+    """
+    with_options([1, 2], options=Options(["alpha", "beta", "gamma", "delta", "epsilon"]))
+    with_partial([1, 2], fn=functools.partial(target, k=2))
+    """,
+    other=False,
+)
+
+
+def test_instances_of_workflow_classes_hash_alike_in_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance of a class from the workflow file holding a set of strings, and a partial."""
+    p = Project(tmp_path, {"pipeline.py": STATEFUL})
+    monkeypatch.setenv("PYTHONHASHSEED", "1")
+    assert p.run() == {"with_options", "with_partial"}
+    for seed in ("2", "3"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        assert p.run() == set()
+
+
+def test_a_partial_whose_target_moved_is_still_cached(tmp_path: Path) -> None:
+    p = Project(tmp_path, {"pipeline.py": STATEFUL})
+    assert p.run() == {"with_options", "with_partial"}
+    p.edit("\ndef target(x, k):", "\n# a comment, and blank lines\n\n\n\ndef target(x, k):")
+    assert p.run() == set()
+
+
+# -- what the key cannot see is never silent -------------------------------------------------
+
+DYNAMIC = pipeline(
+    """
+    import sh_util
+
+
+    @node
+    def by_name(xs, name):
+        return [getattr(sh_util, name)(x) for x in xs]
+    """,
+    "by_name([1, 2], name='g')\nother([1, 2])",
+)
+
+
+def test_dynamic_lookups_warn_and_are_listed_as_not_covered(tmp_path: Path) -> None:
+    p = Project(tmp_path, {"pipeline.py": DYNAMIC, "sh_util.py": SH_UTIL})
+    lines = p.file.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "getattr(sh_util" in text)
+    construct = f"getattr(sh_util, <computed>) at pipeline.py:{line}"
+    ran = p.cli("run", "pipeline.py")
+    assert ran.stderr.count("FingerprintWarning") == 1, ran.stderr
+    assert construct in ran.stderr and "by_name" in ran.stderr
+    assert f"by_name: not covered by the key: {construct}" in p.cli("plan", "pipeline.py").stdout
+    explained = p.cli("explain", p.last_run(), "by_name").stdout
+    assert f"not covered by the key: {construct}" in explained
+    assert "not covered" not in p.cli("explain", p.last_run(), "other").stdout
+
+
+# -- the audit: every part of a key -----------------------------------------------------------
+
+AUDITED = pipeline(
+    """
+    import numpy as np
+    import sh_util
+
+    SCALE = 3
+
+
+    @node
+    def load(n):
+        return list(range(n))
+
+
+    @node
+    def fit(xs, lr):
+        return [sh_util.g(x) * lr * SCALE for x in np.asarray(xs)]
+    """,
+    "fit(load(4), lr=0.5)",
+    other=False,
+)
+
+
+def test_plan_keys_lists_every_part_of_a_key(tmp_path: Path) -> None:
+    import numpy as np
+
+    p = Project(tmp_path, {"pipeline.py": AUDITED, "sh_util.py": SH_UTIL})
+    before = p.cli("plan", "pipeline.py", "--keys", "fit").stdout
+    assert "key of 'fit': not known yet" in before
+    assert "from an upstream node" in before
+    p.run()
+    audit = json.loads(p.cli("plan", "pipeline.py", "--keys", "fit", "--json").stdout)
+    parts = {(part["kind"], part["name"]): part for part in audit["parts"]}
+    fit_line = p.file.read_text().splitlines().index("def fit(xs, lr):") + 1
+    assert parts["code", "pipeline.fit"]["detail"] == f"pipeline.py:{fit_line - 1}"  # @node line
+    assert parts["code", "sh_util.g"]["detail"] == "sh_util.py:1"
+    assert ("constant", "pipeline.SCALE") in parts
+    assert parts["package", "numpy"]["detail"] == np.__version__
+    assert parts["param", "lr"]["detail"] == "0.5" and parts["param", "lr"]["digest"]
+    assert parts["input", "xs"]["detail"] == "load.result" and parts["input", "xs"]["digest"]
+    assert audit["key"] and audit["uncovered"] == []
+    text = p.cli("plan", "pipeline.py", "--keys", "fit").stdout
+    assert f"key of 'fit': {audit['key']}" in text
+    assert "not covered by the key: nothing found" in text
