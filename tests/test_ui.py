@@ -495,7 +495,8 @@ def test_layout_puts_each_node_below_its_inputs_and_wraps_wide_layers() -> None:
     assert drawing.layers == 3
     svg = to_svg(drawing, {"root": "failed"}, href="/x/")
     assert 'class="n st-failed" data-node="root"' in svg
-    assert svg.count("<path") == len(fan) - 1
+    assert svg.count("<path") == 1  # all edges in one path
+    assert svg.split('class="edges" d="')[1].split('"')[0].count("M") == len(fan) - 1
 
 
 def test_layout_escapes_names() -> None:

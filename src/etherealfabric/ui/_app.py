@@ -257,8 +257,7 @@ def _nodes(journal: Journal, request: Request) -> Any:
 
 
 def _graph(journal: Journal, request: Request) -> Any:
-    graph = views.graph_view(journal, _run_id(request))
-    return {k: v for k, v in graph.items() if k != "svg"}
+    return views.graph_view(journal, _run_id(request), svg=False)
 
 
 def _plan(journal: Journal, request: Request, home: Path) -> Any:

@@ -29,6 +29,8 @@ WIDTH, HEIGHT, GAP_X, GAP_Y = 150, 34, 20, 46
 ROW = 40
 SWEEPS = 4
 LABEL_CHARS = 20
+#: Graphs up to this many nodes get a tooltip per node.
+TITLES = 1000
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class Layout:
 
 def layout(upstreams: Mapping[str, list[str]]) -> Layout:
     """Lay out the graph whose node → upstream nodes are ``upstreams``."""
+    edges = list(dict.fromkeys((up, n) for n, ups in upstreams.items() for up in ups if up != n))
     graph = nx.DiGraph()
     graph.add_nodes_from(upstreams)
-    graph.add_edges_from((up, name) for name, ups in upstreams.items() for up in ups if up != name)
+    graph.add_edges_from(edges)
     if not nx.is_directed_acyclic_graph(graph):  # never in a real run; draw something anyway
         graph.remove_edges_from(list(nx.find_cycle(graph)))
+        edges = list(graph.edges)
     layers = [sorted(layer) for layer in nx.topological_generations(graph)]
     _order(graph, layers)
     positions: dict[str, tuple[float, float]] = {}
@@ -82,7 +86,6 @@ def layout(upstreams: Mapping[str, list[str]]) -> Layout:
         for name in members:
             x, ry = positions[name]
             positions[name] = (x + shift, ry)
-    edges = sorted(graph.edges)
     return Layout(
         positions, edges, float(max(full, WIDTH)), max(y - GAP_Y, float(HEIGHT)), len(layers)
     )
@@ -113,33 +116,42 @@ def _label(name: str) -> str:
     return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
 
 
+def _safe(text: str) -> str:
+    return escape(text) if any(c in text for c in "<>&\"'") else text
+
+
 def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> str:
-    """The drawing as an SVG element; each node links to ``href + name`` when ``href`` is set."""
+    """The drawing as an SVG element.
+
+    Each node is a ``<g class="n st-STATUS" data-node=NAME>`` (with ``data-href``, the node's
+    page, when ``href`` is given: the page's script follows it on a click); all edges are one
+    ``<path>``, and nodes get a ``<title>`` only in graphs small enough for it to cost nothing,
+    so a graph of thousands of nodes stays a document the browser draws in a moment.
+    """
     pad = 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" class="graph" '
         f'viewBox="{-pad} {-pad} {drawing.width + 2 * pad:.0f} {drawing.height + 2 * pad:.0f}" '
         f'data-width="{drawing.width:.0f}" data-height="{drawing.height:.0f}">',
-        '<g class="edges">',
     ]
     half, pos = WIDTH / 2, drawing.positions
+    curves = []
     for up, down in drawing.edges:
         (x1, y1), (x2, y2) = pos[up], pos[down]
         x1, y1, x2 = x1 + half, y1 + HEIGHT, x2 + half
         mid = (y1 + y2) / 2
-        parts.append(
-            f'<path d="M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"/>'
-        )
-    parts.append('</g><g class="nodes">')
+        curves.append(f"M{x1:.0f},{y1:.0f}C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}")
+    parts.append(f'<path class="edges" d="{"".join(curves)}"/><g class="nodes">')
+    titles = len(pos) <= TITLES
     for name, (x, y) in pos.items():
-        status = statuses.get(name, "pending")
-        text = escape(name)
-        link = f' href="{escape(href + quote(name, safe=""))}"' if href else ""
+        status = _safe(statuses.get(name, "pending"))
+        text = _safe(name)
+        link = f' data-href="{_safe(href + quote(name, safe=""))}"' if href else ""
+        title = f"<title>{text} ({status})</title>" if titles else ""
         parts.append(
-            f'<a{link} class="n st-{escape(status)}" data-node="{text}">'
-            f"<title>{text} ({escape(status)})</title>"
+            f'<g class="n st-{status}" data-node="{text}"{link}>{title}'
             f'<rect x="{x:.0f}" y="{y:.0f}" width="{WIDTH}" height="{HEIGHT}" rx="6"/>'
-            f'<text x="{x + half:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{escape(_label(name))}</text></a>'
+            f'<text x="{x + half:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text></g>'
         )
     parts.append("</g></svg>")
     return "".join(parts)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import reprlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -151,15 +153,38 @@ def _interrupted(status: str) -> str:
     return NodeStatus.INTERRUPTED.value if status in ("running", "retrying") else status
 
 
-def graph_view(journal: Journal, run_id: str, *, href: str = "") -> dict[str, Any]:
-    """The run's graph laid out in layers, with the SVG drawing and each node's status."""
+#: Drawings of recent runs by (run id, version, href, svg): a finished run is laid out once.
+_DRAWINGS: OrderedDict[tuple[str, str, str, bool], dict[str, Any]] = OrderedDict()
+_DRAWINGS_KEPT = 16
+_DRAWINGS_LOCK = threading.Lock()
+
+
+def graph_view(
+    journal: Journal, run_id: str, *, href: str = "", svg: bool = True
+) -> dict[str, Any]:
+    """The run's graph laid out in layers, with each node's status (and the SVG drawing).
+
+    Drawings are kept for the run's current version stamp: reloading a run's page costs a
+    lookup until the run's rows change.
+    """
     run = _run(journal, run_id)
+    key = (run["id"], q.run_version(journal, run["id"]) + run["status"], href, svg)
+    with _DRAWINGS_LOCK:
+        if key in _DRAWINGS:
+            _DRAWINGS.move_to_end(key)
+            return _DRAWINGS[key]
     nodes = q.graph_rows(journal, run)
     statuses = {n: v["status"] for n, v in nodes.items()}
     if run["status"] == RunStatus.INTERRUPTED:
         statuses = {n: _interrupted(s) for n, s in statuses.items()}
     drawing = layout({n: v["ups"] for n, v in nodes.items()})
-    return {**drawing.to_dict(), "statuses": statuses, "svg": to_svg(drawing, statuses, href=href)}
+    drawn = {"svg": to_svg(drawing, statuses, href=href)} if svg else {}
+    found = {**drawing.to_dict(), "statuses": statuses, **drawn}
+    with _DRAWINGS_LOCK:
+        _DRAWINGS[key] = found
+        while len(_DRAWINGS) > _DRAWINGS_KEPT:
+            _DRAWINGS.popitem(last=False)
+    return found
 
 
 # -- one node ------------------------------------------------------------------------------------

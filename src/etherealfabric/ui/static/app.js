@@ -199,6 +199,8 @@ function colourGraph(box, statuses) {
 }
 
 function drawGantt(box, attempts, run) {
+  // a canvas the size of the visible box, redrawn on scroll: thousands of rows cost what the
+  // few on screen cost (an SVG element, or a canvas row, per attempt would not)
   const rows = new Map();
   let cached = 0;
   for (const a of attempts) {
@@ -206,50 +208,94 @@ function drawGantt(box, attempts, run) {
     if (!rows.has(a.node)) rows.set(a.node, []);
     rows.get(a.node).push(a);
   }
-  box.replaceChildren();
   if (!rows.size) {
-    box.append(el("p", { class: "note", text: cached ? `all ${cached} nodes came from the cache` : "no node has started yet" }));
+    box.replaceChildren(el("p", { class: "note", text: cached ? `all ${cached} nodes came from the cache` : "no node has started yet" }));
+    box.gantt = null;
     return;
   }
   const now = Date.now() / 1000;
-  const start = Math.min(run.started_at, ...[...rows.values()].flat().map((a) => a.started_at));
-  const end = Math.max(run.finished_at || now, ...[...rows.values()].flat().map((a) => a.finished_at || now));
-  const span = Math.max(end - start, 1e-3);
-  const label = 170, width = Math.max(box.clientWidth - 20, 600), plot = width - label - 70, rowH = 16;
-  const height = rows.size * rowH + 30;
-  const svg = svgEl("svg", { width, height, "data-rows": rows.size });
+  let start = run.started_at, end = run.finished_at || now, bars = 0;
+  for (const list of rows.values()) {
+    for (const a of list) { start = Math.min(start, a.started_at); end = Math.max(end, a.finished_at || now); bars += 1; }
+  }
+  if (!box.gantt) {
+    const canvas = el("canvas", { "aria-label": "timeline of node attempts" });
+    const space = el("div", { class: "gantt-space" }, canvas);
+    box.replaceChildren(space, el("p", { class: "note gantt-note" }));
+    const rowAt = (e) => box.gantt.names[Math.floor((e.offsetY - 2) / GANTT_ROW) + box.gantt.first];
+    canvas.addEventListener("mousemove", (e) => { const n = rowAt(e); canvas.title = n ? box.gantt.titles.get(n) : ""; });
+    canvas.addEventListener("click", (e) => { const n = rowAt(e); if (n) location.href = nodeHref(run.id, n); });
+    box.addEventListener("scroll", () => paintGantt(box));
+  }
+  const titles = new Map();
+  for (const [node, list] of rows) {
+    titles.set(node, `${node}: ${list.map((a) => `attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || now) - a.started_at)}`).join("; ")}`);
+  }
+  box.gantt = { rows, names: [...rows.keys()], titles, start, span: Math.max(end - start, 1e-3), now, first: 0 };
+  const canvas = $("canvas", box);
+  canvas.dataset.rows = rows.size;
+  canvas.dataset.bars = bars;
+  $(".gantt-space", box).style.height = `${rows.size * GANTT_ROW + 28}px`;
+  $(".gantt-note", box).textContent = cached ? `${cached} cached nodes not shown` : "";
+  paintGantt(box);
+}
+
+const GANTT_ROW = 16;
+const ganttColours = {};
+
+function ganttColour(status) {
+  if (!ganttColours[status]) {
+    const probe = el("span", { class: `badge st-${status}` });
+    document.body.append(probe);
+    const style = getComputedStyle(probe);
+    ganttColours[status] = [style.backgroundColor, style.borderTopColor];
+    probe.remove();
+  }
+  return ganttColours[status];
+}
+
+function paintGantt(box) {
+  const g = box.gantt;
+  if (!g) return;
+  const canvas = $("canvas", box);
+  const label = 170, width = Math.max(box.clientWidth - 20, 600), plot = width - label - 70;
+  const visible = Math.min(g.names.length, Math.ceil((box.clientHeight || 480) / GANTT_ROW));
+  const height = visible * GANTT_ROW + 24;
+  g.first = Math.max(0, Math.min(Math.floor(box.scrollTop / GANTT_ROW), g.names.length - visible));
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = width * ratio; canvas.height = height * ratio;
+  canvas.style.width = `${width}px`; canvas.style.height = `${height}px`;
+  canvas.style.top = `${g.first * GANTT_ROW}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.strokeStyle = "#e3e6eb"; ctx.fillStyle = "#444"; ctx.textAlign = "center";
   for (let i = 0; i <= 4; i += 1) {
     const x = label + (plot * i) / 4;
-    svg.append(svgEl("line", { x1: x, x2: x, y1: 0, y2: height - 18, class: "axis" }));
-    const t = svgEl("text", { x, y: height - 4, "text-anchor": "middle" });
-    t.textContent = `+${secs((span * i) / 4)}`;
-    svg.append(t);
+    ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, height - 18); ctx.stroke();
+    ctx.fillText(`+${secs((g.span * i) / 4)}`, x, height - 8);
   }
   let y = 2;
-  for (const [node, list] of rows) {
-    const name = svgEl("text", { x: label - 6, y: y + 11, "text-anchor": "end" });
-    name.textContent = node.length > 26 ? `${node.slice(0, 25)}…` : node;
-    svg.append(name);
-    for (const a of list) {
-      const x = label + ((a.started_at - start) / span) * plot;
-      const w = Math.max((((a.finished_at || now) - a.started_at) / span) * plot, 1.5);
-      const bar = svgEl("rect", { x, y: y + 1, width: w, height: rowH - 4, rx: 2, class: `bar st-${a.status}`, "data-node": node });
-      const title = svgEl("title");
-      title.textContent = `${node} attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || now) - a.started_at)}`;
-      bar.append(title);
-      svg.append(bar);
-      const d = svgEl("text", { x: x + w + 4, y: y + 11 });
-      d.textContent = secs((a.finished_at || now) - a.started_at);
-      svg.append(d);
+  for (const node of g.names.slice(g.first, g.first + visible)) {
+    ctx.fillStyle = "#333"; ctx.textAlign = "right";
+    ctx.fillText(node.length > 26 ? `${node.slice(0, 25)}…` : node, label - 6, y + GANTT_ROW / 2);
+    for (const a of g.rows.get(node)) {
+      const took = (a.finished_at || g.now) - a.started_at;
+      const x = label + ((a.started_at - g.start) / g.span) * plot;
+      const w = Math.max((took / g.span) * plot, 1.5);
+      const [fill, stroke] = ganttColour(a.status);
+      ctx.fillStyle = fill; ctx.strokeStyle = stroke;
+      ctx.fillRect(x, y + 1, w, GANTT_ROW - 4); ctx.strokeRect(x, y + 1, w, GANTT_ROW - 4);
+      ctx.fillStyle = "#555"; ctx.textAlign = "left";
+      ctx.fillText(secs(took), x + w + 4, y + GANTT_ROW / 2);
     }
-    y += rowH;
+    y += GANTT_ROW;
   }
-  box.append(svg);
-  if (cached) box.append(el("p", { class: "note", text: `${cached} cached nodes not shown` }));
 }
 
 function fillNodes(table, runId, attempts) {
-  const shown = attempts.slice(0, 2000);
+  const shown = attempts.slice(0, 500);
   table.replaceChildren(...shown.map((a) => el("tr", { "data-node": a.node },
     el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node })),
     el("td", { text: a.attempt }),
@@ -257,7 +303,7 @@ function fillNodes(table, runId, attempts) {
     el("td", { text: when(a.started_at) }),
     el("td", { text: secs(a.duration) }),
     el("td", { class: "error", text: a.error || "" }))));
-  if (attempts.length > shown.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: `${attempts.length - shown.length} more attempts not listed` })));
+  if (attempts.length > shown.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: `${attempts.length - shown.length} more attempts not listed: open a node from the graph` })));
 }
 
 function fillCounts(counts) {
@@ -271,6 +317,10 @@ function runPage() {
   const box = $("#graph-box");
   const view = panZoom(box);
   $("#fit").addEventListener("click", () => view.fit());
+  box.addEventListener("click", (e) => {
+    const node = e.target.closest && e.target.closest(".n[data-href]");
+    if (node && !e.defaultPrevented) location.href = node.getAttribute("data-href");
+  });
   for (const span of document.querySelectorAll(".ts")) span.textContent = when(Number(span.dataset.ts));
   let version = "", status = body.dataset.status, last = null;
 
