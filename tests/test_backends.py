@@ -345,7 +345,10 @@ def test_celery_close_with_cancel_revokes_what_has_not_run(
     marks = [tmp_path / f"ran-{i}" for i in range(4 * WORKERS)]
     for mark in marks:
         opened.submit(nap_then_touch, (0.2, str(mark)))
-    time.sleep(0.1)  # the first tasks are running
+    deadline = time.monotonic() + TIMEOUT
+    while not any(m.exists() for m in marks):  # the first tasks ran
+        assert time.monotonic() < deadline, "no task ran"
+        time.sleep(0.01)
     opened.close(cancel=True)
     _wait_until_idle(celery_worker)
     ran = sum(m.exists() for m in marks)

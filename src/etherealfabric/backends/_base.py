@@ -56,6 +56,16 @@ class Backend(ABC):
         check_options(options, ("max_workers",), where=f"{type(self).__name__}()")
         self.max_workers = max_workers
 
+    @property
+    def in_flight(self) -> int | None:
+        """How many tasks the scheduler keeps submitted at once (None: no limit).
+
+        ``max_workers`` here: a local pool gains nothing from a longer queue, and fail-fast
+        can stop what was not submitted. Remote backends keep more in flight, so that the
+        round trip to the cluster never leaves a worker idle.
+        """
+        return self.max_workers
+
     @abstractmethod
     def submit(self, fn: Callable[[T], Any], task: T) -> TaskFuture[Any]:
         """Start ``fn(task)``; return a future of its return value."""

@@ -59,6 +59,7 @@ POLL_SECONDS = 0.05
 SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
+IN_FLIGHT_PER_WORKER = 4
 MAX_DRAIN_ROUNDS = 20
 WARN_EVERY_SECONDS = 30.0
 REDISPATCH_SECONDS = 60.0  # the default of ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS
@@ -118,7 +119,8 @@ class CeleryBackend(Backend):
         self.redispatch_seconds = resolve_redispatch_seconds(redispatch_seconds)
         self.app = make_app(broker_url, result_backend)
         self._no_worker_since: float | None = None  # since when no worker answers
-        super().__init__(max_workers=max_workers or self._probe_concurrency() or DEFAULT_WORKERS)
+        self._max_workers: int | None = None
+        super().__init__(max_workers=max_workers)  # None: probed when first asked
         self._outbox: queue.SimpleQueue[_Submission] = queue.SimpleQueue()
         self._pending: dict[str, _Submission] = {}  # task id -> submission; the poller's own
         self._wake = threading.Event()
@@ -128,6 +130,23 @@ class CeleryBackend(Backend):
         self._poller: threading.Thread | None = None
         self._notifications = 0
         self._last_warning = ("", 0.0)
+
+    @property
+    def max_workers(self) -> int | None:
+        """The given ``max_workers``, else the workers' summed concurrency, asked on first use
+        (once something is submitted: a fully cached run never waits for the probe)."""
+        if self._max_workers is None:
+            self._max_workers = self._probe_concurrency() or DEFAULT_WORKERS
+        return self._max_workers
+
+    @max_workers.setter
+    def max_workers(self, value: int | None) -> None:
+        self._max_workers = value
+
+    @property
+    def in_flight(self) -> int | None:
+        """Tasks kept sent: a few per worker process, so none waits for a round trip."""
+        return IN_FLIGHT_PER_WORKER * (self.max_workers or DEFAULT_WORKERS)
 
     def _probe_concurrency(self) -> int | None:
         """The summed ``--concurrency`` of the workers that answer within a second."""

@@ -19,25 +19,28 @@ Workers read inputs from and write outputs to the store, so every worker must re
 folder works for a cluster on this machine (or a shared file system); a cluster on other
 machines needs an object store. The workers of a LocalCluster exit when the run's process dies,
 even by SIGKILL: Dask's own watch pipe, and on Linux a parent-death signal (:func:`dask_setup`).
-The futures returned by :meth:`DaskBackend.submit` call their done-callbacks on a Dask thread;
-the scheduler only puts the future into a queue there.
+Results are collected as they complete, in batches: a finished task's done-callback (on a Dask
+thread) only queues it, and one collector thread fetches every finished result with a single
+``client.gather`` call, instead of one blocking round trip through Dask's event loop per node.
+The scheduler keeps :attr:`DaskBackend.in_flight` (4 per worker thread) tasks submitted, so a
+worker never waits for the next task's round trip.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar
 
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
 from ._base import (
     Backend,
-    TaskFuture,
     default_workers,
     exit_with_parent,
     no_main_reimport,
@@ -51,24 +54,8 @@ T = TypeVar("T")
 
 #: The environment variable naming the scheduler of a running cluster.
 ADDRESS_ENV = DASK_ADDRESS_ENV
-
-
-class _DaskFuture:
-    """A distributed future of cloudpickle bytes, seen as a future of the unpickled value."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def add_done_callback(self, fn: Callable[[Any], object], /) -> None:
-        self.inner.add_done_callback(lambda _inner: fn(self))
-
-    def result(self, timeout: float | None = None) -> Any:
-        import cloudpickle
-
-        return cloudpickle.loads(self.inner.result(timeout=timeout))
-
-    def done(self) -> bool:
-        return bool(self.inner.done())
+#: tasks kept submitted per worker thread of the cluster
+IN_FLIGHT_PER_WORKER = 4
 
 
 class DaskBackend(Backend):
@@ -89,8 +76,10 @@ class DaskBackend(Backend):
         self._cluster: Any = None
         self._client: Any = client
         self._owns_client = client is None
-        self._futures: set[Any] = set()
+        self._futures: dict[Any, Future[Any]] = {}  # distributed future -> ours
         self._lock = threading.Lock()
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._collector: threading.Thread | None = None
         setting = "address" if address else ADDRESS_ENV
         address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
         if client is None and address is not None:
@@ -128,44 +117,119 @@ class DaskBackend(Backend):
         )
         return None
 
-    def submit(self, fn: Callable[[T], Any], task: T) -> TaskFuture[Any]:
+    @property
+    def in_flight(self) -> int | None:
+        """Tasks kept submitted: a few per worker thread, so none waits for a round trip."""
+        return IN_FLIGHT_PER_WORKER * self.max_workers if self.max_workers else None
+
+    def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         """Send ``fn(task)`` to the cluster; the future resolves to its return value."""
         import cloudpickle
 
+        future: Future[Any] = Future()
         try:
             payload = cloudpickle.dumps((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
-            failed: Future[Any] = Future()
-            failed.set_exception(exc)
-            return failed
+            future.set_exception(exc)
+            return future
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
-        inner = self.client.submit(
+        client = self.client
+        with self._lock:
+            if self._collector is None:
+                self._collector = threading.Thread(
+                    target=self._collect, name="etherealfabric-dask-results", daemon=True
+                )
+                self._collector.start()
+        inner = client.submit(
             run_pickled, payload, key=f"etherealfabric-{label}-{uuid.uuid4().hex}", pure=False
         )
         with self._lock:
-            self._futures.add(inner)
-        inner.add_done_callback(self._forget)
-        return _DaskFuture(inner)
+            self._futures[inner] = future
+        inner.add_done_callback(self._finished.put)  # on a Dask thread: only queue it
+        return future
 
-    def _forget(self, inner: Any) -> None:
+    def _collect(self) -> None:
+        """The collector thread: settle finished tasks, one ``gather`` per batch."""
+        while (first := self._finished.get()) is not None:
+            batch = [first]
+            while True:
+                try:
+                    more = self._finished.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._finished.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._settle(batch)
+
+    def _settle(self, batch: list[Any]) -> None:
+        import cloudpickle
+
         with self._lock:
-            self._futures.discard(inner)
+            found = [(inner, self._futures.pop(inner, None)) for inner in batch]
+        pairs = [(inner, future) for inner, future in found if future is not None]
+        finished = [(inner, future) for inner, future in pairs if inner.status == "finished"]
+        values: list[Any] = []
+        try:  # every finished result in one round trip
+            if finished:
+                values = self.client.gather([inner for inner, _ in finished], errors="raise")
+        except Exception:  # one went away meanwhile: each is fetched on its own below
+            finished, values = [], []
+        for (_inner, future), data in zip(finished, values, strict=True):
+            _settle_one(future, cloudpickle.loads, data)
+        gathered = {id(inner) for inner, _ in finished}
+        for inner, future in pairs:
+            if id(inner) not in gathered:  # the task's error, or it was cancelled or lost
+                _settle_one(future, _fetch, inner)
 
     def close(self, *, cancel: bool = False) -> None:
         """Close what this backend opened; with ``cancel``, cancel the tasks still running."""
         with self._lock:
-            running, self._futures = list(self._futures), set()
+            running = dict(self._futures)
+            collector, self._collector = self._collector, None
         if cancel and running:
             try:
-                self._client.cancel(running)
+                self._client.cancel(list(running))
             except Exception as exc:  # the cluster may be gone already
                 log.warning("could not cancel %d Dask task(s): %s", len(running), exc)
+        if collector is not None:
+            if cancel:  # what was cancelled settles as cancelled, not through the cluster
+                with self._lock:
+                    pending, self._futures = list(self._futures.values()), {}
+                for future in pending:
+                    if not future.cancel() and not future.done():
+                        future.set_exception(CancelledError("the Dask backend was closed"))
+            self._finished.put(None)
+            collector.join()
+            with self._lock:
+                left, self._futures = list(self._futures.items()), {}
+            for inner, future in left:  # still running at close: wait for them
+                _settle_one(future, _fetch, inner)
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def _settle_one(future: Future[Any], make: Callable[[Any], Any], arg: Any) -> None:
+    """``future`` gets ``make(arg)``, or what it raised; a cancelled one is left as it is."""
+    if future.done():
+        return
+    try:
+        value = make(arg)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+def _fetch(inner: Any) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(inner.result())
 
 
 def _distributed() -> Any:

@@ -104,8 +104,6 @@ class Scheduler:
         self._dirty = False
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
-        # submit no more than the backend runs at once: fail-fast can then really stop
-        self._capacity = backend.max_workers or 1_000_000
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
@@ -131,7 +129,7 @@ class Scheduler:
     def _loop(self) -> None:
         last_flush = last_renew = time.monotonic()
         while self._ready or self._running or self._leased_elsewhere:
-            while self._ready and not self._stopping and len(self._running) < self._capacity:
+            while self._ready and not self._stopping and self._room():
                 self._start(self._ready.popleft())
             waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
             if waiting_for_others:
@@ -150,6 +148,15 @@ class Scheduler:
                 time.sleep(LEASE_POLL_SECONDS)
             elif not self._ready or self._stopping:
                 break
+
+    def _room(self) -> bool:
+        # the backend's window (Backend.in_flight), asked only once something runs: a cached
+        # run never makes a cluster answer; fail-fast can stop what is not submitted yet
+        return not self._running or len(self._running) < self._capacity
+
+    @functools.cached_property
+    def _capacity(self) -> int:
+        return self.backend.in_flight or 1_000_000
 
     def _drain(self, timeout: float | None) -> None:
         try:
