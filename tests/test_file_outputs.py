@@ -12,7 +12,7 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -184,7 +184,7 @@ def test_a_file_output_with_the_same_content_stops_downstream_reruns(tmp_path: P
 class Report(Node):
     """A class node: the class declares what every instance writes, with a placeholder."""
 
-    writes = ["reports/{region}.md"]
+    writes: ClassVar[list[str]] = ["reports/{region}.md"]
 
     def __init__(self, region: str, total: int) -> None:
         super().__init__()
