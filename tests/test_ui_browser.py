@@ -89,9 +89,7 @@ def shoot(page: Any, folder: Path, name: str) -> Path:
 
 def fill_of(page: Any, node: str) -> str:
     return str(
-        page.locator(f'svg.graph [data-node="{node}"] rect').evaluate(
-            "el => getComputedStyle(el).fill"
-        )
+        page.locator(f'svg.graph [data-node="{node}"]').evaluate("el => getComputedStyle(el).fill")
     )
 
 
@@ -148,7 +146,7 @@ def test_run_page_colours_the_graph_by_status(
     page.mouse.up()
     assert page.locator("svg.graph").get_attribute("viewBox") != before
     # a click on a node opens its page
-    page.locator('svg.graph [data-node="total"] rect').click()
+    page.locator('svg.graph [data-node="total"]').click()
     page.wait_for_url(f"**/runs/{made['first']}/nodes/total")
 
 

@@ -100,7 +100,7 @@ def _status_css() -> str:
     """CSS for each status's colours: the same as ``etherealfabric graph --run``."""
     rules = []
     for status, (fill, stroke) in STATUS_COLOURS.items():
-        rules.append(f"svg.graph .n.st-{status} rect{{fill:{fill};stroke:{stroke}}}")
+        rules.append(f"svg.graph rect.n.st-{status}{{fill:{fill};stroke:{stroke}}}")
         rules.append(f".badge.st-{status}{{background:{fill};border-color:{stroke}}}")
         rules.append(f".bar.st-{status}{{fill:{fill};stroke:{stroke}}}")
     return "\n".join(rules)
@@ -191,11 +191,13 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             run = views.run_view(journal, _run_id(request), home_option=site.home_option)
             href = f"/runs/{quote(run['run']['id'])}/nodes/"
             graph = views.graph_view(journal, run["run"]["id"], href=href)
+            state = views.status_view(journal, run["run"]["id"])  # the page's first poll
         except views.NotFound as exc:
             return HTMLResponse(str(exc), status_code=404)
         finally:
             journal.close()
-        context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": graph["svg"]}
+        context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": graph["svg"],
+                   "state": json.dumps(state, default=str, separators=(",", ":"))}  # fmt: skip
         return templates.TemplateResponse(request, "run.html", context)
 
     def runs(journal: Journal | None, request: Request) -> Any:

@@ -123,10 +123,10 @@ def _safe(text: str) -> str:
 def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> str:
     """The drawing as an SVG element.
 
-    Each node is a ``<g class="n st-STATUS" data-node=NAME>`` (with ``data-href``, the node's
-    page, when ``href`` is given: the page's script follows it on a click); all edges are one
-    ``<path>``, and nodes get a ``<title>`` only in graphs small enough for it to cost nothing,
-    so a graph of thousands of nodes stays a document the browser draws in a moment.
+    Each node is a ``<rect class="n st-STATUS" data-node=NAME>`` (with ``data-href``, the
+    node's page, when ``href`` is given: the page's script follows it on a click) and its
+    label; all edges are one ``<path>``; nodes get a ``<title>`` only in graphs small enough for
+    it to cost nothing. A graph of thousands of nodes stays a document drawn in a moment.
     """
     pad = 10
     parts = [
@@ -149,9 +149,9 @@ def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> s
         link = f' data-href="{_safe(href + quote(name, safe=""))}"' if href else ""
         title = f"<title>{text} ({status})</title>" if titles else ""
         parts.append(
-            f'<g class="n st-{status}" data-node="{text}"{link}>{title}'
-            f'<rect x="{x:.0f}" y="{y:.0f}" width="{WIDTH}" height="{HEIGHT}" rx="6"/>'
-            f'<text x="{x + half:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text></g>'
+            f'<rect class="n st-{status}" data-node="{text}"{link} x="{x:.0f}" y="{y:.0f}" '
+            f'width="{WIDTH}" height="{HEIGHT}" rx="6">{title}</rect>'
+            f'<text x="{x + half:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text>'
         )
     parts.append("</g></svg>")
     return "".join(parts)

@@ -183,7 +183,7 @@ function panZoom(box) {
 function colourGraph(box, statuses) {
   let unknown = false;
   const seen = new Set();
-  for (const g of box.querySelectorAll("svg .n")) {
+  for (const g of box.querySelectorAll("svg rect.n")) {
     const name = g.getAttribute("data-node");
     seen.add(name);
     const status = statuses[name] || "pending";
@@ -342,10 +342,12 @@ function runPage() {
       f.traceback ? el("details", { open: "" }, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: f.traceback })) : "")));
   }
 
+  const initial = $("#initial-state");
   async function poll() {
     let data;
     try {
-      data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
+      if (initial && !version) data = JSON.parse(initial.textContent); // the server's first answer
+      else data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
     } catch (err) {
       setTimeout(poll, 2000);
       return;
@@ -365,6 +367,7 @@ function runPage() {
       if (run.status !== status) { status = run.status; reloadSummary().catch(() => {}); }
     }
     if (last) drawGantt($("#gantt"), last.attempts, run);
+    if (!performance.getEntriesByName("ef-run-drawn").length) performance.mark("ef-run-drawn");
     const running = run.status === "running";
     setLive(running);
     if (running) setTimeout(poll, 500);
