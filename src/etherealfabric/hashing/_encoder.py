@@ -51,6 +51,7 @@ __all__ = [
     "digest_of",
     "encode_pickled",
     "handler_after",
+    "has_encoding",
     "is_builtin",
     "register_builtin",
     "register_shape",
@@ -296,6 +297,11 @@ def _handler(tp: type) -> Handler:
         _register_imported()
         handler = _RESOLVED[tp] = _resolve(tp)
     return handler
+
+
+def has_encoding(tp: type) -> bool:
+    """True if values of ``tp`` have a canonical encoding (not the cloudpickle fallback)."""
+    return _handler(tp) is not encode_pickled
 
 
 def handler_after(tp: type) -> Handler:

@@ -17,7 +17,8 @@
 - ``uncovered``: what the key cannot see: dynamic look-ups (:mod:`etherealfabric.hashing._scan`),
   imports that failed, library objects with no canonical encoding (hashed by their type).
 
-The standard library, builtins and EtherealFabric count for nothing.
+The standard library, builtins and EtherealFabric count for nothing (EtherealFabric's own objects
+such as ``checkpoint`` are not data; its ``File`` and ``Directory`` are, by content).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import HashingError
-from ._encoder import Encoder, type_name
+from ._encoder import Encoder, has_encoding, type_name
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
@@ -118,7 +119,7 @@ class References:
             self.value(value.__self__, f"{name}.<self>", names)
         elif _is_code(value):
             self.code(value)
-        else:
+        elif not _is_machinery(value):
             self.data(value, name)
 
     def data(self, value: object, name: str) -> None:
@@ -270,6 +271,13 @@ def _is_code(value: object) -> bool:
         return True
     named = isinstance(getattr(value, "__name__", None), str)
     return named and callable(value) and not is_user_code(type(value))
+
+
+def _is_machinery(value: object) -> bool:
+    """EtherealFabric's own objects without a value (``checkpoint``, a workflow): not data."""
+    tp = type(value)
+    ours = tp.__module__ == "etherealfabric" or tp.__module__.startswith("etherealfabric.")
+    return ours and not has_encoding(tp)
 
 
 def _library_descriptor(member: object) -> bool:
