@@ -362,11 +362,15 @@ AUDITED = pipeline(
         return list(range(n))
 
 
+    def shift(x, by):
+        return x + by
+
+
     @node
-    def fit(xs, lr):
-        return [sh_util.g(x) * lr * SCALE for x in np.asarray(xs)]
+    def fit(xs, lr, post):
+        return [post(sh_util.g(x)) * lr * SCALE for x in np.asarray(xs)]
     """,
-    "fit(load(4), lr=0.5)",
+    "fit(load(4), lr=0.5, post=functools.partial(shift, by=1))",
     other=False,
 )
 
@@ -381,13 +385,16 @@ def test_plan_keys_lists_every_part_of_a_key(tmp_path: Path) -> None:
     p.run()
     audit = json.loads(p.cli("plan", "pipeline.py", "--keys", "fit", "--json").stdout)
     parts = {(part["kind"], part["name"]): part for part in audit["parts"]}
-    fit_line = p.file.read_text().splitlines().index("def fit(xs, lr):") + 1
+    lines = p.file.read_text().splitlines()
+    fit_line = lines.index("def fit(xs, lr, post):") + 1
     assert parts["code", "pipeline.fit"]["detail"] == f"pipeline.py:{fit_line - 1}"  # @node line
     assert parts["code", "sh_util.g"]["detail"] == "sh_util.py:1"
     assert ("constant", "pipeline.SCALE") in parts
     assert parts["package", "numpy"]["detail"] == np.__version__
     assert parts["param", "lr"]["detail"] == "0.5" and parts["param", "lr"]["digest"]
     assert parts["input", "xs"]["detail"] == "load.result" and parts["input", "xs"]["digest"]
+    shift_line = lines.index("def shift(x, by):") + 1  # the code an argument carries
+    assert parts["code", "pipeline.shift"]["detail"] == f"pipeline.py:{shift_line} (in post)"
     assert audit["key"] and audit["uncovered"] == []
     text = p.cli("plan", "pipeline.py", "--keys", "fit").stdout
     assert f"key of 'fit': {audit['key']}" in text

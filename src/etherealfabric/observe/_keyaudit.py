@@ -14,8 +14,10 @@
       output    model
       not covered by the key: getattr(helpers, <computed>) at flow.py:7
 
-A node whose upstream nodes would run first has no key yet: its inputs are listed by the node
-they come from, without digests. Nothing here is computed that the plan did not compute
+An argument that carries code (a ``functools.partial``, a bound method, an instance of a user
+class) is followed by the code pieces in its digest, marked ``(in PARAM)``. A node whose
+upstream nodes would run first has no key yet: its inputs are listed as coming from an
+upstream node, without digests. Nothing here is computed that the plan did not compute
 already, except the code fingerprint (memoized).
 """
 
@@ -29,6 +31,7 @@ from ..define._refs import replace_refs
 from ..hashing._describe import describe_value
 from ..hashing._fingerprint import Fingerprint, code_fingerprint
 from ..hashing._packages import PACKAGE_PREFIX
+from ..hashing._references import References
 from ..plan._graph import InputRef
 
 if TYPE_CHECKING:
@@ -102,6 +105,7 @@ def audit_key(spec: NodeSpec, info: KeyInfo | None) -> KeyAudit:
         else:
             known = info.param_hashes.get(name) if info is not None else None
             parts.append(KeyPart("param", name, describe_value(value, limit=40), known))
+            parts += _argument_code(name, value)
     parts += [KeyPart("output", name) for name in spec.outputs]
     parts += [KeyPart("output", f"file:{path}") for path in spec.writes]
     key = info.key if info is not None else None
@@ -118,6 +122,18 @@ def _code_parts(fp: Fingerprint) -> list[KeyPart]:
         else:
             values.append(KeyPart(_value_kind(name), name, "", digest))
     return code + values + packages
+
+
+def _argument_code(param: str, value: object) -> list[KeyPart]:
+    """The code an argument carries (a partial's target, an instance's class...), in its digest."""
+    found = References()
+    found.data(value, param)
+    parts: dict[str, KeyPart] = {}
+    for ref in found.unique():
+        fp = code_fingerprint(ref)
+        for name, where in fp.where.items():
+            parts.setdefault(name, KeyPart("code", name, f"{where} (in {param})", fp.parts[name]))
+    return list(parts.values())
 
 
 def _value_kind(name: str) -> str:
