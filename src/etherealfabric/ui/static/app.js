@@ -144,8 +144,7 @@ function panZoom(box) {
     // large graphs open on their top rows at a readable size; small ones fit whole
     const w = Math.max(f.w, f.h * aspect, box.clientWidth);
     const readable = Math.min(w, Math.max(box.clientWidth * 1.6, 900));
-    state.view = { x: f.x, y: f.y, w: readable, h: readable / aspect };
-    if (readable < w) state.view.x = f.x + (f.w - readable) / 2;
+    state.view = { x: f.x + (f.w - readable) / 2, y: f.y, w: readable, h: readable / aspect };
     apply();
   }
   let drag = null;
