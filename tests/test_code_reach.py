@@ -177,6 +177,41 @@ def test_containers_are_followed_once_and_unrelated_edits_do_not_count(project: 
     assert edits(project, CONTAINERS, "return -x", "return -x * 2") == set()
 
 
+WRAPPERS = """
+import functools
+from etherealfabric import node
+
+
+@node
+def inner(x):
+    return x + 1
+
+
+@functools.lru_cache
+def cached(x):
+    return x * 2
+
+
+REGISTRY = {"node": inner, "cached": cached}
+
+
+def node(x):
+    return REGISTRY["node"](x) + REGISTRY["cached"](x)
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "part"), [
+    ("return x + 1", "return x + 2", "sh_flow.inner"),
+    ("return x * 2", "return x * 3", "sh_flow.cached"),
+])  # fmt: skip
+def test_wrapper_objects_in_containers_are_followed(
+    project: Project, old: str, new: str, part: str
+) -> None:
+    """A node function and an lru_cache in a registry: objects that wrap user functions."""
+    assert edits(project, WRAPPERS, old, new) == {part}
+    assert fp(project.load(WRAPPERS)).uncovered == ()
+
+
 # -- 2. imports inside a node's body ---------------------------------------------------------
 
 PKG_INIT = ""

@@ -38,7 +38,7 @@ from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
 from ._source import member_functions, unwrap, wrapper_chain
-from ._usercode import is_user_code, is_user_module, is_user_path, module_label
+from ._usercode import is_user_code, is_user_module, is_user_path, module_label, qualified_name
 
 __all__ = ["References", "code_names"]
 
@@ -228,6 +228,11 @@ class References:
     def opaque(self, value: object, encoder: Encoder) -> None:
         """A value with no encoding: its ``__reduce_ex__`` parts, else its type (uncovered)."""
         tp = type(value)
+        if _is_code(value):  # a wrapper object: a node function, an lru_cache
+            self.code(value)
+            encoder.tag("code")
+            encoder.text(qualified_name(unwrap(value)))
+            return
         self.library(tp.__module__)
         if cycle_reference(value, encoder):
             return
