@@ -21,7 +21,7 @@ from etherealfabric.errors import DefinitionError, RunFailedError
 from etherealfabric.journal import Journal
 from etherealfabric.journal._gc import collect_garbage
 from etherealfabric.store import LocalStore
-from etherealfabric.store._signing import record_problem
+from etherealfabric.store._signing import record_problem, unsigned_problem
 
 CALLS: list[str] = []
 
@@ -442,3 +442,24 @@ def _record_files(home: Path, node_name: str) -> dict[str, Any]:
 def test_error_types_are_public() -> None:
     assert issubclass(OutputError, Exception)
     assert Directory("x").path == os.path.abspath("x")
+
+
+def test_unsigned_shared_records_never_restore_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restoring writes files into the project: from a shared store, only signed records may.
+    (An unsigned record naming ``src/pipeline.py`` must not rewrite it.)"""
+    monkeypatch.delenv("ETHEREALFABRIC_SIGNING_KEY", raising=False)
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    alice.mkdir()
+    bob.mkdir()
+    shared = {"store": str(tmp_path / "team-store")}
+    pipeline(alice, tmp_path / "alice-home", shouted=False).execute(**shared)
+    CALLS.clear()
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        theirs = pipeline(bob, tmp_path / "bob-home", shouted=False).execute(**shared)
+    assert "train" in CALLS and theirs.executed == 2
+    assert "file outputs" in caplog.text  # not published unsigned, and not used unsigned:
+    files = {"src/pipeline.py": {"kind": "file", "digest": "0" * 32, "size": 9}}
+    assert "signed" in unsigned_problem({"node": "n", "outputs": {}, "files": files})
+    assert snapshot(bob) == snapshot(alice)  # made by running, not restored

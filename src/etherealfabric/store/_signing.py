@@ -192,6 +192,12 @@ def unsigned_problem(record: Mapping[str, Any]) -> str:
     outputs = record.get("outputs", {})
     if not isinstance(outputs, dict):
         return "its outputs are malformed"
+    if record.get("files"):  # restoring writes files into the project: as risky as code
+        return (
+            "it names file outputs, which are restored into your project from a shared store "
+            f"only when their record is signed. Set {SIGNING_KEY_ENV} to your team's signing "
+            "key to share them"
+        )
     for name, out in outputs.items():
         if not isinstance(out, dict) or not is_digest(out.get("digest", "")):
             return f"its output {name!r} is malformed"

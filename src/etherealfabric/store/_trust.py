@@ -110,8 +110,8 @@ class UntrustedEntries:
             # that a teammate with the key signed
             self.warn_once(
                 "unsigned records",
-                "not publishing action records of pickled outputs to %s: they are used from a "
-                "shared store only when signed; set %s to share them",
+                "not publishing action records of pickled outputs or file outputs to %s: they "
+                "are used from a shared store only when signed; set %s to share them",
                 store.url,
                 SIGNING_KEY_ENV,
             )
