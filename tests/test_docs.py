@@ -84,6 +84,18 @@ def test_bash_completion_as_documented_completes_commands_and_options() -> None:
     assert _bash_complete(["etherealfabric", "ca"]) == ["cache", "cat"]
     assert {"forget", "gc", "verify"} <= set(_bash_complete(["etherealfabric", "cache", ""]))
     assert {"--param", "--params"} <= set(_bash_complete(["etherealfabric", "run", "--par"]))
+    asked = subprocess.run(  # a workflow file: bash is told to complete file names
+        [str(BIN / "etherealfabric")],
+        env=_env(
+            _ETHEREALFABRIC_COMPLETE="bash_complete",
+            COMP_WORDS="etherealfabric run ",
+            COMP_CWORD="2",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert asked.stdout.split() == ["file,"], asked.stdout + asked.stderr
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])

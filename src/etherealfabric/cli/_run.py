@@ -48,7 +48,7 @@ def _run_options(fn: F) -> F:
 
 
 @click.command()
-@click.argument("target", metavar="FILE[:WORKFLOW]")
+@click.argument("target", metavar="FILE[:WORKFLOW]", type=click.Path())  # completes files
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @params_options
 @click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
