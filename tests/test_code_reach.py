@@ -743,11 +743,13 @@ def test_package_versions_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     set_package_versions(None)
     assert package_versions() == "full"
     monkeypatch.setenv("ETHEREALFABRIC_PACKAGE_VERSIONS", "Minor")
+    assert package_versions() == "full"  # the environment is read once per process...
+    set_package_versions(None)  # ... and again after this
     assert package_versions() == "minor"
     set_package_versions("off")
     assert package_versions() == "off"  # the call wins over the environment
-    set_package_versions(None)
     monkeypatch.setenv("ETHEREALFABRIC_PACKAGE_VERSIONS", "patch")
+    set_package_versions(None)
     with pytest.raises(ConfigError, match="ETHEREALFABRIC_PACKAGE_VERSIONS='patch'"):
         package_versions()
     with pytest.raises(ConfigError, match="package_versions"):

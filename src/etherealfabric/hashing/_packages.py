@@ -15,8 +15,8 @@ How much of the version counts is a setting, ``ETHEREALFABRIC_PACKAGE_VERSIONS``
 - ``minor``: ``major.minor`` only, for those who prefer fewer re-runs to that guarantee.
 - ``off``: packages are not part of keys at all (keys as before packages were keyed).
 
-It is read from the environment where keys are computed, not per run, so ``plan``, ``run`` and
-``explain`` in one shell always agree on keys.
+It is read from the environment where keys are computed (once per process), not per run, so
+``plan``, ``run`` and ``explain`` in one shell always agree on keys.
 
 Not keyed: the standard library (``sys.stdlib_module_names``: it comes with the Python version,
 which keys do not include, so teammates on 3.11 and 3.12 share hits; a stdlib behaviour change
@@ -55,6 +55,7 @@ PACKAGE_PREFIX = "package:"
 NOT_INSTALLED = "not installed"
 _UNKNOWN = "unknown"
 _override: str | None = None
+_from_env: str | None = None
 
 
 def parse_mode(value: str, *, setting: str = PACKAGE_VERSIONS_ENV) -> str:
@@ -69,21 +70,26 @@ def parse_mode(value: str, *, setting: str = PACKAGE_VERSIONS_ENV) -> str:
 
 
 def set_package_versions(mode: str | None) -> None:
-    """Use ``mode`` in this process from now on (``None``: back to the environment variable)."""
-    global _override
+    """Use ``mode`` in this process from now on (``None``: the environment variable's, read
+    again)."""
+    global _override, _from_env
     _override = None if mode is None else parse_mode(mode, setting="package_versions")
+    _from_env = None
 
 
 def package_versions() -> str:
-    """The mode in force: :func:`set_package_versions`'s, else the environment's, else full."""
+    """The mode in force: :func:`set_package_versions`'s, else the environment's, else full.
+
+    The environment variable is read once per process (keys are computed per node, and
+    reading ``os.environ`` costs more than the rest of a memoized fingerprint).
+    """
+    global _from_env
     if _override is not None:
         return _override
-    return _env_mode(os.environ.get(PACKAGE_VERSIONS_ENV, ""))
-
-
-@functools.lru_cache(maxsize=8)
-def _env_mode(value: str) -> str:
-    return parse_mode(value) if value.strip() else "full"
+    if _from_env is None:
+        value = os.environ.get(PACKAGE_VERSIONS_ENV, "")
+        _from_env = parse_mode(value) if value.strip() else "full"
+    return _from_env
 
 
 def is_stdlib(top: str) -> bool:
