@@ -55,6 +55,7 @@ class References:
         self._modules: set[str] = set()
         self._names: tuple[str, ...] = ()  # the names of the code being read
         self._current = ""  # the part being hashed
+        self._quiet = False  # library objects without an encoding are not worth a note
 
     # -- code -------------------------------------------------------------------------------
 
@@ -103,7 +104,12 @@ class References:
         if isinstance(member, type) and _defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
         elif not attr.startswith("_") and not _library_descriptor(member):
-            self.value(member, f"{owner}.{attr}", ())
+            # a library object here (one a metaclass made, say) is as its class body says
+            quiet, self._quiet = self._quiet, True
+            try:
+                self.value(member, f"{owner}.{attr}", ())
+            finally:
+                self._quiet = quiet
 
     # -- what a name holds ------------------------------------------------------------------
 
@@ -244,7 +250,7 @@ class References:
             encoder.tag("opaque")
             encoder.text(type_name(tp))
             top = tp.__module__.partition(".")[0]
-            if not is_stdlib(top) and top != "etherealfabric":
+            if not (self._quiet or is_stdlib(top) or top == "etherealfabric"):
                 self.uncovered.append(
                     f"{self._current}: holds a {type_name(tp)}, which only counts by its type"
                 )
