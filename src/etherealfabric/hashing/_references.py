@@ -38,7 +38,7 @@ from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
 from ._source import member_functions, unwrap, wrapper_chain
-from ._usercode import is_user_code, is_user_module, is_user_path, module_label, qualified_name
+from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["References", "code_names"]
 
@@ -188,7 +188,7 @@ class References:
             if loaded_top is None and not is_installed(top):
                 self.missing.add(top)
                 return None
-            if not (is_user_module(loaded_top) if loaded_top else _user_top(top)):
+            if not (is_user_module(loaded_top) if loaded_top else is_user_top(top)):
                 self.packages.add(top)
                 return None
             try:
@@ -294,20 +294,6 @@ def _is_machinery(value: object) -> bool:
 def _library_descriptor(member: object) -> bool:
     """Class machinery such as a named tuple's field getters or a slot (not user code)."""
     return hasattr(type(member), "__get__") and not is_user_code(type(member))
-
-
-def _user_top(top: str) -> bool:
-    """Whether the not yet imported top-level module ``top`` is user code (by its file)."""
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return False
-    if spec is None:
-        return False
-    origin = spec.origin if spec.has_location else None
-    locations = list(spec.submodule_search_locations or ())
-    path = origin or (locations[0] if locations else None)
-    return isinstance(path, str) and is_user_path(path)
 
 
 def _absolute(target: str, level: int, package: object) -> str | None:

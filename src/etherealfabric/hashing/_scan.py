@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._packages import is_stdlib
 from ._source import source_statements
-from ._usercode import is_user_module
+from ._usercode import is_user_module, is_user_top
 
 __all__ = ["Lookup", "Lookups", "body_imports", "display_path", "dynamic_lookups"]
 
@@ -85,7 +86,12 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
         return found
     statements, first_line = parsed
     nodes = [n for s in statements for n in ast.walk(s)]
-    imported = {_bound_name(a, n) for n in nodes if isinstance(n, _IMPORTS) for a in n.names}
+    imported = {
+        _bound_name(a, n)
+        for n in nodes
+        if isinstance(n, _IMPORTS) and _maybe_user(n)
+        for a in n.names
+    }
     namespace = fn.__globals__
     for node in (n for n in nodes if isinstance(n, ast.Call)):
         line = f"{where}:{first_line + node.lineno - 1}"
@@ -94,6 +100,15 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
 
 
 _IMPORTS = (ast.Import, ast.ImportFrom)
+
+
+def _maybe_user(statement: ast.Import | ast.ImportFrom) -> bool:
+    """Whether an import may bind a user module (not for the stdlib or a loaded library)."""
+    if isinstance(statement, ast.ImportFrom) and statement.level:
+        return True
+    names = [a.name for a in statement.names] if isinstance(statement, ast.Import) else []
+    tops = {n.partition(".")[0] for n in [*names, getattr(statement, "module", None) or ""] if n}
+    return any(not is_stdlib(top) and is_user_top(top) for top in tops)
 
 
 def _bound_name(alias: ast.alias, statement: ast.AST) -> str:

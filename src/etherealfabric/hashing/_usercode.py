@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import site
 import sys
@@ -27,7 +28,7 @@ __all__ = [
     "SCRIPT_MODULE_PREFIX",
     "is_user_code",
     "is_user_module",
-    "is_user_path",
+    "is_user_top",
     "module_label",
     "qualified_name",
 ]
@@ -64,9 +65,22 @@ def is_user_module(module: types.ModuleType) -> bool:
     return decision
 
 
-def is_user_path(path: str) -> bool:
-    """True if a module file at ``path`` would be user code (see the module docstring)."""
-    return _is_user_file(path)
+def is_user_top(top: str) -> bool:
+    """Whether top-level module ``top`` is user code: by the module if it is imported, else by
+    the file it would be imported from (found without importing anything)."""
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        return is_user_module(loaded)
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin if spec.has_location else None
+    locations = list(spec.submodule_search_locations or ())
+    path = origin or (locations[0] if locations else None)
+    return isinstance(path, str) and _is_user_file(path)
 
 
 def _is_ours(module: str) -> bool:
