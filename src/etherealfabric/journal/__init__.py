@@ -9,6 +9,8 @@
 - ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``,
   ``cache verify``).
 - ``_gc``: garbage collection of the local cache (``cache gc``).
+- ``_browse`` (public as ``journal.browse``): read-only bulk questions of a browser of the
+  journal (the web UI): a run's attempts, state, graph and version stamp, cache sizes.
 
 To read the journal from Python::
 
@@ -23,6 +25,7 @@ read-only home); ``read_only=None`` writes when the home is writable and reads o
 Importing this package does not import sqlite-utils (only opening an out-of-date journal does).
 """
 
+from . import _browse as browse
 from ._journal import LEASE_SECONDS, AmbiguousRunError, Journal, ReadOnlyJournalError
 
-__all__ = ["LEASE_SECONDS", "AmbiguousRunError", "Journal", "ReadOnlyJournalError"]
+__all__ = ["LEASE_SECONDS", "AmbiguousRunError", "Journal", "ReadOnlyJournalError", "browse"]

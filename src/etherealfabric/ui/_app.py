@@ -96,6 +96,11 @@ class TokenGate:
         await Response(text, status_code=401, media_type="text/plain")(scope, receive, send)
 
 
+def _script_json(value: Any) -> str:
+    """JSON to put inside a ``<script type="application/json">`` (no ``</script>`` in it)."""
+    return json.dumps(value, default=str, separators=(",", ":")).replace("<", "\\u003c")
+
+
 def _status_css() -> str:
     """CSS for each status's colours: the same as ``etherealfabric graph --run``."""
     rules = []
@@ -188,16 +193,17 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
         if journal is None:
             return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
         try:
-            run = views.run_view(journal, _run_id(request), home_option=site.home_option)
-            href = f"/runs/{quote(run['run']['id'])}/nodes/"
-            graph = views.graph_view(journal, run["run"]["id"], href=href)
-            state = views.status_view(journal, run["run"]["id"])  # the page's first poll
-        except views.NotFound as exc:
+            run_id = journal.get_run(_run_id(request))["id"]  # a prefix: the full id
+            href = f"/runs/{quote(run_id)}/nodes/"
+            view = views.page_view(journal, run_id, home_option=site.home_option, href=href)
+        except EtherealFabricError as exc:  # an unknown or ambiguous run id
             return HTMLResponse(str(exc), status_code=404)
         finally:
             journal.close()
-        context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": graph["svg"],
-                   "state": json.dumps(state, default=str, separators=(",", ":"))}  # fmt: skip
+        run = view["run"]
+        context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": view["svg"],
+                   "state": _script_json(view["state"]),
+                   "graph": _script_json(view["compact"]) if view["compact"] else None}  # fmt: skip
         return templates.TemplateResponse(request, "run.html", context)
 
     def runs(journal: Journal | None, request: Request) -> Any:
@@ -259,7 +265,8 @@ def _nodes(journal: Journal, request: Request) -> Any:
 
 
 def _graph(journal: Journal, request: Request) -> Any:
-    return views.graph_view(journal, _run_id(request), svg=False)
+    form = "compact" if _arg(request, "compact") else "nodes"
+    return views.graph_view(journal, _run_id(request), form=form)
 
 
 def _plan(journal: Journal, request: Request, home: Path) -> Any:
@@ -269,7 +276,7 @@ def _plan(journal: Journal, request: Request, home: Path) -> Any:
 def _graph_svg(journal: Journal, request: Request) -> Response:
     run_id = request.path_params["run_id"]
     full = views.run_view(journal, run_id)["run"]["id"]
-    graph = views.graph_view(journal, run_id, href=f"/runs/{quote(full)}/nodes/")
+    graph = views.graph_view(journal, run_id, href=f"/runs/{quote(full)}/nodes/", form="svg")
     return Response(graph["svg"], media_type="image/svg+xml")
 
 

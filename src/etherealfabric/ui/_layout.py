@@ -9,19 +9,25 @@ curves from the bottom of a node to the top of its consumer.
 
 The SVG carries each node's name (``data-node``) and status (class ``st-<status>``), so the
 page recolours nodes in place as the run goes on, and a ``viewBox`` the page pans and zooms.
+
+A graph of more than :data:`CANVAS_FROM` nodes is not sent as SVG to the run page: the browser
+would spend most of a second parsing and laying out its ten thousand elements. The page gets
+:meth:`Layout.to_compact` instead (names, coordinates and edges as flat arrays) and draws it on
+a canvas, only what is in view (``static/graph.js``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from html import escape
 from typing import Any
 from urllib.parse import quote
 
 import networkx as nx
 
-__all__ = ["Layout", "layout", "to_svg"]
+__all__ = ["CANVAS_FROM", "Layout", "layout", "to_svg"]
 
 #: Node box size and spacing, in SVG units.
 WIDTH, HEIGHT, GAP_X, GAP_Y = 150, 34, 20, 46
@@ -31,6 +37,8 @@ SWEEPS = 4
 LABEL_CHARS = 20
 #: Graphs up to this many nodes get a tooltip per node.
 TITLES = 1000
+#: Graphs of more nodes than this are drawn on a canvas by the run page, not as SVG.
+CANVAS_FROM = 1000
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,33 @@ class Layout:
     height: float
     layers: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
+    @cached_property
+    def _dict(self) -> dict[str, Any]:
         return {
             "nodes": [{"node": n, "x": x, "y": y} for n, (x, y) in self.positions.items()],
             "edges": [{"from": a, "to": b} for a, b in self.edges],
             "width": self.width,
             "height": self.height,
+            "layers": self.layers,
+            "box": [WIDTH, HEIGHT],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: nodes as ``{node, x, y}``, edges as ``{from, to}``."""
+        return self._dict
+
+    @cached_property
+    def compact(self) -> dict[str, Any]:
+        """The layout as flat arrays (a third of the bytes, no object per node or edge):
+        ``names``; ``xy``, the coordinates ``[x0, y0, x1, y1, ...]`` rounded to units;
+        ``edges``, pairs of indices into ``names``: ``[from0, to0, from1, to1, ...]``."""
+        index = {name: i for i, name in enumerate(self.positions)}
+        return {
+            "names": list(self.positions),
+            "xy": [round(v) for x, y in self.positions.values() for v in (x, y)],
+            "edges": [index[n] for edge in self.edges for n in edge],
+            "width": round(self.width),
+            "height": round(self.height),
             "layers": self.layers,
             "box": [WIDTH, HEIGHT],
         }

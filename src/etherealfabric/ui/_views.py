@@ -3,16 +3,14 @@
 Each function opens nothing itself: it is given a read-only :class:`Journal` (the app opens a
 fresh one per request, so a request always sees the latest committed rows, and closes it at
 once; SQLite's WAL lets a run write meanwhile). Explanations come from
-:func:`etherealfabric.observe.explain_node`, a run's live state from ``journal._history``.
+:func:`etherealfabric.observe.explain_node`, a run's live state from ``journal.browse``.
 """
 
 from __future__ import annotations
 
 import json
 import reprlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,14 +19,16 @@ from ..journal import Journal
 from ..journal import _history as history
 from ..observe._explain import NodeNotInRunError, explain_node
 from ..states import NodeStatus, RunStatus
+from . import _graphs
 from . import _queries as q
-from ._layout import layout, to_svg
+from ._layout import CANVAS_FROM
 
 __all__ = [
     "NotFound",
     "cache_view",
     "graph_view",
     "node_view",
+    "page_view",
     "resume_line",
     "run_view",
     "runs_view",
@@ -115,76 +115,86 @@ def resume_line(run: Mapping[str, Any], home_option: str = "") -> str:
     )
 
 
-def run_view(journal: Journal, run_id: str, *, home_option: str = "") -> dict[str, Any]:
+def run_view(
+    journal: Journal, run_id: str, *, home_option: str = "", state: q.RunState | None = None
+) -> dict[str, Any]:
     """A run: its row, counts, running nodes, failed nodes with tracebacks, the resume line."""
     run = _run(journal, run_id)
-    state = history.run_status(journal, run)
-    failures = q.failures(journal, run["id"])
+    state = state or q.run_state(journal, run)
     return {
         "run": _public(run, state.now),
         "counts": state.counts,
         "running": state.running,
-        "failures": failures,
+        "failures": q.failures(journal, run["id"]),
         "resume": resume_line(run, home_option),
         "version": q.run_version(journal, run["id"]),
     }
 
 
-def status_view(journal: Journal, run_id: str, *, version: str | None = None) -> dict[str, Any]:
+def status_view(
+    journal: Journal, run_id: str, *, version: str | None = None, state: q.RunState | None = None
+) -> dict[str, Any]:
     """The run's live state for polling: ``unchanged`` when ``version`` is still current."""
     run = _run(journal, run_id)
     current = q.run_version(journal, run["id"])
-    now = time.time()
+    now = state.now if state else time.time()
     head = {"version": current, "run": _public(run, now)}
     if version == current:  # nothing new was committed: only the clock moved
         return {**head, "unchanged": True}
-    state = history.run_status(journal, run, now=now)
-    attempts = q.attempts_light(journal, run["id"])
-    statuses: dict[str, str] = {}
-    for row in attempts:
-        statuses[row["node"]] = row["status"]
+    state = state or q.run_state(journal, run, now=now)
+    statuses = state.statuses
     if run["status"] == RunStatus.INTERRUPTED:
         statuses = {n: _interrupted(s) for n, s in statuses.items()}
     return {**head, "counts": state.counts, "running": state.running, "statuses": statuses,
-            "attempts": attempts}  # fmt: skip
+            "attempts": state.attempts}  # fmt: skip
 
 
 def _interrupted(status: str) -> str:
     return NodeStatus.INTERRUPTED.value if status in ("running", "retrying") else status
 
 
-#: Drawings of recent runs by (run id, version, href, svg): a finished run is laid out once.
-_DRAWINGS: OrderedDict[tuple[str, str, str, bool], dict[str, Any]] = OrderedDict()
-_DRAWINGS_KEPT = 16
-_DRAWINGS_LOCK = threading.Lock()
+def _shown_statuses(run: Mapping[str, Any], statuses: dict[str, str]) -> dict[str, str]:
+    if run["status"] == RunStatus.INTERRUPTED:
+        return {n: _interrupted(s) for n, s in statuses.items()}
+    return statuses
 
 
 def graph_view(
-    journal: Journal, run_id: str, *, href: str = "", svg: bool = True
+    journal: Journal, run_id: str, *, href: str = "", form: str = "nodes"
 ) -> dict[str, Any]:
-    """The run's graph laid out in layers, with each node's status (and the SVG drawing).
+    """The run's graph laid out in layers, with each node's status; ``form``: ``nodes`` (the
+    documented ``{nodes: [{node, x, y}], edges: [{from, to}]}``), ``compact`` (flat arrays,
+    see :attr:`Layout.compact`) or ``svg`` (``{svg, size}``: the drawing, its nodes linking to
+    ``href`` + name).
 
-    Drawings are kept for the run's current version stamp: reloading a run's page costs a
-    lookup until the run's rows change.
+    The layout is kept per graph structure and the rows per version stamp (see ``_graphs``):
+    reloading a run's page, or following a live run, never lays the graph out again.
     """
     run = _run(journal, run_id)
-    key = (run["id"], q.run_version(journal, run["id"]) + run["status"], href, svg)
-    with _DRAWINGS_LOCK:
-        if key in _DRAWINGS:
-            _DRAWINGS.move_to_end(key)
-            return _DRAWINGS[key]
-    nodes = q.graph_rows(journal, run)
-    statuses = {n: v["status"] for n, v in nodes.items()}
-    if run["status"] == RunStatus.INTERRUPTED:
-        statuses = {n: _interrupted(s) for n, s in statuses.items()}
-    drawing = layout({n: v["ups"] for n, v in nodes.items()})
-    drawn = {"svg": to_svg(drawing, statuses, href=href)} if svg else {}
-    found = {**drawing.to_dict(), "statuses": statuses, **drawn}
-    with _DRAWINGS_LOCK:
-        _DRAWINGS[key] = found
-        while len(_DRAWINGS) > _DRAWINGS_KEPT:
-            _DRAWINGS.popitem(last=False)
-    return found
+    drawn, statuses = _graphs.drawing(journal, run)
+    statuses = _shown_statuses(run, statuses)
+    if form == "svg":
+        return {"svg": _graphs.svg(journal, run, statuses, drawn, href),
+                "size": len(drawn.positions)}  # fmt: skip
+    shape = drawn.compact if form == "compact" else drawn.to_dict()
+    return {**shape, "statuses": statuses}
+
+
+def page_view(journal: Journal, run_id: str, *, home_option: str, href: str) -> dict[str, Any]:
+    """Everything the run page is served with, from one read of the run's attempts: the run
+    (:func:`run_view`), its first poll (:func:`status_view`) and its graph: the SVG up to
+    :data:`CANVAS_FROM` nodes, else the compact layout the page draws on a canvas."""
+    run = _run(journal, run_id)
+    state = q.run_state(journal, run)
+    drawn, statuses = _graphs.drawing(journal, run)
+    statuses = _shown_statuses(run, statuses)
+    big = len(drawn.positions) > CANVAS_FROM
+    return {
+        "run": run_view(journal, run["id"], home_option=home_option, state=state),
+        "state": status_view(journal, run["id"], state=state),
+        "svg": None if big else _graphs.svg(journal, run, statuses, drawn, href),
+        "compact": drawn.compact if big else None,
+    }
 
 
 # -- one node ------------------------------------------------------------------------------------

@@ -175,8 +175,63 @@ function panZoom(box) {
     state.view = { x: px - ((px - state.view.x) * w) / state.view.w, y: py - ((py - state.view.y) * h) / state.view.h, w, h };
     apply();
   }, { passive: false });
+  function show(x, y) {
+    if (!state.svg) return;
+    const w = box.clientWidth, h = box.clientHeight;
+    state.view = { x: x - w / 2, y: y - h / 2, w, h };
+    apply();
+  }
   attach();
-  return { attach, fit };
+  return { attach, fit, show };
+}
+
+/* The graph of a small run: the server's SVG (one rect per node), recoloured in place. A big
+ * run's is drawn on a canvas (graph.js); both answer fit, find, recolour and reload. */
+function svgGraph(box, runId) {
+  const view = panZoom(box);
+  box.addEventListener("click", (e) => {
+    const node = e.target.closest && e.target.closest(".n[data-href]");
+    if (node && !e.defaultPrevented) location.href = node.getAttribute("data-href");
+  });
+  return {
+    fit: () => view.fit(),
+    recolour: (statuses) => colourGraph(box, statuses),
+    async reload() {
+      const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/graph.svg`, { cache: "no-store" });
+      if (!response.ok) return;
+      box.innerHTML = await response.text(); // the server's SVG: names escaped there
+      view.attach();
+    },
+    find(text) {
+      const wanted = text.trim().toLowerCase();
+      if (!wanted) return null;
+      const rects = [...box.querySelectorAll("svg rect.n")];
+      const hit = rects.find((r) => r.getAttribute("data-node") === text.trim())
+        || rects.find((r) => r.getAttribute("data-node").toLowerCase() === wanted)
+        || rects.find((r) => r.getAttribute("data-node").toLowerCase().includes(wanted));
+      for (const r of box.querySelectorAll("svg rect.n[data-selected]")) r.removeAttribute("data-selected");
+      if (!hit) return null;
+      hit.setAttribute("data-selected", "");
+      view.show(Number(hit.getAttribute("x")) + Number(hit.getAttribute("width")) / 2,
+        Number(hit.getAttribute("y")) + Number(hit.getAttribute("height")) / 2);
+      return hit.getAttribute("data-node");
+    },
+  };
+}
+
+function canvasGraph(box, runId, statuses) {
+  const data = JSON.parse($("#graph-data").textContent);
+  const graph = new window.CanvasGraph(box, data, statuses, (name) => nodeHref(runId, name));
+  box.graph = graph; // for scripts and tests: locate(name), pixel(name), nodeAt(x, y)
+  return {
+    fit: () => graph.fit(),
+    recolour: (next) => graph.recolour(next),
+    find: (text) => graph.find(text),
+    async reload() {
+      const fresh = await api(`/api/runs/${encodeURIComponent(runId)}/graph?compact=1`);
+      graph.load(fresh, fresh.statuses);
+    },
+  };
 }
 
 function colourGraph(box, statuses) {
@@ -293,16 +348,38 @@ function paintGantt(box) {
   }
 }
 
-function fillNodes(table, runId, attempts) {
-  const shown = attempts.slice(0, 500);
-  table.replaceChildren(...shown.map((a) => el("tr", { "data-node": a.node },
-    el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node })),
-    el("td", { text: a.attempt }),
-    el("td", {}, badge(a.status)),
-    el("td", { text: when(a.started_at) }),
-    el("td", { text: secs(a.duration) }),
-    el("td", { class: "error", text: a.error || "" }))));
-  if (attempts.length > shown.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: `${attempts.length - shown.length} more attempts not listed: open a node from the graph` })));
+const NODES_PAGE = 100;
+
+/* The node table: a page of attempts at a time (a run of thousands lists 100 rows, not
+ * thousands), filtered by node name or status; refilled as the run goes on, keeping its page. */
+function nodesTable(runId) {
+  const table = $("#nodes tbody"), filter = $("#nodes-filter");
+  const prev = $("#nodes-prev"), next = $("#nodes-next");
+  let attempts = [], page = 0;
+  function show() {
+    const wanted = filter.value.trim().toLowerCase();
+    const rows = wanted ? attempts.filter((a) => a.status === wanted || a.node.toLowerCase().includes(wanted)) : attempts;
+    const pages = Math.max(1, Math.ceil(rows.length / NODES_PAGE));
+    page = Math.max(0, Math.min(page, pages - 1));
+    const shown = rows.slice(page * NODES_PAGE, (page + 1) * NODES_PAGE);
+    table.replaceChildren(...shown.map((a) => el("tr", { "data-node": a.node },
+      el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node })),
+      el("td", { text: a.attempt }),
+      el("td", {}, badge(a.status)),
+      el("td", { text: when(a.started_at) }),
+      el("td", { text: secs(a.duration) }),
+      el("td", { class: "error", text: a.error || "" }))));
+    if (!rows.length && attempts.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: "no attempt matches" })));
+    $("#nodes-pager").hidden = rows.length <= NODES_PAGE;
+    $("#nodes-range").textContent = `${page * NODES_PAGE + 1}–${page * NODES_PAGE + shown.length} of ${rows.length}`;
+    $("#nodes-count").textContent = `${attempts.length} attempt${attempts.length === 1 ? "" : "s"}`;
+    prev.disabled = page === 0;
+    next.disabled = page >= pages - 1;
+  }
+  filter.addEventListener("input", () => { page = 0; show(); });
+  prev.addEventListener("click", () => { page -= 1; show(); });
+  next.addEventListener("click", () => { page += 1; show(); });
+  return (list) => { attempts = list; show(); };
 }
 
 function fillCounts(counts) {
@@ -314,21 +391,21 @@ function runPage() {
   const body = document.body;
   const runId = body.dataset.run;
   const box = $("#graph-box");
-  const view = panZoom(box);
-  $("#fit").addEventListener("click", () => view.fit());
-  box.addEventListener("click", (e) => {
-    const node = e.target.closest && e.target.closest(".n[data-href]");
-    if (node && !e.defaultPrevented) location.href = node.getAttribute("data-href");
+  const initial = $("#initial-state");
+  let first = initial ? JSON.parse(initial.textContent) : null; // the server's first answer
+  const graph = box.dataset.mode === "canvas" ? canvasGraph(box, runId, first ? first.statuses : {}) : svgGraph(box, runId);
+  const fillNodes = nodesTable(runId);
+  $("#fit").addEventListener("click", () => graph.fit());
+  $("#graph-find").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();
+    const found = graph.find(e.target.value);
+    const note = $("#graph-found");
+    if (found === null) note.replaceChildren("no node matches");
+    else note.replaceChildren(`${found}: `, el("a", { id: "graph-open", href: nodeHref(runId, found), text: "open it" }));
   });
   for (const span of document.querySelectorAll(".ts")) span.textContent = when(Number(span.dataset.ts));
   let version = "", status = body.dataset.status, last = null;
-
-  async function reloadGraph() {
-    const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/graph.svg`, { cache: "no-store" });
-    if (!response.ok) return;
-    box.innerHTML = await response.text(); // the server's SVG: names escaped there
-    view.attach();
-  }
 
   async function reloadSummary() {
     const data = await api(`/api/runs/${encodeURIComponent(runId)}`);
@@ -341,12 +418,10 @@ function runPage() {
       f.traceback ? el("details", { open: "" }, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: f.traceback })) : "")));
   }
 
-  const initial = $("#initial-state");
   async function poll() {
     let data;
     try {
-      if (initial && !version) data = JSON.parse(initial.textContent); // the server's first answer
-      else data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
+      if (first) { data = first; first = null; } else data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
     } catch (err) {
       setTimeout(poll, 2000);
       return;
@@ -361,8 +436,8 @@ function runPage() {
       badgeEl.className = `badge st-${run.status}`;
       body.dataset.status = run.status;
       fillCounts(data.counts);
-      if (colourGraph(box, data.statuses)) await reloadGraph().then(() => colourGraph(box, data.statuses));
-      fillNodes($("#nodes tbody"), runId, data.attempts);
+      if (graph.recolour(data.statuses)) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
+      fillNodes(data.attempts);
       if (run.status !== status) { status = run.status; reloadSummary().catch(() => {}); }
     }
     if (last) drawGantt($("#gantt"), last.attempts, run);

@@ -1,0 +1,366 @@
+"""Read-only questions a browser of the journal asks (the web UI): bulk, and cheap.
+
+The CLI asks about one run or one node at a time (``_history``); a page that lists 10,000 runs
+or draws a run of 5,000 nodes needs the same facts in bulk, each answer in one or two SQL
+statements that read only the columns it needs:
+
+- :func:`open_reader`: the journal opened read-only (``mode=ro``), or ``None`` before one exists;
+- :func:`shown`: a run row as a reader should show it (``interrupted`` when its process is gone);
+- :func:`run_stamp`: a version stamp of a run's rows, for cheap polling;
+- :func:`run_attempts` and :func:`run_state`: every attempt of a run without logs, tracebacks or
+  components, and the counts, running nodes and statuses derived from them in the same read;
+- :func:`failed_attempts`: the failed attempts with their tracebacks;
+- :func:`run_graph`: each node's status and the upstream nodes its key components read;
+- :func:`workflow_names`, :func:`cache_sizes`, :func:`hit_rates`: the lists and the cache page.
+
+Every function only reads (``SELECT``), and is meant for a :class:`Journal` opened by
+:func:`open_reader`, which cannot write even by mistake. A run recorded ``running`` whose
+process on this host is gone is *shown* ``interrupted`` (:func:`shown`), as
+:meth:`Journal.mark_interrupted` would mark it, but nothing here writes the mark.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict, cast
+
+from ..states import NodeStatus, RunStatus
+from ._journal import Journal
+from ._liveness import HOST, alive
+
+__all__ = [
+    "Attempt",
+    "CacheSizes",
+    "Failure",
+    "GraphNode",
+    "HitRate",
+    "RunState",
+    "cache_sizes",
+    "failed_attempts",
+    "hit_rates",
+    "open_reader",
+    "run_attempts",
+    "run_graph",
+    "run_stamp",
+    "run_state",
+    "shown",
+    "workflow_names",
+]
+
+
+class Attempt(TypedDict):
+    """One node attempt, without its logs, traceback or key components."""
+
+    node: str
+    attempt: int
+    status: str
+    cache_key: str | None
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    error: str | None
+    fallback: int
+
+
+class Failure(TypedDict):
+    """A failed attempt, with its error and traceback."""
+
+    node: str
+    attempt: int
+    error: str | None
+    traceback: str | None
+
+
+class GraphNode(TypedDict):
+    """A node of a run's graph: its latest status and the upstream nodes its key reads."""
+
+    status: str
+    ups: list[str]
+
+
+class HitRate(TypedDict):
+    """A finished run's executed and cached counts, and cached / (executed + cached)."""
+
+    id: str
+    workflow: str
+    status: str
+    started_at: float
+    executed: int | None
+    cached: int | None
+    hit_rate: float | None
+
+
+class CacheSizes(TypedDict):
+    """Bytes of the cache index, in all, inline, stored, by workflow and by node."""
+
+    records: int
+    bytes: int
+    inline_bytes: int
+    stored_bytes: int
+    by_workflow: list[dict[str, Any]]
+    by_node: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's live state, from one read of its attempts.
+
+    ``counts``: nodes per status of their latest attempt (``pending`` for nodes of a running run
+    without a row yet); ``running``: the running nodes (node, attempt, started_at, elapsed);
+    ``statuses``: each node's latest status; ``attempts``: every attempt, in start order.
+    """
+
+    counts: dict[str, int]
+    running: list[dict[str, Any]]
+    statuses: dict[str, str]
+    attempts: list[Attempt]
+    now: float
+
+
+#: Columns of an :class:`Attempt`.
+_LIGHT = "node, attempt, status, cache_key, started_at, finished_at, duration, error, fallback"
+
+
+def open_reader(path: Path) -> Journal | None:
+    """The journal at ``path`` opened read-only (``None`` when there is none, or not yet)."""
+    if not path.exists():
+        return None
+    journal = Journal(path, read_only=True)
+    if journal.schema == 0:  # the first run is creating it right now: nothing to read yet
+        journal.close()
+        return None
+    return journal
+
+
+def shown(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run row as a dict, ``interrupted`` when it says running but its process is gone."""
+    row = dict(run)
+    if (
+        row.get("status") == RunStatus.RUNNING
+        and row.get("host") == HOST
+        and not alive(row.get("pid"), row.get("pid_start"))
+    ):
+        row["status"] = RunStatus.INTERRUPTED.value
+    return row
+
+
+def workflow_names(journal: Journal) -> list[str]:
+    """The names of the workflows with runs, sorted."""
+    rows = journal._rows("SELECT DISTINCT workflow FROM runs ORDER BY workflow")
+    return [r["workflow"] for r in rows]
+
+
+def run_stamp(journal: Journal, run_id: str) -> str:
+    """A stamp that changes whenever the run's rows change: its last event, its number of node
+    rows, its status and end (three index look-ups, whatever the run's size)."""
+    rows = journal._rows(
+        "SELECT (SELECT MAX(id) FROM events WHERE run_id = ?) AS ev, "
+        "(SELECT COUNT(*) FROM node_runs WHERE run_id = ?) AS nr, "
+        "(SELECT status || COALESCE(finished_at, '') FROM runs WHERE id = ?) AS st",
+        (run_id, run_id, run_id),
+    )
+    row = rows[0]
+    return f"{row['ev'] or 0}-{row['nr']}-{row['st']}"
+
+
+def run_attempts(journal: Journal, run_id: str) -> list[Attempt]:
+    """Every attempt of a run, without logs, tracebacks or components, in start order."""
+    rows = journal._rows(
+        f"SELECT {_LIGHT} FROM node_runs WHERE run_id = ? "
+        "ORDER BY COALESCE(started_at, 1e300), node, attempt",
+        (run_id,),
+    )
+    return cast(list[Attempt], rows)
+
+
+def run_state(journal: Journal, run: Mapping[str, Any], *, now: float | None = None) -> RunState:
+    """The run's counts, running nodes and statuses, and its attempts, in one read."""
+    now = time.time() if now is None else now
+    attempts = run_attempts(journal, run["id"])
+    latest: dict[str, Attempt] = {}
+    for row in attempts:
+        kept = latest.get(row["node"])
+        if kept is None or row["attempt"] >= kept["attempt"]:
+            latest[row["node"]] = row
+    counts: dict[str, int] = {}
+    running = []
+    for row in sorted(latest.values(), key=lambda r: (r["started_at"] or 1e300, r["node"])):
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        if row["status"] == NodeStatus.RUNNING:
+            started = row["started_at"] or now
+            running.append(
+                {"node": row["node"], "attempt": row["attempt"], "started_at": started,
+                 "elapsed": max(0.0, now - started)}
+            )  # fmt: skip
+    pending = (run.get("nodes") or 0) - len(latest)
+    if pending > 0 and run.get("status") == RunStatus.RUNNING:
+        counts[NodeStatus.PENDING.value] = pending
+    statuses = {name: row["status"] for name, row in latest.items()}
+    return RunState(counts, running, statuses, attempts, now)
+
+
+def failed_attempts(journal: Journal, run_id: str, limit: int = 50) -> list[Failure]:
+    """The failed attempts of a run (node, attempt, error, traceback), first first."""
+    rows = journal._rows(
+        "SELECT node, attempt, error, traceback FROM node_runs WHERE run_id = ? AND status = ? "
+        "ORDER BY started_at LIMIT ?",
+        (run_id, NodeStatus.FAILED.value, limit),
+    )
+    return cast(list[Failure], rows)
+
+
+# -- the graph -------------------------------------------------------------------------------
+#: A node's key components (its own, or its action record's for a cached node), reduced in SQL
+#: to their ``inputs`` (NULL: no usable components), so Python parses a few bytes per node.
+_INPUTS = (
+    "CASE WHEN json_valid(comp) THEN CASE WHEN json_type(comp) = 'object' "
+    "THEN COALESCE(json_extract(comp, '$.inputs'), '{}') END END AS inputs"
+)
+_COMPONENTS = "COALESCE(nr.components, a.components) AS comp"
+
+
+def run_graph(journal: Journal, run: Mapping[str, Any]) -> dict[str, GraphNode]:
+    """Each node of the run: its latest status and the upstream nodes its key reads.
+
+    The edges come from the key components (a node's inputs name ``upstream.output@digest``);
+    a cached node's components are its action record's. Nodes the run has not reached yet, and
+    nodes without components (failed before their key, upstream failed), take both from the
+    workflow's previous runs, so a live run shows its whole graph with those nodes ``pending``.
+    Ordering-only edges (``add_dependency``) are not in the journal and are not drawn.
+    """
+    rows = journal._rows(
+        f"SELECT node, status, {_INPUTS} FROM (SELECT nr.node, nr.status, nr.attempt, "
+        f"{_COMPONENTS} FROM node_runs nr LEFT JOIN actions a ON a.key = nr.cache_key "
+        "WHERE nr.run_id = ?) ORDER BY node, attempt",
+        (run["id"],),
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:  # attempts in order: the last one wins, the last components known too
+        entry = found.setdefault(row["node"], {"status": row["status"], "ups": None})
+        entry["status"] = row["status"]
+        ups = _upstreams(row["inputs"])
+        if ups is not None:
+            entry["ups"] = ups
+    missing = (run.get("nodes") or 0) > len(found) or any(n["ups"] is None for n in found.values())
+    if missing:
+        for name, ups in _previous_graph(journal, run).items():
+            if name not in found:
+                found[name] = {"status": NodeStatus.PENDING.value, "ups": ups}
+            elif found[name]["ups"] is None:
+                found[name]["ups"] = ups
+    return {
+        name: {"status": entry["status"], "ups": [u for u in entry["ups"] or [] if u in found]}
+        for name, entry in found.items()
+    }
+
+
+def _previous_graph(
+    journal: Journal, run: Mapping[str, Any], runs: int = 3
+) -> dict[str, list[str]]:
+    """Node → upstream nodes, from the last few earlier runs of the same workflow."""
+    rows = journal._rows(
+        f"SELECT node, {_INPUTS} FROM (SELECT nr.node, nr.started_at, {_COMPONENTS} "
+        "FROM node_runs nr LEFT JOIN actions a ON a.key = nr.cache_key WHERE nr.run_id IN "
+        "(SELECT id FROM runs WHERE workflow = ? AND started_at < ? AND id != ? "
+        "ORDER BY started_at DESC LIMIT ?)) ORDER BY started_at DESC",
+        (run["workflow"], run["started_at"], run["id"], runs),
+    )
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        ups = _upstreams(row["inputs"])
+        if ups is not None and row["node"] not in found:
+            found[row["node"]] = ups
+    return found
+
+
+def _upstreams(text: str | None) -> list[str] | None:
+    """The upstream node names in a node's key inputs (``None``: no components)."""
+    if text is None:
+        return None
+    try:
+        inputs = json.loads(text)
+    except ValueError:
+        return None
+    ups: list[str] = []
+    for refs in inputs.values() if isinstance(inputs, dict) else ():
+        for ref in refs if isinstance(refs, list) else []:
+            source = str(ref).rpartition("@")[0] or str(ref)
+            name = source.rpartition(".")[0] or source
+            if name not in ups:
+                ups.append(name)
+    return ups
+
+
+# -- the cache -------------------------------------------------------------------------------
+def cache_sizes(journal: Journal) -> CacheSizes:
+    """Bytes of the cache index by workflow and by node, and how many records there are.
+
+    A record counts toward every workflow one of whose runs used its key (executed or cached).
+    """
+    actions = journal._rows("SELECT key, node, record FROM actions")
+    sizes: dict[str, int] = {}
+    by_node: dict[str, dict[str, int]] = {}
+    inline = stored = 0
+    for row in actions:
+        total, small = _record_size(row["record"])
+        sizes[row["key"]] = total
+        inline += small
+        stored += total - small
+        entry = by_node.setdefault(row["node"] or "?", {"bytes": 0, "records": 0})
+        entry["bytes"] += total
+        entry["records"] += 1
+    uses = journal._rows(
+        "SELECT DISTINCT r.workflow, nr.cache_key FROM node_runs nr JOIN runs r ON r.id = nr.run_id "
+        "WHERE nr.cache_key IS NOT NULL AND nr.status IN (?, ?)",
+        (NodeStatus.SUCCEEDED.value, NodeStatus.CACHED.value),
+    )
+    by_workflow: dict[str, dict[str, int]] = {}
+    for row in uses:
+        if row["cache_key"] in sizes:
+            entry = by_workflow.setdefault(row["workflow"], {"bytes": 0, "records": 0})
+            entry["bytes"] += sizes[row["cache_key"]]
+            entry["records"] += 1
+    return {
+        "records": len(actions),
+        "bytes": inline + stored,
+        "inline_bytes": inline,
+        "stored_bytes": stored,
+        "by_workflow": _ranked(by_workflow.items(), "workflow"),
+        "by_node": _ranked(by_node.items(), "node"),
+    }
+
+
+def _record_size(text: str) -> tuple[int, int]:
+    """(all bytes, inline bytes) of one action record's outputs."""
+    try:
+        outputs = json.loads(text).get("outputs") or {}
+    except (ValueError, AttributeError):
+        return 0, 0
+    total = small = 0
+    for out in outputs.values() if isinstance(outputs, dict) else ():
+        size = int(out.get("size") or 0) if isinstance(out, Mapping) else 0
+        total += size
+        small += size if isinstance(out, Mapping) and out.get("inline") else 0
+    return total, small
+
+
+def _ranked(items: Iterable[tuple[str, dict[str, int]]], label: str) -> list[dict[str, Any]]:
+    return sorted(({label: k, **v} for k, v in items), key=lambda e: (-e["bytes"], e[label]))
+
+
+def hit_rates(journal: Journal, *, workflow: str | None = None, limit: int = 200) -> list[HitRate]:
+    """Per finished run, oldest first: executed, cached and the hit rate (cached / both)."""
+    where, params = ("AND workflow = ?", (workflow,)) if workflow else ("", ())
+    rows = journal._rows(
+        "SELECT id, workflow, status, started_at, executed, cached FROM runs "
+        f"WHERE finished_at IS NOT NULL {where} ORDER BY started_at DESC LIMIT ?",
+        (*params, limit),
+    )
+    for row in rows:
+        done = (row["executed"] or 0) + (row["cached"] or 0)
+        row["hit_rate"] = (row["cached"] or 0) / done if done else None
+    return cast(list[HitRate], rows[::-1])

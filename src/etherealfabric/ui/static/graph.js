@@ -1,0 +1,257 @@
+/* EtherealFabric UI: the run page's graph on a canvas, for runs of more than a thousand nodes.
+ *
+ * An SVG of 5,000 boxes and 10,000 curves costs a browser most of a second to parse, style and
+ * lay out before anything shows; a canvas costs what is on screen. The server sends the layout
+ * as flat arrays (Layout.compact: names, xy, edges as pairs of indices) and this file draws
+ * what is in view: edges first, then the boxes grouped by status (one path per colour), then
+ * the labels once they are large enough to read. It redraws at most once per frame, on pan
+ * (drag), zoom (wheel), resize and status changes. Colours are the page's status colours (the
+ * same CSS rules as the legend's badges, from observe/_export.STATUS_COLOURS).
+ *
+ * It answers the same calls as the SVG graph in app.js: fit(), find(text), recolour(statuses)
+ * (true when a node is unknown: the graph grew, load it again) and load(data, statuses). For
+ * tests and scripts it also answers locate(name) (centres the node at full size and returns
+ * its centre in the window's coordinates, where a click opens it) and pixel(name) (the colour
+ * drawn inside the node's box, read back from the canvas); the canvas carries data-nodes,
+ * data-edges and data-selected. */
+"use strict";
+
+class CanvasGraph {
+  constructor(box, data, statuses, hrefOf) {
+    this.box = box;
+    this.hrefOf = hrefOf;
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "graph graph-canvas";
+    this.canvas.setAttribute("aria-label", "the run's graph: drag to pan, wheel to zoom, click a node");
+    box.replaceChildren(this.canvas);
+    this.colours = new Map();
+    this.selected = -1;
+    this.frame = 0;
+    this.load(data, statuses);
+    this.listen();
+    this.fit();
+  }
+
+  load(data, statuses) {
+    this.names = data.names;
+    this.xy = data.xy;
+    this.edges = data.edges;
+    [this.w, this.h] = data.box;
+    this.full = { x: -10, y: -10, w: data.width + 20, h: data.height + 20 };
+    this.index = new Map(this.names.map((name, i) => [name, i]));
+    this.status = new Array(this.names.length).fill("pending");
+    this.canvas.dataset.nodes = this.names.length;
+    this.canvas.dataset.edges = this.edges.length / 2;
+    if (this.selected >= this.names.length) this.selected = -1;
+    if (statuses) this.recolour(statuses);
+  }
+
+  recolour(statuses) {
+    this.status.fill("pending");
+    let unknown = false;
+    for (const [name, status] of Object.entries(statuses)) {
+      const i = this.index.get(name);
+      if (i === undefined) unknown = true;
+      else this.status[i] = status;
+    }
+    this.redraw();
+    return unknown;
+  }
+
+  colour(status) {
+    if (!this.colours.has(status)) {
+      const probe = document.createElement("span");
+      probe.className = `badge st-${status}`;
+      document.body.append(probe);
+      const style = getComputedStyle(probe);
+      this.colours.set(status, [style.backgroundColor, style.borderTopColor]);
+      probe.remove();
+    }
+    return this.colours.get(status);
+  }
+
+  /* -- the view: world coordinates of the top-left corner, and screen pixels per unit ---- */
+  size() {
+    const ratio = window.devicePixelRatio || 1;
+    const cw = this.box.clientWidth, ch = this.box.clientHeight;
+    if (this.canvas.width !== Math.round(cw * ratio) || this.canvas.height !== Math.round(ch * ratio)) {
+      this.canvas.width = Math.round(cw * ratio);
+      this.canvas.height = Math.round(ch * ratio);
+      this.canvas.style.width = `${cw}px`;
+      this.canvas.style.height = `${ch}px`;
+    }
+    return { cw, ch, ratio };
+  }
+
+  fit() {
+    // as the SVG graph: a big graph opens on its top rows at a readable size
+    const { cw, ch } = this.size();
+    const f = this.full, aspect = cw / Math.max(1, ch);
+    const w = Math.max(f.w, f.h * aspect, cw);
+    const readable = Math.min(w, Math.max(cw * 1.6, 900));
+    this.view = { x: f.x + (f.w - readable) / 2, y: f.y, s: cw / readable };
+    this.redraw();
+  }
+
+  zoomLimits() {
+    const cw = Math.max(1, this.box.clientWidth);
+    return [cw / (Math.max(this.full.w, this.full.h) * 4), cw / 100];
+  }
+
+  redraw() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
+  }
+
+  draw() {
+    if (this.frame) { cancelAnimationFrame(this.frame); this.frame = 0; }
+    const { cw, ch, ratio } = this.size();
+    const ctx = this.canvas.getContext("2d");
+    const { x: vx, y: vy, s } = this.view;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.setTransform(ratio * s, 0, 0, ratio * s, -vx * s * ratio, -vy * s * ratio);
+    const x1v = vx + cw / s, y1v = vy + ch / s, xy = this.xy, w = this.w, h = this.h, half = w / 2;
+    ctx.beginPath();
+    const edges = this.edges;
+    for (let k = 0; k < edges.length; k += 2) {
+      const a = edges[k] * 2, b = edges[k + 1] * 2;
+      const ax = xy[a] + half, ay = xy[a + 1] + h, bx = xy[b] + half, by = xy[b + 1];
+      if (Math.max(ax, bx) < vx || Math.min(ax, bx) > x1v || Math.max(ay, by) < vy || Math.min(ay, by) > y1v) continue;
+      const mid = (ay + by) / 2;
+      ctx.moveTo(ax, ay);
+      ctx.bezierCurveTo(ax, mid, bx, mid, bx, by);
+    }
+    ctx.strokeStyle = "#9aa3b2";
+    ctx.lineWidth = 1.2 / s;
+    ctx.stroke();
+    const groups = new Map(), shown = [];
+    for (let i = 0; i < this.names.length; i += 1) {
+      const x = xy[2 * i], y = xy[2 * i + 1];
+      if (x + w < vx || x > x1v || y + h < vy || y > y1v) continue;
+      const status = this.status[i];
+      if (!groups.has(status)) groups.set(status, []);
+      groups.get(status).push(i);
+      shown.push(i);
+    }
+    const round = s * 6 >= 1.5 && ctx.roundRect;
+    for (const [status, members] of groups) {
+      const [fill, stroke] = this.colour(status);
+      ctx.beginPath();
+      for (const i of members) {
+        if (round) ctx.roundRect(xy[2 * i], xy[2 * i + 1], w, h, 6);
+        else ctx.rect(xy[2 * i], xy[2 * i + 1], w, h);
+      }
+      ctx.fillStyle = fill;
+      ctx.fill();
+      ctx.strokeStyle = stroke;
+      ctx.lineWidth = (status === "running" || status === "retrying" ? 3.2 : 1.6) / s;
+      ctx.stroke();
+    }
+    if (s >= 0.45) {
+      ctx.font = "12px system-ui, -apple-system, sans-serif";
+      ctx.textAlign = "center";
+      ctx.fillStyle = "#111";
+      for (const i of shown) {
+        const name = this.names[i];
+        ctx.fillText(name.length <= 20 ? name : `${name.slice(0, 19)}…`, xy[2 * i] + half, xy[2 * i + 1] + h / 2 + 4);
+      }
+    }
+    if (this.selected >= 0) {
+      ctx.strokeStyle = "#1559b7";
+      ctx.lineWidth = 3 / s;
+      ctx.strokeRect(xy[2 * this.selected] - 4, xy[2 * this.selected + 1] - 4, w + 8, h + 8);
+    }
+    this.canvas.dataset.drawn = (Number(this.canvas.dataset.drawn) || 0) + 1;
+  }
+
+  /* -- finding nodes ------------------------------------------------------------------- */
+  nodeAt(clientX, clientY) {
+    const rect = this.canvas.getBoundingClientRect();
+    const wx = this.view.x + (clientX - rect.left) / this.view.s;
+    const wy = this.view.y + (clientY - rect.top) / this.view.s;
+    const xy = this.xy;
+    for (let i = 0; i < this.names.length; i += 1) {
+      const x = xy[2 * i], y = xy[2 * i + 1];
+      if (wx >= x && wx <= x + this.w && wy >= y && wy <= y + this.h) return i;
+    }
+    return -1;
+  }
+
+  locate(name) {
+    const i = this.index.get(name);
+    if (i === undefined) return null;
+    this.box.scrollIntoView({ block: "nearest" });
+    const { cw, ch } = this.size();
+    const cx = this.xy[2 * i] + this.w / 2, cy = this.xy[2 * i + 1] + this.h / 2;
+    this.view = { x: cx - cw / 2, y: cy - ch / 2, s: 1 };
+    this.selected = i;
+    this.canvas.dataset.selected = name;
+    this.draw();
+    const rect = this.canvas.getBoundingClientRect();
+    return { x: rect.left + cw / 2, y: rect.top + ch / 2 };
+  }
+
+  pixel(name) {
+    const at = this.locate(name);
+    if (!at) return null;
+    const rect = this.canvas.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+    // inside the box, above its label and clear of its border
+    const px = Math.round((at.x - rect.left) * ratio), py = Math.round((at.y - rect.top - this.h / 2 + 7) * ratio);
+    const [r, g, b] = this.canvas.getContext("2d").getImageData(px, py, 1, 1).data;
+    return `rgb(${r}, ${g}, ${b})`;
+  }
+
+  find(text) {
+    const wanted = text.trim().toLowerCase();
+    if (!wanted) return null;
+    let found = this.index.has(text.trim()) ? text.trim() : null;
+    if (found === null) found = this.names.find((n) => n.toLowerCase() === wanted) ?? this.names.find((n) => n.toLowerCase().includes(wanted)) ?? null;
+    if (found !== null) this.locate(found);
+    return found;
+  }
+
+  /* -- pan, zoom, click, hover --------------------------------------------------------- */
+  listen() {
+    const canvas = this.canvas;
+    let drag = null;
+    canvas.addEventListener("mousedown", (e) => {
+      drag = { x: e.clientX, y: e.clientY, view: { ...this.view }, moved: false };
+      this.box.classList.add("dragging");
+    });
+    window.addEventListener("mousemove", (e) => {
+      if (!drag) {
+        if (e.target !== canvas) return;
+        const i = this.nodeAt(e.clientX, e.clientY);
+        canvas.title = i < 0 ? "" : `${this.names[i]} (${this.status[i]})`;
+        canvas.style.cursor = i < 0 ? "" : "pointer";
+        return;
+      }
+      const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
+      this.view = { ...drag.view, x: drag.view.x - dx / drag.view.s, y: drag.view.y - dy / drag.view.s };
+      this.redraw();
+    });
+    window.addEventListener("mouseup", () => {
+      this.box.classList.remove("dragging");
+      setTimeout(() => { drag = null; }, 0);
+    });
+    canvas.addEventListener("click", (e) => {
+      if (drag && drag.moved) return;
+      const i = this.nodeAt(e.clientX, e.clientY);
+      if (i >= 0) location.href = this.hrefOf(this.names[i]);
+    });
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const rect = canvas.getBoundingClientRect();
+      const [low, high] = this.zoomLimits();
+      const s = Math.min(Math.max(this.view.s / Math.exp(e.deltaY * 0.0015), low), high);
+      const px = e.clientX - rect.left, py = e.clientY - rect.top;
+      const wx = this.view.x + px / this.view.s, wy = this.view.y + py / this.view.s;
+      this.view = { x: wx - px / s, y: wy - py / s, s };
+      this.redraw();
+    }, { passive: false });
+    window.addEventListener("resize", () => this.redraw());
+  }
+}
+
+window.CanvasGraph = CanvasGraph;
