@@ -177,11 +177,11 @@ def test_unserializable_output_names_node_output_and_type() -> None:
 
 
 def test_unknown_backend_from_environment_lists_known(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "sparkle")
     wf, _ = build(3)
     with pytest.raises(UnknownBackendError) as info:
         wf.execute()
-    assert "spark" in str(info.value) and "ETHEREALFABRIC_EXECUTION_BACKEND" in str(info.value)
+    assert "sparkle" in str(info.value) and "ETHEREALFABRIC_EXECUTION_BACKEND" in str(info.value)
     assert "local" in info.value.known and "processes" in info.value.known
 
 

@@ -80,7 +80,7 @@ def test_failed_run_exits_1_and_names_the_node(tmp_path: Path) -> None:
         (["run", "missing.py"], "no such workflow file"),
         (["run", "flow.py:nothing"], "is not a Workflow"),
         (["show", "no-such-run"], "no run 'no-such-run'"),
-        (["run", "flow.py", "--backend", "spark"], "unknown execution backend 'spark'"),
+        (["run", "flow.py", "--backend", "sparkle"], "unknown execution backend 'sparkle'"),
     ],
 )
 def test_user_mistakes_are_one_line_errors_with_exit_2(

@@ -44,6 +44,7 @@ from ..store import Store
 from ..store._serializers import default_registry
 from ._cache import ArtifactCache
 from ._events import Event, EventBus
+from ._leases import RunLeases
 from ._messages import Task, TaskResult
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
@@ -83,6 +84,7 @@ class Scheduler:
         self.cache = cache
         self.store = store
         self.recorder = recorder  # the run's one journal writer (leases, file digests, rows)
+        self.leases = RunLeases(recorder, run_id, store if cache.shared else None)
         self.bus = bus
         self.inline_limit = inline_limit
         self.policy = policy or RunPolicy()
@@ -122,6 +124,8 @@ class Scheduler:
             self._cancel_rest()
             self._flush()
             raise
+        finally:
+            self.leases.close()
         self._cancel_rest()
         self._flush()
         return self.outcome
@@ -140,7 +144,7 @@ class Scheduler:
                 self._flush()
                 last_flush = time.monotonic()
             if time.monotonic() - last_renew > LEASE_RENEW_SECONDS:
-                self.recorder.renew_leases(self.run_id)
+                self.leases.renew()
                 last_renew = time.monotonic()
             if self._running:
                 self._drain(LEASE_POLL_SECONDS if waiting_for_others else LEASE_RENEW_SECONDS)
@@ -205,11 +209,11 @@ class Scheduler:
         The cache is consulted again once the lease is ours: a run that finished the key
         between our lookup and our lease committed its result with the lease's release.
         """
-        if not self.recorder.acquire_lease(info.key, node=name, run_id=self.run_id):
+        if not self.leases.acquire(info.key, name):
             return False
         record = self._lookup(name, info.key)
         if record is not None:
-            self.recorder.release_now(info.key)
+            self.leases.release_now(info.key)
             self._cached(name, info, record)
         else:
             self._submit(name, info)
@@ -228,6 +232,8 @@ class Scheduler:
 
     def _retry_leased(self) -> None:
         for name, info in list(self._leased_elsewhere.items()):
+            if not self.leases.due(info.key):
+                continue
             record = self._lookup(name, info.key)
             if record is not None:
                 del self._leased_elsewhere[name]
@@ -241,7 +247,7 @@ class Scheduler:
             task, input_bytes = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             if self._rewind_input(name, exc.digest, exc):
-                self.recorder.release_now(info.key)
+                self.leases.release_now(info.key)
                 return
             self._fail_before_start(name, exc)
             return
@@ -251,7 +257,7 @@ class Scheduler:
         try:
             future = self.backend.submit(execute, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
-            self.recorder.release_now(info.key)
+            self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
             return
         self.outcome.status[name] = NodeStatus.RUNNING
@@ -297,13 +303,14 @@ class Scheduler:
             result.error = f"{type(exc).__name__}: {exc}"
             result.traceback = "".join(traceback.format_exception(exc))
             result.exception = exc if isinstance(exc, Exception) else None
+        self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
         for attempt in result.attempts[:-1]:
             self._emit(EventKind.NODE_RETRYING, name, attempt=attempt.number, error=attempt.error)
         if result.ok:
             self._succeeded(name, info, result)
         elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
-            self.recorder.release_now(info.key)
+            self.leases.release_now(info.key)
         else:
             self._failed(name, result, info)
 

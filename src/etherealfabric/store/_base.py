@@ -239,6 +239,15 @@ class Store(ABC):
             with open(path, "rb") as fp:
                 self.write_entry(name, fp.read())
 
+    def create_entry(self, name: str, data: bytes) -> bool:
+        """Store ``data`` as ``name`` only if no such entry exists: True if this call created it.
+
+        Exclusive, for leases (``store/_leases.py``): of two callers, one gets True. Stores that
+        cannot do it raise ``NotImplementedError`` (the default), and leases across homes are
+        then off, with a warning.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot create entries exclusively")
+
     def entry_location(self, name: str) -> str:
         """Where the entry lives (a path or a URL), for messages."""
         return f"{self.url}/{name}"

@@ -169,6 +169,23 @@ class LocalStore(Store):
         except OSError as exc:
             raise self._unwritable(exc) from exc
 
+    def create_entry(self, name: str, data: bytes) -> bool:
+        """Write a temp file, then hard-link it to the final name: fails if the name exists."""
+        final = self.entry_location(name)
+        fp, temp_path = self._open_temp(name.partition("/")[0])
+        try:
+            with fp:
+                fp.write(data)
+            try:
+                self._in_folder(os.path.dirname(final), lambda: os.link(temp_path, final))
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        finally:
+            remove_quietly(temp_path)
+
     def delete_entry(self, name: str) -> None:
         path = self.entry_location(name)
         try:

@@ -219,6 +219,22 @@ class ObjectStore(Store):
         with self._remote("write", url):
             self.fs.pipe_file(path, b"".join(parts))
 
+    def create_entry(self, name: str, data: bytes) -> bool:
+        """One conditional PUT (``If-None-Match: *``); S3 and S3-compatible servers only."""
+        if self.scheme not in _S3_SCHEMES:
+            raise NotImplementedError(f"{self.scheme}:// has no exclusive create here")
+        path, url = self._where(name)
+        with self._remote("create", url):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+            except OSError as exc:  # s3fs raises PreconditionFailed as a plain OSError
+                if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                    return False
+                raise
+        return True
+
     def put_file(self, name: str, path: str, size: int) -> None:
         """Upload a finished temp file, unless an object of that size is already there."""
         remote, url = self._where(name)

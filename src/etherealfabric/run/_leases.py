@@ -1,0 +1,71 @@
+"""The leases of one run: in its home's journal, and in a shared store across homes.
+
+A key is computed under two leases. The journal's keeps the runs of one home apart (and is
+released with the commit that records the result). With a shared store, a store lease
+(:class:`~etherealfabric.store._leases.StoreLeases`) keeps apart the drivers of other homes
+that share it: a teammate, a CI machine. It is released as soon as the node's result is back,
+since the worker has published the record to the store by then; a driver waiting for the key
+then finds the record there, a cache hit.
+
+A key leased in the store by another driver is looked at again every
+:data:`STORE_POLL_SECONDS`, not at the scheduler's pace, to keep requests to a bucket few.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..store import Store
+from ..store._leases import StoreLeases
+from ._recorder import JournalRecorder
+
+__all__ = ["STORE_POLL_SECONDS", "RunLeases"]
+
+#: How often a key that another driver holds in the shared store is looked at again.
+STORE_POLL_SECONDS = 1.0
+
+
+class RunLeases:
+    """Take, renew and give back the run's leases (the scheduler's one entry point to them)."""
+
+    def __init__(self, recorder: JournalRecorder, run_id: str, shared: Store | None) -> None:
+        self.recorder = recorder
+        self.run_id = run_id
+        self.store = StoreLeases(shared, run_id) if shared is not None else None
+        self._not_before: dict[str, float] = {}  # key -> when to ask the store again
+
+    def acquire(self, key: str, node: str) -> bool:
+        """Both leases of ``key``, or neither: False while another run or driver holds one."""
+        if not self.recorder.acquire_lease(key, node=node, run_id=self.run_id):
+            return False
+        if self.store is not None and not self.store.acquire(key):
+            self.recorder.release_now(key)
+            self._not_before[key] = time.monotonic() + STORE_POLL_SECONDS
+            return False
+        self._not_before.pop(key, None)
+        return True
+
+    def due(self, key: str) -> bool:
+        """Whether a key that was leased elsewhere is worth asking about again now."""
+        return time.monotonic() >= self._not_before.get(key, 0.0)
+
+    def finished(self, key: str) -> None:
+        """The node of ``key`` is done: its record is in the store, the store lease goes."""
+        if self.store is not None:
+            self.store.release(key)
+
+    def release_now(self, key: str) -> None:
+        """Give both leases back at once (the node will not run under them)."""
+        self.recorder.release_now(key)
+        self.finished(key)
+
+    def renew(self) -> None:
+        """The heartbeat of the run's leases."""
+        self.recorder.renew_leases(self.run_id)
+        if self.store is not None:
+            self.store.renew()
+
+    def close(self) -> None:
+        """The run ends: every store lease goes (the journal's go with the run's last commit)."""
+        if self.store is not None:
+            self.store.release_all()
