@@ -1,9 +1,11 @@
-"""Zero stale hits: every edit that changes what a node does changes its key, and no other.
+"""What code fingerprints reach, part by part: every edit that changes what a node does
+changes the part of its key that holds that code or value, and no other part.
 
 Each test writes versions of a small project (``sh_flow.py``, ``sh_helpers.py``, a package
 ``sh_pkg``) into their own folders and imports each version under the same module names, the
 way a user's edit-and-rerun cycle does across processes. Fingerprints and value digests of the
-versions are compared.
+versions are compared. The same cases through the command line, in fresh processes, are in
+``test_stale_hits.py``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ class Project:
         folder = self.root / f"v{self.count}"
         files = {"sh_helpers.py": HELPERS, **files, "sh_flow.py": flow}
         for relative, text in files.items():
-            path = folder / relative.replace("__", "/") if "/" not in relative else folder
             path = folder / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(textwrap.dedent(text))
@@ -754,3 +755,39 @@ def test_package_versions_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         package_versions()
     with pytest.raises(ConfigError, match="package_versions"):
         set_package_versions("major")
+
+
+# -- 9. keys of code these rules do not touch stay the same ----------------------------------
+
+GOLDEN = """
+import numpy as np
+
+SCALE = 3
+TABLE = {"a": (1, 2), "b": [3.5, None]}
+
+
+def leaf(x):
+    return x * 1.0
+
+
+def helper(x):
+    return leaf(x) + TABLE["a"][0]
+
+
+def plain(x):
+    return helper(x) * SCALE
+
+
+def with_numpy(x):
+    return np.mean(x) * SCALE
+"""
+
+
+def test_fingerprints_of_untouched_code_keep_their_digests(project: Project) -> None:
+    """Digests computed by the engine before these rules (module ``sh_flow``)."""
+    module = project.load(GOLDEN)
+    assert code_fingerprint(module.plain).digest == "a3e04a652c7e99a6468fd1fc69bef644"
+    numpy_part = fp(module, "with_numpy")
+    assert numpy_part.parts["package:numpy"] == np.__version__  # the one new part...
+    set_package_versions("off")
+    assert fp(module, "with_numpy").digest == "4ee7ef07494278f1a22fe9d598abdc88"  # ...or none
