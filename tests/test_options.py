@@ -224,6 +224,7 @@ def test_node_options() -> None:
         "timeout",
         "on_error",
         "secret",
+        "writes",
     }
     assert set(info.value.valid) == keyword_options(NodeFunction)
     with pytest.raises(UnknownOptionError, match=r"^@node\(\) got") as info:
