@@ -15,9 +15,9 @@ broker never receive them.
 :meth:`CeleryBackend.submit` returns a :class:`concurrent.futures.Future`. One poller thread per
 backend resolves them, and it alone talks to Celery (Celery gives each thread its own result
 backend, and a Redis pub/sub connection is not thread-safe): it sends the queued tasks at once,
-every 50 ms reads the result backend's notifications (Redis pub/sub), and, as a safety net,
-asks the result backend for the state of the tasks still pending once a second (every 50 ms
-for result backends without notifications). Reading the notifications matters: Redis
+reads the result backend's notifications (Redis pub/sub) every 5 ms while tasks are out (every
+50 ms when idle), and, as a safety net, asks the result backend for the state of the tasks
+still pending once a second (every round for result backends without notifications). Reading the notifications matters: Redis
 disconnects a subscriber that leaves them unread once its output buffer overflows.
 
 Lost workers: tasks are acknowledged late and a task whose pool process dies is sent again by
@@ -56,6 +56,7 @@ log = logging.getLogger("etherealfabric.backends.celery")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.05
+BUSY_POLL_SECONDS = 0.005
 SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
@@ -202,7 +203,8 @@ class CeleryBackend(Backend):
         last_sweep = time.monotonic()
         try:
             while True:
-                self._wake.wait(POLL_SECONDS)
+                # tasks out: look again soon (a result waits at most this long to be seen)
+                self._wake.wait(BUSY_POLL_SECONDS if notified and self._pending else POLL_SECONDS)
                 self._wake.clear()
                 sweep = not notified or time.monotonic() - last_sweep >= SWEEP_SECONDS
                 try:
