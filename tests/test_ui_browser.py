@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ import pytest
 pytest.importorskip("starlette")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from etherealfabric.journal import Journal  # noqa: E402
 from test_ui import UiServer, finish, make_home, start_live_run, write_flow  # noqa: E402
+from test_ui_browse import insert_nodes, insert_run, layered  # noqa: E402
 
 WAIT_MS = 120_000
 sync_api.expect.set_options(timeout=WAIT_MS)
@@ -41,6 +44,8 @@ FILL = {
     "running": "rgb(255, 249, 196)",
     "cached": "rgb(207, 216, 220)",
 }
+#: runs of thousands of nodes, made by direct inserts (as benchmarks/ui.py makes its own)
+BIG, BIG_LIVE = "20260101-000000-b16b16", "20260101-000001-11fe11"
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +237,93 @@ def test_a_fresh_home_and_the_readme_screenshot(browser: Any, tmp_path: Path) ->
         context.close()
     finally:
         server.stop()
+
+
+# -- runs of thousands of nodes: the graph on a canvas -----------------------------------------
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UiServer, Path]]:
+    home = tmp_path_factory.mktemp("ui-big") / "home"
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, BIG, layered(2000, ["succeeded", "cached", "failed", "succeeded"]))
+    running = UiServer(home)
+    yield running, home
+    running.stop()
+
+
+def pixel(page: Any, node: str) -> str:
+    """The colour the canvas drew inside ``node``'s box (read back from its pixels)."""
+    return str(page.evaluate("n => document.querySelector('#graph-box').graph.pixel(n)", node))
+
+
+def test_a_run_of_thousands_of_nodes_is_drawn_on_a_canvas_and_opens_a_node(
+    page: Any, big: tuple[UiServer, Path], tmp_path: Path
+) -> None:
+    server, _ = big
+    nodes = layered(2000, ["succeeded", "cached", "failed", "succeeded"])
+    page.goto(f"{server.base}/runs/{BIG}")
+    canvas = page.locator('#graph-box[data-mode="canvas"] canvas.graph-canvas')
+    sync_api.expect(canvas).to_have_attribute("data-nodes", "2000")
+    edges = sum(len(ups) for _, ups in nodes.values())
+    sync_api.expect(canvas).to_have_attribute("data-edges", str(edges))
+    assert page.locator("svg.graph").count() == 0
+    for node in ("node_00000", "node_00001", "node_00002", "node_01999", "node_01234"):
+        assert pixel(page, node) == FILL[nodes[node][0]], node
+    shoot(page, tmp_path, "run-big")
+    # pan by dragging
+    page.locator("#fit").click()
+    before = page.evaluate("document.querySelector('#graph-box').graph.view")
+    box = page.locator("#graph-box").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 150)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 100, steps=5)
+    page.mouse.up()
+    assert page.evaluate("document.querySelector('#graph-box').graph.view") != before
+    # the node table: a page of 100 attempts at a time, filtered
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(100)
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("1-100 of 2000")
+    page.locator("#nodes-next").click()
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("101-200 of 2000")
+    page.fill("#nodes-filter", "failed")
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("1-100 of 500")
+    sync_api.expect(page.locator("#nodes tbody .badge.st-failed")).to_have_count(100)
+    # choose a node by name, then click it on the canvas: its page opens
+    page.fill("#graph-find", "node_01234")
+    page.press("#graph-find", "Enter")
+    sync_api.expect(page.locator("#graph-found")).to_contain_text("node_01234")
+    sync_api.expect(canvas).to_have_attribute("data-selected", "node_01234")
+    at = page.evaluate("document.querySelector('#graph-box').graph.locate('node_01234')")
+    page.mouse.click(at["x"], at["y"])
+    page.wait_for_url(f"**/runs/{BIG}/nodes/node_01234")
+    sync_api.expect(page.locator("#node-status")).to_have_text("failed")
+
+
+def test_a_big_live_run_is_recoloured_and_grows_on_the_canvas(
+    page: Any, big: tuple[UiServer, Path]
+) -> None:
+    server, home = big
+    nodes = layered(2000, ["succeeded"])
+    names = list(nodes)
+    begun = {n: ("running" if i >= 1400 else "succeeded", nodes[n][1]) for i, n in enumerate(names[:1500])}  # fmt: skip
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, BIG_LIVE, begun, workflow="live-big", status="running", total=2000)
+    page.goto(f"{server.base}/runs/{BIG_LIVE}")
+    canvas = page.locator('#graph-box[data-mode="canvas"] canvas.graph-canvas')
+    sync_api.expect(canvas).to_have_attribute("data-nodes", "1500")
+    sync_api.expect(page.locator("#run-status")).to_have_text("running")
+    assert pixel(page, "node_01450") == FILL["running"]
+    # the run goes on while the page is open: its running nodes finish, the rest appear
+    with Journal(home / "journal.db") as journal, journal.write() as conn:
+        rest = {n: ("succeeded", nodes[n][1]) for n in names[1400:]}
+        insert_nodes(conn, BIG_LIVE, rest, time.time())
+        conn.execute(
+            "UPDATE runs SET status = 'succeeded', finished_at = ? WHERE id = ?",
+            (time.time(), BIG_LIVE),
+        )
+    sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+    sync_api.expect(canvas).to_have_attribute("data-nodes", "2000")
+    for node in ("node_01450", "node_01999"):
+        page.wait_for_function(
+            "([n, want]) => document.querySelector('#graph-box').graph.pixel(n) === want",
+            arg=[node, FILL["succeeded"]],
+            polling=200,
+        )

@@ -96,11 +96,6 @@ class TokenGate:
         await Response(text, status_code=401, media_type="text/plain")(scope, receive, send)
 
 
-def _script_json(value: Any) -> str:
-    """JSON to put inside a ``<script type="application/json">`` (no ``</script>`` in it)."""
-    return json.dumps(value, default=str, separators=(",", ":")).replace("<", "\\u003c")
-
-
 def _status_css() -> str:
     """CSS for each status's colours: the same as ``etherealfabric graph --run``."""
     rules = []
@@ -202,8 +197,7 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             journal.close()
         run = view["run"]
         context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": view["svg"],
-                   "state": _script_json(view["state"]),
-                   "graph": _script_json(view["compact"]) if view["compact"] else None}  # fmt: skip
+                   "state": view["state_json"], "graph": view["graph_json"]}  # fmt: skip
         return templates.TemplateResponse(request, "run.html", context)
 
     def runs(journal: Journal | None, request: Request) -> Any:

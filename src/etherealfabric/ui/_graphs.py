@@ -23,7 +23,7 @@ from ..journal import Journal
 from . import _queries as q
 from ._layout import Layout, layout, to_svg
 
-__all__ = ["Drawing", "drawing", "svg"]
+__all__ = ["Drawing", "Kept", "drawing", "stamp", "svg"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -32,7 +32,7 @@ V = TypeVar("V")
 Drawing = tuple[Layout, dict[str, str]]
 
 
-class _Kept(OrderedDict[K, V]):
+class Kept(OrderedDict[K, V]):
     """A tiny thread-safe LRU map."""
 
     def __init__(self, size: int) -> None:
@@ -53,12 +53,13 @@ class _Kept(OrderedDict[K, V]):
         return value
 
 
-_ROWS: _Kept[tuple[str, str], Drawing] = _Kept(16)
-_LAYOUTS: _Kept[tuple[tuple[str, tuple[str, ...]], ...], Layout] = _Kept(16)
-_SVGS: _Kept[tuple[str, str, str], str] = _Kept(16)
+_ROWS: Kept[tuple[str, str], Drawing] = Kept(16)
+_LAYOUTS: Kept[tuple[tuple[str, tuple[str, ...]], ...], Layout] = Kept(16)
+_SVGS: Kept[tuple[str, str, str], str] = Kept(16)
 
 
-def _stamp(journal: Journal, run: dict[str, Any]) -> str:
+def stamp(journal: Journal, run: dict[str, Any]) -> str:
+    """The run's version stamp and its status as shown (which may be ``interrupted``)."""
     return f"{q.run_version(journal, run['id'])}:{run['status']}"
 
 
@@ -72,12 +73,12 @@ def drawing(journal: Journal, run: dict[str, Any]) -> Drawing:
         drawn = _LAYOUTS.get_or(shape, lambda: layout(upstreams))
         return drawn, {name: node["status"] for name, node in nodes.items()}
 
-    return _ROWS.get_or((run["id"], _stamp(journal, run)), make)
+    return _ROWS.get_or((run["id"], stamp(journal, run)), make)
 
 
 def svg(
     journal: Journal, run: dict[str, Any], statuses: dict[str, str], drawn: Layout, href: str
 ) -> str:
     """The SVG of a drawing with ``statuses`` (kept for the run's version stamp)."""
-    key = (run["id"], _stamp(journal, run), href)
+    key = (run["id"], stamp(journal, run), href)
     return _SVGS.get_or(key, lambda: to_svg(drawn, statuses, href=href))

@@ -32,6 +32,7 @@ __all__ = [
     "resume_line",
     "run_view",
     "runs_view",
+    "script_json",
     "status_view",
 ]
 
@@ -153,7 +154,7 @@ def _interrupted(status: str) -> str:
     return NodeStatus.INTERRUPTED.value if status in ("running", "retrying") else status
 
 
-def _shown_statuses(run: Mapping[str, Any], statuses: dict[str, str]) -> dict[str, str]:
+def _shown(run: Mapping[str, Any], statuses: dict[str, str]) -> dict[str, str]:
     if run["status"] == RunStatus.INTERRUPTED:
         return {n: _interrupted(s) for n, s in statuses.items()}
     return statuses
@@ -172,7 +173,7 @@ def graph_view(
     """
     run = _run(journal, run_id)
     drawn, statuses = _graphs.drawing(journal, run)
-    statuses = _shown_statuses(run, statuses)
+    statuses = _shown(run, statuses)
     if form == "svg":
         return {"svg": _graphs.svg(journal, run, statuses, drawn, href),
                 "size": len(drawn.positions)}  # fmt: skip
@@ -180,21 +181,38 @@ def graph_view(
     return {**shape, "statuses": statuses}
 
 
+#: Run pages of finished runs, ready to serve, by (run id, version stamp, home option, href).
+_PAGES: _graphs.Kept[tuple[str, str, str, str], dict[str, Any]] = _graphs.Kept(8)
+
+
 def page_view(journal: Journal, run_id: str, *, home_option: str, href: str) -> dict[str, Any]:
     """Everything the run page is served with, from one read of the run's attempts: the run
-    (:func:`run_view`), its first poll (:func:`status_view`) and its graph: the SVG up to
-    :data:`CANVAS_FROM` nodes, else the compact layout the page draws on a canvas."""
+    (:func:`run_view`), its first poll (``state_json``, :func:`status_view` as JSON) and its
+    graph: ``svg`` up to :data:`CANVAS_FROM` nodes, else ``graph_json``, the compact layout
+    the page draws on a canvas. A finished run's page is kept until its version stamp changes.
+    """
     run = _run(journal, run_id)
+    if run["status"] == RunStatus.RUNNING:
+        return _page(journal, run, home_option, href)
+    key = (run["id"], _graphs.stamp(journal, run), home_option, href)
+    return _PAGES.get_or(key, lambda: _page(journal, run, home_option, href))
+
+
+def _page(journal: Journal, run: dict[str, Any], home_option: str, href: str) -> dict[str, Any]:
     state = q.run_state(journal, run)
     drawn, statuses = _graphs.drawing(journal, run)
-    statuses = _shown_statuses(run, statuses)
     big = len(drawn.positions) > CANVAS_FROM
     return {
         "run": run_view(journal, run["id"], home_option=home_option, state=state),
-        "state": status_view(journal, run["id"], state=state),
-        "svg": None if big else _graphs.svg(journal, run, statuses, drawn, href),
-        "compact": drawn.compact if big else None,
+        "state_json": script_json(status_view(journal, run["id"], state=state)),
+        "svg": None if big else _graphs.svg(journal, run, _shown(run, statuses), drawn, href),
+        "graph_json": script_json(drawn.compact) if big else None,
     }
+
+
+def script_json(value: Any) -> str:
+    """JSON to put inside a ``<script type="application/json">`` (no ``</script>`` in it)."""
+    return json.dumps(value, default=str, separators=(",", ":")).replace("<", "\\u003c")
 
 
 # -- one node ------------------------------------------------------------------------------------

@@ -277,15 +277,11 @@ function drawGantt(box, attempts, run) {
     const space = el("div", { class: "gantt-space" }, canvas);
     box.replaceChildren(space, el("p", { class: "note gantt-note" }));
     const rowAt = (e) => box.gantt.names[Math.floor((e.offsetY - 2) / GANTT_ROW) + box.gantt.first];
-    canvas.addEventListener("mousemove", (e) => { const n = rowAt(e); canvas.title = n ? box.gantt.titles.get(n) : ""; });
+    canvas.addEventListener("mousemove", (e) => { const n = rowAt(e); canvas.title = n ? ganttTitle(box.gantt, n) : ""; });
     canvas.addEventListener("click", (e) => { const n = rowAt(e); if (n) location.href = nodeHref(run.id, n); });
     box.addEventListener("scroll", () => paintGantt(box));
   }
-  const titles = new Map();
-  for (const [node, list] of rows) {
-    titles.set(node, `${node}: ${list.map((a) => `attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || now) - a.started_at)}`).join("; ")}`);
-  }
-  box.gantt = { rows, names: [...rows.keys()], titles, start, span: Math.max(end - start, 1e-3), now, first: 0 };
+  box.gantt = { rows, names: [...rows.keys()], start, span: Math.max(end - start, 1e-3), now, first: 0 };
   const canvas = $("canvas", box);
   canvas.dataset.rows = rows.size;
   canvas.dataset.bars = bars;
@@ -295,6 +291,10 @@ function drawGantt(box, attempts, run) {
 }
 
 const GANTT_ROW = 16;
+
+function ganttTitle(g, node) { // made on hover: thousands of rows need no title each
+  return `${node}: ${g.rows.get(node).map((a) => `attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || g.now) - a.started_at)}`).join("; ")}`;
+}
 const ganttColours = {};
 
 function ganttColour(status) {
@@ -371,7 +371,7 @@ function nodesTable(runId) {
       el("td", { class: "error", text: a.error || "" }))));
     if (!rows.length && attempts.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: "no attempt matches" })));
     $("#nodes-pager").hidden = rows.length <= NODES_PAGE;
-    $("#nodes-range").textContent = `${page * NODES_PAGE + 1}–${page * NODES_PAGE + shown.length} of ${rows.length}`;
+    $("#nodes-range").textContent = `${page * NODES_PAGE + 1}-${page * NODES_PAGE + shown.length} of ${rows.length}`;
     $("#nodes-count").textContent = `${attempts.length} attempt${attempts.length === 1 ? "" : "s"}`;
     prev.disabled = page === 0;
     next.disabled = page >= pages - 1;

@@ -30,6 +30,7 @@ class CanvasGraph {
     this.load(data, statuses);
     this.listen();
     this.fit();
+    this.draw(); // now, not on the next frame: the page is drawn when its script is done
   }
 
   load(data, statuses) {
