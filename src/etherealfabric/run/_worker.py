@@ -267,6 +267,9 @@ def store_values(
             "type": f"{type(value).__module__}.{type(value).__qualname__}",
             "inline": stored.inline is not None,
         }
+        versions = getattr(serializer, "versions", None)
+        if callable(versions):  # a model: the library versions it was made with
+            records[name]["versions"] = versions(value)
         canonical = value_digest(value)
         if canonical is not None:  # downstream keys use it: equal values, equal keys
             records[name]["value"] = canonical

@@ -2,14 +2,18 @@
 
 Built-ins: ``json`` (compact, sorted keys, strict: no NaN), ``pickle`` (protocol 5),
 ``cloudpickle``, ``npy`` (numpy's ``.npy`` format, never pickled), ``parquet`` (pandas
-DataFrames) and ``arrow`` (pyarrow Tables, Arrow IPC), the last two in :mod:`._tables`. The
+DataFrames), ``arrow`` (pyarrow Tables, Arrow IPC) and ``polars`` (polars DataFrames, parquet),
+the last three in :mod:`._tables`, and ``model`` (estimators, :mod:`._models`). The
 automatic choice, in order:
 
 1. a type registered by the user (``register_serializer(s, types=(Foo,))``, by MRO);
 2. a ``pandas.DataFrame`` that parquet stores exactly, when pyarrow is installed →
    ``parquet`` (:func:`._tables.parquet_fits`; other frames go to cloudpickle);
-3. a ``pyarrow.Table`` → ``arrow``;
-4. a plain ``numpy.ndarray`` of a non-object dtype → ``npy``;
+3. a ``pyarrow.Table`` → ``arrow``; a ``polars.DataFrame`` that parquet stores exactly →
+   ``polars`` (:func:`._tables.polars_fits`);
+4. a plain ``numpy.ndarray`` of a non-object dtype → ``npy``; a scikit-learn (or XGBoost,
+   LightGBM, CatBoost, statsmodels) model → ``model`` (cloudpickle behind a header naming
+   the versions of the libraries it was made with; loading under others warns);
 5. a value that round-trips exactly through JSON → ``json``: ``None``, ``bool``, ``int``,
    finite ``float``, ``str`` and lists / str-keyed dicts of those (exact types: no tuples, no
    subclasses such as ``numpy.float64``). The check gives up on very large or deep values,
@@ -42,8 +46,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..define._secret import refusing_secrets
 from ..errors import SerializationError, StoreError
+from ._models import ModelSerializer, is_model
 from ._serializer_base import Serializer
-from ._tables import ArrowSerializer, ParquetSerializer, is_arrow_table, parquet_fits
+from ._tables import (
+    ArrowSerializer,
+    ParquetSerializer,
+    PolarsSerializer,
+    is_arrow_table,
+    parquet_fits,
+    polars_fits,
+)
 
 if TYPE_CHECKING:
     import numpy
@@ -155,6 +167,14 @@ class NpySerializer(Serializer):
         import numpy
 
         return numpy.lib.format.read_array(fp, allow_pickle=False)
+
+    def load_path(self, path: str) -> object:
+        """A copy-on-write memory map of the stored file: pages are read when touched, and
+        writes to the array stay private (the stored object never changes)."""
+        import numpy
+
+        mapped = numpy.load(path, mmap_mode="c", allow_pickle=False)
+        return mapped.view(numpy.ndarray)  # a plain array (its base keeps the map open)
 
 
 # -- automatic choice ------------------------------------------------------------------------------
@@ -318,8 +338,12 @@ class SerializerRegistry:
             return self.get("parquet")
         if "arrow" in self._by_name and is_arrow_table(value):
             return self.get("arrow")
+        if "polars" in self._by_name and polars_fits(value):
+            return self.get("polars")
         if is_npy_array(value):
             return self.get("npy")
+        if "model" in self._by_name and is_model(value):
+            return self.get("model")
         if is_json_safe(value):
             return self.get("json")
         return self.get("cloudpickle")
@@ -359,6 +383,8 @@ def builtin_serializers() -> list[Serializer]:
         NpySerializer(),
         ParquetSerializer(),
         ArrowSerializer(),
+        PolarsSerializer(),
+        ModelSerializer(),
     ]
 
 

@@ -52,8 +52,9 @@ __all__ = [
 
 SIGNING_KEY_ENV = "ETHEREALFABRIC_SIGNING_KEY"
 #: Serializers whose loading never runs code from the data: the only ones accepted from
-#: unsigned records (parquet and arrow: see ``store/_tables.py`` for why, and its pyarrow check).
-UNSIGNED_SERIALIZERS = frozenset({"json", "npy", "parquet", "arrow"})
+#: unsigned records (parquet and arrow: see ``store/_tables.py`` for why, and its pyarrow check;
+#: polars reads parquet in Rust, building types by name).
+UNSIGNED_SERIALIZERS = frozenset({"json", "npy", "parquet", "arrow", "polars"})
 MIN_KEY_BYTES = 16
 SIGNATURE_FIELD = "signature"
 
@@ -247,6 +248,11 @@ def record_problem(record: object) -> str:
             return f"its output {name!r} has a non-string 'type'"
         if "value" in out and not (isinstance(out["value"], str) and is_digest(out["value"])):
             return f"its output {name!r} has an invalid 'value' digest"
+        versions = out.get("versions", {})
+        if not isinstance(versions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+        ):
+            return f"its output {name!r} has malformed 'versions'"
         if out["serializer"] in (FILE_SERIALIZER, DIRECTORY_SERIALIZER):
             where = path_problem(out.get("path"), folder=out["serializer"] == DIRECTORY_SERIALIZER)
             if where:

@@ -1,5 +1,6 @@
 """Serializers for tables: ``parquet`` for pandas DataFrames, ``arrow`` (Arrow IPC) for pyarrow
-Tables. Both need pyarrow, imported only when a table is written or read.
+Tables, ``polars`` (parquet) for polars DataFrames. The first two need pyarrow, the last
+polars, imported only when a table is written or read.
 
 **parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression; pandas
 metadata in the file brings back the index (a RangeIndex as its bounds), column names, dtypes,
@@ -13,7 +14,14 @@ nothing missing, and its first rows must come back from parquet with the same va
 written, is pickled instead: choosing never fails.
 
 **arrow** writes a ``pyarrow.Table`` in the IPC stream format (schema, metadata and chunks
-kept as they are).
+kept as they are). A large one (over :data:`MMAP_BYTES`) in a local store is loaded from a
+memory map of the stored object (:meth:`ArrowSerializer.load_path`): its buffers are pages of
+the file, read on demand and shared with the page cache, not copies.
+
+**polars** writes a ``polars.DataFrame`` with its own ``write_parquet`` (zstd); polars keeps its
+dtypes (categoricals, enums, time zones, lists, structs) in the file. As for pandas, the
+registry chooses it only when the frame's first rows come back with the same value digest
+(:func:`polars_fits`), so an ``Object`` column goes to cloudpickle instead.
 
 **Loading runs no code from the data.** Reading parquet or Arrow IPC parses flatbuffers,
 thrift and JSON metadata; types are rebuilt from names: arrow extension types only by classes
@@ -37,12 +45,18 @@ from ..errors import SerializationError
 from ._serializer_base import Serializer
 
 __all__ = [
+    "MMAP_BYTES",
     "ArrowSerializer",
     "ParquetSerializer",
+    "PolarsSerializer",
     "frame_problem",
     "is_arrow_table",
     "parquet_fits",
+    "polars_fits",
 ]
+
+#: Stored objects at least this large are memory-mapped on load where the serializer can.
+MMAP_BYTES = 64 * 1024 * 1024
 
 _PROBE_ROWS = 3
 _TEXT_KINDS = frozenset({"string", "bytes", "empty"})
@@ -170,8 +184,66 @@ class ArrowSerializer(Serializer):
         with pa.ipc.open_stream(pa.BufferReader(data)) as reader:
             return reader.read_all()
 
+    def load_path(self, path: str) -> object:
+        """Read from a memory map of ``path``: the table's buffers stay pages of the file."""
+        pa = _pyarrow()
+        with pa.ipc.open_stream(pa.memory_map(path, "r")) as reader:
+            return reader.read_all()
+
 
 def is_arrow_table(value: object) -> bool:
     """True for a ``pyarrow.Table`` (pyarrow is never imported to answer)."""
     pa = sys.modules.get("pyarrow")
     return pa is not None and type(value) is pa.Table
+
+
+# -- polars ---------------------------------------------------------------------------------------
+
+
+class PolarsSerializer(Serializer):
+    """polars DataFrames as parquet (polars' own writer and reader, zstd)."""
+
+    name = "polars"
+
+    def dump(self, value: object, fp: BinaryIO) -> None:
+        if not is_polars_frame(value):
+            raise TypeError(f"polars stores polars DataFrames only, not {type(value).__qualname__}")
+        frame: Any = value
+        frame.write_parquet(fp, compression="zstd")
+
+    def load(self, fp: BinaryIO) -> object:
+        import polars
+
+        return polars.read_parquet(fp)
+
+    def loads(self, data: bytes) -> object:
+        return self.load(io.BytesIO(data))
+
+
+def is_polars_frame(value: object) -> bool:
+    """True for a ``polars.DataFrame`` (polars is never imported to answer)."""
+    pl = sys.modules.get("polars")
+    return pl is not None and type(value) is pl.DataFrame
+
+
+def polars_fits(value: object) -> bool:
+    """True if parquet stores this polars DataFrame exactly (its first rows are the probe)."""
+    if not is_polars_frame(value):
+        return False
+    from ..hashing._outputs import value_digest
+
+    frame: Any = value
+    if frame.width == 0:
+        return False
+    head = frame.head(_PROBE_ROWS)
+    expected = value_digest(head)
+    if expected is None:
+        return False
+    serializer = PolarsSerializer()
+    try:
+        buffer = io.BytesIO()
+        serializer.dump(head, buffer)
+        back = serializer.loads(buffer.getvalue())
+    except Exception:
+        return False
+    return value_digest(back) == expected
