@@ -11,7 +11,7 @@ Modules, one job each:
 - ``_queries``: what the views read, named for them: the journal's read-only bulk questions
   (``journal.browse``: a run's attempts and state, graph rows, polling stamps, cache sizes);
 - ``_graphs``: a run's graph rows, layout and SVG, each kept while valid (layouts per structure);
-- ``_layout``: the layered graph layout (networkx generations), its SVG and its compact form
+- ``_layout``: the layered graph layout (topological generations), its SVG and its compact form
   (flat arrays, which the page draws on a canvas for runs of more than 1,000 nodes);
 - ``_plan``: ``plan`` asked of the CLI in a child process (user code never runs in the server);
 - ``templates/`` and ``static/``: the pages, their scripts (``app.js``; ``graph.js``, the canvas

@@ -1,9 +1,8 @@
 """A layered drawing of a run's graph, computed on the server and sent as SVG.
 
-Layers are networkx's topological generations (a node sits one layer below its deepest
-input). Within a layer, nodes are ordered by the barycentre of their neighbours in the layer
-above, then below (a few sweeps, as in Sugiyama's method), which untangles most crossings in
-linear time. A layer wider than :data:`ROW` nodes wraps onto several rows, so a fan-out of
+Layers are the topological generations (a node sits one layer below its deepest input).
+Within a layer, nodes are ordered by the barycentre of their neighbours in the layer above, then
+below (a few sweeps, as in Sugiyama's method), which untangles most crossings in linear time. A layer wider than :data:`ROW` nodes wraps onto several rows, so a fan-out of
 thousands stays a block that fits the screen instead of a line a mile wide. Edges are drawn as
 curves from the bottom of a node to the top of its consumer.
 
@@ -24,8 +23,6 @@ from functools import cached_property
 from html import escape
 from typing import Any
 from urllib.parse import quote
-
-import networkx as nx
 
 __all__ = ["CANVAS_FROM", "Layout", "layout", "to_svg"]
 
@@ -86,14 +83,12 @@ class Layout:
 def layout(upstreams: Mapping[str, list[str]]) -> Layout:
     """Lay out the graph whose node → upstream nodes are ``upstreams``."""
     edges = list(dict.fromkeys((up, n) for n, ups in upstreams.items() for up in ups if up != n))
-    graph = nx.DiGraph()
-    graph.add_nodes_from(upstreams)
-    graph.add_edges_from(edges)
-    if not nx.is_directed_acyclic_graph(graph):  # never in a real run; draw something anyway
-        graph.remove_edges_from(list(nx.find_cycle(graph)))
-        edges = list(graph.edges)
-    layers = [sorted(layer) for layer in nx.topological_generations(graph)]
-    _order(graph, layers)
+    nodes = list(dict.fromkeys([*upstreams, *(up for up, _ in edges)]))
+    layers = _generations(nodes, edges)
+    if layers is None:  # a cycle: never in a real run; draw something anyway
+        edges = _without_cycles(nodes, edges)
+        layers = _generations(nodes, edges) or [nodes]
+    _order(layers, edges)
     positions: dict[str, tuple[float, float]] = {}
     widest, y = 1, 0.0
     for layer in layers:
@@ -119,24 +114,64 @@ def layout(upstreams: Mapping[str, list[str]]) -> Layout:
     )
 
 
-def _order(graph: nx.DiGraph, layers: list[list[str]]) -> None:
+def _generations(nodes: list[str], edges: list[tuple[str, str]]) -> list[list[str]] | None:
+    """The topological generations (Kahn's algorithm, each layer sorted); ``None`` on a cycle.
+
+    Plain dicts rather than networkx: a third of the time on a graph of thousands of nodes.
+    """
+    below: dict[str, list[str]] = {n: [] for n in nodes}
+    waiting = dict.fromkeys(nodes, 0)
+    for up, down in edges:
+        below[up].append(down)
+        waiting[down] += 1
+    layer = [n for n in nodes if not waiting[n]]
+    layers, placed = [], 0
+    while layer:
+        layers.append(sorted(layer))
+        placed += len(layer)
+        ready = []
+        for name in layer:
+            for down in below[name]:
+                waiting[down] -= 1
+                if not waiting[down]:
+                    ready.append(down)
+        layer = ready
+    return layers if placed == len(nodes) else None
+
+
+def _without_cycles(nodes: list[str], edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``edges`` less one edge set of each cycle (networkx, imported only here)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    while not nx.is_directed_acyclic_graph(graph):
+        graph.remove_edges_from(list(nx.find_cycle(graph)))
+    return list(graph.edges)
+
+
+def _order(layers: list[list[str]], edges: list[tuple[str, str]]) -> None:
     """Reorder each layer in place by the barycentre of its neighbours (down, then up)."""
     if len(layers) < 2:
         return
+    above: dict[str, list[str]] = {}
+    below: dict[str, list[str]] = {}
+    for up, down in edges:
+        above.setdefault(down, []).append(up)
+        below.setdefault(up, []).append(down)
     rank: dict[str, float] = {}
     for layer in layers:
         rank.update({n: float(i) for i, n in enumerate(layer)})
     for sweep in range(SWEEPS):
-        down = sweep % 2 == 0
-        sequence = layers[1:] if down else layers[-2::-1]
+        near = above if sweep % 2 == 0 else below
+        sequence = layers[1:] if sweep % 2 == 0 else layers[-2::-1]
         for layer in sequence:
-
-            def centre(name: str, down: bool = down) -> float:
-                near = graph.predecessors(name) if down else graph.successors(name)
-                places = [rank[m] for m in near]
-                return sum(places) / len(places) if places else rank[name]
-
-            layer.sort(key=lambda n: (centre(n), rank[n]))
+            key = {}
+            for name in layer:
+                places = [rank[m] for m in near.get(name, ())]
+                key[name] = (sum(places) / len(places) if places else rank[name], rank[name])
+            layer.sort(key=key.__getitem__)
             rank.update({n: float(i) for i, n in enumerate(layer)})
 
 

@@ -48,6 +48,7 @@ class CanvasGraph {
   }
 
   recolour(statuses) {
+    const before = this.status.join();
     this.status.fill("pending");
     let unknown = false;
     for (const [name, status] of Object.entries(statuses)) {
@@ -55,7 +56,7 @@ class CanvasGraph {
       if (i === undefined) unknown = true;
       else this.status[i] = status;
     }
-    this.redraw();
+    if (this.status.join() !== before) this.redraw();
     return unknown;
   }
 
