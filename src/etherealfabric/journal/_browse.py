@@ -313,9 +313,10 @@ def cache_sizes(journal: Journal) -> CacheSizes:
         entry = by_node.setdefault(row["node"] or "?", {"bytes": 0, "records": 0})
         entry["bytes"] += total
         entry["records"] += 1
-    uses = journal._rows(
-        "SELECT DISTINCT r.workflow, nr.cache_key FROM node_runs nr JOIN runs r ON r.id = nr.run_id "
-        "WHERE nr.cache_key IS NOT NULL AND nr.status IN (?, ?)",
+    uses = journal._rows(  # only keys with a record: a few rows, not one per node run
+        "SELECT DISTINCT r.workflow, nr.cache_key FROM node_runs nr "
+        "JOIN actions a ON a.key = nr.cache_key JOIN runs r ON r.id = nr.run_id "
+        "WHERE nr.status IN (?, ?)",
         (NodeStatus.SUCCEEDED.value, NodeStatus.CACHED.value),
     )
     by_workflow: dict[str, dict[str, int]] = {}
