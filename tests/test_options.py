@@ -225,6 +225,7 @@ def test_node_options() -> None:
         "on_error",
         "secret",
         "writes",
+        "on_driver",
     }
     assert set(info.value.valid) == keyword_options(NodeFunction)
     with pytest.raises(UnknownOptionError, match=r"^@node\(\) got") as info:

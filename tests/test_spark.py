@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from etherealfabric import ConfigError
+import etherealfabric
+from etherealfabric import ConfigError, RunFailedError, Workflow, node
 from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._spark import SparkBackend, _local_cores
 from etherealfabric.testing import BackendContract
-from etherealfabric.testing._backends import double
+from etherealfabric.testing._backends import double, node_runs
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -139,7 +140,7 @@ def test_another_master_than_the_running_sessions_is_refused(
 BAD_MASTER = """
 from etherealfabric.backends._spark import SparkBackend
 from etherealfabric.errors import ConfigError
-from etherealfabric.testing._backends import double
+from etherealfabric.testing._backends import double, node_runs
 with SparkBackend() as backend:
     try:
         backend.submit(double, 1).result(timeout=120)
@@ -192,3 +193,70 @@ def test_the_seed_example_runs_unchanged_on_spark(tmp_path: Path) -> None:
     assert "output_data = 40" in again.stdout and "executed 0, cached 2" in again.stdout
     assert "starting a Spark session" in first.stderr
     assert "starting a Spark session" not in again.stderr  # all cached: no JVM started
+
+
+# -- nodes that drive Spark themselves ------------------------------------------------------------
+@node(on_driver=True)
+def spark_sum(n: int) -> int:
+    spark = etherealfabric.context().spark
+    return int(spark.range(n).selectExpr("sum(id) AS total").collect()[0]["total"])
+
+
+@node
+def spark_in_a_task(n: int) -> int:
+    return int(etherealfabric.context().spark.range(n).count())
+
+
+def test_an_on_driver_node_runs_a_spark_job_of_its_own_and_is_cached(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+    with Workflow("spark-native") as wf:
+        spark_sum(1000)
+    first = wf.execute(home=tmp_path / "home")
+    assert first["spark_sum"]["result"] == sum(range(1000))
+    rows = node_runs(tmp_path / "home", first.run_id)
+    assert rows["spark_sum"]["pid"] == os.getpid()  # in the driver, not in a Spark task
+    again = wf.execute(home=tmp_path / "home")
+    assert (again.executed, again.cached) == (0, 1)
+
+
+def test_context_spark_inside_a_spark_task_says_to_run_on_the_driver(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+    with Workflow("spark-in-task") as wf:
+        spark_in_a_task(10)
+    with pytest.raises(RunFailedError) as caught:
+        wf.execute(home=tmp_path / "home")
+    assert "on_driver=True" in caught.value.failures["spark_in_a_task"]
+
+
+def test_the_distributed_nodes_example_runs_twice_on_spark(tmp_path: Path) -> None:
+    """examples/distributed_nodes.py: Spark and dask.dataframe over one partitioned dataset."""
+    _need_spark()
+    script = tmp_path / "distributed_nodes.py"
+    shutil.copy(ROOT / "examples" / "distributed_nodes.py", script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(
+        ETHEREALFABRIC_EXECUTION_BACKEND="spark",
+        ETHEREALFABRIC_SPARK_MASTER="local[2]",
+        ETHEREALFABRIC_HOME=str(tmp_path / "home"),
+    )
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        outputs.append(done.stdout)
+    assert "sales per region: {'east':" in outputs[0]
+    assert "executed 4, cached 0" in outputs[0]
+    assert outputs[0].splitlines()[0] == outputs[1].splitlines()[0]  # the same totals
+    assert "executed 0, cached 4" in outputs[1]
+    assert len(list((tmp_path / "data" / "daily_sales").glob("*.parquet"))) == 30

@@ -41,6 +41,7 @@ from .states import EventKind, NodeStatus, RunStatus
 from .workflow import Workflow
 
 if TYPE_CHECKING:
+    from .run._context import NodeContext, context
     from .run._results import NodeResults, Results
     from .store._serializers import Serializer, register_serializer
 
@@ -60,6 +61,7 @@ __all__ = [
     "ExecutionError",
     "File",
     "Node",
+    "NodeContext",
     "NodeError",
     "NodeFailedError",
     "NodeFunction",
@@ -87,6 +89,7 @@ __all__ = [
     "Workflow",
     "__version__",
     "checkpoint",
+    "context",
     "node",
     "open_run",
     "register_serializer",
@@ -100,6 +103,8 @@ _LAZY = {
     "Serializer": "store._serializers",
     "register_serializer": "store._serializers",
     "open_run": "run._reopen",
+    "context": "run._context",
+    "NodeContext": "run._context",
 }
 
 

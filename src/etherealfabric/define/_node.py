@@ -181,6 +181,8 @@ class Node:
     root folder, folders ending with ``/``; their content is stored and restored on a cache
     hit). An instance may set ``self.writes`` in ``__init__`` when the paths depend on its
     arguments; ``{name}`` in a path is filled from the literal argument ``name``.
+    ``on_driver = True`` runs ``run()`` in the driver process whatever the backend (see
+    :func:`node`).
     """
 
     version: ClassVar[str | None] = None
@@ -189,6 +191,7 @@ class Node:
     timeout: ClassVar[float | None] = None
     on_error: ClassVar[ErrorHandler | None] = None
     writes: ClassVar[Sequence[str] | None] = None
+    on_driver: ClassVar[bool] = False
 
     _ef_args: tuple[Any, ...]
     _ef_kwargs: dict[str, Any]
@@ -255,6 +258,7 @@ class Node:
             "timeout": cls.timeout,
             "on_error": _class_handler(cls),
             "writes": getattr(self, "writes", None),  # the class's, or the instance's own
+            "on_driver": bool(cls.on_driver),
         }
 
     def __repr__(self) -> str:
@@ -295,6 +299,7 @@ class FunctionNode(Node):
             "timeout": f.timeout,
             "on_error": f.on_error,
             "writes": f.writes,
+            "on_driver": f.on_driver,
         }
 
     def __repr__(self) -> str:
@@ -310,6 +315,9 @@ class NodeFunction:
     parameters :class:`~etherealfabric.define._secret.Secret` values in the workflow.
     ``writes=["reports/summary.md", "models/"]`` declares the files and folders the function
     writes (relative to the workflow's root folder; see :func:`~etherealfabric.root_path`).
+    ``on_driver=True`` runs the node in the driver process (a thread), whatever the backend:
+    for a node that drives a cluster itself through :func:`~etherealfabric.context`
+    (``context().spark``, ``context().dask_client``). It is cached like any node.
     """
 
     @strict_options
@@ -326,6 +334,7 @@ class NodeFunction:
         on_error: ErrorHandler | None = None,
         secret: Sequence[str] | None = None,
         writes: Sequence[str] | str | None = None,
+        on_driver: bool = False,
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
@@ -342,6 +351,7 @@ class NodeFunction:
         self.secret = check_secret_names(fn, secret, where=f"@node {fn.__name__}")
         check_writes(writes, where=f"@node {fn.__name__}")  # fail at the decorator
         self.writes = writes
+        self.on_driver = bool(on_driver)
         self.__etherealfabric_fn__ = fn
         functools.update_wrapper(self, fn)
 
@@ -377,6 +387,7 @@ def node(
     on_error: ErrorHandler | None = None,
     secret: Sequence[str] | None = None,
     writes: Sequence[str] | str | None = None,
+    on_driver: bool = False,
 ) -> Callable[[Callable[..., Any]], NodeFunction]: ...
 def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""
@@ -402,6 +413,8 @@ class NodeSpec:
     version: str | None = None
     #: declared file and folder outputs, relative to ``root`` (folders end with ``/``)
     writes: tuple[str, ...] = ()
+    #: run in the driver process (threads), not on the backend's workers
+    on_driver: bool = False
     #: the workflow's root folder (absolute); None for graphs built without one
     root: str | None = None
     retry: RetryPolicy | None = None

@@ -43,6 +43,7 @@ from ..states import EventKind, NodeStatus
 from ..store import Store
 from ..store._serializers import default_registry
 from ._cache import ArtifactCache
+from ._context import DriverDispatch
 from ._events import Event, EventBus
 from ._leases import RunLeases
 from ._messages import Task, TaskResult
@@ -85,6 +86,7 @@ class Scheduler:
         self.store = store
         self.recorder = recorder  # the run's one journal writer (leases, file digests, rows)
         self.leases = RunLeases(recorder, run_id, store if cache.shared else None)
+        self._dispatch = DriverDispatch(backend)  # on_driver nodes run in threads here
         self.bus = bus
         self.inline_limit = inline_limit
         self.policy = policy or RunPolicy()
@@ -126,6 +128,7 @@ class Scheduler:
             raise
         finally:
             self.leases.close()
+            self._dispatch.close(cancel=self.outcome.interrupted)
         self._cancel_rest()
         self._flush()
         return self.outcome
@@ -255,7 +258,7 @@ class Scheduler:
             self._fail_before_start(name, exc)
             return
         try:
-            future = self.backend.submit(execute, task)
+            future = self._dispatch.submit(info.spec.on_driver, execute, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -280,7 +283,7 @@ class Scheduler:
             store=self.store,
             inline_limit=self.inline_limit,
             default_retry=self.policy.default_retry,
-            can_kill=self.backend.can_kill,
+            can_kill=self.backend.can_kill and not info.spec.on_driver,
             registered=self._registered,
         )
 
