@@ -150,6 +150,13 @@ def test_run_page_colours_the_graph_by_status(
     page.mouse.move(box["x"] + 200, box["y"] + 100, steps=5)
     page.mouse.up()
     assert page.locator("svg.graph").get_attribute("viewBox") != before
+    # find a node by part of its name: it is centred and marked
+    page.fill("#graph-find", "tot")
+    page.press("#graph-find", "Enter")
+    sync_api.expect(page.locator("#graph-found")).to_contain_text("total")
+    sync_api.expect(page.locator('svg.graph [data-node="total"]')).to_have_attribute(
+        "data-selected", ""
+    )
     # a click on a node opens its page
     page.locator('svg.graph [data-node="total"]').click()
     page.wait_for_url(f"**/runs/{made['first']}/nodes/total")
