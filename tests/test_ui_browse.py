@@ -17,7 +17,7 @@ import pytest
 
 from etherealfabric.errors import RunNotFoundError
 from etherealfabric.journal import Journal, ReadOnlyJournalError, browse
-from etherealfabric.journal import _history as history
+from etherealfabric.journal._history import run_status
 from etherealfabric.journal._liveness import HOST, PID_START
 
 
@@ -127,7 +127,7 @@ def test_run_state_counts_latest_attempts_in_one_read(journal: Journal) -> None:
     assert run["status"] == "running"  # this process wrote it: alive
     state = browse.run_state(journal, run)
     assert state.counts == {"succeeded": 1, "running": 1, "cached": 1, "pending": 1}
-    assert state.counts == history.run_status(journal, run).counts  # what the CLI says
+    assert state.counts == run_status(journal, run).counts  # what the CLI says
     assert [r["node"] for r in state.running] == ["b"]
     assert state.statuses == {"a": "succeeded", "b": "running", "c": "cached"}
     assert [(a["node"], a["attempt"]) for a in state.attempts][-2:] == [("a", 2), ("c", 1)]
