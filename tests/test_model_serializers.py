@@ -176,3 +176,30 @@ def test_a_large_arrow_table_is_memory_mapped(tmp_path: Path) -> None:
     loaded = load_value(InputHandle(records["t"]["digest"], "arrow"), store)
     assert pa.total_allocated_bytes() - before < MMAP_BYTES // 4  # no copy of the data
     assert loaded.num_rows == MMAP_BYTES // 8 + 1024 and loaded.column("x")[5].as_py() == 5
+
+
+def test_a_large_frame_is_read_back_exactly_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames of 64 MiB and more are read by path (pyarrow decodes chunk by chunk)."""
+    import pandas as pd
+
+    from etherealfabric.hashing._values import hash_value
+    from etherealfabric.store._tables import ParquetSerializer
+
+    rows = MMAP_BYTES // 7  # random floats: parquet cannot compress them much
+    frame = pd.DataFrame(
+        {"x": np.random.default_rng(0).random(rows), "k": np.arange(rows, dtype=np.int64) % 7},
+        index=pd.RangeIndex(10, 10 + rows, name="row"),
+    )
+    frame.attrs["source"] = "test"
+    store = LocalStore(tmp_path / "store")
+    records, _ = store_values("make", ("f",), {"f": frame}, {}, store, -1)
+    assert records["f"]["serializer"] == "parquet" and records["f"]["size"] >= MMAP_BYTES
+
+    def not_the_stream(self: Any, fp: Any) -> Any:
+        raise AssertionError("a large frame was read through a Python file object")
+
+    monkeypatch.setattr(ParquetSerializer, "load", not_the_stream)
+    back = load_value(InputHandle(records["f"]["digest"], "parquet"), store)
+    assert hash_value(back) == hash_value(frame)

@@ -102,18 +102,27 @@ class ParquetSerializer(Serializer):
         _pyarrow()
         import pyarrow.parquet as pq
 
-        return _to_pandas(pq.read_table(fp))
+        return _to_pandas(pq.read_table(fp, pre_buffer=False))
 
     def loads(self, data: bytes) -> object:
         pa = _pyarrow()
         import pyarrow.parquet as pq
 
-        return _to_pandas(pq.read_table(pa.BufferReader(data)))
+        return _to_pandas(pq.read_table(pa.BufferReader(data), pre_buffer=False))
+
+    def load_path(self, path: str) -> object:
+        """Read a large stored file by its path: pyarrow reads the column chunks it decodes,
+        never the whole file into memory first (as through a Python file object)."""
+        _pyarrow()
+        import pyarrow.parquet as pq
+
+        return _to_pandas(pq.read_table(path, pre_buffer=False))
 
 
 def _to_pandas(table: Any) -> object:
     """The frame of a table read from parquet, freeing each column's arrow memory as it is
-    converted: the peak is about one frame, not a table and a frame."""
+    converted. With the pages read as they are decoded (``pre_buffer=False``: the stored
+    object is local, or already checked in full) the peak is about 1.5 frames, not 2."""
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
