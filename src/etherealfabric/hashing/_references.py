@@ -74,9 +74,11 @@ class References:
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
             self.imported(fn, 0, target, (), names)
+        generated = _generated(fn)
         for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
+            label = _stable_var(var) if generated else var
             with contextlib.suppress(ValueError):  # an empty cell
-                self.value(cell.cell_contents, f"{owner}.<closure>.{var}", names)
+                self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names)
         for param, default in _defaults(fn):
             if default is not None:  # lossless: a part appearing or going away counts too
                 self.value(default, f"{owner}.<default>.{param}", names)
@@ -318,6 +320,17 @@ def _defaults(fn: types.FunctionType) -> Iterator[tuple[str, object]]:
 def _defined_in(obj: object, cls: type) -> bool:
     qualname = getattr(obj, "__qualname__", "")
     return isinstance(qualname, str) and qualname.startswith(cls.__qualname__ + ".")
+
+
+def _stable_var(var: str) -> str:
+    """A generated function's closure variable, named the same on every Python version.
+
+    Dataclasses name them ``_HAS_DEFAULT_FACTORY`` up to 3.11 and
+    ``__dataclass_HAS_DEFAULT_FACTORY__`` from 3.12 on; both are ``HAS_DEFAULT_FACTORY`` here.
+    """
+    if var.startswith("__dataclass_") and var.endswith("__"):
+        var = var[len("__dataclass_") : -2]
+    return var.lstrip("_") or var
 
 
 def _generated(fn: types.FunctionType) -> bool:

@@ -199,7 +199,36 @@ def _lambdas(fn: Any, statements: list[Any], line_offset: int, col_shift: int) -
                 min(inside, key=lambda n: ((n.end_lineno or n.lineno) - n.lineno, n.end_col_offset))
             ]
     same_line = [n for n in found if n.lineno == code.co_firstlineno - line_offset]
+    if len(same_line) > 1:  # before 3.11: tell them apart by what they compile to
+        same_line = _compiling_alike(same_line, code) or same_line
     return same_line[:1] if len(same_line) == 1 else found
+
+
+def _compiling_alike(candidates: list[Any], code: Any) -> list[Any]:
+    """The lambdas among ``candidates`` whose compiled code matches ``code``.
+
+    Compiled alone, a lambda reads its free variables as globals, so the bytecode is compared
+    first, then (for a lambda that closes over variables) its arguments, names and constants.
+    """
+
+    def compiled(node: Any) -> Any:
+        expression = ast.fix_missing_locations(ast.Expression(body=node))
+        try:
+            outer = compile(expression, "<lambda>", "eval")
+        except (SyntaxError, ValueError):
+            return None
+        return next((c for c in outer.co_consts if hasattr(c, "co_code")), None)
+
+    def shape(c: Any) -> tuple[Any, ...]:
+        consts = tuple(repr(k) for k in c.co_consts if not hasattr(k, "co_code"))
+        return c.co_argcount, c.co_varnames, tuple(sorted({*c.co_names, *c.co_freevars})), consts
+
+    codes = [(node, compiled(node)) for node in candidates]
+    exact = [node for node, c in codes if c is not None and c.co_code == code.co_code]
+    if len(exact) == 1:
+        return exact
+    alike = [node for node, c in codes if c is not None and shape(c) == shape(code)]
+    return alike[:1] if alike else []
 
 
 def _contains(node: Any, line: int, col: int) -> bool:
