@@ -362,3 +362,22 @@ def test_cli_resume_keeps_the_parameters(tmp_path: Path) -> None:
     assert values["model.C"] == 0.5
     cat = cli(tmp_path, "cat", resumed["run_id"], "fit", "--json")
     assert json.loads(cat.stdout) == 2475.0
+
+
+def test_cli_plan_takes_the_parameters(tmp_path: Path) -> None:
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    _run(tmp_path)
+    planned = cli(tmp_path, "plan", "wf.py", "--json", "-p", "model.C=0.5")
+    assert planned.returncode == 0, planned.stderr
+    will_run = {n["node"] for n in json.loads(planned.stdout)["nodes"] if n["action"] == "run"}
+    assert will_run == {"fit", "report", "Scale"}
+    (tmp_path / "params.yaml").write_text("model:\n  C: 0.5\n")
+    from_file = cli(tmp_path, "plan", "wf.py", "--params", "params.yaml", "--json")
+    assert from_file.returncode == 0, from_file.stderr
+    fit = next(n for n in json.loads(from_file.stdout)["nodes"] if n["node"] == "fit")
+    assert "param model.C: 1.0 → 0.5" in fit["reason"]
+    unchanged = cli(tmp_path, "plan", "wf.py", "--json")
+    assert all(n["action"] == "cached" for n in json.loads(unchanged.stdout)["nodes"])
+    wrong = cli(tmp_path, "plan", "wf.py", "-p", "model.c=0.5")
+    assert wrong.returncode == 2
+    assert "model.C" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1

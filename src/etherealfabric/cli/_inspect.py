@@ -24,6 +24,7 @@ from ._common import (
     _table,
     _workflow_settings,
 )
+from ._params import params_options, parse_params
 
 if TYPE_CHECKING:
     from ..observe._dryrun import DryRun
@@ -43,12 +44,24 @@ __all__ = ["explain", "graph_command", "plan"]
     help="List every part of NODE's cache key (code with module and line, constants, package "
     "versions, parameters, input digests) and what the key does not cover.",
 )
+@params_options
+@click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @_home_option
 @_json_option
 def plan(
-    target: str, nodes: tuple[str, ...], keys_of: str | None, home: str | None, as_json: bool
+    target: str,
+    nodes: tuple[str, ...],
+    keys_of: str | None,
+    param_options: tuple[str, ...],
+    params_file: str | None,
+    assignments: tuple[str, ...],
+    home: str | None,
+    as_json: bool,
 ) -> None:
     """Show what a run would do, without running anything: cached or will run, and why.
+
+    Workflow parameters are set as for ``run``: -p NAME=VALUE (or NAME=VALUE after the file)
+    and --params FILE.
 
     Each node that will run gets an estimate: the median duration of its past executions in
     this workflow. Code the cache keys cannot see (``eval``, ``getattr`` with a computed name...)
@@ -56,13 +69,19 @@ def plan(
     """
     workflow = _load(target)
     _workflow_settings(workflow, home)  # a bad setting is a one-line error
+    try:
+        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+    except EtherealFabricError as exc:
+        _fail(str(exc))
     from ..hashing._fingerprint import FingerprintWarning
 
     targets = [keys_of] if keys_of else list(nodes) or None
     try:
         with warnings.catch_warnings():  # listed below instead
             warnings.filterwarnings("ignore", "the cache key of", FingerprintWarning)
-            planned = workflow.plan(targets=targets, **({"home": home} if home else {}))
+            planned = workflow.plan(
+                targets=targets, params=values, **({"home": home} if home else {})
+            )
             uncovered = {} if keys_of else _uncovered(workflow)
     except EtherealFabricError as exc:
         _fail(str(exc))
