@@ -30,7 +30,7 @@ from etherealfabric.config import (
     keyword_options,
     strict_options,
 )
-from etherealfabric.define._node import NodeFunction
+from etherealfabric.define._function import NodeFunction
 from etherealfabric.errors import ConfigError, EtherealFabricError, UnknownOptionError
 from etherealfabric.store import LocalStore, open_store
 

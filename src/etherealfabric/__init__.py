@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from .define._context import checkpoint
 from .define._files import Directory, File, root_path
-from .define._node import Node, NodeFunction, OutputRef, Outputs, node
+from .define._function import NodeFunction, node
+from .define._node import Node, OutputRef, Outputs
 from .define._params import Param, ParamRef
 from .define._policies import SKIP, NodeError, RetryPolicy
 from .define._secret import Secret

@@ -22,6 +22,7 @@ EtherealFabricError
 └── ExecutionError             a run did not finish successfully
     ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
     ├── NodeTimeoutError       an attempt ran past the node's ``timeout=`` (also a TimeoutError)
+    ├── MapItemsError          a mapped node's items are not a sequence or mapping (a TypeError)
     └── RunFailedError         the run failed (``.results``, ``.failures``)
 ```
 
@@ -46,6 +47,7 @@ __all__ = [
     "ExecutionError",
     "HashingError",
     "JournalError",
+    "MapItemsError",
     "NodeFailedError",
     "NodeTimeoutError",
     "OutputError",
@@ -291,6 +293,14 @@ class NodeTimeoutError(ExecutionError, TimeoutError):
         self.node = node
         self.timeout = timeout
         self.stopped = stopped
+
+
+class MapItemsError(ExecutionError, TypeError):
+    """What a mapped node maps over is not a list, tuple or other sequence, nor a dict."""
+
+    def __init__(self, message: str, *, node: str) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class RunFailedError(ExecutionError):

@@ -79,6 +79,14 @@ class EventKind(_StrEnum):
     NODE_SKIPPED = "node_skipped"
     NODE_UPSTREAM_FAILED = "node_upstream_failed"
     NODE_CANCELLED = "node_cancelled"
+    #: a mapped node's items are known: how many, how many cached (data: items, children,
+    #: cached, to_run)
+    MAP_STARTED = "map_started"
+    #: some children of a mapped node finished (data: ``children``, a list of
+    #: ``run._mapping.ChildDone``); the journal records them as node rows ``map[label]``
+    MAP_ITEMS = "map_items"
+    #: a mapped node's children are all done (data: counts, the failed items and their errors)
+    MAP_FINISHED = "map_finished"
     RUN_FINISHED = "run_finished"
 
     @property

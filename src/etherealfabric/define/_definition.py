@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 from ..config import strict_options
 from ..errors import DefinitionError, DuplicateNodeError
 from ._context import defining
-from ._node import Node, OutputRef, OutputRefs, Outputs, _check_node_name
+from ._node import Node, OutputRef, OutputRefs, Outputs
 from ._params import ParamRef, ParamSet
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
 from ._refs import refs_of
+from ._spec import check_node_name
 
 __all__ = ["Definition", "NodeLike", "as_node"]
 
@@ -51,7 +52,7 @@ class Definition:
         keep_going: bool = False,
         params: Mapping[str, Any] | None = None,
     ) -> None:
-        self.name = _check_node_name(name) if name is not None else _caller_name()
+        self.name = check_node_name(name) if name is not None else _caller_name()
         #: the folder declared file outputs (``writes=``) are relative to, and that absolute
         #: paths in parameters are keyed relative to: ``root=``, else the workflow file's
         self.root = os.path.abspath(root if root is not None else _caller_folder())
@@ -87,7 +88,7 @@ class Definition:
             )
         if id(node) in self._nodes:
             if name is not None and name != self._names[id(node)]:
-                self._rename(node, _check_node_name(name))
+                self._rename(node, check_node_name(name))
             return node
         try:
             refs = refs_of(node)
@@ -115,7 +116,7 @@ class Definition:
         self._after.append((before, after))
 
     def _choose_name(self, node: Node, name: str | None) -> str:
-        explicit = _check_node_name(name) if name is not None else node.node_name
+        explicit = check_node_name(name) if name is not None else node.node_name
         if explicit is not None:
             if explicit in self._by_name:
                 raise DuplicateNodeError(explicit)

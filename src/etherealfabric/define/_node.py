@@ -1,6 +1,6 @@
 """Define nodes: the ``Node`` base class, the ``@node`` decorator and output references.
 
-Nothing here runs or stores anything. A node is a definition: the code to run (a ``Node``
+The ``@node`` decorator itself is in ``_function.py``. Nothing here runs or stores anything. A node is a definition: the code to run (a ``Node``
 subclass or a plain function), the arguments it was given (literal values or references to
 other nodes' outputs) and the names of its outputs. ``graph.build`` turns a workflow's nodes
 into frozen :class:`NodeSpec` values; the worker re-creates the node with real values and calls
@@ -18,33 +18,32 @@ Two ways, one model::
 
     a = Double(10)
     b = Double(a.outputs["y"])               # a reference: an edge
+
+A :class:`MapNode` maps a node over the items of a sequence or mapping known only at run time
+(``double.map(items)``, ``Double.map(items)``): the scheduler runs one child per item, keyed
+by the item's content, and collects their outputs into a list (or a dict).
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar, Protocol, overload
 
-from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError, UnknownOutputError
 from ._context import CheckpointLike, current_checkpoint, current_collector
-from ._files import check_writes
-from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
-from ._secret import check_secret_names, wrap_secret_params
+from ._policies import ErrorHandler, RetryPolicy
+from ._spec import MapSpec, NodeSpec, bind, check_max_failures, check_node_name, class_handler
 
 __all__ = [
     "DEFAULT_OUTPUT",
     "FunctionNode",
+    "MapNode",
     "Node",
-    "NodeFunction",
     "NodeSpec",
     "OutputRef",
     "OutputRefs",
     "Outputs",
-    "node",
 ]
 
 DEFAULT_OUTPUT = "result"
@@ -166,6 +165,21 @@ class OutputRefs(tuple[OutputRef, ...]):
         return f"<outputs {self.node._ef_label()}: {list(self.node.outputs.names)}>"
 
 
+class NodeFunctionLike(Protocol):
+    """What a :class:`FunctionNode` reads of its ``@node`` function (``_function.NodeFunction``)."""
+
+    fn: Callable[..., Any]
+    name: str | None
+    outputs: tuple[str, ...]
+    version: str | None
+    retries: RetryPolicy | None
+    serializers: dict[str, str]
+    timeout: float | None
+    on_error: ErrorHandler | None
+    writes: Sequence[str] | str | None
+    on_driver: bool
+
+
 class Node:
     """Base class of class-defined nodes.
 
@@ -182,7 +196,8 @@ class Node:
     hit). An instance may set ``self.writes`` in ``__init__`` when the paths depend on its
     arguments; ``{name}`` in a path is filled from the literal argument ``name``.
     ``on_driver = True`` runs ``run()`` in the driver process whatever the backend (see
-    :func:`node`).
+    :func:`node`). ``MyNode.map(items, **broadcast)`` maps the class over items known at run
+    time (see :class:`MapNode`).
     """
 
     version: ClassVar[str | None] = None
@@ -208,7 +223,7 @@ class Node:
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None:
-            self._ef_name = _check_node_name(name)
+            self._ef_name = check_node_name(name)
 
     @property
     def outputs(self) -> Outputs:
@@ -233,6 +248,24 @@ class Node:
         """Compute and return ``{output_name: value}`` for every declared output."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run()")
 
+    @classmethod
+    def map(
+        cls, items: Any, /, *args: Any, max_failures: int | float | None = None, **broadcast: Any
+    ) -> MapNode:
+        """One instance per item of ``items`` (a reference to a list, tuple or dict output, or
+        a literal one), each given the item as its first ``__init__`` argument and ``args``
+        and ``broadcast`` as they are; a :class:`MapNode` whose outputs collect theirs.
+
+        Inside ``with Workflow():`` the map is added to the workflow. ``max_failures``: how
+        many items may fail (a count, or a fraction below 1) with the map still succeeding.
+        """
+        template = cls(items, *args, **broadcast)  # type: ignore[call-arg]
+        mapped = MapNode(template, max_failures=max_failures)
+        collector = current_collector()
+        if collector is not None:
+            collector.add_node(mapped)
+        return mapped
+
     def _ef_label(self) -> str:
         return self._ef_name or type(self).__name__
 
@@ -244,7 +277,7 @@ class Node:
         cls = type(self)
         if "_ef_bound" in self.__dict__:  # inputs never change after construction
             return cls, self.__dict__["_ef_bound"]
-        params = _bind(cls.__init__, self._ef_label(), (self, *self._ef_args), self._ef_kwargs)
+        params = bind(cls.__init__, self._ef_label(), (self, *self._ef_args), self._ef_kwargs)
         params.pop(next(iter(params)), None)  # self
         self.__dict__["_ef_bound"] = params
         return cls, params
@@ -256,7 +289,7 @@ class Node:
             "retries": cls.retries,
             "serializers": dict(cls.serializers or {}),
             "timeout": cls.timeout,
-            "on_error": _class_handler(cls),
+            "on_error": class_handler(cls),
             "writes": getattr(self, "writes", None),  # the class's, or the instance's own
             "on_driver": bool(cls.on_driver),
         }
@@ -268,7 +301,9 @@ class Node:
 class FunctionNode(Node):
     """One call of an ``@node`` function inside a workflow."""
 
-    def __init__(self, func: NodeFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, func: NodeFunctionLike, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         super().__init__(name=func.name)
         self._ef_func = func
         self._ef_args = args
@@ -285,7 +320,7 @@ class FunctionNode(Node):
         fn = self._ef_func.fn
         bound = self.__dict__.get("_ef_bound")
         if bound is None:  # inputs never change after the call
-            bound = self.__dict__["_ef_bound"] = _bind(
+            bound = self.__dict__["_ef_bound"] = bind(
                 fn, self._ef_label(), self._ef_args, self._ef_kwargs
             )
         return fn, bound
@@ -306,163 +341,66 @@ class FunctionNode(Node):
         return f"<function node {self._ef_label()!r}>"
 
 
-class NodeFunction:
-    """A plain function turned into a node factory by ``@node``.
+class MapNode(Node):
+    """A node mapped over items known only at run time: one child per item, outputs collected.
 
-    Called inside ``with Workflow():`` it adds a node and returns a reference to its output
-    (or its :class:`Outputs` when it declares several). Called anywhere else it simply calls
-    the function, so node functions stay easy to unit-test. ``secret=["token"]`` makes those
-    parameters :class:`~etherealfabric.define._secret.Secret` values in the workflow.
-    ``writes=["reports/summary.md", "models/"]`` declares the files and folders the function
-    writes (relative to the workflow's root folder; see :func:`~etherealfabric.root_path`).
-    ``on_driver=True`` runs the node in the driver process (a thread), whatever the backend:
-    for a node that drives a cluster itself through :func:`~etherealfabric.context`
-    (``context().spark``, ``context().dask_client``). It is cached like any node.
+    ``template`` is the node as if called with the whole ``items`` as its first argument (a
+    ``FunctionNode`` or an instance of a ``Node`` subclass); each child gets one item in that
+    parameter instead, and the other arguments as they are (broadcast). Each output of the map
+    is the list of the children's outputs in item order, or a dict by the same keys when the
+    items are a dict. Made by ``fn.map(items)`` (``_function.NodeFunction.map``) and
+    :meth:`Node.map`; the scheduler runs it (``run/_mapping.py``).
     """
 
-    @strict_options
     def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        outputs: Sequence[str] | None = None,
-        version: str | int | None = None,
-        retries: int | RetryPolicy | None = None,
-        serializers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        on_error: ErrorHandler | None = None,
-        secret: Sequence[str] | None = None,
-        writes: Sequence[str] | str | None = None,
-        on_driver: bool = False,
+        self, template: Node, *, max_failures: int | float | None = None, name: str | None = None
     ) -> None:
-        if not callable(fn) or inspect.isclass(fn):
-            raise DefinitionError(f"@node decorates functions; got {fn!r}")
-        self.fn = fn
-        self.name = _check_node_name(name) if name is not None else None
-        self.outputs: tuple[str, ...] = tuple(
-            [outputs] if isinstance(outputs, str) else outputs or (DEFAULT_OUTPUT,)
-        )
-        self.version = None if version is None else str(version)
-        self.retries = as_retry_policy(retries, where=f"@node {fn.__name__}")
-        self.serializers = dict(serializers or {})
-        self.timeout = check_timeout(timeout, where=f"@node {fn.__name__}")
-        self.on_error = check_handler(on_error, where=f"@node {fn.__name__}")
-        self.secret = check_secret_names(fn, secret, where=f"@node {fn.__name__}")
-        check_writes(writes, where=f"@node {fn.__name__}")  # fail at the decorator
-        self.writes = writes
-        self.on_driver = bool(on_driver)
-        self.__etherealfabric_fn__ = fn
-        functools.update_wrapper(self, fn)
+        super().__init__(name=name if name is not None else template.node_name)
+        self._ef_template = template
+        self._ef_args = template._ef_args
+        self._ef_kwargs = template._ef_kwargs
+        self.outputs = list(template.outputs.names)
+        label = self._ef_label()
+        code, params = template._ef_spec_parts()
+        if not template._ef_args:
+            raise DefinitionError(f"node {label!r}: map() needs the items to map over")
+        item_param = next(iter(params))
+        kind = _signature_of(code).parameters[item_param].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            raise DefinitionError(
+                f"node {label!r}: map() passes each item as the first argument, but "
+                f"{item_param!r} takes *args; give the code a named first parameter",
+                nodes=(label,),
+            )
+        if template._ef_options().get("writes"):
+            raise DefinitionError(
+                f"node {label!r}: a mapped node cannot declare writes= (every child would "
+                "write the same paths); return File outputs instead",
+                nodes=(label,),
+            )
+        where = f"node {label!r}"
+        self._ef_map = MapSpec(item_param, check_max_failures(max_failures, where=where))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        workflow = current_collector()
-        if workflow is None:
-            return self.fn(*args, **kwargs)
-        if self.secret:  # the named parameters become Secrets (see define/_secret.py)
-            label = self.name or self.fn.__name__
-            args, kwargs = wrap_secret_params(self.fn, self.secret, label, args, kwargs)
-        fnode = FunctionNode(self, args, kwargs)
-        fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site
-        workflow.add_node(fnode)
-        if len(self.outputs) == 1:
-            return fnode.outputs[self.outputs[0]]
-        return OutputRefs(fnode)
+    def _ef_label(self) -> str:
+        return self._ef_name or self._ef_template._ef_label()
+
+    def _ef_default_name(self) -> str:
+        return self._ef_template._ef_default_name()
+
+    def _ef_spec_parts(self) -> tuple[Callable[..., Any] | type, dict[str, Any]]:
+        return self._ef_template._ef_spec_parts()
+
+    def _ef_options(self) -> dict[str, Any]:
+        return {**self._ef_template._ef_options(), "map": self._ef_map}
 
     def __repr__(self) -> str:
-        return f"<node function {self.fn.__qualname__}>"
+        return f"<map node {self._ef_label()!r} over {self._ef_args[0]!r}>"
 
 
-@overload
-def node(fn: Callable[..., Any], /) -> NodeFunction: ...
-@overload
-def node(
-    *,
-    name: str | None = None,
-    outputs: Sequence[str] | None = None,
-    version: str | int | None = None,
-    retries: int | RetryPolicy | None = None,
-    serializers: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    on_error: ErrorHandler | None = None,
-    secret: Sequence[str] | None = None,
-    writes: Sequence[str] | str | None = None,
-    on_driver: bool = False,
-) -> Callable[[Callable[..., Any]], NodeFunction]: ...
-def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Turn a function into a node: ``@node`` or ``@node(outputs=[...], version=..., retries=...)``."""
-    check_options(options, keyword_options(NodeFunction), where="@node()")
-    if fn is not None:
-        return NodeFunction(fn, **options)
-    return lambda f: NodeFunction(f, **options)
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """The frozen, validated definition of one node in a built graph."""
-
-    name: str
-    kind: str
-    code: Callable[..., Any] | type
-    is_class: bool
-    params: Mapping[str, Any]
-    call_args: tuple[Any, ...]
-    call_kwargs: Mapping[str, Any]
-    outputs: tuple[str, ...]
-    upstream: frozenset[str]
-    version: str | None = None
-    #: declared file and folder outputs, relative to ``root`` (folders end with ``/``)
-    writes: tuple[str, ...] = ()
-    #: run in the driver process (threads), not on the backend's workers
-    on_driver: bool = False
-    #: the workflow's root folder (absolute); None for graphs built without one
-    root: str | None = None
-    retry: RetryPolicy | None = None
-    serializers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float | None = None
-    on_error: ErrorHandler | None = None
-    #: workflow parameters this node reads (dotted path -> value) and the arguments that are
-    #: one parameter as a whole; filled in by ``define._params.bind_params``, for ``explain``
-    workflow_params: Mapping[str, Any] = field(default_factory=dict)
-    param_args: frozenset[str] = frozenset()
-
-
-@functools.lru_cache(maxsize=1024)
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
-
-
-def _bind(
-    fn: Callable[..., Any], label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    try:
-        bound = _signature(fn).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise DefinitionError(f"node {label!r}: bad arguments: {exc}", nodes=(label,)) from None
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
-def _check_node_name(name: object) -> str:
-    """A node or workflow name: printable text without slashes (names reach paths, SQL
-    parameters and terminals, so a control character such as an ANSI escape is refused)."""
-    if (
-        not isinstance(name, str)
-        or not name.strip()
-        or any(c in name for c in "/\\")
-        or not name.isprintable()
-    ):
-        raise DefinitionError(
-            "node and workflow names must be non-empty printable text without slashes, "
-            f"newlines or control characters, got {name!r}"
-        )
-    return name
-
-
-def _class_handler(cls: type) -> ErrorHandler | None:
-    """The ``on_error`` of a class node: a staticmethod or plain function attribute."""
-    for klass in cls.__mro__:
-        if "on_error" in klass.__dict__:
-            value = klass.__dict__["on_error"]
-            return value.__func__ if isinstance(value, staticmethod) else value
-    return None
+def _signature_of(code: Callable[..., Any] | type) -> inspect.Signature:
+    """The parameters a node takes: a function's, or a class's ``__init__`` without self."""
+    if isinstance(code, type):
+        init = code.__init__  # type: ignore[misc]
+        params = list(inspect.signature(init).parameters.values())[1:]
+        return inspect.Signature(params)
+    return inspect.signature(code)

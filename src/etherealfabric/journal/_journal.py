@@ -59,6 +59,7 @@ RunRow = dict[str, Any]
 #: few seconds): a holder gone in a way liveness cannot see (another host, frozen) loses its
 #: leases after this long.
 LEASE_SECONDS = 60.0
+_BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
 
 
 class AmbiguousRunError(RunNotFoundError):
@@ -325,6 +326,37 @@ class Journal:
         except ValueError:
             return None
         return record
+
+    def get_actions(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The indexed action records of many keys at once (a map's children): key -> record."""
+        found: dict[str, dict[str, Any]] = {}
+        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
+            for key, text in rows:
+                try:
+                    found[str(key)] = json.loads(text)
+                except ValueError:
+                    continue
+        return found
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """Many small outputs kept inline at once: digest -> bytes (those found)."""
+        found: dict[str, bytes] = {}
+        for rows in self._in_batches("SELECT digest, data FROM blobs WHERE digest IN", digests):
+            found.update((str(digest), bytes(data)) for digest, data in rows)
+        return found
+
+    def _in_batches(self, sql: str, values: Sequence[str]) -> Iterator[list[Any]]:
+        """The rows of ``sql (?, ?, ...)`` for ``values``, in batches SQLite accepts."""
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), _BATCH):
+            batch = unique[start : start + _BATCH]
+            query = f"{sql} ({','.join('?' * len(batch))})"
+
+            def fetch(query: str = query, batch: list[str] = batch) -> list[Any]:
+                with self._lock:
+                    return self.conn.execute(query, batch).fetchall()
+
+            yield retry(fetch)
 
     def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
         """Delete the action records of nodes whose name matches a glob; their keys."""

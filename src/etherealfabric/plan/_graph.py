@@ -204,6 +204,7 @@ def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpe
         timeout=check_timeout(options["timeout"], where=f"node {name!r}"),
         on_error=check_handler(options["on_error"], where=f"node {name!r}"),
         on_driver=bool(options.get("on_driver", False)),
+        map=options.get("map"),
     )
 
 

@@ -126,7 +126,7 @@ def node_key(
         if seen:
             inputs[name] = tuple(seen)
     key = cache_key(
-        kind=spec.kind,
+        kind=spec.kind if spec.map is None else f"{spec.kind}.map",  # a map is not a call
         code=code_fingerprint(spec.code).digest,
         version=spec.version,
         params=param_hashes,

@@ -108,6 +108,34 @@ class ArtifactCache:
             return None
         return record
 
+    def lookup_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`lookup` of many keys (a map's children): the usable records found, by key.
+
+        The local index is read in a few queries; what it lacks is asked one key at a time
+        (of a shared store, or to restore file outputs), as :meth:`lookup` would.
+        """
+        found = self.journal.get_actions(keys)
+        usable: dict[str, dict[str, Any]] = {}
+        for key in keys:
+            record = found.get(key)
+            if record is None or record.get("files") or self._incomplete(record) is not None:
+                if record is None and not self.shared:
+                    continue
+                record = self.lookup(key)  # the whole path: shared store, restores, warnings
+            if record is not None:
+                usable[key] = record
+        return usable
+
+    def prefetch_inline(self, records: Sequence[OutputRecord]) -> None:
+        """Read the inline bytes of many outputs in one go (a map's collection needs them)."""
+        wanted = [
+            r["digest"]
+            for r in records
+            if r.get("inline") and r["digest"] not in self._pending_blobs
+        ]
+        if wanted:
+            self._pending_blobs.update(self.journal.get_blobs(wanted))
+
     def _restore(self, record: Mapping[str, Any]) -> str | None:
         """Put the record's file outputs back under the root; why not, or None once done."""
         root = self.root if self.root is not None else os.getcwd()

@@ -10,7 +10,29 @@ from ..define._policies import ErrorHandler, RetryPolicy
 from ..states import NodeStatus
 from ._messages import TaskResult
 
-__all__ = ["RunOutcome", "RunPolicy"]
+__all__ = ["MapReport", "RunOutcome", "RunPolicy"]
+
+
+@dataclass
+class MapReport:
+    """What a mapped node did with its items (``Results.map_report``).
+
+    ``items`` counts the items of the input; ``children`` the distinct ones (equal items are
+    one child, run once). ``executed`` and ``failed`` name the children that ran (``failed``
+    with each error); ``whole`` says the map's collected outputs came from the cache in one
+    lookup, without looking at its items at all.
+    """
+
+    node: str
+    items: int = 0
+    children: int = 0
+    cached: int = 0
+    executed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    fallback: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    collected: int = 0
+    whole: bool = False
 
 
 @dataclass
@@ -23,6 +45,7 @@ class RunOutcome:
     keys: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     unstarted: set[str] = field(default_factory=set)  # failed before running (no key...)
+    maps: dict[str, MapReport] = field(default_factory=dict)  # mapped nodes, by name
 
     def count(self, *statuses: NodeStatus) -> int:
         return sum(1 for s in self.status.values() if s in statuses)

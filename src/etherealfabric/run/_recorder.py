@@ -18,6 +18,10 @@ transaction: gc deletes objects inside a transaction of its own, so a committed 
 names an object gc removed. A record whose object went is left out (the node's outputs are
 then not cached; a consumer that misses them has the node recomputed).
 
+A mapped node's children (``map_items`` events) get node rows named ``map[label]`` and
+action records like any node, but no ``events`` rows; ``map_finished`` adds the records of the
+map's collection (and of the whole map when every item succeeded).
+
 A node whose input files changed while it ran (``TaskResult.drifted``) gets a ``drifted`` row
 naming them, a warning, and no action record: its outputs served this run only.
 
@@ -44,7 +48,14 @@ __all__ = ["JournalRecorder"]
 
 log = logging.getLogger("etherealfabric.cache")
 
-_SKIP_DATA = ("result", "record", "components", "inline")
+_SKIP_DATA = ("result", "record", "components", "inline", "actions")
+_CHILD_KINDS = {
+    NodeStatus.SUCCEEDED: EventKind.NODE_SUCCEEDED,
+    NodeStatus.DRIFTED: EventKind.NODE_SUCCEEDED,
+    NodeStatus.FAILED: EventKind.NODE_FAILED,
+    NodeStatus.FALLBACK: EventKind.NODE_FALLBACK,
+    NodeStatus.SKIPPED: EventKind.NODE_FAILED,
+}
 
 
 class JournalRecorder:
@@ -68,6 +79,8 @@ class JournalRecorder:
             EventKind.NODE_SKIPPED: self._on_skipped,
             EventKind.NODE_UPSTREAM_FAILED: self._on_upstream_failed,
             EventKind.NODE_CANCELLED: self._on_cancelled,
+            EventKind.MAP_ITEMS: self._on_map_items,
+            EventKind.MAP_FINISHED: self._on_map_finished,
         }
 
     # -- the event stream ------------------------------------------------------------------
@@ -75,8 +88,8 @@ class JournalRecorder:
         handler = self._handlers.get(event.kind)
         if handler is not None:
             handler(event)
-        if event.kind is EventKind.NODE_CACHED:
-            return  # its node_runs row says all there is; a warm run writes half the rows
+        if event.kind in (EventKind.NODE_CACHED, EventKind.MAP_ITEMS):
+            return  # their node_runs rows say all there is; a warm run writes half the rows
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
         self._events.append(
             (event.run_id, event.ts, event.kind.value, event.node, _json(data) if data else None)
@@ -220,13 +233,38 @@ class JournalRecorder:
         if result.drifted:
             self._drifted(event, result, components)
             return
-        outputs = event.data["record"].get("outputs", {})
-        self._objects[result.key] = [
-            str(out["digest"]) for out in outputs.values() if not out.get("inline")
-        ] + entry_objects(event.data["record"].get("files"))
-        record = _dumps(event.data["record"])
-        self._actions.append((result.key, event.node or "", record, components, time.time()))
+        if not event.data.get("partial"):  # a map with failed items: no record under its key
+            self._index(result.key, event.node or "", event.data["record"], components)
         self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
+
+    def _index(
+        self, key: str, node: str, record: Mapping[str, Any], components: str | None = None
+    ) -> None:
+        """Buffer the action record of ``key`` (committed if its objects are still there)."""
+        outputs = record.get("outputs", {})
+        self._objects[key] = [
+            str(out["digest"]) for out in outputs.values() if not out.get("inline")
+        ] + entry_objects(record.get("files"))
+        self._actions.append((key, node, _dumps(record), components, time.time()))
+
+    def _on_map_items(self, event: Event) -> None:
+        """Rows and records of a map's children, as if each were a node of its own."""
+        for done in event.data["children"]:
+            kind = _CHILD_KINDS[done.status]
+            data: dict[str, Any] = {"result": done.result, "inline": done.inline}
+            if done.record is not None:
+                data.update(record=done.record, components=done.components)
+            elif done.components is not None:
+                data["components"] = done.components
+            child = Event(kind, event.run_id, done.name, data, ts=event.ts)
+            if done.status is NodeStatus.SKIPPED:
+                self._attempt_rows(child, done.result, NodeStatus.SKIPPED, None)
+            else:
+                self._handlers[kind](child)
+
+    def _on_map_finished(self, event: Event) -> None:
+        for key, record in event.data.get("actions", ()):
+            self._index(key, event.node or "", record)
 
     def _drifted(self, event: Event, result: TaskResult, components: str) -> None:
         """An input changed while the node ran: no action record, a ``drifted`` row."""

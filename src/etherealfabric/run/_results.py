@@ -11,6 +11,7 @@ from ..define._node import Node, OutputRef, OutputRefs, Outputs
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..states import NodeStatus, RunStatus
 from ._cache import ArtifactCache
+from ._outcome import MapReport
 from ._scheduler import RunOutcome
 
 __all__ = ["NodeResults", "Results"]
@@ -46,6 +47,7 @@ class Results(Mapping[str, "NodeResults"]):
         self._cache = cache
         self._values: dict[tuple[str, str], Any] = {}
         self._keys = dict(outcome.keys)
+        self._maps = dict(outcome.maps)
         self._rerun = rerun
         self._recomputed: set[str] = set()
         self.status = RunStatus.FAILED if outcome.failed else RunStatus.SUCCEEDED
@@ -75,6 +77,17 @@ class Results(Mapping[str, "NodeResults"]):
 
     def counts(self) -> dict[str, int]:
         return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
+
+    def map_report(self, key: Node | OutputRef | Outputs | OutputRefs | str) -> MapReport:
+        """What a mapped node did with its items: counts, the children that ran, the failed
+        items with their errors (a :class:`~etherealfabric.run._outcome.MapReport`)."""
+        name = self._name(key.node if isinstance(key, OutputRef) else key)
+        report = self._maps.get(name)
+        if report is not None:
+            return report
+        if self.statuses.get(name) is NodeStatus.CACHED:
+            return MapReport(name, whole=True)  # one lookup: its items were not looked at
+        raise KeyError(f"node {name!r} of run {self.run_id} is not a map that started")
 
     def _name(self, key: Node | Outputs | OutputRefs | str) -> str:
         return key if isinstance(key, str) else self.workflow.name_of(key)

@@ -16,10 +16,9 @@ soon as they arrive (batched with whatever else arrived meanwhile), cache hits e
 a killed run loses at most the nodes that were running.
 
 If an input turns out missing or corrupt when a node needs it, the node that produced it is
-recomputed (its cache entry is dropped first) and the consumer waits for it again. Several
-consumers may find the same bad input at once: the first one's report rewinds the producer,
-and a later report that predates the producer's new outputs (the consumer was submitted
-before they existed) only sends that consumer back to wait, so the producer runs once more.
+recomputed (``run/_rewind.py``). Mapped nodes (``fn.map(items)``) are run by
+``run/_mapping.py``: the scheduler starts them like any node, and their children travel in
+chunks whose completions arrive through the same queue.
 """
 
 from __future__ import annotations
@@ -46,9 +45,11 @@ from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._events import Event, EventBus
 from ._leases import RunLeases
+from ._mapping import Maps
 from ._messages import Task, TaskResult
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
+from ._rewind import Rewinds
 from ._tasks import build_task
 from ._worker import action_record, execute, store_values
 
@@ -58,10 +59,9 @@ log = logging.getLogger("etherealfabric.scheduler")
 FLUSH_SECONDS = 0.05
 LEASE_POLL_SECONDS = 0.1
 LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
-MAX_REWINDS = 2
 
 
-class Scheduler:
+class Scheduler(Rewinds):
     """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
 
     def __init__(
@@ -96,18 +96,13 @@ class Scheduler:
         self._ready: deque[str] = deque(n for n in graph.order if self._waiting[n] == 0)
         self._running: dict[str, KeyInfo] = {}
         self._leased_elsewhere: dict[str, KeyInfo] = {}
-        self._rewinds: dict[str, int] = {}
-        # the rewind's clock: when each node was last submitted and last made outputs
-        # available, and which producer made the digests a rewind dropped
-        self._clock = 0
-        self._submitted_at: dict[str, int] = {}
-        self._produced_at: dict[str, int] = {}
-        self._dropped: dict[str, str] = {}
+        self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopping = False
         self._dirty = False
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
+        self._maps = Maps(self)  # mapped nodes: their children and collections
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
@@ -135,9 +130,10 @@ class Scheduler:
 
     def _loop(self) -> None:
         last_flush = last_renew = time.monotonic()
-        while self._ready or self._running or self._leased_elsewhere:
+        while self._ready or self._running or self._leased_elsewhere or self._maps.busy:
             while self._ready and not self._stopping and self._room():
                 self._start(self._ready.popleft())
+            self._maps.pump()
             waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
             if waiting_for_others:
                 self._retry_leased()
@@ -149,7 +145,7 @@ class Scheduler:
             if time.monotonic() - last_renew > LEASE_RENEW_SECONDS:
                 self.leases.renew()
                 last_renew = time.monotonic()
-            if self._running:
+            if self._running or self._maps.in_flight:
                 self._drain(LEASE_POLL_SECONDS if waiting_for_others else LEASE_RENEW_SECONDS)
             elif waiting_for_others:
                 time.sleep(LEASE_POLL_SECONDS)
@@ -159,7 +155,8 @@ class Scheduler:
     def _room(self) -> bool:
         # the backend's window (Backend.in_flight), asked only once something runs: a cached
         # run never makes a cluster answer; fail-fast can stop what is not submitted yet
-        return not self._running or len(self._running) < self._capacity
+        busy = len(self._running) + self._maps.in_flight
+        return not busy or busy < self._capacity
 
     @functools.cached_property
     def _capacity(self) -> int:
@@ -246,6 +243,9 @@ class Scheduler:
 
     def _submit(self, name: str, info: KeyInfo) -> None:
         self._submitted_at[name] = self._tick()
+        if info.spec.map is not None:
+            self._maps.start(name, info)
+            return
         try:
             task, input_bytes = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
@@ -296,8 +296,11 @@ class Scheduler:
         self._failed(name, result)
 
     # -- finishing a node ---------------------------------------------------------------------
-    def _collect(self, item: tuple[str, Any]) -> None:
+    def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
+        if not isinstance(name, str):  # a chunk of a map's children, or its collection
+            self._maps.collect(name, future)
+            return
         info = self._running.pop(name)
         try:
             result: TaskResult = future.result()
@@ -317,7 +320,7 @@ class Scheduler:
         else:
             self._failed(name, result, info)
 
-    def _succeeded(self, name: str, info: KeyInfo, result: TaskResult) -> None:
+    def _succeeded(self, name: str, info: KeyInfo, result: TaskResult, **data: Any) -> None:
         self.cache.remember_inline(result.inline)
         self.outcome.status[name] = NodeStatus.SUCCEEDED
         self.outcome.outputs[name] = result.outputs
@@ -331,12 +334,15 @@ class Scheduler:
             result=result,
             record=action_record(name, result.outputs, result.files),
             components=info.components(),
+            **data,
         )
         self._release(name)
 
-    def _failed(self, name: str, result: TaskResult, info: KeyInfo | None = None) -> None:
+    def _failed(
+        self, name: str, result: TaskResult, info: KeyInfo | None = None, *, handle: bool = True
+    ) -> None:
         handler = self.graph.specs[name].on_error or self.policy.on_error
-        if handler is not None and self._handle_error(name, result, info, handler):
+        if handle and handler is not None and self._handle_error(name, result, info, handler):
             return
         self.outcome.status[name] = NodeStatus.FAILED
         self.outcome.errors[name] = result
@@ -415,65 +421,6 @@ class Scheduler:
             self._waiting[child] -= 1
             if self._waiting[child] == 0 and self.outcome.status[child] == NodeStatus.PENDING:
                 self._ready.append(child)
-
-    # -- recovering from a missing or corrupt input ---------------------------------------------
-    def _tick(self) -> int:
-        self._clock += 1
-        return self._clock
-
-    def _rewind_input(self, consumer: str, digest: str | None, error: object) -> bool:
-        """Recompute the node that produced ``digest``; the consumer waits for it again.
-
-        False if no upstream node made ``digest`` or it was already rewound too often: the
-        consumer then fails. A consumer submitted before the producer's current outputs
-        existed, or while the producer is being recomputed, read bytes that are already
-        being replaced: it only waits (or, if they are there, runs again).
-        """
-        producer = self._producer_of(consumer, digest)
-        if producer is None:
-            return False
-        started = self._submitted_at.get(consumer, 0)
-        if producer not in self.outcome.outputs or self._produced_at.get(producer, 0) > started:
-            if self.outcome.status[producer] not in (NodeStatus.PENDING, NodeStatus.RUNNING) and (
-                producer not in self.outcome.outputs
-            ):
-                return False  # the producer's recomputation failed or was skipped
-            log.info("%s: input from %r is being recomputed; waiting for it", consumer, producer)
-            self.outcome.status[consumer] = NodeStatus.PENDING
-            if self._waiting[consumer] == 0:
-                self._ready.append(consumer)
-            return True
-        if self._rewinds.get(producer, 0) >= MAX_REWINDS:
-            return False
-        self._rewinds[producer] = self._rewinds.get(producer, 0) + 1
-        log.warning(
-            "%s: input from %r is unusable (%s); recomputing %r",
-            consumer,
-            producer,
-            error,
-            producer,
-        )
-        outputs = self.outcome.outputs.pop(producer)
-        self._dropped.update((out["digest"], producer) for out in outputs.values())
-        self.cache.forget(self.outcome.keys.pop(producer, None), outputs)
-        self.outcome.status[producer] = NodeStatus.PENDING
-        self.outcome.status[consumer] = NodeStatus.PENDING
-        for child in self.graph.succs[producer]:
-            # every child waits for the producer again (its release counts down once more)
-            self._waiting[child] += 1
-            if child in self._ready:
-                self._ready.remove(child)
-        self._ready.append(producer)
-        return True
-
-    def _producer_of(self, consumer: str, digest: str | None) -> str | None:
-        upstream = self.graph.specs[consumer].upstream
-        for up in upstream:
-            outputs = self.outcome.outputs.get(up, {})
-            if any(out["digest"] == digest for out in outputs.values()):
-                return up
-        dropped = self._dropped.get(digest or "")
-        return dropped if dropped in upstream else None
 
     def _cancel_rest(self) -> None:
         for name, status in self.outcome.status.items():

@@ -44,7 +44,8 @@ from ..backends import Backend, create_backend
 # engine internal: ``node`` and ``Node`` are exported by the package root, which this layer
 # may not import (the root imports everything); they are the same objects
 from ..define._files import File, root_path
-from ..define._node import Node, node
+from ..define._function import node
+from ..define._node import Node
 from ..errors import RunFailedError
 from ..journal import Journal
 from ..workflow import Workflow

@@ -1,0 +1,130 @@
+"""The frozen definition of a node in a built graph (:class:`NodeSpec`), and binding helpers.
+
+``plan/_graph.build`` turns each node of a workflow into a :class:`NodeSpec`; a mapped node
+(``square.map(items)``) also carries a :class:`MapSpec` saying which parameter receives each
+item and how many items may fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DefinitionError
+from ._policies import ErrorHandler, RetryPolicy
+
+__all__ = ["MapSpec", "NodeSpec", "bind", "check_max_failures", "check_node_name", "class_handler"]
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """How a mapped node fans out: one child per item of the parameter ``item_param``.
+
+    ``max_failures``: how many items may fail with the map still succeeding (the collected
+    output then holds the items that succeeded): a count (``int``), or a fraction of the
+    items (a ``float`` below 1). 0 by default: any failed item fails the map.
+    """
+
+    item_param: str
+    max_failures: int | float = 0
+
+    def allowed_failures(self, items: int) -> int:
+        """How many of ``items`` may fail."""
+        if isinstance(self.max_failures, float):
+            return int(self.max_failures * items)
+        return self.max_failures
+
+
+def check_max_failures(value: object, *, where: str) -> int | float:
+    """``max_failures``: None (0), a count >= 0, or a fraction in [0, 1)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DefinitionError(
+            f"{where}: max_failures must be a count (int >= 0) or a fraction of the items "
+            f"(a float in [0, 1)), got {value!r}"
+        )
+    if isinstance(value, float) and not 0.0 <= value < 1.0:
+        raise DefinitionError(
+            f"{where}: max_failures={value!r}: a fraction must be in [0, 1); give a count "
+            "(an int) to allow a number of failed items"
+        )
+    if isinstance(value, int) and value < 0:
+        raise DefinitionError(f"{where}: max_failures must not be negative, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """The frozen, validated definition of one node in a built graph."""
+
+    name: str
+    kind: str
+    code: Callable[..., Any] | type
+    is_class: bool
+    params: Mapping[str, Any]
+    call_args: tuple[Any, ...]
+    call_kwargs: Mapping[str, Any]
+    outputs: tuple[str, ...]
+    upstream: frozenset[str]
+    version: str | None = None
+    #: declared file and folder outputs, relative to ``root`` (folders end with ``/``)
+    writes: tuple[str, ...] = ()
+    #: run in the driver process (threads), not on the backend's workers
+    on_driver: bool = False
+    #: the workflow's root folder (absolute); None for graphs built without one
+    root: str | None = None
+    retry: RetryPolicy | None = None
+    serializers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    on_error: ErrorHandler | None = None
+    #: workflow parameters this node reads (dotted path -> value) and the arguments that are
+    #: one parameter as a whole; filled in by ``define._params.bind_params``, for ``explain``
+    workflow_params: Mapping[str, Any] = field(default_factory=dict)
+    param_args: frozenset[str] = frozenset()
+    #: set for a mapped node (``fn.map(items)``): which parameter takes each item
+    map: MapSpec | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+def bind(
+    fn: Callable[..., Any], label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise DefinitionError(f"node {label!r}: bad arguments: {exc}", nodes=(label,)) from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def check_node_name(name: object) -> str:
+    """A node or workflow name: printable text without slashes (names reach paths, SQL
+    parameters and terminals, so a control character such as an ANSI escape is refused)."""
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or any(c in name for c in "/\\")
+        or not name.isprintable()
+    ):
+        raise DefinitionError(
+            "node and workflow names must be non-empty printable text without slashes, "
+            f"newlines or control characters, got {name!r}"
+        )
+    return name
+
+
+def class_handler(cls: type) -> ErrorHandler | None:
+    """The ``on_error`` of a class node: a staticmethod or plain function attribute."""
+    for klass in cls.__mro__:
+        if "on_error" in klass.__dict__:
+            value = klass.__dict__["on_error"]
+            return value.__func__ if isinstance(value, staticmethod) else value
+    return None

@@ -1,0 +1,134 @@
+"""Keys of a mapped node: the whole map's, each child's, and the collection's.
+
+A mapped node (``square.map(items)``, a spec with ``map`` set) has three kinds of keys:
+
+- **the map's own key** (:func:`~._keys.node_key`, with the kind ``<kind>.map``): code,
+  broadcast arguments and the digest of the whole ``items`` output. Its record holds the
+  collected outputs, written only when every item succeeded: a warm re-run is one lookup.
+- **a child's key** (:func:`child_key`): the key of the node called with the one item as a
+  literal argument: code, broadcast arguments and the item's *content* digest (never its
+  position), so adding, removing or reordering items leaves the other children's keys alone,
+  and two equal items are one child.
+- **the collection's key** (:func:`collect_key`): the ordered list of the children's output
+  digests (value digests where they have one), with the items' keys for a dict. It changes
+  only when a child's output does, or the order: an edit that re-runs children which produce
+  the same outputs stops there.
+
+Children are named ``<map>[<label>]`` (:func:`item_label`): the dict key or the item itself
+when it is a short number or word, else the first 10 hex digits of the item's digest; stable
+across runs, because they come from the item and not from where it sits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..define._spec import NodeSpec
+from ..hashing._cachekey import cache_key
+from ..hashing._describe import describe_value
+from ..hashing._files import FileHashCache
+from ..hashing._fingerprint import code_fingerprint
+from ..hashing._paths import relative_to_root
+from ..hashing._secret import SecretHasher
+from ..hashing._values import hash_value
+from ._keys import KeyInfo, OutputRecords, input_digest, node_key
+
+__all__ = ["COLLECT_KIND", "MapKeys", "child_key", "collect_key", "item_label", "map_keys"]
+
+#: the kind in a collection's key (the collection is the same code for every map)
+COLLECT_KIND = "etherealfabric.map.collect/1"
+_LABEL_CHARS = 32
+
+
+@dataclass(frozen=True)
+class MapKeys:
+    """What every child of one map shares: the key's parts other than the item."""
+
+    spec: NodeSpec
+    item_param: str
+    template: KeyInfo  # the node keyed with its item parameter left out
+    code: str
+    file_cache: FileHashCache | None = None
+
+    def components(self, item: Any, item_digest: str, parent: str) -> dict[str, Any]:
+        """A child's key components, for ``explain``: the item's part, and where the rest is.
+
+        The code, version and broadcast parts are the map's own (its row has them in full), so
+        a child's row stays small however many children there are.
+        """
+        return {
+            "map": parent,
+            "kind": self.spec.kind,
+            "code": self.code,
+            "version": self.spec.version,
+            "params": {**self.template.param_hashes, self.item_param: item_digest},
+            "params_repr": {self.item_param: describe_value(item)},
+            "inputs": {k: list(v) for k, v in self.template.inputs.items()},
+        }
+
+
+def map_keys(
+    spec: NodeSpec,
+    upstream: OutputRecords,
+    *,
+    file_cache: FileHashCache | None = None,
+    secrets: SecretHasher | None = None,
+) -> MapKeys:
+    """The parts of the children's keys that do not depend on the item (computed once)."""
+    item_param = spec.map.item_param if spec.map is not None else next(iter(spec.params))
+    template = dataclasses.replace(spec, params={**spec.params, item_param: None}, map=None)
+    info = node_key(template, upstream, file_cache=file_cache, secrets=secrets)
+    return MapKeys(spec, item_param, info, code_fingerprint(spec.code).digest, file_cache)
+
+
+def child_key(keys: MapKeys, item: Any) -> tuple[str, str]:
+    """A child's cache key and its item's digest: the node's key with the item as argument."""
+    spec = keys.spec
+    item_digest = hash_value(relative_to_root(item, spec.root), file_cache=keys.file_cache)
+    params = dict(keys.template.param_hashes)
+    params[keys.item_param] = item_digest
+    key = cache_key(
+        kind=spec.kind,
+        code=keys.code,
+        version=spec.version,
+        params=params,
+        outputs=(*spec.outputs, *(f"file:{path}" for path in spec.writes)),
+    )
+    return key, item_digest
+
+
+def collect_key(
+    outputs: Sequence[str],
+    children: Sequence[Mapping[str, Mapping[str, Any]]],
+    labels: Sequence[Any] | None,
+) -> str:
+    """The collection's key: each output's ordered list of the children's output digests.
+
+    ``children`` are the output records of the collected children, in item order; ``labels``
+    the keys of a dict of items (None for a sequence).
+    """
+    params = {
+        name: hash_value([tuple(input_digest(child[name])) for child in children])
+        for name in outputs
+    }
+    if labels is not None:
+        params["#keys"] = hash_value(list(labels))
+    return cache_key(
+        kind=COLLECT_KIND, code="", version=None, params=params, outputs=tuple(outputs)
+    )
+
+
+def item_label(item: Any, digest: str, key: Any = None) -> str:
+    """How a child is named inside ``map[...]``: a short key or item as it is, else a digest."""
+    candidate = item if key is None else key
+    if isinstance(candidate, (int, str)) and not isinstance(candidate, bool):
+        text = str(candidate)
+        if 0 < len(text) <= _LABEL_CHARS and text.isprintable() and not _ODD & set(text):
+            return text
+    return digest[:10]
+
+
+_ODD = set("/\\[]")

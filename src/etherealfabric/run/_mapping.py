@@ -1,0 +1,435 @@
+"""Run mapped nodes: one child per item, sent in chunks, then the collection.
+
+The scheduler starts a mapped node (``square.map(items)``) like any node: its own key (code,
+broadcast arguments, the digest of the whole ``items``) is looked up first, so a warm re-run
+of a map is one lookup. On a miss the scheduler hands it to :class:`Maps`::
+
+    load the items ─► one key per distinct item (its content) ─► one bulk lookup
+          │                                      cached children are done, no backend asked
+          ▼ the rest, in chunks sized to take ~0.1 s in a worker (slow children go one by one)
+    backend.submit(run_chunk) ─► … ─► completion queue ─► children rows, failures counted
+          │ every child done (or more failed than max_failures: the map fails)
+          ▼
+    the collection's key (the ordered children's output digests) ─► cached, or
+    backend.submit(collect_values) ─► the map succeeds with the collected outputs
+
+Each child has its own retries, timeout and ``on_error`` (in the worker, as any node), its own
+record under its own key, and its own journal row ``map[label]``; a failed child never makes
+a succeeded sibling run again, since the sibling's record is in the cache. ``max_failures``
+lets a map succeed with the items that did (then only the collection's key gets a record, so
+the next run tries the failed items again). Chunks and the collection go through the
+scheduler's completion queue with a token (:class:`ChunkToken`, :class:`CollectToken`) instead of a
+node name.
+
+Keys and names are in ``plan/_maps.py``; the worker side is ``run/_mapwork.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from ..define._files import Directory, File
+from ..define._policies import SKIP, NodeError
+from ..errors import ArtifactMissingError, CorruptArtifactError
+from ..plan._keys import KeyInfo
+from ..plan._maps import child_key, collect_key, item_label, map_keys
+from ..states import EventKind, NodeStatus
+from ._files import snapshot
+from ._mapstate import (
+    Child,
+    ChildDone,
+    ChunkToken,
+    CollectToken,
+    MapHost,
+    MapRun,
+    failure,
+    load_items,
+)
+from ._mapwork import Chunk, ChunkResult, collect_values, run_chunk
+from ._messages import Attempt, Task, TaskResult
+from ._outcome import MapReport
+from ._worker import action_record, execute, store_values
+
+__all__ = ["Maps"]
+
+log = logging.getLogger("etherealfabric.scheduler")
+CHUNK_SECONDS = 0.1  # how long a chunk should take in a worker
+MAX_CHUNK = 2000
+_OUT = (NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK, NodeStatus.DRIFTED)
+
+
+class Maps:
+    """The scheduler's part that runs mapped nodes (see the module docstring)."""
+
+    def __init__(self, host: MapHost) -> None:
+        self.host = host
+        self.active: dict[str, MapRun] = {}
+        self.in_flight = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether a map has chunks out, or children to send."""
+        return any(
+            run.in_flight or (run.todo and not run.stopped and not self.host._stopping)
+            for run in self.active.values()
+        )
+
+    # -- starting -------------------------------------------------------------------------
+    def start(self, name: str, info: KeyInfo) -> None:
+        """Run the map ``name`` whose own key ``info`` missed the cache (its lease is held)."""
+        host = self.host
+        try:
+            run = self._prepare(name, info)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            host.leases.release_now(info.key)
+            if not host._rewind_input(name, exc.digest, exc):
+                host._fail_before_start(name, exc)
+            return
+        except Exception as exc:
+            host.leases.release_now(info.key)
+            host._fail_before_start(name, exc)
+            return
+        self.active[name] = run
+        host.outcome.status[name] = NodeStatus.RUNNING
+        host.outcome.maps[name] = run.report
+        host._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=0)
+        report = run.report
+        host._emit(
+            EventKind.MAP_STARTED,
+            name,
+            items=report.items,
+            children=report.children,
+            cached=report.cached,
+            to_run=len(run.todo),
+        )
+        host._dirty = True
+        self._check(run)
+
+    def _prepare(self, name: str, info: KeyInfo) -> MapRun:
+        spec, host = info.spec, self.host
+        items, labels = load_items(host, name, spec)
+        keys = map_keys(spec, host.outcome.outputs, file_cache=host.recorder, secrets=host.secrets)
+        children: list[Child] = []
+        slots: list[int] = []
+        by_key: dict[str, int] = {}
+        names: set[str] = set()
+        for position, item in enumerate(items):
+            key, digest = child_key(keys, item)
+            index = by_key.get(key)
+            if index is None:
+                label = item_label(item, digest, None if labels is None else labels[position])
+                child = f"{name}[{label}]"
+                if child in names:  # two items with one label: the digest tells them apart
+                    child = f"{name}[{digest[:10] if f'{name}[{digest[:10]}]' not in names else digest}]"
+                names.add(child)
+                index = by_key[key] = len(children)
+                children.append(Child(key, child, item, digest))
+            slots.append(index)
+        report = MapReport(name, items=len(items), children=len(children))
+        run = MapRun(name, info, keys, labels, children, slots, report)
+        forced = name in host.policy.force
+        found = {} if forced else host.cache.lookup_many([c.key for c in children])
+        for index, entry in enumerate(children):
+            record = found.get(entry.key)
+            if record is None:
+                run.todo.append(index)
+            else:
+                entry.status, entry.outputs = NodeStatus.CACHED, record["outputs"]
+                report.cached += 1
+        return run
+
+    # -- sending chunks ---------------------------------------------------------------------
+    def pump(self) -> None:
+        """Send children while the backend has room (called by the scheduler's loop)."""
+        host = self.host
+        for run in list(self.active.values()):
+            while run.todo and not run.stopped and not host._stopping and host._room():
+                self._send(run)
+
+    def _send(self, run: MapRun) -> None:
+        size = min(run.chunk_size, max(1, math.ceil(len(run.todo) / 4)))
+        indexes = [run.todo.popleft() for _ in range(min(size, len(run.todo)))]
+        try:
+            tasks = [self._child_task(run, run.children[i]) for i in indexes]
+            future = self.host._dispatch.submit(
+                run.spec.on_driver, run_chunk, Chunk(run.name, tasks)
+            )
+        except Exception as exc:  # e.g. an item cannot be pickled for a process or a cluster
+            self._unsendable(run, indexes, exc)
+            return
+        self._out(run, ChunkToken(run, indexes), future)
+
+    def _out(self, run: MapRun, token: ChunkToken | CollectToken, future: Any) -> None:
+        run.in_flight += 1
+        self.in_flight += 1
+        done = self.host._done
+        future.add_done_callback(lambda f: done.put((token, f)))
+
+    def _base(self, run: MapRun) -> Task:
+        """The task every child's is a copy of: the node with its item left out."""
+        if run.base is None:
+            spec, keys = run.spec, run.keys.template
+            template = dataclasses.replace(spec, call_args=(None, *spec.call_args[1:]), map=None)
+            info = KeyInfo(run.info.key, template, keys.param_hashes, keys.inputs)
+            run.base = self.host._task(info)[0]
+        return run.base
+
+    def _child_task(self, run: MapRun, child: Child) -> Task:
+        base = self._base(run)
+        task = copy.copy(base)
+        task.node, task.key = child.name, child.key
+        task.args = (child.item, *base.args[1:])
+        if isinstance(child.item, (File, Directory, list, tuple, dict)):
+            task.inputs_seen = {**base.inputs_seen, **snapshot([child.item])}
+        return task
+
+    def _unsendable(self, run: MapRun, indexes: list[int], exc: BaseException) -> None:
+        if len(indexes) > 1:  # find which items cannot travel: send them one by one
+            run.todo.extendleft(reversed(indexes))
+            run.chunk_size = 1
+            self._send(run)
+            return
+        child = run.children[indexes[0]]
+        backend = self.host._dispatch.backend.name
+        error = RuntimeError(
+            f"item {child.name} of node {run.name!r} cannot be sent to the {backend} backend: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        self._ended(run, [(indexes[0], failure(child, error))])
+
+    # -- results --------------------------------------------------------------------------
+    def collect(self, token: ChunkToken | CollectToken, future: Any) -> None:
+        """A chunk or a collection is back (from the scheduler's completion queue)."""
+        run = token.run
+        run.in_flight -= 1
+        self.in_flight -= 1
+        if isinstance(token, CollectToken):
+            self._collected(run, future)
+            return
+        try:
+            got: ChunkResult = future.result()
+        except BaseException as exc:  # the backend failed (a worker died, ...)
+            if len(token.children) > 1:  # again one by one: only the culprit fails
+                run.todo.extendleft(reversed(token.children))
+                run.chunk_size = 1
+                self._check(run)
+                return
+            child = run.children[token.children[0]]
+            self._ended(run, [(token.children[0], failure(child, exc))])
+            return
+        mean = got.seconds / max(1, len(got.results))
+        run.chunk_size = max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(mean, 1e-6))))
+        self._ended(run, list(zip(token.children, got.results, strict=True)))
+
+    def _ended(self, run: MapRun, ended: list[tuple[int, TaskResult]]) -> None:
+        done = [self._child_ended(run, index, result) for index, result in ended]
+        self.host._emit(EventKind.MAP_ITEMS, run.name, children=done)
+        self.host._dirty = True
+        self._check(run)
+
+    def _child_ended(self, run: MapRun, index: int, result: TaskResult) -> ChildDone:
+        child = run.children[index]
+        child.result = result
+        if result.ok:
+            self.host.cache.remember_inline(result.inline)
+            child.outputs = result.outputs
+            child.status = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
+            run.report.executed.append(child.name)
+            record = action_record(child.name, result.outputs, result.files)
+            components = run.keys.components(child.item, child.digest, run.name)
+            return ChildDone(child.name, child.status, result, record, components)
+        return self._child_failed(run, child, result)
+
+    def _child_failed(self, run: MapRun, child: Child, result: TaskResult) -> ChildDone:
+        """``on_error`` per child: a fallback or a skip, else the child failed."""
+        handler = run.spec.on_error or self.host.policy.on_error
+        answer = None
+        if handler is not None:
+            error = NodeError(
+                node=child.name,
+                error=result.error or "",
+                attempts=max(1, len(result.attempts)),
+                traceback=result.traceback or "",
+                exception=result.exception,
+            )
+            try:
+                answer = handler(error)
+            except Exception as exc:
+                result.error = (
+                    f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
+                )
+        if answer is SKIP:
+            child.status = NodeStatus.SKIPPED
+            run.report.skipped.append(child.name)
+            return ChildDone(child.name, NodeStatus.SKIPPED, result)
+        if isinstance(answer, Mapping):
+            try:
+                return self._fallback(run, child, result, answer)
+            except Exception as exc:
+                result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
+        child.status = NodeStatus.FAILED
+        run.failures += 1
+        run.report.failed[child.name] = result.error or ""
+        components = run.keys.components(child.item, child.digest, run.name)
+        return ChildDone(child.name, NodeStatus.FAILED, result, components=components)
+
+    def _fallback(
+        self, run: MapRun, child: Child, result: TaskResult, answer: Mapping[str, Any]
+    ) -> ChildDone:
+        spec = run.spec
+        missing = [o for o in spec.outputs if o not in answer]
+        if missing:
+            raise ValueError(f"the fallback of {child.name} lacks output(s) {missing}")
+        outputs, inline = store_values(
+            child.name, spec.outputs, answer, spec.serializers, self.host.cache.store,
+            self.host.inline_limit,
+        )  # fmt: skip
+        self.host.cache.remember_inline(inline)
+        child.status, child.outputs = NodeStatus.FALLBACK, outputs
+        run.report.fallback.append(child.name)
+        return ChildDone(child.name, NodeStatus.FALLBACK, result, inline=inline)
+
+    def _check(self, run: MapRun) -> None:
+        """Stop sending after too many failures; once nothing is out, fail or collect."""
+        allowed = run.spec.map.allowed_failures(len(run.children))
+        if run.failures > allowed and not self.host.policy.keep_going:
+            run.stopped = True
+        if run.in_flight or (run.todo and not run.stopped and not self.host._stopping):
+            return  # more to come back, or to send
+        if run.failures > allowed:
+            self._fail(run, allowed)
+        elif not run.todo:
+            self._collect_start(run)
+        elif self.host._stopping:
+            del self.active[run.name]  # another node failed: the map is cancelled with the rest
+
+    # -- the collection --------------------------------------------------------------------
+    def _collect_start(self, run: MapRun) -> None:
+        host = self.host
+        kept = [i for i, index in enumerate(run.slots) if run.children[index].status in _OUT]
+        run.collected = [run.children[run.slots[i]] for i in kept]
+        labels = None if run.labels is None else [run.labels[i] for i in kept]
+        records = [c.outputs or {} for c in run.collected]
+        run.collect_key = key = collect_key(run.spec.outputs, records, labels)
+        record = None if run.name in host.policy.force else host.cache.lookup(key)
+        if record is not None:
+            self._finish(run, record["outputs"], None)
+            return
+        try:
+            task = self._collect_task(run, key, labels)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            self._redo(run, exc.digest, exc)
+            return
+        future = host._dispatch.submit(run.spec.on_driver, execute, task)
+        self._out(run, CollectToken(run), future)
+
+    def _collect_task(self, run: MapRun, key: str, labels: list[Any] | None) -> Task:
+        cache, outputs = self.host.cache, run.spec.outputs
+        cache.prefetch_inline([r for c in run.collected for r in (c.outputs or {}).values()])
+        columns = {
+            o: [cache.input_for((c.outputs or {})[o]) for c in run.collected] for o in outputs
+        }
+        return dataclasses.replace(
+            self._base(run), node=run.name, key=key, code=collect_values, is_class=False,
+            args=(labels, columns, len(outputs) == 1), kwargs={}, serializers={}, retry=None,
+            timeout=None, kill_on_timeout=False, writes=(), inputs_seen={},
+        )  # fmt: skip
+
+    def _collected(self, run: MapRun, future: Any) -> None:
+        try:
+            result: TaskResult = future.result()
+        except BaseException as exc:
+            result = TaskResult(node=run.name, key=run.collect_key or "", ok=False)
+            result.error = f"{type(exc).__name__}: {exc}"
+            result.traceback = "".join(traceback.format_exception(exc))
+        if result.ok:
+            self.host.leases.finished(run.info.key)
+            self._finish(run, result.outputs, result)
+        elif result.bad_input:
+            self._redo(run, result.bad_input, result.error)
+        else:
+            self._fail(run, run.spec.map.allowed_failures(len(run.children)), result)
+
+    def _redo(self, run: MapRun, digest: str | None, error: object) -> None:
+        """A child's stored output is unusable: forget it and run that child again."""
+        for index, child in enumerate(run.children):
+            outputs = child.outputs or {}
+            if child.redone < 2 and any(o["digest"] == digest for o in outputs.values()):
+                log.warning("%s: its output is unusable (%s); running it again", child.name, error)
+                self.host.cache.forget(child.key, outputs)
+                child.redone += 1
+                child.status, child.outputs = NodeStatus.PENDING, None
+                run.todo.append(index)
+                return
+        cause = TaskResult(node=run.name, key=run.collect_key or "", ok=False, error=str(error))
+        self._fail(run, 0, cause)
+
+    # -- the end --------------------------------------------------------------------------
+    def _finish(
+        self, run: MapRun, outputs: Mapping[str, Mapping[str, Any]], collected: TaskResult | None
+    ) -> None:
+        host, report = self.host, run.report
+        del self.active[run.name]
+        report.collected = len(run.collected)
+        complete = not (report.failed or report.skipped or report.fallback)
+        actions = []
+        if collected is not None:
+            actions.append((run.collect_key, action_record(run.name, outputs)))
+        if not report.executed and collected is None and complete:
+            actions.append((run.info.key, action_record(run.name, outputs)))
+            self._finished_event(run, actions)
+            host._cached(run.name, run.info, {"outputs": outputs})
+            return
+        self._finished_event(run, actions)
+        records = {k: dict(v) for k, v in outputs.items()}
+        result = TaskResult(node=run.name, key=run.info.key, ok=True, outputs=records)
+        if collected is not None:
+            result.inline = collected.inline
+        result.attempts = [Attempt(1, run.started_at, time.time())]
+        host._succeeded(run.name, run.info, result, partial=not complete)
+
+    def _fail(self, run: MapRun, allowed: int, cause: TaskResult | None = None) -> None:
+        del self.active[run.name]
+        failed = [c for c in run.children if c.status is NodeStatus.FAILED]
+        first = cause or next((c.result for c in failed if c.result is not None), None)
+        names = ", ".join(c.name for c in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        if cause is not None:
+            error = f"collecting its items failed: {cause.error}"
+        else:
+            error = (
+                f"{len(failed)} of {len(run.children)} items failed (max_failures allows "
+                f"{allowed}): {names}; first error: {first.error if first else '?'}"
+            )
+        result = TaskResult(node=run.name, key=run.info.key, ok=False, error=error)
+        if first is not None:
+            result.traceback, result.exception = first.traceback, first.exception
+        result.attempts = [Attempt(1, run.started_at, time.time(), error=error)]
+        self._finished_event(run, [])
+        self.host.leases.finished(run.info.key)
+        self.host._failed(run.name, result, run.info, handle=False)
+
+    def _finished_event(
+        self, run: MapRun, actions: list[tuple[str | None, dict[str, Any]]]
+    ) -> None:
+        report = run.report
+        self.host._emit(
+            EventKind.MAP_FINISHED,
+            run.name,
+            items=report.items,
+            children=report.children,
+            cached=report.cached,
+            executed=len(report.executed),
+            failed=len(report.failed),
+            skipped=len(report.skipped),
+            fallback=len(report.fallback),
+            collected=report.collected,
+            failed_items=dict(list(report.failed.items())[:100]),
+            actions=[(k, r) for k, r in actions if k is not None],
+        )

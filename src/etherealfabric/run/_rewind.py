@@ -1,0 +1,103 @@
+"""Recovering from a missing or corrupt input: recompute its producer, the consumer waits.
+
+If an input turns out missing or corrupt when a node needs it, the node that produced it is
+recomputed (its cache entry is dropped first) and the consumer waits for it again. Several
+consumers may find the same bad input at once: the first one's report rewinds the producer,
+and a later report that predates the producer's new outputs (the consumer was submitted
+before they existed) only sends that consumer back to wait, so the producer runs once more.
+
+:class:`Rewinds` is a part of the :class:`~._scheduler.Scheduler` (a base class): it keeps
+the rewind's clock, when each node was last submitted and last made outputs available.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from ..plan._graph import Graph
+from ..states import NodeStatus
+from ._cache import ArtifactCache
+from ._outcome import RunOutcome
+
+__all__ = ["MAX_REWINDS", "Rewinds"]
+
+log = logging.getLogger("etherealfabric.scheduler")
+MAX_REWINDS = 2
+
+
+class Rewinds:
+    """The scheduler's recovery from unusable inputs (see the module docstring)."""
+
+    graph: Graph
+    cache: ArtifactCache
+    outcome: RunOutcome
+    _waiting: dict[str, int]
+    _ready: deque[str]
+
+    def _init_rewinds(self) -> None:
+        self._rewinds: dict[str, int] = {}
+        # the rewind's clock: when each node was last submitted and last made outputs
+        # available, and which producer made the digests a rewind dropped
+        self._clock = 0
+        self._submitted_at: dict[str, int] = {}
+        self._produced_at: dict[str, int] = {}
+        self._dropped: dict[str, str] = {}
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def _rewind_input(self, consumer: str, digest: str | None, error: object) -> bool:
+        """Recompute the node that produced ``digest``; the consumer waits for it again.
+
+        False if no upstream node made ``digest`` or it was already rewound too often: the
+        consumer then fails. A consumer submitted before the producer's current outputs
+        existed, or while the producer is being recomputed, read bytes that are already
+        being replaced: it only waits (or, if they are there, runs again).
+        """
+        producer = self._producer_of(consumer, digest)
+        if producer is None:
+            return False
+        started = self._submitted_at.get(consumer, 0)
+        if producer not in self.outcome.outputs or self._produced_at.get(producer, 0) > started:
+            if self.outcome.status[producer] not in (NodeStatus.PENDING, NodeStatus.RUNNING) and (
+                producer not in self.outcome.outputs
+            ):
+                return False  # the producer's recomputation failed or was skipped
+            log.info("%s: input from %r is being recomputed; waiting for it", consumer, producer)
+            self.outcome.status[consumer] = NodeStatus.PENDING
+            if self._waiting[consumer] == 0:
+                self._ready.append(consumer)
+            return True
+        if self._rewinds.get(producer, 0) >= MAX_REWINDS:
+            return False
+        self._rewinds[producer] = self._rewinds.get(producer, 0) + 1
+        log.warning(
+            "%s: input from %r is unusable (%s); recomputing %r",
+            consumer,
+            producer,
+            error,
+            producer,
+        )
+        outputs = self.outcome.outputs.pop(producer)
+        self._dropped.update((out["digest"], producer) for out in outputs.values())
+        self.cache.forget(self.outcome.keys.pop(producer, None), outputs)
+        self.outcome.status[producer] = NodeStatus.PENDING
+        self.outcome.status[consumer] = NodeStatus.PENDING
+        for child in self.graph.succs[producer]:
+            # every child waits for the producer again (its release counts down once more)
+            self._waiting[child] += 1
+            if child in self._ready:
+                self._ready.remove(child)
+        self._ready.append(producer)
+        return True
+
+    def _producer_of(self, consumer: str, digest: str | None) -> str | None:
+        upstream = self.graph.specs[consumer].upstream
+        for up in upstream:
+            outputs = self.outcome.outputs.get(up, {})
+            if any(out["digest"] == digest for out in outputs.values()):
+                return up
+        dropped = self._dropped.get(digest or "")
+        return dropped if dropped in upstream else None
