@@ -49,6 +49,16 @@ def _need_spark() -> None:
         pytest.skip("pyspark is not installed")
 
 
+def _python(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` in a fresh interpreter; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
     _need_spark()
@@ -153,15 +163,7 @@ def test_a_bad_master_names_the_setting(tmp_path: Path) -> None:
     _need_spark()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     env["ETHEREALFABRIC_SPARK_MASTER"] = "nonsense://nowhere"
-    done = subprocess.run(
-        [sys.executable, "-c", BAD_MASTER],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCRIPT_TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = _python(["-c", BAD_MASTER], tmp_path, env)
     assert "ConfigError: cannot start a Spark session on 'nonsense://nowhere'" in done.stdout
     assert "ETHEREALFABRIC_SPARK_MASTER" in done.stdout
 
@@ -178,15 +180,7 @@ def test_the_seed_example_runs_unchanged_on_spark(tmp_path: Path) -> None:
     )
     outputs = []
     for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "seed_usage.py")],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_TIMEOUT,
-        )
-        assert done.returncode == 0, done.stderr[-4000:]
+        done = _python([str(ROOT / "examples" / "seed_usage.py")], tmp_path, env)
         outputs.append(done)
     first, again = outputs
     assert "output_data = 40" in first.stdout and "executed 2, cached 0" in first.stdout
@@ -245,15 +239,7 @@ def test_the_distributed_nodes_example_runs_twice_on_spark(tmp_path: Path) -> No
     )
     outputs = []
     for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_TIMEOUT,
-        )
-        assert done.returncode == 0, done.stderr[-4000:]
+        done = _python([str(script)], tmp_path, env)
         outputs.append(done.stdout)
     assert "sales per region: {'east':" in outputs[0]
     assert "executed 4, cached 0" in outputs[0]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
 import uuid
@@ -44,6 +43,7 @@ from typing import Any, TypeVar
 from ..config import ENV, SPARK_MASTER_ENV, strict_options
 from ..errors import ConfigError, ExecutionError
 from ._base import Backend, default_workers, run_pickled
+from ._local import ThreadBackend
 
 __all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
 
@@ -92,8 +92,8 @@ class SparkBackend(Backend):
         self._session: Any = session
         self._owns_session = False
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[Future[Any], bytes, str] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        # driver threads, one Spark job each at a time, so independent nodes run at once
+        self._drivers = ThreadBackend(max_workers=self.max_workers)
         self._groups: set[str] = set()  # the job groups of the jobs running now
         self._cancelled = False
 
@@ -149,39 +149,20 @@ class SparkBackend(Backend):
         """Run ``fn(task)`` as a Spark job; the future resolves to its return value."""
         import cloudpickle
 
-        future: Future[Any] = Future()
         try:
             payload = cloudpickle.dumps((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
-            future.set_exception(exc)
-            return future
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            return failed
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
-        self._queue.put((future, payload, label))
-        with self._lock:
-            if len(self._threads) < (self.max_workers or 1) and not self._cancelled:
-                thread = threading.Thread(
-                    target=self._work,
-                    name=f"etherealfabric-spark-{len(self._threads)}",
-                    daemon=True,
-                )
-                thread.start()
-                self._threads.append(thread)
-        return future
+        return self._drivers.submit(self._run_job, (payload, label))
 
-    def _work(self) -> None:
-        """One driver thread: run the queued jobs one at a time until ``None`` arrives."""
-        while (item := self._queue.get()) is not None:
-            future, payload, label = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(self._run_job(payload, label))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def _run_job(self, payload: bytes, label: str) -> Any:
+    def _run_job(self, job: tuple[bytes, str]) -> Any:
+        """On a driver thread: one Spark job of one task, in a job group of its own."""
         import cloudpickle
 
+        payload, label = job
         sc = self.session.sparkContext
         group = f"etherealfabric-{uuid.uuid4().hex}"
         with self._lock:
@@ -207,26 +188,15 @@ class SparkBackend(Backend):
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the jobs (or, with ``cancel``, cancel them), then stop a session we started."""
         with self._lock:
-            self._cancelled = cancel
-            threads, self._threads = self._threads, []
+            self._cancelled = self._cancelled or cancel
             session, groups = self._session, set(self._groups)
-        if cancel:
-            while True:  # drop what has not started
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    item[0].cancel()
+        if cancel and session is not None:
             for group in groups:  # ours only: the session may run other jobs too
                 try:
                     session.sparkContext.cancelJobGroup(group)
                 except Exception as exc:
                     log.warning("could not cancel Spark job group %s: %s", group, exc)
-        for _ in threads:
-            self._queue.put(None)
-        for thread in threads:
-            thread.join()
+        self._drivers.close(cancel=cancel)
         with self._lock:
             session, owns = self._session, self._owns_session
             self._session, self._owns_session = None, False
