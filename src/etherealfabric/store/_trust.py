@@ -14,7 +14,8 @@ the entry, and nothing it names is ever loaded. A checkpoint (always pickled) is
 when signed with our key; without a key, never.
 
 One record per signer. The first signer of a key writes the canonical name
-(``actions/ab/<key>.json``); a teammate whose key differs (the canonical record's signature
+(``actions/ab/<key>.json``, by an exclusive create where the store has one, so two first
+writers at the same moment cannot replace each other's record); a teammate whose key differs (the canonical record's signature
 names a key id that is not theirs) writes and reads their own copy under a name that carries
 their key id (``actions/ab/<key>.<key id>.json``) and never replaces the canonical one. A member
 without a key never replaces a signed record. So a misconfigured teammate costs a
@@ -116,12 +117,15 @@ class UntrustedEntries:
                 SIGNING_KEY_ENV,
             )
             return
+        data = canonical(body).encode()
+        if _create(store, name, data):
+            return  # the first record of this key: ours is the canonical one
         existing = store._read(name, store.read_entry)
         if existing is not None and self._foreign(signed_key_id(existing)):
             if self.signer is None:
                 return  # a signed record serves readers without a key as well
             name = self._own(name)
-        store.write_entry(name, canonical(body).encode())
+        store.write_entry(name, data)
 
     def delete_action(self, store: Store, key: str) -> None:
         """Remove our record of ``key`` (the canonical one only if it is not another's)."""
@@ -200,8 +204,22 @@ class UntrustedEntries:
         store.delete_entry(name)
 
     def warn_once(self, topic: str, message: str, *args: object) -> None:
+        """Log ``message`` once per process and ``topic``."""
         with self._lock:
             if ("", topic) in self._warned:
                 return
             self._warned.add(("", topic))
         log.warning(message, *args)
+
+
+def _create(store: Store, name: str, data: bytes) -> bool:
+    """Write ``name`` only if it is absent (exclusive create): True if this call wrote it.
+
+    Two signers publishing the first record of a key at the same moment then never replace
+    each other's: one creates the canonical name, the other finds it taken and writes its own
+    copy. Stores without an exclusive create fall back to look-then-write.
+    """
+    try:
+        return store.create_entry(name, data)
+    except NotImplementedError:
+        return False
