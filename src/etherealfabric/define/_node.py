@@ -205,7 +205,8 @@ class Node:
     serializers: ClassVar[Mapping[str, str] | None] = None
     timeout: ClassVar[float | None] = None
     on_error: ClassVar[ErrorHandler | None] = None
-    writes: ClassVar[Sequence[str] | None] = None
+    #: not a ClassVar: an instance may set ``self.writes`` in ``__init__`` (typed code too)
+    writes: Sequence[str] | None = None
     on_driver: ClassVar[bool] = False
 
     _ef_args: tuple[Any, ...]
