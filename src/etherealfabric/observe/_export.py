@@ -31,6 +31,7 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
         "#00695c",
     ),  # teal: failed, an on_error handler supplied outputs
     NodeStatus.SKIPPED: ("#f5f5f5", "#9e9e9e"),  # near white
+    NodeStatus.DRIFTED: ("#fff3e0", "#e65100"),  # amber: ran, an input changed, not cached
 }
 
 
