@@ -104,7 +104,7 @@ class TestParquetSerializer(SerializerContract):
 
     @pytest.fixture
     def unsupported(self) -> list[Any]:
-        return [*UNSUPPORTED_FRAMES, pd.Series([1]), {"a": [1]}]
+        return [*UNSUPPORTED_FRAMES, pd.Series([1], name=("a", "b")), {"a": [1]}]
 
     def assert_same(self, back: Any, value: Any) -> None:
         assert type(back) is type(value)
@@ -284,3 +284,48 @@ def test_loading_runs_no_pickle_and_no_compiled_code(tmp_path: Path) -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+SERIES = [
+    pd.Series([1, 2, 3], name="x"),
+    pd.Series([1.5, None], name=None),
+    pd.Series(["a", "b"], index=pd.Index(["i", "j"], name="k"), name=3),
+    pd.Series(pd.Categorical(["a", "b", "a"], categories=["b", "a"]), name="c"),
+    pd.Series(pd.to_datetime(["2026-01-01", None]).tz_localize("Europe/Paris"), name="t"),
+    pd.Series([], dtype="Int64", name="empty"),
+]
+
+
+class TestParquetSeries(SerializerContract):
+    """Series go to parquet as a one-column frame, their name kept beside it."""
+
+    @pytest.fixture
+    def serializer(self) -> Serializer:
+        return get_serializer("parquet")
+
+    @pytest.fixture
+    def values(self) -> list[Any]:
+        return SERIES
+
+    @pytest.fixture
+    def unsupported(self) -> list[Any]:
+        return [
+            pd.Series([1], name=("a", "b")),
+            pd.Series([1, "a"]),
+            pd.Series([1.0], name=1.5e400),
+        ]
+
+    def assert_same(self, back: Any, value: Any) -> None:
+        assert type(back) is pd.Series and back.name == value.name
+        assert type(back.name) is type(value.name)
+        assert hash_value(back) == hash_value(value)
+
+
+@pytest.mark.parametrize("series", SERIES, ids=range(len(SERIES)))
+def test_series_parquet_stores_exactly_choose_parquet(series: pd.Series) -> None:
+    assert default_registry.choose(series).name == "parquet"
+
+
+def test_series_parquet_would_change_are_pickled() -> None:
+    assert default_registry.choose(pd.Series([1], name=("a", "b"))).name == "cloudpickle"
+    assert default_registry.choose(pd.Series([1, "a"])).name == "cloudpickle"

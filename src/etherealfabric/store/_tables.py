@@ -2,7 +2,8 @@
 Tables, ``polars`` (parquet) for polars DataFrames. The first two need pyarrow, the last
 polars, imported only when a table is written or read.
 
-**parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression; pandas
+**parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression (a Series as a
+one-column frame, its name kept in the schema metadata as JSON); pandas
 metadata in the file brings back the index (a RangeIndex as its bounds), column names, dtypes,
 categoricals, time zones and ``attrs``. Not every frame survives that exactly, so the registry
 chooses parquet for a DataFrame only when :func:`parquet_fits` says so, and cloudpickle
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import sys
 from functools import cache
 from typing import Any, BinaryIO
@@ -85,18 +87,23 @@ def _pyarrow() -> Any:
 
 
 class ParquetSerializer(Serializer):
-    """pandas DataFrames as parquet (pyarrow, zstd); see the module docstring."""
+    """pandas DataFrames (and Series) as parquet (pyarrow, zstd); see the module docstring."""
 
     name = "parquet"
 
     def dump(self, value: object, fp: BinaryIO) -> None:
-        problem = frame_problem(value)
+        frame, series = _as_frame(value)
+        problem = frame_problem(frame)
         if problem:
             raise TypeError(problem)
         pa = _pyarrow()
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pandas(value), fp, compression="zstd")
+        table = pa.Table.from_pandas(frame)
+        if series is not None:  # the series' name, which the frame's column does not keep
+            metadata = {**(table.schema.metadata or {}), _SERIES_KEY: series}
+            table = table.replace_schema_metadata(metadata)
+        pq.write_table(table, fp, compression="zstd")
 
     def load(self, fp: BinaryIO) -> object:
         _pyarrow()
@@ -119,18 +126,45 @@ class ParquetSerializer(Serializer):
         return _to_pandas(pq.read_table(path, pre_buffer=False))
 
 
+_SERIES_KEY = b"etherealfabric.series"
+_SERIES_COLUMN = "values"
+
+
+def _as_frame(value: object) -> tuple[object, bytes | None]:
+    """A Series as a one-column frame and its name (JSON); any other value as it is."""
+    pd = sys.modules.get("pandas")
+    if pd is None or type(value) is not pd.Series:
+        return value, None
+    series: Any = value
+    try:
+        name = json.dumps({"name": series.name}, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        return None, None  # a name JSON cannot hold: frame_problem refuses None
+    back = json.loads(name)["name"]
+    if type(back) is not type(series.name) or back != series.name:
+        return None, None  # a tuple would come back a list
+    return series.to_frame(name=_SERIES_COLUMN), name
+
+
 def _to_pandas(table: Any) -> object:
     """The frame of a table read from parquet, freeing each column's arrow memory as it is
     converted. With the pages read as they are decoded (``pre_buffer=False``: the stored
     object is local, or already checked in full) the peak is about 1.5 frames, not 2."""
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    series = (table.schema.metadata or {}).get(_SERIES_KEY)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    if series is None:
+        return frame
+    return frame[_SERIES_COLUMN].rename(json.loads(series)["name"])
 
 
 def frame_problem(value: object) -> str:
-    """Why parquet cannot store ``value`` exactly, by its shape and dtypes; ``""`` if it may."""
+    """Why parquet cannot store ``value`` exactly, by its shape and dtypes; ``""`` if it may.
+    (A Series is asked about as the one-column frame it is stored as.)"""
     pd = sys.modules.get("pandas")
+    if pd is not None and type(value) is pd.Series:
+        value = _as_frame(value)[0]
     if pd is None or type(value) is not pd.DataFrame:
-        return f"parquet stores pandas DataFrames only, not {type(value).__qualname__}"
+        return f"parquet stores pandas DataFrames and Series only, not {type(value).__qualname__}"
     frame: Any = value
     if frame.shape[1] == 0:
         return "a frame without columns loses its index in parquet"
