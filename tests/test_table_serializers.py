@@ -5,6 +5,7 @@ attrs), the automatic choice and its cloudpickle fallback, and loading without r
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import sys
 import textwrap
@@ -329,3 +330,17 @@ def test_series_parquet_stores_exactly_choose_parquet(series: pd.Series) -> None
 def test_series_parquet_would_change_are_pickled() -> None:
     assert default_registry.choose(pd.Series([1], name=("a", "b"))).name == "cloudpickle"
     assert default_registry.choose(pd.Series([1, "a"])).name == "cloudpickle"
+
+
+def test_a_pickled_frame_says_why_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = LocalStore(tmp_path / "store")
+    mixed = pd.DataFrame({"who": ["ann", 1, "bob"]}, dtype=object)  # str and int cells
+    with caplog.at_level(logging.INFO, logger="etherealfabric.store"):
+        for _ in range(3):
+            records, _ = store_values("load", ("df",), {"df": mixed}, {}, store, -1)
+            assert records["df"]["serializer"] == "cloudpickle"
+        store_values("load", ("ok",), {"ok": pd.DataFrame({"n": [1]})}, {}, store, -1)
+    said = [r.getMessage() for r in caplog.records if "not parquet" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("load: output 'df' is stored with cloudpickle, not parquet")
+    assert "'who'" in said[0]

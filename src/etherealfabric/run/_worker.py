@@ -14,6 +14,7 @@ node may not return a Secret: its outputs are stored, secrets never are.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import traceback
@@ -30,6 +31,7 @@ from ..hashing._outputs import value_digest
 from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
 from ..store._serializers import SerializerRegistry, default_registry, dump_value
+from ..store._tables import pickled_frame_reason
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._files import capture_outputs, drifted
@@ -38,6 +40,8 @@ from ._redact import Redactor
 from ._timeouts import call_with_timeout
 
 __all__ = ["action_record", "execute", "store_values"]
+
+log = logging.getLogger("etherealfabric.store")
 
 
 def execute(task: Task) -> TaskResult:
@@ -253,13 +257,17 @@ def store_values(
         serializer = registry.choose(value) if chosen else registry.get(serializers[name])
         try:
             stored = _write(store, inline_limit, value, serializer, node, name)
-        except SerializationError:
+        except SerializationError as exc:
             if not chosen or serializer.name == "cloudpickle":
                 raise
             # an automatic choice (parquet for a frame) that could not write this value:
             # fall back to cloudpickle rather than fail the node
-            serializer = registry.get("cloudpickle")
+            failed, serializer = serializer.name, registry.get("cloudpickle")
             stored = _write(store, inline_limit, value, serializer, node, name)
+            _say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
+        else:
+            if chosen and serializer.name == "cloudpickle":
+                _say_pickled(node, name, value)
         records[name] = {
             "digest": stored.digest,
             "serializer": serializer.name,
@@ -276,6 +284,18 @@ def store_values(
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
     return records, inline
+
+
+_said: set[tuple[str, str, str]] = set()
+
+
+def _say_pickled(node: str, output: str, value: Any, reason: str | None = None) -> None:
+    """Log once (per node, output and reason, in this process) why a frame was pickled."""
+    reason = reason or pickled_frame_reason(value)
+    if reason is None or (node, output, reason) in _said:
+        return
+    _said.add((node, output, reason))
+    log.info("%s: output %r is stored with cloudpickle, not parquet: %s", node, output, reason)
 
 
 def _write(

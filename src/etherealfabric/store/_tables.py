@@ -54,6 +54,7 @@ __all__ = [
     "frame_problem",
     "is_arrow_table",
     "parquet_fits",
+    "pickled_frame_reason",
     "polars_fits",
 ]
 
@@ -183,6 +184,21 @@ def frame_problem(value: object) -> str:
                 "bytes, which parquet would convert or refuse"
             )
     return ""
+
+
+def pickled_frame_reason(value: object) -> str | None:
+    """Why a pandas or polars frame (or Series) was not written as parquet; None for other
+    values. For the log line that says so once (see ``run/_worker.py``)."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and type(value) in (pd.DataFrame, pd.Series):
+        return frame_problem(value) or (
+            "parquet would change it (its first rows came back with another value digest)"
+            if _pyarrow_installed()
+            else "pyarrow is not installed"
+        )
+    if is_polars_frame(value):
+        return "parquet would change it (an Object column, or a dtype parquet does not keep)"
+    return None
 
 
 def parquet_fits(value: object) -> bool:
