@@ -73,16 +73,33 @@ def runs(
 
 @click.command()
 @click.argument("run_id")
+@click.argument("node", required=False)
+@click.option("--items", is_flag=True, help="With NODE, a map: list its items (children).")
 @_home_option
 @_json_option
-def show(run_id: str, home: str | None, as_json: bool) -> None:
-    """Show one run: each node's status, timing and cache hit."""
+def show(run_id: str, node: str | None, items: bool, home: str | None, as_json: bool) -> None:
+    """Show one run: each node's status, timing and cache hit (a map: one row with counts).
+
+    With NODE, only that node's attempts; ``--items`` lists a map's children.
+    """
+    from ..journal import _maps as maps
+
     with _journal(home) as journal:
         run_row = _get_run(journal, run_id)
+        recorded = maps.map_events(journal, run_row["id"])
+        if node is not None and items:
+            if node not in recorded:
+                _fail(f"node {node!r} is not a map that started in run {run_row['id']}")
+            _show_items(node, maps.map_items(journal, run_row["id"], node), recorded[node], as_json)
+            return
         nodes = journal.node_runs(run_row["id"])
+    own, children = maps.split_children(nodes, recorded)
+    if node is not None:
+        own = [n for n in own if n["node"] == node]
+    summaries = {m: maps.summarize(children[m], recorded[m]) for m in children}
     values = _workflow_params(run_row)
     if as_json:
-        _echo_json({"run": run_row, "params": values, "nodes": nodes})
+        _echo_json({"run": run_row, "params": values, "nodes": own, "maps": summaries})
         return
     console = _console()
     console.print(
@@ -93,12 +110,50 @@ def show(run_id: str, home: str | None, as_json: bool) -> None:
         shown = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in values.items())
         console.print(f"params: {shown}", highlight=False, markup=False)
     table = _table("node", "attempt", "status", "duration", "key", "error")
-    for n in nodes:
+    for n in own:
         table.add_row(
             n["node"], str(n["attempt"]), n["status"], _secs(n["duration"]),
             (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
         )  # fmt: skip
     _print_table(console, table)
+    for name, summary in summaries.items():
+        console.print(f"map {name}: {_map_text(summary)}", highlight=False, markup=False)
+
+
+def _map_text(summary: dict[str, Any]) -> str:
+    """A map's row: its items and what became of them, and its children's durations."""
+    counts = summary["counts"]
+    parts = [f"{summary['items']} items"]
+    if summary["children"] != summary["items"]:
+        parts.append(f"{summary['children']} distinct")
+    parts.append(f"{summary['cached']} cached")
+    parts += [f"{n} {status}" for status, n in sorted(counts.items())]
+    if summary["retried"]:
+        parts.append(f"{summary['retried']} retries")
+    if summary["p50"] is not None:
+        parts.append(
+            f"p50 {_secs(summary['p50'])} p90 {_secs(summary['p90'])} max {_secs(summary['max'])}"
+        )
+    return ", ".join(parts)
+
+
+def _show_items(
+    node: str, rows: list[dict[str, Any]], recorded: dict[str, Any], as_json: bool
+) -> None:
+    if as_json:
+        _echo_json({"node": node, "map": recorded, "items": rows})
+        return
+    table = _table("item", "attempt", "status", "duration", "key", "error")
+    for n in rows:
+        table.add_row(
+            n["node"], str(n["attempt"]), n["status"], _secs(n["duration"]),
+            (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
+        )  # fmt: skip
+    console = _console()
+    _print_table(console, table)
+    cached = recorded.get("cached") or 0
+    if cached:
+        console.print(f"{cached} cached items are not listed (they did not run)")
 
 
 def _workflow_params(run_row: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +203,8 @@ def _print_status(state: Any) -> None:
     )
     counts = ", ".join(f"{n} {s}" for s, n in sorted(state.counts.items())) or "no nodes yet"
     click.echo(f"nodes: {counts} (of {run['nodes']})")
+    for name, summary in state.maps.items():
+        click.echo(f"map {name}: {_map_text(summary)}")
     for r in state.running:
         click.echo(f"  running: {r['node']} (attempt {r['attempt']}) for {_secs(r['elapsed'])}")
     if run["error"]:

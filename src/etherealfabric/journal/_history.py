@@ -14,7 +14,7 @@ import re
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
@@ -23,6 +23,7 @@ from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ._journal import Journal, RunRow
 from ._liveness import gone
+from ._maps import map_events, split_children, summarize
 
 __all__ = [
     "CacheAudit",
@@ -167,6 +168,8 @@ class RunSnapshot:
     counts: dict[str, int]
     running: list[dict[str, Any]]
     now: float
+    #: mapped nodes: their children's counts and durations (``journal/_maps.py``)
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def elapsed(self) -> float:
@@ -183,6 +186,7 @@ class RunSnapshot:
             "nodes": self.run["nodes"],
             "counts": self.counts,
             "running": self.running,
+            "maps": self.maps,
             "error": self.run["error"],
         }
 
@@ -192,7 +196,8 @@ def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> Ru
     now = time.time() if now is None else now
     counts: dict[str, int] = {}
     running = []
-    rows = latest_attempts(journal, run["id"])
+    recorded = map_events(journal, run["id"])
+    rows, children = split_children(latest_attempts(journal, run["id"]), recorded)
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         if row["status"] == NodeStatus.RUNNING:
@@ -204,7 +209,8 @@ def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> Ru
     pending = (run["nodes"] or 0) - len(rows)
     if pending > 0 and run["status"] == RunStatus.RUNNING:
         counts[NodeStatus.PENDING.value] = pending
-    return RunSnapshot(run, counts, running, now)
+    maps = {name: summarize(children[name], recorded[name]) for name in children}
+    return RunSnapshot(run, counts, running, now, maps)
 
 
 # -- the cache index against the store -------------------------------------------------------

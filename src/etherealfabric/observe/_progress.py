@@ -124,6 +124,8 @@ class Progress:
             EventKind.NODE_CANCELLED: self._finish,
             EventKind.NODE_SKIPPED: self._finish,
             EventKind.RUN_FINISHED: self._on_run_finished,
+            EventKind.MAP_STARTED: self._on_map_started,
+            EventKind.MAP_ITEMS: self._on_map_items,
         }
 
     def __call__(self, event: Event) -> None:
@@ -148,6 +150,7 @@ class Progress:
         self.counts: dict[str, int] = dict.fromkeys(FINAL_KINDS.values(), 0)
         self._running: dict[str, tuple[float, int]] = {}  # node -> (started, attempt)
         self._final: dict[str, str] = {}  # node -> its final status
+        self._maps: dict[str, list[int]] = {}  # map -> [children, done, cached, failed]
         self._t0 = time.monotonic()
 
     def _finish(self, event: Event) -> None:
@@ -200,7 +203,29 @@ class Progress:
         attempts = len(getattr(result, "attempts", ()))
         took = format_duration(result.finished_at - result.started_at) if attempts else "?"
         more = f" ({attempts} attempts)" if attempts > 1 else ""
+        if event.node in self._maps:
+            more = f" ({self._map_text(event.node or '')})"
         self._line(f"{self._position()} {event.node} done in {took}{more}")
+
+    def _on_map_started(self, event: Event) -> None:
+        cached = int(event.data.get("cached", 0))
+        with self._lock:
+            self._maps[event.node or ""] = [int(event.data.get("children", 0)), cached, cached, 0]
+
+    def _on_map_items(self, event: Event) -> None:
+        counts = self._maps.get(event.node or "")
+        if counts is None:
+            return
+        children = event.data.get("children", ())
+        with self._lock:
+            counts[1] += len(children)
+            counts[3] += sum(1 for c in children if c.status == NodeStatus.FAILED)
+
+    def _map_text(self, name: str) -> str:
+        """``1234/100000 items, 99000 cached, 2 failed``: a map's children so far."""
+        total, done, cached, failed = self._maps[name]
+        more = f", {failed} failed" if failed else ""
+        return f"{done}/{total} items, {cached} cached{more}"
 
     def _on_failed(self, event: Event) -> None:
         self._finish(event)
@@ -321,6 +346,10 @@ class Progress:
         )
         slow = sorted((r for r in running if r[1] >= self.slow_after), key=lambda r: -r[1])
         lines: list[Any] = [head, counts]
+        with self._lock:
+            maps = [(n, self._map_text(n)) for n in self._maps if n in self._running]
+        for name, text in maps[:MAX_SLOW_LINES]:
+            lines.append(Text(f"  {name}: {text}"))
         if slow:
             table = Table.grid(padding=(0, 2))
             table.add_column(no_wrap=True, overflow="ellipsis", max_width=50)

@@ -49,13 +49,6 @@ __all__ = ["JournalRecorder"]
 log = logging.getLogger("etherealfabric.cache")
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
-_CHILD_KINDS = {
-    NodeStatus.SUCCEEDED: EventKind.NODE_SUCCEEDED,
-    NodeStatus.DRIFTED: EventKind.NODE_SUCCEEDED,
-    NodeStatus.FAILED: EventKind.NODE_FAILED,
-    NodeStatus.FALLBACK: EventKind.NODE_FALLBACK,
-    NodeStatus.SKIPPED: EventKind.NODE_FAILED,
-}
 
 
 class JournalRecorder:
@@ -248,19 +241,26 @@ class JournalRecorder:
         self._actions.append((key, node, _dumps(record), components, time.time()))
 
     def _on_map_items(self, event: Event) -> None:
-        """Rows and records of a map's children, as if each were a node of its own."""
+        """Rows and records of a map's children, as if each were a node of its own.
+
+        A child's key components go into its action record's row only (``explain`` reads them
+        there), and children hold no leases: 100,000 children cost rows, not more.
+        """
         for done in event.data["children"]:
-            kind = _CHILD_KINDS[done.status]
-            data: dict[str, Any] = {"result": done.result, "inline": done.inline}
-            if done.record is not None:
-                data.update(record=done.record, components=done.components)
-            elif done.components is not None:
-                data["components"] = done.components
-            child = Event(kind, event.run_id, done.name, data, ts=event.ts)
-            if done.status is NodeStatus.SKIPPED:
-                self._attempt_rows(child, done.result, NodeStatus.SKIPPED, None)
+            child = Event(EventKind.MAP_ITEMS, event.run_id, done.name, ts=event.ts)
+            result = done.result
+            self._blobs.extend(result.inline.items())
+            self._blobs.extend(done.inline.items())
+            components = _dumps(done.components) if done.components else None
+            if done.status is NodeStatus.SUCCEEDED and done.record is not None:
+                self._index(result.key, done.name, done.record, components)
+                self._attempt_rows(child, result, NodeStatus.SUCCEEDED, None)
+            elif done.status is NodeStatus.DRIFTED:
+                self._drifted(child, result, components or "")
+            elif done.status is NodeStatus.FALLBACK:
+                self._attempt_rows(child, result, NodeStatus.FALLBACK, None, fallback=True)
             else:
-                self._handlers[kind](child)
+                self._attempt_rows(child, result, done.status, components)
 
     def _on_map_finished(self, event: Event) -> None:
         for key, record in event.data.get("actions", ()):

@@ -49,6 +49,7 @@ from ..define._node import Node
 from ..errors import RunFailedError
 from ..journal import Journal
 from ..workflow import Workflow
+from ._maps import MapContract
 
 __all__ = ["USER_SCRIPT", "BackendContract", "double", "nap", "refuse"]
 
@@ -204,8 +205,12 @@ def node_runs(home: Path, run_id: str) -> dict[str, dict[str, Any]]:
         return {r["node"]: r for r in journal.node_runs(run_id)}
 
 
-class BackendContract:
-    """Tests every backend passes. Subclasses provide the ``backend_name`` fixture."""
+class BackendContract(MapContract):
+    """Tests every backend passes. Subclasses provide the ``backend_name`` fixture.
+
+    The mapped-node cases (partial failure, warm re-run, a driver killed mid-map) come from
+    :class:`~etherealfabric.testing._maps.MapContract`.
+    """
 
     #: the ``max_workers`` the tests create the backend with (and expect it to report)
     max_workers: ClassVar[int] = 2

@@ -1,0 +1,99 @@
+"""Mapped nodes in the journal: their children's rows grouped under them, or listed.
+
+A map's children have ``node_runs`` rows of their own, named ``map[label]`` (only the ones
+that ran: cached children are counted, not listed); the run's ``map_started`` and
+``map_finished`` events name its maps and hold their counts. ``show`` and ``status`` print one
+row per map with counts and duration percentiles (:func:`split_children`,
+:func:`summarize`); ``show RUN NODE --items`` lists the children (:func:`map_items`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..states import NodeStatus
+from ._journal import Journal
+
+__all__ = ["map_events", "map_items", "percentile", "split_children", "summarize"]
+
+
+def map_events(journal: Journal, run_id: str) -> dict[str, dict[str, Any]]:
+    """The maps of a run, by name: the data of their ``map_started`` and ``map_finished``."""
+    found: dict[str, dict[str, Any]] = {}
+    rows = journal._rows(
+        "SELECT kind, node, data FROM events WHERE run_id = ? "
+        "AND kind IN ('map_started', 'map_finished') ORDER BY id",
+        (run_id,),
+    )
+    for row in rows:
+        try:
+            data = json.loads(row["data"] or "{}")
+        except ValueError:
+            data = {}
+        found.setdefault(row["node"], {}).update(data if isinstance(data, dict) else {})
+    return found
+
+
+def split_children(
+    rows: Iterable[Mapping[str, Any]], maps: Iterable[str]
+) -> tuple[list[Mapping[str, Any]], dict[str, list[Mapping[str, Any]]]]:
+    """``rows`` without the children of ``maps``, and those children by map."""
+    prefixes = {f"{name}[": name for name in maps}
+    own: list[Mapping[str, Any]] = []
+    children: dict[str, list[Mapping[str, Any]]] = {name: [] for name in prefixes.values()}
+    for row in rows:
+        node = str(row["node"])
+        cut = node.find("[")
+        parent = prefixes.get(node[: cut + 1]) if cut > 0 and node.endswith("]") else None
+        if parent is None:
+            own.append(row)
+        else:
+            children[parent].append(row)
+    return own, children
+
+
+def summarize(rows: Iterable[Mapping[str, Any]], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """One map's counts (by the last attempt of each child) and its children's durations."""
+    last: dict[str, Mapping[str, Any]] = {}
+    retries = 0
+    for row in rows:
+        if row["status"] == NodeStatus.RETRYING:
+            retries += 1
+        seen = last.get(row["node"])
+        if seen is None or row["attempt"] > seen["attempt"]:
+            last[row["node"]] = row
+    counts: dict[str, int] = {}
+    for row in last.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    durations = sorted(float(r["duration"]) for r in last.values() if r["duration"] is not None)
+    return {
+        "items": recorded.get("items"),
+        "children": recorded.get("children"),
+        "cached": recorded.get("cached", 0),
+        "counts": counts,
+        "retried": retries,
+        "collected": recorded.get("collected"),
+        "p50": percentile(durations, 0.5),
+        "p90": percentile(durations, 0.9),
+        "max": durations[-1] if durations else None,
+    }
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """The value below which ``fraction`` of the sorted ``ordered`` lie (nearest rank)."""
+    if not ordered:
+        return None
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def map_items(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
+    """The rows of a map's children in a run (every attempt), in the order they ended."""
+    prefix = f"{node}["
+    return journal._rows(
+        "SELECT * FROM node_runs WHERE run_id = ? AND substr(node, 1, ?) = ? "
+        "ORDER BY COALESCE(finished_at, started_at), node, attempt",
+        (run_id, len(prefix), prefix),
+    )

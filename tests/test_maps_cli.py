@@ -1,0 +1,88 @@
+"""Mapped nodes on the command line: one row per map in ``show`` and ``status``, the children
+on demand with ``show RUN NODE --items``, and a progress line per map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from etherealfabric.cli import main
+
+FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def items(n):
+    return list(range(n))
+
+@node
+def square(x):
+    if x % 10 == 3:
+        raise ValueError(f"no {x}")
+    return x * x
+
+@node
+def total(xs):
+    return sum(xs)
+
+with Workflow("mapflow") as wf:
+    total(square.map(items(40), max_failures=5))
+"""
+
+
+def cli(*args: str, fails: bool = False) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert (result.exit_code != 0) == fails, result.output
+    return result.output
+
+
+def run_flow(tmp_path: Path) -> str:
+    flow = tmp_path / "mapflow.py"
+    flow.write_text(FLOW)
+    out = cli("run", str(flow))
+    assert "square done in" in out and "40/40 items, 0 cached, 4 failed" in out
+    out = cli("runs", "--json")
+    return str(json.loads(out)[0]["id"])
+
+
+def test_show_groups_a_maps_children_into_one_row(tmp_path: Path) -> None:
+    run_id = run_flow(tmp_path)
+    out = cli("show", run_id, "--json")
+    shown = json.loads(out)
+    assert [n["node"] for n in shown["nodes"]] == ["items", "square", "total"]
+    summary = shown["maps"]["square"]
+    assert (summary["items"], summary["cached"], summary["collected"]) == (40, 0, 36)
+    assert summary["counts"] == {"succeeded": 36, "failed": 4}
+    assert summary["p50"] is not None and summary["max"] >= summary["p90"] >= summary["p50"]
+    out = cli("show", run_id)
+    assert "map square: 40 items, 0 cached, 4 failed, 36 succeeded, p50" in out
+    assert "square[3]" not in out
+
+
+def test_show_items_lists_a_maps_children(tmp_path: Path) -> None:
+    run_id = run_flow(tmp_path)
+    out = cli("show", run_id, "square", "--items", "--json")
+    listed = json.loads(out)
+    rows = {r["node"]: r for r in listed["items"]}
+    assert len(rows) == 40
+    assert rows["square[13]"]["status"] == "failed"
+    assert "ValueError: no 13" in rows["square[13]"]["error"]
+    assert rows["square[12]"]["status"] == "succeeded"
+    out = cli("show", run_id, "total", "--items", fails=True)
+    assert "not a map" in out
+
+
+def test_a_warm_run_shows_the_map_as_one_cached_row_and_logs_work_per_item(
+    tmp_path: Path,
+) -> None:
+    first = run_flow(tmp_path)
+    out = cli("run", str(tmp_path / "mapflow.py"))
+    assert "4 failed" in out  # the failed items are tried again, alone
+    out = cli("status", "--json")
+    state = json.loads(out)
+    assert state["counts"] == {"cached": 2, "succeeded": 1}
+    assert state["maps"]["square"]["cached"] == 36
+    out = cli("logs", first, "square[13]")
+    assert "square[13] attempt 1 (failed)" in out
