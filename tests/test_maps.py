@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from etherealfabric import Node, RunFailedError, Workflow, node
+from etherealfabric import File, Node, RunFailedError, Workflow, node
 from etherealfabric.define._policies import SKIP
 from etherealfabric.errors import DefinitionError, MapItemsError
 from etherealfabric.journal._journal import Journal
@@ -303,3 +303,29 @@ def test_children_have_journal_rows_and_the_map_a_summary(home: Path) -> None:
     finished = json.loads(next(e["data"] for e in events if e["kind"] == "map_finished"))
     assert (finished["executed"], finished["failed"], finished["collected"]) == (2, 1, 2)
     assert "shaky[3]" in finished["failed_items"]
+
+
+def test_a_map_over_a_maps_result_and_over_files_keyed_by_content(tmp_path: Path) -> None:
+    @node
+    def files(folder):
+        return [File(str(p)) for p in sorted(Path(folder).glob("*.txt"))]
+
+    @node
+    def size(f):
+        return len(Path(f).read_text())
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in "abc":
+        (folder / f"{name}.txt").write_text(name * 3)
+    with Workflow("files") as wf:
+        sizes = size.map(files(str(folder)))
+        doubled = square.map(sizes, k=2)
+    first = wf.execute()
+    assert first[doubled] == [18, 18, 18]
+    (folder / "b.txt").write_text("bbbb")  # same path, new content: only its child runs
+    again = wf.execute()
+    assert len(again.map_report(sizes).executed) == 1
+    assert again.map_report(sizes).cached == 2
+    assert again[doubled] == [18, 32, 18]
+    assert again.map_report(doubled).executed == ["square[4]"]

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..define._refs import replace_refs
 from ..define._spec import NodeSpec
 from ..hashing._cachekey import cache_key
 from ..hashing._describe import describe_value
@@ -34,9 +35,18 @@ from ..hashing._fingerprint import code_fingerprint
 from ..hashing._paths import relative_to_root
 from ..hashing._secret import SecretHasher
 from ..hashing._values import hash_value
+from ._graph import InputRef
 from ._keys import KeyInfo, OutputRecords, input_digest, node_key
 
-__all__ = ["COLLECT_KIND", "MapKeys", "child_key", "collect_key", "item_label", "map_keys"]
+__all__ = [
+    "COLLECT_KIND",
+    "MapKeys",
+    "child_key",
+    "collect_key",
+    "item_label",
+    "map_keys",
+    "whole_key_pins_children",
+]
 
 #: the kind in a collection's key (the collection is the same code for every map)
 COLLECT_KIND = "etherealfabric.map.collect/1"
@@ -82,6 +92,21 @@ def map_keys(
     template = dataclasses.replace(spec, params={**spec.params, item_param: None}, map=None)
     info = node_key(template, upstream, file_cache=file_cache, secrets=secrets)
     return MapKeys(spec, item_param, info, code_fingerprint(spec.code).digest, file_cache)
+
+
+def whole_key_pins_children(spec: NodeSpec, upstream: OutputRecords) -> bool:
+    """Whether the map's own key determines every child's key, so that it may stand for them.
+
+    True for literal items and for items from outputs with a value digest (plain values,
+    arrays, frames). An output holding ``File`` objects has none: its digest covers their
+    paths, while each child's key covers its file's content, so only the children's keys
+    see an edited file. Such a map is always looked at item by item.
+    """
+    if spec.map is None:
+        return True
+    refs: list[InputRef] = []
+    replace_refs(spec.params[spec.map.item_param], refs.append, kind=InputRef)
+    return all(upstream[r.node][r.output].get("value") is not None for r in refs)
 
 
 def child_key(keys: MapKeys, item: Any) -> tuple[str, str]:

@@ -39,7 +39,13 @@ from ..define._files import Directory, File
 from ..define._policies import SKIP, NodeError
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._keys import KeyInfo
-from ..plan._maps import child_key, collect_key, item_label, map_keys
+from ..plan._maps import (
+    child_key,
+    collect_key,
+    item_label,
+    map_keys,
+    whole_key_pins_children,
+)
 from ..states import EventKind, NodeStatus
 from ._files import snapshot
 from ._mapstate import (
@@ -72,6 +78,10 @@ class Maps:
         self.host = host
         self.active: dict[str, MapRun] = {}
         self.in_flight = 0
+
+    def whole_keyed(self, name: str) -> bool:
+        """Whether the map ``name``'s own key may be looked up for all of it (else item by item)."""
+        return whole_key_pins_children(self.host.graph.specs[name], self.host.outcome.outputs)
 
     @property
     def busy(self) -> bool:
@@ -379,11 +389,13 @@ class Maps:
         del self.active[run.name]
         report.collected = len(run.collected)
         complete = not (report.failed or report.skipped or report.fallback)
+        complete = complete and self.whole_keyed(run.name)  # else no record under its key
         actions = []
         if collected is not None:
             actions.append((run.collect_key, action_record(run.name, outputs)))
-        if not report.executed and collected is None and complete:
-            actions.append((run.info.key, action_record(run.name, outputs)))
+        if report.cached == report.children and collected is None:  # nothing ran at all
+            if complete:
+                actions.append((run.info.key, action_record(run.name, outputs)))
             self._finished_event(run, actions)
             host._cached(run.name, run.info, {"outputs": outputs})
             return
@@ -393,7 +405,7 @@ class Maps:
         if collected is not None:
             result.inline = collected.inline
         result.attempts = [Attempt(1, run.started_at, time.time())]
-        host._succeeded(run.name, run.info, result, partial=not complete)
+        host._succeeded(run.name, run.info, result, no_record=not complete)
 
     def _fail(self, run: MapRun, allowed: int, cause: TaskResult | None = None) -> None:
         del self.active[run.name]

@@ -226,7 +226,7 @@ class JournalRecorder:
         if result.drifted:
             self._drifted(event, result, components)
             return
-        if not event.data.get("partial"):  # a map with failed items: no record under its key
+        if not event.data.get("no_record"):  # a map with failed items: no record under its key
             self._index(result.key, event.node or "", event.data["record"], components)
         self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
 

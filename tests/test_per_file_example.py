@@ -1,0 +1,63 @@
+"""examples/per_file.py: a mapped node per CSV file; one new or edited file re-runs exactly
+one child and the aggregation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(folder: Path, *args: str) -> tuple[str, str]:
+    """Run the example (its copy in ``folder``, so its data and home are made there)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    done = subprocess.run(
+        [sys.executable, str(folder / "per_file.py"), "--days", "200", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    return lines[0], lines[-1]
+
+
+def test_per_file_pipeline_reruns_one_child_per_changed_file(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "examples" / "per_file.py", tmp_path)
+    assert run(tmp_path) == (
+        "clean: 200 files: 200 ran, 0 cached",
+        "3 nodes executed, 0 cached, 0 failed",
+    )
+    assert len(list((tmp_path / "data" / "daily").glob("*.csv"))) == 200
+    assert run(tmp_path) == (
+        "clean: 200 files: 0 ran, 200 cached",
+        "0 nodes executed, 3 cached, 0 failed",
+    )
+    # a new file: the listing, exactly one child (day 200), the aggregation
+    assert run(tmp_path, "--add-day") == (
+        "clean: 201 files: 1 ran, 200 cached",
+        "3 nodes executed, 0 cached, 0 failed",
+    )
+    # an edited file: keyed by content, so its child runs again (and only it)
+    assert run(tmp_path, "--touch", "7")[0] == "clean: 201 files: 1 ran, 200 cached"
+    shown = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "show", _last_run(tmp_path), "clean", "--items",
+         "--json"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    items = json.loads(shown.stdout)
+    assert [(r["node"], r["status"]) for r in items["items"]] == [
+        ("clean[day_007.csv]", "succeeded")
+    ]
+    assert items["map"]["cached"] == 200
+
+
+def _last_run(folder: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "runs", "--limit", "1", "--json"],
+        cwd=folder, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return str(json.loads(done.stdout)[0]["id"])
