@@ -22,6 +22,7 @@ process on this host is gone is *shown* ``interrupted`` (:func:`shown`), as
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from ._liveness import HOST, alive
 
 __all__ = [
     "Attempt",
+    "BrowseError",
     "CacheSizes",
     "Failure",
     "GraphNode",
@@ -50,6 +52,11 @@ __all__ = [
     "shown",
     "workflow_names",
 ]
+
+#: What a read of the journal raises when the database itself fails (a journal being created
+#: or migrated right now, a damaged file): SQLite's own error, so that callers outside this
+#: layer need not import SQLite.
+BrowseError = sqlite3.Error
 
 
 class Attempt(TypedDict):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -39,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import EtherealFabricError
-from ..journal import Journal
+from ..journal import Journal, browse
 from ..observe._export import STATUS_COLOURS
 from . import _queries as q
 from . import _views as views
@@ -120,7 +119,7 @@ class Site:
         def handler(request: Request) -> Response:
             try:
                 journal = q.open_journal(self.journal_path)
-            except (sqlite3.Error, EtherealFabricError) as exc:
+            except (browse.BrowseError, EtherealFabricError) as exc:
                 return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             if journal is None:
                 return Json({"error": f"no journal at {self.journal_path} yet"}, status_code=404)
@@ -130,7 +129,7 @@ class Site:
                 return Json({"error": str(exc)}, status_code=404)
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
-            except sqlite3.Error as exc:  # e.g. a journal being created or migrated right now
+            except browse.BrowseError as exc:  # e.g. a journal being created or migrated right now
                 return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             finally:
                 journal.close()
@@ -150,7 +149,7 @@ class Site:
                 return Json(fn(journal, request))
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
-            except sqlite3.Error as exc:
+            except browse.BrowseError as exc:
                 return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             finally:
                 if journal is not None:
