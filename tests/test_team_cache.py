@@ -7,17 +7,26 @@ teammates who each have a home (journal and local layer) of their own.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import test_objectstore as shared
-from etherealfabric.store import ObjectStore
-from test_objectstore import NODES, OTHER_KEY, TEAM_KEY, Team, assert_same, expected
-from test_store import MotoServer
+from etherealfabric.cli import main
+from etherealfabric.store import LayeredStore, LocalStore, ObjectStore
+from etherealfabric.store._layered import evict, local_objects
+from test_objectstore import NODES, OTHER_KEY, TEAM_KEY, Team, assert_same, build, expected
+from test_store import MOTO, MotoServer
 
 # the fixtures of test_objectstore: a moto server, moto's credentials, and a team whose first
 # member (alice, with the team's key) has run the workflow
@@ -83,3 +92,217 @@ def test_two_signers_publishing_the_same_keys_at_once_each_keep_their_record(
         for key in keys:
             record = store.get_action(key)
             assert record is not None and record["node"] == store.key_id
+
+
+# -- the local layer -----------------------------------------------------------------------------
+class Requests:
+    """Every S3 request this process makes (s3fs' one funnel, ``_call_s3``), by kind."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import s3fs
+
+        self.made: list[tuple[str, str]] = []
+        original = s3fs.S3FileSystem._call_s3
+        made = self.made
+
+        async def counting(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+            key = str(kwargs.get("Key", kwargs.get("Prefix", "")))
+            kind = next(
+                (k for k in ("objects", "actions", "leases", "checkpoints") if f"{k}/" in key), ""
+            )
+            made.append((method, kind))
+            return await original(fs, method, *args, **kwargs)
+
+        monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting)
+
+    def clear(self) -> None:
+        self.made.clear()
+
+    def downloads(self) -> int:
+        """GETs of objects (ranged or whole)."""
+        return sum(1 for method, kind in self.made if method == "get_object" and kind == "objects")
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> Requests:
+    return Requests(monkeypatch)
+
+
+def test_a_second_warm_run_on_the_same_machine_downloads_nothing(
+    team: Team, requests: Requests
+) -> None:
+    requests.clear()
+    executed, values = team.run("bob")  # an empty home: every result comes from the bucket
+    assert executed == set()
+    assert_same(values, expected())
+    assert requests.downloads() >= 2  # the two large outputs (the small ones are inline)
+    requests.clear()
+    executed, values = team.run("bob")
+    assert executed == set()
+    assert_same(values, expected())
+    assert requests.downloads() == 0, requests.made
+    assert requests.made == []  # not even a lookup: the journal and the local layer answer
+
+
+def _layers(root: Path, mode: str = "read-write") -> LayeredStore:
+    """A home's local layer in front of a shared folder (the team's store)."""
+    remote = LocalStore(root / "team", shared=True, signing_key=TEAM_KEY)
+    return LayeredStore(LocalStore(root / "home"), remote, mode=mode)
+
+
+def _age(store: LayeredStore, ages: dict[str, float], now: float) -> None:
+    for digest, age in ages.items():
+        os.utime(store.local.object_path(digest), (now - age, now - age))
+
+
+def test_the_budget_evicts_the_least_recently_used_objects_the_team_also_has(
+    tmp_path: Path,
+) -> None:
+    store = _layers(tmp_path)
+    shared = [store.put_bytes(bytes([i]) * 100_000) for i in range(4)]  # both layers
+    mine = store.local.put_bytes(b"x" * 100_000)  # only here (say, a read-only run's)
+    now = time.time()
+    _age(store, {mine: 50, shared[0]: 40, shared[1]: 30, shared[2]: 20, shared[3]: 10}, now)
+
+    report = evict(store, 250_000, keep_since=now - 25, dry_run=True)
+    assert report.evicted == shared[:2]  # shared[2] was used since the oldest live run began
+    assert report.kept_unshared == 1 and report.kept_recent >= 1
+    assert report.size_after == 300_000 and store.local.has_object(shared[0])  # a dry run
+
+    report = evict(store, 250_000, keep_since=now)
+    assert report.evicted == shared[:3] and report.size_after == 200_000
+    left = {d for _, _, d in local_objects(store.local)}
+    assert left == {mine, shared[3]}  # never the only copy of a result
+    with store.open_object(shared[0]) as fp:  # evicted: fetched again, and back in the layer
+        assert fp.read() == bytes([0]) * 100_000
+    assert store.local.has_object(shared[0]) and store.fills == 1
+
+
+def test_a_damaged_local_copy_is_fetched_again_from_the_team(tmp_path: Path) -> None:
+    store = _layers(tmp_path)
+    digest = store.put_bytes(b"y" * 100_000)
+    Path(store.local.object_path(digest)).write_bytes(b"z" * 100_000)
+    with store.open_object(digest) as fp:
+        assert fp.read() == b"y" * 100_000
+    assert store.fills == 1
+
+
+# -- modes, push and pull ------------------------------------------------------------------------
+_WRITES = {"put_object", "create_multipart_upload", "upload_part", "complete_multipart_upload",
+           "delete_object", "delete_objects", "copy_object"}  # fmt: skip
+
+
+def cli(team: Team, who: str, *args: str) -> tuple[int, str, str]:
+    """``etherealfabric cache ARGS --home <who's home>`` in this process."""
+    result = CliRunner().invoke(
+        main, ["cache", *args, "--home", str(team.root / who)], catch_exceptions=False
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_read_only_home_never_writes_the_store_and_pushes_later(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, requests: Requests
+) -> None:
+    team = Team(s3, tmp_path, monkeypatch)
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_MODE", "read-only")
+    executed, values = team.run("laptop")
+    assert executed == NODES
+    assert_same(values, expected())
+    assert not [m for m, _ in requests.made if m in _WRITES]  # not an object, record or lease
+    assert team.store.fs.find(team.store.root) == []
+
+    code, out, _ = cli(team, "laptop", "push", "--dry-run", "--json")
+    assert code == 0
+    listed = json.loads(out)["items"]
+    assert {i["node"] for i in listed} == NODES and {i["status"] for i in listed} == {"to push"}
+    assert team.store.fs.find(team.store.root) == []  # a dry run sends nothing
+
+    code, out, _ = cli(team, "laptop", "push")
+    assert code == 0 and "pushed 5 result(s)" in out
+    code, out, _ = cli(team, "laptop", "push")  # idempotent: nothing twice
+    assert code == 0 and "pushed 0 result(s)" in out and "5 already there" in out
+
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_MODE", "read-write")
+    executed, values = team.run("carol")  # a teammate gets everything the laptop pushed
+    assert executed == set()
+    assert_same(values, expected())
+
+
+def test_push_on_demand_says_what_is_left_to_push(
+    s3: MotoServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    team = Team(s3, tmp_path, monkeypatch)
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_MODE", "push-on-demand")
+    with caplog.at_level(logging.INFO, logger="etherealfabric"):
+        assert team.run("dev")[0] == NODES
+    assert "5 result(s) of run" in caplog.text and "cache push" in caplog.text
+    assert team.store.fs.find(team.store.root) == []
+    code, out, _ = cli(team, "dev", "push", "--workflow", "team")
+    assert code == 0 and "pushed 5 result(s)" in out
+
+
+def test_pull_brings_what_a_run_needs_so_it_loads_offline(
+    team: Team, monkeypatch: pytest.MonkeyPatch, requests: Requests
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_HOME", str(team.root / "bob"))
+    results = build().execute()  # every node a hit; nothing large loaded yet
+    assert results.executed == 0
+    code, out, _ = cli(team, "bob", "pull", results.run_id, "--dry-run")
+    assert code == 0 and "would have pulled 2 result(s)" in out  # matrix and fit
+    requests.clear()
+    code, out, _ = cli(team, "bob", "pull", results.run_id)
+    assert code == 0 and "pulled 2 result(s) (2 object(s)" in out
+    assert requests.downloads() == 2
+    code, out, _ = cli(team, "bob", "pull", "--workflow", "team")  # idempotent
+    assert code == 0 and "pulled 0 result(s)" in out
+
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # offline now
+    requests.clear()
+    executed, values = team.run("bob")
+    assert executed == set()
+    assert_same(values, expected())
+    assert requests.made == []
+
+
+# -- an unreachable store --------------------------------------------------------------------------
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a hung or firewalled store)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)  # connections queue up; none is ever accepted
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("endpoint", ["silent", "refused"])
+def test_an_unreachable_store_costs_bounded_time_and_one_warning(
+    team: Team,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    silent_server: str,
+    endpoint: str,
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_TIMEOUT", "1")
+    url = silent_server if endpoint == "silent" else "http://127.0.0.1:9"
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", url)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        executed, values = team.run("dave", scale=2)  # offline: computed with the local layer
+    assert executed == NODES
+    assert_same(values, expected(2))
+    assert caplog.text.count("is unreachable") == 1
+
+    code, out, err = cli(team, "dave", "push", "--dry-run")  # still offline: a clear error
+    assert code == 2 and "did not answer" in err and "ETHEREALFABRIC_STORE_TIMEOUT" in err
+
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", MOTO.endpoint)  # back online
+    code, out, _ = cli(team, "dave", "push", "--dry-run", "--json")
+    assert code == 0
+    waiting = {i["node"] for i in json.loads(out)["items"] if i["status"] == "to push"}
+    assert waiting == {"fit", "report"}  # what scale=2 changed; the rest alice pushed
+    assert cli(team, "dave", "push")[0] == 0
+    executed, values = team.run("erin", scale=2)
+    assert executed == set()
+    assert_same(values, expected(2))

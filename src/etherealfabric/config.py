@@ -10,6 +10,9 @@
 | durability    | ``ETHEREALFABRIC_DURABILITY``             | ``fast``                    |
 | celery broker | ``ETHEREALFABRIC_CELERY_BROKER_URL``      | unset                       |
 | celery result | ``ETHEREALFABRIC_CELERY_RESULT_BACKEND``  | unset                       |
+| store_mode    | ``ETHEREALFABRIC_STORE_MODE``             | ``read-write``              |
+| local_cache_size | ``ETHEREALFABRIC_LOCAL_CACHE_SIZE``    | unlimited                   |
+| store_timeout | ``ETHEREALFABRIC_STORE_TIMEOUT``          | ``10`` (seconds)            |
 
 Read where they are used: ``ETHEREALFABRIC_DASK_ADDRESS`` (backends/_dask.py),
 ``ETHEREALFABRIC_SPARK_MASTER`` (backends/_spark.py),
@@ -62,6 +65,9 @@ ENV = {
     "durability": "ETHEREALFABRIC_DURABILITY",
     "celery_broker_url": "ETHEREALFABRIC_CELERY_BROKER_URL",
     "celery_result_backend": "ETHEREALFABRIC_CELERY_RESULT_BACKEND",
+    "store_mode": "ETHEREALFABRIC_STORE_MODE",
+    "local_cache_size": "ETHEREALFABRIC_LOCAL_CACHE_SIZE",
+    "store_timeout": "ETHEREALFABRIC_STORE_TIMEOUT",
 }
 ENV_PREFIX = "ETHEREALFABRIC_"
 #: Variables read outside ``Settings``, where they are used.
@@ -87,6 +93,11 @@ KNOWN_ENV: tuple[str, ...] = (
 SETTING_NAMES: tuple[str, ...] = (*ENV, "inline_limit")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DURABILITIES = ("fast", "safe")
+#: How a run uses a shared store (``store/_layered.py``): reads and writes it, reads it only
+#: (results stay local until ``cache push``), or writes it only on ``cache push``.
+STORE_MODES = ("read-write", "read-only", "push-on-demand")
+DEFAULT_STORE_TIMEOUT = 10.0
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 DEFAULT_HOME = ".etherealfabric"
 INLINE_LIMIT = 64 * 1024
 
@@ -109,6 +120,12 @@ class Settings:
     durability: Durability = "fast"
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
+    #: how runs use a shared store: one of :data:`STORE_MODES`
+    store_mode: str = "read-write"
+    #: the budget of the home's local layer in front of a shared store (bytes); None: no limit
+    local_cache_size: int | None = None
+    #: seconds a shared store may take to connect or answer before it counts as unreachable
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
     inline_limit: int = INLINE_LIMIT
 
     @property
@@ -259,6 +276,12 @@ def _parse(field: str, value: Any, *, setting: str) -> Any:
         return text
     if field == "backend":
         return str(value).strip().lower()
+    if field == "store_mode":
+        return _choice(value, STORE_MODES, setting)
+    if field == "local_cache_size":
+        return parse_size(value, setting=setting)
+    if field == "store_timeout":
+        return _positive_float(value, setting)
     return str(value) if field != "home" else value
 
 
@@ -282,6 +305,52 @@ def _positive_int(value: Any, setting: str) -> int:
         number = 0
     if number < 1:
         raise ConfigError(f"{setting}={value!r} must be a whole number >= 1", setting=setting)
+    return number
+
+
+def _choice(value: Any, choices: tuple[str, ...], setting: str) -> str:
+    text = str(value).strip().lower().replace("_", "-")
+    if text not in choices:
+        raise ConfigError(
+            f"{setting}={value!r} is not valid; use one of {', '.join(choices)}", setting=setting
+        )
+    return text
+
+
+def parse_size(value: Any, *, setting: str) -> int | None:
+    """A size in bytes from ``123``, ``500MB``, ``10 GiB``, ``2g``...; None for unlimited.
+
+    Units are binary (``1 GB`` = 1024³ bytes); ``0``, ``none`` and ``unlimited`` mean no limit.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if text in ("", "none", "unlimited"):
+            return None
+        digits = text.rstrip("bikmgt")
+        unit = text[len(digits) :].replace("ib", "").replace("b", "")
+        try:
+            number = float(digits)
+        except ValueError:
+            number = -1.0
+        if unit not in _SIZE_UNITS or number < 0:
+            raise ConfigError(
+                f"{setting}={value!r} is not a size; use bytes or a number with a unit, "
+                "such as 500MB or 20GB (0 or 'unlimited' for no limit)",
+                setting=setting,
+            )
+    size = int(number * _SIZE_UNITS[unit])
+    return size or None
+
+
+def _positive_float(value: Any, setting: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{setting}={value!r} must be a number of seconds > 0", setting=setting)
     return number
 
 

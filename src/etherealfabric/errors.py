@@ -16,7 +16,8 @@ EtherealFabricError
 ├── OutputError                ``run()`` returned missing or undeclared outputs
 ├── StoreError                 the artifact store cannot be read or written
 │   ├── ArtifactMissingError   an object named by an action record is gone
-│   └── CorruptArtifactError   an object's bytes do not match its digest
+│   ├── CorruptArtifactError   an object's bytes do not match its digest
+│   └── StoreUnreachableError  a shared store did not answer in time (a network error)
 ├── JournalError               the run journal cannot be read or written
 │   └── RunNotFoundError       no run with that id
 └── ExecutionError             a run did not finish successfully
@@ -56,6 +57,7 @@ __all__ = [
     "RunNotFoundError",
     "SerializationError",
     "StoreError",
+    "StoreUnreachableError",
     "UnknownBackendError",
     "UnknownOptionError",
     "UnknownOutputError",
@@ -240,6 +242,13 @@ class ArtifactMissingError(StoreError):
 
 class CorruptArtifactError(StoreError):
     """An object's bytes do not match its content digest."""
+
+
+class StoreUnreachableError(StoreError):
+    """A shared store did not answer: a connection error or a timeout (not a refusal).
+
+    Runs go on without it (see ``store/_layered.py``); commands that need it fail with it.
+    """
 
 
 class JournalError(EtherealFabricError):

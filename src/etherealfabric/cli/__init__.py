@@ -25,6 +25,7 @@ from . import _cat as cat
 from . import _history as history
 from . import _inspect as inspect
 from . import _run as run
+from . import _team as team
 from ._common import show_tracebacks
 
 __all__ = ["main"]
@@ -54,5 +55,7 @@ main.add_command(history.logs)
 main.add_command(cat.cat)
 main.add_command(inspect.graph_command)
 main.add_command(cache.cache)
+for _command in (team.cache_push, team.cache_pull, team.cache_ls, team.cache_du):
+    cache.cache.add_command(_command)
 main.add_command(run.celery_worker)
 main.add_command(ui_command)

@@ -185,9 +185,9 @@ def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
     from ..hashing._secret import secret_hasher
     from ..journal._journal import Journal
     from ..run._cache import ArtifactCache
-    from ..store import open_store
+    from ..store import open_run_store
 
-    store = open_store(settings.store_location)
+    store = open_run_store(settings)
     exists = settings.journal_path.exists()  # planning creates nothing: no journal, a scratch one
     # a read-only home is read read-only (planning writes nothing anyway)
     with Journal(settings.journal_path if exists else ":memory:", read_only=None) as journal:

@@ -35,7 +35,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, St
 from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..journal import Journal
-from ..store import LocalStore, Store
+from ..store import LayeredStore, LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._signing import record_problem
 from ..store._trees import restore_entry
@@ -80,6 +80,8 @@ class ArtifactCache:
             store = store.as_shared()  # never read a folder others write as trusted
         self.store = store
         self.shared = shared
+        #: the home's store in front of a shared one (store/_layered.py)
+        self.layered = isinstance(store, LayeredStore)
         self.verify = verify
         self._writer = writer
         #: without a writer (a dry run), lookups never drop stale records nor index the shared
@@ -90,6 +92,12 @@ class ArtifactCache:
         #: the workflow's root folder: where file outputs are restored (None: the current one)
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
+
+    @property
+    def publishes(self) -> bool:
+        """Whether workers publish records and small outputs to the shared store (a shared
+        store in mode read-write; the others publish on ``cache push``)."""
+        return self.shared and getattr(self.store, "writes_remote", True)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
@@ -160,8 +168,9 @@ class ArtifactCache:
         for name, out in [*record["outputs"].items(), *stored]:
             if out.get("inline"):
                 continue
-            if not self.read_only and not self.shared:
-                # a hit uses the object: gc keeps objects used since the oldest live run began
+            if not self.read_only and (not self.shared or self.layered):
+                # a hit uses the object: gc keeps objects used since the oldest live run began,
+                # and the local layer's budget evicts the least recently used first
                 self.store.refresh_object(out["digest"])
             size = self.store.object_size(out["digest"])
             if size != out.get("size", size):

@@ -16,7 +16,7 @@ from ..config import Settings
 from ..define._definition import Definition
 from ..journal import Journal
 from ..states import NodeStatus, RunStatus
-from ..store import open_store
+from ..store import open_run_store
 from ._cache import ArtifactCache
 from ._outcome import RunOutcome
 from ._results import Results
@@ -46,7 +46,7 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
                 if record is not None:
                     outcome.outputs[name] = record["outputs"]
                     outcome.keys[name] = key
-        store = open_store(settings.store_location)
+        store = open_run_store(settings)
         cache = ArtifactCache(journal, store, shared=settings.shared_store)
     except BaseException:
         journal.close()

@@ -27,13 +27,14 @@ from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
 from ..plan._plan import make_plan
 from ..states import EventKind, NodeStatus, RunStatus
-from ..store import Store, open_store
+from ..store import Store, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
 from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
+from ._teamcache import after_run
 
 __all__ = ["RunRequest", "execute_workflow", "new_run_id", "open_home"]
 
@@ -73,7 +74,7 @@ def open_home(settings: Settings) -> tuple[Journal, Store]:
             settings.home,
         )
     journal = Journal(settings.journal_path, durable=durable)
-    return journal, open_store(settings.store_location, durable=durable)
+    return journal, open_run_store(settings)
 
 
 def execute_workflow(
@@ -192,6 +193,7 @@ def _run(
     except BaseException:
         journal.close()
         raise
+    after_run(cache.store, journal, settings, run_id)  # the team cache's budget and notices
     weakref.finalize(results, journal.close)
     if results.status is not RunStatus.SUCCEEDED and request.raise_on_error:
         raise _run_failed(results, outcome)

@@ -63,7 +63,7 @@ def build_task(
         retry=spec.retry or default_retry,
         inline_limit=inline_limit,
         verify=cache.verify,
-        publish=cache.shared,
+        publish=cache.publishes,
         timeout=spec.timeout,
         kill_on_timeout=can_kill,
         registered=registered,

@@ -33,9 +33,10 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
-from ..config import strict_options
+from ..config import Settings, strict_options
 from ..errors import StoreError
 from ._base import EntryInfo, Store
+from ._layered import LayeredStore
 from ._local import LocalStore
 from ._objectstore import ObjectStore
 from ._serializers import Serializer, SerializerRegistry, get_serializer, register_serializer
@@ -43,6 +44,7 @@ from ._writer import ObjectWriter, StoredObject
 
 __all__ = [
     "EntryInfo",
+    "LayeredStore",
     "LocalStore",
     "ObjectStore",
     "ObjectWriter",
@@ -51,6 +53,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "get_serializer",
+    "open_run_store",
     "open_store",
     "register_serializer",
 ]
@@ -60,7 +63,11 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 @strict_options
 def open_store(
-    url_or_path: str | os.PathLike[str], *, durable: bool = False, shared: bool = False
+    url_or_path: str | os.PathLike[str],
+    *,
+    durable: bool = False,
+    shared: bool = False,
+    timeout: float | None = None,
 ) -> Store:
     """The store at a folder path, a ``file://`` URL or an object-store URL.
 
@@ -69,14 +76,30 @@ def open_store(
     others can write it: its records and checkpoints are signed and verified like an object
     store's (which is always shared), with ``ETHEREALFABRIC_SIGNING_KEY``. An object store takes its credentials, endpoint
     (``ETHEREALFABRIC_S3_ENDPOINT_URL``) and signing key (``ETHEREALFABRIC_SIGNING_KEY``)
-    from the environment; build an :class:`ObjectStore` to pass them explicitly.
+    from the environment; build an :class:`ObjectStore` to pass them explicitly. ``timeout``
+    (seconds) bounds an object store's connections and reads (default
+    ``ETHEREALFABRIC_STORE_TIMEOUT``, else 10).
     """
     location = os.fspath(url_or_path)
     if not _URL.match(location):
         return LocalStore(location, durable=durable, shared=shared)
     if urlsplit(location).scheme.lower() != "file":
-        return ObjectStore(location)
+        return ObjectStore(location, timeout=timeout)
     return LocalStore(_local_path(location), durable=durable, shared=shared)
+
+
+def open_run_store(settings: Settings) -> Store:
+    """The store runs use with ``settings``: the home's own, or, when ``ETHEREALFABRIC_STORE``
+    names a shared store, a :class:`LayeredStore` of the home's in front of it (in
+    ``ETHEREALFABRIC_STORE_MODE``)."""
+    durable = settings.durability == "safe"
+    if not settings.shared_store:
+        return open_store(settings.store_location, durable=durable)
+    remote = open_store(
+        settings.store_location, durable=durable, shared=True, timeout=settings.store_timeout
+    )
+    local = LocalStore(settings.home, durable=durable)
+    return LayeredStore(local, remote, mode=settings.store_mode)
 
 
 def _local_path(url: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -226,6 +227,12 @@ class Store(ABC):
         """The first ``size`` bytes of the entry; ``FileNotFoundError`` if absent."""
         with self.open_entry(name) as fp:
             return fp.read(size)
+
+    def get_file(self, name: str, path: str) -> int:
+        """Copy the entry into the local file ``path``; its size. ``FileNotFoundError`` if absent."""
+        with self.open_entry(name) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, _READ_CHUNK)
+            return dst.tell()
 
     def put_file(self, name: str, path: str, size: int) -> None:
         """Make the finished local file ``path`` (``size`` bytes) the entry ``name``.

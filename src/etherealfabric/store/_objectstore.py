@@ -20,6 +20,13 @@ ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local t
 which the base :class:`~etherealfabric.store.Store` hashes and returns rewound, so a consumer
 never sees unchecked bytes.
 
+**Network errors.** Connecting and each read are bounded by ``timeout`` seconds (default
+``ETHEREALFABRIC_STORE_TIMEOUT``, else 10) with one retry (so a dead store costs at most twice the timeout); a connection error or a timeout is
+a :class:`~etherealfabric.errors.StoreUnreachableError` (a run then goes on without the store,
+see ``store/_layered.py``), any other failure a :class:`~etherealfabric.errors.StoreError`.
+Objects of 64 MiB or more are uploaded in parts (s3fs' multipart upload) and downloaded in
+parallel ranged GETs (:meth:`ObjectStore.get_file`).
+
 **Signing** (the security model: :mod:`etherealfabric.store._trust`, ``docs/stores.md``).
 :meth:`ObjectStore.get_action` is the one door through which remote records reach the engine
 (the cache indexes only what it returns), so it is where the check lives: a record that may
@@ -36,12 +43,14 @@ import errno
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from ..errors import StoreError
-from ..hashing._digest import digest_bytes
+from ..config import DEFAULT_STORE_TIMEOUT, ENV
+from ..errors import StoreError, StoreUnreachableError
+from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
 from ._signing import Signer, load_signer
 from ._trust import UntrustedEntries
@@ -52,6 +61,22 @@ __all__ = ["ENDPOINT_ENV", "ObjectStore"]
 log = logging.getLogger("etherealfabric.store")
 
 ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
+TIMEOUT_ENV = ENV["store_timeout"]
+#: Objects at least this large are downloaded in parallel ranged GETs of :data:`RANGE_BYTES`.
+RANGED_BYTES = 64 * 1024 * 1024
+RANGE_BYTES = 16 * 1024 * 1024
+RANGE_THREADS = 8
+#: Names of the exception types (or their bases) that mean the store did not answer: a
+#: connection refused or reset, a DNS failure, a connect or read timeout (botocore, aiohttp,
+#: fsspec, the standard library). Matched by name so that none of them is imported here.
+_UNREACHABLE = frozenset(
+    {
+        "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+        "ConnectionClosedError", "ClientConnectionError", "ClientConnectorError",
+        "ServerDisconnectedError", "ServerTimeoutError", "FSTimeoutError", "TimeoutError",
+        "ConnectionError",
+    }
+)  # fmt: skip
 
 _S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
@@ -87,10 +112,12 @@ class ObjectStore(Store):
         storage_options: Mapping[str, Any] | None = None,
         signing_key: bytes | str | None = None,
         temp_dir: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.url = _check_url(url)
         self.scheme = urlsplit(self.url).scheme.lower()
-        self.storage_options = _storage_options(self.scheme, storage_options)
+        self.timeout = timeout if timeout is not None else _env_timeout()
+        self.storage_options = _storage_options(self.scheme, storage_options, self.timeout)
         self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else default_temp_dir()
         self._untrusted = UntrustedEntries(load_signer(signing_key))
         self._fs: Any = None
@@ -145,6 +172,8 @@ class ObjectStore(Store):
         self.root = str(root).rstrip("/")
         if self.scheme in _S3_SCHEMES and not self.root:
             raise StoreError(f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix")
+        if self.scheme in _S3_SCHEMES:
+            fs.retries = 1  # botocore retries once (config_kwargs): at most two timeouts in all
         self._fs = fs
 
     @contextlib.contextmanager
@@ -155,6 +184,13 @@ class ObjectStore(Store):
         except StoreError:
             raise
         except Exception as exc:
+            if _is_unreachable(exc):
+                raise StoreUnreachableError(
+                    f"cannot {what} {url}: the store did not answer ({type(exc).__name__}: "
+                    f"{exc}). Check the network and the endpoint; {TIMEOUT_ENV} sets how long "
+                    f"to wait (now {self.timeout:g} s)",
+                    path=url,
+                ) from exc
             raise StoreError(
                 f"cannot {what} {url}: {type(exc).__name__}: {exc}. {self._advice()}", path=url
             ) from exc
@@ -192,6 +228,40 @@ class ObjectStore(Store):
             return open(temp_path, "rb")
         finally:
             remove_quietly(temp_path)  # the open file lives on, unnamed: nothing to clean up
+
+    def get_file(self, name: str, path: str) -> int:
+        """Download the entry into the existing local file ``path``; its size.
+
+        Large entries come in parallel ranged GETs (each written at its offset), the others
+        in one streaming GET. ``FileNotFoundError`` if absent.
+        """
+        remote, url = self._where(name)
+        info = self.entry_info(name)
+        if info is None:
+            raise _absent(url)
+        with self._remote("download", url):
+            if info.size < RANGED_BYTES:
+                self.fs.get_file(remote, path)
+            else:
+                self._get_ranges(remote, path, info.size)
+        return info.size
+
+    def _get_ranges(self, remote: str, path: str, size: int) -> None:
+        starts = range(0, size, RANGE_BYTES)
+        with open(path, "r+b") as fp:
+            fp.truncate(size)
+            fd = fp.fileno()
+
+            def fetch(start: int) -> None:
+                end = min(start + RANGE_BYTES, size)
+                data = self.fs.cat_file(remote, start=start, end=end)
+                if len(data) != end - start:  # changed meanwhile: the digest check says so
+                    raise StoreError(f"{remote} changed while it was downloaded")
+                os.pwrite(fd, data, start)
+
+            with ThreadPoolExecutor(min(RANGE_THREADS, len(starts))) as pool:
+                for _ in pool.map(fetch, starts):
+                    pass
 
     def read_entry(self, name: str) -> bytes:
         """The entry's bytes in one GET."""
@@ -274,6 +344,18 @@ class ObjectStore(Store):
                 yield folder, name
 
     # -- objects -----------------------------------------------------------------------------------
+    def object_sizes(self) -> dict[str, int]:
+        """``digest -> size`` of every object, from one listing."""
+        base, url = self._where("objects")
+        with self._remote("list", url):
+            listed = self.fs.find(base, detail=True)
+        found = {}
+        for path, info in listed.items():
+            name = str(path).rsplit("/", 1)[-1]
+            if info.get("type") == "file" and is_digest(name):
+                found[name] = int(info.get("size", 0))
+        return found
+
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` in one PUT from memory.
 
@@ -303,13 +385,46 @@ def _check_url(url: str) -> str:
     return url[:start] + url[start:].rstrip("/")
 
 
-def _storage_options(scheme: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+def _storage_options(
+    scheme: str, given: Mapping[str, Any] | None, timeout: float
+) -> dict[str, Any]:
     options = dict(given or {})
     options.setdefault("use_listings_cache", False)  # teammates write behind our back
     endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
-    if scheme in _S3_SCHEMES and endpoint:
-        options.setdefault("endpoint_url", endpoint)
+    if scheme in _S3_SCHEMES:
+        if endpoint:
+            options.setdefault("endpoint_url", endpoint)
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", timeout)
+        config.setdefault("read_timeout", timeout)
+        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        options["config_kwargs"] = config
     return options
+
+
+def _env_timeout() -> float:
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_STORE_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise StoreError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0")
+    return value
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """True if ``exc`` (or what caused it) says the store did not answer."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(cls.__name__ in _UNREACHABLE for cls in type(current).__mro__):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _absent(url: str) -> FileNotFoundError:
