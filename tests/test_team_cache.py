@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -306,3 +308,87 @@ def test_an_unreachable_store_costs_bounded_time_and_one_warning(
     executed, values = team.run("erin", scale=2)
     assert executed == set()
     assert_same(values, expected(2))
+
+
+# -- concurrent teammates --------------------------------------------------------------------------
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from etherealfabric.store import LayeredStore, LocalStore, ObjectStore
+from etherealfabric.run._worker import action_record
+
+url, endpoint, home, go = sys.argv[1:5]
+remote = ObjectStore(url, storage_options={"endpoint_url": endpoint, "key": "testing",
+                                           "secret": "testing"}, signing_key=os.environ["KEY"])
+store = LayeredStore(LocalStore(home), remote)
+while not Path(go).exists():
+    time.sleep(0.005)
+for i in range(12):
+    big = bytes([i]) * (3 * 1024 * 1024 + i)  # stored objects, written through the writer
+    with store.writer() as writer:
+        writer.write(big)
+        stored = writer.commit()
+    small = store.put_bytes(f"small {i}".encode())
+    outputs = {
+        "big": {"digest": stored.digest, "serializer": "npy", "size": stored.size, "inline": False},
+        "small": {"digest": small, "serializer": "json", "size": len(f"small {i}"), "inline": True},
+    }
+    store.put_action(f"{i:032x}", action_record("n", outputs))
+print("done")
+"""
+
+
+def test_two_drivers_writing_the_same_keys_at_once_leave_valid_records_and_objects(
+    s3: MotoServer, tmp_path: Path
+) -> None:
+    url = f"s3://{s3.bucket}/{uuid.uuid4().hex}"
+    go = tmp_path / "go"
+    env = {**os.environ, "KEY": TEAM_KEY, "PYTHONPATH": os.pathsep.join(sys.path)}
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, s3.endpoint, str(tmp_path / f"home{n}"), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    go.touch()
+    for driver in drivers:
+        out, err = driver.communicate(timeout=300)
+        assert driver.returncode == 0 and "done" in out, err
+    store = ObjectStore(url, storage_options=s3.options, signing_key=TEAM_KEY)
+    names = sorted(p.rsplit("/", 1)[-1] for p in store.fs.find(f"{store.root}/actions"))
+    assert names == [f"{i:032x}.json" for i in range(12)]  # one record each, no stray copy
+    for i in range(12):
+        record = store.get_action(f"{i:032x}")  # verifies with the key
+        assert record is not None
+        big = record["outputs"]["big"]
+        assert store.read_bytes(big["digest"]) == bytes([i]) * big["size"]  # verified bytes
+        assert store.read_bytes(record["outputs"]["small"]["digest"]) == f"small {i}".encode()
+    assert len(list(store.iter_objects())) == 24
+
+
+# -- housekeeping ----------------------------------------------------------------------------------
+def test_ls_du_and_forget_a_key(team: Team) -> None:
+    team.run("bob")  # hits; loading the results fills bob's local layer
+    code, out, _ = cli(team, "bob", "ls", "--json")
+    assert code == 0
+    entries = {e["node"]: e for e in json.loads(out)}
+    assert set(entries) == NODES and entries["matrix"]["local"] == "yes"
+    assert entries["matrix"]["bytes"] == team.output("matrix")["size"]
+    assert entries["numbers"]["workflows"] == ["team"]
+
+    code, out, _ = cli(team, "bob", "du", "--json")
+    assert code == 0
+    du = json.loads(out)
+    rows = {r["node"]: r for r in du["rows"]}
+    assert rows["matrix"]["local"] == rows["matrix"]["remote"] == rows["matrix"]["bytes"] > 0
+    assert du["remote_bytes"] >= du["local_bytes"] > 0
+
+    code, out, _ = cli(team, "bob", "forget", "--key", entries["report"]["key"])
+    assert code == 0 and "forgot 1 cache entry" in out
+    assert team.run("bob")[0] == {"report"}
+    code, _, err = cli(team, "bob", "forget", "--key", "not-a-key")
+    assert code == 2 and "invalid cache key 'not-a-key'" in err

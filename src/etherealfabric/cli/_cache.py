@@ -165,31 +165,47 @@ def cache_gc(
 
 
 @cache.command("forget")
-@click.argument("patterns", nargs=-1, required=True, metavar="NODE...")
+@click.argument("patterns", nargs=-1, required=False, metavar="NODE...")
+@click.option(
+    "--key", "keys", multiple=True, metavar="K", help="A cache key to forget (repeatable)."
+)
 @_home_option
 @_json_option
-def cache_forget(patterns: tuple[str, ...], home: str | None, as_json: bool) -> None:
-    """Drop every cache entry of NODE (a name or a glob such as 'train*'): it runs next time.
+def cache_forget(
+    patterns: tuple[str, ...], keys: tuple[str, ...], home: str | None, as_json: bool
+) -> None:
+    """Drop every cache entry of NODE (a name or a glob such as 'train*'), or the entries
+    --key K: they run next time.
 
     The stored bytes stay until `cache gc` finds nothing uses them. With a shared store, the
     records this home published there are dropped too (never a teammate's signed one).
     """
     from ..store import open_store
+    from ..store._base import check_name
 
+    if not patterns and not keys:
+        _fail("name the nodes to forget (NODE..., globs allowed) or give --key K")
     try:
+        for key in keys:
+            check_name(key, "cache key")
         settings = Settings.resolve(home=home)
         with _journal_at(settings) as journal:
-            keys = journal.forget_nodes(patterns)
-            if keys and settings.shared_store:
-                store = open_store(settings.store_location, shared=True)
-                for key in keys:
+            forgotten = journal.forget_nodes(patterns) if patterns else []
+            for key in keys:
+                journal.delete_action(key)
+            forgotten += [k for k in keys if k not in forgotten]
+            if forgotten and settings.shared_store:
+                store = open_store(
+                    settings.store_location, shared=True, timeout=settings.store_timeout
+                )
+                for key in forgotten:
                     store.delete_action(key)
     except EtherealFabricError as exc:
         _fail(str(exc))
         return
     if as_json:
-        _echo_json({"forgotten": len(keys), "keys": keys})
-    elif keys:
-        click.echo(f"forgot {len(keys)} cache entr{'y' if len(keys) == 1 else 'ies'}")
+        _echo_json({"forgotten": len(forgotten), "keys": forgotten})
+    elif forgotten:
+        click.echo(f"forgot {len(forgotten)} cache entr{'y' if len(forgotten) == 1 else 'ies'}")
     else:
         click.echo(f"no cache entry of a node named {' or '.join(patterns)}", err=True)
