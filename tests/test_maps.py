@@ -329,3 +329,32 @@ def test_a_map_over_a_maps_result_and_over_files_keyed_by_content(tmp_path: Path
     assert again.map_report(sizes).cached == 2
     assert again[doubled] == [18, 32, 18]
     assert again.map_report(doubled).executed == ["square[4]"]
+
+
+class Unpicklable:
+    """An item that hashes (a registered hasher) but cannot travel to another process."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __getstate__(self) -> None:
+        raise TypeError(f"cannot pickle Unpicklable {self.n}")
+
+
+@node
+def unwrap(item):
+    return item.n if isinstance(item, Unpicklable) else item
+
+
+def test_an_item_that_cannot_reach_a_process_fails_alone_naming_the_node() -> None:
+    from etherealfabric.hashing._values import register_value_hasher
+
+    register_value_hasher(Unpicklable, lambda u: u.n)
+    with Workflow("unpicklable", backend="processes") as wf:
+        out = unwrap.map([1, Unpicklable(2), 3, 4], max_failures=1)
+    results = wf.execute()
+    assert results[out] == [1, 3, 4]
+    [(name, error)] = results.map_report(out).failed.items()
+    assert name.startswith("unwrap[") and name != "unwrap[2]"
+    assert f"item {name} of node 'unwrap' cannot be sent to the processes backend" in error
+    assert "cannot pickle Unpicklable 2" in error

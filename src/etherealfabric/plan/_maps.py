@@ -4,13 +4,16 @@ A mapped node (``square.map(items)``, a spec with ``map`` set) has three kinds o
 
 - **the map's own key** (:func:`~._keys.node_key`, with the kind ``<kind>.map``): code,
   broadcast arguments and the digest of the whole ``items`` output. Its record holds the
-  collected outputs, written only when every item succeeded: a warm re-run is one lookup.
-- **a child's key** (:func:`child_key`): the key of the node called with the one item as a
-  literal argument: code, broadcast arguments and the item's *content* digest (never its
-  position), so adding, removing or reordering items leaves the other children's keys alone,
-  and two equal items are one child.
+  collected outputs, written only when every item succeeded and no item holds a ``File``
+  (:func:`holds_files`): a warm re-run is one lookup.
+- **a child's key** (:func:`child_key`): a Merkle hash of the *template* key (the node's key
+  with its item parameter left out: kind, code, version, broadcast arguments, outputs) and the
+  item's *content* digest (never its position), so adding, removing or reordering items
+  leaves the other children's keys alone, and two equal items are one child. One hash of a
+  few bytes per item: 100,000 items cost a fraction of a second.
 - **the collection's key** (:func:`collect_key`): the ordered list of the children's output
-  digests (value digests where they have one), with the items' keys for a dict. It changes
+  digests (value digests where they have one; each output's list hashed as one
+  length-prefixed string), with the items' keys for a dict. It changes
   only when a child's output does, or the order: an edit that re-runs children which produce
   the same outputs stops there.
 
@@ -26,16 +29,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..define._refs import replace_refs
+from ..define._files import Directory, File
 from ..define._spec import NodeSpec
 from ..hashing._cachekey import cache_key
 from ..hashing._describe import describe_value
+from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
 from ..hashing._paths import relative_to_root
 from ..hashing._secret import SecretHasher
 from ..hashing._values import hash_value
-from ._graph import InputRef
 from ._keys import KeyInfo, OutputRecords, input_digest, node_key
 
 __all__ = [
@@ -43,13 +46,14 @@ __all__ = [
     "MapKeys",
     "child_key",
     "collect_key",
+    "holds_files",
     "item_label",
     "map_keys",
-    "whole_key_pins_children",
 ]
 
 #: the kind in a collection's key (the collection is the same code for every map)
 COLLECT_KIND = "etherealfabric.map.collect/1"
+_CHILD_TAG = b"etherealfabric.map.child/1\x00"
 _LABEL_CHARS = 32
 
 
@@ -62,6 +66,12 @@ class MapKeys:
     template: KeyInfo  # the node keyed with its item parameter left out
     code: str
     file_cache: FileHashCache | None = None
+
+    @property
+    def prefix(self) -> bytes:
+        """What every child's key hashes before its item's digest."""
+        key, param = self.template.key.encode(), self.item_param.encode()
+        return b"%s%s\x00%s\x00" % (_CHILD_TAG, key, param)
 
     def components(self, item: Any, item_digest: str, parent: str) -> dict[str, Any]:
         """A child's key components, for ``explain``: the item's part, and where the rest is.
@@ -94,35 +104,28 @@ def map_keys(
     return MapKeys(spec, item_param, info, code_fingerprint(spec.code).digest, file_cache)
 
 
-def whole_key_pins_children(spec: NodeSpec, upstream: OutputRecords) -> bool:
-    """Whether the map's own key determines every child's key, so that it may stand for them.
+def holds_files(items: Sequence[Any], depth: int = 0) -> bool:
+    """Whether ``items`` hold ``File`` or ``Directory`` objects (inside containers too).
 
-    True for literal items and for items from outputs with a value digest (plain values,
-    arrays, frames). An output holding ``File`` objects has none: its digest covers their
-    paths, while each child's key covers its file's content, so only the children's keys
-    see an edited file. Such a map is always looked at item by item.
+    A map over such items gets no record under its own key: the items' digest covers the
+    files' paths, while each child's key covers its file's content, so only the children's
+    keys see an edited file. (Everything else an item holds is in the items' bytes.)
     """
-    if spec.map is None:
-        return True
-    refs: list[InputRef] = []
-    replace_refs(spec.params[spec.map.item_param], refs.append, kind=InputRef)
-    return all(upstream[r.node][r.output].get("value") is not None for r in refs)
+    for item in items:
+        if isinstance(item, (File, Directory)):
+            return True
+        if depth < 8 and isinstance(item, (list, tuple, set, frozenset)):
+            if holds_files(list(item), depth + 1):
+                return True
+        elif depth < 8 and isinstance(item, dict) and holds_files(list(item.values()), depth + 1):
+            return True
+    return False
 
 
-def child_key(keys: MapKeys, item: Any) -> tuple[str, str]:
-    """A child's cache key and its item's digest: the node's key with the item as argument."""
-    spec = keys.spec
-    item_digest = hash_value(relative_to_root(item, spec.root), file_cache=keys.file_cache)
-    params = dict(keys.template.param_hashes)
-    params[keys.item_param] = item_digest
-    key = cache_key(
-        kind=spec.kind,
-        code=keys.code,
-        version=spec.version,
-        params=params,
-        outputs=(*spec.outputs, *(f"file:{path}" for path in spec.writes)),
-    )
-    return key, item_digest
+def child_key(keys: MapKeys, item: Any, prefix: bytes | None = None) -> tuple[str, str]:
+    """A child's cache key and its item's digest (``prefix``: ``keys.prefix``, computed once)."""
+    item_digest = hash_value(relative_to_root(item, keys.spec.root), file_cache=keys.file_cache)
+    return digest_bytes((prefix or keys.prefix) + item_digest.encode()), item_digest
 
 
 def collect_key(
@@ -135,15 +138,20 @@ def collect_key(
     ``children`` are the output records of the collected children, in item order; ``labels``
     the keys of a dict of items (None for a sequence).
     """
-    params = {
-        name: hash_value([tuple(input_digest(child[name])) for child in children])
-        for name in outputs
-    }
+    params = {name: digest_bytes(_joined(children, name)) for name in outputs}
     if labels is not None:
         params["#keys"] = hash_value(list(labels))
     return cache_key(
         kind=COLLECT_KIND, code="", version=None, params=params, outputs=tuple(outputs)
     )
+
+
+def _joined(children: Sequence[Mapping[str, Mapping[str, Any]]], name: str) -> bytes:
+    parts = []
+    for child in children:
+        kind, digest = input_digest(child[name])
+        parts.append(f"{len(kind)}:{kind}{len(digest)}:{digest}")
+    return "".join(parts).encode()
 
 
 def item_label(item: Any, digest: str, key: Any = None) -> str:

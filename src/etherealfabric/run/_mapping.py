@@ -42,9 +42,9 @@ from ..plan._keys import KeyInfo
 from ..plan._maps import (
     child_key,
     collect_key,
+    holds_files,
     item_label,
     map_keys,
-    whole_key_pins_children,
 )
 from ..states import EventKind, NodeStatus
 from ._files import snapshot
@@ -78,10 +78,6 @@ class Maps:
         self.host = host
         self.active: dict[str, MapRun] = {}
         self.in_flight = 0
-
-    def whole_keyed(self, name: str) -> bool:
-        """Whether the map ``name``'s own key may be looked up for all of it (else item by item)."""
-        return whole_key_pins_children(self.host.graph.specs[name], self.host.outcome.outputs)
 
     @property
     def busy(self) -> bool:
@@ -130,8 +126,9 @@ class Maps:
         slots: list[int] = []
         by_key: dict[str, int] = {}
         names: set[str] = set()
+        prefix = keys.prefix
         for position, item in enumerate(items):
-            key, digest = child_key(keys, item)
+            key, digest = child_key(keys, item, prefix)
             index = by_key.get(key)
             if index is None:
                 label = item_label(item, digest, None if labels is None else labels[position])
@@ -143,7 +140,7 @@ class Maps:
                 children.append(Child(key, child, item, digest))
             slots.append(index)
         report = MapReport(name, items=len(items), children=len(children))
-        run = MapRun(name, info, keys, labels, children, slots, report)
+        run = MapRun(name, info, keys, labels, children, slots, report, holds_files(items))
         forced = name in host.policy.force
         found = {} if forced else host.cache.lookup_many([c.key for c in children])
         for index, entry in enumerate(children):
@@ -389,7 +386,7 @@ class Maps:
         del self.active[run.name]
         report.collected = len(run.collected)
         complete = not (report.failed or report.skipped or report.fallback)
-        complete = complete and self.whole_keyed(run.name)  # else no record under its key
+        complete = complete and not run.files  # else no record under its key
         actions = []
         if collected is not None:
             actions.append((run.collect_key, action_record(run.name, outputs)))

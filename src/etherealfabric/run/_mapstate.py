@@ -106,6 +106,7 @@ class MapRun:
     children: list[Child]
     slots: list[int]  # item position -> child
     report: MapReport
+    files: bool  # the items hold File objects: no record under the map's own key
     started_at: float = field(default_factory=time.time)
     todo: deque[int] = field(default_factory=deque)
     in_flight: int = 0

@@ -221,9 +221,7 @@ class Scheduler(Rewinds):
 
     def _lookup(self, name: str, key: str) -> Mapping[str, Any] | None:
         """The cache's record of ``key``; None for a node the run was told to force."""
-        if name in self.policy.force or not self._maps.whole_keyed(name):
-            return None
-        return self.cache.lookup(key)
+        return None if name in self.policy.force else self.cache.lookup(key)
 
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
         self.outcome.status[name] = NodeStatus.CACHED
