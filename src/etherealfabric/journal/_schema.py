@@ -18,7 +18,9 @@ retried while the database is locked by another process, so "database is locked"
 the user. (Plain ``BEGIN``, as in ``sqlite_utils.Database.atomic``, can fail with SQLITE_BUSY
 when two readers upgrade to writers at once; ``IMMEDIATE`` takes the write lock up front and
 waits instead.) ``PRAGMA user_version`` records the schema version, so an up-to-date journal
-opens without importing sqlite-utils at all.
+opens without importing sqlite-utils at all, and a new or older one is migrated without it
+too (:func:`migrate`: plain SQL through sqlite3, recorded in sqlite-utils' own bookkeeping
+table and format, so ``sqlite_utils.migrations.Migrations`` sees the same state).
 
 A read-only home (a read-only mount, a folder the user may not write) is opened read-only
 (:func:`connect_read_only`): SQLite's ``mode=ro`` reads a WAL journal when its ``-shm`` and
@@ -32,6 +34,7 @@ journal aside (it holds the cache index and the small outputs).
 
 from __future__ import annotations
 
+import datetime
 import errno
 import os
 import shutil
@@ -69,88 +72,85 @@ _LOCK_WAIT_SECONDS = 120.0
 _MIGRATION_SET = "etherealfabric.journal"
 
 
-def _m0001_initial(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
-            started_at REAL NOT NULL, finished_at REAL, host TEXT, pid INTEGER,
-            backend TEXT, params TEXT, resumed_from TEXT, nodes INTEGER,
-            executed INTEGER, cached INTEGER, failed INTEGER, error TEXT
-        );
-        CREATE INDEX runs_workflow ON runs(workflow, started_at);
-        CREATE TABLE node_runs (
-            run_id TEXT NOT NULL, node TEXT NOT NULL, attempt INTEGER NOT NULL,
-            status TEXT NOT NULL, cache_key TEXT, components TEXT,
-            started_at REAL, finished_at REAL, duration REAL,
-            error TEXT, traceback TEXT, host TEXT, pid INTEGER,
-            PRIMARY KEY (run_id, node, attempt)
-        );
-        CREATE INDEX node_runs_node ON node_runs(node, started_at);
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL,
-            kind TEXT NOT NULL, node TEXT, data TEXT
-        );
-        CREATE INDEX events_run ON events(run_id, id);
-        CREATE TABLE actions (
-            key TEXT PRIMARY KEY, node TEXT, record TEXT NOT NULL,
-            components TEXT, created_at REAL NOT NULL
-        );
-        CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
-        CREATE TABLE file_digests (
-            path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL, digest TEXT NOT NULL
-        );
-        """
-    )
+_M0001_INITIAL = """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+        started_at REAL NOT NULL, finished_at REAL, host TEXT, pid INTEGER,
+        backend TEXT, params TEXT, resumed_from TEXT, nodes INTEGER,
+        executed INTEGER, cached INTEGER, failed INTEGER, error TEXT
+    );
+    CREATE INDEX runs_workflow ON runs(workflow, started_at);
+    CREATE TABLE node_runs (
+        run_id TEXT NOT NULL, node TEXT NOT NULL, attempt INTEGER NOT NULL,
+        status TEXT NOT NULL, cache_key TEXT, components TEXT,
+        started_at REAL, finished_at REAL, duration REAL,
+        error TEXT, traceback TEXT, host TEXT, pid INTEGER,
+        PRIMARY KEY (run_id, node, attempt)
+    );
+    CREATE INDEX node_runs_node ON node_runs(node, started_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL,
+        kind TEXT NOT NULL, node TEXT, data TEXT
+    );
+    CREATE INDEX events_run ON events(run_id, id);
+    CREATE TABLE actions (
+        key TEXT PRIMARY KEY, node TEXT, record TEXT NOT NULL,
+        components TEXT, created_at REAL NOT NULL
+    );
+    CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE file_digests (
+        path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL, digest TEXT NOT NULL
+    );
+"""
+_M0002_LOGS_LEASES = """
+    ALTER TABLE node_runs ADD COLUMN output TEXT;
+    ALTER TABLE node_runs ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        key TEXT PRIMARY KEY, node TEXT, run_id TEXT NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, acquired_at REAL NOT NULL
+    );
+"""
+# pids are reused (quickly, in containers): a process is identified by pid + start time
+_M0003_PROCESS_START = """
+    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+    ALTER TABLE leases ADD COLUMN pid_start INTEGER;
+"""
+# a lease expires unless its holder renews it (a holder on another host, frozen or gone in a
+# way liveness cannot see); a remembered file digest also needs the file's ctime
+_M0004_LEASE_EXPIRY_CTIME = """
+    ALTER TABLE leases ADD COLUMN expires_at REAL;
+    ALTER TABLE file_digests ADD COLUMN ctime_ns INTEGER;
+    DELETE FROM file_digests;
+"""
 
-
-def _m0002_logs_leases(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        ALTER TABLE node_runs ADD COLUMN output TEXT;
-        ALTER TABLE node_runs ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
-        CREATE TABLE leases (
-            key TEXT PRIMARY KEY, node TEXT, run_id TEXT NOT NULL, host TEXT NOT NULL,
-            pid INTEGER NOT NULL, acquired_at REAL NOT NULL
-        );
-        """
-    )
-
-
-def _m0003_process_start(db: sqlite_utils.Database) -> None:
-    # pids are reused (quickly, in containers): a process is identified by pid + start time
-    db.executescript(
-        """
-        ALTER TABLE runs ADD COLUMN pid_start INTEGER;
-        ALTER TABLE leases ADD COLUMN pid_start INTEGER;
-        """
-    )
-
-
-def _m0004_lease_expiry_ctime(db: sqlite_utils.Database) -> None:
-    # a lease expires unless its holder renews it (a holder on another host, frozen or gone
-    # in a way liveness cannot see); a remembered file digest also needs the file's ctime
-    db.executescript(
-        """
-        ALTER TABLE leases ADD COLUMN expires_at REAL;
-        ALTER TABLE file_digests ADD COLUMN ctime_ns INTEGER;
-        DELETE FROM file_digests;
-        """
-    )
-
-
-#: The migrations, in order. Append only; the schema version is their count.
-MIGRATIONS = [
-    ("0001_initial", _m0001_initial),
-    ("0002_logs_leases", _m0002_logs_leases),
-    ("0003_process_start", _m0003_process_start),
-    ("0004_lease_expiry_ctime", _m0004_lease_expiry_ctime),
+#: The migrations, in order: (name, SQL script). Append only; the schema version is their
+#: count. Plain SQL (no triggers, so ``;`` only ends statements).
+MIGRATION_SCRIPTS = [
+    ("0001_initial", _M0001_INITIAL),
+    ("0002_logs_leases", _M0002_LOGS_LEASES),
+    ("0003_process_start", _M0003_PROCESS_START),
+    ("0004_lease_expiry_ctime", _M0004_LEASE_EXPIRY_CTIME),
 ]
+
+
+def _script_migration(name: str, script: str) -> Callable[[sqlite_utils.Database], None]:
+    def apply(db: sqlite_utils.Database) -> None:
+        db.executescript(script)
+
+    apply.__name__ = f"_m{name}"
+    return apply
+
+
+#: The same migrations as functions of a ``sqlite_utils.Database``, for sqlite-utils'
+#: ``Migrations`` (see :func:`sqlite_utils_migrations`).
+MIGRATIONS = [(name, _script_migration(name, script)) for name, script in MIGRATION_SCRIPTS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _migrations() -> Any:
+def sqlite_utils_migrations() -> Any:
+    """The journal's migrations as a ``sqlite_utils.migrations.Migrations`` set (imports
+    sqlite-utils): what sqlite-utils' own tools see; :func:`migrate` records in its format."""
     from sqlite_utils.migrations import Migrations
 
     migrations = Migrations(_MIGRATION_SET)
@@ -347,8 +347,58 @@ def connect_read_only(
         raise _open_error(path, exc) from exc
 
 
+#: ``_sqlite_migrations`` exactly as sqlite-utils' ``Migrations.ensure_migrations_table``
+#: creates it (table and unique index), so its ``applied()``/``pending()`` read our rows.
+_BOOKKEEPING = (
+    'CREATE TABLE "_sqlite_migrations" (\n   "id" INTEGER PRIMARY KEY,\n'
+    '   "migration_set" TEXT,\n   "name" TEXT,\n   "applied_at" TEXT\n)',
+    'CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"\n'
+    '    ON "_sqlite_migrations" ("migration_set", "name")',
+)
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    """Apply the pending :data:`MIGRATION_SCRIPTS` with sqlite3 alone, inside the caller's
+    transaction, recording each in ``_sqlite_migrations`` as sqlite-utils does.
+
+    sqlite-utils is not imported: ``sqlite_utils.db`` imports pandas, numpy and pyarrow when
+    they are installed (half a second before a process's first run). A bookkeeping table in
+    another shape (written by some other tool) is left to sqlite-utils' own ``Migrations``,
+    which knows how to convert it.
+    """
+    columns = [
+        (row[1], row[5])  # name, position in the primary key
+        for row in conn.execute('PRAGMA table_info("_sqlite_migrations")')
+    ]
+    if not columns:
+        for statement in _BOOKKEEPING:
+            conn.execute(statement)
+    elif ("id", 1) not in columns or "applied_at" not in dict(columns):
+        migrations = sqlite_utils_migrations()
+        db = database(conn)
+        if migrations.pending(db):
+            migrations.apply(db)
+        return
+    applied = {
+        row[0]
+        for row in conn.execute(
+            'SELECT name FROM "_sqlite_migrations" WHERE migration_set = ?', (_MIGRATION_SET,)
+        )
+    }
+    for name, script in MIGRATION_SCRIPTS:
+        if name in applied:
+            continue
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            'INSERT INTO "_sqlite_migrations" (migration_set, name, applied_at) VALUES (?, ?, ?)',
+            (_MIGRATION_SET, name, str(datetime.datetime.now(datetime.timezone.utc))),
+        )
+
+
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply pending migrations (sqlite-utils), under the write lock, then stamp the version."""
+    """Apply pending migrations under the write lock, then stamp the version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
@@ -360,10 +410,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 
     def apply() -> None:
         with transaction(conn, path):
-            migrations = _migrations()
-            db = database(conn)
-            if migrations.pending(db):
-                migrations.apply(db)
+            _apply_migrations(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     try:
