@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 import test_objectstore as shared
 from etherealfabric.cli import main
+from etherealfabric.journal import Journal
 from etherealfabric.store import LayeredStore, LocalStore, ObjectStore
 from etherealfabric.store._layered import evict, local_objects
 from test_objectstore import NODES, OTHER_KEY, TEAM_KEY, Team, assert_same, build, expected
@@ -392,3 +393,32 @@ def test_ls_du_and_forget_a_key(team: Team) -> None:
     assert team.run("bob")[0] == {"report"}
     code, _, err = cli(team, "bob", "forget", "--key", "not-a-key")
     assert code == 2 and "invalid cache key 'not-a-key'" in err
+
+
+def test_gc_of_a_shared_store_keeps_what_homes_and_pins_need(team: Team) -> None:
+    old = {team.key_of("fit"), team.key_of("report")}  # alice's first run: scale 1
+    for scale in range(2, 7):  # alice's last five runs no longer use scale 1's fit and report
+        team.run("alice", scale=scale)
+    with Journal(team.root / "alice" / "journal.db") as journal:
+        first = journal.list_runs(limit=100)[-1]["id"]
+    code, out, _ = cli(team, "alice", "gc", "--grace", "0", "--dry-run", "--json")
+    assert code == 0
+    shared = json.loads(out)["shared"]
+    assert shared["homes"] == 1
+    gone = {name.rsplit("/", 1)[-1].split(".")[0] for name in shared["removed_records"]}
+    assert gone == old
+    assert shared["objects_removed"] == 2 and shared["bytes_freed"] > 100_000  # fit's model
+    code, out, _ = cli(team, "alice", "gc", "--grace", "3600", "--dry-run", "--json")
+    assert json.loads(out)["shared"]["records_removed"] == 0  # everything is younger
+
+    assert cli(team, "alice", "pin", first)[0] == 0
+    code, out, _ = cli(team, "alice", "gc", "--grace", "0", "--json")
+    assert code == 0 and json.loads(out)["shared"]["records_removed"] == 0  # pinned
+    assert cli(team, "alice", "pin", "--remove", first)[0] == 0
+    code, out, _ = cli(team, "alice", "gc", "--grace", "0", "--json")
+    assert code == 0 and json.loads(out)["shared"]["records_removed"] == 2
+
+    assert team.run("bob", scale=6)[0] == set()  # what alice's last runs used is all there
+    executed, values = team.run("bob", scale=1)
+    assert executed == {"fit", "report"}  # collected: recomputed
+    assert_same(values, expected())

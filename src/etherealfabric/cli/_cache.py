@@ -5,19 +5,28 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..config import Settings
 from ..errors import EtherealFabricError
-from ._common import EXIT_FAILED, _echo_json, _fail, _home_option, _journal_at, _json_option
+from ._common import (
+    EXIT_FAILED,
+    _echo_json,
+    _fail,
+    _get_run,
+    _home_option,
+    _journal_at,
+    _json_option,
+)
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
     from ..store import Store
 
-__all__ = ["cache", "cache_forget", "cache_gc", "cache_verify"]
+__all__ = ["cache", "cache_forget", "cache_gc", "cache_pin", "cache_verify"]
 
 
 @click.group()
@@ -118,50 +127,132 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
     type=click.FloatRange(min=0),
     default=3600.0,
     show_default=True,
-    help="Never remove anything younger than this many seconds.",
+    help="Never remove anything younger than this many seconds (the home).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=86400.0,
+    show_default=True,
+    help="With a shared store: never remove anything of it younger than this many seconds.",
 )
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @_home_option
 @_json_option
 def cache_gc(
-    keep_runs: int, older_than: float, dry_run: bool, home: str | None, as_json: bool
+    keep_runs: int,
+    older_than: float,
+    grace: float,
+    dry_run: bool,
+    home: str | None,
+    as_json: bool,
 ) -> None:
     """Remove cache entries and stored outputs that recent runs no longer use.
 
-    Keeps whatever the last --keep-runs runs of each workflow executed or found cached, runs
-    still going, and anything younger than --older-than. Temp files of killed writers are
-    removed too. Checkpoints are kept. Only a home's own store is collected, never a shared one.
-    Safe while runs go on in other processes.
+    Keeps whatever the last --keep-runs runs of each workflow executed or found cached, pinned
+    runs (`cache pin`), runs still going, and anything younger than --older-than. Temp files of
+    killed writers are removed too. Checkpoints are kept. Safe while runs go on in other
+    processes.
+
+    With a shared store (ETHEREALFABRIC_STORE), the home is collected as above (its journal and
+    local layer, then the local layer is brought within ETHEREALFABRIC_LOCAL_CACHE_SIZE), this
+    home's roots are published, and the shared store is collected: records no home's roots keep
+    and objects no kept record names go, once older than --grace.
     """
     from ..journal._gc import collect_garbage
-    from ..store import open_store
+    from ..run._teamcache import pins
+    from ..store import LayeredStore, open_run_store
 
+    report: dict[str, Any] = {}
     try:
         settings = Settings.resolve(home=home)
-        store = open_store(settings.store_location)
+        store = open_run_store(settings)
         with _journal_at(settings) as journal:
-            report = collect_garbage(
-                journal,
-                store,
-                keep_runs=keep_runs,
-                older_than=older_than,
-                dry_run=dry_run,
-                shared=settings.shared_store,
-            )
+            local = store.local if isinstance(store, LayeredStore) else store
+            home_report = collect_garbage(
+                journal, local, keep_runs=keep_runs, older_than=older_than, dry_run=dry_run,
+                pinned=pins(settings.home),
+            )  # fmt: skip
+            report["home"] = home_report.to_dict()
+            if isinstance(store, LayeredStore):
+                report.update(_collect_shared(store, journal, settings, keep_runs, grace, dry_run))
     except EtherealFabricError as exc:
         _fail(str(exc))
         return
     if as_json:
-        _echo_json(report.to_dict())
+        _echo_json(report if "shared" in report else report["home"])
         return
     verb = "would remove" if dry_run else "removed"
+    h = home_report
     click.echo(
-        f"{verb} {report.records_removed} cache record(s), {report.blobs_removed} inline "
-        f"output(s), {report.objects_removed} object(s) and {report.temp_files_removed} "
-        f"leftover temp file(s) ({report.bytes_freed:,} bytes); "
-        f"kept {report.records_kept} record(s)"
-        + (f", {report.objects_too_recent} recent object(s)" if report.objects_too_recent else "")
+        f"{verb} {h.records_removed} cache record(s), {h.blobs_removed} inline "
+        f"output(s), {h.objects_removed} object(s) and {h.temp_files_removed} "
+        f"leftover temp file(s) ({h.bytes_freed:,} bytes); "
+        f"kept {h.records_kept} record(s)"
+        + (f", {h.objects_too_recent} recent object(s)" if h.objects_too_recent else "")
     )
+    if "evicted" in report:
+        e = report["evicted"]
+        click.echo(
+            f"local layer: {verb} {len(e['evicted'])} object(s) ({e['bytes_freed']:,} bytes) "
+            f"to stay within {e['budget']:,} bytes; {e['size_after']:,} bytes left"
+        )
+    if "shared" in report:
+        g = report["shared"]
+        click.echo(
+            f"shared store {g['store']} ({g['homes']} home(s) publish roots): {verb} "
+            f"{g['records_removed']} record(s), {g['objects_removed']} object(s) and "
+            f"{g['leases_removed']} stale lease(s) ({g['bytes_freed']:,} bytes); kept "
+            f"{g['records_kept']} record(s), {g['objects_kept']} object(s) in use and "
+            f"{g['objects_too_recent']} younger than the grace period"
+        )
+        if dry_run:
+            for name in g["removed_records"]:
+                click.echo(f"  record {name}")
+            for digest in g["removed_objects"]:
+                click.echo(f"  object {digest}")
+
+
+def _collect_shared(
+    store: Any, journal: Journal, settings: Settings, keep_runs: int, grace: float, dry_run: bool
+) -> dict[str, Any]:
+    """The local layer's budget, this home's roots, then the shared store's collection."""
+    from ..run._teamcache import enforce_budget, publish
+    from ..store._sharedgc import collect_shared
+
+    report: dict[str, Any] = {}
+    if settings.local_cache_size is not None:
+        eviction = enforce_budget(store, journal, settings.local_cache_size, dry_run=dry_run)
+        report["evicted"] = asdict(eviction)
+    if not dry_run:
+        publish(store, journal, settings.home, keep_runs, force=True)
+    report["shared"] = collect_shared(store.remote, grace=grace, dry_run=dry_run).to_dict()
+    return report
+
+
+@cache.command("pin")
+@click.argument("run_ids", nargs=-1, metavar="RUN_ID...")
+@click.option("--remove", is_flag=True, help="Unpin the runs instead.")
+@_home_option
+def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
+    """Pin runs: `cache gc` never removes what they used, here or (through this home's roots)
+    in a shared store. Without RUN_ID, list the pinned runs."""
+    from ..run._teamcache import pins, set_pins
+
+    settings = Settings.resolve(home=home)
+    pinned = pins(settings.home)
+    if not run_ids:
+        for run_id in pinned:
+            click.echo(run_id)
+        return
+    with _journal_at(settings) as journal:
+        full = [str(_get_run(journal, r)["id"]) for r in run_ids]
+    if remove:
+        set_pins(settings.home, [r for r in pinned if r not in full])
+        click.echo(f"unpinned {len(full)} run(s)")
+    else:
+        set_pins(settings.home, [*pinned, *full])
+        click.echo(f"pinned {', '.join(full)}")
 
 
 @cache.command("forget")

@@ -227,7 +227,9 @@ def _entry_row(entry: Mapping[str, Any], store: Store) -> dict[str, Any]:
 
 
 def _local_part(store: Store) -> Store:
-    return getattr(store, "local", store)
+    from ..store import LayeredStore
+
+    return store.local if isinstance(store, LayeredStore) else store
 
 
 def _record_sizes(record: Mapping[str, Any], local: Store | None = None) -> dict[str, int]:
@@ -265,7 +267,7 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
     """Bytes of cached results by workflow and node: in all, in the home (the local layer and
     the journal's small outputs) and, with a shared store, in the shared store."""
     from ..journal._team import cache_entries
-    from ..store import open_run_store
+    from ..store import LayeredStore, open_run_store
     from ..store._layered import object_sizes
 
     try:
@@ -274,8 +276,7 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
         with _journal_at(settings) as journal:
             entries = cache_entries(journal, workflow)
         local = object_sizes(_local_part(store))
-        remote_store = getattr(store, "remote", None)
-        remote = object_sizes(remote_store) if remote_store is not None else None
+        remote = object_sizes(store.remote) if isinstance(store, LayeredStore) else None
     except EtherealFabricError as exc:
         _fail(str(exc))
     groups: dict[tuple[str, str], dict[str, Any]] = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,13 +68,15 @@ def collect_garbage(
     older_than: float = 3600.0,
     dry_run: bool = False,
     shared: bool = False,
+    pinned: Sequence[str] = (),
 ) -> GcReport:
-    """Drop cache entries not used by the last ``keep_runs`` runs of each workflow."""
+    """Drop cache entries not used by the last ``keep_runs`` runs of each workflow (nor by
+    the ``pinned`` runs)."""
     if shared:
         raise ConfigError(
-            "cache gc works on a home's own store only: a shared store holds other people's "
-            "records. Point ETHEREALFABRIC_STORE at nothing (the home) or clean the share "
-            "with its own tools.",
+            "collect_garbage works on a home's own store only: a shared store holds other "
+            "people's records (`etherealfabric cache gc` collects it with "
+            "store._sharedgc.collect_shared, driven by every home's roots).",
             setting="ETHEREALFABRIC_STORE",
         )
     if keep_runs < 1:
@@ -83,11 +86,11 @@ def collect_garbage(
     listed = list(store.iter_objects())
     report = GcReport(dry_run=dry_run)
     if dry_run:
-        blobs, referenced = _decide(journal, store, keep_runs, cutoff, report)
+        blobs, referenced = _decide(journal, store, keep_runs, cutoff, report, pinned)
         _collectable_objects(store, listed, referenced, _oldest_live_run(journal, cutoff), report)
     else:
         with journal.write() as conn:  # runs wait to commit until the collection is done
-            blobs, referenced = _decide(journal, store, keep_runs, cutoff, report)
+            blobs, referenced = _decide(journal, store, keep_runs, cutoff, report, pinned)
             conn.executemany(
                 "DELETE FROM actions WHERE key = ? AND created_at < ?",
                 [(k, cutoff) for k in report.removed_keys],
@@ -120,10 +123,15 @@ def _oldest_live_run(journal: Journal, cutoff: float) -> float:
 
 
 def _decide(
-    journal: Journal, store: Store, keep_runs: int, cutoff: float, report: GcReport
+    journal: Journal,
+    store: Store,
+    keep_runs: int,
+    cutoff: float,
+    report: GcReport,
+    pinned: Sequence[str] = (),
 ) -> tuple[list[str], set[str]]:
     """Which records and blobs to drop (into ``report``), and the digests kept records name."""
-    kept = _keys_in_use(journal, keep_runs) | _recent_keys(journal, cutoff)
+    kept = _keys_in_use(journal, keep_runs, pinned) | _recent_keys(journal, cutoff)
     referenced: set[str] = set()
     for key, record in _actions(journal):
         if key in kept:
@@ -153,13 +161,15 @@ def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
     return [tuple(row.values()) for row in journal._rows(sql, params)]
 
 
-def _keys_in_use(journal: Journal, keep_runs: int) -> set[str]:
+def _keys_in_use(journal: Journal, keep_runs: int, pinned: Sequence[str] = ()) -> set[str]:
     runs = journal._rows(
         "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
         "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
         "WHERE n <= ? OR status = ?",
         (keep_runs, RunStatus.RUNNING),
     )
+    for run_id in pinned:
+        runs.append({"id": journal.get_run(run_id)["id"]})
     keys: set[str] = set()
     for run in runs:
         keys |= {

@@ -97,7 +97,8 @@ class ArtifactCache:
     def publishes(self) -> bool:
         """Whether workers publish records and small outputs to the shared store (a shared
         store in mode read-write; the others publish on ``cache push``)."""
-        return self.shared and getattr(self.store, "writes_remote", True)
+        store = self.store
+        return self.shared and (not isinstance(store, LayeredStore) or store.writes_remote)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""

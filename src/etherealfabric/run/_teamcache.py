@@ -1,21 +1,32 @@
-"""What a run does with the team cache once it is over: keep the local layer within its budget,
-and say what a ``push-on-demand`` run left to push (see ``store/_layered.py``).
+"""What a run does with the team cache once it is over: publish this home's roots (what a shared
+store's collection must keep for it, ``store/_sharedgc.py``), keep the local layer within its
+budget, and say what a ``push-on-demand`` run left to push (see ``store/_layered.py``).
 
-Neither can fail the run: a problem is logged as a warning.
+None of it can fail the run: a problem is logged as a warning. The home's id (``home-id``) and
+its pinned runs (``pinned-runs``, one id a line: ``cache pin``) are small files in the home.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
+from pathlib import Path
 
 from ..config import Settings
+from ..hashing._digest import digest_bytes
 from ..journal import Journal
-from ..journal._team import oldest_live_run, run_keys
+from ..journal._team import keys_in_use, oldest_live_run, run_keys
 from ..store import LayeredStore, Store
 from ..store._layered import Eviction, evict
+from ..store._sharedgc import publish_roots
 
-__all__ = ["after_run", "enforce_budget"]
+__all__ = ["KEEP_RUNS", "after_run", "enforce_budget", "home_id", "pins", "publish", "set_pins"]
+
+#: The runs per workflow whose results a home's roots protect in a shared store.
+KEEP_RUNS = 5
 
 log = logging.getLogger("etherealfabric.cache")
 
@@ -25,6 +36,8 @@ def after_run(store: Store, journal: Journal, settings: Settings, run_id: str) -
     if not isinstance(store, LayeredStore):
         return
     try:
+        if store.writes_remote and store.offline is None:
+            publish(store, journal, settings.home)
         if store.mode == "push-on-demand":
             count = len(run_keys(journal, run_id, executed_only=True))
             if count:
@@ -56,3 +69,61 @@ def enforce_budget(
             store.local.root, report.size_after, budget, report.kept_unshared,
         )  # fmt: skip
     return report
+
+
+def publish(
+    store: LayeredStore,
+    journal: Journal,
+    home: Path,
+    keep_runs: int = KEEP_RUNS,
+    *,
+    force: bool = False,
+) -> bool:
+    """Publish this home's roots to the shared store; True if written.
+
+    Unless ``force``, nothing is asked of the store when the keys are those this home last
+    published there (remembered in ``roots-published``): a warm run makes no request.
+    """
+    keys = sorted(keys_in_use(journal, keep_runs, pins(home)))
+    stamp = digest_bytes("\n".join([store.remote.url, *keys]).encode())
+    memo = Path(home) / "roots-published"
+    if not force and memo.exists() and memo.read_text().strip() == stamp:
+        return False
+    written = publish_roots(store.remote, home_id(home), keys, host=socket.gethostname())
+    temp = memo.with_name(f".roots-published-{os.getpid()}")
+    temp.write_text(stamp + "\n")
+    os.replace(temp, memo)
+    return written
+
+
+def home_id(home: Path) -> str:
+    """This home's id in a shared store's roots (made on first use, kept in ``home-id``)."""
+    path = Path(home) / "home-id"
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if len(found) == 32 and all(c in "0123456789abcdef" for c in found):
+        return found
+    new = uuid.uuid4().hex
+    temp = path.with_name(f".home-id-{os.getpid()}")
+    temp.write_text(new + "\n")
+    os.replace(temp, path)
+    return new
+
+
+def pins(home: Path) -> list[str]:
+    """The run ids pinned in this home (their results are never collected)."""
+    try:
+        lines = (Path(home) / "pinned-runs").read_text().split()
+    except FileNotFoundError:
+        return []
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+def set_pins(home: Path, run_ids: list[str]) -> None:
+    """Replace the pinned runs of this home."""
+    path = Path(home) / "pinned-runs"
+    temp = path.with_name(f".pinned-runs-{os.getpid()}")
+    temp.write_text("".join(f"{r}\n" for r in dict.fromkeys(run_ids)))
+    os.replace(temp, path)

@@ -343,6 +343,21 @@ class ObjectStore(Store):
             if len(folder) == 2 and name and "/" not in name:
                 yield folder, name
 
+    def list_infos(self, kind: str) -> dict[str, EntryInfo]:
+        """``entry name -> size and time`` of every entry under ``kind``, from one listing."""
+        base, url = self._where(kind)
+        with self._remote("list", url):
+            listed = self.fs.find(base, detail=True)
+        start = base.strip("/") + "/"
+        found = {}
+        for path, info in listed.items():
+            relative = str(path).strip("/")
+            if relative.startswith(start) and info.get("type") == "file":
+                found[f"{kind}/{relative[len(start) :]}"] = EntryInfo(
+                    int(info.get("size", 0)), _modified(info)
+                )
+        return found
+
     # -- objects -----------------------------------------------------------------------------------
     def object_sizes(self) -> dict[str, int]:
         """``digest -> size`` of every object, from one listing."""

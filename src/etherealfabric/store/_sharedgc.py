@@ -1,0 +1,180 @@
+"""Garbage collection of a shared store, driven by the journals of the homes that use it.
+
+A shared store holds the records of every teammate, and no single journal knows them all. So
+each home that writes the store publishes its *roots*: the cache keys its last runs (5 per
+workflow by default), its runs still going and its pinned runs used::
+
+    roots/<hh>/<home id>.json   {"home", "host", "updated_at", "keys": [...]}
+
+(published at the end of every read-write run when they changed, and by ``cache gc``).
+:func:`collect_shared` keeps every record whose key some home's roots name, and every record,
+object and lease younger than ``grace`` seconds (a teammate's job that is running has written
+objects whose record is not there yet, or has just written a record); it deletes the other
+records (every signer's copy), then the objects no kept record names (a kept record's folder
+manifests are read for the files they list), then stale leases. Checkpoints are never touched.
+
+Roots are not signed: a forged one can only make the collection keep more. A home that never
+published roots (a reader, a home that never ran in read-write mode) protects nothing but its
+entries' grace period: run ``cache gc`` from it, or pin, before a collection. A record read
+to find what it names is read as JSON, unverified: any digest it claims is kept (keeping is
+always safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..hashing._digest import is_digest
+from ._base import EntryInfo, Store, check_name
+from ._signing import record_digests
+from ._trees import entry_objects, read_manifest
+
+__all__ = ["SharedGcReport", "collect_shared", "publish_roots", "read_roots", "roots_name"]
+
+log = logging.getLogger("etherealfabric.store")
+
+#: A lease entry is stale this long after it was last written (its holder renews every 5 s).
+_LEASE_STALE_SECONDS = 3600.0
+_THREADS = 16
+
+
+def roots_name(home: str) -> str:
+    """The entry of the roots of the home ``home`` (a 32-hex id)."""
+    check_name(home, "home id")
+    return f"roots/{home[:2]}/{home}.json"
+
+
+def publish_roots(store: Store, home: str, keys: Iterable[str], *, host: str) -> bool:
+    """Write the roots of ``home`` unless the store has them already; True if written."""
+    wanted = sorted(set(keys))
+    name = roots_name(home)
+    current = _read_json(store, name)
+    if isinstance(current, dict) and current.get("keys") == wanted:
+        return False
+    body = {"home": home, "host": host, "updated_at": time.time(), "keys": wanted}
+    store.write_entry(name, json.dumps(body, separators=(",", ":")).encode())
+    return True
+
+
+def read_roots(store: Store) -> list[dict[str, Any]]:
+    """Every home's roots (malformed ones are skipped with a warning)."""
+    found = []
+    for folder, name in store.list_entries("roots"):
+        body = _read_json(store, f"roots/{folder}/{name}")
+        keys = body.get("keys") if isinstance(body, dict) else None
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            log.warning("ignoring the malformed roots entry roots/%s/%s", folder, name)
+            continue
+        found.append(body)
+    return found
+
+
+@dataclass
+class SharedGcReport:
+    """What a collection of a shared store removed (or, with ``dry_run``, would remove)."""
+
+    store: str
+    dry_run: bool
+    homes: int = 0
+    records_kept: int = 0
+    records_removed: int = 0
+    objects_kept: int = 0
+    objects_removed: int = 0
+    objects_too_recent: int = 0
+    leases_removed: int = 0
+    bytes_freed: int = 0
+    removed_records: list[str] = field(default_factory=list)
+    removed_objects: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect_shared(
+    store: Store, *, grace: float = 86400.0, dry_run: bool = False, now: float | None = None
+) -> SharedGcReport:
+    """Delete what no home's roots keep and is older than ``grace`` seconds; see the module."""
+    cutoff = (time.time() if now is None else now) - grace
+    roots = read_roots(store)
+    kept_keys = {k for body in roots for k in body["keys"]}
+    report = SharedGcReport(store.url, dry_run, homes=len(roots))
+    records = _listing(store, "actions")
+    keep: list[str] = []
+    drop: list[str] = []
+    for name, info in records.items():
+        key = name.rsplit("/", 1)[-1].split(".", 1)[0]
+        young = info.modified is None or info.modified >= cutoff
+        (keep if key in kept_keys or young or not is_digest(key) else drop).append(name)
+    with ThreadPoolExecutor(_THREADS) as pool:
+        named = set().union(*pool.map(lambda n: _named(store, n), keep), set())
+    report.records_kept, report.records_removed = len(keep), len(drop)
+    report.removed_records = sorted(drop)
+    objects = _listing(store, "objects")
+    for name, info in objects.items():
+        digest = name.rsplit("/", 1)[-1]
+        if digest in named:
+            report.objects_kept += 1
+        elif info.modified is None or info.modified >= cutoff:
+            report.objects_too_recent += 1
+        else:
+            report.removed_objects.append(digest)
+            report.bytes_freed += info.size
+    report.objects_removed = len(report.removed_objects)
+    leases = [
+        name
+        for name, info in _listing(store, "leases").items()
+        if info.modified is not None
+        and info.modified < min(cutoff, time.time() - _LEASE_STALE_SECONDS)
+    ]
+    report.leases_removed = len(leases)
+    if not dry_run:
+        with ThreadPoolExecutor(_THREADS) as pool:  # records first: none names a deleted object
+            list(pool.map(store.delete_entry, drop))
+            list(pool.map(store.delete_object, report.removed_objects))
+            list(pool.map(store.delete_entry, leases))
+    return report
+
+
+def _listing(store: Store, kind: str) -> dict[str, EntryInfo]:
+    """``entry name -> info`` of everything under ``kind`` (one listing where possible)."""
+    listed = getattr(store, "list_infos", None)
+    if callable(listed):
+        return dict(listed(kind))
+    found = {}
+    for folder, name in store.list_entries(kind):
+        entry = f"{kind}/{folder}/{name}"
+        info = store.entry_info(entry)
+        if info is not None:
+            found[entry] = info
+    return found
+
+
+def _named(store: Store, name: str) -> set[str]:
+    """The digests the record ``name`` names (unverified), folder manifests' files included."""
+    record = _read_json(store, name)
+    if not isinstance(record, dict):
+        return set()
+    files = record.get("files") if isinstance(record.get("files"), dict) else None
+    named = set(record_digests(record)) | set(entry_objects(files))
+    for entry in (files or {}).values():
+        if isinstance(entry, dict) and entry.get("kind") == "dir":
+            try:
+                named.update(
+                    e[2] for e in read_manifest(store, str(entry["digest"])) if e[1] != "dir"
+                )
+            except Exception as exc:  # an unreadable manifest protects nothing more
+                log.debug("cannot read the manifest of %s: %s", name, exc)
+    return named
+
+
+def _read_json(store: Store, name: str) -> Any:
+    try:
+        return json.loads(store.read_entry(name))
+    except (FileNotFoundError, ValueError):
+        return None
