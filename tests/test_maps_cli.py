@@ -86,3 +86,18 @@ def test_a_warm_run_shows_the_map_as_one_cached_row_and_logs_work_per_item(
     assert state["maps"]["square"]["cached"] == 36
     out = cli("logs", first, "square[13]")
     assert "square[13] attempt 1 (failed)" in out
+
+
+def test_plan_says_what_a_map_maps_over_and_how_many_items_it_had(tmp_path: Path) -> None:
+    flow = tmp_path / "mapflow.py"
+    flow.write_text(FLOW)
+    planned = json.loads(cli("plan", str(flow), "--json"))
+    square = next(n for n in planned["nodes"] if n["node"] == "square")
+    assert square["reason"] == "maps over the output of items.result ('items' runs first)"
+    run_id = run_flow(tmp_path)
+    flow.write_text(FLOW.replace("items(40)", "items(41)"))
+    planned = json.loads(cli("plan", str(flow), "--json"))
+    square = next(n for n in planned["nodes"] if n["node"] == "square")
+    assert square["reason"].startswith("maps over the output of items.result")
+    assert f"40 items in run {run_id} (40 ran, 0 cached)" in square["reason"]
+    assert square["estimate"] is not None

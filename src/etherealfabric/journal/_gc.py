@@ -18,7 +18,9 @@ record only if every object it names is still present, checked in its own commit
 (see ``run/_recorder.py``), so a committed record never names a collected object.
 
 A record's stored file outputs (``files``: each file's object, each folder's manifest and
-the files the manifest lists) are kept with it, like its outputs.
+the files the manifest lists) are kept with it, like its outputs. A mapped node's record names
+an object listing its children's keys (``children``): the children's records are kept with
+it, so a map whose warm runs are one lookup keeps every item it would need again.
 
 Only a home's own store is collected: a shared store (another folder or a bucket) holds
 records of teammates that this journal knows nothing about.
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..states import RunStatus
 from ..store import Store
 from ..store._trees import entry_objects, manifest_objects
@@ -132,8 +134,10 @@ def _decide(
 ) -> tuple[list[str], set[str]]:
     """Which records and blobs to drop (into ``report``), and the digests kept records name."""
     kept = _keys_in_use(journal, keep_runs, pinned) | _recent_keys(journal, cutoff)
+    actions = _actions(journal)
+    kept |= _children_of(store, [r for k, r in actions if k in kept])
     referenced: set[str] = set()
-    for key, record in _actions(journal):
+    for key, record in actions:
         if key in kept:
             report.records_kept += 1
             referenced |= _digests(record)
@@ -146,10 +150,34 @@ def _decide(
     return blobs, referenced
 
 
+def _children_of(store: Store, records: list[dict[str, Any]]) -> set[str]:
+    """The keys of the children of the maps among ``records`` (their stored index)."""
+    keys: set[str] = set()
+    for record in records:
+        digest = _children_digest(record)
+        if digest is None:
+            continue
+        try:
+            keys.update(store.read_bytes(digest).decode().split("\n"))
+        except (StoreError, UnicodeDecodeError):
+            continue  # gone or damaged: its children are kept only if something else uses them
+    keys.discard("")
+    return keys
+
+
+def _children_digest(record: dict[str, Any]) -> str | None:
+    children = record.get("children")
+    digest = children.get("digest") if isinstance(children, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
 def _digests(record: dict[str, Any]) -> set[str]:
     outputs = record.get("outputs")
     files = record.get("files")
     named = set(entry_objects(files)) if isinstance(files, dict) else set()
+    index = _children_digest(record)
+    if index is not None:
+        named.add(index)
     if not isinstance(outputs, dict):
         return named
     return named | {

@@ -16,7 +16,7 @@ from typing import Any
 from ..states import NodeStatus
 from ._journal import Journal
 
-__all__ = ["map_events", "map_items", "percentile", "split_children", "summarize"]
+__all__ = ["last_map", "map_events", "map_items", "percentile", "split_children", "summarize"]
 
 
 def map_events(journal: Journal, run_id: str) -> dict[str, dict[str, Any]]:
@@ -97,3 +97,21 @@ def map_items(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
         "ORDER BY COALESCE(finished_at, started_at), node, attempt",
         (run_id, len(prefix), prefix),
     )
+
+
+def last_map(journal: Journal, workflow: str, node: str) -> dict[str, Any] | None:
+    """The counts of the last run of the map ``node`` in ``workflow`` that finished its items
+    (``map_finished`` data, with ``run_id``), or None."""
+    rows = journal._rows(
+        "SELECT e.run_id, e.data FROM events e JOIN runs r ON r.id = e.run_id "
+        "WHERE r.workflow = ? AND e.node = ? AND e.kind = 'map_finished' "
+        "ORDER BY e.id DESC LIMIT 1",
+        (workflow, node),
+    )
+    if not rows:
+        return None
+    try:
+        data = json.loads(rows[0]["data"] or "{}")
+    except ValueError:
+        return None
+    return {**data, "run_id": rows[0]["run_id"]} if isinstance(data, dict) else None

@@ -7,7 +7,7 @@ knows, without computing a key or looking one up again:
 - a cached node: the run that computed its key;
 - a node that will run: what changed since its previous run in this workflow (the words of
   ``explain``, from :func:`~etherealfabric.observe._explain.diff_components`) and an estimate,
-  the median duration of its past executions.
+  the median duration of its past executions; a mapped node, how many items it had last time.
 
 :func:`plan_workflow` plans a graph with the run's settings, writing nothing: the cache is read
 only, remembered file digests are read but not written, and with no journal yet none is created.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..journal import _history as history
+from ..journal import _maps as maps
 from ..plan._plan import Plan, PlanEntry, make_plan
 from ..states import PlanAction
 from ._explain import Change, diff_components
@@ -140,8 +141,20 @@ def dry_run(plan: Plan, journal: Journal | None) -> DryRun:
                 reason = "no previous run (no journal yet)"
             else:
                 reason, changes = _why_run(journal, plan.workflow, entry.key_info)
+                if entry.maps_over is not None and not changes:
+                    reason = entry.reason  # the same map: its items decide, one by one
+        if entry.maps_over is not None and journal is not None:
+            reason += _items_last_time(journal, plan.workflow, entry.node)
         nodes.append(PlannedNode(entry, reason, changes, durations.get(entry.node)))
     return DryRun(plan, tuple(nodes))
+
+
+def _items_last_time(journal: Journal, workflow: str, node: str) -> str:
+    last = maps.last_map(journal, workflow, node)
+    if last is None:
+        return "; never mapped before"
+    ran = (last.get("executed") or 0) + (last.get("failed") or 0)
+    return f"; {last.get('items')} items in run {last['run_id']} ({ran} ran, {last.get('cached')} cached)"
 
 
 def _why_cached(journal: Journal | None, key: str | None) -> str:

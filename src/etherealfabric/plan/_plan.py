@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..define._node import NodeSpec
+from ..define._refs import replace_refs
 from ..hashing._files import FileHashCache
 from ..hashing._secret import SecretHasher
 from ..states import PlanAction
-from ._graph import Graph
+from ._graph import Graph, InputRef
 from ._keys import KeyInfo, node_key
 
-__all__ = ["Lookup", "Plan", "PlanEntry", "make_plan"]
+__all__ = ["Lookup", "Plan", "PlanEntry", "make_plan", "maps_over"]
 
 Lookup = Callable[[str], Mapping[str, Any] | None]  # cache key -> action record, or None
 
@@ -38,6 +40,8 @@ class PlanEntry:
     reason: str
     key_info: KeyInfo | None = None
     record: Mapping[str, Any] | None = None
+    #: a mapped node: the outputs it maps over (``items.result``), else None
+    maps_over: str | None = None
 
     @property
     def key(self) -> str | None:
@@ -81,6 +85,17 @@ class Plan:
         return [e.node for e in self.entries if e.action is PlanAction.CACHED]
 
 
+def maps_over(spec: NodeSpec) -> str | None:
+    """What a mapped node maps over, for people: ``items.result``, or ``a literal list``."""
+    if spec.map is None:
+        return None
+    refs: list[InputRef] = []
+    replace_refs(spec.params[spec.map.item_param], refs.append, kind=InputRef)
+    if not refs:
+        return "a literal list"
+    return ", ".join(f"{r.node}.{r.output}" for r in refs)
+
+
 def make_plan(
     graph: Graph,
     lookup: Lookup,
@@ -98,15 +113,21 @@ def make_plan(
     entries: list[PlanEntry] = []
     for name in graph.order:
         spec = graph.specs[name]
+        over = maps_over(spec)
         waiting = [u for u in spec.upstream if u not in known]
         if waiting:
             reason = f"upstream {sorted(waiting)[0]!r} runs first"
-            entries.append(PlanEntry(name, PlanAction.RUN, reason))
+            if over is not None:  # its items are not known yet
+                reason = f"maps over the output of {over} ({sorted(waiting)[0]!r} runs first)"
+            entries.append(PlanEntry(name, PlanAction.RUN, reason, maps_over=over))
             continue
         info = node_key(spec, known, file_cache=file_cache, secrets=secrets)
         record = lookup(info.key)
         if record is None:
-            entries.append(PlanEntry(name, PlanAction.RUN, "no cached result for its key", info))
+            reason = "no cached result for its key"
+            if over is not None:
+                reason = f"maps over the output of {over}: item by item (no result for the whole)"
+            entries.append(PlanEntry(name, PlanAction.RUN, reason, info, maps_over=over))
         else:
             known[name] = record["outputs"]
             entries.append(PlanEntry(name, PlanAction.CACHED, "cached result found", info, record))

@@ -382,27 +382,39 @@ class Maps:
     def _finish(
         self, run: MapRun, outputs: Mapping[str, Mapping[str, Any]], collected: TaskResult | None
     ) -> None:
+        """The map succeeded: record its outputs under the collection's key (and its own key
+        when every item succeeded and none holds a file), with the index of its children."""
         host, report = self.host, run.report
         del self.active[run.name]
         report.collected = len(run.collected)
-        complete = not (report.failed or report.skipped or report.fallback)
-        complete = complete and not run.files  # else no record under its key
-        actions = []
-        if collected is not None:
-            actions.append((run.collect_key, action_record(run.name, outputs)))
-        if report.cached == report.children and collected is None:  # nothing ran at all
-            if complete:
-                actions.append((run.info.key, action_record(run.name, outputs)))
-            self._finished_event(run, actions)
-            host._cached(run.name, run.info, {"outputs": outputs})
-            return
+        complete = not (report.failed or report.skipped or report.fallback or run.files)
+        record = {**action_record(run.name, outputs), "children": self._index(run)}
+        actions = [(run.collect_key, record)] if collected is not None else []
+        if complete:
+            actions.append((run.info.key, record))
+            if host.cache.shared:  # teammates get the whole map in one lookup too
+                host.cache.store.put_action(run.info.key, record)
+        # the map's row names the key its outputs are recorded under (gc keeps that record)
+        info = run.info if complete else dataclasses.replace(run.info, key=run.collect_key or "")
+        if not complete:
+            host.leases.release_now(run.info.key)
         self._finished_event(run, actions)
+        if report.cached == report.children and collected is None:  # nothing ran at all
+            host._cached(run.name, info, {"outputs": outputs})
+            return
         records = {k: dict(v) for k, v in outputs.items()}
-        result = TaskResult(node=run.name, key=run.info.key, ok=True, outputs=records)
+        result = TaskResult(node=run.name, key=info.key, ok=True, outputs=records)
         if collected is not None:
             result.inline = collected.inline
         result.attempts = [Attempt(1, run.started_at, time.time())]
-        host._succeeded(run.name, run.info, result, no_record=not complete)
+        host._succeeded(run.name, info, result, no_record=True)  # recorded above
+
+    def _index(self, run: MapRun) -> dict[str, Any]:
+        """The keys of the collected children, as one stored object: ``cache gc`` keeps the
+        children of every map it keeps (``journal/_gc.py``)."""
+        keys = sorted({c.key for c in run.collected if c.status is not NodeStatus.FALLBACK})
+        digest = self.host.cache.store.put_bytes("\n".join(keys).encode())
+        return {"digest": digest, "count": len(keys)}
 
     def _fail(self, run: MapRun, allowed: int, cause: TaskResult | None = None) -> None:
         del self.active[run.name]

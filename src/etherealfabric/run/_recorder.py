@@ -226,7 +226,7 @@ class JournalRecorder:
         if result.drifted:
             self._drifted(event, result, components)
             return
-        if not event.data.get("no_record"):  # a map with failed items: no record under its key
+        if not event.data.get("no_record"):  # a map: its records come with map_finished
             self._index(result.key, event.node or "", event.data["record"], components)
         self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
 
@@ -235,9 +235,12 @@ class JournalRecorder:
     ) -> None:
         """Buffer the action record of ``key`` (committed if its objects are still there)."""
         outputs = record.get("outputs", {})
-        self._objects[key] = [
-            str(out["digest"]) for out in outputs.values() if not out.get("inline")
-        ] + entry_objects(record.get("files"))
+        children = record.get("children") or {}  # a map's index of its children's keys
+        self._objects[key] = (
+            [str(out["digest"]) for out in outputs.values() if not out.get("inline")]
+            + entry_objects(record.get("files"))
+            + ([children["digest"]] if children else [])
+        )
         self._actions.append((key, node, _dumps(record), components, time.time()))
 
     def _on_map_items(self, event: Event) -> None:
