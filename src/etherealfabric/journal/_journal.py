@@ -338,6 +338,18 @@ class Journal:
                     continue
         return found
 
+    def recent_actions(self, workflow: str, runs: int = 2) -> list[tuple[str, str, str]]:
+        """(node, key, record as JSON text) of the action records the workflow's last ``runs``
+        runs used or made, in one query: a warm run's lookups, read in bulk up front."""
+        sql = (
+            "SELECT n.node, a.key, a.record FROM (SELECT DISTINCT node, cache_key FROM node_runs "
+            "WHERE run_id IN (SELECT id FROM runs WHERE workflow = ? ORDER BY started_at DESC "
+            "LIMIT ?) AND cache_key IS NOT NULL) AS n JOIN actions AS a ON a.key = n.cache_key"
+        )
+        with self._lock:
+            rows = retry(lambda: self.conn.execute(sql, (workflow, runs)).fetchall())
+        return [(str(node), str(key), str(text)) for node, key, text in rows]
+
     def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
         """Many small outputs kept inline at once: digest -> bytes (those found)."""
         found: dict[str, bytes] = {}

@@ -26,9 +26,10 @@ nodes and ``Results`` as a ``File``/``Directory`` of that path (:meth:`ArtifactC
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
@@ -92,6 +93,18 @@ class ArtifactCache:
         #: the workflow's root folder: where file outputs are restored (None: the current one)
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
+        #: action records read in bulk before the run (:meth:`preload`), as JSON text by key:
+        #: each serves one lookup, then goes (a later lookup of the key reads the journal)
+        self._preloaded: dict[str, str] = {}
+
+    def preload(self, workflow: str, nodes: Collection[str]) -> int:
+        """Read, in one query, the records of ``nodes`` the workflow's last runs used or made,
+        so a warm run's lookups need no query each (issue 14). Only a hint: a key not found
+        here is looked up in the journal as before. Returns how many were read."""
+        self._preloaded = {
+            key: text for node, key, text in self.journal.recent_actions(workflow) if node in nodes
+        }
+        return len(self._preloaded)
 
     @property
     def publishes(self) -> bool:
@@ -102,7 +115,9 @@ class ArtifactCache:
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
-        record = self.journal.get_action(key)
+        record = self._preloaded_record(key)
+        if record is None:
+            record = self.journal.get_action(key)
         if record is None and self.shared:
             record = self._from_store(key)
         if record is None:
@@ -114,6 +129,16 @@ class ArtifactCache:
             if self._writer is not None:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
                 self._writer.drop_action(key)
+            return None
+        return record
+
+    def _preloaded_record(self, key: str) -> dict[str, Any] | None:
+        text = self._preloaded.pop(key, None)
+        if text is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(text)
+        except ValueError:
             return None
         return record
 
@@ -272,6 +297,7 @@ class ArtifactCache:
         if self._writer is None:
             raise RuntimeError("a read-only artifact cache cannot forget entries")
         if key:
+            self._preloaded.pop(key, None)
             self._writer.drop_action(key)
             if self.shared:
                 self.store.delete_action(key)

@@ -105,6 +105,7 @@ def execute_workflow(
             params.setdefault("targets", list(targets))
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
+        cache.preload(graph.workflow, graph.specs)  # a warm run's records in one query
         if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
             log.info("run %s already succeeded; nothing to resume", previous["id"])
             finished = _finished_results(

@@ -1,0 +1,57 @@
+"""A warm run reads the action records it needs in one query (issue 14), never stale ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etherealfabric import Workflow, node
+from etherealfabric.journal import Journal
+
+
+@node
+def leaf(i):
+    return i
+
+
+@node
+def step(x):
+    return x + 1
+
+
+def _chain(n: int) -> Workflow:
+    with Workflow("warm-lookups") as wf:
+        x = leaf(0)
+        for _ in range(n - 1):
+            x = step(x)
+    return wf
+
+
+def test_a_warm_run_looks_up_no_record_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _chain(30).execute().executed == 30
+    single: list[str] = []
+    original = Journal.get_action
+
+    def counted(self: Journal, key: str) -> object:
+        single.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(Journal, "get_action", counted)
+    results = _chain(30).execute()
+    assert (results.executed, results.cached) == (0, 30)
+    assert single == []
+    # a longer chain: the 30 known records come in bulk, the 5 new keys one by one
+    results = _chain(35).execute()
+    assert (results.executed, results.cached) == (5, 30)
+    assert len(set(single)) == 5  # (each asked before and after its lease is taken)
+
+
+def test_a_record_gone_before_the_run_is_not_served(home: Path) -> None:
+    _chain(5).execute()
+    with Journal(home / "journal.db") as journal, journal.write() as conn:
+        last = "SELECT cache_key FROM node_runs ORDER BY finished_at DESC LIMIT 1"
+        assert conn.execute(f"DELETE FROM actions WHERE key = ({last})").rowcount == 1
+    results = _chain(5).execute()
+    assert results.executed == 1  # the record read in bulk is the journal's, not a memory
+    assert _chain(5).execute().executed == 0
