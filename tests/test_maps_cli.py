@@ -101,3 +101,33 @@ def test_plan_says_what_a_map_maps_over_and_how_many_items_it_had(tmp_path: Path
     assert square["reason"].startswith("maps over the output of items.result")
     assert f"40 items in run {run_id} (40 ran, 0 cached)" in square["reason"]
     assert square["estimate"] is not None
+
+
+def test_metrics_count_a_maps_items_in_one_series_per_status() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from etherealfabric import Workflow, node
+    from etherealfabric.observe._metrics import Metrics
+
+    @node
+    def odd(x):
+        if x % 2:
+            raise ValueError("odd")
+        return x
+
+    def build(n: int) -> Workflow:
+        with Workflow("mapmetrics") as wf:
+            odd.map(list(range(n)), max_failures=0.5)
+        return wf
+
+    metrics = Metrics()
+    build(10).execute(subscribers=[metrics])
+    build(12).execute(subscribers=[metrics])
+    found = {
+        s.labels["status"]: s.value
+        for family in text_string_to_metric_families(metrics.text())
+        for s in family.samples
+        if s.name == "etherealfabric_map_items_total" and s.labels["node"] == "odd"
+    }
+    # run 1: 5 succeeded, 5 failed; run 2: 5 cached, 1 new succeeded, the 6 odd ones fail
+    assert found == {"succeeded": 6.0, "failed": 11.0, "cached": 5.0}

@@ -138,6 +138,11 @@ class Metrics:
             PREFIX + "runs_in_progress", "Runs started and not finished.", wf, registry=reg
         )
         self.runs = counter("runs", "Finished runs by status.", ("workflow", "status"))
+        self.map_items = counter(
+            "map_items",
+            "Children of mapped nodes, by map and status (cached, succeeded, failed, ...).",
+            ("workflow", "node", "status"),
+        )
         self._children: dict[str, _Children] = {}
         self._runs: dict[str, _Run] = {}
         self._server: WSGIServer | None = None
@@ -151,6 +156,8 @@ class Metrics:
             EventKind.NODE_UPSTREAM_FAILED: self._on_not_run,
             EventKind.NODE_CANCELLED: self._on_not_run,
             EventKind.NODE_SKIPPED: self._on_not_run,
+            EventKind.MAP_STARTED: self._on_map_started,
+            EventKind.MAP_ITEMS: self._on_map_items,
         }
 
     # -- the subscriber -------------------------------------------------------------------------
@@ -227,6 +234,19 @@ class Metrics:
         """``node_failed``, or ``node_fallback`` (failed, then replaced by on_error's outputs)."""
         run.m.nodes[NODE_STATUSES[event.kind]].inc()
         self._executed(event, run, event.data.get("result"))
+
+    def _on_map_started(self, event: Event, run: _Run) -> None:
+        cached = int(event.data.get("cached", 0))
+        if cached:
+            self.map_items.labels(run.workflow, event.node or "", NodeStatus.CACHED).inc(cached)
+
+    def _on_map_items(self, event: Event, run: _Run) -> None:
+        """A map's children as one series per status (not one per child)."""
+        counts: dict[str, int] = {}
+        for child in event.data.get("children", ()):
+            counts[str(child.status)] = counts.get(str(child.status), 0) + 1
+        for status, n in counts.items():
+            self.map_items.labels(run.workflow, event.node or "", status).inc(n)
 
     def _on_not_run(self, event: Event, run: _Run) -> None:
         run.m.nodes[NODE_STATUSES[event.kind]].inc()
