@@ -6,6 +6,9 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
 
     python benchmarks/overhead.py            # everything (about a minute)
     python benchmarks/overhead.py --quick    # fewer repetitions
+
+When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
+node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
 """
 
 from __future__ import annotations
@@ -97,6 +100,35 @@ print(json.dumps({"run": elapsed, "executed": results.executed, "peak_mb": peak,
                   "baseline_mb": baseline, "values": values}))
 """
 
+# the same chain with joblib.Memory (one cached function call per node), for the ratios
+JOBLIB = r"""
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+from joblib import Memory
+t_import = time.perf_counter() - t0
+n = int(sys.argv[2])
+memory = Memory(os.environ["ETHEREALFABRIC_HOME"], verbose=0)
+calls = []
+
+@memory.cache
+def leaf(i):
+    calls.append(i)
+    return i
+
+@memory.cache
+def step(x):
+    calls.append(x)
+    return x + 1
+
+t1 = time.perf_counter()
+x = leaf(0)
+for _ in range(n - 1):
+    x = step(x)
+t_run = time.perf_counter() - t1
+print(json.dumps({"import": t_import, "run": t_run, "executed": len(calls), "cached": n - len(calls),
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
 HASH = r"""
 import json, time
 import numpy as np
@@ -122,12 +154,14 @@ def child(code: str, *args: str, home: Path) -> dict[str, float]:
     return figures
 
 
-def overhead(shape: str, n: int, reps: int, tmp: Path) -> dict[str, float]:
+def overhead(
+    shape: str, n: int, reps: int, tmp: Path, code: str = CHILD, label: str = ""
+) -> dict[str, float]:
     cold, warm = [], []
     for rep in range(reps):
-        home = tmp / f"{shape}-{n}-{rep}"
-        cold.append(child(CHILD, shape, str(n), home=home))
-        warm.append(child(CHILD, shape, str(n), home=home))
+        home = tmp / f"{label}{shape}-{n}-{rep}"
+        cold.append(child(code, shape, str(n), home=home))
+        warm.append(child(code, shape, str(n), home=home))
         assert warm[-1]["executed"] == 0, warm[-1]
         shutil.rmtree(home)
     pick = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
@@ -155,6 +189,7 @@ def main() -> None:
             f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}"
         )
         imports = []
+        chain: tuple[float, float, dict[str, float]] = (0.0, 0.0, {})
         for shape in ("chain", "fanout"):
             small = overhead(shape, 10, reps, tmp)
             large = overhead(shape, 1000, reps, tmp)
@@ -164,6 +199,26 @@ def main() -> None:
             print(
                 f"{shape + ' N=1000':<14}{large['cold_wall']:>10.3f}s{large['warm_wall']:>10.3f}s"
                 f"{per_cold:>9.3f}ms{per_warm:>9.3f}ms"
+            )
+            if shape == "chain":
+                chain = (per_cold, per_warm, large)
+        try:
+            import joblib  # noqa: F401
+        except ImportError:
+            print("joblib.Memory chain: joblib is not installed (pip install joblib)")
+        else:
+            small = overhead("chain", 10, reps, tmp, JOBLIB, "joblib-")
+            large = overhead("chain", 1000, reps, tmp, JOBLIB, "joblib-")
+            jl_cold = (large["cold_wall"] - small["cold_wall"]) / 990 * 1000
+            jl_warm = (large["warm_wall"] - small["warm_wall"]) / 990 * 1000
+            print(
+                f"{'joblib N=1000':<14}{large['cold_wall']:>10.3f}s{large['warm_wall']:>10.3f}s"
+                f"{jl_cold:>9.3f}ms{jl_warm:>9.3f}ms"
+            )
+            print(
+                f"chain, EtherealFabric / joblib.Memory per node: cold {chain[0] / jl_cold:.2f}x, "
+                f"warm {chain[1] / jl_warm:.2f}x (whole warm process "
+                f"{chain[2]['warm_wall'] / large['warm_wall']:.2f}x)"
             )
         print(f"\nimport etherealfabric: {statistics.median(imports) * 1000:.1f} ms")
         hashing = child(HASH, home=tmp / "hash")
