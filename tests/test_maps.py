@@ -4,6 +4,7 @@ per-child failures, and the journal rows of the children."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,71 @@ def test_an_item_that_cannot_reach_a_process_fails_alone_naming_the_node() -> No
     assert name.startswith("unwrap[") and name != "unwrap[2]"
     assert f"item {name} of node 'unwrap' cannot be sent to the processes backend" in error
     assert "cannot pickle Unpicklable 2" in error
+
+
+@node
+def waits_for(x, marks):
+    """Item 1 waits (at most 30 s) for the downstream child of item 0 to have run."""
+    if x == 1:
+        deadline = time.monotonic() + 30
+        while not (Path(marks) / "after-0").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 100 if (Path(marks) / "after-0").exists() else -100
+    return x
+
+
+@node
+def after(y, marks):
+    (Path(marks) / f"after-{y}").touch()
+    return y + 1
+
+
+def test_a_map_over_a_maps_result_starts_each_item_without_waiting_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    marks = str(tmp_path)
+    with Workflow("stream", max_workers=2) as wf:
+        first = waits_for.map([0, 1], marks=marks)
+        second = after.map(first, marks=marks)
+    results = wf.execute()
+    # item 1 of the first map saw item 0 go through the second map while it still ran
+    assert results[first] == [0, 100]
+    assert results[second] == [1, 101]
+    assert sorted(results.map_report(second).executed) == ["after[0]", "after[100]"]
+    again = wf.execute()
+    assert again.executed == 0
+
+
+def test_streaming_after_failed_items_keeps_the_collections_right() -> None:
+    path = flaky(2)
+    with Workflow("stream-fail") as wf:
+        tens = shaky.map([1, 2, 3, 4], flaky=path, max_failures=1)
+        sq = square.map(tens)
+        total(sq)
+    results = wf.execute()
+    assert results[tens] == [10, 30, 40]
+    assert results[sq] == [100, 900, 1600]
+    marks = Path("marks")
+    marks.mkdir()
+    with Workflow("stream-fail-hard") as wf2:
+        tens = fails_last.map([2, 5, 6, 7], marks=str(marks.resolve()))
+        sq = after.map(tens, marks=str(marks.resolve()))
+    with pytest.raises(RunFailedError) as caught:
+        wf2.execute(keep_going=True)
+    assert caught.value.results.statuses["after"] == "upstream_failed"
+    assert sorted(p.name for p in marks.iterdir()) == ["after-50", "after-60", "after-70"]
+    (marks / "fixed").touch()
+    again = wf2.execute()  # the streamed children of the failed run are in the cache
+    assert again[sq] == [21, 51, 61, 71]
+    assert again.map_report(sq).executed == ["after[20]"]
+
+
+@node
+def fails_last(x, marks):
+    """x * 10; item 2 fails (until ``marks/fixed`` exists) once the others went downstream."""
+    if x == 2 and not (Path(marks) / "fixed").exists():
+        deadline = time.monotonic() + 30
+        while len(list(Path(marks).glob("after-*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise ValueError("item 2 fails")
+    return x * 10

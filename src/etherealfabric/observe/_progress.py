@@ -209,8 +209,9 @@ class Progress:
 
     def _on_map_started(self, event: Event) -> None:
         cached = int(event.data.get("cached", 0))
+        done = int(event.data.get("done", cached))  # children streamed in before it started
         with self._lock:
-            self._maps[event.node or ""] = [int(event.data.get("children", 0)), cached, cached, 0]
+            self._maps[event.node or ""] = [int(event.data.get("children", 0)), done, cached, 0]
 
     def _on_map_items(self, event: Event) -> None:
         counts = self._maps.get(event.node or "")

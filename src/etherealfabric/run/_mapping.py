@@ -21,7 +21,8 @@ the next run tries the failed items again). Chunks and the collection go through
 scheduler's completion queue with a token (:class:`ChunkToken`, :class:`CollectToken`) instead of a
 node name.
 
-Keys and names are in ``plan/_maps.py``; the worker side is ``run/_mapwork.py``.
+Keys and names are in ``plan/_maps.py``; the worker side is ``run/_mapwork.py``; a map over a
+map's result is fed item by item (``run/_mapstream.py``).
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ from ._mapstate import (
     failure,
     load_items,
 )
+from ._mapstream import Streams
 from ._mapwork import Chunk, ChunkResult, collect_values, run_chunk
 from ._messages import Attempt, Task, TaskResult
-from ._outcome import MapReport
 from ._worker import action_record, execute, store_values
 
 __all__ = ["Maps"]
@@ -77,15 +78,22 @@ class Maps:
     def __init__(self, host: MapHost) -> None:
         self.host = host
         self.active: dict[str, MapRun] = {}
+        self.streams = Streams(self)  # maps over a map's result, fed item by item
         self.in_flight = 0
 
     @property
     def busy(self) -> bool:
         """Whether a map has chunks out, or children to send."""
-        return any(
-            run.in_flight or (run.todo and not run.stopped and not self.host._stopping)
-            for run in self.active.values()
-        )
+        return any(run.in_flight or self._sendable(run) for run in self._runs())
+
+    def _runs(self) -> list[MapRun]:
+        # maps streamed into go first: an item goes down the chain before the next one starts
+        return [*self.streams.early.values(), *self.active.values()]
+
+    def _sendable(self, run: MapRun) -> bool:
+        if not run.todo or run.stopped or self.host._stopping:
+            return False
+        return run.started or self.streams.sendable(run)
 
     # -- starting -------------------------------------------------------------------------
     def start(self, name: str, info: KeyInfo) -> None:
@@ -114,6 +122,7 @@ class Maps:
             children=report.children,
             cached=report.cached,
             to_run=len(run.todo),
+            done=sum(c.status is not NodeStatus.PENDING for c in run.children),
         )
         host._dirty = True
         self._check(run)
@@ -121,43 +130,57 @@ class Maps:
     def _prepare(self, name: str, info: KeyInfo) -> MapRun:
         spec, host = info.spec, self.host
         items, labels = load_items(host, name, spec)
-        keys = map_keys(spec, host.outcome.outputs, file_cache=host.recorder, secrets=host.secrets)
-        children: list[Child] = []
-        slots: list[int] = []
-        by_key: dict[str, int] = {}
-        names: set[str] = set()
-        prefix = keys.prefix
+        run = self.streams.adopt(name, info)  # already streamed into: keep what it has
+        if run is None:
+            keys = map_keys(spec, host.outcome.outputs, file_cache=host.recorder,
+                            secrets=host.secrets)  # fmt: skip
+            run = MapRun(name, info, keys)
+        run.labels, run.files = labels, holds_files(items)
+        new = self.add_children(run, items, labels, place=True)
+        run.report.items, run.report.children = len(items), len(run.children)
+        self.look_up(run, new)
+        return run
+
+    def add_children(
+        self, run: MapRun, items: list[Any], labels: list[Any] | None = None, place: bool = False
+    ) -> list[int]:
+        """One child per item not seen yet (by key); ``place``: the items' positions too."""
+        prefix, name = run.keys.prefix, run.name
+        new: list[int] = []
         for position, item in enumerate(items):
-            key, digest = child_key(keys, item, prefix)
-            index = by_key.get(key)
+            key, digest = child_key(run.keys, item, prefix)
+            index = run.by_key.get(key)
             if index is None:
                 label = item_label(item, digest, None if labels is None else labels[position])
                 child = f"{name}[{label}]"
-                if child in names:  # two items with one label: the digest tells them apart
-                    child = f"{name}[{digest[:10] if f'{name}[{digest[:10]}]' not in names else digest}]"
-                names.add(child)
-                index = by_key[key] = len(children)
-                children.append(Child(key, child, item, digest))
-            slots.append(index)
-        report = MapReport(name, items=len(items), children=len(children))
-        run = MapRun(name, info, keys, labels, children, slots, report, holds_files(items))
-        forced = name in host.policy.force
-        found = {} if forced else host.cache.lookup_many([c.key for c in children])
-        for index, entry in enumerate(children):
-            record = found.get(entry.key)
+                if child in run.names:  # two items with one label: the digest tells them apart
+                    child = f"{name}[{digest[:10] if f'{name}[{digest[:10]}]' not in run.names else digest}]"
+                run.names.add(child)
+                index = run.by_key[key] = len(run.children)
+                run.children.append(Child(key, child, item, digest))
+                new.append(index)
+            if place:
+                run.slots.append(index)
+        return new
+
+    def look_up(self, run: MapRun, new: list[int]) -> None:
+        """Find new children in the cache (one bulk lookup); the others are to be sent."""
+        forced = run.name in self.host.policy.force
+        found = {} if forced else self.host.cache.lookup_many([run.children[i].key for i in new])
+        for index in new:
+            child = run.children[index]
+            record = found.get(child.key)
             if record is None:
                 run.todo.append(index)
             else:
-                entry.status, entry.outputs = NodeStatus.CACHED, record["outputs"]
-                report.cached += 1
-        return run
+                child.status, child.outputs = NodeStatus.CACHED, record["outputs"]
+                run.report.cached += 1
 
     # -- sending chunks ---------------------------------------------------------------------
     def pump(self) -> None:
         """Send children while the backend has room (called by the scheduler's loop)."""
-        host = self.host
-        for run in list(self.active.values()):
-            while run.todo and not run.stopped and not host._stopping and host._room():
+        for run in self._runs():
+            while self._sendable(run) and self.host._room():
                 self._send(run)
 
     def _send(self, run: MapRun) -> None:
@@ -239,6 +262,8 @@ class Maps:
         done = [self._child_ended(run, index, result) for index, result in ended]
         self.host._emit(EventKind.MAP_ITEMS, run.name, children=done)
         self.host._dirty = True
+        succeeded = [run.children[i] for i, _ in ended]
+        self.streams.feed(run, [c for c in succeeded if c.status is NodeStatus.SUCCEEDED])
         self._check(run)
 
     def _child_ended(self, run: MapRun, index: int, result: TaskResult) -> ChildDone:
@@ -305,6 +330,9 @@ class Maps:
 
     def _check(self, run: MapRun) -> None:
         """Stop sending after too many failures; once nothing is out, fail or collect."""
+        if not run.started:  # streamed into: the map decides when it starts
+            self.streams.settle(run)
+            return
         allowed = run.spec.map.allowed_failures(len(run.children))
         if run.failures > allowed and not self.host.policy.keep_going:
             run.stopped = True

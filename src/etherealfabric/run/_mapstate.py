@@ -97,16 +97,19 @@ class ChildDone:
 
 @dataclass
 class MapRun:
-    """One mapped node being run."""
+    """One mapped node being run (or, ``started`` False, streamed into before it starts)."""
 
     name: str
     info: KeyInfo
     keys: MapKeys
-    labels: list[Any] | None  # the items' keys, for a dict of items
-    children: list[Child]
-    slots: list[int]  # item position -> child
-    report: MapReport
-    files: bool  # the items hold File objects: no record under the map's own key
+    labels: list[Any] | None = None  # the items' keys, for a dict of items
+    children: list[Child] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # item position -> child
+    report: MapReport = field(default_factory=lambda: MapReport(""))
+    files: bool = False  # the items hold File objects: no record under the map's own key
+    started: bool = True  # False: its items come one by one from an upstream map's children
+    by_key: dict[str, int] = field(default_factory=dict)  # child key -> child
+    names: set[str] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
     todo: deque[int] = field(default_factory=deque)
     in_flight: int = 0
@@ -116,6 +119,9 @@ class MapRun:
     base: Task | None = None
     collect_key: str | None = None
     collected: list[Child] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.report.node = self.name
 
     @property
     def spec(self) -> Any:
