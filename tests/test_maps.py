@@ -427,3 +427,24 @@ def fails_last(x, marks):
             time.sleep(0.01)
         raise ValueError("item 2 fails")
     return x * 10
+
+
+def test_a_timeout_fails_one_child_and_resume_runs_only_the_failed_items() -> None:
+    @node(timeout=0.3)
+    def slow_one(x, flaky):
+        if Path(flaky).exists() and x in json.loads(Path(flaky).read_text()):
+            time.sleep(3)
+        return x
+
+    path = flaky(3)
+    with Workflow("timeouts") as wf:
+        out = slow_one.map([1, 2, 3, 4], flaky=path)
+    with pytest.raises(RunFailedError) as caught:
+        wf.execute(keep_going=True)
+    failed = caught.value.results.map_report(out).failed
+    assert list(failed) == ["slow_one[3]"]
+    assert "NodeTimeoutError" in failed["slow_one[3]"]
+    Path(FLAKY).unlink()
+    resumed = wf.execute(resume=caught.value.results.run_id)
+    assert resumed.map_report(out).executed == ["slow_one[3]"]
+    assert resumed[out] == [1, 2, 3, 4]
