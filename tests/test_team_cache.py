@@ -251,8 +251,11 @@ def test_pull_brings_what_a_run_needs_so_it_loads_offline(
     team: Team, monkeypatch: pytest.MonkeyPatch, requests: Requests
 ) -> None:
     monkeypatch.setenv("ETHEREALFABRIC_HOME", str(team.root / "bob"))
-    results = build().execute()  # every node a hit; nothing large loaded yet
+    monkeypatch.setenv("ETHEREALFABRIC_LOCAL_CACHE_SIZE", "1")  # evicted after the run
+    results = build().execute()  # every node a hit, its objects fetched, then evicted
     assert results.executed == 0
+    assert not list((team.root / "bob" / "objects").glob("*/*"))
+    monkeypatch.delenv("ETHEREALFABRIC_LOCAL_CACHE_SIZE")
     code, out, _ = cli(team, "bob", "pull", results.run_id, "--dry-run")
     assert code == 0 and "would have pulled 2 result(s)" in out  # matrix and fit
     requests.clear()

@@ -231,9 +231,30 @@ class ArtifactCache:
                 except (ArtifactMissingError, CorruptArtifactError) as exc:
                     log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
                     return None
+        if not self.read_only and not self._fill(key, record):
+            return None
         if self._writer is not None:
             self._writer.index_action(key, record, blobs)
         return record
+
+    def _fill(self, key: str, record: Mapping[str, Any]) -> bool:
+        """On a hit from the shared store, copy the record's objects into the local layer
+        (verified), so that the next run here asks the shared store nothing; False (a miss,
+        warned) if one cannot be had. Folders' files come when they are restored."""
+        store = self.store
+        if not isinstance(store, LayeredStore):
+            return True
+        digests = [o["digest"] for o in record["outputs"].values() if not o.get("inline")]
+        digests += [e["digest"] for e in record.get("files", {}).values()]
+        try:
+            for digest in digests:
+                store.fill(digest)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
+            if isinstance(exc, CorruptArtifactError) and exc.digest:
+                store.delete_object(exc.digest)  # so that the recomputed bytes replace it
+            return False
+        return True
 
     def _reject(self, key: str, problem: str) -> None:
         if key not in self._rejected:

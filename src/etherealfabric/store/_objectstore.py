@@ -122,7 +122,17 @@ class ObjectStore(Store):
         self._untrusted = UntrustedEntries(load_signer(signing_key))
         self._fs: Any = None
         self.root = ""
-        self._connect()
+        if self.scheme in _S3_SCHEMES:
+            # the root is the URL's own path: connecting (importing s3fs and botocore, about
+            # 0.3 s) waits for the first request, which a warm run never makes
+            self.root = self.url.split("://", 1)[1].strip("/")
+            if not urlsplit(self.url).netloc:
+                raise StoreError(
+                    f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix"
+                )
+            _require_fsspec(self.url)
+        else:
+            self._connect()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -440,6 +450,14 @@ def _is_unreachable(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _require_fsspec(url: str) -> None:
+    """A :class:`StoreError` now, not at the first request, when s3fs is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("fsspec") is None:
+        raise StoreError(f"the store {url} needs s3fs: pip install 'etherealfabric[s3]'")
 
 
 def _absent(url: str) -> FileNotFoundError:
