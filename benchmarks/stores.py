@@ -1,11 +1,13 @@
 """The team cache against a loopback S3 server (``moto.server``): transfers and warm runs.
 
-1. **A 200 MB artifact up and down.** Random bytes written through the engine's path for a node
-   output (``LayeredStore.writer()``: hashed while spilled to the local layer, renamed in
-   place, then uploaded, multipart above 100 MB) against ``s3fs.put_file`` of the same file;
-   then read back through the engine with an empty local layer (``open_object``: parallel
-   ranged GETs into the local layer, digest check) against ``s3fs.get_file``. Best of N;
-   the ratio is s3fs time / engine time (1.0 = as fast as s3fs).
+1. **A 200 MB artifact up and down.** *upload*: an object of the local layer sent to a new
+   prefix (``LayeredStore.upload``, what a run and ``cache push`` do: a HEAD, then s3fs'
+   multipart upload above 100 MB) against ``s3fs.put_file`` of the same file.
+   *write_and_upload*: the whole path of a node output (``LayeredStore.writer()``: hashed while
+   spilled to the local layer, renamed in place, then uploaded) against the same put.
+   *download*: read back through the engine with an empty local layer (``open_object``:
+   parallel ranged GETs into the local layer, digest check) against ``s3fs.get_file``. Best of
+   N; the ratio is s3fs time / engine time (1.0 = as fast as s3fs).
 2. **A 1,000-node warm run.** 950 nodes with small (inline) outputs and 50 with 128 KB arrays
    (stored objects), all feeding one sum. Timed, each in a fresh process (``execute()`` only,
    not the interpreter start): a warm run of a purely local home; a teammate's first run with
@@ -161,13 +163,21 @@ def transfers(moto: Moto, mb: int, repeat: int, scratch: Path) -> dict[str, Any]
             fh.seek(0, 2)
             assert fh.tell() == size
 
+    def engine_push() -> None:
+        store, digest = digests[-1]
+        fresh = layers()  # a new prefix, the same local layer: what `cache push` does
+        LayeredStore(store.local, fresh.remote).upload(digest)
+
     put_s3fs, put_engine = best(repeat, s3fs_put), best(repeat, engine_put)
+    push_engine = best(repeat, engine_push)
     get_s3fs, get_engine = best(repeat, s3fs_get), best(repeat, engine_get)
     mbs = size / 1e6
     return {
         "mb": round(mbs),
-        "upload": {"s3fs_s": round(put_s3fs, 3), "engine_s": round(put_engine, 3),
-                   "ratio": round(put_s3fs / put_engine, 2)},
+        "upload": {"s3fs_s": round(put_s3fs, 3), "engine_s": round(push_engine, 3),
+                   "ratio": round(put_s3fs / push_engine, 2)},
+        "write_and_upload": {"s3fs_put_s": round(put_s3fs, 3), "engine_s": round(put_engine, 3),
+                             "ratio": round(put_s3fs / put_engine, 2)},
         "download": {"s3fs_s": round(get_s3fs, 3), "engine_s": round(get_engine, 3),
                      "ratio": round(get_s3fs / get_engine, 2)},
     }  # fmt: skip
