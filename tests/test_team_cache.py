@@ -20,13 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import test_objectstore as shared
+from etherealfabric import Workflow, node
 from etherealfabric.cli import main
+from etherealfabric.config import Settings
 from etherealfabric.journal import Journal
-from etherealfabric.store import LayeredStore, LocalStore, ObjectStore
+from etherealfabric.run._teamcache import enforce_budget
+from etherealfabric.store import LayeredStore, LocalStore, ObjectStore, open_run_store
 from etherealfabric.store._layered import evict, local_objects
 from test_objectstore import NODES, OTHER_KEY, TEAM_KEY, Team, assert_same, build, expected
 from test_store import MOTO, MotoServer
@@ -425,3 +429,51 @@ def test_gc_of_a_shared_store_keeps_what_homes_and_pins_need(team: Team) -> None
     executed, values = team.run("bob", scale=1)
     assert executed == {"fit", "report"}  # collected: recomputed
     assert_same(values, expected())
+
+
+# -- the budget during a run -----------------------------------------------------------------------
+@node
+def big_array(n):
+    return np.arange(n, dtype=np.float64)  # a stored object (over the inline limit)
+
+
+@node
+def evict_everything(home):
+    """What a `cache gc` in another process does in the middle of this run."""
+    from etherealfabric.run._teamcache import enforce_budget
+
+    with Journal(Path(home) / "journal.db") as journal:
+        store = open_run_store(Settings.resolve(home=home))
+        assert isinstance(store, LayeredStore)
+        report = enforce_budget(store, journal, 0)
+    return {"evicted": len(report.evicted), "kept_recent": report.kept_recent}
+
+
+@node
+def use(array, evicted):
+    return float(array.sum())
+
+
+def test_an_eviction_while_a_run_goes_on_keeps_what_its_nodes_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_STORE", str(tmp_path / "team"))
+    monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", TEAM_KEY)
+    with Workflow("publish") as first:
+        big_array(50_000)
+    first.execute(home=str(tmp_path / "alice"))  # in the team's folder now
+
+    bob = str(tmp_path / "bob")
+    with Workflow("consume") as second:
+        report = evict_everything(bob)
+        total = use(big_array(50_000), report)
+    results = second.execute(home=bob)  # big_array: a hit, filled into bob's local layer
+    assert results.executed == 2
+    assert results[report] == {"evicted": 0, "kept_recent": 1}  # the live run protects it
+    assert results[total] == float(np.arange(50_000).sum())
+
+    store = open_run_store(Settings.resolve(home=bob))
+    assert isinstance(store, LayeredStore)
+    with Journal(Path(bob) / "journal.db") as journal:  # no run going any more
+        after = enforce_budget(store, journal, 0)  # now nothing protects it
+    assert after.size_after == 0 and after.kept_recent == 0 and len(after.evicted) >= 1
