@@ -438,8 +438,9 @@ def big_array(n):
 
 
 @node
-def evict_everything(home):
-    """What a `cache gc` in another process does in the middle of this run."""
+def evict_everything(home, after):
+    """What a `cache gc` in another process does in the middle of this run (after ``after``
+    was found in the team's store and fetched into the local layer)."""
     from etherealfabric.run._teamcache import enforce_budget
 
     with Journal(Path(home) / "journal.db") as journal:
@@ -465,8 +466,9 @@ def test_an_eviction_while_a_run_goes_on_keeps_what_its_nodes_need(
 
     bob = str(tmp_path / "bob")
     with Workflow("consume") as second:
-        report = evict_everything(bob)
-        total = use(big_array(50_000), report)
+        array = big_array(50_000)
+        report = evict_everything(bob, array)
+        total = use(array, report)
     results = second.execute(home=bob)  # big_array: a hit, filled into bob's local layer
     assert results.executed == 2
     assert results[report] == {"evicted": 0, "kept_recent": 1}  # the live run protects it
