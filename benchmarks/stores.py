@@ -201,15 +201,15 @@ def warm_runs(moto: Moto, repeat: int, scratch: Path) -> dict[str, Any]:
 
     local_env = {**base, "ETHEREALFABRIC_HOME": str(scratch / "solo")}
     run_child(script, local_env)  # cold
-    local = [run_child(script, local_env) for _ in range(repeat)]
 
     url = f"s3://{moto.bucket}/{uuid.uuid4().hex}"
     shared = {**base, **moto.env(), "ETHEREALFABRIC_STORE": url}
     run_child(script, {**shared, "ETHEREALFABRIC_HOME": str(scratch / "alice")})  # publishes
-    empty, full = [], []
-    for i in range(repeat):
+    local, empty, full = [], [], []
+    for i in range(repeat):  # interleaved, so that a busy moment of the machine hits all three
         bob = {**shared, "ETHEREALFABRIC_HOME": str(scratch / f"bob{i}")}
         empty.append(run_child(script, bob))
+        local.append(run_child(script, local_env))
         full.append(run_child(script, bob))
     for figures in (*local, *empty, *full):
         assert figures["executed"] == 0, figures

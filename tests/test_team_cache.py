@@ -29,6 +29,7 @@ from etherealfabric import Workflow, node
 from etherealfabric.cli import main
 from etherealfabric.config import Settings
 from etherealfabric.journal import Journal
+from etherealfabric.run._cache import ArtifactCache
 from etherealfabric.run._teamcache import enforce_budget
 from etherealfabric.store import LayeredStore, LocalStore, ObjectStore, open_run_store
 from etherealfabric.store._layered import evict, local_objects
@@ -479,3 +480,20 @@ def test_an_eviction_while_a_run_goes_on_keeps_what_its_nodes_need(
     with Journal(Path(bob) / "journal.db") as journal:  # no run going any more
         after = enforce_budget(store, journal, 0)  # now nothing protects it
     assert after.size_after == 0 and after.kept_recent == 0 and len(after.evicted) >= 1
+
+
+def test_a_new_teammate_fetches_the_records_of_ready_nodes_together(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    prefetch = ArtifactCache.prefetch
+
+    def spy(self: ArtifactCache, keys: Any) -> None:
+        batches.append(len(keys))
+        prefetch(self, keys)
+
+    monkeypatch.setattr(ArtifactCache, "prefetch", spy)
+    executed, values = team.run("bob")
+    assert executed == set()
+    assert_same(values, expected())
+    assert batches and batches[0] == 3  # numbers, matrix and vocab are ready at once

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
@@ -45,6 +46,7 @@ from ._files import file_value
 __all__ = ["ArtifactCache", "CacheWriter"]
 
 log = logging.getLogger("etherealfabric.cache")
+_PREFETCH_THREADS = 16
 OutputRecord = Mapping[str, Any]
 
 
@@ -90,6 +92,7 @@ class ArtifactCache:
         self.read_only = writer is None
         self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
         self._rejected: set[str] = set()  # keys of malformed shared records, warned once
+        self._absent: set[str] = set()  # keys prefetch() found absent from the shared store
         #: the workflow's root folder: where file outputs are restored (None: the current one)
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
@@ -213,6 +216,45 @@ class ArtifactCache:
 
     def _from_store(self, key: str) -> dict[str, Any] | None:
         """A record from the shared store if it is well formed and usable, else None (a miss)."""
+        if key in self._absent:  # just asked by prefetch(); a second lookup asks again
+            self._absent.discard(key)
+            return None
+        found = self._fetch(key)
+        if found is None:
+            return None
+        if self._writer is not None:
+            self._writer.index_action(key, *found)
+        return found[0]
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Fetch the records of ``keys`` that the journal lacks from the shared store at once
+        (in a few threads: a new teammate's first run of a wide graph), indexing those found;
+        the lookup of a key found absent then skips its request once.
+
+        Errors are left to the lookups (a key that failed is simply asked again).
+        """
+        if not self.shared or self._writer is None:
+            return
+        indexed = self.journal.get_actions(keys)
+        todo = [k for k in dict.fromkeys(keys) if k not in indexed]
+        if len(todo) < 2:
+            return
+        with ThreadPoolExecutor(_PREFETCH_THREADS) as pool:
+            found = list(pool.map(self._try_fetch, todo))
+        for key, got in zip(todo, found, strict=True):
+            if got is None:
+                self._absent.add(key)
+            elif isinstance(got, tuple):
+                self._writer.index_action(key, *got)
+
+    def _try_fetch(self, key: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | bool | None:
+        try:
+            return self._fetch(key)
+        except Exception:  # the lookup asks again and reports it
+            return False
+
+    def _fetch(self, key: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | None:
+        """A usable record of ``key`` in the shared store, with its small outputs' bytes."""
         record = self.store.get_action(key)
         if record is None:
             return None
@@ -233,9 +275,7 @@ class ArtifactCache:
                     return None
         if not self.read_only and not self._fill(key, record):
             return None
-        if self._writer is not None:
-            self._writer.index_action(key, record, blobs)
-        return record
+        return record, blobs
 
     def _fill(self, key: str, record: Mapping[str, Any]) -> bool:
         """On a hit from the shared store, copy the record's objects into the local layer

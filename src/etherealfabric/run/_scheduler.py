@@ -45,6 +45,7 @@ from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._events import Event, EventBus
 from ._leases import RunLeases
+from ._lookahead import LookAhead
 from ._mapping import Maps
 from ._messages import Task, TaskResult
 from ._outcome import RunOutcome, RunPolicy
@@ -103,6 +104,7 @@ class Scheduler(Rewinds):
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
         self._maps = Maps(self)  # mapped nodes: their children and collections
+        self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
@@ -132,6 +134,7 @@ class Scheduler(Rewinds):
         last_flush = last_renew = time.monotonic()
         while self._ready or self._running or self._leased_elsewhere or self._maps.busy:
             while self._ready and not self._stopping and self._room():
+                self._ahead.fetch(self._ready, self._key_of)  # shared store: in batches
                 self._start(self._ready.popleft())
             self._maps.pump()
             waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
@@ -188,11 +191,8 @@ class Scheduler(Rewinds):
 
     # -- starting a node ----------------------------------------------------------------------
     def _start(self, name: str) -> None:
-        spec = self.graph.specs[name]
         try:
-            info = node_key(
-                spec, self.outcome.outputs, file_cache=self.recorder, secrets=self.secrets
-            )
+            info = self._ahead.pop(name) or self._key_of(name)
             record = self._lookup(name, info.key)
         except Exception as exc:
             self._fail_before_start(name, exc)
@@ -202,6 +202,10 @@ class Scheduler(Rewinds):
         elif not self._lease_and_submit(name, info):
             log.info("%s: another run is computing key %s; waiting for it", name, info.key[:12])
             self._leased_elsewhere[name] = info
+
+    def _key_of(self, name: str) -> KeyInfo:
+        spec = self.graph.specs[name]
+        return node_key(spec, self.outcome.outputs, file_cache=self.recorder, secrets=self.secrets)
 
     def _lease_and_submit(self, name: str, info: KeyInfo) -> bool:
         """Take the key's lease and run the node; False while another run holds the lease.

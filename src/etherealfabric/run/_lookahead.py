@@ -1,0 +1,53 @@
+"""Look ahead: with a shared store, the keys of the nodes that are ready are computed before
+they start, so that their records are fetched together (``ArtifactCache.prefetch``, a few
+requests at a time) instead of one node after the other.
+
+A new teammate's first run of a wide graph otherwise waits for a round trip per record and per
+small output in sequence. With the home's own store it does nothing: lookups there cost no
+request. The scheduler asks :meth:`LookAhead.pop` for a node's key when it starts it (and
+computes it itself when there is none: a key that failed here fails again there, reported).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
+
+from ..plan._keys import KeyInfo
+from ._cache import ArtifactCache
+
+__all__ = ["LookAhead"]
+
+#: The ready nodes looked at ahead in one go.
+AHEAD = 512
+
+
+class LookAhead:
+    """Keys of ready nodes computed ahead of their start, their records fetched at once."""
+
+    def __init__(self, cache: ArtifactCache) -> None:
+        self.cache = cache
+        self._infos: dict[str, KeyInfo] = {}
+
+    def fetch(self, ready: deque[str], key_of: Callable[[str], KeyInfo]) -> None:
+        """Compute the keys of (up to :data:`AHEAD`) ready nodes and prefetch their records,
+        when the next node to start has no key yet (called before each start: cheap then)."""
+        if not self.cache.shared or len(ready) < 2 or ready[0] in self._infos:
+            return  # the next node's key is known: the last batch is not used up yet
+        new = []
+        for name in islice(ready, AHEAD):
+            if name in self._infos:
+                continue
+            try:
+                info = key_of(name)
+            except Exception:  # the node's start computes it again and reports the error
+                continue
+            self._infos[name] = info
+            new.append(info.key)
+        if len(new) > 1:
+            self.cache.prefetch(new)
+
+    def pop(self, name: str) -> KeyInfo | None:
+        """The key computed ahead for ``name`` (once), or None."""
+        return self._infos.pop(name, None)
