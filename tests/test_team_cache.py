@@ -497,3 +497,21 @@ def test_a_new_teammate_fetches_the_records_of_ready_nodes_together(
     assert executed == set()
     assert_same(values, expected())
     assert batches and batches[0] == 3  # numbers, matrix and vocab are ready at once
+
+
+def test_large_objects_come_down_in_parallel_ranges_and_are_verified(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, requests: Requests
+) -> None:
+    import etherealfabric.store._objectstore as objectstore
+
+    monkeypatch.setattr(objectstore, "RANGED_BYTES", 1024 * 1024)
+    monkeypatch.setattr(objectstore, "RANGE_BYTES", 256 * 1024)
+    remote = ObjectStore(f"s3://{s3.bucket}/{uuid.uuid4().hex}", storage_options=s3.options)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    digest = remote.put_bytes(data)
+    store = LayeredStore(LocalStore(tmp_path / "home"), remote)
+    requests.clear()
+    with store.open_object(digest) as fp:
+        assert fp.read() == data
+    assert requests.downloads() == 13  # ceil((3 MiB + 5) / 256 KiB) ranges
+    assert Path(store.local.object_path(digest)).read_bytes() == data

@@ -8,7 +8,7 @@ the indexed action records with their node and workflows, for listing and sizing
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import RunNotFoundError
@@ -17,6 +17,7 @@ from ._journal import Journal
 
 __all__ = [
     "cache_entries",
+    "indexed_keys",
     "keys_in_use",
     "latest_run",
     "oldest_live_run",
@@ -79,19 +80,26 @@ def workflow_keys(journal: Journal, workflow: str) -> dict[str, str]:
 
 def keys_in_use(journal: Journal, keep_runs: int, pinned: Iterable[str] = ()) -> set[str]:
     """The keys of the last ``keep_runs`` runs of each workflow, of runs still going and of the
-    ``pinned`` runs: what a collection must keep for this home."""
+    ``pinned`` runs: what a collection must keep for this home (one query)."""
+    pins = [str(journal.get_run(run)["id"]) for run in pinned]
+    marks = ",".join("?" * len(_DONE))
     rows = journal._rows(
-        "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
+        "SELECT DISTINCT cache_key FROM node_runs WHERE cache_key IS NOT NULL AND status IN "
+        f"({marks}) AND run_id IN (SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
         "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
-        "WHERE n <= ? OR status = ?",
-        (keep_runs, RunStatus.RUNNING),
+        f"WHERE n <= ? OR status = ? OR id IN ({','.join('?' * len(pins))}))",
+        (*_DONE, keep_runs, RunStatus.RUNNING, *pins),
     )
-    runs = {str(r["id"]) for r in rows}
-    runs.update(journal.get_run(run)["id"] for run in pinned)
-    keys: set[str] = set()
-    for run in runs:
-        keys.update(run_keys(journal, run))
-    return keys
+    return {str(r["cache_key"]) for r in rows}
+
+
+def indexed_keys(journal: Journal, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` whose action record the journal holds (records are not read)."""
+    return {
+        str(row[0])
+        for rows in journal._in_batches("SELECT key FROM actions WHERE key IN", keys)
+        for row in rows
+    }
 
 
 def cache_entries(journal: Journal, workflow: str | None = None) -> list[dict[str, Any]]:

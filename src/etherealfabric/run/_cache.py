@@ -37,6 +37,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, St
 from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..journal import Journal
+from ..journal._team import indexed_keys
 from ..store import LayeredStore, LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._signing import record_problem
@@ -235,7 +236,7 @@ class ArtifactCache:
         """
         if not self.shared or self._writer is None:
             return
-        indexed = self.journal.get_actions(keys)
+        indexed = indexed_keys(self.journal, keys)
         todo = [k for k in dict.fromkeys(keys) if k not in indexed]
         if len(todo) < 2:
             return
