@@ -394,6 +394,8 @@ def test_ls_du_and_forget_a_key(team: Team) -> None:
     du = json.loads(out)
     rows = {r["node"]: r for r in du["rows"]}
     assert rows["matrix"]["local"] == rows["matrix"]["remote"] == rows["matrix"]["bytes"] > 0
+    # a small output travels inside its record: in the shared store too, where the record is
+    assert rows["numbers"]["local"] == rows["numbers"]["remote"] == rows["numbers"]["bytes"] > 0
     assert du["remote_bytes"] >= du["local_bytes"] > 0
 
     code, out, _ = cli(team, "bob", "forget", "--key", entries["report"]["key"])

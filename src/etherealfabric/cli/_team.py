@@ -277,17 +277,23 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
             entries = cache_entries(journal, workflow)
         local = object_sizes(_local_part(store))
         remote = object_sizes(store.remote) if isinstance(store, LayeredStore) else None
+        # inline outputs travel inside the records: in the shared store where its record is
+        published = set(store.remote.iter_actions()) if isinstance(store, LayeredStore) else set()
     except EtherealFabricError as exc:
         _fail(str(exc))
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in entries:
         for wf in entry["workflows"] or ["-"]:
             group = groups.setdefault(
-                (wf, str(entry["node"])), {"entries": 0, "objects": {}, "inline": 0}
+                (wf, str(entry["node"])),
+                {"entries": 0, "objects": {}, "inline": 0, "inline_remote": 0},
             )
             group["entries"] += 1
             group["objects"].update(_record_sizes(entry["record"], _local_part(store)))
-            group["inline"] += _inline_bytes(entry["record"])
+            inline = _inline_bytes(entry["record"])
+            group["inline"] += inline
+            if entry["key"] in published:
+                group["inline_remote"] += inline
     rows = [_du_row(wf, node, g, local, remote) for (wf, node), g in sorted(groups.items())]
     if as_json:
         _echo_json({"rows": rows, "local_bytes": sum(local.values()),
@@ -326,5 +332,7 @@ def _du_row(
         "entries": group["entries"],
         "bytes": sum(objects.values()) + group["inline"],
         "local": sum(local.get(d, 0) for d in objects) + group["inline"],
-        "remote": None if remote is None else sum(remote.get(d, 0) for d in objects),
+        "remote": None
+        if remote is None
+        else sum(remote.get(d, 0) for d in objects) + group["inline_remote"],
     }
