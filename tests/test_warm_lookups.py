@@ -55,3 +55,44 @@ def test_a_record_gone_before_the_run_is_not_served(home: Path) -> None:
     results = _chain(5).execute()
     assert results.executed == 1  # the record read in bulk is the journal's, not a memory
     assert _chain(5).execute().executed == 0
+
+
+@node
+def numbers(n):
+    return list(range(n))
+
+
+@node
+def double(x):
+    return 2 * x
+
+
+@node
+def total(xs):
+    return sum(xs)
+
+
+def test_the_bulk_read_skips_a_maps_children(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def mapped() -> Workflow:
+        with Workflow("warm-map") as wf:
+            total(double.map(numbers(40)))
+        return wf
+
+    assert mapped().execute().executed == 3
+    with Journal(home / "journal.db") as journal:
+        children = journal._rows("SELECT node FROM node_runs WHERE node LIKE 'double[%'")
+    assert len(children) == 40  # their rows and records are there, and not read up front
+    read: list[list[tuple[str, str, str]]] = []
+    original = Journal.recent_actions
+
+    def spied(self: Journal, *args: object, **kwargs: object) -> list[tuple[str, str, str]]:
+        rows = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        read.append(rows)
+        return rows
+
+    monkeypatch.setattr(Journal, "recent_actions", spied)
+    results = mapped().execute()
+    assert results.executed == 0
+    assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "total"]

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,8 @@ RunRow = dict[str, Any]
 #: leases after this long.
 LEASE_SECONDS = 60.0
 _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
+#: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
+_NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
 
 
 class AmbiguousRunError(RunNotFoundError):
@@ -338,16 +340,24 @@ class Journal:
                     continue
         return found
 
-    def recent_actions(self, workflow: str, runs: int = 2) -> list[tuple[str, str, str]]:
+    def recent_actions(
+        self, workflow: str, nodes: Collection[str], runs: int = 2
+    ) -> list[tuple[str, str, str]]:
         """(node, key, record as JSON text) of the action records the workflow's last ``runs``
-        runs used or made, in one query: a warm run's lookups, read in bulk up front."""
+        runs used or made for ``nodes``, in one query: a warm run's lookups, read in bulk up
+        front. Filtered in SQL to ``nodes`` (the graph's own nodes): the rows of a map's
+        children, 100,000 of them, are never read here (a map's lookup reads them in bulk).
+        Each (run, node) pair is one seek of the primary key (SQLite would otherwise pick the
+        ``node`` index and visit every run's row of each node)."""
         sql = (
             "SELECT n.node, a.key, a.record FROM (SELECT DISTINCT node, cache_key FROM node_runs "
-            "WHERE run_id IN (SELECT id FROM runs WHERE workflow = ? ORDER BY started_at DESC "
-            "LIMIT ?) AND cache_key IS NOT NULL) AS n JOIN actions AS a ON a.key = n.cache_key"
+            f"INDEXED BY {_NODE_RUNS_KEY} WHERE run_id IN (SELECT id FROM runs WHERE workflow = ? ORDER BY started_at DESC "
+            "LIMIT ?) AND node IN (SELECT value FROM json_each(?)) AND cache_key IS NOT NULL) "
+            "AS n JOIN actions AS a ON a.key = n.cache_key"
         )
+        names = json.dumps(list(nodes))
         with self._lock:
-            rows = retry(lambda: self.conn.execute(sql, (workflow, runs)).fetchall())
+            rows = retry(lambda: self.conn.execute(sql, (workflow, runs, names)).fetchall())
         return [(str(node), str(key), str(text)) for node, key, text in rows]
 
     def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:

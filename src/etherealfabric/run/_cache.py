@@ -106,7 +106,7 @@ class ArtifactCache:
         so a warm run's lookups need no query each (issue 14). Only a hint: a key not found
         here is looked up in the journal as before. Returns how many were read."""
         self._preloaded = {
-            key: text for node, key, text in self.journal.recent_actions(workflow) if node in nodes
+            key: text for _, key, text in self.journal.recent_actions(workflow, nodes)
         }
         return len(self._preloaded)
 
