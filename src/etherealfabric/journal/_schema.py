@@ -123,6 +123,10 @@ _M0004_LEASE_EXPIRY_CTIME = """
     ALTER TABLE file_digests ADD COLUMN ctime_ns INTEGER;
     DELETE FROM file_digests;
 """
+# the node run that computed a key (`plan`, `explain`, rewinds) without reading every row
+_M0005_NODE_RUNS_KEY = """
+    CREATE INDEX node_runs_key ON node_runs(cache_key);
+"""
 
 #: The migrations, in order: (name, SQL script). Append only; the schema version is their
 #: count. Plain SQL (no triggers, so ``;`` only ends statements).
@@ -131,6 +135,7 @@ MIGRATION_SCRIPTS = [
     ("0002_logs_leases", _M0002_LOGS_LEASES),
     ("0003_process_start", _M0003_PROCESS_START),
     ("0004_lease_expiry_ctime", _M0004_LEASE_EXPIRY_CTIME),
+    ("0005_node_runs_key", _M0005_NODE_RUNS_KEY),
 ]
 
 
