@@ -32,6 +32,9 @@ with Workflow("mapflow") as wf:
 """
 
 
+FAILED = sorted(f"square[{i}]" for i in (3, 13, 23, 33))
+
+
 def cli(*args: str, fails: bool = False) -> str:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert (result.exit_code != 0) == fails, result.output
@@ -58,7 +61,8 @@ def test_show_groups_a_maps_children_into_one_row(tmp_path: Path) -> None:
     assert summary["p50"] is not None and summary["max"] >= summary["p90"] >= summary["p50"]
     out = cli("show", run_id)
     assert "map square: 40 items, 0 cached, 4 failed, 36 succeeded, p50" in out
-    assert "square[3]" not in out
+    assert "│ square[" not in out  # no row per child
+    assert "failed items: square[3], square[13], square[23], square[33]" in out
 
 
 def test_show_items_lists_a_maps_children(tmp_path: Path) -> None:
@@ -131,3 +135,61 @@ def test_metrics_count_a_maps_items_in_one_series_per_status() -> None:
     }
     # run 1: 5 succeeded, 5 failed; run 2: 5 cached, 1 new succeeded, the 6 odd ones fail
     assert found == {"succeeded": 6.0, "failed": 11.0, "cached": 5.0}
+
+
+def test_show_items_lists_every_child_of_a_warm_run_with_its_status(tmp_path: Path) -> None:
+    run_flow(tmp_path)
+    cli("run", str(tmp_path / "mapflow.py"))  # 36 children cached, the 4 failing ones again
+    second = str(json.loads(cli("runs", "--json"))[0]["id"])
+    listed = json.loads(cli("show", second, "square", "--items", "--json"))["items"]
+    statuses = {r["node"]: r["status"] for r in listed}
+    assert len(statuses) == 40
+    assert statuses["square[12]"] == "cached" and statuses["square[13]"] == "failed"
+    assert sum(s == "cached" for s in statuses.values()) == 36
+    failed = json.loads(cli("show", second, "square", "--items", "--status", "failed", "--json"))
+    assert sorted(r["node"] for r in failed["items"]) == FAILED
+    out = cli("show", second, "square")
+    assert "failed items: square[3], square[13], square[23], square[33]" in out.replace("\n ", "")
+
+
+def test_show_items_of_a_map_taken_whole_from_the_cache_lists_its_children(
+    tmp_path: Path,
+) -> None:
+    flow = tmp_path / "mapflow.py"
+    flow.write_text(FLOW.replace("x % 10 == 3", "x < 0"))
+    cli("run", str(flow))
+    cli("run", str(flow))  # the whole map is one lookup: no child is looked at
+    warm = str(json.loads(cli("runs", "--json"))[0]["id"])
+    assert json.loads(cli("show", warm, "--json"))["maps"] == {}
+    listed = json.loads(cli("show", warm, "square", "--items", "--json"))["items"]
+    assert [r["node"] for r in listed] == [f"square[{i}]" for i in range(40)]
+    assert {r["status"] for r in listed} == {"cached"}
+    out = cli("show", warm, "square", "--items")
+    assert "40 rows: 40 cached" in out
+
+
+def test_open_run_rebuilds_the_map_reports_of_a_past_run(tmp_path: Path) -> None:
+    from etherealfabric import open_run
+
+    run_id = run_flow(tmp_path)
+    results = open_run(run_id)
+    assert set(results.statuses) == {"items", "square", "total"}  # children are not nodes
+    report = results.map_report("square")
+    assert (report.items, report.children, report.cached, report.collected) == (40, 40, 0, 36)
+    assert sorted(report.failed) == ["square[13]", "square[23]", "square[33]", "square[3]"]
+    assert report.failed["square[13]"] == "ValueError: no 13"
+    assert len(report.executed) == 36 and not report.whole
+    assert results.maps == {"square": report}
+    assert results["total"]["result"] == sum(x * x for x in range(40) if x % 10 != 3)
+
+
+def test_a_partly_failed_map_names_its_failed_items_in_the_run_summary(tmp_path: Path) -> None:
+    flow = tmp_path / "mapflow.py"
+    flow.write_text(FLOW)
+    out = cli("run", str(flow), "--json")
+    summary = json.loads(out[out.index("{") :])
+    assert summary["status"] == "succeeded"
+    assert sorted(summary["failed_items"]["square"]) == FAILED
+    out = cli("run", str(flow), "-q")
+    assert "4 map items failed" in out
+    assert "square: 4 of 40 items failed (within max_failures): square[" in out

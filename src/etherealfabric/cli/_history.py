@@ -75,12 +75,18 @@ def runs(
 @click.argument("run_id")
 @click.argument("node", required=False)
 @click.option("--items", is_flag=True, help="With NODE, a map: list its items (children).")
+@click.option(
+    "--status", "only", default=None, help="With --items: only items with this status (failed...)."
+)
 @_home_option
 @_json_option
-def show(run_id: str, node: str | None, items: bool, home: str | None, as_json: bool) -> None:
+def show(
+    run_id: str, node: str | None, items: bool, only: str | None, home: str | None, as_json: bool
+) -> None:
     """Show one run: each node's status, timing and cache hit (a map: one row with counts).
 
-    With NODE, only that node's attempts; ``--items`` lists a map's children.
+    With NODE, only that node's attempts; ``--items`` lists a map's children, the cached ones
+    included (``--status failed``: only the failed ones).
     """
     from ..journal import _maps as maps
 
@@ -88,14 +94,19 @@ def show(run_id: str, node: str | None, items: bool, home: str | None, as_json: 
         run_row = _get_run(journal, run_id)
         recorded = maps.map_events(journal, run_row["id"])
         if node is not None and items:
-            if node not in recorded:
-                _fail(f"node {node!r} is not a map that started in run {run_row['id']}")
-            _show_items(node, maps.map_items(journal, run_row["id"], node), recorded[node], as_json)
+            rows = maps.map_items(journal, run_row["id"], node)
+            digest = maps.index_digest(journal, run_row["id"], node, recorded.get(node))
+            if node not in recorded and digest is None:
+                _fail(f"node {node!r} is not a map whose items run {run_row['id']} knows")
+            cached, note = _cached_items(node, rows, digest, home)
+            listed = [r for r in rows + cached if only is None or r["status"] == only]
+            _show_items(node, listed, recorded.get(node) or {}, as_json, note)
             return
         nodes = journal.node_runs(run_row["id"])
     own, children = maps.split_children(nodes, recorded)
     if node is not None:
         own = [n for n in own if n["node"] == node]
+        children = {m: c for m, c in children.items() if m == node}
     summaries = {m: maps.summarize(children[m], recorded[m]) for m in children}
     values = _workflow_params(run_row)
     if as_json:
@@ -118,6 +129,10 @@ def show(run_id: str, node: str | None, items: bool, home: str | None, as_json: 
     _print_table(console, table)
     for name, summary in summaries.items():
         console.print(f"map {name}: {_map_text(summary)}", highlight=False, markup=False)
+        failed = summary.get("failed_items") or []
+        if failed:
+            more = f" (show {run_row['id']} {name} --items --status failed)"
+            console.print(f"  failed items: {', '.join(failed)}{more}", highlight=False)
 
 
 def _map_text(summary: dict[str, Any]) -> str:
@@ -137,23 +152,51 @@ def _map_text(summary: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _cached_items(
+    node: str, ran: list[dict[str, Any]], digest: str | None, home: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows for the children of ``node`` that were cached in the run (from the map's stored
+    index of its children), and a note when they cannot be listed."""
+    from ..config import Settings
+    from ..errors import EtherealFabricError
+    from ..journal._maps import cached_items
+    from ..plan._maps import read_children_index
+    from ..store import open_run_store
+
+    if digest is None:
+        return [], "the run ended before the map did: its cached items are not known"
+    try:
+        index = read_children_index(open_run_store(Settings.resolve(home=home)).read_bytes(digest))
+    except (EtherealFabricError, OSError, UnicodeDecodeError) as exc:
+        return [], f"its cached items cannot be listed: the index of its items is unreadable ({exc})"
+    return cached_items(node, index, ran), None
+
+
 def _show_items(
-    node: str, rows: list[dict[str, Any]], recorded: dict[str, Any], as_json: bool
+    node: str,
+    rows: list[dict[str, Any]],
+    recorded: dict[str, Any],
+    as_json: bool,
+    note: str | None,
 ) -> None:
     if as_json:
-        _echo_json({"node": node, "map": recorded, "items": rows})
+        _echo_json({"node": node, "map": recorded, "items": rows, "note": note})
         return
     table = _table("item", "attempt", "status", "duration", "key", "error")
     for n in rows:
         table.add_row(
-            n["node"], str(n["attempt"]), n["status"], _secs(n["duration"]),
+            n["node"], str(n["attempt"] or "-"), n["status"], _secs(n["duration"]),
             (n["cache_key"] or "")[:12], (n["error"] or "")[:80],
         )  # fmt: skip
     console = _console()
     _print_table(console, table)
-    cached = recorded.get("cached") or 0
-    if cached:
-        console.print(f"{cached} cached items are not listed (they did not run)")
+    counts: dict[str, int] = {}
+    for n in rows:
+        counts[n["status"]] = counts.get(n["status"], 0) + 1
+    shown = ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
+    console.print(f"{len(rows)} rows: {shown or 'none'}", highlight=False, markup=False)
+    if note:
+        console.print(note, highlight=False, markup=False)
 
 
 def _workflow_params(run_row: dict[str, Any]) -> dict[str, Any]:

@@ -259,6 +259,7 @@ def _report(
         **results.counts(),
         "nodes": results.statuses,
         "errors": results.errors,
+        "failed_items": {m: r.failed for m, r in results.maps.items() if r.failed},
     }
     if resumed_from is not None:
         summary["resumed_from"] = resumed_from
@@ -274,6 +275,14 @@ def _report(
             )
         for name, error in results.errors.items():
             click.echo(f"  {name}: {error}", err=True)
+        for name, report in results.maps.items():
+            if report.failed and name not in results.errors:  # max_failures let it succeed
+                shown = ", ".join(list(report.failed)[:5]) + (" ..." if len(report.failed) > 5 else "")
+                click.echo(
+                    f"  {name}: {len(report.failed)} of {report.children} items failed "
+                    f"(within max_failures): {shown}",
+                    err=True,
+                )
     sys.exit(0 if results.ok else EXIT_FAILED)
 
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, StoreError
+from ..plan._maps import read_children_index
 from ..states import RunStatus
 from ..store import Store
 from ..store._trees import entry_objects, manifest_objects
@@ -158,10 +159,9 @@ def _children_of(store: Store, records: list[dict[str, Any]]) -> set[str]:
         if digest is None:
             continue
         try:
-            keys.update(store.read_bytes(digest).decode().split("\n"))
+            keys.update(key for key, _ in read_children_index(store.read_bytes(digest)))
         except (StoreError, UnicodeDecodeError):
             continue  # gone or damaged: its children are kept only if something else uses them
-    keys.discard("")
     return keys
 
 

@@ -4,7 +4,10 @@ A map's children have ``node_runs`` rows of their own, named ``map[label]`` (onl
 that ran: cached children are counted, not listed); the run's ``map_started`` and
 ``map_finished`` events name its maps and hold their counts. ``show`` and ``status`` print one
 row per map with counts and duration percentiles (:func:`split_children`,
-:func:`summarize`); ``show RUN NODE --items`` lists the children (:func:`map_items`).
+:func:`summarize`); ``show RUN NODE --items`` lists the children (:func:`map_items`): the rows
+of those that ran, and the cached ones from the map's stored index of its children
+(:func:`index_digest`; ``plan/_maps.py``), which a warm run that took the whole map from the
+cache finds through the map's record.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from typing import Any
 from ..states import NodeStatus
 from ._journal import Journal
 
-__all__ = ["last_map", "map_events", "map_items", "percentile", "split_children", "summarize"]
+__all__ = [
+    "cached_items",
+    "index_digest",
+    "last_map",
+    "map_events",
+    "map_items",
+    "percentile",
+    "split_children",
+    "summarize",
+]
 
 
 def map_events(journal: Journal, run_id: str) -> dict[str, dict[str, Any]]:
@@ -75,6 +87,7 @@ def summarize(rows: Iterable[Mapping[str, Any]], recorded: Mapping[str, Any]) ->
         "counts": counts,
         "retried": retries,
         "collected": recorded.get("collected"),
+        "failed_items": [n for n, r in last.items() if r["status"] == NodeStatus.FAILED][:10],
         "p50": percentile(durations, 0.5),
         "p90": percentile(durations, 0.9),
         "max": durations[-1] if durations else None,
@@ -97,6 +110,38 @@ def map_items(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
         "ORDER BY COALESCE(finished_at, started_at), node, attempt",
         (run_id, len(prefix), prefix),
     )
+
+
+def index_digest(
+    journal: Journal, run_id: str, node: str, recorded: Mapping[str, Any] | None
+) -> str | None:
+    """The stored index of the children of the map ``node`` in a run: the one its
+    ``map_finished`` names, else the one of the record its row used (a whole cached map)."""
+    if recorded and recorded.get("index"):
+        return str(recorded["index"])
+    rows = journal._rows(
+        "SELECT cache_key FROM node_runs WHERE run_id = ? AND node = ? AND cache_key IS NOT NULL "
+        "ORDER BY attempt DESC LIMIT 1",
+        (run_id, node),
+    )
+    record = journal.get_action(rows[0]["cache_key"]) if rows else None
+    children = (record or {}).get("children")
+    digest = children.get("digest") if isinstance(children, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def cached_items(
+    node: str, index: Iterable[tuple[str, str | None]], ran: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Rows, shaped as ``node_runs`` rows, for the children in ``index`` that did not run."""
+    seen = {str(row["node"]) for row in ran}
+    rows = []
+    for key, name in index:
+        child = name or f"{node}[{key[:10]}]"
+        if child not in seen:
+            rows.append({"node": child, "attempt": None, "status": NodeStatus.CACHED.value,
+                         "duration": None, "cache_key": key, "error": None})  # fmt: skip
+    return rows
 
 
 def last_map(journal: Journal, workflow: str, node: str) -> dict[str, Any] | None:

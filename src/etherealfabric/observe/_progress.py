@@ -254,6 +254,8 @@ class Progress:
         cached = counts.get("cached", c[NodeStatus.CACHED])
         failed = counts.get("failed", c[NodeStatus.FAILED])
         extra = self._extra_counts(", ")
+        items_failed = sum(m[3] for m in self._maps.values())
+        extra += f", {items_failed} map items failed" if items_failed else ""
         took = format_duration(time.monotonic() - self._t0, digits=1)
         status = event.data.get("status", "finished")
         self._line(

@@ -17,6 +17,10 @@ A mapped node (``square.map(items)``, a spec with ``map`` set) has three kinds o
   only when a child's output does, or the order: an edit that re-runs children which produce
   the same outputs stops there.
 
+A map's record names a stored *index* of its children (:func:`children_index`): one line
+``<key>\t<name>`` per distinct child, in item order. ``cache gc`` keeps the children's records
+with the map's; ``show RUN NODE --items`` lists the children a run found cached from it.
+
 Children are named ``<map>[<label>]`` (:func:`item_label`): the dict key or the item itself
 when it is a short number or word, else the first 10 hex digits of the item's digest; stable
 across runs, because they come from the item and not from where it sits.
@@ -25,7 +29,7 @@ across runs, because they come from the item and not from where it sits.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +49,12 @@ __all__ = [
     "COLLECT_KIND",
     "MapKeys",
     "child_key",
+    "children_index",
     "collect_key",
     "holds_files",
     "item_label",
     "map_keys",
+    "read_children_index",
 ]
 
 #: the kind in a collection's key (the collection is the same code for every map)
@@ -152,6 +158,22 @@ def _joined(children: Sequence[Mapping[str, Mapping[str, Any]]], name: str) -> b
         kind, digest = input_digest(child[name])
         parts.append(f"{len(kind)}:{kind}{len(digest)}:{digest}")
     return "".join(parts).encode()
+
+
+def children_index(children: Iterable[tuple[str, str]]) -> bytes:
+    """A map's index of its children: ``key<TAB>name`` lines, each child once, in order."""
+    lines = dict.fromkeys(f"{key}\t{name}" for key, name in children)
+    return "\n".join(lines).encode()
+
+
+def read_children_index(data: bytes) -> list[tuple[str, str | None]]:
+    """The (key, name) pairs of a children index (an index of bare keys: name None)."""
+    pairs: list[tuple[str, str | None]] = []
+    for line in data.decode().split("\n"):
+        key, tab, name = line.partition("\t")
+        if key:
+            pairs.append((key, name if tab else None))
+    return pairs
 
 
 def item_label(item: Any, digest: str, key: Any = None) -> str:

@@ -42,6 +42,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._keys import KeyInfo
 from ..plan._maps import (
     child_key,
+    children_index,
     collect_key,
     holds_files,
     item_label,
@@ -416,7 +417,8 @@ class Maps:
         del self.active[run.name]
         report.collected = len(run.collected)
         complete = not (report.failed or report.skipped or report.fallback or run.files)
-        record = {**action_record(run.name, outputs), "children": self._index(run)}
+        index = self._index(run, [c for c in run.collected if c.status is not NodeStatus.FALLBACK])
+        record = {**action_record(run.name, outputs), "children": index}
         actions = [(run.collect_key, record)] if collected is not None else []
         if complete:
             actions.append((run.info.key, record))
@@ -426,7 +428,7 @@ class Maps:
         info = run.info if complete else dataclasses.replace(run.info, key=run.collect_key or "")
         if not complete:
             host.leases.release_now(run.info.key)
-        self._finished_event(run, actions)
+        self._finished_event(run, actions, index["digest"])
         if report.cached == report.children and collected is None:  # nothing ran at all
             host._cached(run.name, info, {"outputs": outputs})
             return
@@ -437,12 +439,12 @@ class Maps:
         result.attempts = [Attempt(1, run.started_at, time.time())]
         host._succeeded(run.name, info, result, no_record=True)  # recorded above
 
-    def _index(self, run: MapRun) -> dict[str, Any]:
-        """The keys of the collected children, as one stored object: ``cache gc`` keeps the
-        children of every map it keeps (``journal/_gc.py``)."""
-        keys = sorted({c.key for c in run.collected if c.status is not NodeStatus.FALLBACK})
-        digest = self.host.cache.store.put_bytes("\n".join(keys).encode())
-        return {"digest": digest, "count": len(keys)}
+    def _index(self, run: MapRun, children: list[Child]) -> dict[str, Any]:
+        """The stored index of ``children`` (``plan/_maps.py``): ``cache gc`` keeps the
+        children of every map it keeps (``journal/_gc.py``); ``show --items`` lists them."""
+        pairs = dict.fromkeys((c.key, c.name) for c in children if c.outputs is not None)
+        digest = self.host.cache.store.put_bytes(children_index(pairs))
+        return {"digest": digest, "count": len(pairs)}
 
     def _fail(self, run: MapRun, allowed: int, cause: TaskResult | None = None) -> None:
         del self.active[run.name]
@@ -460,12 +462,17 @@ class Maps:
         if first is not None:
             result.traceback, result.exception = first.traceback, first.exception
         result.attempts = [Attempt(1, run.started_at, time.time(), error=error)]
-        self._finished_event(run, [])
+        try:  # what did succeed, for show --items
+            index = self._index(run, [c for c in run.children if c.status in _OUT])["digest"]
+        except Exception as exc:
+            log.warning("%s: could not store the index of its items: %s", run.name, exc)
+            index = None
+        self._finished_event(run, [], index)
         self.host.leases.finished(run.info.key)
         self.host._failed(run.name, result, run.info, handle=False)
 
     def _finished_event(
-        self, run: MapRun, actions: list[tuple[str | None, dict[str, Any]]]
+        self, run: MapRun, actions: list[tuple[str | None, dict[str, Any]]], index: str | None
     ) -> None:
         report = run.report
         self.host._emit(
@@ -480,5 +487,6 @@ class Maps:
             fallback=len(report.fallback),
             collected=report.collected,
             failed_items=dict(list(report.failed.items())[:100]),
+            index=index,
             actions=[(k, r) for k, r in actions if k is not None],
         )

@@ -1,7 +1,9 @@
 """``open_run``: the results of a past run, re-opened from the journal and loaded lazily.
 
 No workflow file is needed: the journal holds each node's final status and cache key, and the
-cache key names the action record of its outputs. Values load from the store on first access,
+cache key names the action record of its outputs. A map's children rows are not nodes: they
+are grouped back into the map's :class:`~._outcome.MapReport` (``results.map_report``), with
+the counts its ``map_started``/``map_finished`` events recorded. Values load from the store on first access,
 verified against their digests. A value whose record or bytes are gone since (collected by
 ``cache gc``, damaged) raises :class:`~etherealfabric.errors.ArtifactMissingError` or
 :class:`~etherealfabric.errors.CorruptArtifactError`: re-run the workflow to recompute it.
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..config import Settings
 from ..define._definition import Definition
 from ..journal import Journal
+from ..journal._maps import map_events, split_children
 from ..states import NodeStatus, RunStatus
 from ..store import open_run_store
 from ._cache import ArtifactCache
-from ._outcome import RunOutcome
+from ._outcome import MapReport, RunOutcome
 from ._results import Results
 
 __all__ = ["open_run"]
@@ -36,7 +41,11 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
     try:
         run = journal.get_run(run_id)
         outcome = RunOutcome()
-        for row in journal.node_runs(run["id"]):  # attempts in order: the last one counts
+        recorded = map_events(journal, run["id"])
+        own, children = split_children(journal.node_runs(run["id"]), recorded)
+        for name, rows in children.items():
+            outcome.maps[name] = map_report(name, rows, recorded[name])
+        for row in own:  # attempts in order: the last one counts
             name = row["node"]
             outcome.status[name] = NodeStatus(row["status"])
             outcome.outputs.pop(name, None)
@@ -55,3 +64,31 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
     results.status = RunStatus(run["status"])
     weakref.finalize(results, journal.close)
     return results
+
+
+def map_report(
+    name: str, rows: Sequence[Mapping[str, Any]], recorded: Mapping[str, Any]
+) -> MapReport:
+    """A map's report rebuilt from its children's rows (the last attempt of each counts) and
+    its recorded counts, as the run that made them returned it."""
+    report = MapReport(
+        name,
+        items=int(recorded.get("items") or 0),
+        children=int(recorded.get("children") or 0),
+        cached=int(recorded.get("cached") or 0),
+        collected=int(recorded.get("collected") or 0),
+    )
+    last: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        last[row["node"]] = row
+    for child, row in last.items():
+        status = row["status"]
+        if status in (NodeStatus.SUCCEEDED, NodeStatus.DRIFTED):
+            report.executed.append(child)
+        elif status == NodeStatus.FAILED:
+            report.failed[child] = row["error"] or ""
+        elif status == NodeStatus.SKIPPED:
+            report.skipped.append(child)
+        elif status == NodeStatus.FALLBACK:
+            report.fallback.append(child)
+    return report

@@ -78,6 +78,11 @@ class Results(Mapping[str, "NodeResults"]):
     def counts(self) -> dict[str, int]:
         return {"executed": self.executed, "cached": self.cached, "failed": self.failed}
 
+    @property
+    def maps(self) -> dict[str, MapReport]:
+        """The reports of the maps that started in this run, by node name."""
+        return dict(self._maps)
+
     def map_report(self, key: Node | OutputRef | Outputs | OutputRefs | str) -> MapReport:
         """What a mapped node did with its items: counts, the children that ran, the failed
         items with their errors (a :class:`~etherealfabric.run._outcome.MapReport`)."""
