@@ -448,3 +448,21 @@ def test_a_timeout_fails_one_child_and_resume_runs_only_the_failed_items() -> No
     resumed = wf.execute(resume=caught.value.results.run_id)
     assert resumed.map_report(out).executed == ["slow_one[3]"]
     assert resumed[out] == [1, 2, 3, 4]
+
+
+def test_cached_children_stream_into_the_next_map_without_waiting_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    marks = str(tmp_path)
+    with Workflow("stream-cached-1") as wf:
+        waits_for.map([0], marks=marks)
+    wf.execute()  # item 0 is cached from now on
+    with Workflow("stream-cached", max_workers=2) as wf:
+        first = waits_for.map([0, 1], marks=marks)
+        second = after.map(first, marks=marks)
+    results = wf.execute()
+    # item 1 of the first map saw the cached item 0 go through the second map while it ran
+    assert results.map_report(first).cached == 1
+    assert results[first] == [0, 100]
+    assert results[second] == [1, 101]
+    assert sorted(results.map_report(second).executed) == ["after[0]", "after[100]"]

@@ -140,6 +140,8 @@ class Maps:
         new = self.add_children(run, items, labels, place=True)
         run.report.items, run.report.children = len(items), len(run.children)
         self.look_up(run, new)
+        if run.todo:  # a map over this one's result starts on the cached items now
+            self.streams.feed(run, [c for c in map(run.children.__getitem__, new) if c.outputs])
         return run
 
     def add_children(

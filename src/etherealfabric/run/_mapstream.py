@@ -10,9 +10,9 @@ collection, the records and the journal are the same as without streaming.
 
 Streaming applies when the downstream map maps over exactly one output of an upstream map of
 a list (a dict's keys are only known with the collection), is not forced, and its other
-inputs (broadcast arguments) are already known; otherwise it waits for the collection. Only
-children that *ran* in this run are streamed: the downstream map finds the items of cached
-children in one bulk lookup when it starts, as it would anyway.
+inputs (broadcast arguments) are already known; otherwise it waits for the collection. Cached
+children stream too, as soon as their map starts (when it has other children to run: else
+its collection comes at once anyway), and down a chain of maps (``c.map(b.map(a.map(x)))``).
 """
 
 from __future__ import annotations
@@ -70,8 +70,12 @@ class Streams:
             run = self.early.get(name) or self._open(name)
             if run is None:
                 continue
+            cache.prefetch_inline([c.outputs[output] for c in children if c.outputs])
             values = [cache.load(c.outputs[output]) for c in children if c.outputs]
-            self.maps.look_up(run, self.maps.add_children(run, values))
+            new = self.maps.add_children(run, values)
+            self.maps.look_up(run, new)
+            cached = [run.children[i] for i in new if run.children[i].status is NodeStatus.CACHED]
+            self.feed(run, cached)  # and on down the chain
 
     def _open(self, name: str) -> MapRun | None:
         """A map to stream into, if it can be keyed now (else it waits for its start)."""
