@@ -6,6 +6,8 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
 
     python benchmarks/overhead.py            # everything (about a minute)
     python benchmarks/overhead.py --quick    # fewer repetitions
+    python benchmarks/overhead.py --scale    # 10,000 and 100,000 nodes (a few minutes)
+    python benchmarks/overhead.py --scale 20000
 
 When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
 node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
@@ -46,21 +48,30 @@ def step(x):
 def gather(xs):
     return len(xs)
 
+@node
+def item(root, i):
+    return root + i
+
 def build():
     with Workflow(f"bench-{shape}-{n}") as wf:
         if shape == "chain":
             x = leaf(0)
             for _ in range(n - 1):
                 x = step(x)
+        elif shape == "files":  # fan-out over files: a listing, one node per item, a gather
+            root = leaf(0)
+            gather([item(root, i) for i in range(n)])
         else:
             root = leaf(0)
             gather([step(root) for _ in range(n)])
     return wf
 
 t1 = time.perf_counter()
-results = build().execute()
+wf = build()
+t_build = time.perf_counter() - t1
+results = wf.execute()
 t_run = time.perf_counter() - t1
-print(json.dumps({"import": t_import, "run": t_run, "executed": results.executed,
+print(json.dumps({"import": t_import, "build": t_build, "run": t_run, "executed": results.executed,
                   "cached": results.cached,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -129,6 +140,33 @@ print(json.dumps({"import": t_import, "run": t_run, "executed": len(calls), "cac
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+# the first warm execute in a process against the second (imports, first fingerprints...)
+FIRST = r"""
+import json, sys, time
+from etherealfabric import Workflow, node
+
+@node
+def leaf(i):
+    return i
+
+@node
+def step(x):
+    return x + 1
+
+def run():
+    with Workflow("first-second") as wf:
+        x = leaf(0)
+        for _ in range(99):
+            x = step(x)
+    t = time.perf_counter()
+    wf.execute()
+    return time.perf_counter() - t
+
+first, second = run(), run()
+heavy = sorted(m for m in ("pandas", "pyarrow", "numpy", "sqlite_utils") if m in sys.modules)
+print(json.dumps({"first": first, "second": second, "heavy": heavy}))
+"""
+
 HASH = r"""
 import json, time
 import numpy as np
@@ -180,7 +218,18 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
     parser.add_argument("--mb", type=int, default=200, help="size of the big array (MB)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="N",
+        help="only the fan-out over files at these sizes (default 10000 100000), once each",
+    )
     args = parser.parse_args()
+    if args.scale is not None:
+        scale(args.scale or [10_000, 100_000])
+        return
     reps = 1 if args.quick else 3
     with tempfile.TemporaryDirectory(prefix="ef-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -221,6 +270,13 @@ def main() -> None:
                 f"{chain[2]['warm_wall'] / large['warm_wall']:.2f}x)"
             )
         print(f"\nimport etherealfabric: {statistics.median(imports) * 1000:.1f} ms")
+        firsts = [child(FIRST, home=tmp / f"first-{rep}") for rep in range(reps)]
+        extra = statistics.median(f["first"] - f["second"] for f in firsts)
+        heavy = sorted({m for f in firsts for m in f["heavy"]})
+        print(
+            f"first warm execute in a process costs {extra * 1000:.1f} ms more than the second "
+            f"(100-node chain); optional packages loaded: {', '.join(heavy) or 'none'}"
+        )
         hashing = child(HASH, home=tmp / "hash")
         print(f"hash a 200 MB float64 array: {hashing['gbps']:.1f} GB/s")
         home = tmp / "big"
@@ -234,6 +290,23 @@ def main() -> None:
                 f"peak RSS {fig['peak_mb']:.0f} MB ({extra:.0f} MB above the interpreter's "
                 f"{fig['baseline_mb']:.0f} MB; array {args.mb} MB, ratio {fig['peak_mb'] / args.mb:.2f}x)"
             )
+
+
+def scale(sizes: list[int]) -> None:
+    """A listing, N per-item nodes and a gather: cold then warm, whole processes, peak RSS."""
+    print(f"fan-out over files, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"{'nodes':>8}{'cold wall':>11}{'warm wall':>11}{'warm define':>12}"
+          f"{'cold RSS':>10}{'warm RSS':>10}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="ef-scale-") as tmpdir:
+        for n in sizes:
+            home = Path(tmpdir) / str(n)
+            cold = child(CHILD, "files", str(n), home=home)
+            warm = child(CHILD, "files", str(n), home=home)
+            assert cold["executed"] == n + 2 and warm["executed"] == 0, (cold, warm)
+            print(f"{n + 2:>8}{cold['wall']:>10.2f}s{warm['wall']:>10.2f}s{warm['build']:>11.2f}s"
+                  f"{cold['maxrss_mb']:>8.0f}MB{warm['maxrss_mb']:>8.0f}MB")  # fmt: skip
+            shutil.rmtree(home)
+    print(f"(load afterwards {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,51 @@ entries are never read with a different meaning.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 
-from ._encoder import Encoder
+from ._digest import RefDigest, digest_bytes
 
-__all__ = ["KEY_FORMAT_VERSION", "cache_key"]
+__all__ = ["KEY_FORMAT_VERSION", "cache_key", "scalar_digest"]
 
 KEY_FORMAT_VERSION: int = 1
+
+# The encoding of ``_encoder.Encoder`` written straight into bytes: this runs once per node per
+# run (a 100,000-node warm run keys every node), where a method call per frame was most of the
+# cost. The bytes, and so every key, are the same (tests/test_hashing_fastpath.py).
+_LEN = struct.Struct("<Q").pack
+
+
+def _frame(data: bytes) -> bytes:
+    return _LEN(len(data)) + data
+
+
+def _int(value: int) -> bytes:
+    return _frame(value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+
+
+def _text(value: str) -> bytes:
+    return _frame(value.encode("utf-8", "surrogatepass"))
+
+
+_TAG = {name: _frame(name.encode()) for name in ("cache-key", "tuple", "int", "str", "none", "ref")}
+_PAIR = _TAG["tuple"] + _int(2)
+_HEADS: dict[tuple[str, str, str | None], bytes] = {}
+
+
+def scalar_digest(value: object) -> str | None:
+    """``hash_value(value)`` for an exact ``int``, ``str`` or :class:`RefDigest` (the common
+    parameters: an item's number or name, an upstream output), computed directly; None for
+    anything else (hash it with ``hash_value``)."""
+    tp = type(value)
+    if tp is int:
+        return digest_bytes(_TAG["int"] + _int(value))  # type: ignore[arg-type]
+    if tp is str:
+        return digest_bytes(_TAG["str"] + _text(value))  # type: ignore[arg-type]
+    if tp is RefDigest:
+        ref: RefDigest = value  # type: ignore[assignment]
+        return digest_bytes(_TAG["ref"] + _text(ref.serializer) + _text(ref.digest))
+    return None
 
 
 def cache_key(
@@ -32,36 +70,21 @@ def cache_key(
     ``params`` maps each parameter name to the digest of its value (upstream outputs already
     replaced by their content digests); ``outputs`` are the declared names, in order.
     """
-    # The same bytes as ``encoder.value((KEY_FORMAT_VERSION, kind, code, version,
-    # tuple(sorted(params.items())), tuple(outputs)))``, written without dispatch: this runs
-    # once per node per run, so it is on the hot path of a warm run.
-    e = Encoder(None)
-    e.tag("cache-key")
-    e.tag("tuple")
-    e.integer(6)
-    e.tag("int")
-    e.integer(KEY_FORMAT_VERSION)
-    _str(e, kind)
-    _str(e, code)
-    if version is None:
-        e.tag("none")
-    else:
-        _str(e, version)
-    items = sorted(params.items())
-    e.tag("tuple")
-    e.integer(len(items))
-    for name, digest in items:
-        e.tag("tuple")
-        e.integer(2)
-        _str(e, name)
-        _str(e, digest)
-    e.tag("tuple")
-    e.integer(len(outputs))
+    # the bytes of ``encoder.value((KEY_FORMAT_VERSION, kind, code, version,
+    # tuple(sorted(params.items())), tuple(outputs)))`` under the "cache-key" tag
+    head = _HEADS.get((kind, code, version))
+    if head is None:
+        head = b"".join((
+            _TAG["cache-key"], _TAG["tuple"], _int(6), _TAG["int"], _int(KEY_FORMAT_VERSION),
+            _TAG["str"], _text(kind), _TAG["str"], _text(code),
+            _TAG["none"] if version is None else _TAG["str"] + _text(version),
+        ))  # fmt: skip
+        _HEADS[(kind, code, version)] = head
+    string = _TAG["str"]
+    parts = [head, _TAG["tuple"], _int(len(params))]
+    for name, digest in sorted(params.items()):
+        parts += (_PAIR, string, _text(name), string, _text(digest))
+    parts += (_TAG["tuple"], _int(len(outputs)))
     for name in outputs:
-        _str(e, name)
-    return e.hexdigest()
-
-
-def _str(encoder: Encoder, value: str) -> None:
-    encoder.tag("str")
-    encoder.text(value)
+        parts += (string, _text(name))
+    return digest_bytes(b"".join(parts))

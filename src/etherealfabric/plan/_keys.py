@@ -15,6 +15,7 @@ without a hasher, a node with a Secret cannot be keyed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import HashingError
-from ..hashing._cachekey import cache_key
+from ..hashing._cachekey import cache_key, scalar_digest
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
@@ -98,6 +99,12 @@ def node_key(
     param_hashes: dict[str, str] = {}
     inputs: dict[str, tuple[str, ...]] = {}
     for name, value in spec.params.items():
+        fast = _fast_param(spec, value, upstream)
+        if fast is not None:
+            param_hashes[name], read = fast
+            if read:
+                inputs[name] = (read,)
+            continue
         seen: list[str] = []
 
         def resolve(
@@ -133,3 +140,18 @@ def node_key(
         outputs=(*spec.outputs, *(f"file:{path}" for path in spec.writes)),  # declared files
     )
     return KeyInfo(key, spec, param_hashes, inputs)
+
+
+def _fast_param(
+    spec: NodeSpec, value: Any, upstream: OutputRecords
+) -> tuple[str, str | None] | None:
+    """The digest of a parameter that is one upstream output, an ``int`` or a ``str`` that is
+    not an absolute path (what most parameters are), and the input it reads; None for any
+    other value (the general path below). The same digests, with no copy of the value."""
+    if type(value) is InputRef:
+        ref = input_digest(upstream[value.node][value.output])
+        return scalar_digest(ref) or "", f"{value.node}.{value.output}@{ref.digest}"
+    if type(value) is str and spec.root is not None and os.path.isabs(value):
+        return None  # maybe inside the root: keyed by its relative path
+    digest = scalar_digest(value)
+    return None if digest is None else (digest, None)
