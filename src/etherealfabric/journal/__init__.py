@@ -6,6 +6,8 @@
   the pid's start time).
 - ``_journal``: :class:`Journal`, the journal's reads and writes: runs, node runs, events,
   action records and inline outputs (the cache index), leases, remembered file digests.
+- ``_leases``: the home lease, which a run alone in its home takes instead of a lease per
+  node, and gives up as soon as another run wants to compute.
 - ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``,
   ``cache verify``).
 - ``_gc``: garbage collection of the local cache (``cache gc``).

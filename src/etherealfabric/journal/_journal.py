@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
+from ._leases import LEASE_SECONDS, LeaseClaims
 from ._liveness import HOST, PID_START, alive
 from ._schema import (
     SCHEMA_VERSION,
@@ -55,10 +56,6 @@ __all__ = [
 
 RunRow = dict[str, Any]
 
-#: How long a lease lasts unless its holder renews it (the scheduler renews its leases every
-#: few seconds): a holder gone in a way liveness cannot see (another host, frozen) loses its
-#: leases after this long.
-LEASE_SECONDS = 60.0
 _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
 #: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
 _NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
@@ -79,7 +76,7 @@ class AmbiguousRunError(RunNotFoundError):
         self.matches = list(matches)
 
 
-class Journal:
+class Journal(LeaseClaims):
     """The run journal at ``path`` (created with its folders on first use).
 
     ``durable`` syncs every commit to disk, not only at WAL checkpoints. ``read_only``: ``False``

@@ -1,7 +1,10 @@
 """The leases of one run: in its home's journal, and in a shared store across homes.
 
 A key is computed under two leases. The journal's keeps the runs of one home apart (and is
-released with the commit that records the result). With a shared store, a store lease
+released with the commit that records the result). A run alone in its home holds the home
+lease instead (``journal/_leases.py``), which covers every key it computes without a
+transaction per node, and which it gives up as soon as another run of the home wants to
+compute; :meth:`RunLeases.poll` is how the scheduler looks for such a run while it waits. With a shared store, a store lease
 (:class:`~etherealfabric.store._leases.StoreLeases`) keeps apart the drivers of other homes
 that share it: a teammate, a CI machine. It is released as soon as the node's result is back,
 since the worker has published the record to the store by then; a driver waiting for the key
@@ -33,9 +36,13 @@ class RunLeases:
         self.run_id = run_id
         self.store = StoreLeases(shared, run_id) if shared is not None else None
         self._not_before: dict[str, float] = {}  # key -> when to ask the store again
+        #: whether the cache must be asked again now that the lease is ours: not when the home
+        #: lease was held before the node was looked up (nobody else can have computed it since)
+        self.recheck = True
 
     def acquire(self, key: str, node: str) -> bool:
         """Both leases of ``key``, or neither: False while another run or driver holds one."""
+        self.recheck = self.store is not None or not self.recorder.holds_home
         if not self.recorder.acquire_lease(key, node=node, run_id=self.run_id):
             return False
         if self.store is not None and not self.store.acquire(key):
@@ -58,6 +65,16 @@ class RunLeases:
         """Give both leases back at once (the node will not run under them)."""
         self.recorder.release_now(key)
         self.finished(key)
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether the run holds its home's lease (then :meth:`poll` must be called while it
+        waits, so that another run wanting to compute is let in)."""
+        return self.recorder.holds_home
+
+    def poll(self) -> None:
+        """Give the home lease up if another run of the home wants to compute."""
+        self.recorder.check_home()
 
     def renew(self) -> None:
         """The heartbeat of the run's leases."""

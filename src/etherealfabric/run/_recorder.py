@@ -5,9 +5,11 @@ row (start, finish), node rows and events (from the event stream), action record
 blobs, leases, the cache index of records found in a shared store, file digests. The scheduler,
 the artifact cache and the session hold this object, never the journal's write methods.
 
-Event rows are buffered and written in one transaction per :meth:`JournalRecorder.flush` (the
-scheduler flushes before it waits for workers, every 50 ms otherwise, and at the end of a run):
-a thousand cached nodes cost one commit, not a thousand. Every event becomes an ``events`` row
+Event rows are buffered and written in one transaction per :meth:`JournalRecorder.flush`: the
+scheduler commits in groups (``run/_scheduler.py``: finished nodes at most every
+``GROUP_SECONDS``, cache hits every ``FLUSH_SECONDS``, and at the end of a run), so a thousand
+nodes cost a few commits, not a thousand; a kill loses at most the rows of the last group
+window, whose nodes simply run again. Every event becomes an ``events`` row
 except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the
 write order is inline blobs, then action records, then the node rows that name them, so a
 committed ``succeeded`` row always points at outputs that exist.
@@ -24,6 +26,12 @@ map's collection (and of the whole map when every item succeeded).
 
 A node whose input files changed while it ran (``TaskResult.drifted``) gets a ``drifted`` row
 naming them, a warning, and no action record: its outputs served this run only.
+
+Leases (``journal/_leases.py``): while no other run of the home holds or wants one, the run
+holds the *home lease* and a node's lease costs no transaction (the recorder remembers the keys
+it covers); every commit, and :meth:`JournalRecorder.check_home` while the scheduler waits,
+looks for another run that wants to compute, and gives the home lease up in the same
+transaction, leasing the keys still being computed one by one.
 
 The recorder subscribes to the event bus as a *critical* subscriber: if it raises, the run
 fails loudly instead of carrying on with a journal that misses rows.
@@ -63,6 +71,8 @@ class JournalRecorder:
         self._actions: list[tuple[str, str, str, str | None, float]] = []
         self._blobs: list[tuple[str, bytes]] = []
         self._release: list[str] = []
+        self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
+        self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
@@ -88,8 +98,14 @@ class JournalRecorder:
             (event.run_id, event.ts, event.kind.value, event.node, _json(data) if data else None)
         )
 
+    @property
+    def buffered(self) -> int:
+        """How many rows wait for the next :meth:`flush`."""
+        return len(self._node_runs) + len(self._events) + len(self._release)
+
     def flush(self) -> None:
-        """Write everything buffered in one transaction."""
+        """Write everything buffered in one transaction (which also gives the home lease up
+        if another run wants to compute)."""
         if not (self._node_runs or self._events or self._release):
             return
         with self.journal.write():  # one transaction: the presence check and the commit
@@ -100,6 +116,9 @@ class JournalRecorder:
                 blobs=self._blobs,
                 release=self._release,
             )
+            for key in self._release:
+                self._held.pop(key, None)
+            self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release, self._objects = [], {}
 
@@ -138,12 +157,43 @@ class JournalRecorder:
         """Commit what is buffered, release the run's leases and record how it ended."""
         self.flush()
         self.journal.release_leases(run_id)
+        if self._home == run_id:
+            self._home, self._held = None, {}
         self.journal.finish_run(run_id, status=status, counts=dict(counts), error=error)
 
     # -- leases ------------------------------------------------------------------------------
+    @property
+    def holds_home(self) -> bool:
+        """Whether the run holds the home lease (its nodes' leases cost no transaction)."""
+        return self._home is not None
+
     def acquire_lease(self, key: str, *, node: str, run_id: str) -> bool:
-        """Take the lease of ``key``; ``False`` while another live run holds it."""
-        return self.journal.acquire_lease(key, node=node, run_id=run_id)
+        """Take the lease of ``key``; ``False`` while another live run holds it (or holds the
+        home lease: it gives it up within a group window or a poll)."""
+        if self._home == run_id:
+            self._held[key] = node
+            return True
+        got = self.journal.claim_lease(key, node=node, run_id=run_id)
+        if got == "home":
+            self._home = run_id
+            self._held[key] = node
+        return bool(got)
+
+    def check_home(self) -> None:
+        """Give the home lease up if another run wants to compute (the scheduler calls this
+        while it waits; a read when nobody does)."""
+        if self._home is not None and self.journal.lease_contended(self._home):
+            with self.journal.write():
+                self._share_if_contended()
+
+    def _share_if_contended(self) -> None:
+        """Inside a write transaction: lease the keys computed under the home lease one by
+        one and drop it, if another live run holds or wants a lease."""
+        if self._home is None or not self.journal.lease_contended(self._home):
+            return
+        self.journal.share_home(self._home, self._held)
+        log.info("another run computes in this home: leasing key by key from now on")
+        self._home, self._held = None, {}
 
     def renew_leases(self, run_id: str) -> int:
         """The heartbeat: extend the leases ``run_id`` holds (the scheduler calls it)."""
@@ -151,6 +201,8 @@ class JournalRecorder:
 
     def release_now(self, key: str) -> None:
         """Give a lease back at once (the node will not run under it)."""
+        if self._held.pop(key, None) is not None and self._home is not None:
+            return  # covered by the home lease: no row to delete
         self.journal.write_batch(release=[key])
 
     # -- the cache index (ArtifactCache's writes) ---------------------------------------------
