@@ -30,6 +30,9 @@ def walk_refs(value: Any) -> Iterator[OutputRef]:
             yield from walk_refs(item)
 
 
+_ATOMS = frozenset({int, str, float, bool, type(None), bytes})
+
+
 def replace_refs(
     value: Any, fn: Callable[[Any], Any], *, kind: type | tuple[type, ...] = ()
 ) -> Any:
@@ -39,6 +42,8 @@ def replace_refs(
     when given, instances of ``kind``. Lists, tuples (named tuples too), sets and dicts are
     searched.
     """
+    if type(value) in _ATOMS and not (kind and isinstance(value, kind)):
+        return value  # the common case first: a number or a name holds no reference
     if isinstance(value, OutputRef) or (kind and isinstance(value, kind)):
         return fn(value)
     if isinstance(value, (Outputs, OutputRefs)):

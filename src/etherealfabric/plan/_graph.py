@@ -162,8 +162,12 @@ def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpe
     name = names[id(n)]
     code, params = n._ef_spec_parts()
     upstream: set[str] = set()
+    made: dict[int, InputRef] = {}  # params and call arguments hold the same references
 
     def to_input(ref: OutputRef) -> InputRef:
+        found = made.get(id(ref))
+        if found is not None:
+            return found
         up = names.get(id(ref.node))
         if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
             raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
@@ -172,7 +176,8 @@ def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpe
         if up == name:
             raise DefinitionError(f"node {name!r} cannot take its own output as input")
         upstream.add(up)
-        return InputRef(up, ref.name)
+        found = made[id(ref)] = InputRef(up, ref.name)
+        return found
 
     try:
         params = {k: replace_refs(v, to_input) for k, v in params.items()}
