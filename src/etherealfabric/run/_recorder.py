@@ -67,6 +67,7 @@ class JournalRecorder:
         self._present = present
         self._objects: dict[str, list[str]] = {}  # key -> stored digests its record names
         self._node_runs: list[tuple[Any, ...]] = []
+        self._row_at: dict[tuple[Any, ...], int] = {}  # (run, node, attempt) -> its buffered row
         self._events: list[tuple[Any, ...]] = []
         self._actions: list[tuple[str, str, str, str | None, float]] = []
         self._blobs: list[tuple[str, bytes]] = []
@@ -120,7 +121,7 @@ class JournalRecorder:
                 self._held.pop(key, None)
             self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
-        self._release, self._objects = [], {}
+        self._release, self._objects, self._row_at = [], {}, {}
 
     def _still_present(
         self, actions: list[tuple[str, str, str, str | None, float]]
@@ -255,12 +256,15 @@ class JournalRecorder:
         fallback: bool = False,
     ) -> None:
         duration = None if started is None or finished is None else finished - started
-        self._node_runs.append(
-            (
-                event.run_id, event.node, attempt, status.value, key, components, started,
-                finished, duration, error, traceback, host, pid, output, int(fallback),
-            )
+        row = (
+            event.run_id, event.node, attempt, status.value, key, components, started,
+            finished, duration, error, traceback, host, pid, output, int(fallback),
         )  # fmt: skip
+        at = self._row_at.setdefault(row[:3], len(self._node_runs))
+        if at < len(self._node_runs):  # its `running` row in the same group: replaced, as the
+            self._node_runs[at] = row  # commit's INSERT OR REPLACE would (one write, not two)
+        else:
+            self._node_runs.append(row)
 
     def _on_cached(self, event: Event) -> None:
         self._row(
