@@ -8,6 +8,7 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
     python benchmarks/overhead.py --quick    # fewer repetitions
     python benchmarks/overhead.py --scale    # 10,000 and 100,000 nodes (a few minutes)
     python benchmarks/overhead.py --scale 20000
+    python benchmarks/overhead.py --bigdata  # only the big-data workload (cold, warm, plain)
 
 When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
 node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
@@ -111,6 +112,43 @@ print(json.dumps({"run": elapsed, "executed": results.executed, "peak_mb": peak,
                   "baseline_mb": baseline, "values": values}))
 """
 
+# the big-data workload as a plain numpy script: what the engine's cold run is compared with
+PLAIN_BIG = r"""
+import json, resource, sys, time
+import numpy as np
+MB = int(sys.argv[1])
+t = time.perf_counter()
+array = np.arange(MB * 1024 * 1024 // 8, dtype=np.float64)
+values = [float(getattr(np, how)(array)) for how in ("sum", "min", "max", "mean")]
+elapsed = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"run": elapsed, "peak_mb": peak, "values": values}))
+"""
+
+# the big-data workload with joblib.Memory: one cached call makes the array, four reduce it
+JOBLIB_BIG = r"""
+import json, os, resource, sys, time
+import numpy as np
+from joblib import Memory
+memory = Memory(os.environ["ETHEREALFABRIC_HOME"], verbose=0)
+MB = int(sys.argv[1])
+
+@memory.cache
+def source(mb):
+    return np.arange(mb * 1024 * 1024 // 8, dtype=np.float64)
+
+@memory.cache
+def reduce(array, how):
+    return float(getattr(np, how)(array))
+
+t = time.perf_counter()
+array = source(MB)
+values = [reduce(array, how) for how in ("sum", "min", "max", "mean")]
+elapsed = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"run": elapsed, "peak_mb": peak, "values": values}))
+"""
+
 # the same chain with joblib.Memory (one cached function call per node), for the ratios
 JOBLIB = r"""
 import json, os, resource, sys, time
@@ -212,6 +250,43 @@ def overhead(
     }
 
 
+def bigdata(mb: int, reps: int, tmp: Path) -> None:
+    """The big-data workload cold, warm, as a plain numpy script and with joblib.Memory,
+    interleaved (so that they share the machine's load), medians of ``reps``; ratios to plain."""
+    try:
+        import joblib  # noqa: F401
+    except ImportError:
+        joblib_code = None
+    else:
+        joblib_code = JOBLIB_BIG
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "cold": [], "warm": [], "joblib": []}
+    for rep in range(reps):
+        home = tmp / f"big-{rep}"
+        runs["plain"].append(child(PLAIN_BIG, str(mb), home=tmp / "plain"))
+        runs["cold"].append(child(BIG, str(mb), home=home))
+        runs["warm"].append(child(BIG, str(mb), home=home))
+        assert runs["warm"][-1]["executed"] == 0, runs["warm"][-1]
+        assert (
+            runs["cold"][-1]["values"] == runs["warm"][-1]["values"] == runs["plain"][-1]["values"]
+        )
+        shutil.rmtree(home)
+        if joblib_code is not None:
+            runs["joblib"].append(child(joblib_code, str(mb), home=tmp / f"joblib-big-{rep}"))
+            shutil.rmtree(tmp / f"joblib-big-{rep}")
+    pick = lambda label, k: statistics.median(r[k] for r in runs[label])  # noqa: E731
+    plain_wall, plain_peak = pick("plain", "wall"), pick("plain", "peak_mb")
+    print(f"\nbigdata ({mb} MB float64 array, four reductions; whole processes, median of {reps})")
+    for label in ("plain", "cold", "warm", "joblib"):
+        if not runs[label]:
+            continue
+        wall, peak = pick(label, "wall"), pick(label, "peak_mb")
+        name = {"plain": "plain numpy", "joblib": "joblib.Memory cold"}.get(label, label)
+        print(
+            f"  {name:<19}{wall:>7.2f}s wall ({wall / plain_wall:.2f}x plain)"
+            f"{peak:>8.0f} MiB peak RSS ({peak / plain_peak:.2f}x plain)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -226,6 +301,7 @@ def main() -> None:
         metavar="N",
         help="only the fan-out over files at these sizes (default 10000 100000), once each",
     )
+    parser.add_argument("--bigdata", action="store_true", help="only the big-data workload")
     args = parser.parse_args()
     if args.scale is not None:
         scale(args.scale or [10_000, 100_000])
@@ -233,6 +309,9 @@ def main() -> None:
     reps = 1 if args.quick else 3
     with tempfile.TemporaryDirectory(prefix="ef-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        if args.bigdata:
+            bigdata(args.mb, reps, tmp)
+            return
         print(f"EtherealFabric overhead benchmark ({os.cpu_count()} CPUs, median of {reps})\n")
         print(
             f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}"
@@ -279,17 +358,7 @@ def main() -> None:
         )
         hashing = child(HASH, home=tmp / "hash")
         print(f"hash a 200 MB float64 array: {hashing['gbps']:.1f} GB/s")
-        home = tmp / "big"
-        cold = child(BIG, str(args.mb), home=home)
-        warm = child(BIG, str(args.mb), home=home)
-        assert cold["values"] == warm["values"]
-        for label, fig in (("cold", cold), ("warm", warm)):
-            extra = fig["peak_mb"] - fig["baseline_mb"]
-            print(
-                f"bigdata {label}: {fig['wall']:.2f}s wall, executed {int(fig['executed'])}, "
-                f"peak RSS {fig['peak_mb']:.0f} MB ({extra:.0f} MB above the interpreter's "
-                f"{fig['baseline_mb']:.0f} MB; array {args.mb} MB, ratio {fig['peak_mb'] / args.mb:.2f}x)"
-            )
+        bigdata(args.mb, reps, tmp)
 
 
 def scale(sizes: list[int]) -> None:

@@ -110,6 +110,8 @@ class Settings:
 
     ``durability="fast"`` (default) survives a killed process; ``"safe"`` adds fsyncs so that
     committed results also survive a power loss, at roughly 1 ms extra per stored file.
+    On the threads backend, "fast" also writes large arrays handed over in memory in the
+    background while their consumers run (``run/_handover.py``); "safe" writes them first.
     """
 
     home: Path

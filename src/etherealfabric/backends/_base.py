@@ -51,6 +51,9 @@ class Backend(ABC):
     name: ClassVar[str]
     #: True when a running task can be stopped (so node timeouts really stop the work).
     can_kill: ClassVar[bool] = False
+    #: True when tasks run in this process: outputs are then handed to their consumers in
+    #: memory (``run/_handover.py``) instead of being read back from the store.
+    in_process: ClassVar[bool] = False
 
     def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
         check_options(options, ("max_workers",), where=f"{type(self).__name__}()")

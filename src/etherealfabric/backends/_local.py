@@ -1,6 +1,7 @@
 """Local backends: a thread pool (the default) and a process pool.
 
-Threads share memory, so a large input loaded once serves every node that needs it; they suit
+Threads share memory, so a large output is handed to the nodes that need it in memory (it is
+still stored, and a large input loaded once serves every node that needs it); they suit
 nodes that release the GIL (numpy, pandas, I/O). Processes suit pure-Python CPU work: tasks and
 results cross the process boundary with cloudpickle, so nodes defined in ``__main__``, in a
 notebook or in a workflow file loaded by the CLI work too. Worker processes are started with
@@ -38,6 +39,7 @@ class ThreadBackend(Backend):
     """
 
     name = "local"
+    in_process = True
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,11 @@ class Task:
     root: str | None = None
     #: the stat of every input file when the task was built, to detect drift while it runs
     inputs_seen: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: the node runs in the scheduler's process: its large arrays are handed over in memory
+    #: (``TaskResult.values``), and with ``background`` (durability "fast") written to the
+    #: store while its consumers run (``TaskResult.writing``)
+    hand_over: bool = False
+    background: bool = False
 
 
 @dataclass
@@ -88,6 +94,11 @@ class TaskResult:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: input files that changed while the node ran (its result is then not cached)
     drifted: list[str] = field(default_factory=list)
+    #: outputs handed over in memory, read-only (only for a task run in this process)
+    values: dict[str, Any] = field(default_factory=dict)
+    #: the background write of some outputs: done when they are stored and verified (the
+    #: records in ``outputs`` name them already); None when everything is stored
+    writing: Future[None] | None = None
 
     @property
     def started_at(self) -> float:

@@ -73,3 +73,6 @@ class RunPolicy:
     force: frozenset[str] = frozenset()  # nodes that run even when cached
     default_retry: RetryPolicy | None = None
     on_error: ErrorHandler | None = None
+    #: "fast": outputs handed over in memory are stored while their consumers run; "safe":
+    #: before (see run/_handover.py)
+    durability: str = "fast"

@@ -55,6 +55,7 @@ from ..store._serializers import default_registry
 from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._events import Event, EventBus
+from ._handover import HandOvers, Stored
 from ._leases import RunLeases
 from ._lookahead import LookAhead
 from ._mapping import Maps
@@ -120,6 +121,7 @@ class Scheduler(Rewinds):
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
         self._maps = Maps(self)  # mapped nodes: their children and collections
+        self._handovers = HandOvers(self)  # outputs handed over in memory (threads)
         self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
 
     # -- the loop ---------------------------------------------------------------------------
@@ -142,6 +144,7 @@ class Scheduler(Rewinds):
         finally:
             self.leases.close()
             self._dispatch.close(cancel=self.outcome.interrupted)
+            self._handovers.close()
         self._cancel_rest()
         self._flush()
         return self.outcome
@@ -313,6 +316,8 @@ class Scheduler(Rewinds):
             default_retry=self.policy.default_retry,
             can_kill=self.backend.can_kill and not info.spec.on_driver,
             registered=self._registered,
+            hand_over=self.backend.in_process,
+            background=self.policy.durability == "fast",
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
@@ -326,6 +331,10 @@ class Scheduler(Rewinds):
     # -- finishing a node ---------------------------------------------------------------------
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
+        if isinstance(name, Stored):  # a node's outputs handed over are stored now
+            self._handovers.stored(name, future)
+            self._dirty = True  # its record goes in this group, like any finished node
+            return
         if not isinstance(name, str):  # a chunk of a map's children, or its collection
             self._maps.collect(name, future)
             return
@@ -342,13 +351,16 @@ class Scheduler(Rewinds):
         for attempt in result.attempts[:-1]:
             self._emit(EventKind.NODE_RETRYING, name, attempt=attempt.number, error=attempt.error)
         if result.ok:
-            self._succeeded(name, info, result)
+            if not self._handovers.succeeded(name, info, result):
+                self._succeeded(name, info, result)
         elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
             self.leases.release_now(info.key)
         else:
             self._failed(name, result, info)
 
-    def _succeeded(self, name: str, info: KeyInfo, result: TaskResult, **data: Any) -> None:
+    def _succeeded(
+        self, name: str, info: KeyInfo, result: TaskResult, *, release: bool = True, **data: Any
+    ) -> None:
         self.cache.remember_inline(result.inline)
         self.outcome.status[name] = NodeStatus.SUCCEEDED
         self.outcome.outputs[name] = result.outputs
@@ -364,7 +376,8 @@ class Scheduler(Rewinds):
             components=info.components(),
             **data,
         )
-        self._release(name)
+        if release:  # not when it was released already (run/_handover.py)
+            self._release(name)
 
     def _failed(
         self, name: str, result: TaskResult, info: KeyInfo | None = None, *, handle: bool = True

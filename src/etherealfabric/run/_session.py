@@ -169,6 +169,7 @@ def _run(
                 force=forced_nodes(graph, request.force),
                 default_retry=definition.retries,
                 on_error=definition.on_error,
+                durability=settings.durability,
             ),
             secrets=_secrets(settings),
         )

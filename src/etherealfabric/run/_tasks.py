@@ -37,6 +37,8 @@ def build_task(
     default_retry: RetryPolicy | None,
     can_kill: bool,
     registered: PortableSerializers,
+    hand_over: bool = False,
+    background: bool = False,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads."""
     spec = info.spec
@@ -70,5 +72,7 @@ def build_task(
         writes=spec.writes,
         root=spec.root,
         inputs_seen=snapshot([*args, *kwargs.values()]),
+        hand_over=hand_over,
+        background=background,
     )
     return task, sum(sizes)

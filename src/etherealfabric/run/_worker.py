@@ -9,6 +9,15 @@ the journal and never raises for a failing node: the failure is in the result.
 the plain values, and a :class:`~etherealfabric.run._redact.Redactor` of them replaces their text
 in everything the result carries back (and in what the node prints and logs while it runs). A
 node may not return a Secret: its outputs are stored, secrets never are.
+
+**Hand-over** (a task run in the scheduler's process, ``Task.hand_over``): a large numpy
+output (stored as ``npy``, beyond the inline limit) is frozen (its ``WRITEABLE`` flag cleared)
+and returned in ``TaskResult.values``, for the scheduler to hand to its consumers in memory.
+With ``Task.background`` (durability "fast") such an output of :data:`BACKGROUND_BYTES` or more
+has its digest computed from its
+bytes in memory and the object is written, re-hashed and checked against that digest in a
+background thread (``TaskResult.writing``) while its consumers already run; the scheduler
+commits the node's record only once that write is done (``run/_handover.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from ..define._context import activate_checkpoint
@@ -26,11 +37,18 @@ from ..define._files import activate_root
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..define._secret import Secret
-from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, SerializationError
+from ..errors import (
+    ArtifactMissingError,
+    CorruptArtifactError,
+    OutputError,
+    SerializationError,
+    StoreError,
+)
+from ..hashing._digest import new_hasher
 from ..hashing._outputs import value_digest
 from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
-from ..store._serializers import SerializerRegistry, default_registry, dump_value
+from ..store._serializers import SerializerRegistry, default_registry, dump_value, is_npy_array
 from ..store._tables import pickled_frame_reason
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
@@ -42,6 +60,10 @@ from ._timeouts import call_with_timeout
 __all__ = ["action_record", "execute", "store_values"]
 
 log = logging.getLogger("etherealfabric.store")
+#: arrays from this size on are written in the background with durability "fast" (a smaller
+#: one is written before the node counts as done: it takes a few milliseconds, and its record
+#: is then committed as early as any other node's)
+BACKGROUND_BYTES = 32 * 1024 * 1024
 
 
 def execute(task: Task) -> TaskResult:
@@ -214,18 +236,117 @@ def _store_outputs(
     returned, result.files = capture_outputs(
         task.store, task.root, task.writes, values, node=task.node
     )
+    names = tuple(n for n in task.outputs if n not in returned)
+    handed = _handed_over(task, names, values, registry) if task.hand_over else ()
+    later = (
+        tuple(n for n in handed if values[n].nbytes >= BACKGROUND_BYTES) if task.background else ()
+    )
     records, result.inline = store_values(
         task.node,
-        tuple(n for n in task.outputs if n not in returned),
+        tuple(n for n in names if n not in later),
         values,
         task.serializers,
         task.store,
         task.inline_limit,
         registry=registry,
     )
+    records.update({n: _measured(task.node, n, values[n], registry) for n in later})
     result.outputs = {n: returned[n] if n in returned else records[n] for n in task.outputs}
-    if task.publish and not result.drifted:
+    result.values = {n: values[n] for n in handed}
+    publish = task.publish and not result.drifted
+    if later:
+        result.writing = _in_background(
+            task.node, lambda: _write_later(task, later, values, result, registry, publish)
+        )
+    elif publish:
         _publish(task, result)
+
+
+def _handed_over(
+    task: Task, names: tuple[str, ...], values: Mapping[str, Any], registry: SerializerRegistry
+) -> tuple[str, ...]:
+    """The outputs to hand over in memory: numpy arrays stored as ``npy`` and too large to
+    travel inline. They are frozen: a consumer must not change what its siblings read."""
+    handed = []
+    for name in names:
+        value = values[name]
+        if not is_npy_array(value) or value.nbytes <= task.inline_limit:
+            continue
+        given = task.serializers.get(name)
+        if (registry.get(given) if given else registry.choose(value)).name == "npy":
+            value.flags.writeable = False
+            handed.append(name)
+    return tuple(handed)
+
+
+class _Digesting:
+    """A write-only sink that only hashes and counts what a serializer writes to it."""
+
+    def __init__(self) -> None:
+        self.hasher = new_hasher()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.hasher.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+
+def _measured(node: str, output: str, value: Any, registry: SerializerRegistry) -> dict[str, Any]:
+    """The record of an array not stored yet: its ``npy`` bytes hashed in memory."""
+    sink = _Digesting()
+    serializer = registry.get("npy")
+    dump_value(value, sink, serializer, node=node, output=output)  # type: ignore[arg-type]
+    stored = StoredObject(sink.hasher.hexdigest(), sink.size, None)
+    return _record(value, serializer, stored)
+
+
+def _write_later(
+    task: Task,
+    names: tuple[str, ...],
+    values: Mapping[str, Any],
+    result: TaskResult,
+    registry: SerializerRegistry,
+    publish: bool,
+) -> None:
+    """Store the outputs handed over before they were written, checking that the bytes
+    written are those their records name; then publish the record if asked to."""
+    written, _ = store_values(
+        task.node, names, values, task.serializers, task.store, -1, registry=registry
+    )
+    for name in names:
+        announced = result.outputs[name]
+        if (written[name]["digest"], written[name]["size"]) != (
+            announced["digest"],
+            announced["size"],
+        ):
+            raise StoreError(
+                f"node {task.node!r}: output {name!r} was written as {written[name]['digest']} "
+                f"({written[name]['size']} bytes), not as the {announced['digest']} "
+                f"({announced['size']} bytes) handed to its consumers: was the array changed "
+                "after the node returned it?",
+                path=task.store.location(announced["digest"]),
+            )
+    if publish:
+        _publish(task, result)
+
+
+def _in_background(node: str, work: Callable[[], None]) -> Future[None]:
+    """Run ``work`` in a new daemon thread; a future of its end (its exception if it failed)."""
+    future: Future[None] = Future()
+    future.set_running_or_notify_cancel()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=run, name=f"etherealfabric-store-{node}", daemon=True).start()
+    return future
 
 
 def store_values(
@@ -268,22 +389,29 @@ def store_values(
         else:
             if chosen and serializer.name == "cloudpickle":
                 _say_pickled(node, name, value)
-        records[name] = {
-            "digest": stored.digest,
-            "serializer": serializer.name,
-            "size": stored.size,
-            "type": f"{type(value).__module__}.{type(value).__qualname__}",
-            "inline": stored.inline is not None,
-        }
-        versions = getattr(serializer, "versions", None)
-        if callable(versions):  # a model: the library versions it was made with
-            records[name]["versions"] = versions(value)
-        canonical = value_digest(value)
-        if canonical is not None:  # downstream keys use it: equal values, equal keys
-            records[name]["value"] = canonical
+        records[name] = _record(value, serializer, stored)
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
     return records, inline
+
+
+def _record(value: Any, serializer: Serializer, stored: StoredObject) -> dict[str, Any]:
+    """An output's record: digest, serializer, size, type, inline, and when they apply the
+    library versions (models) and the canonical ``value`` digest."""
+    record: dict[str, Any] = {
+        "digest": stored.digest,
+        "serializer": serializer.name,
+        "size": stored.size,
+        "type": f"{type(value).__module__}.{type(value).__qualname__}",
+        "inline": stored.inline is not None,
+    }
+    versions = getattr(serializer, "versions", None)
+    if callable(versions):  # a model: the library versions it was made with
+        record["versions"] = versions(value)
+    canonical = value_digest(value)
+    if canonical is not None:  # downstream keys use it: equal values, equal keys
+        record["value"] = canonical
+    return record
 
 
 _said: set[tuple[str, str, str]] = set()

@@ -5,6 +5,17 @@ A handle names an output's digest and serializer, and carries the bytes of small
 shares one copy of a value between the threads of a process that need it at the same time.
 A large object (over 64 MiB) of a local store whose serializer can (``npy``, ``arrow``) is
 memory-mapped once its digest checked: its pages are read when touched, not copied up front.
+
+**Hand-over.** A value produced in this process can be *held* under its digest
+(:func:`hold`, by the run on the threads backend): loads of that digest then get it from
+memory and read nothing from the store. Each :func:`take` (a consumer's load) counts one
+consumer off, and the value is dropped once every consumer it was held for has taken it, or
+when :func:`release` lets go of the rest (the run's end).
+
+**Arrays are read-only.** A numpy array loaded or handed over is one object shared by every
+thread of the process that needs it at the same time, so its ``WRITEABLE`` flag is cleared
+(memory maps are opened read-only): a node that changed its input in place would change
+its siblings' input too. A node that wants to modify one copies it (``array.copy()``).
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from ._base import Store
 from ._serializers import SerializerRegistry, default_registry
 from ._tables import MMAP_BYTES
 
-__all__ = ["InputHandle", "load_value"]
+__all__ = ["InputHandle", "held", "hold", "load_value", "release", "take"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,58 @@ class InputHandle:
 _values: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _loading: dict[str, threading.Lock] = {}
 _loading_guard = threading.Lock()
+#: values held in memory for consumers in this process: digest -> owner -> [value, consumers]
+_held: dict[str, dict[str, list[Any]]] = {}
+_held_guard = threading.Lock()
+
+
+def hold(digest: str, value: Any, consumers: int, *, owner: str) -> None:
+    """Keep ``value`` (the object ``digest``) in memory for ``consumers`` more loads, on
+    behalf of ``owner`` (a run id)."""
+    if consumers <= 0:
+        return
+    with _held_guard:
+        entry = _held.setdefault(digest, {}).setdefault(owner, [value, 0])
+        entry[1] += consumers
+
+
+def take(digest: str) -> Any | None:
+    """The value held under ``digest`` for one more consumer (None if none is held); the
+    value is dropped from memory once its last consumer took it."""
+    with _held_guard:
+        owners = _held.get(digest)
+        if not owners:
+            return None
+        owner, entry = next(iter(owners.items()))
+        entry[1] -= 1
+        if entry[1] <= 0:
+            _drop(digest, owner)
+        return entry[0]
+
+
+def release(digest: str, *, owner: str, consumers: int | None = None) -> None:
+    """Count ``consumers`` (None: all) off what ``owner`` holds under ``digest``: they will
+    never load it."""
+    with _held_guard:
+        entry = _held.get(digest, {}).get(owner)
+        if entry is None:
+            return
+        entry[1] -= entry[1] if consumers is None else consumers
+        if entry[1] <= 0:
+            _drop(digest, owner)
+
+
+def _drop(digest: str, owner: str) -> None:
+    owners = _held[digest]
+    del owners[owner]
+    if not owners:
+        del _held[digest]
+
+
+def held() -> dict[str, int]:
+    """The digests held in memory now and how many loads each still waits for."""
+    with _held_guard:
+        return {d: sum(e[1] for e in owners.values()) for d, owners in _held.items()}
 
 
 def load_value(
@@ -43,7 +106,11 @@ def load_value(
     verify: bool = True,
     registry: SerializerRegistry = default_registry,
 ) -> Any:
-    """Load an input, sharing one copy between the threads of this process that need it."""
+    """Load an input, sharing one copy between the threads of this process that need it
+    (a value held in memory for its consumers first: then nothing is read)."""
+    found = take(handle.digest)
+    if found is not None:
+        return found
     cached = _values.get(handle.digest)
     if cached is not None:
         return cached
@@ -53,11 +120,20 @@ def load_value(
         cached = _values.get(handle.digest)
         if cached is not None:
             return cached
-        value = _load(handle, store, verify, registry)
+        value = read_only(_load(handle, store, verify, registry))
         with contextlib.suppress(TypeError):  # ints, lists...: no weak references; cheap to reload
             _values[handle.digest] = value
     with _loading_guard:
         _loading.pop(handle.digest, None)
+    return value
+
+
+def read_only(value: Any) -> Any:
+    """``value``, with its ``WRITEABLE`` flag cleared if it is a numpy array (a value shared
+    between consumers must not be changed in place)."""
+    flags = getattr(value, "flags", None)
+    if isinstance(getattr(flags, "writeable", None), bool):
+        flags.writeable = False  # type: ignore[union-attr]
     return value
 
 

@@ -169,11 +169,11 @@ class NpySerializer(Serializer):
         return numpy.lib.format.read_array(fp, allow_pickle=False)
 
     def load_path(self, path: str) -> object:
-        """A copy-on-write memory map of the stored file: pages are read when touched, and
-        writes to the array stay private (the stored object never changes)."""
+        """A read-only memory map of the stored file: pages are read when touched, and the
+        array cannot be changed (it is shared, see ``store/_loading.py``)."""
         import numpy
 
-        mapped = numpy.load(path, mmap_mode="c", allow_pickle=False)
+        mapped = numpy.load(path, mmap_mode="r", allow_pickle=False)
         return mapped.view(numpy.ndarray)  # a plain array (its base keeps the map open)
 
 
