@@ -168,7 +168,10 @@ def _cached_items(
     try:
         index = read_children_index(open_run_store(Settings.resolve(home=home)).read_bytes(digest))
     except (EtherealFabricError, OSError, UnicodeDecodeError) as exc:
-        return [], f"its cached items cannot be listed: the index of its items is unreadable ({exc})"
+        return (
+            [],
+            f"its cached items cannot be listed: the index of its items is unreadable ({exc})",
+        )
     return cached_items(node, index, ran), None
 
 

@@ -277,7 +277,9 @@ def _report(
             click.echo(f"  {name}: {error}", err=True)
         for name, report in results.maps.items():
             if report.failed and name not in results.errors:  # max_failures let it succeed
-                shown = ", ".join(list(report.failed)[:5]) + (" ..." if len(report.failed) > 5 else "")
+                shown = ", ".join(list(report.failed)[:5]) + (
+                    " ..." if len(report.failed) > 5 else ""
+                )
                 click.echo(
                     f"  {name}: {len(report.failed)} of {report.children} items failed "
                     f"(within max_failures): {shown}",

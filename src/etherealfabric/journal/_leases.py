@@ -94,6 +94,26 @@ class LeaseClaims:
             conn.execute(_INSERT, (key, node, run_id, *me))
             return "key"
 
+    def claim_leases(
+        self, keys: Sequence[str], *, node: str, run_id: str, ttl: float = LEASE_SECONDS
+    ) -> tuple[str, set[str]]:
+        """:meth:`claim_lease` of many keys in one transaction (a chunk of the map ``node``'s
+        children): ``("home", keys)``, ``("key", the keys no other live run holds)``, or
+        ``("", set())`` while another live run holds the home lease."""
+        now = time.time()
+        me = (HOST, os.getpid(), PID_START, now, now + ttl)
+        with self.write() as conn:
+            busy = {row[0] for row in self._others(conn, run_id, now, ttl)}
+            if not busy:
+                conn.execute(_INSERT, (HOME_LEASE, None, run_id, *me))
+                return "home", set(keys)
+            conn.execute(_INSERT, (_PRESENCE + run_id, None, run_id, *me))
+            if HOME_LEASE in busy:
+                return "", set()
+            taken = [key for key in dict.fromkeys(keys) if key not in busy]
+            conn.executemany(_INSERT, [(key, node, run_id, *me) for key in taken])
+            return "key", set(taken)
+
     def lease_contended(self, run_id: str, *, ttl: float = LEASE_SECONDS) -> bool:
         """Whether another live run holds a lease or waits for one (a read, unless inside a
         write transaction, where the rows of gone holders are deleted too)."""

@@ -52,6 +52,12 @@ class RunLeases:
         self._not_before.pop(key, None)
         return True
 
+    def acquire_many(self, keys: list[str], node: str) -> set[str]:
+        """The journal leases of many keys in one transaction (a chunk of the map ``node``'s
+        children): those taken. No store lease: one request per child would cost more than
+        the children; drivers of other homes may compute the same child (results agree)."""
+        return self.recorder.acquire_leases(keys, node=node, run_id=self.run_id)
+
     def due(self, key: str) -> bool:
         """Whether a key that was leased elsewhere is worth asking about again now."""
         return time.monotonic() >= self._not_before.get(key, 0.0)

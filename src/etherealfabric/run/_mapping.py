@@ -13,16 +13,13 @@ of a map is one lookup. On a miss the scheduler hands it to :class:`Maps`::
     the collection's key (the ordered children's output digests) ─► cached, or
     backend.submit(collect_values) ─► the map succeeds with the collected outputs
 
-Each child has its own retries, timeout and ``on_error`` (in the worker, as any node), its own
-record under its own key, and its own journal row ``map[label]``; a failed child never makes
-a succeeded sibling run again, since the sibling's record is in the cache. ``max_failures``
-lets a map succeed with the items that did (then only the collection's key gets a record, so
-the next run tries the failed items again). Chunks and the collection go through the
-scheduler's completion queue with a token (:class:`ChunkToken`, :class:`CollectToken`) instead of a
-node name.
-
-Keys and names are in ``plan/_maps.py``; the worker side is ``run/_mapwork.py``; a map over a
-map's result is fed item by item (``run/_mapstream.py``).
+Each child has its own retries, timeout, ``on_error``, record, journal row ``map[label]`` and
+lease (taken a chunk at a time, ``run/_mapleases.py``); a failed child never makes a succeeded
+sibling run again. ``max_failures`` lets a map succeed with the items that did (only the
+collection's key gets a record: the next run tries the failed items again). Chunks and the
+collection come back through the scheduler's queue with a token (:class:`ChunkToken`).
+Keys and names: ``plan/_maps.py``; the worker side: ``run/_mapwork.py``; a map over a map's
+result is fed item by item: ``run/_mapstream.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..define._files import Directory, File
-from ..define._policies import SKIP, NodeError
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._keys import KeyInfo
 from ..plan._maps import (
@@ -50,6 +46,8 @@ from ..plan._maps import (
 )
 from ..states import EventKind, NodeStatus
 from ._files import snapshot
+from ._maperrors import child_failed
+from ._mapleases import recheck, take
 from ._mapstate import (
     Child,
     ChildDone,
@@ -63,7 +61,7 @@ from ._mapstate import (
 from ._mapstream import Streams
 from ._mapwork import Chunk, ChunkResult, collect_values, run_chunk
 from ._messages import Attempt, Task, TaskResult
-from ._worker import action_record, execute, store_values
+from ._worker import action_record, execute
 
 __all__ = ["Maps"]
 
@@ -84,8 +82,13 @@ class Maps:
 
     @property
     def busy(self) -> bool:
-        """Whether a map has chunks out, or children to send."""
-        return any(run.in_flight or self._sendable(run) for run in self._runs())
+        """Whether a map has chunks out, or children to send or waiting for another run."""
+        return any(r.in_flight or r.elsewhere or self._sendable(r) for r in self._runs())
+
+    @property
+    def waiting(self) -> bool:
+        """Whether children wait for another run that holds their leases."""
+        return any(run.elsewhere for run in self._runs())
 
     def _runs(self) -> list[MapRun]:
         # maps streamed into go first: an item goes down the chain before the next one starts
@@ -183,12 +186,20 @@ class Maps:
     def pump(self) -> None:
         """Send children while the backend has room (called by the scheduler's loop)."""
         for run in self._runs():
+            cached = recheck(self.host, run)  # children another run held: done by now?
+            if cached:
+                self.streams.feed(run, [run.children[i] for i in cached])
+                self._check(run)
             while self._sendable(run) and self.host._room():
                 self._send(run)
 
     def _send(self, run: MapRun) -> None:
         size = min(run.chunk_size, max(1, math.ceil(len(run.todo) / 4)))
         indexes = [run.todo.popleft() for _ in range(min(size, len(run.todo)))]
+        indexes = take(self.host, run, indexes)  # their leases, in one transaction
+        if not indexes:  # leased by another run, or finished by it
+            self._check(run)
+            return
         try:
             tasks = [self._child_task(run, run.children[i]) for i in indexes]
             future = self.host._dispatch.submit(
@@ -280,56 +291,7 @@ class Maps:
             record = action_record(child.name, result.outputs, result.files)
             components = run.keys.components(child.item, child.digest, run.name)
             return ChildDone(child.name, child.status, result, record, components)
-        return self._child_failed(run, child, result)
-
-    def _child_failed(self, run: MapRun, child: Child, result: TaskResult) -> ChildDone:
-        """``on_error`` per child: a fallback or a skip, else the child failed."""
-        handler = run.spec.on_error or self.host.policy.on_error
-        answer = None
-        if handler is not None:
-            error = NodeError(
-                node=child.name,
-                error=result.error or "",
-                attempts=max(1, len(result.attempts)),
-                traceback=result.traceback or "",
-                exception=result.exception,
-            )
-            try:
-                answer = handler(error)
-            except Exception as exc:
-                result.error = (
-                    f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
-                )
-        if answer is SKIP:
-            child.status = NodeStatus.SKIPPED
-            run.report.skipped.append(child.name)
-            return ChildDone(child.name, NodeStatus.SKIPPED, result)
-        if isinstance(answer, Mapping):
-            try:
-                return self._fallback(run, child, result, answer)
-            except Exception as exc:
-                result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
-        child.status = NodeStatus.FAILED
-        run.failures += 1
-        run.report.failed[child.name] = result.error or ""
-        components = run.keys.components(child.item, child.digest, run.name)
-        return ChildDone(child.name, NodeStatus.FAILED, result, components=components)
-
-    def _fallback(
-        self, run: MapRun, child: Child, result: TaskResult, answer: Mapping[str, Any]
-    ) -> ChildDone:
-        spec = run.spec
-        missing = [o for o in spec.outputs if o not in answer]
-        if missing:
-            raise ValueError(f"the fallback of {child.name} lacks output(s) {missing}")
-        outputs, inline = store_values(
-            child.name, spec.outputs, answer, spec.serializers, self.host.cache.store,
-            self.host.inline_limit,
-        )  # fmt: skip
-        self.host.cache.remember_inline(inline)
-        child.status, child.outputs = NodeStatus.FALLBACK, outputs
-        run.report.fallback.append(child.name)
-        return ChildDone(child.name, NodeStatus.FALLBACK, result, inline=inline)
+        return child_failed(self.host, run, child, result)
 
     def _check(self, run: MapRun) -> None:
         """Stop sending after too many failures; once nothing is out, fail or collect."""
@@ -339,8 +301,9 @@ class Maps:
         allowed = run.spec.map.allowed_failures(len(run.children))
         if run.failures > allowed and not self.host.policy.keep_going:
             run.stopped = True
-        if run.in_flight or (run.todo and not run.stopped and not self.host._stopping):
-            return  # more to come back, or to send
+        going = not run.stopped and not self.host._stopping
+        if run.in_flight or ((run.todo or run.elsewhere) and going):
+            return  # more to come back, to send, or to wait for
         if run.failures > allowed:
             self._fail(run, allowed)
         elif not run.todo:

@@ -113,6 +113,8 @@ class MapRun:
     started_at: float = field(default_factory=time.time)
     todo: deque[int] = field(default_factory=deque)
     in_flight: int = 0
+    elsewhere: list[int] = field(default_factory=list)  # leased by another run: look again
+    recheck_at: float = 0.0
     chunk_size: int = 1
     failures: int = 0
     stopped: bool = False

@@ -196,6 +196,17 @@ class JournalRecorder:
         log.info("another run computes in this home: leasing key by key from now on")
         self._home, self._held = None, {}
 
+    def acquire_leases(self, keys: list[str], *, node: str, run_id: str) -> set[str]:
+        """The leases of many keys (a chunk of a map's children), in one transaction at most
+        (none under the home lease); those taken."""
+        if self._home != run_id:
+            got, taken = self.journal.claim_leases(keys, node=node, run_id=run_id)
+            if got != "home":
+                return taken
+            self._home = run_id
+        self._held.update(dict.fromkeys(keys, node))
+        return set(keys)
+
     def renew_leases(self, run_id: str) -> int:
         """The heartbeat: extend the leases ``run_id`` holds (the scheduler calls it)."""
         return self.journal.renew_leases(run_id)
@@ -303,11 +314,13 @@ class JournalRecorder:
         """Rows and records of a map's children, as if each were a node of its own.
 
         A child's key components go into its action record's row only (``explain`` reads them
-        there), and children hold no leases: 100,000 children cost rows, not more.
+        there); a child's lease (taken with its chunk's) ends with the commit of its row.
         """
         for done in event.data["children"]:
             child = Event(EventKind.MAP_ITEMS, event.run_id, done.name, ts=event.ts)
             result = done.result
+            if result.key:
+                self._release.append(result.key)
             self._blobs.extend(result.inline.items())
             self._blobs.extend(done.inline.items())
             components = _dumps(done.components) if done.components else None

@@ -156,7 +156,8 @@ class Scheduler(Rewinds):
                 self._ahead.fetch(self._ready, self._key_of)  # shared store: in batches
                 self._start(self._ready.popleft())
             self._maps.pump()
-            waiting_for_others = bool(self._leased_elsewhere) and not self._stopping
+            waiting = bool(self._leased_elsewhere) or self._maps.waiting
+            waiting_for_others = waiting and not self._stopping
             if waiting_for_others:
                 self._retry_leased()
             now = time.monotonic()
