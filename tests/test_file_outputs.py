@@ -463,3 +463,33 @@ def test_unsigned_shared_records_never_restore_files(
     files = {"src/pipeline.py": {"kind": "file", "digest": "0" * 32, "size": 9}}
     assert "signed" in unsigned_problem({"node": "n", "outputs": {}, "files": files})
     assert snapshot(bob) == snapshot(alice)  # made by running, not restored
+
+
+def test_a_large_output_is_restored_checked_while_copied(tmp_path: Path) -> None:
+    """A stored file of 8 MiB or more is hashed while the kernel copies it: an intact one comes
+    back without running, a corrupt one is never restored (no file, no temp file left) and the
+    node runs again."""
+    root, home = tmp_path / "project", tmp_path / "home"
+    root.mkdir()
+    pipeline(root, home, n=1000, shouted=False).execute()
+    written = snapshot(root)
+    assert len(written["models/weights.bin"]) >= 8 << 20
+    (root / "models" / "weights.bin").unlink()
+    CALLS.clear()
+    pipeline(root, home, n=1000, shouted=False).execute()
+    assert CALLS == []
+    assert snapshot(root) == written
+
+    digest = _record_files(home, "train")["models/"]["digest"]
+    store = LocalStore(home)
+    manifest = json.loads(Path(store.object_path(digest)).read_bytes())["entries"]
+    weights = next(m for m in manifest if m[0] == "weights.bin")
+    object_path = Path(store.object_path(weights[2]))
+    data = bytearray(object_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    object_path.write_bytes(bytes(data))
+    (root / "models" / "weights.bin").unlink()
+    pipeline(root, home, n=1000, shouted=False).execute()
+    assert CALLS == ["train"]
+    assert snapshot(root) == written
+    assert not [p for p in root.rglob(".ef-restore-*")]

@@ -192,10 +192,11 @@ def _read_by_column(file: Any) -> object | None:
     frame.columns = template.columns
     frame.attrs = dict(template.attrs)
     if type(frame.index) is not type(template.index) or not all(
-        _same_kind(a, b) for a, b in zip(frame.dtypes, template.dtypes)
+        _same_kind(a, b) for a, b in zip(frame.dtypes, template.dtypes, strict=True)
     ):
         return None
-    return frame
+    read: object = frame
+    return read
 
 
 def _same_kind(read: Any, template: Any) -> bool:

@@ -23,8 +23,10 @@ content differs is written to a temp file next to it and renamed over it (a read
 half a file). The copy is a reflink where the file system can (``FICLONE``: btrfs, XFS), else
 ``copy_file_range``/``sendfile`` (the kernel copies), else a stream; never a hard link, which a
 later in-place write to the restored file would turn into a change of the stored object. The
-copy is then checked against its digest (``verify``). Files in a folder that the manifest does
-not list are left alone: restoring never deletes anything.
+copy is checked against its digest (``verify``): in the home's own store, whose objects never
+change once written, by hashing the object while the kernel copies it (on another core); in a
+store others can write, by hashing the copy once it is made. Files in a folder that the
+manifest does not list are left alone: restoring never deletes anything.
 
 Paths read from a record or a manifest may come from a store others write: each is checked
 (:func:`path_problem`) before it becomes a path, so nothing is ever written outside the root.
@@ -32,8 +34,10 @@ Paths read from a record or a manifest may come from a store others write: each 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
+import functools
 import json
 import os
 import posixpath
@@ -344,11 +348,35 @@ def _copy_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
     if source is None:
         _stream_object(store, digest, temp, verify=verify)
         return
+    if store.always_verify:  # others can write the source: check the copy, after it is made
+        _copy_file(source, temp)
+        check_digest(file_digest(temp), digest, store.location(digest))
+        return
+    hashing = None
+    if verify and os.path.getsize(source) >= _HASH_ALONGSIDE:
+        # the home's own objects never change once written: hash the source on a second core
+        # while the kernel copies it (xxhash and copy_file_range both release the GIL)
+        hashing = _pool().submit(file_digest, source)
+    try:
+        _copy_file(source, temp)
+    finally:
+        actual = hashing.result() if hashing is not None else None
+    if verify:
+        check_digest(actual or file_digest(source), digest, store.location(digest))
+
+
+_HASH_ALONGSIDE = 8 << 20  # below this, a thread hand-off costs more than the overlap saves
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ef-restore-hash")
+
+
+def _copy_file(source: str, temp: str) -> None:
     with open(source, "rb") as src, open(temp, "xb") as dst:
         if not _reflink(src, dst):
             _kernel_copy(src, dst)
-    if verify or store.always_verify:
-        check_digest(file_digest(temp), digest, store.location(digest))
 
 
 def _local_object(store: Store, digest: str) -> str | None:
