@@ -319,6 +319,33 @@ def test_an_unreachable_store_costs_bounded_time_and_one_warning(
     assert_same(values, expected(2))
 
 
+def test_a_cached_run_that_cannot_publish_its_roots_says_so_and_the_next_one_does(
+    team: Team, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every result in the local layer, so only the roots (what this home keeps in the shared
+    store) need the network: the warning says exactly that, and the next run publishes them."""
+    assert team.run("bob")[0] == set()  # fills bob's local layer and publishes his roots
+    memo = team.root / "bob" / "roots-published"
+    memo.unlink()
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_TIMEOUT", "1")
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # offline now
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        executed, values = team.run("bob")
+    assert executed == set()
+    assert_same(values, expected())
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, said
+    assert "did not answer when this home published what its runs keep there" in said[0]
+    assert not memo.exists()
+
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", MOTO.endpoint)  # back online
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        assert team.run("bob")[0] == set()
+    assert memo.exists()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 # -- concurrent teammates --------------------------------------------------------------------------
 WRITER = """
 import os, sys, time

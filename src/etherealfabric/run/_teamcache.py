@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import StoreUnreachableError
 from ..hashing._digest import digest_bytes
 from ..journal import Journal
 from ..journal._team import keys_in_use, oldest_live_run, run_keys
@@ -37,7 +38,16 @@ def after_run(store: Store, journal: Journal, settings: Settings, run_id: str) -
         return
     try:
         if store.writes_remote and store.offline is None:
-            publish(store, journal, settings.home)
+            try:
+                publish(store, journal, settings.home)
+            except StoreUnreachableError as exc:
+                store.offline = str(exc)
+                log.warning(
+                    "the shared store %s did not answer when this home published what its "
+                    "runs keep there (its roots, which `cache gc` of the shared store reads); "
+                    "the next run that reaches the store publishes them: %s",
+                    store.remote.url, exc,
+                )  # fmt: skip
         if store.mode == "push-on-demand":
             count = len(run_keys(journal, run_id, executed_only=True))
             if count:
