@@ -12,6 +12,11 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
 
 When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
 node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
+
+The children run with Python's bytecode cache, as a user's Python does (``pip install``
+compiles an installed package; an editable checkout compiles on first import), whatever
+``PYTHONDONTWRITEBYTECODE`` says here: without it every child would compile EtherealFabric's
+sources again (about 0.1 s of CPU), while numpy and joblib come precompiled from site-packages.
 """
 
 from __future__ import annotations
@@ -218,6 +223,7 @@ print(json.dumps({"gbps": a.nbytes / best / 1e9}))
 
 def child(code: str, *args: str, home: Path) -> dict[str, float]:
     env = {**os.environ, "ETHEREALFABRIC_HOME": str(home), "ETHEREALFABRIC_LOG_LEVEL": "WARNING"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's Python caches bytecode (see above)
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False
@@ -275,7 +281,10 @@ def bigdata(mb: int, reps: int, tmp: Path) -> None:
             shutil.rmtree(tmp / f"joblib-big-{rep}")
     pick = lambda label, k: statistics.median(r[k] for r in runs[label])  # noqa: E731
     plain_wall, plain_peak = pick("plain", "wall"), pick("plain", "peak_mb")
-    print(f"\nbigdata ({mb} MB float64 array, four reductions; whole processes, median of {reps})")
+    print(
+        f"\nbigdata ({mb} MB float64 array, four reductions; whole processes, median of {reps}; "
+        f"load {os.getloadavg()[0]:.1f})"
+    )
     for label in ("plain", "cold", "warm", "joblib"):
         if not runs[label]:
             continue

@@ -18,6 +18,7 @@ from etherealfabric.journal import Journal
 from etherealfabric.run import _worker
 from etherealfabric.store import LocalStore
 from etherealfabric.store._loading import held
+from etherealfabric.store._serializers import default_registry
 
 N = 200_000  # 1.6 MB: well beyond the 64 KiB inline limit
 
@@ -241,3 +242,36 @@ def test_with_durability_fast_the_write_does_not_block_the_consumers(tmp_path: P
         assert journal.get_action(results._keys["make"]) is not None
     finally:
         journal.close()
+
+
+def _arrays() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    with_nan = rng.random(300_000)
+    with_nan[[7, 200_000]] = [np.nan, -np.nan]  # two NaNs, in different chunks
+    waves = rng.random(150_000) + 1j * rng.random(150_000)
+    waves[5] = complex(np.nan, 1.0)
+    return {
+        "floats": np.arange(300_000, dtype=np.float64),
+        "floats with NaNs": with_nan,
+        "complex with a NaN": waves,
+        "ints 2-d": np.arange(400_000, dtype=np.int32).reshape(800, 500),
+        "fortran order": np.asfortranarray(rng.random((600, 500))),
+        "strided": np.arange(600_000, dtype=np.float64)[::2],
+        "datetimes": np.arange(200_000).astype("M8[s]"),
+        "strings": np.array(["a", "bc", "def"] * 10_000),
+        "empty": np.zeros((0, 3)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_arrays()))
+def test_an_array_measured_in_memory_has_the_record_of_its_stored_bytes(
+    tmp_path: Path, name: str
+) -> None:
+    """What a background write is announced as (digest and size of its ``.npy`` bytes, value
+    digest: one pass over a plain array) is what storing it gives."""
+    array = _arrays()[name]
+    measured = _worker._measured("make", "result", array, default_registry)
+    stored, _ = _worker.store_values(
+        "make", ("result",), {"result": array}, {}, LocalStore(tmp_path / "store"), -1
+    )
+    assert measured == stored["result"]

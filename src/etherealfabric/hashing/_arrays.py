@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from ._digest import Hasher
     from ._encoder import Encoder, Handler
 
-__all__ = ["dtype_text", "feed_buffer", "numpy_handlers"]
+__all__ = ["dtype_text", "feed_buffer", "feed_teed", "numpy_handlers", "teeable"]
 
 _ARRAY_CHUNK = 1 << 20  # non-contiguous arrays are copied this much at a time
 _PARALLEL = 8 << 20  # float buffers this big are hashed while another thread looks for NaNs
+_TEE_KINDS = frozenset("biufcmMSU")  # dtypes whose canonical encoding is the raw buffer
 
 
 def numpy_handlers(np: Any) -> dict[type[Any], Handler]:
@@ -61,9 +62,7 @@ def _enc_ndarray(array: Any, encoder: Encoder) -> None:
         _enc_ndarray(masked.getmaskarray(array), encoder)
         encoder.value(np.asarray(array.fill_value, dtype=array.dtype)[()])
         return
-    encoder.tag("numpy.ndarray")
-    encoder.text(dtype_text(array.dtype))
-    encoder.sequence("shape", [int(n) for n in array.shape])
+    _array_header(array, encoder)
     if array.dtype.hasobject:
         for item in array.flat:  # C order, whatever the memory layout
             encoder.value(item)
@@ -71,6 +70,48 @@ def _enc_ndarray(array: Any, encoder: Encoder) -> None:
         _feed_fields(encoder, array)
     else:
         feed_buffer(encoder, array)
+
+
+def _array_header(array: Any, encoder: Encoder) -> None:
+    encoder.tag("numpy.ndarray")
+    encoder.text(dtype_text(array.dtype))
+    encoder.sequence("shape", [int(n) for n in array.shape])
+
+
+def teeable(array: Any) -> bool:
+    """True if ``array`` is a plain ``numpy.ndarray`` whose canonical encoding ends with its
+    raw C-order buffer (C-contiguous, no objects, no fields): :func:`feed_teed` applies."""
+    np = sys.modules.get("numpy")
+    return (
+        np is not None
+        and type(array) is np.ndarray
+        and array.flags.c_contiguous
+        and array.dtype.names is None
+        and not array.dtype.hasobject
+        and array.dtype.kind in _TEE_KINDS
+    )
+
+
+def feed_teed(encoder: Encoder, array: Any, tee: Hasher) -> None:
+    """Encode a :func:`teeable` array exactly as its handler does, feeding its raw bytes to
+    ``tee`` as well, in one pass: a chunk at a time, each read once from memory and hashed
+    twice (and checked for NaNs) while in the CPU's cache. Used to get an array's value digest
+    and the digest of its ``.npy`` bytes (``tee``, fed the header first) together."""
+    np = sys.modules["numpy"]
+    _array_header(array, encoder)
+    encoder.length(array.nbytes)
+    hasher = encoder.flush()
+    flat = array.reshape(-1)
+    floating = array.dtype.kind in "fc"
+    step = max(1, _ARRAY_CHUNK // max(array.itemsize, 1))
+    for start in range(0, flat.shape[0], step):
+        chunk = flat[start : start + step]
+        raw = _bytes_of(chunk, np)
+        tee.update(raw)
+        if floating and _has_nan(chunk, np):
+            _feed_chunk(hasher, chunk, np, floating)  # NaNs made canonical (on a copy)
+        else:
+            hasher.update(raw)
 
 
 def _feed_fields(encoder: Encoder, array: Any) -> None:

@@ -19,11 +19,16 @@ of the output (``module.qualname``), so a subclass never stands in for its base.
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING
 
 from . import _builtins  # noqa: F401  (registers the handlers)
+from ._arrays import _enc_ndarray, feed_teed, teeable
 from ._encoder import Encoder, _handler, encode_pickled, type_name
 
-__all__ = ["has_value_type", "value_digest"]
+if TYPE_CHECKING:
+    from ._digest import Hasher
+
+__all__ = ["has_value_type", "value_digest", "value_digest_teed"]
 
 _TOP_MODULES = frozenset({"numpy", "pandas", "pyarrow", "polars"})
 _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
@@ -86,4 +91,17 @@ def value_digest(value: object) -> str | None:
         encoder.value(value)
     except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
         return None
+    return encoder.hexdigest()
+
+
+def value_digest_teed(value: object, tee: Hasher) -> str | None:
+    """:func:`value_digest` of a plain C-contiguous numeric array, its raw bytes fed to
+    ``tee`` in the same pass over memory (see ``feed_teed``); None, with nothing fed, for any
+    other value (then use :func:`value_digest`)."""
+    if not teeable(value) or _handler(type(value)) is not _enc_ndarray:
+        return None
+    encoder = _StrictEncoder([_CELL_BUDGET])
+    encoder.tag("output-value")
+    encoder.text(type_name(type(value)))
+    feed_teed(encoder, value, tee)
     return encoder.hexdigest()

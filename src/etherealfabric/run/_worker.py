@@ -45,10 +45,16 @@ from ..errors import (
     StoreError,
 )
 from ..hashing._digest import new_hasher
-from ..hashing._outputs import value_digest
+from ..hashing._outputs import value_digest, value_digest_teed
 from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
-from ..store._serializers import SerializerRegistry, default_registry, dump_value, is_npy_array
+from ..store._serializers import (
+    SerializerRegistry,
+    default_registry,
+    dump_value,
+    is_npy_array,
+    npy_header,
+)
 from ..store._tables import pickled_frame_reason
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
@@ -294,12 +300,24 @@ class _Digesting:
 
 
 def _measured(node: str, output: str, value: Any, registry: SerializerRegistry) -> dict[str, Any]:
-    """The record of an array not stored yet: its ``npy`` bytes hashed in memory."""
+    """The record of an array not stored yet: its ``npy`` bytes hashed in memory.
+
+    A plain C-contiguous array is read once: each chunk feeds both the digest of its ``.npy``
+    bytes (the header, then the buffer as it is) and its value digest (``value_digest_teed``).
+    """
     sink = _Digesting()
     serializer = registry.get("npy")
-    dump_value(value, sink, serializer, node=node, output=output)  # type: ignore[arg-type]
+    canonical = None
+    header = npy_header(value, registry)
+    if header is not None:
+        sink.write(header)
+        canonical = value_digest_teed(value, sink.hasher)
+        sink.size += value.nbytes
+    if canonical is None:  # another layout: serialize to the sink, then hash the value apart
+        sink = _Digesting()
+        dump_value(value, sink, serializer, node=node, output=output)  # type: ignore[arg-type]
     stored = StoredObject(sink.hasher.hexdigest(), sink.size, None)
-    return _record(value, serializer, stored)
+    return _record(value, serializer, stored, canonical)
 
 
 def _write_later(
@@ -311,19 +329,16 @@ def _write_later(
     publish: bool,
 ) -> None:
     """Store the outputs handed over before they were written, checking that the bytes
-    written are those their records name; then publish the record if asked to."""
-    written, _ = store_values(
-        task.node, names, values, task.serializers, task.store, -1, registry=registry
-    )
+    written (hashed as they are written: one pass) are those their records name; then
+    publish the record if asked to."""
     for name in names:
         announced = result.outputs[name]
-        if (written[name]["digest"], written[name]["size"]) != (
-            announced["digest"],
-            announced["size"],
-        ):
+        serializer = registry.get(announced["serializer"])
+        written = _write(task.store, -1, values[name], serializer, task.node, name)
+        if (written.digest, written.size) != (announced["digest"], announced["size"]):
             raise StoreError(
-                f"node {task.node!r}: output {name!r} was written as {written[name]['digest']} "
-                f"({written[name]['size']} bytes), not as the {announced['digest']} "
+                f"node {task.node!r}: output {name!r} was written as {written.digest} "
+                f"({written.size} bytes), not as the {announced['digest']} "
                 f"({announced['size']} bytes) handed to its consumers: was the array changed "
                 "after the node returned it?",
                 path=task.store.location(announced["digest"]),
@@ -395,9 +410,12 @@ def store_values(
     return records, inline
 
 
-def _record(value: Any, serializer: Serializer, stored: StoredObject) -> dict[str, Any]:
+def _record(
+    value: Any, serializer: Serializer, stored: StoredObject, canonical: str | None = None
+) -> dict[str, Any]:
     """An output's record: digest, serializer, size, type, inline, and when they apply the
-    library versions (models) and the canonical ``value`` digest."""
+    library versions (models) and the canonical ``value`` digest (``canonical`` when the
+    caller computed it already)."""
     record: dict[str, Any] = {
         "digest": stored.digest,
         "serializer": serializer.name,
@@ -408,7 +426,8 @@ def _record(value: Any, serializer: Serializer, stored: StoredObject) -> dict[st
     versions = getattr(serializer, "versions", None)
     if callable(versions):  # a model: the library versions it was made with
         record["versions"] = versions(value)
-    canonical = value_digest(value)
+    if canonical is None:
+        canonical = value_digest(value)
     if canonical is not None:  # downstream keys use it: equal values, equal keys
         record["value"] = canonical
     return record

@@ -35,6 +35,7 @@ numpy, pyarrow and cloudpickle are imported only when a value needs them.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -72,6 +73,7 @@ __all__ = [
     "default_registry",
     "dump_value",
     "get_serializer",
+    "npy_header",
     "register_serializer",
 ]
 
@@ -147,17 +149,16 @@ class NpySerializer(Serializer):
         """Write a contiguous array without copying it; False if it is not contiguous."""
         import numpy
 
-        fmt = numpy.lib.format
         if array.flags.c_contiguous:
             flat = array.reshape(-1)
         elif array.flags.f_contiguous:
             flat = array.T.reshape(-1)
         else:
             return False
-        try:
-            fmt.write_array_header_1_0(fp, fmt.header_data_from_array_1_0(array))
-        except ValueError:  # header too long or non-latin-1 field names: nothing written yet
+        header = _npy_header(array)
+        if header is None:  # header too long or non-latin-1 field names: nothing written yet
             return False
+        fp.write(header)
         data = flat.view(numpy.uint8)
         for start in range(0, data.size, self.chunk_bytes):
             fp.write(data[start : start + self.chunk_bytes].data)
@@ -175,6 +176,33 @@ class NpySerializer(Serializer):
 
         mapped = numpy.load(path, mmap_mode="r", allow_pickle=False)
         return mapped.view(numpy.ndarray)  # a plain array (its base keeps the map open)
+
+
+def _npy_header(array: Any) -> bytes | None:
+    """The ``.npy`` header of a contiguous array; None if numpy cannot write a 1.0 one."""
+    import numpy
+
+    fmt = numpy.lib.format
+    buffer = io.BytesIO()
+    try:
+        fmt.write_array_header_1_0(buffer, fmt.header_data_from_array_1_0(array))
+    except ValueError:
+        return None
+    return buffer.getvalue()
+
+
+def npy_header(value: object, registry: SerializerRegistry | None = None) -> bytes | None:
+    """The bytes ``npy`` writes before the buffer of a C-contiguous array, which it writes as
+    it is: the whole object is this header and the array's memory. None for any other value
+    (or when the registry's ``npy`` is not the built-in one)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(value, numpy.ndarray):
+        return None
+    if value.dtype.hasobject or not value.flags.c_contiguous:
+        return None
+    if type((registry or default_registry).get("npy")) is not NpySerializer:
+        return None
+    return _npy_header(value)
 
 
 # -- automatic choice ------------------------------------------------------------------------------
