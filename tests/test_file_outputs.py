@@ -20,6 +20,7 @@ from etherealfabric import Directory, File, Node, OutputError, Workflow, node, r
 from etherealfabric.errors import DefinitionError, RunFailedError
 from etherealfabric.journal import Journal
 from etherealfabric.journal._gc import collect_garbage
+from etherealfabric.observe._explain import explain_node
 from etherealfabric.store import LocalStore
 from etherealfabric.store._signing import record_problem, unsigned_problem
 
@@ -493,3 +494,29 @@ def test_a_large_output_is_restored_checked_while_copied(tmp_path: Path) -> None
     assert CALLS == ["train"]
     assert snapshot(root) == written
     assert not [p for p in root.rglob(".ef-restore-*")]
+
+
+def _emitter(writes: list[str]) -> Any:
+    @node(writes=writes, name="emit")
+    def emit() -> int:
+        for path in writes:
+            Path(root_path(path)).write_text(path)
+        return len(writes)
+
+    return emit
+
+
+def test_explain_names_a_declared_write_added_or_removed(tmp_path: Path) -> None:
+    root, home = tmp_path / "project", tmp_path / "home"
+    root.mkdir()
+    run_ids = []
+    for writes in (["a.txt"], ["a.txt", "b.txt"], ["b.txt"]):
+        with Workflow("explain-writes", root=root, home=home) as wf:
+            _emitter(writes)()
+        run_ids.append(wf.execute().run_id)
+    with Journal(home / "journal.db") as journal:
+        added = explain_node(journal, run_ids[1], "emit")
+        removed = explain_node(journal, run_ids[2], "emit")
+    assert added.verdict == "executed" and "write b.txt: added" in str(added), str(added)
+    assert "write a.txt: removed" in str(removed), str(removed)
+    assert "write b.txt" not in str(removed)

@@ -49,7 +49,8 @@ _NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED, NodeStatus.SKIPPED
 class Change:
     """One part of a key that differs from the previous run's.
 
-    ``part`` is ``kind``, ``code``, ``package``, ``version``, ``param``, ``input`` or ``key``;
+    ``part`` is ``kind``, ``code``, ``package``, ``version``, ``param``, ``input``, ``output``,
+    ``write`` (a declared file or folder) or ``key``;
     ``change`` is ``changed``, ``added`` or ``removed``. A package's ``old``/``new`` are its
     versions (``package scikit-learn 1.5.2 → 1.6.0``).
     """
@@ -95,7 +96,17 @@ def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chan
     whole = {*(old.get("param_args") or ())} & {*(new.get("param_args") or ())}
     changes += [c for c in _param_changes(old, new) if c.name not in whole]
     changes += _input_changes(old.get("inputs") or {}, new.get("inputs") or {})
+    for part in ("outputs", "writes"):  # components recorded before these were kept say nothing
+        if part in old and part in new:
+            changes += _list_changes(part.rstrip("s"), old[part], new[part])
     return changes
+
+
+def _list_changes(part: str, old: list[str], new: list[str]) -> list[Change]:
+    """Names added to or removed from a node's outputs or declared writes."""
+    return [Change(part, n, "added") for n in new if n not in old] + [
+        Change(part, n, "removed") for n in old if n not in new
+    ]
 
 
 def _text(value: Any) -> str:

@@ -54,7 +54,8 @@ class KeyInfo:
 
     def components(self) -> dict[str, Any]:
         """The key's parts, as stored for ``explain``: code (``package:`` parts included),
-        version, params, inputs, and what the code fingerprint does not cover (if anything)."""
+        version, params, inputs, outputs and declared writes, and what the code fingerprint does
+        not cover (if anything)."""
         fp = code_fingerprint(self.spec.code)
         used = self.spec.workflow_params  # workflow parameters, for explain's "param model.C"
         extra = {"workflow_params": {k: describe_value(v) for k, v in used.items()},
@@ -73,6 +74,8 @@ class KeyInfo:
                 k: describe_value(v) for k, v in self.spec.params.items() if k not in self.inputs
             },
             "inputs": {k: list(v) for k, v in self.inputs.items()},
+            "outputs": list(self.spec.outputs),
+            "writes": list(self.spec.writes),
         }
 
 
