@@ -520,3 +520,81 @@ def test_explain_names_a_declared_write_added_or_removed(tmp_path: Path) -> None
     assert added.verdict == "executed" and "write b.txt: added" in str(added), str(added)
     assert "write a.txt: removed" in str(removed), str(removed)
     assert "write b.txt" not in str(removed)
+
+
+# -- files inside an output (a dict of reports, a list of plots) ------------------------------------
+@node
+def figures(n: int) -> dict[str, Any]:
+    CALLS.append("figures")
+    os.makedirs(root_path("figs", "parts"), exist_ok=True)
+    for i in range(n):
+        Path(root_path("figs", f"fig{i}.txt")).write_text(f"figure {i} of {n}\n")
+    Path(root_path("figs", "parts", "a.bin")).write_bytes(bytes(range(256)) * n)
+    return {
+        "plots": [File(root_path("figs", f"fig{i}.txt")) for i in range(n)],
+        "parts": Directory(root_path("figs", "parts")),
+        "count": n,
+    }
+
+
+@node
+def album(found: dict[str, Any]) -> str:
+    CALLS.append("album")
+    assert all(isinstance(p, File) for p in found["plots"])
+    assert isinstance(found["parts"], Directory)
+    sizes = sorted(p.name for p in Path(found["parts"]).iterdir())
+    return "".join(Path(p).read_text() for p in found["plots"]) + ",".join(sizes)
+
+
+def figures_pipeline(root: Path, home: Path, n: int = 3) -> Workflow:
+    with Workflow("nested-files", root=root, home=home) as wf:
+        album(figures(n))
+    return wf
+
+
+def test_files_inside_an_output_are_stored_and_come_back(tmp_path: Path) -> None:
+    """A File or Directory inside an output (here a dict holding a list of files and a folder)
+    is stored with the output: a cache hit puts them back without running, and a teammate
+    with another checkout folder gets paths under his own root."""
+    alice, bob = tmp_path / "alice" / "proj", tmp_path / "bob" / "work" / "proj"
+    alice.mkdir(parents=True)
+    bob.mkdir(parents=True)
+    home = tmp_path / "home"
+    first = figures_pipeline(alice, home).execute()
+    assert CALLS == ["figures", "album"]
+    written = snapshot(alice)
+    assert set(written) == {"figs/fig0.txt", "figs/fig1.txt", "figs/fig2.txt", "figs/parts/a.bin"}
+    assert first["album"]["result"].startswith("figure 0 of 3\n")
+
+    shutil.rmtree(alice / "figs")
+    CALLS.clear()
+    again = figures_pipeline(alice, home).execute()
+    assert (again.executed, CALLS) == (0, [])
+    assert snapshot(alice) == written  # every file back, byte for byte
+
+    theirs = figures_pipeline(bob, home).execute()  # another checkout of the project
+    assert (theirs.executed, CALLS) == (0, [])
+    assert snapshot(bob) == written
+    value = theirs["figures"]["result"]
+    assert [p.path for p in value["plots"]] == [str(bob / "figs" / f"fig{i}.txt") for i in range(3)]
+    assert value["parts"].path == str(bob / "figs" / "parts")
+
+    (alice / "figs" / "fig1.txt").write_text("edited by hand\n")
+    figures_pipeline(alice, home).execute()
+    assert CALLS == []  # still a hit: the edited file is put back as it was recorded
+    assert snapshot(alice) == written
+
+
+def test_a_missing_file_inside_an_output_fails_the_node_by_name(tmp_path: Path) -> None:
+    @node
+    def promises() -> dict[str, Any]:
+        return {"report": File(root_path("never", "written.md"))}
+
+    root = tmp_path / "project"
+    root.mkdir()
+    with Workflow("nested-missing", root=root, home=tmp_path / "home") as wf:
+        promises()
+    with pytest.raises(RunFailedError) as info:
+        wf.execute()
+    text = str(info.value)
+    assert "promises" in text and "written.md" in text and "which is not a file" in text

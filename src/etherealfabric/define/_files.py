@@ -32,7 +32,7 @@ from typing import Any
 from ..errors import DefinitionError
 from ._context import current_collector
 
-__all__ = ["Directory", "File", "activate_root", "check_writes", "root_path"]
+__all__ = ["Directory", "File", "activate_root", "check_writes", "root_path", "storing_under"]
 
 
 class _PathValue(os.PathLike[str]):
@@ -77,7 +77,15 @@ class _PathValue(os.PathLike[str]):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def __reduce__(self) -> tuple[type, tuple[str]]:
+    def __reduce__(self) -> tuple[Any, tuple[str, ...]]:
+        storing = _storing.get()
+        if storing is not None:  # an output being stored: keep it root-relative
+            root, found = storing
+            relative = os.path.relpath(self._path, root)
+            if relative != "." and relative != ".." and not relative.startswith(".." + os.sep):
+                relative = relative.replace(os.sep, "/")
+                found.append(relative + "/" if isinstance(self, Directory) else relative)
+                return _rooted, (type(self).__name__, relative)
         return type(self), (self._path,)
 
 
@@ -161,6 +169,44 @@ def activate_root(root: str | None) -> Iterator[None]:
         yield
     finally:
         _root.reset(token)
+
+
+_storing: contextvars.ContextVar[tuple[str, list[str]] | None] = contextvars.ContextVar(
+    "etherealfabric_storing", default=None
+)
+
+
+@contextlib.contextmanager
+def storing_under(root: str | None) -> Iterator[list[str]]:
+    """Inside the block, a ``File``/``Directory`` below ``root`` that is pickled (within an
+    output being stored: a dict, a list, an object) is written root-relative, and its path
+    (folders ending in ``/``) added to the list yielded, so the run layer stores its content
+    too. Loaded again, it points at the same path under the root of whoever loads it."""
+    found: list[str] = []
+    token = _storing.set(None if root is None else (root, found))
+    try:
+        yield found
+    finally:
+        _storing.reset(token)
+
+
+_KINDS: dict[str, type[File] | type[Directory]] = {"File": File, "Directory": Directory}
+
+
+def _rooted(kind: str, relative: str) -> File | Directory:
+    """A ``File``/``Directory`` stored root-relative (see :func:`storing_under`), at that path
+    under the current root (:func:`root_path`)."""
+    cls = _KINDS.get(kind)
+    clean = posixpath.normpath(relative) if isinstance(relative, str) else ""
+    if (
+        cls is None
+        or clean != relative
+        or clean in (".", "..")
+        or clean.startswith(("../", "/"))
+        or "\\" in clean
+    ):
+        raise ValueError(f"a stored file path must be a {kind} relative to the root: {relative!r}")
+    return cls(root_path(*clean.split("/")))
 
 
 def root_path(*parts: str | os.PathLike[str]) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from ..define._files import activate_root
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
 from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
@@ -385,4 +386,5 @@ class ArtifactCache:
         found = self.input_for(record)
         if not isinstance(found, InputHandle):
             return found
-        return load_value(found, self.store, verify=self.verify)
+        with activate_root(self.root):  # a File stored inside a value is found under the root
+            return load_value(found, self.store, verify=self.verify)

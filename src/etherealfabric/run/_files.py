@@ -6,8 +6,11 @@ inside the workflow's root folder, and are named by their root-relative path, so
 whose checkouts live in other folders share the record. A returned ``File`` becomes an output
 record of serializer ``file`` (``directory``) that names the stored content and the path;
 downstream nodes receive a ``File`` pointing at ``root/path``
-(:func:`file_value`), and their keys follow the content and the path. Writes a node makes
-outside what it declared (or returned) are not tracked.
+(:func:`file_value`), and their keys follow the content and the path. A ``File`` or
+``Directory`` below the root *inside* an output (a dict of reports, a list of plots, an
+object) is pickled root-relative and stored too (:func:`capture_nested`); loaded, it points at
+the same path under the loader's root, and a cache hit puts its content back. Writes a node
+makes outside what it declared (or returned) are not tracked.
 
 **Drift.** :func:`snapshot` takes the size, mtime and ctime of every ``File`` and of every
 file below every ``Directory`` among a node's inputs when its task is built (right after
@@ -28,7 +31,7 @@ from ..hashing._values import hash_value
 from ..store import Store
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
 
-__all__ = ["capture_outputs", "drifted", "file_value", "snapshot"]
+__all__ = ["capture_nested", "capture_outputs", "drifted", "file_value", "snapshot"]
 
 Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
 _TYPES: dict[str, type[File] | type[Directory]] = {
@@ -64,6 +67,40 @@ def capture_outputs(
     except OutputError as exc:
         raise OutputError(f"node {node!r}: {exc}", node=node) from None
     return returned, files
+
+
+def capture_nested(
+    store: Store,
+    root: str | None,
+    relatives: Sequence[str],
+    files: Mapping[str, Any],
+    node: str,
+) -> dict[str, dict[str, Any]]:
+    """Store the files and folders found inside outputs as they were stored (a ``File`` in a
+    dict, a list or an object, below the root: ``define._files.storing_under``), so a cache hit
+    puts them back like declared ones: the record's ``files`` entries for those not in ``files``
+    yet."""
+    found: dict[str, dict[str, Any]] = {}
+    if root is None:
+        return found
+    for relative in dict.fromkeys(relatives):
+        if relative in files:
+            continue
+        path = os.path.join(root, *relative.rstrip("/").split("/"))
+        kind = "Directory" if relative.endswith("/") else "File"
+        if not (os.path.isdir(path) if kind == "Directory" else os.path.isfile(path)):
+            raise OutputError(
+                f"node {node!r}: an output holds {kind}({path!r}), which is not "
+                f"{'a folder' if kind == 'Directory' else 'a file'} after the node ran: a File "
+                "or Directory inside an output is stored with it, so it must exist (write it "
+                "first, or put the path in the output as a str)",
+                node=node,
+            )
+        try:
+            found[relative] = capture_path(store, root, relative)
+        except OutputError as exc:
+            raise OutputError(f"node {node!r}: {exc}", node=node) from None
+    return found
 
 
 def _relative(root: str, value: File | Directory, node: str, output: str) -> str:

@@ -33,7 +33,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..define._context import activate_checkpoint
-from ..define._files import activate_root
+from ..define._files import activate_root, storing_under
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..define._secret import Secret
@@ -58,7 +58,7 @@ from ..store._serializers import (
 from ..store._tables import pickled_frame_reason
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
-from ._files import capture_outputs, drifted
+from ._files import capture_nested, capture_outputs, drifted
 from ._messages import Attempt, Task, TaskResult
 from ._redact import Redactor
 from ._timeouts import call_with_timeout
@@ -116,8 +116,9 @@ def _resolve(
             raise
 
     kind = (InputHandle, Secret)
-    args = tuple(replace_refs(a, load, kind=kind) for a in task.args)
-    kwargs = {k: replace_refs(v, load, kind=kind) for k, v in task.kwargs.items()}
+    with activate_root(task.root):  # a File stored inside a value is found under this root
+        args = tuple(replace_refs(a, load, kind=kind) for a in task.args)
+        kwargs = {k: replace_refs(v, load, kind=kind) for k, v in task.kwargs.items()}
     return args, kwargs
 
 
@@ -247,15 +248,17 @@ def _store_outputs(
     later = (
         tuple(n for n in handed if values[n].nbytes >= BACKGROUND_BYTES) if task.background else ()
     )
-    records, result.inline = store_values(
-        task.node,
-        tuple(n for n in names if n not in later),
-        values,
-        task.serializers,
-        task.store,
-        task.inline_limit,
-        registry=registry,
-    )
+    with storing_under(task.root) as nested:  # files inside outputs are stored root-relative
+        records, result.inline = store_values(
+            task.node,
+            tuple(n for n in names if n not in later),
+            values,
+            task.serializers,
+            task.store,
+            task.inline_limit,
+            registry=registry,
+        )
+    result.files.update(capture_nested(task.store, task.root, nested, result.files, task.node))
     records.update({n: _measured(task.node, n, values[n], registry) for n in later})
     result.outputs = {n: returned[n] if n in returned else records[n] for n in task.outputs}
     result.values = {n: values[n] for n in handed}

@@ -95,6 +95,24 @@ def artifacts(n: int) -> File:
 
 
 @node
+def nested_files(n: int) -> dict[str, Any]:
+    """Returns files inside an output (a list in a dict), not as outputs of their own."""
+    os.makedirs(root_path("nested"), exist_ok=True)
+    for i in range(n):
+        with open(root_path("nested", f"{i}.txt"), "w") as fh:
+            fh.write("x" * (i + 1))
+    return {"n": n, "files": [File(root_path("nested", f"{i}.txt")) for i in range(n)]}
+
+
+@node
+def nested_bytes(found: dict[str, Any], offset: int = 0) -> int:
+    files = found["files"]
+    if not all(isinstance(f, File) and os.path.isfile(f) for f in files):
+        raise TypeError(f"nested_bytes got {files!r}, not existing Files")
+    return offset + sum(os.path.getsize(f) for f in files)
+
+
+@node
 def file_size(f: File) -> int:
     if not isinstance(f, File):
         raise TypeError(f"file_size got {type(f).__name__}, not a File")
@@ -349,6 +367,31 @@ class BackendContract(MapContract):
         assert (again.executed, again.cached) == (0, 2)
         assert {p: p.read_bytes() for p in written} == written
         assert again["artifacts"]["result"] == File(root / "out" / "plot.txt")
+
+    def test_files_inside_an_output_are_stored_and_restored(
+        self, backend_name: str, home: Path, tmp_path: Path
+    ) -> None:
+        """A File inside an output (a list in a dict) is stored root-relative with it: a hit
+        puts the files back without running, and a consumer running in a worker gets Files
+        under the root."""
+        root = tmp_path / "project"
+        root.mkdir()
+
+        def build(offset: int) -> Workflow:
+            with Workflow("nested-files", root=root) as wf:
+                nested_bytes(nested_files(3), offset)
+            return wf
+
+        first = build(0).execute(home=home)
+        assert (first.executed, first["nested_bytes"]["result"]) == (2, 6)
+        written = {p: p.read_bytes() for p in sorted((root / "nested").glob("*.txt"))}
+        assert len(written) == 3
+        for path in written:
+            path.unlink()
+        again = build(10).execute(home=home)  # the producer is a hit, the consumer runs
+        assert (again.executed, again.cached) == (1, 1)
+        assert again["nested_bytes"]["result"] == 16
+        assert {p: p.read_bytes() for p in written} == written
 
     def test_seed_style_class_nodes_defined_in_a_test_run(
         self, backend_name: str, home: Path
