@@ -95,6 +95,30 @@ class Workflow(Definition):
         values are recorded with the run; ``resume=`` without ``params`` reuses the resumed
         run's.
         """
+        from .run._gcpause import fewer_collections
+
+        with fewer_collections():  # a run keeps many objects alive: fewer full collections
+            return self._execute(
+                targets=targets, backend=backend, max_workers=max_workers,
+                raise_on_error=raise_on_error, subscribers=subscribers, keep_going=keep_going,
+                resume=resume, run_params=run_params, force=force, params=params, **settings,
+            )  # fmt: skip
+
+    def _execute(
+        self,
+        *,
+        targets: Iterable[NodeLike | str] | None,
+        backend: str | None,
+        max_workers: int | None,
+        raise_on_error: bool,
+        subscribers: Sequence[Subscriber],
+        keep_going: bool | None,
+        resume: str | None,
+        run_params: Mapping[str, Any] | None,
+        force: Iterable[str],
+        params: Mapping[str, Any] | None,
+        **settings: Any,
+    ) -> Results:
         from .observe._logging import LogSubscriber, configure_logging
         from .run._session import RunRequest, execute_workflow
 

@@ -94,10 +94,41 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(fn)
 
 
+_EMPTY = inspect.Parameter.empty
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(fn: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    """The parameter names and defaults of ``fn`` when every parameter is an ordinary one
+    (positional or keyword: no ``/``, ``*``, ``*args`` or ``**kwargs``), else None."""
+    names, defaults = [], {}
+    for p in _signature(fn).parameters.values():
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return None
+        names.append(p.name)
+        if p.default is not _EMPTY:
+            defaults[p.name] = p.default
+    return tuple(names), defaults
+
+
 def bind(
     fn: Callable[..., Any], label: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
-    try:
+    """The arguments of a call of ``fn`` by parameter name, defaults applied (what
+    ``Signature.bind`` and ``apply_defaults`` give, computed directly for a function of
+    ordinary parameters called correctly: a few times faster, once per node)."""
+    plain = _plain(fn)
+    if plain is not None and len(args) <= len(plain[0]):
+        names, defaults = plain
+        given = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in given or key not in names:  # twice, or unknown: Signature.bind says
+                break
+            given[key] = value
+        else:
+            if all(n in given or n in defaults for n in names):
+                return {n: given[n] if n in given else defaults[n] for n in names}
+    try:  # any other signature, and every bad call (its error message)
         bound = _signature(fn).bind(*args, **kwargs)
     except TypeError as exc:
         raise DefinitionError(f"node {label!r}: bad arguments: {exc}", nodes=(label,)) from None

@@ -80,11 +80,29 @@ def cache_key(
             _TAG["none"] if version is None else _TAG["str"] + _text(version),
         ))  # fmt: skip
         _HEADS[(kind, code, version)] = head
-    string = _TAG["str"]
+    tail = _TAILS.get(tuple(outputs)) if type(outputs) is tuple else None
+    if tail is None:
+        tail = _tail(outputs)
     parts = [head, _TAG["tuple"], _int(len(params))]
     for name, digest in sorted(params.items()):
-        parts += (_PAIR, string, _text(name), string, _text(digest))
-    parts += (_TAG["tuple"], _int(len(outputs)))
-    for name in outputs:
-        parts += (string, _text(name))
+        pair = _NAMES.get(name)
+        if pair is None:
+            pair = _PAIR + _TAG["str"] + _text(name) + _TAG["str"]
+            if len(_NAMES) < 10_000:
+                _NAMES[name] = pair
+        parts += (pair, _text(digest))
+    parts.append(tail)
     return digest_bytes(b"".join(parts))
+
+
+# what does not change from node to node, encoded once: a parameter's name with the frames
+# around it, a node's declared outputs (a tuple in a node spec, hashable)
+_NAMES: dict[str, bytes] = {}
+_TAILS: dict[tuple[str, ...], bytes] = {}
+
+
+def _tail(outputs: Sequence[str]) -> bytes:
+    tail = b"".join([_TAG["tuple"], _int(len(outputs)), *(_TAG["str"] + _text(n) for n in outputs)])
+    if type(outputs) is tuple and len(_TAILS) < 10_000:
+        _TAILS[outputs] = tail
+    return tail

@@ -143,11 +143,16 @@ def file_value(record: Mapping[str, Any], root: str | None) -> File | Directory 
     return kind(os.path.join(base, *str(relative).rstrip("/").split("/")))
 
 
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 # -- drift ------------------------------------------------------------------------------------------
 def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
     """The stat of every file among (or below a folder among) ``values``, by path."""
     seen: dict[str, Stat] = {}
     for value in values:
+        if type(value) in _ATOMS:  # most inputs: a number, a name or an inline value
+            continue
         for item in _paths(value, 0):
             if isinstance(item, Directory):
                 seen.update(_folder_stats(item.path))

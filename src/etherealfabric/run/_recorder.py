@@ -408,8 +408,11 @@ class JournalRecorder:
             )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _json(data: dict[str, Any]) -> str:

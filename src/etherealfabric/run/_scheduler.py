@@ -34,6 +34,7 @@ chunks whose completions arrive through the same queue.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -53,6 +54,7 @@ from ..states import EventKind, NodeStatus
 from ..store import Store
 from ..store._serializers import default_registry
 from ._cache import ArtifactCache
+from ._capture import held as capture_held
 from ._context import DriverDispatch
 from ._events import Event, EventBus
 from ._handover import HandOvers, Stored
@@ -130,12 +132,14 @@ class Scheduler(Rewinds):
 
         ``fail_first``: nodes known to fail (a missing input file), failed before anything runs.
         """
+        held = capture_held() if self.backend.in_process else contextlib.nullcontext()
         try:
             for name, exc in (fail_first or {}).items():
                 if name in self._ready:
                     self._ready.remove(name)
                 self._fail_before_start(name, exc)
-            self._loop()
+            with held:  # nodes' output routers stay installed for the run, not node by node
+                self._loop()
         except BaseException:
             self.outcome.interrupted = True
             self._cancel_rest()

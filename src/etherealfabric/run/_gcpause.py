@@ -1,0 +1,39 @@
+"""Fewer garbage collections while a workflow runs (graph, keys, scheduling, journal).
+
+A run allocates a few objects per node that live until its end (specs, keys, records,
+outcomes), on top of the workflow's own nodes. CPython's full collections traverse every
+object alive, and they come each time the long-lived objects have grown by a quarter: on a
+10,000-node workflow they were about 15% of a warm run's time. For the duration of a run,
+:func:`fewer_collections` moves everything alive at its start into the permanent generation
+(``gc.freeze``: the workflow's definition is never traversed again until the run ends) and
+raises the first threshold, so young collections are ten times rarer; cyclic garbage is still
+collected. Both are put back as they were when the run ends, however it ends. A process that
+froze objects itself, or that turned the collector off, is left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["fewer_collections"]
+
+#: The first generation's threshold during a run (CPython's default is 700).
+YOUNG_THRESHOLD = 10_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Freeze what is alive and collect young objects less often, for the duration."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield  # the process manages its collector itself: leave it alone
+        return
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
