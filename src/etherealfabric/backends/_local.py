@@ -14,16 +14,17 @@ even by SIGKILL (see :func:`~etherealfabric.backends._base.watch_run`).
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import strict_options
 from ._base import Backend, default_workers, lifeline, no_main_reimport, run_pickled, watch_run
+
+if TYPE_CHECKING:  # multiprocessing is imported by the process backend only, when it starts
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -111,6 +112,8 @@ class ProcessBackend(Backend):
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:
+        import multiprocessing
+
         super().__init__(max_workers=max_workers or default_workers())
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context(
@@ -120,6 +123,8 @@ class ProcessBackend(Backend):
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """A pool whose workers exit when this process dies (see :func:`watch_run`)."""
+        from concurrent.futures import ProcessPoolExecutor
+
         forkserver = self._context.get_start_method() == "forkserver"
         return ProcessPoolExecutor(
             self.max_workers,
@@ -129,6 +134,8 @@ class ProcessBackend(Backend):
         )
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
+        from concurrent.futures.process import BrokenProcessPool
+
         import cloudpickle
 
         payload = cloudpickle.dumps((fn, task))

@@ -28,15 +28,18 @@ node re-runs when it appears.
 from __future__ import annotations
 
 import functools
-import importlib.metadata as metadata
 import importlib.util
 import os
 import re
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..config import PACKAGE_VERSIONS_ENV
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # importlib.metadata (and email, zipfile, csv...) only once a package is met
+    from importlib import metadata
 
 __all__ = [
     "MODES",
@@ -139,6 +142,8 @@ def distribution_of(top: str) -> tuple[str, str] | None:
     provide that module; else the full index of installed distributions, read once per process
     (``sklearn`` is provided by scikit-learn, ``yaml`` by PyYAML).
     """
+    from importlib import metadata
+
     for candidate in dict.fromkeys((top, top.replace("_", "-"))):
         try:
             dist = metadata.distribution(candidate)
@@ -175,4 +180,6 @@ def _provides(dist: metadata.Distribution, top: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _index() -> dict[str, list[str]]:
+    from importlib import metadata
+
     return dict(metadata.packages_distributions())

@@ -24,11 +24,8 @@ Encodings (see :mod:`etherealfabric.hashing._encoder`)::
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -75,6 +72,9 @@ class SecretHasher:
             if isinstance(value, str)
             else (b"bytes", bytes(value))
         )
+        import hashlib  # (and hmac) here: only a workflow with a secret parameter needs them
+        import hmac
+
         mac = hmac.new(self._key, b"\0".join((_DOMAIN, kind, data)), hashlib.sha256)
         return SecretDigest(mac.hexdigest())
 
@@ -120,7 +120,7 @@ def home_secret_key(home: Path, *, create: bool = True) -> bytes:
         key = path.read_bytes()
     except FileNotFoundError:
         if not create:
-            return secrets.token_bytes(KEY_BYTES)
+            return os.urandom(KEY_BYTES)  # what secrets.token_bytes gives
         key = _create(path)
     if len(key) != KEY_BYTES:
         raise ConfigError(
@@ -135,11 +135,11 @@ def home_secret_key(home: Path, *, create: bool = True) -> bytes:
 
 def _create(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fp:
-            fp.write(secrets.token_bytes(KEY_BYTES))
+            fp.write(os.urandom(KEY_BYTES))
             fp.flush()
             os.fsync(fp.fileno())
         with contextlib.suppress(FileExistsError):  # another process made it first: theirs

@@ -11,12 +11,23 @@ expiry for that (see ``Journal.acquire_lease``).
 from __future__ import annotations
 
 import os
-import socket
 
 __all__ = ["HOST", "PID_START", "alive", "gone", "process_start"]
 
+
+def host_name() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (``uname``'s node name, which
+    is what it reads on POSIX: no need to import ``socket`` for it)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
+
+
 #: This machine's name, as written in the ``host`` column of runs and leases.
-HOST = socket.gethostname()
+HOST = host_name()
 
 _DEAD_STATES = (b"Z", b"X", b"x")  # zombie, dead (being reaped)
 

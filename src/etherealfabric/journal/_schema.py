@@ -37,9 +37,7 @@ from __future__ import annotations
 import datetime
 import errno
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +47,8 @@ from urllib.parse import quote
 from ..errors import JournalError
 
 if TYPE_CHECKING:
+    import tempfile
+
     import sqlite_utils
 
 __all__ = [
@@ -327,6 +327,9 @@ def connect_read_only(
     with commits but no ``-shm`` on a read-only folder), the temporary folder of the copy,
     to clean up after closing the connection.
     """
+    import shutil  # (and tempfile) here: a run that only writes its journal never needs them
+    import tempfile
+
     if not path.exists():
         raise JournalError(f"no journal at {path}")
     try:

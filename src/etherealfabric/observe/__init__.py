@@ -14,9 +14,31 @@ with history's reasons and estimates), ``_export`` (mermaid and dot graphs).
 
 from __future__ import annotations
 
-from ._dryrun import DryRun
-from ._explain import Explanation, explain_node
-from ._metrics import Metrics
-from ._progress import Progress
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._dryrun import DryRun
+    from ._explain import Explanation, explain_node
+    from ._metrics import Metrics
+    from ._progress import Progress
 
 __all__ = ["DryRun", "Explanation", "Metrics", "Progress", "explain_node"]
+
+# imported when first used: a run imports ``_logging`` (hence this package) and none of these
+_HOMES = {
+    "DryRun": "_dryrun",
+    "Explanation": "_explain",
+    "explain_node": "_explain",
+    "Metrics": "_metrics",
+    "Progress": "_progress",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

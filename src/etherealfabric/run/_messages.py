@@ -8,7 +8,7 @@ timings, captured output, the bytes of small outputs).
 
 from __future__ import annotations
 
-import socket
+import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -21,7 +21,19 @@ from ..store._serializers import PortableSerializers
 
 __all__ = ["HOST", "Attempt", "Task", "TaskResult"]
 
-HOST = socket.gethostname()
+
+def _host_name() -> str:
+    """``socket.gethostname()``, read from ``uname`` where there is one (as it does on POSIX)
+    without importing ``socket`` (``journal/_liveness.host_name``, which workers do not load)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
+
+
+HOST = _host_name()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +59,7 @@ class RunRequest:
 
 def new_run_id() -> str:
     """A sortable, unique run id such as ``20261125-211530-3f9a1c``."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
 
 
 def open_home(settings: Settings) -> tuple[Journal, Store]:

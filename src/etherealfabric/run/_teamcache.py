@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
-import uuid
 from pathlib import Path
 
 from ..config import Settings
@@ -99,6 +97,8 @@ def publish(
     memo = Path(home) / "roots-published"
     if not force and memo.exists() and memo.read_text().strip() == stamp:
         return False
+    import socket  # only when a shared store is published to
+
     written = publish_roots(store.remote, home_id(home), keys, host=socket.gethostname())
     temp = memo.with_name(f".roots-published-{os.getpid()}")
     temp.write_text(stamp + "\n")
@@ -115,7 +115,7 @@ def home_id(home: Path) -> str:
         found = ""
     if len(found) == 32 and all(c in "0123456789abcdef" for c in found):
         return found
-    new = uuid.uuid4().hex
+    new = os.urandom(16).hex()  # 32 hex digits, as a uuid4's (uuid is not imported for it)
     temp = path.with_name(f".home-id-{os.getpid()}")
     temp.write_text(new + "\n")
     os.replace(temp, path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -230,6 +229,8 @@ class Store(ABC):
 
     def get_file(self, name: str, path: str) -> int:
         """Copy the entry into the local file ``path``; its size. ``FileNotFoundError`` if absent."""
+        import shutil  # here: a run that copies no entry never imports it
+
         with self.open_entry(name) as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst, _READ_CHUNK)
             return dst.tell()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -283,6 +282,8 @@ class LayeredStore(Store):
         Raises :class:`StoreUnreachableError` when the store does not answer (``cache push``
         reports it; a run goes offline through :meth:`ask`).
         """
+        import shutil  # here: a run that uploads nothing never imports it
+
         name = object_name(digest)
         path = self.local.object_path(digest)
         size = os.stat(path).st_size

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from typing import Any
@@ -147,6 +146,8 @@ class StoreLeases:
             return None
 
     def _payload(self) -> bytes:
+        import socket  # here: only a run that leases in a shared store needs it
+
         return json.dumps(
             {
                 "owner": self.owner,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import sys
 import threading
 from typing import Any, BinaryIO
@@ -86,6 +85,8 @@ class ModelSerializer(Serializer):
         if not line.startswith(MAGIC) or not line.endswith(b"\n"):
             raise ValueError("not a stored model: its header line is missing")
         header = json.loads(line[len(MAGIC) :])
+        import pickle  # only a stored model needs it
+
         value = pickle.load(fp)
         _check_versions(str(header.get("type", "?")), header.get("versions") or {})
         return value

@@ -192,13 +192,12 @@ def _npy_header(array: Any) -> bytes | None:
 
 
 def npy_header(value: object, registry: SerializerRegistry | None = None) -> bytes | None:
-    """The bytes ``npy`` writes before the buffer of a C-contiguous array, which it writes as
-    it is: the whole object is this header and the array's memory. None for any other value
-    (or when the registry's ``npy`` is not the built-in one)."""
+    """What ``npy`` writes before a C-contiguous array's memory (its object is the two); None
+    for another value, or when the registry's ``npy`` is not the built-in one."""
     numpy = sys.modules.get("numpy")
-    if numpy is None or not isinstance(value, numpy.ndarray):
+    if numpy is None or not isinstance(value, numpy.ndarray) or value.dtype.hasobject:
         return None
-    if value.dtype.hasobject or not value.flags.c_contiguous:
+    if not value.flags.c_contiguous:
         return None
     if type((registry or default_registry).get("npy")) is not NpySerializer:
         return None

@@ -19,8 +19,6 @@ signed record). Checkpoints are pickled, so they are stored after a signature li
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 from collections.abc import Mapping
@@ -80,6 +78,9 @@ class Signer:
         return f"<Signer key id {self.key_id}>"
 
     def _mac(self, *parts: bytes) -> str:
+        import hashlib  # (and hmac) here: a run with no shared store signs nothing
+        import hmac
+
         return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).hexdigest()
 
     def sign_action(self, key: str, body: str, digests: list[str]) -> dict[str, str]:
@@ -116,6 +117,8 @@ class Signer:
         return self._mismatch(mac, expected, key_id)
 
     def _mismatch(self, mac: str, expected: str, key_id: object) -> str:
+        import hmac
+
         if hmac.compare_digest(mac.encode(), expected.encode()):
             return ""
         if key_id != self.key_id:

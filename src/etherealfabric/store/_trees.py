@@ -41,9 +41,7 @@ import functools
 import json
 import os
 import posixpath
-import shutil
 import stat
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -316,7 +314,7 @@ def _restore_file(
     _make_folder(folder)
     if os.path.isdir(target):
         raise StoreError(f"cannot restore the file {target}: a folder is there", path=target)
-    temp = os.path.join(folder, f".ef-restore-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    temp = os.path.join(folder, f".ef-restore-{os.getpid()}-{os.urandom(6).hex()}")
     try:
         _copy_object(store, digest, temp, verify=verify)
         if executable:
@@ -408,6 +406,8 @@ def _reflink(src: Any, dst: Any) -> bool:
 
 def _kernel_copy(src: Any, dst: Any) -> None:
     """Let the kernel copy (``copy_file_range``); where it cannot, stream the bytes."""
+    import shutil  # here: a run that restores no tree never imports it
+
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is not None:
         remaining = os.fstat(src.fileno()).st_size
@@ -430,6 +430,8 @@ def _kernel_copy(src: Any, dst: Any) -> None:
 
 
 def _stream_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
+    import shutil
+
     with store.open_object(digest, verify=verify) as src, open(temp, "xb") as dst:
         shutil.copyfileobj(src, dst, _CHUNK)
 

@@ -12,9 +12,7 @@ import contextlib
 import errno
 import io
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,7 +58,7 @@ def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
     the writer's pid (``.tmp-<pid>-<random>``), so a file left by a killed writer can be told
     from one being written (:func:`stale_temp_files`).
     """
-    path = os.path.join(folder, f"{_TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+    path = os.path.join(folder, f"{_TEMP_PREFIX}{os.getpid()}-{os.urandom(16).hex()}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
 
@@ -68,6 +66,8 @@ def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
 def default_temp_dir() -> str:
     """This user's private folder for spilled objects, in the system temp folder (``TMPDIR``)."""
     user = os.getuid() if hasattr(os, "getuid") else "user"
+    import tempfile  # (and random, shutil...) only when a store spills outside its folder
+
     return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
 
 

@@ -1,0 +1,113 @@
+"""What a run of plain values loads (issue 14): no optional package, no process machinery.
+
+``import etherealfabric`` and a whole ``execute`` (cold, then warm, then warm again in a new
+process) of a workflow whose values are plain Python must not import an optional package
+(pandas, pyarrow, numpy, dask, celery...: every package of ``pyproject.toml``'s extras), nor
+``sqlite_utils`` (which imports pandas when it is installed), nor ``multiprocessing`` (the
+process backend's), nor ``importlib.metadata`` (package versions are read only for a node that
+uses a package). Each check runs in a fresh interpreter: this test process has them all loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+# distributions whose import name differs from their name
+IMPORT_NAMES = {"scikit-learn": "sklearn", "prometheus-client": "prometheus_client"}
+NEVER_IN_A_PLAIN_RUN = ("sqlite_utils", "multiprocessing", "importlib.metadata")
+
+
+def optional_packages() -> list[str]:
+    """The import names of every package the extras of pyproject.toml add."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = set()
+    for group, requirements in extras.items():
+        if group in ("test", "dev"):  # tools (pytest, mypy...), not what users' runs could load
+            continue
+        for requirement in requirements:
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+            if name is None or name.group(0) == "etherealfabric":
+                continue
+            dist = name.group(0).lower()
+            names.add(IMPORT_NAMES.get(dist, dist.replace("-", "_")))
+    return sorted(names)
+
+
+PROGRAM = r"""
+import json, sys
+import etherealfabric
+after_import = sorted(sys.modules)
+from etherealfabric import Workflow, node
+
+@node
+def leaf(i):
+    return {"n": i, "text": "x" * 100}
+
+@node
+def step(x):
+    return {"n": x["n"] + 1, "text": x["text"]}
+
+@node
+def gather(xs):
+    return sum(x["n"] for x in xs)
+
+def build():
+    with Workflow("light") as wf:
+        x = leaf(0)
+        steps = []
+        for _ in range(10):
+            x = step(x)
+            steps.append(x)
+        gather(steps)
+    return wf
+
+first, second = build().execute(), build().execute()
+print(json.dumps({"executed": first.executed, "cached": second.cached,
+                  "after_import": after_import, "after_runs": sorted(sys.modules)}))
+"""
+
+
+def _run(home: Path) -> dict[str, object]:
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(home), "ETHEREALFABRIC_LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _loaded(modules: object, names: list[str]) -> list[str]:
+    assert isinstance(modules, list)
+    return sorted(
+        name for name in names if any(m == name or m.startswith(name + ".") for m in modules)
+    )
+
+
+def test_the_extras_are_known() -> None:
+    names = optional_packages()
+    for expected in ("numpy", "pandas", "pyarrow", "polars", "dask", "celery", "s3fs"):
+        assert expected in names
+
+
+def test_import_and_whole_runs_of_plain_values_load_no_optional_package(tmp_path: Path) -> None:
+    avoided = [*optional_packages(), *NEVER_IN_A_PLAIN_RUN]
+    home = tmp_path / "home"
+    cold = _run(home)  # a new home: the journal is created, 12 nodes run, then all cached
+    warm = _run(home)  # a new process on the same home: everything cached
+    assert (cold["executed"], cold["cached"], warm["executed"], warm["cached"]) == (12, 12, 0, 12)
+    for report in (cold, warm):
+        assert _loaded(report["after_import"], avoided) == []
+        assert _loaded(report["after_runs"], avoided) == []
