@@ -257,12 +257,34 @@ def test_dask_from_the_environment_starts_its_own_cluster_once_needed(
 def test_dask_unreachable_address_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     dask = pytest.importorskip("dask")
     monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", "tcp://127.0.0.1:1")
-    with (
-        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
-        pytest.raises(ConfigError, match="ETHEREALFABRIC_DASK_ADDRESS") as caught,
-    ):
-        create_backend("dask")
-    assert caught.value.setting == "ETHEREALFABRIC_DASK_ADDRESS"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        backend = create_backend("dask")  # nothing is contacted yet
+        for _ in range(2):  # the first submission says why; later ones say it again at once
+            with pytest.raises(ConfigError, match="ETHEREALFABRIC_DASK_ADDRESS") as caught:
+                backend.submit(double, 1)
+            assert caught.value.setting == "ETHEREALFABRIC_DASK_ADDRESS"
+        backend.close()
+
+
+def test_dask_a_cached_run_never_contacts_the_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed")
+    first = pipeline().execute(backend="local", home=tmp_path / "home")
+    assert first.executed == 4
+    monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", "tcp://127.0.0.1:1")  # nobody there
+    code = (
+        "import sys\n"
+        "from etherealfabric.testing._backends import pipeline\n"
+        f"again = pipeline().execute(backend='dask', home={str(tmp_path / 'home')!r})\n"
+        "print(again.executed, again.cached, 'distributed' in sys.modules)\n"
+    )
+    env = {**os.environ, "ETHEREALFABRIC_DASK_ADDRESS": "tcp://127.0.0.1:1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "4", "False"]  # all cached; Dask not even imported
 
 
 # -- Celery ----------------------------------------------------------------------------------------
@@ -370,3 +392,26 @@ def _wait_until_idle(settings: dict) -> None:
         pytest.fail("the Celery worker stayed busy")
     finally:
         app.close()
+
+
+# -- pacing of remote backends -------------------------------------------------------------------
+def test_pacing_opens_the_window_for_short_tasks_only() -> None:
+    from etherealfabric.backends._base import Pacing
+    from etherealfabric.run._messages import Attempt, TaskResult
+
+    def ran(seconds: float) -> TaskResult:
+        result = TaskResult(node="n", key="k", ok=True)
+        result.attempts = [Attempt(number=1, started_at=100.0, finished_at=100.0 + seconds)]
+        return result
+
+    pacing = Pacing()
+    assert pacing.window(None) is None  # no workers known: no limit
+    assert pacing.window(2) == 2 * Pacing.per_worker  # nothing seen yet: a short queue
+    for _ in range(Pacing.recent):
+        assert pacing.observe(ran(2.0)).ok
+    assert pacing.window(2) == 2 * Pacing.per_worker  # long tasks keep it short
+    for _ in range(Pacing.recent):
+        pacing.observe(ran(0.001))
+    assert pacing.window(2) == 2 * Pacing.short_per_worker  # milliseconds: keep many queued
+    pacing.observe("not a task result")  # anything else is ignored
+    assert pacing.window(2) == 2 * Pacing.short_per_worker

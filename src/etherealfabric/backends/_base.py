@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "Pacing",
     "TaskFuture",
     "default_workers",
     "exit_with_parent",
@@ -82,6 +84,44 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close(cancel=exc[0] is not None)
+
+
+class Pacing:
+    """How many tasks a remote backend keeps in flight: enough to keep its workers busy.
+
+    A worker that finishes a task waits a whole round trip (result back to the run, the next
+    task out) unless more tasks wait for it. For tasks that take seconds a few per worker
+    thread cover that; for tasks of milliseconds the round trip dominates and only a deep
+    queue keeps the workers busy. The window therefore starts at :attr:`per_worker` tasks per
+    worker thread and opens to :attr:`short_per_worker` once the recent tasks turn out to run
+    for less than :attr:`short_seconds` each (their attempts' time on the worker). A run of
+    long nodes keeps a short queue, so fail-fast has little submitted to wait for.
+    """
+
+    per_worker = 4
+    short_per_worker = 64
+    short_seconds = 0.05
+    #: how many recent tasks are looked at
+    recent = 16
+
+    def __init__(self) -> None:
+        self._durations: deque[float] = deque(maxlen=self.recent)
+        self._short = False
+
+    def observe(self, result: Any) -> Any:
+        """Note how long the task of ``result`` (a ``TaskResult``) ran; return ``result``."""
+        attempts = getattr(result, "attempts", None)
+        if attempts:
+            self._durations.append(attempts[-1].finished_at - attempts[0].started_at)
+            ordered = sorted(self._durations)
+            self._short = ordered[len(ordered) // 2] < self.short_seconds
+        return result
+
+    def window(self, threads: int | None) -> int | None:
+        """Tasks to keep in flight on ``threads`` worker threads (None: unknown, no limit)."""
+        if not threads:
+            return None
+        return threads * (self.short_per_worker if self._short else self.per_worker)
 
 
 _main_lock = threading.Lock()

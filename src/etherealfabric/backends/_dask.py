@@ -19,15 +19,24 @@ Workers read inputs from and write outputs to the store, so every worker must re
 folder works for a cluster on this machine (or a shared file system); a cluster on other
 machines needs an object store. The workers of a LocalCluster exit when the run's process dies,
 even by SIGKILL: Dask's own watch pipe, and on Linux a parent-death signal (:func:`dask_setup`).
-Results are collected as they complete, in batches: a finished task's done-callback (on a Dask
-thread) only queues it, and one collector thread fetches every finished result with a single
-``client.gather`` call, instead of one blocking round trip through Dask's event loop per node.
-The scheduler keeps :attr:`DaskBackend.in_flight` (4 per worker thread) tasks submitted, so a
-worker never waits for the next task's round trip.
+Nothing is imported, started or contacted until the first task is submitted: a fully cached
+run never imports ``distributed``, never opens a client and never asks the cluster its size
+(an unreachable ``address`` is reported by the first submission, naming the setting).
+
+One I/O thread per backend does the rest, in batches. :meth:`DaskBackend.submit` only pickles
+the task and queues it; the thread sends every task queued since its last round with one
+``client.map`` (one graph update for the scheduler, instead of one per node), and a finished
+task's done-callback (on a Dask thread) only queues it, so that the same thread fetches every
+finished result with a single ``client.gather`` call, never one blocking round trip through
+Dask's event loop per node. The scheduler keeps :attr:`DaskBackend.in_flight`
+tasks submitted: a few per worker thread, many once the tasks turn out to be short
+(:class:`~etherealfabric.backends._base.Pacing`), so a worker never waits for the next task's
+round trip.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import queue
@@ -41,6 +50,7 @@ from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
 from ._base import (
     Backend,
+    Pacing,
     default_workers,
     exit_with_parent,
     no_main_reimport,
@@ -54,8 +64,6 @@ T = TypeVar("T")
 
 #: The environment variable naming the scheduler of a running cluster.
 ADDRESS_ENV = DASK_ADDRESS_ENV
-#: tasks kept submitted per worker thread of the cluster
-IN_FLIGHT_PER_WORKER = 4
 
 
 class DaskBackend(Backend):
@@ -71,39 +79,61 @@ class DaskBackend(Backend):
         address: str | None = None,
         client: Any = None,
     ) -> None:
-        distributed = _distributed()
-        super().__init__(max_workers=max_workers)
+        if client is None and importlib.util.find_spec("distributed") is None:
+            _distributed()  # raises the ConfigError that says what to install
+        self._max_workers: int | None = None
+        super().__init__(max_workers=max_workers)  # None: asked of the cluster when needed
         self._cluster: Any = None
         self._client: Any = client
         self._owns_client = client is None
+        self._setting = "address" if address else ADDRESS_ENV
+        self._address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
+        self._unreachable: ConfigError | None = None
         self._futures: dict[Any, Future[Any]] = {}  # distributed future -> ours
         self._lock = threading.Lock()
-        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._collector: threading.Thread | None = None
-        setting = "address" if address else ADDRESS_ENV
-        address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
-        if client is None and address is not None:
-            try:
-                self._client = distributed.Client(address, set_as_default=False)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {address!r} (from {setting}): {exc}. "
-                    "Start one (dask scheduler; dask worker ADDRESS) or unset "
-                    f"{ADDRESS_ENV} to run on a local cluster",
-                    setting=setting,
-                ) from exc
-        if self._client is None:  # a LocalCluster, started on first use (not for cached runs)
-            self.max_workers = max_workers or default_workers()
-        elif self.max_workers is None:
-            self.max_workers = self._cluster_threads()
+        # the I/O thread's inbox: tasks to send (tuples), finished tasks (distributed
+        # futures), None to stop
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._io: threading.Thread | None = None
+        self._cancelling = False
+        self._pacing = Pacing()
+        if self._client is None and self._address is None:  # a LocalCluster, on first use
+            self._max_workers = max_workers or default_workers()
+
+    @property
+    def max_workers(self) -> int | None:
+        """The given ``max_workers``, else the cluster's worker threads, asked when first
+        needed (once something runs: a fully cached run never contacts the cluster)."""
+        if self._max_workers is None:
+            self._max_workers = self._cluster_threads()
+        return self._max_workers
+
+    @max_workers.setter
+    def max_workers(self, value: int | None) -> None:
+        self._max_workers = value
 
     @property
     def client(self) -> Any:
-        """The ``distributed.Client``; a LocalCluster backend starts its cluster here."""
+        """The ``distributed.Client``, opened (or its LocalCluster started) on first use."""
         with self._lock:
             if self._client is None:
-                self._cluster = _local_cluster(self.max_workers or default_workers())
-                self._client = _distributed().Client(self._cluster, set_as_default=False)
+                if self._unreachable is not None:
+                    raise self._unreachable
+                distributed = _distributed()
+                if self._address is not None:
+                    try:
+                        self._client = distributed.Client(self._address, set_as_default=False)
+                    except OSError as exc:
+                        self._unreachable = ConfigError(
+                            f"cannot reach the Dask scheduler at {self._address!r} (from "
+                            f"{self._setting}): {exc}. Start one (dask scheduler; dask worker "
+                            f"ADDRESS) or unset {ADDRESS_ENV} to run on a local cluster",
+                            setting=self._setting,
+                        )
+                        raise self._unreachable from exc
+                else:
+                    self._cluster = _local_cluster(self._max_workers or default_workers())
+                    self._client = distributed.Client(self._cluster, set_as_default=False)
             return self._client
 
     def _cluster_threads(self) -> int | None:
@@ -119,11 +149,15 @@ class DaskBackend(Backend):
 
     @property
     def in_flight(self) -> int | None:
-        """Tasks kept submitted: a few per worker thread, so none waits for a round trip."""
-        return IN_FLIGHT_PER_WORKER * self.max_workers if self.max_workers else None
+        """Tasks kept submitted: enough that no worker waits for a round trip (:class:`Pacing`)."""
+        return self._pacing.window(self.max_workers)
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
-        """Send ``fn(task)`` to the cluster; the future resolves to its return value."""
+        """Queue ``fn(task)`` for the cluster; the future resolves to its return value.
+
+        The first submission opens the client (or starts the LocalCluster); an unreachable
+        scheduler raises :class:`~etherealfabric.errors.ConfigError` here.
+        """
         import cloudpickle
 
         future: Future[Any] = Future()
@@ -133,39 +167,65 @@ class DaskBackend(Backend):
             future.set_exception(exc)
             return future
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
-        client = self.client
+        self.client  # noqa: B018 -- opened here, so that its errors are the caller's
         with self._lock:
-            if self._collector is None:
-                self._collector = threading.Thread(
-                    target=self._collect, name="etherealfabric-dask-results", daemon=True
+            if self._io is None:
+                self._io = threading.Thread(
+                    target=self._serve, name="etherealfabric-dask-io", daemon=True
                 )
-                self._collector.start()
-        inner = client.submit(
-            run_pickled, payload, key=f"etherealfabric-{label}-{uuid.uuid4().hex}", pure=False
-        )
-        with self._lock:
-            self._futures[inner] = future
-        inner.add_done_callback(self._finished.put)  # on a Dask thread: only queue it
+                self._io.start()
+        self._inbox.put((f"etherealfabric-{label}-{uuid.uuid4().hex}", payload, future))
         return future
 
-    def _collect(self) -> None:
-        """The collector thread: settle finished tasks, one ``gather`` per batch."""
-        while (first := self._finished.get()) is not None:
-            batch = [first]
+    def _serve(self) -> None:
+        """The I/O thread: send what was queued and settle what finished, in batches."""
+        while (first := self._inbox.get()) is not None:
+            batch, stop = [first], False
             while True:
                 try:
-                    more = self._finished.get_nowait()
+                    more = self._inbox.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._finished.put(None)  # stop after this batch
+                    stop = True
                     break
                 batch.append(more)
-            self._settle(batch)
+            self._send([item for item in batch if isinstance(item, tuple)])
+            self._settle([item for item in batch if not isinstance(item, tuple)])
+            if stop:
+                return
+
+    def _send(self, sends: list[tuple[str, bytes, Future[Any]]]) -> None:
+        """Submit ``sends`` with one ``client.map``: one graph update for the whole batch."""
+        if self._cancelling:  # closed with cancel: what was not sent is never sent
+            for _key, _payload, future in sends:
+                future.cancel()
+            return
+        sends = [s for s in sends if s[2].set_running_or_notify_cancel()]
+        if not sends:
+            return
+        try:
+            inners = self.client.map(
+                run_pickled,
+                [payload for _key, payload, _future in sends],
+                key=[key for key, _payload, _future in sends],
+                pure=False,
+            )
+        except Exception as exc:  # the cluster went away: these nodes fail with its error
+            for _key, _payload, future in sends:
+                future.set_exception(exc)
+            return
+        with self._lock:
+            for inner, (_key, _payload, future) in zip(inners, sends, strict=True):
+                self._futures[inner] = future
+        for inner in inners:
+            inner.add_done_callback(self._inbox.put)  # on a Dask thread: only queue it
 
     def _settle(self, batch: list[Any]) -> None:
         import cloudpickle
 
+        if not batch:
+            return
         with self._lock:
             found = [(inner, self._futures.pop(inner, None)) for inner in batch]
         pairs = [(inner, future) for inner, future in found if future is not None]
@@ -176,8 +236,12 @@ class DaskBackend(Backend):
                 values = self.client.gather([inner for inner, _ in finished], errors="raise")
         except Exception:  # one went away meanwhile: each is fetched on its own below
             finished, values = [], []
+
+        def load(data: bytes) -> Any:
+            return self._pacing.observe(cloudpickle.loads(data))
+
         for (_inner, future), data in zip(finished, values, strict=True):
-            _settle_one(future, cloudpickle.loads, data)
+            _settle_one(future, load, data)
         gathered = {id(inner) for inner, _ in finished}
         for inner, future in pairs:
             if id(inner) not in gathered:  # the task's error, or it was cancelled or lost
@@ -186,24 +250,22 @@ class DaskBackend(Backend):
     def close(self, *, cancel: bool = False) -> None:
         """Close what this backend opened; with ``cancel``, cancel the tasks still running."""
         with self._lock:
-            running = dict(self._futures)
-            collector, self._collector = self._collector, None
-        if cancel and running:
+            self._cancelling = self._cancelling or cancel
+            io, self._io = self._io, None
+        if io is not None:
+            self._inbox.put(None)  # what was queued before is sent (or cancelled) first
+            io.join()
+        with self._lock:
+            left, self._futures = list(self._futures.items()), {}
+        if cancel and left:
             try:
-                self._client.cancel(list(running))
+                self._client.cancel([inner for inner, _ in left])
             except Exception as exc:  # the cluster may be gone already
-                log.warning("could not cancel %d Dask task(s): %s", len(running), exc)
-        if collector is not None:
-            if cancel:  # what was cancelled settles as cancelled, not through the cluster
-                with self._lock:
-                    pending, self._futures = list(self._futures.values()), {}
-                for future in pending:
-                    if not future.cancel() and not future.done():
-                        future.set_exception(CancelledError("the Dask backend was closed"))
-            self._finished.put(None)
-            collector.join()
-            with self._lock:
-                left, self._futures = list(self._futures.items()), {}
+                log.warning("could not cancel %d Dask task(s): %s", len(left), exc)
+            for _inner, future in left:  # they settle as cancelled, not through the cluster
+                if not future.cancel() and not future.done():
+                    future.set_exception(CancelledError("the Dask backend was closed"))
+        else:
             for inner, future in left:  # still running at close: wait for them
                 _settle_one(future, _fetch, inner)
         if self._owns_client and self._client is not None:

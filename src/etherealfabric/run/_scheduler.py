@@ -193,8 +193,9 @@ class Scheduler(Rewinds):
         busy = len(self._running) + self._maps.in_flight
         return not busy or busy < self._capacity
 
-    @functools.cached_property
+    @property
     def _capacity(self) -> int:
+        # asked again every time: a remote backend widens its window once it sees short tasks
         return self.backend.in_flight or 1_000_000
 
     def _drain(self, timeout: float | None) -> None:
