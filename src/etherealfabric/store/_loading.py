@@ -1,8 +1,12 @@
 """Load stored values: where an input lives (:class:`InputHandle`) and how it is read back.
 
 A handle names an output's digest and serializer, and carries the bytes of small outputs
-(inline in the journal) so that a worker anywhere needs no journal. Loading verifies digests and
-shares one copy of a value between the threads of a process that need it at the same time.
+(inline in the journal) so that a worker anywhere needs no journal. Loading verifies digests.
+Data that cannot be changed through a consumer is loaded once for the threads of a process
+that need it at the same time: read-only arrays, arrow data, and frames, of which every
+consumer gets its own frame object (a shallow copy under pandas' copy-on-write), so a node
+that adds a column or writes a cell changes nothing for its siblings. Any other value (a
+model, a user's object) is loaded for each consumer: a node may change it in place.
 A large object (over 64 MiB) of a local store whose serializer can (``npy``, ``arrow``) is
 memory-mapped once its digest checked: its pages are read when touched, not copied up front.
 
@@ -20,7 +24,6 @@ its siblings' input too. A node that wants to modify one copies it (``array.copy
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
 from dataclasses import dataclass
@@ -110,22 +113,72 @@ def load_value(
     (a value held in memory for its consumers first: then nothing is read)."""
     found = take(handle.digest)
     if found is not None:
-        return found
+        return own_copy(found)
     cached = _values.get(handle.digest)
     if cached is not None:
-        return cached
+        return own_copy(cached)
     with _loading_guard:
         lock = _loading.setdefault(handle.digest, threading.Lock())
     with lock:
         cached = _values.get(handle.digest)
         if cached is not None:
-            return cached
+            return own_copy(cached)
         value = read_only(_load(handle, store, verify, registry))
-        with contextlib.suppress(TypeError):  # ints, lists...: no weak references; cheap to reload
+        if _shareable(value):
             _values[handle.digest] = value
     with _loading_guard:
         _loading.pop(handle.digest, None)
-    return value
+    return own_copy(value) if _shareable(value) else value
+
+
+def _shareable(value: Any) -> bool:
+    """Whether one loaded ``value`` may serve several consumers: read-only arrays, immutable
+    arrow data, and frames, each consumer of which gets its own frame object
+    (:func:`own_copy`). Anything else (a model, a user's object) can be changed in place by
+    the node that gets it, so each load reads its own."""
+    kind = type(value)
+    module = kind.__module__.partition(".")[0]
+    if module == "numpy":
+        return kind.__name__ in ("ndarray", "memmap")
+    if module == "pyarrow":
+        return kind.__name__ in ("Table", "RecordBatch", "ChunkedArray") or kind.__name__.endswith(
+            "Array"
+        )
+    if module == "pandas":
+        return kind.__name__ in ("DataFrame", "Series")
+    if module == "polars":
+        return kind.__name__ in ("DataFrame", "Series")
+    return False
+
+
+def own_copy(value: Any) -> Any:
+    """A consumer's own frame over a shared one: adding, dropping or assigning columns, or
+    writing cells, changes only the consumer's frame. Under pandas' copy-on-write (always on
+    from pandas 3) a shallow copy costs nothing; without it, the data is copied. Other values
+    are returned as they are (arrays are read-only; arrow data is immutable)."""
+    module = type(value).__module__.partition(".")[0]
+    if module == "pandas" and type(value).__name__ in ("DataFrame", "Series"):
+        copy = value.copy(deep=not _copy_on_write())
+    elif module == "polars" and type(value).__name__ in ("DataFrame", "Series"):
+        copy = value.clone()  # shares the immutable columns; in-place methods touch the clone
+    else:
+        return value
+    # the shared frame lives as long as a consumer's copy does, so that the next consumer
+    # finds it (_values holds it weakly) instead of reading it again
+    weakref.finalize(copy, _keep, value)
+    return copy
+
+
+def _keep(value: Any) -> None:
+    """Nothing: holding ``value`` in a finalizer's arguments keeps it alive."""
+
+
+def _copy_on_write() -> bool:
+    import pandas as pd
+
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return pd.get_option("mode.copy_on_write") is True
 
 
 def read_only(value: Any) -> Any:
