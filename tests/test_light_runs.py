@@ -10,12 +10,15 @@ uses a package). Each check runs in a fresh interpreter: this test process has t
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,3 +114,28 @@ def test_import_and_whole_runs_of_plain_values_load_no_optional_package(tmp_path
     for report in (cold, warm):
         assert _loaded(report["after_import"], avoided) == []
         assert _loaded(report["after_runs"], avoided) == []
+
+
+TOPS = ("numpy", "xxhash", "networkx", "yaml", "sklearn", "jinja2", "sqlite_utils", "pandas")
+
+
+def test_package_versions_read_beside_a_module_are_importlib_metadatas() -> None:
+    """A node using numpy keys numpy's version; reading it from the ``.dist-info`` folder beside
+    the module (no importlib.metadata, about 20 ms less on a first run) gives what
+    importlib.metadata gives, or nothing (then importlib.metadata is asked)."""
+    from etherealfabric.hashing import _packages
+
+    answered = []
+    for top in TOPS:
+        importlib.import_module(top)
+        fast = _packages._beside_module(top)
+        _packages.distribution_of.cache_clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_packages, "_beside_module", lambda top: None)
+            slow = _packages.distribution_of(top)
+        _packages.distribution_of.cache_clear()
+        assert fast in (None, slow), top
+        if fast is not None:
+            answered.append(top)
+    assert "numpy" in answered  # installed by pip: its .dist-info is beside it
+    assert _packages._beside_module("not_a_module_here") is None
