@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
+from ._checkpoint import Checkpointer
 from ._leases import LEASE_SECONDS, LeaseClaims
 from ._liveness import HOST, PID_START, alive
 from ._schema import (
@@ -94,6 +95,7 @@ class Journal(LeaseClaims):
         self.path = Path(path)
         self._lock = threading.RLock()
         self._snapshot: Any = None
+        self._checkpointer: Checkpointer | None = None
         if read_only is None:
             read_only = not home_writable(self.path)
         self.read_only = read_only
@@ -128,10 +130,25 @@ class Journal(LeaseClaims):
     def close(self) -> None:
         """Close the connection (the journal stays on disk)."""
         with self._lock:
+            self.stop_checkpoints()
             self.conn.close()
             if self._snapshot is not None:
                 self._snapshot.cleanup()
                 self._snapshot = None
+
+    def start_checkpoints(self) -> None:
+        """Checkpoint the log in a background thread until :meth:`stop_checkpoints` (a run
+        that writes many commits; see ``_checkpoint.py``). Once: later calls do nothing."""
+        if self._checkpointer is None and not self.read_only:
+            with self._lock:
+                self._checkpointer = Checkpointer(self.path, self.conn)
+
+    def stop_checkpoints(self) -> None:
+        """Stop the background checkpoints; the connection checkpoints by itself again."""
+        with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
 
     def __enter__(self) -> Journal:
         return self
@@ -335,6 +352,13 @@ class Journal(LeaseClaims):
                     found[str(key)] = json.loads(text)
                 except ValueError:
                     continue
+        return found
+
+    def get_action_texts(self, keys: Sequence[str]) -> dict[str, str]:
+        """The indexed action records of many keys, as JSON text (decoded when used)."""
+        found: dict[str, str] = {}
+        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
+            found.update((str(key), str(text)) for key, text in rows)
         return found
 
     def recent_actions(

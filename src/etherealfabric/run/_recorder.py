@@ -149,14 +149,17 @@ class JournalRecorder:
         return self.journal.mark_interrupted()
 
     def start_run(self, run_id: str, **row: Any) -> None:
-        """Record the run as running, committed at once so other processes see it."""
+        """Record the run as running, committed at once so other processes see it; the
+        journal's log is checkpointed in the background until the run finishes."""
         self.journal.start_run(run_id, **row)
+        self.journal.start_checkpoints()
 
     def finish_run(
         self, run_id: str, *, status: RunStatus, counts: Mapping[str, int], error: str | None
     ) -> None:
         """Commit what is buffered, release the run's leases and record how it ended."""
         self.flush()
+        self.journal.stop_checkpoints()
         self.journal.release_leases(run_id)
         if self._home == run_id:
             self._home, self._held = None, {}
