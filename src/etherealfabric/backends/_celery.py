@@ -34,6 +34,7 @@ their results ignored, so a node run twice is reported once.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import queue
@@ -47,8 +48,8 @@ from typing import Any, TypeVar
 
 from ..config import CELERY_REDISPATCH_ENV, ENV, strict_options
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
-from ._base import Backend
-from ._celery_app import QUEUE, TASK_NAME, main, make_app, run_task, safe_url
+from ._base import Backend, Pacing
+from ._celery_app import QUEUE, TASK_NAME, celery_urls, main, make_app, run_task, safe_url
 
 __all__ = ["QUEUE", "TASK_NAME", "CeleryBackend", "main", "make_app", "run_task"]
 
@@ -60,7 +61,6 @@ BUSY_POLL_SECONDS = 0.005
 SWEEP_SECONDS = 1.0
 PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
-IN_FLIGHT_PER_WORKER = 4
 MAX_DRAIN_ROUNDS = 20
 WARN_EVERY_SECONDS = 30.0
 REDISPATCH_SECONDS = 60.0  # the default of ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS
@@ -118,7 +118,11 @@ class CeleryBackend(Backend):
         redispatch_seconds: float | None = None,
     ) -> None:
         self.redispatch_seconds = resolve_redispatch_seconds(redispatch_seconds)
-        self.app = make_app(broker_url, result_backend)
+        if importlib.util.find_spec("celery") is None:
+            make_app(broker_url, result_backend)  # raises the ConfigError that says what to install
+        self._urls = celery_urls(broker_url, result_backend)  # missing settings raise now
+        self._app: Any = None
+        self._app_lock = threading.Lock()
         self._no_worker_since: float | None = None  # since when no worker answers
         self._max_workers: int | None = None
         super().__init__(max_workers=max_workers)  # None: probed when first asked
@@ -131,6 +135,15 @@ class CeleryBackend(Backend):
         self._poller: threading.Thread | None = None
         self._notifications = 0
         self._last_warning = ("", 0.0)
+        self._pacing = Pacing()
+
+    @property
+    def app(self) -> Any:
+        """The Celery app, built on first use: a fully cached run never even imports Celery."""
+        with self._app_lock:
+            if self._app is None:
+                self._app = make_app(*self._urls)
+            return self._app
 
     @property
     def max_workers(self) -> int | None:
@@ -146,8 +159,8 @@ class CeleryBackend(Backend):
 
     @property
     def in_flight(self) -> int | None:
-        """Tasks kept sent: a few per worker process, so none waits for a round trip."""
-        return IN_FLIGHT_PER_WORKER * (self.max_workers or DEFAULT_WORKERS)
+        """Tasks kept sent: enough that no worker waits for a round trip (:class:`Pacing`)."""
+        return self._pacing.window(self.max_workers or DEFAULT_WORKERS)
 
     def _probe_concurrency(self) -> int | None:
         """The summed ``--concurrency`` of the workers that answer within a second."""
@@ -301,7 +314,7 @@ class CeleryBackend(Backend):
             if result.successful():
                 import cloudpickle
 
-                sub.future.set_result(cloudpickle.loads(result.result))
+                sub.future.set_result(self._pacing.observe(cloudpickle.loads(result.result)))
             else:
                 sub.future.set_exception(_task_error(sub.node, result))
         except BaseException as exc:
@@ -437,7 +450,8 @@ class CeleryBackend(Backend):
             poller, self._poller = self._poller, None
         if poller is not None:
             poller.join()
-        self.app.close()
+        if self._app is not None:
+            self._app.close()
 
 
 def _forget(result: Any) -> None:
