@@ -161,3 +161,57 @@ def test_a_users_object_changed_by_one_consumer_is_unchanged_for_its_sibling(
     results = wf.execute(backend="threads", max_workers=2)
     assert results["add_to"]["result"] == 6
     assert results["look_at"]["result"] == [0, 1, 2, 3, 4]
+
+
+# -- literal arguments -------------------------------------------------------------------------------
+@node
+def tweak(cfg: dict[str, Any], flags: str) -> int:
+    _wait_for(os.path.join(flags, "reader-started"))
+    cfg["lr"] = 99
+    cfg["layers"].append(64)
+    _touch(os.path.join(flags, "mutated"))
+    return len(cfg["layers"])
+
+
+@node
+def use(cfg: dict[str, Any], flags: str) -> tuple[float, list[int]]:
+    _touch(os.path.join(flags, "reader-started"))
+    _wait_for(os.path.join(flags, "mutated"))
+    return cfg["lr"], list(cfg["layers"])
+
+
+@node
+def scale(a: np.ndarray) -> float:
+    try:
+        a *= 2
+    except ValueError:  # read-only: an input array is shared
+        pass
+    return float(a.sum())
+
+
+def test_a_literal_changed_by_one_node_is_unchanged_for_its_sibling_and_the_script(
+    tmp_path: Path,
+) -> None:
+    """Literal arguments are each task's own: the sibling, the user's script and the cached
+    results all keep the value the keys were computed from."""
+    config = {"lr": 0.1, "layers": [8, 16]}
+    array = np.arange(4.0)
+
+    flags = tmp_path / "flags"
+    flags.mkdir()
+
+    def build() -> Workflow:
+        with Workflow("shared-literal", home=tmp_path / "home") as wf:
+            tweak(config, str(flags))
+            use(config, str(flags))
+            scale(array)
+        return wf
+
+    results = build().execute(backend="threads", max_workers=2)
+    assert results["tweak"]["result"] == 3
+    assert results["use"]["result"] == (0.1, [8, 16])
+    assert results["scale"]["result"] == 6.0
+    assert config == {"lr": 0.1, "layers": [8, 16]}
+    assert array.tolist() == [0.0, 1.0, 2.0, 3.0] and array.flags.writeable
+    again = build().execute(backend="threads", max_workers=2)
+    assert (again.executed, again.cached) == (0, 3)

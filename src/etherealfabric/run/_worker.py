@@ -60,6 +60,7 @@ from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._files import capture_nested, capture_outputs, drifted
 from ._messages import Attempt, Task, TaskResult
+from ._private import private
 from ._redact import Redactor
 from ._timeouts import call_with_timeout
 
@@ -117,8 +118,9 @@ def _resolve(
 
     kind = (InputHandle, Secret)
     with activate_root(task.root):  # a File stored inside a value is found under this root
-        args = tuple(replace_refs(a, load, kind=kind) for a in task.args)
-        kwargs = {k: replace_refs(v, load, kind=kind) for k, v in task.kwargs.items()}
+        # literals copied first (the task's own, run/_private.py), then inputs loaded
+        args = tuple(replace_refs(private(a), load, kind=kind) for a in task.args)
+        kwargs = {k: replace_refs(private(v), load, kind=kind) for k, v in task.kwargs.items()}
     return args, kwargs
 
 
