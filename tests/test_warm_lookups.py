@@ -96,3 +96,35 @@ def test_the_bulk_read_skips_a_maps_children(
     results = mapped().execute()
     assert results.executed == 0
     assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "total"]
+
+
+@node
+def part(root, i):
+    return root + i
+
+
+def _fan_out(n: int, parts: int) -> Workflow:
+    with Workflow(f"fan-out-{n}") as wf:
+        root = leaf(n)
+        total([part(root, i) for i in range(parts)])
+    return wf
+
+
+def test_a_cold_fan_out_looks_its_ready_nodes_up_in_bulk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _fan_out(1, 5).execute().executed == 7  # some records exist, most do not
+    single: list[str] = []
+    original = Journal.get_action
+
+    def counted(self: Journal, key: str) -> object:
+        single.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(Journal, "get_action", counted)
+    results = _fan_out(1, 60).execute()
+    assert (results.executed, results.cached) == (56, 6)
+    # the root and the gather are ready alone; the 60 parts are read in one go
+    assert len(single) <= 2
+    assert [results[p]["result"] for p in ("part", "part-60")] == [1, 60]
+    assert results["total"]["result"] == sum(range(1, 61))

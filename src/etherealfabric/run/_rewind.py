@@ -18,6 +18,7 @@ from collections import deque
 from ..plan._graph import Graph
 from ..states import NodeStatus
 from ._cache import ArtifactCache
+from ._lookahead import LookAhead
 from ._outcome import RunOutcome
 
 __all__ = ["MAX_REWINDS", "Rewinds"]
@@ -34,6 +35,7 @@ class Rewinds:
     outcome: RunOutcome
     _waiting: dict[str, int]
     _ready: deque[str]
+    _ahead: LookAhead
 
     def _init_rewinds(self) -> None:
         self._rewinds: dict[str, int] = {}
@@ -88,6 +90,7 @@ class Rewinds:
         for child in self.graph.succs[producer]:
             # every child waits for the producer again (its release counts down once more)
             self._waiting[child] += 1
+            self._ahead.forget(child)  # its key, if computed ahead, used the dropped outputs
             if child in self._ready:
                 self._ready.remove(child)
         self._ready.append(producer)
