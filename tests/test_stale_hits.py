@@ -10,6 +10,7 @@ matrix's (:mod:`test_incremental_matrix`); the fingerprint-level detail is in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from etherealfabric import File, Workflow, node
 from test_incremental_matrix import Project as MatrixProject
 
 HEADER = """
@@ -399,3 +401,53 @@ def test_plan_keys_lists_every_part_of_a_key(tmp_path: Path) -> None:
     text = p.cli("plan", "pipeline.py", "--keys", "fit").stdout
     assert f"key of 'fit': {audit['key']}" in text
     assert "not covered by the key: nothing found" in text
+
+
+# -- a data file given as a str ---------------------------------------------------------------------
+@node
+def count_bytes(path: str) -> int:
+    with open(path, "rb") as fh:
+        return len(fh.read())
+
+
+@node
+def count_file(path: File) -> int:
+    return os.path.getsize(path)
+
+
+@node
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+@node(writes=["out/report.md"])
+def report(n: int, target: str = "out/report.md") -> int:
+    Path(target).write_text(f"{n}\n")
+    return n
+
+
+def test_a_str_path_to_an_existing_file_warns_once_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its content is not in the key (an edit would give a stale hit): the run says so once,
+    naming node, parameter and file, and suggests File(...); a declared write, a str that
+    names no file, and a File are not warned about."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.md").write_text("old report\n")
+
+    def build(tag: str) -> Workflow:
+        with Workflow(f"str-paths-{tag}", root=tmp_path, home=tmp_path / "home") as wf:
+            report(count_bytes("data.csv"))
+            count_file(File("data.csv"))
+            count_words("no/such/file.csv and words")
+        return wf
+
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        build("a").execute()
+        build("b").execute()  # the same nodes run again (another workflow): warned once
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1, said
+    assert "node 'count_bytes': parameter 'path' is the path 'data.csv'" in said[0]
+    assert "File('data.csv')" in said[0]

@@ -1,4 +1,5 @@
-"""Decided before a run starts anything: missing input files, and the nodes forced to run.
+"""Decided before a run starts anything: missing input files, and the nodes forced to run; and
+what a node's parameters keep out of its key (:func:`warn_file_paths`, as the node is sent).
 
 With a shared store, a literal parameter holding an absolute path outside the workflow's root
 keeps the node's key specific to this machine (paths inside the root are keyed relative to
@@ -17,18 +18,24 @@ import difflib
 import fnmatch
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 from ..define._files import Directory, File
+from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
 from ..plan._graph import Graph
 
-__all__ = ["forced_nodes", "missing_inputs", "warn_machine_paths"]
+__all__ = ["forced_nodes", "missing_inputs", "warn_file_paths", "warn_machine_paths"]
 
 log = logging.getLogger("etherealfabric")
 _warned: set[tuple[str, str, str]] = set()  # (workflow, node, parameter) warned about
+_warned_files: set[tuple[str, str]] = set()  # (node, parameter) warned about
+#: what a path to a data file looks like: a folder separator or a file extension
+_PATH_LIKE = re.compile(r"[/\\]|\.[A-Za-z0-9]{1,10}$")
 
 
 def warn_machine_paths(graph: Graph) -> list[str]:
@@ -49,6 +56,49 @@ def warn_machine_paths(graph: Graph) -> list[str]:
                 name, param, found, spec.root,
             )  # fmt: skip
     return said
+
+
+def warn_file_paths(spec: NodeSpec) -> None:
+    """Warn (once per node and parameter) when a node about to run is given the path of an
+    existing file as a ``str``: its key follows the text, not the file's content, so an edit
+    to the file would not re-run it (a stale result), unless the node writes that file."""
+    for param, value in spec.params.items():
+        if (spec.name, param) in _warned_files:
+            continue
+        found = next(_existing_files(value, spec, 0), None)
+        if found is None:
+            continue
+        _warned_files.add((spec.name, param))
+        log.warning(
+            "node %r: parameter %r is the path %r of an existing file, given as a str: the "
+            "node's cache key follows the text of the path, not the file's content, so an edit "
+            "to the file will not re-run the node. Pass File(%r) to key it by its content (or "
+            "Directory(...) for a folder), or declare it in writes= if the node writes it.",
+            spec.name, param, found, found,
+        )  # fmt: skip
+
+
+def _existing_files(value: Any, spec: NodeSpec, depth: int) -> Iterator[str]:
+    if isinstance(value, (str, PurePath)):
+        text = os.fspath(value)
+        if 0 < len(text) <= 1024 and "\n" not in text and _PATH_LIKE.search(text):
+            path = os.path.abspath(text)  # as the node opens it: from the current folder
+            if os.path.isfile(path) and not _declared(path, spec):
+                yield text
+    elif depth < 3 and isinstance(value, Mapping):
+        for item in list(value.values())[:64]:
+            yield from _existing_files(item, spec, depth + 1)
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for item in value[:64]:
+            yield from _existing_files(item, spec, depth + 1)
+
+
+def _declared(path: str, spec: NodeSpec) -> bool:
+    """Whether the node declares ``path`` (or a folder holding it) in ``writes=``."""
+    if not spec.writes or spec.root is None:
+        return False
+    relative = os.path.relpath(path, spec.root).replace(os.sep, "/")
+    return any(relative == w or (w.endswith("/") and relative.startswith(w)) for w in spec.writes)
 
 
 def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:

@@ -22,6 +22,7 @@ from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
 from ._files import snapshot
 from ._messages import Task
+from ._preflight import warn_file_paths
 
 __all__ = ["build_task"]
 
@@ -42,6 +43,7 @@ def build_task(
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads."""
     spec = info.spec
+    warn_file_paths(spec)  # a str naming a data file: its content is not in the key
     sizes: list[int] = []
 
     def handle(ref: InputRef) -> Any:
