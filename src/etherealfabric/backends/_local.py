@@ -104,6 +104,23 @@ class _Unpickling(Future[Any]):
             self.set_exception(exc)
 
 
+#: what every worker process needs: the forkserver imports it once, and the workers it forks
+#: start with it imported, instead of each importing it on its first task
+WORKER_MODULES = ("cloudpickle", "etherealfabric.run._worker")
+
+
+def _preload_worker(context: Any) -> None:
+    """Have the forkserver (when it starts) import :data:`WORKER_MODULES`, besides what it
+    preloads already. A module that fails to import there is skipped by the forkserver."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    missing = [m for m in WORKER_MODULES if m not in current]
+    if missing:
+        context.set_forkserver_preload([*current, *missing])
+
+
 class ProcessBackend(Backend):
     """Runs tasks on a pool of worker processes."""
 
@@ -119,6 +136,8 @@ class ProcessBackend(Backend):
         self._context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
+        if self._context.get_start_method() == "forkserver":
+            _preload_worker(self._context)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
