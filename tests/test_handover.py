@@ -5,7 +5,9 @@ write), a warm run loads it from the store, and consumers cannot change each oth
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from etherealfabric import Workflow, node
+from etherealfabric import Secret, Workflow, node
 from etherealfabric.journal import Journal
 from etherealfabric.run import _worker
 from etherealfabric.store import LocalStore
@@ -275,3 +277,26 @@ def test_an_array_measured_in_memory_has_the_record_of_its_stored_bytes(
         "make", ("result",), {"result": array}, {}, LocalStore(tmp_path / "store"), -1
     )
     assert measured == stored["result"]
+
+
+@node(outputs=["array", "secret"])
+def leaky(n: int) -> Any:
+    return np.arange(n, dtype=np.float64), Secret("s3cr3t")  # an output may not be a Secret
+
+
+def test_a_write_started_for_a_node_that_then_fails_leaves_nothing(tmp_path: Path) -> None:
+    """The array's write starts as soon as the node returns, while its other outputs are
+    stored: when one of those fails, the node fails and the array's object is not stored
+    (its temp file is dropped)."""
+    home = tmp_path / "home"
+    with Workflow("leaky", home=str(home)) as wf:
+        leaky(N)
+    results = wf.execute(raise_on_error=False)
+    assert results.statuses["leaky"].value == "failed"
+    assert "Secret" in str(results.errors["leaky"])
+    store = LocalStore(home)
+    temp = home / "objects" / ".tmp"
+    deadline = time.monotonic() + 30
+    while list(store.list_entries("objects")) or (temp.exists() and os.listdir(temp)):
+        assert time.monotonic() < deadline, "the write of a failed node's array was kept"
+        time.sleep(0.05)

@@ -250,26 +250,33 @@ def _store_outputs(
     later = (
         tuple(n for n in handed if values[n].nbytes >= BACKGROUND_BYTES) if task.background else ()
     )
-    with storing_under(task.root) as nested:  # files inside outputs are stored root-relative
-        records, result.inline = store_values(
+    publish = task.publish and not result.drifted
+    measured: Future[dict[str, dict[str, Any]]] = Future()
+    if later:  # written from now on, while this thread measures them (and stores the rest)
+        result.writing = _in_background(
             task.node,
-            tuple(n for n in names if n not in later),
-            values,
-            task.serializers,
-            task.store,
-            task.inline_limit,
-            registry=registry,
+            lambda: _write_later(task, later, values, measured, result, registry, publish),
         )
-    result.files.update(capture_nested(task.store, task.root, nested, result.files, task.node))
-    records.update({n: _measured(task.node, n, values[n], registry) for n in later})
+    try:
+        with storing_under(task.root) as nested:  # files inside outputs: stored root-relative
+            records, result.inline = store_values(
+                task.node,
+                tuple(n for n in names if n not in later),
+                values,
+                task.serializers,
+                task.store,
+                task.inline_limit,
+                registry=registry,
+            )
+        result.files.update(capture_nested(task.store, task.root, nested, result.files, task.node))
+        records.update({n: _measured(task.node, n, values[n], registry) for n in later})
+    except BaseException as exc:
+        measured.set_exception(exc)  # the write started drops its temp file
+        raise
     result.outputs = {n: returned[n] if n in returned else records[n] for n in task.outputs}
     result.values = {n: values[n] for n in handed}
-    publish = task.publish and not result.drifted
-    if later:
-        result.writing = _in_background(
-            task.node, lambda: _write_later(task, later, values, result, registry, publish)
-        )
-    elif publish:
+    measured.set_result(records)  # after result.outputs: the write publishes them
+    if publish and not later:
         _publish(task, result)
 
 
@@ -329,17 +336,22 @@ def _write_later(
     task: Task,
     names: tuple[str, ...],
     values: Mapping[str, Any],
+    measured: Future[dict[str, dict[str, Any]]],
     result: TaskResult,
     registry: SerializerRegistry,
     publish: bool,
 ) -> None:
-    """Store the outputs handed over before they were written, checking that the bytes
-    written (hashed as they are written: one pass) are those their records name; then
-    publish the record if asked to."""
+    """Store the outputs handed over (``npy``, see :func:`_handed_over`), started as soon as
+    the node returned them: the bytes are hashed as they are written (one pass) and, before
+    the object is published, the records measured in memory meanwhile are awaited (a node
+    that failed meanwhile leaves nothing: the temp file is dropped); the object written must
+    be the one its record names. Then publish the record if asked to."""
+    serializer = registry.get("npy")
     for name in names:
-        announced = result.outputs[name]
-        serializer = registry.get(announced["serializer"])
-        written = _write(task.store, -1, values[name], serializer, task.node, name)
+        with task.store.writer(inline_limit=-1) as writer:
+            dump_value(values[name], writer, serializer, node=task.node, output=name)
+            announced = measured.result()[name]
+            written = writer.commit()
         if (written.digest, written.size) != (announced["digest"], announced["size"]):
             raise StoreError(
                 f"node {task.node!r}: output {name!r} was written as {written.digest} "
