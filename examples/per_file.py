@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--add-day", action="store_true", help="add one file, then run")
     parser.add_argument("--touch", type=int, default=None, help="edit the file of this day")
     args = parser.parse_args()
-    folder = Path(root_path(FOLDER))
+    folder = Path(__file__).resolve().parent / FOLDER  # under the workflow's root, from anywhere
     if not folder.exists():
         folder.mkdir(parents=True)
         for day in range(args.days):

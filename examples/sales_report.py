@@ -67,7 +67,7 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     df = df[df["units"] > 0].copy()
     df["revenue"] = (df["units"] * df["price"] * (1 - df["discount"])).round(2)
     df["month"] = df["date"].dt.month
-    df["weekday"] = df["date"].dt.weekday
+    df["weekday"] = df["date"].dt.day_of_week
     df["region_code"] = df["region"].map({r: i for i, r in enumerate(REGIONS)})
     return df.sort_values(["date", "region", "product"]).reset_index(drop=True)
 
