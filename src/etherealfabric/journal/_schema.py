@@ -67,6 +67,12 @@ __all__ = [
 
 T = TypeVar("T")
 _LOCK_WAIT_SECONDS = 120.0
+#: The page cache of the writing connection, at most (SQLite's default is 2 MiB). A run of
+#: 100,000 nodes inserts as many node rows into indexes keyed at random (cache key, node name)
+#: of a journal holding many runs: with 2 MiB most inserts read their page back from the OS;
+#: with 64 MiB, inserting 500,000 node rows into a 300 MB journal took 4.1 s of CPU instead
+#: of 5.9 s and 5.5 s instead of 11 s of wall time. Memory is taken only as pages are read.
+CACHE_KIB = 64 * 1024
 #: The name the migrations are recorded under in ``_sqlite_migrations`` (never change it:
 #: a journal of an older schema would otherwise run its first migration again).
 _MIGRATION_SET = "etherealfabric.journal"
@@ -298,6 +304,7 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
         retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # see CACHE_KIB
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise _open_error(path, exc) from exc
