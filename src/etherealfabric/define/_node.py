@@ -81,8 +81,8 @@ class Outputs(Sequence[str]):
         if isinstance(names, str):
             names = [names]
         checked = [_check_output_name(node, n) for n in names]
-        dupes = sorted({n for n in checked if checked.count(n) > 1})
-        if dupes:
+        if len(checked) > 1 and len(set(checked)) != len(checked):
+            dupes = sorted({n for n in checked if checked.count(n) > 1})
             raise DefinitionError(
                 f"node {node._ef_label()!r} declares output(s) {dupes} more than once",
                 nodes=(node._ef_label(),),
