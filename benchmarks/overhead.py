@@ -9,6 +9,7 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
     python benchmarks/overhead.py --scale    # 10,000 and 100,000 nodes (a few minutes)
     python benchmarks/overhead.py --scale 20000
     python benchmarks/overhead.py --bigdata  # only the big-data workload (cold, warm, plain)
+    python benchmarks/overhead.py --bigdata --reps 9  # more rounds on a noisy machine
 
 When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
 node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
@@ -301,6 +302,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (medians of these)")
     parser.add_argument("--mb", type=int, default=200, help="size of the big array (MB)")
     parser.add_argument(
         "--scale",
@@ -315,7 +317,7 @@ def main() -> None:
     if args.scale is not None:
         scale(args.scale or [10_000, 100_000])
         return
-    reps = 1 if args.quick else 3
+    reps = args.reps or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="ef-bench-") as tmpdir:
         tmp = Path(tmpdir)
         if args.bigdata:
