@@ -8,7 +8,10 @@ tasks, ``sc.parallelize(...).map``), and a second ``execute()`` on the home the 
 (``warm``: everything cached; it must not contact a cluster or broker). Clusters are started
 once, before the timings: a Dask LocalCluster of 2 single-threaded workers, a private
 ``redis-server`` with one Celery worker of concurrency 2, and, inside each Spark driver, a
-``local[2]`` session started before the clock (its JVM start is reported on its own). One
+``local[2]`` session started before the clock (its JVM start is reported on its own). The
+raw Dask and Celery drivers import their client library (and connect, for Dask) before the
+clock, so the Dask and Celery ``ef`` drivers import it before the clock as well (reported on
+its own, ``client import``); opening the client or the broker connection is on the clock. One
 untimed run of each kind first warms the cluster's workers (imports).
 
     python benchmarks/backends.py                     # every backend, 3 repetitions
@@ -110,6 +113,17 @@ def main():
     if mode == "raw":
         print(json.dumps({"seconds": raw(backend, n, spark), **extra}))
         return
+    if mode == "ef" and backend in ("dask", "celery"):
+        # what the raw driver does before its clock too: import the client library (and for
+        # Celery build an app, which loads its modules); connecting stays on the clock
+        t = time.perf_counter()
+        if backend == "dask":
+            import distributed  # noqa: F401
+        else:
+            from etherealfabric.backends._celery_app import make_app
+
+            make_app().close()
+        extra["client_import"] = time.perf_counter() - t
     from etherealfabric import Workflow, node
 
     @node
@@ -257,7 +271,7 @@ def main() -> None:
                 # untimed: the cluster's workers import the engine, numpy and the task once
                 _measure(backend, workload, "ef", str(folder / f"warmup-{backend}-{workload}"), env)
                 _measure(backend, workload, "raw", str(folder / f"warmup-raw-{backend}"), env)
-                ef, raw, warm, jvm = [], [], [], []
+                ef, raw, warm, jvm, imports = [], [], [], [], []
                 for rep in range(args.reps):
                     home = str(folder / f"home-{backend}-{workload}-{rep}")
                     first = _measure(backend, workload, "ef", home, env)
@@ -270,8 +284,12 @@ def main() -> None:
                     raw.append(direct["seconds"])
                     if "jvm_start" in first:
                         jvm.append(first["jvm_start"])
+                    if "client_import" in first:
+                        imports.append(first["client_import"])
                 e, r, w = (statistics.median(x) for x in (ef, raw, warm))
-                rows.append((workload, backend, e, r, e / r, (e - r) / (n + 1) * 1000, w, jvm))
+                rows.append(
+                    (workload, backend, e, r, e / r, (e - r) / (n + 1) * 1000, w, jvm, imports)
+                )
                 print(f"  measured {backend}/{workload}", file=sys.stderr, flush=True)
     finally:
         _stop(started)
@@ -280,10 +298,13 @@ def main() -> None:
     print(f"\nBackends against their raw engines ({os.cpu_count()} CPUs, median of {args.reps})\n")
     print(f"{'workload':<10}{'backend':<11}{'EF':>9}{'raw':>9}{'ratio':>8}"
           f"{'ms/node':>10}{'warm':>9}")  # fmt: skip
-    for workload, backend, e, r, ratio, per_node, w, jvm in rows:
+    for workload, backend, e, r, ratio, per_node, w, jvm, imports in rows:
         note = f"   (JVM start {statistics.median(jvm):.1f}s, not counted)" if jvm else ""
+        if imports:
+            note = f"   (client import {statistics.median(imports):.2f}s, not counted)"
         print(f"{workload:<10}{backend:<11}{e:>8.3f}s{r:>8.3f}s{ratio:>7.2f}x"
               f"{per_node:>10.2f}{w:>8.3f}s{note}")  # fmt: skip
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("\nEF: execute() on an empty home; raw: the same work given to the engine directly;")
     print("warm: execute() again, all cached (no cluster, broker or JVM is contacted or started).")
 

@@ -13,8 +13,9 @@ Where the cluster comes from, first match wins:
 Each node is one job of one task, ``sc.parallelize([payload], 1).map(...)``: the payload is the
 cloudpickled ``(fn, task)``, exactly as on the process backend, and the task returns the
 cloudpickled result, or the node's exception, which is raised again here (a Spark error would
-only carry its text). ``max_workers`` driver threads each run one job at a time, so
-independent nodes run concurrently; each job is in its own job group, so closing with
+only carry its text). Driver threads (two per task slot, ``max_workers``) each run one job at
+a time, so independent nodes run concurrently and a slot that frees finds the next job
+scheduled already; each job is in its own job group, so closing with
 ``cancel`` cancels the running ones. Spark itself retries a task only when its Python worker
 dies (``spark.task.maxFailures``); a node's own exception is never retried by Spark, the run's
 retry policy decides.
@@ -23,7 +24,8 @@ Executors read inputs from and write outputs to the store, so each must reach it
 folder for ``local[N]`` (or a shared file system), an object store for a cluster on other
 machines. A session the backend starts for a ``local`` master gives its Python workers this
 process's ``sys.path`` (``spark.executorEnv.PYTHONPATH``), as the process backend's workers
-get it. Starting the JVM costs seconds (5-15 s on a small machine): choose this backend where
+get it, and a Python daemon that imports the engine before it forks the Python workers
+(``_spark_daemon.py``), so that no worker imports it on its first node. Starting the JVM costs seconds (5-15 s on a small machine): choose this backend where
 the data already lives in a Spark cluster. The JVM that PySpark starts exits when this process
 dies, even by SIGKILL (it watches its stdin), and takes its local executors with it.
 """
@@ -53,6 +55,8 @@ T = TypeVar("T")
 #: The environment variable naming the Spark master.
 MASTER_ENV = SPARK_MASTER_ENV
 APP_NAME = "etherealfabric"
+#: Spark jobs kept submitted per task slot (``max_workers``)
+JOBS_PER_SLOT = 2
 
 
 def run_spark_task(payload: bytes) -> tuple[bool, bytes]:
@@ -93,9 +97,16 @@ class SparkBackend(Backend):
         self._owns_session = False
         self._lock = threading.Lock()
         # driver threads, one Spark job each at a time, so independent nodes run at once
-        self._drivers = ThreadBackend(max_workers=self.max_workers)
+        self._drivers = ThreadBackend(max_workers=self.in_flight)
         self._groups: set[str] = set()  # the job groups of the jobs running now
         self._cancelled = False
+
+    @property
+    def in_flight(self) -> int | None:
+        """Jobs kept submitted: :data:`JOBS_PER_SLOT` per task slot, so that a slot that
+        frees finds the next job scheduled already (a job's own start costs tens of
+        milliseconds of driver and JVM work, which then overlaps the running job)."""
+        return JOBS_PER_SLOT * self.max_workers if self.max_workers else None
 
     # -- the session ---------------------------------------------------------------------------
     @property
@@ -130,8 +141,11 @@ class SparkBackend(Backend):
             .config("spark.ui.showConsoleProgress", "false")  # progress is ours to show
         )
         if master.startswith("local"):
-            builder = builder.config("spark.pyspark.python", sys.executable).config(
-                "spark.executorEnv.PYTHONPATH", os.pathsep.join(p for p in sys.path if p)
+            builder = (
+                builder.config("spark.pyspark.python", sys.executable)
+                .config("spark.executorEnv.PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+                # Python workers fork with the engine imported (see _spark_daemon.py)
+                .config("spark.python.daemon.module", "etherealfabric.backends._spark_daemon")
             )
         try:
             session = builder.getOrCreate()
