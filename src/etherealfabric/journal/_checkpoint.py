@@ -7,7 +7,9 @@ third of the time of every commit (10-20 µs of each node's share), spent by the
 while no node could be started or recorded. While a run writes, :class:`Checkpointer` turns
 the automatic checkpoint off on the run's connection and runs a ``PASSIVE`` checkpoint every
 :data:`EVERY_SECONDS` on a connection of its own, in a daemon thread (SQLite releases the GIL
-while it copies and syncs). A passive checkpoint never blocks the writer nor waits for it.
+while it copies and syncs). A passive checkpoint never blocks the writer nor waits for it;
+once the log outgrows :data:`RESTART_BYTES` the checkpoint is a ``RESTART`` one, which the
+writer waits for, so that the log is written from its start again and stays that small.
 
 Nothing about durability changes: a checkpoint only copies what is committed, and a log that
 a kill leaves behind is replayed by the next connection, as before. When the run stops the
@@ -28,7 +30,20 @@ log = logging.getLogger("etherealfabric.journal")
 
 #: How often the background thread checkpoints the log.
 EVERY_SECONDS = 0.2
+#: A log grown beyond this is checkpointed with ``RESTART``: the writer waits for the end
+#: of that checkpoint (the pages passive ones copied already are not copied again) and then
+#: writes the log from its start again. Passive checkpoints alone let it grow without end
+#: under a run that commits faster than they finish (1.6 GB for 100,000 nodes).
+RESTART_BYTES = 16 * 1024 * 1024
+RESTART_WAIT_SECONDS = 5.0
 _AUTOMATIC = 1000  # SQLite's default wal_autocheckpoint (pages)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class Checkpointer:
@@ -50,10 +65,13 @@ class Checkpointer:
         except sqlite3.Error as exc:  # the writer's automatic checkpoint is not back yet:
             log.debug("no background checkpoints of %s: %s", self.path, exc)  # close() does it
             return
+        wal = self.path.with_name(self.path.name + "-wal")
         try:
+            conn.execute(f"PRAGMA busy_timeout={int(RESTART_WAIT_SECONDS * 1000)}")
             while not self._stop.wait(EVERY_SECONDS):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    mode = "RESTART" if _size(wal) > RESTART_BYTES else "PASSIVE"
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
                 except sqlite3.Error as exc:  # busy or locked: the next one will do
                     log.debug("background checkpoint of %s: %s", self.path, exc)
         finally:
