@@ -54,8 +54,11 @@ def test_two_runs_mapping_overlapping_items_compute_each_shared_child_once(
     runs = [
         subprocess.Popen(
             [sys.executable, str(script), str(start), str(start + 20), str(marks)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for start in (0, 10)
     ]
     # both runs have children going (blocked on "go") before any child finishes

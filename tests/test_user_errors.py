@@ -121,7 +121,7 @@ def test_run_ids_are_matched_literally_and_an_ambiguous_prefix_names_its_runs(
         code, output = _cli("show", pattern, "--home", str(tmp_path / "h"))
         assert code == 2, output
         assert "no run" in output.lower() or "not found" in output.lower(), output
-    prefix = os.path.commonprefix([first, second])
+    prefix = os.path.commonprefix([first, second])  # noqa: RUF071 (strings: char by char)
     assert prefix  # both ids start with the date
     code, output = _cli("show", prefix, "--home", str(tmp_path / "h"))
     assert code == 2

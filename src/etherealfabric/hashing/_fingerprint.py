@@ -180,9 +180,7 @@ def _warn_uncovered(obj: object, uncovered: tuple[str, ...]) -> None:
     if code is None:
         warnings.warn(message, FingerprintWarning, stacklevel=3)
     else:
-        warnings.warn_explicit(
-            message, FingerprintWarning, code.co_filename, code.co_firstlineno
-        )
+        warnings.warn_explicit(message, FingerprintWarning, code.co_filename, code.co_firstlineno)
 
 
 # -- the traversal ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def upto(n: int) -> list[int]:
 
 
 #: A driver that maps a slow node over ``n`` items; the test kills it in the middle.
-MAP_SCRIPT = '''
+MAP_SCRIPT = """
 import json, os, sys, time
 from pathlib import Path
 from etherealfabric import Workflow, node
@@ -68,7 +68,7 @@ if __name__ == "__main__":
     report = results.map_report("slow")
     print(json.dumps({{"result": results["slow"]["result"], "executed": report.executed,
                       "cached": report.cached}}))
-'''
+"""
 
 
 def _children(home: Path, run_id: str | None = None) -> dict[str, str]:
