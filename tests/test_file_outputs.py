@@ -598,3 +598,62 @@ def test_a_missing_file_inside_an_output_fails_the_node_by_name(tmp_path: Path) 
         wf.execute()
     text = str(info.value)
     assert "promises" in text and "written.md" in text and "which is not a file" in text
+
+
+# -- a declared folder comes back exactly as recorded -----------------------------------------------
+@node(writes=["parts/"])
+def partitions(names: list[str]) -> int:
+    os.makedirs(root_path("parts"), exist_ok=True)
+    for name in names:
+        Path(root_path("parts", f"{name}.csv")).write_text(f"{name}\n")
+    return len(names)
+
+
+@node
+def read_parts(n: int) -> list[str]:
+    return sorted(p.name for p in Path(root_path("parts")).rglob("*") if p.is_file())
+
+
+def test_a_restored_folder_has_no_stale_files(tmp_path: Path) -> None:
+    """Switching back to an earlier version of a node restores its folder exactly: the
+    partition a later version added is gone, so a reader of the folder sees the old data."""
+    root, home = tmp_path / "project", tmp_path / "home"
+    root.mkdir()
+
+    def run(names: list[str]) -> Any:
+        with Workflow("partitions", root=root, home=home) as wf:
+            read_parts(partitions(names))
+        return wf.execute()
+
+    assert run(["a", "b"])["read_parts"]["result"] == ["a.csv", "b.csv"]
+    assert run(["a", "b", "c"])["read_parts"]["result"] == ["a.csv", "b.csv", "c.csv"]
+    (root / "parts" / "sub").mkdir()
+    (root / "parts" / "sub" / "notes.txt").write_text("left by hand\n")
+    back = run(["a", "b"])  # the first version again: a cache hit
+    assert (back.executed, back.cached) == (0, 2)
+    assert sorted(p.relative_to(root).as_posix() for p in (root / "parts").rglob("*")) == [
+        "parts/a.csv",
+        "parts/b.csv",
+    ]
+    assert (root / "parts" / "a.csv").read_text() == "a\n"
+
+
+@node(writes=["out/"])
+def whole_folder() -> int:
+    return 0
+
+
+@node(writes=["out/inner.txt"])
+def inner_file() -> int:
+    return 0
+
+
+def test_two_nodes_declaring_overlapping_paths_is_a_definition_error(tmp_path: Path) -> None:
+    with Workflow("overlap", root=tmp_path) as wf:
+        whole_folder()
+        inner_file()
+    with pytest.raises(
+        DefinitionError,
+        match=r"node 'inner_file' declares writes= 'out/inner.txt', inside the folder 'out/' that node 'whole_folder' declares too",
+    ):
+        wf.plan()

@@ -114,6 +114,7 @@ def build(workflow: Definition) -> Graph:
         spec = _spec(n, names, getattr(workflow, "root", None))
         specs[spec.name] = spec
         preds[spec.name] = set(spec.upstream)
+    _check_writes_apart(specs)
     ordering: set[tuple[str, str]] = set()
     for before, after in workflow.ordering_edges:
         a, b = names[id(before)], names[id(after)]
@@ -137,6 +138,26 @@ def build(workflow: Definition) -> Graph:
         {n: tuple(s) for n, s in succs.items()},
         frozenset(ordering),
     )
+
+
+def _check_writes_apart(specs: Mapping[str, NodeSpec]) -> None:
+    """Refuse two nodes declaring the same path, or one a path inside the other's declared
+    folder: a cache hit puts a declared folder back exactly as recorded (removing what its
+    manifest does not list), so each path belongs to one node."""
+    declared = sorted((path, name) for name, spec in specs.items() for path in spec.writes)
+    for i, (path, owner) in enumerate(declared):
+        for other, name in declared[i + 1 :]:
+            if other != path and not (path.endswith("/") and other.startswith(path)):
+                break
+            if name != owner:
+                raise DefinitionError(
+                    f"node {name!r} declares writes= {other!r}, "
+                    + ("which node" if other == path else f"inside the folder {path!r} that node")
+                    + f" {owner!r} declares too: a declared file or folder belongs to one node "
+                    "(a cache hit restores a folder exactly as its node left it). Give each "
+                    "node its own folder.",
+                    nodes=(owner, name),
+                )
 
 
 def _toposort(

@@ -25,8 +25,9 @@ half a file). The copy is a reflink where the file system can (``FICLONE``: btrf
 later in-place write to the restored file would turn into a change of the stored object. The
 copy is checked against its digest (``verify``): in the home's own store, whose objects never
 change once written, by hashing the object while the kernel copies it (on another core); in a
-store others can write, by hashing the copy once it is made. Files in a folder that the
-manifest does not list are left alone: restoring never deletes anything.
+store others can write, by hashing the copy once it is made. A restored folder is made exactly
+the recorded one: what is below it and not in its manifest (a stale partition, a file a later
+version of the node wrote) is removed. Nothing outside a declared folder is ever deleted.
 
 Paths read from a record or a manifest may come from a store others write: each is checked
 (:func:`path_problem`) before it becomes a path, so nothing is ever written outside the root.
@@ -39,6 +40,7 @@ import contextlib
 import errno
 import functools
 import json
+import logging
 import os
 import posixpath
 import stat
@@ -49,6 +51,8 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, St
 from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache, file_digest
 from ._base import Store, check_digest
+
+log = logging.getLogger("etherealfabric")
 
 __all__ = [
     "DIRECTORY_SERIALIZER",
@@ -280,7 +284,8 @@ def restore_entry(
         return _restore_file(store, target, *item, verify=verify, file_cache=file_cache)
     written = 0
     _make_folder(target)
-    for member in read_manifest(store, str(entry["digest"]), verify=verify):
+    members = read_manifest(store, str(entry["digest"]), verify=verify)
+    for member in members:
         path = _under(target, member[0])
         if member[1] == "dir":
             _make_folder(path)
@@ -289,7 +294,35 @@ def restore_entry(
                 store, path, member[2], member[3], bool(member[4]), verify=verify,
                 file_cache=file_cache,
             )  # fmt: skip
-    return written
+    return written + _remove_extras(target, members)
+
+
+def _remove_extras(folder: str, members: list[list[Any]]) -> int:
+    """Remove what is below ``folder`` but not in its manifest (files a later version of the
+    node wrote there, a stale partition...): the folder is then exactly the one recorded. How
+    many entries it removed."""
+    files = {m[0] for m in members if m[1] != "dir"}
+    folders = {m[0].rstrip("/") for m in members if m[1] == "dir"}
+    removed = 0
+    for current, dirs, names in os.walk(folder, topdown=False):
+        prefix = os.path.relpath(current, folder).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        for name in names:
+            if prefix + name not in files:
+                os.unlink(os.path.join(current, name))
+                removed += 1
+        for name in dirs:
+            relative, path = prefix + name, os.path.join(current, name)
+            if relative in folders:
+                continue
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                os.rmdir(path)  # its extras are gone already (bottom-up)
+            removed += 1
+    if removed:
+        log.info("restored the folder %s as recorded: removed %d entries not in it", folder, removed)
+    return removed
 
 
 def _make_folder(path: str) -> None:
