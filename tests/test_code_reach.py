@@ -592,6 +592,18 @@ def node_missing(x):
     except ImportError:
         return x
     return sh_not_installed_anywhere.f(x)
+
+
+import os
+from os import getenv
+
+
+def node_env(x):
+    return x + int(os.environ.get("SH_STEP", "1"))
+
+
+def node_env_item(x):
+    return x * int(os.environ["SH_SCALE"]) + int(getenv("SH_SHIFT", "0"))
 """
 
 
@@ -602,6 +614,8 @@ def node_missing(x):
         ("node_import_module", "importlib.import_module(<computed>)", 15),
         ("node_eval", "eval(...)", 19),
         ("node_via_helper", "exec(...)", 23),
+        ("node_env", "os.environ.get('SH_STEP', '1') (an environment variable)", 44),
+        ("node_env_item", "os.environ['SH_SCALE'] (an environment variable)", 48),
     ],
 )
 def test_unresolvable_constructs_warn_once_and_are_listed(

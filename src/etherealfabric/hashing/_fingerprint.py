@@ -174,8 +174,8 @@ def _warn_uncovered(obj: object, uncovered: tuple[str, ...]) -> None:
     code = getattr(root, "__code__", None)
     message = (
         f"the cache key of {qualified_name(root)} does not cover: {'; '.join(uncovered)}. "
-        "Edits there will not re-run it: give the node a version= and change it when that "
-        "code changes"
+        "A change there will not re-run it: pass such values as parameters, or give the node "
+        "a version= and change it when that code changes"
     )
     if code is None:
         warnings.warn(message, FingerprintWarning, stacklevel=3)

@@ -6,7 +6,8 @@
   ``(1, "util", ("g",))``.
 - :func:`dynamic_lookups`: the calls whose target a fingerprint cannot know statically, found in
   the function's source: ``getattr(module, <computed>)``, ``importlib.import_module(<computed>)``,
-  ``__import__(<computed>)``, ``eval``, ``exec`` and ``globals()`` (a ``getattr`` on a library
+  ``__import__(<computed>)``, ``eval``, ``exec``, ``globals()`` and reads of environment
+  variables (``os.environ[...]``, ``os.environ.get(...)``, ``os.getenv(...)``) (a ``getattr`` on a library
   module is covered by its package's version, and one on any other object by the object's
   class). Each is a :class:`Lookup`
   with its text and ``file:line``. The same calls with constant arguments are not dynamic
@@ -35,7 +36,9 @@ __all__ = ["Lookup", "Lookups", "body_imports", "display_path", "dynamic_lookups
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
-_TRIGGERS = frozenset({"getattr", "import_module", "__import__", "eval", "exec", "globals"})
+_TRIGGERS = frozenset(
+    {"getattr", "import_module", "__import__", "eval", "exec", "globals", "environ", "getenv"}
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,51 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
     for node in (n for n in nodes if isinstance(n, ast.Call)):
         line = f"{where}:{first_line + node.lineno - 1}"
         _classify(node, namespace, imported, line, found)
+    for each in nodes:
+        read = _environment_read(each, namespace)
+        if read is not None:
+            line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
+            found.uncovered.append(Lookup(f"{read} (an environment variable)", line))
     return found
+
+
+def _environment_read(node: ast.AST, namespace: dict[str, Any]) -> str | None:
+    """``os.environ[X]``, ``os.environ.get(X)``, ``os.getenv(X)`` (or ``environ``/``getenv``
+    imported from os) as written, else None: what the node reads there is not in its key."""
+    if isinstance(node, ast.Subscript) and _is_environ(node.value, namespace):
+        return ast.unparse(node)
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr == "get"
+        and _is_environ(func.value, namespace)
+    ):
+        return ast.unparse(node)
+    if isinstance(func, ast.Attribute) and func.attr == "getenv" and _is_os(func.value, namespace):
+        return ast.unparse(node)
+    if isinstance(func, ast.Name) and func.id == "getenv":
+        return ast.unparse(node) if namespace.get("getenv", os.getenv) is os.getenv else None
+    return None
+
+
+def _is_environ(expr: ast.expr, namespace: dict[str, Any]) -> bool:
+    if isinstance(expr, ast.Attribute) and expr.attr == "environ":
+        return _is_os(expr.value, namespace)
+    return (
+        isinstance(expr, ast.Name)
+        and expr.id == "environ"
+        and namespace.get("environ", os.environ) is os.environ
+    )
+
+
+def _is_os(expr: ast.expr, namespace: dict[str, Any]) -> bool:
+    """The name ``os`` (or an alias of it) bound to the os module, or imported in the body."""
+    if not isinstance(expr, ast.Name):
+        return False
+    value = namespace.get(expr.id)
+    return value is os or (value is None and expr.id == "os")
 
 
 _IMPORTS = (ast.Import, ast.ImportFrom)
