@@ -46,6 +46,7 @@ __all__ = [
     "DuplicateNodeError",
     "EtherealFabricError",
     "ExecutionError",
+    "FingerprintWarning",
     "HashingError",
     "JournalError",
     "MapItemsError",
@@ -319,3 +320,9 @@ class RunFailedError(ExecutionError):
         super().__init__(message)
         self.results = results
         self.failures = failures
+
+
+class FingerprintWarning(UserWarning):
+    """A node's key cannot cover some of what its code reads (a computed ``getattr``, ``eval``,
+    an environment variable...), or its fingerprint used bytecode (no source). Filter it with
+    :func:`warnings.filterwarnings` where that is on purpose."""

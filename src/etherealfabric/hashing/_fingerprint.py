@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ..errors import HashingError
+from ..errors import FingerprintWarning, HashingError
 from ._builtins import hash_plain
 from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
@@ -71,10 +71,6 @@ from ._usercode import is_user_code, qualified_name
 __all__ = ["Fingerprint", "FingerprintWarning", "code_fingerprint"]
 
 _V = TypeVar("_V")
-
-
-class FingerprintWarning(UserWarning):
-    """A fingerprint used bytecode (no source), or its key cannot cover some of the code."""
 
 
 @dataclass(frozen=True)
