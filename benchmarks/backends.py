@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve()
 BACKENDS = ["threads", "processes", "dask", "celery", "spark"]
 TRIVIAL_N = 200
 NUMPY_N = 8
+#: QR rounds of a numpy node: about a second on one idle core of a small machine (12 rounds
+#: took 0.1 s, which made a fixed cost of a few tens of milliseconds look like 10%)
+NUMPY_ROUNDS = 100
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # -- driver side: one measurement in a fresh process ---------------------------------------------
@@ -54,7 +57,7 @@ def work(i):
 
     rng = np.random.default_rng(i)
     a = rng.random((400, 400))
-    for _ in range(12):
+    for _ in range(@ROUNDS@):
         a = np.linalg.qr(a)[0] @ a
         a /= np.abs(a).max()
     return float(a.sum())
@@ -145,6 +148,7 @@ def main():
 if __name__ == "__main__":
     main()
 """.replace("@TRIVIAL@", str(TRIVIAL_N)).replace("@NUMPY@", str(NUMPY_N))
+DRIVER = DRIVER.replace("@ROUNDS@", str(NUMPY_ROUNDS))
 
 
 def _measure(backend: str, workload: str, mode: str, home: str, env: dict[str, str]) -> dict:
