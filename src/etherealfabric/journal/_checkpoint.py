@@ -35,7 +35,10 @@ EVERY_SECONDS = 0.2
 #: writes the log from its start again. Passive checkpoints alone let it grow without end
 #: under a run that commits faster than they finish (1.6 GB for 100,000 nodes).
 RESTART_BYTES = 16 * 1024 * 1024
-RESTART_WAIT_SECONDS = 5.0
+#: How long a RESTART checkpoint waits for the writer's transaction and for readers (another
+#: process's long read keeps the log in use): the writer is held up at most this long plus the
+#: copy; a checkpoint that times out is tried again at the next tick.
+RESTART_WAIT_SECONDS = 0.25
 _AUTOMATIC = 1000  # SQLite's default wal_autocheckpoint (pages)
 
 
