@@ -57,7 +57,7 @@ from ._builtins import hash_plain
 from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
 from ._references import References
-from ._scan import display_path
+from ._scan import ENVIRONMENT_READ, display_path
 from ._source import (
     class_bytecode,
     code_digest,
@@ -204,16 +204,23 @@ def _compute(obj: object) -> _Code:
     uncovered: dict[str, None] = {}
     queue = collections.deque([root, *wrappers])
     seen = {id(o) for o in queue}  # traversal bookkeeping only; ids never reach a digest
+    own = ""
     while queue:
         item = queue.popleft()
         piece = _piece(item)
+        own = own or piece.name
         found[piece.name].setdefault(piece.body if item is root else piece.decorated, piece.where)
         for name, digest in piece.constants:
             found[name].setdefault(digest, "")
         sources.add(piece.source)
         packages |= piece.packages
         missing |= piece.missing
-        uncovered.update(dict.fromkeys(piece.uncovered))
+        # environment reads count in the node's own code (its methods for a class): a helper
+        # may be reached through a mere attribute name (``ctx.spark`` and a global ``spark``)
+        mine = piece.name == own or piece.name.startswith(own + ".")
+        uncovered.update(
+            dict.fromkeys(u for u in piece.uncovered if mine or ENVIRONMENT_READ not in u)
+        )
         for ref in piece.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))

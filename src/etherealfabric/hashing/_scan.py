@@ -32,9 +32,18 @@ from ._packages import is_stdlib
 from ._source import source_statements
 from ._usercode import is_user_module, is_user_top
 
-__all__ = ["Lookup", "Lookups", "body_imports", "display_path", "dynamic_lookups"]
+__all__ = [
+    "ENVIRONMENT_READ",
+    "Lookup",
+    "Lookups",
+    "body_imports",
+    "display_path",
+    "dynamic_lookups",
+]
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+#: how a read of an environment variable is marked among the uncovered constructs
+ENVIRONMENT_READ = "(an environment variable)"
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
     {"getattr", "import_module", "__import__", "eval", "exec", "globals", "environ", "getenv"}
@@ -103,7 +112,7 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
         read = _environment_read(each, namespace)
         if read is not None:
             line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
-            found.uncovered.append(Lookup(f"{read} (an environment variable)", line))
+            found.uncovered.append(Lookup(f"{read} {ENVIRONMENT_READ}", line))
     return found
 
 
