@@ -450,3 +450,30 @@ def test_full_disk_checkpoint_gives_a_store_error_and_leaves_nothing(full_disk: 
     with pytest.raises(StoreError, match="disk space"):
         full_disk.put_checkpoint(KEY, _big(1000))
     assert [p for p in Path(full_disk.root).rglob("*") if p.is_file()] == []
+
+
+# -- large objects of the home's store are checked through a memory map ----------------------------
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("size", [0, 3 << 20])
+def test_a_large_object_is_checked_whole_however_it_is_read(
+    tmp_path: Path, shared: bool, size: int
+) -> None:
+    """The home's own objects of 1 MiB or more are hashed through a map, a shared folder's are
+    read: both find a flipped byte anywhere, and an intact object reads back whole."""
+    from etherealfabric.errors import CorruptArtifactError
+
+    store = LocalStore(tmp_path / "store", shared=shared)
+    data = os.urandom(size)
+    digest = store.put_bytes(data)
+    with store.open_object(digest) as fp:
+        assert fp.read() == data
+    if not size:
+        return
+    path = Path(store.object_path(digest))
+    for where in (0, size // 2, size - 1):
+        damaged = bytearray(data)
+        damaged[where] ^= 0x01
+        path.chmod(0o644)
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CorruptArtifactError, match=digest):
+            store.open_object(digest).close()

@@ -19,15 +19,16 @@ The user-facing ``File`` and ``Directory`` values are defined in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ..errors import HashingError
 from ._digest import new_hasher
 
-__all__ = ["FileHashCache", "file_digest", "tree_entries"]
+__all__ = ["FileHashCache", "file_digest", "mapped_digest", "tree_entries"]
 
 CHUNK_SIZE = 1 << 20
 RACY_NS = 2_000_000_000  # files modified more recently than this are not remembered
@@ -88,6 +89,32 @@ def _read_digest(path: str) -> str:
                 hasher.update(view[:size])
     except OSError as exc:
         raise HashingError(f"cannot read input file {path}: {exc}") from exc
+    return hasher.hexdigest()
+
+
+def mapped_digest(path: str | BinaryIO) -> str:
+    """The digest of a file that is never rewritten in place (a store's objects: written to a
+    temp file, renamed, only ever unlinked), given by path or as an open file, hashed straight
+    from the page cache through a read-only memory map: half the CPU of reading it into a
+    buffer (no copy). Never for a user's file: a truncation while it is mapped would kill the
+    process (SIGBUS)."""
+    import mmap
+
+    hasher = new_hasher()
+    try:
+        with contextlib.ExitStack() as stack:
+            fh = (
+                stack.enter_context(open(path, "rb", buffering=0))
+                if isinstance(path, str)
+                else path
+            )
+            if os.fstat(fh.fileno()).st_size == 0:
+                return hasher.hexdigest()
+            hasher.update(stack.enter_context(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
+    except OSError as exc:
+        raise HashingError(
+            f"cannot read {path if isinstance(path, str) else path.name}: {exc}"
+        ) from exc
     return hasher.hexdigest()
 
 

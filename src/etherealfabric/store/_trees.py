@@ -49,7 +49,7 @@ from typing import Any
 
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
 from ..hashing._digest import digest_bytes, is_digest
-from ..hashing._files import FileHashCache, file_digest
+from ..hashing._files import FileHashCache, file_digest, mapped_digest
 from ._base import Store, check_digest
 
 log = logging.getLogger("etherealfabric")
@@ -385,15 +385,15 @@ def _copy_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
         return
     hashing = None
     if verify and os.path.getsize(source) >= _HASH_ALONGSIDE:
-        # the home's own objects never change once written: hash the source on a second core
-        # while the kernel copies it (xxhash and copy_file_range both release the GIL)
-        hashing = _pool().submit(file_digest, source)
+        # the home's own objects never change once written: hash the source, mapped, on a
+        # second core while the kernel copies it (both release the GIL)
+        hashing = _pool().submit(mapped_digest, source)
     try:
         _copy_file(source, temp)
     finally:
         actual = hashing.result() if hashing is not None else None
     if verify:
-        check_digest(actual or file_digest(source), digest, store.location(digest))
+        check_digest(actual or mapped_digest(source), digest, store.location(digest))
 
 
 _HASH_ALONGSIDE = 8 << 20  # below this, a thread hand-off costs more than the overlap saves
