@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..define._files import check_writes
-from ..define._node import Node, NodeSpec, OutputRef
+from ..define._node import FunctionNode, Node, NodeSpec, OutputRef
 from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..define._refs import replace_refs
 from ..errors import CycleError, DefinitionError, UnknownOutputError
@@ -110,8 +110,10 @@ def build(workflow: Definition) -> Graph:
     names = {id(n): workflow.name_of(n) for n in workflow.nodes}
     specs: dict[str, NodeSpec] = {}
     preds: dict[str, set[str]] = {}
+    root = getattr(workflow, "root", None)
+    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
     for n in workflow.nodes:
-        spec = _spec(n, names, getattr(workflow, "root", None))
+        spec = _spec(n, names, root, shared)
         specs[spec.name] = spec
         preds[spec.name] = set(spec.upstream)
     _check_writes_apart(specs)
@@ -189,7 +191,12 @@ def _toposort(
 _ATOMS = frozenset({int, str, float, bool, type(None), bytes})
 
 
-def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpec:
+def _spec(
+    n: Node,
+    names: Mapping[int, str],
+    root: str | None = None,
+    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] | None = None,
+) -> NodeSpec:
     name = names[id(n)]
     code, params = n._ef_spec_parts()
     upstream: set[str] = set()
@@ -215,8 +222,11 @@ def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpe
     converted: dict[int, Any] = {}
 
     def convert(value: Any) -> Any:
-        if type(value) in _ATOMS:
+        tp = type(value)
+        if tp in _ATOMS:
             return value
+        if tp is OutputRef:  # one upstream output: most inputs that are not atoms
+            return to_input(value)
         found = converted.get(id(value), converted)
         if found is converted:
             found = converted[id(value)] = replace_refs(value, to_input)
@@ -232,28 +242,54 @@ def _spec(n: Node, names: Mapping[int, str], root: str | None = None) -> NodeSpe
             "value (or build the structure inside a node)",
             nodes=(name,),
         ) from None
-    options = n._ef_options()
-    literal = {k: v for k, v in params.items() if not isinstance(v, InputRef)}
-    return NodeSpec(
+    outputs = tuple(n.outputs)
+    # what does not change from one call of an @node function to the next (its options,
+    # validated), computed once per function and build: most nodes of a large workflow are
+    # calls of a few functions. A class node's options may be its instance's own.
+    slot = (id(n._ef_func), outputs) if shared is not None and type(n) is FunctionNode else None
+    cached = shared.get(slot) if shared is not None and slot is not None else None
+    if cached is None:
+        options = n._ef_options()
+        literal = {k: v for k, v in params.items() if not isinstance(v, InputRef)}
+        fields: dict[str, Any] = {
+            "kind": qualified_name(code),
+            "code": code,
+            "is_class": isinstance(code, type),
+            "outputs": outputs,
+            "version": None if options["version"] is None else str(options["version"]),
+            "writes": check_writes(options.get("writes"), where=f"node {name!r}", params=literal),
+            "root": root,
+            "retry": as_retry_policy(options["retries"], where=f"node {name!r}"),
+            "serializers": _check_serializers(name, options["serializers"], outputs),
+            "timeout": check_timeout(options["timeout"], where=f"node {name!r}"),
+            "on_error": check_handler(options["on_error"], where=f"node {name!r}"),
+            "on_driver": bool(options.get("on_driver", False)),
+            "map": options.get("map"),
+        }
+        if shared is None or slot is None or options.get("writes"):  # writes= may name the node's params
+            return NodeSpec(
+                name=name,
+                params=params,
+                call_args=call_args,
+                call_kwargs=call_kwargs,
+                upstream=frozenset(upstream),
+                **fields,
+            )
+        # the fields a NodeSpec gets by default, so that a copy of the dict is a whole spec
+        cached = {**fields, "workflow_params": {}, "param_args": frozenset()}
+        shared[slot] = cached
+    # a frozen dataclass's __init__ sets its 20 fields one object.__setattr__ at a time
+    # (4 us a node): filling the new instance's __dict__ gives the same spec at a tenth of that
+    spec: NodeSpec = object.__new__(NodeSpec)
+    spec.__dict__.update(cached)
+    spec.__dict__.update(
         name=name,
-        kind=qualified_name(code),
-        code=code,
-        is_class=isinstance(code, type),
         params=params,
         call_args=call_args,
         call_kwargs=call_kwargs,
-        outputs=tuple(n.outputs),
         upstream=frozenset(upstream),
-        version=None if options["version"] is None else str(options["version"]),
-        writes=check_writes(options.get("writes"), where=f"node {name!r}", params=literal),
-        root=root,
-        retry=as_retry_policy(options["retries"], where=f"node {name!r}"),
-        serializers=_check_serializers(name, options["serializers"], tuple(n.outputs)),
-        timeout=check_timeout(options["timeout"], where=f"node {name!r}"),
-        on_error=check_handler(options["on_error"], where=f"node {name!r}"),
-        on_driver=bool(options.get("on_driver", False)),
-        map=options.get("map"),
     )
+    return spec
 
 
 def _check_serializers(
