@@ -33,3 +33,44 @@ def test_cache_keys_are_the_encoders(version: str | None, params: dict[str, str]
     for _ in range(2):  # the second time with the remembered head
         key = cache_key(kind="mod.fn", code="c" * 32, version=version, params=params, outputs=outputs)
         assert key == e.hexdigest()
+
+
+@pytest.mark.parametrize("root", [None, "/data/root"])
+@pytest.mark.parametrize("container", [list, tuple])
+@pytest.mark.parametrize("size", [1, 3, 5000])
+def test_a_list_of_upstream_outputs_is_keyed_as_the_encoder_would(
+    root: str | None, container: type, size: int
+) -> None:
+    """A gather's input (a list or tuple of upstream outputs) takes a direct encoding; its
+    digest and the inputs it reads are the general path's (``hash_value`` of the resolved
+    list, paths inside the root looked for)."""
+    from etherealfabric.plan._graph import InputRef
+    from etherealfabric.plan._keys import _refs_param
+
+    refs = container(InputRef(f"n{i}", "out") for i in range(size))
+    upstream = {  # value digests, bytes digests under two serializers, a repeated digest
+        f"n{i}": {"out": {"value": f"{i:032x}"} if i % 3 == 0 else
+                  {"serializer": "json" if i % 3 == 1 else "pickle", "digest": f"{i % 7:032x}"}}
+        for i in range(size)
+    }  # fmt: skip
+
+    class Spec:
+        pass
+
+    spec = Spec()
+    spec.root = root  # type: ignore[attr-defined]
+    found = _refs_param(spec, refs, upstream)  # type: ignore[arg-type]
+    resolved = [
+        RefDigest("=value", r["value"]) if "value" in r else RefDigest(r["serializer"], r["digest"])
+        for r in (upstream[ref.node][ref.output] for ref in refs)
+    ]
+    assert found is not None
+    assert found[0] == hash_value(container(resolved))
+    assert found[1] == tuple(f"{ref.node}.out@{d.digest}" for ref, d in zip(refs, resolved, strict=True))
+
+
+@pytest.mark.parametrize("value", [[], (), [1], ["a", "b"], {"x": 1}])
+def test_other_lists_are_not_a_list_of_upstream_outputs(value: object) -> None:
+    from etherealfabric.plan._keys import _refs_param
+
+    assert _refs_param(None, value, {}) is None  # type: ignore[arg-type]

@@ -37,7 +37,10 @@ def _text(value: str) -> bytes:
     return _frame(value.encode("utf-8", "surrogatepass"))
 
 
-_TAG = {name: _frame(name.encode()) for name in ("cache-key", "tuple", "int", "str", "none", "ref")}
+_TAG = {
+    name: _frame(name.encode())
+    for name in ("cache-key", "tuple", "list", "int", "str", "none", "ref")
+}
 _PAIR = _TAG["tuple"] + _int(2)
 _HEADS: dict[tuple[str, str, str | None], bytes] = {}
 

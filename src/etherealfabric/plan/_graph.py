@@ -266,7 +266,8 @@ def _spec(
             "on_driver": bool(options.get("on_driver", False)),
             "map": options.get("map"),
         }
-        if shared is None or slot is None or options.get("writes"):  # writes= may name the node's params
+        # writes= may name the node's params: such a function's nodes are validated one by one
+        if shared is None or slot is None or options.get("writes"):
             return NodeSpec(
                 name=name,
                 params=params,

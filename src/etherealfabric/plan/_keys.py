@@ -24,9 +24,9 @@ from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import HashingError
-from ..hashing._cachekey import cache_key, scalar_digest
+from ..hashing._cachekey import _TAG, _int, _text, cache_key, scalar_digest
 from ..hashing._describe import describe_value
-from ..hashing._digest import RefDigest
+from ..hashing._digest import RefDigest, digest_bytes
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
 from ..hashing._paths import relative_to_root
@@ -108,6 +108,10 @@ def node_key(
             if read:
                 inputs[name] = (read,)
             continue
+        many = _refs_param(spec, value, upstream)
+        if many is not None:
+            param_hashes[name], inputs[name] = many
+            continue
         seen: list[str] = []
 
         def resolve(
@@ -140,7 +144,11 @@ def node_key(
         code=code_fingerprint(spec.code).digest,
         version=spec.version,
         params=param_hashes,
-        outputs=(*spec.outputs, *(f"file:{path}" for path in spec.writes)),  # declared files
+        outputs=(  # declared files too
+            (*spec.outputs, *(f"file:{path}" for path in spec.writes))
+            if spec.writes
+            else spec.outputs
+        ),
     )
     return KeyInfo(key, spec, param_hashes, inputs)
 
@@ -152,9 +160,63 @@ def _fast_param(
     not an absolute path (what most parameters are), and the input it reads; None for any
     other value (the general path below). The same digests, with no copy of the value."""
     if type(value) is InputRef:
-        ref = input_digest(upstream[value.node][value.output])
-        return scalar_digest(ref) or "", f"{value.node}.{value.output}@{ref.digest}"
+        serializer, digest = _ref_of(upstream[value.node][value.output])
+        return _ref_digest(serializer, digest), f"{value.node}.{value.output}@{digest}"
     if type(value) is str and spec.root is not None and os.path.isabs(value):
         return None  # maybe inside the root: keyed by its relative path
-    digest = scalar_digest(value)
-    return None if digest is None else (digest, None)
+    scalar = scalar_digest(value)
+    return None if scalar is None else (scalar, None)
+
+
+def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:
+    """:func:`input_digest` as a plain pair."""
+    value = record.get("value")
+    if value is not None:
+        return VALUE_REF, value
+    return record["serializer"], record["digest"]
+
+
+# the digest of an upstream output as a parameter, by (serializer, digest): in a fan-out,
+# thousands of nodes read the same output
+_REF_DIGESTS: dict[tuple[str, str], str] = {}
+_REF_DIGESTS_MAX = 4096
+
+
+def _ref_digest(serializer: str, digest: str) -> str:
+    pair = (serializer, digest)
+    found = _REF_DIGESTS.get(pair)
+    if found is None:
+        found = _REF_DIGESTS[pair] = scalar_digest(RefDigest(serializer, digest)) or ""
+        if len(_REF_DIGESTS) > _REF_DIGESTS_MAX:
+            _REF_DIGESTS.clear()
+    return found
+
+
+_SEQUENCE_TAGS: dict[type, bytes] = {list: _TAG["list"], tuple: _TAG["tuple"]}
+
+
+def _refs_param(
+    spec: NodeSpec, value: Any, upstream: OutputRecords
+) -> tuple[str, tuple[str, ...]] | None:
+    """The digest of a parameter that is a list or tuple of upstream outputs (a gather's
+    input), and the inputs it reads; None for any other value. The same bytes as
+    ``hash_value`` of the list of their :class:`RefDigest` (tests/test_hashing_fastpath.py),
+    without a handler call per item and without looking for paths in hex digests."""
+    tag = _SEQUENCE_TAGS.get(type(value))
+    if tag is None or not value:
+        return None
+    parts = [tag, _int(len(value))]
+    seen: list[str] = []
+    texts: dict[str, bytes] = {}  # the frames of the serializers' names
+    for ref in value:
+        if type(ref) is not InputRef:
+            return None
+        serializer, digest = _ref_of(upstream[ref.node][ref.output])
+        head = texts.get(serializer)
+        if head is None:
+            if spec.root is not None and os.path.isabs(serializer):
+                return None  # (no serializer is named so) the general path decides
+            head = texts[serializer] = _TAG["ref"] + _text(serializer)
+        parts += (head, _text(digest))
+        seen.append(f"{ref.node}.{ref.output}@{digest}")
+    return digest_bytes(b"".join(parts)), tuple(seen)
