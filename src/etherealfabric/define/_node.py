@@ -78,6 +78,10 @@ class Outputs(Sequence[str]):
     __slots__ = ("_names", "_node")
 
     def __init__(self, node: Node, names: Sequence[str]) -> None:
+        self._node = node
+        if type(names) is tuple and _checked(names):  # an @node function's, every call
+            self._names = names
+            return
         if isinstance(names, str):
             names = [names]
         checked = [_check_output_name(node, n) for n in names]
@@ -87,8 +91,9 @@ class Outputs(Sequence[str]):
                 f"node {node._ef_label()!r} declares output(s) {dupes} more than once",
                 nodes=(node._ef_label(),),
             )
-        self._node = node
         self._names = tuple(checked)
+        if len(_CHECKED) < 1024:
+            _CHECKED.add(self._names)
 
     @overload
     def __getitem__(self, key: int) -> str: ...
@@ -131,6 +136,18 @@ class Outputs(Sequence[str]):
     @property
     def node(self) -> Node:
         return self._node
+
+
+#: tuples of output names found valid (strings, no duplicates): a node of one of them is not
+#: checked again (a workflow makes thousands of nodes of a few functions)
+_CHECKED: set[tuple[str, ...]] = set()
+
+
+def _checked(names: tuple[str, ...]) -> bool:
+    try:
+        return names in _CHECKED
+    except TypeError:  # an unhashable name: the check says what is wrong with it
+        return False
 
 
 def _check_output_name(node: Node, name: object) -> str:
@@ -309,7 +326,7 @@ class FunctionNode(Node):
         self._ef_func = func
         self._ef_args = args
         self._ef_kwargs = kwargs
-        self.outputs = list(func.outputs)
+        self._ef_outputs = Outputs(self, func.outputs)  # (a tuple: the same as a list of it)
 
     def _ef_label(self) -> str:
         return self._ef_name or self._ef_func.fn.__name__

@@ -112,8 +112,9 @@ def build(workflow: Definition) -> Graph:
     preds: dict[str, set[str]] = {}
     root = getattr(workflow, "root", None)
     shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+    inputs: dict[tuple[int, str], InputRef] = {}
     for n in workflow.nodes:
-        spec = _spec(n, names, root, shared)
+        spec = _spec(n, names, root, shared, inputs)
         specs[spec.name] = spec
         preds[spec.name] = set(spec.upstream)
     _check_writes_apart(specs)
@@ -126,7 +127,10 @@ def build(workflow: Definition) -> Graph:
             ordering.add((a, b))
         preds[b].add(a)
     index = {name: i for i, name in enumerate(specs)}
-    frozen_preds = {n: tuple(sorted(p, key=index.__getitem__)) for n, p in preds.items()}
+    frozen_preds = {
+        n: tuple(p) if len(p) < 2 else tuple(sorted(p, key=index.__getitem__))
+        for n, p in preds.items()
+    }
     succs: dict[str, list[str]] = {n: [] for n in specs}
     for name in specs:
         for up in frozen_preds[name]:
@@ -196,6 +200,7 @@ def _spec(
     names: Mapping[int, str],
     root: str | None = None,
     shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] | None = None,
+    inputs: dict[tuple[int, str], InputRef] | None = None,
 ) -> NodeSpec:
     name = names[id(n)]
     code, params = n._ef_spec_parts()
@@ -206,15 +211,23 @@ def _spec(
         found = made.get(id(ref))
         if found is not None:
             return found
-        up = names.get(id(ref.node))
-        if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
-            raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
-        if ref.name not in ref.node.outputs:
-            raise UnknownOutputError(up, ref.name, list(ref.node.outputs))
-        if up == name:
+        # the same output read by many nodes (a fan-out's root) is checked and made once
+        # per build: by its node (alive for the build) and name, not by the reference's id
+        slot = (id(ref.node), ref.name)
+        found = inputs.get(slot) if inputs is not None else None
+        if found is None:
+            up = names.get(id(ref.node))
+            if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
+                raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
+            if ref.name not in ref.node.outputs:
+                raise UnknownOutputError(up, ref.name, list(ref.node.outputs))
+            found = InputRef(up, ref.name)
+            if inputs is not None:
+                inputs[slot] = found
+        if found.node == name:
             raise DefinitionError(f"node {name!r} cannot take its own output as input")
-        upstream.add(up)
-        found = made[id(ref)] = InputRef(up, ref.name)
+        upstream.add(found.node)
+        made[id(ref)] = found
         return found
 
     # the bound parameters are the call's arguments (the same objects): each value is
@@ -233,7 +246,7 @@ def _spec(
         return found
 
     try:
-        call_args = tuple(convert(a) for a in n._ef_args)
+        call_args = tuple([convert(a) for a in n._ef_args])
         call_kwargs = {k: convert(v) for k, v in n._ef_kwargs.items()}
         params = {k: convert(v) for k, v in params.items()}
     except RecursionError:
