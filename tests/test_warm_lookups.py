@@ -128,3 +128,22 @@ def test_a_cold_fan_out_looks_its_ready_nodes_up_in_bulk(
     assert len(single) <= 2
     assert [results[p]["result"] for p in ("part", "part-60")] == [1, 60]
     assert results["total"]["result"] == sum(range(1, 61))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"node":"a","outputs":{}}', ' {"node": "a"} ', '{"a": [1, 2.5, null, true, "\\u00e9"]}\n'],
+)
+def test_a_preloaded_record_decodes_as_json_loads_does(text: str) -> None:
+    import json
+
+    from etherealfabric.run._cache import _decode_record
+
+    assert _decode_record(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "[1]", "null", "1"])
+def test_a_preloaded_record_that_is_no_json_object_is_none(text: str) -> None:
+    from etherealfabric.run._cache import _decode_record
+
+    assert _decode_record(text) is None

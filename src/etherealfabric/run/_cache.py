@@ -147,11 +147,7 @@ class ArtifactCache:
         text = self._preloaded.pop(key, None)
         if text is None:
             return None
-        try:
-            record: dict[str, Any] = json.loads(text)
-        except ValueError:
-            return None
-        return record
+        return _decode_record(text)
 
     def lookup_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """:meth:`lookup` of many keys (a map's children): the usable records found, by key.
@@ -409,3 +405,22 @@ class ArtifactCache:
             return found
         with activate_root(self.root):  # a File stored inside a value is found under the root
             return load_value(found, self.store, verify=self.verify)
+
+
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _decode_record(text: str) -> dict[str, Any] | None:
+    """``json.loads`` of a record's text (None if it is not a JSON object), without its
+    Python-level layers (decode, raw_decode and two whitespace matches): 1.4 us of its 3.9
+    for each record of a warm run. Anything but one compact JSON value takes ``json.loads``."""
+    try:
+        record, end = _scan(text, 0)
+    except (StopIteration, ValueError):
+        record, end = None, -1
+    if end != len(text):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return None
+    return record if isinstance(record, dict) else None
