@@ -210,3 +210,22 @@ def test_targets_run_only_what_they_need() -> None:
     assert set(results.statuses) == {"double", "double-2"}
     assert results[b] == 4
     assert c not in results
+
+
+def test_a_workflow_block_collects_less_often_and_puts_the_collector_back() -> None:
+    """A ``with`` block pauses full collections as a run does (run/_gcpause.py), also when it
+    ends with an error, and a block inside a paused one leaves the pause to the outer one."""
+    import gc
+
+    before = gc.get_threshold(), gc.get_freeze_count()
+    with Workflow("gc-outer") as wf:
+        assert gc.get_threshold()[0] >= 10_000
+        with Workflow("gc-inner"):
+            pass
+        assert gc.get_threshold()[0] >= 10_000
+        double(1)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    with pytest.raises(ZeroDivisionError), Workflow("gc-failing"):
+        1 / 0  # noqa: B018
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert len(wf) == 1

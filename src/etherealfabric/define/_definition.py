@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,7 +72,7 @@ class Definition:
         self._by_name: dict[str, Node] = {}
         self._after: list[tuple[Node, Node]] = []
         self._suffix: dict[str, int] = {}
-        self._blocks: list[AbstractContextManager[None]] = []
+        self._blocks: list[ExitStack] = []
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, node: Node, name: str | None = None) -> Node:
@@ -186,10 +186,19 @@ class Definition:
 
     # -- the function API context ---------------------------------------------------------------
     def __enter__(self: _D) -> _D:
-        block = defining(self)
-        block.__enter__()
+        block = ExitStack()
+        try:
+            for context in self._block_contexts():
+                block.enter_context(context)
+        except BaseException:
+            block.close()
+            raise
         self._blocks.append(block)
         return self
+
+    def _block_contexts(self) -> list[AbstractContextManager[Any]]:
+        """What a ``with`` block of this definition enters, in order (and leaves reversed)."""
+        return [defining(self)]
 
     def __exit__(self, *exc: object) -> None:
         self._blocks.pop().__exit__(None, None, None)
