@@ -57,6 +57,7 @@ __all__ = ["JournalRecorder"]
 log = logging.getLogger("etherealfabric.cache")
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
+_CACHED = NodeStatus.CACHED.value
 
 
 class JournalRecorder:
@@ -270,10 +271,12 @@ class JournalRecorder:
         fallback: bool = False,
     ) -> None:
         duration = None if started is None or finished is None else finished - started
-        row = (
+        self._buffer((
             event.run_id, event.node, attempt, status.value, key, components, started,
             finished, duration, error, traceback, host, pid, output, int(fallback),
-        )  # fmt: skip
+        ))  # fmt: skip
+
+    def _buffer(self, row: tuple[Any, ...]) -> None:
         at = self._row_at.setdefault(row[:3], len(self._node_runs))
         if at < len(self._node_runs):  # its `running` row in the same group: replaced, as the
             self._node_runs[at] = row  # commit's INSERT OR REPLACE would (one write, not two)
@@ -281,9 +284,13 @@ class JournalRecorder:
             self._node_runs.append(row)
 
     def _on_cached(self, event: Event) -> None:
-        self._row(
-            event, NodeStatus.CACHED, key=event.data["key"], started=event.ts, finished=event.ts
-        )
+        # the row _row(event, CACHED, key=..., started=ts, finished=ts) makes, made directly:
+        # a warm run makes one per node
+        ts = event.ts
+        self._buffer((
+            event.run_id, event.node, 1, _CACHED, event.data["key"], None, ts, ts, ts - ts,
+            None, None, HOST, None, None, 0,
+        ))  # fmt: skip
 
     def _on_started(self, event: Event) -> None:
         self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
