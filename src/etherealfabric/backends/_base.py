@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
 __all__ = [
+    "WORKER_MODULES",
     "Backend",
     "Pacing",
     "TaskFuture",
@@ -84,6 +85,14 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close(cancel=exc[0] is not None)
+
+
+#: The modules every worker process imports to run a node: a task's ``fn`` is
+#: ``etherealfabric.run._worker.execute``, pickled by reference, so unpickling the first task
+#: imports it. Process pools preload them (the forkserver, the Spark Python daemon), so that
+#: the workers forked from there start with them. Named, not imported: backends sit below
+#: the run layer.
+WORKER_MODULES = ("cloudpickle", "etherealfabric.run._worker")
 
 
 class Pacing:

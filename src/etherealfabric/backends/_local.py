@@ -21,7 +21,15 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import strict_options
-from ._base import Backend, default_workers, lifeline, no_main_reimport, run_pickled, watch_run
+from ._base import (
+    WORKER_MODULES,
+    Backend,
+    default_workers,
+    lifeline,
+    no_main_reimport,
+    run_pickled,
+    watch_run,
+)
 
 if TYPE_CHECKING:  # multiprocessing is imported by the process backend only, when it starts
     from concurrent.futures import ProcessPoolExecutor
@@ -102,11 +110,6 @@ class _Unpickling(Future[Any]):
             self.set_result(cloudpickle.loads(inner.result()))
         except BaseException as exc:
             self.set_exception(exc)
-
-
-#: what every worker process needs: the forkserver imports it once, and the workers it forks
-#: start with it imported, instead of each importing it on its first task
-WORKER_MODULES = ("cloudpickle", "etherealfabric.run._worker")
 
 
 def _preload_worker(context: Any) -> None:

@@ -11,13 +11,15 @@ before it forks. Anything that fails to import is left to the workers, as withou
 from __future__ import annotations
 
 import contextlib
-
-with contextlib.suppress(Exception):
-    import cloudpickle  # noqa: F401
-
-    import etherealfabric.run._worker  # noqa: F401
+import importlib
 
 from pyspark.daemon import manager
+
+from ._base import WORKER_MODULES
+
+for _name in WORKER_MODULES:  # by name: backends sit below the run layer (see WORKER_MODULES)
+    with contextlib.suppress(Exception):
+        importlib.import_module(_name)
 
 if __name__ == "__main__":
     manager()
