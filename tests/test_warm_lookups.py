@@ -147,3 +147,33 @@ def test_a_preloaded_record_that_is_no_json_object_is_none(text: str) -> None:
     from etherealfabric.run._cache import _decode_record
 
     assert _decode_record(text) is None
+
+
+def test_a_cache_hits_row_is_the_row_of_any_cached_node(home: Path) -> None:
+    """A warm run writes its cache hits' rows from five values (run/_recorder.py): every
+    column is what the full row of a cached node holds."""
+    import os
+
+    from etherealfabric.run._messages import HOST
+
+    cold = _chain(3).execute()
+    warm = _chain(3).execute()
+    assert warm.cached == 3
+    with Journal(home / "journal.db") as journal:
+        rows = journal.conn.execute(
+            "SELECT node, attempt, status, cache_key, components, started_at, finished_at, "
+            "duration, error, traceback, host, pid, output, fallback FROM node_runs "
+            "WHERE run_id = ? ORDER BY node",
+            (warm.run_id,),
+        ).fetchall()
+        keys = dict(
+            journal.conn.execute(
+                "SELECT node, cache_key FROM node_runs WHERE run_id = ?", (cold.run_id,)
+            ).fetchall()
+        )
+    assert [r[0] for r in rows] == ["leaf", "step", "step-2"]
+    for node_name, attempt, status, key, comp, start, end, dur, err, tb, host, pid, out, fb in rows:
+        assert (attempt, status, key) == (1, "cached", keys[node_name])
+        assert isinstance(start, float) and start == end and dur == 0.0
+        assert (comp, err, tb, pid, out, fb) == (None, None, None, None, None, 0)
+        assert host == HOST and os.getpid() != pid

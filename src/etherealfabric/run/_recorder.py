@@ -57,7 +57,6 @@ __all__ = ["JournalRecorder"]
 log = logging.getLogger("etherealfabric.cache")
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
-_CACHED = NodeStatus.CACHED.value
 
 
 class JournalRecorder:
@@ -276,21 +275,20 @@ class JournalRecorder:
             finished, duration, error, traceback, host, pid, output, int(fallback),
         ))  # fmt: skip
 
-    def _buffer(self, row: tuple[Any, ...]) -> None:
-        at = self._row_at.setdefault(row[:3], len(self._node_runs))
+    def _buffer(self, row: tuple[Any, ...], attempt: int | None = None) -> None:
+        # a cached node's row is kept short, (run, node, key, ts, host) for its attempt 1
+        # (Journal.write_batch: the other columns are the same in every such row)
+        pk = row[:3] if attempt is None else (row[0], row[1], attempt)
+        at = self._row_at.setdefault(pk, len(self._node_runs))
         if at < len(self._node_runs):  # its `running` row in the same group: replaced, as the
             self._node_runs[at] = row  # commit's INSERT OR REPLACE would (one write, not two)
         else:
             self._node_runs.append(row)
 
     def _on_cached(self, event: Event) -> None:
-        # the row _row(event, CACHED, key=..., started=ts, finished=ts) makes, made directly:
-        # a warm run makes one per node
-        ts = event.ts
-        self._buffer((
-            event.run_id, event.node, 1, _CACHED, event.data["key"], None, ts, ts, ts - ts,
-            None, None, HOST, None, None, 0,
-        ))  # fmt: skip
+        # the row _row(event, CACHED, key=..., started=ts, finished=ts) would make, short (a
+        # warm run makes one per node): write_batch fills in the columns all such rows share
+        self._buffer((event.run_id, event.node, event.data["key"], event.ts, HOST), 1)
 
     def _on_started(self, event: Event) -> None:
         self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
