@@ -29,6 +29,8 @@ from ._checkpoint import Checkpointer
 from ._leases import LEASE_SECONDS, LeaseClaims
 from ._liveness import HOST, PID_START, alive
 from ._schema import (
+    CACHED_ROW,
+    NODE_RUN_ROW,
     SCHEMA_VERSION,
     ReadOnlyJournalError,
     connect,
@@ -60,14 +62,6 @@ RunRow = dict[str, Any]
 _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
 #: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
 _NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
-#: the row of a cache hit, from five values: attempt 1, started and finished at once, no
-#: components, error or output (fewer values to bind: a warm run writes one per node)
-_CACHED_ROW = (
-    "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, components, "
-    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback) "
-    f"VALUES (?1, ?2, 1, '{NodeStatus.CACHED.value}', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, "
-    "NULL, NULL, 0)"
-)
 
 
 class AmbiguousRunError(RunNotFoundError):
@@ -313,8 +307,7 @@ class Journal(LeaseClaims):
 
         ``release`` lists cache keys whose leases end in the same transaction, so another
         process waiting for a key sees its action record as soon as the lease is gone.
-        A ``node_runs`` row is all 15 columns, or a cache hit's five: (run, node, cache key,
-        time, host), whose other columns are the same in every such row.
+        A ``node_runs`` row is all 15 columns, or a cache hit's five (``_schema.CACHED_ROW``).
         """
         if not (node_runs or events or actions or blobs or release):
             return
@@ -330,17 +323,10 @@ class Journal(LeaseClaims):
                     actions,
                 )
             if node_runs:
-                full = [row for row in node_runs if len(row) != 5]
-                if full:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, "
-                        "cache_key, components, started_at, finished_at, duration, error, "
-                        "traceback, host, pid, output, fallback) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        full,
-                    )
+                if full := [row for row in node_runs if len(row) != 5]:
+                    conn.executemany(NODE_RUN_ROW, full)
                 if len(full) < len(node_runs):  # cache hits: (run, node, key, ts, host)
-                    conn.executemany(_CACHED_ROW, [row for row in node_runs if len(row) == 5])
+                    conn.executemany(CACHED_ROW, [row for row in node_runs if len(row) == 5])
             if events:
                 conn.executemany(
                     "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,?,?,?)", events

@@ -109,6 +109,19 @@ _M0001_INITIAL = """
         inode INTEGER NOT NULL, digest TEXT NOT NULL
     );
 """
+#: a node_runs row, all its columns (the journal recorder's rows)
+NODE_RUN_ROW = (
+    "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, components, "
+    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback) "
+)
+#: the row of a cache hit, from five values (run, node, key, time, host): attempt 1, started
+#: and finished at once, no components, error or output (a warm run writes one per node)
+CACHED_ROW = (
+    NODE_RUN_ROW
+    + "VALUES (?1, ?2, 1, 'cached', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, NULL, NULL, 0)"
+)
+NODE_RUN_ROW += "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
 _M0002_LOGS_LEASES = """
     ALTER TABLE node_runs ADD COLUMN output TEXT;
     ALTER TABLE node_runs ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
