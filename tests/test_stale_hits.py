@@ -451,3 +451,27 @@ def test_a_str_path_to_an_existing_file_warns_once_with_the_fix(
     assert len(said) == 1, said
     assert "node 'count_bytes': parameter 'path' is the path 'data.csv'" in said[0]
     assert "File('data.csv')" in said[0]
+
+
+STR_PATH = pipeline(
+    """
+    @node
+    def size_of(path):
+        with open(path, "rb") as fh:
+            return len(fh.read())
+    """,
+    "size_of('data.csv')\nother([1, 2])",
+)
+
+
+def test_a_str_path_is_flagged_by_run_then_listed_by_plan_through_the_cli(tmp_path: Path) -> None:
+    """In a fresh CLI process: the run that executes the node warns; on the warm run the
+    warning is not repeated, but plan lists the parameter as not covered by the key."""
+    p = Project(tmp_path, {"pipeline.py": STR_PATH, "data.csv": "a,b\n1,2\n"})
+    ran = p.cli("run", "pipeline.py")
+    said = "parameter 'path' is the path 'data.csv' of an existing file"
+    assert ran.stderr.count(said) == 1, ran.stderr
+    assert "File('data.csv')" in ran.stderr
+    planned = p.cli("plan", "pipeline.py").stdout
+    assert "size_of: not covered by the key: parameter 'path' = 'data.csv'" in planned, planned
+    assert "other: not covered" not in planned

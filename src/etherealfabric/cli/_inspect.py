@@ -113,9 +113,16 @@ def plan(
 def _uncovered(workflow: Workflow) -> dict[str, list[str]]:
     """What each node's key does not cover (nodes with nothing to say left out)."""
     from ..hashing._fingerprint import code_fingerprint
+    from ..run._preflight import file_paths
 
     specs = workflow.build().specs
     found = {name: list(code_fingerprint(spec.code).uncovered) for name, spec in specs.items()}
+    for name, spec in specs.items():
+        found[name] += [
+            f"parameter {param!r} = {path!r}: the path of an existing file, keyed by its text, "
+            f"not its content (pass File({path!r}))"
+            for param, path in file_paths(spec)
+        ]
     return {name: items for name, items in found.items() if items}
 
 

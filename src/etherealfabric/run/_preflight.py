@@ -29,7 +29,13 @@ from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
 from ..plan._graph import Graph
 
-__all__ = ["forced_nodes", "missing_inputs", "warn_file_paths", "warn_machine_paths"]
+__all__ = [
+    "file_paths",
+    "forced_nodes",
+    "missing_inputs",
+    "warn_file_paths",
+    "warn_machine_paths",
+]
 
 log = logging.getLogger("etherealfabric")
 _warned: set[tuple[str, str, str]] = set()  # (workflow, node, parameter) warned about
@@ -62,12 +68,7 @@ def warn_file_paths(spec: NodeSpec) -> None:
     """Warn (once per node and parameter) when a node about to run is given the path of an
     existing file as a ``str``: its key follows the text, not the file's content, so an edit
     to the file would not re-run it (a stale result), unless the node writes that file."""
-    for param, value in spec.params.items():
-        if (spec.name, param) in _warned_files:
-            continue
-        found = next(_existing_files(value, spec, 0), None)
-        if found is None:
-            continue
+    for param, found in file_paths(spec, skip=_warned_files):
         _warned_files.add((spec.name, param))
         log.warning(
             "node %r: parameter %r is the path %r of an existing file, given as a str: the "
@@ -76,6 +77,21 @@ def warn_file_paths(spec: NodeSpec) -> None:
             "Directory(...) for a folder), or declare it in writes= if the node writes it.",
             spec.name, param, found, found,
         )  # fmt: skip
+
+
+def file_paths(
+    spec: NodeSpec, *, skip: set[tuple[str, str]] | None = None
+) -> list[tuple[str, str]]:
+    """(parameter, path) for each literal parameter of ``spec`` that holds, as a ``str``, the
+    path of an existing file the node does not declare in ``writes=`` (its first such path)."""
+    found = []
+    for param, value in spec.params.items():
+        if skip is not None and (spec.name, param) in skip:
+            continue
+        path = next(_existing_files(value, spec, 0), None)
+        if path is not None:
+            found.append((param, path))
+    return found
 
 
 def _existing_files(value: Any, spec: NodeSpec, depth: int) -> Iterator[str]:
