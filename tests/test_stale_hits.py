@@ -438,15 +438,16 @@ def test_a_str_path_to_an_existing_file_warns_once_with_the_fix(
     (tmp_path / "out" / "report.md").write_text("old report\n")
 
     def build(tag: str) -> Workflow:
-        with Workflow(f"str-paths-{tag}", root=tmp_path, home=tmp_path / "home") as wf:
+        with Workflow(f"str-paths-{tag}", root=tmp_path, home=tmp_path / f"home-{tag}") as wf:
             report(count_bytes("data.csv"))
             count_file(File("data.csv"))
             count_words("no/such/file.csv and words")
         return wf
 
     with caplog.at_level(logging.WARNING, logger="etherealfabric"):
-        build("a").execute()
-        build("b").execute()  # the same nodes run again (another workflow): warned once
+        assert build("a").execute().executed == 4
+        # another home: the same nodes run again in this process, and are not warned again
+        assert build("b").execute().executed == 4
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1, said
     assert "node 'count_bytes': parameter 'path' is the path 'data.csv'" in said[0]

@@ -28,7 +28,7 @@ from typing import BinaryIO, Protocol
 from ..errors import HashingError
 from ._digest import new_hasher
 
-__all__ = ["FileHashCache", "file_digest", "mapped_digest", "tree_entries"]
+__all__ = ["FileHashCache", "file_digest", "mapped_digest", "stream_digest", "tree_entries"]
 
 CHUNK_SIZE = 1 << 20
 RACY_NS = 2_000_000_000  # files modified more recently than this are not remembered
@@ -80,15 +80,20 @@ def _stat_file(path: str) -> os.stat_result:
 
 
 def _read_digest(path: str) -> str:
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            return stream_digest(fh)
+    except OSError as exc:
+        raise HashingError(f"cannot read input file {path}: {exc}") from exc
+
+
+def stream_digest(fh: BinaryIO) -> str:
+    """The digest of what is left to read in the open binary file ``fh``."""
     hasher = new_hasher()
     buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            while size := fh.readinto(buffer):
-                hasher.update(view[:size])
-    except OSError as exc:
-        raise HashingError(f"cannot read input file {path}: {exc}") from exc
+    while size := fh.readinto(buffer):  # type: ignore[attr-defined]
+        hasher.update(view[:size])
     return hasher.hexdigest()
 
 
@@ -96,26 +101,26 @@ def mapped_digest(path: str | BinaryIO) -> str:
     """The digest of a file that is never rewritten in place (a store's objects: written to a
     temp file, renamed, only ever unlinked), given by path or as an open file, hashed straight
     from the page cache through a read-only memory map: half the CPU of reading it into a
-    buffer (no copy). Never for a user's file: a truncation while it is mapped would kill the
-    process (SIGBUS)."""
+    buffer (no copy); read where the file system cannot map it. Never for a user's file: a
+    truncation while it is mapped would kill the process (SIGBUS)."""
     import mmap
 
-    hasher = new_hasher()
     try:
         with contextlib.ExitStack() as stack:
-            fh = (
-                stack.enter_context(open(path, "rb", buffering=0))
-                if isinstance(path, str)
-                else path
-            )
-            if os.fstat(fh.fileno()).st_size == 0:
-                return hasher.hexdigest()
-            hasher.update(stack.enter_context(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
+            fh = path if not isinstance(path, str) else stack.enter_context(open(path, "rb"))
+            try:
+                mapped = stack.enter_context(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+            except ValueError:  # an empty file cannot be mapped
+                return new_hasher().hexdigest()
+            except OSError:  # a file system that cannot map files
+                fh.seek(0)
+                return stream_digest(fh)
+            hasher = new_hasher()
+            hasher.update(mapped)
+            return hasher.hexdigest()
     except OSError as exc:
-        raise HashingError(
-            f"cannot read {path if isinstance(path, str) else path.name}: {exc}"
-        ) from exc
-    return hasher.hexdigest()
+        name = path if isinstance(path, str) else getattr(path, "name", "?")
+        raise HashingError(f"cannot read {name}: {exc}") from exc
 
 
 def _settled(path: str, before: os.stat_result) -> bool:

@@ -26,7 +26,7 @@ from ..store._loading import InputHandle, own_copy
 
 __all__ = ["private"]
 
-_ATOMIC = (type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis))
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
 _SHARED = (InputHandle, Secret, File, Directory)
 #: top-level packages whose objects are handles on something outside the value (clients,
 #: sessions, connections, locks): shared, never copied
@@ -55,7 +55,7 @@ def private(value: Any, _depth: int = 0) -> Any:
         view.flags.writeable = False
         return view
     if package in ("pandas", "polars"):
-        return own_copy(value)
+        return own_copy(value)  # a frame its own frame object; other pandas objects as they are
     if package in _MACHINERY or callable(value):
         return value  # functions, classes, clients, sessions, locks: shared
     try:

@@ -25,7 +25,8 @@ from typing import Any, BinaryIO, TypeVar
 
 from ..config import INLINE_LIMIT
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
-from ..hashing._digest import digest_bytes, is_digest, new_hasher
+from ..hashing._digest import digest_bytes, is_digest
+from ..hashing._files import stream_digest
 from ._writer import (
     ObjectWriter,
     StoredObject,
@@ -363,11 +364,7 @@ class Store(ABC):
 
     def _digest_of(self, fp: BinaryIO) -> str:
         """The digest of an object's bytes, read from ``fp`` (a store may do better)."""
-        hasher = new_hasher()
-        view = memoryview(bytearray(_READ_CHUNK))
-        while count := fp.readinto(view):  # type: ignore[attr-defined]
-            hasher.update(view[:count])
-        return hasher.hexdigest()
+        return stream_digest(fp)
 
     def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         """The object's bytes (errors as :meth:`open_object`)."""

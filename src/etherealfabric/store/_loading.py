@@ -24,6 +24,7 @@ its siblings' input too. A node that wants to modify one copies it (``array.copy
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -137,18 +138,24 @@ def _shareable(value: Any) -> bool:
     (:func:`own_copy`). Anything else (a model, a user's object) can be changed in place by
     the node that gets it, so each load reads its own."""
     kind = type(value)
-    module = kind.__module__.partition(".")[0]
-    if module == "numpy":
+    package = kind.__module__.partition(".")[0]
+    if package == "numpy":
         return kind.__name__ in ("ndarray", "memmap")
-    if module == "pyarrow":
-        return kind.__name__ in ("Table", "RecordBatch", "ChunkedArray") or kind.__name__.endswith(
-            "Array"
-        )
-    if module == "pandas":
-        return kind.__name__ in ("DataFrame", "Series")
-    if module == "polars":
-        return kind.__name__ in ("DataFrame", "Series")
-    return False
+    if package == "pyarrow":
+        return kind.__name__ in _ARROW_SHAREABLE or kind.__name__.endswith("Array")
+    return _frame_package(value) is not None
+
+
+_ARROW_SHAREABLE = frozenset({"Table", "RecordBatch", "ChunkedArray"})
+
+
+def _frame_package(value: Any) -> str | None:
+    """``"pandas"`` or ``"polars"`` for a DataFrame or Series of theirs, else None."""
+    kind = type(value)
+    package = kind.__module__.partition(".")[0]
+    if package in ("pandas", "polars") and kind.__name__ in ("DataFrame", "Series"):
+        return package
+    return None
 
 
 def own_copy(value: Any) -> Any:
@@ -156,29 +163,32 @@ def own_copy(value: Any) -> Any:
     writing cells, changes only the consumer's frame. Under pandas' copy-on-write (always on
     from pandas 3) a shallow copy costs nothing; without it, the data is copied. Other values
     are returned as they are (arrays are read-only; arrow data is immutable)."""
-    module = type(value).__module__.partition(".")[0]
-    if module == "pandas" and type(value).__name__ in ("DataFrame", "Series"):
-        copy = value.copy(deep=not _copy_on_write())
-    elif module == "polars" and type(value).__name__ in ("DataFrame", "Series"):
-        copy = value.clone()  # shares the immutable columns; in-place methods touch the clone
-    else:
+    package = _frame_package(value)
+    if package is None:
         return value
+    # polars' clone shares the immutable columns; its in-place methods touch the clone only
+    copy = value.copy(deep=not _copy_on_write()) if package == "pandas" else value.clone()
     # the shared frame lives as long as a consumer's copy does, so that the next consumer
     # finds it (_values holds it weakly) instead of reading it again
     weakref.finalize(copy, _keep, value)
     return copy
 
 
-def _keep(value: Any) -> None:
-    """Nothing: holding ``value`` in a finalizer's arguments keeps it alive."""
-
-
 def _copy_on_write() -> bool:
     import pandas as pd
 
-    if int(pd.__version__.split(".")[0]) >= 3:
+    if _pandas_major(pd.__version__) >= 3:
         return True
     return pd.get_option("mode.copy_on_write") is True
+
+
+@functools.lru_cache(maxsize=4)
+def _pandas_major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def _keep(value: Any) -> None:
+    """Nothing: holding ``value`` in a finalizer's arguments keeps it alive."""
 
 
 def read_only(value: Any) -> Any:

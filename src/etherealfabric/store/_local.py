@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from ..errors import HashingError, StoreError
+from ..errors import StoreError
 from ..hashing._files import mapped_digest
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
 from ._signing import load_signer
@@ -138,11 +138,7 @@ class LocalStore(Store):
         them while mapped."""
         if self.always_verify or os.fstat(fp.fileno()).st_size < _MAP_FROM:
             return super()._digest_of(fp)
-        try:
-            return mapped_digest(fp)
-        except HashingError:  # a file system that cannot map files: read it
-            fp.seek(0)
-            return super()._digest_of(fp)
+        return mapped_digest(fp)
 
     def open_entry(self, name: str) -> BinaryIO:
         return open(self.entry_location(name), "rb")

@@ -47,13 +47,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..errors import (
-    ArtifactMissingError,
-    CorruptArtifactError,
-    HashingError,
-    OutputError,
-    StoreError,
-)
+from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
 from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache, file_digest, mapped_digest
 from ._base import Store, check_digest
@@ -395,21 +389,13 @@ def _copy_object(store: Store, digest: str, temp: str, *, verify: bool) -> None:
     if verify and os.path.getsize(source) >= _HASH_ALONGSIDE:
         # the home's own objects never change once written: hash the source, mapped, on a
         # second core while the kernel copies it (both release the GIL)
-        hashing = _pool().submit(_object_digest, source)
+        hashing = _pool().submit(mapped_digest, source)
     try:
         _copy_file(source, temp)
     finally:
         actual = hashing.result() if hashing is not None else None
     if verify:
-        check_digest(actual or _object_digest(source), digest, store.location(digest))
-
-
-def _object_digest(path: str) -> str:
-    """The digest of an object of the home's store: mapped, or read where it cannot be."""
-    try:
-        return mapped_digest(path)
-    except HashingError:
-        return file_digest(path)
+        check_digest(actual or mapped_digest(source), digest, store.location(digest))
 
 
 _HASH_ALONGSIDE = 8 << 20  # below this, a thread hand-off costs more than the overlap saves
