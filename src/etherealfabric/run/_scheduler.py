@@ -65,6 +65,7 @@ from ._messages import Task, TaskResult
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 from ._rewind import Rewinds
+from ._samekey import SameKeys
 from ._tasks import build_task
 from ._worker import action_record, execute, store_values
 
@@ -124,6 +125,7 @@ class Scheduler(Rewinds):
         self._index = {n: i for i, n in enumerate(graph.order)}
         self._maps = Maps(self)  # mapped nodes: their children and collections
         self._handovers = HandOvers(self)  # outputs handed over in memory (threads)
+        self._same = SameKeys(self)  # nodes of this run with equal keys: computed once
         self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
 
     # -- the loop ---------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class Scheduler(Rewinds):
             return
         if record is not None:
             self._cached(name, info, record)
-        elif not self._lease_and_submit(name, info):
+        elif not self._same.wait(name, info) and not self._lease_and_submit(name, info):
             log.info("%s: another run is computing key %s; waiting for it", name, info.key[:12])
             self._leased_elsewhere[name] = info
 
@@ -275,7 +277,7 @@ class Scheduler(Rewinds):
             if record is not None:
                 del self._leased_elsewhere[name]
                 self._cached(name, info, record)
-            elif self._lease_and_submit(name, info):
+            elif self._same.wait(name, info) or self._lease_and_submit(name, info):
                 del self._leased_elsewhere[name]
 
     def _submit(self, name: str, info: KeyInfo) -> None:
@@ -302,6 +304,8 @@ class Scheduler(Rewinds):
             return
         self.outcome.status[name] = NodeStatus.RUNNING
         self._running[name] = info
+        if info.spec.map is None:
+            self._same.computing(name, info)
         self._dirty = True
         forced = {"forced": True} if name in self.policy.force else {}
         self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes, **forced)
@@ -361,6 +365,7 @@ class Scheduler(Rewinds):
                 self._succeeded(name, info, result)
         elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
             self.leases.release_now(info.key)
+            self._same.settle(info.key, None)
         else:
             self._failed(name, result, info)
 
@@ -373,6 +378,7 @@ class Scheduler(Rewinds):
         self.outcome.keys[name] = info.key
         if result.checkpointed:
             self._checkpoints_to_clear.append(info.key)
+        self._same.settle(info.key, result.outputs)
         self._emit(
             EventKind.NODE_SUCCEEDED,
             name,
@@ -388,6 +394,8 @@ class Scheduler(Rewinds):
     def _failed(
         self, name: str, result: TaskResult, info: KeyInfo | None = None, *, handle: bool = True
     ) -> None:
+        if info is not None:
+            self._same.settle(info.key, None)
         handler = self.graph.specs[name].on_error or self.policy.on_error
         if handle and handler is not None and self._handle_error(name, result, info, handler):
             return
