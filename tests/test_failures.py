@@ -221,6 +221,48 @@ def test_fail_fast_stops_independent_branches() -> None:
     assert ran == []
 
 
+def test_fail_fast_drops_the_short_tasks_queued_behind_a_failure() -> None:
+    # once short tasks are seen the thread pool keeps a deep queue (backends/_local.py): a
+    # failure must drop what waits in it, not run it. One thread: quick nodes open the
+    # window, then `fails`, then ten nodes that wait until the run has seen the failure
+    gate = threading.Event()
+    ran: list[int] = []
+
+    @node
+    def quick(i):
+        return i
+
+    @node
+    def fails():
+        raise RuntimeError("boom")
+
+    @node
+    def after(i):
+        gate.wait(10)
+        ran.append(i)
+        return i
+
+    def on_event(event) -> None:
+        if event.kind == "node_failed":
+            gate.set()
+
+    with Workflow("fail-fast-queue", max_workers=1) as wf:
+        for i in range(20):
+            quick(i)
+        fails()
+        for i in range(10):
+            after(i)
+    results = wf.execute(raise_on_error=False, subscribers=[on_event])
+    gate.set()
+    assert results.statuses["fails"] == "failed"
+    # the one thread may have started the first `after` before the failure was seen (and,
+    # if the scheduler is descheduled for a whole GIL switch interval, a second): no more
+    assert len(ran) <= 2, ran
+    cancelled = [n for n, s in results.statuses.items() if s == "cancelled"]
+    assert len(cancelled) == 10 - len(ran)
+    assert all(n.startswith("after") for n in cancelled)
+
+
 def test_keep_going_finishes_independent_branches() -> None:
     @node
     def fails():

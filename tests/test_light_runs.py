@@ -5,8 +5,9 @@ process) of a workflow whose values are plain Python must not import an optional
 (pandas, pyarrow, numpy, dask, celery...: every package of ``pyproject.toml``'s extras), nor
 ``sqlite_utils`` (which imports pandas when it is installed), nor ``multiprocessing`` (the
 process backend's), nor ``importlib.metadata`` (package versions are read only for a node that
-uses a package). Each check runs in a fresh interpreter (this test process has them all
-loaded), and counts what was imported after its start-up (site hooks may load some).
+uses a package), nor the scheduler's map machinery (nothing is mapped). Each check runs in a
+fresh interpreter (this test process has them all loaded), and counts what was imported after
+its start-up (site hooks may load some).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 # distributions whose import name differs from their name
 IMPORT_NAMES = {"scikit-learn": "sklearn", "prometheus-client": "prometheus_client"}
-NEVER_IN_A_PLAIN_RUN = ("sqlite_utils", "multiprocessing", "importlib.metadata")
+#: ...nor the scheduler's map machinery (a graph without mapped nodes: ``run/_nomaps.py``)
+NEVER_IN_A_PLAIN_RUN = (
+    "sqlite_utils",
+    "multiprocessing",
+    "importlib.metadata",
+    "etherealfabric.run._mapping",
+)
 
 
 def optional_packages() -> list[str]:

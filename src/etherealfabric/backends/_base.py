@@ -80,6 +80,12 @@ class Backend(ABC):
     def close(self, *, cancel: bool = False) -> None:
         """Release the workers; with ``cancel``, drop tasks that have not started."""
 
+    def cancel(self, future: TaskFuture[Any]) -> bool:
+        """Drop the task of ``future`` if it has not started; True when it was dropped (its
+        future is then cancelled and done). The default drops nothing: a backend whose window
+        (:attr:`in_flight`) is deep may say otherwise, so fail-fast stops what waits."""
+        return False
+
     def __enter__(self) -> Backend:
         return self
 

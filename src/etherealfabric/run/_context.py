@@ -127,6 +127,11 @@ class DriverDispatch:
             self._threads = ThreadBackend()  # CPU-count threads, started on first use
         return self._threads.submit(functools.partial(_with_backend, self.backend, fn), task)
 
+    def cancel(self, on_driver: bool, future: TaskFuture[Any]) -> bool:
+        """Drop a task not started yet (``Backend.cancel``); True when it was dropped."""
+        backend = self._threads if on_driver else self.backend
+        return backend is not None and backend.cancel(future)
+
     def close(self, *, cancel: bool = False) -> None:
         if self._threads is not None:
             self._threads.close(cancel=cancel)

@@ -60,8 +60,8 @@ from ._events import Event, EventBus
 from ._handover import HandOvers, Stored
 from ._leases import RunLeases
 from ._lookahead import LookAhead
-from ._mapping import Maps
 from ._messages import Task, TaskResult
+from ._nomaps import maps_for
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 from ._rewind import Rewinds
@@ -116,6 +116,7 @@ class Scheduler(Rewinds):
         self._waiting = {n: len(graph.preds[n]) for n in graph.order}
         self._ready: deque[str] = deque(n for n in graph.order if self._waiting[n] == 0)
         self._running: dict[str, KeyInfo] = {}
+        self._futures: dict[str, Any] = {}  # of the running nodes; fail-fast drops queued ones
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -123,7 +124,7 @@ class Scheduler(Rewinds):
         self._dirty = False
         self._checkpoints_to_clear: list[str] = []
         self._index = {n: i for i, n in enumerate(graph.order)}
-        self._maps = Maps(self)  # mapped nodes: their children and collections
+        self._maps = maps_for(self, graph)  # mapped nodes: their children and collections
         self._handovers = HandOvers(self)  # outputs handed over in memory (threads)
         self._same = SameKeys(self)  # nodes of this run with equal keys: computed once
         self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
@@ -309,6 +310,7 @@ class Scheduler(Rewinds):
         self._dirty = True
         forced = {"forced": True} if name in self.policy.force else {}
         self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes, **forced)
+        self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
 
     def _on_done(self, name: str, future: Any) -> None:
@@ -349,6 +351,9 @@ class Scheduler(Rewinds):
             self._maps.collect(name, future)
             return
         info = self._running.pop(name)
+        if self._futures.pop(name, None) is None:  # dropped by fail-fast before it started
+            self.leases.release_now(info.key)  # (it stays running: _cancel_rest says cancelled)
+            return
         try:
             result: TaskResult = future.result()
         except BaseException as exc:  # the backend itself failed (worker died, unpicklable task)
@@ -410,7 +415,12 @@ class Scheduler(Rewinds):
             components=components,
         )
         self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
-        self._stopping = self._stopping or not self.policy.keep_going
+        if not self.policy.keep_going and not self._stopping:
+            self._stopping = True  # fail-fast: what was submitted but did not start is dropped
+            for other in [n for n in self._running if n in self._futures]:
+                spec = self.graph.specs[other]
+                if self._dispatch.cancel(spec.on_driver, self._futures[other]):
+                    del self._futures[other]
 
     def _handle_error(
         self, name: str, result: TaskResult, info: KeyInfo | None, handler: ErrorHandler
