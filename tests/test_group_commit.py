@@ -148,3 +148,35 @@ def test_sigkill_in_a_long_cold_chain_never_reruns_committed_nodes(tmp_path: Pat
     assert len(executions) == len(set(executions))
     runs = query(journal, "SELECT status FROM runs ORDER BY started_at")
     assert [r["status"] for r in runs] == ["interrupted"] * kills + ["succeeded"]
+
+
+def test_the_journal_log_is_checkpointed_in_the_background_only_by_a_run_that_lasts(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a short run (a few group commits) starts no checkpoint thread (journal/_checkpoint.py);
+    # one that writes for longer than CHECKPOINTS_AFTER does, and stops it when it ends
+    import threading
+
+    from etherealfabric.run import _recorder
+
+    monkeypatch.setattr(_recorder, "CHECKPOINTS_AFTER", 0.05)
+    seen: dict[str, bool] = {}
+
+    def checkpointing() -> bool:
+        return any(t.name == "etherealfabric-checkpoint" for t in threading.enumerate())
+
+    def watch(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind in ("node_started", "run_finished"):
+            seen.setdefault(f"{event.kind}:{event.node}", checkpointing())
+
+    @node
+    def slow(x):
+        time.sleep(0.2)  # past CHECKPOINTS_AFTER: the commit of its row starts the thread
+        return x
+
+    with Workflow("checkpoints") as wf:
+        inc(slow(inc(leaf(1))))
+    assert wf.execute(subscribers=[watch]).executed == 4
+    assert seen["node_started:leaf"] is False  # the run's start started no thread
+    assert seen["run_finished:None"] is True  # the run lasted: its commits are checkpointed
+    assert not checkpointing()  # and the thread ended with the run

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.machinery
 import os
-import signal
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -237,6 +236,7 @@ def exit_with_parent() -> bool:
         return False
     try:
         import ctypes
+        import signal  # (here: a run on threads needs neither)
 
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig, zero = 1, ctypes.c_ulong(0)

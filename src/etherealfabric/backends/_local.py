@@ -83,17 +83,22 @@ class ThreadBackend(Backend):
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         future: Future[Any] = Future()
-        if len(self._threads) < (self.max_workers or 1):
-            # started before the task is queued: the new thread then waits for it (and lets
-            # go of the GIL) instead of running it while this thread waits for the GIL to
-            # come back from Thread.start (up to the 5 ms switch interval)
+        if not self._threads:
+            self._start_threads()
+        self._queue.put((future, fn, task))
+        return future
+
+    def _start_threads(self) -> None:
+        """Start every thread at the first submit, while none has a task: each new thread
+        waits for one (and lets go of the GIL). A thread started once others run tasks
+        costs the scheduler up to a GIL switch interval (5 ms) in ``Thread.start``, whose
+        new thread needs the GIL to say it started."""
+        for number in range(self.max_workers or 1):
             thread = threading.Thread(
-                target=self._work, name=f"etherealfabric-{len(self._threads)}", daemon=True
+                target=self._work, name=f"etherealfabric-{number}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
-        self._queue.put((future, fn, task))
-        return future
 
     def cancel(self, future: TaskFuture[Any]) -> bool:
         """Drop a task that has not started (True); one that runs or ran is left alone."""

@@ -24,10 +24,23 @@ To read the journal from Python::
 ``Journal(path, read_only=True)`` reads a journal without writing anything beside it (a
 read-only home); ``read_only=None`` writes when the home is writable and reads otherwise.
 
-Importing this package does not import sqlite-utils (only opening an out-of-date journal does).
+Importing this package does not import sqlite-utils (only opening an out-of-date journal does),
+nor ``browse`` until it is used (a run never does: a millisecond of its first start).
 """
 
-from . import _browse as browse
+from typing import TYPE_CHECKING, Any
+
 from ._journal import LEASE_SECONDS, AmbiguousRunError, Journal, ReadOnlyJournalError
 
+if TYPE_CHECKING:
+    from . import _browse as browse
+
 __all__ = ["LEASE_SECONDS", "AmbiguousRunError", "Journal", "ReadOnlyJournalError", "browse"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "browse":
+        from . import _browse
+
+        return _browse
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..journal import Journal
+from ..journal._checkpoint import EVERY_SECONDS
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
@@ -55,6 +56,8 @@ from ._messages import HOST, TaskResult
 __all__ = ["JournalRecorder"]
 
 log = logging.getLogger("etherealfabric.cache")
+#: How long a run writes before its journal's log is checkpointed in a background thread.
+CHECKPOINTS_AFTER = EVERY_SECONDS
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
 
@@ -74,6 +77,7 @@ class JournalRecorder:
         self._release: list[str] = []
         self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
         self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
+        self._checkpoints_at: float | None = None  # when the background checkpoints start
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
@@ -122,6 +126,9 @@ class JournalRecorder:
             self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release, self._objects, self._row_at = [], {}, {}
+        if self._checkpoints_at is not None and time.monotonic() >= self._checkpoints_at:
+            self._checkpoints_at = None
+            self.journal.start_checkpoints()
 
     def _still_present(
         self, actions: list[tuple[str, str, str, str | None, float]]
@@ -149,15 +156,18 @@ class JournalRecorder:
         return self.journal.mark_interrupted()
 
     def start_run(self, run_id: str, **row: Any) -> None:
-        """Record the run as running, committed at once so other processes see it; the
-        journal's log is checkpointed in the background until the run finishes."""
+        """Record the run as running, committed at once so other processes see it. Once the
+        run has lasted :data:`CHECKPOINTS_AFTER`, the journal's log is checkpointed in the
+        background until it finishes (``journal/_checkpoint.py``); a shorter run writes a few
+        groups, for which SQLite's own checkpoint is enough, and starts no thread for them."""
         self.journal.start_run(run_id, **row)
-        self.journal.start_checkpoints()
+        self._checkpoints_at = time.monotonic() + CHECKPOINTS_AFTER
 
     def finish_run(
         self, run_id: str, *, status: RunStatus, counts: Mapping[str, int], error: str | None
     ) -> None:
         """Commit what is buffered, release the run's leases and record how it ended."""
+        self._checkpoints_at = None  # (no thread started only to be stopped)
         self.flush()
         self.journal.stop_checkpoints()
         self.journal.release_leases(run_id)

@@ -25,7 +25,6 @@ from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
 from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
-from ..plan._plan import make_plan
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_run_store
 from ._cache import ArtifactCache
@@ -34,7 +33,6 @@ from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
-from ._teamcache import after_run
 
 __all__ = ["RunRequest", "execute_workflow", "new_run_id", "open_home"]
 
@@ -195,7 +193,10 @@ def _run(
     except BaseException:
         journal.close()
         raise
-    after_run(cache.store, journal, settings, run_id)  # the team cache's budget and notices
+    if cache.layered:  # a shared store: the team cache's budget and notices
+        from ._teamcache import after_run
+
+        after_run(cache.store, journal, settings, run_id)
     weakref.finalize(results, journal.close)
     if results.status is not RunStatus.SUCCEEDED and request.raise_on_error:
         raise _run_failed(results, outcome)
@@ -275,6 +276,8 @@ def _finished_results(
     secrets: SecretHasher,
 ) -> Results | None:
     """The results of a run that succeeded, from the cache; ``None`` if any are gone."""
+    from ..plan._plan import make_plan  # (imported by a resume only)
+
     plan = make_plan(graph, cache.lookup, secrets=secrets)
     if plan.to_run:
         return None
