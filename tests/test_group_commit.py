@@ -180,3 +180,26 @@ def test_the_journal_log_is_checkpointed_in_the_background_only_by_a_run_that_la
     assert seen["node_started:leaf"] is False  # the run's start started no thread
     assert seen["run_finished:None"] is True  # the run lasted: its commits are checkpointed
     assert not checkpointing()  # and the thread ended with the run
+
+
+def test_a_journal_log_that_grows_fast_is_checkpointed_in_the_background_early(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before CHECKPOINTS_AFTER, a log past CHECKPOINTS_FROM_BYTES starts the thread too, so
+    # SQLite's automatic checkpoint (1000 pages) never runs in the scheduler's commits
+    import threading
+
+    from etherealfabric.run import _recorder
+
+    monkeypatch.setattr(_recorder, "CHECKPOINTS_AFTER", 3600.0)
+    monkeypatch.setattr(_recorder, "CHECKPOINTS_FROM_BYTES", 1)
+    seen: list[bool] = []
+
+    def watch(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "run_finished":
+            seen.append(any(t.name == "etherealfabric-checkpoint" for t in threading.enumerate()))
+
+    with Workflow("early-checkpoints") as wf:
+        inc(inc(leaf(2)))
+    assert wf.execute(subscribers=[watch]).executed == 3
+    assert seen == [True]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -56,8 +57,11 @@ from ._messages import HOST, TaskResult
 __all__ = ["JournalRecorder"]
 
 log = logging.getLogger("etherealfabric.cache")
-#: How long a run writes before its journal's log is checkpointed in a background thread.
+#: How long a run writes before its journal's log is checkpointed in a background thread...
 CHECKPOINTS_AFTER = EVERY_SECONDS
+#: ...or how large the log may grow before (half of SQLite's automatic checkpoint, 1000 pages,
+#: which the run's commits would otherwise make in the scheduler)
+CHECKPOINTS_FROM_BYTES = 2 * 1024 * 1024
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
 
@@ -126,9 +130,18 @@ class JournalRecorder:
             self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release, self._objects, self._row_at = [], {}, {}
-        if self._checkpoints_at is not None and time.monotonic() >= self._checkpoints_at:
+        if self._checkpoints_at is not None and self._checkpoints_due():
             self._checkpoints_at = None
             self.journal.start_checkpoints()
+
+    def _checkpoints_due(self) -> bool:
+        if self._checkpoints_at is not None and time.monotonic() >= self._checkpoints_at:
+            return True
+        try:
+            wal = os.stat(f"{self.journal.path}-wal").st_size
+        except OSError:
+            return False
+        return wal >= CHECKPOINTS_FROM_BYTES
 
     def _still_present(
         self, actions: list[tuple[str, str, str, str | None, float]]
@@ -157,9 +170,10 @@ class JournalRecorder:
 
     def start_run(self, run_id: str, **row: Any) -> None:
         """Record the run as running, committed at once so other processes see it. Once the
-        run has lasted :data:`CHECKPOINTS_AFTER`, the journal's log is checkpointed in the
-        background until it finishes (``journal/_checkpoint.py``); a shorter run writes a few
-        groups, for which SQLite's own checkpoint is enough, and starts no thread for them."""
+        run has lasted :data:`CHECKPOINTS_AFTER` (or its log has reached
+        :data:`CHECKPOINTS_FROM_BYTES`), the journal's log is checkpointed in the background
+        until it finishes (``journal/_checkpoint.py``); a shorter run writes a few groups, for
+        which SQLite's own checkpoint is enough, and starts no thread for them."""
         self.journal.start_run(run_id, **row)
         self._checkpoints_at = time.monotonic() + CHECKPOINTS_AFTER
 
