@@ -10,8 +10,6 @@ the automatic checkpoint off on the run's connection and runs a ``PASSIVE`` chec
 while it copies and syncs). A passive checkpoint never blocks the writer nor waits for it;
 once the log outgrows :data:`RESTART_BYTES` the checkpoint is a ``RESTART`` one, which the
 writer waits for, so that the log is written from its start again and stays that small.
-A run starts it once it has lasted :data:`EVERY_SECONDS` (``run/_recorder.py``): a shorter
-one, a few group commits, would only pay for the thread's start and stop.
 
 Nothing about durability changes: a checkpoint only copies what is committed, and a log that
 a kill leaves behind is replayed by the next connection, as before. When the run stops the

@@ -42,13 +42,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..journal import Journal
-from ..journal._checkpoint import EVERY_SECONDS
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
@@ -57,11 +55,6 @@ from ._messages import HOST, TaskResult
 __all__ = ["JournalRecorder"]
 
 log = logging.getLogger("etherealfabric.cache")
-#: How long a run writes before its journal's log is checkpointed in a background thread...
-CHECKPOINTS_AFTER = EVERY_SECONDS
-#: ...or how large the log may grow before (half of SQLite's automatic checkpoint, 1000 pages,
-#: which the run's commits would otherwise make in the scheduler)
-CHECKPOINTS_FROM_BYTES = 2 * 1024 * 1024
 
 _SKIP_DATA = ("result", "record", "components", "inline", "actions")
 
@@ -81,7 +74,6 @@ class JournalRecorder:
         self._release: list[str] = []
         self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
         self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
-        self._checkpoints_at: float | None = None  # when the background checkpoints start
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
@@ -130,18 +122,6 @@ class JournalRecorder:
             self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release, self._objects, self._row_at = [], {}, {}
-        if self._checkpoints_at is not None and self._checkpoints_due():
-            self._checkpoints_at = None
-            self.journal.start_checkpoints()
-
-    def _checkpoints_due(self) -> bool:
-        if self._checkpoints_at is not None and time.monotonic() >= self._checkpoints_at:
-            return True
-        try:
-            wal = os.stat(f"{self.journal.path}-wal").st_size
-        except OSError:
-            return False
-        return wal >= CHECKPOINTS_FROM_BYTES
 
     def _still_present(
         self, actions: list[tuple[str, str, str, str | None, float]]
@@ -169,19 +149,15 @@ class JournalRecorder:
         return self.journal.mark_interrupted()
 
     def start_run(self, run_id: str, **row: Any) -> None:
-        """Record the run as running, committed at once so other processes see it. Once the
-        run has lasted :data:`CHECKPOINTS_AFTER` (or its log has reached
-        :data:`CHECKPOINTS_FROM_BYTES`), the journal's log is checkpointed in the background
-        until it finishes (``journal/_checkpoint.py``); a shorter run writes a few groups, for
-        which SQLite's own checkpoint is enough, and starts no thread for them."""
+        """Record the run as running, committed at once so other processes see it; the
+        journal's log is checkpointed in the background until the run finishes."""
         self.journal.start_run(run_id, **row)
-        self._checkpoints_at = time.monotonic() + CHECKPOINTS_AFTER
+        self.journal.start_checkpoints()
 
     def finish_run(
         self, run_id: str, *, status: RunStatus, counts: Mapping[str, int], error: str | None
     ) -> None:
         """Commit what is buffered, release the run's leases and record how it ended."""
-        self._checkpoints_at = None  # (no thread started only to be stopped)
         self.flush()
         self.journal.stop_checkpoints()
         self.journal.release_leases(run_id)
