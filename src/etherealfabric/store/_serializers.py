@@ -128,7 +128,8 @@ class NpySerializer(Serializer):
     """numpy's ``.npy`` format, without pickle: object arrays are refused.
 
     Contiguous arrays are written as the standard header followed by slices of the array's own
-    memory (no copy); the bytes equal ``numpy.save``'s. Other arrays go through
+    memory (no copy); the bytes equal ``numpy.save``'s. Their size is announced to a store's
+    writer first (``ObjectWriter.expect_size``), which may allocate the file at once. Other arrays go through
     ``numpy.lib.format.write_array``, which copies 16 MiB at a time.
     """
 
@@ -158,6 +159,9 @@ class NpySerializer(Serializer):
         header = _npy_header(array)
         if header is None:  # header too long or non-latin-1 field names: nothing written yet
             return False
+        expect_size = getattr(fp, "expect_size", None)  # an ObjectWriter: allocate it at once
+        if expect_size is not None:
+            expect_size(len(header) + array.nbytes)
         fp.write(header)
         data = flat.view(numpy.uint8)
         for start in range(0, data.size, self.chunk_bytes):
