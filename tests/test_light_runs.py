@@ -35,7 +35,11 @@ NEVER_IN_A_PLAIN_RUN = (
     "sqlite_utils",
     "multiprocessing",
     "importlib.metadata",
+    # the engine's own parts a run without maps, shared store or web UI does not use
     "etherealfabric.run._mapping",
+    "etherealfabric.run._mapstate",
+    "etherealfabric.store._sharedgc",
+    "etherealfabric.journal._browse",
 )
 
 

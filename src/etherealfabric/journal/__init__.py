@@ -28,6 +28,8 @@ Importing this package does not import sqlite-utils (only opening an out-of-date
 nor ``browse`` until it is used (a run never does: a millisecond of its first start).
 """
 
+from __future__ import annotations
+
 from typing import TYPE_CHECKING, Any
 
 from ._journal import LEASE_SECONDS, AmbiguousRunError, Journal, ReadOnlyJournalError
@@ -39,6 +41,7 @@ __all__ = ["LEASE_SECONDS", "AmbiguousRunError", "Journal", "ReadOnlyJournalErro
 
 
 def __getattr__(name: str) -> Any:
+    """``browse`` is imported on first use: a run never needs it (the web UI does)."""
     if name == "browse":
         from . import _browse
 
