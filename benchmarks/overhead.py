@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -226,15 +227,19 @@ print(json.dumps({"gbps": a.nbytes / best / 1e9}))
 def child(code: str, *args: str, home: Path) -> dict[str, float]:
     env = {**os.environ, "ETHEREALFABRIC_HOME": str(home), "ETHEREALFABRIC_LOG_LEVEL": "WARNING"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's Python caches bytecode (see above)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{out.stderr}")
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     figures["wall"] = wall
+    # the child's CPU time (user + sys, all its threads): steadier than wall on a busy machine
+    figures["cpu"] = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
     return figures
 
 
@@ -290,6 +295,7 @@ def bigdata(mb: int, reps: int, tmp: Path) -> None:
             shutil.rmtree(tmp / f"joblib-big-{rep}")
     pick = lambda label, k: statistics.median(r[k] for r in runs[label])  # noqa: E731
     plain_wall, plain_peak = pick("plain", "wall"), pick("plain", "peak_mb")
+    plain_cpu = pick("plain", "cpu")
     print(
         f"\nbigdata ({mb} MB float64 array, four reductions; whole processes, median of {reps}; "
         f"load {os.getloadavg()[0]:.1f})"
@@ -297,10 +303,11 @@ def bigdata(mb: int, reps: int, tmp: Path) -> None:
     for label in ("plain", "cold", "warm", "joblib"):
         if not runs[label]:
             continue
-        wall, peak = pick(label, "wall"), pick(label, "peak_mb")
+        wall, peak, cpu = pick(label, "wall"), pick(label, "peak_mb"), pick(label, "cpu")
         name = {"plain": "plain numpy", "joblib": "joblib.Memory cold"}.get(label, label)
         print(
             f"  {name:<19}{wall:>7.2f}s wall ({wall / plain_wall:.2f}x plain)"
+            f"{cpu:>7.2f}s CPU ({cpu / plain_cpu:.2f}x)"
             f"{peak:>8.0f} MiB peak RSS ({peak / plain_peak:.2f}x plain)"
         )
 
