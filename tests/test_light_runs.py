@@ -5,7 +5,8 @@ process) of a workflow whose values are plain Python must not import an optional
 (pandas, pyarrow, numpy, dask, celery...: every package of ``pyproject.toml``'s extras), nor
 ``sqlite_utils`` (which imports pandas when it is installed), nor ``multiprocessing`` (the
 process backend's), nor ``importlib.metadata`` (package versions are read only for a node that
-uses a package), nor the scheduler's map machinery (nothing is mapped). Each check runs in a
+uses a package), nor the engine's map machinery, shared-store collection or web-UI queries
+(nothing is mapped, shared or browsed). Each check runs in a
 fresh interpreter (this test process has them all loaded), and counts what was imported after
 its start-up (site hooks may load some).
 """

@@ -447,9 +447,10 @@ class Scheduler(Rewinds):
             return False
         spec = self.graph.specs[name]
         try:
-            values = _check_fallback(name, spec.outputs, answer)
+            if missing := [o for o in spec.outputs if o not in answer]:
+                raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
             outputs, inline = store_values(
-                name, spec.outputs, values, spec.serializers, self.store, self.inline_limit
+                name, spec.outputs, answer, spec.serializers, self.store, self.inline_limit
             )
         except Exception as exc:
             result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
@@ -492,12 +493,3 @@ class Scheduler(Rewinds):
             if status in (NodeStatus.PENDING, NodeStatus.RUNNING):
                 self.outcome.status[name] = NodeStatus.CANCELLED
                 self._emit(EventKind.NODE_CANCELLED, name)
-
-
-def _check_fallback(
-    name: str, outputs: tuple[str, ...], answer: Mapping[str, Any]
-) -> Mapping[str, Any]:
-    missing = [o for o in outputs if o not in answer]
-    if missing:
-        raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
-    return answer
