@@ -23,15 +23,19 @@ Nothing is imported, started or contacted until the first task is submitted: a f
 run never imports ``distributed``, never opens a client and never asks the cluster its size
 (an unreachable ``address`` is reported by the first submission, naming the setting).
 
-One I/O thread per backend does the rest, in batches. :meth:`DaskBackend.submit` only pickles
-the task and queues it; the thread sends every task queued since its last round with one
-``client.map`` (one graph update for the scheduler, instead of one per node), and a finished
-task's done-callback (on a Dask thread) only queues it, so that the same thread fetches every
-finished result with a single ``client.gather`` call, never one blocking round trip through
-Dask's event loop per node. The scheduler keeps :attr:`DaskBackend.in_flight`
-tasks submitted: a few per worker thread, many once the tasks turn out to be short
-(:class:`~etherealfabric.backends._base.Pacing`), so a worker never waits for the next task's
-round trip.
+One I/O thread per backend sends, in batches. :meth:`DaskBackend.submit` only pickles the task
+and queues it; the thread sends every task queued since its last round with one ``client.map``
+(one graph update for the scheduler, instead of one per node). Once the recent tasks turn out
+to be short, the tasks of a batch travel in groups, several nodes in one Dask task
+(:mod:`._grouping`): Dask's own cost per task (the scheduler assigning it, the worker
+reporting it, the result fetched), 2-5 ms on a small machine, is then paid once per group. A
+group whose Dask task fails as a whole (its worker died) is sent again node by node.
+Results are collected on the client's event loop as they complete (one coroutine per Dask
+task, whose fetches the client batches while one is under way), never by a blocking call
+per node. The scheduler keeps :attr:`DaskBackend.in_flight` tasks submitted: a few per
+worker thread, many once the tasks turn out to be short
+(:class:`~etherealfabric.backends._base.Pacing`), so a worker never waits for the next
+task's round trip.
 """
 
 from __future__ import annotations
@@ -43,19 +47,14 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, wait
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
-from ._base import (
-    Backend,
-    Pacing,
-    default_workers,
-    exit_with_parent,
-    no_main_reimport,
-    run_pickled,
-)
+from ._base import Backend, default_workers, exit_with_parent, no_main_reimport
+from ._grouping import GroupPacing, outcome, run_group
 
 __all__ = ["ADDRESS_ENV", "DaskBackend", "dask_setup"]
 
@@ -89,14 +88,14 @@ class DaskBackend(Backend):
         self._setting = "address" if address else ADDRESS_ENV
         self._address = address or os.environ.get(ADDRESS_ENV, "").strip() or None
         self._unreachable: ConfigError | None = None
-        self._futures: dict[Any, Future[Any]] = {}  # distributed future -> ours
+        self._groups: dict[Any, list[_Send]] = {}  # distributed future -> what it runs
+        self._open: set[Future[Any]] = set()  # our futures not settled yet
         self._lock = threading.Lock()
-        # the I/O thread's inbox: tasks to send (tuples), finished tasks (distributed
-        # futures), None to stop
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # the I/O thread's inbox: tasks to send, None to stop
+        self._inbox: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
         self._io: threading.Thread | None = None
         self._cancelling = False
-        self._pacing = Pacing()
+        self._pacing = GroupPacing()
         if self._client is None and self._address is None:  # a LocalCluster, on first use
             self._max_workers = max_workers or default_workers()
 
@@ -174,11 +173,17 @@ class DaskBackend(Backend):
                     target=self._serve, name="etherealfabric-dask-io", daemon=True
                 )
                 self._io.start()
-        self._inbox.put((f"etherealfabric-{label}-{uuid.uuid4().hex}", payload, future))
+            self._open.add(future)
+        future.add_done_callback(self._settled)
+        self._inbox.put(_Send(label, payload, future))
         return future
 
+    def _settled(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._open.discard(future)
+
     def _serve(self) -> None:
-        """The I/O thread: send what was queued and settle what finished, in batches."""
+        """The I/O thread: send what was queued since its last round, in one batch."""
         while (first := self._inbox.get()) is not None:
             batch, stop = [first], False
             while True:
@@ -190,65 +195,82 @@ class DaskBackend(Backend):
                     stop = True
                     break
                 batch.append(more)
-            self._send([item for item in batch if isinstance(item, tuple)])
-            self._settle([item for item in batch if not isinstance(item, tuple)])
+            self._send(batch)
             if stop:
                 return
 
-    def _send(self, sends: list[tuple[str, bytes, Future[Any]]]) -> None:
-        """Submit ``sends`` with one ``client.map``: one graph update for the whole batch."""
+    def _send(self, sends: list[_Send]) -> None:
+        """Submit ``sends`` with one ``client.map`` (one graph update for the whole batch),
+        short tasks in groups (:mod:`._grouping`)."""
         if self._cancelling:  # closed with cancel: what was not sent is never sent
-            for _key, _payload, future in sends:
-                future.cancel()
+            for send in sends:
+                send.future.cancel()
             return
-        sends = [s for s in sends if s[2].set_running_or_notify_cancel()]
+        sends = [s for s in sends if s.again or s.future.set_running_or_notify_cancel()]
         if not sends:
             return
+        alone = [s for s in sends if s.again]  # sent again after their group failed
+        sizes = [1] * len(alone)
+        grouped = [s for s in sends if not s.again]
+        sizes += self._pacing.sizes(len(grouped), self.max_workers)
+        groups, start = [], 0
+        for size in sizes:
+            groups.append((alone + grouped)[start : start + size])
+            start += size
         try:
-            inners = self.client.map(
-                run_pickled,
-                [payload for _key, payload, _future in sends],
-                key=[key for key, _payload, _future in sends],
+            client = self.client
+            inners = client.map(
+                run_group,
+                [[s.payload for s in group] for group in groups],
+                key=[_key(group) for group in groups],
                 pure=False,
             )
         except Exception as exc:  # the cluster went away: these nodes fail with its error
-            for _key, _payload, future in sends:
-                future.set_exception(exc)
+            for send in sends:
+                send.future.set_exception(exc)
             return
         with self._lock:
-            for inner, (_key, _payload, future) in zip(inners, sends, strict=True):
-                self._futures[inner] = future
+            self._groups.update(zip(inners, groups, strict=True))
         for inner in inners:
-            inner.add_done_callback(self._inbox.put)  # on a Dask thread: only queue it
+            client.loop.add_callback(self._collect, inner)
 
-    def _settle(self, batch: list[Any]) -> None:
-        import cloudpickle
+    async def _collect(self, inner: Any) -> None:
+        """On the client's event loop: wait for ``inner``, fetch its result, settle ours.
 
-        if not batch:
+        Fetches that overlap share one request (the client batches concurrent gathers), and
+        none blocks a thread: the loop keeps receiving completions meanwhile.
+        """
+        try:
+            outcomes: Any = await inner._result()
+        except BaseException as exc:  # lost, cancelled, or Dask gave up on its workers
+            outcomes = exc
+        with self._lock:  # whoever takes it from the table settles it (see close)
+            group = self._groups.pop(inner, None)
+        if group is None:
             return
-        with self._lock:
-            found = [(inner, self._futures.pop(inner, None)) for inner in batch]
-        pairs = [(inner, future) for inner, future in found if future is not None]
-        finished = [(inner, future) for inner, future in pairs if inner.status == "finished"]
-        values: list[Any] = []
-        try:  # every finished result in one round trip
-            if finished:
-                values = self.client.gather([inner for inner, _ in finished], errors="raise")
-        except Exception:  # one went away meanwhile: each is fetched on its own below
-            finished, values = [], []
-
-        def load(data: bytes) -> Any:
-            return self._pacing.observe(cloudpickle.loads(data))
-
-        for (_inner, future), data in zip(finished, values, strict=True):
-            _settle_one(future, load, data)
-        gathered = {id(inner) for inner, _ in finished}
-        for inner, future in pairs:
-            if id(inner) not in gathered:  # the task's error, or it was cancelled or lost
-                _settle_one(future, _fetch, inner)
+        if not isinstance(outcomes, BaseException):
+            for send, captured in zip(group, outcomes, strict=True):
+                _settle_one(send.future, captured, self._pacing.observe)
+        elif len(group) > 1 and not self._cancelling:  # each alone: one fails, not its group
+            log.warning(
+                "a Dask task of %d nodes failed (%s: %s); sending them again one by one",
+                len(group),
+                type(outcomes).__name__,
+                outcomes,
+            )
+            for send in group:
+                self._inbox.put(_Send(send.label, send.payload, send.future, again=True))
+        else:
+            for send in group:
+                if not send.future.done():
+                    send.future.set_exception(outcomes)
 
     def close(self, *, cancel: bool = False) -> None:
         """Close what this backend opened; with ``cancel``, cancel the tasks still running."""
+        if not cancel:  # what was submitted runs to its end (groups that failed are re-sent)
+            with self._lock:
+                running = list(self._open)
+            wait(running)
         with self._lock:
             self._cancelling = self._cancelling or cancel
             io, self._io = self._io, None
@@ -256,18 +278,16 @@ class DaskBackend(Backend):
             self._inbox.put(None)  # what was queued before is sent (or cancelled) first
             io.join()
         with self._lock:
-            left, self._futures = list(self._futures.items()), {}
-        if cancel and left:
+            left, self._groups = list(self._groups.items()), {}
+        if left:
             try:
                 self._client.cancel([inner for inner, _ in left])
             except Exception as exc:  # the cluster may be gone already
                 log.warning("could not cancel %d Dask task(s): %s", len(left), exc)
-            for _inner, future in left:  # they settle as cancelled, not through the cluster
-                if not future.cancel() and not future.done():
-                    future.set_exception(CancelledError("the Dask backend was closed"))
-        else:
-            for inner, future in left:  # still running at close: wait for them
-                _settle_one(future, _fetch, inner)
+            for _inner, group in left:  # they settle as cancelled, not through the cluster
+                for send in group:
+                    if not send.future.cancel() and not send.future.done():
+                        send.future.set_exception(CancelledError("the Dask backend was closed"))
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
@@ -276,22 +296,33 @@ class DaskBackend(Backend):
             self._cluster = None
 
 
-def _settle_one(future: Future[Any], make: Callable[[Any], Any], arg: Any) -> None:
-    """``future`` gets ``make(arg)``, or what it raised; a cancelled one is left as it is."""
+@dataclass(frozen=True)
+class _Send:
+    """A task queued for the cluster: its node, its payload and the future it settles."""
+
+    label: str
+    payload: bytes
+    future: Future[Any]
+    again: bool = False  # its group failed: it goes alone now
+
+
+def _key(group: list[_Send]) -> str:
+    """The Dask key of a group's task: its first node's name, and how many more it runs."""
+    more = f"+{len(group) - 1}" if len(group) > 1 else ""
+    return f"etherealfabric-{group[0].label}{more}-{uuid.uuid4().hex}"
+
+
+def _settle_one(future: Future[Any], captured: Any, observe: Callable[[Any], Any]) -> None:
+    """``future`` gets the :func:`outcome` of ``captured`` (through ``observe``), or the error
+    it raises; a cancelled one is left as it is."""
     if future.done():
         return
     try:
-        value = make(arg)
+        value = observe(outcome(captured))
     except BaseException as exc:
         future.set_exception(exc)
     else:
         future.set_result(value)
-
-
-def _fetch(inner: Any) -> Any:
-    import cloudpickle
-
-    return cloudpickle.loads(inner.result())
 
 
 def _distributed() -> Any:

@@ -344,6 +344,28 @@ class BackendContract(MapContract):
         assert journal["explode"]["status"] == "failed"
         assert "ValueError: explode got 3 numbers" in journal["explode"]["error"]
 
+    def test_many_short_nodes_each_succeed_or_fail_on_their_own(
+        self, backend_name: str, home: Path
+    ) -> None:
+        """Short nodes may travel to the workers together (several in one cluster task):
+        each still gets its own result, and a failing one fails alone."""
+        with Workflow("short") as wf:
+            for i in range(60):
+                (explode if i % 9 == 4 else total)(list(range(i)))
+        with pytest.raises(RunFailedError) as caught:
+            wf.execute(keep_going=True, home=home)
+        results = caught.value.results
+        failed = {name for name, row in node_runs(home, results.run_id).items()
+                  if row["status"] == "failed"}  # fmt: skip
+        explodes = {"explode", *(f"explode-{k}" for k in range(2, 8))}  # i = 4, 13, ... 58
+        assert failed == set(caught.value.failures) == explodes
+        for name, error in caught.value.failures.items():
+            assert "explode got" in error, name
+        totals = ["total", *(f"total-{k}" for k in range(2, 54))]  # in the order defined
+        assert [results[name]["result"] for name in totals] == [
+            sum(range(i)) for i in range(60) if i % 9 != 4
+        ]
+
     def test_declared_file_outputs_are_restored_on_a_hit(
         self, backend_name: str, home: Path, tmp_path: Path
     ) -> None:
