@@ -1,11 +1,14 @@
 """Short tasks travel to a cluster in groups (``backends/_grouping.py``): how groups are sized,
-and that each node of a group still settles on its own, on Dask (a LocalCluster of its own,
-so that killing its workers disturbs no other test).
+and that each node of a group still settles on its own, on Dask and Celery (a LocalCluster
+and a redis-server with one Celery worker of their own, so that killing their workers
+disturbs no other test).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from etherealfabric.backends._grouping import GroupPacing, outcome, run_captured, run_group
 from etherealfabric.run._messages import Attempt, TaskResult
 from etherealfabric.testing._backends import double, refuse
+from redis_server import redis_server_path, start_redis, stop_process
 
 TIMEOUT = 120
 
@@ -32,6 +36,10 @@ def short_pacing(seconds: float = 0.0005) -> GroupPacing:
     for _ in range(GroupPacing.recent):
         pacing.observe(ran(seconds))
     return pacing
+
+
+def die(task: Any) -> None:
+    os._exit(3)  # takes its (pool) process down, every time
 
 
 def die_once(marker: str) -> str:
@@ -138,3 +146,66 @@ def test_dask_a_group_whose_worker_dies_is_sent_again_node_by_node(
             assert [f.result(timeout=TIMEOUT) for f in futures] == [2, "ran again", 4]
         assert os.path.exists(marker)  # the group's worker did die
         client.wait_for_workers(2, timeout=TIMEOUT)  # the nanny restarted it
+
+
+# -- on Celery -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def celery_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private redis-server and one Celery worker (two pool processes) that can import
+    this module (``die``)."""
+    pytest.importorskip("celery")
+    if redis_server_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; CI must install it (redis-server)")
+        pytest.skip("redis-server is not installed")
+    folder = tmp_path_factory.mktemp("groups-celery")
+    redis = start_redis(folder)
+    settings = {
+        "ETHEREALFABRIC_CELERY_BROKER_URL": redis.url(0),
+        "ETHEREALFABRIC_CELERY_RESULT_BACKEND": redis.url(1),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    here = str(Path(__file__).resolve().parent)
+    env.update(settings, C_FORCE_ROOT="1", PYTHONPATH=os.pathsep.join([here, *sys.path]))
+    with (folder / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "etherealfabric.backends._celery", "worker", "-c", "2"],
+            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield settings
+    finally:
+        stop_process(worker, timeout=15)
+        redis.stop()
+
+
+def test_celery_a_group_whose_pool_process_dies_is_sent_again_node_by_node(
+    celery_settings: dict[str, str],
+) -> None:
+    """The group's message fails as a whole (its pool process died on every try): its nodes
+    are then sent again one by one, the others succeed, and the node that kills its process
+    fails alone, with Celery's WorkerLostError."""
+    from etherealfabric.backends._celery import CeleryBackend
+    from etherealfabric.backends._celery_lost import Submission
+
+    backend = CeleryBackend(
+        max_workers=1,
+        broker_url=celery_settings["ETHEREALFABRIC_CELERY_BROKER_URL"],
+        result_backend=celery_settings["ETHEREALFABRIC_CELERY_RESULT_BACKEND"],
+    )
+    try:
+        backend._pacing = short_pacing()
+        backend._pacing.groups_per_worker = 1  # the four in one group
+        tasks = [(double, 1), (die, None), (double, 2), (double, 3)]
+        assert backend._pacing.sizes(len(tasks), 1) == [4]
+        subs = [Submission(f"t{i}", Future(), cloudpickle.dumps(t)) for i, t in enumerate(tasks)]
+        for sub in subs:  # queued before the poller starts: it finds them all in one round
+            backend._outbox.put(sub)
+        backend._start_poller()
+        backend._wake.set()
+        with pytest.raises(Exception, match="WorkerLostError"):
+            subs[1].future.result(timeout=TIMEOUT)
+        assert [subs[i].future.result(timeout=TIMEOUT) for i in (0, 2, 3)] == [2, 4, 6]
+        assert "t1" in str(subs[1].future.exception())  # named alone, not as the group
+    finally:
+        backend.close()

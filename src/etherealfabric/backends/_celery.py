@@ -10,7 +10,10 @@ One Celery task, ``etherealfabric.run_task``, carries ``cloudpickle.dumps((fn, t
 returns the cloudpickled result, so nodes defined in ``__main__`` or in workflow files travel by
 value. Messages use Celery's ``pickle`` serializer: the broker must be trusted, as with any
 pickle transport. Tasks go to the ``etherealfabric`` queue, so other Celery apps on the same
-broker never receive them.
+broker never receive them. Once the recent tasks turn out to be short, the tasks sent at once
+travel in groups (:mod:`._grouping`): one message of the task ``etherealfabric.run_group``
+runs several nodes and returns each one's outcome, so the broker round trip is paid once per
+group; a group that fails as a whole (its pool process died) is sent again node by node.
 
 :meth:`CeleryBackend.submit` returns a :class:`concurrent.futures.Future`. One poller thread per
 backend resolves them, and it alone talks to Celery (Celery gives each thread its own result
@@ -21,35 +24,42 @@ still pending once a second (every round for result backends without notificatio
 disconnects a subscriber that leaves them unread once its output buffer overflows.
 
 Lost workers: tasks are acknowledged late and a task whose pool process dies is sent again by
-the worker (``retry_on_worker_lost``, at most :data:`._celery_app.WORKER_LOST_RETRIES` times, then it fails
-with ``WorkerLostError``). A task whose whole worker is gone is found by the poller: a task
-that no worker consuming the queue holds (``inspect().query_task``) for ``redispatch_seconds``
-(``ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS``), and that has started or is no longer queued,
-is revoked and sent again with a new id, at most :data:`MAX_REDISPATCHES` times. With no
-worker at all for that long, the node fails naming the broker. Every copy of a submission
-maps to the same future: the first result settles it, the other copies are revoked and
-their results ignored, so a node run twice is reported once.
+the worker (``retry_on_worker_lost``, at most :data:`._celery_app.WORKER_LOST_RETRIES` times,
+then it fails with ``WorkerLostError``). A task whose whole worker is gone is found by the
+poller, and sent again or failed (:mod:`._celery_lost`). Every copy of a submission maps to
+the same future: the first result settles it, the other copies are revoked and their results
+ignored, so a node run twice is reported once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
-import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from ..config import CELERY_REDISPATCH_ENV, ENV, strict_options
+from ..config import ENV, strict_options
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
-from ._base import Backend, Pacing
-from ._celery_app import QUEUE, TASK_NAME, celery_urls, main, make_app, run_task, safe_url
+from ._base import Backend
+from ._celery_app import (
+    GROUP_TASK_NAME,
+    QUEUE,
+    TASK_NAME,
+    celery_urls,
+    main,
+    make_app,
+    run_task,
+    safe_url,
+)
+from ._celery_lost import LostTasks, Submission, resolve_redispatch_seconds
+from ._grouping import GroupPacing, outcome
 
 __all__ = ["QUEUE", "TASK_NAME", "CeleryBackend", "main", "make_app", "run_task"]
 
@@ -63,47 +73,10 @@ PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
 MAX_DRAIN_ROUNDS = 20
 WARN_EVERY_SECONDS = 30.0
-REDISPATCH_SECONDS = 60.0  # the default of ETHEREALFABRIC_CELERY_REDISPATCH_SECONDS
-MAX_REDISPATCHES = 3
-INSPECT_SECONDS = 1.0
-
-
-def resolve_redispatch_seconds(
-    value: float | None = None, env: Mapping[str, str] | None = None
-) -> float:
-    """The re-dispatch time: ``value``, else the environment, else :data:`REDISPATCH_SECONDS`."""
-    setting = "redispatch_seconds"
-    if value is None:
-        text = (os.environ if env is None else env).get(CELERY_REDISPATCH_ENV, "").strip()
-        if not text:
-            return REDISPATCH_SECONDS
-        value, setting = text, CELERY_REDISPATCH_ENV  # type: ignore[assignment]
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if not seconds > 0:
-        raise ConfigError(
-            f"{setting}={value!r} must be a number of seconds > 0, e.g. 60", setting=setting
-        )
-    return seconds
-
-
-@dataclass(eq=False)
-class _Submission:
-    """One submitted task and the copies of it sent to Celery (newest last)."""
-
-    node: str
-    future: Future[Any]
-    payload: bytes
-    copies: list[Any] = field(default_factory=list)  # AsyncResults
-    deadline: float = 0.0  # look for it then, unless it finished
-    misses: int = 0  # looks in a row that found no worker holding it
-    redispatches: int = 0
 
 
 # -- the backend ------------------------------------------------------------------------------
-class CeleryBackend(Backend):
+class CeleryBackend(LostTasks, Backend):
     """Sends tasks to Celery workers; one poller thread does all Celery I/O."""
 
     name = "celery"
@@ -126,8 +99,8 @@ class CeleryBackend(Backend):
         self._no_worker_since: float | None = None  # since when no worker answers
         self._max_workers: int | None = None
         super().__init__(max_workers=max_workers)  # None: probed when first asked
-        self._outbox: queue.SimpleQueue[_Submission] = queue.SimpleQueue()
-        self._pending: dict[str, _Submission] = {}  # task id -> submission; the poller's own
+        self._outbox: queue.SimpleQueue[Submission] = queue.SimpleQueue()
+        self._pending: dict[str, Submission] = {}  # task id -> submission; the poller's own
         self._wake = threading.Event()
         self._closing = False
         self._cancel = False
@@ -135,7 +108,7 @@ class CeleryBackend(Backend):
         self._poller: threading.Thread | None = None
         self._notifications = 0
         self._last_warning = ("", 0.0)
-        self._pacing = Pacing()
+        self._pacing = GroupPacing()
 
     @property
     def app(self) -> Any:
@@ -196,7 +169,7 @@ class CeleryBackend(Backend):
         except Exception as exc:  # reported as the node's failure, not the scheduler's
             future.set_exception(exc)
             return future
-        self._outbox.put(_Submission(node, future, payload))
+        self._outbox.put(Submission(node, future, payload))
         self._start_poller()
         self._wake.set()
         return future
@@ -247,21 +220,56 @@ class CeleryBackend(Backend):
             self._last_warning = (message, now)
 
     def _send(self) -> None:
+        """Send what was submitted since the last round; short tasks in groups."""
+        subs = []
         while True:
             try:
-                sub = self._outbox.get_nowait()
+                subs.append(self._outbox.get_nowait())
             except queue.Empty:
-                return
-            if self._cancel:
+                break
+        if self._cancel:
+            for sub in subs:
                 sub.future.cancel()
-            else:
+            return
+        together = [sub for sub in subs if not sub.alone]
+        for sub in subs:
+            if sub.alone:
                 self._dispatch(sub)
+        start = 0
+        for size in self._pacing.sizes(len(together), self._max_workers or DEFAULT_WORKERS):
+            group, start = together[start : start + size], start + size
+            self._dispatch(group[0] if size == 1 else self._group(group))
 
-    def _dispatch(self, sub: _Submission) -> None:
+    def _group(self, members: list[Submission]) -> Submission:
+        future: Future[Any] = Future()
+        future.add_done_callback(functools.partial(self._fan_out, members))
+        label = f"{members[0].node} (and {len(members) - 1} more)"
+        payloads = [cast(bytes, m.payload) for m in members]  # members are single tasks
+        return Submission(label, future, payloads, members=members)
+
+    def _fan_out(self, members: list[Submission], future: Future[Any]) -> None:
+        """A group's outcomes (or its failure, or cancellation) to its members' futures."""
+        if future.cancelled():
+            for member in members:
+                member.future.cancel()
+            return
+        error = future.exception()
+        for i, member in enumerate(members):
+            if member.future.done():
+                continue
+            try:
+                if error is not None:
+                    raise error
+                member.future.set_result(self._pacing.observe(outcome(future.result()[i])))
+            except BaseException as exc:
+                member.future.set_exception(exc)
+
+    def _dispatch(self, sub: Submission) -> None:
         """Send a (new) copy of ``sub``; a first send that fails fails the node."""
         sub.deadline = time.monotonic() + self.redispatch_seconds
         try:
-            result = self.app.send_task(TASK_NAME, args=(sub.payload,))
+            name = GROUP_TASK_NAME if sub.members else TASK_NAME
+            result = self.app.send_task(name, args=(sub.payload,))
         except Exception as exc:
             error = f"could not send it to the Celery broker {self._broker()}: "
             error += f"{type(exc).__name__}: {exc}"
@@ -314,10 +322,21 @@ class CeleryBackend(Backend):
             return
         self._drop(sub, keep=result)
         try:
-            if result.successful():
+            if sub.members and result.successful():
+                sub.future.set_result(result.result)  # _fan_out settles the members
+            elif result.successful():
                 import cloudpickle
 
                 sub.future.set_result(self._pacing.observe(cloudpickle.loads(result.result)))
+            elif sub.members and not self._cancel:  # each alone: one fails, not its group
+                log.warning(
+                    "a Celery task of %d nodes failed (%s); sending them again one by one",
+                    len(sub.members),
+                    result.state,
+                )
+                for member in sub.members:
+                    member.alone = True
+                    self._outbox.put(member)
             else:
                 sub.future.set_exception(_task_error(sub.node, result))
         except BaseException as exc:
@@ -325,7 +344,7 @@ class CeleryBackend(Backend):
                 sub.future.set_exception(exc)
         _forget(result)  # results are read once: free the result backend now
 
-    def _drop(self, sub: _Submission, keep: Any = None) -> None:
+    def _drop(self, sub: Submission, keep: Any = None) -> None:
         """Stop following ``sub``; revoke its copies (but ``keep``): their results are unused."""
         for copy in sub.copies:
             self._pending.pop(copy.id, None)
@@ -338,104 +357,6 @@ class CeleryBackend(Backend):
             log.warning("could not revoke %d Celery task(s): %s", len(others), exc)
         for copy in others:
             _forget(copy)
-
-    # -- lost tasks: re-dispatch them, or fail them when no worker is there -------------------
-    def _watch(self) -> None:
-        """Look at the tasks nobody vouched for within ``redispatch_seconds``."""
-        now = time.monotonic()
-        overdue = [sub for sub in set(self._pending.values()) if now >= sub.deadline]
-        if not overdue:
-            return
-        for sub in overdue:
-            sub.deadline = now + self.redispatch_seconds
-        hosts, held = self._workers_holding([c.id for sub in overdue for c in sub.copies])
-        now = time.monotonic()
-        if hosts:
-            self._no_worker_since = None
-        elif self._no_worker_since is None:
-            self._no_worker_since = now
-        no_worker = self._no_worker_since is not None and (
-            now - self._no_worker_since >= self.redispatch_seconds
-        )
-        queued: int | None = None
-        for sub in overdue:
-            if sub.future.done() or any(copy.id in held for copy in sub.copies):
-                sub.misses = 0
-                continue
-            state = sub.copies[-1].state  # a finished one settles itself here
-            if sub.future.done() or state in ("SUCCESS", "FAILURE", "REVOKED"):
-                continue
-            if not hosts:  # none, or none answered in time: never re-dispatch on that alone
-                if no_worker:
-                    self._give_up(
-                        sub,
-                        f"no Celery worker consumes the queue {QUEUE!r} on the broker "
-                        f"{self._broker()} (none for {self.redispatch_seconds:g}s); start "
-                        "one there: etherealfabric celery-worker",
-                    )
-                continue
-            if state != "STARTED":  # PENDING or RETRY: it may wait behind other tasks
-                queued = self._queued() if queued is None else queued
-                if queued:
-                    sub.misses = 0
-                    continue
-            sub.misses += 1
-            if sub.misses >= 2:  # twice in a row: not a worker slow to answer
-                sub.misses = 0
-                self._redispatch(sub, state)
-
-    def _workers_holding(self, ids: list[str]) -> tuple[list[str], set[str]]:
-        """The workers that consume our queue, and which of ``ids`` they hold."""
-        replies = self.app.control.inspect(timeout=INSPECT_SECONDS).active_queues() or {}
-        hosts = [h for h, qs in replies.items() if any(q.get("name") == QUEUE for q in qs or ())]
-        if not hosts:
-            return [], set()
-        inspect = self.app.control.inspect(
-            destination=hosts, timeout=INSPECT_SECONDS, limit=len(hosts)
-        )
-        held = inspect.query_task(*ids) or {}
-        if len(held) < len(hosts):  # a worker did not say what it holds: assume it holds all
-            return hosts, set(ids)
-        return hosts, {task_id for tasks in held.values() for task_id in tasks or {}}
-
-    def _queued(self) -> int:
-        """How many messages wait in our queue on the broker."""
-        with self.app.connection_for_read() as conn:
-            try:
-                return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
-            except conn.channel_errors:  # no such queue: nothing waits
-                return 0
-
-    def _redispatch(self, sub: _Submission, state: str) -> None:
-        if sub.redispatches >= MAX_REDISPATCHES:
-            self._give_up(
-                sub,
-                f"its Celery task was lost {sub.redispatches + 1} times (its worker died or "
-                "left); see the workers' logs: a node that takes its whole worker down, "
-                "e.g. by running out of memory, needs more memory or fewer at once",
-            )
-            return
-        sub.redispatches += 1
-        lost = sub.copies[-1]
-        log.warning(
-            "node %r: no Celery worker holds its task %s (%s) any more (the worker was lost?); "
-            "sent it again (%d of %d)",
-            sub.node,
-            lost.id,
-            state,
-            sub.redispatches,
-            MAX_REDISPATCHES,
-        )
-        try:
-            self.app.control.revoke([lost.id])  # a redelivery of it is then skipped
-        except Exception as exc:
-            log.warning("could not revoke Celery task %s: %s", lost.id, exc)
-        self._dispatch(sub)
-
-    def _give_up(self, sub: _Submission, reason: str) -> None:
-        self._drop(sub)
-        if not sub.future.done():
-            sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {reason}"))
 
     def _revoke_pending(self) -> None:
         subs = set(self._pending.values())

@@ -17,13 +17,25 @@ from typing import TYPE_CHECKING
 from ..config import ENV, Settings
 from ..errors import ConfigError, ExecutionError
 from ._base import run_pickled
+from ._grouping import run_group
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["QUEUE", "TASK_NAME", "celery_urls", "main", "make_app", "run_task", "safe_url"]
+__all__ = [
+    "GROUP_TASK_NAME",
+    "QUEUE",
+    "TASK_NAME",
+    "celery_urls",
+    "main",
+    "make_app",
+    "run_task",
+    "safe_url",
+]
 
 TASK_NAME = "etherealfabric.run_task"
+#: several short nodes in one message (``backends/_grouping.py``)
+GROUP_TASK_NAME = "etherealfabric.run_group"
 QUEUE = "etherealfabric"
 WORKER_LOST_RETRIES = 2
 #: Redis redelivers an unacknowledged message after this long. The run re-dispatches lost
@@ -88,6 +100,13 @@ def make_app(broker_url: str | None = None, result_backend: str | None = None) -
         max_retries=WORKER_LOST_RETRIES,
         default_retry_delay=0,
     )(run_task)
+    app.task(
+        name=GROUP_TASK_NAME,
+        resultrepr_maxsize=48,
+        retry_on_worker_lost=True,
+        max_retries=WORKER_LOST_RETRIES,
+        default_retry_delay=0,
+    )(run_group)
     return app
 
 
