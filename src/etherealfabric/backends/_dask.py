@@ -203,8 +203,9 @@ class DaskBackend(Backend):
         """Submit ``sends`` with one ``client.map`` (one graph update for the whole batch),
         short tasks in groups (:mod:`._grouping`)."""
         if self._cancelling:  # closed with cancel: what was not sent is never sent
-            for send in sends:
-                send.future.cancel()
+            for send in sends:  # (one sent again after its group failed is running already)
+                if not send.future.cancel() and not send.future.done():
+                    send.future.set_exception(CancelledError("the Dask backend was closed"))
             return
         sends = [s for s in sends if s.again or s.future.set_running_or_notify_cancel()]
         if not sends:
@@ -244,22 +245,25 @@ class DaskBackend(Backend):
             outcomes: Any = await inner._result()
         except BaseException as exc:  # lost, cancelled, or Dask gave up on its workers
             outcomes = exc
+        failed = isinstance(outcomes, BaseException)
         with self._lock:  # whoever takes it from the table settles it (see close)
             group = self._groups.pop(inner, None)
+            again = failed and group is not None and len(group) > 1 and not self._cancelling
+            if again:  # each alone: one fails, not its group (queued before close's stop)
+                for send in group or ():
+                    self._inbox.put(_Send(send.label, send.payload, send.future, again=True))
         if group is None:
             return
-        if not isinstance(outcomes, BaseException):
+        if not failed:
             for send, captured in zip(group, outcomes, strict=True):
                 _settle_one(send.future, captured, self._pacing.observe)
-        elif len(group) > 1 and not self._cancelling:  # each alone: one fails, not its group
+        elif again:
             log.warning(
                 "a Dask task of %d nodes failed (%s: %s); sending them again one by one",
                 len(group),
                 type(outcomes).__name__,
                 outcomes,
             )
-            for send in group:
-                self._inbox.put(_Send(send.label, send.payload, send.future, again=True))
         else:
             for send in group:
                 if not send.future.done():
