@@ -211,12 +211,11 @@ class DaskBackend(Backend):
         if not sends:
             return
         alone = [s for s in sends if s.again]  # sent again after their group failed
-        sizes = [1] * len(alone)
-        grouped = [s for s in sends if not s.again]
-        sizes += self._pacing.sizes(len(grouped), self.max_workers)
-        groups, start = [], 0
-        for size in sizes:
-            groups.append((alone + grouped)[start : start + size])
+        together = [s for s in sends if not s.again]
+        groups = [[send] for send in alone]
+        start = 0
+        for size in self._pacing.sizes(len(together), self.max_workers):
+            groups.append(together[start : start + size])
             start += size
         try:
             client = self.client
