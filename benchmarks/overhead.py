@@ -392,15 +392,16 @@ def main() -> None:
 def scale(sizes: list[int]) -> None:
     """A listing, N per-item nodes and a gather: cold then warm, whole processes, peak RSS."""
     print(f"fan-out over files, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(f"{'nodes':>8}{'cold wall':>11}{'warm wall':>11}{'warm define':>12}"
-          f"{'cold RSS':>10}{'warm RSS':>10}")  # fmt: skip
+    print(f"{'nodes':>8}{'cold wall':>11}{'(CPU)':>8}{'warm wall':>11}{'(CPU)':>8}"
+          f"{'warm define':>12}{'cold RSS':>10}{'warm RSS':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ef-scale-") as tmpdir:
         for n in sizes:
             home = Path(tmpdir) / str(n)
             cold = child(CHILD, "files", str(n), home=home)
             warm = child(CHILD, "files", str(n), home=home)
             assert cold["executed"] == n + 2 and warm["executed"] == 0, (cold, warm)
-            print(f"{n + 2:>8}{cold['wall']:>10.2f}s{warm['wall']:>10.2f}s{warm['build']:>11.2f}s"
+            print(f"{n + 2:>8}{cold['wall']:>10.2f}s{cold['cpu']:>7.2f}s{warm['wall']:>10.2f}s"
+                  f"{warm['cpu']:>7.2f}s{warm['build']:>11.2f}s"
                   f"{cold['maxrss_mb']:>8.0f}MB{warm['maxrss_mb']:>8.0f}MB")  # fmt: skip
             shutil.rmtree(home)
     print(f"(load afterwards {os.getloadavg()[0]:.1f})")

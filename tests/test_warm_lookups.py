@@ -177,3 +177,55 @@ def test_a_cache_hits_row_is_the_row_of_any_cached_node(home: Path) -> None:
         assert isinstance(start, float) and start == end and dur == 0.0
         assert (comp, err, tb, pid, out, fb) == (None, None, None, None, None, 0)
         assert host == HOST and os.getpid() != pid
+
+
+def test_nodes_the_last_run_lacks_come_from_the_run_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bulk read takes the last run's records, then the run before's for the nodes the
+    last run did not have (here it ran only some targets)."""
+    assert _chain(30).execute().executed == 30
+    wf = _chain(30)
+    assert wf.execute(targets=["step-9"]).cached == 10  # this run has rows for 10 nodes
+    single: list[str] = []
+    original = Journal.get_action
+
+    def counted(self: Journal, key: str) -> object:
+        single.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(Journal, "get_action", counted)
+    results = _chain(30).execute()
+    assert (results.executed, results.cached) == (0, 30)
+    assert single == []
+
+
+@node(name="scores[2024]")
+def bracketed(xs):
+    return [3 * x for x in xs]
+
+
+def test_a_node_named_like_a_maps_child_is_read_in_bulk(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows named ``map[label]`` are a map's children, left out of the bulk read, unless the
+    graph has a node of that name."""
+
+    def flow() -> Workflow:
+        with Workflow("bracketed") as wf:
+            bracketed(double.map(numbers(3)))
+        return wf
+
+    assert flow().execute().executed == 3
+    read: list[list[tuple[str, str, str]]] = []
+    original = Journal.recent_actions
+
+    def spied(self: Journal, *args: object, **kwargs: object) -> list[tuple[str, str, str]]:
+        rows = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        read.append(rows)
+        return rows
+
+    monkeypatch.setattr(Journal, "recent_actions", spied)
+    results = flow().execute()
+    assert (results.executed, results["scores[2024]"]["result"]) == (0, [0, 6, 12])
+    assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "scores[2024]"]

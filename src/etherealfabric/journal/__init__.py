@@ -5,7 +5,9 @@
 - ``_liveness``: whether the process that wrote a run or lease row still runs (host, pid and
   the pid's start time).
 - ``_journal``: :class:`Journal`, the journal's reads and writes: runs, node runs, events,
-  action records and inline outputs (the cache index), leases, remembered file digests.
+  leases, remembered file digests.
+- ``_index``: the cache index mixed into :class:`Journal`: action records and inline outputs,
+  read one by one, in batches, or (a warm run) the records of the last run's nodes in bulk.
 - ``_leases``: the home lease, which a run alone in its home takes instead of a lease per
   node, and gives up as soon as another run wants to compute.
 - ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``,

@@ -12,13 +12,12 @@ that only tidy up (marking dead runs interrupted, remembering a file digest), wh
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
 from ._checkpoint import Checkpointer
+from ._index import ActionIndex
 from ._leases import LEASE_SECONDS, LeaseClaims
 from ._liveness import HOST, PID_START, alive
 from ._schema import (
@@ -59,10 +59,6 @@ __all__ = [
 
 RunRow = dict[str, Any]
 
-_BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
-#: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
-_NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
-
 
 class AmbiguousRunError(RunNotFoundError):
     """A run id prefix that matches more than one run."""
@@ -79,7 +75,7 @@ class AmbiguousRunError(RunNotFoundError):
         self.matches = list(matches)
 
 
-class Journal(LeaseClaims):
+class Journal(ActionIndex, LeaseClaims):
     """The run journal at ``path`` (created with its folders on first use).
 
     ``durable`` syncs every commit to disk, not only at WAL checkpoints. ``read_only``: ``False``
@@ -331,102 +327,6 @@ class Journal(LeaseClaims):
                 conn.executemany(
                     "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,?,?,?)", events
                 )
-
-    # -- the cache index ------------------------------------------------------------------
-    def get_action(self, key: str) -> dict[str, Any] | None:
-        """The indexed action record for a cache key, or ``None``."""
-        text = self._value("SELECT record FROM actions WHERE key = ?", (key,))
-        if text is None:
-            return None
-        try:
-            record: dict[str, Any] = json.loads(text)
-        except ValueError:
-            return None
-        return record
-
-    def get_actions(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The indexed action records of many keys at once (a map's children): key -> record."""
-        found: dict[str, dict[str, Any]] = {}
-        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
-            for key, text in rows:
-                try:
-                    found[str(key)] = json.loads(text)
-                except ValueError:
-                    continue
-        return found
-
-    def get_action_texts(self, keys: Sequence[str]) -> dict[str, str]:
-        """The indexed action records of many keys, as JSON text (decoded when used)."""
-        found: dict[str, str] = {}
-        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
-            found.update((str(key), str(text)) for key, text in rows)
-        return found
-
-    def recent_actions(
-        self, workflow: str, nodes: Collection[str], runs: int = 2
-    ) -> list[tuple[str, str, str]]:
-        """(node, key, record as JSON text) of the action records the workflow's last ``runs``
-        runs used or made for ``nodes``, in one query: a warm run's lookups, read in bulk up
-        front. Filtered in SQL to ``nodes`` (the graph's own nodes): the rows of a map's
-        children, 100,000 of them, are never read here (a map's lookup reads them in bulk).
-        Each (run, node) pair is one seek of the primary key (SQLite would otherwise pick the
-        ``node`` index and visit every run's row of each node)."""
-        sql = (
-            "SELECT n.node, a.key, a.record FROM (SELECT DISTINCT node, cache_key FROM node_runs "
-            f"INDEXED BY {_NODE_RUNS_KEY} WHERE run_id IN (SELECT id FROM runs WHERE workflow = ? ORDER BY started_at DESC "
-            "LIMIT ?) AND node IN (SELECT value FROM json_each(?)) AND cache_key IS NOT NULL) "
-            "AS n JOIN actions AS a ON a.key = n.cache_key"
-        )
-        names = json.dumps(list(nodes))
-        with self._lock:
-            rows = retry(lambda: self.conn.execute(sql, (workflow, runs, names)).fetchall())
-        return [(str(node), str(key), str(text)) for node, key, text in rows]
-
-    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
-        """Many small outputs kept inline at once: digest -> bytes (those found)."""
-        found: dict[str, bytes] = {}
-        for rows in self._in_batches("SELECT digest, data FROM blobs WHERE digest IN", digests):
-            found.update((str(digest), bytes(data)) for digest, data in rows)
-        return found
-
-    def _in_batches(self, sql: str, values: Sequence[str]) -> Iterator[list[Any]]:
-        """The rows of ``sql (?, ?, ...)`` for ``values``, in batches SQLite accepts."""
-        unique = list(dict.fromkeys(values))
-        for start in range(0, len(unique), _BATCH):
-            batch = unique[start : start + _BATCH]
-            query = f"{sql} ({','.join('?' * len(batch))})"
-
-            def fetch(query: str = query, batch: list[str] = batch) -> list[Any]:
-                with self._lock:
-                    return self.conn.execute(query, batch).fetchall()
-
-            yield retry(fetch)
-
-    def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
-        """Delete the action records of nodes whose name matches a glob; their keys."""
-        with self.write() as conn:
-            keys = [
-                str(key)
-                for key, node in conn.execute("SELECT key, node FROM actions").fetchall()
-                if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)
-            ]
-            conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
-        return keys
-
-    def delete_action(self, key: str) -> None:
-        """Forget an action record (its objects turned out to be missing or corrupt)."""
-        with self.write() as conn:
-            conn.execute("DELETE FROM actions WHERE key = ?", (key,))
-
-    def get_blob(self, digest: str) -> bytes | None:
-        """A small output kept inline, or ``None``."""
-        data = self._value("SELECT data FROM blobs WHERE digest = ?", (digest,))
-        return None if data is None else bytes(data)
-
-    def delete_blob(self, digest: str) -> None:
-        """Forget a corrupt inline output."""
-        with self.write() as conn:
-            conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
 
     # -- leases: one process computes a key at a time ---------------------------------------
     def acquire_lease(

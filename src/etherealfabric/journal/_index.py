@@ -1,0 +1,164 @@
+"""The journal's index of the artifact cache: action records by cache key, inline outputs.
+
+Mixed into :class:`~etherealfabric.journal.Journal` (its reads and the few writes that forget
+an entry); the recorder writes new records with the run's rows (``Journal.write_batch``).
+A warm run reads the records it needs in bulk up front (:meth:`ActionIndex.recent_actions`),
+a run's ready nodes in batches (:meth:`ActionIndex.get_action_texts`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ._schema import retry
+
+__all__ = ["ActionIndex"]
+
+_BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
+#: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
+_NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
+#: the action records of one run's nodes (see Journal.recent_actions): a range of the primary
+#: key; a map's children (``map[label]``) are skipped unless named in the JSON list ``?2``
+_RUN_ACTIONS = (
+    f"SELECT n.node, a.key, a.record FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
+    "JOIN actions AS a ON a.key = n.cache_key WHERE n.run_id = ?1 AND n.cache_key IS NOT NULL "
+    "AND (instr(n.node, '[') = 0 OR n.node IN (SELECT value FROM json_each(?2)))"
+)
+#: ...and of the nodes named in the JSON list ``?2`` only: one seek per (run, node) pair
+_RUN_NODE_ACTIONS = (
+    f"SELECT n.node, a.key, a.record FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
+    "JOIN actions AS a ON a.key = n.cache_key WHERE n.run_id = ?1 AND n.cache_key IS NOT NULL "
+    "AND n.node IN (SELECT value FROM json_each(?2))"
+)
+
+
+class ActionIndex:
+    """Action records and inline outputs in the journal (mixed into ``Journal``)."""
+
+    conn: sqlite3.Connection
+    _lock: threading.RLock
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover
+        raise NotImplementedError  # Journal.write
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:  # pragma: no cover
+        raise NotImplementedError  # Journal._value
+
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        """The indexed action record for a cache key, or ``None``."""
+        text = self._value("SELECT record FROM actions WHERE key = ?", (key,))
+        if text is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(text)
+        except ValueError:
+            return None
+        return record
+
+    def get_actions(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The indexed action records of many keys at once (a map's children): key -> record."""
+        found: dict[str, dict[str, Any]] = {}
+        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
+            for key, text in rows:
+                try:
+                    found[str(key)] = json.loads(text)
+                except ValueError:
+                    continue
+        return found
+
+    def get_action_texts(self, keys: Sequence[str]) -> dict[str, str]:
+        """The indexed action records of many keys, as JSON text (decoded when used)."""
+        found: dict[str, str] = {}
+        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
+            found.update((str(key), str(text)) for key, text in rows)
+        return found
+
+    def recent_actions(
+        self, workflow: str, nodes: Collection[str], runs: int = 2
+    ) -> list[tuple[str, str, str]]:
+        """(node, key, record as JSON text) of the action records the workflow's last ``runs``
+        runs used or made for ``nodes``: a warm run's lookups, read in bulk up front.
+
+        The last run is read first, in one pass over its rows (a range of the primary key,
+        joined with ``actions``): a warm run repeats the run before it, whose rows name every
+        node. Only the nodes it lacks (a run of some targets, one that failed early) are looked
+        for in the run before, one seek of the primary key per (run, node) pair. Rows of a
+        map's children (``map[label]``, 100,000 of them) are left out in SQL (a map's lookup
+        reads them in bulk), as are nodes no longer in the graph."""
+        wanted = set(nodes)
+        ids = [
+            str(row[0])
+            for row in self._fetch(
+                "SELECT id FROM runs WHERE workflow = ? ORDER BY started_at DESC LIMIT ?",
+                (workflow, runs),
+            )
+        ]
+        found: list[tuple[str, str, str]] = []
+        for i, run_id in enumerate(ids):
+            if i == 0:  # the whole run but a map's children (a graph node may have a "[")
+                bracketed = json.dumps([n for n in wanted if "[" in n])
+                rows = self._fetch(_RUN_ACTIONS, (run_id, bracketed))
+            else:
+                rows = self._fetch(_RUN_NODE_ACTIONS, (run_id, json.dumps(sorted(wanted))))
+            got = [(str(n), str(k), str(t)) for n, k, t in rows if n in wanted]
+            found += got
+            wanted.difference_update(n for n, _, _ in got)
+            if not wanted:
+                break
+        return found
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._lock:
+            return retry(lambda: self.conn.execute(sql, params).fetchall())
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """Many small outputs kept inline at once: digest -> bytes (those found)."""
+        found: dict[str, bytes] = {}
+        for rows in self._in_batches("SELECT digest, data FROM blobs WHERE digest IN", digests):
+            found.update((str(digest), bytes(data)) for digest, data in rows)
+        return found
+
+    def _in_batches(self, sql: str, values: Sequence[str]) -> Iterator[list[Any]]:
+        """The rows of ``sql (?, ?, ...)`` for ``values``, in batches SQLite accepts."""
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), _BATCH):
+            batch = unique[start : start + _BATCH]
+            query = f"{sql} ({','.join('?' * len(batch))})"
+
+            def fetch(query: str = query, batch: list[str] = batch) -> list[Any]:
+                with self._lock:
+                    return self.conn.execute(query, batch).fetchall()
+
+            yield retry(fetch)
+
+    def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
+        """Delete the action records of nodes whose name matches a glob; their keys."""
+        with self.write() as conn:
+            keys = [
+                str(key)
+                for key, node in conn.execute("SELECT key, node FROM actions").fetchall()
+                if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)
+            ]
+            conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
+        return keys
+
+    def delete_action(self, key: str) -> None:
+        """Forget an action record (its objects turned out to be missing or corrupt)."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM actions WHERE key = ?", (key,))
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """A small output kept inline, or ``None``."""
+        data = self._value("SELECT data FROM blobs WHERE digest = ?", (digest,))
+        return None if data is None else bytes(data)
+
+    def delete_blob(self, digest: str) -> None:
+        """Forget a corrupt inline output."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
