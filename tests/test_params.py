@@ -381,3 +381,28 @@ def test_cli_plan_takes_the_parameters(tmp_path: Path) -> None:
     wrong = cli(tmp_path, "plan", "wf.py", "-p", "model.c=0.5")
     assert wrong.returncode == 2
     assert "model.C" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_params_are_bound_once_any_reference_exists() -> None:
+    """Binding is skipped while no ParamRef exists in the process (a large graph without
+    parameters pays nothing); once one is made (references cannot be copied or pickled, so
+    ``__new__`` sees every one), nodes get the run's values."""
+    code = (
+        "from etherealfabric import Workflow, node\n"
+        "from etherealfabric.define import _params\n"
+        "@node\n"
+        "def scale(x, factor):\n"
+        "    return x * factor\n"
+        "with Workflow('plain') as plain:\n"
+        "    scale(2, 3)\n"
+        "assert not _params.any_param_refs()\n"
+        "assert plain.execute()['scale']['result'] == 6\n"
+        "with Workflow('p', params={'factor': 4}) as wf:\n"
+        "    scale(2, wf.params.factor)\n"
+        "assert _params.any_param_refs()\n"
+        "assert wf.execute(params={'factor': 5})['scale']['result'] == 10\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

@@ -59,11 +59,13 @@ class Workflow(Definition):
         """
         import dataclasses
 
-        from .define._params import bind_params
+        from .define._params import any_param_refs, bind_params
         from .plan._graph import build
 
         graph = build(self)
         values = self.param_set.resolve(params)
+        if not any_param_refs():  # no node can hold one: nothing to bind
+            return graph
         specs = {n: bind_params(s, self.param_set, values) for n, s in graph.specs.items()}
         return dataclasses.replace(graph, specs=specs)
 

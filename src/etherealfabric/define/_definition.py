@@ -153,6 +153,11 @@ class Definition:
         """Edges added with :meth:`add_dependency`."""
         return list(self._after)
 
+    def names_by_id(self) -> dict[int, str]:
+        """Every node's name by the node's ``id()``, in the order the nodes were added (valid
+        while the nodes are alive: the graph builder's look-up table)."""
+        return dict(self._names)
+
     def name_of(self, node: NodeLike) -> str:
         """The node's name in this workflow."""
         n = as_node(node)

@@ -106,9 +106,9 @@ class ActionIndex:
                 rows = self._fetch(_RUN_ACTIONS, (run_id, bracketed))
             else:
                 rows = self._fetch(_RUN_NODE_ACTIONS, (run_id, json.dumps(sorted(wanted))))
-            got = [(str(n), str(k), str(t)) for n, k, t in rows if n in wanted]
+            got = [row for row in rows if row[0] in wanted]  # (TEXT columns: str)
             found += got
-            wanted.difference_update(n for n, _, _ in got)
+            wanted.difference_update([row[0] for row in got])
             if not wanted:
                 break
         return found

@@ -107,7 +107,7 @@ def _reach(start: str, edges: Mapping[str, tuple[str, ...]]) -> set[str]:
 
 def build(workflow: Definition) -> Graph:
     """Validate ``workflow`` and return its :class:`Graph`."""
-    names = {id(n): workflow.name_of(n) for n in workflow.nodes}
+    names = workflow.names_by_id()
     specs: dict[str, NodeSpec] = {}
     preds: dict[str, set[str]] = {}
     root = getattr(workflow, "root", None)

@@ -197,9 +197,10 @@ class ArtifactCache:
 
         A size check is one ``stat``; the bytes themselves are verified when loaded.
         """
-        stored = [(f"file {p!r}", e) for p, e in record.get("files", {}).items()]
+        files = record.get("files")
+        stored = [(f"file {p!r}", e) for p, e in files.items()] if files else ()
         for name, out in [*record["outputs"].items(), *stored]:
-            if out.get("inline"):
+            if out.get("inline"):  # (in the journal, checked when read: see handle())
                 continue
             if not self.read_only and (not self.shared or self.layered):
                 # a hit uses the object: gc keeps objects used since the oldest live run began,
