@@ -229,3 +229,32 @@ def test_a_node_named_like_a_maps_child_is_read_in_bulk(
     results = flow().execute()
     assert (results.executed, results["scores[2024]"]["result"]) == (0, [0, 6, 12])
     assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "scores[2024]"]
+
+
+@node
+def released(i):
+    return i
+
+
+def test_a_runs_graph_goes_when_the_run_returns() -> None:
+    """The scheduler and its helpers point at each other; the graph they hold (a spec per
+    node) is freed by reference count as the run returns, not left for a full collection
+    (600,000 objects, a second of CPU at the exit of a 100,000-node run)."""
+    import gc
+
+    from etherealfabric.define._spec import NodeSpec
+
+    def specs_alive() -> list[NodeSpec]:
+        return [o for o in gc.get_objects() if type(o) is NodeSpec and o.code is released.fn]
+
+    with Workflow("released") as wf:
+        for i in range(20):
+            released(i)
+    gc.collect()
+    gc.disable()  # nothing is collected but by reference count from here on
+    try:
+        results = wf.execute()
+        assert results.executed + results.cached == 20
+        assert specs_alive() == []
+    finally:
+        gc.enable()

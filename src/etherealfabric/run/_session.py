@@ -177,7 +177,10 @@ def _run(
         raise
     try:
         with backend:
-            outcome = scheduler.run(fail_first=missing_inputs(graph))
+            try:
+                outcome = scheduler.run(fail_first=missing_inputs(graph))
+            finally:
+                scheduler.release()
     except BaseException as exc:
         status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
         try:
