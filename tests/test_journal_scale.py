@@ -144,3 +144,41 @@ def test_run_show_runs_plan_explain_and_gc_search_node_runs_by_index(
     bad = {sql: steps for sql in dict.fromkeys(reads) if (steps := _scans(conn, sql))}
     conn.close()
     assert bad == {}, "\n\n".join(f"{sql}\n  -> {steps}" for sql, steps in bad.items())
+
+
+def test_cache_hits_stay_out_of_the_index_of_keys(home: Path, tmp_path: Path) -> None:
+    """``node_runs`` is searched by cache key only for the run that computed the key
+    (``explain``, ``plan``, rewinds): its index holds succeeded rows alone, so a warm run's
+    cache hits (a row per node) add nothing to it, and the question still finds its row."""
+    flow = tmp_path / "flow.py"
+    flow.write_text("N = 10\n" + WORKFLOW)
+    cold = json.loads(invoke("run", str(flow), "--json"))
+    warm = json.loads(invoke("run", str(flow), "--json"))
+    assert (cold["executed"], warm["executed"]) == (2, 0)
+    conn = sqlite3.connect(home / "journal.db")
+    try:
+        sql = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'node_runs_key_succeeded'"
+        ).fetchone()[0]
+        assert sql.endswith("WHERE status = 'succeeded'")
+        try:
+            entries = conn.execute(
+                "SELECT sum(ncell) FROM dbstat WHERE name = 'node_runs_key_succeeded' "
+                "AND pagetype = 'leaf'"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # an SQLite built without dbstat
+            entries = None
+    finally:
+        conn.close()
+    if entries is not None:
+        assert entries == 2  # the two nodes the cold run computed; not the warm run's hits
+    from etherealfabric.journal import Journal
+    from etherealfabric.journal._history import producer_of
+
+    with Journal(home / "journal.db", read_only=True) as journal:
+        key = journal._value(
+            "SELECT cache_key FROM node_runs WHERE run_id = ? AND node = 'total'",
+            (warm["run_id"],),
+        )
+        found = producer_of(journal, key, before=time.time())
+    assert found is not None and (found["run_id"], found["node"]) == (cold["run_id"], "total")

@@ -134,11 +134,12 @@ def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | 
 
 def producer_of(journal: Journal, key: str, *, before: float) -> dict[str, Any] | None:
     """The latest succeeded node run that computed ``key`` in a run started by ``before``."""
+    # the status is written out: only then may SQLite use the partial index of succeeded rows
     rows = journal._rows(
         "SELECT nr.run_id, nr.node, nr.finished_at FROM node_runs nr "
-        "JOIN runs r ON r.id = nr.run_id WHERE nr.cache_key = ? AND nr.status = ? "
-        "AND r.started_at <= ? ORDER BY r.started_at DESC LIMIT 1",
-        (key, NodeStatus.SUCCEEDED, before),
+        f"JOIN runs r ON r.id = nr.run_id WHERE nr.cache_key = ? AND nr.status = "
+        f"'{NodeStatus.SUCCEEDED.value}' AND r.started_at <= ? ORDER BY r.started_at DESC LIMIT 1",
+        (key, before),
     )
     return rows[0] if rows else None
 
