@@ -229,3 +229,37 @@ def test_a_workflow_block_collects_less_often_and_puts_the_collector_back() -> N
         1 / 0  # noqa: B018
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
     assert len(wf) == 1
+
+
+def test_a_dropped_workflows_nodes_go_by_reference_count() -> None:
+    """Nodes hold no reference cycle (their ``outputs`` is a view made on access), so a
+    workflow nobody holds any more goes at once, not at a full collection (0.3 s of CPU at
+    the exit of a 100,000-node workflow); the view behaves as before."""
+    import gc
+    import weakref
+
+    class Pair(Node):
+        def __init__(self, x):
+            super().__init__()
+            self.x = x
+            self.outputs = ["a", "b"]
+
+        def run(self):
+            return {"a": self.x, "b": -self.x}
+
+    gc.collect()
+    gc.disable()
+    try:
+        with Workflow("dropped") as wf:
+            first = double(1)
+            second = double(first)
+        pair = wf.add_node(Pair(second))
+        assert list(pair.outputs) == ["a", "b"] and pair.outputs == ["a", "b"]
+        assert pair.outputs["b"].node is pair and "a" in pair.outputs
+        with pytest.raises(UnknownOutputError):
+            pair.outputs["c"]
+        alive = [weakref.ref(wf), weakref.ref(pair), weakref.ref(first.node)]
+        del wf, pair, first, second
+        assert [ref() for ref in alive] == [None, None, None]
+    finally:
+        gc.enable()

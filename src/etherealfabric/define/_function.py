@@ -17,7 +17,7 @@ from ..config import check_options, keyword_options, strict_options
 from ..errors import DefinitionError
 from ._context import current_collector
 from ._files import check_writes
-from ._node import DEFAULT_OUTPUT, FunctionNode, MapNode, Node, OutputRefs
+from ._node import DEFAULT_OUTPUT, FunctionNode, MapNode, Node, OutputRef, OutputRefs
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
 from ._secret import check_secret_names, wrap_secret_params
 from ._spec import check_node_name
@@ -118,8 +118,8 @@ class NodeFunction:
         return self._refs(mapped)
 
     def _refs(self, fnode: Node) -> Any:
-        if len(self.outputs) == 1:
-            return fnode.outputs[self.outputs[0]]
+        if len(self.outputs) == 1:  # (the node's names are this function's, checked)
+            return OutputRef(fnode, self.outputs[0])
         return OutputRefs(fnode)
 
     def __repr__(self) -> str:

@@ -255,7 +255,7 @@ def _spec(
             "value (or build the structure inside a node)",
             nodes=(name,),
         ) from None
-    outputs = tuple(n.outputs)
+    outputs = n.outputs.names
     # what does not change from one call of an @node function to the next (its options,
     # validated), computed once per function and build: most nodes of a large workflow are
     # calls of a few functions. A class node's options may be its instance's own.
