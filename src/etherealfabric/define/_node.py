@@ -240,6 +240,9 @@ class Node:
     #: (an Outputs kept here and pointing back made every node a reference cycle, freed only
     #: by a full collection: 0.3 s of CPU at the exit of a 100,000-node workflow)
     _ef_names: tuple[str, ...]
+    #: the bound, named inputs, once asked (``_ef_spec_parts``); a plain attribute: reading
+    #: ``self.__dict__`` makes CPython build the instance's dict (a microsecond a node)
+    _ef_bound: dict[str, Any] | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Node:
         self = super().__new__(cls)
@@ -303,11 +306,12 @@ class Node:
     def _ef_spec_parts(self) -> tuple[Callable[..., Any] | type, dict[str, Any]]:
         """The code object and the bound, named inputs of this node."""
         cls = type(self)
-        if "_ef_bound" in self.__dict__:  # inputs never change after construction
-            return cls, self.__dict__["_ef_bound"]
+        bound = self._ef_bound
+        if bound is not None:  # inputs never change after construction
+            return cls, bound
         params = bind(cls.__init__, self._ef_label(), (self, *self._ef_args), self._ef_kwargs)
         params.pop(next(iter(params)), None)  # self
-        self.__dict__["_ef_bound"] = params
+        self._ef_bound = params
         return cls, params
 
     def _ef_options(self) -> dict[str, Any]:
@@ -346,11 +350,9 @@ class FunctionNode(Node):
 
     def _ef_spec_parts(self) -> tuple[Callable[..., Any] | type, dict[str, Any]]:
         fn = self._ef_func.fn
-        bound = self.__dict__.get("_ef_bound")
+        bound = self._ef_bound
         if bound is None:  # inputs never change after the call
-            bound = self.__dict__["_ef_bound"] = bind(
-                fn, self._ef_label(), self._ef_args, self._ef_kwargs
-            )
+            bound = self._ef_bound = bind(fn, self._ef_label(), self._ef_args, self._ef_kwargs)
         return fn, bound
 
     def _ef_options(self) -> dict[str, Any]:
