@@ -66,7 +66,8 @@ def build():
             x = leaf(0)
             for _ in range(n - 1):
                 x = step(x)
-        elif shape == "files":  # fan-out over files: a listing, one node per item, a gather
+        elif shape == "files":  # the shape of a fan-out over files: a listing, one node per
+            # item, a gather; the items are ints (no File input: no file is hashed or stat'ed)
             root = leaf(0)
             gather([item(root, i) for i in range(n)])
         else:
@@ -390,8 +391,10 @@ def main() -> None:
 
 
 def scale(sizes: list[int]) -> None:
-    """A listing, N per-item nodes and a gather: cold then warm, whole processes, peak RSS."""
-    print(f"fan-out over files, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    """A listing, N per-item nodes and a gather: cold then warm, whole processes (wall and
+    CPU, user + system), peak RSS. The shape of a fan-out over files; the items are ints, so
+    the figures hold no file hashing (a ``File`` input adds a stat and a digest look-up)."""
+    print(f"fan-out over files (int items), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"{'nodes':>8}{'cold wall':>11}{'(CPU)':>8}{'warm wall':>11}{'(CPU)':>8}"
           f"{'warm define':>12}{'cold RSS':>10}{'warm RSS':>10}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ef-scale-") as tmpdir:
