@@ -24,7 +24,16 @@ def test_other_values_take_the_general_path(value: object) -> None:
 
 
 @pytest.mark.parametrize("version", [None, "2"])
-@pytest.mark.parametrize("params", [{}, {"x": "a" * 32}, {"b": "1" * 32, "a": "2" * 32}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"x": "a" * 32},
+        {"b": "1" * 32, "a": "2" * 32},
+        {"short": "abc", "é": "é" * 16},  # not 32 bytes: framed by their own length
+        {f"p{i:02d}": f"{i:032x}" for i in range(20)},  # past the table of tuple heads
+    ],
+)
 def test_cache_keys_are_the_encoders(version: str | None, params: dict[str, str]) -> None:
     outputs = ("result", "file:out/é.txt")
     e = Encoder(None)

@@ -86,18 +86,23 @@ def cache_key(
     tail = _TAILS.get(tuple(outputs)) if type(outputs) is tuple else None
     if tail is None:
         tail = _tail(outputs)
-    parts = [head, _TAG["tuple"], _int(len(params))]
-    for name, digest in sorted(params.items()):
+    count = len(params)
+    parts = [head, _TUPLES[count] if count < len(_TUPLES) else _TAG["tuple"] + _int(count)]
+    for name, digest in sorted(params.items()) if count > 1 else params.items():
         pair = _NAMES.get(name)
         if pair is None:
             pair = _PAIR + _TAG["str"] + _text(name) + _TAG["str"]
             if len(_NAMES) < 10_000:
                 _NAMES[name] = pair
-        parts += (pair, _text(digest))
+        data = digest.encode("utf-8", "surrogatepass")
+        parts += (pair, _LEN32 + data if len(data) == 32 else _frame(data))
     parts.append(tail)
     return digest_bytes(b"".join(parts))
 
 
+# a tuple's tag and length for the usual numbers of parameters; a digest's length (32 hex)
+_TUPLES = [_TAG["tuple"] + _int(n) for n in range(16)]
+_LEN32 = _LEN(32)
 # what does not change from node to node, encoded once: a parameter's name with the frames
 # around it, a node's declared outputs (a tuple in a node spec, hashable)
 _NAMES: dict[str, bytes] = {}
