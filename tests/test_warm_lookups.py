@@ -72,9 +72,7 @@ def total(xs):
     return sum(xs)
 
 
-def test_the_bulk_read_skips_a_maps_children(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_bulk_read_skips_a_maps_children(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def mapped() -> Workflow:
         with Workflow("warm-map") as wf:
             total(double.map(numbers(40)))
@@ -258,3 +256,40 @@ def test_a_runs_graph_goes_when_the_run_returns() -> None:
         assert specs_alive() == []
     finally:
         gc.enable()
+
+
+@node
+def frozen_part(i):
+    return i
+
+
+def test_a_runs_graph_and_records_are_frozen_while_it_runs() -> None:
+    """Once the graph is built and the records read up front, the run freezes them for the
+    collector (run/_gcpause.freeze_long_lived): full collections during the run no longer
+    traverse them (0.6-0.8 s at 100,000 nodes). Put back when the run ends; outside a run
+    nothing is frozen."""
+    import gc
+
+    from etherealfabric.define._spec import NodeSpec
+    from etherealfabric.run._gcpause import freeze_long_lived
+
+    def tracked_specs() -> int:  # gc.get_objects() lists every generation but the frozen one
+        return sum(1 for o in gc.get_objects() if type(o) is NodeSpec and o.code is frozen_part.fn)
+
+    seen: list[tuple[int, int]] = []
+
+    def at_start(event: object) -> None:
+        if getattr(event, "kind", None) == "run_started":
+            seen.append((tracked_specs(), gc.get_freeze_count()))
+
+    with Workflow("frozen") as wf:
+        for i in range(30):
+            frozen_part(i)
+    before = gc.get_freeze_count(), gc.get_threshold()
+    results = wf.execute(subscribers=[at_start])
+    assert results.executed + results.cached == 30
+    ((specs, frozen),) = seen
+    assert specs == 0 and frozen > 0  # the run's 30 specs are in the permanent generation
+    assert (gc.get_freeze_count(), gc.get_threshold()) == before
+    freeze_long_lived()  # outside a run: nothing
+    assert gc.get_freeze_count() == before[0]

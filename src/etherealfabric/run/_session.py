@@ -29,6 +29,7 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
+from ._gcpause import freeze_long_lived
 from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
@@ -104,6 +105,7 @@ def execute_workflow(
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
         cache.preload(graph.workflow, graph.specs)  # a warm run's records in one query
+        freeze_long_lived()  # the graph and those records live as long as the run
         if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
             log.info("run %s already succeeded; nothing to resume", previous["id"])
             finished = _finished_results(
