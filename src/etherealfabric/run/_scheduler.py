@@ -157,10 +157,8 @@ class Scheduler(Rewinds):
         return self.outcome
 
     def release(self) -> None:
-        """Once :meth:`run` returned: drop the graph, so its specs go as the run ends, by
-        reference count. The scheduler is in a cycle with its helpers (maps point back at
-        it): its graph waited for a full collection, 600,000 objects and a second of CPU at
-        the exit of a 100,000-node run."""
+        """Once :meth:`run` returned: drop the graph now, by reference count (the scheduler is
+        in a cycle with its helpers: a 100,000-node graph waited a second for the collector)."""
         del self.graph
 
     def _loop(self) -> None:
