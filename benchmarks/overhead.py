@@ -66,13 +66,12 @@ def build():
             x = leaf(0)
             for _ in range(n - 1):
                 x = step(x)
-        elif shape == "files":  # the shape of a fan-out over files: a listing, one node per
-            # item, a gather; the items are ints (no File input: no file is hashed or stat'ed)
+        else:  # "files" (--scale) and "fanout": the shape of a fan-out over files, a listing,
+            # one node per item and a gather; the items are ints (no File input: no file is
+            # hashed or stat'ed). Each item node has its own key: N nodes with one key would
+            # compute once and wait for it (run/_samekey.py), which measures no fan-out
             root = leaf(0)
             gather([item(root, i) for i in range(n)])
-        else:
-            root = leaf(0)
-            gather([step(root) for _ in range(n)])
     return wf
 
 t1 = time.perf_counter()
