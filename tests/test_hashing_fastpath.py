@@ -38,9 +38,13 @@ def test_cache_keys_are_the_encoders(version: str | None, params: dict[str, str]
     outputs = ("result", "file:out/é.txt")
     e = Encoder(None)
     e.tag("cache-key")
-    e.value((KEY_FORMAT_VERSION, "mod.fn", "c" * 32, version, tuple(sorted(params.items())), outputs))
+    e.value(
+        (KEY_FORMAT_VERSION, "mod.fn", "c" * 32, version, tuple(sorted(params.items())), outputs)
+    )
     for _ in range(2):  # the second time with the remembered head
-        key = cache_key(kind="mod.fn", code="c" * 32, version=version, params=params, outputs=outputs)
+        key = cache_key(
+            kind="mod.fn", code="c" * 32, version=version, params=params, outputs=outputs
+        )
         assert key == e.hexdigest()
 
 
@@ -75,7 +79,9 @@ def test_a_list_of_upstream_outputs_is_keyed_as_the_encoder_would(
     ]
     assert found is not None
     assert found[0] == hash_value(container(resolved))
-    assert found[1] == tuple(f"{ref.node}.out@{d.digest}" for ref, d in zip(refs, resolved, strict=True))
+    assert found[1] == tuple(
+        f"{ref.node}.out@{d.digest}" for ref, d in zip(refs, resolved, strict=True)
+    )
 
 
 @pytest.mark.parametrize("value", [[], (), [1], ["a", "b"], {"x": 1}])

@@ -28,8 +28,8 @@ def _chain(n: int) -> Workflow:
     return wf
 
 
-def test_a_warm_run_looks_up_no_record_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _chain(30).execute().executed == 30
+def _count_single_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the keys whose record is read on its own (``Journal.get_action``)."""
     single: list[str] = []
     original = Journal.get_action
 
@@ -38,6 +38,12 @@ def test_a_warm_run_looks_up_no_record_one_by_one(monkeypatch: pytest.MonkeyPatc
         return original(self, key)
 
     monkeypatch.setattr(Journal, "get_action", counted)
+    return single
+
+
+def test_a_warm_run_looks_up_no_record_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _chain(30).execute().executed == 30
+    single = _count_single_lookups(monkeypatch)
     results = _chain(30).execute()
     assert (results.executed, results.cached) == (0, 30)
     assert single == []
@@ -112,14 +118,7 @@ def test_a_cold_fan_out_looks_its_ready_nodes_up_in_bulk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert _fan_out(1, 5).execute().executed == 7  # some records exist, most do not
-    single: list[str] = []
-    original = Journal.get_action
-
-    def counted(self: Journal, key: str) -> object:
-        single.append(key)
-        return original(self, key)
-
-    monkeypatch.setattr(Journal, "get_action", counted)
+    single = _count_single_lookups(monkeypatch)
     results = _fan_out(1, 60).execute()
     assert (results.executed, results.cached) == (56, 6)
     # the root and the gather are ready alone; the 60 parts are read in one go
@@ -185,14 +184,7 @@ def test_nodes_the_last_run_lacks_come_from_the_run_before(
     assert _chain(30).execute().executed == 30
     wf = _chain(30)
     assert wf.execute(targets=["step-9"]).cached == 10  # this run has rows for 10 nodes
-    single: list[str] = []
-    original = Journal.get_action
-
-    def counted(self: Journal, key: str) -> object:
-        single.append(key)
-        return original(self, key)
-
-    monkeypatch.setattr(Journal, "get_action", counted)
+    single = _count_single_lookups(monkeypatch)
     results = _chain(30).execute()
     assert (results.executed, results.cached) == (0, 30)
     assert single == []

@@ -44,7 +44,8 @@ from typing import Any, TypeVar
 
 from ..config import ENV, SPARK_MASTER_ENV, strict_options
 from ..errors import ConfigError, ExecutionError
-from ._base import Backend, default_workers, run_pickled
+from ._base import Backend, default_workers
+from ._grouping import outcome, run_captured
 from ._local import ThreadBackend
 
 __all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
@@ -59,22 +60,10 @@ APP_NAME = "etherealfabric"
 JOBS_PER_SLOT = 2
 
 
-def run_spark_task(payload: bytes) -> tuple[bool, bytes]:
-    """The Spark task: ``(True, pickled result)``, or ``(False, pickled exception)``.
-
-    The exception travels as a value so the driver raises the node's own error, not a
-    ``Py4JJavaError`` holding its text; one that cannot be pickled becomes its text.
-    """
-    import cloudpickle
-
-    try:
-        return True, run_pickled(payload)
-    except Exception as exc:
-        try:
-            return False, cloudpickle.dumps(exc)
-        except Exception:
-            text = f"{type(exc).__name__}: {exc}"
-            return False, cloudpickle.dumps(ExecutionError(text))
+#: The Spark task: ``(True, pickled result)``, or ``(False, pickled exception)``; the exception
+#: travels as a value so the driver raises the node's own error, not a ``Py4JJavaError``
+#: holding its text (``backends/_grouping.py``, which Dask and Celery use too)
+run_spark_task = run_captured
 
 
 class SparkBackend(Backend):
@@ -174,7 +163,6 @@ class SparkBackend(Backend):
 
     def _run_job(self, job: tuple[bytes, str]) -> Any:
         """On a driver thread: one Spark job of one task, in a job group of its own."""
-        import cloudpickle
 
         payload, label = job
         sc = self.session.sparkContext
@@ -193,10 +181,7 @@ class SparkBackend(Backend):
         finally:
             with self._lock:
                 self._groups.discard(group)
-        value = cloudpickle.loads(data)
-        if not ok:
-            raise value
-        return value
+        return outcome((ok, data))
 
     # -- shutting down -------------------------------------------------------------------------
     def close(self, *, cancel: bool = False) -> None:
