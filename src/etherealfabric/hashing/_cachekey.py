@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from ._digest import RefDigest, digest_bytes
 
-__all__ = ["KEY_FORMAT_VERSION", "cache_key", "scalar_digest"]
+__all__ = ["KEY_FORMAT_VERSION", "cache_key", "ref_sequence_digest", "scalar_digest"]
 
 KEY_FORMAT_VERSION: int = 1
 
@@ -42,6 +42,7 @@ _TAG = {
     for name in ("cache-key", "tuple", "list", "int", "str", "none", "ref")
 }
 _PAIR = _TAG["tuple"] + _int(2)
+_SEQUENCE_TAGS: dict[type, bytes] = {list: _TAG["list"], tuple: _TAG["tuple"]}
 _HEADS: dict[tuple[str, str, str | None], bytes] = {}
 
 
@@ -58,6 +59,20 @@ def scalar_digest(value: object) -> str | None:
         ref: RefDigest = value  # type: ignore[assignment]
         return digest_bytes(_TAG["ref"] + _text(ref.serializer) + _text(ref.digest))
     return None
+
+
+def ref_sequence_digest(kind: type, refs: Sequence[tuple[str, str]]) -> str:
+    """``hash_value`` of a ``kind`` (list or tuple) of ``RefDigest(serializer, digest)``, from
+    the ``(serializer, digest)`` pairs: a gather's input, keyed without a handler call per
+    item (the same bytes: tests/test_hashing_fastpath.py)."""
+    parts = [_SEQUENCE_TAGS[kind], _int(len(refs))]
+    heads: dict[str, bytes] = {}  # the frames of the serializers' names
+    for serializer, digest in refs:
+        head = heads.get(serializer)
+        if head is None:
+            head = heads[serializer] = _TAG["ref"] + _text(serializer)
+        parts += (head, _text(digest))
+    return digest_bytes(b"".join(parts))
 
 
 def cache_key(

@@ -24,9 +24,9 @@ from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import HashingError
-from ..hashing._cachekey import _TAG, _int, _text, cache_key, scalar_digest
+from ..hashing._cachekey import cache_key, ref_sequence_digest, scalar_digest
 from ..hashing._describe import describe_value
-from ..hashing._digest import RefDigest, digest_bytes
+from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
 from ..hashing._paths import relative_to_root
@@ -192,31 +192,22 @@ def _ref_digest(serializer: str, digest: str) -> str:
     return found
 
 
-_SEQUENCE_TAGS: dict[type, bytes] = {list: _TAG["list"], tuple: _TAG["tuple"]}
-
-
 def _refs_param(
     spec: NodeSpec, value: Any, upstream: OutputRecords
 ) -> tuple[str, tuple[str, ...]] | None:
     """The digest of a parameter that is a list or tuple of upstream outputs (a gather's
-    input), and the inputs it reads; None for any other value. The same bytes as
-    ``hash_value`` of the list of their :class:`RefDigest` (tests/test_hashing_fastpath.py),
-    without a handler call per item and without looking for paths in hex digests."""
-    tag = _SEQUENCE_TAGS.get(type(value))
-    if tag is None or not value:
+    input, :func:`~etherealfabric.hashing._cachekey.ref_sequence_digest`), and the inputs it
+    reads; None for any other value (the general path decides)."""
+    if type(value) not in (list, tuple) or not value:
         return None
-    parts = [tag, _int(len(value))]
+    refs: list[tuple[str, str]] = []
     seen: list[str] = []
-    texts: dict[str, bytes] = {}  # the frames of the serializers' names
     for ref in value:
         if type(ref) is not InputRef:
             return None
         serializer, digest = _ref_of(upstream[ref.node][ref.output])
-        head = texts.get(serializer)
-        if head is None:
-            if spec.root is not None and os.path.isabs(serializer):
-                return None  # (no serializer is named so) the general path decides
-            head = texts[serializer] = _TAG["ref"] + _text(serializer)
-        parts += (head, _text(digest))
+        if spec.root is not None and os.path.isabs(serializer):
+            return None  # (no serializer is named so) keyed by its path relative to the root
+        refs.append((serializer, digest))
         seen.append(f"{ref.node}.{ref.output}@{digest}")
-    return digest_bytes(b"".join(parts)), tuple(seen)
+    return ref_sequence_digest(type(value), refs), tuple(seen)
