@@ -21,6 +21,7 @@ from ..define._files import check_writes
 from ..define._node import FunctionNode, Node, NodeSpec, OutputRef
 from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..define._refs import replace_refs
+from ..define._spec import quick_spec
 from ..errors import CycleError, DefinitionError, UnknownOutputError
 from ..hashing._usercode import qualified_name
 
@@ -198,10 +199,12 @@ _ATOMS = frozenset({int, str, float, bool, type(None), bytes})
 def _spec(
     n: Node,
     names: Mapping[int, str],
-    root: str | None = None,
-    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] | None = None,
-    inputs: dict[tuple[int, str], InputRef] | None = None,
+    root: str | None,
+    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]],
+    inputs: dict[tuple[int, str], InputRef],
 ) -> NodeSpec:
+    """The spec of node ``n``. ``shared`` and ``inputs`` are the build's memos: the checked
+    fields of each @node function's specs, and each upstream output's :class:`InputRef`."""
     name = names[id(n)]
     code, params = n._ef_spec_parts()
     upstream: set[str] = set()
@@ -214,16 +217,14 @@ def _spec(
         # the same output read by many nodes (a fan-out's root) is checked and made once
         # per build: by its node (alive for the build) and name, not by the reference's id
         slot = (id(ref.node), ref.name)
-        found = inputs.get(slot) if inputs is not None else None
+        found = inputs.get(slot)
         if found is None:
             up = names.get(id(ref.node))
             if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
                 raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
             if ref.name not in ref.node.outputs:
                 raise UnknownOutputError(up, ref.name, list(ref.node.outputs))
-            found = InputRef(up, ref.name)
-            if inputs is not None:
-                inputs[slot] = found
+            found = inputs[slot] = InputRef(up, ref.name)
         if found.node == name:
             raise DefinitionError(f"node {name!r} cannot take its own output as input")
         upstream.add(found.node)
@@ -259,8 +260,8 @@ def _spec(
     # what does not change from one call of an @node function to the next (its options,
     # validated), computed once per function and build: most nodes of a large workflow are
     # calls of a few functions. A class node's options may be its instance's own.
-    slot = (id(n._ef_func), outputs) if shared is not None and type(n) is FunctionNode else None
-    cached = shared.get(slot) if shared is not None and slot is not None else None
+    slot = (id(n._ef_func), outputs) if type(n) is FunctionNode else None
+    cached = shared.get(slot) if slot is not None else None
     if cached is None:
         options = n._ef_options()
         literal = {k: v for k, v in params.items() if not isinstance(v, InputRef)}
@@ -280,30 +281,17 @@ def _spec(
             "map": options.get("map"),
         }
         # writes= may name the node's params: such a function's nodes are validated one by one
-        if shared is None or slot is None or options.get("writes"):
-            return NodeSpec(
-                name=name,
-                params=params,
-                call_args=call_args,
-                call_kwargs=call_kwargs,
-                upstream=frozenset(upstream),
-                **fields,
-            )
-        # the fields a NodeSpec gets by default, so that a copy of the dict is a whole spec
-        cached = {**fields, "workflow_params": {}, "param_args": frozenset()}
-        shared[slot] = cached
-    # a frozen dataclass's __init__ sets its 20 fields one object.__setattr__ at a time
-    # (4 us a node): filling the new instance's __dict__ gives the same spec at a tenth of that
-    spec: NodeSpec = object.__new__(NodeSpec)
-    spec.__dict__.update(cached)
-    spec.__dict__.update(
+        if slot is not None and not options.get("writes"):
+            shared[slot] = fields
+        cached = fields
+    return quick_spec(
+        cached,
         name=name,
         params=params,
         call_args=call_args,
         call_kwargs=call_kwargs,
         upstream=frozenset(upstream),
     )
-    return spec
 
 
 def _check_serializers(
