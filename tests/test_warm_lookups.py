@@ -28,6 +28,20 @@ def _chain(n: int) -> Workflow:
     return wf
 
 
+def _spy_bulk_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, str, str]]]:
+    """From now on, the rows of each bulk read of records (``Journal.recent_actions``)."""
+    read: list[list[tuple[str, str, str]]] = []
+    original = Journal.recent_actions
+
+    def spied(self: Journal, *args: object, **kwargs: object) -> list[tuple[str, str, str]]:
+        rows = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        read.append(rows)
+        return rows
+
+    monkeypatch.setattr(Journal, "recent_actions", spied)
+    return read
+
+
 def _count_single_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """From now on, the keys whose record is read on its own (``Journal.get_action``)."""
     single: list[str] = []
@@ -88,15 +102,7 @@ def test_the_bulk_read_skips_a_maps_children(home: Path, monkeypatch: pytest.Mon
     with Journal(home / "journal.db") as journal:
         children = journal._rows("SELECT node FROM node_runs WHERE node LIKE 'double[%'")
     assert len(children) == 40  # their rows and records are there, and not read up front
-    read: list[list[tuple[str, str, str]]] = []
-    original = Journal.recent_actions
-
-    def spied(self: Journal, *args: object, **kwargs: object) -> list[tuple[str, str, str]]:
-        rows = original(self, *args, **kwargs)  # type: ignore[arg-type]
-        read.append(rows)
-        return rows
-
-    monkeypatch.setattr(Journal, "recent_actions", spied)
+    read = _spy_bulk_reads(monkeypatch)
     results = mapped().execute()
     assert results.executed == 0
     assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "total"]
@@ -207,15 +213,7 @@ def test_a_node_named_like_a_maps_child_is_read_in_bulk(
         return wf
 
     assert flow().execute().executed == 3
-    read: list[list[tuple[str, str, str]]] = []
-    original = Journal.recent_actions
-
-    def spied(self: Journal, *args: object, **kwargs: object) -> list[tuple[str, str, str]]:
-        rows = original(self, *args, **kwargs)  # type: ignore[arg-type]
-        read.append(rows)
-        return rows
-
-    monkeypatch.setattr(Journal, "recent_actions", spied)
+    read = _spy_bulk_reads(monkeypatch)
     results = flow().execute()
     assert (results.executed, results["scores[2024]"]["result"]) == (0, [0, 6, 12])
     assert sorted(node for node, _, _ in read[0]) == ["double", "numbers", "scores[2024]"]

@@ -20,6 +20,7 @@ from ..journal import Journal
 from ..journal._team import keys_in_use, oldest_live_run, run_keys
 from ..store import LayeredStore, Store
 from ..store._layered import Eviction, evict
+from ..store._sharedgc import publish_roots
 
 __all__ = ["KEEP_RUNS", "after_run", "enforce_budget", "home_id", "pins", "publish", "set_pins"]
 
@@ -97,8 +98,6 @@ def publish(
     if not force and memo.exists() and memo.read_text().strip() == stamp:
         return False
     import socket  # only when a shared store is published to
-
-    from ..store._sharedgc import publish_roots  # only a run of a shared store gets here
 
     written = publish_roots(store.remote, home_id(home), keys, host=socket.gethostname())
     temp = memo.with_name(f".roots-published-{os.getpid()}")
