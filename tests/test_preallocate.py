@@ -77,7 +77,7 @@ def test_a_file_system_where_allocating_costs_more_is_left_alone(
     """NFS: glibc would write a byte per block; tmpfs: every page zeroed first (measured
     slower); Btrfs: preallocated ranges are not compressed; unknown: do nothing."""
     monkeypatch.setattr(writer_module, "_native", {})
-    monkeypatch.setattr(writer_module, "_filesystem", lambda folder: fstype)
+    monkeypatch.setattr(writer_module, "filesystem_type", lambda folder: fstype)
     store = LocalStore(tmp_path)
     writer = store.writer(inline_limit=0)
     writer.expect_size(16 * MIB)
@@ -104,9 +104,9 @@ def test_filesystem_is_read_from_the_longest_mount_point(
         return real_open(mounts if path == "/proc/mounts" else path, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", fake_open)
-    assert writer_module._filesystem("/data/a/b") == "nfs4"
-    assert writer_module._filesystem("/database") == "ext4"  # /data is not its mount point
-    assert writer_module._filesystem("/data/scratch space/x") == "tmpfs"
+    assert writer_module.filesystem_type("/data/a/b") == "nfs4"
+    assert writer_module.filesystem_type("/database") == "ext4"  # /data is not its mount point
+    assert writer_module.filesystem_type("/data/scratch space/x") == "tmpfs"
 
 
 class _Recording(io.BytesIO):

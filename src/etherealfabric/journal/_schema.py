@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from ..errors import JournalError
+from ..store._writer import filesystem_type
 
 if TYPE_CHECKING:
     import tempfile
@@ -462,14 +463,4 @@ _NETWORK_FS = {"nfs", "nfs4", "cifs", "smbfs", "smb3", "fuse.sshfs", "afs", "9p"
 
 def is_local_filesystem(path: Path) -> bool:
     """False when ``path`` is on a network file system (where SQLite's WAL is unsafe)."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return True
-    target = str(path.resolve())
-    best, fstype = "", ""
-    for line in mounts:
-        parts = line.split()
-        if len(parts) >= 3 and target.startswith(parts[1]) and len(parts[1]) > len(best):
-            best, fstype = parts[1], parts[2]
-    return fstype not in _NETWORK_FS
+    return filesystem_type(path) not in _NETWORK_FS

@@ -39,6 +39,7 @@ __all__ = [
     "create_temp_file",
     "default_temp_dir",
     "file_mtime",
+    "filesystem_type",
     "remove_quietly",
     "remove_stale_temp_files",
     "stale_temp_files",
@@ -95,12 +96,12 @@ def allocates_natively(folder: str) -> bool:
     known = _native.get(folder)
     if known is None:
         known = _native[folder] = hasattr(os, "posix_fallocate") and (
-            _filesystem(folder) in _NATIVE_FALLOCATE
+            filesystem_type(folder) in _NATIVE_FALLOCATE
         )
     return known
 
 
-def _filesystem(folder: str) -> str:
+def filesystem_type(folder: str | os.PathLike[str]) -> str:
     """The type of the file system ``folder`` is on (the longest mount point above it), or
     "" when ``/proc/mounts`` cannot tell."""
     try:
