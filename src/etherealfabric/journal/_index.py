@@ -24,18 +24,17 @@ _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 o
 #: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
 _NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
 #: the action records of one run's nodes (see Journal.recent_actions): a range of the primary
-#: key; a map's children (``map[label]``) are skipped unless named in the JSON list ``?2``
-_RUN_ACTIONS = (
+#: key, then a condition on the node
+_RUN_ROWS = (
     f"SELECT n.node, a.key, a.record FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
     "JOIN actions AS a ON a.key = n.cache_key WHERE n.run_id = ?1 AND n.cache_key IS NOT NULL "
-    "AND (instr(n.node, '[') = 0 OR n.node IN (SELECT value FROM json_each(?2)))"
+)
+#: every node's; a map's children (``map[label]``) are skipped unless named in the JSON list ``?2``
+_RUN_ACTIONS = (
+    _RUN_ROWS + "AND (instr(n.node, '[') = 0 OR n.node IN (SELECT value FROM json_each(?2)))"
 )
 #: ...and of the nodes named in the JSON list ``?2`` only: one seek per (run, node) pair
-_RUN_NODE_ACTIONS = (
-    f"SELECT n.node, a.key, a.record FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
-    "JOIN actions AS a ON a.key = n.cache_key WHERE n.run_id = ?1 AND n.cache_key IS NOT NULL "
-    "AND n.node IN (SELECT value FROM json_each(?2))"
-)
+_RUN_NODE_ACTIONS = _RUN_ROWS + "AND n.node IN (SELECT value FROM json_each(?2))"
 
 
 class ActionIndex:
