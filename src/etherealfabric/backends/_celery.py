@@ -235,10 +235,8 @@ class CeleryBackend(LostTasks, Backend):
         for sub in subs:
             if sub.alone:
                 self._dispatch(sub)
-        start = 0
-        for size in self._pacing.sizes(len(together), self._max_workers or DEFAULT_WORKERS):
-            group, start = together[start : start + size], start + size
-            self._dispatch(group[0] if size == 1 else self._group(group))
+        for group in self._pacing.split(together, self._max_workers or DEFAULT_WORKERS):
+            self._dispatch(group[0] if len(group) == 1 else self._group(group))
 
     def _group(self, members: list[Submission]) -> Submission:
         future: Future[Any] = Future()

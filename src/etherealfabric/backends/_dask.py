@@ -212,11 +212,7 @@ class DaskBackend(Backend):
             return
         alone = [s for s in sends if s.again]  # sent again after their group failed
         together = [s for s in sends if not s.again]
-        groups = [[send] for send in alone]
-        start = 0
-        for size in self._pacing.sizes(len(together), self.max_workers):
-            groups.append(together[start : start + size])
-            start += size
+        groups = [[send] for send in alone] + self._pacing.split(together, self.max_workers)
         try:
             client = self.client
             inners = client.map(

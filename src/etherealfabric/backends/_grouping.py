@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ._base import Pacing, run_pickled
 
 __all__ = ["GroupPacing", "outcome", "run_captured", "run_group"]
+
+T = TypeVar("T")
 
 
 class GroupPacing(Pacing):
@@ -47,6 +49,14 @@ class GroupPacing(Pacing):
         per_group = self._per_group(count, threads)
         full, rest = divmod(count, per_group)
         return [per_group] * full + ([rest] if rest else [])
+
+    def split(self, items: list[T], threads: int | None) -> list[list[T]]:
+        """``items`` (tasks queued at once) cut into groups of :meth:`sizes`, in order."""
+        groups, start = [], 0
+        for size in self.sizes(len(items), threads):
+            groups.append(items[start : start + size])
+            start += size
+        return groups
 
     def _per_group(self, count: int, threads: int | None) -> int:
         if not self._short or count < 2 or not self._durations:
