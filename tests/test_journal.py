@@ -205,6 +205,25 @@ def test_interrupted_runs_stop_only_their_unfinished_nodes(tmp_path: Path) -> No
     }
 
 
+def test_a_run_that_ends_unsuccessfully_leaves_no_node_running(tmp_path: Path) -> None:
+    # a Ctrl-C may land between a node's end and its row: the run's end settles the row
+    with Journal(tmp_path / "journal.db") as journal:
+        for run_id in ("ok", "stopped"):
+            journal.start_run(run_id, workflow="w", backend="local", nodes=4)
+            with journal.write() as conn:
+                conn.executemany(
+                    "INSERT INTO node_runs (run_id, node, attempt, status) VALUES (?, ?, 1, ?)",
+                    [(run_id, "a", "succeeded"), (run_id, "b", "running"),
+                     (run_id, "c", "retrying"), (run_id, "d", "failed")],
+                )  # fmt: skip
+        journal.finish_run("stopped", status=RunStatus.CANCELLED, counts={"executed": 2})
+        journal.finish_run("ok", status=RunStatus.SUCCEEDED, counts={"executed": 2})
+        stopped = {r["node"]: r["status"] for r in journal.node_runs("stopped")}
+        ok = {r["node"]: r["status"] for r in journal.node_runs("ok")}
+    assert stopped == {"a": "succeeded", "b": "cancelled", "c": "cancelled", "d": "failed"}
+    assert ok == {"a": "succeeded", "b": "running", "c": "retrying", "d": "failed"}  # untouched
+
+
 def test_runs_are_filtered_by_status_and_start(tmp_path: Path) -> None:
     with Journal(tmp_path / "journal.db") as journal:
         journal.start_run("early", workflow="w", backend="local", nodes=1)

@@ -56,6 +56,10 @@ class Backend(ABC):
     #: True when tasks run in this process: outputs are then handed to their consumers in
     #: memory (``run/_handover.py``) instead of being read back from the store.
     in_process: ClassVar[bool] = False
+    #: True when the scheduler may run a short task in its own thread instead of submitting
+    #: it, while the backend has nothing else to run (``run/_inline.py``): tasks run in this
+    #: process anyway, and no thread hand-off is then paid for a trivial node.
+    runs_inline: ClassVar[bool] = False
 
     def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
         check_options(options, ("max_workers",), where=f"{type(self).__name__}()")

@@ -66,6 +66,7 @@ class ThreadBackend(Backend):
 
     name = "local"
     in_process = True
+    runs_inline = True
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:

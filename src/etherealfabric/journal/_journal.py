@@ -202,7 +202,10 @@ class Journal(ActionIndex, LeaseClaims):
     def finish_run(
         self, run_id: str, *, status: str, counts: dict[str, int], error: str | None = None
     ) -> None:
-        """Mark a run finished with its final status and counts."""
+        """Mark a run finished with its final status and counts.
+
+        A run that did not succeed may end while a node's row still says it runs (a Ctrl-C
+        landing between a node's end and its row): that node was cancelled with the run."""
         with self.write() as conn:
             conn.execute(
                 "UPDATE runs SET status=?, finished_at=?, executed=?, cached=?, failed=?, "
@@ -212,6 +215,11 @@ class Journal(ActionIndex, LeaseClaims):
                     counts.get("failed", 0), error, run_id,
                 ),
             )  # fmt: skip
+            if status != RunStatus.SUCCEEDED:
+                conn.execute(
+                    "UPDATE node_runs SET status=? WHERE run_id=? AND status IN (?, ?)",
+                    (NodeStatus.CANCELLED, run_id, NodeStatus.RUNNING, NodeStatus.RETRYING),
+                )
 
     def get_run(self, run_id: str) -> RunRow:
         """The run row, by id or unique id prefix; :class:`RunNotFoundError` when there is none.

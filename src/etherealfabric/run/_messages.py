@@ -111,6 +111,8 @@ class TaskResult:
     #: the background write of some outputs: done when they are stored and verified (the
     #: records in ``outputs`` name them already); None when everything is stored
     writing: Future[None] | None = None
+    #: how long the worker took over the task (inputs, call, outputs), in seconds
+    seconds: float = 0.0
 
     @property
     def started_at(self) -> float:

@@ -8,6 +8,9 @@ One thread (the caller's) runs the loop and is the only one that talks to the jo
                            └──► backend.submit(worker.execute, task) ──► … ──► completion queue
     completion queue ──► node_succeeded / node_failed ──► children ready / descendants blocked
 
+On the threads backend, a short task with nothing to run beside it runs in this thread
+instead (``run/_inline.py``): its result goes through the same queue.
+
 Keys depend on upstream output digests, so a node is keyed only when its inputs are done.
 Completions arrive through ``add_done_callback`` into a queue, which works for any backend
 whose futures have that method. Every state change is an event; the journal recorder, the log
@@ -42,10 +45,10 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from ..backends import Backend
-from ..define._policies import SKIP, ErrorHandler, NodeError
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..hashing._secret import SecretHasher
 from ..plan._graph import Graph
@@ -57,7 +60,9 @@ from ._cache import ArtifactCache
 from ._capture import held as capture_held
 from ._context import DriverDispatch
 from ._events import Event, EventBus
+from ._fallback import Fallbacks
 from ._handover import HandOvers, Stored
+from ._inline import Inline
 from ._leases import RunLeases
 from ._lookahead import LookAhead
 from ._messages import Task, TaskResult
@@ -67,7 +72,7 @@ from ._recorder import JournalRecorder
 from ._rewind import Rewinds
 from ._samekey import SameKeys
 from ._tasks import build_task
-from ._worker import action_record, execute, store_values
+from ._worker import action_record, execute
 
 __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
@@ -82,7 +87,7 @@ LEASE_POLL_SECONDS = 0.1
 LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
 
 
-class Scheduler(Rewinds):
+class Scheduler(Rewinds, Fallbacks):
     """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
 
     def __init__(
@@ -128,6 +133,7 @@ class Scheduler(Rewinds):
         self._handovers = HandOvers(self)  # outputs handed over in memory (threads)
         self._same = SameKeys(self)  # nodes of this run with equal keys: computed once
         self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
+        self._inline = Inline(backend)  # short tasks run here when nothing runs beside them
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
@@ -302,8 +308,10 @@ class Scheduler(Rewinds):
         except Exception as exc:
             self._fail_before_start(name, exc)
             return
+        alone = not (self._running or self._ready or self._maps.busy)
+        here: Future[Any] | None = Future() if self._inline.wanted(info, alone=alone) else None
         try:
-            future = self._dispatch.submit(info.spec.on_driver, execute, task)
+            future = here or self._dispatch.submit(info.spec.on_driver, execute, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -317,6 +325,8 @@ class Scheduler(Rewinds):
         self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes, **forced)
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
+        if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
+            self._inline.run(execute, task, here)
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
@@ -366,6 +376,7 @@ class Scheduler(Rewinds):
             result.error = f"{type(exc).__name__}: {exc}"
             result.traceback = "".join(traceback.format_exception(exc))
             result.exception = exc if isinstance(exc, Exception) else None
+        self._inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
         for attempt in result.attempts[:-1]:
@@ -426,65 +437,6 @@ class Scheduler(Rewinds):
                 spec = self.graph.specs[other]
                 if self._dispatch.cancel(spec.on_driver, self._futures[other]):
                     del self._futures[other]
-
-    def _handle_error(
-        self, name: str, result: TaskResult, info: KeyInfo | None, handler: ErrorHandler
-    ) -> bool:
-        """Let ``on_error`` supply fallback outputs or skip the node; True when it did."""
-        error = NodeError(
-            node=name,
-            error=result.error or "",
-            attempts=max(1, len(result.attempts)),
-            traceback=result.traceback or "",
-            exception=result.exception,
-        )
-        try:
-            answer = handler(error)
-        except Exception as exc:
-            result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
-            return False
-        if answer is SKIP:
-            self.outcome.status[name] = NodeStatus.SKIPPED
-            self._emit(EventKind.NODE_SKIPPED, name, error=result.error)
-            self._block_descendants(name, NodeStatus.SKIPPED)
-            return True
-        if not isinstance(answer, Mapping):
-            return False
-        spec = self.graph.specs[name]
-        try:
-            if missing := [o for o in spec.outputs if o not in answer]:
-                raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
-            outputs, inline = store_values(
-                name, spec.outputs, answer, spec.serializers, self.store, self.inline_limit
-            )
-        except Exception as exc:
-            result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
-            return False
-        self.cache.remember_inline(inline)
-        self.outcome.status[name] = NodeStatus.FALLBACK
-        self.outcome.outputs[name] = outputs
-        self._emit(
-            EventKind.NODE_FALLBACK,
-            name,
-            key=result.key or None,
-            result=result,
-            inline=inline,
-            outputs=outputs,
-        )
-        self._release(name)
-        return True
-
-    def _block_descendants(self, name: str, status: NodeStatus) -> None:
-        kind = (
-            EventKind.NODE_UPSTREAM_FAILED
-            if status == NodeStatus.UPSTREAM_FAILED
-            else EventKind.NODE_SKIPPED
-        )
-        for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
-            if self.outcome.status[child] == NodeStatus.PENDING:
-                self.outcome.status[child] = status
-                self._leased_elsewhere.pop(child, None)
-                self._emit(kind, child, upstream=name)
 
     def _release(self, name: str) -> None:
         self._produced_at[name] = self._tick()

@@ -75,6 +75,7 @@ BACKGROUND_BYTES = 32 * 1024 * 1024
 
 def execute(task: Task) -> TaskResult:
     """Run ``task``'s node and store its outputs; failures are reported, not raised."""
+    started = time.perf_counter()
     result = TaskResult(node=task.node, key=task.key, ok=False, pid=os.getpid())
     registry = default_registry.extended(task.registered)
     secrets: list[str | bytes] = []
@@ -97,6 +98,7 @@ def execute(task: Task) -> TaskResult:
             result.attempts[-1].error = result.error
             result.attempts[-1].traceback = result.traceback
     Redactor(secrets).result(result)
+    result.seconds = time.perf_counter() - started
     return result
 
 

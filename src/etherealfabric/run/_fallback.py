@@ -1,0 +1,103 @@
+"""A failed node's way out: its ``on_error`` handler, and its descendants blocked.
+
+A node's ``on_error`` (or the run's) may answer a failure with fallback outputs, which are
+stored like a node's and stand for it (``fallback``), or with ``SKIP``, which skips it and
+its descendants. Otherwise the failure stands, and every node below it that has not run is
+``upstream_failed``.
+
+:class:`Fallbacks` is a part of the :class:`~._scheduler.Scheduler` (a base class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..define._policies import SKIP, ErrorHandler, NodeError
+from ..plan._graph import Graph
+from ..plan._keys import KeyInfo
+from ..states import EventKind, NodeStatus
+from ..store import Store
+from ._cache import ArtifactCache
+from ._messages import TaskResult
+from ._outcome import RunOutcome
+from ._worker import store_values
+
+__all__ = ["Fallbacks"]
+
+
+class Fallbacks:
+    """The scheduler's handling of failures (see the module docstring)."""
+
+    graph: Graph
+    store: Store
+    cache: ArtifactCache
+    outcome: RunOutcome
+    inline_limit: int
+    _leased_elsewhere: dict[str, KeyInfo]
+    _index: dict[str, int]
+
+    def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None:
+        raise NotImplementedError  # Scheduler._emit
+
+    def _release(self, name: str) -> None:
+        raise NotImplementedError  # Scheduler._release
+
+    def _handle_error(
+        self, name: str, result: TaskResult, info: KeyInfo | None, handler: ErrorHandler
+    ) -> bool:
+        """Let ``on_error`` supply fallback outputs or skip the node; True when it did."""
+        error = NodeError(
+            node=name,
+            error=result.error or "",
+            attempts=max(1, len(result.attempts)),
+            traceback=result.traceback or "",
+            exception=result.exception,
+        )
+        try:
+            answer = handler(error)
+        except Exception as exc:
+            result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
+            return False
+        if answer is SKIP:
+            self.outcome.status[name] = NodeStatus.SKIPPED
+            self._emit(EventKind.NODE_SKIPPED, name, error=result.error)
+            self._block_descendants(name, NodeStatus.SKIPPED)
+            return True
+        if not isinstance(answer, Mapping):
+            return False
+        spec = self.graph.specs[name]
+        try:
+            if missing := [o for o in spec.outputs if o not in answer]:
+                raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
+            outputs, inline = store_values(
+                name, spec.outputs, answer, spec.serializers, self.store, self.inline_limit
+            )
+        except Exception as exc:
+            result.error = f"{result.error}; its on_error fallback is unusable: {exc}"
+            return False
+        self.cache.remember_inline(inline)
+        self.outcome.status[name] = NodeStatus.FALLBACK
+        self.outcome.outputs[name] = outputs
+        self._emit(
+            EventKind.NODE_FALLBACK,
+            name,
+            key=result.key or None,
+            result=result,
+            inline=inline,
+            outputs=outputs,
+        )
+        self._release(name)
+        return True
+
+    def _block_descendants(self, name: str, status: NodeStatus) -> None:
+        kind = (
+            EventKind.NODE_UPSTREAM_FAILED
+            if status == NodeStatus.UPSTREAM_FAILED
+            else EventKind.NODE_SKIPPED
+        )
+        for child in sorted(self.graph.descendants(name), key=self._index.__getitem__):
+            if self.outcome.status[child] == NodeStatus.PENDING:
+                self.outcome.status[child] = status
+                self._leased_elsewhere.pop(child, None)
+                self._emit(kind, child, upstream=name)
