@@ -83,6 +83,23 @@ def test_each_node_of_a_group_has_its_own_outcome() -> None:
     assert run_captured(payloads[0]) == ok
 
 
+def test_a_celery_group_that_fails_as_a_whole_names_each_of_its_nodes() -> None:
+    pytest.importorskip("celery")
+    from etherealfabric.backends._celery_lost import Submission
+    from etherealfabric.errors import ExecutionError
+
+    members = [Submission(name, Future(), b"") for name in ("load", "clean", "fit")]
+    members[1].future.set_result("done before")  # settled already: left alone
+    group = Submission("load (and 2 more)", Future(), [b""] * 3, members=members)
+    group.fail("could not send it to the Celery broker redis://127.0.0.1:1/0: refused")
+    for member in (members[0], members[2]):
+        with pytest.raises(ExecutionError, match=rf"^node '{member.node}': could not send"):
+            member.future.result()
+    assert members[1].future.result() == "done before"
+    with pytest.raises(ExecutionError, match="nodes load \\(and 2 more\\)"):
+        group.future.result()
+
+
 # -- on Dask ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:

@@ -274,7 +274,7 @@ class CeleryBackend(LostTasks, Backend):
             if sub.copies:  # a re-dispatch: the next look retries it
                 self._warn(f"node {sub.node!r}: {error}")
             else:
-                sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {error}"))
+                sub.fail(error)
             return
         sub.copies.append(result)
         self._pending[result.id] = sub

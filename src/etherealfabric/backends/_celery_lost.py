@@ -76,6 +76,14 @@ class Submission:
     misses: int = 0  # looks in a row that found no worker holding it
     redispatches: int = 0
 
+    def fail(self, reason: str) -> None:
+        """Fail the node, or each node of a group, with an error naming it."""
+        for sub in self.members or [self]:
+            if not sub.future.done():
+                sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {reason}"))
+        if not self.future.done():  # a group's own future (its members are settled)
+            self.future.set_exception(ExecutionError(f"nodes {self.node}: {reason}"))
+
 
 class LostTasks:
     """The part of :class:`~._celery.CeleryBackend` that finds lost tasks (a mixin: it runs
@@ -189,5 +197,4 @@ class LostTasks:
 
     def _give_up(self, sub: Submission, reason: str) -> None:
         self._drop(sub)
-        if not sub.future.done():
-            sub.future.set_exception(ExecutionError(f"node {sub.node!r}: {reason}"))
+        sub.fail(reason)
