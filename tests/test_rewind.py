@@ -15,6 +15,7 @@ import pytest
 
 from etherealfabric import Workflow, node
 from etherealfabric.hashing._digest import digest_bytes
+from etherealfabric.run import _scheduler
 
 ROWS = 20_000  # float64: 160 kB, an object file
 
@@ -80,3 +81,59 @@ def test_every_consumer_of_a_damaged_input_waits_for_one_recomputation(
     # the store holds the right bytes again
     [obj] = _objects(home)
     assert digest_bytes(obj.read_bytes()) == obj.name
+
+
+@node
+def part(i, log):
+    _log(log, f"part:{i}")
+    return {"i": i, "name": f"part-{i}"}
+
+
+@node
+def gather(parts, salt, log):
+    _log(log, "gather")
+    return sum(p["i"] for p in parts) + salt
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_consumer_with_many_forged_inputs_has_all_their_producers_recomputed_at_once(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every inline output swapped for another's bytes: building the consumer's task finds
+    them all forged, so their producers are recomputed together, then the consumer runs (not
+    one round of a producer and the consumer per forged input)."""
+    import sqlite3
+
+    log, home = tmp_path / "executions.log", tmp_path / "home"
+
+    tasks: list[str] = []  # the tasks built for the consumer: one per round of rewinds
+    build = _scheduler.build_task
+
+    def counted(info, **kwargs):  # type: ignore[no-untyped-def]
+        tasks.append(info.spec.name)
+        return build(info, **kwargs)
+
+    monkeypatch.setattr(_scheduler, "build_task", counted)
+
+    def run(salt: int):  # type: ignore[no-untyped-def]
+        with Workflow("forged-inputs") as wf:
+            gather([part(i, str(log)) for i in range(12)], salt, str(log))
+        return wf.execute(home=home, backend=backend)
+
+    assert run(0).ok
+    with sqlite3.connect(home / "journal.db") as conn:  # rotate the blobs' bytes
+        rows = conn.execute("SELECT digest, data FROM blobs ORDER BY digest").fetchall()
+        shifted = [data for _, data in rows[1:] + rows[:1]]
+        conn.executemany(
+            "UPDATE blobs SET data = ? WHERE digest = ?",
+            [(data, digest) for (digest, _), data in zip(rows, shifted, strict=True)],
+        )
+    log.unlink()
+    tasks.clear()
+    results = run(1)  # the consumer must run; its inputs are cached, and forged
+    assert results.ok, results.statuses
+    ran = log.read_text().split()
+    assert sorted(ran) == sorted(["gather"] + [f"part:{i}" for i in range(12)]), ran
+    # one task found every forged input (its producers were recomputed together), one ran
+    assert tasks.count("gather") == 2, tasks
+    assert [results[n]["result"] for n in results if n.startswith("gather")] == [67]

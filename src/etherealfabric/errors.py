@@ -235,6 +235,24 @@ class StoreError(EtherealFabricError):
         super().__init__(message)
         self.path = path
         self.digest = digest
+        self._digests: list[str] = []
+
+    @property
+    def digests(self) -> list[str]:
+        """The digests of every unusable input a node found at once (this error's first)."""
+        return self._digests or ([self.digest] if self.digest else [])
+
+    @digests.setter
+    def digests(self, digests: list[str]) -> None:
+        self._digests = list(digests)
+
+
+def raise_unusable(found: list[StoreError]) -> None:
+    """Raise the first of the inputs a node found missing or corrupt, naming them all in its
+    ``digests`` (so that their producers are recomputed at once); nothing if there are none."""
+    if found:
+        found[0].digests = [digest for exc in found for digest in exc.digests]
+        raise found[0]
 
 
 class ArtifactMissingError(StoreError):

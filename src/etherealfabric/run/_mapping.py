@@ -107,7 +107,7 @@ class Maps:
             run = self._prepare(name, info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             host.leases.release_now(info.key)
-            if not host._rewind_input(name, exc.digest, exc):
+            if not host._rewind_inputs(name, exc.digests, exc):
                 host._fail_before_start(name, exc)
             return
         except Exception as exc:
@@ -326,7 +326,7 @@ class Maps:
         try:
             task = self._collect_task(run, key, labels)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            self._redo(run, exc.digest, exc)
+            self._redo(run, [exc.digest] if exc.digest else [], exc)
             return
         future = host._dispatch.submit(run.spec.on_driver, execute, task)
         self._out(run, CollectToken(run), future)
@@ -353,22 +353,26 @@ class Maps:
         if result.ok:
             self.host.leases.finished(run.info.key)
             self._finish(run, result.outputs, result)
-        elif result.bad_input:
-            self._redo(run, result.bad_input, result.error)
+        elif result.bad_inputs:
+            self._redo(run, result.bad_inputs, result.error)
         else:
             self._fail(run, run.spec.map.allowed_failures(len(run.children)), result)
 
-    def _redo(self, run: MapRun, digest: str | None, error: object) -> None:
-        """A child's stored output is unusable: forget it and run that child again."""
+    def _redo(self, run: MapRun, digests: list[str], error: object) -> None:
+        """Children's stored outputs are unusable: forget them and run those children again."""
+        bad = set(digests)
+        redone = False
         for index, child in enumerate(run.children):
             outputs = child.outputs or {}
-            if child.redone < 2 and any(o["digest"] == digest for o in outputs.values()):
+            if child.redone < 2 and any(o["digest"] in bad for o in outputs.values()):
                 log.warning("%s: its output is unusable (%s); running it again", child.name, error)
                 self.host.cache.forget(child.key, outputs)
                 child.redone += 1
                 child.status, child.outputs = NodeStatus.PENDING, None
                 run.todo.append(index)
-                return
+                redone = True
+        if redone:
+            return
         cause = TaskResult(node=run.name, key=run.collect_key or "", ok=False, error=str(error))
         self._fail(run, 0, cause)
 

@@ -98,8 +98,8 @@ class TaskResult:
     error: str | None = None
     traceback: str | None = None
     exception: BaseException | None = None
-    #: the digest of an input that was missing or corrupt (the scheduler recomputes it)
-    bad_input: str | None = None
+    #: the digests of the inputs that were missing or corrupt (the scheduler recomputes them)
+    bad_inputs: list[str] = field(default_factory=list)
     #: whether the node used its checkpoint (then the scheduler removes it after success)
     checkpointed: bool = False
     #: the record's ``files``: stored file and folder outputs by root-relative path

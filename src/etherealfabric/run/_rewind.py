@@ -96,6 +96,13 @@ class Rewinds:
         self._ready.append(producer)
         return True
 
+    def _rewind_inputs(self, consumer: str, digests: list[str], error: object) -> bool:
+        """:meth:`_rewind_input` for each of the consumer's bad inputs at once; True when
+        the consumer waits for at least one (a digest left over fails it when it runs
+        again, if it is still bad then)."""
+        rewound = [self._rewind_input(consumer, digest, error) for digest in digests]
+        return any(rewound)
+
     def _producer_of(self, consumer: str, digest: str | None) -> str | None:
         upstream = self.graph.specs[consumer].upstream
         for up in upstream:

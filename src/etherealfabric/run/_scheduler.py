@@ -300,7 +300,7 @@ class Scheduler(Rewinds, Fallbacks):
         try:
             task, input_bytes = self._task(info)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            if self._rewind_input(name, exc.digest, exc):
+            if self._rewind_inputs(name, exc.digests, exc):
                 self.leases.release_now(info.key)
                 return
             self._fail_before_start(name, exc)
@@ -384,7 +384,7 @@ class Scheduler(Rewinds, Fallbacks):
         if result.ok:
             if not self._handovers.succeeded(name, info, result):
                 self._succeeded(name, info, result)
-        elif result.bad_input and self._rewind_input(name, result.bad_input, result.error):
+        elif result.bad_inputs and self._rewind_inputs(name, result.bad_inputs, result.error):
             self.leases.release_now(info.key)
             self._same.settle(info.key, None)
         else:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError, raise_unusable
 from ..plan._graph import InputRef
 from ..plan._keys import KeyInfo
 from ..store import Store
@@ -45,14 +46,20 @@ def build_task(
     spec = info.spec
     warn_file_paths(spec)  # a str naming a data file: its content is not in the key
     sizes: list[int] = []
+    bad: list[StoreError] = []
 
     def handle(ref: InputRef) -> Any:
         record = outputs[ref.node][ref.output]
         sizes.append(int(record.get("size", 0)))
-        return cache.input_for(record)
+        try:
+            return cache.input_for(record)
+        except (ArtifactMissingError, CorruptArtifactError) as exc:
+            bad.append(exc)  # the others are still checked: all are recomputed at once
+            return None
 
     args = tuple(replace_refs(a, handle, kind=InputRef) for a in spec.call_args)
     kwargs = {k: replace_refs(v, handle, kind=InputRef) for k, v in spec.call_kwargs.items()}
+    raise_unusable(bad)
     task = Task(
         run_id=run_id,
         node=spec.name,

@@ -14,10 +14,9 @@ node may not return a Secret: its outputs are stored, secrets never are.
 output (stored as ``npy``, beyond the inline limit) is frozen (its ``WRITEABLE`` flag cleared)
 and returned in ``TaskResult.values``, for the scheduler to hand to its consumers in memory.
 With ``Task.background`` (durability "fast") such an output of :data:`BACKGROUND_BYTES` or more
-has its digest computed from its
-bytes in memory and the object is written, re-hashed and checked against that digest in a
+has its digest computed from its bytes in memory, and is written, re-hashed and checked in a
 background thread (``TaskResult.writing``) while its consumers already run; the scheduler
-commits the node's record only once that write is done (``run/_handover.py``).
+commits the node's record once that write is done (``run/_handover.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from ..errors import (
     OutputError,
     SerializationError,
     StoreError,
+    raise_unusable,
 )
 from ..hashing._digest import new_hasher
 from ..hashing._outputs import value_digest, value_digest_teed
@@ -83,7 +83,7 @@ def execute(task: Task) -> TaskResult:
         try:
             args, kwargs = _resolve(task, registry, secrets)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            result.bad_input = exc.digest
+            result.bad_inputs = exc.digests
             raise
         redact = Redactor(secrets)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
@@ -106,7 +106,10 @@ def execute(task: Task) -> TaskResult:
 def _resolve(
     task: Task, registry: SerializerRegistry, secrets: list[str | bytes]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The node's arguments: inputs loaded, secrets unwrapped (their values go to ``secrets``)."""
+    """The node's arguments: inputs loaded, secrets unwrapped (their values go to ``secrets``).
+    The error of a missing or corrupt input names all of them (``digests``): their producers
+    are recomputed at once."""
+    bad: list[StoreError] = []
 
     def load(handle: Any) -> Any:
         if isinstance(handle, Secret):
@@ -116,13 +119,15 @@ def _resolve(
             return load_value(handle, task.store, verify=task.verify, registry=registry)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             exc.digest = handle.digest
-            raise
+            bad.append(exc)
+            return None  # the node will not run
 
     kind = (InputHandle, Secret)
     with activate_root(task.root):  # a File stored inside a value is found under this root
         # literals copied first (the task's own, run/_private.py), then inputs loaded
         args = tuple(replace_refs(private(a), load, kind=kind) for a in task.args)
         kwargs = {k: replace_refs(private(v), load, kind=kind) for k, v in task.kwargs.items()}
+    raise_unusable(bad)
     return args, kwargs
 
 
