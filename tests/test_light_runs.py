@@ -41,6 +41,10 @@ NEVER_IN_A_PLAIN_RUN = (
     "etherealfabric.run._mapstate",
     "etherealfabric.store._sharedgc",
     "etherealfabric.journal._browse",
+    "etherealfabric.store._layered",
+    "etherealfabric.store._objectstore",
+    "etherealfabric.store._signing",
+    "etherealfabric.store._trust",
 )
 
 

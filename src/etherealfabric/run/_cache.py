@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..define._files import activate_root
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
@@ -39,11 +40,13 @@ from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..journal import Journal
 from ..journal._team import indexed_keys
-from ..store import LayeredStore, LocalStore, Store
+from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
-from ..store._signing import record_problem
 from ..store._trees import restore_entry
 from ._files import file_value
+
+if TYPE_CHECKING:
+    from ..store._layered import LayeredStore
 
 __all__ = ["ArtifactCache", "CacheWriter"]
 
@@ -86,7 +89,7 @@ class ArtifactCache:
         self.store = store
         self.shared = shared
         #: the home's store in front of a shared one (store/_layered.py)
-        self.layered = isinstance(store, LayeredStore)
+        self.layered = _is_layered(store)
         self.verify = verify
         self._writer = writer
         #: without a writer (a dry run), lookups never drop stale records nor index the shared
@@ -119,7 +122,7 @@ class ArtifactCache:
         """Whether workers publish records and small outputs to the shared store (a shared
         store in mode read-write; the others publish on ``cache push``)."""
         store = self.store
-        return self.shared and (not isinstance(store, LayeredStore) or store.writes_remote)
+        return self.shared and (not self.layered or cast("LayeredStore", store).writes_remote)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The action record of ``key`` if its outputs are all available, else ``None``."""
@@ -278,6 +281,8 @@ class ArtifactCache:
         record = self.store.get_action(key)
         if record is None:
             return None
+        from ..store._signing import record_problem  # a shared store's: loaded with it
+
         problem = record_problem(record)
         if problem:
             self._reject(key, problem)
@@ -301,9 +306,9 @@ class ArtifactCache:
         """On a hit from the shared store, copy the record's objects into the local layer
         (verified), so that the next run here asks the shared store nothing; False (a miss,
         warned) if one cannot be had. Folders' files come when they are restored."""
-        store = self.store
-        if not isinstance(store, LayeredStore):
+        if not self.layered:
             return True
+        store = cast("LayeredStore", self.store)
         digests = [o["digest"] for o in record["outputs"].values() if not o.get("inline")]
         digests += [e["digest"] for e in record.get("files", {}).values()]
         try:
@@ -406,6 +411,13 @@ class ArtifactCache:
             return found
         with activate_root(self.root):  # a File stored inside a value is found under the root
             return load_value(found, self.store, verify=self.verify)
+
+
+def _is_layered(store: Store) -> bool:
+    """Whether ``store`` is a :class:`LayeredStore`, without importing its module: none can
+    exist before it is imported (a run on the home's own store never imports it)."""
+    layered = sys.modules.get("etherealfabric.store._layered")
+    return layered is not None and isinstance(store, layered.LayeredStore)
 
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]

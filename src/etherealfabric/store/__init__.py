@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..config import Settings, strict_options
 from ..errors import StoreError
 from ._base import EntryInfo, Store
-from ._layered import LayeredStore
 from ._local import LocalStore
-from ._objectstore import ObjectStore
 from ._serializers import Serializer, SerializerRegistry, get_serializer, register_serializer
 from ._writer import ObjectWriter, StoredObject
 
@@ -57,6 +56,25 @@ __all__ = [
     "open_store",
     "register_serializer",
 ]
+
+if TYPE_CHECKING:
+    from ._layered import LayeredStore
+    from ._objectstore import ObjectStore
+
+
+def __getattr__(name: str) -> Any:
+    """The shared stores' classes, imported on first use: a run on the home's own store (the
+    default) never loads them (PEP 562)."""
+    if name == "LayeredStore":
+        from ._layered import LayeredStore
+
+        return LayeredStore
+    if name == "ObjectStore":
+        from ._objectstore import ObjectStore
+
+        return ObjectStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -84,6 +102,8 @@ def open_store(
     if not _URL.match(location):
         return LocalStore(location, durable=durable, shared=shared)
     if urlsplit(location).scheme.lower() != "file":
+        from ._objectstore import ObjectStore
+
         return ObjectStore(location, timeout=timeout)
     return LocalStore(_local_path(location), durable=durable, shared=shared)
 
@@ -99,6 +119,8 @@ def open_run_store(settings: Settings) -> Store:
         settings.store_location, durable=durable, shared=True, timeout=settings.store_timeout
     )
     local = LocalStore(settings.home, durable=durable)
+    from ._layered import LayeredStore
+
     return LayeredStore(local, remote, mode=settings.store_mode)
 
 

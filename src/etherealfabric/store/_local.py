@@ -40,14 +40,15 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ..errors import StoreError
 from ..hashing._files import mapped_digest
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
-from ._signing import load_signer
-from ._trust import UntrustedEntries
 from ._writer import create_temp_file, remove_quietly
+
+if TYPE_CHECKING:
+    from ._trust import UntrustedEntries
 
 __all__ = ["LocalStore"]
 
@@ -85,7 +86,12 @@ class LocalStore(Store):
         self.url = Path(self.root).as_uri()
         self.shared = shared
         self.always_verify = shared  # others may have changed the bytes
-        self._untrusted = UntrustedEntries(load_signer(signing_key)) if shared else None
+        self._untrusted = None
+        if shared:  # (the signing modules are imported for a shared folder only)
+            from ._signing import load_signer
+            from ._trust import UntrustedEntries
+
+            self._untrusted = UntrustedEntries(load_signer(signing_key))
         self._dirs: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
