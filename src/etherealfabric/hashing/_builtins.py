@@ -51,15 +51,17 @@ from ._encoder import (
     Encoder,
     Handler,
     digest_of,
+    int_bytes,
     register_builtin,
     register_shape,
     register_when_imported,
+    text_bytes,
     type_name,
 )
 from ._files import file_digest, tree_entries
 from ._frames import arrow_handlers, pandas_handlers, polars_handlers, zone_text
 
-__all__ = ["hash_plain"]
+__all__ = ["SCALARS", "SCALAR_HANDLERS", "hash_plain"]
 
 _DOUBLE = struct.Struct("<d")
 _NAN = _DOUBLE.pack(math.nan)
@@ -209,15 +211,23 @@ def _enc_directory(value: Directory, encoder: Encoder) -> None:
         encoder.text(digest)
 
 
+#: the scalars whose encoding is a tag and at most one frame: type -> (tag, payload); their
+#: handlers (:data:`SCALAR_HANDLERS`) are made from this table, and so is the direct path
+#: of output value digests (``_outputs``)
+SCALARS: dict[type, tuple[str, Callable[[Any], bytes] | None]] = {
+    type(None): ("none", None),
+    bool: ("bool", lambda v: b"\x01" if v else b"\x00"),
+    int: ("int", lambda v: int_bytes(int(v))),
+    float: ("float", _float_bytes),
+    str: ("str", text_bytes),
+}
+SCALAR_HANDLERS: dict[type, Handler] = {tp: _tagged(*spec) for tp, spec in SCALARS.items()}
+
 register_builtin(
     {
-        type(None): _tagged("none"),
+        **SCALAR_HANDLERS,
         type(...): _tagged("ellipsis"),
-        bool: _tagged("bool", lambda v: b"\x01" if v else b"\x00"),
-        int: _integers("int", int),
-        float: _tagged("float", _float_bytes),
         complex: _tagged("complex", lambda v: _float_bytes(v.real) + _float_bytes(v.imag)),
-        str: _texts("str", lambda v: v),
         bytes: _tagged("bytes", lambda v: v),
         bytearray: _tagged("bytearray", lambda v: v),
         memoryview: _enc_memoryview,

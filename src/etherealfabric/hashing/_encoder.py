@@ -50,13 +50,16 @@ __all__ = [
     "UnstableHashWarning",
     "digest_of",
     "encode_pickled",
+    "frame_bytes",
     "handler_after",
     "has_encoding",
+    "int_bytes",
     "is_builtin",
     "register_builtin",
     "register_shape",
     "register_user",
     "register_when_imported",
+    "text_bytes",
     "type_name",
 ]
 
@@ -161,15 +164,14 @@ class Encoder:
     def tag(self, name: str) -> None:
         frame = _TAG_FRAMES.get(name)
         if frame is None:
-            encoded = name.encode()
-            frame = _TAG_FRAMES[name] = _LEN.pack(len(encoded)) + encoded
+            frame = _TAG_FRAMES[name] = frame_bytes(name.encode())
         self.buf += frame
 
     def text(self, value: str) -> None:
-        self.frame(value.encode("utf-8", "surrogatepass"))
+        self.frame(text_bytes(value))
 
     def integer(self, value: int) -> None:
-        self.frame(value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True))
+        self.frame(int_bytes(value))
 
     def value(self, value: object) -> None:
         _handler(type(value))(value, self)
@@ -195,6 +197,21 @@ class Encoder:
 
 
 Handler = Callable[[Any, Encoder], None]
+
+
+def frame_bytes(data: bytes) -> bytes:
+    """A frame in one piece: the length prefix, then ``data``."""
+    return _LEN.pack(len(data)) + data
+
+
+def text_bytes(value: str) -> bytes:
+    """The payload of a text frame."""
+    return value.encode("utf-8", "surrogatepass")
+
+
+def int_bytes(value: int) -> bytes:
+    """The payload of an integer frame: little-endian two's complement, as short as it gets."""
+    return value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
 
 
 # -- the fallback: cloudpickle ---------------------------------------------------------------

@@ -19,13 +19,16 @@ of the output (``module.qualname``), so a subclass never stands in for its base.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from . import _builtins  # noqa: F401  (registers the handlers)
 from ._arrays import _enc_ndarray, feed_teed, teeable
-from ._encoder import Encoder, _handler, encode_pickled, type_name
+from ._builtins import SCALAR_HANDLERS, SCALARS  # (importing it registers the handlers)
+from ._digest import digest_bytes
+from ._encoder import Encoder, _handler, encode_pickled, frame_bytes, type_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._digest import Hasher
 
 __all__ = ["has_value_type", "value_digest", "value_digest_teed"]
@@ -79,14 +82,48 @@ def has_value_type(value: object) -> bool:
     return tp in _PLAIN or tp.__module__.partition(".")[0] in _TOP_MODULES
 
 
+def _start(encoder: Encoder, tp: type) -> None:
+    """What every output value's encoding starts with: its tag and exact type."""
+    encoder.tag("output-value")
+    encoder.text(type_name(tp))
+
+
+def _scalar_head(tp: type, tag: str) -> bytes:
+    """The encoding of an output of scalar type ``tp`` up to its payload frame."""
+    encoder = Encoder(None)
+    _start(encoder, tp)
+    encoder.tag(tag)
+    return bytes(encoder.buf)
+
+
+#: scalar type -> (its built-in handler, its encoding up to the payload, the payload)
+_SCALARS: dict[type, tuple[object, bytes, Callable[[Any], bytes] | None]] = {
+    tp: (SCALAR_HANDLERS[tp], _scalar_head(tp, tag), payload)
+    for tp, (tag, payload) in SCALARS.items()
+}
+
+
 def value_digest(value: object) -> str | None:
-    """The canonical digest of an output's value, or None when it has none (see above)."""
+    """The canonical digest of an output's value, or None when it has none (see above).
+
+    A scalar whose type still has its built-in handler is hashed in one call, from the same
+    bytes the encoder would write (``_builtins.SCALARS``); anything else is encoded.
+    """
+    tp = type(value)
+    scalar = _SCALARS.get(tp)
+    if scalar is None or _handler(tp) is not scalar[0]:
+        return _encoded_digest(value)
+    _, head, payload = scalar
+    return digest_bytes(head if payload is None else head + frame_bytes(payload(value)))
+
+
+def _encoded_digest(value: object) -> str | None:
+    """:func:`value_digest` through the strict encoder: the general path."""
     if not has_value_type(value):
         return None
     budget = _PLAIN_BUDGET if type(value) in _PLAIN else _CELL_BUDGET
     encoder = _StrictEncoder([budget])
-    encoder.tag("output-value")
-    encoder.text(type_name(type(value)))
+    _start(encoder, type(value))
     try:
         encoder.value(value)
     except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
@@ -101,7 +138,6 @@ def value_digest_teed(value: object, tee: Hasher) -> str | None:
     if not teeable(value) or _handler(type(value)) is not _enc_ndarray:
         return None
     encoder = _StrictEncoder([_CELL_BUDGET])
-    encoder.tag("output-value")
-    encoder.text(type_name(type(value)))
+    _start(encoder, type(value))
     feed_teed(encoder, value, tee)
     return encoder.hexdigest()

@@ -54,6 +54,7 @@ from ..store._serializers import (
     dump_value,
     is_npy_array,
     npy_header,
+    write_value,
 )
 from ..store._tables import pickled_frame_reason
 from ._capture import capture, joined
@@ -416,14 +417,14 @@ def store_values(
         chosen = name not in serializers
         serializer = registry.choose(value) if chosen else registry.get(serializers[name])
         try:
-            stored = _write(store, inline_limit, value, serializer, node, name)
+            stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
         except SerializationError as exc:
             if not chosen or serializer.name == "cloudpickle":
                 raise
             # an automatic choice (parquet for a frame) that could not write this value:
             # fall back to cloudpickle rather than fail the node
             failed, serializer = serializer.name, registry.get("cloudpickle")
-            stored = _write(store, inline_limit, value, serializer, node, name)
+            stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
             _say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
         else:
             if chosen and serializer.name == "cloudpickle":
@@ -467,14 +468,6 @@ def _say_pickled(node: str, output: str, value: Any, reason: str | None = None) 
         return
     _said.add((node, output, reason))
     log.info("%s: output %r is stored with cloudpickle, not parquet: %s", node, output, reason)
-
-
-def _write(
-    store: Store, inline_limit: int, value: Any, serializer: Serializer, node: str, output: str
-) -> StoredObject:
-    with store.writer(inline_limit=inline_limit) as writer:
-        dump_value(value, writer, serializer, node=node, output=output)
-        return writer.commit()
 
 
 def _publish(task: Task, result: TaskResult) -> None:

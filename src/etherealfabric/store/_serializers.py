@@ -36,17 +36,16 @@ numpy, pyarrow and cloudpickle are imported only when a value needs them.
 from __future__ import annotations
 
 import io
-import json
-import math
 import pickle
 import re
 import sys
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..define._secret import refusing_secrets
 from ..errors import SerializationError, StoreError
+from ._json import JsonSerializer, is_json_safe, json_bytes
 from ._models import ModelSerializer, is_model
 from ._serializer_base import Serializer
 from ._tables import (
@@ -57,9 +56,12 @@ from ._tables import (
     parquet_fits,
     polars_fits,
 )
+from ._writer import StoredObject, inline_object
 
 if TYPE_CHECKING:
     import numpy
+
+    from ._base import Store
 
 __all__ = [
     "CloudpickleSerializer",
@@ -75,6 +77,7 @@ __all__ = [
     "get_serializer",
     "npy_header",
     "register_serializer",
+    "write_value",
 ]
 
 PICKLE_PROTOCOL = 5
@@ -82,22 +85,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 # -- built-ins -----------------------------------------------------------------------------------
-class JsonSerializer(Serializer):
-    """Compact JSON with sorted keys, ASCII-escaped, no NaN or infinity."""
-
-    name = "json"
-
-    def dump(self, value: object, fp: BinaryIO) -> None:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        fp.write(text.encode("ascii"))
-
-    def load(self, fp: BinaryIO) -> object:
-        return self.loads(fp.read())
-
-    def loads(self, data: bytes) -> object:
-        return json.loads(data)
-
-
 class PickleSerializer(Serializer):
     """The standard library's pickle, protocol 5 (large buffers are written without a copy)."""
 
@@ -209,52 +196,9 @@ def npy_header(value: object, registry: SerializerRegistry | None = None) -> byt
 
 
 # -- automatic choice ------------------------------------------------------------------------------
-_JSON_MAX_ITEMS = 100_000
-_JSON_MAX_DEPTH = 100
-_JSON_MAX_INT_BITS = 13_000  # ~3,900 digits: below Python's int/str conversion limit
 _NPY_KINDS = frozenset("biufcmMSUV")
-
-
-def is_json_safe(value: object) -> bool:
-    """True if ``value`` comes back from JSON equal and of the same types.
-
-    Gives up (False) on values with more than 100,000 items or nested over 100 deep.
-    """
-    if type(value) is not list and type(value) is not dict:
-        return _is_json_scalar(value)
-    stack: list[tuple[object, int]] = [(value, 0)]
-    budget = _JSON_MAX_ITEMS
-    while stack:
-        container, depth = stack.pop()
-        children = _json_children(container)
-        if children is None or depth >= _JSON_MAX_DEPTH:
-            return False
-        budget -= len(children)
-        if budget < 0:
-            return False
-        for child in children:
-            if type(child) is list or type(child) is dict:
-                stack.append((child, depth + 1))
-            elif not _is_json_scalar(child):
-                return False
-    return True
-
-
-def _json_children(container: object) -> Collection[object] | None:
-    """The items of a list, or the values of a dict with str keys (else None)."""
-    if type(container) is list:
-        return container
-    items: dict[object, object] = container  # type: ignore[assignment]
-    return items.values() if all(type(k) is str for k in items) else None
-
-
-def _is_json_scalar(item: object) -> bool:
-    kind = type(item)
-    if kind is str or kind is bool or item is None:
-        return True
-    if kind is int:
-        return int.bit_length(item) <= _JSON_MAX_INT_BITS  # type: ignore[arg-type]
-    return kind is float and math.isfinite(item)  # type: ignore[arg-type]
+#: the exact types JSON stores (when their content fits): none is a library's value
+_JSON_TYPES = frozenset({type(None), bool, int, float, str, list, dict})
 
 
 def is_npy_array(value: object) -> bool:
@@ -277,6 +221,9 @@ class SerializerRegistry:
     def __init__(self, serializers: Iterable[Serializer] = ()) -> None:
         self._by_name: dict[str, Serializer] = {}
         self._by_type: dict[type, Serializer] = {}
+        #: exact type -> the serializer registered for it or a base class (None: none), as
+        #: :meth:`choose` found it; replaced by an empty one whenever ``_by_type`` changes
+        self._registered: dict[type, Serializer | None] = {}
         self._lock = threading.Lock()
         for serializer in serializers:
             self.register(serializer)
@@ -337,6 +284,7 @@ class SerializerRegistry:
             self._check_types(serializer, types, replace)
             self._by_name[name] = serializer
             self._by_type.update(dict.fromkeys(types, serializer))
+            self._registered = {}  # after the update: a choice made meanwhile is dropped
 
     def _check_types(self, serializer: Serializer, types: tuple[type, ...], replace: bool) -> None:
         for kind in types:
@@ -361,10 +309,24 @@ class SerializerRegistry:
 
     def choose(self, value: object) -> Serializer:
         """The serializer for ``value`` when none was chosen (see the module docstring)."""
-        for kind in type(value).__mro__:
-            chosen = self._by_type.get(kind)
+        kind = type(value)
+        memo = self._registered  # read first: a register() meanwhile replaces it
+        try:
+            chosen = memo[kind]
+        except KeyError:
+            chosen = memo[kind] = next(
+                (s for s in map(self._by_type.get, kind.__mro__) if s is not None), None
+            )
+        if chosen is not None:
+            return chosen
+        if kind not in _JSON_TYPES:  # no library serializer takes these
+            chosen = self._by_library(value)
             if chosen is not None:
                 return chosen
+        return self.get("json" if is_json_safe(value) else "cloudpickle")
+
+    def _by_library(self, value: object) -> Serializer | None:
+        """The serializer of a library's values (steps 2-4 of the choice), if ``value`` is one."""
         if "parquet" in self._by_name and parquet_fits(value):
             return self.get("parquet")
         if "arrow" in self._by_name and is_arrow_table(value):
@@ -375,9 +337,7 @@ class SerializerRegistry:
             return self.get("npy")
         if "model" in self._by_name and is_model(value):
             return self.get("model")
-        if is_json_safe(value):
-            return self.get("json")
-        return self.get("cloudpickle")
+        return None
 
     def names(self) -> list[str]:
         """Names of the registered serializers, sorted."""
@@ -467,6 +427,31 @@ def dump_value(
             output=output,
             type_name=type_name,
         ) from exc
+
+
+def write_value(
+    store: Store,
+    value: object,
+    serializer: Serializer,
+    inline_limit: int,
+    *,
+    node: str | None = None,
+    output: str | None = None,
+) -> StoredObject:
+    """``value`` serialized into a new object of ``store`` (:meth:`Store.writer`, then
+    :func:`dump_value`); the built-in ``json``'s bytes are made first, in one piece, and kept
+    inline as the writer would keep them (:func:`~._writer.inline_object`) when they fit."""
+    data = json_bytes(value, serializer)
+    if data is not None:
+        small = inline_object(data, inline_limit)
+        if small is not None:
+            return small
+    with store.writer(inline_limit=inline_limit) as writer:
+        if data is not None:
+            writer.write(data)  # what JsonSerializer.dump writes
+        else:
+            dump_value(value, writer, serializer, node=node, output=output)
+        return writer.commit()
 
 
 def _type_name(value: object) -> str:

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import StoreError
-from ..hashing._digest import new_hasher
+from ..hashing._digest import digest_bytes, new_hasher
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -40,6 +40,7 @@ __all__ = [
     "default_temp_dir",
     "file_mtime",
     "filesystem_type",
+    "inline_object",
     "remove_quietly",
     "remove_stale_temp_files",
     "stale_temp_files",
@@ -65,6 +66,15 @@ class StoredObject:
     digest: str
     size: int
     inline: bytes | None = None
+
+
+def inline_object(data: bytes, inline_limit: int) -> StoredObject | None:
+    """What an :class:`ObjectWriter` given exactly ``data`` commits when it keeps them inline
+    (without a writer, nor a store); None when it would store them (more than
+    ``inline_limit`` bytes)."""
+    if len(data) > inline_limit:
+        return None
+    return StoredObject(digest_bytes(data), len(data), data)
 
 
 # -- temp files ----------------------------------------------------------------------------------
