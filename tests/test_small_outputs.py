@@ -1,7 +1,7 @@
 """The direct paths for small plain outputs give what the general paths give.
 
-``value_digest`` hashes a scalar from ``_builtins.SCALARS`` in one call (the strict encoder
-is the general path), ``SerializerRegistry.choose`` remembers the MRO walk per exact type
+``value_digest`` encodes a scalar from ``_builtins.SCALARS`` in one piece, at the top and
+inside lists and dicts (the general path: every value through its handler), ``SerializerRegistry.choose`` remembers the MRO walk per exact type
 (a later registration still wins), and ``write_value`` keeps the built-in json's bytes
 inline without a writer (the writer is the general path).
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any, BinaryIO
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etherealfabric.hashing import _encoder
-from etherealfabric.hashing._outputs import _encoded_digest, value_digest
+from etherealfabric.hashing import _encoder, _outputs
+from etherealfabric.hashing._outputs import value_digest
 from etherealfabric.run._worker import store_values
 from etherealfabric.store import LocalStore, StoredObject
 from etherealfabric.store._json import JsonSerializer, is_json_safe
@@ -57,6 +58,12 @@ class MyInt(int):
     pass
 
 
+def _encoded_digest(value: object) -> str | None:
+    """The general path: every value, scalars too, through its handler."""
+    with mock.patch.object(_outputs, "_scalar_encoding", lambda value: None):
+        return value_digest(value)
+
+
 # -- value digests ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", SCALARS, ids=[type(v).__name__ for v in SCALARS])
 def test_scalar_value_digests_are_the_encoders(value: object) -> None:
@@ -73,6 +80,14 @@ def test_plain_value_digests_are_the_encoders(value: object) -> None:
 @given(st.integers() | st.floats() | st.text() | st.booleans())
 def test_random_scalars_agree(value: object) -> None:
     assert value_digest(value) == _encoded_digest(value)
+
+
+@pytest.mark.parametrize("size", [99_999, 100_000])
+def test_the_budget_counts_scalars_alike(size: int) -> None:
+    values = [[1] * size, ["a"] * size, dict.fromkeys(map(str, range(size)), None)]
+    for value in values:
+        assert value_digest(value) == _encoded_digest(value)
+    assert (value_digest(values[0]) is None) == (size == 100_000)
 
 
 def test_scalars_of_different_types_differ() -> None:

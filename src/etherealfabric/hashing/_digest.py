@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import xxhash
 
-__all__ = ["Hasher", "RefDigest", "digest_bytes", "is_digest", "new_hasher"]
+__all__ = ["Hasher", "RefDigest", "digest_bytes", "is_digest", "new_hasher", "raw_digest"]
 
 Hasher = xxhash.xxh3_128
 """A streaming hasher: ``.update(buffer)``, ``.hexdigest()``, ``.digest()``."""
@@ -35,6 +35,11 @@ def new_hasher() -> Hasher:
 def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     """The xxh3-128 hex digest of a buffer."""
     return xxhash.xxh3_128_hexdigest(data)
+
+
+def raw_digest(data: bytes | bytearray | memoryview) -> bytes:
+    """The xxh3-128 digest of a buffer, as 16 bytes (a hasher's ``.digest()``)."""
+    return xxhash.xxh3_128_digest(data)
 
 
 def is_digest(text: str) -> bool:

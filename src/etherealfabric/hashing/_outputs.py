@@ -19,11 +19,11 @@ of the output (``module.qualname``), so a subclass never stands in for its base.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._arrays import _enc_ndarray, feed_teed, teeable
 from ._builtins import SCALAR_HANDLERS, SCALARS  # (importing it registers the handlers)
-from ._digest import digest_bytes
+from ._digest import digest_bytes, raw_digest
 from ._encoder import Encoder, _handler, encode_pickled, frame_bytes, type_name
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ _PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
 _CELL_MODULES = _TOP_MODULES | {"builtins", "datetime", "decimal", "fractions", "uuid"}
 _PLAIN_BUDGET = 100_000  # plain values (lists, dicts): as many items as json takes
 _CELL_BUDGET = 50_000_000  # frames and arrays: cells hashed one by one (object columns)
+_T = TypeVar("_T")
 _CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
 
 
@@ -59,21 +60,34 @@ class _StrictEncoder(Encoder):
         self.budget = budget
 
     def value(self, value: object) -> None:
+        encoded = _scalar_encoding(value)
+        if encoded is not None:
+            self.spend()
+            self.buf += encoded
+            return
         tp = type(value)
         if tp.__module__.partition(".")[0] not in _CELL_MODULES or issubclass(tp, _CODE):
             raise _NotCanonical(type_name(tp))
         handler = _handler(tp)
         if handler is encode_pickled:
             raise _NotCanonical(type_name(tp))
-        self.budget[0] -= 1
-        if self.budget[0] < 0:
-            raise _NotCanonical("too many values")
+        self.spend()
         handler(value, self)
 
     def child(self, value: object) -> bytes:
+        encoded = _scalar_encoding(value)
+        if encoded is not None:
+            self.spend()
+            return raw_digest(encoded)
         encoder = _StrictEncoder(self.budget)
         encoder.value(value)
         return encoder.digest()
+
+    def spend(self) -> None:
+        """Count one value against the budget."""
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise _NotCanonical("too many values")
 
 
 def has_value_type(value: object) -> bool:
@@ -88,33 +102,48 @@ def _start(encoder: Encoder, tp: type) -> None:
     encoder.text(type_name(tp))
 
 
-def _scalar_head(tp: type, tag: str) -> bytes:
-    """The encoding of an output of scalar type ``tp`` up to its payload frame."""
+def _encoding(write: Callable[[Encoder, _T], None], arg: _T) -> bytes:
+    """The bytes ``write(encoder, arg)`` writes (small frames only: they stay in its buffer)."""
     encoder = Encoder(None)
-    _start(encoder, tp)
-    encoder.tag(tag)
+    write(encoder, arg)
     return bytes(encoder.buf)
 
 
-#: scalar type -> (its built-in handler, its encoding up to the payload, the payload)
+#: scalar type -> (its built-in handler, its tag frame, its payload); see _scalar_encoding
 _SCALARS: dict[type, tuple[object, bytes, Callable[[Any], bytes] | None]] = {
-    tp: (SCALAR_HANDLERS[tp], _scalar_head(tp, tag), payload)
+    tp: (SCALAR_HANDLERS[tp], _encoding(Encoder.tag, tag), payload)
     for tp, (tag, payload) in SCALARS.items()
 }
+#: scalar type -> the start of an output's encoding (see _start)
+_HEADS = {tp: _encoding(_start, tp) for tp in _SCALARS}
+_SCALAR_BYTES = 64 * 1024  # a longer payload is hashed the general way (no copies)
+
+
+def _scalar_encoding(value: object) -> bytes | None:
+    """The bytes the encoder writes for a scalar whose type still has its built-in handler
+    (``_builtins.SCALARS``: a tag frame and a payload frame), made in one piece; None for
+    any other value, or a payload over 64 KiB."""
+    tp = type(value)
+    scalar = _SCALARS.get(tp)
+    if scalar is None or _handler(tp) is not scalar[0]:
+        return None
+    _, tag, payload = scalar
+    if payload is None:
+        return tag
+    data = payload(value)
+    return tag + frame_bytes(data) if len(data) <= _SCALAR_BYTES else None
 
 
 def value_digest(value: object) -> str | None:
     """The canonical digest of an output's value, or None when it has none (see above).
 
-    A scalar whose type still has its built-in handler is hashed in one call, from the same
-    bytes the encoder would write (``_builtins.SCALARS``); anything else is encoded.
+    A scalar is hashed in one call from its encoding made in one piece (see
+    :func:`_scalar_encoding`); anything else goes through the strict encoder.
     """
-    tp = type(value)
-    scalar = _SCALARS.get(tp)
-    if scalar is None or _handler(tp) is not scalar[0]:
+    encoded = _scalar_encoding(value)
+    if encoded is None:
         return _encoded_digest(value)
-    _, head, payload = scalar
-    return digest_bytes(head if payload is None else head + frame_bytes(payload(value)))
+    return digest_bytes(_HEADS[type(value)] + encoded)
 
 
 def _encoded_digest(value: object) -> str | None:
