@@ -61,10 +61,14 @@ class _StrictEncoder(Encoder):
 
     def value(self, value: object) -> None:
         encoded = _scalar_encoding(value)
-        if encoded is not None:
+        if encoded is None:
+            self.encode(value)
+        else:
             self.spend()
             self.buf += encoded
-            return
+
+    def encode(self, value: object) -> None:
+        """Write ``value`` through its handler, if it has a canonical one."""
         tp = type(value)
         if tp.__module__.partition(".")[0] not in _CELL_MODULES or issubclass(tp, _CODE):
             raise _NotCanonical(type_name(tp))
@@ -80,7 +84,7 @@ class _StrictEncoder(Encoder):
             self.spend()
             return raw_digest(encoded)
         encoder = _StrictEncoder(self.budget)
-        encoder.value(value)
+        encoder.encode(value)
         return encoder.digest()
 
     def spend(self) -> None:
@@ -147,14 +151,15 @@ def value_digest(value: object) -> str | None:
 
 
 def _encoded_digest(value: object) -> str | None:
-    """:func:`value_digest` through the strict encoder: the general path."""
+    """:func:`value_digest` of a value that is not a small scalar, through the strict
+    encoder (scalars inside it are still encoded in one piece)."""
     if not has_value_type(value):
         return None
     budget = _PLAIN_BUDGET if type(value) in _PLAIN else _CELL_BUDGET
     encoder = _StrictEncoder([budget])
     _start(encoder, type(value))
     try:
-        encoder.value(value)
+        encoder.encode(value)
     except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
         return None
     return encoder.hexdigest()
