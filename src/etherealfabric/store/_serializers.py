@@ -199,6 +199,7 @@ def npy_header(value: object, registry: SerializerRegistry | None = None) -> byt
 _NPY_KINDS = frozenset("biufcmMSUV")
 #: the exact types JSON stores (when their content fits): none is a library's value
 _JSON_TYPES = frozenset({type(None), bool, int, float, str, list, dict})
+_MEMO_TYPES = 10_000  # types whose registered serializer a registry remembers
 
 
 def is_npy_array(value: object) -> bool:
@@ -314,9 +315,9 @@ class SerializerRegistry:
         try:
             chosen = memo[kind]
         except KeyError:
-            chosen = memo[kind] = next(
-                (s for s in map(self._by_type.get, kind.__mro__) if s is not None), None
-            )
+            chosen = next((s for s in map(self._by_type.get, kind.__mro__) if s is not None), None)
+            if len(memo) < _MEMO_TYPES:  # classes made on the fly are not kept forever
+                memo[kind] = chosen
         if chosen is not None:
             return chosen
         if kind not in _JSON_TYPES:  # no library serializer takes these
