@@ -98,8 +98,10 @@ class Definition:
                 "pass a flatter value (or build the structure inside a node)",
                 nodes=(node._ef_label(),),
             ) from None
+        nodes = self._nodes
         for ref in refs:
-            self.add_node(ref.node)
+            if id(ref.node) not in nodes:  # (a node added already is left as it is)
+                self.add_node(ref.node)
         label = self._choose_name(node, name)
         self._nodes[id(node)] = node
         self._names[id(node)] = label

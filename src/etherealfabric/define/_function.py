@@ -84,7 +84,10 @@ class NodeFunction:
         fnode = FunctionNode(self, args, kwargs)
         fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site
         workflow.add_node(fnode)
-        return self._refs(fnode)
+        outputs = self.outputs
+        if len(outputs) == 1:  # (the node's names are this function's, checked)
+            return OutputRef(fnode, outputs[0])
+        return OutputRefs(fnode)
 
     def map(
         self, items: Any, /, *, max_failures: int | float | None = None, **broadcast: Any

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, overload
+from typing import Any, ClassVar, Protocol, TypeGuard, overload
 
 from ..errors import DefinitionError, UnknownOutputError
 from ._context import CheckpointLike, current_checkpoint, current_collector
@@ -79,7 +79,7 @@ class Outputs(Sequence[str]):
 
     def __init__(self, node: Node, names: Sequence[str]) -> None:
         self._node = node
-        if type(names) is tuple and _checked(names):  # an @node function's, every call
+        if _checked(names):  # an @node function's, every call
             self._names = names
             return
         if isinstance(names, str):
@@ -150,7 +150,9 @@ class Outputs(Sequence[str]):
 _CHECKED: set[tuple[str, ...]] = set()
 
 
-def _checked(names: tuple[str, ...]) -> bool:
+def _checked(names: Sequence[str]) -> TypeGuard[tuple[str, ...]]:
+    if type(names) is not tuple:
+        return False
     try:
         return names in _CHECKED
     except TypeError:  # an unhashable name: the check says what is wrong with it
@@ -333,14 +335,19 @@ class Node:
 class FunctionNode(Node):
     """One call of an ``@node`` function inside a workflow."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> FunctionNode:
+        return object.__new__(cls)  # (``__init__`` sets what ``Node.__new__`` would)
+
     def __init__(
         self, func: NodeFunctionLike, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        super().__init__(name=func.name)
+        name = func.name
+        self._ef_name = None if name is None else check_node_name(name)
         self._ef_func = func
         self._ef_args = args
         self._ef_kwargs = kwargs
-        self._ef_names = Outputs(self, func.outputs).names  # (checked once per tuple of names)
+        names = func.outputs  # checked once per tuple of names
+        self._ef_names = names if _checked(names) else Outputs(self, names).names
 
     def _ef_label(self) -> str:
         return self._ef_name or self._ef_func.fn.__name__

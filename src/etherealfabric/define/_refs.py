@@ -7,7 +7,7 @@ stored values, the worker by the loaded values: all with :func:`replace_refs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._node import Node, OutputRef, OutputRefs, Outputs
@@ -19,14 +19,22 @@ def walk_refs(value: Any) -> Iterator[OutputRef]:
     """Yield every :class:`OutputRef` inside ``value`` (lists, tuples, sets, dict values)."""
     if isinstance(value, OutputRef):
         yield value
-    elif isinstance(value, Outputs):
+        return
+    if isinstance(value, Outputs):
         for name in value.names:
             yield value[name]
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from walk_refs(item)
+        return
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items: Iterable[Any] = value
     elif isinstance(value, dict):
-        for item in value.values():
+        items = value.values()
+    else:
+        return
+    for item in items:  # a reference or an atom (a gather's input) without a nested walk
+        tp = type(item)
+        if tp is OutputRef:
+            yield item
+        elif tp not in _ATOMS:
             yield from walk_refs(item)
 
 
@@ -69,5 +77,9 @@ def refs_of(n: Node) -> list[OutputRef]:
     """The references among a node's inputs."""
     refs: list[OutputRef] = []
     for value in (*n._ef_args, *n._ef_kwargs.values()):
-        refs.extend(walk_refs(value))
+        tp = type(value)
+        if tp is OutputRef:  # the common inputs first: a reference, or an atom (none)
+            refs.append(value)
+        elif tp not in _ATOMS:
+            refs.extend(walk_refs(value))
     return refs

@@ -24,7 +24,9 @@ __all__ = [
     "check_max_failures",
     "check_node_name",
     "class_handler",
-    "quick_spec",
+    "plain_parameters",
+    "spec_base",
+    "spec_from_base",
 ]
 
 
@@ -98,7 +100,7 @@ class NodeSpec:
     map: MapSpec | None = None
 
 
-#: the fields a :class:`NodeSpec` takes by default, for :func:`quick_spec` (one object each,
+#: the fields a :class:`NodeSpec` takes by default, for :func:`spec_base` (one object each,
 #: shared by the specs made so: a spec is never changed, ``dataclasses.replace`` copies)
 _DEFAULTS: dict[str, Any] = {}
 for _field in dataclasses.fields(NodeSpec):
@@ -107,20 +109,40 @@ for _field in dataclasses.fields(NodeSpec):
     elif _field.default_factory is not dataclasses.MISSING:
         _DEFAULTS[_field.name] = _field.default_factory()
 _REQUIRED = frozenset(f.name for f in dataclasses.fields(NodeSpec)) - _DEFAULTS.keys()
+#: the fields :func:`spec_from_base` sets for each node
+_OWN = frozenset({"name", "params", "call_args", "call_kwargs", "upstream"})
 
 
-def quick_spec(common: Mapping[str, Any], **own: Any) -> NodeSpec:
-    """``NodeSpec(**common, **own)``, the fields not given at their defaults, without the
-    frozen dataclass's ``__init__``, which sets each of its 20 fields with
-    ``object.__setattr__`` (4 µs a node): filling the new instance's ``__dict__`` makes the
-    same spec at a tenth of that. The graph builder's way to make many specs of one function."""
+def spec_base(common: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of the specs that share ``common`` (an @node function's, in a build), the
+    fields not given at their defaults, for :func:`spec_from_base`; checked here, once: with
+    a node's own five fields, every field is set."""
+    base = {**_DEFAULTS, **common}
+    if not base.keys() | _OWN >= _REQUIRED:
+        raise TypeError(f"NodeSpec lacks {sorted(_REQUIRED - _OWN - base.keys())}")
+    return base
+
+
+def spec_from_base(
+    base: Mapping[str, Any],
+    name: str,
+    params: Mapping[str, Any],
+    call_args: tuple[Any, ...],
+    call_kwargs: Mapping[str, Any],
+    upstream: frozenset[str],
+) -> NodeSpec:
+    """``NodeSpec(**base, name=name, ...)`` without the frozen dataclass's ``__init__``,
+    which sets each of its 20 fields with ``object.__setattr__`` (4 µs a node): filling the
+    new instance's ``__dict__`` makes the same spec at a third of that. The graph builder's
+    way to make many specs of one function."""
     spec: NodeSpec = object.__new__(NodeSpec)
     fields = spec.__dict__
-    fields.update(_DEFAULTS)
-    fields.update(common)
-    fields.update(own)
-    if not fields.keys() >= _REQUIRED:
-        raise TypeError(f"NodeSpec lacks {sorted(_REQUIRED - fields.keys())}")
+    fields.update(base)
+    fields["name"] = name
+    fields["params"] = params
+    fields["call_args"] = call_args
+    fields["call_kwargs"] = call_kwargs
+    fields["upstream"] = upstream
     return spec
 
 
@@ -130,6 +152,14 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
 
 
 _EMPTY = inspect.Parameter.empty
+
+
+def plain_parameters(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The parameter names of ``fn`` when they are all ordinary (positional or keyword, no
+    ``/``, ``*``, ``*args`` or ``**kwargs``), else None: then :func:`bind` maps a call's
+    positional arguments to the first names in order, its keyword arguments by name."""
+    plain = _plain(fn)
+    return None if plain is None else plain[0]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -155,6 +185,8 @@ def bind(
     plain = _plain(fn)
     if plain is not None and len(args) <= len(plain[0]):
         names, defaults = plain
+        if not kwargs and len(args) == len(names):  # every parameter given in order
+            return dict(zip(names, args, strict=True))
         given = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key in given or key not in names:  # twice, or unknown: Signature.bind says

@@ -13,7 +13,7 @@ Importing it takes ~0.13 s, a third of the whole budget of a warm 1000-node run.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from ..define._files import check_writes
 from ..define._node import FunctionNode, Node, NodeSpec, OutputRef
 from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..define._refs import replace_refs
-from ..define._spec import quick_spec
+from ..define._spec import plain_parameters, spec_base, spec_from_base
 from ..errors import CycleError, DefinitionError, UnknownOutputError
 from ..hashing._usercode import qualified_name
 
@@ -112,7 +112,7 @@ def build(workflow: Definition) -> Graph:
     specs: dict[str, NodeSpec] = {}
     preds: dict[str, set[str]] = {}
     root = getattr(workflow, "root", None)
-    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+    shared: dict[tuple[int, tuple[str, ...]], tuple[dict[str, Any], bool]] = {}
     inputs: dict[tuple[int, str], InputRef] = {}
     for n in workflow.nodes:
         spec = _spec(n, names, root, shared, inputs)
@@ -200,35 +200,42 @@ def _spec(
     n: Node,
     names: Mapping[int, str],
     root: str | None,
-    shared: dict[tuple[int, tuple[str, ...]], dict[str, Any]],
+    shared: dict[tuple[int, tuple[str, ...]], tuple[dict[str, Any], bool]],
     inputs: dict[tuple[int, str], InputRef],
 ) -> NodeSpec:
     """The spec of node ``n``. ``shared`` and ``inputs`` are the build's memos: the checked
-    fields of each @node function's specs, and each upstream output's :class:`InputRef`."""
+    fields of each @node function's specs (and whether its parameters are plain), and each
+    upstream output's :class:`InputRef`."""
     name = names[id(n)]
     code, params = n._ef_spec_parts()
+    # what does not change from one call of an @node function to the next (its options,
+    # validated), computed once per function and build: most nodes of a large workflow are
+    # calls of a few functions. A class node's options may be its instance's own.
+    if type(n) is FunctionNode:
+        outputs = n._ef_names
+        slot: tuple[int, tuple[str, ...]] | None = (id(n._ef_func), outputs)
+        cached = shared.get(slot)  # type: ignore[arg-type]
+        plain = cached[1] if cached is not None else plain_parameters(code) is not None
+    else:
+        outputs, slot, cached, plain = n.outputs.names, None, None, False
     upstream: set[str] = set()
-    made: dict[int, InputRef] = {}  # params and call arguments hold the same references
 
     def to_input(ref: OutputRef) -> InputRef:
-        found = made.get(id(ref))
-        if found is not None:
-            return found
         # the same output read by many nodes (a fan-out's root) is checked and made once
-        # per build: by its node (alive for the build) and name, not by the reference's id
-        slot = (id(ref.node), ref.name)
-        found = inputs.get(slot)
+        # per build: by its node (alive for the build) and name
+        key = (id(ref.node), ref.name)
+        found = inputs.get(key)
         if found is None:
             up = names.get(id(ref.node))
             if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
                 raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
-            if ref.name not in ref.node.outputs:
-                raise UnknownOutputError(up, ref.name, list(ref.node.outputs))
-            found = inputs[slot] = InputRef(up, ref.name)
+            node = ref.node
+            if ref.name not in (node._ef_names if type(node) is FunctionNode else node.outputs):
+                raise UnknownOutputError(up, ref.name, list(node.outputs))
+            found = inputs[key] = InputRef(up, ref.name)
         if found.node == name:
             raise DefinitionError(f"node {name!r} cannot take its own output as input")
         upstream.add(found.node)
-        made[id(ref)] = found
         return found
 
     # the bound parameters are the call's arguments (the same objects): each value is
@@ -243,28 +250,44 @@ def _spec(
             return to_input(value)
         found = converted.get(id(value), converted)
         if found is converted:
-            found = converted[id(value)] = replace_refs(value, to_input)
+            found = converted[id(value)] = _replace_refs(value, to_input)
         return found
 
+    args, kwargs = n._ef_args, n._ef_kwargs
     try:
-        call_args = tuple([convert(a) for a in n._ef_args])
-        call_kwargs = {k: convert(v) for k, v in n._ef_kwargs.items()}
-        params = {k: convert(v) for k, v in params.items()}
+        converted_args = []
+        for value in args:  # atoms and references inline: most arguments
+            tp = type(value)
+            if tp in _ATOMS:
+                converted_args.append(value)
+            elif tp is OutputRef:
+                found = inputs.get((id(value.node), value.name))
+                if found is None or found.node == name:  # first read (or refused)
+                    found = to_input(value)
+                else:
+                    upstream.add(found.node)
+                converted_args.append(found)
+            else:
+                converted_args.append(convert(value))
+        call_args = tuple(converted_args)
+        call_kwargs = {k: convert(v) for k, v in kwargs.items()}
+        if plain:  # the parameters are the arguments by name, then defaults: no 2nd look
+            converted_params = dict(zip(params, call_args, strict=False))
+            if len(converted_params) < len(params):
+                for k, v in params.items():
+                    if k not in converted_params:
+                        converted_params[k] = call_kwargs[k] if k in kwargs else convert(v)
+        else:
+            converted_params = {k: convert(v) for k, v in params.items()}
     except RecursionError:
         raise DefinitionError(
             f"node {name!r}: an input is nested too deeply or contains itself; pass a flatter "
             "value (or build the structure inside a node)",
             nodes=(name,),
         ) from None
-    outputs = n.outputs.names
-    # what does not change from one call of an @node function to the next (its options,
-    # validated), computed once per function and build: most nodes of a large workflow are
-    # calls of a few functions. A class node's options may be its instance's own.
-    slot = (id(n._ef_func), outputs) if type(n) is FunctionNode else None
-    cached = shared.get(slot) if slot is not None else None
     if cached is None:
         options = n._ef_options()
-        literal = {k: v for k, v in params.items() if not isinstance(v, InputRef)}
+        literal = {k: v for k, v in converted_params.items() if not isinstance(v, InputRef)}
         fields: dict[str, Any] = {
             "kind": qualified_name(code),
             "code": code,
@@ -280,18 +303,28 @@ def _spec(
             "on_driver": bool(options.get("on_driver", False)),
             "map": options.get("map"),
         }
+        cached = (spec_base(fields), plain)
         # writes= may name the node's params: such a function's nodes are validated one by one
         if slot is not None and not options.get("writes"):
-            shared[slot] = fields
-        cached = fields
-    return quick_spec(
-        cached,
-        name=name,
-        params=params,
-        call_args=call_args,
-        call_kwargs=call_kwargs,
-        upstream=frozenset(upstream),
+            shared[slot] = cached
+    return spec_from_base(
+        cached[0], name, converted_params, call_args, call_kwargs, frozenset(upstream)
     )
+
+
+def _replace_refs(value: Any, to_input: Callable[[OutputRef], InputRef]) -> Any:
+    """``replace_refs(value, to_input)``; a list or tuple of references (a gather's input)
+    without a call per item."""
+    tp = type(value)
+    if (tp is list or tp is tuple) and value:
+        items = []
+        for item in value:
+            if type(item) is not OutputRef:
+                break
+            items.append(to_input(item))
+        else:
+            return items if tp is list else tuple(items)
+    return replace_refs(value, to_input)
 
 
 def _check_serializers(
