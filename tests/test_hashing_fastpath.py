@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from etherealfabric.hashing._cachekey import KEY_FORMAT_VERSION, cache_key, scalar_digest
+from etherealfabric.hashing._cachekey import (
+    KEY_FORMAT_VERSION,
+    cache_key,
+    ref_digest,
+    scalar_digest,
+)
 from etherealfabric.hashing._digest import RefDigest
 from etherealfabric.hashing._encoder import Encoder
 from etherealfabric.hashing._values import hash_value
@@ -16,6 +21,14 @@ VALUES = [0, 1, -1, 127, 128, 255, 256, -129, 2**63, -(2**70), 10**40, "", "a", 
 @pytest.mark.parametrize("value", VALUES, ids=lambda v: repr(v)[:20])
 def test_scalar_digests_are_the_encoders(value: object) -> None:
     assert scalar_digest(value) == hash_value(value)
+
+
+@pytest.mark.parametrize(
+    "ref", [RefDigest("json", "0" * 32), RefDigest("=value", "ab" * 16), RefDigest("é", "x")]
+)
+def test_an_upstream_outputs_digest_is_the_encoders(ref: RefDigest) -> None:
+    for _ in range(2):  # the second time with the remembered serializer's frame
+        assert ref_digest(ref.serializer, ref.digest) == hash_value(ref)
 
 
 @pytest.mark.parametrize("value", [True, 1.0, None, b"1", (1,), [1]])

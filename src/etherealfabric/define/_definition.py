@@ -86,8 +86,9 @@ class Definition:
                 f"add_node() takes a Node, got {type(node).__name__}: {node!r}. Decorate "
                 "functions with @node and call them inside `with workflow:`."
             )
-        if id(node) in self._nodes:
-            if name is not None and name != self._names[id(node)]:
+        key = id(node)
+        if key in self._nodes:
+            if name is not None and name != self._names[key]:
                 self._rename(node, check_node_name(name))
             return node
         try:
@@ -103,8 +104,8 @@ class Definition:
             if id(ref.node) not in nodes:  # (a node added already is left as it is)
                 self.add_node(ref.node)
         label = self._choose_name(node, name)
-        self._nodes[id(node)] = node
-        self._names[id(node)] = label
+        self._nodes[key] = node
+        self._names[key] = label
         self._by_name[label] = node
         return node
 

@@ -359,7 +359,8 @@ class FunctionNode(Node):
         fn = self._ef_func.fn
         bound = self._ef_bound
         if bound is None:  # inputs never change after the call
-            bound = self._ef_bound = bind(fn, self._ef_label(), self._ef_args, self._ef_kwargs)
+            label = self._ef_name or fn.__name__  # (_ef_label)
+            bound = self._ef_bound = bind(fn, label, self._ef_args, self._ef_kwargs)
         return fn, bound
 
     def _ef_options(self) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def bind(
     if plain is not None and len(args) <= len(plain[0]):
         names, defaults = plain
         if not kwargs and len(args) == len(names):  # every parameter given in order
-            return dict(zip(names, args, strict=True))
+            return dict(zip(names, args))  # noqa: B905 (equal lengths; strict= costs 0.5 us)
         given = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key in given or key not in names:  # twice, or unknown: Signature.bind says

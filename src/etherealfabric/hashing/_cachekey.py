@@ -13,9 +13,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 
-from ._digest import RefDigest, digest_bytes
+from ._digest import RefDigest, hexdigest
 
-__all__ = ["KEY_FORMAT_VERSION", "cache_key", "ref_sequence_digest", "scalar_digest"]
+__all__ = [
+    "KEY_FORMAT_VERSION",
+    "cache_key",
+    "ref_digest",
+    "ref_sequence_digest",
+    "scalar_digest",
+]
 
 KEY_FORMAT_VERSION: int = 1
 
@@ -42,6 +48,7 @@ _TAG = {
     for name in ("cache-key", "tuple", "list", "int", "str", "none", "ref")
 }
 _PAIR = _TAG["tuple"] + _int(2)
+_INT_HEAD, _STR_HEAD = _TAG["int"], _TAG["str"]
 _SEQUENCE_TAGS: dict[type, bytes] = {list: _TAG["list"], tuple: _TAG["tuple"]}
 _HEADS: dict[tuple[str, str, str | None], bytes] = {}
 
@@ -52,13 +59,30 @@ def scalar_digest(value: object) -> str | None:
     anything else (hash it with ``hash_value``)."""
     tp = type(value)
     if tp is int:
-        return digest_bytes(_TAG["int"] + _int(value))  # type: ignore[arg-type]
+        number: int = value  # type: ignore[assignment]
+        data = number.to_bytes(number.bit_length() // 8 + 1, "little", signed=True)
+        return hexdigest(_INT_HEAD + _LEN(len(data)) + data)
     if tp is str:
-        return digest_bytes(_TAG["str"] + _text(value))  # type: ignore[arg-type]
+        return hexdigest(_STR_HEAD + _text(value))  # type: ignore[arg-type]
     if tp is RefDigest:
         ref: RefDigest = value  # type: ignore[assignment]
-        return digest_bytes(_TAG["ref"] + _text(ref.serializer) + _text(ref.digest))
+        return hexdigest(_TAG["ref"] + _text(ref.serializer) + _text(ref.digest))
     return None
+
+
+def ref_digest(serializer: str, digest: str) -> str:
+    """``scalar_digest(RefDigest(serializer, digest))`` (an upstream output as a parameter),
+    without making the tuple: the same bytes (tests/test_hashing_fastpath.py)."""
+    head = _REF_HEADS.get(serializer)
+    if head is None:
+        head = _TAG["ref"] + _text(serializer)
+        if len(_REF_HEADS) < 1000:
+            _REF_HEADS[serializer] = head
+    return hexdigest(head + _text(digest))
+
+
+#: the frames of a reference's serializer name (a few names: "pickle", "=value"...)
+_REF_HEADS: dict[str, bytes] = {}
 
 
 def ref_sequence_digest(kind: type, refs: Sequence[tuple[str, str]]) -> str:
@@ -72,7 +96,7 @@ def ref_sequence_digest(kind: type, refs: Sequence[tuple[str, str]]) -> str:
         if head is None:
             head = heads[serializer] = _TAG["ref"] + _text(serializer)
         parts += (head, _text(digest))
-    return digest_bytes(b"".join(parts))
+    return hexdigest(b"".join(parts))
 
 
 def cache_key(
@@ -112,7 +136,7 @@ def cache_key(
         data = digest.encode("utf-8", "surrogatepass")
         parts += (pair, _LEN32 + data if len(data) == 32 else _frame(data))
     parts.append(tail)
-    return digest_bytes(b"".join(parts))
+    return hexdigest(b"".join(parts))
 
 
 # a tuple's tag and length for the usual numbers of parameters; a digest's length (32 hex)

@@ -8,11 +8,20 @@ function can change in one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 import xxhash
 
-__all__ = ["Hasher", "RefDigest", "digest_bytes", "is_digest", "new_hasher", "raw_digest"]
+__all__ = [
+    "Hasher",
+    "RefDigest",
+    "digest_bytes",
+    "hexdigest",
+    "is_digest",
+    "new_hasher",
+    "raw_digest",
+]
 
 Hasher = xxhash.xxh3_128
 """A streaming hasher: ``.update(buffer)``, ``.hexdigest()``, ``.digest()``."""
@@ -40,6 +49,11 @@ def digest_bytes(data: bytes | bytearray | memoryview) -> str:
 def raw_digest(data: bytes | bytearray | memoryview) -> bytes:
     """The xxh3-128 digest of a buffer, as 16 bytes (a hasher's ``.digest()``)."""
     return xxhash.xxh3_128_digest(data)
+
+
+#: :func:`digest_bytes` without the Python call around it, for the callers that run once per
+#: node or more (the cache key's encodings)
+hexdigest: Callable[[bytes], str] = xxhash.xxh3_128_hexdigest
 
 
 def is_digest(text: str) -> bool:

@@ -110,33 +110,38 @@ def build(workflow: Definition) -> Graph:
     """Validate ``workflow`` and return its :class:`Graph`."""
     names = workflow.names_by_id()
     specs: dict[str, NodeSpec] = {}
-    preds: dict[str, set[str]] = {}
     root = getattr(workflow, "root", None)
-    shared: dict[tuple[int, tuple[str, ...]], tuple[dict[str, Any], bool]] = {}
+    shared: dict[int, _Shared] = {}
     inputs: dict[tuple[int, str], InputRef] = {}
     for n in workflow.nodes:
         spec = _spec(n, names, root, shared, inputs)
         specs[spec.name] = spec
-        preds[spec.name] = set(spec.upstream)
     _check_writes_apart(specs)
     ordering: set[tuple[str, str]] = set()
+    extra: dict[str, set[str]] = {}  # the ordering edges' predecessors, by node
     for before, after in workflow.ordering_edges:
         a, b = names[id(before)], names[id(after)]
         if a == b:
             raise DefinitionError(f"node {a!r} cannot depend on itself", nodes=(a,))
-        if a not in preds[b]:
+        if a not in specs[b].upstream:
             ordering.add((a, b))
-        preds[b].add(a)
+        extra.setdefault(b, set()).add(a)
     index = {name: i for i, name in enumerate(specs)}
-    frozen_preds = {
-        n: tuple(p) if len(p) < 2 else tuple(sorted(p, key=index.__getitem__))
-        for n, p in preds.items()
-    }
+    frozen_preds: dict[str, tuple[str, ...]] = {}
     succs: dict[str, list[str]] = {n: [] for n in specs}
-    for name in specs:
-        for up in frozen_preds[name]:
+    in_order = True  # every node after its predecessors: the order they were added is right
+    for i, (name, spec) in enumerate(specs.items()):
+        p: frozenset[str] | set[str] = spec.upstream
+        if extra and name in extra:
+            p = p | extra[name]
+        ups = frozen_preds[name] = (
+            tuple(p) if len(p) < 2 else tuple(sorted(p, key=index.__getitem__))
+        )
+        for up in ups:
             succs[up].append(name)
-    order = _toposort(frozen_preds, succs, index)
+            if index[up] > i:
+                in_order = False
+    order = tuple(specs) if in_order else _toposort(frozen_preds, succs, index)
     return Graph(
         workflow.name,
         specs,
@@ -196,63 +201,37 @@ def _toposort(
 _ATOMS = frozenset({int, str, float, bool, type(None), bytes})
 
 
+#: what the specs of one @node function share in a build: the spec fields that do not change
+#: from call to call (checked once), its output names, and whether its parameters are plain
+_Shared = tuple[dict[str, Any], tuple[str, ...], bool]
+
+
 def _spec(
     n: Node,
     names: Mapping[int, str],
     root: str | None,
-    shared: dict[tuple[int, tuple[str, ...]], tuple[dict[str, Any], bool]],
+    shared: dict[int, _Shared],
     inputs: dict[tuple[int, str], InputRef],
 ) -> NodeSpec:
-    """The spec of node ``n``. ``shared`` and ``inputs`` are the build's memos: the checked
-    fields of each @node function's specs (and whether its parameters are plain), and each
-    upstream output's :class:`InputRef`."""
+    """The spec of node ``n``. ``shared`` and ``inputs`` are the build's memos: what the specs
+    of each @node function share (by the function's id), and each upstream output's
+    :class:`InputRef` (by its node's id and its name)."""
     name = names[id(n)]
     code, params = n._ef_spec_parts()
     # what does not change from one call of an @node function to the next (its options,
     # validated), computed once per function and build: most nodes of a large workflow are
     # calls of a few functions. A class node's options may be its instance's own.
+    func = None
     if type(n) is FunctionNode:
-        outputs = n._ef_names
-        slot: tuple[int, tuple[str, ...]] | None = (id(n._ef_func), outputs)
-        cached = shared.get(slot)  # type: ignore[arg-type]
-        plain = cached[1] if cached is not None else plain_parameters(code) is not None
+        func, outputs = n._ef_func, n._ef_names
+        cached = shared.get(id(func))
+        if cached is not None and cached[1] != outputs:  # (its outputs= was changed)
+            cached = None
+        plain = cached[2] if cached is not None else plain_parameters(code) is not None
     else:
-        outputs, slot, cached, plain = n.outputs.names, None, None, False
+        outputs, cached, plain = n.outputs.names, None, False
     upstream: set[str] = set()
-
-    def to_input(ref: OutputRef) -> InputRef:
-        # the same output read by many nodes (a fan-out's root) is checked and made once
-        # per build: by its node (alive for the build) and name
-        key = (id(ref.node), ref.name)
-        found = inputs.get(key)
-        if found is None:
-            up = names.get(id(ref.node))
-            if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
-                raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
-            node = ref.node
-            if ref.name not in (node._ef_names if type(node) is FunctionNode else node.outputs):
-                raise UnknownOutputError(up, ref.name, list(node.outputs))
-            found = inputs[key] = InputRef(up, ref.name)
-        if found.node == name:
-            raise DefinitionError(f"node {name!r} cannot take its own output as input")
-        upstream.add(found.node)
-        return found
-
-    # the bound parameters are the call's arguments (the same objects): each value is
-    # converted once, the parameters reuse the arguments' conversions
-    converted: dict[int, Any] = {}
-
-    def convert(value: Any) -> Any:
-        tp = type(value)
-        if tp in _ATOMS:
-            return value
-        if tp is OutputRef:  # one upstream output: most inputs that are not atoms
-            return to_input(value)
-        found = converted.get(id(value), converted)
-        if found is converted:
-            found = converted[id(value)] = _replace_refs(value, to_input)
-        return found
-
+    convert: _Convert | None = None  # made for the values that are neither atom nor reference
     args, kwargs = n._ef_args, n._ef_kwargs
     try:
         converted_args = []
@@ -261,23 +240,34 @@ def _spec(
             if tp in _ATOMS:
                 converted_args.append(value)
             elif tp is OutputRef:
-                found = inputs.get((id(value.node), value.name))
-                if found is None or found.node == name:  # first read (or refused)
-                    found = to_input(value)
-                else:
-                    upstream.add(found.node)
+                key = (id(value.node), value.name)
+                found = inputs.get(key)
+                if found is None:
+                    found = inputs[key] = _input_ref(value, name, names)
+                if found.node == name:
+                    raise DefinitionError(f"node {name!r} cannot take its own output as input")
+                upstream.add(found.node)
                 converted_args.append(found)
             else:
+                convert = convert or _Convert(name, names, inputs, upstream)
                 converted_args.append(convert(value))
         call_args = tuple(converted_args)
-        call_kwargs = {k: convert(v) for k, v in kwargs.items()}
+        call_kwargs: dict[str, Any] = {}
+        if kwargs:
+            convert = convert or _Convert(name, names, inputs, upstream)
+            call_kwargs = {k: convert(v) for k, v in kwargs.items()}
         if plain:  # the parameters are the arguments by name, then defaults: no 2nd look
-            converted_params = dict(zip(params, call_args, strict=False))
+            converted_params = dict(zip(params, call_args))  # noqa: B905 (the first names)
             if len(converted_params) < len(params):
                 for k, v in params.items():
                     if k not in converted_params:
-                        converted_params[k] = call_kwargs[k] if k in kwargs else convert(v)
-        else:
+                        if k in kwargs:
+                            converted_params[k] = call_kwargs[k]
+                        else:
+                            convert = convert or _Convert(name, names, inputs, upstream)
+                            converted_params[k] = convert(v)
+        else:  # the same objects as the arguments (converted once: the memo by id)
+            convert = convert or _Convert(name, names, inputs, upstream)
             converted_params = {k: convert(v) for k, v in params.items()}
     except RecursionError:
         raise DefinitionError(
@@ -303,13 +293,65 @@ def _spec(
             "on_driver": bool(options.get("on_driver", False)),
             "map": options.get("map"),
         }
-        cached = (spec_base(fields), plain)
+        cached = (spec_base(fields), outputs, plain)
         # writes= may name the node's params: such a function's nodes are validated one by one
-        if slot is not None and not options.get("writes"):
-            shared[slot] = cached
+        if func is not None and not options.get("writes"):
+            shared[id(func)] = cached
     return spec_from_base(
         cached[0], name, converted_params, call_args, call_kwargs, frozenset(upstream)
     )
+
+
+def _input_ref(ref: OutputRef, name: str, names: Mapping[int, str]) -> InputRef:
+    """The :class:`InputRef` of ``ref``, read by node ``name``, checked."""
+    node = ref.node
+    up = names.get(id(node))
+    if up is None:  # pragma: no cover - workflow.add_node adds referenced nodes
+        raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
+    if ref.name not in (node._ef_names if type(node) is FunctionNode else node.outputs):
+        raise UnknownOutputError(up, ref.name, list(node.outputs))
+    return InputRef(up, ref.name)
+
+
+class _Convert:
+    """One node's input values with every reference replaced by its :class:`InputRef` (the
+    node's upstream nodes recorded); a value seen twice (an argument and the parameter it is
+    bound to) is converted once."""
+
+    __slots__ = ("done", "inputs", "name", "names", "upstream")
+
+    def __init__(
+        self,
+        name: str,
+        names: Mapping[int, str],
+        inputs: dict[tuple[int, str], InputRef],
+        upstream: set[str],
+    ) -> None:
+        self.name, self.names, self.inputs, self.upstream = name, names, inputs, upstream
+        self.done: dict[int, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        tp = type(value)
+        if tp in _ATOMS:
+            return value
+        if tp is OutputRef:
+            return self.ref(value)
+        found = self.done.get(id(value), self.done)
+        if found is self.done:
+            found = self.done[id(value)] = _replace_refs(value, self.ref)
+        return found
+
+    def ref(self, ref: OutputRef) -> InputRef:
+        # the same output read by many nodes (a fan-out's root) is checked and made once
+        # per build: by its node (alive for the build) and name
+        key = (id(ref.node), ref.name)
+        found = self.inputs.get(key)
+        if found is None:
+            found = self.inputs[key] = _input_ref(ref, self.name, self.names)
+        if found.node == self.name:
+            raise DefinitionError(f"node {self.name!r} cannot take its own output as input")
+        self.upstream.add(found.node)
+        return found
 
 
 def _replace_refs(value: Any, to_input: Callable[[OutputRef], InputRef]) -> Any:

@@ -16,6 +16,7 @@ without a hasher, a node with a Secret cannot be keyed.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +25,12 @@ from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import HashingError
-from ..hashing._cachekey import cache_key, ref_sequence_digest, scalar_digest
+from ..hashing._cachekey import cache_key, ref_digest, ref_sequence_digest, scalar_digest
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
+from ..hashing._packages import package_versions
 from ..hashing._paths import relative_to_root
 from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
@@ -101,12 +103,23 @@ def node_key(
     """
     param_hashes: dict[str, str] = {}
     inputs: dict[str, tuple[str, ...]] = {}
+    root = spec.root
     for name, value in spec.params.items():
-        fast = _fast_param(spec, value, upstream)
-        if fast is not None:
-            param_hashes[name], read = fast
-            if read:
-                inputs[name] = (read,)
+        # what most parameters are, inline: one upstream output, an int, or a str that is
+        # not an absolute path (one inside the root is keyed by its relative path)
+        tp = type(value)
+        if tp is InputRef:
+            record = upstream[value.node][value.output]
+            digest = record.get("value")
+            if digest is not None:
+                param_hashes[name] = _ref_digest(VALUE_REF, digest)
+            else:
+                digest = record["digest"]
+                param_hashes[name] = _ref_digest(record["serializer"], digest)
+            inputs[name] = (f"{value.node}.{value.output}@{digest}",)
+            continue
+        if tp is int or (tp is str and (root is None or not os.path.isabs(value))):
+            param_hashes[name] = scalar_digest(value)  # type: ignore[assignment]
             continue
         many = _refs_param(spec, value, upstream)
         if many is not None:
@@ -141,7 +154,7 @@ def node_key(
             inputs[name] = tuple(seen)
     key = cache_key(
         kind=spec.kind if spec.map is None else f"{spec.kind}.map",  # a map is not a call
-        code=code_fingerprint(spec.code).digest,
+        code=_code_digest(spec.code),
         version=spec.version,
         params=param_hashes,
         outputs=(  # declared files too
@@ -150,22 +163,30 @@ def node_key(
             else spec.outputs
         ),
     )
-    return KeyInfo(key, spec, param_hashes, inputs)
+    info: KeyInfo = object.__new__(KeyInfo)  # (its frozen __init__: a setattr per field)
+    info.__dict__.update(key=key, spec=spec, param_hashes=param_hashes, inputs=inputs)
+    return info
 
 
-def _fast_param(
-    spec: NodeSpec, value: Any, upstream: OutputRecords
-) -> tuple[str, str | None] | None:
-    """The digest of a parameter that is one upstream output, an ``int`` or a ``str`` that is
-    not an absolute path (what most parameters are), and the input it reads; None for any
-    other value (the general path below). The same digests, with no copy of the value."""
-    if type(value) is InputRef:
-        serializer, digest = _ref_of(upstream[value.node][value.output])
-        return _ref_digest(serializer, digest), f"{value.node}.{value.output}@{digest}"
-    if type(value) is str and spec.root is not None and os.path.isabs(value):
-        return None  # maybe inside the root: keyed by its relative path
-    scalar = scalar_digest(value)
-    return None if scalar is None else (scalar, None)
+#: the code object last fingerprinted (weakly), the package-versions mode and its digest:
+#: consecutive nodes are mostly calls of one function (a fan-out's items, a chain's steps)
+_LAST_CODE: list[Any] = [None, None, None]
+
+
+def _code_digest(code: Any) -> str:
+    """``code_fingerprint(code).digest``, the last one remembered."""
+    last = _LAST_CODE
+    mode = package_versions()
+    if last[0] is not None and last[0]() is code and last[1] == mode:
+        return last[2]  # type: ignore[no-any-return]
+    digest = code_fingerprint(code).digest
+    try:
+        last[0] = weakref.ref(code)
+    except TypeError:  # not weakly referenceable: not remembered
+        last[0] = None
+        return digest
+    last[1], last[2] = mode, digest
+    return digest
 
 
 def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:
@@ -186,7 +207,7 @@ def _ref_digest(serializer: str, digest: str) -> str:
     pair = (serializer, digest)
     found = _REF_DIGESTS.get(pair)
     if found is None:
-        found = _REF_DIGESTS[pair] = scalar_digest(RefDigest(serializer, digest)) or ""
+        found = _REF_DIGESTS[pair] = ref_digest(serializer, digest)
         if len(_REF_DIGESTS) > _REF_DIGESTS_MAX:
             _REF_DIGESTS.clear()
     return found
@@ -205,9 +226,14 @@ def _refs_param(
     for ref in value:
         if type(ref) is not InputRef:
             return None
-        serializer, digest = _ref_of(upstream[ref.node][ref.output])
-        if spec.root is not None and os.path.isabs(serializer):
-            return None  # (no serializer is named so) keyed by its path relative to the root
+        record = upstream[ref.node][ref.output]
+        digest = record.get("value")  # (_ref_of, inline: thousands of items)
+        if digest is not None:
+            serializer = VALUE_REF
+        else:
+            serializer, digest = record["serializer"], record["digest"]
+            if spec.root is not None and os.path.isabs(serializer):
+                return None  # (no serializer is named so) keyed by its path relative to root
         refs.append((serializer, digest))
         seen.append(f"{ref.node}.{ref.output}@{digest}")
     return ref_sequence_digest(type(value), refs), tuple(seen)
