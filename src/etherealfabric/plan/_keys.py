@@ -106,7 +106,8 @@ def node_key(
     root = spec.root
     for name, value in spec.params.items():
         # what most parameters are, inline: one upstream output, an int, or a str that is
-        # not an absolute path (one inside the root is keyed by its relative path)
+        # not an absolute path (one inside the root is keyed by its relative path); the
+        # scalars are scalar_digest's (a RefDigest too), the rest takes the general path
         tp = type(value)
         if tp is InputRef:
             record = upstream[value.node][value.output]
@@ -118,7 +119,11 @@ def node_key(
                 param_hashes[name] = _ref_digest(record["serializer"], digest)
             inputs[name] = (f"{value.node}.{value.output}@{digest}",)
             continue
-        if tp is int or (tp is str and (root is None or not os.path.isabs(value))):
+        if (
+            tp is int
+            or tp is RefDigest
+            or (tp is str and (root is None or not os.path.isabs(value)))
+        ):
             param_hashes[name] = scalar_digest(value)  # type: ignore[assignment]
             continue
         many = _refs_param(spec, value, upstream)
@@ -168,24 +173,23 @@ def node_key(
     return info
 
 
-#: the code object last fingerprinted (weakly), the package-versions mode and its digest:
-#: consecutive nodes are mostly calls of one function (a fan-out's items, a chain's steps)
-_LAST_CODE: list[Any] = [None, None, None]
+#: the code object last fingerprinted (weakly), the package-versions mode and its digest, as
+#: one tuple (replaced whole: threads keying nodes see a consistent one): consecutive nodes
+#: are mostly calls of one function (a fan-out's items, a chain's steps)
+_LAST_CODE: list[tuple[weakref.ref[Any], str, str] | None] = [None]
 
 
 def _code_digest(code: Any) -> str:
     """``code_fingerprint(code).digest``, the last one remembered."""
-    last = _LAST_CODE
     mode = package_versions()
-    if last[0] is not None and last[0]() is code and last[1] == mode:
-        return last[2]  # type: ignore[no-any-return]
+    last = _LAST_CODE[0]
+    if last is not None and last[0]() is code and last[1] == mode:
+        return last[2]
     digest = code_fingerprint(code).digest
     try:
-        last[0] = weakref.ref(code)
+        _LAST_CODE[0] = (weakref.ref(code), mode, digest)
     except TypeError:  # not weakly referenceable: not remembered
-        last[0] = None
-        return digest
-    last[1], last[2] = mode, digest
+        _LAST_CODE[0] = None
     return digest
 
 
