@@ -56,7 +56,7 @@ from ..errors import FingerprintWarning, HashingError
 from ._builtins import hash_plain
 from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
-from ._references import References
+from ._references import Binding, References
 from ._scan import ENVIRONMENT_READ, display_path
 from ._source import (
     class_bytecode,
@@ -68,7 +68,7 @@ from ._source import (
 )
 from ._usercode import is_user_code, qualified_name
 
-__all__ = ["Fingerprint", "FingerprintWarning", "code_fingerprint"]
+__all__ = ["Fingerprint", "FingerprintWarning", "code_fingerprint", "recheck_bindings"]
 
 _V = TypeVar("_V")
 
@@ -104,6 +104,7 @@ class _Piece:
     packages: frozenset[str]  # top-level modules of installed packages
     missing: frozenset[str]  # modules imported in the body that are not installed
     uncovered: tuple[str, ...]
+    bindings: tuple[Binding, ...] = ()  # the names it read in namespaces, and their objects
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class _Code:
     packages: frozenset[str]
     missing: frozenset[str]
     uncovered: tuple[str, ...]
+    pieces: tuple[Any, ...] = ()  # the functions and classes analysed (their _Piece)
 
 
 class _Memo(Generic[_V]):
@@ -138,19 +140,48 @@ class _Memo(Generic[_V]):
         except TypeError:
             self.strong[id(obj)] = (obj, value)
 
+    def drop(self, obj: object) -> None:
+        try:
+            self.weak.pop(obj, None)
+        except TypeError:
+            self.strong.pop(id(obj), None)
 
-_FINGERPRINTS: _Memo[tuple[str, Fingerprint]] = _Memo()  # (package-version mode, result)
+
+#: (package-version mode, binding generation, result)
+_FINGERPRINTS: _Memo[tuple[str, int, Fingerprint]] = _Memo()
 _CODE: _Memo[_Code] = _Memo()
 _PIECES: _Memo[_Piece] = _Memo()
 
 
+#: bumped by :func:`recheck_bindings`: a fingerprint of an older generation checks its bindings
+_GENERATION = [0]
+
+
+def recheck_bindings() -> None:
+    """Have each code's next fingerprint check that the names it read are still bound to the
+    objects it hashed (called once per graph build): a notebook cell that rebinds a global
+    (``THRESHOLD = 0.7``) or redefines a helper changes the keys of the nodes that read it,
+    as a new process would. A value changed in place is not seen (see docs/concepts.md)."""
+    _GENERATION[0] += 1
+
+
+def generation() -> int:
+    """The current binding generation (callers that remember digests compare it)."""
+    return _GENERATION[0]
+
+
 def code_fingerprint(obj: Callable[..., object] | type) -> Fingerprint:
     """The fingerprint of a function or class (memoized: the second call is a dict lookup)."""
-    mode = package_versions()
+    mode, gen = package_versions(), _GENERATION[0]
     found = _FINGERPRINTS.get(obj)
-    if found is not None and found[0] == mode:
-        return found[1]
+    if found is not None and found[0] == mode and found[1] == gen:
+        return found[2]
     code = _CODE.get(obj)
+    if code is not None and not _still_bound(code):
+        code = None  # a name it read was rebound: analysed again
+    if code is not None and found is not None and found[0] == mode:
+        _FINGERPRINTS.set(obj, (mode, gen, found[2]))
+        return found[2]
     if code is None:
         code = _compute(obj)
         _CODE.set(obj, code)
@@ -158,8 +189,20 @@ def code_fingerprint(obj: Callable[..., object] | type) -> Fingerprint:
     parts = {**code.parts, **package_parts(code.packages, code.missing, mode)}
     digest = hash_plain(("fingerprint", tuple(sorted(parts.items()))))
     result = Fingerprint(digest, parts, code.source, code.uncovered, code.where)
-    _FINGERPRINTS.set(obj, (mode, result))
+    _FINGERPRINTS.set(obj, (mode, gen, result))
     return result
+
+
+def _still_bound(code: _Code) -> bool:
+    """Whether every name the pieces of ``code`` read is bound as it was; the pieces that
+    read a rebound one are forgotten (analysed again by the next :func:`_compute`)."""
+    held = True
+    for obj in code.pieces:
+        piece = _PIECES.get(obj)
+        if piece is None or not all(binding.holds() for binding in piece.bindings):
+            _PIECES.drop(obj)
+            held = False
+    return held
 
 
 def _warn_uncovered(obj: object, uncovered: tuple[str, ...]) -> None:
@@ -205,8 +248,10 @@ def _compute(obj: object) -> _Code:
     queue = collections.deque([root, *wrappers])
     seen = {id(o) for o in queue}  # traversal bookkeeping only; ids never reach a digest
     own = ""
+    pieces = []
     while queue:
         item = queue.popleft()
+        pieces.append(item)
         piece = _piece(item)
         own = own or piece.name
         found[piece.name].setdefault(piece.body if item is root else piece.decorated, piece.where)
@@ -227,7 +272,10 @@ def _compute(obj: object) -> _Code:
                 queue.append(ref)
     parts, where = _number(found)
     source = "bytecode" if "bytecode" in sources else "ast"
-    return _Code(parts, source, where, frozenset(packages), frozenset(missing), tuple(uncovered))
+    return _Code(
+        parts, source, where, frozenset(packages), frozenset(missing), tuple(uncovered),
+        tuple(pieces),
+    )  # fmt: skip
 
 
 def _number(found: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
@@ -283,7 +331,7 @@ def _analyse(obj: Any) -> _Piece:
     return _Piece(
         name, body, decorated, source, f"{filename}:{line}" if line else filename,
         tuple(refs.constants.items()), refs.unique(), frozenset(refs.packages),
-        frozenset(refs.missing), tuple(refs.uncovered),
+        frozenset(refs.missing), tuple(refs.uncovered), tuple(refs.bindings),
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import sys
 import types
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +41,29 @@ from ._scan import body_imports, dynamic_lookups
 from ._source import member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
-__all__ = ["References", "code_names"]
+__all__ = ["Binding", "References", "code_names"]
+
+_ABSENT = object()
+
+
+class Binding:
+    """A name the code read in a namespace (a module's globals), and the object it was bound
+    to then: weakly when the object allows it, so a rebound value is not kept alive."""
+
+    __slots__ = ("_obj", "_ref", "name", "namespace")
+
+    def __init__(self, namespace: dict[str, Any], name: str, obj: object) -> None:
+        self.namespace, self.name = namespace, name
+        try:
+            self._ref: weakref.ref[Any] | None = weakref.ref(obj)
+            self._obj: object = None
+        except TypeError:  # an int, a str, a dict...: held (small, or replaced at the next check)
+            self._ref, self._obj = None, obj
+
+    def holds(self) -> bool:
+        """Whether the name is still bound to the same object (not rebound, nor deleted)."""
+        bound = self._ref() if self._ref is not None else self._obj
+        return self.namespace.get(self.name, _ABSENT) is bound
 
 
 class References:
@@ -52,6 +75,8 @@ class References:
         self.packages: set[str] = set()
         self.missing: set[str] = set()
         self.uncovered: list[str] = []
+        #: every name read in a namespace, with its object: a rebinding is seen (Binding.holds)
+        self.bindings: list[Binding] = []
         self._modules: set[str] = set()
         self._names: tuple[str, ...] = ()  # the names of the code being read
         self._current = ""  # the part being hashed
@@ -67,9 +92,11 @@ class References:
         self.uncovered += [str(lookup) for lookup in lookups.uncovered]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"))
+        namespace = fn.__globals__
         for name in names:
-            if name in fn.__globals__:
-                self.value(fn.__globals__[name], f"{module}.{name}", names)
+            if name in namespace:
+                self.bindings.append(Binding(namespace, name, namespace[name]))
+                self.value(namespace[name], f"{module}.{name}", names)
         for level, target, fromlist in body_imports(code):
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
@@ -153,6 +180,7 @@ class References:
         namespace = vars(module)
         for name in names:
             if name in namespace:
+                self.bindings.append(Binding(namespace, name, namespace[name]))
                 self.value(namespace[name], f"{module_label(module.__name__)}.{name}", names)
 
     def imported(
@@ -169,6 +197,7 @@ class References:
         label = module_label(module.__name__)
         for name in (n for n in fromlist if n != "*"):
             if hasattr(module, name):
+                self.bindings.append(Binding(vars(module), name, getattr(module, name)))
                 self.value(getattr(module, name), f"{label}.{name}", names)
             elif (sub := self._find(f"{absolute}.{name}")) is not None:
                 self.module(sub, names)

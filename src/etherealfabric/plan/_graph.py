@@ -23,6 +23,7 @@ from ..define._policies import as_retry_policy, check_handler, check_timeout
 from ..define._refs import replace_refs
 from ..define._spec import plain_parameters, spec_base, spec_from_base
 from ..errors import CycleError, DefinitionError, UnknownOutputError
+from ..hashing._fingerprint import recheck_bindings
 from ..hashing._usercode import qualified_name
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def _reach(start: str, edges: Mapping[str, tuple[str, ...]]) -> set[str]:
 
 def build(workflow: Definition) -> Graph:
     """Validate ``workflow`` and return its :class:`Graph`."""
+    recheck_bindings()  # a global rebound since the last build changes its readers' keys
     names = workflow.names_by_id()
     specs: dict[str, NodeSpec] = {}
     root = getattr(workflow, "root", None)

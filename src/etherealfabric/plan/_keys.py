@@ -29,7 +29,7 @@ from ..hashing._cachekey import cache_key, ref_digest, ref_sequence_digest, scal
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._files import FileHashCache
-from ..hashing._fingerprint import code_fingerprint
+from ..hashing._fingerprint import code_fingerprint, generation
 from ..hashing._packages import package_versions
 from ..hashing._paths import relative_to_root
 from ..hashing._secret import SecretDigest, SecretHasher
@@ -176,18 +176,19 @@ def node_key(
 #: the code object last fingerprinted (weakly), the package-versions mode and its digest, as
 #: one tuple (replaced whole: threads keying nodes see a consistent one): consecutive nodes
 #: are mostly calls of one function (a fan-out's items, a chain's steps)
-_LAST_CODE: list[tuple[weakref.ref[Any], str, str] | None] = [None]
+_LAST_CODE: list[tuple[weakref.ref[Any], str, int, str] | None] = [None]
 
 
 def _code_digest(code: Any) -> str:
-    """``code_fingerprint(code).digest``, the last one remembered."""
-    mode = package_versions()
+    """``code_fingerprint(code).digest``, the last one remembered (in this graph build's
+    binding generation: a rebound global is checked for at each build)."""
+    mode, gen = package_versions(), generation()
     last = _LAST_CODE[0]
-    if last is not None and last[0]() is code and last[1] == mode:
-        return last[2]
+    if last is not None and last[0]() is code and last[1] == mode and last[2] == gen:
+        return last[3]
     digest = code_fingerprint(code).digest
     try:
-        _LAST_CODE[0] = (weakref.ref(code), mode, digest)
+        _LAST_CODE[0] = (weakref.ref(code), mode, gen, digest)
     except TypeError:  # not weakly referenceable: not remembered
         _LAST_CODE[0] = None
     return digest
