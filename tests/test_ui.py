@@ -252,7 +252,10 @@ def test_runs_filters_by_workflow_status_and_since(server: UiServer) -> None:
 def test_run_has_counts_failures_with_traceback_and_resume_line(
     server: UiServer, made: dict[str, Any]
 ) -> None:
-    data = server.get(f"/api/runs/{made['first'][:17]}")  # a unique prefix works
+    first, second = made["first"], made["second"]
+    # a unique prefix works (the two runs may start in one second: their ids then share more)
+    n = next(n for n in range(17, len(first) + 1) if first[:n] != second[:n])
+    data = server.get(f"/api/runs/{first[:n]}")
     assert data["run"]["id"] == made["first"]
     assert data["counts"] == {"succeeded": 3, "failed": 1}
     [failure] = data["failures"]
