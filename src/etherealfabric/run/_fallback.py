@@ -23,7 +23,25 @@ from ._messages import TaskResult
 from ._outcome import RunOutcome
 from ._worker import store_values
 
-__all__ = ["Fallbacks"]
+__all__ = ["Fallbacks", "ask_handler"]
+
+
+def ask_handler(handler: ErrorHandler, name: str, result: TaskResult) -> Any:
+    """What ``on_error`` answers to the failure of node ``name`` (a node, or a map's child):
+    ``SKIP``, fallback outputs, or anything else (None too: the failure stands). A handler
+    that raises is noted in ``result.error`` and answers None."""
+    error = NodeError(
+        node=name,
+        error=result.error or "",
+        attempts=max(1, len(result.attempts)),
+        traceback=result.traceback or "",
+        exception=result.exception,
+    )
+    try:
+        return handler(error)
+    except Exception as exc:
+        result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
+        return None
 
 
 class Fallbacks:
@@ -47,18 +65,7 @@ class Fallbacks:
         self, name: str, result: TaskResult, info: KeyInfo | None, handler: ErrorHandler
     ) -> bool:
         """Let ``on_error`` supply fallback outputs or skip the node; True when it did."""
-        error = NodeError(
-            node=name,
-            error=result.error or "",
-            attempts=max(1, len(result.attempts)),
-            traceback=result.traceback or "",
-            exception=result.exception,
-        )
-        try:
-            answer = handler(error)
-        except Exception as exc:
-            result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
-            return False
+        answer = ask_handler(handler, name, result)
         if answer is SKIP:
             self.outcome.status[name] = NodeStatus.SKIPPED
             self._emit(EventKind.NODE_SKIPPED, name, error=result.error)

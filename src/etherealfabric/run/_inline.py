@@ -49,7 +49,6 @@ class Inline:
         self.enabled = backend.runs_inline
         #: definition -> whether its last run took less than INLINE_SECONDS
         self._short: dict[Any, bool] = {}
-        self.count = 0  # tasks run inline (for tests and benchmarks)
 
     def wanted(self, info: KeyInfo, *, alone: bool) -> bool:
         """Whether to run the node of ``info`` inline; ``alone``: nothing runs, none ready."""
@@ -73,7 +72,6 @@ class Inline:
 
         ``execute`` reports a node's failures in its result; anything it raises settles the
         future as a failure of the backend would, and a Ctrl-C also stops the run."""
-        self.count += 1
         future.set_running_or_notify_cancel()
         try:
             result = execute(task)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..define._policies import SKIP, NodeError
+from ..define._policies import SKIP
 from ..states import NodeStatus
+from ._fallback import ask_handler
 from ._mapstate import Child, ChildDone, MapHost, MapRun
 from ._messages import TaskResult
 from ._worker import store_values
@@ -24,17 +25,7 @@ def child_failed(host: MapHost, run: MapRun, child: Child, result: TaskResult) -
     handler = run.spec.on_error or host.policy.on_error
     answer = None
     if handler is not None:
-        error = NodeError(
-            node=child.name,
-            error=result.error or "",
-            attempts=max(1, len(result.attempts)),
-            traceback=result.traceback or "",
-            exception=result.exception,
-        )
-        try:
-            answer = handler(error)
-        except Exception as exc:
-            result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
+        answer = ask_handler(handler, child.name, result)
     if answer is SKIP:
         child.status = NodeStatus.SKIPPED
         run.report.skipped.append(child.name)
