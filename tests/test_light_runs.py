@@ -157,3 +157,25 @@ def test_package_versions_read_beside_a_module_are_importlib_metadatas() -> None
             answered.append(top)
     assert "numpy" in answered  # installed by pip: its .dist-info is beside it
     assert _packages._beside_module("not_a_module_here") is None
+
+
+def test_package_versions_of_modules_not_imported_need_no_importlib_metadata() -> None:
+    """A node whose ``import numpy`` sits in a branch that never ran: the version is read
+    beside the module the import system would load, in a fresh interpreter, without importing
+    numpy or importlib.metadata, and it is importlib.metadata's answer."""
+    script = (
+        "import json, sys\n"
+        "from etherealfabric.hashing import _packages\n"
+        "fast = {t: _packages._beside_module(t) for t in %r}\n"
+        "loaded = [m for m in ('numpy', 'pandas', 'importlib.metadata') if m in sys.modules]\n"
+        "from importlib import metadata\n"
+        "slow = {t: [metadata.distribution(t).metadata['Name'], metadata.version(t)]\n"
+        "        for t in fast}\n"
+        "print(json.dumps({'fast': fast, 'slow': slow, 'loaded': loaded}))\n"
+    ) % (("numpy", "pandas"),)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    report = json.loads(done.stdout)
+    assert report["loaded"] == []
+    assert report["fast"] == report["slow"]

@@ -140,7 +140,7 @@ def distribution_of(top: str) -> tuple[str, str] | None:
 
     Tries the distribution named like the module first (numpy, pandas), checking that it does
     provide that module; else the full index of installed distributions, read once per process
-    (``sklearn`` is provided by scikit-learn, ``yaml`` by PyYAML). An imported module whose
+    (``sklearn`` is provided by scikit-learn, ``yaml`` by PyYAML). A module (imported or not) whose
     folder holds that distribution's ``.dist-info`` (a package installed by pip) is answered
     from that folder's files (:func:`_beside_module`), without importlib.metadata, which
     costs about 20 ms to import and search on a first run.
@@ -175,14 +175,14 @@ def _normal(name: str) -> str:
 
 
 def _beside_module(top: str) -> tuple[str, str] | None:
-    """What importlib.metadata would say of the imported module ``top`` in the common case,
+    """What importlib.metadata would say of the module ``top`` in the common case,
     read from the ``<name>-<version>.dist-info`` folder beside it: the one distribution
     named like the module, found in the module's own ``sys.path`` entry and in none before
     it, that provides the module (its Name and Version headers). None otherwise (not
-    imported, no such folder, several, an earlier entry that could hold one...): then ask
+    found, no such folder, several, an earlier entry that could hold one...): then ask
     importlib.metadata."""
-    file = getattr(sys.modules.get(top), "__file__", None)
-    if not isinstance(file, str):
+    file = _module_file(top)
+    if file is None:
         return None
     folder = os.path.dirname(os.path.abspath(file))
     if os.path.basename(folder) == top:  # a package: its folder is in the entry
@@ -198,6 +198,23 @@ def _beside_module(top: str) -> tuple[str, str] | None:
         if names:
             return None  # an earlier entry has one: importlib.metadata would find that one
     return None
+
+
+def _module_file(top: str) -> str | None:
+    """The file of top-level module ``top``: the imported module's, else the one the import
+    system would load (found, not imported: a node's ``import numpy`` in a branch that never
+    ran still keys numpy's version without importlib.metadata). None if there is none (not
+    installed, a namespace package, a built-in)."""
+    module = sys.modules.get(top)
+    if module is not None:
+        file = getattr(module, "__file__", None)
+        return file if isinstance(file, str) else None
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec is not None and spec.has_location else None
+    return origin if isinstance(origin, str) else None
 
 
 def _named_like(entry: str, want: str) -> list[str] | None:
