@@ -127,6 +127,42 @@ def test_script_run_and_cli_run_share_the_cache(tmp_path: Path) -> None:
     assert json.loads(out)["cached"] == 2
 
 
+def test_a_script_run_under_a_profiler_shares_the_cache(tmp_path: Path) -> None:
+    """``python -m cProfile flow.py`` runs the script in globals of its own while
+    ``sys.modules["__main__"]`` is cProfile: the nodes (a function and a Node class) are
+    still named after flow.py, so the profiled run finds the plain run's results."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "flow.py"
+    path.write_text(
+        "from etherealfabric import Node, Workflow, node\n"
+        "@node\n"
+        "def numbers(n):\n"
+        "    return list(range(n))\n"
+        "class Total(Node):\n"
+        "    def __init__(self, xs):\n"
+        "        super().__init__()\n"
+        "        self.xs, self.outputs = xs, [\"total\"]\n"
+        "    def run(self):\n"
+        "        return {\"total\": sum(self.xs)}\n"
+        "with Workflow('profiled') as workflow:\n"
+        "    workflow.add_node(Total(numbers(10)))\n"
+        "results = workflow.execute()\n"
+        "print(results.executed, results.cached)\n"
+    )
+    runs = []
+    for runner in ([], ["-m", "cProfile", "-o", str(tmp_path / "prof")]):
+        done = subprocess.run(
+            [sys.executable, *runner, str(path)], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(done.stdout.split())
+    assert runs == [["2", "0"], ["0", "2"]]
+    code, out, _ = invoke("runs", "--json")
+    assert code == 0 and "cProfile" not in out
+
+
 def test_celery_worker_without_a_broker_says_which_variable_to_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

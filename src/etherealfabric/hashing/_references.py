@@ -91,7 +91,7 @@ class References:
         names += tuple(lookups.names)
         self.uncovered += [str(lookup) for lookup in lookups.uncovered]
         self._names = names
-        module = module_label(fn.__globals__.get("__name__", "?"))
+        module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
         for name in names:
             if name in namespace:

@@ -20,6 +20,7 @@ import datetime
 import enum
 import functools
 import inspect
+import linecache
 import sys
 import textwrap
 import types
@@ -123,7 +124,7 @@ def normalized_source(obj: Any) -> tuple[str, str, int] | None:
     line is where the definition starts in its file (for messages, never for digests).
     """
     try:
-        lines, first_line = inspect.getsourcelines(_own_code(obj))
+        lines, first_line = _source_lines(obj)
         statements, line_shift, col_shift = _parse("".join(lines))
     except (OSError, TypeError, SyntaxError):
         return None
@@ -143,11 +144,48 @@ def normalized_source(obj: Any) -> tuple[str, str, int] | None:
 def source_statements(obj: Any) -> tuple[list[Any], int] | None:
     """``obj``'s parsed statements and the file line of their first line, or None."""
     try:
-        lines, first_line = inspect.getsourcelines(_own_code(obj))
+        lines, first_line = _source_lines(obj)
         statements, line_shift, _ = _parse("".join(lines))
     except (OSError, TypeError, SyntaxError):
         return None
     return statements, first_line - line_shift
+
+
+def _source_lines(obj: Any) -> tuple[list[str], int]:
+    """``inspect.getsourcelines`` of ``obj``'s own code; a class is looked for in the file its
+    own methods were compiled from when its module's file is another one: a script run by a
+    runner (``python -m cProfile flow.py``) defines its classes in ``__main__`` while
+    ``sys.modules["__main__"]`` is the runner, whose file ``inspect`` would search."""
+    if isinstance(obj, type):
+        found = _class_lines(obj)
+        if found is not None:
+            return found
+    return inspect.getsourcelines(_own_code(obj))
+
+
+def _class_lines(cls: type) -> tuple[list[str], int] | None:
+    """The lines of ``cls`` in the one file its own methods come from, if that is not its
+    module's file (else None: ``inspect`` finds them)."""
+    files = {
+        fn.__code__.co_filename
+        for member in vars(cls).values()
+        for fn in member_functions(member)
+        if fn.__module__ == cls.__module__
+    }
+    path = files.pop() if len(files) == 1 else None
+    if path is None or path == getattr(sys.modules.get(cls.__module__), "__file__", None):
+        return None
+    lines = linecache.getlines(path)
+    body: list[ast.stmt] = ast.parse("".join(lines)).body if lines else []
+    found: ast.ClassDef | None = None
+    for part in cls.__qualname__.split("."):
+        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
+        if found is None:  # defined in a function (<locals>) or not in that file
+            return None
+        body = found.body
+    assert found is not None
+    start = (found.decorator_list[0] if found.decorator_list else found).lineno - 1
+    return inspect.getblock(lines[start:]), start + 1
 
 
 def _own_code(obj: Any) -> Any:

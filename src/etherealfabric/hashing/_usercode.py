@@ -22,6 +22,7 @@ import site
 import sys
 import sysconfig
 import types
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -149,14 +150,19 @@ def _library_dirs() -> tuple[str, ...]:
 # -- names -----------------------------------------------------------------------------------
 
 
-def module_label(name: str) -> str:
+def module_label(name: str, namespace: Mapping[str, Any] | None = None) -> str:
     """A module's name as keys see it: a script is named after its file, however it was run.
 
     ``python flow.py`` names the module ``__main__`` and ``etherealfabric run flow.py`` names it
     ``etherealfabric_workflow_flow``; both become ``flow`` so the two share cache entries.
+    ``namespace`` is the globals the code was defined in, when known: a runner such as
+    ``python -m cProfile flow.py`` runs the script in globals of its own while
+    ``sys.modules["__main__"]`` stays the runner, and the script's ``__file__`` is there.
     """
     if name in ("__main__", "__mp_main__"):
-        path = getattr(sys.modules.get(name), "__file__", None)
+        path = namespace.get("__file__") if namespace is not None else None
+        if not isinstance(path, str):
+            path = getattr(sys.modules.get(name), "__file__", None)
         return os.path.splitext(os.path.basename(path))[0] if path else name
     if name.startswith(SCRIPT_MODULE_PREFIX):
         return name[len(SCRIPT_MODULE_PREFIX) :]
@@ -172,7 +178,20 @@ def qualified_name(obj: Any) -> str:
 
 
 def _qualified_uncached(obj: Any) -> str:
-    return f"{module_label(getattr(obj, '__module__', '?') or '?')}.{getattr(obj, '__qualname__', '?')}"
+    label = module_label(getattr(obj, "__module__", "?") or "?", _defined_in(obj))
+    return f"{label}.{getattr(obj, '__qualname__', '?')}"
+
+
+def _defined_in(obj: Any) -> Mapping[str, Any] | None:
+    """The globals ``obj`` was defined in: a function's, or those of a class's first method
+    (a class keeps no globals of its own); None when it cannot tell."""
+    found = getattr(obj, "__globals__", None)
+    if found is None and isinstance(obj, type):
+        for member in vars(obj).values():
+            found = getattr(member, "__globals__", None)
+            if found is not None:
+                break
+    return found if isinstance(found, dict) else None
 
 
 _qualified_cached = functools.lru_cache(maxsize=4096)(_qualified_uncached)
