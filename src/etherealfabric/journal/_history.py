@@ -108,12 +108,14 @@ def previous_keyed_run(
 ) -> dict[str, Any] | None:
     """The last attempt of ``node`` with a cache key in a run of ``workflow`` started before
     ``before`` (any time when ``None``), with the run's ``run_started_at``."""
+    # the workflow's runs newest first (runs_workflow), each asked for the node's rows by the
+    # primary key: node_runs has no index by node (each warm run would scatter one entry per
+    # node over it), and the node is nearly always in the latest run or so
     rows = journal._rows(
-        "SELECT nr.*, r.started_at AS run_started_at FROM node_runs nr "
-        "JOIN runs r ON r.id = nr.run_id WHERE nr.node = ? AND r.workflow = ? "
-        "AND r.started_at < ? AND nr.cache_key IS NOT NULL "
-        "ORDER BY r.started_at DESC, nr.attempt DESC LIMIT 1",
-        (node, workflow, float("inf") if before is None else before),
+        "SELECT nr.*, r.started_at AS run_started_at FROM runs r CROSS JOIN node_runs nr "
+        "WHERE r.workflow = ? AND r.started_at < ? AND nr.run_id = r.id AND nr.node = ? "
+        "AND nr.cache_key IS NOT NULL ORDER BY r.started_at DESC, nr.attempt DESC LIMIT 1",
+        (workflow, float("inf") if before is None else before, node),
     )
     return rows[0] if rows else None
 
