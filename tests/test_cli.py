@@ -143,9 +143,9 @@ def test_a_script_run_under_a_profiler_shares_the_cache(tmp_path: Path) -> None:
         "class Total(Node):\n"
         "    def __init__(self, xs):\n"
         "        super().__init__()\n"
-        "        self.xs, self.outputs = xs, [\"total\"]\n"
+        '        self.xs, self.outputs = xs, ["total"]\n'
         "    def run(self):\n"
-        "        return {\"total\": sum(self.xs)}\n"
+        '        return {"total": sum(self.xs)}\n'
         "with Workflow('profiled') as workflow:\n"
         "    workflow.add_node(Total(numbers(10)))\n"
         "results = workflow.execute()\n"

@@ -45,6 +45,7 @@ from .workflow import Workflow
 
 if TYPE_CHECKING:
     from .run._context import NodeContext, context
+    from .run._reads import untracked
     from .run._results import NodeResults, Results
     from .store._serializers import Serializer, register_serializer
 
@@ -99,6 +100,7 @@ __all__ = [
     "open_run",
     "register_serializer",
     "root_path",
+    "untracked",
 ]
 
 
@@ -110,6 +112,7 @@ _LAZY = {
     "open_run": "run._reopen",
     "context": "run._context",
     "NodeContext": "run._context",
+    "untracked": "run._reads",
 }
 
 

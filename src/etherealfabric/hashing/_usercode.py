@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "SCRIPT_MODULE_PREFIX",
+    "is_library_file",
     "is_user_code",
     "is_user_module",
     "is_user_top",
@@ -82,6 +83,16 @@ def is_user_top(top: str) -> bool:
     locations = list(spec.submodule_search_locations or ())
     path = origin or (locations[0] if locations else None)
     return isinstance(path, str) and _is_user_file(path)
+
+
+def is_library_file(path: str) -> bool:
+    """True if the file at ``path`` belongs to the standard library, an installed package or
+    EtherealFabric itself (what package versions and the engine's version stand for)."""
+    real = os.path.realpath(path)
+    return real.startswith(_ENGINE_DIR) or not _is_user_file(real)
+
+
+_ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")
 
 
 def _is_ours(module: str) -> bool:

@@ -371,7 +371,8 @@ def _compare(
     if previous["cache_key"] == row["cache_key"]:
         detail = (
             f"same key as run {previous['run_id']}, but its cached result was missing or "
-            "corrupt (or not yet stored), so it ran again"
+            "corrupt, a data file it read had changed (the run's log names it), or it was not "
+            "yet stored, so it ran again"
         )
         return Explanation(**common, **prior, reason="same_key", detail=detail)
     old = history.components_of(journal, previous)

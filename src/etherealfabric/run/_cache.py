@@ -44,6 +44,7 @@ from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._trees import restore_entry
 from ._files import file_value
+from ._reads import changed_read
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -136,6 +137,11 @@ class ArtifactCache:
             record = self._from_store(key)
         if record is None:
             return None
+        if record.get("reads"):  # data files its node read: unchanged? (run/_reads.py)
+            stale = changed_read(record, root=self.root, file_cache=self._writer)
+            if stale is not None:
+                log.info("%s: running it again", stale)
+                return None
         problem = self._incomplete(record)
         if problem is None and record.get("files") and not self.read_only:
             problem = self._restore(record)
@@ -162,7 +168,12 @@ class ArtifactCache:
         usable: dict[str, dict[str, Any]] = {}
         for key in keys:
             record = found.get(key)
-            if record is None or record.get("files") or self._incomplete(record) is not None:
+            if (
+                record is None
+                or record.get("files")
+                or record.get("reads")
+                or self._incomplete(record) is not None
+            ):
                 if record is None and not self.shared:
                     continue
                 record = self.lookup(key)  # the whole path: shared store, restores, warnings

@@ -288,7 +288,7 @@ class Maps:
             child.outputs = result.outputs
             child.status = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
             run.report.executed.append(child.name)
-            record = action_record(child.name, result.outputs, result.files)
+            record = action_record(child.name, result.outputs, result.files, result.reads)
             components = run.keys.components(child.item, child.digest, run.name)
             return ChildDone(child.name, child.status, result, record, components)
         return child_failed(self.host, run, child, result)

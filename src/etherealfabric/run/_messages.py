@@ -81,6 +81,8 @@ class Attempt:
     traceback: str | None = None
     output: str | None = None
     checkpointed: bool = False
+    #: the files opened while it ran (path -> for writing; run/_reads.py), kept in the worker
+    opened: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +106,8 @@ class TaskResult:
     checkpointed: bool = False
     #: the record's ``files``: stored file and folder outputs by root-relative path
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: data files the node read that its key does not cover (the record's ``reads``)
+    reads: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: input files that changed while the node ran (its result is then not cached)
     drifted: list[str] = field(default_factory=list)
     #: outputs handed over in memory, read-only (only for a task run in this process)

@@ -405,7 +405,7 @@ class Scheduler(Rewinds, Fallbacks):
             name,
             key=info.key,
             result=result,
-            record=action_record(name, result.outputs, result.files),
+            record=action_record(name, result.outputs, result.files, result.reads),
             components=info.components(),
             **data,
         )

@@ -3,7 +3,8 @@
 ``execute(task)`` is what every backend runs, in a thread, a process or a remote worker. It
 reads inputs from the store (small ones travel inline with the task), writes outputs to the
 store, and returns a small :class:`TaskResult` of digests, timings and errors. It never touches
-the journal and never raises for a failing node: the failure is in the result.
+the journal and never raises for a failing node: the failure is in the result. The data files
+the node read are listed in its record (``reads``, ``run/_reads.py``).
 
 :class:`~etherealfabric.define._secret.Secret` parameters are unwrapped here, so the node gets
 the plain values, and a :class:`~etherealfabric.run._redact.Redactor` of them replaces their text
@@ -56,12 +57,13 @@ from ..store._serializers import (
     npy_header,
     write_value,
 )
-from ..store._tables import pickled_frame_reason
+from ..store._tables import say_pickled
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._files import capture_nested, capture_outputs, drifted
 from ._messages import Attempt, Task, TaskResult
 from ._private import private
+from ._reads import task_reads, unwatch, watch
 from ._redact import Redactor
 from ._timeouts import call_with_timeout
 
@@ -89,6 +91,7 @@ def execute(task: Task) -> TaskResult:
         redact = Redactor(secrets)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
+        result.reads = task_reads(task, result.attempts)
         _store_outputs(task, values, result, registry)
         result.ok = True
     except Exception as exc:
@@ -180,12 +183,15 @@ def _attempt(
     def body() -> tuple[Mapping[str, Any], str | None, bool]:
         cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
+            attempt.opened, watched = watch()  # in the thread that calls the node
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # the output travels with the error
                     exc.__dict__["_ef_output"] = joined(captured)
                 raise
+            finally:
+                unwatch(watched)
 
     try:
         if task.timeout is None:
@@ -425,10 +431,10 @@ def store_values(
             # fall back to cloudpickle rather than fail the node
             failed, serializer = serializer.name, registry.get("cloudpickle")
             stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
-            _say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
+            say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
         else:
             if chosen and serializer.name == "cloudpickle":
-                _say_pickled(node, name, value)
+                say_pickled(node, name, value)
         records[name] = _record(value, serializer, stored)
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
@@ -458,31 +464,23 @@ def _record(
     return record
 
 
-_said: set[tuple[str, str, str]] = set()
-
-
-def _say_pickled(node: str, output: str, value: Any, reason: str | None = None) -> None:
-    """Log once (per node, output and reason, in this process) why a frame was pickled."""
-    reason = reason or pickled_frame_reason(value)
-    if reason is None or (node, output, reason) in _said:
-        return
-    _said.add((node, output, reason))
-    log.info("%s: output %r is stored with cloudpickle, not parquet: %s", node, output, reason)
-
-
 def _publish(task: Task, result: TaskResult) -> None:
     """Write small outputs and the action record to a shared store, objects first."""
     for data in result.inline.values():
         task.store.put_bytes(data)
-    task.store.put_action(task.key, action_record(task.node, result.outputs, result.files))
+    task.store.put_action(
+        task.key, action_record(task.node, result.outputs, result.files, result.reads)
+    )
 
 
 def action_record(
     node: str,
     outputs: Mapping[str, Mapping[str, Any]],
     files: Mapping[str, Mapping[str, Any]] | None = None,
+    reads: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The action record stored under a cache key (``files``: stored file outputs, if any)."""
+    """The action record stored under a cache key (``files``: stored file outputs, if any;
+    ``reads``: data files the node read, checked before a hit: ``run/_reads.py``)."""
     record: dict[str, Any] = {
         "node": node,
         "outputs": {k: dict(v) for k, v in outputs.items()},
@@ -490,4 +488,6 @@ def action_record(
     }
     if files:
         record["files"] = {k: dict(v) for k, v in files.items()}
+    if reads:
+        record["reads"] = {k: dict(v) for k, v in reads.items()}
     return record

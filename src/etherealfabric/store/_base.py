@@ -271,6 +271,11 @@ class Store(ABC):
         """The folders where this store's writers keep their temp files."""
         return [self.temp_dir or default_temp_dir()]
 
+    def local_folders(self) -> list[str]:
+        """The folders of this machine where the store keeps bytes (its own folder, if it
+        has one, and its temp folders): what a node reads there is never its input."""
+        return self.temp_folders()
+
     def stale_temp_files(
         self, *, max_age: float = 3600.0, writer_gone: Callable[[int], bool] | None = None
     ) -> list[tuple[str, int]]:

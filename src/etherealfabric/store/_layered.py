@@ -314,6 +314,9 @@ class LayeredStore(Store):
     def temp_folders(self) -> list[str]:
         return [*self.local.temp_folders(), *self.remote.temp_folders()]
 
+    def local_folders(self) -> list[str]:
+        return [*self.local.local_folders(), *self.remote.local_folders()]
+
     # -- action records: the shared store -------------------------------------------------------
     def get_action(self, key: str) -> dict[str, Any] | None:
         return self.ask(self.remote.get_action, key, default=None)

@@ -226,6 +226,10 @@ class LocalStore(Store):
         """``objects/.tmp``, ``actions/.tmp`` and ``checkpoints/.tmp``."""
         return [self._temp_dir(kind) for kind in _KINDS]
 
+    def local_folders(self) -> list[str]:
+        """The store's folder (its temp folders are inside)."""
+        return [self.root]
+
     def refresh_entry(self, name: str) -> None:
         """Set the entry's modification time to now (gc then sees it as recent)."""
         with contextlib.suppress(FileNotFoundError):

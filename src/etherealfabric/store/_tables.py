@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import sys
 from functools import cache
 from typing import Any, BinaryIO
@@ -56,7 +57,10 @@ __all__ = [
     "parquet_fits",
     "pickled_frame_reason",
     "polars_fits",
+    "say_pickled",
 ]
+
+log = logging.getLogger("etherealfabric.store")
 
 #: Stored objects at least this large are memory-mapped on load where the serializer can.
 MMAP_BYTES = 64 * 1024 * 1024
@@ -261,6 +265,18 @@ def pickled_frame_reason(value: object) -> str | None:
     if is_polars_frame(value):
         return "parquet would change it (an Object column, or a dtype parquet does not keep)"
     return None
+
+
+_said: set[tuple[str, str, str]] = set()
+
+
+def say_pickled(node: str, output: str, value: Any, reason: str | None = None) -> None:
+    """Log once (per node, output and reason, in this process) why a frame was pickled."""
+    reason = reason or pickled_frame_reason(value)
+    if reason is None or (node, output, reason) in _said:
+        return
+    _said.add((node, output, reason))
+    log.info("%s: output %r is stored with cloudpickle, not parquet: %s", node, output, reason)
 
 
 def parquet_fits(value: object) -> bool:

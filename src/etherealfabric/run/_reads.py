@@ -1,0 +1,226 @@
+"""Files a node reads that its key does not cover: seen while it runs, checked before a hit.
+
+A node that opens a data file by a path written in its code (``pd.read_csv("data/sales.csv")``,
+``open("threshold.txt")``) depends on what the file holds, and its cache key cannot see that:
+the file is neither a parameter nor code. Left alone, editing the CSV would leave the node a
+cache hit with the old result. So, while a node runs, an audit hook (PEP 578, installed in the
+worker's process when its first node runs) notes the files the node's thread opens through
+Python: ``open``, ``io.open``, ``os.open``, and so pandas' CSV, JSON and Excel readers, numpy,
+pickle... When the node succeeds, :func:`files_read` keeps each regular file it only read: not
+one it also opened for writing, not a declared ``File``/``Directory`` input (keyed by content
+already) nor a declared output, not library or engine code, not the store's own files, not
+``/proc``, ``/sys`` or ``/dev``. The action record lists them under ``reads``, by path relative
+to the workflow's root when inside it (a teammate's checkout has them at another place), with
+the digest of their content. A later lookup of the key (:func:`changed_read`) hashes them
+again, through the journal's size+mtime+inode+ctime memo (an unchanged file costs a ``stat``),
+and refuses the hit when one changed or is gone: the node runs again, and its consumers with it
+when its output changed.
+
+A file that does not change the result (a log the node appends to is written, so never
+checked; a credentials file, a progress marker, a file that only controls a test) is opened
+inside ``with etherealfabric.untracked():`` to leave it out.
+
+Not seen: files opened by native code (pyarrow's own reader of parquet files, HDF5
+libraries), or by threads and processes the node starts itself. Pass those as
+``File(...)``/``Directory(...)`` arguments: they are then part of the key. A node that reads
+more than :data:`MAX_READS` files is checked on the first ones only (and says so).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import stat
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import HashingError
+from ..hashing._files import FileHashCache, file_digest
+from ..hashing._usercode import is_library_file
+
+if TYPE_CHECKING:
+    from ._messages import Attempt, Task
+
+__all__ = [
+    "MAX_READS",
+    "changed_read",
+    "files_read",
+    "task_reads",
+    "untracked",
+    "unwatch",
+    "watch",
+]
+
+log = logging.getLogger("etherealfabric.run")
+
+#: the files of one node checked before its cache hits; beyond, a warning says which are not
+MAX_READS = 1000
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_SYSTEM = ("/proc/", "/sys/", "/dev/")
+_CODE = (".py", ".pyc", ".pyo", ".pyd", ".so", ".pth")
+
+#: the files the running node opened (path -> opened for writing), in its thread's context
+_opened: contextvars.ContextVar[dict[str, bool] | None] = contextvars.ContextVar(
+    "etherealfabric_opened", default=None
+)
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    """The audit hook: note the files a watched node opens (never raises: an exception here
+    would fail the ``open`` itself)."""
+    if event != "open":
+        return
+    opened = _opened.get()
+    if opened is None:
+        return
+    try:
+        path, _, flags = args
+        if path is None or isinstance(path, int):  # a file descriptor: no path to check
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        if flags & _WRITING:
+            opened[path] = True
+        else:
+            opened.setdefault(path, False)
+    except Exception:  # a path we cannot read is one we do not watch
+        pass
+
+
+def watch() -> tuple[dict[str, bool], contextvars.Token[dict[str, bool] | None]]:
+    """Start noting the files opened in this context (this thread): the dict they go to, and
+    the token that :func:`unwatch` takes (in a ``finally``)."""
+    global _installed
+    if not _installed:
+        with _install_lock:
+            if not _installed:
+                sys.addaudithook(_hook)
+                _installed = True
+    opened: dict[str, bool] = {}
+    return opened, _opened.set(opened)
+
+
+def unwatch(token: contextvars.Token[dict[str, bool] | None]) -> None:
+    """Stop noting files opened in this context."""
+    _opened.reset(token)
+
+
+@contextmanager
+def untracked() -> Iterator[None]:
+    """Inside a node, open files in this block without making them part of what its cache
+    hits are checked against: files that do not change the result.
+
+    ::
+
+        @node
+        def train(df):
+            with etherealfabric.untracked():
+                token = Path("~/.service-token").expanduser().read_text()
+            ...
+    """
+    token = _opened.set(None)
+    try:
+        yield
+    finally:
+        _opened.reset(token)
+
+
+def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]:
+    """The record's ``reads`` for a task whose last attempt succeeded (its files are dropped
+    from the attempts: they are not sent back)."""
+    opened = attempts[-1].opened
+    for attempt in attempts:
+        attempt.opened = {}
+    if not opened:
+        return {}
+    return files_read(
+        opened,
+        node=task.node,
+        root=task.root,
+        skip=task.inputs_seen,
+        writes=task.writes,
+        store_folders=task.store.local_folders(),
+    )
+
+
+def files_read(
+    opened: Mapping[str, bool],
+    *,
+    node: str,
+    root: str | None,
+    skip: Mapping[str, Any] | None = None,
+    writes: tuple[str, ...] = (),
+    store_folders: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
+    only read and that its key does not cover (see the module docstring), by root-relative
+    path (absolute outside the root), each ``{"digest", "size"}``. ``skip``: paths of declared
+    inputs; ``writes``: declared outputs, root-relative; ``store_folders``: never inputs."""
+    base = root if root is not None else os.getcwd()
+    declared = [os.path.join(base, w) for w in writes]
+    found: dict[str, dict[str, Any]] = {}
+    candidates = [p for p, wrote in opened.items() if not wrote and not p.endswith(_CODE)]
+    for path in candidates:
+        if (skip and path in skip) or path.startswith(_SYSTEM) or _inside(path, declared):
+            continue
+        if store_folders and _inside(path, store_folders):
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:  # gone already (a temp file): nothing to check later
+            continue
+        if not stat.S_ISREG(info.st_mode) or is_library_file(path):
+            continue
+        if len(found) == MAX_READS:
+            log.warning(
+                "node %r read more than %d files; only the first %d are checked before its "
+                "cache hits (pass the folder as Directory(...) to key the node by all of it)",
+                node, MAX_READS, MAX_READS,
+            )  # fmt: skip
+            break
+        try:
+            digest = file_digest(path)
+        except (OSError, HashingError):
+            continue
+        found[_relative(path, base)] = {"digest": digest, "size": info.st_size}
+    return found
+
+
+def changed_read(
+    record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
+) -> str | None:
+    """Why ``record``'s result is stale because of a file its node read (changed or gone);
+    None when every one is as it was."""
+    reads = record.get("reads")
+    if not isinstance(reads, Mapping):
+        return None
+    base = root if root is not None else os.getcwd()
+    for relative, entry in reads.items():
+        path = os.path.join(base, relative)
+        try:
+            digest: str | None = file_digest(path, file_cache=file_cache)
+        except (OSError, HashingError):
+            digest = None
+        if not isinstance(entry, Mapping) or digest != entry.get("digest"):
+            what = "is gone" if digest is None else "changed"
+            return (
+                f"node {record.get('node', '?')!r}: {relative!r}, a file it read, {what} "
+                "since its cached result"
+            )
+    return None
+
+
+def _inside(path: str, folders: list[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or inside one."""
+    return any(
+        path == f.rstrip(os.sep) or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders
+    )
+
+
+def _relative(path: str, base: str) -> str:
+    return os.path.relpath(path, base) if _inside(path, [base]) else path

@@ -1,0 +1,237 @@
+"""Data files a node opens by a path written in its code (``pd.read_csv("data.csv")``,
+``open("threshold.txt")``): noted while it runs, checked before each cache hit, so an edited
+file re-runs the node instead of serving the result computed from the old content."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import File, RunFailedError, Workflow, node, untracked
+from etherealfabric.journal import Journal
+from etherealfabric.run import _reads
+
+
+@node
+def above(threshold_file: str) -> int:
+    """Counts the rows of data.csv above the number in ``threshold_file`` (both read by path)."""
+    import pandas as pd
+
+    with open(threshold_file) as fh:
+        threshold = float(fh.read())
+    return int((pd.read_csv("data.csv").v > threshold).sum())
+
+
+@node
+def doubled(n: int) -> int:
+    return 2 * n
+
+
+def flow() -> tuple[Workflow, Any]:
+    with Workflow("reads", root=".") as wf:
+        out = doubled(above("threshold.txt"))
+    return wf, out
+
+
+def records(home: Path) -> dict[str, dict[str, Any]]:
+    with Journal(home / "journal.db") as journal:
+        rows = journal.conn.execute("SELECT node, record FROM actions").fetchall()
+    return {node: json.loads(record) for node, record in rows}
+
+
+def test_an_edited_file_that_a_node_read_runs_it_again(
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("pandas")
+    Path("data.csv").write_text("v\n1\n2\n")
+    Path("threshold.txt").write_text("1\n")
+    wf, out = flow()
+    first = wf.execute()
+    assert (first[out], first.executed) == (2, 2)
+    reads = records(home)["above"]["reads"]
+    assert sorted(reads) == ["data.csv", "threshold.txt"]  # root-relative
+    assert reads["data.csv"]["size"] == len("v\n1\n2\n")
+
+    assert wf.execute().cached == 2  # nothing changed
+
+    Path("data.csv").write_text("v\n1\n2\n5\n")  # a new row above the threshold
+    with caplog.at_level(logging.INFO, logger="etherealfabric.cache"):
+        second = wf.execute()
+    assert (second[out], second.executed) == (4, 2)
+    assert "'data.csv', a file it read, changed since its cached result" in caplog.text
+
+    os.utime("threshold.txt", (1_600_000_000, 1_600_000_000))  # touched: same content
+    Path("data.csv").write_text("v\n1\n2\n5\n")  # rewritten with the same bytes
+    third = wf.execute()
+    assert (third[out], third.cached) == (4, 2)
+
+    Path("threshold.txt").write_text("3\n")  # one row above 3, as in the first run
+    fourth = wf.execute()
+    assert (fourth[out], fourth.executed, fourth.cached) == (2, 1, 1)  # doubled(1): cached
+
+
+def test_a_read_file_that_is_gone_runs_the_node_again(tmp_path: Path, home: Path) -> None:
+    Path("threshold.txt").write_text("7\n")
+
+    @node
+    def read_number() -> int:
+        return int(Path("threshold.txt").read_text())
+
+    with Workflow("gone") as wf:
+        out = read_number()
+    assert wf.execute()[out] == 7
+    os.remove("threshold.txt")
+    with pytest.raises(RunFailedError, match=r"threshold\.txt"):  # it runs and fails: no stale 7
+        wf.execute()
+
+
+def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:
+    """Not: a file it wrote (then read back), a declared File input, a declared output,
+    library files, /proc; yes: the data file, by absolute path when outside the root."""
+    library = [
+        p
+        for p in glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*"))
+        if os.path.isfile(p) and not p.endswith((".py", ".pyc"))
+    ]
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("outside the root\n")
+    Path("data.txt").write_text("data\n")
+    Path("declared.txt").write_text("declared\n")
+
+    @node(writes=["out.txt"])
+    def mixed(declared: File, outside: str, library: list[str]) -> int:
+        Path("scratch.txt").write_text("scratch\n")
+        total = len(Path("scratch.txt").read_text())  # its own file
+        total += len(Path(declared).read_text())  # keyed by content already
+        total += len(Path("data.txt").read_text())
+        total += len(Path(outside).read_text())
+        for path in library:
+            with open(path, "rb") as fh:
+                total += len(fh.read(10))
+        total += len(Path("/proc/self/status").read_text()) > 0
+        Path("out.txt").write_text("written\n")
+        total += len(Path("out.txt").read_text())
+        return total
+
+    with Workflow("mixed", root=".") as wf:
+        mixed(File("declared.txt"), str(outside), library[:2])
+    wf.execute()
+    reads = records(home)["mixed"]["reads"]
+    assert sorted(reads) == sorted(["data.txt", str(outside)])
+
+
+def test_reads_on_the_process_backend(tmp_path: Path, home: Path) -> None:
+    Path("n.txt").write_text("5\n")
+
+    @node
+    def read_n() -> int:
+        with open("n.txt") as fh:
+            return int(fh.read())
+
+    with Workflow("procs", root=".") as wf:
+        out = read_n()
+    assert wf.execute(backend="processes", max_workers=1)[out] == 5
+    assert list(records(home)["read_n"]["reads"]) == ["n.txt"]
+    Path("n.txt").write_text("6\n")
+    again = wf.execute(backend="processes", max_workers=1)
+    assert (again[out], again.executed) == (6, 1)
+
+
+def test_a_node_that_reads_more_files_than_are_checked_says_so(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_reads, "MAX_READS", 3)
+    for i in range(5):
+        Path(f"part-{i}.txt").write_text(f"{i}\n")
+
+    @node
+    def read_all(n: int) -> int:
+        return sum(int(Path(f"part-{i}.txt").read_text()) for i in range(n))
+
+    with Workflow("many", root=".") as wf:
+        read_all(5)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.run"):
+        wf.execute()
+    assert "read more than 3 files; only the first 3 are checked" in caplog.text
+    assert len(records(home)["read_all"]["reads"]) == 3
+
+
+FLOW = """
+import pandas as pd
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return pd.read_csv("data/sales.csv")
+
+@node
+def total(df):
+    return int(df.amount.sum())
+
+with Workflow("sales") as workflow:
+    total(load())
+"""
+
+
+def test_cli_runs_in_fresh_processes_see_an_edited_csv(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    Path("data").mkdir()
+    Path("data/sales.csv").write_text("amount\n10\n20\n")
+    Path("flow.py").write_text(FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+
+    def run() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def result(run_id: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", "cat", run_id, "total"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    first = run()
+    assert first["executed"] == 2 and result(first["run_id"]) == "30"
+    assert run()["cached"] == 2
+    Path("data/sales.csv").write_text("amount\n10\n20\n12\n")
+    third = run()
+    assert third["executed"] == 2 and result(third["run_id"]) == "42"
+
+
+def test_files_opened_in_an_untracked_block_are_not_checked(tmp_path: Path, home: Path) -> None:
+    Path("progress.txt").write_text("step 1\n")
+    Path("data.txt").write_text("3\n")
+
+    @node
+    def work() -> int:
+        with untracked():
+            Path("progress.txt").read_text()
+        return int(Path("data.txt").read_text())
+
+    with Workflow("untracked", root=".") as wf:
+        out = work()
+    assert wf.execute()[out] == 3
+    assert list(records(home)["work"]["reads"]) == ["data.txt"]
+    Path("progress.txt").write_text("step 2\n")
+    assert wf.execute().cached == 1
