@@ -215,6 +215,15 @@ def test_cli_runs_in_fresh_processes_see_an_edited_csv(tmp_path: Path) -> None:
     assert first["executed"] == 2 and result(first["run_id"]) == "30"
     assert run()["cached"] == 2
     Path("data/sales.csv").write_text("amount\n10\n20\n12\n")
+    plan = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "plan", "flow.py", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    reasons = {n["node"]: n["reason"] for n in json.loads(plan.stdout)["nodes"]}
+    assert "'data/sales.csv', a file it read, changed since its cached result" in reasons["load"]
     third = run()
     assert third["executed"] == 2 and result(third["run_id"]) == "42"
 

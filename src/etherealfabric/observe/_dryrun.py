@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..journal import _history as history
 from ..journal import _maps as maps
 from ..plan._plan import Plan, PlanEntry, make_plan
+from ..run._reads import changed_read
 from ..states import PlanAction
 from ._explain import Change, diff_components
 
@@ -169,6 +170,12 @@ def _why_run(journal: Journal, workflow: str, info: KeyInfo) -> tuple[str, tuple
     if previous is None:
         return "no previous run of this node in this workflow", ()
     if previous["cache_key"] == info.key:
+        record = journal.get_action(info.key)
+        stale = record and changed_read(
+            record, root=info.spec.root, file_cache=_ReadOnlyDigests(journal)
+        )
+        if stale:  # "node 'x': 'data.csv', a file it read, changed since its cached result"
+            return f"same key as run {previous['run_id']}, but {stale.split(': ', 1)[1]}", ()
         return f"same key as run {previous['run_id']}, but its cached result is gone", ()
     old = history.components_of(journal, previous)
     if old is None:
