@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from etherealfabric import File, RunFailedError, Workflow, node, untracked
+from etherealfabric import File, Workflow, node, untracked
 from etherealfabric.journal import Journal
 from etherealfabric.run import _reads
 
@@ -79,19 +79,23 @@ def test_an_edited_file_that_a_node_read_runs_it_again(
     assert (fourth[out], fourth.executed, fourth.cached) == (2, 1, 1)  # doubled(1): cached
 
 
-def test_a_read_file_that_is_gone_runs_the_node_again(tmp_path: Path, home: Path) -> None:
+def test_a_read_file_that_is_not_there_keeps_the_hit(tmp_path: Path, home: Path) -> None:
+    """A teammate sharing the store without the raw data still gets the result."""
     Path("threshold.txt").write_text("7\n")
 
     @node
     def read_number() -> int:
         return int(Path("threshold.txt").read_text())
 
-    with Workflow("gone") as wf:
+    with Workflow("gone", root=".") as wf:
         out = read_number()
     assert wf.execute()[out] == 7
     os.remove("threshold.txt")
-    with pytest.raises(RunFailedError, match=r"threshold\.txt"):  # it runs and fails: no stale 7
-        wf.execute()
+    again = wf.execute()
+    assert (again[out], again.cached) == (7, 1)
+    Path("threshold.txt").write_text("8\n")  # back, with other content: it runs
+    third = wf.execute()
+    assert (third[out], third.executed) == (8, 1)
 
 
 def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:

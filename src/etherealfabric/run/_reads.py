@@ -13,8 +13,10 @@ already) nor a declared output, not library or engine code, not the store's own 
 to the workflow's root when inside it (a teammate's checkout has them at another place), with
 the digest of their content. A later lookup of the key (:func:`changed_read`) hashes them
 again, through the journal's size+mtime+inode+ctime memo (an unchanged file costs a ``stat``),
-and refuses the hit when one changed or is gone: the node runs again, and its consumers with it
-when its output changed.
+and refuses the hit when one now holds something else: the node runs again, and its consumers
+with it when its output changed. A file that is not there is not a reason to run: a teammate
+sharing the store without the raw data (or a driver whose cluster workers read files of their
+own) still gets the result.
 
 A file that does not change the result (a log the node appends to is written, so never
 checked; a credentials file, a progress marker, a file that only controls a test) is opened
@@ -194,8 +196,9 @@ def files_read(
 def changed_read(
     record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
-    """Why ``record``'s result is stale because of a file its node read (changed or gone);
-    None when every one is as it was."""
+    """Why ``record``'s result is stale because a file its node read now holds something
+    else; None when each is as it was, or not here: a teammate sharing the store without the
+    raw data, or a cluster's worker that had files of its own, still gets the result."""
     reads = record.get("reads")
     if not isinstance(reads, Mapping):
         return None
@@ -203,13 +206,12 @@ def changed_read(
     for relative, entry in reads.items():
         path = os.path.join(base, relative)
         try:
-            digest: str | None = file_digest(path, file_cache=file_cache)
-        except (OSError, HashingError):
-            digest = None
+            digest = file_digest(path, file_cache=file_cache)
+        except (OSError, HashingError):  # not here (or unreadable): nothing to compare
+            continue
         if not isinstance(entry, Mapping) or digest != entry.get("digest"):
-            what = "is gone" if digest is None else "changed"
             return (
-                f"node {record.get('node', '?')!r}: {relative!r}, a file it read, {what} "
+                f"node {record.get('node', '?')!r}: {relative!r}, a file it read, changed "
                 "since its cached result"
             )
     return None
