@@ -194,39 +194,30 @@ def test_cli_runs_in_fresh_processes_see_an_edited_csv(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
 
-    def run() -> dict[str, Any]:
+    def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--json"],
+            [sys.executable, "-m", "etherealfabric", *args],
             capture_output=True,
             text=True,
             env=env,
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return done.stdout
+
+    def run() -> dict[str, Any]:
+        return json.loads(cli("run", "flow.py", "--json"))
 
     def result(run_id: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "etherealfabric", "cat", run_id, "total"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        return done.stdout.strip()
+        return cli("cat", run_id, "total").strip()
 
     first = run()
     assert first["executed"] == 2 and result(first["run_id"]) == "30"
     assert run()["cached"] == 2
     Path("data/sales.csv").write_text("amount\n10\n20\n12\n")
-    plan = subprocess.run(
-        [sys.executable, "-m", "etherealfabric", "plan", "flow.py", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    reasons = {n["node"]: n["reason"] for n in json.loads(plan.stdout)["nodes"]}
+    reasons = {
+        n["node"]: n["reason"] for n in json.loads(cli("plan", "flow.py", "--json"))["nodes"]
+    }
     assert "'data/sales.csv', a file it read, changed since its cached result" in reasons["load"]
     third = run()
     assert third["executed"] == 2 and result(third["run_id"]) == "42"
