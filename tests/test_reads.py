@@ -150,6 +150,25 @@ def test_reads_on_the_process_backend(tmp_path: Path, home: Path) -> None:
     assert (again[out], again.executed) == (6, 1)
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["thread", "killable-child"])
+def test_reads_of_a_node_with_a_timeout(tmp_path: Path, home: Path, kill: bool) -> None:
+    """With a timeout the node runs in a thread of its own, or (processes backend) in a
+    child process that can be killed: its reads come back all the same."""
+    Path("n.txt").write_text("5\n")
+
+    @node(timeout=60)
+    def read_n() -> int:
+        return int(Path("n.txt").read_text())
+
+    with Workflow("timeouts", root=".") as wf:
+        out = read_n()
+    backend = {"backend": "processes", "max_workers": 1} if kill else {}
+    assert wf.execute(**backend)[out] == 5
+    assert list(records(home)["read_n"]["reads"]) == ["n.txt"]
+    Path("n.txt").write_text("6\n")
+    assert wf.execute(**backend)[out] == 6
+
+
 def test_a_node_that_reads_more_files_than_are_checked_says_so(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

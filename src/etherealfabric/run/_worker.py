@@ -180,12 +180,12 @@ def _attempt(
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
 
-    def body() -> tuple[Mapping[str, Any], str | None, bool]:
+    def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool]]:
         cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
-            attempt.opened, watched = watch()  # in the thread that calls the node
+            opened, watched = watch()  # in the thread (or child process) that calls the node
             try:
-                return _call(task, args, kwargs), joined(captured), cp.used
+                return _call(task, args, kwargs), joined(captured), cp.used, opened
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # the output travels with the error
                     exc.__dict__["_ef_output"] = joined(captured)
@@ -195,9 +195,9 @@ def _attempt(
 
     try:
         if task.timeout is None:
-            values, attempt.output, used = body()
+            values, attempt.output, used, attempt.opened = body()
         else:
-            values, attempt.output, used = call_with_timeout(
+            values, attempt.output, used, attempt.opened = call_with_timeout(
                 body, task.timeout, node=task.node, kill=task.kill_on_timeout
             )
         attempt.checkpointed = used
