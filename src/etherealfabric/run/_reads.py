@@ -22,8 +22,8 @@ A file that does not change the result (a log the node appends to is written, so
 checked; a credentials file, a progress marker, a file that only controls a test) is opened
 inside ``with etherealfabric.untracked():`` to leave it out.
 
-Not seen: files opened by native code (pyarrow's own reader of parquet files, HDF5
-libraries), or by threads and processes the node starts itself. Pass those as
+Not seen: files opened by native code (pyarrow's parquet reader, so ``pd.read_parquet``;
+polars; HDF5 libraries), or by threads and processes the node starts itself. Pass those as
 ``File(...)``/``Directory(...)`` arguments: they are then part of the key. A node that reads
 more than :data:`MAX_READS` files is checked on the first ones only (and says so).
 """
