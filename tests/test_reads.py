@@ -240,6 +240,9 @@ def test_cli_runs_in_fresh_processes_see_an_edited_csv(tmp_path: Path) -> None:
     assert "'data/sales.csv', a file it read, changed since its cached result" in reasons["load"]
     third = run()
     assert third["executed"] == 2 and result(third["run_id"]) == "42"
+    why = json.loads(cli("explain", third["run_id"], "load", "--json"))
+    assert why["reason"] == "read_changed"
+    assert "'data/sales.csv', a file it read, changed since its cached result" in why["detail"]
 
 
 def test_files_opened_in_an_untracked_block_are_not_checked(tmp_path: Path, home: Path) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "previous_keyed_run",
     "producer_of",
     "run_status",
+    "stale_reason",
 ]
 
 #: How many of a node's most recent executions its duration estimate looks at.
@@ -79,6 +80,22 @@ def node_attempts(journal: Journal, run_id: str, node: str) -> list[dict[str, An
     return journal._rows(
         "SELECT * FROM node_runs WHERE run_id = ? AND node = ? ORDER BY attempt", (run_id, node)
     )
+
+
+def stale_reason(journal: Journal, run_id: str, node: str) -> str | None:
+    """Why ``node`` ran in ``run_id`` although its key was cached: a data file it read had
+    changed (its start event's ``stale``), or None."""
+    rows = journal._rows(
+        "SELECT data FROM events WHERE run_id = ? AND node = ? AND kind = 'node_started' "
+        "AND data LIKE '%\"stale\"%' ORDER BY id DESC LIMIT 1",
+        (run_id, node),
+    )
+    try:
+        data = json.loads(rows[0]["data"]) if rows else None
+    except ValueError:
+        return None
+    stale = data.get("stale") if isinstance(data, dict) else None
+    return stale if isinstance(stale, str) else None
 
 
 def node_names(journal: Journal, run_id: str) -> list[str]:

@@ -234,7 +234,8 @@ class Explanation:
     """Why ``node`` ran, was cached or did not run in run ``run_id``.
 
     ``verdict`` is ``executed``, ``cached`` or ``not_run``; ``reason`` is one of ``changed``,
-    ``no_previous_run``, ``same_key``, ``no_components``, ``cached``, ``no_key``,
+    ``no_previous_run``, ``same_key``, ``read_changed`` (a data file the node read changed),
+    ``no_components``, ``cached``, ``no_key``,
     ``upstream_failed``, ``cancelled``, ``skipped``, ``not_run``.
     """
 
@@ -369,6 +370,10 @@ def _compare(
                            detail="no previous run of this node in this workflow")  # fmt: skip
     prior = {"previous_run": previous["run_id"], "previous_key": previous["cache_key"]}
     if previous["cache_key"] == row["cache_key"]:
+        stale = history.stale_reason(journal, row["run_id"], row["node"])
+        if stale is not None:  # "node 'x': 'data.csv', a file it read, changed since ..."
+            detail = f"same key as run {previous['run_id']}, but {stale.split(': ', 1)[1]}"
+            return Explanation(**common, **prior, reason="read_changed", detail=detail)
         detail = (
             f"same key as run {previous['run_id']}, but its cached result was missing or "
             "corrupt, a data file it read had changed (the run's log names it), or it was not "

@@ -108,6 +108,8 @@ class ArtifactCache:
         #: keys a bulk read (:meth:`read_ahead`) found absent from the index: their next
         #: lookup is a miss without a query (once; a later one reads the journal again)
         self._unindexed: set[str] = set()
+        #: keys whose record was refused because a data file its node read changed, and why
+        self.refused: dict[str, str] = {}
 
     def preload(self, workflow: str, nodes: Collection[str]) -> int:
         """Read, in one query, the records of ``nodes`` the workflow's last runs used or made,
@@ -141,6 +143,7 @@ class ArtifactCache:
             stale = changed_read(record, root=self.root, file_cache=self._writer)
             if stale is not None:
                 log.info("%s: running it again", stale)
+                self.refused[key] = stale  # the node's start event says why (explain)
                 return None
         problem = self._incomplete(record)
         if problem is None and record.get("files") and not self.read_only:
