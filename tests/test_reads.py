@@ -261,3 +261,54 @@ def test_files_opened_in_an_untracked_block_are_not_checked(tmp_path: Path, home
     assert list(records(home)["work"]["reads"]) == ["data.txt"]
     Path("progress.txt").write_text("step 2\n")
     assert wf.execute().cached == 1
+
+
+FORGED = """
+import json, sqlite3, sys
+from etherealfabric import Workflow, node
+
+@node
+def value():
+    return 41
+
+with Workflow("forged", root=".") as wf:
+    out = value()
+first = wf.execute()
+conn = sqlite3.connect(".etherealfabric/journal.db")
+(key, record), = conn.execute("SELECT key, record FROM actions").fetchall()
+record = json.loads(record)
+record["reads"] = json.loads(sys.argv[1])
+with conn:
+    conn.execute("UPDATE actions SET record = ? WHERE key = ?", (json.dumps(record), key))
+second = wf.execute()
+print(json.dumps({"value": second[out], "cached": second.cached}))
+"""
+
+
+@pytest.mark.parametrize(
+    "reads,cached",
+    [
+        ({"fifo": {"digest": "0" * 32, "size": 0}}, 1),  # never opened: no reason to wait
+        ({"/dev/zero": {"digest": "0" * 32, "size": 0}}, 1),
+        ({"data.txt": "not an entry"}, 0),  # a record that says nothing usable: a miss
+        ({"data.txt": {"digest": "0" * 32, "size": 10**12}}, 0),  # another size: no hashing
+    ],
+    ids=["fifo", "device", "garbage", "size"],
+)
+def test_a_record_naming_odd_files_never_hangs_nor_hits_wrongly(
+    tmp_path: Path, reads: dict[str, Any], cached: int
+) -> None:
+    os.mkfifo("fifo")
+    Path("data.txt").write_text("data\n")
+    Path("forged.py").write_text(FORGED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    done = subprocess.run(
+        [sys.executable, "forged.py", json.dumps(reads)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"value": 41, "cached": cached}

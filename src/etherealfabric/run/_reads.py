@@ -204,17 +204,33 @@ def changed_read(
         return None
     base = root if root is not None else os.getcwd()
     for relative, entry in reads.items():
-        path = os.path.join(base, relative)
-        try:
-            digest = file_digest(path, file_cache=file_cache)
+        path = os.path.join(base, str(relative))
+        try:  # a regular file only (a record naming a FIFO or a device is no reason to wait)
+            digest = (
+                None
+                if _size(path) != _field(entry, "size")
+                else file_digest(path, file_cache=file_cache)
+            )
         except (OSError, HashingError):  # not here (or unreadable): nothing to compare
             continue
-        if not isinstance(entry, Mapping) or digest != entry.get("digest"):
+        if digest is None or digest != _field(entry, "digest"):
             return (
                 f"node {record.get('node', '?')!r}: {relative!r}, a file it read, changed "
                 "since its cached result"
             )
     return None
+
+
+def _size(path: str) -> int:
+    """The size of the regular file at ``path`` (OSError if it is not one)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    return info.st_size
+
+
+def _field(entry: object, name: str) -> object:
+    return entry.get(name) if isinstance(entry, Mapping) else None
 
 
 def _inside(path: str, folders: list[str]) -> bool:
