@@ -36,6 +36,8 @@ NEVER_IN_A_PLAIN_RUN = (
     "sqlite_utils",
     "multiprocessing",
     "importlib.metadata",
+    "pickle",  # (plain values are JSON; the pickle serializer imports it when used)
+    "difflib",  # (only for "did you mean" in error messages)
     # the engine's own parts a run without maps, shared store or web UI does not use
     "etherealfabric.run._mapping",
     "etherealfabric.run._mapstate",

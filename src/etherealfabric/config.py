@@ -29,7 +29,6 @@ closest valid one, before anything runs.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import logging
@@ -254,6 +253,8 @@ def warn_unknown_env(env: Mapping[str, str]) -> None:
             continue
         _warned_env.add(var)
         known = [k[len(ENV_PREFIX) :] for k in KNOWN_ENV]
+        import difflib  # (only for a suggestion)
+
         close = difflib.get_close_matches(var[len(ENV_PREFIX) :], known, n=1)
         hint = (
             f"did you mean {ENV_PREFIX}{close[0]}?"

@@ -33,7 +33,6 @@ programs can react to it and messages can say what to do.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -159,6 +158,8 @@ class UnknownOptionError(ConfigError, TypeError):
 
     def __init__(self, option: str, *, where: str, valid: Iterable[str]) -> None:
         names = sorted(set(valid))
+        import difflib  # (only for a suggestion)
+
         close = difflib.get_close_matches(option, names, n=1)
         suggestion = close[0] if close else None
         hint = f"; did you mean {suggestion!r}?" if suggestion else "."
@@ -185,6 +186,8 @@ class UnknownParameterError(ParameterError, AttributeError):
 
     def __init__(self, parameter: str, *, workflow: str, known: Iterable[str]) -> None:
         names = sorted(set(known))
+        import difflib  # (only for a suggestion)
+
         close = difflib.get_close_matches(parameter, names, n=1, cutoff=0.5)
         suggestion = close[0] if close else None
         hint = f"; did you mean {suggestion!r}?" if suggestion else "."

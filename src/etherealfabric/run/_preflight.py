@@ -14,7 +14,6 @@ before: an upstream node may be the one that writes the file.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import logging
 import os
@@ -126,6 +125,8 @@ def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:
     for pattern in patterns:
         matched = fnmatch.filter(graph.order, pattern)
         if not matched:
+            import difflib  # (only for a suggestion)
+
             close = difflib.get_close_matches(pattern, graph.order, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise DefinitionError(f"--force {pattern!r} names no node of the workflow{hint}")

@@ -36,7 +36,6 @@ numpy, pyarrow and cloudpickle are imported only when a value needs them.
 from __future__ import annotations
 
 import io
-import pickle
 import re
 import sys
 import threading
@@ -91,12 +90,18 @@ class PickleSerializer(Serializer):
     name = "pickle"
 
     def dump(self, value: object, fp: BinaryIO) -> None:
+        import pickle  # (here: a run of plain values never imports it)
+
         pickle.dump(value, fp, protocol=PICKLE_PROTOCOL)
 
     def load(self, fp: BinaryIO) -> object:
+        import pickle
+
         return pickle.load(fp)
 
     def loads(self, data: bytes) -> object:
+        import pickle
+
         return pickle.loads(data)
 
 
