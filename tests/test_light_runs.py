@@ -168,13 +168,13 @@ def test_package_versions_of_modules_not_imported_need_no_importlib_metadata() -
     script = (
         "import json, sys\n"
         "from etherealfabric.hashing import _packages\n"
-        "fast = {{t: _packages._beside_module(t) for t in {!r}}}\n"
+        "fast = {t: _packages._beside_module(t) for t in ('numpy', 'pandas')}\n"
         "loaded = [m for m in ('numpy', 'pandas', 'importlib.metadata') if m in sys.modules]\n"
         "from importlib import metadata\n"
-        "slow = {{t: [metadata.distribution(t).metadata['Name'], metadata.version(t)]\n"
-        "        for t in fast}}\n"
-        "print(json.dumps({{'fast': fast, 'slow': slow, 'loaded': loaded}}))\n"
-    ).format(("numpy", "pandas"))
+        "slow = {t: [metadata.distribution(t).metadata['Name'], metadata.version(t)]\n"
+        "        for t in fast}\n"
+        "print(json.dumps({'fast': fast, 'slow': slow, 'loaded': loaded}))\n"
+    )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )

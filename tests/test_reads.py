@@ -169,6 +169,29 @@ def test_reads_of_a_node_with_a_timeout(tmp_path: Path, home: Path, kill: bool) 
     assert wf.execute(**backend)[out] == 6
 
 
+def test_plan_finds_a_changed_file_under_the_root_from_another_folder(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record names the file relative to the workflow's root; ``plan`` looks for it there,
+    wherever it is called from."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    Path("n.txt").write_text("1\n")
+
+    @node
+    def read_n() -> int:
+        return int(Path("n.txt").read_text())
+
+    with Workflow("rooted", root=str(tmp_path), home=str(home)) as wf:
+        read_n()
+    wf.execute()
+    assert list(records(home)["read_n"]["reads"]) == [os.path.join("sub", "n.txt")]
+    Path("n.txt").write_text("2\n")
+    (planned,) = wf.plan().to_dict()["nodes"]
+    assert planned["action"] == "run"
+    assert "'sub/n.txt', a file it read, changed since its cached result" in planned["reason"]
+
+
 def test_a_node_that_reads_more_files_than_are_checked_says_so(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

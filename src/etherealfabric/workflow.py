@@ -183,7 +183,8 @@ class Workflow(Definition):
         graph = self.build(params)
         if names is not None:
             graph = graph.subgraph_for(names)
-        return plan_workflow(graph, Settings.resolve(**{**self.settings, **settings}))
+        settings_ = Settings.resolve(**{**self.settings, **settings})
+        return plan_workflow(graph, settings_, root=self.root)
 
     def _target_name(self, target: NodeLike | str) -> str:
         if isinstance(target, str):

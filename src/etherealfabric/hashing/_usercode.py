@@ -39,6 +39,8 @@ __all__ = [
 SCRIPT_MODULE_PREFIX = "etherealfabric_workflow_"
 
 _MODULE_DECISIONS: dict[str, bool] = {}
+#: EtherealFabric's own package folder (its files are the engine's, never a node's data)
+_ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")
 
 
 def is_user_code(obj: object) -> bool:
@@ -89,10 +91,7 @@ def is_library_file(path: str) -> bool:
     """True if the file at ``path`` belongs to the standard library, an installed package or
     EtherealFabric itself (what package versions and the engine's version stand for)."""
     real = os.path.realpath(path)
-    return real.startswith(_ENGINE_DIR) or not _is_user_file(real)
-
-
-_ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")
+    return real.startswith(_ENGINE_DIR) or not _is_user_real(real)
 
 
 def _is_ours(module: str) -> bool:
@@ -102,7 +101,11 @@ def _is_ours(module: str) -> bool:
 def _is_user_file(path: str) -> bool:
     if path.startswith("<"):  # "<string>", "<stdin>", notebooks; but not "<frozen os>"
         return not path.startswith("<frozen")
-    real = os.path.realpath(path)
+    return _is_user_real(os.path.realpath(path))
+
+
+def _is_user_real(real: str) -> bool:
+    """:func:`_is_user_file` of a path already resolved (``os.path.realpath``)."""
     if any(real.startswith(prefix) for prefix in _library_dirs()):
         return False
     return not _installed_beside(real)

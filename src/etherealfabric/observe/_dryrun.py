@@ -15,14 +15,13 @@ only, remembered file digests are read but not written, and with no journal yet 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..journal import _history as history
 from ..journal import _maps as maps
 from ..plan._plan import Plan, PlanEntry, make_plan
-from ..run._reads import changed_read
 from ..states import PlanAction
 from ._explain import Change, diff_components
 
@@ -127,8 +126,13 @@ class DryRun:
         }
 
 
-def dry_run(plan: Plan, journal: Journal | None) -> DryRun:
-    """Add to ``plan`` the reasons and estimates of ``journal``'s history (``None``: no journal)."""
+def dry_run(
+    plan: Plan, journal: Journal | None, refused: Mapping[str, str] | None = None
+) -> DryRun:
+    """Add to ``plan`` the reasons and estimates of ``journal``'s history (``None``: no journal).
+    ``refused``: why the plan's lookups refused records of unchanged keys, by key (a data file
+    the node read changed: ``ArtifactCache.refused``)."""
+    refused = refused or {}
     durations = history.median_durations(journal, plan.workflow) if journal else {}
     nodes = []
     for entry in plan:
@@ -141,7 +145,7 @@ def dry_run(plan: Plan, journal: Journal | None) -> DryRun:
             if journal is None:
                 reason = "no previous run (no journal yet)"
             else:
-                reason, changes = _why_run(journal, plan.workflow, entry.key_info)
+                reason, changes = _why_run(journal, plan.workflow, entry.key_info, refused)
                 if entry.maps_over is not None and not changes:
                     reason = entry.reason  # the same map: its items decide, one by one
         if entry.maps_over is not None and journal is not None:
@@ -165,18 +169,15 @@ def _why_cached(journal: Journal | None, key: str | None) -> str:
     return f"same key as run {producer['run_id']}"
 
 
-def _why_run(journal: Journal, workflow: str, info: KeyInfo) -> tuple[str, tuple[Change, ...]]:
+def _why_run(
+    journal: Journal, workflow: str, info: KeyInfo, refused: Mapping[str, str]
+) -> tuple[str, tuple[Change, ...]]:
     previous = history.previous_keyed_run(journal, info.spec.name, workflow=workflow)
     if previous is None:
         return "no previous run of this node in this workflow", ()
     if previous["cache_key"] == info.key:
-        record = journal.get_action(info.key)
-        stale = record and changed_read(
-            record, root=info.spec.root, file_cache=_ReadOnlyDigests(journal)
-        )
-        if stale:  # "node 'x': 'data.csv', a file it read, changed since its cached result"
-            return f"same key as run {previous['run_id']}, but {stale.split(': ', 1)[1]}", ()
-        return f"same key as run {previous['run_id']}, but its cached result is gone", ()
+        why = refused.get(info.key, "its cached result is gone")  # a data file it read changed?
+        return f"same key as run {previous['run_id']}, but {why}", ()
     old = history.components_of(journal, previous)
     if old is None:
         return f"key differs from run {previous['run_id']}'s (its components are not recorded)", ()
@@ -200,8 +201,9 @@ class _ReadOnlyDigests:
         """Forget it: a dry run leaves the journal as it was."""
 
 
-def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
-    """Plan a run of ``graph`` with ``settings`` without running or writing anything."""
+def plan_workflow(graph: Graph, settings: Settings, *, root: str | None = None) -> DryRun:
+    """Plan a run of ``graph`` with ``settings`` without running or writing anything
+    (``root``: the workflow's root folder, where the data files its nodes read are)."""
     from ..hashing._secret import secret_hasher
     from ..journal._journal import Journal
     from ..run._cache import ArtifactCache
@@ -211,8 +213,10 @@ def plan_workflow(graph: Graph, settings: Settings) -> DryRun:
     exists = settings.journal_path.exists()  # planning creates nothing: no journal, a scratch one
     # a read-only home is read read-only (planning writes nothing anyway)
     with Journal(settings.journal_path if exists else ":memory:", read_only=None) as journal:
-        cache = ArtifactCache(journal, store, shared=settings.shared_store)  # no writer: reads
-        secrets = secret_hasher(settings.home, shared_store=settings.shared_store, read_only=True)
         digests = _ReadOnlyDigests(journal)
+        cache = ArtifactCache(  # no writer: it only reads
+            journal, store, shared=settings.shared_store, root=root, file_cache=digests
+        )
+        secrets = secret_hasher(settings.home, shared_store=settings.shared_store, read_only=True)
         plan = make_plan(graph, cache.lookup, file_cache=digests, secrets=secrets)
-        return dry_run(plan, journal if exists else None)
+        return dry_run(plan, journal if exists else None, cache.refused)

@@ -371,13 +371,12 @@ def _compare(
     prior = {"previous_run": previous["run_id"], "previous_key": previous["cache_key"]}
     if previous["cache_key"] == row["cache_key"]:
         stale = history.stale_reason(journal, row["run_id"], row["node"])
-        if stale is not None:  # "node 'x': 'data.csv', a file it read, changed since ..."
-            detail = f"same key as run {previous['run_id']}, but {stale.split(': ', 1)[1]}"
+        if stale is not None:  # "'data.csv', a file it read, changed since its cached result"
+            detail = f"same key as run {previous['run_id']}, but {stale}"
             return Explanation(**common, **prior, reason="read_changed", detail=detail)
         detail = (
             f"same key as run {previous['run_id']}, but its cached result was missing or "
-            "corrupt, a data file it read had changed (the run's log names it), or it was not "
-            "yet stored, so it ran again"
+            "corrupt (or not yet stored), so it ran again"
         )
         return Explanation(**common, **prior, reason="same_key", detail=detail)
     old = history.components_of(journal, previous)

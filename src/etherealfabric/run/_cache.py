@@ -44,7 +44,7 @@ from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._trees import restore_entry
 from ._files import file_value
-from ._reads import changed_read
+from ._reads import changed_read, read_changed
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -83,6 +83,7 @@ class ArtifactCache:
         writer: CacheWriter | None = None,
         verify: bool = True,
         root: str | None = None,
+        file_cache: FileHashCache | None = None,
     ) -> None:
         self.journal = journal  # read only: every write goes through ``writer``
         if shared and isinstance(store, LocalStore):
@@ -93,6 +94,8 @@ class ArtifactCache:
         self.layered = _is_layered(store)
         self.verify = verify
         self._writer = writer
+        #: remembered file digests: the writer's (the journal's), or a dry run's read-only view
+        self._file_cache: FileHashCache | None = writer if file_cache is None else file_cache
         #: without a writer (a dry run), lookups never drop stale records nor index the shared
         #: store's
         self.read_only = writer is None
@@ -139,12 +142,8 @@ class ArtifactCache:
             record = self._from_store(key)
         if record is None:
             return None
-        if record.get("reads"):  # data files its node read: unchanged? (run/_reads.py)
-            stale = changed_read(record, root=self.root, file_cache=self._writer)
-            if stale is not None:
-                log.info("%s: running it again", stale)
-                self.refused[key] = stale  # the node's start event says why (explain)
-                return None
+        if record.get("reads") and self._read_changed(key, record):
+            return None
         problem = self._incomplete(record)
         if problem is None and record.get("files") and not self.read_only:
             problem = self._restore(record)
@@ -154,6 +153,16 @@ class ArtifactCache:
                 self._writer.drop_action(key)
             return None
         return record
+
+    def _read_changed(self, key: str, record: Mapping[str, Any]) -> bool:
+        """Whether a data file the record's node read now holds something else (run/_reads.py):
+        then the hit is refused, and :attr:`refused` says why."""
+        path = changed_read(record, root=self.root, file_cache=self._file_cache)
+        if path is None:
+            return False
+        self.refused[key] = read_changed(path)  # the node's start event says it (explain)
+        log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
+        return True
 
     def _preloaded_record(self, key: str) -> dict[str, Any] | None:
         text = self._preloaded.pop(key, None)
@@ -171,12 +180,9 @@ class ArtifactCache:
         usable: dict[str, dict[str, Any]] = {}
         for key in keys:
             record = found.get(key)
-            if (
-                record is None
-                or record.get("files")
-                or record.get("reads")
-                or self._incomplete(record) is not None
-            ):
+            if record is not None and record.get("reads") and self._read_changed(key, record):
+                continue
+            if record is None or record.get("files") or self._incomplete(record) is not None:
                 if record is None and not self.shared:
                     continue
                 record = self.lookup(key)  # the whole path: shared store, restores, warnings
@@ -197,7 +203,7 @@ class ArtifactCache:
     def _restore(self, record: Mapping[str, Any]) -> str | None:
         """Put the record's file outputs back under the root; why not, or None once done."""
         root = self.root if self.root is not None else os.getcwd()
-        file_cache: FileHashCache | None = self._writer
+        file_cache = self._file_cache
         for relative, entry in record["files"].items():
             try:
                 self.restored += restore_entry(

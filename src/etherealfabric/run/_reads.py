@@ -51,6 +51,7 @@ __all__ = [
     "MAX_READS",
     "changed_read",
     "files_read",
+    "read_changed",
     "task_reads",
     "untracked",
     "unwatch",
@@ -196,9 +197,9 @@ def files_read(
 def changed_read(
     record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
-    """Why ``record``'s result is stale because a file its node read now holds something
-    else; None when each is as it was, or not here: a teammate sharing the store without the
-    raw data, or a cluster's worker that had files of its own, still gets the result."""
+    """The path (as recorded) of a file ``record``'s node read that now holds something else;
+    None when each is as it was, or not here: a teammate sharing the store without the raw
+    data, or a cluster's worker that had files of its own, still gets the result."""
     reads = record.get("reads")
     if not isinstance(reads, Mapping):
         return None
@@ -214,11 +215,13 @@ def changed_read(
         except (OSError, HashingError):  # not here (or unreadable): nothing to compare
             continue
         if digest is None or digest != _field(entry, "digest"):
-            return (
-                f"node {record.get('node', '?')!r}: {relative!r}, a file it read, changed "
-                "since its cached result"
-            )
+            return str(relative)
     return None
+
+
+def read_changed(path: str) -> str:
+    """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read changed."""
+    return f"{path!r}, a file it read, changed since its cached result"
 
 
 def _size(path: str) -> int:
