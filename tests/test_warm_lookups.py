@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from etherealfabric import Workflow, node
+from etherealfabric import Node, Workflow, node
 from etherealfabric.journal import Journal
 
 
@@ -283,3 +284,51 @@ def test_a_runs_graph_and_records_are_frozen_while_it_runs() -> None:
     assert (gc.get_freeze_count(), gc.get_threshold()) == before
     freeze_long_lived()  # outside a run: nothing
     assert gc.get_freeze_count() == before[0]
+
+
+class _Probe(Node):
+    """A class node whose ``writes`` is read while the graph is built: it notes whether the
+    collector was on then (and can make the build fail)."""
+
+    seen: ClassVar[list[bool]] = []
+    fail = False
+
+    def __init__(self, i: int) -> None:
+        super().__init__()
+        self.i = i
+        self.outputs = ["result"]
+
+    @property
+    def writes(self) -> None:
+        import gc
+
+        _Probe.seen.append(gc.isenabled())
+        if _Probe.fail:
+            raise RuntimeError("probe: the build fails here")
+        return None
+
+    def run(self) -> dict[str, int]:
+        return {"result": self.i}
+
+
+def test_no_collection_while_the_graph_is_built_and_the_collector_is_back_after() -> None:
+    """The graph build and the records read up front run with the collector off
+    (run/_gcpause.no_collections), and it is on again once they end, also when the build
+    fails; outside a run (``wf.build()``) it stays on."""
+    import gc
+
+    _Probe.seen, _Probe.fail = [], False
+    with Workflow("probed") as wf:
+        for i in range(3):
+            wf.add_node(_Probe(i))
+    results = wf.execute()
+    assert results.executed + results.cached == 3
+    assert _Probe.seen == [False] * 3 and gc.isenabled()
+    _Probe.seen = []
+    wf.build()
+    assert _Probe.seen == [True] * 3
+    _Probe.seen, _Probe.fail = [], True
+    frozen = gc.get_freeze_count()
+    with pytest.raises(RuntimeError, match="probe"):
+        wf.execute()
+    assert _Probe.seen == [False] and gc.isenabled() and gc.get_freeze_count() == frozen

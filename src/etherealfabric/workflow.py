@@ -131,6 +131,7 @@ class Workflow(Definition):
         **settings: Any,
     ) -> Results:
         from .observe._logging import LogSubscriber, configure_logging
+        from .run._gcpause import no_collections
         from .run._session import RunRequest, execute_workflow
 
         names = None if targets is None else [self._target_name(t) for t in targets]
@@ -143,7 +144,8 @@ class Workflow(Definition):
         if resume is not None and params is None:
             params = _recorded_params(resolved, resume)
         values = self.param_set.resolve(params)
-        graph = self.build(values)
+        with no_collections():  # the graph lives as long as the run (run/_gcpause.py)
+            graph = self.build(values)
         configure_logging(resolved.log_level)
         if self.param_set:
             run_params = {**(run_params or {}), "workflow_params": values}

@@ -17,7 +17,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["fewer_collections", "freeze_long_lived"]
+__all__ = ["fewer_collections", "freeze_long_lived", "no_collections"]
 
 #: The first generation's threshold during a run (CPython's default is 700).
 YOUNG_THRESHOLD = 10_000
@@ -41,6 +41,26 @@ def fewer_collections() -> Iterator[None]:
         _ACTIVE[0] -= 1
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+@contextmanager
+def no_collections() -> Iterator[None]:
+    """No collection at all for the duration, inside :func:`fewer_collections` (elsewhere, or
+    with the collector off, it does nothing): for the engine's own phases before a run's first
+    node (its graph build, the records read up front), which run no node code and allocate
+    what lives as long as the run. At 100,000 nodes, collections traversing those objects
+    took 0.15 s of the two phases. What it allocated is frozen with the rest at its end (else
+    the first collection after it would traverse all of it); cyclic garbage made meanwhile is
+    collected once the run ends, as the rest."""
+    if not _ACTIVE[0] or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def freeze_long_lived() -> None:

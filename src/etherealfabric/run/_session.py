@@ -29,7 +29,7 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
-from ._gcpause import freeze_long_lived
+from ._gcpause import freeze_long_lived, no_collections
 from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
@@ -104,7 +104,8 @@ def execute_workflow(
             params.setdefault("targets", list(targets))
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
-        cache.preload(graph.workflow, graph.specs)  # a warm run's records in one query
+        with no_collections():  # they live as long as the run
+            cache.preload(graph.workflow, graph.specs)  # a warm run's records in one query
         freeze_long_lived()  # the graph and those records live as long as the run
         if previous is not None and previous["status"] == RunStatus.SUCCEEDED:
             log.info("run %s already succeeded; nothing to resume", previous["id"])
