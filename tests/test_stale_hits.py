@@ -429,7 +429,7 @@ def report(n: int, target: str = "out/report.md") -> int:
 def test_a_str_path_to_an_existing_file_warns_once_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Its content is not in the key (an edit would give a stale hit): the run says so once,
+    """Its content is not in the key (only checked before cache hits): the run says so once,
     naming node, parameter and file, and suggests File(...); a declared write, a str that
     names no file, and a File are not warned about."""
     monkeypatch.chdir(tmp_path)

@@ -120,7 +120,7 @@ def _uncovered(workflow: Workflow) -> dict[str, list[str]]:
     for name, spec in specs.items():
         found[name] += [
             f"parameter {param!r} = {path!r}: the path of an existing file, keyed by its text, "
-            f"not its content (pass File({path!r}))"
+            f"not its content (checked before cache hits; pass File({path!r}))"
             for param, path in file_paths(spec)
         ]
     return {name: items for name, items in found.items() if items}

@@ -160,8 +160,9 @@ class ArtifactCache:
         path = changed_read(record, root=self.root, file_cache=self._file_cache)
         if path is None:
             return False
-        self.refused[key] = read_changed(path)  # the node's start event says it (explain)
-        log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
+        if key not in self.refused:  # (a lookup again once the lease is taken: said once)
+            self.refused[key] = read_changed(path)  # the node's start event says it (explain)
+            log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
         return True
 
     def _preloaded_record(self, key: str) -> dict[str, Any] | None:

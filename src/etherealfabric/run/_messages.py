@@ -81,8 +81,9 @@ class Attempt:
     traceback: str | None = None
     output: str | None = None
     checkpointed: bool = False
-    #: the files opened while it ran (path -> for writing; run/_reads.py), kept in the worker
-    opened: dict[str, bool] = field(default_factory=dict)
+    #: the files opened while it ran (path -> for writing, None: untracked; run/_reads.py),
+    #: kept in the worker
+    opened: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass

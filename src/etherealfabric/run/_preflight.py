@@ -65,15 +65,18 @@ def warn_machine_paths(graph: Graph) -> list[str]:
 
 def warn_file_paths(spec: NodeSpec) -> None:
     """Warn (once per node and parameter) when a node about to run is given the path of an
-    existing file as a ``str``: its key follows the text, not the file's content, so an edit
-    to the file would not re-run it (a stale result), unless the node writes that file."""
+    existing file as a ``str``: its key follows the text, not the file's content. The file is
+    checked before each cache hit (run/_reads.py: an edit re-runs the node), but only against
+    the last version, and not before the node runs; unless the node writes that file."""
     for param, found in file_paths(spec, skip=_warned_files):
         _warned_files.add((spec.name, param))
         log.warning(
             "node %r: parameter %r is the path %r of an existing file, given as a str: the "
-            "node's cache key follows the text of the path, not the file's content, so an edit "
-            "to the file will not re-run the node. Pass File(%r) to key it by its content (or "
-            "Directory(...) for a folder), or declare it in writes= if the node writes it.",
+            "node's cache key follows the text of the path, not the file's content (the file "
+            "is checked before each cache hit, so an edit re-runs the node, but only the "
+            "result of its last version is kept, and a change while it runs goes unnoticed). "
+            "Pass File(%r) to key it by its content (or Directory(...) for a folder), or "
+            "declare it in writes= if the node writes it.",
             spec.name, param, found, found,
         )  # fmt: skip
 

@@ -22,35 +22,49 @@ A file that does not change the result (a log the node appends to is written, so
 checked; a credentials file, a progress marker, a file that only controls a test) is opened
 inside ``with etherealfabric.untracked():`` to leave it out.
 
-Not seen: files opened by native code (pyarrow's parquet reader, so ``pd.read_parquet``;
-polars; HDF5 libraries), or by threads and processes the node starts itself. Pass those as
-``File(...)``/``Directory(...)`` arguments: they are then part of the key. A node that reads
-more than :data:`MAX_READS` files is checked on the first ones only (and says so).
+Native code opens files without Python's audit events (pyarrow's parquet reader, so
+``pd.read_parquet``; polars; HDF5 libraries; a program the node starts). So the paths a node
+*names* count too (:func:`named_paths`): each string argument of the node (or string in a
+list, tuple or dict argument), and each string constant in its code (the function's, or the
+methods' of a class node), that names an existing file once the node has run, as if the node
+had opened it. A named folder counts when the name says it is one (a trailing ``/``, or a
+suffix: ``"sales.parquet"`` as a partitioned dataset) and it lies below the root (or the
+working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
+tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+Paths built at run time (``f"data/{day}.parquet"``) and opened by native code are not seen:
+pass those as ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node
+that reads more than :data:`MAX_READS` files is checked on the first ones only (and says so).
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import stat
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
-from ..hashing._files import FileHashCache, file_digest
+from ..hashing._digest import digest_bytes
+from ..hashing._files import FileHashCache, file_digest, tree_entries
 from ..hashing._usercode import is_library_file
 
 if TYPE_CHECKING:
     from ._messages import Attempt, Task
 
 __all__ = [
+    "MAX_FOLDER_BYTES",
     "MAX_READS",
     "changed_read",
     "files_read",
+    "named_paths",
     "read_changed",
     "task_reads",
     "untracked",
@@ -62,13 +76,20 @@ log = logging.getLogger("etherealfabric.run")
 
 #: the files of one node checked before its cache hits; beyond, a warning says which are not
 MAX_READS = 1000
+#: a folder a node names is checked up to this many bytes of files (hashed after each run)
+MAX_FOLDER_BYTES = 2 << 30
 _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
 _CODE = (".py", ".pyc", ".pyo", ".pyd", ".so", ".pth")
 
-#: the files the running node opened (path -> opened for writing), in its thread's context
-_opened: contextvars.ContextVar[dict[str, bool] | None] = contextvars.ContextVar(
+#: the files the running node opened (path -> opened for writing; None: in an untracked
+#: block, or named by one), in its thread's context
+_opened: contextvars.ContextVar[dict[str, bool | None] | None] = contextvars.ContextVar(
     "etherealfabric_opened", default=None
+)
+#: inside an untracked() block
+_untracking: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "etherealfabric_untracking", default=False
 )
 _installed = False
 _install_lock = threading.Lock()
@@ -90,12 +111,12 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         if flags & _WRITING:
             opened[path] = True
         else:
-            opened.setdefault(path, False)
+            opened.setdefault(path, None if _untracking.get() else False)
     except Exception:  # a path we cannot read is one we do not watch
         pass
 
 
-def watch() -> tuple[dict[str, bool], contextvars.Token[dict[str, bool] | None]]:
+def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
     """Start noting the files opened in this context (this thread): the dict they go to, and
     the token that :func:`unwatch` takes (in a ``finally``)."""
     global _installed
@@ -104,19 +125,21 @@ def watch() -> tuple[dict[str, bool], contextvars.Token[dict[str, bool] | None]]
             if not _installed:
                 sys.addaudithook(_hook)
                 _installed = True
-    opened: dict[str, bool] = {}
+    opened: dict[str, bool | None] = {}
     return opened, _opened.set(opened)
 
 
-def unwatch(token: contextvars.Token[dict[str, bool] | None]) -> None:
+def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:
     """Stop noting files opened in this context."""
     _opened.reset(token)
 
 
 @contextmanager
-def untracked() -> Iterator[None]:
+def untracked(*paths: str | os.PathLike[str]) -> Iterator[None]:
     """Inside a node, open files in this block without making them part of what its cache
-    hits are checked against: files that do not change the result.
+    hits are checked against: files that do not change the result. ``paths`` are left out
+    too, wherever they are opened: files and folders the node names (a string in its code or
+    arguments) that native code reads, which no audit event shows.
 
     ::
 
@@ -124,13 +147,20 @@ def untracked() -> Iterator[None]:
         def train(df):
             with etherealfabric.untracked():
                 token = Path("~/.service-token").expanduser().read_text()
+            with etherealfabric.untracked("logs/metrics.parquet"):
+                history = pd.read_parquet("logs/metrics.parquet")
             ...
     """
-    token = _opened.set(None)
+    opened = _opened.get()
+    if opened is not None:
+        for path in paths:
+            absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
+            opened[absolute] = opened[absolute.rstrip(os.sep) + os.sep] = None
+    token = _untracking.set(True)
     try:
         yield
     finally:
-        _opened.reset(token)
+        _untracking.reset(token)
 
 
 def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]:
@@ -139,8 +169,11 @@ def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
-    if not opened:
+    named = named_paths(task.code, task.args, task.kwargs)
+    if not opened and not named:
         return {}
+    for path in named:  # as if opened for reading (what it wrote through Python stays out)
+        opened.setdefault(path, False)
     return files_read(
         opened,
         node=task.node,
@@ -151,8 +184,74 @@ def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]
     )
 
 
+def named_paths(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+    """The absolute paths of the existing files and folders a node names (see the module
+    docstring): its string arguments, and the string constants of its code. A folder's path
+    ends with a separator; only folders whose name says so (a trailing ``/`` or a suffix)."""
+    found: dict[str, None] = {}
+    for text in (*_code_strings(code), *_argument_strings(args, kwargs)):
+        if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
+            continue
+        if "." not in text and os.sep not in text:  # a word, not a file name
+            continue
+        path = os.path.abspath(os.path.expanduser(text))
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(mode):
+            found[path] = None
+        elif stat.S_ISDIR(mode) and (text.endswith(os.sep) or "." in os.path.basename(path)):
+            found[path + os.sep] = None
+    return list(found)
+
+
+_NOT_PATHS = frozenset({".", "..", "./", "../", os.sep, "~"})
+#: the strings of each node's code that may be paths, by code object (computed once)
+_strings: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _code_strings(code: Any) -> tuple[str, ...]:
+    try:
+        return _strings[code]
+    except (KeyError, TypeError):
+        pass
+    functions = (
+        [f for f in vars(code).values() if isinstance(f, FunctionType)]
+        + [f.__func__ for f in vars(code).values() if isinstance(f, (staticmethod, classmethod))]
+        if isinstance(code, type)
+        else [code]
+    )
+    texts: list[str] = []
+    stack = [c for f in functions if isinstance(c := getattr(f, "__code__", None), CodeType)]
+    while stack:
+        for const in stack.pop().co_consts:
+            if isinstance(const, CodeType):
+                stack.append(const)
+            elif isinstance(const, str):
+                texts.append(const)
+            elif isinstance(const, (tuple, frozenset)):
+                texts += [c for c in const if isinstance(c, str)]
+    found = tuple(texts)
+    with suppress(TypeError):  # not weakly referenceable: computed again next time
+        _strings[code] = found
+    return found
+
+
+def _argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+    texts: list[str] = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, (list, tuple)) and len(value) <= MAX_READS:
+            texts += [v for v in value if isinstance(v, str)]
+        elif isinstance(value, dict) and len(value) <= MAX_READS:
+            texts += [v for v in value.values() if isinstance(v, str)]
+    return texts
+
+
 def files_read(
-    opened: Mapping[str, bool],
+    opened: Mapping[str, bool | None],
     *,
     node: str,
     root: str | None,
@@ -167,11 +266,16 @@ def files_read(
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     found: dict[str, dict[str, Any]] = {}
-    candidates = [p for p, wrote in opened.items() if not wrote and not p.endswith(_CODE)]
+    candidates = [p for p, wrote in opened.items() if wrote is False and not p.endswith(_CODE)]
     for path in candidates:
         if (skip and path in skip) or path.startswith(_SYSTEM) or _inside(path, declared):
             continue
         if store_folders and _inside(path, store_folders):
+            continue
+        if path.endswith(os.sep):  # a folder the node names
+            folder = _folder_read(path.rstrip(os.sep), base, store_folders or [])
+            if folder is not None and len(found) < MAX_READS:
+                found[_relative(path.rstrip(os.sep), base) + os.sep] = folder
             continue
         try:
             info = os.stat(path)
@@ -194,6 +298,37 @@ def files_read(
     return found
 
 
+def _folder_read(path: str, base: str, store_folders: list[str]) -> dict[str, Any] | None:
+    """The entry of a folder a node names: below ``base``, holding no store folder, with at most
+    :data:`MAX_READS` entries (else None: a folder that size is a ``Directory(...)`` input)."""
+    if not _inside(path, [base]) or path == base.rstrip(os.sep):
+        return None
+    if any(_inside(f.rstrip(os.sep), [path]) for f in store_folders):
+        return None
+    digest = _tree_digest(path, None)
+    return None if digest is None else {"tree": digest}
+
+
+def _tree_digest(path: str, file_cache: FileHashCache | None) -> str | None:
+    """The digest of what the folder ``path`` holds; None when it holds more than
+    :data:`MAX_READS` entries or :data:`MAX_FOLDER_BYTES` (measured first: a huge folder is
+    never hashed)."""
+    count = size = 0
+    for folder, dirs, files in os.walk(path):
+        count += len(dirs) + len(files)
+        if count > MAX_READS:
+            return None
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+        if size > MAX_FOLDER_BYTES:
+            return None
+    entries = tree_entries(path, file_cache=file_cache)
+    return digest_bytes(json.dumps(entries).encode())
+
+
 def changed_read(
     record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
@@ -206,6 +341,16 @@ def changed_read(
     base = root if root is not None else os.getcwd()
     for relative, entry in reads.items():
         path = os.path.join(base, str(relative))
+        if str(relative).endswith(os.sep):  # a folder it named: its tree
+            if not os.path.isdir(path):
+                continue  # not here: nothing to compare
+            try:
+                tree = _tree_digest(path, file_cache)
+            except (OSError, HashingError):
+                continue
+            if tree is None or tree != _field(entry, "tree"):  # (too big now: a change)
+                return str(relative)
+            continue
         try:  # a regular file only (a record naming a FIFO or a device is no reason to wait)
             digest = (
                 None

@@ -180,7 +180,7 @@ def _attempt(
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
 
-    def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool]]:
+    def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
         cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             opened, watched = watch()  # in the thread (or child process) that calls the node

@@ -1,0 +1,147 @@
+"""Files and folders a node *names* (a string in its code or its arguments) and that native
+code reads, unseen by Python's audit events (``pd.read_parquet``, a program the node starts):
+checked before each cache hit like the files it opens through Python (run/_reads.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import Workflow, node, untracked
+from etherealfabric.journal import Journal
+from etherealfabric.run import _reads
+
+
+def records(home: Path) -> dict[str, dict[str, Any]]:
+    with Journal(home / "journal.db") as journal:
+        rows = journal.conn.execute("SELECT node, record FROM actions").fetchall()
+    return {node: json.loads(record) for node, record in rows}
+
+
+def write_sales(path: str, values: list[int], **options: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"region": [f"r{v % 2}" for v in values], "amount": values})
+    frame.to_parquet(path, index=False, **options)
+
+
+@node
+def total_sales() -> int:
+    import pandas as pd
+
+    return int(pd.read_parquet("sales.parquet").amount.sum())  # pyarrow opens it in C++
+
+
+@node
+def doubled(n: int) -> int:
+    return 2 * n
+
+
+def test_a_parquet_file_named_in_the_code_and_edited_runs_the_node_again(
+    tmp_path: Path, home: Path
+) -> None:
+    write_sales("sales.parquet", [1, 2, 3])
+    with Workflow("parquet", root=".") as wf:
+        out = doubled(total_sales())
+    first = wf.execute()
+    assert (first[out], first.executed) == (12, 2)
+    assert list(records(home)["total_sales"]["reads"]) == ["sales.parquet"]
+    assert wf.execute().cached == 2
+
+    write_sales("sales.parquet", [1, 2, 3, 4])
+    second = wf.execute()
+    assert (second[out], second.executed) == (20, 2)
+    assert sorted(wf.plan().cached) == ["doubled", "total_sales"]  # the new result, cached
+
+
+def test_a_path_argument_read_by_a_program_the_node_starts(tmp_path: Path, home: Path) -> None:
+    """The file is read by ``wc``, another process: its name, an argument, says which."""
+    Path("lines.txt").write_text("a\nb\n")
+
+    @node
+    def count_lines(path: str) -> int:
+        done = subprocess.run(["wc", "-l", path], capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[0])
+
+    with Workflow("program", root=".") as wf:
+        out = count_lines("lines.txt")
+    assert wf.execute()[out] == 2
+    assert wf.execute().cached == 1
+    Path("lines.txt").write_text("a\nb\nc\n")
+    again = wf.execute()
+    assert (again[out], again.executed) == (3, 1)
+
+
+def test_a_partitioned_dataset_folder_gains_a_partition(tmp_path: Path, home: Path) -> None:
+    """A folder named with a suffix (``sales.parquet/``, as Spark and pyarrow write datasets) is
+    checked as a tree: a new partition file is a change, as an edited one is."""
+    write_sales("sales.parquet", [1, 2, 3], partition_cols=["region"])
+    with Workflow("dataset", root=".") as wf:
+        out = total_sales()
+    assert wf.execute()[out] == 6
+    reads = records(home)["total_sales"]["reads"]
+    assert list(reads) == ["sales.parquet" + os.sep] and "tree" in reads["sales.parquet/"]
+    assert wf.execute().cached == 1
+
+    write_sales("more.parquet", [10])
+    os.rename("more.parquet", os.path.join("sales.parquet", "region=r0", "more.parquet"))
+    again = wf.execute()
+    assert (again[out], again.executed) == (16, 1)
+    assert wf.execute().cached == 1
+
+
+def test_named_paths_that_are_not_checked(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left out: a path in an untracked() call, a folder named without a trailing separator or
+    a suffix, a folder with more entries than are checked, strings that name nothing."""
+    monkeypatch.setattr(_reads, "MAX_READS", 3)
+    Path("data").mkdir()
+    (Path("data") / "x.txt").write_text("x")
+    Path("big.d").mkdir()
+    for i in range(5):
+        (Path("big.d") / f"{i}.txt").write_text(str(i))
+    Path("history.txt").write_text("1\n")
+
+    @node
+    def names(tag: str) -> int:
+        with untracked("history.txt"):  # read by a program: not part of the result
+            subprocess.run(["cat", "history.txt"], capture_output=True, check=True)
+        return len(os.listdir("data")) + len(os.listdir("big.d")) + len(tag)
+
+    with Workflow("left-out", root=".") as wf:
+        out = names("not a file.txt")
+    assert wf.execute()[out] == 6 + len("not a file.txt")
+    assert records(home)["names"].get("reads", {}) == {}
+    Path("history.txt").write_text("2\n")
+    assert wf.execute().cached == 1
+
+
+def test_a_forged_folder_entry_is_bounded_and_refuses_the_hit(tmp_path: Path) -> None:
+    """A record naming "/" as a folder it read is not walked beyond MAX_READS entries: the
+    hit is refused (the node runs), never a walk of the whole disk."""
+    forged = {"reads": {os.sep: {"tree": "0" * 32}, "missing/": {"tree": "0" * 32}}}
+    assert _reads.changed_read(forged, root=str(tmp_path), file_cache=None) == os.sep
+    missing = {"reads": {"missing/": {}}}
+    assert _reads.changed_read(missing, root=str(tmp_path), file_cache=None) is None
+
+
+def test_named_paths_of_a_class_node_and_of_list_arguments(tmp_path: Path) -> None:
+    Path("a.csv").write_text("a")
+    Path("b.csv").write_text("b")
+    Path("ds.parquet").mkdir()
+
+    class Loader:
+        def run(self) -> str:
+            return "a.csv"
+
+    found = _reads.named_paths(Loader, (["b.csv", 3, "nothing.csv"],), {"x": "ds.parquet"})
+    assert sorted(found) == sorted(
+        [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), str(tmp_path / "ds.parquet") + os.sep]
+    )
+    assert _reads.named_paths(lambda: ".", (".", "..", "~", os.sep), {}) == []
