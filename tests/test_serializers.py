@@ -308,8 +308,10 @@ def test_importing_and_choosing_never_import_numpy(tmp_path: Path) -> None:
 
 
 # -- determinism ------------------------------------------------------------------------------------
-def test_json_bytes_do_not_depend_on_key_order() -> None:
-    assert _dump({"b": 1, "a": 2}, "json") == _dump({"a": 2, "b": 1}, "json") == b'{"a":2,"b":1}'
+def test_json_bytes_keep_the_key_order() -> None:
+    """A dict's order is part of its value (its consumers iterate it): the bytes keep it."""
+    assert _dump({"b": 1, "a": 2}, "json") == b'{"b":1,"a":2}'
+    assert _dump({"a": 2, "b": 1}, "json") == b'{"a":2,"b":1}'
 
 
 # -- registry ----------------------------------------------------------------------------------------
@@ -441,3 +443,25 @@ def test_store_errors_are_not_blamed_on_the_value(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StoreError, match="artifact store"), store.writer(inline_limit=0) as writer:
         dump_value([1, 2, 3], writer, get_serializer("json"), node="n", output="o")
+
+
+def test_a_dict_output_keeps_its_key_order(tmp_path: Path) -> None:
+    """A ranked dict comes back to its consumers, and from the cache, in the order the node
+    built it (the json serializer once sorted the keys: the top feature became 'alpha')."""
+    from etherealfabric import Workflow, node
+
+    @node
+    def importances() -> dict[str, float]:
+        return {"zeta": 0.9, "mid": 0.5, "alpha": 0.1}
+
+    @node
+    def top(imp: dict[str, float]) -> str:
+        return next(iter(imp))
+
+    with Workflow("ordered", home=str(tmp_path / "home")) as wf:
+        ranked = importances()
+        best = top(ranked)
+    first = wf.execute()
+    assert first[best] == "zeta" and list(first[ranked]) == ["zeta", "mid", "alpha"]
+    again = wf.execute()
+    assert again.cached == 2 and list(again[ranked]) == ["zeta", "mid", "alpha"]

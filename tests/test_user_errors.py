@@ -129,3 +129,50 @@ def test_run_ids_are_matched_literally_and_an_ambiguous_prefix_names_its_runs(
     assert len(output.strip().splitlines()) == 1
     code, output = _cli("show", first, "--home", str(tmp_path / "h"))
     assert code == 0, output
+
+
+def test_a_syntax_error_in_an_imported_module_names_that_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helpers.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
+    (tmp_path / "flow.py").write_text("import helpers\n")
+    code, output = _cli("run", "flow.py")
+    assert code == 2
+    assert "helpers.py:3: syntax error" in output and "flow.py" not in output
+
+
+def test_a_project_module_named_like_a_standard_one_does_not_break_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's modules imported after the workflow file (whose folder comes first on
+    sys.path) do not import a standard module the project shadows (statistics.py)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ETHEREALFABRIC_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    (tmp_path / "statistics.py").write_text("def mean(xs):\n    return sum(xs) / len(xs)\n")
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            from etherealfabric import Workflow, node
+            import statistics
+
+            @node
+            def avg():
+                return statistics.mean([1, 2, 3])
+
+            with Workflow("shadow") as wf:
+                avg()
+            """
+        )
+    )
+    saved = __import__("sys").modules.pop("statistics", None)
+    try:
+        assert _cli("run", "flow.py")[0] == 0
+        code, output = _cli("plan", "flow.py")
+    finally:
+        __import__("sys").modules.pop("statistics", None)
+        if saved is not None:
+            __import__("sys").modules["statistics"] = saved
+    assert code == 0, output
+    assert "avg" in output

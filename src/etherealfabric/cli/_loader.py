@@ -73,7 +73,10 @@ def _import(path: Path) -> object:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
-        where = f"{path}:{exc.lineno}" if exc.lineno else str(path)
+        culprit = str(path)  # or a module the workflow file imports
+        if exc.filename and Path(exc.filename).resolve() != path.resolve():
+            culprit = exc.filename
+        where = f"{culprit}:{exc.lineno}" if exc.lineno else culprit
         raise WorkflowFileError(f"{where}: syntax error: {exc.msg}") from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ def median_durations(journal: Journal, workflow: str) -> dict[str, float]:
         found = samples.setdefault(row["node"], [])
         if len(found) < ESTIMATE_WINDOW:
             found.append(float(row["duration"]))
-    return {node: statistics.median(values) for node, values in samples.items()}
+    return {node: _median(values) for node, values in samples.items()}
 
 
 # -- a run's live state ----------------------------------------------------------------------
@@ -348,3 +347,13 @@ def _output_problem(
     if digest in bad:
         return bad[digest].kind
     return None if store.has_object(digest) else "missing_object"
+
+
+def _median(values: list[float]) -> float:
+    """The median of ``values`` (not ``statistics.median``: this module is imported after a
+    workflow file, whose folder comes first on ``sys.path``, may hold a ``statistics.py``)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2

@@ -1,6 +1,6 @@
 """The ``json`` serializer, and which values it stores exactly (:func:`is_json_safe`).
 
-Compact JSON with sorted keys, ASCII-escaped, no NaN or infinity. The text is built in one
+Compact JSON, keys in the dict's order, ASCII-escaped, no NaN or infinity. The text is built in one
 piece (the C encoder is several times faster than streaming, and values that choose JSON are
 small), so :func:`json_bytes` gives a value's object bytes without a writer: the store's
 write of a small plain output (``_serializers.write_value``) uses them directly.
@@ -20,13 +20,14 @@ __all__ = ["JsonSerializer", "is_json_safe", "json_bytes"]
 _JSON_MAX_ITEMS = 100_000
 _JSON_MAX_DEPTH = 100
 _JSON_MAX_INT_BITS = 13_000  # ~3,900 digits: below Python's int/str conversion limit
-#: what ``json.dumps(v, sort_keys=True, separators=(",", ":"), allow_nan=False)`` builds for
-#: each call (it keeps no state between calls)
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+#: what ``json.dumps(v, separators=(",", ":"), allow_nan=False)`` builds for each call (it
+#: keeps no state between calls). Keys stay in the dict's order: a node that returns a ranked
+#: dict gives its consumers that order (keys and value digests do not depend on it)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class JsonSerializer(Serializer):
-    """Compact JSON with sorted keys, ASCII-escaped, no NaN or infinity."""
+    """Compact JSON, keys in the dict's order, ASCII-escaped, no NaN or infinity."""
 
     name = "json"
 

@@ -1,6 +1,6 @@
 """Serializers turn output values into bytes and back; a registry picks one per value.
 
-Built-ins: ``json`` (compact, sorted keys, strict: no NaN), ``pickle`` (protocol 5),
+Built-ins: ``json`` (compact, keys in order, strict: no NaN), ``pickle`` (protocol 5),
 ``cloudpickle``, ``npy`` (numpy's ``.npy`` format, never pickled), ``parquet`` (pandas
 DataFrames), ``arrow`` (pyarrow Tables, Arrow IPC) and ``polars`` (polars DataFrames, parquet),
 the last three in :mod:`._tables`, and ``model`` (estimators, :mod:`._models`). The
