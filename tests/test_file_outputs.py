@@ -657,3 +657,40 @@ def test_two_nodes_declaring_overlapping_paths_is_a_definition_error(tmp_path: P
         match=r"node 'inner_file' declares writes= 'out/inner.txt', inside the folder 'out/' that node 'whole_folder' declares too",
     ):
         wf.plan()
+
+
+PARTS: list[str] = ["a", "b"]
+
+
+@node(writes=["out/parts/", "out/summary.txt"])
+def export_parts(version: int) -> int:
+    folder = Path(root_path("out/parts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PARTS:
+        (folder / f"{name}.csv").write_text(f"{name},{version}\n")
+    if version < 3:  # version 3 no longer writes the summary it declares
+        Path(root_path("out/summary.txt")).write_text(f"{len(PARTS)}\n")
+    return len(PARTS)
+
+
+def test_a_declared_folder_holds_only_what_this_version_wrote(tmp_path: Path) -> None:
+    """Files an older version left in a declared folder are not stored with the new result
+    (they were, and every later hit restored them): the folder is emptied before each attempt,
+    and a declared file the node no longer writes is an error, not the old file stored."""
+    with Workflow("parts", root=str(tmp_path), home=str(tmp_path / "home")) as wf:
+        export_parts(1)
+    wf.execute()
+    assert sorted(os.listdir(tmp_path / "out" / "parts")) == ["a.csv", "b.csv"]
+    PARTS[:] = ["x", "y"]
+    with Workflow("parts", root=str(tmp_path), home=str(tmp_path / "home")) as wf:
+        export_parts(2)
+    assert wf.execute().executed == 1
+    assert sorted(os.listdir(tmp_path / "out" / "parts")) == ["x.csv", "y.csv"]
+    shutil.rmtree(tmp_path / "out")
+    assert wf.execute().cached == 1  # restored: the new version's files only
+    assert sorted(os.listdir(tmp_path / "out" / "parts")) == ["x.csv", "y.csv"]
+    with Workflow("parts", root=str(tmp_path), home=str(tmp_path / "home")) as wf:
+        export_parts(3)
+    with pytest.raises(RunFailedError, match=r"'out/summary\.txt' was not written"):
+        wf.execute()
+    PARTS[:] = ["a", "b"]

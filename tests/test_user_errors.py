@@ -176,3 +176,18 @@ def test_a_project_module_named_like_a_standard_one_does_not_break_plan(
             __import__("sys").modules["statistics"] = saved
     assert code == 0, output
     assert "avg" in output
+
+
+def test_show_with_an_unknown_node_and_runs_with_an_unknown_status_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ETHEREALFABRIC_HOME", str(tmp_path / "home"))
+    with Workflow("known") as wf:
+        total([1, 2])
+    run_id = wf.execute().run_id
+    code, output = _cli("show", run_id, "totl")
+    assert code == 2 and "has no node 'totl'; its nodes: total" in output
+    assert _cli("show", run_id, "total")[0] == 0
+    code, output = _cli("runs", "--status", "bogus")
+    assert code == 2 and "bogus" in output and "succeeded" in output

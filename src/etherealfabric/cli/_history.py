@@ -31,7 +31,12 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 
 @click.command()
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
-@click.option("--status", default=None, help="Only runs with this status.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in RunStatus]),
+    default=None,
+    help="Only runs with this status.",
+)
 @click.option(
     "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
 )
@@ -105,8 +110,14 @@ def show(
         nodes = journal.node_runs(run_row["id"])
     own, children = maps.split_children(nodes, recorded)
     if node is not None:
+        known = sorted({n["node"] for n in own} | set(children))
         own = [n for n in own if n["node"] == node]
         children = {m: c for m, c in children.items() if m == node}
+        if not own and not children:
+            _fail(
+                f"run {run_row['id']} has no node {node!r}; its nodes: "
+                + (", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none")
+            )
     summaries = {m: maps.summarize(children[m], recorded[m]) for m in children}
     values = _workflow_params(run_row)
     if as_json:

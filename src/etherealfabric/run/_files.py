@@ -22,6 +22,7 @@ but not published to the cache, and the node is recorded as ``drifted``.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,14 @@ from ..hashing._values import hash_value
 from ..store import Store
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
 
-__all__ = ["capture_nested", "capture_outputs", "drifted", "file_value", "snapshot"]
+__all__ = [
+    "capture_nested",
+    "capture_outputs",
+    "clear_writes",
+    "drifted",
+    "file_value",
+    "snapshot",
+]
 
 Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
 _TYPES: dict[str, type[File] | type[Directory]] = {
@@ -41,6 +49,35 @@ _TYPES: dict[str, type[File] | type[Directory]] = {
 
 
 # -- outputs ------------------------------------------------------------------------------------
+def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
+    """Before each attempt, empty the folders and remove the files the node declares in
+    ``writes=``: they are its own (a cache hit restores them exactly as it left them), so what
+    is stored after it ran is what this version wrote, never a partition an older version left
+    there, nor a declared file it no longer writes. A symbolic link is left alone."""
+    if root is None:
+        return
+    for relative in writes:
+        path = os.path.join(root, relative)
+        try:
+            if os.path.islink(path.rstrip(os.sep)):
+                continue
+            if relative.endswith("/"):
+                if os.path.isdir(path):
+                    for entry in os.scandir(path):
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path)
+                        else:
+                            os.unlink(entry.path)
+            elif os.path.isfile(path):
+                os.unlink(path)
+        except OSError as exc:
+            raise OutputError(
+                f"node {node!r}: cannot clear its declared output {relative!r} before it runs: "
+                f"{exc}",
+                node=node,
+            ) from exc
+
+
 def capture_outputs(
     store: Store,
     root: str | None,

@@ -60,7 +60,7 @@ from ..store._serializers import (
 from ..store._tables import say_pickled
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
-from ._files import capture_nested, capture_outputs, drifted
+from ._files import capture_nested, capture_outputs, clear_writes, drifted
 from ._messages import Attempt, Task, TaskResult
 from ._private import private
 from ._reads import task_reads, unwatch, watch
@@ -194,6 +194,7 @@ def _attempt(
                 unwatch(watched)
 
     try:
+        clear_writes(task.root, task.writes, node=task.node)  # no file of a former version
         if task.timeout is None:
             values, attempt.output, used, attempt.opened = body()
         else:
