@@ -30,7 +30,7 @@ from etherealfabric.errors import StoreError
 from etherealfabric.hashing._digest import digest_bytes
 from etherealfabric.store import LocalStore, ObjectStore, ObjectWriter, Store, open_store
 from etherealfabric.store import _local as local_module
-from etherealfabric.store._base import create_temp_file
+from etherealfabric.store._base import create_temp_file, object_name
 from etherealfabric.testing import StoreContract
 from etherealfabric.testing._stores import KEY, Damage
 from etherealfabric.testing._stores import big_bytes as _big
@@ -477,3 +477,27 @@ def test_a_large_object_is_checked_whole_however_it_is_read(
         path.write_bytes(bytes(damaged))
         with pytest.raises(CorruptArtifactError, match=digest):
             store.open_object(digest).close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("planted", ["fifo", "dev-zero", "folder"])
+def test_an_entry_that_is_not_a_regular_file_is_absent_never_read(
+    tmp_path: Path, planted: str
+) -> None:
+    """A teammate with write access to a shared folder could plant a FIFO (every reader
+    blocked forever) or a symbolic link to /dev/zero (read without end) where an object is:
+    the entry is absent (a miss, recomputed), opened without blocking or following it."""
+    store = LocalStore(tmp_path / "store")
+    digest = store.put_bytes(b"payload")
+    name = object_name(digest)
+    path = store.entry_location(name)
+    os.remove(path)
+    if planted == "fifo":
+        os.mkfifo(path)
+    elif planted == "dev-zero":
+        os.symlink("/dev/zero", path)
+    else:
+        os.mkdir(path)
+    with pytest.raises(FileNotFoundError, match=r"not a regular file|symbolic link"):
+        store.open_entry(name)
+    assert not store.has_object(digest)

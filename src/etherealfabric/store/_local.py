@@ -147,7 +147,26 @@ class LocalStore(Store):
         return mapped_digest(fp)
 
     def open_entry(self, name: str) -> BinaryIO:
-        return open(self.entry_location(name), "rb")
+        """The entry's bytes; an entry that is not a regular file (a FIFO, a device, a folder,
+        a symbolic link: what a teammate with write access to a shared folder could plant) is
+        absent, opened without blocking or following it: a miss, recomputed and replaced."""
+        path = self.entry_location(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except (IsADirectoryError, NotADirectoryError) as exc:
+            raise FileNotFoundError(f"{path} is not a regular file") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a symbolic link
+                raise FileNotFoundError(f"{path} is a symbolic link, not an entry") from exc
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileNotFoundError(f"{path} is not a regular file")
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def entry_info(self, name: str) -> EntryInfo | None:
         try:
