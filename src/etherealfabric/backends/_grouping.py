@@ -22,10 +22,10 @@ again one by one, and only the node that really takes its worker down fails.
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any, TypeVar
 
 from ..errors import ExecutionError
+from ..journal._history import median
 from ._base import Pacing, run_pickled
 
 __all__ = ["GroupPacing", "outcome", "run_captured", "run_group"]
@@ -61,7 +61,7 @@ class GroupPacing(Pacing):
     def _per_group(self, count: int, threads: int | None) -> int:
         if not self._short or count < 2 or not self._durations:
             return 1
-        typical = statistics.median(self._durations)
+        typical = median(self._durations)
         by_time = round(self.group_seconds / typical) if typical > 0 else self.group_max
         spread = math.ceil(count / (self.groups_per_worker * (threads or 1)))
         return max(1, min(self.group_max, by_time, spread))

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "components_of",
     "latest_attempts",
     "latest_run",
+    "median",
     "median_durations",
     "node_attempts",
     "node_names",
@@ -175,7 +176,7 @@ def median_durations(journal: Journal, workflow: str) -> dict[str, float]:
         found = samples.setdefault(row["node"], [])
         if len(found) < ESTIMATE_WINDOW:
             found.append(float(row["duration"]))
-    return {node: _median(values) for node, values in samples.items()}
+    return {node: median(values) for node, values in samples.items()}
 
 
 # -- a run's live state ----------------------------------------------------------------------
@@ -349,9 +350,9 @@ def _output_problem(
     return None if store.has_object(digest) else "missing_object"
 
 
-def _median(values: list[float]) -> float:
-    """The median of ``values`` (not ``statistics.median``: this module is imported after a
-    workflow file, whose folder comes first on ``sys.path``, may hold a ``statistics.py``)."""
+def median(values: Iterable[float]) -> float:
+    """The median of ``values`` (not ``statistics.median``: the engine's modules imported after
+    a workflow file, whose folder comes first on ``sys.path``, may find a ``statistics.py``)."""
     ordered = sorted(values)
     middle = len(ordered) // 2
     if len(ordered) % 2:
