@@ -50,7 +50,7 @@ def test_a_parquet_file_named_in_the_code_and_edited_runs_the_node_again(
         out = doubled(total_sales())
     first = wf.execute()
     assert (first[out], first.executed) == (12, 2)
-    assert list(records(home)["total_sales"]["reads"]) == ["sales.parquet"]
+    assert list(records(home)["total_sales"]["reads"]) == ["./sales.parquet"]
     assert wf.execute().cached == 2
 
     write_sales("sales.parquet", [1, 2, 3, 4])
@@ -85,7 +85,7 @@ def test_a_partitioned_dataset_folder_gains_a_partition(tmp_path: Path, home: Pa
         out = total_sales()
     assert wf.execute()[out] == 6
     reads = records(home)["total_sales"]["reads"]
-    assert list(reads) == ["sales.parquet" + os.sep] and "tree" in reads["sales.parquet/"]
+    assert list(reads) == ["./sales.parquet/"] and "tree" in reads["./sales.parquet/"]
     assert wf.execute().cached == 1
 
     write_sales("more.parquet", [10])
@@ -140,8 +140,10 @@ def test_named_paths_of_a_class_node_and_of_list_arguments(tmp_path: Path) -> No
         def run(self) -> str:
             return "a.csv"
 
-    found = _reads.named_paths(Loader, (["b.csv", 3, "nothing.csv"],), {"x": "ds.parquet"})
-    assert sorted(found) == sorted(
-        [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), str(tmp_path / "ds.parquet") + os.sep]
+    found = _reads.named_paths(
+        Loader, (["b.csv", 3, "nothing.csv"],), {"x": "ds.parquet", "y": str(tmp_path / "a.csv")}
+    )
+    assert sorted(found) == sorted(  # relative to the working folder, as named; or absolute
+        ["./a.csv", "./b.csv", "./ds.parquet/", str(tmp_path / "a.csv")]
     )
     assert _reads.named_paths(lambda: ".", (".", "..", "~", os.sep), {}) == []

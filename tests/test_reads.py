@@ -58,8 +58,8 @@ def test_an_edited_file_that_a_node_read_runs_it_again(
     first = wf.execute()
     assert (first[out], first.executed) == (2, 2)
     reads = records(home)["above"]["reads"]
-    assert sorted(reads) == ["data.csv", "threshold.txt"]  # root-relative
-    assert reads["data.csv"]["size"] == len("v\n1\n2\n")
+    assert sorted(reads) == ["./data.csv", "./threshold.txt"]  # as opened: from the cwd
+    assert reads["./data.csv"]["size"] == len("v\n1\n2\n")
 
     assert wf.execute().cached == 2  # nothing changed
 
@@ -67,7 +67,7 @@ def test_an_edited_file_that_a_node_read_runs_it_again(
     with caplog.at_level(logging.INFO, logger="etherealfabric.cache"):
         second = wf.execute()
     assert (second[out], second.executed) == (4, 2)
-    assert "'data.csv', a file it read, changed since its cached result" in caplog.text
+    assert "'./data.csv', a file it read, changed since its cached result" in caplog.text
 
     os.utime("threshold.txt", (1_600_000_000, 1_600_000_000))  # touched: same content
     Path("data.csv").write_text("v\n1\n2\n5\n")  # rewritten with the same bytes
@@ -130,7 +130,7 @@ def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: P
         mixed(File("declared.txt"), str(outside), library[:2])
     wf.execute()
     reads = records(home)["mixed"]["reads"]
-    assert sorted(reads) == sorted(["data.txt", str(outside)])
+    assert sorted(reads) == sorted(["./data.txt", str(outside)])
 
 
 def test_reads_on_the_process_backend(tmp_path: Path, home: Path) -> None:
@@ -144,7 +144,7 @@ def test_reads_on_the_process_backend(tmp_path: Path, home: Path) -> None:
     with Workflow("procs", root=".") as wf:
         out = read_n()
     assert wf.execute(backend="processes", max_workers=1)[out] == 5
-    assert list(records(home)["read_n"]["reads"]) == ["n.txt"]
+    assert list(records(home)["read_n"]["reads"]) == ["./n.txt"]
     Path("n.txt").write_text("6\n")
     again = wf.execute(backend="processes", max_workers=1)
     assert (again[out], again.executed) == (6, 1)
@@ -164,28 +164,62 @@ def test_reads_of_a_node_with_a_timeout(tmp_path: Path, home: Path, kill: bool) 
         out = read_n()
     backend = {"backend": "processes", "max_workers": 1} if kill else {}
     assert wf.execute(**backend)[out] == 5
-    assert list(records(home)["read_n"]["reads"]) == ["n.txt"]
+    assert list(records(home)["read_n"]["reads"]) == ["./n.txt"]
     Path("n.txt").write_text("6\n")
     assert wf.execute(**backend)[out] == 6
 
 
-def test_plan_finds_a_changed_file_under_the_root_from_another_folder(
+def test_a_file_opened_by_a_relative_path_is_checked_where_the_node_would_read_it(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The record names the file relative to the workflow's root; ``plan`` looks for it there,
-    wherever it is called from."""
-    (tmp_path / "sub").mkdir()
-    monkeypatch.chdir(tmp_path / "sub")
-    Path("n.txt").write_text("1\n")
+    """``open("n.txt")`` reads the file of the working folder: the record says so (``./n.txt``)
+    and a run (or ``plan``) from another folder checks the file there, never the first one."""
+    for folder, value in (("proj", "1\n"), ("elsewhere", "2\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "n.txt").write_text(value)
 
     @node
     def read_n() -> int:
         return int(Path("n.txt").read_text())
 
+    def flow() -> Workflow:
+        with Workflow("rooted", root=str(tmp_path / "proj"), home=str(home)) as wf:
+            read_n()
+        return wf
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert flow().execute()["read_n"]["result"] == 2
+    assert list(records(home)["read_n"]["reads"]) == ["./n.txt"]
+
+    monkeypatch.chdir(tmp_path / "proj")  # the node would read proj/n.txt: 1, not 2
+    (planned,) = flow().plan().to_dict()["nodes"]
+    assert planned["action"] == "run"
+    assert "'./n.txt', a file it read, changed since its cached result" in planned["reason"]
+    again = flow().execute()
+    assert (again["read_n"]["result"], again.executed) == (1, 1)
+    assert flow().execute().cached == 1
+
+    monkeypatch.chdir(tmp_path)  # no n.txt here: nothing to compare, the node's result stands
+    assert flow().execute().cached == 1
+
+
+def test_an_old_record_naming_a_root_relative_file_is_checked_under_the_root(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records written before reads were noted from the working folder name files relative
+    to the root: those are still checked there, wherever the run is started from."""
+    (tmp_path / "sub").mkdir()
+    Path("sub/n.txt").write_text("1\n")
+
+    @node
+    def read_sub() -> int:
+        return int(Path(tmp_path / "sub" / "n.txt").read_text())  # absolute: root-relative
+
     with Workflow("rooted", root=str(tmp_path), home=str(home)) as wf:
-        read_n()
+        read_sub()
     wf.execute()
-    assert list(records(home)["read_n"]["reads"]) == [os.path.join("sub", "n.txt")]
+    assert list(records(home)["read_sub"]["reads"]) == [os.path.join("sub", "n.txt")]
+    monkeypatch.chdir(tmp_path / "sub")
     Path("n.txt").write_text("2\n")
     (planned,) = wf.plan().to_dict()["nodes"]
     assert planned["action"] == "run"
@@ -260,12 +294,12 @@ def test_cli_runs_in_fresh_processes_see_an_edited_csv(tmp_path: Path) -> None:
     reasons = {
         n["node"]: n["reason"] for n in json.loads(cli("plan", "flow.py", "--json"))["nodes"]
     }
-    assert "'data/sales.csv', a file it read, changed since its cached result" in reasons["load"]
+    assert "'./data/sales.csv', a file it read, changed since its cached result" in reasons["load"]
     third = run()
     assert third["executed"] == 2 and result(third["run_id"]) == "42"
     why = json.loads(cli("explain", third["run_id"], "load", "--json"))
     assert why["reason"] == "read_changed"
-    assert "'data/sales.csv', a file it read, changed since its cached result" in why["detail"]
+    assert "'./data/sales.csv', a file it read, changed since its cached result" in why["detail"]
 
 
 def test_files_opened_in_an_untracked_block_are_not_checked(tmp_path: Path, home: Path) -> None:
@@ -281,7 +315,7 @@ def test_files_opened_in_an_untracked_block_are_not_checked(tmp_path: Path, home
     with Workflow("untracked", root=".") as wf:
         out = work()
     assert wf.execute()[out] == 3
-    assert list(records(home)["work"]["reads"]) == ["data.txt"]
+    assert list(records(home)["work"]["reads"]) == ["./data.txt"]
     Path("progress.txt").write_text("step 2\n")
     assert wf.execute().cached == 1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -219,3 +220,67 @@ def test_renewal_keeps_a_lease(store: Store) -> None:
 def test_forged_lease_entries_block_no_one(store: Store, forged: bytes) -> None:
     store.write_entry(lease_name(KEY, 1), forged)
     assert StoreLeases(store, "honest").acquire(KEY) is True
+
+
+KILLED_FLOW = """
+import os, time
+from pathlib import Path
+
+from etherealfabric import Workflow, node
+
+
+@node
+def train(epochs):
+    Path(os.environ["EF_TEST_STARTED"]).touch()
+    time.sleep(float(os.environ["EF_TEST_SLEEP"]))
+    return epochs * 2
+
+
+with Workflow("killed") as wf:
+    train(3)
+
+if __name__ == "__main__":
+    print("RESULT", wf.execute()["train"]["result"])
+"""
+
+
+def test_a_run_after_kill_9_takes_its_dead_predecessors_store_lease_at_once(
+    tmp_path: Path,
+) -> None:
+    """The killed driver's store lease names this host and a pid that is gone: the next run
+    takes it over instead of waiting for it to expire (60 s) behind "another run"."""
+    flow = tmp_path / "killed_flow.py"
+    flow.write_text(KILLED_FLOW)
+    started = tmp_path / "started"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(
+        ETHEREALFABRIC_HOME=str(tmp_path / "home"),
+        ETHEREALFABRIC_STORE=str(tmp_path / "team-store"),
+        ETHEREALFABRIC_SIGNING_KEY=TEAM_KEY,
+        ETHEREALFABRIC_LOG_LEVEL="INFO",
+        EF_TEST_STARTED=str(started),
+        EF_TEST_SLEEP="600",
+    )
+    first = subprocess.Popen([sys.executable, str(flow)], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + TIMEOUT
+    while not started.exists():
+        assert first.poll() is None and time.monotonic() < deadline, "the node never started"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    leases = list((tmp_path / "team-store" / "leases").rglob("*.1"))
+    assert len(leases) == 1  # the dead run's lease is still there, unexpired
+
+    began = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, str(flow)],
+        cwd=tmp_path,
+        env={**env, "EF_TEST_SLEEP": "0"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "RESULT 6" in second.stdout
+    assert "another run is computing" not in second.stderr
+    assert time.monotonic() - began < 50  # the lease lasts 60 s

@@ -16,8 +16,12 @@ A key leased in the store by another driver is looked at again every
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
+from ..journal._liveness import HOST, PID_START, alive
 from ..store import Store
 from ..store._leases import StoreLeases
 from ._recorder import JournalRecorder
@@ -34,7 +38,16 @@ class RunLeases:
     def __init__(self, recorder: JournalRecorder, run_id: str, shared: Store | None) -> None:
         self.recorder = recorder
         self.run_id = run_id
-        self.store = StoreLeases(shared, run_id) if shared is not None else None
+        self.store = (
+            StoreLeases(
+                shared,
+                run_id,
+                holder={"host": HOST, "pid": os.getpid(), "start": PID_START},
+                abandoned=_abandoned,
+            )
+            if shared is not None
+            else None
+        )
         self._not_before: dict[str, float] = {}  # key -> when to ask the store again
         #: whether the cache must be asked again now that the lease is ours: not when the home
         #: lease was held before the node was looked up (nobody else can have computed it since)
@@ -92,3 +105,12 @@ class RunLeases:
         """The run ends: every store lease goes (the journal's go with the run's last commit)."""
         if self.store is not None:
             self.store.release_all()
+
+
+def _abandoned(entry: Mapping[str, Any]) -> bool:
+    """Whether the holder of a store lease was a process of this host that is gone (killed: a
+    run resumed after ``kill -9`` takes its predecessor's leases over at once)."""
+    pid, start = entry.get("pid"), entry.get("start")
+    if entry.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    return not alive(pid, start if isinstance(start, int) else None)

@@ -9,9 +9,11 @@ Python: ``open``, ``io.open``, ``os.open``, and so pandas' CSV, JSON and Excel r
 pickle... When the node succeeds, :func:`files_read` keeps each regular file it only read: not
 one it also opened for writing, not a declared ``File``/``Directory`` input (keyed by content
 already) nor a declared output, not library or engine code, not the store's own files, not
-``/proc``, ``/sys`` or ``/dev``. The action record lists them under ``reads``, by path relative
-to the workflow's root when inside it (a teammate's checkout has them at another place), with
-the digest of their content. A later lookup of the key (:func:`changed_read`) hashes them
+``/proc``, ``/sys`` or ``/dev``. The action record lists them under ``reads`` with the digest
+of their content: a path the node gave relative (``open("data/x.csv")``) as ``./data/x.csv``,
+relative to the working folder, for a run from another folder reads (so checks) the file
+there; an absolute one relative to the workflow's root when inside it (a teammate's checkout
+has it at another place), else absolute. A later lookup of the key (:func:`changed_read`) hashes them
 again, through the journal's size+mtime+inode+ctime memo (an unchanged file costs a ``stat``),
 and refuses the hit when one now holds something else: the node runs again, and its consumers
 with it when its output changed. A file that is not there is not a reason to run: a teammate
@@ -107,7 +109,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         path, _, flags = args
         if path is None or isinstance(path, int):  # a file descriptor: no path to check
             return
-        path = os.path.abspath(os.fsdecode(path))
+        path = _as_opened(os.fsdecode(path))
         if flags & _WRITING:
             opened[path] = True
         else:
@@ -185,25 +187,39 @@ def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]
 
 
 def named_paths(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
-    """The absolute paths of the existing files and folders a node names (see the module
-    docstring): its string arguments, and the string constants of its code. A folder's path
-    ends with a separator; only folders whose name says so (a trailing ``/`` or a suffix)."""
+    """The existing files and folders a node names (see the module docstring): its string
+    arguments, and the string constants of its code, noted as opened ones are (absolute, or
+    ``./``-relative to the working folder). A folder's path ends with a separator; only folders
+    whose name says so (a trailing ``/`` or a suffix) count."""
     found: dict[str, None] = {}
     for text in (*_code_strings(code), *_argument_strings(args, kwargs)):
         if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
             continue
         if "." not in text and os.sep not in text:  # a word, not a file name
             continue
-        path = os.path.abspath(os.path.expanduser(text))
+        path = os.path.expanduser(text)
         try:
             mode = os.stat(path).st_mode
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(mode):
-            found[path] = None
+            found[_as_opened(path)] = None
         elif stat.S_ISDIR(mode) and (text.endswith(os.sep) or "." in os.path.basename(path)):
-            found[path + os.sep] = None
+            found[_as_opened(path) + os.sep] = None
     return list(found)
+
+
+def _as_opened(path: str) -> str:
+    """How a path a node opens or names is noted: absolute when it was given so, else relative
+    to the working folder, as ``./path``, for that is the file the node reads wherever it runs
+    (a run from another folder reads, and so checks, another file)."""
+    if os.path.isabs(path):
+        return os.path.abspath(path)
+    return _HERE + os.path.normpath(path)
+
+
+#: the prefix of a path relative to the working folder (in ``opened`` and in records' reads)
+_HERE = "." + os.sep
 
 
 _NOT_PATHS = frozenset({".", "..", "./", "../", os.sep, "~"})
@@ -260,22 +276,21 @@ def files_read(
     store_folders: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
-    only read and that its key does not cover (see the module docstring), by root-relative
-    path (absolute outside the root), each ``{"digest", "size"}``. ``skip``: paths of declared
+    only read and that its key does not cover (see the module docstring), by path as the
+    module docstring says, each ``{"digest", "size"}`` (a folder's ``{"tree"}``). ``skip``: paths of declared
     inputs; ``writes``: declared outputs, root-relative; ``store_folders``: never inputs."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     found: dict[str, dict[str, Any]] = {}
-    candidates = [p for p, wrote in opened.items() if wrote is False and not p.endswith(_CODE)]
-    for path in candidates:
-        if (skip and path in skip) or path.startswith(_SYSTEM) or _inside(path, declared):
+    for path, recorded in _only_read(opened).items():
+        if path.endswith(_CODE) or (skip and path in skip) or path.startswith(_SYSTEM):
             continue
-        if store_folders and _inside(path, store_folders):
+        if _inside(path, declared) or (store_folders and _inside(path, store_folders)):
             continue
         if path.endswith(os.sep):  # a folder the node names
             folder = _folder_read(path.rstrip(os.sep), base, store_folders or [])
             if folder is not None and len(found) < MAX_READS:
-                found[_relative(path.rstrip(os.sep), base) + os.sep] = folder
+                found[recorded or _relative(path.rstrip(os.sep), base) + os.sep] = folder
             continue
         try:
             info = os.stat(path)
@@ -294,8 +309,25 @@ def files_read(
             digest = file_digest(path)
         except (OSError, HashingError):
             continue
-        found[_relative(path, base)] = {"digest": digest, "size": info.st_size}
+        found[recorded or _relative(path, base)] = {"digest": digest, "size": info.st_size}
     return found
+
+
+def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
+    """The absolute paths (a folder's ending with a separator) of the files in ``opened`` that
+    were only read: never written nor untracked, by whatever name. Each maps to its name
+    relative to the working folder (``./path``) when it was opened or named so, else None."""
+    flags: dict[str, bool | None] = {}
+    relative: dict[str, str] = {}
+    for path, wrote in opened.items():
+        absolute = os.path.abspath(path) + (os.sep if path.endswith(os.sep) else "")
+        if path.startswith(_HERE):
+            relative.setdefault(absolute, path)
+        before = flags.get(absolute, False)
+        flags[absolute] = (
+            True if True in (before, wrote) else None if None in (before, wrote) else False
+        )
+    return {path: relative.get(path) for path, wrote in flags.items() if wrote is False}
 
 
 def _folder_read(path: str, base: str, store_folders: list[str]) -> dict[str, Any] | None:
@@ -340,7 +372,13 @@ def changed_read(
         return None
     base = root if root is not None else os.getcwd()
     for relative, entry in reads.items():
-        path = os.path.join(base, str(relative))
+        relative = str(relative)
+        # ./path: relative to the working folder, as the node opened it; else to the root
+        path = (
+            os.path.abspath(relative)
+            if relative.startswith(_HERE)
+            else os.path.join(base, relative)
+        )
         if str(relative).endswith(os.sep):  # a folder it named: its tree
             if not os.path.isdir(path):
                 continue  # not here: nothing to compare

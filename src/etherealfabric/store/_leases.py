@@ -14,6 +14,10 @@ the key is leased again (the next generation takes over from it). Entries are un
 anything in a shared store: one that does not parse, or claims an expiry beyond two lease
 times from now, is ignored (it could only make others wait).
 
+A lease whose holder is known to be gone (the run gives :class:`StoreLeases` a test: a process
+of this host that is no longer running, as for the journal's leases) is taken over at once: a
+run resumed after ``kill -9`` does not wait a lease time for its own dead predecessor.
+
 Clocks: expiry compares this machine's clock with the holder's, so a clock that is off by more
 than the lease time (60 s) can let two drivers run one key. That costs work, never
 correctness: results are content-addressed and the second record says the same.
@@ -26,6 +30,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import StoreError
@@ -50,10 +55,23 @@ def lease_name(key: str, generation: int) -> str:
 class StoreLeases:
     """The store leases one run holds. Thread-safe; every method is best effort on errors."""
 
-    def __init__(self, store: Store, owner: str, *, ttl: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        *,
+        ttl: float = LEASE_SECONDS,
+        holder: Mapping[str, Any] | None = None,
+        abandoned: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
+        """``holder``: who takes the leases (``host``, ``pid``, and whatever ``abandoned``
+        reads); ``abandoned``: whether a live lease's holder is known to be gone (a process of
+        this host that died: its lease is taken over at once instead of when it expires)."""
         self.store = store
         self.owner = owner
         self.ttl = ttl
+        self.holder = dict(holder) if holder is not None else None
+        self.abandoned = abandoned
         self._held: dict[str, int] = {}  # key -> the generation we created
         self._lock = threading.Lock()
         self._disabled = False
@@ -137,6 +155,8 @@ class StoreLeases:
             generation += 1
         now = time.time()
         live = entry is not None and now < float(entry["expires"]) <= now + 2 * self.ttl
+        if live and entry is not None and entry["owner"] != self.owner and self.abandoned:
+            live = not self.abandoned(entry)
         return top, entry if live else None
 
     def _read(self, name: str) -> bytes | None:
@@ -146,15 +166,12 @@ class StoreLeases:
             return None
 
     def _payload(self) -> bytes:
-        import socket  # here: only a run that leases in a shared store needs it
+        if self.holder is None:
+            import socket  # here: only a run that leases in a shared store needs it
 
+            self.holder = {"host": socket.gethostname(), "pid": os.getpid()}
         return json.dumps(
-            {
-                "owner": self.owner,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "expires": time.time() + self.ttl,
-            }
+            {"owner": self.owner, **self.holder, "expires": time.time() + self.ttl}
         ).encode()
 
     def _disable(self, why: str) -> None:
