@@ -5,6 +5,7 @@ checked before each cache hit like the files it opens through Python (run/_reads
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_a_partitioned_dataset_folder_gains_a_partition(tmp_path: Path, home: Pa
 
 
 def test_named_paths_that_are_not_checked(
-    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Left out: a path in an untracked() call, a folder named without a trailing separator or
     a suffix, a folder with more entries than are checked, strings that name nothing."""
@@ -116,8 +117,10 @@ def test_named_paths_that_are_not_checked(
 
     with Workflow("left-out", root=".") as wf:
         out = names("not a file.txt")
-    assert wf.execute()[out] == 6 + len("not a file.txt")
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.run"):
+        assert wf.execute()[out] == 6 + len("not a file.txt")
     assert records(home)["names"].get("reads", {}) == {}
+    assert "node 'names' names the folder" in caplog.text and "big.d" in caplog.text  # said
     Path("history.txt").write_text("2\n")
     assert wf.execute().cached == 1
 
@@ -141,7 +144,9 @@ def test_named_paths_of_a_class_node_and_of_list_arguments(tmp_path: Path) -> No
             return "a.csv"
 
     found = _reads.named_paths(
-        Loader, (["b.csv", 3, "nothing.csv"],), {"x": "ds.parquet", "y": str(tmp_path / "a.csv")}
+        Loader,
+        ([("b.csv",), 3, "nothing.csv"],),  # nested, as in a list of (path, ...) pairs
+        {"x": Path("ds.parquet"), "y": {"inner": str(tmp_path / "a.csv")}},
     )
     assert sorted(found) == sorted(  # relative to the working folder, as named; or absolute
         ["./a.csv", "./b.csv", "./ds.parquet/", str(tmp_path / "a.csv")]

@@ -19,7 +19,6 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import PurePath
 from typing import Any
 
 from ..define._files import Directory, File
@@ -27,6 +26,7 @@ from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
 from ..plan._graph import Graph
+from ._reads import path_texts
 
 __all__ = [
     "file_paths",
@@ -90,25 +90,18 @@ def file_paths(
     for param, value in spec.params.items():
         if skip is not None and (spec.name, param) in skip:
             continue
-        path = next(_existing_files(value, spec, 0), None)
+        path = next(_existing_files(value, spec), None)
         if path is not None:
             found.append((param, path))
     return found
 
 
-def _existing_files(value: Any, spec: NodeSpec, depth: int) -> Iterator[str]:
-    if isinstance(value, (str, PurePath)):
-        text = os.fspath(value)
+def _existing_files(value: Any, spec: NodeSpec) -> Iterator[str]:
+    for text in path_texts(value):
         if 0 < len(text) <= 1024 and "\n" not in text and _PATH_LIKE.search(text):
             path = os.path.abspath(text)  # as the node opens it: from the current folder
             if os.path.isfile(path) and not _declared(path, spec):
                 yield text
-    elif depth < 3 and isinstance(value, Mapping):
-        for item in list(value.values())[:64]:
-            yield from _existing_files(item, spec, depth + 1)
-    elif depth < 3 and isinstance(value, (list, tuple)):
-        for item in value[:64]:
-            yield from _existing_files(item, spec, depth + 1)
 
 
 def _declared(path: str, spec: NodeSpec) -> bool:

@@ -50,6 +50,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from pathlib import PurePath
 from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ __all__ = [
     "changed_read",
     "files_read",
     "named_paths",
+    "path_texts",
     "read_changed",
     "task_reads",
     "untracked",
@@ -255,15 +257,21 @@ def _code_strings(code: Any) -> tuple[str, ...]:
 
 
 def _argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
-    texts: list[str] = []
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, (list, tuple)) and len(value) <= MAX_READS:
-            texts += [v for v in value if isinstance(v, str)]
-        elif isinstance(value, dict) and len(value) <= MAX_READS:
-            texts += [v for v in value.values() if isinstance(v, str)]
-    return texts
+    return [text for value in (*args, *kwargs.values()) for text in path_texts(value)]
+
+
+def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
+    """The texts in a node's argument that may name files: the value itself when a ``str`` or
+    a path, else the items of a list or tuple, or the values of a dict, nested up to 3 levels
+    (at most :data:`MAX_READS` items of each)."""
+    if isinstance(value, (str, PurePath)):
+        yield os.fspath(value)
+    elif depth < 3 and isinstance(value, Mapping):
+        for item in list(value.values())[:MAX_READS]:
+            yield from path_texts(item, depth + 1)
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for item in value[:MAX_READS]:
+            yield from path_texts(item, depth + 1)
 
 
 def files_read(
@@ -288,7 +296,7 @@ def files_read(
         if _inside(path, declared) or (store_folders and _inside(path, store_folders)):
             continue
         if path.endswith(os.sep):  # a folder the node names
-            folder = _folder_read(path.rstrip(os.sep), base, store_folders or [])
+            folder = _folder_read(path.rstrip(os.sep), base, store_folders or [], node)
             if folder is not None and len(found) < MAX_READS:
                 found[recorded or _relative(path.rstrip(os.sep), base) + os.sep] = folder
             continue
@@ -330,7 +338,9 @@ def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
     return {path: relative.get(path) for path, wrote in flags.items() if wrote is False}
 
 
-def _folder_read(path: str, base: str, store_folders: list[str]) -> dict[str, Any] | None:
+def _folder_read(
+    path: str, base: str, store_folders: list[str], node: str
+) -> dict[str, Any] | None:
     """The entry of a folder a node names: below ``base``, holding no store folder, with at most
     :data:`MAX_READS` entries (else None: a folder that size is a ``Directory(...)`` input)."""
     if not _inside(path, [base]) or path == base.rstrip(os.sep):
@@ -338,7 +348,15 @@ def _folder_read(path: str, base: str, store_folders: list[str]) -> dict[str, An
     if any(_inside(f.rstrip(os.sep), [path]) for f in store_folders):
         return None
     digest = _tree_digest(path, None)
-    return None if digest is None else {"tree": digest}
+    if digest is None:
+        log.warning(
+            "node %r names the folder %r, which holds more than %d entries or %d GiB: its "
+            "content is not checked before the node's cache hits (pass it as Directory(...) "
+            "to key the node by it, or name it in untracked(...) to silence this)",
+            node, path, MAX_READS, MAX_FOLDER_BYTES >> 30,
+        )  # fmt: skip
+        return None
+    return {"tree": digest}
 
 
 def _tree_digest(path: str, file_cache: FileHashCache | None) -> str | None:
