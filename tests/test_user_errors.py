@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +24,35 @@ def total(values: object) -> int:
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.output  # stdout and stderr, as a terminal shows them
+
+
+def _ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh process, in ``cwd``, with ``env`` added."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd,
+        env={**clean, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def numbers(n):
+    return list(range(n))
+
+@node
+def total(xs, scale):
+    return sum(xs) * scale
+
+with Workflow("sweep", params={"n": 3, "scale": 1.0}) as wf:
+    total(numbers(wf.params.n), wf.params.scale)
+"""
 
 
 @pytest.mark.parametrize(
@@ -191,3 +222,31 @@ def test_show_with_an_unknown_node_and_runs_with_an_unknown_status_are_errors(
     assert _cli("show", run_id, "total")[0] == 0
     code, output = _cli("runs", "--status", "bogus")
     assert code == 2 and "bogus" in output and "succeeded" in output
+
+
+def test_a_home_that_is_a_file_is_a_config_error_for_every_command(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    (tmp_path / "home").write_text("my notes\n")
+    commands = [
+        ["run", "flow.py"], ["resume", "r1"], ["plan", "flow.py"], ["runs"], ["show", "r1"],
+        ["status"], ["explain", "r1", "total"], ["logs", "r1", "total"],
+        ["cat", "r1", "total"], ["graph", "flow.py", "--run", "r1"], ["cache", "gc"],
+        ["cache", "verify"], ["cache", "ls"], ["cache", "du"], ["cache", "pin"],
+        ["cache", "forget", "total"], ["cache", "push", "--dry-run"],
+    ]  # fmt: skip
+    for args in commands:
+        done = _ef(tmp_path, *args, ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr, args
+        assert done.stderr.strip().splitlines() == [
+            f"error: ETHEREALFABRIC_HOME={str(tmp_path / 'home')!r} is a file; the home must be "
+            "a folder (it holds the journal and the local store): point ETHEREALFABRIC_HOME at "
+            "a folder (it is created if missing)"
+        ], args
+    assert (tmp_path / "home").read_text() == "my notes\n"  # untouched
+    done = _ef(tmp_path, "runs", ETHEREALFABRIC_HOME=str(tmp_path / "home" / "sub"))
+    assert done.returncode == 2 and f"is under {tmp_path / 'home'}, which is a file" in done.stderr
+    (tmp_path / ".etherealfabric").write_text("")
+    done = _ef(tmp_path, "run", "flow.py")
+    assert done.returncode == 2
+    assert "the default home" in done.stderr and "ETHEREALFABRIC_HOME is not set" in done.stderr
