@@ -250,3 +250,21 @@ def test_a_home_that_is_a_file_is_a_config_error_for_every_command(tmp_path: Pat
     done = _ef(tmp_path, "run", "flow.py")
     assert done.returncode == 2
     assert "the default home" in done.stderr and "ETHEREALFABRIC_HOME is not set" in done.stderr
+
+
+def test_a_bad_package_versions_mode_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    bad = {"ETHEREALFABRIC_PACKAGE_VERSIONS": "patch"}
+    done = _ef(tmp_path, "run", "flow.py", **bad)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: ETHEREALFABRIC_PACKAGE_VERSIONS='patch' is not a package-version mode; "
+        "use one of full, minor, off"
+    ]
+    assert "FAILED" not in done.stderr and not (tmp_path / ".etherealfabric").exists()
+    assert _ef(tmp_path, "run", "flow.py", "-p", "n=4").returncode == 0
+    rows = _ef(tmp_path, "runs", "--json").stdout
+    for args in (["run", "flow.py"], ["plan", "flow.py"]):
+        done = _ef(tmp_path, *args, **bad)
+        assert done.returncode == 2 and "'patch'" in done.stderr, (args, done.stderr)
+    assert _ef(tmp_path, "runs", "--json").stdout == rows  # no run row was added
