@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -268,3 +269,61 @@ def test_a_bad_package_versions_mode_is_refused_before_the_run_starts(tmp_path: 
         done = _ef(tmp_path, *args, **bad)
         assert done.returncode == 2 and "'patch'" in done.stderr, (args, done.stderr)
     assert _ef(tmp_path, "runs", "--json").stdout == rows  # no run row was added
+
+
+def _strict_json(text: str) -> object:
+    """``text`` parsed as JSON proper: ``NaN`` and ``Infinity`` are refused."""
+
+    def refuse(word: str) -> object:
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_a_parameter_that_is_not_a_finite_number_is_refused(tmp_path: Path, text: str) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    done = _ef(tmp_path, "run", "flow.py", "-p", f"scale={text}")
+    assert done.returncode == 2, done.stderr
+    assert "parameter 'scale' takes a float (default 1.0)" in done.stderr
+    assert "is not a finite number" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / ".etherealfabric").exists()  # refused before anything ran
+    (tmp_path / "params.yaml").write_text(f"scale: {'.nan' if 'n' in text.lower() else '.inf'}\n")
+    done = _ef(tmp_path, "plan", "flow.py", "--params", "params.yaml")
+    assert done.returncode == 2 and "is not a finite number" in done.stderr, done.stderr
+
+
+def test_cat_json_prints_valid_json_when_a_result_holds_nan(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from etherealfabric import Workflow, node
+
+            @node
+            def scores():
+                return {"mean": float("nan"), "max": float("inf"), "xs": [1.0, float("-inf")]}
+
+            @node
+            def array():
+                return np.array([1.0, np.nan])
+
+            with Workflow("nans") as wf:
+                scores()
+                array()
+            """
+        )
+    )
+    run = _ef(tmp_path, "run", "flow.py", "--json")
+    assert run.returncode == 0, run.stderr
+    run_id = json.loads(run.stdout)["run_id"]
+    done = _ef(tmp_path, "cat", run_id, "scores", "--json")
+    assert done.returncode == 0, done.stderr
+    assert _strict_json(done.stdout) == {"mean": None, "max": None, "xs": [1.0, None]}
+    done = _ef(tmp_path, "cat", run_id, "array", "--json")
+    assert _strict_json(done.stdout) == [1.0, None]
+    done = _ef(tmp_path, "cat", run_id, "scores", "-o", "scores.json")
+    assert done.returncode == 0, done.stderr
+    assert _strict_json((tmp_path / "scores.json").read_text())["mean"] is None
+    done = _ef(tmp_path, "cat", run_id, "scores")  # the text view is the value's repr
+    assert "'mean': nan" in done.stdout

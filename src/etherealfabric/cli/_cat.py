@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import click
 
 from ..errors import EtherealFabricError
-from ._common import _fail, _home_option, _json_option
+from ._common import _fail, _home_option, _json_option, _json_text
 
 __all__ = ["cat"]
 
@@ -82,8 +81,8 @@ def _as_json(value: Any) -> str:
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         value = value.tolist()
     try:
-        return json.dumps(value, indent=2, default=str)
-    except (TypeError, ValueError) as exc:
+        return _json_text(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EtherealFabricError(f"this value cannot be printed as JSON: {exc}") from None
 
 
