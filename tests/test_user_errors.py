@@ -327,3 +327,33 @@ def test_cat_json_prints_valid_json_when_a_result_holds_nan(tmp_path: Path) -> N
     assert _strict_json((tmp_path / "scores.json").read_text())["mean"] is None
     done = _ef(tmp_path, "cat", run_id, "scores")  # the text view is the value's repr
     assert "'mean': nan" in done.stdout
+
+
+def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    first = _ef(tmp_path, "run", "flow.py", "-p", "n=40000", "-p", "scale=0.5", "--json")
+    run_id = json.loads(first.stdout)["run_id"]
+    assert _ef(tmp_path, "cat", run_id, "total").stdout.strip() == str(sum(range(40000)) * 0.5)
+    for n in (5, 6):
+        assert _ef(tmp_path, "run", "flow.py", "-p", f"n={n}").returncode == 0
+    gc = _ef(tmp_path, "cache", "gc", "--keep-runs", "1", "--older-than", "0")
+    assert gc.returncode == 0, gc.stderr
+    command = f"etherealfabric run {tmp_path / 'flow.py'} --node numbers -p n=40000 -p scale=0.5"
+    done = _ef(tmp_path, "cat", run_id, "numbers")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert (
+        f"the result of node 'numbers' in run {run_id} is no longer in the store (removed by "
+        f"`etherealfabric cache gc`, or lost); recompute it with `{command}`, then cat the new run"
+    ) in done.stderr
+    words = command.split()[1:]  # the command it gives works
+    again = _ef(tmp_path, *words, "--json")
+    assert again.returncode == 0, again.stderr
+    new_run = json.loads(again.stdout)["run_id"]
+    numbers = json.loads(_ef(tmp_path, "cat", new_run, "numbers", "--json").stdout)
+    assert numbers == list(range(40000))
+    for path in (tmp_path / ".etherealfabric" / "objects").rglob("*"):  # bytes lost: the same
+        if path.is_file():
+            path.unlink()
+    done = _ef(tmp_path, "cat", new_run, "numbers")
+    assert done.returncode == 2 and "is no longer in the store" in done.stderr, done.stderr
+    assert "--node numbers -p n=40000" in done.stderr and "is missing" in done.stderr
