@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +173,78 @@ def test_celery_worker_without_a_broker_says_which_variable_to_set(
     code, _, err = invoke("celery-worker", "--concurrency", "1")
     assert code == 2
     assert "ETHEREALFABRIC_CELERY_BROKER_URL" in err
+
+
+def _ef(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh process, in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+FILES_FLOW = """
+from pathlib import Path
+from etherealfabric import File, Workflow, node
+
+@node
+def load(f):
+    return open(f).read()
+
+@node
+def check(text):
+    if (Path(__file__).parent / "fail").exists():
+        raise RuntimeError("asked to fail")
+    return text.upper()
+
+with Workflow("files") as wf:
+    check(load(File("data.csv")))
+"""
+
+
+def test_resume_from_another_folder_reads_the_files_of_the_run(tmp_path: Path) -> None:
+    """``File("data.csv")`` resolves against the folder the run was started in, so a resume
+    typed elsewhere goes there first (it read the other folder's file, or failed on it)."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir()
+    elsewhere.mkdir()
+    (proj / "flow.py").write_text(FILES_FLOW)
+    (proj / "data.csv").write_text("a,b\n")
+    (elsewhere / "data.csv").write_text("not the data\n")
+    (proj / "fail").write_text("")
+    failed = _ef(proj, "run", "flow.py", "--json")
+    assert failed.returncode == 1, failed.stderr
+    run_id = json.loads(failed.stdout)["run_id"]
+    (proj / "fail").unlink()
+    home = os.path.relpath(proj / ".etherealfabric", elsewhere)  # a relative --home stays right
+    done = _ef(elsewhere, "resume", run_id, "--home", home, "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["nodes"] == {"load": "cached", "check": "succeeded"}
+    assert f"resuming run {run_id} in {proj}, the folder it was started in" in done.stderr
+    value = _ef(elsewhere, "cat", summary["run_id"], "check", "--home", home)
+    assert value.stdout.strip() == repr("A,B\n")
+    assert not (elsewhere / ".etherealfabric").exists()
+
+
+def test_resume_of_a_run_whose_folder_is_gone_is_a_clear_error(tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    (tmp_path / "flow.py").write_text(FILES_FLOW)
+    (start / "data.csv").write_text("a,b\n")
+    (tmp_path / "fail").write_text("")
+    home = str(tmp_path / "home")
+    failed = _ef(start, "run", "../flow.py", "--home", home, "--json")
+    run_id = json.loads(failed.stdout)["run_id"]
+    (start / "data.csv").unlink()
+    start.rmdir()
+    done = _ef(tmp_path, "resume", run_id, "--home", home)
+    assert done.returncode == 2
+    assert f"run {run_id} was started in {start}, which no longer exists" in done.stderr
+    runs = json.loads(_ef(tmp_path, "runs", "--home", home, "--json").stdout)
+    assert [r["id"] for r in runs] == [run_id]  # nothing started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -804,3 +805,66 @@ def test_diff_components_added_removed_and_rewired() -> None:
 def test_every_command_has_help(command: list[str]) -> None:
     code, out, _ = invoke(*command, "--help")
     assert code == 0 and "Usage:" in out
+
+
+ORDERED_FLOW = """
+from etherealfabric import File, Workflow, node
+
+@node
+def write(v):
+    with open("data.txt", "w") as f:
+        f.write(str(v))
+    return v
+
+@node
+def read(f):
+    return open(f).read()
+
+@node
+def note(text):
+    return text
+
+with Workflow("ordered", params={"v": 1}) as wf:
+    w = write(wf.params.v)
+    r = read(File("data.txt"))
+    n = note("constant")
+    wf.add_dependency(w, r)
+    wf.add_dependency(w, n)
+"""
+
+
+def _ef(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd, env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_plan_says_may_run_when_a_node_ordered_first_runs_and_it_reads_a_file(
+    tmp_path: Path,
+) -> None:
+    """``read`` reads data.txt, which ``write`` (ordered before it, not an input) rewrites:
+    plan said ``cached`` while the run then executed it. ``note`` reads no file: cached."""
+    (tmp_path / "flow.py").write_text(ORDERED_FLOW)
+    (tmp_path / "data.txt").write_text("1")
+    assert _ef(tmp_path, "run", "flow.py").returncode == 0
+    plan = _ef(tmp_path, "plan", "flow.py", "-p", "v=2", "--json")
+    assert plan.returncode == 0, plan.stderr
+    nodes = {n["node"]: n for n in json.loads(plan.stdout)["nodes"]}
+    assert (nodes["write"]["action"], nodes["write"]["maybe"]) == ("run", False)
+    assert (nodes["read"]["action"], nodes["read"]["maybe"]) == ("run", True)
+    assert nodes["read"]["reason"] == (
+        "may run: 'write', ordered before it, runs first and may rewrite data.txt, which it "
+        "reads (cached if the content stays the same)"
+    )
+    assert (nodes["note"]["action"], nodes["note"]["maybe"]) == ("cached", False)
+    text = _ef(tmp_path, "plan", "flow.py", "-p", "v=2").stdout
+    assert "1 cached, 2 will run (1 of them may not: see 'may run')" in text
+    assert "│ read  │ may run" in text
+    ran = json.loads(_ef(tmp_path, "run", "flow.py", "-p", "v=2", "--json").stdout)
+    assert ran["nodes"] == {"write": "succeeded", "read": "succeeded", "note": "cached"}
+    again = json.loads(_ef(tmp_path, "plan", "flow.py", "-p", "v=2", "--json").stdout)
+    assert {n["node"]: n["action"] for n in again["nodes"]} == dict.fromkeys(
+        ("write", "read", "note"), "cached"
+    )

@@ -75,3 +75,15 @@ def test_unknown_explicit_setting_is_an_error_naming_it() -> None:
         Settings.resolve(env={}, max_worker=2)
     assert isinstance(info.value, ConfigError) and info.value.setting == "max_worker"
     assert Settings.resolve(env={}, max_workers=2).max_workers == 2
+
+
+def test_a_home_that_is_a_file_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"ETHEREALFABRIC_HOME='.*f' is a file") as info:
+        Settings.resolve(env={"ETHEREALFABRIC_HOME": str(tmp_path / "f")})
+    assert info.value.setting == "ETHEREALFABRIC_HOME"
+    with pytest.raises(ConfigError, match=r"home='.*f' is a file"):
+        Settings.resolve(env={}, home=str(tmp_path / "f"))
+    with pytest.raises(ConfigError, match=r"is under .*f, which is a file"):
+        Settings.resolve(env={}, home=str(tmp_path / "f" / "h"))
+    assert Settings.resolve(env={}, home=str(tmp_path / "new" / "h")).home == tmp_path / "new/h"

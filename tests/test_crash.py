@@ -8,7 +8,11 @@ know what was committed. Nothing finished may be lost, and nothing half-written 
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,3 +262,66 @@ def test_ctrl_c_during_a_node_cancels_the_run_and_the_next_run_resumes(
     for problem in bad_objects(home) + bad_blobs(journal) + dangling_actions(journal, home):
         checks.check(False, problem)
     checks.done()
+
+
+KILLED_FLOW = """
+import sys
+import time
+from pathlib import Path
+from etherealfabric import Workflow, node
+
+@node
+def first():
+    return 1
+
+@node
+def slow(x):
+    print("slow: step one", flush=True)
+    print("slow: warning", file=sys.stderr, flush=True)
+    Path("slow-started").write_text("")
+    time.sleep(120)
+    return x
+
+with Workflow("killed") as wf:
+    slow(first())
+"""
+
+
+def _ef(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_run_killed_with_sigkill_counts_what_it_committed(tmp_path: Path) -> None:
+    """``runs`` showed ``executed 0`` for a killed run whose first node had succeeded; its
+    counts are now those of its committed node rows, and ``logs`` says why the killed node's
+    output is not there."""
+    (tmp_path / "flow.py").write_text(KILLED_FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    journal = tmp_path / ".etherealfabric" / "journal.db"
+    try:
+        assert wait_until(
+            lambda: (tmp_path / "slow-started").exists() and "first" in committed_nodes(journal),
+            timeout=60,
+            proc=proc,
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+    runs = json.loads(_ef(tmp_path, "runs", "--json").stdout)
+    assert len(runs) == 1 and runs[0]["status"] == "interrupted"
+    assert (runs[0]["executed"], runs[0]["cached"], runs[0]["failed"]) == (1, 0, 0)
+    status = json.loads(_ef(tmp_path, "status", runs[0]["id"], "--json").stdout)
+    assert status["counts"] == {"succeeded": 1, "interrupted": 1}
+    logs = _ef(tmp_path, "logs", runs[0]["id"], "slow").stdout
+    assert "== slow attempt 1 (interrupted) ==" in logs
+    assert "no output captured: the run's process died while this attempt ran" in logs
+    again = json.loads(_ef(tmp_path, "runs", "--json").stdout)  # marked once, counts kept
+    assert again == runs

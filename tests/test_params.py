@@ -406,3 +406,21 @@ def test_params_are_bound_once_any_reference_exists() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), [1.0, float("nan")], {"a": float("-inf")}]
+)
+def test_values_that_are_not_finite_numbers_are_refused(tmp_path: Path, value: Any) -> None:
+    kind = type(value) if not isinstance(value, float) else float
+    default = {list: [1.0], dict: {"a": 1.0}, float: 1.0}[kind]
+    with Workflow("finite", params={"x": Param(default, type=kind)}, home=tmp_path) as wf:
+        echo(wf.params.x)
+    with pytest.raises(ParameterError, match=r"parameter 'x' takes .* a finite number"):
+        wf.execute(params={"x": value})
+    with pytest.raises(ParameterError, match="a finite number"):
+        Workflow("finite-default", params={"x": Param(value, type=kind)})
+    if kind is float:  # an int too large for a float is infinite too (not an OverflowError)
+        with pytest.raises(ParameterError, match="is not a finite number"):
+            wf.execute(params={"x": 10**400})
+    assert not (tmp_path / "journal.db").exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +25,35 @@ def total(values: object) -> int:
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.output  # stdout and stderr, as a terminal shows them
+
+
+def _ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh process, in ``cwd``, with ``env`` added."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd,
+        env={**clean, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def numbers(n):
+    return list(range(n))
+
+@node
+def total(xs, scale):
+    return sum(xs) * scale
+
+with Workflow("sweep", params={"n": 3, "scale": 1.0}) as wf:
+    total(numbers(wf.params.n), wf.params.scale)
+"""
 
 
 @pytest.mark.parametrize(
@@ -191,3 +223,137 @@ def test_show_with_an_unknown_node_and_runs_with_an_unknown_status_are_errors(
     assert _cli("show", run_id, "total")[0] == 0
     code, output = _cli("runs", "--status", "bogus")
     assert code == 2 and "bogus" in output and "succeeded" in output
+
+
+def test_a_home_that_is_a_file_is_a_config_error_for_every_command(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    (tmp_path / "home").write_text("my notes\n")
+    commands = [
+        ["run", "flow.py"], ["resume", "r1"], ["plan", "flow.py"], ["runs"], ["show", "r1"],
+        ["status"], ["explain", "r1", "total"], ["logs", "r1", "total"],
+        ["cat", "r1", "total"], ["graph", "flow.py", "--run", "r1"], ["cache", "gc"],
+        ["cache", "verify"], ["cache", "ls"], ["cache", "du"], ["cache", "pin"],
+        ["cache", "forget", "total"], ["cache", "push", "--dry-run"],
+    ]  # fmt: skip
+    for args in commands:
+        done = _ef(tmp_path, *args, ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr, args
+        assert done.stderr.strip().splitlines() == [
+            f"error: ETHEREALFABRIC_HOME={str(tmp_path / 'home')!r} is a file; the home must be "
+            "a folder (it holds the journal and the local store): point ETHEREALFABRIC_HOME at "
+            "a folder (it is created if missing)"
+        ], args
+    assert (tmp_path / "home").read_text() == "my notes\n"  # untouched
+    done = _ef(tmp_path, "runs", ETHEREALFABRIC_HOME=str(tmp_path / "home" / "sub"))
+    assert done.returncode == 2 and f"is under {tmp_path / 'home'}, which is a file" in done.stderr
+    (tmp_path / ".etherealfabric").write_text("")
+    done = _ef(tmp_path, "run", "flow.py")
+    assert done.returncode == 2
+    assert "the default home" in done.stderr and "ETHEREALFABRIC_HOME is not set" in done.stderr
+
+
+def test_a_bad_package_versions_mode_is_refused_before_the_run_starts(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    bad = {"ETHEREALFABRIC_PACKAGE_VERSIONS": "patch"}
+    done = _ef(tmp_path, "run", "flow.py", **bad)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: ETHEREALFABRIC_PACKAGE_VERSIONS='patch' is not a package-version mode; "
+        "use one of full, minor, off"
+    ]
+    assert "FAILED" not in done.stderr and not (tmp_path / ".etherealfabric").exists()
+    assert _ef(tmp_path, "run", "flow.py", "-p", "n=4").returncode == 0
+    rows = _ef(tmp_path, "runs", "--json").stdout
+    for args in (["run", "flow.py"], ["plan", "flow.py"]):
+        done = _ef(tmp_path, *args, **bad)
+        assert done.returncode == 2 and "'patch'" in done.stderr, (args, done.stderr)
+    assert _ef(tmp_path, "runs", "--json").stdout == rows  # no run row was added
+
+
+def _strict_json(text: str) -> object:
+    """``text`` parsed as JSON proper: ``NaN`` and ``Infinity`` are refused."""
+
+    def refuse(word: str) -> object:
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_a_parameter_that_is_not_a_finite_number_is_refused(tmp_path: Path, text: str) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    done = _ef(tmp_path, "run", "flow.py", "-p", f"scale={text}")
+    assert done.returncode == 2, done.stderr
+    assert "parameter 'scale' takes a float (default 1.0)" in done.stderr
+    assert "is not a finite number" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / ".etherealfabric").exists()  # refused before anything ran
+    (tmp_path / "params.yaml").write_text(f"scale: {'.nan' if 'n' in text.lower() else '.inf'}\n")
+    done = _ef(tmp_path, "plan", "flow.py", "--params", "params.yaml")
+    assert done.returncode == 2 and "is not a finite number" in done.stderr, done.stderr
+
+
+def test_cat_json_prints_valid_json_when_a_result_holds_nan(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from etherealfabric import Workflow, node
+
+            @node
+            def scores():
+                return {"mean": float("nan"), "max": float("inf"), "xs": [1.0, float("-inf")]}
+
+            @node
+            def array():
+                return np.array([1.0, np.nan])
+
+            with Workflow("nans") as wf:
+                scores()
+                array()
+            """
+        )
+    )
+    run = _ef(tmp_path, "run", "flow.py", "--json")
+    assert run.returncode == 0, run.stderr
+    run_id = json.loads(run.stdout)["run_id"]
+    done = _ef(tmp_path, "cat", run_id, "scores", "--json")
+    assert done.returncode == 0, done.stderr
+    assert _strict_json(done.stdout) == {"mean": None, "max": None, "xs": [1.0, None]}
+    done = _ef(tmp_path, "cat", run_id, "array", "--json")
+    assert _strict_json(done.stdout) == [1.0, None]
+    done = _ef(tmp_path, "cat", run_id, "scores", "-o", "scores.json")
+    assert done.returncode == 0, done.stderr
+    assert _strict_json((tmp_path / "scores.json").read_text())["mean"] is None
+    done = _ef(tmp_path, "cat", run_id, "scores")  # the text view is the value's repr
+    assert "'mean': nan" in done.stdout
+
+
+def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    first = _ef(tmp_path, "run", "flow.py", "-p", "n=40000", "-p", "scale=0.5", "--json")
+    run_id = json.loads(first.stdout)["run_id"]
+    assert _ef(tmp_path, "cat", run_id, "total").stdout.strip() == str(sum(range(40000)) * 0.5)
+    for n in (5, 6):
+        assert _ef(tmp_path, "run", "flow.py", "-p", f"n={n}").returncode == 0
+    gc = _ef(tmp_path, "cache", "gc", "--keep-runs", "1", "--older-than", "0")
+    assert gc.returncode == 0, gc.stderr
+    command = f"etherealfabric run {tmp_path / 'flow.py'} --node numbers -p n=40000 -p scale=0.5"
+    done = _ef(tmp_path, "cat", run_id, "numbers")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert (
+        f"the result of node 'numbers' in run {run_id} is no longer in the store (removed by "
+        f"`etherealfabric cache gc`, or lost); recompute it with `{command}`, then cat the new run"
+    ) in done.stderr
+    words = command.split()[1:]  # the command it gives works
+    again = _ef(tmp_path, *words, "--json")
+    assert again.returncode == 0, again.stderr
+    new_run = json.loads(again.stdout)["run_id"]
+    numbers = json.loads(_ef(tmp_path, "cat", new_run, "numbers", "--json").stdout)
+    assert numbers == list(range(40000))
+    for path in (tmp_path / ".etherealfabric" / "objects").rglob("*"):  # bytes lost: the same
+        if path.is_file():
+            path.unlink()
+    done = _ef(tmp_path, "cat", new_run, "numbers")
+    assert done.returncode == 2 and "is no longer in the store" in done.stderr, done.stderr
+    assert "--node numbers -p n=40000" in done.stderr and "is missing" in done.stderr

@@ -46,6 +46,7 @@ __all__ = [
     "LOG_LEVELS",
     "SETTING_NAMES",
     "Settings",
+    "check_home",
     "check_options",
     "keyword_options",
     "strict_options",
@@ -159,7 +160,12 @@ class Settings:
                 raw[field] = _parse(field, value, setting=var)
             elif value is not None:
                 raw[field] = _parse(field, value, setting=field)
-        home = Path(raw.pop("home", None) or DEFAULT_HOME).expanduser()
+        given = raw.pop("home", None)
+        home = Path(given or DEFAULT_HOME).expanduser()
+        if explicit.get("home") is not None:
+            check_home(home.absolute(), setting="home")
+        else:
+            check_home(home.absolute(), default=given is None)
         if explicit.get("inline_limit") is not None:
             raw["inline_limit"] = int(explicit["inline_limit"])
         return cls(home=home.absolute(), **raw)
@@ -286,6 +292,29 @@ def _parse(field: str, value: Any, *, setting: str) -> Any:
     if field == "store_timeout":
         return _positive_float(value, setting)
     return str(value) if field != "home" else value
+
+
+def check_home(home: Path, *, setting: str = ENV["home"], default: bool = False) -> None:
+    """Raise :class:`ConfigError` when ``home``, or the nearest existing path above it, is not a
+    folder (a regular file where the journal and the store would go), naming ``setting``
+    (``default``: the home is the default one, ``setting`` is not set)."""
+    for path in (home, *home.parents):
+        if not os.path.lexists(path):
+            continue
+        if os.path.isdir(path):
+            return
+        what = "a file" if os.path.isfile(path) else "not a folder"
+        where = f"is {what}" if path == home else f"is under {path}, which is {what}"
+        named = (
+            f"the default home {home} ({setting} is not set)"
+            if default
+            else (f"{setting}={str(home)!r}")
+        )
+        raise ConfigError(
+            f"{named} {where}; the home must be a folder (it holds the journal and the local "
+            f"store): point {setting} at a folder (it is created if missing)",
+            setting=setting,
+        )
 
 
 def parse_log_level(value: Any, *, setting: str = ENV["log_level"]) -> str:

@@ -17,8 +17,11 @@ imports its web framework only when the command runs); ``_common`` holds the opt
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from ..errors import ConfigError
 from ..ui._command import ui as ui_command
 from . import _cache as cache
 from . import _cat as cat
@@ -26,12 +29,23 @@ from . import _history as history
 from . import _inspect as inspect
 from . import _run as run
 from . import _team as team
-from ._common import show_tracebacks
+from ._common import _fail, show_tracebacks
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: a bad setting met by any command (``ETHEREALFABRIC_HOME`` naming a
+    file, a bad ``ETHEREALFABRIC_DURABILITY``...) is a one-line error and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="etherealfabric")
 @click.option(
     "--traceback",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 import click
 
-from ..errors import EtherealFabricError
-from ._common import _fail, _home_option, _json_option
+from ..errors import ArtifactMissingError, EtherealFabricError
+from ..states import NodeStatus
+from ._common import _fail, _get_run, _home_option, _journal, _json_option, _json_text
+from ._history import _workflow_params
+from ._run import _params as _recorded
 
 __all__ = ["cat"]
 
@@ -46,9 +50,15 @@ def cat(
             known = ", ".join(sorted(results.statuses)) or "none"
             _fail(f"run {results.run_id} has no node {node!r}; its nodes: {known}")
         if node not in results:
-            _fail(
-                f"node {node!r} has no results in run {results.run_id}: it {results.statuses[node]}"
-            )
+            status = results.statuses[node]
+            if status == NodeStatus.DRIFTED:
+                _fail(
+                    f"node {node!r} of run {results.run_id} drifted (a file it read changed while "
+                    f"it ran): its outputs were not stored; {_rerun_hint(home, results.run_id, node)}"
+                )
+            if status.done:
+                _fail(_gone(home, results.run_id, node))
+            _fail(f"node {node!r} has no results in run {results.run_id}: it {status}")
         records = results.record(node)
         if output is None:
             if len(records) != 1:
@@ -56,7 +66,10 @@ def cat(
             output = next(iter(records))
         elif output not in records:
             _fail(f"node {node!r} has no output {output!r}; its outputs: {', '.join(records)}")
-        value = results.value(node, output)
+        try:
+            value = results.value(node, output)
+        except ArtifactMissingError as exc:
+            _fail(f"{_gone(home, results.run_id, node)} ({exc})")
         if path is not None:
             _write(path, value, results, node, output)
             click.echo(f"wrote {node}.{output} of run {results.run_id} to {path}", err=True)
@@ -64,6 +77,31 @@ def cat(
         click.echo(_as_json(value) if as_json else _as_text(value))
     except EtherealFabricError as exc:
         _fail(str(exc))
+
+
+def _gone(home: str | None, run_id: str, node: str) -> str:
+    """Why a result that was made is not there, and how to get it back."""
+    return (
+        f"the result of node {node!r} in run {run_id} is no longer in the store (removed by "
+        f"`etherealfabric cache gc`, or lost); {_rerun_hint(home, run_id, node)} (`etherealfabric "
+        f"cache pin RUN_ID` keeps a run's results from gc)"
+    )
+
+
+def _rerun_hint(home: str | None, run_id: str, node: str) -> str:
+    """How to compute ``node`` again: the ``run`` command of ``run_id`` (its workflow file and
+    parameters, when ``etherealfabric run`` started it) with ``--node``, then ``cat``."""
+    with _journal(home) as journal:
+        row = _get_run(journal, run_id)
+    target = _recorded(row).get("target")
+    if not target:
+        return "run its workflow again to recompute it, then cat the new run"
+    words = ["etherealfabric", "run", str(target), "--node", node]
+    if home is not None:
+        words += ["--home", home]
+    for name, value in _workflow_params(row).items():
+        words += ["-p", f"{name}={value if isinstance(value, str) else json.dumps(value)}"]
+    return f"recompute it with `{shlex.join(words)}`, then cat the new run"
 
 
 def _is_frame(value: Any) -> bool:
@@ -82,8 +120,8 @@ def _as_json(value: Any) -> str:
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         value = value.tolist()
     try:
-        return json.dumps(value, indent=2, default=str)
-    except (TypeError, ValueError) as exc:
+        return _json_text(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EtherealFabricError(f"this value cannot be printed as JSON: {exc}") from None
 
 

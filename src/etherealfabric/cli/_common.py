@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -30,6 +31,7 @@ __all__ = [
     "_journal",
     "_journal_at",
     "_json_option",
+    "_json_text",
     "_load",
     "_secs",
     "_table",
@@ -80,7 +82,24 @@ def _fail(message: str) -> NoReturn:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(_json_text(data))
+
+
+def _json_text(data: Any) -> str:
+    """``data`` as strict JSON: NaN and infinite floats become ``null`` (as pandas writes them
+    in frames; ``json.dumps`` would write ``NaN``, which JSON parsers refuse), other values
+    that JSON lacks their ``str``."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+
+
+def _finite(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth < 500 and isinstance(value, dict):
+        return {k: _finite(v, depth + 1) for k, v in value.items()}
+    if depth < 500 and isinstance(value, (list, tuple)):
+        return [_finite(v, depth + 1) for v in value]
+    return value
 
 
 # -- journal, runs and workflows -----------------------------------------------------------------

@@ -299,5 +299,10 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
             click.echo(output, nl=not output.endswith("\n"))
         elif a["status"] == NodeStatus.CACHED:
             click.echo("no output captured (cached: it did not run in this run)")
+        elif a["status"] == NodeStatus.INTERRUPTED:
+            click.echo(
+                "no output captured: the run's process died while this attempt ran (what a "
+                "node prints is kept when its attempt ends; it was shown live as it was printed)"
+            )
         else:
             click.echo("no output captured")

@@ -94,7 +94,8 @@ def plan(
     console = _console()
     console.print(
         f"plan of {planned.workflow!r}: {len(planned.cached)} cached, "
-        f"{len(planned.to_run)} will run; estimated duration: {_estimate_text(planned)}",
+        f"{len(planned.to_run)} will run{_maybe_text(planned)}; estimated duration: "
+        f"{_estimate_text(planned)}",
         highlight=False,
     )
     table = _table("node", "action", "estimate", "reason")
@@ -103,11 +104,17 @@ def plan(
             table.add_row(n.node, PlanAction.CACHED, "-", n.reason)
         else:
             estimate = "unknown" if n.estimate is None else _secs(n.estimate)
-            table.add_row(n.node, "will run", estimate, n.reason)
+            table.add_row(n.node, "may run" if n.entry.maybe else "will run", estimate, n.reason)
     _print_table(console, table)
     for node, items in uncovered.items():
         for item in items:
             console.print(f"{node}: not covered by the key: {item}", highlight=False)
+
+
+def _maybe_text(planned: DryRun) -> str:
+    """`` (1 of them may: ...)`` when nodes run only if a file they read changes."""
+    maybe = sum(1 for n in planned.nodes if n.entry.maybe)
+    return f" ({maybe} of them may not: see 'may run')" if maybe else ""
 
 
 def _uncovered(workflow: Workflow) -> dict[str, list[str]]:

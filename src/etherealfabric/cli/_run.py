@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import ENV
+from ..config import ENV, Settings
 from ..errors import EtherealFabricError
 from ..states import RunStatus
 from ._common import (
@@ -90,6 +90,7 @@ def run(
         _fail(str(exc))
     params = {
         "target": _absolute_target(target),
+        "cwd": os.getcwd(),  # relative paths (File("data.csv"), reads) resolve here: resume too
         "backend": backend,
         "nodes": list(nodes),
         "max_workers": max_workers,
@@ -143,6 +144,7 @@ def resume(
             f"run {row['id']} does not record its workflow file (it was not started with "
             "`etherealfabric run`); run it again with `etherealfabric run FILE[:WORKFLOW]`"
         )
+    home = _enter_run_folder(row, params, home)
     workflow = _load(str(params["target"]))
     if workflow.name != row["workflow"]:
         _fail(
@@ -170,6 +172,33 @@ def _params(row: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return params if isinstance(params, dict) else {}
+
+
+def _enter_run_folder(
+    row: Mapping[str, Any], params: Mapping[str, Any], home: str | None
+) -> str | None:
+    """Go to the folder run ``row`` was started in, before its workflow file is imported: the
+    relative paths of the workflow (``File("data.csv")``, files its nodes open) then resolve as
+    in that run, wherever ``resume`` is typed. Returns the home to use: the one the run was
+    found in, made absolute first when the folder changes. Runs recorded without their folder
+    resume from the current one."""
+    cwd = params.get("cwd")
+    if not isinstance(cwd, str) or not cwd:
+        return home
+    here = os.getcwd()
+    if os.path.realpath(cwd) == os.path.realpath(here):
+        return home
+    if not os.path.isdir(cwd):
+        _fail(
+            f"run {row['id']} was started in {cwd}, which no longer exists: its workflow's "
+            "relative paths (File inputs, files its nodes open) resolve there; restore that "
+            "folder, or start a new run with `etherealfabric run FILE[:WORKFLOW]` from where "
+            "the data is"
+        )
+    found_in = str(Settings.resolve(home=home).home)  # where the run was found, from here
+    os.chdir(cwd)
+    click.echo(f"resuming run {row['id']} in {cwd}, the folder it was started in", err=True)
+    return found_in
 
 
 def _absolute_target(target: str) -> str:

@@ -32,7 +32,15 @@ from typing import Any
 from ..errors import DefinitionError
 from ._context import current_collector
 
-__all__ = ["Directory", "File", "activate_root", "check_writes", "root_path", "storing_under"]
+__all__ = [
+    "Directory",
+    "File",
+    "activate_root",
+    "check_writes",
+    "path_values",
+    "root_path",
+    "storing_under",
+]
 
 
 class _PathValue(os.PathLike[str]):
@@ -99,6 +107,18 @@ class Directory(_PathValue):
     """A folder input, hashed by its whole content: every relative path and file's bytes."""
 
     __slots__ = ()
+
+
+def path_values(value: Any, depth: int = 0) -> Iterator[File | Directory]:
+    """The ``File`` and ``Directory`` values inside ``value`` (containers followed, a few levels)."""
+    if isinstance(value, (File, Directory)):
+        yield value
+    elif depth < 8 and isinstance(value, Mapping):
+        for item in value.values():
+            yield from path_values(item, depth + 1)
+    elif depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from path_values(item, depth + 1)
 
 
 # -- declared outputs ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -239,18 +240,41 @@ class ParamSet:
         kind = leaf.type
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if kind is list and isinstance(value, tuple):
-            return list(value)
-        if kind is dict and isinstance(value, Mapping):
-            return dict(value)
-        if not ok:
+            try:
+                value = float(value)
+            except OverflowError:  # too large for a float: as infinite as 1e999
+                value = math.inf
+        elif kind is list and isinstance(value, tuple):
+            value = list(value)
+        elif kind is dict and isinstance(value, Mapping):
+            value = dict(value)
+        elif not ok:
             raise ParameterError(
                 f"workflow {self.workflow!r}: parameter {leaf.path!r} takes {leaf.describe()}, "
                 f"got {type(value).__name__} {value!r}",
                 setting=leaf.path,
             )
+        if kind is not str and _non_finite(value):
+            raise ParameterError(
+                f"workflow {self.workflow!r}: parameter {leaf.path!r} takes {leaf.describe()}; "
+                f"{value!r} {'is not' if isinstance(value, float) else 'holds'} a finite "
+                "number: parameters are JSON values, which have no NaN or infinity (and NaN "
+                "equals nothing): give a finite number, or declare Param(None, type=float) "
+                "and pass null for 'no value'",
+                setting=leaf.path,
+            )
         return value
+
+
+def _non_finite(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is, or holds (in lists and dicts), a NaN or infinite float."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth < 64 and isinstance(value, (list, tuple)):
+        return any(_non_finite(item, depth + 1) for item in value)
+    if depth < 64 and isinstance(value, Mapping):
+        return any(_non_finite(item, depth + 1) for item in value.values())
+    return False
 
 
 def _parse_text(leaf: _Leaf, text: str) -> Any:

@@ -274,7 +274,8 @@ class Journal(ActionIndex, LeaseClaims):
     def mark_interrupted(self) -> list[str]:
         """Mark runs of this host whose process is gone ``interrupted``; return their ids.
 
-        Their node attempts still running (or about to retry) are ``interrupted`` too. A
+        Their node attempts still running (or about to retry) are ``interrupted`` too, and
+        their counts are those of the node rows they committed (:func:`_committed_counts`). A
         read-only journal is left as it is (nothing is marked).
         """
         if self.read_only:
@@ -295,6 +296,11 @@ class Journal(ActionIndex, LeaseClaims):
                     f"UPDATE node_runs SET status=? WHERE status IN (?, ?) AND run_id IN ({marks})",
                     (NodeStatus.INTERRUPTED, NodeStatus.RUNNING, NodeStatus.RETRYING, *dead),
                 )
+                for run_id in dead:
+                    conn.execute(
+                        "UPDATE runs SET executed=?, cached=?, failed=? WHERE id=?",
+                        (*_committed_counts(conn, run_id), run_id),
+                    )
         return dead
 
     # -- batched rows (the scheduler's recorder) -------------------------------------------
@@ -406,3 +412,31 @@ class Journal(ActionIndex, LeaseClaims):
                 "(path, size, mtime_ns, inode, ctime_ns, digest) VALUES (?,?,?,?,?,?)",
                 (path, size, mtime_ns, inode, ctime_ns, digest),
             )
+
+
+def _committed_counts(conn: sqlite3.Connection, run_id: str) -> tuple[int, int, int]:
+    """(executed, cached, failed) of a run that died, from the node rows it committed, counted
+    as a run that ends counts them: by each node's last attempt, leaving out a map's children
+    (``map[label]``, as ``_maps.split_children`` does); executed is succeeded, or failed once
+    started (a key computed)."""
+    maps = tuple(
+        f"{row[0]}["
+        for row in conn.execute(
+            "SELECT DISTINCT node FROM events WHERE run_id = ? AND kind = 'map_started'", (run_id,)
+        )
+    )
+    last: dict[str, tuple[str, bool]] = {}
+    for node, status, key in conn.execute(
+        "SELECT node, status, cache_key FROM node_runs WHERE run_id = ? ORDER BY attempt",
+        (run_id,),
+    ):
+        if not (maps and node.endswith("]") and node.startswith(maps)):
+            last[node] = (status, bool(key))
+    executed = sum(
+        1
+        for status, keyed in last.values()
+        if status == NodeStatus.SUCCEEDED or (status == NodeStatus.FAILED and keyed)
+    )
+    cached = sum(1 for status, _ in last.values() if status == NodeStatus.CACHED)
+    failed = sum(1 for status, _ in last.values() if status == NodeStatus.FAILED)
+    return executed, cached, failed

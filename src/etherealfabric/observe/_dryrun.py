@@ -60,10 +60,11 @@ class PlannedNode:
         return self.entry.key
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view: ``node, action, reason, key, changes, estimate``."""
+        """A JSON-ready view: ``node, action, maybe, reason, key, changes, estimate``."""
         return {
             "node": self.node,
             "action": self.action.value,
+            "maybe": self.entry.maybe,
             "reason": self.reason,
             "key": self.key,
             "changes": [str(c) for c in self.changes],
@@ -141,7 +142,9 @@ def dry_run(
             continue
         reason = entry.reason
         changes: tuple[Change, ...] = ()
-        if entry.key_info is not None:  # None: an upstream node runs first, the plan says which
+        # key_info None: an upstream node runs first; maybe: one ordered first may change a file
+        # it reads (the plan says which)
+        if entry.key_info is not None and not entry.maybe:
             if journal is None:
                 reason = "no previous run (no journal yet)"
             else:

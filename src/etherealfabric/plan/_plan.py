@@ -10,10 +10,12 @@ yet (it depends on what that node will produce): its entry names that node.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..define._files import path_values
 from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..hashing._files import FileHashCache
@@ -42,6 +44,9 @@ class PlanEntry:
     record: Mapping[str, Any] | None = None
     #: a mapped node: the outputs it maps over (``items.result``), else None
     maps_over: str | None = None
+    #: ``run`` only if a node ordered before it (``add_dependency``), which runs, changes a
+    #: file it reads: its cached result is there for the files as they are now
+    maybe: bool = False
 
     @property
     def key(self) -> str | None:
@@ -128,7 +133,38 @@ def make_plan(
             if over is not None:
                 reason = f"maps over the output of {over}: item by item (no result for the whole)"
             entries.append(PlanEntry(name, PlanAction.RUN, reason, info, maps_over=over))
+        elif (before := _ordered_first(graph, name, known)) and (
+            reads := _files_read(spec, record)
+        ):
+            reason = (
+                f"may run: {before!r}, ordered before it, runs first and may rewrite "
+                f"{reads}, which it reads (cached if the content stays the same)"
+            )
+            entries.append(PlanEntry(name, PlanAction.RUN, reason, info, maybe=True))
         else:
             known[name] = record["outputs"]
             entries.append(PlanEntry(name, PlanAction.CACHED, "cached result found", info, record))
     return Plan(graph.workflow, tuple(entries))
+
+
+def _ordered_first(graph: Graph, name: str, known: Mapping[str, Any]) -> str | None:
+    """A node ordered before ``name`` by an ordering edge (not an input) that is not cached."""
+    data = graph.specs[name].upstream
+    return next((u for u in graph.upstream(name) if u not in data and u not in known), None)
+
+
+def _files_read(spec: NodeSpec, record: Mapping[str, Any]) -> str:
+    """The files ``spec``'s cached result depends on, for a message ("" if none): its
+    ``File``/``Directory`` inputs and the files its run was seen to read (``run/_reads.py``)."""
+    paths = [_shown(item.path, spec.root) for v in spec.params.values() for item in path_values(v)]
+    reads = record.get("reads")
+    if isinstance(reads, Mapping):
+        paths += [str(path) for path in reads]
+    if not paths:
+        return ""
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def _shown(path: str, root: str | None) -> str:
+    relative = os.path.relpath(path, root) if root else path
+    return path if relative.startswith("..") else relative

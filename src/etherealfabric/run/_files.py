@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..define._files import Directory, File
+from ..define._files import Directory, File, path_values
 from ..errors import OutputError
 from ..hashing._values import hash_value
 from ..store import Store
@@ -190,7 +190,7 @@ def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
     for value in values:
         if type(value) in _ATOMS:  # most inputs: a number, a name or an inline value
             continue
-        for item in _paths(value, 0):
+        for item in path_values(value):
             if isinstance(item, Directory):
                 seen.update(_folder_stats(item.path))
             else:
@@ -224,14 +224,3 @@ def _folder_stats(folder: str) -> Iterator[tuple[str, Stat]]:
             found = _stat(path)
             if found is not None:
                 yield path, found
-
-
-def _paths(value: Any, depth: int) -> Iterator[File | Directory]:
-    if isinstance(value, (File, Directory)):
-        yield value
-    elif depth < 8 and isinstance(value, Mapping):
-        for item in value.values():
-            yield from _paths(item, depth + 1)
-    elif depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from _paths(item, depth + 1)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..define._files import Directory, File
+from ..define._files import Directory, File, path_values
 from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
@@ -143,7 +143,7 @@ def missing_inputs(graph: Graph) -> dict[str, HashingError]:
         if graph.preds[name]:
             continue
         for param, value in graph.specs[name].params.items():
-            for path_value in _paths(value):
+            for path_value in path_values(value):
                 problem = _problem(path_value)
                 if problem:
                     missing[name] = HashingError(
@@ -160,15 +160,3 @@ def _problem(value: File | Directory) -> str:
     if isinstance(value, Directory):
         return "" if os.path.isdir(value.path) else f"input folder {value.path} does not exist"
     return "" if os.path.isfile(value.path) else f"input file {value.path} does not exist"
-
-
-def _paths(value: Any, depth: int = 0) -> Iterator[File | Directory]:
-    """The File and Directory values inside ``value`` (containers followed, a few levels)."""
-    if isinstance(value, (File, Directory)):
-        yield value
-    elif depth < 8 and isinstance(value, Mapping):
-        for item in value.values():
-            yield from _paths(item, depth + 1)
-    elif depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from _paths(item, depth + 1)

@@ -21,6 +21,7 @@ from ..backends import create_backend
 from ..config import Settings
 from ..define._definition import Definition
 from ..errors import NodeFailedError, RunFailedError
+from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
 from ..journal._schema import is_local_filesystem
@@ -85,6 +86,7 @@ def execute_workflow(
 ) -> Results:
     """Run ``graph`` once; see :meth:`etherealfabric.Workflow.execute`."""
     settings = request.settings
+    package_versions()  # a bad ETHEREALFABRIC_PACKAGE_VERSIONS: an error now, not in each node
     journal, store = open_home(settings)
     # the home's own store is collected by `cache gc`: commit records only of present objects
     present = None if settings.shared_store else store.has_object
