@@ -18,7 +18,7 @@ import fnmatch
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..define._files import Directory, File, path_values
