@@ -12,6 +12,8 @@ object and lease younger than ``grace`` seconds (a teammate's job that is runnin
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
 manifests are read for the files they list), then stale leases. Checkpoints are never touched.
+An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
+one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
 Roots are not signed: a forged one can only make the collection keep more. A home that never
 published roots (a reader, a home that never ran in read-write mode) protects nothing but its
@@ -31,11 +33,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..hashing._digest import is_digest
-from ._base import EntryInfo, Store, check_name
+from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
 from ._signing import record_digests
 from ._trees import entry_objects, read_manifest
 
-__all__ = ["SharedGcReport", "collect_shared", "publish_roots", "read_roots", "roots_name"]
+__all__ = [
+    "SharedGcReport",
+    "collect_damaged",
+    "collect_shared",
+    "publish_roots",
+    "read_roots",
+    "roots_name",
+]
 
 log = logging.getLogger("etherealfabric.store")
 
@@ -66,6 +75,8 @@ def read_roots(store: Store) -> list[dict[str, Any]]:
     """Every home's roots (malformed ones are skipped with a warning)."""
     found = []
     for folder, name in store.list_entries("roots"):
+        if store.entry_info(f"roots/{folder}/{name}") is None:
+            continue  # gone, or not a file (collect_damaged says so)
         body = _read_json(store, f"roots/{folder}/{name}")
         keys = body.get("keys") if isinstance(body, dict) else None
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -91,6 +102,8 @@ class SharedGcReport:
     bytes_freed: int = 0
     removed_records: list[str] = field(default_factory=list)
     removed_objects: list[str] = field(default_factory=list)
+    #: entries that are not files (folders... planted where a file belongs), removed at any age
+    removed_damaged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,12 +146,29 @@ def collect_shared(
         and info.modified < min(cutoff, time.time() - _LEASE_STALE_SECONDS)
     ]
     report.leases_removed = len(leases)
+    report.removed_damaged = collect_damaged(store, dry_run=dry_run)
     if not dry_run:
         with ThreadPoolExecutor(_THREADS) as pool:  # records first: none names a deleted object
             list(pool.map(store.delete_entry, drop))
             list(pool.map(store.delete_object, report.removed_objects))
             list(pool.map(store.delete_entry, leases))
     return report
+
+
+def collect_damaged(store: Store, *, dry_run: bool = False) -> list[str]:
+    """Remove (unless ``dry_run``) every entry of ``store`` that is not a file
+    (:meth:`Store.damaged_entries`), each with a warning; their names, sorted."""
+    found = sorted(name for kind in ENTRY_KINDS for name in store.damaged_entries(kind))
+    for name in found:
+        log.warning(
+            "cache gc: %s %s: it is not a file (a folder, a FIFO or a symbolic link where a "
+            "store entry belongs, which no EtherealFabric process makes)",
+            "would remove" if dry_run else "removing",
+            store.entry_location(name),
+        )
+        if not dry_run:
+            store.delete_entry(name)
+    return found
 
 
 def _listing(store: Store, kind: str) -> dict[str, EntryInfo]:
@@ -174,7 +204,11 @@ def _named(store: Store, name: str) -> set[str]:
 
 
 def _read_json(store: Store, name: str) -> Any:
+    """The JSON in the entry ``name``; None if it is absent, not JSON or unreadable."""
     try:
         return json.loads(store.read_entry(name))
     except (FileNotFoundError, ValueError):
+        return None
+    except OSError as exc:  # (unreadable: a folder or FIFO there is absent already)
+        log.warning("cannot read %s: %s", store.entry_location(name), exc)
         return None

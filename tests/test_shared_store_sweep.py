@@ -1,0 +1,217 @@
+"""A shared folder's content is untrusted, and damage to it is repaired (a user-level sweep).
+
+Everything goes through the CLI in fresh processes, as users run it: entries replaced by
+folders, a damaged small output, forged records and roots, and ``cache gc --dry-run`` against
+the real collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KEY = "team-secret-0123456789abcdef"
+
+PIPELINE = """
+import os
+from etherealfabric import Workflow, node
+
+
+def _log(name):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write(name + "\\n")
+
+
+@node
+def small(n):
+    _log("small")
+    return {"n": n, "pad": "x" * 100}  # an inline output
+
+
+@node
+def big(n):
+    _log("big")
+    return "y" * 100_000 + str(n)  # a stored object
+
+
+@node
+def report(s, b):
+    _log("report")
+    return len(s["pad"]) + len(b) + s["n"]
+
+
+with Workflow("sweep", params={"n": 3}) as workflow:
+    result = report(small(workflow.params.n), big(workflow.params.n))
+"""
+
+
+class Team:
+    """A project folder with the pipeline, a shared folder, and one home per teammate."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "wf.py").write_text(PIPELINE)
+        self.shared = root / "shared"
+        self.log = root / "executions.log"
+
+    def cli(
+        self, *args: str, home: str = "a", timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+        env.update(
+            EF_TEST_LOG=str(self.log),
+            ETHEREALFABRIC_STORE=str(self.shared),
+            ETHEREALFABRIC_SIGNING_KEY=KEY,
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args, "--home", str(self.root / home)],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def run(self, home: str = "a", *params: str) -> dict[str, Any]:
+        out = self.cli("run", "wf.py", *params, "--json", home=home)
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout))
+
+    def keys(self) -> dict[str, str]:
+        out = self.cli("plan", "wf.py", "--json", home="scratch")
+        assert out.returncode == 0, out.stderr
+        return {n["node"]: n["key"] for n in json.loads(out.stdout)["nodes"] if n["key"]}
+
+    def executed(self) -> list[str]:
+        found = self.log.read_text().split() if self.log.exists() else []
+        self.log.unlink(missing_ok=True)
+        return sorted(found)
+
+    def record(self, key: str) -> Path:
+        return self.shared / "actions" / key[:2] / f"{key}.json"
+
+    def object(self, digest: str) -> Path:
+        return self.shared / "objects" / digest[:2] / digest
+
+    def outputs(self, key: str) -> dict[str, Any]:
+        return dict(json.loads(self.record(key).read_text())["outputs"]["result"])
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Team:
+    return Team(tmp_path)
+
+
+def plant_folder(path: Path, victim: Path) -> None:
+    """A folder where a store file belongs, with a symbolic link to ``victim`` inside."""
+    if path.is_file():
+        path.unlink()
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "link").symlink_to(victim)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    folder = tmp_path / "victim"
+    folder.mkdir()
+    (folder / "precious").write_text("keep me")
+    return folder
+
+
+# -- 1. folders planted where entries belong ---------------------------------------------------
+@pytest.mark.timeout(300)
+def test_a_run_writes_its_entries_over_planted_folders(team: Team, victim: Path) -> None:
+    """A folder in place of a record, an object and a lease: the node succeeds, its entry
+    replaces the folder (a warning names it), and a teammate then gets every hit."""
+    keys = team.keys()
+    assert team.run("a")["executed"] == 3
+    big = team.outputs(keys["big"])["digest"]
+    planted = [
+        team.record(keys["small"]),
+        team.object(big),
+        team.shared / "leases" / keys["big"][:2] / f"{keys['big']}.1",
+        team.shared / "leases" / keys["small"][:2] / f"{keys['small']}.1",
+    ]
+    for path in planted:
+        plant_folder(path, victim)
+    team.executed()
+    out = team.cli("run", "wf.py", "--json", home="b", timeout=90)  # a planted lease blocked
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == ["big", "small"]  # their entries were absent: recomputed
+    for path in planted[:2]:
+        assert path.is_file() and str(path) in out.stderr
+    assert "a folder where a stored file belongs" in out.stderr
+    assert team.run("c")["cached"] == 3 and team.executed() == []
+    assert (victim / "precious").read_text() == "keep me"
+
+
+def test_verify_reports_entries_that_are_folders_and_fix_removes_them(
+    team: Team, victim: Path
+) -> None:
+    keys = team.keys()
+    team.run("a")
+    big = team.outputs(keys["big"])["digest"]
+    names = [
+        f"actions/{keys['small'][:2]}/{keys['small']}.json",
+        f"objects/{big[:2]}/{big}",
+        f"leases/{keys['big'][:2]}/{keys['big']}.1",
+        "roots/ab/" + "ab" * 16 + ".json",
+        f"checkpoints/{keys['big'][:2]}/{keys['big']}",
+    ]
+    for name in names:
+        plant_folder(team.shared / name, victim)
+    temp = team.shared / "objects" / ".tmp" / ".tmp-left-behind"  # a temp name, over an hour old
+    plant_folder(temp, victim)
+    os.utime(temp, (time.time() - 7200,) * 2)
+
+    out = team.cli("cache", "verify", "--json")
+    assert out.returncode == 1, out.stderr
+    problems = json.loads(out.stdout)["problems"]
+    damaged = sorted(p["entry"] for p in problems if p["kind"] == "damaged_entry")
+    assert damaged == sorted(names)
+    assert [p["path"] for p in problems if p["kind"] == "orphan_temp"] == [str(temp)]
+
+    out = team.cli("cache", "verify", "--fix")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    for name in names:
+        assert not os.path.lexists(team.shared / name)
+    assert not os.path.lexists(temp)
+    assert team.cli("cache", "verify").returncode == 0
+    assert (victim / "precious").read_text() == "keep me"
+    assert team.run("b")["executed"] == 2  # the small record and big's object were gone
+
+
+def test_gc_removes_entries_that_are_folders_with_a_warning(team: Team, victim: Path) -> None:
+    keys = team.keys()
+    team.run("a")
+    home_id = (team.root / "a" / "home-id").read_text().strip()
+    names = [
+        f"roots/{home_id[:2]}/{home_id}.json",  # this home's own roots
+        "roots/cd/" + "cd" * 16 + ".json",  # another home's
+        f"leases/{keys['big'][:2]}/{keys['big']}.1",
+        "actions/ef/" + "ef" * 16 + ".json",
+    ]
+    for name in names:
+        plant_folder(team.shared / name, victim)
+    dry = team.cli("cache", "gc", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["shared"]["removed_damaged"] == sorted(names)
+    out = team.cli("cache", "gc", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert json.loads(out.stdout)["shared"]["removed_damaged"] == sorted(
+        names[1:]
+    )  # own: rewritten
+    for name in names[1:]:
+        assert str(team.shared / name) in out.stderr and not os.path.lexists(team.shared / name)
+    assert (team.shared / names[0]).is_file()  # this home's roots, published again
+    assert (victim / "precious").read_text() == "keep me"
+    assert team.run("b")["cached"] == 3  # nothing of the team's was collected
