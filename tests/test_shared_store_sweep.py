@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from etherealfabric.hashing._digest import digest_bytes
+
 KEY = "team-secret-0123456789abcdef"
 
 PIPELINE = """
@@ -215,3 +217,29 @@ def test_gc_removes_entries_that_are_folders_with_a_warning(team: Team, victim: 
     assert (team.shared / names[0]).is_file()  # this home's roots, published again
     assert (victim / "precious").read_text() == "keep me"
     assert team.run("b")["cached"] == 3  # nothing of the team's was collected
+
+
+# -- 2, 3. a damaged small output ----------------------------------------------------------------
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))  # the same size, other bytes
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
+    team: Team, backend: str
+) -> None:
+    """The recomputed bytes have the damaged copy's size: they replace it all the same (a
+    size check kept it, and every teammate recomputed the node forever)."""
+    keys = team.keys()
+    team.run("a")
+    digest = team.outputs(keys["small"])["digest"]
+    flip_a_byte(team.object(digest))
+    team.executed()
+    out = team.cli("run", "wf.py", "--json", "--backend", backend, home="b")
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == ["small"]
+    assert digest_bytes(team.object(digest).read_bytes()) == digest  # repaired
+    assert keys["small"] in out.stderr and str(team.object(digest)) in out.stderr
+    assert team.run("c")["cached"] == 3 and team.executed() == []
