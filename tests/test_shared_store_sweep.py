@@ -231,7 +231,8 @@ def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
     team: Team, backend: str
 ) -> None:
     """The recomputed bytes have the damaged copy's size: they replace it all the same (a
-    size check kept it, and every teammate recomputed the node forever)."""
+    size check kept it, and every teammate recomputed the node forever), and the run says
+    once that the entry is unusable."""
     keys = team.keys()
     team.run("a")
     digest = team.outputs(keys["small"])["digest"]
@@ -241,5 +242,6 @@ def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
     assert out.returncode == 0, out.stderr
     assert team.executed() == ["small"]
     assert digest_bytes(team.object(digest).read_bytes()) == digest  # repaired
+    assert out.stderr.count("shared cache entry") == 1, out.stderr  # said once
     assert keys["small"] in out.stderr and str(team.object(digest)) in out.stderr
     assert team.run("c")["cached"] == 3 and team.executed() == []
