@@ -64,14 +64,12 @@ class Team:
         self.log = root / "executions.log"
 
     def cli(
-        self, *args: str, home: str = "a", timeout: float = 120
+        self, *args: str, home: str = "a", timeout: float = 120, key: str | None = KEY
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-        env.update(
-            EF_TEST_LOG=str(self.log),
-            ETHEREALFABRIC_STORE=str(self.shared),
-            ETHEREALFABRIC_SIGNING_KEY=KEY,
-        )
+        env.update(EF_TEST_LOG=str(self.log), ETHEREALFABRIC_STORE=str(self.shared))
+        if key is not None:
+            env["ETHEREALFABRIC_SIGNING_KEY"] = key
         return subprocess.run(
             [sys.executable, "-m", "etherealfabric", *args, "--home", str(self.root / home)],
             cwd=self.root,
@@ -245,3 +243,40 @@ def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
     assert out.stderr.count("shared cache entry") == 1, out.stderr  # said once
     assert keys["small"] in out.stderr and str(team.object(digest)) in out.stderr
     assert team.run("c")["cached"] == 3 and team.executed() == []
+
+
+# -- 4. a forged record of a returned file ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "files,reason",
+    [
+        (
+            "{}",
+            "its file output 'result' names 'out.txt', which the record's file entries do not list",
+        ),
+        ("[]", "its 'files' is not an object"),
+        (
+            '{"../out.txt": {"kind": "file", "digest": "%s", "size": 3}}' % ("ab" * 16),
+            "its file entry '../out.txt' is unsafe",
+        ),
+        (
+            '{"out.txt": {"kind": "file", "digest": "%s", "size": 3}}' % ("cd" * 16),
+            "its file output 'result' and the file entry 'out.txt' name different digests",
+        ),
+    ],
+    ids=["files-empty", "files-a-list", "unsafe-entry", "other-digest"],
+)
+def test_a_forged_file_record_is_refused_for_what_is_wrong_with_it(
+    team: Team, files: str, reason: str
+) -> None:
+    """A record of a returned file whose ``files`` section is forged is refused naming the
+    file entry at fault, not with the reason given for pickles."""
+    key = team.keys()["small"]
+    team.record(key).parent.mkdir(parents=True)
+    output = {"digest": "ab" * 16, "serializer": "file", "size": 3, "path": "out.txt", "type": "x"}
+    body = {"node": "small", "created_at": 1.0, "outputs": {"result": output}}
+    team.record(key).write_text(json.dumps(body)[:-1] + f', "files": {files}}}')
+    out = team.cli("run", "wf.py", "--json", home="b", key=None)
+    assert out.returncode == 0, out.stderr
+    assert "small" in team.executed()
+    assert reason in out.stderr and str(team.record(key)) in out.stderr
+    assert "pickle" not in out.stderr
