@@ -280,3 +280,27 @@ def test_a_forged_file_record_is_refused_for_what_is_wrong_with_it(
     assert "small" in team.executed()
     assert reason in out.stderr and str(team.record(key)) in out.stderr
     assert "pickle" not in out.stderr
+
+
+# -- 5. cache gc --dry-run says what cache gc removes ----------------------------------------------
+def test_gc_dry_run_reports_exactly_what_gc_removes(team: Team) -> None:
+    """The real collection publishes this home's roots first (its last --keep-runs runs and
+    its pins); the dry run, which publishes nothing, went by the roots of the last run (five
+    runs, no pin): it listed the pinned run's results, and not the three runs --keep-runs 2
+    drops."""
+    first = team.run("a", "n=1")["run_id"]
+    for n in range(2, 7):  # the roots name the last five runs: no longer n=1's results
+        team.run("a", f"n={n}")
+    assert team.cli("cache", "pin", first).returncode == 0
+    dry = team.cli("cache", "gc", "--keep-runs", "2", "--grace", "0", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    real = team.cli("cache", "gc", "--keep-runs", "2", "--grace", "0", "--json")
+    assert real.returncode == 0, real.stderr
+    would, did = json.loads(dry.stdout)["shared"], json.loads(real.stdout)["shared"]
+    fields = ("records_removed", "objects_removed", "leases_removed", "bytes_freed")
+    assert {f: would[f] for f in fields} == {f: did[f] for f in fields}
+    assert would["removed_records"] == did["removed_records"]
+    assert would["removed_objects"] == did["removed_objects"]
+    assert did["records_removed"] == 9  # three nodes of n=2, 3 and 4
+    assert team.run("c", "n=1")["cached"] == 3  # the pinned run's results are all there
+    assert team.run("c", "n=3")["executed"] == 3  # collected

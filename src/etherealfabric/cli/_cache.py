@@ -226,8 +226,9 @@ def _damaged(names: list[str]) -> str:
 def _collect_shared(
     store: Any, journal: Journal, settings: Settings, keep_runs: int, grace: float, dry_run: bool
 ) -> dict[str, Any]:
-    """The local layer's budget, this home's roots, then the shared store's collection."""
-    from ..run._teamcache import enforce_budget, publish
+    """The local layer's budget, this home's roots, then the shared store's collection (a dry
+    run publishes nothing, and collects as if it had)."""
+    from ..run._teamcache import enforce_budget, home_id, publish, roots_keys
     from ..store._sharedgc import collect_shared
 
     report: dict[str, Any] = {}
@@ -236,7 +237,9 @@ def _collect_shared(
         report["evicted"] = asdict(eviction)
     if not dry_run:
         publish(store, journal, settings.home, keep_runs, force=True)
-    report["shared"] = collect_shared(store.remote, grace=grace, dry_run=dry_run).to_dict()
+    own = (home_id(settings.home), roots_keys(journal, settings.home, keep_runs))
+    collected = collect_shared(store.remote, grace=grace, dry_run=dry_run, own=own)
+    report["shared"] = collected.to_dict()
     return report
 
 

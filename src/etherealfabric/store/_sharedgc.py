@@ -73,16 +73,22 @@ def publish_roots(store: Store, home: str, keys: Iterable[str], *, host: str) ->
 
 def read_roots(store: Store) -> list[dict[str, Any]]:
     """Every home's roots (malformed ones are skipped with a warning)."""
-    found = []
+    return list(_roots_by_entry(store).values())
+
+
+def _roots_by_entry(store: Store) -> dict[str, dict[str, Any]]:
+    """Every home's well-formed roots, by entry name."""
+    found = {}
     for folder, name in store.list_entries("roots"):
-        if store.entry_info(f"roots/{folder}/{name}") is None:
+        entry = f"roots/{folder}/{name}"
+        if store.entry_info(entry) is None:
             continue  # gone, or not a file (collect_damaged says so)
-        body = _read_json(store, f"roots/{folder}/{name}")
+        body = _read_json(store, entry)
         keys = body.get("keys") if isinstance(body, dict) else None
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            log.warning("ignoring the malformed roots entry roots/%s/%s", folder, name)
+            log.warning("ignoring the malformed roots entry %s", entry)
             continue
-        found.append(body)
+        found[entry] = body
     return found
 
 
@@ -110,11 +116,24 @@ class SharedGcReport:
 
 
 def collect_shared(
-    store: Store, *, grace: float = 86400.0, dry_run: bool = False, now: float | None = None
+    store: Store,
+    *,
+    grace: float = 86400.0,
+    dry_run: bool = False,
+    now: float | None = None,
+    own: tuple[str, Iterable[str]] | None = None,
 ) -> SharedGcReport:
-    """Delete what no home's roots keep and is older than ``grace`` seconds; see the module."""
+    """Delete what no home's roots keep and is older than ``grace`` seconds; see the module.
+
+    ``own``: ``(home id, keys)``, the roots the collecting home publishes before collecting,
+    taken instead of what the store holds for it (so that a dry run, which publishes
+    nothing, reports what the collection would remove).
+    """
     cutoff = (time.time() if now is None else now) - grace
-    roots = read_roots(store)
+    by_entry = _roots_by_entry(store)
+    if own is not None:
+        by_entry[roots_name(own[0])] = {"home": own[0], "keys": sorted(set(own[1]))}
+    roots = list(by_entry.values())
     kept_keys = {k for body in roots for k in body["keys"]}
     report = SharedGcReport(store.url, dry_run, homes=len(roots))
     records = _listing(store, "actions")
