@@ -304,3 +304,25 @@ def test_gc_dry_run_reports_exactly_what_gc_removes(team: Team) -> None:
     assert did["records_removed"] == 9  # three nodes of n=2, 3 and 4
     assert team.run("c", "n=1")["cached"] == 3  # the pinned run's results are all there
     assert team.run("c", "n=3")["executed"] == 3  # collected
+
+
+# -- 6. a forged roots entry ---------------------------------------------------------------------
+def test_a_forged_roots_entry_costs_a_recomputation_never_a_wrong_result(team: Team) -> None:
+    """What docs/stores.md says: replacing a home's roots with ``"keys": []`` lets the next
+    collection remove that home's results (as deleting them would); they are recomputed,
+    right, and the home's next `cache gc` publishes its roots again."""
+    team.run("a")
+    assert team.run("b", "n=9")["executed"] == 3
+    b_id = (team.root / "b" / "home-id").read_text().strip()
+    roots = team.shared / "roots" / b_id[:2] / f"{b_id}.json"
+    roots.write_text(json.dumps({"home": b_id, "host": "x", "updated_at": 1.0, "keys": []}))
+    out = team.cli("cache", "gc", "--grace", "0", "--json", home="a")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["shared"]["records_removed"] == 3  # b's: unprotected
+    team.executed()
+    again = team.run("c", "n=9")
+    assert again["executed"] == 3 and team.executed() == ["big", "report", "small"]
+    value = team.cli("cat", again["run_id"], "report", home="c")
+    assert value.stdout.strip() == str(100 + 100_001 + 9)
+    assert team.cli("cache", "gc", "--grace", "0", home="b").returncode == 0
+    assert json.loads(roots.read_text())["keys"]  # b's roots are back

@@ -15,9 +15,13 @@ manifests are read for the files they list), then stale leases. Checkpoints are 
 An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
 one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
-Roots are not signed: a forged one can only make the collection keep more. A home that never
-published roots (a reader, a home that never ran in read-write mode) protects nothing but its
-entries' grace period: run ``cache gc`` from it, or pin, before a collection. A record read
+Roots are not signed: a forged one naming more keys makes the collection keep more, one
+naming fewer (``"keys": []``) or a deleted one makes it remove that home's results once older
+than ``grace``. That is what whoever can write the store can do anyway by deleting records and
+objects, and costs recomputation, never a wrong result (records are verified, objects checked
+against their digests): docs/stores.md says so, and signing roots would not change it. A home
+that never published roots (a reader, a home that never ran in read-write mode) protects
+nothing but its entries' grace period: run ``cache gc`` from it before a collection. A record read
 to find what it names is read as JSON, unverified: any digest it claims is kept (keeping is
 always safe).
 """
