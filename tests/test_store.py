@@ -501,3 +501,70 @@ def test_an_entry_that_is_not_a_regular_file_is_absent_never_read(
     with pytest.raises(FileNotFoundError, match=r"not a regular file|symbolic link"):
         store.open_entry(name)
     assert not store.has_object(digest)
+
+
+def _plant_folder(path: str, victim: Path) -> None:
+    """A folder where an entry belongs, holding a file and a symbolic link to ``victim``."""
+    if os.path.lexists(path):
+        os.remove(path)
+    os.makedirs(os.path.join(path, "sub"))
+    Path(path, "sub", "file").write_text("planted")
+    os.symlink(victim, os.path.join(path, "sub", "link"))
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["home", "shared"])
+def test_a_folder_planted_for_an_entry_is_replaced_by_writes_and_removed_by_deletes(
+    tmp_path: Path, shared: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder where an object, a record, a lease or a roots entry belongs: reads take it as
+    absent, writes replace it (a warning names it), an exclusive create takes its name,
+    a delete removes it, and ``damaged_entries`` lists it; nothing behind a symbolic link
+    in it is touched."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    store = LocalStore(tmp_path / "store", shared=shared, signing_key=KEY if shared else None)
+    data = b"payload" * 100
+    digest = store.put_bytes(data)
+    key = "ab" * 16
+    store.put_action(key, {"node": "n", "outputs": {}, "created_at": 1.0})
+    action = store.entry_location(f"actions/ab/{key}.json")
+    obj = store.object_path(digest)
+    names = [object_name(digest), f"actions/ab/{key}.json", f"leases/ab/{key}.1", "roots/cd/x.json"]
+    for name in names:
+        _plant_folder(store.entry_location(name), victim)
+    assert store.object_info(digest) is None and store.get_action(key) is None
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.store"):
+        assert store.put_bytes(data) == digest  # replaced: a file again
+        store.put_action(key, {"node": "n", "outputs": {}, "created_at": 2.0})
+        assert store.create_entry(f"leases/ab/{key}.1", b"lease")  # the name is free
+        assert not store.create_entry(f"leases/ab/{key}.1", b"lease")  # and now taken
+        store.write_entry("roots/cd/x.json", b"{}")
+    assert os.path.isfile(obj) and os.path.isfile(action)
+    assert store.read_bytes(digest) == data
+    assert (store.get_action(key) or {}).get("created_at") == 2.0
+    assert store.read_entry(f"leases/ab/{key}.1") == b"lease"
+    assert "a folder where a stored file belongs" in caplog.text and obj in caplog.text
+    for name in names:
+        _plant_folder(store.entry_location(name), victim)
+    assert sorted(n for kind in ("objects", "actions", "leases", "roots")
+                  for n in store.damaged_entries(kind)) == sorted(names)  # fmt: skip
+    for name in names:  # a delete removes a planted folder too
+        store.delete_entry(name)
+        assert not os.path.lexists(store.entry_location(name))
+    assert not list(store.damaged_entries("objects"))
+    assert (victim / "precious").read_text() == "keep me"  # never followed
+
+
+def test_a_large_object_is_written_over_a_planted_folder(tmp_path: Path) -> None:
+    """The writer's path (a temp file renamed into place) replaces a planted folder as well,
+    even one whose size (a folder's, 4096) equals the object's."""
+    store = LocalStore(tmp_path / "store")
+    data = os.urandom(4096)
+    digest = digest_bytes(data)
+    path = store.object_path(digest)
+    os.makedirs(os.path.join(path, "sub"))
+    with store.writer(inline_limit=0) as writer:
+        writer.write(data)
+        assert writer.commit().digest == digest
+    assert os.path.isfile(path) and store.read_bytes(digest) == data

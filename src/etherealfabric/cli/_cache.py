@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -55,7 +53,10 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
         _fail(str(exc))
     with _journal_at(settings) as journal:
         audit = audit_cache(journal, store)
-        fixed = _repair(journal, store, audit.problems, settings.shared_store) if fix else set()
+        try:
+            fixed = _repair(journal, store, audit.problems, settings.shared_store) if fix else set()
+        except EtherealFabricError as exc:
+            _fail(str(exc))
     remaining = [p for i, p in enumerate(audit.problems) if i not in fixed]
     if as_json:
         _echo_json(
@@ -74,14 +75,16 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
 
 
 def _repair(journal: Journal, store: Store, problems: list[Any], shared: bool) -> set[int]:
-    """Delete corrupt objects, orphaned temp files, and action records naming bad bytes;
-    the indexes fixed."""
+    """Delete corrupt objects, orphaned temp files, entries that are not files, and action
+    records naming bad bytes; the indexes fixed."""
     fixed: set[int] = set()
     forgotten: set[str] = set()
     for i, problem in enumerate(problems):
         if problem.kind == "orphan_temp" and problem.path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(problem.path)
+            store.remove_temp_file(problem.path)
+            fixed.add(i)
+        elif problem.kind == "damaged_entry" and problem.entry:
+            store.delete_entry(problem.entry)
             fixed.add(i)
         elif problem.where == "store" and problem.kind in ("corrupt_object", "unreadable_object"):
             store.delete_object(problem.digest)
@@ -187,8 +190,9 @@ def cache_gc(
     click.echo(
         f"{verb} {h.records_removed} cache record(s), {h.blobs_removed} inline "
         f"output(s), {h.objects_removed} object(s) and {h.temp_files_removed} "
-        f"leftover temp file(s) ({h.bytes_freed:,} bytes); "
-        f"kept {h.records_kept} record(s)"
+        f"leftover temp file(s) ({h.bytes_freed:,} bytes)"
+        + _damaged(h.removed_damaged)
+        + f"; kept {h.records_kept} record(s)"
         + (f", {h.objects_too_recent} recent object(s)" if h.objects_too_recent else "")
     )
     if "evicted" in report:
@@ -202,7 +206,8 @@ def cache_gc(
         click.echo(
             f"shared store {g['store']} ({g['homes']} home(s) publish roots): {verb} "
             f"{g['records_removed']} record(s), {g['objects_removed']} object(s) and "
-            f"{g['leases_removed']} stale lease(s) ({g['bytes_freed']:,} bytes); kept "
+            f"{g['leases_removed']} stale lease(s) ({g['bytes_freed']:,} bytes)"
+            f"{_damaged(g['removed_damaged'])}; kept "
             f"{g['records_kept']} record(s), {g['objects_kept']} object(s) in use and "
             f"{g['objects_too_recent']} younger than the grace period"
         )
@@ -213,11 +218,17 @@ def cache_gc(
                 click.echo(f"  object {digest}")
 
 
+def _damaged(names: list[str]) -> str:
+    """The part of gc's summary about entries that are not files (each was also warned about)."""
+    return f", and {len(names)} entr(ies) that are not files" if names else ""
+
+
 def _collect_shared(
     store: Any, journal: Journal, settings: Settings, keep_runs: int, grace: float, dry_run: bool
 ) -> dict[str, Any]:
-    """The local layer's budget, this home's roots, then the shared store's collection."""
-    from ..run._teamcache import enforce_budget, publish
+    """The local layer's budget, this home's roots, then the shared store's collection (a dry
+    run publishes nothing, and collects as if it had)."""
+    from ..run._teamcache import enforce_budget, home_id, publish, roots_keys
     from ..store._sharedgc import collect_shared
 
     report: dict[str, Any] = {}
@@ -226,7 +237,9 @@ def _collect_shared(
         report["evicted"] = asdict(eviction)
     if not dry_run:
         publish(store, journal, settings.home, keep_runs, force=True)
-    report["shared"] = collect_shared(store.remote, grace=grace, dry_run=dry_run).to_dict()
+    own = (home_id(settings.home), roots_keys(journal, settings.home, keep_runs))
+    collected = collect_shared(store.remote, grace=grace, dry_run=dry_run, own=own)
+    report["shared"] = collected.to_dict()
     return report
 
 

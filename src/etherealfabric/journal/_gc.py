@@ -5,7 +5,8 @@ again), so a home grows with every change. :func:`collect_garbage` keeps the ent
 last ``keep_runs`` runs of each workflow used (executed or cached), those of runs still going,
 and anything younger than ``older_than`` seconds (a run in another process may be about to
 commit it); it drops the other action records, the inline outputs only they named, and the
-stored objects nothing kept refers to, and the temp files of writers that were killed.
+stored objects nothing kept refers to, the temp files of writers that were killed, and
+entries that are not files (a folder where an object belongs: ``store/_sharedgc.py``).
 Checkpoints are never touched: a crashed training run may be resumed days later.
 
 **Runs may go on meanwhile.** The store is listed first; the decision is then taken again
@@ -38,6 +39,7 @@ from ..errors import ConfigError, StoreError
 from ..plan._maps import read_children_index
 from ..states import RunStatus
 from ..store import Store
+from ..store._sharedgc import collect_damaged
 from ..store._trees import entry_objects, manifest_objects
 from ._journal import Journal
 from ._liveness import gone
@@ -58,6 +60,8 @@ class GcReport:
     objects_too_recent: int = 0
     temp_files_removed: int = 0
     removed_keys: list[str] = field(default_factory=list)
+    #: entries that are not files (a folder where an object belongs), removed at any age
+    removed_damaged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +112,7 @@ def collect_garbage(
     report.bytes_freed += sum(size for _, size in stale)
     if not dry_run:
         store.cleanup_temp(max_age=max(older_than, 0.0), writer_gone=gone)
+    report.removed_damaged = collect_damaged(store, dry_run=dry_run)
     return report
 
 

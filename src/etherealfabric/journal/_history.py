@@ -20,6 +20,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing._digest import digest_bytes
 from ..states import NodeStatus, RunStatus
 from ..store import Store
+from ..store._base import ENTRY_KINDS, object_name
 from ._journal import Journal, RunRow
 from ._liveness import gone
 from ._maps import map_events, split_children, summarize
@@ -239,7 +240,8 @@ class CacheProblem:
     """One thing wrong with the cache: a corrupt object, or a record naming missing bytes."""
 
     #: corrupt_object, missing_object, unreadable_object, corrupt_blob, missing_blob, bad_record,
-    #: orphan_temp (a temp file a killed writer left: its process is gone, or it is over an hour old)
+    #: orphan_temp (a temp file a killed writer left: its process is gone, or it is over an hour
+    #: old), damaged_entry (a folder, FIFO or link where a store entry belongs: ``entry``)
     kind: str
     digest: str | None
     key: str | None = None
@@ -247,10 +249,15 @@ class CacheProblem:
     output: str | None = None
     path: str | None = None
     where: str = "store"  # "store" (an object), "journal" (an action record or inline blob)
+    entry: str | None = (
+        None  # the store entry's name (objects/ab/<digest>...), when one is at fault
+    )
 
     def __str__(self) -> str:
         what = self.kind.replace("_", " ")
         parts = [f"{what} {self.digest}" if self.digest else what]
+        if self.kind == "damaged_entry":
+            parts.append(f"{self.entry} (not a file: a folder, a FIFO or a symbolic link)")
         if self.node or self.key:
             parts.append(f"(node {self.node or '?'}, output {self.output or '?'}, key {self.key})")
         if self.path:
@@ -294,16 +301,25 @@ def audit_cache(journal: Journal, store: Store) -> CacheAudit:
 
     Each object is read and hashed; each action record must name present, valid objects (or,
     for small outputs, inline blobs in the journal whose bytes match their digest). Temp files
-    that no writer will finish (its process is gone, or older than an hour) are reported too.
+    that no writer will finish (its process is gone, or older than an hour) are reported too,
+    and so is every entry that is not a file (:meth:`Store.damaged_entries`).
     """
+    damaged = [
+        CacheProblem("damaged_entry", None, path=store.entry_location(name), entry=name)
+        for kind in ENTRY_KINDS
+        for name in store.damaged_entries(kind)
+    ]
+    planted = {p.entry for p in damaged}
     bad: dict[str, CacheProblem] = {}
     objects = 0
     for digest in store.iter_objects():
+        if object_name(digest) in planted:
+            continue  # reported as damaged (and a record naming it: a missing object)
         objects += 1
         problem = check_object(store, digest)
         if problem is not None:
             bad[digest] = problem
-    problems = list(bad.values())
+    problems = [*bad.values(), *damaged]
     for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=gone):
         problems.append(CacheProblem("orphan_temp", None, path=path))
     rows = action_rows(journal)

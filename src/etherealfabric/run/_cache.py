@@ -101,6 +101,7 @@ class ArtifactCache:
         self.read_only = writer is None
         self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
         self._rejected: set[str] = set()  # keys of malformed shared records, warned once
+        self._unusable: set[str] = set()  # keys of shared entries found unusable, warned once
         self._absent: set[str] = set()  # keys prefetch() found absent from the shared store
         #: the workflow's root folder: where file outputs are restored (None: the current one)
         self.root = root
@@ -317,7 +318,7 @@ class ArtifactCache:
                 try:
                     blobs.append((out["digest"], self.store.read_bytes(out["digest"])))
                 except (ArtifactMissingError, CorruptArtifactError) as exc:
-                    log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
+                    self._say_unusable(key, exc)
                     return None
         if not self.read_only and not self._fill(key, record):
             return None
@@ -336,11 +337,18 @@ class ArtifactCache:
             for digest in digests:
                 store.fill(digest)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
-            log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
+            self._say_unusable(key, exc)
             if isinstance(exc, CorruptArtifactError) and exc.digest:
                 store.delete_object(exc.digest)  # so that the recomputed bytes replace it
             return False
         return True
+
+    def _say_unusable(self, key: str, exc: Exception) -> None:
+        """Warn that the shared entry of ``key`` is unusable, once per run and key (a key is
+        looked up again once its lease is taken, and would say it twice)."""
+        if key not in self._unusable:
+            self._unusable.add(key)
+            log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
 
     def _reject(self, key: str, problem: str) -> None:
         if key not in self._rejected:

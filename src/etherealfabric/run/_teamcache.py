@@ -22,7 +22,16 @@ from ..store import LayeredStore, Store
 from ..store._layered import Eviction, evict
 from ..store._sharedgc import publish_roots
 
-__all__ = ["KEEP_RUNS", "after_run", "enforce_budget", "home_id", "pins", "publish", "set_pins"]
+__all__ = [
+    "KEEP_RUNS",
+    "after_run",
+    "enforce_budget",
+    "home_id",
+    "pins",
+    "publish",
+    "roots_keys",
+    "set_pins",
+]
 
 #: The runs per workflow whose results a home's roots protect in a shared store.
 KEEP_RUNS = 5
@@ -92,7 +101,7 @@ def publish(
     Unless ``force``, nothing is asked of the store when the keys are those this home last
     published there (remembered in ``roots-published``): a warm run makes no request.
     """
-    keys = sorted(keys_in_use(journal, keep_runs, pins(home)))
+    keys = roots_keys(journal, home, keep_runs)
     stamp = digest_bytes("\n".join([store.remote.url, *keys]).encode())
     memo = Path(home) / "roots-published"
     if not force and memo.exists() and memo.read_text().strip() == stamp:
@@ -104,6 +113,12 @@ def publish(
     temp.write_text(stamp + "\n")
     os.replace(temp, memo)
     return written
+
+
+def roots_keys(journal: Journal, home: Path, keep_runs: int = KEEP_RUNS) -> list[str]:
+    """The keys this home's roots name: its last ``keep_runs`` runs per workflow, its runs
+    going and its pinned runs used (sorted)."""
+    return sorted(keys_in_use(journal, keep_runs, pins(home)))
 
 
 def home_id(home: Path) -> str:

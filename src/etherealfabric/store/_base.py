@@ -15,6 +15,7 @@ checks and error messages from them, once for every store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,11 +28,17 @@ from ..config import INLINE_LIMIT
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError
 from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import stream_digest
+from ._checkpoints import (
+    CHECKPOINT_HEADER_SIZE,
+    checkpoint_header,
+    checkpoint_payload,
+)
 from ._writer import (
     ObjectWriter,
     StoredObject,
     create_temp_file,
     default_temp_dir,
+    remove_path,
     remove_quietly,
     stale_temp_files,
 )
@@ -39,6 +46,7 @@ from ._writer import (
 __all__ = [
     "CHECKPOINT_HEADER_SIZE",
     "DEFAULT_INLINE_LIMIT",
+    "ENTRY_KINDS",
     "EntryInfo",
     "ObjectWriter",
     "Store",
@@ -60,10 +68,10 @@ DEFAULT_INLINE_LIMIT = INLINE_LIMIT
 _READ_CHUNK = 1024 * 1024
 _ABSENT = (FileNotFoundError, NotADirectoryError)  # nothing there (a local root may be a file)
 
-#: First line of a stored checkpoint; the second is the digest of the bytes that follow.
-CHECKPOINT_MAGIC = b"EFCHECKPOINT1\n"
-#: Length of the magic line plus the digest line.
-CHECKPOINT_HEADER_SIZE = len(CHECKPOINT_MAGIC) + 33
+#: The folders of a store's entries (``<kind>/<two hex>/<name>``): ``objects``, ``actions``,
+#: ``checkpoints``, and a shared store's ``leases`` (``_leases.py``) and ``roots``
+#: (``_sharedgc.py``).
+ENTRY_KINDS = ("objects", "actions", "checkpoints", "leases", "roots")
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -106,45 +114,6 @@ def check_digest(actual: str, digest: str, where: str) -> None:
             path=where,
             digest=digest,
         )
-
-
-def checkpoint_header(data: bytes) -> bytes:
-    """What a store writes before a checkpoint's bytes: a magic line and their digest line.
-
-    Stores share this format (``header + data``) so that a checkpoint moves between them
-    unchanged and damage is always detected by :func:`checkpoint_payload`.
-    """
-    return CHECKPOINT_MAGIC + digest_bytes(data).encode("ascii") + b"\n"
-
-
-def checkpoint_payload(header: bytes, payload: bytes, where: str) -> bytes | None:
-    """``payload`` if ``header`` is a checkpoint header whose digest matches it, else None.
-
-    A mismatch is logged as a warning naming ``where`` (the checkpoint's location).
-    """
-    if (
-        len(header) != CHECKPOINT_HEADER_SIZE
-        or not header.startswith(CHECKPOINT_MAGIC)
-        or not header.endswith(b"\n")
-    ):
-        log.warning(
-            "ignoring the damaged checkpoint %s: it does not start with a checkpoint header "
-            "(the node starts from the beginning)",
-            where,
-        )
-        return None
-    expected = header[len(CHECKPOINT_MAGIC) : -1].decode("ascii", "replace")
-    actual = digest_bytes(payload)
-    if actual != expected:
-        log.warning(
-            "ignoring the damaged checkpoint %s: its bytes hash to %s, not %s "
-            "(the node starts from the beginning)",
-            where,
-            actual,
-            expected,
-        )
-        return None
-    return payload
 
 
 @dataclass(frozen=True)
@@ -291,11 +260,32 @@ class Store(ABC):
     def cleanup_temp(
         self, *, max_age: float = 3600.0, writer_gone: Callable[[int], bool] | None = None
     ) -> int:
-        """Remove the :meth:`stale_temp_files`; how many were removed."""
-        return sum(
-            remove_quietly(path)
-            for path, _ in self.stale_temp_files(max_age=max_age, writer_gone=writer_gone)
-        )
+        """Remove the :meth:`stale_temp_files`; how many were removed (best effort)."""
+        removed = 0
+        for path, _ in self.stale_temp_files(max_age=max_age, writer_gone=writer_gone):
+            with contextlib.suppress(StoreError):
+                removed += self.remove_temp_file(path)
+        return removed
+
+    def remove_temp_file(self, path: str) -> bool:
+        """Remove ``path``, one of :meth:`stale_temp_files`, or a folder planted under a temp
+        file's name (never following a symbolic link); True if removed, False if already gone.
+        A :class:`StoreError` naming it if it cannot be removed."""
+        try:
+            return remove_path(path)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot remove the leftover temp file {path}: {exc.strerror or exc}; remove it "
+                "by hand (or make its folder writable by this user)",
+                path=path,
+            ) from exc
+
+    def damaged_entries(self, kind: str) -> Iterator[str]:
+        """The names of the entries under ``kind`` (one of :data:`ENTRY_KINDS`) that are not
+        files: a folder, a FIFO, a symbolic link, which no writer of the store makes (someone
+        with write access planted it). Reads take them as absent and :meth:`delete_entry`
+        removes them. None here: a store whose entries can only be files has none."""
+        return iter(())
 
     def refresh_entry(self, name: str) -> None:
         """Mark the existing entry ``name`` as just written (a write found it already there).

@@ -29,6 +29,11 @@ lookups are misses (the journal and the local layer still serve hits), writes ar
 Nothing is queued: ``etherealfabric cache push --dry-run`` compares the journal with the store
 and lists every result that is not there.
 
+**A damaged shared copy** (its bytes do not hash to its digest: found when a small output is
+read, or when an object is downloaded) is remembered (:attr:`LayeredStore.damaged`, which
+travels to worker processes): the recomputed bytes then replace it, whatever its size (a
+write otherwise skips an object of the right size already there, to spare an upload).
+
 **The budget** (``ETHEREALFABRIC_LOCAL_CACHE_SIZE``) is enforced by :func:`evict` at the end of
 each run and by ``cache gc``: least recently used objects first (a cache hit, a fill and a write
 refresh an object's time), never one used since the oldest run still going began, and only
@@ -78,6 +83,8 @@ class LayeredStore(Store):
         self.url = remote.url
         #: why the shared store is not asked any more (it did not answer); None while it is
         self.offline: str | None = None
+        #: digests whose copy in the shared store was found damaged: a write replaces them
+        self.damaged: set[str] = set()
         self._init_process()
 
     def _init_process(self) -> None:
@@ -87,7 +94,10 @@ class LayeredStore(Store):
         self.filled_bytes = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("local", "remote", "mode", "url", "offline")}
+        state = {k: self.__dict__[k] for k in ("local", "remote", "mode", "url", "offline")}
+        with self._lock:
+            state["damaged"] = set(self.damaged)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -212,9 +222,23 @@ class LayeredStore(Store):
                 self._drop_local(digest, exc)
         info = self.ask(self.remote.object_info, digest, default=None)
         if info is not None and info.size <= INLINE_LIMIT:  # small: the journal keeps them
-            return self.remote.read_bytes(digest)
+            try:
+                return self.remote.read_bytes(digest)
+            except CorruptArtifactError:
+                self.found_damaged(digest)
+                raise
         self.fill(digest)
         return self.local.read_bytes(digest, verify=False)
+
+    def found_damaged(self, digest: str) -> None:
+        """Remember that the shared store's copy of ``digest`` is damaged: the next write of
+        these bytes replaces it (see the module)."""
+        with self._lock:
+            self.damaged.add(digest)
+
+    def _repaired(self, digest: str) -> None:
+        with self._lock:
+            self.damaged.discard(digest)
 
     def _drop_local(self, digest: str, exc: Exception) -> None:
         log.warning("the local copy of object %s is unusable (%s); fetching it again", digest, exc)
@@ -244,7 +268,11 @@ class LayeredStore(Store):
             except StoreUnreachableError as exc:
                 self.went_offline(exc)
                 raise self._missing(digest, " (it is unreachable)") from exc
-            check_digest(file_digest(temp), digest, self.remote.location(digest))
+            try:
+                check_digest(file_digest(temp), digest, self.remote.location(digest))
+            except CorruptArtifactError:
+                self.found_damaged(digest)
+                raise
             self.local.put_file(name, temp, size)
             self.fills += 1
             self.filled_bytes += size
@@ -262,8 +290,15 @@ class LayeredStore(Store):
 
     def put_bytes(self, data: bytes) -> str:
         digest = self.local.put_bytes(data)
-        self._write_remote(self.remote.put_bytes, data)
+        if digest in self.damaged:  # found damaged there: replaced, whatever its size
+            self._write_remote(self._replace, digest, data)
+        else:
+            self._write_remote(self.remote.put_bytes, data)
         return digest
+
+    def _replace(self, digest: str, data: bytes) -> None:
+        self.remote.write_entry(object_name(digest), data)  # atomic: never absent meanwhile
+        self._repaired(digest)
 
     def open_temp(self) -> tuple[BinaryIO, str]:
         return self.local.open_temp()  # in the local layer: a new object is renamed in place
@@ -287,7 +322,10 @@ class LayeredStore(Store):
         name = object_name(digest)
         path = self.local.object_path(digest)
         size = os.stat(path).st_size
-        info = self.remote.entry_info(name)
+        damaged = digest in self.damaged
+        if damaged:  # the copy there has the size, not the bytes: put_file would keep it
+            self.remote.delete_object(digest)
+        info = None if damaged else self.remote.entry_info(name)
         if info is not None and info.size == size:
             self.remote.refresh_entry(name)
             return False
@@ -301,6 +339,7 @@ class LayeredStore(Store):
                 remove_quietly(temp)
         else:
             self.remote.put_file(name, path, size)
+        self._repaired(digest)
         return True
 
     def delete_object(self, digest: str) -> None:

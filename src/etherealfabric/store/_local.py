@@ -30,12 +30,19 @@ checkpoints are signed with ``ETHEREALFABRIC_SIGNING_KEY`` (or ``signing_key=``)
 when read (:class:`~etherealfabric.store._trust.UntrustedEntries`: a pickle is never loaded
 from an unsigned entry; an unsigned, tampered, foreign or malformed one is a miss with a
 warning), and every object read is verified against its digest (``verify=False`` is ignored).
+
+**Planted entries.** Where an entry belongs, others could put something that is not a file (a
+folder, a FIFO, a symbolic link). Reads take it as absent (never followed nor blocked on);
+a write, an exclusive create and a delete remove it first, with a warning naming it (a folder
+with ``shutil.rmtree``, which never follows symbolic links); :meth:`LocalStore.damaged_entries`
+lists them for ``cache verify`` and ``cache gc``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -45,12 +52,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from ..errors import StoreError
 from ..hashing._files import mapped_digest
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
-from ._writer import create_temp_file, remove_quietly
+from ._writer import create_temp_file, remove_path, remove_quietly
 
 if TYPE_CHECKING:
     from ._trust import UntrustedEntries
 
 __all__ = ["LocalStore"]
+
+log = logging.getLogger("etherealfabric.store")
 
 _T = TypeVar("_T")
 
@@ -169,8 +178,9 @@ class LocalStore(Store):
             raise
 
     def entry_info(self, name: str) -> EntryInfo | None:
+        """Size and time of a regular file (a symbolic link is not followed: absent)."""
         try:
-            info = os.stat(self.entry_location(name))
+            info = os.lstat(self.entry_location(name))
         except (FileNotFoundError, NotADirectoryError):
             return None
         return EntryInfo(info.st_size, info.st_mtime) if stat.S_ISREG(info.st_mode) else None
@@ -214,7 +224,12 @@ class LocalStore(Store):
             try:
                 self._in_folder(os.path.dirname(final), lambda: os.link(temp_path, final))
             except FileExistsError:
-                return False
+                if not self._remove_planted(final):
+                    return False  # a real entry: someone else created it
+                try:
+                    os.link(temp_path, final)
+                except FileExistsError:
+                    return False
             return True
         except OSError as exc:
             raise self._unwritable(exc) from exc
@@ -222,13 +237,19 @@ class LocalStore(Store):
             remove_quietly(temp_path)
 
     def delete_entry(self, name: str) -> None:
+        """Remove the entry (a folder planted in its place too, see the module)."""
         path = self.entry_location(name)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        except OSError as exc:
-            raise StoreError(f"cannot remove {path}: {exc}", path=path) from exc
+        except OSError as exc:  # EISDIR (Linux) or EPERM (macOS) for a folder
+            try:
+                planted = self._remove_planted(path)
+            except StoreError:
+                planted = False
+            if not planted:
+                raise StoreError(f"cannot remove {path}: {exc}", path=path) from exc
 
     def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
@@ -236,6 +257,14 @@ class LocalStore(Store):
             if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
                 for entry in _entries(folder.path):
                     yield folder.name, entry.name
+
+    def damaged_entries(self, kind: str) -> Iterator[str]:
+        """The entries under ``kind`` that are not regular files (planted: see the module)."""
+        for folder in _entries(os.path.join(self.root, kind)):
+            if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
+                for entry in _entries(folder.path):
+                    if not entry.is_file(follow_symlinks=False):
+                        yield f"{kind}/{folder.name}/{entry.name}"
 
     def open_temp(self) -> tuple[BinaryIO, str]:
         """A temp file in ``objects/.tmp``: on the file system of the final objects."""
@@ -252,7 +281,7 @@ class LocalStore(Store):
     def refresh_entry(self, name: str) -> None:
         """Set the entry's modification time to now (gc then sees it as recent)."""
         with contextlib.suppress(FileNotFoundError):
-            os.utime(self.entry_location(name))
+            os.utime(self.entry_location(name), follow_symlinks=False)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _open_temp(self, kind: str) -> tuple[BinaryIO, str]:
@@ -263,11 +292,13 @@ class LocalStore(Store):
             raise self._unwritable(exc) from exc
 
     def _present(self, final: str, size: int) -> bool:
-        """True if ``final`` already holds an object of this size (a wrong size is replaced)."""
+        """True if ``final`` already holds an object of this size (a wrong size is replaced,
+        and so is anything but a regular file)."""
         try:
-            if os.stat(final).st_size != size:
-                return False
+            info = os.lstat(final)
         except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
             return False
         try:
             os.utime(final)  # written again, as far as gc is concerned (see refresh_entry)
@@ -278,11 +309,47 @@ class LocalStore(Store):
         return True
 
     def _move(self, temp_path: str, final: str) -> None:
-        """Rename a finished temp file to its final name, creating the folder if needed."""
+        """Rename a finished temp file to its final name, creating the folder if needed (and
+        removing a folder planted there: a file cannot replace one)."""
         folder = os.path.dirname(final)
-        self._in_folder(folder, lambda: os.replace(temp_path, final))
+        try:
+            self._in_folder(folder, lambda: os.replace(temp_path, final))
+        except IsADirectoryError:
+            self._remove_planted(final)
+            os.replace(temp_path, final)
         if self.durable:
             _fsync_path(folder)
+
+    def _remove_planted(self, path: str) -> bool:
+        """Remove what is at the entry ``path`` if it is not a regular file (a folder, a FIFO,
+        a symbolic link: planted, see the module), with a warning; True if it was removed.
+        A regular file is left alone (False)."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(mode):
+            return False
+        what = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a symbolic link"
+            if stat.S_ISLNK(mode)
+            else "not a file"
+        )
+        log.warning(
+            "removing %s (in the store %s): it is %s where a stored file belongs, which no "
+            "EtherealFabric process makes (someone with write access to the store did)",
+            path, self.root, what,
+        )  # fmt: skip
+        try:
+            return remove_path(path, files=False)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot remove {path}, {what} where a stored file belongs: "
+                f"{exc.strerror or exc}. Remove it by hand.",
+                path=path,
+            ) from exc
 
     def _in_folder(self, folder: str, action: Callable[[], _T]) -> _T:
         """``action()``, after making sure ``folder`` exists (again, if it was removed)."""

@@ -12,10 +12,16 @@ object and lease younger than ``grace`` seconds (a teammate's job that is runnin
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
 manifests are read for the files they list), then stale leases. Checkpoints are never touched.
+An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
+one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
-Roots are not signed: a forged one can only make the collection keep more. A home that never
-published roots (a reader, a home that never ran in read-write mode) protects nothing but its
-entries' grace period: run ``cache gc`` from it, or pin, before a collection. A record read
+Roots are not signed: a forged one naming more keys makes the collection keep more, one
+naming fewer (``"keys": []``) or a deleted one makes it remove that home's results once older
+than ``grace``. That is what whoever can write the store can do anyway by deleting records and
+objects, and costs recomputation, never a wrong result (records are verified, objects checked
+against their digests): docs/stores.md says so, and signing roots would not change it. A home
+that never published roots (a reader, a home that never ran in read-write mode) protects
+nothing but its entries' grace period: run ``cache gc`` from it before a collection. A record read
 to find what it names is read as JSON, unverified: any digest it claims is kept (keeping is
 always safe).
 """
@@ -31,11 +37,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..hashing._digest import is_digest
-from ._base import EntryInfo, Store, check_name
+from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
 from ._signing import record_digests
 from ._trees import entry_objects, read_manifest
 
-__all__ = ["SharedGcReport", "collect_shared", "publish_roots", "read_roots", "roots_name"]
+__all__ = [
+    "SharedGcReport",
+    "collect_damaged",
+    "collect_shared",
+    "publish_roots",
+    "read_roots",
+    "roots_name",
+]
 
 log = logging.getLogger("etherealfabric.store")
 
@@ -64,14 +77,22 @@ def publish_roots(store: Store, home: str, keys: Iterable[str], *, host: str) ->
 
 def read_roots(store: Store) -> list[dict[str, Any]]:
     """Every home's roots (malformed ones are skipped with a warning)."""
-    found = []
+    return list(_roots_by_entry(store).values())
+
+
+def _roots_by_entry(store: Store) -> dict[str, dict[str, Any]]:
+    """Every home's well-formed roots, by entry name."""
+    found = {}
     for folder, name in store.list_entries("roots"):
-        body = _read_json(store, f"roots/{folder}/{name}")
+        entry = f"roots/{folder}/{name}"
+        if store.entry_info(entry) is None:
+            continue  # gone, or not a file (collect_damaged says so)
+        body = _read_json(store, entry)
         keys = body.get("keys") if isinstance(body, dict) else None
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            log.warning("ignoring the malformed roots entry roots/%s/%s", folder, name)
+            log.warning("ignoring the malformed roots entry %s", entry)
             continue
-        found.append(body)
+        found[entry] = body
     return found
 
 
@@ -91,17 +112,32 @@ class SharedGcReport:
     bytes_freed: int = 0
     removed_records: list[str] = field(default_factory=list)
     removed_objects: list[str] = field(default_factory=list)
+    #: entries that are not files (folders... planted where a file belongs), removed at any age
+    removed_damaged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def collect_shared(
-    store: Store, *, grace: float = 86400.0, dry_run: bool = False, now: float | None = None
+    store: Store,
+    *,
+    grace: float = 86400.0,
+    dry_run: bool = False,
+    now: float | None = None,
+    own: tuple[str, Iterable[str]] | None = None,
 ) -> SharedGcReport:
-    """Delete what no home's roots keep and is older than ``grace`` seconds; see the module."""
+    """Delete what no home's roots keep and is older than ``grace`` seconds; see the module.
+
+    ``own``: ``(home id, keys)``, the roots the collecting home publishes before collecting,
+    taken instead of what the store holds for it (so that a dry run, which publishes
+    nothing, reports what the collection would remove).
+    """
     cutoff = (time.time() if now is None else now) - grace
-    roots = read_roots(store)
+    by_entry = _roots_by_entry(store)
+    if own is not None:
+        by_entry[roots_name(own[0])] = {"home": own[0], "keys": sorted(set(own[1]))}
+    roots = list(by_entry.values())
     kept_keys = {k for body in roots for k in body["keys"]}
     report = SharedGcReport(store.url, dry_run, homes=len(roots))
     records = _listing(store, "actions")
@@ -133,12 +169,29 @@ def collect_shared(
         and info.modified < min(cutoff, time.time() - _LEASE_STALE_SECONDS)
     ]
     report.leases_removed = len(leases)
+    report.removed_damaged = collect_damaged(store, dry_run=dry_run)
     if not dry_run:
         with ThreadPoolExecutor(_THREADS) as pool:  # records first: none names a deleted object
             list(pool.map(store.delete_entry, drop))
             list(pool.map(store.delete_object, report.removed_objects))
             list(pool.map(store.delete_entry, leases))
     return report
+
+
+def collect_damaged(store: Store, *, dry_run: bool = False) -> list[str]:
+    """Remove (unless ``dry_run``) every entry of ``store`` that is not a file
+    (:meth:`Store.damaged_entries`), each with a warning; their names, sorted."""
+    found = sorted(name for kind in ENTRY_KINDS for name in store.damaged_entries(kind))
+    for name in found:
+        log.warning(
+            "cache gc: %s %s: it is not a file (a folder, a FIFO or a symbolic link where a "
+            "store entry belongs, which no EtherealFabric process makes)",
+            "would remove" if dry_run else "removing",
+            store.entry_location(name),
+        )
+        if not dry_run:
+            store.delete_entry(name)
+    return found
 
 
 def _listing(store: Store, kind: str) -> dict[str, EntryInfo]:
@@ -174,7 +227,11 @@ def _named(store: Store, name: str) -> set[str]:
 
 
 def _read_json(store: Store, name: str) -> Any:
+    """The JSON in the entry ``name``; None if it is absent, not JSON or unreadable."""
     try:
         return json.loads(store.read_entry(name))
     except (FileNotFoundError, ValueError):
+        return None
+    except OSError as exc:  # (unreadable: a folder or FIFO there is absent already)
+        log.warning("cannot read %s: %s", store.entry_location(name), exc)
         return None

@@ -180,8 +180,8 @@ def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str,
     if not isinstance(record, dict):
         return None, "it is not a JSON object"
     signature = record.pop(SIGNATURE_FIELD, None)
-    if signer is None:
-        problem = unsigned_problem(record)
+    if signer is None:  # its shape first: a forged entry is named, whatever it claims to hold
+        problem = record_problem(record) or unsigned_problem(record)
     else:
         try:
             body = canonical(record)
@@ -206,6 +206,12 @@ def unsigned_problem(record: Mapping[str, Any]) -> str:
         if not isinstance(out, dict) or not is_digest(out.get("digest", "")):
             return f"its output {name!r} is malformed"
         serializer = out.get("serializer")
+        if serializer in (FILE_SERIALIZER, DIRECTORY_SERIALIZER):
+            return (
+                f"its output {name!r} is a returned {serializer}, which is restored into your "
+                "project from a shared store only when its record is signed. Set "
+                f"{SIGNING_KEY_ENV} to your team's signing key to share it"
+            )
         if serializer not in UNSIGNED_SERIALIZERS:
             return (
                 f"its output {name!r} uses the {serializer!r} serializer, and outputs that "
@@ -235,6 +241,10 @@ def record_problem(record: object) -> str:
     outputs = record.get("outputs")
     if not isinstance(outputs, dict):
         return "its 'outputs' is missing or not an object"
+    files = record.get("files")
+    problem = files_problem(files)
+    if problem:
+        return problem
     for name, out in outputs.items():
         if not isinstance(out, dict):
             return f"its output {name!r} is not an object"
@@ -257,10 +267,25 @@ def record_problem(record: object) -> str:
         ):
             return f"its output {name!r} has malformed 'versions'"
         if out["serializer"] in (FILE_SERIALIZER, DIRECTORY_SERIALIZER):
-            where = path_problem(out.get("path"), folder=out["serializer"] == DIRECTORY_SERIALIZER)
-            if where:
-                return f"its file output {name!r} names an unsafe path: {where}"
-    return files_problem(record.get("files"))
+            problem = _file_output_problem(out, files)
+            if problem:
+                return f"its file output {name!r} {problem}"
+    return ""
+
+
+def _file_output_problem(out: Mapping[str, Any], files: object) -> str:
+    """Why a returned file's output record does not match the record's ``files``; ``""``."""
+    folder = out["serializer"] == DIRECTORY_SERIALIZER
+    where = path_problem(out.get("path"), folder=folder)
+    if where:
+        return f"names an unsafe path: {where}"
+    entry = files.get(out["path"]) if isinstance(files, dict) else None
+    kind = "dir" if folder else "file"
+    if not isinstance(entry, dict) or entry.get("kind") != kind:
+        return f"names {out['path']!r}, which the record's file entries do not list"
+    if entry.get("digest") != out["digest"]:
+        return f"and the file entry {out['path']!r} name different digests"
+    return ""
 
 
 def signed_key_id(data: bytes) -> str | None:

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import io
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "file_mtime",
     "filesystem_type",
     "inline_object",
+    "remove_path",
     "remove_quietly",
     "remove_stale_temp_files",
     "stale_temp_files",
@@ -154,10 +156,36 @@ def remove_quietly(path: str) -> bool:
     return True
 
 
+def remove_path(path: str, *, files: bool = True) -> bool:
+    """Remove what is at ``path``; True if something was removed, False if nothing was there.
+
+    A folder goes with everything in it (``shutil.rmtree``, which never follows a symbolic
+    link, nor removes anything but a folder at ``path``), a symbolic link goes itself (never
+    what it points to), anything else is unlinked; a regular file only with ``files`` (without
+    it, one found there is left alone and False returned: someone's real entry). For things
+    planted where a store file belongs. Raises ``OSError`` when removal fails.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        import shutil  # here: only a planted folder needs it
+
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(path)
+        return True
+    if stat.S_ISREG(mode) and not files:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
 def file_mtime(entry: os.DirEntry[str]) -> float:
     """When ``entry`` was last modified; infinitely recent if it is already gone."""
     try:
-        return entry.stat().st_mtime
+        return entry.stat(follow_symlinks=False).st_mtime
     except FileNotFoundError:
         return float("inf")
 
@@ -193,7 +221,7 @@ def stale_temp_files(
                 stale = file_mtime(entry) < cutoff
             if stale:
                 with contextlib.suppress(OSError):
-                    found.append((entry.path, entry.stat().st_size))
+                    found.append((entry.path, entry.stat(follow_symlinks=False).st_size))
     return found
 
 
