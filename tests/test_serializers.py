@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -465,3 +467,57 @@ def test_a_dict_output_keeps_its_key_order(tmp_path: Path) -> None:
     assert first[best] == "zeta" and list(first[ranked]) == ["zeta", "mid", "alpha"]
     again = wf.execute()
     assert again.cached == 2 and list(again[ranked]) == ["zeta", "mid", "alpha"]
+
+
+NUMPY_SCALARS = """
+import numpy as np
+from etherealfabric import Workflow, node
+
+
+@node
+def accuracy():
+    return np.mean(np.array([1, 0, 1, 1]) == 1)  # np.float64, as np.mean and metrics give
+
+
+@node
+def report(acc):
+    return f"{acc:.2f}"
+
+
+@node
+def square(x):
+    return x * x  # np.int64 items
+
+
+@node
+def total(xs):
+    return int(sum(xs))
+
+
+with Workflow("scalars") as wf:
+    report(accuracy())
+    total(square.map(list(np.arange(3))))
+"""
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_numpy_scalar_output_reaches_its_consumers_and_cat(tmp_path: Path, backend: str) -> None:
+    """np.float64 / np.int64 outputs (np.mean, df.sum(), sklearn metrics) were made read-only
+    like arrays, which numpy refuses for scalars: every consumer failed, and so did cat."""
+    (tmp_path / "flow.py").write_text(NUMPY_SCALARS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    for _ in range(2):  # cold (handed over in memory), then warm (loaded from the store)
+        done = cli("run", "flow.py", "--backend", backend)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for node, value in (("report", "0.75"), ("accuracy", 0.75), ("total", 5)):
+        shown = cli("cat", "latest", node, "--json")
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        assert json.loads(shown.stdout) == value

@@ -222,11 +222,16 @@ class Journal(ActionIndex, LeaseClaims):
                 )
 
     def get_run(self, run_id: str) -> RunRow:
-        """The run row, by id or unique id prefix; :class:`RunNotFoundError` when there is none.
+        """The run row, by id or unique id prefix (``latest``: the newest run);
+        :class:`RunNotFoundError` when there is none.
 
         The id is matched literally (``%`` and ``_`` are characters, not wildcards); a prefix
         of several runs raises :class:`AmbiguousRunError`, which names them.
         """
+        if run_id == "latest":
+            rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1")
+            if rows:
+                return rows[0]
         rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
         if rows:
             return rows[0]

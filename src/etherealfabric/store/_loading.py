@@ -195,8 +195,11 @@ def read_only(value: Any) -> Any:
     """``value``, with its ``WRITEABLE`` flag cleared if it is a numpy array (a value shared
     between consumers must not be changed in place)."""
     flags = getattr(value, "flags", None)
-    if isinstance(getattr(flags, "writeable", None), bool):
-        flags.writeable = False  # type: ignore[union-attr]
+    if getattr(flags, "writeable", None) is True:
+        try:
+            flags.writeable = False  # type: ignore[union-attr]
+        except ValueError:  # a numpy scalar (np.float64...): immutable, its flags are fixed
+            pass
     return value
 
 
