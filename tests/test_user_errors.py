@@ -357,3 +357,43 @@ def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Pat
     done = _ef(tmp_path, "cat", new_run, "numbers")
     assert done.returncode == 2 and "is no longer in the store" in done.stderr, done.stderr
     assert "--node numbers -p n=40000" in done.stderr and "is missing" in done.stderr
+
+
+def test_cat_of_frames_with_columns_json_and_parquet_cannot_hold(tmp_path: Path) -> None:
+    """Periods print as text in JSON (said on stderr); a frame pyarrow cannot write (complex
+    numbers) is a one-line error naming the node and the file, and leaves no file behind."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    (tmp_path / "flow.py").write_text(
+        textwrap.dedent(
+            """
+            import pandas as pd
+            from etherealfabric import Workflow, node
+
+            @node
+            def monthly():
+                days = pd.Series(pd.to_datetime(["2026-01-05", "2026-02-07"]))
+                return pd.DataFrame({"month": days.dt.to_period("M"), "n": [1, 2]})
+
+            @node
+            def spectrum():
+                return pd.DataFrame({"z": [1 + 2j, 3 - 1j]})
+
+            with Workflow("odd-columns") as wf:
+                monthly()
+                spectrum()
+            """
+        )
+    )
+    run = _ef(tmp_path, "run", "flow.py")
+    assert run.returncode == 0, run.stderr
+    done = _ef(tmp_path, "cat", "latest", "monthly", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"month": "2026-01", "n": 1}, {"month": "2026-02", "n": 2}]
+    assert "columns month printed as text" in done.stderr
+    done = _ef(tmp_path, "cat", "latest", "spectrum", "-o", "z.parquet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot write spectrum.result to z.parquet as .parquet" in done.stderr
+    assert not (tmp_path / "z.parquet").exists()
+    done = _ef(tmp_path, "cat", "latest", "spectrum", "-o", "z.csv")  # another format works
+    assert done.returncode == 0 and "(1+2j)" in (tmp_path / "z.csv").read_text()

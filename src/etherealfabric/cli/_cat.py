@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -116,7 +117,7 @@ def _as_text(value: Any) -> str:
 
 def _as_json(value: Any) -> str:
     if _is_frame(value):
-        return str(value.to_json(orient="records", date_format="iso"))
+        return str(_json_ready(value).to_json(orient="records", date_format="iso"))
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         value = value.tolist()
     try:
@@ -125,7 +126,41 @@ def _as_json(value: Any) -> str:
         raise EtherealFabricError(f"this value cannot be printed as JSON: {exc}") from None
 
 
+def _json_ready(frame: Any) -> Any:
+    """``frame`` with the columns JSON cannot hold (periods, intervals, complex numbers...)
+    as their text, said on stderr; the frame itself when every column can be written."""
+    texts = []
+    for name in frame.columns:
+        try:
+            frame[[name]].head(1).to_json(orient="records", date_format="iso")
+        except (ValueError, TypeError, OverflowError, NotImplementedError):
+            texts.append(name)
+    if not texts:
+        return frame
+    click.echo(
+        f"columns {', '.join(map(str, texts))} printed as text (JSON has no such type)", err=True
+    )
+    return frame.astype({name: str for name in texts})
+
+
 def _write(path: str, value: Any, results: Any, node: str, output: str) -> None:
+    existed = os.path.lexists(path)
+    try:
+        _write_as(path, value, results, node, output)
+    except EtherealFabricError:
+        raise
+    except Exception as exc:  # pyarrow's, numpy's, the file system's: said with what failed
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # no half-written file left behind
+        ext = os.path.splitext(path)[1] or "(no extension)"
+        raise EtherealFabricError(
+            f"cannot write {node}.{output} to {path} as {ext}: {type(exc).__name__}: {exc}; "
+            "choose another extension (.csv, .json; any other writes the bytes as stored)"
+        ) from None
+
+
+def _write_as(path: str, value: Any, results: Any, node: str, output: str) -> None:
     ext = os.path.splitext(path)[1].lower()
     if _is_frame(value) and ext in (".csv", ".parquet", ".json"):
         if ext == ".csv":
@@ -133,7 +168,7 @@ def _write(path: str, value: Any, results: Any, node: str, output: str) -> None:
         elif ext == ".parquet":
             value.to_parquet(path)
         else:
-            value.to_json(path, orient="records", date_format="iso")
+            _json_ready(value).to_json(path, orient="records", date_format="iso")
     elif ext == ".npy" and hasattr(value, "dtype"):
         import numpy as np
 

@@ -24,6 +24,7 @@ its siblings' input too. A node that wants to modify one copies it (``array.copy
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import weakref
@@ -196,10 +197,9 @@ def read_only(value: Any) -> Any:
     between consumers must not be changed in place)."""
     flags = getattr(value, "flags", None)
     if getattr(flags, "writeable", None) is True:
-        try:
+        # (a numpy scalar, np.float64...: immutable, numpy refuses to set its flags)
+        with contextlib.suppress(ValueError):
             flags.writeable = False  # type: ignore[union-attr]
-        except ValueError:  # a numpy scalar (np.float64...): immutable, its flags are fixed
-            pass
     return value
 
 
