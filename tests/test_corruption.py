@@ -429,3 +429,54 @@ def _call_name(node_name: str) -> str:
         return node_name
     base, _, n = node_name.partition("-")
     return f"{base}:{int(n or 1) - 1}"
+
+
+@node
+def ones() -> np.ndarray:
+    return np.ones(50_000)
+
+
+@node
+def twos() -> np.ndarray:
+    return np.full(50_000, 2.0)
+
+
+@node
+def both(a: np.ndarray, b: np.ndarray, salt: int) -> float:
+    return float(a.sum() + b.sum()) + salt
+
+
+def test_two_damaged_inputs_are_each_named_for_what_is_wrong_with_them(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node finding two inputs damaged at once says so for each, with its own object (the
+    second warning repeated the first one's error, naming the other object)."""
+
+    def flow(salt: int) -> tuple[Workflow, Any]:
+        with Workflow("two-damaged") as wf:
+            out = both(ones(), twos(), salt)
+        return wf, out
+
+    wf, _ = flow(0)
+    first = wf.execute()
+    digests = {name: first.record(name)["result"]["digest"] for name in ("ones", "twos")}
+    for digest in digests.values():
+        path = home / "objects" / digest[:2] / digest
+        path.chmod(0o644)
+        with open(path, "r+b") as fh:
+            fh.seek(200)
+            fh.write(b"damaged!")
+    caplog.set_level(logging.WARNING, logger="etherealfabric")
+    wf, out = flow(1)
+    assert wf.execute()[out] == 150_001.0
+    said = {
+        name: [
+            r.getMessage()
+            for r in caplog.records
+            if f"input from {name!r} is unusable" in r.getMessage()
+        ]
+        for name in digests
+    }
+    for name, digest in digests.items():
+        other = next(d for n, d in digests.items() if n != name)
+        assert len(said[name]) == 1 and digest in said[name][0] and other not in said[name][0], said

@@ -100,7 +100,17 @@ class Rewinds:
         """:meth:`_rewind_input` for each of the consumer's bad inputs at once; True when
         the consumer waits for at least one (a digest left over fails it when it runs
         again, if it is still bad then)."""
-        rewound = [self._rewind_input(consumer, digest, error) for digest in digests]
+        said = str(error)  # the error of the first: the others get their own words
+        rewound = [
+            self._rewind_input(
+                consumer,
+                digest,
+                error
+                if not digest or digest in said
+                else f"its object {digest} is damaged or missing too",
+            )
+            for digest in digests
+        ]
         return any(rewound)
 
     def _producer_of(self, consumer: str, digest: str | None) -> str | None:
