@@ -28,7 +28,7 @@ from etherealfabric.store import LocalStore
 from etherealfabric.store import _serializers as serializers
 from etherealfabric.store._serializers import Serializer, default_registry, get_serializer
 from etherealfabric.store._signing import unsigned_problem
-from etherealfabric.store._tables import frame_problem, parquet_fits
+from etherealfabric.store._tables import ParquetSerializer, frame_problem, parquet_fits
 from etherealfabric.testing import SerializerContract
 from test_frames import frames
 
@@ -386,3 +386,40 @@ def test_a_large_frame_read_by_its_path_is_the_frame_it_was(tmp_path: Path, i: i
     by_column = _read_by_column(pq.ParquetFile(path))
     plain = isinstance(frame.index, pd.RangeIndex) and len(frame.columns) > 1
     assert (by_column is not None) == plain
+
+
+@node
+def hourly() -> pd.DataFrame:
+    index = pd.date_range("2026-01-01", periods=48, freq="h", name="at")
+    return pd.DataFrame({"load": np.arange(48.0)}, index=index)
+
+
+@node
+def index_freq(frame: pd.DataFrame) -> str | None:
+    return frame.index.freqstr
+
+
+@node
+def strict() -> pd.DataFrame:
+    return pd.DataFrame({"a": [1, 2]}).set_flags(allows_duplicate_labels=False)
+
+
+@node
+def strict_flag(frame: pd.DataFrame) -> bool:
+    return bool(frame.flags.allows_duplicate_labels)
+
+
+def test_a_frame_keeps_its_index_frequency_and_its_flags(home: Path) -> None:
+    """A DatetimeIndex's freq ("h") and allows_duplicate_labels=False reach consumers and
+    come back from the store (parquet's pandas metadata keeps neither)."""
+    with Workflow("freq") as wf:
+        freq = index_freq(hourly())
+        flag = strict_flag(strict())
+    for expected_cached in (0, 4):
+        results = wf.execute()
+        assert (results[freq], results[flag], results.cached) == ("h", False, expected_cached)
+    assert results.record("hourly")["result"]["serializer"] == "parquet"
+    assert results["hourly"]["result"].index.freqstr == "h"
+    buffer = io.BytesIO()
+    ParquetSerializer().dump(pd.Series([1.0, 2.0], index=pd.date_range("2026", periods=2)), buffer)
+    assert ParquetSerializer().loads(buffer.getvalue()).index.freqstr == "D"

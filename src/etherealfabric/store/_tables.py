@@ -5,7 +5,8 @@ polars, imported only when a table is written or read.
 **parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression (a Series as a
 one-column frame, its name kept in the schema metadata as JSON); pandas
 metadata in the file brings back the index (a RangeIndex as its bounds), column names, dtypes,
-categoricals, time zones and ``attrs``. Not every frame survives that exactly, so the registry
+categoricals, time zones and ``attrs``; a DatetimeIndex's ``freq`` is kept in the schema
+metadata too. A frame with ``allows_duplicate_labels=False`` is pickled (parquet drops it). Not every frame survives that exactly, so the registry
 chooses parquet for a DataFrame only when :func:`parquet_fits` says so, and cloudpickle
 otherwise: the frame must be a plain ``DataFrame`` with unique column names and at least one
 column, its object columns and index levels must hold only ``str`` (or only ``bytes``) with
@@ -36,6 +37,7 @@ and ``npy`` (see ``store/_signing.py``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -105,9 +107,14 @@ class ParquetSerializer(Serializer):
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame)
+        extra = {}
         if series is not None:  # the series' name, which the frame's column does not keep
-            metadata = {**(table.schema.metadata or {}), _SERIES_KEY: series}
-            table = table.replace_schema_metadata(metadata)
+            extra[_SERIES_KEY] = series
+        freq = getattr(getattr(frame, "index", None), "freq", None)
+        if freq is not None and hasattr(freq, "freqstr"):  # pandas metadata drops it
+            extra[_FREQ_KEY] = str(freq.freqstr).encode()
+        if extra:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
         pq.write_table(table, fp, compression="zstd")
 
     def load(self, fp: BinaryIO) -> object:
@@ -136,6 +143,7 @@ class ParquetSerializer(Serializer):
 
 
 _SERIES_KEY = b"etherealfabric.series"
+_FREQ_KEY = b"etherealfabric.index_freq"
 _SERIES_COLUMN = "values"
 
 
@@ -217,8 +225,12 @@ def _to_pandas(table: Any) -> object:
     """The frame of a table read from parquet, freeing each column's arrow memory as it is
     converted. With the pages read as they are decoded (``pre_buffer=False``: the stored
     object is local, or already checked in full) the peak is about 1.5 frames, not 2."""
-    series = (table.schema.metadata or {}).get(_SERIES_KEY)
+    metadata = table.schema.metadata or {}
+    series, freq = metadata.get(_SERIES_KEY), metadata.get(_FREQ_KEY)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    if freq is not None:  # a DatetimeIndex's frequency ("h", "D"...): checked by pandas
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            frame.index.freq = freq.decode()
     if series is None:
         return frame
     return frame[_SERIES_COLUMN].rename(json.loads(series)["name"])
@@ -237,6 +249,8 @@ def frame_problem(value: object) -> str:
         return "a frame without columns loses its index in parquet"
     if not frame.columns.is_unique:
         return "parquet needs unique column names"
+    if not frame.flags.allows_duplicate_labels:
+        return "parquet does not keep allows_duplicate_labels=False"
     kinds = {type(name) for name in frame.columns}
     if len(kinds) > 1:  # pyarrow would warn, and turn them all into strings
         return "parquet needs column names of one type"
