@@ -292,6 +292,9 @@ def node_ufunc(x):
 def test_a_vectorized_function_is_followed(project: Project) -> None:
     assert versions(project, VECTORIZED, "x + 1", "x + 2") == {"sh_flow.bump"}
     assert versions(project, VECTORIZED, "x * x", "x * x * x") == set()
+    assert versions(project, VECTORIZED, "vectorize(bump)", "vectorize(bump, otypes=[float])") == {
+        "sh_flow.VBUMP.<settings>"
+    }
 
 
 def test_a_frompyfunc_ufunc_warns(project: Project) -> None:

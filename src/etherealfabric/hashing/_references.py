@@ -9,7 +9,7 @@
   function's wrappers and the function it wraps), a class's metaclass, a module's
   ``__getattr__`` (PEP 562) and the submodules it may import, a ``functools.singledispatch``
   function's registered implementations, the user functions a library's callable object holds
-  (``np.vectorize(f)``);
+  (``np.vectorize(f)``, its constant public attributes as the part ``NAME.<settings>``);
 - ``constants``: every other value it reads, hashed *as code refers to it*: by value (arrays,
   frames, containers, instances of user classes by their state), with the code inside written
   by name and followed as ``refs``; named ``module.NAME``, ``owner.<closure>.var``,
@@ -44,7 +44,7 @@ from ._encoder import Encoder, has_encoding, type_name
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
-from ._source import member_functions, unwrap, wrapper_chain
+from ._source import is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References", "code_names"]
@@ -305,10 +305,17 @@ class References:
             held = vars(obj)
         except TypeError:  # no instance dictionary
             held = {}
-        if isinstance(held, dict):
-            for value in held.values():
-                if isinstance(value, types.FunctionType) and is_user_code(value):
-                    self.refs.append(value)
+        wrapped = {id(item) for item in wrapper_chain(obj)}  # an lru_cache's, a node's: followed
+        functions = [
+            v
+            for v in held.values()
+            if isinstance(v, types.FunctionType) and is_user_code(v) and id(v) not in wrapped
+        ]
+        self.refs += functions
+        settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
+        if functions and settings:  # np.vectorize's otypes, signature, excluded...
+            name = self._current or qualified_name(obj)
+            self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
         if _is_frompyfunc(obj):
             self.uncovered.append(
                 f"{self._current or qualified_name(obj)}: a numpy.frompyfunc ufunc "
@@ -377,6 +384,11 @@ def _is_code(value: object) -> bool:
         return True
     named = isinstance(getattr(value, "__name__", None), str)
     return named and callable(value) and not is_user_code(type(value))
+
+
+def _is_setting(attr: str, value: object) -> bool:
+    """A public attribute holding a constant (what a library wrapper object was made with)."""
+    return not attr.startswith("_") and is_constant(value)
 
 
 def _is_frompyfunc(value: object) -> bool:
