@@ -170,6 +170,36 @@ def test_singledispatch_registrations_are_followed(project: Project) -> None:
     assert versions(project, DISPATCH, "return 0", "return 1") == set()
 
 
+DISPATCH_METHOD = """
+import functools
+
+
+def plain(v):
+    return v + 1
+
+
+def scaled(v, k):
+    return v * k
+
+
+class Formatter:
+    @functools.singledispatchmethod
+    def show(self, v):
+        return plain(v)
+
+    triple = functools.partialmethod(scaled, k=3)
+
+
+def node(x):
+    return Formatter().show(x) + Formatter().triple(x)
+"""
+
+
+def test_singledispatchmethod_and_partialmethod_targets_are_followed(project: Project) -> None:
+    assert versions(project, DISPATCH_METHOD, "v + 1", "v + 2") == {"sh_flow.plain"}
+    assert versions(project, DISPATCH_METHOD, "v * k", "v * k * k") == {"sh_flow.scaled"}
+
+
 # -- 3. a package's lazy attributes (module __getattr__) ---------------------------------------
 
 LAZY_INIT = """
