@@ -10,7 +10,8 @@ can change what it computes:
 - what a piece refers to (:mod:`etherealfabric.hashing._references`): the globals its code
   names, attributes of user modules, modules imported inside its body (``import x``,
   ``from x import y``, relative imports), closure cells, defaults, a class's bases, methods,
-  properties and attributes, and what a decorated function's wrappers close over. User
+  properties, attributes and user metaclass, and what a decorated function's wrappers close
+  over; a module's ``__getattr__``, a ``singledispatch`` function's registrations. User
   functions and classes found there, also inside values (a dict of functions, a partial's
   target, a bound method, an instance's class, a lambda in a list), are pieces of their own;
   other values are hashed by value as parts named ``module.NAME`` (arrays, frames, instances of
@@ -21,7 +22,8 @@ can change what it computes:
   EtherealFabric itself count for nothing.
 
 What cannot be known statically (``getattr(module, <computed>)``, ``importlib.import_module``
-of a computed name, ``eval``, ``exec``, ``globals()``) is listed in :attr:`Fingerprint.uncovered`
+of a computed name, ``eval``, ``exec``, ``globals()``, environment reads in the node's own code,
+a ``np.frompyfunc`` ufunc) is listed in :attr:`Fingerprint.uncovered`
 and warned about once per node (a :class:`FingerprintWarning` naming each construct and its
 ``file:line``); ``plan --keys`` and ``explain`` list it as not covered by the key.
 

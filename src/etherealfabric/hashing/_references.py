@@ -6,7 +6,10 @@
   own: through the names its code looks up (globals, attributes of user modules, modules
   imported inside its body), its closure cells and defaults, and through values (a function in
   a dict, a partial's target, a bound method's function, an instance's class, a decorated
-  function's wrappers and the function it wraps);
+  function's wrappers and the function it wraps), a class's metaclass, a module's
+  ``__getattr__`` (PEP 562) and the submodules it may import, a ``functools.singledispatch``
+  function's registered implementations, the user functions a library's callable object holds
+  (``np.vectorize(f)``, its constant public attributes as the part ``NAME.<settings>``);
 - ``constants``: every other value it reads, hashed *as code refers to it*: by value (arrays,
   frames, containers, instances of user classes by their state), with the code inside written
   by name and followed as ``refs``; named ``module.NAME``, ``owner.<closure>.var``,
@@ -15,7 +18,8 @@
   :mod:`etherealfabric.hashing._packages`), and ``missing``: modules its body imports that are
   not installed;
 - ``uncovered``: what the key cannot see: dynamic look-ups (:mod:`etherealfabric.hashing._scan`),
-  imports that failed, library objects with no canonical encoding (hashed by their type).
+  imports that failed, library objects with no canonical encoding (hashed by their type), a
+  ``np.frompyfunc`` ufunc (its function is out of reach).
 
 The standard library, builtins and EtherealFabric count for nothing (EtherealFabric's own objects
 such as ``checkpoint`` are not data; its ``File`` and ``Directory`` are, by content).
@@ -27,6 +31,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import inspect
 import sys
 import types
 import weakref
@@ -34,11 +39,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import HashingError
+from ._builtins import hash_plain
 from ._encoder import Encoder, has_encoding, type_name
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
-from ._source import member_functions, unwrap, wrapper_chain
+from ._source import is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References", "code_names"]
@@ -116,6 +122,8 @@ class References:
                 self.refs.append(base)
             else:
                 self.library(base.__module__)
+        if is_user_code(type(cls)):  # a metaclass of the user's: its __call__ makes instances
+            self.refs.append(type(cls))
         for attr, member in vars(cls).items():
             self.member(cls, attr, member, owner)
 
@@ -153,6 +161,7 @@ class References:
             self.code(value.__func__)
             self.value(value.__self__, f"{name}.<self>", names)
         elif _is_code(value):
+            self._current = name
             self.code(value)
         elif not _is_machinery(value):
             self.data(value, name)
@@ -178,10 +187,31 @@ class References:
             return
         self._modules.add(module.__name__)
         namespace = vars(module)
+        label = module_label(module.__name__)
         for name in names:
             if name in namespace:
                 self.bindings.append(Binding(namespace, name, namespace[name]))
-                self.value(namespace[name], f"{module_label(module.__name__)}.{name}", names)
+                self.value(namespace[name], f"{label}.{name}", names)
+        hook = namespace.get("__getattr__")
+        if isinstance(hook, types.FunctionType) and is_user_code(hook):
+            self.lazy(module, hook, names)
+
+    def lazy(
+        self, module: types.ModuleType, hook: types.FunctionType, names: tuple[str, ...]
+    ) -> None:
+        """A module's ``__getattr__`` (PEP 562) makes the attributes it lacks: the function is
+        followed (what it imports by constant names with it, a computed import warns), and so
+        is each submodule named like an attribute the code reads that the module lacks."""
+        namespace = vars(module)
+        self.bindings.append(Binding(namespace, "__getattr__", hook))
+        self.value(hook, f"{module_label(module.__name__)}.__getattr__", names)
+        if not hasattr(module, "__path__"):
+            return
+        for name in names:
+            if name not in namespace and _has_submodule(module, name):
+                sub = self._find(f"{module.__name__}.{name}")
+                if sub is not None:
+                    self.module(sub, names)
 
     def imported(
         self, fn: types.FunctionType, level: int, target: str, fromlist: tuple[str, ...],
@@ -244,12 +274,53 @@ class References:
             self.data(obj.__self__, f"{self._current}.<self>")
             return
         for item in wrapper_chain(obj):
+            self.registered(item)
             if isinstance(item, (types.FunctionType, type)) and is_user_code(item):
                 self.refs.append(item)
             elif callable(item) and is_user_code(type(item)):  # a callable instance
                 self.refs.append(type(item))
             else:
                 self.library(getattr(item, "__module__", None))
+                self.held(item)
+
+    def registered(self, obj: object) -> None:
+        """A ``functools.singledispatch`` function's registered implementations, and which type
+        goes to which (the part ``<function>.<registry>``): a ``@f.register`` elsewhere counts."""
+        registry = inspect.getattr_static(obj, "registry", None)
+        if not isinstance(registry, types.MappingProxyType) or not callable(
+            inspect.getattr_static(obj, "dispatch", None)
+        ):
+            return
+        pairs = sorted((qualified_name(t), qualified_name(unwrap(f))) for t, f in registry.items())
+        self.constants[f"{qualified_name(unwrap(obj))}.<registry>"] = hash_plain(tuple(pairs))
+        for implementation in registry.values():
+            self.code(implementation)
+
+    def held(self, obj: object) -> None:
+        """The user functions a library callable holds in its attributes
+        (``np.vectorize(f).pyfunc``); a ``np.frompyfunc`` ufunc hides its function: uncovered."""
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
+            return
+        try:
+            held = vars(obj)
+        except TypeError:  # no instance dictionary
+            held = {}
+        wrapped = {id(item) for item in wrapper_chain(obj)}  # an lru_cache's, a node's: followed
+        functions = [
+            v
+            for v in held.values()
+            if isinstance(v, types.FunctionType) and is_user_code(v) and id(v) not in wrapped
+        ]
+        self.refs += functions
+        settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
+        if functions and settings:  # np.vectorize's otypes, signature, excluded...
+            name = self._current or qualified_name(obj)
+            self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
+        if _is_frompyfunc(obj):
+            self.uncovered.append(
+                f"{self._current or qualified_name(obj)}: a numpy.frompyfunc ufunc "
+                f"({getattr(obj, '__name__', '?')}), whose Python function cannot be followed"
+            )
 
     def library(self, module: str | None) -> None:
         """Code of the module named ``module``: its package, if it is an installed one."""
@@ -313,6 +384,27 @@ def _is_code(value: object) -> bool:
         return True
     named = isinstance(getattr(value, "__name__", None), str)
     return named and callable(value) and not is_user_code(type(value))
+
+
+def _is_setting(attr: str, value: object) -> bool:
+    """A public attribute holding a constant (what a library wrapper object was made with)."""
+    return not attr.startswith("_") and is_constant(value)
+
+
+def _is_frompyfunc(value: object) -> bool:
+    """A ufunc made by ``numpy.frompyfunc`` (numpy names it ``<function> (vectorized)``)."""
+    tp = type(value)
+    name = getattr(value, "__name__", None)
+    is_ufunc = tp.__name__ == "ufunc" and tp.__module__ == "numpy"
+    return is_ufunc and isinstance(name, str) and name.endswith(" (vectorized)")
+
+
+def _has_submodule(package: types.ModuleType, name: str) -> bool:
+    """Whether package ``package`` has a submodule ``name`` (found, not imported)."""
+    try:
+        return importlib.util.find_spec(f"{package.__name__}.{name}") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _is_machinery(value: object) -> bool:

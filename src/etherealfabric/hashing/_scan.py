@@ -7,12 +7,15 @@
 - :func:`dynamic_lookups`: the calls whose target a fingerprint cannot know statically, found in
   the function's source: ``getattr(module, <computed>)``, ``importlib.import_module(<computed>)``,
   ``__import__(<computed>)``, ``eval``, ``exec``, ``globals()`` and reads of environment
-  variables (``os.environ[...]``, ``os.environ.get(...)``, ``os.getenv(...)``) (a ``getattr`` on a library
-  module is covered by its package's version, and one on any other object by the object's
-  class). Each is a :class:`Lookup`
+  variables (any use of ``os.environ`` or ``os.getenv``, under any name bound to them:
+  ``os.environ[...]``, ``.get(...)``, ``dict(os.environ)``, ``.items()``...) (a ``getattr`` on a
+  library module is covered by its package's version, and one on any other object by the
+  object's class). The module of a ``getattr`` may also be ``sys.modules[__name__]``,
+  ``sys.modules["pkg"]`` or ``__import__("pkg")``. Each is a :class:`Lookup`
   with its text and ``file:line``. The same calls with constant arguments are not dynamic
-  (``getattr(helpers, "double")`` names ``double``; ``import_module("pkg.util")`` imports it):
-  they come back as names and modules to follow.
+  (``getattr(helpers, "double")`` or ``getattr(helpers, NAME)`` with a global ``NAME = "double"``
+  names ``double``; ``import_module("pkg.util")`` imports it): they come back as names and
+  modules to follow.
 
 The source is parsed only when the code names one of these functions, so most functions cost
 one set intersection here.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ast
 import dis
 import os
+import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,7 +92,8 @@ def body_imports(code: types.CodeType) -> Iterator[tuple[int, str, tuple[str, ..
 def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Lookups:
     """The dynamic constructs in ``fn`` (see the module docstring); empty if none is named."""
     found = Lookups()
-    if _TRIGGERS.isdisjoint(code_names):
+    namespace = fn.__globals__
+    if _TRIGGERS.isdisjoint(code_names) and not _names_environment(code_names, namespace):
         return found
     parsed = source_statements(fn)
     where = display_path(fn.__code__.co_filename)
@@ -104,55 +109,90 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
         if isinstance(n, _IMPORTS) and _maybe_user(n)
         for a in n.names
     }
-    namespace = fn.__globals__
+    scope = _Scope(namespace, imported, code_names, _local_names(fn.__code__))
     for node in (n for n in nodes if isinstance(n, ast.Call)):
         line = f"{where}:{first_line + node.lineno - 1}"
-        _classify(node, namespace, imported, line, found)
+        _classify(node, scope, line, found)
+    parents = {child: parent for parent in nodes for child in ast.iter_child_nodes(parent)}
     for each in nodes:
-        read = _environment_read(each, namespace)
+        read = _environment_read(each, scope, parents)
         if read is not None:
             line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
             found.uncovered.append(Lookup(f"{read} {ENVIRONMENT_READ}", line))
     return found
 
 
-def _environment_read(node: ast.AST, namespace: dict[str, Any]) -> str | None:
-    """``os.environ[X]``, ``os.environ.get(X)``, ``os.getenv(X)`` (or ``environ``/``getenv``
-    imported from os) as written, else None: what the node reads there is not in its key."""
-    if isinstance(node, ast.Subscript) and _is_environ(node.value, namespace):
-        return ast.unparse(node)
-    if not isinstance(node, ast.Call):
+def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -> bool:
+    """Whether the code names a global bound to ``os.environ`` or ``os.getenv`` (an alias)."""
+    return any(namespace.get(n) is os.environ or namespace.get(n) is os.getenv for n in code_names)
+
+
+def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.AST]) -> str | None:
+    """The expression that reads the environment through ``node``, as written, if ``node`` is
+    ``os.environ`` or ``os.getenv`` (or a name bound to either, ``environ``/``getenv`` imported
+    from os): ``os.environ['X']``, ``os.environ.get(X)``, ``os.getenv(X)``, but also
+    ``dict(os.environ)``, ``os.environ.items()``, ``'X' in os.environ``, ``ENV = os.environ``:
+    what the node reads there is not in its key. None for anything else."""
+    if isinstance(node, ast.Name) and node.id in scope.local:
         return None
-    func = node.func
-    if (
-        isinstance(func, ast.Attribute)
-        and func.attr == "get"
-        and _is_environ(func.value, namespace)
-    ):
-        return ast.unparse(node)
-    if isinstance(func, ast.Attribute) and func.attr == "getenv" and _is_os(func.value, namespace):
-        return ast.unparse(node)
-    if isinstance(func, ast.Name) and func.id == "getenv":
-        return ast.unparse(node) if namespace.get("getenv", os.getenv) is os.getenv else None
-    return None
+    if not isinstance(node, (ast.Name, ast.Attribute)) or not isinstance(node.ctx, ast.Load):
+        return None
+    if not (_is_environ(node, scope.namespace) or _is_getenv(node, scope.namespace)):
+        return None
+    return ast.unparse(_reading(node, parents))
 
 
-def _is_environ(expr: ast.expr, namespace: dict[str, Any]) -> bool:
+def _reading(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> ast.AST:
+    """The expression around ``node`` that a message names: its subscripts, attributes and
+    calls (``os.environ.get('X')``); a bare one, the call or comparison it is an argument of
+    (``dict(os.environ)``)."""
+    start = node
+    while True:
+        parent = parents.get(node)
+        if parent is not None and _applies_to(parent, node):
+            node = parent
+        elif node is start and isinstance(parent, (ast.Call, ast.Compare)):
+            return parent
+        else:
+            return node
+
+
+def _applies_to(parent: ast.AST, node: ast.AST) -> bool:
+    """``parent`` is ``node.attr``, ``node[...]`` or ``node(...)``."""
+    if isinstance(parent, (ast.Attribute, ast.Subscript)):
+        return parent.value is node
+    return isinstance(parent, ast.Call) and parent.func is node
+
+
+def _is_getenv(expr: ast.AST, namespace: dict[str, Any]) -> bool:
+    if isinstance(expr, ast.Attribute) and expr.attr == "getenv":
+        return _is_os(expr.value, namespace)
+    if isinstance(expr, ast.Name):
+        bound = namespace.get(expr.id)
+        return bound is os.getenv or (bound is None and expr.id == "getenv")
+    return False
+
+
+def _is_environ(expr: ast.AST, namespace: dict[str, Any]) -> bool:
     if isinstance(expr, ast.Attribute) and expr.attr == "environ":
         return _is_os(expr.value, namespace)
-    return (
-        isinstance(expr, ast.Name)
-        and expr.id == "environ"
-        and namespace.get("environ", os.environ) is os.environ
-    )
+    if isinstance(expr, ast.Name):
+        bound = namespace.get(expr.id)
+        return bound is os.environ or (bound is None and expr.id == "environ")
+    return False
 
 
 def _is_os(expr: ast.expr, namespace: dict[str, Any]) -> bool:
     """The name ``os`` (or an alias of it) bound to the os module, or imported in the body."""
+    return _is_bound(expr, namespace, os, "os")
+
+
+def _is_bound(expr: ast.AST, namespace: dict[str, Any], module: object, name: str) -> bool:
+    """A name bound to ``module`` in the globals, or ``name`` unbound (imported in the body)."""
     if not isinstance(expr, ast.Name):
         return False
     value = namespace.get(expr.id)
-    return value is os or (value is None and expr.id == "os")
+    return value is module or (value is None and expr.id == name)
 
 
 _IMPORTS = (ast.Import, ast.ImportFrom)
@@ -173,18 +213,41 @@ def _bound_name(alias: ast.alias, statement: ast.AST) -> str:
     return alias.name.split(".")[0] if isinstance(statement, ast.Import) else alias.name
 
 
-def _classify(
-    call: ast.Call, namespace: dict[str, Any], imported: set[str], line: str, found: Lookups
-) -> None:
-    func, args = call.func, call.args
+@dataclass(frozen=True)
+class _Scope:
+    """What the names in one function's source are bound to."""
+
+    namespace: dict[str, Any]  # its globals
+    imported: set[str]  # names its body's imports of user modules bind
+    globals: tuple[str, ...]  # the names its code looks up outside itself
+    local: frozenset[str]  # its local variables (and those of the code nested in it)
+
+
+def _local_names(code: types.CodeType) -> frozenset[str]:
+    names = {*code.co_varnames, *code.co_cellvars, *code.co_freevars}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _local_names(const)
+    return frozenset(names)
+
+
+def _classify(call: ast.Call, scope: _Scope, line: str, found: Lookups) -> None:
+    func, args, namespace = call.func, call.args, scope.namespace
     name = func.id if isinstance(func, ast.Name) else None
     if name in ("eval", "exec", "globals") and name not in namespace:
         found.uncovered.append(Lookup(f"{name}(...)" if name != "globals" else "globals()", line))
-    elif name == "getattr" and len(args) >= 2 and _is_module(args[0], namespace, imported):
-        if isinstance(args[1], ast.Constant) and isinstance(args[1].value, str):
-            found.names.append(args[1].value)
-        else:
-            found.uncovered.append(Lookup(f"getattr({ast.unparse(args[0])}, <computed>)", line))
+    elif name == "getattr" and len(args) >= 2:
+        module = _module_of(args[0], scope)
+        if module is None:
+            return
+        attr = _constant_text(args[1], scope)
+        if module == _COMPUTED or attr is None:
+            text = "..." if module == _COMPUTED else "<computed>"
+            found.uncovered.append(Lookup(f"getattr({ast.unparse(args[0])}, {text})", line))
+            return
+        found.names.append(attr)
+        if module:
+            found.modules.append(module)
     elif _is_import_call(func, namespace) and args:
         text = "__import__" if name == "__import__" else "importlib.import_module"
         if isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
@@ -192,6 +255,56 @@ def _classify(
                 found.modules.append(args[0].value)
         else:
             found.uncovered.append(Lookup(f"{text}(<computed>)", line))
+
+
+_COMPUTED = "<computed>"
+
+
+def _module_of(expr: ast.expr, scope: _Scope) -> str | None:
+    """The module ``expr`` is, when it may be a user module: ``""`` for one whose names the code
+    already follows (a name bound to it, or the code's own ``sys.modules[__name__]``), the name
+    of one to import (``sys.modules["pkg.util"]``, ``__import__("pkg")``), or ``_COMPUTED`` for
+    ``sys.modules[<computed>]``; None for anything else, library modules included (their
+    package's version covers all their attributes; a computed import warns on its own)."""
+    if isinstance(expr, ast.Name):
+        return "" if _is_module(expr, scope.namespace, scope.imported) else None
+    if isinstance(expr, ast.Subscript) and _is_sys_modules(expr.value, scope.namespace):
+        key = expr.slice
+        if isinstance(key, ast.Name) and key.id == "__name__" and key.id not in scope.local:
+            return ""
+        named = _constant_text(key, scope)
+        return _COMPUTED if named is None else _user_module_name(named)
+    if isinstance(expr, ast.Call) and _is_import_call(expr.func, scope.namespace) and expr.args:
+        named = _constant_text(expr.args[0], scope)
+        if named is None:
+            return None
+        if isinstance(expr.func, ast.Name) and expr.func.id == "__import__":
+            named = named.partition(".")[0]  # __import__("a.b") returns a
+        return _user_module_name(named)
+    return None
+
+
+def _user_module_name(name: str) -> str | None:
+    top = name.partition(".")[0]
+    if not top or name.startswith(".") or is_stdlib(top) or not is_user_top(top):
+        return None
+    return name
+
+
+def _constant_text(expr: ast.expr, scope: _Scope) -> str | None:
+    """A string constant, or a global name bound to a str (its value is part of the key)."""
+    if isinstance(expr, ast.Constant):
+        return expr.value if isinstance(expr.value, str) else None
+    if isinstance(expr, ast.Name) and expr.id in scope.globals and expr.id not in scope.local:
+        value = scope.namespace.get(expr.id)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _is_sys_modules(expr: ast.expr, namespace: dict[str, Any]) -> bool:
+    if isinstance(expr, ast.Attribute) and expr.attr == "modules":
+        return _is_bound(expr.value, namespace, sys, "sys")
+    return isinstance(expr, ast.Name) and namespace.get(expr.id) is sys.modules
 
 
 def _is_module(expr: ast.expr, namespace: dict[str, Any], imported: set[str]) -> bool:

@@ -77,13 +77,16 @@ def wrapper_chain(obj: object) -> list[object]:
 
 
 def member_functions(member: object) -> list[types.FunctionType]:
-    """The functions behind a class attribute: methods, static/class methods, properties."""
+    """The functions behind a class attribute: methods, static/class methods, properties,
+    ``partialmethod``s, a ``singledispatchmethod`` and what is registered with it."""
     if isinstance(member, (staticmethod, classmethod)):
         candidates: list[object] = [member.__func__]
     elif isinstance(member, property):
         candidates = [member.fget, member.fset, member.fdel]
-    elif isinstance(member, functools.cached_property):
+    elif isinstance(member, (functools.cached_property, functools.partialmethod)):
         candidates = [member.func]
+    elif isinstance(member, functools.singledispatchmethod):  # and its registrations
+        candidates = [member.func, *member.dispatcher.registry.values()]
     else:
         candidates = [member]
     unwrapped = (unwrap(c) for c in candidates if c is not None)
