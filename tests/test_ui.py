@@ -411,6 +411,10 @@ def test_a_killed_run_is_shown_interrupted(made: dict[str, Any], tmp_path: Path)
         )
         finish(proc, kill=True)
         assert server.get("/api/runs")["runs"][0]["status"] == "interrupted"
+        shown = server.get("/api/runs")["runs"][0]  # counted from what it committed
+        assert (shown["executed"], shown["cached"], shown["failed"]) == (1, 0, 0)
+        shown = server.get(f"/api/runs/{run_id}")["run"]
+        assert (shown["executed"], shown["cached"], shown["failed"]) == (1, 0, 0)
         assert server.get(f"/api/runs/{run_id}/status")["statuses"]["slow"] == "interrupted"
         assert "etherealfabric resume" in server.get(f"/api/runs/{run_id}")["resume"]
         assert [r["id"] for r in server.get("/api/runs?status=interrupted")["runs"]] == [run_id]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from ..states import NodeStatus, RunStatus
-from ._journal import Journal
+from ._journal import Journal, committed_counts
 from ._liveness import HOST, alive
 
 __all__ = [
@@ -143,8 +143,10 @@ def open_reader(path: Path) -> Journal | None:
     return journal
 
 
-def shown(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The run row as a dict, ``interrupted`` when it says running but its process is gone."""
+def shown(run: Mapping[str, Any], journal: Journal | None = None) -> dict[str, Any]:
+    """The run row as a dict, ``interrupted`` when it says running but its process is gone;
+    with ``journal``, such a run's counts are those of the node rows it committed (as
+    :meth:`Journal.mark_interrupted` would write them)."""
     row = dict(run)
     if (
         row.get("status") == RunStatus.RUNNING
@@ -152,6 +154,10 @@ def shown(run: Mapping[str, Any]) -> dict[str, Any]:
         and not alive(row.get("pid"), row.get("pid_start"))
     ):
         row["status"] = RunStatus.INTERRUPTED.value
+        if journal is not None and row.get("executed") is None:
+            row["executed"], row["cached"], row["failed"] = committed_counts(
+                journal.conn, str(row["id"])
+            )
     return row
 
 

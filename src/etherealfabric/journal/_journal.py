@@ -280,7 +280,7 @@ class Journal(ActionIndex, LeaseClaims):
         """Mark runs of this host whose process is gone ``interrupted``; return their ids.
 
         Their node attempts still running (or about to retry) are ``interrupted`` too, and
-        their counts are those of the node rows they committed (:func:`_committed_counts`). A
+        their counts are those of the node rows they committed (:func:`committed_counts`). A
         read-only journal is left as it is (nothing is marked).
         """
         if self.read_only:
@@ -304,7 +304,7 @@ class Journal(ActionIndex, LeaseClaims):
                 for run_id in dead:
                     conn.execute(
                         "UPDATE runs SET executed=?, cached=?, failed=? WHERE id=?",
-                        (*_committed_counts(conn, run_id), run_id),
+                        (*committed_counts(conn, run_id), run_id),
                     )
         return dead
 
@@ -419,7 +419,7 @@ class Journal(ActionIndex, LeaseClaims):
             )
 
 
-def _committed_counts(conn: sqlite3.Connection, run_id: str) -> tuple[int, int, int]:
+def committed_counts(conn: sqlite3.Connection, run_id: str) -> tuple[int, int, int]:
     """(executed, cached, failed) of a run that died, from the node rows it committed, counted
     as a run that ends counts them: by each node's last attempt, leaving out a map's children
     (``map[label]``, as ``_maps.split_children`` does); executed is succeeded, or failed once

@@ -46,7 +46,7 @@ class NotFound(EtherealFabricError):
 
 def _run(journal: Journal, run_id: str) -> dict[str, Any]:
     try:
-        return q.effective(journal.get_run(run_id))
+        return q.effective(journal.get_run(run_id), journal)
     except EtherealFabricError as exc:
         raise NotFound(str(exc)) from exc
 
@@ -79,7 +79,7 @@ def runs_view(
     rows = journal.list_runs(
         workflow=workflow or None, status=asked or None, since=start, limit=limit
     )
-    runs = [q.effective(r) for r in rows]
+    runs = [q.effective(r, journal) for r in rows]
     if status == RunStatus.INTERRUPTED:
         more = journal.list_runs(workflow=workflow or None, status=status, since=start, limit=limit)
         runs = sorted(
