@@ -100,7 +100,8 @@ def test_named_paths_that_are_not_checked(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Left out: a path in an untracked() call, a folder named without a trailing separator or
-    a suffix, a folder with more entries than are checked, strings that name nothing."""
+    a suffix (as a tree: its listing is checked), a folder with more entries than are checked,
+    strings that name nothing."""
     monkeypatch.setattr(_reads, "MAX_READS", 3)
     Path("data").mkdir()
     (Path("data") / "x.txt").write_text("x")
@@ -119,8 +120,10 @@ def test_named_paths_that_are_not_checked(
         out = names("not a file.txt")
     with caplog.at_level(logging.WARNING, logger="etherealfabric.run"):
         assert wf.execute()[out] == 6 + len("not a file.txt")
-    assert records(home)["names"].get("reads", {}) == {}
+    # (the listing of data/ is checked: os.listdir is seen; big.d's is too long, and says so)
+    assert list(records(home)["names"]["reads"]) == ["./data/"]
     assert "node 'names' names the folder" in caplog.text and "big.d" in caplog.text  # said
+    assert "node 'names' lists the folder" in caplog.text
     Path("history.txt").write_text("2\n")
     assert wf.execute().cached == 1
 

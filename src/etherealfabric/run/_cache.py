@@ -44,7 +44,8 @@ from ..store import LocalStore, Store
 from ..store._loading import InputHandle, load_value
 from ..store._trees import restore_entry
 from ._files import file_value
-from ._reads import changed_read, read_changed
+from ._folders import read_changed
+from ._reads import changed_read
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -162,7 +163,8 @@ class ArtifactCache:
         if path is None:
             return False
         if key not in self.refused:  # (a lookup again once the lease is taken: said once)
-            self.refused[key] = read_changed(path)  # the node's start event says it (explain)
+            # the node's start event says it (explain); the entry says a file, a folder...
+            self.refused[key] = read_changed(path, record["reads"].get(path))
             log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
         return True
 

@@ -6,17 +6,20 @@ the file is neither a parameter nor code. Left alone, editing the CSV would leav
 cache hit with the old result. So, while a node runs, an audit hook (PEP 578, installed in the
 worker's process when its first node runs) notes the files the node's thread opens through
 Python: ``open``, ``io.open``, ``os.open``, and so pandas' CSV, JSON and Excel readers, numpy,
-pickle... When the node succeeds, :func:`files_read` keeps each regular file it only read: not
-one it also opened for writing, not a declared ``File``/``Directory`` input (keyed by content
-already) nor a declared output, not library or engine code, not the store's own files, not
-``/proc``, ``/sys`` or ``/dev``. The action record lists them under ``reads`` with the digest
-of their content: a path the node gave relative (``open("data/x.csv")``) as ``./data/x.csv``,
-relative to the working folder, for a run from another folder reads (so checks) the file
-there; an absolute one relative to the workflow's root when inside it (a teammate's checkout
-has it at another place), else absolute. A later lookup of the key (:func:`changed_read`) hashes them
-again, through the journal's size+mtime+inode+ctime memo (an unchanged file costs a ``stat``),
-and refuses the hit when one now holds something else: the node runs again, and its consumers
-with it when its output changed. A file that is not there is not a reason to run: a teammate
+pickle, ``runpy``...; and the folders it lists and the SQLite databases it connects to
+(run/_folders.py). When the node succeeds, :func:`files_read` keeps each regular file it only
+read: not one it also opened for writing, not a declared ``File``/``Directory`` input (keyed by
+content already) nor a declared output, not library or engine code, not compiled code nor the
+source of an imported module (other ``.py`` files are data), not the store's own files, not
+``/proc``, ``/sys`` or ``/dev`` (but ``/dev/shm``). The action record lists them under
+``reads`` with the digest of their content: a path the node gave relative
+(``open("data/x.csv")``) as ``./data/x.csv``, relative to the working folder, for a run from
+another folder reads (so checks) the file there; an absolute one relative to the workflow's
+root when inside it (a teammate's checkout has it at another place), else absolute. A later
+lookup of the key (:func:`changed_read`) hashes them again, through the journal's
+size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
+now holds something else: the node runs again, and its consumers with it when its output
+changed. A file that is not there is not a reason to run: a teammate
 sharing the store without the raw data (or a driver whose cluster workers read files of their
 own) still gets the result.
 
@@ -26,38 +29,54 @@ inside ``with etherealfabric.untracked():`` to leave it out.
 
 Native code opens files without Python's audit events (pyarrow's parquet reader, so
 ``pd.read_parquet``; polars; HDF5 libraries; a program the node starts). So the paths a node
-*names* count too (:func:`named_paths`): each string argument of the node (or string in a
-list, tuple or dict argument), and each string constant in its code (the function's, or the
-methods' of a class node), that names an existing file once the node has run, as if the node
-had opened it. A named folder counts when the name says it is one (a trailing ``/``, or a
-suffix: ``"sales.parquet"`` as a partitioned dataset) and it lies below the root (or the
-working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
-tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
-Paths built at run time (``f"data/{day}.parquet"``) and opened by native code are not seen:
-pass those as ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node
-that reads more than :data:`MAX_READS` files is checked on the first ones only (and says so).
+*names* count too (:func:`named_paths`): each string argument of the node as it received it
+(so a path an upstream node returned; or a string in a list, tuple or dict), and each string
+constant in its code (the function's, or the methods' of a class node), that names an existing
+file once the node has run, as if the node had opened it (its entry says ``"named"`` when the
+node never opened it through Python: a file it may have written, which the log says it names).
+A named folder counts when the name says it is one (a trailing ``/``, or a suffix:
+``"sales.parquet"`` as a partitioned dataset) and it lies below the root (or the working
+folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its tree's
+digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
+it) are not seen, nor files opened by threads the node starts: pass those as
+``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
+than :data:`MAX_READS` files is checked on the first ones only (and says so).
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import stat
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from itertools import islice
 from pathlib import PurePath
-from types import CodeType, FunctionType
+from types import CodeType, FrameType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
-from ..hashing._digest import digest_bytes
-from ..hashing._files import FileHashCache, file_digest, tree_entries
+from ..hashing._files import FileHashCache, file_digest
 from ..hashing._usercode import is_library_file
+from ._folders import (
+    DATABASE,
+    LISTED,
+    field,
+    folder_changed,
+    folder_read,
+    inside,
+    listing_key,
+    listings_read,
+    module_sources,
+    sqlite_path,
+    too_many,
+    wal_digest,
+)
 
 if TYPE_CHECKING:
     from ._messages import Attempt, Task
@@ -69,7 +88,6 @@ __all__ = [
     "files_read",
     "named_paths",
     "path_texts",
-    "read_changed",
     "task_reads",
     "untracked",
     "unwatch",
@@ -84,7 +102,12 @@ MAX_READS = 1000
 MAX_FOLDER_BYTES = 2 << 30
 _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
-_CODE = (".py", ".pyc", ".pyo", ".pyd", ".so", ".pth")
+_SHARED_MEMORY = "/dev/shm/"  # tmpfs: data
+#: compiled code and path configuration; a ``.py`` file is code when a module was imported from
+#: it (else data: ``runpy.run_path``, a config read as text)
+_COMPILED = (".pyc", ".pyo", ".pyd", ".so", ".pth")
+#: the audit events the hook looks at (run/_folders.py for the last three)
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
 
 #: the files the running node opened (path -> opened for writing; None: in an untracked
 #: block, or named by one), in its thread's context
@@ -100,24 +123,47 @@ _install_lock = threading.Lock()
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    """The audit hook: note the files a watched node opens (never raises: an exception here
-    would fail the ``open`` itself)."""
-    if event != "open":
+    """The audit hook: note the files a watched node opens, the folders it lists and the
+    SQLite databases it connects to (never raises: an exception here would fail the ``open``
+    itself)."""
+    if event not in _EVENTS:
         return
     opened = _opened.get()
     if opened is None:
         return
     try:
-        path, _, flags = args
-        if path is None or isinstance(path, int):  # a file descriptor: no path to check
-            return
-        path = _as_opened(os.fsdecode(path))
-        if flags & _WRITING:
-            opened[path] = True
-        else:
-            opened.setdefault(path, None if _untracking.get() else False)
+        if event == "open":
+            path, _, flags = args
+            if path is None or isinstance(path, int):  # a file descriptor: no path to check
+                return
+            path = _as_opened(os.fsdecode(path))
+            if flags & _WRITING:
+                opened[path] = True
+                return
+            if path.endswith(".py") and _showing_source(sys._getframe(1)):
+                return
+        elif event == "sqlite3.connect":  # SQLite opens it in C: a read (run/_folders.py)
+            database = sqlite_path(args[0])
+            if database is None:
+                return
+            if not os.path.exists(database):  # one it creates: written, not read
+                opened[_as_opened(database)] = True
+                return
+            path = _as_opened(database) + DATABASE
+        else:  # os.listdir, os.scandir: a folder's names
+            listed = listing_key(args[0], sys._getframe(1))
+            if listed is None:
+                return
+            path = listed
+        opened.setdefault(path, None if _untracking.get() else False)
     except Exception:  # a path we cannot read is one we do not watch
         pass
+
+
+def _showing_source(caller: FrameType) -> bool:
+    """Whether a ``.py`` file is opened to show its lines (a traceback, a warning, ``inspect``:
+    ``linecache`` through ``tokenize.open``), not read as data."""
+    return caller.f_globals.get("__name__") in ("tokenize", "linecache")
 
 
 def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
@@ -167,15 +213,24 @@ def untracked(*paths: str | os.PathLike[str]) -> Iterator[None]:
         _untracking.reset(token)
 
 
-def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]:
+def task_reads(
+    task: Task,
+    attempts: list[Attempt],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    secrets: Collection[object] = (),
+) -> dict[str, dict[str, Any]]:
     """The record's ``reads`` for a task whose last attempt succeeded (its files are dropped
-    from the attempts: they are not sent back)."""
+    from the attempts: they are not sent back). ``args`` and ``kwargs``: the values the node
+    received (upstream outputs loaded: a path one returns is named too), ``secrets`` left out."""
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
-    named = named_paths(task.code, task.args, task.kwargs)
+    named = named_paths(task.code, args, kwargs, hidden=secrets)
     if not opened and not named:
         return {}
+    seen = {os.path.abspath(p) for p in opened} if named else set()
+    only_named = {a for p in named if (a := os.path.abspath(p)) not in seen}
     for path in named:  # as if opened for reading (what it wrote through Python stays out)
         opened.setdefault(path, False)
     return files_read(
@@ -185,17 +240,27 @@ def task_reads(task: Task, attempts: list[Attempt]) -> dict[str, dict[str, Any]]
         skip=task.inputs_seen,
         writes=task.writes,
         store_folders=task.store.local_folders(),
+        named=only_named,
     )
 
 
-def named_paths(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+def named_paths(
+    code: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    hidden: Collection[object] = (),
+) -> list[str]:
     """The existing files and folders a node names (see the module docstring): its string
     arguments, and the string constants of its code, noted as opened ones are (absolute, or
     ``./``-relative to the working folder). A folder's path ends with a separator; only folders
-    whose name says so (a trailing ``/`` or a suffix) count."""
+    whose name says so (a trailing ``/`` or a suffix) count. ``hidden``: texts never looked at
+    (secrets)."""
     found: dict[str, None] = {}
     for text in (*_code_strings(code), *_argument_strings(args, kwargs)):
         if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
+            continue
+        if hidden and text in hidden:
             continue
         if "." not in text and os.sep not in text:  # a word, not a file name
             continue
@@ -257,7 +322,10 @@ def _code_strings(code: Any) -> tuple[str, ...]:
 
 
 def _argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
-    return [text for value in (*args, *kwargs.values()) for text in path_texts(value)]
+    """The texts of the arguments (the first ones only: a list of a million sentences from
+    upstream is not a million ``stat`` calls)."""
+    texts = (text for value in (*args, *kwargs.values()) for text in path_texts(value))
+    return list(islice(texts, 4 * MAX_READS))
 
 
 def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
@@ -267,7 +335,7 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
     if isinstance(value, (str, PurePath)):
         yield os.fspath(value)
     elif depth < 3 and isinstance(value, Mapping):
-        for item in list(value.values())[:MAX_READS]:
+        for item in islice(value.values(), MAX_READS):
             yield from path_texts(item, depth + 1)
     elif depth < 3 and isinstance(value, (list, tuple)):
         for item in value[:MAX_READS]:
@@ -282,109 +350,99 @@ def files_read(
     skip: Mapping[str, Any] | None = None,
     writes: tuple[str, ...] = (),
     store_folders: list[str] | None = None,
+    named: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
-    module docstring says, each ``{"digest", "size"}`` (a folder's ``{"tree"}``). ``skip``: paths of declared
-    inputs; ``writes``: declared outputs, root-relative; ``store_folders``: never inputs."""
+    module docstring says, each ``{"digest", "size"}`` (``"named": True`` when the node only
+    named it, a database's ``"wal"``), a folder's ``{"tree"}`` or ``{"listing"}``
+    (run/_folders.py). ``skip``: paths of declared inputs; ``writes``: declared outputs,
+    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
+    stores = store_folders or []
+    sources: set[str] | None = None
     found: dict[str, dict[str, Any]] = {}
+    listed: list[tuple[str, str]] = []
     for path, recorded in _only_read(opened).items():
-        if path.endswith(_CODE) or (skip and path in skip) or path.startswith(_SYSTEM):
+        if path.endswith(_COMPILED) or (
+            path.startswith(_SYSTEM) and not path.startswith(_SHARED_MEMORY)
+        ):
             continue
-        if _inside(path, declared) or (store_folders and _inside(path, store_folders)):
+        target = path.rstrip(DATABASE).rstrip(os.sep)  # the file or folder itself
+        if not target or (skip and target in skip):
+            continue
+        if inside(target, declared) or inside(target, stores):
+            continue
+        if path.endswith(LISTED):  # a folder it listed: after the files (run/_folders.py)
+            listed.append((target, recorded[:-1] if recorded else _folder_key(target, base)))
             continue
         if path.endswith(os.sep):  # a folder the node names
-            folder = _folder_read(path.rstrip(os.sep), base, store_folders or [], node)
+            folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES)
             if folder is not None and len(found) < MAX_READS:
-                found[recorded or _relative(path.rstrip(os.sep), base) + os.sep] = folder
+                found[recorded or _folder_key(target, base)] = folder
             continue
+        if path.endswith(".py"):  # data, unless a module was imported from it
+            sources = module_sources() if sources is None else sources
+            if path in sources:
+                continue
         try:
-            info = os.stat(path)
+            info = os.stat(target)
         except OSError:  # gone already (a temp file): nothing to check later
             continue
-        if not stat.S_ISREG(info.st_mode) or is_library_file(path):
+        if not stat.S_ISREG(info.st_mode) or is_library_file(target):
             continue
         if len(found) == MAX_READS:
-            log.warning(
-                "node %r read more than %d files; only the first %d are checked before its "
-                "cache hits (pass the folder as Directory(...) to key the node by all of it)",
-                node, MAX_READS, MAX_READS,
-            )  # fmt: skip
+            too_many(node, MAX_READS)
             break
         try:
-            digest = file_digest(path)
+            entry: dict[str, Any] = {"digest": file_digest(target), "size": info.st_size}
         except (OSError, HashingError):
             continue
-        found[recorded or _relative(path, base)] = {"digest": digest, "size": info.st_size}
+        if path.endswith(DATABASE):  # SQLite's: committed changes may sit in its -wal file
+            entry["wal"] = wal_digest(target)
+        elif path in named:
+            entry["named"] = True
+        found[recorded or _relative(target, base)] = entry
+    if listed:
+        listings_read(listed, opened, found, node, MAX_READS)
     return found
 
 
 def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
-    """The absolute paths (a folder's ending with a separator) of the files in ``opened`` that
-    were only read: never written nor untracked, by whatever name. Each maps to its name
-    relative to the working folder (``./path``) when it was opened or named so, else None."""
+    """The absolute paths (a folder's ending with a separator, a listing's or a database's with
+    their mark) of the files in ``opened`` that were only read: never written nor untracked, by
+    whatever name (a database is the file it is). Each maps to its name relative to the working
+    folder (``./path``) when it was opened or named so, else None."""
     flags: dict[str, bool | None] = {}
     relative: dict[str, str] = {}
+    databases: set[str] = set()
     for path, wrote in opened.items():
-        absolute = os.path.abspath(path) + (os.sep if path.endswith(os.sep) else "")
+        mark = LISTED if path.endswith(LISTED) else os.sep if path.endswith(os.sep) else ""
+        if not mark and path.endswith(DATABASE):
+            path = path[:-1]
+            databases.add(os.path.abspath(path))
+        absolute = os.path.abspath(path[: len(path) - len(mark)]) + mark
         if path.startswith(_HERE):
             relative.setdefault(absolute, path)
         before = flags.get(absolute, False)
         flags[absolute] = (
             True if True in (before, wrote) else None if None in (before, wrote) else False
         )
-    return {path: relative.get(path) for path, wrote in flags.items() if wrote is False}
-
-
-def _folder_read(
-    path: str, base: str, store_folders: list[str], node: str
-) -> dict[str, Any] | None:
-    """The entry of a folder a node names: below ``base``, holding no store folder, with at most
-    :data:`MAX_READS` entries (else None: a folder that size is a ``Directory(...)`` input)."""
-    if not _inside(path, [base]) or path == base.rstrip(os.sep):
-        return None
-    if any(_inside(f.rstrip(os.sep), [path]) for f in store_folders):
-        return None
-    digest = _tree_digest(path, None)
-    if digest is None:
-        log.warning(
-            "node %r names the folder %r, which holds more than %d entries or %d GiB: its "
-            "content is not checked before the node's cache hits (pass it as Directory(...) "
-            "to key the node by it, or name it in untracked(...) to silence this)",
-            node, path, MAX_READS, MAX_FOLDER_BYTES >> 30,
-        )  # fmt: skip
-        return None
-    return {"tree": digest}
-
-
-def _tree_digest(path: str, file_cache: FileHashCache | None) -> str | None:
-    """The digest of what the folder ``path`` holds; None when it holds more than
-    :data:`MAX_READS` entries or :data:`MAX_FOLDER_BYTES` (measured first: a huge folder is
-    never hashed)."""
-    count = size = 0
-    for folder, dirs, files in os.walk(path):
-        count += len(dirs) + len(files)
-        if count > MAX_READS:
-            return None
-        for name in files:
-            try:
-                size += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-        if size > MAX_FOLDER_BYTES:
-            return None
-    entries = tree_entries(path, file_cache=file_cache)
-    return digest_bytes(json.dumps(entries).encode())
+    return {
+        path + (DATABASE if path in databases else ""): relative.get(path)
+        for path, wrote in flags.items()
+        if wrote is False
+    }
 
 
 def changed_read(
     record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
-    """The path (as recorded) of a file ``record``'s node read that now holds something else;
-    None when each is as it was, or not here: a teammate sharing the store without the raw
-    data, or a cluster's worker that had files of its own, still gets the result."""
+    """The path (as recorded) of a file ``record``'s node read that now holds something else
+    (or of a folder whose tree or listing changed); None when each is as it was, or not here: a
+    teammate sharing the store without the raw data, or a cluster's worker that had files of
+    its own, still gets the result."""
     reads = record.get("reads")
     if not isinstance(reads, Mapping):
         return None
@@ -397,32 +455,24 @@ def changed_read(
             if relative.startswith(_HERE)
             else os.path.join(base, relative)
         )
-        if str(relative).endswith(os.sep):  # a folder it named: its tree
-            if not os.path.isdir(path):
-                continue  # not here: nothing to compare
-            try:
-                tree = _tree_digest(path, file_cache)
-            except (OSError, HashingError):
-                continue
-            if tree is None or tree != _field(entry, "tree"):  # (too big now: a change)
-                return str(relative)
+        if relative.endswith(os.sep):  # a folder it named (its tree) or listed (its names)
+            if folder_changed(path, entry, file_cache, MAX_READS, MAX_FOLDER_BYTES):
+                return relative
             continue
         try:  # a regular file only (a record naming a FIFO or a device is no reason to wait)
             digest = (
                 None
-                if _size(path) != _field(entry, "size")
+                if _size(path) != field(entry, "size")
                 else file_digest(path, file_cache=file_cache)
             )
         except (OSError, HashingError):  # not here (or unreadable): nothing to compare
             continue
-        if digest is None or digest != _field(entry, "digest"):
-            return str(relative)
+        if digest is None or digest != field(entry, "digest"):
+            return relative
+        wal = field(entry, "wal")  # a SQLite database's -wal file: "" when it had none
+        if wal is not None and wal_digest(path, file_cache) != wal:
+            return relative
     return None
-
-
-def read_changed(path: str) -> str:
-    """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read changed."""
-    return f"{path!r}, a file it read, changed since its cached result"
 
 
 def _size(path: str) -> int:
@@ -433,16 +483,13 @@ def _size(path: str) -> int:
     return info.st_size
 
 
-def _field(entry: object, name: str) -> object:
-    return entry.get(name) if isinstance(entry, Mapping) else None
-
-
-def _inside(path: str, folders: list[str]) -> bool:
-    """Whether ``path`` is one of ``folders`` or inside one."""
-    return any(
-        path == f.rstrip(os.sep) or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders
-    )
-
-
 def _relative(path: str, base: str) -> str:
-    return os.path.relpath(path, base) if _inside(path, [base]) else path
+    return os.path.relpath(path, base) if inside(path, [base]) else path
+
+
+def _folder_key(folder: str, base: str) -> str:
+    """A folder's key in the record: root-relative when below the root, else absolute (and the
+    root itself absolute: its relative name would read as the working folder's)."""
+    if folder == base.rstrip(os.sep):
+        return folder + os.sep
+    return _relative(folder, base) + os.sep

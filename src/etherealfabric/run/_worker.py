@@ -91,7 +91,7 @@ def execute(task: Task) -> TaskResult:
         redact = Redactor(secrets)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
-        result.reads = task_reads(task, result.attempts)
+        result.reads = task_reads(task, result.attempts, args, kwargs, secrets)
         _store_outputs(task, values, result, registry)
         result.ok = True
     except Exception as exc:

@@ -1,0 +1,249 @@
+"""The folders and databases among a node's reads (run/_reads.py): how each is noted while the
+node runs, recorded after it, and checked before a hit.
+
+A folder the node *lists* (``os.listdir``, ``os.scandir``, hence ``glob.glob``, ``os.walk``,
+``Path.glob``, ``Path.iterdir``: each lists through one of these two audit events) is noted in
+the node's ``opened`` under its path followed by :data:`LISTED`, and recorded as
+``{"listing": digest}`` of its sorted entry names, by its path with a trailing separator: a
+file added to or removed from it is a change (the files read in it are checked on their own).
+A folder with more than ``limit`` entries is left out (and said). Listings by the import
+system (``importlib``, its ``metadata``, ``pkgutil``) are not the node's: they are not noted.
+
+A folder the node *names* (a string ending with a separator, or with a suffix, as a
+partitioned ``sales.parquet``) is recorded as ``{"tree": digest}`` of all it holds.
+
+A SQLite database the node connects to (``sqlite3.connect`` announces its path; SQLite reads
+it in C) is a file read; in WAL mode, committed changes can sit in its ``-wal`` file until a
+checkpoint, with the database file unchanged: its entry keeps the ``-wal`` file's digest
+(``""`` when there is none) as ``wal``, and a ``-wal`` file holding something else is a change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import HashingError
+from ..hashing._digest import digest_bytes
+from ..hashing._files import FileHashCache, file_digest, tree_entries
+from ..hashing._usercode import is_library_file
+
+__all__ = [
+    "DATABASE",
+    "LISTED",
+    "field",
+    "folder_changed",
+    "folder_read",
+    "inside",
+    "listing_digest",
+    "listing_key",
+    "listings_read",
+    "module_sources",
+    "read_changed",
+    "sqlite_path",
+    "too_many",
+    "tree_digest",
+    "wal_digest",
+]
+
+log = logging.getLogger("etherealfabric.run")
+
+#: what follows a folder's path in ``opened`` when the node listed it (no path holds a NUL)
+LISTED = os.sep + "\0"
+#: what follows a SQLite database's path in ``opened`` (it was connected to)
+DATABASE = "\0"
+#: the modules whose listings are the import system's, not the node's
+_IMPORTERS = ("importlib", "_frozen_importlib", "pkgutil", "pkg_resources", "zipimport")
+
+
+def listing_key(path: Any, caller: FrameType | None) -> str | None:
+    """The absolute path (or ``./``-relative, as the node gave it) of a folder listed by
+    ``caller``, followed by :data:`LISTED`; None for a file descriptor, or the import system."""
+    if isinstance(path, int):
+        return None
+    if caller is not None and str(caller.f_globals.get("__name__", "")).startswith(_IMPORTERS):
+        return None
+    text = "." if path is None else os.fsdecode(path)
+    if os.path.isabs(text):
+        return os.path.abspath(text).rstrip(os.sep) + LISTED
+    relative = os.path.normpath(text)
+    return ("." if relative == "." else "." + os.sep + relative) + LISTED
+
+
+def listing_digest(folder: str, limit: int) -> str | None:
+    """The digest of the sorted entry names of ``folder`` (not their content); None when it
+    holds more than ``limit`` (OSError when it is not a folder)."""
+    names = os.listdir(folder)
+    if len(names) > limit:
+        return None
+    return digest_bytes(json.dumps(sorted(names)).encode())
+
+
+def tree_digest(
+    path: str, file_cache: FileHashCache | None, limit: int, max_bytes: int
+) -> str | None:
+    """The digest of what the folder ``path`` holds; None when it holds more than ``limit``
+    entries or ``max_bytes`` (measured first: a huge folder is never hashed)."""
+    count = size = 0
+    for folder, dirs, files in os.walk(path):
+        count += len(dirs) + len(files)
+        if count > limit:
+            return None
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+        if size > max_bytes:
+            return None
+    entries = tree_entries(path, file_cache=file_cache)
+    return digest_bytes(json.dumps(entries).encode())
+
+
+def sqlite_path(database: Any) -> str | None:
+    """The file of a ``sqlite3.connect`` audit event's database: its path, or a ``file:`` URI's;
+    None for an in-memory or temporary one."""
+    if isinstance(database, (bytes, str, os.PathLike)):
+        text = os.fsdecode(database)
+    else:
+        return None
+    if text.startswith("file:"):  # a URI (connect(uri=True)); its path, without the query
+        parts = urlsplit(text)
+        if "mode=memory" in parts.query:
+            return None
+        text = unquote(parts.path)
+    return None if text in ("", ":memory:") else text
+
+
+def wal_digest(database: str, file_cache: FileHashCache | None = None) -> str:
+    """The digest of the database's ``-wal`` file; ``""`` when there is none or it is empty."""
+    wal = database + "-wal"
+    try:
+        if os.path.getsize(wal) == 0:
+            return ""
+        return file_digest(wal, file_cache=file_cache)
+    except OSError:
+        return ""
+
+
+def module_sources() -> set[str]:
+    """The source files of the imported modules: code (in the node's key, or a library's),
+    never data a node reads."""
+    return {
+        os.path.abspath(f)
+        for module in list(sys.modules.values())
+        if isinstance(f := getattr(module, "__file__", None), str)
+    }
+
+
+def listings_read(
+    listed: list[tuple[str, str]],
+    opened: Mapping[str, bool | None],
+    found: dict[str, dict[str, Any]],
+    node: str,
+    limit: int,
+) -> None:
+    """Add to ``found`` (the reads of the node, up to ``limit``) the listing of each folder in
+    ``listed`` (path, key) that is not checked already as a tree, nor untracked, nor a
+    library's; a folder of more than ``limit`` entries is left out, and said."""
+    untracked = {os.path.abspath(p).rstrip(os.sep) for p, wrote in opened.items() if wrote is None}
+    for folder, key in listed:
+        if key in found or folder in untracked or is_library_file(folder):
+            continue
+        if len(found) >= limit:
+            too_many(node, limit)
+            return
+        try:
+            digest = listing_digest(folder, limit)
+        except OSError:  # gone (a temporary folder), or not a folder
+            continue
+        if digest is None:
+            log.warning(
+                "node %r lists the folder %r, which holds more than %d entries: a file added "
+                "to it or removed is not checked before the node's cache hits (pass it as "
+                "Directory(...) to key the node by it, or list it in untracked() to silence this)",
+                node, folder, limit,
+            )  # fmt: skip
+            continue
+        found[key] = {"listing": digest}
+
+
+def too_many(node: str, limit: int) -> None:
+    log.warning(
+        "node %r read more than %d files; only the first %d are checked before its cache hits "
+        "(pass the folder as Directory(...) to key the node by all of it)",
+        node, limit, limit,
+    )  # fmt: skip
+
+
+def folder_read(
+    path: str, base: str, store_folders: list[str], node: str, limit: int, max_bytes: int
+) -> dict[str, Any] | None:
+    """The entry of a folder a node names: below ``base``, holding no store folder, with at most
+    ``limit`` entries and ``max_bytes`` (else None: a folder that size is a ``Directory(...)``
+    input, and a warning says so)."""
+    if not inside(path, [base]) or path == base.rstrip(os.sep):
+        return None
+    if any(inside(f.rstrip(os.sep), [path]) for f in store_folders):
+        return None
+    digest = tree_digest(path, None, limit, max_bytes)
+    if digest is None:
+        log.warning(
+            "node %r names the folder %r, which holds more than %d entries or %d GiB: its "
+            "content is not checked before the node's cache hits (pass it as Directory(...) "
+            "to key the node by it, or name it in untracked(...) to silence this)",
+            node, path, limit, max_bytes >> 30,
+        )  # fmt: skip
+        return None
+    return {"tree": digest}
+
+
+def folder_changed(
+    path: str, entry: object, file_cache: FileHashCache | None, limit: int, max_bytes: int
+) -> bool:
+    """Whether the folder at ``path`` now holds other entries than its record's ``entry`` says
+    (``listing``), or other content (``tree``); not when it is not here (nothing to compare)."""
+    if not os.path.isdir(path):
+        return False
+    listing = field(entry, "listing")
+    try:
+        now = (
+            listing_digest(path, limit)
+            if listing is not None
+            else tree_digest(path, file_cache, limit, max_bytes)
+        )
+    except (OSError, HashingError):
+        return False
+    return now is None or now != (listing or field(entry, "tree"))  # (too big now: a change)
+
+
+def read_changed(path: str, entry: object = None) -> str:
+    """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read (its
+    ``entry`` in the record's reads) changed."""
+    what = (
+        "a folder it lists"
+        if field(entry, "listing") is not None
+        else "a folder it names"
+        if field(entry, "tree") is not None
+        else "a file it names"
+        if field(entry, "named")
+        else "a file it read"
+    )
+    return f"{path!r}, {what}, changed since its cached result"
+
+
+def field(entry: object, name: str) -> object:
+    return entry.get(name) if isinstance(entry, Mapping) else None
+
+
+def inside(path: str, folders: list[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or inside one."""
+    return any(
+        path == f.rstrip(os.sep) or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders
+    )
