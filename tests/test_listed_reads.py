@@ -305,3 +305,28 @@ def test_a_secret_that_names_a_file_is_not_recorded(tmp_path: Path, home: Path) 
         out = login(Secret("hunter2.key"))
     assert wf.execute()[out] == len("hunter2.key")
     assert "hunter2" not in json.dumps(records(home)["login"])
+
+
+def test_a_long_list_of_paths_from_upstream(tmp_path: Path, home: Path) -> None:
+    """Of many texts (looked up by listing their folders, not a stat each), the ones naming
+    files count, read by another program here."""
+    Path("data").mkdir()
+    for i in range(3):
+        Path(f"data/f{i}.txt").write_text(f"{i}\n")
+
+    @node
+    def candidates() -> list[str]:
+        return [os.path.join("data", f"f{i}.txt") for i in range(100)] + ["x.5", "a b.c"] * 50
+
+    @node
+    def joined(paths: list[str]) -> str:
+        existing = [p for p in paths if os.path.exists(p)]
+        return subprocess.run(["cat", *existing], capture_output=True, text=True).stdout
+
+    with Workflow("many", root=".") as wf:
+        out = joined(candidates())
+    assert wf.execute()[out] == "0\n1\n2\n"
+    assert sorted(records(home)["joined"]["reads"]) == [f"./data/f{i}.txt" for i in range(3)]
+    Path("data/f1.txt").write_text("one\n")
+    again = wf.execute()
+    assert (again[out], again.executed) == ("0\none\n2\n", 1)

@@ -16,6 +16,9 @@ A SQLite database the node connects to (``sqlite3.connect`` announces its path; 
 it in C) is a file read; in WAL mode, committed changes can sit in its ``-wal`` file until a
 checkpoint, with the database file unchanged: its entry keeps the ``-wal`` file's digest
 (``""`` when there is none) as ``wal``, and a ``-wal`` file holding something else is a change.
+
+Also here: which ``.py`` files are code rather than data (:func:`module_sources`,
+:func:`showing_source`), and the existence test of many named paths (:func:`maybe_existing`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ __all__ = [
     "listing_digest",
     "listing_key",
     "listings_read",
+    "maybe_existing",
     "module_sources",
     "read_changed",
+    "showing_source",
     "sqlite_path",
     "too_many",
     "tree_digest",
@@ -58,6 +63,8 @@ log = logging.getLogger("etherealfabric.run")
 LISTED = os.sep + "\0"
 #: what follows a SQLite database's path in ``opened`` (it was connected to)
 DATABASE = "\0"
+#: up to this many paths a node names are each looked up with a ``stat``
+_FEW = 64
 #: the modules whose listings are the import system's, not the node's
 _IMPORTERS = ("importlib", "_frozen_importlib", "pkgutil", "pkg_resources", "zipimport")
 
@@ -130,6 +137,12 @@ def wal_digest(database: str, file_cache: FileHashCache | None = None) -> str:
         return file_digest(wal, file_cache=file_cache)
     except OSError:
         return ""
+
+
+def showing_source(caller: FrameType) -> bool:
+    """Whether a ``.py`` file is opened to show its lines (a traceback, a warning, ``inspect``:
+    ``linecache`` through ``tokenize.open``), not read as data."""
+    return caller.f_globals.get("__name__") in ("tokenize", "linecache")
 
 
 def module_sources() -> set[str]:
@@ -240,6 +253,26 @@ def read_changed(path: str, entry: object = None) -> str:
 
 def field(entry: object, name: str) -> object:
     return entry.get(name) if isinstance(entry, Mapping) else None
+
+
+def maybe_existing(paths: list[str]) -> list[str]:
+    """The ``paths`` that may exist: all of a few; of more (a long list of texts from upstream),
+    those whose folder lists their name: a listing per folder rather than a ``stat`` per path
+    (on a case-insensitive file system, a name in another case is then not found)."""
+    if len(paths) <= _FEW:
+        return paths
+    listed: dict[str, frozenset[str]] = {}
+    kept = []
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in listed:
+            try:
+                listed[folder] = frozenset(os.listdir(folder or os.curdir))
+            except (OSError, ValueError):
+                listed[folder] = frozenset()
+        if name in listed[folder] or not name:  # ("data/": the folder itself)
+            kept.append(path)
+    return kept
 
 
 def inside(path: str, folders: list[str]) -> bool:

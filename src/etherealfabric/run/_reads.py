@@ -57,7 +57,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import PurePath
-from types import CodeType, FrameType, FunctionType
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
@@ -72,7 +72,9 @@ from ._folders import (
     inside,
     listing_key,
     listings_read,
+    maybe_existing,
     module_sources,
+    showing_source,
     sqlite_path,
     too_many,
     wal_digest,
@@ -140,7 +142,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if flags & _WRITING:
                 opened[path] = True
                 return
-            if path.endswith(".py") and _showing_source(sys._getframe(1)):
+            if path.endswith(".py") and showing_source(sys._getframe(1)):
                 return
         elif event == "sqlite3.connect":  # SQLite opens it in C: a read (run/_folders.py)
             database = sqlite_path(args[0])
@@ -158,12 +160,6 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         opened.setdefault(path, None if _untracking.get() else False)
     except Exception:  # a path we cannot read is one we do not watch
         pass
-
-
-def _showing_source(caller: FrameType) -> bool:
-    """Whether a ``.py`` file is opened to show its lines (a traceback, a warning, ``inspect``:
-    ``linecache`` through ``tokenize.open``), not read as data."""
-    return caller.f_globals.get("__name__") in ("tokenize", "linecache")
 
 
 def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
@@ -256,7 +252,7 @@ def named_paths(
     ``./``-relative to the working folder). A folder's path ends with a separator; only folders
     whose name says so (a trailing ``/`` or a suffix) count. ``hidden``: texts never looked at
     (secrets)."""
-    found: dict[str, None] = {}
+    candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
     for text in (*_code_strings(code), *_argument_strings(args, kwargs)):
         if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
             continue
@@ -264,14 +260,18 @@ def named_paths(
             continue
         if "." not in text and os.sep not in text:  # a word, not a file name
             continue
-        path = os.path.expanduser(text)
+        candidates.setdefault(os.path.expanduser(text), text)
+    found: dict[str, None] = {}
+    for path in maybe_existing(list(candidates)):
         try:
             mode = os.stat(path).st_mode
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(mode):
             found[_as_opened(path)] = None
-        elif stat.S_ISDIR(mode) and (text.endswith(os.sep) or "." in os.path.basename(path)):
+        elif stat.S_ISDIR(mode) and (
+            candidates[path].endswith(os.sep) or "." in os.path.basename(path)
+        ):
             found[_as_opened(path) + os.sep] = None
     return list(found)
 
@@ -339,7 +339,10 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
             yield from path_texts(item, depth + 1)
     elif depth < 3 and isinstance(value, (list, tuple)):
         for item in value[:MAX_READS]:
-            yield from path_texts(item, depth + 1)
+            if isinstance(item, (str, PurePath)):  # (most items: no generator each)
+                yield os.fspath(item)
+            elif isinstance(item, (Mapping, list, tuple)):
+                yield from path_texts(item, depth + 1)
 
 
 def files_read(
