@@ -330,3 +330,40 @@ def test_a_long_list_of_paths_from_upstream(tmp_path: Path, home: Path) -> None:
     Path("data/f1.txt").write_text("one\n")
     again = wf.execute()
     assert (again[out], again.executed) == ("0\none\n2\n", 1)
+
+
+@pytest.mark.parametrize("timeout", [None, 60], ids=["worker", "killable-child"])
+def test_listings_and_databases_on_the_process_backend(
+    tmp_path: Path, home: Path, timeout: int | None
+) -> None:
+    Path("data").mkdir()
+    Path("data/a.txt").write_text("1\n")
+    conn = sqlite3.connect("n.db")
+    conn.execute("CREATE TABLE t (v INTEGER)")
+    conn.execute("INSERT INTO t VALUES (5)")
+    conn.commit()
+    conn.close()
+
+    @node(timeout=timeout)
+    def tally(name: str) -> int:
+        files = sum(int(Path(p).read_text()) for p in glob.glob("data/*.txt"))
+        db = sqlite3.connect(f"{name}.db")
+        try:
+            return files + int(db.execute("SELECT sum(v) FROM t").fetchone()[0])
+        finally:
+            db.close()
+
+    with Workflow("procs", root=".") as wf:
+        out = tally("n")
+    backend: dict[str, Any] = {"backend": "processes", "max_workers": 1}
+    assert wf.execute(**backend)[out] == 6
+    assert sorted(records(home)["tally"]["reads"]) == ["./data/", "./data/a.txt", "./n.db"]
+    assert wf.execute(**backend).cached == 1
+    Path("data/b.txt").write_text("10\n")
+    assert wf.execute(**backend)[out] == 16
+    conn = sqlite3.connect("n.db")
+    conn.execute("INSERT INTO t VALUES (100)")
+    conn.commit()
+    conn.close()
+    again = wf.execute(**backend)
+    assert (again[out], again.executed) == (116, 1)
