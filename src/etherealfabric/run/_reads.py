@@ -397,7 +397,7 @@ def files_read(
             continue
         if len(found) == MAX_READS:
             too_many(node, MAX_READS)
-            break
+            return found
         try:
             entry: dict[str, Any] = {"digest": file_digest(target), "size": info.st_size}
         except (OSError, HashingError):
