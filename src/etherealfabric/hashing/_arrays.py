@@ -24,6 +24,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._loaded import loaded
+
 if TYPE_CHECKING:
     from ._digest import Hasher
     from ._encoder import Encoder, Handler
@@ -55,7 +57,7 @@ def _enc_dtype(dtype: Any, encoder: Encoder) -> None:
 
 def _enc_ndarray(array: Any, encoder: Encoder) -> None:
     np = sys.modules["numpy"]
-    masked = sys.modules.get("numpy.ma")
+    masked = loaded("numpy.ma")
     if masked is not None and isinstance(array, masked.MaskedArray):
         encoder.tag("numpy.masked")
         _enc_ndarray(np.asarray(array.data), encoder)
@@ -81,7 +83,7 @@ def _array_header(array: Any, encoder: Encoder) -> None:
 def teeable(array: Any) -> bool:
     """True if ``array`` is a plain ``numpy.ndarray`` whose canonical encoding ends with its
     raw C-order buffer (C-contiguous, no objects, no fields): :func:`feed_teed` applies."""
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     return (
         np is not None
         and type(array) is np.ndarray

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import HashingError
 from ._digest import Hasher, new_hasher
+from ._loaded import loaded
 
 if TYPE_CHECKING:
     from ._files import FileHashCache
@@ -349,7 +350,7 @@ def _resolve(tp: type, *, first: bool = True) -> Handler:
 
 def _register_imported() -> None:
     """Register the handlers of optional modules that have been imported since last time."""
-    for name in [n for n in _LAZY if n in sys.modules]:
+    for name in [n for n in _LAZY if loaded(n) is not None]:
         handlers = _LAZY.pop(name, None)
         if handlers is not None:
             register_builtin(handlers(sys.modules[name]))

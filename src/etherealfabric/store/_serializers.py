@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..define._secret import refusing_secrets
 from ..errors import SerializationError, StoreError
+from ..hashing._loaded import loaded
 from ._json import JsonSerializer, is_json_safe, json_bytes
 from ._models import ModelSerializer, is_model
 from ._serializer_base import Serializer
@@ -190,7 +190,7 @@ def _npy_header(array: Any) -> bytes | None:
 def npy_header(value: object, registry: SerializerRegistry | None = None) -> bytes | None:
     """What ``npy`` writes before a C-contiguous array's memory (its object is the two); None
     for another value, or when the registry's ``npy`` is not the built-in one."""
-    numpy = sys.modules.get("numpy")
+    numpy = loaded("numpy")
     if numpy is None or not isinstance(value, numpy.ndarray) or value.dtype.hasobject:
         return None
     if not value.flags.c_contiguous:
@@ -209,7 +209,7 @@ _MEMO_TYPES = 10_000  # types whose registered serializer a registry remembers
 
 def is_npy_array(value: object) -> bool:
     """True for a plain ``numpy.ndarray`` (not a subclass) of a non-object, built-in dtype."""
-    numpy = sys.modules.get("numpy")
+    numpy = loaded("numpy")
     if numpy is None or type(value) is not numpy.ndarray:
         return False
     dtype = value.dtype  # type: ignore[attr-defined]

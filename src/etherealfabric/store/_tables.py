@@ -42,11 +42,11 @@ import importlib.util
 import io
 import json
 import logging
-import sys
 from functools import cache
 from typing import Any, BinaryIO
 
 from ..errors import SerializationError
+from ..hashing._loaded import loaded
 from ._serializer_base import Serializer
 
 __all__ = [
@@ -149,7 +149,7 @@ _SERIES_COLUMN = "values"
 
 def _as_frame(value: object) -> tuple[object, bytes | None]:
     """A Series as a one-column frame and its name (JSON); any other value as it is."""
-    pd = sys.modules.get("pandas")
+    pd = loaded("pandas")
     if pd is None or type(value) is not pd.Series:
         return value, None
     series: Any = value
@@ -239,7 +239,7 @@ def _to_pandas(table: Any) -> object:
 def frame_problem(value: object) -> str:
     """Why parquet cannot store ``value`` exactly, by its shape and dtypes; ``""`` if it may.
     (A Series is asked about as the one-column frame it is stored as.)"""
-    pd = sys.modules.get("pandas")
+    pd = loaded("pandas")
     if pd is not None and type(value) is pd.Series:
         value = _as_frame(value)[0]
     if pd is None or type(value) is not pd.DataFrame:
@@ -269,7 +269,7 @@ def frame_problem(value: object) -> str:
 def pickled_frame_reason(value: object) -> str | None:
     """Why a pandas or polars frame (or Series) was not written as parquet; None for other
     values. For the log line that says so once (see ``run/_worker.py``)."""
-    pd = sys.modules.get("pandas")
+    pd = loaded("pandas")
     if pd is not None and type(value) in (pd.DataFrame, pd.Series):
         return frame_problem(value) or (
             "parquet would change it (its first rows came back with another value digest)"
@@ -350,7 +350,7 @@ class ArrowSerializer(Serializer):
 
 def is_arrow_table(value: object) -> bool:
     """True for a ``pyarrow.Table`` (pyarrow is never imported to answer)."""
-    pa = sys.modules.get("pyarrow")
+    pa = loaded("pyarrow")
     return pa is not None and type(value) is pa.Table
 
 
@@ -379,7 +379,7 @@ class PolarsSerializer(Serializer):
 
 def is_polars_frame(value: object) -> bool:
     """True for a ``polars.DataFrame`` (polars is never imported to answer)."""
-    pl = sys.modules.get("polars")
+    pl = loaded("polars")
     return pl is not None and type(value) is pl.DataFrame
 
 
