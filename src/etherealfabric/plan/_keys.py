@@ -32,6 +32,7 @@ from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint, generation
 from ..hashing._packages import package_versions
 from ..hashing._paths import relative_to_root
+from ..hashing._pickled import with_code
 from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
 from ._graph import InputRef
@@ -83,11 +84,22 @@ class KeyInfo:
 
 def input_digest(record: Mapping[str, Any]) -> RefDigest:
     """What an upstream output contributes to a key: its value digest when its record has one
-    (equal values, however built), else its serializer and the digest of its bytes."""
+    (equal values, however built), else its serializer and the digest of its bytes (with the
+    code its pickle names, if its record lists any: :func:`_bytes_digest`)."""
     value = record.get("value")
     if value is not None:
         return RefDigest(VALUE_REF, value)
-    return RefDigest(record["serializer"], record["digest"])
+    return RefDigest(record["serializer"], _bytes_digest(record))
+
+
+def _bytes_digest(record: Mapping[str, Any]) -> str:
+    """An output's bytes' digest, mixed with the code its pickle names by reference (the
+    record's ``code``, resolved in this process: ``hashing._pickled``): a class edited, or a
+    package upgraded, since the output was made changes its consumers' keys."""
+    code = record.get("code")
+    if not code:
+        return record["digest"]  # type: ignore[no-any-return]
+    return with_code(record["digest"], code)
 
 
 def node_key(
@@ -115,7 +127,7 @@ def node_key(
             if digest is not None:
                 param_hashes[name] = _ref_digest(VALUE_REF, digest)
             else:
-                digest = record["digest"]
+                digest = _bytes_digest(record)
                 param_hashes[name] = _ref_digest(record["serializer"], digest)
             inputs[name] = (f"{value.node}.{value.output}@{digest}",)
             continue
@@ -199,7 +211,7 @@ def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:
     value = record.get("value")
     if value is not None:
         return VALUE_REF, value
-    return record["serializer"], record["digest"]
+    return record["serializer"], _bytes_digest(record)
 
 
 # the digest of an upstream output as a parameter, by (serializer, digest): in a fan-out,
@@ -236,7 +248,7 @@ def _refs_param(
         if digest is not None:
             serializer = VALUE_REF
         else:
-            serializer, digest = record["serializer"], record["digest"]
+            serializer, digest = record["serializer"], _bytes_digest(record)
             if spec.root is not None and os.path.isabs(serializer):
                 return None  # (no serializer is named so) keyed by its path relative to root
         refs.append((serializer, digest))

@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..hashing._digest import new_hasher
 from ..hashing._outputs import value_digest, value_digest_teed
+from ..hashing._pickled import PICKLING, output_refs
 from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
 from ..store._serializers import (
@@ -446,8 +447,9 @@ def _record(
     value: Any, serializer: Serializer, stored: StoredObject, canonical: str | None = None
 ) -> dict[str, Any]:
     """An output's record: digest, serializer, size, type, inline, and when they apply the
-    library versions (models) and the canonical ``value`` digest (``canonical`` when the
-    caller computed it already)."""
+    library versions (models), the canonical ``value`` digest (``canonical`` when the
+    caller computed it already) or, for a pickle, the ``code`` it names by reference (user
+    classes and functions, packages: ``hashing._pickled``)."""
     record: dict[str, Any] = {
         "digest": stored.digest,
         "serializer": serializer.name,
@@ -462,6 +464,10 @@ def _record(
         canonical = value_digest(value)
     if canonical is not None:  # downstream keys use it: equal values, equal keys
         record["value"] = canonical
+    elif serializer.name in PICKLING:  # the code its pickle names, for downstream keys
+        code = output_refs(value)
+        if code:
+            record["code"] = code
     return record
 
 
