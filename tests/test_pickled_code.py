@@ -11,6 +11,7 @@ through the command line in fresh processes (where classes are found again by na
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -178,6 +179,29 @@ def test_a_pickled_parameter_follows_the_user_code_it_holds(project: Project) ->
     assert after != before
 
 
+def test_outputs_are_pickled_once_to_the_same_bytes_and_noted(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    import cloudpickle
+
+    from etherealfabric.hashing import _pickled
+    from etherealfabric.store._serializers import get_serializer
+
+    project.load(**{"pk_models.py": MODELS, "pk_flow.py": "import pk_models\n"})
+    models = sys.modules["pk_models"]
+    value = {"m": models.Model(2), "f": models.scale, "n": list(range(100))}
+    monkeypatch.setattr(_pickled, "output_refs", lambda v: pytest.fail("pickled twice"))
+    for name, dumps in (("pickle", pickle.dumps), ("cloudpickle", cloudpickle.dumps)):
+        buffer = io.BytesIO()
+        with _pickled.noting():
+            get_serializer(name).dump(value, buffer)
+            names = _pickled.record_code(value, name)
+        assert buffer.getvalue() == dumps(value, protocol=5)
+        assert names == ["pk_models:Model", "pk_models:scale"]
+
+
 def test_plain_values_name_no_code() -> None:
     import numpy as np
 
@@ -337,3 +361,16 @@ def test_a_package_upgrade_reruns_the_consumers_of_its_objects(
     assert nodes["use"] == "succeeded"  # was cached: Scaler is pickled by reference
     assert p.value("use", pythonpath=v2) == 20
     assert p.run(pythonpath=v2) == {"make": "cached", "use": "cached"}
+
+
+@pytest.mark.parametrize("bad", ["models:Model", [1], {"a": "b"}, [["x"]]])
+def test_a_stored_record_with_a_malformed_code_list_is_refused(bad: object) -> None:
+    from etherealfabric.store._signing import record_problem
+
+    out = {"digest": "ab" * 16, "serializer": "cloudpickle", "size": 3, "inline": True}
+    record = {"node": "n", "created_at": 1.0, "outputs": {"result": out}}
+    assert record_problem(record) == ""
+    out["code"] = ["models:Model", "sklearn"]
+    assert record_problem(record) == ""
+    out["code"] = bad
+    assert "'code'" in record_problem(record)

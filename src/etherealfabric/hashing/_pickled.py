@@ -5,10 +5,12 @@ so two runs of a node that returns ``Model(2)`` pickle to the same bytes after `
 was edited, and a scikit-learn pipeline holding ``FunctionTransformer(features.add)`` pickles
 to the same bytes after ``features.add`` was. Whatever is pickled for a digest (a parameter
 with no canonical hasher, an output stored with ``pickle``, ``cloudpickle`` or ``model``)
-is pickled by :class:`_Recorder`, which notes the classes and functions the pickler saves (its
-``reducer_override`` hook: the C pickler calls it for objects that are not of an exact builtin
-type, so a list of ints or a dict of strings costs nothing more). They are named as
-:func:`ref_names` says:
+is pickled by a recording pickler, which notes the classes and functions the pickler saves
+(its ``reducer_override`` hook: the C pickler calls it for objects that are not of an exact
+builtin type, so a list of ints or a dict of strings costs nothing more) and writes the same
+bytes as ``pickle.dump``/``cloudpickle.dump``. An output is noted as it is written
+(:func:`dump_pickle` inside :func:`noting`), so it is pickled once. The names, as
+:func:`ref_names` gives them:
 
 - ``module:qualname`` for user code (:func:`~._usercode.is_user_code`): it counts by its
   code fingerprint (which covers the helpers it calls and the packages it reaches);
@@ -25,12 +27,14 @@ consumer of a cached producer's output still sees an edit of the class behind it
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import io
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import _encoder
@@ -42,8 +46,11 @@ from ._usercode import is_user_code, is_user_module, is_user_top, qualified_name
 __all__ = [
     "PICKLING",
     "code_parts",
+    "dump_pickle",
+    "noting",
     "output_refs",
     "pickle_with_refs",
+    "record_code",
     "ref_names",
     "refs_digest",
     "with_code",
@@ -71,8 +78,9 @@ def _recorder() -> type:
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, _CODE_TYPES):
                 self.found[id(obj)] = obj
-            return super().reducer_override(obj)
+            return base(self, obj)  # (not super(): this runs once per object)
 
+    base = cloudpickle.Pickler.reducer_override
     return _Recorder
 
 
@@ -83,6 +91,84 @@ def pickle_with_refs(value: object, protocol: int = 5) -> tuple[bytes, list[str]
         pickler = _recorder()(file, protocol=protocol)
         pickler.dump(value)
         return file.getvalue(), ref_names(pickler.found.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _std_recorder() -> type:
+    import pickle
+
+    class _StdRecorder(pickle.Pickler):
+        """The standard library's pickler, noting the classes and functions it saves (the
+        same bytes: the hook always lets the pickler go on as usual)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.found: dict[int, Any] = {}
+
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, _CODE_TYPES):
+                self.found[id(obj)] = obj
+            return NotImplemented
+
+    return _StdRecorder
+
+
+class _Noted:
+    """What the pickles dumped inside one :func:`noting` block saved, and whether any was."""
+
+    __slots__ = ("dumped", "found")
+
+    def __init__(self) -> None:
+        self.found: dict[int, Any] = {}
+        self.dumped = False
+
+
+_NOTING: contextvars.ContextVar[_Noted | None] = contextvars.ContextVar(
+    "etherealfabric_noting", default=None
+)
+
+
+def dump_pickle(value: object, fp: Any, *, cloud: bool, protocol: int = 5) -> None:
+    """``cloudpickle.dump`` (``cloud``) or ``pickle.dump`` of ``value`` into ``fp`` (the same
+    bytes); inside :func:`noting`, what the pickle names is noted (the built-in pickling
+    serializers dump through this, so an output is pickled once)."""
+    noted = _NOTING.get()
+    if noted is None:
+        if cloud:
+            import cloudpickle
+
+            cloudpickle.dump(value, fp, protocol=protocol)
+        else:
+            import pickle
+
+            pickle.dump(value, fp, protocol=protocol)
+        return
+    pickler = (_recorder() if cloud else _std_recorder())(fp, protocol=protocol)
+    pickler.dump(value)
+    noted.found.update(pickler.found)
+    noted.dumped = True
+
+
+@contextlib.contextmanager
+def noting() -> Iterator[None]:
+    """Note what :func:`dump_pickle` pickles inside the block, for :func:`record_code`."""
+    token = _NOTING.set(_Noted())
+    try:
+        yield
+    finally:
+        _NOTING.reset(token)
+
+
+def record_code(value: object, serializer: str) -> list[str]:
+    """The ``code`` of an output's record: what its pickle names (as noted while it was
+    written, inside :func:`noting`; else pickled again here, without its buffers); [] for a
+    serializer that does not pickle."""
+    if serializer not in PICKLING:
+        return []
+    noted = _NOTING.get()
+    if noted is not None and noted.dumped:
+        return ref_names(noted.found.values())
+    return output_refs(value)
 
 
 class _Discard:
@@ -110,20 +196,36 @@ def ref_names(objs: Iterable[Any]) -> list[str]:
     user code, the top-level module for a third-party package, nothing for the rest."""
     names: set[str] = set()
     for obj in objs:
-        module = getattr(obj, "__module__", None)
-        if not isinstance(module, str):
-            continue
-        top = module.partition(".")[0]
-        if top in _NOT_KEYED or is_stdlib(top):
-            continue
-        if is_user_code(obj):
-            qualname = getattr(obj, "__qualname__", None)
-            if isinstance(qualname, str) and "<" not in qualname:
-                names.add(f"{module}:{qualname}")
-            # else: local code, which cloudpickle writes by value (its bytes are in the pickle)
-        elif not _is_user_top(top):
-            names.add(top)
+        try:
+            name = _NAMES[obj]
+        except (KeyError, TypeError):
+            name = _name(obj)
+            if len(_NAMES) > 4096:
+                _NAMES.clear()
+            with contextlib.suppress(TypeError):  # unhashable: not remembered
+                _NAMES[obj] = name
+        if name:
+            names.add(name)
     return sorted(names)
+
+
+#: class or function -> its name in :func:`ref_names` ("" for none), decided once
+_NAMES: dict[Any, str] = {}
+
+
+def _name(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str):
+        return ""
+    top = module.partition(".")[0]
+    if top in _NOT_KEYED or is_stdlib(top):
+        return ""
+    if is_user_code(obj):
+        qualname = getattr(obj, "__qualname__", None)
+        if isinstance(qualname, str) and "<" not in qualname:
+            return f"{module}:{qualname}"
+        return ""  # local code, which cloudpickle writes by value (its bytes are in the pickle)
+    return "" if _is_user_top(top) else top
 
 
 def _is_user_top(top: str) -> bool:
