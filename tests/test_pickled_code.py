@@ -259,6 +259,9 @@ def test_a_class_edit_reruns_its_consumers_in_fresh_processes(tmp_path: Path) ->
     p.edit("pk_models.py", "UNRELATED = 1", "UNRELATED = 2")
     assert "succeeded" not in p.run().values()  # the same keys in a new process
 
+    audit = p.cli("plan", "flow.py", "--keys", "predict")
+    assert "pk_models.Model" in audit and "(in model, pickled)" in audit
+
     p.edit("pk_models.py", "return self.k * x", "return self.k * x + 1")
     nodes = p.run("--backend", "processes")
     assert nodes["predict"] == nodes["total"] == "succeeded"
@@ -300,6 +303,9 @@ def test_a_library_object_argument_follows_the_user_function_it_holds(tmp_path: 
     p.edit("pk_features.py", "return x + 1", "return x + 2")
     assert p.run() == {"fit": "succeeded"}  # was cached: the pipeline pickles by reference
     assert p.value("fit") == [2.0, 3.0, 4.0]
+    audit = p.cli("plan", "flow.py", "--keys", "fit")
+    assert "pk_features.add_features" in audit and "(in pipeline, pickled)" in audit
+    assert "scikit-learn" in audit
 
 
 def _tinylib(where: Path, version: str) -> str:
@@ -360,6 +366,8 @@ def test_a_package_upgrade_reruns_the_consumers_of_its_objects(
         return
     assert nodes["use"] == "succeeded"  # was cached: Scaler is pickled by reference
     assert p.value("use", pythonpath=v2) == 20
+    why = p.cli("explain", "latest", "use", pythonpath=v2)
+    assert "code behind input scaler package tinylib: 1.0 → 2.0" in why
     assert p.run(pythonpath=v2) == {"make": "cached", "use": "cached"}
 
 
