@@ -22,6 +22,8 @@ needs fingerprints, is registered by ``_values`` on top)::
     _usercode     what counts as user code, and how it is named (module_label, qualified_name)
     _source       what one function or class is: normalised source, or bytecode
     _fingerprint  code_fingerprint: a node's code and the user code it refers to, transitively
+    _pickled      the code a pickle names by reference (user classes and functions by
+                  fingerprint, packages by version): for pickled parameters and outputs
     _values       hash_value for any value (functions and classes by fingerprint) and
                   register_value_hasher
     _describe     short human descriptions of values for the journal (never part of a key)

@@ -11,7 +11,8 @@ frames, and modules above register theirs here. The handler for a type is, in or
 2. a built-in handler registered for exactly that type;
 3. the first *shape rule* that matches (enums, dataclasses, named tuples);
 4. a built-in handler registered for a base class;
-5. cloudpickle (:func:`encode_pickled`), with an :class:`UnstableHashWarning` once per type.
+5. cloudpickle (:func:`encode_pickled`), with an :class:`UnstableHashWarning` once per type,
+   followed by the digest of the code the pickle names by reference, if any (``_pickled``).
 
 Rules registered with ``register_shape(..., first=True)`` (instances of user classes, whose
 class's code is part of their identity) come right after 1; such a rule can hand the value
@@ -60,6 +61,7 @@ __all__ = [
     "register_shape",
     "register_user",
     "register_when_imported",
+    "set_pickler",
     "text_bytes",
     "type_name",
 ]
@@ -223,11 +225,9 @@ def encode_pickled(value: object, encoder: Encoder) -> None:
     if encoder.code is not None:
         encoder.code.opaque(value, encoder)
         return
-    import cloudpickle
-
     tp = type(value)
     try:
-        data = cloudpickle.dumps(value, protocol=5)
+        data, code = _pickler[0](value, 5)
     except Exception as exc:
         raise HashingError(
             f"cannot hash a value of type {type_name(tp)}: it has no hasher and cloudpickle "
@@ -239,6 +239,25 @@ def encode_pickled(value: object, encoder: Encoder) -> None:
     encoder.tag("pickle")
     encoder.text(type_name(tp))
     encoder.frame(data)
+    if code is not None:  # the code its pickle names by reference (``_pickled``)
+        encoder.tag("pickled-code")
+        encoder.text(code)
+
+
+def _plain_pickle(value: object, protocol: int) -> tuple[bytes, str | None]:
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=protocol), None
+
+
+#: ``(value, protocol) -> (its cloudpickle, the digest of the code it names or None)``: set
+#: by ``_pickled``, which follows that code (it needs fingerprints, above this module)
+_pickler: list[Callable[[object, int], tuple[bytes, str | None]]] = [_plain_pickle]
+
+
+def set_pickler(pickler: Callable[[object, int], tuple[bytes, str | None]]) -> None:
+    """How :func:`encode_pickled` pickles (see ``_pickler``)."""
+    _pickler[0] = pickler
 
 
 _WARNED: weakref.WeakSet[type] = weakref.WeakSet()

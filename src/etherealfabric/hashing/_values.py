@@ -25,6 +25,7 @@ from ..errors import HashingError
 from . import (
     _builtins,  # noqa: F401  (importing it registers the builtin handlers)
     _fingerprint,  # noqa: F401  (registers the handlers of values that carry code)
+    _pickled,  # noqa: F401  (pickled values: the code their pickles name, see encode_pickled)
 )
 from ._encoder import Encoder, digest_of, is_builtin, register_user, type_name
 from ._files import FileHashCache

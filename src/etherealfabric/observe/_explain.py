@@ -96,6 +96,7 @@ def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chan
     whole = {*(old.get("param_args") or ())} & {*(new.get("param_args") or ())}
     changes += [c for c in _param_changes(old, new) if c.name not in whole]
     changes += _input_changes(old.get("inputs") or {}, new.get("inputs") or {})
+    changes += _input_code_changes(old.get("input_code") or {}, new.get("input_code") or {})
     for part in ("outputs", "writes"):  # components recorded before these were kept say nothing
         if part in old and part in new:
             changes += _list_changes(part.rstrip("s"), old[part], new[part])
@@ -203,6 +204,24 @@ def _input_changes(old: Mapping[str, list[str]], new: Mapping[str, list[str]]) -
             changes.append(Change("input", name, "removed", old=", ".join(map(_source, before))))
         else:
             changes.append(Change("input", name, "changed", ", ".join(before), ", ".join(after)))
+    return changes
+
+
+def _input_code_changes(
+    old: Mapping[str, Mapping[str, str]], new: Mapping[str, Mapping[str, str]]
+) -> list[Change]:
+    """What changed in the code behind pickled inputs (a class's fingerprint, a package's
+    version: ``hashing/_pickled.py``), for inputs read in both runs."""
+    changes = []
+    for param in [p for p in new if p in old]:
+        before, after = old[param], new[param]
+        for name in sorted({*before, *after}):
+            was, now = before.get(name), after.get(name)
+            if was != now and was is not None and now is not None:
+                package = name.startswith("package:")
+                label = f"package {name.partition(':')[2]}" if package else name
+                was, now = (was, now) if package else (was[:12], now[:12])
+                changes.append(Change(f"code behind input {param}", label, "changed", was, now))
     return changes
 
 

@@ -15,7 +15,9 @@
       not covered by the key: getattr(helpers, <computed>) at flow.py:7
 
 An argument that carries code (a ``functools.partial``, a bound method, an instance of a user
-class) is followed by the code pieces in its digest, marked ``(in PARAM)``. A node whose
+class) is followed by the code pieces in its digest, marked ``(in PARAM)``; so is the code a
+pickle names by reference, in an argument hashed through cloudpickle or an upstream output
+stored as a pickle (``(in PARAM, pickled)``, and the packages, by version). A node whose
 upstream nodes would run first has no key yet: its inputs are listed as coming from an
 upstream node, without digests. Nothing here is computed that the plan did not compute
 already, except the code fingerprint (memoized).
@@ -29,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..define._refs import replace_refs
 from ..hashing._describe import describe_value
+from ..hashing._encoder import has_encoding
 from ..hashing._fingerprint import Fingerprint, code_fingerprint
 from ..hashing._packages import PACKAGE_PREFIX
+from ..hashing._pickled import code_parts, pickle_with_refs
 from ..hashing._references import References
 from ..plan._graph import InputRef
 
@@ -100,12 +104,14 @@ def audit_key(spec: NodeSpec, info: KeyInfo | None) -> KeyAudit:
             for ref in inputs[name]:
                 source, _, read = ref.rpartition("@")
                 parts.append(KeyPart("input", name, source, read))
+            parts += _pickled_code(name, code_parts(info.input_code.get(name, ())))
         elif info is None and _reads_upstream(value):
             parts.append(KeyPart("input", name, "from an upstream node (digest not known yet)"))
         else:
             known = info.param_hashes.get(name) if info is not None else None
             parts.append(KeyPart("param", name, describe_value(value, limit=40), known))
             parts += _argument_code(name, value)
+            parts += _pickled_code(name, _pickled_names(value))
     parts += [KeyPart("output", name) for name in spec.outputs]
     parts += [KeyPart("output", f"file:{path}") for path in spec.writes]
     key = info.key if info is not None else None
@@ -134,6 +140,31 @@ def _argument_code(param: str, value: object) -> list[KeyPart]:
         for name, where in fp.where.items():
             parts.setdefault(name, KeyPart("code", name, f"{where} (in {param})", fp.parts[name]))
     return list(parts.values())
+
+
+def _pickled_code(param: str, found: dict[str, str]) -> list[KeyPart]:
+    """The code a pickle in ``param`` names by reference (``hashing/_pickled.py``): user code
+    by fingerprint, packages by version."""
+    return [
+        KeyPart("package", name[len(PACKAGE_PREFIX) :], f"{digest} (in {param})")
+        if name.startswith(PACKAGE_PREFIX)
+        else KeyPart("code", name, f"(in {param}, pickled)", digest)
+        for name, digest in found.items()
+    ]
+
+
+def _pickled_names(value: object) -> dict[str, str]:
+    """:func:`code_parts` of an argument (or its items) hashed through cloudpickle."""
+    items = list(value.values()) if isinstance(value, dict) else [value]
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    pickled = [v for v in items if not has_encoding(type(v))]
+    if not pickled:
+        return {}
+    try:
+        return code_parts(pickle_with_refs(pickled)[1])
+    except Exception:  # not picklable: its hashing says so
+        return {}
 
 
 def _value_kind(name: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..define._node import NodeSpec
@@ -32,6 +32,7 @@ from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint, generation
 from ..hashing._packages import package_versions
 from ..hashing._paths import relative_to_root
+from ..hashing._pickled import code_parts, with_code
 from ..hashing._secret import SecretDigest, SecretHasher
 from ..hashing._values import hash_value
 from ._graph import InputRef
@@ -53,6 +54,8 @@ class KeyInfo:
     spec: NodeSpec
     param_hashes: Mapping[str, str]
     inputs: Mapping[str, tuple[str, ...]]  # param -> "node.output@digest" it reads
+    #: param -> the code the pickles it reads name (their records' ``code``), if any
+    input_code: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def components(self) -> dict[str, Any]:
         """The key's parts, as stored for ``explain``: code (``package:`` parts included),
@@ -64,6 +67,8 @@ class KeyInfo:
                  "param_args": sorted(self.spec.param_args)} if used else {}  # fmt: skip
         if fp.uncovered:  # what the key cannot see (dynamic look-ups...), for explain
             extra["uncovered"] = list(fp.uncovered)
+        if self.input_code:  # what the code behind pickled inputs stands for now
+            extra["input_code"] = {k: code_parts(v) for k, v in self.input_code.items()}
         return {
             **extra,
             "kind": self.spec.kind,
@@ -83,11 +88,22 @@ class KeyInfo:
 
 def input_digest(record: Mapping[str, Any]) -> RefDigest:
     """What an upstream output contributes to a key: its value digest when its record has one
-    (equal values, however built), else its serializer and the digest of its bytes."""
+    (equal values, however built), else its serializer and the digest of its bytes (with the
+    code its pickle names, if its record lists any: :func:`_bytes_digest`)."""
     value = record.get("value")
     if value is not None:
         return RefDigest(VALUE_REF, value)
-    return RefDigest(record["serializer"], record["digest"])
+    return RefDigest(record["serializer"], _bytes_digest(record))
+
+
+def _bytes_digest(record: Mapping[str, Any]) -> str:
+    """An output's bytes' digest, mixed with the code its pickle names by reference (the
+    record's ``code``, resolved in this process: ``hashing._pickled``): a class edited, or a
+    package upgraded, since the output was made changes its consumers' keys."""
+    code = record.get("code")
+    if not code:
+        return record["digest"]  # type: ignore[no-any-return]
+    return with_code(record["digest"], code)
 
 
 def node_key(
@@ -103,6 +119,7 @@ def node_key(
     """
     param_hashes: dict[str, str] = {}
     inputs: dict[str, tuple[str, ...]] = {}
+    code_in: dict[str, set[str]] = {}  # param -> code names of the pickled outputs it reads
     root = spec.root
     for name, value in spec.params.items():
         # what most parameters are, inline: one upstream output, an int, or a str that is
@@ -115,8 +132,10 @@ def node_key(
             if digest is not None:
                 param_hashes[name] = _ref_digest(VALUE_REF, digest)
             else:
-                digest = record["digest"]
+                digest = _bytes_digest(record)
                 param_hashes[name] = _ref_digest(record["serializer"], digest)
+                if record.get("code"):
+                    code_in[name] = set(record["code"])
             inputs[name] = (f"{value.node}.{value.output}@{digest}",)
             continue
         if (
@@ -126,7 +145,7 @@ def node_key(
         ):
             param_hashes[name] = scalar_digest(value)  # type: ignore[assignment]
             continue
-        many = _refs_param(spec, value, upstream)
+        many = _refs_param(spec, value, upstream, code_in.setdefault(name, set()))
         if many is not None:
             param_hashes[name], inputs[name] = many
             continue
@@ -142,7 +161,10 @@ def node_key(
                         "secret key was given to compute its cache key"
                     )
                 return secrets.digest(ref)
-            ref_digest = input_digest(upstream[ref.node][ref.output])
+            record = upstream[ref.node][ref.output]
+            ref_digest = input_digest(record)
+            if record.get("value") is None:
+                code_in.setdefault(name, set()).update(record.get("code") or ())
             seen.append(f"{ref.node}.{ref.output}@{ref_digest.digest}")
             return ref_digest
 
@@ -169,7 +191,10 @@ def node_key(
         ),
     )
     info: KeyInfo = object.__new__(KeyInfo)  # (its frozen __init__: a setattr per field)
-    info.__dict__.update(key=key, spec=spec, param_hashes=param_hashes, inputs=inputs)
+    input_code = {k: tuple(sorted(v)) for k, v in code_in.items() if v}
+    info.__dict__.update(
+        key=key, spec=spec, param_hashes=param_hashes, inputs=inputs, input_code=input_code
+    )
     return info
 
 
@@ -199,7 +224,7 @@ def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:
     value = record.get("value")
     if value is not None:
         return VALUE_REF, value
-    return record["serializer"], record["digest"]
+    return record["serializer"], _bytes_digest(record)
 
 
 # the digest of an upstream output as a parameter, by (serializer, digest): in a fan-out,
@@ -219,11 +244,12 @@ def _ref_digest(serializer: str, digest: str) -> str:
 
 
 def _refs_param(
-    spec: NodeSpec, value: Any, upstream: OutputRecords
+    spec: NodeSpec, value: Any, upstream: OutputRecords, code: set[str] | None = None
 ) -> tuple[str, tuple[str, ...]] | None:
     """The digest of a parameter that is a list or tuple of upstream outputs (a gather's
     input, :func:`~etherealfabric.hashing._cachekey.ref_sequence_digest`), and the inputs it
-    reads; None for any other value (the general path decides)."""
+    reads (the code their pickles name is added to ``code``); None for any other value (the
+    general path decides)."""
     if type(value) not in (list, tuple) or not value:
         return None
     refs: list[tuple[str, str]] = []
@@ -236,7 +262,9 @@ def _refs_param(
         if digest is not None:
             serializer = VALUE_REF
         else:
-            serializer, digest = record["serializer"], record["digest"]
+            serializer, digest = record["serializer"], _bytes_digest(record)
+            if code is not None and "code" in record:
+                code.update(record["code"])
             if spec.root is not None and os.path.isabs(serializer):
                 return None  # (no serializer is named so) keyed by its path relative to root
         refs.append((serializer, digest))

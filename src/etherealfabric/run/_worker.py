@@ -47,6 +47,7 @@ from ..errors import (
 )
 from ..hashing._digest import new_hasher
 from ..hashing._outputs import value_digest, value_digest_teed
+from ..hashing._pickled import noting, record_code
 from ..store import Serializer, Store, StoredObject
 from ..store._loading import InputHandle, load_value
 from ..store._serializers import (
@@ -423,20 +424,21 @@ def store_values(
             )
         chosen = name not in serializers
         serializer = registry.choose(value) if chosen else registry.get(serializers[name])
-        try:
-            stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
-        except SerializationError as exc:
-            if not chosen or serializer.name == "cloudpickle":
-                raise
-            # an automatic choice (parquet for a frame) that could not write this value:
-            # fall back to cloudpickle rather than fail the node
-            failed, serializer = serializer.name, registry.get("cloudpickle")
-            stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
-            say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
-        else:
-            if chosen and serializer.name == "cloudpickle":
-                say_pickled(node, name, value)
-        records[name] = _record(value, serializer, stored)
+        with noting():  # what a pickle names by reference, noted as it is written (_record)
+            try:
+                stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
+            except SerializationError as exc:
+                if not chosen or serializer.name == "cloudpickle":
+                    raise
+                # an automatic choice (parquet for a frame) that could not write this value:
+                # fall back to cloudpickle rather than fail the node
+                failed, serializer = serializer.name, registry.get("cloudpickle")
+                stored = write_value(store, value, serializer, inline_limit, node=node, output=name)
+                say_pickled(node, name, value, f"writing it as {failed} failed: {exc.__cause__}")
+            else:
+                if chosen and serializer.name == "cloudpickle":
+                    say_pickled(node, name, value)
+            records[name] = _record(value, serializer, stored)
         if stored.inline is not None:
             inline[stored.digest] = stored.inline
     return records, inline
@@ -446,8 +448,9 @@ def _record(
     value: Any, serializer: Serializer, stored: StoredObject, canonical: str | None = None
 ) -> dict[str, Any]:
     """An output's record: digest, serializer, size, type, inline, and when they apply the
-    library versions (models) and the canonical ``value`` digest (``canonical`` when the
-    caller computed it already)."""
+    library versions (models), the canonical ``value`` digest (``canonical`` when the
+    caller computed it already) or, for a pickle, the ``code`` it names by reference (user
+    classes and functions, packages: ``hashing._pickled``)."""
     record: dict[str, Any] = {
         "digest": stored.digest,
         "serializer": serializer.name,
@@ -462,6 +465,8 @@ def _record(
         canonical = value_digest(value)
     if canonical is not None:  # downstream keys use it: equal values, equal keys
         record["value"] = canonical
+    elif code := record_code(value, serializer.name):  # for downstream keys
+        record["code"] = code
     return record
 
 

@@ -73,12 +73,12 @@ class ModelSerializer(Serializer):
         return model_versions(value)
 
     def dump(self, value: object, fp: BinaryIO) -> None:
-        import cloudpickle
+        from ..hashing._pickled import dump_pickle  # (notes the code it names, for keys)
 
         header = {"type": _type_name(value), "versions": model_versions(value)}
         fp.write(MAGIC + json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
         fp.write(b"\n")
-        cloudpickle.dump(value, fp, protocol=5)
+        dump_pickle(value, fp, cloud=True)
 
     def load(self, fp: BinaryIO) -> object:
         line = fp.readline()

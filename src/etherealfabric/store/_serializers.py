@@ -90,9 +90,9 @@ class PickleSerializer(Serializer):
     name = "pickle"
 
     def dump(self, value: object, fp: BinaryIO) -> None:
-        import pickle  # (here: a run of plain values never imports it)
+        from ..hashing._pickled import dump_pickle  # (notes the code it names, for keys)
 
-        pickle.dump(value, fp, protocol=PICKLE_PROTOCOL)
+        dump_pickle(value, fp, cloud=False, protocol=PICKLE_PROTOCOL)
 
     def load(self, fp: BinaryIO) -> object:
         import pickle
@@ -111,9 +111,9 @@ class CloudpickleSerializer(PickleSerializer):
     name = "cloudpickle"
 
     def dump(self, value: object, fp: BinaryIO) -> None:
-        import cloudpickle
+        from ..hashing._pickled import dump_pickle
 
-        cloudpickle.dump(value, fp, protocol=PICKLE_PROTOCOL)
+        dump_pickle(value, fp, cloud=True, protocol=PICKLE_PROTOCOL)
 
 
 class NpySerializer(Serializer):

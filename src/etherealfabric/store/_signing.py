@@ -227,7 +227,7 @@ def record_problem(record: object) -> str:
 
     The one check of a record's shape, for every record that comes from a store others can
     write (the engine then reads ``node``, ``created_at`` and each output's ``digest``,
-    ``serializer``, ``size``, ``inline`` and ``value`` without further checks). ``value``, the
+    ``serializer``, ``size``, ``inline``, ``value`` and ``code`` without further checks). ``value``, the
     output's value digest that downstream keys use, is optional; like every field it is part
     of the signed canonical JSON, so it cannot be changed after signing.
     """
@@ -261,6 +261,9 @@ def record_problem(record: object) -> str:
             return f"its output {name!r} has a non-string 'type'"
         if "value" in out and not (isinstance(out["value"], str) and is_digest(out["value"])):
             return f"its output {name!r} has an invalid 'value' digest"
+        code = out.get("code", [])
+        if not isinstance(code, list) or not all(isinstance(c, str) for c in code):
+            return f"its output {name!r} has a malformed 'code' (a list of names)"
         versions = out.get("versions", {})
         if not isinstance(versions, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
