@@ -115,6 +115,9 @@ class ArtifactCache:
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed, and why
         self.refused: dict[str, str] = {}
+        #: maps whose whole-map hit was refused, by key: their usable children's records, for
+        #: the map's run to take instead of looking them up again (run/_mapcheck.py)
+        self.checked_children: dict[str, dict[str, dict[str, Any]]] = {}
 
     def preload(self, workflow: str, nodes: Collection[str]) -> int:
         """Read, in one query, the records of ``nodes`` the workflow's last runs used or made,
@@ -132,8 +135,11 @@ class ArtifactCache:
         store = self.store
         return self.shared and (not self.layered or cast("LayeredStore", store).writes_remote)
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        """The action record of ``key`` if its outputs are all available, else ``None``."""
+    def lookup(self, key: str, *, whole_map: bool = True) -> dict[str, Any] | None:
+        """The action record of ``key`` if its outputs are all available, else ``None``.
+
+        A map's record (it names its ``children``) is a hit only if each child's would be
+        (run/_mapcheck.py); ``whole_map=False`` (a map's collection) skips that."""
         record = self._preloaded_record(key)
         if record is None:
             if key in self._unindexed:
@@ -154,6 +160,11 @@ class ArtifactCache:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
                 self._writer.drop_action(key)
             return None
+        if whole_map and "children" in record:
+            from ._mapcheck import whole_map_refused  # (a map's: imported with the maps)
+
+            if whole_map_refused(self, key, record):
+                return None
         return record
 
     def _read_changed(self, key: str, record: Mapping[str, Any]) -> bool:
