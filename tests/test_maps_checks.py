@@ -233,3 +233,39 @@ def test_plan_says_a_map_runs_when_a_file_an_item_read_changed(tmp_path: Path) -
     assert total_value.strip() == "12"
     why = cli("explain", ran["run_id"], "load")
     assert "'./data/a.csv', a file it read, changed" in json.dumps(why)
+
+
+@node
+def maybe_load(item):
+    CALLS.append(str(item))
+    if isinstance(item, str):
+        with open(item) as fh:
+            return int(fh.read().split()[1])
+    return item
+
+
+def test_only_the_items_with_files_to_check_are_looked_at(home: Path) -> None:
+    data("a", 1)
+
+    def flow() -> tuple[Any, Any]:
+        with Workflow("mixed", root=".") as wf:
+            mapped = maybe_load.map([1, 2, "data/a.csv", 3])
+        return wf.execute(), mapped
+
+    flow()
+    records = {r["node"]: r for _, r in map_records(home, "maybe_load[2]")}
+    assert "reads" not in records["maybe_load[2]"]
+    assert {r["checks"] for _, r in map_records(home, "maybe_load")} == {1}
+    with Journal(home / "journal.db") as journal:  # a child with nothing to check is not needed
+        journal.conn.execute("DELETE FROM actions WHERE node = 'maybe_load[2]'")
+        journal.conn.commit()
+    CALLS.clear()
+    warm, mapped = flow()
+    assert warm.map_report(mapped).whole and warm[mapped] == [1, 2, 1, 3] and CALLS == []
+    data("a", 7)
+    edited, mapped = flow()
+    assert edited[mapped] == [1, 2, 7, 3]
+    assert sorted(CALLS) == [
+        "2",
+        "data/a.csv",
+    ]  # the edited item, and the one whose record was gone

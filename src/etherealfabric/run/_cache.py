@@ -150,6 +150,12 @@ class ArtifactCache:
             record = self._from_store(key)
         if record is None:
             return None
+        return self.usable(key, record, whole_map)
+
+    def usable(
+        self, key: str, record: dict[str, Any], whole_map: bool = True
+    ) -> dict[str, Any] | None:
+        """``record`` of ``key`` if a hit may use it (its files put back), else None."""
         if record.get("reads") and self._read_changed(key, record):
             return None
         problem = self._incomplete(record)
@@ -195,12 +201,12 @@ class ArtifactCache:
         usable: dict[str, dict[str, Any]] = {}
         for key in keys:
             record = found.get(key)
-            if record is not None and record.get("reads") and self._read_changed(key, record):
-                continue
-            if record is None or record.get("files") or self._incomplete(record) is not None:
-                if record is None and not self.shared:
+            if record is None:
+                if not self.shared:
                     continue
                 record = self.lookup(key)  # the whole path: shared store, restores, warnings
+            elif record.get("reads") or record.get("files") or self._incomplete(record):
+                record = self.usable(key, record)  # read checks, restores, warnings
             if record is not None:
                 usable[key] = record
         return usable
@@ -237,9 +243,11 @@ class ArtifactCache:
         """
         files = record.get("files")
         stored = [(f"file {p!r}", e) for p, e in files.items()] if files else ()
+        seen: set[str] = set()  # (a returned File is an output and a file of one object)
         for name, out in [*record["outputs"].items(), *stored]:
-            if out.get("inline"):  # (in the journal, checked when read: see handle())
+            if out.get("inline") or out["digest"] in seen:  # (inline: checked when read)
                 continue
+            seen.add(out["digest"])
             if not self.read_only and (not self.shared or self.layered):
                 # a hit uses the object: gc keeps objects used since the oldest live run began,
                 # and the local layer's budget evicts the least recently used first
