@@ -155,3 +155,29 @@ def test_named_paths_of_a_class_node_and_of_list_arguments(tmp_path: Path) -> No
         ["./a.csv", "./b.csv", "./ds.parquet/", str(tmp_path / "a.csv")]
     )
     assert _reads.named_paths(lambda: ".", (".", "..", "~", os.sep), {}) == []
+
+
+RAN: list[str] = []
+
+
+@node
+def report(name: str) -> str:
+    RAN.append(name)
+    folder = Path("out/")  # names the folder it writes into
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.txt").write_text(f"report {name}\n")
+    return name
+
+
+def test_a_named_folder_the_node_writes_into_is_not_one_it_reads(home: Path) -> None:
+    def flow() -> Any:
+        with Workflow("writers", root=".") as wf:
+            wf.add_dependency(report("a"), report("b"))  # b writes after a
+        return wf.execute()
+
+    flow()
+    assert RAN == ["a", "b"] and sorted(os.listdir("out")) == ["a.txt", "b.txt"]
+    assert not any("reads" in r for r in records(home).values())
+    RAN.clear()
+    warm = flow()  # b's file in out/ is no change for a
+    assert (warm.executed, RAN) == (0, [])

@@ -149,7 +149,7 @@ def dry_run(
                 reason = "no previous run (no journal yet)"
             else:
                 reason, changes = _why_run(journal, plan.workflow, entry.key_info, refused)
-                if entry.maps_over is not None and not changes:
+                if entry.maps_over is not None and not changes and entry.key not in refused:
                     reason = entry.reason  # the same map: its items decide, one by one
         if entry.maps_over is not None and journal is not None:
             reason += _items_last_time(journal, plan.workflow, entry.node)

@@ -5,7 +5,9 @@ A mapped node (``square.map(items)``, a spec with ``map`` set) has three kinds o
 - **the map's own key** (:func:`~._keys.node_key`, with the kind ``<kind>.map``): code,
   broadcast arguments and the digest of the whole ``items`` output. Its record holds the
   collected outputs, written only when every item succeeded and no item holds a ``File``
-  (:func:`holds_files`): a warm re-run is one lookup.
+  (:func:`holds_files`): a warm re-run is one lookup. Its ``checks`` counts the children
+  whose records list ``reads`` or ``files``: with some, a hit of the whole map first looks
+  them up (``run/_mapcheck.py``).
 - **a child's key** (:func:`child_key`): a Merkle hash of the *template* key (the node's key
   with its item parameter left out: kind, code, version, broadcast arguments, outputs) and the
   item's *content* digest (never its position), so adding, removing or reordering items

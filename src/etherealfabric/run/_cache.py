@@ -115,6 +115,9 @@ class ArtifactCache:
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed, and why
         self.refused: dict[str, str] = {}
+        #: maps whose whole-map hit was refused, by key: their usable children's records, for
+        #: the map's run to take instead of looking them up again (run/_mapcheck.py)
+        self.checked_children: dict[str, dict[str, dict[str, Any]]] = {}
 
     def preload(self, workflow: str, nodes: Collection[str]) -> int:
         """Read, in one query, the records of ``nodes`` the workflow's last runs used or made,
@@ -132,8 +135,11 @@ class ArtifactCache:
         store = self.store
         return self.shared and (not self.layered or cast("LayeredStore", store).writes_remote)
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        """The action record of ``key`` if its outputs are all available, else ``None``."""
+    def lookup(self, key: str, *, whole_map: bool = True) -> dict[str, Any] | None:
+        """The action record of ``key`` if its outputs are all available, else ``None``.
+
+        A map's record (it names its ``children``) is a hit only if each child's would be
+        (run/_mapcheck.py); ``whole_map=False`` (a map's collection) skips that."""
         record = self._preloaded_record(key)
         if record is None:
             if key in self._unindexed:
@@ -144,6 +150,12 @@ class ArtifactCache:
             record = self._from_store(key)
         if record is None:
             return None
+        return self.usable(key, record, whole_map)
+
+    def usable(
+        self, key: str, record: dict[str, Any], whole_map: bool = True
+    ) -> dict[str, Any] | None:
+        """``record`` of ``key`` if a hit may use it (its files put back), else None."""
         if record.get("reads") and self._read_changed(key, record):
             return None
         problem = self._incomplete(record)
@@ -154,6 +166,11 @@ class ArtifactCache:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
                 self._writer.drop_action(key)
             return None
+        if whole_map and "children" in record:
+            from ._mapcheck import whole_map_refused  # (a map's: imported with the maps)
+
+            if whole_map_refused(self, key, record):
+                return None
         return record
 
     def _read_changed(self, key: str, record: Mapping[str, Any]) -> bool:
@@ -184,12 +201,12 @@ class ArtifactCache:
         usable: dict[str, dict[str, Any]] = {}
         for key in keys:
             record = found.get(key)
-            if record is not None and record.get("reads") and self._read_changed(key, record):
-                continue
-            if record is None or record.get("files") or self._incomplete(record) is not None:
-                if record is None and not self.shared:
+            if record is None:
+                if not self.shared:
                     continue
                 record = self.lookup(key)  # the whole path: shared store, restores, warnings
+            elif record.get("reads") or record.get("files") or self._incomplete(record):
+                record = self.usable(key, record)  # read checks, restores, warnings
             if record is not None:
                 usable[key] = record
         return usable
@@ -226,9 +243,11 @@ class ArtifactCache:
         """
         files = record.get("files")
         stored = [(f"file {p!r}", e) for p, e in files.items()] if files else ()
+        seen: set[str] = set()  # (a returned File is an output and a file of one object)
         for name, out in [*record["outputs"].items(), *stored]:
-            if out.get("inline"):  # (in the journal, checked when read: see handle())
+            if out.get("inline") or out["digest"] in seen:  # (inline: checked when read)
                 continue
+            seen.add(out["digest"])
             if not self.read_only and (not self.shared or self.layered):
                 # a hit uses the object: gc keeps objects used since the oldest live run began,
                 # and the local layer's budget evicts the least recently used first

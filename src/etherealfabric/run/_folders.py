@@ -10,7 +10,9 @@ A folder with more than ``limit`` entries is left out (and said). Listings by th
 system (``importlib``, its ``metadata``, ``pkgutil``) are not the node's: they are not noted.
 
 A folder the node *names* (a string ending with a separator, or with a suffix, as a
-partitioned ``sales.parquet``) is recorded as ``{"tree": digest}`` of all it holds.
+partitioned ``sales.parquet``) is recorded as ``{"tree": digest}`` of all it holds; not one
+it writes into (:func:`writes_into`), where its outputs go: what a map's other children, or
+other nodes, wrote there would make it look changed.
 
 A SQLite database the node connects to (``sqlite3.connect`` announces its path; SQLite reads
 it in C) is a file read; in WAL mode, committed changes can sit in its ``-wal`` file until a
@@ -55,6 +57,7 @@ __all__ = [
     "too_many",
     "tree_digest",
     "wal_digest",
+    "writes_into",
 ]
 
 log = logging.getLogger("etherealfabric.run")
@@ -280,3 +283,14 @@ def inside(path: str, folders: list[str]) -> bool:
     return any(
         path == f.rstrip(os.sep) or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders
     )
+
+
+def writes_into(path: str, opened: Mapping[str, bool | None], declared: list[str]) -> bool:
+    """Whether ``path`` is a folder the node names (it ends with a separator) and wrote a file
+    in (``opened`` for writing, by any name, or ``declared`` in ``writes=``): its output
+    folder, not one it reads."""
+    if not path.endswith(os.sep):
+        return False
+    folder = path.rstrip(os.sep)
+    written = [*declared, *(os.path.abspath(p) for p, wrote in opened.items() if wrote)]
+    return any(inside(w.rstrip(os.sep), [folder]) for w in written)

@@ -68,4 +68,5 @@ def recheck(host: MapHost, run: MapRun) -> list[int]:
 def _cached(run: MapRun, index: int, record: dict[str, Any]) -> None:
     child = run.children[index]
     child.status, child.outputs = NodeStatus.CACHED, record["outputs"]
+    child.checked = bool(record.get("reads") or record.get("files"))
     run.report.cached += 1

@@ -2,7 +2,9 @@
 
 The scheduler starts a mapped node (``square.map(items)``) like any node: its own key (code,
 broadcast arguments, the digest of the whole ``items``) is looked up first, so a warm re-run
-of a map is one lookup. On a miss the scheduler hands it to :class:`Maps`::
+of a map is one lookup (and one of each child whose hit checks files, ``run/_mapcheck.py``:
+a child whose read file changed makes it a miss). On a miss the scheduler hands it to
+:class:`Maps`::
 
     load the items ─► one key per distinct item (its content) ─► one bulk lookup
           │                                      cached children are done, no backend asked
@@ -46,6 +48,7 @@ from ..plan._maps import (
 )
 from ..states import EventKind, NodeStatus
 from ._files import snapshot
+from ._mapcheck import checked_records
 from ._maperrors import child_failed
 from ._mapleases import recheck, take
 from ._mapstate import (
@@ -117,7 +120,10 @@ class Maps:
         self.active[name] = run
         host.outcome.status[name] = NodeStatus.RUNNING
         host.outcome.maps[name] = run.report
-        host._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=0)
+        extra = (
+            {"stale": host.cache.refused.pop(info.key)} if info.key in host.cache.refused else {}
+        )
+        host._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=0, **extra)
         report = run.report
         host._emit(
             EventKind.MAP_STARTED,
@@ -171,8 +177,11 @@ class Maps:
 
     def look_up(self, run: MapRun, new: list[int]) -> None:
         """Find new children in the cache (one bulk lookup); the others are to be sent."""
-        forced = run.name in self.host.policy.force
-        found = {} if forced else self.host.cache.lookup_many([run.children[i].key for i in new])
+        forced, cache = run.name in self.host.policy.force, self.host.cache
+        keys = [run.children[i].key for i in new]
+        found = {} if forced else checked_records(cache, run.info.key, keys)
+        if not forced and len(found) < len(keys):
+            found.update(cache.lookup_many([k for k in keys if k not in found]))
         for index in new:
             child = run.children[index]
             record = found.get(child.key)
@@ -180,6 +189,7 @@ class Maps:
                 run.todo.append(index)
             else:
                 child.status, child.outputs = NodeStatus.CACHED, record["outputs"]
+                child.checked = bool(record.get("reads") or record.get("files"))
                 run.report.cached += 1
 
     # -- sending chunks ---------------------------------------------------------------------
@@ -286,6 +296,7 @@ class Maps:
         if result.ok:
             self.host.cache.remember_inline(result.inline)
             child.outputs = result.outputs
+            child.checked = bool(result.reads or result.files)
             child.status = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
             run.report.executed.append(child.name)
             record = action_record(child.name, result.outputs, result.files, result.reads)
@@ -319,7 +330,8 @@ class Maps:
         labels = None if run.labels is None else [run.labels[i] for i in kept]
         records = [c.outputs or {} for c in run.collected]
         run.collect_key = key = collect_key(run.spec.outputs, records, labels)
-        record = None if run.name in host.policy.force else host.cache.lookup(key)
+        forced = run.name in host.policy.force
+        record = None if forced else host.cache.lookup(key, whole_map=False)
         if record is not None:
             self._finish(run, record["outputs"], None)
             return
@@ -388,6 +400,8 @@ class Maps:
         complete = not (report.failed or report.skipped or report.fallback or run.files)
         index = self._index(run, [c for c in run.collected if c.status is not NodeStatus.FALLBACK])
         record = {**action_record(run.name, outputs), "children": index}
+        # how many children a whole-map hit must check first (run/_mapcheck.py)
+        record["checks"] = len({c.key for c in run.collected if c.checked})
         actions = [(run.collect_key, record)] if collected is not None else []
         if complete:
             actions.append((run.info.key, record))

@@ -81,6 +81,7 @@ class Child:
     outputs: Mapping[str, Mapping[str, Any]] | None = None
     result: TaskResult | None = None
     redone: int = 0
+    checked: bool = False  # its record lists reads or files: a whole-map hit checks it
 
 
 @dataclass

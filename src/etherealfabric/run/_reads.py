@@ -78,6 +78,7 @@ from ._folders import (
     sqlite_path,
     too_many,
     wal_digest,
+    writes_into,
 )
 
 if TYPE_CHECKING:
@@ -373,7 +374,7 @@ def files_read(
         ):
             continue
         target = path.rstrip(DATABASE).rstrip(os.sep)  # the file or folder itself
-        if not target or (skip and target in skip):
+        if not target or (skip and target in skip) or writes_into(path, opened, declared):
             continue
         if inside(target, declared) or inside(target, stores):
             continue

@@ -91,7 +91,7 @@ class Results(Mapping[str, "NodeResults"]):
         if report is not None:
             return report
         if self.statuses.get(name) is NodeStatus.CACHED:
-            return MapReport(name, whole=True)  # one lookup: its items were not looked at
+            return MapReport(name, whole=True)  # a whole-map hit: no item ran nor was counted
         raise KeyError(f"node {name!r} of run {self.run_id} is not a map that started")
 
     def _name(self, key: Node | Outputs | OutputRefs | str) -> str:
