@@ -64,13 +64,12 @@ _MISSING = "missing"
 _NOT_KEYED = frozenset({"etherealfabric", "cloudpickle"})
 
 
-@functools.lru_cache(maxsize=1)
-def _recorder() -> type:
-    import cloudpickle
+def _noting(base: type) -> type:
+    """``base``, a pickler class, noting the classes and functions it saves in ``found`` (the
+    same bytes: the hook lets the pickler go on as it would; see the module docstring)."""
+    inner = getattr(base, "reducer_override", None)
 
-    class _Recorder(cloudpickle.Pickler):  # type: ignore[misc]
-        """cloudpickle, noting the classes and functions it saves (see the module docstring)."""
-
+    class _Recorder(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.found: dict[int, Any] = {}
@@ -78,10 +77,17 @@ def _recorder() -> type:
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, _CODE_TYPES):
                 self.found[id(obj)] = obj
-            return base(self, obj)  # (not super(): this runs once per object)
+            # (not super(): this runs once per object)
+            return NotImplemented if inner is None else inner(self, obj)
 
-    base = cloudpickle.Pickler.reducer_override
     return _Recorder
+
+
+@functools.lru_cache(maxsize=1)
+def _recorder() -> type:
+    import cloudpickle
+
+    return _noting(cloudpickle.Pickler)
 
 
 def pickle_with_refs(value: object, protocol: int = 5) -> tuple[bytes, list[str]]:
@@ -97,20 +103,7 @@ def pickle_with_refs(value: object, protocol: int = 5) -> tuple[bytes, list[str]
 def _std_recorder() -> type:
     import pickle
 
-    class _StdRecorder(pickle.Pickler):
-        """The standard library's pickler, noting the classes and functions it saves (the
-        same bytes: the hook always lets the pickler go on as usual)."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.found: dict[int, Any] = {}
-
-        def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, _CODE_TYPES):
-                self.found[id(obj)] = obj
-            return NotImplemented
-
-    return _StdRecorder
+    return _noting(pickle.Pickler)
 
 
 class _Noted:

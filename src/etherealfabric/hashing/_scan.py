@@ -137,7 +137,10 @@ def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.A
         return None
     if not isinstance(node, (ast.Name, ast.Attribute)) or not isinstance(node.ctx, ast.Load):
         return None
-    if not (_is_environ(node, scope.namespace) or _is_getenv(node, scope.namespace)):
+    if not (
+        _is_os_attr(node, scope.namespace, "environ")
+        or _is_os_attr(node, scope.namespace, "getenv")
+    ):
         return None
     return ast.unparse(_reading(node, parents))
 
@@ -164,22 +167,12 @@ def _applies_to(parent: ast.AST, node: ast.AST) -> bool:
     return isinstance(parent, ast.Call) and parent.func is node
 
 
-def _is_getenv(expr: ast.AST, namespace: dict[str, Any]) -> bool:
-    if isinstance(expr, ast.Attribute) and expr.attr == "getenv":
+def _is_os_attr(expr: ast.AST, namespace: dict[str, Any], attr: str) -> bool:
+    """``os.<attr>`` (``os`` or an alias of it), or a name bound to it (``from os import
+    getenv as read``), or ``attr`` unbound (imported in the body)."""
+    if isinstance(expr, ast.Attribute) and expr.attr == attr:
         return _is_os(expr.value, namespace)
-    if isinstance(expr, ast.Name):
-        bound = namespace.get(expr.id)
-        return bound is os.getenv or (bound is None and expr.id == "getenv")
-    return False
-
-
-def _is_environ(expr: ast.AST, namespace: dict[str, Any]) -> bool:
-    if isinstance(expr, ast.Attribute) and expr.attr == "environ":
-        return _is_os(expr.value, namespace)
-    if isinstance(expr, ast.Name):
-        bound = namespace.get(expr.id)
-        return bound is os.environ or (bound is None and expr.id == "environ")
-    return False
+    return _is_bound(expr, namespace, getattr(os, attr), attr)
 
 
 def _is_os(expr: ast.expr, namespace: dict[str, Any]) -> bool:
