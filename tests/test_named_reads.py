@@ -118,7 +118,7 @@ def test_named_paths_that_are_not_checked(
 
     with Workflow("left-out", root=".") as wf:
         out = names("not a file.txt")
-    with caplog.at_level(logging.WARNING, logger="etherealfabric.run"):
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.files"):
         assert wf.execute()[out] == 6 + len("not a file.txt")
     # (the listing of data/ is checked: os.listdir is seen; big.d's is too long, and says so)
     assert list(records(home)["names"]["reads"]) == ["./data/"]

@@ -239,7 +239,7 @@ def test_a_node_that_reads_more_files_than_are_checked_says_so(
 
     with Workflow("many", root=".") as wf:
         read_all(5)
-    with caplog.at_level(logging.WARNING, logger="etherealfabric.run"):
+    with caplog.at_level(logging.WARNING, logger="etherealfabric.files"):
         wf.execute()
     assert "read more than 3 files; only the first 3 are checked" in caplog.text
     assert len(records(home)["read_all"]["reads"]) == 3

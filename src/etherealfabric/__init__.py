@@ -44,8 +44,8 @@ from .states import EventKind, NodeStatus, RunStatus
 from .workflow import Workflow
 
 if TYPE_CHECKING:
+    from .run._audit import untracked
     from .run._context import NodeContext, context
-    from .run._reads import untracked
     from .run._results import NodeResults, Results
     from .store._serializers import Serializer, register_serializer
 
@@ -112,7 +112,7 @@ _LAZY = {
     "open_run": "run._reopen",
     "context": "run._context",
     "NodeContext": "run._context",
-    "untracked": "run._reads",
+    "untracked": "run._audit",
 }
 
 

@@ -21,13 +21,16 @@ but not published to the cache, and the node is recorded as ``drifted``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define._files import Directory, File, path_values
 from ..errors import OutputError
+from ..hashing._usercode import is_library_file
 from ..hashing._values import hash_value
 from ..store import Store
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
@@ -39,7 +42,13 @@ __all__ = [
     "drifted",
     "file_value",
     "snapshot",
+    "warn_undeclared",
 ]
+
+log = logging.getLogger("etherealfabric.files")
+
+if TYPE_CHECKING:
+    from ._messages import Task
 
 Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
 _TYPES: dict[str, type[File] | type[Directory]] = {
@@ -178,6 +187,60 @@ def file_value(record: Mapping[str, Any], root: str | None) -> File | Directory 
         raise OutputError(f"the file output record names an unsafe path {relative!r}", node="")
     base = root if root is not None else os.getcwd()
     return kind(os.path.join(base, *str(relative).rstrip("/").split("/")))
+
+
+# -- undeclared writes ---------------------------------------------------------------------------
+#: the (run, node) pairs warned about already: a map's children share their node's warning
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+#: files named in one warning (the rest are counted)
+_SHOWN = 5
+
+
+def warn_undeclared(written: Sequence[str], task: Task, files: Mapping[str, Any]) -> list[str]:
+    """Warn that ``task``'s node wrote files whole (``written``, as the audit hook saw them:
+    run/_audit.py) that it did not declare: those still there, below the root or the working
+    folder, not among its stored ``files`` (root-relative, a folder's ending in ``/``) nor in a
+    store's folder, nor compiled code. Returns them (absolute); warns once per node and run."""
+    if not written:
+        return []
+    base = task.root if task.root is not None else os.getcwd()
+    here = os.getcwd()
+    kept = [os.path.join(base, *relative.rstrip("/").split("/")) for relative in files]
+    kept.extend(task.store.local_folders())
+    found: list[str] = []
+    for path in dict.fromkeys(os.path.abspath(p) for p in written):
+        if not (_below(path, base) or _below(path, here)) or any(_below(path, k) for k in kept):
+            continue
+        if path.endswith((".pyc", ".pyo")) or is_library_file(path) or not os.path.isfile(path):
+            continue  # a temporary file, gone already, or bytecode an import wrote
+        found.append(path)
+    if not found:
+        return found
+    family = task.node.split("[", 1)[0]  # a map's children: one warning for all
+    with _warned_lock:
+        if (task.run_id, family) in _warned:
+            return found
+        if len(_warned) > 10_000:
+            _warned.clear()
+        _warned.add((task.run_id, family))
+    names = [os.path.relpath(p, base) if _below(p, base) else p for p in found]
+    shown = ", ".join(repr(n) for n in names[:_SHOWN])
+    more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+    log.warning(
+        "node %r wrote %s%s without declaring it: the cache does not store such a file, so a "
+        "later run neither restores it when it is deleted nor undoes an edit of it, and a node "
+        "reading it would see the edit where a fresh run would not. Declare it "
+        "(@node(writes=[%s]), or return File(...)), or write it inside "
+        "etherealfabric.untracked() if no result depends on it",
+        family, shown, more, repr(names[0]),
+    )  # fmt: skip
+    return found
+
+
+def _below(path: str, folder: str) -> bool:
+    folder = folder.rstrip(os.sep)
+    return path == folder or path.startswith(folder + os.sep)
 
 
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})

@@ -60,7 +60,7 @@ __all__ = [
     "writes_into",
 ]
 
-log = logging.getLogger("etherealfabric.run")
+log = logging.getLogger("etherealfabric.files")
 
 #: what follows a folder's path in ``opened`` when the node listed it (no path holds a NUL)
 LISTED = os.sep + "\0"

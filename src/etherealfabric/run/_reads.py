@@ -4,7 +4,7 @@ A node that opens a data file by a path written in its code (``pd.read_csv("data
 ``open("threshold.txt")``) depends on what the file holds, and its cache key cannot see that:
 the file is neither a parameter nor code. Left alone, editing the CSV would leave the node a
 cache hit with the old result. So, while a node runs, an audit hook (PEP 578, installed in the
-worker's process when its first node runs) notes the files the node's thread opens through
+worker's process when its first node runs: run/_audit.py) notes the files its thread opens through
 Python: ``open``, ``io.open``, ``os.open``, and so pandas' CSV, JSON and Excel readers, numpy,
 pickle, ``runpy``...; and the folders it lists and the SQLite databases it connects to
 (run/_folders.py). When the node succeeds, :func:`files_read` keeps each regular file it only
@@ -46,15 +46,12 @@ than :data:`MAX_READS` files is checked on the first ones only (and says so).
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import stat
-import sys
-import threading
 import weakref
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from itertools import islice
 from pathlib import PurePath
 from types import CodeType, FunctionType
@@ -63,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._usercode import is_library_file
+from ._audit import HERE, as_opened
 from ._folders import (
     DATABASE,
     LISTED,
@@ -70,12 +68,9 @@ from ._folders import (
     folder_changed,
     folder_read,
     inside,
-    listing_key,
     listings_read,
     maybe_existing,
     module_sources,
-    showing_source,
-    sqlite_path,
     too_many,
     wal_digest,
     writes_into,
@@ -92,122 +87,19 @@ __all__ = [
     "named_paths",
     "path_texts",
     "task_reads",
-    "untracked",
-    "unwatch",
-    "watch",
 ]
 
-log = logging.getLogger("etherealfabric.run")
+log = logging.getLogger("etherealfabric.files")
 
 #: the files of one node checked before its cache hits; beyond, a warning says which are not
 MAX_READS = 1000
 #: a folder a node names is checked up to this many bytes of files (hashed after each run)
 MAX_FOLDER_BYTES = 2 << 30
-_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
 _SHARED_MEMORY = "/dev/shm/"  # tmpfs: data
 #: compiled code and path configuration; a ``.py`` file is code when a module was imported from
 #: it (else data: ``runpy.run_path``, a config read as text)
 _COMPILED = (".pyc", ".pyo", ".pyd", ".so", ".pth")
-#: the audit events the hook looks at (run/_folders.py for the last three)
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
-
-#: the files the running node opened (path -> opened for writing; None: in an untracked
-#: block, or named by one), in its thread's context
-_opened: contextvars.ContextVar[dict[str, bool | None] | None] = contextvars.ContextVar(
-    "etherealfabric_opened", default=None
-)
-#: inside an untracked() block
-_untracking: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "etherealfabric_untracking", default=False
-)
-_installed = False
-_install_lock = threading.Lock()
-
-
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    """The audit hook: note the files a watched node opens, the folders it lists and the
-    SQLite databases it connects to (never raises: an exception here would fail the ``open``
-    itself)."""
-    if event not in _EVENTS:
-        return
-    opened = _opened.get()
-    if opened is None:
-        return
-    try:
-        if event == "open":
-            path, _, flags = args
-            if path is None or isinstance(path, int):  # a file descriptor: no path to check
-                return
-            path = _as_opened(os.fsdecode(path))
-            if flags & _WRITING:
-                opened[path] = True
-                return
-            if path.endswith(".py") and showing_source(sys._getframe(1)):
-                return
-        elif event == "sqlite3.connect":  # SQLite opens it in C: a read (run/_folders.py)
-            database = sqlite_path(args[0])
-            if database is None:
-                return
-            if not os.path.exists(database):  # one it creates: written, not read
-                opened[_as_opened(database)] = True
-                return
-            path = _as_opened(database) + DATABASE
-        else:  # os.listdir, os.scandir: a folder's names
-            listed = listing_key(args[0], sys._getframe(1))
-            if listed is None:
-                return
-            path = listed
-        opened.setdefault(path, None if _untracking.get() else False)
-    except Exception:  # a path we cannot read is one we do not watch
-        pass
-
-
-def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
-    """Start noting the files opened in this context (this thread): the dict they go to, and
-    the token that :func:`unwatch` takes (in a ``finally``)."""
-    global _installed
-    if not _installed:
-        with _install_lock:
-            if not _installed:
-                sys.addaudithook(_hook)
-                _installed = True
-    opened: dict[str, bool | None] = {}
-    return opened, _opened.set(opened)
-
-
-def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:
-    """Stop noting files opened in this context."""
-    _opened.reset(token)
-
-
-@contextmanager
-def untracked(*paths: str | os.PathLike[str]) -> Iterator[None]:
-    """Inside a node, open files in this block without making them part of what its cache
-    hits are checked against: files that do not change the result. ``paths`` are left out
-    too, wherever they are opened: files and folders the node names (a string in its code or
-    arguments) that native code reads, which no audit event shows.
-
-    ::
-
-        @node
-        def train(df):
-            with etherealfabric.untracked():
-                token = Path("~/.service-token").expanduser().read_text()
-            with etherealfabric.untracked("logs/metrics.parquet"):
-                history = pd.read_parquet("logs/metrics.parquet")
-            ...
-    """
-    opened = _opened.get()
-    if opened is not None:
-        for path in paths:
-            absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
-            opened[absolute] = opened[absolute.rstrip(os.sep) + os.sep] = None
-    token = _untracking.set(True)
-    try:
-        yield
-    finally:
-        _untracking.reset(token)
 
 
 def task_reads(
@@ -269,25 +161,12 @@ def named_paths(
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(mode):
-            found[_as_opened(path)] = None
+            found[as_opened(path)] = None
         elif stat.S_ISDIR(mode) and (
             candidates[path].endswith(os.sep) or "." in os.path.basename(path)
         ):
-            found[_as_opened(path) + os.sep] = None
+            found[as_opened(path) + os.sep] = None
     return list(found)
-
-
-def _as_opened(path: str) -> str:
-    """How a path a node opens or names is noted: absolute when it was given so, else relative
-    to the working folder, as ``./path``, for that is the file the node reads wherever it runs
-    (a run from another folder reads, and so checks, another file)."""
-    if os.path.isabs(path):
-        return os.path.abspath(path)
-    return _HERE + os.path.normpath(path)
-
-
-#: the prefix of a path relative to the working folder (in ``opened`` and in records' reads)
-_HERE = "." + os.sep
 
 
 _NOT_PATHS = frozenset({".", "..", "./", "../", os.sep, "~"})
@@ -427,7 +306,7 @@ def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
             path = path[:-1]
             databases.add(os.path.abspath(path))
         absolute = os.path.abspath(path[: len(path) - len(mark)]) + mark
-        if path.startswith(_HERE):
+        if path.startswith(HERE):
             relative.setdefault(absolute, path)
         before = flags.get(absolute, False)
         flags[absolute] = (
@@ -455,9 +334,7 @@ def changed_read(
         relative = str(relative)
         # ./path: relative to the working folder, as the node opened it; else to the root
         path = (
-            os.path.abspath(relative)
-            if relative.startswith(_HERE)
-            else os.path.join(base, relative)
+            os.path.abspath(relative) if relative.startswith(HERE) else os.path.join(base, relative)
         )
         if relative.endswith(os.sep):  # a folder it named (its tree) or listed (its names)
             if folder_changed(path, entry, file_cache, MAX_READS, MAX_FOLDER_BYTES):

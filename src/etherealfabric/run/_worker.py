@@ -1,15 +1,13 @@
 """Run one node anywhere: load its inputs, call it under its retry policy, store its outputs.
 
 ``execute(task)`` is what every backend runs, in a thread, a process or a remote worker. It
-reads inputs from the store (small ones travel inline with the task), writes outputs to the
-store, and returns a small :class:`TaskResult` of digests, timings and errors. It never touches
-the journal and never raises for a failing node: the failure is in the result. The data files
-the node read are listed in its record (``reads``, ``run/_reads.py``).
+reads inputs from the store (small ones travel inline with the task), writes outputs to it, and
+returns a small :class:`TaskResult` (digests, timings, errors, the data files read: _reads.py);
+it never touches the journal, nor raises for a failure.
 
 :class:`~etherealfabric.define._secret.Secret` parameters are unwrapped here, so the node gets
-the plain values, and a :class:`~etherealfabric.run._redact.Redactor` of them replaces their text
-in everything the result carries back (and in what the node prints and logs while it runs). A
-node may not return a Secret: its outputs are stored, secrets never are.
+the plain values; a :class:`~etherealfabric.run._redact.Redactor` replaces their text in what
+the result carries back and what the node prints and logs (no Secret may be returned).
 
 **Hand-over** (a task run in the scheduler's process, ``Task.hand_over``): a large numpy
 output (stored as ``npy``, beyond the inline limit) is frozen (its ``WRITEABLE`` flag cleared)
@@ -59,12 +57,13 @@ from ..store._serializers import (
     write_value,
 )
 from ..store._tables import say_pickled
+from ._audit import unwatch, watch, written_whole
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
-from ._files import capture_nested, capture_outputs, clear_writes, drifted
+from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
 from ._messages import Attempt, Task, TaskResult
 from ._private import private
-from ._reads import task_reads, unwatch, watch
+from ._reads import task_reads
 from ._redact import Redactor
 from ._timeouts import call_with_timeout
 
@@ -92,8 +91,10 @@ def execute(task: Task) -> TaskResult:
         redact = Redactor(secrets)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
+        written = written_whole(result.attempts[-1].opened)
         result.reads = task_reads(task, result.attempts, args, kwargs, secrets)
         _store_outputs(task, values, result, registry)
+        warn_undeclared(written, task, result.files)
         result.ok = True
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"

@@ -24,7 +24,7 @@ import pytest
 from ..define._function import node
 from ..errors import RunFailedError
 from ..journal import Journal
-from ..run._reads import untracked
+from ..run._audit import untracked
 from ..workflow import Workflow
 
 __all__ = ["MAP_SCRIPT", "MapContract", "picky"]

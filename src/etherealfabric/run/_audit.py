@@ -1,0 +1,154 @@
+"""The audit hook that sees what a running node opens (PEP 578), for run/_reads.py.
+
+While a node runs, its thread's context holds a dict (:func:`watch`) that the hook fills: each
+file opened through Python (``open``, ``io.open``, ``os.open``: pandas' CSV readers, numpy,
+pickle...) by its path, absolute or ``./``-relative to the working folder as the node gave it
+(:func:`as_opened`), mapped to whether it was opened for writing (None: inside
+:func:`untracked`); a folder listed (``os.listdir``, ``os.scandir``) and a SQLite database
+connected to, under their marks (run/_folders.py); and a file opened to be written whole
+(created or truncated, not appended to) once more under its path followed by :data:`WROTE`,
+for the warning about files a node writes without declaring them (run/_files.py).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._folders import DATABASE, listing_key, showing_source, sqlite_path
+
+__all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
+
+_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+#: opened to be written whole: created or truncated
+_REPLACING = os.O_CREAT | os.O_TRUNC
+#: what follows a path in ``opened`` when the node wrote that file whole (no path holds a NUL)
+WROTE = "\x00w"
+#: the audit events the hook looks at (run/_folders.py for the last three)
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
+
+#: the files the running node opened (path -> opened for writing; None: in an untracked
+#: block, or named by one), in its thread's context
+_opened: contextvars.ContextVar[dict[str, bool | None] | None] = contextvars.ContextVar(
+    "etherealfabric_opened", default=None
+)
+#: inside an untracked() block
+_untracking: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "etherealfabric_untracking", default=False
+)
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    """The audit hook: note the files a watched node opens, the folders it lists and the
+    SQLite databases it connects to (never raises: an exception here would fail the ``open``
+    itself)."""
+    if event not in _EVENTS:
+        return
+    opened = _opened.get()
+    if opened is None:
+        return
+    try:
+        if event == "open":
+            path, _, flags = args
+            if path is None or isinstance(path, int):  # a file descriptor: no path to check
+                return
+            path = as_opened(os.fsdecode(path))
+            if flags & _WRITING:
+                opened[path] = True
+                if flags & _REPLACING and not flags & os.O_APPEND and not _untracking.get():
+                    opened[path + WROTE] = True  # written whole: an output, if it stays
+                return
+            if path.endswith(".py") and showing_source(sys._getframe(1)):
+                return
+        elif event == "sqlite3.connect":  # SQLite opens it in C: a read (run/_folders.py)
+            database = sqlite_path(args[0])
+            if database is None:
+                return
+            if not os.path.exists(database):  # one it creates: written, not read
+                opened[as_opened(database)] = True
+                return
+            path = as_opened(database) + DATABASE
+        else:  # os.listdir, os.scandir: a folder's names
+            listed = listing_key(args[0], sys._getframe(1))
+            if listed is None:
+                return
+            path = listed
+        opened.setdefault(path, None if _untracking.get() else False)
+    except Exception:  # a path we cannot read is one we do not watch
+        pass
+
+
+def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
+    """Start noting the files opened in this context (this thread): the dict they go to, and
+    the token that :func:`unwatch` takes (in a ``finally``)."""
+    global _installed
+    if not _installed:
+        with _install_lock:
+            if not _installed:
+                sys.addaudithook(_hook)
+                _installed = True
+    opened: dict[str, bool | None] = {}
+    return opened, _opened.set(opened)
+
+
+def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:
+    """Stop noting files opened in this context."""
+    _opened.reset(token)
+
+
+@contextmanager
+def untracked(*paths: str | os.PathLike[str]) -> Iterator[None]:
+    """Inside a node, open files in this block without making them part of what its cache
+    hits are checked against: files that do not change the result. ``paths`` are left out
+    too, wherever they are opened: files and folders the node names (a string in its code or
+    arguments) that native code reads, which no audit event shows.
+
+    ::
+
+        @node
+        def train(df):
+            with etherealfabric.untracked():
+                token = Path("~/.service-token").expanduser().read_text()
+            with etherealfabric.untracked("logs/metrics.parquet"):
+                history = pd.read_parquet("logs/metrics.parquet")
+            ...
+    """
+    opened = _opened.get()
+    if opened is not None:
+        for path in paths:
+            absolute = os.path.abspath(os.path.expanduser(os.fspath(path)))
+            opened[absolute] = opened[absolute.rstrip(os.sep) + os.sep] = None
+    token = _untracking.set(True)
+    try:
+        yield
+    finally:
+        _untracking.reset(token)
+
+
+def written_whole(opened: dict[str, bool | None]) -> list[str]:
+    """Take out of ``opened`` the files written whole (their :data:`WROTE` entries), and
+    return their paths as noted."""
+    marked = [path for path in opened if path.endswith(WROTE)]
+    for path in marked:
+        del opened[path]
+    return [path[: -len(WROTE)] for path in marked]
+
+
+def as_opened(path: str) -> str:
+    """How a path a node opens or names is noted: absolute when it was given so, else relative
+    to the working folder, as ``./path``, for that is the file the node reads wherever it runs
+    (a run from another folder reads, and so checks, another file)."""
+    if os.path.isabs(path):
+        return os.path.abspath(path)
+    return HERE + os.path.normpath(path)
+
+
+#: the prefix of a path relative to the working folder (in ``opened`` and in records' reads)
+HERE = "." + os.sep
