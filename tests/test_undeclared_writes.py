@@ -98,6 +98,7 @@ def test_one_warning_for_a_whole_map_and_one_per_run(
     warnings = [r.getMessage() for r in caplog.records if "without declaring" in r.message]
     assert len(warnings) == 1, warnings
     assert "node 'part' wrote 'out/" in warnings[0]  # the first child to finish
+    assert "return File('out/" in warnings[0] and "cannot declare writes=" in warnings[0]
     assert len(os.listdir("out")) == 7
     caplog.clear()
     Path("out/mon.txt").unlink()
@@ -116,6 +117,8 @@ def test_no_warning_for_untracked_temporary_or_outside_files(
         def quiet(folder: str) -> int:
             with untracked():
                 Path("progress.txt").write_text("50%")
+            os.makedirs(".cache/tool", exist_ok=True)
+            Path(".cache/tool/index.json").write_text("{}")  # a tool's, in a hidden folder
             with tempfile.NamedTemporaryFile("w", dir=".", delete=True) as fh:
                 fh.write("scratch")  # gone when the node is done
             (Path(folder) / "elsewhere.txt").write_text("x")  # neither below root nor cwd
@@ -129,6 +132,7 @@ def test_no_warning_for_untracked_temporary_or_outside_files(
         with caplog.at_level(logging.WARNING, logger="etherealfabric.files"):
             assert wf.execute().executed == 1
         assert (project / "progress.txt").read_text() == "50%"
+        assert (project / ".cache/tool/index.json").exists()
         assert (outside / "elsewhere.txt").exists()
         assert not [r for r in caplog.records if "without declaring" in r.message]
     finally:

@@ -200,8 +200,8 @@ _SHOWN = 5
 def warn_undeclared(written: Sequence[str], task: Task, files: Mapping[str, Any]) -> list[str]:
     """Warn that ``task``'s node wrote files whole (``written``, as the audit hook saw them:
     run/_audit.py) that it did not declare: those still there, below the root or the working
-    folder, not among its stored ``files`` (root-relative, a folder's ending in ``/``) nor in a
-    store's folder, nor compiled code. Returns them (absolute); warns once per node and run."""
+    folder (not in a hidden folder there), not among its stored ``files`` (root-relative, a
+    folder's ending in ``/``) nor in a store's folder, nor compiled code. Returns them (absolute); warns once per node and run."""
     if not written:
         return []
     base = task.root if task.root is not None else os.getcwd()
@@ -210,8 +210,11 @@ def warn_undeclared(written: Sequence[str], task: Task, files: Mapping[str, Any]
     kept.extend(task.store.local_folders())
     found: list[str] = []
     for path in dict.fromkeys(os.path.abspath(p) for p in written):
-        if not (_below(path, base) or _below(path, here)) or any(_below(path, k) for k in kept):
+        folder = base if _below(path, base) else here if _below(path, here) else None
+        if folder is None or any(_below(path, k) for k in kept):
             continue
+        if any(part.startswith(".") for part in os.path.relpath(path, folder).split(os.sep)):
+            continue  # a tool's own (.cache/, .git/, .ipynb_checkpoints/), not a result
         if path.endswith((".pyc", ".pyo")) or is_library_file(path) or not os.path.isfile(path):
             continue  # a temporary file, gone already, or bytecode an import wrote
         found.append(path)
@@ -227,13 +230,17 @@ def warn_undeclared(written: Sequence[str], task: Task, files: Mapping[str, Any]
     names = [os.path.relpath(p, base) if _below(p, base) else p for p in found]
     shown = ", ".join(repr(n) for n in names[:_SHOWN])
     more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+    fix = (
+        f"return File({names[0]!r}) in its output (a mapped node cannot declare writes=)"
+        if family != task.node
+        else f"declare it (@node(writes=[{names[0]!r}])), or return File(...)"
+    )
     log.warning(
         "node %r wrote %s%s without declaring it: the cache does not store such a file, so a "
         "later run neither restores it when it is deleted nor undoes an edit of it, and a node "
-        "reading it would see the edit where a fresh run would not. Declare it "
-        "(@node(writes=[%s]), or return File(...)), or write it inside "
-        "etherealfabric.untracked() if no result depends on it",
-        family, shown, more, repr(names[0]),
+        "reading it would see the edit where a fresh run would not. To fix, %s; or write it "
+        "inside etherealfabric.untracked() if no result depends on it",
+        family, shown, more, fix,
     )  # fmt: skip
     return found
 
