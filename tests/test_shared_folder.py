@@ -262,3 +262,29 @@ def test_a_malformed_record_in_a_shared_folder_is_a_miss_not_a_failure(
     assert "make" in project.executed()
     assert key in out.stderr and "ignoring the action record" in out.stderr
     assert out.stderr.count(key) <= 2, out.stderr  # one warning, not one per lookup
+
+
+def test_cache_verify_checks_this_homes_copies_of_shared_objects(project: Project) -> None:
+    """With a shared store, a run keeps copies of what it loads in its home; a damaged copy is
+    reported by ``cache verify`` (and removed by ``--fix``), not only the shared originals."""
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    assert project.cli("run", "wf.py", home=home, store=store).returncode == 0
+    copies = sorted(p for p in (home / "objects").rglob("*") if p.is_file())
+    assert copies, "the run kept no local copy"
+    damaged = copies[0]
+    damaged.chmod(0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    audit = project.cli("cache", "verify", home=home, store=store)
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert f"corrupt object {damaged.name}" in audit.stdout
+    assert "this home's copy of the shared store's" in audit.stdout
+    fixed = project.cli("cache", "verify", "--fix", home=home, store=store)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert not damaged.exists()
+    assert (store / "objects" / damaged.name[:2] / damaged.name).exists()  # the original stays
+    assert project.cli("cache", "verify", home=home, store=store).returncode == 0
+    again = project.cli("run", "wf.py", home=home, store=store)
+    assert "0 executed, 3 cached" in again.stderr, again.stderr

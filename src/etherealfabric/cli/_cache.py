@@ -44,17 +44,19 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
     Exits with 1 while problems remain, 0 when the cache is clean (or was repaired by --fix).
     """
     from ..journal._history import audit_cache
-    from ..store import open_store
+    from ..store import LocalStore, open_store
 
     try:
         settings = Settings.resolve(home=home)
         store = open_store(settings.store_location)
+        # a shared store: this home's copies in front of it are checked too
+        local = LocalStore(settings.home) if settings.shared_store else None
     except EtherealFabricError as exc:
         _fail(str(exc))
     with _journal_at(settings) as journal:
-        audit = audit_cache(journal, store)
+        audit = audit_cache(journal, store, local)
         try:
-            fixed = _repair(journal, store, audit.problems, settings.shared_store) if fix else set()
+            fixed = _repair(journal, store, audit.problems, local) if fix else set()
         except EtherealFabricError as exc:
             _fail(str(exc))
     remaining = [p for i, p in enumerate(audit.problems) if i not in fixed]
@@ -74,19 +76,24 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
     sys.exit(EXIT_FAILED if remaining else 0)
 
 
-def _repair(journal: Journal, store: Store, problems: list[Any], shared: bool) -> set[int]:
-    """Delete corrupt objects, orphaned temp files, entries that are not files, and action
-    records naming bad bytes; the indexes fixed."""
+def _repair(journal: Journal, shared: Store, problems: list[Any], local: Store | None) -> set[int]:
+    """Delete corrupt objects, orphaned temp files, entries that are not files (of the store,
+    or of ``local``: the home's layer in front of a shared store), and action records naming
+    bad bytes; the indexes fixed."""
     fixed: set[int] = set()
     forgotten: set[str] = set()
     for i, problem in enumerate(problems):
+        store = local if problem.where == "local" and local is not None else shared
         if problem.kind == "orphan_temp" and problem.path:
             store.remove_temp_file(problem.path)
             fixed.add(i)
         elif problem.kind == "damaged_entry" and problem.entry:
             store.delete_entry(problem.entry)
             fixed.add(i)
-        elif problem.where == "store" and problem.kind in ("corrupt_object", "unreadable_object"):
+        elif problem.where in ("store", "local") and problem.kind in (
+            "corrupt_object",
+            "unreadable_object",
+        ):
             store.delete_object(problem.digest)
             fixed.add(i)
         elif problem.where == "journal" and problem.key:
@@ -94,8 +101,8 @@ def _repair(journal: Journal, store: Store, problems: list[Any], shared: bool) -
                 journal.delete_blob(problem.digest)
             if problem.key not in forgotten:
                 journal.delete_action(problem.key)
-                if shared:
-                    store.delete_action(problem.key)
+                if local is not None:  # a shared store's record: forgotten there too
+                    shared.delete_action(problem.key)
                 forgotten.add(problem.key)
             fixed.add(i)
     return fixed

@@ -8,6 +8,7 @@ the store. Nothing here writes; callers that repair (``cache verify --fix``) do 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -248,7 +249,9 @@ class CacheProblem:
     node: str | None = None
     output: str | None = None
     path: str | None = None
-    where: str = "store"  # "store" (an object), "journal" (an action record or inline blob)
+    #: "store" (an object), "journal" (an action record or inline blob), "local" (this home's
+    #: copy of a shared store's object)
+    where: str = "store"
     entry: str | None = (
         None  # the store entry's name (objects/ab/<digest>...), when one is at fault
     )
@@ -262,6 +265,8 @@ class CacheProblem:
             parts.append(f"(node {self.node or '?'}, output {self.output or '?'}, key {self.key})")
         if self.path:
             parts.append(f"at {self.path}")
+        if self.where == "local":
+            parts.append("(this home's copy of the shared store's)")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -296,16 +301,36 @@ class CacheAudit:
     problems: list[CacheProblem]
 
 
-def audit_cache(journal: Journal, store: Store) -> CacheAudit:
+def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> CacheAudit:
     """Every problem in the store's objects and the journal's action records.
 
     Each object is read and hashed; each action record must name present, valid objects (or,
     for small outputs, inline blobs in the journal whose bytes match their digest). Temp files
     that no writer will finish (its process is gone, or older than an hour) are reported too,
-    and so is every entry that is not a file (:meth:`Store.damaged_entries`).
+    and so is every entry that is not a file (:meth:`Store.damaged_entries`). ``local``: the
+    home's layer in front of a shared ``store``, whose copies are checked the same way (its
+    problems say ``where="local"``; a record is checked against the shared store).
     """
+    bad, problems, objects = _object_problems(store, "store")
+    if local is not None:
+        _, found, count = _object_problems(local, "local")
+        problems += found
+        objects += count
+    rows = action_rows(journal)
+    for row in rows:
+        problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
+    return CacheAudit(objects, len(rows), problems)
+
+
+def _object_problems(
+    store: Store, where: str
+) -> tuple[dict[str, CacheProblem], list[CacheProblem], int]:
+    """The bad objects of ``store`` by digest, every problem of its entries (bad objects,
+    entries that are not files, orphaned temp files), and the number of objects checked."""
     damaged = [
-        CacheProblem("damaged_entry", None, path=store.entry_location(name), entry=name)
+        CacheProblem(
+            "damaged_entry", None, path=store.entry_location(name), entry=name, where=where
+        )
         for kind in ENTRY_KINDS
         for name in store.damaged_entries(kind)
     ]
@@ -318,14 +343,11 @@ def audit_cache(journal: Journal, store: Store) -> CacheAudit:
         objects += 1
         problem = check_object(store, digest)
         if problem is not None:
-            bad[digest] = problem
+            bad[digest] = dataclasses.replace(problem, where=where)
     problems = [*bad.values(), *damaged]
     for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=gone):
-        problems.append(CacheProblem("orphan_temp", None, path=path))
-    rows = action_rows(journal)
-    for row in rows:
-        problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
-    return CacheAudit(objects, len(rows), problems)
+        problems.append(CacheProblem("orphan_temp", None, path=path, where=where))
+    return bad, problems, objects
 
 
 def _record_problems(
