@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -397,3 +398,33 @@ def test_cat_of_frames_with_columns_json_and_parquet_cannot_hold(tmp_path: Path)
     assert not (tmp_path / "z.parquet").exists()
     done = _ef(tmp_path, "cat", "latest", "spectrum", "-o", "z.csv")  # another format works
     assert done.returncode == 0 and "(1+2j)" in (tmp_path / "z.csv").read_text()
+
+
+def test_a_home_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    """Like a home on a read-only mount: the folder cannot be made (here: /proc takes no new
+    folders, even for root), so the run stops before it starts, with one line and exit 2."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    home = "/proc/etherealfabric-no-such/home"
+    done = _ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_HOME=home)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot create the home {home} (No such file or directory): point "
+        "ETHEREALFABRIC_HOME at a folder this user can write"
+    ]
+
+
+def test_a_store_that_connects_when_opened_and_does_not_answer_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """fsspec's ftp:// file system connects when it is made: a refused connection was a raw
+    traceback with exit 1."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = _ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_STORE=f"ftp://127.0.0.1:{port}/team")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot connect to the store ftp://127.0.0.1:{port}/team" in done.stderr
+    assert "ConnectionRefusedError" in done.stderr

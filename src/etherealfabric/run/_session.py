@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import create_backend
-from ..config import Settings
+from ..config import ENV, Settings
 from ..define._definition import Definition
-from ..errors import NodeFailedError, RunFailedError
+from ..errors import ConfigError, NodeFailedError, RunFailedError
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
@@ -65,7 +65,14 @@ def new_run_id() -> str:
 def open_home(settings: Settings) -> tuple[Journal, Store]:
     """Open the journal and the store that ``settings`` point at."""
     durable = settings.durability == "safe"
-    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only file system, a folder this user cannot write
+        raise ConfigError(
+            f"cannot create the home {settings.home} ({exc.strerror or exc}): point "
+            f"{ENV['home']} at a folder this user can write",
+            setting=ENV["home"],
+        ) from None
     if not is_local_filesystem(settings.home):
         log.warning(
             "the home %s is on a network file system; SQLite's journal is not safe there. "

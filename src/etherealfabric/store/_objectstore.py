@@ -181,6 +181,9 @@ class ObjectStore(Store):
             raise StoreError(f"cannot open the store {self.url}: {exc}{extra}") from exc
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot open the store {self.url}: {exc}") from exc
+        except OSError as exc:  # a file system that connects when made (ftp://, sftp://)
+            with self._remote("connect to the store", self.url):
+                raise exc
         self.root = str(root).rstrip("/")
         if self.scheme in _S3_SCHEMES and not self.root:
             raise StoreError(f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix")
