@@ -310,6 +310,29 @@ def test_unknown_run_or_node_is_404(server: UiServer, made: dict[str, Any]) -> N
     assert status_code(server, "/api/runs/nope") == 404
     assert status_code(server, f"/api/runs/{made['first']}/nodes/nope") == 404
     assert status_code(server, "/runs/nope") == 404
+    assert status_code(server, f"/runs/{made['first']}/nodes/nope") == 404  # the page too
+    assert status_code(server, "/runs/nope/nodes/total") == 404
+
+
+def test_an_error_page_never_echoes_markup_from_the_address(server: UiServer) -> None:
+    """The 404 of an unknown run names it, escaped: a link to /runs/<img onerror=...> runs
+    nothing."""
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        server.get("/runs/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    body = caught.value.read().decode()
+    caught.value.close()
+    assert caught.value.code == 404
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
+
+
+@pytest.mark.parametrize("limit", ["abc", "-1", "0", "1.5"])
+def test_a_bad_runs_limit_is_a_clear_400(server: UiServer, limit: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        server.get(f"/api/runs?limit={limit}")
+    body = json.loads(caught.value.read())
+    caught.value.close()
+    assert caught.value.code == 400
+    assert body == {"error": f"limit={limit!r} is not a whole number of runs of at least 1"}
 
 
 def test_status_polling_answers_unchanged_for_the_same_version(

@@ -20,6 +20,7 @@ server. With a token, every request must carry it (see :class:`TokenGate`).
 from __future__ import annotations
 
 import hmac
+import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,16 @@ def _arg(request: Request, name: str) -> str | None:
     return request.query_params.get(name) or None
 
 
+def _limit(text: str | None) -> int:
+    """The ``limit`` of runs asked for (100 when not given); ValueError (a 400) when it is not
+    a whole number of at least 1."""
+    if text is None:
+        return 100
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"limit={text!r} is not a whole number of runs of at least 1")
+    return int(text)
+
+
 def _run_id(request: Request) -> str:
     return str(request.path_params["run_id"])
 
@@ -191,7 +202,7 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             href = f"/runs/{quote(run_id)}/nodes/"
             view = views.page_view(journal, run_id, home_option=site.home_option, href=href)
         except EtherealFabricError as exc:  # an unknown or ambiguous run id
-            return HTMLResponse(str(exc), status_code=404)
+            return HTMLResponse(html.escape(str(exc)), status_code=404)
         finally:
             journal.close()
         run = view["run"]
@@ -199,13 +210,27 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
                    "state": view["state_json"], "graph": view["graph_json"]}  # fmt: skip
         return templates.TemplateResponse(request, "run.html", context)
 
+    def node_page(request: Request) -> Response:
+        journal = q.open_journal(site.journal_path)
+        if journal is None:
+            return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
+        try:  # an unknown run or node: 404, as the API answers
+            views.node_view(journal, _run_id(request), str(request.path_params["node"]))
+        except EtherealFabricError as exc:
+            return HTMLResponse(html.escape(str(exc)), status_code=404)
+        finally:
+            journal.close()
+        return templates.TemplateResponse(
+            request, "node.html", {"params": dict(request.path_params)}
+        )
+
     def runs(journal: Journal | None, request: Request) -> Any:
         return views.runs_view(
             journal,
             workflow=_arg(request, "workflow"),
             status=_arg(request, "status"),
             since=_arg(request, "since"),
-            limit=int(_arg(request, "limit") or 100),
+            limit=_limit(_arg(request, "limit")),
         )
 
     def health(request: Request) -> Response:
@@ -216,7 +241,7 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
         Route("/", page("runs.html")),
         Route("/cache", page("cache.html")),
         Route("/runs/{run_id}", run_page),
-        Route("/runs/{run_id}/nodes/{node:path}", page("node.html")),
+        Route("/runs/{run_id}/nodes/{node:path}", node_page),
         Route("/api/health", health),
         Route("/api/runs", site.answer_empty(runs)),
         Route("/api/cache", site.answer_empty(_cache)),
