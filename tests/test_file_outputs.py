@@ -22,7 +22,13 @@ from etherealfabric.journal import Journal
 from etherealfabric.journal._gc import collect_garbage
 from etherealfabric.observe._explain import explain_node
 from etherealfabric.store import LocalStore
-from etherealfabric.store._signing import record_problem, unsigned_problem
+from etherealfabric.store._signing import (
+    Signer,
+    encode_record,
+    read_record,
+    record_problem,
+    unsigned_problem,
+)
 
 CALLS: list[str] = []
 
@@ -393,6 +399,8 @@ def test_the_root_defaults_to_the_folder_of_the_workflow_file() -> None:
         ({"../../.bashrc": {"kind": "file", "digest": "0" * 32, "size": 1}}, "unsafe"),
         ({"/etc/x": {"kind": "file", "digest": "0" * 32, "size": 1}}, "unsafe"),
         ({"a/": {"kind": "file", "digest": "0" * 32, "size": 1}}, "unsafe"),
+        ({".": {"kind": "file", "digest": "0" * 32, "size": 1}}, "unsafe"),
+        ({"./": {"kind": "dir", "digest": "0" * 32, "size": 1}}, "unsafe"),  # the whole root
         ({"a": {"kind": "file", "digest": "nope", "size": 1}}, "digest"),
         ({"a": {"kind": "link", "digest": "0" * 32, "size": 1}}, "not a file or folder"),
     ],
@@ -407,6 +415,19 @@ def test_a_shared_record_naming_unsafe_files_is_rejected(
 def test_a_shared_record_with_an_unsafe_file_output_path_is_rejected() -> None:
     out = {"digest": "0" * 32, "serializer": "file", "size": 1, "path": "../x"}
     assert "unsafe" in record_problem({"node": "n", "outputs": {"r": out}})
+
+
+def test_a_signed_record_edited_to_name_an_unsafe_path_names_the_path() -> None:
+    """Its signature no longer matches either, but the warning names the forged entry."""
+    signer = Signer(b"k" * 32)
+    entry = {"kind": "file", "digest": "ab" * 16, "size": 1}
+    stored = encode_record("key", {"node": "n", "created_at": 1.0, "outputs": {},
+                                   "files": {"out.txt": entry}}, signer)  # fmt: skip
+    assert read_record("key", json.dumps(stored).encode(), signer)[0] is not None
+    stored["files"] = {"../../.bashrc": entry}
+    record, problem = read_record("key", json.dumps(stored).encode(), signer)
+    assert record is None
+    assert problem.startswith("its file entry '../../.bashrc' is unsafe"), problem
 
 
 def test_undeclared_writes_are_not_restored(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def path_problem(path: object, *, folder: bool | None = None) -> str:
         return "a folder must end with '/', a file must not"
     if "\\" in path or "\0" in path or bare.startswith("/"):
         return f"{path!r} is not a relative path"
-    if not bare or posixpath.normpath(bare) != bare or bare.split("/")[0] == "..":
+    if not bare or posixpath.normpath(bare) != bare or bare.split("/")[0] in ("..", "."):
         return f"{path!r} is not a normalised path inside the root"
     return ""
 
