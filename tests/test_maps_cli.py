@@ -193,3 +193,56 @@ def test_a_partly_failed_map_names_its_failed_items_in_the_run_summary(tmp_path:
     out = cli("run", str(flow), "-q")
     assert "4 map items failed" in out
     assert "square: 4 of 40 items failed (within max_failures): square[" in out
+
+
+LABELS = """
+from etherealfabric import Workflow, node
+
+@node
+def items():
+    return {"north.csv": 1, "south.csv": 2}
+
+@node
+def work(v):
+    if v == 1:
+        raise KeyError("None of [Index(['units'])] are in the [columns]")
+    return v * 2
+
+@node
+def agg(parts):
+    return sum(parts.values())
+
+@node
+def load():
+    raise FileNotFoundError("expected one of [/data/a.csv, /data/b.csv]")
+
+with Workflow("labels") as wf:
+    agg(work.map(items(), max_failures=1))
+    load()
+"""
+
+
+def test_show_prints_labels_and_errors_as_text_not_markup(tmp_path: Path) -> None:
+    """Square brackets in a child's label or an error are text: rich read them as markup tags,
+    dropping "[north.csv]" and "[columns]", and "[/data/a.csv, ...]" crashed ``show``."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "labels.py").write_text(LABELS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(COLUMNS="250", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+
+    def ef(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "etherealfabric", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert ef("run", "labels.py", "--keep-going").returncode == 1
+    shown = ef("show", "latest")
+    assert shown.returncode == 0, shown.stderr
+    assert "FileNotFoundError: expected one of [/data/a.csv, /data/b.csv]" in shown.stdout
+    assert "failed items: work[north.csv]" in shown.stdout
+    items = ef("show", "latest", "work", "--items")
+    assert items.returncode == 0, items.stderr
+    assert "work[north.csv]" in items.stdout and "work[south.csv]" in items.stdout
+    assert "are in the [columns]" in items.stdout

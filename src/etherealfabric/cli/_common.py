@@ -164,7 +164,7 @@ def _secs(value: float | None) -> str:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False)  # names, labels and errors are text: "[x]" is no markup tag
 
 
 def _table(*columns: str) -> Any:

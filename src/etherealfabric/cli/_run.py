@@ -61,6 +61,13 @@ def _run_options(fn: F) -> F:
     metavar="NODE",
     help="Run NODE (a name or a glob such as 'train*') and everything after it, even if cached.",
 )
+@click.option(
+    "--keep-going/--fail-fast",
+    "keep_going",
+    default=None,
+    help="After a failure, let the branches that do not need the failed node finish "
+    "(default: the workflow's keep_going, else fail fast: nothing new starts).",
+)
 @_run_options
 @_home_option
 @_json_option
@@ -73,6 +80,7 @@ def run(
     max_workers: int | None,
     nodes: tuple[str, ...],
     force: tuple[str, ...],
+    keep_going: bool | None,
     quiet: bool,
     metrics_port: int | None,
     home: str | None,
@@ -95,6 +103,7 @@ def run(
         "nodes": list(nodes),
         "max_workers": max_workers,
         "force": list(force),
+        "keep_going": keep_going,
     }
     results = _execute(
         workflow,
@@ -107,6 +116,7 @@ def run(
         targets=list(nodes) or None,
         run_params=params,
         force=force,
+        keep_going=keep_going,
         params=values,
     )
     _report(workflow, results, as_json)
@@ -161,6 +171,7 @@ def resume(
         backend=params.get("backend") or row["backend"],
         max_workers=params.get("max_workers"),
         targets=list(params.get("nodes") or []) or None,
+        keep_going=params.get("keep_going") if isinstance(params.get("keep_going"), bool) else None,
         run_params=params,
     )
     _report(workflow, results, as_json, resumed_from=row["id"])

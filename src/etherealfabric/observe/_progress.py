@@ -288,7 +288,7 @@ class Progress:
         from rich.live import Live
 
         if self._console is None:
-            self._console = Console(file=self.file, force_terminal=True)
+            self._console = Console(file=self.file, force_terminal=True, markup=False)
         redirect = self.file is sys.stderr or self.file is sys.stdout
         live = Live(
             console=self._console,
