@@ -108,6 +108,23 @@ def test_an_edited_file_an_item_read_runs_that_item_again_on_a_warm_map(listed: 
     assert again.map_report(loaded).whole
 
 
+def test_explain_says_an_item_ran_again_because_a_file_it_read_changed(home: Path) -> None:
+    """Said of the map before; of the item itself, explain said "same key ... its cached
+    result was missing or corrupt"."""
+    from etherealfabric.observe._explain import explain_node
+
+    data("a", 1)
+    data("b", 2)
+    run_loads()
+    data("a", 10)
+    edited, loaded, _ = run_loads()
+    [ran] = edited.map_report(loaded).executed
+    with Journal(home / "journal.db") as journal:
+        child = explain_node(journal, edited.run_id, ran)
+    assert child.reason == "read_changed", child.detail
+    assert "'./data/a.csv', a file it read, changed since its cached result" in child.detail
+
+
 def test_a_whole_map_hit_restores_the_files_its_items_wrote() -> None:
     def flow() -> tuple[Any, Any, Any]:
         with Workflow("files", root=".") as wf:

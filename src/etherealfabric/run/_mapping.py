@@ -293,6 +293,7 @@ class Maps:
     def _child_ended(self, run: MapRun, index: int, result: TaskResult) -> ChildDone:
         child = run.children[index]
         child.result = result
+        stale = self.host.cache.refused.pop(result.key, None)  # a file it read had changed
         if result.ok:
             self.host.cache.remember_inline(result.inline)
             child.outputs = result.outputs
@@ -301,7 +302,7 @@ class Maps:
             run.report.executed.append(child.name)
             record = action_record(child.name, result.outputs, result.files, result.reads)
             components = run.keys.components(child.item, child.digest, run.name)
-            return ChildDone(child.name, child.status, result, record, components)
+            return ChildDone(child.name, child.status, result, record, components, stale=stale)
         return child_failed(self.host, run, child, result)
 
     def _check(self, run: MapRun) -> None:

@@ -94,6 +94,7 @@ class ChildDone:
     record: dict[str, Any] | None = None  # its action record, when it succeeded
     components: dict[str, Any] | None = None
     inline: dict[str, bytes] = field(default_factory=dict)  # a fallback's small outputs
+    stale: str | None = None  # why its cached result was refused (a file it read changed)
 
 
 @dataclass

@@ -327,6 +327,9 @@ class JournalRecorder:
         for done in event.data["children"]:
             child = Event(EventKind.MAP_ITEMS, event.run_id, done.name, ts=event.ts)
             result = done.result
+            if done.stale:  # what ``explain`` says of it, as of a node's start
+                start = (event.run_id, event.ts, EventKind.NODE_STARTED.value, done.name)
+                self._events.append((*start, _json({"stale": done.stale})))
             if result.key:
                 self._release.append(result.key)
             self._blobs.extend(result.inline.items())
