@@ -202,6 +202,71 @@ def test_outputs_are_pickled_once_to_the_same_bytes_and_noted(
         assert names == ["pk_models:Model", "pk_models:scale"]
 
 
+REBUILT = """
+import functools
+
+SCALE = 2
+
+
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(*args):
+        return fn(*args)
+
+    return wrapper
+
+
+class Base:
+    def __init__(self, v):
+        self.v = v
+
+
+class Box(Base):
+    twice = lambda self: self.v * SCALE  # noqa: E731
+
+    def __init__(self, v):
+        super().__init__(v)
+
+    @logged
+    def get(self):
+        return self.v
+
+    @staticmethod
+    def unit():
+        return Box(1)
+"""
+
+
+def test_a_class_keeps_its_fingerprint_when_unpickling_sets_its_methods_again(
+    project: Project,
+) -> None:
+    import cloudpickle
+
+    from etherealfabric.hashing._fingerprint import code_fingerprint, recheck_bindings
+
+    project.load(**{"pk_models.py": REBUILT, "pk_flow.py": "import pk_models\n"})
+    models = sys.modules["pk_models"]
+    box = models.Box
+    methods = ("__init__", "twice", "get", "unit")
+    before = [code_fingerprint(box), *(code_fingerprint(getattr(box, m)) for m in methods)]
+    assert {fp.source for fp in before} == {"ast"}
+    cloudpickle.register_pickle_by_value(models)
+    try:
+        copy = cloudpickle.loads(cloudpickle.dumps(models.Box(3)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(models)
+    assert type(copy) is models.Box  # the class itself, its methods set again as copies
+    for method in methods:  # what a pickle's code names resolve to from now on
+        assert getattr(box, method).__code__.co_filename == "<dynamic-code>", method
+    recheck_bindings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not "no source for pk_models.Box.__init__"
+        after = [code_fingerprint(box), *(code_fingerprint(getattr(box, m)) for m in methods)]
+    for old, new in zip(before, after, strict=True):
+        assert (new.digest, new.parts, new.source) == (old.digest, old.parts, "ast")
+        assert new.where == old.where  # the file they were written in
+
+
 def test_plain_values_name_no_code() -> None:
     import numpy as np
 
@@ -382,3 +447,126 @@ def test_a_stored_record_with_a_malformed_code_list_is_refused(bad: object) -> N
     assert record_problem(record) == ""
     out["code"] = bad
     assert "'code'" in record_problem(record)
+
+
+BOX_FLOW = """
+import os
+import sys
+from etherealfabric import Workflow, node
+
+SCALE = 2
+
+
+def double(v):
+    return v * SCALE
+
+
+class Base:
+    def __init__(self, v):
+        self.v = v
+
+
+class Box(Base):
+    def __init__(self, v):
+        super().__init__(double(v))
+
+    def __eq__(self, other):
+        return isinstance(other, Box) and other.v == self.v
+
+
+@node
+def make(n):
+    return list(range(n))
+
+
+@node
+def boxed(xs):
+    return Box(sum(xs))
+
+
+@node
+def use1(b):
+    return b.v + 1
+
+
+@node
+def use2(b, x):
+    return b.v + x
+
+
+with Workflow("box", params={"n": 10}) as wf:
+    b = boxed(make(wf.params.n))
+    use2(b, use1(b))
+
+if __name__ == "__main__":
+    results = wf.execute(backend=sys.argv[1])
+    print("executed", results.executed)
+"""
+
+
+def _fresh(p: Cli, *args: str) -> str:
+    """``python ARGS`` in a fresh process, which must not warn that a code has no source."""
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(p.root / "home")}
+    out = subprocess.run(
+        [sys.executable, *args],
+        cwd=p.root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "no source" not in out.stderr, out.stderr
+    return out.stdout
+
+
+#: the ways a workflow file runs, and what each prints when nothing ran
+_CLI = ("-m", "etherealfabric", "run", "flow.py", "--json")
+_RUNS = {
+    "cli-threads": [*_CLI],
+    "cli-processes": [*_CLI, "--backend", "processes"],
+    "script-threads": ["flow.py", "threads"],
+    "script-processes": ["flow.py", "processes"],
+}
+
+
+def _executed(p: Cli, how: str) -> int:
+    out = _fresh(p, *_RUNS[how])
+    if how.startswith("cli"):
+        return list(json.loads(out)["nodes"].values()).count("succeeded")
+    word, count = out.split()
+    assert word == "executed"
+    return int(count)
+
+
+def _inputs(p: Cli) -> dict[str, dict[str, Any]]:
+    """Each node of the latest run: its inputs and the code behind them (when it ran)."""
+    shown = json.loads(p.cli("show", "latest", "--json"))["nodes"]
+    return {n["node"]: json.loads(n["components"]) for n in shown if n["components"]}
+
+
+def test_a_consumer_of_a_script_class_instance_has_one_key_whatever_was_loaded_first(
+    tmp_path: Path,
+) -> None:
+    # Box is defined in the workflow file, which cloudpickle pickles by value: loading
+    # boxed's output in the run's own process (use1 runs) sets Box's methods again, as copies
+    # compiled from the pickle; use2, keyed after that, must see the same code as use1 did
+    p = Cli(tmp_path, **{"flow.py": BOX_FLOW})
+    assert _executed(p, "cli-threads") == 4
+    ran = _inputs(p)
+    assert ran["use1"]["inputs"]["b"] == ran["use2"]["inputs"]["b"]
+    assert ran["use1"]["input_code"] == ran["use2"]["input_code"]
+    assert _executed(p, "cli-threads") == 0  # a new process keys each one as the first did
+    assert _executed(p, "cli-threads") == 0
+    for how in ("cli-processes", "script-threads", "script-processes"):
+        assert _executed(p, how) == 0, how
+
+
+@pytest.mark.parametrize("first", ["script-threads", "script-processes", "cli-processes"])
+def test_a_script_class_is_named_alike_however_its_producer_ran(tmp_path: Path, first: str) -> None:
+    # ``python flow.py`` defines Box in __main__, a process-pool worker of the CLI in a module
+    # it has not imported: each names it as ``etherealfabric run`` imports the file
+    p = Cli(tmp_path, **{"flow.py": BOX_FLOW})
+    assert _executed(p, first) == 4
+    if first.startswith("cli"):
+        code = _inputs(p)["use1"]["input_code"]["b"]
+        assert {"flow.Box", "flow.Base", "flow.Box.__init__"} <= set(code), code
+        assert not any(name.startswith("package:") for name in code), code
+    for how in _RUNS:
+        assert _executed(p, how) == 0, how

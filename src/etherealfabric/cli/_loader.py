@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DefinitionError
-from ..hashing._usercode import SCRIPT_MODULE_PREFIX
+from ..hashing._usercode import script_module_name
 from ..workflow import Workflow
 
 __all__ = ["WorkflowFileError", "load_workflow", "split_target"]
@@ -62,7 +62,7 @@ def load_workflow(target: str) -> Workflow:
 
 
 def _import(path: Path) -> object:
-    module_name = SCRIPT_MODULE_PREFIX + re.sub(r"\W", "_", path.stem)
+    module_name = script_module_name(path.stem)
     spec = importlib.util.spec_from_file_location(module_name, path.resolve())
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
         raise DefinitionError(f"cannot import {path}")

@@ -63,6 +63,7 @@ from ._scan import ENVIRONMENT_READ, display_path
 from ._source import (
     class_bytecode,
     code_digest,
+    code_file,
     has_own_code,
     normalized_source,
     unwrap,
@@ -221,7 +222,7 @@ def _warn_uncovered(obj: object, uncovered: tuple[str, ...]) -> None:
     if code is None:
         warnings.warn(message, FingerprintWarning, stacklevel=3)
     else:
-        warnings.warn_explicit(message, FingerprintWarning, code.co_filename, code.co_firstlineno)
+        warnings.warn_explicit(message, FingerprintWarning, code_file(root), code.co_firstlineno)
 
 
 # -- the traversal ---------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def _analyse(obj: Any) -> _Piece:
         refs.function(obj, name)
     normalized, source = normalized_source(obj), "ast"
     code = getattr(obj, "__code__", None)
-    filename = display_path(code.co_filename) if code is not None else _class_file(obj)
+    filename = display_path(code_file(obj)) if code is not None else _class_file(obj)
     if normalized is None:
         body = class_bytecode(obj) if isinstance(obj, type) else code_digest(obj.__code__)
         normalized = (body, body, code.co_firstlineno if code is not None else 0)

@@ -41,7 +41,14 @@ from . import _encoder
 from ._builtins import hash_plain
 from ._fingerprint import code_fingerprint, generation
 from ._packages import is_stdlib, package_parts, package_versions
-from ._usercode import is_user_code, is_user_module, is_user_top, qualified_name
+from ._usercode import (
+    defined_in,
+    is_user_code,
+    is_user_module,
+    is_user_top,
+    qualified_name,
+    script_module,
+)
 
 __all__ = [
     "PICKLING",
@@ -213,10 +220,11 @@ def _name(obj: Any) -> str:
     top = module.partition(".")[0]
     if top in _NOT_KEYED or is_stdlib(top):
         return ""
-    if is_user_code(obj):
+    script = script_module(module, defined_in(obj))
+    if script is not None or is_user_code(obj):
         qualname = getattr(obj, "__qualname__", None)
         if isinstance(qualname, str) and "<" not in qualname:
-            return f"{module}:{qualname}"
+            return f"{script or module}:{qualname}"
         return ""  # local code, which cloudpickle writes by value (its bytes are in the pickle)
     return "" if _is_user_top(top) else top
 
@@ -280,18 +288,32 @@ def _parts(names: tuple[str, ...], objs: tuple[Any, ...], mode: str) -> list[tup
 def _resolve(module: str, qualname: str) -> Any:
     """The object ``module:qualname`` names in this process, or None. A user module not
     imported yet is imported (as unpickling the output would); nothing else is (the names
-    come from stored records)."""
-    if module == "__mp_main__":  # a script, as a spawned worker names it
+    come from stored records). A script is named as ``etherealfabric run`` imports it
+    (:func:`~._usercode.script_module`), which is ``__main__`` when it runs as ``python
+    flow.py``."""
+    if module == "__mp_main__":  # a script, as a spawned worker named it (older records)
         module = "__main__"
     try:
         obj: Any = sys.modules.get(module)
-        if obj is None and is_user_top(module.partition(".")[0]):  # never a library's
+        if obj is None and script_module(module) is not None:
+            obj = _running_script(module)
+        elif obj is None and is_user_top(module.partition(".")[0]):  # never a library's
             obj = importlib.import_module(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except Exception:
         return None
     return obj if isinstance(obj, _CODE_TYPES) else None
+
+
+def _running_script(name: str) -> Any:
+    """The script run as ``__main__`` (``__mp_main__`` in a spawned worker) if
+    ``etherealfabric run`` would name it ``name``, else None."""
+    for main in ("__main__", "__mp_main__"):
+        loaded = sys.modules.get(main)
+        if loaded is not None and script_module(main, vars(loaded)) == name:
+            return loaded
+    return None
 
 
 def with_code(digest: str, names: Iterable[str]) -> str:

@@ -44,7 +44,7 @@ from ._encoder import Encoder, has_encoding, type_name
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._scan import body_imports, dynamic_lookups
-from ._source import is_constant, member_functions, unwrap, wrapper_chain
+from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References", "code_names"]
@@ -456,4 +456,4 @@ def _stable_var(var: str) -> str:
 
 def _generated(fn: types.FunctionType) -> bool:
     """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
-    return fn.__code__.co_filename.startswith("<")
+    return code_file(fn).startswith("<")  # not a function cloudpickle rebuilt

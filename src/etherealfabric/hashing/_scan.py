@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._packages import is_stdlib
-from ._source import source_statements
+from ._source import code_file, source_statements
 from ._usercode import is_user_module, is_user_top
 
 __all__ = [
@@ -96,7 +96,7 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
     if _TRIGGERS.isdisjoint(code_names) and not _names_environment(code_names, namespace):
         return found
     parsed = source_statements(fn)
-    where = display_path(fn.__code__.co_filename)
+    where = display_path(code_file(fn))
     if parsed is None:  # no source: name the construct, at the function's first line
         for name in sorted(_TRIGGERS.intersection(code_names) - {"getattr"}):
             found.uncovered.append(Lookup(f"{name}(...)", f"{where}:{fn.__code__.co_firstlineno}"))

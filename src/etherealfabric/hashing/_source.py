@@ -8,6 +8,11 @@ all the decorator lines of the definition, and with only the user's own (Etherea
 bytecode, constants and names; a class is its bases, constant attributes and its own
 methods' bytecode.
 
+A function cloudpickle rebuilt from a pickle (:func:`code_file`) is read from the file it was
+written in, as the function it is a copy of: unpickling an instance of a class pickled by value
+in the process that defined it (the CLI registers a workflow file for that, and ``__main__``
+always is) sets the class's methods again, as such copies, on the class itself.
+
 Also here: the small helpers that look inside functions and classes (following decorators,
 listing the functions behind a class attribute, telling constants apart), shared with the
 traversal in :mod:`etherealfabric.hashing._fingerprint`.
@@ -35,6 +40,7 @@ from ._usercode import qualified_name
 __all__ = [
     "class_bytecode",
     "code_digest",
+    "code_file",
     "has_own_code",
     "is_constant",
     "member_functions",
@@ -50,6 +56,8 @@ _SCALARS = (
 )  # fmt: skip
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _MAX_UNWRAP = 100
+#: the file name cloudpickle gives the code of a function it rebuilds from a pickle
+_REBUILT = "<dynamic-code>"
 
 
 # -- looking inside functions and classes ----------------------------------------------------
@@ -108,6 +116,18 @@ def is_constant(value: object, depth: int = 0) -> bool:
     return False
 
 
+def code_file(fn: types.FunctionType) -> str:
+    """The file ``fn``'s code was compiled from. cloudpickle names the code of a function it
+    rebuilt ``<dynamic-code>`` (its bytecode and first line are the original's); the globals
+    it rebuilt with keep the ``__file__`` of the module the function was written in."""
+    filename = fn.__code__.co_filename
+    if filename == _REBUILT:
+        path = fn.__globals__.get("__file__")
+        if isinstance(path, str) and path:
+            return path
+    return filename
+
+
 def has_own_code(obj: Any) -> bool:
     """Functions, and classes with methods written in their own module."""
     if not isinstance(obj, type):
@@ -163,14 +183,39 @@ def _source_lines(obj: Any) -> tuple[list[str], int]:
         found = _class_lines(obj)
         if found is not None:
             return found
+    if isinstance(obj, types.FunctionType) and obj.__code__.co_filename == _REBUILT:
+        return _rebuilt_lines(obj)
     return inspect.getsourcelines(_own_code(obj))
+
+
+def _rebuilt_lines(fn: types.FunctionType) -> tuple[list[str], int]:
+    """The lines of a function cloudpickle rebuilt (:func:`code_file`): the block at its first
+    line in its module's file, if that block defines a function of its name (else OSError,
+    as for a function without source)."""
+    path, first = code_file(fn), fn.__code__.co_firstlineno
+    lines = linecache.getlines(path) if path != _REBUILT else []
+    if not 0 < first <= len(lines):
+        raise OSError(f"could not get source code of {fn.__qualname__}")
+    block = inspect.getblock(lines[first - 1 :])
+    try:
+        statements = _parse("".join(block))[0]
+    except SyntaxError as exc:
+        raise OSError(f"could not get source code of {fn.__qualname__}") from exc
+    name = fn.__code__.co_name  # not __name__, which functools.wraps sets
+    defines = [s for s in statements if isinstance(s, _DEFS[:2]) and s.name == name]
+    is_lambda = name == "<lambda>" and any(
+        isinstance(n, ast.Lambda) for s in statements for n in ast.walk(s)
+    )
+    if len(statements) != 1 or not (defines or is_lambda):
+        raise OSError(f"could not get source code of {fn.__qualname__}")
+    return block, first
 
 
 def _class_lines(cls: type) -> tuple[list[str], int] | None:
     """The lines of ``cls`` in the one file its own methods come from, if that is not its
     module's file (else None: ``inspect`` finds them)."""
     files = {
-        fn.__code__.co_filename
+        code_file(fn)
         for member in vars(cls).values()
         for fn in member_functions(member)
         if fn.__module__ == cls.__module__

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import re
 import site
 import sys
 import sysconfig
@@ -27,12 +28,15 @@ from typing import Any
 
 __all__ = [
     "SCRIPT_MODULE_PREFIX",
+    "defined_in",
     "is_library_file",
     "is_user_code",
     "is_user_module",
     "is_user_top",
     "module_label",
     "qualified_name",
+    "script_module",
+    "script_module_name",
 ]
 
 #: the module name the workflow-file loader gives a script it runs
@@ -183,6 +187,23 @@ def module_label(name: str, namespace: Mapping[str, Any] | None = None) -> str:
     return name
 
 
+def script_module(name: str, namespace: Mapping[str, Any] | None = None) -> str | None:
+    """The name ``etherealfabric run`` imports a script under (``etherealfabric_workflow_flow``
+    for ``flow.py``), for a module of that name or a script run as ``__main__`` (or
+    ``__mp_main__``, in a spawned worker) with a file; None for any other module."""
+    if name.startswith(SCRIPT_MODULE_PREFIX):
+        return name
+    if name not in ("__main__", "__mp_main__"):
+        return None
+    label = module_label(name, namespace)
+    return None if label == name else script_module_name(label)
+
+
+def script_module_name(stem: str) -> str:
+    """The module name ``etherealfabric run`` imports the script ``<stem>.py`` under."""
+    return SCRIPT_MODULE_PREFIX + re.sub(r"\W", "_", stem)
+
+
 def qualified_name(obj: Any) -> str:
     """``module.qualname`` of a function or class, with scripts named after their file."""
     try:
@@ -192,11 +213,11 @@ def qualified_name(obj: Any) -> str:
 
 
 def _qualified_uncached(obj: Any) -> str:
-    label = module_label(getattr(obj, "__module__", "?") or "?", _defined_in(obj))
+    label = module_label(getattr(obj, "__module__", "?") or "?", defined_in(obj))
     return f"{label}.{getattr(obj, '__qualname__', '?')}"
 
 
-def _defined_in(obj: Any) -> Mapping[str, Any] | None:
+def defined_in(obj: Any) -> Mapping[str, Any] | None:
     """The globals ``obj`` was defined in: a function's, or those of a class's first method
     (a class keeps no globals of its own); None when it cannot tell."""
     found = getattr(obj, "__globals__", None)
