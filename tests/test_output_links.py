@@ -208,3 +208,38 @@ def test_a_link_above_the_root_is_followed(tmp_path: Path) -> None:
     again = _run(project)
     assert "0 executed, 1 cached" in again.stderr, again.stderr
     assert (real / "out" / "dir" / "x.txt").read_text() == "x\n"
+
+
+MAP_FLOW = """
+from pathlib import Path
+from etherealfabric import File, Workflow, node, root_path
+
+@node
+def pages(n):
+    Path(root_path("out")).mkdir(exist_ok=True)
+    Path(root_path(f"out/{n}.txt")).write_text("made by the node\\n")
+    return File(root_path(f"out/{n}.txt"))
+
+with Workflow("links", root=".") as wf:
+    pages.map([1, 2])
+"""
+
+
+def test_a_map_child_is_not_restored_nor_run_through_a_link(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "flow.py").write_text(MAP_FLOW)
+    first = _run(project)
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for n in (1, 2):
+        (project / "out" / f"{n}.txt").unlink()
+        (elsewhere / f"{n}.txt").write_text("mine\n")
+    (project / "out").rmdir()
+    (project / "out").symlink_to(elsewhere)
+
+    refused = _run(project)
+    assert refused.returncode != 0, refused.stderr
+    assert f"the symbolic link {project / 'out'}" in refused.stderr, refused.stderr
+    assert [(elsewhere / f"{n}.txt").read_text() for n in (1, 2)] == ["mine\n", "mine\n"]
