@@ -18,10 +18,11 @@ shape), and a record that fails either check is a miss with one warning naming t
 **File outputs.** A record may name stored files and folders (``files``, see
 ``store/_trees.py``). A hit is usable only once they are back where the node wrote them,
 under the workflow's ``root``: :meth:`ArtifactCache.lookup` restores every one that is
-missing or differs from its recorded digest (a dry run, ``read_only``, never writes), and a
-record whose stored files cannot be restored is a miss, with a warning, like one whose
-objects are gone. An output that is a returned ``File``/``Directory`` reaches downstream
-nodes and ``Results`` as a ``File``/``Directory`` of that path (:meth:`ArtifactCache.input_for`).
+missing or differs from its recorded digest (a dry run, ``read_only``, never writes); one
+that cannot be restored makes the hit a miss, with a warning, like a missing object; a
+symbolic link on its way refuses the hit, naming the link, but keeps the record
+(``store/_links.py``). A returned ``File``/``Directory`` output reaches downstream nodes
+and ``Results`` as a ``File``/``Directory`` of that path (:meth:`ArtifactCache.input_for`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..hashing._files import FileHashCache
 from ..journal import Journal
 from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
+from ..store._links import LinkedOutputError
 from ..store._loading import InputHandle, load_value
 from ..store._trees import restore_entry
 from ._files import file_value
@@ -115,6 +117,7 @@ class ArtifactCache:
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed, and why
         self.refused: dict[str, str] = {}
+        self.linked: dict[str, LinkedOutputError] = {}  # hits refused for a symbolic link
         #: maps whose whole-map hit was refused, by key: their usable children's records, for
         #: the map's run to take instead of looking them up again (run/_mapcheck.py)
         self.checked_children: dict[str, dict[str, dict[str, Any]]] = {}
@@ -160,7 +163,12 @@ class ArtifactCache:
             return None
         problem = self._incomplete(record)
         if problem is None and record.get("files") and not self.read_only:
-            problem = self._restore(record)
+            try:
+                problem = self._restore(record)
+            except LinkedOutputError as exc:  # the record is kept; the node fails, naming
+                self.linked[key] = exc  # the link, and never runs (run/_tasks.py, _mapping.py)
+                self.refused.setdefault(key, str(exc))
+                return None
         if problem is not None:
             if self._writer is not None:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)

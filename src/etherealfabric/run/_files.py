@@ -10,7 +10,9 @@ downstream nodes receive a ``File`` pointing at ``root/path``
 ``Directory`` below the root *inside* an output (a dict of reports, a list of plots, an
 object) is pickled root-relative and stored too (:func:`capture_nested`); loaded, it points at
 the same path under the loader's root, and a cache hit puts its content back. Writes a node
-makes outside what it declared (or returned) are not tracked.
+makes outside what it declared (or returned) are not tracked. An output whose path is, or lies
+in, a symbolic link below the root is refused (``store/_links.py``): clearing fails the node
+before it runs, capturing after; nothing is deleted or stored through the link.
 
 **Drift.** :func:`snapshot` takes the size, mtime and ctime of every ``File`` and of every
 file below every ``Directory`` among a node's inputs when its task is built (right after
@@ -33,6 +35,7 @@ from ..errors import OutputError
 from ..hashing._usercode import is_library_file
 from ..hashing._values import hash_value
 from ..store import Store
+from ..store._links import refuse_links
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
 
 __all__ = [
@@ -62,14 +65,16 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
     """Before each attempt, empty the folders and remove the files the node declares in
     ``writes=``: they are its own (a cache hit restores them exactly as it left them), so what
     is stored after it ran is what this version wrote, never a partition an older version left
-    there, nor a declared file it no longer writes. A symbolic link is left alone."""
+    there, nor a declared file it no longer writes. A declared path that is, or lies in, a
+    symbolic link below the root fails the node before its code runs (``LinkedOutputError``,
+    naming the link): nothing is deleted through it. A link inside a declared folder goes (the
+    link, never what it points to)."""
     if root is None:
         return
     for relative in writes:
+        refuse_links(root, relative, node=node)
         path = os.path.join(root, relative)
         try:
-            if os.path.islink(path.rstrip(os.sep)):
-                continue
             if relative.endswith("/"):
                 if os.path.isdir(path):
                     for entry in os.scandir(path):
@@ -132,6 +137,7 @@ def capture_nested(
     for relative in dict.fromkeys(relatives):
         if relative in files:
             continue
+        refuse_links(root, relative, node=node)  # (before the checks below follow it)
         path = os.path.join(root, *relative.rstrip("/").split("/"))
         kind = "Directory" if relative.endswith("/") else "File"
         if not (os.path.isdir(path) if kind == "Directory" else os.path.isfile(path)):

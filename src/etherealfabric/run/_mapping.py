@@ -47,6 +47,7 @@ from ..plan._maps import (
     map_keys,
 )
 from ..states import EventKind, NodeStatus
+from ..store._links import LinkedOutputError
 from ._files import snapshot
 from ._mapcheck import checked_records
 from ._maperrors import child_failed
@@ -207,6 +208,9 @@ class Maps:
         size = min(run.chunk_size, max(1, math.ceil(len(run.todo) / 4)))
         indexes = [run.todo.popleft() for _ in range(min(size, len(run.todo)))]
         indexes = take(self.host, run, indexes)  # their leases, in one transaction
+        if refused := self._linked(run, indexes):  # their hits' files lie behind a link
+            indexes = [i for i in indexes if i not in dict(refused)]
+            self._ended(run, refused)
         if not indexes:  # leased by another run, or finished by it
             self._check(run)
             return
@@ -219,6 +223,17 @@ class Maps:
             self._unsendable(run, indexes, exc)
             return
         self._out(run, ChunkToken(run, indexes), future)
+
+    def _linked(self, run: MapRun, indexes: list[int]) -> list[tuple[int, TaskResult]]:
+        """Children whose hit was refused for a symbolic link (``ArtifactCache.linked``): they
+        fail, naming it, and do not run (their code would write through it)."""
+        refused = []
+        for index in indexes:
+            child = run.children[index]
+            if (linked := self.host.cache.linked.pop(child.key, None)) is not None:
+                error = LinkedOutputError(f"node {child.name!r}: {linked}", node=child.name)
+                refused.append((index, failure(child, error)))
+        return refused
 
     def _out(self, run: MapRun, token: ChunkToken | CollectToken, future: Any) -> None:
         run.in_flight += 1

@@ -19,6 +19,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError, rai
 from ..plan._graph import InputRef
 from ..plan._keys import KeyInfo
 from ..store import Store
+from ..store._links import LinkedOutputError
 from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
 from ._files import snapshot
@@ -44,6 +45,9 @@ def build_task(
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads."""
     spec = info.spec
+    linked = cache.linked.pop(info.key, None)
+    if linked is not None:  # its hit's files would go through a symbolic link: not run at all
+        raise LinkedOutputError(f"node {spec.name!r}: {linked}", node=spec.name, link=linked.link)
     warn_file_paths(spec)  # a str naming a data file: its content is not in the key
     sizes: list[int] = []
     bad: list[StoreError] = []

@@ -29,6 +29,11 @@ store others can write, by hashing the copy once it is made. A restored folder i
 the recorded one: what is below it and not in its manifest (a stale partition, a file a later
 version of the node wrote) is removed. Nothing outside a declared folder is ever deleted.
 
+No symbolic link is followed to delete or write (``store/_links.py``): an output whose path,
+or a folder on the way to it below the root, is a link is refused (capturing and restoring
+raise ``LinkedOutputError``); inside a restored folder a link where a file or folder belongs
+is replaced by it, and one the manifest does not name is removed (the link, never its target).
+
 Paths read from a record or a manifest may come from a store others write: each is checked
 (:func:`path_problem`) before it becomes a path, so nothing is ever written outside the root.
 """
@@ -51,6 +56,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, St
 from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache, file_digest, mapped_digest
 from ._base import Store, check_digest
+from ._links import real_folders, refuse_links
 
 log = logging.getLogger("etherealfabric")
 
@@ -104,6 +110,7 @@ def capture_path(store: Store, root: str, relative: str) -> dict[str, Any]:
     A relative path ending with ``/`` must be a folder, any other a file;
     :class:`OutputError` (naming the path) if it is missing or of the other kind.
     """
+    refuse_links(root, relative)  # (LinkedOutputError: an OutputError naming the link)
     path = _under(root, relative)
     want_folder = relative.endswith("/")
     try:
@@ -278,21 +285,28 @@ def restore_entry(
     from ``file_cache`` when their stat is unchanged). Raises :class:`ArtifactMissingError` or
     :class:`CorruptArtifactError` (with ``digest``) when a stored object is unusable.
     """
-    target = _under(root, relative)
+    refuse_links(root, relative)  # never through a link: it would act on what it points to
+    names = relative.rstrip("/").split("/")
     if entry["kind"] == "file":
+        folder = real_folders(root, names[:-1], replace_links=False)
         item = (str(entry["digest"]), int(entry["size"]), bool(entry.get("exec", False)))
+        target = os.path.join(folder, names[-1])
         return _restore_file(store, target, *item, verify=verify, file_cache=file_cache)
     written = 0
-    _make_folder(target)
+    target = real_folders(root, names, replace_links=False)
     members = read_manifest(store, str(entry["digest"]), verify=verify)
+    ready: set[str] = {""}  # folders below target made real already (links inside replaced)
     for member in members:
-        path = _under(target, member[0])
-        if member[1] == "dir":
-            _make_folder(path)
-        else:
+        name = member[0].rstrip("/")
+        folder = name if member[1] == "dir" else name.rpartition("/")[0]
+        if folder not in ready:
+            real_folders(target, folder.split("/"), replace_links=True)
+            parts = folder.split("/")
+            ready.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        if member[1] != "dir":
             written += _restore_file(
-                store, path, member[2], member[3], bool(member[4]), verify=verify,
-                file_cache=file_cache,
+                store, _under(target, name), member[2], member[3], bool(member[4]),
+                verify=verify, file_cache=file_cache,
             )  # fmt: skip
     return written + _remove_extras(target, members)
 
@@ -327,12 +341,6 @@ def _remove_extras(folder: str, members: list[list[Any]]) -> int:
     return removed
 
 
-def _make_folder(path: str) -> None:
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise StoreError(f"cannot restore the folder {path}: something else is there", path=path)
-    os.makedirs(path, exist_ok=True)
-
-
 def _restore_file(
     store: Store,
     target: str,
@@ -345,10 +353,10 @@ def _restore_file(
 ) -> int:
     if _already_there(target, digest, size, file_cache):
         return 0
-    folder = os.path.dirname(target)
-    _make_folder(folder)
-    if os.path.isdir(target):
-        raise StoreError(f"cannot restore the file {target}: a folder is there", path=target)
+    folder = os.path.dirname(target)  # a real folder (restore_entry): no link on the way
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(target).st_mode):  # (a link is replaced, never followed)
+            raise StoreError(f"cannot restore the file {target}: a folder is there", path=target)
     temp = os.path.join(folder, f".ef-restore-{os.getpid()}-{os.urandom(6).hex()}")
     try:
         _copy_object(store, digest, temp, verify=verify)
@@ -364,7 +372,7 @@ def _restore_file(
 
 def _already_there(target: str, digest: str, size: int, file_cache: FileHashCache | None) -> bool:
     try:
-        info = os.stat(target)
+        info = os.lstat(target)  # a symbolic link is not the file: it is replaced
     except OSError:
         return False
     if not stat.S_ISREG(info.st_mode) or info.st_size != size:
