@@ -28,6 +28,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ._astform import canonical_text
+from ._blocks import getblock, getsourcelines
 from ._builtins import hash_plain
 from ._digest import digest_bytes
 from ._usercode import qualified_name
@@ -163,7 +164,7 @@ def _source_lines(obj: Any) -> tuple[list[str], int]:
         found = _class_lines(obj)
         if found is not None:
             return found
-    return inspect.getsourcelines(_own_code(obj))
+    return getsourcelines(_own_code(obj))
 
 
 def _class_lines(cls: type) -> tuple[list[str], int] | None:
@@ -188,7 +189,7 @@ def _class_lines(cls: type) -> tuple[list[str], int] | None:
         body = found.body
     assert found is not None
     start = (found.decorator_list[0] if found.decorator_list else found).lineno - 1
-    return inspect.getblock(lines[start:]), start + 1
+    return getblock(lines[start:]), start + 1
 
 
 def _own_code(obj: Any) -> Any:
