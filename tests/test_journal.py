@@ -336,3 +336,57 @@ def test_an_interrupt_right_after_begin_leaves_no_open_transaction(
         journal.start_run("r1", workflow="w", backend="local", nodes=1)
     with Journal(tmp_path / "journal.db") as again:
         assert again.get_run("r1")["status"] == "running"
+
+
+def test_a_new_journal_switches_to_wal_under_its_own_sync_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch of a new journal to WAL runs with the journal's ``synchronous`` (NORMAL:
+    one sync fewer than SQLite's default FULL on every first run in a new home); a durable
+    journal keeps FULL."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    for durable, level in ((False, 1), (True, 2)):
+        statements.clear()
+        with Journal(tmp_path / f"j{durable}" / "journal.db", durable=durable) as journal:
+            assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == level
+            assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        pragmas = [s for s in statements if s.startswith(("PRAGMA synchronous", "PRAGMA journal"))]
+        assert pragmas[:2] == [
+            f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
+            "PRAGMA journal_mode=WAL",
+        ]
+
+
+def test_a_run_shorter_than_a_checkpoint_tick_opens_no_checkpoint_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background checkpointer connects at its first tick: a short run opens (and syncs)
+    nothing more; a longer one is checkpointed as before."""
+    from etherealfabric.journal import _checkpoint
+
+    with Journal(tmp_path / "journal.db") as journal:
+        opened: list[object] = []
+        connect = sqlite3.connect
+        monkeypatch.setattr(
+            sqlite3, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k)
+        )
+        journal.start_checkpoints()
+        journal.start_run("r1", workflow="w", backend="local", nodes=1)
+        journal.stop_checkpoints()
+        assert opened == []
+        monkeypatch.setattr(_checkpoint, "EVERY_SECONDS", 0.01)
+        journal.start_checkpoints()
+        journal.start_run("r2", workflow="w", backend="local", nodes=1)
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.01)
+        journal.stop_checkpoints()
+        assert len(opened) == 1

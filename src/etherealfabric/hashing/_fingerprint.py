@@ -93,7 +93,7 @@ class Fingerprint:
     where: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Piece:
     """One function or class, analysed once: its own digests and what it refers to."""
 
@@ -110,7 +110,7 @@ class _Piece:
     bindings: tuple[Binding, ...] = ()  # the names it read in namespaces, and their objects
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Code:
     """A fingerprint before packages are keyed (they depend on the package-version mode)."""
 

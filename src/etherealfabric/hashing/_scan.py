@@ -65,7 +65,7 @@ class Lookup:
         return f"{self.construct} at {self.where}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Lookups:
     """What :func:`dynamic_lookups` found in one function."""
 
@@ -206,7 +206,7 @@ def _bound_name(alias: ast.alias, statement: ast.AST) -> str:
     return alias.name.split(".")[0] if isinstance(statement, ast.Import) else alias.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Scope:
     """What the names in one function's source are bound to."""
 

@@ -33,6 +33,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ._astform import canonical_text
+from ._blocks import getblock, getsourcelines
 from ._builtins import hash_plain
 from ._digest import digest_bytes
 from ._usercode import qualified_name
@@ -185,7 +186,7 @@ def _source_lines(obj: Any) -> tuple[list[str], int]:
             return found
     if isinstance(obj, types.FunctionType) and obj.__code__.co_filename == _REBUILT:
         return _rebuilt_lines(obj)
-    return inspect.getsourcelines(_own_code(obj))
+    return getsourcelines(_own_code(obj))
 
 
 def _rebuilt_lines(fn: types.FunctionType) -> tuple[list[str], int]:
@@ -196,7 +197,7 @@ def _rebuilt_lines(fn: types.FunctionType) -> tuple[list[str], int]:
     lines = linecache.getlines(path) if path != _REBUILT else []
     if not 0 < first <= len(lines):
         raise OSError(f"could not get source code of {fn.__qualname__}")
-    block = inspect.getblock(lines[first - 1 :])
+    block = getblock(lines[first - 1 :])
     try:
         statements = _parse("".join(block))[0]
     except SyntaxError as exc:
@@ -233,7 +234,7 @@ def _class_lines(cls: type) -> tuple[list[str], int] | None:
         body = found.body
     assert found is not None
     start = (found.decorator_list[0] if found.decorator_list else found).lineno - 1
-    return inspect.getblock(lines[start:]), start + 1
+    return getblock(lines[start:]), start + 1
 
 
 def _own_code(obj: Any) -> Any:

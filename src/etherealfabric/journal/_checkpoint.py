@@ -63,6 +63,10 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
+        # the connection is opened at the first tick: a run shorter than one (most short
+        # runs) opens none, and its open (two syncs of a new journal) never delays the run
+        if self._stop.wait(EVERY_SECONDS):
+            return
         try:
             conn = sqlite3.connect(str(self.path), timeout=0, isolation_level=None)
         except sqlite3.Error as exc:  # the writer's automatic checkpoint is not back yet:
@@ -71,12 +75,14 @@ class Checkpointer:
         wal = self.path.with_name(self.path.name + "-wal")
         try:
             conn.execute(f"PRAGMA busy_timeout={int(RESTART_WAIT_SECONDS * 1000)}")
-            while not self._stop.wait(EVERY_SECONDS):
+            while True:
                 try:
                     mode = "RESTART" if _size(wal) > RESTART_BYTES else "PASSIVE"
                     conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
                 except sqlite3.Error as exc:  # busy or locked: the next one will do
                     log.debug("background checkpoint of %s: %s", self.path, exc)
+                if self._stop.wait(EVERY_SECONDS):
+                    break
         finally:
             conn.close()
 

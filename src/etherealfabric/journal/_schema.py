@@ -334,8 +334,10 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise _open_error(path, exc) from exc
     try:
-        retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        # synchronous first: a new journal's switch to WAL then syncs as the journal does
+        # (one sync fewer than SQLite's default FULL); an existing one is in WAL already
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # see CACHE_KIB
     except sqlite3.DatabaseError as exc:

@@ -145,7 +145,7 @@ def _render(record: logging.LogRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
+@dataclass(eq=False)
 class _Installed:
     stdout: _Router | None
     stderr: _Router | None

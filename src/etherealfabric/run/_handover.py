@@ -58,7 +58,7 @@ class HandOverHost(Protocol):
     def _failed(self, name: str, result: TaskResult, info: KeyInfo | None = None) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Stored:
     """The completion-queue item of a node whose background write ended."""
 

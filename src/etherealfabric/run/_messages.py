@@ -36,7 +36,7 @@ def _host_name() -> str:
 HOST = _host_name()
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
     """Everything a worker needs to run one node; picklable with cloudpickle."""
 
@@ -70,7 +70,7 @@ class Task:
     background: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class Attempt:
     """One try of a node."""
 
@@ -86,7 +86,7 @@ class Attempt:
     opened: dict[str, bool | None] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(eq=False)
 class TaskResult:
     """What a worker hands back: output records, inline bytes of small outputs, attempts."""
 

@@ -35,7 +35,7 @@ class MapReport:
     whole: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class RunOutcome:
     """What happened to every node of a run."""
 

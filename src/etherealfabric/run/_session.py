@@ -41,7 +41,7 @@ __all__ = ["RunRequest", "execute_workflow", "new_run_id", "open_home"]
 log = logging.getLogger("etherealfabric")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunRequest:
     """How to run: resolved settings and the options of ``Workflow.execute``."""
 
