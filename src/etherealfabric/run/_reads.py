@@ -30,14 +30,15 @@ inside ``with etherealfabric.untracked():`` to leave it out.
 Native code opens files without Python's audit events (pyarrow's parquet reader, so
 ``pd.read_parquet``; polars; HDF5 libraries; a program the node starts). So the paths a node
 *names* count too (:func:`named_paths`): each string argument of the node as it received it
-(so a path an upstream node returned; or a string in a list, tuple or dict), and each string
-constant in its code (the function's, or the methods' of a class node), that names an existing
-file once the node has run, as if the node had opened it (its entry says ``"named"`` when the
-node never opened it through Python: a file it may have written, which the log says it names).
-A named folder counts when the name says it is one (a trailing ``/``, or a suffix:
-``"sales.parquet"`` as a partitioned dataset) and it lies below the root (or the working
-folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its tree's
-digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+(so a path an upstream node returned; or a string in a list, tuple or dict), the defaults of
+the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
+constants, and what the globals and module attributes it reads hold, as its fingerprint found
+them), that name an existing file once the node has run, as if the node had opened it (its
+entry says ``"named"`` when the node never opened it through Python: a file it may have
+written, which the log says it names). A named folder counts when nothing in it changed while
+the node ran (else the node wrote into it: its output) and it lies below the root (or the
+working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
+tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
 Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
 it) are not seen, nor files opened by threads the node starts: pass those as
 ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
@@ -148,9 +149,10 @@ def named_paths(
     """The existing files and folders a node names (see the module docstring): its string
     arguments (defaults included), and the texts of its code (:func:`code_texts`: ``texts``
     when computed already), noted as opened ones are (absolute, or ``./``-relative to the
-    working folder). A folder's path ends with a separator; a folder whose name does not say it
-    is one (a trailing ``/`` or a suffix) counts when the node started at ``since`` (seconds)
-    and nothing in it changed since then. ``hidden``: texts never looked at (secrets)."""
+    working folder). A folder's path ends with a separator. Given ``since``, when the node
+    started (seconds), a folder counts when nothing in it changed since then (else it is one
+    the node wrote into); else only one whose name says it is one (a trailing ``/`` or a
+    suffix). ``hidden``: texts never looked at (secrets)."""
     candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
     received = _argument_strings((*args, *_defaults_used(code, args, kwargs)), kwargs)
     for text in (*(code_texts(code) if texts is None else texts), *received):
@@ -169,11 +171,12 @@ def named_paths(
             continue
         if stat.S_ISREG(mode):
             found[as_opened(path)] = None
-        elif stat.S_ISDIR(mode) and (
-            candidates[path].endswith(os.sep)
-            or "." in os.path.basename(path)
-            or (since is not None and not _changed_since(path, since))
-        ):
+        elif not stat.S_ISDIR(mode):
+            continue
+        elif since is not None:  # unless the node wrote in it (natively: unseen)
+            if not _changed_since(path, since):
+                found[as_opened(path) + os.sep] = None
+        elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     return list(found)
 
@@ -211,7 +214,7 @@ def _defaults_used(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     used = [
         value
         for i, value in enumerate(defaults, start=first)
-        if i >= len(args) and 0 <= i and positional[i] not in kwargs
+        if i >= len(args) and i >= 0 and positional[i] not in kwargs
     ]
     return used + [v for k, v in (fn.__kwdefaults__ or {}).items() if k not in kwargs]
 
