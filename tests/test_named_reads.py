@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,145 @@ def test_a_named_folder_the_node_writes_into_is_not_one_it_reads(home: Path) -> 
     RAN.clear()
     warm = flow()  # b's file in out/ is no change for a
     assert (warm.executed, RAN) == (0, [])
+
+
+# -- paths named by a global, a default, or a folder without a suffix ---------------------------
+
+FLOW = """
+import pandas as pd
+from etherealfabric import Workflow, node
+import settings
+
+SALES = "sales.parquet"  # a module-level constant, as most projects write one
+
+
+@node
+def by_constant():
+    return int(pd.read_parquet(SALES)["a"].sum())
+
+
+@node
+def by_module_attribute():
+    return int(pd.read_parquet(settings.SALES_PQ)["a"].sum())
+
+
+@node
+def by_default(path="sales.parquet"):
+    return int(pd.read_parquet(path)["a"].sum())
+
+
+@node
+def by_folder():
+    return int(pd.read_parquet("data/pq")["a"].sum())
+
+
+@node
+def by_folder_argument(folder):
+    return int(pd.read_parquet(folder)["a"].sum())
+
+
+with Workflow("named") as wf:
+    by_constant(); by_module_attribute(); by_default(); by_folder(); by_folder_argument("data/pq")
+"""
+NODES = ("by_constant", "by_module_attribute", "by_default", "by_folder", "by_folder_argument")
+
+
+def cli(folder: Path, home: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(folder / home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_paths_in_globals_defaults_and_plain_folders_through_the_cli(tmp_path: Path) -> None:
+    """In fresh CLI processes: after the data changes, the home that ran the nodes before gets
+    what a fresh home computes (each result was a stale hit when only the node's own constants
+    and received arguments counted)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    (tmp_path / "flow.py").write_text(FLOW)
+    (tmp_path / "settings.py").write_text('SALES_PQ = "data/sales.parquet"\n')
+    (tmp_path / "data" / "pq").mkdir(parents=True)
+
+    def write(value: int) -> None:
+        frame = pd.DataFrame({"a": [value, 1]})
+        frame.to_parquet(tmp_path / "sales.parquet")
+        frame.to_parquet(tmp_path / "data" / "sales.parquet")
+        frame.to_parquet(tmp_path / "data" / "pq" / "part-0.parquet")
+
+    def results(home: str) -> dict[str, str]:
+        return {n: cli(tmp_path, home, "cat", "latest", n).stdout.strip() for n in NODES}
+
+    write(1)
+    cli(tmp_path, "same", "run", "-q", "flow.py")
+    assert results("same") == dict.fromkeys(NODES, "2")
+    write(2)
+    cli(tmp_path, "same", "run", "-q", "flow.py")
+    cli(tmp_path, "fresh", "run", "-q", "flow.py")
+    assert results("same") == results("fresh") == dict.fromkeys(NODES, "3")
+    warm = json.loads(cli(tmp_path, "same", "run", "flow.py", "--json").stdout)
+    assert warm["executed"] == 0 and warm["cached"] == len(NODES)
+
+
+def test_a_default_replaced_by_an_argument_is_not_named(tmp_path: Path) -> None:
+    Path("a.csv").write_text("a")
+    Path("b.csv").write_text("b")
+
+    def load(path: str = "a.csv", *, other: str = "b.csv") -> None: ...
+
+    assert _reads.named_paths(load, (), {}) == ["./a.csv", "./b.csv"]
+    assert _reads.named_paths(load, ("b.csv",), {}) == ["./b.csv"]
+    assert _reads.named_paths(load, (), {"path": "x", "other": "y"}) == []
+
+
+SOURCE = "in.csv"
+
+
+def test_a_rebound_global_names_its_new_path(tmp_path: Path) -> None:
+    """A notebook cell rebinding the global: the next graph build's texts follow it."""
+    global SOURCE
+    from etherealfabric.hashing._fingerprint import recheck_bindings
+
+    Path("in.csv").write_text("1")
+    Path("other.csv").write_text("2")
+
+    def read() -> str:
+        return SOURCE
+
+    assert _reads.named_paths(read, (), {}) == ["./in.csv"]
+    SOURCE = "other.csv"
+    try:
+        recheck_bindings()
+        assert _reads.named_paths(read, (), {}) == ["./other.csv"]
+    finally:
+        SOURCE = "in.csv"
+
+
+def test_a_folder_the_node_writes_into_natively_is_not_read(tmp_path: Path, home: Path) -> None:
+    """A named folder is checked only when nothing in it changed while the node ran: one it
+    writes into (by native code, unseen; even named "out/") is its output, and another node
+    writing there later is no change for it."""
+    Path("results/out").mkdir(parents=True)
+    Path("data/pq").mkdir(parents=True)
+    (Path("data/pq") / "part-0.txt").write_text("1")
+
+    @node
+    def export(name: str) -> str:
+        source, target = "data/pq", "results/out"  # neither says it is a folder
+        subprocess.run(["cp", "-r", source, os.path.join(target, name)], check=True)
+        subprocess.run(["cp", "-r", source, f"out/{name}"], check=True)
+        return name
+
+    with Workflow("exports", root=".") as wf:
+        wf.add_dependency(export("a"), export("b"))  # b writes after a
+    Path("out").mkdir()
+    assert wf.execute().executed == 2
+    reads = {n: list(r["reads"]) for n, r in records(home).items()}
+    assert reads == {"export": ["./data/pq/"], "export-2": ["./data/pq/"]}, reads
+    assert wf.execute().cached == 2
+    (Path("data/pq") / "part-1.txt").write_text("2")  # a new partition: both run again
+    assert wf.execute().executed == 2
+    assert wf.execute().cached == 2

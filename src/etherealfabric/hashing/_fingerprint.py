@@ -71,7 +71,13 @@ from ._source import (
 )
 from ._usercode import is_user_code, qualified_name
 
-__all__ = ["Fingerprint", "FingerprintWarning", "code_fingerprint", "recheck_bindings"]
+__all__ = [
+    "Fingerprint",
+    "FingerprintWarning",
+    "bound_values",
+    "code_fingerprint",
+    "recheck_bindings",
+]
 
 _V = TypeVar("_V")
 
@@ -194,6 +200,18 @@ def code_fingerprint(obj: Callable[..., object] | type) -> Fingerprint:
     result = Fingerprint(digest, parts, code.source, code.uncovered, code.where)
     _FINGERPRINTS.set(obj, (mode, gen, result))
     return result
+
+
+def bound_values(obj: Callable[..., object] | type) -> tuple[object, ...]:
+    """The data the names of ``obj``'s own code read held when it was fingerprinted: the
+    values of the globals, and of the attributes of user modules, its body (a class's methods)
+    reads (``SALES = "sales.parquet"``, ``config.PATHS``); not code, modules, nor what helpers
+    read. A memoized analysis: a lookup once ``obj`` was keyed."""
+    code_fingerprint(obj)  # (a rebound name is analysed again, as the key saw it)
+    values = (binding.value() for binding in _piece(_root(obj)).bindings)
+    return tuple(
+        v for v in values if not (v is None or callable(v) or isinstance(v, types.ModuleType))
+    )
 
 
 def _still_bound(code: _Code) -> bool:

@@ -66,6 +66,10 @@ class Binding:
         except TypeError:  # an int, a str, a dict...: held (small, or replaced at the next check)
             self._ref, self._obj = None, obj
 
+    def value(self) -> object:
+        """The object the name was bound to (None once a weakly held one is gone)."""
+        return self._ref() if self._ref is not None else self._obj
+
     def holds(self) -> bool:
         """Whether the name is still bound to the same object (not rebound, nor deleted)."""
         bound = self._ref() if self._ref is not None else self._obj

@@ -68,6 +68,8 @@ class Task:
     #: store while its consumers run (``TaskResult.writing``)
     hand_over: bool = False
     background: bool = False
+    #: the texts of the node's code that may name files it reads (run/_reads.py: code_texts)
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(eq=False)

@@ -30,14 +30,15 @@ inside ``with etherealfabric.untracked():`` to leave it out.
 Native code opens files without Python's audit events (pyarrow's parquet reader, so
 ``pd.read_parquet``; polars; HDF5 libraries; a program the node starts). So the paths a node
 *names* count too (:func:`named_paths`): each string argument of the node as it received it
-(so a path an upstream node returned; or a string in a list, tuple or dict), and each string
-constant in its code (the function's, or the methods' of a class node), that names an existing
-file once the node has run, as if the node had opened it (its entry says ``"named"`` when the
-node never opened it through Python: a file it may have written, which the log says it names).
-A named folder counts when the name says it is one (a trailing ``/``, or a suffix:
-``"sales.parquet"`` as a partitioned dataset) and it lies below the root (or the working
-folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its tree's
-digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+(so a path an upstream node returned; or a string in a list, tuple or dict), the defaults of
+the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
+constants, and what the globals and module attributes it reads hold, as its fingerprint found
+them), that name an existing file once the node has run, as if the node had opened it (its
+entry says ``"named"`` when the node never opened it through Python: a file it may have
+written, which the log says it names). A named folder counts when nothing in it changed while
+the node ran (else the node wrote into it: its output) and it lies below the root (or the
+working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
+tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
 Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
 it) are not seen, nor files opened by threads the node starts: pass those as
 ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
@@ -59,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
+from ..hashing._fingerprint import bound_values, generation
 from ..hashing._usercode import is_library_file
 from ._audit import HERE, as_opened
 from ._folders import (
@@ -83,6 +85,7 @@ __all__ = [
     "MAX_FOLDER_BYTES",
     "MAX_READS",
     "changed_read",
+    "code_texts",
     "files_read",
     "named_paths",
     "path_texts",
@@ -115,7 +118,8 @@ def task_reads(
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
-    named = named_paths(task.code, args, kwargs, hidden=secrets)
+    started = attempts[-1].started_at
+    named = named_paths(task.code, args, kwargs, hidden=secrets, texts=task.names, since=started)
     if not opened and not named:
         return {}
     seen = {os.path.abspath(p) for p in opened} if named else set()
@@ -139,14 +143,19 @@ def named_paths(
     kwargs: Mapping[str, Any],
     *,
     hidden: Collection[object] = (),
+    texts: tuple[str, ...] | None = None,
+    since: float | None = None,
 ) -> list[str]:
     """The existing files and folders a node names (see the module docstring): its string
-    arguments, and the string constants of its code, noted as opened ones are (absolute, or
-    ``./``-relative to the working folder). A folder's path ends with a separator; only folders
-    whose name says so (a trailing ``/`` or a suffix) count. ``hidden``: texts never looked at
-    (secrets)."""
+    arguments (defaults included), and the texts of its code (:func:`code_texts`: ``texts``
+    when computed already), noted as opened ones are (absolute, or ``./``-relative to the
+    working folder). A folder's path ends with a separator. Given ``since``, when the node
+    started (seconds), a folder counts when nothing in it changed since then (else it is one
+    the node wrote into); else only one whose name says it is one (a trailing ``/`` or a
+    suffix). ``hidden``: texts never looked at (secrets)."""
     candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
-    for text in (*_code_strings(code), *_argument_strings(args, kwargs)):
+    received = _argument_strings((*args, *_defaults_used(code, args, kwargs)), kwargs)
+    for text in (*(code_texts(code) if texts is None else texts), *received):
         if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
             continue
         if hidden and text in hidden:
@@ -162,23 +171,86 @@ def named_paths(
             continue
         if stat.S_ISREG(mode):
             found[as_opened(path)] = None
-        elif stat.S_ISDIR(mode) and (
-            candidates[path].endswith(os.sep) or "." in os.path.basename(path)
-        ):
+        elif not stat.S_ISDIR(mode):
+            continue
+        elif since is not None:  # unless the node wrote in it (natively: unseen)
+            if not _changed_since(path, since):
+                found[as_opened(path) + os.sep] = None
+        elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     return list(found)
 
 
+def _changed_since(folder: str, since: float) -> bool:
+    """Whether an entry of ``folder`` (of its first :data:`MAX_READS`, at any depth) was
+    modified at or after ``since``: an output folder the node wrote into (natively, unseen)."""
+    todo, seen = [folder], 0
+    while todo and seen <= MAX_READS:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    info = entry.stat(follow_symlinks=False)
+                    if info.st_mtime >= since:
+                        return True
+                    if stat.S_ISDIR(info.st_mode):
+                        todo.append(entry.path)
+        except OSError:
+            return True  # unreadable: not a folder to check
+    return False
+
+
+def _defaults_used(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
+    """The default values of the parameters the node did not receive: received as well
+    (``def total(path="sales.parquet")`` called as ``total()``); a class node's ``__init__``'s."""
+    fn = getattr(code, "__init__", None) if isinstance(code, type) else code
+    if not isinstance(fn, FunctionType):
+        return []
+    positional = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    if isinstance(code, type):
+        positional = positional[1:]  # self
+    defaults = fn.__defaults__ or ()
+    first = len(positional) - len(defaults)  # the first parameter with a default
+    used = [
+        value
+        for i, value in enumerate(defaults, start=first)
+        if i >= len(args) and i >= 0 and positional[i] not in kwargs
+    ]
+    return used + [v for k, v in (fn.__kwdefaults__ or {}).items() if k not in kwargs]
+
+
 _NOT_PATHS = frozenset({".", "..", "./", "../", os.sep, "~"})
-#: the strings of each node's code that may be paths, by code object (computed once)
-_strings: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+#: the texts of each node's code that may be paths, by code object: (binding generation, texts)
+_strings: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = weakref.WeakKeyDictionary()
 
 
-def _code_strings(code: Any) -> tuple[str, ...]:
+def code_texts(code: Any) -> tuple[str, ...]:
+    """The texts of a node's code that may name files: its string constants (a class node's
+    methods', and its class attributes), and the texts the globals and user-module attributes
+    its code reads hold (``SALES = "sales.parquet"``, ``config.PATHS``; as its code fingerprint
+    found them). Computed once per code object (and graph build: a rebound global counts);
+    the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
+    the code again."""
+    gen = generation()
+    with suppress(KeyError, TypeError):
+        known = _strings[code]
+        if known[0] == gen:
+            return known[1]
     try:
-        return _strings[code]
-    except (KeyError, TypeError):
-        pass
+        bound: tuple[object, ...] = bound_values(code)
+    except HashingError:  # not fingerprintable: its constants only
+        bound = ()
+    if isinstance(code, type):  # (a class attribute: read as self.PATH)
+        bound += tuple(v for k, v in vars(code).items() if not k.startswith("__"))
+    texts = _constant_strings(code) + tuple(
+        islice((t for value in bound for t in path_texts(value)), 4 * MAX_READS)
+    )
+    with suppress(TypeError):  # not weakly referenceable: computed again next time
+        _strings[code] = (gen, texts)
+    return texts
+
+
+def _constant_strings(code: Any) -> tuple[str, ...]:
     functions = (
         [f for f in vars(code).values() if isinstance(f, FunctionType)]
         + [f.__func__ for f in vars(code).values() if isinstance(f, (staticmethod, classmethod))]
@@ -195,10 +267,7 @@ def _code_strings(code: Any) -> tuple[str, ...]:
                 texts.append(const)
             elif isinstance(const, (tuple, frozenset)):
                 texts += [c for c in const if isinstance(c, str)]
-    found = tuple(texts)
-    with suppress(TypeError):  # not weakly referenceable: computed again next time
-        _strings[code] = found
-    return found
+    return tuple(texts)
 
 
 def _argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:

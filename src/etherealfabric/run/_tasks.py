@@ -25,6 +25,7 @@ from ._cache import ArtifactCache
 from ._files import snapshot
 from ._messages import Task
 from ._preflight import warn_file_paths
+from ._reads import code_texts
 
 __all__ = ["build_task"]
 
@@ -87,5 +88,6 @@ def build_task(
         inputs_seen=snapshot([*args, *kwargs.values()]),
         hand_over=hand_over,
         background=background,
+        names=code_texts(spec.code),
     )
     return task, sum(sizes)
