@@ -24,6 +24,8 @@ from ._spec import check_node_name, plain_parameters
 
 __all__ = ["NodeFunction", "node"]
 
+_new_node = object.__new__
+
 
 class NodeFunction:
     """A plain function turned into a node factory by ``@node``.
@@ -81,7 +83,8 @@ class NodeFunction:
         if self.secret:  # the named parameters become Secrets (see define/_secret.py)
             label = self.name or self.fn.__name__
             args, kwargs = wrap_secret_params(self.fn, self.secret, label, args, kwargs)
-        fnode = FunctionNode(self, args, kwargs)
+        fnode = _new_node(FunctionNode)  # (FunctionNode(...) without type.__call__ and the
+        FunctionNode.__init__(fnode, self, args, kwargs)  # Python-level __new__: a call each)
         names = plain_parameters(self.fn)
         if kwargs or names is None or len(args) != len(names):
             fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site

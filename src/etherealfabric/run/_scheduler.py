@@ -284,7 +284,7 @@ class Scheduler(Rewinds, Fallbacks):
         self.outcome.status[name] = NodeStatus.CACHED
         self.outcome.outputs[name] = record["outputs"]
         self.outcome.keys[name] = info.key
-        self._emit(EventKind.NODE_CACHED, name, key=info.key)
+        self.bus.emit(Event(EventKind.NODE_CACHED, self.run_id, name, {"key": info.key}))
         self._release(name)
 
     def _retry_leased(self) -> None:
@@ -447,7 +447,8 @@ class Scheduler(Rewinds, Fallbacks):
                     del self._futures[other]
 
     def _release(self, name: str) -> None:
-        self._produced_at[name] = self._tick()
+        self._clock += 1  # (the rewind's clock: _tick, inline)
+        self._produced_at[name] = self._clock
         for child in self.graph.succs[name]:
             self._waiting[child] -= 1
             if self._waiting[child] == 0 and self.outcome.status[child] == NodeStatus.PENDING:
