@@ -176,9 +176,15 @@ class Scheduler(Rewinds, Fallbacks):
     def _loop(self) -> None:
         last_flush = last_renew = last_poll = time.monotonic()
         while self._ready or self._running or self._leased_elsewhere or self._maps.busy:
-            while self._ready and not self._stopping and self._room():
-                self._ahead.fetch(self._ready, self._key_of)  # shared store: in batches
-                self._start(self._ready.popleft())
+            while (
+                self._ready
+                and not self._stopping
+                and ((not self._running and not self._maps.in_flight) or self._room())
+            ):  # (nothing running: room, without _room's call; a warm run starts each so)
+                ready = self._ready
+                if len(ready) > 1 and ready[0] not in self._ahead.known:  # (fetch's own test)
+                    self._ahead.fetch(ready, self._key_of)  # shared store: in batches
+                self._start(ready.popleft())
             self._maps.pump()
             waiting = bool(self._leased_elsewhere) or self._maps.waiting
             waiting_for_others = waiting and not self._stopping
@@ -245,7 +251,7 @@ class Scheduler(Rewinds, Fallbacks):
     # -- starting a node ----------------------------------------------------------------------
     def _start(self, name: str) -> None:
         try:
-            info = self._ahead.pop(name) or self._key_of(name)
+            info = self._ahead.known.pop(name, None) or self._key_of(name)  # (LookAhead.pop)
             record = self._lookup(name, info.key)
         except Exception as exc:
             self._fail_before_start(name, exc)
