@@ -20,9 +20,11 @@ from ._files import check_writes
 from ._node import DEFAULT_OUTPUT, FunctionNode, MapNode, Node, OutputRef, OutputRefs
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler, check_timeout
 from ._secret import check_secret_names, wrap_secret_params
-from ._spec import check_node_name
+from ._spec import check_node_name, plain_parameters
 
 __all__ = ["NodeFunction", "node"]
+
+_new_node = object.__new__
 
 
 class NodeFunction:
@@ -81,8 +83,14 @@ class NodeFunction:
         if self.secret:  # the named parameters become Secrets (see define/_secret.py)
             label = self.name or self.fn.__name__
             args, kwargs = wrap_secret_params(self.fn, self.secret, label, args, kwargs)
-        fnode = FunctionNode(self, args, kwargs)
-        fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site
+        fnode = _new_node(FunctionNode)  # (FunctionNode(...) without type.__call__ and the
+        FunctionNode.__init__(fnode, self, args, kwargs)  # Python-level __new__: a call each)
+        names = plain_parameters(self.fn)
+        if kwargs or names is None or len(args) != len(names):
+            fnode._ef_spec_parts()  # bind now so a wrong call fails at the call site
+        # (else every parameter is given in order: the call is right, and the graph build
+        # names the arguments itself, no dict kept per node: a 100,000-node workflow holds
+        # 100,000 fewer objects for the collector to traverse, at every collection and exit)
         workflow.add_node(fnode)
         outputs = self.outputs
         if len(outputs) == 1:  # (the node's names are this function's, checked)

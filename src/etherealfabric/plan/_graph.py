@@ -204,8 +204,8 @@ _ATOMS = frozenset({int, str, float, bool, type(None), bytes})
 
 
 #: what the specs of one @node function share in a build: the spec fields that do not change
-#: from call to call (checked once), its output names, and whether its parameters are plain
-_Shared = tuple[dict[str, Any], tuple[str, ...], bool]
+#: from call to call (checked once), its output names, and its parameters' names if plain
+_Shared = tuple[dict[str, Any], tuple[str, ...], tuple[str, ...] | None]
 
 
 def _spec(
@@ -219,22 +219,25 @@ def _spec(
     of each @node function share (by the function's id), and each upstream output's
     :class:`InputRef` (by its node's id and its name)."""
     name = names[id(n)]
-    code, params = n._ef_spec_parts()
     # what does not change from one call of an @node function to the next (its options,
     # validated), computed once per function and build: most nodes of a large workflow are
     # calls of a few functions. A class node's options may be its instance's own.
     func = None
+    args, kwargs = n._ef_args, n._ef_kwargs
     if type(n) is FunctionNode:
         func, outputs = n._ef_func, n._ef_names
+        code = func.fn
         cached = shared.get(id(func))
         if cached is not None and cached[1] != outputs:  # (its outputs= was changed)
             cached = None
-        plain = cached[2] if cached is not None else plain_parameters(code) is not None
+        plain = cached[2] if cached is not None else plain_parameters(code)
+        params: dict[str, Any] | None = None  # every parameter given, in order: the call
+        if plain is None or kwargs or len(args) != len(plain):  # kept no bound dict then
+            params = n._ef_spec_parts()[1]
     else:
-        outputs, cached, plain = n.outputs.names, None, False
+        (code, params), outputs, cached, plain = n._ef_spec_parts(), n.outputs.names, None, None
     upstream: set[str] = set()
     convert: _Convert | None = None  # made for the values that are neither atom nor reference
-    args, kwargs = n._ef_args, n._ef_kwargs
     try:
         converted_args = []
         for value in args:  # atoms and references inline: most arguments
@@ -258,7 +261,9 @@ def _spec(
         if kwargs:
             convert = convert or _Convert(name, names, inputs, upstream)
             call_kwargs = {k: convert(v) for k, v in kwargs.items()}
-        if plain:  # the parameters are the arguments by name, then defaults: no 2nd look
+        if params is None:  # the parameters are the arguments, in order
+            converted_params = dict(zip(plain, call_args))  # type: ignore[arg-type]  # noqa: B905
+        elif plain is not None:  # the arguments by name, then defaults: no 2nd look
             converted_params = dict(zip(params, call_args))  # noqa: B905 (the first names)
             if len(converted_params) < len(params):
                 for k, v in params.items():

@@ -191,7 +191,7 @@ def node_key(
         ),
     )
     info: KeyInfo = object.__new__(KeyInfo)  # (its frozen __init__: a setattr per field)
-    input_code = {k: tuple(sorted(v)) for k, v in code_in.items() if v}
+    input_code = {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
     info.__dict__.update(
         key=key, spec=spec, param_hashes=param_hashes, inputs=inputs, input_code=input_code
     )

@@ -32,30 +32,31 @@ class LookAhead:
 
     def __init__(self, cache: ArtifactCache) -> None:
         self.cache = cache
-        self._infos: dict[str, KeyInfo] = {}
+        #: the keys computed ahead, by node (the scheduler looks here before calling fetch)
+        self.known: dict[str, KeyInfo] = {}
 
     def fetch(self, ready: deque[str], key_of: Callable[[str], KeyInfo]) -> None:
         """Compute the keys of (up to :data:`AHEAD`) ready nodes and prefetch their records,
         when the next node to start has no key yet (called before each start: cheap then)."""
-        if len(ready) < 2 or ready[0] in self._infos:
+        if len(ready) < 2 or ready[0] in self.known:
             return  # the next node's key is known: the last batch is not used up yet
         new = []
         for name in islice(ready, AHEAD):
-            if name in self._infos:
+            if name in self.known:
                 continue
             try:
                 info = key_of(name)
             except Exception:  # the node's start computes it again and reports the error
                 continue
-            self._infos[name] = info
+            self.known[name] = info
             new.append(info.key)
         if len(new) > 1:
             self.cache.read_ahead(new)
 
     def forget(self, name: str) -> None:
         """Drop the key computed ahead for ``name`` (its inputs are being recomputed)."""
-        self._infos.pop(name, None)
+        self.known.pop(name, None)
 
     def pop(self, name: str) -> KeyInfo | None:
         """The key computed ahead for ``name`` (once), or None."""
-        return self._infos.pop(name, None)
+        return self.known.pop(name, None)

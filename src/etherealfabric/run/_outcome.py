@@ -62,7 +62,7 @@ class RunOutcome:
 
     @property
     def failed(self) -> bool:
-        return self.interrupted or any(s == NodeStatus.FAILED for s in self.status.values())
+        return self.interrupted or NodeStatus.FAILED in self.status.values()
 
 
 @dataclass(frozen=True)
