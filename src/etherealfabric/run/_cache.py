@@ -1,14 +1,11 @@
 """The artifact cache: action records and small outputs, the journal's index in front of the store.
 
-With the default set-up the store *is* the home folder and the journal's ``actions`` and
-``blobs`` tables are the authoritative action cache (one SQLite transaction per batch instead
-of a file per tiny output: ~7 µs a record instead of ~0.3 ms). With a shared store (a different
-folder or, later, a bucket) workers also publish every action record and every object to it,
-and a lookup that misses the local index asks the store, then indexes what it found: a teammate
-with an empty journal gets cache hits.
+By default the store *is* the home folder and the journal's ``actions`` and ``blobs`` tables
+are the authoritative action cache (one SQLite transaction per batch, not a file per output).
+With a shared store (a folder or a bucket) workers also publish every record and object to it,
+and a lookup that misses the local index asks the store, then indexes what it found.
 
-"Complete" means an action record whose objects are present; a record whose large objects are
-gone is forgotten and counts as a miss. Digests are verified when objects are loaded.
+"Complete" means an action record whose objects are present (else it is forgotten: a miss).
 
 A shared store is untrusted (docs/stores.md): a shared folder is opened as such (a
 :class:`LocalStore` given with ``shared=True`` is switched to its signed, verifying mode), its

@@ -180,18 +180,16 @@ def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str,
     if not isinstance(record, dict):
         return None, "it is not a JSON object"
     signature = record.pop(SIGNATURE_FIELD, None)
-    # its shape first: a forged entry (a path out of the project) is named, whatever it claims
-    problem = record_problem(record)
-    if problem:
-        return None, problem
-    if signer is None:
-        problem = unsigned_problem(record)
+    if signer is None:  # its shape first: a forged entry is named, whatever it claims to hold
+        problem = record_problem(record) or unsigned_problem(record)
     else:
         try:
             body = canonical(record)
         except ValueError:  # NaN or infinity: never written by encode_record
             return None, "it is not canonical JSON"
         problem = signer.check_action(key, body, record_digests(record), signature)
+        if problem:  # a forged file entry (a path out of the project) is named as such
+            problem = files_problem(record.get("files")) or problem
     return (None, problem) if problem else (record, "")
 
 
