@@ -167,6 +167,16 @@ def recheck_bindings() -> None:
     _GENERATION[0] += 1
 
 
+def reached(obj: Callable[..., object] | type) -> tuple[Any, ...]:
+    """The user functions and classes the fingerprint of ``obj`` covers (no warning)."""
+    code = _CODE.get(obj)
+    if code is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FingerprintWarning)
+            code = _compute(obj)
+    return code.pieces
+
+
 def generation() -> int:
     """The current binding generation (callers that remember digests compare it)."""
     return _GENERATION[0]

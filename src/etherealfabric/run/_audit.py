@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._folders import DATABASE, listing_key, showing_source, sqlite_path
+from ._memoized import note
 
 __all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
 
@@ -80,7 +81,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if listed is None:
                 return
             path = listed
-        opened.setdefault(path, None if _untracking.get() else False)
+        how = None if _untracking.get() else False
+        opened.setdefault(path, how)
+        if event == "open":  # under a memoized helper: for the nodes that call it too
+            note(path, how, sys._getframe(1))
     except Exception:  # a path we cannot read is one we do not watch
         pass
 
