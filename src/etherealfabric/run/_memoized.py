@@ -4,10 +4,12 @@ A helper decorated with ``functools.lru_cache`` or ``functools.cache`` (any wrap
 ``cache_clear``) that reads a file (``pd.read_csv("rates.csv")``) reads it once per process:
 in the first node that calls it. A second node gets the table from the cache, so it opens
 nothing, and its record would not list the file: an edit there would leave it a stale hit.
-So the audit hook (run/_audit.py) notes, for each file a watched node reads, the memoized user
-functions on the stack (:func:`note`), and a node's ``reads`` include what was read in this
-process by each memoized function its code reaches (:func:`memoized_reads`, through the code
-fingerprint's traversal: a helper of a helper counts). A cache filled outside any node (at
+So when a node starts, the memoized user functions its code reaches are looked up
+(:func:`memoized_codes`, through the code fingerprint's traversal: a helper of a helper
+counts); for each file it reads, the audit hook (run/_audit.py) notes those of them on the
+stack (:func:`note`; a node that reaches none costs nothing more), and a node's ``reads``
+include what was read in this process under each memoized function it reaches
+(:func:`memoized_reads`). A cache filled outside any node (at
 import time) or in another process is not seen.
 """
 
@@ -16,13 +18,14 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from ..hashing._fingerprint import reached
 from ..hashing._source import member_functions, wrapper_chain
 from ..hashing._usercode import is_user_code
 
-__all__ = ["memoized_reads", "note"]
+__all__ = ["memoized_codes", "memoized_reads", "note"]
 
 #: the code of each memoized user function -> the files read under it (as run/_audit.py notes)
 _READS: dict[types.CodeType, dict[str, bool | None]] = {}
@@ -31,18 +34,33 @@ _MEMOIZED: dict[types.CodeType, bool] = {}
 _MAX_DEPTH = 200
 
 
-def note(path: str, how: bool | None, frame: types.FrameType | None) -> None:
+def memoized_codes(node_code: Callable[..., Any] | type | None) -> frozenset[types.CodeType]:
+    """The code of each memoized user function ``node_code`` reaches (what :func:`note` looks
+    for on the stack; empty, so the stack is never walked, for a node that reaches none)."""
+    if node_code is None:
+        return frozenset()
+    found: set[types.CodeType] = set()
+    with suppress(Exception):  # code a fingerprint cannot read: nothing to look for
+        for fn in _functions(reached(node_code)):
+            code = fn.__code__
+            memoized = _MEMOIZED.get(code)
+            if memoized is None:
+                memoized = _MEMOIZED[code] = _is_memoized(code, fn.__globals__)
+            if memoized:
+                found.add(code)
+    return frozenset(found)
+
+
+def note(
+    path: str, how: bool | None, frame: types.FrameType | None, codes: frozenset[types.CodeType]
+) -> None:
     """Note a file read (``how``: False, or None in an untracked block) under each memoized
-    user function on the stack from ``frame`` up."""
+    function of ``codes`` on the stack from ``frame`` up."""
     for _ in range(_MAX_DEPTH):
         if frame is None:
             return
-        code = frame.f_code
-        memoized = _MEMOIZED.get(code)
-        if memoized is None:
-            memoized = _MEMOIZED[code] = _is_memoized(code, frame.f_globals)
-        if memoized:
-            _READS.setdefault(code, {}).setdefault(path, how)
+        if frame.f_code in codes:
+            _READS.setdefault(frame.f_code, {}).setdefault(path, how)
         frame = frame.f_back
 
 
@@ -73,15 +91,16 @@ def memoized_reads(node_code: Callable[..., Any] | type) -> dict[str, bool | Non
     if not _READS:
         return {}
     found: dict[str, bool | None] = {}
-    for piece in reached(node_code):
-        for fn in member_functions(piece) if not isinstance(piece, type) else _methods(piece):
-            for path, how in _READS.get(fn.__code__, {}).items():
-                found.setdefault(path, how)
+    for fn in _functions(reached(node_code)):
+        for path, how in _READS.get(fn.__code__, {}).items():
+            found.setdefault(path, how)
     return found
 
 
-def _methods(cls: type) -> list[types.FunctionType]:
-    return [fn for member in vars(cls).values() for fn in member_functions(member)]
+def _functions(pieces: tuple[Any, ...]) -> list[types.FunctionType]:
+    """The functions of fingerprint pieces: a function, a class's methods."""
+    members = (m for p in pieces for m in (vars(p).values() if isinstance(p, type) else [p]))
+    return [fn for member in members for fn in member_functions(member)]
 
 
 def reset() -> None:
