@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._folders import DATABASE, listing_key, showing_source, sqlite_path
-from ._memoized import memoized_codes, note
+from ._memoized import Reaching, note
 
 __all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
 
@@ -42,9 +42,9 @@ _opened: contextvars.ContextVar[dict[str, bool | None] | None] = contextvars.Con
 _untracking: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "etherealfabric_untracking", default=False
 )
-#: the code of the memoized user functions the watched node reaches (run/_memoized.py)
-_memoized: contextvars.ContextVar[frozenset[Any]] = contextvars.ContextVar(
-    "etherealfabric_memoized", default=frozenset()
+#: the memoized user functions the watched node reaches (run/_memoized.py)
+_memoized: contextvars.ContextVar[Reaching | None] = contextvars.ContextVar(
+    "etherealfabric_memoized", default=None
 )
 _installed = False
 _install_lock = threading.Lock()
@@ -87,9 +87,9 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             path = listed
         how = None if _untracking.get() else False
         opened.setdefault(path, how)
-        memoized = _memoized.get()
-        if memoized and event == "open":  # under a memoized helper: for its other callers too
-            note(path, how, sys._getframe(1), memoized)
+        reaching = _memoized.get() if event == "open" else None
+        if reaching is not None and (codes := reaching.codes()):  # for its other callers too
+            note(path, how, sys._getframe(1), codes)
     except Exception:  # a path we cannot read is one we do not watch
         pass
 
@@ -107,7 +107,7 @@ def watch(
                 sys.addaudithook(_hook)
                 _installed = True
     opened: dict[str, bool | None] = {}
-    _memoized.set(memoized_codes(code))
+    _memoized.set(Reaching(code) if code is not None else None)
     return opened, _opened.set(opened)
 
 

@@ -6,8 +6,9 @@ in the first node that calls it. A second node gets the table from the cache, so
 nothing, and its record would not list the file: an edit there would leave it a stale hit.
 So when a node starts, the memoized user functions its code reaches are looked up
 (:func:`memoized_codes`, through the code fingerprint's traversal: a helper of a helper
-counts); for each file it reads, the audit hook (run/_audit.py) notes those of them on the
-stack (:func:`note`; a node that reaches none costs nothing more), and a node's ``reads``
+counts; at the node's first file read); for each file it reads, the audit hook
+(run/_audit.py) notes those of them on the stack (:func:`note`; a node that reaches none, or
+opens no file, costs nothing more), and a node's ``reads``
 include what was read in this process under each memoized function it reaches
 (:func:`memoized_reads`). A cache filled outside any node (at
 import time) or in another process is not seen.
@@ -25,7 +26,7 @@ from ..hashing._fingerprint import reached
 from ..hashing._source import member_functions, wrapper_chain
 from ..hashing._usercode import is_user_code
 
-__all__ = ["memoized_codes", "memoized_reads", "note"]
+__all__ = ["Reaching", "memoized_codes", "memoized_reads", "note"]
 
 #: the code of each memoized user function -> the files read under it (as run/_audit.py notes)
 _READS: dict[types.CodeType, dict[str, bool | None]] = {}
@@ -49,6 +50,23 @@ def memoized_codes(node_code: Callable[..., Any] | type | None) -> frozenset[typ
             if memoized:
                 found.add(code)
     return frozenset(found)
+
+
+class Reaching:
+    """The memoized functions a watched node reaches, looked up at its first file read (a node
+    that opens no file never looks)."""
+
+    __slots__ = ("_codes", "code")
+
+    def __init__(self, code: Callable[..., Any] | type) -> None:
+        self.code = code
+        self._codes: frozenset[types.CodeType] | None = None
+
+    def codes(self) -> frozenset[types.CodeType]:
+        if self._codes is None:
+            self._codes = frozenset()  # the source files read while looking: not looked again
+            self._codes = memoized_codes(self.code)
+        return self._codes
 
 
 def note(
