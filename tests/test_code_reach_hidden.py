@@ -63,6 +63,12 @@ def nested(df):
     return [df.query(f) for f in ("a > @THRESH",)]
 
 
+def dotted(df):
+    import sh_helpers
+
+    return df.query("a > @sh_helpers.MIN_A")
+
+
 def mail(df):
     return df.query("a > 1"), "ask admin@OTHER.org or @nobody_defined"
 
@@ -80,6 +86,10 @@ def test_a_name_in_a_query_string_is_part_of_the_key(project: Project) -> None:
     assert versions(project, QUERY, "MIN_A = 1", "MIN_A = 2", **{"sh_helpers.py": helpers}) == {
         "sh_flow.MIN_A"
     }
+    dotted = versions(
+        project, QUERY, "MIN_A = 1", "MIN_A = 2", "dotted", **{"sh_helpers.py": helpers}
+    )
+    assert "sh_helpers.MIN_A" in dotted
     for name in ("evaluated", "top_level", "nested"):
         changed = versions(
             project, QUERY, "THRESH = 1", "THRESH = 2", name, **{"sh_helpers.py": helpers}

@@ -94,13 +94,13 @@ def body_imports(code: types.CodeType) -> Iterator[tuple[int, str, tuple[str, ..
 
 
 #: ``@name`` in a pandas expression (``df.query("a > @LIMIT")``); not ``user@example.com``
-_EXPRESSION_NAME = re.compile(r"(?<![\w@.])@([A-Za-z_]\w*)")
+_EXPRESSION_NAME = re.compile(r"(?<![\w@.])@([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
 _EXPRESSION_CALLS = frozenset({"query", "eval"})
 
 
 def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...]:
-    """The names written ``@name`` in the string constants of ``code`` (and its nested code)
-    when it calls ``query`` or ``eval`` (pandas' ``df.query``, ``df.eval``, ``pd.eval`` read
+    """The names written ``@name`` (``@module.NAME``: both) in the string constants of ``code``
+    (and its nested code) when it calls ``query`` or ``eval`` (pandas' ``df.query``, ``df.eval``, ``pd.eval`` read
     them from the caller's variables); ``doc``, the docstring, is left out."""
     if _EXPRESSION_CALLS.isdisjoint(_all_names(code)):
         return ()
@@ -115,7 +115,7 @@ def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...
                 found.update(dict.fromkeys(n for t in texts for n in _EXPRESSION_NAME.findall(t)))
             elif isinstance(const, str) and "@" in const and const != doc:
                 found.update(dict.fromkeys(_EXPRESSION_NAME.findall(const)))
-    return tuple(found)
+    return tuple(dict.fromkeys(part for name in found for part in name.split(".")))
 
 
 def _all_names(code: types.CodeType) -> set[str]:
