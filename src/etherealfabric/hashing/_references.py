@@ -304,6 +304,7 @@ class References:
         ``np.frompyfunc`` ufunc (which hides its function), is uncovered."""
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
             return
+        self.library(type(obj).__module__)  # a curry's __module__ is the function's
         name = self._current or qualified_name(obj)
         held = attributes(obj)
         if held is None:
