@@ -160,6 +160,8 @@ class _Memo(Generic[_V]):
 _FINGERPRINTS: _Memo[tuple[str, int, Fingerprint]] = _Memo()
 _CODE: _Memo[_Code] = _Memo()
 _PIECES: _Memo[_Piece] = _Memo()
+#: (binding generation, the pieces): what :func:`reached` found without a fingerprint
+_REACHED: _Memo[tuple[int, tuple[Any, ...]]] = _Memo()
 
 
 #: bumped by :func:`recheck_bindings`: a fingerprint of an older generation checks its bindings
@@ -172,6 +174,20 @@ def recheck_bindings() -> None:
     (``THRESHOLD = 0.7``) or redefines a helper changes the keys of the nodes that read it,
     as a new process would. A value changed in place is not seen (see docs/concepts.md)."""
     _GENERATION[0] += 1
+
+
+def reached(obj: Callable[..., object] | type) -> tuple[Any, ...]:
+    """The user functions and classes the fingerprint of ``obj`` covers (no warning)."""
+    code = _CODE.get(obj)
+    if code is not None:
+        return code.pieces
+    found = _REACHED.get(obj)  # a worker process, which computes no key: once per generation
+    if found is None or found[0] != _GENERATION[0]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FingerprintWarning)
+            found = (_GENERATION[0], _compute(obj).pieces)
+        _REACHED.set(obj, found)
+    return found[1]
 
 
 def generation() -> int:

@@ -41,9 +41,10 @@ from typing import Any
 from ..errors import HashingError
 from ._builtins import hash_plain
 from ._encoder import Encoder, has_encoding, type_name
+from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
-from ._scan import body_imports, dynamic_lookups
+from ._scan import body_imports, dynamic_lookups, expression_names
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
@@ -99,6 +100,7 @@ class References:
         names = code_names(code)
         lookups = dynamic_lookups(fn, names)
         names += tuple(lookups.names)
+        names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
         self.uncovered += [str(lookup) for lookup in lookups.uncovered]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
@@ -301,13 +303,19 @@ class References:
             self.code(implementation)
 
     def held(self, obj: object) -> None:
-        """The user functions a library callable holds in its attributes
-        (``np.vectorize(f).pyfunc``); a ``np.frompyfunc`` ufunc hides its function: uncovered."""
+        """The user functions a library callable holds in its attributes, slots or partials
+        (``np.vectorize(f).pyfunc``, ``toolz.curry(f)``); one that cannot be looked into, or a
+        ``np.frompyfunc`` ufunc (which hides its function), is uncovered."""
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
             return
-        try:
-            held = vars(obj)
-        except TypeError:  # no instance dictionary
+        self.library(type(obj).__module__)  # a curry's __module__ is the function's
+        name = self._current or qualified_name(obj)
+        held = attributes(obj)
+        if held is None:
+            if callable(obj) and not _is_ufunc(obj):
+                self.uncovered.append(
+                    f"{name}: a {type_name(type(obj))}, whose contents cannot be looked into"
+                )
             held = {}
         wrapped = {id(item) for item in wrapper_chain(obj)}  # an lru_cache's, a node's: followed
         functions = [
@@ -316,13 +324,16 @@ class References:
             if isinstance(v, types.FunctionType) and is_user_code(v) and id(v) not in wrapped
         ]
         self.refs += functions
+        found = {id(p): p for v in held.values() for p in partials(v)}  # a slot's is a referent
+        through = [p for p in found.values() if id(p.func) not in wrapped]
+        for n, part in enumerate(through):
+            self.value(part, f"{name}.<held>" if n == 0 else f"{name}.<held>#{n + 1}", ())
         settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
-        if functions and settings:  # np.vectorize's otypes, signature, excluded...
-            name = self._current or qualified_name(obj)
+        if (functions or through) and settings:  # np.vectorize's otypes, signature, excluded...
             self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
         if _is_frompyfunc(obj):
             self.uncovered.append(
-                f"{self._current or qualified_name(obj)}: a numpy.frompyfunc ufunc "
+                f"{name}: a numpy.frompyfunc ufunc "
                 f"({getattr(obj, '__name__', '?')}), whose Python function cannot be followed"
             )
 
@@ -395,12 +406,15 @@ def _is_setting(attr: str, value: object) -> bool:
     return not attr.startswith("_") and is_constant(value)
 
 
+def _is_ufunc(value: object) -> bool:
+    tp = type(value)
+    return tp.__name__ == "ufunc" and tp.__module__ == "numpy"
+
+
 def _is_frompyfunc(value: object) -> bool:
     """A ufunc made by ``numpy.frompyfunc`` (numpy names it ``<function> (vectorized)``)."""
-    tp = type(value)
     name = getattr(value, "__name__", None)
-    is_ufunc = tp.__name__ == "ufunc" and tp.__module__ == "numpy"
-    return is_ufunc and isinstance(name, str) and name.endswith(" (vectorized)")
+    return _is_ufunc(value) and isinstance(name, str) and name.endswith(" (vectorized)")
 
 
 def _has_submodule(package: types.ModuleType, name: str) -> bool:

@@ -4,6 +4,8 @@
   read from its bytecode (``IMPORT_NAME`` with its level and from-list), so they are found with
   or without source: ``import a.b`` → ``(0, "a.b", ())``, ``from .util import g`` →
   ``(1, "util", ("g",))``.
+- :func:`expression_names`: the names a pandas expression string reads as ``@name``
+  (``df.query("a > @LIMIT")``), to be followed like the names the code looks up.
 - :func:`dynamic_lookups`: the calls whose target a fingerprint cannot know statically, found in
   the function's source: ``getattr(module, <computed>)``, ``importlib.import_module(<computed>)``,
   ``__import__(<computed>)``, ``eval``, ``exec``, ``globals()`` and reads of environment
@@ -26,6 +28,7 @@ from __future__ import annotations
 import ast
 import dis
 import os
+import re
 import sys
 import types
 from collections.abc import Iterator
@@ -43,6 +46,7 @@ __all__ = [
     "body_imports",
     "display_path",
     "dynamic_lookups",
+    "expression_names",
 ]
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
@@ -87,6 +91,39 @@ def body_imports(code: types.CodeType) -> Iterator[tuple[int, str, tuple[str, ..
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from body_imports(const)
+
+
+#: ``@name`` in a pandas expression (``df.query("a > @LIMIT")``); not ``user@example.com``
+_EXPRESSION_NAME = re.compile(r"(?<![\w@.])@([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+_EXPRESSION_CALLS = frozenset({"query", "eval"})
+
+
+def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...]:
+    """The names written ``@name`` (``@module.NAME``: both) in the string constants of ``code``
+    (and its nested code) when it calls ``query`` or ``eval`` (pandas' ``df.query``, ``df.eval``, ``pd.eval`` read
+    them from the caller's variables); ``doc``, the docstring, is left out."""
+    if _EXPRESSION_CALLS.isdisjoint(_all_names(code)):
+        return ()
+    found: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        for const in stack.pop().co_consts:
+            if isinstance(const, types.CodeType):
+                stack.append(const)
+            elif isinstance(const, (tuple, frozenset)):  # ("a > @X", "b < @Y")
+                texts = [c for c in const if isinstance(c, str) and "@" in c]
+                found.update(dict.fromkeys(n for t in texts for n in _EXPRESSION_NAME.findall(t)))
+            elif isinstance(const, str) and "@" in const and const != doc:
+                found.update(dict.fromkeys(_EXPRESSION_NAME.findall(const)))
+    return tuple(dict.fromkeys(part for name in found for part in name.split(".")))
+
+
+def _all_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _all_names(const)
+    return names
 
 
 def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Lookups:

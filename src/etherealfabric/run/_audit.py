@@ -16,11 +16,12 @@ import contextvars
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ._folders import DATABASE, listing_key, showing_source, sqlite_path
+from ._memoized import Reaching, note
 
 __all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
 
@@ -40,6 +41,10 @@ _opened: contextvars.ContextVar[dict[str, bool | None] | None] = contextvars.Con
 #: inside an untracked() block
 _untracking: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "etherealfabric_untracking", default=False
+)
+#: the memoized user functions the watched node reaches (run/_memoized.py)
+_memoized: contextvars.ContextVar[Reaching | None] = contextvars.ContextVar(
+    "etherealfabric_memoized", default=None
 )
 _installed = False
 _install_lock = threading.Lock()
@@ -80,14 +85,21 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if listed is None:
                 return
             path = listed
-        opened.setdefault(path, None if _untracking.get() else False)
+        how = None if _untracking.get() else False
+        opened.setdefault(path, how)
+        reaching = _memoized.get() if event == "open" else None
+        if reaching is not None and (codes := reaching.codes()):  # for its other callers too
+            note(path, how, sys._getframe(1), codes)
     except Exception:  # a path we cannot read is one we do not watch
         pass
 
 
-def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
+def watch(
+    code: Callable[..., Any] | type | None = None,
+) -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | None] | None]]:
     """Start noting the files opened in this context (this thread): the dict they go to, and
-    the token that :func:`unwatch` takes (in a ``finally``)."""
+    the token that :func:`unwatch` takes (in a ``finally``). ``code``: the node's function or
+    class (what memoized helpers it reaches read is noted for them too)."""
     global _installed
     if not _installed:
         with _install_lock:
@@ -95,6 +107,7 @@ def watch() -> tuple[dict[str, bool | None], contextvars.Token[dict[str, bool | 
                 sys.addaudithook(_hook)
                 _installed = True
     opened: dict[str, bool | None] = {}
+    _memoized.set(Reaching(code) if code is not None else None)
     return opened, _opened.set(opened)
 
 

@@ -23,6 +23,9 @@ changed. A file that is not there is not a reason to run: a teammate
 sharing the store without the raw data (or a driver whose cluster workers read files of their
 own) still gets the result.
 
+A memoized helper (``functools.lru_cache``) reads its file once per process: what was read
+under it counts for every node whose code reaches it (run/_memoized.py).
+
 A file that does not change the result (a log the node appends to is written, so never
 checked; a credentials file, a progress marker, a file that only controls a test) is opened
 inside ``with etherealfabric.untracked():`` to leave it out.
@@ -77,6 +80,7 @@ from ._folders import (
     wal_digest,
     writes_into,
 )
+from ._memoized import memoized_reads
 
 if TYPE_CHECKING:
     from ._messages import Attempt, Task
@@ -118,6 +122,9 @@ def task_reads(
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
+    with suppress(Exception):  # what its memoized helpers read, maybe in another node
+        for path, how in memoized_reads(task.code).items():
+            opened.setdefault(path, how)
     started = attempts[-1].started_at
     named = named_paths(task.code, args, kwargs, hidden=secrets, texts=task.names, since=started)
     if not opened and not named:

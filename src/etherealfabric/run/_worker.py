@@ -185,7 +185,7 @@ def _attempt(
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
         cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
-            opened, watched = watch()  # in the thread (or child process) that calls the node
+            opened, watched = watch(task.code)  # in the thread (or child process) calling the node
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used, opened
             except BaseException as exc:

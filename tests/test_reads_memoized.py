@@ -1,0 +1,143 @@
+"""Files read by a memoized helper (``functools.lru_cache``, ``functools.cache``) count for every
+node that calls it, not only for the node that filled the cache: the second node gets the table
+from the cache, opens nothing, and was a stale hit when the file changed (run/_memoized.py)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric import Workflow, node
+from etherealfabric.run import _memoized
+from test_reads import records
+
+LOOKUPS = """
+import functools
+
+
+@functools.lru_cache(maxsize=None)
+def load_rates():
+    with open("rates.csv") as f:
+        return dict(line.strip().split(",") for line in f)
+
+
+def rate(cur):
+    return float(load_rates()[cur])
+"""
+
+FLOW = """
+from etherealfabric import Workflow, node
+from lookups import load_rates, rate
+
+
+@node
+def to_eur(amount):
+    return amount * float(load_rates()["USD"])
+
+
+@node
+def to_gbp(eur):
+    return eur * rate("GBP")
+
+
+@node
+def other(x):
+    return x + 1
+
+
+with Workflow("lru") as wf:
+    other(to_gbp(to_eur(100)))
+"""
+
+
+def test_cli_a_file_a_memoized_helper_read_for_another_node_reruns_it(
+    tmp_path: Path, home: Path
+) -> None:
+    Path("lookups.py").write_text(LOOKUPS)
+    Path("flow.py").write_text(FLOW)
+    Path("rates.csv").write_text("USD,0.5\nGBP,0.8\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(home)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def run() -> dict[str, Any]:
+        return json.loads(cli("run", "flow.py", "--json"))
+
+    first = run()
+    assert first["executed"] == 3 and cli("cat", first["run_id"], "to_gbp").strip() == "40.0"
+    reads = {name: record.get("reads", {}) for name, record in records(home).items()}
+    assert "./rates.csv" in reads["to_eur"] and "./rates.csv" in reads["to_gbp"]
+    assert "./rates.csv" not in reads["other"]  # it calls no memoized helper
+    Path("rates.csv").write_text("USD,0.5\nGBP,0.1\n")
+    second = run()
+    assert cli("cat", second["run_id"], "to_gbp").strip() == "5.0"
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_text() -> str:
+    return Path("value.txt").read_text()
+
+
+class _Tables:
+    @staticmethod
+    @functools.cache
+    def number() -> int:
+        return int(Path("number.txt").read_text())
+
+
+def test_in_process_each_caller_of_a_memoized_helper_records_its_reads(home: Path) -> None:
+    _memoized.reset()
+    _cached_text.cache_clear()
+    _Tables.number.cache_clear()
+    Path("value.txt").write_text("abc")
+    Path("number.txt").write_text("7")
+
+    @node
+    def first() -> str:
+        return _cached_text() + str(_Tables.number())
+
+    @node
+    def second(prefix: str) -> str:
+        return prefix + _cached_text()
+
+    @node
+    def third(prefix: str) -> int:
+        return _Tables.number() + len(prefix)
+
+    with Workflow("memo", root=".") as wf:
+        out = first()
+        second(out)
+        third(out)
+    assert wf.execute().executed == 3
+    reads = {name: record.get("reads", {}) for name, record in records(home).items()}
+    assert set(reads["second"]) == {"./value.txt"}
+    assert set(reads["third"]) == {"./number.txt"}
+
+
+def test_a_nested_or_plain_function_is_not_memoized() -> None:
+    def inner() -> None:
+        pass
+
+    assert not _memoized._is_memoized(inner.__code__, globals())
+    assert not _memoized._is_memoized(records.__code__, vars(sys.modules[records.__module__]))
+    assert _memoized._is_memoized(_cached_text.__wrapped__.__code__, globals())
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> Any:
+    yield
+    _memoized.reset()
