@@ -112,8 +112,10 @@ def watch(
 
 
 def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:
-    """Stop noting files opened in this context."""
+    """Stop noting files opened in this context (and forget the node's memoized helpers: a
+    pool thread would otherwise keep the last node's code alive)."""
     _opened.reset(token)
+    _memoized.set(None)
 
 
 @contextmanager
