@@ -114,10 +114,15 @@ def test_force_reruns_a_node_and_what_follows_it(tmp_path: Path) -> None:
     forced = _executed(tmp_path, "--force", "load")
     assert forced == {"slow": "cached", "load": "succeeded", "count": "succeeded"}
     assert _executed(tmp_path, "--force", "s*")["slow"] == "succeeded"
+    runs_before = json.loads(cli(tmp_path, "runs", "--json").stdout)
     bad = cli(tmp_path, "run", "wf.py", "--force", "lod")
     assert bad.returncode == 2
     assert "names no node" in bad.stderr and "'load'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    # the typo recorded no run: no ghost row, found 'interrupted' later and shown as the latest
+    assert json.loads(cli(tmp_path, "runs", "--json").stdout) == runs_before
+    status = cli(tmp_path, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
 
 
 def test_cache_forget_makes_a_node_run_again(tmp_path: Path) -> None:

@@ -111,6 +111,8 @@ def execute_workflow(
         if targets is not None:
             graph = graph.subgraph_for(targets)
             params.setdefault("targets", list(targets))
+        # a --force pattern that names no node is the user's error: no run row, no backend
+        force = forced_nodes(graph, request.force)
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
         with no_collections():  # they live as long as the run
@@ -136,7 +138,17 @@ def execute_workflow(
         bus.subscribe(subscriber)
     resumed_from = previous["id"] if previous is not None else None
     return _run(
-        definition, graph, request, backend, cache, recorder, bus, params, resumed_from, rerun
+        definition,
+        graph,
+        request,
+        backend,
+        cache,
+        recorder,
+        bus,
+        params,
+        resumed_from,
+        rerun,
+        force,
     )
 
 
@@ -151,6 +163,7 @@ def _run(
     params: dict[str, Any],
     resumed_from: str | None,
     rerun: Callable[[str], Results] | None,
+    force: frozenset[str],
 ) -> Results:
     settings, journal = request.settings, cache.journal
     run_id = new_run_id()
@@ -176,7 +189,7 @@ def _run(
             recorder=recorder,
             policy=RunPolicy(
                 keep_going=request.keep_going,
-                force=forced_nodes(graph, request.force),
+                force=force,
                 default_retry=definition.retries,
                 on_error=definition.on_error,
                 durability=settings.durability,
