@@ -161,6 +161,37 @@ def test_explain_a_rerun_because_the_cached_bytes_were_lost(tmp_path: Path, home
     assert "cached result was missing or corrupt" in found["detail"]
 
 
+DOWN_SOURCE = """
+from pathlib import Path
+from etherealfabric import Workflow, node
+
+@node
+def fetch(marker):
+    tries = Path(marker)
+    count = int(tries.read_text()) + 1 if tries.exists() else 1
+    tries.write_text(str(count))
+    if count == 1:
+        raise ConnectionError("the source is down")
+    return count
+
+with Workflow("down") as workflow:
+    fetch(MARKER)
+"""
+
+
+def test_explain_a_rerun_after_a_failure_says_it_failed(tmp_path: Path) -> None:
+    """A node that failed and ran again with the same key was not 'missing or corrupt'."""
+    path = tmp_path / "down.py"
+    path.write_text(f"MARKER = {str(tmp_path / 'tries')!r}\n{DOWN_SOURCE}")
+    first = run_json(str(path), expect=1)
+    second = run_json(str(path))
+    assert second["nodes"]["fetch"] == "succeeded"
+    found = explain_json(second["run_id"], "fetch")
+    assert found["reason"] == "previous_failed" and found["previous_run"] == first["run_id"]
+    assert "where it failed" in found["detail"] and "the source is down" in found["detail"]
+    assert "missing or corrupt" not in found["detail"]
+
+
 def test_explain_node_python_api(tmp_path: Path, home: Path) -> None:
     run_json(str(write(tmp_path)))
     second = run_json(str(write(tmp_path, lr=2)))

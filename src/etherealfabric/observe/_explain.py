@@ -254,6 +254,7 @@ class Explanation:
 
     ``verdict`` is ``executed``, ``cached`` or ``not_run``; ``reason`` is one of ``changed``,
     ``no_previous_run``, ``same_key``, ``read_changed`` (a data file the node read changed),
+    ``previous_failed`` (same key as an attempt that failed or did not finish),
     ``no_components``, ``cached``, ``no_key``,
     ``upstream_failed``, ``cancelled``, ``skipped``, ``not_run``.
     """
@@ -393,6 +394,13 @@ def _compare(
         if stale is not None:  # "'data.csv', a file it read, changed since its cached result"
             detail = f"same key as run {previous['run_id']}, but {stale}"
             return Explanation(**common, **prior, reason="read_changed", detail=detail)
+        if previous["status"] != NodeStatus.SUCCEEDED:  # it failed, or its run was cut short
+            what = {NodeStatus.FAILED: "failed", NodeStatus.RETRYING: "failed"}.get(
+                NodeStatus(previous["status"]), f"did not finish ({previous['status']})"
+            )
+            error = f": {previous['error']}" if previous["error"] else ""
+            detail = f"same key as run {previous['run_id']}, where it {what}{error}; it ran again"
+            return Explanation(**common, **prior, reason="previous_failed", detail=detail)
         detail = (
             f"same key as run {previous['run_id']}, but its cached result was missing or "
             "corrupt (or not yet stored), so it ran again"
