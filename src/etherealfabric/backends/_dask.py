@@ -216,7 +216,7 @@ class DaskBackend(Backend):
         try:
             client = self.client
             inners = client.map(
-                run_group,
+                run_group_on_worker,
                 [[s.payload for s in group] for group in groups],
                 key=[_key(group) for group in groups],
                 pure=False,
@@ -322,6 +322,41 @@ def _settle_one(future: Future[Any], captured: Any, observe: Callable[[Any], Any
         future.set_exception(exc)
     else:
         future.set_result(value)
+
+
+#: per worker thread: whether the node it runs left the worker's thread pool (``worker_client``)
+_seceded = threading.local()
+
+
+def worker_client() -> Any | None:
+    """On a Dask worker: the worker's client, for a node that runs Dask work of its own.
+
+    The node's thread first leaves the worker's thread pool (``distributed.secede``, once per
+    task), so that the tasks it submits get a slot while it waits for them: else a node on a
+    cluster of single-threaded workers waited forever for work queued behind itself. The thread
+    rejoins the pool when its task ends (:func:`run_group_on_worker`). ``None`` off a worker.
+    """
+    distributed = _distributed()
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return None
+    client = distributed.get_client()
+    if not getattr(_seceded, "active", False):
+        distributed.secede()
+        _seceded.active = True
+    return client
+
+
+def run_group_on_worker(payloads: list[bytes]) -> list[tuple[bool, bytes]]:
+    """:func:`run_group` as a Dask task: a thread that left the pool for its node's own Dask
+    work (:func:`worker_client`) rejoins it at the end."""
+    try:
+        return run_group(payloads)
+    finally:
+        if getattr(_seceded, "active", False):
+            _seceded.active = False
+            _distributed().rejoin()
 
 
 def _distributed() -> Any:

@@ -90,6 +90,11 @@ class NodeContext:
                 f"context().dask_client needs distributed ({exc}): "
                 "pip install 'etherealfabric[dask]'"
             ) from exc
+        from ..backends._dask import worker_client  # (only a node that asks needs it)
+
+        on_worker = worker_client()  # (leaves the worker's thread pool while the node waits)
+        if on_worker is not None:
+            return on_worker
         try:
             return distributed.get_client()
         except ValueError as exc:
