@@ -277,6 +277,12 @@ def test_keep_going_finishes_independent_branches() -> None:
     assert results.statuses["add"] == "upstream_failed"
     assert [results[f] for f in fine] == [0, 1, 2]
     assert blocked not in results
+    # asking for a value that was never made says why, by the reference as by the name
+    for asked in (lambda: results[blocked], lambda: results["add"]["result"]):
+        with pytest.raises(KeyError, match="'add' has no results in run .*: it upstream_failed"):
+            asked()
+    with pytest.raises(KeyError, match="'nothing' was not part of run"):
+        results["nothing"]
 
 
 def test_resume_reruns_a_failed_run_linked_to_it(home: Path) -> None:

@@ -101,18 +101,14 @@ class Results(Mapping[str, "NodeResults"]):
         if isinstance(key, OutputRef):
             return self.value(self._name(key.node), key.name)
         name = self._name(key)
-        if name not in self._records:
-            status = self.statuses.get(name)
-            if status is None:
-                raise KeyError(f"node {name!r} was not part of run {self.run_id}")
-            raise KeyError(f"node {name!r} has no results in run {self.run_id}: it {status}")
+        self.record(name)  # (a node without results: a KeyError that says why)
         return NodeResults(self, name)
 
     def value(self, node: str, output: str) -> Any:
         """One output's value, loaded (and verified) on first access."""
         cache_key = (node, output)
         if cache_key not in self._values:
-            record = self._records[node][output]
+            record = self.record(node)[output]
             try:
                 self._values[cache_key] = self._cache.load(record)
             except (ArtifactMissingError, CorruptArtifactError) as exc:
@@ -139,8 +135,15 @@ class Results(Mapping[str, "NodeResults"]):
         return self._cache.read_bytes(self._records[node][output])
 
     def record(self, node: str) -> Mapping[str, Mapping[str, Any]]:
-        """The output records (digest, serializer, size, type) of a node."""
-        return self._records[node]
+        """The output records (digest, serializer, size, type) of a node; a KeyError that
+        says why for a node without results (not in the run, failed, not run)."""
+        records = self._records.get(node)
+        if records is None:
+            status = self.statuses.get(node)
+            if status is None:
+                raise KeyError(f"node {node!r} was not part of run {self.run_id}")
+            raise KeyError(f"node {node!r} has no results in run {self.run_id}: it {status}")
+        return records
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)
