@@ -279,7 +279,7 @@ def test_keep_going_finishes_independent_branches() -> None:
     assert blocked not in results
     # asking for a value that was never made says why, by the reference as by the name
     for asked in (lambda: results[blocked], lambda: results["add"]["result"]):
-        with pytest.raises(KeyError, match="'add' has no results in run .*: it upstream_failed"):
+        with pytest.raises(KeyError, match=r"'add' has no results in run .*: it upstream_failed"):
             asked()
     with pytest.raises(KeyError, match="'nothing' was not part of run"):
         results["nothing"]
