@@ -188,3 +188,38 @@ def test_open_run_reads_a_past_run_from_python(tmp_path: Path) -> None:
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "succeeded 3 ['v0', 'v1', 'v2']"
+
+
+LISTING = """
+from pathlib import Path
+from etherealfabric import Directory, File, Workflow, node, root_path
+
+
+@node
+def listing(folder: Directory):
+    return [File(str(p)) for p in sorted(Path(folder).glob("*.csv"))]
+
+
+with Workflow("listing") as workflow:
+    listing(Directory(root_path("data")))
+"""
+
+
+def test_cat_of_file_outputs_names_them_in_the_run_s_folder_from_anywhere(
+    tmp_path: Path,
+) -> None:
+    """A File in a result is root-relative: opened from another folder it is still the file of
+    the run's project, not a path under wherever ``cat`` is typed."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "a.csv").write_text("x\n")
+    (project / "wf.py").write_text(LISTING)
+    home = str(tmp_path / "home")
+    out = cli(project, "run", "wf.py", "--json", "--home", home)
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    expected = f"[File({str(project / 'data' / 'a.csv')!r})]"
+    for where in (project, tmp_path):
+        shown = cli(where, "cat", run_id, "listing", "--home", home)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.strip() == expected

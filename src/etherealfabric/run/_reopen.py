@@ -11,6 +11,7 @@ verified against their digests. A value whose record or bytes are gone since (co
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,8 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
                     outcome.outputs[name] = record["outputs"]
                     outcome.keys[name] = key
         store = open_run_store(settings)
-        cache = ArtifactCache(journal, store, shared=settings.shared_store)
+        root = _recorded_root(run)  # File outputs resolve under the run's root, not the cwd
+        cache = ArtifactCache(journal, store, shared=settings.shared_store, root=root)
     except BaseException:
         journal.close()
         raise
@@ -64,6 +66,16 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
     results.status = RunStatus(run["status"])
     weakref.finalize(results, journal.close)
     return results
+
+
+def _recorded_root(run: Mapping[str, Any]) -> str | None:
+    """The root folder run ``run`` recorded (runs recorded before it was: None, the cwd)."""
+    try:
+        params = json.loads(run.get("params") or "{}")
+    except ValueError:
+        return None
+    root = params.get("root") if isinstance(params, dict) else None
+    return root if isinstance(root, str) and root else None
 
 
 def map_report(

@@ -173,7 +173,8 @@ def _run(
             workflow=definition.name,
             backend=settings.backend,
             nodes=len(graph.order),
-            params=params,
+            # the root: where File outputs resolve when the run is opened later (open_run, cat)
+            params={**params, "root": getattr(definition, "root", None)},
             resumed_from=resumed_from,
         )
         data = {"workflow": definition.name, "nodes": len(graph.order), "backend": settings.backend}
