@@ -91,6 +91,24 @@ def test_traceback_flag_shows_the_original_error(
     assert output.strip().splitlines()[-1].startswith("error: broken.py: importing it raised")
 
 
+def test_an_error_in_a_module_the_workflow_imports_names_that_module_s_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helpers.py").write_text("import json\nX = 1 / 0\n")
+    (tmp_path / "flow.py").write_text("from etherealfabric import Workflow\nimport helpers\n")
+    code, output = _cli("run", "flow.py")
+    assert code == 2
+    assert output.strip() == (
+        "error: flow.py: importing it raised ZeroDivisionError: division by zero "
+        "(at helpers.py:2, from flow.py:2)"
+    )
+    # an error inside a library (json) the file calls still names the file's own line
+    (tmp_path / "flow.py").write_text("import json\n\njson.loads('{')\n")
+    code, output = _cli("run", "flow.py")
+    assert code == 2 and output.strip().endswith("(at flow.py:3)"), output
+
+
 def test_a_name_that_is_not_a_workflow_lists_the_workflows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DefinitionError
-from ..hashing._usercode import script_module_name
+from ..hashing._usercode import is_library_file, script_module_name
 from ..workflow import Workflow
 
 __all__ = ["WorkflowFileError", "load_workflow", "split_target"]
@@ -100,9 +100,19 @@ def _call(path: Path, name: str, factory: object) -> object:
 
 
 def _user_line(exc: BaseException, path: Path) -> str:
-    """`` (at FILE:LINE)`` for the deepest frame of the traceback inside the workflow file."""
+    """`` (at FILE:LINE)`` for the deepest frame of the traceback inside the workflow file;
+    when the error was raised deeper, in a module of the user's that the file imports (a
+    helpers.py), that module's line first: `` (at helpers.py:2, from flow.py:9)``."""
+    import os
     import traceback
 
     target = str(path.resolve())
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == target]
-    return f" (at {path}:{lines[-1]})" if lines else ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    lines = [f.lineno for f in frames if f.filename == target]
+    where = f"{path}:{lines[-1]}" if lines else ""
+    deepest = next((f for f in reversed(frames) if not is_library_file(f.filename)), None)
+    if deepest is not None and deepest.filename != target and os.path.exists(deepest.filename):
+        shown = os.path.relpath(deepest.filename)  # (as the user would type it from here)
+        inner = f"{deepest.filename if shown.startswith('..') else shown}:{deepest.lineno}"
+        return f" (at {inner}, from {where})" if where else f" (at {inner})"
+    return f" (at {where})" if where else ""
