@@ -539,6 +539,10 @@ def test_status_of_a_failed_run_exits_1_and_without_runs_says_what_to_do(tmp_pat
     assert code == 0 and state is not None and state["counts"] == {"succeeded": 3}
     code, state = status_json("--workflow", "inspect")
     assert code == 0 and state is not None and state["id"] == first["run_id"]
+    code, _, err = invoke("status", "--workflow", "inspekt")  # a typo: not "no runs yet"
+    one_line_error(code, err, "no runs of workflow 'inspekt'; workflows that ran: fails, inspect")
+    code, _, err = invoke("runs", "--limit", "-1")
+    assert code == 2 and "-1 is not in the range" in err
 
 
 # -- logs ---------------------------------------------------------------------------------------

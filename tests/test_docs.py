@@ -225,3 +225,24 @@ def test_home_page_and_parameters_page_examples(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
     assert _run(tmp_path, "train.py")["executed"] == 3
     assert _executed(_run(tmp_path, "train.py", "-p", "model.C=0.5")) == {"fit", "Report"}
+
+
+def test_every_error_is_importable_from_the_package_as_the_api_page_says() -> None:
+    """docs/api.md: the top-level package offers "the errors": every one a user may catch."""
+    import inspect
+
+    import etherealfabric
+    from etherealfabric import errors
+
+    public = {
+        name
+        for name, obj in vars(errors).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, (Exception, Warning))
+        and obj.__module__ == errors.__name__
+        and not name.startswith("_")
+    }
+    assert {"UnknownOptionError", "RunNotFoundError", "HashingError"} <= public
+    missing = sorted(n for n in public if getattr(etherealfabric, n, None) is not vars(errors)[n])
+    assert missing == []
+    assert public <= set(etherealfabric.__all__)

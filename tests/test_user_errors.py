@@ -346,6 +346,15 @@ def test_cat_json_prints_valid_json_when_a_result_holds_nan(tmp_path: Path) -> N
     assert _strict_json((tmp_path / "scores.json").read_text())["mean"] is None
     done = _ef(tmp_path, "cat", run_id, "scores")  # the text view is the value's repr
     assert "'mean': nan" in done.stdout
+    # an array as .csv is a column of numbers, not the stored .npy bytes; a dict is no table
+    done = _ef(tmp_path, "cat", run_id, "array", "-o", "array.csv")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "array.csv").read_text().split() == ["1.0", "nan"]
+    for name in ("scores.csv", "scores.parquet"):
+        done = _ef(tmp_path, "cat", run_id, "scores", "-o", name)
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert "scores.result is a dict, not a data frame" in done.stderr
+        assert not (tmp_path / name).exists()
 
 
 def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Path) -> None:

@@ -30,8 +30,9 @@ _TABLE_ROWS = 40
     "--output-file",
     "path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the value to PATH instead: .csv/.parquet/.json for data frames, .npy for "
-    "arrays, .json for JSON-able values; any other name gets the stored (serialized) bytes.",
+    help="Write the value to PATH instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
+    "1-D/2-D) for arrays, .json for JSON-able values; any other name gets the stored "
+    "(serialized) bytes.",
 )
 @_home_option
 @_json_option
@@ -173,6 +174,17 @@ def _write_as(path: str, value: Any, results: Any, node: str, output: str) -> No
         import numpy as np
 
         np.save(path, value, allow_pickle=False)
+    elif ext == ".csv" and getattr(value, "ndim", None) in (1, 2) and hasattr(value, "dtype"):
+        import numpy as np
+
+        np.savetxt(path, value, delimiter=",", fmt="%s")  # one row a line (a 1-D: one column)
+    elif ext in (".csv", ".parquet"):  # never table bytes that are not a table
+        raise EtherealFabricError(
+            f"{node}.{output} is a {type(value).__name__}, not a data frame"
+            + (" or a 1-D/2-D array" if ext == ".csv" else "")
+            + f", so it cannot be written as {ext}; use .json (JSON-able values), .npy (arrays) "
+            "or another extension for the bytes as stored"
+        )
     elif ext == ".json":
         with open(path, "w") as f:
             f.write(_as_json(value))

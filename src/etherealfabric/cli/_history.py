@@ -40,7 +40,7 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 @click.option(
     "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
 )
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @_home_option
 @_json_option
 def runs(
@@ -240,6 +240,12 @@ def status(run_id: str | None, workflow: str | None, home: str | None, as_json: 
         row = (
             _get_run(journal, run_id) if run_id else history.latest_run(journal, workflow=workflow)
         )
+        if row is None and workflow is not None:
+            from ..journal._browse import workflow_names
+
+            names = workflow_names(journal)
+            if names:
+                _fail(f"no runs of workflow {workflow!r}; workflows that ran: {', '.join(names)}")
         if row is None:
             _fail("no runs recorded yet; start one with `etherealfabric run FILE[:WORKFLOW]`")
         state = history.run_status(journal, row)
