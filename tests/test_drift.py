@@ -74,6 +74,9 @@ def test_a_file_changed_while_its_node_ran_is_drifted_and_not_cached(
     assert row["status"] == "drifted"
     assert str(data) in row["error"] and "not cached" in row["error"]
     assert rows(home, first.run_id)["double"]["status"] == "succeeded"
+    # what the run returns says so too (as `show` and open_run do), and it ran: executed
+    assert first.statuses["count_lines"] == "drifted" and first.statuses["double"] == "succeeded"
+    assert first.status == "succeeded" and first.executed == 2
     said = [r.getMessage() for r in caplog.records if "changed while" in r.getMessage()]
     assert len(said) == 1 and str(data) in said[0] and said[0].startswith("count_lines")
     # not published: the next run computes it again (from the content now on disk)

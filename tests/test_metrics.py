@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -288,3 +290,29 @@ def test_fallback_and_skipped_nodes_are_counted() -> None:
     assert nodes(text, "handled", "fallback") == 1
     assert nodes(text, "handled", "skipped") == 2
     assert nodes(text, "handled", "succeeded") == 2  # load and the total of the fallback
+
+
+@node
+def grow(data):
+    """Reads its input file, then appends to it (another writer, mid-run): drifted."""
+    with open(data) as fh:
+        lines = fh.read().count("\n")
+    with open(data, "a") as fh:
+        fh.write("late\n")
+    return lines
+
+
+def test_a_drifted_node_is_counted_drifted_not_succeeded(tmp_path: Path) -> None:
+    from etherealfabric import File
+
+    data = tmp_path / "data.txt"
+    data.write_text("a\n")
+    os.utime(data, (1_600_000_000.0, 1_600_000_000.0))
+    with Workflow("drifting", root=tmp_path, home=tmp_path / "home") as wf:
+        grow(File(data))
+    metrics = Metrics()
+    results = wf.execute(subscribers=[metrics])
+    assert results.statuses["grow"] == "drifted"
+    text = metrics.text()
+    assert nodes(text, "drifting", "drifted") == 1
+    assert nodes(text, "drifting", "succeeded") == 0

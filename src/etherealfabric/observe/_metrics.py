@@ -68,6 +68,9 @@ DURATION_BUCKETS = (
 )  # fmt: skip
 #: event kinds that put a node in its final state, and that state
 NODE_STATUSES = {kind: kind.final_status for kind in EventKind if kind.final_status}
+#: the statuses of ``nodes_total``: those, and ``drifted`` (a node_succeeded whose input files
+#: changed while it ran)
+NODE_SERIES = (*dict.fromkeys(NODE_STATUSES.values()), NodeStatus.DRIFTED)
 
 #: Run statuses whose ``runs_total`` series exist (at 0) as soon as a workflow is seen.
 RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -180,7 +183,7 @@ class Metrics:
         children = self._children.get(workflow)
         if children is None:
             children = _Children(
-                nodes={s: self.nodes.labels(workflow, s) for s in NODE_STATUSES.values()},
+                nodes={s: self.nodes.labels(workflow, s) for s in NODE_SERIES},
                 duration=self.node_duration.labels(workflow),
                 hits=self.cache_hits.labels(workflow),
                 misses=self.cache_misses.labels(workflow),
@@ -220,8 +223,9 @@ class Metrics:
             run.m.read.inc(input_bytes)
 
     def _on_succeeded(self, event: Event, run: _Run) -> None:
-        run.m.nodes[NodeStatus.SUCCEEDED].inc()
         result = event.data.get("result")
+        drifted = getattr(result, "drifted", None)
+        run.m.nodes[NodeStatus.DRIFTED if drifted else NodeStatus.SUCCEEDED].inc()
         outputs: Mapping[str, Mapping[str, Any]] = getattr(result, "outputs", None) or {}
         written = sum(int(o.get("size") or 0) for o in outputs.values())
         if written:

@@ -57,6 +57,7 @@ class RunOutcome:
             1
             for name, st in self.status.items()
             if st == NodeStatus.SUCCEEDED
+            or st == NodeStatus.DRIFTED
             or (st == NodeStatus.FAILED and name not in self.unstarted)
         )
 

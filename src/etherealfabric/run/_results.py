@@ -164,7 +164,7 @@ class Results(Mapping[str, "NodeResults"]):
         )
 
 
-_EXECUTED = (NodeStatus.SUCCEEDED, NodeStatus.FAILED)
+_EXECUTED = (NodeStatus.SUCCEEDED, NodeStatus.DRIFTED, NodeStatus.FAILED)
 
 
 class NodeResults(Mapping[str, Any]):

@@ -408,7 +408,8 @@ class Scheduler(Rewinds, Fallbacks):
         self, name: str, info: KeyInfo, result: TaskResult, *, release: bool = True, **data: Any
     ) -> None:
         self.cache.remember_inline(result.inline)
-        self.outcome.status[name] = NodeStatus.SUCCEEDED
+        # a file it read changed while it ran: its outputs are usable, its key unpublished
+        self.outcome.status[name] = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
         self.outcome.outputs[name] = result.outputs
         self.outcome.keys[name] = info.key
         if result.checkpointed:
