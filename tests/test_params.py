@@ -225,6 +225,12 @@ def test_plan_takes_the_parameters() -> None:
     planned = wf.plan(params={"model.C": 0.5})
     assert set(planned.to_run) == {"fit", "report", "Scale"}
     assert "param model.C: 1.0 → 0.5" in next(n for n in planned.nodes if n.node == "fit").reason
+    # printed, as the tutorial does: what `etherealfabric plan` prints, not a dataclass dump
+    text = str(planned).splitlines()
+    assert text[0] == f"plan of {wf.name!r}: {len(planned.cached)} cached, 3 will run"
+    fit = next(line for line in text if line.split()[0] == "fit")
+    assert "will run" in fit and "param model.C: 1.0 → 0.5" in fit
+    assert len(text) == 1 + len(planned.nodes) and "PlannedNode" not in repr(planned)
 
 
 def test_resume_reuses_the_recorded_values(tmp_path: Path) -> None:

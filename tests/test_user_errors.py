@@ -109,6 +109,21 @@ def test_an_error_in_a_module_the_workflow_imports_names_that_module_s_line(
     assert code == 2 and output.strip().endswith("(at flow.py:3)"), output
 
 
+def test_a_file_without_a_workflow_says_how_to_name_the_function_that_builds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n\n@node\ndef a():\n    return 1\n\n"
+        "def make():\n    with Workflow('m') as wf:\n        a()\n    return wf\n"
+    )
+    code, output = _cli("run", "flow.py")
+    assert code == 2 and len(output.strip().splitlines()) == 1
+    assert "flow.py defines no Workflow object at module level" in output
+    assert "flow.py:FUNCTION (functions in it: make)" in output
+    assert _cli("run", "flow.py:make")[0] == 0
+
+
 def test_a_name_that_is_not_a_workflow_lists_the_workflows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

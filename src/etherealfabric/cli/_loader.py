@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import types
 from pathlib import Path
 
 from ..errors import DefinitionError
@@ -53,10 +54,22 @@ def load_workflow(target: str) -> Workflow:
                 f"the workflows in {path}: {listed}"
             )
         return obj
-    if len(found) != 1:
-        what = f"several ({', '.join(sorted(found))})" if found else "none"
+    if len(found) > 1:
         raise DefinitionError(
-            f"{path} defines {what} Workflow objects at module level; name one as {path}:NAME"
+            f"{path} defines several Workflow objects at module level "
+            f"({', '.join(sorted(found))}); name one as {path}:NAME"
+        )
+    if not found:
+        factories = sorted(  # plain functions of the file: maybe one builds the workflow
+            k for k, v in vars(module).items()
+            if isinstance(v, types.FunctionType) and v.__module__ == module.__name__
+            and not k.startswith("_")
+        )  # fmt: skip
+        hint = f" (functions in it: {', '.join(factories[:8])})" if factories else ""
+        raise DefinitionError(
+            f"{path} defines no Workflow object at module level: build one there "
+            f"(`with Workflow('name') as wf: ...`), or name a function that returns one as "
+            f"{path}:FUNCTION{hint}"
         )
     return next(iter(found.values()))
 

@@ -115,6 +115,27 @@ class DryRun:
             return None
         return sum(known)
 
+    def __repr__(self) -> str:
+        return (
+            f"<plan of {self.workflow!r}: {len(self.cached)} cached, {len(self.to_run)} will run>"
+        )
+
+    def __str__(self) -> str:
+        """What ``etherealfabric plan`` prints: a node a line (what a run would do, its
+        estimated duration, why), with what changed under the nodes that run."""
+        width = max((len(n.node) for n in self.nodes), default=0)
+        lines = [repr(self)[1:-1]]
+        for n in self.nodes:
+            if n.action is PlanAction.CACHED:
+                action, estimate = "cached", "-"
+            else:
+                action = "may run" if n.entry.maybe else "will run"
+                estimate = "unknown" if n.estimate is None else f"{n.estimate:.2f}s"
+            lines.append(f"  {n.node:<{width}}  {action:<8}  {estimate:>7}  {n.reason}")
+            if len(n.changes) > 1:  # (one is the reason itself)
+                lines.extend(f"  {'':<{width}}    - {change}" for change in n.changes)
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return {
