@@ -56,8 +56,8 @@ def load_workflow(target: str) -> Workflow:
         return obj
     if len(found) > 1:
         raise DefinitionError(
-            f"{path} defines several Workflow objects at module level "
-            f"({', '.join(sorted(found))}); name one as {path}:NAME"
+            f"{path} defines several ({', '.join(sorted(found))}) Workflow objects at module "
+            f"level; name one as {path}:NAME"
         )
     if not found:
         factories = sorted(  # plain functions of the file: maybe one builds the workflow
