@@ -33,10 +33,12 @@ import functools
 import inspect
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
+from urllib.parse import unquote
 
 from .errors import ConfigError, UnknownOptionError
 
@@ -46,8 +48,10 @@ __all__ = [
     "LOG_LEVELS",
     "SETTING_NAMES",
     "Settings",
+    "StoreLike",
     "check_home",
     "check_options",
+    "check_store_location",
     "keyword_options",
     "strict_options",
 ]
@@ -104,6 +108,26 @@ INLINE_LIMIT = 64 * 1024
 Durability = Literal["fast", "safe"]
 
 
+class StoreLike(Protocol):
+    """What ``store=`` takes besides a location: a store object
+    (:class:`~etherealfabric.store.Store`: an ``ObjectStore(...)`` built with its own options)."""
+
+    url: str
+
+
+#: URL schemes of the stores people point ``ETHEREALFABRIC_STORE`` at; ``<scheme>:`` followed
+#: by anything but ``//`` (``s3:/team/x``) is a mistyped URL, not a folder (see
+#: :func:`check_store_location`). A short list, so that no folder name with a colon is refused
+#: for fsspec's more exotic protocols, and nothing needs importing.
+STORE_SCHEMES = frozenset(
+    {
+        "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "file", "memory", "hdfs",
+        "webhdfs", "sftp", "ssh", "ftp", "oci", "oss", "http", "https",
+    }
+)  # fmt: skip
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of one run.
@@ -115,7 +139,8 @@ class Settings:
     """
 
     home: Path
-    store: str | None = None
+    #: a folder path or URL, or a store object given as ``store=`` (used as it is)
+    store: str | StoreLike | None = None
     backend: str = "local"
     max_workers: int | None = None
     log_level: str = "INFO"
@@ -136,15 +161,17 @@ class Settings:
 
     @property
     def store_location(self) -> str:
-        """Where artifacts live: the explicit store, or the home folder."""
-        return self.store if self.store else str(self.home)
+        """Where artifacts live: the explicit store (a store object's URL), or the home folder."""
+        if not self.store:
+            return str(self.home)
+        return self.store if isinstance(self.store, str) else str(self.store.url)
 
     @property
     def shared_store(self) -> bool:
         """True when the store is not the home folder, so records must be published to it."""
         if not self.store:
             return False
-        return _normalise(self.store) != _normalise(str(self.home))
+        return _normalise(self.store_location) != _normalise(str(self.home))
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
@@ -291,7 +318,49 @@ def _parse(field: str, value: Any, *, setting: str) -> Any:
         return parse_size(value, setting=setting)
     if field == "store_timeout":
         return _positive_float(value, setting)
+    if field == "store":
+        return _store(value, setting)
     return str(value) if field != "home" else value
+
+
+def _store(value: Any, setting: str) -> str | StoreLike:
+    """A store location (checked for a mistyped URL), or a store object as it is."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str):
+        check_store_location(value, setting=setting)
+        return value
+    if isinstance(getattr(value, "url", None), str) and hasattr(value, "open_entry"):
+        store: StoreLike = value  # a Store (checked as one where it is opened: store/__init__)
+        return store
+    raise ConfigError(
+        f"{setting}={value!r} is not a store: pass a folder path, a URL such as "
+        "s3://bucket/prefix, or a store object such as ObjectStore('s3://bucket/prefix', ...)",
+        setting=setting,
+    )
+
+
+def check_store_location(value: str, *, setting: str = ENV["store"]) -> None:
+    """Raise :class:`ConfigError` for a store URL with a slash missing (``s3:/team/x``,
+    ``s3:team``, ``file:/x``), which would otherwise name a local folder under the current one.
+
+    Only the schemes of :data:`STORE_SCHEMES`: any other value is a folder path, as before
+    (``./s3:/x`` names a folder that really is called so).
+    """
+    found = _SCHEME.match(value)
+    if not found or value[found.end() :].startswith("//"):
+        return
+    scheme = found.group(1).lower()
+    if scheme not in STORE_SCHEMES:
+        return
+    rest = value[found.end() :].lstrip("/")
+    meant = f"file:///{rest}" if scheme == "file" else f"{scheme}://{rest or 'bucket/prefix'}"
+    raise ConfigError(
+        f"{setting}={value!r} is missing a slash after '{scheme}:' (as it is, it names a "
+        f"local folder under the current one); use {setting}={meant} "
+        f"(or ./{value} for a folder really named so)",
+        setting=setting,
+    )
 
 
 def check_home(home: Path, *, setting: str = ENV["home"], default: bool = False) -> None:
@@ -388,7 +457,7 @@ def _positive_float(value: Any, setting: str) -> float:
 
 def _normalise(location: str) -> str:
     if location.startswith("file://"):
-        location = location[len("file://") :]
+        location = unquote(location[len("file://") :])  # (as store/__init__.py opens it)
     if "://" in location:
         return location.rstrip("/")
     return str(Path(location).expanduser().absolute())

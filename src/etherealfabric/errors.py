@@ -9,6 +9,8 @@ EtherealFabricError
 ├── ConfigError                a setting or environment variable has a bad value
 │   ├── UnknownBackendError    no backend of that name
 │   ├── UnknownOptionError     a mistyped option or setting (also a TypeError)
+│   ├── StoreConfigError       a shared store is set up wrongly: no bucket, no credentials...
+│   │                          (also a StoreError)
 │   └── ParameterError         a workflow parameter has a bad value or declaration
 │       └── UnknownParameterError  no parameter of that name (also an AttributeError)
 ├── HashingError               a value cannot be hashed at all
@@ -56,6 +58,7 @@ __all__ = [
     "RunFailedError",
     "RunNotFoundError",
     "SerializationError",
+    "StoreConfigError",
     "StoreError",
     "StoreUnreachableError",
     "UnknownBackendError",
@@ -271,6 +274,18 @@ class StoreUnreachableError(StoreError):
 
     Runs go on without it (see ``store/_layered.py``); commands that need it fail with it.
     """
+
+
+class StoreConfigError(ConfigError, StoreError):
+    """A shared store cannot be used as configured: its bucket does not exist, there are no
+    credentials, a read-only folder is to be written (mode read-write). Met by a run's first
+    lookup in the store (or checked as the run starts), it stops the run, as a configuration
+    error and not as a node's failure; ``setting`` names what to fix, ``path`` the store.
+    Also a :class:`StoreError`, which it was before it had a class of its own."""
+
+    def __init__(self, message: str, *, setting: str | None = None, path: str | None = None):
+        super().__init__(message, setting=setting)  # (StoreError's __init__ comes next)
+        self.path = path
 
 
 class JournalError(EtherealFabricError):

@@ -51,7 +51,7 @@ from operator import not_ as _none_waiting
 from typing import Any
 
 from ..backends import Backend
-from ..errors import ArtifactMissingError, CorruptArtifactError
+from ..errors import ArtifactMissingError, CorruptArtifactError, StoreConfigError
 from ..hashing._secret import SecretHasher
 from ..plan._graph import Graph
 from ..plan._keys import KeyInfo, node_key
@@ -253,6 +253,8 @@ class Scheduler(Rewinds, Fallbacks):
         try:
             info = self._ahead.known.pop(name, None) or self._key_of(name)  # (LookAhead.pop)
             record = self._lookup(name, info.key)
+        except StoreConfigError:  # no bucket, no credentials: the run's, not the node's
+            raise
         except Exception as exc:
             self._fail_before_start(name, exc)
             return

@@ -27,7 +27,7 @@ from ..journal import Journal
 from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
-from ..store import Store, open_run_store
+from ..store import Store, check_run_writes, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
 from ._gcpause import freeze_long_lived, no_collections
@@ -80,8 +80,9 @@ def open_home(settings: Settings) -> tuple[Journal, Store]:
             "ETHEREALFABRIC_STORE instead.",
             settings.home,
         )
-    journal = Journal(settings.journal_path, durable=durable)
-    return journal, open_run_store(settings)
+    store = open_run_store(settings)
+    check_run_writes(store)  # a read-only shared folder: now, not at the first node's write
+    return Journal(settings.journal_path, durable=durable), store
 
 
 def execute_workflow(

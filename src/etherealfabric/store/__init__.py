@@ -29,13 +29,14 @@ A store must be picklable. ``etherealfabric.testing`` has the contract suite to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from ..config import Settings, strict_options
-from ..errors import StoreError
+from ..config import ENV, Settings, strict_options
+from ..errors import ConfigError, StoreConfigError, StoreError
 from ._base import EntryInfo, Store
 from ._local import LocalStore
 from ._serializers import Serializer, SerializerRegistry, get_serializer, register_serializer
@@ -51,6 +52,7 @@ __all__ = [
     "SerializerRegistry",
     "Store",
     "StoredObject",
+    "check_run_writes",
     "get_serializer",
     "open_run_store",
     "open_store",
@@ -111,17 +113,70 @@ def open_store(
 def open_run_store(settings: Settings) -> Store:
     """The store runs use with ``settings``: the home's own, or, when ``ETHEREALFABRIC_STORE``
     names a shared store, a :class:`LayeredStore` of the home's in front of it (in
-    ``ETHEREALFABRIC_STORE_MODE``)."""
+    ``ETHEREALFABRIC_STORE_MODE``).
+
+    A store object given as ``store=`` (an ``ObjectStore`` built with its own options) is that
+    shared store, used as it is; a :class:`LocalStore` of another folder than the home is
+    shared like the folder's path would be (its records signed).
+    """
     durable = settings.durability == "safe"
+    given = settings.store if not isinstance(settings.store, str) else None
+    if given is not None and not isinstance(given, Store):
+        raise ConfigError(
+            f"store={given!r} is not a store: pass a folder path, a URL such as "
+            "s3://bucket/prefix, or a Store such as ObjectStore('s3://bucket/prefix', ...)",
+            setting="store",
+        )
     if not settings.shared_store:
         return open_store(settings.store_location, durable=durable)
-    remote = open_store(
-        settings.store_location, durable=durable, shared=True, timeout=settings.store_timeout
-    )
+    if isinstance(given, LocalStore):
+        remote: Store = given.as_shared()
+    elif given is not None:
+        remote = given
+    else:
+        remote = open_store(
+            settings.store_location, durable=durable, shared=True, timeout=settings.store_timeout
+        )
     local = LocalStore(settings.home, durable=durable)
     from ._layered import LayeredStore
 
     return LayeredStore(local, remote, mode=settings.store_mode)
+
+
+def check_run_writes(store: Store) -> None:
+    """Raise :class:`StoreConfigError` when a run would write a shared folder (mode
+    read-write) that it cannot write: a read-only mount, say, where nodes would compute and
+    then fail at their first write. A few ``os.access`` calls, no request."""
+    remote = getattr(store, "remote", None)
+    if not isinstance(remote, LocalStore) or not getattr(store, "writes_remote", False):
+        return
+    path = remote.root
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)  # made on the first write: its parent must be writable
+    folders = [path]
+    if path == remote.root:
+        folders += [os.path.join(path, k) for k in _WRITTEN if os.path.isdir(os.path.join(path, k))]
+    for folder in folders:
+        if os.access(folder, os.W_OK):
+            continue
+        why = "cannot be written by this user"
+        with contextlib.suppress(OSError):
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                why = "is on a read-only file system"
+        setting = ENV["store"]
+        where = "" if folder == remote.root else f" ({folder})"
+        raise StoreConfigError(
+            f"the shared store {remote.root} ({setting}) {why}{where}, and runs write it "
+            f"in {ENV['store_mode']}=read-write: set {ENV['store_mode']}=read-only to use it "
+            f"without writing (results stay in the home until `etherealfabric cache push`), "
+            f"or point {setting} at a folder you can write",
+            setting=setting,
+            path=remote.root,
+        )
+
+
+#: the folders of a store that a run writes
+_WRITTEN = ("objects", "actions", "checkpoints", "leases", "roots")
 
 
 def _local_path(url: str) -> str:

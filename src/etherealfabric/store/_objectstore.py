@@ -23,7 +23,11 @@ never sees unchecked bytes.
 **Network errors.** Connecting and each read are bounded by ``timeout`` seconds (default
 ``ETHEREALFABRIC_STORE_TIMEOUT``, else 10) with one retry (so a dead store costs at most twice the timeout); a connection error or a timeout is
 a :class:`~etherealfabric.errors.StoreUnreachableError` (a run then goes on without the store,
-see ``store/_layered.py``), any other failure a :class:`~etherealfabric.errors.StoreError`.
+see ``store/_layered.py``); a missing bucket or missing credentials a
+:class:`~etherealfabric.errors.StoreConfigError` (a missing bucket is not a missing entry: the
+run's first lookup stops the run, see ``store/_remoteerrors.py``); an endpoint URL without
+``http://`` is one when the store is made; any other failure a
+:class:`~etherealfabric.errors.StoreError`.
 Objects over 100 MB are uploaded in parts (s3fs' multipart upload); those of 128 MiB or more
 are downloaded in parallel ranged GETs (:meth:`ObjectStore.get_file`).
 
@@ -49,9 +53,11 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_STORE_TIMEOUT, ENV
-from ..errors import StoreError, StoreUnreachableError
+from ..errors import ConfigError, StoreError, StoreUnreachableError
 from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
+from ._remoteerrors import ENDPOINT_ENV, check_endpoint, config_problem, is_unreachable, no_bucket
+from ._remoteerrors import missing_bucket as _missing_bucket
 from ._signing import Signer, load_signer
 from ._trust import UntrustedEntries
 from ._writer import default_temp_dir, remove_quietly
@@ -60,7 +66,6 @@ __all__ = ["ENDPOINT_ENV", "ObjectStore"]
 
 log = logging.getLogger("etherealfabric.store")
 
-ENDPOINT_ENV = "ETHEREALFABRIC_S3_ENDPOINT_URL"
 TIMEOUT_ENV = ENV["store_timeout"]
 #: Objects at least this large are downloaded in parallel ranged GETs of :data:`RANGE_BYTES`,
 #: :data:`RANGE_THREADS` at a time (on a loopback server, 16 MiB ranges 8 at a time were
@@ -68,18 +73,6 @@ TIMEOUT_ENV = ENV["store_timeout"]
 RANGED_BYTES = 128 * 1024 * 1024
 RANGE_BYTES = 64 * 1024 * 1024
 RANGE_THREADS = 4
-#: Names of the exception types (or their bases) that mean the store did not answer: a
-#: connection refused or reset, a DNS failure, a connect or read timeout (botocore, aiohttp,
-#: fsspec, the standard library). Matched by name so that none of them is imported here.
-_UNREACHABLE = frozenset(
-    {
-        "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-        "ConnectionClosedError", "ClientConnectionError", "ClientConnectorError",
-        "ServerDisconnectedError", "ServerTimeoutError", "FSTimeoutError", "TimeoutError",
-        "ConnectionError",
-    }
-)  # fmt: skip
-
 _S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
 #: Fields of an fsspec ``info()`` that may hold when an entry was last written.
@@ -196,10 +189,13 @@ class ObjectStore(Store):
         """Turn the file system's errors into a :class:`StoreError` naming ``url``."""
         try:
             yield
-        except StoreError:
+        except (StoreError, ConfigError):
             raise
         except Exception as exc:
-            if _is_unreachable(exc):
+            problem = config_problem(exc, self.url)
+            if problem is not None:  # the same for every request: not the entry's
+                raise problem from exc
+            if is_unreachable(exc):
                 raise StoreUnreachableError(
                     f"cannot {what} {url}: the store did not answer ({type(exc).__name__}: "
                     f"{exc}). Check the network and the endpoint; {TIMEOUT_ENV} sets how long "
@@ -209,6 +205,11 @@ class ObjectStore(Store):
             raise StoreError(
                 f"cannot {what} {url}: {type(exc).__name__}: {exc}. {self._advice()}", path=url
             ) from exc
+
+    def _entry_absent(self, exc: FileNotFoundError) -> None:
+        """Return if ``exc`` says an entry is absent; raise if it says the bucket is."""
+        if _missing_bucket(exc):
+            raise no_bucket(self.url) from exc
 
     def _advice(self) -> str:
         if self.scheme in _S3_SCHEMES:
@@ -236,7 +237,8 @@ class ObjectStore(Store):
             with self._remote("download", url):
                 try:
                     self.fs.get_file(path, temp_path)
-                except FileNotFoundError:
+                except FileNotFoundError as exc:
+                    self._entry_absent(exc)
                     temp_path = ""
             if not temp_path:
                 raise _absent(url)
@@ -284,8 +286,8 @@ class ObjectStore(Store):
         with self._remote("read", url):
             try:
                 return bytes(self.fs.cat_file(path))
-            except FileNotFoundError:
-                pass
+            except FileNotFoundError as exc:
+                self._entry_absent(exc)
         raise _absent(url)
 
     def read_head(self, name: str, size: int) -> bytes:
@@ -294,8 +296,8 @@ class ObjectStore(Store):
         with self._remote("read", url):
             try:
                 return bytes(self.fs.cat_file(path, start=0, end=size))
-            except FileNotFoundError:
-                pass
+            except FileNotFoundError as exc:
+                self._entry_absent(exc)
         raise _absent(url)
 
     def write_entry(self, name: str, *parts: bytes) -> None:
@@ -333,7 +335,8 @@ class ObjectStore(Store):
         with self._remote("read", url):
             try:
                 info = self.fs.info(path)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
+                self._entry_absent(exc)
                 return None
         if info.get("type") != "file":
             return None
@@ -422,8 +425,11 @@ def _storage_options(
     options.setdefault("use_listings_cache", False)  # teammates write behind our back
     endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
     if scheme in _S3_SCHEMES:
-        if endpoint:
-            options.setdefault("endpoint_url", endpoint)
+        if options.get("endpoint_url") is not None:
+            check_endpoint(options["endpoint_url"], setting="storage_options['endpoint_url']")
+        elif endpoint:
+            check_endpoint(endpoint, setting=ENDPOINT_ENV)
+            options["endpoint_url"] = endpoint
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", timeout)
         config.setdefault("read_timeout", timeout)
@@ -443,18 +449,6 @@ def _env_timeout() -> float:
     if not value > 0:
         raise StoreError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0")
     return value
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    """True if ``exc`` (or what caused it) says the store did not answer."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if any(cls.__name__ in _UNREACHABLE for cls in type(current).__mro__):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _require_fsspec(url: str) -> None:
