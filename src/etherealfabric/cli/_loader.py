@@ -62,7 +62,7 @@ def load_workflow(target: str) -> Workflow:
     if not found:
         factories = sorted(  # plain functions of the file: maybe one builds the workflow
             k for k, v in vars(module).items()
-            if isinstance(v, types.FunctionType) and v.__module__ == module.__name__
+            if isinstance(v, types.FunctionType) and v.__module__ == getattr(module, "__name__", None)
             and not k.startswith("_")
         )  # fmt: skip
         hint = f" (functions in it: {', '.join(factories[:8])})" if factories else ""
