@@ -18,6 +18,9 @@ oldest run still going began, or after the collection started. A run commits a
 record only if every object it names is still present, checked in its own commit transaction
 (see ``run/_recorder.py``), so a committed record never names a collected object.
 
+The outputs an ``on_error`` fallback supplied in a kept run (named by its ``node_fallback``
+event, not by a record) are kept too: ``cat`` and ``open_run`` give them.
+
 A record's stored file outputs (``files``: each file's object, each folder's manifest and
 the files the manifest lists) are kept with it, like its outputs. A mapped node's record names
 an object listing its children's keys (``children``): the children's records are kept with
@@ -41,6 +44,7 @@ from ..states import RunStatus
 from ..store import Store
 from ..store._sharedgc import collect_damaged
 from ..store._trees import entry_objects, manifest_objects
+from ._history import fallback_outputs
 from ._journal import Journal
 from ._liveness import gone
 
@@ -139,10 +143,14 @@ def _decide(
     pinned: Sequence[str] = (),
 ) -> tuple[list[str], set[str]]:
     """Which records and blobs to drop (into ``report``), and the digests kept records name."""
-    kept = _keys_in_use(journal, keep_runs, pinned) | _recent_keys(journal, cutoff)
+    runs = _runs_in_use(journal, keep_runs, pinned)
+    kept = _keys_in_use(journal, runs) | _recent_keys(journal, cutoff)
     actions = _actions(journal)
     kept |= _children_of(store, [r for k, r in actions if k in kept])
     referenced: set[str] = set()
+    for run_id in runs:  # the outputs on_error fallbacks supplied: named by no record
+        for outputs in fallback_outputs(journal, run_id).values():
+            referenced |= _digests({"outputs": outputs})
     for key, record in actions:
         if key in kept:
             report.records_kept += 1
@@ -194,23 +202,27 @@ def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
     return [tuple(row.values()) for row in journal._rows(sql, params)]
 
 
-def _keys_in_use(journal: Journal, keep_runs: int, pinned: Sequence[str] = ()) -> set[str]:
+def _runs_in_use(journal: Journal, keep_runs: int, pinned: Sequence[str] = ()) -> list[str]:
+    """The runs whose results are kept: the last ``keep_runs`` of each workflow, the runs
+    still going, the ``pinned`` ones."""
     runs = journal._rows(
         "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
         "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
         "WHERE n <= ? OR status = ?",
         (keep_runs, RunStatus.RUNNING),
     )
-    for run_id in pinned:
-        runs.append({"id": journal.get_run(run_id)["id"]})
+    return [run["id"] for run in runs] + [journal.get_run(r)["id"] for r in pinned]
+
+
+def _keys_in_use(journal: Journal, runs: Sequence[str]) -> set[str]:
     keys: set[str] = set()
-    for run in runs:
+    for run_id in runs:
         keys |= {
             k
             for (k,) in _rows(
                 journal,
                 "SELECT cache_key FROM node_runs WHERE run_id = ? AND cache_key IS NOT NULL",
-                (run["id"],),
+                (run_id,),
             )
         }
     return keys

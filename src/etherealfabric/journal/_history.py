@@ -32,6 +32,7 @@ __all__ = [
     "RunSnapshot",
     "audit_cache",
     "components_of",
+    "fallback_outputs",
     "latest_attempts",
     "latest_run",
     "median",
@@ -137,6 +138,25 @@ def previous_keyed_run(
         (workflow, float("inf") if before is None else before, node),
     )
     return rows[0] if rows else None
+
+
+def fallback_outputs(journal: Journal, run_id: str) -> dict[str, dict[str, Any]]:
+    """The output records of the nodes of run ``run_id`` whose ``on_error`` fallback supplied
+    their outputs, by node: stored like a node's, but under no action record (a fallback is
+    not the node's result, so not cached), they are named by the ``node_fallback`` event."""
+    found: dict[str, dict[str, Any]] = {}
+    rows = journal._rows(
+        "SELECT node, data FROM events WHERE run_id = ? AND kind = 'node_fallback' ORDER BY id",
+        (run_id,),
+    )
+    for row in rows:
+        try:
+            outputs = json.loads(row["data"] or "{}").get("outputs")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(outputs, dict) and row["node"]:
+            found[row["node"]] = outputs
+    return found
 
 
 def components_of(journal: Journal, row: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -59,6 +59,12 @@ __all__ = [
 
 RunRow = dict[str, Any]
 
+# node rows of attempts that had not ended when their run did: running, or (rows of older
+# versions) about to retry; a ``retrying`` row with an end is an attempt that failed and was
+# retried, and stays so
+_UNFINISHED = "(status = ? OR (status = ? AND finished_at IS NULL))"
+_UNFINISHED_ARGS = (NodeStatus.RUNNING.value, NodeStatus.RETRYING.value)
+
 
 class AmbiguousRunError(RunNotFoundError):
     """A run id prefix that matches more than one run."""
@@ -205,7 +211,9 @@ class Journal(ActionIndex, LeaseClaims):
         """Mark a run finished with its final status and counts.
 
         A run that did not succeed may end while a node's row still says it runs (a Ctrl-C
-        landing between a node's end and its row): that node was cancelled with the run."""
+        landing between a node's end and its row): that node was cancelled with the run, its
+        key and start kept. Attempts that ended (``retrying``: failed, then retried) stay as
+        they are."""
         with self.write() as conn:
             conn.execute(
                 "UPDATE runs SET status=?, finished_at=?, executed=?, cached=?, failed=?, "
@@ -216,9 +224,11 @@ class Journal(ActionIndex, LeaseClaims):
                 ),
             )  # fmt: skip
             if status != RunStatus.SUCCEEDED:
+                now = time.time()
                 conn.execute(
-                    "UPDATE node_runs SET status=? WHERE run_id=? AND status IN (?, ?)",
-                    (NodeStatus.CANCELLED, run_id, NodeStatus.RUNNING, NodeStatus.RETRYING),
+                    "UPDATE node_runs SET status=?, finished_at=?, duration=? - started_at "
+                    f"WHERE run_id=? AND {_UNFINISHED}",
+                    (NodeStatus.CANCELLED, now, now, run_id, *_UNFINISHED_ARGS),
                 )
 
     def get_run(self, run_id: str) -> RunRow:
@@ -279,7 +289,7 @@ class Journal(ActionIndex, LeaseClaims):
     def mark_interrupted(self) -> list[str]:
         """Mark runs of this host whose process is gone ``interrupted``; return their ids.
 
-        Their node attempts still running (or about to retry) are ``interrupted`` too, and
+        Their node attempts still running are ``interrupted`` too (attempts that ended stay), and
         their counts are those of the node rows they committed (:func:`committed_counts`). A
         read-only journal is left as it is (nothing is marked).
         """
@@ -298,8 +308,8 @@ class Journal(ActionIndex, LeaseClaims):
                     (RunStatus.INTERRUPTED, time.time(), *dead),
                 )
                 conn.execute(
-                    f"UPDATE node_runs SET status=? WHERE status IN (?, ?) AND run_id IN ({marks})",
-                    (NodeStatus.INTERRUPTED, NodeStatus.RUNNING, NodeStatus.RETRYING, *dead),
+                    f"UPDATE node_runs SET status=? WHERE {_UNFINISHED} AND run_id IN ({marks})",
+                    (NodeStatus.INTERRUPTED, *_UNFINISHED_ARGS, *dead),
                 )
                 for run_id in dead:
                     conn.execute(

@@ -23,7 +23,7 @@ from ..journal import _history as history
 from ..journal import _maps as maps
 from ..plan._plan import Plan, PlanEntry, make_plan
 from ..states import PlanAction
-from ._explain import Change, diff_components
+from ._explain import Change, diff_components, previous_outcome
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -200,8 +200,11 @@ def _why_run(
     if previous is None:
         return "no previous run of this node in this workflow", ()
     if previous["cache_key"] == info.key:
-        why = refused.get(info.key, "its cached result is gone")  # a data file it read changed?
-        return f"same key as run {previous['run_id']}, but {why}", ()
+        if info.key in refused:  # a data file it read changed since its cached result
+            return f"same key as run {previous['run_id']}, but {refused[info.key]}", ()
+        ended = previous_outcome(previous)  # it failed, or its run stopped: nothing was cached
+        why = ended or "but its cached result is gone"
+        return f"same key as run {previous['run_id']}, {why}", ()
     old = history.components_of(journal, previous)
     if old is None:
         return f"key differs from run {previous['run_id']}'s (its components are not recorded)", ()

@@ -30,7 +30,14 @@ from ..states import NodeStatus
 if TYPE_CHECKING:
     from ..journal._journal import Journal
 
-__all__ = ["Change", "Explanation", "NodeNotInRunError", "diff_components", "explain_node"]
+__all__ = [
+    "Change",
+    "Explanation",
+    "NodeNotInRunError",
+    "diff_components",
+    "explain_node",
+    "previous_outcome",
+]
 
 _EXECUTED = frozenset(
     {
@@ -43,6 +50,13 @@ _EXECUTED = frozenset(
     }
 )
 _NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED, NodeStatus.SKIPPED)
+# an attempt that started and was stopped before it ended, and why
+_STOPPED = {
+    NodeStatus.CANCELLED: "it was stopped while it ran: the run was cancelled (Ctrl-C, or an "
+    "error of the run itself) before the node ended",
+    NodeStatus.INTERRUPTED: "it was stopped while it ran: the run's process died before the "
+    "node ended",
+}
 
 
 @dataclass(frozen=True)
@@ -292,6 +306,8 @@ class Explanation:
         head += {"executed": "ran", "cached": "cached", "not_run": "did not run"}[self.verdict]
         head += f" ({self.status})" if self.verdict == "executed" else ""
         lines = [head]
+        if self.verdict == "executed" and self.status in _STOPPED:
+            lines.append(f"  {_STOPPED[self.status]}")
         if self.reason == "changed":
             lines.append(f"  compared with run {self.previous_run}:")
             lines += [f"  - {c}" for c in self.changes]
@@ -328,7 +344,10 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     status, key = NodeStatus(row["status"]), row["cache_key"]
     if status is NodeStatus.CACHED:
         return _cached(journal, run, row, base)
-    if status not in _EXECUTED:
+    # a cancelled row with a key and a start: the node ran, and the run stopped meanwhile
+    if status not in _EXECUTED and not (
+        status is NodeStatus.CANCELLED and key and row["started_at"]
+    ):
         return _not_run(row, base)
     if key is None:
         return Explanation(**base, status=status, verdict="executed", reason="no_key",
@@ -394,12 +413,9 @@ def _compare(
         if stale is not None:  # "'data.csv', a file it read, changed since its cached result"
             detail = f"same key as run {previous['run_id']}, but {stale}"
             return Explanation(**common, **prior, reason="read_changed", detail=detail)
-        if previous["status"] != NodeStatus.SUCCEEDED:  # it failed, or its run was cut short
-            what = {NodeStatus.FAILED: "failed", NodeStatus.RETRYING: "failed"}.get(
-                NodeStatus(previous["status"]), f"did not finish ({previous['status']})"
-            )
-            error = f": {previous['error']}" if previous["error"] else ""
-            detail = f"same key as run {previous['run_id']}, where it {what}{error}; it ran again"
+        ended = previous_outcome(previous)
+        if ended is not None:  # it failed, or its run was cut short: no result was stored
+            detail = f"same key as run {previous['run_id']}, {ended}; it ran again"
             return Explanation(**common, **prior, reason="previous_failed", detail=detail)
         detail = (
             f"same key as run {previous['run_id']}, but its cached result was missing or "
@@ -417,3 +433,21 @@ def _compare(
         Change("key", None, "changed", previous["cache_key"], row["cache_key"])
     ]
     return Explanation(**common, **prior, reason="changed", changes=tuple(changes))
+
+
+def previous_outcome(previous: Mapping[str, Any]) -> str | None:
+    """How a node's previous attempt with the same key ended, when it stored no result to
+    reuse: ``where it failed: <error>``, ``where it did not finish (interrupted)``... None
+    when it succeeded or was cached (its result was stored, and is gone since). ``explain``
+    and ``plan`` say it in these words."""
+    status = NodeStatus(previous["status"])
+    if status in (NodeStatus.SUCCEEDED, NodeStatus.CACHED):
+        return None
+    if status is NodeStatus.DRIFTED:
+        return "where its result was not stored (a file it read changed while it ran)"
+    if status in (NodeStatus.FAILED, NodeStatus.RETRYING, NodeStatus.FALLBACK):
+        error = f": {previous['error']}" if previous["error"] else ""
+        return f"where it failed{error}"
+    if status is NodeStatus.RUNNING:  # a run still going, or one that died unnoticed yet
+        return "where it did not finish (that run is still running, or died)"
+    return f"where it did not finish ({status})"

@@ -14,7 +14,7 @@ kind                   meaning                                                  
 ``node_fallback``      its ``on_error`` handler supplied fallback outputs         key, result
 ``node_skipped``       its handler (or an upstream one) said ``SKIP``             error or upstream
 ``node_upstream_failed``  a node cannot run because an input node failed          upstream
-``node_cancelled``     a node was not run because the run stopped                 —
+``node_cancelled``     the run stopped before the node ended (or started)         running (it had started)
 ``run_finished``       the run ended                                              status, counts
 =====================  =========================================================  ============
 

@@ -74,6 +74,7 @@ class JournalRecorder:
         self._release: list[str] = []
         self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
         self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
+        self._started: dict[tuple[str, str | None], tuple[str, float]] = {}  # -> (key, start)
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
@@ -291,6 +292,7 @@ class JournalRecorder:
         self._buffer((event.run_id, event.node, event.data["key"], event.ts, HOST), 1)
 
     def _on_started(self, event: Event) -> None:
+        self._started[event.run_id, event.node] = (event.data["key"], event.ts)
         self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
 
     def _on_succeeded(self, event: Event) -> None:
@@ -382,7 +384,12 @@ class JournalRecorder:
         self._row(event, NodeStatus.UPSTREAM_FAILED, error=f"upstream node {upstream!r} failed")
 
     def _on_cancelled(self, event: Event) -> None:
-        self._row(event, NodeStatus.CANCELLED, finished=event.ts)
+        # a node stopped while it ran (Ctrl-C) keeps its key and start: it did run, and the
+        # next run's explain compares with it; one that never started has neither
+        key, started = self._started.pop((event.run_id, event.node), (None, None))
+        if not event.data.get("running"):  # dropped before it started (fail-fast)
+            key = started = None
+        self._row(event, NodeStatus.CANCELLED, key=key, started=started, finished=event.ts)
 
     def _attempt_rows(
         self,
@@ -393,6 +400,7 @@ class JournalRecorder:
         *,
         fallback: bool = False,
     ) -> None:
+        self._started.pop((event.run_id, event.node), None)
         if not result.attempts:
             self._row(event, final, key=result.key or None, components=components,
                       started=event.ts, finished=event.ts, error=result.error,

@@ -3,7 +3,9 @@
 No workflow file is needed: the journal holds each node's final status and cache key, and the
 cache key names the action record of its outputs. A map's children rows are not nodes: they
 are grouped back into the map's :class:`~._outcome.MapReport` (``results.map_report``), with
-the counts its ``map_started``/``map_finished`` events recorded. Values load from the store on first access,
+the counts its ``map_started``/``map_finished`` events recorded. A node whose ``on_error``
+fallback stood for it has the fallback's outputs (named by its ``node_fallback`` event).
+Values load from the store on first access,
 verified against their digests. A value whose record or bytes are gone since (collected by
 ``cache gc``, damaged) raises :class:`~etherealfabric.errors.ArtifactMissingError` or
 :class:`~etherealfabric.errors.CorruptArtifactError`: re-run the workflow to recompute it.
@@ -20,6 +22,7 @@ from typing import Any
 from ..config import Settings
 from ..define._definition import Definition
 from ..journal import Journal
+from ..journal._history import fallback_outputs
 from ..journal._maps import map_events, split_children
 from ..states import NodeStatus, RunStatus
 from ..store import open_run_store
@@ -44,6 +47,7 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
         outcome = RunOutcome()
         recorded = map_events(journal, run["id"])
         own, children = split_children(journal.node_runs(run["id"]), recorded)
+        fallbacks = fallback_outputs(journal, run["id"])
         for name, rows in children.items():
             outcome.maps[name] = map_report(name, rows, recorded[name])
         for row in own:  # attempts in order: the last one counts
@@ -56,6 +60,8 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
                 if record is not None:
                     outcome.outputs[name] = record["outputs"]
                     outcome.keys[name] = key
+            elif row["status"] == NodeStatus.FALLBACK and name in fallbacks:
+                outcome.outputs[name] = fallbacks[name]  # its on_error's outputs, stored too
         store = open_run_store(settings)
         root = _recorded_root(run)  # File outputs resolve under the run's root, not the cwd
         cache = ArtifactCache(journal, store, shared=settings.shared_store, root=root)

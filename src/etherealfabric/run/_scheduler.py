@@ -467,4 +467,6 @@ class Scheduler(Rewinds, Fallbacks):
         for name, status in self.outcome.status.items():
             if status in (NodeStatus.PENDING, NodeStatus.RUNNING):
                 self.outcome.status[name] = NodeStatus.CANCELLED
-                self._emit(EventKind.NODE_CANCELLED, name)
+                # running: submitted and not dropped before it started (its row keeps its start)
+                running = status is NodeStatus.RUNNING and name in self._futures
+                self._emit(EventKind.NODE_CANCELLED, name, **({"running": True} if running else {}))
