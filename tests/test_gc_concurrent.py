@@ -182,7 +182,7 @@ def test_temp_files_of_killed_writers_are_reported_and_collected(tmp_path: Path)
     )
     assert run.returncode == 0, run.stderr
     pid = _killed_writer(home, 5_000_000)
-    [orphan] = (home / "objects" / ".tmp").glob(f".tmp-{pid}-*")
+    [orphan] = (home / "objects" / ".tmp").glob(f".tmp-{pid}.*")  # .tmp-<pid>.<host tag>-...
     live = LocalStore(home).writer(inline_limit=0)  # a write in progress in this process
     live.write(b"y" * 100_000)
     live.flush()

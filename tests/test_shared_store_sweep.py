@@ -167,9 +167,11 @@ def test_verify_reports_entries_that_are_folders_and_fix_removes_them(
     ]
     for name in names:
         plant_folder(team.shared / name, victim)
-    temp = team.shared / "objects" / ".tmp" / ".tmp-left-behind"  # a temp name, over an hour old
+    # a temp name, over a day old (a shared folder's temp files may be a teammate's uploads
+    # from another machine: leftovers only once older than gc's grace period)
+    temp = team.shared / "objects" / ".tmp" / ".tmp-left-behind"
     plant_folder(temp, victim)
-    os.utime(temp, (time.time() - 7200,) * 2)
+    os.utime(temp, (time.time() - 2 * 86400,) * 2)
 
     out = team.cli("cache", "verify", "--json")
     assert out.returncode == 1, out.stderr

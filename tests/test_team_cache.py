@@ -427,7 +427,11 @@ def test_ls_du_and_forget_a_key(team: Team) -> None:
 
     code, out, _ = cli(team, "bob", "forget", "--key", entries["report"]["key"])
     assert code == 0 and "forgot 1 cache entry" in out
-    assert team.run("bob")[0] == {"report"}
+    assert "left 1 it did not publish" in out  # alice's record: the team keeps it
+    assert team.run("bob")[0] == set()  # so bob's next run finds it again
+    code, out, _ = cli(team, "alice", "forget", "--key", entries["report"]["key"])
+    assert code == 0 and "dropped 1 record(s) this home published" in out
+    assert team.run("carol")[0] == {"report"}  # gone from the shared store: it runs again
     code, _, err = cli(team, "bob", "forget", "--key", "not-a-key")
     assert code == 2 and "invalid cache key 'not-a-key'" in err
 

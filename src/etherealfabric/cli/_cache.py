@@ -53,13 +53,16 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
         local = LocalStore(settings.home) if settings.shared_store else None
     except EtherealFabricError as exc:
         _fail(str(exc))
+    # read-only: the shared store is never written (its credentials may not allow it)
+    writable = local is None or settings.store_mode != "read-only"
     with _journal_at(settings) as journal:
         audit = audit_cache(journal, store, local)
         try:
-            fixed = _repair(journal, store, audit.problems, local) if fix else set()
+            fixed = _repair(journal, store, audit.problems, local, writable) if fix else set()
         except EtherealFabricError as exc:
             _fail(str(exc))
     remaining = [p for i, p in enumerate(audit.problems) if i not in fixed]
+    left_shared = sum(1 for p in remaining if p.where == "store") if fix and not writable else 0
     if as_json:
         _echo_json(
             {
@@ -73,17 +76,29 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
         )
     else:
         _print_audit(audit, fixed, len(remaining))
+        if left_shared:
+            click.echo(
+                f"{left_shared} problem(s) of the shared store {store.url} were left as they "
+                "are: ETHEREALFABRIC_STORE_MODE=read-only never writes it; run `etherealfabric "
+                "cache verify --fix` from a setup that may write it (read-write mode, write "
+                "credentials) to delete them"
+            )
     sys.exit(EXIT_FAILED if remaining else 0)
 
 
-def _repair(journal: Journal, shared: Store, problems: list[Any], local: Store | None) -> set[int]:
+def _repair(
+    journal: Journal, shared: Store, problems: list[Any], local: Store | None, writable: bool
+) -> set[int]:
     """Delete corrupt objects, orphaned temp files, entries that are not files (of the store,
     or of ``local``: the home's layer in front of a shared store), and action records naming
-    bad bytes; the indexes fixed."""
+    bad bytes; the indexes fixed. Unless ``writable``, nothing of the shared store is touched
+    (its problems stay, the journal's records are forgotten in the home only)."""
     fixed: set[int] = set()
     forgotten: set[str] = set()
     for i, problem in enumerate(problems):
         store = local if problem.where == "local" and local is not None else shared
+        if problem.where == "store" and not writable:
+            continue
         if problem.kind == "orphan_temp" and problem.path:
             store.remove_temp_file(problem.path)
             fixed.add(i)
@@ -101,7 +116,7 @@ def _repair(journal: Journal, shared: Store, problems: list[Any], local: Store |
                 journal.delete_blob(problem.digest)
             if problem.key not in forgotten:
                 journal.delete_action(problem.key)
-                if local is not None:  # a shared store's record: forgotten there too
+                if local is not None and writable:  # a shared store's: forgotten there too
                     shared.delete_action(problem.key)
                 forgotten.add(problem.key)
             fixed.add(i)
@@ -190,7 +205,7 @@ def cache_gc(
         _fail(str(exc))
         return
     if as_json:
-        _echo_json(report if "shared" in report else report["home"])
+        _echo_json(report if len(report) > 1 else report["home"])
         return
     verb = "would remove" if dry_run else "removed"
     h = home_report
@@ -208,6 +223,8 @@ def cache_gc(
             f"local layer: {verb} {len(e['evicted'])} object(s) ({e['bytes_freed']:,} bytes) "
             f"to stay within {e['budget']:,} bytes; {e['size_after']:,} bytes left"
         )
+    if "shared_skipped" in report:
+        click.echo(report["shared_skipped"])
     if "shared" in report:
         g = report["shared"]
         click.echo(
@@ -217,6 +234,11 @@ def cache_gc(
             f"{_damaged(g['removed_damaged'])}; kept "
             f"{g['records_kept']} record(s), {g['objects_kept']} object(s) in use and "
             f"{g['objects_too_recent']} younger than the grace period"
+            + (
+                f" or than the start of the {g['runs_going']} teammate run(s) still going"
+                if g["runs_going"]
+                else ""
+            )
         )
         if dry_run:
             for name in g["removed_records"]:
@@ -235,13 +257,20 @@ def _collect_shared(
 ) -> dict[str, Any]:
     """The local layer's budget, this home's roots, then the shared store's collection (a dry
     run publishes nothing, and collects as if it had)."""
-    from ..run._teamcache import enforce_budget, home_id, publish, roots_keys
-    from ..store._sharedgc import collect_shared
+    from ..run._teamcache import enforce_budget, publish, roots_keys
+    from ..store._sharedgc import collect_shared, home_id
 
     report: dict[str, Any] = {}
     if settings.local_cache_size is not None:
         eviction = enforce_budget(store, journal, settings.local_cache_size, dry_run=dry_run)
         report["evicted"] = asdict(eviction)
+    if settings.store_mode == "read-only":  # never writes the shared store (nor may it)
+        report["shared_skipped"] = (
+            f"shared store {store.remote.url}: not collected, and this home's roots not "
+            "published (ETHEREALFABRIC_STORE_MODE=read-only never writes it); `cache gc` from "
+            "a read-write setup collects it"
+        )
+        return report
     if not dry_run:
         publish(store, journal, settings.home, keep_runs, force=True)
     own = (home_id(settings.home), roots_keys(journal, settings.home, keep_runs))
@@ -289,13 +318,15 @@ def cache_forget(
     --key K: they run next time.
 
     The stored bytes stay until `cache gc` finds nothing uses them. With a shared store, the
-    records this home published there are dropped too (never a teammate's signed one).
+    records this home published there are dropped too (never a teammate's, nor a record that
+    does not say which home published it); in ETHEREALFABRIC_STORE_MODE=read-only the shared
+    store is left as it is.
     """
-    from ..store import open_store
     from ..store._base import check_name
 
     if not patterns and not keys:
         _fail("name the nodes to forget (NODE..., globs allowed) or give --key K")
+    shared: dict[str, list[str]] = {"dropped": [], "left": []}
     try:
         for key in keys:
             check_name(key, "cache key")
@@ -305,18 +336,53 @@ def cache_forget(
             for key in keys:
                 journal.delete_action(key)
             forgotten += [k for k in keys if k not in forgotten]
-            if forgotten and settings.shared_store:
-                store = open_store(
-                    settings.store_location, shared=True, timeout=settings.store_timeout
-                )
-                for key in forgotten:
-                    store.delete_action(key)
+            read_only = settings.store_mode == "read-only"
+            if forgotten and settings.shared_store and not read_only:
+                shared = _forget_shared(settings, forgotten)
     except EtherealFabricError as exc:
         _fail(str(exc))
         return
     if as_json:
-        _echo_json({"forgotten": len(forgotten), "keys": forgotten})
+        _echo_json({"forgotten": len(forgotten), "keys": forgotten, "shared": shared})
     elif forgotten:
         click.echo(f"forgot {len(forgotten)} cache entr{'y' if len(forgotten) == 1 else 'ies'}")
+        if settings.shared_store:
+            click.echo(_shared_forget_line(settings, shared))
     else:
         click.echo(f"no cache entry of a node named {' or '.join(patterns)}", err=True)
+
+
+def _forget_shared(settings: Settings, keys: list[str]) -> dict[str, list[str]]:
+    """Delete the shared store's records of ``keys`` that this home published (they name its
+    id); the keys of those ``dropped`` and of those ``left`` (a teammate's, or one that does
+    not say whose it is: published by an older version)."""
+    from ..store import open_store
+    from ..store._sharedgc import home_id
+
+    store = open_store(settings.store_location, shared=True, timeout=settings.store_timeout)
+    me = home_id(settings.home)
+    found: dict[str, list[str]] = {"dropped": [], "left": []}
+    for key in keys:
+        record = store.get_action(key)
+        if record is None:
+            continue  # none there (or none we could verify: not ours either way)
+        if record.get("home") == me:
+            store.delete_action(key)
+            found["dropped"].append(key)
+        else:
+            found["left"].append(key)
+    return found
+
+
+def _shared_forget_line(settings: Settings, shared: dict[str, list[str]]) -> str:
+    """What ``cache forget`` did in the shared store, in one line."""
+    where = f"the shared store {settings.store_location}"
+    if settings.store_mode == "read-only":
+        return f"{where} was left as it is (ETHEREALFABRIC_STORE_MODE=read-only never writes it)"
+    line = f"dropped {len(shared['dropped'])} record(s) this home published in {where}"
+    if shared["left"]:
+        line += (
+            f"; left {len(shared['left'])} it did not publish (a teammate's, or one published "
+            "before records named their home: `cache gc` removes it once no home uses it)"
+        )
+    return line

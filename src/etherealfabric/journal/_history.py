@@ -22,6 +22,7 @@ from ..hashing._digest import digest_bytes
 from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ..store._base import ENTRY_KINDS, object_name
+from ..store._sharedgc import SHARED_GRACE
 from ._journal import Journal, RunRow
 from ._liveness import gone
 from ._maps import map_events, split_children, summarize
@@ -326,14 +327,18 @@ def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> C
 
     Each object is read and hashed; each action record must name present, valid objects (or,
     for small outputs, inline blobs in the journal whose bytes match their digest). Temp files
-    that no writer will finish (its process is gone, or older than an hour) are reported too,
+    that no writer will finish (written by a process of this host that is gone, or older than
+    an hour; in a shared store, whose files others write, older than a day) are reported too,
     and so is every entry that is not a file (:meth:`Store.damaged_entries`). ``local``: the
     home's layer in front of a shared ``store``, whose copies are checked the same way (its
     problems say ``where="local"``; a record is checked against the shared store).
     """
-    bad, problems, objects = _object_problems(store, "store")
+    # a shared store's temp files may be a teammate's writes (of another host, whose pids
+    # cannot be checked here): judged by age, with the grace `cache gc` gives shared entries
+    shared_age = SHARED_GRACE if local is not None else ORPHAN_AGE
+    bad, problems, objects = _object_problems(store, "store", shared_age)
     if local is not None:
-        _, found, count = _object_problems(local, "local")
+        _, found, count = _object_problems(local, "local", ORPHAN_AGE)
         problems += found
         objects += count
     rows = action_rows(journal)
@@ -343,7 +348,7 @@ def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> C
 
 
 def _object_problems(
-    store: Store, where: str
+    store: Store, where: str, temp_age: float
 ) -> tuple[dict[str, CacheProblem], list[CacheProblem], int]:
     """The bad objects of ``store`` by digest, every problem of its entries (bad objects,
     entries that are not files, orphaned temp files), and the number of objects checked."""
@@ -365,7 +370,7 @@ def _object_problems(
         if problem is not None:
             bad[digest] = dataclasses.replace(problem, where=where)
     problems = [*bad.values(), *damaged]
-    for path, _ in store.stale_temp_files(max_age=ORPHAN_AGE, writer_gone=gone):
+    for path, _ in store.stale_temp_files(max_age=temp_age, writer_gone=gone):
         problems.append(CacheProblem("orphan_temp", None, path=path, where=where))
     return bad, problems, objects
 

@@ -25,6 +25,7 @@ from ..journal._liveness import HOST, PID_START, alive
 from ..store import Store
 from ..store._leases import StoreLeases
 from ._recorder import JournalRecorder
+from ._runmark import RunMark
 
 __all__ = ["STORE_POLL_SECONDS", "RunLeases"]
 
@@ -48,6 +49,7 @@ class RunLeases:
             if shared is not None
             else None
         )
+        self.mark = RunMark(shared, run_id)  # "a run is going" for the shared store's gc
         self._not_before: dict[str, float] = {}  # key -> when to ask the store again
         #: whether the cache must be asked again now that the lease is ours: not when the home
         #: lease was held before the node was looked up (nobody else can have computed it since)
@@ -56,6 +58,7 @@ class RunLeases:
     def acquire(self, key: str, node: str) -> bool:
         """Both leases of ``key``, or neither: False while another run or driver holds one."""
         self.recheck = self.store is not None or not self.recorder.holds_home
+        self.mark.ensure()  # before the node runs: its record is kept by gc from now on
         if not self.recorder.acquire_lease(key, node=node, run_id=self.run_id):
             return False
         if self.store is not None and not self.store.acquire(key):
@@ -69,6 +72,7 @@ class RunLeases:
         """The journal leases of many keys in one transaction (a chunk of the map ``node``'s
         children): those taken. No store lease: one request per child would cost more than
         the children; drivers of other homes may compute the same child (results agree)."""
+        self.mark.ensure()
         return self.recorder.acquire_leases(keys, node=node, run_id=self.run_id)
 
     def due(self, key: str) -> bool:
@@ -100,11 +104,13 @@ class RunLeases:
         self.recorder.renew_leases(self.run_id)
         if self.store is not None:
             self.store.renew()
+        self.mark.refresh()
 
     def close(self) -> None:
         """The run ends: every store lease goes (the journal's go with the run's last commit)."""
         if self.store is not None:
             self.store.release_all()
+        self.mark.close()
 
 
 def _abandoned(entry: Mapping[str, Any]) -> bool:

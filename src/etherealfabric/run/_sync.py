@@ -166,7 +166,8 @@ def _push_one(
     for digest, data in inline:
         if data is not None and store.remote.object_info(digest) is None:
             store.remote.put_bytes(data)
-    store.remote.put_action(key, record)  # objects first: a record never names missing bytes
+    # objects first: a record never names missing bytes; it names this home (cache forget)
+    store.remote.put_action(key, store.stamped(record))
     return item
 
 

@@ -20,7 +20,7 @@ from ..journal import Journal
 from ..journal._team import keys_in_use, oldest_live_run, run_keys
 from ..store import LayeredStore, Store
 from ..store._layered import Eviction, evict
-from ..store._sharedgc import publish_roots
+from ..store._sharedgc import home_id, publish_roots
 
 __all__ = [
     "KEEP_RUNS",
@@ -119,22 +119,6 @@ def roots_keys(journal: Journal, home: Path, keep_runs: int = KEEP_RUNS) -> list
     """The keys this home's roots name: its last ``keep_runs`` runs per workflow, its runs
     going and its pinned runs used (sorted)."""
     return sorted(keys_in_use(journal, keep_runs, pins(home)))
-
-
-def home_id(home: Path) -> str:
-    """This home's id in a shared store's roots (made on first use, kept in ``home-id``)."""
-    path = Path(home) / "home-id"
-    try:
-        found = path.read_text().strip()
-    except FileNotFoundError:
-        found = ""
-    if len(found) == 32 and all(c in "0123456789abcdef" for c in found):
-        return found
-    new = os.urandom(16).hex()  # 32 hex digits, as a uuid4's (uuid is not imported for it)
-    temp = path.with_name(f".home-id-{os.getpid()}")
-    temp.write_text(new + "\n")
-    os.replace(temp, path)
-    return new
 
 
 def pins(home: Path) -> list[str]:

@@ -85,6 +85,8 @@ class LayeredStore(Store):
         self.offline: str | None = None
         #: digests whose copy in the shared store was found damaged: a write replaces them
         self.damaged: set[str] = set()
+        #: this home's id in the shared store (:meth:`stamped`), read when first needed
+        self.home: str | None = None
         self._init_process()
 
     def _init_process(self) -> None:
@@ -94,7 +96,7 @@ class LayeredStore(Store):
         self.filled_bytes = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: self.__dict__[k] for k in ("local", "remote", "mode", "url", "offline")}
+        state = {k: self.__dict__[k] for k in ("local", "remote", "mode", "url", "offline", "home")}
         with self._lock:
             state["damaged"] = set(self.damaged)
         return state
@@ -361,7 +363,17 @@ class LayeredStore(Store):
         return self.ask(self.remote.get_action, key, default=None)
 
     def put_action(self, key: str, record: dict[str, Any]) -> None:
-        self._write_remote(self.remote.put_action, key, record)
+        self._write_remote(self.remote.put_action, key, self.stamped(record))
+
+    def stamped(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as this home publishes it: naming the home (its id, ``home``; signed
+        with the rest), so that ``cache forget`` can tell this home's records from a
+        teammate's signed with the same key."""
+        if self.home is None:
+            from ._sharedgc import home_id
+
+            self.home = home_id(self.local.root)
+        return {**record, "home": self.home}
 
     def delete_action(self, key: str) -> None:
         self._write_remote(self.remote.delete_action, key)

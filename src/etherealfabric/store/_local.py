@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from ..errors import StoreError
 from ..hashing._files import mapped_digest
 from ._base import EntryInfo, Store, action_name, checkpoint_name, object_name
-from ._writer import create_temp_file, remove_path, remove_quietly
+from ._writer import create_temp_file, is_temp_file, remove_path, remove_quietly
 
 if TYPE_CHECKING:
     from ._trust import UntrustedEntries
@@ -371,6 +371,15 @@ class LocalStore(Store):
         self._dirs.add(folder)
 
     def _unwritable(self, exc: OSError) -> StoreError:
+        if exc.errno == errno.ENOENT and is_temp_file(exc.filename) and os.path.isdir(self.root):
+            return StoreError(
+                f"cannot write to the artifact store at {self.root}: another process removed "
+                f"this write's temporary file {exc.filename} while it was being written (a "
+                "`cache verify --fix` or `cache gc` run elsewhere on this store, maybe by an "
+                "older version that took it for a leftover). Nothing is wrong with the store: "
+                "run again.",
+                path=self.root,
+            )
         where = f" ({exc.filename})" if exc.filename else ""
         advice = (
             "Free some disk space, or point the store elsewhere (ETHEREALFABRIC_STORE)."

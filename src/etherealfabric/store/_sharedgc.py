@@ -6,8 +6,19 @@ workflow by default), its runs still going and its pinned runs used::
 
     roots/<hh>/<home id>.json   {"home", "host", "updated_at", "keys": [...]}
 
-(published at the end of every read-write run when they changed, and by ``cache gc``).
-:func:`collect_shared` keeps every record whose key some home's roots name, and every record,
+(published at the end of every read-write run when they changed, and by ``cache gc``). Roots
+come once a run ends, so a read-write run that computes something also marks itself as going,
+from just before its first node runs until it ends (:func:`mark_run`)::
+
+    roots/<hh>/<home id>.run-<digest of the run id>.json
+        {"home", "host", "run", "started_at", "updated_at", "keys": []}
+
+rewritten every :data:`RUN_MARK_REFRESH` seconds (on the run's lease heartbeat) and deleted
+when it ends; a mark not rewritten for :data:`RUN_MARK_EXPIRY` seconds is a dead run's, and
+the collection removes it. While a fresh mark is there, every entry written since its run
+began (less a minute for clocks that differ) is kept, whatever ``grace`` says: the records a
+running job already finished, and the objects it uploaded. A warm run (every node cached)
+writes no mark. :func:`collect_shared` keeps every record whose key some home's roots name, and every record,
 object and lease younger than ``grace`` seconds (a teammate's job that is running has written
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
@@ -28,39 +39,112 @@ always safe).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..hashing._digest import is_digest
+from ..hashing._digest import digest_bytes, is_digest
 from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
 from ._signing import record_digests
 from ._trees import entry_objects, read_manifest
 
 __all__ = [
+    "SHARED_GRACE",
     "SharedGcReport",
     "collect_damaged",
     "collect_shared",
+    "home_id",
+    "mark_run",
     "publish_roots",
     "read_roots",
     "roots_name",
+    "run_mark_name",
 ]
 
 log = logging.getLogger("etherealfabric.store")
 
+#: The default grace period of a shared store's collection (``cache gc --grace``), also the age
+#: from which ``cache verify`` takes a temp file of another host in a shared folder as a leftover.
+SHARED_GRACE = 86400.0
+#: A run's mark (:func:`mark_run`) is rewritten this often while the run goes...
+RUN_MARK_REFRESH = 60.0
+#: ...and a mark not rewritten for this long is a dead run's (killed, or its machine lost).
+RUN_MARK_EXPIRY = 900.0
+#: Clocks of the machines sharing a store may differ this much (a run's start is compared with
+#: the store's times of the entries it wrote).
+_CLOCK_SLACK = 60.0
 #: A lease entry is stale this long after it was last written (its holder renews every 5 s).
 _LEASE_STALE_SECONDS = 3600.0
 _THREADS = 16
+
+
+def home_id(home: str | os.PathLike[str]) -> str:
+    """The id of the home ``home`` in a shared store (made on first use, kept in its file
+    ``home-id``): it names the home's roots, and the records it publishes carry it (``home``),
+    so that ``cache forget`` drops only those. Threads and processes asking at once get the
+    same id (the file is created exclusively)."""
+    path = os.path.join(home, "home-id")
+    found = _read_id(path)
+    if found:
+        return found
+    new = os.urandom(16).hex()  # 32 hex digits, as a uuid4's (uuid is not imported for it)
+    temp = os.path.join(home, f".home-id-{os.getpid()}-{os.urandom(8).hex()}")
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(new + "\n")
+    try:
+        if os.path.exists(path):  # malformed: replaced
+            os.replace(temp, path)
+        else:
+            with contextlib.suppress(FileExistsError):  # another made it first: theirs
+                os.link(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return _read_id(path) or new
+
+
+def _read_id(path: str) -> str:
+    """The home id in the file ``path``; "" if it is absent or malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = f.read().strip()
+    except FileNotFoundError:
+        return ""
+    return found if len(found) == 32 and all(c in "0123456789abcdef" for c in found) else ""
 
 
 def roots_name(home: str) -> str:
     """The entry of the roots of the home ``home`` (a 32-hex id)."""
     check_name(home, "home id")
     return f"roots/{home[:2]}/{home}.json"
+
+
+def run_mark_name(home: str, run_id: str) -> str:
+    """The entry saying that the run ``run_id`` of the home ``home`` is going (in ``roots/``,
+    next to the home's roots; a version that does not know it reads it as roots naming no
+    key)."""
+    return f"{roots_name(home).removesuffix('.json')}.run-{digest_bytes(run_id.encode())}.json"
+
+
+def mark_run(store: Store, home: str, run_id: str, started_at: float, *, host: str) -> None:
+    """Say (again) that run ``run_id`` of ``home``, begun at ``started_at``, is going: while
+    the mark is fresh (:data:`RUN_MARK_EXPIRY`), a collection keeps everything written since
+    that run began."""
+    body = {
+        "home": home,
+        "host": host,
+        "run": run_id,
+        "started_at": started_at,
+        "updated_at": time.time(),
+        "keys": [],
+    }
+    store.write_entry(run_mark_name(home, run_id), json.dumps(body, separators=(",", ":")).encode())
 
 
 def publish_roots(store: Store, home: str, keys: Iterable[str], *, host: str) -> bool:
@@ -76,8 +160,23 @@ def publish_roots(store: Store, home: str, keys: Iterable[str], *, host: str) ->
 
 
 def read_roots(store: Store) -> list[dict[str, Any]]:
-    """Every home's roots (malformed ones are skipped with a warning)."""
-    return list(_roots_by_entry(store).values())
+    """Every home's roots (malformed ones are skipped with a warning; runs' marks are not
+    roots)."""
+    return [body for body in _roots_by_entry(store).values() if "run" not in body]
+
+
+def _runs_going(by_entry: dict[str, dict[str, Any]], now: float) -> tuple[list[float], list[str]]:
+    """Take the runs' marks out of ``by_entry``: the start times of the runs going (a mark
+    rewritten within :data:`RUN_MARK_EXPIRY`), and the entries of the dead runs' marks."""
+    starts, dead = [], []
+    for entry in [e for e, body in by_entry.items() if "run" in body]:
+        body = by_entry.pop(entry)
+        updated, started = _time(body.get("updated_at")), _time(body.get("started_at"))
+        if updated is not None and started is not None and updated >= now - RUN_MARK_EXPIRY:
+            starts.append(started)
+        else:
+            dead.append(entry)
+    return starts, dead
 
 
 def _roots_by_entry(store: Store) -> dict[str, dict[str, Any]]:
@@ -96,6 +195,12 @@ def _roots_by_entry(store: Store) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _time(value: object) -> float | None:
+    """``value`` as a time (a JSON number), or None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else None  # type: ignore[arg-type]
+
+
 @dataclass
 class SharedGcReport:
     """What a collection of a shared store removed (or, with ``dry_run``, would remove)."""
@@ -103,6 +208,8 @@ class SharedGcReport:
     store: str
     dry_run: bool
     homes: int = 0
+    #: runs going (a fresh mark): everything written since the oldest began is kept
+    runs_going: int = 0
     records_kept: int = 0
     records_removed: int = 0
     objects_kept: int = 0
@@ -122,7 +229,7 @@ class SharedGcReport:
 def collect_shared(
     store: Store,
     *,
-    grace: float = 86400.0,
+    grace: float = SHARED_GRACE,
     dry_run: bool = False,
     now: float | None = None,
     own: tuple[str, Iterable[str]] | None = None,
@@ -133,13 +240,17 @@ def collect_shared(
     taken instead of what the store holds for it (so that a dry run, which publishes
     nothing, reports what the collection would remove).
     """
-    cutoff = (time.time() if now is None else now) - grace
+    now = time.time() if now is None else now
+    cutoff = now - grace
     by_entry = _roots_by_entry(store)
+    starts, dead_marks = _runs_going(by_entry, now)
+    if starts:  # a run going keeps what it wrote so far (its roots come when it ends)
+        cutoff = min(cutoff, min(starts) - _CLOCK_SLACK)
     if own is not None:
         by_entry[roots_name(own[0])] = {"home": own[0], "keys": sorted(set(own[1]))}
     roots = list(by_entry.values())
     kept_keys = {k for body in roots for k in body["keys"]}
-    report = SharedGcReport(store.url, dry_run, homes=len(roots))
+    report = SharedGcReport(store.url, dry_run, homes=len(roots), runs_going=len(starts))
     records = _listing(store, "actions")
     keep: list[str] = []
     drop: list[str] = []
@@ -168,6 +279,7 @@ def collect_shared(
         if info.modified is not None
         and info.modified < min(cutoff, time.time() - _LEASE_STALE_SECONDS)
     ]
+    leases += dead_marks  # (counted with the leases: the same kind of leftover)
     report.leases_removed = len(leases)
     report.removed_damaged = collect_damaged(store, dry_run=dry_run)
     if not dry_run:

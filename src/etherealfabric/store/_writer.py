@@ -41,7 +41,9 @@ __all__ = [
     "default_temp_dir",
     "file_mtime",
     "filesystem_type",
+    "host_tag",
     "inline_object",
+    "is_temp_file",
     "remove_path",
     "remove_quietly",
     "remove_stale_temp_files",
@@ -51,6 +53,7 @@ __all__ = [
 
 _FILE_BUFFER = 256 * 1024
 _TEMP_PREFIX = ".tmp-"
+_host_tag: list[str] = []  # host_tag(), once computed
 #: an expected size from which a temp file is allocated up front (see the module docstring)
 PREALLOCATE_BYTES = 8 * 1024 * 1024
 #: file systems whose ``fallocate`` reserves blocks as unwritten extents, without writing
@@ -85,12 +88,35 @@ def create_temp_file(folder: str) -> tuple[BinaryIO, str]:
 
     Created with ``O_EXCL`` and the usual permissions (``0o666`` minus the umask), so that
     published objects are as readable as any other file the user creates. The name carries
-    the writer's pid (``.tmp-<pid>-<random>``), so a file left by a killed writer can be told
-    from one being written (:func:`stale_temp_files`).
+    the writer's pid and this host's tag (``.tmp-<pid>.<host tag>-<random>``, see
+    :func:`host_tag`), so a file left by a killed writer of this host can be told from one
+    being written (:func:`stale_temp_files`); a file of another host (a teammate writing to a
+    shared folder) is judged by its age only.
     """
-    path = os.path.join(folder, f"{_TEMP_PREFIX}{os.getpid()}-{os.urandom(16).hex()}")
+    name = f"{_TEMP_PREFIX}{os.getpid()}.{host_tag()}-{os.urandom(16).hex()}"
+    path = os.path.join(folder, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     return os.fdopen(fd, "wb", buffering=_FILE_BUFFER), path
+
+
+def host_tag() -> str:
+    """12 hex digits naming where this process's pids mean something: the host name, its boot
+    id and the pid namespace (a container, or ``unshare -p``, has pids of its own). Two
+    processes get the same tag exactly when one can check whether the other's pid lives."""
+    if not _host_tag:
+        parts = [os.uname().nodename if hasattr(os, "uname") else ""]
+        for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+            try:
+                parts.append(os.readlink(path) if path.endswith("/pid") else _read_text(path))
+            except OSError:
+                parts.append("")
+        _host_tag.append(digest_bytes("\n".join(parts).encode())[:12])
+    return _host_tag[0]
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().strip()
 
 
 def default_temp_dir() -> str:
@@ -191,11 +217,16 @@ def file_mtime(entry: os.DirEntry[str]) -> float:
 
 
 def temp_file_writer(name: str) -> int | None:
-    """The pid of the process that created the temp file ``name``; None if it does not say."""
+    """The pid of the process of this host (:func:`host_tag`) that created the temp file
+    ``name``; None if it does not say, or if another host (or an older version, whose names
+    carry no host) made it: its pid cannot be checked here."""
     if not name.startswith(_TEMP_PREFIX):
         return None
-    pid, sep, _ = name[len(_TEMP_PREFIX) :].partition("-")
-    return int(pid) if sep and pid.isdigit() else None
+    writer, sep, _ = name[len(_TEMP_PREFIX) :].partition("-")
+    pid, dot, tag = writer.partition(".")
+    if not (sep and dot and pid.isdigit()) or tag != host_tag():
+        return None
+    return int(pid)
 
 
 def stale_temp_files(
@@ -203,9 +234,10 @@ def stale_temp_files(
 ) -> list[tuple[str, int]]:
     """``(path, size)`` of the ``.tmp-*`` files in ``folder`` that no write will finish.
 
-    With ``writer_gone``, a file whose name gives its writer's pid is stale exactly when
-    ``writer_gone(pid)`` (a process of this host that is gone), whatever its age; any other
-    file when it is older than ``max_age`` seconds (younger ones may belong to a write in
+    With ``writer_gone``, a file whose name gives its writer's pid *and this host's tag* is
+    stale exactly when ``writer_gone(pid)`` (a process of this host that is gone), whatever its
+    age; any other file (another host's, as in a shared folder, or one named without a host)
+    when it is older than ``max_age`` seconds (younger ones may belong to a write in
     progress).
     """
     cutoff = time.time() - max_age
@@ -223,6 +255,11 @@ def stale_temp_files(
                 with contextlib.suppress(OSError):
                     found.append((entry.path, entry.stat(follow_symlinks=False).st_size))
     return found
+
+
+def is_temp_file(path: object) -> bool:
+    """Whether ``path`` names one of the temp files :func:`create_temp_file` makes."""
+    return isinstance(path, str) and os.path.basename(path).startswith(_TEMP_PREFIX)
 
 
 def remove_stale_temp_files(
