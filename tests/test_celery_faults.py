@@ -12,7 +12,9 @@ starts return once the test creates the file ``release``.
 - the same, with the killed worker's unacknowledged message also redelivered (as the Redis
   transport does after its visibility timeout) to a worker that never heard of its revocation:
   both copies run and finish while the run goes on, only the first result counts;
-- no worker at all: the run fails within a bounded time naming the broker and the node.
+- no worker at all: the run fails within a bounded time naming the broker and the node;
+- the task of a run that ended (failed for want of a worker, or interrupted) waits in the
+  queue: a worker started afterwards takes its message and skips it, the node never runs.
 
 The journal must hold exactly one row per node, a succeeded one.
 """
@@ -271,3 +273,50 @@ def test_without_any_worker_the_run_fails_naming_broker_and_node(cluster: Cluste
     assert "\n" not in message.strip()
     assert elapsed < 60, f"took {elapsed:.0f}s"
     assert cluster.starts() == []
+
+
+def _queued(cluster: Cluster) -> int:
+    import redis as redis_client
+
+    client = redis_client.Redis.from_url(cluster.redis.url(0))
+    try:
+        return int(client.llen("etherealfabric"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("end", ["failed", "interrupted"])
+def test_the_queued_tasks_of_a_run_that_ended_never_run(cluster: Cluster, end: str) -> None:
+    import redis as redis_client
+
+    cluster.release()
+    run = cluster.start_run(first_sleep=0)
+    if end == "interrupted":  # Ctrl-C while the node's task waits for a worker
+        cluster.wait_for("the node's task in the queue", lambda: _queued(cluster) == 1)
+        run.send_signal(signal.SIGINT)
+    code, summary, err = cluster.finish(run)
+    assert code != 0, err[-3000:]
+    if end == "failed":
+        assert "no Celery worker" in summary["errors"]["slow"]
+    assert _queued(cluster) == 1  # the message still waits for a worker
+    late = cluster.start_worker("late")
+    log = cluster.folder / "worker-late.log"
+    cluster.wait_for(
+        "the late worker taking the message",
+        lambda: _queued(cluster) == 0 and ("skipped task" in log.read_text() or cluster.starts()),
+    )
+    time.sleep(2)  # had it run the node, its marker would be there by now
+    assert cluster.starts() == [], log.read_text()[-3000:]
+    stop_process(late, timeout=15)  # a warm shutdown: a message it held would be requeued
+    assert _queued(cluster) == 0
+    results = redis_client.Redis.from_url(cluster.redis.url(1))
+    try:  # the skipped task recorded nothing (not even STARTED), and the run's key is gone
+        assert results.keys("celery-task-meta-*") == []
+        assert results.keys("etherealfabric-live-*") == []
+    finally:
+        results.close()
+    # a run with a worker runs the node once
+    cluster.start_worker("next")
+    code, summary, err = cluster.finish(cluster.start_run(first_sleep=0))
+    _assert_succeeded_once(cluster, code, summary, err)
+    assert len(cluster.starts()) == 1

@@ -58,6 +58,7 @@ from ._celery_app import (
     run_task,
     safe_url,
 )
+from ._celery_live import LiveKey
 from ._celery_lost import LostTasks, Submission, resolve_redispatch_seconds
 from ._grouping import GroupPacing, outcome
 
@@ -109,6 +110,7 @@ class CeleryBackend(LostTasks, Backend):
         self._notifications = 0
         self._last_warning = ("", 0.0)
         self._pacing = GroupPacing()
+        self._live = LiveKey()  # tasks of this run are skipped once it ended (._celery_live)
 
     @property
     def app(self) -> Any:
@@ -194,6 +196,7 @@ class CeleryBackend(LostTasks, Backend):
                 self._wake.clear()
                 sweep = not notified or time.monotonic() - last_sweep >= SWEEP_SECONDS
                 try:
+                    self._live.renew(results)  # first round: before the first task is sent
                     self._send()
                     if self._cancel:
                         self._revoke_pending()
@@ -208,6 +211,7 @@ class CeleryBackend(LostTasks, Backend):
                 if self._closing and not self._pending and self._outbox.empty():
                     return
         finally:
+            self._live.end(results)  # what is still queued never runs
             if notified:
                 with contextlib.suppress(Exception):
                     results.result_consumer.stop()
@@ -267,7 +271,7 @@ class CeleryBackend(LostTasks, Backend):
         sub.deadline = time.monotonic() + self.redispatch_seconds
         try:
             name = GROUP_TASK_NAME if sub.members else TASK_NAME
-            result = self.app.send_task(name, args=(sub.payload,))
+            result = self.app.send_task(name, args=(sub.payload,), kwargs=self._live.task_kwargs)
         except Exception as exc:
             error = f"could not send it to the Celery broker {self._broker()}: "
             error += f"{type(exc).__name__}: {exc}"

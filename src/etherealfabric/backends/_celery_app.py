@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..config import ENV, Settings
 from ..errors import ConfigError, ExecutionError
 from ._base import run_pickled
+from ._celery_live import guarded
 from ._grouping import run_group
 
 if TYPE_CHECKING:
@@ -93,20 +94,23 @@ def make_app(broker_url: str | None = None, result_backend: str | None = None) -
         task_track_started=True,  # STARTED and not held by a live worker: lost
         broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
     )
+    # both skip a message whose run has ended (``._celery_live``): bound, to reach the backend
     app.task(
         name=TASK_NAME,
+        bind=True,
         resultrepr_maxsize=48,  # workers log results: short
         retry_on_worker_lost=True,  # a dead pool process: run it again, then fail
         max_retries=WORKER_LOST_RETRIES,
         default_retry_delay=0,
-    )(run_task)
+    )(guarded(run_task))
     app.task(
         name=GROUP_TASK_NAME,
+        bind=True,
         resultrepr_maxsize=48,
         retry_on_worker_lost=True,
         max_retries=WORKER_LOST_RETRIES,
         default_retry_delay=0,
-    )(run_group)
+    )(guarded(run_group))
     return app
 
 
