@@ -352,7 +352,7 @@ def test_a_killed_process_worker_fails_its_node_and_the_run_goes_on() -> None:
         later = [value(i) for i in range(3)]
     results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
     assert results.statuses["dies"] == "failed"
-    assert "BrokenProcessPool" in results.errors["dies"]
+    assert "WorkerDiedError" in results.errors["dies"] and "SIGKILL" in results.errors["dies"]
     assert [results[v] for v in later] == [0, 1, 2]
 
 

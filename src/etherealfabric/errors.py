@@ -55,6 +55,7 @@ __all__ = [
     "NodeTimeoutError",
     "OutputError",
     "ParameterError",
+    "RemoteError",
     "RunFailedError",
     "RunNotFoundError",
     "SerializationError",
@@ -65,6 +66,7 @@ __all__ = [
     "UnknownOptionError",
     "UnknownOutputError",
     "UnknownParameterError",
+    "WorkerDiedError",
 ]
 
 
@@ -339,6 +341,56 @@ class NodeTimeoutError(ExecutionError, TimeoutError):
         self.node = node
         self.timeout = timeout
         self.stopped = stopped
+
+
+class RemoteError(ExecutionError):
+    """Stands in for an exception raised in a worker process that could not be sent back
+    (it does not pickle, or its class cannot be rebuilt from its ``args``, as when its
+    ``__init__`` takes other arguments): it keeps the original's type name, text and
+    traceback text (``type_name``, ``remote_traceback``). :meth:`standing_in` makes one of a
+    subclass named like the original, so that messages name the original type."""
+
+    @classmethod
+    def standing_in(cls, exc: BaseException, remote_traceback: str = "") -> RemoteError:
+        """A stand-in for ``exc``, of a class named like ``type(exc)`` (a RemoteError)."""
+        kind = type(exc)
+        named = type(kind.__name__, (cls,), {"__qualname__": kind.__qualname__})
+        return named(kind.__name__, str(exc), remote_traceback)  # type: ignore[no-any-return]
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class WorkerDiedError(ExecutionError):
+    """The worker process running a task died (killed, e.g. by the out-of-memory killer, or
+    exited) before it sent the task's result back: ``pid``, ``signal`` (its name, or None)
+    and ``exitcode``; ``notes`` are what the task reported while it ran (its attempts),
+    ``started_at`` and ``died_at`` when it was handed to the worker and when it was found
+    dead (``time.time()``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pid: int,
+        exitcode: int | None,
+        signal: str | None = None,
+        notes: list[Any] | None = None,
+        started_at: float = 0.0,
+        died_at: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+        self.notes = list(notes or [])
+        self.started_at = started_at
+        self.died_at = died_at
 
 
 class MapItemsError(ExecutionError, TypeError):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..config import check_options
+from ..errors import RemoteError
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -31,6 +32,8 @@ __all__ = [
     "exit_with_parent",
     "lifeline",
     "no_main_reimport",
+    "portable_exception",
+    "report_progress",
     "run_pickled",
     "watch_run",
 ]
@@ -101,7 +104,11 @@ class Backend(ABC):
 #: imports it. Process pools preload them (the forkserver, the Spark Python daemon), so that
 #: the workers forked from there start with them. Named, not imported: backends sit below
 #: the run layer.
-WORKER_MODULES = ("cloudpickle", "etherealfabric.run._worker")
+WORKER_MODULES = (
+    "cloudpickle",
+    "etherealfabric.backends._procpool",
+    "etherealfabric.run._worker",
+)
 
 
 class Pacing:
@@ -177,17 +184,60 @@ def run_pickled(payload: bytes) -> bytes:
     """Worker side of every out-of-process backend: cloudpickled ``(fn, task)`` in, result out.
 
     cloudpickle both ways, so node code from ``__main__`` or a workflow file travels by value.
+    A result's ``exception`` (a failed node's) travels as :func:`portable_exception` makes it.
     """
     import cloudpickle
 
     fn, task = cloudpickle.loads(payload)
     result = fn(task)
+    if getattr(result, "exception", None) is not None:
+        result.exception = portable_exception(result.exception)
     try:
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
     except Exception:
-        if hasattr(result, "exception"):  # an unpicklable exception: keep its text only
+        if hasattr(result, "exception"):  # (portable_exception found it safe to pickle)
             result.exception = None
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
+
+
+def portable_exception(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a cloudpickle round trip, else a :class:`RemoteError` with its
+    type name, text and traceback text (and the output it carries, ``_ef_output``).
+
+    Checked where it was raised: an exception whose class takes other ``__init__`` arguments
+    than its ``args`` pickles fine and fails only when it is loaded, on the driver, where the
+    error would replace the node's result (its attempts, their output, its real error).
+    """
+    import cloudpickle
+
+    try:
+        cloudpickle.loads(cloudpickle.dumps(exc))
+        return exc
+    except Exception:
+        pass
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    stand_in = RemoteError.standing_in(exc, text)
+    output = getattr(exc, "__dict__", {}).get("_ef_output")
+    if isinstance(output, str):
+        stand_in.__dict__["_ef_output"] = output
+    return stand_in
+
+
+#: Where a worker process sends what a running task reports (:func:`report_progress`): set
+#: by the process backend's workers (``backends/_procpool.py``); None elsewhere.
+progress_sink: Callable[[Any], None] | None = None
+
+
+def report_progress(note: Any) -> None:
+    """Tell the process that submitted the running task ``note`` (small, picklable), if it
+    listens: the process backend hands a task's notes to the :class:`WorkerDiedError` of a
+    worker that died while running it (the run layer notes each attempt's start and end)."""
+    sink = progress_sink
+    if sink is not None:
+        with contextlib.suppress(Exception):
+            sink(note)
 
 
 # -- workers die with the run ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ..journal._history import median
-from ._base import Pacing, run_pickled
+from ._base import Pacing, portable_exception, run_pickled
 
 __all__ = ["GroupPacing", "outcome", "run_captured", "run_group"]
 
@@ -72,7 +72,8 @@ def run_captured(payload: bytes) -> tuple[bool, bytes]:
 
     The error travels as a value, so the driver raises the node's own exception (and only that
     node's, in a group); one that cannot be pickled becomes an :class:`ExecutionError` with
-    its text.
+    its text, and one that cannot be rebuilt on the driver a
+    :class:`~etherealfabric.errors.RemoteError` (:func:`~._base.portable_exception`).
     """
     import cloudpickle
 
@@ -80,7 +81,7 @@ def run_captured(payload: bytes) -> tuple[bool, bytes]:
         return True, run_pickled(payload)
     except Exception as exc:
         try:
-            return False, cloudpickle.dumps(exc)
+            return False, cloudpickle.dumps(portable_exception(exc))
         except Exception:
             text = f"{type(exc).__name__}: {exc}"
             return False, cloudpickle.dumps(ExecutionError(text))

@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..config import strict_options
 from ._base import (
@@ -28,13 +28,9 @@ from ._base import (
     TaskFuture,
     default_workers,
     lifeline,
-    no_main_reimport,
-    run_pickled,
     watch_run,
 )
-
-if TYPE_CHECKING:  # multiprocessing is imported by the process backend only, when it starts
-    from concurrent.futures import ProcessPoolExecutor
+from ._procpool import WorkerPool
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -166,7 +162,13 @@ def _preload_worker(context: Any) -> None:
 
 
 class ProcessBackend(Backend):
-    """Runs tasks on a pool of worker processes."""
+    """Runs tasks on a pool of worker processes (:class:`~._procpool.WorkerPool`).
+
+    A worker process that dies (killed by the out-of-memory killer, say) fails only the task
+    it ran, with a :class:`~etherealfabric.errors.WorkerDiedError` naming its pid and signal
+    (the run retries the node under its retry policy: ``run/_lost.py``); the tasks of the
+    other workers go on, and the next task gets a new process.
+    """
 
     name = "processes"
     can_kill = True
@@ -180,46 +182,22 @@ class ProcessBackend(Backend):
         self._context = multiprocessing.get_context(
             "forkserver" if "forkserver" in methods else "spawn"
         )
-        if self._context.get_start_method() == "forkserver":
-            _preload_worker(self._context)
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        """A pool whose workers exit when this process dies (see :func:`watch_run`)."""
-        from concurrent.futures import ProcessPoolExecutor
-
         forkserver = self._context.get_start_method() == "forkserver"
-        return ProcessPoolExecutor(
-            self.max_workers,
-            mp_context=self._context,
+        if forkserver:
+            _preload_worker(self._context)
+        # workers exit when this process dies (see watch_run)
+        self._pool = WorkerPool(
+            self.max_workers or 1,
+            self._context,
             initializer=watch_run,
-            initargs=(lifeline(), forkserver),
+            initargs=lambda: (lifeline(), forkserver),
         )
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
-        from concurrent.futures.process import BrokenProcessPool
-
         import cloudpickle
 
-        payload = cloudpickle.dumps((fn, task))
-        with no_main_reimport():  # worker processes start on submit
-            try:
-                return _Unpickling(self._pool.submit(run_pickled, payload))
-            except BrokenProcessPool:
-                # A worker process died (killed, out of memory): the tasks it ran have failed
-                # with BrokenProcessPool; start a fresh pool for the rest of the run.
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                return _Unpickling(self._pool.submit(run_pickled, payload))
+        return _Unpickling(self._pool.submit(cloudpickle.dumps((fn, task))))
 
     def close(self, *, cancel: bool = False) -> None:
-        """Shut the pool down; with ``cancel`` (Ctrl-C) the worker processes are killed."""
-        if not cancel:
-            self._pool.shutdown(wait=True)
-            return
-        processes = list(getattr(self._pool, "_processes", {}).values())  # no public API for it
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.join()
+        """Stop the workers; with ``cancel`` (Ctrl-C) they are killed and queued tasks dropped."""
+        self._pool.close(cancel=cancel)

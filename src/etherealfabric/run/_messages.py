@@ -70,6 +70,9 @@ class Task:
     background: bool = False
     #: the texts of the node's code that may name files it reads (run/_reads.py: code_texts)
     names: tuple[str, ...] | None = None
+    #: attempts made already by workers that died running it (run/_lost.py): the first
+    #: attempt here is number ``attempts_before + 1``, and the retry policy counts them
+    attempts_before: int = 0
 
 
 @dataclass(eq=False)

@@ -67,6 +67,7 @@ from ._handover import HandOvers, Stored
 from ._inline import Inline
 from ._leases import RunLeases
 from ._lookahead import LookAhead
+from ._lost import watch_deaths
 from ._messages import Task, TaskResult
 from ._nomaps import maps_for
 from ._outcome import RunOutcome, RunPolicy
@@ -325,7 +326,7 @@ class Scheduler(Rewinds, Fallbacks):
         alone = not (self._running or self._ready or self._maps.busy)
         here: Future[Any] | None = Future() if self._inline.wanted(info, alone=alone) else None
         try:
-            future = here or self._dispatch.submit(info.spec.on_driver, execute, task)
+            future = here or self._send(info.spec.on_driver, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -343,6 +344,13 @@ class Scheduler(Rewinds, Fallbacks):
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
             self._inline.run(execute, task, here)
+
+    def _send(self, on_driver: bool, task: Task) -> Any:
+        """Submit ``task``; one run out of process is sent again if its worker dies
+        (``run/_lost.py``)."""
+        if on_driver or self.backend.in_process:  # (a thread cannot die alone)
+            return self._dispatch.submit(on_driver, execute, task)
+        return watch_deaths(functools.partial(self._dispatch.submit, False, execute), task)
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))

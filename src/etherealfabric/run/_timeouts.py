@@ -54,14 +54,14 @@ def _in_thread(fn: Callable[[], T], timeout: float, node: str) -> T:
 def _child(payload: bytes, conn: Any, run: Any, forkserver: bool) -> None:
     import cloudpickle
 
-    from ..backends._base import watch_run
+    from ..backends._base import portable_exception, watch_run
 
     watch_run(run, forkserver)  # the process that started this one dies: so does this one
     fn = cloudpickle.loads(payload)
     try:
         message = (True, fn())
     except BaseException as exc:
-        message = (False, exc)
+        message = (False, portable_exception(exc))  # one its parent can load
     try:
         conn.send_bytes(cloudpickle.dumps(message))
     except Exception as exc:  # an unpicklable result or exception

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from ..backends._base import report_progress
 from ..define._context import activate_checkpoint
 from ..define._files import activate_root, storing_under
 from ..define._policies import RetryPolicy
@@ -146,23 +147,18 @@ def _call_with_retries(
     redact: Redactor,
 ) -> Mapping[str, Any]:
     policy = task.retry
-    if policy is None or policy.retries == 0:
+    left = (policy.attempts if policy is not None else 1) - task.attempts_before
+    if policy is None or left <= 1:
         return _attempt(task, args, kwargs, attempts, redact)
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_exponential,
-        wait_random,
-    )
+    import tenacity
 
-    retrying = Retrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential(
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(left),
+        wait=tenacity.wait_exponential(
             multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
         )
-        + wait_random(0, policy.jitter),
-        retry=retry_if_exception(lambda e: _retryable(policy, e)),
+        + tenacity.wait_random(0, policy.jitter),
+        retry=tenacity.retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
     )
     return retrying(_attempt, task, args, kwargs, attempts, redact)
@@ -179,8 +175,10 @@ def _attempt(
     attempts: list[Attempt],
     redact: Redactor,
 ) -> Mapping[str, Any]:
-    attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
+    number = task.attempts_before + len(attempts) + 1
+    attempt = Attempt(number=number, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
+    report_progress(("attempt", number, attempt.started_at))  # for run/_lost.py
 
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
         cp = Checkpoint(task.store, task.key, task.node)
@@ -209,9 +207,11 @@ def _attempt(
         attempt.error = f"{type(exc).__name__}: {exc}"
         attempt.traceback = traceback.format_exc()
         attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
+        attempt.finished_at = time.time()
+        report_progress(("failed", number, attempt.finished_at, redact(attempt.error)))
         raise
     finally:
-        attempt.finished_at = time.time()
+        attempt.finished_at = attempt.finished_at or time.time()
 
 
 def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:

@@ -1,0 +1,250 @@
+"""The process backend's pool: worker processes that die alone.
+
+``concurrent.futures.ProcessPoolExecutor`` treats the death of one worker (the out-of-memory
+killer's SIGKILL) as the death of the pool: every task running or queued fails with
+``BrokenProcessPool``, the other workers are terminated, and nobody is told which process died,
+nor which task it ran. Here each worker process has its own pipe and a thread in this process
+that feeds it one task at a time and waits for the result: a worker that dies fails only the
+task it ran, with a :class:`~etherealfabric.errors.WorkerDiedError` that names its pid and the
+signal that killed it and carries what the task reported meanwhile
+(:func:`~._base.report_progress`: the run layer notes its attempts), and the next task gets a
+new process. Processes start on demand, with the pool's ``initializer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from ..errors import WorkerDiedError
+from . import _base
+
+__all__ = ["WorkerPool", "death_cause"]
+
+_STOP = b""  # sent to a worker process: exit
+
+
+def death_cause(exitcode: int | None) -> str:
+    """How a process ended, in words: ``killed by SIGKILL (out of memory?)``, ``exited with
+    code 3``."""
+    if exitcode is None:
+        return "ended (its exit status is unknown)"
+    if exitcode >= 0:
+        return f"exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    hint = (
+        " (out of memory? the kernel's OOM killer sends SIGKILL: see dmesg)"
+        if -exitcode == signal.SIGKILL
+        else ""
+    )
+    return f"killed by {name}{hint}"
+
+
+def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    """A worker process: run the pickled tasks received on ``conn`` until told to stop."""
+    import pickle
+
+    if initializer is not None:
+        initializer(*initargs)
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message)
+        with lock:
+            conn.send_bytes(data)
+
+    _base.progress_sink = lambda note: send(("note", note))
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if payload == _STOP:
+            return
+        try:
+            send(("done", True, _base.run_pickled(payload)))
+        except Exception as exc:  # the task did not load, or fn raised
+            import cloudpickle
+
+            try:
+                data = cloudpickle.dumps(_base.portable_exception(exc))
+            except Exception:
+                data = cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            send(("done", False, data))
+
+
+class WorkerPool:
+    """``max_workers`` worker processes of ``context``, each fed by its own thread here."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        context: Any,
+        initializer: Callable[..., None] | None = None,
+        initargs: Callable[[], tuple[Any, ...]] = tuple,
+    ) -> None:
+        self._context = context
+        self._initializer = initializer
+        self._initargs = initargs  # called at each start (a fresh lifeline() is cheap)
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], bytes] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._slots = max_workers
+        self._threads: list[threading.Thread] = []
+        self._processes: dict[int, Any] = {}  # by slot: the live process
+        self._closing = False
+
+    def submit(self, payload: bytes) -> Future[Any]:
+        """Run ``payload`` (a cloudpickled ``(fn, task)``); a future of its pickled result."""
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the process pool is closed")
+            if not self._threads:
+                for slot in range(self._slots):
+                    thread = threading.Thread(
+                        target=self._feed, args=(slot,), name=f"etherealfabric-proc-{slot}"
+                    )
+                    thread.daemon = True
+                    thread.start()
+                    self._threads.append(thread)
+        self._tasks.put((future, payload))
+        return future
+
+    def _start(self, slot: int) -> tuple[Any, Any]:
+        receiver, sender = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_serve,
+            args=(sender, self._initializer, self._initargs()),
+            name=f"etherealfabric-worker-{slot}",
+        )
+        with _base.no_main_reimport():
+            process.start()
+        sender.close()
+        with self._lock:
+            self._processes[slot] = process
+            closing = self._closing
+        if closing:  # close(cancel=True) ran meanwhile: it did not see this one
+            process.kill()
+        return process, receiver
+
+    def _feed(self, slot: int) -> None:
+        """A slot's thread: hand tasks to its worker process, one at a time; start a new
+        process when the last one died."""
+        process = conn = None
+        try:
+            while (item := self._tasks.get()) is not None:
+                future, payload = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                if process is None:
+                    try:
+                        process, conn = self._start(slot)
+                    except Exception as exc:
+                        future.set_exception(exc)
+                        continue
+                if not self._run(process, conn, future, payload):
+                    process = conn = None  # it died: the next task gets a new one
+        finally:
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.send_bytes(_STOP)
+            if process is not None:
+                process.join()
+                if conn is not None:
+                    conn.close()
+
+    def _run(self, process: Any, conn: Any, future: Future[Any], payload: bytes) -> bool:
+        """Run one task on ``process``; False when the process died meanwhile."""
+        import pickle
+
+        started = time.time()
+        notes: list[Any] = []
+        try:
+            conn.send_bytes(payload)
+            while True:
+                message = pickle.loads(conn.recv_bytes())
+                if message[0] == "note":
+                    notes.append(message[1])
+                    continue
+                _, ok, data = message
+                if ok:
+                    future.set_result(data)
+                else:
+                    future.set_exception(_load_error(data))
+                return True
+        except (EOFError, OSError):
+            pass
+        died = time.time()
+        process.join()
+        conn.close()
+        if self._closing:
+            future.set_exception(CancelledError("the process backend was closed"))
+            return False
+        cause = death_cause(process.exitcode)
+        code = process.exitcode
+        future.set_exception(
+            WorkerDiedError(
+                f"its worker process (pid {process.pid}) died: {cause}",
+                pid=process.pid,
+                exitcode=code,
+                signal=_signal_name(code),
+                notes=notes,
+                started_at=started,
+                died_at=died,
+            )
+        )
+        return False
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the workers once their tasks end; with ``cancel`` drop the queued tasks and
+        kill the workers at once."""
+        with self._lock:
+            self._closing = self._closing or cancel
+            threads, self._threads = self._threads, []
+            processes = list(self._processes.values())
+        if cancel:
+            while True:
+                try:
+                    item = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._tasks.put(None)
+        if cancel:
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.kill()
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            self._closing = True
+
+
+def _signal_name(exitcode: int | None) -> str | None:
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return None
+
+
+def _load_error(data: bytes) -> BaseException:
+    import cloudpickle
+
+    try:
+        error = cloudpickle.loads(data)
+    except Exception as exc:
+        return RuntimeError(f"the worker's error could not be loaded here: {exc}")
+    return error if isinstance(error, BaseException) else RuntimeError(repr(error))

@@ -1,0 +1,105 @@
+"""A node whose worker process died is retried like any other failure.
+
+A node's retries run inside its worker (``run/_worker.py``), so a worker that dies (the
+out-of-memory killer's SIGKILL) takes them with it: the process backend then fails the task with
+a :class:`~etherealfabric.errors.WorkerDiedError` (``backends/_procpool.py``), which carries
+what the task reported before it died: the start of each attempt, and the error of each one
+that failed (``backends/_base.py: report_progress``). :func:`watch_deaths` turns those into
+the node's attempts (the one that was running ends, as it did, when its process died, with the
+death as its error) and, while the node's retry policy allows another attempt, sends the task
+again, numbered from there on (``Task.attempts_before``): a node that kills its worker every
+time fails once its attempts are spent, like the Celery backend's lost tasks, never loops. The
+result the node ends with carries every attempt, the lost ones first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from ..errors import WorkerDiedError
+from ._messages import Attempt, Task, TaskResult
+from ._worker import _retryable
+
+__all__ = ["lost_attempts", "watch_deaths"]
+
+
+def watch_deaths(submit: Callable[[Task], Any], task: Task) -> Future[Any]:
+    """``submit(task)``, sent again after a worker death while its retry policy allows."""
+    return _Watched(submit, task)
+
+
+class _Watched(Future[Any]):
+    """The future of a node's task across the workers that ran it."""
+
+    def __init__(self, submit: Callable[[Task], Any], task: Task) -> None:
+        super().__init__()
+        self._submit = submit
+        self._lost: list[Attempt] = []
+        self._inner: Any = None
+        self._send(task)
+
+    def _send(self, task: Task) -> None:
+        self._task = task
+        self._inner = self._submit(task)
+        self._inner.add_done_callback(self._resolve)
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started (the backend's own future says)."""
+        inner = self._inner
+        if inner is None or not hasattr(inner, "cancel") or not inner.cancel():
+            return False
+        return super().cancel() or self.cancelled()
+
+    def _resolve(self, inner: Any) -> None:
+        try:
+            result = inner.result()
+        except WorkerDiedError as exc:
+            self._died(exc)
+            return
+        except CancelledError:
+            super().cancel()
+            return
+        except BaseException as exc:
+            self.set_exception(exc)
+            return
+        if self._lost and isinstance(result, TaskResult):
+            result.attempts[:0] = self._lost
+        self.set_result(result)
+
+    def _died(self, exc: WorkerDiedError) -> None:
+        task = self._task
+        attempts = lost_attempts(exc, task.attempts_before)
+        self._lost.extend(attempts)
+        made = max([task.attempts_before, *(a.number for a in attempts)])
+        policy = task.retry
+        if policy is not None and made < policy.attempts and _retryable(policy, exc):
+            try:
+                self._send(dataclasses.replace(task, attempts_before=made))
+            except Exception as error:  # the backend is closed, say
+                self.set_exception(error)
+            return
+        text = f"{type(exc).__name__}: {exc}"
+        result = TaskResult(node=task.node, key=task.key, ok=False, pid=exc.pid)
+        result.attempts = self._lost
+        result.error, result.traceback, result.exception = text, text, exc
+        self.set_result(result)
+
+
+def lost_attempts(exc: WorkerDiedError, before: int) -> list[Attempt]:
+    """The attempts a task reported before its worker died (at least the one it died in)."""
+    text = f"{type(exc).__name__}: {exc}"
+    attempts: dict[int, Attempt] = {}
+    for note in exc.notes:
+        if note[0] == "attempt":
+            attempts[note[1]] = Attempt(number=note[1], started_at=note[2], finished_at=0.0)
+        elif note[0] == "failed" and note[1] in attempts:
+            attempts[note[1]].finished_at, attempts[note[1]].error = note[2], note[3]
+    if not attempts:  # it died before the node started (loading its inputs)
+        attempts[before + 1] = Attempt(number=before + 1, started_at=exc.started_at, finished_at=0)
+    for attempt in attempts.values():
+        if not attempt.finished_at:  # the one that ran when its process died
+            attempt.finished_at, attempt.error, attempt.traceback = exc.died_at, text, text
+    return [attempts[n] for n in sorted(attempts)]

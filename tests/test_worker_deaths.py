@@ -1,0 +1,196 @@
+"""Nodes whose worker process dies, and exceptions that do not cross a process boundary as they
+are, on the process backend: real worker processes, really killed with SIGKILL.
+
+- a node whose worker is killed (as the out-of-memory killer does) is retried under its retry
+  policy, its lost attempt recorded with the time it ran and the pid and signal of the death,
+  while a node running beside it in another worker goes on untouched;
+- a node that kills its worker every time fails once its attempts are spent;
+- an exception whose ``__init__`` takes other arguments than its ``args`` (or that holds a lock)
+  reaches the run as a stand-in of the same type name and text, with its attempts and output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from etherealfabric import RunFailedError, Workflow, node
+from etherealfabric.journal._journal import Journal
+
+TIMEOUT = 120  # generous: a slow, busy machine
+
+
+def rows(home: Path, run_id: str) -> dict[str, list[dict]]:
+    with Journal(home / "journal.db") as journal:
+        out: dict[str, list[dict]] = {}
+        for r in journal.node_runs(run_id):
+            out.setdefault(r["node"], []).append(r)
+        return out
+
+
+def test_a_killed_worker_is_retried_and_the_node_beside_it_goes_on(
+    home: Path, tmp_path: Path
+) -> None:
+    """Attempt 1 fails (an exception), attempt 2 SIGKILLs its own worker after running a
+    while, attempt 3 succeeds; ``beside`` runs in the other worker all along."""
+    folder = str(tmp_path)
+
+    @node(retries=2)
+    def fragile():
+        import os
+        import signal
+        import time
+
+        tries = len([n for n in os.listdir(folder) if n.startswith("try-")]) + 1
+        Path(folder, f"try-{tries}").touch()
+        if tries == 1:
+            raise ValueError("first try fails")
+        if tries == 2:
+            time.sleep(0.5)  # ran a while before it was killed
+            Path(folder, "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return os.getpid()
+
+    @node(retries=2)
+    def beside():
+        import os
+        import time
+
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(os.path.join(folder, "killed")):  # still running then
+            assert time.monotonic() < deadline, "fragile never killed its worker"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return os.getpid()
+
+    with Workflow("worker-death", keep_going=True) as wf:
+        fragile()
+        beside()
+    results = wf.execute(backend="processes", max_workers=2, raise_on_error=False)
+    assert results.statuses == {"fragile": "succeeded", "beside": "succeeded"}, results.errors
+    r = rows(home, results.run_id)
+    assert len(r["beside"]) == 1 and r["beside"][0]["status"] == "succeeded"
+    first, killed, last = r["fragile"]
+    assert [a["attempt"] for a in r["fragile"]] == [1, 2, 3]
+    assert first["error"].startswith("ValueError: first try fails")
+    assert killed["error"].startswith("WorkerDiedError: its worker process (pid ")
+    assert "killed by SIGKILL (out of memory?" in killed["error"]
+    assert killed["finished_at"] - killed["started_at"] >= 0.4  # the time it really ran
+    assert last["status"] == "succeeded"
+    assert results["fragile"] != results["beside"]  # different workers
+
+
+def test_a_node_that_kills_its_worker_every_time_fails_once_its_retries_are_spent(
+    home: Path,
+) -> None:
+    @node(retries=2)
+    def doomed():
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @node
+    def fine():
+        return 1
+
+    with Workflow("doomed", keep_going=True) as wf:
+        doomed()
+        fine()
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.statuses == {"doomed": "failed", "fine": "succeeded"}
+    assert results.errors["doomed"].startswith("WorkerDiedError: its worker process (pid ")
+    assert "killed by SIGKILL" in results.errors["doomed"]
+    attempts = rows(home, results.run_id)["doomed"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert all("killed by SIGKILL" in a["error"] for a in attempts)
+
+
+class ShapeError(Exception):
+    def __init__(self, expected, got):
+        super().__init__(f"expected shape {expected}, got {got}")
+        self.expected, self.got = expected, got
+
+
+class LockedError(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()  # does not pickle
+
+
+def test_an_exception_that_cannot_be_rebuilt_reaches_the_run_with_its_attempts(
+    home: Path,
+) -> None:
+    @node(retries=1)
+    def shaped():
+        print("checking shapes")
+        raise ShapeError((3, 4), (4, 3))
+
+    @node
+    def locked():
+        raise LockedError("cuda context lost")
+
+    @node(timeout=60)  # attempts run in a child process of the worker
+    def shaped_in_time():
+        raise ShapeError((1,), (2,))
+
+    with Workflow("exc", keep_going=True) as wf:
+        shaped()
+        locked()
+        shaped_in_time()
+    with pytest.raises(RunFailedError) as raised:
+        wf.execute(backend="processes", max_workers=2)
+    results = raised.value.results
+    assert results.errors == {
+        "shaped": "ShapeError: expected shape (3, 4), got (4, 3)",
+        "locked": "LockedError: cuda context lost",
+        "shaped_in_time": "ShapeError: expected shape (1,), got (2,)",
+    }
+    attempts = rows(home, results.run_id)["shaped"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert all("checking shapes" in (a["output"] or "") for a in attempts)
+    cause = raised.value.__cause__  # node 'x' failed after n attempts: (its exception)
+    assert f"{type(cause.original).__name__}: {cause.original}" in results.errors.values()
+
+
+CLUSTER_OUTCOME = """\
+import threading
+import cloudpickle
+from etherealfabric.backends._grouping import outcome, run_captured
+from etherealfabric.errors import RemoteError
+
+class ShapeError(Exception):
+    def __init__(self, expected, got):
+        super().__init__(f"expected shape {expected}, got {got}")
+
+class LockedError(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+def raising(kind):
+    raise ShapeError((3, 4), (4, 3)) if kind == "shape" else LockedError("lost")
+
+for kind in ("shape", "lock"):
+    try:
+        outcome(run_captured(cloudpickle.dumps((raising, kind))))
+    except RemoteError as exc:
+        print(type(exc).__name__, exc, "in raising" in exc.remote_traceback, sep="|")
+"""
+
+
+def test_cluster_outcomes_bring_a_stand_in_for_an_exception_that_cannot_be_rebuilt(
+    python: str,
+) -> None:
+    """What the Dask and Celery backends send back for a node whose task raised (in a fresh
+    interpreter: ``distributed`` teaches pickle to rebuild such exceptions when imported)."""
+    done = subprocess.run(
+        [python, "-c", CLUSTER_OUTCOME], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.stdout.splitlines() == [
+        "ShapeError|expected shape (3, 4), got (4, 3)|True",
+        "LockedError|lost|True",
+    ], done.stderr[-3000:]
