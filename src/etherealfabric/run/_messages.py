@@ -70,6 +70,9 @@ class Task:
     background: bool = False
     #: the texts of the node's code that may name files it reads (run/_reads.py: code_texts)
     names: tuple[str, ...] | None = None
+    #: the node is forced (``--force``): it starts from scratch, its checkpoint deleted
+    #: before its first attempt (its retries resume from what they save)
+    fresh: bool = False
 
 
 @dataclass(eq=False)

@@ -89,6 +89,8 @@ def execute(task: Task) -> TaskResult:
             result.bad_inputs = exc.digests
             raise
         redact = Redactor(secrets)
+        if task.fresh:  # forced: a checkpoint left under the key (however old) is not resumed
+            task.store.delete_checkpoint(task.key)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         written = written_whole(result.attempts[-1].opened)
@@ -148,21 +150,15 @@ def _call_with_retries(
     policy = task.retry
     if policy is None or policy.retries == 0:
         return _attempt(task, args, kwargs, attempts, redact)
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_exponential,
-        wait_random,
-    )
+    import tenacity as t
 
-    retrying = Retrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential(
+    retrying = t.Retrying(
+        stop=t.stop_after_attempt(policy.attempts),
+        wait=t.wait_exponential(
             multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
         )
-        + wait_random(0, policy.jitter),
-        retry=retry_if_exception(lambda e: _retryable(policy, e)),
+        + t.wait_random(0, policy.jitter),
+        retry=t.retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
     )
     return retrying(_attempt, task, args, kwargs, attempts, redact)
@@ -182,8 +178,9 @@ def _attempt(
     attempt = Attempt(number=len(attempts) + 1, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
 
+    cp = Checkpoint(task.store, task.key, task.node, attempt.number)  # closed at its end
+
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
-        cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
             try:
@@ -201,7 +198,7 @@ def _attempt(
             values, attempt.output, used, attempt.opened = body()
         else:
             values, attempt.output, used, attempt.opened = call_with_timeout(
-                body, task.timeout, node=task.node, kill=task.kill_on_timeout
+                body, task.timeout, node=task.node, kill=task.kill_on_timeout, abandon=cp.close
             )
         attempt.checkpointed = used
         return values
@@ -210,7 +207,9 @@ def _attempt(
         attempt.traceback = traceback.format_exc()
         attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
         raise
-    finally:
+    finally:  # before a retry starts or the success is committed (an abandoned one: at once)
+        cp.close("it ended")
+        attempt.checkpointed = attempt.checkpointed or cp.used  # (an abandoned thread's saves)
         attempt.finished_at = time.time()
 
 
