@@ -25,6 +25,7 @@ EtherealFabricError
 └── ExecutionError             a run did not finish successfully
     ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
     ├── NodeTimeoutError       an attempt ran past the node's ``timeout=`` (also a TimeoutError)
+    ├── AttemptOverError       an attempt used its checkpoint after it was abandoned or ended
     ├── MapItemsError          a mapped node's items are not a sequence or mapping (a TypeError)
     └── RunFailedError         the run failed (``.results``, ``.failures``)
 ```
@@ -40,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "ArtifactMissingError",
+    "AttemptOverError",
     "ConfigError",
     "CorruptArtifactError",
     "CycleError",
@@ -391,6 +393,22 @@ class WorkerDiedError(ExecutionError):
         self.notes = list(notes or [])
         self.started_at = started_at
         self.died_at = died_at
+
+
+class AttemptOverError(ExecutionError):
+    """An attempt used its checkpoint after the attempt was over: abandoned at its timeout
+    (its thread runs on), or ended (the node succeeded or failed). Raised in that attempt's
+    thread, where it ends the abandoned work early; it never replaces the attempt's outcome."""
+
+    def __init__(self, node: str, attempt: int, why: str) -> None:
+        super().__init__(
+            f"node {node!r}: attempt {attempt} is over ({why}): its checkpoint can no longer "
+            "be saved, loaded or cleared, so that it cannot overwrite the state of a later "
+            "attempt or outlive the node's success"
+        )
+        self.node = node
+        self.attempt = attempt
+        self.why = why
 
 
 class MapItemsError(ExecutionError, TypeError):

@@ -94,7 +94,7 @@ class CeleryBackend(LostTasks, Backend):
         self.redispatch_seconds = resolve_redispatch_seconds(redispatch_seconds)
         if importlib.util.find_spec("celery") is None:
             make_app(broker_url, result_backend)  # raises the ConfigError that says what to install
-        self._urls = celery_urls(broker_url, result_backend)  # missing settings raise now
+        self._urls = celery_urls(broker_url, result_backend)  # missing or unusable URLs raise now
         self._app: Any = None
         self._app_lock = threading.Lock()
         self._no_worker_since: float | None = None  # since when no worker answers
@@ -107,6 +107,7 @@ class CeleryBackend(LostTasks, Backend):
         self._cancel = False
         self._start_lock = threading.Lock()
         self._poller: threading.Thread | None = None
+        self._dead = ""  # why the poller thread died, once it has
         self._notifications = 0
         self._last_warning = ("", 0.0)
         self._pacing = GroupPacing()
@@ -114,7 +115,7 @@ class CeleryBackend(LostTasks, Backend):
 
     @property
     def app(self) -> Any:
-        """The Celery app, built on first use: a fully cached run never even imports Celery."""
+        """The Celery app, built on first use: a fully cached run never contacts the broker."""
         with self._app_lock:
             if self._app is None:
                 self._app = make_app(*self._urls)
@@ -172,6 +173,10 @@ class CeleryBackend(LostTasks, Backend):
             future.set_exception(exc)
             return future
         self._outbox.put(Submission(node, future, payload))
+        if self._dead:  # (set before the dying poller empties the outbox: nothing is missed)
+            for sub in _emptied(self._outbox):
+                sub.fail(self._dead)
+            return future
         self._start_poller()
         self._wake.set()
         return future
@@ -186,6 +191,16 @@ class CeleryBackend(LostTasks, Backend):
                 self._poller.start()
 
     def _poll(self) -> None:
+        try:
+            self._poll_rounds()
+        except BaseException as exc:  # the poller is gone: nothing would settle a future
+            why = " ".join(str(exc).split())  # (one line)
+            self._dead = f"the Celery poller thread stopped: {type(exc).__name__}: {why}"
+            log.error("%s; failing the nodes sent or waiting to be sent", self._dead)
+            for sub in {*self._pending.values(), *_emptied(self._outbox)}:
+                sub.fail(self._dead)
+
+    def _poll_rounds(self) -> None:
         results = self.app.backend  # Celery gives every thread its own result backend
         notified = bool(getattr(results, "is_async", False))
         last_sweep = time.monotonic()
@@ -378,6 +393,15 @@ class CeleryBackend(LostTasks, Backend):
             poller.join()
         if self._app is not None:
             self._app.close()
+
+
+def _emptied(outbox: queue.SimpleQueue[Submission]) -> list[Submission]:
+    """What ``outbox`` held (it is empty now)."""
+    subs = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            subs.append(outbox.get_nowait())
+    return subs
 
 
 def _readable(consumer: Any) -> bool:

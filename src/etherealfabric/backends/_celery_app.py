@@ -28,6 +28,7 @@ __all__ = [
     "QUEUE",
     "TASK_NAME",
     "celery_urls",
+    "check_urls",
     "main",
     "make_app",
     "run_task",
@@ -66,7 +67,43 @@ def celery_urls(
                 f"{what} the workers use, e.g. redis://localhost:6379/0",
                 setting=ENV[key],
             )
-    return str(settings.celery_broker_url), str(settings.celery_result_backend)
+    broker, backend = str(settings.celery_broker_url), str(settings.celery_result_backend)
+    check_urls(broker, backend)
+    return broker, backend
+
+
+def check_urls(broker: str, backend: str) -> None:
+    """Raise a ConfigError naming the setting if Celery would not know what the URL names:
+    looked up the way kombu and Celery do (a transport, a result backend), nothing connects.
+
+    Without it a bad result backend killed the poller thread (the run waited forever) and a
+    broker URL without ``transport://`` was taken by kombu for an AMQP host name.
+    """
+    from celery.app.backends import by_url
+    from celery.loaders.base import BaseLoader
+    from kombu.connection import Connection
+    from kombu.transport import resolve_transport
+
+    def broker_ok(url: str) -> None:
+        for part in url.split(";"):  # kombu's failover list
+            if "://" not in part:
+                raise ValueError("no transport://, kombu would take it for an AMQP host name")
+            resolve_transport(Connection(part).transport_cls)  # type: ignore[no-untyped-call]
+
+    for key, url, check in (
+        ("celery_broker_url", broker, broker_ok),
+        ("celery_result_backend", backend, lambda u: by_url(u, BaseLoader)),
+    ):
+        try:
+            check(url)
+        except Exception as exc:
+            what = "broker" if key == "celery_broker_url" else "result backend"
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ConfigError(
+                f"{ENV[key]}={safe_url(url)!r} is not a Celery {what} URL ({reason}): set it "
+                f"to the URL of the {what} the workers use, e.g. redis://localhost:6379/0",
+                setting=ENV[key],
+            ) from exc
 
 
 def make_app(broker_url: str | None = None, result_backend: str | None = None) -> Celery:

@@ -34,6 +34,15 @@ How it works:
   only if everyone who can write to it is trusted).
 - A stored checkpoint carries a digest of its bytes: a damaged one, or one that no longer
   unpickles, is ignored with a warning and the node starts from the beginning.
+- Each attempt has a checkpoint handle of its own, which the worker closes when the attempt
+  is over: when it ends, and at once when it is abandoned at its timeout (on the thread
+  backend the attempt's thread runs on). A closed handle refuses to save, load or clear:
+  it raises :class:`~etherealfabric.errors.AttemptOverError`, which ends the abandoned work
+  at its next save, so an abandoned attempt never overwrites the state of the retry that
+  replaced it, nor recreates a checkpoint after the node's success deleted it. A save in
+  progress when the handle is closed completes first (closing waits for it).
+- ``--force`` recomputes a node from scratch: the worker deletes its checkpoint before the
+  forced node's first attempt (``Task.fresh``); its retries resume as usual.
 - The active checkpoint lives in a :class:`contextvars.ContextVar` (``define/_context.py``)
   set by the worker around each attempt, so it is per thread and per node. Threads that a node starts
   itself do not inherit it; run them with ``contextvars.copy_context().run`` if they must
@@ -46,10 +55,11 @@ the work it protects (every epoch, not every batch).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from ..define._secret import refusing_secrets
-from ..errors import SerializationError
+from ..errors import AttemptOverError, SerializationError
 from ..store import Store
 from ..store._base import check_name
 
@@ -59,14 +69,53 @@ log = logging.getLogger("etherealfabric.checkpoint")
 
 
 class Checkpoint:
-    """The checkpoint of one node: its saved state, stored under the node's cache key."""
+    """The checkpoint of one node: its saved state, stored under the node's cache key.
 
-    def __init__(self, store: Store, key: str, node: str) -> None:
+    One handle per attempt (``attempt`` is its number); :meth:`close` ends its use.
+    """
+
+    def __init__(self, store: Store, key: str, node: str, attempt: int = 1) -> None:
         self.store = store
         self.key = check_name(key, "cache key")
         self.node = node
+        self.attempt = attempt
         self.saves = 0  # saves made by this attempt
         self.used = False  # whether the node touched its checkpoint at all (then it is removed)
+        self._lock = threading.Lock()  # held by a save or load; close() waits for them
+        self._over: str | None = None  # why the attempt is over, once it is
+        self._refused = False  # a call was refused (logged once)
+
+    def close(self, why: str) -> None:
+        """End this attempt's use of the checkpoint (``why``: how the attempt ended). A save
+        or load in progress completes first; every later call raises AttemptOverError."""
+        with self._lock:
+            if self._over is None:
+                self._over = why
+
+    def _check_open(self, what: str) -> None:
+        """Raise AttemptOverError once the attempt is over (logged once per attempt)."""
+        if self._over is None:
+            return
+        if not self._refused:  # the first refusal is logged; later ones only raise
+            self._refused = True
+            log.info(
+                "node %r: attempt %d is over (%s): its checkpoint.%s is refused and the "
+                "attempt's work stops here",
+                self.node,
+                self.attempt,
+                self._over,
+                what,
+            )
+        raise AttemptOverError(self.node, self.attempt, self._over)
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to a child process: no lock
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def save(self, state: object) -> None:
         """Store ``state`` (cloudpickled), replacing the previously saved one atomically."""
@@ -82,9 +131,11 @@ class Checkpoint:
                 node=self.node,
                 type_name=f"{type(state).__module__}.{type(state).__qualname__}",
             ) from exc
-        self.used = True
-        self.store.put_checkpoint(self.key, data)
-        self.saves += 1
+        with self._lock:  # checked and written under the lock: close() waits for the write
+            self._check_open("save")
+            self.used = True
+            self.store.put_checkpoint(self.key, data)
+            self.saves += 1
         log.debug(
             "node %r: checkpoint %d saved (%d bytes, key %s)",
             self.node,
@@ -95,8 +146,10 @@ class Checkpoint:
 
     def load(self, default: Any = None) -> Any:
         """The last saved state, or ``default`` if there is none (or it cannot be read back)."""
-        self.used = True
-        data = self.store.get_checkpoint(self.key)
+        with self._lock:
+            self._check_open("load")
+            self.used = True
+            data = self.store.get_checkpoint(self.key)
         if data is None:
             return default
         import cloudpickle
@@ -118,12 +171,16 @@ class Checkpoint:
 
     def exists(self) -> bool:
         """True if a saved state is present and intact."""
-        self.used = True
-        return self.store.get_checkpoint(self.key) is not None
+        with self._lock:
+            self._check_open("exists")
+            self.used = True
+            return self.store.get_checkpoint(self.key) is not None
 
     def clear(self) -> None:
         """Delete the saved state; the next :meth:`load` returns its default."""
-        self.store.delete_checkpoint(self.key)
+        with self._lock:
+            self._check_open("clear")
+            self.store.delete_checkpoint(self.key)
 
     def __repr__(self) -> str:
         return f"<Checkpoint of node {self.node!r} key {self.key} in {self.store.url}>"

@@ -73,6 +73,9 @@ class Task:
     #: attempts made already by workers that died running it (run/_lost.py): the first
     #: attempt here is number ``attempts_before + 1``, and the retry policy counts them
     attempts_before: int = 0
+    #: the node is forced (``--force``): it starts from scratch, its checkpoint deleted
+    #: before its first attempt (its retries resume from what they save)
+    fresh: bool = False
 
 
 @dataclass(eq=False)

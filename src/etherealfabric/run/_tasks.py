@@ -43,6 +43,7 @@ def build_task(
     registered: PortableSerializers,
     hand_over: bool = False,
     background: bool = False,
+    fresh: bool = False,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads."""
     spec = info.spec
@@ -89,5 +90,6 @@ def build_task(
         hand_over=hand_over,
         background=background,
         names=code_texts(spec.code),
+        fresh=fresh,
     )
     return task, sum(sizes)

@@ -4,7 +4,8 @@ On the process backend the attempt runs in a child process that is killed when t
 the work really stops. Python threads cannot be stopped, so on the thread backend an attempt
 that runs past its limit is *abandoned*: it is reported as a :class:`NodeTimeoutError` (and
 retried if the policy says so) while the thread runs on until the function returns, its result
-discarded. Use the process backend for nodes that must be stopped. The child watches the
+discarded, and ``abandon`` is called (the worker closes the attempt's checkpoint with it:
+its saves are refused from then on). Use the process backend for nodes that must be stopped. The child watches the
 lifeline of the process that started it (:func:`~etherealfabric.backends._base.watch_run`), so
 it dies with the run even when the run is killed with SIGKILL.
 """
@@ -23,14 +24,24 @@ __all__ = ["call_with_timeout"]
 T = TypeVar("T")
 
 
-def call_with_timeout(fn: Callable[[], T], timeout: float, *, node: str, kill: bool) -> T:
-    """``fn()``, or :class:`NodeTimeoutError` after ``timeout`` seconds."""
+def call_with_timeout(
+    fn: Callable[[], T],
+    timeout: float,
+    *,
+    node: str,
+    kill: bool,
+    abandon: Callable[[str], object] = lambda why: None,
+) -> T:
+    """``fn()``, or :class:`NodeTimeoutError` after ``timeout`` seconds; a thread left
+    running is reported to ``abandon`` (with why) before the error is raised."""
     if kill:
         return _in_child_process(fn, timeout, node)
-    return _in_thread(fn, timeout, node)
+    return _in_thread(fn, timeout, node, abandon)
 
 
-def _in_thread(fn: Callable[[], T], timeout: float, node: str) -> T:
+def _in_thread(
+    fn: Callable[[], T], timeout: float, node: str, abandon: Callable[[str], object]
+) -> T:
     outcome: list[Any] = []
     context = contextvars.copy_context()
 
@@ -44,6 +55,7 @@ def _in_thread(fn: Callable[[], T], timeout: float, node: str) -> T:
     thread.start()
     thread.join(timeout)
     if not outcome:
+        abandon(f"abandoned after its timeout of {timeout:g}s")
         raise NodeTimeoutError(node, timeout, stopped=False)
     ok, value = outcome[0]
     if ok:

@@ -1,21 +1,18 @@
 """Run one node anywhere: load its inputs, call it under its retry policy, store its outputs.
 
 ``execute(task)`` is what every backend runs, in a thread, a process or a remote worker. It
-reads inputs from the store (small ones travel inline with the task), writes outputs to it, and
-returns a small :class:`TaskResult` (digests, timings, errors, the data files read: _reads.py);
-it never touches the journal, nor raises for a failure.
-
-:class:`~etherealfabric.define._secret.Secret` parameters are unwrapped here, so the node gets
-the plain values; a :class:`~etherealfabric.run._redact.Redactor` replaces their text in what
-the result carries back and what the node prints and logs (no Secret may be returned).
+reads inputs from the store (small ones travel inline), writes outputs to it, and returns a
+small :class:`TaskResult` (digests, timings, errors, the data files read: _reads.py); it never
+touches the journal, nor raises for a failure. Secret parameters are unwrapped here; a
+:class:`~etherealfabric.run._redact.Redactor` replaces their text in what the result carries
+back and what the node prints and logs (no Secret may be returned).
 
 **Hand-over** (a task run in the scheduler's process, ``Task.hand_over``): a large numpy
-output (stored as ``npy``, beyond the inline limit) is frozen (its ``WRITEABLE`` flag cleared)
-and returned in ``TaskResult.values``, for the scheduler to hand to its consumers in memory.
-With ``Task.background`` (durability "fast") such an output of :data:`BACKGROUND_BYTES` or more
-has its digest computed from its bytes in memory, and is written, re-hashed and checked in a
-background thread (``TaskResult.writing``) while its consumers already run; the scheduler
-commits the node's record once that write is done (``run/_handover.py``).
+output (``npy``, beyond the inline limit) is frozen (``WRITEABLE`` cleared) and returned in
+``TaskResult.values``, for the scheduler to hand to its consumers in memory. With
+``Task.background`` (durability "fast") one of :data:`BACKGROUND_BYTES` or more is digested in
+memory and written, re-hashed and checked in a background thread (``TaskResult.writing``)
+while its consumers run; its record is committed once that write is done (_handover.py).
 """
 
 from __future__ import annotations
@@ -90,6 +87,8 @@ def execute(task: Task) -> TaskResult:
             result.bad_inputs = exc.digests
             raise
         redact = Redactor(secrets)
+        if task.fresh:  # forced: a checkpoint left under the key (however old) is not resumed
+            task.store.delete_checkpoint(task.key)
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         written = written_whole(result.attempts[-1].opened)
@@ -150,15 +149,15 @@ def _call_with_retries(
     left = (policy.attempts if policy is not None else 1) - task.attempts_before
     if policy is None or left <= 1:
         return _attempt(task, args, kwargs, attempts, redact)
-    import tenacity
+    import tenacity as t
 
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(left),
-        wait=tenacity.wait_exponential(
+    retrying = t.Retrying(
+        stop=t.stop_after_attempt(left),
+        wait=t.wait_exponential(
             multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
         )
-        + tenacity.wait_random(0, policy.jitter),
-        retry=tenacity.retry_if_exception(lambda e: _retryable(policy, e)),
+        + t.wait_random(0, policy.jitter),
+        retry=t.retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
     )
     return retrying(_attempt, task, args, kwargs, attempts, redact)
@@ -180,8 +179,9 @@ def _attempt(
     attempts.append(attempt)
     report_progress(("attempt", number, attempt.started_at))  # for run/_lost.py
 
+    cp = Checkpoint(task.store, task.key, task.node, attempt.number)  # closed at its end
+
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
-        cp = Checkpoint(task.store, task.key, task.node)
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
             try:
@@ -199,7 +199,7 @@ def _attempt(
             values, attempt.output, used, attempt.opened = body()
         else:
             values, attempt.output, used, attempt.opened = call_with_timeout(
-                body, task.timeout, node=task.node, kill=task.kill_on_timeout
+                body, task.timeout, node=task.node, kill=task.kill_on_timeout, abandon=cp.close
             )
         attempt.checkpointed = used
         return values
@@ -210,7 +210,9 @@ def _attempt(
         attempt.finished_at = time.time()
         report_progress(("failed", number, attempt.finished_at, redact(attempt.error)))
         raise
-    finally:
+    finally:  # before a retry starts or the success is committed (an abandoned one: at once)
+        cp.close("it ended")
+        attempt.checkpointed = attempt.checkpointed or cp.used  # (an abandoned thread's saves)
         attempt.finished_at = attempt.finished_at or time.time()
 
 
@@ -329,11 +331,9 @@ class _Digesting:
 
 
 def _measured(node: str, output: str, value: Any, registry: SerializerRegistry) -> dict[str, Any]:
-    """The record of an array not stored yet: its ``npy`` bytes hashed in memory.
-
-    A plain C-contiguous array is read once: each chunk feeds both the digest of its ``.npy``
-    bytes (the header, then the buffer as it is) and its value digest (``value_digest_teed``).
-    """
+    """The record of an array not stored yet: its ``npy`` bytes hashed in memory. A plain
+    C-contiguous array is read once: each chunk feeds both the digest of its ``.npy`` bytes
+    (the header, then the buffer as it is) and its value digest (``value_digest_teed``)."""
     sink = _Digesting()
     serializer = registry.get("npy")
     canonical = None
@@ -409,10 +409,8 @@ def store_values(
     registry: SerializerRegistry = default_registry,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
     """Serialize and store a node's outputs: their records, and the bytes of the small ones.
-
     A record names the output's digest, serializer, size, type and whether it is inline, and,
-    for a value with a canonical hash (frames, arrays, plain values), its ``value`` digest.
-    """
+    for a value with a canonical hash (frames, arrays, plain values), its ``value`` digest."""
     records: dict[str, dict[str, Any]] = {}
     inline: dict[str, bytes] = {}
     for name in outputs:

@@ -1,0 +1,142 @@
+"""Celery URLs Celery cannot use are refused before anything runs, naming the setting; a poller
+thread that dies fails the nodes waiting on it instead of leaving the run waiting forever."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from etherealfabric import Workflow, node
+from etherealfabric.backends import create_backend
+from etherealfabric.backends._celery import CeleryBackend
+from etherealfabric.backends._celery_app import main as celery_main
+from etherealfabric.errors import ConfigError, ExecutionError, RunFailedError
+
+pytest.importorskip("celery")
+
+NOBODY = "redis://127.0.0.1:1/0"  # a valid URL where nothing listens
+FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return 1
+
+with Workflow("garbage") as wf:
+    load()
+"""
+
+
+def _run_cli(tmp_path: Path, broker: str, backend: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(
+        ETHEREALFABRIC_EXECUTION_BACKEND="celery",
+        ETHEREALFABRIC_CELERY_BROKER_URL=broker,
+        ETHEREALFABRIC_CELERY_RESULT_BACKEND=backend,
+    )
+    return subprocess.run(  # it hung forever with a bad result backend: bounded here
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+@pytest.mark.parametrize(
+    ("broker", "backend", "variable"),
+    [
+        (NOBODY, "garbage", "ETHEREALFABRIC_CELERY_RESULT_BACKEND"),
+        ("garbage", NOBODY, "ETHEREALFABRIC_CELERY_BROKER_URL"),
+        ("nosuchtransport://host/0", NOBODY, "ETHEREALFABRIC_CELERY_BROKER_URL"),
+    ],
+)
+def test_a_bad_celery_url_is_exit_2_naming_the_variable_before_anything_runs(
+    tmp_path: Path, broker: str, backend: str, variable: str
+) -> None:
+    done = _run_cli(tmp_path, broker, backend)
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+    assert variable in lines[0] and "redis://localhost:6379/0" in lines[0]
+    journal = tmp_path / ".etherealfabric" / "journal.db"
+    if journal.exists():  # no run was recorded (none left to be marked interrupted)
+        with sqlite3.connect(journal) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+
+
+def test_the_backend_and_the_worker_entry_point_check_the_urls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ConfigError, match="ETHEREALFABRIC_CELERY_RESULT_BACKEND") as caught:
+        create_backend("celery", broker_url=NOBODY, result_backend="garbage")
+    assert caught.value.setting == "ETHEREALFABRIC_CELERY_RESULT_BACKEND"
+    assert celery_main(["worker", "--broker-url", "garbage", "--result-backend", NOBODY]) == 2
+    assert "ETHEREALFABRIC_CELERY_BROKER_URL" in capsys.readouterr().err
+
+
+def test_a_dead_poller_fails_the_nodes_instead_of_waiting_forever(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a result backend Celery knows by name but cannot build (checked when it is built, in
+    # the poller thread): the poller dies before it sends anything
+    bad = "rediss://127.0.0.1:1/0?ssl_cert_reqs=bogus"
+    monkeypatch.setenv("ETHEREALFABRIC_CELERY_BROKER_URL", NOBODY)
+    monkeypatch.setenv("ETHEREALFABRIC_CELERY_RESULT_BACKEND", bad)
+
+    @node
+    def load():
+        return 1
+
+    with Workflow("dead-poller") as wf:
+        load()
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            wf.execute(backend="celery", max_workers=1)
+        except BaseException as exc:
+            ended.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(120)
+    assert ended, "the run still waits for its nodes"  # it waited forever
+    assert isinstance(ended[0], RunFailedError), ended[0]
+    message = ended[0].failures["load"]
+    assert "node 'load'" in message and "poller" in message and "ssl_cert_reqs" in message
+
+    backend = CeleryBackend(max_workers=1)
+    try:
+        first = backend.submit(len, "abc")
+        with pytest.raises(ExecutionError, match="poller"):
+            first.result(timeout=60)
+        later = backend.submit(len, "abc")  # submitted once the poller is dead: fails too
+        with pytest.raises(ExecutionError, match="poller"):
+            later.result(timeout=60)
+    finally:
+        backend.close()
+
+
+def test_a_fully_cached_run_never_contacts_the_broker(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @node
+    def one():
+        return 1
+
+    with Workflow("cached-celery") as wf:
+        one()
+    assert wf.execute().executed == 1
+    monkeypatch.setenv("ETHEREALFABRIC_CELERY_BROKER_URL", NOBODY)  # checked, never contacted
+    monkeypatch.setenv("ETHEREALFABRIC_CELERY_RESULT_BACKEND", NOBODY)
+    again = wf.execute(backend="celery")
+    assert (again.executed, again.cached) == (0, 1)
