@@ -21,6 +21,7 @@ from .define._policies import SKIP, NodeError, RetryPolicy
 from .define._secret import Secret
 from .errors import (
     ArtifactMissingError,
+    AttemptOverError,
     ConfigError,
     CorruptArtifactError,
     CycleError,
@@ -36,15 +37,18 @@ from .errors import (
     NodeTimeoutError,
     OutputError,
     ParameterError,
+    RemoteError,
     RunFailedError,
     RunNotFoundError,
     SerializationError,
+    StoreConfigError,
     StoreError,
     StoreUnreachableError,
     UnknownBackendError,
     UnknownOptionError,
     UnknownOutputError,
     UnknownParameterError,
+    WorkerDiedError,
 )
 from .run._events import Event, EventBus, Subscriber
 from .states import EventKind, NodeStatus, RunStatus
@@ -61,6 +65,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SKIP",
     "ArtifactMissingError",
+    "AttemptOverError",
     "ConfigError",
     "CorruptArtifactError",
     "CycleError",
@@ -91,6 +96,7 @@ __all__ = [
     "Param",
     "ParamRef",
     "ParameterError",
+    "RemoteError",
     "Results",
     "RetryPolicy",
     "RunFailedError",
@@ -99,6 +105,7 @@ __all__ = [
     "Secret",
     "SerializationError",
     "Serializer",
+    "StoreConfigError",
     "StoreError",
     "StoreUnreachableError",
     "Subscriber",
@@ -106,6 +113,7 @@ __all__ = [
     "UnknownOptionError",
     "UnknownOutputError",
     "UnknownParameterError",
+    "WorkerDiedError",
     "Workflow",
     "__version__",
     "checkpoint",

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ..journal._liveness import HOST
-from ..store import LayeredStore, Store
-from ..store._sharedgc import RUN_MARK_REFRESH, home_id, mark_run, run_mark_name
+
+if TYPE_CHECKING:  # (a run on the home's own store never loads the shared store's modules)
+    from ..store import LayeredStore, Store
 
 __all__ = ["RunMark"]
 
@@ -30,8 +32,8 @@ class RunMark:
 
     def __init__(self, shared: Store | None, run_id: str) -> None:
         self.store: LayeredStore | None = None
-        if isinstance(shared, LayeredStore) and shared.writes_remote:
-            self.store = shared
+        if getattr(shared, "writes_remote", False):  # a LayeredStore writing its shared store
+            self.store = shared  # type: ignore[assignment]
         self.run_id = run_id
         self.started_at = time.time()
         self._written_at: float | None = None  # when last written (monotonic); None: not yet
@@ -44,9 +46,11 @@ class RunMark:
 
     def refresh(self) -> None:
         """Rewrite the mark if it is due (called on the lease heartbeat)."""
-        if self._written_at is not None and time.monotonic() - self._written_at >= (
-            RUN_MARK_REFRESH
-        ):
+        if self._written_at is None:
+            return
+        from ..store._sharedgc import RUN_MARK_REFRESH
+
+        if time.monotonic() - self._written_at >= RUN_MARK_REFRESH:
             self._write()
 
     def close(self) -> None:
@@ -54,12 +58,16 @@ class RunMark:
         store, self.store = self.store, None
         if store is None or self._written_at is None:
             return
+        from ..store._sharedgc import run_mark_name
+
         try:
             store.remote.delete_entry(run_mark_name(self._home(store), self.run_id))
         except Exception as exc:  # a leftover mark expires: gc removes it then
             log.debug("could not remove the mark of run %s: %s", self.run_id, exc)
 
     def _home(self, store: LayeredStore) -> str:
+        from ..store._sharedgc import home_id
+
         if store.home is None:
             store.home = home_id(store.local.root)
         return store.home
@@ -68,6 +76,8 @@ class RunMark:
         store = self.store
         if store is None or store.offline is not None:
             return
+        from ..store._sharedgc import mark_run
+
         self._written_at = time.monotonic()
         try:
             mark_run(store.remote, self._home(store), self.run_id, self.started_at, host=HOST)
