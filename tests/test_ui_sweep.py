@@ -7,15 +7,19 @@ server on loopback; the browser side is in ``test_ui_browser.py``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("starlette")
 
 from etherealfabric.ui import _views as views
-from test_ui import UiServer, cli
+from test_ui import WAIT, UiServer, cli
 
 
 # -- previews ----------------------------------------------------------------------------------
@@ -76,5 +80,58 @@ def test_the_plan_of_a_run_uses_the_parameters_it_ran_with(tmp_path: Path) -> No
         assert "error" not in plan, plan
         # the run's own parameters: everything is cached (with x=1 both nodes would run)
         assert plan["to_run"] == [] and sorted(plan["cached"]) == ["scaled", "shifted"]
+    finally:
+        server.stop()
+
+
+# -- hits from a teammate's shared store -------------------------------------------------------
+SHARED_FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return [1, 2, 3]
+
+@node
+def double(xs):
+    return [x * 2 for x in xs]
+
+@node
+def total(xs):
+    return sum(xs)
+
+with Workflow("team") as wf:
+    total(double(load()))
+"""
+
+
+def _run(folder: Path, home: Path, store: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(ETHEREALFABRIC_STORE=str(store), ETHEREALFABRIC_SIGNING_KEY="team-secret-0123456789")
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--home", str(home), "--json"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=WAIT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_a_run_cached_from_a_shared_store_has_its_edges_and_components(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(textwrap.dedent(SHARED_FLOW))
+    store = tmp_path / "team-store"
+    _run(tmp_path, tmp_path / "alice", store)  # computes, and publishes to the shared store
+    bob = tmp_path / "bob"
+    first = _run(tmp_path, bob, store)  # every node a hit from the shared store
+    again = _run(tmp_path, bob, store)  # every node a hit of bob's own index now
+    assert first["cached"] == again["cached"] == 3
+    server = UiServer(bob)
+    try:
+        for run_id in (first["run_id"], again["run_id"]):
+            graph = server.get(f"/api/runs/{run_id}/graph")
+            edges = {(e["from"], e["to"]) for e in graph["edges"]}
+            assert edges == {("load", "double"), ("double", "total")}, run_id
+            node = server.get(f"/api/runs/{run_id}/nodes/total")
+            assert node["status"] == "cached" and node["components"] is not None
+            assert [i["node"] for i in node["inputs"]] == ["double"]
     finally:
         server.stop()
