@@ -432,8 +432,22 @@ def test_a_killed_run_is_shown_interrupted(made: dict[str, Any], tmp_path: Path)
             ),
             "node slow to be running",
         )
+        polled = server.get(f"/api/runs/{run_id}/status")["version"]
         finish(proc, kill=True)
+        # the page polling with the version it last saw hears of it: no row changed, but the
+        # run's status as shown did (a stamp of the rows alone answered "unchanged" forever)
+        after = server.get(f"/api/runs/{run_id}/status?version={polled}")
+        assert "unchanged" not in after and after["run"]["status"] == "interrupted"
+        assert after["counts"].get("running") is None and after["running"] == []
         assert server.get("/api/runs")["runs"][0]["status"] == "interrupted"
+        # its unfinished attempt is shown interrupted everywhere, as `show` has it once marked
+        view = server.get(f"/api/runs/{run_id}")
+        assert view["counts"] == {"succeeded": 1, "interrupted": 1} and view["running"] == []
+        slow = server.get(f"/api/runs/{run_id}/nodes/slow")
+        assert slow["status"] == "interrupted"
+        assert [a["status"] for a in slow["attempts"]] == ["interrupted"]
+        attempts = server.get(f"/api/runs/{run_id}/nodes")
+        assert {a["node"]: a["status"] for a in attempts}["slow"] == "interrupted"
         shown = server.get("/api/runs")["runs"][0]  # counted from what it committed
         assert (shown["executed"], shown["cached"], shown["failed"]) == (1, 0, 0)
         shown = server.get(f"/api/runs/{run_id}")["run"]

@@ -10,6 +10,7 @@ made). Every wait is bounded and generous; nothing asserts how long anything too
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -334,3 +335,257 @@ def test_a_big_live_run_is_recoloured_and_grows_on_the_canvas(
             arg=[node, FILL["succeeded"]],
             polling=200,
         )
+
+
+# -- findings of a user sweep ------------------------------------------------------------------
+WAITING = """
+import time
+from pathlib import Path
+from etherealfabric import Workflow, node
+
+FOLDER = Path({folder!r})
+
+def wait_for(name):
+    deadline = time.time() + 300
+    while not (FOLDER / name).exists() and time.time() < deadline:
+        time.sleep(0.05)
+
+@node
+def first():
+    return 1
+
+@node
+def quick(x):
+    wait_for("quick")
+    return x + 1
+
+@node
+def slow(x):
+    wait_for("slow")
+    return x + 2
+
+@node
+def bad(x):
+    wait_for("bad")
+    raise ValueError("bad broke")
+
+@node
+def last(y):
+    return y
+
+with Workflow("learning", keep_going=True) as wf:
+    x = first()
+    quick(x)
+    bad(x)
+    last(slow(x))
+"""
+
+
+def y_of(page: Any, node: str) -> float:
+    return float(page.locator(f'svg.graph rect[data-node="{node}"]').get_attribute("y"))
+
+
+def test_a_live_run_page_learns_edges_lists_failures_and_sees_a_kill(
+    page: Any, tmp_path: Path
+) -> None:
+    """One open run page, never reloaded, of a keep-going run in a fresh home (no earlier run
+    tells the page a node's inputs before it ran): new edges are drawn, a failure is listed
+    as it happens, and ``kill -9`` of the run turns the page interrupted."""
+    import subprocess
+    import sys
+    import textwrap
+
+    home = tmp_path / "home"
+    (tmp_path / "flow.py").write_text(textwrap.dedent(WAITING.format(folder=str(tmp_path))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--home", str(home),
+         "--max-workers", "6"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    server = None
+    try:
+        server = UiServer(home)
+        page.goto(server.base + "/")
+        live = page.locator('#runs tr[data-status="running"] a')
+        sync_api.expect(live).to_have_count(1)
+        live.click()
+        for node in ("quick", "slow", "bad"):
+            sync_api.expect(page.locator(f'svg.graph [data-node="{node}"]')).to_have_class(
+                "n st-running"
+            )
+        assert y_of(page, "quick") == y_of(page, "first")  # its inputs unknown yet: a root
+        # a failure, while the run goes on: listed at once
+        (tmp_path / "bad").touch()
+        sync_api.expect(page.locator("#failures")).to_be_visible()
+        sync_api.expect(page.locator("#failures")).to_contain_text("bad broke")
+        sync_api.expect(page.locator("#run-status")).to_have_text("running")
+        # quick ends: its key names first's output, and the graph is drawn again with the edge
+        (tmp_path / "quick").touch()
+        sync_api.expect(page.locator('svg.graph [data-node="quick"]')).to_have_class(
+            "n st-succeeded"
+        )
+        page.wait_for_function(
+            "() => Number(document.querySelector('svg.graph rect[data-node=\"quick\"]')"
+            ".getAttribute('y')) > Number(document.querySelector("
+            "'svg.graph rect[data-node=\"first\"]').getAttribute('y'))"
+        )
+        # kill -9 of the run while slow runs: the open page turns interrupted, all of it
+        proc.kill()
+        proc.communicate(timeout=60)
+        sync_api.expect(page.locator("#run-status")).to_have_text("interrupted")
+        sync_api.expect(page.locator("#resume")).to_contain_text("etherealfabric resume")
+        sync_api.expect(page.locator('svg.graph [data-node="slow"]')).to_have_class(
+            "n st-interrupted"
+        )
+        sync_api.expect(page.locator("#counts")).to_contain_text("1 interrupted")
+        sync_api.expect(page.locator("#counts")).not_to_contain_text("running")
+        row = page.locator('#nodes tr[data-node="slow"]')
+        sync_api.expect(row.locator(".badge")).to_have_text("interrupted")
+        shoot(page, tmp_path, "killed")
+        page.goto(page.url.rstrip("/") + "/nodes/slow")
+        sync_api.expect(page.locator("#node-status")).to_have_text("interrupted")
+        sync_api.expect(page.locator("#attempts .badge")).to_have_text("interrupted")
+    finally:
+        for name in ("quick", "slow", "bad"):
+            (tmp_path / name).touch()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+        if server is not None:
+            server.stop()
+
+
+ODD = """
+import pandas as pd
+from etherealfabric import Workflow, node
+
+@node
+def wide():
+    return pd.DataFrame([list(range(300))] * 3, columns=[f"column_{{i}}" for i in range(300)])
+
+@node
+def colourful():
+    print("\\x1b[31mred\\x1b[0m and plain")
+    return "line one\\nline two"
+
+@node
+def a_node_with_a_rather_long_name_that_goes_on_and_on_and_on(x):
+    import time
+    time.sleep(0.05)
+    return x
+
+@node
+def unbroken():
+    raise ValueError("{long}")
+
+with Workflow("odd", params={{"x": 1}}, keep_going=True) as wf:
+    wide()
+    colourful()
+    a_node_with_a_rather_long_name_that_goes_on_and_on_and_on(wf.params.x)
+    unbroken()
+"""
+LONG = "x" * 300
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UiServer, str]]:
+    """A run with a wide frame, coloured logs, a long node name and a long unbroken error."""
+    pytest.importorskip("pandas")
+    import json as json_
+
+    from test_ui import cli
+
+    folder = tmp_path_factory.mktemp("ui-odd")
+    (folder / "flow.py").write_text(ODD.format(long=LONG))
+    home = folder / "home"
+    done = cli("run", "flow.py", "--home", str(home), "-p", "x=5", "--json", cwd=folder)
+    running = UiServer(home)
+    yield running, json_.loads(done.stdout)["run_id"]
+    running.stop()
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
+
+
+def test_long_text_and_wide_previews_keep_the_page_width(
+    page: Any, odd: tuple[UiServer, str], tmp_path: Path
+) -> None:
+    server, run_id = odd
+    page.goto(f"{server.base}/runs/{run_id}")
+    sync_api.expect(page.locator("#failures")).to_contain_text(LONG)
+    assert page_width(page) <= 1360
+    page.goto(f"{server.base}/runs/{run_id}/nodes/unbroken")
+    sync_api.expect(page.locator("#attempts .error")).to_contain_text(LONG)
+    assert page_width(page) <= 1360
+    page.goto(f"{server.base}/runs/{run_id}/nodes/wide")
+    preview = page.locator('#outputs tr[data-output="result"] .preview')
+    preview.get_by_role("button").click()  # (a parquet file of over 100 KB: loaded on demand)
+    sync_api.expect(preview.locator("thead th")).to_have_count(301)  # the index, then 300 columns
+    assert page_width(page) <= 1360
+    shoot(page, tmp_path, "wide")
+    scroller = preview.locator(".scroll")
+    assert scroller.evaluate("el => el.scrollWidth > el.clientWidth")  # it scrolls in its box
+
+
+def test_logs_without_colour_codes_and_previews_as_text(
+    page: Any, odd: tuple[UiServer, str]
+) -> None:
+    server, run_id = odd
+    page.goto(f"{server.base}/runs/{run_id}/nodes/colourful")
+    sync_api.expect(page.locator("#attempts pre.logs")).to_have_text("red and plain")
+    sync_api.expect(page.locator(".preview pre")).to_have_text("line one\nline two")
+
+
+def test_timeline_labels_end_with_an_ellipsis_and_the_plan_says_will_run(
+    page: Any, odd: tuple[UiServer, str]
+) -> None:
+    server, run_id = odd
+    page.goto(f"{server.base}/runs/{run_id}")
+    sync_api.expect(page.locator("#gantt canvas")).to_have_attribute("data-rows", "4")
+    labels = page.evaluate("document.querySelector('#gantt').gantt.labels")
+    long = [t for t in labels if t.startswith("a_node_with")]
+    assert len(long) == 1 and long[0].endswith("…"), labels  # cut at its end, not its start
+    page.locator("#plan summary").click()
+    body = page.locator("#plan-body")
+    # the run's own -p x=5: the long-named node is cached; unbroken fails, so it would run
+    sync_api.expect(body).to_contain_text("1 will run")
+    sync_api.expect(body.locator("tr", has_text="unbroken").locator(".badge")).to_have_text(
+        "will run"
+    )
+
+
+def test_the_runs_page_filters_by_the_workflow_in_its_address(
+    page: Any, server: UiServer, made: dict[str, Any]
+) -> None:
+    page.goto(server.base + "/?workflow=nope")
+    sync_api.expect(page.locator("#runs tbody")).to_contain_text("no runs match")
+    assert page.locator("#f-workflow").input_value() == "nope"  # the filter shows
+    page.goto(server.base + "/?workflow=squares")
+    sync_api.expect(page.locator(f'#runs tr[data-run="{made["first"]}"]')).to_have_count(1)
+    assert page.locator("#runs tbody tr td:nth-child(2)").all_inner_texts() == ["squares"] * len(
+        page.locator("#runs tbody tr").all()
+    )
+
+
+def test_the_hit_rate_chart_spaces_runs_in_their_order(page: Any, tmp_path: Path) -> None:
+    """Runs half a second apart, then one a minute later: three dots evenly spaced (a time
+    axis put the first two on top of each other and the third far away)."""
+    home = tmp_path / "home"
+    t = time.time() - 3600
+    with Journal(home / "journal.db") as journal:
+        for n, started in enumerate((t, t + 0.5, t + 60)):
+            insert_run(journal, f"20260101-00000{n}-c0ffee", {"a": ("cached", [])}, started=started)
+        with journal.write() as conn:
+            conn.execute("UPDATE runs SET executed = 0, cached = 1")
+    server = UiServer(home)
+    try:
+        page.goto(server.base + "/cache")
+        dots = page.locator("#hit-svg circle.run-dot")
+        sync_api.expect(dots).to_have_count(3)
+        xs = [float(x) for x in dots.evaluate_all("els => els.map((e) => e.getAttribute('cx'))")]
+        gaps = [b - a for a, b in itertools.pairwise(xs)]
+        assert min(gaps) > 100 and max(gaps) - min(gaps) < 1.0, xs
+    finally:
+        server.stop()

@@ -44,6 +44,7 @@ __all__ = [
     "cache_sizes",
     "failed_attempts",
     "hit_rates",
+    "interrupted_attempts",
     "open_reader",
     "run_attempts",
     "run_graph",
@@ -190,10 +191,26 @@ def run_attempts(journal: Journal, run_id: str) -> list[Attempt]:
     return cast(list[Attempt], rows)
 
 
+def interrupted_attempts(attempts: list[Any]) -> list[Any]:
+    """``attempts`` (rows as dicts) as :meth:`Journal.mark_interrupted` would leave them: an
+    attempt still running (or retrying, unfinished) is ``interrupted``; the rows are copies."""
+    unfinished = (NodeStatus.RUNNING.value, NodeStatus.RETRYING.value)
+    return [
+        {**row, "status": NodeStatus.INTERRUPTED.value}
+        if row["status"] == unfinished[0]
+        or (row["status"] == unfinished[1] and row.get("finished_at") is None)
+        else row
+        for row in attempts
+    ]
+
+
 def run_state(journal: Journal, run: Mapping[str, Any], *, now: float | None = None) -> RunState:
-    """The run's counts, running nodes and statuses, and its attempts, in one read."""
+    """The run's counts, running nodes and statuses, and its attempts, in one read; a run
+    shown ``interrupted`` (:func:`shown`) has its unfinished attempts shown interrupted too."""
     now = time.time() if now is None else now
     attempts = run_attempts(journal, run["id"])
+    if run.get("status") == RunStatus.INTERRUPTED:
+        attempts = cast(list[Attempt], interrupted_attempts(attempts))
     latest: dict[str, Attempt] = {}
     for row in attempts:
         kept = latest.get(row["node"])

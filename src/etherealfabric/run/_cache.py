@@ -103,20 +103,18 @@ class ArtifactCache:
         self._rejected: set[str] = set()  # keys of malformed shared records, warned once
         self._unusable: set[str] = set()  # keys of shared entries found unusable, warned once
         self._absent: set[str] = set()  # keys prefetch() found absent from the shared store
+        self.fetched: set[str] = set()  # keys found in the shared store (scheduler._cached)
         #: the workflow's root folder: where file outputs are restored (None: the current one)
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
-        #: action records read in bulk before the run (:meth:`preload`), as JSON text by key:
-        #: each serves one lookup, then goes (a later lookup of the key reads the journal)
+        #: records read in bulk before the run (:meth:`preload`), by key: each serves one lookup
         self._preloaded: dict[str, str] = {}
-        #: keys a bulk read (:meth:`read_ahead`) found absent from the index: their next
-        #: lookup is a miss without a query (once; a later one reads the journal again)
+        #: keys :meth:`read_ahead` found unindexed: their next lookup misses without a query
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed, and why
         self.refused: dict[str, str] = {}
         self.linked: dict[str, LinkedOutputError] = {}  # hits refused for a symbolic link
-        #: maps whose whole-map hit was refused, by key: their usable children's records, for
-        #: the map's run to take instead of looking them up again (run/_mapcheck.py)
+        #: maps whose whole-map hit was refused: their usable children's records (_mapcheck)
         self.checked_children: dict[str, dict[str, dict[str, Any]]] = {}
 
     def preload(self, workflow: str, nodes: Collection[str]) -> int:
@@ -286,6 +284,7 @@ class ArtifactCache:
             return None
         if self._writer is not None:
             self._writer.index_action(key, *found)
+        self.fetched.add(key)
         return found[0]
 
     def read_ahead(self, keys: Sequence[str]) -> None:
@@ -323,6 +322,7 @@ class ArtifactCache:
                 self._absent.add(key)
             elif isinstance(got, tuple):
                 self._writer.index_action(key, *got)
+                self.fetched.add(key)
 
     def _try_fetch(self, key: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | bool | None:
         try:

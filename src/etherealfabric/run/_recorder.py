@@ -287,9 +287,20 @@ class JournalRecorder:
             self._node_runs.append(row)
 
     def _on_cached(self, event: Event) -> None:
+        key = event.data["key"]
+        if "components" in event.data:  # a hit from the shared store (scheduler._cached):
+            # its local index row has no key components, so the row carries them (the graph,
+            # explain), and the index row gets them for the runs that hit it locally later
+            components = _dumps(event.data["components"])
+            record = event.data["record"]
+            self._row(event, NodeStatus.CACHED, key=key, components=components,
+                      started=event.ts, finished=event.ts)  # fmt: skip
+            created = float(record.get("created_at") or time.time())
+            self._actions.append((key, event.node or "", _dumps(record), components, created))
+            return
         # the row _row(event, CACHED, key=..., started=ts, finished=ts) would make, short (a
         # warm run makes one per node): write_batch fills in the columns all such rows share
-        self._buffer((event.run_id, event.node, event.data["key"], event.ts, HOST), 1)
+        self._buffer((event.run_id, event.node, key, event.ts, HOST), 1)
 
     def _on_started(self, event: Event) -> None:
         self._started[event.run_id, event.node] = (event.data["key"], event.ts)

@@ -293,7 +293,10 @@ class Scheduler(Rewinds, Fallbacks):
         self.outcome.status[name] = NodeStatus.CACHED
         self.outcome.outputs[name] = record["outputs"]
         self.outcome.keys[name] = info.key
-        self.bus.emit(Event(EventKind.NODE_CACHED, self.run_id, name, {"key": info.key}))
+        data: dict[str, Any] = {"key": info.key}
+        if info.key in self.cache.fetched:  # a hit from the shared store: no local components
+            data.update(components=info.components(), record=record)
+        self.bus.emit(Event(EventKind.NODE_CACHED, self.run_id, name, data))
         self._release(name)
 
     def _retry_leased(self) -> None:

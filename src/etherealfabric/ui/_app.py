@@ -279,7 +279,9 @@ def _status(journal: Journal, request: Request) -> Any:
 
 
 def _nodes(journal: Journal, request: Request) -> Any:
-    return q.attempts_light(journal, views.run_view(journal, _run_id(request))["run"]["id"])
+    run = views.run_view(journal, _run_id(request))["run"]
+    attempts = q.attempts_light(journal, run["id"])
+    return q.interrupted_attempts(attempts) if run["status"] == "interrupted" else attempts
 
 
 def _graph(journal: Journal, request: Request) -> Any:

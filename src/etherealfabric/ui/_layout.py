@@ -17,6 +17,8 @@ a canvas, only what is in view (``static/graph.js``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +49,12 @@ class Layout:
     width: float
     height: float
     layers: int
+
+    @cached_property
+    def shape(self) -> str:
+        """A short digest of the structure (nodes and edges), to tell when it changed."""
+        text = json.dumps([sorted(self.positions), sorted(self.edges)])
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     @cached_property
     def _dict(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ process.
 A plan imports the workflow file (user code), hashes its inputs and looks keys up. The UI
 server never imports user code itself: it runs ``etherealfabric plan FILE --json`` (which
 writes nothing) in a child process, in the workflow file's folder, with the run's recorded
-``--node`` targets, and keeps the answer for a few seconds. Runs started from Python
+``--node`` targets and workflow parameters (``-p NAME=VALUE``: the plan of the run's own
+parameters), and keeps the answer for a few seconds. Runs started from Python
 (``workflow.execute()``) recorded no file and have no plan here.
 """
 
@@ -36,7 +37,8 @@ def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
         }
     nodes = [str(n) for n in params.get("nodes") or []]
     command = [sys.executable, "-m", "etherealfabric", "plan", str(target), "--json",
-               "--home", str(home), *(a for n in nodes for a in ("--node", n))]  # fmt: skip
+               "--home", str(home), *(a for n in nodes for a in ("--node", n)),
+               *_param_options(params.get("workflow_params"))]  # fmt: skip
     key = tuple(command)
     with _lock:
         kept = _cache.get(key)
@@ -46,6 +48,18 @@ def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
     with _lock:
         _cache[key] = (time.monotonic(), answer)
     return answer
+
+
+def _param_options(values: Any) -> list[str]:
+    """``-p NAME=VALUE`` for each workflow parameter the run recorded (as ``cat``'s rerun
+    hint writes them: a string as it is, anything else as JSON, which ``-p`` parses)."""
+    if not isinstance(values, Mapping):
+        return []
+    options = []
+    for name, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        options += ["-p", f"{name}={text}"]
+    return options
 
 
 def _ask(command: list[str], folder: Path) -> dict[str, Any]:

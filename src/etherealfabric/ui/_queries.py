@@ -48,6 +48,7 @@ failures = browse.failed_attempts
 graph_rows = browse.run_graph
 cache_stats = browse.cache_sizes
 hit_rates = browse.hit_rates
+interrupted_attempts = browse.interrupted_attempts
 
 
 def run_params(run: Mapping[str, Any]) -> dict[str, Any]:

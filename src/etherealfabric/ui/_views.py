@@ -9,6 +9,7 @@ once; SQLite's WAL lets a run write meanwhile). Explanations come from
 from __future__ import annotations
 
 import json
+import pprint
 import reprlib
 import time
 from collections.abc import Mapping
@@ -128,26 +129,31 @@ def run_view(
         "running": state.running,
         "failures": q.failures(journal, run["id"]),
         "resume": resume_line(run, home_option),
-        "version": q.run_version(journal, run["id"]),
+        "version": _graphs.stamp(journal, run),
     }
 
 
 def status_view(
     journal: Journal, run_id: str, *, version: str | None = None, state: q.RunState | None = None
 ) -> dict[str, Any]:
-    """The run's live state for polling: ``unchanged`` when ``version`` is still current."""
+    """The run's live state for polling: ``unchanged`` when ``version`` is still current.
+
+    The version is the rows' stamp and the run's status *as shown*: a run whose process died
+    turns ``interrupted`` without a row changing, and a page polling it must hear of it.
+    ``graph`` names the structure of the run's graph (its nodes and edges): a page redraws
+    its graph when it changes (edges are learnt as nodes finish), not only on new nodes.
+    """
     run = _run(journal, run_id)
-    current = q.run_version(journal, run["id"])
+    current = _graphs.stamp(journal, run)
     now = state.now if state else time.time()
     head = {"version": current, "run": _public(run, now)}
     if version == current:  # nothing new was committed: only the clock moved
         return {**head, "unchanged": True}
     state = state or q.run_state(journal, run, now=now)
-    statuses = state.statuses
-    if run["status"] == RunStatus.INTERRUPTED:
-        statuses = {n: _interrupted(s) for n, s in statuses.items()}
-    return {**head, "counts": state.counts, "running": state.running, "statuses": statuses,
-            "attempts": state.attempts}  # fmt: skip
+    drawn, _ = _graphs.drawing(journal, run)  # kept per version: the graph's fetch reuses it
+    return {**head, "counts": state.counts, "running": state.running,
+            "statuses": state.statuses, "attempts": state.attempts,
+            "graph": drawn.shape}  # fmt: skip
 
 
 def _interrupted(status: str) -> str:
@@ -228,9 +234,10 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
     except (NodeNotInRunError, ValueError):
         explanation = None
     components = history.components_of(journal, last)
+    if run["status"] == RunStatus.INTERRUPTED:  # as `show` has them once the run is marked
+        attempts = q.interrupted_attempts(attempts)
+        last = attempts[-1]
     status = last["status"]
-    if run["status"] == RunStatus.INTERRUPTED:
-        status = _interrupted(status)
     return {
         "run": _public(run, time.time()),
         "node": node,
@@ -263,34 +270,64 @@ _REPR = reprlib.Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2000, 2000, 50, 50
 
 
+PREVIEW_CHARS = 20_000
+
+
 def preview(value: Any) -> dict[str, Any]:
-    """A small view of a value: a table (head) for a data frame, text otherwise."""
+    """A small view of a value, readable as ``etherealfabric cat`` prints it: a data frame's
+    head as a table (its index first: ``index`` names it), a series as its text, a string as
+    itself, containers pretty-printed, anything else as its ``repr`` (shortened). The page
+    shows every part as text (escaped), never as markup."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
     if hasattr(value, "head") and hasattr(value, "columns") and hasattr(value, "shape"):
         head = value.head(PREVIEW_ROWS)
+        indexed = hasattr(head, "index") and hasattr(head, "iloc")  # pandas: show its index
         if hasattr(head, "to_pandas") and not hasattr(head, "iloc"):
-            head = head.to_pandas()  # polars and arrow tables
+            head = head.to_pandas()  # polars and arrow tables: no index of their own
         columns = [str(c) for c in head.columns]
-        rows = [[_cell(v) for v in row] for row in head.itertuples(index=False)]
-        return {"kind": "table", "columns": columns, "rows": rows, "shape": list(value.shape)}
-    try:
-        text = json.dumps(value, indent=1, default=str)
-        if len(text) > 4000:
+        rows = [[_cell(v) for v in row] for row in head.itertuples(index=indexed)]
+        table: dict[str, Any] = {
+            "kind": "table",
+            "columns": columns,
+            "rows": rows,
+            "shape": list(value.shape),
+        }
+        if indexed:
+            name = getattr(head.index, "name", None)
+            table["index"] = None if name is None else str(name)
+        return {**table, "type": kind}
+    if isinstance(value, str):
+        text = value
+    elif type(value).__name__ == "Series" and hasattr(value, "to_string"):
+        text = str(value.to_string(max_rows=PREVIEW_ROWS * 4))
+    elif isinstance(value, (dict, list, tuple, set, frozenset)):
+        try:
+            text = pprint.pformat(value, width=100, compact=True, sort_dicts=False)
+        except Exception:  # a value whose repr fails: say what it is
             text = _REPR.repr(value)
-    except (TypeError, ValueError):
+        if len(text) > PREVIEW_CHARS:
+            text = _REPR.repr(value)
+    else:
         text = _REPR.repr(value)
-    return {
-        "kind": "text",
-        "text": text,
-        "type": f"{type(value).__module__}.{type(value).__qualname__}",
-    }
+    if len(text) > PREVIEW_CHARS:
+        text = text[:PREVIEW_CHARS] + f"\n… ({len(text) - PREVIEW_CHARS} more characters)"
+    return {"kind": "text", "text": text, "type": kind}
 
 
 def _cell(value: Any) -> Any:
+    """A table cell: numbers and text as they are, anything else as its text (a timestamp
+    ``2026-01-02 00:00:00``, not ``Timestamp('...')``)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
-    return _REPR.repr(value)
+    if hasattr(value, "item") and type(value).__module__ == "numpy":  # numpy scalars
+        return _cell(value.item())
+    try:
+        text = str(value)
+    except Exception:
+        text = _REPR.repr(value)
+    return text if len(text) <= 2000 else text[:2000] + "…"
 
 
 def cache_view(journal: Journal | None, *, workflow: str | None = None) -> dict[str, Any]:

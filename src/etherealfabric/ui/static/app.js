@@ -75,6 +75,14 @@ function runsPage() {
   const form = $("#filters");
   const params = new URLSearchParams(location.search);
   for (const name of ["status", "since"]) if (params.get(name)) form.elements[name].value = params.get(name);
+  const select = $("#f-workflow");
+  const workflowOptions = (names, chosen) => { // the asked-for workflow stays, even unknown
+    const all = chosen && !names.includes(chosen) ? [...names, chosen] : names;
+    select.replaceChildren(el("option", { value: "", text: "all" }), ...all.map((w) => el("option", { value: w, text: w })));
+    select.value = chosen;
+  };
+  // the address's workflow filters the first fetch too (the options come with its answer)
+  if (params.get("workflow")) workflowOptions([], params.get("workflow"));
   let timer = null;
 
   async function refresh() {
@@ -90,11 +98,7 @@ function runsPage() {
       timer = setTimeout(refresh, 3000);
       return;
     }
-    const select = $("#f-workflow");
-    const chosen = select.value || params.get("workflow") || "";
-    select.replaceChildren(el("option", { value: "", text: "all" }),
-      ...data.workflows.map((w) => el("option", { value: w, text: w })));
-    select.value = chosen;
+    workflowOptions(data.workflows, select.value);
     const body = $("#runs tbody");
     body.replaceChildren(...data.runs.map((r) => el("tr", { "data-run": r.id, "data-status": r.status },
       el("td", {}, el("a", { href: `/runs/${encodeURIComponent(r.id)}`, class: "mono", text: r.id })),
@@ -324,6 +328,7 @@ function paintGantt(box) {
   ctx.scale(ratio, ratio);
   ctx.font = "11px system-ui, sans-serif";
   ctx.textBaseline = "middle";
+  g.labels = []; // the names as drawn (for tests); the full name is the row's tooltip
   ctx.strokeStyle = "#e3e6eb"; ctx.fillStyle = "#444"; ctx.textAlign = "center";
   for (let i = 0; i <= 4; i += 1) {
     const x = label + (plot * i) / 4;
@@ -332,8 +337,10 @@ function paintGantt(box) {
   }
   let y = 2;
   for (const node of g.names.slice(g.first, g.first + visible)) {
-    ctx.fillStyle = "#333"; ctx.textAlign = "right";
-    ctx.fillText(node.length > 26 ? `${node.slice(0, 25)}…` : node, label - 6, y + GANTT_ROW / 2);
+    ctx.fillStyle = "#333"; ctx.textAlign = "left";
+    const text = fitText(ctx, node, label - 10);
+    ctx.fillText(text, 4, y + GANTT_ROW / 2);
+    g.labels.push(text);
     for (const a of g.rows.get(node)) {
       const took = (a.finished_at || g.now) - a.started_at;
       const x = label + ((a.started_at - g.start) / g.span) * plot;
@@ -346,6 +353,17 @@ function paintGantt(box) {
     }
     y += GANTT_ROW;
   }
+}
+
+/* ``text`` cut at its end, with an ellipsis, to fit ``width`` pixels (measured, not counted). */
+function fitText(ctx, text, width) {
+  if (ctx.measureText(text).width <= width) return text;
+  let low = 0, high = text.length;
+  while (low < high) { // the longest prefix that fits with its ellipsis
+    const mid = Math.ceil((low + high) / 2);
+    if (ctx.measureText(`${text.slice(0, mid)}…`).width <= width) low = mid; else high = mid - 1;
+  }
+  return `${text.slice(0, low)}…`;
 }
 
 const NODES_PAGE = 100;
@@ -405,7 +423,7 @@ function runPage() {
     else note.replaceChildren(`${found}: `, el("a", { id: "graph-open", href: nodeHref(runId, found), text: "open it" }));
   });
   for (const span of document.querySelectorAll(".ts")) span.textContent = when(Number(span.dataset.ts));
-  let version = "", status = body.dataset.status, last = null;
+  let version = "", status = body.dataset.status, last = null, shape = null, failed = null;
 
   async function reloadSummary() {
     const data = await api(`/api/runs/${encodeURIComponent(runId)}`);
@@ -428,6 +446,11 @@ function runPage() {
     }
     const run = data.run;
     $("#run-duration").textContent = `duration ${secs(run.duration)}`;
+    if (data.unchanged && run.status !== status) { // (a server whose stamp missed the change)
+      version = "";
+      setTimeout(poll, 0);
+      return;
+    }
     if (!data.unchanged) {
       version = data.version;
       last = data;
@@ -436,9 +459,17 @@ function runPage() {
       badgeEl.className = `badge st-${run.status}`;
       body.dataset.status = run.status;
       fillCounts(data.counts);
-      if (graph.recolour(data.statuses)) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
+      // new nodes, or new edges (a node's inputs are known once it ran): draw the graph again
+      const moved = shape !== null && data.graph && data.graph !== shape;
+      if (data.graph) shape = data.graph;
+      if (graph.recolour(data.statuses) || moved) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
       fillNodes(data.attempts);
-      if (run.status !== status) { status = run.status; reloadSummary().catch(() => {}); }
+      const failures = data.counts.failed || 0;
+      if (run.status !== status || (failed !== null && failures !== failed)) { // failures as they happen
+        status = run.status;
+        reloadSummary().catch(() => {});
+      }
+      failed = failures;
     }
     if (last) drawGantt($("#gantt"), last.attempts, run);
     if (!performance.getEntriesByName("ef-run-drawn").length) {
@@ -460,7 +491,7 @@ function runPage() {
       if (plan.error) { out.textContent = plan.error; return; }
       out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
         el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
-          el("td", { text: n.node }), el("td", {}, badge(n.action === "cached" ? "cached" : "pending")),
+          el("td", { text: n.node }), el("td", {}, n.action === "cached" ? badge("cached") : el("span", { class: "badge st-pending", text: "will run" })),
           el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) }))))));
     } catch (err) {
       out.textContent = err.message;
@@ -491,17 +522,26 @@ function renderAttempts(box, runId, data) {
     el("div", {}, el("b", { text: `attempt ${a.attempt} ` }), badge(a.status),
       ` started ${when(a.started_at)} · ${secs(a.duration)}${a.host ? ` · ${a.host}` : ""}${a.pid ? ` pid ${a.pid}` : ""}`),
     a.error ? el("p", { class: "error", text: a.error }) : "",
-    el("pre", { class: "logs", text: a.output || (a.status === "cached" ? "no output captured (cached: it did not run in this run)" : "no output captured") }),
-    a.traceback ? el("details", {}, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: a.traceback })) : "")));
+    el("pre", { class: "logs", text: plain(a.output) || (a.status === "cached" ? "no output captured (cached: it did not run in this run)" : "no output captured") }),
+    a.traceback ? el("details", {}, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: plain(a.traceback) })) : "")));
+}
+
+/* Text without terminal escape sequences (colours, cursor moves): a log shows them as boxes. */
+const ANSI = /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+function plain(text) {
+  return text ? String(text).replace(ANSI, "") : text;
 }
 
 function renderPreview(box, p) {
   if (p.kind === "table") {
+    // the first column is the index (its name, or blank), shown as a row header
+    const index = p.index !== undefined;
     box.replaceChildren(el("p", { class: "note", text: `shape ${p.shape.join(" × ")}; first ${p.rows.length} rows` }),
-      el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...p.columns.map((c) => el("th", { text: c })))),
-        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v) => el("td", { text: v ?? "" })))))));
+      el("div", { class: "scroll" }, el("table", { class: "grid" },
+        el("thead", {}, el("tr", {}, ...(index ? [el("th", { text: p.index ?? "" })] : []), ...p.columns.map((c) => el("th", { text: c })))),
+        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v, i) => el(index && i === 0 ? "th" : "td", { text: v ?? "" }))))))));
   } else {
-    box.replaceChildren(el("pre", { text: p.text }));
+    box.replaceChildren(el("pre", { class: "value", text: p.text }));
   }
 }
 
@@ -567,28 +607,33 @@ function hitChart(box, runs) {
   if (!runs.length) { box.replaceChildren(el("p", { class: "note", text: "no finished runs yet" })); return; }
   const width = Math.max(box.clientWidth - 10, 500), height = 200, left = 40, bottom = 24;
   const svg = svgEl("svg", { width, height, id: "hit-svg" });
-  const x0 = runs[0].started_at, x1 = runs.at(-1).started_at, span = Math.max(x1 - x0, 1);
-  const px = (t) => left + ((t - x0) / span) * (width - left - 20), py = (r) => 10 + (1 - r) * (height - bottom - 10);
+  // runs in the order they started, evenly spaced: runs a second apart and runs a week apart
+  // are each a dot of their own (a time axis piles bursts up and stretches the gaps)
+  const last = Math.max(runs.length - 1, 1);
+  const px = (i) => left + (runs.length === 1 ? 0.5 : i / last) * (width - left - 20), py = (r) => 10 + (1 - r) * (height - bottom - 10);
   for (const r of [0, 0.5, 1]) {
     svg.append(svgEl("line", { x1: left, x2: width - 10, y1: py(r), y2: py(r), stroke: "#e3e6eb" }));
     const t = svgEl("text", { x: left - 4, y: py(r) + 4, "text-anchor": "end" });
     t.textContent = `${r * 100}%`;
     svg.append(t);
   }
-  const points = runs.filter((r) => r.hit_rate !== null);
-  svg.append(svgEl("polyline", { points: points.map((r) => `${px(r.started_at)},${py(r.hit_rate)}`).join(" "), fill: "none", stroke: "#5c8ed8", "stroke-width": 1.5 }));
-  for (const r of points) {
-    const dot = svgEl("circle", { cx: px(r.started_at), cy: py(r.hit_rate), r: 3, fill: r.status === "succeeded" ? "#2e7d32" : "#c62828", class: "run-dot" });
+  const points = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.hit_rate !== null);
+  svg.append(svgEl("polyline", { points: points.map(({ r, i }) => `${px(i)},${py(r.hit_rate)}`).join(" "), fill: "none", stroke: "#5c8ed8", "stroke-width": 1.5 }));
+  for (const { r, i } of points) {
+    const dot = svgEl("circle", { cx: px(i), cy: py(r.hit_rate), r: 3, fill: r.status === "succeeded" ? "#2e7d32" : "#c62828", class: "run-dot" });
     const title = svgEl("title");
-    title.textContent = `${r.id} (${r.workflow}): ${Math.round(r.hit_rate * 100)}% cached, ${r.executed} executed, ${r.cached} cached`;
+    title.textContent = `${r.id} (${r.workflow}), started ${when(r.started_at)}: ${Math.round(r.hit_rate * 100)}% cached, ${r.executed} executed, ${r.cached} cached`;
     dot.append(title);
     svg.append(dot);
   }
-  for (const [t, anchor] of [[x0, "start"], [x1, "end"]]) {
-    const label = svgEl("text", { x: px(t), y: height - 6, "text-anchor": anchor });
-    label.textContent = when(t);
+  for (const [i, anchor] of runs.length === 1 ? [[0, "middle"]] : [[0, "start"], [runs.length - 1, "end"]]) {
+    const label = svgEl("text", { x: px(i), y: height - 6, "text-anchor": anchor });
+    label.textContent = when(runs[i].started_at);
     svg.append(label);
   }
+  const axis = svgEl("text", { x: (left + width - 20) / 2, y: height - 6, "text-anchor": "middle" });
+  axis.textContent = `${runs.length} run${runs.length === 1 ? "" : "s"}, in the order they started`;
+  svg.append(axis);
   box.replaceChildren(svg);
 }
 
