@@ -113,6 +113,9 @@ def test_force_reruns_a_node_and_what_follows_it(tmp_path: Path) -> None:
     assert set(_executed(tmp_path).values()) == {"cached"}
     forced = _executed(tmp_path, "--force", "load")
     assert forced == {"slow": "cached", "load": "succeeded", "count": "succeeded"}
+    for name in ("load", "count"):  # explain says it was forced, not "missing or corrupt"
+        why = json.loads(cli(tmp_path, "explain", "latest", name, "--json").stdout)
+        assert why["reason"] == "forced" and "--force" in why["detail"], why
     assert _executed(tmp_path, "--force", "s*")["slow"] == "succeeded"
     runs_before = json.loads(cli(tmp_path, "runs", "--json").stdout)
     bad = cli(tmp_path, "run", "wf.py", "--force", "lod")

@@ -44,7 +44,7 @@ __all__ = [
     "previous_keyed_run",
     "producer_of",
     "run_status",
-    "stale_reason",
+    "start_marks",
 ]
 
 #: How many of a node's most recent executions its duration estimate looks at.
@@ -86,20 +86,27 @@ def node_attempts(journal: Journal, run_id: str, node: str) -> list[dict[str, An
     )
 
 
-def stale_reason(journal: Journal, run_id: str, node: str) -> str | None:
-    """Why ``node`` ran in ``run_id`` although its key was cached: a data file it read had
-    changed (its start event's ``stale``), or None."""
+def start_marks(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
+    """What ``node``'s start event in ``run_id`` says of why it ran although its key may have
+    been cached: ``stale`` (a data file it read had changed: the text), ``forced`` (``--force``).
+    Empty when neither."""
     rows = journal._rows(
         "SELECT data FROM events WHERE run_id = ? AND node = ? AND kind = 'node_started' "
-        "AND data LIKE '%\"stale\"%' ORDER BY id DESC LIMIT 1",
+        "AND (data LIKE '%\"stale\"%' OR data LIKE '%\"forced\"%') ORDER BY id DESC LIMIT 1",
         (run_id, node),
     )
     try:
         data = json.loads(rows[0]["data"]) if rows else None
     except ValueError:
-        return None
-    stale = data.get("stale") if isinstance(data, dict) else None
-    return stale if isinstance(stale, str) else None
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    marks: dict[str, Any] = {}
+    if isinstance(data.get("stale"), str):
+        marks["stale"] = data["stale"]
+    if data.get("forced") is True:
+        marks["forced"] = True
+    return marks
 
 
 def node_names(journal: Journal, run_id: str) -> list[str]:

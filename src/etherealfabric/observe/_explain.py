@@ -268,7 +268,8 @@ class Explanation:
 
     ``verdict`` is ``executed``, ``cached`` or ``not_run``; ``reason`` is one of ``changed``,
     ``no_previous_run``, ``same_key``, ``read_changed`` (a data file the node read changed),
-    ``previous_failed`` (same key as an attempt that failed or did not finish),
+    ``previous_failed`` (same key as an attempt that failed or did not finish), ``forced``
+    (``--force``),
     ``no_components``, ``cached``, ``no_key``,
     ``upstream_failed``, ``cancelled``, ``skipped``, ``not_run``.
     """
@@ -409,9 +410,12 @@ def _compare(
                            detail="no previous run of this node in this workflow")  # fmt: skip
     prior = {"previous_run": previous["run_id"], "previous_key": previous["cache_key"]}
     if previous["cache_key"] == row["cache_key"]:
-        stale = history.stale_reason(journal, row["run_id"], row["node"])
-        if stale is not None:  # "'data.csv', a file it read, changed since its cached result"
-            detail = f"same key as run {previous['run_id']}, but {stale}"
+        marks = history.start_marks(journal, row["run_id"], row["node"])
+        if "forced" in marks:  # --force: run whatever the cache held
+            detail = f"same key as run {previous['run_id']}, but the run forced it (--force)"
+            return Explanation(**common, **prior, reason="forced", detail=detail)
+        if "stale" in marks:  # "'data.csv', a file it read, changed since its cached result"
+            detail = f"same key as run {previous['run_id']}, but {marks['stale']}"
             return Explanation(**common, **prior, reason="read_changed", detail=detail)
         ended = previous_outcome(previous)
         if ended is not None:  # it failed, or its run was cut short: no result was stored
