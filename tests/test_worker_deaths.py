@@ -194,3 +194,41 @@ def test_cluster_outcomes_bring_a_stand_in_for_an_exception_that_cannot_be_rebui
         "ShapeError|expected shape (3, 4), got (4, 3)|True",
         "LockedError|lost|True",
     ], done.stderr[-3000:]
+
+
+def test_a_worker_start_during_another_waits_for_the_stand_in_main_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two feeder threads start workers at once from an unguarded script (``__main__`` has no
+    spec): the second start must not run while the first resets the stand-in spec, or its
+    worker would re-import the user's script."""
+    import sys
+
+    from etherealfabric.backends._base import no_main_reimport
+
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None)
+    first_in, second_trying, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def first() -> None:
+        with no_main_reimport():  # inside its process.start()
+            first_in.set()
+            second_trying.wait(TIMEOUT)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(TIMEOUT)
+        second_trying.set()
+        with no_main_reimport():  # what its process.start() would send the new worker
+            first_out.wait(TIMEOUT)
+            seen.append(main.__spec__)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert len(seen) == 1 and seen[0] is not None
+    assert seen[0].name == "etherealfabric._spawn_main"
+    assert main.__spec__ is None

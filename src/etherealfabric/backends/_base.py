@@ -149,7 +149,7 @@ class Pacing:
         return threads * (self.short_per_worker if self._short else self.per_worker)
 
 
-_main_lock = threading.Lock()
+_main_lock = threading.RLock()  # re-entrant: a start inside a start (same thread)
 
 
 @contextlib.contextmanager
@@ -163,11 +163,14 @@ def no_main_reimport() -> Iterator[None]:
     so workers never need the script: while this is active, new processes import an empty
     module as their ``__main__`` instead.
     """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None:
-        yield  # run with -m or interactively: multiprocessing imports it by name, safely
-        return
+    # The lock is taken before ``__spec__`` is looked at: another thread's start may have set
+    # the stand-in spec for a moment, and a start that saw it (and so skipped the lock) would
+    # run while that thread resets it to None, re-importing the user's script in the worker.
     with _main_lock:
+        main = sys.modules.get("__main__")
+        if main is None or getattr(main, "__spec__", None) is not None:
+            yield  # run with -m or interactively: multiprocessing imports it by name, safely
+            return
         main.__spec__ = importlib.machinery.ModuleSpec("etherealfabric._spawn_main", None)
         try:
             yield
