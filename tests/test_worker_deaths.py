@@ -232,3 +232,41 @@ def test_a_worker_start_during_another_waits_for_the_stand_in_main_spec(
     assert len(seen) == 1 and seen[0] is not None
     assert seen[0].name == "etherealfabric._spawn_main"
     assert main.__spec__ is None
+
+
+def test_a_worker_that_died_idle_does_not_fail_the_next_node_sent_to_it(home: Path) -> None:
+    """``first``'s worker is killed while idle (``pause`` runs on the driver meanwhile):
+    ``then``, sent to that slot next, never started there, so it runs on a new worker, on its
+    first attempt, with no retries allowed."""
+
+    @node
+    def first():
+        import os
+
+        return os.getpid()
+
+    @node(on_driver=True)
+    def pause(pid):
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGKILL)  # the worker is idle: its task is done
+        return pid
+
+    @node
+    def then(pid):
+        import os
+
+        return os.getpid()
+
+    with Workflow("idle-death") as wf:
+        then(pause(first()))
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.statuses == {
+        "first": "succeeded",
+        "pause": "succeeded",
+        "then": "succeeded",
+    }, results.errors
+    assert results["then"] != results["first"]
+    attempts = rows(home, results.run_id)["then"]
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "succeeded")]
