@@ -270,3 +270,39 @@ def test_a_worker_that_died_idle_does_not_fail_the_next_node_sent_to_it(home: Pa
     assert results["then"] != results["first"]
     attempts = rows(home, results.run_id)["then"]
     assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "succeeded")]
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_node_raising_system_exit_fails_like_any_error_and_keeps_its_worker(
+    home: Path, backend: str
+) -> None:
+    """``sys.exit(5)``, ``KeyboardInterrupt`` and a bare ``BaseException`` in a node fail it,
+    with that error and no retry, as on threads: the worker does not die of it."""
+
+    @node(retries=1)
+    def exits():
+        import sys
+
+        sys.exit(5)
+
+    @node(retries=1)
+    def interrupted():
+        raise KeyboardInterrupt
+
+    @node(retries=1)
+    def based():
+        raise BaseException("base")
+
+    with Workflow("sysexit", keep_going=True) as wf:
+        exits()
+        interrupted()
+        based()
+    results = wf.execute(backend=backend, max_workers=1, raise_on_error=False)
+    assert results.errors == {
+        "exits": "SystemExit: 5",
+        "interrupted": "KeyboardInterrupt: ",
+        "based": "BaseException: base",
+    }
+    r = rows(home, results.run_id)
+    for name in ("exits", "interrupted", "based"):
+        assert [(a["attempt"], a["status"]) for a in r[name]] == [(1, "failed")], name

@@ -74,7 +74,8 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple[A
         send(("started",))  # the task is in: a death from here on is the task's
         try:
             send(("done", True, _base.run_pickled(payload)))
-        except Exception as exc:  # the task did not load, or fn raised
+        except BaseException as exc:  # the task did not load, or fn raised (SystemExit too:
+            # a node's sys.exit() fails the node, as on threads, and the worker goes on)
             import cloudpickle
 
             try:
