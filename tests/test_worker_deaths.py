@@ -306,3 +306,85 @@ def test_a_node_raising_system_exit_fails_like_any_error_and_keeps_its_worker(
     r = rows(home, results.run_id)
     for name in ("exits", "interrupted", "based"):
         assert [(a["attempt"], a["status"]) for a in r[name]] == [(1, "failed")], name
+
+
+def test_a_map_item_whose_worker_dies_is_retried_under_the_maps_retry_policy(
+    home: Path, tmp_path: Path
+) -> None:
+    """Item 1's first attempt SIGKILLs its worker after running a while: it runs again (its
+    retry policy allows it), its lost attempt recorded with the time it ran; the map
+    succeeds."""
+    folder = str(tmp_path)
+
+    @node(retries=2)
+    def work(x):
+        import os
+        import signal
+        import time
+
+        if x == 1 and not os.path.exists(os.path.join(folder, "killed")):
+            time.sleep(0.5)
+            Path(folder, "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x * 10
+
+    with Workflow("map-death") as wf:
+        work.map([0, 1, 2])
+    results = wf.execute(backend="processes", max_workers=2, raise_on_error=False)
+    assert results.statuses == {"work": "succeeded"}, results.errors
+    assert results["work"]["result"] == [0, 10, 20]
+    r = rows(home, results.run_id)
+    lost, last = r["work[1]"]
+    assert (lost["attempt"], lost["status"], last["attempt"]) == (1, "retrying", 2)
+    assert lost["error"].startswith("WorkerDiedError: its worker process (pid ")
+    assert lost["finished_at"] - lost["started_at"] >= 0.4  # the time it really ran
+    assert last["status"] == "succeeded"
+    assert [a["status"] for a in r["work[0]"]] == ["succeeded"]
+
+
+def test_a_map_item_that_kills_its_worker_every_time_fails_once_its_retries_are_spent(
+    home: Path,
+) -> None:
+    @node(retries=1)
+    def doomed(x):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with Workflow("map-doomed") as wf:
+        doomed.map([1])
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.statuses == {"doomed": "failed"}
+    attempts = rows(home, results.run_id)["doomed[1]"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert all("killed by SIGKILL" in a["error"] for a in attempts)
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_retry_after_a_worker_death_waits_the_policys_backoff(
+    home: Path, tmp_path: Path, mapped: bool
+) -> None:
+    """The first attempt SIGKILLs its worker: the second starts only after the retry policy's
+    backoff (1 s), as after any other failure, for a node and for a map's item."""
+    from etherealfabric import RetryPolicy
+
+    folder = str(tmp_path)
+
+    @node(retries=RetryPolicy(retries=1, backoff=1.0))
+    def fragile(x):
+        import os
+        import signal
+
+        if not os.path.exists(os.path.join(folder, "killed")):
+            Path(folder, "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    with Workflow("backoff-death") as wf:
+        fragile.map([7]) if mapped else fragile(7)
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.statuses == {"fragile": "succeeded"}, results.errors
+    lost, last = rows(home, results.run_id)["fragile[7]" if mapped else "fragile"]
+    assert lost["error"].startswith("WorkerDiedError")
+    assert last["started_at"] - lost["finished_at"] >= 0.9
