@@ -388,3 +388,32 @@ def test_a_retry_after_a_worker_death_waits_the_policys_backoff(
     lost, last = rows(home, results.run_id)["fragile[7]" if mapped else "fragile"]
     assert lost["error"].startswith("WorkerDiedError")
     assert last["started_at"] - lost["finished_at"] >= 0.9
+
+
+def test_an_exception_whose_class_only_the_worker_can_import_keeps_the_nodes_attempts(
+    home: Path, tmp_path: Path
+) -> None:
+    """The node raises an exception of a module the driver cannot import: the run gets a
+    stand-in of the same type name and text, with every attempt, not a ModuleNotFoundError
+    in place of the node's result."""
+    folder = tmp_path / "worker-only"
+    folder.mkdir()
+    module = f"worker_only_{tmp_path.name.replace('-', '_')}"
+    (folder / f"{module}.py").write_text("class OnlyHereError(Exception):\n    pass\n")
+    where = str(folder)
+
+    @node(retries=1)
+    def raiser():
+        import importlib
+        import sys
+
+        sys.path.insert(0, where)
+        raise importlib.import_module(module).OnlyHereError("only importable in the worker")
+
+    with Workflow("worker-only-exc") as wf:
+        raiser()
+    results = wf.execute(backend="processes", max_workers=1, raise_on_error=False)
+    assert results.errors == {"raiser": "OnlyHereError: only importable in the worker"}
+    attempts = rows(home, results.run_id)["raiser"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert all(a["error"].startswith("OnlyHereError: only") for a in attempts)

@@ -79,7 +79,7 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple[A
             import cloudpickle
 
             try:
-                data = cloudpickle.dumps(_base.portable_exception(exc))
+                data = cloudpickle.dumps(_base.guarded(_base.portable_exception(exc)))
             except Exception:
                 data = cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
             send(("done", False, data))
