@@ -30,6 +30,7 @@ __all__ = [
     "TaskFuture",
     "default_workers",
     "exit_with_parent",
+    "guarded",
     "lifeline",
     "no_main_reimport",
     "portable_exception",
@@ -149,7 +150,7 @@ class Pacing:
         return threads * (self.short_per_worker if self._short else self.per_worker)
 
 
-_main_lock = threading.Lock()
+_main_lock = threading.RLock()  # re-entrant: a start inside a start (same thread)
 
 
 @contextlib.contextmanager
@@ -163,11 +164,14 @@ def no_main_reimport() -> Iterator[None]:
     so workers never need the script: while this is active, new processes import an empty
     module as their ``__main__`` instead.
     """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None:
-        yield  # run with -m or interactively: multiprocessing imports it by name, safely
-        return
+    # The lock is taken before ``__spec__`` is looked at: another thread's start may have set
+    # the stand-in spec for a moment, and a start that saw it (and so skipped the lock) would
+    # run while that thread resets it to None, re-importing the user's script in the worker.
     with _main_lock:
+        main = sys.modules.get("__main__")
+        if main is None or getattr(main, "__spec__", None) is not None:
+            yield  # run with -m or interactively: multiprocessing imports it by name, safely
+            return
         main.__spec__ = importlib.machinery.ModuleSpec("etherealfabric._spawn_main", None)
         try:
             yield
@@ -191,7 +195,7 @@ def run_pickled(payload: bytes) -> bytes:
     fn, task = cloudpickle.loads(payload)
     result = fn(task)
     if getattr(result, "exception", None) is not None:
-        result.exception = portable_exception(result.exception)
+        result.exception = guarded(portable_exception(result.exception))
     try:
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
     except Exception:
@@ -215,6 +219,10 @@ def portable_exception(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         pass
+    return _stand_in(exc)
+
+
+def _stand_in(exc: BaseException) -> RemoteError:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
@@ -223,6 +231,42 @@ def portable_exception(exc: BaseException) -> BaseException:
     if isinstance(output, str):
         stand_in.__dict__["_ef_output"] = output
     return stand_in
+
+
+class _Guarded(Exception):
+    """Pickles as its exception where that loads, else as a stand-in (never loads as itself)."""
+
+    def __init__(self, data: bytes, stand_in: RemoteError) -> None:
+        super().__init__()
+        self.data, self.stand_in = data, stand_in
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_guarded, (self.data, self.stand_in)
+
+
+def _load_guarded(data: bytes, stand_in: RemoteError) -> BaseException:
+    import cloudpickle
+
+    try:
+        loaded = cloudpickle.loads(data)
+    except Exception:  # its class is importable in the worker only, say
+        return stand_in
+    return loaded if isinstance(loaded, BaseException) else stand_in
+
+
+def guarded(exc: BaseException) -> BaseException:
+    """``exc``, to be pickled in a worker, so that where it does not load (on the driver: its
+    class comes from a module only the worker can import) a :class:`RemoteError` stand-in with
+    its type name, text and traceback loads instead of failing what carries it (the node's
+    result, with its attempts). A stand-in already is returned as it is."""
+    if isinstance(exc, RemoteError):
+        return exc
+    import cloudpickle
+
+    try:
+        return _Guarded(cloudpickle.dumps(exc), _stand_in(exc))
+    except Exception:
+        return exc
 
 
 #: Where a worker process sends what a running task reports (:func:`report_progress`): set

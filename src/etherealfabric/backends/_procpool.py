@@ -28,6 +28,7 @@ from . import _base
 __all__ = ["WorkerPool", "death_cause"]
 
 _STOP = b""  # sent to a worker process: exit
+_RESENDS = 2  # times a task is sent again to a new worker when the last died before taking it
 
 
 def death_cause(exitcode: int | None) -> str:
@@ -70,13 +71,15 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple[A
             return
         if payload == _STOP:
             return
+        send(("started",))  # the task is in: a death from here on is the task's
         try:
             send(("done", True, _base.run_pickled(payload)))
-        except Exception as exc:  # the task did not load, or fn raised
+        except BaseException as exc:  # the task did not load, or fn raised (SystemExit too:
+            # a node's sys.exit() fails the node, as on threads, and the worker goes on)
             import cloudpickle
 
             try:
-                data = cloudpickle.dumps(_base.portable_exception(exc))
+                data = cloudpickle.dumps(_base.guarded(_base.portable_exception(exc)))
             except Exception:
                 data = cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
             send(("done", False, data))
@@ -145,14 +148,29 @@ class WorkerPool:
                 future, payload = item
                 if not future.set_running_or_notify_cancel():
                     continue
-                if process is None:
-                    try:
-                        process, conn = self._start(slot)
-                    except Exception as exc:
-                        future.set_exception(exc)
-                        continue
-                if not self._run(process, conn, future, payload):
-                    process = conn = None  # it died: the next task gets a new one
+                resends = 0
+                while True:
+                    if process is not None and not process.is_alive():  # it died while idle
+                        self._bury(process, conn)
+                        process = conn = None
+                    fresh = process is None
+                    if fresh:
+                        try:
+                            process, conn = self._start(slot)
+                        except Exception as exc:
+                            future.set_exception(exc)
+                            break
+                    # A worker that dies before it took the task in (it died idle, between the
+                    # check above and the send) never started it: a new one is started and the
+                    # task sent again. One just started for it that does so fails the task (its
+                    # initializer died, say), so this cannot loop.
+                    last = fresh or resends >= _RESENDS
+                    outcome = self._run(process, conn, future, payload, last=last)
+                    if outcome != "done":
+                        process = conn = None  # it died: the next task gets a new one
+                    if outcome != "again":
+                        break
+                    resends += 1
         finally:
             if conn is not None:
                 with contextlib.suppress(OSError):
@@ -162,16 +180,29 @@ class WorkerPool:
                 if conn is not None:
                     conn.close()
 
-    def _run(self, process: Any, conn: Any, future: Future[Any], payload: bytes) -> bool:
-        """Run one task on ``process``; False when the process died meanwhile."""
+    @staticmethod
+    def _bury(process: Any, conn: Any) -> None:
+        process.join()
+        conn.close()
+
+    def _run(
+        self, process: Any, conn: Any, future: Future[Any], payload: bytes, *, last: bool
+    ) -> str:
+        """Run one task on ``process``: ``done``; ``died`` when the process died meanwhile
+        (the future then says so); ``again`` when it died before it took the task in and
+        ``last`` is false (the future is left alone: the task never started)."""
         import pickle
 
         started = time.time()
         notes: list[Any] = []
+        taken = False
         try:
             conn.send_bytes(payload)
             while True:
                 message = pickle.loads(conn.recv_bytes())
+                if message[0] == "started":
+                    taken, started = True, time.time()
+                    continue
                 if message[0] == "note":
                     notes.append(message[1])
                     continue
@@ -180,15 +211,16 @@ class WorkerPool:
                     future.set_result(data)
                 else:
                     future.set_exception(_load_error(data))
-                return True
+                return "done"
         except (EOFError, OSError):
             pass
         died = time.time()
-        process.join()
-        conn.close()
+        self._bury(process, conn)
         if self._closing:
             future.set_exception(CancelledError("the process backend was closed"))
-            return False
+            return "died"
+        if not taken and not last:
+            return "again"
         cause = death_cause(process.exitcode)
         code = process.exitcode
         future.set_exception(
@@ -202,7 +234,7 @@ class WorkerPool:
                 died_at=died,
             )
         )
-        return False
+        return "died"
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the workers once their tasks end; with ``cancel`` drop the queued tasks and

@@ -7,23 +7,33 @@ what the task reported before it died: the start of each attempt, and the error 
 that failed (``backends/_base.py: report_progress``). :func:`watch_deaths` turns those into
 the node's attempts (the one that was running ends, as it did, when its process died, with the
 death as its error) and, while the node's retry policy allows another attempt, sends the task
-again, numbered from there on (``Task.attempts_before``): a node that kills its worker every
-time fails once its attempts are spent, like the Celery backend's lost tasks, never loops. The
-result the node ends with carries every attempt, the lost ones first.
+again, numbered from there on (``Task.attempts_before``), after the policy's backoff for that
+attempt (in a timer: no thread waits): a node that kills its worker every time fails once its
+attempts are spent, like the Celery backend's lost tasks, never loops. The result the node ends
+with carries every attempt, the lost ones first. A map's child whose worker died (alone in its
+chunk: ``run/_mapping.py`` sends a failed chunk's children again one by one) is retried the
+same way, under the map node's policy (:func:`lost_child`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
 from ._messages import Attempt, Task, TaskResult
 from ._worker import _retryable
 
-__all__ = ["lost_attempts", "watch_deaths"]
+if TYPE_CHECKING:
+    from ._mapstate import Child
+
+__all__ = ["backoff", "later", "lost_attempts", "lost_child", "watch_deaths"]
 
 
 def watch_deaths(submit: Callable[[Task], Any], task: Task) -> Future[Any]:
@@ -76,10 +86,18 @@ class _Watched(Future[Any]):
         made = max([task.attempts_before, *(a.number for a in attempts)])
         policy = task.retry
         if policy is not None and made < policy.attempts and _retryable(policy, exc):
-            try:
-                self._send(dataclasses.replace(task, attempts_before=made))
-            except Exception as error:  # the backend is closed, say
-                self.set_exception(error)
+            again = dataclasses.replace(task, attempts_before=made)
+
+            def resend() -> None:
+                try:
+                    self._send(again)
+                except Exception as error:  # the backend is closed, say
+                    with contextlib.suppress(Exception):  # (or this was cancelled meanwhile)
+                        self.set_exception(error)
+
+            # after the policy's wait, as a retry in the worker would (a timer: the scheduler's
+            # thread, or the pool's, is not held meanwhile)
+            _after(backoff(policy, made), resend)
             return
         text = f"{type(exc).__name__}: {exc}"
         result = TaskResult(node=task.node, key=task.key, ok=False, pid=exc.pid)
@@ -103,3 +121,58 @@ def lost_attempts(exc: WorkerDiedError, before: int) -> list[Attempt]:
         if not attempt.finished_at:  # the one that ran when its process died
             attempt.finished_at, attempt.error, attempt.traceback = exc.died_at, text, text
     return [attempts[n] for n in sorted(attempts)]
+
+
+def lost_child(child: Child, policy: RetryPolicy | None, exc: BaseException) -> float | None:
+    """A map's child whose chunk failed with ``exc`` (it ran alone in it). When its worker
+    died, its lost attempts are kept on ``child`` (its result gets them, first) and, while
+    ``policy`` allows another attempt, the seconds to wait before it is sent again (numbered
+    from there on) are returned, as for a plain node; None: it failed."""
+    if not isinstance(exc, WorkerDiedError):
+        return None
+    attempts = lost_attempts(exc, child.attempts_before)
+    child.lost.extend(attempts)
+    made = max([child.attempts_before, *(a.number for a in attempts)])
+    if policy is not None and made < policy.attempts and _retryable(policy, exc):
+        child.attempts_before = made
+        return backoff(policy, made)
+    return None
+
+
+def backoff(policy: RetryPolicy, made: int) -> float:
+    """The wait after attempt ``made`` failed, as the worker's retries wait (``run/_worker.py``:
+    tenacity's ``wait_exponential`` plus ``wait_random`` jitter)."""
+    try:
+        wait = policy.backoff * policy.multiplier ** max(0, made - 1)
+    except OverflowError:
+        wait = policy.max_backoff
+    return max(0.0, min(wait, policy.max_backoff)) + random.uniform(0, policy.jitter)
+
+
+def _after(delay: float, fn: Callable[[], None]) -> None:
+    if delay <= 0:
+        fn()
+        return
+    timer = threading.Timer(delay, fn)
+    timer.daemon = True
+    timer.start()
+
+
+def later(delay: float, submit: Callable[..., Any], *args: Any) -> Future[Any]:
+    """A future of ``submit(*args)``'s, called ``delay`` seconds from now (in a timer)."""
+    outer: Future[Any] = Future()
+
+    def settle(inner: Any) -> None:
+        try:
+            outer.set_result(inner.result())
+        except BaseException as exc:
+            outer.set_exception(exc)
+
+    def send() -> None:
+        try:
+            submit(*args).add_done_callback(settle)
+        except BaseException as exc:  # the backend is closed, say
+            outer.set_exception(exc)
+
+    _after(delay, send)
+    return outer

@@ -49,6 +49,7 @@ from ..plan._maps import (
 from ..states import EventKind, NodeStatus
 from ..store._links import LinkedOutputError
 from ._files import snapshot
+from ._lost import later, lost_child
 from ._mapcheck import checked_records
 from ._maperrors import child_failed
 from ._mapleases import recheck, take
@@ -253,7 +254,7 @@ class Maps:
     def _child_task(self, run: MapRun, child: Child) -> Task:
         base = self._base(run)
         task = copy.copy(base)
-        task.node, task.key = child.name, child.key
+        task.node, task.key, task.attempts_before = child.name, child.key, child.attempts_before
         task.args = (child.item, *base.args[1:])
         if isinstance(child.item, (File, Directory, list, tuple, dict)):
             task.inputs_seen = {**base.inputs_seen, **snapshot([child.item])}
@@ -290,8 +291,13 @@ class Maps:
                 run.chunk_size = 1
                 self._check(run)
                 return
-            child = run.children[token.children[0]]
-            self._ended(run, [(token.children[0], failure(child, exc))])
+            index, child = token.children[0], run.children[token.children[0]]
+            if (wait := lost_child(child, self._base(run).retry, exc)) is not None:
+                chunk = Chunk(run.name, [self._child_task(run, child)])  # its worker died
+                submit = self.host._dispatch.submit
+                self._out(run, token, later(wait, submit, run.spec.on_driver, run_chunk, chunk))
+                return
+            self._ended(run, [(index, failure(child, exc))])
             return
         mean = got.seconds / max(1, len(got.results))
         run.chunk_size = max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(mean, 1e-6))))
@@ -307,6 +313,7 @@ class Maps:
 
     def _child_ended(self, run: MapRun, index: int, result: TaskResult) -> ChildDone:
         child = run.children[index]
+        result.attempts[:0], child.lost = child.lost, []  # those lost with a worker first
         child.result = result
         stale = self.host.cache.refused.pop(result.key, None)  # a file it read had changed
         if result.ok:

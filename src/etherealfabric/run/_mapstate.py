@@ -27,7 +27,7 @@ from ..states import EventKind, NodeStatus
 from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._leases import RunLeases
-from ._messages import Task, TaskResult
+from ._messages import Attempt, Task, TaskResult
 from ._outcome import MapReport, RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 
@@ -82,6 +82,8 @@ class Child:
     result: TaskResult | None = None
     redone: int = 0
     checked: bool = False  # its record lists reads or files: a whole-map hit checks it
+    attempts_before: int = 0  # attempts lost with a worker that died (run/_lost.py)
+    lost: list[Attempt] = field(default_factory=list)  # those attempts, for its result
 
 
 @dataclass
