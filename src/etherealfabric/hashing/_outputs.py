@@ -25,6 +25,7 @@ from ._arrays import _enc_ndarray, feed_teed, teeable
 from ._builtins import SCALAR_HANDLERS, SCALARS  # (importing it registers the handlers)
 from ._digest import digest_bytes, raw_digest
 from ._encoder import Encoder, _handler, encode_pickled, frame_bytes, type_name
+from ._scans import LazyReaderError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -160,6 +161,8 @@ def _encoded_digest(value: object) -> str | None:
     _start(encoder, type(value))
     try:
         encoder.encode(value)
+    except LazyReaderError:  # a lazy reader of remote data: its bytes would be a stale key
+        raise
     except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
         return None
     return encoder.hexdigest()
