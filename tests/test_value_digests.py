@@ -112,7 +112,7 @@ def test_unequal_values_and_other_types_have_other_value_digests() -> None:
         [1, Thing()],
         {"a": [File(__file__)]},
         (1, 2),  # not plain JSON: its serializer is cloudpickle; keyed by its bytes
-        {1, 2},
+        {1, Path("x")},  # a set has one when its elements do (see test_sets_have_...)
         Thing(),
         print,
         Thing,
@@ -318,3 +318,53 @@ def test_an_upstream_edit_that_only_adds_a_freq_reruns_its_consumers() -> None:
     results = wf.execute()
     assert results.statuses["next_day"] == "succeeded"
     assert results[out][0].startswith("2024-01-02")
+
+
+# -- sets: their pickles depend on the process's hash seed, their value digests must not --------
+
+
+def test_sets_have_value_digests_whatever_the_hash_seed(python: str) -> None:
+    import os
+    import subprocess
+
+    code = (
+        "from etherealfabric.hashing._outputs import value_digest as v; "
+        "print(v({'alpha', 'beta', 'gamma', 'delta', 'eps'}), v(frozenset({1, 'a', (2, 3)})), "
+        "v({'x', object()}))"
+    )
+    seen = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        seen.add(out.stdout)
+    assert len(seen) == 1
+    set_digest, frozen_digest, with_object = seen.pop().split()
+    assert set_digest != "None" and frozen_digest != "None" and with_object == "None"
+    assert value_digest({1, 2}) != value_digest(frozenset({1, 2})) != value_digest([1, 2])
+
+
+@node
+def size(values):
+    count("size")
+    return len(values)
+
+
+def test_an_equal_set_output_cuts_off_its_consumers(home: Path) -> None:
+    @node(name="make_set", version="1")
+    def make_v1():
+        return {"alpha", "beta", "gamma"}
+
+    @node(name="make_set", version="2")
+    def make_v2():
+        return set(["gamma", "beta", "alpha"])
+
+    with Workflow("sets") as wf:
+        size(make_v1())
+    wf.execute()
+    assert _output_record(home, "make_set")["value"] == value_digest({"alpha", "beta", "gamma"})
+    CALLS.clear()
+    with Workflow("sets") as wf:
+        size(make_v2())
+    assert wf.execute().statuses == {"make_set": "succeeded", "size": "cached"}
+    assert CALLS == {}
