@@ -123,3 +123,33 @@ def test_an_in_memory_lazyframe_hashes_by_its_plan() -> None:
     assert scan_sources(lf) == []
     assert value_digest(lf) == value_digest(pl.DataFrame({"v": [1, 2]}).lazy())
     assert value_digest(lf) != value_digest(pl.DataFrame({"v": [1, 3]}).lazy())
+
+
+FOLDER = "".join(["da", "ta"])  # a path built at run time: the node does not name it
+
+
+@node
+def open_built_dataset():
+    return ds.dataset(os.path.join(FOLDER, ""), format="parquet")
+
+
+@node
+def scan_built():
+    return pl.scan_parquet(os.path.join(FOLDER, "sales.parquet"))
+
+
+def test_a_node_returning_a_reader_is_not_a_hit_once_its_files_changed(home: Path) -> None:
+    """Its cached reader's digest covers the old data: the files it reads are checked before
+    a hit, as if the node had read them, even when its code does not name them."""
+    _write("data/sales.parquet", [1, 2])
+    with Workflow("readers") as wf:
+        by_dataset, by_scan = rows(open_built_dataset()), total(scan_built())
+    first = wf.execute()
+    assert (first[by_dataset], first[by_scan]) == (2, 3)
+    assert wf.execute().executed == 0
+    _write("data/sales.parquet", [1, 2, 100])
+    with Workflow("readers") as wf:  # new scans (polars keeps what it read of the old file)
+        by_dataset, by_scan = rows(open_built_dataset()), total(scan_built())
+    results = wf.execute()
+    assert (results[by_dataset], results[by_scan]) == (3, 103)
+    assert results.executed == 4

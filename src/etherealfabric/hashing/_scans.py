@@ -27,11 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
 from ._files import file_digest, tree_entries
+from ._loaded import loaded
 
 if TYPE_CHECKING:
     from ._encoder import Encoder, Handler
 
-__all__ = ["LazyReaderError", "dataset_handlers", "lazyframe_handlers", "scan_sources"]
+__all__ = [
+    "LazyReaderError",
+    "dataset_handlers",
+    "lazyframe_handlers",
+    "reader_paths",
+    "scan_sources",
+]
 
 _GLOB = frozenset("*?[")
 
@@ -152,3 +159,32 @@ def _enc_union(value: Any, encoder: Encoder) -> None:
     encoder.integer(len(children))
     for child in children:
         encoder.value(child)
+
+
+# -- what a returned reader reads ------------------------------------------------------------
+
+
+def reader_paths(value: object) -> list[tuple[str, bool]]:
+    """The local files a lazy reader reads, as (path as it names it, is it a folder); [] for
+    any other value, and for sources that are not local files. A node that returns a
+    reader has its files checked before a cache hit, as if it had read them itself
+    (``run/_reads.py``): its cached reader would otherwise carry a digest of old data."""
+    found: list[tuple[str, bool]] = []
+    pl, dataset = loaded("polars"), loaded("pyarrow.dataset")
+    try:
+        if pl is not None and isinstance(value, pl.LazyFrame):
+            for path in scan_sources(value):
+                for kind, local in _expand(path):
+                    found.append((local, kind == "dir"))
+        elif dataset is not None and isinstance(value, dataset.UnionDataset):
+            for child in value.children:
+                found.extend(reader_paths(child))
+        elif (
+            dataset is not None
+            and isinstance(value, dataset.FileSystemDataset)
+            and type(value.filesystem).__name__ == "LocalFileSystem"
+        ):
+            found.extend((path, False) for path in value.files)
+    except Exception:  # a remote source, a plan polars cannot show: nothing to check
+        return []
+    return found
