@@ -37,7 +37,8 @@ def values_equal(a: Any, b: Any) -> bool:
 
     The same type, and by type: DataFrame.equals, plus the same dtypes, the same row index and
     columns (values, dtypes and names; MultiIndex level by level; a RangeIndex equals the int64
-    Index of its values), the same series name and the same attrs. Cells compare exactly:
+    Index of its values; a datetime or timedelta index's freq), the same series name, attrs
+    and ``flags.allows_duplicate_labels``. Cells compare exactly:
     ``0.0`` and ``-0.0`` differ, every NaN equals every NaN (any sign or payload), object
     cells of different types differ (``1``, ``1.0``, ``True``, ``'1'``, ``b'1'``), and so do
     None, NaN, NA and NaT. Categoricals are equal with the same categories in the same order,
@@ -50,6 +51,7 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, pd.DataFrame):
         return (
             a.shape == b.shape
+            and a.flags.allows_duplicate_labels == b.flags.allows_duplicate_labels
             and _index_equal(a.columns, b.columns)
             and _index_equal(a.index, b.index)
             and _attrs_equal(a.attrs, b.attrs)
@@ -59,6 +61,7 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, pd.Series):
         return (
             _same_cell(a.name, b.name)
+            and a.flags.allows_duplicate_labels == b.flags.allows_duplicate_labels
             and _attrs_equal(a.attrs, b.attrs)
             and _index_equal(a.index, b.index)
             and _array_equal(a.array, b.array)
@@ -81,7 +84,12 @@ def _index_equal(a: pd.Index, b: pd.Index) -> bool:
         return a.nlevels == b.nlevels and all(
             _index_equal(a.get_level_values(i), b.get_level_values(i)) for i in range(a.nlevels)
         )
-    return _same_cell(a.name, b.name) and _array_equal(a.array, b.array)
+    freq = (
+        (None, None)
+        if isinstance(a, pd.PeriodIndex)
+        else (getattr(a, "freq", None), getattr(b, "freq", None))
+    )
+    return _same_cell(a.name, b.name) and freq[0] == freq[1] and _array_equal(a.array, b.array)
 
 
 def _array_equal(x: Any, y: Any) -> bool:

@@ -112,7 +112,7 @@ def test_unequal_values_and_other_types_have_other_value_digests() -> None:
         [1, Thing()],
         {"a": [File(__file__)]},
         (1, 2),  # not plain JSON: its serializer is cloudpickle; keyed by its bytes
-        {1, 2},
+        {1, Path("x")},  # a set has one when its elements do (see test_sets_have_...)
         Thing(),
         print,
         Thing,
@@ -255,3 +255,116 @@ def test_huge_plain_values_have_no_value_digest() -> None:
     assert value_digest(list(range(200_000))) is None
     assert value_digest(np.arange(200_000)) is not None
     assert value_digest(pd.Series(range(200_000), dtype=object)) is not None
+
+
+# -- pandas metadata that changes what consumers compute -----------------------------------------
+
+_NO_FREQ = pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-03"])
+
+
+def test_values_without_freq_or_flags_keep_their_digests() -> None:
+    """Digests computed before freq and flags counted: existing cache keys stay valid."""
+    from etherealfabric.hashing._values import hash_value
+
+    series = pd.Series([1.0, 2.0, 3.0], index=_NO_FREQ)
+    frame = pd.DataFrame({"a": [1, 2]}, index=pd.to_timedelta([1, 2], unit="D"))
+    periods = pd.period_range("2024-01", periods=2, freq="M")
+    assert [(hash_value(v), value_digest(v)) for v in (_NO_FREQ, series, frame, periods)] == [
+        ("b20c2d1e3fc004e4f079dc1924c4139c", "5f03dd41434096786b4e4ced6472ff2d"),
+        ("2e7c96066e18f27415f1f4d43876521b", "81a11fd3d389b3d16c4f4588ca0adfe8"),
+        ("483a55f06cfac036b591326005b980d5", "3bd7b1a390b9d029e3871f4a9232fb87"),
+        ("bb8de8258f02012e4fa6dfb545354fac", "31a76a74442f76798823de78f942dcae"),
+    ]
+
+
+def test_index_freq_and_duplicate_label_flags_count() -> None:
+    daily = pd.date_range("2024-01-01", periods=3, freq="D")
+    assert daily.equals(_NO_FREQ)
+    assert value_digest(daily) != value_digest(_NO_FREQ)
+    assert value_digest(daily) != value_digest(pd.date_range("2024-01-01", periods=3, freq="24h"))
+    series = pd.Series([1.0, 2.0, 3.0], index=_NO_FREQ)
+    assert value_digest(series) != value_digest(series.set_axis(daily))
+    strict = series.set_flags(allows_duplicate_labels=False)
+    assert value_digest(strict) != value_digest(series)
+    frame = series.to_frame()
+    assert value_digest(frame.set_flags(allows_duplicate_labels=False)) != value_digest(frame)
+    steps = pd.timedelta_range("1D", periods=3, freq="D")
+    assert value_digest(steps) != value_digest(pd.TimedeltaIndex(list(steps)))
+
+
+@node
+def next_day(series):
+    count("next_day")
+    try:
+        return [str(t) for t in series.index.shift(1)]  # needs a freq
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def test_an_upstream_edit_that_only_adds_a_freq_reruns_its_consumers() -> None:
+    @node(name="load", version="1")
+    def load_v1():
+        return pd.Series([1.0, 2.0, 3.0], index=_NO_FREQ)
+
+    @node(name="load", version="2")
+    def load_v2():
+        return pd.Series([1.0, 2.0, 3.0], index=pd.date_range("2024-01-01", periods=3, freq="D"))
+
+    with Workflow("freq") as wf:
+        out = next_day(load_v1())
+    assert str(wf.execute()[out]).startswith("error")
+    with Workflow("freq") as wf:
+        out = next_day(load_v2())
+    results = wf.execute()
+    assert results.statuses["next_day"] == "succeeded"
+    assert results[out][0].startswith("2024-01-02")
+
+
+# -- sets: their pickles depend on the process's hash seed, their value digests must not --------
+
+
+def test_sets_have_value_digests_whatever_the_hash_seed(python: str) -> None:
+    import os
+    import subprocess
+
+    code = (
+        "from etherealfabric.hashing._outputs import value_digest as v; "
+        "print(v({'alpha', 'beta', 'gamma', 'delta', 'eps'}), v(frozenset({1, 'a', (2, 3)})), "
+        "v({'x', object()}))"
+    )
+    seen = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        seen.add(out.stdout)
+    assert len(seen) == 1
+    set_digest, frozen_digest, with_object = seen.pop().split()
+    assert set_digest != "None" and frozen_digest != "None" and with_object == "None"
+    assert value_digest({1, 2}) != value_digest(frozenset({1, 2})) != value_digest([1, 2])
+
+
+@node
+def size(values):
+    count("size")
+    return len(values)
+
+
+def test_an_equal_set_output_cuts_off_its_consumers(home: Path) -> None:
+    @node(name="make_set", version="1")
+    def make_v1():
+        return {"alpha", "beta", "gamma"}
+
+    @node(name="make_set", version="2")
+    def make_v2():
+        return set(["gamma", "beta", "alpha"])
+
+    with Workflow("sets") as wf:
+        size(make_v1())
+    wf.execute()
+    assert _output_record(home, "make_set")["value"] == value_digest({"alpha", "beta", "gamma"})
+    CALLS.clear()
+    with Workflow("sets") as wf:
+        size(make_v2())
+    assert wf.execute().statuses == {"make_set": "succeeded", "size": "cached"}
+    assert CALLS == {}

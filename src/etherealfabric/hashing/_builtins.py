@@ -16,6 +16,7 @@ part of every digest (``T`` is the type's ``module.qualname``)::
     ref serializer digest       (RefDigest: an upstream output, by its content digest)
     file content-digest | directory n (kind relpath digest)...
     numpy.*  (see etherealfabric.hashing._arrays) | pandas.* arrow.* polars.* (see _frames)
+    polars.LazyFrame, arrow datasets: plan and the content of the files they read (_scans)
 
 A plain ``dict`` hashes without its order, as ``==`` compares dicts: a node whose result
 depends on the iteration order of a dict parameter should take an ``OrderedDict`` or a list
@@ -60,6 +61,7 @@ from ._encoder import (
 )
 from ._files import file_digest, tree_entries
 from ._frames import arrow_handlers, pandas_handlers, polars_handlers, zone_text
+from ._scans import dataset_handlers, lazyframe_handlers
 
 __all__ = ["SCALARS", "SCALAR_HANDLERS", "hash_plain"]
 
@@ -273,4 +275,5 @@ for _name in ("decimal", "fractions", "uuid"):
 register_when_imported("numpy", numpy_handlers)
 register_when_imported("pandas", pandas_handlers)
 register_when_imported("pyarrow", arrow_handlers)
-register_when_imported("polars", polars_handlers)
+register_when_imported("polars", lambda pl: polars_handlers(pl) | lazyframe_handlers(pl))
+register_when_imported("pyarrow.dataset", dataset_handlers)

@@ -5,9 +5,11 @@ hashed while that library is already imported; this module imports none of them.
 through ``pandas.util.hash_pandas_object`` (it hashes ``1`` and ``'1'``, ``b'a'`` and ``'a'``,
 ``0.0`` and ``-0.0`` alike, and ignores categories and names). The encodings::
 
-    pandas.DataFrame <columns index> <row index> attrs n <column array>...
-    pandas.Series name attrs <index> <array>
-    pandas.Index name <array> | pandas.MultiIndex n <level index>...   (level values, not codes)
+    pandas.DataFrame [no-dups] <columns index> <row index> attrs n <column array>...
+    pandas.Series [no-dups] name attrs <index> <array>
+    pandas.Index [freq freqstr] name <array> | pandas.MultiIndex n <level index>...   (level
+        values, not codes); [no-dups]: a tag when ``flags.allows_duplicate_labels`` is False,
+        [freq]: a DatetimeIndex's or TimedeltaIndex's freq when it has one
     pandas.array dtype n <values>, the values by kind:
         numpy dtypes        the buffer (see _arrays.feed_buffer: no copy, NaNs canonical)
         object / strings    objects: a kind per cell (str, int, float, None, bool, other),
@@ -30,7 +32,8 @@ through ``pandas.util.hash_pandas_object`` (it hashes ``1`` and ``'1'``, ``b'a'`
 values hash alike exactly when they have the same type and, for pandas, ``DataFrame.equals``
 holds and so do the same dtypes (strings: the same storage; categoricals: the same categories
 in the same order, the same ``ordered`` and codes, even when unordered), the same row index
-and columns (values, dtypes, names, MultiIndex levels), series name and ``attrs``. Cells compare
+and columns (values, dtypes, names, MultiIndex levels, the ``freq`` of a datetime or
+timedelta index), series name, ``attrs`` and ``flags.allows_duplicate_labels``. Cells compare
 exactly: ``0.0`` and ``-0.0`` differ, every NaN equals every NaN whatever its sign or payload,
 object cells of different types differ (``1``, ``1.0``, ``True``, ``'1'``, ``b'1'``), and None,
 NaN, NA and NaT all differ. A RangeIndex equals the int64 Index of its values; memory layout
@@ -86,6 +89,7 @@ def pandas_handlers(pd: Any) -> dict[type[Any], Handler]:
 
 def _enc_dataframe(frame: Any, encoder: Encoder) -> None:
     encoder.tag("pandas.DataFrame")
+    _enc_flags(frame, encoder)
     _enc_index(frame.columns, encoder)
     _enc_index(frame.index, encoder)
     encoder.value(dict(frame.attrs))
@@ -96,10 +100,17 @@ def _enc_dataframe(frame: Any, encoder: Encoder) -> None:
 
 def _enc_series(series: Any, encoder: Encoder) -> None:
     encoder.tag("pandas.Series")
+    _enc_flags(series, encoder)
     encoder.value(series.name)
     encoder.value(dict(series.attrs))
     _enc_index(series.index, encoder)
     _enc_array(series.array, encoder)
+
+
+def _enc_flags(value: Any, encoder: Encoder) -> None:
+    """``flags.allows_duplicate_labels=False`` (it makes later operations raise), only then."""
+    if not value.flags.allows_duplicate_labels:
+        encoder.tag("pandas.no-duplicate-labels")
 
 
 def _enc_index(index: Any, encoder: Encoder) -> None:
@@ -111,6 +122,11 @@ def _enc_index(index: Any, encoder: Encoder) -> None:
             _enc_index(index.get_level_values(level), encoder)
         return
     encoder.tag("pandas.Index")
+    # a DatetimeIndex's or TimedeltaIndex's freq (a PeriodIndex's is in its dtype), only when
+    # it has one: an index without one keeps the digest it always had
+    if getattr(index, "freq", None) is not None and not isinstance(index, pd.PeriodIndex):
+        encoder.tag("pandas.freq")
+        encoder.text(index.freqstr)
     encoder.value(index.name)
     if isinstance(index, pd.RangeIndex):
         _enc_range(index, encoder)

@@ -7,7 +7,8 @@ it lets an upstream edit that yields an equal value stop there (early cutoff).
 
 :func:`value_digest` gives one only where equal digests mean values no consumer can tell
 apart: the top-level value must be a numpy, pandas, pyarrow or polars object, or a plain
-``None``/``bool``/``int``/``float``/``str``/``list``/``dict`` (JSON-like); every value met
+``None``/``bool``/``int``/``float``/``str``/``list``/``dict`` (JSON-like) or ``set``/``frozenset``
+(its elements' digests sorted: a set's pickle depends on the process's hash seed); every value met
 inside (object cells, attrs, list items) must be of a builtin, numpy, pandas, pyarrow, polars,
 ``datetime``, ``decimal``, ``fractions`` or ``uuid`` type with a canonical handler. Anything
 else (a user's class or subclass, a function, a ``File``, a value only cloudpickle can hash)
@@ -25,6 +26,7 @@ from ._arrays import _enc_ndarray, feed_teed, teeable
 from ._builtins import SCALAR_HANDLERS, SCALARS  # (importing it registers the handlers)
 from ._digest import digest_bytes, raw_digest
 from ._encoder import Encoder, _handler, encode_pickled, frame_bytes, type_name
+from ._scans import LazyReaderError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,9 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["has_value_type", "value_digest", "value_digest_teed"]
 
 _TOP_MODULES = frozenset({"numpy", "pandas", "pyarrow", "polars"})
-_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict, set, frozenset})
 _CELL_MODULES = _TOP_MODULES | {"builtins", "datetime", "decimal", "fractions", "uuid"}
-_PLAIN_BUDGET = 100_000  # plain values (lists, dicts): as many items as json takes
+_PLAIN_BUDGET = 100_000  # plain values (lists, dicts, sets): as many items as json takes
 _CELL_BUDGET = 50_000_000  # frames and arrays: cells hashed one by one (object columns)
 _T = TypeVar("_T")
 _CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)
@@ -160,6 +162,8 @@ def _encoded_digest(value: object) -> str | None:
     _start(encoder, type(value))
     try:
         encoder.encode(value)
+    except LazyReaderError:  # a lazy reader of remote data: its bytes would be a stale key
+        raise
     except Exception:  # _NotCanonical, too deep, or a library that cannot show its values
         return None
     return encoder.hexdigest()

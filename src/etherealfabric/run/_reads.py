@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._fingerprint import bound_values, generation
+from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
 from ._audit import HERE, as_opened
 from ._folders import (
@@ -115,13 +116,18 @@ def task_reads(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     secrets: Collection[object] = (),
+    outputs: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The record's ``reads`` for a task whose last attempt succeeded (its files are dropped
     from the attempts: they are not sent back). ``args`` and ``kwargs``: the values the node
-    received (upstream outputs loaded: a path one returns is named too), ``secrets`` left out."""
+    received (upstream outputs loaded: a path one returns is named too), ``secrets`` left out;
+    ``outputs``: what it returned (the files a lazy reader among them reads count as read)."""
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
+    for value in (outputs or {}).values():
+        for path, folder in reader_paths(value):  # a LazyFrame, an arrow dataset (_scans)
+            opened.setdefault(as_opened(path) + (os.sep if folder else ""), False)
     with suppress(Exception):  # what its memoized helpers read, maybe in another node
         for path, how in memoized_reads(task.code).items():
             opened.setdefault(path, how)

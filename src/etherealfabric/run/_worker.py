@@ -92,7 +92,7 @@ def execute(task: Task) -> TaskResult:
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         written = written_whole(result.attempts[-1].opened)
-        result.reads = task_reads(task, result.attempts, args, kwargs, secrets)
+        result.reads = task_reads(task, result.attempts, args, kwargs, secrets, values)
         _store_outputs(task, values, result, registry)
         warn_undeclared(written, task, result.files)
         result.ok = True
