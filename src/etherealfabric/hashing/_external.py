@@ -1,0 +1,91 @@
+"""Values a node's code reads that stand for state outside the value: reported, not covered.
+
+A global (or closure cell, or default) read by a node is hashed by value; some objects have a
+value that says nothing of what the node gets from them:
+
+- **external state**: an open file (``FH = open(...)``), a database connection
+  (``sqlite3.connect``, DuckDB, SQLAlchemy, psycopg), a socket, a lazy reader of data
+  (a polars ``LazyFrame`` from ``pl.scan_parquet``, a pyarrow dataset or ``ParquetFile``, an
+  h5py file): what the node reads through it when it runs is not in its key;
+- **a shared random generator** (``np.random.default_rng(42)``, ``RandomState``,
+  ``random.Random``, ``torch.Generator``): each draw advances it, so what a node gets depends
+  on which nodes ran before it in the process (and which were cache hits).
+
+:func:`external_note` says which, for the ``uncovered`` list of a fingerprint; the value's digest
+is unchanged (it is still hashed as before). :func:`assigned_at` finds the line of the global's
+assignment, for the message.
+"""
+
+from __future__ import annotations
+
+import io
+import linecache
+import random
+import re
+import socket
+import sqlite3
+from typing import Any
+
+from ._encoder import type_name
+from ._scan import display_path
+
+__all__ = ["assigned_at", "external_note"]
+
+#: (top-level module, class name) of library types that read external state when used
+_EXTERNAL = frozenset(
+    {
+        ("polars", "LazyFrame"),
+        ("pyarrow", "Dataset"),
+        ("pyarrow", "ParquetFile"),
+        ("pyarrow", "RecordBatchReader"),
+        ("duckdb", "DuckDBPyConnection"),
+        ("sqlalchemy", "Engine"),
+        ("sqlalchemy", "Connection"),
+        ("psycopg2", "connection"),
+        ("psycopg", "Connection"),
+        ("pymongo", "MongoClient"),
+        ("h5py", "File"),
+    }
+)
+#: (top-level module, class name) of random generators
+_RANDOM = frozenset({("numpy", "Generator"), ("numpy", "RandomState"), ("torch", "Generator")})
+_STDLIB_EXTERNAL = (io.IOBase, sqlite3.Connection, sqlite3.Cursor, socket.socket)
+
+
+def _named(tp: type, names: frozenset[tuple[str, str]]) -> bool:
+    return any(
+        (str(getattr(c, "__module__", "")).partition(".")[0], c.__name__) in names
+        for c in tp.__mro__
+    )
+
+
+def external_note(value: object) -> str | None:
+    """Why ``value``, read by a node's code, does not cover what the node gets from it; None
+    for an ordinary value."""
+    tp = type(value)
+    if isinstance(value, random.Random) or _named(tp, _RANDOM):
+        return (
+            f"a {type_name(tp)}, a random generator shared between nodes: what a node draws "
+            "depends on which nodes ran before it (and which were cache hits); create the "
+            "generator inside the node from a seed parameter"
+        )
+    if isinstance(value, _STDLIB_EXTERNAL) or _named(tp, _EXTERNAL):
+        return (
+            f"a {type_name(tp)}, which stands for external state (a file, a database, a data "
+            "set): what the node reads through it is not in the key; open it inside the node, "
+            "from a File parameter or a path"
+        )
+    return None
+
+
+def assigned_at(namespace: dict[str, Any], name: str) -> str:
+    """`` at file:line`` of the first module-level assignment to ``name`` in the file of the
+    module whose globals are ``namespace``; ``""`` when it cannot be found."""
+    path = namespace.get("__file__")
+    if not isinstance(path, str):
+        return ""
+    pattern = re.compile(rf"^{re.escape(name)}\s*(:[^=]*)?=(?!=)")
+    for number, line in enumerate(linecache.getlines(path), start=1):
+        if pattern.match(line):
+            return f" at {display_path(path)}:{number}"
+    return ""
