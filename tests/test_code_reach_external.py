@@ -187,3 +187,61 @@ def test_the_note_does_not_change_the_digest(external: Project) -> None:
         first = fp(external.load(EXTERNAL), "node_rng")
         again = fp(external.load(EXTERNAL), "node_rng")  # a new process, as it were
     assert first.digest == again.digest and len(first.uncovered) == len(again.uncovered) == 1
+
+
+# -- a node that sets a module global --------------------------------------------------------
+
+STORES = """
+STATE = 0
+_CACHE = {}
+
+
+def node_sets(n):
+    global STATE
+    STATE = n
+    return n
+
+
+def node_nested(n):
+    def inner():
+        global STATE
+        del STATE
+
+    inner()
+    return n
+
+
+def node_reads(x):
+    return x + STATE
+
+
+def helper(n):
+    global _CACHE
+    _CACHE = {n: n}
+    return n
+
+
+def node_helper(n):
+    return helper(n)
+
+
+def node_in_place(n):
+    _CACHE[n] = n
+    return n
+"""
+
+
+@pytest.mark.parametrize(("name", "line"), [("node_sets", 8), ("node_nested", 15)])
+def test_a_node_assigning_a_module_global_is_reported(
+    project: Project, name: str, line: int
+) -> None:
+    message, result = warned(project.load(STORES), name)
+    assert "global STATE (assigns a module global" in message
+    assert f"sh_flow.py:{line}" in message
+    assert "when this node is a cache hit" in message
+    assert len(result.uncovered) == 1
+
+
+@pytest.mark.parametrize("name", ["node_reads", "node_helper", "node_in_place"])
+def test_reading_a_global_or_a_helpers_assignment_stays_quiet(project: Project, name: str) -> None:
+    assert quiet(project.load(STORES), name).uncovered == ()

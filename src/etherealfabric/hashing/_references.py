@@ -45,7 +45,7 @@ from ._external import assigned_at, external_note
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
-from ._scan import body_imports, dynamic_lookups, expression_names
+from ._scan import body_imports, dynamic_lookups, expression_names, global_stores
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
@@ -104,7 +104,7 @@ class References:
         lookups = dynamic_lookups(fn, names)
         names += tuple(lookups.names)
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
-        self.uncovered += [str(lookup) for lookup in lookups.uncovered]
+        self.uncovered += [str(lookup) for lookup in [*lookups.uncovered, *global_stores(fn)]]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__

@@ -42,6 +42,7 @@ from ._usercode import is_user_module, is_user_top
 __all__ = [
     "ARGV_READ",
     "ENVIRONMENT_READ",
+    "GLOBAL_STORE",
     "OWN_CODE_READS",
     "Lookup",
     "Lookups",
@@ -49,6 +50,7 @@ __all__ = [
     "display_path",
     "dynamic_lookups",
     "expression_names",
+    "global_stores",
 ]
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
@@ -56,9 +58,11 @@ _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
 ENVIRONMENT_READ = "(an environment variable)"
 #: how a read of the command line (``sys.argv``) is marked among them
 ARGV_READ = "(a command-line argument)"
+#: how an assignment to a module global (``global X; X = ...``) is marked among them
+GLOBAL_STORE = "(assigns a module global: other nodes that read it get another value when this node is a cache hit, which does not run it; return the value instead)"
 #: the marks of what only the node's own code is warned about (a helper may be reached through
-#: a mere attribute name)
-OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ)
+#: a mere attribute name, and may keep a module-level cache of its own)
+OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE)
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
     {
@@ -174,6 +178,28 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
             line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
             found.uncovered.append(Lookup(read, line))
     return found
+
+
+_STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
+_STORE_OPS = frozenset(dis.opmap[name] for name in _STORES)
+
+
+def global_stores(fn: types.FunctionType) -> list[Lookup]:
+    """The module globals ``fn``'s code (nested code too) assigns or deletes (``global X``),
+    each once, at its first line: its effect is lost when the node is a cache hit."""
+    where = display_path(code_file(fn))
+    found: dict[str, int] = {}
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        if not _STORE_OPS.isdisjoint(code.co_code[::2]):  # opcodes sit at even offsets
+            line = code.co_firstlineno
+            for ins in dis.get_instructions(code):
+                line = getattr(ins.positions, "lineno", None) or line
+                if ins.opname in _STORES:
+                    found[str(ins.argval)] = min(found.get(str(ins.argval), line), line)
+    return [Lookup(f"global {n} {GLOBAL_STORE}", f"{where}:{found[n]}") for n in sorted(found)]
 
 
 def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -> bool:
