@@ -245,3 +245,53 @@ def test_a_node_assigning_a_module_global_is_reported(
 @pytest.mark.parametrize("name", ["node_reads", "node_helper", "node_in_place"])
 def test_reading_a_global_or_a_helpers_assignment_stays_quiet(project: Project, name: str) -> None:
     assert quiet(project.load(STORES), name).uncovered == ()
+
+
+# -- data read from a URL --------------------------------------------------------------------
+
+URLS = """
+import pandas as pd
+
+SOURCE = "s3://bucket/sales.parquet"
+DOCS = "see https://example.com/docs for the format"
+
+
+def node_http():
+    return pd.read_csv("http://127.0.0.1:8766/sales.csv")
+
+
+def node_https(name):
+    return pd.read_csv(f"https://example.com/{name}.csv")
+
+
+def node_file_url():
+    return pd.read_csv("file:///data/sales.csv")
+
+
+def node_global():
+    return pd.read_parquet(SOURCE)
+
+
+def node_docs():
+    \"\"\"Reads https://example.com/sales.csv.\"\"\"
+    return DOCS
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "line"),
+    [
+        ("node_http", "'http://127.0.0.1:8766/sales.csv'", 9),
+        ("node_https", "'https://example.com/'", 13),
+        ("node_file_url", "'file:///data/sales.csv'", 17),
+        ("node_global", "sh_flow.SOURCE at ", 4),
+    ],
+)
+def test_data_urls_are_reported(project: Project, name: str, url: str, line: int) -> None:
+    message, result = warned(project.load(URLS), name)
+    assert url in message and "data at a URL" in message and f"sh_flow.py:{line}" in message
+    assert len(result.uncovered) == 1
+
+
+def test_a_sentence_with_a_link_or_a_docstring_stays_quiet(project: Project) -> None:
+    assert quiet(project.load(URLS), "node_docs").uncovered == ()

@@ -14,22 +14,64 @@ value that says nothing of what the node gets from them:
 :func:`external_note` says which, for the ``uncovered`` list of a fingerprint; the value's digest
 is unchanged (it is still hashed as before). :func:`assigned_at` finds the line of the global's
 assignment, for the message.
+
+:func:`data_urls` finds the data URLs in a function's code (``pd.read_csv("https://...")``,
+``"s3://bucket/key"``, ``"file:///data/x.csv"``): what is there is not checked before a cache
+hit either; :func:`url_note` says so for a global holding one (``URL = "https://..."``).
 """
 
 from __future__ import annotations
 
+import dis
 import io
 import linecache
 import random
 import re
 import socket
 import sqlite3
+import types
 from typing import Any
 
 from ._encoder import type_name
-from ._scan import display_path
+from ._scan import Lookup, display_path
+from ._source import code_file
 
-__all__ = ["assigned_at", "external_note"]
+__all__ = ["assigned_at", "data_urls", "external_note", "url_note"]
+
+#: a string that is a data URL and nothing else (not a sentence with a link in it)
+_URL = re.compile(r"(?:https?|ftp|s3a?|gs|gcs|az|abfss?|hdfs|file)://\S+", re.IGNORECASE)
+_URL_NOTE = (
+    "data at a URL: what is there is not checked before a cache hit; download it to a file "
+    "and pass the node a File"
+)
+
+
+def url_note(value: object) -> str | None:
+    """The note for a global holding a data URL; None for any other value."""
+    if isinstance(value, str) and _URL.fullmatch(value):
+        return f"{value!r}, {_URL_NOTE}"
+    return None
+
+
+def data_urls(fn: types.FunctionType) -> list[Lookup]:
+    """The data URLs among the string constants of ``fn``'s code (nested code too; not its
+    docstring), each once, at the line it is written on."""
+    doc = fn.__doc__
+    found: dict[str, str] = {}
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        if not any(isinstance(c, str) and "://" in c and c != doc for c in code.co_consts):
+            continue
+        line = code.co_firstlineno
+        for ins in dis.get_instructions(code):
+            line = getattr(ins.positions, "lineno", None) or line
+            text = ins.argval
+            if ins.opname == "LOAD_CONST" and isinstance(text, str) and _URL.fullmatch(text):
+                found.setdefault(text, f"{display_path(code_file(fn))}:{line}")
+    return [Lookup(f"{url!r} ({_URL_NOTE})", where) for url, where in found.items()]
+
 
 #: (top-level module, class name) of library types that read external state when used
 _EXTERNAL = frozenset(

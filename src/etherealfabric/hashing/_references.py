@@ -41,7 +41,7 @@ from typing import Any
 from ..errors import HashingError
 from ._builtins import hash_plain
 from ._encoder import Encoder, has_encoding, type_name
-from ._external import assigned_at, external_note
+from ._external import assigned_at, data_urls, external_note, url_note
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
@@ -104,7 +104,8 @@ class References:
         lookups = dynamic_lookups(fn, names)
         names += tuple(lookups.names)
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
-        self.uncovered += [str(lookup) for lookup in [*lookups.uncovered, *global_stores(fn)]]
+        found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
+        self.uncovered += [str(lookup) for lookup in found]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
@@ -186,7 +187,7 @@ class References:
     def data(self, value: object, name: str) -> None:
         """A value hashed as code refers to it: the part ``name``."""
         self.library(type(value).__module__)
-        note = None if self._quiet else external_note(value)
+        note = None if self._quiet else (external_note(value) or url_note(value))
         if note is not None:  # still hashed as before: the note is not part of the key
             origin = self._origins.get(name)
             self.uncovered.append(f"{name}{assigned_at(*origin) if origin else ''}: {note}")
