@@ -12,6 +12,9 @@ The same project machinery as ``test_code_reach.py``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,3 +298,42 @@ def test_data_urls_are_reported(project: Project, name: str, url: str, line: int
 
 def test_a_sentence_with_a_link_or_a_docstring_stays_quiet(project: Project) -> None:
     assert quiet(project.load(URLS), "node_docs").uncovered == ()
+
+
+# -- an unstable parameter names its node ----------------------------------------------------
+
+SENTINEL_FLOW = """
+from etherealfabric import Workflow, node
+
+SENTINEL = object()
+
+
+@node
+def pick(x=SENTINEL):
+    return x is SENTINEL
+
+
+with Workflow("sentinel") as wf:
+    out = pick()
+
+if __name__ == "__main__":
+    print("RESULT", wf.execute()[out])
+"""
+
+
+def test_an_unstable_parameter_warning_names_the_node_and_points_at_its_code(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flow.py").write_text(SENTINEL_FLOW)
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(tmp_path / "home")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    done = subprocess.run(
+        [sys.executable, "flow.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert "RESULT True" in done.stdout, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "UnstableHashWarning" in line]
+    assert len(lines) == 1, done.stderr
+    at = f"{tmp_path / 'flow.py'}:7: UnstableHashWarning: parameter 'x' of node 'pick'"
+    assert lines[0].startswith(at), lines[0]  # the @node line of pick
+    assert "builtins.object" in lines[0] and "_encoder.py" not in done.stderr
