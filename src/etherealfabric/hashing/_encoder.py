@@ -288,8 +288,8 @@ def _code_line(code: object) -> tuple[str, int] | None:
     """The file and first line of a function's or class's source, if known."""
     try:
         target = inspect.unwrap(code)  # type: ignore[arg-type]
-        path = inspect.getsourcefile(target)  # type: ignore[arg-type]
-        line = inspect.getsourcelines(target)[1]  # type: ignore[arg-type]
+        path = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
     except (TypeError, OSError, ValueError):
         return None
     return (path, max(line, 1)) if path else None

@@ -33,7 +33,7 @@ import types
 from typing import Any
 
 from ._encoder import type_name
-from ._scan import Lookup, display_path
+from ._scan import Lookup, display_path, instruction_line
 from ._source import code_file
 
 __all__ = ["assigned_at", "data_urls", "external_note", "url_note"]
@@ -66,7 +66,7 @@ def data_urls(fn: types.FunctionType) -> list[Lookup]:
             continue
         line = code.co_firstlineno
         for ins in dis.get_instructions(code):
-            line = getattr(ins.positions, "lineno", None) or line
+            line = instruction_line(ins, line)
             text = ins.argval
             if ins.opname == "LOAD_CONST" and isinstance(text, str) and _URL.fullmatch(text):
                 found.setdefault(text, f"{display_path(code_file(fn))}:{line}")

@@ -51,6 +51,7 @@ __all__ = [
     "dynamic_lookups",
     "expression_names",
     "global_stores",
+    "instruction_line",
 ]
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
@@ -196,10 +197,20 @@ def global_stores(fn: types.FunctionType) -> list[Lookup]:
         if not _STORE_OPS.isdisjoint(code.co_code[::2]):  # opcodes sit at even offsets
             line = code.co_firstlineno
             for ins in dis.get_instructions(code):
-                line = getattr(ins.positions, "lineno", None) or line
+                line = instruction_line(ins, line)
                 if ins.opname in _STORES:
                     found[str(ins.argval)] = min(found.get(str(ins.argval), line), line)
     return [Lookup(f"global {n} {GLOBAL_STORE}", f"{where}:{found[n]}") for n in sorted(found)]
+
+
+def instruction_line(ins: dis.Instruction, current: int) -> int:
+    """The source line of ``ins`` (``positions`` from Python 3.11, else ``starts_line``), or
+    ``current`` when it starts none."""
+    line = getattr(getattr(ins, "positions", None), "lineno", None)
+    if line is None:
+        starts = getattr(ins, "starts_line", None)
+        line = starts if isinstance(starts, int) and not isinstance(starts, bool) else None
+    return line or current
 
 
 def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -> bool:
