@@ -166,6 +166,54 @@ def test_a_script_run_under_a_profiler_shares_the_cache(tmp_path: Path) -> None:
     assert code == 0 and "cProfile" not in out
 
 
+def test_a_helper_wrapped_by_a_decorator_of_another_module_has_one_key_both_ways(
+    tmp_path: Path,
+) -> None:
+    """A helper in the script wrapped by ``functools.wraps`` in util.py: the wrapper carries
+    the script's ``__module__`` but util's globals. ``python flow.py`` and ``etherealfabric run
+    flow.py`` name it alike (``flow.helper.<wrapper>``), so each finds the other's result."""
+    import subprocess
+    import sys
+
+    (tmp_path / "util.py").write_text(
+        "import functools\n"
+        "def doubled(f):\n"
+        "    @functools.wraps(f)\n"
+        "    def wrapper(*a):\n"
+        "        return f(*a) * 2\n"
+        "    return wrapper\n"
+    )
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "from util import doubled\n"
+        "@doubled\n"
+        "def helper(x):\n"
+        "    return x + 1\n"
+        "@node\n"
+        "def f(n):\n"
+        "    return helper(n)\n"
+        "with Workflow('deco') as wf:\n"
+        "    out = f(10)\n"
+        "if __name__ == '__main__':\n"
+        "    r = wf.execute()\n"
+        "    print('RESULT', r[out], r.executed)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    plain = [sys.executable, "flow.py"]
+    cli = [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--quiet"]
+    outs = []
+    for command in (plain, cli, plain):
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout.strip().splitlines()[-1])
+    assert outs[0] == "RESULT 22 1"
+    assert "0 executed, 1 cached" in outs[1]
+    assert outs[2] == "RESULT 22 0"
+
+
 def test_celery_worker_without_a_broker_says_which_variable_to_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -29,13 +29,16 @@ type is looked up while that module is already imported; this module imports non
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import inspect
 import struct
 import sys
 import types
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import HashingError
@@ -263,16 +266,52 @@ def set_pickler(pickler: Callable[[object, int], tuple[bytes, str | None]]) -> N
 _WARNED: weakref.WeakSet[type] = weakref.WeakSet()
 
 
+#: what is being hashed, for the warning: (``parameter 'x' of node 'pick'``, the node's code)
+_HASHING_FOR: contextvars.ContextVar[tuple[str, object] | None] = contextvars.ContextVar(
+    "etherealfabric_hashing_for", default=None
+)
+
+
+@contextlib.contextmanager
+def hashing_for(what: str, code: object) -> Iterator[None]:
+    """Name what the values hashed inside are (``parameter 'x' of node 'pick'``) and the code
+    it belongs to (a node's function or class): an :class:`UnstableHashWarning` names them
+    and points at that code's file and line."""
+    token = _HASHING_FOR.set((what, code))
+    try:
+        yield
+    finally:
+        _HASHING_FOR.reset(token)
+
+
+def _code_line(code: object) -> tuple[str, int] | None:
+    """The file and first line of a function's or class's source, if known."""
+    try:
+        target = inspect.unwrap(code)  # type: ignore[arg-type]
+        path = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError, ValueError):
+        return None
+    return (path, max(line, 1)) if path else None
+
+
 def _warn_unstable(tp: type) -> None:
     if tp in _WARNED:
         return
     _WARNED.add(tp)
-    warnings.warn(
-        f"values of type {type_name(tp)} are hashed through cloudpickle; their cache key may "
-        "not be stable across runs — register a hasher with register_value_hasher",
-        UnstableHashWarning,
-        stacklevel=2,
+    context = _HASHING_FOR.get()
+    what = f"{context[0]}: " if context is not None else ""
+    message = (
+        f"{what}values of type {type_name(tp)} are hashed through cloudpickle; their cache key "
+        "may not be stable across runs (the node may re-run, or share a result it should not) "
+        "— pass a value made of builtins, dataclasses or arrays, or register a hasher with "
+        "register_value_hasher"
     )
+    location = _code_line(context[1]) if context is not None else None
+    if location is None:
+        warnings.warn(message, UnstableHashWarning, stacklevel=2)
+    else:
+        warnings.warn_explicit(message, UnstableHashWarning, location[0], location[1])
 
 
 # -- the registry ----------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from ._builtins import hash_plain
 from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
 from ._references import Binding, References
-from ._scan import ENVIRONMENT_READ, display_path
+from ._scan import OWN_CODE_READS, display_path
 from ._source import (
     class_bytecode,
     code_digest,
@@ -297,11 +297,14 @@ def _compute(obj: object) -> _Code:
         sources.add(piece.source)
         packages |= piece.packages
         missing |= piece.missing
-        # environment reads count in the node's own code (its methods for a class): a helper
-        # may be reached through a mere attribute name (``ctx.spark`` and a global ``spark``)
+        # environment and command-line reads count in the node's own code (its methods for a
+        # class): a helper may be reached through a mere attribute name (``ctx.spark`` and a
+        # global ``spark``)
         mine = piece.name == own or piece.name.startswith(own + ".")
         uncovered.update(
-            dict.fromkeys(u for u in piece.uncovered if mine or ENVIRONMENT_READ not in u)
+            dict.fromkeys(
+                u for u in piece.uncovered if mine or not any(m in u for m in OWN_CODE_READS)
+            )
         )
         for ref in piece.refs:
             if id(ref) not in seen:

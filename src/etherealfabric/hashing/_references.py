@@ -41,10 +41,11 @@ from typing import Any
 from ..errors import HashingError
 from ._builtins import hash_plain
 from ._encoder import Encoder, has_encoding, type_name
+from ._external import assigned_at, data_urls, external_note, url_note
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
-from ._scan import body_imports, dynamic_lookups, expression_names
+from ._scan import body_imports, dynamic_lookups, expression_names, global_stores
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
@@ -92,6 +93,8 @@ class References:
         self._names: tuple[str, ...] = ()  # the names of the code being read
         self._current = ""  # the part being hashed
         self._quiet = False  # library objects without an encoding are not worth a note
+        #: part name -> (namespace, name) of the globals read, to say where one was assigned
+        self._origins: dict[str, tuple[dict[str, Any], str]] = {}
 
     # -- code -------------------------------------------------------------------------------
 
@@ -101,14 +104,14 @@ class References:
         lookups = dynamic_lookups(fn, names)
         names += tuple(lookups.names)
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
-        self.uncovered += [str(lookup) for lookup in lookups.uncovered]
+        found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
+        self.uncovered += [str(lookup) for lookup in found]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
         for name in names:
             if name in namespace:
-                self.bindings.append(Binding(namespace, name, namespace[name]))
-                self.value(namespace[name], f"{module}.{name}", names)
+                self.named(namespace, name, f"{module}.{name}", names)
         for level, target, fromlist in body_imports(code):
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
@@ -156,6 +159,15 @@ class References:
 
     # -- what a name holds ------------------------------------------------------------------
 
+    def named(
+        self, namespace: dict[str, Any], name: str, part: str, names: tuple[str, ...]
+    ) -> None:
+        """The global ``name`` of ``namespace``, read by the code: the part ``part``."""
+        value = namespace[name]
+        self.bindings.append(Binding(namespace, name, value))
+        self._origins[part] = (namespace, name)
+        self.value(value, part, names)
+
     def value(self, value: object, name: str, names: tuple[str, ...]) -> None:
         """A value the code reads under ``name``: followed if code, else hashed as a part."""
         if isinstance(value, types.ModuleType):
@@ -175,6 +187,10 @@ class References:
     def data(self, value: object, name: str) -> None:
         """A value hashed as code refers to it: the part ``name``."""
         self.library(type(value).__module__)
+        note = None if self._quiet else (external_note(value) or url_note(value))
+        if note is not None:  # still hashed as before: the note is not part of the key
+            origin = self._origins.get(name)
+            self.uncovered.append(f"{name}{assigned_at(*origin) if origin else ''}: {note}")
         self._current = name
         encoder = Encoder(None, self)
         try:
@@ -196,8 +212,7 @@ class References:
         label = module_label(module.__name__)
         for name in names:
             if name in namespace:
-                self.bindings.append(Binding(namespace, name, namespace[name]))
-                self.value(namespace[name], f"{label}.{name}", names)
+                self.named(namespace, name, f"{label}.{name}", names)
         hook = namespace.get("__getattr__")
         if isinstance(hook, types.FunctionType) and is_user_code(hook):
             self.lazy(module, hook, names)
@@ -232,7 +247,9 @@ class References:
             return
         label = module_label(module.__name__)
         for name in (n for n in fromlist if n != "*"):
-            if hasattr(module, name):
+            if name in vars(module):
+                self.named(vars(module), name, f"{label}.{name}", names)
+            elif hasattr(module, name):
                 self.bindings.append(Binding(vars(module), name, getattr(module, name)))
                 self.value(getattr(module, name), f"{label}.{name}", names)
             elif (sub := self._find(f"{absolute}.{name}")) is not None:

@@ -40,21 +40,43 @@ from ._source import code_file, source_statements
 from ._usercode import is_user_module, is_user_top
 
 __all__ = [
+    "ARGV_READ",
     "ENVIRONMENT_READ",
+    "GLOBAL_STORE",
+    "OWN_CODE_READS",
     "Lookup",
     "Lookups",
     "body_imports",
     "display_path",
     "dynamic_lookups",
     "expression_names",
+    "global_stores",
+    "instruction_line",
 ]
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
 #: how a read of an environment variable is marked among the uncovered constructs
 ENVIRONMENT_READ = "(an environment variable)"
+#: how a read of the command line (``sys.argv``) is marked among them
+ARGV_READ = "(a command-line argument)"
+#: how an assignment to a module global (``global X; X = ...``) is marked among them
+GLOBAL_STORE = "(assigns a module global: other nodes that read it get another value when this node is a cache hit, which does not run it; return the value instead)"
+#: the marks of what only the node's own code is warned about (a helper may be reached through
+#: a mere attribute name, and may keep a module-level cache of its own)
+OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE)
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
-    {"getattr", "import_module", "__import__", "eval", "exec", "globals", "environ", "getenv"}
+    {
+        "getattr",
+        "import_module",
+        "__import__",
+        "eval",
+        "exec",
+        "globals",
+        "environ",
+        "getenv",
+        "argv",
+    }
 )
 
 
@@ -155,13 +177,51 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
         read = _environment_read(each, scope, parents)
         if read is not None:
             line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
-            found.uncovered.append(Lookup(f"{read} {ENVIRONMENT_READ}", line))
+            found.uncovered.append(Lookup(read, line))
     return found
 
 
+_STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
+_STORE_OPS = frozenset(dis.opmap[name] for name in _STORES)
+
+
+def global_stores(fn: types.FunctionType) -> list[Lookup]:
+    """The module globals ``fn``'s code (nested code too) assigns or deletes (``global X``),
+    each once, at its first line: its effect is lost when the node is a cache hit."""
+    where = display_path(code_file(fn))
+    found: dict[str, int] = {}
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        if not _STORE_OPS.isdisjoint(code.co_code[::2]):  # opcodes sit at even offsets
+            line = code.co_firstlineno
+            for ins in dis.get_instructions(code):
+                line = instruction_line(ins, line)
+                if ins.opname in _STORES:
+                    found[str(ins.argval)] = min(found.get(str(ins.argval), line), line)
+    return [Lookup(f"global {n} {GLOBAL_STORE}", f"{where}:{found[n]}") for n in sorted(found)]
+
+
+def instruction_line(ins: dis.Instruction, current: int) -> int:
+    """The source line of ``ins`` (``positions`` from Python 3.11, else ``starts_line``), or
+    ``current`` when it starts none."""
+    line = getattr(getattr(ins, "positions", None), "lineno", None)
+    if line is None:
+        starts = getattr(ins, "starts_line", None)
+        line = starts if isinstance(starts, int) and not isinstance(starts, bool) else None
+    return line or current
+
+
 def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -> bool:
-    """Whether the code names a global bound to ``os.environ`` or ``os.getenv`` (an alias)."""
-    return any(namespace.get(n) is os.environ or namespace.get(n) is os.getenv for n in code_names)
+    """Whether the code names a global bound to ``os.environ``, ``os.getenv`` or ``sys.argv``
+    (an alias)."""
+    return any(
+        namespace.get(n) is os.environ
+        or namespace.get(n) is os.getenv
+        or namespace.get(n) is sys.argv
+        for n in code_names
+    )
 
 
 def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.AST]) -> str | None:
@@ -169,17 +229,28 @@ def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.A
     ``os.environ`` or ``os.getenv`` (or a name bound to either, ``environ``/``getenv`` imported
     from os): ``os.environ['X']``, ``os.environ.get(X)``, ``os.getenv(X)``, but also
     ``dict(os.environ)``, ``os.environ.items()``, ``'X' in os.environ``, ``ENV = os.environ``:
-    what the node reads there is not in its key. None for anything else."""
+    what the node reads there is not in its key; also ``sys.argv`` (the command line). The
+    text ends with the mark of what it reads (:data:`ENVIRONMENT_READ`, :data:`ARGV_READ`).
+    None for anything else."""
     if isinstance(node, ast.Name) and node.id in scope.local:
         return None
     if not isinstance(node, (ast.Name, ast.Attribute)) or not isinstance(node.ctx, ast.Load):
         return None
-    if not (
-        _is_os_attr(node, scope.namespace, "environ")
-        or _is_os_attr(node, scope.namespace, "getenv")
+    if _is_os_attr(node, scope.namespace, "environ") or _is_os_attr(
+        node, scope.namespace, "getenv"
     ):
-        return None
-    return ast.unparse(_reading(node, parents))
+        return f"{ast.unparse(_reading(node, parents))} {ENVIRONMENT_READ}"
+    if _is_sys_argv(node, scope.namespace):
+        return f"{ast.unparse(_reading(node, parents))} {ARGV_READ}"
+    return None
+
+
+def _is_sys_argv(expr: ast.AST, namespace: dict[str, Any]) -> bool:
+    """``sys.argv`` (``sys`` or an alias of it), or a name bound to it (``from sys import
+    argv``), or ``argv`` unbound (imported in the body)."""
+    if isinstance(expr, ast.Attribute) and expr.attr == "argv":
+        return _is_bound(expr.value, namespace, sys, "sys")
+    return _is_bound(expr, namespace, sys.argv, "argv")
 
 
 def _reading(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> ast.AST:

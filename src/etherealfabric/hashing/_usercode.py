@@ -178,7 +178,10 @@ def module_label(name: str, namespace: Mapping[str, Any] | None = None) -> str:
     ``sys.modules["__main__"]`` stays the runner, and the script's ``__file__`` is there.
     """
     if name in ("__main__", "__mp_main__"):
-        path = namespace.get("__file__") if namespace is not None else None
+        # the globals of another module (a ``functools.wraps`` wrapper defined in util.py
+        # carries the script's ``__module__``) say nothing of the script's file
+        mine = namespace is not None and namespace.get("__name__") == name
+        path = namespace.get("__file__") if mine and namespace is not None else None
         if not isinstance(path, str):
             path = getattr(sys.modules.get(name), "__file__", None)
         return os.path.splitext(os.path.basename(path))[0] if path else name

@@ -28,6 +28,7 @@ from ..errors import HashingError
 from ..hashing._cachekey import cache_key, ref_digest, ref_sequence_digest, scalar_digest
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
+from ..hashing._encoder import hashing_for
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint, generation
 from ..hashing._packages import package_versions
@@ -171,7 +172,8 @@ def node_key(
         try:
             resolved = replace_refs(value, resolve, kind=(InputRef, Secret))
             resolved = relative_to_root(resolved, spec.root)  # absolute paths inside the root
-            param_hashes[name] = hash_value(resolved, file_cache=file_cache)
+            with hashing_for(f"parameter {name!r} of node {spec.name!r}", spec.code):
+                param_hashes[name] = hash_value(resolved, file_cache=file_cache)
         except RecursionError:
             raise HashingError(
                 f"node {spec.name!r}: parameter {name!r} is nested too deeply or contains "

@@ -1,0 +1,133 @@
+"""Values a node's code reads that stand for state outside the value: reported, not covered.
+
+A global (or closure cell, or default) read by a node is hashed by value; some objects have a
+value that says nothing of what the node gets from them:
+
+- **external state**: an open file (``FH = open(...)``), a database connection
+  (``sqlite3.connect``, DuckDB, SQLAlchemy, psycopg), a socket, a lazy reader of data
+  (a polars ``LazyFrame`` from ``pl.scan_parquet``, a pyarrow dataset or ``ParquetFile``, an
+  h5py file): what the node reads through it when it runs is not in its key;
+- **a shared random generator** (``np.random.default_rng(42)``, ``RandomState``,
+  ``random.Random``, ``torch.Generator``): each draw advances it, so what a node gets depends
+  on which nodes ran before it in the process (and which were cache hits).
+
+:func:`external_note` says which, for the ``uncovered`` list of a fingerprint; the value's digest
+is unchanged (it is still hashed as before). :func:`assigned_at` finds the line of the global's
+assignment, for the message.
+
+:func:`data_urls` finds the data URLs in a function's code (``pd.read_csv("https://...")``,
+``"s3://bucket/key"``, ``"file:///data/x.csv"``): what is there is not checked before a cache
+hit either; :func:`url_note` says so for a global holding one (``URL = "https://..."``).
+"""
+
+from __future__ import annotations
+
+import dis
+import io
+import linecache
+import random
+import re
+import socket
+import sqlite3
+import types
+from typing import Any
+
+from ._encoder import type_name
+from ._scan import Lookup, display_path, instruction_line
+from ._source import code_file
+
+__all__ = ["assigned_at", "data_urls", "external_note", "url_note"]
+
+#: a string that is a data URL and nothing else (not a sentence with a link in it)
+_URL = re.compile(r"(?:https?|ftp|s3a?|gs|gcs|az|abfss?|hdfs|file)://\S+", re.IGNORECASE)
+_URL_NOTE = (
+    "data at a URL: what is there is not checked before a cache hit; download it to a file "
+    "and pass the node a File"
+)
+
+
+def url_note(value: object) -> str | None:
+    """The note for a global holding a data URL; None for any other value."""
+    if isinstance(value, str) and _URL.fullmatch(value):
+        return f"{value!r}, {_URL_NOTE}"
+    return None
+
+
+def data_urls(fn: types.FunctionType) -> list[Lookup]:
+    """The data URLs among the string constants of ``fn``'s code (nested code too; not its
+    docstring), each once, at the line it is written on."""
+    doc = fn.__doc__
+    found: dict[str, str] = {}
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        if not any(isinstance(c, str) and "://" in c and c != doc for c in code.co_consts):
+            continue
+        line = code.co_firstlineno
+        for ins in dis.get_instructions(code):
+            line = instruction_line(ins, line)
+            text = ins.argval
+            if ins.opname == "LOAD_CONST" and isinstance(text, str) and _URL.fullmatch(text):
+                found.setdefault(text, f"{display_path(code_file(fn))}:{line}")
+    return [Lookup(f"{url!r} ({_URL_NOTE})", where) for url, where in found.items()]
+
+
+#: (top-level module, class name) of library types that read external state when used
+_EXTERNAL = frozenset(
+    {
+        ("polars", "LazyFrame"),
+        ("pyarrow", "Dataset"),
+        ("pyarrow", "ParquetFile"),
+        ("pyarrow", "RecordBatchReader"),
+        ("duckdb", "DuckDBPyConnection"),
+        ("sqlalchemy", "Engine"),
+        ("sqlalchemy", "Connection"),
+        ("psycopg2", "connection"),
+        ("psycopg", "Connection"),
+        ("pymongo", "MongoClient"),
+        ("h5py", "File"),
+    }
+)
+#: (top-level module, class name) of random generators
+_RANDOM = frozenset({("numpy", "Generator"), ("numpy", "RandomState"), ("torch", "Generator")})
+_STDLIB_EXTERNAL = (io.IOBase, sqlite3.Connection, sqlite3.Cursor, socket.socket)
+
+
+def _named(tp: type, names: frozenset[tuple[str, str]]) -> bool:
+    return any(
+        (str(getattr(c, "__module__", "")).partition(".")[0], c.__name__) in names
+        for c in tp.__mro__
+    )
+
+
+def external_note(value: object) -> str | None:
+    """Why ``value``, read by a node's code, does not cover what the node gets from it; None
+    for an ordinary value."""
+    tp = type(value)
+    if isinstance(value, random.Random) or _named(tp, _RANDOM):
+        return (
+            f"a {type_name(tp)}, a random generator shared between nodes: what a node draws "
+            "depends on which nodes ran before it (and which were cache hits); create the "
+            "generator inside the node from a seed parameter"
+        )
+    if isinstance(value, _STDLIB_EXTERNAL) or _named(tp, _EXTERNAL):
+        return (
+            f"a {type_name(tp)}, which stands for external state (a file, a database, a data "
+            "set): what the node reads through it is not in the key; open it inside the node, "
+            "from a File parameter or a path"
+        )
+    return None
+
+
+def assigned_at(namespace: dict[str, Any], name: str) -> str:
+    """`` at file:line`` of the first module-level assignment to ``name`` in the file of the
+    module whose globals are ``namespace``; ``""`` when it cannot be found."""
+    path = namespace.get("__file__")
+    if not isinstance(path, str):
+        return ""
+    pattern = re.compile(rf"^{re.escape(name)}\s*(:[^=]*)?=(?!=)")
+    for number, line in enumerate(linecache.getlines(path), start=1):
+        if pattern.match(line):
+            return f" at {display_path(path)}:{number}"
+    return ""
