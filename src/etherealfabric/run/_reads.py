@@ -35,8 +35,9 @@ Native code opens files without Python's audit events (pyarrow's parquet reader,
 *names* count too (:func:`named_paths`): each string argument of the node as it received it
 (so a path an upstream node returned; or a string in a list, tuple or dict), the defaults of
 the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
-constants, and what the globals and module attributes it reads hold, as its fingerprint found
-them), that name an existing file once the node has run, as if the node had opened it (its
+constants, a class node's attributes through its bases, and what the globals and module
+attributes it reads hold, as its fingerprint found them: a class's attributes, a dataclass's or
+``SimpleNamespace``'s fields too), that name an existing file once the node has run, as if the node had opened it (its
 entry says ``"named"`` when the node never opened it through Python: a file it may have
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the
@@ -50,6 +51,7 @@ than :data:`MAX_READS` files is checked on the first ones only (and says so).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -58,13 +60,13 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import suppress
 from itertools import islice
 from pathlib import PurePath
-from types import CodeType, FunctionType
+from types import CodeType, FunctionType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._fingerprint import bound_values, generation
-from ..hashing._usercode import is_library_file
+from ..hashing._usercode import is_library_file, is_user_code
 from ._audit import HERE, as_opened
 from ._folders import (
     DATABASE,
@@ -247,20 +249,65 @@ def code_texts(code: Any) -> tuple[str, ...]:
         bound: tuple[object, ...] = bound_values(code)
     except HashingError:  # not fingerprintable: its constants only
         bound = ()
-    if isinstance(code, type):  # (a class attribute: read as self.PATH)
-        bound += tuple(v for k, v in vars(code).items() if not k.startswith("__"))
+    if isinstance(code, type):  # (a class attribute, maybe inherited: read as self.PATH)
+        bound = (*_class_attributes(code), *bound)
     texts = _constant_strings(code) + tuple(
-        islice((t for value in bound for t in path_texts(value)), 4 * MAX_READS)
+        islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS)
     )
     with suppress(TypeError):  # not weakly referenceable: computed again next time
         _strings[code] = (gen, texts)
     return texts
 
 
+def _user_classes(cls: type) -> list[type]:
+    """The classes of ``cls``'s MRO defined in user code (not the engine's ``Node``, nor
+    ``object`` or a library's), from the most basic to ``cls``."""
+    return [klass for klass in reversed(cls.__mro__) if klass is cls or is_user_code(klass)]
+
+
+def _class_attributes(cls: type) -> list[Any]:
+    """The data attributes of a user class as its instances see them (through its MRO: an
+    inherited ``PATH``, or the subclass's own that overrides it), not dunders nor code."""
+    found: dict[str, Any] = {}
+    for klass in _user_classes(cls):
+        found.update((k, v) for k, v in vars(klass).items() if not k.startswith("__"))
+    return [
+        v
+        for v in found.values()
+        if not (callable(v) or isinstance(v, (staticmethod, classmethod, property)))
+    ]
+
+
+def _held_texts(value: Any, depth: int = 0) -> Iterator[str]:
+    """The texts a value the node's code reads may hold: :func:`path_texts`, and the data
+    attributes of a user class (``Paths.SALES``) or of a simple instance (a dataclass's, a
+    ``SimpleNamespace``'s: ``CFG.sales``, ``CFG.paths.sales``), up to 3 levels down."""
+    if isinstance(value, type):
+        if depth == 0 and is_user_code(value):
+            for item in _class_attributes(value):
+                yield from _held_texts(item, depth + 1)
+        return
+    if depth < 3 and isinstance(value, SimpleNamespace):
+        items: list[Any] = list(islice(vars(value).values(), MAX_READS))
+    elif depth < 3 and dataclasses.is_dataclass(value):
+        items = [getattr(value, f.name, None) for f in dataclasses.fields(value)[:MAX_READS]]
+    else:
+        yield from path_texts(value, depth)
+        return
+    for item in items:
+        yield from _held_texts(item, depth + 1)
+
+
 def _constant_strings(code: Any) -> tuple[str, ...]:
+    namespaces = [vars(klass) for klass in _user_classes(code)] if isinstance(code, type) else []
     functions = (
-        [f for f in vars(code).values() if isinstance(f, FunctionType)]
-        + [f.__func__ for f in vars(code).values() if isinstance(f, (staticmethod, classmethod))]
+        [f for ns in namespaces for f in ns.values() if isinstance(f, FunctionType)]
+        + [
+            f.__func__
+            for ns in namespaces
+            for f in ns.values()
+            if isinstance(f, (staticmethod, classmethod))
+        ]
         if isinstance(code, type)
         else [code]
     )
