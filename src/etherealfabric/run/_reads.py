@@ -42,7 +42,9 @@ entry says ``"named"`` when the node never opened it through Python: a file it m
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the
 working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
-tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out;
+a file written untracked in it (a progress marker) neither makes it an output nor counts in
+its tree (the entry's ``skip``).
 Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
 it) are not seen, nor files opened by threads the node starts: pass those as
 ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
@@ -121,7 +123,10 @@ def task_reads(
         for path, how in memoized_reads(task.code).items():
             opened.setdefault(path, how)
     started = attempts[-1].started_at
-    named = named_paths(task.code, args, kwargs, hidden=secrets, texts=task.names, since=started)
+    named = named_paths(
+        task.code, args, kwargs, hidden=secrets, texts=task.names, since=started,
+        untracked=_untracked(opened),
+    )  # fmt: skip
     if not opened and not named:
         return {}
     seen = {os.path.abspath(p) for p in opened} if named else set()
@@ -147,6 +152,7 @@ def named_paths(
     hidden: Collection[object] = (),
     texts: tuple[str, ...] | None = None,
     since: float | None = None,
+    untracked: Collection[str] = (),
 ) -> list[str]:
     """The existing files and folders a node names (see the module docstring): its string
     arguments (defaults included), and the texts of its code (:func:`code_texts`: ``texts``
@@ -154,7 +160,8 @@ def named_paths(
     working folder). A folder's path ends with a separator. Given ``since``, when the node
     started (seconds), a folder counts when nothing in it changed since then (else it is one
     the node wrote into); else only one whose name says it is one (a trailing ``/`` or a
-    suffix). ``hidden``: texts never looked at (secrets)."""
+    suffix). ``hidden``: texts never looked at (secrets); ``untracked``: absolute paths whose
+    changes do not make a folder the node's output (a progress marker it wrote untracked)."""
     candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
     received = argument_strings((*args, *defaults_used(code, args, kwargs)), kwargs)
     for text in (*(code_texts(code) if texts is None else texts), *received):
@@ -176,16 +183,17 @@ def named_paths(
         elif not stat.S_ISDIR(mode):
             continue
         elif since is not None:  # unless the node wrote in it (natively: unseen)
-            if not _changed_since(path, since):
+            if not _changed_since(path, since, untracked):
                 found[as_opened(path) + os.sep] = None
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     return list(found)
 
 
-def _changed_since(folder: str, since: float) -> bool:
+def _changed_since(folder: str, since: float, untracked: Collection[str] = ()) -> bool:
     """Whether an entry of ``folder`` (of its first :data:`MAX_READS`, at any depth) was
-    modified at or after ``since``: an output folder the node wrote into (natively, unseen)."""
+    modified at or after ``since``: an output folder the node wrote into (natively, unseen).
+    Not an ``untracked`` one (absolute paths), nor a folder holding one."""
     todo, seen = [folder], 0
     while todo and seen <= MAX_READS:
         try:
@@ -193,6 +201,8 @@ def _changed_since(folder: str, since: float) -> bool:
                 for entry in entries:
                     seen += 1
                     info = entry.stat(follow_symlinks=False)
+                    if untracked and _holds(os.path.abspath(entry.path), untracked):
+                        continue
                     if info.st_mtime >= since:
                         return True
                     if stat.S_ISDIR(info.st_mode):
@@ -227,6 +237,7 @@ def files_read(
     sources: set[str] | None = None
     found: dict[str, dict[str, Any]] = {}
     listed: list[tuple[str, str]] = []
+    untracked: list[str] | None = None
     for path, recorded in _only_read(opened).items():
         if path.endswith(_COMPILED) or (
             path.startswith(_SYSTEM) and not path.startswith(_SHARED_MEMORY)
@@ -241,7 +252,8 @@ def files_read(
             listed.append((target, recorded[:-1] if recorded else _folder_key(target, base)))
             continue
         if path.endswith(os.sep):  # a folder the node names
-            folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES)
+            untracked = _untracked(opened) if untracked is None else untracked
+            folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES, untracked)
             if folder is not None and len(found) < MAX_READS:
                 found[recorded or _folder_key(target, base)] = folder
             continue
@@ -342,6 +354,17 @@ def _size(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise OSError(f"{path} is not a regular file")
     return info.st_size
+
+
+def _untracked(opened: Mapping[str, bool | None]) -> list[str]:
+    """The absolute paths ``opened`` says are untracked (named by ``untracked(path)``, or
+    opened in its block)."""
+    return [os.path.abspath(p).rstrip(os.sep) for p, how in opened.items() if how is None]
+
+
+def _holds(path: str, untracked: Collection[str]) -> bool:
+    """Whether ``path`` is an untracked one, or a folder holding one."""
+    return any(inside(u, [path]) for u in untracked)
 
 
 def _relative(path: str, base: str) -> str:
