@@ -40,6 +40,7 @@ from ..hashing._files import FileHashCache, file_digest, tree_entries
 from ..hashing._usercode import is_library_file
 
 __all__ = [
+    "ABSENT",
     "DATABASE",
     "LISTED",
     "field",
@@ -66,6 +67,8 @@ log = logging.getLogger("etherealfabric.files")
 LISTED = os.sep + "\0"
 #: what follows a SQLite database's path in ``opened`` (it was connected to)
 DATABASE = "\0"
+#: what follows a folder's path in ``opened`` when the node listed it while it was not there
+ABSENT = "\0a"
 #: up to this many paths a node names are each looked up with a ``stat``
 _FEW = 64
 #: the modules whose listings are the import system's, not the node's
@@ -274,6 +277,8 @@ def _under(relative: str, skipped: str) -> bool:
 def read_changed(path: str, entry: object = None) -> str:
     """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read (its
     ``entry`` in the record's reads) changed."""
+    if field(entry, "missing"):
+        return f"{path!r}, which was not there when it ran, appeared since its cached result"
     what = (
         "a folder it lists"
         if field(entry, "listing") is not None

@@ -21,7 +21,11 @@ size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses th
 now holds something else: the node runs again, and its consumers with it when its output
 changed. A file that is not there is not a reason to run: a teammate
 sharing the store without the raw data (or a driver whose cluster workers read files of their
-own) still gets the result.
+own) still gets the result. But a path that was not there when the node ran (a file it names
+and looked for, ``if Path("overrides.json").exists()``; a folder it listed, a ``glob`` over
+``data/extra/`` before it existed) is recorded ``{"missing": True}`` (at most
+:data:`MAX_MISSING`, texts that look like file names only): one that appears makes the hit
+stale (a ``stat`` each).
 
 A memoized helper (``functools.lru_cache``) reads its file once per process: what was read
 under it counts for every node whose code reaches it (run/_memoized.py).
@@ -65,6 +69,7 @@ from ..hashing._files import FileHashCache, file_digest
 from ..hashing._usercode import is_library_file
 from ._audit import HERE, as_opened
 from ._folders import (
+    ABSENT,
     DATABASE,
     LISTED,
     field,
@@ -123,11 +128,12 @@ def task_reads(
         for path, how in memoized_reads(task.code).items():
             opened.setdefault(path, how)
     started = attempts[-1].started_at
+    absent: list[str] = []
     named = named_paths(
         task.code, args, kwargs, hidden=secrets, texts=task.names, since=started,
-        untracked=_untracked(opened),
+        untracked=_untracked(opened), missing=absent,
     )  # fmt: skip
-    if not opened and not named:
+    if not opened and not named and not absent:
         return {}
     seen = {os.path.abspath(p) for p in opened} if named else set()
     only_named = {a for p in named if (a := os.path.abspath(p)) not in seen}
@@ -141,6 +147,7 @@ def task_reads(
         writes=task.writes,
         store_folders=task.store.local_folders(),
         named=only_named,
+        missing=absent,
     )
 
 
@@ -153,6 +160,7 @@ def named_paths(
     texts: tuple[str, ...] | None = None,
     since: float | None = None,
     untracked: Collection[str] = (),
+    missing: list[str] | None = None,
 ) -> list[str]:
     """The existing files and folders a node names (see the module docstring): its string
     arguments (defaults included), and the texts of its code (:func:`code_texts`: ``texts``
@@ -161,7 +169,9 @@ def named_paths(
     started (seconds), a folder counts when nothing in it changed since then (else it is one
     the node wrote into); else only one whose name says it is one (a trailing ``/`` or a
     suffix). ``hidden``: texts never looked at (secrets); ``untracked``: absolute paths whose
-    changes do not make a folder the node's output (a progress marker it wrote untracked)."""
+    changes do not make a folder the node's output (a progress marker it wrote untracked).
+    ``missing``: given, gets the paths that look like file names and that are not there (as
+    noted: ``overrides.json`` read if present; checked before a hit, in case one appears)."""
     candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
     received = argument_strings((*args, *defaults_used(code, args, kwargs)), kwargs)
     for text in (*(code_texts(code) if texts is None else texts), *received):
@@ -173,9 +183,17 @@ def named_paths(
             continue
         candidates.setdefault(os.path.expanduser(text), text)
     found: dict[str, None] = {}
-    for path in maybe_existing(list(candidates)):
+    present = maybe_existing(list(candidates))
+    if missing is not None:
+        there = set(present)
+        missing += [as_opened(p) for p, t in candidates.items() if p not in there and _file_like(t)]
+    for path in present:
         try:
             mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if missing is not None and _file_like(candidates[path]):
+                missing.append(as_opened(path))
+            continue
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(mode):
@@ -188,6 +206,22 @@ def named_paths(
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     return list(found)
+
+
+#: characters of texts that are no file name when nothing is there (a pattern, a URL, a message)
+_NOT_FILE_LIKE = frozenset(" \t*?[]{}%<>|:;,'\"=$!@#")
+
+
+def _file_like(text: str) -> bool:
+    """Whether a text that names nothing there looks like a path (``overrides.json``,
+    ``data/extra/``): a file name with a suffix, or a path with a separator; not a dotted name
+    of a version (``1.2``), nor a pattern, URL, format or message."""
+    if _NOT_FILE_LIKE.intersection(text) or len(text) > 255:
+        return False
+    stem, dot, suffix = os.path.basename(text.rstrip(os.sep)).rpartition(".")
+    if dot and stem and suffix.isalnum() and not suffix.isdigit() and len(suffix) <= 10:
+        return True
+    return os.sep in text.strip(os.sep) or (text.endswith(os.sep) and len(text) > 1)
 
 
 def _changed_since(folder: str, since: float, untracked: Collection[str] = ()) -> bool:
@@ -224,13 +258,16 @@ def files_read(
     writes: tuple[str, ...] = (),
     store_folders: list[str] | None = None,
     named: Collection[str] = (),
+    missing: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
     module docstring says, each ``{"digest", "size"}`` (``"named": True`` when the node only
     named it, a database's ``"wal"``), a folder's ``{"tree"}`` or ``{"listing"}``
     (run/_folders.py). ``skip``: paths of declared inputs; ``writes``: declared outputs,
-    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named."""
+    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named;
+    ``missing``: paths named (as noted) that were not there, recorded ``{"missing": True}``
+    (with the folders it listed that were not there either: ``ABSENT`` in ``opened``)."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     stores = store_folders or []
@@ -238,6 +275,10 @@ def files_read(
     found: dict[str, dict[str, Any]] = {}
     listed: list[tuple[str, str]] = []
     untracked: list[str] | None = None
+    absent = list(missing)
+    if any(p.endswith(ABSENT) for p in opened):  # folders listed while not there
+        absent += [p[: -len(ABSENT)] + os.sep for p in opened if p.endswith(ABSENT)]
+        opened = {p: how for p, how in opened.items() if not p.endswith(ABSENT)}
     for path, recorded in _only_read(opened).items():
         if path.endswith(_COMPILED) or (
             path.startswith(_SYSTEM) and not path.startswith(_SHARED_MEMORY)
@@ -263,7 +304,7 @@ def files_read(
                 continue
         try:
             info = os.stat(target)
-        except OSError:  # gone already (a temp file): nothing to check later
+        except OSError:  # gone already (a temp file, a folder removed): nothing to check
             continue
         if not stat.S_ISREG(info.st_mode) or is_library_file(target):
             continue
@@ -281,7 +322,33 @@ def files_read(
         found[recorded or _relative(target, base)] = entry
     if listed:
         listings_read(listed, opened, found, node, MAX_READS)
+    _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])
     return found
+
+
+#: the paths not there a node's record notes at most (each costs a ``stat`` before a hit)
+MAX_MISSING = 100
+
+
+def _absent(
+    paths: Collection[str], found: dict[str, dict[str, Any]], base: str, left_out: list[str]
+) -> None:
+    """Add to ``found`` the ``paths`` (as noted) still not there after the node ran: its reads
+    that are ``{"missing": True}`` (a file created later makes the hit stale); not those in
+    ``left_out`` (outputs, stores, untracked), nor system ones."""
+    count = 0
+    for path in dict.fromkeys(paths):
+        if count == MAX_MISSING or len(found) >= MAX_READS:
+            return
+        folder = path.endswith(os.sep)
+        absolute = os.path.abspath(path)
+        if absolute.startswith(_SYSTEM) or inside(absolute, left_out):
+            continue
+        key = path if path.startswith(HERE) else _relative(absolute, base) + os.sep * folder
+        if key in found or os.path.lexists(absolute):  # there now: written, not read
+            continue
+        found[key] = {"missing": True}
+        count += 1
 
 
 def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
@@ -328,6 +395,10 @@ def changed_read(
         path = (
             os.path.abspath(relative) if relative.startswith(HERE) else os.path.join(base, relative)
         )
+        if field(entry, "missing"):  # not there when it ran: one stat
+            if os.path.lexists(path):
+                return relative
+            continue
         if relative.endswith(os.sep):  # a folder it named (its tree) or listed (its names)
             if folder_changed(path, entry, file_cache, MAX_READS, MAX_FOLDER_BYTES):
                 return relative
