@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from etherealfabric import Workflow, node, untracked
 from etherealfabric.journal import Journal
 
@@ -50,21 +52,23 @@ def test_an_optional_file_created_later_runs_the_node_again(home: Path) -> None:
     assert wf.execute().cached == 1
 
 
+@pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_a_folder_globbed_before_it_exists_runs_the_node_again_when_it_appears(
-    home: Path,
+    home: Path, backend: str
 ) -> None:
     Path("data").mkdir()
     with Workflow("glob", root=".") as wf:
         out = extras()
-    assert wf.execute()[out] == 0
+    options: dict[str, Any] = {"backend": backend, "max_workers": 1}
+    assert wf.execute(**options)[out] == 0
     assert records(home)["extras"]["reads"]["./data/extra/"] == {"missing": True}
-    assert wf.execute().cached == 1
+    assert wf.execute(**options).cached == 1
 
     Path("data/extra").mkdir()
     Path("data/extra/a.csv").write_text("5\n")
-    again = wf.execute()
+    again = wf.execute(**options)
     assert (again[out], again.executed) == (5, 1)
-    assert wf.execute().cached == 1
+    assert wf.execute(**options).cached == 1
 
 
 def test_missing_paths_left_out(home: Path) -> None:
