@@ -715,3 +715,20 @@ def test_a_declared_folder_holds_only_what_this_version_wrote(tmp_path: Path) ->
     with pytest.raises(RunFailedError, match=r"'out/summary\.txt' was not written"):
         wf.execute()
     PARTS[:] = ["a", "b"]
+
+
+def test_the_folder_of_a_declared_file_output_is_created_before_the_node_runs(
+    tmp_path: Path,
+) -> None:
+    @node(writes=["models/v1/model.txt"])
+    def train() -> int:
+        Path("models/v1/model.txt").write_text("weights")  # no makedirs
+        return 1
+
+    with Workflow("parents", root=str(tmp_path)) as wf:
+        train()
+    assert wf.execute().executed == 1
+    assert Path("models/v1/model.txt").read_text() == "weights"
+    shutil.rmtree("models")
+    assert wf.execute().cached == 1  # restored
+    assert Path("models/v1/model.txt").read_text() == "weights"

@@ -326,10 +326,19 @@ def test_a_long_list_of_paths_from_upstream(tmp_path: Path, home: Path) -> None:
     with Workflow("many", root=".") as wf:
         out = joined(candidates())
     assert wf.execute()[out] == "0\n1\n2\n"
-    assert sorted(records(home)["joined"]["reads"]) == [f"./data/f{i}.txt" for i in range(3)]
+    reads = records(home)["joined"]["reads"]
+    assert sorted(p for p, r in reads.items() if "missing" not in r) == [
+        f"./data/f{i}.txt" for i in range(3)
+    ]  # and those not there, but for the texts that are no file names
+    assert sorted(p for p, r in reads.items() if r == {"missing": True}) == sorted(
+        f"./data/f{i}.txt" for i in range(3, 100)
+    )
     Path("data/f1.txt").write_text("one\n")
     again = wf.execute()
     assert (again[out], again.executed) == ("0\none\n2\n", 1)
+    Path("data/f50.txt").write_text("50\n")  # one not there appears
+    again = wf.execute()
+    assert (again[out], again.executed) == ("0\none\n2\n50\n", 1)
 
 
 @pytest.mark.parametrize("timeout", [None, 60], ids=["worker", "killable-child"])

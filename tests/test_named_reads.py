@@ -324,3 +324,38 @@ def test_a_folder_the_node_writes_into_natively_is_not_read(tmp_path: Path, home
     (Path("data/pq") / "part-1.txt").write_text("2")  # a new partition: both run again
     assert wf.execute().executed == 2
     assert wf.execute().cached == 2
+
+
+def count_parts(how: str) -> int:
+    """Reads the dataset folder ``raw/`` natively (a program: no audit event), then writes a
+    progress marker in it, untracked."""
+    folder = "raw/"  # named
+    done = subprocess.run(f"cat {folder}part-*", shell=True, capture_output=True, text=True)
+    if how == "block":
+        with untracked(), open("raw/_progress", "w") as marker:
+            marker.write(str(RAN))
+    else:
+        with untracked("raw/_progress"):
+            subprocess.run("date +%N > raw/_progress", shell=True, check=True)  # natively
+    RAN.append(how)
+    return len(done.stdout.split())
+
+
+@pytest.mark.parametrize("how", ["block", "path"])
+def test_an_untracked_marker_written_in_a_named_folder_keeps_it_a_read(
+    how: str, home: Path
+) -> None:
+    """The folder still counts as read (not as the node's output), without the marker: a new
+    partition runs the node again, a marker rewritten by someone else does not."""
+    Path("raw").mkdir()
+    Path("raw/part-0").write_text("1 2\n")
+    with Workflow("marker", root=".") as wf:
+        out = node(count_parts)(how)
+    assert wf.execute()[out] == 2
+    assert records(home)["count_parts"]["reads"]["./raw/"]["skip"] == ["_progress"]
+    assert wf.execute().cached == 1
+    Path("raw/_progress").write_text("someone else's")
+    assert wf.execute().cached == 1
+    Path("raw/part-1").write_text("3 4 5\n")
+    again = wf.execute()
+    assert (again[out], again.executed) == (5, 1), "a stale hit: the new partition was ignored"

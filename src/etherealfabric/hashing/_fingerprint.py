@@ -221,12 +221,19 @@ def code_fingerprint(obj: Callable[..., object] | type) -> Fingerprint:
 def bound_values(obj: Callable[..., object] | type) -> tuple[object, ...]:
     """The data the names of ``obj``'s own code read held when it was fingerprinted: the
     values of the globals, and of the attributes of user modules, its body (a class's methods)
-    reads (``SALES = "sales.parquet"``, ``config.PATHS``); not code, modules, nor what helpers
+    reads (``SALES = "sales.parquet"``, ``config.PATHS``), and the classes among them (whose
+    attributes may hold data: ``Paths.SALES``); not other code, modules, nor what helpers
     read. A memoized analysis: a lookup once ``obj`` was keyed."""
     code_fingerprint(obj)  # (a rebound name is analysed again, as the key saw it)
     values = (binding.value() for binding in _piece(_root(obj)).bindings)
     return tuple(
-        v for v in values if not (v is None or callable(v) or isinstance(v, types.ModuleType))
+        v
+        for v in values
+        if not (
+            v is None
+            or (callable(v) and not isinstance(v, type))
+            or isinstance(v, types.ModuleType)
+        )
     )
 
 

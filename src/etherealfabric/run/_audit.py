@@ -4,8 +4,9 @@ While a node runs, its thread's context holds a dict (:func:`watch`) that the ho
 file opened through Python (``open``, ``io.open``, ``os.open``: pandas' CSV readers, numpy,
 pickle...) by its path, absolute or ``./``-relative to the working folder as the node gave it
 (:func:`as_opened`), mapped to whether it was opened for writing (None: inside
-:func:`untracked`); a folder listed (``os.listdir``, ``os.scandir``) and a SQLite database
-connected to, under their marks (run/_folders.py); and a file opened to be written whole
+:func:`untracked`, written there too: so a folder it lies in is no output of the node); a folder listed (``os.listdir``, ``os.scandir``) and a SQLite database
+connected to, under their marks (run/_folders.py; a folder listed while not there, under
+``ABSENT``: checked before a hit, in case it appears); and a file opened to be written whole
 (created or truncated, not appended to) once more under its path followed by :data:`WROTE`,
 for the warning about files a node writes without declaring them (run/_files.py).
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._folders import DATABASE, listing_key, showing_source, sqlite_path
+from ._folders import ABSENT, DATABASE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
 
 __all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
@@ -66,8 +67,11 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 return
             path = as_opened(os.fsdecode(path))
             if flags & _WRITING:
+                if _untracking.get():  # a progress marker: neither read nor the node's output
+                    opened[path] = True if opened.get(path) else None
+                    return
                 opened[path] = True
-                if flags & _REPLACING and not flags & os.O_APPEND and not _untracking.get():
+                if flags & _REPLACING and not flags & os.O_APPEND:
                     opened[path + WROTE] = True  # written whole: an output, if it stays
                 return
             if path.endswith(".py") and showing_source(sys._getframe(1)):
@@ -85,6 +89,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if listed is None:
                 return
             path = listed
+            if not os.path.isdir(os.fsdecode(args[0]) if args[0] is not None else "."):
+                if not _untracking.get():  # (glob over a folder that is not there yet)
+                    opened.setdefault(listed[: -len(LISTED)] + ABSENT, False)
+                return
         how = None if _untracking.get() else False
         opened.setdefault(path, how)
         reaching = _memoized.get() if event == "open" else None

@@ -68,7 +68,7 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
     there, nor a declared file it no longer writes. A declared path that is, or lies in, a
     symbolic link below the root fails the node before its code runs (``LinkedOutputError``,
     naming the link): nothing is deleted through it. A link inside a declared folder goes (the
-    link, never what it points to)."""
+    link, never what it points to). The folders a declared file lies in are created."""
     if root is None:
         return
     for relative in writes:
@@ -82,12 +82,15 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
                             shutil.rmtree(entry.path)
                         else:
                             os.unlink(entry.path)
-            elif os.path.isfile(path):
-                os.unlink(path)
+            else:
+                if os.path.isfile(path):
+                    os.unlink(path)
+                # its folder, so that writing models/model.joblib needs no makedirs first
+                os.makedirs(os.path.dirname(path), exist_ok=True)
         except OSError as exc:
             raise OutputError(
-                f"node {node!r}: cannot clear its declared output {relative!r} before it runs: "
-                f"{exc}",
+                f"node {node!r}: cannot clear its declared output {relative!r} (or create its "
+                f"folder) before it runs: {exc}",
                 node=node,
             ) from exc
 

@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -40,6 +40,7 @@ from ..hashing._files import FileHashCache, file_digest, tree_entries
 from ..hashing._usercode import is_library_file
 
 __all__ = [
+    "ABSENT",
     "DATABASE",
     "LISTED",
     "field",
@@ -66,6 +67,8 @@ log = logging.getLogger("etherealfabric.files")
 LISTED = os.sep + "\0"
 #: what follows a SQLite database's path in ``opened`` (it was connected to)
 DATABASE = "\0"
+#: what follows a folder's path in ``opened`` when the node listed it while it was not there
+ABSENT = "\0a"
 #: up to this many paths a node names are each looked up with a ``stat``
 _FEW = 64
 #: the modules whose listings are the import system's, not the node's
@@ -96,10 +99,15 @@ def listing_digest(folder: str, limit: int) -> str | None:
 
 
 def tree_digest(
-    path: str, file_cache: FileHashCache | None, limit: int, max_bytes: int
+    path: str,
+    file_cache: FileHashCache | None,
+    limit: int,
+    max_bytes: int,
+    skip: Collection[str] = (),
 ) -> str | None:
     """The digest of what the folder ``path`` holds; None when it holds more than ``limit``
-    entries or ``max_bytes`` (measured first: a huge folder is never hashed)."""
+    entries or ``max_bytes`` (measured first: a huge folder is never hashed). ``skip``: the
+    posix paths, relative to ``path``, left out (with what is below them): untracked ones."""
     count = size = 0
     for folder, dirs, files in os.walk(path):
         count += len(dirs) + len(files)
@@ -113,6 +121,8 @@ def tree_digest(
         if size > max_bytes:
             return None
     entries = tree_entries(path, file_cache=file_cache)
+    if skip:
+        entries = [e for e in entries if not any(_under(e[1], s) for s in skip)]
     return digest_bytes(json.dumps(entries).encode())
 
 
@@ -199,16 +209,30 @@ def too_many(node: str, limit: int) -> None:
 
 
 def folder_read(
-    path: str, base: str, store_folders: list[str], node: str, limit: int, max_bytes: int
+    path: str,
+    base: str,
+    store_folders: list[str],
+    node: str,
+    limit: int,
+    max_bytes: int,
+    untracked: Collection[str] = (),
 ) -> dict[str, Any] | None:
     """The entry of a folder a node names: below ``base``, holding no store folder, with at most
     ``limit`` entries and ``max_bytes`` (else None: a folder that size is a ``Directory(...)``
-    input, and a warning says so)."""
+    input, and a warning says so). The ``untracked`` paths (absolute) in it are left out of its
+    tree, and listed in the entry's ``skip`` (relative) for the checks."""
     if not inside(path, [base]) or path == base.rstrip(os.sep):
         return None
     if any(inside(f.rstrip(os.sep), [path]) for f in store_folders):
         return None
-    digest = tree_digest(path, None, limit, max_bytes)
+    skip = sorted(
+        {
+            os.path.relpath(u, path).replace(os.sep, "/")
+            for u in untracked
+            if u != path and inside(u, [path])
+        }
+    )
+    digest = tree_digest(path, None, limit, max_bytes, skip)
     if digest is None:
         log.warning(
             "node %r names the folder %r, which holds more than %d entries or %d GiB: its "
@@ -217,7 +241,7 @@ def folder_read(
             node, path, limit, max_bytes >> 30,
         )  # fmt: skip
         return None
-    return {"tree": digest}
+    return {"tree": digest, "skip": skip} if skip else {"tree": digest}
 
 
 def folder_changed(
@@ -232,16 +256,29 @@ def folder_changed(
         now = (
             listing_digest(path, limit)
             if listing is not None
-            else tree_digest(path, file_cache, limit, max_bytes)
+            else tree_digest(path, file_cache, limit, max_bytes, _skipped(entry))
         )
     except (OSError, HashingError):
         return False
     return now is None or now != (listing or field(entry, "tree"))  # (too big now: a change)
 
 
+def _skipped(entry: object) -> list[str]:
+    """The untracked paths a folder's record entry leaves out of its tree (none in an old
+    record, or a malformed one)."""
+    skip = field(entry, "skip")
+    return [s for s in skip if isinstance(s, str)] if isinstance(skip, list) else []
+
+
+def _under(relative: str, skipped: str) -> bool:
+    return relative == skipped or relative.startswith(skipped.rstrip("/") + "/")
+
+
 def read_changed(path: str, entry: object = None) -> str:
     """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read (its
     ``entry`` in the record's reads) changed."""
+    if field(entry, "missing"):
+        return f"{path!r}, which was not there when it ran, appeared since its cached result"
     what = (
         "a folder it lists"
         if field(entry, "listing") is not None

@@ -21,7 +21,11 @@ size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses th
 now holds something else: the node runs again, and its consumers with it when its output
 changed. A file that is not there is not a reason to run: a teammate
 sharing the store without the raw data (or a driver whose cluster workers read files of their
-own) still gets the result.
+own) still gets the result. But a path that was not there when the node ran (a file it names
+and looked for, ``if Path("overrides.json").exists()``; a folder it listed, a ``glob`` over
+``data/extra/`` before it existed) is recorded ``{"missing": True}`` (at most
+:data:`MAX_MISSING`, texts that look like file names only): one that appears makes the hit
+stale (a ``stat`` each).
 
 A memoized helper (``functools.lru_cache``) reads its file once per process: what was read
 under it counts for every node whose code reaches it (run/_memoized.py).
@@ -35,13 +39,16 @@ Native code opens files without Python's audit events (pyarrow's parquet reader,
 *names* count too (:func:`named_paths`): each string argument of the node as it received it
 (so a path an upstream node returned; or a string in a list, tuple or dict), the defaults of
 the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
-constants, and what the globals and module attributes it reads hold, as its fingerprint found
-them), that name an existing file once the node has run, as if the node had opened it (its
+constants, a class node's attributes through its bases, and what the globals and module
+attributes it reads hold, as its fingerprint found them: a class's attributes, a dataclass's or
+``SimpleNamespace``'s fields too), that name an existing file once the node has run, as if the node had opened it (its
 entry says ``"named"`` when the node never opened it through Python: a file it may have
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the
 working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
-tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out.
+tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out;
+a file written untracked in it (a progress marker) neither makes it an output nor counts in
+its tree (the entry's ``skip``).
 Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
 it) are not seen, nor files opened by threads the node starts: pass those as
 ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
@@ -53,21 +60,17 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import weakref
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from contextlib import suppress
-from itertools import islice
-from pathlib import PurePath
-from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
-from ..hashing._fingerprint import bound_values, generation
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
 from ._audit import HERE, as_opened
 from ._folders import (
+    ABSENT,
     DATABASE,
     LISTED,
     field,
@@ -82,6 +85,7 @@ from ._folders import (
     writes_into,
 )
 from ._memoized import memoized_reads
+from ._texts import MAX_READS, argument_strings, code_texts, defaults_used, path_texts
 
 if TYPE_CHECKING:
     from ._messages import Attempt, Task
@@ -99,8 +103,6 @@ __all__ = [
 
 log = logging.getLogger("etherealfabric.files")
 
-#: the files of one node checked before its cache hits; beyond, a warning says which are not
-MAX_READS = 1000
 #: a folder a node names is checked up to this many bytes of files (hashed after each run)
 MAX_FOLDER_BYTES = 2 << 30
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
@@ -132,8 +134,12 @@ def task_reads(
         for path, how in memoized_reads(task.code).items():
             opened.setdefault(path, how)
     started = attempts[-1].started_at
-    named = named_paths(task.code, args, kwargs, hidden=secrets, texts=task.names, since=started)
-    if not opened and not named:
+    absent: list[str] = []
+    named = named_paths(
+        task.code, args, kwargs, hidden=secrets, texts=task.names, since=started,
+        untracked=_untracked(opened), missing=absent,
+    )  # fmt: skip
+    if not opened and not named and not absent:
         return {}
     seen = {os.path.abspath(p) for p in opened} if named else set()
     only_named = {a for p in named if (a := os.path.abspath(p)) not in seen}
@@ -147,6 +153,7 @@ def task_reads(
         writes=task.writes,
         store_folders=task.store.local_folders(),
         named=only_named,
+        missing=absent,
     )
 
 
@@ -158,6 +165,8 @@ def named_paths(
     hidden: Collection[object] = (),
     texts: tuple[str, ...] | None = None,
     since: float | None = None,
+    untracked: Collection[str] = (),
+    missing: list[str] | None = None,
 ) -> list[str]:
     """The existing files and folders a node names (see the module docstring): its string
     arguments (defaults included), and the texts of its code (:func:`code_texts`: ``texts``
@@ -165,9 +174,12 @@ def named_paths(
     working folder). A folder's path ends with a separator. Given ``since``, when the node
     started (seconds), a folder counts when nothing in it changed since then (else it is one
     the node wrote into); else only one whose name says it is one (a trailing ``/`` or a
-    suffix). ``hidden``: texts never looked at (secrets)."""
+    suffix). ``hidden``: texts never looked at (secrets); ``untracked``: absolute paths whose
+    changes do not make a folder the node's output (a progress marker it wrote untracked).
+    ``missing``: given, gets the paths that look like file names and that are not there (as
+    noted: ``overrides.json`` read if present; checked before a hit, in case one appears)."""
     candidates: dict[str, str] = {}  # path (~ expanded) -> the text naming it
-    received = _argument_strings((*args, *_defaults_used(code, args, kwargs)), kwargs)
+    received = argument_strings((*args, *defaults_used(code, args, kwargs)), kwargs)
     for text in (*(code_texts(code) if texts is None else texts), *received):
         if not 0 < len(text) <= 1024 or "\n" in text or "\x00" in text or text in _NOT_PATHS:
             continue
@@ -177,9 +189,17 @@ def named_paths(
             continue
         candidates.setdefault(os.path.expanduser(text), text)
     found: dict[str, None] = {}
-    for path in maybe_existing(list(candidates)):
+    present = maybe_existing(list(candidates))
+    if missing is not None:
+        there = set(present)
+        missing += [as_opened(p) for p, t in candidates.items() if p not in there and _file_like(t)]
+    for path in present:
         try:
             mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if missing is not None and _file_like(candidates[path]):
+                missing.append(as_opened(path))
+            continue
         except (OSError, ValueError):
             continue
         if stat.S_ISREG(mode):
@@ -187,16 +207,33 @@ def named_paths(
         elif not stat.S_ISDIR(mode):
             continue
         elif since is not None:  # unless the node wrote in it (natively: unseen)
-            if not _changed_since(path, since):
+            if not _changed_since(path, since, untracked):
                 found[as_opened(path) + os.sep] = None
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     return list(found)
 
 
-def _changed_since(folder: str, since: float) -> bool:
+#: characters of texts that are no file name when nothing is there (a pattern, a URL, a message)
+_NOT_FILE_LIKE = frozenset(" \t*?[]{}%<>|:;,'\"=$!@#")
+
+
+def _file_like(text: str) -> bool:
+    """Whether a text that names nothing there looks like a path (``overrides.json``,
+    ``data/extra/``): a file name with a suffix, or a path with a separator; not a dotted name
+    of a version (``1.2``), nor a pattern, URL, format or message."""
+    if _NOT_FILE_LIKE.intersection(text) or len(text) > 255:
+        return False
+    stem, dot, suffix = os.path.basename(text.rstrip(os.sep)).rpartition(".")
+    if dot and stem and suffix.isalnum() and not suffix.isdigit() and len(suffix) <= 10:
+        return True
+    return os.sep in text.strip(os.sep) or (text.endswith(os.sep) and len(text) > 1)
+
+
+def _changed_since(folder: str, since: float, untracked: Collection[str] = ()) -> bool:
     """Whether an entry of ``folder`` (of its first :data:`MAX_READS`, at any depth) was
-    modified at or after ``since``: an output folder the node wrote into (natively, unseen)."""
+    modified at or after ``since``: an output folder the node wrote into (natively, unseen).
+    Not an ``untracked`` one (absolute paths), nor a folder holding one."""
     todo, seen = [folder], 0
     while todo and seen <= MAX_READS:
         try:
@@ -204,6 +241,8 @@ def _changed_since(folder: str, since: float) -> bool:
                 for entry in entries:
                     seen += 1
                     info = entry.stat(follow_symlinks=False)
+                    if untracked and _holds(os.path.abspath(entry.path), untracked):
+                        continue
                     if info.st_mtime >= since:
                         return True
                     if stat.S_ISDIR(info.st_mode):
@@ -213,98 +252,7 @@ def _changed_since(folder: str, since: float) -> bool:
     return False
 
 
-def _defaults_used(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
-    """The default values of the parameters the node did not receive: received as well
-    (``def total(path="sales.parquet")`` called as ``total()``); a class node's ``__init__``'s."""
-    fn = getattr(code, "__init__", None) if isinstance(code, type) else code
-    if not isinstance(fn, FunctionType):
-        return []
-    positional = fn.__code__.co_varnames[: fn.__code__.co_argcount]
-    if isinstance(code, type):
-        positional = positional[1:]  # self
-    defaults = fn.__defaults__ or ()
-    first = len(positional) - len(defaults)  # the first parameter with a default
-    used = [
-        value
-        for i, value in enumerate(defaults, start=first)
-        if i >= len(args) and i >= 0 and positional[i] not in kwargs
-    ]
-    return used + [v for k, v in (fn.__kwdefaults__ or {}).items() if k not in kwargs]
-
-
 _NOT_PATHS = frozenset({".", "..", "./", "../", os.sep, "~"})
-#: the texts of each node's code that may be paths, by code object: (binding generation, texts)
-_strings: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = weakref.WeakKeyDictionary()
-
-
-def code_texts(code: Any) -> tuple[str, ...]:
-    """The texts of a node's code that may name files: its string constants (a class node's
-    methods', and its class attributes), and the texts the globals and user-module attributes
-    its code reads hold (``SALES = "sales.parquet"``, ``config.PATHS``; as its code fingerprint
-    found them). Computed once per code object (and graph build: a rebound global counts);
-    the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
-    the code again."""
-    gen = generation()
-    with suppress(KeyError, TypeError):
-        known = _strings[code]
-        if known[0] == gen:
-            return known[1]
-    try:
-        bound: tuple[object, ...] = bound_values(code)
-    except HashingError:  # not fingerprintable: its constants only
-        bound = ()
-    if isinstance(code, type):  # (a class attribute: read as self.PATH)
-        bound += tuple(v for k, v in vars(code).items() if not k.startswith("__"))
-    texts = _constant_strings(code) + tuple(
-        islice((t for value in bound for t in path_texts(value)), 4 * MAX_READS)
-    )
-    with suppress(TypeError):  # not weakly referenceable: computed again next time
-        _strings[code] = (gen, texts)
-    return texts
-
-
-def _constant_strings(code: Any) -> tuple[str, ...]:
-    functions = (
-        [f for f in vars(code).values() if isinstance(f, FunctionType)]
-        + [f.__func__ for f in vars(code).values() if isinstance(f, (staticmethod, classmethod))]
-        if isinstance(code, type)
-        else [code]
-    )
-    texts: list[str] = []
-    stack = [c for f in functions if isinstance(c := getattr(f, "__code__", None), CodeType)]
-    while stack:
-        for const in stack.pop().co_consts:
-            if isinstance(const, CodeType):
-                stack.append(const)
-            elif isinstance(const, str):
-                texts.append(const)
-            elif isinstance(const, (tuple, frozenset)):
-                texts += [c for c in const if isinstance(c, str)]
-    return tuple(texts)
-
-
-def _argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
-    """The texts of the arguments (the first ones only: a list of a million sentences from
-    upstream is not a million ``stat`` calls)."""
-    texts = (text for value in (*args, *kwargs.values()) for text in path_texts(value))
-    return list(islice(texts, 4 * MAX_READS))
-
-
-def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
-    """The texts in a node's argument that may name files: the value itself when a ``str`` or
-    a path, else the items of a list or tuple, or the values of a dict, nested up to 3 levels
-    (at most :data:`MAX_READS` items of each)."""
-    if isinstance(value, (str, PurePath)):
-        yield os.fspath(value)
-    elif depth < 3 and isinstance(value, Mapping):
-        for item in islice(value.values(), MAX_READS):
-            yield from path_texts(item, depth + 1)
-    elif depth < 3 and isinstance(value, (list, tuple)):
-        for item in value[:MAX_READS]:
-            if isinstance(item, (str, PurePath)):  # (most items: no generator each)
-                yield os.fspath(item)
-            elif isinstance(item, (Mapping, list, tuple)):
-                yield from path_texts(item, depth + 1)
 
 
 def files_read(
@@ -316,19 +264,27 @@ def files_read(
     writes: tuple[str, ...] = (),
     store_folders: list[str] | None = None,
     named: Collection[str] = (),
+    missing: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
     module docstring says, each ``{"digest", "size"}`` (``"named": True`` when the node only
     named it, a database's ``"wal"``), a folder's ``{"tree"}`` or ``{"listing"}``
     (run/_folders.py). ``skip``: paths of declared inputs; ``writes``: declared outputs,
-    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named."""
+    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named;
+    ``missing``: paths named (as noted) that were not there, recorded ``{"missing": True}``
+    (with the folders it listed that were not there either: ``ABSENT`` in ``opened``)."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     stores = store_folders or []
     sources: set[str] | None = None
     found: dict[str, dict[str, Any]] = {}
     listed: list[tuple[str, str]] = []
+    untracked: list[str] | None = None
+    absent = list(missing)
+    if any(p.endswith(ABSENT) for p in opened):  # folders listed while not there
+        absent += [p[: -len(ABSENT)] + os.sep for p in opened if p.endswith(ABSENT)]
+        opened = {p: how for p, how in opened.items() if not p.endswith(ABSENT)}
     for path, recorded in _only_read(opened).items():
         if path.endswith(_COMPILED) or (
             path.startswith(_SYSTEM) and not path.startswith(_SHARED_MEMORY)
@@ -343,7 +299,8 @@ def files_read(
             listed.append((target, recorded[:-1] if recorded else _folder_key(target, base)))
             continue
         if path.endswith(os.sep):  # a folder the node names
-            folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES)
+            untracked = _untracked(opened) if untracked is None else untracked
+            folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES, untracked)
             if folder is not None and len(found) < MAX_READS:
                 found[recorded or _folder_key(target, base)] = folder
             continue
@@ -353,7 +310,7 @@ def files_read(
                 continue
         try:
             info = os.stat(target)
-        except OSError:  # gone already (a temp file): nothing to check later
+        except OSError:  # gone already (a temp file, a folder removed): nothing to check
             continue
         if not stat.S_ISREG(info.st_mode) or is_library_file(target):
             continue
@@ -371,7 +328,33 @@ def files_read(
         found[recorded or _relative(target, base)] = entry
     if listed:
         listings_read(listed, opened, found, node, MAX_READS)
+    _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])
     return found
+
+
+#: the paths not there a node's record notes at most (each costs a ``stat`` before a hit)
+MAX_MISSING = 100
+
+
+def _absent(
+    paths: Collection[str], found: dict[str, dict[str, Any]], base: str, left_out: list[str]
+) -> None:
+    """Add to ``found`` the ``paths`` (as noted) still not there after the node ran: its reads
+    that are ``{"missing": True}`` (a file created later makes the hit stale); not those in
+    ``left_out`` (outputs, stores, untracked), nor system ones."""
+    count = 0
+    for path in dict.fromkeys(paths):
+        if count == MAX_MISSING or len(found) >= MAX_READS:
+            return
+        folder = path.endswith(os.sep)
+        absolute = os.path.abspath(path)
+        if absolute.startswith(_SYSTEM) or inside(absolute, left_out):
+            continue
+        key = path if path.startswith(HERE) else _relative(absolute, base) + os.sep * folder
+        if key in found or os.path.lexists(absolute):  # there now: written, not read
+            continue
+        found[key] = {"missing": True}
+        count += 1
 
 
 def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
@@ -418,6 +401,10 @@ def changed_read(
         path = (
             os.path.abspath(relative) if relative.startswith(HERE) else os.path.join(base, relative)
         )
+        if field(entry, "missing"):  # not there when it ran: one stat
+            if os.path.lexists(path):
+                return relative
+            continue
         if relative.endswith(os.sep):  # a folder it named (its tree) or listed (its names)
             if folder_changed(path, entry, file_cache, MAX_READS, MAX_FOLDER_BYTES):
                 return relative
@@ -444,6 +431,17 @@ def _size(path: str) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise OSError(f"{path} is not a regular file")
     return info.st_size
+
+
+def _untracked(opened: Mapping[str, bool | None]) -> list[str]:
+    """The absolute paths ``opened`` says are untracked (named by ``untracked(path)``, or
+    opened in its block)."""
+    return [os.path.abspath(p).rstrip(os.sep) for p, how in opened.items() if how is None]
+
+
+def _holds(path: str, untracked: Collection[str]) -> bool:
+    """Whether ``path`` is an untracked one, or a folder holding one."""
+    return any(inside(u, [path]) for u in untracked)
 
 
 def _relative(path: str, base: str) -> str:

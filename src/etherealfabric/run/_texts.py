@@ -1,0 +1,164 @@
+"""The texts a node's code and arguments hold that may name files it reads (run/_reads.py):
+its string constants (a class node's methods', through its bases), its class attributes
+(inherited ones too: ``self.PATH``), the data the globals and user-module attributes its code
+reads hold (as its code fingerprint found them: a class's attributes, a dataclass's or a
+``SimpleNamespace``'s fields too), its string arguments and the defaults it did not receive."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from itertools import islice
+from pathlib import PurePath
+from types import CodeType, FunctionType, SimpleNamespace
+from typing import Any
+
+from ..errors import HashingError
+from ..hashing._fingerprint import bound_values, generation
+from ..hashing._usercode import is_user_code
+
+__all__ = ["MAX_READS", "argument_strings", "code_texts", "defaults_used", "path_texts"]
+
+#: the files of one node checked before its cache hits; beyond, a warning says which are not
+MAX_READS = 1000
+
+
+def defaults_used(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
+    """The default values of the parameters the node did not receive: received as well
+    (``def total(path="sales.parquet")`` called as ``total()``); a class node's ``__init__``'s."""
+    fn = getattr(code, "__init__", None) if isinstance(code, type) else code
+    if not isinstance(fn, FunctionType):
+        return []
+    positional = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    if isinstance(code, type):
+        positional = positional[1:]  # self
+    defaults = fn.__defaults__ or ()
+    first = len(positional) - len(defaults)  # the first parameter with a default
+    used = [
+        value
+        for i, value in enumerate(defaults, start=first)
+        if i >= len(args) and i >= 0 and positional[i] not in kwargs
+    ]
+    return used + [v for k, v in (fn.__kwdefaults__ or {}).items() if k not in kwargs]
+
+
+#: the texts of each node's code that may be paths, by code object: (binding generation, texts)
+_strings: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+def code_texts(code: Any) -> tuple[str, ...]:
+    """The texts of a node's code that may name files: its string constants (a class node's
+    methods', and its class attributes), and the texts the globals and user-module attributes
+    its code reads hold (``SALES = "sales.parquet"``, ``config.PATHS``; as its code fingerprint
+    found them). Computed once per code object (and graph build: a rebound global counts);
+    the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
+    the code again."""
+    gen = generation()
+    with suppress(KeyError, TypeError):
+        known = _strings[code]
+        if known[0] == gen:
+            return known[1]
+    try:
+        bound: tuple[object, ...] = bound_values(code)
+    except HashingError:  # not fingerprintable: its constants only
+        bound = ()
+    if isinstance(code, type):  # (a class attribute, maybe inherited: read as self.PATH)
+        bound = (*_class_attributes(code), *bound)
+    texts = _constant_strings(code) + tuple(
+        islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS)
+    )
+    with suppress(TypeError):  # not weakly referenceable: computed again next time
+        _strings[code] = (gen, texts)
+    return texts
+
+
+def _user_classes(cls: type) -> list[type]:
+    """The classes of ``cls``'s MRO defined in user code (not the engine's ``Node``, nor
+    ``object`` or a library's), from the most basic to ``cls``."""
+    return [klass for klass in reversed(cls.__mro__) if klass is cls or is_user_code(klass)]
+
+
+def _class_attributes(cls: type) -> list[Any]:
+    """The data attributes of a user class as its instances see them (through its MRO: an
+    inherited ``PATH``, or the subclass's own that overrides it), not dunders nor code."""
+    found: dict[str, Any] = {}
+    for klass in _user_classes(cls):
+        found.update((k, v) for k, v in vars(klass).items() if not k.startswith("__"))
+    return [
+        v
+        for v in found.values()
+        if not (callable(v) or isinstance(v, (staticmethod, classmethod, property)))
+    ]
+
+
+def _held_texts(value: Any, depth: int = 0) -> Iterator[str]:
+    """The texts a value the node's code reads may hold: :func:`path_texts`, and the data
+    attributes of a user class (``Paths.SALES``) or of a simple instance (a dataclass's, a
+    ``SimpleNamespace``'s: ``CFG.sales``, ``CFG.paths.sales``), up to 3 levels down."""
+    if isinstance(value, type):
+        if depth == 0 and is_user_code(value):
+            for item in _class_attributes(value):
+                yield from _held_texts(item, depth + 1)
+        return
+    if depth < 3 and isinstance(value, SimpleNamespace):
+        items: list[Any] = list(islice(vars(value).values(), MAX_READS))
+    elif depth < 3 and dataclasses.is_dataclass(value):
+        items = [getattr(value, f.name, None) for f in dataclasses.fields(value)[:MAX_READS]]
+    else:
+        yield from path_texts(value, depth)
+        return
+    for item in items:
+        yield from _held_texts(item, depth + 1)
+
+
+def _constant_strings(code: Any) -> tuple[str, ...]:
+    namespaces = [vars(klass) for klass in _user_classes(code)] if isinstance(code, type) else []
+    functions = (
+        [f for ns in namespaces for f in ns.values() if isinstance(f, FunctionType)]
+        + [
+            f.__func__
+            for ns in namespaces
+            for f in ns.values()
+            if isinstance(f, (staticmethod, classmethod))
+        ]
+        if isinstance(code, type)
+        else [code]
+    )
+    texts: list[str] = []
+    stack = [c for f in functions if isinstance(c := getattr(f, "__code__", None), CodeType)]
+    while stack:
+        for const in stack.pop().co_consts:
+            if isinstance(const, CodeType):
+                stack.append(const)
+            elif isinstance(const, str):
+                texts.append(const)
+            elif isinstance(const, (tuple, frozenset)):
+                texts += [c for c in const if isinstance(c, str)]
+    return tuple(texts)
+
+
+def argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+    """The texts of the arguments (the first ones only: a list of a million sentences from
+    upstream is not a million ``stat`` calls)."""
+    texts = (text for value in (*args, *kwargs.values()) for text in path_texts(value))
+    return list(islice(texts, 4 * MAX_READS))
+
+
+def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
+    """The texts in a node's argument that may name files: the value itself when a ``str`` or
+    a path, else the items of a list or tuple, or the values of a dict, nested up to 3 levels
+    (at most :data:`MAX_READS` items of each)."""
+    if isinstance(value, (str, PurePath)):
+        yield os.fspath(value)
+    elif depth < 3 and isinstance(value, Mapping):
+        for item in islice(value.values(), MAX_READS):
+            yield from path_texts(item, depth + 1)
+    elif depth < 3 and isinstance(value, (list, tuple)):
+        for item in value[:MAX_READS]:
+            if isinstance(item, (str, PurePath)):  # (most items: no generator each)
+                yield os.fspath(item)
+            elif isinstance(item, (Mapping, list, tuple)):
+                yield from path_texts(item, depth + 1)
