@@ -15,10 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
+from etherealfabric.errors import FingerprintWarning
 from etherealfabric.hashing._fingerprint import code_fingerprint
 
 TESTS = Path(__file__).resolve().parent
@@ -43,7 +45,11 @@ def _fingerprints_here() -> dict[str, str]:
         import fingerprint_corpus as corpus
     finally:
         sys.path.remove(str(TESTS / "programs"))
-    return {getattr(f, "__qualname__", repr(f)): code_fingerprint(f).digest for f in corpus.CORPUS}
+    with warnings.catch_warnings():  # global_statement assigns a global on purpose
+        warnings.simplefilter("ignore", FingerprintWarning)
+        return {
+            getattr(f, "__qualname__", repr(f)): code_fingerprint(f).digest for f in corpus.CORPUS
+        }
 
 
 def _candidates(version: str) -> list[str]:

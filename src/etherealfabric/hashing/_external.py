@@ -28,7 +28,6 @@ import linecache
 import random
 import re
 import socket
-import sqlite3
 import types
 from typing import Any
 
@@ -76,6 +75,8 @@ def data_urls(fn: types.FunctionType) -> list[Lookup]:
 #: (top-level module, class name) of library types that read external state when used
 _EXTERNAL = frozenset(
     {
+        ("sqlite3", "Connection"),
+        ("sqlite3", "Cursor"),
         ("polars", "LazyFrame"),
         ("pyarrow", "Dataset"),
         ("pyarrow", "ParquetFile"),
@@ -91,7 +92,7 @@ _EXTERNAL = frozenset(
 )
 #: (top-level module, class name) of random generators
 _RANDOM = frozenset({("numpy", "Generator"), ("numpy", "RandomState"), ("torch", "Generator")})
-_STDLIB_EXTERNAL = (io.IOBase, sqlite3.Connection, sqlite3.Cursor, socket.socket)
+_STDLIB_EXTERNAL = (io.IOBase, socket.socket)
 
 
 def _named(tp: type, names: frozenset[tuple[str, str]]) -> bool:
