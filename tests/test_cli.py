@@ -296,3 +296,32 @@ def test_resume_of_a_run_whose_folder_is_gone_is_a_clear_error(tmp_path: Path) -
     assert f"run {run_id} was started in {start}, which no longer exists" in done.stderr
     runs = json.loads(_ef(tmp_path, "runs", "--home", home, "--json").stdout)
     assert [r["id"] for r in runs] == [run_id]  # nothing started
+
+
+def test_a_script_that_executes_when_imported_is_named_by_run(tmp_path: Path) -> None:
+    """The seed's example calls workflow.execute() at module level: `etherealfabric run`
+    imports the file (one run), then runs it (a second, cached): the user is told why, with
+    the line and the fix."""
+    (tmp_path / "script.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node\n"
+        "def one():\n"
+        "    return 1\n"
+        "with Workflow('script') as wf:\n"
+        "    one()\n"
+        "results = wf.execute()\n"
+    )
+    done = _ef(tmp_path, "run", "script.py")
+    assert done.returncode == 0, done.stderr
+    assert "importing script.py executed workflow 'script' (at script.py:7)" in done.stderr
+    assert '__name__ == "__main__"' in done.stderr
+    assert "0 executed, 1 cached" in done.stdout  # the import's run computed it
+
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        (tmp_path / "script.py")
+        .read_text()
+        .replace("results = wf.execute()", "if __name__ == '__main__':\n    wf.execute()")
+    )
+    done = _ef(tmp_path, "run", "guarded.py")
+    assert done.returncode == 0 and "note:" not in done.stderr, done.stderr

@@ -11,6 +11,7 @@ the layers together in one place, so that none of them needs to know about the o
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ class Workflow(Definition):
     to one as a node input, and ``execute(params=...)`` or ``etherealfabric run -p`` sets it
     for a run. A parameter is part of the keys of the nodes that take it, and only of those.
     """
+
+    #: (file, line) of the user's last :meth:`execute` call, None before the first
+    executed_at: tuple[str, int] | None = None
 
     def _block_contexts(self) -> list[AbstractContextManager[Any]]:
         # a definition block makes a few long-lived objects per node (100,000 nodes: about a
@@ -108,6 +112,10 @@ class Workflow(Definition):
         """
         from .run._gcpause import fewer_collections
 
+        caller = sys._getframe(1)  # the user's call (`etherealfabric run` names one made
+        while caller.f_back and caller.f_globals.get("__name__", "").startswith("etherealfabric."):
+            caller = caller.f_back  # while it imported the workflow file)
+        self.executed_at = (caller.f_code.co_filename, caller.f_lineno)
         with fewer_collections():  # a run keeps many objects alive: fewer full collections
             return self._execute(
                 targets=targets, backend=backend, max_workers=max_workers,

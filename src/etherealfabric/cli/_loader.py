@@ -11,6 +11,7 @@ import importlib.util
 import re
 import sys
 import types
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DefinitionError
@@ -43,6 +44,7 @@ def load_workflow(target: str) -> Workflow:
         raise DefinitionError(f"no such workflow file: {path} (expected FILE.py or FILE.py:NAME)")
     module = _import(path)
     found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
+    _note_import_runs(path, found.values())
     if name is not None:
         obj = getattr(module, name, None)
         if callable(obj) and not isinstance(obj, Workflow):
@@ -100,6 +102,24 @@ def _import(path: Path) -> object:
 
     cloudpickle.register_pickle_by_value(module)  # worker processes cannot import it by name
     return module
+
+
+def _note_import_runs(path: Path, workflows: Iterable[Workflow]) -> None:
+    """Say so when importing the file executed a workflow (``workflow.execute()`` at module
+    level, as in a script): that run happened, and the command runs the workflow again; a
+    ``__main__`` guard around the call runs it once."""
+    target = str(path.resolve())
+    for workflow in workflows:
+        where = workflow.executed_at
+        if where is None:
+            continue
+        line = f"{path}:{where[1]}" if where[0] == target else f"{path}"
+        print(
+            f"note: importing {path} executed workflow {workflow.name!r} (at {line}); "
+            "etherealfabric runs it again now (what that run computed is cached). Put that call "
+            'under `if __name__ == "__main__":` to run it once.',
+            file=sys.stderr,
+        )
 
 
 def _call(path: Path, name: str, factory: object) -> object:
