@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -191,3 +195,128 @@ def test_gc_of_the_shared_store_keeps_the_index_of_a_kept_maps_children(team: Ma
     assert out.returncode == 0, out.stderr
     assert "cannot be listed" not in out.stdout + out.stderr
     assert out.stdout.count("cached") >= 3  # its items, listed from the index
+
+
+# -- the home's journal, edited ------------------------------------------------------------------
+FILES_PIPELINE = """
+import os
+from etherealfabric import Workflow, node
+
+
+@node(writes=["out/report.txt", "models/"])
+def writer(n):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write("writer\\n")
+    os.makedirs("models", exist_ok=True)
+    with open("out/report.txt", "w") as f:
+        f.write(f"report {n}\\n")
+    with open("models/m.bin", "wb") as f:
+        f.write(b"m" * 100)
+    return n
+
+
+@node
+def count(n):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write("count\\n")
+    return list(range(n))
+
+
+with Workflow("home", params={"n": 3}) as workflow:
+    w = writer(workflow.params.n)
+    c = count(workflow.params.n)
+"""
+
+
+class Home:
+    """A project with its own home (no shared store), run through the CLI."""
+
+    def __init__(self, root: Path) -> None:
+        self.project = root / "project"
+        self.project.mkdir()
+        (self.project / "wf.py").write_text(FILES_PIPELINE)
+        self.log = root / "executions.log"
+        self.journal = self.project / ".etherealfabric" / "journal.db"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+        env["EF_TEST_LOG"] = str(self.log)
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            cwd=self.project, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def executed(self) -> list[str]:
+        found = self.log.read_text().split() if self.log.exists() else []
+        self.log.unlink(missing_ok=True)
+        return sorted(found)
+
+    def edit(self, node: str, edit: Callable[[str], str]) -> None:
+        with sqlite3.connect(self.journal) as db:
+            rows = db.execute("SELECT key, record FROM actions WHERE node = ?", (node,)).fetchall()
+            for key, record in rows:
+                db.execute("UPDATE actions SET record = ? WHERE key = ?", (edit(record), key))
+        db.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("entry", ["out/report.txt", "models/"])
+def test_a_journal_record_naming_a_path_out_of_the_project_writes_and_deletes_nothing_there(
+    tmp_path: Path, entry: str
+) -> None:
+    home = Home(tmp_path)
+    assert home.cli("run", "wf.py").returncode == 0
+    home.executed()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    escape = "../victim/" if entry.endswith("/") else "../victim/escaped.txt"
+    home.edit("writer", lambda record: record.replace(f'"{entry}"', f'"{escape}"'))
+    shutil.rmtree(home.project / "out")
+    shutil.rmtree(home.project / "models")
+
+    out = home.cli("run", "wf.py")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["precious"]  # nothing written, removed
+    assert (victim / "precious").read_text() == "keep me"
+    assert "not a normalised path inside the root" in out.stderr
+    assert home.executed() == ["writer"]  # recomputed: its files are back where they belong
+    assert (home.project / "out" / "report.txt").read_text() == "report 3\n"
+    assert (home.project / "models" / "m.bin").read_bytes() == b"m" * 100
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "[1, 2]",
+        '{"node": "count", "outputs": "x"}',
+        '{"node": "count", "outputs": {"result": {"digest": 5, "serializer": null}}}',
+        '{"node": "count", "outputs": {"result": {"digest": "%s", "serializer": null, '
+        '"size": 1, "inline": true}}}' % ("0" * 32),
+    ],
+    ids=["list", "outputs", "digest", "serializer"],
+)
+def test_a_journal_record_of_the_wrong_shape_is_reported_and_a_miss(
+    tmp_path: Path, edit: str
+) -> None:
+    home = Home(tmp_path)
+    out = home.cli("run", "wf.py", "--json")
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    home.executed()
+    home.edit("count", lambda record: edit)
+
+    out = home.cli("cat", run_id, "count")  # its result is gone, said in one line
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    out = home.cli("cache", "verify")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "bad record (node count" in out.stdout
+    if edit.startswith("[") or "null" in edit:  # verify --fix forgets it (a hit whose
+        assert home.cli("cache", "verify", "--fix").returncode == 0  # inline output is loaded
+    out = home.cli("run", "wf.py")  # by nobody is not checked); else the run does
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert home.executed() == ["count"]
+    out = home.cli("cache", "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
