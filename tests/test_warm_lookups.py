@@ -141,14 +141,14 @@ def test_a_cold_fan_out_looks_its_ready_nodes_up_in_bulk(
 def test_a_preloaded_record_decodes_as_json_loads_does(text: str) -> None:
     import json
 
-    from etherealfabric.run._cache import _decode_record
+    from etherealfabric.run._records import decode_record as _decode_record
 
     assert _decode_record(text) == json.loads(text)
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "[1]", "null", "1"])
 def test_a_preloaded_record_that_is_no_json_object_is_none(text: str) -> None:
-    from etherealfabric.run._cache import _decode_record
+    from etherealfabric.run._records import decode_record as _decode_record
 
     assert _decode_record(text) is None
 

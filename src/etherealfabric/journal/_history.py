@@ -23,6 +23,7 @@ from ..states import NodeStatus, RunStatus
 from ..store import Store
 from ..store._base import ENTRY_KINDS, object_name
 from ..store._sharedgc import SHARED_GRACE
+from ..store._signing import record_problem
 from ._journal import Journal, RunRow
 from ._liveness import gone
 from ._maps import map_events, split_children, summarize
@@ -395,6 +396,8 @@ def _record_problems(
         outputs = dict(parsed["outputs"])
         node = node or parsed.get("node")
     except (ValueError, TypeError, KeyError):
+        parsed = None
+    if parsed is None or record_problem(parsed):  # of the wrong shape: an edited journal's
         return [CacheProblem("bad_record", None, key=key, node=node, where="journal")]
     found = []
     for output, out in outputs.items():

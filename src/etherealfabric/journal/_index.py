@@ -55,10 +55,10 @@ class ActionIndex:
         if text is None:
             return None
         try:
-            record: dict[str, Any] = json.loads(text)
+            record = json.loads(text)
         except ValueError:
             return None
-        return record
+        return record if isinstance(record, dict) else None  # (an edited row: a miss)
 
     def get_actions(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The indexed action records of many keys at once (a map's children): key -> record."""
@@ -66,9 +66,11 @@ class ActionIndex:
         for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
             for key, text in rows:
                 try:
-                    found[str(key)] = json.loads(text)
+                    record = json.loads(text)
                 except ValueError:
                     continue
+                if isinstance(record, dict):
+                    found[str(key)] = record
         return found
 
     def get_action_texts(self, keys: Sequence[str]) -> dict[str, str]:

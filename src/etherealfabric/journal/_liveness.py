@@ -29,6 +29,8 @@ def host_name() -> str:
 #: This machine's name, as written in the ``host`` column of runs and leases.
 HOST = host_name()
 
+#: The largest pid a process can have (``pid_t`` is a signed 32-bit int).
+_PID_MAX = 2**31 - 1
 _DEAD_STATES = (b"Z", b"X", b"x")  # zombie, dead (being reaped)
 
 
@@ -60,9 +62,11 @@ PID_START = process_start(os.getpid())
 def alive(pid: int | None, start: int | None = None) -> bool:
     """Whether the process of this host that wrote a row still runs.
 
-    A reused pid (another start time) and a zombie do not count as running.
+    A reused pid (another start time) and a zombie do not count as running; nor does a pid
+    that no process can have (not a positive int of a C ``pid_t``: an edited journal row, a
+    forged store lease), which ``kill`` would refuse with an ``OverflowError``.
     """
-    if not pid:
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _PID_MAX:
         return False
     if pid == os.getpid():
         return start is None or start == PID_START

@@ -37,9 +37,10 @@ from typing import Any
 
 from ..define._files import Directory, File
 from ..define._spec import NodeSpec
+from ..errors import StoreError
 from ..hashing._cachekey import cache_key
 from ..hashing._describe import describe_value
-from ..hashing._digest import digest_bytes
+from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint
 from ..hashing._paths import relative_to_root
@@ -169,11 +170,20 @@ def children_index(children: Iterable[tuple[str, str]]) -> bytes:
 
 
 def read_children_index(data: bytes) -> list[tuple[str, str | None]]:
-    """The (key, name) pairs of a children index (an index of bare keys: name None)."""
+    """The (key, name) pairs of a children index (an index of bare keys: name None).
+
+    A :class:`StoreError` for an index naming something that is not a cache key (one in a store
+    others can write may be forged): nothing it names is used then, and callers treat the
+    index as unusable, as one that is gone (a ``UnicodeDecodeError`` for one that is not text).
+    """
     pairs: list[tuple[str, str | None]] = []
     for line in data.decode().split("\n"):
         key, tab, name = line.partition("\t")
         if key:
+            if not is_digest(key):
+                raise StoreError(
+                    f"the index of a map's children names {key[:80]!r}, not a cache key"
+                )
             pairs.append((key, name if tab else None))
     return pairs
 

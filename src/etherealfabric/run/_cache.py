@@ -24,7 +24,6 @@ and ``Results`` as a ``File``/``Directory`` of that path (:meth:`ArtifactCache.i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -45,6 +44,7 @@ from ..store._trees import restore_entry
 from ._files import file_value
 from ._folders import read_changed
 from ._reads import changed_read
+from ._records import decode_record, malformed
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -153,7 +153,18 @@ class ArtifactCache:
     def usable(
         self, key: str, record: dict[str, Any], whole_map: bool = True
     ) -> dict[str, Any] | None:
-        """``record`` of ``key`` if a hit may use it (its files put back), else None."""
+        """``record`` of ``key`` if a hit may use it (its files put back), else None. One of
+        the wrong shape (an edited journal's) is forgotten with a warning: a miss."""
+        try:
+            return self._usable(key, record, whole_map)
+        except (AttributeError, KeyError, TypeError, ValueError, StoreError) as exc:
+            if not malformed(key, record, exc):
+                raise
+            if self._writer is not None:
+                self._writer.drop_action(key)
+            return None
+
+    def _usable(self, key: str, record: dict[str, Any], whole_map: bool) -> dict[str, Any] | None:
         if record.get("reads") and self._read_changed(key, record):
             return None
         problem = self._incomplete(record)
@@ -192,7 +203,7 @@ class ArtifactCache:
         text = self._preloaded.pop(key, None)
         if text is None:
             return None
-        return _decode_record(text)
+        return decode_record(text)
 
     def lookup_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """:meth:`lookup` of many keys (a map's children): the usable records found, by key.
@@ -479,22 +490,3 @@ def _is_layered(store: Store) -> bool:
     exist before it is imported (a run on the home's own store never imports it)."""
     layered = sys.modules.get("etherealfabric.store._layered")
     return layered is not None and isinstance(store, layered.LayeredStore)
-
-
-_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def _decode_record(text: str) -> dict[str, Any] | None:
-    """``json.loads`` of a record's text (None if it is not a JSON object), without its
-    Python-level layers (decode, raw_decode and two whitespace matches): 1.4 us of its 3.9
-    for each record of a warm run. Anything but one compact JSON value takes ``json.loads``."""
-    try:
-        record, end = _scan(text, 0)
-    except (StopIteration, ValueError):
-        record, end = None, -1
-    if end != len(text):
-        try:
-            record = json.loads(text)
-        except ValueError:
-            return None
-    return record if isinstance(record, dict) else None

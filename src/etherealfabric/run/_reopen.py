@@ -40,6 +40,8 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
     the settings name. ``results["node"]["output"]`` loads a value; ``results.statuses`` gives
     every node's final status. Opening never writes to the home.
     """
+    from ..store._signing import record_problem  # (a record's shape: an edited journal's)
+
     settings = Settings.resolve() if home is None else Settings.resolve(home=os.fspath(home))
     journal = Journal(settings.journal_path, read_only=True)
     try:
@@ -57,7 +59,7 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
             key = row["cache_key"]
             if key and row["status"] in (NodeStatus.SUCCEEDED, NodeStatus.CACHED):
                 record = journal.get_action(key)
-                if record is not None:
+                if record is not None and not record_problem(record):  # (else: gone)
                     outcome.outputs[name] = record["outputs"]
                     outcome.keys[name] = key
             elif row["status"] == NodeStatus.FALLBACK and name in fallbacks:

@@ -22,7 +22,8 @@ writes no mark. :func:`collect_shared` keeps every record whose key some home's 
 object and lease younger than ``grace`` seconds (a teammate's job that is running has written
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
-manifests are read for the files they list), then stale leases. Checkpoints are never touched.
+manifests are read for the files they list; a map's record names the index of its children),
+then stale leases. Checkpoints are never touched.
 An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
 one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
@@ -321,12 +322,16 @@ def _listing(store: Store, kind: str) -> dict[str, EntryInfo]:
 
 
 def _named(store: Store, name: str) -> set[str]:
-    """The digests the record ``name`` names (unverified), folder manifests' files included."""
+    """The digests the record ``name`` names (unverified): its outputs, its files (folder
+    manifests' files included) and, for a map, the index of its children."""
     record = _read_json(store, name)
     if not isinstance(record, dict):
         return set()
     files = record.get("files") if isinstance(record.get("files"), dict) else None
     named = set(record_digests(record)) | set(entry_objects(files))
+    children = record.get("children")  # a map's: the index of its children's keys
+    if isinstance(children, dict) and isinstance(children.get("digest"), str):
+        named.add(children["digest"])
     for entry in (files or {}).values():
         if isinstance(entry, dict) and entry.get("kind") == "dir":
             try:

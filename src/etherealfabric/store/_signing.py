@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -179,6 +180,10 @@ def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str,
         return None, f"it is not JSON ({exc})"
     if not isinstance(record, dict):
         return None, "it is not a JSON object"
+    if _LONE_SURROGATE.search(data) and not _valid_text(record):
+        # (json reads "\\ud800" as a lone surrogate, which no file name, log line or SQLite
+        # row can hold: such a record would fail the node, or the run, that uses it)
+        return None, "it holds text that is not valid Unicode (an escaped lone surrogate)"
     signature = record.pop(SIGNATURE_FIELD, None)
     if signer is None:  # its shape first: a forged entry is named, whatever it claims to hold
         problem = record_problem(record) or unsigned_problem(record)
@@ -191,6 +196,19 @@ def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str,
         if problem:  # a forged file entry (a path out of the project) is named as such
             problem = files_problem(record.get("files")) or problem
     return (None, problem) if problem else (record, "")
+
+
+#: A JSON escape of a surrogate code point (a pair of them is valid text; one alone is not).
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _valid_text(value: object) -> bool:
+    """Whether every string in the JSON value ``value`` is valid Unicode (encodes as UTF-8)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsigned_problem(record: Mapping[str, Any]) -> str:

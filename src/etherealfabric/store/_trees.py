@@ -283,8 +283,13 @@ def restore_entry(
 
     Files already there with the recorded content are left as they are (their digest comes
     from ``file_cache`` when their stat is unchanged). Raises :class:`ArtifactMissingError` or
-    :class:`CorruptArtifactError` (with ``digest``) when a stored object is unusable.
+    :class:`CorruptArtifactError` (with ``digest``) when a stored object is unusable, a
+    :class:`StoreError` for an entry of the wrong shape or a path out of ``root`` (a record of
+    an edited journal: records of shared stores were checked when read).
     """
+    problem = files_problem({relative: entry})
+    if problem:
+        raise StoreError(f"the record is malformed: {problem}")
     refuse_links(root, relative)  # never through a link: it would act on what it points to
     names = relative.rstrip("/").split("/")
     if entry["kind"] == "file":

@@ -1,0 +1,322 @@
+"""Forged entries in a shared folder and edits of the journal (a user-level sweep, part 2).
+
+Everything goes through the CLI in fresh processes: text that is not valid Unicode in a record,
+store leases and journal rows naming pids no process can have, a forged index of a map's
+children, and ``cache gc`` of the shared store keeping what a kept map record names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from etherealfabric.hashing._digest import digest_bytes
+from test_shared_store_sweep import KEY, Team
+
+PIPELINE = """
+import os
+from etherealfabric import Workflow, node
+
+
+def _log(name):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write(name + "\\n")
+
+
+@node
+def items(n):
+    _log("items")
+    return list(range(n))
+
+
+@node
+def square(x):
+    _log("square")
+    with open("data.txt") as f:  # a read: the map's record counts its children's checks
+        return x * x + len(f.read())
+
+
+@node
+def total(xs):
+    _log("total")
+    return sum(xs)
+
+
+with Workflow("forged", params={"n": 3}) as workflow:
+    result = total(square.map(items(workflow.params.n)))
+"""
+
+
+class MapTeam(Team):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        (root / "wf.py").write_text(PIPELINE)
+        (root / "data.txt").write_text("hello\n")
+
+    def record_of(self, node: str) -> Path:
+        """The shared record of ``node`` (of a map: the one that indexes its children)."""
+        found = []
+        for path in (self.shared / "actions").glob("*/*.json"):
+            record = json.loads(path.read_text())
+            if record["node"] == node and ("children" in record or node != "square"):
+                found.append(path)
+        assert len(found) == 1, found
+        return found[0]
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> MapTeam:
+    return MapTeam(tmp_path)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("key", [KEY, None], ids=["signed", "unsigned"])
+def test_a_record_holding_a_lone_surrogate_is_a_miss_not_a_failure(
+    team: MapTeam, key: str | None
+) -> None:
+    out = team.cli("run", "wf.py", key=key)
+    assert out.returncode == 0, out.stderr
+    team.executed()
+    path = team.record_of("total")
+    record = json.loads(path.read_text())
+    if key is None:
+        record["node"] = "\ud800total"  # json.dumps writes it escaped, as "\\ud800"
+    else:
+        record["signature"]["mac"] = "\ud800"
+    path.write_text(json.dumps(record))
+
+    out = team.cli("run", "wf.py", home="b", key=key)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "not valid Unicode" in out.stderr
+    assert team.executed() == ["total"]  # recomputed, the rest shared
+    out = team.cli("run", "wf.py", home="c", key=key)
+    assert out.returncode == 0 and team.executed() == [], out.stderr  # the record was repaired
+
+
+@pytest.mark.timeout(300)
+def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTeam) -> None:
+    assert team.cli("run", "wf.py").returncode == 0
+    team.executed()
+    path = team.record_of("total")
+    key = path.name.removesuffix(".json")
+    path.unlink()
+    lease = team.shared / "leases" / key[:2] / f"{key}.1"
+    lease.parent.mkdir(parents=True, exist_ok=True)
+    holder = {"owner": "x", "host": socket.gethostname(), "pid": 2**70, "start": 1}
+    lease.write_text(json.dumps({**holder, "expires": time.time() + 60}))
+
+    started = time.monotonic()
+    out = team.cli("run", "wf.py", home="b")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert team.executed() == ["total"]
+    assert time.monotonic() - started < 55  # taken over, not waited for
+
+
+@pytest.mark.timeout(300)
+def test_journal_rows_naming_impossible_pids_break_neither_the_cli_nor_a_run(
+    team: MapTeam,
+) -> None:
+    assert team.cli("run", "wf.py").returncode == 0
+    team.executed()
+    with sqlite3.connect(team.root / "a" / "journal.db") as db:
+        db.execute("UPDATE runs SET status = 'running', pid = ?, pid_start = 1", (2**63 - 1,))
+        db.execute("UPDATE node_runs SET pid = 'not a pid'")
+        db.execute(
+            "INSERT INTO leases (key, node, run_id, host, pid, acquired_at, expires_at) "
+            "VALUES (?, 'total', 'r', ?, ?, 0, ?)",
+            ("0" * 32, socket.gethostname(), 2**63 - 1, time.time() + 3600),
+        )
+    db.close()
+    for args in (["runs"], ["status"]):
+        out = team.cli(*args)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+    out = team.cli("run", "wf.py")
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == []
+    with sqlite3.connect(team.root / "a" / "journal.db") as db:
+        statuses = [s for (s,) in db.execute("SELECT status FROM runs ORDER BY started_at")]
+    db.close()
+    assert statuses == ["interrupted", "succeeded"]
+
+
+@pytest.mark.timeout(300)
+def test_a_forged_index_of_a_maps_children_is_ignored(team: MapTeam, tmp_path: Path) -> None:
+    # without a key, a record of json outputs is used unsigned: what it names is untrusted
+    assert team.cli("run", "wf.py", key=None).returncode == 0
+    team.executed()
+    index = b"../../../../etc/passwd\tevil\nnot-a-key\n"
+    digest = digest_bytes(index)
+    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
+    team.object(digest).write_bytes(index)
+    path = team.record_of("square")
+    record = json.loads(path.read_text())
+    assert record["checks"] == 3
+    record["children"]["digest"] = digest
+    path.write_text(json.dumps(record))
+
+    out = team.cli("run", "wf.py", "--json", home="b", key=None)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert team.executed() == []  # its children's records are found one by one
+    run_id = json.loads(out.stdout)["run_id"]
+    out = team.cli("show", run_id, "square", "--items", home="b", key=None)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.timeout(300)
+def test_gc_of_the_shared_store_keeps_the_index_of_a_kept_maps_children(team: MapTeam) -> None:
+    assert team.cli("run", "wf.py").returncode == 0
+    index = json.loads(team.record_of("square").read_text())["children"]["digest"]
+    assert team.object(index).is_file()
+    old = time.time() - 10 * 86400
+    for path in team.shared.rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))
+
+    out = team.cli("cache", "gc", "--grace", "0")
+    assert out.returncode == 0, out.stderr
+    assert team.object(index).is_file()  # the kept map record names it
+    out = team.cli("run", "wf.py", "--json", home="b")
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    out = team.cli("show", run_id, "square", "--items", home="b")
+    assert out.returncode == 0, out.stderr
+    assert "cannot be listed" not in out.stdout + out.stderr
+    assert out.stdout.count("cached") >= 3  # its items, listed from the index
+
+
+# -- the home's journal, edited ------------------------------------------------------------------
+FILES_PIPELINE = """
+import os
+from etherealfabric import Workflow, node
+
+
+@node(writes=["out/report.txt", "models/"])
+def writer(n):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write("writer\\n")
+    os.makedirs("models", exist_ok=True)
+    with open("out/report.txt", "w") as f:
+        f.write(f"report {n}\\n")
+    with open("models/m.bin", "wb") as f:
+        f.write(b"m" * 100)
+    return n
+
+
+@node
+def count(n):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write("count\\n")
+    return list(range(n))
+
+
+with Workflow("home", params={"n": 3}) as workflow:
+    w = writer(workflow.params.n)
+    c = count(workflow.params.n)
+"""
+
+
+class Home:
+    """A project with its own home (no shared store), run through the CLI."""
+
+    def __init__(self, root: Path) -> None:
+        self.project = root / "project"
+        self.project.mkdir()
+        (self.project / "wf.py").write_text(FILES_PIPELINE)
+        self.log = root / "executions.log"
+        self.journal = self.project / ".etherealfabric" / "journal.db"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+        env["EF_TEST_LOG"] = str(self.log)
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            cwd=self.project, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def executed(self) -> list[str]:
+        found = self.log.read_text().split() if self.log.exists() else []
+        self.log.unlink(missing_ok=True)
+        return sorted(found)
+
+    def edit(self, node: str, edit: Callable[[str], str]) -> None:
+        with sqlite3.connect(self.journal) as db:
+            rows = db.execute("SELECT key, record FROM actions WHERE node = ?", (node,)).fetchall()
+            for key, record in rows:
+                db.execute("UPDATE actions SET record = ? WHERE key = ?", (edit(record), key))
+        db.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("entry", ["out/report.txt", "models/"])
+def test_a_journal_record_naming_a_path_out_of_the_project_writes_and_deletes_nothing_there(
+    tmp_path: Path, entry: str
+) -> None:
+    home = Home(tmp_path)
+    assert home.cli("run", "wf.py").returncode == 0
+    home.executed()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    escape = "../victim/" if entry.endswith("/") else "../victim/escaped.txt"
+    home.edit("writer", lambda record: record.replace(f'"{entry}"', f'"{escape}"'))
+    shutil.rmtree(home.project / "out")
+    shutil.rmtree(home.project / "models")
+
+    out = home.cli("run", "wf.py")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["precious"]  # nothing written, removed
+    assert (victim / "precious").read_text() == "keep me"
+    assert "not a normalised path inside the root" in out.stderr
+    assert home.executed() == ["writer"]  # recomputed: its files are back where they belong
+    assert (home.project / "out" / "report.txt").read_text() == "report 3\n"
+    assert (home.project / "models" / "m.bin").read_bytes() == b"m" * 100
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "[1, 2]",
+        '{"node": "count", "outputs": "x"}',
+        '{"node": "count", "outputs": {"result": {"digest": 5, "serializer": null}}}',
+        '{"node": "count", "outputs": {"result": {"digest": "%s", "serializer": null, '
+        '"size": 1, "inline": true}}}' % ("0" * 32),
+    ],
+    ids=["list", "outputs", "digest", "serializer"],
+)
+def test_a_journal_record_of_the_wrong_shape_is_reported_and_a_miss(
+    tmp_path: Path, edit: str
+) -> None:
+    home = Home(tmp_path)
+    out = home.cli("run", "wf.py", "--json")
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    home.executed()
+    home.edit("count", lambda record: edit)
+
+    out = home.cli("cat", run_id, "count")  # its result is gone, said in one line
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    out = home.cli("cache", "verify")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "bad record (node count" in out.stdout
+    if edit.startswith("[") or "null" in edit:  # verify --fix forgets it (a hit whose
+        assert home.cli("cache", "verify", "--fix").returncode == 0  # inline output is loaded
+    out = home.cli("run", "wf.py")  # by nobody is not checked); else the run does
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert home.executed() == ["count"]
+    out = home.cli("cache", "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
