@@ -244,6 +244,26 @@ def node(x):
 """
 
 
+NAMED_IMPORT_FLOW = """
+import importlib
+
+IMPL = "sh_late"
+
+
+def node(x):
+    return importlib.import_module(IMPL).f(x)
+"""
+
+
+def test_an_import_of_a_module_named_by_a_global_string_is_followed(project: Project) -> None:
+    """``importlib.import_module(IMPL)`` with ``IMPL = "sh_late"``: the name is known (and
+    keyed); an edit of the module it names was a stale hit, warned as computed."""
+    files = {"sh_late.py": "def f(x):\n    return x * 2\n"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FingerprintWarning)
+        assert versions(project, NAMED_IMPORT_FLOW, "x * 2", "x * 3", **files) == {"sh_late.f"}
+
+
 def test_a_lazy_attribute_is_followed_through_the_module_getattr(project: Project) -> None:
     files = {"sh_pkg/__init__.py": LAZY_INIT, "sh_pkg/impl.py": LAZY_IMPL}
     assert versions(project, LAZY_FLOW, "x + 1", "x + 2", **files) == {"sh_pkg.impl.thing"}

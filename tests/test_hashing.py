@@ -13,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
+import warnings
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -183,6 +185,35 @@ def test_sets_are_stable_across_processes() -> None:
         for seed in ("1", "2", "3")
     }  # fmt: skip
     assert digests == {hash_value({"d", "c", "b", "a"})}
+
+
+def test_simple_namespaces_hash_by_their_attributes_in_every_process() -> None:
+    """A ``SimpleNamespace`` config holding a set hashed through cloudpickle, whose set order
+    follows the per-process string hash: the node re-ran on every run."""
+    code = (
+        "import types, warnings; warnings.simplefilter('error');"
+        "from etherealfabric.hashing._values import hash_value;"
+        "print(hash_value(types.SimpleNamespace(cols={'a','b','c','d'}, k=1)))"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }  # fmt: skip
+    assert digests == {hash_value(types.SimpleNamespace(k=1, cols={"d", "c", "b", "a"}))}
+    assert hash_value(types.SimpleNamespace(k=1)) != hash_value(types.SimpleNamespace(k=2))
+    assert hash_value(types.SimpleNamespace(k=1)) != hash_value({"k": 1})
+    assert hash_value(types.SimpleNamespace(k=1)) != hash_value(types.SimpleNamespace(j=1))
+    import argparse  # what argparse hands a script: the same kind of value
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parsed = hash_value(argparse.Namespace(k=1, cols={"a", "b"}))
+    assert parsed == hash_value(argparse.Namespace(cols={"b", "a"}, k=1))
+    assert parsed != hash_value(types.SimpleNamespace(k=1, cols={"a", "b"}))
+    assert parsed != hash_value(argparse.Namespace(k=2, cols={"a", "b"}))
 
 
 def test_refdigest_inside_containers() -> None:
@@ -475,19 +506,19 @@ def test_file_is_an_absolute_path_like_value(tmp_path: Path) -> None:
 
 def test_unknown_library_types_go_through_cloudpickle_with_one_warning_per_type() -> None:
     # library types without a hasher (instances of user classes hash by class code and state)
-    import argparse
-    import types
+    import re
+    import zoneinfo
 
     from etherealfabric.hashing import _encoder
 
-    _encoder._WARNED.discard(types.SimpleNamespace)  # another test may have hashed one first
-    _encoder._WARNED.discard(argparse.Namespace)
-    with pytest.warns(UnstableHashWarning, match=r"SimpleNamespace.*register_value_hasher"):
-        first = hash_value(types.SimpleNamespace(n=1))
-    assert hash_value(types.SimpleNamespace(n=1)) == first  # no second warning (an error here)
-    assert hash_value([types.SimpleNamespace(n=2)]) != first
-    with pytest.warns(UnstableHashWarning, match="argparse.Namespace"):
-        hash_value(argparse.Namespace(n=1))
+    _encoder._WARNED.discard(re.Pattern)  # another test may have hashed one first
+    _encoder._WARNED.discard(zoneinfo.ZoneInfo)
+    with pytest.warns(UnstableHashWarning, match=r"re\.Pattern.*register_value_hasher"):
+        first = hash_value(re.compile("a"))
+    assert hash_value(re.compile("a")) == first  # no second warning (an error here)
+    assert hash_value([re.compile("b")]) != first
+    with pytest.warns(UnstableHashWarning, match="zoneinfo.ZoneInfo"):
+        hash_value(zoneinfo.ZoneInfo("UTC"))
 
 
 def test_values_cloudpickle_cannot_handle_raise_hashing_error() -> None:

@@ -359,3 +359,45 @@ def test_an_untracked_marker_written_in_a_named_folder_keeps_it_a_read(
     Path("raw/part-1").write_text("3 4 5\n")
     again = wf.execute()
     assert (again[out], again.executed) == (5, 1), "a stale hit: the new partition was ignored"
+
+
+def test_a_glob_pattern_read_natively_is_checked(tmp_path: Path, home: Path) -> None:
+    """``pl.read_csv("data/*.csv")``: polars expands the pattern and reads the files in Rust,
+    unseen; the pattern names them. A file edited, and a file added, were stale hits."""
+    pl = pytest.importorskip("polars")
+    Path("data").mkdir()
+    Path("data/a.csv").write_text("x\n1\n")
+    Path("data/b.csv").write_text("x\n2\n")
+    Path("data/nested").mkdir()
+    Path("data/nested/c.csv").write_text("x\n4\n")
+
+    @node
+    def total() -> int:
+        return int(pl.read_csv("data/*.csv")["x"].sum())
+
+    @node
+    def deep_total() -> int:  # a recursive pattern, from a global
+        return int(pl.scan_csv(DEEP).select(pl.col("x").sum()).collect().item())
+
+    with Workflow("pattern", root=".") as wf:
+        flat, deep = total(), deep_total()
+    first = wf.execute()
+    assert (first[flat], first[deep]) == (3, 7)
+    assert wf.execute().cached == 2
+    Path("data/b.csv").write_text("x\n20\n")  # edited
+    second = wf.execute()
+    assert (second[flat], second[deep], second.executed) == (21, 25, 2)
+    assert wf.execute().cached == 2
+    Path("data/d.csv").write_text("x\n100\n")  # added
+    third = wf.execute()
+    assert (third[flat], third[deep], third.executed) == (121, 125, 2)
+    Path("data/nested/deeper").mkdir()
+    Path("data/nested/deeper/e.csv").write_text("x\n1000\n")  # added two folders down
+    fourth = wf.execute()
+    assert (fourth[flat], fourth[deep], fourth.executed) == (121, 1125, 1)
+    assert wf.execute().cached == 2
+    # a text that is a pattern matching nothing (a regular expression, a message) names nothing
+    assert _reads.named_paths(lambda: "[0-9]+ rows.csv matched", (), {}, since=0.0) == []
+
+
+DEEP = "data/**/*.csv"

@@ -163,6 +163,42 @@ ARGUMENTS = pipeline(
     """,
 )
 
+# library settings made at a module's top level change what the nodes of that module compute
+SETTINGS = pipeline(
+    """
+    import logging
+    import random
+    import warnings
+
+    import fmt
+
+    SEED = 1
+    random.seed(SEED)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+    @node
+    def draw(xs):
+        return [random.random() for _ in xs]
+
+
+    @node
+    def show(xs):
+        return fmt.show(xs)
+    """,
+    "draw([1, 2])\nshow([0.123456789])\nother([1, 2])",
+)
+FMT = """
+import pandas as pd
+
+pd.set_option("display.precision", 3)
+
+
+def show(xs):
+    return pd.DataFrame({"x": xs}).to_string()
+"""
+
 
 @pytest.mark.parametrize(
     ("files", "edit", "expected"),
@@ -181,9 +217,18 @@ ARGUMENTS = pipeline(
          {"with_method", "with_instance"}),
         ({"pipeline.py": ARGUMENTS}, ("pipeline.py", "model=Model(3)", "model=Model(4)"),
          {"with_instance"}),
+        ({"pipeline.py": SETTINGS, "fmt.py": FMT}, ("pipeline.py", "SEED = 1", "SEED = 2"),
+         {"draw", "show", "other"}),  # (every node of the module: whichever draws)
+        ({"pipeline.py": SETTINGS, "fmt.py": FMT}, ("fmt.py", '"display.precision", 3',
+         '"display.precision", 6'), {"show"}),
+        ({"pipeline.py": SETTINGS, "fmt.py": FMT}, ("pipeline.py", "level=logging.WARNING",
+         "level=logging.INFO"), set()),
+        ({"pipeline.py": SETTINGS, "fmt.py": FMT}, ("pipeline.py", "DeprecationWarning",
+         "FutureWarning"), set()),
     ],
     ids=["dict-registry", "nested-in-registry", "import-in-body", "relative-import-in-body",
-         "partial-target", "method-and-instance-class", "property", "instance-state"],
+         "partial-target", "method-and-instance-class", "property", "instance-state",
+         "module-seed", "helper-module-option", "logging-setup", "warnings-filter"],
 )  # fmt: skip
 def test_an_edit_reruns_the_nodes_whose_code_it_changes(
     tmp_path: Path, files: dict[str, str], edit: tuple[str, str, str], expected: set[str]

@@ -21,6 +21,8 @@ needs fingerprints, is registered by ``_values`` on top)::
     _cachekey     cache_key: a node's Merkle key from its kind, code, version, params, outputs
     _usercode     what counts as user code, and how it is named (module_label, qualified_name)
     _source       what one function or class is: normalised source, or bytecode
+    _settings     library settings at a module's top level (np.random.seed(1)), a part of
+                  the code defined there
     _fingerprint  code_fingerprint: a node's code and the user code it refers to, transitively
     _pickled      the code a pickle names by reference (user classes and functions by
                   fingerprint, packages by version): for pickled parameters and outputs

@@ -9,6 +9,8 @@ part of every digest (``T`` is the type's ``module.qualname``)::
     OrderedDict n (key value)...  (in order: two OrderedDicts in another order are unequal)
     set / frozenset n <sorted element digests> | range start stop step
     enum T value | dataclass T n (field value)... | namedtuple T n (field value)...
+    namespace n <sorted name-digest+value-digest pairs>  (types.SimpleNamespace; argparse.Namespace
+                                                        as argparse.namespace)
     datetime iso fold | date iso | time iso fold | timedelta d s us | path flavour text
     datetime.zoned iso fold zone | time.zoned iso fold zone  (a tzinfo other than a fixed
                                  offset: the zone's kind and key count, not just the offset)
@@ -26,7 +28,7 @@ them); a ``memoryview`` hashes as the bytes it shows.
 Subclasses of builtin types hash like their base, except enums, named tuples and dataclasses
 (shape rules), and types with a registered hasher. ``File`` hashes as its content digest and
 ``Directory`` as every entry below it (:mod:`etherealfabric.hashing._files`); the path is not
-part of either. Handlers for decimal, fractions, uuid, numpy and pandas are registered the first
+part of either. Handlers for argparse, decimal, fractions, uuid, numpy and pandas are registered the first
 time a value is hashed while that module is already imported; this module imports none of them.
 """
 
@@ -159,6 +161,17 @@ def _zoned(tag: str, iso: Callable[[Any], str]) -> Handler:
     return handler
 
 
+def _namespace(tag: str) -> Handler:
+    """A namespace (``types.SimpleNamespace``, ``argparse.Namespace``): its attributes,
+    without their order (as ``==`` compares namespaces)."""
+
+    def handler(value: Any, encoder: Encoder) -> None:
+        items = vars(value).items()
+        encoder.unordered(tag, [encoder.child(k) + encoder.child(v) for k, v in items])
+
+    return handler
+
+
 def _enc_set(value: set[Any] | frozenset[Any], encoder: Encoder) -> None:
     tag = "frozenset" if isinstance(value, frozenset) else "set"
     encoder.unordered(tag, [encoder.child(v) for v in value])
@@ -239,6 +252,7 @@ register_builtin(
         collections.OrderedDict: _enc_ordered_dict,
         set: _enc_set,
         frozenset: _enc_set,
+        types.SimpleNamespace: _namespace("namespace"),
         range: _integers("range", lambda v: v.start, lambda v: v.stop, lambda v: v.step),
         datetime.datetime: _zoned("datetime", datetime.datetime.isoformat),
         datetime.date: _texts("date", datetime.date.isoformat),
@@ -264,13 +278,15 @@ def _stdlib_extras(module: types.ModuleType) -> dict[type[Any], Handler]:
     name = module.__name__
     if name == "decimal":
         return {module.Decimal: _texts("decimal", str)}
+    if name == "argparse":  # the parsed arguments a script hands on
+        return {module.Namespace: _namespace("argparse.namespace")}
     if name == "fractions":
         fraction = _integers("fraction", lambda v: v.numerator, lambda v: v.denominator)
         return {module.Fraction: fraction}
     return {module.UUID: _tagged("uuid", lambda v: v.bytes)}
 
 
-for _name in ("decimal", "fractions", "uuid"):
+for _name in ("argparse", "decimal", "fractions", "uuid"):
     register_when_imported(_name, _stdlib_extras)
 register_when_imported("numpy", numpy_handlers)
 register_when_imported("pandas", pandas_handlers)

@@ -60,6 +60,7 @@ from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
 from ._references import Binding, References
 from ._scan import OWN_CODE_READS, display_path
+from ._settings import module_settings
 from ._source import (
     class_bytecode,
     code_digest,
@@ -377,7 +378,7 @@ def _analyse(obj: Any) -> _Piece:
     body, decorated, line = normalized
     return _Piece(
         name, body, decorated, source, f"{filename}:{line}" if line else filename,
-        tuple(refs.constants.items()), refs.unique(), frozenset(refs.packages),
+        (*refs.constants.items(), *module_settings(obj)), refs.unique(), frozenset(refs.packages),
         frozenset(refs.missing), tuple(refs.uncovered), tuple(refs.bindings),
     )  # fmt: skip
 

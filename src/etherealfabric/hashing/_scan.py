@@ -351,9 +351,10 @@ def _classify(call: ast.Call, scope: _Scope, line: str, found: Lookups) -> None:
             found.modules.append(module)
     elif _is_import_call(func, namespace) and args:
         text = "__import__" if name == "__import__" else "importlib.import_module"
-        if isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
-            if not args[0].value.startswith("."):
-                found.modules.append(args[0].value)
+        named = _constant_text(args[0], scope)  # a literal, or a global str (keyed)
+        if named is not None:
+            if not named.startswith("."):
+                found.modules.append(named)
         else:
             found.uncovered.append(Lookup(f"{text}(<computed>)", line))
 

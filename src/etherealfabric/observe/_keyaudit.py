@@ -168,6 +168,8 @@ def _pickled_names(value: object) -> dict[str, str]:
 
 
 def _value_kind(name: str) -> str:
+    if name.endswith(".<settings>"):  # library settings at a module's top level
+        return "settings"
     if ".<closure>." in name:
         return "closure"
     if ".<default>." in name:

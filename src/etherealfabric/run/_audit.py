@@ -14,6 +14,8 @@ for the warning about files a node writes without declaring them (run/_files.py)
 from __future__ import annotations
 
 import contextvars
+import glob
+import itertools
 import os
 import sys
 import threading
@@ -24,7 +26,16 @@ from typing import Any
 from ._folders import ABSENT, DATABASE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
 
-__all__ = ["HERE", "WROTE", "as_opened", "untracked", "unwatch", "watch", "written_whole"]
+__all__ = [
+    "HERE",
+    "WROTE",
+    "as_opened",
+    "pattern_reads",
+    "untracked",
+    "unwatch",
+    "watch",
+    "written_whole",
+]
 
 _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 #: opened to be written whole: created or truncated
@@ -108,15 +119,58 @@ def watch(
     """Start noting the files opened in this context (this thread): the dict they go to, and
     the token that :func:`unwatch` takes (in a ``finally``). ``code``: the node's function or
     class (what memoized helpers it reaches read is noted for them too)."""
+    _install()
+    opened: dict[str, bool | None] = {}
+    _memoized.set(Reaching(code) if code is not None else None)
+    return opened, _opened.set(opened)
+
+
+def _install() -> None:
     global _installed
     if not _installed:
         with _install_lock:
             if not _installed:
                 sys.addaudithook(_hook)
                 _installed = True
+
+
+def pattern_reads(pattern: str, limit: int) -> tuple[list[str], list[str]]:
+    """What the glob ``pattern`` (``**`` recursive, as polars and pyarrow read one) matches
+    now, at most ``limit`` paths, and the folders looked at to find them, noted as a node's
+    listings are (``./data`` + :data:`LISTED`): a file added where the pattern looks is then a
+    change, as for a node's own ``glob.glob``. Nothing when its fixed folder is not there, or
+    when a ``**`` pattern would look at more than ``limit`` entries below it."""
+    parts = pattern.split(os.sep)
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    folder = os.sep.join(fixed) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    if not os.path.isdir(folder) or ("**" in parts and not _at_most(folder, limit)):
+        return [], []
+    _install()
     opened: dict[str, bool | None] = {}
-    _memoized.set(Reaching(code) if code is not None else None)
-    return opened, _opened.set(opened)
+    token = _opened.set(opened)
+    try:
+        matches = list(itertools.islice(glob.iglob(pattern, recursive=True), limit))
+    finally:
+        _opened.reset(token)
+    return matches, [p for p in opened if p.endswith(LISTED)]
+
+
+def _at_most(folder: str, limit: int) -> bool:
+    """Whether ``folder`` holds at most ``limit`` entries below it (hidden folders, which
+    ``**`` skips, left out)."""
+    todo, seen = [folder], 0
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > limit:
+                        return False
+                    if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                        todo.append(entry.path)
+        except OSError:
+            continue
+    return True
 
 
 def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:

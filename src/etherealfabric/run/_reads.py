@@ -46,7 +46,10 @@ entry says ``"named"`` when the node never opened it through Python: a file it m
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the
 working folder) with at most :data:`MAX_READS` entries and :data:`MAX_FOLDER_BYTES`: its
-tree's digest is checked, so a new partition is a change. ``untracked(path)`` leaves one out;
+tree's digest is checked, so a new partition is a change. A glob pattern it names
+(``pl.read_csv("data/*.csv")``: polars expands it natively) names the files it matches, and
+the folders it looks in count as listed (run/_audit.py's :func:`pattern_reads`): a file added
+there is a change. ``untracked(path)`` leaves one out;
 a file written untracked in it (a progress marker) neither makes it an output nor counts in
 its tree (the entry's ``skip``).
 Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
@@ -57,6 +60,7 @@ than :data:`MAX_READS` files is checked on the first ones only (and says so).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import stat
@@ -68,7 +72,7 @@ from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
-from ._audit import HERE, as_opened
+from ._audit import HERE, as_opened, pattern_reads
 from ._folders import (
     ABSENT,
     DATABASE,
@@ -193,6 +197,12 @@ def named_paths(
     if missing is not None:
         there = set(present)
         missing += [as_opened(p) for p, t in candidates.items() if p not in there and _file_like(t)]
+    for pattern in [p for p in candidates if glob.has_magic(p) and not os.path.lexists(p)]:
+        matches, listed = pattern_reads(pattern, MAX_READS)  # read natively: pl.read_csv("*.csv")
+        if matches:  # (a pattern that matches nothing is a regular expression, a message...)
+            present += [m for m in matches if m not in candidates]
+            candidates.update((m, m) for m in matches)
+            found.update(dict.fromkeys(listed))
     for path in present:
         try:
             mode = os.stat(path).st_mode
