@@ -250,6 +250,77 @@ def test_reading_a_global_or_a_helpers_assignment_stays_quiet(project: Project, 
     assert quiet(project.load(STORES), name).uncovered == ()
 
 
+# -- draws from a process's global random generator ----------------------------------------
+
+DRAWS = """
+import random
+
+import numpy as np
+import numpy.random as npr
+
+
+def node_numpy(n):
+    return np.random.normal(0, 1, n).sum()
+
+
+def node_stdlib(xs):
+    return random.choice(xs)
+
+
+def node_alias(n):
+    return npr.rand(n)
+
+
+def node_seeds(n, seed=0):
+    np.random.seed(seed)
+    return np.random.rand(n)
+
+
+def node_seeds_stdlib(xs, seed=0):
+    random.seed(seed)
+    return random.choice(xs)
+
+
+def node_own(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random(n)
+
+
+def helper(n):
+    return np.random.rand(n)
+
+
+def node_helper(n):
+    return helper(n)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "construct", "line"),
+    [
+        ("node_numpy", "np.random.normal(...)", 9),
+        ("node_stdlib", "random.choice(...)", 13),
+        ("node_alias", "npr.rand(...)", 17),
+    ],
+)
+def test_a_draw_from_a_global_random_generator_is_reported(
+    project: Project, name: str, construct: str, line: int
+) -> None:
+    """Seeded at a module's top level (which a worker process never runs), or not at all, a
+    draw gives what the draws before it in the process left: not in the key."""
+    message, result = warned(project.load(DRAWS), name)
+    assert f"{construct} (the process's global random generator" in message
+    assert "np.random.default_rng(seed)" in message
+    assert any(item.endswith(f"sh_flow.py:{line}") for item in result.uncovered)
+
+
+@pytest.mark.parametrize("name", ["node_seeds", "node_seeds_stdlib", "node_own", "node_helper"])
+def test_a_node_seeding_its_draws_or_drawing_from_its_own_generator_stays_quiet(
+    project: Project, name: str
+) -> None:
+    assert quiet(project.load(DRAWS), name).uncovered == ()
+
+
 # -- data read from a URL --------------------------------------------------------------------
 
 URLS = """

@@ -18,6 +18,11 @@ assignment, for the message.
 :func:`data_urls` finds the data URLs in a function's code (``pd.read_csv("https://...")``,
 ``"s3://bucket/key"``, ``"file:///data/x.csv"``): what is there is not checked before a cache
 hit either; :func:`url_note` says so for a global holding one (``URL = "https://..."``).
+
+:func:`global_draws` finds the draws from a process's global random generator in a function's
+code (``np.random.normal(...)``, ``random.choice(...)``) that the function does not seed itself:
+what they give depends on the seed set elsewhere (a module's top level, which a worker process
+never runs) and on every draw made before in the process.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import linecache
 import random
 import re
 import socket
+import sys
 import types
 from typing import Any
 
@@ -35,7 +41,7 @@ from ._encoder import type_name
 from ._scan import Lookup, display_path, instruction_line
 from ._source import code_file
 
-__all__ = ["assigned_at", "data_urls", "external_note", "url_note"]
+__all__ = ["assigned_at", "data_urls", "external_note", "global_draws", "url_note"]
 
 #: a string that is a data URL and nothing else (not a sentence with a link in it)
 _URL = re.compile(r"(?:https?|ftp|s3a?|gs|gcs|az|abfss?|hdfs|file)://\S+", re.IGNORECASE)
@@ -132,3 +138,64 @@ def assigned_at(namespace: dict[str, Any], name: str) -> str:
         if pattern.match(line):
             return f" at {display_path(path)}:{number}"
     return ""
+
+
+_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def _global_generators() -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The global generators of ``random`` and (when imported) numpy, and their seed functions."""
+    generators: list[object] = [random._inst]
+    seeds: list[object] = [random.seed]
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        generators.append(getattr(getattr(numpy_random, "mtrand", None), "_rand", None))
+        seeds.append(getattr(numpy_random, "seed", None))
+    return tuple(g for g in generators if g is not None), tuple(seeds)
+
+
+def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
+    """The calls of ``fn``'s code (nested code too) that draw from a global random generator
+    through a module (``np.random.normal``, ``random.random``), each once at its first line,
+    marked ``mark``; none when the code also seeds a global generator itself."""
+    generators, seeds = _global_generators()
+    namespace = fn.__globals__
+    names = _names(fn.__code__)
+    modules = [m for m in (random, sys.modules.get("numpy.random")) if m is not None]
+    if "random" not in names and not any(namespace.get(n) is m for n in names for m in modules):
+        return []  # no module.random.X, no alias of one: most code, at once (a draw imported
+    # by name, `from numpy.random import normal`, is a global value: external_note names it)
+    draws: dict[str, int] = {}
+    seeded = False
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        line, obj, text = code.co_firstlineno, None, ""
+        for ins in dis.get_instructions(code):
+            line = instruction_line(ins, line)
+            if ins.opname == "LOAD_GLOBAL":
+                name = str(ins.argval)
+                obj, text = namespace.get(name), name
+            elif ins.opname in _LOADS and isinstance(obj, types.ModuleType):
+                obj = getattr(obj, str(ins.argval), None)  # (a module's attribute: no code runs)
+                text = f"{text}.{ins.argval}"
+            else:
+                obj = None
+                continue
+            if any(obj is s for s in seeds):
+                seeded = True
+            elif "." in text and any(getattr(obj, "__self__", None) is g for g in generators):
+                draws.setdefault(text, line)
+    if seeded or not draws:
+        return []
+    where = display_path(code_file(fn))
+    return [Lookup(f"{text}(...) {mark}", f"{where}:{line}") for text, line in draws.items()]
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names

@@ -41,11 +41,11 @@ from typing import Any
 from ..errors import HashingError
 from ._builtins import hash_plain
 from ._encoder import Encoder, has_encoding, type_name
-from ._external import assigned_at, data_urls, external_note, url_note
+from ._external import assigned_at, data_urls, external_note, global_draws, url_note
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
-from ._scan import body_imports, dynamic_lookups, expression_names, global_stores
+from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
@@ -105,6 +105,7 @@ class References:
         names += tuple(lookups.names)
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
         found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
+        found += global_draws(fn, GLOBAL_DRAW)
         self.uncovered += [str(lookup) for lookup in found]
         self._names = names
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)

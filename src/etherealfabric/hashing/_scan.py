@@ -42,6 +42,7 @@ from ._usercode import is_user_module, is_user_top
 __all__ = [
     "ARGV_READ",
     "ENVIRONMENT_READ",
+    "GLOBAL_DRAW",
     "GLOBAL_STORE",
     "OWN_CODE_READS",
     "Lookup",
@@ -61,9 +62,11 @@ ENVIRONMENT_READ = "(an environment variable)"
 ARGV_READ = "(a command-line argument)"
 #: how an assignment to a module global (``global X; X = ...``) is marked among them
 GLOBAL_STORE = "(assigns a module global: other nodes that read it get another value when this node is a cache hit, which does not run it; return the value instead)"
+#: how a draw from a process's global random generator is marked among them
+GLOBAL_DRAW = "(the process's global random generator: what it draws depends on a seed set elsewhere, which worker processes do not run, and on the draws before it; draw from rng = np.random.default_rng(seed) made in the node, seed a parameter)"
 #: the marks of what only the node's own code is warned about (a helper may be reached through
 #: a mere attribute name, and may keep a module-level cache of its own)
-OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE)
+OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE, GLOBAL_DRAW)
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
     {
