@@ -246,3 +246,14 @@ def test_show_prints_labels_and_errors_as_text_not_markup(tmp_path: Path) -> Non
     assert items.returncode == 0, items.stderr
     assert "work[north.csv]" in items.stdout and "work[south.csv]" in items.stdout
     assert "are in the [columns]" in items.stdout
+
+
+def test_show_items_refuses_a_mistyped_status_and_a_missing_node(tmp_path: Path) -> None:
+    """`--status faild` listed "0 rows: none" (exit 0): a typo read as "no failed items"; and
+    `--items` without NODE was ignored without a word."""
+    run_id = run_flow(tmp_path)
+    out = cli("show", run_id, "square", "--items", "--status", "faild", fails=True)
+    assert "'faild' is not one of" in out and "'failed'" in out
+    for args in (("--items",), ("--status", "failed"), ("square", "--status", "failed")):
+        out = cli("show", run_id, *args, fails=True)
+        assert "--items NODE" in out or "with --items" in out, out

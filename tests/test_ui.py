@@ -508,6 +508,7 @@ def test_no_journal_yet_is_an_empty_list(tmp_path: Path) -> None:
             "workflows": [],
             "running": 0,
             "journal": False,
+            "more": False,
         }
         assert server.get("/api/cache")["records"] == 0
         assert "<table" in server.get("/")

@@ -81,7 +81,11 @@ def runs(
 @click.argument("node", required=False)
 @click.option("--items", is_flag=True, help="With NODE, a map: list its items (children).")
 @click.option(
-    "--status", "only", default=None, help="With --items: only items with this status (failed...)."
+    "--status",
+    "only",
+    type=click.Choice([s.value for s in NodeStatus]),
+    default=None,
+    help="With --items: only items with this status (failed...).",
 )
 @_home_option
 @_json_option
@@ -95,6 +99,8 @@ def show(
     """
     from ..journal import _maps as maps
 
+    if (items or only) and (node is None or not items):
+        raise click.UsageError("--items NODE lists a map's items; --status goes with --items")
     with _journal(home) as journal:
         run_row = _get_run(journal, run_id)
         recorded = maps.map_events(journal, run_row["id"])

@@ -32,6 +32,7 @@ from typing import Any, TypedDict, cast
 from ..states import NodeStatus, RunStatus
 from ._journal import Journal, committed_counts
 from ._liveness import HOST, alive
+from ._maps import split_children
 
 __all__ = [
     "Attempt",
@@ -45,6 +46,7 @@ __all__ = [
     "failed_attempts",
     "hit_rates",
     "interrupted_attempts",
+    "map_names",
     "open_reader",
     "run_attempts",
     "run_graph",
@@ -119,7 +121,8 @@ class RunState:
 
     ``counts``: nodes per status of their latest attempt (``pending`` for nodes of a running run
     without a row yet); ``running``: the running nodes (node, attempt, started_at, elapsed);
-    ``statuses``: each node's latest status; ``attempts``: every attempt, in start order.
+    ``statuses``: each node's latest status; ``attempts``: every attempt, in start order. A
+    map's items (``map[label]``) are attempts, not nodes: they are in ``attempts`` only.
     """
 
     counts: dict[str, int]
@@ -212,7 +215,8 @@ def run_state(journal: Journal, run: Mapping[str, Any], *, now: float | None = N
     if run.get("status") == RunStatus.INTERRUPTED:
         attempts = cast(list[Attempt], interrupted_attempts(attempts))
     latest: dict[str, Attempt] = {}
-    for row in attempts:
+    own, _ = split_children(attempts, map_names(journal, [run["id"]]))
+    for row in cast(list[Attempt], own):  # a map counts once, as `status` has it: not its items
         kept = latest.get(row["node"])
         if kept is None or row["attempt"] >= kept["attempt"]:
             latest[row["node"]] = row
@@ -269,7 +273,8 @@ def run_graph(journal: Journal, run: Mapping[str, Any]) -> dict[str, GraphNode]:
         (run["id"],),
     )
     found: dict[str, dict[str, Any]] = {}
-    for row in rows:  # attempts in order: the last one wins, the last components known too
+    own, _ = split_children(rows, map_names(journal, [run["id"]]))  # a map's items: no nodes
+    for row in own:  # attempts in order: the last one wins, the last components known too
         entry = found.setdefault(row["node"], {"status": row["status"], "ups": None})
         entry["status"] = row["status"]
         ups = _upstreams(row["inputs"])
@@ -292,19 +297,39 @@ def _previous_graph(
     journal: Journal, run: Mapping[str, Any], runs: int = 3
 ) -> dict[str, list[str]]:
     """Node → upstream nodes, from the last few earlier runs of the same workflow."""
+    earlier = [
+        r["id"]
+        for r in journal._rows(
+            "SELECT id FROM runs WHERE workflow = ? AND started_at < ? AND id != ? "
+            "ORDER BY started_at DESC LIMIT ?",
+            (run["workflow"], run["started_at"], run["id"], runs),
+        )
+    ]
     rows = journal._rows(
         f"SELECT node, {_INPUTS} FROM (SELECT nr.node, nr.started_at, {_COMPONENTS} "
         "FROM node_runs nr LEFT JOIN actions a ON a.key = nr.cache_key WHERE nr.run_id IN "
-        "(SELECT id FROM runs WHERE workflow = ? AND started_at < ? AND id != ? "
-        "ORDER BY started_at DESC LIMIT ?)) ORDER BY started_at DESC",
-        (run["workflow"], run["started_at"], run["id"], runs),
+        f"({', '.join('?' * len(earlier))})) ORDER BY started_at DESC",
+        tuple(earlier),
     )
+    own, _ = split_children(rows, map_names(journal, [run["id"], *earlier]))
     found: dict[str, list[str]] = {}
-    for row in rows:
+    for row in own:
         ups = _upstreams(row["inputs"])
         if ups is not None and row["node"] not in found:
             found[row["node"]] = ups
     return found
+
+
+def map_names(journal: Journal, run_ids: Iterable[str]) -> set[str]:
+    """The names of the maps of these runs (their ``map_started`` events): their items'
+    rows (``map[label]``) are attempts of a map, not nodes of the graph."""
+    ids = list(run_ids)
+    rows = journal._rows(
+        "SELECT DISTINCT node FROM events WHERE kind = 'map_started' AND run_id IN "
+        f"({', '.join('?' * len(ids))})",
+        tuple(ids),
+    )
+    return {str(r["node"]) for r in rows}
 
 
 def _upstreams(text: str | None) -> list[str] | None:

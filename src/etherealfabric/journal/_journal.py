@@ -263,17 +263,20 @@ class Journal(ActionIndex, LeaseClaims):
         status: str | None = None,
         since: float | None = None,
         limit: int = 20,
+        before: float | None = None,
     ) -> list[RunRow]:
-        """Runs newest first, optionally of one workflow, with one status, started after ``since``."""
+        """Runs newest first, optionally of one workflow, with one status, started after ``since``
+        (and before ``before``: the next page of a list that ended with a run started then)."""
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
             if value:
                 where.append(clause)
                 params.append(value)
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
+        for clause, bound in (("started_at >= ?", since), ("started_at < ?", before)):
+            if bound is not None:
+                where.append(clause)
+                params.append(bound)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._rows(
             f"SELECT * FROM runs {clause} ORDER BY started_at DESC LIMIT ?", (*params, limit)

@@ -168,7 +168,7 @@ def _limit(text: str | None) -> int:
     a whole number of at least 1."""
     if text is None:
         return 100
-    if not text.strip().isdigit() or int(text) < 1:
+    if not text.strip().isdecimal() or int(text) < 1:
         raise ValueError(f"limit={text!r} is not a whole number of runs of at least 1")
     return int(text)
 
@@ -231,6 +231,7 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             status=_arg(request, "status"),
             since=_arg(request, "since"),
             limit=_limit(_arg(request, "limit")),
+            before=_arg(request, "before"),
         )
 
     def health(request: Request) -> Response:

@@ -69,33 +69,55 @@ def runs_view(
     status: str | None = None,
     since: str | None = None,
     limit: int = 100,
+    before: str | None = None,
 ) -> dict[str, Any]:
-    """Runs newest first (filtered), the workflows known, and how many are in progress."""
+    """Runs newest first (filtered; ``before``: started before that time, in seconds since the
+    epoch, for the next page), the workflows known, how many are in progress, and whether more
+    runs match than the ``limit`` shown (``more``: the page links to them)."""
+    if status and status not in {s.value for s in RunStatus}:
+        known = ", ".join(s.value for s in RunStatus)
+        raise ValueError(f"status={status!r} is not one of {known}")
+    end = _epoch(before, "before") if before else None
     if journal is None:
-        return {"runs": [], "workflows": [], "running": 0, "journal": False}
+        return {"runs": [], "workflows": [], "running": 0, "journal": False, "more": False}
     start = history.parse_since(since) if since else None
     limit = max(1, min(limit, MAX_RUNS))
     # a run shown interrupted is recorded running: filter after the liveness check
     asked = RunStatus.RUNNING.value if status == RunStatus.INTERRUPTED else status
-    rows = journal.list_runs(
-        workflow=workflow or None, status=asked or None, since=start, limit=limit
-    )
-    runs = [q.effective(r, journal) for r in rows]
+
+    def listed(with_status: str | None) -> list[Any]:  # one more than shown: are there more?
+        return journal.list_runs(workflow=workflow or None, status=with_status, since=start,
+                                 before=end, limit=limit + 1)  # fmt: skip
+
+    runs = [q.effective(r, journal) for r in listed(asked or None)]
     if status == RunStatus.INTERRUPTED:
-        more = journal.list_runs(workflow=workflow or None, status=status, since=start, limit=limit)
+        marked = listed(status)
         runs = sorted(
-            [r for r in runs if r["status"] == status] + more,
+            [r for r in runs if r["status"] == status] + marked,
             key=lambda r: -r["started_at"],
-        )[:limit]
+        )
     elif status:
         runs = [r for r in runs if r["status"] == status]
+    more, runs = len(runs) > limit, runs[:limit]
     now = time.time()
     return {
         "runs": [_public(r, now) for r in runs],
         "workflows": q.workflows(journal),
         "running": sum(r["status"] == RunStatus.RUNNING for r in runs),
         "journal": True,
+        "more": more,
     }
+
+
+def _epoch(text: str, name: str) -> float:
+    """A time given as seconds since the epoch (ValueError, a 400, naming ``name``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or abs(value) == float("inf"):
+        raise ValueError(f"{name}={text!r} is not a time in seconds since the epoch")
+    return value
 
 
 # -- one run -------------------------------------------------------------------------------------

@@ -84,11 +84,20 @@ function runsPage() {
   // the address's workflow filters the first fetch too (the options come with its answer)
   if (params.get("workflow")) workflowOptions([], params.get("workflow"));
   let timer = null;
+  // paging: `before` (runs started before that time) and `limit` come from the address only
+  let before = params.get("before");
+  const limit = params.get("limit");
+  const filters = () => {
+    const query = new URLSearchParams(new FormData(form));
+    for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+    if (limit) query.set("limit", limit);
+    return query;
+  };
 
   async function refresh() {
     clearTimeout(timer);
-    const query = new URLSearchParams(new FormData(form));
-    for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+    const query = filters();
+    if (before) query.set("before", before);
     let data;
     try {
       data = await api(`/api/runs?${query}`);
@@ -111,14 +120,22 @@ function runsPage() {
       el("td", { class: "num", text: r.failed ?? "" }),
       el("td", { class: "num", text: r.nodes ?? "" }))));
     if (!data.runs.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "note", text: "no runs match" })));
+    const more = [];
+    if (before) more.push(el("a", { class: "newest", href: `/?${filters()}`, text: "← newest runs" }));
+    if (data.more && data.runs.length) {
+      const older = filters();
+      older.set("before", String(data.runs[data.runs.length - 1].started_at));
+      more.push(el("a", { class: "older", href: `/?${older}`, text: `older runs than these ${data.runs.length} →` }));
+    }
+    $("#runs-more").replaceChildren(...more.flatMap((a, i) => (i ? [" · ", a] : [a])));
     setLive(data.running > 0);
     timer = setTimeout(refresh, data.running > 0 ? 1000 : 2000);
   }
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const query = new URLSearchParams(new FormData(form));
-    for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+    before = null; // new filters: from the newest run
+    const query = filters();
     history.replaceState(null, "", query.toString() ? `/?${query}` : "/");
     refresh();
   });
