@@ -23,7 +23,10 @@ object and lease younger than ``grace`` seconds (a teammate's job that is runnin
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
 manifests are read for the files they list; a map's record names the index of its children),
-then stale leases. Checkpoints are never touched.
+then stale leases. Checkpoints are never touched. An object is judged by its own name only:
+anything else under ``objects/`` (a folder marker, a junk name, ``objects/zz/x/<digest>``
+planted by a bucket writer) is not an object, neither collected nor taken for the object
+whose digest its name ends with.
 An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
 one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
@@ -266,6 +269,8 @@ def collect_shared(
     objects = _listing(store, "objects")
     for name, info in objects.items():
         digest = name.rsplit("/", 1)[-1]
+        if not is_digest(digest) or name != f"objects/{digest[:2]}/{digest}":
+            continue  # not an object (planted: `objects/ab/`, `objects/zz/x/<d>`): never judged
         if digest in named:
             report.objects_kept += 1
         elif info.modified is None or info.modified >= cutoff:

@@ -1,0 +1,87 @@
+"""What a sweep of the team cache on S3 found (a moto server on loopback, ``test_store.MOTO``):
+entries a bucket writer can plant, and what is specific to an object store.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import test_objectstore as shared
+from etherealfabric.journal import Journal
+from etherealfabric.store import ObjectStore
+from etherealfabric.store._sharedgc import collect_shared
+from test_objectstore import TEAM_KEY
+from test_store import MotoServer
+
+s3 = shared.s3
+_aws_environment = shared._aws_environment
+
+
+def _store(s3: MotoServer) -> ObjectStore:
+    url = f"s3://{s3.bucket}/{uuid.uuid4().hex}"
+    return ObjectStore(url, storage_options=s3.options, signing_key=TEAM_KEY)
+
+
+def test_gc_of_a_bucket_with_planted_names_under_objects_deletes_only_what_it_judged(
+    s3: MotoServer,
+) -> None:
+    """Anything under ``objects/`` that is not ``objects/<hh>/<digest>`` (a folder marker, a
+    junk name, a digest one folder too deep) is not an object: the collection neither fails on
+    it (every later `cache gc` failed on ``invalid digest``) nor deletes the object whose name
+    it ends with (``objects/zz/x/<d>``, old, removed ``objects/<d[:2]>/<d>``, young)."""
+    store = _store(s3)
+    good = store.put_bytes(b"an object a teammate's running job just uploaded")
+    for junk in ("objects/ab/", "objects/zz/notadigest", f"objects/zz/x/{good}"):
+        store.write_entry(junk, b"junk")
+    time.sleep(3)  # (S3 times are whole seconds)
+    fresh = store.put_bytes(b"written after the junk: within the grace period")
+    report = collect_shared(store, grace=2.0)  # the junk is old, `fresh` is young
+    assert fresh not in report.removed_objects
+    assert store.has_object(fresh)
+    assert report.removed_objects == [good]  # (it is old too: judged by its own name)
+    # the junk is never taken for an object, nor removed by name
+    assert store.entry_info("objects/zz/notadigest") is not None
+    assert store.entry_info(f"objects/zz/x/{good}") is not None
+
+
+def test_gc_never_deletes_a_young_object_for_an_old_planted_copy_of_its_name(
+    s3: MotoServer,
+) -> None:
+    """Content addresses are predictable: a writer plants ``objects/zz/x/<d>`` early; when a
+    teammate's job uploads ``d`` (young: its record is not written yet), the collection must
+    judge the planted entry by its own name, not delete ``d``."""
+    from etherealfabric.hashing._digest import digest_bytes
+
+    store = _store(s3)
+    data = b"the output a running job uploads before its record"
+    digest = digest_bytes(data)
+    store.write_entry(f"objects/zz/x/{digest}", b"planted long ago")
+    time.sleep(3)  # (S3 times are whole seconds)
+    assert store.put_bytes(data) == digest
+    report = collect_shared(store, grace=2.0)
+    assert digest not in report.removed_objects
+    assert store.read_bytes(digest) == data
+
+
+def test_cache_gc_from_the_command_line_survives_junk_in_the_bucket(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from etherealfabric.cli import main
+
+    store = _store(s3)
+    store.write_entry("objects/ab/", b"")
+    store.write_entry("objects/zz/notadigest", b"junk")
+    monkeypatch.setenv("ETHEREALFABRIC_STORE", store.url)
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", TEAM_KEY)
+    home = tmp_path / "home"
+    home.mkdir()
+    Journal(home / "journal.db").close()
+    result = CliRunner().invoke(main, ["cache", "gc", "--home", str(home), "--grace", "0"])
+    assert result.exit_code == 0, result.output
