@@ -85,3 +85,22 @@ def test_cache_gc_from_the_command_line_survives_junk_in_the_bucket(
     Journal(home / "journal.db").close()
     result = CliRunner().invoke(main, ["cache", "gc", "--home", str(home), "--grace", "0"])
     assert result.exit_code == 0, result.output
+
+
+def test_reading_an_absent_entry_leaves_no_temp_file(s3: MotoServer, tmp_path: Path) -> None:
+    """Every lookup of an absent entry through the local layer (a lease probe, two per node
+    a run computes) left an empty temp file in ``$TMPDIR/etherealfabric-<uid>/``."""
+    temp = tmp_path / "temp"
+    store = ObjectStore(
+        f"s3://{s3.bucket}/{uuid.uuid4().hex}",
+        storage_options=s3.options,
+        signing_key=TEAM_KEY,
+        temp_dir=temp,
+    )
+    for n in range(3):
+        with pytest.raises(FileNotFoundError):
+            store.open_entry(f"leases/ab/{n:032x}.1")
+    store.write_entry("leases/ab/x.1", b"{}")
+    with store.open_entry("leases/ab/x.1") as fp:
+        assert fp.read() == b"{}"
+    assert [p.name for p in temp.iterdir()] == []

@@ -233,14 +233,15 @@ class ObjectStore(Store):
         path, url = self._where(name)
         file, temp_path = self.open_temp()
         file.close()
+        absent = False
         try:
             with self._remote("download", url):
                 try:
                     self.fs.get_file(path, temp_path)
                 except FileNotFoundError as exc:
                     self._entry_absent(exc)
-                    temp_path = ""
-            if not temp_path:
+                    absent = True
+            if absent:  # (raised here: _remote would take it for a failure)
                 raise _absent(url)
             return open(temp_path, "rb")
         finally:
