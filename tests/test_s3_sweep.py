@@ -4,6 +4,7 @@ entries a bucket writer can plant, and what is specific to an object store.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import test_objectstore as shared
+from etherealfabric import Directory, File, Workflow, node
 from etherealfabric.journal import Journal
 from etherealfabric.store import ObjectStore
 from etherealfabric.store._sharedgc import collect_shared
@@ -104,3 +106,55 @@ def test_reading_an_absent_entry_leaves_no_temp_file(s3: MotoServer, tmp_path: P
     with store.open_entry("leases/ab/x.1") as fp:
         assert fp.read() == b"{}"
     assert [p.name for p in temp.iterdir()] == []
+
+
+@node
+def _files(folder: Directory) -> dict[str, File]:
+    return {p.name: File(str(p)) for p in sorted(Path(folder).glob("*.txt"))}
+
+
+@node
+def _words(f: File) -> int:
+    return len(Path(f).read_text().split())
+
+
+@node
+def _add(counts: dict[str, int]) -> int:
+    return sum(counts.values())
+
+
+def test_a_teammates_map_hit_keeps_its_whole_record_in_the_journal(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's map, every child a hit from the shared store, wrote a record of its outputs only
+    into his journal (no node, no children): `cache verify` called it a bad record, and
+    `cache verify --fix` deleted it."""
+    from click.testing import CliRunner
+
+    from etherealfabric.cli import main
+
+    store = _store(s3)
+    monkeypatch.setenv("ETHEREALFABRIC_STORE", store.url)
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", TEAM_KEY)
+
+    def run(who: str) -> int:
+        monkeypatch.setenv("ETHEREALFABRIC_HOME", str(tmp_path / who))
+        project = tmp_path / f"{who}-checkout"
+        (project / "data").mkdir(parents=True)
+        for n in range(4):
+            (project / "data" / f"f{n}.txt").write_text("word " * n)
+        with Workflow("words", root=project) as wf:
+            _add(_words.map(_files(Directory(str(project / "data")))))
+        results = wf.execute()
+        assert results.ok, results.errors
+        return results.executed
+
+    assert run("alice") > 0
+    assert run("bob") == 0
+    with Journal(tmp_path / "bob" / "journal.db") as journal:
+        rows = journal.conn.execute("SELECT node, record FROM actions").fetchall()
+    records = {node: json.loads(record) for node, record in rows}
+    assert records["_words"].get("node") == "_words", records["_words"]
+    result = CliRunner().invoke(main, ["cache", "verify", "--home", str(tmp_path / "bob")])
+    assert "bad record" not in result.output, result.output
