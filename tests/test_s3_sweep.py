@@ -158,3 +158,28 @@ def test_a_teammates_map_hit_keeps_its_whole_record_in_the_journal(
     assert records["_words"].get("node") == "_words", records["_words"]
     result = CliRunner().invoke(main, ["cache", "verify", "--home", str(tmp_path / "bob")])
     assert "bad record" not in result.output, result.output
+
+
+def test_writing_bytes_the_bucket_has_marks_them_as_just_written(
+    s3: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large output whose bytes are already in the bucket is not uploaded again; on S3 it was
+    not refreshed either (a local folder's is): a collection running before the record naming
+    it was written (a node's next output still uploading, ``cache push``) took it for an old
+    object no record names and deleted it, and the record then named missing bytes."""
+    import etherealfabric.store._objectstore as objectstore
+
+    monkeypatch.setattr(objectstore, "REFRESH_AGE", 1.0, raising=False)  # (a minute, really)
+    store = _store(s3)
+    data = bytes(range(256)) * 1024  # 256 KiB: an object, not inline
+    with store.writer() as writer:
+        writer.write(data)
+        first = writer.commit()
+    time.sleep(3)  # (S3 times are whole seconds)
+    with store.writer() as writer:  # the same bytes again: a teammate's run, a push
+        writer.write(data)
+        again = writer.commit()
+    assert again.digest == first.digest
+    report = collect_shared(store, grace=2.0)  # before the record naming it is written
+    assert first.digest not in report.removed_objects
+    assert store.read_bytes(first.digest) == data
