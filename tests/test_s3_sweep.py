@@ -39,6 +39,7 @@ def test_gc_of_a_bucket_with_planted_names_under_objects_deletes_only_what_it_ju
     good = store.put_bytes(b"an object a teammate's running job just uploaded")
     for junk in ("objects/ab/", "objects/zz/notadigest", f"objects/zz/x/{good}"):
         store.write_entry(junk, b"junk")
+    assert store.object_sizes() == {good: 48}  # (cache du: the planted copy is not its size)
     time.sleep(3)  # (S3 times are whole seconds)
     fresh = store.put_bytes(b"written after the junk: within the grace period")
     report = collect_shared(store, grace=2.0)  # the junk is old, `fresh` is young
@@ -183,3 +184,20 @@ def test_writing_bytes_the_bucket_has_marks_them_as_just_written(
     report = collect_shared(store, grace=2.0)  # before the record naming it is written
     assert first.digest not in report.removed_objects
     assert store.read_bytes(first.digest) == data
+
+
+def test_an_empty_entry_planted_as_a_checkpoint_neither_fails_a_forced_node_nor_stays(
+    s3: MotoServer,
+) -> None:
+    """A ranged GET of an empty S3 object is refused (416): ``read_head`` raised a StoreError,
+    so a bucket writer who planted an empty checkpoint failed every ``run --force`` of that
+    node (its old checkpoint is deleted first) with "range not satisfiable"."""
+    store = _store(s3)
+    key = "0123456789abcdef0123456789abcdef"
+    name = f"checkpoints/{key[:2]}/{key}"
+    store.write_entry(name, b"")
+    assert store.read_head(name, 100) == b""
+    store.delete_checkpoint(key)
+    assert store.entry_info(name) is None
+    with pytest.raises(FileNotFoundError):
+        store.read_head("checkpoints/ab/absent", 100)

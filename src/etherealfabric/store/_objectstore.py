@@ -71,8 +71,7 @@ TIMEOUT_ENV = ENV["store_timeout"]
 RANGED_BYTES = 128 * 1024 * 1024
 RANGE_BYTES = 64 * 1024 * 1024
 RANGE_THREADS = 4
-#: An object a write finds there, older than this, is copied onto itself (S3): a collection
-#: keeps it as young (a run's mark keeps what is younger than its start less a minute).
+#: An object a write finds there, older than this, is copied onto itself (S3): gc keeps it.
 REFRESH_AGE = 60.0
 _COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject request copies
 _S3_SCHEMES = frozenset({"s3", "s3a"})
@@ -301,6 +300,10 @@ class ObjectStore(Store):
                 return bytes(self.fs.cat_file(path, start=0, end=size))
             except FileNotFoundError as exc:
                 self._entry_absent(exc)
+            except OSError as exc:  # S3 refuses any range of an empty object (416)
+                if exc.errno != errno.EINVAL or self.fs.info(path).get("size") != 0:
+                    raise
+                return b""
         raise _absent(url)
 
     def write_entry(self, name: str, *parts: bytes) -> None:
@@ -401,15 +404,12 @@ class ObjectStore(Store):
 
     # -- objects -----------------------------------------------------------------------------------
     def object_sizes(self) -> dict[str, int]:
-        """``digest -> size`` of every object, from one listing."""
-        base, url = self._where("objects")
-        with self._remote("list", url):
-            listed = self.fs.find(base, detail=True)
+        """``digest -> size`` of every object (``objects/<hh>/<digest>``), from one listing."""
         found = {}
-        for path, info in listed.items():
-            name = str(path).rsplit("/", 1)[-1]
-            if info.get("type") == "file" and is_digest(name):
-                found[name] = int(info.get("size", 0))
+        for name, info in self.list_infos("objects").items():
+            digest = name.rsplit("/", 1)[-1]
+            if is_digest(digest) and name == f"objects/{digest[:2]}/{digest}":
+                found[digest] = info.size
         return found
 
     def put_bytes(self, data: bytes) -> str:
