@@ -201,3 +201,57 @@ def test_an_empty_entry_planted_as_a_checkpoint_neither_fails_a_forced_node_nor_
     assert store.entry_info(name) is None
     with pytest.raises(FileNotFoundError):
         store.read_head("checkpoints/ab/absent", 100)
+
+
+def test_a_huge_record_is_refused_without_being_read_whole(
+    s3: MotoServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bucket writer's record of hundreds of MB was read whole (and parsed) by every lookup
+    of its key: 300 MB took 1.1 GB of memory in each teammate's run. A record over
+    ``MAX_RECORD_BYTES`` (64 MiB; 2 kB here) is a miss naming the entry, read no further; one
+    under it is as before. (Padded with spaces, a signed record still verifies: the old code
+    used it, reading it whole.)"""
+    import logging
+
+    import etherealfabric.store._trust as trust
+
+    monkeypatch.setattr(trust, "MAX_RECORD_BYTES", 2000, raising=False)
+    store = _store(s3)
+    key = "0123456789abcdef0123456789abcdef"
+    store.put_action(key, {"node": "n", "outputs": {}, "created_at": 1.0})
+    assert store.get_action(key) is not None
+    name = f"actions/{key[:2]}/{key}.json"
+    store.write_entry(name, store.read_entry(name) + b" " * 5000)
+    reads: list[int] = []
+    original = store.fs.cat_file
+
+    def counting(path: str, start: int | None = None, end: int | None = None, **kw: object):
+        data = original(path, start=start, end=end, **kw)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(store.fs, "cat_file", counting)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        assert store.get_action(key) is None
+    assert "larger than 2000 bytes" in caplog.text and name in caplog.text
+    assert max(reads) <= 2001
+    # a teammate's recomputed record replaces it
+    store.put_action(key, {"node": "n", "outputs": {}, "created_at": 2.0})
+    record = store.get_action(key)
+    assert record is not None and record["created_at"] == 2.0
+
+
+def test_gc_reads_no_planted_roots_entry_whole(
+    s3: MotoServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import etherealfabric.store._sharedgc as sharedgc
+
+    monkeypatch.setattr(sharedgc, "MAX_RECORD_BYTES", 2000, raising=False)
+    store = _store(s3)
+    store.write_entry(f"roots/ab/{'ab' * 16}.json", b'{"keys": []}' + b" " * 5000)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        report = collect_shared(store, dry_run=True)
+    assert report.homes == 0
+    assert "malformed roots entry" in caplog.text
