@@ -255,3 +255,38 @@ def test_gc_reads_no_planted_roots_entry_whole(
         report = collect_shared(store, dry_run=True)
     assert report.homes == 0
     assert "malformed roots entry" in caplog.text
+
+
+def test_a_huge_planted_lease_is_not_read_whole(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node a run computes probes its key's lease entries in the bucket, through the
+    local layer, which downloaded each entry whole and read it into memory: a planted lease
+    of a few GB did that to every teammate's run. A lease is a few hundred bytes: only its
+    head is read (one ranged GET), and a lease that long is not one."""
+    import os
+
+    from etherealfabric.store import LayeredStore, LocalStore
+    from etherealfabric.store._leases import StoreLeases, lease_name
+
+    remote = _store(s3)
+    store = LayeredStore(LocalStore(tmp_path / "home"), remote)
+    key = "0123456789abcdef0123456789abcdef"
+    forged = b'{"owner": "x", "pad": "%s", "expires": %d}' % (b"a" * 3_000_000, time.time() + 60)
+    remote.write_entry(lease_name(key, 1), forged)
+    moved: list[int] = []
+    get_file, cat_file = remote.fs.get_file, remote.fs.cat_file
+
+    def counting_get(rpath: str, lpath: str, **kw: object) -> None:
+        get_file(rpath, lpath, **kw)
+        moved.append(os.path.getsize(lpath))
+
+    def counting_cat(path: str, start: int | None = None, end: int | None = None, **kw: object):
+        data = cat_file(path, start=start, end=end, **kw)
+        moved.append(len(data))
+        return data
+
+    monkeypatch.setattr(remote.fs, "get_file", counting_get)
+    monkeypatch.setattr(remote.fs, "cat_file", counting_cat)
+    assert StoreLeases(store, "run-1").acquire(key)  # not a lease: the key is free
+    assert moved and max(moved) <= 64 * 1024
