@@ -290,3 +290,32 @@ def test_a_huge_planted_lease_is_not_read_whole(
     monkeypatch.setattr(remote.fs, "cat_file", counting_cat)
     assert StoreLeases(store, "run-1").acquire(key)  # not a lease: the key is free
     assert moved and max(moved) <= 64 * 1024
+
+
+def test_a_huge_unsigned_checkpoint_is_refused_from_its_first_line(
+    s3: MotoServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint from the bucket (a teammate's, to resume from) was read whole before its
+    signature line was checked: a planted multi-GB checkpoint was read into the memory of the
+    run whose node loaded it. Its head is checked first."""
+    import logging
+
+    store = _store(s3)
+    key = "0123456789abcdef0123456789abcdef"
+    store.write_entry(f"checkpoints/{key[:2]}/{key}", b"\x80\x04" + b"a" * 3_000_000)
+    moved: list[int] = []
+    cat_file = store.fs.cat_file
+
+    def counting(path: str, start: int | None = None, end: int | None = None, **kw: object):
+        data = cat_file(path, start=start, end=end, **kw)
+        moved.append(len(data))
+        return data
+
+    monkeypatch.setattr(store.fs, "cat_file", counting)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        assert store.get_checkpoint(key) is None
+    assert "not signed" in caplog.text
+    assert moved and max(moved) < 1000
+    monkeypatch.setattr(store.fs, "cat_file", cat_file)
+    store.put_checkpoint(key, b"a signed state")  # a good one still loads
+    assert store.get_checkpoint(key) == b"a signed state"

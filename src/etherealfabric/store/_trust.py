@@ -31,7 +31,14 @@ import logging
 import threading
 from typing import Any
 
-from ._base import Store, action_name, checkpoint_header, checkpoint_name, checkpoint_payload
+from ._base import (
+    CHECKPOINT_HEADER_SIZE,
+    Store,
+    action_name,
+    checkpoint_header,
+    checkpoint_name,
+    checkpoint_payload,
+)
 from ._signing import (
     SIGNATURE_LINE_SIZE,
     SIGNING_KEY_ENV,
@@ -53,6 +60,7 @@ log = logging.getLogger("etherealfabric.store")
 #: (planted by a bucket writer) is refused, never read beyond this: read whole, it took four
 #: times its size in memory from every teammate whose run looked its key up.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+_CHECKPOINT_HEAD = SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE  # signature line and header
 
 
 class UntrustedEntries:
@@ -189,11 +197,18 @@ class UntrustedEntries:
                     SIGNING_KEY_ENV,
                 )
             return None
-        blob = store._read(name, store.read_entry)
-        if blob is None:
+        # its head first: an unsigned entry (however large) is refused after a few bytes
+        head = store._read(name, lambda n: store.read_head(n, _CHECKPOINT_HEAD))
+        if head is None:
             return None
-        line, header, payload = split_checkpoint(blob)
+        line, header, payload = split_checkpoint(head)
         problem = self.signer.check_checkpoint(key, line, header)
+        if not problem:
+            blob = store._read(name, store.read_entry)
+            if blob is None:
+                return None
+            line, header, payload = split_checkpoint(blob)  # (it may have changed meanwhile)
+            problem = self.signer.check_checkpoint(key, line, header)
         if problem:
             log.warning(
                 "ignoring the checkpoint %s: %s (the node starts from the beginning)", url, problem
