@@ -356,6 +356,7 @@ class Maps:
         forced = run.name in host.policy.force
         record = None if forced else host.cache.lookup(key, whole_map=False)
         if record is not None:
+            run.found = record
             self._finish(run, record["outputs"], None)
             return
         try:
@@ -436,7 +437,7 @@ class Maps:
             host.leases.release_now(run.info.key)
         self._finished_event(run, actions, index["digest"])
         if report.cached == report.children and collected is None:  # nothing ran at all
-            host._cached(run.name, info, {"outputs": outputs})
+            host._cached(run.name, info, record if complete else run.found or {"outputs": outputs})
             return
         records = {k: dict(v) for k, v in outputs.items()}
         result = TaskResult(node=run.name, key=info.key, ok=True, outputs=records)

@@ -125,6 +125,8 @@ class MapRun:
     base: Task | None = None
     collect_key: str | None = None
     collected: list[Child] = field(default_factory=list)
+    #: the collection's record when its lookup was a hit (indexed whole, not its outputs only)
+    found: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.report.node = self.name

@@ -162,6 +162,16 @@ class LayeredStore(Store):
         with self.open_entry(name) as fp:
             return fp.read()
 
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first ``size`` bytes of the shared store's entry (a ranged GET, not all of it)."""
+        if self.offline is not None:
+            raise FileNotFoundError(name)
+        try:
+            return self.remote.read_head(name, size)
+        except StoreUnreachableError as exc:
+            self.went_offline(exc)
+            raise FileNotFoundError(name) from exc
+
     def write_entry(self, name: str, *parts: bytes) -> None:
         self._write_remote(self.remote.write_entry, name, *parts)
 

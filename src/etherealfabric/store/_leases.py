@@ -11,8 +11,8 @@ Taking a lease is an exclusive create (:meth:`Store.create_entry`: ``If-None-Mat
 a hard link on a folder), so of two drivers that find a key free, or its lease expired, only one
 creates the next generation. A released lease's entry is deleted; an expired one stays until
 the key is leased again (the next generation takes over from it). Entries are untrusted, as
-anything in a shared store: one that does not parse, or claims an expiry beyond two lease
-times from now, is ignored (it could only make others wait).
+anything in a shared store: one that does not parse (only its first 64 KiB are read), or
+claims an expiry beyond two lease times from now, is ignored (it could only make others wait).
 
 A lease whose holder is known to be gone (the run gives :class:`StoreLeases` a test: a process
 of this host that is no longer running, as for the journal's leases) is taken over at once: a
@@ -44,6 +44,8 @@ log = logging.getLogger("etherealfabric.store")
 LEASE_SECONDS = 60.0
 #: Generations read past the first missing one: a released lease leaves a gap below a live one.
 _PROBE_PAST_GAP = 1
+#: A lease entry is a few hundred bytes; no more than this is read (a longer one is not a lease).
+_MAX_LEASE_BYTES = 64 * 1024
 
 
 def lease_name(key: str, generation: int) -> str:
@@ -161,7 +163,7 @@ class StoreLeases:
 
     def _read(self, name: str) -> bytes | None:
         try:
-            return self.store.read_entry(name)
+            return self.store.read_head(name, _MAX_LEASE_BYTES)  # (a planted huge entry)
         except FileNotFoundError:
             return None
 

@@ -6,38 +6,35 @@ Layout under the store's URL (``s3://bucket/prefix``)::
     actions/ab/<key>.json      an action record (canonical JSON, signed)
     checkpoints/ab/<key>       the checkpoint of a running node (signature + header + bytes)
 
-**Writes.** Nothing is ever visible half-written because every name is written by one PUT of
-the whole object, which S3, GCS and Azure make atomic (a multipart upload appears only when
-completed). A large output is hashed while the :class:`~etherealfabric.store._base.ObjectWriter`
-spills it to a local temp file, then uploaded under its digest (skipped when an object of
-that size is already there: content-addressed names make the upload idempotent; a copy
-changed in the bucket is found when it is loaded, and the engine then deletes and rewrites
-it); small objects (:meth:`ObjectStore.put_bytes`) go up in one PUT from memory. The engine
-writes an action record only after its objects, so a record never names missing bytes.
+**Writes.** Nothing is ever visible half-written: every name is written by one PUT of the
+whole object, which S3, GCS and Azure make atomic (a multipart upload, over 100 MB, appears
+only when completed). A large output is hashed while the
+:class:`~etherealfabric.store._base.ObjectWriter` spills it to a local temp file, then
+uploaded under its digest, unless an object of that size is already there (content-addressed
+names make the upload idempotent; a copy changed in the bucket is found when it is loaded,
+and the engine then deletes and rewrites it): on S3, one older than :data:`REFRESH_AGE` is
+then marked as just written, so a collection never takes it for garbage before the record
+naming it is written. Small objects (:meth:`ObjectStore.put_bytes`) go up in one PUT from
+memory. The engine writes an action record only after its objects.
 
 **Reads.** Remote bytes are untrusted: every read verifies the digest (``verify=False`` is
 ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local temp file,
-which the base :class:`~etherealfabric.store.Store` hashes and returns rewound, so a consumer
-never sees unchecked bytes.
+which the base :class:`~etherealfabric.store.Store` hashes and returns rewound. Objects of
+128 MiB or more come in parallel ranged GETs (:meth:`ObjectStore.get_file`).
 
 **Network errors.** Connecting and each read are bounded by ``timeout`` seconds (default
-``ETHEREALFABRIC_STORE_TIMEOUT``, else 10) with one retry (so a dead store costs at most twice the timeout); a connection error or a timeout is
+``ETHEREALFABRIC_STORE_TIMEOUT``, else 10) with one retry; a connection error or a timeout is
 a :class:`~etherealfabric.errors.StoreUnreachableError` (a run then goes on without the store,
-see ``store/_layered.py``); a missing bucket or missing credentials a
-:class:`~etherealfabric.errors.StoreConfigError` (a missing bucket is not a missing entry: the
-run's first lookup stops the run, see ``store/_remoteerrors.py``); an endpoint URL without
-``http://`` is one when the store is made; any other failure a
-:class:`~etherealfabric.errors.StoreError`.
-Objects over 100 MB are uploaded in parts (s3fs' multipart upload); those of 128 MiB or more
-are downloaded in parallel ranged GETs (:meth:`ObjectStore.get_file`).
+see ``store/_layered.py``); a missing bucket or missing credentials, or an endpoint URL
+without ``http://``, a :class:`~etherealfabric.errors.StoreConfigError`
+(``store/_remoteerrors.py``); any other failure a :class:`~etherealfabric.errors.StoreError`.
 
 **Signing** (the security model: :mod:`etherealfabric.store._trust`, ``docs/stores.md``).
-:meth:`ObjectStore.get_action` is the one door through which remote records reach the engine
-(the cache indexes only what it returns), so it is where the check lives: a record that may
-not be trusted is a cache miss, logged as a warning. Checkpoints are pickled, so they are
-signed too, and loaded only when their signature verifies. Both go through
-:class:`~etherealfabric.store._trust.UntrustedEntries`, shared with a shared folder's
-:class:`~etherealfabric.store.LocalStore`.
+:meth:`ObjectStore.get_action` is the one door through which remote records reach the engine,
+so it is where the check lives: a record that may not be trusted is a cache miss, logged.
+Checkpoints are pickled, so they are signed too, and loaded only when their signature
+verifies. Both go through :class:`~etherealfabric.store._trust.UntrustedEntries`, shared with
+a shared folder's :class:`~etherealfabric.store.LocalStore`.
 """
 
 from __future__ import annotations
@@ -46,6 +43,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -73,6 +71,9 @@ TIMEOUT_ENV = ENV["store_timeout"]
 RANGED_BYTES = 128 * 1024 * 1024
 RANGE_BYTES = 64 * 1024 * 1024
 RANGE_THREADS = 4
+#: An object a write finds there, older than this, is copied onto itself (S3): gc keeps it.
+REFRESH_AGE = 60.0
+_COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject request copies
 _S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
 #: Fields of an fsspec ``info()`` that may hold when an entry was last written.
@@ -233,14 +234,15 @@ class ObjectStore(Store):
         path, url = self._where(name)
         file, temp_path = self.open_temp()
         file.close()
+        absent = False
         try:
             with self._remote("download", url):
                 try:
                     self.fs.get_file(path, temp_path)
                 except FileNotFoundError as exc:
                     self._entry_absent(exc)
-                    temp_path = ""
-            if not temp_path:
+                    absent = True
+            if absent:  # (raised here: _remote would take it for a failure)
                 raise _absent(url)
             return open(temp_path, "rb")
         finally:
@@ -298,6 +300,10 @@ class ObjectStore(Store):
                 return bytes(self.fs.cat_file(path, start=0, end=size))
             except FileNotFoundError as exc:
                 self._entry_absent(exc)
+            except OSError as exc:  # S3 refuses any range of an empty object (416)
+                if exc.errno != errno.EINVAL or self.fs.info(path).get("size") != 0:
+                    raise
+                return b""
         raise _absent(url)
 
     def write_entry(self, name: str, *parts: bytes) -> None:
@@ -329,6 +335,26 @@ class ObjectStore(Store):
         if info is None or info.size != size:  # absent, or a damaged copy: replace it
             with self._remote("upload an object to", url):
                 self.fs.put_file(path, remote)
+        else:
+            self._refresh(name, info)
+
+    def refresh_entry(self, name: str) -> None:
+        """Mark the entry as just written if it is older than :data:`REFRESH_AGE` (S3)."""
+        info = self.entry_info(name)
+        if info is not None:
+            self._refresh(name, info)
+
+    def _refresh(self, name: str, info: EntryInfo) -> None:
+        if self.scheme not in _S3_SCHEMES or (info.modified or 0.0) >= time.time() - REFRESH_AGE:
+            return
+        path, url = self._where(name)
+        bucket, key, _ = self.fs.split_path(path)
+        with self._remote("refresh", url):
+            if info.size < _COPY_LIMIT:  # a copy onto itself must change something: metadata
+                self.fs.call_s3("copy_object", CopySource={"Bucket": bucket, "Key": key},
+                                Bucket=bucket, Key=key, MetadataDirective="REPLACE")  # fmt: skip
+            else:  # a multipart copy
+                self.fs.copy(path, path)
 
     def entry_info(self, name: str) -> EntryInfo | None:
         path, url = self._where(name)
@@ -378,15 +404,12 @@ class ObjectStore(Store):
 
     # -- objects -----------------------------------------------------------------------------------
     def object_sizes(self) -> dict[str, int]:
-        """``digest -> size`` of every object, from one listing."""
-        base, url = self._where("objects")
-        with self._remote("list", url):
-            listed = self.fs.find(base, detail=True)
+        """``digest -> size`` of every object (``objects/<hh>/<digest>``), from one listing."""
         found = {}
-        for path, info in listed.items():
-            name = str(path).rsplit("/", 1)[-1]
-            if info.get("type") == "file" and is_digest(name):
-                found[name] = int(info.get("size", 0))
+        for name, info in self.list_infos("objects").items():
+            digest = name.rsplit("/", 1)[-1]
+            if is_digest(digest) and name == f"objects/{digest[:2]}/{digest}":
+                found[digest] = info.size
         return found
 
     def put_bytes(self, data: bytes) -> str:

@@ -23,7 +23,10 @@ object and lease younger than ``grace`` seconds (a teammate's job that is runnin
 objects whose record is not there yet, or has just written a record); it deletes the other
 records (every signer's copy), then the objects no kept record names (a kept record's folder
 manifests are read for the files they list; a map's record names the index of its children),
-then stale leases. Checkpoints are never touched.
+then stale leases. Checkpoints are never touched. An object is judged by its own name only:
+anything else under ``objects/`` (a folder marker, a junk name, ``objects/zz/x/<digest>``
+planted by a bucket writer) is not an object, neither collected nor taken for the object
+whose digest its name ends with.
 An entry that is not a file (a folder, a FIFO, a symbolic link: planted, as no writer makes
 one; :func:`collect_damaged`) is removed whatever its age, with a warning naming it.
 
@@ -54,6 +57,7 @@ from ..hashing._digest import digest_bytes, is_digest
 from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
 from ._signing import record_digests
 from ._trees import entry_objects, read_manifest
+from ._trust import MAX_RECORD_BYTES
 
 __all__ = [
     "SHARED_GRACE",
@@ -266,6 +270,8 @@ def collect_shared(
     objects = _listing(store, "objects")
     for name, info in objects.items():
         digest = name.rsplit("/", 1)[-1]
+        if not is_digest(digest) or name != f"objects/{digest[:2]}/{digest}":
+            continue  # not an object (planted: `objects/ab/`, `objects/zz/x/<d>`): never judged
         if digest in named:
             report.objects_kept += 1
         elif info.modified is None or info.modified >= cutoff:
@@ -346,7 +352,8 @@ def _named(store: Store, name: str) -> set[str]:
 def _read_json(store: Store, name: str) -> Any:
     """The JSON in the entry ``name``; None if it is absent, not JSON or unreadable."""
     try:
-        return json.loads(store.read_entry(name))
+        data = store.read_head(name, MAX_RECORD_BYTES + 1)  # (a planted huge entry: not whole)
+        return json.loads(data) if len(data) <= MAX_RECORD_BYTES else None
     except (FileNotFoundError, ValueError):
         return None
     except OSError as exc:  # (unreadable: a folder or FIFO there is absent already)

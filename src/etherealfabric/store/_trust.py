@@ -31,7 +31,14 @@ import logging
 import threading
 from typing import Any
 
-from ._base import Store, action_name, checkpoint_header, checkpoint_name, checkpoint_payload
+from ._base import (
+    CHECKPOINT_HEADER_SIZE,
+    Store,
+    action_name,
+    checkpoint_header,
+    checkpoint_name,
+    checkpoint_payload,
+)
 from ._signing import (
     SIGNATURE_LINE_SIZE,
     SIGNING_KEY_ENV,
@@ -48,6 +55,12 @@ from ._signing import (
 __all__ = ["UntrustedEntries"]
 
 log = logging.getLogger("etherealfabric.store")
+
+#: An action record is a few kB (one naming every file a node read: a few MB). A larger entry
+#: (planted by a bucket writer) is refused, never read beyond this: read whole, it took four
+#: times its size in memory from every teammate whose run looked its key up.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+_CHECKPOINT_HEAD = SIGNATURE_LINE_SIZE + CHECKPOINT_HEADER_SIZE  # signature line and header
 
 
 class UntrustedEntries:
@@ -88,14 +101,18 @@ class UntrustedEntries:
     def get_action(self, store: Store, key: str) -> dict[str, Any] | None:
         """The record of ``key`` if it may be trusted, else None (a miss, warned once)."""
         name = action_name(key)
-        data = store._read(name, store.read_entry)
+        data = _read_record(store, name)
         if data is None:
             return None
         if self.signer is not None and self._foreign(signed_key_id(data)):
             own = self._own(name)
-            mine = store._read(own, store.read_entry)
+            mine = _read_record(store, own)
             if mine is not None:
                 name, data = own, mine
+        if len(data) > MAX_RECORD_BYTES:
+            problem = f"it is larger than {MAX_RECORD_BYTES} bytes (an action record is a few kB)"
+            self.reject(key, store.entry_location(name), problem)
+            return None
         record, problem = read_record(key, data, self.signer)
         if problem:
             self.reject(key, store.entry_location(name), problem)
@@ -120,7 +137,7 @@ class UntrustedEntries:
         data = canonical(body).encode()
         if _create(store, name, data):
             return  # the first record of this key: ours is the canonical one
-        existing = store._read(name, store.read_entry)
+        existing = _read_record(store, name)
         if existing is not None and self._foreign(signed_key_id(existing)):
             if self.signer is None:
                 return  # a signed record serves readers without a key as well
@@ -132,7 +149,7 @@ class UntrustedEntries:
         name = action_name(key)
         if self.signer is not None:
             store.delete_entry(self._own(name))
-        existing = store._read(name, store.read_entry)
+        existing = _read_record(store, name)
         if existing is not None and not self._foreign(signed_key_id(existing)):
             store.delete_entry(name)
 
@@ -180,11 +197,18 @@ class UntrustedEntries:
                     SIGNING_KEY_ENV,
                 )
             return None
-        blob = store._read(name, store.read_entry)
-        if blob is None:
+        # its head first: an unsigned entry (however large) is refused after a few bytes
+        head = store._read(name, lambda n: store.read_head(n, _CHECKPOINT_HEAD))
+        if head is None:
             return None
-        line, header, payload = split_checkpoint(blob)
+        line, header, payload = split_checkpoint(head)
         problem = self.signer.check_checkpoint(key, line, header)
+        if not problem:
+            blob = store._read(name, store.read_entry)
+            if blob is None:
+                return None
+            line, header, payload = split_checkpoint(blob)  # (it may have changed meanwhile)
+            problem = self.signer.check_checkpoint(key, line, header)
         if problem:
             log.warning(
                 "ignoring the checkpoint %s: %s (the node starts from the beginning)", url, problem
@@ -223,3 +247,9 @@ def _create(store: Store, name: str, data: bytes) -> bool:
         return store.create_entry(name, data)
     except NotImplementedError:
         return False
+
+
+def _read_record(store: Store, name: str) -> bytes | None:
+    """The record ``name``, at most :data:`MAX_RECORD_BYTES` and one byte (one ranged GET);
+    None if absent."""
+    return store._read(name, lambda n: store.read_head(n, MAX_RECORD_BYTES + 1))
