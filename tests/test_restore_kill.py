@@ -118,3 +118,46 @@ def test_a_node_that_runs_again_clears_a_killed_restore_of_its_file(tmp_path: Pa
     forced = _cli(tmp_path, env, "run", "flow.py", "--force", "produce")
     assert forced.returncode == 0, forced.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+
+
+#: A run whose process dies (SIGKILL) with an output's bytes complete in ``objects/.tmp``,
+#: before they are renamed to their final name.
+KILLED_WRITE = textwrap.dedent(
+    """
+    import importlib, os, signal, sys
+
+    from etherealfabric.store import _local
+
+    def die(self, name, path, size):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _local.LocalStore.put_file = die
+    sys.path.insert(0, os.getcwd())
+    importlib.import_module("flow").workflow.execute()
+    """
+)
+
+
+def test_the_next_run_removes_the_temp_file_of_a_write_a_kill_cut_short(tmp_path: Path) -> None:
+    """A kill during an output's write leaves its temp file; the run after the crash removes
+    it (its writer is gone), so that ``cache verify`` is clean after a resumed run."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), ETHEREALFABRIC_LOG_LEVEL="WARNING")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    temps = tmp_path / "home" / "objects" / ".tmp"
+    assert any(temps.iterdir()), "the kill must leave the write's temp file"
+
+    again = _cli(tmp_path, env, "run", "flow.py")
+    assert again.returncode == 0, again.stderr
+    assert not any(temps.iterdir()), sorted(os.listdir(temps))
+    verify = _cli(tmp_path, env, "cache", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
