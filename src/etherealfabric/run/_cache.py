@@ -40,8 +40,7 @@ from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
 from ..store._loading import InputHandle, load_value
-from ..store._trees import restore_entry
-from ._files import file_value
+from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
 from ._records import decode_record, malformed
@@ -241,7 +240,7 @@ class ArtifactCache:
         file_cache = self._file_cache
         for relative, entry in record["files"].items():
             try:
-                self.restored += restore_entry(
+                self.restored += restore_output(
                     self.store, root, relative, entry, verify=self.verify, file_cache=file_cache
                 )
             except (StoreError, OSError) as exc:

@@ -32,11 +32,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..define._files import Directory, File, path_values
 from ..errors import OutputError
+from ..hashing._files import FileHashCache
 from ..hashing._usercode import is_library_file
 from ..hashing._values import hash_value
+from ..journal._liveness import gone
 from ..store import Store
 from ..store._links import refuse_links
-from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, capture_path, path_problem
+from ..store._trees import (
+    DIRECTORY_SERIALIZER,
+    FILE_SERIALIZER,
+    capture_path,
+    path_problem,
+    restore_entry,
+)
+from ..store._writer import remove_dead_restores
 
 __all__ = [
     "capture_nested",
@@ -87,12 +96,30 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
                     os.unlink(path)
                 # its folder, so that writing models/model.joblib needs no makedirs first
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                remove_dead_restores(os.path.dirname(path), gone)  # a killed run's copy of it
         except OSError as exc:
             raise OutputError(
                 f"node {node!r}: cannot clear its declared output {relative!r} (or create its "
                 f"folder) before it runs: {exc}",
                 node=node,
             ) from exc
+
+
+def restore_output(
+    store: Store,
+    root: str,
+    relative: str,
+    entry: Mapping[str, Any],
+    *,
+    verify: bool,
+    file_cache: FileHashCache | None,
+) -> int:
+    """:func:`restore_entry`, then, when a file was put back, remove the copies of it a run
+    killed in the middle of a restore left beside it (a folder drops what is not its own)."""
+    written = restore_entry(store, root, relative, entry, verify=verify, file_cache=file_cache)
+    if written and entry["kind"] == "file":
+        remove_dead_restores(os.path.dirname(os.path.join(root, relative)), gone)
+    return written
 
 
 def capture_outputs(

@@ -8,8 +8,10 @@ all go through one :class:`JournalRecorder`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import time
 import weakref
@@ -20,10 +22,11 @@ from typing import Any
 from ..backends import create_backend
 from ..config import ENV, Settings
 from ..define._definition import Definition
-from ..errors import ConfigError, NodeFailedError, RunFailedError
+from ..errors import ConfigError, NodeFailedError, RunFailedError, StoreError
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
+from ..journal._liveness import gone
 from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
@@ -85,6 +88,15 @@ def open_home(settings: Settings) -> tuple[Journal, Store]:
     return Journal(settings.journal_path, durable=durable), store
 
 
+def _remove_dead_temps(store: Store) -> None:
+    """Remove the temp files of writers of this host that are gone (a run killed while it
+    wrote an output): after a crash, the next run leaves nothing of it behind. Those of
+    another host, and every write in progress, are left alone (``cache gc`` judges them by
+    age)."""
+    with contextlib.suppress(OSError, StoreError):
+        store.cleanup_temp(max_age=math.inf, writer_gone=gone)
+
+
 def execute_workflow(
     definition: Definition,
     graph: Graph,
@@ -108,6 +120,7 @@ def execute_workflow(
     )
     try:
         recorder.mark_interrupted()
+        _remove_dead_temps(store)
         targets, params, previous = _resume_request(journal, request)
         if targets is not None:
             graph = graph.subgraph_for(targets)

@@ -57,6 +57,7 @@ from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache, file_digest, mapped_digest
 from ._base import Store, check_digest
 from ._links import real_folders, refuse_links
+from ._writer import restore_temp_name
 
 log = logging.getLogger("etherealfabric")
 
@@ -362,7 +363,7 @@ def _restore_file(
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(os.lstat(target).st_mode):  # (a link is replaced, never followed)
             raise StoreError(f"cannot restore the file {target}: a folder is there", path=target)
-    temp = os.path.join(folder, f".ef-restore-{os.getpid()}-{os.urandom(6).hex()}")
+    temp = os.path.join(folder, restore_temp_name())
     try:
         _copy_object(store, digest, temp, verify=verify)
         if executable:

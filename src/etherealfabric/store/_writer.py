@@ -44,15 +44,18 @@ __all__ = [
     "host_tag",
     "inline_object",
     "is_temp_file",
+    "remove_dead_restores",
     "remove_path",
     "remove_quietly",
     "remove_stale_temp_files",
+    "restore_temp_name",
     "stale_temp_files",
     "temp_file_writer",
 ]
 
 _FILE_BUFFER = 256 * 1024
 _TEMP_PREFIX = ".tmp-"
+_RESTORE_PREFIX = ".ef-restore-"  # a file output being put back, next to its final name
 _host_tag: list[str] = []  # host_tag(), once computed
 #: an expected size from which a temp file is allocated up front (see the module docstring)
 PREALLOCATE_BYTES = 8 * 1024 * 1024
@@ -216,13 +219,13 @@ def file_mtime(entry: os.DirEntry[str]) -> float:
         return float("inf")
 
 
-def temp_file_writer(name: str) -> int | None:
+def temp_file_writer(name: str, prefix: str = _TEMP_PREFIX) -> int | None:
     """The pid of the process of this host (:func:`host_tag`) that created the temp file
     ``name``; None if it does not say, or if another host (or an older version, whose names
     carry no host) made it: its pid cannot be checked here."""
-    if not name.startswith(_TEMP_PREFIX):
+    if not name.startswith(prefix):
         return None
-    writer, sep, _ = name[len(_TEMP_PREFIX) :].partition("-")
+    writer, sep, _ = name[len(prefix) :].partition("-")
     pid, dot, tag = writer.partition(".")
     if not (sep and dot and pid.isdigit()) or tag != host_tag():
         return None
@@ -255,6 +258,26 @@ def stale_temp_files(
                 with contextlib.suppress(OSError):
                     found.append((entry.path, entry.stat(follow_symlinks=False).st_size))
     return found
+
+
+def restore_temp_name() -> str:
+    """The name of the temp file a restored file output is copied to, next to its final name.
+    Like a store's temp file's, it names its writer (pid and host tag), so that one a killed
+    run left in the user's folder can be told from one being written."""
+    return f"{_RESTORE_PREFIX}{os.getpid()}.{host_tag()}-{os.urandom(6).hex()}"
+
+
+def remove_dead_restores(folder: str, writer_gone: Callable[[int], bool]) -> int:
+    """Remove the :func:`restore_temp_name` files in ``folder`` whose writer, a process of
+    this host, is gone (a run killed while it put a file back); how many. Another host's, and
+    those being written, are left alone."""
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for entry in it:
+            pid = temp_file_writer(entry.name, _RESTORE_PREFIX)
+            if pid is not None and writer_gone(pid) and entry.is_file(follow_symlinks=False):
+                removed += remove_quietly(entry.path)
+    return removed
 
 
 def is_temp_file(path: object) -> bool:
