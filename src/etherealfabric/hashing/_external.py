@@ -38,7 +38,7 @@ import types
 from typing import Any
 
 from ._encoder import type_name
-from ._scan import Lookup, display_path, instruction_line
+from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
 
 __all__ = ["assigned_at", "data_urls", "external_note", "global_draws", "url_note"]
@@ -160,7 +160,7 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
     marked ``mark``; none when the code also seeds a global generator itself."""
     generators, seeds = _global_generators()
     namespace = fn.__globals__
-    names = _names(fn.__code__)
+    names = all_names(fn.__code__)
     modules = [m for m in (random, sys.modules.get("numpy.random")) if m is not None]
     if "random" not in names and not any(namespace.get(n) is m for n in names for m in modules):
         return []  # no module.random.X, no alias of one: most code, at once (a draw imported
@@ -191,11 +191,3 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
         return []
     where = display_path(code_file(fn))
     return [Lookup(f"{text}(...) {mark}", f"{where}:{line}") for text, line in draws.items()]
-
-
-def _names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names(const)
-    return names

@@ -47,6 +47,7 @@ __all__ = [
     "OWN_CODE_READS",
     "Lookup",
     "Lookups",
+    "all_names",
     "body_imports",
     "display_path",
     "dynamic_lookups",
@@ -127,7 +128,7 @@ def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...
     """The names written ``@name`` (``@module.NAME``: both) in the string constants of ``code``
     (and its nested code) when it calls ``query`` or ``eval`` (pandas' ``df.query``, ``df.eval``, ``pd.eval`` read
     them from the caller's variables); ``doc``, the docstring, is left out."""
-    if _EXPRESSION_CALLS.isdisjoint(_all_names(code)):
+    if _EXPRESSION_CALLS.isdisjoint(all_names(code)):
         return ()
     found: dict[str, None] = {}
     stack = [code]
@@ -143,11 +144,12 @@ def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...
     return tuple(dict.fromkeys(part for name in found for part in name.split(".")))
 
 
-def _all_names(code: types.CodeType) -> set[str]:
+def all_names(code: types.CodeType) -> set[str]:
+    """The names ``code`` and its nested code look up (``co_names``)."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _all_names(const)
+            names |= all_names(const)
     return names
 
 
