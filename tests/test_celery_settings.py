@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from etherealfabric.backends import create_backend
 from etherealfabric.backends._celery import CeleryBackend
 from etherealfabric.backends._celery_app import main as celery_main
 from etherealfabric.errors import ConfigError, ExecutionError, RunFailedError
+from redis_server import redis_server_path, start_redis
 
 pytest.importorskip("celery")
 
@@ -140,3 +142,75 @@ def test_a_fully_cached_run_never_contacts_the_broker(
     monkeypatch.setenv("ETHEREALFABRIC_CELERY_RESULT_BACKEND", NOBODY)
     again = wf.execute(backend="celery")
     assert (again.executed, again.cached) == (0, 1)
+
+
+SEED = """
+from etherealfabric import Node, Workflow
+
+
+class MyNode(Node):
+    def __init__(self, input_data):
+        super().__init__()
+        self.input_data = input_data
+        self.outputs = ["output_data"]
+
+    def run(self):
+        return {"output_data": self.input_data * 2}
+
+
+node1 = MyNode(input_data=10)
+node2 = MyNode(input_data=node1.outputs["output_data"])
+workflow = Workflow()
+workflow.add_node(node1)
+workflow.add_node(node2)
+workflow.add_dependency(node1, node2)
+results = workflow.execute()
+"""
+
+
+def _run_down(tmp_path: Path, broker: str, backend: str, *command: str) -> tuple[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(
+        ETHEREALFABRIC_EXECUTION_BACKEND="celery",
+        ETHEREALFABRIC_CELERY_BROKER_URL=broker,
+        ETHEREALFABRIC_CELERY_RESULT_BACKEND=backend,
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode in (1, 2), done.stderr[-3000:]
+    return done.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["script", "cli"])
+def test_a_broker_that_is_down_fails_the_run_at_once_naming_the_variable(
+    tmp_path: Path, how: str
+) -> None:
+    # Celery retried for ~20 s, then failed the first node with "Retry limit exceeded while
+    # trying to reconnect to the Celery result store backend" (the script: one node sent) or
+    # the run with "cannot reach the Celery broker ..." (several nodes), naming no variable
+    (tmp_path / "flow.py").write_text(SEED)
+    command = ("flow.py",) if how == "script" else ("-m", "etherealfabric", "run", "flow.py")
+    err, seconds = _run_down(tmp_path, NOBODY, NOBODY.replace("/0", "/1"), *command)
+    assert "cannot reach the Celery broker redis://127.0.0.1:1/0" in err, err[-3000:]
+    assert "(ETHEREALFABRIC_CELERY_BROKER_URL)" in err
+    assert "Retry limit exceeded" not in err
+    assert seconds < 15, seconds  # a refused connection is known at once (it took 20 s)
+
+
+def test_a_result_backend_that_is_down_is_named(tmp_path: Path) -> None:
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis(tmp_path / "redis")
+    try:
+        (tmp_path / "flow.py").write_text(FLOW)
+        err, _ = _run_down(
+            tmp_path, server.url(0), NOBODY, "-m", "etherealfabric", "run", "flow.py"
+        )
+    finally:
+        server.stop()
+    assert "cannot reach the Celery result backend redis://127.0.0.1:1/0" in err, err[-3000:]
+    assert "(ETHEREALFABRIC_CELERY_RESULT_BACKEND)" in err
+    assert "Retry limit exceeded" not in err

@@ -53,6 +53,7 @@ from ._celery_app import (
     QUEUE,
     TASK_NAME,
     celery_urls,
+    check_reachable,
     main,
     make_app,
     run_task,
@@ -140,12 +141,14 @@ class CeleryBackend(LostTasks, Backend):
 
     def _probe_concurrency(self) -> int | None:
         """The summed ``--concurrency`` of the workers that answer within a second."""
+        check_reachable(self.app, self.app.backend)  # a server that is down: at once, named
         try:
             stats = self.app.control.inspect(timeout=PROBE_SECONDS).stats() or {}
         except Exception as exc:
             self.app.close()
             raise ConfigError(
-                f"cannot reach the Celery broker {safe_url(self.app.conf.broker_url)}: {exc}",
+                f"cannot reach the Celery broker {safe_url(self.app.conf.broker_url)} "
+                f"({ENV['celery_broker_url']}): {exc}",
                 setting=ENV["celery_broker_url"],
             ) from exc
         total = sum(int(s.get("pool", {}).get("max-concurrency", 0)) for s in stats.values())
@@ -196,12 +199,15 @@ class CeleryBackend(LostTasks, Backend):
         except BaseException as exc:  # the poller is gone: nothing would settle a future
             why = " ".join(str(exc).split())  # (one line)
             self._dead = f"the Celery poller thread stopped: {type(exc).__name__}: {why}"
+            if isinstance(exc, ConfigError):  # a server that is down (check_reachable)
+                self._dead = why
             log.error("%s; failing the nodes sent or waiting to be sent", self._dead)
             for sub in {*self._pending.values(), *_emptied(self._outbox)}:
                 sub.fail(self._dead)
 
     def _poll_rounds(self) -> None:
         results = self.app.backend  # Celery gives every thread its own result backend
+        check_reachable(self.app, results)  # before the first send: a server that is down
         notified = bool(getattr(results, "is_async", False))
         last_sweep = time.monotonic()
         try:

@@ -11,8 +11,8 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..config import ENV, Settings
 from ..errors import ConfigError, ExecutionError
@@ -70,6 +70,48 @@ def celery_urls(
     broker, backend = str(settings.celery_broker_url), str(settings.celery_result_backend)
     check_urls(broker, backend)
     return broker, backend
+
+
+#: how long the first node waits for the broker or result backend to answer (a host that drops
+#: packets); a refused connection fails at once
+REACH_SECONDS = 5.0
+
+
+def check_reachable(app: Any, results: Any) -> None:
+    """Raise a ConfigError naming the setting if the broker or a Redis result backend
+    (``results``, the calling thread's) does not answer: checked once, before the first task is
+    sent, so that a server that is down fails the nodes at once with its URL and variable
+    (Celery retried sending for ~20 s, then said "Retry limit exceeded while trying to
+    reconnect to the Celery result store")."""
+    checks: tuple[tuple[str, str, Any, Callable[[Any], None], Any], ...] = (
+        ("celery_broker_url", "broker", app.conf.broker_url, _reach_broker, app),
+        ("celery_result_backend", "result backend", app.conf.result_backend, _reach_results,
+         results),
+    )  # fmt: skip
+    for key, what, url, reach, target in checks:
+        try:
+            reach(target)
+        except Exception as exc:
+            why = " ".join(str(exc).split())
+            raise ConfigError(
+                f"cannot reach the Celery {what} {safe_url(str(url))} ({ENV[key]}): "
+                f"{type(exc).__name__}: {why}; is the server running, and is the URL right?",
+                setting=ENV[key],
+            ) from exc
+
+
+def _reach_broker(app: Any) -> None:
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.2, timeout=REACH_SECONDS
+        )
+
+
+def _reach_results(results: Any) -> None:
+    client = getattr(results, "client", None)  # Redis result backends (others: no check)
+    ping = getattr(client, "ping", None)
+    if callable(ping):
+        ping()
 
 
 #: broker and result-backend schemes kombu and Celery have shipped for years (their alias

@@ -76,6 +76,9 @@ class Task:
     #: the node is forced (``--force``): it starts from scratch, its checkpoint deleted
     #: before its first attempt (its retries resume from what they save)
     fresh: bool = False
+    #: the bytecode digests of the code the key covers that travels by name (run/_codestamp.py),
+    #: checked by an out-of-process worker before the node runs; empty in the scheduler's process
+    code_stamp: Any = ()
 
 
 @dataclass(eq=False)

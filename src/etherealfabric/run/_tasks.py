@@ -22,6 +22,7 @@ from ..store import Store
 from ..store._links import LinkedOutputError
 from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
+from ._codestamp import code_stamp
 from ._files import snapshot
 from ._messages import Task
 from ._preflight import warn_file_paths
@@ -91,5 +92,6 @@ def build_task(
         background=background,
         names=code_texts(spec.code),
         fresh=fresh,
+        code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
     )
     return task, sum(sizes)

@@ -58,6 +58,7 @@ from ..store._tables import say_pickled
 from ._audit import unwatch, watch, written_whole
 from ._capture import capture, joined
 from ._checkpoint import Checkpoint
+from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
 from ._messages import Attempt, Task, TaskResult
 from ._private import private
@@ -81,6 +82,7 @@ def execute(task: Task) -> TaskResult:
     registry = default_registry.extended(task.registered)
     secrets: list[str | bytes] = []
     try:
+        check_code_stamp(task.code_stamp, task.node)  # a stale worker runs nothing
         try:
             args, kwargs = _resolve(task, registry, secrets)
         except (ArtifactMissingError, CorruptArtifactError) as exc:

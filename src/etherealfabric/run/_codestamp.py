@@ -1,0 +1,117 @@
+"""Refuse to run a node on a worker whose code is not the code the run keyed (a stale worker).
+
+A task's node travels with cloudpickle: code from ``__main__`` or a workflow file travels by
+value, but a function or class of an importable module (``helpers.py`` beside the workflow, a
+package of the project) travels by *name*, and the worker runs its own copy of that module:
+the one it imported when it first needed it. A long-lived Celery worker or Dask cluster keeps
+that copy after the file is edited, and a worker on another machine may have another version
+of the project. The run keys the node by the code it sees, so running the worker's copy would
+store a result computed by other code under the new key: a wrong cached result for every later
+run, on every backend.
+
+So the scheduler puts in each out-of-process task a *stamp* (:func:`code_stamp`): the bytecode
+digest of each function and class the node's key covers that travels by name, and the worker
+compares it with its own copies before the node runs (:func:`check_code_stamp`); a difference
+fails the node with :class:`StaleCodeError`, naming what differs, and nothing is stored.
+Bytecode is what runs (an edited file on disk is not), and it is compared only between equal
+Python versions (``major.minor``), whose compilers agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ExecutionError
+from ..hashing._fingerprint import generation, reached
+from ..hashing._source import class_bytecode, code_digest
+
+__all__ = ["StaleCodeError", "check_code_stamp", "code_stamp"]
+
+#: ((python major, minor), ((module, qualname, digest), ...))
+Stamp = tuple[tuple[int, int], tuple[tuple[str, str, str], ...]]
+
+_STAMPS: weakref.WeakKeyDictionary[Any, tuple[int, Stamp]] = weakref.WeakKeyDictionary()
+
+
+class StaleCodeError(ExecutionError):
+    """The worker's copy of code the node uses differs from the code the run keyed."""
+
+
+def code_stamp(code: Callable[..., Any] | type) -> Stamp:
+    """The stamp of a node's code, as the scheduler sees it (memoized per binding generation)."""
+    gen = generation()
+    try:
+        found = _STAMPS.get(code)
+    except TypeError:
+        found = None
+    if found is not None and found[0] == gen:
+        return found[1]
+    entries = []
+    for piece in reached(code):
+        where = _by_name(piece)
+        if where is not None:
+            entries.append((*where, _digest(piece)))
+    stamp: Stamp = (sys.version_info[:2], tuple(sorted(set(entries))))
+    with contextlib.suppress(TypeError):  # (not weak-referenceable: computed each time)
+        _STAMPS[code] = (gen, stamp)
+    return stamp
+
+
+def check_code_stamp(stamp: Stamp | None, node: str) -> None:
+    """Raise :class:`StaleCodeError` if this process's copies differ from ``stamp``'s."""
+    if not stamp or stamp[0] != sys.version_info[:2]:
+        return
+    differ = []
+    for module, qualname, digest in stamp[1]:
+        obj = _lookup(module, qualname)
+        if obj is None or _digest(obj) != digest:
+            differ.append(f"{module}.{qualname}")
+    if differ:
+        raise StaleCodeError(
+            f"node {node!r}: this worker's copy of {', '.join(differ)} is not the code the run "
+            "keyed (its module was edited after the worker imported it, or the worker's machine "
+            "has another version of it); the node was not run. Restart the workers with the "
+            "run's code (etherealfabric celery-worker, dask worker) and run again"
+        )
+
+
+def _by_name(obj: Any) -> tuple[str, str] | None:
+    """``(module, qualname)`` if cloudpickle sends ``obj`` by name (the worker imports it)."""
+    import cloudpickle
+
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
+        return None
+    registered = cloudpickle.list_registry_pickle_by_value()
+    parts = module.split(".")
+    if any(".".join(parts[: i + 1]) in registered for i in range(len(parts))):
+        return None  # travels by value: the worker runs this very code
+    if sys.modules.get(module) is None or _lookup(module, qualname) is not obj:
+        return None  # not found by name (a closure, a rebound name): by value too
+    return module, qualname
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    try:
+        obj: Any = sys.modules.get(module) or importlib.import_module(module)
+        for name in qualname.split("."):
+            obj = getattr(obj, name)
+    except Exception:
+        return None
+    return obj
+
+
+def _digest(obj: Any) -> str:
+    if isinstance(obj, type):
+        return class_bytecode(obj)
+    code = getattr(obj, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return code_digest(code)
+    return ""
