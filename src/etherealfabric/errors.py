@@ -27,6 +27,7 @@ EtherealFabricError
     ├── NodeTimeoutError       an attempt ran past the node's ``timeout=`` (also a TimeoutError)
     ├── AttemptOverError       an attempt used its checkpoint after it was abandoned or ended
     ├── MapItemsError          a mapped node's items are not a sequence or mapping (a TypeError)
+    ├── StaleCodeError         a worker's copy of the node's code is not the code the run keyed
     └── RunFailedError         the run failed (``.results``, ``.failures``)
 ```
 
@@ -61,6 +62,7 @@ __all__ = [
     "RunFailedError",
     "RunNotFoundError",
     "SerializationError",
+    "StaleCodeError",
     "StoreConfigError",
     "StoreError",
     "StoreUnreachableError",
@@ -393,6 +395,12 @@ class WorkerDiedError(ExecutionError):
         self.notes = list(notes or [])
         self.started_at = started_at
         self.died_at = died_at
+
+
+class StaleCodeError(ExecutionError):
+    """A worker's copy of code the node uses (a module imported by name) differs from the code
+    the run keyed: it was edited after the worker imported it, or the worker's machine has
+    another version. The node is not run, nothing is stored (``run/_codestamp.py``)."""
 
 
 class AttemptOverError(ExecutionError):

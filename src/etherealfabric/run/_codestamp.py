@@ -27,20 +27,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ExecutionError
+from ..errors import StaleCodeError
 from ..hashing._fingerprint import generation, reached
 from ..hashing._source import class_bytecode, code_digest
 
-__all__ = ["StaleCodeError", "check_code_stamp", "code_stamp"]
+__all__ = ["check_code_stamp", "code_stamp"]
 
 #: ((python major, minor), ((module, qualname, digest), ...))
 Stamp = tuple[tuple[int, int], tuple[tuple[str, str, str], ...]]
 
 _STAMPS: weakref.WeakKeyDictionary[Any, tuple[int, Stamp]] = weakref.WeakKeyDictionary()
-
-
-class StaleCodeError(ExecutionError):
-    """The worker's copy of code the node uses differs from the code the run keyed."""
 
 
 def code_stamp(code: Callable[..., Any] | type) -> Stamp:
