@@ -28,6 +28,8 @@ EtherealFabricError
     ├── AttemptOverError       an attempt used its checkpoint after it was abandoned or ended
     ├── MapItemsError          a mapped node's items are not a sequence or mapping (a TypeError)
     ├── StaleCodeError         a worker's copy of the node's code is not the code the run keyed
+    ├── RemoteError            stands in for a worker's exception that could not be sent back
+    ├── WorkerDiedError        the worker process running a task died (``.pid``, ``.signal``)
     └── RunFailedError         the run failed (``.results``, ``.failures``)
 ```
 
