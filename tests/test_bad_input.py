@@ -1,0 +1,35 @@
+"""Bad input found by the acceptance sweep: each gets one clear error naming its culprit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from etherealfabric import DefinitionError, Node, Workflow
+
+
+class _One(Node):
+    def __init__(self, x: Any, outputs: Any) -> None:
+        super().__init__()
+        self.x = x
+        self.outputs = outputs
+
+    def run(self) -> dict[str, Any]:
+        return {"out": self.x}
+
+
+def test_a_single_output_name_given_as_a_string_is_one_output_not_its_letters(
+    tmp_path: Any,
+) -> None:
+    one = _One(3, "out")
+    assert list(one.outputs) == ["out"]
+    wf = Workflow("w", home=tmp_path / "home")
+    wf.add_node(one)
+    assert wf.execute()[one]["out"] == 3
+
+
+@pytest.mark.parametrize("bad", [5, None, 2.5, b"out"])
+def test_outputs_that_are_not_a_list_of_names_name_the_node(bad: Any) -> None:
+    with pytest.raises(DefinitionError, match=r"node '_One'.*outputs.*list of output names"):
+        _One(1, bad)
