@@ -33,3 +33,24 @@ def test_a_single_output_name_given_as_a_string_is_one_output_not_its_letters(
 def test_outputs_that_are_not_a_list_of_names_name_the_node(bad: Any) -> None:
     with pytest.raises(DefinitionError, match=r"node '_One'.*outputs.*list of output names"):
         _One(1, bad)
+
+
+def _fails() -> int:
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("answer", [42, [-1], "skip"])
+def test_an_error_handler_answer_that_is_no_fallback_says_what_to_return(
+    tmp_path: Any, answer: Any
+) -> None:
+    from etherealfabric import NodeStatus, node
+
+    fails = node(name="fails", on_error=lambda error: answer)(_fails)
+    with Workflow("w", home=tmp_path / "home") as wf:
+        fails()
+    results = wf.execute(raise_on_error=False)
+    assert results.statuses["fails"] == NodeStatus.FAILED
+    error = results.errors["fails"]
+    assert "ValueError: boom" in error
+    assert f"on_error handler returned {type(answer).__name__}" in error
+    assert "SKIP" in error and "None" in error
