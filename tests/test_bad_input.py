@@ -54,3 +54,23 @@ def test_an_error_handler_answer_that_is_no_fallback_says_what_to_return(
     assert "ValueError: boom" in error
     assert f"on_error handler returned {type(answer).__name__}" in error
     assert "SKIP" in error and "None" in error
+
+
+def test_an_unknown_serializer_name_is_refused_before_the_node_runs(tmp_path: Any) -> None:
+    from etherealfabric import node
+
+    ran = tmp_path / "ran"
+
+    def slow() -> int:
+        ran.write_text("the node ran")
+        return 1
+
+    typo = node(name="slow", serializers={"result": "jsn"})(slow)
+    with Workflow("w", home=tmp_path / "home") as wf:
+        typo()
+    with pytest.raises(DefinitionError) as caught:
+        wf.execute()
+    message = str(caught.value)
+    assert "node 'slow'" in message and "'result'" in message and "'jsn'" in message
+    assert "did you mean 'json'" in message
+    assert not ran.exists()
