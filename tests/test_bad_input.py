@@ -74,3 +74,45 @@ def test_an_unknown_serializer_name_is_refused_before_the_node_runs(tmp_path: An
     assert "node 'slow'" in message and "'result'" in message and "'jsn'" in message
     assert "did you mean 'json'" in message
     assert not ran.exists()
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_a_shared_store_folder_that_is_a_file_is_a_config_error_before_anything_runs(
+    tmp_path: Any, under: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from etherealfabric.errors import StoreConfigError
+
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node\n"
+        "def one():\n"
+        "    open('ran', 'w').close()\n"
+        "    return 1\n"
+        "with Workflow('w') as wf:\n"
+        "    one()\n"
+    )
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    store = afile / under if under else afile
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), ETHEREALFABRIC_STORE=str(store))
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"ETHEREALFABRIC_STORE={str(store)!r}" in done.stderr
+    assert "file" in done.stderr and "folder" in done.stderr
+    assert not (tmp_path / "ran").exists()
+    assert afile.read_text() == "not a folder"
+    with pytest.raises(StoreConfigError, match="ETHEREALFABRIC_STORE"):
+        from etherealfabric import node
+
+        with Workflow("w", home=tmp_path / "home2", store=str(store)) as wf:
+            node(lambda: 1)()
+        wf.execute()
