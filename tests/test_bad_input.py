@@ -116,3 +116,54 @@ def test_a_shared_store_folder_that_is_a_file_is_a_config_error_before_anything_
         with Workflow("w", home=tmp_path / "home2", store=str(store)) as wf:
             node(lambda: 1)()
         wf.execute()
+
+
+FLOW = (
+    "from etherealfabric import Workflow, node\n"
+    "@node\n"
+    "def one():\n"
+    "    return 1\n"
+    "with Workflow('w') as wf:\n"
+    "    one()\n"
+)
+
+
+def _ef(cwd: Any, *args: str, **env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd, env={**clean, "COLUMNS": "200", **env}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "flow.py"], ["runs"], ["show", "latest"], ["cache", "verify"]]
+)
+def test_a_journal_damaged_past_its_first_page_is_one_line_naming_it(
+    tmp_path: Any, command: list[str]
+) -> None:
+    """SQLite opens a journal whose schema page is intact, and finds the damage only when a
+    query reads a damaged page: that too is the one-line error of a damaged journal."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    home = tmp_path / "home"
+    assert _ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_HOME=str(home)).returncode == 0
+    journal = home / "journal.db"
+    for extra in ("journal.db-wal", "journal.db-shm"):
+        assert not (home / extra).exists()  # checkpointed at the end of the run
+    data = journal.read_bytes()
+    damaged = data[:4096] + b"\xde\xad" * ((len(data) - 4096) // 2)
+    journal.write_bytes(damaged)
+    done = _ef(tmp_path, *command, ETHEREALFABRIC_HOME=str(home))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {journal} is not a usable EtherealFabric journal (database disk image is "
+        "malformed): the file is damaged. Move it aside and a new one is created on the next "
+        "run (its cache index and small outputs are lost with it)"
+    ]
+    assert journal.read_bytes() == damaged  # nothing written over it

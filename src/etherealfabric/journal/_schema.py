@@ -266,8 +266,20 @@ def _is_locked(exc: BaseException) -> bool:
     )
 
 
-def retry(fn: Callable[[], T]) -> T:
-    """Call ``fn``; while the database is locked by another process, retry (tenacity)."""
+def retry(fn: Callable[[], T], path: Path | None = None) -> T:
+    """Call ``fn``; while the database is locked by another process, retry (tenacity).
+
+    With the journal's ``path``, damage SQLite finds only now (a page past the schema that a
+    query reads) is the :class:`JournalError` of a damaged journal, naming it."""
+    try:
+        return _retry(fn)
+    except sqlite3.DatabaseError as exc:
+        if path is not None and _code(exc) in (_CORRUPT, _NOTADB):
+            raise _open_error(path, exc) from exc
+        raise
+
+
+def _retry(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except sqlite3.OperationalError as exc:
@@ -306,9 +318,13 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if _code(exc) in (_CORRUPT, _NOTADB):  # a damaged page met by this transaction
+            raise _open_error(path, exc) from exc
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise
         if _code(exc) == _READONLY and not home_writable(path):
             raise ReadOnlyJournalError(path) from exc
         raise JournalError(
