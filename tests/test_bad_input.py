@@ -167,3 +167,42 @@ def test_a_journal_damaged_past_its_first_page_is_one_line_naming_it(
         "run (its cache index and small outputs are lost with it)"
     ]
     assert journal.read_bytes() == damaged  # nothing written over it
+
+
+def test_a_journal_another_process_keeps_locked_says_so_not_disk_space(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Past the wait for a lock (two and a half minutes, cut short here), the error says the
+    journal is locked by another process: it advised freeing disk space or permissions."""
+    import subprocess
+    import sys
+
+    from etherealfabric.errors import JournalError
+    from etherealfabric.journal import Journal, _schema
+
+    path = tmp_path / "journal.db"
+    journal = Journal(path)
+    journal.start_run("r1", workflow="w", backend="local", nodes=1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE')\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        monkeypatch.setattr(_schema, "_LOCK_WAIT_SECONDS", 0.5)
+        journal.conn.execute("PRAGMA busy_timeout=100")
+        with pytest.raises(JournalError) as caught:
+            journal.start_run("r2", workflow="w", backend="local", nodes=1)
+    finally:
+        holder.communicate("")
+    message = str(caught.value)
+    assert str(path) in message and "locked by another process" in message
+    assert "disk space" not in message
+    journal.start_run("r2", workflow="w", backend="local", nodes=1)  # free again: it works
+    assert [r["id"] for r in journal._rows("SELECT id FROM runs ORDER BY id")] == ["r1", "r2"]
+    journal.close()

@@ -327,6 +327,12 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
             raise
         if _code(exc) == _READONLY and not home_writable(path):
             raise ReadOnlyJournalError(path) from exc
+        if _is_locked(exc):  # still, after the wait for it
+            raise JournalError(
+                f"cannot write the journal {path}: it stayed locked by another process for "
+                f"over {_LOCK_WAIT_SECONDS:.0f} s ({exc}). Nothing was written; let that "
+                "process finish, or stop it (`fuser` names it), then run again."
+            ) from exc
         raise JournalError(
             f"cannot write the journal {path}: {exc}. Nothing was half-written; "
             "free disk space or fix the folder's permissions, then run again."
