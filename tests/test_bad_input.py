@@ -206,3 +206,39 @@ def test_a_journal_another_process_keeps_locked_says_so_not_disk_space(
     journal.start_run("r2", workflow="w", backend="local", nodes=1)  # free again: it works
     assert [r["id"] for r in journal._rows("SELECT id FROM runs ORDER BY id")] == ["r1", "r2"]
     journal.close()
+
+
+def test_a_journal_that_cannot_open_on_a_full_disk_says_the_disk_may_be_full(
+    tmp_path: Any,
+) -> None:
+    import os
+    import subprocess
+
+    from etherealfabric.errors import JournalError
+    from etherealfabric.journal import Journal
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        path = mnt / "home" / "journal.db"
+        Journal(path).close()
+        before = path.read_bytes()
+        # fill the disk to its last byte
+        with open(mnt / "filler", "wb") as filler, pytest.raises(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        with pytest.raises(JournalError) as caught:
+            Journal(path)
+        assert str(path) in str(caught.value) and "disk" in str(caught.value)
+        assert "full" in str(caught.value)
+        assert path.read_bytes() == before
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

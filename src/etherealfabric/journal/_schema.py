@@ -254,8 +254,8 @@ def _open_error(path: Path, exc: BaseException) -> JournalError:
     if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES):
         return ReadOnlyJournalError(path)
     return JournalError(
-        f"cannot open the journal at {path}: {exc}. Check that the folder exists and is "
-        "readable and writable, or point ETHEREALFABRIC_HOME elsewhere."
+        f"cannot open the journal at {path}: {exc}. Check that the folder exists, is "
+        "readable and writable and its disk is not full, or point ETHEREALFABRIC_HOME elsewhere."
     )
 
 
