@@ -242,3 +242,36 @@ def test_a_journal_that_cannot_open_on_a_full_disk_says_the_disk_may_be_full(
         assert path.read_bytes() == before
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+class _MethodHandler(Node):
+    """``on_error`` written as an instance method: it cannot be called with the error alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs = ["out"]
+
+    def on_error(self, error: Any) -> dict[str, Any]:  # type: ignore[override]
+        return {"out": -1}
+
+    def run(self) -> dict[str, Any]:
+        raise ValueError("boom")
+
+
+def test_an_error_handler_that_cannot_take_the_error_is_refused_before_the_run(
+    tmp_path: Any,
+) -> None:
+    from etherealfabric import node
+
+    wf = Workflow("w", home=tmp_path / "home")
+    wf.add_node(_MethodHandler())
+    with pytest.raises(DefinitionError, match=r"node '_MethodHandler'.*one argument.*staticmethod"):
+        wf.execute()
+
+    def f() -> int:
+        return 1
+
+    with pytest.raises(DefinitionError, match=r"@node f: on_error must take one argument"):
+        node(on_error=lambda: None)(f)
+    with pytest.raises(DefinitionError, match=r"workflow 'w2': on_error must take one argument"):
+        Workflow("w2", on_error=lambda a, b: None)
