@@ -275,3 +275,16 @@ def test_an_error_handler_that_cannot_take_the_error_is_refused_before_the_run(
         node(on_error=lambda: None)(f)
     with pytest.raises(DefinitionError, match=r"workflow 'w2': on_error must take one argument"):
         Workflow("w2", on_error=lambda a, b: None)
+
+
+@pytest.mark.parametrize("flag", ["false", "0", "no"])
+def test_keep_going_given_as_text_is_refused_not_taken_as_true(tmp_path: Any, flag: str) -> None:
+    with pytest.raises(
+        DefinitionError, match=rf"workflow 'w': keep_going must be True or False.*{flag!r}"
+    ):
+        Workflow("w", home=tmp_path / "home", keep_going=flag)  # type: ignore[arg-type]
+    wf = Workflow("w", home=tmp_path / "home")
+    wf.add_node(_One(1, "out"))
+    with pytest.raises(DefinitionError, match=r"keep_going must be True or False"):
+        wf.execute(keep_going=flag)  # type: ignore[arg-type]
+    assert not (tmp_path / "home").exists()  # refused before the run started

@@ -114,6 +114,14 @@ def check_handler(value: Any, *, where: str) -> ErrorHandler | None:
     return value  # type: ignore[no-any-return]
 
 
+def check_flag(value: Any, *, name: str, where: str) -> bool:
+    """A yes/no option: text such as ``"false"`` (from the environment or a file) is refused,
+    where ``bool()`` would take it as true."""
+    if isinstance(value, (str, bytes)):
+        raise DefinitionError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_timeout(value: Any, *, where: str) -> float | None:
     """Accept ``None`` or a positive number of seconds."""
     if value is None:
