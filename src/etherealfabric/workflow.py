@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ENV, Settings, strict_options
 from .define._definition import Definition, NodeLike
+from .define._policies import check_flag
 
 if TYPE_CHECKING:
     from .observe._dryrun import DryRun
@@ -146,6 +147,8 @@ class Workflow(Definition):
             from .observe._logging import LogSubscriber, configure_logging
             from .run._session import RunRequest, execute_workflow
 
+        if keep_going is not None:
+            keep_going = check_flag(keep_going, name="keep_going", where=f"workflow {self.name!r}")
         names = None if targets is None else [self._target_name(t) for t in targets]
         overrides = {**self.settings, **settings}
         if backend is not None:

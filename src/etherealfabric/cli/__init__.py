@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, JournalError
 from ..ui._command import ui as ui_command
 from . import _cache as cache
 from . import _cat as cat
@@ -36,12 +36,13 @@ __all__ = ["main"]
 
 class _Main(click.Group):
     """The command group: a bad setting met by any command (``ETHEREALFABRIC_HOME`` naming a
-    file, a bad ``ETHEREALFABRIC_DURABILITY``...) is a one-line error and exit 2."""
+    file, a bad ``ETHEREALFABRIC_DURABILITY``...), or a journal that cannot be read (damage
+    SQLite finds only when a query reads it), is a one-line error and exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, JournalError) as exc:
             _fail(str(exc))
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from ..config import Settings
-from ..errors import EtherealFabricError
+from ..errors import EtherealFabricError, RunNotFoundError
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
@@ -129,7 +129,7 @@ def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
         text = str(exc)
         _fail(
             text
-            if "etherealfabric runs" in text
+            if "etherealfabric runs" in text or not isinstance(exc, RunNotFoundError)
             else f"{text}; list runs with `etherealfabric runs`"
         )
 

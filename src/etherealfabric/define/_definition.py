@@ -18,7 +18,7 @@ from ..errors import DefinitionError, DuplicateNodeError
 from ._context import defining
 from ._node import Node, OutputRef, OutputRefs, Outputs
 from ._params import ParamRef, ParamSet
-from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_handler
+from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_flag, check_handler
 from ._refs import refs_of
 from ._spec import check_node_name
 
@@ -66,7 +66,7 @@ class Definition:
         }
         self.retries = as_retry_policy(retries, where=f"workflow {self.name!r}")
         self.on_error = check_handler(on_error, where=f"workflow {self.name!r}")
-        self.keep_going = bool(keep_going)
+        self.keep_going = check_flag(keep_going, name="keep_going", where=f"workflow {self.name!r}")
         self._nodes: dict[int, Node] = {}
         self._names: dict[int, str] = {}
         self._by_name: dict[str, Node] = {}

@@ -265,6 +265,14 @@ class Node:
 
     @outputs.setter
     def outputs(self, names: Sequence[str]) -> None:
+        if isinstance(names, str):  # one output: never its letters
+            names = [names]
+        elif isinstance(names, bytes) or not hasattr(names, "__iter__"):
+            raise DefinitionError(
+                f"node {self._ef_label()!r}: self.outputs must be a list of output names "
+                f"(self.outputs = ['a', 'b']), got {type(names).__name__} {names!r:.80}",
+                nodes=(self._ef_label(),),
+            )
         self._ef_names = Outputs(self, list(names)).names
 
     @property

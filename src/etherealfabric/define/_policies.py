@@ -93,9 +93,33 @@ ErrorHandler = Callable[[NodeError], "Mapping[str, Any] | _Skip | None"]
 
 def check_handler(value: Any, *, where: str) -> ErrorHandler | None:
     """Accept ``None`` or a callable ``on_error`` handler."""
-    if value is None or callable(value):
-        return value  # type: ignore[no-any-return]
-    raise DefinitionError(f"{where}: on_error must be a callable taking a NodeError, got {value!r}")
+    if value is None:
+        return None
+    if not callable(value):
+        raise DefinitionError(
+            f"{where}: on_error must be a callable taking a NodeError, got {value!r}"
+        )
+    import inspect
+
+    try:
+        inspect.signature(value).bind(None)
+    except ValueError:  # no signature to read (a builtin): it is called as it is
+        pass
+    except TypeError as exc:  # (an instance method of a class node: `self` and the error)
+        raise DefinitionError(
+            f"{where}: on_error must take one argument, the NodeError, but "
+            f"{getattr(value, '__qualname__', value)!r} cannot be called so ({exc}); on a "
+            "class node, make it a @staticmethod"
+        ) from None
+    return value  # type: ignore[no-any-return]
+
+
+def check_flag(value: Any, *, name: str, where: str) -> bool:
+    """A yes/no option: text such as ``"false"`` (from the environment or a file) is refused,
+    where ``bool()`` would take it as true."""
+    if isinstance(value, (str, bytes)):
+        raise DefinitionError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_timeout(value: Any, *, where: str) -> float | None:

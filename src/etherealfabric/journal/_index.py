@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from ._schema import retry
@@ -41,6 +42,7 @@ class ActionIndex:
     """Action records and inline outputs in the journal (mixed into ``Journal``)."""
 
     conn: sqlite3.Connection
+    path: Path
     _lock: threading.RLock
 
     def write(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover
@@ -116,7 +118,7 @@ class ActionIndex:
 
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with self._lock:
-            return retry(lambda: self.conn.execute(sql, params).fetchall())
+            return retry(lambda: self.conn.execute(sql, params).fetchall(), self.path)
 
     def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
         """Many small outputs kept inline at once: digest -> bytes (those found)."""
@@ -136,7 +138,7 @@ class ActionIndex:
                 with self._lock:
                     return self.conn.execute(query, batch).fetchall()
 
-            yield retry(fetch)
+            yield retry(fetch, self.path)
 
     def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
         """Delete the action records of nodes whose name matches a glob; their keys."""

@@ -172,14 +172,14 @@ class Journal(ActionIndex, LeaseClaims):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts (for this package's journal/ modules only)."""
         with self._lock:
-            cursor = retry(lambda: self.conn.execute(sql, params))
+            cursor = retry(lambda: self.conn.execute(sql, params), self.path)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query, or ``None`` when there is no row."""
         with self._lock:
-            row = retry(lambda: self.conn.execute(sql, params).fetchone())
+            row = retry(lambda: self.conn.execute(sql, params).fetchone(), self.path)
         return None if row is None else row[0]
 
     # -- runs -----------------------------------------------------------------------------

@@ -254,8 +254,8 @@ def _open_error(path: Path, exc: BaseException) -> JournalError:
     if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES):
         return ReadOnlyJournalError(path)
     return JournalError(
-        f"cannot open the journal at {path}: {exc}. Check that the folder exists and is "
-        "readable and writable, or point ETHEREALFABRIC_HOME elsewhere."
+        f"cannot open the journal at {path}: {exc}. Check that the folder exists, is "
+        "readable and writable and its disk is not full, or point ETHEREALFABRIC_HOME elsewhere."
     )
 
 
@@ -266,8 +266,20 @@ def _is_locked(exc: BaseException) -> bool:
     )
 
 
-def retry(fn: Callable[[], T]) -> T:
-    """Call ``fn``; while the database is locked by another process, retry (tenacity)."""
+def retry(fn: Callable[[], T], path: Path | None = None) -> T:
+    """Call ``fn``; while the database is locked by another process, retry (tenacity).
+
+    With the journal's ``path``, damage SQLite finds only now (a page past the schema that a
+    query reads) is the :class:`JournalError` of a damaged journal, naming it."""
+    try:
+        return _retry(fn)
+    except sqlite3.DatabaseError as exc:
+        if path is not None and _code(exc) in (_CORRUPT, _NOTADB):
+            raise _open_error(path, exc) from exc
+        raise
+
+
+def _retry(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except sqlite3.OperationalError as exc:
@@ -306,11 +318,21 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if _code(exc) in (_CORRUPT, _NOTADB):  # a damaged page met by this transaction
+            raise _open_error(path, exc) from exc
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise
         if _code(exc) == _READONLY and not home_writable(path):
             raise ReadOnlyJournalError(path) from exc
+        if _is_locked(exc):  # still, after the wait for it
+            raise JournalError(
+                f"cannot write the journal {path}: it stayed locked by another process for "
+                f"over {_LOCK_WAIT_SECONDS:.0f} s ({exc}). Nothing was written; let that "
+                "process finish, or stop it (`fuser` names it), then run again."
+            ) from exc
         raise JournalError(
             f"cannot write the journal {path}: {exc}. Nothing was half-written; "
             "free disk space or fix the folder's permissions, then run again."

@@ -28,8 +28,8 @@ __all__ = ["Fallbacks", "ask_handler"]
 
 def ask_handler(handler: ErrorHandler, name: str, result: TaskResult) -> Any:
     """What ``on_error`` answers to the failure of node ``name`` (a node, or a map's child):
-    ``SKIP``, fallback outputs, or anything else (None too: the failure stands). A handler
-    that raises is noted in ``result.error`` and answers None."""
+    ``SKIP``, fallback outputs, or None (the failure stands). A handler that raises, or
+    answers anything else, is noted in ``result.error`` and answers None."""
     error = NodeError(
         node=name,
         error=result.error or "",
@@ -38,10 +38,18 @@ def ask_handler(handler: ErrorHandler, name: str, result: TaskResult) -> Any:
         exception=result.exception,
     )
     try:
-        return handler(error)
+        answer = handler(error)
     except Exception as exc:
         result.error = f"{result.error}; on_error handler raised {type(exc).__name__}: {exc}"
         return None
+    if answer is not None and answer is not SKIP and not isinstance(answer, Mapping):
+        result.error = (
+            f"{result.error}; on_error handler returned {type(answer).__name__} "
+            f"{answer!r:.60}, which is no answer: return a dict of fallback outputs by name "
+            "({'result': value} for a function node), SKIP or None"
+        )
+        return None
+    return answer
 
 
 class Fallbacks:

@@ -136,6 +136,32 @@ def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:
     return frozenset(forced)
 
 
+def check_serializer_names(graph: Graph) -> None:
+    """A ``serializers=`` name no serializer has: an error naming the node and the output
+    before anything runs (the worker would find it only after the node's work is done)."""
+    known = None
+    for name in graph.order:
+        chosen = graph.specs[name].serializers
+        if not chosen:
+            continue
+        if known is None:
+            from ..store._serializers import default_registry
+
+            known = default_registry.names()
+        for output, serializer in chosen.items():
+            if serializer not in known:
+                import difflib  # (only for a suggestion)
+
+                close = difflib.get_close_matches(serializer, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise DefinitionError(
+                    f"node {name!r} output {output!r}: unknown serializer {serializer!r} (in "
+                    f"serializers=); {hint}known serializers: {', '.join(known)}; register "
+                    "your own with register_serializer(...) before the run",
+                    nodes=(name,),
+                )
+
+
 def missing_inputs(graph: Graph) -> dict[str, HashingError]:
     """The nodes of ``graph`` without upstream nodes whose ``File``/``Directory`` is not there."""
     missing: dict[str, HashingError] = {}

@@ -34,7 +34,7 @@ from ..store import Store, check_run_writes, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
 from ._gcpause import freeze_long_lived, no_collections
-from ._preflight import forced_nodes, missing_inputs, warn_machine_paths
+from ._preflight import check_serializer_names, forced_nodes, missing_inputs, warn_machine_paths
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
@@ -127,6 +127,7 @@ def execute_workflow(
             params.setdefault("targets", list(targets))
         # a --force pattern that names no node is the user's error: no run row, no backend
         force = forced_nodes(graph, request.force)
+        check_serializer_names(graph)
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
         with no_collections():  # they live as long as the run

@@ -148,6 +148,8 @@ def check_run_writes(store: Store) -> None:
     read-write) that it cannot write: a read-only mount, say, where nodes would compute and
     then fail at their first write. A few ``os.access`` calls, no request."""
     remote = getattr(store, "remote", None)
+    if isinstance(remote, LocalStore):
+        _check_folder(remote.root)
     if not isinstance(remote, LocalStore) or not getattr(store, "writes_remote", False):
         return
     path = remote.root
@@ -172,6 +174,24 @@ def check_run_writes(store: Store) -> None:
             f"or point {setting} at a folder you can write",
             setting=setting,
             path=remote.root,
+        )
+
+
+def _check_folder(root: str) -> None:
+    """A shared folder that is a file (or lies under one): a :class:`StoreConfigError` now,
+    not a warning per lookup and a failure per node."""
+    path = root
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        what = "a file" if os.path.isfile(path) else "not a folder"
+        where = f"is {what}" if path == root else f"is under {path}, which is {what}"
+        setting = ENV["store"]
+        raise StoreConfigError(
+            f"{setting}={root!r} {where}; a shared store is a folder or a URL such as "
+            f"s3://bucket/prefix: point {setting} at a folder (it is created if missing)",
+            setting=setting,
+            path=root,
         )
 
 
