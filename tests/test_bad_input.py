@@ -56,6 +56,20 @@ def test_an_error_handler_answer_that_is_no_fallback_says_what_to_return(
     assert "SKIP" in error and "None" in error
 
 
+def test_a_fallback_naming_an_output_the_node_does_not_declare_is_unusable(tmp_path: Any) -> None:
+    """As run() returning an undeclared output is an error, so is a fallback naming one (a
+    typo beside the right name, say): the failure stands, and says which name."""
+    from etherealfabric import NodeStatus, node
+
+    fails = node(name="fails", on_error=lambda error: {"result": 0, "reslt": 0})(_fails)
+    with Workflow("w", home=tmp_path / "home") as wf:
+        fails()
+    results = wf.execute(raise_on_error=False)
+    assert results.statuses["fails"] == NodeStatus.FAILED
+    error = results.errors["fails"]
+    assert "its on_error fallback is unusable" in error and "['reslt']" in error
+
+
 def test_an_unknown_serializer_name_is_refused_before_the_node_runs(tmp_path: Any) -> None:
     from etherealfabric import node
 

@@ -85,6 +85,11 @@ class Fallbacks:
         try:
             if missing := [o for o in spec.outputs if o not in answer]:
                 raise ValueError(f"the fallback of node {name!r} lacks output(s) {missing}")
+            if extra := [o for o in answer if o not in spec.outputs]:  # (as run() may not)
+                raise ValueError(
+                    f"the fallback of node {name!r} names output(s) {extra} it does not "
+                    f"declare (its outputs: {list(spec.outputs)})"
+                )
             outputs, inline = store_values(
                 name, spec.outputs, answer, spec.serializers, self.store, self.inline_limit
             )
