@@ -302,3 +302,20 @@ def test_keep_going_given_as_text_is_refused_not_taken_as_true(tmp_path: Any, fl
     with pytest.raises(DefinitionError, match=r"keep_going must be True or False"):
         wf.execute(keep_going=flag)  # type: ignore[arg-type]
     assert not (tmp_path / "home").exists()  # refused before the run started
+
+
+@pytest.mark.parametrize(("shared", "setting"), [(False, "HOME"), (True, "STORE")])
+def test_a_store_that_cannot_be_written_names_the_setting_that_moves_it(
+    tmp_path: Any, shared: bool, setting: str
+) -> None:
+    """The home's own store moves with ETHEREALFABRIC_HOME, a shared folder with
+    ETHEREALFABRIC_STORE: the advice names the one that applies."""
+    from etherealfabric import StoreError
+    from etherealfabric.store import LocalStore
+
+    (tmp_path / "blocker").write_text("a file where the store's folder should be")
+    store = LocalStore(str(tmp_path / "blocker" / "objects-here"), shared=shared)
+    with pytest.raises(
+        StoreError, match=rf"point the store elsewhere \(ETHEREALFABRIC_{setting}\)"
+    ):
+        store.put_bytes(b"x" * 10_000)

@@ -381,11 +381,13 @@ class LocalStore(Store):
                 path=self.root,
             )
         where = f" ({exc.filename})" if exc.filename else ""
+        # a shared folder is ETHEREALFABRIC_STORE; the home's own store moves with the home
+        setting = "ETHEREALFABRIC_STORE" if self.shared else "ETHEREALFABRIC_HOME"
         advice = (
-            "Free some disk space, or point the store elsewhere (ETHEREALFABRIC_STORE)."
+            f"Free some disk space, or point the store elsewhere ({setting})."
             if exc.errno == errno.ENOSPC
             else "Make sure this folder (or its parent) exists and is writable by this user, "
-            "or point the store elsewhere (ETHEREALFABRIC_STORE)."
+            f"or point the store elsewhere ({setting})."
         )
         return StoreError(
             f"cannot write to the artifact store at {self.root}: {exc.strerror or exc}{where}. "
