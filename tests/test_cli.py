@@ -325,3 +325,27 @@ def test_a_script_that_executes_when_imported_is_named_by_run(tmp_path: Path) ->
     )
     done = _ef(tmp_path, "run", "guarded.py")
     assert done.returncode == 0 and "note:" not in done.stderr, done.stderr
+
+
+def test_quiet_hides_the_engines_info_lines(tmp_path: Path) -> None:
+    """--quiet: only failures and the summary. Two calls of one node with the same key log an
+    INFO line ("waiting for it") that a plain run shows and a quiet one does not."""
+    (tmp_path / "flow.py").write_text(
+        "import time\n"
+        "from etherealfabric import Workflow, node\n"
+        "@node\n"
+        "def a():\n"
+        "    time.sleep(0.5)\n"
+        "    return 1\n"
+        "@node\n"
+        "def b(x, y):\n"
+        "    return x + y\n"
+        "with Workflow('same') as wf:\n"
+        "    b(a(), a())\n"
+    )
+    done = _ef(tmp_path, "run", "flow.py", "--home", "plain")
+    assert done.returncode == 0 and "waiting for it" in done.stderr, done.stderr
+    done = _ef(tmp_path, "run", "flow.py", "--quiet", "--home", "quiet")
+    assert done.returncode == 0, done.stderr
+    assert "INFO" not in done.stderr and "waiting for it" not in done.stderr, done.stderr
+    assert "2 executed, 1 cached" in done.stdout

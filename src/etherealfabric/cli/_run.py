@@ -276,6 +276,8 @@ def _execute(
             click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
             subscribers.append(metrics)
         settings: dict[str, Any] = {"home": home} if home else {}
+        if quiet and not os.environ.get(ENV["log_level"]) and "log_level" not in workflow.settings:
+            settings["log_level"] = "WARNING"  # --quiet: no engine INFO lines ("waiting for it")
         with _stdout_to_stderr() if as_json else nullcontext():
             return workflow.execute(
                 subscribers=subscribers, raise_on_error=False, **settings, **options
