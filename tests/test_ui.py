@@ -549,3 +549,15 @@ def test_layout_escapes_names() -> None:
 
     svg = to_svg(layout({"<b>&": []}), {})
     assert "<b>" not in svg and "&lt;b&gt;&amp;" in svg
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_an_empty_token_is_refused_not_taken_for_no_token(tmp_path: Path, token: str) -> None:
+    """`--token "$UNSET"` would serve without any token while the user thinks it is protected."""
+    from click.testing import CliRunner
+
+    from etherealfabric.cli import main
+
+    result = CliRunner().invoke(main, ["ui", "--home", str(tmp_path), "--token", token])
+    assert result.exit_code == 2
+    assert "--token is empty" in result.stderr

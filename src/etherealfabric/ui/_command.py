@@ -47,6 +47,13 @@ def ui(home: str | None, host: str, port: int, token: str | None) -> None:
     Open the printed address in a browser. The UI only reads the journal (it never writes it
     and never holds up a run). With a token, open http://HOST:PORT/?token=TOKEN once.
     """
+    if token is not None and not token.strip():  # (an unset shell variable, `--token "$T"`)
+        click.echo(
+            "error: --token is empty: give the token every request must carry, or leave the "
+            "option out",
+            err=True,
+        )
+        sys.exit(2)
     token = token or os.environ.get(UI_TOKEN_ENV) or None
     try:
         import uvicorn
