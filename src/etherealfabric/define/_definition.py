@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ..config import strict_options
 from ..errors import DefinitionError, DuplicateNodeError
+from ..hashing._paths import note_root
 from ._context import defining
 from ._node import Node, OutputRef, OutputRefs, Outputs
 from ._params import ParamRef, ParamSet
@@ -56,6 +57,7 @@ class Definition:
         #: the folder declared file outputs (``writes=``) are relative to, and that absolute
         #: paths in parameters are keyed relative to: ``root=``, else the workflow file's
         self.root = os.path.abspath(root if root is not None else _caller_folder())
+        note_root(self.root)  # module globals holding paths under it are keyed relative to it
         self.param_set = ParamSet(params, workflow=self.name)
         self.settings: dict[str, Any] = {
             "home": home,

@@ -11,6 +11,12 @@ changes, and only for such paths.
 :func:`outside_root` finds the absolute paths that lie outside the root (and look like paths:
 their folder exists), so that a run with a shared store can warn that they keep the key
 machine-specific.
+
+:func:`relative_to_roots` does the same for the values module globals hold (``DATA = BASE /
+"data"`` with ``BASE = Path(__file__).resolve().parent``), which the code fingerprint hashes
+outside any one workflow: against every workflow root defined in the process
+(:func:`note_root`), the longest first. Keys are computed in the driver, after the workflow
+file defined its workflows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from typing import Any
 from ..define._refs import replace_refs
 from ._encoder import Encoder, register_builtin
 
-__all__ = ["RootRelative", "outside_root", "relative_to_root"]
+__all__ = ["RootRelative", "note_root", "outside_root", "relative_to_root", "relative_to_roots"]
+
+#: the roots of the workflows defined in this process
+_ROOTS: set[str] = set()
 
 
 class RootRelative:
@@ -66,6 +75,19 @@ def relative_to_root(value: Any, root: str | None) -> Any:
     if not isinstance(value, (list, tuple, set, frozenset, dict)):
         return value
     return replace_refs(value, convert, kind=(str, PurePath))
+
+
+def note_root(root: str) -> None:
+    """Remember a workflow's root folder for :func:`relative_to_roots`."""
+    _ROOTS.add(root)
+
+
+def relative_to_roots(value: Any) -> Any:
+    """``value`` with the absolute paths inside any known workflow root made root-relative
+    (a path inside nested roots, relative to the innermost)."""
+    for root in sorted(_ROOTS, key=len, reverse=True):
+        value = relative_to_root(value, root)
+    return value
 
 
 def outside_root(value: Any, root: str | None, depth: int = 0) -> Iterator[str]:

@@ -45,6 +45,7 @@ from ._external import assigned_at, data_urls, external_note, global_draws, url_
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
+from ._paths import relative_to_roots
 from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
@@ -195,7 +196,7 @@ class References:
         self._current = name
         encoder = Encoder(None, self)
         try:
-            encoder.value(value)
+            encoder.value(relative_to_roots(value))  # a checkout's own folder is not keyed
         except Exception as exc:  # a value the code reads must never break its key
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             self.uncovered.append(f"{name}: cannot be hashed ({reason})")
