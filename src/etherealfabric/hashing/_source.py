@@ -147,13 +147,22 @@ def normalized_source(obj: Any) -> tuple[str, str, int] | None:
     keyed separately); a user's own decorators, and their arguments, stay in both. The first
     line is where the definition starts in its file (for messages, never for digests).
     """
+    is_lambda = getattr(obj, "__name__", "") == "<lambda>"
     try:
         lines, first_line = _source_lines(obj)
         statements, line_shift, col_shift = _parse("".join(lines))
-    except (OSError, TypeError, SyntaxError):
+    except SyntaxError:
+        # a lambda on a line of a longer statement (``"b": lambda x: x * 2,`` in a dict
+        # spread over lines, as a formatter writes it): found in its module's file instead
+        found = _lambda_in_file(obj) if is_lambda else None
+        if found is None:
+            return None
+        statements, first_line = found, obj.__code__.co_firstlineno
+    except (OSError, TypeError):
         return None
-    if getattr(obj, "__name__", "") == "<lambda>":
-        statements = _lambdas(obj, statements, first_line - 1 + line_shift, col_shift)
+    else:
+        if is_lambda:
+            statements = _lambdas(obj, statements, first_line - 1 + line_shift, col_shift)
     with_decorators = canonical_text(statements)
     for statement in statements[:1]:
         if isinstance(statement, _DEFS):
@@ -295,6 +304,20 @@ def _lambdas(fn: Any, statements: list[Any], line_offset: int, col_shift: int) -
     if len(same_line) > 1:  # before 3.11: tell them apart by what they compile to
         same_line = _compiling_alike(same_line, code) or same_line
     return same_line[:1] if len(same_line) == 1 else found
+
+
+def _lambda_in_file(fn: Any) -> list[Any] | None:
+    """The one lambda of ``fn``'s module file that ``fn`` is, as a statement list, or None."""
+    code = getattr(fn, "__code__", None)
+    lines = linecache.getlines(code_file(fn)) if code is not None else []
+    try:
+        tree = ast.parse("".join(lines)) if lines else None
+    except SyntaxError:
+        return None
+    if tree is None:
+        return None
+    found = _lambdas(fn, tree.body, 0, 0)
+    return found if len(found) == 1 else None
 
 
 def _compiling_alike(candidates: list[Any], code: Any) -> list[Any]:
