@@ -6,7 +6,13 @@ globals its code loads, but also mere attribute names (``ctx.spark`` matches a g
 draw from a global random generator) is reported only for the helpers the code certainly
 reaches: the globals it loads (``LOAD_GLOBAL``/``LOAD_NAME``), and the attributes it loads off
 a module (``settings.mode``, ``pkg.sub.f``; the module a global, or a local an import in the
-body binds: ``from pkg import settings``). :func:`direct_loads` finds both, once per function.
+body binds: ``from pkg import settings``). :func:`direct_loads` finds both; :class:`Loads`
+reads them only when asked, once per function (most functions reach no user code).
+
+How a fingerprint reached a piece of code is a *route*: ``None`` (not directly: inside a
+value, through a default...), ``""`` (directly: a name imported in the body, a closure cell),
+``"global:NAME"`` (directly if the code loads the global ``NAME``) or ``"attr:MODULE.NAME"``
+(directly if it loads ``NAME`` off the module ``MODULE``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import importlib.util
 import types
 from dataclasses import dataclass
 
-__all__ = ["Direct", "direct_loads"]
+__all__ = ["SAME", "Direct", "Loads", "direct_loads"]
+
+#: stands for "the route of the code being followed now" (no route has this form)
+SAME = "<same>"
 
 _GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
 _ATTRIBUTE_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
@@ -32,6 +41,29 @@ class Direct:
 
     globals: frozenset[str]
     attributes: frozenset[str]
+
+
+class Loads:
+    """What the code of ``fn`` loads directly, read when first needed."""
+
+    __slots__ = ("_fn", "_found")
+
+    def __init__(self, fn: types.FunctionType | None) -> None:
+        self._fn = fn
+        self._found: Direct | None = None
+
+    def reaches(self, route: str | None) -> bool:
+        """Whether code found by ``route`` (see the module docstring) is reached directly."""
+        if route is None:
+            return False
+        kind, _, key = route.partition(":")
+        if not key:
+            return True
+        if self._fn is None:
+            return False
+        if self._found is None:
+            self._found = direct_loads(self._fn)
+        return key in (self._found.globals if kind == "global" else self._found.attributes)
 
 
 def direct_loads(fn: types.FunctionType) -> Direct:

@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import HashingError
 from ._bindings import Binding
 from ._builtins import hash_plain
-from ._direct import Direct, direct_loads
+from ._direct import SAME, Loads
 from ._encoder import Encoder, has_encoding, type_name
 from ._external import assigned_at, data_urls, external_note, global_draws, url_note
 from ._held import attributes, partials
@@ -60,8 +60,8 @@ class References:
         self.refs: list[Any] = []
         #: those of ``refs`` the code reaches directly (:mod:`etherealfabric.hashing._direct`)
         self.direct: list[Any] = []
-        self._direct = False  # whether the code being followed now is reached directly
-        self._loads = Direct(frozenset(), frozenset())  # what the function being read loads
+        self._route: str | None = None  # how the code being followed now is reached (Loads)
+        self._loads = Loads(None)  # what the function being read loads
         self.constants: dict[str, str] = {}
         self.packages: set[str] = set()
         self.missing: set[str] = set()
@@ -86,12 +86,12 @@ class References:
         found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
         found += global_draws(fn, GLOBAL_DRAW)
         self.uncovered += [str(lookup) for lookup in found]
-        self._names, self._loads = names, direct_loads(fn)
+        self._names, self._loads = names, Loads(fn)
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
         for name in names:
             if name in namespace:
-                self.named(namespace, name, f"{module}.{name}", names, name in self._loads.globals)
+                self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
         for level, target, fromlist in body_imports(code):
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
@@ -100,7 +100,7 @@ class References:
         for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
             label = _stable_var(var) if generated else var
             with contextlib.suppress(ValueError):  # an empty cell
-                self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names, True)
+                self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names, "")
         for param, default in _defaults(fn):
             if default is not None:  # lossless: a part appearing or going away counts too
                 self.value(default, f"{owner}.<default>.{param}", names)
@@ -143,28 +143,30 @@ class References:
 
     def named(
         self, namespace: dict[str, Any], name: str, part: str, names: tuple[str, ...],
-        direct: bool = False,
+        route: str | None = None,
     ) -> None:  # fmt: skip
         """The global ``name`` of ``namespace``, read by the code: the part ``part``."""
         value = namespace[name]
         self.bindings.append(Binding(namespace, name, value))
         self._origins[part] = (namespace, name)
-        self.value(value, part, names, direct)
+        self.value(value, part, names, route)
 
-    def value(self, value: object, name: str, names: tuple[str, ...], direct: bool = False) -> None:
+    def value(
+        self, value: object, name: str, names: tuple[str, ...], route: str | None = None
+    ) -> None:
         """A value the code reads under ``name``: followed if code, else hashed as a part;
-        ``direct`` when the code reaches it directly (not only through an attribute name)."""
+        ``route`` says how the code reaches it (:class:`etherealfabric.hashing._direct.Loads`)."""
         if isinstance(value, types.ModuleType):
             self.module(value, names)
         elif isinstance(value, functools.partial):
-            self.value(value.func, name, names, direct)
+            self.value(value.func, name, names, route)
             self.value((value.args, value.keywords), f"{name}.<partial>", names)
         elif isinstance(value, types.MethodType):
-            self.code(value.__func__, direct)
+            self.code(value.__func__, route)
             self.value(value.__self__, f"{name}.<self>", names)
         elif _is_code(value):
             self._current = name
-            self.code(value, direct)
+            self.code(value, route)
         elif not _is_machinery(value):
             self.data(value, name)
 
@@ -177,7 +179,7 @@ class References:
             self.uncovered.append(f"{name}{assigned_at(*origin) if origin else ''}: {note}")
         self._current = name
         encoder = Encoder(None, self)
-        direct, self._direct = self._direct, False  # the code inside data is not called as such
+        route, self._route = self._route, None  # the code inside data is not called as such
         try:
             encoder.value(value)
         except Exception as exc:  # a value the code reads must never break its key
@@ -185,7 +187,7 @@ class References:
             self.uncovered.append(f"{name}: cannot be hashed ({reason})")
             return
         finally:
-            self._direct = direct
+            self._route = route
         self.constants[name] = encoder.hexdigest()
 
     def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
@@ -199,8 +201,8 @@ class References:
         label = module_label(module.__name__)
         for name in names:
             if name in namespace:
-                direct = f"{module.__name__}.{name}" in self._loads.attributes
-                self.named(namespace, name, f"{label}.{name}", names, direct)
+                route = f"attr:{module.__name__}.{name}"
+                self.named(namespace, name, f"{label}.{name}", names, route)
         hook = namespace.get("__getattr__")
         if isinstance(hook, types.FunctionType) and is_user_code(hook):
             self.lazy(module, hook, names)
@@ -236,10 +238,10 @@ class References:
         label = module_label(module.__name__)
         for name in (n for n in fromlist if n != "*"):
             if name in vars(module):
-                self.named(vars(module), name, f"{label}.{name}", names, True)
+                self.named(vars(module), name, f"{label}.{name}", names, "")
             elif hasattr(module, name):
                 self.bindings.append(Binding(vars(module), name, getattr(module, name)))
-                self.value(getattr(module, name), f"{label}.{name}", names, True)
+                self.value(getattr(module, name), f"{label}.{name}", names, "")
             elif (sub := self._find(f"{absolute}.{name}")) is not None:
                 self.module(sub, names)
         if not fromlist:  # ``import a.b.c`` binds ``a``; the code reads a.b.c.name
@@ -275,15 +277,15 @@ class References:
 
     # -- the code sink: what a value holds --------------------------------------------------
 
-    def code(self, obj: object, direct: bool | None = None) -> None:
-        """A function, class, method or module met in a value or a name: followed (reached
-        directly if ``direct``; None: as the code being followed now)."""
-        if direct is not None and direct != self._direct:
-            self._direct = direct
+    def code(self, obj: object, route: str | None = SAME) -> None:
+        """A function, class, method or module met in a value or a name: followed (reached by
+        ``route``; by default as the code being followed now)."""
+        if route != SAME:
+            route, self._route = self._route, route
             try:
                 return self.code(obj)
             finally:
-                self._direct = not direct
+                self._route = route
         if isinstance(obj, types.ModuleType):
             self.module(obj, self._names)
             return
@@ -303,7 +305,7 @@ class References:
 
     def _reach(self, *found: Any) -> None:
         self.refs += found
-        if self._direct:
+        if self._loads.reaches(self._route):
             self.direct += found
 
     def registered(self, obj: object) -> None:
@@ -345,7 +347,7 @@ class References:
         through = [p for p in found.values() if id(p.func) not in wrapped]
         for n, part in enumerate(through):
             label = f"{name}.<held>" if n == 0 else f"{name}.<held>#{n + 1}"
-            self.value(part, label, (), self._direct)
+            self.value(part, label, (), self._route)
         settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
         if (functions or through) and settings:  # np.vectorize's otypes, signature, excluded...
             self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
