@@ -22,7 +22,9 @@ can change what it computes:
   EtherealFabric itself count for nothing.
 
 What cannot be known statically (``getattr(module, <computed>)``, ``importlib.import_module``
-of a computed name, ``eval``, ``exec``, ``globals()``, environment reads in the node's own code,
+of a computed name, ``eval``, ``exec``, ``globals()``, environment and command-line reads and
+global random draws in the node's own code or in a helper it reaches directly
+(:mod:`etherealfabric.hashing._direct`: not one that merely shares its name with an attribute),
 a ``np.frompyfunc`` ufunc) is listed in :attr:`Fingerprint.uncovered`
 and warned about once per node (a :class:`FingerprintWarning` naming each construct and its
 ``file:line``); ``plan --keys`` and ``explain`` list it as not covered by the key.
