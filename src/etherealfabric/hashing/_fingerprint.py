@@ -22,7 +22,9 @@ can change what it computes:
   EtherealFabric itself count for nothing.
 
 What cannot be known statically (``getattr(module, <computed>)``, ``importlib.import_module``
-of a computed name, ``eval``, ``exec``, ``globals()``, environment reads in the node's own code,
+of a computed name, ``eval``, ``exec``, ``globals()``, environment and command-line reads and
+global random draws in the node's own code or in a helper it reaches directly
+(:mod:`etherealfabric.hashing._direct`: not one that merely shares its name with an attribute),
 a ``np.frompyfunc`` ufunc) is listed in :attr:`Fingerprint.uncovered`
 and warned about once per node (a :class:`FingerprintWarning` naming each construct and its
 ``file:line``); ``plan --keys`` and ``explain`` list it as not covered by the key.
@@ -59,7 +61,7 @@ from ._builtins import hash_plain
 from ._objects import register_code_handlers
 from ._packages import package_parts, package_versions
 from ._references import Binding, References
-from ._scan import OWN_CODE_READS, display_path
+from ._scan import HELPER_READS, OWN_CODE_READS, display_path
 from ._settings import module_settings
 from ._source import (
     class_bytecode,
@@ -111,6 +113,7 @@ class _Piece:
     where: str  # file:line
     constants: tuple[tuple[str, str], ...]  # (module.NAME, value digest)
     refs: tuple[Any, ...]  # user functions and classes, in the order found
+    direct: tuple[Any, ...]  # those of refs its code reaches directly (not by attribute name)
     packages: frozenset[str]  # top-level modules of installed packages
     missing: frozenset[str]  # modules imported in the body that are not installed
     uncovered: tuple[str, ...]
@@ -292,38 +295,56 @@ def _compute(obj: object) -> _Code:
     uncovered: dict[str, None] = {}
     queue = collections.deque([root, *wrappers])
     seen = {id(o) for o in queue}  # traversal bookkeeping only; ids never reach a digest
-    own = ""
     pieces = []
+    analysed = []
     while queue:
         item = queue.popleft()
         pieces.append(item)
         piece = _piece(item)
-        own = own or piece.name
+        analysed.append(piece)
         found[piece.name].setdefault(piece.body if item is root else piece.decorated, piece.where)
         for name, digest in piece.constants:
             found[name].setdefault(digest, "")
         sources.add(piece.source)
         packages |= piece.packages
         missing |= piece.missing
-        # environment and command-line reads count in the node's own code (its methods for a
-        # class): a helper may be reached through a mere attribute name (``ctx.spark`` and a
-        # global ``spark``)
-        mine = piece.name == own or piece.name.startswith(own + ".")
-        uncovered.update(
-            dict.fromkeys(
-                u for u in piece.uncovered if mine or not any(m in u for m in OWN_CODE_READS)
-            )
-        )
         for ref in piece.refs:
             if id(ref) not in seen:
                 seen.add(id(ref))
                 queue.append(ref)
+    called = _called(root, wrappers)
+    own = analysed[0].name
+    for item, piece in zip(pieces, analysed, strict=True):
+        # what the key cannot see at run time counts in the node's own code (its methods for a
+        # class) and in the helpers it reaches directly (a helper's own module-level cache is
+        # its business); a helper reached only through an attribute name (``ctx.spark`` and a
+        # global ``spark``) may not run at all
+        mine = piece.name == own or piece.name.startswith(own + ".")
+        helper = not mine and id(item) in called
+        for u in piece.uncovered:
+            if mine or not any(m in u for m in OWN_CODE_READS):
+                uncovered[u] = None
+            elif helper and any(m in u for m in HELPER_READS):
+                uncovered[f"{u} (in {piece.name})"] = None
     parts, where = _number(found)
     source = "bytecode" if "bytecode" in sources else "ast"
     return _Code(
         parts, source, where, frozenset(packages), frozenset(missing), tuple(uncovered),
         tuple(pieces),
     )  # fmt: skip
+
+
+def _called(root: Any, wrappers: list[Any]) -> set[int]:
+    """The ids of the pieces the node's code (and its wrappers) reach directly, transitively:
+    through the globals, imported names and attributes of modules their code loads."""
+    called = {id(o) for o in (root, *wrappers)}  # traversal bookkeeping only, as in _compute
+    stack = [root, *wrappers]
+    while stack:
+        for ref in _piece(stack.pop()).direct:
+            if id(ref) not in called:
+                called.add(id(ref))
+                stack.append(ref)
+    return called
 
 
 def _number(found: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
@@ -378,7 +399,8 @@ def _analyse(obj: Any) -> _Piece:
     body, decorated, line = normalized
     return _Piece(
         name, body, decorated, source, f"{filename}:{line}" if line else filename,
-        (*refs.constants.items(), *module_settings(obj)), refs.unique(), frozenset(refs.packages),
+        (*refs.constants.items(), *module_settings(obj)), refs.unique(), refs.unique(refs.direct),
+        frozenset(refs.packages),
         frozenset(refs.missing), tuple(refs.uncovered), tuple(refs.bindings),
     )  # fmt: skip
 

@@ -34,12 +34,13 @@ import importlib.util
 import inspect
 import sys
 import types
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from ..errors import HashingError
+from ._bindings import Binding
 from ._builtins import hash_plain
+from ._direct import SAME, Loads
 from ._encoder import Encoder, has_encoding, type_name
 from ._external import assigned_at, data_urls, external_note, global_draws, url_note
 from ._held import attributes, partials
@@ -50,33 +51,7 @@ from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names,
 from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
-__all__ = ["Binding", "References", "code_names"]
-
-_ABSENT = object()
-
-
-class Binding:
-    """A name the code read in a namespace (a module's globals), and the object it was bound
-    to then: weakly when the object allows it, so a rebound value is not kept alive."""
-
-    __slots__ = ("_obj", "_ref", "name", "namespace")
-
-    def __init__(self, namespace: dict[str, Any], name: str, obj: object) -> None:
-        self.namespace, self.name = namespace, name
-        try:
-            self._ref: weakref.ref[Any] | None = weakref.ref(obj)
-            self._obj: object = None
-        except TypeError:  # an int, a str, a dict...: held (small, or replaced at the next check)
-            self._ref, self._obj = None, obj
-
-    def value(self) -> object:
-        """The object the name was bound to (None once a weakly held one is gone)."""
-        return self._ref() if self._ref is not None else self._obj
-
-    def holds(self) -> bool:
-        """Whether the name is still bound to the same object (not rebound, nor deleted)."""
-        bound = self._ref() if self._ref is not None else self._obj
-        return self.namespace.get(self.name, _ABSENT) is bound
+__all__ = ["Binding", "References", "code_names"]  # Binding: from ._bindings
 
 
 class References:
@@ -84,6 +59,10 @@ class References:
 
     def __init__(self) -> None:
         self.refs: list[Any] = []
+        #: those of ``refs`` the code reaches directly (:mod:`etherealfabric.hashing._direct`)
+        self.direct: list[Any] = []
+        self._route: str | None = None  # how the code being followed now is reached (Loads)
+        self._loads = Loads(None)  # what the function being read loads
         self.constants: dict[str, str] = {}
         self.packages: set[str] = set()
         self.missing: set[str] = set()
@@ -108,12 +87,12 @@ class References:
         found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
         found += global_draws(fn, GLOBAL_DRAW)
         self.uncovered += [str(lookup) for lookup in found]
-        self._names = names
+        self._names, self._loads = names, Loads(fn)
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
         for name in names:
             if name in namespace:
-                self.named(namespace, name, f"{module}.{name}", names)
+                self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
         for level, target, fromlist in body_imports(code):
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
@@ -122,7 +101,7 @@ class References:
         for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
             label = _stable_var(var) if generated else var
             with contextlib.suppress(ValueError):  # an empty cell
-                self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names)
+                self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names, "")
         for param, default in _defaults(fn):
             if default is not None:  # lossless: a part appearing or going away counts too
                 self.value(default, f"{owner}.<default>.{param}", names)
@@ -131,10 +110,12 @@ class References:
         for base in cls.__bases__:
             if is_user_code(base):
                 self.refs.append(base)
+                self.direct.append(base)
             else:
                 self.library(base.__module__)
         if is_user_code(type(cls)):  # a metaclass of the user's: its __call__ makes instances
             self.refs.append(type(cls))
+            self.direct.append(type(cls))
         for attr, member in vars(cls).items():
             self.member(cls, attr, member, owner)
 
@@ -162,27 +143,31 @@ class References:
     # -- what a name holds ------------------------------------------------------------------
 
     def named(
-        self, namespace: dict[str, Any], name: str, part: str, names: tuple[str, ...]
-    ) -> None:
+        self, namespace: dict[str, Any], name: str, part: str, names: tuple[str, ...],
+        route: str | None = None,
+    ) -> None:  # fmt: skip
         """The global ``name`` of ``namespace``, read by the code: the part ``part``."""
         value = namespace[name]
         self.bindings.append(Binding(namespace, name, value))
         self._origins[part] = (namespace, name)
-        self.value(value, part, names)
+        self.value(value, part, names, route)
 
-    def value(self, value: object, name: str, names: tuple[str, ...]) -> None:
-        """A value the code reads under ``name``: followed if code, else hashed as a part."""
+    def value(
+        self, value: object, name: str, names: tuple[str, ...], route: str | None = None
+    ) -> None:
+        """A value the code reads under ``name``: followed if code, else hashed as a part;
+        ``route`` says how the code reaches it (:class:`etherealfabric.hashing._direct.Loads`)."""
         if isinstance(value, types.ModuleType):
             self.module(value, names)
         elif isinstance(value, functools.partial):
-            self.value(value.func, name, names)
+            self.value(value.func, name, names, route)
             self.value((value.args, value.keywords), f"{name}.<partial>", names)
         elif isinstance(value, types.MethodType):
-            self.code(value.__func__)
+            self.code(value.__func__, route)
             self.value(value.__self__, f"{name}.<self>", names)
         elif _is_code(value):
             self._current = name
-            self.code(value)
+            self.code(value, route)
         elif not _is_machinery(value):
             self.data(value, name)
 
@@ -195,12 +180,15 @@ class References:
             self.uncovered.append(f"{name}{assigned_at(*origin) if origin else ''}: {note}")
         self._current = name
         encoder = Encoder(None, self)
+        route, self._route = self._route, None  # the code inside data is not called as such
         try:
             encoder.value(relative_to_roots(value))  # a checkout's own folder is not keyed
         except Exception as exc:  # a value the code reads must never break its key
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             self.uncovered.append(f"{name}: cannot be hashed ({reason})")
             return
+        finally:
+            self._route = route
         self.constants[name] = encoder.hexdigest()
 
     def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
@@ -214,7 +202,8 @@ class References:
         label = module_label(module.__name__)
         for name in names:
             if name in namespace:
-                self.named(namespace, name, f"{label}.{name}", names)
+                route = f"attr:{module.__name__}.{name}"
+                self.named(namespace, name, f"{label}.{name}", names, route)
         hook = namespace.get("__getattr__")
         if isinstance(hook, types.FunctionType) and is_user_code(hook):
             self.lazy(module, hook, names)
@@ -250,10 +239,10 @@ class References:
         label = module_label(module.__name__)
         for name in (n for n in fromlist if n != "*"):
             if name in vars(module):
-                self.named(vars(module), name, f"{label}.{name}", names)
+                self.named(vars(module), name, f"{label}.{name}", names, "")
             elif hasattr(module, name):
                 self.bindings.append(Binding(vars(module), name, getattr(module, name)))
-                self.value(getattr(module, name), f"{label}.{name}", names)
+                self.value(getattr(module, name), f"{label}.{name}", names, "")
             elif (sub := self._find(f"{absolute}.{name}")) is not None:
                 self.module(sub, names)
         if not fromlist:  # ``import a.b.c`` binds ``a``; the code reads a.b.c.name
@@ -289,8 +278,15 @@ class References:
 
     # -- the code sink: what a value holds --------------------------------------------------
 
-    def code(self, obj: object) -> None:
-        """A function, class, method or module met in a value or a name: followed."""
+    def code(self, obj: object, route: str | None = SAME) -> None:
+        """A function, class, method or module met in a value or a name: followed (reached by
+        ``route``; by default as the code being followed now)."""
+        if route != SAME:
+            route, self._route = self._route, route
+            try:
+                return self.code(obj)
+            finally:
+                self._route = route
         if isinstance(obj, types.ModuleType):
             self.module(obj, self._names)
             return
@@ -301,12 +297,17 @@ class References:
         for item in wrapper_chain(obj):
             self.registered(item)
             if isinstance(item, (types.FunctionType, type)) and is_user_code(item):
-                self.refs.append(item)
+                self._reach(item)
             elif callable(item) and is_user_code(type(item)):  # a callable instance
-                self.refs.append(type(item))
+                self._reach(type(item))
             else:
                 self.library(getattr(item, "__module__", None))
                 self.held(item)
+
+    def _reach(self, *found: Any) -> None:
+        self.refs += found
+        if self._loads.reaches(self._route):
+            self.direct += found
 
     def registered(self, obj: object) -> None:
         """A ``functools.singledispatch`` function's registered implementations, and which type
@@ -342,11 +343,12 @@ class References:
             for v in held.values()
             if isinstance(v, types.FunctionType) and is_user_code(v) and id(v) not in wrapped
         ]
-        self.refs += functions
+        self._reach(*functions)
         found = {id(p): p for v in held.values() for p in partials(v)}  # a slot's is a referent
         through = [p for p in found.values() if id(p.func) not in wrapped]
         for n, part in enumerate(through):
-            self.value(part, f"{name}.<held>" if n == 0 else f"{name}.<held>#{n + 1}", ())
+            label = f"{name}.<held>" if n == 0 else f"{name}.<held>#{n + 1}"
+            self.value(part, label, (), self._route)
         settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
         if (functions or through) and settings:  # np.vectorize's otypes, signature, excluded...
             self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
@@ -396,10 +398,11 @@ class References:
         encoder.tag("reduced")
         encoder.frame(child.digest())
 
-    def unique(self) -> tuple[Any, ...]:
-        """The referenced objects, each once, in the order found."""
-        by_id = {id(r): r for r in reversed(self.refs)}
-        return tuple(by_id[i] for i in dict.fromkeys(id(r) for r in self.refs))
+    def unique(self, refs: list[Any] | None = None) -> tuple[Any, ...]:
+        """The referenced objects (or those of ``refs``), each once, in the order found."""
+        refs = self.refs if refs is None else refs
+        by_id = {id(r): r for r in reversed(refs)}
+        return tuple(by_id[i] for i in dict.fromkeys(id(r) for r in refs))
 
 
 def code_names(code: types.CodeType) -> tuple[str, ...]:

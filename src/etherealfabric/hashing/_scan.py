@@ -44,6 +44,7 @@ __all__ = [
     "ENVIRONMENT_READ",
     "GLOBAL_DRAW",
     "GLOBAL_STORE",
+    "HELPER_READS",
     "OWN_CODE_READS",
     "Lookup",
     "Lookups",
@@ -65,9 +66,13 @@ ARGV_READ = "(a command-line argument)"
 GLOBAL_STORE = "(assigns a module global: other nodes that read it get another value when this node is a cache hit, which does not run it; return the value instead)"
 #: how a draw from a process's global random generator is marked among them
 GLOBAL_DRAW = "(the process's global random generator: what it draws depends on a seed set elsewhere, which worker processes do not run, and on the draws before it; draw from rng = np.random.default_rng(seed) made in the node, seed a parameter)"
-#: the marks of what only the node's own code is warned about (a helper may be reached through
-#: a mere attribute name, and may keep a module-level cache of its own)
+#: the marks of what is warned about only in the node's own code and in the helpers it reaches
+#: directly (a helper may be reached through a mere attribute name: ``ctx.spark`` and a global
+#: ``spark``)
 OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE, GLOBAL_DRAW)
+#: those of them a helper reached directly is warned about (not an assignment to a module
+#: global: a helper may keep a module-level cache of its own)
+HELPER_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_DRAW)
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
     {
