@@ -24,6 +24,7 @@ none.
 from __future__ import annotations
 
 import ast
+import linecache
 import os
 import sys
 import types
@@ -82,8 +83,10 @@ def _statements(path: str) -> tuple[ast.stmt, ...]:
         info = os.stat(path)
         key = (path, info.st_mtime_ns, info.st_size)
         if key not in _SEEN:
-            with open(path, "rb") as fh:
-                tree = ast.parse(fh.read(), path)
+            # through linecache, as the code's own source is read: a node's read tracking
+            # takes its file for code, not for data the node read (a worker process)
+            linecache.checkcache(path)
+            tree = ast.parse("".join(linecache.getlines(path)), path)
             kept = tuple(
                 s for s in tree.body if isinstance(s, (ast.Expr, ast.Assign, ast.AugAssign))
             )
