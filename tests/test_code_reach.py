@@ -32,7 +32,7 @@ from etherealfabric.hashing._fingerprint import Fingerprint, FingerprintWarning,
 from etherealfabric.hashing._packages import package_versions, set_package_versions
 from etherealfabric.hashing._values import hash_value
 
-TOPS = ("sh_flow", "sh_helpers", "sh_pkg", "sh_late")
+TOPS = ("sh_flow", "sh_helpers", "sh_pkg", "sh_late", "sh_tools")
 
 HELPERS = """
 def double(x):
@@ -805,3 +805,41 @@ def test_fingerprints_of_untouched_code_keep_their_digests(project: Project) -> 
     assert numpy_part.parts["package:numpy"] == np.__version__  # the one new part...
     set_package_versions("off")
     assert fp(module, "with_numpy").digest == "4ee7ef07494278f1a22fe9d598abdc88"  # ...or none
+
+
+CLASS_METHODS = """
+import sh_tools
+from etherealfabric import Node
+
+
+class node(Node):
+    def __init__(self):
+        super().__init__()
+        self.outputs = ["out"]
+
+    def run(self):
+        return {"out": self.combine(sh_tools.first())}
+
+    def combine(self, x):
+        return x + sh_tools.second()
+"""
+TOOLS = """
+def first():
+    return 1
+
+
+def second():
+    return 2
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [("return 1", "return 10"), ("return 2", "return 20")])
+def test_each_method_of_a_class_reaches_the_names_it_reads_of_a_shared_module(
+    project: Project, old: str, new: str
+) -> None:
+    """Two methods read two functions of one module: an edit of either is a change (the
+    module was followed once, for the first method's names only: the second's edit was a
+    stale hit)."""
+    before = fp(project.load(CLASS_METHODS, **{"sh_tools.py": TOOLS}))
+    after = fp(project.load(CLASS_METHODS, **{"sh_tools.py": TOOLS.replace(old, new)}))
+    assert before.digest != after.digest

@@ -192,20 +192,19 @@ class References:
         self.constants[name] = encoder.hexdigest()
 
     def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
-        if module.__name__ in self._modules:
-            return
         if not is_user_module(module):
             self.library(module.__name__)
             return
+        first = module.__name__ not in self._modules
         self._modules.add(module.__name__)
         namespace = vars(module)
         label = module_label(module.__name__)
-        for name in names:
-            if name in namespace:
+        for name in names:  # each once: a class's methods read other names of one module
+            if name in namespace and f"{label}.{name}" not in self._origins:
                 route = f"attr:{module.__name__}.{name}"
                 self.named(namespace, name, f"{label}.{name}", names, route)
         hook = namespace.get("__getattr__")
-        if isinstance(hook, types.FunctionType) and is_user_code(hook):
+        if first and isinstance(hook, types.FunctionType) and is_user_code(hook):
             self.lazy(module, hook, names)
 
     def lazy(
