@@ -319,3 +319,38 @@ def test_a_store_that_cannot_be_written_names_the_setting_that_moves_it(
         StoreError, match=rf"point the store elsewhere \(ETHEREALFABRIC_{setting}\)"
     ):
         store.put_bytes(b"x" * 10_000)
+
+
+def test_a_node_given_as_an_input_instead_of_its_output_is_named(tmp_path: Any) -> None:
+    """Report(fit) meant Report(fit.outputs['model']): it ran with the node object as its
+    value (str: "<Fit node 'Fit'>"), cached. Now a DefinitionError before anything runs."""
+    from etherealfabric import Node
+
+    class Fit(Node):
+        def __init__(self) -> None:
+            super().__init__()
+            self.outputs = ["model"]
+
+        def run(self) -> dict[str, Any]:
+            return {"model": 1}
+
+    class Report(Node):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+            self.outputs = ["text"]
+
+        def run(self) -> dict[str, Any]:
+            return {"text": str(self.model)}
+
+    fit = Fit()
+    wf = Workflow("w", home=tmp_path / "home")
+    wf.add_node(fit)
+    wf.add_node(Report(fit))
+    with pytest.raises(
+        DefinitionError, match=r"node 'Report' takes node 'Fit' itself.*\.outputs\['model'\]"
+    ):
+        wf.execute()
+    wf2 = Workflow("w2", home=tmp_path / "home2")
+    wf2.add_node(Fit())
+    assert wf2.execute().executed == 1  # a right workflow still runs

@@ -343,6 +343,14 @@ class _Convert:
             return value
         if tp is OutputRef:
             return self.ref(value)
+        if isinstance(value, Node):  # (Report(fit) meant Report(fit.outputs['model']))
+            label, outputs = value._ef_label(), list(value.outputs)
+            raise DefinitionError(
+                f"node {self.name!r} takes node {label!r} itself as an input, not one of its "
+                f"outputs: pass its .outputs[{outputs[0] if outputs else 'NAME'!r}] (it declares "
+                f"{outputs})",
+                nodes=(self.name,),
+            )
         found = self.done.get(id(value), self.done)
         if found is self.done:
             found = self.done[id(value)] = _replace_refs(value, self.ref)
