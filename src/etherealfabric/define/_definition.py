@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from ..config import strict_options
 from ..errors import DefinitionError, DuplicateNodeError
-from ..hashing._paths import note_root
 from ._context import defining
+from ._files import note_root
 from ._node import Node, OutputRef, OutputRefs, Outputs
 from ._params import ParamRef, ParamSet
 from ._policies import ErrorHandler, RetryPolicy, as_retry_policy, check_flag, check_handler

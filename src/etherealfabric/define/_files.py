@@ -37,6 +37,8 @@ __all__ = [
     "File",
     "activate_root",
     "check_writes",
+    "known_roots",
+    "note_root",
     "path_values",
     "root_path",
     "storing_under",
@@ -242,3 +244,18 @@ def root_path(*parts: str | os.PathLike[str]) -> str:
         collector = current_collector()
         root = getattr(collector, "root", None) or os.getcwd()
     return os.path.join(root, *(os.fspath(p) for p in parts))
+
+
+#: the root folders of the workflows defined in this process
+_ROOTS: set[str] = set()
+
+
+def note_root(root: str) -> None:
+    """Remember a workflow's root folder: module globals holding paths under it are keyed
+    relative to it (``hashing._paths.relative_to_roots``)."""
+    _ROOTS.add(root)
+
+
+def known_roots() -> list[str]:
+    """The roots of the workflows defined in this process, the longest (innermost) first."""
+    return sorted(_ROOTS, key=len, reverse=True)

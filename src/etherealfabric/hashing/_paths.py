@@ -15,8 +15,8 @@ machine-specific.
 :func:`relative_to_roots` does the same for the values module globals hold (``DATA = BASE /
 "data"`` with ``BASE = Path(__file__).resolve().parent``), which the code fingerprint hashes
 outside any one workflow: against every workflow root defined in the process
-(:func:`note_root`), the longest first. Keys are computed in the driver, after the workflow
-file defined its workflows.
+(``define._files.note_root``), the longest first. Keys are computed in the driver, after the
+workflow file defined its workflows.
 """
 
 from __future__ import annotations
@@ -26,13 +26,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
+from ..define._files import known_roots
 from ..define._refs import replace_refs
 from ._encoder import Encoder, register_builtin
 
-__all__ = ["RootRelative", "note_root", "outside_root", "relative_to_root", "relative_to_roots"]
-
-#: the roots of the workflows defined in this process
-_ROOTS: set[str] = set()
+__all__ = ["RootRelative", "outside_root", "relative_to_root", "relative_to_roots"]
 
 
 class RootRelative:
@@ -77,15 +75,10 @@ def relative_to_root(value: Any, root: str | None) -> Any:
     return replace_refs(value, convert, kind=(str, PurePath))
 
 
-def note_root(root: str) -> None:
-    """Remember a workflow's root folder for :func:`relative_to_roots`."""
-    _ROOTS.add(root)
-
-
 def relative_to_roots(value: Any) -> Any:
     """``value`` with the absolute paths inside any known workflow root made root-relative
     (a path inside nested roots, relative to the innermost)."""
-    for root in sorted(_ROOTS, key=len, reverse=True):
+    for root in known_roots():
         value = relative_to_root(value, root)
     return value
 
