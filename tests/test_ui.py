@@ -64,6 +64,8 @@ from pathlib import Path
 from etherealfabric import Workflow, node
 
 SIGNAL = {signal!r}
+TOKEN = {token!r}  # each live run's own: its slow node runs (a path in the root is keyed
+# root-relative, so SIGNAL alone is the same in every test's folder)
 
 @node
 def first():
@@ -71,7 +73,7 @@ def first():
 
 @node
 def slow(x):
-    print("slow is waiting for", SIGNAL)
+    print("slow is waiting for", SIGNAL, TOKEN)
     deadline = time.time() + 300
     while not Path(SIGNAL).exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -126,7 +128,7 @@ def start_live_run(folder: Path, home: Path) -> tuple[subprocess.Popen[str], Pat
     """Start the live workflow; its node ``slow`` runs until the returned signal file exists."""
     signal = folder / "go"
     path = folder / "live.py"
-    path.write_text(textwrap.dedent(LIVE.format(signal=str(signal))))
+    path.write_text(textwrap.dedent(LIVE.format(signal=str(signal), token=os.urandom(8).hex())))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "etherealfabric", "run", str(path), "--home", str(home), "--json"],
