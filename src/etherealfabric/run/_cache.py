@@ -237,12 +237,13 @@ class ArtifactCache:
     def _restore(self, record: Mapping[str, Any]) -> str | None:
         """Put the record's file outputs back under the root; why not, or None once done."""
         root = self.root if self.root is not None else os.getcwd()
-        file_cache = self._file_cache
+        file_cache, swept = self._file_cache, set[str]()
         for relative, entry in record["files"].items():
             try:
                 self.restored += restore_output(
-                    self.store, root, relative, entry, verify=self.verify, file_cache=file_cache
-                )
+                    self.store, root, relative, entry, verify=self.verify,
+                    file_cache=file_cache, swept=swept,
+                )  # fmt: skip
             except (StoreError, OSError) as exc:
                 if isinstance(exc, CorruptArtifactError) and exc.digest and not self.shared:
                     self.store.delete_object(exc.digest)

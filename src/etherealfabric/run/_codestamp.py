@@ -104,10 +104,25 @@ def _lookup(module: str, qualname: str) -> Any:
     return obj
 
 
+#: object -> (its code object, or None for a class; its digest): a worker checks the same
+#: functions for every task it runs, and hashes each once (again if its code is replaced)
+_DIGESTS: weakref.WeakKeyDictionary[Any, tuple[object, str]] = weakref.WeakKeyDictionary()
+
+
 def _digest(obj: Any) -> str:
+    code = None if isinstance(obj, type) else getattr(obj, "__code__", None)
+    try:
+        found = _DIGESTS.get(obj)
+    except TypeError:  # (not weak-referenceable)
+        found = None
+    if found is not None and found[0] is code:
+        return found[1]
     if isinstance(obj, type):
-        return class_bytecode(obj)
-    code = getattr(obj, "__code__", None)
-    if isinstance(code, types.CodeType):
-        return code_digest(code)
-    return ""
+        digest = class_bytecode(obj)
+    elif isinstance(code, types.CodeType):
+        digest = code_digest(code)
+    else:
+        return ""
+    with contextlib.suppress(TypeError):
+        _DIGESTS[obj] = (code, digest)
+    return digest

@@ -80,6 +80,7 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
     link, never what it points to). The folders a declared file lies in are created."""
     if root is None:
         return
+    swept: set[str] = set()  # folders rid of a killed run's restore copies
     for relative in writes:
         refuse_links(root, relative, node=node)
         path = os.path.join(root, relative)
@@ -95,8 +96,11 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
                 if os.path.isfile(path):
                     os.unlink(path)
                 # its folder, so that writing models/model.joblib needs no makedirs first
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                remove_dead_restores(os.path.dirname(path), gone)  # a killed run's copy of it
+                folder = os.path.dirname(path)
+                os.makedirs(folder, exist_ok=True)
+                if folder not in swept:  # a killed run's copy of it
+                    swept.add(folder)
+                    remove_dead_restores(folder, gone)
         except OSError as exc:
             raise OutputError(
                 f"node {node!r}: cannot clear its declared output {relative!r} (or create its "
@@ -113,12 +117,16 @@ def restore_output(
     *,
     verify: bool,
     file_cache: FileHashCache | None,
+    swept: set[str],
 ) -> int:
-    """:func:`restore_entry`, then, when a file was put back, remove the copies of it a run
-    killed in the middle of a restore left beside it (a folder drops what is not its own)."""
+    """:func:`restore_entry`, then, when a file was put back, remove the copies a run killed
+    in the middle of a restore left in its folder (a folder drops what is not its own); each
+    folder once per record (``swept``: the folders done)."""
     written = restore_entry(store, root, relative, entry, verify=verify, file_cache=file_cache)
-    if written and entry["kind"] == "file":
-        remove_dead_restores(os.path.dirname(os.path.join(root, relative)), gone)
+    folder = os.path.dirname(os.path.join(root, relative))
+    if written and entry["kind"] == "file" and folder not in swept:
+        swept.add(folder)
+        remove_dead_restores(folder, gone)
     return written
 
 
