@@ -12,14 +12,26 @@ instance (such as the one on 6379) and leave nothing behind::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port", "redis_server_path", "start_redis", "stop_process"]
+import pytest
+
+__all__ = [
+    "RedisServer",
+    "free_port",
+    "private_redis",
+    "redis_server_path",
+    "start_redis",
+    "stop_process",
+]
 
 START_ATTEMPTS = 3
 
@@ -45,6 +57,21 @@ class RedisServer:
 def redis_server_path() -> str | None:
     """The redis-server executable, or ``None`` when it is not installed."""
     return shutil.which("redis-server")
+
+
+@contextlib.contextmanager
+def private_redis(folder: Path) -> Iterator[RedisServer]:
+    """A test's own redis-server (a fixture's body), stopped at the end; the test is skipped
+    where redis-server is not installed, and fails under CI, which must install it."""
+    if redis_server_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; CI must install it (redis-server)")
+        pytest.skip("redis-server is not installed")
+    server = start_redis(folder)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def free_port() -> int:

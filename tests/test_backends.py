@@ -40,7 +40,7 @@ from etherealfabric.cli._loader import load_workflow
 from etherealfabric.testing import BackendContract
 from etherealfabric.testing._backends import double, numbers, pipeline
 from etherealfabric.testing._backends import node_runs as rows
-from redis_server import RedisServer, redis_server_path, start_redis, stop_process
+from redis_server import RedisServer, private_redis, stop_process
 
 IMPLEMENTATIONS = ["threads", "processes", "dask", "celery"]
 WORKERS = BackendContract.max_workers
@@ -75,15 +75,8 @@ def dask_cluster() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if redis_server_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; CI must install it (redis-server)")
-        pytest.skip("redis-server is not installed")
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    try:
+    with private_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

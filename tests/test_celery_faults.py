@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_server import RedisServer, redis_server_path, start_redis, stop_process
+from redis_server import RedisServer, private_redis, stop_process
 
 pytest.importorskip("celery")
 
@@ -75,15 +75,8 @@ with Workflow("faults") as wf:
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if redis_server_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; CI must install it (redis-server)")
-        pytest.skip("redis-server is not installed")
-    server = start_redis(tmp_path / "redis")
-    try:
+    with private_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Cluster:
