@@ -150,9 +150,13 @@ class UnknownBackendError(ConfigError):
     """No execution backend is registered under the requested name."""
 
     def __init__(self, name: str, known: list[str], *, setting: str | None = None) -> None:
+        import difflib  # (only for a suggestion)
+
         where = f" (from {setting})" if setting else ""
+        close = difflib.get_close_matches(name.lower(), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         super().__init__(
-            f"unknown execution backend {name!r}{where}; known backends: {', '.join(known)}",
+            f"unknown execution backend {name!r}{where}{hint}; known backends: {', '.join(known)}",
             setting=setting,
         )
         self.name = name

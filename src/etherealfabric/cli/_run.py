@@ -52,7 +52,7 @@ def _run_options(fn: F) -> F:
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @params_options
 @click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
-@click.option("--max-workers", type=int, default=None, help="Parallel workers.")
+@click.option("--max-workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
 @click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
 @click.option(
     "--force",
@@ -91,6 +91,8 @@ def run(
     Workflow parameters are set with -p NAME=VALUE (or NAME=VALUE after the file) and
     --params FILE; nodes that read a parameter whose value changed run again.
     """
+    if backend is not None:
+        _check_backend(backend)
     workflow = _load(target)
     try:
         values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
@@ -175,6 +177,17 @@ def resume(
         run_params=params,
     )
     _report(workflow, results, as_json, resumed_from=row["id"])
+
+
+def _check_backend(name: str) -> None:
+    """A ``--backend`` no backend is registered under: exit 2 naming the option, the close
+    name and every known one, before the workflow file is imported."""
+    from ..backends import backend_names
+    from ..errors import UnknownBackendError
+
+    known = backend_names()
+    if name.strip().lower() not in known:
+        _fail(str(UnknownBackendError(name, known, setting="--backend")))
 
 
 def _params(row: Mapping[str, Any]) -> dict[str, Any]:

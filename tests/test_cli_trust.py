@@ -1,0 +1,119 @@
+"""What a demanding user trying the command line in fresh processes finds: bad settings named
+with what is allowed, tables that keep their columns in a pipe, --force of a node that is not
+there, `cache pin` and `cache forget` saying what they did (or did not), `runs --json` fields."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOW = """
+from etherealfabric import Workflow, node
+
+@node
+def load(n: int = 3):
+    return list(range(n))
+
+@node
+def total(xs):
+    return sum(xs)
+
+with Workflow("trust") as wf:
+    total(load())
+"""
+
+
+def ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh process, its stdout a pipe, COLUMNS unset unless given."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ETHEREALFABRIC_") and k != "COLUMNS"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Path:
+    (tmp_path / "flow.py").write_text(FLOW)
+    return tmp_path
+
+
+def one_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+# -- 1. bad settings ---------------------------------------------------------------------------
+def test_a_mistyped_backend_variable_names_it_the_backends_and_the_close_one(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", ETHEREALFABRIC_EXECUTION_BACKEND="procesess"))
+    assert "ETHEREALFABRIC_EXECUTION_BACKEND" in line
+    assert "local, processes" in line or "processes, " in line  # the allowed values
+    assert "did you mean 'processes'?" in line
+
+
+def test_a_mistyped_backend_option_names_the_option(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", "--backend", "thread"))
+    assert "--backend" in line and "did you mean 'threads'?" in line and "dask" in line
+
+
+def test_bad_worker_counts_name_the_variable_or_the_option(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", ETHEREALFABRIC_MAX_WORKERS="four"))
+    assert "ETHEREALFABRIC_MAX_WORKERS='four'" in line and "whole number >= 1" in line
+    out = ef(flow, "run", "flow.py", "--max-workers", "0")  # a usage error, as click says it
+    assert out.returncode == 2 and "Invalid value for '--max-workers'" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "close"),
+    [
+        ("ETHEREALFABRIC_CELERY_BROKER_URL", "rdis://localhost:1/0", "redis"),
+        ("ETHEREALFABRIC_CELERY_BROKER_URL", "nosuch://localhost:1/0", None),
+        ("ETHEREALFABRIC_CELERY_RESULT_BACKEND", "rdis://localhost:1/0", "redis"),
+    ],
+)
+def test_a_bad_celery_url_names_the_variable_and_the_known_schemes(
+    flow: Path, variable: str, value: str, close: str | None
+) -> None:
+    pytest.importorskip("celery")
+    env = {
+        "ETHEREALFABRIC_CELERY_BROKER_URL": "redis://localhost:1/0",
+        "ETHEREALFABRIC_CELERY_RESULT_BACKEND": "redis://localhost:1/0",
+        variable: value,
+    }
+    line = one_error(ef(flow, "run", "flow.py", "--backend", "celery", **env))
+    assert f"{variable}='{value}'" in line
+    assert "known schemes: " in line and "redis" in line
+    if close:
+        assert f"did you mean {close}://" in line
+    assert "No module named" not in line
+
+
+@pytest.mark.parametrize(
+    ("mistyped", "meant"),
+    [
+        ("ETHEREALFABRIC_BACKEND", "ETHEREALFABRIC_EXECUTION_BACKEND"),
+        ("ETHEREALFABRIC_WORKERS", "ETHEREALFABRIC_MAX_WORKERS"),
+        ("ETHEREALFABRIC_BROKER_URL", "ETHEREALFABRIC_CELERY_BROKER_URL"),
+    ],
+)
+def test_a_variable_that_is_no_setting_is_warned_about_with_the_one_meant(
+    flow: Path, mistyped: str, meant: str
+) -> None:
+    out = ef(flow, "run", "flow.py", **{mistyped: "processes"})
+    assert out.returncode == 0, out.stderr
+    assert f"{mistyped} is not a setting; did you mean {meant}?" in out.stderr
