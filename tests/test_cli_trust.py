@@ -117,3 +117,19 @@ def test_a_variable_that_is_no_setting_is_warned_about_with_the_one_meant(
     out = ef(flow, "run", "flow.py", **{mistyped: "processes"})
     assert out.returncode == 0, out.stderr
     assert f"{mistyped} is not a setting; did you mean {meant}?" in out.stderr
+
+
+# -- 2. tables in a pipe -----------------------------------------------------------------------
+def test_tables_printed_to_a_pipe_keep_every_column(flow: Path) -> None:
+    assert ef(flow, "run", "flow.py").returncode == 0
+    runs = ef(flow, "runs")
+    assert runs.returncode == 0
+    header = runs.stdout.splitlines()[1]
+    for column in ("run", "workflow", "status", "started", "duration", "executed", "cached"):
+        assert column in header, runs.stdout
+    assert "not shown" not in runs.stdout
+    [run] = json.loads(ef(flow, "runs", "--json").stdout)
+    shown = ef(flow, "show", run["id"])
+    assert "not shown" not in shown.stdout and "error" in shown.stdout, shown.stdout
+    narrow = ef(flow, "runs", COLUMNS="60")  # COLUMNS set: the width asked for
+    assert "not shown" in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 60
