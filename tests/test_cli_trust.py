@@ -133,3 +133,11 @@ def test_tables_printed_to_a_pipe_keep_every_column(flow: Path) -> None:
     assert "not shown" not in shown.stdout and "error" in shown.stdout, shown.stdout
     narrow = ef(flow, "runs", COLUMNS="60")  # COLUMNS set: the width asked for
     assert "not shown" in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 60
+
+
+# -- 3. --force of a node that is not there ----------------------------------------------------
+def test_force_of_an_unknown_node_lists_the_workflows_nodes(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", "--force", "zzz"))
+    assert "'zzz'" in line and "its nodes: load, total" in line
+    line = one_error(ef(flow, "run", "flow.py", "--force", "totl"))
+    assert "did you mean 'total'?" in line and "its nodes: load, total" in line
