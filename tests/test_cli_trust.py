@@ -141,3 +141,20 @@ def test_force_of_an_unknown_node_lists_the_workflows_nodes(flow: Path) -> None:
     assert "'zzz'" in line and "its nodes: load, total" in line
     line = one_error(ef(flow, "run", "flow.py", "--force", "totl"))
     assert "did you mean 'total'?" in line and "its nodes: load, total" in line
+
+
+# -- 4. cache pin ------------------------------------------------------------------------------
+def test_cache_pin_says_when_nothing_is_pinned_and_remove_needs_a_run(flow: Path) -> None:
+    assert ef(flow, "run", "flow.py").returncode == 0
+    out = ef(flow, "cache", "pin")
+    assert out.returncode == 0 and "no pinned runs" in out.stderr and out.stdout == ""
+    out = ef(flow, "cache", "pin", "--remove")
+    assert out.returncode == 2
+    assert "Usage:" in out.stderr and "RUN_ID" in out.stderr
+    [run] = json.loads(ef(flow, "runs", "--json").stdout)
+    assert ef(flow, "cache", "pin", run["id"]).returncode == 0
+    assert ef(flow, "cache", "pin").stdout.split() == [run["id"]]
+    out = ef(flow, "cache", "pin", "--remove", run["id"])
+    assert out.returncode == 0 and out.stdout.strip() == f"unpinned {run['id']}"
+    out = ef(flow, "cache", "pin", "--remove", run["id"])  # unpinned already: says so
+    assert "nothing unpinned" in out.stdout and f"run {run['id']} was not pinned" in out.stderr

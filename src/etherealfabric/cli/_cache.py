@@ -288,17 +288,24 @@ def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
     in a shared store. Without RUN_ID, list the pinned runs."""
     from ..run._teamcache import pins, set_pins
 
+    if remove and not run_ids:
+        raise click.UsageError("--remove needs the RUN_ID... to unpin (list them: `cache pin`)")
     settings = Settings.resolve(home=home)
     pinned = pins(settings.home)
     if not run_ids:
         for run_id in pinned:
             click.echo(run_id)
+        if not pinned:
+            click.echo("no pinned runs (pin one with `etherealfabric cache pin RUN_ID`)", err=True)
         return
     with _journal_at(settings) as journal:
         full = [str(_get_run(journal, r)["id"]) for r in run_ids]
     if remove:
         set_pins(settings.home, [r for r in pinned if r not in full])
-        click.echo(f"unpinned {len(full)} run(s)")
+        unpinned = [r for r in full if r in pinned]
+        click.echo(f"unpinned {', '.join(unpinned)}" if unpinned else "nothing unpinned")
+        for run_id in (r for r in full if r not in pinned):
+            click.echo(f"run {run_id} was not pinned", err=True)
     else:
         set_pins(settings.home, [*pinned, *full])
         click.echo(f"pinned {', '.join(full)}")
