@@ -158,3 +158,14 @@ def test_cache_pin_says_when_nothing_is_pinned_and_remove_needs_a_run(flow: Path
     assert out.returncode == 0 and out.stdout.strip() == f"unpinned {run['id']}"
     out = ef(flow, "cache", "pin", "--remove", run["id"])  # unpinned already: says so
     assert "nothing unpinned" in out.stdout and f"run {run['id']} was not pinned" in out.stderr
+
+
+# -- 6. runs --json ------------------------------------------------------------------------------
+def test_runs_and_show_json_give_the_recorded_params_as_an_object(flow: Path) -> None:
+    assert ef(flow, "run", "flow.py", "--node", "load").returncode == 0
+    [run] = json.loads(ef(flow, "runs", "--json").stdout)
+    params = run["params"]
+    assert isinstance(params, dict), params
+    assert params["target"] == str(flow / "flow.py") and params["nodes"] == ["load"]
+    shown = json.loads(ef(flow, "show", run["id"], "--json").stdout)
+    assert shown["run"]["params"] == params

@@ -33,6 +33,7 @@ __all__ = [
     "_json_option",
     "_json_text",
     "_load",
+    "_run_json",
     "_secs",
     "_table",
     "_when",
@@ -118,6 +119,18 @@ def _journal_at(settings: Settings) -> Journal:
         return Journal(settings.journal_path, read_only=None)
     except EtherealFabricError as exc:
         _fail(str(exc))
+
+
+def _run_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row for ``--json``: its ``params`` column (how the run was started: its file,
+    options and workflow parameters, stored as JSON text) as an object, not a string."""
+    text = row.get("params")
+    if not isinstance(text, str):
+        return row
+    try:
+        return {**row, "params": json.loads(text)}
+    except ValueError:
+        return row  # (not written by this version: shown as it is stored)
 
 
 def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
