@@ -169,3 +169,21 @@ def test_runs_and_show_json_give_the_recorded_params_as_an_object(flow: Path) ->
     assert params["target"] == str(flow / "flow.py") and params["nodes"] == ["load"]
     shown = json.loads(ef(flow, "show", run["id"], "--json").stdout)
     assert shown["run"]["params"] == params
+
+
+# -- 7. cache forget -----------------------------------------------------------------------------
+def test_cache_forget_of_a_node_never_seen_is_an_error_naming_it(flow: Path) -> None:
+    assert ef(flow, "run", "flow.py").returncode == 0
+    line = one_error(ef(flow, "cache", "forget", "nothere"))
+    assert "'nothere'" in line and "load, total" in line
+    line = one_error(ef(flow, "cache", "forget", "totl", "load"))  # nothing forgotten then
+    assert "did you mean 'total'?" in line
+    assert json.loads(ef(flow, "run", "flow.py", "--json").stdout)["cached"] == 2
+    line = one_error(ef(flow, "cache", "forget", "--key", "0" * 32))
+    assert "no cache entry" in line and "0" * 32 in line
+
+    out = ef(flow, "cache", "forget", "load")
+    assert out.returncode == 0 and "forgot 1 cache entry" in out.stdout
+    again = ef(flow, "cache", "forget", "load", "--json")  # a known node, nothing left: fine
+    assert again.returncode == 0 and json.loads(again.stdout)["forgotten"] == 0
+    assert "'load' has no cache entry" in again.stderr
