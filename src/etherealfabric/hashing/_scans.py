@@ -18,7 +18,6 @@ data (or return the path as a ``File``) instead. This module imports neither lib
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import warnings
@@ -99,6 +98,8 @@ def _expand(path: str) -> list[tuple[str, str]]:
     elif "://" in path:
         raise _refuse("polars LazyFrame", path)
     if _GLOB & set(path):
+        import glob  # (only for a scan of a pattern)
+
         return [("file", found) for found in sorted(glob.glob(path, recursive=True))]
     if os.path.isdir(path):
         return [("dir", path)]

@@ -28,7 +28,6 @@ import logging
 import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..define._files import activate_root
@@ -326,6 +325,8 @@ class ArtifactCache:
         todo = [k for k in dict.fromkeys(keys) if k not in indexed]
         if len(todo) < 2:
             return
+        from concurrent.futures import ThreadPoolExecutor  # (a shared store's only)
+
         with ThreadPoolExecutor(_PREFETCH_THREADS) as pool:
             found = list(pool.map(self._try_fetch, todo))
         for key, got in zip(todo, found, strict=True):

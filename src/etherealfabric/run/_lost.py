@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
@@ -146,6 +145,8 @@ def backoff(policy: RetryPolicy, made: int) -> float:
         wait = policy.backoff * policy.multiplier ** max(0, made - 1)
     except OverflowError:
         wait = policy.max_backoff
+    import random  # (only for a retried lost task: not on every run's import)
+
     return max(0.0, min(wait, policy.max_backoff)) + random.uniform(0, policy.jitter)
 
 
