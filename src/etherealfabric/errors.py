@@ -21,6 +21,7 @@ EtherealFabricError
 │   ├── CorruptArtifactError   an object's bytes do not match its digest
 │   └── StoreUnreachableError  a shared store did not answer in time (a network error)
 ├── JournalError               the run journal cannot be read or written
+│   ├── DamagedJournalError    the journal file is damaged or not a database (``.path``)
 │   └── RunNotFoundError       no run with that id
 └── ExecutionError             a run did not finish successfully
     ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigError",
     "CorruptArtifactError",
     "CycleError",
+    "DamagedJournalError",
     "DefinitionError",
     "DuplicateNodeError",
     "EtherealFabricError",
@@ -302,6 +304,14 @@ class StoreConfigError(ConfigError, StoreError):
 
 class JournalError(EtherealFabricError):
     """The run journal could not be read or written."""
+
+
+class DamagedJournalError(JournalError):
+    """The journal file is damaged, or is not a SQLite database at all (``path``)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RunNotFoundError(JournalError):
