@@ -48,7 +48,7 @@ from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._paths import relative_to_roots
 from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
-from ._source import code_file, is_constant, member_functions, unwrap, wrapper_chain
+from ._source import code_file, holds_code, is_constant, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References", "code_names"]  # Binding: from ._bindings
@@ -128,11 +128,13 @@ class References:
                 self.function(fn, f"{owner}.{attr}")
             else:
                 self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
-        if functions or (attr.startswith("_") and not isinstance(member, type)):
+        if functions:
             return
+        # a private attribute counts when it holds code: a ``_registry`` a decorator fills
+        private = attr.startswith("_") and (attr.endswith("__") or not holds_code(member))
         if isinstance(member, type) and _defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
-        elif not attr.startswith("_") and not _library_descriptor(member):
+        elif not private and not _library_descriptor(member):
             # a library object here (one a metaclass made, say) is as its class body says
             quiet, self._quiet = self._quiet, True
             try:

@@ -55,8 +55,25 @@ def is_user_code(obj: object) -> bool:
     loaded = sys.modules.get(module)
     if loaded is not None:
         return is_user_module(loaded)
-    code = getattr(obj, "__code__", None)  # e.g. exec'd with a made-up __name__
+    # a module that is gone (``runpy.run_path`` drops its ``<run_path>`` module once the file
+    # has run) or exec'd with a made-up ``__name__``: by the file its code was compiled from,
+    # for a class the file of its own methods (a class keeps no file of its own)
+    code = _own_method_code(obj, module) if isinstance(obj, type) else None
+    code = getattr(obj, "__code__", code)
     return isinstance(code, types.CodeType) and _is_user_file(code.co_filename)
+
+
+def _own_method_code(cls: type, module: str) -> types.CodeType | None:
+    """The code of the first function ``cls`` defines itself (a method, static or class
+    method, a property's getter), compiled in ``module``."""
+    for member in vars(cls).values():
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
+        elif isinstance(member, property):
+            member = member.fget
+        if isinstance(member, types.FunctionType) and member.__module__ == module:
+            return member.__code__
+    return None
 
 
 def is_user_module(module: types.ModuleType) -> bool:
