@@ -58,6 +58,7 @@ class MapHost(Protocol):
     _done: queue.SimpleQueue[Any]
     _stopping: bool
     _dirty: bool
+    _checkpoints_to_clear: list[str]
 
     def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None: ...
     def _room(self) -> bool: ...
