@@ -98,6 +98,42 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--max-workers", "0"], ["--max-workers", ">=1"]),
+        (["--max-workers", "-2"], ["--max-workers", ">=1"]),
+        (["--backend", "gpu"], ["--backend", "'gpu'", "local", "processes", "threads", "dask"]),
+    ],
+)
+def test_a_bad_run_flag_is_named_with_the_allowed_values(
+    tmp_path: Path, args: list[str], named: list[str]
+) -> None:
+    """A bad --max-workers or --backend is exit 2, one line naming the flag and what it takes."""
+    write(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in named:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def test_a_bad_backend_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path)
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "gpu")
+    code, _, err = invoke("run", "flow.py")
+    assert code == 2
+    assert "ETHEREALFABRIC_EXECUTION_BACKEND" in err and "--backend" not in err
+
+
 def test_history_without_a_journal_says_what_to_do(tmp_path: Path) -> None:
     code, _, err = invoke("runs")
     assert code == 2 and "no journal" in err

@@ -732,3 +732,27 @@ def test_the_folder_of_a_declared_file_output_is_created_before_the_node_runs(
     shutil.rmtree("models")
     assert wf.execute().cached == 1  # restored
     assert Path("models/v1/model.txt").read_text() == "weights"
+
+
+def test_a_declared_folder_exists_before_the_node_runs(tmp_path: Path) -> None:
+    """A declared folder that is not there yet is created before the node's code runs, so
+    ``open("models/x.txt", "w")`` works without a makedirs first; a cache hit restores it."""
+
+    @node(writes=["models/", "deep/er/logs/"])
+    def train() -> int:
+        with open(root_path("models", "x.txt"), "w") as f:  # no makedirs
+            f.write("weights")
+        Path("deep/er/logs/run.log").write_text("ok")  # relative to the root too
+        return 1
+
+    with Workflow("folders", root=str(tmp_path), home=str(tmp_path / "home")) as wf:
+        train()
+    assert not (tmp_path / "models").exists()
+    assert wf.execute().executed == 1
+    assert (tmp_path / "models" / "x.txt").read_text() == "weights"
+    assert (tmp_path / "deep/er/logs/run.log").read_text() == "ok"
+    shutil.rmtree(tmp_path / "models")
+    shutil.rmtree(tmp_path / "deep")
+    assert wf.execute().cached == 1  # restored
+    assert (tmp_path / "models" / "x.txt").read_text() == "weights"
+    assert (tmp_path / "deep/er/logs/run.log").read_text() == "ok"

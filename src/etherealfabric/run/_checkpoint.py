@@ -41,6 +41,12 @@ How it works:
   at its next save, so an abandoned attempt never overwrites the state of the retry that
   replaced it, nor recreates a checkpoint after the node's success deleted it. A save in
   progress when the handle is closed completes first (closing waits for it).
+- A run killed between committing a node's success and deleting its checkpoint leaves the
+  checkpoint behind: the node's final state. It is never resumed: before a key runs, the
+  driver asks the journal when the key last succeeded, and a checkpoint saved before then
+  is deleted before the first attempt (:func:`finished_checkpoint`), so an execution of a
+  key whose record was forgotten, collected or damaged starts from the beginning. One saved
+  after it (a later execution of the key, killed in its turn) is resumed as usual.
 - ``--force`` recomputes a node from scratch: the worker deletes its checkpoint before the
   forced node's first attempt (``Task.fresh``); its retries resume as usual.
 - The active checkpoint lives in a :class:`contextvars.ContextVar` (``define/_context.py``)
@@ -59,11 +65,13 @@ import threading
 from typing import Any
 
 from ..define._secret import refusing_secrets
-from ..errors import AttemptOverError, SerializationError
+from ..errors import AttemptOverError, SerializationError, StoreError
+from ..journal import Journal
+from ..journal._history import producer_of
 from ..store import Store
-from ..store._base import check_name
+from ..store._base import check_name, checkpoint_name
 
-__all__ = ["Checkpoint"]
+__all__ = ["Checkpoint", "finished_checkpoint"]
 
 log = logging.getLogger("etherealfabric.checkpoint")
 
@@ -184,3 +192,32 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"<Checkpoint of node {self.node!r} key {self.key} in {self.store.url}>"
+
+
+def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> bool:
+    """Whether the checkpoint under ``key`` is one an execution that succeeded left behind (a
+    kill between the commit of its success and the checkpoint's deletion): saved before the
+    key's last success in the journal (or at a time the store cannot tell). Such a state is
+    the end of a finished execution, never a point to resume a new one from. One query of
+    the journal's index of succeeded keys; the store is asked only for a key that succeeded
+    before (a key whose record was forgotten, collected or damaged)."""
+    success = producer_of(journal, key, before=float("inf"))
+    if success is None or success["finished_at"] is None:
+        return False
+    local = getattr(store, "local", None)  # a layered store loads its local layer's first
+    try:
+        info = local.entry_info(checkpoint_name(key)) if isinstance(local, Store) else None
+        info = info or store.entry_info(checkpoint_name(key))
+    except (OSError, StoreError):
+        return False  # the attempt's own load reports what is wrong with the store
+    if info is None or (info.modified is not None and info.modified > success["finished_at"]):
+        return False  # none, or saved by a later execution of the key: resumed
+    log.info(
+        "node %r: not resuming the checkpoint of key %s: it was saved before the key's "
+        "success in run %s (a run killed before deleting it); the node starts from the "
+        "beginning",
+        node,
+        key,
+        success["run_id"],
+    )
+    return True

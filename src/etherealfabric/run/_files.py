@@ -76,7 +76,8 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
     there, nor a declared file it no longer writes. A declared path that is, or lies in, a
     symbolic link below the root fails the node before its code runs (``LinkedOutputError``,
     naming the link): nothing is deleted through it. A link inside a declared folder goes (the
-    link, never what it points to). The folders a declared file lies in are created."""
+    link, never what it points to). A declared folder, and the folders a declared file lies in,
+    are created."""
     if root is None:
         return
     swept: set[str] = set()  # folders rid of a killed run's restore copies
@@ -93,6 +94,8 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
                             shutil.rmtree(entry.path)
                         else:
                             os.unlink(entry.path)
+                else:  # so that open("models/x", "w") needs no makedirs first
+                    os.makedirs(path, exist_ok=True)
             else:
                 if os.path.isfile(path):
                     os.unlink(path)

@@ -22,6 +22,7 @@ from ..store import Store
 from ..store._links import LinkedOutputError
 from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
+from ._checkpoint import finished_checkpoint
 from ._codestamp import code_stamp
 from ._files import snapshot
 from ._messages import Task
@@ -91,7 +92,8 @@ def build_task(
         hand_over=hand_over,
         background=background,
         names=code_texts(spec.code),
-        fresh=fresh,
+        # forced, or a checkpoint a kill left after the key's success: from the beginning
+        fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name),
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
     )
     return task, sum(sizes)

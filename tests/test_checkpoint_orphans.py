@@ -1,0 +1,120 @@
+"""A checkpoint a kill left behind after its node's success was committed is never resumed.
+
+The scheduler deletes a node's checkpoint once the node's success is committed to the journal.
+A run SIGKILLed between the two leaves the checkpoint under the key: the node's final state.
+When that key runs again (its record forgotten, dropped by ``cache gc``, damaged), the new
+execution must start from the beginning, not from the state of an execution that had already
+finished. A checkpoint saved by a later execution (killed in its turn) is still resumed.
+The kill is real (SIGKILL, from inside the deletion), and each step runs in a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+FLOW = textwrap.dedent(
+    """
+    import json, os, signal
+
+    from etherealfabric import Workflow, checkpoint, node
+
+
+    @node
+    def train(steps: int) -> dict:
+        start = checkpoint.load(default=0)
+        print(json.dumps({"start": start}), flush=True)
+        for step in range(start, steps):
+            checkpoint.save(step + 1)
+            if os.environ.get("EF_DIE_AT") == str(step + 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return {"started_at_step": start}
+
+
+    with Workflow("orphans") as workflow:
+        train(5)
+    """
+)
+
+#: The run, SIGKILLed right after train's success is committed, as it deletes the checkpoint.
+KILLED_DELETE = textwrap.dedent(
+    """
+    import importlib, os, signal, sys
+
+    from etherealfabric.store import LocalStore
+
+    def die(self, key):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    LocalStore.delete_checkpoint = die
+    sys.path.insert(0, os.getcwd())
+    importlib.import_module("flow").workflow.execute()
+    """
+)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHEREALFABRIC_", "EF_"))}
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), ETHEREALFABRIC_LOG_LEVEL="WARNING")
+    return env
+
+
+def _run(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(tmp_path, env, "-m", "etherealfabric", *args)
+
+
+def _starts(out: str) -> list[int]:
+    return [json.loads(line)["start"] for line in out.splitlines() if line.startswith('{"start"')]
+
+
+def _checkpoints(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "home" / "checkpoints"
+    return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp")]
+
+
+def test_a_checkpoint_left_by_a_kill_after_the_success_is_never_resumed(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = _env(tmp_path)
+    killed = _run(tmp_path, env, "-c", KILLED_DELETE)
+    assert killed.returncode == -9, killed.stderr
+    assert _starts(killed.stdout) == [0]
+    assert len(_checkpoints(tmp_path)) == 1, "the kill must leave train's last checkpoint"
+
+    cached = _cli(tmp_path, env, "run", "flow.py", "--json")  # committed: a hit
+    assert cached.returncode == 0, cached.stderr
+    assert json.loads(cached.stdout)["cached"] == 1
+
+    forgot = _cli(tmp_path, env, "cache", "forget", "train")
+    assert forgot.returncode == 0, forgot.stderr
+    again = _cli(tmp_path, env, "run", "flow.py", "--json")
+    assert again.returncode == 0, again.stderr
+    assert _starts(again.stderr) == [0], "it resumed the state of an execution that had finished"
+    assert json.loads(again.stdout)["executed"] == 1
+    assert _checkpoints(tmp_path) == []
+
+
+def test_a_later_executions_checkpoint_is_still_resumed(tmp_path: Path) -> None:
+    """The key ran to success, was forgotten, then ran again and was killed at step 2: its
+    checkpoint is newer than the success, so the next run resumes it."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = _env(tmp_path)
+    first = _cli(tmp_path, env, "run", "flow.py")
+    assert first.returncode == 0, first.stderr
+    assert _cli(tmp_path, env, "cache", "forget", "train").returncode == 0
+    dying = _cli(tmp_path, {**env, "EF_DIE_AT": "2"}, "run", "flow.py")
+    assert dying.returncode == -9, dying.stderr
+    assert _starts(dying.stdout) == [0]
+    resumed = _cli(tmp_path, env, "run", "flow.py")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _starts(resumed.stdout) == [2]
+    assert _checkpoints(tmp_path) == []
