@@ -30,7 +30,7 @@ _TABLE_ROWS = 40
     "--output-file",
     "path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the value to PATH instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
+    help="Write the value to FILE instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
     "1-D/2-D) for arrays, .json for JSON-able values; any other name gets the stored "
     "(serialized) bytes.",
 )
