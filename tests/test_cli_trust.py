@@ -224,3 +224,8 @@ def test_the_article_helper() -> None:
         assert a_or_an(word) == f"a {word}"
     for word in ("SVC", "S3FileSystem", "HTTPResponse", "MLPRegressor", "XGBModel", "ndarray"):
         assert a_or_an(word) == f"an {word}"
+
+
+def test_node_of_an_unknown_name_lists_the_nodes_and_the_close_one(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", "--node", "lod"))
+    assert "has no node 'lod'; its nodes: load, total" in line and "did you mean 'load'?" in line
