@@ -187,3 +187,45 @@ def test_cache_forget_of_a_node_never_seen_is_an_error_naming_it(flow: Path) -> 
     again = ef(flow, "cache", "forget", "load", "--json")  # a known node, nothing left: fine
     assert again.returncode == 0 and json.loads(again.stdout)["forgotten"] == 0
     assert "'load' has no cache entry" in again.stderr
+
+
+# -- 8. "an ndarray", "an int" -------------------------------------------------------------------
+ARRAY_FLOW = """
+import numpy as np
+from etherealfabric import Workflow, node
+
+@node
+def arr():
+    return np.arange(3)
+
+with Workflow("arrays") as wf:
+    arr()
+"""
+
+
+def test_messages_put_an_before_a_vowel(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    (tmp_path / "flow.py").write_text(ARRAY_FLOW)
+    run = json.loads(ef(tmp_path, "run", "flow.py", "--json").stdout)
+    line = one_error(ef(tmp_path, "cat", run["run_id"], "arr", "-o", "out.parquet"))
+    assert "arr.result is an ndarray, not a data frame" in line
+    (tmp_path / "params.json").write_text("5")
+    line = one_error(ef(tmp_path, "run", "flow.py", "--params", "params.json"))
+    assert "got an int" in line
+
+
+def test_the_article_helper() -> None:
+    from etherealfabric.errors import a_or_an
+
+    said = [a_or_an(w) for w in ("int", "ndarray", "str", "object", "uint8", "_io.TextIOWrapper")]
+    assert said == ["an int", "an ndarray", "a str", "an object", "a uint8", "an _io.TextIOWrapper"]
+    assert a_or_an("list") == "a list" and a_or_an("Index") == "an Index"
+    for word in ("float", "frozenset", "set", "dict", "Series", "LazyFrame", "str"):
+        assert a_or_an(word) == f"a {word}"
+    for word in ("SVC", "S3FileSystem", "HTTPResponse", "MLPRegressor", "XGBModel", "ndarray"):
+        assert a_or_an(word) == f"an {word}"
+
+
+def test_node_of_an_unknown_name_lists_the_nodes_and_the_close_one(flow: Path) -> None:
+    line = one_error(ef(flow, "run", "flow.py", "--node", "lod"))
+    assert "has no node 'lod'; its nodes: load, total" in line and "did you mean 'load'?" in line

@@ -87,6 +87,27 @@ class EtherealFabricError(Exception):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
+#: two letters that start English words: a word starting otherwise with F, H, L, M, N, R, S or
+#: X is said letter by letter (an ndarray, an SVC, an S3FileSystem, an HTTPResponse)
+_CLUSTERS = ("fl", "fr", "sc", "sh", "sk", "sl", "sm", "sn", "sp", "sq", "st", "sw", "rh")
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for messages, by how it is said: ``an int``,
+    ``an ndarray``, ``an SVC``, ``a str``, ``a float``, ``a uint8`` (leading underscores
+    skipped)."""
+    head = word.lstrip("_")
+    low = head.lower()
+    if low[:1] in ("a", "e", "i", "o", "u"):
+        you = low.startswith(("uint", "uni", "use", "usu", "uti", "uu", "ur", "eu", "one"))
+        return f"{'a' if you else 'an'} {word}"
+    spelled = low[:1] in ("f", "h", "l", "m", "n", "r", "s", "x") and len(head) > 1 and (
+        head[:2].isupper() or head[1].isdigit()
+        or (low[1] not in "aeiouy" and low[:2] not in _CLUSTERS)
+    )  # fmt: skip
+    return f"{'an' if spelled else 'a'} {word}"
+
+
 def _rebuild(cls: type[EtherealFabricError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     error = cls.__new__(cls)
     error.args = args

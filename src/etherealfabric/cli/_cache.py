@@ -282,7 +282,7 @@ def _collect_shared(
 
 
 @cache.command("pin")
-@click.argument("run_ids", nargs=-1, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @click.option("--remove", is_flag=True, help="Unpin the runs instead.")
 @_home_option
 def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
@@ -314,7 +314,7 @@ def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
 
 
 @cache.command("forget")
-@click.argument("patterns", nargs=-1, required=False, metavar="NODE...")
+@click.argument("patterns", nargs=-1, required=False, metavar="[NODE]...")
 @click.option(
     "--key", "keys", multiple=True, metavar="K", help="A cache key to forget (repeatable)."
 )

@@ -35,6 +35,7 @@ import sys
 import types
 from typing import Any
 
+from ..errors import a_or_an
 from ._encoder import type_name
 from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
@@ -119,14 +120,14 @@ def external_note(value: object) -> str | None:
     tp = type(value)
     if isinstance(value, _loaded("random", "Random")) or _named(tp, _RANDOM):
         return (
-            f"a {type_name(tp)}, a random generator shared between nodes: what a node draws "
+            f"{a_or_an(type_name(tp))}, a random generator shared between nodes: what a node draws "
             "depends on which nodes ran before it (and which were cache hits); create the "
             "generator inside the node from a seed parameter"
         )
     stdlib = (io.IOBase, *_loaded("socket", "socket"))
     if isinstance(value, stdlib) or _named(tp, _EXTERNAL):
         return (
-            f"a {type_name(tp)}, which stands for external state (a file, a database, a data "
+            f"{a_or_an(type_name(tp))}, which stands for external state (a file, a database, a data "
             "set): what the node reads through it is not in the key; open it inside the node, "
             "from a File parameter or a path"
         )

@@ -37,7 +37,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import HashingError
+from ..errors import HashingError, a_or_an
 from ._bindings import Binding
 from ._builtins import hash_plain
 from ._direct import SAME, Loads
@@ -335,7 +335,7 @@ class References:
         if held is None:
             if callable(obj) and not _is_ufunc(obj):
                 self.uncovered.append(
-                    f"{name}: a {type_name(type(obj))}, whose contents cannot be looked into"
+                    f"{name}: {a_or_an(type_name(type(obj)))}, whose contents cannot be looked into"
                 )
             held = {}
         wrapped = {id(item) for item in wrapper_chain(obj)}  # an lru_cache's, a node's: followed
@@ -391,7 +391,7 @@ class References:
             top = tp.__module__.partition(".")[0]
             if not (self._quiet or is_stdlib(top) or top == "etherealfabric"):
                 self.uncovered.append(
-                    f"{self._current}: holds a {type_name(tp)}, which only counts by its type"
+                    f"{self._current}: holds {a_or_an(type_name(tp))}, which only counts by its type"
                 )
             return
         finally:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import HashingError
+from ..errors import HashingError, a_or_an
 from ._files import file_digest, tree_entries
 from ._loaded import loaded
 
@@ -48,7 +48,7 @@ class LazyReaderError(HashingError):
 
 def _refuse(what: str, source: str) -> LazyReaderError:
     return LazyReaderError(
-        f"cannot hash a {what} that reads {source}: only local files can be hashed by content, "
+        f"cannot hash {a_or_an(what)} that reads {source}: only local files can be hashed by content, "
         "and a lazy reader's own bytes do not change when its data does. collect() it (or "
         "read it into a table) before returning or passing it, or pass the path as a File"
     )
@@ -140,7 +140,7 @@ def dataset_handlers(dataset: Any) -> dict[type[Any], Handler]:
 def _enc_fs_dataset(value: Any, encoder: Encoder) -> None:
     fs = value.filesystem
     if type(fs).__name__ != "LocalFileSystem":
-        raise _refuse("pyarrow Dataset", f"files on a {type(fs).__name__}")
+        raise _refuse("pyarrow Dataset", f"files on {a_or_an(type(fs).__name__)}")
     encoder.tag("arrow.FileSystemDataset")
     encoder.text(f"{type(value).__module__}.{type(value).__qualname__}")
     encoder.text(type(value.format).__name__)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..define._refs import replace_refs
-from ..errors import MapItemsError
+from ..errors import MapItemsError, a_or_an
 from ..hashing._secret import SecretHasher
 from ..plan._graph import Graph, InputRef
 from ..plan._keys import KeyInfo
@@ -168,7 +168,7 @@ def load_items(host: MapHost, name: str, spec: Any) -> tuple[list[Any], list[Any
             else "its items"
         )
         raise MapItemsError(
-            f"node {name!r} maps over {where}, which is a {type(value).__name__}: a map "
+            f"node {name!r} maps over {where}, which is {a_or_an(type(value).__name__)}: a map "
             "needs a list, tuple or other sequence, or a dict (sets have no order: sort "
             "them into a list)",
             node=name,
