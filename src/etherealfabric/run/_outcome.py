@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define._policies import ErrorHandler, RetryPolicy
 from ..states import NodeStatus
-from ._messages import TaskResult
+
+if TYPE_CHECKING:
+    from ._messages import TaskResult
 
 __all__ = ["MapReport", "RunOutcome", "RunPolicy"]
 
