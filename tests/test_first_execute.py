@@ -33,9 +33,12 @@ AVOIDABLE = (
 )
 
 #: the run machinery only running a node needs (a cold run imports them, a warm one does not)
-EXECUTION_ONLY = tuple(
-    f"etherealfabric.run.{name}"
-    for name in ("_worker", "_messages", "_tasks", "_capture", "_handover", "_inline", "_lost")
+EXECUTION_ONLY = (
+    *(
+        f"etherealfabric.run.{name}"
+        for name in ("_worker", "_messages", "_tasks", "_capture", "_handover", "_inline", "_lost")
+    ),
+    "etherealfabric.store._loading",  # (values are loaded only for a node that runs)
 )
 
 PROGRAM = r"""
