@@ -6,7 +6,10 @@ stdlib modules only rare paths need: ``socket`` and ``random`` (asked about only
 or a function's code could hold one, i.e. when they are imported already), ``shutil`` (and
 with it ``bz2`` and ``lzma``: clearing a declared output folder), ``signal`` (the process
 backend's), ``concurrent.futures.thread`` (the shared store's prefetch) and ``glob`` (a path
-pattern read natively). Each check runs in a fresh interpreter.
+pattern read natively). Nor, when nothing has to run, the engine's parts that only running
+a node needs: the worker, the task builder, the output capture, the hand-overs... (the
+scheduler imports them when the first node of a run is submitted). Each check runs in a
+fresh interpreter.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ AVOIDABLE = (
     "signal",
     "concurrent.futures.thread",
     "glob",
+)
+
+#: the run machinery only running a node needs (a cold run imports them, a warm one does not)
+EXECUTION_ONLY = (
+    *(
+        f"etherealfabric.run.{name}"
+        for name in ("_worker", "_messages", "_tasks", "_capture", "_handover", "_inline", "_lost")
+    ),
+    "etherealfabric.store._loading",  # (values are loaded only for a node that runs)
 )
 
 PROGRAM = r"""
@@ -70,3 +82,14 @@ def test_a_warm_first_execute_imports_no_rare_path_stdlib_module(tmp_path: Path)
         modules = report["modules"]
         assert isinstance(modules, list)
         assert sorted(set(AVOIDABLE) & set(modules)) == []
+
+
+def test_a_warm_run_imports_no_part_that_only_running_a_node_needs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cold = _run(home)
+    warm = _run(home)
+    assert (cold["executed"], warm["executed"]) == (6, 0)
+    cold_modules, warm_modules = cold["modules"], warm["modules"]
+    assert isinstance(cold_modules, list) and isinstance(warm_modules, list)
+    assert sorted(set(EXECUTION_ONLY) - set(cold_modules)) == []  # (the names are real)
+    assert sorted(set(EXECUTION_ONLY) & set(warm_modules)) == []

@@ -38,7 +38,6 @@ from ..journal import Journal
 from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
-from ..store._loading import InputHandle, load_value
 from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
@@ -46,6 +45,7 @@ from ._records import decode_record, malformed
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
+    from ..store._loading import InputHandle
 
 __all__ = ["ArtifactCache", "CacheWriter"]
 
@@ -431,6 +431,8 @@ class ArtifactCache:
         Inline bytes are verified here (cheap: they are small); a mismatch or a missing blob
         raises with ``.digest`` set, so the scheduler can recompute the node that made it.
         """
+        from ..store._loading import InputHandle  # (a warm run that loads nothing: not at all)
+
         digest = record["digest"]
         if not record.get("inline"):
             return InputHandle(digest, record["serializer"], None)
@@ -479,6 +481,8 @@ class ArtifactCache:
 
     def load(self, record: OutputRecord) -> Any:
         """Load an output's value (verifying its digest); a file output is its ``File``."""
+        from ..store._loading import InputHandle, load_value
+
         found = self.input_for(record)
         if not isinstance(found, InputHandle):
             return found

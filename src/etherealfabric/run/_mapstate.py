@@ -27,8 +27,9 @@ from ..states import EventKind, NodeStatus
 from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._leases import RunLeases
+from ._mapreport import MapReport
 from ._messages import Attempt, Task, TaskResult
-from ._outcome import MapReport, RunOutcome, RunPolicy
+from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 
 __all__ = [
