@@ -9,7 +9,7 @@ Pages (rendered from ``templates/``, their scripts and styles served from ``stat
 API (JSON; documented in ``docs/ui.md``): ``/api/runs``, ``/api/runs/{id}``,
 ``/api/runs/{id}/status``, ``/api/runs/{id}/nodes``, ``/api/runs/{id}/graph`` (and ``.svg``),
 ``/api/runs/{id}/plan``, ``/api/runs/{id}/nodes/{node}`` and its parts (``attempts``, ``logs``,
-``components``, ``explain``, ``preview``), ``/api/cache``, ``/api/health``.
+``components``, ``explain``, ``preview``, a map's ``items``), ``/api/cache``, ``/api/health``.
 
 Every request opens the journal read-only and closes it before answering: the UI never writes
 the journal, never holds a lock a run waits for, and always sees the latest commit. Handlers
@@ -230,6 +230,7 @@ def create_app(
             Route(f"/api/runs/{{run_id}}/{part}/{{node:path}}", site.answer(_node_part(part)))
             for part in ("attempts", "logs", "components", "explain")
         ],
+        Route("/api/runs/{run_id}/items/{node:path}", site.answer(_items)),
         Route(
             "/api/runs/{run_id}/preview/{output}/{node:path}",
             site.answer(lambda j, r: _preview(j, r, site.home)),
@@ -256,6 +257,22 @@ def _nodes(journal: Journal, request: Request) -> Any:
     run = views.run_view(journal, _run_id(request))["run"]
     attempts = q.attempts_light(journal, run["id"])
     return q.interrupted_attempts(attempts) if run["status"] == "interrupted" else attempts
+
+
+def _items(journal: Journal, request: Request) -> Any:
+    def number(name: str, default: int) -> int:
+        text = _arg(request, name)
+        if text is None:
+            return default
+        if not text.strip().lstrip("-").isdecimal():
+            raise ValueError(f"{name}={text!r} is not a whole number")
+        return int(text)
+
+    return views.items_view(
+        journal, _run_id(request), str(request.path_params["node"]),
+        offset=number("offset", 0), limit=number("limit", views.ITEMS_PAGE),
+        status=_arg(request, "status"),
+    )  # fmt: skip
 
 
 def _graph(journal: Journal, request: Request) -> Any:
