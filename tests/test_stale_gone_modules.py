@@ -23,6 +23,20 @@ class Model:
 
     def predict(self, xs):
         return [x * self.k for x in xs]
+
+
+class Settings:
+    THRESHOLD = 0.5
+
+
+class Point:
+    pass
+
+
+def point(x):
+    p = Point()
+    p.x = x
+    return p
 """
 
 FLOW = """\
@@ -31,7 +45,8 @@ from pathlib import Path
 
 from etherealfabric import Workflow, node
 
-Model = runpy.run_path(str(Path(__file__).parent / "models.py"))["Model"]
+MODELS = runpy.run_path(str(Path(__file__).parent / "models.py"))
+Model, Settings = MODELS["Model"], MODELS["Settings"]
 
 
 @node
@@ -44,9 +59,21 @@ def uses_argument(model, xs):
     return model.predict(xs)
 
 
+@node
+def uses_setting():
+    return Settings.THRESHOLD
+
+
+@node
+def uses_point(p):
+    return p.x
+
+
 with Workflow("gone") as wf:
     uses_global([1, 2])
     uses_argument(Model(2), [1, 2])
+    uses_setting()
+    uses_point(MODELS["point"](1))
 
 if __name__ == "__main__":
     wf.execute()
@@ -76,11 +103,23 @@ def test_an_edit_of_a_run_path_class_reruns_its_nodes(tmp_path: Path) -> None:
     folder = _project(tmp_path / "proj")
     assert set(_run(folder)[0].values()) == {"succeeded"}
     again, stderr = _run(folder)
-    assert again == {"uses_global": "cached", "uses_argument": "cached"}
+    assert set(again.values()) == {"cached"}
     assert "UnstableHashWarning" not in stderr
     models = folder / "models.py"
     models.write_text(models.read_text().replace("x * self.k", "x * self.k + 1"))
-    assert _run(folder)[0] == {"uses_global": "succeeded", "uses_argument": "succeeded"}
+    assert _run(folder)[0] == {
+        "uses_global": "succeeded", "uses_argument": "succeeded",
+        "uses_setting": "cached", "uses_point": "cached",
+    }  # fmt: skip
+
+
+def test_a_class_without_methods_of_a_run_path_file_counts_too(tmp_path: Path) -> None:
+    """No method to find its file by: a class whose module cannot be found is user code."""
+    folder = _project(tmp_path / "proj")
+    _run(folder)
+    models = folder / "models.py"
+    models.write_text(models.read_text().replace("THRESHOLD = 0.5", "THRESHOLD = 0.7"))
+    assert _run(folder)[0]["uses_setting"] == "succeeded"
 
 
 def test_a_comment_in_a_run_path_class_keeps_its_nodes_cached(tmp_path: Path) -> None:
@@ -88,4 +127,4 @@ def test_a_comment_in_a_run_path_class_keeps_its_nodes_cached(tmp_path: Path) ->
     _run(folder)
     models = folder / "models.py"
     models.write_text(models.read_text().replace("    def predict", "    # doc\n    def predict"))
-    assert _run(folder)[0] == {"uses_global": "cached", "uses_argument": "cached"}
+    assert set(_run(folder)[0].values()) == {"cached"}
