@@ -351,10 +351,10 @@ def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> C
         problems += found
         objects += count
     rows = action_rows(journal)
-    found: list[CacheProblem] = []
+    named: list[CacheProblem] = []  # of records naming bytes
     for row in rows:
-        found += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
-    return CacheAudit(objects, len(rows), problems + _confirmed(journal, store, found, bad))
+        named += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
+    return CacheAudit(objects, len(rows), problems + _confirmed(journal, store, named, bad))
 
 
 _MISSING = ("missing_object", "missing_blob")  # what a collection going on may show a record
