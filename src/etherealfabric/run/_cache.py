@@ -43,7 +43,7 @@ from ..store._loading import InputHandle, load_value
 from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
-from ._records import decode_record, malformed
+from ._records import decode_record, malformed, serializer_problem
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -255,6 +255,9 @@ class ArtifactCache:
 
         A size check is one ``stat``; the bytes themselves are verified when loaded.
         """
+        problem = serializer_problem(record)  # an edited record's: a miss, never a crash
+        if problem is not None:
+            return problem
         files = record.get("files")
         if not files:  # (most records: outputs kept inline have nothing to check here)
             for out in record["outputs"].values():
