@@ -263,23 +263,32 @@ class Journal(ActionIndex, LeaseClaims):
         status: str | None = None,
         since: float | None = None,
         limit: int = 20,
-        before: float | None = None,
+        before: float | tuple[float, str] | None = None,
     ) -> list[RunRow]:
-        """Runs newest first, optionally of one workflow, with one status, started after ``since``
-        (and before ``before``: the next page of a list that ended with a run started then)."""
+        """Runs newest first (by start time, then id), optionally of one workflow, with one
+        status, started after ``since``. ``before``, the next page of a list: the last run
+        listed, as its ``(started_at, id)`` (runs started at the same time come once each), or
+        a time (runs started before then; the older cursor, which skipped runs started at the
+        very time of the last one listed)."""
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
             if value:
                 where.append(clause)
                 params.append(value)
-        for clause, bound in (("started_at >= ?", since), ("started_at < ?", before)):
-            if bound is not None:
-                where.append(clause)
-                params.append(bound)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if isinstance(before, tuple):
+            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        elif before is not None:
+            where.append("started_at < ?")
+            params.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._rows(
-            f"SELECT * FROM runs {clause} ORDER BY started_at DESC LIMIT ?", (*params, limit)
+            f"SELECT * FROM runs {clause} ORDER BY started_at DESC, id DESC LIMIT ?",
+            (*params, limit),
         )
 
     def node_runs(self, run_id: str) -> list[dict[str, Any]]:
