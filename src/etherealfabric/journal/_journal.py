@@ -2,8 +2,9 @@
 
 The only writer of the journal file is the scheduler of a run (one process may host several
 runs; several processes may share one home, SQLite's WAL and a busy timeout serialise them).
-Workers never open it. The tables, the connection set-up and the migrations are in
-``_schema.py``; every write is one ``BEGIN IMMEDIATE`` transaction (:meth:`Journal.write`).
+Workers never open it. The tables and their migrations are in ``_schema.py``, the connection
+set-up and the transactions in ``_connection.py``; every write is one ``BEGIN IMMEDIATE``
+transaction (:meth:`Journal.write`).
 
 A journal opened read-only (``read_only=True``, or ``read_only=None`` on a home that cannot be
 written) answers every read; a write raises :class:`ReadOnlyJournalError`, except the ones
@@ -25,23 +26,19 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
 from ._checkpoint import Checkpointer
-from ._index import ActionIndex
-from ._leases import LEASE_SECONDS, LeaseClaims
-from ._liveness import HOST, PID_START, alive
-from ._schema import (
-    CACHED_ROW,
-    NODE_RUN_ROW,
-    SCHEMA_VERSION,
+from ._connection import (
     ReadOnlyJournalError,
     connect,
     connect_read_only,
-    database,
     home_writable,
     is_local_filesystem,
-    migrate,
     retry,
     transaction,
 )
+from ._index import ActionIndex
+from ._leases import LEASE_SECONDS, LeaseClaims
+from ._liveness import HOST, PID_START, alive
+from ._schema import CACHED_ROW, NODE_RUN_ROW, SCHEMA_VERSION, database, migrate
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -26,8 +26,8 @@ from ..errors import ConfigError, NodeFailedError, RunFailedError, StoreError
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
+from ..journal._connection import is_local_filesystem
 from ..journal._liveness import gone
-from ..journal._schema import is_local_filesystem
 from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, check_run_writes, open_run_store
