@@ -39,6 +39,7 @@ from ._index import ActionIndex
 from ._leases import LEASE_SECONDS, LeaseClaims
 from ._liveness import HOST, PID_START, alive
 from ._schema import CACHED_ROW, NODE_RUN_ROW, SCHEMA_VERSION, database, migrate
+from ._sweeps import sweep_needed
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -325,6 +326,8 @@ class Journal(ActionIndex, LeaseClaims):
                         "UPDATE runs SET executed=?, cached=?, failed=? WHERE id=?",
                         (*committed_counts(conn, run_id), run_id),
                     )
+            if str(self.path) != ":memory:":
+                sweep_needed(self.path.parent)  # the next run removes its temp files
         return dead
 
     # -- batched rows (the scheduler's recorder) -------------------------------------------
