@@ -192,7 +192,7 @@ def test_a_journal_another_process_keeps_locked_says_so_not_disk_space(
     import sys
 
     from etherealfabric.errors import JournalError
-    from etherealfabric.journal import Journal, _schema
+    from etherealfabric.journal import Journal, _connection
 
     path = tmp_path / "journal.db"
     journal = Journal(path)
@@ -208,7 +208,7 @@ def test_a_journal_another_process_keeps_locked_says_so_not_disk_space(
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        monkeypatch.setattr(_schema, "_LOCK_WAIT_SECONDS", 0.5)
+        monkeypatch.setattr(_connection, "_LOCK_WAIT_SECONDS", 0.5)
         journal.conn.execute("PRAGMA busy_timeout=100")
         with pytest.raises(JournalError) as caught:
             journal.start_run("r2", workflow="w", backend="local", nodes=1)

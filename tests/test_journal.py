@@ -315,9 +315,9 @@ def test_an_interrupt_right_after_begin_leaves_no_open_transaction(
 ) -> None:
     """Ctrl-C landing between BEGIN IMMEDIATE and the block used to leave a transaction open:
     later writes joined it and nothing was ever committed (a cancelled run stayed 'running')."""
-    from etherealfabric.journal import _schema
+    from etherealfabric.journal import _connection
 
-    real_retry = _schema.retry
+    real_retry = _connection.retry
     calls = {"n": 0}
 
     def interrupted_once(fn):  # type: ignore[no-untyped-def]
@@ -328,11 +328,11 @@ def test_an_interrupt_right_after_begin_leaves_no_open_transaction(
         return result
 
     with Journal(tmp_path / "journal.db") as journal:
-        monkeypatch.setattr(_schema, "retry", interrupted_once)
+        monkeypatch.setattr(_connection, "retry", interrupted_once)
         with pytest.raises(KeyboardInterrupt), journal.write():
             pass
         assert not journal.conn.in_transaction
-        monkeypatch.setattr(_schema, "retry", real_retry)
+        monkeypatch.setattr(_connection, "retry", real_retry)
         journal.start_run("r1", workflow="w", backend="local", nodes=1)
     with Journal(tmp_path / "journal.db") as again:
         assert again.get_run("r1")["status"] == "running"

@@ -161,3 +161,58 @@ def test_the_next_run_removes_the_temp_file_of_a_write_a_kill_cut_short(tmp_path
     assert not any(temps.iterdir()), sorted(os.listdir(temps))
     verify = _cli(tmp_path, env, "cache", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _killed_writer(store_root: Path) -> Path:
+    """A process (not a run) that starts writing an object to the store, SIGKILLed: the temp
+    file it leaves."""
+    script = (
+        "import sys, time\n"
+        "from etherealfabric.store import LocalStore\n"
+        "w = LocalStore(sys.argv[1]).writer(inline_limit=0)\n"
+        "w.write(b'x' * 100_000)\n"
+        "w.flush()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(store_root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    [left] = (store_root / "objects" / ".tmp").glob(f".tmp-{proc.pid}.*")
+    return left
+
+
+def test_warm_runs_look_for_dead_writers_temp_files_only_after_a_crash(tmp_path: Path) -> None:
+    """The temp folders are swept as a run starts only when a run was marked interrupted
+    since the last sweep (or the last sweep is old): a warm run after a clean one does not
+    scan them; the run after a crash removes the dead writers' temp files, as before."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), ETHEREALFABRIC_LOG_LEVEL="WARNING")
+    assert _cli(tmp_path, env, "run", "flow.py").returncode == 0  # the first run sweeps
+    left = _killed_writer(tmp_path / "home")  # a writer that is not a run: nothing in the journal
+
+    warm = _cli(tmp_path, env, "run", "flow.py")
+    assert warm.returncode == 0, warm.stderr
+    assert left.exists(), "a warm run after a clean one scanned the temp folders"
+
+    assert _cli(tmp_path, env, "cache", "forget", "produce").returncode == 0  # so it writes
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    temps = tmp_path / "home" / "objects" / ".tmp"
+    assert len(list(temps.iterdir())) >= 2  # the killed run's write, and the writer's
+
+    again = _cli(tmp_path, env, "run", "flow.py")  # after a crash: swept
+    assert again.returncode == 0, again.stderr
+    assert not any(temps.iterdir()), sorted(os.listdir(temps))

@@ -139,7 +139,9 @@ def test_the_runs_page_pages_back_through_many_runs(page: Any, tmp_path: Path) -
         ("status=bogus", "status='bogus' is not one of running, succeeded, failed, cancelled, "
                          "interrupted"),
         ("limit=%C2%B2", "limit='²' is not a whole number of runs of at least 1"),
-        ("before=yesterday", "before='yesterday' is not a time in seconds since the epoch"),
+        ("before=yesterday", "before='yesterday' is not a time in seconds since the epoch, "
+                             "nor a page cursor (<started_at>,<run id>: the 'next' of the page "
+                             "before)"),
     ],
 )  # fmt: skip
 def test_a_bad_runs_filter_is_a_clear_400(tmp_path: Path, query: str, error: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..errors import EtherealFabricError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
 from ._common import (
     EXIT_FAILED,
@@ -42,6 +43,13 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
     "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--before",
+    default=None,
+    metavar="RUN",
+    help="The next page: only runs listed after RUN (the last run id shown; or a "
+    "'started_at,id' cursor, or a time in seconds since the epoch).",
+)
 @_home_option
 @_json_option
 def runs(
@@ -49,10 +57,11 @@ def runs(
     status: str | None,
     since: str | None,
     limit: int,
+    before: str | None,
     home: str | None,
     as_json: bool,
 ) -> None:
-    """List recent runs, newest first."""
+    """List recent runs, newest first (--before RUN: the page after RUN)."""
     from ..journal import _history as history
 
     try:
@@ -61,7 +70,10 @@ def runs(
         _fail(str(exc))
     with _journal(home) as journal:
         journal.mark_interrupted()
-        rows = journal.list_runs(workflow=workflow, status=status, since=start, limit=limit)
+        end = None if before is None else _cursor(journal, before)
+        rows = journal.list_runs(
+            workflow=workflow, status=status, since=start, limit=limit, before=end
+        )
     if as_json:
         _echo_json([_run_json(r) for r in rows])
         return
@@ -75,6 +87,27 @@ def runs(
             str(r["executed"] or 0), str(r["cached"] or 0), str(r["failed"] or 0),
         )  # fmt: skip
     _print_table(_console(), table)
+
+
+def _cursor(journal: Any, text: str) -> float | tuple[float, str]:
+    """``--before``: a run (its id, or the start of one) as the cursor after it, or a cursor
+    or time as ``parse_before`` reads them; else a one-line error naming the flag."""
+    from ..journal import _history as history
+
+    try:
+        run = journal.get_run(text)
+    except RunNotFoundError:
+        try:
+            return history.parse_before(text, name="--before")
+        except ValueError:
+            _fail(
+                f"--before {text!r}: no run has that id, and it is not a time in seconds "
+                "since the epoch nor a 'started_at,id' cursor; give the last run id of the "
+                "page before (`etherealfabric runs`)"
+            )
+    except EtherealFabricError as exc:  # an id several runs start with
+        _fail(f"--before: {exc}")
+    return (float(run["started_at"]), str(run["id"]))
 
 
 @click.command()

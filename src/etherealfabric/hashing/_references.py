@@ -34,24 +34,38 @@ import importlib.util
 import inspect
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 from ..errors import HashingError, a_or_an
 from ._bindings import Binding
 from ._builtins import hash_plain
 from ._direct import SAME, Loads
-from ._encoder import Encoder, has_encoding, type_name
+from ._encoder import Encoder, type_name
 from ._external import assigned_at, data_urls, external_note, global_draws, url_note
 from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._paths import relative_to_roots
+from ._refkinds import (
+    absolute_name,
+    code_names,
+    defaults_of,
+    defined_in,
+    has_submodule,
+    is_code,
+    is_frompyfunc,
+    is_generated,
+    is_machinery,
+    is_setting,
+    is_ufunc,
+    library_descriptor,
+    stable_var,
+)
 from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
-from ._source import code_file, holds_code, is_constant, member_functions, unwrap, wrapper_chain
+from ._source import holds_code, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
-__all__ = ["Binding", "References", "code_names"]  # Binding: from ._bindings
+__all__ = ["Binding", "References"]  # Binding: from ._bindings
 
 
 class References:
@@ -97,12 +111,12 @@ class References:
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
             self.imported(fn, 0, target, (), names)
-        generated = _generated(fn)
+        generated = is_generated(fn)
         for var, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
-            label = _stable_var(var) if generated else var
+            label = stable_var(var) if generated else var
             with contextlib.suppress(ValueError):  # an empty cell
                 self.value(cell.cell_contents, f"{owner}.<closure>.{label}", names, "")
-        for param, default in _defaults(fn):
+        for param, default in defaults_of(fn):
             if default is not None:  # lossless: a part appearing or going away counts too
                 self.value(default, f"{owner}.<default>.{param}", names)
 
@@ -124,7 +138,7 @@ class References:
         for fn in functions:
             if not is_user_code(fn):  # namedtuple's or Enum's machinery, a library function
                 self.library(fn.__module__)
-            elif _defined_in(fn, cls) or _generated(fn):  # e.g. a dataclass's __init__
+            elif defined_in(fn, cls) or is_generated(fn):  # e.g. a dataclass's __init__
                 self.function(fn, f"{owner}.{attr}")
             else:
                 self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
@@ -132,9 +146,9 @@ class References:
             return
         # a private attribute counts when it holds code: a ``_registry`` a decorator fills
         private = attr.startswith("_") and (attr.endswith("__") or not holds_code(member))
-        if isinstance(member, type) and _defined_in(member, cls):
+        if isinstance(member, type) and defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
-        elif not private and not _library_descriptor(member):
+        elif not private and not library_descriptor(member):
             # a library object here (one a metaclass made, say) is as its class body says
             quiet, self._quiet = self._quiet, True
             try:
@@ -167,10 +181,10 @@ class References:
         elif isinstance(value, types.MethodType):
             self.code(value.__func__, route)
             self.value(value.__self__, f"{name}.<self>", names)
-        elif _is_code(value):
+        elif is_code(value):
             self._current = name
             self.code(value, route)
-        elif not _is_machinery(value):
+        elif not is_machinery(value):
             self.data(value, name)
 
     def data(self, value: object, name: str) -> None:
@@ -221,7 +235,7 @@ class References:
         if not hasattr(module, "__path__"):
             return
         for name in names:
-            if name not in namespace and _has_submodule(module, name):
+            if name not in namespace and has_submodule(module, name):
                 sub = self._find(f"{module.__name__}.{name}")
                 if sub is not None:
                     self.module(sub, names)
@@ -231,7 +245,7 @@ class References:
         names: tuple[str, ...],
     ) -> None:  # fmt: skip
         """An import in ``fn``'s body: follow the user modules and names it binds."""
-        absolute = _absolute(target, level, fn.__globals__.get("__package__"))
+        absolute = absolute_name(target, level, fn.__globals__.get("__package__"))
         if absolute is None:
             return
         module = self._find(absolute)
@@ -333,7 +347,7 @@ class References:
         name = self._current or qualified_name(obj)
         held = attributes(obj)
         if held is None:
-            if callable(obj) and not _is_ufunc(obj):
+            if callable(obj) and not is_ufunc(obj):
                 self.uncovered.append(
                     f"{name}: {a_or_an(type_name(type(obj)))}, whose contents cannot be looked into"
                 )
@@ -350,10 +364,10 @@ class References:
         for n, part in enumerate(through):
             label = f"{name}.<held>" if n == 0 else f"{name}.<held>#{n + 1}"
             self.value(part, label, (), self._route)
-        settings = sorted((k, v) for k, v in held.items() if _is_setting(k, v))
+        settings = sorted((k, v) for k, v in held.items() if is_setting(k, v))
         if (functions or through) and settings:  # np.vectorize's otypes, signature, excluded...
             self.constants[f"{name}.<settings>"] = hash_plain(tuple(settings))
-        if _is_frompyfunc(obj):
+        if is_frompyfunc(obj):
             self.uncovered.append(
                 f"{name}: a numpy.frompyfunc ufunc "
                 f"({getattr(obj, '__name__', '?')}), whose Python function cannot be followed"
@@ -373,7 +387,7 @@ class References:
     def opaque(self, value: object, encoder: Encoder) -> None:
         """A value with no encoding: its ``__reduce_ex__`` parts, else its type (uncovered)."""
         tp = type(value)
-        if _is_code(value):  # a wrapper object: a node function, an lru_cache
+        if is_code(value):  # a wrapper object: a node function, an lru_cache
             self.code(value)
             encoder.tag("code")
             encoder.text(qualified_name(unwrap(value)))
@@ -404,97 +418,3 @@ class References:
         refs = self.refs if refs is None else refs
         by_id = {id(r): r for r in reversed(refs)}
         return tuple(by_id[i] for i in dict.fromkeys(id(r) for r in refs))
-
-
-def code_names(code: types.CodeType) -> tuple[str, ...]:
-    """Every name the code (and its nested code: lambdas, comprehensions, defs) looks up."""
-    names = dict.fromkeys(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names.update(dict.fromkeys(code_names(const)))
-    return tuple(names)
-
-
-def _is_code(value: object) -> bool:
-    """Functions, classes and library objects that are named callables (builtins, ufuncs)."""
-    target = unwrap(value)
-    if isinstance(target, (types.FunctionType, type, types.BuiltinFunctionType)):
-        return True
-    named = isinstance(getattr(value, "__name__", None), str)
-    return named and callable(value) and not is_user_code(type(value))
-
-
-def _is_setting(attr: str, value: object) -> bool:
-    """A public attribute holding a constant (what a library wrapper object was made with)."""
-    return not attr.startswith("_") and is_constant(value)
-
-
-def _is_ufunc(value: object) -> bool:
-    tp = type(value)
-    return tp.__name__ == "ufunc" and tp.__module__ == "numpy"
-
-
-def _is_frompyfunc(value: object) -> bool:
-    """A ufunc made by ``numpy.frompyfunc`` (numpy names it ``<function> (vectorized)``)."""
-    name = getattr(value, "__name__", None)
-    return _is_ufunc(value) and isinstance(name, str) and name.endswith(" (vectorized)")
-
-
-def _has_submodule(package: types.ModuleType, name: str) -> bool:
-    """Whether package ``package`` has a submodule ``name`` (found, not imported)."""
-    try:
-        return importlib.util.find_spec(f"{package.__name__}.{name}") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _is_machinery(value: object) -> bool:
-    """EtherealFabric's own objects without a value (``checkpoint``, a workflow): not data."""
-    tp = type(value)
-    ours = tp.__module__ == "etherealfabric" or tp.__module__.startswith("etherealfabric.")
-    return ours and not has_encoding(tp)
-
-
-def _library_descriptor(member: object) -> bool:
-    """Class machinery such as a named tuple's field getters or a slot (not user code)."""
-    return hasattr(type(member), "__get__") and not is_user_code(type(member))
-
-
-def _absolute(target: str, level: int, package: object) -> str | None:
-    if not level:
-        return target
-    if not isinstance(package, str) or not package:
-        return None
-    try:
-        return importlib.util.resolve_name("." * level + target, package)
-    except (ImportError, ValueError):
-        return None
-
-
-def _defaults(fn: types.FunctionType) -> Iterator[tuple[str, object]]:
-    code = fn.__code__
-    positional = code.co_varnames[: code.co_argcount]
-    defaults = fn.__defaults__ or ()
-    yield from zip(positional[len(positional) - len(defaults) :], defaults, strict=True)
-    yield from (fn.__kwdefaults__ or {}).items()
-
-
-def _defined_in(obj: object, cls: type) -> bool:
-    qualname = getattr(obj, "__qualname__", "")
-    return isinstance(qualname, str) and qualname.startswith(cls.__qualname__ + ".")
-
-
-def _stable_var(var: str) -> str:
-    """A generated function's closure variable, named the same on every Python version.
-
-    Dataclasses name them ``_HAS_DEFAULT_FACTORY`` up to 3.11 and
-    ``__dataclass_HAS_DEFAULT_FACTORY__`` from 3.12 on; both are ``HAS_DEFAULT_FACTORY`` here.
-    """
-    if var.startswith("__dataclass_") and var.endswith("__"):
-        var = var[len("__dataclass_") : -2]
-    return var.lstrip("_") or var
-
-
-def _generated(fn: types.FunctionType) -> bool:
-    """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
-    return code_file(fn).startswith("<")  # not a function cloudpickle rebuilt

@@ -1,7 +1,8 @@
 """The journal layer: all of the package's SQL lives here, and nowhere else.
 
-- ``_schema``: the journal file: connection set-up (WAL, pragmas), tables and migrations,
-  write transactions retried while another process holds the lock.
+- ``_connection``: the journal file as SQLite connections: set-up (WAL, pragmas), read-only
+  opening, write transactions retried while another process holds the lock.
+- ``_schema``: the tables, their migrations, and the node rows the recorder writes.
 - ``_liveness``: whether the process that wrote a run or lease row still runs (host, pid and
   the pid's start time).
 - ``_journal``: :class:`Journal`, the journal's reads and writes: runs, node runs, events,

@@ -36,15 +36,18 @@ __all__ = [
     "audit_cache",
     "components_of",
     "fallback_outputs",
+    "last_success",
     "latest_attempts",
     "latest_run",
     "median",
     "median_durations",
     "node_attempts",
     "node_names",
+    "parse_before",
     "parse_since",
     "previous_keyed_run",
     "producer_of",
+    "run_cursor",
     "run_status",
     "start_marks",
 ]
@@ -73,6 +76,28 @@ def parse_since(text: str, *, now: float | None = None) -> float:
             f"cannot read --since {text!r}: use an ISO date or time (2026-11-25, "
             "2026-11-25T14:30) or an age such as 30m, 2h, 3d, 1w"
         ) from None
+
+
+def parse_before(text: str, *, name: str = "before") -> float | tuple[float, str]:
+    """A page cursor (:meth:`Journal.list_runs`): ``"<started_at>,<run id>"`` (the last run
+    listed, from :func:`run_cursor`) or the older form, a time in seconds since the epoch.
+    ``ValueError`` naming ``name`` and the forms accepted."""
+    when, comma, run_id = text.partition(",")
+    try:
+        value = float(when)
+    except ValueError:
+        value = float("nan")
+    if value != value or abs(value) == float("inf") or (comma and not run_id.strip()):
+        raise ValueError(
+            f"{name}={text!r} is not a time in seconds since the epoch, nor a page cursor "
+            "(<started_at>,<run id>: the 'next' of the page before)"
+        )
+    return (value, run_id.strip()) if comma else value
+
+
+def run_cursor(run: Mapping[str, Any]) -> str:
+    """The cursor of the page after ``run`` (:func:`parse_before` reads it back exactly)."""
+    return f"{float(run['started_at'])!r},{run['id']}"
 
 
 def latest_run(journal: Journal, *, workflow: str | None = None) -> RunRow | None:
@@ -193,6 +218,17 @@ def producer_of(journal: Journal, key: str, *, before: float) -> dict[str, Any] 
         (key, before),
     )
     return rows[0] if rows else None
+
+
+def last_success(journal: Journal, key: str) -> float | None:
+    """When the latest succeeded execution of ``key`` finished, or None: one search of the
+    partial index of succeeded rows (asked before each executed node: ``run/_checkpoint``)."""
+    found = journal._value(  # the status written out: only then may SQLite use that index
+        "SELECT max(finished_at) FROM node_runs WHERE cache_key = ? AND status = "
+        f"'{NodeStatus.SUCCEEDED.value}'",
+        (key,),
+    )
+    return None if found is None else float(found)
 
 
 def median_durations(journal: Journal, workflow: str) -> dict[str, float]:

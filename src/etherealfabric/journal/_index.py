@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ._schema import retry
+from ._connection import retry
 
 __all__ = ["ActionIndex"]
 

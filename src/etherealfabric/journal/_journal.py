@@ -2,8 +2,9 @@
 
 The only writer of the journal file is the scheduler of a run (one process may host several
 runs; several processes may share one home, SQLite's WAL and a busy timeout serialise them).
-Workers never open it. The tables, the connection set-up and the migrations are in
-``_schema.py``; every write is one ``BEGIN IMMEDIATE`` transaction (:meth:`Journal.write`).
+Workers never open it. The tables and their migrations are in ``_schema.py``, the connection
+set-up and the transactions in ``_connection.py``; every write is one ``BEGIN IMMEDIATE``
+transaction (:meth:`Journal.write`).
 
 A journal opened read-only (``read_only=True``, or ``read_only=None`` on a home that cannot be
 written) answers every read; a write raises :class:`ReadOnlyJournalError`, except the ones
@@ -25,23 +26,20 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JournalError, RunNotFoundError
 from ..states import NodeStatus, RunStatus
 from ._checkpoint import Checkpointer
-from ._index import ActionIndex
-from ._leases import LEASE_SECONDS, LeaseClaims
-from ._liveness import HOST, PID_START, alive
-from ._schema import (
-    CACHED_ROW,
-    NODE_RUN_ROW,
-    SCHEMA_VERSION,
+from ._connection import (
     ReadOnlyJournalError,
     connect,
     connect_read_only,
-    database,
     home_writable,
     is_local_filesystem,
-    migrate,
     retry,
     transaction,
 )
+from ._index import ActionIndex
+from ._leases import LEASE_SECONDS, LeaseClaims
+from ._liveness import HOST, PID_START, alive
+from ._schema import CACHED_ROW, NODE_RUN_ROW, SCHEMA_VERSION, database, migrate
+from ._sweeps import sweep_needed
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -263,23 +261,32 @@ class Journal(ActionIndex, LeaseClaims):
         status: str | None = None,
         since: float | None = None,
         limit: int = 20,
-        before: float | None = None,
+        before: float | tuple[float, str] | None = None,
     ) -> list[RunRow]:
-        """Runs newest first, optionally of one workflow, with one status, started after ``since``
-        (and before ``before``: the next page of a list that ended with a run started then)."""
+        """Runs newest first (by start time, then id), optionally of one workflow, with one
+        status, started after ``since``. ``before``, the next page of a list: the last run
+        listed, as its ``(started_at, id)`` (runs started at the same time come once each), or
+        a time (runs started before then; the older cursor, which skipped runs started at the
+        very time of the last one listed)."""
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (("workflow = ?", workflow), ("status = ?", status)):
             if value:
                 where.append(clause)
                 params.append(value)
-        for clause, bound in (("started_at >= ?", since), ("started_at < ?", before)):
-            if bound is not None:
-                where.append(clause)
-                params.append(bound)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if isinstance(before, tuple):
+            where.append("(started_at < ? OR (started_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        elif before is not None:
+            where.append("started_at < ?")
+            params.append(before)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._rows(
-            f"SELECT * FROM runs {clause} ORDER BY started_at DESC LIMIT ?", (*params, limit)
+            f"SELECT * FROM runs {clause} ORDER BY started_at DESC, id DESC LIMIT ?",
+            (*params, limit),
         )
 
     def node_runs(self, run_id: str) -> list[dict[str, Any]]:
@@ -319,6 +326,8 @@ class Journal(ActionIndex, LeaseClaims):
                         "UPDATE runs SET executed=?, cached=?, failed=? WHERE id=?",
                         (*committed_counts(conn, run_id), run_id),
                     )
+            if str(self.path) != ":memory:":
+                sweep_needed(self.path.parent)  # the next run removes its temp files
         return dead
 
     # -- batched rows (the scheduler's recorder) -------------------------------------------

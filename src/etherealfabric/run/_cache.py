@@ -41,7 +41,7 @@ from ..store._links import LinkedOutputError
 from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
-from ._records import decode_record, malformed
+from ._records import decode_record, malformed, serializer_problem
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -254,6 +254,9 @@ class ArtifactCache:
 
         A size check is one ``stat``; the bytes themselves are verified when loaded.
         """
+        problem = serializer_problem(record)  # an edited record's: a miss, never a crash
+        if problem is not None:
+            return problem
         files = record.get("files")
         if not files:  # (most records: outputs kept inline have nothing to check here)
             for out in record["outputs"].values():

@@ -62,12 +62,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from ..define._secret import refusing_secrets
 from ..errors import AttemptOverError, SerializationError, StoreError
 from ..journal import Journal
-from ..journal._history import producer_of
 from ..store import Store
 from ..store._base import check_name, checkpoint_name
 
@@ -201,8 +201,10 @@ def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> 
     the end of a finished execution, never a point to resume a new one from. One query of
     the journal's index of succeeded keys; the store is asked only for a key that succeeded
     before (a key whose record was forgotten, collected or damaged)."""
-    success = producer_of(journal, key, before=float("inf"))
-    if success is None or success["finished_at"] is None:
+    from ..journal._history import last_success  # the history module serves the CLI: lazy
+
+    success = last_success(journal, key)
+    if success is None:
         return False
     local = getattr(store, "local", None)  # a layered store loads its local layer's first
     try:
@@ -210,14 +212,13 @@ def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> 
         info = info or store.entry_info(checkpoint_name(key))
     except (OSError, StoreError):
         return False  # the attempt's own load reports what is wrong with the store
-    if info is None or (info.modified is not None and info.modified > success["finished_at"]):
+    if info is None or (info.modified is not None and info.modified > success):
         return False  # none, or saved by a later execution of the key: resumed
     log.info(
         "node %r: not resuming the checkpoint of key %s: it was saved before the key's "
-        "success in run %s (a run killed before deleting it); the node starts from the "
-        "beginning",
+        "success at %s (a run killed before deleting it); the node starts from the beginning",
         node,
         key,
-        success["run_id"],
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(success)),
     )
     return True

@@ -4,18 +4,26 @@ The journal's records are the engine's own, so a lookup trusts their shape (chec
 more than decoding them). A record that breaks a lookup all the same (a journal edited by hand,
 or damaged) is checked then (:func:`malformed`): one of the wrong shape is a miss with a
 warning naming its key and what is wrong, and its node runs again; any other error is raised.
+The one field checked on every hit is each output's serializer (:func:`serializer_problem`, a
+set lookup): one that names none, or one this process does not know, would break only the node
+that loads the output later (or ``Results``), so the hit is refused now and the node runs again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["decode_record", "malformed"]
+from ..store._serializers import default_registry
+from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER
+
+__all__ = ["decode_record", "malformed", "serializer_problem"]
 
 log = logging.getLogger("etherealfabric.cache")
 
+_FILES = frozenset((FILE_SERIALIZER, DIRECTORY_SERIALIZER))
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -52,3 +60,21 @@ def malformed(key: str, record: object, error: BaseException) -> bool:
         error,
     )
     return True
+
+
+def serializer_problem(record: Mapping[str, Any]) -> str | None:
+    """Why an output of ``record`` cannot be loaded by its serializer (it names none, or one
+    not registered in this process), or None: then the record is a miss, never a failure of
+    the node that loads the output, nor data read by another serializer than wrote it."""
+    knows = default_registry.knows
+    for name, out in record["outputs"].items():
+        serializer = out.get("serializer")
+        if serializer in _FILES or knows(serializer):
+            continue
+        what = "no serializer" if not serializer else f"the unknown serializer {serializer!r}"
+        return (
+            f"the action record of node {record.get('node', '?')!r} names {what} for its "
+            f"output {name!r} (a journal or store edited by hand or damaged, or a serializer "
+            "registered elsewhere: register it with register_serializer(...) before the run)"
+        )
+    return None

@@ -17,6 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..backends import create_backend
@@ -26,8 +27,9 @@ from ..errors import ConfigError, NodeFailedError, RunFailedError, StoreError
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
+from ..journal._connection import is_local_filesystem
 from ..journal._liveness import gone
-from ..journal._schema import is_local_filesystem
+from ..journal._sweeps import begin_sweep, sweep_due
 from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, check_run_writes, open_run_store
@@ -88,11 +90,16 @@ def open_home(settings: Settings) -> tuple[Journal, Store]:
     return Journal(settings.journal_path, durable=durable), store
 
 
-def _remove_dead_temps(store: Store) -> None:
+def _remove_dead_temps(store: Store, home: Path) -> None:
     """Remove the temp files of writers of this host that are gone (a run killed while it
     wrote an output): after a crash, the next run leaves nothing of it behind. Those of
     another host, and every write in progress, are left alone (``cache gc`` judges them by
-    age)."""
+    age). Only when something could have died since the last sweep (``journal/_sweeps.py``):
+    a warm run after a clean one lists no temp folder."""
+    now = time.time()
+    if not sweep_due(home, now):
+        return
+    begin_sweep(home, now)  # first: a run marked interrupted meanwhile makes the next sweep
     with contextlib.suppress(OSError, StoreError):
         store.cleanup_temp(max_age=math.inf, writer_gone=gone)
 
@@ -120,7 +127,7 @@ def execute_workflow(
     )
     try:
         recorder.mark_interrupted()
-        _remove_dead_temps(store)
+        _remove_dead_temps(store, settings.home)
         targets, params, previous = _resume_request(journal, request)
         if targets is not None:
             graph = graph.subgraph_for(targets)

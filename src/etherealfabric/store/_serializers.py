@@ -349,6 +349,10 @@ class SerializerRegistry:
         """Names of the registered serializers, sorted."""
         return sorted(self._by_name)
 
+    def knows(self, name: object) -> bool:
+        """Whether ``name`` is a registered serializer's (a record's, checked before a hit)."""
+        return isinstance(name, str) and name in self._by_name
+
 
 def _same_kind(old: Serializer, new: Serializer) -> bool:
     """True when ``new`` re-registers ``old``: same name and class name, as when a notebook

@@ -73,13 +73,15 @@ def runs_view(
     limit: int = 100,
     before: str | None = None,
 ) -> dict[str, Any]:
-    """Runs newest first (filtered; ``before``: started before that time, in seconds since the
-    epoch, for the next page), the workflows known, how many are in progress, and whether more
-    runs match than the ``limit`` shown (``more``: the page links to them)."""
+    """Runs newest first (filtered; ``before``: the ``next`` of the page before, or the older
+    cursor, a time in seconds since the epoch), the workflows known, how many are in
+    progress, and whether more runs match than the ``limit`` shown (``more``: the page links
+    to them, with ``next``, the last run's ``started_at,id``: runs started at the same time
+    are listed once each)."""
     if status and status not in {s.value for s in RunStatus}:
         known = ", ".join(s.value for s in RunStatus)
         raise ValueError(f"status={status!r} is not one of {known}")
-    end = _epoch(before, "before") if before else None
+    end = history.parse_before(before) if before else None
     if journal is None:
         return {"runs": [], "workflows": [], "running": 0, "journal": False, "more": False}
     start = history.parse_since(since) if since else None
@@ -96,7 +98,8 @@ def runs_view(
         marked = listed(status)
         runs = sorted(
             [r for r in runs if r["status"] == status] + marked,
-            key=lambda r: -r["started_at"],
+            key=lambda r: (r["started_at"], r["id"]),
+            reverse=True,
         )
     elif status:
         runs = [r for r in runs if r["status"] == status]
@@ -108,18 +111,8 @@ def runs_view(
         "running": sum(r["status"] == RunStatus.RUNNING for r in runs),
         "journal": True,
         "more": more,
+        "next": history.run_cursor(runs[-1]) if more and runs else None,
     }
-
-
-def _epoch(text: str, name: str) -> float:
-    """A time given as seconds since the epoch (ValueError, a 400, naming ``name``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if value != value or abs(value) == float("inf"):
-        raise ValueError(f"{name}={text!r} is not a time in seconds since the epoch")
-    return value
 
 
 # -- one run -------------------------------------------------------------------------------------

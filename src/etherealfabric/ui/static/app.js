@@ -84,7 +84,7 @@ function runsPage() {
   // the address's workflow filters the first fetch too (the options come with its answer)
   if (params.get("workflow")) workflowOptions([], params.get("workflow"));
   let timer = null;
-  // paging: `before` (runs started before that time) and `limit` come from the address only
+  // paging: `before` (the cursor of the last run shown) and `limit` come from the address only
   let before = params.get("before");
   const limit = params.get("limit");
   const filters = () => {
@@ -124,7 +124,8 @@ function runsPage() {
     if (before) more.push(el("a", { class: "newest", href: `/?${filters()}`, text: "← newest runs" }));
     if (data.more && data.runs.length) {
       const older = filters();
-      older.set("before", String(data.runs[data.runs.length - 1].started_at));
+      // the server's cursor (started_at,id): runs started at the same time come once each
+      older.set("before", data.next ?? String(data.runs[data.runs.length - 1].started_at));
       more.push(el("a", { class: "older", href: `/?${older}`, text: `older runs than these ${data.runs.length} →` }));
     }
     $("#runs-more").replaceChildren(...more.flatMap((a, i) => (i ? [" · ", a] : [a])));

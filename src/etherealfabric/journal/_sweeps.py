@@ -1,0 +1,53 @@
+"""Whether a run should sweep up after the dead writers of this host as it starts.
+
+A process killed while it wrote leaves temp files in the store (``run/_session.py`` removes
+those whose writer, a process of this host, is gone). Listing the temp folders on every run
+costs a scan of each (over the network for a shared folder) to find, nearly always, nothing.
+So a run sweeps only when something could have died since the last sweep:
+
+- the journal marked a run of this host ``interrupted`` (its process is gone): whoever marked
+  it (a run starting, ``runs``, ``show``, ``resume``, ``cache gc``) removes the stamp below, so
+  the next run sweeps;
+- or the last sweep began over :data:`SWEEP_EVERY` ago (a writer that is not a run, killed:
+  ``cache gc`` removes its temp files too), or the stamp is missing or in the future.
+
+The stamp is a file in the home (:data:`STAMP`) whose modification time is when the last
+sweep began: one ``stat`` for a warm run, which lists no folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+__all__ = ["STAMP", "SWEEP_EVERY", "begin_sweep", "sweep_due", "sweep_needed"]
+
+#: How long after a sweep began the next run sweeps anyway (seconds).
+SWEEP_EVERY = 3600.0
+#: The stamp's name, in the home.
+STAMP = ".temps-swept"
+
+
+def sweep_due(home: Path, now: float) -> bool:
+    """Whether a run starting at ``now`` should sweep (see the module docstring)."""
+    try:
+        last = os.stat(os.path.join(home, STAMP)).st_mtime
+    except OSError:
+        return True
+    return not 0 <= now - last < SWEEP_EVERY
+
+
+def begin_sweep(home: Path, now: float) -> None:
+    """Record that a sweep begins at ``now`` (a home that cannot be written sweeps each run)."""
+    path = os.path.join(home, STAMP)
+    with contextlib.suppress(OSError):
+        with open(path, "a"):
+            pass
+        os.utime(path, (now, now))
+
+
+def sweep_needed(home: Path) -> None:
+    """A process of this host died (a run marked interrupted): the next run sweeps."""
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(home, STAMP))

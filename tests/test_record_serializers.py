@@ -1,0 +1,82 @@
+"""An action record in the journal whose output names no serializer, or one nobody registered
+(an edit by hand, a damaged journal): the record is a miss with a warning naming the node and
+the key, and the node runs again; never a failure of the node that loads it, never wrong data.
+Real runs against a real home; the journal's SQLite file is edited as a user would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from etherealfabric import Workflow, node
+
+CALLS: list[str] = []
+
+
+@node
+def make(n: int) -> list[int]:
+    CALLS.append("make")
+    return list(range(n))
+
+
+@node
+def total(xs: list[int], tag: str) -> int:
+    CALLS.append("total")
+    return sum(xs)
+
+
+def _flow(home: Path, tag: str) -> tuple[Workflow, object]:
+    with Workflow("serializers", home=home) as wf:
+        out = total(make(5), tag)
+    return wf, out
+
+
+def _edit(home: Path, node_name: str, serializer: object) -> None:
+    with sqlite3.connect(home / "journal.db") as db:
+        [(key, text)] = db.execute(
+            "SELECT key, record FROM actions WHERE node = ?", (node_name,)
+        ).fetchall()
+        record = json.loads(text)
+        record["outputs"]["result"]["serializer"] = serializer
+        db.execute("UPDATE actions SET record = ? WHERE key = ?", (json.dumps(record), key))
+    db.close()
+
+
+@pytest.mark.parametrize("serializer", [None, "nope", ""], ids=["null", "unknown", "empty"])
+def test_an_upstream_record_naming_no_known_serializer_runs_its_node_again(
+    tmp_path: Path, serializer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "home"
+    CALLS.clear()
+    wf, _ = _flow(home, "first")
+    assert wf.execute().executed == 2
+    _edit(home, "make", serializer)
+    CALLS.clear()
+    wf, out = _flow(home, "second")  # total runs, and loads make's output
+    with caplog.at_level(logging.WARNING):
+        results = wf.execute()
+    assert results[out] == 10
+    assert sorted(CALLS) == ["make", "total"]
+    said = [r.getMessage() for r in caplog.records if "action record" in r.getMessage()]
+    assert said and "'make'" in said[0] and "cache key" in said[0], said
+    CALLS.clear()
+    assert _flow(home, "second")[0].execute().cached == 2  # the new record is sound
+
+
+@pytest.mark.parametrize("serializer", [None, "nope"], ids=["null", "unknown"])
+def test_a_final_record_naming_no_known_serializer_runs_its_node_again(
+    tmp_path: Path, serializer: object
+) -> None:
+    home = tmp_path / "home"
+    wf, out = _flow(home, "final")
+    wf.execute()
+    _edit(home, "total", serializer)
+    CALLS.clear()
+    wf, out = _flow(home, "final")
+    results = wf.execute()
+    assert CALLS == ["total"]
+    assert results[out] == 10
