@@ -14,7 +14,10 @@ the list). So:
     python examples/per_file.py --touch 7   # one file edited: that child and the totals
 
 The files are made on the first run if the folder is missing (deterministically: the same
-bytes, hence the same keys, everywhere). Only the standard library is needed.
+bytes, hence the same keys, everywhere), under the folder of this file (the workflow's root),
+from whichever folder it is run; the home (``.etherealfabric``) is made in the current folder.
+``etherealfabric run examples/per_file.py:build`` runs it too (``build`` returns the workflow).
+Only the standard library is needed.
 """
 
 from __future__ import annotations
@@ -66,7 +69,14 @@ def totals(days: dict[str, dict[str, float]]) -> dict[str, float]:
     return {s: round(sum(day[s] for day in days.values()), 2) for s in STORES}
 
 
-def build() -> Workflow:
+def build(days: int = 300) -> Workflow:
+    """The workflow; its folder of files is made first if missing (``days`` files), so that
+    ``etherealfabric run examples/per_file.py:build`` works from any folder too."""
+    folder = Path(__file__).resolve().parent / FOLDER  # under the workflow's root
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for day in range(days):
+            make_day(folder, day)
     with Workflow("per-file") as wf:
         totals(clean.map(list_days(Directory(root_path(FOLDER)))))
     return wf
@@ -78,17 +88,14 @@ def main() -> None:
     parser.add_argument("--add-day", action="store_true", help="add one file, then run")
     parser.add_argument("--touch", type=int, default=None, help="edit the file of this day")
     args = parser.parse_args()
-    folder = Path(__file__).resolve().parent / FOLDER  # under the workflow's root, from anywhere
-    if not folder.exists():
-        folder.mkdir(parents=True)
-        for day in range(args.days):
-            make_day(folder, day)
+    workflow = build(args.days)  # (makes the files the first time)
+    folder = Path(__file__).resolve().parent / FOLDER
     if args.add_day:
         make_day(folder, len(list(folder.glob("*.csv"))))
     if args.touch is not None:
         with (folder / f"day_{args.touch:03d}.csv").open("a") as fh:
             fh.write("north,3,49.00\n")
-    results = build().execute()
+    results = workflow.execute()
     report = results.map_report("clean")
     ran = "the whole map came from the cache" if report.whole else (
         f"{len(report.executed)} ran, {report.cached} cached"

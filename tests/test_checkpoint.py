@@ -291,6 +291,33 @@ def test_a_class_node_checkpoints_through_self_checkpoint(home: Path) -> None:
     assert _checkpoint_files(home) == []
 
 
+@node
+def steps_of(x: int) -> int:
+    """A map child that checkpoints after each of its steps."""
+    done, total = checkpoint.load(default=(0, 0))
+    for step in range(done, 3):
+        total += x * step
+        checkpoint.save((step + 1, total))
+    return total
+
+
+@node
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+def test_the_checkpoints_of_map_children_are_removed_once_their_success_is_committed(
+    home: Path,
+) -> None:
+    # they were kept forever (only a plain node's success deleted its checkpoint), and
+    # `cache gc` keeps checkpoints: one file per item of every map that checkpointed
+    with Workflow("map_checkpoints") as wf:
+        parts = steps_of.map(numbers(4))
+    results = wf.execute()
+    assert results[parts] == [0, 3, 6, 9]
+    assert _checkpoint_files(home) == []
+
+
 # -- the example, killed and resumed in real processes ------------------------------------------
 def _run_example(
     cwd: Path, home: Path, fail_at: int | None = None

@@ -749,7 +749,7 @@ def test_resume_reruns_a_failed_run_with_its_recorded_parameters(
     path.write_text(f"READY = {str(ready)!r}\n{RESUMABLE}")
     failed = run_json("resumable.py", "--node", "second", expect=1)
     code, out, _ = invoke("show", failed["run_id"], "--json")
-    params = json.loads(json.loads(out)["run"]["params"])
+    params = json.loads(out)["run"]["params"]
     assert params["target"] == str(path.resolve()) and params["nodes"] == ["second"]
 
     ready.touch()

@@ -213,6 +213,46 @@ def test_wrapper_objects_in_containers_are_followed(
     assert fp(project.load(WRAPPERS)).uncovered == ()
 
 
+CLASS_REGISTRY = """
+class Models:
+    _items = {}
+    __registry = []
+    _cache = {}
+
+    @classmethod
+    def add(cls, name):
+        def deco(fn):
+            cls._items[name] = fn
+            cls.__registry.append((name, fn))
+            return fn
+        return deco
+
+    @classmethod
+    def get(cls, name):
+        return cls._items[name]
+
+
+@Models.add("lin")
+def lin(x):
+    return x + 1
+
+
+Models._cache["seen"] = 1
+
+
+def node(x, name="lin"):
+    return Models.get(name)(x)
+"""
+
+
+def test_a_private_class_registry_a_decorator_fills_is_followed(project: Project) -> None:
+    """``Models._items``, filled by ``@Models.add``: a private class attribute, which was
+    skipped as class machinery, so an edit of a registered function was a stale hit."""
+    assert "sh_flow.lin" in edits(project, CLASS_REGISTRY, "return x + 1", "return x + 2")
+    # a private attribute holding no code (a cache of values) still does not count
+    assert edits(project, CLASS_REGISTRY, '_cache["seen"] = 1', '_cache["seen"] = 2') == set()
+
+
 # -- 2. imports inside a node's body ---------------------------------------------------------
 
 PKG_INIT = ""

@@ -5,6 +5,7 @@
 - The shell-completion line of docs/cli.md, loaded into a real bash, completes commands.
 - The tutorials' files (code blocks with ``title="NAME.py"``) run, in fresh processes, with the
   outcomes the tutorials print.
+- The home page's example prints what its comments say, and its shell lines work as written.
 """
 
 from __future__ import annotations
@@ -225,6 +226,60 @@ def test_home_page_and_parameters_page_examples(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
     assert _run(tmp_path, "train.py")["executed"] == 3
     assert _executed(_run(tmp_path, "train.py", "-p", "model.C=0.5")) == {"fit", "Report"}
+
+
+def test_home_page_script_prints_what_its_comments_say(tmp_path: Path) -> None:
+    """docs/index.md's example as a script (`python squares.py`), twice: the values printed
+    are those in its comments (`# 332833500`, `# 3 0   (run it again: 0 3)`)."""
+    text = (DOCS / "index.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    (tmp_path / "squares.py").write_text(code)
+    said = re.findall(r"print\(.*?\)\s*# (\S+(?: \d+)?)", code)
+    again = re.search(r"run it again: ([\d ]+)\)", code)
+    assert said and again, code
+    for expected in (said, [said[0], again.group(1).strip()]):
+        out = subprocess.run(
+            [sys.executable, "squares.py"], cwd=tmp_path, env=_env(), capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == expected
+
+
+def test_home_page_shell_lines_work_as_written(tmp_path: Path) -> None:
+    """docs/index.md's shell block, each `etherealfabric` line run as written by a real shell
+    with the installed command (RUN_ID: the newest run), and what its comment says checked."""
+    text = (DOCS / "index.md").read_text()
+    (tmp_path / "squares.py").write_text(re.findall(r"```python\n(.*?)```", text, re.S)[0])
+    [block] = re.findall(r"```sh\n(.*?)```", text, re.S)
+    lines = [ln.partition("#") for ln in block.splitlines() if ln.startswith("etherealfabric ")]
+    assert len(lines) >= 5, block
+    checked = 0
+    for command, _, comment in lines:
+        if "RUN_ID" in command:
+            newest = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+            command = command.replace("RUN_ID", newest)
+        out = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, (command, out.stderr)
+        counts = re.match(r"\s*(\d+) executed(?:, (\d+) cached)?", comment)
+        if counts:  # "3 executed", "0 executed, 3 cached"
+            assert f"{counts.group(1)} executed" in out.stdout, (command, out.stdout)
+            if counts.group(2):
+                assert f"{counts.group(2)} cached" in out.stdout, (command, out.stdout)
+            checked += 1
+        elif "re-runs" in comment:  # -p n=10: every node reads n or what n changes
+            assert "3 executed, 0 cached" in out.stdout, (command, out.stdout)
+            checked += 1
+        elif "history" in comment:
+            assert out.stdout.count("squares") == 3 and "executed" in out.stdout, out.stdout
+            checked += 1
+        elif "why it ran: " in comment:
+            assert comment.split("why it ran: ")[1].strip() in out.stdout, (command, out.stdout)
+            checked += 1
+    assert checked == len(lines)
 
 
 def test_every_error_is_importable_from_the_package_as_the_api_page_says() -> None:

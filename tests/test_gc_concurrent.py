@@ -8,6 +8,7 @@ record then named a missing object. Temp files of killed writers survived every 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from etherealfabric.errors import StoreError
+from etherealfabric.journal import Journal
 from etherealfabric.store import LocalStore
 from etherealfabric.store._writer import ObjectWriter
 
@@ -221,3 +223,43 @@ def test_disk_full_advice_survives_closing_the_temp_file(tmp_path: Path) -> None
     writer.abort()  # safe after the failure
     assert not link.is_symlink()
     assert os.path.exists("/dev/full")
+
+
+def test_verify_beside_a_collection_reports_no_problem_for_what_it_removes(
+    tmp_path: Path,
+) -> None:
+    # `cache verify` read the records a collection was dropping (gc deletes objects inside its
+    # write transaction, the records' deletion not committed yet) and reported each one as a
+    # missing object ("fixed" with --fix, "the affected nodes will be recomputed"): a clean
+    # cache, called broken whenever gc ran meanwhile
+    home = tmp_path / "home"
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    ran = subprocess.run(
+        [sys.executable, "wf.py", "a", "2"], cwd=tmp_path, env=_env(home), capture_output=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    store = LocalStore(home)
+    digests = list(store.iter_objects())
+    assert digests
+    with Journal(home / "journal.db") as journal:
+        with journal.write() as conn:  # what collect_garbage does, held open
+            conn.execute("DELETE FROM actions")
+            conn.execute("DELETE FROM blobs")
+            for digest in digests:
+                store.delete_object(digest)
+            verify = subprocess.Popen(
+                [sys.executable, "-m", "etherealfabric", "cache", "verify", "--fix", "--json"],
+                env={**_env(home), "ETHEREALFABRIC_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            # it reads the records as they were; it ends, or waits for the collection
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                verify.wait(timeout=15)
+        out, err = verify.communicate(timeout=300)
+    report = json.loads(out)
+    assert report["problems"] == [], report
+    assert verify.returncode == 0, err
+    after = _cli(home, "cache", "verify", "--json")
+    assert after.returncode == 0 and json.loads(after.stdout)["problems"] == []

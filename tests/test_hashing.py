@@ -56,8 +56,11 @@ class Point(NamedTuple):
     y: int
 
 
-# pin the type names the digests include, however pytest imports this module
+# pin the type names the digests include, however pytest imports this module; "golden" is a
+# loaded module without a file, as a library's compiled module is (a class whose module cannot
+# be found at all is taken for code of a file run with runpy.run_path: user code)
 Color.__module__ = Config.__module__ = Point.__module__ = "golden"
+sys.modules.setdefault("golden", types.ModuleType("golden"))
 
 
 GOLDEN: list[tuple[object, str]] = [

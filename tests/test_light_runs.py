@@ -41,6 +41,7 @@ NEVER_IN_A_PLAIN_RUN = (
     # the engine's own parts a run without maps, shared store or web UI does not use
     "etherealfabric.run._mapping",
     "etherealfabric.run._mapstate",
+    "etherealfabric.run._mapreport",
     "etherealfabric.store._sharedgc",
     "etherealfabric.journal._browse",
     "etherealfabric.store._layered",

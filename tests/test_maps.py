@@ -182,7 +182,7 @@ def test_items_that_are_not_a_sequence_fail_the_map_with_its_name() -> None:
     with pytest.raises(RunFailedError) as info:
         wf.execute()
     assert "square" in info.value.failures
-    assert "maps over the output one.result, which is a int" in info.value.failures["square"]
+    assert "maps over the output one.result, which is an int" in info.value.failures["square"]
     assert isinstance(info.value.__cause__.original, MapItemsError)
 
 

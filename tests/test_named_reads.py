@@ -401,3 +401,46 @@ def test_a_glob_pattern_read_natively_is_checked(tmp_path: Path, home: Path) -> 
 
 
 DEEP = "data/**/*.csv"
+
+
+SALES_OF_HELPER = "helper_sales.parquet"
+
+
+def _load_sales() -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(SALES_OF_HELPER)  # a data-loading helper: pyarrow opens it
+
+
+def _load_literal() -> Any:
+    import pandas as pd
+
+    return pd.read_parquet("helper_literal.parquet")
+
+
+def _helper_of_helper() -> Any:
+    return _load_literal()
+
+
+@node
+def sales_through_helpers() -> int:
+    return int(_load_sales().amount.sum() + _helper_of_helper().amount.sum())
+
+
+def test_files_a_called_helper_names_are_the_nodes(tmp_path: Path, home: Path) -> None:
+    """A helper the node calls (and what that calls) reads a parquet file natively by a path
+    in its global or its code: it was a stale hit after the file changed, since only the
+    node's own code's texts counted."""
+    write_sales(SALES_OF_HELPER, [1, 2])
+    write_sales("helper_literal.parquet", [10])
+    assert set(_reads.named_paths(sales_through_helpers, (), {})) == {
+        "./helper_sales.parquet", "./helper_literal.parquet",
+    }  # fmt: skip
+    with Workflow("helpers", root=".") as wf:
+        out = sales_through_helpers()
+    assert wf.execute()[out] == 13
+    assert wf.execute().cached == 1
+    write_sales(SALES_OF_HELPER, [1, 2, 3])
+    assert wf.execute()[out] == 16
+    write_sales("helper_literal.parquet", [20])
+    assert wf.execute()[out] == 26

@@ -62,3 +62,24 @@ def _last_run(folder: Path) -> str:
         cwd=folder, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return str(json.loads(done.stdout)[0]["id"])
+
+
+def test_the_command_line_runs_it_from_any_folder_writing_its_data_beside_it(
+    tmp_path: Path,
+) -> None:
+    """`etherealfabric run examples/per_file.py:build` from another folder: the files are made
+    under the example's folder (its root) on the first run, as with `python per_file.py`; the
+    current folder gets only the home."""
+    example, elsewhere = tmp_path / "examples", tmp_path / "elsewhere"
+    example.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(ROOT / "examples" / "per_file.py", example)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "run", "../examples/per_file.py:build", "--json"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert len(list((example / "data" / "daily").glob("*.csv"))) == 300
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".etherealfabric"]

@@ -15,7 +15,7 @@ import pytest
 
 from etherealfabric import Workflow, node
 from etherealfabric.hashing._digest import digest_bytes
-from etherealfabric.run import _scheduler
+from etherealfabric.run import _tasks
 
 ROWS = 20_000  # float64: 160 kB, an object file
 
@@ -107,13 +107,13 @@ def test_a_consumer_with_many_forged_inputs_has_all_their_producers_recomputed_a
     log, home = tmp_path / "executions.log", tmp_path / "home"
 
     tasks: list[str] = []  # the tasks built for the consumer: one per round of rewinds
-    build = _scheduler.build_task
+    build = _tasks.build_task  # (the scheduler imports it when a node runs)
 
     def counted(info, **kwargs):  # type: ignore[no-untyped-def]
         tasks.append(info.spec.name)
         return build(info, **kwargs)
 
-    monkeypatch.setattr(_scheduler, "build_task", counted)
+    monkeypatch.setattr(_tasks, "build_task", counted)
 
     def run(salt: int):  # type: ignore[no-untyped-def]
         with Workflow("forged-inputs") as wf:

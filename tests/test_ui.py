@@ -165,8 +165,8 @@ class UiServer:
             except (urllib.error.URLError, ConnectionError, OSError) as exc:
                 if isinstance(exc, urllib.error.HTTPError):
                     exc.close()
-                    if exc.code == 401:
-                        return  # up, and asking for a token
+                    if exc.code in (401, 503):
+                        return  # up, and asking for a token (or saying the journal is damaged)
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"the UI did not start: {self.stop()}") from exc
                 time.sleep(0.1)

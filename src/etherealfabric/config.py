@@ -288,7 +288,15 @@ def warn_unknown_env(env: Mapping[str, str]) -> None:
         known = [k[len(ENV_PREFIX) :] for k in KNOWN_ENV]
         import difflib  # (only for a suggestion)
 
-        close = difflib.get_close_matches(var[len(ENV_PREFIX) :], known, n=1)
+        typed = var[len(ENV_PREFIX) :]
+        close = (
+            difflib.get_close_matches(typed, known, n=1)
+            or [
+                k
+                for k in known
+                if k.endswith(f"_{typed}")  # BACKEND for EXECUTION_BACKEND
+            ][:1]
+        )
         hint = (
             f"did you mean {ENV_PREFIX}{close[0]}?"
             if close

@@ -21,6 +21,7 @@ EtherealFabricError
 │   ├── CorruptArtifactError   an object's bytes do not match its digest
 │   └── StoreUnreachableError  a shared store did not answer in time (a network error)
 ├── JournalError               the run journal cannot be read or written
+│   ├── DamagedJournalError    the journal file is damaged or not a database (``.path``)
 │   └── RunNotFoundError       no run with that id
 └── ExecutionError             a run did not finish successfully
     ├── NodeFailedError        one node failed (``.node``, ``.attempts``, ``__cause__``)
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigError",
     "CorruptArtifactError",
     "CycleError",
+    "DamagedJournalError",
     "DefinitionError",
     "DuplicateNodeError",
     "EtherealFabricError",
@@ -83,6 +85,27 @@ class EtherealFabricError(Exception):
         # Errors cross process boundaries (process and remote backends); their __init__
         # signatures differ from ``args``, so rebuild them without calling __init__.
         return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+#: two letters that start English words: a word starting otherwise with F, H, L, M, N, R, S or
+#: X is said letter by letter (an ndarray, an SVC, an S3FileSystem, an HTTPResponse)
+_CLUSTERS = ("fl", "fr", "sc", "sh", "sk", "sl", "sm", "sn", "sp", "sq", "st", "sw", "rh")
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for messages, by how it is said: ``an int``,
+    ``an ndarray``, ``an SVC``, ``a str``, ``a float``, ``a uint8`` (leading underscores
+    skipped)."""
+    head = word.lstrip("_")
+    low = head.lower()
+    if low[:1] in ("a", "e", "i", "o", "u"):
+        you = low.startswith(("uint", "uni", "use", "usu", "uti", "uu", "ur", "eu", "one"))
+        return f"{'a' if you else 'an'} {word}"
+    spelled = low[:1] in ("f", "h", "l", "m", "n", "r", "s", "x") and len(head) > 1 and (
+        head[:2].isupper() or head[1].isdigit()
+        or (low[1] not in "aeiouy" and low[:2] not in _CLUSTERS)
+    )  # fmt: skip
+    return f"{'an' if spelled else 'a'} {word}"
 
 
 def _rebuild(cls: type[EtherealFabricError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
@@ -150,9 +173,13 @@ class UnknownBackendError(ConfigError):
     """No execution backend is registered under the requested name."""
 
     def __init__(self, name: str, known: list[str], *, setting: str | None = None) -> None:
+        import difflib  # (only for a suggestion)
+
         where = f" (from {setting})" if setting else ""
+        close = difflib.get_close_matches(name.lower(), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         super().__init__(
-            f"unknown execution backend {name!r}{where}; known backends: {', '.join(known)}",
+            f"unknown execution backend {name!r}{where}{hint}; known backends: {', '.join(known)}",
             setting=setting,
         )
         self.name = name
@@ -298,6 +325,14 @@ class StoreConfigError(ConfigError, StoreError):
 
 class JournalError(EtherealFabricError):
     """The run journal could not be read or written."""
+
+
+class DamagedJournalError(JournalError):
+    """The journal file is damaged, or is not a SQLite database at all (``path``)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RunNotFoundError(JournalError):

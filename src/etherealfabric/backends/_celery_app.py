@@ -8,6 +8,7 @@ late and rejected when their worker dies, so a killed worker's task is delivered
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import socket
 import sys
@@ -159,11 +160,30 @@ def check_urls(broker: str, backend: str) -> None:
         except Exception as exc:
             what = "broker" if key == "celery_broker_url" else "result backend"
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            known = _known_schemes(key == "celery_broker_url")
+            scheme = url.partition("://")[0].lower() if "://" in url else ""
+            if isinstance(exc, (KeyError, ImportError)) and scheme and scheme not in known:
+                # kombu's "No such transport", Celery's "No module named 'rdis'": the scheme
+                close = difflib.get_close_matches(scheme, known, n=1)
+                reason = f"unknown scheme {scheme!r}" + (
+                    f"; did you mean {close[0]}://?" if close else ""
+                )
             raise ConfigError(
                 f"{ENV[key]}={safe_url(url)!r} is not a Celery {what} URL ({reason}): set it "
-                f"to the URL of the {what} the workers use, e.g. redis://localhost:6379/0",
+                f"to the URL of the {what} the workers use, e.g. redis://localhost:6379/0 "
+                f"(known schemes: {', '.join(known)})",
                 setting=ENV[key],
             ) from exc
+
+
+def _known_schemes(broker: bool) -> list[str]:
+    """Every URL scheme kombu (a broker) or Celery (a result backend) knows."""
+    from celery.app.backends import BACKEND_ALIASES
+    from kombu.transport import TRANSPORT_ALIASES
+
+    return sorted(
+        {str(name).lower() for name in (TRANSPORT_ALIASES if broker else BACKEND_ALIASES)}
+    )
 
 
 def make_app(broker_url: str | None = None, result_backend: str | None = None) -> Celery:

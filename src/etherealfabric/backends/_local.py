@@ -30,7 +30,6 @@ from ._base import (
     lifeline,
     watch_run,
 )
-from ._procpool import WorkerPool
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -176,6 +175,8 @@ class ProcessBackend(Backend):
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:
         import multiprocessing
+
+        from ._procpool import WorkerPool  # (and signal: only the process backend's)
 
         super().__init__(max_workers=max_workers or default_workers())
         methods = multiprocessing.get_all_start_methods()

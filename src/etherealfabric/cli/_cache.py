@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from difflib import get_close_matches
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -280,7 +282,7 @@ def _collect_shared(
 
 
 @cache.command("pin")
-@click.argument("run_ids", nargs=-1, metavar="RUN_ID...")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @click.option("--remove", is_flag=True, help="Unpin the runs instead.")
 @_home_option
 def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
@@ -288,24 +290,31 @@ def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
     in a shared store. Without RUN_ID, list the pinned runs."""
     from ..run._teamcache import pins, set_pins
 
+    if remove and not run_ids:
+        raise click.UsageError("--remove needs the RUN_ID... to unpin (list them: `cache pin`)")
     settings = Settings.resolve(home=home)
     pinned = pins(settings.home)
     if not run_ids:
         for run_id in pinned:
             click.echo(run_id)
+        if not pinned:
+            click.echo("no pinned runs (pin one with `etherealfabric cache pin RUN_ID`)", err=True)
         return
     with _journal_at(settings) as journal:
         full = [str(_get_run(journal, r)["id"]) for r in run_ids]
     if remove:
         set_pins(settings.home, [r for r in pinned if r not in full])
-        click.echo(f"unpinned {len(full)} run(s)")
+        unpinned = [r for r in full if r in pinned]
+        click.echo(f"unpinned {', '.join(unpinned)}" if unpinned else "nothing unpinned")
+        for run_id in (r for r in full if r not in pinned):
+            click.echo(f"run {run_id} was not pinned", err=True)
     else:
         set_pins(settings.home, [*pinned, *full])
         click.echo(f"pinned {', '.join(full)}")
 
 
 @cache.command("forget")
-@click.argument("patterns", nargs=-1, required=False, metavar="NODE...")
+@click.argument("patterns", nargs=-1, required=False, metavar="[NODE]...")
 @click.option(
     "--key", "keys", multiple=True, metavar="K", help="A cache key to forget (repeatable)."
 )
@@ -332,24 +341,51 @@ def cache_forget(
             check_name(key, "cache key")
         settings = Settings.resolve(home=home)
         with _journal_at(settings) as journal:
+            _check_forget(journal, patterns, keys)  # nothing is forgotten unless all are known
+            cached = journal.node_names(cached=True) if patterns else []
+            gone = [p for p in patterns if not any(fnmatchcase(n, p) for n in cached)]
             forgotten = journal.forget_nodes(patterns) if patterns else []
-            for key in keys:
-                journal.delete_action(key)
-            forgotten += [k for k in keys if k not in forgotten]
+            forgotten += [k for k in keys if k not in forgotten and journal.delete_action(k)]
             read_only = settings.store_mode == "read-only"
-            if forgotten and settings.shared_store and not read_only:
-                shared = _forget_shared(settings, forgotten)
+            asked = [*forgotten, *(k for k in keys if k not in forgotten)]  # (the shared store's)
+            if asked and settings.shared_store and not read_only:
+                shared = _forget_shared(settings, asked)
     except EtherealFabricError as exc:
         _fail(str(exc))
         return
+    for name in [*gone, *(k for k in keys if k not in forgotten)]:
+        click.echo(
+            f"{name!r} has no cache entry here (forgotten already, or never cached): "
+            "it runs next time",
+            err=True,
+        )
     if as_json:
         _echo_json({"forgotten": len(forgotten), "keys": forgotten, "shared": shared})
-    elif forgotten:
-        click.echo(f"forgot {len(forgotten)} cache entr{'y' if len(forgotten) == 1 else 'ies'}")
-        if settings.shared_store:
-            click.echo(_shared_forget_line(settings, shared))
-    else:
-        click.echo(f"no cache entry of a node named {' or '.join(patterns)}", err=True)
+        return
+    click.echo(f"forgot {len(forgotten)} cache entr{'y' if len(forgotten) == 1 else 'ies'}")
+    if settings.shared_store and (forgotten or asked):
+        click.echo(_shared_forget_line(settings, shared))
+
+
+def _check_forget(journal: Journal, patterns: tuple[str, ...], keys: tuple[str, ...]) -> None:
+    """A NODE that names no node the journal knows, or a --key no record or run had: exit 2
+    naming it (and the close node names), before anything is forgotten."""
+    known = journal.node_names() if patterns else []
+    for pattern in patterns:
+        if not any(fnmatchcase(name, pattern) for name in known):
+            close = get_close_matches(pattern, known, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            _fail(
+                f"cache forget: no node named {pattern!r} in the journal {journal.path}{hint}; "
+                f"its nodes: {listed or 'none'}; nothing was forgotten"
+            )
+    for key in keys:
+        if not journal.key_known(key):
+            _fail(
+                f"cache forget: no cache entry with key {key!r} in the journal {journal.path} "
+                "(list the keys with `etherealfabric cache ls`); nothing was forgotten"
+            )
 
 
 def _forget_shared(settings: Settings, keys: list[str]) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import ArtifactMissingError, EtherealFabricError
+from ..errors import ArtifactMissingError, EtherealFabricError, a_or_an
 from ..states import NodeStatus
 from ._common import _fail, _get_run, _home_option, _journal, _json_option, _json_text
 from ._history import _workflow_params
@@ -30,7 +30,7 @@ _TABLE_ROWS = 40
     "--output-file",
     "path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the value to PATH instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
+    help="Write the value to FILE instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
     "1-D/2-D) for arrays, .json for JSON-able values; any other name gets the stored "
     "(serialized) bytes.",
 )
@@ -180,7 +180,7 @@ def _write_as(path: str, value: Any, results: Any, node: str, output: str) -> No
         np.savetxt(path, value, delimiter=",", fmt="%s")  # one row a line (a 1-D: one column)
     elif ext in (".csv", ".parquet"):  # never table bytes that are not a table
         raise EtherealFabricError(
-            f"{node}.{output} is a {type(value).__name__}, not a data frame"
+            f"{node}.{output} is {a_or_an(type(value).__name__)}, not a data frame"
             + (" or a 1-D/2-D array" if ext == ".csv" else "")
             + f", so it cannot be written as {ext}; use .json (JSON-able values), .npy (arrays) "
             "or another extension for the bytes as stored"

@@ -33,6 +33,7 @@ __all__ = [
     "_json_option",
     "_json_text",
     "_load",
+    "_run_json",
     "_secs",
     "_table",
     "_when",
@@ -120,6 +121,18 @@ def _journal_at(settings: Settings) -> Journal:
         _fail(str(exc))
 
 
+def _run_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row for ``--json``: its ``params`` column (how the run was started: its file,
+    options and workflow parameters, stored as JSON text) as an object, not a string."""
+    text = row.get("params")
+    if not isinstance(text, str):
+        return row
+    try:
+        return {**row, "params": json.loads(text)}
+    except ValueError:
+        return row  # (not written by this version: shown as it is stored)
+
+
 def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
     """The run with id ``run_id`` or the one run whose id starts with it (matched literally);
     an unknown or ambiguous id is a one-line error (an ambiguous one names its matches)."""
@@ -161,10 +174,21 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}s"
 
 
+#: the width of output to a file or a pipe without COLUMNS: no table loses a column
+_PIPE_WIDTH = 100_000
+
+
 def _console() -> Any:
+    """Rich's console for stdout: the terminal's width; to a file or a pipe, ``$COLUMNS`` or,
+    unset, no limit (Rich's 80 columns would leave a table's last columns out)."""
+    import os
+
     from rich.console import Console
 
-    return Console(markup=False)  # names, labels and errors are text: "[x]" is no markup tag
+    console = Console(markup=False)  # names, labels and errors are text: "[x]" is no markup tag
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip():
+        console.width = _PIPE_WIDTH
+    return console
 
 
 def _table(*columns: str) -> Any:
@@ -179,7 +203,8 @@ def _table(*columns: str) -> Any:
 
 def _print_table(console: Any, table: Any) -> None:
     """Print ``table`` never cutting its first column (ids are copied from it): on a narrow
-    terminal the last columns are left out (a caption names them) rather than cut."""
+    terminal (or ``COLUMNS``) the last columns are left out (a caption names them) rather than
+    cut; to a file or a pipe every column is printed."""
     from rich.table import Table
 
     columns = table.columns

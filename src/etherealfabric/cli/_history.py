@@ -20,6 +20,7 @@ from ._common import (
     _journal,
     _json_option,
     _print_table,
+    _run_json,
     _secs,
     _table,
     _when,
@@ -74,7 +75,7 @@ def runs(
             workflow=workflow, status=status, since=start, limit=limit, before=end
         )
     if as_json:
-        _echo_json(rows)
+        _echo_json([_run_json(r) for r in rows])
         return
     table = _table(
         "run", "workflow", "status", "started", "duration", "executed", "cached", "failed"
@@ -160,7 +161,7 @@ def show(
     summaries = {m: maps.summarize(children[m], recorded[m]) for m in children}
     values = _workflow_params(run_row)
     if as_json:
-        _echo_json({"run": run_row, "params": values, "nodes": own, "maps": summaries})
+        _echo_json({"run": _run_json(run_row), "params": values, "nodes": own, "maps": summaries})
         return
     console = _console()
     console.print(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import ParameterError
+from ..errors import ParameterError, a_or_an
 
 if TYPE_CHECKING:
     from ..define._params import ParamSet
@@ -87,7 +87,7 @@ def load_params_file(file: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ParameterError(
             f"params file {file}: expected a mapping of parameter names to values at the top, "
-            f"got a {type(data).__name__}"
+            f"got {a_or_an(type(data).__name__)}"
         )
     return data
 

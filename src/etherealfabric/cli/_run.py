@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..config import ENV, Settings
-from ..errors import ConfigError, EtherealFabricError, UnknownBackendError
+from ..errors import EtherealFabricError
 from ..states import RunStatus
 from ._common import (
     EXIT_FAILED,
@@ -52,9 +52,7 @@ def _run_options(fn: F) -> F:
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @params_options
 @click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
-@click.option(
-    "--max-workers", type=click.IntRange(min=1), default=None, help="Parallel workers (>= 1)."
-)
+@click.option("--max-workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
 @click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
 @click.option(
     "--force",
@@ -93,6 +91,8 @@ def run(
     Workflow parameters are set with -p NAME=VALUE (or NAME=VALUE after the file) and
     --params FILE; nodes that read a parameter whose value changed run again.
     """
+    if backend is not None:
+        _check_backend(backend)
     workflow = _load(target)
     try:
         values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
@@ -120,7 +120,6 @@ def run(
         force=force,
         keep_going=keep_going,
         params=values,
-        flags={"backend": "--backend"},
     )
     _report(workflow, results, as_json)
 
@@ -178,6 +177,17 @@ def resume(
         run_params=params,
     )
     _report(workflow, results, as_json, resumed_from=row["id"])
+
+
+def _check_backend(name: str) -> None:
+    """A ``--backend`` no backend is registered under: exit 2 naming the option, the close
+    name and every known one, before the workflow file is imported."""
+    from ..backends import backend_names
+    from ..errors import UnknownBackendError
+
+    known = backend_names()
+    if name.strip().lower() not in known:
+        _fail(str(UnknownBackendError(name, known, setting="--backend")))
 
 
 def _params(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,13 +266,9 @@ def _execute(
     metrics_port: int | None,
     home: str | None,
     as_json: bool,
-    flags: Mapping[str, str] | None = None,
     **options: Any,
 ) -> Results:
-    """Execute with a progress display (and metrics); errors before the run exit with 2.
-
-    ``flags``: the command-line flag that set each of ``options`` (``{"backend":
-    "--backend"}``), named instead of the setting when its value is the one at fault."""
+    """Execute with a progress display (and metrics); errors before the run exit with 2."""
     from ..observe._progress import Progress
 
     progress = Progress(quiet=quiet)
@@ -289,9 +295,6 @@ def _execute(
             return workflow.execute(
                 subscribers=subscribers, raise_on_error=False, **settings, **options
             )
-    except ConfigError as exc:
-        flag = (flags or {}).get(exc.setting or "")
-        _fail(_flag_error(flag, exc) if flag and options.get(exc.setting or "") else str(exc))
     except EtherealFabricError as exc:
         _fail(str(exc))
     finally:
@@ -299,16 +302,6 @@ def _execute(
         run_log.setLevel(previous_level)
         if metrics is not None:
             metrics.close()
-
-
-def _flag_error(flag: str, exc: ConfigError) -> str:
-    """The message of ``exc``, a setting given by command-line ``flag``, naming the flag."""
-    if isinstance(exc, UnknownBackendError):
-        return (
-            f"{flag}: unknown execution backend {exc.name!r}; use one of: "
-            f"{', '.join(exc.known)} (or register one: see the backends documentation)"
-        )
-    return f"{flag}: {exc}"
 
 
 def _report(

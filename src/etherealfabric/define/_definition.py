@@ -175,9 +175,13 @@ class Definition:
         try:
             return self._by_name[name]
         except KeyError:
+            import difflib  # (only for a suggestion)
+
             known = ", ".join(sorted(self._by_name)) or "none"
+            close = difflib.get_close_matches(name, list(self._by_name), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise DefinitionError(
-                f"workflow {self.name!r} has no node {name!r}; its nodes: {known}"
+                f"workflow {self.name!r} has no node {name!r}; its nodes: {known}{hint}"
             ) from None
 
     def __contains__(self, node: object) -> bool:

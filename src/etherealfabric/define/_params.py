@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
-from ..errors import ParameterError, UnknownParameterError
+from ..errors import ParameterError, UnknownParameterError, a_or_an
 from ._node import NodeSpec
 from ._refs import replace_refs
 
@@ -74,7 +74,7 @@ class _Leaf:
     def describe(self) -> str:
         """``an int (default 20000)``: what the parameter takes."""
         name = self.type.__name__
-        kind = ("an " if name == "int" else "a ") + name + (" or null" if self.nullable else "")
+        kind = a_or_an(name) + (" or null" if self.nullable else "")
         return f"{kind} (default {self.default!r})"
 
 
@@ -124,7 +124,7 @@ class ParamSet:
             kind = list
         if kind not in _TYPES:
             raise ParameterError(
-                f"workflow {self.workflow!r}: parameter {path!r} is a {kind.__name__}; "
+                f"workflow {self.workflow!r}: parameter {path!r} is {a_or_an(kind.__name__)}; "
                 "parameters are bool, int, float, str, list or dict (values that the command "
                 "line and params files can give)",
                 setting=path,

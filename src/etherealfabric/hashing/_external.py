@@ -30,13 +30,12 @@ from __future__ import annotations
 import dis
 import io
 import linecache
-import random
 import re
-import socket
 import sys
 import types
 from typing import Any
 
+from ..errors import a_or_an
 from ._encoder import type_name
 from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
@@ -98,7 +97,14 @@ _EXTERNAL = frozenset(
 )
 #: (top-level module, class name) of random generators
 _RANDOM = frozenset({("numpy", "Generator"), ("numpy", "RandomState"), ("torch", "Generator")})
-_STDLIB_EXTERNAL = (io.IOBase, socket.socket)
+
+
+def _loaded(module: str, name: str) -> tuple[type, ...]:
+    """``(module.name,)`` when ``module`` is imported, else ``()``: a value cannot be an
+    instance of a class whose module was never imported, so ``random`` and ``socket`` (a few ms
+    of a process's first run) are not imported to ask."""
+    found = getattr(sys.modules.get(module), name, None)
+    return (found,) if isinstance(found, type) else ()
 
 
 def _named(tp: type, names: frozenset[tuple[str, str]]) -> bool:
@@ -112,15 +118,16 @@ def external_note(value: object) -> str | None:
     """Why ``value``, read by a node's code, does not cover what the node gets from it; None
     for an ordinary value."""
     tp = type(value)
-    if isinstance(value, random.Random) or _named(tp, _RANDOM):
+    if isinstance(value, _loaded("random", "Random")) or _named(tp, _RANDOM):
         return (
-            f"a {type_name(tp)}, a random generator shared between nodes: what a node draws "
+            f"{a_or_an(type_name(tp))}, a random generator shared between nodes: what a node draws "
             "depends on which nodes ran before it (and which were cache hits); create the "
             "generator inside the node from a seed parameter"
         )
-    if isinstance(value, _STDLIB_EXTERNAL) or _named(tp, _EXTERNAL):
+    stdlib = (io.IOBase, *_loaded("socket", "socket"))
+    if isinstance(value, stdlib) or _named(tp, _EXTERNAL):
         return (
-            f"a {type_name(tp)}, which stands for external state (a file, a database, a data "
+            f"{a_or_an(type_name(tp))}, which stands for external state (a file, a database, a data "
             "set): what the node reads through it is not in the key; open it inside the node, "
             "from a File parameter or a path"
         )
@@ -144,9 +151,14 @@ _LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 
 def _global_generators() -> tuple[tuple[object, ...], tuple[object, ...]]:
-    """The global generators of ``random`` and (when imported) numpy, and their seed functions."""
-    generators: list[object] = [random._inst]
-    seeds: list[object] = [random.seed]
+    """The global generators of ``random`` and numpy (those imported: code cannot draw from a
+    module that was never imported), and their seed functions."""
+    generators: list[object] = []
+    seeds: list[object] = []
+    random = sys.modules.get("random")
+    if random is not None:
+        generators.append(getattr(random, "_inst", None))
+        seeds.append(getattr(random, "seed", None))
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
         generators.append(getattr(getattr(numpy_random, "mtrand", None), "_rand", None))
@@ -161,7 +173,7 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
     generators, seeds = _global_generators()
     namespace = fn.__globals__
     names = all_names(fn.__code__)
-    modules = [m for m in (random, sys.modules.get("numpy.random")) if m is not None]
+    modules = [m for m in (sys.modules.get("random"), sys.modules.get("numpy.random")) if m]
     if "random" not in names and not any(namespace.get(n) is m for n in names for m in modules):
         return []  # no module.random.X, no alias of one: most code, at once (a draw imported
     # by name, `from numpy.random import normal`, is a global value: external_note names it)

@@ -79,6 +79,7 @@ __all__ = [
     "FingerprintWarning",
     "bound_values",
     "code_fingerprint",
+    "helpers_called",
     "recheck_bindings",
 ]
 
@@ -229,7 +230,24 @@ def bound_values(obj: Callable[..., object] | type) -> tuple[object, ...]:
     attributes may hold data: ``Paths.SALES``); not other code, modules, nor what helpers
     read. A memoized analysis: a lookup once ``obj`` was keyed."""
     code_fingerprint(obj)  # (a rebound name is analysed again, as the key saw it)
-    values = (binding.value() for binding in _piece(_root(obj)).bindings)
+    return _data_read(_root(obj))
+
+
+def helpers_called(obj: Callable[..., object] | type) -> tuple[tuple[Any, ...], tuple[object, ...]]:
+    """The user functions and classes ``obj``'s code reaches directly, transitively (the
+    helpers it calls: ``io.load()`` and what that calls, not a function merely named like an
+    attribute), without ``obj`` itself, and the data their own code reads (as
+    :func:`bound_values`): the files they name are the node's (``SALES`` in ``load()``)."""
+    code_fingerprint(obj)
+    root = _root(obj)
+    wrappers = [w for w in wrapper_chain(obj) if _is_piece(w) and w is not root]
+    called = _called(root, wrappers)
+    found = tuple(p for p in reached(obj) if id(p) in called and p is not root)
+    return found, tuple(v for p in found for v in _data_read(p))
+
+
+def _data_read(piece: Any) -> tuple[object, ...]:
+    values = (binding.value() for binding in _piece(piece).bindings)
     return tuple(
         v
         for v in values

@@ -36,7 +36,7 @@ import sys
 import types
 from typing import Any
 
-from ..errors import HashingError
+from ..errors import HashingError, a_or_an
 from ._bindings import Binding
 from ._builtins import hash_plain
 from ._direct import SAME, Loads
@@ -62,7 +62,7 @@ from ._refkinds import (
     stable_var,
 )
 from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
-from ._source import member_functions, unwrap, wrapper_chain
+from ._source import holds_code, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References"]  # Binding: from ._bindings
@@ -142,11 +142,13 @@ class References:
                 self.function(fn, f"{owner}.{attr}")
             else:
                 self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
-        if functions or (attr.startswith("_") and not isinstance(member, type)):
+        if functions:
             return
+        # a private attribute counts when it holds code: a ``_registry`` a decorator fills
+        private = attr.startswith("_") and (attr.endswith("__") or not holds_code(member))
         if isinstance(member, type) and defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
-        elif not attr.startswith("_") and not library_descriptor(member):
+        elif not private and not library_descriptor(member):
             # a library object here (one a metaclass made, say) is as its class body says
             quiet, self._quiet = self._quiet, True
             try:
@@ -347,7 +349,7 @@ class References:
         if held is None:
             if callable(obj) and not is_ufunc(obj):
                 self.uncovered.append(
-                    f"{name}: a {type_name(type(obj))}, whose contents cannot be looked into"
+                    f"{name}: {a_or_an(type_name(type(obj)))}, whose contents cannot be looked into"
                 )
             held = {}
         wrapped = {id(item) for item in wrapper_chain(obj)}  # an lru_cache's, a node's: followed
@@ -403,7 +405,7 @@ class References:
             top = tp.__module__.partition(".")[0]
             if not (self._quiet or is_stdlib(top) or top == "etherealfabric"):
                 self.uncovered.append(
-                    f"{self._current}: holds a {type_name(tp)}, which only counts by its type"
+                    f"{self._current}: holds {a_or_an(type_name(tp))}, which only counts by its type"
                 )
             return
         finally:

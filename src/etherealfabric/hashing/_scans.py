@@ -18,14 +18,13 @@ data (or return the path as a ``File``) instead. This module imports neither lib
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import HashingError
+from ..errors import HashingError, a_or_an
 from ._files import file_digest, tree_entries
 from ._loaded import loaded
 
@@ -49,7 +48,7 @@ class LazyReaderError(HashingError):
 
 def _refuse(what: str, source: str) -> LazyReaderError:
     return LazyReaderError(
-        f"cannot hash a {what} that reads {source}: only local files can be hashed by content, "
+        f"cannot hash {a_or_an(what)} that reads {source}: only local files can be hashed by content, "
         "and a lazy reader's own bytes do not change when its data does. collect() it (or "
         "read it into a table) before returning or passing it, or pass the path as a File"
     )
@@ -99,6 +98,8 @@ def _expand(path: str) -> list[tuple[str, str]]:
     elif "://" in path:
         raise _refuse("polars LazyFrame", path)
     if _GLOB & set(path):
+        import glob  # (only for a scan of a pattern)
+
         return [("file", found) for found in sorted(glob.glob(path, recursive=True))]
     if os.path.isdir(path):
         return [("dir", path)]
@@ -139,7 +140,7 @@ def dataset_handlers(dataset: Any) -> dict[type[Any], Handler]:
 def _enc_fs_dataset(value: Any, encoder: Encoder) -> None:
     fs = value.filesystem
     if type(fs).__name__ != "LocalFileSystem":
-        raise _refuse("pyarrow Dataset", f"files on a {type(fs).__name__}")
+        raise _refuse("pyarrow Dataset", f"files on {a_or_an(type(fs).__name__)}")
     encoder.tag("arrow.FileSystemDataset")
     encoder.text(f"{type(value).__module__}.{type(value).__qualname__}")
     encoder.text(type(value.format).__name__)

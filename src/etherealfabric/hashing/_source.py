@@ -36,13 +36,14 @@ from ._astform import canonical_text
 from ._blocks import getblock, getsourcelines
 from ._builtins import hash_plain
 from ._digest import digest_bytes
-from ._usercode import qualified_name
+from ._usercode import is_user_code, qualified_name
 
 __all__ = [
     "class_bytecode",
     "code_digest",
     "code_file",
     "has_own_code",
+    "holds_code",
     "is_constant",
     "member_functions",
     "normalized_source",
@@ -114,6 +115,20 @@ def is_constant(value: object, depth: int = 0) -> bool:
         return all(
             is_constant(k, depth + 1) and is_constant(v, depth + 1) for k, v in value.items()
         )
+    return False
+
+
+def holds_code(value: object, depth: int = 0) -> bool:
+    """True if ``value`` is a function or class of user code, or a dict, list, tuple or set
+    holding one (a registry ``{"lin": lin}`` filled by a decorator), up to three levels deep."""
+    if isinstance(value, (types.FunctionType, type)):
+        return is_user_code(value)
+    if depth >= 3:
+        return False
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_code(item, depth + 1) for item in value)
     return False
 
 

@@ -55,8 +55,29 @@ def is_user_code(obj: object) -> bool:
     loaded = sys.modules.get(module)
     if loaded is not None:
         return is_user_module(loaded)
-    code = getattr(obj, "__code__", None)  # e.g. exec'd with a made-up __name__
+    # a module that is gone (``runpy.run_path`` drops its ``<run_path>`` module once the file
+    # has run, a module loaded from a file by ``module_from_spec`` is never added) or exec'd
+    # with a made-up ``__name__``: by the file its code was compiled from, for a class the
+    # file of its own methods (a class keeps no file of its own); a class without any is
+    # user code unless its module can be found (a library's modules all can)
+    code = _own_method_code(obj, module) if isinstance(obj, type) else None
+    code = getattr(obj, "__code__", code)
+    if code is None and isinstance(obj, type):
+        return _unknown_or_user(module.partition(".")[0])
     return isinstance(code, types.CodeType) and _is_user_file(code.co_filename)
+
+
+def _own_method_code(cls: type, module: str) -> types.CodeType | None:
+    """The code of the first function ``cls`` defines itself (a method, static or class
+    method, a property's getter), compiled in ``module``."""
+    for member in vars(cls).values():
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
+        elif isinstance(member, property):
+            member = member.fget
+        if isinstance(member, types.FunctionType) and member.__module__ == module:
+            return member.__code__
+    return None
 
 
 def is_user_module(module: types.ModuleType) -> bool:
@@ -89,6 +110,17 @@ def is_user_top(top: str) -> bool:
     locations = list(spec.submodule_search_locations or ())
     path = origin or (locations[0] if locations else None)
     return isinstance(path, str) and _is_user_file(path)
+
+
+def _unknown_or_user(top: str) -> bool:
+    """True if no top-level module ``top`` can be found, or it is user code."""
+    if top in sys.modules:
+        return is_user_module(sys.modules[top])
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return True
+    return spec is None or is_user_top(top)
 
 
 def is_library_file(path: str) -> bool:

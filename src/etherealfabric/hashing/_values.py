@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import HashingError
+from ..errors import HashingError, a_or_an
 from . import (
     _builtins,  # noqa: F401  (importing it registers the builtin handlers)
     _fingerprint,  # noqa: F401  (registers the handlers of values that carry code)
@@ -61,7 +61,7 @@ def register_value_hasher(tp: type[_T], fn: Callable[[_T], object]) -> None:
         stand_in = fn(value)
         if isinstance(stand_in, tp):
             raise HashingError(
-                f"the hasher registered for {name} returned a {name} again; return a stand-in "
+                f"the hasher registered for {name} returned {a_or_an(name)} again; return a stand-in "
                 "made of builtins (e.g. a tuple of its fields)"
             )
         encoder.tag("custom")

@@ -11,6 +11,7 @@ statements that read only the columns it needs:
   components, and the counts, running nodes and statuses derived from them in the same read;
 - :func:`failed_attempts`: the failed attempts with their tracebacks;
 - :func:`run_graph`: each node's status and the upstream nodes its key components read;
+- :func:`map_items`: a page of a map's items (its children that ran), each by its last attempt;
 - :func:`workflow_names`, :func:`cache_sizes`, :func:`hit_rates`: the lists and the cache page.
 
 Every function only reads (``SELECT``), and is meant for a :class:`Journal` opened by
@@ -46,6 +47,7 @@ __all__ = [
     "failed_attempts",
     "hit_rates",
     "interrupted_attempts",
+    "map_items",
     "map_names",
     "open_reader",
     "run_attempts",
@@ -102,6 +104,30 @@ class HitRate(TypedDict):
     executed: int | None
     cached: int | None
     hit_rate: float | None
+
+
+class MapItem(TypedDict):
+    """One item of a map (a child that ran), by its last attempt; ``index``: its place, from
+    1, in the order the run started the items; ``item``: its label (``map[label]``)."""
+
+    index: int
+    item: str
+    node: str
+    attempts: int
+    status: str
+    cache_key: str | None
+    started_at: float | None
+    duration: float | None
+    error: str | None
+
+
+class MapItems(TypedDict):
+    """A page of a map's items: ``total`` items match, ``counts`` of all its items by status."""
+
+    total: int
+    counts: dict[str, int]
+    offset: int
+    items: list[MapItem]
 
 
 class CacheSizes(TypedDict):
@@ -330,6 +356,58 @@ def map_names(journal: Journal, run_ids: Iterable[str]) -> set[str]:
         tuple(ids),
     )
     return {str(r["node"]) for r in rows}
+
+
+#: Each child of a map (``map[label]``) by its last attempt (SQLite takes the bare columns of
+#: a MAX() group from the row of the maximum); "map[" <= node < "map\\" is exactly map[...]
+_LAST = (
+    "WITH g AS (SELECT node, MAX(attempt) AS attempt, status, cache_key, started_at, duration, "
+    "error FROM node_runs WHERE run_id = ?1 AND node >= ?2 AND node < ?3 GROUP BY node) "
+)
+#: ... and each one's place, by the start of its first attempt
+_PLACED = (
+    f"{_LAST}, last AS (SELECT g.*, ROW_NUMBER() OVER (ORDER BY f.started_at IS NULL, "
+    "f.started_at, g.node) AS place FROM g LEFT JOIN node_runs f "
+    "ON f.run_id = ?1 AND f.node = g.node AND f.attempt = 1) "
+)
+
+
+def map_items(
+    journal: Journal,
+    run_id: str,
+    node: str,
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    status: str | None = None,
+) -> MapItems:
+    """A page of the items of the map ``node`` in a run: its children that ran, each by its
+    last attempt, in the order the run started them (``status``: only those whose last attempt
+    ended so). Items the run took from the cache without running have no row: their number is
+    in the map's ``map_finished`` event (``show RUN NODE --items`` lists them from the store).
+    Two statements, whatever the size of the map: the page, and the counts by status."""
+    bounds = (run_id, f"{node}[", f"{node}\\")
+    counts = {
+        str(r["status"]): int(r["n"])
+        for r in journal._rows(
+            f"{_LAST}SELECT status, COUNT(*) AS n FROM g GROUP BY status", bounds
+        )
+    }
+    where = "WHERE status = ?6 " if status else ""
+    rows = journal._rows(
+        f"{_PLACED}SELECT node, attempt, status, cache_key, started_at, duration, error, "
+        f"place FROM last {where}ORDER BY place LIMIT ?4 OFFSET ?5",
+        (*bounds, limit, offset, *([status] if status else [])),
+    )
+    total = sum(counts.values()) if not status else counts.get(status, 0)
+    prefix = len(node) + 1
+    items: list[MapItem] = [
+        {"index": int(r["place"]), "item": str(r["node"])[prefix:-1], "node": str(r["node"]),
+         "attempts": int(r["attempt"]), "status": str(r["status"]), "cache_key": r["cache_key"],
+         "started_at": r["started_at"], "duration": r["duration"], "error": r["error"]}
+        for r in rows
+    ]  # fmt: skip
+    return {"total": total, "counts": counts, "offset": offset, "items": items}
 
 
 def _upstreams(text: str | None) -> list[str] | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
-from ..errors import JournalError
+from ..errors import DamagedJournalError, JournalError
 from ..store._writer import filesystem_type
 
 if TYPE_CHECKING:
@@ -90,10 +90,11 @@ _READONLY, _CORRUPT, _CANTOPEN, _NOTADB = 8, 11, 14, 26
 def _open_error(path: Path, exc: BaseException) -> JournalError:
     """The error for a journal that could not be opened: damaged only when SQLite says so."""
     if _code(exc) in (_CORRUPT, _NOTADB):
-        return JournalError(
+        return DamagedJournalError(
             f"{path} is not a usable EtherealFabric journal ({exc}): the file is damaged. "
             "Move it aside and a new one is created on the next run (its cache index and "
-            "small outputs are lost with it)"
+            "small outputs are lost with it)",
+            path=str(path),
         )
     if _code(exc) in (_READONLY, _CANTOPEN) and not home_writable(path):
         return ReadOnlyJournalError(path)

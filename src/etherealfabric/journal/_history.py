@@ -8,6 +8,7 @@ the store. Nothing here writes; callers that repair (``cache verify --fix``) do 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -386,9 +387,33 @@ def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> C
         problems += found
         objects += count
     rows = action_rows(journal)
+    named: list[CacheProblem] = []  # of records naming bytes
     for row in rows:
-        problems += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
-    return CacheAudit(objects, len(rows), problems)
+        named += _record_problems(journal, store, row["key"], row["node"], row["record"], bad)
+    return CacheAudit(objects, len(rows), problems + _confirmed(journal, store, named, bad))
+
+
+_MISSING = ("missing_object", "missing_blob")  # what a collection going on may show a record
+
+
+def _confirmed(
+    journal: Journal, store: Store, found: list[CacheProblem], bad: Mapping[str, CacheProblem]
+) -> list[CacheProblem]:
+    """The problems of records naming missing bytes, checked again once a collection going on
+    is over: ``cache gc`` deletes objects and blobs inside its write transaction, the records
+    naming them still readable until it commits; the write lock waits for that commit, then
+    each such record is read again (gone: no problem; still there: checked again)."""
+    keys = {p.key for p in found if p.kind in _MISSING and p.key}
+    if not keys:
+        return found
+    kept = [p for p in found if p.key not in keys]
+    with contextlib.ExitStack() as held:
+        if not journal.read_only:  # (a read-only home: nothing collects it meanwhile)
+            held.enter_context(journal.write())
+        for key, record in journal.get_action_texts(sorted(keys)).items():
+            node = next(p.node for p in found if p.key == key)
+            kept += _record_problems(journal, store, key, node, record, bad)
+    return kept
 
 
 def _object_problems(
@@ -411,7 +436,7 @@ def _object_problems(
             continue  # reported as damaged (and a record naming it: a missing object)
         objects += 1
         problem = check_object(store, digest)
-        if problem is not None:
+        if problem is not None and problem.kind != "missing_object":  # (collected meanwhile)
             bad[digest] = dataclasses.replace(problem, where=where)
     problems = [*bad.values(), *damaged]
     for path, _ in store.stale_temp_files(max_age=temp_age, writer_gone=gone):

@@ -151,10 +151,26 @@ class ActionIndex:
             conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
         return keys
 
-    def delete_action(self, key: str) -> None:
-        """Forget an action record (its objects turned out to be missing or corrupt)."""
+    def node_names(self, *, cached: bool = False) -> list[str]:
+        """Every node name the journal knows: of a cache record, or of a run's node row
+        (``cached``: of a cache record only)."""
+        sql = "SELECT DISTINCT node FROM actions"
+        rows = self._fetch(sql if cached else f"{sql} UNION SELECT node FROM node_runs", ())
+        return sorted(str(node) for (node,) in rows if node is not None)
+
+    def key_known(self, key: str) -> bool:
+        """Whether a cache record has ``key``, or some run's node had it."""
+        sql = (
+            "SELECT 1 FROM actions WHERE key = ? UNION ALL "
+            "SELECT 1 FROM node_runs WHERE cache_key = ? LIMIT 1"
+        )
+        return bool(self._fetch(sql, (key, key)))
+
+    def delete_action(self, key: str) -> bool:
+        """Forget an action record (its objects turned out to be missing or corrupt, or
+        ``cache forget``); whether there was one."""
         with self.write() as conn:
-            conn.execute("DELETE FROM actions WHERE key = ?", (key,))
+            return conn.execute("DELETE FROM actions WHERE key = ?", (key,)).rowcount > 0
 
     def get_blob(self, digest: str) -> bytes | None:
         """A small output kept inline, or ``None``."""

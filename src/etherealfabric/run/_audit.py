@@ -14,7 +14,6 @@ for the warning about files a node writes without declaring them (run/_files.py)
 from __future__ import annotations
 
 import contextvars
-import glob
 import itertools
 import os
 import sys
@@ -30,6 +29,7 @@ __all__ = [
     "HERE",
     "WROTE",
     "as_opened",
+    "has_magic",
     "pattern_reads",
     "untracked",
     "unwatch",
@@ -42,6 +42,8 @@ _WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _REPLACING = os.O_CREAT | os.O_TRUNC
 #: what follows a path in ``opened`` when the node wrote that file whole (no path holds a NUL)
 WROTE = "\x00w"
+#: the characters that make a path a glob pattern (glob.has_magic's)
+_MAGIC = frozenset("*?[")
 #: the audit events the hook looks at (run/_folders.py for the last three)
 _EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
 
@@ -134,6 +136,11 @@ def _install() -> None:
                 _installed = True
 
 
+def has_magic(text: str) -> bool:
+    """Whether ``text`` is a glob pattern (``glob.has_magic``, without importing glob)."""
+    return not _MAGIC.isdisjoint(text)
+
+
 def pattern_reads(pattern: str, limit: int) -> tuple[list[str], list[str]]:
     """What the glob ``pattern`` (``**`` recursive, as polars and pyarrow read one) matches
     now, at most ``limit`` paths, and the folders looked at to find them, noted as a node's
@@ -141,7 +148,7 @@ def pattern_reads(pattern: str, limit: int) -> tuple[list[str], list[str]]:
     change, as for a node's own ``glob.glob``. Nothing when its fixed folder is not there, or
     when a ``**`` pattern would look at more than ``limit`` entries below it."""
     parts = pattern.split(os.sep)
-    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    fixed = list(itertools.takewhile(lambda part: not has_magic(part), parts))
     folder = os.sep.join(fixed) or (os.sep if pattern.startswith(os.sep) else os.curdir)
     if not os.path.isdir(folder) or ("**" in parts and not _at_most(folder, limit)):
         return [], []
@@ -149,6 +156,8 @@ def pattern_reads(pattern: str, limit: int) -> tuple[list[str], list[str]]:
     opened: dict[str, bool | None] = {}
     token = _opened.set(opened)
     try:
+        import glob  # (only for a pattern read natively: not on every run's import)
+
         matches = list(itertools.islice(glob.iglob(pattern, recursive=True), limit))
     finally:
         _opened.reset(token)

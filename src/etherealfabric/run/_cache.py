@@ -28,7 +28,6 @@ import logging
 import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..define._files import activate_root
@@ -39,7 +38,6 @@ from ..journal import Journal
 from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
-from ..store._loading import InputHandle, load_value
 from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
@@ -47,6 +45,7 @@ from ._records import decode_record, malformed, serializer_problem
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
+    from ..store._loading import InputHandle
 
 __all__ = ["ArtifactCache", "CacheWriter"]
 
@@ -329,6 +328,8 @@ class ArtifactCache:
         todo = [k for k in dict.fromkeys(keys) if k not in indexed]
         if len(todo) < 2:
             return
+        from concurrent.futures import ThreadPoolExecutor  # (a shared store's only)
+
         with ThreadPoolExecutor(_PREFETCH_THREADS) as pool:
             found = list(pool.map(self._try_fetch, todo))
         for key, got in zip(todo, found, strict=True):
@@ -433,6 +434,8 @@ class ArtifactCache:
         Inline bytes are verified here (cheap: they are small); a mismatch or a missing blob
         raises with ``.digest`` set, so the scheduler can recompute the node that made it.
         """
+        from ..store._loading import InputHandle  # (a warm run that loads nothing: not at all)
+
         digest = record["digest"]
         if not record.get("inline"):
             return InputHandle(digest, record["serializer"], None)
@@ -481,6 +484,8 @@ class ArtifactCache:
 
     def load(self, record: OutputRecord) -> Any:
         """Load an output's value (verifying its digest); a file output is its ``File``."""
+        from ..store._loading import InputHandle, load_value
+
         found = self.input_for(record)
         if not isinstance(found, InputHandle):
             return found

@@ -11,7 +11,7 @@ its descendants. Otherwise the failure stands, and every node below it that has 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define._policies import SKIP, ErrorHandler, NodeError
 from ..plan._graph import Graph
@@ -19,9 +19,10 @@ from ..plan._keys import KeyInfo
 from ..states import EventKind, NodeStatus
 from ..store import Store
 from ._cache import ArtifactCache
-from ._messages import TaskResult
 from ._outcome import RunOutcome
-from ._worker import store_values
+
+if TYPE_CHECKING:
+    from ._messages import TaskResult
 
 __all__ = ["Fallbacks", "ask_handler"]
 
@@ -90,6 +91,8 @@ class Fallbacks:
                     f"the fallback of node {name!r} names output(s) {extra} it does not "
                     f"declare (its outputs: {list(spec.outputs)})"
                 )
+            from ._worker import store_values  # (a fallback only: not on every import)
+
             outputs, inline = store_values(
                 name, spec.outputs, answer, spec.serializers, self.store, self.inline_limit
             )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -90,6 +89,8 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
                 if os.path.isdir(path):
                     for entry in os.scandir(path):
                         if entry.is_dir(follow_symlinks=False):
+                            import shutil  # (with bz2 and lzma: only for a declared folder)
+
                             shutil.rmtree(entry.path)
                         else:
                             os.unlink(entry.path)

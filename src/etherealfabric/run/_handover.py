@@ -96,6 +96,11 @@ class HandOvers:
         writing.add_done_callback(functools.partial(_queue, host._done, item))
         return True
 
+    @staticmethod
+    def owns(item: object) -> bool:
+        """Whether a completion-queue item is one of :meth:`succeeded`'s :class:`Stored`."""
+        return isinstance(item, Stored)
+
     def stored(self, item: Stored, future: Any) -> None:
         """A background write ended: the node succeeded, or failed if the write did."""
         host, name, result = self.host, item.name, item.result

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import random
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
@@ -28,12 +28,21 @@ from typing import TYPE_CHECKING, Any
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
 from ._messages import Attempt, Task, TaskResult
-from ._worker import _retryable
+from ._worker import _retryable, execute
 
 if TYPE_CHECKING:
+    from ._context import DriverDispatch
     from ._mapstate import Child
 
-__all__ = ["backoff", "later", "lost_attempts", "lost_child", "watch_deaths"]
+__all__ = ["backoff", "later", "lost_attempts", "lost_child", "send", "watch_deaths"]
+
+
+def send(dispatch: DriverDispatch, on_driver: bool, task: Task) -> Any:
+    """Submit a node's task to run (:func:`~._worker.execute`); one run out of process is sent
+    again if its worker dies (:func:`watch_deaths`)."""
+    if on_driver or dispatch.backend.in_process:  # (a thread cannot die alone)
+        return dispatch.submit(on_driver, execute, task)
+    return watch_deaths(functools.partial(dispatch.submit, False, execute), task)
 
 
 def watch_deaths(submit: Callable[[Task], Any], task: Task) -> Future[Any]:
@@ -146,6 +155,8 @@ def backoff(policy: RetryPolicy, made: int) -> float:
         wait = policy.backoff * policy.multiplier ** max(0, made - 1)
     except OverflowError:
         wait = policy.max_backoff
+    import random  # (only for a retried lost task: not on every run's import)
+
     return max(0.0, min(wait, policy.max_backoff)) + random.uniform(0, policy.jitter)
 
 

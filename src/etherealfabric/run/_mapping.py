@@ -16,8 +16,8 @@ a child whose read file changed makes it a miss). On a miss the scheduler hands 
     backend.submit(collect_values) ─► the map succeeds with the collected outputs
 
 Each child has its own retries, timeout, ``on_error``, record, journal row ``map[label]`` and
-lease (taken a chunk at a time, ``run/_mapleases.py``); a failed child never makes a succeeded
-sibling run again. ``max_failures`` lets a map succeed with the items that did (only the
+lease (taken a chunk at a time, ``run/_mapleases.py``) and checkpoint (deleted once its success
+is committed); a failed child never makes a succeeded sibling run again. ``max_failures`` lets a map succeed with the items that did (only the
 collection's key gets a record: the next run tries the failed items again). Chunks and the
 collection come back through the scheduler's queue with a token (:class:`ChunkToken`).
 Keys and names: ``plan/_maps.py``; the worker side: ``run/_mapwork.py``; a map over a map's
@@ -38,14 +38,7 @@ from typing import Any
 from ..define._files import Directory, File
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._keys import KeyInfo
-from ..plan._maps import (
-    child_key,
-    children_index,
-    collect_key,
-    holds_files,
-    item_label,
-    map_keys,
-)
+from ..plan._maps import child_key, children_index, collect_key, holds_files, item_label, map_keys
 from ..states import EventKind, NodeStatus
 from ..store._links import LinkedOutputError
 from ._files import snapshot
@@ -322,6 +315,8 @@ class Maps:
             child.checked = bool(result.reads or result.files)
             child.status = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
             run.report.executed.append(child.name)
+            if result.checkpointed:  # deleted once its success is committed (Scheduler._flush)
+                self.host._checkpoints_to_clear.append(child.key)
             record = action_record(child.name, result.outputs, result.files, result.reads)
             components = run.keys.components(child.item, child.digest, run.name)
             return ChildDone(child.name, child.status, result, record, components, stale=stale)

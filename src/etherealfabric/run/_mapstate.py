@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..define._refs import replace_refs
-from ..errors import MapItemsError
+from ..errors import MapItemsError, a_or_an
 from ..hashing._secret import SecretHasher
 from ..plan._graph import Graph, InputRef
 from ..plan._keys import KeyInfo
@@ -27,8 +27,9 @@ from ..states import EventKind, NodeStatus
 from ._cache import ArtifactCache
 from ._context import DriverDispatch
 from ._leases import RunLeases
+from ._mapreport import MapReport
 from ._messages import Attempt, Task, TaskResult
-from ._outcome import MapReport, RunOutcome, RunPolicy
+from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 
 __all__ = [
@@ -58,6 +59,7 @@ class MapHost(Protocol):
     _done: queue.SimpleQueue[Any]
     _stopping: bool
     _dirty: bool
+    _checkpoints_to_clear: list[str]
 
     def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None: ...
     def _room(self) -> bool: ...
@@ -167,7 +169,7 @@ def load_items(host: MapHost, name: str, spec: Any) -> tuple[list[Any], list[Any
             else "its items"
         )
         raise MapItemsError(
-            f"node {name!r} maps over {where}, which is a {type(value).__name__}: a map "
+            f"node {name!r} maps over {where}, which is {a_or_an(type(value).__name__)}: a map "
             "needs a list, tuple or other sequence, or a dict (sets have no order: sort "
             "them into a list)",
             node=name,

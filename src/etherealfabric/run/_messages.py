@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -129,6 +130,15 @@ class TaskResult:
     writing: Future[None] | None = None
     #: how long the worker took over the task (inputs, call, outputs), in seconds
     seconds: float = 0.0
+
+    @classmethod
+    def failure(cls, node: str, key: str, exc: BaseException) -> TaskResult:
+        """The failed result of a node whose task failed outside the node's code (its key,
+        its inputs, the backend: ``exc``)."""
+        result = cls(node=node, key=key, ok=False, error=f"{type(exc).__name__}: {exc}")
+        result.traceback = "".join(traceback.format_exception(exc))
+        result.exception = exc
+        return result
 
     @property
     def started_at(self) -> float:

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define._policies import ErrorHandler, RetryPolicy
 from ..states import NodeStatus
-from ._messages import TaskResult
 
-__all__ = ["MapReport", "RunOutcome", "RunPolicy"]
+if TYPE_CHECKING:
+    from ._mapreport import MapReport
+    from ._messages import TaskResult
 
-
-@dataclass
-class MapReport:
-    """What a mapped node did with its items (``Results.map_report``).
-
-    ``items`` counts the items of the input; ``children`` the distinct ones (equal items are
-    one child, run once). ``executed`` and ``failed`` name the children that ran (``failed``
-    with each error); ``whole`` says the map's collected outputs came from the cache in one
-    lookup, without looking at its items at all.
-    """
-
-    node: str
-    items: int = 0
-    children: int = 0
-    cached: int = 0
-    executed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    fallback: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    collected: int = 0
-    whole: bool = False
+__all__ = ["RunOutcome", "RunPolicy"]
 
 
 @dataclass(eq=False)

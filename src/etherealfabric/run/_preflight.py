@@ -125,7 +125,10 @@ def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:
 
             close = difflib.get_close_matches(pattern, graph.order, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise DefinitionError(f"--force {pattern!r} names no node of the workflow{hint}")
+            raise DefinitionError(
+                f"--force {pattern!r} names no node of workflow {graph.workflow!r}{hint}; "
+                f"its nodes: {', '.join(sorted(graph.order)) or 'none'}"
+            )
         forced.update(matched)
     todo = list(forced)
     while todo:

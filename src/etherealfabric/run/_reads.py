@@ -41,7 +41,7 @@ Native code opens files without Python's audit events (pyarrow's parquet reader,
 the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
 constants, a class node's attributes through its bases, and what the globals and module
 attributes it reads hold, as its fingerprint found them: a class's attributes, a dataclass's or
-``SimpleNamespace``'s fields too), that name an existing file once the node has run, as if the node had opened it (its
+``SimpleNamespace``'s fields too; the same of the helpers it calls), that name an existing file once the node has run, as if the node had opened it (its
 entry says ``"named"`` when the node never opened it through Python: a file it may have
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the
@@ -60,7 +60,6 @@ than :data:`MAX_READS` files is checked on the first ones only (and says so).
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import stat
@@ -72,7 +71,7 @@ from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
-from ._audit import HERE, as_opened, pattern_reads
+from ._audit import HERE, as_opened, has_magic, pattern_reads
 from ._folders import (
     ABSENT,
     DATABASE,
@@ -197,7 +196,7 @@ def named_paths(
     if missing is not None:
         there = set(present)
         missing += [as_opened(p) for p, t in candidates.items() if p not in there and _file_like(t)]
-    for pattern in [p for p in candidates if glob.has_magic(p) and not os.path.lexists(p)]:
+    for pattern in [p for p in candidates if has_magic(p) and not os.path.lexists(p)]:
         matches, listed = pattern_reads(pattern, MAX_READS)  # read natively: pl.read_csv("*.csv")
         if matches:  # (a pattern that matches nothing is a regular expression, a message...)
             present += [m for m in matches if m not in candidates]

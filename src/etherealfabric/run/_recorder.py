@@ -44,13 +44,16 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..journal import Journal
+from ..journal._liveness import HOST
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
-from ._messages import HOST, TaskResult
+
+if TYPE_CHECKING:
+    from ._messages import TaskResult
 
 __all__ = ["JournalRecorder"]
 

@@ -2,7 +2,7 @@
 
 No workflow file is needed: the journal holds each node's final status and cache key, and the
 cache key names the action record of its outputs. A map's children rows are not nodes: they
-are grouped back into the map's :class:`~._outcome.MapReport` (``results.map_report``), with
+are grouped back into the map's :class:`~._mapreport.MapReport` (``results.map_report``), with
 the counts its ``map_started``/``map_finished`` events recorded. A node whose ``on_error``
 fallback stood for it has the fallback's outputs (named by its ``node_fallback`` event).
 Values load from the store on first access,
@@ -27,7 +27,8 @@ from ..journal._maps import map_events, split_children
 from ..states import NodeStatus, RunStatus
 from ..store import open_run_store
 from ._cache import ArtifactCache
-from ._outcome import MapReport, RunOutcome
+from ._mapreport import MapReport
+from ._outcome import RunOutcome
 from ._results import Results
 
 __all__ = ["open_run"]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define._definition import Definition
 from ..define._node import Node, OutputRef, OutputRefs, Outputs
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..states import NodeStatus, RunStatus
 from ._cache import ArtifactCache
-from ._outcome import MapReport
 from ._scheduler import RunOutcome
+
+if TYPE_CHECKING:
+    from ._mapreport import MapReport
 
 __all__ = ["NodeResults", "Results"]
 
@@ -85,12 +87,14 @@ class Results(Mapping[str, "NodeResults"]):
 
     def map_report(self, key: Node | OutputRef | Outputs | OutputRefs | str) -> MapReport:
         """What a mapped node did with its items: counts, the children that ran, the failed
-        items with their errors (a :class:`~etherealfabric.run._outcome.MapReport`)."""
+        items with their errors (a :class:`~etherealfabric.run._mapreport.MapReport`)."""
         name = self._name(key.node if isinstance(key, OutputRef) else key)
         report = self._maps.get(name)
         if report is not None:
             return report
         if self.statuses.get(name) is NodeStatus.CACHED:
+            from ._mapreport import MapReport
+
             return MapReport(name, whole=True)  # a whole-map hit: no item ran nor was counted
         raise KeyError(f"node {name!r} of run {self.run_id} is not a map that started")
 

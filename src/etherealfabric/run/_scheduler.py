@@ -42,13 +42,12 @@ import functools
 import logging
 import queue
 import time
-import traceback
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future
 from itertools import compress
 from operator import not_ as _none_waiting
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends import Backend
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreConfigError
@@ -59,23 +58,21 @@ from ..states import EventKind, NodeStatus
 from ..store import Store
 from ..store._serializers import default_registry
 from ._cache import ArtifactCache
-from ._capture import held as capture_held
 from ._context import DriverDispatch
 from ._events import Event, EventBus
 from ._fallback import Fallbacks
-from ._handover import HandOvers, Stored
-from ._inline import Inline
 from ._leases import RunLeases
 from ._lookahead import LookAhead
-from ._lost import watch_deaths
-from ._messages import Task, TaskResult
 from ._nomaps import maps_for
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
 from ._rewind import Rewinds
 from ._samekey import SameKeys
-from ._tasks import build_task
-from ._worker import action_record, execute
+
+if TYPE_CHECKING:
+    from ._handover import HandOvers
+    from ._inline import Inline
+    from ._messages import Task, TaskResult
 
 __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
@@ -137,10 +134,11 @@ class Scheduler(Rewinds, Fallbacks):
         self._checkpoints_to_clear: list[str] = []
         self._index = dict(zip(order, range(len(order)), strict=False))
         self._maps = maps_for(self, graph)  # mapped nodes: their children and collections
-        self._handovers = HandOvers(self)  # outputs handed over in memory (threads)
         self._same = SameKeys(self)  # nodes of this run with equal keys: computed once
         self._ahead = LookAhead(cache)  # with a shared store: ready nodes' records fetched at once
-        self._inline = Inline(backend)  # short tasks run here when nothing runs beside them
+        self._held = contextlib.ExitStack()
+        self._handovers: HandOvers | None = None  # outputs handed over in memory (threads)
+        self._inline: Inline | None = None  # short tasks run here when nothing runs beside them
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
@@ -148,13 +146,12 @@ class Scheduler(Rewinds, Fallbacks):
 
         ``fail_first``: nodes known to fail (a missing input file), failed before anything runs.
         """
-        held = capture_held() if self.backend.in_process else contextlib.nullcontext()
         try:
             for name, exc in (fail_first or {}).items():
                 if name in self._ready:
                     self._ready.remove(name)
                 self._fail_before_start(name, exc)
-            with held:  # nodes' output routers stay installed for the run, not node by node
+            with self._held:  # nodes' output routers, once one runs: for the run (_executing)
                 self._loop()
         except BaseException:
             self.outcome.interrupted = True
@@ -164,7 +161,8 @@ class Scheduler(Rewinds, Fallbacks):
         finally:
             self.leases.close()
             self._dispatch.close(cancel=self.outcome.interrupted)
-            self._handovers.close()
+            if self._handovers is not None:
+                self._handovers.close()
         self._cancel_rest()
         self._flush()
         return self.outcome
@@ -310,7 +308,22 @@ class Scheduler(Rewinds, Fallbacks):
             elif self._same.wait(name, info) or self._lease_and_submit(name, info):
                 del self._leased_elsewhere[name]
 
+    def _executing(self) -> tuple[HandOvers, Inline]:
+        """The parts that only running a node needs, imported and made when the first node
+        of the run has to run: a warm run (everything cached) never imports the worker, the
+        output capture, the task builder, the hand-overs... (tests/test_first_execute.py)."""
+        if self._handovers is None or self._inline is None:
+            from ._capture import held
+            from ._handover import HandOvers
+            from ._inline import Inline
+
+            if self.backend.in_process:  # nodes' output routers stay installed for the run
+                self._held.enter_context(held())
+            self._handovers, self._inline = HandOvers(self), Inline(self.backend)
+        return self._handovers, self._inline
+
     def _submit(self, name: str, info: KeyInfo) -> None:
+        _, inline = self._executing()
         self._submitted_at[name] = self._tick()
         if info.spec.map is not None:
             self._maps.start(name, info)
@@ -327,9 +340,11 @@ class Scheduler(Rewinds, Fallbacks):
             self._fail_before_start(name, exc)
             return
         alone = not (self._running or self._ready or self._maps.busy)
-        here: Future[Any] | None = Future() if self._inline.wanted(info, alone=alone) else None
+        here: Future[Any] | None = Future() if inline.wanted(info, alone=alone) else None
         try:
-            future = here or self._send(info.spec.on_driver, task)
+            from ._lost import send  # (with the worker: imported once a node runs)
+
+            future = here or send(self._dispatch, info.spec.on_driver, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -346,20 +361,17 @@ class Scheduler(Rewinds, Fallbacks):
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
-            self._inline.run(execute, task, here)
+            from ._worker import execute
 
-    def _send(self, on_driver: bool, task: Task) -> Any:
-        """Submit ``task``; one run out of process is sent again if its worker dies
-        (``run/_lost.py``)."""
-        if on_driver or self.backend.in_process:  # (a thread cannot die alone)
-            return self._dispatch.submit(on_driver, execute, task)
-        return watch_deaths(functools.partial(self._dispatch.submit, False, execute), task)
+            inline.run(execute, task, here)
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
 
     def _task(self, info: KeyInfo) -> tuple[Task, int]:
         """The task for a node (``run/_tasks.py``), and how many bytes of inputs it reads."""
+        from ._tasks import build_task
+
         return build_task(
             info,
             run_id=self.run_id,
@@ -376,18 +388,17 @@ class Scheduler(Rewinds, Fallbacks):
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
-        result = TaskResult(node=name, key="", ok=False)
-        result.error = f"{type(exc).__name__}: {exc}"
-        result.traceback = "".join(traceback.format_exception(exc))
-        result.exception = exc
+        from ._messages import TaskResult
+
         self.outcome.unstarted.add(name)
-        self._failed(name, result)
+        self._failed(name, TaskResult.failure(name, "", exc))
 
     # -- finishing a node ---------------------------------------------------------------------
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
-        if isinstance(name, Stored):  # a node's outputs handed over are stored now
-            self._handovers.stored(name, future)
+        handovers, inline = self._executing()  # (made already: something ran)
+        if not isinstance(name, str) and handovers.owns(name):  # its outputs are stored now
+            handovers.stored(name, future)
             self._dirty = True  # its record goes in this group, like any finished node
             return
         if not isinstance(name, str):  # a chunk of a map's children, or its collection
@@ -400,17 +411,17 @@ class Scheduler(Rewinds, Fallbacks):
         try:
             result: TaskResult = future.result()
         except BaseException as exc:  # the backend itself failed (worker died, unpicklable task)
-            result = TaskResult(node=name, key=info.key, ok=False)
-            result.error = f"{type(exc).__name__}: {exc}"
-            result.traceback = "".join(traceback.format_exception(exc))
+            from ._messages import TaskResult
+
+            result = TaskResult.failure(name, info.key, exc)
             result.exception = exc if isinstance(exc, Exception) else None
-        self._inline.observe(info, result)
+        inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
         for attempt in result.attempts[:-1]:
             self._emit(EventKind.NODE_RETRYING, name, attempt=attempt.number, error=attempt.error)
         if result.ok:
-            if not self._handovers.succeeded(name, info, result):
+            if not handovers.succeeded(name, info, result):
                 self._succeeded(name, info, result)
         elif result.bad_inputs and self._rewind_inputs(name, result.bad_inputs, result.error):
             self.leases.release_now(info.key)
@@ -421,6 +432,8 @@ class Scheduler(Rewinds, Fallbacks):
     def _succeeded(
         self, name: str, info: KeyInfo, result: TaskResult, *, release: bool = True, **data: Any
     ) -> None:
+        from ._worker import action_record
+
         self.cache.remember_inline(result.inline)
         # a file it read changed while it ran: its outputs are usable, its key unpublished
         self.outcome.status[name] = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED

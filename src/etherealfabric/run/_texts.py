@@ -2,7 +2,8 @@
 its string constants (a class node's methods', through its bases), its class attributes
 (inherited ones too: ``self.PATH``), the data the globals and user-module attributes its code
 reads hold (as its code fingerprint found them: a class's attributes, a dataclass's or a
-``SimpleNamespace``'s fields too), its string arguments and the defaults it did not receive."""
+``SimpleNamespace``'s fields too), the same of the helpers it calls, its string arguments and
+the defaults it did not receive."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from types import CodeType, FunctionType, SimpleNamespace
 from typing import Any
 
 from ..errors import HashingError
-from ..hashing._fingerprint import bound_values, generation
+from ..hashing._fingerprint import bound_values, generation, helpers_called
 from ..hashing._usercode import is_user_code
 
 __all__ = ["MAX_READS", "argument_strings", "code_texts", "defaults_used", "path_texts"]
@@ -63,13 +64,15 @@ def code_texts(code: Any) -> tuple[str, ...]:
             return known[1]
     try:
         bound: tuple[object, ...] = bound_values(code)
+        helpers, helper_data = helpers_called(code)
     except HashingError:  # not fingerprintable: its constants only
-        bound = ()
+        bound, helpers, helper_data = (), (), ()
     if isinstance(code, type):  # (a class attribute, maybe inherited: read as self.PATH)
         bound = (*_class_attributes(code), *bound)
-    texts = _constant_strings(code) + tuple(
-        islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS)
-    )
+    # a helper it calls names files for it (``io.load()`` reading ``pd.read_parquet(SALES)``)
+    bound = (*bound, *helper_data)
+    own = _constant_strings(code) + tuple(t for h in helpers for t in _constant_strings(h))
+    texts = own + tuple(islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS))
     with suppress(TypeError):  # not weakly referenceable: computed again next time
         _strings[code] = (gen, texts)
     return texts

@@ -6,7 +6,9 @@ Read-only by construction: every request opens the journal read-only
 Modules, one job each:
 
 - ``_command``: the ``ui`` command (imports only click; the web framework on use);
-- ``_app``: the Starlette app, its routes and the token gate;
+- ``_app``: the Starlette app and its routes;
+- ``_gates``: the checks before a request reaches them (Host on loopback, cross-site
+  requests, the token, a damaged journal); ``_hosts``: which names are loopback;
 - ``_views``: the API's answers as plain dicts (no web framework);
 - ``_queries``: what the views read, named for them: the journal's read-only bulk questions
   (``journal.browse``: a run's attempts and state, graph rows, polling stamps, cache sizes);

@@ -9,25 +9,24 @@ Pages (rendered from ``templates/``, their scripts and styles served from ``stat
 API (JSON; documented in ``docs/ui.md``): ``/api/runs``, ``/api/runs/{id}``,
 ``/api/runs/{id}/status``, ``/api/runs/{id}/nodes``, ``/api/runs/{id}/graph`` (and ``.svg``),
 ``/api/runs/{id}/plan``, ``/api/runs/{id}/nodes/{node}`` and its parts (``attempts``, ``logs``,
-``components``, ``explain``, ``preview``), ``/api/cache``, ``/api/health``.
+``components``, ``explain``, ``preview``, a map's ``items``), ``/api/cache``, ``/api/health``.
 
 Every request opens the journal read-only and closes it before answering: the UI never writes
 the journal, never holds a lock a run waits for, and always sees the latest commit. Handlers
 are plain functions, which Starlette runs in its thread pool, so a slow query never stalls the
-server. With a token, every request must carry it (see :class:`TokenGate`).
+server. Every request first passes the checks of ``_gates``: the Host (on loopback), cross-site
+requests, the token, a damaged journal.
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,65 +34,26 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from ..config import Settings
-from ..errors import EtherealFabricError
+from ..errors import DamagedJournalError, EtherealFabricError
 from ..journal import Journal, browse
 from ..observe._export import STATUS_COLOURS
 from . import _queries as q
 from . import _views as views
+from ._gates import TokenGate, damaged, guarded
+from ._hosts import is_loopback
 from ._plan import plan_for
 
 __all__ = ["TokenGate", "create_app"]
 
 HERE = Path(__file__).parent
-COOKIE = "etherealfabric_ui_token"
 
 
 class Json(JSONResponse):
     def render(self, content: Any) -> bytes:
         return json.dumps(content, default=str, separators=(",", ":")).encode()
-
-
-class TokenGate:
-    """Let through only requests that carry the token.
-
-    The token is accepted as ``Authorization: Bearer TOKEN``, as a cookie, or once as
-    ``?token=TOKEN`` in a page's address: the page then sets the cookie (HttpOnly,
-    SameSite=Strict) and redirects to the address without it, so the token does not stay in
-    the browser's history. Anything else is 401.
-    """
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.token = app, token
-
-    def _ok(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        bearer = headers.get("authorization", "")
-        cookie = SimpleCookie(headers.get("cookie", ""))
-        query = parse_qsl(scope.get("query_string", b"").decode())
-        given = dict(query).get("token")
-        if self._ok(given):
-            rest = urlencode([(k, v) for k, v in query if k != "token"])
-            location = quote(scope["path"]) + (f"?{rest}" if rest else "")
-            response: Response = Response(status_code=303, headers={"location": location})
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
-            await response(scope, receive, send)
-            return
-        if self._ok(bearer[7:] if bearer.startswith("Bearer ") else None) or (
-            COOKIE in cookie and self._ok(cookie[COOKIE].value)
-        ):
-            await self.app(scope, receive, send)
-            return
-        text = "a token is needed: open the address with ?token=TOKEN or send Authorization: Bearer"
-        await Response(text, status_code=401, media_type="text/plain")(scope, receive, send)
 
 
 def _status_css() -> str:
@@ -120,6 +80,8 @@ class Site:
         def handler(request: Request) -> Response:
             try:
                 journal = q.open_journal(self.journal_path)
+            except DamagedJournalError:
+                raise
             except (browse.BrowseError, EtherealFabricError) as exc:
                 return Json({"error": f"cannot read the journal now: {exc}"}, status_code=503)
             if journal is None:
@@ -128,6 +90,8 @@ class Site:
                 result = fn(journal, request)
             except views.NotFound as exc:
                 return Json({"error": str(exc)}, status_code=404)
+            except DamagedJournalError:
+                raise
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
             except browse.BrowseError as exc:  # e.g. a journal being created or migrated right now
@@ -148,6 +112,8 @@ class Site:
             try:
                 journal = q.open_journal(self.journal_path)
                 return Json(fn(journal, request))
+            except DamagedJournalError:
+                raise
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
             except browse.BrowseError as exc:
@@ -177,9 +143,12 @@ def _run_id(request: Request) -> str:
     return str(request.path_params["run_id"])
 
 
-def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
+def create_app(
+    home: str | None = None, *, token: str | None = None, host: str = "127.0.0.1"
+) -> ASGIApp:
     """The UI over the journal of ``home`` (default: ``$ETHEREALFABRIC_HOME`` or
-    ``./.etherealfabric``), behind ``token`` when one is given."""
+    ``./.etherealfabric``), behind ``token`` when one is given; served on ``host`` (on
+    loopback, only requests addressed to loopback are answered: see ``_gates``)."""
     settings = Settings.resolve(home=home)
     site = Site(settings.journal_path, settings.home, f" --home {settings.home}" if home else "")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -201,6 +170,8 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             run_id = journal.get_run(_run_id(request))["id"]  # a prefix: the full id
             href = f"/runs/{quote(run_id)}/nodes/"
             view = views.page_view(journal, run_id, home_option=site.home_option, href=href)
+        except DamagedJournalError:
+            raise
         except EtherealFabricError as exc:  # an unknown or ambiguous run id
             return HTMLResponse(html.escape(str(exc)), status_code=404)
         finally:
@@ -216,6 +187,8 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
         try:  # an unknown run or node: 404, as the API answers
             views.node_view(journal, _run_id(request), str(request.path_params["node"]))
+        except DamagedJournalError:
+            raise
         except EtherealFabricError as exc:
             return HTMLResponse(html.escape(str(exc)), status_code=404)
         finally:
@@ -257,14 +230,15 @@ def create_app(home: str | None = None, *, token: str | None = None) -> ASGIApp:
             Route(f"/api/runs/{{run_id}}/{part}/{{node:path}}", site.answer(_node_part(part)))
             for part in ("attempts", "logs", "components", "explain")
         ],
+        Route("/api/runs/{run_id}/items/{node:path}", site.answer(_items)),
         Route(
             "/api/runs/{run_id}/preview/{output}/{node:path}",
             site.answer(lambda j, r: _preview(j, r, site.home)),
         ),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app: ASGIApp = Starlette(routes=routes)
-    return TokenGate(app, token) if token else app
+    app = Starlette(routes=routes, exception_handlers={DamagedJournalError: damaged})
+    return guarded(app, journal=site.journal_path, token=token, loopback=is_loopback(host))
 
 
 def _run(journal: Journal, request: Request, home_option: str) -> Any:
@@ -283,6 +257,22 @@ def _nodes(journal: Journal, request: Request) -> Any:
     run = views.run_view(journal, _run_id(request))["run"]
     attempts = q.attempts_light(journal, run["id"])
     return q.interrupted_attempts(attempts) if run["status"] == "interrupted" else attempts
+
+
+def _items(journal: Journal, request: Request) -> Any:
+    def number(name: str, default: int) -> int:
+        text = _arg(request, name)
+        if text is None:
+            return default
+        if not text.strip().lstrip("-").isdecimal():
+            raise ValueError(f"{name}={text!r} is not a whole number")
+        return int(text)
+
+    return views.items_view(
+        journal, _run_id(request), str(request.path_params["node"]),
+        offset=number("offset", 0), limit=number("limit", views.ITEMS_PAGE),
+        status=_arg(request, "status"),
+    )  # fmt: skip
 
 
 def _graph(journal: Journal, request: Request) -> Any:

@@ -6,27 +6,17 @@ runs, so ``etherealfabric --help`` and every other command stay as fast as befor
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
 import click
 
 from ..config import UI_TOKEN_ENV
+from ._hosts import is_loopback
 
 __all__ = ["is_loopback", "ui"]
 
 DEFAULT_PORT = 8450
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command("ui")
@@ -73,7 +63,7 @@ def ui(home: str | None, host: str, port: int, token: str | None) -> None:
             + ("" if token else f"; protect it with --token or ${UI_TOKEN_ENV}"),
             err=True,
         )
-    app = create_app(home, token=token)
+    app = create_app(home, token=token, host=host)
     shown = f"[{host}]" if ":" in host else host
     suffix = "/?token=…" if token else "/"
     click.echo(f"EtherealFabric UI on http://{shown}:{port}{suffix} (Ctrl-C to stop)", err=True)

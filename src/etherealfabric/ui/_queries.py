@@ -29,6 +29,8 @@ __all__ = [
     "failures",
     "graph_rows",
     "hit_rates",
+    "map_items",
+    "map_names",
     "open_journal",
     "output_records",
     "run_params",
@@ -49,6 +51,8 @@ graph_rows = browse.run_graph
 cache_stats = browse.cache_sizes
 hit_rates = browse.hit_rates
 interrupted_attempts = browse.interrupted_attempts
+map_items = browse.map_items
+map_names = browse.map_names
 
 
 def run_params(run: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import EtherealFabricError
-from ..journal import Journal
+from ..journal import Journal, _maps
 from ..journal import _history as history
 from ..observe._explain import NodeNotInRunError, explain_node
 from ..states import NodeStatus, RunStatus
@@ -28,6 +28,7 @@ __all__ = [
     "NotFound",
     "cache_view",
     "graph_view",
+    "items_view",
     "node_view",
     "page_view",
     "resume_line",
@@ -39,6 +40,7 @@ __all__ = [
 
 ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 MAX_RUNS = 1000
+ITEMS_PAGE = 100  # a map's items listed at a time (a map of thousands pages through them)
 
 
 class NotFound(EtherealFabricError):
@@ -253,6 +255,7 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
         attempts = q.interrupted_attempts(attempts)
         last = attempts[-1]
     status = last["status"]
+    is_map = node in q.map_names(journal, [run["id"]])
     return {
         "run": _public(run, time.time()),
         "node": node,
@@ -264,7 +267,33 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
         "outputs": q.output_records(journal, last["cache_key"])
         if status in (NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK)
         else [],
+        "items": _items(journal, run, node) if is_map else None,
     }
+
+
+def items_view(
+    journal: Journal, run_id: str, node: str, *, offset: int = 0, limit: int = ITEMS_PAGE,
+    status: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of the items of the map ``node`` (see :func:`browse.map_items`); NotFound when
+    ``node`` is not a map of the run."""
+    run = _run(journal, run_id)
+    if node not in q.map_names(journal, [run["id"]]):
+        raise NotFound(f"{node!r} is not a map of run {run['id']}: it has no items")
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise ValueError(f"offset={offset} and limit={limit}: give offset >= 0, 1 <= limit <= 1000")
+    return _items(journal, run, node, offset=offset, limit=limit, status=status)
+
+
+def _items(journal: Journal, run: Mapping[str, Any], node: str, **page: Any) -> dict[str, Any]:
+    """The page, with ``limit`` and the map's ``cached`` items (that did not run: no rows)."""
+    found = q.map_items(journal, run["id"], node, **{"limit": ITEMS_PAGE, **page})
+    items: list[Any] = list(found["items"])
+    if run["status"] == RunStatus.INTERRUPTED:  # as the node table shows them
+        items = q.interrupted_attempts(items)
+    recorded = _maps.map_events(journal, run["id"]).get(node) or {}
+    return {**found, "items": items, "limit": page.get("limit", ITEMS_PAGE),
+            "cached": recorded.get("cached")}  # fmt: skip
 
 
 def _inputs(components: Mapping[str, Any] | None) -> list[dict[str, str]]:

@@ -595,8 +595,46 @@ function renderComponents(box, runId, data) {
   ]));
 }
 
+/* A map's items, a page at a time from /api/runs/ID/items/NODE (a map of thousands of items
+ * lists 100 rows, not thousands), filtered by status; each item links to its own page. */
+function itemsTable(runId, node) {
+  const table = $("#items tbody"), pick = $("#items-status"), prev = $("#items-prev"), next = $("#items-next");
+  let offset = 0, shown = null, asked = 0;
+  function fill(data) {
+    shown = data;
+    $("#items-section").hidden = false;
+    const counts = data.counts, total = Object.values(counts).reduce((a, b) => a + b, 0);
+    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"} ran: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
+    $("#items-cached").textContent = data.cached ? `${data.cached} more came from the cache (etherealfabric show ${runId} ${node} --items lists them)` : "";
+    const known = new Set([...pick.options].map((o) => o.value));
+    for (const s of Object.keys(counts).sort()) if (!known.has(s)) pick.append(el("option", { value: s, text: s }));
+    table.replaceChildren(...data.items.map((i) => el("tr", { "data-item": i.item },
+      el("td", { text: i.index }),
+      el("td", {}, el("a", { href: nodeHref(runId, i.node), text: i.item })),
+      el("td", {}, badge(i.status), i.attempts > 1 ? ` ${i.attempts} attempts` : ""),
+      el("td", { text: secs(i.duration) }),
+      el("td", { class: "mono", text: (i.cache_key || "").slice(0, 12) }),
+      el("td", { class: "error", text: i.error || "" }))));
+    if (!data.items.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: "no item matches" })));
+    $("#items-range").textContent = data.total ? `${offset + 1}-${offset + data.items.length} of ${data.total}` : "0 of 0";
+    prev.disabled = offset === 0;
+    next.disabled = offset + data.items.length >= data.total;
+  }
+  async function load() {
+    const n = ++asked, status = pick.value;
+    const data = await api(`/api/runs/${encodeURIComponent(runId)}/items/${encodeURIComponent(node)}?offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ""}`);
+    if (n === asked) fill(data); // a later request (a click meanwhile) wins
+  }
+  pick.addEventListener("change", () => { offset = 0; load(); });
+  prev.addEventListener("click", () => { offset = Math.max(0, offset - (shown ? shown.limit : 100)); load(); });
+  next.addEventListener("click", () => { offset += shown ? shown.limit : 100; load(); });
+  // the node's own answer has the first page: shown unless the user has moved since
+  return { first: (data) => { if (offset === 0 && !pick.value) fill(data); }, reload: load };
+}
+
 function nodePage() {
   const runId = document.body.dataset.run, node = document.body.dataset.node;
+  const items = itemsTable(runId, node);
   async function load() {
     let data;
     try {
@@ -613,6 +651,7 @@ function nodePage() {
     renderAttempts($("#attempts"), runId, data);
     if (!$("#outputs-table") || !data.outputs.length) renderOutputs($("#outputs"), runId, node, data.outputs);
     renderComponents($("#components"), runId, data);
+    if (data.items) items.first(data.items);
     const live = STATUSES_LIVE.has(data.status) && data.run.status === "running";
     setLive(live);
     if (live) setTimeout(load, 1000);

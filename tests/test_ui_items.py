@@ -1,0 +1,130 @@
+"""A map node's items in the web UI: ``browse.map_items`` (one page of a map's children, each
+by its last attempt) and ``items`` in ``/api/runs/ID/nodes/NODE``, over a real mapped run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etherealfabric.journal import Journal, browse
+from test_ui import UiServer, cli, status_code
+from test_ui_browse import insert_run
+
+pytest.importorskip("starlette")
+
+MAPPED = """
+from pathlib import Path
+from etherealfabric import Directory, File, Workflow, node, root_path
+
+@node
+def list_files(folder: Directory):
+    return {p.name: File(str(p)) for p in sorted(Path(folder).glob("*.txt"))}
+
+@node
+def clean(f: File):
+    return int(Path(f).read_text())
+
+@node
+def gather(d):
+    return sum(d.values())
+
+with Workflow("mapper") as wf:
+    gather(clean.map(list_files(Directory(root_path("data")))))
+"""
+
+
+def insert_map(
+    conn: sqlite3.Connection, run_id: str, node: str, count: int, *, t: float | None = None
+) -> None:
+    """A map ``node`` of ``count`` items (every 7th failed once, then succeeded; item 5 failed)
+    by direct inserts, with its ``map_started`` event, inside an open write transaction."""
+    t = time.time() - 60 if t is None else t
+    rows = [(run_id, node, 1, "succeeded", "k" * 32, t, t + 9, 9.0, None)]
+    for i in range(count):
+        name, begun = f"{node}[item_{i:05d}]", t + i * 0.001
+        if i % 7 == 0:
+            rows.append((run_id, name, 1, "retrying", None, begun, begun + 1, 1.0, "OSError: x"))
+        last = 2 if i % 7 == 0 else 1
+        status, error = ("failed", "ValueError: bad item") if i == 5 else ("succeeded", None)
+        rows.append((run_id, name, last, status, f"{i:032x}", begun, begun + 2, 0.5 + i, error))
+    conn.executemany(
+        "INSERT INTO node_runs (run_id, node, attempt, status, cache_key, started_at, "
+        "finished_at, duration, error, host, pid, output, fallback) "
+        "VALUES (?,?,?,?,?,?,?,?,?,'h',1,'',0)",
+        rows,
+    )
+    data = json.dumps({"items": count, "children": count, "cached": 0})
+    conn.execute(
+        "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,'map_started',?,?)",
+        (run_id, t, node, data),
+    )
+
+
+RUN = "20260101-000000-ma9ma9"
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal.db") as opened:
+        insert_run(opened, RUN, {"first": ("succeeded", [])}, workflow="mapped")
+        with opened.write() as conn:
+            insert_map(conn, RUN, "work", 250)
+            insert_map(conn, RUN, "work_more", 3)  # a name that starts like it: not its items
+        yield opened
+
+
+def test_map_items_are_paged_each_by_its_last_attempt(journal: Journal) -> None:
+    page = browse.map_items(journal, RUN, "work", offset=0, limit=100)
+    assert page["total"] == 250
+    assert page["counts"] == {"succeeded": 249, "failed": 1}
+    assert len(page["items"]) == 100
+    first = page["items"][0]
+    assert first["index"] == 1 and first["item"] == "item_00000"
+    assert first["node"] == "work[item_00000]"
+    assert first["attempts"] == 2 and first["status"] == "succeeded"  # its last attempt
+    assert first["cache_key"] == f"{0:032x}" and first["duration"] == 0.5
+    assert [i["index"] for i in page["items"]] == list(range(1, 101))
+    last = browse.map_items(journal, RUN, "work", offset=200, limit=100)
+    assert [i["item"] for i in last["items"]] == [f"item_{i:05d}" for i in range(200, 250)]
+    assert last["items"][0]["index"] == 201
+    failed = browse.map_items(journal, RUN, "work", status="failed")
+    assert failed["total"] == 1 and failed["items"][0]["item"] == "item_00005"
+    assert failed["items"][0]["error"] == "ValueError: bad item"
+    assert browse.map_items(journal, RUN, "work_more")["total"] == 3
+    assert browse.map_items(journal, RUN, "first")["total"] == 0
+
+
+def test_a_map_node_page_and_api_list_its_items(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(12):
+        (data / f"f{i:02d}.txt").write_text("oops" if i == 7 else str(i))
+    (tmp_path / "flow.py").write_text(textwrap.dedent(MAPPED))
+    home = tmp_path / "home"
+    done = cli("run", "flow.py", "--home", str(home), "--json", cwd=tmp_path)
+    run_id = json.loads(done.stdout)["run_id"]
+    server = UiServer(home)
+    try:
+        node: dict[str, Any] = server.get(f"/api/runs/{run_id}/nodes/clean")
+        items = node["items"]
+        assert items["total"] == 12 and items["counts"] == {"succeeded": 11, "failed": 1}
+        assert sorted(i["item"] for i in items["items"]) == [f"f{i:02d}.txt" for i in range(12)]
+        bad = next(i for i in items["items"] if i["item"] == "f07.txt")
+        assert bad["status"] == "failed" and "invalid literal" in bad["error"]
+        assert all(i["cache_key"] and i["duration"] is not None for i in items["items"])
+        assert server.get(f"/api/runs/{run_id}/nodes/gather")["items"] is None  # not a map
+        paged = server.get(f"/api/runs/{run_id}/items/clean?offset=10&limit=5")
+        assert [i["index"] for i in paged["items"]] == [11, 12]
+        only = server.get(f"/api/runs/{run_id}/items/clean?status=failed")
+        assert [i["item"] for i in only["items"]] == ["f07.txt"]
+        assert status_code(server, f"/api/runs/{run_id}/items/clean?offset=-1") == 400
+        assert status_code(server, f"/api/runs/{run_id}/items/gather") == 404
+    finally:
+        server.stop()
