@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,3 +264,65 @@ def test_verify_beside_a_collection_reports_no_problem_for_what_it_removes(
     assert verify.returncode == 0, err
     after = _cli(home, "cache", "verify", "--json")
     assert after.returncode == 0 and json.loads(after.stdout)["problems"] == []
+
+
+GC_NOW = ("--keep-runs", "1", "--older-than", "0")
+MANY = """
+import numpy as np
+from etherealfabric import Workflow, node
+
+@node
+def items(start: int):
+    return list(range(start, start + 400))
+
+@node
+def big(i):
+    return np.full(10_000, float(i))  # 80 kB: a stored object each
+
+@node
+def count(xs):
+    return len(xs)
+
+with Workflow("many", params={"start": 0}) as wf:
+    count(big.map(items(wf.params.start)))
+"""
+
+
+def test_a_collection_killed_while_it_deletes_leaves_no_record_without_its_bytes(
+    tmp_path: Path,
+) -> None:
+    # gc deleted objects inside the transaction that drops their records: killed (or failing)
+    # in the middle, the records came back with the rollback, naming objects already deleted
+    home = tmp_path / "home"
+    (tmp_path / "many.py").write_text(MANY)
+    for _ in range(3):  # (until it is killed before it ends)
+        shutil.rmtree(home, ignore_errors=True)
+        first = _cli(home, "run", str(tmp_path / "many.py"), "-p", "start=0")
+        assert first.returncode == 0, first.stderr
+        doomed = [LocalStore(home).location(d) for d in LocalStore(home).iter_objects()]
+        second = _cli(home, "run", str(tmp_path / "many.py"), "-p", "start=1000")
+        assert second.returncode == 0, second.stderr
+        sample = doomed[:: max(1, len(doomed) // 40)]
+        gc = subprocess.Popen(
+            [sys.executable, "-m", "etherealfabric", "cache", "gc", *GC_NOW, "--home", str(home)],
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        while gc.poll() is None and all(os.path.exists(p) for p in sample):
+            pass  # (no sleep: the deletions take milliseconds)
+        if gc.poll() is None:
+            os.kill(gc.pid, signal.SIGKILL)
+        gc.communicate(timeout=300)
+        if gc.returncode == -signal.SIGKILL:
+            break
+    assert gc.returncode == -signal.SIGKILL, "gc ended (three times) before it could be killed"
+    assert any(not os.path.exists(p) for p in doomed)  # killed while it deleted
+    verify = _cli(home, "cache", "verify", "--json")
+    report = json.loads(verify.stdout)
+    assert [p for p in report["problems"] if p["kind"] != "orphan_temp"] == [], report
+    again = _cli(home, "run", str(tmp_path / "many.py"), "-p", "start=1000", "--json")
+    assert json.loads(again.stdout)["executed"] == 0, again.stderr
+    assert _cli(home, "cache", "gc", *GC_NOW).returncode == 0
+    verify = _cli(home, "cache", "verify", "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == []

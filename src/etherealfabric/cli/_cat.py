@@ -12,7 +12,15 @@ import click
 
 from ..errors import ArtifactMissingError, EtherealFabricError, a_or_an
 from ..states import NodeStatus
-from ._common import _fail, _get_run, _home_option, _journal, _json_option, _json_text
+from ._common import (
+    _fail,
+    _get_run,
+    _home_option,
+    _journal,
+    _json_option,
+    _json_text,
+    _no_node,
+)
 from ._history import _workflow_params
 from ._run import _params as _recorded
 
@@ -49,8 +57,8 @@ def cat(
     try:
         results = open_run(run_id, home=home)
         if node not in results.statuses:
-            known = ", ".join(sorted(results.statuses)) or "none"
-            _fail(f"run {results.run_id} has no node {node!r}; its nodes: {known}")
+            with _journal(home) as journal:  # (still going in another process: it says so)
+                _no_node(_get_run(journal, results.run_id), node, sorted(results.statuses))
         if node not in results:
             status = results.statuses[node]
             if status == NodeStatus.DRIFTED:

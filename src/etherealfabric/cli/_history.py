@@ -19,6 +19,7 @@ from ._common import (
     _home_option,
     _journal,
     _json_option,
+    _no_node,
     _print_table,
     _run_json,
     _secs,
@@ -141,6 +142,10 @@ def show(
         if node is not None and items:
             rows = maps.map_items(journal, run_row["id"], node)
             digest = maps.index_digest(journal, run_row["id"], node, recorded.get(node))
+            if node not in recorded and digest is None and run_row["status"] == "running":
+                _no_node(
+                    run_row, node, sorted({n["node"] for n in journal.node_runs(run_row["id"])})
+                )
             if node not in recorded and digest is None:
                 _fail(f"node {node!r} is not a map whose items run {run_row['id']} knows")
             cached, note = _cached_items(node, rows, digest, home)
@@ -154,10 +159,7 @@ def show(
         own = [n for n in own if n["node"] == node]
         children = {m: c for m, c in children.items() if m == node}
         if not own and not children:
-            _fail(
-                f"run {run_row['id']} has no node {node!r}; its nodes: "
-                + (", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none")
-            )
+            _no_node(run_row, node, known)
     summaries = {m: maps.summarize(children[m], recorded[m]) for m in children}
     values = _workflow_params(run_row)
     if as_json:
@@ -328,8 +330,7 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
         row = _get_run(journal, run_id)
         attempts = history.node_attempts(journal, row["id"], node)
         if not attempts:
-            known = ", ".join(history.node_names(journal, row["id"])) or "none"
-            _fail(f"run {row['id']} has no node {node!r}; its nodes: {known}")
+            _no_node(row, node, list(history.node_names(journal, row["id"])))
     if attempt is not None:
         attempts = [a for a in attempts if a["attempt"] == attempt]
         if not attempts:

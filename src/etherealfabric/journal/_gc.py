@@ -10,11 +10,13 @@ entries that are not files (a folder where an object belongs: ``store/_sharedgc.
 Checkpoints are never touched: a crashed training run may be resumed days later.
 
 **Runs may go on meanwhile.** The store is listed first; the decision is then taken again
-inside one journal write transaction (which commits of runs wait for): the records to drop and
-the digests that remaining records name are read again there, and each object is stat'ed again
-right before it is deleted. An object is kept if any record names it, or it was modified (written,
-found already there by a writer, or used by a cache hit: both refresh its mtime) after the
-oldest run still going began, or after the collection started. A run commits a
+inside a journal write transaction (which commits of runs wait for) that drops the records and
+commits; a second one reads the digests that the remaining records name (those committed in
+between too) and deletes the objects, each stat'ed again right before it is deleted. A gc
+killed in the middle leaves objects no record names, never a record naming deleted bytes. An
+object is kept if any record names it, or it was modified (written, found already there by a
+writer, or used by a cache hit: both refresh its mtime) after the oldest run still going
+began, or after the collection started. A run commits a
 record only if every object it names is still present, checked in its own commit transaction
 (see ``run/_recorder.py``), so a committed record never names a collected object.
 
@@ -100,14 +102,17 @@ def collect_garbage(
         blobs, referenced = _decide(journal, store, keep_runs, cutoff, report, pinned)
         _collectable_objects(store, listed, referenced, _oldest_live_run(journal, cutoff), report)
     else:
-        with journal.write() as conn:  # runs wait to commit until the collection is done
-            blobs, referenced = _decide(journal, store, keep_runs, cutoff, report, pinned)
+        with journal.write() as conn:  # records first: a record never points at bytes that are gone
+            blobs, _ = _decide(journal, store, keep_runs, cutoff, report, pinned)
             conn.executemany(
                 "DELETE FROM actions WHERE key = ? AND created_at < ?",
                 [(k, cutoff) for k in report.removed_keys],
             )
             conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in blobs])
-            # records first: a record never points at bytes that are gone
+        # committed: killed from here on, it leaves objects that no record names (collected by
+        # the next gc), never a record naming deleted bytes (the rollback brought them back)
+        with journal.write():  # runs wait to commit until the objects are gone
+            referenced = _named(journal, store, _runs_in_use(journal, keep_runs, pinned))
             since = _oldest_live_run(journal, cutoff)
             for digest in _collectable_objects(store, listed, referenced, since, report):
                 store.delete_object(digest)
@@ -162,6 +167,18 @@ def _decide(
     blobs = [d for (d,) in _rows(journal, "SELECT digest FROM blobs") if d not in referenced]
     report.blobs_removed = len(blobs)
     return blobs, referenced
+
+
+def _named(journal: Journal, store: Store, runs: Sequence[str]) -> set[str]:
+    """The digests every record of the journal names (those kept, and those committed since
+    the decision), and the outputs the ``on_error`` fallbacks of ``runs`` supplied."""
+    named: set[str] = set()
+    for run_id in runs:
+        for outputs in fallback_outputs(journal, run_id).values():
+            named |= _digests({"outputs": outputs})
+    for _, record in _actions(journal):
+        named |= _digests(record) | manifest_objects(store, record.get("files"))
+    return named
 
 
 def _children_of(store: Store, records: list[dict[str, Any]]) -> set[str]:
