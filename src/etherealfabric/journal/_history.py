@@ -36,7 +36,6 @@ __all__ = [
     "audit_cache",
     "components_of",
     "fallback_outputs",
-    "last_success",
     "latest_attempts",
     "latest_run",
     "median",
@@ -218,17 +217,6 @@ def producer_of(journal: Journal, key: str, *, before: float) -> dict[str, Any] 
         (key, before),
     )
     return rows[0] if rows else None
-
-
-def last_success(journal: Journal, key: str) -> float | None:
-    """When the latest succeeded execution of ``key`` finished, or None: one search of the
-    partial index of succeeded rows (asked before each executed node: ``run/_checkpoint``)."""
-    found = journal._value(  # the status written out: only then may SQLite use that index
-        "SELECT max(finished_at) FROM node_runs WHERE cache_key = ? AND status = "
-        f"'{NodeStatus.SUCCEEDED.value}'",
-        (key,),
-    )
-    return None if found is None else float(found)
 
 
 def median_durations(journal: Journal, workflow: str) -> dict[str, float]:

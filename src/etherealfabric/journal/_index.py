@@ -17,10 +17,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ..states import NodeStatus
 from ._connection import retry
 
 __all__ = ["ActionIndex"]
 
+_SUCCEEDED = NodeStatus.SUCCEEDED.value
 _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
 #: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
 _NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
@@ -165,6 +167,15 @@ class ActionIndex:
             "SELECT 1 FROM node_runs WHERE cache_key = ? LIMIT 1"
         )
         return bool(self._fetch(sql, (key, key)))
+
+    def last_success(self, key: str) -> float | None:
+        """When the latest succeeded execution of ``key`` finished, or None: one search of the
+        partial index of succeeded rows (asked before each executed node: ``run/_checkpoint``)."""
+        found = self._value(  # the status written out: only then may SQLite use that index
+            f"SELECT max(finished_at) FROM node_runs WHERE cache_key = ? AND status = '{_SUCCEEDED}'",
+            (key,),
+        )
+        return None if found is None else float(found)
 
     def delete_action(self, key: str) -> bool:
         """Forget an action record (its objects turned out to be missing or corrupt, or

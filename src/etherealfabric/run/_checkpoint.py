@@ -201,9 +201,7 @@ def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> 
     the end of a finished execution, never a point to resume a new one from. One query of
     the journal's index of succeeded keys; the store is asked only for a key that succeeded
     before (a key whose record was forgotten, collected or damaged)."""
-    from ..journal._history import last_success  # the history module serves the CLI: lazy
-
-    success = last_success(journal, key)
+    success = journal.last_success(key)
     if success is None:
         return False
     local = getattr(store, "local", None)  # a layered store loads its local layer's first
