@@ -161,3 +161,36 @@ def test_text_from_the_journal_is_shown_as_text_never_markup(page: Any, hostile:
     page.goto(f"{hostile.base}/cache")
     sync_api.expect(page.locator("#by-node")).to_contain_text(NAMES["kept"])
     no_markup_ran(page)
+
+
+# -- the graph from the keyboard, and status not by colour alone --------------------------------
+def test_graph_nodes_are_links_reached_by_tab_and_say_their_status_in_text(
+    page: Any, mapped: UiServer, hostile: UiServer
+) -> None:
+    page.goto(f"{hostile.base}/runs/{HOSTILE}")
+    sync_api.expect(page.locator("svg.graph [data-node]")).to_have_count(4)
+    shown = page.locator("svg.graph a.node").evaluate_all(
+        "els => els.map((a) => [a.querySelector('rect').getAttribute('data-node'), "
+        "a.getAttribute('aria-label'), a.querySelector('text.st').textContent])"
+    )
+    by_name = {name: (label, mark) for name, label, mark in shown}
+    assert by_name[NAMES["sink"]][0] == f"{NAMES['sink']}: failed"
+    assert by_name[NAMES["src"]][0] == f"{NAMES['src']}: succeeded"
+    assert by_name[NAMES["kept"]][0] == f"{NAMES['kept']}: cached"
+    marks = {by_name[NAMES[k]][1] for k in ("sink", "src", "kept")}
+    assert len(marks) == 3 and all(m.strip() for m in marks)  # a mark of its own per status
+    legend = page.locator(".legend").inner_text()
+    assert all(m in legend for m in marks)  # the legend explains the marks
+    page.goto(f"{mapped.base}/runs/{MAPPED}")
+    sync_api.expect(page.locator("svg.graph [data-node]")).to_have_count(2)
+    for _ in range(80):  # Tab from the top of the page until a node of the graph has the focus
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "(() => { const a = document.activeElement; return a && a.closest('svg.graph') ? "
+            "a.getAttribute('aria-label') : null; })()"
+        )
+        if focused:
+            break
+    assert focused in ("first: succeeded", "work: succeeded"), focused
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("h1")).to_contain_text(focused.split(":")[0])
