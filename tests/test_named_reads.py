@@ -4,6 +4,7 @@ checked before each cache hit like the files it opens through Python (run/_reads
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -443,4 +444,38 @@ def test_files_a_called_helper_names_are_the_nodes(tmp_path: Path, home: Path) -
     write_sales(SALES_OF_HELPER, [1, 2, 3])
     assert wf.execute()[out] == 16
     write_sales("helper_literal.parquet", [20])
+    assert wf.execute()[out] == 26
+
+
+@dataclasses.dataclass
+class SalesConfig:
+    sales: str
+    scale: int = 1
+
+
+class SalesLoader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+@node
+def sales_of_config(cfg: Any, loader: Any) -> int:
+    import pandas as pd
+
+    first = pd.read_parquet(cfg.sales).amount.sum() * cfg.scale
+    return int(first + pd.read_parquet(loader.path).amount.sum())
+
+
+def test_paths_in_a_config_object_argument_are_named(tmp_path: Path, home: Path) -> None:
+    """A dataclass or an object of yours passed as an argument, holding the path: the key has
+    the path's text only, so editing the file pyarrow reads was a stale hit."""
+    write_sales("cfg_sales.parquet", [1, 2])
+    write_sales("loader_sales.parquet", [10])
+    with Workflow("configs", root=".") as wf:
+        out = sales_of_config(SalesConfig("cfg_sales.parquet"), SalesLoader("loader_sales.parquet"))
+    assert wf.execute()[out] == 13
+    assert wf.execute().cached == 1
+    write_sales("cfg_sales.parquet", [1, 2, 3])
+    assert wf.execute()[out] == 16
+    write_sales("loader_sales.parquet", [20])
     assert wf.execute()[out] == 26

@@ -110,6 +110,8 @@ def _held_texts(value: Any, depth: int = 0) -> Iterator[str]:
         items: list[Any] = list(islice(vars(value).values(), MAX_READS))
     elif depth < 3 and dataclasses.is_dataclass(value):
         items = [getattr(value, f.name, None) for f in dataclasses.fields(value)[:MAX_READS]]
+    elif depth < 3 and is_user_code(type(value)) and isinstance(_vars_of(value), dict):
+        items = list(islice(vars(value).values(), MAX_READS))  # ``Loader("sales.parquet")``
     else:
         yield from path_texts(value, depth)
         return
@@ -145,9 +147,15 @@ def _constant_strings(code: Any) -> tuple[str, ...]:
 
 def argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
     """The texts of the arguments (the first ones only: a list of a million sentences from
-    upstream is not a million ``stat`` calls)."""
-    texts = (text for value in (*args, *kwargs.values()) for text in path_texts(value))
+    upstream is not a million ``stat`` calls), also the fields of a config object (a
+    dataclass, a ``SimpleNamespace``, an instance of a class of yours) as for globals."""
+    texts = (text for value in (*args, *kwargs.values()) for text in _held_texts(value))
     return list(islice(texts, 4 * MAX_READS))
+
+
+def _vars_of(value: Any) -> Any:
+    """``value.__dict__``, or None when it has none (slots, a C type)."""
+    return getattr(value, "__dict__", None)
 
 
 def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
