@@ -479,3 +479,32 @@ def test_paths_in_a_config_object_argument_are_named(tmp_path: Path, home: Path)
     assert wf.execute()[out] == 16
     write_sales("loader_sales.parquet", [20])
     assert wf.execute()[out] == 26
+
+
+class SalesRepository:
+    def load(self) -> Any:
+        import pandas as pd
+
+        return pd.read_parquet("repo_sales.parquet")
+
+
+REPOSITORY = SalesRepository()
+
+
+@node
+def sales_of_repository(repository: Any) -> int:
+    return int(REPOSITORY.load().amount.sum() + repository.load().amount.sum())
+
+
+def test_a_path_in_the_methods_of_an_object_the_node_uses_is_named(tmp_path: Path) -> None:
+    """A global instance (``REPOSITORY.load()``) or an argument of a class of yours whose
+    method names the file: the class's code texts are the node's."""
+    write_sales("repo_sales.parquet", [1, 2])
+    assert _reads.named_paths(sales_of_repository, (None,), {}) == ["./repo_sales.parquet"]
+    assert _reads.named_paths(lambda r: r, (SalesRepository(),), {}) == ["./repo_sales.parquet"]
+    with Workflow("repository", root=".") as wf:
+        out = sales_of_repository(SalesRepository())
+    assert wf.execute()[out] == 6
+    assert wf.execute().cached == 1
+    write_sales("repo_sales.parquet", [1, 2, 3])
+    assert wf.execute()[out] == 12

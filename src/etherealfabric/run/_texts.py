@@ -110,8 +110,13 @@ def _held_texts(value: Any, depth: int = 0) -> Iterator[str]:
         items: list[Any] = list(islice(vars(value).values(), MAX_READS))
     elif depth < 3 and dataclasses.is_dataclass(value):
         items = [getattr(value, f.name, None) for f in dataclasses.fields(value)[:MAX_READS]]
-    elif depth < 3 and is_user_code(type(value)) and isinstance(_vars_of(value), dict):
-        items = list(islice(vars(value).values(), MAX_READS))  # ``Loader("sales.parquet")``
+    elif depth < 3 and is_user_code(type(value)) and not isinstance(value, FunctionType):
+        # ``Loader("sales.parquet")``, ``REPO = Repo()``: its state, and the texts of its
+        # class's code, whose methods the node calls (``REPO.load()``)
+        yield from _constant_strings(type(value))
+        yield from (t for v in _class_attributes(type(value)) for t in path_texts(v, depth + 1))
+        state = _vars_of(value)
+        items = list(islice(state.values(), MAX_READS)) if isinstance(state, dict) else []
     else:
         yield from path_texts(value, depth)
         return
