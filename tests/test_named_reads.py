@@ -508,3 +508,29 @@ def test_a_path_in_the_methods_of_an_object_the_node_uses_is_named(tmp_path: Pat
     assert wf.execute().cached == 1
     write_sales("repo_sales.parquet", [1, 2, 3])
     assert wf.execute()[out] == 12
+
+
+def _shell_count() -> str:
+    done = subprocess.run("cat shell_data.csv", shell=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+shell_count = node(_shell_count)
+
+
+def test_a_path_in_a_shell_command_or_a_query_is_named(tmp_path: Path) -> None:
+    """A path among the words of a command a shell runs (or of a query a database reads):
+    the whole text names no file, so the file's edits were stale hits."""
+    Path("shell_data.csv").write_text("1")
+    missing: list[str] = []
+    assert _reads.named_paths(_shell_count, (), {}, missing=missing) == ["./shell_data.csv"]
+    query = "SELECT * FROM 'shell_*.csv' WHERE x > 1.5"
+    assert "./shell_data.csv" in _reads.named_paths(doubled, (query,), {})
+    _reads.named_paths(doubled, ("cat nothing/there.csv",), {}, missing=missing)
+    assert missing == []  # a word of a text is never one looked for
+    with Workflow("shell", root=".") as wf:
+        out = shell_count()
+    assert wf.execute()[out] == "1"
+    assert wf.execute().cached == 1
+    Path("shell_data.csv").write_text("2")
+    assert wf.execute()[out] == "2"

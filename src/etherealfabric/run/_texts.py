@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
@@ -21,7 +22,14 @@ from ..errors import HashingError
 from ..hashing._fingerprint import bound_values, generation, helpers_called
 from ..hashing._usercode import is_user_code
 
-__all__ = ["MAX_READS", "argument_strings", "code_texts", "defaults_used", "path_texts"]
+__all__ = [
+    "MAX_READS",
+    "argument_strings",
+    "code_texts",
+    "defaults_used",
+    "path_texts",
+    "words_of",
+]
 
 #: the files of one node checked before its cache hits; beyond, a warning says which are not
 MAX_READS = 1000
@@ -178,3 +186,17 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
                 yield os.fspath(item)
             elif isinstance(item, (Mapping, list, tuple)):
                 yield from path_texts(item, depth + 1)
+
+
+#: a word of a command or a query: what lies between blanks, quotes, brackets and separators
+_WORD = re.compile(r"[^\s'\"`(),;=]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text holding blanks or quotes that may be paths (``cat data/x.csv``
+    run by a shell, ``SELECT * FROM 'data/*.parquet'``): with a ``.`` or a separator, at
+    most 20; none for a text that is a word itself."""
+    if not any(c in text for c in " \t'\"`"):
+        return []
+    words = (w for w in _WORD.findall(text) if "." in w or os.sep in w)
+    return [w for w in islice(words, 20) if w not in (".", "..")]
