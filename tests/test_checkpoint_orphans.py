@@ -118,3 +118,26 @@ def test_a_later_executions_checkpoint_is_still_resumed(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert _starts(resumed.stdout) == [2]
     assert _checkpoints(tmp_path) == []
+
+
+MAP_FLOW = FLOW.replace("train(5)", "train.map([5])")
+
+
+def test_a_map_childs_checkpoint_left_by_a_kill_after_its_success_is_never_resumed(
+    tmp_path: Path,
+) -> None:
+    """A map's child has the plain node's guarantee: its checkpoint, left by a kill between the
+    commit of its success and the checkpoint's deletion, is not resumed when its key runs again."""
+    (tmp_path / "flow.py").write_text(MAP_FLOW)
+    env = _env(tmp_path)
+    killed = _run(tmp_path, env, "-c", KILLED_DELETE)
+    assert killed.returncode == -9, killed.stderr
+    assert _starts(killed.stdout) == [0]
+    assert len(_checkpoints(tmp_path)) == 1, "the kill must leave the child's last checkpoint"
+
+    forgot = _cli(tmp_path, env, "cache", "forget", "train*")  # the map and its child
+    assert forgot.returncode == 0, forgot.stderr
+    again = _cli(tmp_path, env, "run", "flow.py", "--json")
+    assert again.returncode == 0, again.stderr
+    assert _starts(again.stderr + again.stdout) == [0], "the child resumed a finished state"
+    assert _checkpoints(tmp_path) == []
