@@ -48,6 +48,8 @@ How it works:
   checked a chunk at a time, :func:`finished_checkpoints`), so an execution of a
   key whose record was forgotten, collected or damaged starts from the beginning. One saved
   after it (a later execution of the key, killed in its turn) is resumed as usual.
+  ``cache gc`` removes such a checkpoint even if its key stays a cache hit and never runs
+  again (``journal/_gccheckpoints.py``).
 - ``--force`` recomputes a node from scratch: the worker deletes its checkpoint before the
   forced node's first attempt (``Task.fresh``); its retries resume as usual.
 - The active checkpoint lives in a :class:`contextvars.ContextVar` (``define/_context.py``)
