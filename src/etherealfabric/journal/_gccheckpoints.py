@@ -13,6 +13,8 @@ transaction, so no run can lease the key and start computing it meanwhile.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..hashing._digest import is_digest
 from ..store import Store
 from ..store._base import checkpoint_name
@@ -36,7 +38,8 @@ def collect_finished_checkpoints(
         return [], 0
     removed: list[str] = []
     freed = 0
-    with journal.write():  # no run leases a key (to compute it) until the deletions are done
+    # no run leases a key (to compute it) until the deletions are done; a dry run writes nothing
+    with contextlib.nullcontext() if dry_run else journal.write():
         held = journal.live_leases()
         if HOME_LEASE in held:
             return [], 0  # a run computes under the home lease: any key may be its
