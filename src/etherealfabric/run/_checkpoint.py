@@ -64,6 +64,7 @@ the work it protects (every epoch, not every batch).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -230,9 +231,10 @@ def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str
 def _saved_before(store: Store, key: str, success: float) -> bool:
     """Whether the store holds a checkpoint under ``key`` saved before ``success`` (or at a
     time it cannot tell)."""
-    local = getattr(store, "local", None)  # a layered store loads its local layer's first
-    try:
-        info = local.entry_info(checkpoint_name(key)) if isinstance(local, Store) else None
+    layered = sys.modules.get("etherealfabric.store._layered")  # (none before it is imported)
+    local = store.local if layered and isinstance(store, layered.LayeredStore) else None
+    try:  # a layered store loads its local layer's first
+        info = local.entry_info(checkpoint_name(key)) if local is not None else None
         info = info or store.entry_info(checkpoint_name(key))
     except (OSError, StoreError):
         return False  # the attempt's own load reports what is wrong with the store
