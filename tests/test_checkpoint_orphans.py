@@ -118,3 +118,72 @@ def test_a_later_executions_checkpoint_is_still_resumed(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert _starts(resumed.stdout) == [2]
     assert _checkpoints(tmp_path) == []
+
+
+MAP_FLOW = FLOW.replace("train(5)", "train.map([5])")
+
+
+def test_a_map_childs_checkpoint_left_by_a_kill_after_its_success_is_never_resumed(
+    tmp_path: Path,
+) -> None:
+    """A map's child has the plain node's guarantee: its checkpoint, left by a kill between the
+    commit of its success and the checkpoint's deletion, is not resumed when its key runs again."""
+    (tmp_path / "flow.py").write_text(MAP_FLOW)
+    env = _env(tmp_path)
+    killed = _run(tmp_path, env, "-c", KILLED_DELETE)
+    assert killed.returncode == -9, killed.stderr
+    assert _starts(killed.stdout) == [0]
+    assert len(_checkpoints(tmp_path)) == 1, "the kill must leave the child's last checkpoint"
+
+    forgot = _cli(tmp_path, env, "cache", "forget", "train*")  # the map and its child
+    assert forgot.returncode == 0, forgot.stderr
+    again = _cli(tmp_path, env, "run", "flow.py", "--json")
+    assert again.returncode == 0, again.stderr
+    assert _starts(again.stderr + again.stdout) == [0], "the child resumed a finished state"
+    assert _checkpoints(tmp_path) == []
+
+
+def _gc(tmp_path: Path, env: dict[str, str]) -> dict[str, object]:
+    gc = _cli(tmp_path, env, "cache", "gc", "--older-than", "0", "--json")
+    assert gc.returncode == 0, gc.stderr
+    report: dict[str, object] = json.loads(gc.stdout)
+    return report
+
+
+def test_cache_gc_removes_a_checkpoint_left_after_its_keys_success(tmp_path: Path) -> None:
+    """The kill leaves train's final checkpoint and its key stays a cache hit, so no run ever
+    clears it: `cache gc` does (its key's success is committed after it was saved), unless a
+    live run holds the key's lease; a checkpoint whose key never succeeded stays."""
+    from etherealfabric.journal import Journal
+
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = _env(tmp_path)
+    killed = _run(tmp_path, env, "-c", KILLED_DELETE)
+    assert killed.returncode == -9, killed.stderr
+    [left] = _checkpoints(tmp_path)
+    assert _cli(tmp_path, env, "run", "flow.py").returncode == 0  # a hit: nothing clears it
+    assert _checkpoints(tmp_path) == [left]
+
+    journal = Journal(tmp_path / "home" / "journal.db")  # a live run holds the home lease
+    try:
+        assert journal.claim_lease(left.name, node="train", run_id="going") == "home"
+        assert _gc(tmp_path, env)["checkpoints_removed"] == []
+        assert _checkpoints(tmp_path) == [left]
+        journal.release_leases("going")
+    finally:
+        journal.close()
+
+    dry = _cli(tmp_path, env, "cache", "gc", "--older-than", "0", "--dry-run")
+    assert "would remove" in dry.stdout and "1 finished checkpoint(s)" in dry.stdout, dry.stdout
+    assert _checkpoints(tmp_path) == [left]
+    assert _gc(tmp_path, env)["checkpoints_removed"] == [left.name]
+    assert _checkpoints(tmp_path) == []
+    assert not left.parent.exists(), "its empty prefix folder stays"
+
+    crashed = tmp_path / "crashed"  # a run killed mid-node: its checkpoint is progress
+    crashed.mkdir()
+    (crashed / "flow.py").write_text(FLOW)
+    env = _env(crashed)
+    assert _cli(crashed, {**env, "EF_DIE_AT": "2"}, "run", "flow.py").returncode == -9
+    assert _gc(crashed, env)["checkpoints_removed"] == []
+    assert len(_checkpoints(crashed)) == 1

@@ -80,3 +80,73 @@ def test_a_final_record_naming_no_known_serializer_runs_its_node_again(
     results = wf.execute()
     assert CALLS == ["total"]
     assert results[out] == 10
+
+
+LATE_FLOW = """
+from etherealfabric import Serializer, Workflow, node, register_serializer
+
+
+class Thing:
+    def __init__(self, n):
+        self.n = n
+
+
+class ThingSerializer(Serializer):
+    name = "thing"
+
+    def dump(self, value, fp):
+        fp.write(str(value.n).encode())
+
+    def load(self, fp):
+        return Thing(int(fp.read()))
+
+
+@node
+def make() -> Thing:
+    register_serializer(ThingSerializer(), types=(Thing,))  # too late: only when make runs
+    print("make ran", flush=True)
+    return Thing(3)
+
+
+@node
+def use(t: Thing) -> int:
+    return t.n
+
+
+with Workflow("late") as workflow:
+    use(make())
+"""
+
+
+def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the_run(
+    tmp_path: Path,
+) -> None:
+    """The record of make names a serializer the next process does not know until make runs:
+    every run refuses the hit and runs make again. The warning says so, naming the
+    serializer, the node and the key, and says where to register it. Real CLI processes."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "flow.py").write_text(LATE_FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+
+    def run() -> subprocess.CompletedProcess[str]:
+        got = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        return got
+
+    first = run()
+    assert json.loads(first.stdout)["executed"] == 2
+    with sqlite3.connect(tmp_path / "home" / "journal.db") as db:
+        [(key,)] = db.execute("SELECT key FROM actions WHERE node = 'make'").fetchall()
+    db.close()
+    second = run()
+    assert "make ran" in second.stderr + second.stdout, "make's hit was refused: it runs again"
+    [said] = [line for line in second.stderr.splitlines() if "'thing'" in line]
+    for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
+        assert part in said, (part, said)

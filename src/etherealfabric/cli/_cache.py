@@ -178,8 +178,9 @@ def cache_gc(
 
     Keeps whatever the last --keep-runs runs of each workflow executed or found cached, pinned
     runs (`cache pin`), runs still going, and anything younger than --older-than. Temp files of
-    killed writers are removed too. Checkpoints are kept. Safe while runs go on in other
-    processes.
+    killed writers are removed too. Checkpoints are kept, but for those a finished execution
+    left behind (saved before a later success of their key, held by no run going). Safe while
+    runs go on in other processes.
 
     With a shared store (ETHEREALFABRIC_STORE), the home is collected as above (its journal and
     local layer, then the local layer is brought within ETHEREALFABRIC_LOCAL_CACHE_SIZE), this
@@ -213,8 +214,9 @@ def cache_gc(
     h = home_report
     click.echo(
         f"{verb} {h.records_removed} cache record(s), {h.blobs_removed} inline "
-        f"output(s), {h.objects_removed} object(s) and {h.temp_files_removed} "
-        f"leftover temp file(s) ({h.bytes_freed:,} bytes)"
+        f"output(s), {h.objects_removed} object(s), {len(h.checkpoints_removed)} finished "
+        f"checkpoint(s) and {h.temp_files_removed} leftover temp file(s) "
+        f"({h.bytes_freed:,} bytes)"
         + _damaged(h.removed_damaged)
         + f"; kept {h.records_kept} record(s)"
         + (f", {h.objects_too_recent} recent object(s)" if h.objects_too_recent else "")

@@ -7,7 +7,9 @@ and anything younger than ``older_than`` seconds (a run in another process may b
 commit it); it drops the other action records, the inline outputs only they named, and the
 stored objects nothing kept refers to, the temp files of writers that were killed, and
 entries that are not files (a folder where an object belongs: ``store/_sharedgc.py``).
-Checkpoints are never touched: a crashed training run may be resumed days later.
+Checkpoints are kept (a crashed training run may be resumed days later), but for those that
+finished executions left behind: saved before a later committed success of their key, held by
+no live run (``journal/_gccheckpoints.py``).
 
 **Runs may go on meanwhile.** The store is listed first; the decision is then taken again
 inside a journal write transaction (which commits of runs wait for) that drops the records and
@@ -46,6 +48,7 @@ from ..states import RunStatus
 from ..store import Store
 from ..store._sharedgc import collect_damaged
 from ..store._trees import entry_objects, manifest_objects
+from ._gccheckpoints import collect_finished_checkpoints
 from ._history import fallback_outputs
 from ._journal import Journal
 from ._liveness import gone
@@ -66,6 +69,8 @@ class GcReport:
     objects_too_recent: int = 0
     temp_files_removed: int = 0
     removed_keys: list[str] = field(default_factory=list)
+    #: keys of checkpoints a finished execution left behind (``journal/_gccheckpoints.py``)
+    checkpoints_removed: list[str] = field(default_factory=list)
     #: entries that are not files (a folder where an object belongs), removed at any age
     removed_damaged: list[str] = field(default_factory=list)
 
@@ -116,6 +121,10 @@ def collect_garbage(
             since = _oldest_live_run(journal, cutoff)
             for digest in _collectable_objects(store, listed, referenced, since, report):
                 store.delete_object(digest)
+    report.checkpoints_removed, freed = collect_finished_checkpoints(
+        journal, store, cutoff=cutoff, dry_run=dry_run
+    )
+    report.bytes_freed += freed
     stale = store.stale_temp_files(max_age=max(older_than, 0.0), writer_gone=gone)
     report.temp_files_removed = len(stale)
     report.bytes_freed += sum(size for _, size in stale)

@@ -168,14 +168,19 @@ class ActionIndex:
         )
         return bool(self._fetch(sql, (key, key)))
 
-    def last_success(self, key: str) -> float | None:
-        """When the latest succeeded execution of ``key`` finished, or None: one search of the
-        partial index of succeeded rows (asked before each executed node: ``run/_checkpoint``)."""
-        found = self._value(  # the status written out: only then may SQLite use that index
-            f"SELECT max(finished_at) FROM node_runs WHERE cache_key = ? AND status = '{_SUCCEEDED}'",
-            (key,),
+    def last_successes(self, keys: Sequence[str]) -> dict[str, float]:
+        """When the latest succeeded execution of each of ``keys`` finished (keys that never
+        succeeded are left out): searches of the partial index of succeeded rows, a batch of
+        keys at a time (asked before nodes and a map's children execute: ``run/_checkpoint``)."""
+        found: dict[str, float] = {}
+        sql = (  # the status written out: only then may SQLite use that index
+            f"SELECT cache_key, finished_at FROM node_runs WHERE status = '{_SUCCEEDED}' "
+            "AND finished_at IS NOT NULL AND cache_key IN"
         )
-        return None if found is None else float(found)
+        for rows in self._in_batches(sql, keys):
+            for key, finished in rows:
+                found[str(key)] = max(float(finished), found.get(str(key), float("-inf")))
+        return found
 
     def delete_action(self, key: str) -> bool:
         """Forget an action record (its objects turned out to be missing or corrupt, or

@@ -121,6 +121,12 @@ class LeaseClaims:
             return True
         return False
 
+    def live_leases(self, *, ttl: float = LEASE_SECONDS) -> set[str]:
+        """The keys that live runs hold leases on (:data:`HOME_LEASE` among them while a run
+        holds the home lease: it covers every key that run computes). Inside a write
+        transaction, no run can take a new one until it ends (``cache gc``)."""
+        return {str(row[0]) for row in self._others(self.conn, "", time.time(), ttl)}
+
     def share_home(
         self, run_id: str, held: Mapping[str, str], *, ttl: float = LEASE_SECONDS
     ) -> None:

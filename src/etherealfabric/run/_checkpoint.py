@@ -44,9 +44,12 @@ How it works:
 - A run killed between committing a node's success and deleting its checkpoint leaves the
   checkpoint behind: the node's final state. It is never resumed: before a key runs, the
   driver asks the journal when the key last succeeded, and a checkpoint saved before then
-  is deleted before the first attempt (:func:`finished_checkpoint`), so an execution of a
+  is deleted before the first attempt (:func:`finished_checkpoint`; a map's children are
+  checked a chunk at a time, :func:`finished_checkpoints`), so an execution of a
   key whose record was forgotten, collected or damaged starts from the beginning. One saved
   after it (a later execution of the key, killed in its turn) is resumed as usual.
+  ``cache gc`` removes such a checkpoint even if its key stays a cache hit and never runs
+  again (``journal/_gccheckpoints.py``).
 - ``--force`` recomputes a node from scratch: the worker deletes its checkpoint before the
   forced node's first attempt (``Task.fresh``); its retries resume as usual.
 - The active checkpoint lives in a :class:`contextvars.ContextVar` (``define/_context.py``)
@@ -61,8 +64,10 @@ the work it protects (every epoch, not every batch).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..define._secret import refusing_secrets
@@ -71,7 +76,7 @@ from ..journal import Journal
 from ..store import Store
 from ..store._base import check_name, checkpoint_name
 
-__all__ = ["Checkpoint", "finished_checkpoint"]
+__all__ = ["Checkpoint", "finished_checkpoint", "finished_checkpoints"]
 
 log = logging.getLogger("etherealfabric.checkpoint")
 
@@ -196,27 +201,41 @@ class Checkpoint:
 
 def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> bool:
     """Whether the checkpoint under ``key`` is one an execution that succeeded left behind (a
-    kill between the commit of its success and the checkpoint's deletion): saved before the
-    key's last success in the journal (or at a time the store cannot tell). Such a state is
-    the end of a finished execution, never a point to resume a new one from. One query of
-    the journal's index of succeeded keys; the store is asked only for a key that succeeded
+    kill between the commit of its success and the checkpoint's deletion): see
+    :func:`finished_checkpoints`."""
+    return bool(finished_checkpoints(journal, store, {key: node}))
+
+
+def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str]) -> set[str]:
+    """Those of ``nodes`` (cache key -> node name: a node, or a chunk of a map's children)
+    whose checkpoint an execution that succeeded left behind: saved before the key's last
+    success in the journal (or at a time the store cannot tell). Such a state is the end of a
+    finished execution, never a point to resume a new one from. One query of the journal's
+    index of succeeded keys per 500 keys; the store is asked only for keys that succeeded
     before (a key whose record was forgotten, collected or damaged)."""
-    success = journal.last_success(key)
-    if success is None:
-        return False
-    local = getattr(store, "local", None)  # a layered store loads its local layer's first
-    try:
-        info = local.entry_info(checkpoint_name(key)) if isinstance(local, Store) else None
+    finished: set[str] = set()
+    for key, success in journal.last_successes(list(nodes)).items():
+        if _saved_before(store, key, success):
+            finished.add(key)
+            log.info(
+                "node %r: not resuming the checkpoint of key %s: it was saved before the "
+                "key's success at %s (a run killed before deleting it); the node starts from "
+                "the beginning",
+                nodes[key],
+                key,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(success)),
+            )
+    return finished
+
+
+def _saved_before(store: Store, key: str, success: float) -> bool:
+    """Whether the store holds a checkpoint under ``key`` saved before ``success`` (or at a
+    time it cannot tell)."""
+    layered = sys.modules.get("etherealfabric.store._layered")  # (none before it is imported)
+    local = store.local if layered and isinstance(store, layered.LayeredStore) else None
+    try:  # a layered store loads its local layer's first
+        info = local.entry_info(checkpoint_name(key)) if local is not None else None
         info = info or store.entry_info(checkpoint_name(key))
     except (OSError, StoreError):
         return False  # the attempt's own load reports what is wrong with the store
-    if info is None or (info.modified is not None and info.modified > success):
-        return False  # none, or saved by a later execution of the key: resumed
-    log.info(
-        "node %r: not resuming the checkpoint of key %s: it was saved before the key's "
-        "success at %s (a run killed before deleting it); the node starts from the beginning",
-        node,
-        key,
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(success)),
-    )
-    return True
+    return info is not None and (info.modified is None or info.modified <= success)

@@ -17,7 +17,7 @@ a child whose read file changed makes it a miss). On a miss the scheduler hands 
 
 Each child has its own retries, timeout, ``on_error``, record, journal row ``map[label]`` and
 lease (taken a chunk at a time, ``run/_mapleases.py``) and checkpoint (deleted once its success
-is committed); a failed child never makes a succeeded sibling run again. ``max_failures`` lets a map succeed with the items that did (only the
+is committed; one a kill left after that is never resumed: ``run/_maptasks.py``); a failed child never makes a succeeded sibling run again. ``max_failures`` lets a map succeed with the items that did (only the
 collection's key gets a record: the next run tries the failed items again). Chunks and the
 collection come back through the scheduler's queue with a token (:class:`ChunkToken`).
 Keys and names: ``plan/_maps.py``; the worker side: ``run/_mapwork.py``; a map over a map's
@@ -26,7 +26,6 @@ result is fed item by item: ``run/_mapstream.py``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -35,13 +34,11 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from ..define._files import Directory, File
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..plan._keys import KeyInfo
 from ..plan._maps import child_key, children_index, collect_key, holds_files, item_label, map_keys
 from ..states import EventKind, NodeStatus
 from ..store._links import LinkedOutputError
-from ._files import snapshot
 from ._lost import later, lost_child
 from ._mapcheck import checked_records
 from ._maperrors import child_failed
@@ -57,6 +54,7 @@ from ._mapstate import (
     load_items,
 )
 from ._mapstream import Streams
+from ._maptasks import child_tasks
 from ._mapwork import Chunk, ChunkResult, collect_values, run_chunk
 from ._messages import Attempt, Task, TaskResult
 from ._worker import action_record, execute
@@ -209,7 +207,7 @@ class Maps:
             self._check(run)
             return
         try:
-            tasks = [self._child_task(run, run.children[i]) for i in indexes]
+            tasks = self._child_tasks(run, [run.children[i] for i in indexes])
             future = self.host._dispatch.submit(
                 run.spec.on_driver, run_chunk, Chunk(run.name, tasks)
             )
@@ -244,14 +242,9 @@ class Maps:
             run.base = self.host._task(info)[0]
         return run.base
 
-    def _child_task(self, run: MapRun, child: Child) -> Task:
-        base = self._base(run)
-        task = copy.copy(base)
-        task.node, task.key, task.attempts_before = child.name, child.key, child.attempts_before
-        task.args = (child.item, *base.args[1:])
-        if isinstance(child.item, (File, Directory, list, tuple, dict)):
-            task.inputs_seen = {**base.inputs_seen, **snapshot([child.item])}
-        return task
+    def _child_tasks(self, run: MapRun, children: list[Child]) -> list[Task]:
+        forced, journal = run.name in self.host.policy.force, self.host.cache.journal
+        return child_tasks(self._base(run), children, forced=forced, journal=journal)
 
     def _unsendable(self, run: MapRun, indexes: list[int], exc: BaseException) -> None:
         if len(indexes) > 1:  # find which items cannot travel: send them one by one
@@ -286,7 +279,7 @@ class Maps:
                 return
             index, child = token.children[0], run.children[token.children[0]]
             if (wait := lost_child(child, self._base(run).retry, exc)) is not None:
-                chunk = Chunk(run.name, [self._child_task(run, child)])  # its worker died
+                chunk = Chunk(run.name, self._child_tasks(run, [child]))  # its worker died
                 submit = self.host._dispatch.submit
                 self._out(run, token, later(wait, submit, run.spec.on_driver, run_chunk, chunk))
                 return

@@ -71,10 +71,17 @@ def serializer_problem(record: Mapping[str, Any]) -> str | None:
         serializer = out.get("serializer")
         if serializer in _FILES or knows(serializer):
             continue
-        what = "no serializer" if not serializer else f"the unknown serializer {serializer!r}"
+        node = record.get("node", "?")
+        if not serializer:
+            return (
+                f"the action record of node {node!r} names no serializer for its output "
+                f"{name!r} (a journal or store edited by hand, or damaged)"
+            )
         return (
-            f"the action record of node {record.get('node', '?')!r} names {what} for its "
-            f"output {name!r} (a journal or store edited by hand or damaged, or a serializer "
-            "registered elsewhere: register it with register_serializer(...) before the run)"
+            f"the action record of node {node!r} names the serializer {serializer!r} for its "
+            f"output {name!r}, which this process does not know: it was registered inside "
+            "a node's code (known only once that node runs), or in a module the workflow "
+            "does not import. Register it with register_serializer(...) before the run, at "
+            f"import of the workflow module, or node {node!r} runs again on every run"
         )
     return None

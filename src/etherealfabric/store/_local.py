@@ -9,6 +9,9 @@ Layout under the root::
     checkpoints/ab/<key>         the intra-node checkpoint of a running node (header + bytes)
     checkpoints/.tmp/.tmp-<random>  a checkpoint being written
 
+A ``checkpoints/ab`` folder is removed with its last checkpoint (it would otherwise stay, empty,
+after every run): a writer whose folder vanished recreates it (``LocalStore._in_folder``).
+
 Temp files live in a ``.tmp`` folder next to the final folders (the digest, hence the final
 folder, is only known once the object is written). Keeping them under ``objects/`` means a
 rename never crosses file systems, even when ``objects/`` is a symlink to another disk.
@@ -65,6 +68,7 @@ _T = TypeVar("_T")
 
 _TEMP = ".tmp"
 _KINDS = ("objects", "actions", "checkpoints")
+_FOLDER_TRIES = 20  # times a write recreates a folder removed under it
 _MAP_FROM = 1 << 20  # smaller objects are read: a map's set-up costs more than the copy
 
 
@@ -237,10 +241,14 @@ class LocalStore(Store):
             remove_quietly(temp_path)
 
     def delete_entry(self, name: str) -> None:
-        """Remove the entry (a folder planted in its place too, see the module)."""
+        """Remove the entry (a folder planted in its place too, see the module); a checkpoint's
+        prefix folder goes with its last checkpoint (a writer recreates it: ``_in_folder``)."""
         path = self.entry_location(name)
         try:
             os.unlink(path)
+            if name.startswith("checkpoints/"):
+                with contextlib.suppress(OSError):  # not empty (ENOTEMPTY, EEXIST), or gone
+                    os.rmdir(os.path.dirname(path))
         except FileNotFoundError:
             pass
         except OSError as exc:  # EISDIR (Linux) or EPERM (macOS) for a folder
@@ -352,14 +360,17 @@ class LocalStore(Store):
             ) from exc
 
     def _in_folder(self, folder: str, action: Callable[[], _T]) -> _T:
-        """``action()``, after making sure ``folder`` exists (again, if it was removed)."""
+        """``action()``, after making sure ``folder`` exists (again, if it was removed: the
+        deletion of another process's last checkpoint of a prefix removes its folder, maybe
+        again right after we recreated it)."""
         self._ensure_dir(folder)
-        try:
-            return action()
-        except FileNotFoundError:  # removed behind our back since we cached it
-            self._dirs.discard(folder)
-            self._ensure_dir(folder)
-            return action()
+        for _ in range(_FOLDER_TRIES):
+            try:
+                return action()
+            except FileNotFoundError:  # removed behind our back since we cached it
+                self._dirs.discard(folder)
+                self._ensure_dir(folder)
+        return action()
 
     def _ensure_dir(self, folder: str) -> None:
         if folder in self._dirs:
