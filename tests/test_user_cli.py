@@ -1,0 +1,56 @@
+"""The command line as a first-time user meets it: a failed node's traceback can be found."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FAILING = """
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return {"a": 1}
+
+@node
+def use(row):
+    return row["missing_col"] + 1
+
+with Workflow("bad") as wf:
+    use(load())
+"""
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_failed_nodes_traceback_is_one_command_away(tmp_path: Path) -> None:
+    """`run` said `use: KeyError: 'missing_col'` and no command printed where: `logs`, `show`,
+    `explain` and `--traceback` all left the journaled traceback out (only the web UI had it)."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    done = _cli(tmp_path, "run", "flow.py")
+    assert done.returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert "use: KeyError: 'missing_col'" in done.stderr
+    assert f"etherealfabric logs {run_id} use" in done.stderr  # where the traceback is
+
+    logs = _cli(tmp_path, "logs", run_id, "use")
+    assert logs.returncode == 0, logs.stderr
+    assert "== use attempt 1 (failed) ==" in logs.stdout
+    assert 'flow.py", line 10, in use' in logs.stdout
+    assert 'return row["missing_col"] + 1' in logs.stdout
+    assert logs.stdout.rstrip().endswith("KeyError: 'missing_col'")
+
+    as_json = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)
+    assert "KeyError: 'missing_col'" in as_json[0]["traceback"]
+    ok = json.loads(_cli(tmp_path, "logs", run_id, "load", "--json").stdout)
+    assert ok[0]["traceback"] is None
