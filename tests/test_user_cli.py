@@ -54,3 +54,31 @@ def test_a_failed_nodes_traceback_is_one_command_away(tmp_path: Path) -> None:
     assert "KeyError: 'missing_col'" in as_json[0]["traceback"]
     ok = json.loads(_cli(tmp_path, "logs", run_id, "load", "--json").stdout)
     assert ok[0]["traceback"] is None
+
+
+def test_a_nodes_traceback_starts_in_the_users_code(tmp_path: Path) -> None:
+    """The journaled traceback (shown by `logs`, the UI and RunFailedError) began with five
+    frames of the engine's worker (_worker.py: execute, _call_with_retries, _attempt, body,
+    _call) before the user's own line: it now starts at the node's function, and keeps the
+    frames below it (a library's) and the chained exceptions."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    assert _cli(tmp_path, "run", "flow.py").returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    text = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)[0]["traceback"]
+    lines = text.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].endswith('flow.py", line 10, in use'), text
+    assert "_worker.py" not in text
+    assert lines[-1] == "KeyError: 'missing_col'"
+
+    with_cause = FAILING.replace(
+        'return row["missing_col"] + 1',
+        "import json\n    return json.loads('{\"a\": ')",
+    )
+    (tmp_path / "flow.py").write_text(with_cause)
+    assert _cli(tmp_path, "run", "flow.py").returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    text = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)[0]["traceback"]
+    assert "json/decoder.py" in text  # the library's frames below the node's are kept
+    assert "_worker.py" not in text
+    assert text.rstrip().splitlines()[-1].startswith("json.decoder.JSONDecodeError")

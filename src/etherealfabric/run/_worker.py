@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -60,7 +59,7 @@ from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
-from ._messages import Attempt, Task, TaskResult
+from ._messages import Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
 from ._redact import Redactor
@@ -100,7 +99,7 @@ def execute(task: Task) -> TaskResult:
         result.ok = True
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
+        result.traceback = node_traceback(exc)
         result.exception = exc
         if result.attempts and result.attempts[-1].error is None:
             result.attempts[-1].error = result.error
@@ -207,7 +206,7 @@ def _attempt(
         return values
     except Exception as exc:
         attempt.error = f"{type(exc).__name__}: {exc}"
-        attempt.traceback = traceback.format_exc()
+        attempt.traceback = node_traceback(exc)
         attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
         attempt.finished_at = time.time()
         report_progress(("failed", number, attempt.finished_at, redact(attempt.error)))
