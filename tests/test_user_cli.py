@@ -82,3 +82,15 @@ def test_a_nodes_traceback_starts_in_the_users_code(tmp_path: Path) -> None:
     assert "json/decoder.py" in text  # the library's frames below the node's are kept
     assert "_worker.py" not in text
     assert text.rstrip().splitlines()[-1].startswith("json.decoder.JSONDecodeError")
+
+
+def test_a_parameter_for_a_workflow_without_any_says_how_to_declare_one(tmp_path: Path) -> None:
+    """`-p x=1` on a workflow with no parameters said only `Its parameters: none`."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    out = _cli(tmp_path, "run", "flow.py", "-p", "x=1")
+    assert out.returncode == 2
+    assert "Its parameters: none" in out.stderr
+    assert "Workflow(..., params={'x': DEFAULT})" in out.stderr
+    assert "wf.params.x" in out.stderr
+    nested = _cli(tmp_path, "run", "flow.py", "-p", "model.C=1")
+    assert "params={'model': {'C': DEFAULT}})" in nested.stderr, nested.stderr
