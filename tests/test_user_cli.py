@@ -94,3 +94,21 @@ def test_a_parameter_for_a_workflow_without_any_says_how_to_declare_one(tmp_path
     assert "wf.params.x" in out.stderr
     nested = _cli(tmp_path, "run", "flow.py", "-p", "model.C=1")
     assert "params={'model': {'C': DEFAULT}})" in nested.stderr, nested.stderr
+
+
+def test_a_function_with_several_outputs_is_told_a_tuple_works(tmp_path: Path) -> None:
+    """`@node(outputs=["X", "y"])` returning one value said it 'must return a dict', though the
+    tutorials return `X, y`; a tuple of the wrong length said the same, without its length."""
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node(outputs=['X', 'y'])\ndef one():\n    return 1\n"
+        "@node(outputs=['X', 'y'])\ndef three():\n    return 1, 2, 3\n"
+        "with Workflow('shapes', keep_going=True) as wf:\n    one()\n    three()\n"
+    )
+    out = _cli(tmp_path, "run", "flow.py")
+    assert out.returncode == 1
+    assert (
+        "node 'one': the function returned int; it must return a dict with the declared "
+        "outputs ['X', 'y'] (or a tuple of 2 values, in that order)"
+    ) in out.stderr, out.stderr
+    assert "node 'three': the function returned a tuple of 3 values;" in out.stderr
