@@ -122,8 +122,9 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     tmp_path: Path,
 ) -> None:
     """The record of make names a serializer the next process does not know until make runs:
-    every run refuses the hit and runs make again. The warning says so, naming the
-    serializer, the node and the key, and says where to register it. Real CLI processes."""
+    every run refuses the hit and runs make again. The first run warns as make's output is
+    written, every later one as the hit is refused: naming the serializer, the node and the
+    key, and saying where to register it. Real CLI processes."""
     import os
     import subprocess
     import sys
@@ -145,8 +146,14 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     with sqlite3.connect(tmp_path / "home" / "journal.db") as db:
         [(key,)] = db.execute("SELECT key FROM actions WHERE node = 'make'").fetchall()
     db.close()
+    [said] = [line for line in first.stderr.splitlines() if "'thing'" in line]  # at once
+    for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
+        assert part in said, (part, said)
     second = run()
     assert "make ran" in second.stderr + second.stdout, "make's hit was refused: it runs again"
-    [said] = [line for line in second.stderr.splitlines() if "'thing'" in line]
+    said, wrote = (  # the hit refused, then (make registers it again) the output written
+        line for line in second.stderr.splitlines() if "'thing'" in line
+    )
+    assert "recomputing" in said and "wrote its output" in wrote, (said, wrote)
     for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
         assert part in said, (part, said)
