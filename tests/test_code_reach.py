@@ -346,6 +346,19 @@ def test_a_module_imported_only_by_the_node_body_is_found(project: Project) -> N
     assert "sh_late.late" in fp(module).parts
 
 
+def test_a_module_imported_to_fill_a_registry_the_body_reads(project: Project) -> None:
+    """``import sh_late`` in the body only registers ``sq`` into ``REG``, a global the body
+    reads: REG was hashed before the import filled it (empty in a fresh process), so an edit
+    of ``sq`` was a stale hit."""
+    tools = "REG = {}\n\ndef register(f):\n    REG[f.__name__] = f\n    return f\n"
+    late = "from sh_tools import register\n\n@register\ndef sq(x):\n    return x * x\n"
+    flow = "from sh_tools import REG\n\ndef node(x):\n    import sh_late\n    return REG['sq'](x)\n"
+    files = {"sh_tools.py": tools, "sh_late.py": late}
+    before = fp(project.load(flow, **files))
+    files["sh_late.py"] = late.replace("x * x", "x * x * x")
+    assert "sh_late.sq" in changed(before, fp(project.load(flow, **files)))
+
+
 def test_stdlib_imports_in_a_body_add_nothing(project: Project) -> None:
     assert set(fp(load_package(project), "node_stdlib").parts) == {"sh_flow.node_stdlib"}
 

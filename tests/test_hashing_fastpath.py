@@ -102,3 +102,17 @@ def test_other_lists_are_not_a_list_of_upstream_outputs(value: object) -> None:
     from etherealfabric.plan._keys import _refs_param
 
     assert _refs_param(None, value, {}) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_a_list_of_references_of_any_digest_length_is_keyed_as_the_encoder_would(
+    container: type,
+) -> None:
+    """The direct encoding of a gather's input frames a 32-character digest with a cached
+    head; a digest of another length (or non-ASCII) takes the general frame: the same bytes."""
+    from etherealfabric.hashing._cachekey import ref_sequence_digest
+
+    pairs = [("=value", "a" * 32), ("pickle", ""), ("json", "b" * 31), ("json", "c" * 64),
+             ("pickle", "ü" * 16), ("=value", "d" * 32), ("json", "e" * 32)]  # fmt: skip
+    resolved = container(RefDigest(s, d) for s, d in pairs)
+    assert ref_sequence_digest(container, pairs) == hash_value(resolved)

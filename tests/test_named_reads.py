@@ -4,6 +4,7 @@ checked before each cache hit like the files it opens through Python (run/_reads
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -444,3 +445,92 @@ def test_files_a_called_helper_names_are_the_nodes(tmp_path: Path, home: Path) -
     assert wf.execute()[out] == 16
     write_sales("helper_literal.parquet", [20])
     assert wf.execute()[out] == 26
+
+
+@dataclasses.dataclass
+class SalesConfig:
+    sales: str
+    scale: int = 1
+
+
+class SalesLoader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+@node
+def sales_of_config(cfg: Any, loader: Any) -> int:
+    import pandas as pd
+
+    first = pd.read_parquet(cfg.sales).amount.sum() * cfg.scale
+    return int(first + pd.read_parquet(loader.path).amount.sum())
+
+
+def test_paths_in_a_config_object_argument_are_named(tmp_path: Path, home: Path) -> None:
+    """A dataclass or an object of yours passed as an argument, holding the path: the key has
+    the path's text only, so editing the file pyarrow reads was a stale hit."""
+    write_sales("cfg_sales.parquet", [1, 2])
+    write_sales("loader_sales.parquet", [10])
+    with Workflow("configs", root=".") as wf:
+        out = sales_of_config(SalesConfig("cfg_sales.parquet"), SalesLoader("loader_sales.parquet"))
+    assert wf.execute()[out] == 13
+    assert wf.execute().cached == 1
+    write_sales("cfg_sales.parquet", [1, 2, 3])
+    assert wf.execute()[out] == 16
+    write_sales("loader_sales.parquet", [20])
+    assert wf.execute()[out] == 26
+
+
+class SalesRepository:
+    def load(self) -> Any:
+        import pandas as pd
+
+        return pd.read_parquet("repo_sales.parquet")
+
+
+REPOSITORY = SalesRepository()
+
+
+@node
+def sales_of_repository(repository: Any) -> int:
+    return int(REPOSITORY.load().amount.sum() + repository.load().amount.sum())
+
+
+def test_a_path_in_the_methods_of_an_object_the_node_uses_is_named(tmp_path: Path) -> None:
+    """A global instance (``REPOSITORY.load()``) or an argument of a class of yours whose
+    method names the file: the class's code texts are the node's."""
+    write_sales("repo_sales.parquet", [1, 2])
+    assert _reads.named_paths(sales_of_repository, (None,), {}) == ["./repo_sales.parquet"]
+    assert _reads.named_paths(lambda r: r, (SalesRepository(),), {}) == ["./repo_sales.parquet"]
+    with Workflow("repository", root=".") as wf:
+        out = sales_of_repository(SalesRepository())
+    assert wf.execute()[out] == 6
+    assert wf.execute().cached == 1
+    write_sales("repo_sales.parquet", [1, 2, 3])
+    assert wf.execute()[out] == 12
+
+
+def _shell_count() -> str:
+    done = subprocess.run("cat shell_data.csv", shell=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+shell_count = node(_shell_count)
+
+
+def test_a_path_in_a_shell_command_or_a_query_is_named(tmp_path: Path) -> None:
+    """A path among the words of a command a shell runs (or of a query a database reads):
+    the whole text names no file, so the file's edits were stale hits."""
+    Path("shell_data.csv").write_text("1")
+    missing: list[str] = []
+    assert _reads.named_paths(_shell_count, (), {}, missing=missing) == ["./shell_data.csv"]
+    query = "SELECT * FROM 'shell_*.csv' WHERE x > 1.5"
+    assert "./shell_data.csv" in _reads.named_paths(doubled, (query,), {})
+    _reads.named_paths(doubled, ("cat nothing/there.csv",), {}, missing=missing)
+    assert missing == []  # a word of a text is never one looked for
+    with Workflow("shell", root=".") as wf:
+        out = shell_count()
+    assert wf.execute()[out] == "1"
+    assert wf.execute().cached == 1
+    Path("shell_data.csv").write_text("2")
+    assert wf.execute()[out] == "2"

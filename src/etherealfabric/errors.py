@@ -229,7 +229,17 @@ class UnknownParameterError(ParameterError, AttributeError):
         close = difflib.get_close_matches(parameter, names, n=1, cutoff=0.5)
         suggestion = close[0] if close else None
         hint = f"; did you mean {suggestion!r}?" if suggestion else "."
-        listed = ", ".join(names) if names else "none"
+        declared = "DEFAULT"
+        for part in reversed(parameter.split(".")):  # model.C: {'model': {'C': DEFAULT}}
+            declared = f"{{{part!r}: {declared}}}"
+        listed = (
+            ", ".join(names)
+            if names
+            else (
+                f"none (declare it with Workflow(..., params={declared}) and pass it to a node "
+                f"as wf.params.{parameter})"
+            )
+        )
         ConfigError.__init__(
             self,
             f"workflow {workflow!r} has no parameter {parameter!r}{hint} Its parameters: {listed}",

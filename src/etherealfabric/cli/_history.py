@@ -336,7 +336,7 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
         if not attempts:
             _fail(f"node {node!r} has no attempt {attempt} in run {row['id']}; omit --attempt")
     if as_json:
-        keys = ("run_id", "node", "attempt", "status", "output")
+        keys = ("run_id", "node", "attempt", "status", "output", "traceback")
         _echo_json([{k: a[k] for k in keys} for a in attempts])
         return
     for a in attempts:
@@ -353,3 +353,5 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
             )
         else:
             click.echo("no output captured")
+        if a["traceback"]:  # a failed attempt: where it failed, last
+            click.echo(f"-- traceback --\n{a['traceback'].rstrip()}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext, redirect_stdout
@@ -330,6 +331,12 @@ def _report(
             )
         for name, error in results.errors.items():
             click.echo(f"  {name}: {error}", err=True)
+        if results.errors:  # the one-line errors above; the tracebacks are in the journal
+            first = next(iter(results.errors))
+            click.echo(
+                f"  traceback: etherealfabric logs {results.run_id} {shlex.quote(first)}",
+                err=True,
+            )
         for name, report in results.maps.items():
             if report.failed and name not in results.errors:  # max_failures let it succeed
                 shown = ", ".join(list(report.failed)[:5]) + (

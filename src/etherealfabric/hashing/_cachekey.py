@@ -90,12 +90,19 @@ def ref_sequence_digest(kind: type, refs: Sequence[tuple[str, str]]) -> str:
     the ``(serializer, digest)`` pairs: a gather's input, keyed without a handler call per
     item (the same bytes: tests/test_hashing_fastpath.py)."""
     parts = [_SEQUENCE_TAGS[kind], _int(len(refs))]
-    heads: dict[str, bytes] = {}  # the frames of the serializers' names
+    extend = parts.extend
+    # a reference's frames before its digest's bytes, by serializer name, for the usual
+    # 32-character digest (the length frame included: two parts an item, no call)
+    heads: dict[str, bytes] = {}
     for serializer, digest in refs:
-        head = heads.get(serializer)
-        if head is None:
-            head = heads[serializer] = _TAG["ref"] + _text(serializer)
-        parts += (head, _text(digest))
+        data = digest.encode("utf-8", "surrogatepass")
+        if len(data) == 32:
+            head = heads.get(serializer)
+            if head is None:
+                head = heads[serializer] = _TAG["ref"] + _text(serializer) + _LEN32
+            extend((head, data))
+        else:
+            extend((_TAG["ref"] + _text(serializer), _frame(data)))
     return hexdigest(b"".join(parts))
 
 

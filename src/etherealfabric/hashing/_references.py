@@ -104,10 +104,13 @@ class References:
         self._names, self._loads = names, Loads(fn)
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
         namespace = fn.__globals__
+        imports, package = tuple(body_imports(code)), fn.__globals__.get("__package__")
+        for level, target, _ in imports:  # first: ``import plug.impls`` fills a REG it reads
+            self._find(absolute_name(target, level, package))
         for name in names:
             if name in namespace:
                 self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
-        for level, target, fromlist in body_imports(code):
+        for level, target, fromlist in imports:
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
             self.imported(fn, 0, target, (), names)
@@ -144,7 +147,6 @@ class References:
                 self.value(fn, f"{owner}.{attr}", ())  # e.g. ``method = helper``
         if functions:
             return
-        # a private attribute counts when it holds code: a ``_registry`` a decorator fills
         private = attr.startswith("_") and (attr.endswith("__") or not holds_code(member))
         if isinstance(member, type) and defined_in(member, cls):
             self.cls(member, f"{owner}.{attr}")
@@ -246,10 +248,8 @@ class References:
     ) -> None:  # fmt: skip
         """An import in ``fn``'s body: follow the user modules and names it binds."""
         absolute = absolute_name(target, level, fn.__globals__.get("__package__"))
-        if absolute is None:
-            return
         module = self._find(absolute)
-        if module is None:
+        if module is None or absolute is None:
             return
         label = module_label(module.__name__)
         for name in (n for n in fromlist if n != "*"):
@@ -267,8 +267,10 @@ class References:
                 if found is not None:
                     self.module(found, names)
 
-    def _find(self, absolute: str) -> types.ModuleType | None:
+    def _find(self, absolute: str | None) -> types.ModuleType | None:
         """The user module ``absolute`` (imported if need be); None for library code."""
+        if absolute is None:  # a relative import out of no package
+            return None
         top = absolute.partition(".")[0]
         if top == "etherealfabric" or is_stdlib(top):
             return None

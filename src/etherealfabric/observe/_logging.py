@@ -66,6 +66,10 @@ def configure_logging(level: str) -> logging.Logger:
     return logger
 
 
+#: the kinds logged at DEBUG only (one or two events per node), as a set of plain members
+_DEBUG_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.NODE_STARTED, EventKind.NODE_SUCCEEDED))
+
+
 class LogSubscriber:
     """Logs run events: runs at INFO, each node at DEBUG, failures at ERROR.
 
@@ -78,6 +82,8 @@ class LogSubscriber:
 
     def __call__(self, event: Event) -> None:
         kind, log = event.kind, self.log
+        if kind in _DEBUG_ONLY and not log.isEnabledFor(logging.DEBUG):
+            return  # (most events: decided without reading members from EventKind, slow on 3.11)
         if kind is EventKind.NODE_CACHED:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: cached (key %s)", event.node, event.data["key"][:12])

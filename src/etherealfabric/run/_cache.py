@@ -41,7 +41,7 @@ from ..store._links import LinkedOutputError
 from ._files import file_value, restore_output
 from ._folders import read_changed
 from ._reads import changed_read
-from ._records import decode_record, malformed, serializer_problem
+from ._records import decode_record, inline_known, malformed, serializer_problem
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -254,16 +254,12 @@ class ArtifactCache:
 
         A size check is one ``stat``; the bytes themselves are verified when loaded.
         """
+        files = record.get("files")
+        if not files and inline_known(record):  # (most records; inline: checked when read)
+            return None
         problem = serializer_problem(record)  # an edited record's: a miss, never a crash
         if problem is not None:
             return problem
-        files = record.get("files")
-        if not files:  # (most records: outputs kept inline have nothing to check here)
-            for out in record["outputs"].values():
-                if not out.get("inline"):
-                    break
-            else:
-                return None
         stored = [(f"file {p!r}", e) for p, e in files.items()] if files else ()
         seen: set[str] = set()  # (a returned File is an output and a file of one object)
         for name, out in [*record["outputs"].items(), *stored]:

@@ -23,6 +23,20 @@ from ..store._serializers import PortableSerializers
 __all__ = ["HOST", "Attempt", "Task", "TaskResult"]
 
 
+_ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def node_traceback(exc: BaseException) -> str:
+    """The traceback of an exception a node's call raised, from the node's own code on: the
+    engine's frames that called it (the worker's retries, capture and call) are left out, the
+    frames below (a library's) and chained exceptions kept. An error the engine raised
+    itself (no frame outside the package) keeps every frame."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_ENGINE):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
 def _host_name() -> str:
     """``socket.gethostname()``, read from ``uname`` where there is one (as it does on POSIX)
     without importing ``socket`` (``journal/_liveness.host_name``, which workers do not load)."""

@@ -88,7 +88,14 @@ from ._folders import (
     writes_into,
 )
 from ._memoized import memoized_reads
-from ._texts import MAX_READS, argument_strings, code_texts, defaults_used, path_texts
+from ._texts import (
+    MAX_READS,
+    argument_strings,
+    code_texts,
+    defaults_used,
+    path_texts,
+    words_of,
+)
 
 if TYPE_CHECKING:
     from ._messages import Attempt, Task
@@ -191,6 +198,8 @@ def named_paths(
         if "." not in text and os.sep not in text:  # a word, not a file name
             continue
         candidates.setdefault(os.path.expanduser(text), text)
+        for word in words_of(text):  # a shell command, a query: named by the text, which
+            candidates.setdefault(os.path.expanduser(word), text)  # is never one missing
     found: dict[str, None] = {}
     present = maybe_existing(list(candidates))
     if missing is not None:

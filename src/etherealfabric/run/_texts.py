@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
@@ -21,7 +22,14 @@ from ..errors import HashingError
 from ..hashing._fingerprint import bound_values, generation, helpers_called
 from ..hashing._usercode import is_user_code
 
-__all__ = ["MAX_READS", "argument_strings", "code_texts", "defaults_used", "path_texts"]
+__all__ = [
+    "MAX_READS",
+    "argument_strings",
+    "code_texts",
+    "defaults_used",
+    "path_texts",
+    "words_of",
+]
 
 #: the files of one node checked before its cache hits; beyond, a warning says which are not
 MAX_READS = 1000
@@ -110,6 +118,13 @@ def _held_texts(value: Any, depth: int = 0) -> Iterator[str]:
         items: list[Any] = list(islice(vars(value).values(), MAX_READS))
     elif depth < 3 and dataclasses.is_dataclass(value):
         items = [getattr(value, f.name, None) for f in dataclasses.fields(value)[:MAX_READS]]
+    elif depth < 3 and is_user_code(type(value)) and not isinstance(value, FunctionType):
+        # ``Loader("sales.parquet")``, ``REPO = Repo()``: its state, and the texts of its
+        # class's code, whose methods the node calls (``REPO.load()``)
+        yield from _constant_strings(type(value))
+        yield from (t for v in _class_attributes(type(value)) for t in path_texts(v, depth + 1))
+        state = _vars_of(value)
+        items = list(islice(state.values(), MAX_READS)) if isinstance(state, dict) else []
     else:
         yield from path_texts(value, depth)
         return
@@ -145,9 +160,15 @@ def _constant_strings(code: Any) -> tuple[str, ...]:
 
 def argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
     """The texts of the arguments (the first ones only: a list of a million sentences from
-    upstream is not a million ``stat`` calls)."""
-    texts = (text for value in (*args, *kwargs.values()) for text in path_texts(value))
+    upstream is not a million ``stat`` calls), also the fields of a config object (a
+    dataclass, a ``SimpleNamespace``, an instance of a class of yours) as for globals."""
+    texts = (text for value in (*args, *kwargs.values()) for text in _held_texts(value))
     return list(islice(texts, 4 * MAX_READS))
+
+
+def _vars_of(value: Any) -> Any:
+    """``value.__dict__``, or None when it has none (slots, a C type)."""
+    return getattr(value, "__dict__", None)
 
 
 def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
@@ -165,3 +186,17 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
                 yield os.fspath(item)
             elif isinstance(item, (Mapping, list, tuple)):
                 yield from path_texts(item, depth + 1)
+
+
+#: a word of a command or a query: what lies between blanks, quotes, brackets and separators
+_WORD = re.compile(r"[^\s'\"`(),;=]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text holding blanks or quotes that may be paths (``cat data/x.csv``
+    run by a shell, ``SELECT * FROM 'data/*.parquet'``): with a ``.`` or a separator, at
+    most 20; none for a text that is a word itself."""
+    if not any(c in text for c in " \t'\"`"):
+        return []
+    words = (w for w in _WORD.findall(text) if "." in w or os.sep in w)
+    return [w for w in islice(words, 20) if w not in (".", "..")]

@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -60,10 +59,11 @@ from ._capture import capture, joined
 from ._checkpoint import Checkpoint
 from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
-from ._messages import Attempt, Task, TaskResult
+from ._messages import Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
 from ._redact import Redactor
+from ._returns import check_outputs, normalise
 from ._timeouts import call_with_timeout
 
 __all__ = ["action_record", "execute", "store_values"]
@@ -100,7 +100,7 @@ def execute(task: Task) -> TaskResult:
         result.ok = True
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
+        result.traceback = node_traceback(exc)
         result.exception = exc
         if result.attempts and result.attempts[-1].error is None:
             result.attempts[-1].error = result.error
@@ -207,7 +207,7 @@ def _attempt(
         return values
     except Exception as exc:
         attempt.error = f"{type(exc).__name__}: {exc}"
-        attempt.traceback = traceback.format_exc()
+        attempt.traceback = node_traceback(exc)
         attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
         attempt.finished_at = time.time()
         report_progress(("failed", number, attempt.finished_at, redact(attempt.error)))
@@ -222,40 +222,9 @@ def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[
     if task.is_class:
         instance = task.code(*args, **kwargs)
         instance._ef_name = task.node
-        return _check_outputs(task, instance.run(), "run()")
+        return check_outputs(task, instance.run(), "run()")
     raw = task.code(*args, **kwargs)
-    return _check_outputs(task, _normalise(task, raw), "the function")
-
-
-def _normalise(task: Task, value: Any) -> Any:
-    outputs = task.outputs
-    if len(outputs) == 1:
-        return {outputs[0]: value}
-    if isinstance(value, (tuple, list)) and len(value) == len(outputs):
-        return dict(zip(outputs, value, strict=True))
-    return value
-
-
-def _check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
-    declared = list(task.outputs)
-    if value is None and not declared:
-        return {}
-    if not isinstance(value, Mapping):
-        raise OutputError(
-            f"node {task.node!r}: {what} returned {type(value).__name__}; it must return a "
-            f"dict with the declared outputs {declared}",
-            node=task.node,
-        )
-    missing = [n for n in declared if n not in value]
-    extra = [str(n) for n in value if n not in task.outputs]
-    if missing or extra:
-        parts = [f"missing {missing}" if missing else "", f"undeclared {extra}" if extra else ""]
-        raise OutputError(
-            f"node {task.node!r}: {what} returned outputs that do not match the declared "
-            f"{declared}: {', '.join(p for p in parts if p)}",
-            node=task.node,
-        )
-    return value
+    return check_outputs(task, normalise(task, raw), "the function")
 
 
 # -- outputs --------------------------------------------------------------------------------------

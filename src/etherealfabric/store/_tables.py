@@ -90,6 +90,17 @@ def _pyarrow() -> Any:
     return pyarrow
 
 
+@cache
+def _pandas_arrow_types() -> None:
+    """Register pandas' own arrow extension types (period, interval) with pyarrow before a
+    read. pandas registers them lazily, when it first converts such a frame *to* arrow, so a
+    process that had not written one read a PeriodIndex back as the integers it is stored as."""
+    for module in ("pandas.core.arrays.arrow.extension_types", "pandas.core.arrays._arrow_utils"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+            return
+
+
 # -- parquet -------------------------------------------------------------------------------------
 
 
@@ -119,12 +130,14 @@ class ParquetSerializer(Serializer):
 
     def load(self, fp: BinaryIO) -> object:
         _pyarrow()
+        _pandas_arrow_types()
         import pyarrow.parquet as pq
 
         return _to_pandas(pq.read_table(fp, pre_buffer=False))
 
     def loads(self, data: bytes) -> object:
         pa = _pyarrow()
+        _pandas_arrow_types()
         import pyarrow.parquet as pq
 
         return _to_pandas(pq.read_table(pa.BufferReader(data), pre_buffer=False))
@@ -134,6 +147,7 @@ class ParquetSerializer(Serializer):
         never the whole file into memory first (as through a Python file object). A frame
         with a plain layout is read one column at a time (:func:`_read_by_column`)."""
         _pyarrow()
+        _pandas_arrow_types()
         import pyarrow.parquet as pq
 
         frame = _read_by_column(pq.ParquetFile(path, pre_buffer=False))

@@ -44,6 +44,7 @@ from . import _queries as q
 from . import _views as views
 from ._gates import TokenGate, damaged, guarded
 from ._hosts import is_loopback
+from ._layout import STATUS_MARKS
 from ._plan import plan_for
 
 __all__ = ["TokenGate", "create_app"]
@@ -153,6 +154,7 @@ def create_app(
     site = Site(settings.journal_path, settings.home, f" --home {settings.home}" if home else "")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["status_css"] = _status_css()
+    templates.env.globals["status_marks"] = STATUS_MARKS
     templates.env.globals["journal"] = str(site.journal_path)
 
     def page(name: str) -> Callable[[Request], Response]:

@@ -26,18 +26,23 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["CANVAS_FROM", "Layout", "layout", "to_svg"]
+__all__ = ["CANVAS_FROM", "STATUS_MARKS", "Layout", "layout", "to_svg"]
 
 #: Node box size and spacing, in SVG units.
 WIDTH, HEIGHT, GAP_X, GAP_Y = 150, 34, 20, 46
 #: The widest row; wider layers wrap onto more rows.
 ROW = 40
 SWEEPS = 4
-LABEL_CHARS = 20
+LABEL_CHARS = 18
 #: Graphs up to this many nodes get a tooltip per node.
 TITLES = 1000
 #: Graphs of more nodes than this are drawn on a canvas by the run page, not as SVG.
 CANVAS_FROM = 1000
+#: The mark each status shows beside a node's name (its colour is not the only sign of it);
+#: the run page's legend shows them, and its script sets them as statuses change.
+STATUS_MARKS = {"pending": "○", "running": "▶", "retrying": "↻", "succeeded": "✓",
+                "cached": "≡", "failed": "✗", "fallback": "↪", "skipped": "»",
+                "upstream_failed": "⊘", "cancelled": "■", "interrupted": "‖", "drifted": "≠"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -194,16 +199,19 @@ def _safe(text: str) -> str:
 def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> str:
     """The drawing as an SVG element.
 
-    Each node is a ``<rect class="n st-STATUS" data-node=NAME>`` (with ``data-href``, the
-    node's page, when ``href`` is given: the page's script follows it on a click) and its
-    label; all edges are one ``<path>``; nodes get a ``<title>`` only in graphs small enough for
-    it to cost nothing. A graph of thousands of nodes stays a document drawn in a moment.
+    Each node is a ``<rect class="n st-STATUS" data-node=NAME>``, its status's mark
+    (:data:`STATUS_MARKS`, ``<text class="st">``) and its label, in an ``<a class="node">``
+    labelled ``NAME: STATUS`` for screen readers: with ``href``, a link to the node's page
+    (reached with Tab, opened with Enter; ``data-href`` on the rect too, for the page's
+    script). All edges are one ``<path>``; nodes get a ``<title>`` only in graphs small enough
+    for it to cost nothing. A graph of thousands of nodes stays a document drawn in a moment.
     """
     pad = 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" class="graph" '
         f'viewBox="{-pad} {-pad} {drawing.width + 2 * pad:.0f} {drawing.height + 2 * pad:.0f}" '
-        f'data-width="{drawing.width:.0f}" data-height="{drawing.height:.0f}">',
+        f'data-width="{drawing.width:.0f}" data-height="{drawing.height:.0f}" '
+        f"data-marks='{escape(json.dumps(STATUS_MARKS, ensure_ascii=False))}'>",
     ]
     half, pos = WIDTH / 2, drawing.positions
     curves = []
@@ -217,12 +225,18 @@ def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> s
     for name, (x, y) in pos.items():
         status = _safe(statuses.get(name, "pending"))
         text = _safe(name)
-        link = f' data-href="{_safe(href + quote(name, safe=""))}"' if href else ""
+        target = _safe(href + quote(name, safe="")) if href else ""
+        link = f' data-href="{target}"' if href else ""
         title = f"<title>{text} ({status})</title>" if titles else ""
+        mark = _safe(STATUS_MARKS.get(statuses.get(name, "pending"), "?"))
+        opening = f'<a class="node" href="{target}"' if href else '<g class="node"'
         parts.append(
+            f'{opening} aria-label="{text}: {status}">'
             f'<rect class="n st-{status}" data-node="{text}"{link} x="{x:.0f}" y="{y:.0f}" '
             f'width="{WIDTH}" height="{HEIGHT}" rx="6">{title}</rect>'
-            f'<text x="{x + half:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text>'
+            f'<text class="st" x="{x + 11:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{mark}</text>'
+            f'<text x="{x + half + 7:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text>'
+            + ("</a>" if href else "</g>")
         )
     parts.append("</g></svg>")
     return "".join(parts)

@@ -211,6 +211,13 @@ function panZoom(box) {
  * run's is drawn on a canvas (graph.js); both answer fit, find, recolour and reload. */
 function svgGraph(box, runId) {
   const view = panZoom(box);
+  box.addEventListener("focusin", (e) => { // a node reached with Tab: bring it into view
+    const rect = e.target.querySelector && e.target.querySelector("rect.n");
+    if (rect && e.target.matches(":focus-visible")) {
+      view.show(Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) / 2,
+        Number(rect.getAttribute("y")) + Number(rect.getAttribute("height")) / 2);
+    }
+  });
   box.addEventListener("click", (e) => {
     const node = e.target.closest && e.target.closest(".n[data-href]");
     if (node && !e.defaultPrevented) location.href = node.getAttribute("data-href");
@@ -259,6 +266,7 @@ function canvasGraph(box, runId, statuses) {
 function colourGraph(box, statuses) {
   let unknown = false;
   const seen = new Set();
+  const svg = box.querySelector("svg"), marks = JSON.parse((svg && svg.getAttribute("data-marks")) || "{}");
   for (const g of box.querySelectorAll("svg rect.n")) {
     const name = g.getAttribute("data-node");
     seen.add(name);
@@ -268,6 +276,9 @@ function colourGraph(box, statuses) {
       g.setAttribute("class", cls);
       const title = g.querySelector("title");
       if (title) title.textContent = `${name} (${status})`;
+      const node = g.parentNode, mark = node.querySelector("text.st");
+      if (mark) mark.textContent = marks[status] || "?";
+      node.setAttribute("aria-label", `${name}: ${status}`);
     }
   }
   for (const name of Object.keys(statuses)) if (!seen.has(name)) unknown = true;

@@ -1,0 +1,114 @@
+"""The command line as a first-time user meets it: a failed node's traceback can be found."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FAILING = """
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return {"a": 1}
+
+@node
+def use(row):
+    return row["missing_col"] + 1
+
+with Workflow("bad") as wf:
+    use(load())
+"""
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_failed_nodes_traceback_is_one_command_away(tmp_path: Path) -> None:
+    """`run` said `use: KeyError: 'missing_col'` and no command printed where: `logs`, `show`,
+    `explain` and `--traceback` all left the journaled traceback out (only the web UI had it)."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    done = _cli(tmp_path, "run", "flow.py")
+    assert done.returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert "use: KeyError: 'missing_col'" in done.stderr
+    assert f"etherealfabric logs {run_id} use" in done.stderr  # where the traceback is
+
+    logs = _cli(tmp_path, "logs", run_id, "use")
+    assert logs.returncode == 0, logs.stderr
+    assert "== use attempt 1 (failed) ==" in logs.stdout
+    assert 'flow.py", line 10, in use' in logs.stdout
+    assert 'return row["missing_col"] + 1' in logs.stdout
+    assert logs.stdout.rstrip().endswith("KeyError: 'missing_col'")
+
+    as_json = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)
+    assert "KeyError: 'missing_col'" in as_json[0]["traceback"]
+    ok = json.loads(_cli(tmp_path, "logs", run_id, "load", "--json").stdout)
+    assert ok[0]["traceback"] is None
+
+
+def test_a_nodes_traceback_starts_in_the_users_code(tmp_path: Path) -> None:
+    """The journaled traceback (shown by `logs`, the UI and RunFailedError) began with five
+    frames of the engine's worker (_worker.py: execute, _call_with_retries, _attempt, body,
+    _call) before the user's own line: it now starts at the node's function, and keeps the
+    frames below it (a library's) and the chained exceptions."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    assert _cli(tmp_path, "run", "flow.py").returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    text = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)[0]["traceback"]
+    lines = text.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].endswith('flow.py", line 10, in use'), text
+    assert "_worker.py" not in text
+    assert lines[-1] == "KeyError: 'missing_col'"
+
+    with_cause = FAILING.replace(
+        'return row["missing_col"] + 1',
+        "import json\n    return json.loads('{\"a\": ')",
+    )
+    (tmp_path / "flow.py").write_text(with_cause)
+    assert _cli(tmp_path, "run", "flow.py").returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    text = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)[0]["traceback"]
+    assert "json/decoder.py" in text  # the library's frames below the node's are kept
+    assert "_worker.py" not in text
+    assert text.rstrip().splitlines()[-1].startswith("json.decoder.JSONDecodeError")
+
+
+def test_a_parameter_for_a_workflow_without_any_says_how_to_declare_one(tmp_path: Path) -> None:
+    """`-p x=1` on a workflow with no parameters said only `Its parameters: none`."""
+    (tmp_path / "flow.py").write_text(FAILING)
+    out = _cli(tmp_path, "run", "flow.py", "-p", "x=1")
+    assert out.returncode == 2
+    assert "Its parameters: none" in out.stderr
+    assert "Workflow(..., params={'x': DEFAULT})" in out.stderr
+    assert "wf.params.x" in out.stderr
+    nested = _cli(tmp_path, "run", "flow.py", "-p", "model.C=1")
+    assert "params={'model': {'C': DEFAULT}})" in nested.stderr, nested.stderr
+
+
+def test_a_function_with_several_outputs_is_told_a_tuple_works(tmp_path: Path) -> None:
+    """`@node(outputs=["X", "y"])` returning one value said it 'must return a dict', though the
+    tutorials return `X, y`; a tuple of the wrong length said the same, without its length."""
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node(outputs=['X', 'y'])\ndef one():\n    return 1\n"
+        "@node(outputs=['X', 'y'])\ndef three():\n    return 1, 2, 3\n"
+        "with Workflow('shapes', keep_going=True) as wf:\n    one()\n    three()\n"
+    )
+    out = _cli(tmp_path, "run", "flow.py")
+    assert out.returncode == 1
+    assert (
+        "node 'one': the function returned int; it must return a dict with the declared "
+        "outputs ['X', 'y'] (or a tuple of 2 values, in that order)"
+    ) in out.stderr, out.stderr
+    assert "node 'three': the function returned a tuple of 3 values;" in out.stderr
