@@ -133,9 +133,9 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
 
-    def run() -> subprocess.CompletedProcess[str]:
+    def run(command: str = "run") -> subprocess.CompletedProcess[str]:
         got = subprocess.run(
-            [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--json"],
+            [sys.executable, "-m", "etherealfabric", command, "flow.py", "--json"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert got.returncode == 0, got.stderr
@@ -149,6 +149,9 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     [said] = [line for line in first.stderr.splitlines() if "'thing'" in line]  # at once
     for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
         assert part in said, (part, said)
+    planned = json.loads(run("plan").stdout)["nodes"][0]  # plan says why make will run
+    assert planned["node"] == "make" and "'thing'" in planned["reason"], planned
+    assert "register_serializer(" in planned["reason"], planned
     second = run()
     assert "make ran" in second.stderr + second.stdout, "make's hit was refused: it runs again"
     said, wrote = (  # the hit refused, then (make registers it again) the output written
