@@ -160,3 +160,10 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     assert "recomputing" in said and "wrote its output" in wrote, (said, wrote)
     for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
         assert part in said, (part, said)
+    explained = subprocess.run(  # explain says why make ran again, not "missing or corrupt"
+        [sys.executable, "-m", "etherealfabric", "explain", json.loads(second.stdout)["run_id"],
+         "make"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert explained.returncode == 0, explained.stderr
+    assert "'thing'" in explained.stdout and "missing or corrupt" not in explained.stdout

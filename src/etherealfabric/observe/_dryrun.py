@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ..journal import _history as history
 from ..journal import _maps as maps
 from ..plan._plan import Plan, PlanEntry, make_plan
-from ..run._records import serializer_problem
 from ..states import PlanAction
 from ._explain import Change, diff_components, previous_outcome
 
@@ -204,9 +203,7 @@ def _why_run(
         if info.key in refused:  # a data file it read changed since its cached result
             return f"same key as run {previous['run_id']}, but {refused[info.key]}", ()
         ended = previous_outcome(previous)  # it failed, or its run stopped: nothing was cached
-        record = None if ended else journal.get_action(info.key)  # kept, yet refused:
-        unknown = serializer_problem(record) if record else None  # a serializer unknown here
-        why = ended or (f"but {unknown}" if unknown else "but its cached result is gone")
+        why = ended or "but its cached result is gone"
         return f"same key as run {previous['run_id']}, {why}", ()
     old = history.components_of(journal, previous)
     if old is None:
