@@ -122,8 +122,9 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     tmp_path: Path,
 ) -> None:
     """The record of make names a serializer the next process does not know until make runs:
-    every run refuses the hit and runs make again. The warning says so, naming the
-    serializer, the node and the key, and says where to register it. Real CLI processes."""
+    every run refuses the hit and runs make again. The first run warns as make's output is
+    written, every later one as the hit is refused: naming the serializer, the node and the
+    key, and saying where to register it. Real CLI processes."""
     import os
     import subprocess
     import sys
@@ -132,9 +133,9 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
 
-    def run() -> subprocess.CompletedProcess[str]:
+    def run(command: str = "run") -> subprocess.CompletedProcess[str]:
         got = subprocess.run(
-            [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--json"],
+            [sys.executable, "-m", "etherealfabric", command, "flow.py", "--json"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert got.returncode == 0, got.stderr
@@ -145,8 +146,24 @@ def test_a_serializer_registered_inside_node_code_says_to_register_it_before_the
     with sqlite3.connect(tmp_path / "home" / "journal.db") as db:
         [(key,)] = db.execute("SELECT key FROM actions WHERE node = 'make'").fetchall()
     db.close()
-    second = run()
-    assert "make ran" in second.stderr + second.stdout, "make's hit was refused: it runs again"
-    [said] = [line for line in second.stderr.splitlines() if "'thing'" in line]
+    [said] = [line for line in first.stderr.splitlines() if "'thing'" in line]  # at once
     for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
         assert part in said, (part, said)
+    planned = json.loads(run("plan").stdout)["nodes"][0]  # plan says why make will run
+    assert planned["node"] == "make" and "'thing'" in planned["reason"], planned
+    assert "register_serializer(" in planned["reason"], planned
+    second = run()
+    assert "make ran" in second.stderr + second.stdout, "make's hit was refused: it runs again"
+    said, wrote = (  # the hit refused, then (make registers it again) the output written
+        line for line in second.stderr.splitlines() if "'thing'" in line
+    )
+    assert "recomputing" in said and "wrote its output" in wrote, (said, wrote)
+    for part in ("'make'", key, "register_serializer(", "before the run", "workflow module"):
+        assert part in said, (part, said)
+    explained = subprocess.run(  # explain says why make ran again, not "missing or corrupt"
+        [sys.executable, "-m", "etherealfabric", "explain", json.loads(second.stdout)["run_id"],
+         "make"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert explained.returncode == 0, explained.stderr
+    assert "'thing'" in explained.stdout and "missing or corrupt" not in explained.stdout

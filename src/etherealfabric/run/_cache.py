@@ -109,7 +109,8 @@ class ArtifactCache:
         self._preloaded: dict[str, str] = {}
         #: keys :meth:`read_ahead` found unindexed: their next lookup misses without a query
         self._unindexed: set[str] = set()
-        #: keys whose record was refused because a data file its node read changed, and why
+        #: keys whose record was refused because a data file its node read changed (or it
+        #: names a serializer this process does not know), and why
         self.refused: dict[str, str] = {}
         self.linked: dict[str, LinkedOutputError] = {}  # hits refused for a symbolic link
         #: maps whose whole-map hit was refused: their usable children's records (_mapcheck)
@@ -174,6 +175,8 @@ class ArtifactCache:
                 self.refused.setdefault(key, str(exc))
                 return None
         if problem is not None:
+            if problem == serializer_problem(record):  # kept, yet unusable here: plan and
+                self.refused.setdefault(key, problem)  # explain say why (not "gone")
             if self._writer is not None:
                 log.warning("%s; recomputing it (cache key %s)", problem, key)
                 self._writer.drop_action(key)

@@ -51,6 +51,7 @@ from ..journal._liveness import HOST
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
+from ._records import LateSerializers
 
 if TYPE_CHECKING:
     from ._messages import TaskResult
@@ -81,6 +82,7 @@ class JournalRecorder:
         self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
         self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
         self._started: dict[tuple[str, str | None], tuple[str, float]] = {}  # -> (key, start)
+        self._late = LateSerializers()  # (knows the serializers registered by now)
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
@@ -328,6 +330,7 @@ class JournalRecorder:
         self, key: str, node: str, record: Mapping[str, Any], components: str | None = None
     ) -> None:
         """Buffer the action record of ``key`` (committed if its objects are still there)."""
+        self._late.check(key, node, record)  # a serializer registered while the run went on
         outputs = record.get("outputs", {})
         children = record.get("children") or {}  # a map's index of its children's keys
         self._objects[key] = (

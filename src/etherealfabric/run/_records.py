@@ -7,6 +7,8 @@ warning naming its key and what is wrong, and its node runs again; any other err
 The one field checked on every hit is each output's serializer (:func:`serializer_problem`, a
 set lookup): one that names none, or one this process does not know, would break only the node
 that loads the output later (or ``Results``), so the hit is refused now and the node runs again.
+A serializer registered inside a node's code is such a one for every later run: the run that
+writes an output with it says so at once (:class:`LateSerializers`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ..store._serializers import default_registry
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER
 
-__all__ = ["decode_record", "inline_known", "malformed", "serializer_problem"]
+__all__ = ["LateSerializers", "decode_record", "inline_known", "malformed", "serializer_problem"]
 
 log = logging.getLogger("etherealfabric.cache")
 
@@ -96,3 +98,30 @@ def inline_known(record: Mapping[str, Any]) -> bool:
         if not out.get("inline") or not knows(out.get("serializer")):
             return False
     return True
+
+
+class LateSerializers:
+    """Warns (once per serializer) when a record is written whose output names a serializer
+    the run did not know when it started, registered while it ran (inside a node's code, or by
+    a module a node imports). The next run will not know it until the node runs: it refuses
+    the hit (:func:`serializer_problem`) and runs the node again, every run. The journal
+    recorder checks each record it writes (``run/_recorder.py``)."""
+
+    def __init__(self) -> None:
+        self.known = frozenset(default_registry.names()) | _FILES  # at the start of the run
+        self.warned: set[str] = set()
+
+    def check(self, key: str, node: str, record: Mapping[str, Any]) -> None:
+        for name, out in (record.get("outputs") or {}).items():
+            serializer = out.get("serializer")
+            if serializer in self.known or serializer in self.warned or not serializer:
+                continue
+            self.warned.add(serializer)
+            log.warning(
+                "node %r wrote its output %r (cache key %s) with the serializer %r, which was "
+                "not registered when the run started (registered inside a node's code, or by "
+                "a module a node imports): the next run will not know it, so it will refuse "
+                "this result and run node %r again, on every run. Register it with "
+                "register_serializer(...) before the run, at import of the workflow module",
+                node, name, key, serializer, node,
+            )  # fmt: skip
