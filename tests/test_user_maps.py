@@ -135,3 +135,24 @@ def test_a_returned_folder_that_gained_a_file_is_not_emptied_back(tmp_path: Path
     shutil.rmtree(tmp_path / "raw")  # a missing folder output is still put back
     assert _cli(tmp_path, "run", "flow.py").returncode == 0
     assert (tmp_path / "raw" / "two.csv").read_text() == "2\n"
+
+
+def test_plan_and_explain_name_the_edited_data_file(tmp_path: Path) -> None:
+    """plan said `list_files` was cached (it ran), explain that its result was 'missing or
+    corrupt', and the run logged a warning that the output 'cannot be restored'."""
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "a" / "feb.csv").write_text("1\n")
+    (tmp_path / "flow.py").write_text(FLOW)
+    assert _cli(tmp_path, "run", "flow.py").returncode == 0
+    (tmp_path / "data" / "a" / "feb.csv").write_text("1\n2\n")
+    plan = _cli(tmp_path, "plan", "flow.py", "--json")
+    assert plan.returncode == 0, plan.stderr
+    actions = {n["node"]: n for n in json.loads(plan.stdout)["nodes"]}
+    assert actions["list_files"]["action"] == "run", actions["list_files"]
+    assert "data/a/feb.csv" in actions["list_files"]["reason"]
+    done = _cli(tmp_path, "run", "flow.py")
+    assert done.returncode == 0 and "WARNING" not in done.stderr, done.stderr
+    explained = _cli(tmp_path, "explain", "latest", "list_files").stdout
+    assert "'data/a/feb.csv', a file it returned but did not write, changed" in explained
+    assert (tmp_path / "data" / "a" / "feb.csv").read_text() == "1\n2\n"
+    assert _total(tmp_path) == 2

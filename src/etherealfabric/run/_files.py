@@ -56,6 +56,7 @@ __all__ = [
     "file_value",
     "returned_changed",
     "snapshot",
+    "unwritten_changed",
     "warn_undeclared",
 ]
 
@@ -178,6 +179,27 @@ def returned_changed(
                 return True
             seen += 1
     return seen != len(files)  # a file removed from it
+
+
+def unwritten_changed(
+    store: Store, record: Mapping[str, Any], root: str | None, file_cache: FileHashCache | None
+) -> str | None:
+    """Why a hit of ``record`` must not be used: a file or folder its node returned but did
+    not write holds other content now (:func:`returned_changed`); None when none does."""
+    files = record.get("files")
+    if not isinstance(files, Mapping):
+        return None
+    base = root if root is not None else os.getcwd()
+    for relative, entry in files.items():
+        if not (isinstance(entry, Mapping) and entry.get("unwritten")):
+            continue
+        if returned_changed(store, base, str(relative), entry, verify=True, file_cache=file_cache):
+            kind = "a folder" if str(relative).endswith("/") else "a file"
+            return (
+                f"{relative!r}, {kind} it returned but did not write, changed since its "
+                "cached result (it is left as it is)"
+            )
+    return None
 
 
 def capture_outputs(
