@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,46 @@ def test_a_function_with_several_outputs_is_told_a_tuple_works(tmp_path: Path) -
         "outputs ['X', 'y'] (or a tuple of 2 values, in that order)"
     ) in out.stderr, out.stderr
     assert "node 'three': the function returned a tuple of 3 values;" in out.stderr
+
+
+SLOW = """
+import time
+from etherealfabric import Workflow, node
+
+@node
+def step(i, prev=None):
+    print(f"step {i}", flush=True)
+    time.sleep(0.5 if i == 0 else 60)
+    return i
+
+with Workflow("slow") as wf:
+    step(1, step(0))
+"""
+
+
+def test_ctrl_c_says_how_to_resume_and_a_failed_run_too(tmp_path: Path) -> None:
+    """Ctrl-C during `run` ended with click's bare `Aborted!`, and a failed run's summary did
+    not say how to go on: both now name the `etherealfabric resume RUN_ID` to type."""
+    (tmp_path / "flow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the second node has started: the run is going
+        if line.startswith("step 1"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert f"etherealfabric resume {run_id}" in err, err
+    assert "Aborted!" not in err
+
+    (tmp_path / "flow.py").write_text(FAILING)
+    done = _cli(tmp_path, "run", "flow.py")
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert f"etherealfabric resume {run_id}" in done.stderr, done.stderr
