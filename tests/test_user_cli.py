@@ -156,3 +156,19 @@ def test_ctrl_c_says_how_to_resume_and_a_failed_run_too(tmp_path: Path) -> None:
     done = _cli(tmp_path, "run", "flow.py")
     run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
     assert f"etherealfabric resume {run_id}" in done.stderr, done.stderr
+
+
+def test_gc_ages_take_the_units_runs_since_takes(tmp_path: Path) -> None:
+    """`runs --since 2h` reads an age, `cache gc --older-than 2h` refused it ('not a valid
+    float range'): both take seconds or an age (30m, 2h, 3d, 1w) now."""
+    (tmp_path / "flow.py").write_text(FAILING.replace('row["missing_col"] + 1', "row"))
+    assert _cli(tmp_path, "run", "flow.py").returncode == 0
+    for option, value in (("--older-than", "2h"), ("--older-than", "90"), ("--grace", "1.5d")):
+        done = _cli(tmp_path, "cache", "gc", option, value, "--dry-run", "--json")
+        assert done.returncode == 0, (option, value, done.stderr)
+        assert json.loads(done.stdout)["records_kept"] == 2
+    done = _cli(tmp_path, "cache", "gc", "--older-than", "0s", "--keep-runs", "1", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    bad = _cli(tmp_path, "cache", "gc", "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "'soon'" in bad.stderr and "30m, 2h, 3d, 1w" in bad.stderr
