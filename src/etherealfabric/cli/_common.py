@@ -47,7 +47,7 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 # -- options -------------------------------------------------------------------------------------
-class Age(click.ParamType):
+class Age(click.ParamType):  # type: ignore[type-arg]  # (generic only in click 8.2+)
     """A duration in seconds, or an age as ``runs --since`` takes it: ``30m``, ``2h``, ``3d``."""
 
     name = "seconds"
