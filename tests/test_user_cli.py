@@ -172,3 +172,26 @@ def test_gc_ages_take_the_units_runs_since_takes(tmp_path: Path) -> None:
     bad = _cli(tmp_path, "cache", "gc", "--older-than", "soon")
     assert bad.returncode == 2
     assert "'soon'" in bad.stderr and "30m, 2h, 3d, 1w" in bad.stderr
+
+
+def test_runs_counts_a_running_runs_nodes_so_far(tmp_path: Path) -> None:
+    """`runs` showed a running run with `0 executed` although nodes had finished (the counts
+    were written only at its end): it now counts the node rows committed so far."""
+    (tmp_path / "flow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # step 0 is done: its row is committed
+            if line.startswith("step 1"):
+                break
+        run = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]
+        assert run["status"] == "running"
+        assert (run["executed"], run["cached"], run["failed"]) == (1, 0, 0)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)  # (closes the pipe)
