@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,85 @@ def test_a_function_with_several_outputs_is_told_a_tuple_works(tmp_path: Path) -
         "outputs ['X', 'y'] (or a tuple of 2 values, in that order)"
     ) in out.stderr, out.stderr
     assert "node 'three': the function returned a tuple of 3 values;" in out.stderr
+
+
+SLOW = """
+import time
+from etherealfabric import Workflow, node
+
+@node
+def step(i, prev=None):
+    print(f"step {i}", flush=True)
+    time.sleep(0.5 if i == 0 else 60)
+    return i
+
+with Workflow("slow") as wf:
+    step(1, step(0))
+"""
+
+
+def test_ctrl_c_says_how_to_resume_and_a_failed_run_too(tmp_path: Path) -> None:
+    """Ctrl-C during `run` ended with click's bare `Aborted!`, and a failed run's summary did
+    not say how to go on: both now name the `etherealfabric resume RUN_ID` to type."""
+    (tmp_path / "flow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the second node has started: the run is going
+        if line.startswith("step 1"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert f"etherealfabric resume {run_id}" in err, err
+    assert "Aborted!" not in err
+
+    (tmp_path / "flow.py").write_text(FAILING)
+    done = _cli(tmp_path, "run", "flow.py")
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    assert f"etherealfabric resume {run_id}" in done.stderr, done.stderr
+
+
+def test_gc_ages_take_the_units_runs_since_takes(tmp_path: Path) -> None:
+    """`runs --since 2h` reads an age, `cache gc --older-than 2h` refused it ('not a valid
+    float range'): both take seconds or an age (30m, 2h, 3d, 1w) now."""
+    (tmp_path / "flow.py").write_text(FAILING.replace('row["missing_col"] + 1', "row"))
+    assert _cli(tmp_path, "run", "flow.py").returncode == 0
+    for option, value in (("--older-than", "2h"), ("--older-than", "90"), ("--grace", "1.5d")):
+        done = _cli(tmp_path, "cache", "gc", option, value, "--dry-run", "--json")
+        assert done.returncode == 0, (option, value, done.stderr)
+        assert json.loads(done.stdout)["records_kept"] == 2
+    done = _cli(tmp_path, "cache", "gc", "--older-than", "0s", "--keep-runs", "1", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    bad = _cli(tmp_path, "cache", "gc", "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "'soon'" in bad.stderr and "30m, 2h, 3d, 1w" in bad.stderr
+
+
+def test_runs_counts_a_running_runs_nodes_so_far(tmp_path: Path) -> None:
+    """`runs` showed a running run with `0 executed` although nodes had finished (the counts
+    were written only at its end): it now counts the node rows committed so far."""
+    (tmp_path / "flow.py").write_text(SLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # step 0 is done: its row is committed
+            if line.startswith("step 1"):
+                break
+        run = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]
+        assert run["status"] == "running"
+        assert (run["executed"], run["cached"], run["failed"]) == (1, 0, 0)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)  # (closes the pipe)

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import EtherealFabricError
 from ._common import (
     EXIT_FAILED,
+    Age,
     _echo_json,
     _fail,
     _get_run,
@@ -151,17 +152,17 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
 )
 @click.option(
     "--older-than",
-    type=click.FloatRange(min=0),
+    type=Age(),
     default=3600.0,
     show_default=True,
-    help="Never remove anything younger than this many seconds (the home).",
+    help="Never remove anything younger than this (the home): seconds, or 30m, 2h, 3d, 1w.",
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Age(),
     default=86400.0,
     show_default=True,
-    help="With a shared store: never remove anything of it younger than this many seconds.",
+    help="With a shared store: never remove anything of it younger than this (seconds, 2d...).",
 )
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @_home_option

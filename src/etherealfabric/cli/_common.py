@@ -3,6 +3,7 @@ opening the journal and loading a workflow, and formatting for tables and times.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -46,6 +47,30 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 # -- options -------------------------------------------------------------------------------------
+class Age(click.ParamType):  # type: ignore[type-arg]  # (generic only in click 8.2+)
+    """A duration in seconds, or an age as ``runs --since`` takes it: ``30m``, ``2h``, ``3d``."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        from ..journal._history import parse_since
+
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+            if text[-1:].lower() in ("s", "m", "h", "d", "w"):
+                with contextlib.suppress(ValueError):
+                    seconds = -parse_since(text, now=0.0)
+        if not 0 <= seconds < math.inf:
+            self.fail(f"{value!r} is not a number of seconds (0 or more) or an age such as "
+                      "30m, 2h, 3d, 1w", param, ctx)  # fmt: skip
+        return seconds
+
+
 def _home_option(fn: F) -> F:
     return click.option(
         "--home",

@@ -64,6 +64,7 @@ def runs(
 ) -> None:
     """List recent runs, newest first (--before RUN: the page after RUN)."""
     from ..journal import _history as history
+    from ..journal._journal import committed_counts
 
     try:
         start = None if since is None else history.parse_since(since)
@@ -75,6 +76,9 @@ def runs(
         rows = journal.list_runs(
             workflow=workflow, status=status, since=start, limit=limit, before=end
         )
+        for r in rows:  # a run going: its counts so far (the row gets them when it ends)
+            if r["status"] == RunStatus.RUNNING and r["executed"] is None:
+                r["executed"], r["cached"], r["failed"] = committed_counts(journal.conn, r["id"])
     if as_json:
         _echo_json([_run_json(r) for r in rows])
         return

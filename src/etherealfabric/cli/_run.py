@@ -273,7 +273,8 @@ def _execute(
     from ..observe._progress import Progress
 
     progress = Progress(quiet=quiet)
-    subscribers: list[Any] = [progress]
+    started: dict[str, str] = {}  # the run's id, for the resume hint after a Ctrl-C
+    subscribers: list[Any] = [progress, lambda event: started.setdefault("run", event.run_id)]
     # the progress display reports each node, its failures and the run's end: the engine's
     # own lines about them would say it twice (DEBUG, when asked for, still shows everything)
     run_log = logging.getLogger("etherealfabric.run")
@@ -298,6 +299,11 @@ def _execute(
             )
     except EtherealFabricError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:  # (the run is recorded as cancelled: the summary said it)
+        progress.close()
+        if started:
+            click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
+        sys.exit(EXIT_FAILED)
     finally:
         progress.close()
         run_log.setLevel(previous_level)
@@ -334,7 +340,8 @@ def _report(
         if results.errors:  # the one-line errors above; the tracebacks are in the journal
             first = next(iter(results.errors))
             click.echo(
-                f"  traceback: etherealfabric logs {results.run_id} {shlex.quote(first)}",
+                f"  traceback: etherealfabric logs {results.run_id} {shlex.quote(first)}\n"
+                f"  resume: etherealfabric resume {results.run_id}",
                 err=True,
             )
         for name, report in results.maps.items():

@@ -31,8 +31,10 @@ across runs, because they come from the item and not from where it sits.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from ..define._files import Directory, File
@@ -189,8 +191,11 @@ def read_children_index(data: bytes) -> list[tuple[str, str | None]]:
 
 
 def item_label(item: Any, digest: str, key: Any = None) -> str:
-    """How a child is named inside ``map[...]``: a short key or item as it is, else a digest."""
+    """How a child is named inside ``map[...]``: a short key or item as it is, a file's name
+    (a ``File``, ``Directory`` or path item: ``clean[day_007.csv]``), else a digest."""
     candidate = item if key is None else key
+    if isinstance(candidate, (File, Directory, PurePath)):
+        candidate = os.path.basename(os.path.normpath(os.fspath(candidate)))
     if isinstance(candidate, (int, str)) and not isinstance(candidate, bool):
         text = str(candidate)
         if 0 < len(text) <= _LABEL_CHARS and text.isprintable() and not _ODD & set(text):

@@ -38,7 +38,7 @@ from ..journal import Journal
 from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
-from ._files import file_value, restore_output
+from ._files import file_value, restore_output, unwritten_changed
 from ._folders import read_changed
 from ._reads import changed_read
 from ._records import decode_record, inline_known, malformed, serializer_problem
@@ -164,7 +164,7 @@ class ArtifactCache:
             return None
 
     def _usable(self, key: str, record: dict[str, Any], whole_map: bool) -> dict[str, Any] | None:
-        if record.get("reads") and self._read_changed(key, record):
+        if (record.get("reads") or record.get("files")) and self._read_changed(key, record):
             return None
         problem = self._incomplete(record)
         if problem is None and record.get("files") and not self.read_only:
@@ -189,14 +189,14 @@ class ArtifactCache:
         return record
 
     def _read_changed(self, key: str, record: Mapping[str, Any]) -> bool:
-        """Whether a data file the record's node read now holds something else (run/_reads.py):
-        then the hit is refused, and :attr:`refused` says why."""
+        """Whether a file the node read (run/_reads.py) or returned unwritten (run/_files.py)
+        now holds something else: the hit is refused, :attr:`refused` says why (explain)."""
         path = changed_read(record, root=self.root, file_cache=self._file_cache)
-        if path is None:
+        why = None if path else unwritten_changed(self.store, record, self.root, self._file_cache)
+        if path is None and why is None:
             return False
         if key not in self.refused:  # (a lookup again once the lease is taken: said once)
-            # the node's start event says it (explain); the entry says a file, a folder...
-            self.refused[key] = read_changed(path, record["reads"].get(path))
+            self.refused[key] = why or read_changed(str(path), record["reads"].get(path))
             log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
         return True
 

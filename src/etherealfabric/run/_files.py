@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..define._files import Directory, File, path_values
-from ..errors import OutputError
+from ..errors import OutputError, StoreError
 from ..hashing._files import FileHashCache
 from ..hashing._usercode import is_library_file
 from ..hashing._values import hash_value
@@ -40,8 +40,10 @@ from ..store._links import refuse_links
 from ..store._trees import (
     DIRECTORY_SERIALIZER,
     FILE_SERIALIZER,
+    already_there,
     capture_path,
     path_problem,
+    read_manifest,
     restore_entry,
 )
 from ..store._writer import remove_dead_restores
@@ -52,7 +54,9 @@ __all__ = [
     "clear_writes",
     "drifted",
     "file_value",
+    "returned_changed",
     "snapshot",
+    "unwritten_changed",
     "warn_undeclared",
 ]
 
@@ -126,12 +130,76 @@ def restore_output(
     """:func:`restore_entry`, then, when a file was put back, remove the copies a run killed
     in the middle of a restore left in its folder (a folder drops what is not its own); each
     folder once per record (``swept``: the folders done)."""
+    if entry.get("unwritten") and returned_changed(store, root, relative, entry, verify=verify,
+                                                  file_cache=file_cache):  # fmt: skip
+        raise StoreError(
+            f"{relative!r}, which the node returned but did not write (it was there before "
+            "the node ran), holds other content now: it is left as it is and the node runs "
+            "again",
+            path=os.path.join(root, relative),
+        )
     written = restore_entry(store, root, relative, entry, verify=verify, file_cache=file_cache)
     folder = os.path.dirname(os.path.join(root, relative))
     if written and entry["kind"] == "file" and folder not in swept:
         swept.add(folder)
         remove_dead_restores(folder, gone)
     return written
+
+
+def returned_changed(
+    store: Store,
+    root: str,
+    relative: str,
+    entry: Mapping[str, Any],
+    *,
+    verify: bool,
+    file_cache: FileHashCache | None,
+) -> bool:
+    """Whether a returned file or folder output that its node did not write (``unwritten``:
+    the user's data it pointed at, a ``File`` per file of a folder it listed) is there with
+    other content than recorded: a hit must never write over it, the node runs again."""
+    path = os.path.join(root, *relative.rstrip("/").split("/"))
+    if not os.path.lexists(path):
+        return False  # missing: put back
+    if entry["kind"] == "file":
+        return not already_there(path, str(entry["digest"]), int(entry["size"]), file_cache)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return True
+    members = read_manifest(store, str(entry["digest"]), verify=verify)
+    files = {m[0]: m for m in members if m[1] != "dir"}
+    seen = 0
+    for current, _dirs, names in os.walk(path):
+        prefix = os.path.relpath(current, path).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        for name in names:
+            member = files.get(prefix + name)
+            if member is None:
+                return True  # a file added to the folder
+            if not already_there(os.path.join(current, name), member[2], member[3], file_cache):
+                return True
+            seen += 1
+    return seen != len(files)  # a file removed from it
+
+
+def unwritten_changed(
+    store: Store, record: Mapping[str, Any], root: str | None, file_cache: FileHashCache | None
+) -> str | None:
+    """Why a hit of ``record`` must not be used: a file or folder its node returned but did
+    not write holds other content now (:func:`returned_changed`); None when none does."""
+    files = record.get("files")
+    if not isinstance(files, Mapping):
+        return None
+    base = root if root is not None else os.getcwd()
+    for relative, entry in files.items():
+        if not (isinstance(entry, Mapping) and entry.get("unwritten")):
+            continue
+        if returned_changed(store, base, str(relative), entry, verify=True, file_cache=file_cache):
+            kind = "a folder" if str(relative).endswith("/") else "a file"
+            return (
+                f"{relative!r}, {kind} it returned but did not write, changed since its "
+                "cached result (it is left as it is)"
+            )
+    return None
 
 
 def capture_outputs(
@@ -141,9 +209,12 @@ def capture_outputs(
     values: Mapping[str, Any],
     *,
     node: str,
+    since: float | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Store the declared writes and returned files: (output records of the returned ones,
-    the record's ``files``: root-relative path → entry)."""
+    the record's ``files``: root-relative path → entry). A returned one not declared and not
+    modified since ``since`` (when the node's first attempt started) is marked ``unwritten``
+    (:func:`returned_changed`)."""
     if root is None:
         return {}, {}
     files: dict[str, dict[str, Any]] = {}
@@ -155,7 +226,7 @@ def capture_outputs(
             if type(value) in (File, Directory):
                 relative = _relative(root, value, node, name)
                 if relative not in files:
-                    files[relative] = capture_path(store, root, relative)
+                    files[relative] = _captured(store, root, relative, since)
                 returned[name] = _output_record(value, relative, files[relative])
     except OutputError as exc:
         raise OutputError(f"node {node!r}: {exc}", node=node) from None
@@ -168,6 +239,7 @@ def capture_nested(
     relatives: Sequence[str],
     files: Mapping[str, Any],
     node: str,
+    since: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Store the files and folders found inside outputs as they were stored (a ``File`` in a
     dict, a list or an object, below the root: ``define._files.storing_under``), so a cache hit
@@ -191,10 +263,35 @@ def capture_nested(
                 node=node,
             )
         try:
-            found[relative] = capture_path(store, root, relative)
+            found[relative] = _captured(store, root, relative, since)
         except OutputError as exc:
             raise OutputError(f"node {node!r}: {exc}", node=node) from None
     return found
+
+
+def _captured(store: Store, root: str, relative: str, since: float | None) -> dict[str, Any]:
+    """The stored entry of a returned path, ``unwritten`` if nothing in it changed since."""
+    entry = capture_path(store, root, relative)
+    if since is not None and _untouched(os.path.join(root, *relative.rstrip("/").split("/")), since):  # fmt: skip
+        entry["unwritten"] = True
+    return entry
+
+
+def _untouched(path: str, since: float) -> bool:
+    """Whether the file, or the folder and everything in it, was last changed before ``since``
+    (coarse file system clocks lag: a doubt counts as untouched, which costs a re-run, never
+    an overwrite)."""
+
+    def old(entry: str) -> bool:
+        info = os.stat(entry)
+        return max(info.st_mtime, info.st_ctime) < since
+
+    if not os.path.isdir(path):
+        return old(path)
+    for current, _dirs, names in os.walk(path):
+        if not old(current) or not all(old(os.path.join(current, n)) for n in names):
+            return False
+    return True
 
 
 def _relative(root: str, value: File | Directory, node: str, output: str) -> str:

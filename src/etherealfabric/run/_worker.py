@@ -232,8 +232,9 @@ def _store_outputs(
     task: Task, values: Mapping[str, Any], result: TaskResult, registry: SerializerRegistry
 ) -> None:
     result.drifted = drifted(task.inputs_seen)  # checked first: the node is done with them
+    since = result.attempts[0].started_at if result.attempts else None
     returned, result.files = capture_outputs(
-        task.store, task.root, task.writes, values, node=task.node
+        task.store, task.root, task.writes, values, node=task.node, since=since
     )
     names = tuple(n for n in task.outputs if n not in returned)
     handed = _handed_over(task, names, values, registry) if task.hand_over else ()
@@ -258,7 +259,9 @@ def _store_outputs(
                 task.inline_limit,
                 registry=registry,
             )
-        result.files.update(capture_nested(task.store, task.root, nested, result.files, task.node))
+        result.files.update(
+            capture_nested(task.store, task.root, nested, result.files, task.node, since)
+        )
         records.update({n: _measured(task.node, n, values[n], registry) for n in later})
     except BaseException as exc:
         measured.set_exception(exc)  # the write started drops its temp file

@@ -64,11 +64,13 @@ log = logging.getLogger("etherealfabric")
 __all__ = [
     "DIRECTORY_SERIALIZER",
     "FILE_SERIALIZER",
+    "already_there",
     "capture_path",
     "entry_objects",
     "files_problem",
     "manifest_objects",
     "path_problem",
+    "read_manifest",
     "restore_entry",
 ]
 
@@ -357,7 +359,7 @@ def _restore_file(
     verify: bool,
     file_cache: FileHashCache | None,
 ) -> int:
-    if _already_there(target, digest, size, file_cache):
+    if already_there(target, digest, size, file_cache):
         return 0
     folder = os.path.dirname(target)  # a real folder (restore_entry): no link on the way
     with contextlib.suppress(FileNotFoundError):
@@ -376,7 +378,8 @@ def _restore_file(
     return 1
 
 
-def _already_there(target: str, digest: str, size: int, file_cache: FileHashCache | None) -> bool:
+def already_there(target: str, digest: str, size: int, file_cache: FileHashCache | None) -> bool:
+    """Whether the regular file at ``target`` holds ``digest`` (of ``size`` bytes)."""
     try:
         info = os.lstat(target)  # a symbolic link is not the file: it is replaced
     except OSError:
