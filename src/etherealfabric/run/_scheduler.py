@@ -88,6 +88,7 @@ LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire aft
 # the members a cache hit uses, as plain names: on Python 3.11 reading one from its enum
 # class (EnumType has a __getattr__ hook) costs about 0.3 us, several times per node
 _CACHED, _PENDING, _NODE_CACHED = NodeStatus.CACHED, NodeStatus.PENDING, EventKind.NODE_CACHED
+_UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
 
 class Scheduler(Rewinds, Fallbacks):
@@ -492,8 +493,9 @@ class Scheduler(Rewinds, Fallbacks):
                 self._ready.append(child)
 
     def _cancel_rest(self) -> None:
+        unfinished = _UNFINISHED  # (a tuple of members per node: 0.6 us each on Python 3.11)
         for name, status in self.outcome.status.items():
-            if status in (NodeStatus.PENDING, NodeStatus.RUNNING):
+            if status in unfinished:
                 self.outcome.status[name] = NodeStatus.CANCELLED
                 # running: submitted and not dropped before it started (its row keeps its start)
                 running = status is NodeStatus.RUNNING and name in self._futures
