@@ -11,6 +11,9 @@ Marginal per-node cost = (time at N=1000 - time at N=10) / 990.
     python benchmarks/overhead.py --bigdata  # only the big-data workload (cold, warm, plain)
     python benchmarks/overhead.py --bigdata --reps 9  # more rounds on a noisy machine
 
+Each per-node row also gives the marginal CPU per node (user + system time of the whole
+process), which holds on a machine other work keeps busy, where wall times wander.
+
 When joblib is installed, the same chain also runs with joblib.Memory (one cached call per
 node) in the same invocation, and the ratios are printed: they hold on a noisy machine.
 
@@ -267,7 +270,18 @@ def overhead(
         "cold_run": pick(cold, "run"),
         "warm_run": pick(warm, "run"),
         "import": pick(warm, "import"),
+        "cold_cpu": pick(cold, "cpu"),
+        "warm_cpu": pick(warm, "cpu"),
     }
+
+
+def _per_cpu(small: dict[str, float], large: dict[str, float]) -> tuple[float, float]:
+    """The marginal CPU per node (user + system of the whole process, ms), cold and warm: on
+    a machine other work keeps busy the wall figures wander (a negative warm/node even); the
+    CPU a node costs holds better."""
+    cold = (large["cold_cpu"] - small["cold_cpu"]) / 990 * 1000
+    warm = (large["warm_cpu"] - small["warm_cpu"]) / 990 * 1000
+    return cold, warm
 
 
 def bigdata(mb: int, reps: int, tmp: Path) -> None:
@@ -341,21 +355,24 @@ def main() -> None:
         print(f"EtherealFabric overhead benchmark ({os.cpu_count()} CPUs, median of {reps})\n")
         print(
             f"{'workload':<14}{'cold wall':>11}{'warm wall':>11}{'cold/node':>11}{'warm/node':>11}"
+            f"{'(CPU cold':>11}{'warm)':>8}"
         )
         imports = []
         chain: tuple[float, float, dict[str, float]] = (0.0, 0.0, {})
+        chain_cpu = (0.0, 0.0)
         for shape in ("chain", "fanout"):
             small = overhead(shape, 10, reps, tmp)
             large = overhead(shape, 1000, reps, tmp)
             imports.append(large["import"])
             per_cold = (large["cold_wall"] - small["cold_wall"]) / 990 * 1000
             per_warm = (large["warm_wall"] - small["warm_wall"]) / 990 * 1000
+            cpu = _per_cpu(small, large)
             print(
                 f"{shape + ' N=1000':<14}{large['cold_wall']:>10.3f}s{large['warm_wall']:>10.3f}s"
-                f"{per_cold:>9.3f}ms{per_warm:>9.3f}ms"
+                f"{per_cold:>9.3f}ms{per_warm:>9.3f}ms{cpu[0]:>9.3f}ms{cpu[1]:>7.3f}ms"
             )
             if shape == "chain":
-                chain = (per_cold, per_warm, large)
+                chain, chain_cpu = (per_cold, per_warm, large), cpu
         try:
             import joblib  # noqa: F401
         except ImportError:
@@ -365,14 +382,16 @@ def main() -> None:
             large = overhead("chain", 1000, reps, tmp, JOBLIB, "joblib-")
             jl_cold = (large["cold_wall"] - small["cold_wall"]) / 990 * 1000
             jl_warm = (large["warm_wall"] - small["warm_wall"]) / 990 * 1000
+            jl_cpu = _per_cpu(small, large)
             print(
                 f"{'joblib N=1000':<14}{large['cold_wall']:>10.3f}s{large['warm_wall']:>10.3f}s"
-                f"{jl_cold:>9.3f}ms{jl_warm:>9.3f}ms"
+                f"{jl_cold:>9.3f}ms{jl_warm:>9.3f}ms{jl_cpu[0]:>9.3f}ms{jl_cpu[1]:>7.3f}ms"
             )
             print(
                 f"chain, EtherealFabric / joblib.Memory per node: cold {chain[0] / jl_cold:.2f}x, "
                 f"warm {chain[1] / jl_warm:.2f}x (whole warm process "
-                f"{chain[2]['warm_wall'] / large['warm_wall']:.2f}x)"
+                f"{chain[2]['warm_wall'] / large['warm_wall']:.2f}x); in CPU: cold "
+                f"{chain_cpu[0] / jl_cpu[0]:.2f}x, warm {chain_cpu[1] / jl_cpu[1]:.2f}x"
             )
         print(f"\nimport etherealfabric: {statistics.median(imports) * 1000:.1f} ms")
         firsts = [first_warm(tmp / f"first-{rep}") for rep in range(reps)]

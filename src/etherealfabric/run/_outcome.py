@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["RunOutcome", "RunPolicy"]
 
 
+_RAN = frozenset((NodeStatus.SUCCEEDED, NodeStatus.DRIFTED))
+
+
 @dataclass(eq=False)
 class RunOutcome:
     """What happened to every node of a run."""
@@ -34,12 +37,11 @@ class RunOutcome:
     @property
     def executed(self) -> int:
         """Nodes whose code ran: succeeded, or failed after they started."""
-        return sum(
+        ran, failed, unstarted = _RAN, NodeStatus.FAILED, self.unstarted  # (plain names: a
+        return sum(  # member read from its enum is 0.3 us on Python 3.11, three per node)
             1
             for name, st in self.status.items()
-            if st == NodeStatus.SUCCEEDED
-            or st == NodeStatus.DRIFTED
-            or (st == NodeStatus.FAILED and name not in self.unstarted)
+            if st in ran or (st == failed and name not in unstarted)
         )
 
     @property

@@ -85,9 +85,9 @@ FLUSH_SECONDS = 0.05
 GROUP_ROWS = 2000
 LEASE_POLL_SECONDS = 0.1
 LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
-# the members a cache hit uses, as plain names: on Python 3.11 reading one from its enum
-# class (EnumType has a __getattr__ hook) costs about 0.3 us, several times per node
+# members as plain names: on Python 3.11 one read from its enum costs 0.3 us (a __getattr__ hook)
 _CACHED, _PENDING, _NODE_CACHED = NodeStatus.CACHED, NodeStatus.PENDING, EventKind.NODE_CACHED
+_UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
 
 class Scheduler(Rewinds, Fallbacks):
@@ -493,7 +493,7 @@ class Scheduler(Rewinds, Fallbacks):
 
     def _cancel_rest(self) -> None:
         for name, status in self.outcome.status.items():
-            if status in (NodeStatus.PENDING, NodeStatus.RUNNING):
+            if status in _UNFINISHED:
                 self.outcome.status[name] = NodeStatus.CANCELLED
                 # running: submitted and not dropped before it started (its row keeps its start)
                 running = status is NodeStatus.RUNNING and name in self._futures
