@@ -176,17 +176,9 @@ def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
 def _no_node(run: dict[str, Any], node: str, known: list[str]) -> NoReturn:
     """The one-line error for a ``node`` that run ``run`` has no row of: while the run is still
     going (in another process), its nodes so far, and that a node is listed once it starts."""
-    from ..journal._liveness import HOST, alive
+    from ..journal._history import no_node
 
-    names = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none"
-    going = run.get("host") != HOST or alive(run.get("pid"), run.get("pid_start"))
-    if run["status"] == "running" and going:  # (not a killed run, not marked interrupted yet)
-        _fail(
-            f"run {run['id']} has no node {node!r} yet; its nodes so far: {names} (the run is "
-            "still going: a node is listed once it starts; watch it with `etherealfabric "
-            f"status {run['id']}`)"
-        )
-    _fail(f"run {run['id']} has no node {node!r}; its nodes: {names}")
+    _fail(no_node(run, node, known)[0])
 
 
 def _load(target: str) -> Workflow:

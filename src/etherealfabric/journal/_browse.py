@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from ..states import NodeStatus, RunStatus
-from ._journal import Journal, committed_counts
+from ._journal import Journal
 from ._liveness import HOST, alive
 from ._maps import split_children
 
@@ -185,9 +185,7 @@ def shown(run: Mapping[str, Any], journal: Journal | None = None) -> dict[str, A
     ):
         row["status"] = RunStatus.INTERRUPTED.value
         if journal is not None and row.get("executed") is None:
-            row["executed"], row["cached"], row["failed"] = committed_counts(
-                journal.conn, str(row["id"])
-            )
+            row["executed"], row["cached"], row["failed"] = journal.committed_counts(str(row["id"]))
     return row
 
 

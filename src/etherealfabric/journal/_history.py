@@ -26,7 +26,7 @@ from ..store._base import ENTRY_KINDS, object_name
 from ..store._sharedgc import SHARED_GRACE
 from ..store._signing import record_problem
 from ._journal import Journal, RunRow
-from ._liveness import gone
+from ._liveness import HOST, alive, gone
 from ._maps import map_events, split_children, summarize
 
 __all__ = [
@@ -143,6 +143,18 @@ def node_names(journal: Journal, run_id: str) -> list[str]:
         (run_id,),
     )
     return [r["node"] for r in rows]
+
+
+def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, bool]:
+    """The error for a ``node`` that ``run`` has no row of, and whether the run is still going
+    (in another process; then the node may yet start): the message lists its nodes so far."""
+    names = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none"
+    going = run.get("host") != HOST or alive(run.get("pid"), run.get("pid_start"))
+    if run["status"] == RunStatus.RUNNING and going:  # (not killed, not marked interrupted yet)
+        return (f"run {run['id']} has no node {node!r} yet; its nodes so far: {names} (the run "
+                "is still going: a node is listed once it starts; watch it with "
+                f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
+    return f"run {run['id']} has no node {node!r}; its nodes: {names}", False
 
 
 def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:

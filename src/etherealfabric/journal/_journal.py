@@ -170,15 +170,25 @@ class Journal(ActionIndex, LeaseClaims):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts (for this package's journal/ modules only)."""
         with self._lock:
-            cursor = retry(lambda: self.conn.execute(sql, params), self.path)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            def read() -> list[dict[str, Any]]:  # every row inside the retry: a lock or damage
+                cursor = self.conn.execute(sql, params)  # met past the first row is caught too
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            return retry(read, self.path)
 
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query, or ``None`` when there is no row."""
         with self._lock:
             row = retry(lambda: self.conn.execute(sql, params).fetchone(), self.path)
         return None if row is None else row[0]
+
+    def committed_counts(self, run_id: str) -> tuple[int, int, int]:
+        """:func:`committed_counts` of a run, read as :meth:`_rows` reads (waiting out a lock;
+        damage is the error of a damaged journal, naming it)."""
+        with self._lock:
+            return retry(lambda: committed_counts(self.conn, run_id), self.path)
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(

@@ -89,8 +89,9 @@ class Site:
                 return Json({"error": f"no journal at {self.journal_path} yet"}, status_code=404)
             try:
                 result = fn(journal, request)
-            except views.NotFound as exc:
-                return Json({"error": str(exc)}, status_code=404)
+            except views.NotFound as exc:  # (not_yet: a node a live run may still start)
+                yet = {"not_yet": True} if isinstance(exc, views.NotYet) else {}
+                return Json({"error": str(exc), **yet}, status_code=404)
             except DamagedJournalError:
                 raise
             except (ValueError, EtherealFabricError) as exc:
@@ -100,6 +101,35 @@ class Site:
             finally:
                 journal.close()
             return result if isinstance(result, Response) else Json(result)
+
+        return handler
+
+    def page(self, fn: Callable[[Journal, Request], Response]) -> Callable[[Request], Response]:
+        """A page's handler: ``fn(journal, request)``; an unknown run or node is a 404 page (a
+        node a live run has not reached yet: one that reloads itself until it starts), a
+        journal that cannot be read now a 503 (a damaged one: the app's 503 naming it)."""
+
+        def handler(request: Request) -> Response:
+            try:
+                journal = q.open_journal(self.journal_path)
+            except DamagedJournalError:
+                raise
+            except (browse.BrowseError, EtherealFabricError) as exc:
+                return _text(f"cannot read the journal now: {exc}", 503)
+            if journal is None:
+                return _text(f"no journal at {self.journal_path} yet", 404)
+            try:
+                return fn(journal, request)
+            except DamagedJournalError:
+                raise
+            except views.NotYet as exc:
+                return _text(str(exc), 404, refresh=True)
+            except EtherealFabricError as exc:  # an unknown or ambiguous run id, a node
+                return _text(str(exc), 404)
+            except browse.BrowseError as exc:  # e.g. a journal being created or migrated
+                return _text(f"cannot read the journal now: {exc}", 503)
+            finally:
+                journal.close()
 
         return handler
 
@@ -124,6 +154,12 @@ class Site:
                     journal.close()
 
         return handler
+
+
+def _text(text: str, status: int, *, refresh: bool = False) -> HTMLResponse:
+    """``text`` as a page (escaped); ``refresh``: the page reloads itself every 2 seconds."""
+    head = '<meta http-equiv="refresh" content="2">' if refresh else ""
+    return HTMLResponse(head + html.escape(text), status_code=status)
 
 
 def _arg(request: Request, name: str) -> str | None:
@@ -164,37 +200,17 @@ def create_app(
 
         return handler
 
-    def run_page(request: Request) -> Response:
-        journal = q.open_journal(site.journal_path)
-        if journal is None:
-            return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
-        try:
-            run_id = journal.get_run(_run_id(request))["id"]  # a prefix: the full id
-            href = f"/runs/{quote(run_id)}/nodes/"
-            view = views.page_view(journal, run_id, home_option=site.home_option, href=href)
-        except DamagedJournalError:
-            raise
-        except EtherealFabricError as exc:  # an unknown or ambiguous run id
-            return HTMLResponse(html.escape(str(exc)), status_code=404)
-        finally:
-            journal.close()
+    def run_page(journal: Journal, request: Request) -> Response:
+        run_id = journal.get_run(_run_id(request))["id"]  # a prefix: the full id
+        href = f"/runs/{quote(run_id)}/nodes/"
+        view = views.page_view(journal, run_id, home_option=site.home_option, href=href)
         run = view["run"]
         context = {"params": {"run_id": run["run"]["id"]}, "run": run, "svg": view["svg"],
                    "state": view["state_json"], "graph": view["graph_json"]}  # fmt: skip
         return templates.TemplateResponse(request, "run.html", context)
 
-    def node_page(request: Request) -> Response:
-        journal = q.open_journal(site.journal_path)
-        if journal is None:
-            return HTMLResponse(f"no journal at {site.journal_path} yet", status_code=404)
-        try:  # an unknown run or node: 404, as the API answers
-            views.node_view(journal, _run_id(request), str(request.path_params["node"]))
-        except DamagedJournalError:
-            raise
-        except EtherealFabricError as exc:
-            return HTMLResponse(html.escape(str(exc)), status_code=404)
-        finally:
-            journal.close()
+    def node_page(journal: Journal, request: Request) -> Response:
+        views.node_view(journal, _run_id(request), str(request.path_params["node"]))
         return templates.TemplateResponse(
             request, "node.html", {"params": dict(request.path_params)}
         )
@@ -216,8 +232,8 @@ def create_app(
     routes = [
         Route("/", page("runs.html")),
         Route("/cache", page("cache.html")),
-        Route("/runs/{run_id}", run_page),
-        Route("/runs/{run_id}/nodes/{node:path}", node_page),
+        Route("/runs/{run_id}", site.page(run_page)),
+        Route("/runs/{run_id}/nodes/{node:path}", site.page(node_page)),
         Route("/api/health", health),
         Route("/api/runs", site.answer_empty(runs)),
         Route("/api/cache", site.answer_empty(_cache)),

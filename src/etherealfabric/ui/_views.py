@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EtherealFabricError
+from ..errors import DamagedJournalError, EtherealFabricError
 from ..journal import Journal, _maps
 from ..journal import _history as history
 from ..observe._explain import NodeNotInRunError, explain_node
@@ -26,6 +26,7 @@ from ._layout import CANVAS_FROM
 
 __all__ = [
     "NotFound",
+    "NotYet",
     "cache_view",
     "graph_view",
     "items_view",
@@ -47,9 +48,16 @@ class NotFound(EtherealFabricError):
     """An unknown run or node (the API answers 404 with this message)."""
 
 
+class NotYet(NotFound):
+    """A node a run still going (in another process) has not reached yet: 404 too, but the
+    node's page reloads itself until the node starts."""
+
+
 def _run(journal: Journal, run_id: str) -> dict[str, Any]:
     try:
         return q.effective(journal.get_run(run_id), journal)
+    except DamagedJournalError:  # not the run's fault: the 503 naming the file
+        raise
     except EtherealFabricError as exc:
         raise NotFound(str(exc)) from exc
 
@@ -243,8 +251,9 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
     """A node of a run: attempts with logs, key components, the explain diff, its outputs."""
     run = _run(journal, run_id)
     attempts = history.node_attempts(journal, run["id"], node)
-    if not attempts:
-        raise NotFound(f"run {run['id']} has no node {node!r}")
+    if not attempts:  # (as the CLI says it: its nodes so far, and whether it may yet start)
+        text, going = history.no_node(run, node, sorted(q.run_state(journal, run).statuses))
+        raise (NotYet if going else NotFound)(text)
     last = attempts[-1]
     try:
         explanation: dict[str, Any] | None = explain_node(journal, run["id"], node).to_dict()
