@@ -21,6 +21,7 @@ from etherealfabric.journal import Journal
 from test_ui import UiServer
 from test_ui_browse import insert_run
 from test_ui_gates import answer
+from test_ui_items import insert_map
 
 LIVE = "20260101-000000-aaaaaa"  # running, in this (pytest) process: alive to the UI
 DEAD = "20260101-000000-dddddd"  # recorded running, its process gone: shown interrupted
@@ -37,6 +38,7 @@ def make_home(home: Path) -> Path:
         insert_run(journal, DEAD, {"a": ("succeeded", [])}, status="running", total=2)
         with journal.write() as conn:
             conn.execute("UPDATE runs SET pid = 0 WHERE id = ?", (DEAD,))
+            insert_map(conn, DONE, "m", 3)
         journal.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return path
 
@@ -103,6 +105,26 @@ def test_odd_run_ids_and_node_names_are_a_clean_404_or_400(server: UiServer, odd
         assert "Traceback" not in body
         if not route.startswith("/api/"):
             assert "<script>" not in body  # a page names it escaped, never as markup
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "offset=" + "9" * 30,
+        "offset=" + "9" * 5000,
+        "limit=" + "9" * 30,
+        "offset=-1",
+        "limit=0",
+        "offset=1e3",
+        "status=%00",
+    ],
+)
+def test_odd_pages_of_a_map_s_items_are_a_400_or_empty(server: UiServer, query: str) -> None:
+    assert answer(server, f"/api/runs/{DONE}/items/m")[0] == 200
+    status, body = answer(server, f"/api/runs/{DONE}/items/m?{query}")
+    assert status in (200, 400), (query, status, body[:300])
+    if status == 200:
+        assert '"items":[]' in body, body[:300]
 
 
 # -- a locked journal, a journal damaged deep inside ---------------------------------------------

@@ -282,8 +282,8 @@ def _items(journal: Journal, request: Request) -> Any:
         text = _arg(request, name)
         if text is None:
             return default
-        if not text.strip().lstrip("-").isdecimal():
-            raise ValueError(f"{name}={text!r} is not a whole number")
+        if not text.strip().lstrip("-").isdecimal() or len(text.strip()) > 18:  # (SQLite's int)
+            raise ValueError(f"{name}={text[:40]!r} is not a whole number of at most 18 digits")
         return int(text)
 
     return views.items_view(
