@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from test_checkpoint_orphans import FLOW, _checkpoints, _cli, _env, _gc, _starts
 
 
