@@ -47,3 +47,25 @@ def test_a_damaged_success_time_neither_crashes_nor_drops_the_checkpoint(
     assert resumed.returncode == 0, resumed.stderr
     assert _starts(resumed.stdout) == [2]
     assert _gc(tmp_path, env)["checkpoints_removed"] == []
+
+
+@pytest.mark.parametrize(("expires", "acquired"), [("zzz", 0.0), (b"\x00", "?"), ("nan", 0.0)])
+def test_a_damaged_lease_row_neither_crashes_gc_nor_a_run(
+    tmp_path: Path, expires: object, acquired: object
+) -> None:
+    """A lease row whose expires_at is text or a blob made every lease check raise TypeError
+    ('<' between str and float): `cache gc` and every run of the home crashed. Such a row is
+    judged by its acquired_at, or taken as expired."""
+    env = _killed_after_a_success(tmp_path)
+    with sqlite3.connect(tmp_path / "home" / "journal.db") as db:
+        db.execute(
+            "INSERT INTO leases (key, node, run_id, host, pid, acquired_at, pid_start, "
+            "expires_at) VALUES ('k', 'n', 'r', 'elsewhere', 1, ?, NULL, ?)",
+            (acquired, expires),
+        )
+    gc = _cli(tmp_path, env, "cache", "gc", "--older-than", "0", "--json")
+    assert gc.returncode == 0, gc.stderr
+    assert len(_checkpoints(tmp_path)) == 1
+    resumed = _cli(tmp_path, env, "run", "flow.py")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _starts(resumed.stdout) == [2]
