@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from etherealfabric.journal import Journal
 from etherealfabric.ui._views import runs_view
 from test_ui_browse import insert_run
@@ -86,3 +88,30 @@ def test_runs_before_a_run_id_pages_the_cli_once_each(tmp_path: Path) -> None:
     assert [r["id"] for r in json.loads(old.stdout)] == ["20231114-221320-000001"]
     bad = _cli(path.parent, "--before", "no-such-run")
     assert bad.returncode == 2 and "--before" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--before", "NaN"),
+        ("--before", "inf"),
+        ("--before", "9" * 400),
+        ("--before", "1,"),
+        ("--before", ""),
+        ("--limit", "9" * 20),  # past SQLite's integers: was an OverflowError traceback
+    ],
+)
+def test_garbage_paging_values_are_a_clear_exit_2(tmp_path: Path, args: tuple[str, str]) -> None:
+    path = _journal(tmp_path)
+    out = _cli(path.parent, *args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and args[0] in out.stderr, out.stderr
+
+
+def test_an_injection_like_cursor_is_only_a_cursor(tmp_path: Path) -> None:
+    path = _journal(tmp_path)
+    expected = _everything(path)
+    out = _cli(path.parent, "--before", "1,'; DROP TABLE runs;--", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+    assert _everything(path) == expected

@@ -125,6 +125,10 @@ def test_a_map_node_page_and_api_list_its_items(tmp_path: Path) -> None:
         only = server.get(f"/api/runs/{run_id}/items/clean?status=failed")
         assert [i["item"] for i in only["items"]] == ["f07.txt"]
         assert status_code(server, f"/api/runs/{run_id}/items/clean?offset=-1") == 400
+        for huge in ("9223372036854775808", "9" * 40):  # past SQLite's integers: was a 500
+            assert status_code(server, f"/api/runs/{run_id}/items/clean?offset={huge}") == 400
+        last = server.get(f"/api/runs/{run_id}/items/clean?offset=9223372036854775807")
+        assert last["items"] == [] and last["total"] == 12
         assert status_code(server, f"/api/runs/{run_id}/items/gather") == 404
     finally:
         server.stop()

@@ -145,7 +145,7 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
 @cache.command("gc")
 @click.option(
     "--keep-runs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=2**63 - 1),
     default=5,
     show_default=True,
     help="Keep what the last N runs of each workflow used.",

@@ -43,7 +43,7 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 @click.option(
     "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=20, show_default=True)
 @click.option(
     "--before",
     default=None,

@@ -14,6 +14,7 @@ transaction, so no run can lease the key and start computing it meanwhile.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from ..hashing._digest import is_digest
 from ..store import Store
@@ -41,6 +42,7 @@ def collect_finished_checkpoints(
     # no run leases a key (to compute it) until the deletions are done; a dry run writes nothing
     with contextlib.nullcontext() if dry_run else journal.write():
         held = journal.live_leases()
+        now = time.time()
         if HOME_LEASE in held:
             return [], 0  # a run computes under the home lease: any key may be its
         successes = journal.last_successes([k for k in keys if k not in held])
@@ -48,6 +50,8 @@ def collect_finished_checkpoints(
             info = store.entry_info(checkpoint_name(key))
             if info is None or info.modified is None:
                 continue
+            if success > now:  # a success in the future (a damaged row, a clock set back):
+                continue  # it proves nothing, and the deletion cannot be undone
             if info.modified < min(success, cutoff):  # saved before that success, and old
                 removed.append(key)
                 freed += info.size

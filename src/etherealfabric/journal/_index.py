@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -179,7 +180,12 @@ class ActionIndex:
         )
         for rows in self._in_batches(sql, keys):
             for key, finished in rows:
-                found[str(key)] = max(float(finished), found.get(str(key), float("-inf")))
+                try:
+                    when = float(finished)
+                except (TypeError, ValueError):  # a damaged row: no proof of a success
+                    continue
+                if math.isfinite(when):
+                    found[str(key)] = max(when, found.get(str(key), float("-inf")))
         return found
 
     def delete_action(self, key: str) -> bool:

@@ -36,7 +36,7 @@ from ._connection import (
     transaction,
 )
 from ._index import ActionIndex
-from ._leases import LEASE_SECONDS, LeaseClaims
+from ._leases import LEASE_SECONDS, LeaseClaims, holder_gone
 from ._liveness import HOST, PID_START, alive
 from ._schema import CACHED_ROW, NODE_RUN_ROW, SCHEMA_VERSION, database, migrate
 from ._sweeps import sweep_needed
@@ -396,11 +396,9 @@ class Journal(ActionIndex, LeaseClaims):
                 "WHERE key = ?",
                 (key,),
             ).fetchone()
-            if row is not None and row[0] != run_id:
-                expires = row[5] if row[5] is not None else row[4] + LEASE_SECONDS
-                holder_gone = expires < now or (row[1] == HOST and not alive(row[2], row[3]))
-                if not holder_gone:
-                    return False
+            if (row is not None and row[0] != run_id
+                    and not holder_gone((key, *row), now, LEASE_SECONDS)):  # fmt: skip
+                return False
             conn.execute(
                 "INSERT OR REPLACE INTO leases (key, node, run_id, host, pid, pid_start, "
                 "acquired_at, expires_at) VALUES (?,?,?,?,?,?,?,?)",

@@ -22,6 +22,7 @@ and is deleted by the next claim, like any lease of a dead holder.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 from ._liveness import HOST, PID_START, alive
 
-__all__ = ["HOME_LEASE", "LEASE_SECONDS", "LeaseClaims"]
+__all__ = ["HOME_LEASE", "LEASE_SECONDS", "LeaseClaims", "holder_gone"]
 
 #: How long a lease lasts unless its holder renews it (the scheduler renews its leases every
 #: few seconds): a holder gone in a way liveness cannot see (another host, frozen) loses its
@@ -47,11 +48,22 @@ _INSERT = (
 )
 
 
-def _holder_gone(row: Sequence[Any], now: float, ttl: float) -> bool:
+def holder_gone(row: Sequence[Any], now: float, ttl: float) -> bool:
     """Whether a lease row (``_COLUMNS``) is expired or held by a dead process of this host."""
     _key, _run, host, pid, start, acquired, expires = row
-    expires = expires if expires is not None else acquired + ttl
-    return bool(expires < now or (host == HOST and not alive(pid, start)))
+    until = _time(expires)
+    if until is None:  # none (an old row), or damaged: from when it was taken, if known
+        taken = _time(acquired)
+        until = taken + ttl if taken is not None else -math.inf  # damaged: expired
+    return bool(until < now or (host == HOST and not alive(pid, start)))
+
+
+def _time(value: Any) -> float | None:
+    """A lease row's time as a number; None if absent or not a number (an edited journal's
+    text or blob: it never breaks the check of every lease)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return None
 
 
 class LeaseClaims:
@@ -69,7 +81,7 @@ class LeaseClaims:
         rows = conn.execute(f"SELECT {_COLUMNS} FROM leases WHERE run_id != ?", (run_id,))
         dead = []
         for row in rows.fetchall():
-            if _holder_gone(row, now, ttl):
+            if holder_gone(row, now, ttl):
                 dead.append((row[0], row[1]))
             else:
                 yield row

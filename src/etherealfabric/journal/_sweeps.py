@@ -9,7 +9,8 @@ So a run sweeps only when something could have died since the last sweep:
   it (a run starting, ``runs``, ``show``, ``resume``, ``cache gc``) removes the stamp below, so
   the next run sweeps;
 - or the last sweep began over :data:`SWEEP_EVERY` ago (a writer that is not a run, killed:
-  ``cache gc`` removes its temp files too), or the stamp is missing or in the future.
+  ``cache gc`` removes its temp files too), or the stamp is missing, in the future, or not a
+  regular file (a folder, link or FIFO in its place: then each run sweeps; none is followed).
 
 The stamp is a file in the home (:data:`STAMP`) whose modification time is when the last
 sweep began: one ``stat`` for a warm run, which lists no folder.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 __all__ = ["STAMP", "SWEEP_EVERY", "begin_sweep", "sweep_due", "sweep_needed"]
@@ -32,19 +34,26 @@ STAMP = ".temps-swept"
 def sweep_due(home: Path, now: float) -> bool:
     """Whether a run starting at ``now`` should sweep (see the module docstring)."""
     try:
-        last = os.stat(os.path.join(home, STAMP)).st_mtime
+        info = os.lstat(os.path.join(home, STAMP))
     except OSError:
         return True
-    return not 0 <= now - last < SWEEP_EVERY
+    if not stat.S_ISREG(info.st_mode):  # a folder, link or FIFO there: it says nothing
+        return True
+    return not 0 <= now - info.st_mtime < SWEEP_EVERY
 
 
 def begin_sweep(home: Path, now: float) -> None:
     """Record that a sweep begins at ``now`` (a home that cannot be written sweeps each run)."""
     path = os.path.join(home, STAMP)
+    # never through a link (what it points to is not ours), never blocked on a FIFO
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     with contextlib.suppress(OSError):
-        with open(path, "a"):
-            pass
-        os.utime(path, (now, now))
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # (else sweep_due says due: each run)
+                os.utime(fd if os.utime in os.supports_fd else path, (now, now))
+        finally:
+            os.close(fd)
 
 
 def sweep_needed(home: Path) -> None:

@@ -42,6 +42,7 @@ from ..store._trees import (
     FILE_SERIALIZER,
     already_there,
     capture_path,
+    files_problem,
     path_problem,
     read_manifest,
     restore_entry,
@@ -130,7 +131,7 @@ def restore_output(
     """:func:`restore_entry`, then, when a file was put back, remove the copies a run killed
     in the middle of a restore left in its folder (a folder drops what is not its own); each
     folder once per record (``swept``: the folders done)."""
-    if entry.get("unwritten") and returned_changed(store, root, relative, entry, verify=verify,
+    if entry.get("unwritten") is True and returned_changed(store, root, relative, entry, verify=verify,
                                                   file_cache=file_cache):  # fmt: skip
         raise StoreError(
             f"{relative!r}, which the node returned but did not write (it was there before "
@@ -185,16 +186,28 @@ def unwritten_changed(
     store: Store, record: Mapping[str, Any], root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
     """Why a hit of ``record`` must not be used: a file or folder its node returned but did
-    not write holds other content now (:func:`returned_changed`); None when none does."""
+    not write holds other content now (:func:`returned_changed`), or the stored listing of
+    such a folder cannot be read (then it cannot be told: it is left alone); None when none.
+    An entry of the wrong shape (an edited journal's: a path out of the root, a mark that is
+    not ``true``) raises :class:`StoreError` before anything on disk is read: the caller
+    forgets the record with a warning naming its key."""
     files = record.get("files")
     if not isinstance(files, Mapping):
         return None
     base = root if root is not None else os.getcwd()
     for relative, entry in files.items():
-        if not (isinstance(entry, Mapping) and entry.get("unwritten")):
+        if not (isinstance(entry, Mapping) and "unwritten" in entry):
             continue
-        if returned_changed(store, base, str(relative), entry, verify=True, file_cache=file_cache):
-            kind = "a folder" if str(relative).endswith("/") else "a file"
+        problem = files_problem({relative: entry})
+        if problem:
+            raise StoreError(f"the record is malformed: {problem}")
+        kind = "a folder" if str(relative).endswith("/") else "a file"
+        try:
+            changed = returned_changed(store, base, relative, entry, verify=True,
+                                       file_cache=file_cache)  # fmt: skip
+        except StoreError as exc:  # its listing lost or damaged: never restored over it
+            return f"{relative!r}, {kind} it returned but did not write, cannot be compared with its cached result ({exc}; it is left as it is)"  # fmt: skip
+        if changed:
             return (
                 f"{relative!r}, {kind} it returned but did not write, changed since its "
                 "cached result (it is left as it is)"

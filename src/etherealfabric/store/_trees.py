@@ -224,6 +224,8 @@ def files_problem(files: object) -> str:
         size = entry.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             return f"its file entry {relative!r} has no valid size"
+        if entry.get("unwritten", True) is not True:  # (run/_files.py: true or absent)
+            return f"its file entry {relative!r} has an 'unwritten' mark that is not true"
     return ""
 
 

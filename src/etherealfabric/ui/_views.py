@@ -280,6 +280,9 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
     }
 
 
+_SQL_INT_MAX = 2**63 - 1
+
+
 def items_view(
     journal: Journal, run_id: str, node: str, *, offset: int = 0, limit: int = ITEMS_PAGE,
     status: str | None = None,
@@ -289,8 +292,10 @@ def items_view(
     run = _run(journal, run_id)
     if node not in q.map_names(journal, [run["id"]]):
         raise NotFound(f"{node!r} is not a map of run {run['id']}: it has no items")
-    if offset < 0 or not 1 <= limit <= 1000:
-        raise ValueError(f"offset={offset} and limit={limit}: give offset >= 0, 1 <= limit <= 1000")
+    if not 0 <= offset <= _SQL_INT_MAX or not 1 <= limit <= 1000:  # (past it: SQLite refuses)
+        raise ValueError(
+            f"offset={offset} and limit={limit}: give 0 <= offset < 2**63, 1 <= limit <= 1000"
+        )
     return _items(journal, run, node, offset=offset, limit=limit, status=status)
 
 
