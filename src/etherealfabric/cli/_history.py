@@ -254,7 +254,8 @@ def _show_items(
     for n in rows:
         counts[n["status"]] = counts.get(n["status"], 0) + 1
     shown = ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
-    console.print(f"{len(rows)} rows: {shown or 'none'}", highlight=False, markup=False)
+    rows_word = "row" if len(rows) == 1 else "rows"
+    console.print(f"{len(rows)} {rows_word}: {shown or 'none'}", highlight=False, markup=False)
     if note:
         console.print(note, highlight=False, markup=False)
 
