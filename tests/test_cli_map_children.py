@@ -67,3 +67,11 @@ def test_show_items_counts_its_rows_in_the_singular_and_plural(ran: tuple[Cli, s
     other = str(json.loads(cli("runs", "--workflow", "oneflow", "--json"))[0]["id"])
     out = cli("show", other, "square", "--items", "--status", "failed")
     assert "1 row: 1 failed" in out and "1 rows" not in out
+
+
+@pytest.mark.parametrize("age", ["99999999999999999999999d", "1e400s".replace("e400", "0" * 30)])
+def test_runs_since_an_age_no_date_can_hold_is_exit_2(ran: tuple[Cli, str], age: str) -> None:
+    cli, _ = ran
+    out = cli("runs", "--since", age, code=2)
+    assert age in out and "--since" in out, out
+    assert "2h" in out or "3d" in out, out  # the forms it takes

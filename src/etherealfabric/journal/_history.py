@@ -55,6 +55,7 @@ __all__ = [
 ESTIMATE_WINDOW = 20
 ORPHAN_AGE = 3600.0  # a temp file this old belongs to no write in progress
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc).timestamp()  # the first date there is
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -67,7 +68,13 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     """
     match = _AGO.match(text)
     if match:
-        return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
+        start = (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
+        if now is None and not _EARLIEST <= start:  # (``now`` given: an age, not a date)
+            raise ValueError(
+                f"--since {text!r} is further back than a date can be (before the year 1); "
+                "give a shorter age such as 30m, 2h, 3d, 1w, or an ISO date (2026-11-25)"
+            )
+        return start
     try:
         return dt.datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
