@@ -69,7 +69,7 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     match = _AGO.match(text)
     if match:
         start = (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
-        if now is None and not _EARLIEST <= start:  # (``now`` given: an age, not a date)
+        if now is None and not start >= _EARLIEST:  # (``now`` given: an age, not a date)
             raise ValueError(
                 f"--since {text!r} is further back than a date can be (before the year 1); "
                 "give a shorter age such as 30m, 2h, 3d, 1w, or an ISO date (2026-11-25)"
