@@ -188,3 +188,12 @@ def test_a_journal_damaged_deep_inside_while_the_ui_runs_is_a_503(tmp_path: Path
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr
+
+
+# -- bad filters and runs with nothing to plan ---------------------------------------------------
+def test_an_unknown_item_status_is_a_400_naming_the_allowed_ones(server: UiServer) -> None:
+    status, body = answer(server, f"/api/runs/{DONE}/items/m?status=bogus")
+    assert status == 400, body
+    assert "'bogus'" in body and "succeeded" in body and "failed" in body, body
+    status, body = answer(server, f"/api/runs/{DONE}/items/m?status=succeeded")
+    assert status == 200, body

@@ -281,6 +281,7 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
 
 
 _SQL_INT_MAX = 2**63 - 1
+_ITEM_STATUSES = tuple(s.value for s in NodeStatus)
 
 
 def items_view(
@@ -295,6 +296,11 @@ def items_view(
     if not 0 <= offset <= _SQL_INT_MAX or not 1 <= limit <= 1000:  # (past it: SQLite refuses)
         raise ValueError(
             f"offset={offset} and limit={limit}: give 0 <= offset < 2**63, 1 <= limit <= 1000"
+        )
+    if status is not None and status not in _ITEM_STATUSES:
+        raise ValueError(
+            f"status={status[:40]!r} is no status an item can have; give one of "
+            f"{', '.join(_ITEM_STATUSES)} (or no status: every item)"
         )
     return _items(journal, run, node, offset=offset, limit=limit, status=status)
 
