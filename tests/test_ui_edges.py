@@ -197,3 +197,9 @@ def test_an_unknown_item_status_is_a_400_naming_the_allowed_ones(server: UiServe
     assert "'bogus'" in body and "succeeded" in body and "failed" in body, body
     status, body = answer(server, f"/api/runs/{DONE}/items/m?status=succeeded")
     assert status == 200, body
+
+
+def test_the_plan_of_a_run_with_no_file_is_a_404_with_the_reason(server: UiServer) -> None:
+    status, body = answer(server, f"/api/runs/{DONE}/plan")
+    assert status == 404, body
+    assert "no file to plan" in body, body

@@ -29,12 +29,16 @@ _lock = threading.Lock()
 
 
 def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
-    """The plan of the workflow a run recorded in ``params`` (``{"error": ...}`` when none)."""
+    """The plan of the workflow a run recorded in ``params`` (``{"error": ...}`` when the
+    planner fails); NotFound (a 404) when the run recorded no file to plan."""
+    from ._views import NotFound
+
     target = params.get("target")
     if not target:
-        return {
-            "error": "this run was not started by `etherealfabric run FILE`, so no file to plan"
-        }
+        raise NotFound(
+            "this run was not started by `etherealfabric run FILE`, so no file to plan; "
+            "run `etherealfabric plan FILE` on its workflow file instead"
+        )
     nodes = [str(n) for n in params.get("nodes") or []]
     command = [sys.executable, "-m", "etherealfabric", "plan", str(target), "--json",
                "--home", str(home), *(a for n in nodes for a in ("--node", n)),
