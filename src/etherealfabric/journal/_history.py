@@ -61,11 +61,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 # -- runs ------------------------------------------------------------------------------------
 def parse_since(text: str, *, now: float | None = None) -> float:
-    """A timestamp from ``"2h"``, ``"3d"``, ``"45m"``, ``"1w"`` ago or an ISO date/time.
-
-    ISO values without a time zone are local time. Raises ``ValueError`` naming the forms
-    accepted.
-    """
+    """A timestamp from ``"2h"``, ``"3d"``, ``"45m"``, ``"1w"`` ago or an ISO date/time (local
+    time without a zone). ``ValueError`` naming the forms accepted, or an age past the year 1."""
     match = _AGO.match(text)
     if match:
         start = (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
