@@ -55,6 +55,29 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, str]:
     return cli, str(json.loads(cli("runs", "--json"))[0]["id"])
 
 
+def test_show_of_one_child_shows_its_attempts_as_logs_finds_them(ran: tuple[Cli, str]) -> None:
+    cli, run_id = ran
+    assert "square[13] attempt 1 (failed)" in cli("logs", run_id, "square[13]")
+    shown = json.loads(cli("show", run_id, "square[13]", "--json"))
+    [row] = shown["nodes"]
+    assert (row["node"], row["status"]) == ("square[13]", "failed")
+    assert "ValueError: no 13" in row["error"]
+    out = cli("show", run_id, "square[12]")
+    assert "square[12]" in out and "succeeded" in out
+    out = cli("show", run_id, "square[99]", code=2)
+    assert "has no node 'square[99]'" in out and f"show {run_id} square --items" in out
+
+
+def test_cat_of_one_child_prints_its_value(ran: tuple[Cli, str]) -> None:
+    cli, run_id = ran
+    assert cli("cat", run_id, "square[12]").strip() == "144"
+    assert json.loads(cli("cat", run_id, "square[4]", "--json")) == 16
+    out = cli("cat", run_id, "square[13]", code=2)
+    assert "square[13]" in out and "failed" in out
+    out = cli("cat", run_id, "square[99]", code=2)
+    assert "square[99]" in out and f"show {run_id} square --items" in out
+
+
 def test_show_items_counts_its_rows_in_the_singular_and_plural(ran: tuple[Cli, str]) -> None:
     cli, run_id = ran
     out = cli("show", run_id, "square", "--items", "--status", "failed")

@@ -55,7 +55,7 @@ def cat(
     from ..run._reopen import open_run
 
     try:
-        results = open_run(run_id, home=home)
+        results = open_run(run_id, home=home, item=node)  # (a map's item: ``square[3]``)
         if node not in results.statuses:
             with _journal(home) as journal:  # (still going in another process: it says so)
                 _no_node(_get_run(journal, results.run_id), node, sorted(results.statuses))

@@ -160,7 +160,8 @@ def show(
     own, children = maps.split_children(nodes, recorded)
     if node is not None:
         known = sorted({n["node"] for n in own} | set(children))
-        own = [n for n in own if n["node"] == node]
+        item = [r for rows in children.values() for r in rows if r["node"] == node]
+        own = [n for n in own if n["node"] == node] or item  # a map's item: its attempts
         children = {m: c for m, c in children.items() if m == node}
         if not own and not children:
             _no_node(run_row, node, known)

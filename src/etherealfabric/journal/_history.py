@@ -27,7 +27,7 @@ from ..store._sharedgc import SHARED_GRACE
 from ..store._signing import record_problem
 from ._journal import Journal, RunRow
 from ._liveness import HOST, alive, gone
-from ._maps import map_events, split_children, summarize
+from ._maps import item_hint, map_events, split_children, summarize
 
 __all__ = [
     "CacheAudit",
@@ -158,7 +158,8 @@ def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, b
         return (f"run {run['id']} has no node {node!r} yet; its nodes so far: {names} (the run "
                 "is still going: a node is listed once it starts; watch it with "
                 f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
-    return f"run {run['id']} has no node {node!r}; its nodes: {names}", False
+    hint = item_hint(run["id"], node, known)
+    return f"run {run['id']} has no node {node!r}; its nodes: {names}{hint}", False
 
 
 def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:

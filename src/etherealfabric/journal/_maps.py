@@ -22,6 +22,7 @@ from ._journal import Journal
 __all__ = [
     "cached_items",
     "index_digest",
+    "item_hint",
     "last_map",
     "map_events",
     "map_items",
@@ -160,3 +161,14 @@ def last_map(journal: Journal, workflow: str, node: str) -> dict[str, Any] | Non
     except ValueError:
         return None
     return {**data, "run_id": rows[0]["run_id"]} if isinstance(data, dict) else None
+
+
+def item_hint(run_id: str, node: str, known: Iterable[str]) -> str:
+    """For ``map[label]`` where ``map`` is one of ``known``: where its items are listed."""
+    cut = node.find("[")
+    parent = node[:cut] if cut > 0 and node.endswith("]") else None
+    if parent is None or parent not in known:
+        return ""
+    return (f" ({parent!r} is a map and no item {node!r} of it ran in this run; an item taken "
+            f"from the cache has no row of its own: list its items with "
+            f"`etherealfabric show {run_id} {parent} --items`)")  # fmt: skip

@@ -34,12 +34,15 @@ from ._results import Results
 __all__ = ["open_run"]
 
 
-def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Results:
+def open_run(
+    run_id: str, *, home: str | os.PathLike[str] | None = None, item: str | None = None
+) -> Results:
     """The :class:`Results` of run ``run_id`` (or a unique prefix of it) in ``home``.
 
     ``home`` defaults to ``ETHEREALFABRIC_HOME`` or ``./.etherealfabric``; the store is the one
     the settings name. ``results["node"]["output"]`` loads a value; ``results.statuses`` gives
-    every node's final status. Opening never writes to the home.
+    every node's final status. Opening never writes to the home. ``item``: also one item of a
+    map (``"square[3]"``), by the name its row has, as if it were a node (``cat`` of an item).
     """
     from ..store._signing import record_problem  # (a record's shape: an edited journal's)
 
@@ -53,7 +56,8 @@ def open_run(run_id: str, *, home: str | os.PathLike[str] | None = None) -> Resu
         fallbacks = fallback_outputs(journal, run["id"])
         for name, rows in children.items():
             outcome.maps[name] = map_report(name, rows, recorded[name])
-        for row in own:  # attempts in order: the last one counts
+        asked = [r for rows in children.values() for r in rows if r["node"] == item]
+        for row in own + asked:  # attempts in order: the last one counts
             name = row["node"]
             outcome.status[name] = NodeStatus(row["status"])
             outcome.outputs.pop(name, None)
