@@ -556,6 +556,21 @@ def test_timeline_labels_end_with_an_ellipsis_and_the_plan_says_will_run(
     )
 
 
+def test_the_plan_section_of_a_run_with_no_file_shows_why(page: Any, tmp_path: Path) -> None:
+    """The plan route answers such a run with a 404; the section shows its message."""
+    from test_ui_edges import DONE
+    from test_ui_edges import make_home as edges_home
+
+    edges_home(tmp_path / "home")
+    server = UiServer(tmp_path / "home")
+    try:
+        page.goto(f"{server.base}/runs/{DONE}")
+        page.locator("#plan summary").click()
+        sync_api.expect(page.locator("#plan-body")).to_contain_text("no file to plan")
+    finally:
+        server.stop()
+
+
 def test_the_runs_page_filters_by_the_workflow_in_its_address(
     page: Any, server: UiServer, made: dict[str, Any]
 ) -> None:
