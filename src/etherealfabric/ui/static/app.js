@@ -615,13 +615,15 @@ function itemsTable(runId, node) {
     shown = data;
     $("#items-section").hidden = false;
     const counts = data.counts, total = Object.values(counts).reduce((a, b) => a + b, 0);
-    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"} ran: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
-    $("#items-cached").textContent = data.cached ? `${data.cached} more came from the cache (etherealfabric show ${runId} ${node} --items lists them)` : "";
+    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"}: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
+    // cached items are rows too (listed from the map's stored index); a note when they cannot be
+    $("#items-cached").textContent = data.note ? `${data.cached} came from the cache: ${data.note}` : "";
     const known = new Set([...pick.options].map((o) => o.value));
     for (const s of Object.keys(counts).sort()) if (!known.has(s)) pick.append(el("option", { value: s, text: s }));
     table.replaceChildren(...data.items.map((i) => el("tr", { "data-item": i.item },
       el("td", { text: i.index }),
-      el("td", {}, el("a", { href: nodeHref(runId, i.node), text: i.item })),
+      // an item taken from the cache did not run in this run: it has no page of its own here
+      el("td", {}, i.attempts ? el("a", { href: nodeHref(runId, i.node), text: i.item }) : el("span", { text: i.item, title: "taken from the cache: it did not run in this run" })),
       el("td", {}, badge(i.status), i.attempts > 1 ? ` ${i.attempts} attempts` : ""),
       el("td", { text: secs(i.duration) }),
       el("td", { class: "mono", text: (i.cache_key || "").slice(0, 12) }),
