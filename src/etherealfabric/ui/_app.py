@@ -45,7 +45,7 @@ from . import _views as views
 from ._gates import TokenGate, damaged, guarded
 from ._hosts import is_loopback
 from ._layout import STATUS_MARKS
-from ._plan import plan_for
+from ._plan import PlanFailed, plan_for
 
 __all__ = ["TokenGate", "create_app"]
 
@@ -95,6 +95,8 @@ class Site:
                 return Json({"error": str(exc), **yet}, status_code=404)
             except DamagedJournalError:
                 raise
+            except PlanFailed as exc:  # the planner's own failure, with its status
+                return Json({"error": str(exc)}, status_code=exc.status)
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
             except browse.BrowseError as exc:  # e.g. a journal being created or migrated right now

@@ -517,7 +517,6 @@ function runPage() {
     const out = $("#plan-body");
     try {
       const plan = await api(`/api/runs/${encodeURIComponent(runId)}/plan`);
-      if (plan.error) { out.textContent = plan.error; return; }
       out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
         el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
           el("td", { text: n.node }), el("td", {}, n.action === "cached" ? badge("cached") : el("span", { class: "badge st-pending", text: "will run" })),
