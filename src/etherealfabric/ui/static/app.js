@@ -33,6 +33,14 @@ async function api(path) {
   return data;
 }
 
+/* What went wrong reading the journal since the page was drawn (a damaged journal: the 503's
+ * message), over the page's content, until a later read succeeds (``null``: clears it). */
+function pageError(message) {
+  const box = $("#page-error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
 function when(ts) {
   if (!ts) return "-";
   const d = new Date(ts * 1000);
@@ -470,9 +478,11 @@ function runPage() {
     try {
       if (first) { data = first; first = null; } else data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
     } catch (err) {
+      pageError(`cannot follow the run now: ${err.message}`); // shown: what is drawn is stale
       setTimeout(poll, 2000);
       return;
     }
+    pageError(null);
     const run = data.run;
     $("#run-duration").textContent = `duration ${secs(run.duration)}`;
     if (data.unchanged && run.status !== status) { // (a server whose stamp missed the change)
@@ -714,7 +724,13 @@ function sizeRows(table, rows, label) {
 }
 
 async function cachePage() {
-  const data = await api("/api/cache");
+  let data;
+  try {
+    data = await api("/api/cache");
+  } catch (err) {
+    pageError(err.message);
+    return;
+  }
   $("#cache-total").textContent = `${data.records} cache records, ${bytes(data.bytes)} (${bytes(data.stored_bytes)} in the store, ${bytes(data.inline_bytes)} inline in the journal)`;
   hitChart($("#hit-chart"), data.runs);
   sizeRows($("#by-workflow tbody"), data.by_workflow, "workflow");
