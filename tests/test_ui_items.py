@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -178,5 +179,20 @@ def test_cached_items_are_listed_as_the_cli_lists_them(tmp_path: Path) -> None:
         only = server.get(f"/api/runs/{partial}/items/clean?status=cached&offset=8&limit=5")
         assert only["total"] == 11 and [i["index"] for i in only["items"]] == [10, 11, 12]
         assert server.get(f"/api/runs/{partial}/items/clean?status=succeeded")["total"] == 1
+    finally:
+        server.stop()
+
+
+def test_the_output_of_a_map_s_item_that_ran_is_previewed(tmp_path: Path) -> None:
+    """An item's page previews its output, as `cat RUN 'map[item]'` prints it (it said 'cannot
+    load it here: KeyError: node ... was not part of run')."""
+    home, _warm, partial = mapped_runs(tmp_path)
+    server = UiServer(home)
+    try:
+        node = quote("clean[f03.txt]", safe="")
+        outputs = server.get(f"/api/runs/{partial}/nodes/{node}")["outputs"]
+        assert [o["name"] for o in outputs] == ["result"], outputs
+        preview = server.get(f"/api/runs/{partial}/preview/result/{node}")
+        assert preview == {"kind": "text", "text": "33", "type": "builtins.int"}, preview
     finally:
         server.stop()

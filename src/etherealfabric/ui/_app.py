@@ -345,7 +345,7 @@ def _preview(journal: Journal, request: Request, home: Path) -> dict[str, Any]:
     if (found[0]["size"] or 0) > views.PREVIEW_BYTES:
         return {"kind": "none", "text": f"too large to preview ({found[0]['size']} bytes)"}
     try:
-        value = open_run(data["run"]["id"], home=home)[node][output]
+        value = open_run(data["run"]["id"], home=home, item=node)[node][output]  # (or an item)
     except Exception as exc:  # a missing artifact, a serializer not installed here: say so
         return {"kind": "none", "text": f"cannot load it here: {type(exc).__name__}: {exc}"}
     return views.preview(value)
