@@ -114,6 +114,9 @@ def runs_view(
     elif status:
         runs = [r for r in runs if r["status"] == status]
     more, runs = len(runs) > limit, runs[:limit]
+    for run in runs:  # a run going: its counts so far, as `runs` has them (the row's: at its end)
+        if run["status"] == RunStatus.RUNNING and run.get("executed") is None:
+            run["executed"], run["cached"], run["failed"] = journal.committed_counts(run["id"])
     now = time.time()
     return {
         "runs": [_public(r, now) for r in runs],
