@@ -41,6 +41,18 @@ function pageError(message) {
   box.hidden = !message;
 }
 
+/* A date or time typed without a zone (2026-11-25, 2026-11-25T14:30) means the browser's
+ * local time, the zone every time on the page is shown in: it is sent to the server (which
+ * would read it in its own zone) with the browser's offset then. Anything else as typed. */
+function zoned(text) {
+  const m = /^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*$/.exec(text || "");
+  if (!m) return text;
+  const local = new Date(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
+  if (Number.isNaN(local.getTime())) return text;
+  const off = -local.getTimezoneOffset(), a = Math.abs(off), pad = (n) => String(n).padStart(2, "0");
+  return `${m[1]}-${m[2]}-${m[3]}T${m[4] || "00"}:${m[5] || "00"}:${m[6] || "00"}${m[7] || ""}${off < 0 ? "-" : "+"}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+}
+
 function when(ts) {
   if (!ts) return "-";
   const d = new Date(ts * 1000);
@@ -108,6 +120,7 @@ function runsPage() {
     if (before) query.set("before", before);
     let data;
     try {
+      if (query.get("since")) query.set("since", zoned(query.get("since")));
       data = await api(`/api/runs?${query}`);
       $("#runs-note").textContent = data.journal ? "" : "no journal yet: start a run";
     } catch (err) {
