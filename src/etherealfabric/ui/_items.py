@@ -42,19 +42,17 @@ def map_page(
     ``status``, ``cache_key``, ``started_at``, ``duration``, ``error``), ``cached`` (how many
     came from the cache) and ``note`` (why the cached ones cannot be listed, if so).
     Without ``settings`` (no store to read), cached items are counted but not listed."""
-    ran_counts = q.map_items(journal, run["id"], node, offset=0, limit=1)["counts"]
+    found = q.map_items(journal, run["id"], node, offset=offset, limit=limit, status=status)
+    ran_counts = found["counts"]  # (of the items that ran: one read gives the page and these)
     ran = sum(ran_counts.values())
     recorded = _maps.map_events(journal, run["id"]).get(node) or {}
     cached, note = _cached(journal, run, node, recorded, settings, ran)
     counts = dict(ran_counts)
     if cached:
         counts[CACHED] = counts.get(CACHED, 0) + len(cached)
-    shown = ran if status is None else ran_counts.get(status, 0)  # rows that ran, matching
+    shown = found["total"]  # rows that ran, matching ``status``
     extra = cached if status in (None, CACHED) else []
-    rows: list[Any] = []
-    if offset < shown:
-        found = q.map_items(journal, run["id"], node, offset=offset, limit=limit, status=status)
-        rows = list(found["items"])
+    rows: list[Any] = list(found["items"])
     start = max(0, offset - shown)
     prefix = len(node) + 1
     for place, row in enumerate(extra[start : start + limit - len(rows)], start=ran + start + 1):
