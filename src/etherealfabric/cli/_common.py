@@ -132,12 +132,19 @@ def _finite(value: Any, depth: int = 0) -> Any:
 
 # -- journal, runs and workflows -----------------------------------------------------------------
 def _journal(home: str | None) -> Journal:
-    return _journal_at(Settings.resolve(home=home))
+    """The home's journal, for a command that shows runs (see :func:`_journal_at`)."""
+    return _journal_at(Settings.resolve(home=home), reading=True)
 
 
-def _journal_at(settings: Settings) -> Journal:
+def _journal_at(settings: Settings, *, reading: bool = False) -> Journal:
     """The home's journal; opened read-only when the home cannot be written (a read-only
-    mount): reading commands work there, writing ones say that the home is read-only."""
+    mount): reading commands work there, writing ones say that the home is read-only.
+
+    ``reading``: a journal that cannot be opened for writing for another reason (its disk is
+    full: SQLite cannot create the files it keeps beside it) is read read-only, with a
+    warning, so that the runs that failed for it can still be looked at."""
+    from ..errors import DamagedJournalError
+    from ..journal._connection import ReadOnlyJournalError
     from ..journal._journal import Journal
 
     if not settings.journal_path.exists():
@@ -145,7 +152,14 @@ def _journal_at(settings: Settings) -> Journal:
     try:
         return Journal(settings.journal_path, read_only=None)
     except EtherealFabricError as exc:
-        _fail(str(exc))
+        if not reading or isinstance(exc, (DamagedJournalError, ReadOnlyJournalError)):
+            _fail(str(exc))
+        try:
+            journal = Journal(settings.journal_path, read_only=True)
+        except EtherealFabricError:
+            _fail(str(exc))
+        click.echo(f"warning: {str(exc).rstrip('.')}; showing it read-only", err=True)
+        return journal
 
 
 def _run_json(row: dict[str, Any]) -> dict[str, Any]:

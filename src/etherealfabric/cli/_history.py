@@ -23,6 +23,7 @@ from ._common import (
     _print_table,
     _run_json,
     _secs,
+    _settle,
     _table,
     _when,
 )
@@ -71,7 +72,7 @@ def runs(
     except ValueError as exc:
         _fail(str(exc))
     with _journal(home) as journal:
-        journal.mark_interrupted()
+        _settle(journal)
         end = None if before is None else _cursor(journal, before)
         rows = journal.list_runs(
             workflow=workflow, status=status, since=start, limit=limit, before=end
@@ -263,7 +264,7 @@ def status(run_id: str | None, workflow: str | None, home: str | None, as_json: 
     from ..journal import _history as history
 
     with _journal(home) as journal:
-        journal.mark_interrupted()
+        _settle(journal)
         row = (
             _get_run(journal, run_id) if run_id else history.latest_run(journal, workflow=workflow)
         )

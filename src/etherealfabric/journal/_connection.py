@@ -9,7 +9,8 @@ waits instead.)
 A read-only home (a read-only mount, a folder the user may not write) is opened read-only
 (:func:`connect_read_only`): SQLite's ``mode=ro`` reads a WAL journal when its ``-shm`` and
 ``-wal`` files exist; when they do not (the last writer closed cleanly) the file is complete
-and is opened ``immutable``; when a ``-wal`` file with unmerged commits exists but no ``-shm``,
+and is opened ``immutable`` (so is one whose disk is full: no room for the ``-shm`` file, which
+the reading commands then use); when a ``-wal`` file with unmerged commits exists but no ``-shm``,
 the two files are copied to a temporary folder and the copy is read. Opening a read-only home
 for writing is an error that says so (:class:`ReadOnlyJournalError`). Only a file that SQLite
 itself calls damaged or not a database is called that; no other message advises moving the
@@ -84,7 +85,7 @@ def _code(exc: BaseException) -> int:
     return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
-_READONLY, _CORRUPT, _CANTOPEN, _NOTADB = 8, 11, 14, 26
+_READONLY, _IOERR, _CORRUPT, _CANTOPEN, _NOTADB = 8, 10, 11, 14, 26
 
 
 def _open_error(path: Path, exc: BaseException) -> JournalError:
@@ -246,7 +247,8 @@ def connect_read_only(
     try:
         return _open_uri(path, "mode=ro"), None
     except sqlite3.DatabaseError as exc:
-        if _code(exc) != _CANTOPEN:
+        # CANTOPEN: a folder it cannot write; IOERR: a full disk (no room for the -shm file)
+        if _code(exc) not in (_CANTOPEN, _IOERR):
             raise _open_error(path, exc) from exc
     wal = path.with_name(path.name + "-wal")
     try:
