@@ -64,16 +64,17 @@ the work it protects (every epoch, not every batch).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..define._secret import refusing_secrets
 from ..errors import AttemptOverError, SerializationError, StoreError
 from ..journal import Journal
-from ..store import Store
+from ..store import LocalStore, Store
 from ..store._base import check_name, checkpoint_name
 
 __all__ = ["Checkpoint", "finished_checkpoint", "finished_checkpoints"]
@@ -217,7 +218,8 @@ def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str
     checkpoint, and a stat costs far less than a query (a cold fan-out asked once per node)."""
     finished: set[str] = set()
     if _cheap_to_ask(store):  # only a key with a checkpoint can have a finished one
-        nodes = {k: n for k, n in nodes.items() if _saved_before(store, k, float("inf"))}
+        root = os.path.join(store.root, "checkpoints")  # (checkpoint_path's, unvalidated)
+        nodes = {k: n for k, n in nodes.items() if os.path.lexists(os.path.join(root, k[:2], k))}
         if not nodes:
             return finished
     for key, success in journal.last_successes(list(nodes)).items():
@@ -234,11 +236,10 @@ def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str
     return finished
 
 
-def _cheap_to_ask(store: Store) -> bool:
+def _cheap_to_ask(store: Store) -> TypeGuard[LocalStore]:
     """Whether ``store`` is a plain local folder (a stat per entry), not a remote or layered
-    one, without importing the local store's module: none exists before it is imported."""
-    local = sys.modules.get("etherealfabric.store._local")
-    return local is not None and type(store) is local.LocalStore
+    one."""
+    return type(store) is LocalStore
 
 
 def _saved_before(store: Store, key: str, success: float) -> bool:
