@@ -39,3 +39,22 @@ def test_the_page_of_a_node_not_reached_yet_shows_it_once_it_starts(
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr
+
+
+def test_the_runs_page_shows_a_running_run_s_counts_so_far(page: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:  # running, in this process: alive to the UI
+        nodes = {"a": ("succeeded", []), "c": ("cached", []), "b": ("running", ["a"])}
+        insert_run(journal, LIVE, nodes, status="running", total=4)
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/")
+        cells = page.locator(f'#runs tr[data-run="{LIVE}"] td')
+        sync_api.expect(cells.nth(2)).to_have_text("running")
+        sync_api.expect(cells.nth(5)).to_have_text("1")  # executed
+        sync_api.expect(cells.nth(6)).to_have_text("1")  # cached
+        sync_api.expect(cells.nth(7)).to_have_text("0")  # failed
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr

@@ -203,3 +203,14 @@ def test_the_plan_of_a_run_with_no_file_is_a_404_with_the_reason(server: UiServe
     status, body = answer(server, f"/api/runs/{DONE}/plan")
     assert status == 404, body
     assert "no file to plan" in body, body
+
+
+def test_a_running_run_is_listed_with_its_counts_so_far(server: UiServer) -> None:
+    """As `etherealfabric runs` lists it (the row's counts are written when the run ends)."""
+    import json
+
+    status, body = answer(server, "/api/runs")
+    assert status == 200, body
+    live = next(r for r in json.loads(body)["runs"] if r["id"] == LIVE)
+    assert live["status"] == "running"
+    assert (live["executed"], live["cached"], live["failed"]) == (1, 0, 0), live

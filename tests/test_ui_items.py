@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -130,5 +131,68 @@ def test_a_map_node_page_and_api_list_its_items(tmp_path: Path) -> None:
         last = server.get(f"/api/runs/{run_id}/items/clean?offset=9223372036854775807")
         assert last["items"] == [] and last["total"] == 12
         assert status_code(server, f"/api/runs/{run_id}/items/gather") == 404
+    finally:
+        server.stop()
+
+
+def mapped_runs(folder: Path) -> tuple[Path, str, str]:
+    """The home, a warm run that took the whole map ``clean`` (12 files) from the cache, and a
+    run after one file changed (11 cached, 1 ran), of the real mapped workflow."""
+    data = folder / "data"
+    data.mkdir()
+    for i in range(12):
+        (data / f"f{i:02d}.txt").write_text(str(i))
+    (folder / "flow.py").write_text(textwrap.dedent(MAPPED))
+    home = folder / "home"
+    runs = []
+    for change in (None, None, "f03.txt"):
+        if change:
+            (data / change).write_text("33")
+        done = cli("run", "flow.py", "--home", str(home), "--json", cwd=folder)
+        runs.append(json.loads(done.stdout)["run_id"])
+    return home, runs[1], runs[2]
+
+
+def test_cached_items_are_listed_as_the_cli_lists_them(tmp_path: Path) -> None:
+    home, warm, partial = mapped_runs(tmp_path)
+    shown = json.loads(cli("show", warm, "clean", "--items", "--home", str(home), "--json",
+                           cwd=tmp_path).stdout)  # fmt: skip
+    server = UiServer(home)
+    try:
+        items = server.get(f"/api/runs/{warm}/nodes/clean")["items"]  # the whole map cached
+        assert items["total"] == 12 and items["counts"] == {"cached": 12}, items
+        assert {(i["node"], i["status"], i["cache_key"]) for i in items["items"]} == {
+            (r["node"], r["status"], r["cache_key"]) for r in shown["items"]
+        }
+        assert [i["index"] for i in items["items"]] == list(range(1, 13))
+        items = server.get(f"/api/runs/{partial}/items/clean?limit=5")
+        assert items["total"] == 12 and items["counts"] == {"cached": 11, "succeeded": 1}
+        assert [i["status"] for i in items["items"]] == ["succeeded"] + ["cached"] * 4
+        assert items["items"][0]["item"] == "f03.txt" and items["items"][0]["attempts"] == 1
+        rest = server.get(f"/api/runs/{partial}/items/clean?offset=10&limit=5")["items"]
+        assert [i["index"] for i in rest] == [11, 12]
+        listed = [i["item"] for i in items["items"]] + [
+            i["item"] for o in (5, 10) for i in server.get(
+                f"/api/runs/{partial}/items/clean?offset={o}&limit=5")["items"]
+        ]  # fmt: skip
+        assert sorted(listed) == [f"f{i:02d}.txt" for i in range(12)]  # each once
+        only = server.get(f"/api/runs/{partial}/items/clean?status=cached&offset=8&limit=5")
+        assert only["total"] == 11 and [i["index"] for i in only["items"]] == [10, 11, 12]
+        assert server.get(f"/api/runs/{partial}/items/clean?status=succeeded")["total"] == 1
+    finally:
+        server.stop()
+
+
+def test_the_output_of_a_map_s_item_that_ran_is_previewed(tmp_path: Path) -> None:
+    """An item's page previews its output, as `cat RUN 'map[item]'` prints it (it said 'cannot
+    load it here: KeyError: node ... was not part of run')."""
+    home, _warm, partial = mapped_runs(tmp_path)
+    server = UiServer(home)
+    try:
+        node = quote("clean[f03.txt]", safe="")
+        outputs = server.get(f"/api/runs/{partial}/nodes/{node}")["outputs"]
+        assert [o["name"] for o in outputs] == ["result"], outputs
+        preview = server.get(f"/api/runs/{partial}/preview/result/{node}")
+        assert preview == {"kind": "text", "text": "33", "type": "builtins.int"}, preview
     finally:
         server.stop()

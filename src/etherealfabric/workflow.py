@@ -102,7 +102,8 @@ class Workflow(Definition):
         results. ``run_params`` are recorded with the run (the CLI stores how to repeat it).
         ``subscribers`` receive every run event (see :class:`~etherealfabric.Event`).
         ``force`` names nodes (glob patterns allowed: ``"train*"``) that run again, with
-        everything downstream of them, even when cached.
+        everything downstream of them, even when cached; ``resume=`` of a forced run forces
+        those it did not finish (from their checkpoints), unless ``force`` is given.
 
         ``params`` sets workflow parameters for this run (``{"model.C": 0.5}`` or
         ``{"model": {"C": 0.5}}``; the rest keep their defaults): each value is checked against

@@ -37,6 +37,7 @@ __all__ = [
     "_no_node",
     "_run_json",
     "_secs",
+    "_settle",
     "_table",
     "_when",
     "_workflow_settings",
@@ -159,9 +160,19 @@ def _run_json(row: dict[str, Any]) -> dict[str, Any]:
         return row  # (not written by this version: shown as it is stored)
 
 
+def _settle(journal: Journal) -> None:
+    """Mark the runs of this host whose process died ``interrupted`` (as ``runs`` and
+    ``status`` do), so that a command showing one run never calls a killed run ``running``;
+    a journal that cannot be written (a full disk) is shown as it is."""
+    with contextlib.suppress(EtherealFabricError):
+        journal.mark_interrupted()
+
+
 def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
     """The run with id ``run_id`` or the one run whose id starts with it (matched literally);
-    an unknown or ambiguous id is a one-line error (an ambiguous one names its matches)."""
+    an unknown or ambiguous id is a one-line error (an ambiguous one names its matches).
+    Runs whose process died are marked ``interrupted`` first (:func:`_settle`)."""
+    _settle(journal)
     try:
         return journal.get_run(run_id)
     except EtherealFabricError as exc:

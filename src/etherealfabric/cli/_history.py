@@ -136,6 +136,7 @@ def show(
     With NODE, only that node's attempts; ``--items`` lists a map's children, the cached ones
     included (``--status failed``: only the failed ones).
     """
+    from ..config import Settings
     from ..journal import _maps as maps
 
     if (items or only) and (node is None or not items):
@@ -152,7 +153,8 @@ def show(
                 )
             if node not in recorded and digest is None:
                 _fail(f"node {node!r} is not a map whose items run {run_row['id']} knows")
-            cached, note = _cached_items(node, rows, digest, home)
+            settings = Settings.resolve(home=home)
+            cached, note = maps.list_cached(node, rows, digest, settings)
             listed = [r for r in rows + cached if only is None or r["status"] == only]
             _show_items(node, listed, recorded.get(node) or {}, as_json, note)
             return
@@ -208,29 +210,6 @@ def _map_text(summary: dict[str, Any]) -> str:
             f"p50 {_secs(summary['p50'])} p90 {_secs(summary['p90'])} max {_secs(summary['max'])}"
         )
     return ", ".join(parts)
-
-
-def _cached_items(
-    node: str, ran: list[dict[str, Any]], digest: str | None, home: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows for the children of ``node`` that were cached in the run (from the map's stored
-    index of its children), and a note when they cannot be listed."""
-    from ..config import Settings
-    from ..errors import EtherealFabricError
-    from ..journal._maps import cached_items
-    from ..plan._maps import read_children_index
-    from ..store import open_run_store
-
-    if digest is None:
-        return [], "the run ended before the map did: its cached items are not known"
-    try:
-        index = read_children_index(open_run_store(Settings.resolve(home=home)).read_bytes(digest))
-    except (EtherealFabricError, OSError, UnicodeDecodeError) as exc:
-        return (
-            [],
-            f"its cached items cannot be listed: the index of its items is unreadable ({exc})",
-        )
-    return cached_items(node, index, ran), None
 
 
 def _show_items(

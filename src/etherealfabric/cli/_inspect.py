@@ -21,6 +21,7 @@ from ._common import (
     _load,
     _print_table,
     _secs,
+    _settle,
     _table,
     _workflow_settings,
 )
@@ -165,6 +166,7 @@ def explain(run_id: str, node: str, home: str | None, as_json: bool) -> None:
     from ..observe._explain import explain_node
 
     with _journal(home) as journal:
+        _settle(journal)  # a killed run: interrupted, not running
         try:
             explanation = explain_node(journal, run_id, node)
         except EtherealFabricError as exc:

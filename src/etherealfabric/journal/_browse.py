@@ -34,6 +34,7 @@ from ..states import NodeStatus, RunStatus
 from ._journal import Journal
 from ._liveness import HOST, alive
 from ._maps import split_children
+from ._roots import check_roots
 
 __all__ = [
     "Attempt",
@@ -170,6 +171,7 @@ def open_reader(path: Path) -> Journal | None:
     if journal.schema == 0:  # the first run is creating it right now: nothing to read yet
         journal.close()
         return None
+    check_roots(journal)  # tables read from another's root page (forged): damaged, said so
     return journal
 
 

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..states import NodeStatus
 from ._journal import Journal
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 __all__ = [
     "cached_items",
+    "child_names",
     "index_digest",
     "item_hint",
     "last_map",
+    "list_cached",
     "map_events",
     "map_items",
     "percentile",
@@ -113,6 +118,15 @@ def map_items(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
     )
 
 
+def child_names(journal: Journal, run_id: str, node: str) -> list[dict[str, Any]]:
+    """The children of the map ``node`` that ran in a run (one ``{"node": name}`` each): all a
+    listing of its cached children needs to leave them out ("map[" <= name < "map\\")."""
+    return journal._rows(
+        "SELECT DISTINCT node FROM node_runs WHERE run_id = ? AND node >= ? AND node < ?",
+        (run_id, f"{node}[", f"{node}\\"),
+    )
+
+
 def index_digest(
     journal: Journal, run_id: str, node: str, recorded: Mapping[str, Any] | None
 ) -> str | None:
@@ -143,6 +157,30 @@ def cached_items(
             rows.append({"node": child, "attempt": None, "status": NodeStatus.CACHED.value,
                          "duration": None, "cache_key": key, "error": None})  # fmt: skip
     return rows
+
+
+def list_cached(
+    node: str, ran: Iterable[Mapping[str, Any]], digest: str | None, settings: Settings
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows (:func:`cached_items`) for the children of the map ``node`` that a run took from
+    the cache, read from the map's stored index of its children (``digest``, see
+    :func:`index_digest`) in the store of ``settings``; and a note when they cannot be listed
+    (the run ended before the map did, the index is gone or unreadable). ``ran``: the rows
+    of the children that ran. ``show RUN NODE --items`` and the web UI both list them so."""
+    from ..errors import EtherealFabricError
+    from ..plan._maps import read_children_index
+    from ..store import open_run_store
+
+    if digest is None:
+        return [], "the run ended before the map did: its cached items are not known"
+    try:
+        index = read_children_index(open_run_store(settings).read_bytes(digest))
+    except (EtherealFabricError, OSError, UnicodeDecodeError) as exc:
+        return (
+            [],
+            f"its cached items cannot be listed: the index of its items is unreadable ({exc})",
+        )
+    return cached_items(node, index, ran), None
 
 
 def last_map(journal: Journal, workflow: str, node: str) -> dict[str, Any] | None:

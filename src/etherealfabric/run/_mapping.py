@@ -243,7 +243,7 @@ class Maps:
         return run.base
 
     def _child_tasks(self, run: MapRun, children: list[Child]) -> list[Task]:
-        forced, journal = run.name in self.host.policy.force, self.host.cache.journal
+        forced, journal = run.name in self.host.policy.fresh, self.host.cache.journal
         return child_tasks(self._base(run), children, forced=forced, journal=journal)
 
     def _unsendable(self, run: MapRun, indexes: list[int], exc: BaseException) -> None:

@@ -55,6 +55,7 @@ class RunPolicy:
 
     keep_going: bool = False
     force: frozenset[str] = frozenset()  # nodes that run even when cached
+    fresh: frozenset[str] = frozenset()  # those of them that start from scratch (no checkpoint)
     default_retry: RetryPolicy | None = None
     on_error: ErrorHandler | None = None
     #: "fast": outputs handed over in memory are stored while their consumers run; "safe":

@@ -1,6 +1,11 @@
 """Decided before a run starts anything: missing input files, and the nodes forced to run; and
 what a node's parameters keep out of its key (:func:`warn_file_paths`, as the node is sent).
 
+A resume repeats the ``--force`` of the run it resumes (:func:`resumed_force`): the forced nodes
+that run (or an earlier resume of it) did not finish executing are forced again, so the cached
+result the user told it to bypass is not taken instead; they continue from the checkpoint the
+forced attempt saved (a forced run deletes a node's older checkpoint as the node starts).
+
 With a shared store, a literal parameter holding an absolute path outside the workflow's root
 keeps the node's key specific to this machine (paths inside the root are keyed relative to
 it): :func:`warn_machine_paths` says so once per node and parameter, in each process.
@@ -18,20 +23,25 @@ import fnmatch
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..define._files import Directory, File, path_values
 from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
 from ..plan._graph import Graph, InputRef
+from ..states import NodeStatus
 from ._reads import path_texts
+
+if TYPE_CHECKING:
+    from ..journal import Journal
 
 __all__ = [
     "file_paths",
     "forced_nodes",
     "missing_inputs",
+    "resumed_force",
     "warn_file_paths",
     "warn_machine_paths",
 ]
@@ -139,6 +149,40 @@ def forced_nodes(graph: Graph, patterns: Sequence[str]) -> frozenset[str]:
                 forced.add(child)
                 todo.append(child)
     return frozenset(forced)
+
+
+def resumed_force(
+    graph: Graph, journal: Journal, previous: Mapping[str, Any], patterns: Sequence[str]
+) -> frozenset[str]:
+    """The nodes a resume of run ``previous``, started with ``--force patterns``, forces: those
+    the patterns name and their descendants, but for the nodes that run, or the runs it
+    resumed with the same patterns, executed to success (their results are the forced ones)."""
+    import json
+
+    from ..errors import JournalError
+
+    done: set[str] = set()
+    run: Mapping[str, Any] | None = previous
+    seen: set[str] = set()
+    while run is not None and run["id"] not in seen:
+        seen.add(run["id"])
+        try:
+            recorded = json.loads(run.get("params") or "{}")
+        except ValueError:
+            break
+        if not isinstance(recorded, dict) or list(recorded.get("force") or []) != list(patterns):
+            break  # a run not forced so: what it executed is not a forced result
+        done.update(
+            row["node"]
+            for row in journal.node_runs(run["id"])
+            if row["status"] == NodeStatus.SUCCEEDED
+        )
+        parent = run.get("resumed_from")
+        try:
+            run = journal.get_run(parent) if parent else None
+        except JournalError:  # (a run pruned since)
+            run = None
+    return forced_nodes(graph, patterns) - done
 
 
 def check_serializer_names(graph: Graph) -> None:

@@ -388,7 +388,7 @@ class Scheduler(Rewinds, Fallbacks):
             registered=self._registered,
             hand_over=self.backend.in_process,
             background=self.policy.durability == "fast",
-            fresh=info.spec.name in self.policy.force,  # --force: from scratch, no checkpoint
+            fresh=info.spec.name in self.policy.fresh,  # --force: from scratch, no checkpoint
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:

@@ -36,7 +36,13 @@ from ..store import Store, check_run_writes, open_run_store
 from ._cache import ArtifactCache
 from ._events import Event, EventBus, Subscriber
 from ._gcpause import freeze_long_lived, no_collections
-from ._preflight import check_serializer_names, forced_nodes, missing_inputs, warn_machine_paths
+from ._preflight import (
+    check_serializer_names,
+    forced_nodes,
+    missing_inputs,
+    resumed_force,
+    warn_machine_paths,
+)
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
@@ -133,7 +139,14 @@ def execute_workflow(
             graph = graph.subgraph_for(targets)
             params.setdefault("targets", list(targets))
         # a --force pattern that names no node is the user's error: no run row, no backend
-        force = forced_nodes(graph, request.force)
+        force = fresh = forced_nodes(graph, request.force)
+        if request.force:
+            params["force"] = list(request.force)  # what a resume repeats
+        elif previous is not None and _recorded_force(previous):
+            # a resume repeats the run's --force for what it did not finish; those nodes go on
+            # from the checkpoints the forced attempts saved (not from scratch)
+            force = resumed_force(graph, journal, previous, _recorded_force(previous))
+            fresh = frozenset()
         check_serializer_names(graph)
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
@@ -170,7 +183,7 @@ def execute_workflow(
         params,
         resumed_from,
         rerun,
-        force,
+        (force, fresh),
     )
 
 
@@ -185,9 +198,10 @@ def _run(
     params: dict[str, Any],
     resumed_from: str | None,
     rerun: Callable[[str], Results] | None,
-    force: frozenset[str],
+    forced: tuple[frozenset[str], frozenset[str]],
 ) -> Results:
     settings, journal = request.settings, cache.journal
+    force, fresh = forced  # nodes that run even when cached; those of them begun from scratch
     run_id = new_run_id()
     try:
         recorder.start_run(
@@ -213,6 +227,7 @@ def _run(
             policy=RunPolicy(
                 keep_going=request.keep_going,
                 force=force,
+                fresh=fresh,
                 default_retry=definition.retries,
                 on_error=definition.on_error,
                 durability=settings.durability,
@@ -308,6 +323,12 @@ def _run_failed(results: Results, outcome: RunOutcome) -> RunFailedError:
     )
     error.__cause__ = cause
     return error
+
+
+def _recorded_force(run: Mapping[str, Any]) -> list[str]:
+    """The ``--force`` patterns run ``run`` was started with (none: an empty list)."""
+    force = _recorded_params(run).get("force")
+    return [str(p) for p in force] if isinstance(force, list) else []
 
 
 def _recorded_params(run: Mapping[str, Any]) -> dict[str, Any]:

@@ -182,9 +182,11 @@ def _attempt(
     report_progress(("attempt", number, attempt.started_at))  # for run/_lost.py
 
     cp = Checkpoint(task.store, task.key, task.node, attempt.number)  # closed at its end
+    buffers: list[list[str]] = []  # the attempt's capture, once open: kept at a timeout too
 
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
+            buffers.append(captured)
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used, opened
@@ -209,6 +211,8 @@ def _attempt(
         attempt.error = f"{type(exc).__name__}: {exc}"
         attempt.traceback = node_traceback(exc)
         attempt.output = getattr(exc, "__dict__", {}).get("_ef_output")
+        if attempt.output is None and buffers:  # abandoned at its timeout: what it printed so far
+            attempt.output = joined(list(buffers[0]))
         attempt.finished_at = time.time()
         report_progress(("failed", number, attempt.finished_at, redact(attempt.error)))
         raise

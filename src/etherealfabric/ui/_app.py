@@ -45,7 +45,7 @@ from . import _views as views
 from ._gates import TokenGate, damaged, guarded
 from ._hosts import is_loopback
 from ._layout import STATUS_MARKS
-from ._plan import plan_for
+from ._plan import PlanFailed, plan_for
 
 __all__ = ["TokenGate", "create_app"]
 
@@ -74,6 +74,7 @@ class Site:
     journal_path: Path
     home: Path
     home_option: str  # " --home H" when the UI was given a home, so commands shown work as typed
+    settings: Settings  # the home's: its store holds the index of a map's cached items
 
     def answer(self, fn: Callable[[Journal, Request], Any]) -> Callable[[Request], Response]:
         """A handler that answers ``fn(journal, request)`` as JSON (404, 400 on errors)."""
@@ -94,6 +95,8 @@ class Site:
                 return Json({"error": str(exc), **yet}, status_code=404)
             except DamagedJournalError:
                 raise
+            except PlanFailed as exc:  # the planner's own failure, with its status
+                return Json({"error": str(exc)}, status_code=exc.status)
             except (ValueError, EtherealFabricError) as exc:
                 return Json({"error": str(exc)}, status_code=400)
             except browse.BrowseError as exc:  # e.g. a journal being created or migrated right now
@@ -187,7 +190,8 @@ def create_app(
     ``./.etherealfabric``), behind ``token`` when one is given; served on ``host`` (on
     loopback, only requests addressed to loopback are answered: see ``_gates``)."""
     settings = Settings.resolve(home=home)
-    site = Site(settings.journal_path, settings.home, f" --home {settings.home}" if home else "")
+    option = f" --home {settings.home}" if home else ""
+    site = Site(settings.journal_path, settings.home, option, settings)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["status_css"] = _status_css()
     templates.env.globals["status_marks"] = STATUS_MARKS
@@ -243,12 +247,12 @@ def create_app(
         Route("/api/runs/{run_id}/graph", site.answer(_graph)),
         Route("/api/runs/{run_id}/graph.svg", site.answer(_graph_svg)),
         Route("/api/runs/{run_id}/plan", site.answer(lambda j, r: _plan(j, r, site.home))),
-        Route("/api/runs/{run_id}/nodes/{node:path}", site.answer(_node_part(None))),
+        Route("/api/runs/{run_id}/nodes/{node:path}", site.answer(_node_part(None, settings))),
         *[
             Route(f"/api/runs/{{run_id}}/{part}/{{node:path}}", site.answer(_node_part(part)))
             for part in ("attempts", "logs", "components", "explain")
         ],
-        Route("/api/runs/{run_id}/items/{node:path}", site.answer(_items)),
+        Route("/api/runs/{run_id}/items/{node:path}", site.answer(_items(settings))),
         Route(
             "/api/runs/{run_id}/preview/{output}/{node:path}",
             site.answer(lambda j, r: _preview(j, r, site.home)),
@@ -277,20 +281,23 @@ def _nodes(journal: Journal, request: Request) -> Any:
     return q.interrupted_attempts(attempts) if run["status"] == "interrupted" else attempts
 
 
-def _items(journal: Journal, request: Request) -> Any:
-    def number(name: str, default: int) -> int:
-        text = _arg(request, name)
-        if text is None:
-            return default
-        if not text.strip().lstrip("-").isdecimal() or len(text.strip()) > 20:  # (no 5000 digits)
-            raise ValueError(f"{name}={text[:40]!r} is not a whole number below 2**63")
-        return int(text)  # items_view checks its range
+def _items(settings: Settings) -> Callable[[Journal, Request], Any]:
+    def answer(journal: Journal, request: Request) -> Any:
+        def number(name: str, default: int) -> int:
+            text = _arg(request, name)
+            if text is None:
+                return default
+            if not text.strip().lstrip("-").isdecimal() or len(text.strip()) > 20:  # no 5000 digits
+                raise ValueError(f"{name}={text[:40]!r} is not a whole number below 2**63")
+            return int(text)  # items_view checks its range
 
-    return views.items_view(
-        journal, _run_id(request), str(request.path_params["node"]),
-        offset=number("offset", 0), limit=number("limit", views.ITEMS_PAGE),
-        status=_arg(request, "status"),
-    )  # fmt: skip
+        return views.items_view(
+            journal, _run_id(request), str(request.path_params["node"]),
+            offset=number("offset", 0), limit=number("limit", views.ITEMS_PAGE),
+            status=_arg(request, "status"), settings=settings,
+        )  # fmt: skip
+
+    return answer
 
 
 def _graph(journal: Journal, request: Request) -> Any:
@@ -309,9 +316,12 @@ def _graph_svg(journal: Journal, request: Request) -> Response:
     return Response(graph["svg"], media_type="image/svg+xml")
 
 
-def _node_part(part: str | None) -> Callable[[Journal, Request], Any]:
+def _node_part(
+    part: str | None, settings: Settings | None = None
+) -> Callable[[Journal, Request], Any]:
     def answer(journal: Journal, request: Request) -> Any:
-        data = views.node_view(journal, request.path_params["run_id"], request.path_params["node"])
+        run_id, node = request.path_params["run_id"], request.path_params["node"]
+        data = views.node_view(journal, run_id, node, settings if part is None else None)
         if part is None:
             return data
         if part == "logs":
@@ -335,7 +345,7 @@ def _preview(journal: Journal, request: Request, home: Path) -> dict[str, Any]:
     if (found[0]["size"] or 0) > views.PREVIEW_BYTES:
         return {"kind": "none", "text": f"too large to preview ({found[0]['size']} bytes)"}
     try:
-        value = open_run(data["run"]["id"], home=home)[node][output]
+        value = open_run(data["run"]["id"], home=home, item=node)[node][output]  # (or an item)
     except Exception as exc:  # a missing artifact, a serializer not installed here: say so
         return {"kind": "none", "text": f"cannot load it here: {type(exc).__name__}: {exc}"}
     return views.preview(value)

@@ -6,7 +6,9 @@ server never imports user code itself: it runs ``etherealfabric plan FILE --json
 writes nothing) in a child process, in the workflow file's folder, with the run's recorded
 ``--node`` targets and workflow parameters (``-p NAME=VALUE``: the plan of the run's own
 parameters), and keeps the answer for a few seconds. Runs started from Python
-(``workflow.execute()``) recorded no file and have no plan here.
+(``workflow.execute()``) recorded no file and have no plan here (a 404), nor have runs whose
+file is gone since (a 404); a planner that fails is an error status with its message (see
+:class:`PlanFailed`), never a 200.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plan_for"]
+from ..errors import EtherealFabricError
+
+__all__ = ["PlanFailed", "plan_for"]
 
 TIMEOUT = 120.0
 KEEP = 10.0
@@ -28,9 +32,19 @@ _cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
+class PlanFailed(EtherealFabricError):
+    """The planner could not plan the run's workflow: ``status`` is the HTTP status to answer
+    (422: the workflow file does not plan now, e.g. it no longer imports; 504: planning took
+    too long; 500: the planner could not be run or answered no plan)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
-    """The plan of the workflow a run recorded in ``params`` (``{"error": ...}`` when the
-    planner fails); NotFound (a 404) when the run recorded no file to plan."""
+    """The plan of the workflow a run recorded in ``params``; NotFound (a 404) when the run
+    recorded no file to plan or its file is gone, :class:`PlanFailed` when the planner fails."""
     from ._views import NotFound
 
     target = params.get("target")
@@ -38,6 +52,12 @@ def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
         raise NotFound(
             "this run was not started by `etherealfabric run FILE`, so no file to plan; "
             "run `etherealfabric plan FILE` on its workflow file instead"
+        )
+    path = Path(str(target).split(":")[0])
+    if not path.is_file():
+        raise NotFound(
+            f"the workflow file this run was started from, {path}, is gone (moved or deleted), "
+            "so there is nothing to plan; run `etherealfabric plan FILE` on where it is now"
         )
     nodes = [str(n) for n in params.get("nodes") or []]
     command = [sys.executable, "-m", "etherealfabric", "plan", str(target), "--json",
@@ -48,7 +68,7 @@ def plan_for(params: Mapping[str, Any], home: Path) -> dict[str, Any]:
         kept = _cache.get(key)
         if kept and time.monotonic() - kept[0] < KEEP:
             return kept[1]
-    answer = _ask(command, Path(str(target).split(":")[0]).parent)
+    answer = _ask(command, path.parent)  # (PlanFailed: not kept, the next ask tries again)
     with _lock:
         _cache[key] = (time.monotonic(), answer)
     return answer
@@ -73,14 +93,19 @@ def _ask(command: list[str], folder: Path) -> dict[str, Any]:
             timeout=TIMEOUT, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        return {"error": f"planning took over {TIMEOUT:.0f}s; run `etherealfabric plan` instead"}
+        raise PlanFailed(
+            f"planning took over {TIMEOUT:.0f}s; run `etherealfabric plan` instead", 504
+        ) from None
     except OSError as exc:
-        return {"error": f"cannot run the planner: {exc}"}
+        raise PlanFailed(f"cannot run the planner: {exc}", 500) from exc
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"plan exited with {done.returncode}"}
+        why = lines[-1] if lines else f"plan exited with {done.returncode}"
+        raise PlanFailed(f"the run's workflow cannot be planned now: {why}", 422)
     try:
-        plan: dict[str, Any] = json.loads(done.stdout)
+        plan = json.loads(done.stdout)
     except ValueError:
-        return {"error": "the planner printed no JSON"}
+        plan = None
+    if not isinstance(plan, dict):
+        raise PlanFailed("the planner printed no plan (no JSON object)", 500)
     return plan

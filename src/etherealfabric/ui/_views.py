@@ -15,13 +15,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..config import Settings
 from ..errors import DamagedJournalError, EtherealFabricError
-from ..journal import Journal, _maps
+from ..journal import Journal
 from ..journal import _history as history
 from ..observe._explain import NodeNotInRunError, explain_node
 from ..states import NodeStatus, RunStatus
 from . import _graphs
 from . import _queries as q
+from ._items import map_page
 from ._layout import CANVAS_FROM
 
 __all__ = [
@@ -112,6 +114,9 @@ def runs_view(
     elif status:
         runs = [r for r in runs if r["status"] == status]
     more, runs = len(runs) > limit, runs[:limit]
+    for run in runs:  # a run going: its counts so far, as `runs` has them (the row's: at its end)
+        if run["status"] == RunStatus.RUNNING and run.get("executed") is None:
+            run["executed"], run["cached"], run["failed"] = journal.committed_counts(run["id"])
     now = time.time()
     return {
         "runs": [_public(r, now) for r in runs],
@@ -247,8 +252,11 @@ def script_json(value: Any) -> str:
 
 
 # -- one node ------------------------------------------------------------------------------------
-def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
-    """A node of a run: attempts with logs, key components, the explain diff, its outputs."""
+def node_view(
+    journal: Journal, run_id: str, node: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """A node of a run: attempts with logs, key components, the explain diff, its outputs, and
+    a map's first page of items (the cached ones listed from the store of ``settings``)."""
     run = _run(journal, run_id)
     attempts = history.node_attempts(journal, run["id"], node)
     if not attempts:  # (as the CLI says it: its nodes so far, and whether it may yet start)
@@ -276,7 +284,7 @@ def node_view(journal: Journal, run_id: str, node: str) -> dict[str, Any]:
         "outputs": q.output_records(journal, last["cache_key"])
         if status in (NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK)
         else [],
-        "items": _items(journal, run, node) if is_map else None,
+        "items": _items(journal, run, node, settings) if is_map else None,
     }
 
 
@@ -286,10 +294,10 @@ _ITEM_STATUSES = tuple(s.value for s in NodeStatus)
 
 def items_view(
     journal: Journal, run_id: str, node: str, *, offset: int = 0, limit: int = ITEMS_PAGE,
-    status: str | None = None,
+    status: str | None = None, settings: Settings | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """A page of the items of the map ``node`` (see :func:`browse.map_items`); NotFound when
-    ``node`` is not a map of the run."""
+    """A page of the items of the map ``node`` (see :func:`._items.map_page`: the cached ones
+    listed from the store of ``settings``); NotFound when ``node`` is not a map of the run."""
     run = _run(journal, run_id)
     if node not in q.map_names(journal, [run["id"]]):
         raise NotFound(f"{node!r} is not a map of run {run['id']}: it has no items")
@@ -302,18 +310,18 @@ def items_view(
             f"status={status[:40]!r} is no status an item can have; give one of "
             f"{', '.join(_ITEM_STATUSES)} (or no status: every item)"
         )
-    return _items(journal, run, node, offset=offset, limit=limit, status=status)
+    return _items(journal, run, node, settings, offset=offset, limit=limit, status=status)
 
 
-def _items(journal: Journal, run: Mapping[str, Any], node: str, **page: Any) -> dict[str, Any]:
-    """The page, with ``limit`` and the map's ``cached`` items (that did not run: no rows)."""
-    found = q.map_items(journal, run["id"], node, **{"limit": ITEMS_PAGE, **page})
-    items: list[Any] = list(found["items"])
+def _items(
+    journal: Journal, run: Mapping[str, Any], node: str, settings: Settings | None, **page: Any
+) -> dict[str, Any]:
+    """The page (:func:`_items.map_page`: the children that ran, then the cached ones)."""
+    shown = map_page(journal, run, node, settings, **{"offset": 0, "limit": ITEMS_PAGE,
+                                                       "status": None, **page})  # fmt: skip
     if run["status"] == RunStatus.INTERRUPTED:  # as the node table shows them
-        items = q.interrupted_attempts(items)
-    recorded = _maps.map_events(journal, run["id"]).get(node) or {}
-    return {**found, "items": items, "limit": page.get("limit", ITEMS_PAGE),
-            "cached": recorded.get("cached")}  # fmt: skip
+        shown["items"] = q.interrupted_attempts(shown["items"])
+    return shown
 
 
 def _inputs(components: Mapping[str, Any] | None) -> list[dict[str, str]]:

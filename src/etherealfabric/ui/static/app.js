@@ -33,6 +33,26 @@ async function api(path) {
   return data;
 }
 
+/* What went wrong reading the journal since the page was drawn (a damaged journal: the 503's
+ * message), over the page's content, until a later read succeeds (``null``: clears it). */
+function pageError(message) {
+  const box = $("#page-error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+/* A date or time typed without a zone (2026-11-25, 2026-11-25T14:30) means the browser's
+ * local time, the zone every time on the page is shown in: it is sent to the server (which
+ * would read it in its own zone) with the browser's offset then. Anything else as typed. */
+function zoned(text) {
+  const m = /^\s*(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*$/.exec(text || "");
+  if (!m) return text;
+  const local = new Date(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
+  if (Number.isNaN(local.getTime())) return text;
+  const off = -local.getTimezoneOffset(), a = Math.abs(off), pad = (n) => String(n).padStart(2, "0");
+  return `${m[1]}-${m[2]}-${m[3]}T${m[4] || "00"}:${m[5] || "00"}:${m[6] || "00"}${m[7] || ""}${off < 0 ? "-" : "+"}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+}
+
 function when(ts) {
   if (!ts) return "-";
   const d = new Date(ts * 1000);
@@ -100,6 +120,7 @@ function runsPage() {
     if (before) query.set("before", before);
     let data;
     try {
+      if (query.get("since")) query.set("since", zoned(query.get("since")));
       data = await api(`/api/runs?${query}`);
       $("#runs-note").textContent = data.journal ? "" : "no journal yet: start a run";
     } catch (err) {
@@ -470,9 +491,11 @@ function runPage() {
     try {
       if (first) { data = first; first = null; } else data = await api(`/api/runs/${encodeURIComponent(runId)}/status?version=${encodeURIComponent(version)}`);
     } catch (err) {
+      pageError(`cannot follow the run now: ${err.message}`); // shown: what is drawn is stale
       setTimeout(poll, 2000);
       return;
     }
+    pageError(null);
     const run = data.run;
     $("#run-duration").textContent = `duration ${secs(run.duration)}`;
     if (data.unchanged && run.status !== status) { // (a server whose stamp missed the change)
@@ -517,7 +540,6 @@ function runPage() {
     const out = $("#plan-body");
     try {
       const plan = await api(`/api/runs/${encodeURIComponent(runId)}/plan`);
-      if (plan.error) { out.textContent = plan.error; return; }
       out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
         el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
           el("td", { text: n.node }), el("td", {}, n.action === "cached" ? badge("cached") : el("span", { class: "badge st-pending", text: "will run" })),
@@ -615,13 +637,15 @@ function itemsTable(runId, node) {
     shown = data;
     $("#items-section").hidden = false;
     const counts = data.counts, total = Object.values(counts).reduce((a, b) => a + b, 0);
-    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"} ran: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
-    $("#items-cached").textContent = data.cached ? `${data.cached} more came from the cache (etherealfabric show ${runId} ${node} --items lists them)` : "";
+    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"}: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
+    // cached items are rows too (listed from the map's stored index); a note when they cannot be
+    $("#items-cached").textContent = data.note ? `${data.cached} came from the cache: ${data.note}` : "";
     const known = new Set([...pick.options].map((o) => o.value));
     for (const s of Object.keys(counts).sort()) if (!known.has(s)) pick.append(el("option", { value: s, text: s }));
     table.replaceChildren(...data.items.map((i) => el("tr", { "data-item": i.item },
       el("td", { text: i.index }),
-      el("td", {}, el("a", { href: nodeHref(runId, i.node), text: i.item })),
+      // an item taken from the cache did not run in this run: it has no page of its own here
+      el("td", {}, i.attempts ? el("a", { href: nodeHref(runId, i.node), text: i.item }) : el("span", { text: i.item, title: "taken from the cache: it did not run in this run" })),
       el("td", {}, badge(i.status), i.attempts > 1 ? ` ${i.attempts} attempts` : ""),
       el("td", { text: secs(i.duration) }),
       el("td", { class: "mono", text: (i.cache_key || "").slice(0, 12) }),
@@ -713,7 +737,13 @@ function sizeRows(table, rows, label) {
 }
 
 async function cachePage() {
-  const data = await api("/api/cache");
+  let data;
+  try {
+    data = await api("/api/cache");
+  } catch (err) {
+    pageError(err.message);
+    return;
+  }
   $("#cache-total").textContent = `${data.records} cache records, ${bytes(data.bytes)} (${bytes(data.stored_bytes)} in the store, ${bytes(data.inline_bytes)} inline in the journal)`;
   hitChart($("#hit-chart"), data.runs);
   sizeRows($("#by-workflow tbody"), data.by_workflow, "workflow");

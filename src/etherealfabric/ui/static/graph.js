@@ -13,7 +13,14 @@
  * tests and scripts it also answers locate(name) (centres the node at full size and returns
  * its centre in the window's coordinates, where a click opens it) and pixel(name) (the colour
  * drawn inside the node's box, read back from the canvas); the canvas carries data-nodes,
- * data-edges and data-selected. */
+ * data-edges and data-selected.
+ *
+ * From the keyboard (a canvas has no elements to Tab to): the canvas is one stop in the Tab
+ * order; on it, the arrow keys select a node (Left and Right: the previous and next node of
+ * its row; Up and Down: the nearest node of the row above or below; Home and End: the first
+ * and last), the view follows, and a live region says the node's name and status; Enter
+ * opens it. The node table below the graph lists every node as links too (the page links to
+ * it from the graph's heading). */
 "use strict";
 
 class CanvasGraph {
@@ -22,8 +29,13 @@ class CanvasGraph {
     this.hrefOf = hrefOf;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "graph graph-canvas";
-    this.canvas.setAttribute("aria-label", "the run's graph: drag to pan, wheel to zoom, click a node");
-    box.replaceChildren(this.canvas);
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("role", "application");
+    this.canvas.setAttribute("aria-roledescription", "graph");
+    this.said = document.createElement("span");
+    this.said.className = "graph-said visually-hidden";
+    this.said.setAttribute("aria-live", "polite");
+    box.replaceChildren(this.canvas, this.said);
     this.colours = new Map();
     this.selected = -1;
     this.frame = 0;
@@ -43,6 +55,11 @@ class CanvasGraph {
     this.status = new Array(this.names.length).fill("pending");
     this.canvas.dataset.nodes = this.names.length;
     this.canvas.dataset.edges = this.edges.length / 2;
+    this.canvas.setAttribute("aria-label", `the run's graph, ${this.names.length} nodes: arrow keys select a node, Enter opens it (the node table below lists them too); drag to pan, wheel to zoom, click a node`);
+    // reading order (rows top to bottom, each left to right): what the arrow keys walk
+    this.order = this.names.map((_, i) => i).sort((a, b) => this.xy[2 * a + 1] - this.xy[2 * b + 1] || this.xy[2 * a] - this.xy[2 * b]);
+    this.place = new Int32Array(this.names.length);
+    this.order.forEach((i, k) => { this.place[i] = k; });
     if (this.selected >= this.names.length) this.selected = -1;
     if (statuses) this.recolour(statuses);
   }
@@ -212,9 +229,58 @@ class CanvasGraph {
     return found;
   }
 
+  /* -- the keyboard -------------------------------------------------------------------- */
+  /* The node a key moves to from node ``i`` (-1: none selected yet: the first). */
+  step(i, key) {
+    const order = this.order, last = order.length - 1;
+    if (i < 0 || key === "Home") return order[0];
+    if (key === "End") return order[last];
+    const k = this.place[i];
+    if (key === "ArrowRight") return order[Math.min(k + 1, last)];
+    if (key === "ArrowLeft") return order[Math.max(k - 1, 0)];
+    const xy = this.xy, y = xy[2 * i + 1], x = xy[2 * i], down = key === "ArrowDown";
+    let row = null, best = i, gap = Infinity;
+    for (let m = down ? k + 1 : k - 1; m >= 0 && m <= last; m += down ? 1 : -1) {
+      const j = order[m], yj = xy[2 * j + 1];
+      if (yj === y) continue;
+      if (row === null) row = yj;
+      if (yj !== row) break; // past the next row
+      const d = Math.abs(xy[2 * j] - x);
+      if (d < gap) { gap = d; best = j; }
+    }
+    return best;
+  }
+
+  /* Select node ``i``, bring it into view (at a readable size) and say it. */
+  select(i) {
+    this.selected = i;
+    const name = this.names[i];
+    this.canvas.dataset.selected = name;
+    const { cw, ch } = this.size();
+    const s = Math.max(this.view.s, 0.8);
+    const x = this.xy[2 * i], y = this.xy[2 * i + 1], v = this.view;
+    const inside = s === v.s && x >= v.x && y >= v.y && x + this.w <= v.x + cw / s && y + this.h <= v.y + ch / s;
+    if (!inside) this.view = { x: x + this.w / 2 - cw / (2 * s), y: y + this.h / 2 - ch / (2 * s), s };
+    this.said.textContent = `${name}: ${this.status[i]} (${this.place[i] + 1} of ${this.names.length})`;
+    this.redraw();
+  }
+
   /* -- pan, zoom, click, hover --------------------------------------------------------- */
   listen() {
     const canvas = this.canvas;
+    canvas.addEventListener("keydown", (e) => {
+      if (!this.names.length || e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.key === "Enter" && this.selected >= 0) {
+        e.preventDefault();
+        location.href = this.hrefOf(this.names[this.selected]);
+      } else if (["ArrowRight", "ArrowLeft", "ArrowUp", "ArrowDown", "Home", "End"].includes(e.key)) {
+        e.preventDefault(); // (not the page's scroll)
+        this.select(this.step(this.selected, e.key));
+      }
+    });
+    canvas.addEventListener("focus", () => { // reached with Tab: a node is selected at once
+      if (this.names.length && canvas.matches(":focus-visible")) this.select(this.selected >= 0 ? this.selected : this.order[0]);
+    });
     let drag = null;
     canvas.addEventListener("mousedown", (e) => {
       drag = { x: e.clientX, y: e.clientY, view: { ...this.view }, moved: false };

@@ -1,0 +1,108 @@
+"""Right after a run is killed with SIGKILL, the commands that show one run (``show``,
+``logs``, ``explain``, ``cat``) call it ``interrupted``, as ``runs`` and ``status`` do; they said
+``running``, as if it still went on. Real processes, a real SIGKILL, a real journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FLOW = """
+import time
+from etherealfabric import Workflow, node
+
+@node
+def prepare():
+    return 3
+
+@node
+def train(x):
+    print("training", flush=True)
+    time.sleep(600)
+    return x
+
+with Workflow("killed") as wf:
+    train(prepare())
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+
+
+def _ef(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+
+def _train_started(cwd: Path) -> bool:
+    """Whether the journal holds train's row (read without marking anything)."""
+    import sqlite3
+
+    path = cwd / ".etherealfabric" / "journal.db"
+    if not path.exists():
+        return False
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return bool(conn.execute("SELECT 1 FROM node_runs WHERE node='train'").fetchall())
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def test_commands_showing_a_killed_run_call_it_interrupted(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not _train_started(tmp_path):
+            assert proc.poll() is None, "the run ended by itself"
+            assert time.monotonic() < deadline, "train never started"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    shown = _ef(tmp_path, "show", "latest", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["run"]["status"] == "interrupted", doc["run"]
+    assert {n["node"]: n["status"] for n in doc["nodes"]}["train"] == "interrupted", doc
+    logs = _ef(tmp_path, "logs", "latest", "train")
+    assert "attempt 1 (interrupted)" in logs.stdout, logs.stdout
+    explained = _ef(tmp_path, "explain", "latest", "train", "--json")
+    assert "running" not in explained.stdout, explained.stdout
+    runs = json.loads(_ef(tmp_path, "runs", "--json").stdout)
+    assert [r["status"] for r in runs] == ["interrupted"]
+
+
+def test_explain_alone_marks_a_killed_run(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not _train_started(tmp_path):
+            assert proc.poll() is None, "the run ended by itself"
+            assert time.monotonic() < deadline, "train never started"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    explained = _ef(tmp_path, "explain", "latest", "train")
+    assert explained.returncode == 0, explained.stderr
+    assert "(running)" not in explained.stdout, explained.stdout
+    assert "(interrupted)" in explained.stdout, explained.stdout
