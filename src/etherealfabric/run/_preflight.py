@@ -30,7 +30,7 @@ from ..define._files import Directory, File, path_values
 from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
 from ..hashing._paths import outside_root
-from ..plan._graph import Graph
+from ..plan._graph import Graph, InputRef
 from ..states import NodeStatus
 from ._reads import path_texts
 
@@ -51,6 +51,8 @@ _warned: set[tuple[str, str, str]] = set()  # (workflow, node, parameter) warned
 _warned_files: set[tuple[str, str]] = set()  # (node, parameter) warned about
 #: what a path to a data file looks like: a folder separator or a file extension
 _PATH_LIKE = re.compile(r"[/\\]|\.[A-Za-z0-9]{1,10}$")
+#: the types of parameter holding no text (the exact types: a subclass may hold one)
+_NO_TEXT = frozenset((int, float, bool, type(None), bytes, InputRef))
 
 
 def warn_machine_paths(graph: Graph) -> list[str]:
@@ -98,8 +100,8 @@ def file_paths(
     path of an existing file the node does not declare in ``writes=`` (its first such path)."""
     found = []
     for param, value in spec.params.items():
-        if skip is not None and (spec.name, param) in skip:
-            continue
+        if type(value) in _NO_TEXT or (skip is not None and (spec.name, param) in skip):
+            continue  # (a number, an upstream output: no text; checked per node that runs)
         path = next(_existing_files(value, spec), None)
         if path is not None:
             found.append((param, path))

@@ -314,11 +314,18 @@ class Scheduler(Rewinds, Fallbacks):
     def _executing(self) -> tuple[HandOvers, Inline]:
         """The parts that only running a node needs, imported and made when the first node
         of the run has to run: a warm run (everything cached) never imports the worker, the
-        output capture, the task builder, the hand-overs... (tests/test_first_execute.py)."""
+        output capture, the task builder, the hand-overs... (tests/test_first_execute.py).
+        Their functions are kept here: an import in a function costs microseconds a call."""
         if self._handovers is None or self._inline is None:
             from ._capture import held
             from ._handover import HandOvers
             from ._inline import Inline
+            from ._lost import send
+            from ._tasks import build_task
+            from ._worker import action_record, execute
+
+            self._send, self._build_task, self._execute = send, build_task, execute
+            self._action_record = action_record
 
             if self.backend.in_process:  # nodes' output routers stay installed for the run
                 self._held.enter_context(held())
@@ -345,9 +352,7 @@ class Scheduler(Rewinds, Fallbacks):
         alone = not (self._running or self._ready or self._maps.busy)
         here: Future[Any] | None = Future() if inline.wanted(info, alone=alone) else None
         try:
-            from ._lost import send  # (with the worker: imported once a node runs)
-
-            future = here or send(self._dispatch, info.spec.on_driver, task)
+            future = here or self._send(self._dispatch, info.spec.on_driver, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -364,18 +369,14 @@ class Scheduler(Rewinds, Fallbacks):
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
-            from ._worker import execute
-
-            inline.run(execute, task, here)
+            inline.run(self._execute, task, here)
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
 
     def _task(self, info: KeyInfo) -> tuple[Task, int]:
         """The task for a node (``run/_tasks.py``), and how many bytes of inputs it reads."""
-        from ._tasks import build_task
-
-        return build_task(
+        return self._build_task(
             info,
             run_id=self.run_id,
             outputs=self.outcome.outputs,
@@ -435,8 +436,6 @@ class Scheduler(Rewinds, Fallbacks):
     def _succeeded(
         self, name: str, info: KeyInfo, result: TaskResult, *, release: bool = True, **data: Any
     ) -> None:
-        from ._worker import action_record
-
         self.cache.remember_inline(result.inline)
         # a file it read changed while it ran: its outputs are usable, its key unpublished
         self.outcome.status[name] = NodeStatus.DRIFTED if result.drifted else NodeStatus.SUCCEEDED
@@ -450,7 +449,7 @@ class Scheduler(Rewinds, Fallbacks):
             name,
             key=info.key,
             result=result,
-            record=action_record(name, result.outputs, result.files, result.reads),
+            record=self._action_record(name, result.outputs, result.files, result.reads),
             components=info.components(),
             **data,
         )
