@@ -76,7 +76,8 @@ def replace_refs(
 def refs_of(n: Node) -> list[OutputRef]:
     """The references among a node's inputs."""
     refs: list[OutputRef] = []
-    for value in (*n._ef_args, *n._ef_kwargs.values()):
+    args, kwargs = n._ef_args, n._ef_kwargs
+    for value in (*args, *kwargs.values()) if kwargs else args:  # (most calls: no kwargs)
         tp = type(value)
         if tp is OutputRef:  # the common inputs first: a reference, or an atom (none)
             refs.append(value)

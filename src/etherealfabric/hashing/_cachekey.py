@@ -78,7 +78,8 @@ def ref_digest(serializer: str, digest: str) -> str:
         head = _TAG["ref"] + _text(serializer)
         if len(_REF_HEADS) < 1000:
             _REF_HEADS[serializer] = head
-    return hexdigest(head + _text(digest))
+    data = digest.encode("utf-8", "surrogatepass")  # (_text, inline: once per node)
+    return hexdigest(head + _LEN(len(data)) + data)
 
 
 #: the frames of a reference's serializer name (a few names: "pickle", "=value"...)

@@ -80,6 +80,11 @@ class LogSubscriber:
     def __init__(self) -> None:
         self.log = logging.getLogger(f"{LOGGER}.run")
 
+    def node_cached(self, run_id: str, node: str, key: str, ts: float) -> None:
+        """A ``node_cached`` event without its :class:`Event` (``EventBus.node_cached``)."""
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s: cached (key %s)", node, key[:12])
+
     def __call__(self, event: Event) -> None:
         kind, log = event.kind, self.log
         if kind in _DEBUG_ONLY and not log.isEnabledFor(logging.DEBUG):

@@ -181,9 +181,17 @@ def node_key(
             ) from None
         if seen:
             inputs[name] = tuple(seen)
+    code, last = spec.code, _LAST_CODE[0]  # (_code_digest's memo, inline: once per node)
+    if (
+        last is None
+        or last[0]() is not code
+        or last[1] != package_versions()
+        or last[2] != generation()
+    ):
+        last = _code_digest(code)
     key = cache_key(
         kind=spec.kind if spec.map is None else f"{spec.kind}.map",  # a map is not a call
-        code=_code_digest(spec.code),
+        code=last[3],
         version=spec.version,
         params=param_hashes,
         outputs=(  # declared files too
@@ -206,19 +214,18 @@ def node_key(
 _LAST_CODE: list[tuple[weakref.ref[Any], str, int, str] | None] = [None]
 
 
-def _code_digest(code: Any) -> str:
-    """``code_fingerprint(code).digest``, the last one remembered (in this graph build's
-    binding generation: a rebound global is checked for at each build)."""
+def _code_digest(code: Any) -> tuple[Any, str, int, str]:
+    """``code_fingerprint(code).digest`` (the last item), remembered as the last one, with the
+    package-versions mode and this graph build's binding generation (a rebound global is
+    checked for at each build): node_key reads the memo first."""
     mode, gen = package_versions(), generation()
-    last = _LAST_CODE[0]
-    if last is not None and last[0]() is code and last[1] == mode and last[2] == gen:
-        return last[3]
     digest = code_fingerprint(code).digest
     try:
-        _LAST_CODE[0] = (weakref.ref(code), mode, gen, digest)
+        last = _LAST_CODE[0] = (weakref.ref(code), mode, gen, digest)
     except TypeError:  # not weakly referenceable: not remembered
         _LAST_CODE[0] = None
-    return digest
+        return (None, mode, gen, digest)
+    return last
 
 
 def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:

@@ -28,20 +28,27 @@ import logging
 import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..define._files import activate_root
 from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, StoreError
 from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..journal import Journal
-from ..journal._team import indexed_keys
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
 from ._files import file_value, restore_output, unwritten_changed
 from ._folders import read_changed
 from ._reads import changed_read
-from ._records import decode_record, inline_known, malformed, serializer_problem
+from ._records import (
+    decode_record,
+    decode_records,
+    inline_known,
+    malformed,
+    plain_hit,
+    serializer_problem,
+)
+from ._sharedfetch import CacheWriter, SharedFetch
 
 if TYPE_CHECKING:
     from ..store._layered import LayeredStore
@@ -50,26 +57,10 @@ if TYPE_CHECKING:
 __all__ = ["ArtifactCache", "CacheWriter"]
 
 log = logging.getLogger("etherealfabric.cache")
-_PREFETCH_THREADS = 16
 OutputRecord = Mapping[str, Any]
 
 
-class CacheWriter(Protocol):
-    """The journal writes the cache makes (the run's :class:`JournalRecorder` does them)."""
-
-    def index_action(
-        self, key: str, record: Mapping[str, Any], blobs: Sequence[tuple[str, bytes]]
-    ) -> None: ...
-    def drop_action(self, key: str) -> None: ...
-    def drop_blob(self, digest: str) -> None: ...
-    # remembered file digests (FileHashCache): restoring skips files already in place
-    def get(self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str | None: ...
-    def put(
-        self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
-    ) -> None: ...
-
-
-class ArtifactCache:
+class ArtifactCache(SharedFetch):
     """Looks up action records and loads outputs for one home and store."""
 
     def __init__(
@@ -106,7 +97,7 @@ class ArtifactCache:
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
         #: records read in bulk before the run (:meth:`preload`), by key: each serves one lookup
-        self._preloaded: dict[str, str] = {}
+        self._preloaded: dict[str, dict[str, Any] | str] = {}  # (a text: decoded when used)
         #: keys :meth:`read_ahead` found unindexed: their next lookup misses without a query
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed (or it
@@ -120,9 +111,7 @@ class ArtifactCache:
         """Read, in one query, the records of ``nodes`` the workflow's last runs used or made,
         so a warm run's lookups need no query each (issue 14). Only a hint: a key not found
         here is looked up in the journal as before. Returns how many were read."""
-        self._preloaded = {
-            key: text for _, key, text in self.journal.recent_actions(workflow, nodes)
-        }
+        self._preloaded = decode_records(self.journal.recent_actions(workflow, nodes))
         return len(self._preloaded)
 
     @property
@@ -137,7 +126,15 @@ class ArtifactCache:
 
         A map's record (it names its ``children``) is a hit only if each child's would be
         (run/_mapcheck.py); ``whole_map=False`` (a map's collection) skips that."""
-        record = self._preloaded_record(key)
+        found = self._preloaded.pop(key, None)
+        if isinstance(found, str):  # (decoded up front unless one of them was malformed)
+            record = decode_record(found)
+        elif (record := found) is not None:
+            try:
+                if plain_hit(record):  # nothing to check: usable() would return it as it is
+                    return record
+            except (AttributeError, KeyError, TypeError, ValueError):
+                pass  # (the wrong shape: usable() says so)
         if record is None:
             if key in self._unindexed:
                 self._unindexed.discard(key)
@@ -199,12 +196,6 @@ class ArtifactCache:
             self.refused[key] = why or read_changed(str(path), record["reads"].get(path))
             log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
         return True
-
-    def _preloaded_record(self, key: str) -> dict[str, Any] | None:
-        text = self._preloaded.pop(key, None)
-        if text is None:
-            return None
-        return decode_record(text)
 
     def lookup_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """:meth:`lookup` of many keys (a map's children): the usable records found, by key.
@@ -313,99 +304,6 @@ class ArtifactCache:
         texts = self.journal.get_action_texts(wanted)
         self._preloaded.update(texts)
         self._unindexed.update(k for k in wanted if k not in texts)
-
-    def prefetch(self, keys: Sequence[str]) -> None:
-        """Fetch the records of ``keys`` that the journal lacks from the shared store at once
-        (in a few threads: a new teammate's first run of a wide graph), indexing those found;
-        the lookup of a key found absent then skips its request once.
-
-        Errors are left to the lookups (a key that failed is simply asked again).
-        """
-        if not self.shared or self._writer is None:
-            return
-        indexed = indexed_keys(self.journal, keys)
-        todo = [k for k in dict.fromkeys(keys) if k not in indexed]
-        if len(todo) < 2:
-            return
-        from concurrent.futures import ThreadPoolExecutor  # (a shared store's only)
-
-        with ThreadPoolExecutor(_PREFETCH_THREADS) as pool:
-            found = list(pool.map(self._try_fetch, todo))
-        for key, got in zip(todo, found, strict=True):
-            if got is None:
-                self._absent.add(key)
-            elif isinstance(got, tuple):
-                self._writer.index_action(key, *got)
-                self.fetched.add(key)
-
-    def _try_fetch(self, key: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | bool | None:
-        try:
-            return self._fetch(key)
-        except Exception:  # the lookup asks again and reports it
-            return False
-
-    def _fetch(self, key: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | None:
-        """A usable record of ``key`` in the shared store, with its small outputs' bytes."""
-        record = self.store.get_action(key)
-        if record is None:
-            return None
-        from ..store._signing import record_problem  # a shared store's: loaded with it
-
-        problem = record_problem(record)
-        if problem:
-            self._reject(key, problem)
-            return None
-        blobs = []
-        for out in record["outputs"].values():
-            if out.get("inline") and self.read_only:
-                if not self.store.has_object(out["digest"]):
-                    return None
-            elif out.get("inline"):
-                try:
-                    blobs.append((out["digest"], self.store.read_bytes(out["digest"])))
-                except (ArtifactMissingError, CorruptArtifactError) as exc:
-                    self._say_unusable(key, exc)
-                    return None
-        if not self.read_only and not self._fill(key, record):
-            return None
-        return record, blobs
-
-    def _fill(self, key: str, record: Mapping[str, Any]) -> bool:
-        """On a hit from the shared store, copy the record's objects into the local layer
-        (verified), so that the next run here asks the shared store nothing; False (a miss,
-        warned) if one cannot be had. Folders' files come when they are restored."""
-        if not self.layered:
-            return True
-        store = cast("LayeredStore", self.store)
-        digests = [o["digest"] for o in record["outputs"].values() if not o.get("inline")]
-        digests += [e["digest"] for e in record.get("files", {}).values()]
-        try:
-            for digest in digests:
-                store.fill(digest)
-        except (ArtifactMissingError, CorruptArtifactError) as exc:
-            self._say_unusable(key, exc)
-            if isinstance(exc, CorruptArtifactError) and exc.digest:
-                store.delete_object(exc.digest)  # so that the recomputed bytes replace it
-            return False
-        return True
-
-    def _say_unusable(self, key: str, exc: Exception) -> None:
-        """Warn that the shared entry of ``key`` is unusable, once per run and key (a key is
-        looked up again once its lease is taken, and would say it twice)."""
-        if key not in self._unusable:
-            self._unusable.add(key)
-            log.warning("shared cache entry %s is unusable (%s); recomputing", key, exc)
-
-    def _reject(self, key: str, problem: str) -> None:
-        if key not in self._rejected:
-            self._rejected.add(key)
-            log.warning(
-                "ignoring the action record for cache key %s in the shared store %s "
-                "(a cache miss: the node runs again): %s",
-                key,
-                self.store.url,
-                problem,
-            )
 
     def remember_inline(self, blobs: Mapping[str, bytes]) -> None:
         """Small outputs produced this run, readable before their journal rows are committed."""

@@ -20,7 +20,9 @@ kind                   meaning                                                  
 
 Subscribe with :meth:`EventBus.subscribe` (or ``execute(subscribers=[...])``); a subscriber
 that raises is logged and kept out of the run's way, except the journal recorder, whose failure
-fails the run. The kinds are :class:`~etherealfabric.states.EventKind`; the status a kind puts
+fails the run. A subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when
+every subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
+through it, without an :class:`Event` object (:meth:`EventBus.node_cached`). The kinds are :class:`~etherealfabric.states.EventKind`; the status a kind puts
 its node in is ``kind.final_status``.
 """
 
@@ -30,11 +32,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..states import EventKind
 
-__all__ = ["Event", "EventBus", "EventKind", "Subscriber"]
+__all__ = ["CachedHandler", "Event", "EventBus", "EventKind", "Subscriber"]
 
 log = logging.getLogger("etherealfabric.events")
 
@@ -80,6 +82,9 @@ _SET_KIND, _SET_RUN_ID, _SET_NODE, _SET_DATA, _SET_TS = (
 
 
 Subscriber = Callable[[Event], None]
+#: a subscriber's optional ``node_cached(run_id, node, key, ts)``: ``node_cached`` events
+#: without an :class:`Event` each (:meth:`EventBus.node_cached`)
+CachedHandler = Callable[[str, str, str, float], None]
 
 
 class EventBus:
@@ -92,12 +97,51 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, bool]] = []
+        #: each subscriber's ``node_cached`` method, if every one has one (else None)
+        self._cached: list[tuple[CachedHandler, bool]] | None = []
 
     def subscribe(self, callback: Subscriber, *, critical: bool = False) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
         entry = (callback, critical)
         self._subscribers.append(entry)
-        return lambda: self._subscribers.remove(entry)
+        self._index_cached()
+
+        def remove() -> None:
+            self._subscribers.remove(entry)
+            self._index_cached()
+
+        return remove
+
+    def _index_cached(self) -> None:
+        handlers = [
+            (getattr(cb, "node_cached", None), critical) for cb, critical in self._subscribers
+        ]
+        ok = all(handler is not None for handler, _ in handlers)
+        self._cached = cast("list[tuple[CachedHandler, bool]]", handlers) if ok else None
+
+    def node_cached(
+        self, run_id: str, node: str, key: str, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Emit ``node_cached`` (data: the key, and ``extra``), a warm run's one event per
+        node: to each subscriber's ``node_cached(run_id, node, key, ts)`` method when every
+        subscriber has one and there is no ``extra`` (no :class:`Event` made), else as an
+        :class:`Event`. Errors as :meth:`emit`."""
+        handlers = self._cached
+        if handlers is None or extra:
+            self.emit(Event(EventKind.NODE_CACHED, run_id, node, {"key": key, **(extra or {})}))
+            return
+        ts = time.time()
+        failure: BaseException | None = None
+        for handler, critical in handlers:
+            try:
+                handler(run_id, node, key, ts)
+            except Exception as exc:
+                if critical:
+                    failure = failure or exc
+                else:
+                    log.exception("event subscriber %r failed on node_cached", handler)
+        if failure is not None:
+            raise failure
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber; then raise a critical subscriber's error."""

@@ -312,6 +312,11 @@ class JournalRecorder:
         # warm run makes one per node): write_batch fills in the columns all such rows share
         self._buffer((event.run_id, event.node, key, event.ts, HOST), 1)
 
+    def node_cached(self, run_id: str, node: str, key: str, ts: float) -> None:
+        """A ``node_cached`` event without its :class:`Event` (``EventBus.node_cached``): the
+        short row of a hit indexed here, as :meth:`_on_cached` writes it."""
+        self._buffer((run_id, node, key, ts, HOST), 1)
+
     def _on_started(self, event: Event) -> None:
         self._started[event.run_id, event.node] = (event.data["key"], event.ts)
         self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)

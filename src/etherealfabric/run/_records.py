@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..store._serializers import default_registry
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER
 
-__all__ = ["LateSerializers", "decode_record", "inline_known", "malformed", "serializer_problem"]
+__all__ = [
+    "LateSerializers",
+    "decode_record",
+    "decode_records",
+    "inline_known",
+    "malformed",
+    "plain_hit",
+    "serializer_problem",
+]
 
 log = logging.getLogger("etherealfabric.cache")
 
@@ -43,6 +51,39 @@ def decode_record(text: str) -> dict[str, Any] | None:
         except ValueError:
             return None
     return record if isinstance(record, dict) else None
+
+
+def decode_records(rows: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
+    """The records of ``(node, key, text)`` rows by key, decoded in one ``json.loads`` of
+    them all as one JSON array (a warm run's records, read up front: one scan shares its
+    decoded keys, no call per record). If that fails, or a text is not one JSON object,
+    the texts are kept as they are: each lookup decodes its own (:func:`decode_record`)."""
+    keys, texts = [row[1] for row in rows], [row[2] for row in rows]
+    try:
+        records = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        records = None
+    if (
+        type(records) is list
+        and len(records) == len(keys)
+        and all(type(record) is dict for record in records)
+    ):
+        return dict(zip(keys, records, strict=True))
+    return dict(zip(keys, texts, strict=True))
+
+
+def plain_hit(record: dict[str, Any]) -> bool:
+    """Whether a hit on ``record`` has nothing to check (``ArtifactCache.usable`` would
+    return it as it is): no file read or written, no map's children, every output inline
+    by a serializer this process knows. Most records of a warm run; may raise on a record
+    of the wrong shape (the caller takes the checked path then)."""
+    if record.get("reads") or record.get("files") or "children" in record:
+        return False
+    knows = default_registry.knows
+    for out in record["outputs"].values():
+        if not out.get("inline") or not knows(out.get("serializer")):
+            return False
+    return True
 
 
 def malformed(key: str, record: object, error: BaseException) -> bool:

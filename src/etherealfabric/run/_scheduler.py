@@ -86,7 +86,7 @@ GROUP_ROWS = 2000
 LEASE_POLL_SECONDS = 0.1
 LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
 # members as plain names: on Python 3.11 one read from its enum costs 0.3 us (a __getattr__ hook)
-_CACHED, _PENDING, _NODE_CACHED = NodeStatus.CACHED, NodeStatus.PENDING, EventKind.NODE_CACHED
+_CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
 _UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
 
@@ -294,10 +294,9 @@ class Scheduler(Rewinds, Fallbacks):
         self.outcome.status[name] = _CACHED
         self.outcome.outputs[name] = record["outputs"]
         self.outcome.keys[name] = info.key
-        data: dict[str, Any] = {"key": info.key}
-        if info.key in self.cache.fetched:  # a hit from the shared store: no local components
-            data.update(components=info.components(), record=record)
-        self.bus.emit(Event(_NODE_CACHED, self.run_id, name, data))
+        shared = info.key in self.cache.fetched  # a hit from the shared store: no local parts
+        extra = {"components": info.components(), "record": record} if shared else None
+        self.bus.node_cached(self.run_id, name, info.key, extra)  # (an Event only if needed)
         self._release(name)
 
     def _retry_leased(self) -> None:
