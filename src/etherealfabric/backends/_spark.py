@@ -288,11 +288,13 @@ class SparkBackend(Backend):
         sc = self.session.sparkContext
         spark_group = f"etherealfabric-{uuid.uuid4().hex}"
         with self._lock:
-            if self._cancelled:
-                for send in sends:
-                    _cancelled(send.future)
-                return
-            self._spark_groups.add(spark_group)
+            cancelled = self._cancelled
+            if not cancelled:
+                self._spark_groups.add(spark_group)
+        if cancelled:  # (settled outside the lock: a future's callbacks take it)
+            for send in sends:
+                _cancelled(send.future)
+            return
         sc.setJobGroup(spark_group, f"etherealfabric {label}", interruptOnCancel=True)
         try:
             payloads = [[send.payload for send in group] for group in groups]
