@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from etherealfabric import ConfigError, RunFailedError, Workflow, node
 from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._spark import SparkBackend, _local_cores
 from etherealfabric.testing import BackendContract
-from etherealfabric.testing._backends import double, node_runs
+from etherealfabric.testing._backends import double, explode, node_runs, total
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -150,7 +151,7 @@ def test_another_master_than_the_running_sessions_is_refused(
 BAD_MASTER = """
 from etherealfabric.backends._spark import SparkBackend
 from etherealfabric.errors import ConfigError
-from etherealfabric.testing._backends import double, node_runs
+from etherealfabric.testing._backends import double, explode, node_runs, total
 with SparkBackend() as backend:
     try:
         backend.submit(double, 1).result(timeout=120)
@@ -246,3 +247,78 @@ def test_the_distributed_nodes_example_runs_twice_on_spark(tmp_path: Path) -> No
     assert outputs[0].splitlines()[0] == outputs[1].splitlines()[0]  # the same totals
     assert "executed 0, cached 4" in outputs[1]
     assert len(list((tmp_path / "data" / "daily_sales").glob("*.parquet"))) == 30
+
+
+# -- short nodes travel together --------------------------------------------------------------
+def _last_job_id(spark: Any) -> int:
+    """The id of a marker job run now: Spark numbers its jobs in order."""
+    sc = spark.sparkContext
+    group = f"marker-{uuid.uuid4().hex}"
+    sc.setJobGroup(group, "marker")
+    try:
+        sc.parallelize([0], 1).count()
+        return max(sc.statusTracker().getJobIdsForGroup(group))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+
+
+def test_short_nodes_travel_together_in_a_few_spark_jobs(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the first nodes turn out short, the nodes queued at once share Spark tasks and
+    jobs (one job per node cost 60 jobs here); each still gets its own result or error."""
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+    with Workflow("spark-short") as wf:
+        for i in range(60):
+            (explode if i % 9 == 4 else total)(list(range(i)))
+    before = _last_job_id(spark)
+    with pytest.raises(RunFailedError) as caught:
+        wf.execute(keep_going=True, home=tmp_path / "home", max_workers=WORKERS)
+    jobs = _last_job_id(spark) - before - 1
+    assert jobs <= 30, jobs
+    results = caught.value.results
+    assert set(caught.value.failures) == {"explode", *(f"explode-{k}" for k in range(2, 8))}
+    totals = ["total", *(f"total-{k}" for k in range(2, 54))]
+    assert [results[name]["result"] for name in totals] == [
+        sum(range(i)) for i in range(60) if i % 9 != 4
+    ]
+
+
+def die_once(marker: str) -> str:
+    """Take the Python worker down the first time; return the second time."""
+    if os.path.exists(marker):
+        return "ran again"
+    Path(marker).touch()
+    os._exit(3)
+
+
+def test_a_job_whose_python_worker_dies_sends_its_nodes_again_one_by_one(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A job of several nodes fails as a whole when a Python worker dies (``local[N]`` tries
+    a task once): its nodes are sent again each alone, so the others succeed."""
+    from concurrent.futures import Future
+
+    import cloudpickle
+
+    from etherealfabric.backends._spark import _Send
+
+    with SparkBackend(max_workers=1) as backend:
+        assert backend.submit(double, 0).result(timeout=120) == 0  # its I/O thread runs
+        for _ in range(backend._pacing.recent):  # the recent tasks were short
+            backend._pacing.observe(_ran(0.0005))
+        marker = str(tmp_path / "died-once")
+        tasks = [(double, 1), (die_once, marker), (double, 2)]
+        sends = [_Send(f"t{i}", cloudpickle.dumps(t), Future()) for i, t in enumerate(tasks)]
+        assert backend._pacing.sizes(3, 1) == [3]  # one group, one job
+        backend._send(sends)
+        assert [s.future.result(timeout=120) for s in sends] == [2, "ran again", 4]
+    assert os.path.exists(marker)  # the job's worker did die
+
+
+def _ran(seconds: float) -> Any:
+    from etherealfabric.run._messages import Attempt, TaskResult
+
+    result = TaskResult(node="n", key="k", ok=True)
+    result.attempts = [Attempt(number=1, started_at=100.0, finished_at=100.0 + seconds)]
+    return result

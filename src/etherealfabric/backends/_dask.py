@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
 from ._base import Backend, default_workers, exit_with_parent, no_main_reimport
-from ._grouping import GroupPacing, outcome, run_group
+from ._grouping import GroupPacing, run_group, settle
 
 __all__ = ["ADDRESS_ENV", "DaskBackend", "dask_setup"]
 
@@ -251,7 +251,7 @@ class DaskBackend(Backend):
             return
         if not failed:
             for send, captured in zip(group, outcomes, strict=True):
-                _settle_one(send.future, captured, self._pacing.observe)
+                settle(send.future, captured, self._pacing.observe)
         elif again:
             log.warning(
                 "a Dask task of %d nodes failed (%s: %s); sending them again one by one",
@@ -309,19 +309,6 @@ def _key(group: list[_Send]) -> str:
     """The Dask key of a group's task: its first node's name, and how many more it runs."""
     more = f"+{len(group) - 1}" if len(group) > 1 else ""
     return f"etherealfabric-{group[0].label}{more}-{uuid.uuid4().hex}"
-
-
-def _settle_one(future: Future[Any], captured: Any, observe: Callable[[Any], Any]) -> None:
-    """``future`` gets the :func:`outcome` of ``captured`` (through ``observe``), or the error
-    it raises; a cancelled one is left as it is."""
-    if future.done():
-        return
-    try:
-        value = observe(outcome(captured))
-    except BaseException as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(value)
 
 
 #: per worker thread: whether the node it runs left the worker's thread pool (``worker_client``)

@@ -22,13 +22,15 @@ again one by one, and only the node that really takes its worker down fails.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ..journal._history import median
 from ._base import Pacing, portable_exception, run_pickled
 
-__all__ = ["GroupPacing", "outcome", "run_captured", "run_group"]
+__all__ = ["GroupPacing", "outcome", "run_captured", "run_group", "settle"]
 
 T = TypeVar("T")
 
@@ -101,3 +103,16 @@ def outcome(captured: tuple[bool, bytes]) -> Any:
     if not ok:
         raise value
     return value
+
+
+def settle(future: Future[Any], captured: Any, observe: Callable[[Any], Any]) -> None:
+    """``future`` gets the :func:`outcome` of ``captured`` (through ``observe``), or the error
+    it raises; a cancelled one is left as it is."""
+    if future.done():
+        return
+    try:
+        value = observe(outcome(captured))
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)

@@ -1,4 +1,4 @@
-"""The Spark backend: each node runs as a Spark task, one job per node, several jobs at once.
+"""The Spark backend: nodes run as Spark tasks; short ones in groups, a few jobs at once.
 
 Where the cluster comes from, first match wins:
 
@@ -10,15 +10,23 @@ Where the cluster comes from, first match wins:
    session is started when the first node is submitted (a fully cached run starts no JVM) and
    stopped when the run ends.
 
-Each node is one job of one task, ``sc.parallelize([payload], 1).map(...)``: the payload is the
-cloudpickled ``(fn, task)``, exactly as on the process backend, and the task returns the
-cloudpickled result, or the node's exception, which is raised again here (a Spark error would
-only carry its text). Driver threads (two per task slot, ``max_workers``) each run one job at
-a time, so independent nodes run concurrently and a slot that frees finds the next job
-scheduled already; each job is in its own job group, so closing with
-``cancel`` cancels the running ones. Spark itself retries a task only when its Python worker
-dies (``spark.task.maxFailures``); a node's own exception is never retried by Spark, the run's
-retry policy decides.
+Nodes travel as Spark tasks of ``sc.parallelize(groups, len(groups)).map(run_group)``: each
+node's payload is the cloudpickled ``(fn, task)``, exactly as on the process backend, and each
+comes back as the cloudpickled result, or the node's exception, which is raised again here (a
+Spark error would only carry its text). :meth:`SparkBackend.submit` only pickles and queues; an
+I/O thread sends what was queued since its last round. While the tasks are long (and before
+the first results), each node is a job of its own, and driver threads (two per task slot,
+``max_workers``) run one job each, so independent nodes run at once and a slot that frees
+finds the next job scheduled already. Once the recent tasks turn out to be short, a Spark
+job and a Spark task cost far more than the node (tens of milliseconds each on a small
+machine), so the nodes queued at once go as one job of one task per slot, each task running
+its share of them one after another (:class:`SparkPacing`, :mod:`._grouping`); two such jobs
+run at once, and the nodes queued meanwhile make the next one. Each job is in its own job
+group, so closing with ``cancel`` cancels the running ones. A job of several nodes that fails
+as a whole (a Python worker died) sends its nodes again each in a job of its own, so only a
+node that takes its worker down fails. Spark itself retries a task only when its Python worker
+dies (``spark.task.maxFailures``; once on ``local[N]``); a node's own exception is never
+retried by Spark, the run's retry policy decides.
 
 Executors read inputs from and write outputs to the store, so each must reach it: a local
 folder for ``local[N]`` (or a shared file system), an object store for a cluster on other
@@ -32,20 +40,23 @@ dies, even by SIGKILL (it watches its stdin), and takes its local executors with
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import sys
 import threading
 import uuid
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future, wait
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..config import ENV, SPARK_MASTER_ENV, strict_options
 from ..errors import ConfigError, ExecutionError
-from ._base import Backend, default_workers
-from ._grouping import outcome, run_captured
+from ._base import Backend, TaskFuture, default_workers
+from ._grouping import GroupPacing, run_captured, run_group, settle
 from ._local import ThreadBackend
 
 __all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
@@ -56,8 +67,28 @@ T = TypeVar("T")
 #: The environment variable naming the Spark master.
 MASTER_ENV = SPARK_MASTER_ENV
 APP_NAME = "etherealfabric"
-#: Spark jobs kept submitted per task slot (``max_workers``)
+#: Spark jobs running at once per task slot (``max_workers``) while the tasks are long, one
+#: node each: a slot that frees finds the next job's task scheduled already
 JOBS_PER_SLOT = 2
+#: Spark jobs running at once once the tasks are short, each of many nodes: one runs while
+#: the next is being scheduled, and the nodes queued meanwhile make the one after
+JOBS_WHEN_SHORT = 2
+
+
+class SparkPacing(GroupPacing):
+    """:class:`GroupPacing` sized for Spark, whose fixed cost per task (tens of milliseconds
+    on a small machine: the task is scheduled, sent to a Python worker and its result back)
+    and per job (more) are ten times Dask's: short nodes travel in larger groups, one group
+    per task slot, so that a job of short nodes is one wave of tasks."""
+
+    group_max = 256
+    group_seconds = 0.25
+    groups_per_worker = 1
+
+    @property
+    def short(self) -> bool:
+        """The recent tasks were short: nodes travel in groups, several per job."""
+        return self._short
 
 
 #: The Spark task: ``(True, pickled result)``, or ``(False, pickled exception)``; the exception
@@ -85,23 +116,31 @@ class SparkBackend(Backend):
         self._session: Any = session
         self._owns_session = False
         self._lock = threading.Lock()
-        # driver threads, one Spark job each at a time, so independent nodes run at once
-        self._drivers = ThreadBackend(max_workers=self.in_flight)
-        self._groups: set[str] = set()  # the job groups of the jobs running now
+        # the session's own: its start (seconds) must not hold up submit
+        self._session_lock = threading.Lock()
+        self._pacing = SparkPacing()
+        self._jobs = 0  # Spark jobs submitted and not ended
+        self._jobs_done = threading.Condition(self._lock)
+        # driver threads, one Spark job each at a time, so that jobs overlap
+        self._drivers = ThreadBackend(max_workers=JOBS_PER_SLOT * (self.max_workers or 1))
+        self._spark_groups: set[str] = set()  # the job groups of the jobs running now
+        self._open: set[Future[Any]] = set()  # our futures not settled yet
+        # the I/O thread's inbox: tasks to send, None to stop
+        self._inbox: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
+        self._io: threading.Thread | None = None
         self._cancelled = False
 
     @property
     def in_flight(self) -> int | None:
-        """Jobs kept submitted: :data:`JOBS_PER_SLOT` per task slot, so that a slot that
-        frees finds the next job scheduled already (a job's own start costs tens of
-        milliseconds of driver and JVM work, which then overlaps the running job)."""
-        return JOBS_PER_SLOT * self.max_workers if self.max_workers else None
+        """Tasks kept submitted: a few per task slot, many once the tasks turn out to be
+        short (:class:`~._base.Pacing`), so that no slot waits for a round trip."""
+        return self._pacing.window(self.max_workers)
 
     # -- the session ---------------------------------------------------------------------------
     @property
     def session(self) -> Any:
         """The ``SparkSession``; started here on first use unless one was given or is active."""
-        with self._lock:
+        with self._session_lock:
             if self._session is None:
                 self._session, self._owns_session = self._start_session()
             return self._session
@@ -149,46 +188,170 @@ class SparkBackend(Backend):
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
-        """Run ``fn(task)`` as a Spark job; the future resolves to its return value."""
+        """Queue ``fn(task)`` for Spark; the future resolves to its return value."""
         import cloudpickle
 
+        future: Future[Any] = Future()
         try:
             payload = cloudpickle.dumps((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
-            failed: Future[Any] = Future()
-            failed.set_exception(exc)
-            return failed
+            future.set_exception(exc)
+            return future
         label = str(getattr(task, "node", getattr(fn, "__name__", "task")))
-        return self._drivers.submit(self._run_job, (payload, label))
-
-    def _run_job(self, job: tuple[bytes, str]) -> Any:
-        """On a driver thread: one Spark job of one task, in a job group of its own."""
-
-        payload, label = job
-        sc = self.session.sparkContext
-        group = f"etherealfabric-{uuid.uuid4().hex}"
         with self._lock:
-            if self._cancelled:
-                raise ExecutionError(f"node {label!r}: cancelled (the Spark backend was closed)")
-            self._groups.add(group)
-        sc.setJobGroup(group, f"etherealfabric node {label}", interruptOnCancel=True)
+            if self._io is None:
+                self._io = threading.Thread(
+                    target=self._serve, name="etherealfabric-spark-io", daemon=True
+                )
+                self._io.start()
+            self._open.add(future)
+        future.add_done_callback(self._settled)
+        self._inbox.put(_Send(label, payload, future))
+        return future
+
+    def cancel(self, future: TaskFuture[Any]) -> bool:
+        """Drop a task not sent to Spark yet (True); one already in a job is left alone."""
+        return isinstance(future, Future) and future.cancel()
+
+    def _settled(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._open.discard(future)
+
+    def _serve(self) -> None:
+        """The I/O thread: once a job may start (:meth:`_job_limit`), send everything queued
+        since its last round. While the jobs run, the next batch gathers in the inbox."""
+        while True:
+            with self._jobs_done:
+                self._jobs_done.wait_for(lambda: self._jobs < self._job_limit() or self._cancelled)
+            if (first := self._inbox.get()) is None:
+                return
+            batch, stop = [first], False
+            while True:
+                try:
+                    more = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._send(batch)
+            if stop:
+                return
+
+    def _job_limit(self) -> int:
+        """Jobs running at once: one per node while the tasks are long (as many as
+        :data:`JOBS_PER_SLOT` per slot), :data:`JOBS_WHEN_SHORT` batches once they are short."""
+        if self._pacing.short:
+            return JOBS_WHEN_SHORT
+        return JOBS_PER_SLOT * (self.max_workers or 1)
+
+    def _send(self, sends: list[_Send]) -> None:
+        """Send ``sends`` as Spark jobs: short tasks together, cut into one task per slot
+        (:class:`SparkPacing`), in one job; others one job each, on the driver threads."""
+        if self._cancelled:  # closed with cancel: what was not sent is never sent
+            for send in sends:
+                _cancelled(send.future)
+            return
+        sends = [s for s in sends if s.again or s.future.set_running_or_notify_cancel()]
+        if not sends:
+            return
         try:
-            ok, data = sc.parallelize([payload], 1).map(run_spark_task).collect()[0]
+            self.session  # noqa: B018 -- started here (a cached run never gets this far)
+        except Exception as exc:  # a bad master, no Java: these nodes fail with its error
+            for send in sends:
+                send.future.set_exception(exc)
+            return
+        jobs = [[[s]] for s in sends if s.again]  # sent again after their job failed: alone
+        groups = self._pacing.split([s for s in sends if not s.again], self.max_workers)
+        if any(len(group) > 1 for group in groups):
+            jobs.append(groups)
+        else:
+            jobs += [[group] for group in groups]
+        for job in jobs:
+            with self._jobs_done:
+                self._jobs += 1
+            ran = self._drivers.submit(self._run_job, job)
+            ran.add_done_callback(functools.partial(self._job_ended, job))
+
+    def _job_ended(self, groups: list[list[_Send]], ran: Future[Any]) -> None:
+        with self._jobs_done:
+            self._jobs -= 1
+            self._jobs_done.notify_all()
+        _unsettled(groups, ran)
+
+    def _run_job(self, groups: list[list[_Send]]) -> None:
+        """On a driver thread: one Spark job, a task per group, in a job group of its own;
+        each node's future gets its own outcome."""
+        sends = [send for group in groups for send in group]
+        label = sends[0].label + (f" and {len(sends) - 1} more" if len(sends) > 1 else "")
+        sc = self.session.sparkContext
+        spark_group = f"etherealfabric-{uuid.uuid4().hex}"
+        with self._lock:
+            cancelled = self._cancelled
+            if not cancelled:
+                self._spark_groups.add(spark_group)
+        if cancelled:  # (settled outside the lock: a future's callbacks take it)
+            for send in sends:
+                _cancelled(send.future)
+            return
+        sc.setJobGroup(spark_group, f"etherealfabric {label}", interruptOnCancel=True)
+        try:
+            payloads = [[send.payload for send in group] for group in groups]
+            outcomes = sc.parallelize(payloads, len(payloads)).map(run_group).collect()
         except Exception as exc:
-            raise ExecutionError(
-                f"node {label!r}: its Spark job failed: {_first_line(exc)}"
-            ) from exc
+            self._job_failed(sends, exc)
+            return
         finally:
             with self._lock:
-                self._groups.discard(group)
-        return outcome((ok, data))
+                self._spark_groups.discard(spark_group)
+        for group, captured in zip(groups, outcomes, strict=True):
+            for send, one in zip(group, captured, strict=True):
+                settle(send.future, one, self._observe)
+
+    def _job_failed(self, sends: list[_Send], exc: Exception) -> None:
+        """A job failed as a whole (a Python worker died, the job was cancelled): a job of
+        several nodes sends them again one by one, so only a node that takes its worker down
+        fails; a lone node fails with the job's error."""
+        with self._lock:
+            again = len(sends) > 1 and not self._cancelled
+            if again:  # (queued before close's stop, so sent or cancelled by the I/O thread)
+                for send in sends:
+                    self._inbox.put(_Send(send.label, send.payload, send.future, again=True))
+        if again:
+            log.warning(
+                "a Spark job of %d nodes failed (%s); sending them again one by one",
+                len(sends),
+                _first_line(exc),
+            )
+            return
+        for send in sends:
+            if not send.future.done():
+                error = ExecutionError(
+                    f"node {send.label!r}: its Spark job failed: {_first_line(exc)}"
+                )
+                error.__cause__ = exc
+                send.future.set_exception(error)
+
+    def _observe(self, result: Any) -> Any:
+        with self._lock:
+            return self._pacing.observe(result)
 
     # -- shutting down -------------------------------------------------------------------------
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the jobs (or, with ``cancel``, cancel them), then stop a session we started."""
+        if not cancel:  # what was submitted runs to its end (jobs that failed are re-sent)
+            with self._lock:
+                running = list(self._open)
+            wait(running)
         with self._lock:
             self._cancelled = self._cancelled or cancel
-            session, groups = self._session, set(self._groups)
+            self._jobs_done.notify_all()
+            session, groups = self._session, set(self._spark_groups)
+            io, self._io = self._io, None
+        if io is not None:
+            self._inbox.put(None)  # what was queued before is sent (or cancelled) first
+            io.join()
         if cancel and session is not None:
             for group in groups:  # ours only: the session may run other jobs too
                 try:
@@ -196,11 +359,41 @@ class SparkBackend(Backend):
                 except Exception as exc:
                     log.warning("could not cancel Spark job group %s: %s", group, exc)
         self._drivers.close(cancel=cancel)
-        with self._lock:
+        with self._session_lock:
             session, owns = self._session, self._owns_session
             self._session, self._owns_session = None, False
         if owns and session is not None:
             session.stop()
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A task queued for Spark: its node, its payload and the future it settles."""
+
+    label: str
+    payload: bytes
+    future: Future[Any]
+    again: bool = False  # its job failed: it goes alone now
+
+
+def _cancelled(future: Future[Any]) -> None:
+    if not future.cancel() and not future.done():
+        future.set_exception(CancelledError("the Spark backend was closed"))
+
+
+def _unsettled(groups: list[list[_Send]], ran: Future[Any]) -> None:
+    """A job the driver threads dropped (closed with cancel) or that broke: its nodes end."""
+    error = None if ran.cancelled() else ran.exception()
+    if not ran.cancelled() and error is None:  # it ran: it settled them (or sent them again)
+        return
+    for group in groups:
+        for send in group:
+            if send.future.done():
+                continue
+            if error is None:
+                _cancelled(send.future)
+            else:
+                send.future.set_exception(error)
 
 
 def _local_cores(master: str | None) -> int | None:
