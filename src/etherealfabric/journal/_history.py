@@ -159,6 +159,11 @@ def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, b
                 "is still going: a node is listed once it starts; watch it with "
                 f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
     hint = item_hint(run["id"], node, known)
+    if run["status"] != RunStatus.SUCCEEDED and not hint:  # killed, failed: it may never have run
+        word = RunStatus.INTERRUPTED if run["status"] == RunStatus.RUNNING else run["status"]
+        return (f"run {run['id']} has no node {node!r}: the run was {word}, it ended before that "
+                f"node ran (or no node has that name); its nodes: {names}; run the rest with "
+                f"`etherealfabric resume {run['id']}`"), False  # fmt: skip
     return f"run {run['id']} has no node {node!r}; its nodes: {names}{hint}", False
 
 
