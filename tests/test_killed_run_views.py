@@ -106,3 +106,33 @@ def test_explain_alone_marks_a_killed_run(tmp_path: Path) -> None:
     assert explained.returncode == 0, explained.stderr
     assert "(running)" not in explained.stdout, explained.stdout
     assert "(interrupted)" in explained.stdout, explained.stdout
+
+
+def test_cat_of_a_node_a_killed_run_never_reached_says_so_and_points_at_resume(
+    tmp_path: Path,
+) -> None:
+    flow = FLOW.replace("    train(prepare())", "    evaluate(train(prepare()))").replace(
+        "with Workflow", "@node\ndef evaluate(model):\n    return model\n\nwith Workflow"
+    )
+    (tmp_path / "flow.py").write_text(flow)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not _train_started(tmp_path):
+            assert proc.poll() is None, "the run ended by itself"
+            assert time.monotonic() < deadline, "train never started"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    cat = _ef(tmp_path, "cat", "latest", "evaluate")
+    assert cat.returncode != 0, cat.stdout
+    assert "ended before" in cat.stderr, cat.stderr
+    assert "interrupted" in cat.stderr, cat.stderr
+    assert "etherealfabric resume" in cat.stderr, cat.stderr
+    logs = _ef(tmp_path, "logs", "latest", "evaluate")  # the same words
+    assert "ended before" in logs.stderr, logs.stderr

@@ -44,3 +44,58 @@ def test_logs_show_what_a_timed_out_attempt_printed_on_the_thread_backend(
     assert logs.returncode == 0, logs.stderr
     assert "loaded 120 shards, starting the slow part" in logs.stdout, logs.stdout
     assert "no output captured" not in logs.stdout, logs.stdout
+
+
+def test_logs_show_what_a_timed_out_attempt_printed_on_the_process_backend(
+    tmp_path: Path,
+) -> None:
+    # the attempt runs in a child process killed at its timeout: what it printed before
+    # reaches the worker as it is printed
+    (tmp_path / "flow.py").write_text(FLOW)
+    run = _ef(tmp_path, "run", "flow.py", "--backend", "processes")
+    assert run.returncode == 1, run.stderr
+    assert "NodeTimeoutError" in run.stderr, run.stderr
+    assert "was stopped" in run.stderr, run.stderr
+    logs = _ef(tmp_path, "logs", "latest", "slow")
+    assert logs.returncode == 0, logs.stderr
+    assert "loaded 120 shards, starting the slow part" in logs.stdout, logs.stdout
+    assert "no output captured" not in logs.stdout, logs.stdout
+
+
+SLOW_IMPORT = """
+import time
+time.sleep(15)  # a heavy library: every process that imports it waits this long
+
+def one():
+    return 1
+"""
+
+SLOW_START = """
+import slowlib
+from etherealfabric import Workflow, node
+
+@node(timeout=5)
+def quick():
+    print("epoch 1 done", flush=True)
+    return slowlib.one()
+
+with Workflow("startup") as wf:
+    quick()
+"""
+
+
+def test_the_timeout_of_a_process_counts_the_node_not_its_start_up(tmp_path: Path) -> None:
+    # the child imports slowlib when it loads the node (15 s, far past the 5 s timeout); the
+    # node itself takes milliseconds: the clock starts when the child starts running it
+    (tmp_path / "slowlib.py").write_text(SLOW_IMPORT)
+    (tmp_path / "flow.py").write_text(SLOW_START)
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
+    run = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", "processes"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "NodeTimeoutError" not in run.stderr, run.stderr
+    logs = _ef(tmp_path, "logs", "latest", "quick")
+    assert "epoch 1 done" in logs.stdout, logs.stdout

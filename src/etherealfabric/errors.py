@@ -382,13 +382,20 @@ class NodeFailedError(ExecutionError):
 class NodeTimeoutError(ExecutionError, TimeoutError):
     """An attempt of a node ran longer than its ``timeout``."""
 
-    def __init__(self, node: str, timeout: float, *, stopped: bool) -> None:
+    def __init__(self, node: str, timeout: float, *, stopped: bool, starting: bool = False) -> None:
         how = (
             "stopped"
             if stopped
             else "abandoned (threads cannot be stopped; it may still be running)"
         )
-        super().__init__(f"node {node!r} ran past its timeout of {timeout:g}s and was {how}")
+        text = (
+            f"the process of node {node!r} did not start running it within {timeout:g}s "
+            "(starting the process, loading the node and importing what it needs) and was "
+            "stopped"
+            if starting
+            else f"node {node!r} ran past its timeout of {timeout:g}s and was {how}"
+        )
+        super().__init__(text)
         self.node = node
         self.timeout = timeout
         self.stopped = stopped

@@ -150,16 +150,17 @@ def node_names(journal: Journal, run_id: str) -> list[str]:
 
 
 def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, bool]:
-    """The error for a ``node`` that ``run`` has no row of, and whether the run is still going
-    (in another process; then the node may yet start): the message lists its nodes so far."""
+    """The error for a ``node`` ``run`` has no row of (why, what next), and whether it still goes."""
     names = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none"
     going = run.get("host") != HOST or alive(run.get("pid"), run.get("pid_start"))
     if run["status"] == RunStatus.RUNNING and going:  # (not killed, not marked interrupted yet)
         return (f"run {run['id']} has no node {node!r} yet; its nodes so far: {names} (the run "
                 "is still going: a node is listed once it starts; watch it with "
                 f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
-    hint = item_hint(run["id"], node, known)
-    return f"run {run['id']} has no node {node!r}; its nodes: {names}{hint}", False
+    hint, word = item_hint(run["id"], node, known), run["status"].replace("running", "interrupted")
+    why = f": the run was {word}, it ended before that node ran" * (word != "succeeded" and not hint)  # fmt: skip
+    more = f"; run the rest with `etherealfabric resume {run['id']}`" if why else hint
+    return f"run {run['id']} has no node {node!r}{why}; its nodes: {names}{more}", False
 
 
 def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:

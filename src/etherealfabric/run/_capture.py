@@ -22,10 +22,15 @@ thread ends. Output written below Python (C extensions, child processes) is not 
 the node has secret parameters) replaces secrets in what the attempt writes, both in the buffer
 and on its way to the real stream, and in its log records before any handler formats them
 (message and traceback text). A secret split across two writes is caught only in the buffer.
+
+A child process killed at its node's timeout cannot hand its buffer back: it calls
+:func:`tee_to` first, and every chunk its attempt captures is also passed to that sink (the
+parent keeps them as they come, run/_timeouts.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import logging
@@ -36,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["MAX_CAPTURE", "capture", "held", "joined"]
+__all__ = ["MAX_CAPTURE", "capture", "held", "joined", "tee_to"]
 
 MAX_CAPTURE = 1024 * 1024  # characters kept per attempt: the last ones, if more
 
@@ -47,6 +52,26 @@ _redact: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.Conte
     "etherealfabric_redact", default=None
 )
 _FORMATTER = logging.Formatter()
+_tee: Callable[[str], object] | None = None  # this process's sink of every captured chunk
+
+
+def tee_to(sink: Callable[[str], object] | None) -> None:
+    """Pass every chunk captured in this process from now on to ``sink`` too (or stop)."""
+    global _tee
+    _tee = sink
+
+
+class _Teed(list):  # type: ignore[type-arg]
+    """A buffer that passes each chunk appended on to a sink as well."""
+
+    def __init__(self, sink: Callable[[str], object]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def append(self, chunk: str) -> None:
+        super().append(chunk)
+        with contextlib.suppress(Exception):  # (the parent is gone: this one dies with it)
+            self.sink(chunk)
 
 
 class _Router(io.TextIOBase):
@@ -220,7 +245,7 @@ def capture(redact: Callable[[str], str] | None = None) -> Iterator[list[str]]:
     """
     _acquire()
     try:
-        chunks: list[str] = []
+        chunks: list[str] = [] if _tee is None else _Teed(_tee)
         token = _buffer.set(chunks)
         redacting = _redact.set(redact)
         try:

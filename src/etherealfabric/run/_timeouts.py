@@ -12,14 +12,21 @@ it dies with the run even when the run is killed with SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import NodeTimeoutError
+from ._capture import MAX_CAPTURE, joined
 
-__all__ = ["call_with_timeout"]
+__all__ = ["STARTUP_SECONDS", "call_with_timeout"]
+
+#: how long a child process may take to start running the node (spawn it, load the node and
+#: import what it needs) before it is killed; the node's own ``timeout`` counts from then on
+STARTUP_SECONDS = 300.0
 
 T = TypeVar("T")
 
@@ -64,21 +71,55 @@ def _in_thread(
 
 
 def _child(payload: bytes, conn: Any, run: Any, forkserver: bool) -> None:
+    """Load the attempt, say so (its clock starts), stream what it prints, send its outcome."""
     import cloudpickle
 
     from ..backends._base import portable_exception, watch_run
+    from ._capture import tee_to
 
     watch_run(run, forkserver)  # the process that started this one dies: so does this one
-    fn = cloudpickle.loads(payload)
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        data = cloudpickle.dumps(message)
+        with lock:
+            conn.send_bytes(data)
+
+    fn = cloudpickle.loads(payload)  # (imports what the node needs: part of the start-up)
+    send(("started",))
+    tee_to(lambda chunk: send(("out", chunk)))  # kept by the parent if this one is killed
     try:
-        message = (True, fn())
+        message = ("done", True, fn())
     except BaseException as exc:
-        message = (False, portable_exception(exc))  # one its parent can load
+        message = ("done", False, portable_exception(exc))  # one its parent can load
+    tee_to(None)
     try:
-        conn.send_bytes(cloudpickle.dumps(message))
+        send(message)
     except Exception as exc:  # an unpicklable result or exception
-        conn.send_bytes(cloudpickle.dumps((False, RuntimeError(f"cannot send result back: {exc}"))))
+        send(("done", False, RuntimeError(f"cannot send result back: {exc}")))
     conn.close()
+
+
+class _Printed:
+    """What the child printed so far (its last ``MAX_CAPTURE`` characters, give or take)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.size = 0
+
+    def add(self, chunk: str) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        if self.size > 2 * MAX_CAPTURE:  # keep the memory bounded: joined() keeps the last ones
+            kept = joined(self.chunks) or ""
+            self.chunks, self.size = [kept], len(kept)
+
+    def attach(self, exc: BaseException) -> BaseException:
+        """``exc`` carrying this output (the worker records it), unless it carries its own."""
+        with contextlib.suppress(Exception):
+            if exc.__dict__.get("_ef_output") is None:
+                exc.__dict__["_ef_output"] = joined(self.chunks)
+        return exc
 
 
 def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
@@ -97,14 +138,28 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
     with no_main_reimport():
         process.start()
     sender.close()
+    printed = _Printed()
+    deadline = time.monotonic() + STARTUP_SECONDS  # until it says it runs the node
+    started = False
     try:
-        if not receiver.poll(timeout):
-            raise NodeTimeoutError(node, timeout, stopped=True)
-        ok, value = cloudpickle.loads(receiver.recv_bytes())
+        while True:
+            if not receiver.poll(max(0.0, deadline - time.monotonic())):
+                error = NodeTimeoutError(node, timeout if started else STARTUP_SECONDS,
+                                         stopped=True, starting=not started)  # fmt: skip
+                raise printed.attach(error)
+            message = cloudpickle.loads(receiver.recv_bytes())
+            if message[0] == "out":
+                printed.add(message[1])
+            elif message[0] == "started":
+                started, deadline = True, time.monotonic() + timeout
+            else:
+                _, ok, value = message
+                break
     except EOFError:
-        raise RuntimeError(
+        died = RuntimeError(
             f"the process running node {node!r} died (exit code {process.exitcode})"
-        ) from None
+        )
+        raise printed.attach(died) from None
     finally:
         if process.is_alive():
             process.kill()
@@ -112,4 +167,4 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
         receiver.close()
     if ok:
         return value  # type: ignore[no-any-return]
-    raise value
+    raise printed.attach(value)
