@@ -314,3 +314,27 @@ def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(
         done = project.cli(*command, home=other, store=shared, key=TEAM_KEY)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
+
+
+def test_cat_of_a_forged_json_output_too_deep_to_read_is_one_line_not_a_traceback(
+    project: Project,
+) -> None:
+    """Without a key a teammate can make a record name other json bytes (documented: wrong
+    data, never code); bytes nested too deep for the parser make ``cat`` say so in one line."""
+    shared = project.root / "shared"
+    assert project.cli("run", "wf.py", home=project.root / "a", store=shared).returncode == 0
+    data = b"[" * 100_000 + b"]" * 100_000
+    digest = digest_bytes(data)
+    (shared / "objects" / digest[:2]).mkdir(parents=True, exist_ok=True)
+    (shared / "objects" / digest[:2] / digest).write_bytes(data)
+    for action in (shared / "actions").rglob("*.json"):
+        record = json.loads(action.read_text())
+        if record["node"] == "total":
+            record["outputs"]["result"].update(digest=digest, size=len(data), inline=False)
+            action.write_text(json.dumps(record))
+    home = project.root / "b"
+    assert project.cli("run", "wf.py", home=home, store=shared).returncode == 0
+    out = project.cli("cat", "latest", "total", home=home, store=shared)
+    assert out.returncode == 2, out.stdout + out.stderr  # the CLI's one-line error
+    assert "Traceback" not in out.stderr and "total" in out.stderr, out.stderr
+    assert "nested too deep" in out.stderr, out.stderr

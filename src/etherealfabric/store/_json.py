@@ -42,7 +42,7 @@ class JsonSerializer(Serializer):
         return self.loads(fp.read())
 
     def loads(self, data: bytes) -> object:
-        return json.loads(data)
+        return parse_json(data)
 
 
 def json_bytes(value: object, serializer: Serializer) -> bytes | None:
