@@ -685,3 +685,23 @@ def test_a_retried_node_resumes_from_its_checkpoint_only_when_signed(
     # (the home's own store is trusted; the bucket gets no unsigned checkpoint)
     assert starts == {"start at 0": 1, "start at 2": 1}
     assert list(team.store.fs.find(f"{team.store.root}/checkpoints")) == []  # cleared
+
+
+def test_a_bucket_that_refuses_writes_says_to_use_read_only_mode(s3: MotoServer) -> None:
+    """A teammate whose bucket policy (or credentials) only allows reads, left in the default
+    read-write mode: the refused upload is an error that says how to share read-only."""
+    boto3 = pytest.importorskip("boto3")
+    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1")
+    bucket = f"read-only-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    deny = {"Effect": "Deny", "Principal": "*", "Action": ["s3:PutObject", "s3:DeleteObject"]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{**deny, "Resource": f"arn:aws:s3:::{bucket}/*"}],
+    }
+    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    store = _store(s3, url=f"s3://{bucket}/team")
+    with pytest.raises(StoreError) as info:
+        store.put_action(KEY, _record("ab" * 16))
+    message = str(info.value)
+    assert store.url in message and "ETHEREALFABRIC_STORE_MODE=read-only" in message, message

@@ -246,8 +246,9 @@ def test_teammates_with_the_key_share_hits_through_a_shared_folder(project: Proj
         '{"node": "make", "outputs": {"result": {"digest": "%s", "serializer": "json", '
         '"size": -1}}}' % ("ab" * 16),
         "not json",
+        "[" * 100_000,
     ],
-    ids=["list", "node-int", "bad-digest", "output-str", "negative-size", "not-json"],
+    ids=["list", "node-int", "bad-digest", "output-str", "negative-size", "not-json", "deep"],
 )
 def test_a_malformed_record_in_a_shared_folder_is_a_miss_not_a_failure(
     project: Project, body: str
@@ -288,3 +289,52 @@ def test_cache_verify_checks_this_homes_copies_of_shared_objects(project: Projec
     assert project.cli("cache", "verify", home=home, store=store).returncode == 0
     again = project.cli("run", "wf.py", home=home, store=store)
     assert "0 executed, 3 cached" in again.stderr, again.stderr
+
+
+def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(
+    project: Project,
+) -> None:
+    """JSON nested 100,000 deep (a few hundred kB a teammate can plant as a record or a roots
+    entry) makes ``json.loads`` raise RecursionError, not ValueError: it is a forged entry like
+    any other, ignored with a warning, never a failed node or a traceback from ``cache gc``."""
+    shared, home = project.root / "shared", project.root / "home"
+    assert project.cli("run", "wf.py", home=home, store=shared, key=TEAM_KEY).returncode == 0
+    key = project.keys()["make"]
+    deep = "[" * 100_000
+    (shared / "actions" / key[:2] / f"{key}.json").write_text(deep)
+    for roots in (shared / "roots").rglob("*.json"):
+        roots.write_text('{"keys": ' + deep)
+    other = project.root / "other-home"
+    out = project.cli("run", "wf.py", "--json", home=other, store=shared, key=TEAM_KEY)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["nodes"]["make"] == "succeeded"
+    assert key in out.stderr and "Traceback" not in out.stderr
+    assert (project.root / "executions.log.result").read_text() == "10"
+    for command in (("cache", "gc"), ("cache", "verify")):
+        done = project.cli(*command, home=other, store=shared, key=TEAM_KEY)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
+
+
+def test_cat_of_a_forged_json_output_too_deep_to_read_is_one_line_not_a_traceback(
+    project: Project,
+) -> None:
+    """Without a key a teammate can make a record name other json bytes (documented: wrong
+    data, never code); bytes nested too deep for the parser make ``cat`` say so in one line."""
+    shared = project.root / "shared"
+    assert project.cli("run", "wf.py", home=project.root / "a", store=shared).returncode == 0
+    data = b"[" * 100_000 + b"]" * 100_000
+    digest = digest_bytes(data)
+    (shared / "objects" / digest[:2]).mkdir(parents=True, exist_ok=True)
+    (shared / "objects" / digest[:2] / digest).write_bytes(data)
+    for action in (shared / "actions").rglob("*.json"):
+        record = json.loads(action.read_text())
+        if record["node"] == "total":
+            record["outputs"]["result"].update(digest=digest, size=len(data), inline=False)
+            action.write_text(json.dumps(record))
+    home = project.root / "b"
+    assert project.cli("run", "wf.py", home=home, store=shared).returncode == 0
+    out = project.cli("cat", "latest", "total", home=home, store=shared)
+    assert out.returncode == 2, out.stdout + out.stderr  # the CLI's one-line error
+    assert "Traceback" not in out.stderr and "total" in out.stderr, out.stderr
+    assert "nested too deep" in out.stderr, out.stderr

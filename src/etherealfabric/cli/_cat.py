@@ -80,6 +80,13 @@ def cat(
             value = results.value(node, output)
         except ArtifactMissingError as exc:
             _fail(f"{_gone(home, results.run_id, node)} ({exc})")
+        except (EtherealFabricError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # bytes its serializer cannot read (a forged unsigned record)
+            _fail(
+                f"cannot load {node}.{output} of run {results.run_id}: {type(exc).__name__}: "
+                f"{exc}; {_rerun_hint(home, results.run_id, node)}"
+            )
         if path is not None:
             _write(path, value, results, node, output)
             click.echo(f"wrote {node}.{output} of run {results.run_id} to {path}", err=True)

@@ -33,6 +33,7 @@ from ._checkpoints import (
     checkpoint_header,
     checkpoint_payload,
 )
+from ._json import parse_json
 from ._writer import (
     ObjectWriter,
     StoredObject,
@@ -479,7 +480,7 @@ class Store(ABC):
 def _parse_record(data: bytes, where: str) -> dict[str, Any] | None:
     """The record in ``data``, or None (with a warning) if it is not a JSON object."""
     try:
-        record = json.loads(data)
+        record = parse_json(data)
     except ValueError as exc:
         log.warning("ignoring the unreadable action record %s (%s)", where, exc)
         return None

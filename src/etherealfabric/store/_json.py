@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ._serializer_base import Serializer
 
-__all__ = ["JsonSerializer", "is_json_safe", "json_bytes"]
+__all__ = ["JsonSerializer", "is_json_safe", "json_bytes", "parse_json"]
 
 _JSON_MAX_ITEMS = 100_000
 _JSON_MAX_DEPTH = 100
@@ -42,7 +42,7 @@ class JsonSerializer(Serializer):
         return self.loads(fp.read())
 
     def loads(self, data: bytes) -> object:
-        return json.loads(data)
+        return parse_json(data)
 
 
 def json_bytes(value: object, serializer: Serializer) -> bytes | None:
@@ -55,6 +55,16 @@ def json_bytes(value: object, serializer: Serializer) -> bytes | None:
         return serializer.dumps(value)
     except Exception:
         return None
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads(data)``, for data others can write (a shared store's entries): JSON nested
+    too deep for the parser (``[`` repeated 100,000 times) is a ValueError like any other
+    unreadable JSON, not a RecursionError that the callers' ``except ValueError`` misses."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deep to read") from None
 
 
 def is_json_safe(value: object) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._base import Store, check_name
+from ._json import parse_json
 
 __all__ = ["LEASE_SECONDS", "StoreLeases", "lease_name"]
 
@@ -191,7 +192,7 @@ def _parse(data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
-        entry = json.loads(data)
+        entry = parse_json(data)
         float(entry["expires"])
     except (ValueError, TypeError, KeyError):
         return None

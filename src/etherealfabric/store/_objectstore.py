@@ -54,7 +54,14 @@ from ..config import DEFAULT_STORE_TIMEOUT, ENV
 from ..errors import ConfigError, StoreError, StoreUnreachableError
 from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
-from ._remoteerrors import ENDPOINT_ENV, check_endpoint, config_problem, is_unreachable, no_bucket
+from ._remoteerrors import (
+    ENDPOINT_ENV,
+    advice,
+    check_endpoint,
+    config_problem,
+    is_unreachable,
+    no_bucket,
+)
 from ._remoteerrors import missing_bucket as _missing_bucket
 from ._signing import Signer, load_signer
 from ._trust import UntrustedEntries
@@ -203,22 +210,15 @@ class ObjectStore(Store):
                     f"to wait (now {self.timeout:g} s)",
                     path=url,
                 ) from exc
+            hint = advice(exc, what, s3=self.scheme in _S3_SCHEMES)
             raise StoreError(
-                f"cannot {what} {url}: {type(exc).__name__}: {exc}. {self._advice()}", path=url
+                f"cannot {what} {url}: {type(exc).__name__}: {exc}. {hint}", path=url
             ) from exc
 
     def _entry_absent(self, exc: FileNotFoundError) -> None:
         """Return if ``exc`` says an entry is absent; raise if it says the bucket is."""
         if _missing_bucket(exc):
             raise no_bucket(self.url) from exc
-
-    def _advice(self) -> str:
-        if self.scheme in _S3_SCHEMES:
-            return (
-                "Check that the bucket exists, the credentials (storage_options or the AWS_* "
-                f"variables) and, for an S3-compatible server, {ENDPOINT_ENV}."
-            )
-        return "Check that the location exists and the credentials of its file system."
 
     # -- the store's primitives --------------------------------------------------------------------
     def _where(self, name: str) -> tuple[str, str]:

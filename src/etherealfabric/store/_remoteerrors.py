@@ -23,11 +23,13 @@ from ..errors import StoreConfigError
 
 __all__ = [
     "ENDPOINT_ENV",
+    "advice",
     "check_endpoint",
     "config_problem",
     "is_unreachable",
     "missing_bucket",
     "no_bucket",
+    "write_refused",
 ]
 
 ENDPOINT_ENV = S3_ENDPOINT_ENV
@@ -46,6 +48,8 @@ _UNREACHABLE = frozenset(
 _NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError"})
 _BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})
 _NO_BUCKET_TEXT = "the specified bucket does not exist"
+_WRITES = ("write", "create", "upload", "refresh", "delete")
+_REFUSED = frozenset({"AccessDenied", "Forbidden", "403"})
 CREDENTIAL_VARS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 
 
@@ -79,6 +83,31 @@ def missing_bucket(exc: BaseException) -> bool:
     return any(
         _code(current) == "NoSuchBucket" or _NO_BUCKET_TEXT in str(current).lower()
         for current in _chain(exc)
+    )
+
+
+def advice(exc: BaseException, what: str, *, s3: bool) -> str:
+    """What to check after ``exc`` from the store failed the request ``what``."""
+    if not s3:
+        return "Check that the location exists and the credentials of its file system."
+    return write_refused(exc, what) or (
+        "Check that the bucket exists, the credentials (storage_options or the AWS_* "
+        f"variables) and, for an S3-compatible server, {ENDPOINT_ENV}."
+    )
+
+
+def write_refused(exc: BaseException, what: str) -> str:
+    """What to do when ``exc`` says the store refused the write ``what`` (a bucket policy or
+    credentials that only allow reads); ``""`` for any other error."""
+    if not what.startswith(_WRITES) or not any(
+        isinstance(current, PermissionError) or _code(current) in _REFUSED
+        for current in _chain(exc)
+    ):
+        return ""
+    return (
+        f"The store refuses writes with these credentials: to share it read-only, set "
+        f"{ENV['store_mode']}=read-only (results then stay in this home until `cache push` "
+        "with credentials that may write)."
     )
 
 

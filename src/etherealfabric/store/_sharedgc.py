@@ -55,6 +55,7 @@ from typing import Any
 
 from ..hashing._digest import digest_bytes, is_digest
 from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
+from ._json import parse_json
 from ._signing import record_digests
 from ._trees import entry_objects, read_manifest
 from ._trust import MAX_RECORD_BYTES
@@ -353,7 +354,7 @@ def _read_json(store: Store, name: str) -> Any:
     """The JSON in the entry ``name``; None if it is absent, not JSON or unreadable."""
     try:
         data = store.read_head(name, MAX_RECORD_BYTES + 1)  # (a planted huge entry: not whole)
-        return json.loads(data) if len(data) <= MAX_RECORD_BYTES else None
+        return parse_json(data) if len(data) <= MAX_RECORD_BYTES else None
     except (FileNotFoundError, ValueError):
         return None
     except OSError as exc:  # (unreadable: a folder or FIFO there is absent already)

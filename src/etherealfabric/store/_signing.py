@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import ConfigError, StoreError
 from ..hashing._digest import is_digest
 from ._base import CHECKPOINT_HEADER_SIZE
+from ._json import parse_json
 from ._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER, files_problem, path_problem
 
 __all__ = [
@@ -175,7 +176,7 @@ def encode_record(key: str, record: dict[str, Any], signer: Signer | None) -> di
 def read_record(key: str, data: bytes, signer: Signer | None) -> tuple[dict[str, Any] | None, str]:
     """The record in ``data`` (stored under ``key``) and ``""``, or None and why it is refused."""
     try:
-        record = json.loads(data)
+        record = parse_json(data)
     except ValueError as exc:
         return None, f"it is not JSON ({exc})"
     if not isinstance(record, dict):
@@ -314,7 +315,7 @@ def _file_output_problem(out: Mapping[str, Any], files: object) -> str:
 def signed_key_id(data: bytes) -> str | None:
     """The key id a stored record claims to be signed with (unverified); None if none."""
     try:
-        stored = json.loads(data)
+        stored = parse_json(data)
     except ValueError:
         return None
     signature = stored.get(SIGNATURE_FIELD) if isinstance(stored, dict) else None

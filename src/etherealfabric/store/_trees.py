@@ -56,6 +56,7 @@ from ..errors import ArtifactMissingError, CorruptArtifactError, OutputError, St
 from ..hashing._digest import digest_bytes, is_digest
 from ..hashing._files import FileHashCache, file_digest, mapped_digest
 from ._base import Store, check_digest
+from ._json import parse_json
 from ._links import real_folders, refuse_links
 from ._writer import restore_temp_name
 
@@ -238,7 +239,7 @@ def read_manifest(store: Store, digest: str, *, verify: bool = True) -> list[lis
     """A folder manifest's entries, each path checked; :class:`CorruptArtifactError` if bad."""
     data = store.read_bytes(digest, verify=verify)
     try:
-        body = json.loads(data)
+        body = parse_json(data)
         entries = body["entries"]
         if body.get("format") != MANIFEST_FORMAT or not isinstance(entries, list):
             raise ValueError("not a folder manifest")
