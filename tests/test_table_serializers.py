@@ -84,6 +84,8 @@ FRAMES = [
     _with(pd.DataFrame({"a": [1]}), source="db", version=2, tags=["x", "y"]),
     pd.DataFrame({"a": pd.Series([], dtype="float64")}),
     pd.DataFrame(np.asfortranarray(np.arange(6.0).reshape(3, 2)), columns=["a", "b"]),
+    pd.DataFrame(np.arange(6).reshape(3, 2)),  # labels 0, 1: a RangeIndex
+    pd.DataFrame(np.zeros((2, 3)), columns=pd.RangeIndex(4, 10, 2, name="step")),
 ]
 UNSUPPORTED_FRAMES = [
     pd.DataFrame([[1, 2]], columns=["a", "a"]),  # duplicate names
@@ -111,6 +113,9 @@ class TestParquetSerializer(SerializerContract):
         assert type(back) is type(value)
         assert list(back.dtypes) == list(value.dtypes)
         assert back.index.equals(value.index) and back.index.dtype == value.index.dtype
+        assert type(back.index) is type(value.index)
+        assert type(back.columns) is type(value.columns)  # pd.DataFrame(array): a RangeIndex
+        assert back.columns.equals(value.columns) and back.columns.name == value.columns.name
         assert back.attrs == value.attrs
         assert hash_value(back) == hash_value(value)  # exact: see hashing/_frames.py
 

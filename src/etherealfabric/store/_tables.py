@@ -5,8 +5,9 @@ polars, imported only when a table is written or read.
 **parquet** writes ``pyarrow.Table.from_pandas(frame)`` with zstd compression (a Series as a
 one-column frame, its name kept in the schema metadata as JSON); pandas
 metadata in the file brings back the index (a RangeIndex as its bounds), column names, dtypes,
-categoricals, time zones and ``attrs``; a DatetimeIndex's ``freq`` is kept in the schema
-metadata too. A frame with ``allows_duplicate_labels=False`` is pickled (parquet drops it). Not every frame survives that exactly, so the registry
+categoricals, time zones and ``attrs``; a DatetimeIndex's ``freq`` and a RangeIndex of column
+labels (``pd.DataFrame(array)``'s 0, 1, 2..., which pandas metadata gives back as an integer
+Index) are kept in the schema metadata too. A frame with ``allows_duplicate_labels=False`` is pickled (parquet drops it). Not every frame survives that exactly, so the registry
 chooses parquet for a DataFrame only when :func:`parquet_fits` says so, and cloudpickle
 otherwise: the frame must be a plain ``DataFrame`` with unique column names and at least one
 column, its object columns and index levels must hold only ``str`` (or only ``bytes``) with
@@ -124,6 +125,9 @@ class ParquetSerializer(Serializer):
         freq = getattr(getattr(frame, "index", None), "freq", None)
         if freq is not None and hasattr(freq, "freqstr"):  # pandas metadata drops it
             extra[_FREQ_KEY] = str(freq.freqstr).encode()
+        columns = frame.columns
+        if type(columns).__name__ == "RangeIndex":  # pandas metadata brings back an Index
+            extra[_COLUMNS_KEY] = json.dumps([columns.start, columns.stop, columns.step]).encode()
         if extra:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
         pq.write_table(table, fp, compression="zstd")
@@ -158,6 +162,7 @@ class ParquetSerializer(Serializer):
 
 _SERIES_KEY = b"etherealfabric.series"
 _FREQ_KEY = b"etherealfabric.index_freq"
+_COLUMNS_KEY = b"etherealfabric.columns_range"
 _SERIES_COLUMN = "values"
 
 
@@ -216,6 +221,7 @@ def _read_by_column(file: Any) -> object | None:
     frame = pd.concat(parts, axis=1, **copy)
     del parts
     frame.columns = template.columns
+    _restore_columns(frame, schema.metadata or {})
     frame.attrs = dict(template.attrs)
     if type(frame.index) is not type(template.index) or not all(
         _same_kind(a, b) for a, b in zip(frame.dtypes, template.dtypes, strict=True)
@@ -223,6 +229,24 @@ def _read_by_column(file: Any) -> object | None:
         return None
     read: object = frame
     return read
+
+
+def _restore_columns(frame: Any, metadata: dict[bytes, bytes]) -> None:
+    """Give back the RangeIndex of a frame's column labels (``pd.DataFrame(array)``'s 0, 1, 2...),
+    which pyarrow's pandas metadata brings back as an integer Index; only when the labels read
+    are exactly that range (a forged or foreign entry leaves them as they are)."""
+    stored = metadata.get(_COLUMNS_KEY)
+    if stored is None:
+        return
+    import pandas as pd
+
+    try:
+        start, stop, step = json.loads(stored)
+        labels = pd.RangeIndex(start, stop, step, name=frame.columns.name)
+    except (TypeError, ValueError):
+        return
+    if len(labels) == len(frame.columns) and frame.columns.equals(labels):
+        frame.columns = labels
 
 
 def _same_kind(read: Any, template: Any) -> bool:
@@ -242,6 +266,7 @@ def _to_pandas(table: Any) -> object:
     metadata = table.schema.metadata or {}
     series, freq = metadata.get(_SERIES_KEY), metadata.get(_FREQ_KEY)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    _restore_columns(frame, metadata)
     if freq is not None:  # a DatetimeIndex's frequency ("h", "D"...): checked by pandas
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             frame.index.freq = freq.decode()
