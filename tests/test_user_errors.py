@@ -402,6 +402,34 @@ def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Pat
     assert "--node numbers -p n=40000" in done.stderr and "is missing" in done.stderr
 
 
+def test_cat_of_a_result_damaged_in_place_gives_a_command_that_repairs_it(tmp_path: Path) -> None:
+    """A stored object with a flipped byte (same size): the command cat gives must compute it
+    again and write it back (a plain ``--node`` run took it from the cache, and the store kept
+    the damaged copy of the same size when its content was written again)."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    first = _ef(tmp_path, "run", "flow.py", "-p", "n=40000", "-p", "scale=0.5", "--json")
+    run_id = json.loads(first.stdout)["run_id"]
+    objects = [p for p in (tmp_path / ".etherealfabric" / "objects").rglob("*") if p.is_file()]
+    assert objects
+    for path in objects:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        path.write_bytes(bytes(data))
+    done = _ef(tmp_path, "cat", run_id, "numbers")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "is corrupt" in done.stderr and "cache verify --fix" in done.stderr, done.stderr
+    command = done.stderr.split("recompute it with `")[1].split("`")[0]
+    assert command.endswith("--force numbers") or "--force numbers" in command, command
+    again = _ef(tmp_path, *command.split()[1:], "--json")
+    assert again.returncode == 0, again.stderr
+    new_run = json.loads(again.stdout)["run_id"]
+    numbers = _ef(tmp_path, "cat", new_run, "numbers", "--json")
+    assert numbers.returncode == 0, numbers.stderr
+    assert json.loads(numbers.stdout) == list(range(40000))
+    verify = _ef(tmp_path, "cache", "verify")
+    assert verify.returncode == 0 and "0 problem(s)" in verify.stdout, verify.stdout + verify.stderr
+
+
 def test_cat_of_frames_with_columns_json_and_parquet_cannot_hold(tmp_path: Path) -> None:
     """Periods print as text in JSON (said on stderr); a frame pyarrow cannot write (complex
     numbers) is a one-line error naming the node and the file, and leaves no file behind."""

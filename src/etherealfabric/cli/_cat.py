@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import ArtifactMissingError, EtherealFabricError, a_or_an
+from ..errors import ArtifactMissingError, CorruptArtifactError, EtherealFabricError, a_or_an
 from ..states import NodeStatus
 from ._common import (
     _fail,
@@ -80,12 +80,19 @@ def cat(
             value = results.value(node, output)
         except ArtifactMissingError as exc:
             _fail(f"{_gone(home, results.run_id, node)} ({exc})")
+        except CorruptArtifactError as exc:  # a cached run would hit the same bytes: --force
+            _fail(
+                f"cannot load {node}.{output} of run {results.run_id}: its stored object "
+                f"{exc.digest} at {exc.path} is corrupt (changed or damaged after it was "
+                f"written); {_rerun_hint(home, results.run_id, node, force=True)} "
+                "(`etherealfabric cache verify --fix` deletes every damaged entry)"
+            )
         except (EtherealFabricError, KeyboardInterrupt):
             raise
         except Exception as exc:  # bytes its serializer cannot read (a forged unsigned record)
             _fail(
                 f"cannot load {node}.{output} of run {results.run_id}: {type(exc).__name__}: "
-                f"{exc}; {_rerun_hint(home, results.run_id, node)}"
+                f"{exc}; {_rerun_hint(home, results.run_id, node, force=True)}"
             )
         if path is not None:
             _write(path, value, results, node, output)
@@ -105,15 +112,20 @@ def _gone(home: str | None, run_id: str, node: str) -> str:
     )
 
 
-def _rerun_hint(home: str | None, run_id: str, node: str) -> str:
+def _rerun_hint(home: str | None, run_id: str, node: str, force: bool = False) -> str:
     """How to compute ``node`` again: the ``run`` command of ``run_id`` (its workflow file and
-    parameters, when ``etherealfabric run`` started it) with ``--node``, then ``cat``."""
+    parameters, when ``etherealfabric run`` started it) with ``--node``, then ``cat``; with
+    ``--force`` too when the stored result is there but bad (a plain run would take it from
+    the cache again)."""
     with _journal(home) as journal:
         row = _get_run(journal, run_id)
     target = _recorded(row).get("target")
     if not target:
-        return "run its workflow again to recompute it, then cat the new run"
+        again = f"with --force {node} " if force else ""
+        return f"run its workflow again {again}to recompute it, then cat the new run"
     words = ["etherealfabric", "run", str(target), "--node", node]
+    if force:
+        words += ["--force", node]
     if home is not None:
         words += ["--home", home]
     for name, value in _workflow_params(row).items():

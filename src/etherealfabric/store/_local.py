@@ -208,13 +208,16 @@ class LocalStore(Store):
             raise
 
     def put_file(self, name: str, path: str, size: int) -> None:
-        """Rename the finished temp file ``path`` (in ``objects/.tmp``) to its final name."""
+        """Rename the finished temp file ``path`` (in ``objects/.tmp``) to its final name.
+
+        An object already there is replaced, not kept: a rename costs what keeping it costs,
+        and a copy damaged in place (same size, other bytes) is repaired by the next write of
+        its content, a ``run --force`` of its node for one."""
         final = self.entry_location(name)
         try:
-            if not self._present(final, size):
-                if self.durable:
-                    _fsync_path(path)
-                self._move(path, final)
+            if self.durable:
+                _fsync_path(path)
+            self._move(path, final)
         except OSError as exc:
             raise self._unwritable(exc) from exc
 
@@ -298,23 +301,6 @@ class LocalStore(Store):
             return self._in_folder(folder, lambda: create_temp_file(folder))
         except OSError as exc:
             raise self._unwritable(exc) from exc
-
-    def _present(self, final: str, size: int) -> bool:
-        """True if ``final`` already holds an object of this size (a wrong size is replaced,
-        and so is anything but a regular file)."""
-        try:
-            info = os.lstat(final)
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-            return False
-        try:
-            os.utime(final)  # written again, as far as gc is concerned (see refresh_entry)
-        except FileNotFoundError:
-            return False  # collected meanwhile: write it after all
-        if self.durable:  # it may come from a non-durable write: make sure it is on disk
-            _fsync_path(final)
-        return True
 
     def _move(self, temp_path: str, final: str) -> None:
         """Rename a finished temp file to its final name, creating the folder if needed (and
