@@ -125,7 +125,7 @@ class ParquetSerializer(Serializer):
         freq = getattr(getattr(frame, "index", None), "freq", None)
         if freq is not None and hasattr(freq, "freqstr"):  # pandas metadata drops it
             extra[_FREQ_KEY] = str(freq.freqstr).encode()
-        columns = frame.columns
+        columns: Any = getattr(frame, "columns", None)
         if type(columns).__name__ == "RangeIndex":  # pandas metadata brings back an Index
             extra[_COLUMNS_KEY] = json.dumps([columns.start, columns.stop, columns.step]).encode()
         if extra:
