@@ -32,7 +32,7 @@ from etherealfabric.journal import Journal
 from etherealfabric.run._cache import ArtifactCache
 from etherealfabric.run._teamcache import enforce_budget
 from etherealfabric.store import LayeredStore, LocalStore, ObjectStore, open_run_store
-from etherealfabric.store._layered import evict, local_objects
+from etherealfabric.store._budget import evict, local_objects
 from test_objectstore import NODES, OTHER_KEY, TEAM_KEY, Team, assert_same, build, expected
 from test_store import MOTO, MotoServer
 

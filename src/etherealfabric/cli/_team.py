@@ -268,7 +268,7 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
     the journal's small outputs) and, with a shared store, in the shared store."""
     from ..journal._team import cache_entries
     from ..store import LayeredStore, open_run_store
-    from ..store._layered import object_sizes
+    from ..store._budget import object_sizes
 
     try:
         settings = Settings.resolve(home=home)

@@ -79,8 +79,14 @@ class RunMark:
         from ..store._sharedgc import mark_run
 
         self._written_at = time.monotonic()
-        try:
-            mark_run(store.remote, self._home(store), self.run_id, self.started_at, host=HOST)
+        home = self._home(store)
+        try:  # (through ask: a store refusing writes turns the run read-only, warned once)
+            store.ask(
+                lambda: mark_run(store.remote, home, self.run_id, self.started_at, host=HOST),
+                default=None,
+            )
+            if not store.writes_remote or store.offline is not None:  # (said by ask, once)
+                self._failed, self._written_at = True, None  # nothing written: nothing to delete
         except Exception as exc:  # housekeeping: never fail a run
             self._failed = True
             log.warning(

@@ -19,7 +19,7 @@ from ..hashing._digest import digest_bytes
 from ..journal import Journal
 from ..journal._team import keys_in_use, oldest_live_run, run_keys
 from ..store import LayeredStore, Store
-from ..store._layered import Eviction, evict
+from ..store._budget import Eviction, evict
 from ..store._sharedgc import home_id, publish_roots
 
 __all__ = [

@@ -29,13 +29,17 @@ lookups are misses (the journal and the local layer still serve hits), writes ar
 Nothing is queued: ``etherealfabric cache push --dry-run`` compares the journal with the store
 and lists every result that is not there.
 
+**A store that refuses writes** (read-only credentials or bucket policy, in mode ``read-write``:
+a ``WriteRefusedError``) is warned about once; the run then goes on as in mode ``read-only``
+(nothing of it is lost: ``cache push`` uploads it later with credentials that may write).
+
 **A damaged shared copy** (its bytes do not hash to its digest: found when a small output is
 read, or when an object is downloaded) is remembered (:attr:`LayeredStore.damaged`, which
 travels to worker processes): the recomputed bytes then replace it, whatever its size (a
 write otherwise skips an object of the right size already there, to spare an upload).
 
-**The budget** (``ETHEREALFABRIC_LOCAL_CACHE_SIZE``) is enforced by :func:`evict` at the end of
-each run and by ``cache gc``: least recently used objects first (a cache hit, a fill and a write
+**The budget** (``ETHEREALFABRIC_LOCAL_CACHE_SIZE``) is enforced by ``store/_budget.py`` at
+the end of each run and by ``cache gc``: least recently used objects first (a cache hit, a fill and a write
 refresh an object's time), never one used since the oldest run still going began, and only
 objects that the shared store holds too (so evicting costs at most a download later, never a
 result). A run itself never evicts, so what a running node needs is never taken away.
@@ -46,22 +50,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
-from ..config import INLINE_LIMIT, STORE_MODES
+from ..config import ENV, INLINE_LIMIT, STORE_MODES
 from ..errors import ArtifactMissingError, ConfigError, CorruptArtifactError, StoreUnreachableError
 from ..hashing._files import file_digest
 from ._base import EntryInfo, Store, check_digest, object_name
 from ._local import LocalStore
+from ._remoteerrors import WriteRefusedError
 from ._writer import remove_quietly
 
-__all__ = ["Eviction", "LayeredStore", "evict", "local_objects", "object_sizes"]
+__all__ = ["LayeredStore"]
 
 log = logging.getLogger("etherealfabric.store")
 _T = TypeVar("_T")
+_MODE_ENV = ENV["store_mode"]
 
 
 class LayeredStore(Store):
@@ -127,6 +131,17 @@ class LayeredStore(Store):
             return call(*args)
         except StoreUnreachableError as exc:
             self.went_offline(exc)
+            return default
+        except WriteRefusedError as exc:  # read-only credentials: go on as mode read-only
+            with self._lock:
+                said, self.mode = self.mode == "read-only", "read-only"
+            if not said:
+                log.warning(
+                    "the shared store %s refuses writes, so this run goes on as with %s=read-only "
+                    "(results stay in this home; `etherealfabric cache push` uploads them with "
+                    "credentials that may write; set %s=read-only to not try): %s",
+                    self.remote.url, _MODE_ENV, _MODE_ENV, exc,
+                )  # fmt: skip
             return default
 
     def went_offline(self, exc: BaseException) -> None:
@@ -409,83 +424,3 @@ class LayeredStore(Store):
 
     def __repr__(self) -> str:
         return f"<LayeredStore {self.local.root} -> {self.remote.url} ({self.mode})>"
-
-
-# -- the budget ------------------------------------------------------------------------------------
-@dataclass
-class Eviction:
-    """What :func:`evict` did (or, with ``dry_run``, would do)."""
-
-    budget: int
-    size_before: int = 0
-    size_after: int = 0
-    evicted: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
-    #: objects over the budget kept because only this home has them (push them first)
-    kept_unshared: int = 0
-    #: objects over the budget kept because a run still going may use them
-    kept_recent: int = 0
-
-
-def local_objects(local: LocalStore) -> list[tuple[float, int, str]]:
-    """``(modified, size, digest)`` of every object in a local store, least recent first."""
-    found = []
-    for digest in local.iter_objects():
-        info = local.object_info(digest)
-        if info is not None:
-            found.append((info.modified or 0.0, info.size, digest))
-    return sorted(found)
-
-
-def evict(
-    store: LayeredStore, budget: int, *, keep_since: float, dry_run: bool = False
-) -> Eviction:
-    """Bring the local layer under ``budget`` bytes, least recently used objects first.
-
-    Objects modified (written, filled, or used by a cache hit) at or after ``keep_since`` are
-    kept (pass the start of the oldest run still going), and so is every object the shared
-    store does not hold (asked per object; nothing is evicted while it is unreachable).
-    """
-    started = time.time()
-    keep_since = min(keep_since, started)
-    objects = local_objects(store.local)
-    report = Eviction(budget=budget, size_before=sum(size for _, size, _ in objects))
-    total = report.size_before
-    for modified, size, digest in objects:
-        if total <= budget:
-            break
-        if modified >= keep_since:
-            report.kept_recent += 1
-            continue
-        info = store.ask(store.remote.object_info, digest, default=None)
-        if info is None or info.size != size:
-            report.kept_unshared += 1
-            continue
-        now = store.local.object_info(digest)  # used meanwhile: keep it
-        if now is None or (now.modified or 0.0) >= keep_since:
-            continue
-        if not dry_run:
-            store.local.delete_object(digest)
-        total -= size
-        report.evicted.append(digest)
-        report.bytes_freed += size
-    report.size_after = total
-    return report
-
-
-def object_sizes(store: Store) -> dict[str, int]:
-    """``digest -> size`` of every object of ``store`` (of its local layer, for a layered one).
-
-    An object store is listed with sizes in one listing; other stores are asked per object.
-    """
-    if isinstance(store, LayeredStore):
-        store = store.local
-    listed = getattr(store, "object_sizes", None)
-    if callable(listed):
-        return dict(listed())
-    found = {}
-    for digest in store.iter_objects():
-        info = store.object_info(digest)
-        if info is not None:
-            found[digest] = info.size
-    return found

@@ -8,14 +8,13 @@ Layout under the store's URL (``s3://bucket/prefix``)::
 
 **Writes.** Nothing is ever visible half-written: every name is written by one PUT of the
 whole object, which S3, GCS and Azure make atomic (a multipart upload, over 100 MB, appears
-only when completed). A large output is hashed while the
-:class:`~etherealfabric.store._base.ObjectWriter` spills it to a local temp file, then
-uploaded under its digest, unless an object of that size is already there (content-addressed
-names make the upload idempotent; a copy changed in the bucket is found when it is loaded,
-and the engine then deletes and rewrites it): on S3, one older than :data:`REFRESH_AGE` is
-then marked as just written, so a collection never takes it for garbage before the record
-naming it is written. Small objects (:meth:`ObjectStore.put_bytes`) go up in one PUT from
-memory. The engine writes an action record only after its objects.
+only when completed). A large output is hashed while the ``ObjectWriter`` spills it to a local
+temp file, then uploaded under its digest, unless an object of that size is already there
+(content-addressed names make the upload idempotent; a copy changed in the bucket is found
+when it is loaded, and the engine then deletes and rewrites it): on S3, one older than
+:data:`REFRESH_AGE` is then marked as just written, so a collection never takes it for garbage
+before the record naming it is written. Small objects (:meth:`ObjectStore.put_bytes`) go up in
+one PUT from memory. The engine writes an action record only after its objects.
 
 **Reads.** Remote bytes are untrusted: every read verifies the digest (``verify=False`` is
 ignored here). :meth:`ObjectStore.open_object` downloads to an anonymous local temp file,
@@ -27,14 +26,15 @@ which the base :class:`~etherealfabric.store.Store` hashes and returns rewound. 
 a :class:`~etherealfabric.errors.StoreUnreachableError` (a run then goes on without the store,
 see ``store/_layered.py``); a missing bucket or missing credentials, or an endpoint URL
 without ``http://``, a :class:`~etherealfabric.errors.StoreConfigError`
-(``store/_remoteerrors.py``); any other failure a :class:`~etherealfabric.errors.StoreError`.
+(``store/_remoteerrors.py``); a refused write (read-only credentials) a ``WriteRefusedError``
+(a run goes on as in mode read-only); any other failure a ``StoreError``.
 
 **Signing** (the security model: :mod:`etherealfabric.store._trust`, ``docs/stores.md``).
 :meth:`ObjectStore.get_action` is the one door through which remote records reach the engine,
 so it is where the check lives: a record that may not be trusted is a cache miss, logged.
 Checkpoints are pickled, so they are signed too, and loaded only when their signature
-verifies. Both go through :class:`~etherealfabric.store._trust.UntrustedEntries`, shared with
-a shared folder's :class:`~etherealfabric.store.LocalStore`.
+verifies. Both go through ``UntrustedEntries`` (``store/_trust.py``), shared with a shared
+folder's :class:`~etherealfabric.store.LocalStore`.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
 from ._remoteerrors import (
     ENDPOINT_ENV,
-    advice,
     check_endpoint,
     config_problem,
+    failed,
     is_unreachable,
     no_bucket,
 )
@@ -210,10 +210,7 @@ class ObjectStore(Store):
                     f"to wait (now {self.timeout:g} s)",
                     path=url,
                 ) from exc
-            hint = advice(exc, what, s3=self.scheme in _S3_SCHEMES)
-            raise StoreError(
-                f"cannot {what} {url}: {type(exc).__name__}: {exc}. {hint}", path=url
-            ) from exc
+            raise failed(exc, what, url, s3=self.scheme in _S3_SCHEMES) from exc
 
     def _entry_absent(self, exc: FileNotFoundError) -> None:
         """Return if ``exc`` says an entry is absent; raise if it says the bucket is."""

@@ -9,7 +9,10 @@
   :class:`~etherealfabric.errors.StoreConfigError` naming the setting to fix, instead of every
   lookup being a miss and every node failing at its upload: a bucket that does not exist
   (``NoSuchBucket``, which s3fs turns into a ``FileNotFoundError`` like a missing key), no
-  credentials (botocore's ``NoCredentialsError``), credentials the server does not know.
+  credentials (botocore's ``NoCredentialsError``), credentials the server does not know;
+* :func:`write_refused`: a write the store refuses (read-only credentials or bucket policy):
+  :class:`WriteRefusedError`, on which a run goes on as in mode ``read-only``
+  (``store/_layered.py``).
 
 Exception types are matched by name, so that none of them (botocore, aiohttp...) is imported.
 """
@@ -19,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..config import ENV, S3_ENDPOINT_ENV
-from ..errors import StoreConfigError
+from ..errors import StoreConfigError, StoreError
 
 __all__ = [
     "ENDPOINT_ENV",
+    "WriteRefusedError",
     "advice",
     "check_endpoint",
     "config_problem",
+    "failed",
     "is_unreachable",
     "missing_bucket",
     "no_bucket",
@@ -33,6 +38,12 @@ __all__ = [
 ]
 
 ENDPOINT_ENV = S3_ENDPOINT_ENV
+
+
+class WriteRefusedError(StoreError):
+    """The store refused a write: its credentials or its policy allow reads only."""
+
+
 STORE_ENV = ENV["store"]
 #: Names of the exception types (or their bases) that mean the store did not answer: a
 #: connection refused or reset, a DNS failure, a connect or read timeout (botocore, aiohttp,
@@ -89,11 +100,21 @@ def missing_bucket(exc: BaseException) -> bool:
 def advice(exc: BaseException, what: str, *, s3: bool) -> str:
     """What to check after ``exc`` from the store failed the request ``what``."""
     if not s3:
-        return "Check that the location exists and the credentials of its file system."
+        return write_refused(exc, what) or (
+            "Check that the location exists and the credentials of its file system."
+        )
     return write_refused(exc, what) or (
         "Check that the bucket exists, the credentials (storage_options or the AWS_* "
         f"variables) and, for an S3-compatible server, {ENDPOINT_ENV}."
     )
+
+
+def failed(exc: BaseException, what: str, url: str, *, s3: bool) -> StoreError:
+    """The error for the request ``what`` of the entry ``url`` that failed with ``exc``, with
+    what to check: a :class:`WriteRefusedError` when the store refused a write."""
+    kind = WriteRefusedError if write_refused(exc, what) else StoreError
+    hint = advice(exc, what, s3=s3)
+    return kind(f"cannot {what} {url}: {type(exc).__name__}: {exc}. {hint}", path=url)
 
 
 def write_refused(exc: BaseException, what: str) -> str:
