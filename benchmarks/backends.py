@@ -257,6 +257,11 @@ def main() -> None:
         chosen = [b for b in chosen if b != "celery"]
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     base_env.update(SINGLE_THREAD)
+    # drivers and workers cache bytecode, as a user's Python does (see overhead.py): with
+    # PYTHONDONTWRITEBYTECODE (set in some shells and CI) a checkout whose sources changed
+    # since their last compile (a new branch, a fresh worktree) compiled them again in every
+    # driver, on the clock (about 0.1 s for a cold run's modules)
+    base_env.pop("PYTHONDONTWRITEBYTECODE", None)
     folder = Path(tempfile.mkdtemp(prefix="ef-bench-backends-"))
     started: list[subprocess.Popen] = []
     rows = []
