@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -332,3 +335,62 @@ def test_no_collection_while_the_graph_is_built_and_the_collector_is_back_after(
     with pytest.raises(RuntimeError, match="probe"):
         wf.execute()
     assert _Probe.seen == [False] and gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+_EXITING = """
+import atexit, gc, os, sys
+
+def report():  # registered before the engine's hook, so it runs after it (atexit: LIFO)
+    print("collector on at exit:", gc.isenabled(), flush=True)
+
+atexit.register(report)
+if sys.argv[1] == "frozen":
+    gc.freeze()
+
+from etherealfabric import Workflow, node
+
+class Kept:
+    def __del__(self, write=os.write):  # (print may be gone by then)
+        write(1, b"global freed\\n")
+
+class Ring:
+    def __init__(self):
+        self.me = self
+
+    def __del__(self, write=os.write):
+        write(1, b"cycle finalized\\n")
+
+@node
+def double(x):
+    return 2 * x
+
+with Workflow("exiting") as wf:
+    double(21)
+results = wf.execute()
+kept, ring = Kept(), Ring()  # globals: still freed and finalized as the modules go
+print("collector on after the run:", gc.isenabled(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("process", ["plain", "frozen"])
+def test_a_process_that_ran_a_workflow_skips_the_collection_before_its_exit(
+    tmp_path: Path, process: str
+) -> None:
+    """At exit CPython runs a full collection (if the collector is on) over every object still
+    alive, the workflow's nodes and results included, before its teardown's own: a process
+    that ran a workflow turns the collector off as it exits (run/_gcpause.py), after the run
+    put it back on. Its globals are freed and its cycles finalized all the same (by the
+    teardown's collections). A process that froze objects itself is left alone."""
+    script = tmp_path / "exiting.py"
+    script.write_text(_EXITING)
+    env = {**os.environ, "ETHEREALFABRIC_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, str(script), process],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert "collector on after the run: True" in lines
+    assert f"collector on at exit: {process == 'frozen'}" in lines
+    if process == "plain":  # (a frozen object is never collected: its cycles are kept)
+        assert "global freed" in lines
+        assert "cycle finalized" in lines
