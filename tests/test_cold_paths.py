@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from etherealfabric.hashing import _describe
+from etherealfabric.hashing._describe import describe_value
 from etherealfabric.run._checkpoint import _lexists
 from etherealfabric.store._json import parse_json
 
@@ -49,3 +51,16 @@ def test_checkpoint_presence_test_is_lexists(tmp_path: Path) -> None:
     for name in ("file", "dangling", "missing", "file/below"):
         path = str(tmp_path / name)
         assert _lexists(path) == os.path.lexists(path), name
+
+
+_VALUES = [0, -5, 10**39, 10**40, 10**100, True, None, 1.5, float("nan"), 1e300, "", "a"]
+_VALUES += ["x" * n for n in (7, 37, 38, 39, 40, 41, 78, 79, 80, 200)] + ["é\n'\""]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 8, 12, 40, 79, 80, 200])
+def test_describe_value_of_plain_values_is_reprlibs(limit: int) -> None:
+    """The shortcut for ints, floats, strs... says what the reprlib path says."""
+    for value in _VALUES:
+        text = _describe._Describer(limit).repr(value)
+        expected = text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+        assert describe_value(value, limit) == expected, (value, limit)

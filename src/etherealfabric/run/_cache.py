@@ -90,6 +90,9 @@ class ArtifactCache(SharedFetch):
         #: store's
         self.read_only = writer is None
         self._pending_blobs: dict[str, bytes] = {}  # produced this run, maybe not yet committed
+        #: those of them verified against their digest: the very bytes object (immutable),
+        #: not hashed again for each of its consumers (a fan-out's one input, once per node)
+        self._verified: dict[str, bytes] = {}
         self._rejected: set[str] = set()  # keys of malformed shared records, warned once
         self._unusable: set[str] = set()  # keys of shared entries found unusable, warned once
         self._absent: set[str] = set()  # keys prefetch() found absent from the shared store
@@ -342,13 +345,15 @@ class ArtifactCache(SharedFetch):
                 f"the inline output {digest} is missing from the journal {self.journal.path}",
                 path=str(self.journal.path),
             )
-        elif digest_bytes(inline) != digest:
+        elif self._verified.get(digest) is not inline and digest_bytes(inline) != digest:
             error = CorruptArtifactError(
                 f"the inline output {digest} in the journal {self.journal.path} does not match "
                 "its digest",
                 path=str(self.journal.path),
             )
         else:
+            if inline is self._pending_blobs.get(digest):  # (held for the run anyway)
+                self._verified[digest] = inline
             return InputHandle(digest, record["serializer"], inline)
         error.digest = digest
         raise error
@@ -365,6 +370,7 @@ class ArtifactCache(SharedFetch):
         for out in record.values():
             digest = out["digest"]
             self._pending_blobs.pop(digest, None)
+            self._verified.pop(digest, None)
             if out.get("inline"):
                 self._writer.drop_blob(digest)  # a shared store's copy is verified on its own
             else:
