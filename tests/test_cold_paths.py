@@ -12,6 +12,7 @@ import pytest
 from etherealfabric.hashing import _describe
 from etherealfabric.hashing._describe import describe_value
 from etherealfabric.run._checkpoint import _lexists
+from etherealfabric.run._redact import Redactor
 from etherealfabric.store._json import parse_json
 
 _SAMPLES = [
@@ -64,3 +65,10 @@ def test_describe_value_of_plain_values_is_reprlibs(limit: int) -> None:
         text = _describe._Describer(limit).repr(value)
         expected = text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
         assert describe_value(value, limit) == expected, (value, limit)
+
+
+def test_a_redactor_without_secrets_masks_nothing() -> None:
+    for empty in ((), [], iter(())):
+        redact = Redactor(empty)
+        assert not redact and redact("a secret? none") == "a secret? none"
+    assert Redactor(["pw"])("the pw") == "the ***"
