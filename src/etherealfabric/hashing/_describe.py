@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["describe_value"]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+#: types whose short values reprlib describes by their plain ``repr``
+_PLAIN = frozenset((int, bool, float, str, type(None)))
 
 
 class _Describer(reprlib.Repr):
@@ -53,6 +55,10 @@ class _Describer(reprlib.Repr):
 
 def describe_value(value: object, limit: int = 80) -> str:
     """A short human description for the journal and ``explain`` (never part of a key)."""
+    if type(value) in _PLAIN and (type(value) is not str or len(value) <= limit):
+        text = repr(value)  # what reprlib gives a short one (a parameter per node, cold)
+        if len(text) <= min(limit, 40):  # (reprlib shortens an int's repr over 40)
+            return text
     try:
         text = _Describer(limit).repr(value)
     except Exception:  # a broken __repr__ must not break a run

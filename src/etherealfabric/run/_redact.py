@@ -35,6 +35,9 @@ class Redactor:
     __slots__ = ("_texts",)
 
     def __init__(self, values: Iterable[str | bytes] = ()) -> None:
+        if type(values) in (list, tuple) and not values:  # (most nodes: twice per node)
+            self._texts: tuple[str, ...] = ()
+            return
         texts: set[str] = set()
         for value in values:
             if isinstance(value, bytes):

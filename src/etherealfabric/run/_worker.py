@@ -246,11 +246,14 @@ def _store_outputs(
         tuple(n for n in handed if values[n].nbytes >= BACKGROUND_BYTES) if task.background else ()
     )
     publish = task.publish and not result.drifted
-    measured: Future[dict[str, dict[str, Any]]] = Future()
+    # (made only for a background write, which awaits it: a Future costs a Condition per node)
+    measured: Future[dict[str, dict[str, Any]]] | None = None
     if later:  # written from now on, while this thread measures them (and stores the rest)
+        awaited: Future[dict[str, dict[str, Any]]] = Future()
+        measured = awaited
         result.writing = _in_background(
             task.node,
-            lambda: _write_later(task, later, values, measured, result, registry, publish),
+            lambda: _write_later(task, later, values, awaited, result, registry, publish),
         )
     try:
         with storing_under(task.root) as nested:  # files inside outputs: stored root-relative
@@ -268,11 +271,13 @@ def _store_outputs(
         )
         records.update({n: _measured(task.node, n, values[n], registry) for n in later})
     except BaseException as exc:
-        measured.set_exception(exc)  # the write started drops its temp file
+        if measured is not None:
+            measured.set_exception(exc)  # the write started drops its temp file
         raise
     result.outputs = {n: returned[n] if n in returned else records[n] for n in task.outputs}
     result.values = {n: values[n] for n in handed}
-    measured.set_result(records)  # after result.outputs: the write publishes them
+    if measured is not None:
+        measured.set_result(records)  # after result.outputs: the write publishes them
     if publish and not later:
         _publish(task, result)
 
