@@ -5,9 +5,11 @@ given as ``store=`` is the store.
   after the object's repr);
 * ``ETHEREALFABRIC_STORE=s3:/team/x`` (a slash missing) is an exit-2 error suggesting
   ``s3://team/x`` (it became the folder ``./s3:/team/x``);
-* a missing bucket, missing credentials, an endpoint without ``http://``, a read-only shared
-  folder in mode read-write: a :class:`StoreConfigError` naming the setting, and the node never
-  runs (they were cache misses, then node failures after the node's work).
+* a missing bucket, missing credentials, an endpoint without ``http://``: a
+  :class:`StoreConfigError` naming the setting, and the node never runs (they were cache misses,
+  then node failures after the node's work);
+* a read-only shared folder in mode read-write: the run goes on as in mode read-only, warned
+  once (like a bucket that refuses writes).
 
 S3 cases run against a real moto server on loopback (``test_store.MOTO``); the read-only folder
 is a read-only bind mount when the tests run as root (root ignores permission bits).
@@ -15,6 +17,7 @@ is a read-only bind mount when the tests run as root (root ignores permission bi
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -286,16 +289,19 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         writable.chmod(stat.S_IRWXU)
 
 
-def test_a_read_only_shared_folder_in_read_write_mode_stops_the_run_first(
-    tmp_path: Path, read_only_folder: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_read_only_shared_folder_in_read_write_mode_runs_as_read_only(
+    tmp_path: Path,
+    read_only_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", KEY)
     home = str(tmp_path / "home")
     wf = _workflow(tmp_path / "ran", home=home, store=str(read_only_folder))
-    with pytest.raises(StoreConfigError, match="ETHEREALFABRIC_STORE_MODE=read-only") as info:
-        wf.execute()
-    assert info.value.setting == "ETHEREALFABRIC_STORE"
-    assert not (tmp_path / "ran").exists()
-    # in mode read-only the same folder serves: the run computes and keeps its result local
-    results = wf.execute(store_mode="read-only")
+    # like a bucket that refuses writes: warned once, the run computes and keeps it local
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        results = wf.execute()
+    said = [r for r in caplog.records if "ETHEREALFABRIC_STORE_MODE=read-only" in r.getMessage()]
+    assert len(said) == 1 and str(read_only_folder) in said[0].getMessage()
+    assert list(read_only_folder.iterdir()) == []
     assert _executed(results) == ["marked"] and (tmp_path / "ran").exists()

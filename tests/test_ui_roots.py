@@ -34,6 +34,17 @@ def garbage(path: Path, table: str, _other: str) -> None:
         file.write(b"\xee" * size)
 
 
+def empty(path: Path, table: str, _other: str) -> None:
+    """Forge an empty leaf page over ``table``'s root page (a b-tree without rows, valid to
+    SQLite); ``table`` may be an index."""
+    size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    kind = 0x0A if table.startswith(("events_", "sqlite_autoindex")) else 0x0D
+    page = bytes([kind, 0, 0, 0, 0, (size >> 8) & 0xFF, size & 0xFF, 0]).ljust(size, b"\0")
+    with open(path, "r+b") as file:
+        file.seek((roots(path)[table] - 1) * size)
+        file.write(page)
+
+
 def point(path: Path, table: str, other: str) -> None:
     """Forge the schema: ``table`` read from ``other``'s root page."""
     _schema(path, {table: roots(path)[other]})
@@ -56,8 +67,9 @@ def _schema(path: Path, pages: dict[str, int]) -> None:
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     home, _warm, partial = mapped_runs(tmp_path_factory.mktemp("roots"))
-    with sqlite3.connect(home / "journal.db") as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn = sqlite3.connect(home / "journal.db")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()  # now: closed later by the GC, it deleted its -wal while a test copied it
     return home, partial
 
 
@@ -69,6 +81,8 @@ def test_an_intact_journal_passes_the_check(made: tuple[Path, str]) -> None:
 
 CASES = [
     (garbage, "events", ""), (garbage, "actions", ""),
+    (empty, "events", ""), (empty, "actions", ""), (empty, "events_run", ""),
+    (empty, "sqlite_autoindex_actions_1", ""),
     (point, "events", "node_runs"), (point, "actions", "runs"),
     (swap, "events", "node_runs"), (swap, "actions", "runs"), (swap, "events", "actions"),
 ]  # fmt: skip
@@ -83,7 +97,7 @@ def test_a_table_read_from_a_wrong_root_page_is_a_503_everywhere(
     other: str,
 ) -> None:
     home = tmp_path / "home"
-    shutil.copytree(made[0], home)
+    shutil.copytree(made[0], home, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
     damage(home / "journal.db", table, other)
     with pytest.raises(DamagedJournalError, match="damaged"):
         browse.open_reader(home / "journal.db")

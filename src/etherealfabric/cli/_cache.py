@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import Settings
+from ..config import ENV, Settings
 from ..errors import EtherealFabricError
 from ._common import (
     EXIT_FAILED,
@@ -195,6 +195,18 @@ def cache_gc(
     report: dict[str, Any] = {}
     try:
         settings = Settings.resolve(home=home)
+        if not settings.journal_path.exists():  # no run used this home: nothing it can collect
+            said = (
+                f"nothing to collect: the home {settings.home} has no journal "
+                f"({settings.journal_path}), so no run has used it and no record says what is "
+                f"in use; its folder is left as it is (pass --home or set {ENV['home']} to "
+                "collect another home)"
+            )
+            if as_json:
+                _echo_json({"nothing_to_collect": said})
+            else:
+                click.echo(said)
+            return
         store = open_run_store(settings)
         with _journal_at(settings) as journal:
             local = store.local if isinstance(store, LayeredStore) else store

@@ -13,7 +13,9 @@ look like someone else's. So, before a reader trusts the journal:
   the b-tree) have the shape of their table: an event's run id is text, its time a number, its
   kind one of :class:`EventKind`; an action's key text, its record a JSON object's text, its
   components text or none, its time a number. No row of another of the journal's tables has
-  either shape.
+  either shape;
+- ``events`` and ``actions`` read rows exactly when their index does (an empty page forged
+  over a root page reads as an empty table or index).
 
 :func:`check_roots` raises :class:`DamagedJournalError` naming what is wrong.
 """
@@ -64,6 +66,28 @@ def root_problem(journal: Journal) -> str | None:
                 row["c"] not in ("text", "null") or row["t"] not in _NUMBER
             ):
                 return _foreign("actions", f"key a {row['k']}, record a {row['r']}")
+    return _emptied(journal, names)
+
+
+#: a table and an index of it: both empty or neither (a forged empty root page empties one)
+_PAIRS = (("events", "events_run", "run_id"), ("actions", "sqlite_autoindex_actions_1", "key"))
+
+
+def _emptied(journal: Journal, names: set[str]) -> str | None:
+    """A table or its index read from an empty page forged over its root: the table reads no
+    row while its index has some (or the reverse). One statement, one snapshot: a run
+    committing meanwhile is never taken for damage. (Both emptied is not found: a journal
+    without events or cache records is a valid one.)"""
+    for table, index, column in _PAIRS:
+        if table not in names or index not in names:
+            continue
+        [row] = journal._rows(
+            f"SELECT EXISTS(SELECT 1 FROM {table} NOT INDEXED) AS rows_, "
+            f"EXISTS(SELECT {column} FROM {table} INDEXED BY {index} ORDER BY {column}) AS keys"
+        )
+        if bool(row["rows_"]) != bool(row["keys"]):
+            empty, full = (f"table {table!r}", f"index {index!r}")[:: 1 if row["keys"] else -1]
+            return f"the {empty} reads no rows while the {full} has some: a root page was emptied"
     return None
 
 

@@ -123,4 +123,7 @@ class Fallbacks:
             if self.outcome.status[child] == NodeStatus.PENDING:
                 self.outcome.status[child] = status
                 self._leased_elsewhere.pop(child, None)
-                self._emit(kind, child, upstream=name)
+                # its data upstreams: it has no key components, the run graph draws these
+                order = self.graph.ordering_edges
+                ups = [u for u in self.graph.upstream(child) if (u, child) not in order]
+                self._emit(kind, child, upstream=name, upstreams=ups)

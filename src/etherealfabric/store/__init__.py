@@ -30,6 +30,7 @@ A store must be picklable. ``etherealfabric.testing`` has the contract suite to 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ from ._base import EntryInfo, Store
 from ._local import LocalStore
 from ._serializers import Serializer, SerializerRegistry, get_serializer, register_serializer
 from ._writer import ObjectWriter, StoredObject
+
+log = logging.getLogger("etherealfabric.store")
 
 __all__ = [
     "EntryInfo",
@@ -144,9 +147,10 @@ def open_run_store(settings: Settings) -> Store:
 
 
 def check_run_writes(store: Store) -> None:
-    """Raise :class:`StoreConfigError` when a run would write a shared folder (mode
-    read-write) that it cannot write: a read-only mount, say, where nodes would compute and
-    then fail at their first write. A few ``os.access`` calls, no request."""
+    """A run that would write a shared folder (mode read-write) that it cannot write (a
+    read-only mount, say) goes on as in mode read-only, warned once, like a bucket that refuses
+    writes (``store/_layered.py``); a shared folder that is a file raises
+    :class:`StoreConfigError`. A few ``os.access`` calls, no request."""
     remote = getattr(store, "remote", None)
     if isinstance(remote, LocalStore):
         _check_folder(remote.root)
@@ -165,16 +169,16 @@ def check_run_writes(store: Store) -> None:
         with contextlib.suppress(OSError):
             if os.statvfs(folder).f_flag & os.ST_RDONLY:
                 why = "is on a read-only file system"
-        setting = ENV["store"]
         where = "" if folder == remote.root else f" ({folder})"
-        raise StoreConfigError(
-            f"the shared store {remote.root} ({setting}) {why}{where}, and runs write it "
-            f"in {ENV['store_mode']}=read-write: set {ENV['store_mode']}=read-only to use it "
-            f"without writing (results stay in the home until `etherealfabric cache push`), "
-            f"or point {setting} at a folder you can write",
-            setting=setting,
-            path=remote.root,
-        )
+        mode = ENV["store_mode"]
+        store.mode = "read-only"  # type: ignore[attr-defined]
+        log.warning(
+            "the shared store %s (%s) %s%s, so this run goes on as with %s=read-only (results "
+            "stay in this home; `etherealfabric cache push` uploads them from where the store "
+            "may be written; set %s=read-only to not try)",
+            remote.root, ENV["store"], why, where, mode, mode,
+        )  # fmt: skip
+        return
 
 
 def _check_folder(root: str) -> None:
