@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import random
+import shutil
 from pathlib import Path
 
 from etherealfabric import Directory, File, Workflow, node, root_path
@@ -73,10 +74,13 @@ def build(days: int = 300) -> Workflow:
     """The workflow; its folder of files is made first if missing (``days`` files), so that
     ``etherealfabric run examples/per_file.py:build`` works from any folder too."""
     folder = Path(__file__).resolve().parent / FOLDER  # under the workflow's root
-    if not folder.exists():
-        folder.mkdir(parents=True)
+    if not folder.exists():  # made beside, then renamed: whole or not at all if killed
+        part = folder.with_name(f"{folder.name}.part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
         for day in range(days):
-            make_day(folder, day)
+            make_day(part, day)
+        part.rename(folder)
     with Workflow("per-file") as wf:
         totals(clean.map(list_days(Directory(root_path(FOLDER)))))
     return wf

@@ -51,7 +51,8 @@ def make_csv(path: str, rows: int = 4000) -> None:
     )
     frame.loc[rng.choice(rows, rows // 100, replace=False), "price"] = np.nan
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    frame.to_csv(path, index=False)
+    frame.to_csv(f"{path}.part", index=False)  # whole or not at all, should the run be killed
+    os.replace(f"{path}.part", path)
 
 
 @node

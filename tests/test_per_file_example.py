@@ -83,3 +83,36 @@ def test_the_command_line_runs_it_from_any_folder_writing_its_data_beside_it(
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert len(list((example / "data" / "daily").glob("*.csv"))) == 300
     assert sorted(p.name for p in elsewhere.iterdir()) == [".etherealfabric"]
+
+
+def test_killed_while_making_its_files_the_next_run_makes_them_all(tmp_path: Path) -> None:
+    """SIGKILL while the example writes its CSV files (a real process, killed at growing
+    delays until one dies with files half made): the next run makes all of them again and
+    adds up every day (it went on with the few files made before the kill)."""
+    import signal
+    import time
+
+    shutil.copy(ROOT / "examples" / "per_file.py", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    daily, part = tmp_path / "data" / "daily", tmp_path / "data" / "daily.part"
+    for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
+        child = subprocess.Popen(
+            [sys.executable, str(tmp_path / "per_file.py"), "--days", "200"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (part.exists() or daily.exists()) and time.monotonic() < deadline:
+            time.sleep(0.002)  # the files are being made (python's start-up took this long)
+        time.sleep(delay / 50)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        if len(list(tmp_path.glob("data/*/*.csv"))) < 200:
+            break  # killed with the files half made: what this test is about
+        shutil.rmtree(tmp_path / "data")
+        shutil.rmtree(tmp_path / ".etherealfabric", ignore_errors=True)
+    assert len(list(tmp_path.glob("data/*/*.csv"))) < 200, "never killed while files were made"
+    assert run(tmp_path) == (
+        "clean: 200 files: 200 ran, 0 cached",
+        "3 nodes executed, 0 cached, 0 failed",
+    )
+    assert len(list(daily.glob("*.csv"))) == 200 and not part.exists()
