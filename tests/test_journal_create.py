@@ -7,7 +7,6 @@ the real name, and its side file goes with the next creator or ``cache gc``.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sqlite3
@@ -252,23 +251,43 @@ def test_a_home_without_hard_links_creates_the_journal_in_place(
     assert _sides(path.parent) == []
 
 
-def test_a_journal_made_whole_reads_like_one_made_in_place(tmp_path: Path) -> None:
+def _schema(path: Path) -> dict[str, object]:
+    """Every table's columns, indexes (their columns, uniqueness, partial condition) and the
+    migrations recorded: what a journal's schema means, whatever its statements' spacing."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        indexes = conn.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+        ).fetchall()
+        return {
+            "version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "columns": {t: conn.execute(f'PRAGMA table_info("{t}")').fetchall() for t in tables},
+            "indexes": {t: sorted(conn.execute(f'PRAGMA index_list("{t}")')) for t in tables},
+            "index_columns": {
+                name: conn.execute(f'PRAGMA index_xinfo("{name}")').fetchall()
+                for name, _, _ in indexes
+            },
+            "index_sql": indexes,
+            "migrations": conn.execute(
+                "SELECT id, migration_set, name FROM _sqlite_migrations ORDER BY id"
+            ).fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def test_a_journal_made_whole_has_the_schema_the_migrations_make(tmp_path: Path) -> None:
+    """A new journal is made from one script (``_schema._FRESH``), not by replaying the
+    migrations: it must mean exactly what they make in an empty file."""
     whole = tmp_path / "a" / "journal.db"
     with Journal(whole):
         pass
     in_place = tmp_path / "b" / "journal.db"
     in_place.parent.mkdir()
-    conn = sqlite3.connect(in_place, isolation_level=None)
-    conn.close()  # an empty file: migrated where it is
+    sqlite3.connect(in_place).close()  # an empty file: migrated where it is, step by step
     with Journal(in_place):
         pass
-
-    def schema(path: Path) -> str:
-        conn = sqlite3.connect(path)
-        try:
-            rows = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")
-            return json.dumps(rows.fetchall())
-        finally:
-            conn.close()
-
-    assert schema(whole) == schema(in_place)
+    made = _schema(whole)
+    assert made == _schema(in_place)
+    assert made["version"] == SCHEMA_VERSION and len(made["migrations"]) == SCHEMA_VERSION  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import JournalError
 from ._connection import home_writable
 from ._liveness import PID_START, alive
-from ._schema import migrate
+from ._schema import create_schema
 
 __all__ = ["create_journal", "remove_stale_side_files", "side_file", "stale_side_files"]
 
@@ -55,14 +55,15 @@ def stale_side_files(path: Path) -> list[tuple[Path, int]]:
     """The side files (with their sizes) of creators of the journal ``path`` that are gone.
 
     A side file of a live process is left alone: it may be building the journal now."""
-    pattern = _pattern(path)
-    stale = []
+    prefix = f".{path.name}.new-"
     try:
-        entries = list(os.scandir(path.parent))
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix)]
     except OSError:
         return []
+    pattern = _pattern(path) if entries else None  # (a home without any: no regex compiled)
+    stale = []
     for entry in entries:
-        found = pattern.fullmatch(entry.name)
+        found = pattern.fullmatch(entry.name) if pattern is not None else None
         if found is None:
             continue
         pid, start = int(found[1]), int(found[2])
@@ -99,7 +100,7 @@ def _build(side: Path) -> None:
         # no rollback journal and no syncs while building, one sync of the finished file
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA journal_mode=OFF")
-        migrate(conn, side)
+        create_schema(conn, side)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"journal_mode stayed {mode}")
