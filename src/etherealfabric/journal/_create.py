@@ -128,7 +128,7 @@ def create_journal(path: Path) -> bool:
         return False
     side = side_file(path)
     try:
-        _remove(side)  # never build on what a killed namesake left (a reused pid and start)
+        _remove(side)  # never build on what an earlier failed attempt of this thread left
         _build(side)
         os.link(side, path)
     except FileExistsError:
