@@ -13,7 +13,9 @@ on a busy machine), each row a fresh process doing one step more than the row ab
 and, inside those processes: the CPU of ``execute()`` itself once its modules are imported,
 the CPU the process spends exiting (module teardown and the final garbage collection; the
 journal's close), and what creating the engine's dataclasses costs at import (each one
-generates and compiles its methods in every process).
+generates and compiles its methods in every process), and the wall time of creating the
+journal of an empty home (``Journal(home / "journal.db")``, then its close: mostly syncs to
+disk, which CPU time does not see).
 
     python benchmarks/fixedcost.py            # 7 rounds
     python benchmarks/fixedcost.py --reps 15  # a busy machine
@@ -76,6 +78,17 @@ FIGURES = {"dataclasses": len(ours), "dataclass_cpu": sum(ours),
            "engine_modules": sum(m.startswith("etherealfabric") for m in sys.modules)}
 """
 
+NEW_JOURNAL = r"""
+import json, os, sys, time
+from etherealfabric.journal import Journal
+path = os.path.join(os.environ["ETHEREALFABRIC_HOME"], "journal.db")
+_t = time.perf_counter()
+_j = Journal(path)
+_t1 = time.perf_counter()
+_j.close()
+FIGURES = {"journal_create": _t1 - _t, "journal_close": time.perf_counter() - _t1}
+"""
+
 STEPS = {
     "numpy": "import json\nimport numpy\nFIGURES = {}\n",
     "+ import etherealfabric": "import json\nimport numpy\nimport etherealfabric\nFIGURES = {}\n",
@@ -121,6 +134,7 @@ def main() -> None:
         totals: dict[str, list[float]] = {step: [] for step in STEPS}
         exits: dict[str, list[float]] = {step: [] for step in STEPS}
         execute, made, made_cpu, engine = [], [], [], []
+        created, closed = [], []
         for _ in range(args.reps):
             for step, code in STEPS.items():
                 argv = ["1", *modules] if step == "+ cold execute" else modules
@@ -133,6 +147,9 @@ def main() -> None:
             made.append(figures["dataclasses"])
             made_cpu.append(figures["dataclass_cpu"])
             engine.append(figures["engine_modules"])
+            figures, _ = _child(NEW_JOURNAL + TAIL, [], home)
+            created.append(figures["journal_create"])
+            closed.append(figures["journal_close"])
     ms = lambda values: statistics.median(values) * 1000  # noqa: E731
     print(f"\ncold fixed cost, CPU of fresh processes (median of {args.reps}; "
           f"load {os.getloadavg()[0]:.1f})")  # fmt: skip
@@ -149,6 +166,8 @@ def main() -> None:
         f"  creating the engine's {int(statistics.median(made))} dataclasses "
         f"(package + run path): {ms(made_cpu):5.1f} ms"
     )
+    print(f"  a new journal, empty home (wall): created in {ms(created):5.1f} ms, "
+          f"closed in {ms(closed):4.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

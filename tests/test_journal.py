@@ -338,18 +338,19 @@ def test_an_interrupt_right_after_begin_leaves_no_open_transaction(
         assert again.get_run("r1")["status"] == "running"
 
 
-def test_a_new_journal_switches_to_wal_under_its_own_sync_level(
+def test_a_new_journal_is_built_unsynced_beside_then_opened_at_its_own_sync_level(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The switch of a new journal to WAL runs with the journal's ``synchronous`` (NORMAL:
-    one sync fewer than SQLite's default FULL on every first run in a new home); a durable
-    journal keeps FULL."""
-    statements: list[str] = []
+    """A new journal is built in a side file with ``synchronous=OFF`` and no rollback journal,
+    switched to WAL there (``journal/_create.py``); the journal's own connection then sets its
+    ``synchronous`` (NORMAL; a durable journal keeps FULL) before anything else."""
+    statements: list[tuple[str, str]] = []
     connect = sqlite3.connect
 
     def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
         conn = connect(*args, **kwargs)  # type: ignore[arg-type]
-        conn.set_trace_callback(statements.append)
+        name = Path(str(args[0])).name
+        conn.set_trace_callback(lambda sql: statements.append((name, sql)))
         return conn
 
     monkeypatch.setattr(sqlite3, "connect", traced)
@@ -358,11 +359,20 @@ def test_a_new_journal_switches_to_wal_under_its_own_sync_level(
         with Journal(tmp_path / f"j{durable}" / "journal.db", durable=durable) as journal:
             assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == level
             assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        pragmas = [s for s in statements if s.startswith(("PRAGMA synchronous", "PRAGMA journal"))]
-        assert pragmas[:2] == [
+        pragmas = [
+            (name, s) for name, s in statements
+            if s.startswith(("PRAGMA synchronous", "PRAGMA journal"))
+        ]  # fmt: skip
+        side = [s for name, s in pragmas if name.startswith(".journal.db.new-")]
+        assert side == [
+            "PRAGMA synchronous=OFF", "PRAGMA journal_mode=OFF", "PRAGMA journal_mode=WAL"
+        ]  # fmt: skip
+        own = [s for name, s in pragmas if name == "journal.db"]
+        assert own[:2] == [
             f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
             "PRAGMA journal_mode=WAL",
         ]
+        assert sorted(p.name for p in (tmp_path / f"j{durable}").iterdir()) == ["journal.db"]
 
 
 def test_a_run_shorter_than_a_checkpoint_tick_opens_no_checkpoint_connection(

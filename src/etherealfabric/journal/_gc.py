@@ -5,8 +5,9 @@ again), so a home grows with every change. :func:`collect_garbage` keeps the ent
 last ``keep_runs`` runs of each workflow used (executed or cached), those of runs still going,
 and anything younger than ``older_than`` seconds (a run in another process may be about to
 commit it); it drops the other action records, the inline outputs only they named, and the
-stored objects nothing kept refers to, the temp files of writers that were killed, and
-entries that are not files (a folder where an object belongs: ``store/_sharedgc.py``).
+stored objects nothing kept refers to, the temp files of writers that were killed (and the
+side files of killed journal creators, ``journal/_create.py``), and entries that are not
+files (a folder where an object belongs: ``store/_sharedgc.py``).
 Checkpoints are kept (a crashed training run may be resumed days later), but for those that
 finished executions left behind: saved before a later committed success of their key, held by
 no live run (``journal/_gccheckpoints.py``).
@@ -48,6 +49,7 @@ from ..states import RunStatus
 from ..store import Store
 from ..store._sharedgc import collect_damaged
 from ..store._trees import entry_objects, manifest_objects
+from ._create import remove_stale_side_files, stale_side_files
 from ._gccheckpoints import collect_finished_checkpoints
 from ._history import fallback_outputs
 from ._journal import Journal
@@ -130,6 +132,12 @@ def collect_garbage(
     report.bytes_freed += sum(size for _, size in stale)
     if not dry_run:
         store.cleanup_temp(max_age=max(older_than, 0.0), writer_gone=gone)
+    # side files of killed journal creators (journal/_create.py), at any age: gone writers
+    sides = stale_side_files(journal.path) if str(journal.path) != ":memory:" else []
+    if not dry_run and sides:
+        sides = remove_stale_side_files(journal.path)
+    report.temp_files_removed += len(sides)
+    report.bytes_freed += sum(size for _, size in sides)
     report.removed_damaged = collect_damaged(store, dry_run=dry_run)
     return report
 

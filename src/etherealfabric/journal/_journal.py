@@ -35,6 +35,7 @@ from ._connection import (
     retry,
     transaction,
 )
+from ._create import create_journal
 from ._index import ActionIndex
 from ._leases import LEASE_SECONDS, LeaseClaims, holder_gone
 from ._liveness import HOST, PID_START, alive
@@ -104,6 +105,7 @@ class Journal(ActionIndex, LeaseClaims):
         if read_only:
             self.conn, self._snapshot = connect_read_only(self.path)
         else:
+            create_journal(self.path)  # a new journal is built whole, then linked in place
             self.conn = connect(self.path, durable=durable)
         try:
             if read_only:

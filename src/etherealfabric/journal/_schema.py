@@ -40,6 +40,7 @@ __all__ = [
     "MIGRATION_SCRIPTS",
     "NODE_RUN_ROW",
     "SCHEMA_VERSION",
+    "create_schema",
     "database",
     "migrate",
     "sqlite_utils_migrations",
@@ -229,6 +230,68 @@ def _apply_migrations(conn: sqlite3.Connection) -> None:
             'INSERT INTO "_sqlite_migrations" (migration_set, name, applied_at) VALUES (?, ?, ?)',
             (_MIGRATION_SET, name, str(datetime.datetime.now(datetime.timezone.utc))),
         )
+
+
+#: The schema the first :data:`_FRESH_VERSION` migrations make, as one script: a new journal is
+#: made from it (``journal/_create.py``), not by replaying them (each ``ALTER TABLE`` and
+#: ``DROP INDEX`` re-reads the whole schema: 1-4 ms of CPU on every first run in a new home);
+#: migrations appended later are then applied as to any older journal. Never edit it but to
+#: bring it up to the migrations; tests/test_journal_create.py checks it makes what they make.
+_FRESH_VERSION = 7
+_FRESH = """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+        started_at REAL NOT NULL, finished_at REAL, host TEXT, pid INTEGER,
+        backend TEXT, params TEXT, resumed_from TEXT, nodes INTEGER,
+        executed INTEGER, cached INTEGER, failed INTEGER, error TEXT, pid_start INTEGER
+    );
+    CREATE INDEX runs_workflow ON runs(workflow, started_at);
+    CREATE TABLE node_runs (
+        run_id TEXT NOT NULL, node TEXT NOT NULL, attempt INTEGER NOT NULL,
+        status TEXT NOT NULL, cache_key TEXT, components TEXT,
+        started_at REAL, finished_at REAL, duration REAL,
+        error TEXT, traceback TEXT, host TEXT, pid INTEGER,
+        output TEXT, fallback INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, node, attempt)
+    );
+    CREATE INDEX node_runs_key_succeeded ON node_runs(cache_key) WHERE status = 'succeeded';
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL,
+        kind TEXT NOT NULL, node TEXT, data TEXT
+    );
+    CREATE INDEX events_run ON events(run_id, id);
+    CREATE TABLE actions (
+        key TEXT PRIMARY KEY, node TEXT, record TEXT NOT NULL,
+        components TEXT, created_at REAL NOT NULL
+    );
+    CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
+    CREATE TABLE file_digests (
+        path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL, digest TEXT NOT NULL, ctime_ns INTEGER
+    );
+    CREATE TABLE leases (
+        key TEXT PRIMARY KEY, node TEXT, run_id TEXT NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, acquired_at REAL NOT NULL, pid_start INTEGER, expires_at REAL
+    );
+"""
+
+
+def create_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Make the schema of the new, empty journal ``path`` in one transaction (:data:`_FRESH`,
+    recorded as the migrations it stands for), then apply any later migration."""
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise JournalError(f"{path} is not empty: its schema is made by migrate()")
+    with transaction(conn, path):
+        for statement in (*_BOOKKEEPING, *_FRESH.split(";")):
+            if statement.strip():
+                conn.execute(statement)
+        now = str(datetime.datetime.now(datetime.timezone.utc))
+        conn.executemany(
+            'INSERT INTO "_sqlite_migrations" (migration_set, name, applied_at) VALUES (?, ?, ?)',
+            [(_MIGRATION_SET, name, now) for name, _ in MIGRATION_SCRIPTS[:_FRESH_VERSION]],
+        )
+        conn.execute(f"PRAGMA user_version={_FRESH_VERSION}")
+    migrate(conn, path)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
