@@ -317,6 +317,7 @@ class Scheduler(Rewinds, Fallbacks):
         Their functions are kept here: an import in a function costs microseconds a call."""
         if self._handovers is None or self._inline is None:
             from ._capture import held
+            from ._checkpoint import CheckpointListing
             from ._handover import HandOvers
             from ._inline import Inline
             from ._lost import send
@@ -325,7 +326,7 @@ class Scheduler(Rewinds, Fallbacks):
 
             self._send, self._build_task, self._execute = send, build_task, execute
             self._action_record = action_record
-
+            self._listing = CheckpointListing(self.store, self.leases)  # (of their checkpoints)
             if self.backend.in_process:  # nodes' output routers stay installed for the run
                 self._held.enter_context(held())
             self._handovers, self._inline = HandOvers(self), Inline(self.backend)
@@ -388,6 +389,7 @@ class Scheduler(Rewinds, Fallbacks):
             hand_over=self.backend.in_process,
             background=self.policy.durability == "fast",
             fresh=info.spec.name in self.policy.fresh,  # --force: from scratch, no checkpoint
+            checkpoints=self._listing,
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
