@@ -113,7 +113,7 @@ def test_a_commit_writes_its_rows_in_multi_row_statements_and_no_lease_row_per_n
     assert (rerun.executed, rerun.cached, rerun["total"]["result"]) == (0, n + 2, n)
 
 
-@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200])
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200, 511, 512, 513, 1300])
 def test_insert_rows_writes_every_row_in_order(tmp_path: Path, count: int) -> None:
     with Journal(tmp_path / "journal.db") as journal, journal.write() as conn:
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c TEXT)")

@@ -190,9 +190,11 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
 
 
 # -- many rows in few statements ------------------------------------------------------------
-#: The most rows one INSERT statement of :func:`insert_rows` carries (64 rows of 15 values stay
-#: under 999, the smallest limit of bound parameters a SQLite build may have).
-ROWS_PER_STATEMENT = 64
+#: The most rows one INSERT statement of :func:`insert_rows` carries, within the connection's
+#: limit of bound parameters (32,766 since SQLite 3.32; 999 assumed where Python cannot ask).
+ROWS_PER_STATEMENT = 512
+_OLD_VARIABLE_LIMIT = 999
+_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python 3.11+), as in sqlite3.h
 _NUMBERED = re.compile(r"\?(\d+)")
 _STATEMENTS: dict[tuple[str, str, int, int], str] = {}
 
@@ -201,23 +203,27 @@ def insert_rows(
     conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], values: str = ""
 ) -> None:
     """Run ``insert`` (``"INSERT [OR ...] INTO table (columns)"``) for each of ``rows``, up to
-    :data:`ROWS_PER_STATEMENT` rows per multi-row ``VALUES`` statement, in their order.
+    :data:`ROWS_PER_STATEMENT` rows per multi-row ``VALUES`` statement (fewer when SQLite's
+    limit of bound parameters says so), in their order.
 
     ``values``: one row's ``VALUES`` tuple, naming a row's values ``?1``, ``?2``... (literals
     allowed, as in ``(?1, 'cached', ?2)``); by default one ``?`` per value. Every row has the
     same number of values. Against ``executemany`` (one statement step per row, each releasing
     the GIL), a group commit of thousands of rows makes a few dozen steps: a scheduler whose
     workers hold the GIL waits for it again after each step. The statements of a chunk size
-    are made once: 64 rows, then the rest in powers of two (a few distinct statements, all
-    kept in the connection's statement cache)."""
+    are made once: full chunks, then the rest in powers of two (a few distinct statements,
+    all kept in the connection's statement cache)."""
     if not rows:
         return
     width = len(rows[0])
     values = values or "(" + ",".join(f"?{i}" for i in range(1, width + 1)) + ")"
+    getlimit = getattr(conn, "getlimit", None)  # (Python 3.11+)
+    limit = int(getlimit(_LIMIT_VARIABLE_NUMBER)) if getlimit else _OLD_VARIABLE_LIMIT
+    most = max(1, min(ROWS_PER_STATEMENT, limit // max(width, 1)))
     at = 0
     while at < len(rows):
         left = len(rows) - at
-        n = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+        n = most if left >= most else 1 << (left.bit_length() - 1)
         sql = _STATEMENTS.get((insert, values, width, n)) or _statement(insert, values, width, n)
         chunk = rows[at : at + n]
         if any(len(row) != width for row in chunk):

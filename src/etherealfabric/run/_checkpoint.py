@@ -283,12 +283,12 @@ def finished_checkpoints(
     with a ``listing`` of the store, a key it lists no checkpoint for is not asked at all."""
     finished: set[str] = set()
     if _cheap_to_ask(store):  # only a key with a checkpoint can have a finished one
+        if listing is not None:  # a key it lists no checkpoint for is not asked
+            nodes = {k: n for k, n in nodes.items() if listing.may_have(k)}
+            if not nodes:
+                return finished
         root = os.path.join(store.root, "checkpoints")  # (checkpoint_path's, unvalidated)
-        nodes = {
-            k: n
-            for k, n in nodes.items()
-            if (listing is None or listing.may_have(k)) and _lexists(f"{root}/{k[:2]}/{k}")
-        }
+        nodes = {k: n for k, n in nodes.items() if _lexists(f"{root}/{k[:2]}/{k}")}
         if not nodes:
             return finished
     for key, success in journal.last_successes(list(nodes)).items():
