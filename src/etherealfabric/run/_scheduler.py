@@ -17,8 +17,8 @@ change is an event; the journal recorder, the log and the user's subscribers all
 The journal is written by group commit, like PostgreSQL's ``commit_delay``: a finished node's
 rows are committed with everything else that finished within :data:`GROUP_SECONDS` of the
 previous commit (or :data:`GROUP_ROWS` rows), cache hits at most :data:`FLUSH_SECONDS` later,
-never one transaction per node; the window is at least :data:`COMMIT_SHARE` times the last
-commit's duration (up to :data:`MAX_GROUP_SECONDS`): slow commits (a big journal) come in
+never one transaction per node; after a big commit the window is at least :data:`COMMIT_SHARE`
+times its duration (up to :data:`MAX_GROUP_SECONDS`): slow commits (a big journal) come in
 bigger groups instead of taking the scheduler's time. It waits for workers no longer than the
 window left. A kill therefore loses at most the last window's finished nodes, which simply
 run again (their outputs are in the store; only their rows were not committed), never a
@@ -78,10 +78,10 @@ __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
 log = logging.getLogger("etherealfabric.scheduler")
 #: The group commit window of finished nodes, and of cache hits and other rows (see the
-#: module docstring); at least COMMIT_SHARE times the last commit's duration (commits take at
-#: most a fifth of the run's time), up to MAX_GROUP_SECONDS.
+#: module docstring); after a commit of BUSY_ROWS rows or more, at least COMMIT_SHARE times its
+#: duration (commits take at most a fifth of a busy run's time), up to MAX_GROUP_SECONDS.
 GROUP_SECONDS, FLUSH_SECONDS = 0.01, 0.05
-COMMIT_SHARE, MAX_GROUP_SECONDS = 4.0, 0.5
+COMMIT_SHARE, MAX_GROUP_SECONDS, BUSY_ROWS = 4.0, 0.5, 300
 #: A group is committed early once this many rows wait (a node makes about three).
 GROUP_ROWS = 6000
 LEASE_POLL_SECONDS, LEASE_RENEW_SECONDS = 0.1, 5.0  # (the heartbeat; leases expire after 60 s)
@@ -236,9 +236,9 @@ class Scheduler(Rewinds, Fallbacks):
                 return
 
     def _flush(self) -> None:
-        started = time.monotonic()
+        rows, started = self.recorder.buffered, time.monotonic()
         self.recorder.flush()
-        took = time.monotonic() - started
+        took = time.monotonic() - started if rows >= BUSY_ROWS else 0.0  # (a big group's only)
         self._dirty, self._commit = False, min(COMMIT_SHARE * took, MAX_GROUP_SECONDS)
         keys, self._checkpoints_to_clear = self._checkpoints_to_clear, []
         for key in keys:  # the node's success is committed: its checkpoint has served
