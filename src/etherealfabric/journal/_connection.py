@@ -27,6 +27,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -228,9 +229,9 @@ def insert_rows(
         n = most if left >= most else 1 << (left.bit_length() - 1)
         sql = _STATEMENTS.get((insert, values, width, n)) or _statement(insert, values, width, n)
         chunk = rows[at : at + n]
-        if any(len(row) != width for row in chunk):
+        if set(map(len, chunk)) != {width}:  # (C loops: a row's values would shift otherwise)
             raise ValueError(f"insert_rows: rows of different widths ({width} values expected)")
-        conn.execute(sql, [value for row in chunk for value in row])
+        conn.execute(sql, list(chain.from_iterable(chunk)))
         at += n
 
 
