@@ -11,8 +11,9 @@ import pytest
 
 from etherealfabric.hashing import _describe
 from etherealfabric.hashing._describe import describe_value
-from etherealfabric.run._checkpoint import _lexists
+from etherealfabric.run._checkpoint import CheckpointListing, _lexists
 from etherealfabric.run._redact import Redactor
+from etherealfabric.store import LocalStore
 from etherealfabric.store._json import parse_json
 
 _SAMPLES = [
@@ -52,6 +53,36 @@ def test_checkpoint_presence_test_is_lexists(tmp_path: Path) -> None:
     for name in ("file", "dangling", "missing", "file/below"):
         path = str(tmp_path / name)
         assert _lexists(path) == os.path.lexists(path), name
+
+
+class _Leases:
+    """The run's leases as the listing sees them (``RunLeases.exclusive``, ``home_taken``)."""
+
+    def __init__(self) -> None:
+        self.exclusive, self.home_taken = True, 1
+
+
+def test_the_checkpoint_listing_answers_as_a_stat_while_the_run_holds_the_home(
+    tmp_path: Path,
+) -> None:
+    """Under the home lease a key is not stat'ed when a listing shows no checkpoint; a key
+    asked again (it ran in this run), another home lease or none at all: asked by stat."""
+    store, leases = LocalStore(tmp_path / "store"), _Leases()
+    old, new, late, other = "ab" + "1" * 30, "ab" + "2" * 30, "cd" + "3" * 30, "ef" + "4" * 30
+    store.put_checkpoint(old, b"state")
+    listing = CheckpointListing(store, leases)
+    assert listing.may_have(old) and not listing.may_have(new)
+    store.put_checkpoint(late, b"saved by this run")  # after the listing: as the run's own
+    assert not listing.may_have(late)  # the first ask of a key, before it runs: none then
+    assert listing.may_have(late) and listing.may_have(new)  # asked again: by stat
+    store.put_checkpoint(other, b"x")
+    leases.home_taken += 1  # the home lease was given up and taken again: list anew
+    assert listing.may_have(other)
+    leases.exclusive = False
+    assert listing.may_have("ff" + "5" * 30)  # no home lease: every key is asked
+    assert CheckpointListing(store, leases).may_have(new)
+    leases.exclusive = True
+    assert not CheckpointListing(LocalStore(tmp_path / "empty"), leases).may_have(new)
 
 
 _VALUES = [0, -5, 10**39, 10**40, 10**100, True, None, 1.5, float("nan"), 1e300, "", "a"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from etherealfabric import Workflow, node
-from etherealfabric.journal import Journal
+from etherealfabric.journal import Journal, _journal
+from etherealfabric.journal._connection import ROWS_PER_STATEMENT, insert_rows
 from etherealfabric.journal._leases import HOME_LEASE
 from etherealfabric.journal._liveness import HOST
 from etherealfabric.run import _scheduler
@@ -64,6 +65,71 @@ def test_a_cold_chain_commits_in_groups_without_a_lease_transaction_per_node(
         rows = journal.node_runs(results.run_id)
         assert len(rows) == 300 and {r["status"] for r in rows} == {"succeeded"}
         assert journal._rows("SELECT * FROM leases") == []  # all released at the end
+
+
+@node
+def item(root, i):
+    return root + i
+
+
+@node
+def gather(xs):
+    return len(xs)
+
+
+def test_a_commit_writes_its_rows_in_multi_row_statements_and_no_lease_row_per_node(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    connect = _journal.connect
+
+    def traced(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)  # the statements SQLite runs, as run
+        return conn
+
+    monkeypatch.setattr(_journal, "connect", traced)
+    n = 500
+    with Workflow("fan") as wf:
+        root = leaf(0)
+        wf.add_node(gather([item(root, i) for i in range(n)]).node, name="total")
+    results = wf.execute()
+    assert (results.executed, results["total"]["result"]) == (n + 2, n)
+    # a row per node in node_runs, actions and blobs, two in events, in a few statements each
+    for table in ("node_runs", "actions", "blobs", "events"):
+        inserts = [s for s in statements if s.startswith("INSERT") and f"INTO {table} " in s]
+        assert 0 < len(inserts) <= 2 * n / ROWS_PER_STATEMENT + 40, (table, len(inserts))
+    # alone in its home, the run deletes no lease row per node: the home lease goes at its end
+    assert [s for s in statements if s.startswith("DELETE FROM leases WHERE key")] == []
+    with Journal(home / "journal.db") as journal:
+        rows = journal.node_runs(results.run_id)
+        assert len(rows) == n + 2 and {r["status"] for r in rows} == {"succeeded"}
+        assert journal._rows("SELECT * FROM leases") == []
+        events = journal._rows("SELECT kind, node FROM events WHERE run_id = ? ORDER BY id",
+                               (results.run_id,))  # fmt: skip
+        started = [e["node"] for e in events if e["kind"] == "node_started"]
+        assert len(started) == n + 2 and started[0] == "leaf"  # in the order they happened
+    rerun = wf.execute()
+    assert (rerun.executed, rerun.cached, rerun["total"]["result"]) == (0, n + 2, n)
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200, 511, 512, 513, 1300])
+def test_insert_rows_writes_every_row_in_order(tmp_path: Path, count: int) -> None:
+    with Journal(tmp_path / "journal.db") as journal, journal.write() as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c TEXT)")
+        rows = [(f"a{i}", i / 2, None if i % 3 else "x") for i in range(count)]
+        insert_rows(conn, "INSERT INTO t (a, b, c)", rows)
+        assert conn.execute("SELECT a, b, c FROM t ORDER BY id").fetchall() == rows
+        # a row's values spelled out, literals among them; a later row replaces an earlier one
+        conn.execute("CREATE TABLE u (k TEXT PRIMARY KEY, v TEXT, w INTEGER, x TEXT)")
+        pairs = [(f"k{i % 70}", f"v{i}") for i in range(count)]
+        insert_rows(conn, "INSERT OR REPLACE INTO u (k, v, w, x)", pairs, "(?1, ?2, 7, ?2)")
+        expected = {k: (v, 7, v) for k, v in pairs}
+        got = {k: (v, w, x) for k, v, w, x in conn.execute("SELECT * FROM u")}
+        assert got == expected
+        if count:
+            with pytest.raises(ValueError, match="widths"):
+                insert_rows(conn, "INSERT INTO t (a, b, c)", [("a", 1.0, "c"), ("a", 1.0)])
 
 
 def test_the_home_lease_is_given_up_when_another_run_wants_to_compute(tmp_path: Path) -> None:

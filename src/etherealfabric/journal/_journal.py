@@ -31,6 +31,7 @@ from ._connection import (
     connect,
     connect_read_only,
     home_writable,
+    insert_rows,
     is_local_filesystem,
     retry,
     transaction,
@@ -357,6 +358,7 @@ class Journal(ActionIndex, LeaseClaims):
         ``release`` lists cache keys whose leases end in the same transaction, so another
         process waiting for a key sees its action record as soon as the lease is gone.
         A ``node_runs`` row is all 15 columns, or a cache hit's five (``_schema.CACHED_ROW``).
+        Rows go in multi-row statements (``_connection.insert_rows``), not one step per row.
         """
         if not (node_runs or events or actions or blobs or release):
             return
@@ -364,22 +366,21 @@ class Journal(ActionIndex, LeaseClaims):
             if release:
                 conn.executemany("DELETE FROM leases WHERE key = ?", [(k,) for k in release])
             if blobs:
-                conn.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?,?)", blobs)
+                insert_rows(conn, "INSERT OR IGNORE INTO blobs (digest, data)", blobs)
             if actions:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO actions (key, node, record, components, created_at) "
-                    "VALUES (?,?,?,?,?)",
+                insert_rows(
+                    conn,
+                    "INSERT OR REPLACE INTO actions (key, node, record, components, created_at)",
                     actions,
                 )
             if node_runs:
                 if full := [row for row in node_runs if len(row) != 5]:
-                    conn.executemany(NODE_RUN_ROW, full)
+                    insert_rows(conn, NODE_RUN_ROW, full)
                 if len(full) < len(node_runs):  # cache hits: (run, node, key, ts, host)
-                    conn.executemany(CACHED_ROW, [row for row in node_runs if len(row) == 5])
+                    hits = [row for row in node_runs if len(row) == 5]
+                    insert_rows(conn, NODE_RUN_ROW, hits, CACHED_ROW)
             if events:
-                conn.executemany(
-                    "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,?,?,?)", events
-                )
+                insert_rows(conn, "INSERT INTO events (run_id, ts, kind, node, data)", events)
 
     # -- leases: one process computes a key at a time ---------------------------------------
     def acquire_lease(

@@ -83,17 +83,15 @@ _M0001_INITIAL = """
     );
 """
 #: a node_runs row, all its columns (the journal recorder's rows)
+#: the insert of node rows of all 15 columns (``_connection.insert_rows``, which adds the
+#: ``VALUES``)
 NODE_RUN_ROW = (
     "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, components, "
-    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback) "
+    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback)"
 )
-#: the row of a cache hit, from five values (run, node, key, time, host): attempt 1, started
+#: the values of a cache hit's row, from five (run, node, key, time, host): attempt 1, started
 #: and finished at once, no components, error or output (a warm run writes one per node)
-CACHED_ROW = (
-    NODE_RUN_ROW
-    + "VALUES (?1, ?2, 1, 'cached', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, NULL, NULL, 0)"
-)
-NODE_RUN_ROW += "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+CACHED_ROW = "(?1, ?2, 1, 'cached', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, NULL, NULL, 0)"
 
 _M0002_LOGS_LEASES = """
     ALTER TABLE node_runs ADD COLUMN output TEXT;

@@ -47,7 +47,9 @@ How it works:
   is deleted before the first attempt (:func:`finished_checkpoint`; a map's children are
   checked a chunk at a time, :func:`finished_checkpoints`), so an execution of a
   key whose record was forgotten, collected or damaged starts from the beginning. One saved
-  after it (a later execution of the key, killed in its turn) is resumed as usual.
+  after it (a later execution of the key, killed in its turn) is resumed as usual. Which keys
+  have a checkpoint at all is read from listings of the home's folders while the run holds
+  its home's lease (:class:`CheckpointListing`), not asked key by key.
   ``cache gc`` removes such a checkpoint even if its key stays a cache hit and never runs
   again (``journal/_gccheckpoints.py``).
 - ``--force`` recomputes a node from scratch: the worker deletes its checkpoint before the
@@ -69,7 +71,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from ..define._secret import refusing_secrets
 from ..errors import AttemptOverError, SerializationError, StoreError
@@ -77,7 +79,7 @@ from ..journal import Journal
 from ..store import LocalStore, Store
 from ..store._base import check_name, checkpoint_name
 
-__all__ = ["Checkpoint", "finished_checkpoint", "finished_checkpoints"]
+__all__ = ["Checkpoint", "CheckpointListing", "finished_checkpoint", "finished_checkpoints"]
 
 log = logging.getLogger("etherealfabric.checkpoint")
 
@@ -200,14 +202,76 @@ class Checkpoint:
         return f"<Checkpoint of node {self.node!r} key {self.key} in {self.store.url}>"
 
 
-def finished_checkpoint(journal: Journal, store: Store, key: str, node: str) -> bool:
+class _HomeLease(Protocol):
+    """What :class:`CheckpointListing` asks of the run's leases (``run/_leases.RunLeases``)."""
+
+    @property
+    def exclusive(self) -> bool: ...  # the run holds its home's lease now
+
+    @property
+    def home_taken(self) -> int: ...  # how many times the run took it
+
+
+class CheckpointListing:
+    """Which keys may have a checkpoint in a local store: read from listings of its folders
+    (the root's, then a ``checkpoints/<2 hex>`` folder's when a key of it is asked), not a
+    stat per key. A stat releases the GIL: in a cold fan-out on threads, each one handed the
+    scheduler's turn to a worker, which kept it for a while (10,000 context switches a run).
+
+    A listing is trusted only while the run holds its home's lease, the same one as when the
+    listing was made: no other run of the home can then commit a success (that takes a lease).
+    A checkpoint that appears later was saved by this run (every key asked is about to run:
+    it is asked by stat from then on) or by a worker a dead run left (no success in the journal
+    follows its save). Without the home lease, or for another store, every key is asked."""
+
+    def __init__(self, store: Store, leases: _HomeLease) -> None:
+        self._root = os.path.join(store.root, "checkpoints") if _cheap_to_ask(store) else None
+        self._leases = leases
+        self._taken = -1  # the home lease the listings were made under (RunLeases.home_taken)
+        self._listed: dict[str, frozenset[str] | None] = {}  # folder -> names (None: unknown)
+        self._asked: set[str] = set()
+
+    def may_have(self, key: str) -> bool:
+        """False when ``key`` surely has no checkpoint now; True when it may (ask the store).
+        Called once before each execution of ``key``."""
+        leases, again = self._leases, key in self._asked
+        self._asked.add(key)
+        if self._root is None or again or not leases.exclusive:
+            return True
+        if self._taken != leases.home_taken:  # a new home lease: older listings are void
+            self._taken, self._listed = leases.home_taken, {}
+        folders = self._listing("")
+        if folders is None or key[:2] not in folders:
+            return folders is None
+        names = self._listing(key[:2])
+        return names is None or key in names
+
+    def _listing(self, folder: str) -> frozenset[str] | None:
+        if folder not in self._listed:
+            try:
+                self._listed[folder] = frozenset(os.listdir(f"{self._root}/{folder}"))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listed[folder] = frozenset()
+            except OSError:  # unreadable: each key is asked
+                self._listed[folder] = None
+        return self._listed[folder]
+
+
+def finished_checkpoint(
+    journal: Journal, store: Store, key: str, node: str, listing: CheckpointListing | None = None
+) -> bool:
     """Whether the checkpoint under ``key`` is one an execution that succeeded left behind (a
     kill between the commit of its success and the checkpoint's deletion): see
     :func:`finished_checkpoints`."""
-    return bool(finished_checkpoints(journal, store, {key: node}))
+    return bool(finished_checkpoints(journal, store, {key: node}, listing))
 
 
-def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str]) -> set[str]:
+def finished_checkpoints(
+    journal: Journal,
+    store: Store,
+    nodes: Mapping[str, str],
+    listing: CheckpointListing | None = None,
+) -> set[str]:
     """Those of ``nodes`` (cache key -> node name: a node, or a chunk of a map's children)
     whose checkpoint an execution that succeeded left behind: saved before the key's last
     success in the journal (or at a time the store cannot tell). Such a state is the end of a
@@ -215,9 +279,14 @@ def finished_checkpoints(journal: Journal, store: Store, nodes: Mapping[str, str
     index of succeeded keys per 500 keys; the store is asked only for keys that succeeded
     before (a key whose record was forgotten, collected or damaged). A store on this machine
     (:func:`_cheap_to_ask`) is asked first instead, a stat per key: most keys that run have no
-    checkpoint, and a stat costs far less than a query (a cold fan-out asked once per node)."""
+    checkpoint, and a stat costs far less than a query (a cold fan-out asked once per node);
+    with a ``listing`` of the store, a key it lists no checkpoint for is not asked at all."""
     finished: set[str] = set()
     if _cheap_to_ask(store):  # only a key with a checkpoint can have a finished one
+        if listing is not None:  # a key it lists no checkpoint for is not asked
+            nodes = {k: n for k, n in nodes.items() if listing.may_have(k)}
+            if not nodes:
+                return finished
         root = os.path.join(store.root, "checkpoints")  # (checkpoint_path's, unvalidated)
         nodes = {k: n for k, n in nodes.items() if _lexists(f"{root}/{k[:2]}/{k}")}
         if not nodes:

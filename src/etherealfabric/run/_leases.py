@@ -54,12 +54,18 @@ class RunLeases:
         #: whether the cache must be asked again now that the lease is ours: not when the home
         #: lease was held before the node was looked up (nobody else can have computed it since)
         self.recheck = True
+        #: how many times the run took its home's lease (``run/_checkpoint.CheckpointListing``
+        #: trusts a listing only under the home lease it was made under)
+        self.home_taken = 0
 
     def acquire(self, key: str, node: str) -> bool:
         """Both leases of ``key``, or neither: False while another run or driver holds one."""
-        self.recheck = self.store is not None or not self.recorder.holds_home
+        held = self.recorder.holds_home
+        self.recheck = self.store is not None or not held
         self.mark.ensure()  # before the node runs: its record is kept by gc from now on
-        if not self.recorder.acquire_lease(key, node=node, run_id=self.run_id):
+        got = self.recorder.acquire_lease(key, node=node, run_id=self.run_id)
+        self.home_taken += not held and self.recorder.holds_home
+        if not got:
             return False
         if self.store is not None and not self.store.acquire(key):
             self.recorder.release_now(key)
@@ -73,7 +79,10 @@ class RunLeases:
         children): those taken. No store lease: one request per child would cost more than
         the children; drivers of other homes may compute the same child (results agree)."""
         self.mark.ensure()
-        return self.recorder.acquire_leases(keys, node=node, run_id=self.run_id)
+        held = self.recorder.holds_home
+        taken = self.recorder.acquire_leases(keys, node=node, run_id=self.run_id)
+        self.home_taken += not held and self.recorder.holds_home
+        return taken
 
     def due(self, key: str) -> bool:
         """Whether a key that was leased elsewhere is worth asking about again now."""

@@ -28,10 +28,11 @@ A node whose input files changed while it ran (``TaskResult.drifted``) gets a ``
 naming them, a warning, and no action record: its outputs served this run only.
 
 Leases (``journal/_leases.py``): while no other run of the home holds or wants one, the run
-holds the *home lease* and a node's lease costs no transaction (the recorder remembers the keys
-it covers); every commit, and :meth:`JournalRecorder.check_home` while the scheduler waits,
-looks for another run that wants to compute, and gives the home lease up in the same
-transaction, leasing the keys still being computed one by one.
+holds the *home lease* and a node's lease costs no transaction and no row to delete when it
+ends (the recorder remembers the keys it covers); every commit, and
+:meth:`JournalRecorder.check_home` while the scheduler waits, looks for another run that wants
+to compute, and gives the home lease up in the same transaction, leasing the keys still being
+computed one by one.
 
 The recorder subscribes to the event bus as a *critical* subscriber: if it raises, the run
 fails loudly instead of carrying on with a journal that misses rows.
@@ -120,16 +121,19 @@ class JournalRecorder:
         if another run wants to compute)."""
         if not (self._node_runs or self._events or self._release):
             return
+        held, release = self._held, self._release
+        if self._home is not None:  # a key computed under the home lease has no row to delete
+            release = [key for key in release if held.pop(key, None) is None]
         with self.journal.write():  # one transaction: the presence check and the commit
             self.journal.write_batch(
                 node_runs=self._node_runs,
                 events=self._events,
                 actions=self._still_present(self._actions),
                 blobs=self._blobs,
-                release=self._release,
+                release=release,
             )
-            for key in self._release:
-                self._held.pop(key, None)
+            for key in release:
+                held.pop(key, None)
             self._share_if_contended()
         self._node_runs, self._events, self._actions, self._blobs = [], [], [], []
         self._release, self._objects, self._row_at = [], {}, {}

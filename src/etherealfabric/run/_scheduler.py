@@ -9,25 +9,25 @@ One thread (the caller's) runs the loop and is the only one that talks to the jo
     completion queue ──► node_succeeded / node_failed ──► children ready / descendants blocked
 
 On the threads backend, a short task with nothing to run beside it runs in this thread
-instead (``run/_inline.py``): its result goes through the same queue.
-
-Keys depend on upstream output digests, so a node is keyed only when its inputs are done.
-Completions arrive through ``add_done_callback`` into a queue, which works for any backend
-whose futures have that method. Every state change is an event; the journal recorder, the log
-and the user's subscribers all listen to the same stream.
+instead (``run/_inline.py``): its result goes through the same queue. Keys depend on upstream
+output digests, so a node is keyed only when its inputs are done. Completions arrive through
+``add_done_callback`` into a queue (any backend whose futures have that method). Every state
+change is an event; the journal recorder, the log and the user's subscribers all listen to it.
 
 The journal is written by group commit, like PostgreSQL's ``commit_delay``: a finished node's
 rows are committed with everything else that finished within :data:`GROUP_SECONDS` of the
 previous commit (or :data:`GROUP_ROWS` rows), cache hits at most :data:`FLUSH_SECONDS` later,
-never one transaction per node. The scheduler waits for workers no longer than the window
-left. A kill therefore loses at most the last window's finished nodes, which simply run again
-next time (their outputs are in the store; only their rows were not committed), never a
+never one transaction per node; after a big commit the window is at least :data:`COMMIT_SHARE`
+times its duration (up to :data:`MAX_GROUP_SECONDS`): slow commits (a big journal) come in
+bigger groups instead of taking the scheduler's time. It waits for workers no longer than the
+window left. A kill therefore loses at most the last window's finished nodes, which simply
+run again (their outputs are in the store; only their rows were not committed), never a
 committed result: a committed ``succeeded`` row and its action record serve every later run.
 Checkpoints are deleted only after the commit that holds the success superseding them, and a
-finished key's lease goes with that commit, so another run waiting for the key sees it
-released within a window. A run alone in its home holds the home lease (``run/_leases.py``)
-and leases its nodes without a transaction; it looks for another run wanting to compute at
-every commit and every :data:`LEASE_POLL_SECONDS` while it waits.
+finished key's lease goes with that commit (another run waiting for it sees it released
+within a window). A run alone in its home holds the home lease (``run/_leases.py``) and leases
+its nodes without a transaction; it looks for another run wanting to compute at every commit
+and every :data:`LEASE_POLL_SECONDS` while it waits.
 
 If an input turns out missing or corrupt when a node needs it, the node that produced it is
 recomputed (``run/_rewind.py``). Mapped nodes (``fn.map(items)``) are run by
@@ -77,14 +77,14 @@ if TYPE_CHECKING:
 __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
 log = logging.getLogger("etherealfabric.scheduler")
-#: The group commit window of finished nodes (see the module docstring).
-GROUP_SECONDS = 0.01
-#: ...and of cache hits and other rows.
-FLUSH_SECONDS = 0.05
-#: A group is committed early once this many rows wait.
-GROUP_ROWS = 2000
-LEASE_POLL_SECONDS = 0.1
-LEASE_RENEW_SECONDS = 5.0  # the heartbeat of this run's leases (they expire after 60 s)
+#: The group commit window of finished nodes, and of cache hits and other rows (see the
+#: module docstring); after a commit of BUSY_ROWS rows or more, at least COMMIT_SHARE times its
+#: duration (commits take at most a fifth of a busy run's time), up to MAX_GROUP_SECONDS.
+GROUP_SECONDS, FLUSH_SECONDS = 0.01, 0.05
+COMMIT_SHARE, MAX_GROUP_SECONDS, BUSY_ROWS = 4.0, 0.5, 300
+#: A group is committed early once this many rows wait (a node makes about three).
+GROUP_ROWS = 6000
+LEASE_POLL_SECONDS, LEASE_RENEW_SECONDS = 0.1, 5.0  # (the heartbeat; leases expire after 60 s)
 # members as plain names: on Python 3.11 one read from its enum costs 0.3 us (a __getattr__ hook)
 _CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
 _UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
@@ -132,8 +132,8 @@ class Scheduler(Rewinds, Fallbacks):
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._stopping = False
-        self._dirty = False
+        self._stopping = self._dirty = False
+        self._commit = 0.0  # the window the last commit's duration asks for (COMMIT_SHARE)
         self._checkpoints_to_clear: list[str] = []
         self._index = dict(zip(order, range(len(order)), strict=False))
         self._maps = maps_for(self, graph)  # mapped nodes: their children and collections
@@ -145,10 +145,8 @@ class Scheduler(Rewinds, Fallbacks):
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, fail_first: Mapping[str, BaseException] | None = None) -> RunOutcome:
-        """Run every node that is not cached; returns when nothing more can run.
-
-        ``fail_first``: nodes known to fail (a missing input file), failed before anything runs.
-        """
+        """Run every node that is not cached; returns when nothing more can run. ``fail_first``:
+        nodes known to fail (a missing input file), failed before anything runs."""
         try:
             for name, exc in (fail_first or {}).items():
                 if name in self._ready:
@@ -193,7 +191,7 @@ class Scheduler(Rewinds, Fallbacks):
             if waiting_for_others:
                 self._retry_leased()
             now = time.monotonic()
-            window = GROUP_SECONDS if self._dirty else FLUSH_SECONDS
+            window = max(GROUP_SECONDS if self._dirty else FLUSH_SECONDS, self._commit)
             rows = self.recorder.buffered
             if rows and (now - last_flush >= window or rows >= GROUP_ROWS):
                 self._flush()  # one commit for the group window (see the module docstring)
@@ -238,8 +236,10 @@ class Scheduler(Rewinds, Fallbacks):
                 return
 
     def _flush(self) -> None:
+        rows, started = self.recorder.buffered, time.monotonic()
         self.recorder.flush()
-        self._dirty = False
+        took = time.monotonic() - started if rows >= BUSY_ROWS else 0.0  # (a big group's only)
+        self._dirty, self._commit = False, min(COMMIT_SHARE * took, MAX_GROUP_SECONDS)
         keys, self._checkpoints_to_clear = self._checkpoints_to_clear, []
         for key in keys:  # the node's success is committed: its checkpoint has served
             try:
@@ -317,6 +317,7 @@ class Scheduler(Rewinds, Fallbacks):
         Their functions are kept here: an import in a function costs microseconds a call."""
         if self._handovers is None or self._inline is None:
             from ._capture import held
+            from ._checkpoint import CheckpointListing
             from ._handover import HandOvers
             from ._inline import Inline
             from ._lost import send
@@ -325,7 +326,7 @@ class Scheduler(Rewinds, Fallbacks):
 
             self._send, self._build_task, self._execute = send, build_task, execute
             self._action_record = action_record
-
+            self._listing = CheckpointListing(self.store, self.leases)  # (of their checkpoints)
             if self.backend.in_process:  # nodes' output routers stay installed for the run
                 self._held.enter_context(held())
             self._handovers, self._inline = HandOvers(self), Inline(self.backend)
@@ -388,6 +389,7 @@ class Scheduler(Rewinds, Fallbacks):
             hand_over=self.backend.in_process,
             background=self.policy.durability == "fast",
             fresh=info.spec.name in self.policy.fresh,  # --force: from scratch, no checkpoint
+            checkpoints=self._listing,
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:

@@ -22,7 +22,7 @@ from ..store import Store
 from ..store._links import LinkedOutputError
 from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
-from ._checkpoint import finished_checkpoint
+from ._checkpoint import CheckpointListing, finished_checkpoint
 from ._codestamp import code_stamp
 from ._files import snapshot
 from ._messages import Task
@@ -46,8 +46,10 @@ def build_task(
     hand_over: bool = False,
     background: bool = False,
     fresh: bool = False,
+    checkpoints: CheckpointListing | None = None,
 ) -> tuple[Task, int]:
-    """The task for a node, and how many bytes of inputs it reads."""
+    """The task for a node, and how many bytes of inputs it reads (``checkpoints``: the run's
+    listing of the store's checkpoints, asked before a stat per key)."""
     spec = info.spec
     linked = cache.linked.pop(info.key, None)
     if linked is not None:  # its hit's files would go through a symbolic link: not run at all
@@ -93,7 +95,7 @@ def build_task(
         background=background,
         names=code_texts(spec.code),
         # forced, or a checkpoint a kill left after the key's success: from the beginning
-        fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name),
+        fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name, checkpoints),
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
     )
     return task, sum(sizes)
