@@ -5,7 +5,9 @@ nodes of about a second of single-threaded numpy work each, and a sink). For eac
 fresh driver process times ``execute()`` on an empty home (``ef``), the same work submitted to
 the engine directly (``raw``: a thread pool, a process pool, ``client.map``, plain Celery
 tasks, ``sc.parallelize(...).map``), and a second ``execute()`` on the home the first left
-(``warm``: everything cached; it must not contact a cluster or broker). Clusters are started
+(``warm``: everything cached; it must not contact a cluster or broker); for ``trivial``, both
+again with 1 node (and the sink), which splits the overhead into what each extra node costs
+(``marginal``) and what the execute itself costs (``fixed``). Clusters are started
 once, before the timings: a Dask LocalCluster of 2 single-threaded workers, a private
 ``redis-server`` with one Celery worker of concurrency 2, and, inside each Spark driver, a
 ``local[2]`` session started before the clock (its JVM start is reported on its own). The
@@ -48,6 +50,7 @@ import json, os, sys, time, warnings
 
 N = {"trivial": @TRIVIAL@, "numpy": @NUMPY@}
 workload = os.environ["EF_BENCH_WORKLOAD"]
+NODES = os.environ.get("EF_BENCH_NODES")  # another count of nodes (the 1-node runs)
 
 
 def work(i):
@@ -104,7 +107,7 @@ def raw(backend, n, spark):
 def main():
     warnings.simplefilter("ignore")
     backend, mode, home = sys.argv[1:4]
-    n = N[workload]
+    n = int(NODES) if NODES else N[workload]
     extra, spark = {}, None
     if backend == "spark" and mode != "warm":  # a warm run must start no JVM of its own
         from etherealfabric.backends._spark import SparkBackend
@@ -151,13 +154,16 @@ if __name__ == "__main__":
 DRIVER = DRIVER.replace("@ROUNDS@", str(NUMPY_ROUNDS))
 
 
-def _measure(backend: str, workload: str, mode: str, home: str, env: dict[str, str]) -> dict:
+def _measure(
+    backend: str, workload: str, mode: str, home: str, env: dict[str, str], nodes: int = 0
+) -> dict:
     script = Path(home).parent / "driver.py"
     if not script.exists():
         script.write_text(DRIVER)
+    count = {"EF_BENCH_NODES": str(nodes)} if nodes else {}
     done = subprocess.run(
         [sys.executable, str(script), backend, mode, home],
-        env={**env, "EF_BENCH_WORKLOAD": workload},
+        env={**env, "EF_BENCH_WORKLOAD": workload, **count},
         cwd=script.parent,
         capture_output=True,
         text=True,
@@ -281,6 +287,7 @@ def main() -> None:
                 _measure(backend, workload, "ef", str(folder / f"warmup-{backend}-{workload}"), env)
                 _measure(backend, workload, "raw", str(folder / f"warmup-raw-{backend}"), env)
                 ef, raw, warm, jvm, imports = [], [], [], [], []
+                ef1, raw1 = [], []  # trivial: 1 node (+ the sink), for the fixed cost
                 for rep in range(args.reps):
                     home = str(folder / f"home-{backend}-{workload}-{rep}")
                     first = _measure(backend, workload, "ef", home, env)
@@ -291,14 +298,27 @@ def main() -> None:
                     warm.append(again["seconds"])
                     direct = _measure(backend, workload, "raw", home + "-raw", env)
                     raw.append(direct["seconds"])
+                    if workload == "trivial":  # the same execute with 1 node: what is fixed
+                        one = _measure(backend, workload, "ef", home + "-one", env, nodes=1)
+                        assert one["executed"] == 2, one
+                        ef1.append(one["seconds"])
+                        raw1.append(
+                            _measure(backend, workload, "raw", home + "-one-raw", env, nodes=1)[
+                                "seconds"
+                            ]
+                        )
                     if "jvm_start" in first:
                         jvm.append(first["jvm_start"])
                     if "client_import" in first:
                         imports.append(first["client_import"])
                 e, r, w = (statistics.median(x) for x in (ef, raw, warm))
-                rows.append(
-                    (workload, backend, e, r, e / r, (e - r) / (n + 1) * 1000, w, jvm, imports)
-                )
+                marginal = fixed = None
+                if ef1:  # each extra node's overhead, and that of the execute itself
+                    e1, r1 = statistics.median(ef1), statistics.median(raw1)
+                    marginal = ((e - e1) - (r - r1)) / (n - 1) * 1000
+                    fixed = e1 - r1
+                rows.append((workload, backend, e, r, e / r, (e - r) / (n + 1) * 1000,
+                             marginal, fixed, w, jvm, imports))  # fmt: skip
                 print(f"  measured {backend}/{workload}", file=sys.stderr, flush=True)
     finally:
         _stop(started)
@@ -306,16 +326,23 @@ def main() -> None:
 
     print(f"\nBackends against their raw engines ({os.cpu_count()} CPUs, median of {args.reps})\n")
     print(f"{'workload':<10}{'backend':<11}{'EF':>9}{'raw':>9}{'ratio':>8}"
-          f"{'ms/node':>10}{'warm':>9}")  # fmt: skip
-    for workload, backend, e, r, ratio, per_node, w, jvm, imports in rows:
+          f"{'ms/node':>10}{'marginal':>10}{'fixed':>9}{'warm':>9}")  # fmt: skip
+    for workload, backend, e, r, ratio, per_node, marginal, fixed, w, jvm, imports in rows:
         note = f"   (JVM start {statistics.median(jvm):.1f}s, not counted)" if jvm else ""
         if imports:
             note = f"   (client import {statistics.median(imports):.2f}s, not counted)"
+        extra = f"{'-':>10}{'-':>9}"
+        if marginal is not None and fixed is not None:
+            extra = f"{marginal:>10.3f}{fixed:>8.3f}s"
         print(f"{workload:<10}{backend:<11}{e:>8.3f}s{r:>8.3f}s{ratio:>7.2f}x"
-              f"{per_node:>10.2f}{w:>8.3f}s{note}")  # fmt: skip
+              f"{per_node:>10.2f}{extra}{w:>8.3f}s{note}")  # fmt: skip
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("\nEF: execute() on an empty home; raw: the same work given to the engine directly;")
     print("warm: execute() again, all cached (no cluster, broker or JVM is contacted or started).")
+    print("ms/node: (EF - raw) / nodes, the fixed cost included; trivial rows also time 1 node")
+    print("(+ the sink): marginal = each extra node's overhead in ms, ((EF - EF 1) - (raw -")
+    print(f"raw 1)) / {TRIVIAL_N - 1}; fixed = EF 1 - raw 1: an execute of 1 node and its sink")
+    print("on an empty home.")
 
 
 if __name__ == "__main__":
