@@ -85,6 +85,11 @@ class LogSubscriber:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("%s: cached (key %s)", node, key[:12])
 
+    def node_started(self, run_id: str, node: str, key: str, input_bytes: int, ts: float) -> None:
+        """A ``node_started`` event without its :class:`Event` (``EventBus.node_started``)."""
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s: started (key %s)", node, key[:12])
+
     def __call__(self, event: Event) -> None:
         kind, log = event.kind, self.log
         if kind in _DEBUG_ONLY and not log.isEnabledFor(logging.DEBUG):

@@ -22,8 +22,11 @@ Subscribe with :meth:`EventBus.subscribe` (or ``execute(subscribers=[...])``); a
 that raises is logged and kept out of the run's way, except the journal recorder, whose failure
 fails the run. A subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when
 every subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
-through it, without an :class:`Event` object (:meth:`EventBus.node_cached`). The kinds are :class:`~etherealfabric.states.EventKind`; the status a kind puts
-its node in is ``kind.final_status``.
+through it, without an :class:`Event` object (:meth:`EventBus.node_cached`); likewise a
+method ``node_started(run_id, node, key, input_bytes, ts)`` for ``node_started`` events (one
+per node of a cold run: :meth:`EventBus.node_started`). The kinds are
+:class:`~etherealfabric.states.EventKind`; the status a kind puts its node in is
+``kind.final_status``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, cast
 
 from ..states import EventKind
 
-__all__ = ["CachedHandler", "Event", "EventBus", "EventKind", "Subscriber"]
+__all__ = ["CachedHandler", "Event", "EventBus", "EventKind", "StartedHandler", "Subscriber"]
 
 log = logging.getLogger("etherealfabric.events")
 
@@ -85,6 +88,9 @@ Subscriber = Callable[[Event], None]
 #: a subscriber's optional ``node_cached(run_id, node, key, ts)``: ``node_cached`` events
 #: without an :class:`Event` each (:meth:`EventBus.node_cached`)
 CachedHandler = Callable[[str, str, str, float], None]
+#: a subscriber's optional ``node_started(run_id, node, key, input_bytes, ts)``:
+#: ``node_started`` events without an :class:`Event` each (:meth:`EventBus.node_started`)
+StartedHandler = Callable[[str, str, str, int, float], None]
 
 
 class EventBus:
@@ -99,6 +105,8 @@ class EventBus:
         self._subscribers: list[tuple[Subscriber, bool]] = []
         #: each subscriber's ``node_cached`` method, if every one has one (else None)
         self._cached: list[tuple[CachedHandler, bool]] | None = []
+        #: ...and its ``node_started`` method
+        self._started: list[tuple[StartedHandler, bool]] | None = []
 
     def subscribe(self, callback: Subscriber, *, critical: bool = False) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
@@ -118,6 +126,11 @@ class EventBus:
         ]
         ok = all(handler is not None for handler, _ in handlers)
         self._cached = cast("list[tuple[CachedHandler, bool]]", handlers) if ok else None
+        started = [
+            (getattr(cb, "node_started", None), critical) for cb, critical in self._subscribers
+        ]
+        ok = all(handler is not None for handler, _ in started)
+        self._started = cast("list[tuple[StartedHandler, bool]]", started) if ok else None
 
     def node_cached(
         self, run_id: str, node: str, key: str, extra: Mapping[str, Any] | None = None
@@ -140,6 +153,31 @@ class EventBus:
                     failure = failure or exc
                 else:
                     log.exception("event subscriber %r failed on node_cached", handler)
+        if failure is not None:
+            raise failure
+
+    def node_started(
+        self, run_id: str, node: str, key: str, input_bytes: int, extra: Mapping[str, Any]
+    ) -> None:
+        """Emit ``node_started`` (data: the key, ``input_bytes`` and ``extra``), a cold run's
+        one per node: to each subscriber's ``node_started(run_id, node, key, input_bytes, ts)``
+        method when every subscriber has one and there is no ``extra`` (no :class:`Event`
+        made), else as an :class:`Event`. Errors as :meth:`emit`."""
+        handlers = self._started
+        if handlers is None or extra:
+            data = {"key": key, "input_bytes": input_bytes, **extra}
+            self.emit(Event(EventKind.NODE_STARTED, run_id, node, data))
+            return
+        ts = time.time()
+        failure: BaseException | None = None
+        for handler, critical in handlers:
+            try:
+                handler(run_id, node, key, input_bytes, ts)
+            except Exception as exc:
+                if critical:
+                    failure = failure or exc
+                else:
+                    log.exception("event subscriber %r failed on node_started", handler)
         if failure is not None:
             raise failure
 

@@ -41,7 +41,6 @@ fails loudly instead of carrying on with a journal that misses rows.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +52,8 @@ from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
 from ._records import LateSerializers
+from ._rowjson import dumps as _dumps
+from ._rowjson import event_json as _json
 
 if TYPE_CHECKING:
     from ._messages import TaskResult
@@ -67,6 +68,8 @@ _SKIP_DATA = ("result", "record", "components", "inline", "actions")
 _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
 #: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
+_RUNNING, _NODE_STARTED = NodeStatus.RUNNING.value, EventKind.NODE_STARTED.value
+_NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
 
 
 class JournalRecorder:
@@ -325,6 +328,13 @@ class JournalRecorder:
         self._started[event.run_id, event.node] = (event.data["key"], event.ts)
         self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
 
+    def node_started(self, run_id: str, node: str, key: str, input_bytes: int, ts: float) -> None:
+        """``node_started`` without its :class:`Event` (``EventBus.node_started``): its rows."""
+        self._started[run_id, node] = (key, ts)
+        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, None, None, 0))
+        data = _json({"key": key, "input_bytes": input_bytes})
+        self._events.append((run_id, ts, _NODE_STARTED, node, data))
+
     def _on_succeeded(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
         components = _dumps(event.data["components"])
@@ -456,43 +466,3 @@ class JournalRecorder:
                 output=attempt.output,
                 fallback=fallback and is_last,
             )
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
-
-
-def _c_encoder() -> Callable[[Any, int], Any] | None:
-    """The C encoder ``_ENCODER.encode`` makes for every call (half of its time on a small
-    dict; four calls per node), made once: stateless (no circular-reference ``markers``,
-    which a failed call would leave filled; a cycle is a ``RecursionError``), so any thread
-    may use it. None where this Python's ``json`` has no C accelerator."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return None
-    try:
-        made = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":",
-                    ",", False, False, True)  # fmt: skip
-        same = "".join(made({"a": [1.5, None, "é"]}, 0)) == _ENCODER.encode({"a": [1.5, None, "é"]})
-    except Exception:  # another signature
-        return None
-    return made if same else None
-
-
-_C_ENCODE = _c_encoder()
-
-
-def _dumps(value: Any) -> str:
-    if _C_ENCODE is None:
-        return _ENCODER.encode(value)
-    try:
-        return "".join(_C_ENCODE(value, 0))
-    except RecursionError:  # a cycle: the error json.dumps gives
-        raise ValueError("Circular reference detected") from None
-
-
-def _json(data: dict[str, Any]) -> str:
-    """Event data as JSON; the C encoder's fast path, ``str()`` for odd values."""
-    try:
-        return _dumps(data)
-    except (TypeError, ValueError):
-        return json.dumps(data, separators=(",", ":"), default=str)

@@ -365,7 +365,7 @@ class Scheduler(Rewinds, Fallbacks):
         extra: dict[str, Any] = {"forced": True} if name in self.policy.force else {}
         if self.cache.refused and info.key in self.cache.refused:  # a data file it read changed
             extra["stale"] = self.cache.refused.pop(info.key)
-        self._emit(EventKind.NODE_STARTED, name, key=info.key, input_bytes=input_bytes, **extra)
+        self.bus.node_started(self.run_id, name, info.key, input_bytes, extra)  # (Event if needed)
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
