@@ -109,6 +109,7 @@ WORKER_MODULES = (
     "cloudpickle",
     "etherealfabric.backends._procpool",
     "etherealfabric.run._worker",
+    "etherealfabric.run._timeouts",  # (the worker imports it for a node with a timeout only)
 )
 
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..journal import Journal
-from ..journal._team import indexed_keys
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -64,6 +63,8 @@ class SharedFetch:
         """
         if not self.shared or self._writer is None:
             return
+        from ..journal._team import indexed_keys  # (a shared store's only: not on every run)
+
         indexed = indexed_keys(self.journal, keys)
         todo = [k for k in dict.fromkeys(keys) if k not in indexed]
         if len(todo) < 2:

@@ -64,7 +64,6 @@ from ._private import private
 from ._reads import task_reads
 from ._redact import Redactor
 from ._returns import check_outputs, normalise
-from ._timeouts import call_with_timeout
 
 __all__ = ["action_record", "execute", "store_values"]
 
@@ -202,6 +201,8 @@ def _attempt(
         if task.timeout is None:
             values, attempt.output, used, attempt.opened = body()
         else:
+            from ._timeouts import call_with_timeout  # (a node with a timeout's only)
+
             values, attempt.output, used, attempt.opened = call_with_timeout(
                 body, task.timeout, node=task.node, kill=task.kill_on_timeout, abandon=cp.close
             )
