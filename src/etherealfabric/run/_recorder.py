@@ -69,6 +69,7 @@ _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
 #: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
 _RUNNING, _NODE_STARTED = NodeStatus.RUNNING.value, EventKind.NODE_STARTED.value
+_SUCCEEDED = NodeStatus.SUCCEEDED.value
 _NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
 
 
@@ -449,6 +450,15 @@ class JournalRecorder:
             return
         last = len(result.attempts)
         failed = final is not NodeStatus.SUCCEEDED
+        if last == 1 and not failed and not fallback and result.attempts[0].number == 1:
+            # most nodes: one attempt that succeeded, the row _row would make below, made here
+            one = result.attempts[0]
+            started, finished = one.started_at, one.finished_at
+            took = None if started is None or finished is None else finished - started
+            self._buffer((event.run_id, event.node, 1, _SUCCEEDED, result.key, components,
+                          started, finished, took, one.error, one.traceback, result.host,
+                          result.pid, one.output, 0))  # fmt: skip
+            return
         for attempt in result.attempts:
             is_last = attempt.number == last
             self._row(
