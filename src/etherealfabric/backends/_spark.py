@@ -184,6 +184,12 @@ class SparkBackend(Backend):
                 "Check the master URL, and that Java 17+ is installed (java -version)",
                 setting=self._setting if self._master else ENV["backend"],
             ) from exc
+        if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+            # PySpark starts its Python workers with PYSPARK_PYTHON, else whatever ``python3``
+            # is on PATH (spark.pyspark.python is for spark-submit): not this interpreter, nor
+            # its virtualenv, whose packages then came only through PYTHONPATH (and which the
+            # engine took for user code, checking each imported file: ~0.1 s per worker)
+            session.sparkContext.pythonExec = sys.executable
         return session, True
 
     # -- submitting ----------------------------------------------------------------------------
