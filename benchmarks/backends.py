@@ -18,6 +18,7 @@ untimed run of each kind first warms the cluster's workers (imports).
 
     python benchmarks/backends.py                     # every backend, 3 repetitions
     python benchmarks/backends.py --reps 5 --only dask celery
+    python benchmarks/backends.py --only spark --workloads numpy
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ HERE = Path(__file__).resolve()
 BACKENDS = ["threads", "processes", "dask", "celery", "spark"]
 TRIVIAL_N = 200
 NUMPY_N = 8
+WORKLOADS = {"trivial": TRIVIAL_N, "numpy": NUMPY_N}
 #: QR rounds of a numpy node: about a second on one idle core of a small machine (12 rounds
 #: took 0.1 s, which made a fixed cost of a few tens of milliseconds look like 10%)
 NUMPY_ROUNDS = 100
@@ -256,6 +258,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions (the median is shown)")
     parser.add_argument("--only", nargs="*", choices=BACKENDS, help="these backends only")
+    parser.add_argument(
+        "--workloads", nargs="*", choices=list(WORKLOADS), help="these workloads only"
+    )
     args = parser.parse_args()
     chosen = args.only or BACKENDS
     if "celery" in chosen and shutil.which("redis-server") is None:
@@ -282,7 +287,8 @@ def main() -> None:
                 procs, settings = _start_celery(env, folder)
                 started += procs
                 env.update(settings)
-            for workload, n in (("trivial", TRIVIAL_N), ("numpy", NUMPY_N)):
+            for workload in args.workloads or WORKLOADS:
+                n = WORKLOADS[workload]
                 # untimed: the cluster's workers import the engine, numpy and the task once
                 _measure(backend, workload, "ef", str(folder / f"warmup-{backend}-{workload}"), env)
                 _measure(backend, workload, "raw", str(folder / f"warmup-raw-{backend}"), env)

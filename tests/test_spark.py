@@ -10,6 +10,7 @@ Tests that run a user's script in a fresh interpreter start their own session th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -188,6 +189,40 @@ def test_the_seed_example_runs_unchanged_on_spark(tmp_path: Path) -> None:
     assert "output_data = 40" in again.stdout and "executed 0, cached 2" in again.stdout
     assert "starting a Spark session" in first.stderr
     assert "starting a Spark session" not in again.stderr  # all cached: no JVM started
+
+
+WHICH_PYTHON = """
+import json, sys
+from etherealfabric import Workflow, node
+
+@node
+def interpreter() -> dict:
+    import sys
+    return {"executable": sys.executable, "prefix": sys.prefix}
+
+with Workflow("which-python") as wf:
+    interpreter()
+found = wf.execute(backend="spark")["interpreter"]["result"]
+print(json.dumps({"driver": [sys.executable, sys.prefix], "worker": list(found.values())}))
+"""
+
+
+def test_a_session_started_for_a_local_master_runs_workers_with_the_drivers_python(
+    tmp_path: Path,
+) -> None:
+    """PySpark starts its Python workers with ``python3`` from PATH unless PYSPARK_PYTHON
+    says otherwise; a local session the backend starts uses this interpreter (and so its
+    virtualenv) instead, as the process backend's workers do."""
+    _need_spark()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ETHEREALFABRIC_") and k != "PYSPARK_PYTHON"
+    }
+    env.update(ETHEREALFABRIC_SPARK_MASTER="local[1]", ETHEREALFABRIC_HOME=str(tmp_path / "h"))
+    done = _python(["-c", WHICH_PYTHON], tmp_path, env)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["worker"] == seen["driver"]
 
 
 # -- nodes that drive Spark themselves ------------------------------------------------------------

@@ -30,11 +30,13 @@ retried by Spark, the run's retry policy decides.
 
 Executors read inputs from and write outputs to the store, so each must reach it: a local
 folder for ``local[N]`` (or a shared file system), an object store for a cluster on other
-machines. A session the backend starts for a ``local`` master gives its Python workers this
-process's ``sys.path`` (``spark.executorEnv.PYTHONPATH``), as the process backend's workers
-get it, and a Python daemon that imports the engine before it forks the Python workers
-(``_spark_daemon.py``), so that no worker imports it on its first node. Starting the JVM costs seconds (5-15 s on a small machine): choose this backend where
-the data already lives in a Spark cluster. The JVM that PySpark starts exits when this process
+machines. A session the backend starts for a ``local`` master runs its Python workers with
+this interpreter (unless ``PYSPARK_PYTHON`` says otherwise) and gives them this process's
+``sys.path`` (``spark.executorEnv.PYTHONPATH``), as the process backend's workers get them,
+and a Python daemon that imports the engine before it forks the Python workers
+(``_spark_daemon.py``), so that no worker imports it on its first node. Starting the JVM
+costs seconds (5-15 s on a small machine): choose this backend where the data already lives
+in a Spark cluster. The JVM that PySpark starts exits when this process
 dies, even by SIGKILL (it watches its stdin), and takes its local executors with it.
 """
 
@@ -184,6 +186,12 @@ class SparkBackend(Backend):
                 "Check the master URL, and that Java 17+ is installed (java -version)",
                 setting=self._setting if self._master else ENV["backend"],
             ) from exc
+        if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+            # PySpark starts its Python workers with PYSPARK_PYTHON, else whatever ``python3``
+            # is on PATH (spark.pyspark.python is for spark-submit): not this interpreter, nor
+            # its virtualenv, whose packages then came only through PYTHONPATH (and which the
+            # engine took for user code, checking each imported file: ~0.1 s per worker)
+            session.sparkContext.pythonExec = sys.executable
         return session, True
 
     # -- submitting ----------------------------------------------------------------------------
