@@ -15,11 +15,7 @@ look like someone else's. So, before a reader trusts the journal:
   components text or none, its time a number. No row of another of the journal's tables has
   either shape;
 - ``events`` and ``actions`` read rows exactly when their index does (an empty page forged
-  over a root page reads as an empty table or index);
-- ``events`` reads rows when a run ended through the engine (succeeded or failed): such a run
-  committed its ``run_finished`` event before its status, and events are never deleted, so
-  empty pages forged over both the table's and its index's roots are found too. (Both of
-  ``actions`` emptied is not found: ``cache gc`` may rightly leave no cache record.)
+  over a root page reads as an empty table or index).
 
 :func:`check_roots` raises :class:`DamagedJournalError` naming what is wrong.
 """
@@ -80,9 +76,8 @@ _PAIRS = (("events", "events_run", "run_id"), ("actions", "sqlite_autoindex_acti
 def _emptied(journal: Journal, names: set[str]) -> str | None:
     """A table or its index read from an empty page forged over its root: the table reads no
     row while its index has some (or the reverse). One statement, one snapshot: a run
-    committing meanwhile is never taken for damage. Both of ``events`` emptied shows as ended
-    runs without any event; both of ``actions`` emptied is not found (a journal without cache
-    records is a valid one)."""
+    committing meanwhile is never taken for damage. (Both emptied is not found: a journal
+    without events or cache records is a valid one.)"""
     for table, index, column in _PAIRS:
         if table not in names or index not in names:
             continue
@@ -93,22 +88,7 @@ def _emptied(journal: Journal, names: set[str]) -> str | None:
         if bool(row["rows_"]) != bool(row["keys"]):
             empty, full = (f"table {table!r}", f"index {index!r}")[:: 1 if row["keys"] else -1]
             return f"the {empty} reads no rows while the {full} has some: a root page was emptied"
-    if "events" in names and "runs" in names:
-        [row] = journal._rows(_ENDED_WITHOUT_EVENTS)
-        if row["ended"] and not row["events"]:
-            return (
-                "the table 'events' and its index read no rows while runs ended: their root "
-                "pages were emptied"
-            )
     return None
-
-
-#: a run that ended through the engine (not marked interrupted or cancelled by another path)
-#: committed its events before its status; one statement, one snapshot
-_ENDED_WITHOUT_EVENTS = (
-    "SELECT EXISTS(SELECT 1 FROM runs WHERE status IN ('succeeded', 'failed')) AS ended, "
-    "EXISTS(SELECT 1 FROM events) AS events"
-)
 
 
 def _foreign(table: str, seen: str) -> str:
