@@ -197,7 +197,7 @@ def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connec
 #: a row: 64 rows 0.2-1.4 ms, 128 rows 5 ms, 512 rows 90 ms, most of a warm run's commit).
 ROWS_PER_STATEMENT = 64
 _OLD_VARIABLE_LIMIT = 999
-_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python 3.11+), as in sqlite3.h
+_LIMIT_VARIABLE_NUMBER: int | None = getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
 _NUMBERED = re.compile(r"\?(\d+)")
 _STATEMENTS: dict[tuple[str, str, int, int], str] = {}
 
@@ -220,8 +220,11 @@ def insert_rows(
         return
     width = len(rows[0])
     values = values or "(" + ",".join(f"?{i}" for i in range(1, width + 1)) + ")"
-    getlimit = getattr(conn, "getlimit", None)  # (Python 3.11+)
-    limit = int(getlimit(_LIMIT_VARIABLE_NUMBER)) if getlimit else _OLD_VARIABLE_LIMIT
+    getlimit = getattr(conn, "getlimit", None)  # (Python 3.11+, as the constant)
+    if getlimit is None or _LIMIT_VARIABLE_NUMBER is None:
+        limit = _OLD_VARIABLE_LIMIT
+    else:
+        limit = int(getlimit(_LIMIT_VARIABLE_NUMBER))
     most = max(1, min(ROWS_PER_STATEMENT, limit // max(width, 1)))
     at = 0
     while at < len(rows):

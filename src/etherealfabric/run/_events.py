@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -121,16 +121,17 @@ class EventBus:
         return remove
 
     def _index_cached(self) -> None:
-        handlers = [
-            (getattr(cb, "node_cached", None), critical) for cb, critical in self._subscribers
-        ]
-        ok = all(handler is not None for handler, _ in handlers)
-        self._cached = cast("list[tuple[CachedHandler, bool]]", handlers) if ok else None
-        started = [
-            (getattr(cb, "node_started", None), critical) for cb, critical in self._subscribers
-        ]
-        ok = all(handler is not None for handler, _ in started)
-        self._started = cast("list[tuple[StartedHandler, bool]]", started) if ok else None
+        self._cached = cast("list[tuple[CachedHandler, bool]] | None", self._methods("node_cached"))
+        self._started = cast(
+            "list[tuple[StartedHandler, bool]] | None", self._methods("node_started")
+        )
+
+    def _methods(self, name: str) -> list[tuple[Callable[..., None], bool]] | None:
+        """Each subscriber's method ``name`` (with its criticality), if every one has one."""
+        found = [(getattr(cb, name, None), critical) for cb, critical in self._subscribers]
+        if any(method is None for method, _ in found):
+            return None
+        return cast("list[tuple[Callable[..., None], bool]]", found)
 
     def node_cached(
         self, run_id: str, node: str, key: str, extra: Mapping[str, Any] | None = None
@@ -143,18 +144,7 @@ class EventBus:
         if handlers is None or extra:
             self.emit(Event(EventKind.NODE_CACHED, run_id, node, {"key": key, **(extra or {})}))
             return
-        ts = time.time()
-        failure: BaseException | None = None
-        for handler, critical in handlers:
-            try:
-                handler(run_id, node, key, ts)
-            except Exception as exc:
-                if critical:
-                    failure = failure or exc
-                else:
-                    log.exception("event subscriber %r failed on node_cached", handler)
-        if failure is not None:
-            raise failure
+        _deliver(handlers, "node_cached", run_id, node, key, time.time())
 
     def node_started(
         self, run_id: str, node: str, key: str, input_bytes: int, extra: Mapping[str, Any]
@@ -168,29 +158,24 @@ class EventBus:
             data = {"key": key, "input_bytes": input_bytes, **extra}
             self.emit(Event(EventKind.NODE_STARTED, run_id, node, data))
             return
-        ts = time.time()
-        failure: BaseException | None = None
-        for handler, critical in handlers:
-            try:
-                handler(run_id, node, key, input_bytes, ts)
-            except Exception as exc:
-                if critical:
-                    failure = failure or exc
-                else:
-                    log.exception("event subscriber %r failed on node_started", handler)
-        if failure is not None:
-            raise failure
+        _deliver(handlers, "node_started", run_id, node, key, input_bytes, time.time())
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber; then raise a critical subscriber's error."""
-        failure: BaseException | None = None
-        for callback, critical in self._subscribers:
-            try:
-                callback(event)
-            except Exception as exc:
-                if critical:
-                    failure = failure or exc
-                else:
-                    log.exception("event subscriber %r failed on %s", callback, event.kind)
-        if failure is not None:
-            raise failure
+        _deliver(self._subscribers, event.kind, event)
+
+
+def _deliver(handlers: Sequence[tuple[Callable[..., None], bool]], what: str, *args: Any) -> None:
+    """Call every handler with ``args``; a failing one is logged, except a critical one's
+    error, raised once all were called."""
+    failure: BaseException | None = None
+    for handler, critical in handlers:
+        try:
+            handler(*args)
+        except Exception as exc:
+            if critical:
+                failure = failure or exc
+            else:
+                log.exception("event subscriber %r failed on %s", handler, what)
+    if failure is not None:
+        raise failure

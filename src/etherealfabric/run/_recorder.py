@@ -69,7 +69,6 @@ _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
 #: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
 _RUNNING, _NODE_STARTED = NodeStatus.RUNNING.value, EventKind.NODE_STARTED.value
-_SUCCEEDED = NodeStatus.SUCCEEDED.value
 _NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
 
 
@@ -326,15 +325,18 @@ class JournalRecorder:
         self._buffer((run_id, node, key, ts, HOST), 1)
 
     def _on_started(self, event: Event) -> None:
-        self._started[event.run_id, event.node] = (event.data["key"], event.ts)
-        self._row(event, NodeStatus.RUNNING, key=event.data["key"], started=event.ts)
+        self._running(event.run_id, event.node or "", event.data["key"], event.ts)
 
     def node_started(self, run_id: str, node: str, key: str, input_bytes: int, ts: float) -> None:
         """``node_started`` without its :class:`Event` (``EventBus.node_started``): its rows."""
-        self._started[run_id, node] = (key, ts)
-        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, None, None, 0))
+        self._running(run_id, node, key, ts)
         data = _json({"key": key, "input_bytes": input_bytes})
         self._events.append((run_id, ts, _NODE_STARTED, node, data))
+
+    def _running(self, run_id: str, node: str, key: str, ts: float) -> None:
+        """A started node's ``running`` row (what ``_row(event, RUNNING, key, started)`` makes)."""
+        self._started[run_id, node] = (key, ts)
+        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, None, None, 0))
 
     def _on_succeeded(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
@@ -450,15 +452,6 @@ class JournalRecorder:
             return
         last = len(result.attempts)
         failed = final is not NodeStatus.SUCCEEDED
-        if last == 1 and not failed and not fallback and result.attempts[0].number == 1:
-            # most nodes: one attempt that succeeded, the row _row would make below, made here
-            one = result.attempts[0]
-            started, finished = one.started_at, one.finished_at
-            took = None if started is None or finished is None else finished - started
-            self._buffer((event.run_id, event.node, 1, _SUCCEEDED, result.key, components,
-                          started, finished, took, one.error, one.traceback, result.host,
-                          result.pid, one.output, 0))  # fmt: skip
-            return
         for attempt in result.attempts:
             is_last = attempt.number == last
             self._row(
