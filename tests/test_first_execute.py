@@ -8,12 +8,14 @@ with it ``bz2`` and ``lzma``: clearing a declared output folder), ``signal`` (th
 backend's), ``concurrent.futures.thread`` (the shared store's prefetch) and ``glob`` (a path
 pattern read natively). Nor, when nothing has to run, the engine's parts that only running
 a node needs: the worker, the task builder, the output capture, the hand-overs... (the
-scheduler imports them when the first node of a run is submitted). Each check runs in a
+scheduler imports them when the first node of a run is submitted). Nor, even in a cold
+run, the parts that only some values or settings need (issue 15). Each check runs in a
 fresh interpreter.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +41,20 @@ EXECUTION_ONLY = (
         for name in ("_worker", "_messages", "_tasks", "_capture", "_handover", "_inline", "_lost")
     ),
     "etherealfabric.store._loading",  # (values are loaded only for a node that runs)
+)
+
+#: the engine's parts only some values or settings need, imported where they are used (issue
+#: 15): pandas/pyarrow/polars hashers, library callables that hold user functions, paths in
+#: parameters or read constants, parameters other than plain scalars, a shared store's leases
+RARE_VALUES_ONLY = tuple(
+    f"etherealfabric.{name}"
+    for name in (
+        "hashing._frames",
+        "hashing._held",
+        "hashing._paths",
+        "hashing._values",
+        "store._leases",
+    )
 )
 
 PROGRAM = r"""
@@ -93,3 +109,14 @@ def test_a_warm_run_imports_no_part_that_only_running_a_node_needs(tmp_path: Pat
     assert isinstance(cold_modules, list) and isinstance(warm_modules, list)
     assert sorted(set(EXECUTION_ONLY) - set(cold_modules)) == []  # (the names are real)
     assert sorted(set(EXECUTION_ONLY) & set(warm_modules)) == []
+
+
+def test_a_cold_run_of_plain_values_imports_no_part_that_only_rarer_values_need(
+    tmp_path: Path,
+) -> None:
+    cold = _run(tmp_path / "home")
+    assert cold["executed"] == 6
+    modules = cold["modules"]
+    assert isinstance(modules, list)
+    assert all(importlib.util.find_spec(name) for name in RARE_VALUES_ONLY)  # (real names)
+    assert sorted(set(RARE_VALUES_ONLY) & set(modules)) == []

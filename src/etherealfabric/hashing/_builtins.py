@@ -62,7 +62,6 @@ from ._encoder import (
     type_name,
 )
 from ._files import file_digest, tree_entries
-from ._frames import arrow_handlers, pandas_handlers, polars_handlers, zone_text
 from ._scans import dataset_handlers, lazyframe_handlers
 
 __all__ = ["SCALARS", "SCALAR_HANDLERS", "hash_plain"]
@@ -156,6 +155,8 @@ def _zoned(tag: str, iso: Callable[[Any], str]) -> Handler:
         encoder.text(iso(value))
         encoder.text(str(value.fold))
         if zoned:
+            from ._frames import zone_text  # (the frames' module: loaded when first needed)
+
             encoder.text(zone_text(value.tzinfo))
 
     return handler
@@ -288,8 +289,32 @@ def _stdlib_extras(module: types.ModuleType) -> dict[type[Any], Handler]:
 
 for _name in ("argparse", "decimal", "fractions", "uuid"):
     register_when_imported(_name, _stdlib_extras)
+
+
+# pandas, pyarrow and polars values: their handlers' module (_frames) is imported with the
+# first such value hashed, not by every run
+
+
+def _pandas(pd: types.ModuleType) -> dict[type[Any], Handler]:
+    from ._frames import pandas_handlers
+
+    return pandas_handlers(pd)
+
+
+def _arrow(pa: types.ModuleType) -> dict[type[Any], Handler]:
+    from ._frames import arrow_handlers
+
+    return arrow_handlers(pa)
+
+
+def _polars(pl: types.ModuleType) -> dict[type[Any], Handler]:
+    from ._frames import polars_handlers
+
+    return polars_handlers(pl) | lazyframe_handlers(pl)
+
+
 register_when_imported("numpy", numpy_handlers)
-register_when_imported("pandas", pandas_handlers)
-register_when_imported("pyarrow", arrow_handlers)
-register_when_imported("polars", lambda pl: polars_handlers(pl) | lazyframe_handlers(pl))
+register_when_imported("pandas", _pandas)
+register_when_imported("pyarrow", _arrow)
+register_when_imported("polars", _polars)
 register_when_imported("pyarrow.dataset", dataset_handlers)

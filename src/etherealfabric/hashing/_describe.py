@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["describe_value"]
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+#: an object's address in its repr (a pattern re compiles, and caches, on first use)
+_ADDRESS = r" at 0x[0-9a-fA-F]+"
 #: types whose short values reprlib describes by their plain ``repr``
 _PLAIN = frozenset((int, bool, float, str, type(None)))
 
@@ -50,7 +51,7 @@ class _Describer(reprlib.Repr):
         return f"<{x.serializer} {x.digest[:12]}>"
 
     def repr_instance(self, x: Any, level: int) -> str:
-        return _ADDRESS.sub("", super().repr_instance(x, level))
+        return re.sub(_ADDRESS, "", super().repr_instance(x, level))
 
 
 def describe_value(value: object, limit: int = 80) -> str:

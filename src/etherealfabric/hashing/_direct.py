@@ -34,7 +34,7 @@ _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRANSPARENT = frozenset({"EXTENDED_ARG", "CACHE", "NOP"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Direct:
     """What one function's code loads directly: global names, and ``module.attr`` paths (the
     module by its ``__name__``: ``pkg.settings.mode``)."""

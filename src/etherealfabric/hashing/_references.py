@@ -42,10 +42,8 @@ from ._builtins import hash_plain
 from ._direct import SAME, Loads
 from ._encoder import Encoder, type_name
 from ._external import assigned_at, data_urls, external_note, global_draws, url_note
-from ._held import attributes, partials
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
-from ._paths import relative_to_roots
 from ._refkinds import (
     absolute_name,
     code_names,
@@ -197,6 +195,8 @@ class References:
             origin = self._origins.get(name)
             self.uncovered.append(f"{name}{assigned_at(*origin) if origin else ''}: {note}")
         self._current = name
+        from ._paths import relative_to_roots  # (with the first constant the code reads)
+
         encoder = Encoder(None, self)
         route, self._route = self._route, None  # the code inside data is not called as such
         try:
@@ -345,6 +345,8 @@ class References:
         ``np.frompyfunc`` ufunc (which hides its function), is uncovered."""
         if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
             return
+        from ._held import attributes, partials  # (with the first library callable)
+
         self.library(type(obj).__module__)  # a curry's __module__ is the function's
         name = self._current or qualified_name(obj)
         held = attributes(obj)

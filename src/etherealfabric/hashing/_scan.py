@@ -89,7 +89,7 @@ _TRIGGERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Lookup:
     """One dynamic construct: what it is (``eval(...)``) and where (``flow.py:12``)."""
 
@@ -125,7 +125,8 @@ def body_imports(code: types.CodeType) -> Iterator[tuple[int, str, tuple[str, ..
 
 
 #: ``@name`` in a pandas expression (``df.query("a > @LIMIT")``); not ``user@example.com``
-_EXPRESSION_NAME = re.compile(r"(?<![\w@.])@([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+#: (a pattern re compiles, and caches, the first time a function calls ``query``/``eval``)
+_EXPRESSION_NAME = r"(?<![\w@.])@([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
 _EXPRESSION_CALLS = frozenset({"query", "eval"})
 
 
@@ -143,9 +144,11 @@ def expression_names(code: types.CodeType, doc: object = None) -> tuple[str, ...
                 stack.append(const)
             elif isinstance(const, (tuple, frozenset)):  # ("a > @X", "b < @Y")
                 texts = [c for c in const if isinstance(c, str) and "@" in c]
-                found.update(dict.fromkeys(n for t in texts for n in _EXPRESSION_NAME.findall(t)))
+                found.update(
+                    dict.fromkeys(n for t in texts for n in re.findall(_EXPRESSION_NAME, t))
+                )
             elif isinstance(const, str) and "@" in const and const != doc:
-                found.update(dict.fromkeys(_EXPRESSION_NAME.findall(const)))
+                found.update(dict.fromkeys(re.findall(_EXPRESSION_NAME, const)))
     return tuple(dict.fromkeys(part for name in found for part in name.split(".")))
 
 

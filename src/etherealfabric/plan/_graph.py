@@ -50,7 +50,7 @@ class InputRef:
 _SET_NODE, _SET_OUTPUT = (InputRef.__dict__[name].__set__ for name in ("node", "output"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Graph:
     """A validated workflow DAG: node specs by name and a deterministic topological order."""
 

@@ -32,10 +32,8 @@ from ..hashing._encoder import hashing_for
 from ..hashing._files import FileHashCache
 from ..hashing._fingerprint import code_fingerprint, generation
 from ..hashing._packages import package_versions
-from ..hashing._paths import relative_to_root
 from ..hashing._pickled import code_parts, with_code
 from ..hashing._secret import SecretDigest, SecretHasher
-from ..hashing._values import hash_value
 from ._graph import InputRef
 
 __all__ = ["VALUE_REF", "KeyInfo", "OutputRecords", "input_digest", "node_key"]
@@ -168,6 +166,10 @@ def node_key(
                 code_in.setdefault(name, set()).update(record.get("code") or ())
             seen.append(f"{ref.node}.{ref.output}@{ref_digest.digest}")
             return ref_digest
+
+        # (any value's hashing and the root's paths: loaded with the first parameter they key)
+        from ..hashing._paths import relative_to_root
+        from ..hashing._values import hash_value
 
         try:
             resolved = replace_refs(value, resolve, kind=(InputRef, Secret))

@@ -33,7 +33,6 @@ from ..define._files import Directory, File, path_values
 from ..errors import OutputError, StoreError
 from ..hashing._files import FileHashCache
 from ..hashing._usercode import is_library_file
-from ..hashing._values import hash_value
 from ..journal._liveness import gone
 from ..store import Store
 from ..store._links import refuse_links
@@ -322,6 +321,8 @@ def _relative(root: str, value: File | Directory, node: str, output: str) -> str
 def _output_record(
     value: File | Directory, relative: str, entry: Mapping[str, Any]
 ) -> dict[str, Any]:
+    from ..hashing._values import hash_value  # (every value's hashing: when a file is output)
+
     kind = DIRECTORY_SERIALIZER if isinstance(value, Directory) else FILE_SERIALIZER
     return {
         "digest": entry["digest"],

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..journal._liveness import HOST, PID_START, alive
 from ..store import Store
-from ..store._leases import StoreLeases
 from ._recorder import JournalRecorder
 from ._runmark import RunMark
+
+if TYPE_CHECKING:
+    from ..store._leases import StoreLeases
 
 __all__ = ["STORE_POLL_SECONDS", "RunLeases"]
 
@@ -39,16 +41,7 @@ class RunLeases:
     def __init__(self, recorder: JournalRecorder, run_id: str, shared: Store | None) -> None:
         self.recorder = recorder
         self.run_id = run_id
-        self.store = (
-            StoreLeases(
-                shared,
-                run_id,
-                holder={"host": HOST, "pid": os.getpid(), "start": PID_START},
-                abandoned=_abandoned,
-            )
-            if shared is not None
-            else None
-        )
+        self.store = _store_leases(shared, run_id) if shared is not None else None
         self.mark = RunMark(shared, run_id)  # "a run is going" for the shared store's gc
         self._not_before: dict[str, float] = {}  # key -> when to ask the store again
         #: whether the cache must be asked again now that the lease is ours: not when the home
@@ -120,6 +113,14 @@ class RunLeases:
         if self.store is not None:
             self.store.release_all()
         self.mark.close()
+
+
+def _store_leases(shared: Store, run_id: str) -> StoreLeases:
+    """The run's leases in the shared store ``shared`` (their module: with such a store only)."""
+    from ..store._leases import StoreLeases
+
+    holder = {"host": HOST, "pid": os.getpid(), "start": PID_START}
+    return StoreLeases(shared, run_id, holder=holder, abandoned=_abandoned)
 
 
 def _abandoned(entry: Mapping[str, Any]) -> bool:

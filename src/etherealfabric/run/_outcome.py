@@ -49,7 +49,7 @@ class RunOutcome:
         return self.interrupted or NodeStatus.FAILED in self.status.values()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunPolicy:
     """How a run treats failures: fail-fast or keep-going, and the default handlers."""
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from ..define._files import Directory, File, path_values
 from ..define._spec import NodeSpec
 from ..errors import DefinitionError, HashingError
-from ..hashing._paths import outside_root
 from ..plan._graph import Graph, InputRef
 from ..states import NodeStatus
 from ._reads import path_texts
@@ -57,6 +56,8 @@ _NO_TEXT = frozenset((int, float, bool, type(None), bytes, InputRef))
 
 def warn_machine_paths(graph: Graph) -> list[str]:
     """Warn (once each) about absolute paths outside the root in literal parameters."""
+    from ..hashing._paths import outside_root  # (a shared store's runs only)
+
     said = []
     for name in graph.order:
         spec = graph.specs[name]

@@ -189,7 +189,8 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
 
 
 #: a word of a command or a query: what lies between blanks, quotes, brackets and separators
-_WORD = re.compile(r"[^\s'\"`(),;=]+")
+#: (a pattern re compiles, and caches, on first use)
+_WORD = r"[^\s'\"`(),;=]+"
 
 
 def words_of(text: str) -> list[str]:
@@ -198,5 +199,5 @@ def words_of(text: str) -> list[str]:
     most 20; none for a text that is a word itself."""
     if not any(c in text for c in " \t'\"`"):
         return []
-    words = (w for w in _WORD.findall(text) if "." in w or os.sep in w)
+    words = (w for w in re.findall(_WORD, text) if "." in w or os.sep in w)
     return [w for w in islice(words, 20) if w not in (".", "..")]
