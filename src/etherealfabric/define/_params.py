@@ -63,7 +63,7 @@ class Param:
         return f"Param({self.default!r}{kind})"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _Leaf:
     path: str
     type: type
