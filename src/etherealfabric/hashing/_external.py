@@ -42,8 +42,9 @@ from ._source import code_file
 
 __all__ = ["assigned_at", "data_urls", "external_note", "global_draws", "url_note"]
 
-#: a string that is a data URL and nothing else (not a sentence with a link in it)
-_URL = re.compile(r"(?:https?|ftp|s3a?|gs|gcs|az|abfss?|hdfs|file)://\S+", re.IGNORECASE)
+#: a string that is a data URL and nothing else (not a sentence with a link in it); a pattern
+#: re compiles, and caches, with the first string holding ``://``
+_URL = r"(?i:https?|ftp|s3a?|gs|gcs|az|abfss?|hdfs|file)://\S+"
 _URL_NOTE = (
     "data at a URL: what is there is not checked before a cache hit; download it to a file "
     "and pass the node a File"
@@ -52,7 +53,7 @@ _URL_NOTE = (
 
 def url_note(value: object) -> str | None:
     """The note for a global holding a data URL; None for any other value."""
-    if isinstance(value, str) and _URL.fullmatch(value):
+    if isinstance(value, str) and "://" in value and re.fullmatch(_URL, value):
         return f"{value!r}, {_URL_NOTE}"
     return None
 
@@ -72,7 +73,7 @@ def data_urls(fn: types.FunctionType) -> list[Lookup]:
         for ins in dis.get_instructions(code):
             line = instruction_line(ins, line)
             text = ins.argval
-            if ins.opname == "LOAD_CONST" and isinstance(text, str) and _URL.fullmatch(text):
+            if ins.opname == "LOAD_CONST" and isinstance(text, str) and re.fullmatch(_URL, text):
                 found.setdefault(text, f"{display_path(code_file(fn))}:{line}")
     return [Lookup(f"{url!r} ({_URL_NOTE})", where) for url, where in found.items()]
 
