@@ -8,8 +8,12 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
+from typing import Any
 
+from etherealfabric.hashing import _encoder
+from etherealfabric.hashing._encoder import Encoder, Handler, digest_of
 from etherealfabric.hashing._loaded import loaded
 
 FLOW = """
@@ -76,3 +80,45 @@ def test_nodes_finishing_while_another_imports_pandas_succeed(tmp_path: Path) ->
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         assert "31 executed, 0 cached, 0 failed" in done.stderr
+
+
+def test_a_type_asked_for_while_another_thread_makes_its_librarys_handlers_gets_them() -> None:
+    """The handlers of an imported library are made on first use (pandas' import their module,
+    ``hashing/_frames.py``): a thread that asks for one of its types meanwhile must get its
+    handler, not the cloudpickle fallback (its entry left the list before it was registered)."""
+    library = types.ModuleType("slow_handlers_library")
+
+    class Thing:
+        pass
+
+    library.Thing = Thing  # type: ignore[attr-defined]
+
+    def encode(value: Thing, encoder: Encoder) -> None:
+        encoder.tag("thing")
+
+    making, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def handlers(module: types.ModuleType) -> dict[type[Any], Handler]:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:  # the first thread takes its time
+            making.set()
+            release.wait(60)
+        return {module.Thing: encode}
+
+    class Other:  # a type nobody has asked for: asking registers what was imported
+        pass
+
+    sys.modules[library.__name__] = library
+    first = threading.Thread(target=_encoder._handler, args=(Other,), name="first")
+    try:
+        _encoder.register_when_imported(library.__name__, handlers)
+        first.start()
+        assert making.wait(60)
+        assert _encoder._handler(Thing) is encode
+        assert digest_of(Thing()) == digest_of(Thing())  # (no pickle: Thing's are all alike)
+    finally:
+        release.set()
+        first.join(60)
+        sys.modules.pop(library.__name__, None)
+    assert calls == ["first", "MainThread"] and not first.is_alive()

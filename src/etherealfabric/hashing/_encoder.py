@@ -407,8 +407,13 @@ def _resolve(tp: type, *, first: bool = True) -> Handler:
 
 
 def _register_imported() -> None:
-    """Register the handlers of optional modules that have been imported since last time."""
-    for name in [n for n in _LAZY if loaded(n) is not None]:
-        handlers = _LAZY.pop(name, None)
+    """Register the handlers of optional modules that have been imported since last time.
+
+    A module leaves ``_LAZY`` only once its handlers are registered: another thread that asks
+    meanwhile registers them too (the same ones) instead of resolving that library's types
+    without them (making the handlers can take a while: pandas' import ``_frames``)."""
+    for name in [n for n in list(_LAZY) if loaded(n) is not None]:  # (others pop meanwhile)
+        handlers = _LAZY.get(name)
         if handlers is not None:
             register_builtin(handlers(sys.modules[name]))
+            _LAZY.pop(name, None)
