@@ -88,9 +88,10 @@ def test_a_type_asked_for_while_another_thread_makes_its_librarys_handlers_gets_
     handler, not the cloudpickle fallback (its entry left the list before it was registered)."""
     library = types.ModuleType("slow_handlers_library")
 
-    class Thing:
+    class Thing:  # a type of that library, not user code
         pass
 
+    Thing.__module__, Thing.__qualname__ = library.__name__, "Thing"
     library.Thing = Thing  # type: ignore[attr-defined]
 
     def encode(value: Thing, encoder: Encoder) -> None:
