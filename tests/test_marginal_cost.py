@@ -23,8 +23,8 @@ from etherealfabric.run._inline import Settled
 from etherealfabric.run._texts import _held_texts, argument_strings, defaults_used
 
 #: Python calls per node of a cold run of trivial nodes, a chain and a fan-out (the code made
-#: 274 and 324 when these were set; before issue 15's second pass, 309 and 352)
-CHAIN_BUDGET, FANOUT_BUDGET = 285, 336
+#: 254 and 300 when these were set; before issue 15's second pass, 309 and 352)
+CHAIN_BUDGET, FANOUT_BUDGET = 264, 312
 
 
 @node

@@ -66,10 +66,12 @@ def code_texts(code: Any) -> tuple[str, ...]:
     the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
     the code again."""
     gen = generation()
-    with suppress(KeyError, TypeError):
+    try:  # (not contextlib.suppress: a call per node the less)
         known = _strings[code]
         if known[0] == gen:
             return known[1]
+    except (KeyError, TypeError):
+        pass
     try:
         bound: tuple[object, ...] = bound_values(code)
         helpers, helper_data = helpers_called(code)
