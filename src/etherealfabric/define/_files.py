@@ -22,7 +22,6 @@ an absolute one: inside a running node it uses that node's workflow root, inside
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
 import posixpath
@@ -30,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import DefinitionError
-from ._context import current_collector
+from ._context import Setting, current_collector
 
 __all__ = [
     "Directory",
@@ -183,14 +182,9 @@ _root: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def activate_root(root: str | None) -> Iterator[None]:
+def activate_root(root: str | None) -> Setting[str | None, None]:
     """Make ``root`` the running node's workflow root inside the block (the worker's job)."""
-    token = _root.set(root)
-    try:
-        yield
-    finally:
-        _root.reset(token)
+    return Setting(_root, root, None)
 
 
 _storing: contextvars.ContextVar[tuple[str, list[str]] | None] = contextvars.ContextVar(
@@ -198,18 +192,13 @@ _storing: contextvars.ContextVar[tuple[str, list[str]] | None] = contextvars.Con
 )
 
 
-@contextlib.contextmanager
-def storing_under(root: str | None) -> Iterator[list[str]]:
+def storing_under(root: str | None) -> Setting[tuple[str, list[str]] | None, list[str]]:
     """Inside the block, a ``File``/``Directory`` below ``root`` that is pickled (within an
     output being stored: a dict, a list, an object) is written root-relative, and its path
     (folders ending in ``/``) added to the list yielded, so the run layer stores its content
     too. Loaded again, it points at the same path under the root of whoever loads it."""
     found: list[str] = []
-    token = _storing.set(None if root is None else (root, found))
-    try:
-        yield found
-    finally:
-        _storing.reset(token)
+    return Setting(_storing, None if root is None else (root, found), found)
 
 
 _KINDS: dict[str, type[File] | type[Directory]] = {"File": File, "Directory": Directory}

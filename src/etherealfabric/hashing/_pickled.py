@@ -34,9 +34,10 @@ import importlib
 import io
 import sys
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
+from ..define._context import Setting
 from . import _encoder
 from ._builtins import hash_plain
 from ._fingerprint import code_fingerprint, generation
@@ -149,14 +150,9 @@ def dump_pickle(value: object, fp: Any, *, cloud: bool, protocol: int = 5) -> No
     noted.dumped = True
 
 
-@contextlib.contextmanager
-def noting() -> Iterator[None]:
+def noting() -> Setting[_Noted | None, None]:
     """Note what :func:`dump_pickle` pickles inside the block, for :func:`record_code`."""
-    token = _NOTING.set(_Noted())
-    try:
-        yield
-    finally:
-        _NOTING.reset(token)
+    return Setting(_NOTING, _Noted(), None)
 
 
 def record_code(value: object, serializer: str) -> list[str]:

@@ -184,7 +184,10 @@ class Journal(ActionIndex, LeaseClaims):
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query, or ``None`` when there is no row."""
         with self._lock:
-            row = retry(lambda: self.conn.execute(sql, params).fetchone(), self.path)
+            try:  # (the common case without retry's calls: a cold chain asks once a node)
+                row = self.conn.execute(sql, params).fetchone()
+            except sqlite3.DatabaseError:  # locked (waited out) or damaged (named): as _rows
+                row = retry(lambda: self.conn.execute(sql, params).fetchone(), self.path)
         return None if row is None else row[0]
 
     def committed_counts(self, run_id: str) -> tuple[int, int, int]:

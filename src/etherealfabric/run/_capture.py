@@ -237,24 +237,40 @@ def held() -> Iterator[None]:
         _release()
 
 
-@contextmanager
-def capture(redact: Callable[[str], str] | None = None) -> Iterator[list[str]]:
-    """Collect this context's prints and log records into the yielded list of chunks.
+def capture(redact: Callable[[str], str] | None = None) -> _Capture:
+    """Collect this context's prints and log records into the list of chunks the block gets.
 
     ``redact`` rewrites each write and log record of this context (secrets become ``***``).
     """
-    _acquire()
-    try:
-        chunks: list[str] = [] if _tee is None else _Teed(_tee)
-        token = _buffer.set(chunks)
-        redacting = _redact.set(redact)
+    return _Capture(redact)
+
+
+class _Capture:
+    """:func:`capture`'s block: a class, not a ``@contextmanager`` generator (one per node
+    attempt; a generator costs about a microsecond more)."""
+
+    __slots__ = ("_redact", "_tokens")
+
+    def __init__(self, redact: Callable[[str], str] | None) -> None:
+        self._redact = redact
+
+    def __enter__(self) -> list[str]:
+        _acquire()
         try:
-            yield chunks
-        finally:
+            chunks: list[str] = [] if _tee is None else _Teed(_tee)
+            self._tokens = (_buffer.set(chunks), _redact.set(self._redact))
+        except BaseException:
+            _release()
+            raise
+        return chunks
+
+    def __exit__(self, *exc: object) -> None:
+        token, redacting = self._tokens
+        try:
             _redact.reset(redacting)
             _buffer.reset(token)
-    finally:
-        _release()
+        finally:
+            _release()
 
 
 def joined(chunks: list[str]) -> str | None:

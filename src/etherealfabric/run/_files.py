@@ -36,6 +36,7 @@ from ..hashing._usercode import is_library_file
 from ..journal._liveness import gone
 from ..store import Store
 from ..store._links import refuse_links
+from ..store._loading import InputHandle
 from ..store._trees import (
     DIRECTORY_SERIALIZER,
     FILE_SERIALIZER,
@@ -410,6 +411,9 @@ def _below(path: str, folder: str) -> bool:
 
 
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+#: the types of task arguments that hold no ``File``: atoms, and the handle of an upstream
+#: output's stored value (an upstream ``File`` output travels as the ``File`` itself)
+_NO_FILES = _ATOMS | {InputHandle}
 
 
 # -- drift ------------------------------------------------------------------------------------------
@@ -417,7 +421,10 @@ def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
     """The stat of every file among (or below a folder among) ``values``, by path."""
     seen: dict[str, Stat] = {}
     for value in values:
-        if type(value) in _ATOMS:  # most inputs: a number, a name or an inline value
+        kind = type(value)
+        if kind in _NO_FILES or (  # most inputs: a number, a name or an upstream output,
+            kind in (list, tuple) and all(type(v) in _NO_FILES for v in value)  # or a list
+        ):  # of them (a gather's), without a generator and ABC checks per item
             continue
         for item in path_values(value):
             if isinstance(item, Directory):

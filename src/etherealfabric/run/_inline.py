@@ -28,14 +28,13 @@ the run, as it does while the scheduler waits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from ..backends import Backend
 from ..plan._keys import KeyInfo
 from ._messages import Task, TaskResult
 
-__all__ = ["INLINE_SECONDS", "Inline"]
+__all__ = ["INLINE_SECONDS", "Inline", "Settled"]
 
 #: A definition runs inline once it ran and always took less than this (the whole task:
 #: loading inputs, the call, storing outputs).
@@ -67,17 +66,53 @@ class Inline:
             return
         self._short[info.spec.code] = result.seconds < INLINE_SECONDS
 
-    def run(self, execute: Callable[[Task], TaskResult], task: Task, future: Future[Any]) -> None:
+    def run(self, execute: Callable[[Task], TaskResult], task: Task, future: Settled) -> None:
         """Run ``execute(task)`` here and settle ``future`` with what it returns.
 
         ``execute`` reports a node's failures in its result; anything it raises settles the
         future as a failure of the backend would, and a Ctrl-C also stops the run."""
-        future.set_running_or_notify_cancel()
         try:
             result = execute(task)
         except BaseException as exc:
-            future.set_exception(exc)
+            future.settle(None, exc)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return
-        future.set_result(result)
+        future.settle(result, None)
+
+
+class Settled:
+    """The future of an inline task (``backends.TaskFuture``): settled in this thread before
+    anyone asks, so it needs none of ``concurrent.futures.Future``'s lock and condition
+    (five of their round trips a node). Not cancellable (it runs at once): fail-fast finds
+    it done, like a finished future."""
+
+    __slots__ = ("_callbacks", "_error", "_result", "done")
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Settled], object]] = []
+        self._result: TaskResult | None = None
+        self._error: BaseException | None = None
+        self.done = False
+
+    def add_done_callback(self, fn: Callable[[Settled], object], /) -> None:
+        """Call ``fn(self)`` once settled (at once if it is)."""
+        if self.done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def result(self, timeout: float | None = None) -> TaskResult:
+        """The task's result, or the error ``execute`` raised; only once settled."""
+        if not self.done:
+            raise RuntimeError("an inline task's result was asked before it ran")
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+    def settle(self, result: TaskResult | None, error: BaseException | None) -> None:
+        """Settle with ``result`` or ``error`` and call the callbacks."""
+        self._result, self._error, self.done = result, error, True
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)

@@ -64,7 +64,6 @@ import logging
 import os
 import stat
 from collections.abc import Collection, Mapping
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HashingError
@@ -140,9 +139,11 @@ def task_reads(
     for value in (outputs or {}).values():
         for path, folder in reader_paths(value):  # a LazyFrame, an arrow dataset (_scans)
             opened.setdefault(as_opened(path) + (os.sep if folder else ""), False)
-    with suppress(Exception):  # what its memoized helpers read, maybe in another node
+    try:  # what its memoized helpers read, maybe in another node
         for path, how in memoized_reads(task.code).items():
             opened.setdefault(path, how)
+    except Exception:  # (not contextlib.suppress: a call per node the less)
+        pass
     started = attempts[-1].started_at
     absent: list[str] = []
     named = named_paths(

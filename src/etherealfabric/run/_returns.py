@@ -29,7 +29,7 @@ def check_outputs(task: Task, value: Any, what: str) -> Mapping[str, Any]:
     declared = list(task.outputs)
     if value is None and not declared:
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # (an ABC check: slower)
         got = type(value).__name__
         if isinstance(value, (tuple, list)):
             got = f"a {got} of {len(value)} values"

@@ -44,7 +44,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future
 from itertools import compress
 from operator import not_ as _none_waiting
 from typing import TYPE_CHECKING, Any
@@ -319,12 +318,13 @@ class Scheduler(Rewinds, Fallbacks):
             from ._capture import held
             from ._checkpoint import CheckpointListing
             from ._handover import HandOvers
-            from ._inline import Inline
+            from ._inline import Inline, Settled
             from ._lost import send
             from ._tasks import build_task
             from ._worker import action_record, execute
 
             self._send, self._build_task, self._execute = send, build_task, execute
+            self._settled = Settled
             self._action_record = action_record
             self._listing = CheckpointListing(self.store, self.leases)  # (of their checkpoints)
             if self.backend.in_process:  # nodes' output routers stay installed for the run
@@ -350,7 +350,7 @@ class Scheduler(Rewinds, Fallbacks):
             self._fail_before_start(name, exc)
             return
         alone = not (self._running or self._ready or self._maps.busy)
-        here: Future[Any] | None = Future() if inline.wanted(info, alone=alone) else None
+        here = self._settled() if inline.wanted(info, alone=alone) else None
         try:
             future = here or self._send(self._dispatch, info.spec.on_driver, task)
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster

@@ -39,8 +39,8 @@ def defaults_used(code: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
     """The default values of the parameters the node did not receive: received as well
     (``def total(path="sales.parquet")`` called as ``total()``); a class node's ``__init__``'s."""
     fn = getattr(code, "__init__", None) if isinstance(code, type) else code
-    if not isinstance(fn, FunctionType):
-        return []
+    if not isinstance(fn, FunctionType) or not (fn.__defaults__ or fn.__kwdefaults__):
+        return []  # (most nodes: no defaults, and co_varnames makes a tuple a read)
     positional = fn.__code__.co_varnames[: fn.__code__.co_argcount]
     if isinstance(code, type):
         positional = positional[1:]  # self
@@ -66,10 +66,12 @@ def code_texts(code: Any) -> tuple[str, ...]:
     the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
     the code again."""
     gen = generation()
-    with suppress(KeyError, TypeError):
+    try:  # (not contextlib.suppress: a call per node the less)
         known = _strings[code]
         if known[0] == gen:
             return known[1]
+    except (KeyError, TypeError):
+        pass
     try:
         bound: tuple[object, ...] = bound_values(code)
         helpers, helper_data = helpers_called(code)
@@ -162,8 +164,16 @@ def argument_strings(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[s
     """The texts of the arguments (the first ones only: a list of a million sentences from
     upstream is not a million ``stat`` calls), also the fields of a config object (a
     dataclass, a ``SimpleNamespace``, an instance of a class of yours) as for globals."""
-    texts = (text for value in (*args, *kwargs.values()) for text in _held_texts(value))
+    values = [v for v in (*args, *kwargs.values()) if type(v) not in _NO_TEXTS]
+    if not values:  # (most nodes: numbers and upstream values of those)
+        return []
+    texts = (text for value in values for text in _held_texts(value))
     return list(islice(texts, 4 * MAX_READS))
+
+
+#: the types whose values hold no text (:func:`_held_texts` yields nothing for them), skipped
+#: without its checks (a dataclass's, a user class's: microseconds an argument)
+_NO_TEXTS = frozenset({int, float, bool, complex, type(None), bytes})
 
 
 def _vars_of(value: Any) -> Any:

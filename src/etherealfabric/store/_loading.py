@@ -119,6 +119,11 @@ def load_value(
     cached = _values.get(handle.digest)
     if cached is not None:
         return own_copy(cached)
+    if handle.inline is not None:  # a few bytes at hand: parsed without the load lock (two
+        value = read_only(_load(handle, store, verify, registry))  # threads parse twice)
+        if not _shareable(value):
+            return value
+        return own_copy(_values.setdefault(handle.digest, value))
     with _loading_guard:
         lock = _loading.setdefault(handle.digest, threading.Lock())
     with lock:
@@ -140,6 +145,8 @@ def _shareable(value: Any) -> bool:
     the node that gets it, so each load reads its own."""
     kind = type(value)
     package = kind.__module__.partition(".")[0]
+    if package == "builtins":  # (most values: a number, a list, a dict)
+        return False
     if package == "numpy":
         return kind.__name__ in ("ndarray", "memmap")
     if package == "pyarrow":
