@@ -23,6 +23,7 @@ but not published to the cache, and the node is recorded as ``drifted``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -36,7 +37,6 @@ from ..hashing._usercode import is_library_file
 from ..journal._liveness import gone
 from ..store import Store
 from ..store._links import refuse_links
-from ..store._loading import InputHandle
 from ..store._trees import (
     DIRECTORY_SERIALIZER,
     FILE_SERIALIZER,
@@ -411,19 +411,27 @@ def _below(path: str, folder: str) -> bool:
 
 
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
-#: the types of task arguments that hold no ``File``: atoms, and the handle of an upstream
-#: output's stored value (an upstream ``File`` output travels as the ``File`` itself)
-_NO_FILES = _ATOMS | {InputHandle}
+
+
+@functools.cache
+def _no_files() -> frozenset[type]:
+    """The types of task arguments that hold no ``File``: atoms, and the handle of an upstream
+    output's stored value (an upstream ``File`` output travels as the ``File`` itself). Made
+    on first use: the store's loading module is imported only where a node runs."""
+    from ..store._loading import InputHandle
+
+    return _ATOMS | {InputHandle}
 
 
 # -- drift ------------------------------------------------------------------------------------------
 def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
     """The stat of every file among (or below a folder among) ``values``, by path."""
     seen: dict[str, Stat] = {}
+    no_files = _no_files()
     for value in values:
         kind = type(value)
-        if kind in _NO_FILES or (  # most inputs: a number, a name or an upstream output,
-            kind in (list, tuple) and all(type(v) in _NO_FILES for v in value)  # or a list
+        if kind in no_files or (  # most inputs: a number, a name or an upstream output,
+            kind in (list, tuple) and all(type(v) in no_files for v in value)  # or a list
         ):  # of them (a gather's), without a generator and ABC checks per item
             continue
         for item in path_values(value):
