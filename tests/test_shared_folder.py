@@ -103,7 +103,7 @@ class Project:
         self.audit = root / "audit.log"
         self.marker = root / "pwned"
 
-    def env(self, store: Path | None, key: str | None) -> dict[str, str]:
+    def env(self, store: Path | None, key: str | None, mode: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
         env["PYTHONPATH"] = os.pathsep.join([str(self.hooks), env.get("PYTHONPATH", "")])
         env["EF_TEST_LOG"] = str(self.log)
@@ -112,15 +112,22 @@ class Project:
             env["ETHEREALFABRIC_STORE"] = str(store)
         if key is not None:
             env["ETHEREALFABRIC_SIGNING_KEY"] = key
+        if mode is not None:
+            env["ETHEREALFABRIC_STORE_MODE"] = mode
         return env
 
     def cli(
-        self, *args: str, home: Path, store: Path | None = None, key: str | None = None
+        self,
+        *args: str,
+        home: Path,
+        store: Path | None = None,
+        key: str | None = None,
+        mode: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "etherealfabric", *args, "--home", str(home)],
             cwd=self.root,
-            env=self.env(store, key),
+            env=self.env(store, key, mode),
             capture_output=True,
             text=True,
             timeout=180,
@@ -289,6 +296,70 @@ def test_cache_verify_checks_this_homes_copies_of_shared_objects(project: Projec
     assert project.cli("cache", "verify", home=home, store=store).returncode == 0
     again = project.cli("run", "wf.py", home=home, store=store)
     assert "0 executed, 3 cached" in again.stderr, again.stderr
+
+
+#: a pipeline whose output is too large to stay inline in the journal (an object in the store)
+BIG_PIPELINE = """
+from etherealfabric import Workflow, node
+
+
+@node
+def big(n):
+    return bytes(range(256)) * n
+
+
+with Workflow("big") as workflow:
+    big(400)
+"""
+
+
+def test_cache_verify_fix_replaces_a_damaged_shared_object_with_this_homes_sound_copy(
+    project: Project,
+) -> None:
+    """A shared object a teammate (or an intruder) damaged, of a result this home holds sound:
+    ``--fix`` keeps this home's record and puts its copy back in the store, so neither this home
+    nor a teammate recomputes it (it deleted this home's record and the team's)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    assert project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY).returncode == 0
+    (digest,) = [p.name for p in (store / "objects").rglob("*") if p.stat().st_size > 65536]
+    shared, copy = (root / "objects" / digest[:2] / digest for root in (store, home))
+    data = bytearray(shared.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shared.write_bytes(bytes(data))
+    audit = project.cli("cache", "verify", home=home, store=store, key=TEAM_KEY)
+    assert audit.returncode == 1 and f"corrupt object {digest} at {shared}" in audit.stdout
+    assert "node big" not in audit.stdout, audit.stdout  # this home's record is sound
+    fixed = project.cli("cache", "verify", "--fix", home=home, store=store, key=TEAM_KEY)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert shared.read_bytes() == copy.read_bytes()
+    for who in (home, project.root / "teammate"):
+        again = project.cli("run", "big.py", home=who, store=store, key=TEAM_KEY)
+        assert "0 executed, 1 cached" in again.stderr, again.stderr
+
+
+def test_cache_verify_fix_keeps_the_results_not_pushed_yet(project: Project) -> None:
+    """A ``push-on-demand`` result lives in the home until ``cache push``: its object is absent
+    from the shared store, and that is no problem to report or "fix" (``--fix`` deleted its
+    record, losing the result ``cache push`` was to send)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    mode = "push-on-demand"
+    assert (
+        project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY, mode=mode).returncode
+        == 0
+    )
+    assert not list((store / "objects").rglob("*"))
+    audit = project.cli("cache", "verify", "--fix", home=home, store=store, key=TEAM_KEY, mode=mode)
+    assert audit.returncode == 0 and "0 problem(s)" in audit.stdout, audit.stdout
+    pushed = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY, mode=mode)
+    assert "pushed 1 result(s)" in pushed.stdout + pushed.stderr, pushed.stdout + pushed.stderr
+    teammate = project.cli(
+        "run", "big.py", home=project.root / "teammate", store=store, key=TEAM_KEY
+    )
+    assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
 
 
 def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(
