@@ -298,6 +298,32 @@ def test_cache_verify_checks_this_homes_copies_of_shared_objects(project: Projec
     assert "0 executed, 3 cached" in again.stderr, again.stderr
 
 
+@pytest.mark.parametrize("created", ["1" + "0" * 30, "-1" + "0" * 19, "1e400"])
+def test_a_record_whose_time_the_journal_cannot_hold_is_a_miss_not_a_failure(
+    project: Project, created: str
+) -> None:
+    """An unsigned record (no key: json outputs are shared) naming real bytes, whose
+    ``created_at`` is an integer beyond SQLite's 64 bits or an infinity: a miss with a warning
+    naming it (the node failed with ``OverflowError: Python int too large to convert to SQLite
+    INTEGER`` as its record went into the journal)."""
+    shared = project.root / "shared"
+    key = project.keys()["make"]
+    data = b'{"n": 3, "s": [1, 2]}'
+    digest = digest_bytes(data)
+    obj = shared / "objects" / digest[:2] / digest
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(data)
+    output = {"digest": digest, "serializer": "json", "size": len(data), "inline": True}
+    body = json.dumps({"node": "make", "outputs": {"result": output}, "created_at": 0})
+    action = shared / "actions" / key[:2] / f"{key}.json"
+    action.parent.mkdir(parents=True)
+    action.write_text(body.replace('"created_at": 0', f'"created_at": {created}'))
+    out = project.cli("run", "wf.py", "--json", home=project.root / "home", store=shared)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "make" in project.executed()
+    assert f"{key}.json (a cache miss: the node runs again): its 'created_at'" in out.stderr
+
+
 #: a pipeline whose output is too large to stay inline in the journal (an object in the store)
 BIG_PIPELINE = """
 from etherealfabric import Workflow, node
