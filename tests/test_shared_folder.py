@@ -388,6 +388,31 @@ def test_cache_verify_fix_keeps_the_results_not_pushed_yet(project: Project) -> 
     assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
 
 
+def test_cache_push_sends_again_the_bytes_a_record_there_names_that_are_gone(
+    project: Project,
+) -> None:
+    """The team's record is there, but its objects went (deleted by someone who can write the
+    store, or collected): ``cache push`` from a home that holds them sends them again, and a
+    teammate's hit works (it said "already there" and sent nothing: the teammate recomputed)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    assert project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY).returncode == 0
+    objects = sorted(p for p in (store / "objects").rglob("*") if p.is_file())
+    assert objects and list((store / "actions").rglob("*.json"))
+    for gone in objects:
+        gone.unlink()
+    dry = project.cli("cache", "push", "--dry-run", home=home, store=store, key=TEAM_KEY)
+    assert f"would have pushed 1 result(s) ({len(objects)} object(s)" in dry.stdout, dry.stdout
+    pushed = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY)
+    assert pushed.returncode == 0 and "pushed 1 result(s)" in pushed.stdout, pushed.stdout
+    assert all(p.is_file() for p in objects)
+    again = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY)
+    assert "pushed 0 result(s)" in again.stdout and "1 already there" in again.stdout
+    teammate = project.cli("run", "big.py", home=project.root / "mate", store=store, key=TEAM_KEY)
+    assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
+
+
 def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(
     project: Project,
 ) -> None:
