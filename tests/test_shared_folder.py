@@ -413,6 +413,38 @@ def test_cache_push_sends_again_the_bytes_a_record_there_names_that_are_gone(
     assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
 
 
+def test_folders_of_a_shared_folder_linked_outside_it_are_never_gone_through(
+    project: Project,
+) -> None:
+    """Symbolic links planted where the store's folders belong (``actions``, ``objects/00``,
+    ``objects/.tmp``) pointing outside the store: a run, ``cache gc`` and ``cache verify --fix``
+    never read, write or delete anything there (a run wrote its records there, and ``cache gc``
+    deleted a file there named like an object); the links are replaced by real folders."""
+    store, outside = project.root / "team-store", project.root / "outside"
+    folders = {"actions": "records", "objects/00": "prefix", "objects/.tmp": "temp"}
+    for where, name in folders.items():
+        (outside / name).mkdir(parents=True)
+        (store / where).parent.mkdir(parents=True, exist_ok=True)
+        (store / where).symlink_to(outside / name, target_is_directory=True)
+    precious = outside / "prefix" / ("00" + "ab" * 15)
+    precious.write_text("not the store's")
+    before = sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+    home = project.root / "home"
+    out = project.cli("run", "wf.py", home=home, store=store, key=TEAM_KEY)
+    assert out.returncode == 0, out.stderr
+    assert "is a symbolic link where a folder of the store belongs" in out.stderr, out.stderr
+    for command in (("cache", "gc", "--grace", "0"), ("cache", "verify", "--fix")):
+        done = project.cli(*command, home=home, store=store, key=TEAM_KEY)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == before
+    assert precious.read_text() == "not the store's"
+    assert not any((store / where).is_symlink() for where in folders)
+    mate = project.cli(
+        "run", "wf.py", "--json", home=project.root / "mate", store=store, key=TEAM_KEY
+    )
+    assert json.loads(mate.stdout)["cached"] == 3, mate.stderr
+
+
 def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(
     project: Project,
 ) -> None:

@@ -51,9 +51,11 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
 
     try:
         settings = Settings.resolve(home=home)
-        store = open_store(settings.store_location)
-        # a shared store: this home's copies in front of it are checked too
-        local = LocalStore(settings.home) if settings.shared_store else None
+        # a shared folder is opened as one (untrusted: its entries checked as a run checks
+        # them), and this home's copies in front of it are checked too
+        shared = settings.shared_store
+        store = open_store(settings.store_location, shared=shared, timeout=settings.store_timeout)
+        local = LocalStore(settings.home) if shared else None
     except EtherealFabricError as exc:
         _fail(str(exc))
     # read-only: the shared store is never written (its credentials may not allow it)
