@@ -364,16 +364,18 @@ class LocalStore(Store):
                 return path
         return None
 
-    def _remove_planted(self, path: str, belongs: str = "a stored file") -> bool:
+    def _remove_planted(self, path: str, *, folder: bool = False) -> bool:
         """Remove what is at the entry ``path`` if it is not a regular file (a folder, a FIFO,
         a symbolic link: planted, see the module), with a warning; True if it was removed.
-        A regular file is left alone (False) unless ``belongs`` names a folder."""
+        A regular file is left alone (False). ``folder``: ``path`` is where one of the store's
+        folders belongs (:meth:`_planted_under` found something else there, a file too)."""
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
             return False
-        if stat.S_ISREG(mode) and belongs == "a stored file":
+        if stat.S_ISREG(mode) and not folder:
             return False
+        belongs = "a folder of the store" if folder else "a stored file"
         kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISREG: "a file"}
         what = next((name for test, name in kinds.items() if test(mode)), "not a file")
         log.warning(
@@ -382,7 +384,7 @@ class LocalStore(Store):
             path, self.root, what, belongs,
         )  # fmt: skip
         try:
-            return remove_path(path, files=belongs != "a stored file")
+            return remove_path(path, files=folder)
         except OSError as exc:
             raise StoreError(
                 f"cannot remove {path}, {what} where {belongs} belongs: "
@@ -397,7 +399,7 @@ class LocalStore(Store):
         a real folder (planted) is replaced first."""
         planted = self._planted_under(folder)
         if planted is not None:
-            self._remove_planted(planted, "a folder of the store")
+            self._remove_planted(planted, folder=True)
             self._dirs = {d for d in self._dirs if not d.startswith(planted)}
         self._ensure_dir(folder)
         for _ in range(_FOLDER_TRIES):
