@@ -103,7 +103,7 @@ class Project:
         self.audit = root / "audit.log"
         self.marker = root / "pwned"
 
-    def env(self, store: Path | None, key: str | None) -> dict[str, str]:
+    def env(self, store: Path | None, key: str | None, mode: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
         env["PYTHONPATH"] = os.pathsep.join([str(self.hooks), env.get("PYTHONPATH", "")])
         env["EF_TEST_LOG"] = str(self.log)
@@ -112,15 +112,22 @@ class Project:
             env["ETHEREALFABRIC_STORE"] = str(store)
         if key is not None:
             env["ETHEREALFABRIC_SIGNING_KEY"] = key
+        if mode is not None:
+            env["ETHEREALFABRIC_STORE_MODE"] = mode
         return env
 
     def cli(
-        self, *args: str, home: Path, store: Path | None = None, key: str | None = None
+        self,
+        *args: str,
+        home: Path,
+        store: Path | None = None,
+        key: str | None = None,
+        mode: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "etherealfabric", *args, "--home", str(home)],
             cwd=self.root,
-            env=self.env(store, key),
+            env=self.env(store, key, mode),
             capture_output=True,
             text=True,
             timeout=180,
@@ -289,6 +296,153 @@ def test_cache_verify_checks_this_homes_copies_of_shared_objects(project: Projec
     assert project.cli("cache", "verify", home=home, store=store).returncode == 0
     again = project.cli("run", "wf.py", home=home, store=store)
     assert "0 executed, 3 cached" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("created", ["1" + "0" * 30, "-1" + "0" * 19, "1e400"])
+def test_a_record_whose_time_the_journal_cannot_hold_is_a_miss_not_a_failure(
+    project: Project, created: str
+) -> None:
+    """An unsigned record (no key: json outputs are shared) naming real bytes, whose
+    ``created_at`` is an integer beyond SQLite's 64 bits or an infinity: a miss with a warning
+    naming it (the node failed with ``OverflowError: Python int too large to convert to SQLite
+    INTEGER`` as its record went into the journal)."""
+    shared = project.root / "shared"
+    key = project.keys()["make"]
+    data = b'{"n": 3, "s": [1, 2]}'
+    digest = digest_bytes(data)
+    obj = shared / "objects" / digest[:2] / digest
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(data)
+    output = {"digest": digest, "serializer": "json", "size": len(data), "inline": True}
+    body = json.dumps({"node": "make", "outputs": {"result": output}, "created_at": 0})
+    action = shared / "actions" / key[:2] / f"{key}.json"
+    action.parent.mkdir(parents=True)
+    action.write_text(body.replace('"created_at": 0', f'"created_at": {created}'))
+    out = project.cli("run", "wf.py", "--json", home=project.root / "home", store=shared)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "make" in project.executed()
+    assert f"{key}.json (a cache miss: the node runs again): its 'created_at'" in out.stderr
+
+
+#: a pipeline whose output is too large to stay inline in the journal (an object in the store)
+BIG_PIPELINE = """
+from etherealfabric import Workflow, node
+
+
+@node
+def big(n):
+    return bytes(range(256)) * n
+
+
+with Workflow("big") as workflow:
+    big(400)
+"""
+
+
+def test_cache_verify_fix_replaces_a_damaged_shared_object_with_this_homes_sound_copy(
+    project: Project,
+) -> None:
+    """A shared object a teammate (or an intruder) damaged, of a result this home holds sound:
+    ``--fix`` keeps this home's record and puts its copy back in the store, so neither this home
+    nor a teammate recomputes it (it deleted this home's record and the team's)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    assert project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY).returncode == 0
+    (digest,) = [p.name for p in (store / "objects").rglob("*") if p.stat().st_size > 65536]
+    shared, copy = (root / "objects" / digest[:2] / digest for root in (store, home))
+    data = bytearray(shared.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shared.write_bytes(bytes(data))
+    audit = project.cli("cache", "verify", home=home, store=store, key=TEAM_KEY)
+    assert audit.returncode == 1 and f"corrupt object {digest} at {shared}" in audit.stdout
+    assert "node big" not in audit.stdout, audit.stdout  # this home's record is sound
+    fixed = project.cli("cache", "verify", "--fix", home=home, store=store, key=TEAM_KEY)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert shared.read_bytes() == copy.read_bytes()
+    for who in (home, project.root / "teammate"):
+        again = project.cli("run", "big.py", home=who, store=store, key=TEAM_KEY)
+        assert "0 executed, 1 cached" in again.stderr, again.stderr
+
+
+def test_cache_verify_fix_keeps_the_results_not_pushed_yet(project: Project) -> None:
+    """A ``push-on-demand`` result lives in the home until ``cache push``: its object is absent
+    from the shared store, and that is no problem to report or "fix" (``--fix`` deleted its
+    record, losing the result ``cache push`` was to send)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    mode = "push-on-demand"
+    assert (
+        project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY, mode=mode).returncode
+        == 0
+    )
+    assert not list((store / "objects").rglob("*"))
+    audit = project.cli("cache", "verify", "--fix", home=home, store=store, key=TEAM_KEY, mode=mode)
+    assert audit.returncode == 0 and "0 problem(s)" in audit.stdout, audit.stdout
+    pushed = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY, mode=mode)
+    assert "pushed 1 result(s)" in pushed.stdout + pushed.stderr, pushed.stdout + pushed.stderr
+    teammate = project.cli(
+        "run", "big.py", home=project.root / "teammate", store=store, key=TEAM_KEY
+    )
+    assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
+
+
+def test_cache_push_sends_again_the_bytes_a_record_there_names_that_are_gone(
+    project: Project,
+) -> None:
+    """The team's record is there, but its objects went (deleted by someone who can write the
+    store, or collected): ``cache push`` from a home that holds them sends them again, and a
+    teammate's hit works (it said "already there" and sent nothing: the teammate recomputed)."""
+    (project.root / "big.py").write_text(BIG_PIPELINE)
+    store, home = project.root / "team-store", project.root / "home"
+    store.mkdir()
+    assert project.cli("run", "big.py", home=home, store=store, key=TEAM_KEY).returncode == 0
+    objects = sorted(p for p in (store / "objects").rglob("*") if p.is_file())
+    assert objects and list((store / "actions").rglob("*.json"))
+    for gone in objects:
+        gone.unlink()
+    dry = project.cli("cache", "push", "--dry-run", home=home, store=store, key=TEAM_KEY)
+    assert f"would have pushed 1 result(s) ({len(objects)} object(s)" in dry.stdout, dry.stdout
+    pushed = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY)
+    assert pushed.returncode == 0 and "pushed 1 result(s)" in pushed.stdout, pushed.stdout
+    assert all(p.is_file() for p in objects)
+    again = project.cli("cache", "push", home=home, store=store, key=TEAM_KEY)
+    assert "pushed 0 result(s)" in again.stdout and "1 already there" in again.stdout
+    teammate = project.cli("run", "big.py", home=project.root / "mate", store=store, key=TEAM_KEY)
+    assert "0 executed, 1 cached" in teammate.stderr, teammate.stderr
+
+
+def test_folders_of_a_shared_folder_linked_outside_it_are_never_gone_through(
+    project: Project,
+) -> None:
+    """Symbolic links planted where the store's folders belong (``actions``, ``objects/00``,
+    ``objects/.tmp``) pointing outside the store: a run, ``cache gc`` and ``cache verify --fix``
+    never read, write or delete anything there (a run wrote its records there, and ``cache gc``
+    deleted a file there named like an object); the links are replaced by real folders."""
+    store, outside = project.root / "team-store", project.root / "outside"
+    folders = {"actions": "records", "objects/00": "prefix", "objects/.tmp": "temp"}
+    for where, name in folders.items():
+        (outside / name).mkdir(parents=True)
+        (store / where).parent.mkdir(parents=True, exist_ok=True)
+        (store / where).symlink_to(outside / name, target_is_directory=True)
+    precious = outside / "prefix" / ("00" + "ab" * 15)
+    precious.write_text("not the store's")
+    before = sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+    home = project.root / "home"
+    out = project.cli("run", "wf.py", home=home, store=store, key=TEAM_KEY)
+    assert out.returncode == 0, out.stderr
+    assert "is a symbolic link where a folder of the store belongs" in out.stderr, out.stderr
+    for command in (("cache", "gc", "--grace", "0"), ("cache", "verify", "--fix")):
+        done = project.cli(*command, home=home, store=store, key=TEAM_KEY)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == before
+    assert precious.read_text() == "not the store's"
+    assert not any((store / where).is_symlink() for where in folders)
+    mate = project.cli(
+        "run", "wf.py", "--json", home=project.root / "mate", store=store, key=TEAM_KEY
+    )
+    assert json.loads(mate.stdout)["cached"] == 3, mate.stderr
 
 
 def test_deeply_nested_entries_in_a_shared_folder_break_no_run_gc_or_verify(

@@ -292,3 +292,23 @@ def test_a_warm_run_writes_no_mark(team: Team) -> None:
     before = team.snapshot()
     assert team.run("a")["cached"] == 2
     assert team.snapshot() == before
+
+
+@pytest.mark.parametrize("when", ["1" + "0" * 400, "1e400"])
+def test_gc_takes_a_forged_run_mark_whose_times_no_float_holds_for_a_dead_runs(
+    team: Team, when: str
+) -> None:
+    """A mark planted with an integer time no float holds (or an infinity) protects nothing and
+    goes, as a dead run's does (``cache gc`` failed with an OverflowError traceback)."""
+    team.run("a")
+    (roots,) = (team.shared / "roots").rglob("*.json")
+    mark = roots.with_name(roots.name.removesuffix(".json") + ".run-" + "ab" * 16 + ".json")
+    mark.write_text(
+        '{"home": "h", "host": "x", "run": "r", "keys": [], '
+        f'"started_at": {when}, "updated_at": {when}}}'
+    )
+    out = team.cli("a", "cache", "gc", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["shared"]["runs_going"] == 0
+    assert not mark.exists()
+    assert team.run("u")["cached"] == 2  # nothing of the team's was lost

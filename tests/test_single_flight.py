@@ -215,9 +215,16 @@ def test_renewal_keeps_a_lease(store: Store) -> None:
 
 @pytest.mark.parametrize(
     "forged",
-    [b"not json", b"{}", json.dumps({"owner": "x", "expires": time.time() + 10**9}).encode()],
+    [
+        b"not json",
+        b"{}",
+        json.dumps({"owner": "x", "expires": time.time() + 10**9}).encode(),
+        b'{"owner": "x", "expires": 1%s}' % (b"0" * 400),  # no float holds it: OverflowError
+    ],
 )
 def test_forged_lease_entries_block_no_one(store: Store, forged: bytes) -> None:
+    """Not a lease, or one that could only make others wait: ignored (never an exception out
+    of ``acquire``, which failed every run that looked the key up)."""
     store.write_entry(lease_name(KEY, 1), forged)
     assert StoreLeases(store, "honest").acquire(KEY) is True
 

@@ -22,7 +22,7 @@ import pytest
 
 from etherealfabric.errors import CorruptArtifactError, StoreError
 from etherealfabric.hashing._digest import digest_bytes
-from etherealfabric.journal._history import check_object
+from etherealfabric.journal._audit import check_object
 from etherealfabric.store import EntryInfo, LocalStore, ObjectStore, Store
 from etherealfabric.testing import StoreContract
 from etherealfabric.testing._stores import Damage

@@ -46,14 +46,16 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
 
     Exits with 1 while problems remain, 0 when the cache is clean (or was repaired by --fix).
     """
-    from ..journal._history import audit_cache
+    from ..journal._audit import audit_cache
     from ..store import LocalStore, open_store
 
     try:
         settings = Settings.resolve(home=home)
-        store = open_store(settings.store_location)
-        # a shared store: this home's copies in front of it are checked too
-        local = LocalStore(settings.home) if settings.shared_store else None
+        # a shared folder is opened as one (untrusted: its entries checked as a run checks
+        # them), and this home's copies in front of it are checked too
+        shared = settings.shared_store
+        store = open_store(settings.store_location, shared=shared, timeout=settings.store_timeout)
+        local = LocalStore(settings.home) if shared else None
     except EtherealFabricError as exc:
         _fail(str(exc))
     # read-only: the shared store is never written (its credentials may not allow it)
@@ -98,6 +100,7 @@ def _repair(
     (its problems stay, the journal's records are forgotten in the home only)."""
     fixed: set[int] = set()
     forgotten: set[str] = set()
+    unsound_here = {p.digest for p in problems if p.where == "local"}
     for i, problem in enumerate(problems):
         store = local if problem.where == "local" and local is not None else shared
         if problem.where == "store" and not writable:
@@ -113,6 +116,8 @@ def _repair(
             "unreadable_object",
         ):
             store.delete_object(problem.digest)
+            if store is shared and local is not None and problem.digest not in unsound_here:
+                _restore(local, shared, problem.digest)
             fixed.add(i)
         elif problem.where == "journal" and problem.key:
             if problem.kind == "corrupt_blob" and problem.digest:
@@ -124,6 +129,15 @@ def _repair(
                 forgotten.add(problem.key)
             fixed.add(i)
     return fixed
+
+
+def _restore(local: Store, shared: Store, digest: str) -> None:
+    """Upload this home's sound copy of ``digest`` (if it has one) in place of the shared
+    store's damaged one just deleted: the team's record naming it serves again."""
+    from ..store import LayeredStore, LocalStore
+
+    if isinstance(local, LocalStore) and local.has_object(digest):
+        LayeredStore(local, shared).upload(digest)
 
 
 def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:

@@ -11,8 +11,8 @@
   read one by one, in batches, or (a warm run) the records of the last run's nodes in bulk.
 - ``_leases``: the home lease, which a run alone in its home takes instead of a lease per
   node, and gives up as soon as another run wants to compute.
-- ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``,
-  ``cache verify``).
+- ``_history``: read-only questions about past runs (``explain``, ``status``, ``logs``).
+- ``_audit``: the audit of ``cache verify``: the action records against the store's objects.
 - ``_gc``: garbage collection of the local cache (``cache gc``).
 - ``_browse`` (public as ``journal.browse``): read-only bulk questions of a browser of the
   journal (the web UI): a run's attempts, state, graph and version stamp, cache sizes.

@@ -7,7 +7,8 @@ those manifests list (small outputs live inline in the journal and travel as obj
 **Push** sends what the shared store lacks, objects first and the record last (so a record
 there never names missing bytes), for the results a run (or every run of a workflow, or the
 whole journal) produced. A result whose record is already there, verified with our key, is
-skipped: pushing twice sends nothing the second time. ``dry_run`` lists what would go, which is
+skipped, unless bytes it names are missing there (collected, deleted): those are sent again.
+Pushing twice sends nothing the second time. ``dry_run`` lists what would go, which is
 how ``cache push --dry-run`` shows everything a read-only run, a ``push-on-demand`` run or a
 run without the network left local.
 
@@ -138,9 +139,10 @@ def _push_one(
     if record is None:
         return SyncItem(key, node, "missing", reason="no longer in the journal (collected)")
     there = store.remote.get_action(key)
-    if there is not None and _same(there, record):
-        return SyncItem(key, node, "present")
-    if not store.signed:
+    # the same record there is not enough: its bytes may be gone (a collection, a teammate's
+    # or an intruder's deletion), and then this home's copies are what brings them back
+    present = there is not None and _same(there, record)
+    if not present and not store.signed:
         problem = unsigned_problem(encode_record(key, record, None))
         if problem:
             return SyncItem(key, node, "refused", reason=problem)
@@ -157,17 +159,20 @@ def _push_one(
         if local is None:
             return SyncItem(key, node, "missing", reason=f"object {digest} is in neither store")
         to_send.append((digest, local.size))
-    item = SyncItem(key, node, "to push" if dry_run else "pushed", len(to_send))
-    item.bytes = sum(size for _, size in to_send)
+    absent = [d for d, _ in inline if store.remote.object_info(d) is None]
+    blobs = [(d, data) for d, data in inline if d in absent and data is not None]
+    if present and not to_send and not blobs:
+        return SyncItem(key, node, "present")
+    item = SyncItem(key, node, "to push" if dry_run else "pushed", len(to_send) + len(blobs))
+    item.bytes = sum(size for _, size in to_send) + sum(len(data) for _, data in blobs)
     if dry_run:
         return item
     for digest, _ in to_send:
         store.upload(digest)
-    for digest, data in inline:
-        if data is not None and store.remote.object_info(digest) is None:
-            store.remote.put_bytes(data)
-    # objects first: a record never names missing bytes; it names this home (cache forget)
-    store.remote.put_action(key, store.stamped(record))
+    for _, data in blobs:
+        store.remote.put_bytes(data)
+    if not present:  # objects first: a record never names missing bytes; it names this home
+        store.remote.put_action(key, store.stamped(record))
     return item
 
 

@@ -194,6 +194,6 @@ def _parse(data: bytes | None) -> dict[str, Any] | None:
     try:
         entry = parse_json(data)
         float(entry["expires"])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):  # (an integer no float can hold)
         return None
     return entry if isinstance(entry, dict) and isinstance(entry.get("owner"), str) else None

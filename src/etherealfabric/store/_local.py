@@ -38,7 +38,12 @@ warning), and every object read is verified against its digest (``verify=False``
 folder, a FIFO, a symbolic link). Reads take it as absent (never followed nor blocked on);
 a write, an exclusive create and a delete remove it first, with a warning naming it (a folder
 with ``shutil.rmtree``, which never follows symbolic links); :meth:`LocalStore.damaged_entries`
-lists them for ``cache verify`` and ``cache gc``.
+lists them for ``cache verify`` and ``cache gc``. In a shared folder the same holds for the
+folders between the root and an entry (``objects``, ``objects/ab``, ``objects/.tmp``...): one
+that is not a real folder (a symbolic link to a folder outside the store) is never gone
+through, so nothing is read, written or deleted outside the store; a write replaces it with a
+real folder, and ``damaged_entries`` lists it. (The home's own ``objects/`` may be a link to
+another disk: the home is trusted.)
 """
 
 from __future__ import annotations
@@ -164,6 +169,9 @@ class LocalStore(Store):
         a symbolic link: what a teammate with write access to a shared folder could plant) is
         absent, opened without blocking or following it: a miss, recomputed and replaced."""
         path = self.entry_location(name)
+        planted = self._planted_under(os.path.dirname(path))
+        if planted is not None:
+            raise FileNotFoundError(f"{planted} is not a folder of the store")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (IsADirectoryError, NotADirectoryError) as exc:
@@ -183,8 +191,11 @@ class LocalStore(Store):
 
     def entry_info(self, name: str) -> EntryInfo | None:
         """Size and time of a regular file (a symbolic link is not followed: absent)."""
+        path = self.entry_location(name)
+        if self._planted_under(os.path.dirname(path)) is not None:
+            return None
         try:
-            info = os.lstat(self.entry_location(name))
+            info = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         return EntryInfo(info.st_size, info.st_mtime) if stat.S_ISREG(info.st_mode) else None
@@ -247,6 +258,8 @@ class LocalStore(Store):
         """Remove the entry (a folder planted in its place too, see the module); a checkpoint's
         prefix folder goes with its last checkpoint (a writer recreates it: ``_in_folder``)."""
         path = self.entry_location(name)
+        if self._planted_under(os.path.dirname(path)) is not None:
+            return  # nothing of the store's is behind it (damaged_entries names it)
         try:
             os.unlink(path)
             if name.startswith("checkpoints/"):
@@ -264,26 +277,42 @@ class LocalStore(Store):
 
     def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, file name)`` of the files in the two-hex-digit folders of ``kind``."""
-        for folder in _entries(os.path.join(self.root, kind)):
-            if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
+        for folder in self._prefixes(kind):
+            if folder.is_dir(follow_symlinks=not self.shared):
                 for entry in _entries(folder.path):
                     yield folder.name, entry.name
 
     def damaged_entries(self, kind: str) -> Iterator[str]:
-        """The entries under ``kind`` that are not regular files (planted: see the module)."""
-        for folder in _entries(os.path.join(self.root, kind)):
-            if len(folder.name) == 2 and folder.is_dir() and _is_hex(folder.name):
-                for entry in _entries(folder.path):
-                    if not entry.is_file(follow_symlinks=False):
-                        yield f"{kind}/{folder.name}/{entry.name}"
+        """The entries under ``kind`` that are not regular files, and in a shared folder the
+        folders on their way that are not real folders (planted: see the module)."""
+        if self._planted_under(os.path.join(self.root, kind)) is not None:
+            yield kind
+            return
+        for folder in self._prefixes(kind):
+            if not folder.is_dir(follow_symlinks=not self.shared):
+                yield f"{kind}/{folder.name}"
+                continue
+            for entry in _entries(folder.path):
+                if not entry.is_file(follow_symlinks=False):
+                    yield f"{kind}/{folder.name}/{entry.name}"
+
+    def _prefixes(self, kind: str) -> Iterator[os.DirEntry[str]]:
+        """The two-hex-digit entries of ``kind`` (none through a planted ``kind`` folder)."""
+        folder = os.path.join(self.root, kind)
+        if self._planted_under(folder) is None:
+            for entry in _entries(folder):
+                if len(entry.name) == 2 and _is_hex(entry.name):
+                    yield entry
 
     def open_temp(self) -> tuple[BinaryIO, str]:
         """A temp file in ``objects/.tmp``: on the file system of the final objects."""
         return self._open_temp("objects")
 
     def temp_folders(self) -> list[str]:
-        """``objects/.tmp``, ``actions/.tmp`` and ``checkpoints/.tmp``."""
-        return [self._temp_dir(kind) for kind in _KINDS]
+        """``objects/.tmp``, ``actions/.tmp`` and ``checkpoints/.tmp`` (not through a planted
+        folder)."""
+        folders = [self._temp_dir(kind) for kind in _KINDS]
+        return [folder for folder in folders if self._planted_under(folder) is None]
 
     def local_folders(self) -> list[str]:
         """The store's folder (its temp folders are inside)."""
@@ -291,8 +320,10 @@ class LocalStore(Store):
 
     def refresh_entry(self, name: str) -> None:
         """Set the entry's modification time to now (gc then sees it as recent)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(self.entry_location(name), follow_symlinks=False)
+        path = self.entry_location(name)
+        if self._planted_under(os.path.dirname(path)) is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path, follow_symlinks=False)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _open_temp(self, kind: str) -> tuple[BinaryIO, str]:
@@ -314,33 +345,49 @@ class LocalStore(Store):
         if self.durable:
             _fsync_path(folder)
 
-    def _remove_planted(self, path: str) -> bool:
+    def _planted_under(self, folder: str) -> str | None:
+        """In a shared folder, the first of the folders from the root down to ``folder`` that
+        exists and is not a real folder (a symbolic link: planted, see the module); None if
+        there is none, and always for the home's own store."""
+        if not self.shared:
+            return None
+        path = self.root
+        for part in os.path.relpath(folder, self.root).split(os.sep):
+            if part in ("", ".", ".."):
+                continue
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if not stat.S_ISDIR(mode):
+                return path
+        return None
+
+    def _remove_planted(self, path: str, *, folder: bool = False) -> bool:
         """Remove what is at the entry ``path`` if it is not a regular file (a folder, a FIFO,
         a symbolic link: planted, see the module), with a warning; True if it was removed.
-        A regular file is left alone (False)."""
+        A regular file is left alone (False). ``folder``: ``path`` is where one of the store's
+        folders belongs (:meth:`_planted_under` found something else there, a file too)."""
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
             return False
-        if stat.S_ISREG(mode):
+        if stat.S_ISREG(mode) and not folder:
             return False
-        what = (
-            "a folder"
-            if stat.S_ISDIR(mode)
-            else "a symbolic link"
-            if stat.S_ISLNK(mode)
-            else "not a file"
-        )
+        belongs = "a folder of the store" if folder else "a stored file"
+        kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISREG: "a file"}
+        what = next((name for test, name in kinds.items() if test(mode)), "not a file")
         log.warning(
-            "removing %s (in the store %s): it is %s where a stored file belongs, which no "
+            "removing %s (in the store %s): it is %s where %s belongs, which no "
             "EtherealFabric process makes (someone with write access to the store did)",
-            path, self.root, what,
+            path, self.root, what, belongs,
         )  # fmt: skip
         try:
-            return remove_path(path, files=False)
+            return remove_path(path, files=folder)
         except OSError as exc:
             raise StoreError(
-                f"cannot remove {path}, {what} where a stored file belongs: "
+                f"cannot remove {path}, {what} where {belongs} belongs: "
                 f"{exc.strerror or exc}. Remove it by hand.",
                 path=path,
             ) from exc
@@ -348,7 +395,12 @@ class LocalStore(Store):
     def _in_folder(self, folder: str, action: Callable[[], _T]) -> _T:
         """``action()``, after making sure ``folder`` exists (again, if it was removed: the
         deletion of another process's last checkpoint of a prefix removes its folder, maybe
-        again right after we recreated it)."""
+        again right after we recreated it). In a shared folder, a folder on the way that is not
+        a real folder (planted) is replaced first."""
+        planted = self._planted_under(folder)
+        if planted is not None:
+            self._remove_planted(planted, folder=True)
+            self._dirs = {d for d in self._dirs if not d.startswith(planted)}
         self._ensure_dir(folder)
         for _ in range(_FOLDER_TRIES):
             try:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -202,9 +203,14 @@ def _roots_by_entry(store: Store) -> dict[str, dict[str, Any]]:
 
 
 def _time(value: object) -> float | None:
-    """``value`` as a time (a JSON number), or None."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok else None  # type: ignore[arg-type]
+    """``value`` as a time (a finite JSON number), or None (an integer no float holds, too)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 @dataclass

@@ -20,6 +20,7 @@ signed record). Checkpoints are pickled, so they are stored after a signature li
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -58,6 +59,8 @@ UNSIGNED_SERIALIZERS = frozenset({"json", "npy", "parquet", "arrow", "polars"})
 MIN_KEY_BYTES = 16
 SIGNATURE_FIELD = "signature"
 
+#: SQLite's integers are 64-bit: a larger one (JSON has no limit) cannot go into the journal
+_INT64 = 2**63
 _SIGNED_CHECKPOINT = b"EFSIGNED1 "
 _SIGNATURE_LINE_SIZE = len(_SIGNED_CHECKPOINT) + 12 + 1 + 64 + 1  # magic, key id, mac, newline
 
@@ -259,6 +262,8 @@ def record_problem(record: object) -> str:
     created = record.get("created_at", 0.0)
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         return "its 'created_at' is not a number"
+    if not (-_INT64 <= created < _INT64 if isinstance(created, int) else math.isfinite(created)):
+        return "its 'created_at' is out of range (the journal keeps it: SQLite's numbers)"
     outputs = record.get("outputs")
     if not isinstance(outputs, dict):
         return "its 'outputs' is missing or not an object"
@@ -274,7 +279,7 @@ def record_problem(record: object) -> str:
         if not isinstance(out.get("serializer"), str) or not out["serializer"]:
             return f"its output {name!r} names no serializer"
         size = out.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < _INT64:
             return f"its output {name!r} has no valid size"
         if not isinstance(out.get("inline", False), bool):
             return f"its output {name!r} has a non-boolean 'inline'"
