@@ -83,7 +83,7 @@ class LogSubscriber:
         self.log = logging.getLogger(f"{LOGGER}.run")
         if not self.log.isEnabledFor(logging.DEBUG):  # (as the run starts: made for each run)
             # nothing to log for a cached or started node: the bus makes no call per node
-            self.node_cached = self.node_started = IGNORED  # type: ignore[method-assign]
+            self.node_cached = self.node_started = IGNORED  # type: ignore[method-assign,assignment]
 
     def node_cached(self, run_id: str, node: str, key: str, ts: float) -> None:
         """A ``node_cached`` event without its :class:`Event` (``EventBus.node_cached``)."""

@@ -205,9 +205,7 @@ def node_key(
     fields["spec"] = spec
     fields["param_hashes"] = param_hashes
     fields["inputs"] = inputs
-    fields["input_code"] = (
-        {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
-    )
+    fields["input_code"] = {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
     return info
 
 

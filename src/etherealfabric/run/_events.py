@@ -104,7 +104,7 @@ CachedHandler = Callable[[str, str, str, float], None]
 StartedHandler = Callable[[str, str, str, int, float], None]
 
 
-def IGNORED(*args: Any) -> None:  # noqa: N802 (a marker, named as a constant)
+def IGNORED(*args: Any) -> None:
     """A subscriber's ``node_cached`` or ``node_started`` that is this function takes no
     such call: the bus leaves it out (those events are one per node)."""
 
@@ -154,7 +154,8 @@ class EventBus:
         found = [(getattr(cb, name, None), critical) for cb, critical in self._subscribers]
         if any(method is None for method, _ in found):
             return None
-        return [(method, critical) for method, critical in found if method is not IGNORED]
+        methods = cast("list[tuple[Callable[..., None], bool]]", found)
+        return [(method, critical) for method, critical in methods if method is not IGNORED]
 
     def node_cached(
         self, run_id: str, node: str, key: str, extra: Mapping[str, Any] | None = None
