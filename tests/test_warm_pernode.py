@@ -5,6 +5,7 @@ gives: the encoder's keys, the journal's rows, the log's lines at DEBUG."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,52 @@ def test_a_warm_run_at_warning_journals_every_cached_node(home: Path) -> None:
         ).fetchall()
     names = ("leaf", "step", "step-2", "step-3")
     assert rows == [(n, "cached", first._keys[n]) for n in names]
+
+
+@node
+def item(root, i):
+    return root + i
+
+
+@node
+def gather(xs):
+    return len(xs)
+
+
+def _fanout(n: int) -> Workflow:
+    with Workflow("warm-pernode-fanout") as wf:
+        root = leaf(0)
+        gather([item(root, i) for i in range(n)])
+    return wf
+
+
+def _calls_of_warm_execute(make: Any, n: int) -> int:
+    """The Python function calls of a warm ``execute()`` of ``make(n)`` (graph build, keys,
+    look-ups, rows), after a warm run of the same size (what a process does once, such as
+    writing the SQL of a group's statements, is done then)."""
+    make(n).execute()
+    make(n).execute()
+    wf, calls = make(n), [0]
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls[0] += 1
+
+    sys.setprofile(count)
+    try:
+        results = wf.execute()
+    finally:
+        sys.setprofile(None)
+    assert (results.executed, results.cached) == (0, len(results.statuses))
+    return calls[0]
+
+
+@pytest.mark.parametrize("make", [_chain, _fanout], ids=["chain", "fanout"])
+def test_a_cached_node_costs_a_few_python_calls(home: Path, make: Any) -> None:
+    """Issue 14: what a warm run does per node, counted (not timed: the same on a busy
+    machine). Each cached node is built into the graph, keyed, looked up, and journaled in
+    about 19 calls (27 before the key layouts and the log's opt-out); a change that adds work
+    per cached node shows here."""
+    small, large = _calls_of_warm_execute(make, 10), _calls_of_warm_execute(make, 110)
+    per_node = (large - small) / 100
+    assert per_node <= 21, per_node
