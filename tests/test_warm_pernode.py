@@ -140,11 +140,15 @@ def test_a_lone_subscriber_that_is_not_critical_is_only_logged(
     assert "cannot write the row" in caplog.text and len(rows.calls) == 1
 
 
-def test_a_warm_run_at_debug_logs_each_cached_node_and_journals_it(
+def test_a_run_at_debug_logs_each_started_and_cached_node_and_journals_it(
     home: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _chain(3).execute()
     monkeypatch.setenv("ETHEREALFABRIC_LOG_LEVEL", "DEBUG")
+    with caplog.at_level(logging.DEBUG, logger="etherealfabric"):
+        cold = _chain(3).execute()
+    for name in ("leaf", "step", "step-2"):
+        assert f"{name}: started (key {cold._keys[name][:12]})" in caplog.text
+    caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="etherealfabric"):
         results = _chain(3).execute()
     assert results.cached == 3
