@@ -217,8 +217,8 @@ def _calls_of_warm_execute(make: Any, n: int) -> int:
 def test_a_cached_node_costs_a_few_python_calls(home: Path, make: Any) -> None:
     """Issue 14: what a warm run does per node, counted (not timed: the same on a busy
     machine). Each cached node is built into the graph, keyed, looked up, and journaled in
-    about 19 calls (27 before the key layouts and the log's opt-out); a change that adds work
-    per cached node shows here."""
+    15 to 18 calls (24 to 26 before the key layouts and the log's opt-out); a change that
+    adds work per cached node shows here."""
     small, large = _calls_of_warm_execute(make, 10), _calls_of_warm_execute(make, 110)
     per_node = (large - small) / 100
     assert per_node <= 21, per_node
