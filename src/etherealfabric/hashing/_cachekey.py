@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._digest import RefDigest, hexdigest
 
 __all__ = [
     "KEY_FORMAT_VERSION",
     "cache_key",
+    "key_of",
     "ref_digest",
     "ref_sequence_digest",
     "scalar_digest",
@@ -120,8 +122,77 @@ def cache_key(
     ``params`` maps each parameter name to the digest of its value (upstream outputs already
     replaced by their content digests); ``outputs`` are the declared names, in order.
     """
-    # the bytes of ``encoder.value((KEY_FORMAT_VERSION, kind, code, version,
-    # tuple(sorted(params.items())), tuple(outputs)))`` under the "cache-key" tag
+    return key_of(kind, code, version, params, tuple(outputs))
+
+
+def key_of(
+    kind: str, code: str, version: str | None, params: Mapping[str, str], outputs: tuple[str, ...]
+) -> str:
+    """:func:`cache_key` with its arguments in order (a warm run calls it once per node).
+
+    The bytes are ``encoder.value((KEY_FORMAT_VERSION, kind, code, version,
+    tuple(sorted(params.items())), tuple(outputs)))`` under the "cache-key" tag. Everything
+    but the parameters' digests is the same for every node of one function: it is encoded
+    once, as the pieces between the digests (:data:`_LAYOUTS`), and a key joins them with the
+    digests' bytes, when each digest is the usual 32 characters; any other takes
+    :func:`_key_bytes`."""
+    names = tuple(params)
+    layout = _LAYOUTS.get((kind, code, version, outputs, names))
+    if layout is None:
+        layout = _layout(kind, code, version, params, outputs)
+    order, pieces = layout
+    if len(order) == 1:  # (most nodes: one parameter)
+        data = params[order[0]].encode("utf-8", "surrogatepass")
+        if len(data) == 32:
+            return hexdigest(pieces[0] + data + pieces[1])
+    else:
+        parts = [pieces[0]]
+        for name, piece in zip(order, pieces[1:]):  # noqa: B905 (one piece per name, + tail)
+            data = params[name].encode("utf-8", "surrogatepass")
+            if len(data) != 32:
+                break
+            parts += (data, piece)
+        else:
+            return hexdigest(b"".join(parts))
+    return hexdigest(_key_bytes(kind, code, version, params, outputs))
+
+
+#: (kind, code, version, outputs, parameter names as given) -> the names in key order, and the
+#: encoded pieces around their 32-character digests, the outputs' tuple last (see key_of)
+_LAYOUTS: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+_LAYOUTS_MAX = 10_000
+
+
+def _layout(
+    kind: str, code: str, version: str | None, params: Mapping[str, str], outputs: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """The layout :func:`key_of` joins for these parameter names, remembered."""
+    order = tuple(sorted(params))
+    pieces, before = [], _head(kind, code, version) + _count(len(order))
+    for name in order:
+        pieces.append(before + _pair(name) + _LEN32)
+        before = b""
+    pieces.append(before + _tail(outputs))
+    layout = (order, tuple(pieces))
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    _LAYOUTS[(kind, code, version, outputs, tuple(params))] = layout
+    return layout
+
+
+def _key_bytes(
+    kind: str, code: str, version: str | None, params: Mapping[str, str], outputs: Sequence[str]
+) -> bytes:
+    """The pre-image of a key, framed piece by piece (any digest length)."""
+    count = len(params)
+    parts = [_head(kind, code, version), _count(count)]
+    for name, digest in sorted(params.items()):
+        parts += (_pair(name), _text(digest))
+    parts.append(_tail(outputs))
+    return b"".join(parts)
+
+
+def _head(kind: str, code: str, version: str | None) -> bytes:
     head = _HEADS.get((kind, code, version))
     if head is None:
         head = b"".join((
@@ -129,22 +200,22 @@ def cache_key(
             _TAG["str"], _text(kind), _TAG["str"], _text(code),
             _TAG["none"] if version is None else _TAG["str"] + _text(version),
         ))  # fmt: skip
-        _HEADS[(kind, code, version)] = head
-    tail = _TAILS.get(tuple(outputs)) if type(outputs) is tuple else None
-    if tail is None:
-        tail = _tail(outputs)
-    count = len(params)
-    parts = [head, _TUPLES[count] if count < len(_TUPLES) else _TAG["tuple"] + _int(count)]
-    for name, digest in sorted(params.items()) if count > 1 else params.items():
-        pair = _NAMES.get(name)
-        if pair is None:
-            pair = _PAIR + _TAG["str"] + _text(name) + _TAG["str"]
-            if len(_NAMES) < 10_000:
-                _NAMES[name] = pair
-        data = digest.encode("utf-8", "surrogatepass")
-        parts += (pair, _LEN32 + data if len(data) == 32 else _frame(data))
-    parts.append(tail)
-    return hexdigest(b"".join(parts))
+        if len(_HEADS) < 10_000:
+            _HEADS[(kind, code, version)] = head
+    return head
+
+
+def _count(count: int) -> bytes:
+    return _TUPLES[count] if count < len(_TUPLES) else _TAG["tuple"] + _int(count)
+
+
+def _pair(name: str) -> bytes:
+    pair = _NAMES.get(name)
+    if pair is None:
+        pair = _PAIR + _TAG["str"] + _text(name) + _TAG["str"]
+        if len(_NAMES) < 10_000:
+            _NAMES[name] = pair
+    return pair
 
 
 # a tuple's tag and length for the usual numbers of parameters; a digest's length (32 hex)
@@ -157,6 +228,9 @@ _TAILS: dict[tuple[str, ...], bytes] = {}
 
 
 def _tail(outputs: Sequence[str]) -> bytes:
+    found = _TAILS.get(outputs) if type(outputs) is tuple else None
+    if found is not None:
+        return found
     tail = b"".join([_TAG["tuple"], _int(len(outputs)), *(_TAG["str"] + _text(n) for n in outputs)])
     if type(outputs) is tuple and len(_TAILS) < 10_000:
         _TAILS[outputs] = tail

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
-from ..run._events import Event
+from ..run._events import IGNORED, Event
 from ..states import EventKind
 
 __all__ = ["LogSubscriber", "configure_logging"]
@@ -74,11 +74,16 @@ class LogSubscriber:
     """Logs run events: runs at INFO, each node at DEBUG, failures at ERROR.
 
     Per-node progress is the progress display's job (``observe/_progress.py``); the log says
-    when runs start and end and what went wrong.
+    when runs start and end and what went wrong. Whether cached and started nodes are logged
+    is decided as the run starts (a subscriber is made per run): when the logger does not log
+    DEBUG then, the bus makes no call per node for them (``run/_events.IGNORED``).
     """
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"{LOGGER}.run")
+        if not self.log.isEnabledFor(logging.DEBUG):  # (as the run starts: made for each run)
+            # nothing to log for a cached or started node: the bus makes no call per node
+            self.node_cached = self.node_started = IGNORED  # type: ignore[method-assign,assignment]
 
     def node_cached(self, run_id: str, node: str, key: str, ts: float) -> None:
         """A ``node_cached`` event without its :class:`Event` (``EventBus.node_cached``)."""

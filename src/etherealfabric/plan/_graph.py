@@ -48,6 +48,7 @@ class InputRef:
 
 
 _SET_NODE, _SET_OUTPUT = (InputRef.__dict__[name].__set__ for name in ("node", "output"))
+_new = object.__new__
 
 
 @dataclass(frozen=True, eq=False)
@@ -324,7 +325,10 @@ def _input_ref(ref: OutputRef, name: str, names: Mapping[int, str]) -> InputRef:
         raise DefinitionError(f"node {name!r} refers to a node outside the workflow")
     if ref.name not in (node._ef_names if type(node) is FunctionNode else node.outputs):
         raise UnknownOutputError(up, ref.name, list(node.outputs))
-    return InputRef(up, ref.name)
+    found: InputRef = _new(InputRef)  # (InputRef(up, ref.name) without its __init__ call:
+    _SET_NODE(found, up)  # one per edge of a graph)
+    _SET_OUTPUT(found, ref.name)
+    return found
 
 
 class _Convert:

@@ -25,7 +25,7 @@ from ..define._node import NodeSpec
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import HashingError
-from ..hashing._cachekey import cache_key, ref_digest, ref_sequence_digest, scalar_digest
+from ..hashing._cachekey import key_of, ref_digest, ref_sequence_digest, scalar_digest
 from ..hashing._describe import describe_value
 from ..hashing._digest import RefDigest
 from ..hashing._encoder import hashing_for
@@ -129,7 +129,8 @@ def node_key(
             record = upstream[value.node][value.output]
             digest = record.get("value")
             if digest is not None:
-                param_hashes[name] = _ref_digest(VALUE_REF, digest)
+                found = _VALUE_REFS.get(digest)  # (_value_ref, inline: once per node)
+                param_hashes[name] = found if found is not None else _value_ref(digest)
             else:
                 digest = _bytes_digest(record)
                 param_hashes[name] = _ref_digest(record["serializer"], digest)
@@ -191,22 +192,22 @@ def node_key(
         or last[2] != generation()
     ):
         last = _code_digest(code)
-    key = cache_key(
-        kind=spec.kind if spec.map is None else f"{spec.kind}.map",  # a map is not a call
-        code=last[3],
-        version=spec.version,
-        params=param_hashes,
-        outputs=(  # declared files too
-            (*spec.outputs, *(f"file:{path}" for path in spec.writes))
-            if spec.writes
-            else spec.outputs
-        ),
+    key = key_of(
+        spec.kind if spec.map is None else f"{spec.kind}.map",  # a map is not a call
+        last[3],
+        spec.version,
+        param_hashes,
+        (*spec.outputs, *(f"file:{path}" for path in spec.writes))  # declared files too
+        if spec.writes
+        else spec.outputs,
     )
     info: KeyInfo = object.__new__(KeyInfo)  # (its frozen __init__: a setattr per field)
-    input_code = {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
-    info.__dict__.update(
-        key=key, spec=spec, param_hashes=param_hashes, inputs=inputs, input_code=input_code
-    )
+    fields = info.__dict__  # (filled item by item: no keyword dict made to update it)
+    fields["key"] = key
+    fields["spec"] = spec
+    fields["param_hashes"] = param_hashes
+    fields["inputs"] = inputs
+    fields["input_code"] = {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
     return info
 
 
@@ -239,8 +240,9 @@ def _ref_of(record: Mapping[str, Any]) -> tuple[str, str]:
 
 
 # the digest of an upstream output as a parameter, by (serializer, digest): in a fan-out,
-# thousands of nodes read the same output
+# thousands of nodes read the same output. A value digest's (most outputs) by its digest alone.
 _REF_DIGESTS: dict[tuple[str, str], str] = {}
+_VALUE_REFS: dict[str, str] = {}
 _REF_DIGESTS_MAX = 4096
 
 
@@ -251,6 +253,16 @@ def _ref_digest(serializer: str, digest: str) -> str:
         found = _REF_DIGESTS[pair] = ref_digest(serializer, digest)
         if len(_REF_DIGESTS) > _REF_DIGESTS_MAX:
             _REF_DIGESTS.clear()
+    return found
+
+
+def _value_ref(digest: str) -> str:
+    """``_ref_digest(VALUE_REF, digest)``, remembered by the digest alone."""
+    found = _VALUE_REFS.get(digest)
+    if found is None:
+        found = _VALUE_REFS[digest] = ref_digest(VALUE_REF, digest)
+        if len(_VALUE_REFS) > _REF_DIGESTS_MAX:
+            _VALUE_REFS.clear()
     return found
 
 

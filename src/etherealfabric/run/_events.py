@@ -24,7 +24,10 @@ fails the run. A subscriber may also have a method ``node_cached(run_id, node, k
 every subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
 through it, without an :class:`Event` object (:meth:`EventBus.node_cached`); likewise a
 method ``node_started(run_id, node, key, input_bytes, ts)`` for ``node_started`` events (one
-per node of a cold run: :meth:`EventBus.node_started`). The kinds are
+per node of a cold run: :meth:`EventBus.node_started`). A subscriber whose ``node_cached``
+(or ``node_started``) is :data:`IGNORED` takes no such call at all (the log's, when it does
+not log at DEBUG as the run starts: ``observe/_logging.py``); when what is left is one
+critical subscriber's (the journal recorder's), the bus calls it directly. The kinds are
 :class:`~etherealfabric.states.EventKind`; the status a kind puts its node in is
 ``kind.final_status``.
 """
@@ -39,7 +42,15 @@ from typing import Any, cast
 
 from ..states import EventKind
 
-__all__ = ["CachedHandler", "Event", "EventBus", "EventKind", "StartedHandler", "Subscriber"]
+__all__ = [
+    "IGNORED",
+    "CachedHandler",
+    "Event",
+    "EventBus",
+    "EventKind",
+    "StartedHandler",
+    "Subscriber",
+]
 
 log = logging.getLogger("etherealfabric.events")
 
@@ -93,6 +104,11 @@ CachedHandler = Callable[[str, str, str, float], None]
 StartedHandler = Callable[[str, str, str, int, float], None]
 
 
+def IGNORED(*args: Any) -> None:
+    """A subscriber's ``node_cached`` or ``node_started`` that is this function takes no
+    such call: the bus leaves it out (those events are one per node)."""
+
+
 class EventBus:
     """Delivers each event to every subscriber, in the order they subscribed.
 
@@ -107,6 +123,8 @@ class EventBus:
         self._cached: list[tuple[CachedHandler, bool]] | None = []
         #: ...and its ``node_started`` method
         self._started: list[tuple[StartedHandler, bool]] | None = []
+        #: the one ``node_cached`` method to call, when that is all (a critical one's)
+        self._cached_one: CachedHandler | None = None
 
     def subscribe(self, callback: Subscriber, *, critical: bool = False) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
@@ -121,17 +139,23 @@ class EventBus:
         return remove
 
     def _index_cached(self) -> None:
-        self._cached = cast("list[tuple[CachedHandler, bool]] | None", self._methods("node_cached"))
+        cached = self._cached = cast(
+            "list[tuple[CachedHandler, bool]] | None", self._methods("node_cached")
+        )
         self._started = cast(
             "list[tuple[StartedHandler, bool]] | None", self._methods("node_started")
         )
+        # a critical handler alone: called as it is (its error is raised either way)
+        self._cached_one = cached[0][0] if cached and len(cached) == 1 and cached[0][1] else None
 
     def _methods(self, name: str) -> list[tuple[Callable[..., None], bool]] | None:
-        """Each subscriber's method ``name`` (with its criticality), if every one has one."""
+        """Each subscriber's method ``name`` (with its criticality), if every one has one;
+        those that are :data:`IGNORED` left out."""
         found = [(getattr(cb, name, None), critical) for cb, critical in self._subscribers]
         if any(method is None for method, _ in found):
             return None
-        return cast("list[tuple[Callable[..., None], bool]]", found)
+        methods = cast("list[tuple[Callable[..., None], bool]]", found)
+        return [(method, critical) for method, critical in methods if method is not IGNORED]
 
     def node_cached(
         self, run_id: str, node: str, key: str, extra: Mapping[str, Any] | None = None
@@ -140,6 +164,10 @@ class EventBus:
         node: to each subscriber's ``node_cached(run_id, node, key, ts)`` method when every
         subscriber has one and there is no ``extra`` (no :class:`Event` made), else as an
         :class:`Event`. Errors as :meth:`emit`."""
+        one = self._cached_one
+        if one is not None and not extra:
+            one(run_id, node, key, time.time())
+            return
         handlers = self._cached
         if handlers is None or extra:
             self.emit(Event(EventKind.NODE_CACHED, run_id, node, {"key": key, **(extra or {})}))

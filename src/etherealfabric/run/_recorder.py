@@ -322,7 +322,12 @@ class JournalRecorder:
     def node_cached(self, run_id: str, node: str, key: str, ts: float) -> None:
         """A ``node_cached`` event without its :class:`Event` (``EventBus.node_cached``): the
         short row of a hit indexed here, as :meth:`_on_cached` writes it."""
-        self._buffer((run_id, node, key, ts, HOST), 1)
+        rows = self._node_runs  # (_buffer(row, 1), inline: once per node of a warm run)
+        at = self._row_at.setdefault((run_id, node, 1), len(rows))
+        if at < len(rows):
+            rows[at] = (run_id, node, key, ts, HOST)
+        else:
+            rows.append((run_id, node, key, ts, HOST))
 
     def _on_started(self, event: Event) -> None:
         self._running(event.run_id, event.node or "", event.data["key"], event.ts)

@@ -66,7 +66,7 @@ def decode_records(rows: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
     if (
         type(records) is list
         and len(records) == len(keys)
-        and all(type(record) is dict for record in records)
+        and (not records or set(map(type, records)) == {dict})  # (a C loop, no step a record)
     ):
         return dict(zip(keys, records, strict=True))
     return dict(zip(keys, texts, strict=True))

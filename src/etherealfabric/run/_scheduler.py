@@ -118,6 +118,7 @@ class Scheduler(Rewinds, Fallbacks):
         self.bus = bus
         self.inline_limit = inline_limit
         self.policy = policy or RunPolicy()
+        self._force = self.policy.force  # the nodes that run even when cached
         self._registered = default_registry.portable()  # the user's serializers travel
         self.outcome = RunOutcome(status=dict.fromkeys(graph.order, NodeStatus.PENDING))
         # (built by C loops, not a Python step per node: 100,000 nodes in a warm run)
@@ -251,9 +252,12 @@ class Scheduler(Rewinds, Fallbacks):
 
     # -- starting a node ----------------------------------------------------------------------
     def _start(self, name: str) -> None:
-        try:
-            info = self._ahead.known.pop(name, None) or self._key_of(name)  # (LookAhead.pop)
-            record = self._lookup(name, info.key)
+        try:  # (_key_of and _lookup, inline: once per node)
+            info = self._ahead.known.pop(name, None) or node_key(  # (LookAhead.pop)
+                self.graph.specs[name], self.outcome.outputs, file_cache=self.recorder,
+                secrets=self.secrets,
+            )  # fmt: skip
+            record = None if name in self._force else self.cache.lookup(info.key)
         except StoreConfigError:  # no bucket, no credentials: the run's, not the node's
             raise
         except Exception as exc:
@@ -287,15 +291,16 @@ class Scheduler(Rewinds, Fallbacks):
 
     def _lookup(self, name: str, key: str) -> Mapping[str, Any] | None:
         """The cache's record of ``key``; None for a node the run was told to force."""
-        return None if name in self.policy.force else self.cache.lookup(key)
+        return None if name in self._force else self.cache.lookup(key)
 
     def _cached(self, name: str, info: KeyInfo, record: Mapping[str, Any]) -> None:
-        self.outcome.status[name] = _CACHED
-        self.outcome.outputs[name] = record["outputs"]
-        self.outcome.keys[name] = info.key
-        shared = info.key in self.cache.fetched  # a hit from the shared store: no local parts
+        outcome, key = self.outcome, info.key
+        outcome.status[name] = _CACHED
+        outcome.outputs[name] = record["outputs"]
+        outcome.keys[name] = key
+        shared = key in self.cache.fetched  # a hit from the shared store: no local parts
         extra = {"components": info.components(), "record": record} if shared else None
-        self.bus.node_cached(self.run_id, name, info.key, extra)  # (an Event only if needed)
+        self.bus.node_cached(self.run_id, name, key, extra)  # (an Event only if needed)
         self._release(name)
 
     def _retry_leased(self) -> None:
@@ -484,11 +489,12 @@ class Scheduler(Rewinds, Fallbacks):
                     del self._futures[other]
 
     def _release(self, name: str) -> None:
-        self._clock += 1  # (the rewind's clock: _tick, inline)
-        self._produced_at[name] = self._clock
+        clock = self._clock = self._clock + 1  # (the rewind's clock: _tick, inline)
+        self._produced_at[name] = clock
+        waiting, status = self._waiting, self.outcome.status
         for child in self.graph.succs[name]:
-            self._waiting[child] -= 1
-            if self._waiting[child] == 0 and self.outcome.status[child] == _PENDING:
+            left = waiting[child] = waiting[child] - 1
+            if left == 0 and status[child] == _PENDING:
                 self._ready.append(child)
 
     def _cancel_rest(self) -> None:
