@@ -76,13 +76,10 @@ if TYPE_CHECKING:
 __all__ = ["RunOutcome", "RunPolicy", "Scheduler"]
 
 log = logging.getLogger("etherealfabric.scheduler")
-#: The group commit window of finished nodes, and of cache hits and other rows (see the
-#: module docstring); after a commit of BUSY_ROWS rows or more, at least COMMIT_SHARE times its
-#: duration (commits take at most a fifth of a busy run's time), up to MAX_GROUP_SECONDS.
-GROUP_SECONDS, FLUSH_SECONDS = 0.01, 0.05
+#: The group commit (module docstring): windows, early commit at GROUP_ROWS rows (a node makes
+#: about three); commits of BUSY_ROWS rows or more take at most a fifth of a busy run's time.
+GROUP_SECONDS, FLUSH_SECONDS, GROUP_ROWS = 0.01, 0.05, 6000
 COMMIT_SHARE, MAX_GROUP_SECONDS, BUSY_ROWS = 4.0, 0.5, 300
-#: A group is committed early once this many rows wait (a node makes about three).
-GROUP_ROWS = 6000
 LEASE_POLL_SECONDS, LEASE_RENEW_SECONDS = 0.1, 5.0  # (the heartbeat; leases expire after 60 s)
 # members as plain names: on Python 3.11 one read from its enum costs 0.3 us (a __getattr__ hook)
 _CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
@@ -214,15 +211,11 @@ class Scheduler(Rewinds, Fallbacks):
                 break
 
     def _room(self) -> bool:
-        # the backend's window (Backend.in_flight), asked only once something runs: a cached
-        # run never makes a cluster answer; fail-fast can stop what is not submitted yet
+        # the backend's window (Backend.in_flight), asked only once something runs (a cached
+        # run never makes a cluster answer; fail-fast can stop what is not submitted yet) and
+        # every time: a remote backend widens its window once it sees short tasks
         busy = len(self._running) + self._maps.in_flight
-        return not busy or busy < self._capacity
-
-    @property
-    def _capacity(self) -> int:
-        # asked again every time: a remote backend widens its window once it sees short tasks
-        return self.backend.in_flight or 1_000_000
+        return not busy or busy < (self.backend.in_flight or 1_000_000)
 
     def _drain(self, timeout: float | None) -> None:
         try:
