@@ -247,6 +247,41 @@ def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
     assert team.run("c")["cached"] == 3 and team.executed() == []
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("key", [KEY, None], ids=["signed", "unsigned"])
+def test_an_output_whose_bytes_match_their_digest_but_do_not_parse_is_recomputed(
+    team: Team, key: str | None
+) -> None:
+    """A forged unsigned JSON entry whose object hashes right but which json refuses (an
+    integer of 5,000 digits): the consumer's input is unusable, its producer is computed
+    again and the shared entry replaced (before: the consumer failed with a ValueError in
+    every run of every teammate). A signed store refuses the forged record outright."""
+    assert team.cli("run", "wf.py", key=key).returncode == 0
+    team.executed()
+    small = next(p for p in (team.shared / "actions").glob("*/*.json") if "small" in p.read_text())
+    record = json.loads(small.read_text())
+    forged = ('{"n": 3, "pad": ' + "9" * 5000 + "}").encode()
+    digest = digest_bytes(forged)
+    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
+    team.object(digest).write_bytes(forged)
+    record["outputs"]["result"].update(digest=digest, size=len(forged))
+    small.write_text(json.dumps(record))
+    for path in (team.shared / "actions").glob("*/*.json"):  # the consumer must run
+        if json.loads(path.read_text())["node"] == "report":
+            path.unlink()
+
+    out = team.cli("run", "wf.py", "--json", home="b", key=key)
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == ["report", "small"]
+    assert json.loads(out.stdout)["status"] == "succeeded"
+    assert "Traceback" not in out.stderr
+    if key is None:
+        assert "no valid json data" in out.stderr and digest in out.stderr, out.stderr
+    out = team.cli("run", "wf.py", "--json", home="c", key=key)
+    assert out.returncode == 0 and team.executed() == [], out.stderr  # the entry was replaced
+    assert json.loads(out.stdout)["cached"] == 3
+
+
 # -- 4. a forged record of a returned file ---------------------------------------------------------
 @pytest.mark.parametrize(
     "files,reason",

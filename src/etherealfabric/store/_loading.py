@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import CorruptArtifactError, StoreError
 from ._base import Store
 from ._serializers import SerializerRegistry, default_registry
 from ._tables import MMAP_BYTES
@@ -212,13 +213,29 @@ def read_only(value: Any) -> Any:
 
 def _load(handle: InputHandle, store: Store, verify: bool, registry: SerializerRegistry) -> Any:
     serializer = registry.get(handle.serializer)
-    if handle.inline is not None:
-        return serializer.loads(handle.inline)
-    path = _mappable(handle, store, serializer)
-    with store.open_object(handle.digest, verify=verify) as fp:
-        if path is None:
-            return serializer.load(fp)
-    return serializer.load_path(path)  # type: ignore[attr-defined]  # checked, then mapped
+    try:
+        if handle.inline is not None:
+            return serializer.loads(handle.inline)
+        path = _mappable(handle, store, serializer)
+        with store.open_object(handle.digest, verify=verify) as fp:
+            if path is None:
+                return serializer.load(fp)
+        return serializer.load_path(path)  # type: ignore[attr-defined]  # checked, then mapped
+    except (StoreError, ImportError, MemoryError):
+        raise
+    except Exception as exc:
+        from ._signing import UNSIGNED_SERIALIZERS
+
+        if handle.serializer not in UNSIGNED_SERIALIZERS:
+            raise
+        # bytes that match their digest but are no data of their format: anyone who can write
+        # a shared store can put such an unsigned entry there (e.g. JSON holding an integer of
+        # 5,000 digits, which json refuses). An unusable input: its producer is recomputed
+        raise CorruptArtifactError(
+            f"object {handle.digest} is no valid {handle.serializer} data "
+            f"({type(exc).__name__}: {exc})",
+            digest=handle.digest,
+        ) from exc
 
 
 def _mappable(handle: InputHandle, store: Store, serializer: Any) -> str | None:
