@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from etherealfabric import (
@@ -296,3 +298,72 @@ def test_a_plain_call_keeps_no_bound_dict_and_builds_the_same_params() -> None:
     assert dict(specs[wf.name_of(named.node)].params)["factor"] == 5
     with Workflow("plain-bad"), pytest.raises(DefinitionError, match=r"'scale'.*bad arguments"):
         scale(1, 2, 3)
+
+
+class Scale(Node):
+    """A class node whose base class holds a factor (a helper's attribute)."""
+
+    def __init__(self, v, factor=2):
+        super().__init__()
+        self.v, self.factor = v, factor
+        self.outputs = ["out"]
+
+    def run(self):
+        return {"out": self.v * self.factor}
+
+
+def test_class_nodes_made_in_a_workflow_block_join_it_like_node_calls(
+    tmp_path: Path,
+) -> None:
+    """A class node made inside ``with Workflow():`` is part of it (it was dropped silently
+    when no other node referenced it: a terminal class node never ran), named in the order
+    made, whatever references it; ``add_node`` of one already there only renames it."""
+    with Workflow("mixed", home=str(tmp_path)) as wf:
+        a = double(5)
+        last = Scale(a, factor=3)  # the end of the graph: nothing references it
+        other = Scale(7)
+        wf.add_node(other, name="seven")
+        mapped = Scale.map([1, 2, 3])  # a map: its node, not the template it is made from
+    assert [wf.name_of(n) for n in wf.nodes] == ["double", "Scale", "seven", "Scale-3"]
+    results = wf.execute()
+    assert results[last]["out"] == 30 and results[other]["out"] == 14
+    assert results[mapped]["out"] == [2, 4, 6]
+    assert Add(1, 2).run() == {"sum": 3}  # outside a block: a plain object, added nowhere
+
+
+@node
+def plus_one(x):
+    return x + 1
+
+
+@node
+def calls_a_node_function(x):
+    return plus_one(x) * 2  # a plain call while the node runs
+
+
+class MakesANode(Node):
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+        self.outputs = ["y"]
+
+    def run(self):
+        return {"y": Scale(self.x).run()["out"]}  # a class node made while it runs
+
+
+def test_nodes_run_by_execute_inside_the_block_call_node_functions_as_functions(
+    tmp_path: Path,
+) -> None:
+    """``execute()`` inside the ``with`` block: short nodes run in the caller's thread (the
+    inline path), which is in the block; a ``@node`` function a node calls is still a plain
+    call (it returned a reference: TypeError), and a class node it makes joins nothing."""
+    with Workflow("inside", home=str(tmp_path)) as wf:
+        ref = calls_a_node_function(1)
+        for _ in range(5):
+            ref = calls_a_node_function(ref)
+        made = MakesANode(ref)
+        results = wf.execute()
+        assert results[ref] == 190
+        assert results[made]["y"] == 380
+        assert len([wf.name_of(n) for n in wf.nodes]) == 7
+    assert wf.execute().cached == 7

@@ -112,13 +112,15 @@ class Workflow(Definition):
         values are recorded with the run; ``resume=`` without ``params`` reuses the resumed
         run's.
         """
+        from .define._context import outside_definition
         from .run._gcpause import fewer_collections
 
         caller = sys._getframe(1)  # the user's call (`etherealfabric run` names one made
         while caller.f_back and caller.f_globals.get("__name__", "").startswith("etherealfabric."):
             caller = caller.f_back  # while it imported the workflow file)
         self.executed_at = (caller.f_code.co_filename, caller.f_lineno)
-        with fewer_collections():  # a run keeps many objects alive: fewer full collections
+        # a run keeps many objects alive (fewer full collections); no workflow is defined
+        with fewer_collections(), outside_definition():  # while its nodes run
             return self._execute(
                 targets=targets, backend=backend, max_workers=max_workers,
                 raise_on_error=raise_on_error, subscribers=subscribers, keep_going=keep_going,

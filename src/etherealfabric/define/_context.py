@@ -28,6 +28,7 @@ __all__ = [
     "current_checkpoint",
     "current_collector",
     "defining",
+    "outside_definition",
 ]
 
 
@@ -92,6 +93,14 @@ def defining(collector: NodeCollector) -> Iterator[None]:
         yield
     finally:
         _collector.reset(token)
+
+
+def outside_definition() -> Setting[NodeCollector | None, None]:
+    """No workflow is being defined inside the block: a run's nodes call ``@node`` functions
+    as plain functions, and build class nodes without adding them anywhere, even when
+    ``execute()`` is called inside a ``with Workflow():`` block (short nodes may run in the
+    caller's thread, which is in that block)."""
+    return Setting(_collector, None, None)
 
 
 def activate_checkpoint(cp: CheckpointLike) -> Setting[CheckpointLike | None, CheckpointLike]:

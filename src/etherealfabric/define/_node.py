@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeGuard, overload
 
 from ..errors import DefinitionError, UnknownOutputError
-from ._context import CheckpointLike, current_checkpoint, current_collector
+from ._context import CheckpointLike, current_checkpoint, current_collector, outside_definition
 from ._policies import ErrorHandler, RetryPolicy
 from ._spec import MapSpec, NodeSpec, bind, check_max_failures, check_node_name, class_handler
 
@@ -245,6 +245,8 @@ class Node:
     #: the bound, named inputs, once asked (``_ef_spec_parts``); a plain attribute: reading
     #: ``self.__dict__`` makes CPython build the instance's dict (a microsecond a node)
     _ef_bound: dict[str, Any] | None = None
+    #: a node made inside ``with Workflow():`` joins it (a map's node is added by ``map``)
+    _ef_joins_block: ClassVar[bool] = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Node:
         self = super().__new__(cls)
@@ -257,6 +259,9 @@ class Node:
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None:
             self._ef_name = check_node_name(name)
+        collector = current_collector()
+        if collector is not None and self._ef_joins_block:  # made in `with Workflow():`: added
+            collector.add_node(self)  # (as a @node call is: named now, in the order made)
 
     @property
     def outputs(self) -> Outputs:
@@ -300,7 +305,8 @@ class Node:
         Inside ``with Workflow():`` the map is added to the workflow. ``max_failures``: how
         many items may fail (a count, or a fraction below 1) with the map still succeeding.
         """
-        template = cls(items, *args, **broadcast)  # type: ignore[call-arg]
+        with outside_definition():  # the template is no node of the workflow
+            template = cls(items, *args, **broadcast)  # type: ignore[call-arg]
         mapped = MapNode(template, max_failures=max_failures)
         collector = current_collector()
         if collector is not None:
@@ -397,6 +403,8 @@ class MapNode(Node):
     items are a dict. Made by ``fn.map(items)`` (``_function.NodeFunction.map``) and
     :meth:`Node.map`; the scheduler runs it (``run/_mapping.py``).
     """
+
+    _ef_joins_block = False
 
     def __init__(
         self, template: Node, *, max_failures: int | float | None = None, name: str | None = None
