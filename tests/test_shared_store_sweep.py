@@ -282,6 +282,40 @@ def test_an_output_whose_bytes_match_their_digest_but_do_not_parse_is_recomputed
     assert json.loads(out.stdout)["cached"] == 3
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lie", [False, True], ids=["true-size", "size-understated"])
+def test_a_forged_inline_output_of_megabytes_never_goes_into_a_journal(
+    team: Team, lie: bool
+) -> None:
+    """An unsigned record whose small output is replaced by 2 MB of valid JSON, still marked
+    inline: a teammate's journal keeps only small bytes (before: it copied the object into
+    its journal, as much as the record named); one that understates its size is a miss."""
+    assert team.cli("run", "wf.py", key=None).returncode == 0
+    team.executed()
+    small = next(p for p in (team.shared / "actions").glob("*/*.json") if "small" in p.read_text())
+    record = json.loads(small.read_text())
+    forged = json.dumps({"n": 3, "pad": "z" * 2_000_000}).encode()
+    digest = digest_bytes(forged)
+    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
+    team.object(digest).write_bytes(forged)
+    size = 116 if lie else len(forged)
+    record["outputs"]["result"].update(digest=digest, size=size, inline=True)
+    small.write_text(json.dumps(record))
+    for path in (team.shared / "actions").glob("*/*.json"):  # the consumer must run
+        if json.loads(path.read_text())["node"] == "report":
+            path.unlink()
+
+    out = team.cli("run", "wf.py", "--json", home="b", key=None)
+    assert out.returncode == 0, out.stderr
+    assert (team.root / "b" / "journal.db").stat().st_size < 1_000_000
+    if lie:
+        assert team.executed() == ["report", "small"]  # a miss: recomputed
+        assert f"has {len(forged)} bytes, not its 116" in out.stderr, out.stderr
+    else:  # the forged value is loaded (unsigned json: see docs/stores.md), from the object
+        assert team.executed() == ["report"]
+    assert "Traceback" not in out.stderr
+
+
 # -- 4. a forged record of a returned file ---------------------------------------------------------
 @pytest.mark.parametrize(
     "files,reason",

@@ -81,6 +81,11 @@ def cat(
         except ArtifactMissingError as exc:
             _fail(f"{_gone(home, results.run_id, node)} ({exc})")
         except CorruptArtifactError as exc:  # a cached run would hit the same bytes: --force
+            if exc.path is None:  # bytes that hash right but are no data of their format
+                _fail(
+                    f"cannot load {node}.{output} of run {results.run_id}: {exc}; "
+                    f"{_rerun_hint(home, results.run_id, node, force=True)}"
+                )
             _fail(
                 f"cannot load {node}.{output} of run {results.run_id}: its stored object "
                 f"{exc.digest} at {exc.path} is corrupt (changed or damaged after it was "

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from ..config import INLINE_LIMIT
 from ..errors import ArtifactMissingError, CorruptArtifactError
 from ..journal import Journal
 from ..store import Store
@@ -97,17 +98,24 @@ class SharedFetch:
         if problem:
             self._reject(key, problem)
             return None
+        record = _small_inline(record)
         blobs = []
-        for out in record["outputs"].values():
+        for name, out in record["outputs"].items():
             if out.get("inline") and self.read_only:
                 if not self.store.has_object(out["digest"]):
                     return None
             elif out.get("inline"):
                 try:
-                    blobs.append((out["digest"], self.store.read_bytes(out["digest"])))
+                    data = self.store.read_bytes(out["digest"])
                 except (ArtifactMissingError, CorruptArtifactError) as exc:
                     self._say_unusable(key, exc)
                     return None
+                if len(data) != out["size"]:
+                    self._reject(
+                        key, f"output {name!r} has {len(data)} bytes, not its {out['size']}"
+                    )
+                    return None
+                blobs.append((out["digest"], data))
         if not self.read_only and not self._fill(key, record):
             return None
         return record, blobs
@@ -148,3 +156,17 @@ class SharedFetch:
                 self.store.url,
                 problem,
             )
+
+
+def _small_inline(record: dict[str, Any]) -> dict[str, Any]:
+    """``record``, its outputs marked inline but larger than :data:`INLINE_LIMIT` made plain
+    stored objects: the journal keeps only small bytes, whatever a shared record says (a
+    forged unsigned one made every teammate copy 60 MB into their journal, and more each)."""
+    outputs = record["outputs"]
+    if not any(o.get("inline") and o["size"] > INLINE_LIMIT for o in outputs.values()):
+        return record
+    plain = {
+        name: {k: v for k, v in out.items() if k != "inline"} if out["size"] > INLINE_LIMIT else out
+        for name, out in outputs.items()
+    }
+    return {**record, "outputs": plain}
