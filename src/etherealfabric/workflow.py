@@ -56,6 +56,15 @@ class Workflow(Definition):
 
         return [fewer_collections(), *super()._block_contexts()]
 
+    def _check_settings(self) -> None:
+        """``Workflow(backend="nope")`` fails here, naming the argument and the known backends
+        (with the closest), not at the first ``execute()``. A backend registered with
+        :func:`~etherealfabric.backends.register_backend` must be registered before."""
+        if self.settings["backend"] is not None:
+            from .backends import check_backend_name
+
+            check_backend_name(self.settings["backend"], setting="Workflow(backend=...)")
+
     def build(self, params: Mapping[str, Any] | None = None) -> Graph:
         """Validate the workflow and return its graph (raises on cycles and bad references).
 
@@ -171,7 +180,7 @@ class Workflow(Definition):
 
         request = RunRequest(
             settings=resolved,
-            backend_setting="backend" if overrides.get("backend") else ENV["backend"],
+            backend_setting=_backend_setting(backend, overrides.get("backend")),
             targets=names,
             raise_on_error=raise_on_error,
             subscribers=(LogSubscriber(), *subscribers),
@@ -208,6 +217,13 @@ class Workflow(Definition):
         if isinstance(target, str):
             return self.name_of(self[target])
         return self.name_of(target)
+
+
+def _backend_setting(given: str | None, chosen: str | None) -> str:
+    """Where the backend's name came from, for an error that names it."""
+    if given is not None:
+        return "execute(backend=...)"
+    return "Workflow(backend=...)" if chosen else ENV["backend"]
 
 
 def _recorded_params(settings: Settings, run_id: str) -> dict[str, Any] | None:
