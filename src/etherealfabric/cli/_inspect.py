@@ -71,7 +71,7 @@ def plan(
     workflow = _load(target)
     _workflow_settings(workflow, home)  # a bad setting is a one-line error
     try:
-        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+        values = parse_params(workflow.param_set, params_file, param_options, assignments)
     except EtherealFabricError as exc:
         _fail(str(exc))
     from ..hashing._fingerprint import FingerprintWarning

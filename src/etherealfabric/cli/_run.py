@@ -96,7 +96,7 @@ def run(
         _check_backend(backend)
     workflow = _load(target)
     try:
-        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+        values = parse_params(workflow.param_set, params_file, param_options, assignments)
     except EtherealFabricError as exc:
         _fail(str(exc))
     params = {
