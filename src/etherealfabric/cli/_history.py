@@ -20,6 +20,7 @@ from ._common import (
     _journal,
     _json_option,
     _no_node,
+    _note_unknown_workflow,
     _print_table,
     _run_json,
     _secs,
@@ -80,6 +81,8 @@ def runs(
         for r in rows:  # a run going: its counts so far (the row gets them when it ends)
             if r["status"] == RunStatus.RUNNING and r["executed"] is None:
                 r["executed"], r["cached"], r["failed"] = committed_counts(journal.conn, r["id"])
+        if not rows and workflow is not None:
+            _note_unknown_workflow(journal, workflow)
     if as_json:
         _echo_json([_run_json(r) for r in rows])
         return

@@ -17,7 +17,15 @@ import click
 
 from ..config import Settings
 from ..errors import EtherealFabricError, StoreUnreachableError
-from ._common import EXIT_FAILED, _echo_json, _fail, _home_option, _journal_at, _json_option
+from ._common import (
+    EXIT_FAILED,
+    _echo_json,
+    _fail,
+    _home_option,
+    _journal_at,
+    _json_option,
+    _note_unknown_workflow,
+)
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
@@ -196,6 +204,8 @@ def cache_ls(workflow: str | None, home: str | None, as_json: bool) -> None:
         _fail(str(exc))
     with _journal_at(settings) as journal:
         entries = cache_entries(journal, workflow)
+        if not entries and workflow is not None:
+            _note_unknown_workflow(journal, workflow)
     rows = [_entry_row(e, store) for e in entries]
     if as_json:
         _echo_json(rows)
@@ -275,6 +285,8 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
         store = open_run_store(settings)
         with _journal_at(settings) as journal:
             entries = cache_entries(journal, workflow)
+            if not entries and workflow is not None:
+                _note_unknown_workflow(journal, workflow)
         local = object_sizes(_local_part(store))
         remote = object_sizes(store.remote) if isinstance(store, LayeredStore) else None
         # inline outputs travel inside the records: in the shared store where its record is
