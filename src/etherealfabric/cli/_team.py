@@ -45,7 +45,7 @@ def _run_options(fn: Any) -> Any:
     return click.argument("run_id", required=False)(fn)
 
 
-@click.command("push")
+@click.command("push", short_help="Upload results to the shared store.")
 @_run_options
 @click.option("--dry-run", is_flag=True, help="Only list what is not in the shared store yet.")
 @_home_option
@@ -74,7 +74,7 @@ def cache_push(
     _report(report, as_json)
 
 
-@click.command("pull")
+@click.command("pull", short_help="Download what a run needs, to reload or re-run it.")
 @_run_options
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded.")
 @_home_option
@@ -187,8 +187,10 @@ def _report(report: SyncReport, as_json: bool) -> None:
 
 
 # -- ls and du -------------------------------------------------------------------------------------
-@click.command("ls")
-@click.option("--workflow", "-w", default=None, help="Only the results runs of W used.")
+@click.command("ls", short_help="List the cache entries this home knows.")
+@click.option(
+    "--workflow", "-w", default=None, metavar="W", help="Only the entries runs of workflow W used."
+)
 @_home_option
 @_json_option
 def cache_ls(workflow: str | None, home: str | None, as_json: bool) -> None:
@@ -269,8 +271,10 @@ def _inline_bytes(record: Mapping[str, Any]) -> int:
     return sum(int(o.get("size", 0)) for o in outputs if isinstance(o, dict) and o.get("inline"))
 
 
-@click.command("du")
-@click.option("--workflow", "-w", default=None, help="Only the results runs of W used.")
+@click.command("du", short_help="Bytes of cached results by workflow and node.")
+@click.option(
+    "--workflow", "-w", default=None, metavar="W", help="Only the entries runs of workflow W used."
+)
 @_home_option
 @_json_option
 def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:

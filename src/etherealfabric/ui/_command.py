@@ -21,7 +21,7 @@ __all__ = ["is_loopback", "ui"]
 DEFAULT_PORT = 8450
 
 
-@click.command("ui")
+@click.command("ui", short_help="Serve a read-only web UI over the run journal.")
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
