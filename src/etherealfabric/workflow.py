@@ -35,7 +35,9 @@ class Workflow(Definition):
     Nodes join by :meth:`add_node`, by being referenced from a node that joins, or by calling
     ``@node`` functions inside ``with workflow:``. Settings given here (``home``, ``store``,
     ``backend``, ``max_workers``, ``durability``) beat the ``ETHEREALFABRIC_*`` environment
-    variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
+    variables, which beat the defaults. ``store`` is the shared store: a folder (a ``str`` or
+    ``os.PathLike`` path), a URL (``"s3://bucket/prefix"``) or a store object
+    (``ObjectStore(...)`` built with its own options, ``LocalStore(...)``). ``retries`` and ``on_error`` are the defaults of nodes
     that set none; ``keep_going=True`` lets independent branches finish after a failure
     (the default is fail-fast: no new node starts once one has failed).
 

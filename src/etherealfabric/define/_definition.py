@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config import strict_options
+from ..config import StoreLike, strict_options
 from ..errors import DefinitionError, DuplicateNodeError
 from ._context import defining
 from ._files import note_root
@@ -43,7 +43,7 @@ class Definition:
         name: str | None = None,
         *,
         home: str | Path | None = None,
-        store: str | None = None,
+        store: str | os.PathLike[str] | StoreLike | None = None,
         backend: str | None = None,
         max_workers: int | None = None,
         durability: str | None = None,
