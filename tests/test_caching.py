@@ -185,6 +185,22 @@ def test_unknown_backend_from_environment_lists_known(monkeypatch: pytest.Monkey
     assert "local" in info.value.known and "processes" in info.value.known
 
 
+def test_an_unknown_backend_is_refused_when_the_workflow_is_made() -> None:
+    """`Workflow(backend=...)` is checked at once (before: only at `execute()`), naming the
+    argument, the value, the closest backend and every known one; `execute(backend=...)`
+    names itself."""
+    with pytest.raises(UnknownBackendError) as info:
+        Workflow("typo", backend="thread")
+    message = str(info.value)
+    assert "Workflow(backend=...)" in message and "'thread'" in message
+    assert "did you mean 'threads'?" in message
+    assert "local" in info.value.known and "processes" in info.value.known
+    assert Workflow("fine", backend=" Threads ").settings["backend"] == " Threads "
+    wf, _ = build(3)
+    with pytest.raises(UnknownBackendError, match=r"'nope' \(from execute\(backend=\.\.\.\)\)"):
+        wf.execute(backend="nope")
+
+
 def test_home_argument_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ETHEREALFABRIC_HOME", str(tmp_path / "from-env"))
     build(3)[0].execute()

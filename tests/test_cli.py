@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -385,3 +386,50 @@ def test_quiet_hides_the_engines_info_lines(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "INFO" not in done.stderr and "waiting for it" not in done.stderr, done.stderr
     assert "2 executed, 1 cached" in done.stdout
+
+
+def _every_command() -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(command: click.Command, path: str) -> None:
+        found.append((path, command))
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, f"{path} {name}".strip())
+
+    walk(main, "")
+    return found
+
+
+def test_every_command_has_a_one_line_summary_and_every_option_a_help() -> None:
+    """`etherealfabric --help` cut most summaries with '...' (`cat  Print NODE's result in run
+    RUN_ID (its OUTPUT, for a...`); `runs --limit` and `celery-worker`'s options had no help."""
+    for path, command in _every_command():
+        if path:
+            summary = command.get_short_help_str(limit=1000)
+            assert summary and summary == command.get_short_help_str(limit=55), path
+            assert not summary.endswith("..."), (path, summary)
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert (param.help or "").strip(), f"{path} {param.opts[0]} has no help"
+    for group in ([], ["cache"]):
+        code, out, _ = invoke(*group, "--help")
+        assert code == 0
+        commands = out.split("Commands:\n")[1].splitlines()
+        assert commands and all(not line.endswith("...") for line in commands), out
+
+
+def test_celery_worker_passes_its_options_and_any_other_to_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import etherealfabric.backends._celery as celery_backend
+
+    pytest.importorskip("celery")
+    seen: list[list[str]] = []
+    monkeypatch.setattr(celery_backend, "main", lambda argv: seen.append(argv) or 0)
+    code, _, _ = invoke("celery-worker", "-c", "2", "--loglevel", "DEBUG", "--pool", "solo",
+                        "--broker-url", "redis://h:1/0")  # fmt: skip
+    assert code == 0
+    assert seen == [
+        ["worker", "--concurrency=2", "--loglevel=DEBUG", "--broker-url=redis://h:1/0",
+         "--pool", "solo"]
+    ]  # fmt: skip

@@ -430,3 +430,58 @@ def test_values_that_are_not_finite_numbers_are_refused(tmp_path: Path, value: A
         with pytest.raises(ParameterError, match="is not a finite number"):
             wf.execute(params={"x": 10**400})
     assert not (tmp_path / "journal.db").exists()
+
+
+HELPED = """
+from etherealfabric import Param, Workflow, node
+
+
+@node
+def load(n, C):
+    return [C] * n
+
+
+with Workflow("helped", params={
+    "n_rows": Param(100, help="rows to sample, at least 10"),
+    "model": {"C": Param(1.0, type=float, help="inverse regularization strength")},
+}) as wf:
+    load(wf.params.n_rows, wf.params.model.C)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (["-p", "n_rows=many"], "-p n_rows=many: "),
+        (["--param", "model.C=high"], "-p model.C=high: "),
+        (["n_rows=many"], "n_rows=many (after the file): "),
+        (["--params", "bad.json"], "params file bad.json: "),
+    ],
+)
+def test_cli_a_bad_value_says_how_it_was_given_and_the_parameters_help(
+    tmp_path: Path, args: list[str], given: str
+) -> None:
+    """Before: `parameter 'n_rows' takes an int (default 100); 'many' is not an int`, with
+    neither the option it came from nor the `help=` its author wrote."""
+    (tmp_path / "wf.py").write_text(HELPED)
+    (tmp_path / "bad.json").write_text('{"model": {"C": "high"}}')
+    out = cli(tmp_path, "run", "wf.py", *args)
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: {given}parameter "), line
+    if "n_rows" in given:
+        assert "'n_rows' takes an int (default 100); 'many' is not an int" in line, line
+        assert line.endswith("(n_rows: rows to sample, at least 10)"), line
+    else:
+        assert "'model.C' takes a float (default 1.0);" in line, line
+        assert line.endswith("(model.C: inverse regularization strength)"), line
+    assert "Traceback" not in out.stderr
+    planned = cli(tmp_path, "plan", "wf.py", *args)  # plan says the same
+    assert planned.returncode == 2 and planned.stderr == out.stderr, planned.stderr
+
+
+def test_a_bad_value_through_the_api_ends_with_the_parameters_help() -> None:
+    with Workflow("api-helped", params={"n": Param(3, help="how many")}) as wf:
+        echo(wf.params.n)
+    with pytest.raises(ParameterError, match=r"'n' takes an int.*got str 'x' \(n: how many\)$"):
+        wf.execute(params={"n": "x"})

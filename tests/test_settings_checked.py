@@ -78,3 +78,22 @@ def test_an_unknown_backend_in_the_variable_is_exit_2_for_run_only(home: Path) -
     [row] = [r for r in json.loads(_cli(home, "runs", "--json").stdout) if r["status"] == "failed"]
     resumed = _cli(home, "resume", row["id"], **bad)  # the backend its run recorded: local
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_an_unknown_backend_given_to_the_workflow_fails_as_the_file_is_imported(
+    tmp_path: Path,
+) -> None:
+    """`Workflow(backend="proceses")` in a workflow file: exit 2 with one line that names the
+    argument, the value, the closest backend and every known one (before: accepted when the
+    Workflow was made; only `execute()` said so)."""
+    (tmp_path / "bad.py").write_text(
+        FLOW.replace('Workflow("checked")', 'Workflow("checked", backend="proceses")')
+    )
+    for command in ("run", "plan"):
+        got = _cli(tmp_path, command, "bad.py")
+        assert got.returncode == 2, got.stdout + got.stderr
+        [line] = got.stderr.strip().splitlines()
+        assert "Workflow(backend=...)" in line and "'proceses'" in line, line
+        assert "did you mean 'processes'?" in line, line
+        assert "celery, dask, local, processes, spark, threads" in line, line
+        assert "Traceback" not in got.stderr

@@ -131,6 +131,31 @@ def test_store_given_something_else_is_a_config_error_naming_store(tmp_path: Pat
     assert not (tmp_path / "ran").exists()
 
 
+def test_the_store_argument_is_typed_for_every_form_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Workflow(store=...)` was typed `str | None`, so a type checker refused the path, the
+    `Path` and the store objects the docs show (`store=ObjectStore(...)`). The hint now names
+    each form; a `Path` works as its folder does."""
+    import inspect
+    import typing
+
+    import etherealfabric.define._definition as definition
+    from etherealfabric.config import StoreLike
+
+    written = inspect.signature(Workflow.__init__).parameters["store"].annotation
+    hint = eval(written, vars(definition)) if isinstance(written, str) else written
+    forms = set(typing.get_args(hint))
+    assert {str, os.PathLike[str], StoreLike, type(None)} <= forms, written
+    for store in (LocalStore(tmp_path / "team"), ObjectStore("memory://team")):
+        assert isinstance(store.url, str)  # what StoreLike asks of a store object
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", KEY)
+    wf = _workflow(tmp_path / "ran", home=str(tmp_path / "home"), store=tmp_path / "team")
+    assert _executed(wf.execute()) == ["marked"]
+    assert list((tmp_path / "team" / "actions").glob("*/*.json"))
+
+
 # -- a store URL with a slash missing ------------------------------------------------------------------
 TINY = """
 from etherealfabric import Workflow, node

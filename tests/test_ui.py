@@ -563,3 +563,56 @@ def test_an_empty_token_is_refused_not_taken_for_no_token(tmp_path: Path, token:
     result = CliRunner().invoke(main, ["ui", "--home", str(tmp_path), "--token", token])
     assert result.exit_code == 2
     assert "--token is empty" in result.stderr
+
+
+# -- the port --------------------------------------------------------------------------------------
+def _ui(home: Path, *args: str) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "ui", "--home", str(home), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean,
+    )  # fmt: skip
+
+
+def test_a_port_in_use_is_a_one_line_error_that_suggests_port_0(tmp_path: Path) -> None:
+    """Before: uvicorn's `ERROR: [Errno 98] ...` after the address had been printed as if the
+    UI were up, and exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _ui(tmp_path, "--port", str(port))
+        try:
+            _, stderr = proc.communicate(timeout=WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert f"port {port}" in lines[0] and "in use" in lines[0] and "--port 0" in lines[0]
+    assert "Traceback" not in stderr and "Errno" not in stderr and "UI on http" not in stderr
+
+
+def test_port_0_serves_on_a_free_port_and_prints_it(tmp_path: Path) -> None:
+    proc = _ui(tmp_path, "--port", "0")
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the address, printed once the port is bound
+        address = line.split(" on ")[1].split()[0]
+        port = int(address.rsplit(":", 1)[1].rstrip("/"))
+        assert port != 0, line
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                with urllib.request.urlopen(address + "api/runs", timeout=WAIT) as response:
+                    assert json.loads(response.read())["runs"] == []
+                break
+            except (urllib.error.URLError, ConnectionError) as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the UI did not answer on {address}") from exc
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

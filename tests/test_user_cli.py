@@ -195,3 +195,51 @@ def test_runs_counts_a_running_runs_nodes_so_far(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.communicate(timeout=60)  # (closes the pipe)
+
+
+SQUARES = """
+from etherealfabric import Workflow, node
+
+@node
+def one():
+    return 1
+
+with Workflow("squares") as wf:
+    one()
+with Workflow("cubes") as cubes:
+    one()
+"""
+
+
+def test_a_workflow_filter_naming_no_workflow_says_so_on_stderr(tmp_path: Path) -> None:
+    """`runs --workflow sqares` (a typo) printed an empty table and nothing else, as if the
+    workflow had simply not run: now a line on stderr says no run of it was found and lists
+    the workflows that ran, the closest first; stdout and exit 0 as before."""
+    (tmp_path / "flow.py").write_text(SQUARES)
+    for name in ("squares", "cubes"):
+        assert (
+            _cli(tmp_path, "run", f"flow.py:{'wf' if name == 'squares' else 'cubes'}").returncode
+            == 0
+        )
+    for command in (["runs"], ["cache", "ls"], ["cache", "du"]):
+        for fmt in ([], ["--json"]):
+            got = _cli(tmp_path, *command, "--workflow", "sqares", *fmt)
+            assert got.returncode == 0, got.stderr
+            assert got.stderr.strip() == (
+                "note: no runs of workflow 'sqares' found; did you mean 'squares'? "
+                "workflows with runs: squares, cubes"
+            ), (command, got.stderr)
+            if fmt:
+                empty = json.loads(got.stdout)
+                assert (empty["rows"] if command[-1] == "du" else empty) == [], got.stdout
+        known = _cli(tmp_path, *command, "--workflow", "squares", "--json")
+        assert known.returncode == 0 and known.stderr == "", known.stderr
+        assert json.loads(known.stdout), known.stdout  # not empty
+    far = _cli(tmp_path, "runs", "--workflow", "zzz", "--json")
+    assert (
+        far.stderr.strip()
+        == "note: no runs of workflow 'zzz' found; workflows with runs: cubes, squares"
+    )
+    assert json.loads(far.stdout) == []
+    filtered = _cli(tmp_path, "runs", "--workflow", "squares", "--status", "failed", "--json")
+    assert filtered.stderr == "" and json.loads(filtered.stdout) == []  # it ran: nothing to say

@@ -176,10 +176,11 @@ class UnknownBackendError(ConfigError):
         import difflib  # (only for a suggestion)
 
         where = f" (from {setting})" if setting else ""
-        close = difflib.get_close_matches(name.lower(), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = difflib.get_close_matches(name.strip().lower(), known, n=1)
+        hint = f" did you mean {close[0]!r}?" if close else ""
         super().__init__(
-            f"unknown execution backend {name!r}{where}{hint}; known backends: {', '.join(known)}",
+            f"unknown execution backend {name!r}{where}:{hint} the known backends are "
+            f"{', '.join(known)}",
             setting=setting,
         )
         self.name = name

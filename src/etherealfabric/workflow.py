@@ -35,7 +35,9 @@ class Workflow(Definition):
     Nodes join by :meth:`add_node`, by being referenced from a node that joins, or by calling
     ``@node`` functions inside ``with workflow:``. Settings given here (``home``, ``store``,
     ``backend``, ``max_workers``, ``durability``) beat the ``ETHEREALFABRIC_*`` environment
-    variables, which beat the defaults. ``retries`` and ``on_error`` are the defaults of nodes
+    variables, which beat the defaults. ``store`` is the shared store: a folder (a ``str`` or
+    ``os.PathLike`` path), a URL (``"s3://bucket/prefix"``) or a store object
+    (``ObjectStore(...)`` built with its own options, ``LocalStore(...)``). ``retries`` and ``on_error`` are the defaults of nodes
     that set none; ``keep_going=True`` lets independent branches finish after a failure
     (the default is fail-fast: no new node starts once one has failed).
 
@@ -55,6 +57,15 @@ class Workflow(Definition):
         from .run._gcpause import fewer_collections
 
         return [fewer_collections(), *super()._block_contexts()]
+
+    def _check_settings(self) -> None:
+        """``Workflow(backend="nope")`` fails here, naming the argument and the known backends
+        (with the closest), not at the first ``execute()``. A backend registered with
+        :func:`~etherealfabric.backends.register_backend` must be registered before."""
+        if self.settings["backend"] is not None:
+            from .backends import check_backend_name
+
+            check_backend_name(self.settings["backend"], setting="Workflow(backend=...)")
 
     def build(self, params: Mapping[str, Any] | None = None) -> Graph:
         """Validate the workflow and return its graph (raises on cycles and bad references).
@@ -173,7 +184,7 @@ class Workflow(Definition):
 
         request = RunRequest(
             settings=resolved,
-            backend_setting="backend" if overrides.get("backend") else ENV["backend"],
+            backend_setting=_backend_setting(backend, overrides.get("backend")),
             targets=names,
             raise_on_error=raise_on_error,
             subscribers=(LogSubscriber(), *subscribers),
@@ -210,6 +221,13 @@ class Workflow(Definition):
         if isinstance(target, str):
             return self.name_of(self[target])
         return self.name_of(target)
+
+
+def _backend_setting(given: str | None, chosen: str | None) -> str:
+    """Where the backend's name came from, for an error that names it."""
+    if given is not None:
+        return "execute(backend=...)"
+    return "Workflow(backend=...)" if chosen else ENV["backend"]
 
 
 def _recorded_params(settings: Settings, run_id: str) -> dict[str, Any] | None:

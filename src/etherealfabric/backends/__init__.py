@@ -16,7 +16,14 @@ from ..config import check_options
 from ..errors import UnknownBackendError
 from ._base import Backend, TaskFuture
 
-__all__ = ["Backend", "TaskFuture", "backend_names", "create_backend", "register_backend"]
+__all__ = [
+    "Backend",
+    "TaskFuture",
+    "backend_names",
+    "check_backend_name",
+    "create_backend",
+    "register_backend",
+]
 
 _BUILTIN = {
     "local": "etherealfabric.backends._local:ThreadBackend",
@@ -43,6 +50,15 @@ def _plugins() -> dict[str, str]:
 def backend_names() -> list[str]:
     """Every backend name that :func:`create_backend` accepts."""
     return sorted({*_BUILTIN, *_registered, *_plugins()})
+
+
+def check_backend_name(name: Any, *, setting: str) -> None:
+    """Raise :class:`~etherealfabric.errors.UnknownBackendError` naming ``setting`` when no
+    backend is registered under ``name``; a built-in name costs no entry-point scan."""
+    key = str(name).strip().lower()
+    if key in _BUILTIN or key in _registered or key in _plugins():
+        return
+    raise UnknownBackendError(str(name), backend_names(), setting=setting)
 
 
 def create_backend(name: str, *, setting: str | None = None, **options: Any) -> Backend:

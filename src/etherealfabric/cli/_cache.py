@@ -30,12 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["cache", "cache_forget", "cache_gc", "cache_pin", "cache_verify"]
 
 
-@click.group()
+@click.group(short_help="Inspect, share, prune and repair the artifact cache.")
 def cache() -> None:
     """Inspect and repair the artifact cache."""
 
 
-@cache.command("verify")
+@cache.command("verify", short_help="Check (and --fix) stored objects and cache records.")
 @click.option(
     "--fix", is_flag=True, help="Delete corrupt objects and the records that point at them."
 )
@@ -156,7 +156,7 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
         click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
 
 
-@cache.command("gc")
+@cache.command("gc", short_help="Remove what recent runs no longer use.")
 @click.option(
     "--keep-runs",
     type=click.IntRange(min=1, max=2**63 - 1),
@@ -310,7 +310,7 @@ def _collect_shared(
     return report
 
 
-@cache.command("pin")
+@cache.command("pin", short_help="Keep what runs used from cache gc.")
 @click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
 @click.option("--remove", is_flag=True, help="Unpin the runs instead.")
 @_home_option
@@ -342,7 +342,7 @@ def cache_pin(run_ids: tuple[str, ...], remove: bool, home: str | None) -> None:
         click.echo(f"pinned {', '.join(full)}")
 
 
-@cache.command("forget")
+@cache.command("forget", short_help="Drop a node's cache entries so it runs next time.")
 @click.argument("patterns", nargs=-1, required=False, metavar="[NODE]...")
 @click.option(
     "--key", "keys", multiple=True, metavar="K", help="A cache key to forget (repeatable)."

@@ -29,7 +29,7 @@ __all__ = ["cat"]
 _TABLE_ROWS = 40
 
 
-@click.command()
+@click.command(short_help="Print (or write to a file) a result of a past run.")
 @click.argument("run_id")
 @click.argument("node")
 @click.argument("output", required=False)

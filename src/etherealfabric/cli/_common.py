@@ -35,6 +35,7 @@ __all__ = [
     "_json_text",
     "_load",
     "_no_node",
+    "_note_unknown_workflow",
     "_run_json",
     "_secs",
     "_settle",
@@ -204,6 +205,24 @@ def _no_node(run: dict[str, Any], node: str, known: list[str]) -> NoReturn:
     from ..journal._history import no_node
 
     _fail(no_node(run, node, known)[0])
+
+
+def _note_unknown_workflow(journal: Journal, workflow: str) -> None:
+    """For a listing filtered by ``--workflow`` that found nothing: when no run of ``workflow``
+    is recorded at all (a typo, another home), say so on stderr with the workflows that have
+    runs, the closest first; the (empty) listing on stdout and exit 0 stay as they are."""
+    import difflib
+
+    from ..journal._browse import workflow_names
+
+    names = workflow_names(journal)
+    if workflow in names:
+        return
+    close = difflib.get_close_matches(workflow, names, n=3, cutoff=0.6)
+    known = [*close, *(n for n in names if n not in close)]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    listed = f"workflows with runs: {', '.join(known)}" if known else "no workflow has run yet"
+    click.echo(f"note: no runs of workflow {workflow!r} found; {hint}{listed}", err=True)
 
 
 def _load(target: str) -> Workflow:

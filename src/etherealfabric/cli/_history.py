@@ -20,6 +20,7 @@ from ._common import (
     _journal,
     _json_option,
     _no_node,
+    _note_unknown_workflow,
     _print_table,
     _run_json,
     _secs,
@@ -33,7 +34,7 @@ __all__ = ["logs", "runs", "show", "status"]
 ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 
 
-@click.command()
+@click.command(short_help="List recent runs, newest first.")
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option(
     "--status",
@@ -44,7 +45,8 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 @click.option(
     "--since", default=None, help="Only runs started since: an ISO date/time or an age (2h, 3d)."
 )
-@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=20, show_default=True,
+              metavar="N", help="At most N runs.")  # fmt: skip
 @click.option(
     "--before",
     default=None,
@@ -80,6 +82,8 @@ def runs(
         for r in rows:  # a run going: its counts so far (the row gets them when it ends)
             if r["status"] == RunStatus.RUNNING and r["executed"] is None:
                 r["executed"], r["cached"], r["failed"] = committed_counts(journal.conn, r["id"])
+        if not rows and workflow is not None:
+            _note_unknown_workflow(journal, workflow)
     if as_json:
         _echo_json([_run_json(r) for r in rows])
         return
@@ -116,7 +120,7 @@ def _cursor(journal: Any, text: str) -> float | tuple[float, str]:
     return (float(run["started_at"]), str(run["id"]))
 
 
-@click.command()
+@click.command(short_help="One run's nodes: status, timing, cache hits, keys.")
 @click.argument("run_id")
 @click.argument("node", required=False)
 @click.option("--items", is_flag=True, help="With NODE, a map: list its items (children).")
@@ -251,7 +255,7 @@ def _workflow_params(run_row: dict[str, Any]) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-@click.command()
+@click.command(short_help="Where a run stands now, even while it is running.")
 @click.argument("run_id", required=False)
 @click.option("--workflow", default=None, help="Without RUN_ID: the latest run of this workflow.")
 @_home_option
@@ -302,7 +306,7 @@ def _print_status(state: Any) -> None:
         click.echo(f"error: {run['error']}")
 
 
-@click.command()
+@click.command(short_help="What a node printed and logged, per attempt.")
 @click.argument("run_id")
 @click.argument("node")
 @click.option("--attempt", type=int, default=None, help="Only this attempt (1, 2, ...).")

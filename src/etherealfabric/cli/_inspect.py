@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["explain", "graph_command", "plan"]
 
 
-@click.command()
+@click.command(short_help="Dry run: what would run, why, and for how long.")
 @click.argument("target", metavar="FILE[:WORKFLOW]")
-@click.option("--node", "nodes", multiple=True, help="Plan only this node and what it needs.")
+@click.option(
+    "--node", "nodes", multiple=True, help="Plan only this node and what it needs (repeatable)."
+)
 @click.option(
     "--keys",
     "keys_of",
@@ -71,7 +73,7 @@ def plan(
     workflow = _load(target)
     _workflow_settings(workflow, home)  # a bad setting is a one-line error
     try:
-        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+        values = parse_params(workflow.param_set, params_file, param_options, assignments)
     except EtherealFabricError as exc:
         _fail(str(exc))
     from ..hashing._fingerprint import FingerprintWarning
@@ -156,7 +158,7 @@ def _estimate_text(planned: DryRun) -> str:
     return f"{text} + {missing} node(s) without history" if missing else text
 
 
-@click.command()
+@click.command(short_help="Why a node ran or was cached: what changed.")
 @click.argument("run_id")
 @click.argument("node")
 @_home_option
@@ -177,7 +179,7 @@ def explain(run_id: str, node: str, home: str | None, as_json: bool) -> None:
         click.echo(str(explanation))
 
 
-@click.command("graph")
+@click.command("graph", short_help="Print the DAG as Mermaid, Graphviz DOT or JSON.")
 @click.argument("target", metavar="FILE[:WORKFLOW]")
 @click.option(
     "--format",
@@ -185,12 +187,12 @@ def explain(run_id: str, node: str, home: str | None, as_json: bool) -> None:
     type=click.Choice(["mermaid", "dot", "json"]),
     default="mermaid",
     show_default=True,
-    help="Output format.",
+    help="mermaid (a flowchart), dot (Graphviz) or json (nodes and edges).",
 )
 @click.option("--run", "run_id", default=None, help="Colour nodes by their status in this run.")
 @_home_option
 def graph_command(target: str, fmt: str, run_id: str | None, home: str | None) -> None:
-    """Print the workflow's DAG as Mermaid or Graphviz DOT (ordering edges dashed)."""
+    """Print the workflow's DAG as Mermaid, Graphviz DOT or JSON (ordering edges dashed)."""
     from ..observe._export import render
 
     workflow = _load(target)

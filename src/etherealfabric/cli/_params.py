@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,19 +50,40 @@ def params_options(fn: Any) -> Any:
 
 
 def parse_params(
-    param_set: ParamSet, file: str | None, assignments: Iterable[str]
+    param_set: ParamSet,
+    file: str | None,
+    options: Iterable[str],
+    assignments: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The values set by a params file and ``NAME=VALUE`` assignments, checked, by dotted name.
+    """The values set by a params file, ``-p NAME=VALUE`` options and then ``NAME=VALUE``
+    arguments, checked, by dotted name.
 
-    Raises :class:`~etherealfabric.errors.ParameterError` (unknown names name the closest).
+    Raises :class:`~etherealfabric.errors.ParameterError` (unknown names name the closest),
+    its message starting with where the value was given (``-p n_rows=abc: ...``, ``params
+    file p.yaml: ...``): the parameter's own message names it and ends with its ``help=``.
     """
     values: dict[str, Any] = {}
     if file is not None:
-        values.update(param_set.flatten(load_params_file(file), text=True))
-    for assignment in assignments:
-        name, value = param_set.parse(assignment)
-        values[name] = value
+        with _given(f"params file {file}"):
+            values.update(param_set.flatten(load_params_file(file), text=True))
+    for where, given in (("-p ", options), ("", assignments)):
+        for assignment in given:
+            with _given(f"{where}{assignment}" if where else f"{assignment} (after the file)"):
+                name, value = param_set.parse(assignment)
+            values[name] = value
     return values
+
+
+@contextmanager
+def _given(where: str) -> Iterator[None]:
+    """Prefix a :class:`ParameterError` raised inside with where the value was given."""
+    try:
+        yield
+    except ParameterError as exc:
+        message = str(exc)
+        if not message.startswith(where):
+            exc.args = (f"{where}: {message}", *exc.args[1:])
+        raise
 
 
 def load_params_file(file: str) -> Mapping[str, Any]:

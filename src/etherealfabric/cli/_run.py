@@ -48,13 +48,18 @@ def _run_options(fn: F) -> F:
     )(fn)
 
 
-@click.command()
+@click.command(short_help="Run a workflow file; cached nodes are skipped.")
 @click.argument("target", metavar="FILE[:WORKFLOW]", type=click.Path())  # completes files
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @params_options
-@click.option("--backend", default=None, help="Execution backend (local, processes, ...).")
-@click.option("--max-workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
-@click.option("--node", "nodes", multiple=True, help="Run only this node and what it needs.")
+@click.option("--backend", default=None, metavar="NAME",
+              help="Execution backend: local (threads), processes, dask, celery, spark or a "
+              "registered one (default: $ETHEREALFABRIC_EXECUTION_BACKEND or local).")  # fmt: skip
+@click.option("--max-workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Parallel workers (default: $ETHEREALFABRIC_MAX_WORKERS, else the backend's).")  # fmt: skip
+@click.option(
+    "--node", "nodes", multiple=True, help="Run only this node and what it needs (repeatable)."
+)
 @click.option(
     "--force",
     "force",
@@ -96,7 +101,7 @@ def run(
         _check_backend(backend)
     workflow = _load(target)
     try:
-        values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
+        values = parse_params(workflow.param_set, params_file, param_options, assignments)
     except EtherealFabricError as exc:
         _fail(str(exc))
     params = {
@@ -125,7 +130,7 @@ def run(
     _report(workflow, results, as_json)
 
 
-@click.command()
+@click.command(short_help="Re-run a failed or interrupted run, same parameters.")
 @click.argument("run_id")
 @_run_options
 @_home_option
@@ -359,20 +364,36 @@ def _report(
 
 @click.command(
     "celery-worker",
+    short_help="Start a Celery worker for the celery backend.",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes (default: the CPU count).")  # fmt: skip
+@click.option("-l", "--loglevel", default=None, metavar="LEVEL",
+              help="Celery log level (default: $ETHEREALFABRIC_LOG_LEVEL or INFO).")  # fmt: skip
+@click.option("--broker-url", default=None, metavar="URL",
+              help="The broker (default: $ETHEREALFABRIC_CELERY_BROKER_URL).")  # fmt: skip
+@click.option("--result-backend", default=None, metavar="URL",
+              help="Result backend (default: $ETHEREALFABRIC_CELERY_RESULT_BACKEND).")  # fmt: skip
 @click.pass_context
-def celery_worker(ctx: click.Context) -> None:
+def celery_worker(
+    ctx: click.Context,
+    concurrency: int | None,
+    loglevel: str | None,
+    broker_url: str | None,
+    result_backend: str | None,
+) -> None:
     """Start a Celery worker that runs nodes for the celery backend.
 
-    The broker and result backend come from ETHEREALFABRIC_CELERY_BROKER_URL and
-    ETHEREALFABRIC_CELERY_RESULT_BACKEND (or --broker-url / --result-backend). Options:
-    --concurrency N, --loglevel L; any other option goes to `celery worker`. The workers must
-    be able to import the modules your nodes are defined in.
+    Any other option goes to `celery worker` as it is (--pool, -Q...). The workers must be
+    able to import the modules your nodes are defined in.
     """
     try:
         from ..backends._celery import main as celery_main
     except ImportError:
         _fail("the celery backend needs its extra: pip install 'etherealfabric[celery]'")
         return
-    sys.exit(celery_main(["worker", *ctx.args]))
+    given = {"--concurrency": concurrency, "--loglevel": loglevel,
+             "--broker-url": broker_url, "--result-backend": result_backend}  # fmt: skip
+    options = [f"{name}={value}" for name, value in given.items() if value is not None]
+    sys.exit(celery_main(["worker", *options, *ctx.args]))

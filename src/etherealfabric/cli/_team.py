@@ -17,7 +17,15 @@ import click
 
 from ..config import Settings
 from ..errors import EtherealFabricError, StoreUnreachableError
-from ._common import EXIT_FAILED, _echo_json, _fail, _home_option, _journal_at, _json_option
+from ._common import (
+    EXIT_FAILED,
+    _echo_json,
+    _fail,
+    _home_option,
+    _journal_at,
+    _json_option,
+    _note_unknown_workflow,
+)
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
@@ -37,7 +45,7 @@ def _run_options(fn: Any) -> Any:
     return click.argument("run_id", required=False)(fn)
 
 
-@click.command("push")
+@click.command("push", short_help="Upload results to the shared store.")
 @_run_options
 @click.option("--dry-run", is_flag=True, help="Only list what is not in the shared store yet.")
 @_home_option
@@ -66,7 +74,7 @@ def cache_push(
     _report(report, as_json)
 
 
-@click.command("pull")
+@click.command("pull", short_help="Download what a run needs, to reload or re-run it.")
 @_run_options
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded.")
 @_home_option
@@ -179,8 +187,10 @@ def _report(report: SyncReport, as_json: bool) -> None:
 
 
 # -- ls and du -------------------------------------------------------------------------------------
-@click.command("ls")
-@click.option("--workflow", "-w", default=None, help="Only the results runs of W used.")
+@click.command("ls", short_help="List the cache entries this home knows.")
+@click.option(
+    "--workflow", "-w", default=None, metavar="W", help="Only the entries runs of workflow W used."
+)
 @_home_option
 @_json_option
 def cache_ls(workflow: str | None, home: str | None, as_json: bool) -> None:
@@ -196,6 +206,8 @@ def cache_ls(workflow: str | None, home: str | None, as_json: bool) -> None:
         _fail(str(exc))
     with _journal_at(settings) as journal:
         entries = cache_entries(journal, workflow)
+        if not entries and workflow is not None:
+            _note_unknown_workflow(journal, workflow)
     rows = [_entry_row(e, store) for e in entries]
     if as_json:
         _echo_json(rows)
@@ -259,8 +271,10 @@ def _inline_bytes(record: Mapping[str, Any]) -> int:
     return sum(int(o.get("size", 0)) for o in outputs if isinstance(o, dict) and o.get("inline"))
 
 
-@click.command("du")
-@click.option("--workflow", "-w", default=None, help="Only the results runs of W used.")
+@click.command("du", short_help="Bytes of cached results by workflow and node.")
+@click.option(
+    "--workflow", "-w", default=None, metavar="W", help="Only the entries runs of workflow W used."
+)
 @_home_option
 @_json_option
 def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
@@ -275,6 +289,8 @@ def cache_du(workflow: str | None, home: str | None, as_json: bool) -> None:
         store = open_run_store(settings)
         with _journal_at(settings) as journal:
             entries = cache_entries(journal, workflow)
+            if not entries and workflow is not None:
+                _note_unknown_workflow(journal, workflow)
         local = object_sizes(_local_part(store))
         remote = object_sizes(store.remote) if isinstance(store, LayeredStore) else None
         # inline outputs travel inside the records: in the shared store where its record is

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..config import strict_options
+from ..config import StoreLike, strict_options
 from ..errors import DefinitionError, DuplicateNodeError
 from ._context import defining
 from ._files import note_root
@@ -43,7 +43,7 @@ class Definition:
         name: str | None = None,
         *,
         home: str | Path | None = None,
-        store: str | None = None,
+        store: str | os.PathLike[str] | StoreLike | None = None,
         backend: str | None = None,
         max_workers: int | None = None,
         durability: str | None = None,
@@ -66,6 +66,7 @@ class Definition:
             "max_workers": max_workers,
             "durability": durability,
         }
+        self._check_settings()
         self.retries = as_retry_policy(retries, where=f"workflow {self.name!r}")
         self.on_error = check_handler(on_error, where=f"workflow {self.name!r}")
         self.keep_going = check_flag(keep_going, name="keep_going", where=f"workflow {self.name!r}")
@@ -75,6 +76,10 @@ class Definition:
         self._after: list[tuple[Node, Node]] = []
         self._suffix: dict[str, int] = {}
         self._blocks: list[ExitStack] = []
+
+    def _check_settings(self) -> None:
+        """Refuse settings that can never work, as the definition is made (the facade checks
+        the backend's name: this layer knows no backends)."""
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, node: Node, name: str | None = None) -> Node:

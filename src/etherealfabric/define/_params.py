@@ -77,6 +77,10 @@ class _Leaf:
         kind = a_or_an(name) + (" or null" if self.nullable else "")
         return f"{kind} (default {self.default!r})"
 
+    def helped(self, message: str) -> str:
+        """``message`` about this parameter, ending with its ``help=`` text when it has one."""
+        return f"{message} ({self.path}: {self.help.strip()})" if self.help.strip() else message
+
 
 class ParamSet:
     """The declared parameters of one workflow: leaves by dotted path, and their groups."""
@@ -250,17 +254,22 @@ class ParamSet:
             value = dict(value)
         elif not ok:
             raise ParameterError(
-                f"workflow {self.workflow!r}: parameter {leaf.path!r} takes {leaf.describe()}, "
-                f"got {type(value).__name__} {value!r}",
+                leaf.helped(
+                    f"workflow {self.workflow!r}: parameter {leaf.path!r} takes "
+                    f"{leaf.describe()}, got {type(value).__name__} {value!r}"
+                ),
                 setting=leaf.path,
             )
         if kind is not str and _non_finite(value):
             raise ParameterError(
-                f"workflow {self.workflow!r}: parameter {leaf.path!r} takes {leaf.describe()}; "
-                f"{value!r} {'is not' if isinstance(value, float) else 'holds'} a finite "
-                "number: parameters are JSON values, which have no NaN or infinity (and NaN "
-                "equals nothing): give a finite number, or declare Param(None, type=float) "
-                "and pass null for 'no value'",
+                leaf.helped(
+                    f"workflow {self.workflow!r}: parameter {leaf.path!r} takes "
+                    f"{leaf.describe()}; {value!r} "
+                    f"{'is not' if isinstance(value, float) else 'holds'} a finite number: "
+                    "parameters are JSON values, which have no NaN or infinity (and NaN equals "
+                    "nothing): give a finite number, or declare Param(None, type=float) and "
+                    "pass null for 'no value'"
+                ),
                 setting=leaf.path,
             )
         return value
@@ -305,7 +314,9 @@ def _parse_text(leaf: _Leaf, text: str) -> Any:
             dict: 'a JSON object such as {"a": 1}',
         }[kind]
         raise ParameterError(
-            f"parameter {leaf.path!r} takes {leaf.describe()}; {text!r} is not {example}",
+            leaf.helped(
+                f"parameter {leaf.path!r} takes {leaf.describe()}; {text!r} is not {example}"
+            ),
             setting=leaf.path,
         ) from None
 

@@ -6,7 +6,9 @@ runs, so ``etherealfabric --help`` and every other command stay as fast as befor
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 
 import click
@@ -19,7 +21,7 @@ __all__ = ["is_loopback", "ui"]
 DEFAULT_PORT = 8450
 
 
-@click.command("ui")
+@click.command("ui", short_help="Serve a read-only web UI over the run journal.")
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -28,7 +30,8 @@ DEFAULT_PORT = 8450
 )
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback serves other machines.")  # fmt: skip
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="Port to listen on; 0 picks a free one (the address printed says which).")  # fmt: skip
 @click.option("--token", default=None,
               help=f"Require this token on every request (default: ${UI_TOKEN_ENV}).")  # fmt: skip
 def ui(home: str | None, host: str, port: int, token: str | None) -> None:
@@ -56,6 +59,8 @@ def ui(home: str | None, host: str, port: int, token: str | None) -> None:
             err=True,
         )
         sys.exit(2)
+    sock = _bind(host, port)
+    port = int(sock.getsockname()[1])  # the port really bound (--port 0: a free one)
     if not is_loopback(host):
         click.echo(
             f"warning: serving on {host}: anyone who can reach this machine on port {port} can "
@@ -67,4 +72,37 @@ def ui(home: str | None, host: str, port: int, token: str | None) -> None:
     shown = f"[{host}]" if ":" in host else host
     suffix = "/?token=…" if token else "/"
     click.echo(f"EtherealFabric UI on http://{shown}:{port}{suffix} (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds one), or a one-line error and exit 2.
+
+    Bound here rather than by uvicorn so that a port in use is said plainly (uvicorn logs
+    ``[Errno 98]`` and exits 1 after the address was already printed) and so that ``--port 0``
+    prints the port the system picked, not ``:0``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            message = (
+                f"port {port} on {host} is already in use (another program, or another "
+                "`etherealfabric ui`): pick another with --port N, or --port 0 for any free port"
+            )
+        elif exc.errno == errno.EACCES:
+            message = (
+                f"not allowed to listen on port {port} on {host} (ports below 1024 need "
+                "privileges): pick another with --port N, or --port 0 for any free port"
+            )
+        else:
+            message = f"cannot listen on {host} port {port}: {exc.strerror or exc}: check --host"
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
+    sock.set_inheritable(True)
+    return sock
