@@ -18,7 +18,8 @@ before it runs, capturing after; nothing is deleted or stored through the link.
 file below every ``Directory`` among a node's inputs when its task is built (right after
 its key was computed from their content); :func:`drifted` compares them after the node ran.
 A changed input means the outputs may mix old and new content: they are used by this run,
-but not published to the cache, and the node is recorded as ``drifted``.
+but not published to the cache, and the node is recorded as ``drifted``. So is a node with a
+data file it read by path (``run/_reads.py``) that changed while it ran (:func:`changed_since`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ..store._writer import remove_dead_restores
 __all__ = [
     "capture_nested",
     "capture_outputs",
+    "changed_since",
     "clear_writes",
     "drifted",
     "file_value",
@@ -410,7 +412,7 @@ def _below(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + os.sep)
 
 
-_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+_ATOMS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 @functools.cache
@@ -447,6 +449,18 @@ def snapshot(values: Sequence[Any]) -> dict[str, Stat]:
 def drifted(before: Mapping[str, Stat]) -> list[str]:
     """The paths of ``before`` whose size, mtime or ctime changed (or that are gone)."""
     return [path for path, stat in before.items() if _stat(path) != stat]
+
+
+def changed_since(path: str, before: os.stat_result, since: float) -> bool:
+    """Whether the file at ``path`` (``before``: its stat before it was hashed) changed since
+    ``since`` (seconds): its ctime (set by every write and ``utime``, never put back) is not
+    before it, or its stat moved while it was hashed. Recorded, it would be a stale hit."""
+    try:
+        after = os.stat(path)
+    except OSError:
+        return True
+    moved = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+    return moved or after.st_ctime_ns != before.st_ctime_ns or after.st_ctime_ns >= since * 1e9
 
 
 def _stat(path: str) -> Stat | None:
