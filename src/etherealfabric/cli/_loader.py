@@ -93,6 +93,9 @@ def _import(path: Path) -> object:
             culprit = exc.filename
         where = f"{culprit}:{exc.lineno}" if exc.lineno else culprit
         raise WorkflowFileError(f"{where}: syntax error: {exc.msg}") from exc
+    except SystemExit as exc:  # not the command's exit: a silent 0 would say all went well
+        sys.modules.pop(module_name, None)
+        raise WorkflowFileError(_exit_message(f"{path}: importing it", exc, path)) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise WorkflowFileError(
@@ -126,10 +129,23 @@ def _call(path: Path, name: str, factory: object) -> object:
     """Call a workflow factory named on the command line; its errors name it."""
     try:
         return factory()  # type: ignore[operator]
+    except SystemExit as exc:
+        raise WorkflowFileError(_exit_message(f"{path}:{name}()", exc, path)) from exc
     except Exception as exc:
         raise WorkflowFileError(
             f"{path}:{name}() raised {type(exc).__name__}: {exc}{_user_line(exc, path)}"
         ) from exc
+
+
+def _exit_message(what: str, exc: SystemExit, path: Path) -> str:
+    """One line for a workflow file that called ``sys.exit()`` (or raised ``SystemExit``,
+    argparse's way out) while the command loaded it: the file is imported, not run."""
+    code = "" if exc.code is None else repr(exc.code)
+    return (
+        f"{what} called sys.exit({code}){_user_line(exc, path)}: the command imports the file "
+        "to find its workflow, so nothing may exit at its top level; put that code under "
+        '`if __name__ == "__main__":`'
+    )
 
 
 def _user_line(exc: BaseException, path: Path) -> str:
