@@ -3,6 +3,8 @@
 - A file that calls ``sys.exit()`` (or raises ``SystemExit``) at its top level ended the
   command with that code and no word: ``sys.exit()`` was a silent exit 0, as if the run had
   succeeded. It is now exit 2 with one line naming the file and line.
+- A mistyped file name (``run pipline.py`` next to ``pipeline.py``) said only that there was no
+  such file: it now suggests the close match among the folder's ``.py`` files.
 """
 
 from __future__ import annotations
@@ -69,3 +71,24 @@ def test_a_workflow_factory_that_exits_is_exit_2_too(tmp_path: Path) -> None:
     assert "error: flow.py:make() called sys.exit('which workflow?') (at flow.py:4)" in (
         done.stderr
     )
+
+
+def test_a_mistyped_workflow_file_suggests_the_close_one(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.py").write_text(FLOW.format(exit=""))
+    (tmp_path / "helpers.py").write_text("")
+    done = _ef(tmp_path, "run", "pipline.py")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: no such workflow file: pipline.py; did you mean pipeline.py? "
+        "(expected FILE.py or FILE.py:NAME)"
+    ]
+    # in a folder, with a workflow name: the suggestion keeps both
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "train.py").write_text(FLOW.format(exit=""))
+    done = _ef(tmp_path, "plan", "flows/trian.py:wf")
+    assert done.returncode == 2, done.stderr
+    assert "no such workflow file: flows/trian.py; did you mean flows/train.py:wf?" in (done.stderr)
+    # nothing close: no suggestion
+    done = _ef(tmp_path, "run", "zzz.py")
+    assert done.returncode == 2
+    assert "did you mean" not in done.stderr and "no such workflow file: zzz.py" in done.stderr

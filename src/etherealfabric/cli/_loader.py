@@ -41,7 +41,10 @@ def load_workflow(target: str) -> Workflow:
     """Import ``FILE[:NAME]`` and return the workflow it names or defines."""
     path, name = split_target(target)
     if not path.is_file():
-        raise DefinitionError(f"no such workflow file: {path} (expected FILE.py or FILE.py:NAME)")
+        raise DefinitionError(
+            f"no such workflow file: {path}{_close_file(path, name)} "
+            "(expected FILE.py or FILE.py:NAME)"
+        )
     module = _import(path)
     found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
     _note_import_runs(path, found.values())
@@ -74,6 +77,21 @@ def load_workflow(target: str) -> Workflow:
             f"{path}:FUNCTION{hint}"
         )
     return next(iter(found.values()))
+
+
+def _close_file(path: Path, name: str | None) -> str:
+    """``; did you mean FOLDER/FILE.py[:NAME]?`` for the ``.py`` file of ``path``'s folder
+    closest to its name (``pipline.py``: ``pipeline.py``), else nothing."""
+    import difflib
+
+    try:
+        files = [p.name for p in path.parent.iterdir() if p.suffix == ".py" and p.is_file()]
+    except OSError:  # no such folder either
+        return ""
+    close = difflib.get_close_matches(path.name, sorted(files), n=1)
+    if not close:
+        return ""
+    return f"; did you mean {path.parent / close[0]}{'' if name is None else ':' + name}?"
 
 
 def _import(path: Path) -> object:
