@@ -28,6 +28,7 @@ from ._common import (
     _journal,
     _json_option,
     _load,
+    one_line,
 )
 from ._params import params_options, parse_params
 
@@ -380,8 +381,8 @@ def _report(
                 f"run {results.run_id} of {workflow.name!r} {results.status}: "
                 f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
             )
-        for name, error in results.errors.items():
-            click.echo(f"  {name}: {error}", err=True)
+        for name, error in results.errors.items():  # each on one line: `logs` has it whole
+            click.echo(f"  {name}: {one_line(error)}", err=True)
         if results.errors:  # the one-line errors above; the tracebacks are in the journal
             first = next(iter(results.errors))
             click.echo(
