@@ -239,7 +239,9 @@ class Maps:
         if run.base is None:
             spec, keys = run.spec, run.keys.template
             template = dataclasses.replace(spec, call_args=(None, *spec.call_args[1:]), map=None)
-            info = KeyInfo(run.info.key, template, keys.param_hashes, keys.inputs)
+            info = KeyInfo(
+                run.info.key, template, keys.param_hashes, keys.inputs, hashed_at=keys.hashed_at
+            )
             run.base = self.host._task(info)[0]
         return run.base
 
