@@ -118,3 +118,76 @@ def test_a_drifted_result_is_not_published_to_a_shared_store(
     lines_pipeline(tmp_path, touch=True).execute(store=str(team))
     published = sorted(p.name for p in team.rglob("actions/*/*.json"))
     assert len(published) == 1  # double's record only; count_lines' is not there
+
+
+@node
+def words(data: File, edit: bool = False) -> str:
+    text = Path(data).read_text().strip()
+    if edit:  # another writer edits the file a later node was keyed on already (by a path
+        Path(data).with_stem("c").write_text("c-NEW\n")  # not named: not one of its reads)
+    return text
+
+
+def test_a_file_changed_after_its_key_and_before_its_node_started_is_drifted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a shared store the scheduler keys the ready nodes ahead, in a batch (one round
+    trip to the store): a node waiting for a worker was keyed on its file's content of then.
+    An edit before it started (its snapshot taken after the edit) went unseen: it read the new
+    content, published it under the old content's key, and a run with the old content back
+    (or a teammate's) was served the new content's result."""
+    monkeypatch.setenv("ETHEREALFABRIC_SIGNING_KEY", "d" * 32)
+    for name in "abc":
+        (tmp_path / f"{name}.txt").write_text(f"{name}-old\n")
+        os.utime(tmp_path / f"{name}.txt", (OLD, OLD))
+    c = tmp_path / "c.txt"
+
+    def run() -> Any:
+        with Workflow("drift-ahead", root=tmp_path, home=tmp_path / "home") as wf:
+            words(File(tmp_path / "a.txt"), edit=True)
+            words(File(tmp_path / "b.txt"))
+            words(File(c))
+        return wf.execute(store=str(tmp_path / "team"), max_workers=1)
+
+    first = run()
+    assert first.statuses == {"words": "succeeded", "words-2": "succeeded", "words-3": "drifted"}
+    assert first["words-3"]["result"] == "c-NEW"  # what it read; not cached under c-old's key
+    c.write_text("c-old\n")  # the edit undone
+    second = run()
+    assert second.statuses["words-3"] == "succeeded"
+    assert second["words-3"]["result"] == "c-old"
+
+
+@node
+def first_line(data: File, edit: bool = False) -> str:
+    text = Path(data).read_text().strip()
+    if edit and Path(data).stem == "f00":  # another writer edits the last item's file
+        Path(data).with_stem("f19").write_text("f19-NEW\n")
+    return text
+
+
+def test_a_map_item_file_changed_after_the_map_keyed_it_is_drifted(tmp_path: Path) -> None:
+    """A map keys all its children when it starts and sends them in chunks as workers free
+    up: a file edited meanwhile was read new under the key of its old content."""
+    folder = tmp_path / "items"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"f{i:02d}.txt").write_text(f"f{i:02d}-old\n")
+        os.utime(folder / f"f{i:02d}.txt", (OLD, OLD))
+    last = folder / "f19.txt"
+
+    def run(edit: bool) -> Any:
+        with Workflow("drift-map", root=tmp_path, home=tmp_path / "home") as wf:
+            items = [File(p) for p in sorted(folder.iterdir())]
+            first_line.map(items, edit=edit)
+        return wf.execute(max_workers=1)
+
+    ran = run(edit=True)
+    drifted = [n for n, s in ran.statuses.items() if s == "drifted"]
+    with Journal(tmp_path / "home" / "journal.db") as journal:
+        rows = {r["node"]: r["status"] for r in journal.node_runs(ran.run_id)}
+    assert rows["first_line[f19.txt]"] == "drifted", (drifted, rows)
+    last.write_text("f19-old\n")  # the edit undone: f19 runs again (it was not cached)
+    again = run(edit=True)
+    assert again.maps["first_line"].cached == 19, rows
+    assert again["first_line"]["result"][-1] == "f19-old"

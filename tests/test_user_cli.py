@@ -243,3 +243,48 @@ def test_a_workflow_filter_naming_no_workflow_says_so_on_stderr(tmp_path: Path) 
     assert json.loads(far.stdout) == []
     filtered = _cli(tmp_path, "runs", "--workflow", "squares", "--status", "failed", "--json")
     assert filtered.stderr == "" and json.loads(filtered.stdout) == []  # it ran: nothing to say
+
+
+MULTILINE = """
+from etherealfabric import Workflow, node
+
+@node
+def load():
+    return 1
+
+@node
+def check(x):
+    raise ValueError("bad rows:\\n  row 3: missing id\\n\\n  row 7: negative price")
+
+@node
+def long(x):
+    raise RuntimeError("\\n".join(f"column c{i} is missing" for i in range(100)))
+
+with Workflow("multi", keep_going=True) as wf:
+    data = load()
+    check(data)
+    long(data)
+"""
+
+
+def test_a_multi_line_node_error_is_one_line_in_the_runs_summary(tmp_path: Path) -> None:
+    """A node whose error spans lines printed them as they were at the end of `run`, the
+    lines after the first without the node's name: each error is now one line there (cut
+    when long); `logs` and `show` keep the whole message."""
+    (tmp_path / "flow.py").write_text(MULTILINE)
+    done = _cli(tmp_path, "run", "flow.py")
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert "  check: ValueError: bad rows: row 3: missing id; row 7: negative price" in lines
+    assert not any(line.strip().startswith("row ") for line in lines), done.stderr
+    (long,) = [line for line in lines if line.startswith("  long: RuntimeError: column c0")]
+    assert long.endswith(" ...") and len(long) <= len("  long: ") + 300
+    assert not any(line.startswith("column c") for line in lines)
+
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    shown = json.loads(_cli(tmp_path, "show", run_id, "--json").stdout)
+    errors = {n["node"]: n["error"] for n in shown["nodes"]}
+    assert "bad rows:\n  row 3: missing id\n\n  row 7: negative price" in errors["check"]
+    assert "column c99 is missing" in errors["long"]
+    logs = _cli(tmp_path, "logs", run_id, "check").stdout
+    assert "  row 7: negative price" in logs

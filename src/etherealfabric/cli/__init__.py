@@ -7,7 +7,8 @@ Exit codes: 0 success; 1 the run failed (a node failed or the run was cancelled)
 found problems (``cache verify``) or the run looked at ended badly (``status``); 2 a usage or
 configuration error (bad option, missing file, unknown run id, a workflow file with a syntax or
 import error), reported in one line on stderr that says what to do, without a traceback
-(``etherealfabric --traceback COMMAND ...`` prints it too).
+(``etherealfabric --traceback COMMAND ...`` prints it too); 143 a ``run`` or ``resume``
+stopped by SIGTERM (recorded ``interrupted``).
 
 Layout: this module holds the ``main`` group and adds the commands of ``run`` (run, resume,
 celery-worker), ``history`` (runs, show, status, logs), ``inspect`` (plan, explain, graph) and

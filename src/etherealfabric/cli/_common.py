@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
+    "SUMMARY_ERROR_CHARS",
     "F",
     "_console",
     "_echo_json",
@@ -42,6 +43,7 @@ __all__ = [
     "_table",
     "_when",
     "_workflow_settings",
+    "one_line",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,6 +110,21 @@ def _fail(message: str) -> NoReturn:
     one_line = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
     click.echo(f"error: {one_line}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+#: the longest a node's error is shown in a run's summary (the full text: ``logs``, ``show``)
+SUMMARY_ERROR_CHARS = 300
+
+
+def one_line(text: str, limit: int = SUMMARY_ERROR_CHARS) -> str:
+    """``text`` (a node's error, which may span lines) as one line for a run's summary: its
+    lines stripped and joined (with a space after a line ending in ``:``, else ``; ``), cut
+    at ``limit`` characters with `` ...``."""
+    joined = ""
+    for line in (part.strip() for part in text.strip().splitlines()):
+        if line:
+            joined += ("" if not joined else " " if joined.endswith(":") else "; ") + line
+    return joined if len(joined) <= limit else joined[: limit - 4].rstrip() + " ..."
 
 
 def _echo_json(data: Any) -> None:

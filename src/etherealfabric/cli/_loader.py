@@ -41,7 +41,10 @@ def load_workflow(target: str) -> Workflow:
     """Import ``FILE[:NAME]`` and return the workflow it names or defines."""
     path, name = split_target(target)
     if not path.is_file():
-        raise DefinitionError(f"no such workflow file: {path} (expected FILE.py or FILE.py:NAME)")
+        raise DefinitionError(
+            f"no such workflow file: {path}{_close_file(path, name)} "
+            "(expected FILE.py or FILE.py:NAME)"
+        )
     module = _import(path)
     found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
     _note_import_runs(path, found.values())
@@ -76,6 +79,21 @@ def load_workflow(target: str) -> Workflow:
     return next(iter(found.values()))
 
 
+def _close_file(path: Path, name: str | None) -> str:
+    """``; did you mean FOLDER/FILE.py[:NAME]?`` for the ``.py`` file of ``path``'s folder
+    closest to its name (``pipline.py``: ``pipeline.py``), else nothing."""
+    import difflib
+
+    try:
+        files = [p.name for p in path.parent.iterdir() if p.suffix == ".py" and p.is_file()]
+    except OSError:  # no such folder either
+        return ""
+    close = difflib.get_close_matches(path.name, sorted(files), n=1)
+    if not close:
+        return ""
+    return f"; did you mean {path.parent / close[0]}{'' if name is None else ':' + name}?"
+
+
 def _import(path: Path) -> object:
     module_name = script_module_name(path.stem)
     spec = importlib.util.spec_from_file_location(module_name, path.resolve())
@@ -93,6 +111,9 @@ def _import(path: Path) -> object:
             culprit = exc.filename
         where = f"{culprit}:{exc.lineno}" if exc.lineno else culprit
         raise WorkflowFileError(f"{where}: syntax error: {exc.msg}") from exc
+    except SystemExit as exc:  # not the command's exit: a silent 0 would say all went well
+        sys.modules.pop(module_name, None)
+        raise WorkflowFileError(_exit_message(f"{path}: importing it", exc, path)) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise WorkflowFileError(
@@ -126,10 +147,23 @@ def _call(path: Path, name: str, factory: object) -> object:
     """Call a workflow factory named on the command line; its errors name it."""
     try:
         return factory()  # type: ignore[operator]
+    except SystemExit as exc:
+        raise WorkflowFileError(_exit_message(f"{path}:{name}()", exc, path)) from exc
     except Exception as exc:
         raise WorkflowFileError(
             f"{path}:{name}() raised {type(exc).__name__}: {exc}{_user_line(exc, path)}"
         ) from exc
+
+
+def _exit_message(what: str, exc: SystemExit, path: Path) -> str:
+    """One line for a workflow file that called ``sys.exit()`` (or raised ``SystemExit``,
+    argparse's way out) while the command loaded it: the file is imported, not run."""
+    code = "" if exc.code is None else repr(exc.code)
+    return (
+        f"{what} called sys.exit({code}){_user_line(exc, path)}: the command imports the file "
+        "to find its workflow, so nothing may exit at its top level; put that code under "
+        '`if __name__ == "__main__":`'
+    )
 
 
 def _user_line(exc: BaseException, path: Path) -> str:

@@ -29,7 +29,7 @@ name                                           type       meaning
 ``etherealfabric_bytes_read_total``            counter    serialized size of executed nodes' inputs
 ``etherealfabric_retries_total``               counter    attempts beyond the first
 ``etherealfabric_runs_in_progress``            gauge      runs started and not finished
-``etherealfabric_runs_total{status}``          counter    finished runs: succeeded, failed, cancelled
+``etherealfabric_runs_total{status}``          counter    finished runs: succeeded, failed, cancelled, interrupted
 =============================================  =========  =========================================
 
 ``bytes_read_total`` is exact when ``node_started`` events carry ``input_bytes`` (the summed

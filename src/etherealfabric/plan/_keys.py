@@ -16,6 +16,7 @@ without a hasher, a node with a Secret cannot be keyed.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ class KeyInfo:
     inputs: Mapping[str, tuple[str, ...]]  # param -> "node.output@digest" it reads
     #: param -> the code the pickles it reads name (their records' ``code``), if any
     input_code: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: when (``time.time()``) its first parameter that may hold a ``File`` or ``Directory``
+    #: began to be hashed: one whose ctime is not before it changed after its digest was
+    #: taken, maybe before the node read it (``run/_files.py``: drift); None: no such one
+    hashed_at: float | None = None
 
     def components(self) -> dict[str, Any]:
         """The key's parts, as stored for ``explain``: code (``package:`` parts included),
@@ -120,6 +125,7 @@ def node_key(
     inputs: dict[str, tuple[str, ...]] = {}
     code_in: dict[str, set[str]] = {}  # param -> code names of the pickled outputs it reads
     root = spec.root
+    hashed_at: float | None = None
     for name, value in spec.params.items():
         # what most parameters are, inline: one upstream output, an int, or a str that is
         # not an absolute path (one inside the root is keyed by its relative path); the
@@ -172,6 +178,8 @@ def node_key(
         from ..hashing._paths import relative_to_root
         from ..hashing._values import hash_value
 
+        if hashed_at is None:  # (before any file of it is read: run/_files.py, drift)
+            hashed_at = time.time()
         try:
             resolved = replace_refs(value, resolve, kind=(InputRef, Secret))
             resolved = relative_to_root(resolved, spec.root)  # absolute paths inside the root
@@ -208,6 +216,8 @@ def node_key(
     fields["param_hashes"] = param_hashes
     fields["inputs"] = inputs
     fields["input_code"] = {k: tuple(sorted(v)) for k, v in code_in.items() if v} if code_in else {}
+    if hashed_at is not None:  # (else the class's default: None)
+        fields["hashed_at"] = hashed_at
     return info
 
 

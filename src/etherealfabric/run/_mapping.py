@@ -153,6 +153,7 @@ class Maps:
         prefix, name = run.keys.prefix, run.name
         new: list[int] = []
         for position, item in enumerate(items):
+            keyed_at = time.time() if run.files else None  # (before its files are read)
             key, digest = child_key(run.keys, item, prefix)
             index = run.by_key.get(key)
             if index is None:
@@ -162,7 +163,7 @@ class Maps:
                     child = f"{name}[{digest[:10] if f'{name}[{digest[:10]}]' not in run.names else digest}]"
                 run.names.add(child)
                 index = run.by_key[key] = len(run.children)
-                run.children.append(Child(key, child, item, digest))
+                run.children.append(Child(key, child, item, digest, keyed_at=keyed_at))
                 new.append(index)
             if place:
                 run.slots.append(index)
@@ -238,7 +239,9 @@ class Maps:
         if run.base is None:
             spec, keys = run.spec, run.keys.template
             template = dataclasses.replace(spec, call_args=(None, *spec.call_args[1:]), map=None)
-            info = KeyInfo(run.info.key, template, keys.param_hashes, keys.inputs)
+            info = KeyInfo(
+                run.info.key, template, keys.param_hashes, keys.inputs, hashed_at=keys.hashed_at
+            )
             run.base = self.host._task(info)[0]
         return run.base
 

@@ -86,6 +86,7 @@ class Child:
     checked: bool = False  # its record lists reads or files: a whole-map hit checks it
     attempts_before: int = 0  # attempts lost with a worker that died (run/_lost.py)
     lost: list[Attempt] = field(default_factory=list)  # those attempts, for its result
+    keyed_at: float | None = None  # when its item (holding files) was hashed: run/_files.py
 
 
 @dataclass

@@ -32,6 +32,6 @@ def child_tasks(base: Task, children: list[Child], *, forced: bool, journal: Jou
         task.args = (child.item, *base.args[1:])
         task.fresh = forced or child.key in finished  # (the base's is the map's own key's)
         if isinstance(child.item, (File, Directory, list, tuple, dict)):
-            task.inputs_seen = {**base.inputs_seen, **snapshot([child.item])}
+            task.inputs_seen = {**base.inputs_seen, **snapshot([child.item], child.keyed_at)}
         tasks.append(task)
     return tasks

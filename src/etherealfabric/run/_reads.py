@@ -12,10 +12,12 @@ read: not one it also opened for writing, not a declared ``File``/``Directory`` 
 content already) nor a declared output, not library or engine code, not compiled code nor the
 source of an imported module (other ``.py`` files are data), not the store's own files, not
 ``/proc``, ``/sys`` or ``/dev`` (but ``/dev/shm``). The action record lists them under
-``reads`` with the digest of their content: a path the node gave relative
-(``open("data/x.csv")``) as ``./data/x.csv``, relative to the working folder, for a run from
-another folder reads (so checks) the file there; an absolute one relative to the workflow's
-root when inside it (a teammate's checkout has it at another place), else absolute. A later
+``reads`` with the digest of their content (taken after it ran: one whose ctime is not before
+its start changed meanwhile, maybe after it was read, and the node is ``drifted``): a path the
+node gave relative (``open("data/x.csv")``) as ``./data/x.csv``, relative to the working
+folder, for a run from another folder reads (so checks) the file there; an absolute one
+relative to the workflow's root when inside it (a teammate's checkout has it at another
+place), else absolute. A later
 lookup of the key (:func:`changed_read`) hashes them again, through the journal's
 size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
 now holds something else: the node runs again, and its consumers with it when its output
@@ -71,6 +73,7 @@ from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
 from ._audit import HERE, as_opened, has_magic, pattern_reads
+from ._files import changed_since
 from ._folders import (
     ABSENT,
     DATABASE,
@@ -128,11 +131,13 @@ def task_reads(
     kwargs: Mapping[str, Any],
     secrets: Collection[object] = (),
     outputs: Mapping[str, Any] | None = None,
+    changed: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The record's ``reads`` for a task whose last attempt succeeded (its files are dropped
     from the attempts: they are not sent back). ``args`` and ``kwargs``: the values the node
     received (upstream outputs loaded: a path one returns is named too), ``secrets`` left out;
-    ``outputs``: what it returned (the files a lazy reader among them reads count as read)."""
+    ``outputs``: what it returned (the files a lazy reader among them reads count as read);
+    ``changed``: given, gets the files it read that changed while its last attempt ran."""
     opened = attempts[-1].opened
     for attempt in attempts:
         attempt.opened = {}
@@ -165,6 +170,8 @@ def task_reads(
         store_folders=task.store.local_folders(),
         named=only_named,
         missing=absent,
+        since=started,
+        changed=changed,
     )
 
 
@@ -284,6 +291,8 @@ def files_read(
     store_folders: list[str] | None = None,
     named: Collection[str] = (),
     missing: Collection[str] = (),
+    since: float | None = None,
+    changed: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
@@ -292,7 +301,9 @@ def files_read(
     (run/_folders.py). ``skip``: paths of declared inputs; ``writes``: declared outputs,
     root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named;
     ``missing``: paths named (as noted) that were not there, recorded ``{"missing": True}``
-    (with the folders it listed that were not there either: ``ABSENT`` in ``opened``)."""
+    (with the folders it listed that were not there either: ``ABSENT`` in ``opened``).
+    ``changed`` gets the files opened that changed since ``since``, when the node's last
+    attempt started (``run/_files.py``): their digest may not be what the node read."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     stores = store_folders or []
@@ -345,6 +356,13 @@ def files_read(
         elif path in named:
             entry["named"] = True
         found[recorded or _relative(target, base)] = entry
+        if (  # (not one only named: maybe the node's output, written natively)
+            changed is not None
+            and since is not None
+            and path not in named
+            and changed_since(target, info, since)
+        ):
+            changed.append(recorded or _relative(target, base))
     if listed:
         listings_read(listed, opened, found, node, MAX_READS)
     _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])

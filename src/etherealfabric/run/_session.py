@@ -47,9 +47,15 @@ from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
 
-__all__ = ["RunRequest", "execute_workflow", "new_run_id", "open_home"]
+__all__ = ["RunRequest", "Terminated", "execute_workflow", "new_run_id", "open_home"]
 
 log = logging.getLogger("etherealfabric")
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the driver's main thread by the command line's SIGTERM handler: the run stops
+    as on a Ctrl-C (running nodes ``cancelled``, rows committed) and is recorded
+    ``interrupted``, since it was stopped from outside, not by its user at the keyboard."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +251,13 @@ def _run(
             finally:
                 scheduler.release()
     except BaseException as exc:
-        status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+        status = (
+            RunStatus.INTERRUPTED
+            if isinstance(exc, Terminated)
+            else RunStatus.CANCELLED
+            if isinstance(exc, KeyboardInterrupt)
+            else RunStatus.FAILED
+        )
         try:
             _finish(bus, recorder, run_id, status, scheduler.outcome)
         except Exception as finish_error:  # e.g. the disk is full: keep the original error

@@ -4,8 +4,8 @@ Inputs become what a worker can use anywhere: a handle naming each upstream outp
 bytes (the bytes themselves when small), or, for an upstream ``File``/``Directory`` output, the
 path it was stored from (restored there on a cache hit). The task also carries the node's
 declared file outputs and its workflow's root, and the stat of its input files taken now,
-right after its key was computed from their content, so that the worker can tell whether they
-changed while the node ran (``run/_files.py``).
+after its key was computed from their content (one changed since counts as changed at once),
+so that the worker can tell whether they changed while the node ran (``run/_files.py``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def build_task(
         registered=registered,
         writes=spec.writes,
         root=spec.root,
-        inputs_seen=snapshot([*args, *kwargs.values()]),
+        inputs_seen=snapshot([*args, *kwargs.values()], info.hashed_at),
         hand_over=hand_over,
         background=background,
         names=code_texts(spec.code),

@@ -93,8 +93,9 @@ def execute(task: Task) -> TaskResult:
         values = _call_with_retries(task, args, kwargs, result.attempts, redact)
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         written = written_whole(result.attempts[-1].opened)
-        result.reads = task_reads(task, result.attempts, args, kwargs, secrets, values)
-        _store_outputs(task, values, result, registry)
+        changed: list[str] = []  # files it read that changed while it ran: drifted
+        result.reads = task_reads(task, result.attempts, args, kwargs, secrets, values, changed)
+        _store_outputs(task, values, result, registry, changed)
         warn_undeclared(written, task, result.files)
         result.ok = True
     except Exception as exc:
@@ -234,9 +235,14 @@ def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[
 
 # -- outputs --------------------------------------------------------------------------------------
 def _store_outputs(
-    task: Task, values: Mapping[str, Any], result: TaskResult, registry: SerializerRegistry
+    task: Task,
+    values: Mapping[str, Any],
+    result: TaskResult,
+    registry: SerializerRegistry,
+    changed: list[str] | None = None,
 ) -> None:
-    result.drifted = drifted(task.inputs_seen)  # checked first: the node is done with them
+    # checked first: the node is done with them; with the files it read that changed
+    result.drifted = drifted(task.inputs_seen) + changed if changed else drifted(task.inputs_seen)
     since = result.attempts[0].started_at if result.attempts else None
     returned, result.files = capture_outputs(
         task.store, task.root, task.writes, values, node=task.node, since=since

@@ -1,0 +1,131 @@
+"""``kill -TERM`` of a CLI ``run`` or ``resume``: the run stops as on a Ctrl-C, exit 143.
+
+SIGTERM (``kill PID``, a job scheduler or a container stopping) used to kill the driver
+outright: exit -15, no summary, no resume hint, the running node's row left ``running`` until a
+later command found the process gone. It now stops the run like Ctrl-C does: the running node
+is ``cancelled``, what finished is committed, the run is recorded ``interrupted``, the
+``resume`` line is printed, and the exit code is 143 (128 + SIGTERM). A process forked from
+the driver (a node's own ``multiprocessing`` child) does not run the driver's handler: it dies
+of the signal as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SLOW = """
+import os, time
+from etherealfabric import Workflow, node
+
+@node
+def step(i, prev=None):
+    print(f"step {i}", flush=True)
+    time.sleep(0.2 if i == 0 else float(os.environ.get("STEP_SECONDS", "120")))
+    return i
+
+with Workflow("slow") as wf:
+    step(1, step(0))
+"""
+
+FORKS = """
+import multiprocessing, time
+from etherealfabric import Workflow, node
+
+def _sleep():
+    time.sleep(60)
+
+@node
+def fork_and_stop():
+    child = multiprocessing.get_context("fork").Process(target=_sleep)
+    child.start()
+    time.sleep(0.5)
+    child.terminate()  # SIGTERM: the child inherited the driver's handler
+    child.join(30)
+    return child.exitcode
+
+with Workflow("forks") as wf:
+    fork_and_stop()
+"""
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    env.update(extra)
+    return env
+
+
+def _cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etherealfabric", *args],
+        cwd=tmp_path, env=_env(tmp_path, **extra), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def _terminate_at_step_1(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Start the CLI, send SIGTERM once step 1 runs; its exit code and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", *args], cwd=tmp_path, env=_env(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the second node has started: the run is going
+            if line.startswith("step 1"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def _show(tmp_path: Path, run_id: str) -> dict[str, Any]:
+    return json.loads(_cli(tmp_path, "show", run_id, "--json").stdout)  # type: ignore[no-any-return]
+
+
+def _last_run(tmp_path: Path) -> dict[str, Any]:
+    return json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("backend", ["local", "processes"])
+def test_sigterm_stops_a_run_like_ctrl_c_and_exits_143(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "flow.py").write_text(SLOW)
+    code, err = _terminate_at_step_1(tmp_path, "run", "flow.py", "--backend", backend)
+    assert code == 128 + signal.SIGTERM, err
+    run = _last_run(tmp_path)
+    assert run["status"] == "interrupted"
+    assert f"resume: etherealfabric resume {run['id']}" in err
+    assert "Traceback" not in err and "Aborted!" not in err
+    statuses = {n["node"]: n["status"] for n in _show(tmp_path, run["id"])["nodes"]}
+    assert statuses == {"step": "succeeded", "step-2": "cancelled"}  # committed, stopped
+
+    # resume: SIGTERM'd too, then finished; the node that completed comes from the cache
+    code, err = _terminate_at_step_1(tmp_path, "resume", run["id"])
+    assert code == 143, err
+    again = _last_run(tmp_path)
+    assert (again["status"], again["resumed_from"]) == ("interrupted", run["id"])
+    done = _cli(tmp_path, "resume", again["id"], STEP_SECONDS="0")
+    assert done.returncode == 0, done.stderr
+    last = _last_run(tmp_path)
+    assert (last["status"], last["executed"], last["cached"]) == ("succeeded", 1, 1)
+
+
+def test_a_process_forked_from_the_driver_dies_of_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FORKS)
+    done = _cli(tmp_path, "run", "flow.py")
+    assert done.returncode == 0, done.stderr
+    run_id = _last_run(tmp_path)["id"]
+    out = _cli(tmp_path, "cat", run_id, "fork_and_stop")
+    assert out.stdout.strip() == str(-signal.SIGTERM), out  # not 1: no Terminated raised there
+    assert "Terminated" not in done.stderr and "Traceback" not in done.stderr
