@@ -235,6 +235,10 @@ def test_a_workflow_filter_naming_no_workflow_says_so_on_stderr(tmp_path: Path) 
         known = _cli(tmp_path, *command, "--workflow", "squares", "--json")
         assert known.returncode == 0 and known.stderr == "", known.stderr
         assert json.loads(known.stdout), known.stdout  # not empty
+    short = json.loads(_cli(tmp_path, "runs", "-w", "cubes", "--json").stdout)  # as cache's -w
+    assert [r["workflow"] for r in short] == ["cubes"]
+    latest = json.loads(_cli(tmp_path, "status", "-w", "cubes", "--json").stdout)
+    assert latest["workflow"] == "cubes", latest
     far = _cli(tmp_path, "runs", "--workflow", "zzz", "--json")
     assert (
         far.stderr.strip()

@@ -35,7 +35,7 @@ ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 
 
 @click.command(short_help="List recent runs, newest first.")
-@click.option("--workflow", default=None, help="Only runs of this workflow.")
+@click.option("--workflow", "-w", default=None, help="Only runs of this workflow.")
 @click.option(
     "--status",
     type=click.Choice([s.value for s in RunStatus]),
@@ -257,7 +257,9 @@ def _workflow_params(run_row: dict[str, Any]) -> dict[str, Any]:
 
 @click.command(short_help="Where a run stands now, even while it is running.")
 @click.argument("run_id", required=False)
-@click.option("--workflow", default=None, help="Without RUN_ID: the latest run of this workflow.")
+@click.option(
+    "--workflow", "-w", default=None, help="Without RUN_ID: the latest run of this workflow."
+)
 @_home_option
 @_json_option
 def status(run_id: str | None, workflow: str | None, home: str | None, as_json: bool) -> None:
