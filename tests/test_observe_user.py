@@ -92,3 +92,60 @@ def test_a_retried_node_s_traceback_starts_in_the_user_s_code(tmp_path: Path, ba
     )
     frames = [line for line in api.stdout.splitlines() if line.startswith("  File ")]
     assert frames and "in flaky" in frames[0], api.stdout + api.stderr
+
+
+def _python(cwd: Path, script: Path) -> subprocess.CompletedProcess[str]:
+    """``python SCRIPT`` in a fresh process, with this checkout's code."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_failing_subscriber_is_logged_once_per_run_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Each broken subscriber (an object, a function, one taking ``node_cached`` calls) is
+    logged once per run with its name and error, not once per event; the runs succeed."""
+    script = _write(
+        tmp_path,
+        "listen.py",
+        """
+        from etherealfabric import Workflow, node
+
+        @node
+        def step(i):
+            return i
+
+        class Broken:
+            def __call__(self, event):
+                raise RuntimeError("listener broke")
+
+            def node_cached(self, run_id, node, key, ts):
+                raise RuntimeError("listener broke")
+
+        def broken_fn(event):
+            raise KeyError("nope")
+
+        with Workflow("listened") as wf:
+            for i in range(6):
+                step(i)
+
+        for _ in range(2):  # cold, then warm
+            print("executed", wf.execute(subscribers=[Broken(), broken_fn]).executed)
+        print("warm", wf.execute(subscribers=[Broken()]).cached)
+        """,
+    )
+    done = _python(tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["executed", "6", "executed", "0", "warm", "6"]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    broken = [line for line in errors if "__main__.Broken failed on" in line]
+    function = [line for line in errors if "__main__.broken_fn failed on" in line]
+    assert len(broken) == 3 and len(function) == 2, done.stderr  # one per run each
+    assert len(errors) == 5, done.stderr
+    assert all("RuntimeError: listener broke" in line for line in broken)
+    assert all("KeyError: 'nope'" in line for line in function)
