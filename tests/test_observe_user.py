@@ -4,6 +4,7 @@ retry events on threads."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +150,54 @@ def test_a_failing_subscriber_is_logged_once_per_run_and_the_run_goes_on(tmp_pat
     assert len(errors) == 5, done.stderr
     assert all("RuntimeError: listener broke" in line for line in broken)
     assert all("KeyError: 'nope'" in line for line in function)
+
+
+TWO_LOADS = """
+from etherealfabric import Workflow, node
+
+@node
+def load_data(n):
+    return list(range(n))
+
+@node
+def load_model(n):
+    if n == 0:
+        raise ValueError("no model")
+    return n
+
+@node
+def train(xs, m):
+    return len(xs) * m
+
+with Workflow("fit", params={"m": 0}) as wf:
+    train(load_data(3), load_model(wf.params.m))
+"""
+
+
+def test_a_mistyped_node_name_is_exit_2_suggesting_the_closest_nodes(tmp_path: Path) -> None:
+    """``logs``, ``show``, ``cat`` (and ``explain``) name the node, suggest the closest ones
+    and list the run's: a typo is not taken for a node the run did not reach."""
+    _write(tmp_path, "flow.py", TWO_LOADS)
+    failed = _ef(tmp_path, "run", "flow.py", "--json")
+    assert failed.returncode == 1, failed.stderr
+    done = _ef(tmp_path, "run", "flow.py", "m=2", "--json")
+    assert done.returncode == 0, done.stderr
+    runs = [json.loads(failed.stdout)["run_id"], json.loads(done.stdout)["run_id"]]
+    for command in ("logs", "show", "cat", "explain"):
+        for run_id in runs:  # a failed run, then one that succeeded
+            typo = _ef(tmp_path, command, run_id, "lod_data")
+            assert typo.returncode == 2, typo.stdout + typo.stderr
+            assert typo.stdout == ""
+            (line,) = typo.stderr.strip().splitlines()
+            assert line.startswith(
+                f"error: run {run_id} has no node 'lod_data' (did you mean 'load_data'?)"
+            ), line
+            assert "its nodes: load_data, load_model, train" in line  # (train: upstream_failed)
+            assert "ended before that node ran" not in line  # no node of the workflow
+        several = _ef(tmp_path, command, runs[0], "load_dta")
+        assert "(did you mean 'load_data' or 'load_model'?)" in several.stderr
+        if command != "explain":  # (the failed run: what a node it did not reach would be)
+            assert "run the rest with `etherealfabric resume" in several.stderr
+    none = _ef(tmp_path, "logs", runs[1], "zzz")
+    assert none.returncode == 2 and "did you mean" not in none.stderr
+    assert "has no node 'zzz'" in none.stderr
