@@ -201,3 +201,52 @@ def test_a_mistyped_node_name_is_exit_2_suggesting_the_closest_nodes(tmp_path: P
     none = _ef(tmp_path, "logs", runs[1], "zzz")
     assert none.returncode == 2 and "did you mean" not in none.stderr
     assert "has no node 'zzz'" in none.stderr
+
+
+PRINTS = """
+import os
+import sys
+
+print("importing my flow")
+os.write(1, b"raw bytes at import\\n")  # (a C extension's way)
+from etherealfabric import Workflow, node
+
+@node
+def a(n):
+    if n == 0:
+        raise ValueError("zero")
+    return n
+
+def build():
+    print("building")
+    with Workflow("printy", params={"n": 0}) as wf:
+        a(wf.params.n)
+    return wf
+
+wf = build()
+"""
+
+
+def test_what_a_workflow_file_prints_at_import_goes_to_stderr_beside_json(tmp_path: Path) -> None:
+    """``--json`` and ``graph``: stdout holds only the document, whatever the file prints while
+    it is imported (``print``, a raw write to the descriptor, a factory named on the line)."""
+    _write(tmp_path, "flow.py", PRINTS)
+    failed = _ef(tmp_path, "run", "flow.py", "--json")
+    assert failed.returncode == 1
+    run_id = json.loads(failed.stdout)["run_id"]
+    documents = {
+        "run": _ef(tmp_path, "run", "flow.py:build", "n=2", "--json"),
+        "resume": _ef(tmp_path, "resume", run_id, "--json"),
+        "plan": _ef(tmp_path, "plan", "flow.py", "--json"),
+        "graph json": _ef(tmp_path, "graph", "flow.py", "--format", "json"),
+    }
+    for what, done in documents.items():
+        json.loads(done.stdout)  # nothing else on stdout
+        assert "importing my flow" in done.stderr and "raw bytes at import" in done.stderr, what
+    for fmt, first in (("mermaid", "flowchart"), ("dot", "digraph")):
+        graph = _ef(tmp_path, "graph", "flow.py", "--format", fmt)
+        assert graph.returncode == 0 and graph.stdout.startswith(first), graph.stdout
+        assert "importing my flow" in graph.stderr
+    assert "building" in documents["run"].stderr
+    table = _ef(tmp_path, "plan", "flow.py")  # (for a person: stdout as it was)
+    assert "importing my flow" in table.stdout and "plan of 'printy'" in table.stdout

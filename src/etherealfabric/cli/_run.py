@@ -7,8 +7,8 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext, redirect_stdout
+from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +26,7 @@ from ._common import (
     _journal,
     _json_option,
     _load,
+    _stdout_to_stderr,
 )
 from ._params import params_options, parse_params
 
@@ -94,7 +95,7 @@ def run(
     """
     if backend is not None:
         _check_backend(backend)
-    workflow = _load(target)
+    workflow = _load(target, machine=as_json)
     try:
         values = parse_params(workflow.param_set, params_file, [*param_options, *assignments])
     except EtherealFabricError as exc:
@@ -158,7 +159,7 @@ def resume(
             "`etherealfabric run`); run it again with `etherealfabric run FILE[:WORKFLOW]`"
         )
     home = _enter_run_folder(row, params, home)
-    workflow = _load(str(params["target"]))
+    workflow = _load(str(params["target"]), machine=as_json)
     if workflow.name != row["workflow"]:
         _fail(
             f"{params['target']} now defines workflow {workflow.name!r}, not "
@@ -233,31 +234,6 @@ def _absolute_target(target: str) -> str:
     path, name = split_target(target)
     absolute = str(path.resolve())
     return absolute if name is None else f"{absolute}:{name}"
-
-
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send what nodes print to stderr, keeping stdout for the JSON document.
-
-    Python-level (threads of this process) and, when stdout is a real file descriptor, at the
-    descriptor level too (worker processes, C extensions).
-    """
-    sys.stdout.flush()
-    try:
-        fd, target = sys.stdout.fileno(), sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = target = -1
-    saved = os.dup(fd) if fd >= 0 else -1
-    if saved >= 0:
-        os.dup2(target, fd)
-    try:
-        with redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        if saved >= 0:
-            os.dup2(saved, fd)
-            os.close(saved)
 
 
 def _execute(
