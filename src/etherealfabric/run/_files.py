@@ -410,7 +410,7 @@ def _below(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + os.sep)
 
 
-_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+_ATOMS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 @functools.cache
