@@ -250,3 +250,50 @@ def test_what_a_workflow_file_prints_at_import_goes_to_stderr_beside_json(tmp_pa
     assert "building" in documents["run"].stderr
     table = _ef(tmp_path, "plan", "flow.py")  # (for a person: stdout as it was)
     assert "importing my flow" in table.stdout and "plan of 'printy'" in table.stdout
+
+
+CHAIN = """
+from etherealfabric import Workflow, node
+
+@node
+def first(n):
+    return n
+
+@node
+def second(x):
+    return x + 1
+
+with Workflow("levels") as wf:
+    second(first(1))
+"""
+
+
+def test_a_log_level_with_spaces_or_in_any_case_is_taken_and_a_bad_one_named(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, "flow.py", CHAIN)
+    debug = _ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_LOG_LEVEL=" Debug ")
+    assert debug.returncode == 0, debug.stderr
+    assert "DEBUG   etherealfabric.run: first: started" in debug.stderr  # as with DEBUG
+    info = _ef(tmp_path, "run", "flow.py", "--json", ETHEREALFABRIC_LOG_LEVEL=" info ")
+    assert info.returncode == 0 and json.loads(info.stdout)["cached"] == 2, info.stderr
+    assert "DEBUG" not in info.stderr
+    bad = _ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_LOG_LEVEL=" loud ")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: ETHEREALFABRIC_LOG_LEVEL='loud' is not a log level; use one of DEBUG, INFO, "
+        "WARNING, ERROR, CRITICAL"
+    )
+
+
+def test_celery_worker_checks_its_log_level(tmp_path: Path) -> None:
+    pytest.importorskip("celery")
+    urls = {
+        "ETHEREALFABRIC_CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+        "ETHEREALFABRIC_CELERY_RESULT_BACKEND": "redis://127.0.0.1:9/1",
+    }
+    bad = _ef(tmp_path, "celery-worker", "--loglevel", "loud", **urls)
+    assert bad.returncode == 2
+    assert "--loglevel='loud' is not a log level; use one of DEBUG, INFO" in bad.stderr
+    env = _ef(tmp_path, "celery-worker", **urls, ETHEREALFABRIC_LOG_LEVEL="noisy")
+    assert env.returncode == 2 and "ETHEREALFABRIC_LOG_LEVEL='noisy'" in env.stderr

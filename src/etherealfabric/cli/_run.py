@@ -236,6 +236,18 @@ def _absolute_target(target: str) -> str:
     return absolute if name is None else f"{absolute}:{name}"
 
 
+def _env_log_level() -> str | None:
+    """``ETHEREALFABRIC_LOG_LEVEL`` as the settings read it (`` debug `` is ``DEBUG``), None
+    when unset (or blank); a bad one is the one-line error naming it and the levels."""
+    from ..config import parse_log_level
+
+    raw = os.environ.get(ENV["log_level"], "").strip()
+    try:
+        return parse_log_level(raw) if raw else None
+    except EtherealFabricError as exc:
+        _fail(str(exc))
+
+
 def _execute(
     workflow: Workflow,
     *,
@@ -255,7 +267,8 @@ def _execute(
     # own lines about them would say it twice (DEBUG, when asked for, still shows everything)
     run_log = logging.getLogger("etherealfabric.run")
     previous_level = run_log.level
-    if previous_level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
+    env_level = _env_log_level()
+    if previous_level == logging.NOTSET and env_level != "DEBUG":
         run_log.setLevel(logging.CRITICAL)
     metrics = None
     try:
@@ -267,7 +280,7 @@ def _execute(
             click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
             subscribers.append(metrics)
         settings: dict[str, Any] = {"home": home} if home else {}
-        if quiet and not os.environ.get(ENV["log_level"]) and "log_level" not in workflow.settings:
+        if quiet and env_level is None and "log_level" not in workflow.settings:
             settings["log_level"] = "WARNING"  # --quiet: no engine INFO lines ("waiting for it")
         with _stdout_to_stderr() if as_json else nullcontext():
             return workflow.execute(
