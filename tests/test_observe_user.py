@@ -5,11 +5,15 @@ retry events on threads."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -297,3 +301,93 @@ def test_celery_worker_checks_its_log_level(tmp_path: Path) -> None:
     assert "--loglevel='loud' is not a log level; use one of DEBUG, INFO" in bad.stderr
     env = _ef(tmp_path, "celery-worker", **urls, ETHEREALFABRIC_LOG_LEVEL="noisy")
     assert env.returncode == 2 and "ETHEREALFABRIC_LOG_LEVEL='noisy'" in env.stderr
+
+
+WAITS_FOR_ITS_RETRY_TO_BE_SEEN = """
+import os
+import time
+from pathlib import Path
+from etherealfabric import RetryPolicy, Workflow, node
+
+@node(retries=RetryPolicy(retries=1, backoff=0.1))
+def flaky(n):
+    seen = Path("seen")
+    if not Path("tried").exists():
+        Path("tried").write_text("")
+        raise ConnectionError("reset by peer")
+    for _ in range(300):  # the second attempt: until the first one's failure was reported
+        if seen.exists():
+            return n
+        time.sleep(0.05)
+    raise TimeoutError("the retry was not reported while the node ran")
+
+with Workflow("told") as wf:
+    flaky(1)
+"""
+
+
+def test_a_retry_on_threads_is_reported_when_it_happens(tmp_path: Path) -> None:
+    """The progress line of ``node_retrying`` comes while the node still runs: its second
+    attempt waits for the line to be seen, then succeeds."""
+    _write(tmp_path, "flow.py", WAITS_FOR_ITS_RETRY_TO_BE_SEEN)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", "local"],
+        cwd=tmp_path,
+        env={**clean, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stderr is not None
+    lines = []
+    with run, run.stderr:
+        for line in run.stderr:
+            lines.append(line)
+            if "flaky: attempt 1 failed, retrying: ConnectionError: reset by peer" in line:
+                (tmp_path / "seen").write_text("")
+    assert run.wait(timeout=60) == 0, "".join(lines)
+    retrying = next(i for i, line in enumerate(lines) if "retrying" in line)
+    done = next(i for i, line in enumerate(lines) if "flaky done" in line)
+    assert retrying < done and "(2 attempts)" in lines[done]
+    assert sum("retrying" in line for line in lines) == 1  # not again with the result
+
+
+def test_a_retry_is_an_event_and_a_log_line_while_the_node_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From Python: a subscriber gets ``node_retrying`` (once) while the node's next attempt
+    runs, and the log has a WARNING line for it; the journal's event is there too."""
+    from etherealfabric import RetryPolicy, Workflow, node
+
+    seen = threading.Event()
+
+    @node(retries=RetryPolicy(retries=2))
+    def flaky(n: int) -> int:
+        if not (tmp_path / "tried").exists():
+            (tmp_path / "tried").write_text("")
+            raise ConnectionError("reset by peer")
+        if not seen.wait(30):
+            raise TimeoutError("the retry was not reported while the node ran")
+        return n
+
+    events = []
+
+    def listen(event: Any) -> None:
+        if event.kind == "node_retrying":
+            events.append(dict(event.data))
+            seen.set()
+
+    with Workflow("told") as wf:
+        flaky(1)
+    with caplog.at_level(logging.WARNING, logger="etherealfabric"):
+        results = wf.execute(subscribers=[listen])
+    assert results.executed == 1
+    assert events == [{"attempt": 1, "error": "ConnectionError: reset by peer"}]
+    assert "flaky: attempt 1 failed, retrying: ConnectionError: reset by peer" in caplog.text
+    with sqlite3.connect(tmp_path / ".etherealfabric" / "journal.db") as db:
+        (count,) = db.execute(
+            "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'node_retrying'",
+            (results.run_id,),
+        ).fetchone()
+    assert count == 1

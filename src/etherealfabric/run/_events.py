@@ -8,7 +8,7 @@ kind                   meaning                                                  
 ``run_started``        a run began                                                workflow, nodes, backend
 ``node_cached``        a node's outputs were found in the cache; it won't run     key
 ``node_started``       a node was handed to the backend                           key
-``node_retrying``      an attempt failed and another followed (sent with the result)  attempt, error
+``node_retrying``      an attempt failed and another follows (run/_retries.py)    attempt, error
 ``node_succeeded``     a node ran and its outputs are stored                      key, duration, attempts
 ``node_failed``        a node failed for good                                     key, result
 ``node_fallback``      its ``on_error`` handler supplied fallback outputs         key, result

@@ -108,6 +108,10 @@ class Task:
     #: the bytecode digests of the code the key covers that travels by name (run/_codestamp.py),
     #: checked by an out-of-process worker before the node runs; empty in the scheduler's process
     code_stamp: Any = ()
+    #: in the scheduler's process only (never pickled): called from the worker's thread as
+    #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
+    #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
+    on_retry: Callable[[str, int, str | None, float], None] | None = None
 
 
 @dataclass(eq=False)
