@@ -391,3 +391,92 @@ def test_a_retry_is_an_event_and_a_log_line_while_the_node_runs(
             (results.run_id,),
         ).fetchone()
     assert count == 1
+
+
+CLASS_OUTPUTS = """
+from etherealfabric import Node, Workflow
+
+class Split(Node):
+    outputs = OUTPUTS
+
+    def __init__(self, xs):
+        super().__init__()
+        self.xs = xs
+
+    def run(self):
+        return {"low": min(self.xs), "high": max(self.xs)}
+
+class Total(Node):
+    outputs = ["result"]
+
+    def __init__(self, a, b):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def run(self):
+        return {"result": self.a + self.b}
+
+split = Split([3, 1, 2])
+total = Total(split.outputs["low"], split.outputs["high"])
+wf = Workflow("class-outputs")
+wf.add_node(total)
+"""
+
+
+@pytest.mark.parametrize("backend", ["local", "processes"])
+def test_outputs_declared_as_a_list_in_the_class_body_work_as_a_tuple(
+    tmp_path: Path, backend: str
+) -> None:
+    """``outputs = [...]`` in a node class's body declares its outputs, as a tuple there
+    does: ``node.outputs["name"]`` is a reference, and the run stores each output."""
+    _write(tmp_path, "flow.py", CLASS_OUTPUTS.replace("OUTPUTS", '["low", "high"]'))
+    _write(tmp_path, "tuple.py", CLASS_OUTPUTS.replace("OUTPUTS", '("low", "high")'))
+    run = _ef(tmp_path, "run", "flow.py", "--backend", backend, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["executed"] == 2
+    shown = _ef(tmp_path, "cat", "latest", "Total", "--json")
+    assert json.loads(shown.stdout) == 4, shown.stdout + shown.stderr
+    low = _ef(tmp_path, "cat", "latest", "Split", "low", "--json")
+    assert json.loads(low.stdout) == 1, low.stdout + low.stderr
+    as_tuple = _ef(tmp_path, "run", "tuple.py", "--backend", backend, "--json")
+    assert json.loads(as_tuple.stdout)["executed"] == 2, as_tuple.stderr
+    shown = _ef(tmp_path, "cat", "latest", "Total", "--json")
+    assert json.loads(shown.stdout) == 4, shown.stdout + shown.stderr
+
+
+def test_a_class_body_outputs_declaration_is_checked_and_can_be_overridden() -> None:
+    from etherealfabric import DefinitionError, Node
+
+    class One(Node):
+        outputs = "result"  # one name, never its letters
+
+        def run(self) -> dict[str, int]:
+            return {"result": 1}
+
+    assert list(One().outputs) == ["result"]
+    assert One().outputs["result"].name == "result"
+
+    class Two(One):
+        outputs = ["a", "b"]  # noqa: RUF012  (as users write it)
+
+        def __init__(self, mine: bool = False) -> None:
+            super().__init__()
+            if mine:
+                self.outputs = ["c"]
+
+    assert list(Two().outputs) == ["a", "b"] and list(Two(mine=True).outputs) == ["c"]
+    assert list(One().outputs) == ["result"]  # the subclass changed nothing of its base
+    with pytest.raises(DefinitionError, match=r"declares output\(s\) \['a'\] more than once"):
+
+        class Twice(Node):
+            outputs = ["a", "a"]  # noqa: RUF012
+
+    with pytest.raises(DefinitionError, match="output names must be non-empty strings"):
+
+        class Blank(Node):
+            outputs = ["a", ""]  # noqa: RUF012
+
+    with pytest.raises(DefinitionError, match="outputs must be a list of output names"):
+
+        class Number(Node):
+            outputs = 3
