@@ -153,10 +153,7 @@ def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, b
     ended = word != "succeeded" and not hint
     if close and not hint:  # likely mistyped (a node the run did not reach has no row either)
         more = f" (the run was {word}: a node it did not reach has no row; {resume})" * ended
-        return (
-            f"run {run['id']} has no node {node!r}{close}; its nodes: {names}{more or hint}",
-            False,
-        )
+        return f"run {run['id']} has no node {node!r}{close}; its nodes: {names}{more}", False
     why = f": the run was {word}, it ended before that node ran" * ended
     more = f"; {resume}" if why else hint
     return f"run {run['id']} has no node {node!r}{why}; its nodes: {names}{more}", False

@@ -22,8 +22,9 @@ Subscribe with :meth:`EventBus.subscribe` (or ``execute(subscribers=[...])``); a
 that raises is logged and kept out of the run's way, except the journal recorder, whose failure
 fails the run. A subscriber's error is logged once per run (its name, the event, the error and
 its traceback), the first time: it is still called for the events that follow, and its later
-errors are not logged (one bus per run: a broken listener does not log a line per node). A subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when
-every subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
+errors are not logged (one bus per run: a broken listener does not log a line per node). A
+subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when every
+subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
 through it, without an :class:`Event` object (:meth:`EventBus.node_cached`); likewise a
 method ``node_started(run_id, node, key, input_bytes, ts)`` for ``node_started`` events (one
 per node of a cold run: :meth:`EventBus.node_started`). A subscriber whose ``node_cached``
