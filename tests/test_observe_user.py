@@ -1,6 +1,6 @@
 """What a user sees of a run, through the real command line: tracebacks of retried nodes,
 subscribers that fail, mistyped node names, import-time prints next to JSON, log levels,
-retry events on threads."""
+retry events on threads, and outputs declared in a node class's body."""
 
 from __future__ import annotations
 
@@ -29,6 +29,19 @@ def _ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "etherealfabric", *args],
         cwd=cwd,
         env={**clean, "COLUMNS": "200", "PYTHONPATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _python(cwd: Path, script: Path) -> subprocess.CompletedProcess[str]:
+    """``python SCRIPT`` in a fresh process, with this checkout's code."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,
         timeout=120,
@@ -86,30 +99,9 @@ def test_a_retried_node_s_traceback_starts_in_the_user_s_code(tmp_path: Path, ba
             """
         ),
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    api = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env={**clean, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    api = _python(tmp_path, script)
     frames = [line for line in api.stdout.splitlines() if line.startswith("  File ")]
     assert frames and "in flaky" in frames[0], api.stdout + api.stderr
-
-
-def _python(cwd: Path, script: Path) -> subprocess.CompletedProcess[str]:
-    """``python SCRIPT`` in a fresh process, with this checkout's code."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=cwd,
-        env={**clean, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_failing_subscriber_is_logged_once_per_run_and_the_run_goes_on(tmp_path: Path) -> None:
