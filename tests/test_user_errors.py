@@ -253,7 +253,7 @@ def test_show_with_an_unknown_node_and_runs_with_an_unknown_status_are_errors(
         total([1, 2])
     run_id = wf.execute().run_id
     code, output = _cli("show", run_id, "totl")
-    assert code == 2 and "has no node 'totl'; its nodes: total" in output
+    assert code == 2 and "has no node 'totl' (did you mean 'total'?); its nodes: total" in output
     assert _cli("show", run_id, "total")[0] == 0
     code, output = _cli("runs", "--status", "bogus")
     assert code == 2 and "bogus" in output and "succeeded" in output

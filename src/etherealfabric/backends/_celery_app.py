@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import ENV, Settings
+from ..config import ENV, Settings, parse_log_level
 from ..errors import ConfigError, ExecutionError
 from ._base import run_pickled
 from ._celery_live import guarded
@@ -268,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     try:
         app = make_app(args.broker_url, args.result_backend)
-        level = args.loglevel or Settings.resolve().log_level
+        level = (
+            parse_log_level(args.loglevel, setting="--loglevel")
+            if args.loglevel is not None and args.loglevel.strip()
+            else Settings.resolve().log_level
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,9 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -40,6 +41,7 @@ __all__ = [
     "_run_json",
     "_secs",
     "_settle",
+    "_stdout_to_stderr",
     "_table",
     "_when",
     "_workflow_settings",
@@ -242,13 +244,44 @@ def _note_unknown_workflow(journal: Journal, workflow: str) -> None:
     click.echo(f"note: no runs of workflow {workflow!r} found; {hint}{listed}", err=True)
 
 
-def _load(target: str) -> Workflow:
+def _load(target: str, *, machine: bool = False) -> Workflow:
+    """Import the workflow file ``target`` names; ``machine``: the command's stdout is for a
+    program (``--json``, ``graph``), so what the file prints while it is imported (a module
+    level ``print``, a factory's, a run it starts) goes to stderr, keeping the document
+    parseable."""
     from ._loader import load_workflow
 
     try:
-        return load_workflow(target)
+        with _stdout_to_stderr() if machine else contextlib.nullcontext():
+            return load_workflow(target)
     except EtherealFabricError as exc:
         _fail(str(exc))
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what is printed to stderr (nodes, a workflow file being imported), keeping
+    stdout for the JSON document.
+
+    Python-level (threads of this process) and, when stdout is a real file descriptor, at the
+    descriptor level too (worker processes, C extensions).
+    """
+    sys.stdout.flush()
+    try:
+        fd, target = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = target = -1
+    saved = os.dup(fd) if fd >= 0 else -1
+    if saved >= 0:
+        os.dup2(target, fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved >= 0:
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def _workflow_settings(workflow: Workflow, home: str | None) -> Settings:

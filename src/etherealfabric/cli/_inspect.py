@@ -70,7 +70,7 @@ def plan(
     this workflow. Code the cache keys cannot see (``eval``, ``getattr`` with a computed name...)
     is listed as not covered by the key.
     """
-    workflow = _load(target)
+    workflow = _load(target, machine=as_json)
     _workflow_settings(workflow, home)  # a bad setting is a one-line error
     try:
         values = parse_params(workflow.param_set, params_file, param_options, assignments)
@@ -195,7 +195,7 @@ def graph_command(target: str, fmt: str, run_id: str | None, home: str | None) -
     """Print the workflow's DAG as Mermaid, Graphviz DOT or JSON (ordering edges dashed)."""
     from ..observe._export import render
 
-    workflow = _load(target)
+    workflow = _load(target, machine=True)  # (Mermaid, DOT or JSON: all for a program)
     try:
         graph = workflow.build()
     except EtherealFabricError as exc:

@@ -9,8 +9,8 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext, redirect_stdout
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -28,6 +28,7 @@ from ._common import (
     _journal,
     _json_option,
     _load,
+    _stdout_to_stderr,
     one_line,
 )
 from ._params import params_options, parse_params
@@ -102,7 +103,7 @@ def run(
     """
     if backend is not None:
         _check_backend(backend)
-    workflow = _load(target)
+    workflow = _load(target, machine=as_json)
     try:
         values = parse_params(workflow.param_set, params_file, param_options, assignments)
     except EtherealFabricError as exc:
@@ -166,7 +167,7 @@ def resume(
             "`etherealfabric run`); run it again with `etherealfabric run FILE[:WORKFLOW]`"
         )
     home = _enter_run_folder(row, params, home)
-    workflow = _load(str(params["target"]))
+    workflow = _load(str(params["target"]), machine=as_json)
     if workflow.name != row["workflow"]:
         _fail(
             f"{params['target']} now defines workflow {workflow.name!r}, not "
@@ -243,29 +244,16 @@ def _absolute_target(target: str) -> str:
     return absolute if name is None else f"{absolute}:{name}"
 
 
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send what nodes print to stderr, keeping stdout for the JSON document.
+def _env_log_level() -> str | None:
+    """``ETHEREALFABRIC_LOG_LEVEL`` as the settings read it (`` debug `` is ``DEBUG``), None
+    when unset (or blank); a bad one is the one-line error naming it and the levels."""
+    from ..config import parse_log_level
 
-    Python-level (threads of this process) and, when stdout is a real file descriptor, at the
-    descriptor level too (worker processes, C extensions).
-    """
-    sys.stdout.flush()
+    raw = os.environ.get(ENV["log_level"], "").strip()
     try:
-        fd, target = sys.stdout.fileno(), sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = target = -1
-    saved = os.dup(fd) if fd >= 0 else -1
-    if saved >= 0:
-        os.dup2(target, fd)
-    try:
-        with redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        if saved >= 0:
-            os.dup2(saved, fd)
-            os.close(saved)
+        return parse_log_level(raw) if raw else None
+    except EtherealFabricError as exc:
+        _fail(str(exc))
 
 
 def _execute(
@@ -287,7 +275,8 @@ def _execute(
     # own lines about them would say it twice (DEBUG, when asked for, still shows everything)
     run_log = logging.getLogger("etherealfabric.run")
     previous_level = run_log.level
-    if previous_level == logging.NOTSET and os.environ.get(ENV["log_level"], "").upper() != "DEBUG":
+    env_level = _env_log_level()
+    if previous_level == logging.NOTSET and env_level != "DEBUG":
         run_log.setLevel(logging.CRITICAL)
     metrics = None
     restore_sigterm = _stop_on_sigterm()
@@ -300,7 +289,7 @@ def _execute(
             click.echo(f"metrics: http://127.0.0.1:{port}/metrics", err=True)
             subscribers.append(metrics)
         settings: dict[str, Any] = {"home": home} if home else {}
-        if quiet and not os.environ.get(ENV["log_level"]) and "log_level" not in workflow.settings:
+        if quiet and env_level is None and "log_level" not in workflow.settings:
             settings["log_level"] = "WARNING"  # --quiet: no engine INFO lines ("waiting for it")
         with _stdout_to_stderr() if as_json else nullcontext():
             return workflow.execute(

@@ -27,7 +27,7 @@ by the item's content, and collects their outputs into a list (or a dict).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeGuard, overload
 
 from ..errors import DefinitionError, UnknownOutputError
@@ -168,6 +168,26 @@ def _check_output_name(node: Node, name: object) -> str:
     return name
 
 
+def _class_outputs(cls: type, declared: object) -> tuple[str, ...]:
+    """The output names a node class's body declares, checked as ``self.outputs``'s are."""
+    where = f"node class {cls.__qualname__}"
+    if isinstance(declared, str):
+        declared = [declared]
+    if isinstance(declared, (bytes, Mapping)) or not isinstance(declared, Iterable):
+        raise DefinitionError(
+            f"{where}: outputs must be a list of output names (outputs = ['a', 'b']), got "
+            f"{type(declared).__name__} {declared!r:.80}"
+        )
+    names = list(declared)
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise DefinitionError(f"{where}: output names must be non-empty strings, got {bad[0]!r}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DefinitionError(f"{where} declares output(s) {dupes} more than once")
+    return tuple(names)
+
+
 class OutputRefs(tuple[OutputRef, ...]):
     """References to every output of a multi-output ``@node`` call, in declared order.
 
@@ -210,7 +230,8 @@ class Node:
     """Base class of class-defined nodes.
 
     Subclasses take their inputs as ``__init__`` arguments, declare ``self.outputs`` (a list of
-    names) and implement ``run()``, which returns a dict with exactly those names. Inputs may
+    names; or ``outputs = [...]``, a list or a tuple, in the class body: the same for every
+    instance) and implement ``run()``, which returns a dict with exactly those names. Inputs may
     be literal values or references (``other.outputs['name']``). At run time the worker builds
     a fresh instance with the real input values and calls ``run()`` on it, so ``__init__``
     should only store its arguments.
@@ -247,13 +268,26 @@ class Node:
     _ef_bound: dict[str, Any] | None = None
     #: a node made inside ``with Workflow():`` joins it (a map's node is added by ``map``)
     _ef_joins_block: ClassVar[bool] = True
+    #: the output names the class body declares (``outputs = ["a", "b"]``), checked
+    _ef_declared: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Take ``outputs = [...]`` (or a tuple, or one name) of the class body as the
+        declared outputs of every instance; :attr:`outputs` stays the property that gives
+        references (``node.outputs["a"]``), and ``self.outputs = ...`` may still override it."""
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("outputs")
+        if declared is None or isinstance(declared, property):
+            return
+        delattr(cls, "outputs")
+        cls._ef_declared = _class_outputs(cls, declared)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Node:
         self = super().__new__(cls)
         self._ef_args = args
         self._ef_kwargs = kwargs
         self._ef_name = None
-        self._ef_names = ()
+        self._ef_names = cls._ef_declared
         return self
 
     def __init__(self, *, name: str | None = None) -> None:

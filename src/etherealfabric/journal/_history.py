@@ -24,6 +24,7 @@ from ._maps import item_hint, map_events, split_children, summarize
 __all__ = [
     "RunSnapshot",
     "components_of",
+    "did_you_mean",
     "fallback_outputs",
     "latest_attempts",
     "latest_run",
@@ -138,17 +139,40 @@ def node_names(journal: Journal, run_id: str) -> list[str]:
 
 
 def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, bool]:
-    """The error for a ``node`` ``run`` has no row of (why, what next), and whether it still goes."""
+    """The error for a ``node`` ``run`` has no row of (why, what next), and whether it still goes.
+    The node names of ``known`` closest to ``node`` are suggested (a mistyped name)."""
     names = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none"
     going = run.get("host") != HOST or alive(run.get("pid"), run.get("pid_start"))
+    close = did_you_mean(node, known)
     if run["status"] == RunStatus.RUNNING and going:  # (not killed, not marked interrupted yet)
-        return (f"run {run['id']} has no node {node!r} yet; its nodes so far: {names} (the run "
-                "is still going: a node is listed once it starts; watch it with "
+        return (f"run {run['id']} has no node {node!r} yet{close}; its nodes so far: {names} (the "
+                "run is still going: a node is listed once it starts; watch it with "
                 f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
     hint, word = item_hint(run["id"], node, known), run["status"].replace("running", "interrupted")
-    why = f": the run was {word}, it ended before that node ran" * (word != "succeeded" and not hint)  # fmt: skip
-    more = f"; run the rest with `etherealfabric resume {run['id']}`" if why else hint
+    resume = f"run the rest with `etherealfabric resume {run['id']}`"
+    ended = word != "succeeded" and not hint
+    if close and not hint:  # likely mistyped (a node the run did not reach has no row either)
+        more = f" (the run was {word}: a node it did not reach has no row; {resume})" * ended
+        return f"run {run['id']} has no node {node!r}{close}; its nodes: {names}{more}", False
+    why = f": the run was {word}, it ended before that node ran" * ended
+    more = f"; {resume}" if why else hint
     return f"run {run['id']} has no node {node!r}{why}; its nodes: {names}{more}", False
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'a'?)"`` (or ``'a' or 'b'``...): the names of ``known`` closest to a
+    mistyped ``name`` (up to 3, case aside: difflib), as ``Workflow[name]`` suggests one;
+    empty when none is close."""
+    import difflib  # (only for a suggestion)
+
+    by_lower: dict[str, str] = {}
+    for known_name in known:
+        by_lower.setdefault(known_name.lower(), known_name)
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3)]
+    if not close:
+        return ""
+    listed = ", ".join(map(repr, close[:-1])) + " or " * (len(close) > 1) + repr(close[-1])
+    return f" (did you mean {listed}?)"
 
 
 def latest_attempts(journal: Journal, run_id: str) -> list[dict[str, Any]]:

@@ -333,9 +333,10 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     run = journal.get_run(run_id)
     attempts = history.node_attempts(journal, run["id"], node)
     if not attempts:
-        known = ", ".join(history.node_names(journal, run["id"])) or "none"
+        names = history.node_names(journal, run["id"])
+        close = history.did_you_mean(node, names)
         raise NodeNotInRunError(
-            f"run {run['id']} has no node {node!r}; its nodes: {known}. "
+            f"run {run['id']} has no node {node!r}{close}; its nodes: {', '.join(names) or 'none'}. "
             f"See `etherealfabric show {run['id']}`"
         )
     row = attempts[-1]

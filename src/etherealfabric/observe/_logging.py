@@ -71,7 +71,7 @@ _DEBUG_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.NODE_STARTED, EventKin
 
 
 class LogSubscriber:
-    """Logs run events: runs at INFO, each node at DEBUG, failures at ERROR.
+    """Logs run events: runs at INFO, each node at DEBUG, retries at WARNING, failures at ERROR.
 
     Per-node progress is the progress display's job (``observe/_progress.py``); the log says
     when runs start and end and what went wrong. Whether cached and started nodes are logged
@@ -112,6 +112,11 @@ class LogSubscriber:
         elif kind is EventKind.NODE_FAILED:
             result = event.data["result"]
             log.error("%s: failed: %s", event.node, result.error)
+        elif kind is EventKind.NODE_RETRYING:
+            error = str(event.data.get("error") or "").partition("\n")[0]
+            log.warning(
+                "%s: attempt %s failed, retrying: %s", event.node, event.data["attempt"], error
+            )
         elif kind is EventKind.NODE_UPSTREAM_FAILED:
             log.warning("%s: not run, upstream %r failed", event.node, event.data["upstream"])
         elif kind is EventKind.RUN_STARTED:

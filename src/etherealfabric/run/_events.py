@@ -8,7 +8,7 @@ kind                   meaning                                                  
 ``run_started``        a run began                                                workflow, nodes, backend
 ``node_cached``        a node's outputs were found in the cache; it won't run     key
 ``node_started``       a node was handed to the backend                           key
-``node_retrying``      an attempt failed and another followed (sent with the result)  attempt, error
+``node_retrying``      an attempt failed and another follows (run/_retries.py)    attempt, error
 ``node_succeeded``     a node ran and its outputs are stored                      key, duration, attempts
 ``node_failed``        a node failed for good                                     key, result
 ``node_fallback``      its ``on_error`` handler supplied fallback outputs         key, result
@@ -20,8 +20,11 @@ kind                   meaning                                                  
 
 Subscribe with :meth:`EventBus.subscribe` (or ``execute(subscribers=[...])``); a subscriber
 that raises is logged and kept out of the run's way, except the journal recorder, whose failure
-fails the run. A subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when
-every subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
+fails the run. A subscriber's error is logged once per run (its name, the event, the error and
+its traceback), the first time: it is still called for the events that follow, and its later
+errors are not logged (one bus per run: a broken listener does not log a line per node). A
+subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when every
+subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
 through it, without an :class:`Event` object (:meth:`EventBus.node_cached`); likewise a
 method ``node_started(run_id, node, key, input_bytes, ts)`` for ``node_started`` events (one
 per node of a cold run: :meth:`EventBus.node_started`). A subscriber whose ``node_cached``
@@ -38,6 +41,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MethodType
 from typing import Any, cast
 
 from ..states import EventKind
@@ -112,13 +116,16 @@ def IGNORED(*args: Any) -> None:
 class EventBus:
     """Delivers each event to every subscriber, in the order they subscribed.
 
-    A subscriber that raises is logged and kept out of the run's way, except a *critical*
-    one (the journal recorder): its failure is raised to the scheduler, which fails the run,
-    because a run whose journal misses rows must not carry on as if nothing happened.
+    A subscriber that raises is logged (once: its first error) and kept out of the run's way,
+    except a *critical* one (the journal recorder): its failure is raised to the scheduler,
+    which fails the run, because a run whose journal misses rows must not carry on as if
+    nothing happened.
     """
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, bool]] = []
+        #: the ids of the subscribers whose error was logged already (once per bus: per run)
+        self._failed: set[int] = set()
         #: each subscriber's ``node_cached`` method, if every one has one (else None)
         self._cached: list[tuple[CachedHandler, bool]] | None = []
         #: ...and its ``node_started`` method
@@ -172,7 +179,7 @@ class EventBus:
         if handlers is None or extra:
             self.emit(Event(EventKind.NODE_CACHED, run_id, node, {"key": key, **(extra or {})}))
             return
-        _deliver(handlers, "node_cached", run_id, node, key, time.time())
+        _deliver(handlers, self._failed, "node_cached", run_id, node, key, time.time())
 
     def node_started(
         self, run_id: str, node: str, key: str, input_bytes: int, extra: Mapping[str, Any]
@@ -186,16 +193,21 @@ class EventBus:
             data = {"key": key, "input_bytes": input_bytes, **extra}
             self.emit(Event(EventKind.NODE_STARTED, run_id, node, data))
             return
-        _deliver(handlers, "node_started", run_id, node, key, input_bytes, time.time())
+        _deliver(
+            handlers, self._failed, "node_started", run_id, node, key, input_bytes, time.time()
+        )
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber; then raise a critical subscriber's error."""
-        _deliver(self._subscribers, event.kind, event)
+        _deliver(self._subscribers, self._failed, event.kind, event)
 
 
-def _deliver(handlers: Sequence[tuple[Callable[..., None], bool]], what: str, *args: Any) -> None:
-    """Call every handler with ``args``; a failing one is logged, except a critical one's
-    error, raised once all were called."""
+def _deliver(
+    handlers: Sequence[tuple[Callable[..., None], bool]], failed: set[int], what: str, *args: Any
+) -> None:
+    """Call every handler with ``args``; a failing one is logged the first time (``failed``:
+    the subscribers logged already), except a critical one's error, raised once all were
+    called."""
     failure: BaseException | None = None
     for handler, critical in handlers:
         try:
@@ -204,6 +216,26 @@ def _deliver(handlers: Sequence[tuple[Callable[..., None], bool]], what: str, *a
             if critical:
                 failure = failure or exc
             else:
-                log.exception("event subscriber %r failed on %s", handler, what)
+                _logged(handler, failed, what, exc)
     if failure is not None:
         raise failure
+
+
+def _logged(handler: Callable[..., None], failed: set[int], what: str, exc: Exception) -> None:
+    """Log a subscriber's error with its traceback, unless one of its errors was logged
+    already: a subscriber is one whether called with an Event or through a method."""
+    subscriber = handler.__self__ if isinstance(handler, MethodType) else handler
+    if id(subscriber) in failed:
+        return
+    failed.add(id(subscriber))
+    name = getattr(subscriber, "__qualname__", None) or type(subscriber).__qualname__
+    module = getattr(subscriber, "__module__", None) or type(subscriber).__module__
+    log.error(
+        "event subscriber %s failed on %s: %s: %s (the run goes on; its later errors in this "
+        "run are not logged)",
+        f"{module}.{name}" if module and module != "builtins" else name,
+        what,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )

@@ -28,13 +28,27 @@ _ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 def node_traceback(exc: BaseException) -> str:
     """The traceback of an exception a node's call raised, from the node's own code on: the
-    engine's frames that called it (the worker's retries, capture and call) are left out, the
-    frames below (a library's) and chained exceptions kept. An error the engine raised
-    itself (no frame outside the package) keeps every frame."""
+    frames that called it are left out: the engine's (the worker's capture and call) and
+    those of the retries around them (tenacity re-raises the last attempt's error from its
+    future: ``tenacity``'s and ``concurrent.futures``' frames come first then); the frames
+    below (a library's) and chained exceptions are kept. An error the engine raised itself
+    (no frame outside these) keeps every frame."""
     tb = exc.__traceback__
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_ENGINE):
+    while tb is not None and _calling(tb.tb_frame):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def _calling(frame: Any) -> bool:
+    """Whether ``frame`` is one of those that call a node: the engine's or the retries'."""
+    if os.path.abspath(frame.f_code.co_filename).startswith(_ENGINE):
+        return True
+    module = str(frame.f_globals.get("__name__") or "")
+    return any(module == name or module.startswith(name + ".") for name in _CALLERS)
+
+
+#: the packages whose frames stand between the worker and a node it retries
+_CALLERS = ("tenacity", "concurrent.futures")
 
 
 def _host_name() -> str:
@@ -94,6 +108,10 @@ class Task:
     #: the bytecode digests of the code the key covers that travels by name (run/_codestamp.py),
     #: checked by an out-of-process worker before the node runs; empty in the scheduler's process
     code_stamp: Any = ()
+    #: in the scheduler's process only (never pickled): called from the worker's thread as
+    #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
+    #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
+    on_retry: Callable[[str, int, str | None, float], None] | None = None
 
 
 @dataclass(eq=False)

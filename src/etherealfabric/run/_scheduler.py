@@ -65,6 +65,7 @@ from ._lookahead import LookAhead
 from ._nomaps import maps_for
 from ._outcome import RunOutcome, RunPolicy
 from ._recorder import JournalRecorder
+from ._retries import Retries
 from ._rewind import Rewinds
 from ._samekey import SameKeys
 
@@ -86,7 +87,7 @@ _CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
 _UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
 
-class Scheduler(Rewinds, Fallbacks):
+class Scheduler(Rewinds, Fallbacks, Retries):
     """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
 
     def __init__(
@@ -388,6 +389,7 @@ class Scheduler(Rewinds, Fallbacks):
             background=self.policy.durability == "fast",
             fresh=info.spec.name in self.policy.fresh,  # --force: from scratch, no checkpoint
             checkpoints=self._listing,
+            on_retry=self._retry_note,  # (a task run in this process: run/_retries.py)
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
@@ -399,6 +401,8 @@ class Scheduler(Rewinds, Fallbacks):
     # -- finishing a node ---------------------------------------------------------------------
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
+        if future is None:  # an attempt failed and another follows (run/_retries.py)
+            return self._retried_now(*name)
         handovers, inline = self._executing()  # (made already: something ran)
         if not isinstance(name, str) and handovers.owns(name):  # its outputs are stored now
             handovers.stored(name, future)
@@ -421,8 +425,8 @@ class Scheduler(Rewinds, Fallbacks):
         inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
-        for attempt in result.attempts[:-1]:
-            self._emit(EventKind.NODE_RETRYING, name, attempt=attempt.number, error=attempt.error)
+        if len(result.attempts) > 1:  # those not reported as they happened (run/_retries.py)
+            self._retried_late(name, result)
         if result.ok:
             if not handovers.succeeded(name, info, result):
                 self._succeeded(name, info, result)
@@ -465,14 +469,8 @@ class Scheduler(Rewinds, Fallbacks):
             return
         self.outcome.status[name] = NodeStatus.FAILED
         self.outcome.errors[name] = result
-        components = info.components() if info is not None else None
-        self._emit(
-            EventKind.NODE_FAILED,
-            name,
-            key=result.key or None,
-            result=result,
-            components=components,
-        )
+        key, components = result.key or None, info.components() if info is not None else None
+        self._emit(EventKind.NODE_FAILED, name, key=key, result=result, components=components)
         self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
         if not self.policy.keep_going and not self._stopping:
             self._stopping = True  # fail-fast: what was submitted but did not start is dropped

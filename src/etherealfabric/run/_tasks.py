@@ -10,7 +10,7 @@ so that the worker can tell whether they changed while the node ran (``run/_file
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..define._policies import RetryPolicy
@@ -47,9 +47,11 @@ def build_task(
     background: bool = False,
     fresh: bool = False,
     checkpoints: CheckpointListing | None = None,
+    on_retry: Callable[[str, int, str | None, float], None] | None = None,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads (``checkpoints``: the run's
-    listing of the store's checkpoints, asked before a stat per key)."""
+    listing of the store's checkpoints, asked before a stat per key; ``on_retry``: the
+    scheduler's, given to a task that runs in its process, ``hand_over`` or on the driver)."""
     spec = info.spec
     linked = cache.linked.pop(info.key, None)
     if linked is not None:  # its hit's files would go through a symbolic link: not run at all
@@ -97,5 +99,6 @@ def build_task(
         # forced, or a checkpoint a kill left after the key's success: from the beginning
         fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name, checkpoints),
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
+        on_retry=on_retry if hand_over or spec.on_driver else None,
     )
     return task, sum(sizes)
