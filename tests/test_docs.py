@@ -316,19 +316,9 @@ def test_every_error_is_importable_from_the_package_as_the_api_page_says() -> No
 # -- the command line's reference --------------------------------------------------------------
 def _commands() -> list[tuple[str, Any]]:
     """Every command of the parser with its path (``"cache ls"``), groups included."""
-    import click
+    from test_cli import _every_command
 
-    from etherealfabric.cli import main
-
-    found: list[tuple[str, Any]] = []
-
-    def walk(command: click.Command, path: str) -> None:
-        found.append((path, command))
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            walk(sub, f"{path} {name}".strip())
-
-    walk(main, "")
-    return found
+    return list(_every_command())
 
 
 def _sections(text: str) -> tuple[str, dict[str, str]]:

@@ -247,6 +247,23 @@ def test_a_damaged_small_output_in_the_shared_store_is_repaired_once_recomputed(
     assert team.run("c")["cached"] == 3 and team.executed() == []
 
 
+def _forge_small(team: Team, forged: bytes, **fields: Any) -> str:
+    """Make the shared record of ``small`` name ``forged`` (stored as an object under its
+    digest; ``fields`` of its output changed too) and delete ``report``'s record, so that the
+    next run's ``report`` loads it; returns the forged bytes' digest."""
+    small = next(p for p in (team.shared / "actions").glob("*/*.json") if "small" in p.read_text())
+    record = json.loads(small.read_text())
+    digest = digest_bytes(forged)
+    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
+    team.object(digest).write_bytes(forged)
+    record["outputs"]["result"].update({"digest": digest, "size": len(forged), **fields})
+    small.write_text(json.dumps(record))
+    for path in (team.shared / "actions").glob("*/*.json"):  # the consumer must run
+        if json.loads(path.read_text())["node"] == "report":
+            path.unlink()
+    return digest
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("key", [KEY, None], ids=["signed", "unsigned"])
 def test_an_output_whose_bytes_match_their_digest_but_do_not_parse_is_recomputed(
@@ -258,17 +275,8 @@ def test_an_output_whose_bytes_match_their_digest_but_do_not_parse_is_recomputed
     every run of every teammate). A signed store refuses the forged record outright."""
     assert team.cli("run", "wf.py", key=key).returncode == 0
     team.executed()
-    small = next(p for p in (team.shared / "actions").glob("*/*.json") if "small" in p.read_text())
-    record = json.loads(small.read_text())
     forged = ('{"n": 3, "pad": ' + "9" * 5000 + "}").encode()
-    digest = digest_bytes(forged)
-    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
-    team.object(digest).write_bytes(forged)
-    record["outputs"]["result"].update(digest=digest, size=len(forged))
-    small.write_text(json.dumps(record))
-    for path in (team.shared / "actions").glob("*/*.json"):  # the consumer must run
-        if json.loads(path.read_text())["node"] == "report":
-            path.unlink()
+    digest = _forge_small(team, forged)
 
     out = team.cli("run", "wf.py", "--json", home="b", key=key)
     assert out.returncode == 0, out.stderr
@@ -292,18 +300,8 @@ def test_a_forged_inline_output_of_megabytes_never_goes_into_a_journal(
     its journal, as much as the record named); one that understates its size is a miss."""
     assert team.cli("run", "wf.py", key=None).returncode == 0
     team.executed()
-    small = next(p for p in (team.shared / "actions").glob("*/*.json") if "small" in p.read_text())
-    record = json.loads(small.read_text())
     forged = json.dumps({"n": 3, "pad": "z" * 2_000_000}).encode()
-    digest = digest_bytes(forged)
-    team.object(digest).parent.mkdir(parents=True, exist_ok=True)
-    team.object(digest).write_bytes(forged)
-    size = 116 if lie else len(forged)
-    record["outputs"]["result"].update(digest=digest, size=size, inline=True)
-    small.write_text(json.dumps(record))
-    for path in (team.shared / "actions").glob("*/*.json"):  # the consumer must run
-        if json.loads(path.read_text())["node"] == "report":
-            path.unlink()
+    _forge_small(team, forged, size=116 if lie else len(forged), inline=True)
 
     out = team.cli("run", "wf.py", "--json", home="b", key=None)
     assert out.returncode == 0, out.stderr
