@@ -82,16 +82,8 @@ class Outputs(Sequence[str]):
         if _checked(names):  # an @node function's, every call
             self._names = names
             return
-        if isinstance(names, str):
-            names = [names]
-        checked = [_check_output_name(node, n) for n in names]
-        if len(checked) > 1 and len(set(checked)) != len(checked):
-            dupes = sorted({n for n in checked if checked.count(n) > 1})
-            raise DefinitionError(
-                f"node {node._ef_label()!r} declares output(s) {dupes} more than once",
-                nodes=(node._ef_label(),),
-            )
-        self._names = tuple(checked)
+        label = node._ef_label()
+        self._names = _checked_names(f"node {label!r}", names, (label,))
         if len(_CHECKED) < 1024:
             _CHECKED.add(self._names)
 
@@ -159,33 +151,33 @@ def _checked(names: Sequence[str]) -> TypeGuard[tuple[str, ...]]:
         return False
 
 
-def _check_output_name(node: Node, name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise DefinitionError(
-            f"node {node._ef_label()!r}: output names must be non-empty strings, got {name!r}",
-            nodes=(node._ef_label(),),
-        )
-    return name
+def _checked_names(
+    where: str, names: Iterable[object], nodes: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """``names`` (one name: a str) as declared output names: non-empty strings, each once;
+    else a :class:`DefinitionError` starting with ``where`` (the node, or its class)."""
+    checked: list[str] = []
+    for name in [names] if isinstance(names, str) else names:
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(
+                f"{where}: output names must be non-empty strings, got {name!r}", nodes=nodes
+            )
+        checked.append(name)
+    if len(checked) > 1 and len(set(checked)) != len(checked):
+        dupes = sorted({n for n in checked if checked.count(n) > 1})
+        raise DefinitionError(f"{where} declares output(s) {dupes} more than once", nodes=nodes)
+    return tuple(checked)
 
 
 def _class_outputs(cls: type, declared: object) -> tuple[str, ...]:
     """The output names a node class's body declares, checked as ``self.outputs``'s are."""
     where = f"node class {cls.__qualname__}"
-    if isinstance(declared, str):
-        declared = [declared]
     if isinstance(declared, (bytes, Mapping)) or not isinstance(declared, Iterable):
         raise DefinitionError(
             f"{where}: outputs must be a list of output names (outputs = ['a', 'b']), got "
             f"{type(declared).__name__} {declared!r:.80}"
         )
-    names = list(declared)
-    bad = [n for n in names if not isinstance(n, str) or not n]
-    if bad:
-        raise DefinitionError(f"{where}: output names must be non-empty strings, got {bad[0]!r}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise DefinitionError(f"{where} declares output(s) {dupes} more than once")
-    return tuple(names)
+    return _checked_names(where, declared)
 
 
 class OutputRefs(tuple[OutputRef, ...]):

@@ -251,7 +251,7 @@ def _store_outputs(
     changed: list[str] | None = None,
 ) -> None:
     # checked first: the node is done with them; with the files it read that changed
-    result.drifted = drifted(task.inputs_seen) + changed if changed else drifted(task.inputs_seen)
+    result.drifted = [*drifted(task.inputs_seen), *(changed or ())]
     since = result.attempts[0].started_at if result.attempts else None
     returned, result.files = capture_outputs(
         task.store, task.root, task.writes, values, node=task.node, since=since
