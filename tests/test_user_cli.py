@@ -85,6 +85,41 @@ def test_a_nodes_traceback_starts_in_the_users_code(tmp_path: Path) -> None:
     assert text.rstrip().splitlines()[-1].startswith("json.decoder.JSONDecodeError")
 
 
+CHAINED = """
+from etherealfabric import Workflow, node
+
+def helper(row):
+    return row["missing_col"]
+
+@node
+def use(row):
+    try:
+        return helper(row)
+    except KeyError as e:
+        raise ValueError("no column") from e
+
+with Workflow("bad") as wf:
+    use({"a": 1})
+"""
+
+
+def test_a_processes_backend_traceback_shows_the_workflow_file_s_lines(tmp_path: Path) -> None:
+    """On the processes backend the workflow file's functions travel by value (cloudpickle):
+    their frames read `File "<dynamic-code>", line 10, in use` with no source line. They now
+    name the workflow file and show its lines, in the chained exception too."""
+    (tmp_path / "flow.py").write_text(CHAINED)
+    assert _cli(tmp_path, "run", "flow.py", "--backend", "processes").returncode == 1
+    run_id = json.loads(_cli(tmp_path, "runs", "--json").stdout)[0]["id"]
+    text = json.loads(_cli(tmp_path, "logs", run_id, "use", "--json").stdout)[0]["traceback"]
+    assert "<dynamic-code>" not in text, text
+    flow = str(tmp_path / "flow.py")
+    assert f'File "{flow}", line 10, in use' in text, text
+    assert f'File "{flow}", line 5, in helper' in text, text  # the cause's frames
+    assert 'return row["missing_col"]' in text
+    assert 'raise ValueError("no column") from e' in text
+    assert text.rstrip().splitlines()[-1] == "ValueError: no column"
+
+
 def test_a_parameter_for_a_workflow_without_any_says_how_to_declare_one(tmp_path: Path) -> None:
     """`-p x=1` on a workflow with no parameters said only `Its parameters: none`."""
     (tmp_path / "flow.py").write_text(FAILING)

@@ -36,7 +36,40 @@ def node_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None and _calling(tb.tb_frame):
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    summary = traceback.TracebackException(type(exc), exc, tb or exc.__traceback__, compact=True)
+    _name_rebuilt_files(summary, tb or exc.__traceback__, exc)
+    return "".join(summary.format())
+
+
+#: the file name cloudpickle gives the code of a function it rebuilt from a pickle (a node of
+#: a workflow file, on a worker process)
+_REBUILT = "<dynamic-code>"
+
+
+def _name_rebuilt_files(summary: Any, tb: Any, exc: BaseException | None, depth: int = 0) -> None:
+    """Name the frames of code cloudpickle rebuilt (``<dynamic-code>``, the workflow file's
+    functions on a worker process) by the file their module was read from, so the traceback
+    shows their source lines (their line numbers are the original's); the exceptions it was
+    chained from too."""
+    if depth > 20 or exc is None:
+        return
+    stack = summary.stack
+    for i, (frame, _) in enumerate(traceback.walk_tb(tb)):
+        if i >= len(stack) or stack[i].filename != _REBUILT:
+            continue
+        path = frame.f_globals.get("__file__")
+        if isinstance(path, str) and path:
+            old = stack[i]
+            positions = {
+                k: getattr(old, k) for k in ("end_lineno", "colno", "end_colno") if hasattr(old, k)
+            }
+            stack[i] = traceback.FrameSummary(path, old.lineno, old.name, **positions)
+    for chained, cause in (
+        (summary.__cause__, exc.__cause__),
+        (summary.__context__, exc.__context__),
+    ):
+        if chained is not None and cause is not None:
+            _name_rebuilt_files(chained, cause.__traceback__, cause, depth + 1)
 
 
 def _calling(frame: Any) -> bool:
