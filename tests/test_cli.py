@@ -84,6 +84,7 @@ def test_failed_run_exits_1_and_names_the_node(tmp_path: Path) -> None:
         (["run", "missing.py"], "no such workflow file"),
         (["run", "flow.py:nothing"], "is not a Workflow"),
         (["show", "no-such-run"], "no run 'no-such-run'"),
+        (["logs", "last", "total"], "(`latest`: the newest run)"),
         (["run", "flow.py", "--backend", "sparkle"], "unknown execution backend 'sparkle'"),
     ],
 )
@@ -91,7 +92,7 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     write(tmp_path)
-    if args[0] == "show":
+    if args[0] in ("show", "logs"):
         invoke("run", "flow.py")
     code, _, err = invoke(*args)
     assert code == 2

@@ -350,7 +350,10 @@ class RunNotFoundError(JournalError):
     """No run with the given id exists in the journal."""
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run {run_id!r} in the journal; `etherealfabric runs` lists them")
+        hint = "" if run_id[:1].isdigit() or run_id == "latest" else " (`latest`: the newest run)"
+        super().__init__(
+            f"no run {run_id!r} in the journal; `etherealfabric runs` lists them{hint}"
+        )
         self.run_id = run_id
 
 
