@@ -318,13 +318,15 @@ with Workflow("told") as wf:
 """
 
 
-def test_a_retry_on_threads_is_reported_when_it_happens(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["local", "processes"])
+def test_a_retry_is_reported_when_it_happens(tmp_path: Path, backend: str) -> None:
     """The progress line of ``node_retrying`` comes while the node still runs: its second
-    attempt waits for the line to be seen, then succeeds."""
+    attempt waits for the line to be seen, then succeeds. On processes the worker's note
+    comes through the pool's pipe (it came with the node's result, after it ended)."""
     _write(tmp_path, "flow.py", WAITS_FOR_ITS_RETRY_TO_BE_SEEN)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
     run = subprocess.Popen(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", "local"],
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", backend],
         cwd=tmp_path,
         env={**clean, "PYTHONPATH": str(ROOT / "src")},
         stdout=subprocess.DEVNULL,

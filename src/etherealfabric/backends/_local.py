@@ -137,7 +137,13 @@ class _Unpickling(Future[Any]):
 
     def __init__(self, inner: Future[bytes]) -> None:
         super().__init__()
+        self._inner = inner
         inner.add_done_callback(self._resolve)
+
+    def listen(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(note)`` (in a thread of the pool) with each note the task reports
+        while it runs (:func:`~._base.report_progress`)."""
+        self._inner.ef_listener = callback  # type: ignore[attr-defined]
 
     def _resolve(self, inner: Future[bytes]) -> None:
         import cloudpickle

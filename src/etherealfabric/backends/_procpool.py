@@ -205,6 +205,10 @@ class WorkerPool:
                     continue
                 if message[0] == "note":
                     notes.append(message[1])
+                    listener = getattr(future, "ef_listener", None)  # (_local._Unpickling.listen)
+                    if listener is not None:
+                        with contextlib.suppress(Exception):
+                            listener(message[1])
                     continue
                 _, ok, data = message
                 if ok:

@@ -37,25 +37,40 @@ if TYPE_CHECKING:
 __all__ = ["backoff", "later", "lost_attempts", "lost_child", "send", "watch_deaths"]
 
 
-def send(dispatch: DriverDispatch, on_driver: bool, task: Task) -> Any:
+def send(dispatch: DriverDispatch, on_driver: bool, task: Task, on_retry: OnRetry = None) -> Any:
     """Submit a node's task to run (:func:`~._worker.execute`); one run out of process is sent
-    again if its worker dies (:func:`watch_deaths`)."""
+    again if its worker dies (:func:`watch_deaths`). ``on_retry``: ``Task.on_retry`` for a
+    task run out of process, called as its worker retries it when the backend passes the
+    task's notes on (processes: ``backends/_local.py``, ``listen``), else never."""
     if on_driver or dispatch.backend.in_process:  # (a thread cannot die alone)
         return dispatch.submit(on_driver, execute, task)
-    return watch_deaths(functools.partial(dispatch.submit, False, execute), task)
+    return watch_deaths(functools.partial(dispatch.submit, False, execute), task, on_retry)
 
 
-def watch_deaths(submit: Callable[[Task], Any], task: Task) -> Future[Any]:
+def watch_deaths(
+    submit: Callable[[Task], Any], task: Task, on_retry: OnRetry = None
+) -> Future[Any]:
     """``submit(task)``, sent again after a worker death while its retry policy allows."""
-    return _Watched(submit, task)
+    return _Watched(submit, task, on_retry)
+
+
+#: ``Task.on_retry``: ``(node, attempt, error, ts)``
+OnRetry = Callable[[str, int, "str | None", float], None] | None
+
+
+def _noted(on_retry: Callable[[str, int, str | None, float], None], node: str, note: Any) -> None:
+    """A note a running task reported (``run/_worker.py``): a retry is passed on."""
+    if isinstance(note, tuple) and len(note) == 4 and note[0] == "retrying":
+        on_retry(node, note[1], note[3], note[2])
 
 
 class _Watched(Future[Any]):
     """The future of a node's task across the workers that ran it."""
 
-    def __init__(self, submit: Callable[[Task], Any], task: Task) -> None:
+    def __init__(self, submit: Callable[[Task], Any], task: Task, on_retry: OnRetry) -> None:
         super().__init__()
         self._submit = submit
+        self._on_retry = on_retry
         self._lost: list[Attempt] = []
         self._inner: Any = None
         self._send(task)
@@ -63,6 +78,9 @@ class _Watched(Future[Any]):
     def _send(self, task: Task) -> None:
         self._task = task
         self._inner = self._submit(task)
+        listen = getattr(self._inner, "listen", None)
+        if listen is not None and self._on_retry is not None:
+            listen(functools.partial(_noted, self._on_retry, task.node))
         self._inner.add_done_callback(self._resolve)
 
     def cancel(self) -> bool:

@@ -2,13 +2,15 @@
 
 A worker retries a node itself (tenacity, ``run/_worker.py``) and reports every attempt in the
 node's result, from which the scheduler sends a ``node_retrying`` event per failed attempt once
-the node ends: all that a backend in another process (processes, Dask, Celery) lets it know.
-A task run in the scheduler's process (the threads backend, an ``on_driver`` node) is given
-:meth:`Retries._retry_note` as ``Task.on_retry``: the worker's thread calls it when an attempt
-failed and the next is about to start (before the backoff), the note goes through the
-completion queue, and the scheduler's loop sends the event then (with the time of the
-failure), so the progress lines, the log and the journal's events say so while the node is
-still retrying. The node's result later reports only the attempts not reported yet.
+the node ends: all that Dask and Celery let it know. A task run in the scheduler's process
+(the threads backend, an ``on_driver`` node) is given :meth:`Retries._retry_note` as
+``Task.on_retry``: the worker's thread calls it when an attempt failed and the next is about to
+start (before the backoff). On the processes backend the worker reports it instead
+(``report_progress``), and the pool's thread that feeds that worker passes it to the same
+method (``run/_lost.py``: ``send``). The note goes through the completion queue, and the
+scheduler's loop sends the event then (with the time of the failure), so the progress lines,
+the log and the journal's events say so while the node is still retrying. The node's result
+later reports only the attempts not reported yet.
 
 :class:`Retries` is a part of the :class:`~._scheduler.Scheduler` (a base class).
 """

@@ -161,17 +161,20 @@ def _call_with_retries(
         + t.wait_random(0, policy.jitter),
         retry=t.retry_if_exception(lambda e: _retryable(policy, e)),
         reraise=True,
-        before_sleep=None if task.on_retry is None else lambda _: _told(task, attempts, redact),
+        before_sleep=lambda _: _told(task, attempts, redact),
     )
     return retrying(_attempt, task, args, kwargs, attempts, redact)
 
 
 def _told(task: Task, attempts: list[Attempt], redact: Redactor) -> None:
-    """Tell the scheduler (in this process) that the last attempt failed and another follows."""
+    """Tell the scheduler that the last attempt failed and another follows: directly in its
+    process, else through the backend when it passes a task's notes on (processes)."""
+    last = attempts[-1]
+    error = redact(last.error) if last.error is not None else None
     if task.on_retry is not None:
-        last = attempts[-1]
-        error = redact(last.error) if last.error is not None else None
         task.on_retry(task.node, last.number, error, last.finished_at)
+    else:
+        report_progress(("retrying", last.number, last.finished_at, error))
 
 
 def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
