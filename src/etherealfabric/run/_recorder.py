@@ -67,8 +67,12 @@ _SKIP_DATA = ("result", "record", "components", "inline", "actions")
 # on Python 3.11 reading one from EventKind costs about 0.3 us, and this is per event
 _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
 #: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
+#: a ``node_started`` event with nothing but these has no events row: its node's ``running``
+#: row holds its key and start (``input_bytes`` is for live subscribers); one that says why
+#: the node ran (``stale``, ``forced``: ``journal/_history.start_marks``) has its row
+_PLAIN_START = frozenset(("key", "input_bytes"))
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
-_RUNNING, _NODE_STARTED = NodeStatus.RUNNING.value, EventKind.NODE_STARTED.value
+_RUNNING = NodeStatus.RUNNING.value
 _NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
 
 
@@ -110,6 +114,8 @@ class JournalRecorder:
         if event.kind in _ROWS_ONLY:
             return  # their node_runs rows say all there is; a warm run writes half the rows
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
+        if event.kind is EventKind.NODE_STARTED and data.keys() <= _PLAIN_START:
+            return  # its running row says it (key, start); kept when it says why it ran
         self._events.append(
             (event.run_id, event.ts, _VALUES[event.kind], event.node, _json(data) if data else None)
         )
@@ -333,10 +339,9 @@ class JournalRecorder:
         self._running(event.run_id, event.node or "", event.data["key"], event.ts)
 
     def node_started(self, run_id: str, node: str, key: str, input_bytes: int, ts: float) -> None:
-        """``node_started`` without its :class:`Event` (``EventBus.node_started``): its rows."""
+        """``node_started`` without its :class:`Event` (``EventBus.node_started``): its
+        ``running`` row (a plain start has no events row, see :data:`_PLAIN_START`)."""
         self._running(run_id, node, key, ts)
-        data = _json({"key": key, "input_bytes": input_bytes})
-        self._events.append((run_id, ts, _NODE_STARTED, node, data))
 
     def _running(self, run_id: str, node: str, key: str, ts: float) -> None:
         """A started node's ``running`` row (what ``_row(event, RUNNING, key, started)`` makes)."""
