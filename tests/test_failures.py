@@ -11,6 +11,7 @@ import pytest
 
 from etherealfabric import Node, NodeTimeoutError, RetryPolicy, RunFailedError, Workflow, node
 from etherealfabric.define._policies import SKIP, NodeError
+from etherealfabric.journal._history import node_attempts
 from etherealfabric.journal._journal import Journal
 
 
@@ -261,6 +262,40 @@ def test_fail_fast_drops_the_short_tasks_queued_behind_a_failure() -> None:
     cancelled = [n for n, s in results.statuses.items() if s == "cancelled"]
     assert len(cancelled) == 10 - len(ran)
     assert all(n.startswith("after") for n in cancelled)
+
+
+@pytest.mark.parametrize("on_driver", [False, True])
+def test_fail_fast_ends_the_retries_of_a_node_running_in_this_process(
+    home: Path, on_driver: bool
+) -> None:
+    # `flaky` retries with a 30 s backoff; `fails` fails once `flaky` failed its first
+    # attempt: the run stops at once, `flaky` makes no second attempt and fails with its error
+    first_failed = threading.Event()
+    attempts: list[float] = []
+
+    @node(retries=RetryPolicy(retries=5, backoff=30.0), on_driver=on_driver)
+    def flaky():
+        attempts.append(time.monotonic())
+        first_failed.set()
+        raise ValueError("flaky failed")
+
+    @node
+    def fails():
+        first_failed.wait(10)
+        raise RuntimeError("boom")
+
+    with Workflow("fail-fast-retries", max_workers=2) as wf:
+        flaky()
+        fails()
+    started = time.monotonic()
+    results = wf.execute(raise_on_error=False)
+    assert time.monotonic() - started < 20  # not 30 s of backoff, nor five more attempts
+    assert results.statuses == {"flaky": "failed", "fails": "failed"}
+    assert len(attempts) == 1
+    assert "flaky failed" in str(results.errors["flaky"])
+    with Journal(home / "journal.db") as journal:
+        rows = node_attempts(journal, results.run_id, "flaky")
+    assert [r["status"] for r in rows] == ["failed"] and "flaky failed" in rows[0]["error"]
 
 
 def test_keep_going_finishes_independent_branches() -> None:

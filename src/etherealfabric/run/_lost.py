@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
 from ._messages import Attempt, Task, TaskResult
-from ._worker import _retryable, execute
+from ._retrying import retryable
+from ._worker import execute
 
 if TYPE_CHECKING:
     from ._context import DriverDispatch
@@ -112,7 +113,7 @@ class _Watched(Future[Any]):
         self._lost.extend(attempts)
         made = max([task.attempts_before, *(a.number for a in attempts)])
         policy = task.retry
-        if policy is not None and made < policy.attempts and _retryable(policy, exc):
+        if policy is not None and made < policy.attempts and retryable(policy, exc):
             again = dataclasses.replace(task, attempts_before=made)
 
             def resend() -> None:
@@ -160,7 +161,7 @@ def lost_child(child: Child, policy: RetryPolicy | None, exc: BaseException) -> 
     attempts = lost_attempts(exc, child.attempts_before)
     child.lost.extend(attempts)
     made = max([child.attempts_before, *(a.number for a in attempts)])
-    if policy is not None and made < policy.attempts and _retryable(policy, exc):
+    if policy is not None and made < policy.attempts and retryable(policy, exc):
         child.attempts_before = made
         return backoff(policy, made)
     return None

@@ -9,6 +9,7 @@ timings, captured output, the bytes of small outputs).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -145,6 +146,9 @@ class Task:
     #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
     #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
     on_retry: Callable[[str, int, str | None, float], None] | None = None
+    #: in the scheduler's process only (never pickled): set when the run stops (fail-fast):
+    #: no further attempt starts and a backoff under way ends (``run/_retrying.py``)
+    stop_retrying: threading.Event | None = None
 
 
 @dataclass(eq=False)

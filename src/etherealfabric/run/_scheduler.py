@@ -41,6 +41,7 @@ import contextlib
 import functools
 import logging
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -130,7 +131,7 @@ class Scheduler(Rewinds, Fallbacks, Retries):
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._stopping = self._dirty = False
+        self._stopping, self._dirty, self._stop_retrying = False, False, threading.Event()
         self._commit = 0.0  # the window the last commit's duration asks for (COMMIT_SHARE)
         self._checkpoints_to_clear: list[str] = []
         self._index = dict(zip(order, range(len(order)), strict=False))
@@ -390,6 +391,7 @@ class Scheduler(Rewinds, Fallbacks, Retries):
             fresh=info.spec.name in self.policy.fresh,  # --force: from scratch, no checkpoint
             checkpoints=self._listing,
             on_retry=self._retry_note,  # (a task run in this process: run/_retries.py)
+            stop_retrying=self._stop_retrying,  # (set by fail-fast: run/_retrying.py)
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
@@ -474,6 +476,7 @@ class Scheduler(Rewinds, Fallbacks, Retries):
         self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
         if not self.policy.keep_going and not self._stopping:
             self._stopping = True  # fail-fast: what was submitted but did not start is dropped
+            self._stop_retrying.set()  # and nodes running here try no more
             for other in [n for n in self._running if n in self._futures]:
                 spec = self.graph.specs[other]
                 if self._dispatch.cancel(spec.on_driver, self._futures[other]):

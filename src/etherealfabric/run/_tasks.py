@@ -10,6 +10,7 @@ so that the worker can tell whether they changed while the node ran (``run/_file
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,10 +49,12 @@ def build_task(
     fresh: bool = False,
     checkpoints: CheckpointListing | None = None,
     on_retry: Callable[[str, int, str | None, float], None] | None = None,
+    stop_retrying: threading.Event | None = None,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads (``checkpoints``: the run's
     listing of the store's checkpoints, asked before a stat per key; ``on_retry``: the
-    scheduler's, given to a task that runs in its process, ``hand_over`` or on the driver)."""
+    scheduler's, given to a task that runs in its process, ``hand_over`` or on the driver, as
+    ``stop_retrying``, set by a fail-fast stop)."""
     spec = info.spec
     linked = cache.linked.pop(info.key, None)
     if linked is not None:  # its hit's files would go through a symbolic link: not run at all
@@ -100,5 +103,6 @@ def build_task(
         fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name, checkpoints),
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
         on_retry=on_retry if hand_over or spec.on_driver else None,
+        stop_retrying=stop_retrying if hand_over or spec.on_driver else None,
     )
     return task, sum(sizes)

@@ -29,7 +29,6 @@ from typing import Any
 from ..backends._base import report_progress
 from ..define._context import activate_checkpoint
 from ..define._files import activate_root, storing_under
-from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..define._secret import Secret
 from ..errors import (
@@ -63,6 +62,7 @@ from ._messages import Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
 from ._redact import Redactor
+from ._retrying import call_with_retries
 from ._returns import check_outputs, normalise
 
 __all__ = ["action_record", "execute", "store_values"]
@@ -90,7 +90,12 @@ def execute(task: Task) -> TaskResult:
         redact = Redactor(secrets)
         if task.fresh:  # forced: a checkpoint left under the key (however old) is not resumed
             task.store.delete_checkpoint(task.key)
-        values = _call_with_retries(task, args, kwargs, result.attempts, redact)
+        values = call_with_retries(
+            task,
+            lambda: _attempt(task, args, kwargs, result.attempts, redact),
+            result.attempts,
+            redact,
+        )
         result.checkpointed = any(a.checkpointed for a in result.attempts)
         written = written_whole(result.attempts[-1].opened)
         changed: list[str] = []  # files it read that changed while it ran: drifted
@@ -140,47 +145,6 @@ def _resolve(
 
 
 # -- calling --------------------------------------------------------------------------------------
-def _call_with_retries(
-    task: Task,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    attempts: list[Attempt],
-    redact: Redactor,
-) -> Mapping[str, Any]:
-    policy = task.retry
-    left = (policy.attempts if policy is not None else 1) - task.attempts_before
-    if policy is None or left <= 1:
-        return _attempt(task, args, kwargs, attempts, redact)
-    import tenacity as t
-
-    retrying = t.Retrying(
-        stop=t.stop_after_attempt(left),
-        wait=t.wait_exponential(
-            multiplier=policy.backoff, exp_base=policy.multiplier, max=policy.max_backoff
-        )
-        + t.wait_random(0, policy.jitter),
-        retry=t.retry_if_exception(lambda e: _retryable(policy, e)),
-        reraise=True,
-        before_sleep=lambda _: _told(task, attempts, redact),
-    )
-    return retrying(_attempt, task, args, kwargs, attempts, redact)
-
-
-def _told(task: Task, attempts: list[Attempt], redact: Redactor) -> None:
-    """Tell the scheduler that the last attempt failed and another follows: directly in its
-    process, else through the backend when it passes a task's notes on (processes)."""
-    last = attempts[-1]
-    error = redact(last.error) if last.error is not None else None
-    if task.on_retry is not None:
-        task.on_retry(task.node, last.number, error, last.finished_at)
-    else:
-        report_progress(("retrying", last.number, last.finished_at, error))
-
-
-def _retryable(policy: RetryPolicy, exc: BaseException) -> bool:
-    return not isinstance(exc, (OutputError, SerializationError)) and policy.should_retry(exc)
-
-
 def _attempt(
     task: Task,
     args: tuple[Any, ...],
