@@ -109,6 +109,10 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_exits_143(tmp_path: Path, backend: 
     assert "Traceback" not in err and "Aborted!" not in err
     statuses = {n["node"]: n["status"] for n in _show(tmp_path, run["id"])["nodes"]}
     assert statuses == {"step": "succeeded", "step-2": "cancelled"}  # committed, stopped
+    logs = _cli(tmp_path, "logs", run["id"], "step-2")
+    assert "attempt 1 (cancelled)" in logs.stdout, logs
+    if backend == "local":  # what the stopped node printed is kept (run in this process)
+        assert "step 1" in logs.stdout and "no output captured" not in logs.stdout, logs.stdout
 
     # resume: SIGTERM'd too, then finished; the node that completed comes from the cache
     code, err = _terminate_at_step_1(tmp_path, "resume", run["id"])

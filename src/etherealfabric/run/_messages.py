@@ -149,6 +149,9 @@ class Task:
     #: in the scheduler's process only (never pickled): set when the run stops (fail-fast):
     #: no further attempt starts and a backoff under way ends (``run/_retrying.py``)
     stop_retrying: threading.Event | None = None
+    #: in the scheduler's process only (never pickled): node -> its running attempt's capture,
+    #: for a run stopped while the node runs to keep what it printed (``run/_scheduler.py``)
+    printing: dict[str, list[str]] | None = None
 
 
 @dataclass(eq=False)

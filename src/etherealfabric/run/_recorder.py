@@ -62,7 +62,7 @@ __all__ = ["JournalRecorder"]
 
 log = logging.getLogger("etherealfabric.cache")
 
-_SKIP_DATA = ("result", "record", "components", "inline", "actions")
+_SKIP_DATA = ("result", "record", "components", "inline", "actions", "output")
 # the kinds whose node_runs rows say all there is (see __call__), as a set of plain members:
 # on Python 3.11 reading one from EventKind costs about 0.3 us, and this is per event
 _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
@@ -443,7 +443,8 @@ class JournalRecorder:
         key, started = self._started.pop((event.run_id, event.node), (None, None))
         if not event.data.get("running"):  # dropped before it started (fail-fast)
             key = started = None
-        self._row(event, NodeStatus.CANCELLED, key=key, started=started, finished=event.ts)
+        self._row(event, NodeStatus.CANCELLED, key=key, started=started, finished=event.ts,
+                  output=event.data.get("output"))  # fmt: skip
 
     def _attempt_rows(
         self,

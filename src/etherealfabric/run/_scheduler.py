@@ -41,7 +41,6 @@ import contextlib
 import functools
 import logging
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -69,6 +68,7 @@ from ._recorder import JournalRecorder
 from ._retries import Retries
 from ._rewind import Rewinds
 from ._samekey import SameKeys
+from ._stopping import Stopping
 
 if TYPE_CHECKING:
     from ._handover import HandOvers
@@ -85,10 +85,9 @@ COMMIT_SHARE, MAX_GROUP_SECONDS, BUSY_ROWS = 4.0, 0.5, 300
 LEASE_POLL_SECONDS, LEASE_RENEW_SECONDS = 0.1, 5.0  # (the heartbeat; leases expire after 60 s)
 # members as plain names: on Python 3.11 one read from its enum costs 0.3 us (a __getattr__ hook)
 _CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
-_UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
 
-class Scheduler(Rewinds, Fallbacks, Retries):
+class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
     """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
 
     def __init__(
@@ -131,7 +130,8 @@ class Scheduler(Rewinds, Fallbacks, Retries):
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._stopping, self._dirty, self._stop_retrying = False, False, threading.Event()
+        self._dirty = False
+        self._init_stopping()
         self._commit = 0.0  # the window the last commit's duration asks for (COMMIT_SHARE)
         self._checkpoints_to_clear: list[str] = []
         self._index = dict(zip(order, range(len(order)), strict=False))
@@ -392,6 +392,7 @@ class Scheduler(Rewinds, Fallbacks, Retries):
             checkpoints=self._listing,
             on_retry=self._retry_note,  # (a task run in this process: run/_retries.py)
             stop_retrying=self._stop_retrying,  # (set by fail-fast: run/_retrying.py)
+            printing=self._printing,  # (what a node stopped while running printed: _cancel_rest)
         )
 
     def _fail_before_start(self, name: str, exc: BaseException) -> None:
@@ -475,12 +476,7 @@ class Scheduler(Rewinds, Fallbacks, Retries):
         self._emit(EventKind.NODE_FAILED, name, key=key, result=result, components=components)
         self._block_descendants(name, NodeStatus.UPSTREAM_FAILED)
         if not self.policy.keep_going and not self._stopping:
-            self._stopping = True  # fail-fast: what was submitted but did not start is dropped
-            self._stop_retrying.set()  # and nodes running here try no more
-            for other in [n for n in self._running if n in self._futures]:
-                spec = self.graph.specs[other]
-                if self._dispatch.cancel(spec.on_driver, self._futures[other]):
-                    del self._futures[other]
+            self._fail_fast()  # (run/_stopping.py)
 
     def _release(self, name: str) -> None:
         clock = self._clock = self._clock + 1  # (the rewind's clock: _tick, inline)
@@ -490,11 +486,3 @@ class Scheduler(Rewinds, Fallbacks, Retries):
             left = waiting[child] = waiting[child] - 1
             if left == 0 and status[child] == _PENDING:
                 self._ready.append(child)
-
-    def _cancel_rest(self) -> None:
-        for name, status in self.outcome.status.items():
-            if status in _UNFINISHED:
-                self.outcome.status[name] = NodeStatus.CANCELLED
-                # running: submitted and not dropped before it started (its row keeps its start)
-                running = status is NodeStatus.RUNNING and name in self._futures
-                self._emit(EventKind.NODE_CANCELLED, name, **({"running": True} if running else {}))

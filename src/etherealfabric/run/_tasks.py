@@ -50,11 +50,13 @@ def build_task(
     checkpoints: CheckpointListing | None = None,
     on_retry: Callable[[str, int, str | None, float], None] | None = None,
     stop_retrying: threading.Event | None = None,
+    printing: dict[str, list[str]] | None = None,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads (``checkpoints``: the run's
     listing of the store's checkpoints, asked before a stat per key; ``on_retry``: the
     scheduler's, given to a task that runs in its process, ``hand_over`` or on the driver, as
-    ``stop_retrying``, set by a fail-fast stop)."""
+    ``stop_retrying``, set by a fail-fast stop, and ``printing``, where its attempts' captures
+    are found while they run)."""
     spec = info.spec
     linked = cache.linked.pop(info.key, None)
     if linked is not None:  # its hit's files would go through a symbolic link: not run at all
@@ -104,5 +106,6 @@ def build_task(
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
         on_retry=on_retry if hand_over or spec.on_driver else None,
         stop_retrying=stop_retrying if hand_over or spec.on_driver else None,
+        printing=printing if hand_over or spec.on_driver else None,
     )
     return task, sum(sizes)

@@ -163,6 +163,8 @@ def _attempt(
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             buffers.append(captured)
+            if task.printing is not None:  # a run stopped meanwhile keeps it (in process)
+                task.printing[task.node] = captured
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
             try:
                 return _call(task, args, kwargs), joined(captured), cp.used, opened
@@ -172,6 +174,8 @@ def _attempt(
                 raise
             finally:
                 unwatch(watched)
+                if task.printing is not None:
+                    task.printing.pop(task.node, None)
 
     try:
         clear_writes(task.root, task.writes, node=task.node)  # no file of a former version

@@ -1,0 +1,72 @@
+"""How a run stops: fail-fast after a failure, and the nodes a stop leaves cancelled.
+
+Fail-fast (the default, ``keep_going=False``): once a node failed, nothing new starts; tasks
+submitted that did not start are dropped, and a node running in the scheduler's process (the
+threads backend, ``on_driver``) makes no further retry (``Task.stop_retrying``,
+``run/_retrying.py``). Out of process, running nodes finish (their retries too).
+
+When the run ends with nodes unfinished (fail-fast, Ctrl-C, SIGTERM), each is ``cancelled``; one
+that was running keeps its key and start, and what its running attempt printed and logged so
+far when it ran in the scheduler's process (``Task.printing``, where the worker leaves each
+attempt's capture while it runs): ``etherealfabric logs`` shows where a stopped training was.
+
+:class:`Stopping` is a part of the :class:`~._scheduler.Scheduler` (a base class).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..plan._graph import Graph
+from ..plan._keys import KeyInfo
+from ..states import EventKind, NodeStatus
+from ._capture import joined
+from ._context import DriverDispatch
+from ._outcome import RunOutcome
+
+__all__ = ["Stopping"]
+
+_UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
+
+
+class Stopping:
+    """Fail-fast, and the cancelled rows of what a stop left unfinished."""
+
+    graph: Graph
+    outcome: RunOutcome
+    _dispatch: DriverDispatch
+    _running: dict[str, KeyInfo]
+    _futures: dict[str, Any]
+    _stopping: bool
+
+    def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None:
+        raise NotImplementedError  # (the scheduler's)
+
+    def _init_stopping(self) -> None:
+        self._stopping = False
+        self._stop_retrying = threading.Event()  # given to the tasks run in this process
+        self._printing: dict[str, list[str]] = {}  # node -> its running attempt's capture
+
+    def _fail_fast(self) -> None:
+        """Start nothing more: drop what was submitted and did not start, stop retries here."""
+        self._stopping = True
+        self._stop_retrying.set()
+        for other in [n for n in self._running if n in self._futures]:
+            spec = self.graph.specs[other]
+            if self._dispatch.cancel(spec.on_driver, self._futures[other]):
+                del self._futures[other]
+
+    def _cancel_rest(self) -> None:
+        """Every node not finished is ``cancelled`` (see the module docstring)."""
+        status = self.outcome.status
+        for name, was in status.items():
+            if was not in _UNFINISHED:
+                continue
+            status[name] = NodeStatus.CANCELLED
+            # running: submitted and not dropped before it started (its row keeps its start)
+            if was is NodeStatus.RUNNING and name in self._futures:
+                printed = joined(self._printing.get(name) or [])
+                self._emit(EventKind.NODE_CANCELLED, name, running=True, output=printed)
+            else:
+                self._emit(EventKind.NODE_CANCELLED, name)
