@@ -110,41 +110,6 @@ def test_a_folder_that_gains_a_file_while_its_node_runs_is_drifted(tmp_path: Pat
     assert again.executed == 1 and again["count_files"]["result"] == 2
 
 
-@node
-def listed_total(late: str) -> int:
-    # the folder is named only in the code ("listed", under the working folder): not an
-    # input, a folder it lists; `late`, when there, is moved into it once it was listed
-    files = sorted(Path("listed").glob("*.txt"))
-    if late and os.path.exists(late):
-        os.rename(late, os.path.join("listed", "late.txt"))  # another writer, mid-run
-    return sum(int(p.read_text()) for p in files)
-
-
-@pytest.mark.parametrize("backend", ["threads", "processes"])
-def test_a_folder_listed_by_path_that_changes_while_its_node_runs_is_drifted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
-    # the node saw one file; without the check, its result (1) was cached under the folder's
-    # listing after the run (two files), and the next run served 1 instead of 6
-    monkeypatch.chdir(tmp_path)
-    Path("listed").mkdir()
-    Path("listed", "one.txt").write_text("1\n")
-    Path("late.txt").write_text("5\n")
-
-    def run() -> Any:
-        with Workflow("drift-listing", root=tmp_path, home=tmp_path / "home") as wf:
-            listed_total(str(tmp_path / "late.txt"))
-        return wf.execute(backend=backend)
-
-    first = run()
-    assert first["listed_total"]["result"] == 1  # what it saw serves this run
-    row = rows(tmp_path / "home", first.run_id)["listed_total"]
-    assert row["status"] == "drifted" and "listed" in row["error"]
-    again = run()
-    assert again.executed == 1 and again["listed_total"]["result"] == 6
-    assert run().cached == 1  # unchanged while it ran: cached as usual
-
-
 def test_a_drifted_result_is_not_published_to_a_shared_store(
     tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

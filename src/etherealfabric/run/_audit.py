@@ -13,7 +13,6 @@ for the warning about files a node writes without declaring them (run/_files.py)
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import itertools
 import os
@@ -23,22 +22,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._folders import (
-    ABSENT,
-    DATABASE,
-    LISTED,
-    listing_digest,
-    listing_key,
-    showing_source,
-    sqlite_path,
-)
+from ._folders import ABSENT, DATABASE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
-from ._texts import MAX_READS
 
 __all__ = [
     "HERE",
     "WROTE",
-    "Opened",
     "as_opened",
     "has_magic",
     "pattern_reads",
@@ -73,23 +62,6 @@ _memoized: contextvars.ContextVar[Reaching | None] = contextvars.ContextVar(
 )
 _installed = False
 _install_lock = threading.Lock()
-
-
-class Opened(dict[str, bool | None]):
-    """A node's ``opened`` (:func:`watch`), and the names it saw in each folder it listed:
-    ``listings``, absolute folder path -> the digest of its sorted names when the node first
-    listed it (None: more than :data:`MAX_READS`), for a folder changed while the node ran to
-    make it drifted (``run/_folders.py``: :func:`listings_read`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.listings: dict[str, str | None] = {}
-
-    def saw(self, folder: str) -> None:
-        """Note the names ``folder`` holds now (the first :data:`MAX_READS` folders only)."""
-        if len(self.listings) < MAX_READS:
-            with contextlib.suppress(OSError):
-                self.listings[os.path.abspath(folder)] = listing_digest(folder, MAX_READS)
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
@@ -130,14 +102,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if listed is None:
                 return
             path = listed
-            folder = os.fsdecode(args[0]) if args[0] is not None else "."
-            if not os.path.isdir(folder):
+            if not os.path.isdir(os.fsdecode(args[0]) if args[0] is not None else "."):
                 if not _untracking.get():  # (glob over a folder that is not there yet)
                     opened.setdefault(listed[: -len(LISTED)] + ABSENT, False)
                 return
-            if path not in opened and not _untracking.get() and isinstance(opened, Opened):
-                opened[path] = False  # (before listing it here: this hook hears that too)
-                opened.saw(folder)
         how = None if _untracking.get() else False
         opened.setdefault(path, how)
         reaching = _memoized.get() if event == "open" else None
@@ -154,7 +122,7 @@ def watch(
     the token that :func:`unwatch` takes (in a ``finally``). ``code``: the node's function or
     class (what memoized helpers it reaches read is noted for them too)."""
     _install()
-    opened: dict[str, bool | None] = Opened()
+    opened: dict[str, bool | None] = {}
     _memoized.set(Reaching(code) if code is not None else None)
     return opened, _opened.set(opened)
 
@@ -185,7 +153,7 @@ def pattern_reads(pattern: str, limit: int) -> tuple[list[str], list[str]]:
     if not os.path.isdir(folder) or ("**" in parts and not _at_most(folder, limit)):
         return [], []
     _install()
-    opened: dict[str, bool | None] = Opened()
+    opened: dict[str, bool | None] = {}
     token = _opened.set(opened)
     try:
         import glob  # (only for a pattern read natively: not on every run's import)

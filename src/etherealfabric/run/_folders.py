@@ -8,8 +8,6 @@ the node's ``opened`` under its path followed by :data:`LISTED`, and recorded as
 file added to or removed from it is a change (the files read in it are checked on their own).
 A folder with more than ``limit`` entries is left out (and said). Listings by the import
 system (``importlib``, its ``metadata``, ``pkgutil``) are not the node's: they are not noted.
-The names a folder held when the node first listed it are noted then (``run/_audit.py``:
-``Opened.listings``); a folder whose names differ after the run makes the node drifted.
 
 A folder the node *names* (a string ending with a separator, or with a suffix, as a
 partitioned ``sales.parquet``) is recorded as ``{"tree": digest}`` of all it holds; not one
@@ -176,15 +174,10 @@ def listings_read(
     found: dict[str, dict[str, Any]],
     node: str,
     limit: int,
-    changed: list[str] | None = None,
 ) -> None:
     """Add to ``found`` (the reads of the node, up to ``limit``) the listing of each folder in
     ``listed`` (path, key) that is not checked already as a tree, nor untracked, nor a
-    library's; a folder of more than ``limit`` entries is left out, and said. ``changed``:
-    given, gets the key of each folder whose names are not those it held when the node first
-    listed it (``opened.listings``, run/_audit.py): a file added or removed while the node ran,
-    which it may or may not have seen (the node is drifted, as for a file that changed)."""
-    seen: Mapping[str, str | None] = getattr(opened, "listings", {})
+    library's; a folder of more than ``limit`` entries is left out, and said."""
     untracked = {os.path.abspath(p).rstrip(os.sep) for p, wrote in opened.items() if wrote is None}
     for folder, key in listed:
         if key in found or folder in untracked or is_library_file(folder):
@@ -205,8 +198,6 @@ def listings_read(
             )  # fmt: skip
             continue
         found[key] = {"listing": digest}
-        if changed is not None and folder in seen and seen[folder] != digest:
-            changed.append(key)
 
 
 def too_many(node: str, limit: int) -> None:
