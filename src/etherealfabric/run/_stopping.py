@@ -21,7 +21,6 @@ from typing import Any
 from ..plan._graph import Graph
 from ..plan._keys import KeyInfo
 from ..states import EventKind, NodeStatus
-from ._capture import joined
 from ._context import DriverDispatch
 from ._outcome import RunOutcome
 
@@ -66,6 +65,8 @@ class Stopping:
             status[name] = NodeStatus.CANCELLED
             # running: submitted and not dropped before it started (its row keeps its start)
             if was is NodeStatus.RUNNING and name in self._futures:
+                from ._capture import joined  # (not imported by a run that runs nothing)
+
                 printed = joined(self._printing.get(name) or [])
                 self._emit(EventKind.NODE_CANCELLED, name, running=True, output=printed)
             else:
