@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
-from ._messages import Attempt, Task, TaskResult
+from ._messages import Attempt, OnRetry, Task, TaskResult
 from ._retrying import retryable
 from ._worker import execute
 
@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["backoff", "later", "lost_attempts", "lost_child", "send", "watch_deaths"]
 
 
-def send(dispatch: DriverDispatch, on_driver: bool, task: Task, on_retry: OnRetry = None) -> Any:
+def send(
+    dispatch: DriverDispatch, on_driver: bool, task: Task, on_retry: OnRetry | None = None
+) -> Any:
     """Submit a node's task to run (:func:`~._worker.execute`); one run out of process is sent
     again if its worker dies (:func:`watch_deaths`). ``on_retry``: ``Task.on_retry`` for a
     task run out of process, called as its worker retries it when the backend passes the
@@ -49,17 +51,13 @@ def send(dispatch: DriverDispatch, on_driver: bool, task: Task, on_retry: OnRetr
 
 
 def watch_deaths(
-    submit: Callable[[Task], Any], task: Task, on_retry: OnRetry = None
+    submit: Callable[[Task], Any], task: Task, on_retry: OnRetry | None = None
 ) -> Future[Any]:
     """``submit(task)``, sent again after a worker death while its retry policy allows."""
     return _Watched(submit, task, on_retry)
 
 
-#: ``Task.on_retry``: ``(node, attempt, error, ts)``
-OnRetry = Callable[[str, int, "str | None", float], None] | None
-
-
-def _noted(on_retry: Callable[[str, int, str | None, float], None], node: str, note: Any) -> None:
+def _noted(on_retry: OnRetry, node: str, note: Any) -> None:
     """A note a running task reported (``run/_worker.py``): a retry is passed on."""
     if isinstance(note, tuple) and len(note) == 4 and note[0] == "retrying":
         on_retry(node, note[1], note[3], note[2])
@@ -68,7 +66,7 @@ def _noted(on_retry: Callable[[str, int, str | None, float], None], node: str, n
 class _Watched(Future[Any]):
     """The future of a node's task across the workers that ran it."""
 
-    def __init__(self, submit: Callable[[Task], Any], task: Task, on_retry: OnRetry) -> None:
+    def __init__(self, submit: Callable[[Task], Any], task: Task, on_retry: OnRetry | None) -> None:
         super().__init__()
         self._submit = submit
         self._on_retry = on_retry

@@ -21,7 +21,7 @@ from ..define._policies import RetryPolicy
 from ..store import Store
 from ..store._serializers import PortableSerializers
 
-__all__ = ["HOST", "Attempt", "Task", "TaskResult"]
+__all__ = ["HOST", "Attempt", "OnRetry", "Task", "TaskResult"]
 
 
 _ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -99,6 +99,10 @@ def _host_name() -> str:
 HOST = _host_name()
 
 
+#: ``Task.on_retry(node, attempt, error, ts)``: an attempt failed and another follows
+OnRetry = Callable[[str, int, "str | None", float], None]
+
+
 @dataclass(eq=False)
 class Task:
     """Everything a worker needs to run one node; picklable with cloudpickle."""
@@ -145,12 +149,12 @@ class Task:
     #: in the scheduler's process only (never pickled): called from the worker's thread as
     #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
     #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
-    on_retry: Callable[[str, int, str | None, float], None] | None = None
+    on_retry: OnRetry | None = None
     #: in the scheduler's process only (never pickled): set when the run stops (fail-fast):
     #: no further attempt starts and a backoff under way ends (``run/_retrying.py``)
     stop_retrying: threading.Event | None = None
     #: in the scheduler's process only (never pickled): node -> its running attempt's capture,
-    #: for a run stopped while the node runs to keep what it printed (``run/_scheduler.py``)
+    #: for a run stopped while the node runs to keep what it printed (``run/_stopping.py``)
     printing: dict[str, list[str]] | None = None
 
 

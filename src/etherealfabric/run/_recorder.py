@@ -66,11 +66,11 @@ _SKIP_DATA = ("result", "record", "components", "inline", "actions", "output")
 # the kinds whose node_runs rows say all there is (see __call__), as a set of plain members:
 # on Python 3.11 reading one from EventKind costs about 0.3 us, and this is per event
 _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
-#: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
 #: a ``node_started`` event with nothing but these has no events row: its node's ``running``
 #: row holds its key and start (``input_bytes`` is for live subscribers); one that says why
 #: the node ran (``stale``, ``forced``: ``journal/_history.start_marks``) has its row
-_PLAIN_START = frozenset(("key", "input_bytes"))
+_PLAIN_START, _STARTED = frozenset(("key", "input_bytes")), EventKind.NODE_STARTED
+#: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
 _RUNNING = NodeStatus.RUNNING.value
 _NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
@@ -114,7 +114,7 @@ class JournalRecorder:
         if event.kind in _ROWS_ONLY:
             return  # their node_runs rows say all there is; a warm run writes half the rows
         data = {k: v for k, v in event.data.items() if k not in _SKIP_DATA}
-        if event.kind is EventKind.NODE_STARTED and data.keys() <= _PLAIN_START:
+        if event.kind is _STARTED and data.keys() <= _PLAIN_START:
             return  # its running row says it (key, start); kept when it says why it ran
         self._events.append(
             (event.run_id, event.ts, _VALUES[event.kind], event.node, _json(data) if data else None)

@@ -1,6 +1,6 @@
 """``node_retrying``: an attempt failed and another follows, reported when it happens.
 
-A worker retries a node itself (tenacity, ``run/_worker.py``) and reports every attempt in the
+A worker retries a node itself (tenacity, ``run/_retrying.py``) and reports every attempt in the
 node's result, from which the scheduler sends a ``node_retrying`` event per failed attempt once
 the node ends: all that Dask and Celery let it know. A task run in the scheduler's process
 (the threads backend, an ``on_driver`` node) is given :meth:`Retries._retry_note` as

@@ -11,7 +11,7 @@ so that the worker can tell whether they changed while the node ran (``run/_file
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..define._policies import RetryPolicy
@@ -26,7 +26,7 @@ from ._cache import ArtifactCache
 from ._checkpoint import CheckpointListing, finished_checkpoint
 from ._codestamp import code_stamp
 from ._files import snapshot
-from ._messages import Task
+from ._messages import OnRetry, Task
 from ._preflight import warn_file_paths
 from ._reads import code_texts
 
@@ -48,7 +48,7 @@ def build_task(
     background: bool = False,
     fresh: bool = False,
     checkpoints: CheckpointListing | None = None,
-    on_retry: Callable[[str, int, str | None, float], None] | None = None,
+    on_retry: OnRetry | None = None,
     stop_retrying: threading.Event | None = None,
     printing: dict[str, list[str]] | None = None,
 ) -> tuple[Task, int]:
