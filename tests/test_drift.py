@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,81 @@ def test_a_folder_that_gains_a_file_while_its_node_runs_is_drifted(tmp_path: Pat
     assert row["status"] == "drifted" and str(folder) in row["error"]
     again = run(add=False)
     assert again.executed == 1 and again["count_files"]["result"] == 2
+
+
+@node
+def listed_total(late: str) -> int:
+    # "listed" is named only in the code (under the working folder): not an input, a folder
+    # the node lists; `late`, when there, is moved into it by another process once listed
+    files = sorted(Path("listed").glob("*.txt"))
+    if late and os.path.exists(late):
+        move = f"import os; os.rename({late!r}, {os.path.join('listed', 'late.txt')!r})"
+        subprocess.run([sys.executable, "-c", move], check=True)  # another writer, mid-run
+    return sum(int(p.read_text()) for p in files)
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_folder_listed_by_path_that_another_writer_changes_while_its_node_runs_is_drifted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # the node saw one file; its result (1) was cached under the folder's listing after the
+    # run (two files), and the next run served 1 instead of 6
+    monkeypatch.chdir(tmp_path)
+    Path("listed").mkdir()
+    Path("listed", "one.txt").write_text("1\n")
+    Path("late.txt").write_text("5\n")
+
+    def run() -> Any:
+        with Workflow("drift-listing", root=tmp_path, home=tmp_path / "home") as wf:
+            listed_total(str(tmp_path / "late.txt"))
+        return wf.execute(backend=backend)
+
+    first = run()
+    assert first["listed_total"]["result"] == 1  # what it saw serves this run
+    row = rows(tmp_path / "home", first.run_id)["listed_total"]
+    assert row["status"] == "drifted" and "listed" in row["error"]
+    again = run()
+    assert again.executed == 1 and again["listed_total"]["result"] == 6
+    assert run().cached == 1  # unchanged while it ran: cached as usual
+
+
+@node
+def summed_into(folder: str) -> int:
+    # lists its folder, then writes its own entries into it: a file written, one renamed into
+    # place (an atomic write), a folder made, a stale file removed
+    total = sum(int(p.read_text()) for p in Path(folder).glob("*.txt"))
+    Path(folder, "total.out").write_text(str(total))
+    Path(folder, "tmp").write_text("x")
+    os.replace(os.path.join(folder, "tmp"), os.path.join(folder, "done.flag"))
+    os.makedirs(os.path.join(folder, "logs"), exist_ok=True)
+    if os.path.exists(os.path.join(folder, "stale.out")):
+        os.remove(os.path.join(folder, "stale.out"))
+    shutil.rmtree(os.path.join(folder, "old-logs"), ignore_errors=True)
+    return total
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_entries_a_node_makes_in_a_folder_it_lists_are_no_drift(
+    tmp_path: Path, backend: str
+) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "a.txt").write_text("2\n")
+    (folder / "stale.out").write_text("old\n")
+    (folder / "old-logs" / "day").mkdir(parents=True)
+
+    def run() -> Any:
+        with Workflow("own-entries", root=tmp_path, home=tmp_path / "home") as wf:
+            summed_into(str(folder))
+        return wf.execute(backend=backend)
+
+    first = run()
+    assert rows(tmp_path / "home", first.run_id)["summed_into"]["status"] == "succeeded"
+    assert first["summed_into"]["result"] == 2
+    assert run().cached == 1  # its own entries changed nothing it read
+    (folder / "b.txt").write_text("3\n")  # a file added between runs: a change, as before
+    third = run()
+    assert third.executed == 1 and third["summed_into"]["result"] == 5
 
 
 def test_a_drifted_result_is_not_published_to_a_shared_store(

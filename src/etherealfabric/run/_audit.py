@@ -8,11 +8,15 @@ pickle...) by its path, absolute or ``./``-relative to the working folder as the
 connected to, under their marks (run/_folders.py; a folder listed while not there, under
 ``ABSENT``: checked before a hit, in case it appears); and a file opened to be written whole
 (created or truncated, not appended to) once more under its path followed by :data:`WROTE`,
-for the warning about files a node writes without declaring them (run/_files.py).
+for the warning about files a node writes without declaring them (run/_files.py). The names a
+folder held when the node first listed it, and the entries it made or took away by other means
+than ``open`` (``os.mkdir``, ``os.rename``, ``os.remove``...), are noted beside (:class:`Opened`):
+a folder another writer changed while the node ran makes it drifted (run/_folders.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import os
@@ -24,10 +28,12 @@ from typing import Any
 
 from ._folders import ABSENT, DATABASE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
+from ._texts import MAX_READS
 
 __all__ = [
     "HERE",
     "WROTE",
+    "Opened",
     "as_opened",
     "has_magic",
     "pattern_reads",
@@ -44,8 +50,17 @@ _REPLACING = os.O_CREAT | os.O_TRUNC
 WROTE = "\x00w"
 #: the characters that make a path a glob pattern (glob.has_magic's)
 _MAGIC = frozenset("*?[")
+#: the audit events of a node making or taking away a folder's entry without ``open``: where
+#: in each one's arguments its paths are, and their folder descriptors (``dir_fd``)
+_MOVES = {
+    "os.mkdir": ((0,), (2,)),  # (path, mode, dir_fd)
+    "os.rename": ((0, 1), (2, 3)),  # (src, dst, src_dir_fd, dst_dir_fd): os.replace too
+    "os.remove": ((0,), (1,)),  # (path, dir_fd): os.unlink too
+    "os.rmdir": ((0,), (1,)),
+    "shutil.rmtree": ((0,), (1,)),  # (path, dir_fd): its own removals go by descriptor
+}
 #: the audit events the hook looks at (run/_folders.py for the last three)
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", *_MOVES})
 
 #: the files the running node opened (path -> opened for writing; None: in an untracked
 #: block, or named by one), in its thread's context
@@ -64,6 +79,39 @@ _installed = False
 _install_lock = threading.Lock()
 
 
+class Opened(dict[str, bool | None]):
+    """A node's ``opened`` (:func:`watch`), with what tells a folder it listed from one changed
+    while it ran (run/_folders.py's :func:`listings_read`): ``listings``, each folder's
+    absolute path -> the names it held when the node first listed it (None: more than
+    :data:`MAX_READS`); ``moved``, the absolute paths the node made or took away itself other
+    than by ``open`` (a folder made, a file renamed into place or removed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings: dict[str, frozenset[str] | None] = {}
+        self.moved: set[str] = set()
+
+    def saw(self, folder: str) -> None:
+        """Note the names ``folder`` holds now, before the node lists it (the first
+        :data:`MAX_READS` folders only)."""
+        if len(self.listings) < MAX_READS:
+            with contextlib.suppress(OSError):
+                names = os.listdir(folder)
+                self.listings[os.path.abspath(folder)] = (
+                    frozenset(names) if len(names) <= MAX_READS else None
+                )
+
+    def moves(self, event: str, args: tuple[Any, ...]) -> None:
+        """Note the paths an ``os.mkdir``, ``os.rename``, ``os.remove`` or ``os.rmdir`` makes
+        or takes away (not those relative to a folder's descriptor: rare, and not resolved)."""
+        paths, fds = _MOVES[event]
+        if any(args[i] not in (None, -1) for i in fds):  # (-1: none given)
+            return
+        for i in paths:
+            if args[i] is not None and not isinstance(args[i], int):
+                self.moved.add(os.path.abspath(os.fsdecode(args[i])))
+
+
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     """The audit hook: note the files a watched node opens, the folders it lists and the
     SQLite databases it connects to (never raises: an exception here would fail the ``open``
@@ -74,6 +122,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if opened is None:
         return
     try:
+        if event in _MOVES:
+            if isinstance(opened, Opened):
+                opened.moves(event, args)
+            return
         if event == "open":
             path, _, flags = args
             if path is None or isinstance(path, int):  # a file descriptor: no path to check
@@ -102,10 +154,14 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if listed is None:
                 return
             path = listed
-            if not os.path.isdir(os.fsdecode(args[0]) if args[0] is not None else "."):
+            folder = os.fsdecode(args[0]) if args[0] is not None else "."
+            if not os.path.isdir(folder):
                 if not _untracking.get():  # (glob over a folder that is not there yet)
                     opened.setdefault(listed[: -len(LISTED)] + ABSENT, False)
                 return
+            if path not in opened and not _untracking.get() and isinstance(opened, Opened):
+                opened[path] = False  # (first: listing it here makes this hook hear it again)
+                opened.saw(folder)
         how = None if _untracking.get() else False
         opened.setdefault(path, how)
         reaching = _memoized.get() if event == "open" else None
@@ -122,7 +178,7 @@ def watch(
     the token that :func:`unwatch` takes (in a ``finally``). ``code``: the node's function or
     class (what memoized helpers it reaches read is noted for them too)."""
     _install()
-    opened: dict[str, bool | None] = {}
+    opened: dict[str, bool | None] = Opened()
     _memoized.set(Reaching(code) if code is not None else None)
     return opened, _opened.set(opened)
 

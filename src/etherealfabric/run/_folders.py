@@ -8,6 +8,9 @@ the node's ``opened`` under its path followed by :data:`LISTED`, and recorded as
 file added to or removed from it is a change (the files read in it are checked on their own).
 A folder with more than ``limit`` entries is left out (and said). Listings by the import
 system (``importlib``, its ``metadata``, ``pkgutil``) are not the node's: they are not noted.
+The names a folder held when the node first listed it are noted then (``run/_audit.py``:
+``Opened.listings``); a folder whose names another writer changed while the node ran (not an
+entry the node made or took away itself) makes the node drifted.
 
 A folder the node *names* (a string ending with a separator, or with a suffix, as a
 partitioned ``sales.parquet``) is recorded as ``{"tree": digest}`` of all it holds; not one
@@ -25,6 +28,7 @@ Also here: which ``.py`` files are code rather than data (:func:`module_sources`
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -95,7 +99,32 @@ def listing_digest(folder: str, limit: int) -> str | None:
     names = os.listdir(folder)
     if len(names) > limit:
         return None
+    return _names_digest(names)
+
+
+def _names_digest(names: list[str]) -> str:
     return digest_bytes(json.dumps(sorted(names)).encode())
+
+
+def _moved_by_another(
+    folder: str, names: list[str], opened: Mapping[str, bool | None], first: frozenset[str]
+) -> bool:
+    """Whether ``folder``, listed first with the names ``first`` and holding ``names`` now,
+    was changed while the node ran by another writer: an entry added or taken away that the
+    node did not make, write or take away itself (``opened`` for writing, or ``opened.moved``:
+    run/_audit.py)."""
+    now = set(names)
+    if now == first:
+        return False
+    mine = {
+        os.path.basename(path)
+        for path in itertools.chain(
+            (os.path.abspath(p) for p, wrote in opened.items() if wrote),
+            getattr(opened, "moved", ()),
+        )
+        if os.path.dirname(path) == folder
+    }
+    return now - mine != first - mine
 
 
 def tree_digest(
@@ -174,10 +203,15 @@ def listings_read(
     found: dict[str, dict[str, Any]],
     node: str,
     limit: int,
+    changed: list[str] | None = None,
 ) -> None:
     """Add to ``found`` (the reads of the node, up to ``limit``) the listing of each folder in
     ``listed`` (path, key) that is not checked already as a tree, nor untracked, nor a
-    library's; a folder of more than ``limit`` entries is left out, and said."""
+    library's; a folder of more than ``limit`` entries is left out, and said. ``changed``
+    gets the key of each folder another writer changed since the node first listed it
+    (``opened.listings``, run/_audit.py): a file added or removed while the node ran, which
+    it may or may not have seen (the node is drifted, as for a file read that changed)."""
+    first: Mapping[str, frozenset[str] | None] = getattr(opened, "listings", {})
     untracked = {os.path.abspath(p).rstrip(os.sep) for p, wrote in opened.items() if wrote is None}
     for folder, key in listed:
         if key in found or folder in untracked or is_library_file(folder):
@@ -186,10 +220,10 @@ def listings_read(
             too_many(node, limit)
             return
         try:
-            digest = listing_digest(folder, limit)
+            names = os.listdir(folder)
         except OSError:  # gone (a temporary folder), or not a folder
             continue
-        if digest is None:
+        if len(names) > limit:
             log.warning(
                 "node %r lists the folder %r, which holds more than %d entries: a file added "
                 "to it or removed is not checked before the node's cache hits (pass it as "
@@ -197,7 +231,14 @@ def listings_read(
                 node, folder, limit,
             )  # fmt: skip
             continue
-        found[key] = {"listing": digest}
+        found[key] = {"listing": _names_digest(names)}
+        seen = first.get(folder)
+        if (
+            changed is not None
+            and seen is not None
+            and _moved_by_another(folder, names, opened, seen)
+        ):
+            changed.append(key)
 
 
 def too_many(node: str, limit: int) -> None:

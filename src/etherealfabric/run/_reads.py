@@ -364,7 +364,7 @@ def files_read(
         ):
             changed.append(recorded or _relative(target, base))
     if listed:
-        listings_read(listed, opened, found, node, MAX_READS)
+        listings_read(listed, opened, found, node, MAX_READS, changed)
     _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])
     return found
 
