@@ -27,6 +27,7 @@ __all__ = [
     "WORKER_MODULES",
     "Backend",
     "Pacing",
+    "RetryStop",
     "TaskFuture",
     "default_workers",
     "exit_with_parent",
@@ -49,6 +50,17 @@ class TaskFuture(Protocol[R]):
     def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
 
     def result(self, timeout: float | None = None) -> R: ...
+
+
+class RetryStop(Protocol):
+    """A backend's fail-fast signal as a running task sees it (picklable: it travels with the
+    task): set when the run stops, so that the task's retries end (``run/_retrying.py``)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, less when set meanwhile; whether it is set."""
+        ...
 
 
 class Backend(ABC):
@@ -86,6 +98,19 @@ class Backend(ABC):
     @abstractmethod
     def close(self, *, cancel: bool = False) -> None:
         """Release the workers; with ``cancel``, drop tasks that have not started."""
+
+    @property
+    def retry_stop(self) -> RetryStop | None:
+        """What the tasks sent here carry for a fail-fast stop to reach their retries where
+        they run (:meth:`stop_retries`); None: it cannot, they retry until their policy gives
+        up."""
+        return None
+
+    def stop_retries(self) -> None:
+        """The run stops (fail-fast): tasks running out of this process start no further
+        attempt and cut a backoff under way short (through :attr:`retry_stop`). The default
+        does nothing: a backend without a :attr:`retry_stop` cannot reach them."""
+        return None
 
     def cancel(self, future: TaskFuture[Any]) -> bool:
         """Drop the task of ``future`` if it has not started; True when it was dropped (its

@@ -59,7 +59,7 @@ from ._celery_app import (
     run_task,
     safe_url,
 )
-from ._celery_live import LiveKey
+from ._celery_live import CeleryStop, LiveKey
 from ._celery_lost import LostTasks, Submission, resolve_redispatch_seconds
 from ._grouping import GroupPacing, outcome
 
@@ -388,6 +388,16 @@ class CeleryBackend(LostTasks, Backend):
             sub.future.cancel()
 
     # -- shutting down -------------------------------------------------------------------------
+    @property
+    def retry_stop(self) -> CeleryStop:
+        """The run's stop key (``._celery_live``), set by :meth:`stop_retries`."""
+        return CeleryStop(self._live.stop_key)
+
+    def stop_retries(self) -> None:
+        """Have the poller set the run's stop key (it alone talks to Celery)."""
+        self._live.stopping = True
+        self._wake.set()
+
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the tasks sent (or, with ``cancel``, revoke them), then release the app."""
         self._cancel = self._cancel or cancel

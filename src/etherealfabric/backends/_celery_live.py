@@ -16,6 +16,11 @@ A live run whose key expired anyway (no renewal for a minute: Redis unreachable)
 again at its next renewal; a task skipped meanwhile looks lost to it and is sent again
 (:mod:`._celery_lost`).
 
+A fail-fast stop reaches the retries of the nodes running on workers the same way: the run
+sets a second key, ``etherealfabric-stop-<uuid>`` (:meth:`LiveKey.stop`), and a task's retry
+loop looks it up before each further attempt and while it waits out a backoff
+(:class:`CeleryStop`, polled every :data:`STOP_POLL_SECONDS`).
+
 One Redis command per run on the driver's critical path (the first set), then one every
 :data:`RENEW_SECONDS` off it; one ``EXISTS`` per task message on the worker. Result backends
 other than Redis keep no key: their tasks carry none and are only revoked.
@@ -30,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LIVE_SECONDS", "RENEW_SECONDS", "LiveKey", "guarded", "run_ended"]
+__all__ = ["LIVE_SECONDS", "RENEW_SECONDS", "CeleryStop", "LiveKey", "guarded", "run_ended"]
 
 log = logging.getLogger("etherealfabric.backends.celery")
 
@@ -39,6 +44,11 @@ LIVE_SECONDS = 60
 #: how often a live run sets its key again (well within :data:`LIVE_SECONDS`)
 RENEW_SECONDS = 10.0
 PREFIX = "etherealfabric-live-"
+STOP_PREFIX = "etherealfabric-stop-"
+#: how often a task waiting out a backoff looks for the run's stop key
+STOP_POLL_SECONDS = 0.5
+#: the stop key's time to live: longer than any backoff
+STOP_SECONDS = 3600
 
 
 def _redis(results: Any) -> Any:
@@ -56,12 +66,25 @@ class LiveKey:
 
     def __init__(self) -> None:
         self.key = PREFIX + uuid.uuid4().hex
+        self.stop_key = STOP_PREFIX + self.key[len(PREFIX) :]
+        self.stopping = False  # the run stops: set the stop key at the next round
+        self._stopped = False
         #: the keyword arguments of every task sent: the key, once it was set
         self.task_kwargs: dict[str, str] = {}
         self._renew_at = 0.0
 
     def renew(self, results: Any) -> None:
-        """Set the key with a fresh time to live, at most every :data:`RENEW_SECONDS`."""
+        """Set the key with a fresh time to live, at most every :data:`RENEW_SECONDS` (and
+        the stop key, once the run stops)."""
+        if self.stopping and not self._stopped:
+            self._stopped = True
+            client = _redis(results)
+            if client is not None:
+                try:
+                    client.set(self.stop_key, b"1", ex=STOP_SECONDS)
+                except Exception as exc:
+                    log.warning("could not set the run's stop key %s: %s (the retries of "
+                                "the nodes running go on)", self.stop_key, exc)  # fmt: skip
         now = time.monotonic()
         if now < self._renew_at:
             return
@@ -78,11 +101,11 @@ class LiveKey:
 
     def end(self, results: Any) -> None:
         """Delete the key: the tasks still queued are skipped by any worker from now on."""
-        client = _redis(results) if self.task_kwargs else None
+        client = _redis(results) if self.task_kwargs or self._stopped else None
         if client is None:
             return
         try:
-            client.delete(self.key)
+            client.delete(self.key, self.stop_key)
         except Exception as exc:
             log.warning(
                 "could not delete the run's key %s from the result backend (%s): tasks still "
@@ -91,6 +114,31 @@ class LiveKey:
                 exc,
                 LIVE_SECONDS,
             )
+
+
+class CeleryStop:
+    """The run's stop key as its tasks carry it (a :class:`~._base.RetryStop`), looked up
+    in the worker's result backend (none kept but in Redis: then never set)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def is_set(self) -> bool:
+        try:
+            from celery import current_app
+
+            client = _redis(current_app.backend)
+            return client is not None and bool(client.exists(self.key))
+        except Exception:  # cannot tell: the retries go on
+            return False
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self.is_set():
+                return True
+            time.sleep(min(STOP_POLL_SECONDS, left))
+        return self.is_set()
 
 
 def run_ended(results: Any, key: str) -> bool:

@@ -45,6 +45,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, wait
@@ -56,7 +57,7 @@ from ..errors import ConfigError
 from ._base import Backend, default_workers, exit_with_parent, no_main_reimport
 from ._grouping import GroupPacing, run_group, settle
 
-__all__ = ["ADDRESS_ENV", "DaskBackend", "dask_setup"]
+__all__ = ["ADDRESS_ENV", "DaskBackend", "DaskStop", "dask_setup"]
 
 log = logging.getLogger("etherealfabric.backends.dask")
 T = TypeVar("T")
@@ -96,6 +97,8 @@ class DaskBackend(Backend):
         self._io: threading.Thread | None = None
         self._cancelling = False
         self._pacing = GroupPacing()
+        self._stop = DaskStop(f"etherealfabric-stop-{uuid.uuid4().hex}")
+        self._stopped = False
         if self._client is None and self._address is None:  # a LocalCluster, on first use
             self._max_workers = max_workers or default_workers()
 
@@ -145,6 +148,19 @@ class DaskBackend(Backend):
             self.client.scheduler.address,
         )
         return None
+
+    @property
+    def retry_stop(self) -> DaskStop:
+        """A ``distributed.Event`` of this backend's, by name (set by :meth:`stop_retries`)."""
+        return self._stop
+
+    def stop_retries(self) -> None:
+        """Set the event the running tasks' retries look at (only once a task was sent)."""
+        with self._lock:
+            client = self._client
+        if client is not None:
+            _distributed().Event(self._stop.name, client=client).set()
+            self._stopped = True
 
     @property
     def in_flight(self) -> int | None:
@@ -287,6 +303,11 @@ class DaskBackend(Backend):
                 for send in group:
                     if not send.future.cancel() and not send.future.done():
                         send.future.set_exception(CancelledError("the Dask backend was closed"))
+        if self._stopped and self._client is not None:  # (a set event stays on the scheduler)
+            try:
+                _distributed().Event(self._stop.name, client=self._client).clear()
+            except Exception as exc:
+                log.debug("could not clear the Dask event %s: %s", self._stop.name, exc)
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
@@ -313,6 +334,41 @@ def _key(group: list[_Send]) -> str:
 
 #: per worker thread: whether the node it runs left the worker's thread pool (``worker_client``)
 _seceded = threading.local()
+
+
+@dataclass(frozen=True)
+class DaskStop:
+    """The backend's fail-fast signal as its tasks carry it (a
+    :class:`~._base.RetryStop`): a ``distributed.Event`` by name, asked of the scheduler by the
+    worker running the task (only when a retry is due). Off a worker, never set."""
+
+    name: str
+
+    def _event(self) -> Any | None:
+        distributed = _distributed()
+        try:
+            distributed.get_worker()
+        except ValueError:
+            return None
+        return distributed.Event(self.name)
+
+    def is_set(self) -> bool:
+        try:
+            event = self._event()
+            return event is not None and bool(event.is_set())
+        except Exception:  # the scheduler out of reach: the retries go on
+            return False
+
+    def wait(self, timeout: float) -> bool:
+        started = time.monotonic()
+        try:
+            event = self._event()
+            if event is not None:
+                return bool(event.wait(timeout))
+        except Exception:
+            pass
+        time.sleep(max(0.0, timeout - (time.monotonic() - started)))
+        return False
 
 
 def worker_client() -> Any | None:

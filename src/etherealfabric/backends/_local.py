@@ -25,6 +25,7 @@ from ._base import (
     WORKER_MODULES,
     Backend,
     Pacing,
+    RetryStop,
     TaskFuture,
     default_workers,
     lifeline,
@@ -204,6 +205,15 @@ class ProcessBackend(Backend):
         import cloudpickle
 
         return _Unpickling(self._pool.submit(cloudpickle.dumps((fn, task))))
+
+    @property
+    def retry_stop(self) -> RetryStop:
+        from ._procpool import PoolStop
+
+        return PoolStop()
+
+    def stop_retries(self) -> None:
+        self._pool.stop_retries()
 
     def close(self, *, cancel: bool = False) -> None:
         """Stop the workers; with ``cancel`` (Ctrl-C) they are killed and queued tasks dropped."""

@@ -9,6 +9,9 @@ task it ran, with a :class:`~etherealfabric.errors.WorkerDiedError` that names i
 signal that killed it and carries what the task reported meanwhile
 (:func:`~._base.report_progress`: the run layer notes its attempts), and the next task gets a
 new process. Processes start on demand, with the pool's ``initializer``.
+
+A fail-fast stop reaches the retries of the tasks running in the workers through an event
+the pool shares with them (:meth:`WorkerPool.stop_retries`, :class:`PoolStop`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from ..errors import WorkerDiedError
 from . import _base
 
-__all__ = ["WorkerPool", "death_cause"]
+__all__ = ["PoolStop", "WorkerPool", "death_cause"]
 
 _STOP = b""  # sent to a worker process: exit
 _RESENDS = 2  # times a task is sent again to a new worker when the last died before taking it
@@ -50,9 +53,36 @@ def death_cause(exitcode: int | None) -> str:
     return f"killed by {name}{hint}"
 
 
-def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
-    """A worker process: run the pickled tasks received on ``conn`` until told to stop."""
+#: in a worker process: the pool's fail-fast event (:class:`PoolStop`)
+_stopped: Any = None
+
+
+class PoolStop:
+    """The pool's fail-fast signal, as its tasks carry it (:class:`~._base.RetryStop`):
+    nothing travels but the class; in a worker it is the event the pool gave the process."""
+
+    def is_set(self) -> bool:
+        return _stopped is not None and bool(_stopped.is_set())
+
+    def wait(self, timeout: float) -> bool:
+        if _stopped is None:
+            time.sleep(timeout)
+            return False
+        return bool(_stopped.wait(timeout))
+
+
+def _serve(
+    conn: Any,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
+    stopped: Any = None,
+) -> None:
+    """A worker process: run the pickled tasks received on ``conn`` until told to stop
+    (``stopped``: the pool's fail-fast event)."""
     import pickle
+
+    global _stopped
+    _stopped = stopped
 
     if initializer is not None:
         initializer(*initargs)
@@ -104,6 +134,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._processes: dict[int, Any] = {}  # by slot: the live process
         self._closing = False
+        self._stopped: Any = None  # the fail-fast event shared with the workers, once one starts
 
     def submit(self, payload: bytes) -> Future[Any]:
         """Run ``payload`` (a cloudpickled ``(fn, task)``); a future of its pickled result."""
@@ -122,11 +153,21 @@ class WorkerPool:
         self._tasks.put((future, payload))
         return future
 
+    def stop_retries(self) -> None:
+        """Have the tasks running in the workers make no further attempt (fail-fast)."""
+        with self._lock:
+            if self._stopped is None:  # no worker yet: the next ones start with it set
+                self._stopped = self._context.Event()
+        self._stopped.set()
+
     def _start(self, slot: int) -> tuple[Any, Any]:
+        with self._lock:
+            if self._stopped is None:
+                self._stopped = self._context.Event()
         receiver, sender = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_serve,
-            args=(sender, self._initializer, self._initargs()),
+            args=(sender, self._initializer, self._initargs(), self._stopped),
             name=f"etherealfabric-worker-{slot}",
         )
         with _base.no_main_reimport():

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends._base import RetryStop
 from ..define._policies import RetryPolicy
 from ..store import Store
 from ..store._serializers import PortableSerializers
@@ -150,9 +151,10 @@ class Task:
     #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
     #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
     on_retry: OnRetry | None = None
-    #: in the scheduler's process only (never pickled): set when the run stops (fail-fast):
-    #: no further attempt starts and a backoff under way ends (``run/_retrying.py``)
-    stop_retrying: threading.Event | None = None
+    #: set when the run stops (fail-fast): no further attempt starts and a backoff under way
+    #: ends (``run/_retrying.py``); in the scheduler's process its ``threading.Event``, out of
+    #: it the backend's :attr:`~etherealfabric.backends.Backend.retry_stop` (None: none)
+    stop_retrying: RetryStop | threading.Event | None = None
     #: in the scheduler's process only (never pickled): node -> its running attempt's capture,
     #: for a run stopped while the node runs to keep what it printed (``run/_stopping.py``)
     printing: dict[str, list[str]] | None = None

@@ -3,10 +3,12 @@
 An attempt that fails with a retryable error is followed by another after the policy's backoff;
 each retry is told to the scheduler when it happens (``run/_retries.py``): through
 ``Task.on_retry`` in the scheduler's process, else over the backend's progress channel
-(processes). In the scheduler's process (the threads backend, ``on_driver`` nodes) a fail-fast
-stop (``Task.stop_retrying``, set when another node failed) also ends the retries: no further
-attempt starts, a backoff under way is cut short, and the node fails with its last error. Out
-of process (processes, Dask, Celery, Spark) a node goes on retrying until its policy gives up.
+(processes). A fail-fast stop (``Task.stop_retrying``, set when another node failed) also ends
+the retries: no further attempt starts, a backoff under way is cut short, and the node fails
+with its last error. In the scheduler's process (the threads backend, ``on_driver`` nodes) that
+is a ``threading.Event``; elsewhere the backend's :class:`~etherealfabric.backends._base.RetryStop`
+(processes, Dask); on a backend without one (Celery, Spark) a node goes on retrying until its
+policy gives up.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..backends._base import report_progress
+from ..backends._base import RetryStop, report_progress
 from ..define._policies import RetryPolicy
 from ..errors import OutputError, SerializationError
 from ._messages import Attempt, Task
@@ -66,7 +68,7 @@ def call_with_retries(
     return retrying(attempt)
 
 
-def _nap(stop: threading.Event, seconds: float) -> None:
+def _nap(stop: RetryStop | threading.Event, seconds: float) -> None:
     """The backoff, cut short by a fail-fast stop."""
     stop.wait(seconds)
 

@@ -392,6 +392,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             checkpoints=self._listing,
             on_retry=self._retry_note,  # (a task run in this process: run/_retries.py)
             stop_retrying=self._stop_retrying,  # (set by fail-fast: run/_retrying.py)
+            retry_stop=self._retry_stop,  # (the backend's, for tasks run elsewhere)
             printing=self._printing,  # (what a node stopped while running printed: _cancel_rest)
         )
 

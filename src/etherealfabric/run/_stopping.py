@@ -3,7 +3,8 @@
 Fail-fast (the default, ``keep_going=False``): once a node failed, nothing new starts; tasks
 submitted that did not start are dropped, and a node running in the scheduler's process (the
 threads backend, ``on_driver``) makes no further retry (``Task.stop_retrying``,
-``run/_retrying.py``). Out of process, running nodes finish (their retries too).
+``run/_retrying.py``); nor does one running out of process on a backend that carries the stop
+to its tasks (``Backend.retry_stop``: processes, Dask). Running nodes finish their attempt.
 
 When the run ends with nodes unfinished (fail-fast, Ctrl-C, SIGTERM), each is ``cancelled``; one
 that was running keeps its key and start, and what its running attempt printed and logged so
@@ -15,6 +16,7 @@ attempt's capture while it runs): ``etherealfabric logs`` shows where a stopped 
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -25,6 +27,8 @@ from ._context import DriverDispatch
 from ._outcome import RunOutcome
 
 __all__ = ["Stopping"]
+
+log = logging.getLogger("etherealfabric.run")
 
 _UNFINISHED = frozenset((NodeStatus.PENDING, NodeStatus.RUNNING))  # what a run's end cancels
 
@@ -45,12 +49,19 @@ class Stopping:
     def _init_stopping(self) -> None:
         self._stopping = False
         self._stop_retrying = threading.Event()  # given to the tasks run in this process
+        self._retry_stop = self._dispatch.backend.retry_stop  # and the backend's to the others
         self._printing: dict[str, list[str]] = {}  # node -> its running attempt's capture
 
     def _fail_fast(self) -> None:
         """Start nothing more: drop what was submitted and did not start, stop retries here."""
         self._stopping = True
         self._stop_retrying.set()
+        if self._retry_stop is not None:
+            try:
+                self._dispatch.backend.stop_retries()
+            except Exception as exc:  # (a cluster gone: its retries go on, the run still stops)
+                log.warning("could not stop the retries of the nodes running on %s: %s",
+                            self._dispatch.backend.name, exc)  # fmt: skip
         for other in [n for n in self._running if n in self._futures]:
             spec = self.graph.specs[other]
             if self._dispatch.cancel(spec.on_driver, self._futures[other]):

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..backends._base import RetryStop
 from ..define._policies import RetryPolicy
 from ..define._refs import replace_refs
 from ..errors import ArtifactMissingError, CorruptArtifactError, StoreError, raise_unusable
@@ -51,12 +52,13 @@ def build_task(
     on_retry: OnRetry | None = None,
     stop_retrying: threading.Event | None = None,
     printing: dict[str, list[str]] | None = None,
+    retry_stop: RetryStop | None = None,
 ) -> tuple[Task, int]:
     """The task for a node, and how many bytes of inputs it reads (``checkpoints``: the run's
     listing of the store's checkpoints, asked before a stat per key; ``on_retry``: the
     scheduler's, given to a task that runs in its process, ``hand_over`` or on the driver, as
     ``stop_retrying``, set by a fail-fast stop, and ``printing``, where its attempts' captures
-    are found while they run)."""
+    are found while they run; a task run elsewhere carries ``retry_stop``, the backend's)."""
     spec = info.spec
     linked = cache.linked.pop(info.key, None)
     if linked is not None:  # its hit's files would go through a symbolic link: not run at all
@@ -105,7 +107,7 @@ def build_task(
         fresh=fresh or finished_checkpoint(cache.journal, store, info.key, spec.name, checkpoints),
         code_stamp=() if hand_over or spec.on_driver else code_stamp(spec.code),
         on_retry=on_retry if hand_over or spec.on_driver else None,
-        stop_retrying=stop_retrying if hand_over or spec.on_driver else None,
+        stop_retrying=stop_retrying if hand_over or spec.on_driver else retry_stop,
         printing=printing if hand_over or spec.on_driver else None,
     )
     return task, sum(sizes)
