@@ -35,6 +35,7 @@ __all__ = [
     "lifeline",
     "no_main_reimport",
     "portable_exception",
+    "progress_listened",
     "report_progress",
     "run_pickled",
     "watch_run",
@@ -297,17 +298,25 @@ def guarded(exc: BaseException) -> BaseException:
 
 #: Where a worker process sends what a running task reports (:func:`report_progress`): set
 #: by the process backend's workers (``backends/_procpool.py``); None elsewhere.
-progress_sink: Callable[[Any], None] | None = None
+progress_sink: Callable[[Any, bool], None] | None = None
 
 
-def report_progress(note: Any) -> None:
-    """Tell the process that submitted the running task ``note`` (small, picklable), if it
-    listens: the process backend hands a task's notes to the :class:`WorkerDiedError` of a
-    worker that died while running it (the run layer notes each attempt's start and end)."""
+def progress_listened() -> bool:
+    """Whether the process that submitted the running task listens to
+    :func:`report_progress` (a worker of the process backend)."""
+    return progress_sink is not None
+
+
+def report_progress(note: Any, keep: bool = True) -> None:
+    """Tell the process that submitted the running task ``note`` (picklable), if it listens:
+    the process backend passes each note to the task's listener as it comes, and hands those
+    kept (``keep``: small ones) to the :class:`WorkerDiedError` of a worker that died while
+    running it (the run layer notes each attempt's start and end; what it prints goes by
+    unkept)."""
     sink = progress_sink
     if sink is not None:
         with contextlib.suppress(Exception):
-            sink(note)
+            sink(note, keep)
 
 
 # -- workers die with the run ---------------------------------------------------------------------

@@ -93,7 +93,7 @@ def _serve(
         with lock:
             conn.send_bytes(data)
 
-    _base.progress_sink = lambda note: send(("note", note))
+    _base.progress_sink = lambda note, keep: send(("note" if keep else "live", note))
     while True:
         try:
             payload = conn.recv_bytes()
@@ -244,8 +244,9 @@ class WorkerPool:
                 if message[0] == "started":
                     taken, started = True, time.time()
                     continue
-                if message[0] == "note":
-                    notes.append(message[1])
+                if message[0] in ("note", "live"):  # a live note is passed on, not kept
+                    if message[0] == "note":
+                        notes.append(message[1])
                     listener = getattr(future, "ef_listener", None)  # (_local._Unpickling.listen)
                     if listener is not None:
                         with contextlib.suppress(Exception):

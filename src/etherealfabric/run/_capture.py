@@ -25,7 +25,9 @@ and on its way to the real stream, and in its log records before any handler for
 
 A child process killed at its node's timeout cannot hand its buffer back: it calls
 :func:`tee_to` first, and every chunk its attempt captures is also passed to that sink (the
-parent keeps them as they come, run/_timeouts.py).
+parent keeps them as they come, run/_timeouts.py). A worker process of the process backend
+passes them on in batches (:func:`stream_printed`, at most every :data:`STREAM_SECONDS`), so
+that a run stopped while the node runs keeps what it printed so far (run/_stopping.py).
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ import io
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["MAX_CAPTURE", "capture", "held", "joined", "tee_to"]
+__all__ = ["MAX_CAPTURE", "capture", "held", "joined", "stream_printed", "tee_to"]
 
 MAX_CAPTURE = 1024 * 1024  # characters kept per attempt: the last ones, if more
+#: how often a worker process passes on what its running attempt printed (:func:`stream_printed`)
+STREAM_SECONDS = 0.25
 
 _buffer: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "etherealfabric_capture", default=None
@@ -59,6 +64,60 @@ def tee_to(sink: Callable[[str], object] | None) -> None:
     """Pass every chunk captured in this process from now on to ``sink`` too (or stop)."""
     global _tee
     _tee = sink
+
+
+class _Stream:
+    """A worker process's captured chunks, passed on to ``sink`` as ``("printed", text)``
+    (not kept: ``sink(message, keep)``) every :data:`STREAM_SECONDS` by a daemon thread (one
+    message for many writes)."""
+
+    def __init__(self, sink: Callable[[Any, bool], object]) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()  # held while sending: nothing overtakes a batch
+        self._pending: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, chunk: str) -> None:
+        with self._lock:
+            self._pending.append(chunk)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="etherealfabric-printed", daemon=True
+                )
+                self._thread.start()
+
+    def begin(self, note: Any) -> None:
+        """A new attempt starts: send what the last one printed, then ``note`` (its start)."""
+        with self._lock:
+            self._send()
+            self._sink(note, True)
+
+    def _send(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            with contextlib.suppress(Exception):  # (the parent is gone: this one dies with it)
+                self._sink(("printed", text), False)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(STREAM_SECONDS)
+            with self._lock:
+                self._send()
+
+
+_stream: _Stream | None = None
+
+
+def stream_printed(sink: Callable[[Any, bool], object], note: Any) -> None:
+    """In a worker process whose parent listens (``sink``): send ``note`` (an attempt's start)
+    after what the last attempt printed, and from now on pass what attempts print on to
+    ``sink`` in batches."""
+    global _stream
+    if _stream is None:
+        _stream = _Stream(sink)
+        tee_to(_stream.add)
+    _stream.begin(note)
 
 
 class _Teed(list):  # type: ignore[type-arg]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
+from ._capture import MAX_CAPTURE
 from ._messages import Attempt, OnRetry, Task, TaskResult
 from ._retrying import retryable
 from ._worker import execute
@@ -39,37 +40,66 @@ __all__ = ["backoff", "later", "lost_attempts", "lost_child", "send", "watch_dea
 
 
 def send(
-    dispatch: DriverDispatch, on_driver: bool, task: Task, on_retry: OnRetry | None = None
+    dispatch: DriverDispatch,
+    on_driver: bool,
+    task: Task,
+    on_retry: OnRetry | None = None,
+    printing: dict[str, list[str]] | None = None,
 ) -> Any:
     """Submit a node's task to run (:func:`~._worker.execute`); one run out of process is sent
     again if its worker dies (:func:`watch_deaths`). ``on_retry``: ``Task.on_retry`` for a
     task run out of process, called as its worker retries it when the backend passes the
-    task's notes on (processes: ``backends/_local.py``, ``listen``), else never."""
+    task's notes on (processes: ``backends/_local.py``, ``listen``), else never; ``printing``:
+    ``Task.printing``, filled from those notes with what its running attempt printed."""
     if on_driver or dispatch.backend.in_process:  # (a thread cannot die alone)
         return dispatch.submit(on_driver, execute, task)
-    return watch_deaths(functools.partial(dispatch.submit, False, execute), task, on_retry)
+    submit = functools.partial(dispatch.submit, False, execute)
+    return watch_deaths(submit, task, on_retry, printing)
 
 
 def watch_deaths(
-    submit: Callable[[Task], Any], task: Task, on_retry: OnRetry | None = None
+    submit: Callable[[Task], Any],
+    task: Task,
+    on_retry: OnRetry | None = None,
+    printing: dict[str, list[str]] | None = None,
 ) -> Future[Any]:
     """``submit(task)``, sent again after a worker death while its retry policy allows."""
-    return _Watched(submit, task, on_retry)
+    return _Watched(submit, task, on_retry, printing)
 
 
-def _noted(on_retry: OnRetry, node: str, note: Any) -> None:
-    """A note a running task reported (``run/_worker.py``): a retry is passed on."""
-    if isinstance(note, tuple) and len(note) == 4 and note[0] == "retrying":
+def _noted(
+    on_retry: OnRetry | None, printing: dict[str, list[str]] | None, node: str, note: Any
+) -> None:
+    """A note a running task reported (``run/_worker.py``): a retry is passed on; what an
+    attempt printed is kept in ``printing`` while it runs (its last ``MAX_CAPTURE``
+    characters, give or take), from its start on."""
+    if not isinstance(note, tuple) or not note:
+        return
+    if note[0] == "retrying" and len(note) == 4 and on_retry is not None:
         on_retry(node, note[1], note[3], note[2])
+    elif printing is not None and note[0] == "attempt":
+        printing[node] = []
+    elif printing is not None and note[0] == "printed" and len(note) == 2:
+        chunks = printing.setdefault(node, [])
+        chunks.append(str(note[1]))
+        if len(chunks) > 64 and sum(map(len, chunks)) > 2 * MAX_CAPTURE:
+            chunks[:] = ["".join(chunks)[-MAX_CAPTURE:]]
 
 
 class _Watched(Future[Any]):
     """The future of a node's task across the workers that ran it."""
 
-    def __init__(self, submit: Callable[[Task], Any], task: Task, on_retry: OnRetry | None) -> None:
+    def __init__(
+        self,
+        submit: Callable[[Task], Any],
+        task: Task,
+        on_retry: OnRetry | None,
+        printing: dict[str, list[str]] | None = None,
+    ) -> None:
         super().__init__()
         self._submit = submit
         self._on_retry = on_retry
+        self._printing = printing
         self._lost: list[Attempt] = []
         self._inner: Any = None
         self._send(task)
@@ -78,8 +108,8 @@ class _Watched(Future[Any]):
         self._task = task
         self._inner = self._submit(task)
         listen = getattr(self._inner, "listen", None)
-        if listen is not None and self._on_retry is not None:
-            listen(functools.partial(_noted, self._on_retry, task.node))
+        if listen is not None and (self._on_retry is not None or self._printing is not None):
+            listen(functools.partial(_noted, self._on_retry, self._printing, task.node))
         self._inner.add_done_callback(self._resolve)
 
     def cancel(self) -> bool:
@@ -90,6 +120,8 @@ class _Watched(Future[Any]):
         return super().cancel() or self.cancelled()
 
     def _resolve(self, inner: Any) -> None:
+        if self._printing is not None:  # (it ended: its result carries what it printed)
+            self._printing.pop(self._task.node, None)
         try:
             result = inner.result()
         except WorkerDiedError as exc:

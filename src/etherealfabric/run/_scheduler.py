@@ -352,7 +352,9 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
         alone = not (self._running or self._ready or self._maps.busy)
         here = self._settled() if inline.wanted(info, alone=alone) else None
         try:
-            future = here or self._send(self._dispatch, info.spec.on_driver, task, self._retry_note)
+            future = here or self._send(
+                self._dispatch, info.spec.on_driver, task, self._retry_note, self._printing
+            )
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)

@@ -8,8 +8,9 @@ to its tasks (``Backend.retry_stop``: processes, Dask). Running nodes finish the
 
 When the run ends with nodes unfinished (fail-fast, Ctrl-C, SIGTERM), each is ``cancelled``; one
 that was running keeps its key and start, and what its running attempt printed and logged so
-far when it ran in the scheduler's process (``Task.printing``, where the worker leaves each
-attempt's capture while it runs): ``etherealfabric logs`` shows where a stopped training was.
+far (``Task.printing``: where the worker leaves each attempt's capture while it runs in the
+scheduler's process; filled from what a worker process passes on, run/_lost.py, on the process
+backend): ``etherealfabric logs`` shows where a stopped training was.
 
 :class:`Stopping` is a part of the :class:`~._scheduler.Scheduler` (a base class).
 """

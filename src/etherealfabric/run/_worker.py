@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from ..backends._base import report_progress
+from ..backends._base import progress_listened, report_progress
 from ..define._context import activate_checkpoint
 from ..define._files import activate_root, storing_under
 from ..define._refs import replace_refs
@@ -54,7 +54,7 @@ from ..store._serializers import (
 )
 from ..store._tables import say_pickled
 from ._audit import unwatch, watch, written_whole
-from ._capture import capture, joined
+from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint
 from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
@@ -155,7 +155,11 @@ def _attempt(
     number = task.attempts_before + len(attempts) + 1
     attempt = Attempt(number=number, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
-    report_progress(("attempt", number, attempt.started_at))  # for run/_lost.py
+    note = ("attempt", number, attempt.started_at)  # for run/_lost.py
+    if task.printing is None and progress_listened():  # and what it prints, as it goes
+        stream_printed(report_progress, note)
+    else:
+        report_progress(note)
 
     cp = Checkpoint(task.store, task.key, task.node, attempt.number)  # closed at its end
     buffers: list[list[str]] = []  # the attempt's capture, once open: kept at a timeout too
