@@ -320,3 +320,85 @@ def test_a_journal_record_of_the_wrong_shape_is_reported_and_a_miss(
     assert home.executed() == ["count"]
     out = home.cli("cache", "verify")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+#: the inline output of ``count`` only
+COUNTS = (
+    " WHERE digest IN (SELECT json_extract(record, '$.outputs.result.digest') FROM actions "
+    "WHERE node = 'count')"
+)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "sql,runs_again",
+    [
+        ("UPDATE actions SET record = CAST(record AS BLOB) WHERE node = 'count'", False),
+        ("UPDATE actions SET record = 42 WHERE node = 'count'", True),
+        ("UPDATE actions SET record = CAST(x'ff7b22' AS TEXT) WHERE node = 'count'", True),
+        ("UPDATE blobs SET data = CAST(data AS TEXT)" + COUNTS, False),
+        ("UPDATE blobs SET data = CAST(x'ff00' AS TEXT)" + COUNTS, True),
+        ("UPDATE blobs SET data = 7" + COUNTS, True),
+    ],
+    ids=["record-blob", "record-int", "record-not-utf8", "blob-text", "blob-not-utf8", "blob-int"],
+)
+def test_journal_values_of_another_type_are_judged_by_their_content_never_a_traceback(
+    tmp_path: Path, sql: str, runs_again: bool
+) -> None:
+    # a hand-edited journal may hold TEXT where BLOB belongs (or the reverse, or a number, or
+    # text that is not UTF-8, which Python cannot even fetch as text): the same bytes still
+    # serve, anything else is a miss that recomputes, and no command shows a traceback
+    home = Home(tmp_path)
+    assert home.cli("run", "wf.py").returncode == 0
+    home.executed()
+    with sqlite3.connect(home.journal) as db:
+        db.execute(sql)
+    db.close()
+    for args in (("cache", "verify"), ("cache", "ls"), ("cache", "du"), ("runs",)):
+        out = home.cli(*args)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+    if runs_again and sql.startswith("UPDATE blobs"):  # an inline output is checked when read:
+        out = home.cli("cat", "latest", "count")  # the hit stands until then
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out
+        out = home.cli("cache", "verify", "--fix")
+        assert "corrupt blob" in out.stdout and "Traceback" not in out.stderr, out
+    out = home.cli("run", "wf.py")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert home.executed() == (["count"] if runs_again else [])
+    out = home.cli("cat", "latest", "count")
+    assert out.returncode == 0 and out.stdout.strip() == "[0, 1, 2]", out
+    out = home.cli("cache", "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_forced_run_replaces_an_inline_output_whose_bytes_were_changed(tmp_path: Path) -> None:
+    # the message for a damaged inline output says to run the node again with --force: that
+    # run writes the same digest, which must replace the damaged bytes, not keep them
+    home = Home(tmp_path)
+    first = home.cli("run", "wf.py", "--json")
+    assert first.returncode == 0
+    with sqlite3.connect(home.journal) as db:
+        db.execute("UPDATE blobs SET data = CAST('[9, 9, 9]' AS BLOB)")
+    db.close()
+    out = home.cli("cat", json.loads(first.stdout)["run_id"], "count")
+    assert out.returncode != 0 and "--force count" in out.stdout + out.stderr, out
+    assert home.cli("run", "wf.py", "--force", "count").returncode == 0
+    out = home.cli("cat", "latest", "count")
+    assert out.returncode == 0 and out.stdout.strip() == "[0, 1, 2]", out
+
+
+@pytest.mark.timeout(300)
+def test_cache_verify_reports_a_journal_whose_pages_are_damaged(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    assert home.cli("run", "wf.py").returncode == 0
+    for _ in range(3):  # rows enough for pages the audit's own queries never read
+        assert home.cli("run", "wf.py", "--force", "count").returncode == 0
+    data = bytearray(home.journal.read_bytes())
+    page = len(data) // 4096 - 1  # the last page: old rows, not the schema
+    for i in range(page * 4096, page * 4096 + 200):
+        data[i] ^= 0x5A
+    home.journal.write_bytes(bytes(data))
+    out = home.cli("cache", "verify")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "damaged journal" in out.stdout and "move it aside" in out.stdout, out.stdout

@@ -492,3 +492,50 @@ def test_cat_of_a_forged_json_output_too_deep_to_read_is_one_line_not_a_tracebac
     assert out.returncode == 2, out.stdout + out.stderr  # the CLI's one-line error
     assert "Traceback" not in out.stderr and "total" in out.stderr, out.stderr
     assert "nested too deep" in out.stderr, out.stderr
+
+
+BIG = """
+import os
+from etherealfabric import Workflow, node
+
+
+@node
+def blob(n):
+    with open(os.environ["EF_TEST_LOG"], "a") as f:
+        f.write("blob\\n")
+    return bytes(range(256)) * n
+
+
+@node
+def size(b):
+    return len(b)
+
+
+with Workflow("big") as workflow:
+    size(blob(1000))
+"""
+
+
+def test_a_huge_file_planted_for_a_shared_object_is_refused_without_being_copied(
+    project: Project,
+) -> None:
+    # a writer of the folder without the key swaps a 256 KB object for a 4 GiB (sparse) file:
+    # the record gives its size, so the next teammate refuses it at once, never copying
+    # gigabytes into its home, and recomputes
+    (project.root / "wf.py").write_text(BIG)
+    shared, a, b = project.root / "shared", project.root / "a", project.root / "b"
+    first = project.cli("run", "wf.py", home=a, store=shared, key=TEAM_KEY)
+    assert first.returncode == 0, first.stderr
+    objects = [p for p in (shared / "objects").rglob("*") if p.is_file()]
+    [obj] = [p for p in objects if p.stat().st_size > 200_000]
+    size = obj.stat().st_size
+    os.truncate(obj, 4 << 30)
+    second = project.cli("run", "wf.py", "--json", home=b, store=shared, key=TEAM_KEY)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["executed"] >= 1
+    assert project.executed() == ["blob", "blob"]  # recomputed by b
+    assert f"bytes instead of {size}" in second.stderr, second.stderr
+    copied = sum(p.stat().st_blocks * 512 for p in b.rglob("*") if p.is_file())
+    assert copied < 64 << 20, copied  # nothing near the planted size came down
+    shown = project.cli("cat", "latest", "size", home=b, store=shared, key=TEAM_KEY)
+    assert shown.stdout.strip() == "256000", shown

@@ -548,3 +548,22 @@ def test_large_objects_come_down_in_parallel_ranges_and_are_verified(
         assert fp.read() == data
     assert requests.downloads() == 13  # ceil((3 MiB + 5) / 256 KiB) ranges
     assert Path(store.local.object_path(digest)).read_bytes() == data
+
+
+def test_an_object_larger_than_its_record_says_is_refused_without_a_download(
+    s3: MotoServer, tmp_path: Path, requests: Requests
+) -> None:
+    # someone who may write the bucket swaps a 100 KB object for 5 MB of other bytes: a fill
+    # told the size by the record naming it asks the object's size (HEAD) and never GETs it
+    from etherealfabric.errors import CorruptArtifactError
+    from etherealfabric.store._base import object_name
+
+    remote = ObjectStore(f"s3://{s3.bucket}/{uuid.uuid4().hex}", storage_options=s3.options)
+    digest = remote.put_bytes(os.urandom(100_000))
+    remote.write_entry(object_name(digest), os.urandom(5 << 20))
+    store = LayeredStore(LocalStore(tmp_path / "home"), remote)
+    requests.clear()
+    with pytest.raises(CorruptArtifactError, match="5242880 bytes instead of 100000"):
+        store.fill(digest, 100_000)
+    assert requests.downloads() == 0
+    assert store.local.object_info(digest) is None and digest in store.damaged

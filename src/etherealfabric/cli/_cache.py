@@ -147,11 +147,14 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
     )
     for i, problem in enumerate(audit.problems):
         click.echo(f"  {problem}{' (fixed)' if i in fixed else ''}")
-    if remaining:
+    journal = sum(1 for p in audit.problems if p.kind == "damaged_journal")
+    if remaining > journal:
         click.echo(
             f"{remaining} problem(s) remain; run `etherealfabric cache verify --fix` to delete "
             "the bad entries (their nodes are recomputed on the next run)"
         )
+    elif remaining:
+        click.echo("the journal is damaged: --fix cannot mend it (see above)")
     elif audit.problems:
         click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
 

@@ -20,6 +20,7 @@ from ..store import Store
 from ..store._base import ENTRY_KINDS, object_name
 from ..store._sharedgc import SHARED_GRACE
 from ..store._signing import record_problem
+from ._index import RECORD
 from ._journal import Journal
 from ._liveness import gone
 
@@ -34,7 +35,8 @@ class CacheProblem:
 
     #: corrupt_object, missing_object, unreadable_object, corrupt_blob, missing_blob, bad_record,
     #: orphan_temp (a temp file a killed writer left: its process is gone, or it is over an hour
-    #: old), damaged_entry (a folder, FIFO or link where a store entry belongs: ``entry``)
+    #: old), damaged_entry (a folder, FIFO or link where a store entry belongs: ``entry``),
+    #: damaged_journal (SQLite's integrity check failed: ``detail`` says where; no --fix)
     kind: str
     digest: str | None
     key: str | None = None
@@ -47,10 +49,17 @@ class CacheProblem:
     entry: str | None = (
         None  # the store entry's name (objects/ab/<digest>...), when one is at fault
     )
+    detail: str | None = None  # what SQLite's integrity check said (damaged_journal)
 
     def __str__(self) -> str:
         what = self.kind.replace("_", " ")
         parts = [f"{what} {self.digest}" if self.digest else what]
+        if self.kind == "damaged_journal":
+            return (
+                f"damaged journal {self.path}: {self.detail} (move it aside: the next run "
+                "creates a new one; its cache index and small outputs are lost with it, the "
+                "store's objects are not)"
+            )
         if self.kind == "damaged_entry":
             parts.append(f"{self.entry} (not a file: a folder, a FIFO or a symbolic link)")
         if self.node or self.key:
@@ -81,7 +90,7 @@ def check_object(store: Store, digest: str) -> CacheProblem | None:
 
 def action_rows(journal: Journal) -> list[dict[str, Any]]:
     """Every action record of the journal's index (key, node, record JSON)."""
-    return journal._rows("SELECT key, node, record FROM actions ORDER BY created_at")
+    return journal._rows(f"SELECT key, node, {RECORD} AS record FROM actions ORDER BY created_at")
 
 
 @dataclass(frozen=True)
@@ -118,11 +127,31 @@ def audit_cache(journal: Journal, store: Store, local: Store | None = None) -> C
         problems += found
         objects += len(checked)
         held = checked - bad_here.keys()
+    problems += _journal_problems(journal)
     rows = action_rows(journal)
     named: list[CacheProblem] = []  # of records naming bytes
     for row in rows:
         named += _record_problems(journal, store, row["key"], row["node"], row["record"], bad, held)
     return CacheAudit(objects, len(rows), problems + _confirmed(journal, store, named, bad, held))
+
+
+def _journal_problems(journal: Journal) -> list[CacheProblem]:
+    """SQLite's own check of the journal's pages (``PRAGMA quick_check``): damage in a page no
+    query of the audit reads (old runs' rows) fails later commands, so it is reported here."""
+    import sqlite3
+
+    try:
+        found = [str(row[0]) for row in journal.conn.execute("PRAGMA quick_check(10)")]
+    except sqlite3.DatabaseError as exc:
+        found = [str(exc)]
+    if found == ["ok"]:
+        return []
+    detail = "; ".join(found)
+    return [
+        CacheProblem(
+            "damaged_journal", None, path=str(journal.path), where="journal", detail=detail
+        )
+    ]
 
 
 _MISSING = ("missing_object", "missing_blob")  # what a collection going on may show a record
@@ -192,7 +221,7 @@ def _record_problems(
     held: set[str],
 ) -> list[CacheProblem]:
     try:
-        parsed = json.loads(record) if isinstance(record, str) else record
+        parsed = json.loads(record) if isinstance(record, (str, bytes)) else record
         outputs = dict(parsed["outputs"])
         node = node or parsed.get("node")
     except (ValueError, TypeError, KeyError):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from ..states import NodeStatus, RunStatus
+from ._index import RECORD
 from ._journal import Journal
 from ._liveness import HOST, alive
 from ._maps import split_children
@@ -325,7 +326,7 @@ def cache_sizes(journal: Journal) -> CacheSizes:
 
     A record counts toward every workflow one of whose runs used its key (executed or cached).
     """
-    actions = journal._rows("SELECT key, node, record FROM actions")
+    actions = journal._rows(f"SELECT key, node, {RECORD} AS record FROM actions")
     sizes: dict[str, int] = {}
     by_node: dict[str, dict[str, int]] = {}
     inline = stored = 0
@@ -359,11 +360,11 @@ def cache_sizes(journal: Journal) -> CacheSizes:
     }
 
 
-def _record_size(text: str) -> tuple[int, int]:
+def _record_size(text: bytes | None) -> tuple[int, int]:
     """(all bytes, inline bytes) of one action record's outputs."""
     try:
-        outputs = json.loads(text).get("outputs") or {}
-    except (ValueError, AttributeError):
+        outputs = json.loads(text).get("outputs") or {}  # type: ignore[arg-type]
+    except (ValueError, AttributeError, TypeError):
         return 0, 0
     total = small = 0
     for out in outputs.values() if isinstance(outputs, dict) else ():

@@ -199,11 +199,15 @@ ROWS_PER_STATEMENT = 64
 _OLD_VARIABLE_LIMIT = 999
 _LIMIT_VARIABLE_NUMBER: int | None = getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
 _NUMBERED = re.compile(r"\?(\d+)")
-_STATEMENTS: dict[tuple[str, str, int, int], str] = {}
+_STATEMENTS: dict[tuple[str, str, int, int, str], str] = {}
 
 
 def insert_rows(
-    conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], values: str = ""
+    conn: sqlite3.Connection,
+    insert: str,
+    rows: Sequence[Sequence[Any]],
+    values: str = "",
+    tail: str = "",
 ) -> None:
     """Run ``insert`` (``"INSERT [OR ...] INTO table (columns)"``) for each of ``rows``, up to
     :data:`ROWS_PER_STATEMENT` rows per multi-row ``VALUES`` statement (fewer when SQLite's
@@ -211,7 +215,7 @@ def insert_rows(
 
     ``values``: one row's ``VALUES`` tuple, naming a row's values ``?1``, ``?2``... (literals
     allowed, as in ``(?1, 'cached', ?2)``); by default one ``?`` per value. Every row has the
-    same number of values. Against ``executemany`` (one statement step per row, each releasing
+    same number of values; ``tail`` follows them (an ``ON CONFLICT`` clause). Against ``executemany`` (one statement step per row, each releasing
     the GIL), a group commit of thousands of rows makes a few dozen steps: a scheduler whose
     workers hold the GIL waits for it again after each step. The statements of a chunk size
     are made once: full chunks, then the rest in powers of two (a few distinct statements,
@@ -230,7 +234,9 @@ def insert_rows(
     while at < len(rows):
         left = len(rows) - at
         n = most if left >= most else 1 << (left.bit_length() - 1)
-        sql = _STATEMENTS.get((insert, values, width, n)) or _statement(insert, values, width, n)
+        sql = _STATEMENTS.get((insert, values, width, n, tail)) or _statement(
+            insert, values, width, n, tail
+        )
         chunk = rows[at : at + n]
         if set(map(len, chunk)) != {width}:  # (C loops: a row's values would shift otherwise)
             raise ValueError(f"insert_rows: rows of different widths ({width} values expected)")
@@ -238,14 +244,14 @@ def insert_rows(
         at += n
 
 
-def _statement(insert: str, values: str, width: int, n: int) -> str:
+def _statement(insert: str, values: str, width: int, n: int, tail: str = "") -> str:
     """The statement of ``n`` rows of ``width`` values each (see :func:`insert_rows`)."""
 
     def tuple_of(row: int) -> str:
         return _NUMBERED.sub(lambda m: f"?{int(m.group(1)) + row * width}", values)
 
-    sql = f"{insert} VALUES {','.join(tuple_of(row) for row in range(n))}"
-    _STATEMENTS[insert, values, width, n] = sql
+    sql = f"{insert} VALUES {','.join(tuple_of(row) for row in range(n))} {tail}".rstrip()
+    _STATEMENTS[insert, values, width, n, tail] = sql
     return sql
 
 

@@ -52,6 +52,7 @@ from ..store._trees import entry_objects, manifest_objects
 from ._create import remove_stale_side_files, stale_side_files
 from ._gccheckpoints import collect_finished_checkpoints
 from ._history import fallback_outputs
+from ._index import RECORD
 from ._journal import Journal
 from ._liveness import gone
 
@@ -270,10 +271,10 @@ def _recent_keys(journal: Journal, cutoff: float) -> set[str]:
 
 def _actions(journal: Journal) -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for key, text in _rows(journal, "SELECT key, record FROM actions"):
+    for key, text in _rows(journal, f"SELECT key, {RECORD} FROM actions"):
         try:
             found.append((key, json.loads(text)))
-        except ValueError:
+        except (ValueError, TypeError):  # (a damaged row: NULL, or not JSON)
             found.append((key, {}))  # unreadable: nothing it names is kept for it
     return found
 

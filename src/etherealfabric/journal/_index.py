@@ -21,8 +21,13 @@ from typing import Any
 from ..states import NodeStatus
 from ._connection import retry
 
-__all__ = ["ActionIndex"]
+__all__ = ["DATA", "RECORD", "ActionIndex", "as_text"]
 
+#: a record or a blob as SQLite holds it, whatever the type of its value (a hand-edited row may
+#: hold TEXT where BLOB belongs, or text that is not UTF-8, which Python cannot fetch as text):
+#: always bytes (or NULL), judged by their content like any damaged value
+RECORD = "CAST(record AS BLOB)"
+DATA = "CAST(data AS BLOB)"
 _SUCCEEDED = NodeStatus.SUCCEEDED.value
 _BATCH = 500  # values per IN (...) query (SQLite's limit on parameters is 999 on old builds)
 #: the primary key (run_id, node, attempt) of node_runs: SQLite names it after the table
@@ -30,7 +35,7 @@ _NODE_RUNS_KEY = "sqlite_autoindex_node_runs_1"
 #: the action records of one run's nodes (see Journal.recent_actions): a range of the primary
 #: key, then a condition on the node
 _RUN_ROWS = (
-    f"SELECT n.node, a.key, a.record FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
+    f"SELECT n.node, a.key, {RECORD} FROM node_runs AS n INDEXED BY {_NODE_RUNS_KEY} "
     "JOIN actions AS a ON a.key = n.cache_key WHERE n.run_id = ?1 AND n.cache_key IS NOT NULL "
 )
 #: every node's; a map's children (``map[label]``) are skipped unless named in the JSON list ``?2``
@@ -39,6 +44,17 @@ _RUN_ACTIONS = (
 )
 #: ...and of the nodes named in the JSON list ``?2`` only: one seek per (run, node) pair
 _RUN_NODE_ACTIONS = _RUN_ROWS + "AND n.node IN (SELECT value FROM json_each(?2))"
+
+
+def as_text(value: Any) -> str:
+    """A record fetched as bytes (:data:`RECORD`) as text; "" (no JSON: a miss) when it is
+    not UTF-8."""
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode()
+    except (TypeError, ValueError):
+        return ""
 
 
 class ActionIndex:
@@ -56,39 +72,39 @@ class ActionIndex:
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The indexed action record for a cache key, or ``None``."""
-        text = self._value("SELECT record FROM actions WHERE key = ?", (key,))
+        text = self._value(f"SELECT {RECORD} FROM actions WHERE key = ?", (key,))
         if text is None:
             return None
         try:
             record = json.loads(text)
-        except ValueError:
+        except (ValueError, TypeError):
             return None
         return record if isinstance(record, dict) else None  # (an edited row: a miss)
 
     def get_actions(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The indexed action records of many keys at once (a map's children): key -> record."""
         found: dict[str, dict[str, Any]] = {}
-        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
+        for rows in self._in_batches(f"SELECT key, {RECORD} FROM actions WHERE key IN", keys):
             for key, text in rows:
                 try:
                     record = json.loads(text)
-                except ValueError:
+                except (ValueError, TypeError):
                     continue
                 if isinstance(record, dict):
                     found[str(key)] = record
         return found
 
-    def get_action_texts(self, keys: Sequence[str]) -> dict[str, str]:
-        """The indexed action records of many keys, as JSON text (decoded when used)."""
-        found: dict[str, str] = {}
-        for rows in self._in_batches("SELECT key, record FROM actions WHERE key IN", keys):
-            found.update((str(key), str(text)) for key, text in rows)
+    def get_action_texts(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The indexed action records of many keys, as UTF-8 JSON (decoded when used)."""
+        found: dict[str, bytes] = {}
+        for rows in self._in_batches(f"SELECT key, {RECORD} FROM actions WHERE key IN", keys):
+            found.update((str(key), text) for key, text in rows if text is not None)
         return found
 
     def recent_actions(
         self, workflow: str, nodes: Collection[str], runs: int = 2
-    ) -> list[tuple[str, str, str]]:
-        """(node, key, record as JSON text) of the action records the workflow's last ``runs``
+    ) -> list[tuple[str, str, bytes]]:
+        """(node, key, record as UTF-8 JSON) of the action records the workflow's last ``runs``
         runs used or made for ``nodes``: a warm run's lookups, read in bulk up front.
 
         The last run is read first, in one pass over its rows (a range of the primary key,
@@ -105,7 +121,7 @@ class ActionIndex:
                 (workflow, runs),
             )
         ]
-        found: list[tuple[str, str, str]] = []
+        found: list[tuple[str, str, bytes]] = []
         for i, run_id in enumerate(ids):
             if i == 0:  # the whole run but a map's children (a graph node may have a "[")
                 bracketed = json.dumps([n for n in wanted if "[" in n])
@@ -126,8 +142,8 @@ class ActionIndex:
     def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
         """Many small outputs kept inline at once: digest -> bytes (those found)."""
         found: dict[str, bytes] = {}
-        for rows in self._in_batches("SELECT digest, data FROM blobs WHERE digest IN", digests):
-            found.update((str(digest), bytes(data)) for digest, data in rows)
+        for rows in self._in_batches(f"SELECT digest, {DATA} FROM blobs WHERE digest IN", digests):
+            found.update((str(digest), data) for digest, data in rows if data is not None)
         return found
 
     def _in_batches(self, sql: str, values: Sequence[str]) -> Iterator[list[Any]]:
@@ -196,7 +212,7 @@ class ActionIndex:
 
     def get_blob(self, digest: str) -> bytes | None:
         """A small output kept inline, or ``None``."""
-        data = self._value("SELECT data FROM blobs WHERE digest = ?", (digest,))
+        data = self._value(f"SELECT {DATA} FROM blobs WHERE digest = ?", (digest,))
         return None if data is None else bytes(data)
 
     def delete_blob(self, digest: str) -> None:

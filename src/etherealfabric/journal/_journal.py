@@ -81,6 +81,12 @@ class AmbiguousRunError(RunNotFoundError):
         self.matches = list(matches)
 
 
+#: a blob written again: its row is rewritten only if it differs (the bytes a digest names)
+_SAME_BLOB = (
+    "ON CONFLICT (digest) DO UPDATE SET data = excluded.data WHERE blobs.data IS NOT excluded.data"
+)
+
+
 class Journal(ActionIndex, LeaseClaims):
     """The run journal at ``path`` (created with its folders on first use).
 
@@ -369,7 +375,9 @@ class Journal(ActionIndex, LeaseClaims):
             if release:
                 conn.executemany("DELETE FROM leases WHERE key = ?", [(k,) for k in release])
             if blobs:
-                insert_rows(conn, "INSERT OR IGNORE INTO blobs (digest, data)", blobs)
+                # a row there already is kept unless a hand edit or damage changed its bytes:
+                # the node computed again replaces them (its digest names what they must be)
+                insert_rows(conn, "INSERT INTO blobs (digest, data)", blobs, tail=_SAME_BLOB)
             if actions:
                 insert_rows(
                     conn,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import RunNotFoundError
 from ..states import NodeStatus, RunStatus
+from ._index import RECORD
 from ._journal import Journal
 
 __all__ = [
@@ -113,14 +114,14 @@ def cache_entries(journal: Journal, workflow: str | None = None) -> list[dict[st
         used.setdefault(str(row["key"]), set()).add(str(row["workflow"]))
     entries = []
     for row in journal._rows(
-        "SELECT key, node, record, created_at FROM actions ORDER BY created_at"
+        f"SELECT key, node, {RECORD} AS record, created_at FROM actions ORDER BY created_at"
     ):
         workflows = sorted(used.get(str(row["key"]), ()))
         if workflow is not None and workflow not in workflows:
             continue
         try:
             record = json.loads(row["record"])
-        except ValueError:
+        except (ValueError, TypeError):
             record = {}
         entries.append(
             {

@@ -101,7 +101,7 @@ class ArtifactCache(SharedFetch):
         self.root = root
         self.restored = 0  # files written back by cache hits (for tests and benchmarks)
         #: records read in bulk before the run (:meth:`preload`), by key: each serves one lookup
-        self._preloaded: dict[str, dict[str, Any] | str] = {}  # (a text: decoded when used)
+        self._preloaded: dict[str, dict[str, Any] | str | bytes] = {}  # (text: decoded when used)
         #: keys :meth:`read_ahead` found unindexed: their next lookup misses without a query
         self._unindexed: set[str] = set()
         #: keys whose record was refused because a data file its node read changed (or it
@@ -131,7 +131,7 @@ class ArtifactCache(SharedFetch):
         A map's record (it names its ``children``) is a hit only if each child's would be
         (run/_mapcheck.py); ``whole_map=False`` (a map's collection) skips that."""
         found = self._preloaded.pop(key, None)
-        if isinstance(found, str):  # (decoded up front unless one of them was malformed)
+        if isinstance(found, (str, bytes)):  # (decoded up front unless one was malformed)
             record = decode_record(found)
         elif (record := found) is not None:
             try:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..journal._index import as_text
 from ..store._serializers import default_registry
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER
 
@@ -37,10 +38,13 @@ _FILES = frozenset((FILE_SERIALIZER, DIRECTORY_SERIALIZER))
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def decode_record(text: str) -> dict[str, Any] | None:
+def decode_record(text: str | bytes) -> dict[str, Any] | None:
     """``json.loads`` of a record's text (None if it is not a JSON object), without its
     Python-level layers (decode, raw_decode and two whitespace matches): 1.4 us of its 3.9
-    for each record of a warm run. Anything but one compact JSON value takes ``json.loads``."""
+    for each record of a warm run. Anything but one compact JSON value takes ``json.loads``.
+    The journal gives it as UTF-8 bytes (``journal/_index.py``: ``RECORD``)."""
+    if not isinstance(text, str):
+        text = as_text(text)
     try:
         record, end = _scan(text, 0)
     except (StopIteration, ValueError):
@@ -53,15 +57,15 @@ def decode_record(text: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def decode_records(rows: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
-    """The records of ``(node, key, text)`` rows by key, decoded in one ``json.loads`` of
-    them all as one JSON array (a warm run's records, read up front: one scan shares its
+def decode_records(rows: Iterable[tuple[str, str, bytes]]) -> dict[str, Any]:
+    """The records of ``(node, key, UTF-8 bytes)`` rows by key, decoded in one ``json.loads``
+    of them all as one JSON array (a warm run's records, read up front: one scan shares its
     decoded keys, no call per record). If that fails, or a text is not one JSON object,
     the texts are kept as they are: each lookup decodes its own (:func:`decode_record`)."""
     keys, texts = [row[1] for row in rows], [row[2] for row in rows]
     try:
-        records = json.loads("[" + ",".join(texts) + "]")
-    except ValueError:
+        records = json.loads(b"[" + b",".join(texts) + b"]")
+    except (ValueError, TypeError):  # (TypeError: a row not bytes: NULL)
         records = None
     if (
         type(records) is list

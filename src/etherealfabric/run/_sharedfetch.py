@@ -127,11 +127,12 @@ class SharedFetch:
         if not self.layered:
             return True
         store = cast("LayeredStore", self.store)
-        digests = [o["digest"] for o in record["outputs"].values() if not o.get("inline")]
-        digests += [e["digest"] for e in record.get("files", {}).values()]
+        entries = [o for o in record["outputs"].values() if not o.get("inline")]
+        entries += list(record.get("files", {}).values())
         try:
-            for digest in digests:
-                store.fill(digest)
+            for entry in entries:  # (a copy larger than its record says is never fetched)
+                size = entry.get("size")
+                store.fill(entry["digest"], size if isinstance(size, int) else None)
         except (ArtifactMissingError, CorruptArtifactError) as exc:
             self._say_unusable(key, exc)
             if isinstance(exc, CorruptArtifactError) and exc.digest:

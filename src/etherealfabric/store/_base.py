@@ -198,12 +198,22 @@ class Store(ABC):
         with self.open_entry(name) as fp:
             return fp.read(size)
 
-    def get_file(self, name: str, path: str) -> int:
-        """Copy the entry into the local file ``path``; its size. ``FileNotFoundError`` if absent."""
+    def get_file(self, name: str, path: str, max_bytes: int | None = None) -> int:
+        """Copy the entry into the local file ``path``; its size. ``FileNotFoundError`` if absent.
+
+        ``max_bytes``: the size it should have; an entry found larger is not copied whole (a
+        size past ``max_bytes`` is returned, and the caller refuses it): a planted huge file
+        never fills this disk."""
         import shutil  # here: a run that copies no entry never imports it
 
         with self.open_entry(name) as src, open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst, _READ_CHUNK)
+            if max_bytes is None:
+                shutil.copyfileobj(src, dst, _READ_CHUNK)
+                return dst.tell()
+            left = max_bytes + 1  # one byte more tells a larger entry
+            while left > 0 and (chunk := src.read(min(_READ_CHUNK, left))):
+                dst.write(chunk)
+                left -= len(chunk)
             return dst.tell()
 
     def put_file(self, name: str, path: str, size: int) -> None:

@@ -271,17 +271,19 @@ class LayeredStore(Store):
         log.warning("the local copy of object %s is unusable (%s); fetching it again", digest, exc)
         self.local.delete_object(digest)
 
-    def fill(self, digest: str) -> None:
-        """Download the object into the local layer, checked against its digest."""
+    def fill(self, digest: str, size: int | None = None) -> None:
+        """Download the object into the local layer, checked against its digest (and, given
+        its ``size`` by the record naming it, refused without being copied whole when the
+        shared store's copy is larger: a planted huge file never fills this disk)."""
         with self._lock:
             lock = self._filling.setdefault(digest, threading.Lock())
         with lock:  # one download per object, whatever the number of threads needing it
             if self.local.object_info(digest) is None:
-                self._download(digest)
+                self._download(digest, size)
         with self._lock:
             self._filling.pop(digest, None)
 
-    def _download(self, digest: str) -> None:
+    def _download(self, digest: str, expected: int | None = None) -> None:
         name = object_name(digest)
         fp, temp = self.local.open_temp()
         fp.close()
@@ -289,13 +291,21 @@ class LayeredStore(Store):
             try:
                 if self.offline is not None:
                     raise StoreUnreachableError(self.offline)
-                size = self.remote.get_file(name, temp)
+                size = self.remote.get_file(name, temp, expected)
             except FileNotFoundError:
                 raise self._missing(digest, "") from None
             except StoreUnreachableError as exc:
                 self.went_offline(exc)
                 raise self._missing(digest, " (it is unreachable)") from exc
             try:
+                if expected is not None and size != expected:
+                    more = "more than " if size > expected else ""
+                    raise CorruptArtifactError(
+                        f"object {digest} at {self.remote.location(digest)} is {more}{size} "
+                        f"bytes instead of {expected}",
+                        path=self.remote.location(digest),
+                        digest=digest,
+                    )
                 check_digest(file_digest(temp), digest, self.remote.location(digest))
             except CorruptArtifactError:
                 self.found_damaged(digest)

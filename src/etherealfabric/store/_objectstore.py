@@ -245,16 +245,20 @@ class ObjectStore(Store):
         finally:
             remove_quietly(temp_path)  # the open file lives on, unnamed: nothing to clean up
 
-    def get_file(self, name: str, path: str) -> int:
+    def get_file(self, name: str, path: str, max_bytes: int | None = None) -> int:
         """Download the entry into the existing local file ``path``; its size.
 
         Large entries come in parallel ranged GETs (each written at its offset), the others
-        in one streaming GET. ``FileNotFoundError`` if absent.
+        in one streaming GET. ``FileNotFoundError`` if absent. ``max_bytes``: the size it
+        should have; an entry larger than that is not downloaded (its size is returned, and
+        the caller refuses it).
         """
         remote, url = self._where(name)
         info = self.entry_info(name)
         if info is None:
             raise _absent(url)
+        if max_bytes is not None and info.size > max_bytes:
+            return info.size
         with self._remote("download", url):
             if info.size < RANGED_BYTES:
                 self.fs.get_file(remote, path)
