@@ -509,17 +509,17 @@ def test_file_is_an_absolute_path_like_value(tmp_path: Path) -> None:
 
 def test_unknown_library_types_go_through_cloudpickle_with_one_warning_per_type() -> None:
     # library types without a hasher (instances of user classes hash by class code and state)
-    import re
+    import ipaddress
     import zoneinfo
 
     from etherealfabric.hashing import _encoder
 
-    _encoder._WARNED.discard(re.Pattern)  # another test may have hashed one first
+    _encoder._WARNED.discard(ipaddress.IPv4Address)  # another test may have hashed one first
     _encoder._WARNED.discard(zoneinfo.ZoneInfo)
-    with pytest.warns(UnstableHashWarning, match=r"re\.Pattern.*register_value_hasher"):
-        first = hash_value(re.compile("a"))
-    assert hash_value(re.compile("a")) == first  # no second warning (an error here)
-    assert hash_value([re.compile("b")]) != first
+    with pytest.warns(UnstableHashWarning, match=r"IPv4Address.*register_value_hasher"):
+        first = hash_value(ipaddress.ip_address("10.0.0.1"))
+    assert hash_value(ipaddress.ip_address("10.0.0.1")) == first  # no second warning (an error)
+    assert hash_value([ipaddress.ip_address("10.0.0.2")]) != first
     with pytest.warns(UnstableHashWarning, match="zoneinfo.ZoneInfo"):
         hash_value(zoneinfo.ZoneInfo("UTC"))
 
@@ -691,3 +691,19 @@ def test_hash_is_a_digest_and_deterministic(value: Any) -> None:
     digest = hash_value(value)
     assert is_digest(digest)
     assert hash_value(pickle.loads(pickle.dumps(value))) == digest
+
+
+def test_compiled_regexes_and_structs_hash_by_what_they_were_compiled_from() -> None:
+    import re
+    import struct
+    import types
+
+    assert hash_value(re.compile("a")) == hash_value(re.compile("a"))
+    assert (
+        len({hash_value(p) for p in (re.compile("a"), re.compile("b"), re.compile("a", re.I))}) == 3
+    )
+    assert hash_value(re.compile(b"a")) != hash_value(re.compile("a"))
+    assert hash_value(struct.Struct("<i")) != hash_value(struct.Struct("<h"))
+    proxy = types.MappingProxyType
+    assert hash_value(proxy({"a": 1})) != hash_value(proxy({"a": 2}))
+    assert hash_value(proxy({"a": 1})) != hash_value({"a": 1})  # another type to the code

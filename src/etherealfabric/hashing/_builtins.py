@@ -15,6 +15,8 @@ part of every digest (``T`` is the type's ``module.qualname``)::
     datetime.zoned iso fold zone | time.zoned iso fold zone  (a tzinfo other than a fixed
                                  offset: the zone's kind and key count, not just the offset)
     decimal text | fraction p q | uuid 16 bytes | ellipsis
+    mappingproxy <as dict> | re.pattern pattern flags | struct format  (a compiled regex or
+                                 struct: what it was compiled from, not only its type)
     ref serializer digest       (RefDigest: an upstream output, by its content digest)
     file content-digest | directory n (kind relpath digest)...
     numpy.*  (see etherealfabric.hashing._arrays) | pandas.* arrow.* polars.* (see _frames)
@@ -28,7 +30,7 @@ them); a ``memoryview`` hashes as the bytes it shows.
 Subclasses of builtin types hash like their base, except enums, named tuples and dataclasses
 (shape rules), and types with a registered hasher. ``File`` hashes as its content digest and
 ``Directory`` as every entry below it (:mod:`etherealfabric.hashing._files`); the path is not
-part of either. Handlers for argparse, decimal, fractions, uuid, numpy and pandas are registered the first
+part of either. Handlers for argparse, decimal, fractions, uuid, re, struct, numpy and pandas are registered the first
 time a value is hashed while that module is already imported; this module imports none of them.
 """
 
@@ -136,6 +138,11 @@ def _enc_memoryview(value: memoryview, encoder: Encoder) -> None:
 
 def _enc_dict(value: dict[Any, Any], encoder: Encoder) -> None:
     encoder.unordered("dict", [encoder.child(k) + encoder.child(v) for k, v in value.items()])
+
+
+def _enc_mappingproxy(value: types.MappingProxyType[Any, Any], encoder: Encoder) -> None:
+    encoder.tag("mappingproxy")
+    _enc_dict(dict(value), encoder)
 
 
 def _enc_ordered_dict(value: collections.OrderedDict[Any, Any], encoder: Encoder) -> None:
@@ -254,6 +261,7 @@ register_builtin(
         set: _enc_set,
         frozenset: _enc_set,
         types.SimpleNamespace: _namespace("namespace"),
+        types.MappingProxyType: _enc_mappingproxy,
         range: _integers("range", lambda v: v.start, lambda v: v.stop, lambda v: v.step),
         datetime.datetime: _zoned("datetime", datetime.datetime.isoformat),
         datetime.date: _texts("date", datetime.date.isoformat),
@@ -284,10 +292,24 @@ def _stdlib_extras(module: types.ModuleType) -> dict[type[Any], Handler]:
     if name == "fractions":
         fraction = _integers("fraction", lambda v: v.numerator, lambda v: v.denominator)
         return {module.Fraction: fraction}
+    if name == "re":  # a compiled pattern: its text and flags
+        return {module.Pattern: _compiled("re.pattern", lambda v: (v.pattern, v.flags))}
+    if name == "struct":
+        return {module.Struct: _compiled("struct", lambda v: v.format)}
     return {module.UUID: _tagged("uuid", lambda v: v.bytes)}
 
 
-for _name in ("argparse", "decimal", "fractions", "uuid"):
+def _compiled(tag: str, source: Callable[[Any], object]) -> Handler:
+    """An object compiled from a few values (a regex, a struct): by those values."""
+
+    def handler(value: Any, encoder: Encoder) -> None:
+        encoder.tag(tag)
+        encoder.value(source(value))
+
+    return handler
+
+
+for _name in ("argparse", "decimal", "fractions", "uuid", "re", "struct"):
     register_when_imported(_name, _stdlib_extras)
 
 

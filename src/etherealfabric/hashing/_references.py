@@ -66,6 +66,28 @@ from ._usercode import is_user_code, is_user_module, is_user_top, module_label, 
 __all__ = ["Binding", "References"]  # Binding: from ._bindings
 
 
+def _is_users(value: object) -> bool:
+    """Whether a code value is the user's (followed as a piece) or EtherealFabric's (which
+    counts for nothing), not a library's."""
+    target = unwrap(value)
+    module = str(getattr(target, "__module__", None) or "")
+    if module == "etherealfabric" or module.startswith("etherealfabric."):
+        return True
+    if isinstance(target, (types.FunctionType, type)):
+        return is_user_code(target)
+    return callable(target) and is_user_code(type(target))
+
+
+#: the modules ``os.path`` is on each system: one name, so that keys agree across systems
+_OS_PATH = {"posixpath": "os.path", "ntpath": "os.path"}
+
+
+def _library_name(target: object) -> str:
+    name = qualified_name(target)
+    module, dot, rest = name.partition(".")
+    return f"{_OS_PATH[module]}.{rest}" if dot and module in _OS_PATH else name
+
+
 class References:
     """Collects what one piece of code refers to (see the module docstring); a code sink."""
 
@@ -184,8 +206,24 @@ class References:
         elif is_code(value):
             self._current = name
             self.code(value, route)
+            if not _is_users(value):  # which library function or class the name stands for
+                self._identity(value, name)
         elif not is_machinery(value):
             self.data(value, name)
+
+    def _identity(self, value: object, name: str) -> None:
+        """The part ``name`` of a name bound to a library or builtin function or class
+        (``AGG = np.mean``, ``from numpy import mean as agg``, ``DTYPE = np.float64``): its
+        qualified name, and what a bound builtin method is bound to (``"-".join``). Its code
+        counts by its package's version; this says which of the package's callables it is."""
+        target = unwrap(value)
+        encoder = Encoder(None, self)
+        encoder.tag("library")
+        encoder.text(_library_name(target))
+        bound = getattr(target, "__self__", None)
+        if bound is not None and not isinstance(bound, (types.ModuleType, type)):
+            self.data(bound, f"{name}.<self>")
+        self.constants[name] = encoder.hexdigest()
 
     def data(self, value: object, name: str) -> None:
         """A value hashed as code refers to it: the part ``name``."""
