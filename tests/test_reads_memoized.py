@@ -87,6 +87,106 @@ def test_cli_a_file_a_memoized_helper_read_for_another_node_reruns_it(
     assert cli("cat", second["run_id"], "to_gbp").strip() == "5.0"
 
 
+FLOW_MEMOIZED_INSIDE = """
+from functools import cache, lru_cache
+
+from etherealfabric import Workflow, node
+
+
+@lru_cache
+def load_rate():
+    with open("rates.csv") as f:
+        return float(f.read().split()[-1].split(",")[1])
+
+
+@cache
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+@node
+def to_eur(amount):
+    return amount * load_rate()
+
+
+@node
+def steps(eur):
+    return eur + fib(20) + load_rate()
+
+
+with Workflow("memo") as wf:
+    steps(to_eur(10.0))
+"""
+
+
+def test_cli_processes_a_memoized_helper_of_the_workflow_file_runs_and_reruns(
+    tmp_path: Path, home: Path
+) -> None:
+    """A memoized helper defined in the workflow file travels to the worker by value, as the
+    file's functions do (cloudpickle sent the wrapper by name: ModuleNotFoundError of the
+    file's module in the worker), and an edit of the file it read runs its callers again."""
+    Path("flow.py").write_text(FLOW_MEMOIZED_INSIDE)
+    Path("rates.csv").write_text("ccy,rate\nEUR,0.9\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(home)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            capture_output=True, text=True, env=env, check=False, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def run() -> dict[str, Any]:
+        return json.loads(cli("run", "flow.py", "--backend", "processes", "--json"))
+
+    first = run()
+    assert first["executed"] == 2, first
+    assert float(cli("cat", first["run_id"], "to_eur")) == pytest.approx(9.0)
+    assert float(cli("cat", first["run_id"], "steps")) == pytest.approx(9.0 + 6765 + 0.9)
+    reads = {name: record.get("reads", {}) for name, record in records(home).items()}
+    assert "./rates.csv" in reads["to_eur"] and "./rates.csv" in reads["steps"]
+    assert run()["cached"] == 2
+    Path("rates.csv").write_text("ccy,rate\nEUR,0.5\n")
+    third = run()
+    assert third["executed"] == 2, third
+    assert float(cli("cat", third["run_id"], "to_eur")) == pytest.approx(5.0)
+    assert float(cli("cat", third["run_id"], "steps")) == pytest.approx(5.0 + 6765 + 0.5)
+
+
+def test_a_memoized_function_of_by_value_code_travels_by_value(python: str) -> None:
+    """``dumps_task``: a memoized function of ``__main__``-like code loads where its module
+    does not exist, once (a recursive one calls the very wrapper it is), with its ``maxsize``
+    and ``typed``; one of an importable module still travels by name."""
+    from etherealfabric.backends._taskpickle import dumps_task
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(  # the code of a script
+        "import functools\n"
+        "@functools.lru_cache(maxsize=16, typed=True)\n"
+        "def fib(n):\n"
+        "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n"
+        "def use(n):\n"
+        "    return fib(n), fib.cache_parameters(), fib.__name__\n",
+        namespace,
+    )
+    check = (
+        "import sys, cloudpickle\n"
+        "use = cloudpickle.loads(sys.stdin.buffer.read())\n"
+        "fib = use.__globals__['fib']\n"
+        "assert fib.__wrapped__.__globals__['fib'] is fib\n"
+        "print(use(25))\n"
+    )
+    done = subprocess.run(
+        [python, "-c", check], input=dumps_task(namespace["use"]), capture_output=True,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "(75025, {'maxsize': 16, 'typed': True}, 'fib')"
+    assert len(dumps_task(_cached_text)) < 100  # by name: this module is importable
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_text() -> str:
     return Path("value.txt").read_text()

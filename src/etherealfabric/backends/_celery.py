@@ -62,6 +62,7 @@ from ._celery_app import (
 from ._celery_live import CeleryStop, LiveKey
 from ._celery_lost import LostTasks, Submission, resolve_redispatch_seconds
 from ._grouping import GroupPacing, outcome
+from ._taskpickle import dumps_task
 
 __all__ = ["QUEUE", "TASK_NAME", "CeleryBackend", "main", "make_app", "run_task"]
 
@@ -164,14 +165,13 @@ class CeleryBackend(LostTasks, Backend):
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         """Queue ``fn(task)`` for the workers; the future resolves to its return value."""
-        import cloudpickle
 
         if self._closing:
             raise RuntimeError("this CeleryBackend is closed")
         future: Future[Any] = Future()
         node = str(getattr(task, "node", getattr(fn, "__name__", "task")))
         try:
-            payload = cloudpickle.dumps((fn, task))
+            payload = dumps_task((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
             future.set_exception(exc)
             return future

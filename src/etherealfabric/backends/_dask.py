@@ -56,6 +56,7 @@ from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
 from ._base import Backend, default_workers, exit_with_parent, no_main_reimport
 from ._grouping import GroupPacing, run_group, settle
+from ._taskpickle import dumps_task
 
 __all__ = ["ADDRESS_ENV", "DaskBackend", "DaskStop", "dask_setup"]
 
@@ -173,11 +174,10 @@ class DaskBackend(Backend):
         The first submission opens the client (or starts the LocalCluster); an unreachable
         scheduler raises :class:`~etherealfabric.errors.ConfigError` here.
         """
-        import cloudpickle
 
         future: Future[Any] = Future()
         try:
-            payload = cloudpickle.dumps((fn, task))
+            payload = dumps_task((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
             future.set_exception(exc)
             return future

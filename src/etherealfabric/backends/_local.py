@@ -31,6 +31,7 @@ from ._base import (
     lifeline,
     watch_run,
 )
+from ._taskpickle import dumps_task
 
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
@@ -202,9 +203,7 @@ class ProcessBackend(Backend):
         )
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
-        import cloudpickle
-
-        return _Unpickling(self._pool.submit(cloudpickle.dumps((fn, task))))
+        return _Unpickling(self._pool.submit(dumps_task((fn, task))))
 
     @property
     def retry_stop(self) -> RetryStop:

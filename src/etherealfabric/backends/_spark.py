@@ -60,6 +60,7 @@ from ..errors import ConfigError, ExecutionError
 from ._base import Backend, TaskFuture, default_workers
 from ._grouping import GroupPacing, run_captured, run_group, settle
 from ._local import ThreadBackend
+from ._taskpickle import dumps_task
 
 __all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
 
@@ -197,11 +198,9 @@ class SparkBackend(Backend):
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         """Queue ``fn(task)`` for Spark; the future resolves to its return value."""
-        import cloudpickle
-
         future: Future[Any] = Future()
         try:
-            payload = cloudpickle.dumps((fn, task))
+            payload = dumps_task((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
             future.set_exception(exc)
             return future

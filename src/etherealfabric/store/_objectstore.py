@@ -246,13 +246,9 @@ class ObjectStore(Store):
             remove_quietly(temp_path)  # the open file lives on, unnamed: nothing to clean up
 
     def get_file(self, name: str, path: str, max_bytes: int | None = None) -> int:
-        """Download the entry into the existing local file ``path``; its size.
-
-        Large entries come in parallel ranged GETs (each written at its offset), the others
-        in one streaming GET. ``FileNotFoundError`` if absent. ``max_bytes``: the size it
-        should have; an entry larger than that is not downloaded (its size is returned, and
-        the caller refuses it).
-        """
+        """Download the entry into the existing local file ``path``; its size. Large entries
+        come in parallel ranged GETs (each written at its offset), the others in one GET.
+        ``FileNotFoundError`` if absent; one larger than ``max_bytes`` is not downloaded."""
         remote, url = self._where(name)
         info = self.entry_info(name)
         if info is None:
