@@ -136,3 +136,7 @@ def test_cat_of_a_node_a_killed_run_never_reached_says_so_and_points_at_resume(
     assert "etherealfabric resume" in cat.stderr, cat.stderr
     logs = _ef(tmp_path, "logs", "latest", "evaluate")  # the same words
     assert "ended before" in logs.stderr, logs.stderr
+    explain = _ef(tmp_path, "explain", "latest", "evaluate")  # and explain, and show
+    assert explain.returncode != 0 and "ended before" in explain.stderr, explain.stderr
+    show = _ef(tmp_path, "show", "latest", "evaluate")
+    assert show.returncode != 0 and "ended before" in show.stderr, show.stderr

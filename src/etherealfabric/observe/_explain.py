@@ -332,13 +332,9 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     """
     run = journal.get_run(run_id)
     attempts = history.node_attempts(journal, run["id"], node)
-    if not attempts:
-        names = history.node_names(journal, run["id"])
-        close = history.did_you_mean(node, names)
-        raise NodeNotInRunError(
-            f"run {run['id']} has no node {node!r}{close}; its nodes: {', '.join(names) or 'none'}. "
-            f"See `etherealfabric show {run['id']}`"
-        )
+    if not attempts:  # (the words of `cat`: a node an interrupted run never reached says so)
+        why, _ = history.no_node(run, node, history.node_names(journal, run["id"]))
+        raise NodeNotInRunError(f"{why}. See `etherealfabric show {run['id']}`")
     row = attempts[-1]
     components = history.components_of(journal, row) if row["cache_key"] else None
     base = {"run_id": run["id"], "node": node, "workflow": run["workflow"],
