@@ -591,3 +591,35 @@ def test_a_global_rebound_to_another_library_callable_or_compiled_value_changes_
     assert not base.uncovered
     again = fp(project.load(ALIASES))
     assert again.digest == base.digest  # the same bindings: the same key in a new process
+
+
+ORDERED = """
+import collections
+
+FEATURES = {"age": "float64", "income": "float64"}
+NESTED = {"cfg": {"x": 1, "y": 2}}
+WEIGHTS = collections.defaultdict(lambda: 1.0, {"a": 2.0})
+
+
+def f(df):
+    return df[list(FEATURES)], [k for k in NESTED["cfg"]], WEIGHTS["b"]
+"""
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ('{"age": "float64", "income": "float64"}', '{"income": "float64", "age": "float64"}'),
+        ('{"x": 1, "y": 2}', '{"y": 2, "x": 1}'),
+        ("lambda: 1.0", "lambda: 0.5"),
+    ],
+    ids=["dict-order", "nested-dict-order", "defaultdict-factory"],
+)
+def test_a_global_dicts_order_and_a_defaultdicts_factory_count(
+    project: Project, old: str, new: str
+) -> None:
+    # code iterates a global dict in its order (the columns it selects), and a defaultdict
+    # gives its factory's value for a missing key: both change what the node computes
+    base = fp(project.load(ORDERED))
+    assert fp(project.load(ORDERED.replace(old, new))).digest != base.digest
+    assert fp(project.load(ORDERED)).digest == base.digest

@@ -27,6 +27,7 @@ such as ``checkpoint`` are not data; its ``File`` and ``Directory`` are, by cont
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -76,6 +77,32 @@ def _is_users(value: object) -> bool:
     if isinstance(target, (types.FunctionType, type)):
         return is_user_code(target)
     return callable(target) and is_user_code(type(target))
+
+
+def _dict_orders(value: object, limit: int = 10_000) -> tuple[tuple[str, ...], ...]:
+    """The key order of each dict in ``value`` and the lists, tuples and dicts it holds (at
+    most ``limit`` items looked at) whose keys are not in their canonical order (sorted by key
+    digest), as key digests: a global's dict that code iterates (``df[list(FEATURES)]``) gives
+    another result in another order. A dict in canonical order adds nothing, so the digest of
+    a value holding only such dicts is the one it always had."""
+    found: list[tuple[str, ...]] = []
+    todo, seen = [value], 0
+    while todo and seen < limit:
+        item = todo.pop()
+        if isinstance(item, dict):
+            seen += len(item)
+            if len(item) > 1:
+                try:
+                    keys = [hash_plain(k) for k in item]
+                except HashingError:  # a key of no plain encoding: its order is not kept
+                    keys = []
+                if keys != sorted(keys):
+                    found.append(tuple(keys))
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            seen += len(item)
+            todo.extend(item)
+    return tuple(found)
 
 
 #: the modules ``os.path`` is on each system: one name, so that keys agree across systems
@@ -245,7 +272,14 @@ class References:
             return
         finally:
             self._route = route
-        self.constants[name] = encoder.hexdigest()
+        digest = encoder.hexdigest()
+        orders = _dict_orders(value)
+        if orders:  # code iterates a dict in its order (a value compares without it)
+            digest = hash_plain((digest, orders))
+        self.constants[name] = digest
+        factory = getattr(value, "default_factory", None)
+        if isinstance(value, collections.defaultdict) and factory is not None:
+            self.value(factory, f"{name}.<default_factory>", ())  # what a missing key gets
 
     def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
         if not is_user_module(module):
