@@ -58,3 +58,41 @@ def test_the_runs_page_shows_a_running_run_s_counts_so_far(page: Any, tmp_path: 
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr
+
+
+def test_a_status_the_list_does_not_offer_is_said_not_dropped(page: Any, tmp_path: Path) -> None:
+    # a mistyped shared link (?status=Failed) showed every run, as if filtered
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, LIVE, {"a": ("succeeded", [])}, status="succeeded", total=1)
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/?status=Failed")
+        sync_api.expect(page.locator("#runs-note")).to_contain_text("status='Failed' is not one of")
+        assert page.locator(f'#runs tr[data-run="{LIVE}"]').count() == 0
+        page.goto(f"{server.base}/?status=succeeded")  # a known one filters as before
+        sync_api.expect(page.locator(f'#runs tr[data-run="{LIVE}"]')).to_have_count(1)
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
+
+
+def test_an_unknown_run_is_a_page_with_the_site_header_and_a_way_back(
+    page: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, LIVE, {"a": ("succeeded", [])}, status="succeeded", total=1)
+    server = UiServer(home)
+    try:
+        response = page.goto(f"{server.base}/runs/nonexistent")
+        assert response is not None and response.status == 404
+        assert page.title().startswith("Not found")
+        sync_api.expect(page.locator(".page-error")).to_contain_text("nonexistent")
+        page.get_by_role("link", name="Back to the runs").click()
+        sync_api.expect(page.locator(f'#runs tr[data-run="{LIVE}"]')).to_have_count(1)
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr

@@ -160,9 +160,20 @@ class Site:
 
 
 def _text(text: str, status: int, *, refresh: bool = False) -> HTMLResponse:
-    """``text`` as a page (escaped); ``refresh``: the page reloads itself every 2 seconds."""
+    """``text`` (escaped) as a page with the site's header and a way back to the runs;
+    ``refresh``: the page reloads itself every 2 seconds."""
     head = '<meta http-equiv="refresh" content="2">' if refresh else ""
-    return HTMLResponse(head + html.escape(text), status_code=status)
+    title = {404: "Not found", 503: "Unavailable"}.get(status, "Error")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{head}'
+        f'<title>{title} · EtherealFabric</title><link rel="icon" href="data:,">'
+        '<link rel="stylesheet" href="/static/app.css"></head><body>'
+        '<header class="top"><a class="brand" href="/">EtherealFabric</a>'
+        '<nav><a href="/">Runs</a><a href="/cache">Cache</a></nav></header>'
+        f'<main><h1>{title}</h1><p class="page-error" role="alert">{html.escape(text)}</p>'
+        '<p><a href="/">Back to the runs</a></p></main></body></html>'
+    )
+    return HTMLResponse(page, status_code=status)
 
 
 def _arg(request: Request, name: str) -> str | None:

@@ -94,7 +94,16 @@ function nodeHref(runId, node) {
 function runsPage() {
   const form = $("#filters");
   const params = new URLSearchParams(location.search);
-  for (const name of ["status", "since"]) if (params.get(name)) form.elements[name].value = params.get(name);
+  for (const name of ["status", "since"]) {
+    const value = params.get(name), field = form.elements[name];
+    if (!value) continue;
+    // a status the list does not offer (a mistyped link) is still asked for: the answer says
+    // what is wrong, rather than a list of every run that looks filtered
+    if (field.tagName === "SELECT" && ![...field.options].some((o) => o.value === value)) {
+      field.append(el("option", { value, text: value }));
+    }
+    field.value = value;
+  }
   const select = $("#f-workflow");
   const workflowOptions = (names, chosen) => { // the asked-for workflow stays, even unknown
     const all = chosen && !names.includes(chosen) ? [...names, chosen] : names;
