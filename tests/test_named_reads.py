@@ -80,6 +80,28 @@ def test_a_path_argument_read_by_a_program_the_node_starts(tmp_path: Path, home:
     assert (again[out], again.executed) == (3, 1)
 
 
+def test_a_module_the_node_starts_as_a_program_with_dash_m(tmp_path: Path, home: Path) -> None:
+    """``python -m tools.prep``: the module's file is read by that program; editing it runs
+    the node again (a script started by its path was; one started by module name was not)."""
+    Path("tools").mkdir()
+    Path("tools", "__init__.py").write_text("")
+    Path("tools", "prep.py").write_text("import sys\nprint(int(sys.argv[1]) * 3)\n")
+
+    @node
+    def prep() -> int:
+        command = [sys.executable, "-m", "tools.prep", "5"]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    with Workflow("dash-m", root=".") as wf:
+        out = prep()
+    assert wf.execute()[out] == 15
+    assert os.path.join(".", "tools", "prep.py") in records(home)["prep"]["reads"]
+    assert wf.execute().cached == 1
+    Path("tools", "prep.py").write_text("import sys\nprint(int(sys.argv[1]) * 4)\n")
+    again = wf.execute()
+    assert (again[out], again.executed) == (20, 1)
+
+
 def test_a_partitioned_dataset_folder_gains_a_partition(tmp_path: Path, home: Path) -> None:
     """A folder named with a suffix (``sales.parquet/``, as Spark and pyarrow write datasets) is
     checked as a tree: a new partition file is a change, as an edited one is."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import PurePath
 from types import CodeType, FunctionType, SimpleNamespace
 from typing import Any
@@ -82,10 +83,42 @@ def code_texts(code: Any) -> tuple[str, ...]:
     # a helper it calls names files for it (``io.load()`` reading ``pd.read_parquet(SALES)``)
     bound = (*bound, *helper_data)
     own = _constant_strings(code) + tuple(t for h in helpers for t in _constant_strings(h))
+    own += tuple(_run_modules(own))  # (a program it starts: `python -m tools.prep`)
     texts = own + tuple(islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS))
     with suppress(TypeError):  # not weakly referenceable: computed again next time
         _strings[code] = (gen, texts)
     return texts
+
+
+#: a module name as ``python -m`` takes it
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _run_modules(texts: tuple[str, ...]) -> Iterator[str]:
+    """The source file of each module the texts start as a program (``"-m", "tools.prep"``:
+    ``tools/prep.py``, or a package's ``__main__.py``), found without importing anything,
+    under the working folder or an entry of ``sys.path``: a program the node starts reads it,
+    as it reads a script it names by path. A library's module is left out."""
+    from ..hashing._usercode import is_library_file
+
+    for flag, name in pairwise(texts):
+        if flag != "-m" or not _DOTTED.fullmatch(name):
+            continue
+        relative = name.replace(".", os.sep)
+        for base in dict.fromkeys([os.curdir, *(p for p in sys.path if p)]):
+            found = next(
+                (
+                    path
+                    for path in (os.path.join(base, relative + ".py"),
+                                 os.path.join(base, relative, "__main__.py"))
+                    if os.path.isfile(path)
+                ),
+                None,
+            )  # fmt: skip
+            if found is not None:
+                if not is_library_file(os.path.abspath(found)):
+                    yield os.path.normpath(found) if base == os.curdir else os.path.abspath(found)
+                break
 
 
 def _user_classes(cls: type) -> list[type]:
