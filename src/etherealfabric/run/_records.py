@@ -64,8 +64,12 @@ def decode_records(rows: Iterable[tuple[str, str, bytes]]) -> dict[str, Any]:
     the texts are kept as they are: each lookup decodes its own (:func:`decode_record`)."""
     keys, texts = [row[1] for row in rows], [row[2] for row in rows]
     try:
-        records = json.loads(b"[" + b",".join(texts) + b"]")
-    except (ValueError, TypeError):  # (TypeError: a row not bytes: NULL)
+        try:
+            joined: bytes | str = b"[" + b",".join(texts) + b"]"
+        except TypeError:  # texts given as str (or a NULL row: None, then not JSON)
+            joined = "[" + ",".join(map(as_text, texts)) + "]"
+        records = json.loads(joined)
+    except ValueError:
         records = None
     if (
         type(records) is list
