@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["dumps_task"]
+__all__ = ["by_name", "dumps_task"]
 
 
 def dumps_task(obj: Any) -> bytes:
@@ -41,7 +41,7 @@ def _task_pickler() -> type:
 
     class TaskPickler(cloudpickle.Pickler):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
-            if type(obj) is _LRU_WRAPPER and not _by_name(obj):
+            if type(obj) is _LRU_WRAPPER and by_name(obj) is None:
                 return _reduce_memoized(obj)
             return super().reducer_override(obj)
 
@@ -51,27 +51,29 @@ def _task_pickler() -> type:
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(len))
 
 
-def _by_name(wrapper: Any) -> bool:
-    """Whether cloudpickle would send ``wrapper`` by name safely: its module is importable (in
-    ``sys.modules``), not ``__main__`` nor registered to travel by value, and it is found there
-    under its qualified name."""
+def by_name(obj: Any) -> tuple[str, str] | None:
+    """``(module, qualname)`` if cloudpickle sends ``obj`` by name safely (the worker imports
+    it): its module is imported here, not ``__main__`` nor registered to travel by value, and
+    ``obj`` is found there under its qualified name (not a closure, nor a rebound name)."""
     import cloudpickle
 
-    module = getattr(wrapper, "__module__", None)
-    qualname = getattr(wrapper, "__qualname__", None)
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
-        return False
+        return None
     registered = cloudpickle.list_registry_pickle_by_value()
     parts = module.split(".")
     if any(".".join(parts[: i + 1]) in registered for i in range(len(parts))):
-        return False
+        return None  # travels by value: the worker runs this very code
     found: Any = sys.modules.get(module)
+    if found is None:
+        return None
     try:
         for name in qualname.split("."):
             found = getattr(found, name)
-    except AttributeError:
-        return False
-    return found is wrapper
+    except Exception:  # (a lazy attribute that fails: not found by name)
+        return None
+    return (module, qualname) if found is obj else None
 
 
 def _reduce_memoized(wrapper: Any) -> Any:

@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ..backends._taskpickle import by_name
 from ..errors import StaleCodeError
 from ..hashing._fingerprint import generation, reached
 from ..hashing._source import class_bytecode, code_digest
@@ -50,7 +51,7 @@ def code_stamp(code: Callable[..., Any] | type) -> Stamp:
         return found[1]
     entries = []
     for piece in reached(code):
-        where = _by_name(piece)
+        where = by_name(piece)
         if where is not None:
             entries.append((*where, _digest(piece)))
     stamp: Stamp = (sys.version_info[:2], tuple(sorted(set(entries))))
@@ -75,23 +76,6 @@ def check_code_stamp(stamp: Stamp | None, node: str) -> None:
             "has another version of it); the node was not run. Restart the workers with the "
             "run's code (etherealfabric celery-worker, dask worker) and run again"
         )
-
-
-def _by_name(obj: Any) -> tuple[str, str] | None:
-    """``(module, qualname)`` if cloudpickle sends ``obj`` by name (the worker imports it)."""
-    import cloudpickle
-
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
-        return None
-    registered = cloudpickle.list_registry_pickle_by_value()
-    parts = module.split(".")
-    if any(".".join(parts[: i + 1]) in registered for i in range(len(parts))):
-        return None  # travels by value: the worker runs this very code
-    if sys.modules.get(module) is None or _lookup(module, qualname) is not obj:
-        return None  # not found by name (a closure, a rebound name): by value too
-    return module, qualname
 
 
 def _lookup(module: str, qualname: str) -> Any:
