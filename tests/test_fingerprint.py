@@ -623,3 +623,41 @@ def test_a_global_dicts_order_and_a_defaultdicts_factory_count(
     base = fp(project.load(ORDERED))
     assert fp(project.load(ORDERED.replace(old, new))).digest != base.digest
     assert fp(project.load(ORDERED)).digest == base.digest
+
+
+CLOCKS = """
+import datetime
+import time
+from datetime import date, datetime as dt
+
+
+def today_report():
+    return f"report of {datetime.date.today()} and {date.today()} at {dt.now():%H}"
+
+
+def timed(x):
+    start = time.perf_counter()
+    value = x * 2
+    return value, time.time() - start  # a duration: it times the node, not its result
+
+
+def given(day):
+    return day.today()  # a parameter's method: not a global's
+"""
+
+
+def test_a_read_of_the_clock_is_named_as_not_covered_and_a_duration_is_not(
+    project: Project,
+) -> None:
+    # a node making "today's report" would serve yesterday's from the cache, silently
+    module = project.load(CLOCKS)
+    with pytest.warns(FingerprintWarning, match=r"date\.today\(\) \(the clock"):
+        found = fp(module, "today_report").uncovered
+    assert [u.split(" (")[0] for u in found] == [
+        "datetime.date.today()",
+        "date.today()",
+        "dt.now()",
+    ]
+    assert all("fp_pipeline.py:" in u for u in found)
+    assert fp(module, "timed").uncovered == ()
+    assert fp(module, "given").uncovered == ()

@@ -40,7 +40,7 @@ from ._encoder import type_name
 from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
 
-__all__ = ["assigned_at", "data_urls", "external_note", "global_draws", "url_note"]
+__all__ = ["assigned_at", "clock_reads", "data_urls", "external_note", "global_draws", "url_note"]
 
 #: a string that is a data URL and nothing else (not a sentence with a link in it); a pattern
 #: re compiles, and caches, with the first string holding ``://``
@@ -204,3 +204,57 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
         return []
     where = display_path(code_file(fn))
     return [Lookup(f"{text}(...) {mark}", f"{where}:{line}") for text, line in draws.items()]
+
+
+#: the methods of date classes that read the clock
+_CLOCK_METHODS = frozenset({"today", "now", "utcnow"})
+
+
+def _clock_classes() -> tuple[type, ...]:
+    """The date classes whose ``today()``/``now()`` read the clock (pandas' if imported)."""
+    import datetime
+
+    found: list[type] = [datetime.date, datetime.datetime]
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(getattr(pandas, "Timestamp", None), type):
+        found.append(pandas.Timestamp)
+    return tuple(found)
+
+
+def clock_reads(fn: types.FunctionType, mark: str) -> list[Lookup]:
+    """The calls of ``fn``'s code (nested code too) that read the date or time of day
+    through a global (``datetime.date.today()``, ``date.today()``, ``datetime.now()``,
+    ``pd.Timestamp.now()``), each once at its first line, marked ``mark``. Durations
+    (``time.time()``, ``perf_counter()``) are not: they time the node, not its result."""
+    names = all_names(fn.__code__)
+    if _CLOCK_METHODS.isdisjoint(names):
+        return []  # no today/now/utcnow named at all: most code, at once
+    classes = _clock_classes()
+    namespace = fn.__globals__
+    reads: dict[str, int] = {}
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        line, obj, text = code.co_firstlineno, None, ""
+        for ins in dis.get_instructions(code):
+            line = instruction_line(ins, line)
+            if ins.opname == "LOAD_GLOBAL":
+                obj, text = namespace.get(str(ins.argval)), str(ins.argval)
+            elif ins.opname in _LOADS and (
+                isinstance(obj, types.ModuleType) or any(obj is c for c in classes)
+            ):
+                obj = getattr(obj, str(ins.argval), None)  # (no code runs: a plain attribute)
+                text = f"{text}.{ins.argval}"
+            else:
+                obj = None
+                continue
+            owner = getattr(obj, "__self__", None)
+            if getattr(obj, "__name__", None) in _CLOCK_METHODS and any(
+                owner is c for c in classes
+            ):
+                reads.setdefault(text, line)
+    if not reads:
+        return []
+    where = display_path(code_file(fn))
+    return [Lookup(f"{text}() {mark}", f"{where}:{line}") for text, line in reads.items()]

@@ -42,7 +42,14 @@ from ._bindings import Binding
 from ._builtins import hash_plain
 from ._direct import SAME, Loads
 from ._encoder import Encoder, type_name
-from ._external import assigned_at, data_urls, external_note, global_draws, url_note
+from ._external import (
+    assigned_at,
+    clock_reads,
+    data_urls,
+    external_note,
+    global_draws,
+    url_note,
+)
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._refkinds import (
@@ -50,6 +57,7 @@ from ._refkinds import (
     code_names,
     defaults_of,
     defined_in,
+    dict_orders,
     has_submodule,
     is_code,
     is_frompyfunc,
@@ -57,62 +65,23 @@ from ._refkinds import (
     is_machinery,
     is_setting,
     is_ufunc,
+    is_users,
     library_descriptor,
+    library_name,
     stable_var,
 )
-from ._scan import GLOBAL_DRAW, body_imports, dynamic_lookups, expression_names, global_stores
+from ._scan import (
+    CLOCK_READ,
+    GLOBAL_DRAW,
+    body_imports,
+    dynamic_lookups,
+    expression_names,
+    global_stores,
+)
 from ._source import holds_code, member_functions, unwrap, wrapper_chain
 from ._usercode import is_user_code, is_user_module, is_user_top, module_label, qualified_name
 
 __all__ = ["Binding", "References"]  # Binding: from ._bindings
-
-
-def _is_users(value: object) -> bool:
-    """Whether a code value is the user's (followed as a piece) or EtherealFabric's (which
-    counts for nothing), not a library's."""
-    target = unwrap(value)
-    module = str(getattr(target, "__module__", None) or "")
-    if module == "etherealfabric" or module.startswith("etherealfabric."):
-        return True
-    if isinstance(target, (types.FunctionType, type)):
-        return is_user_code(target)
-    return callable(target) and is_user_code(type(target))
-
-
-def _dict_orders(value: object, limit: int = 10_000) -> tuple[tuple[str, ...], ...]:
-    """The key order of each dict in ``value`` and the lists, tuples and dicts it holds (at
-    most ``limit`` items looked at) whose keys are not in their canonical order (sorted by key
-    digest), as key digests: a global's dict that code iterates (``df[list(FEATURES)]``) gives
-    another result in another order. A dict in canonical order adds nothing, so the digest of
-    a value holding only such dicts is the one it always had."""
-    found: list[tuple[str, ...]] = []
-    todo, seen = [value], 0
-    while todo and seen < limit:
-        item = todo.pop()
-        if isinstance(item, dict):
-            seen += len(item)
-            if len(item) > 1:
-                try:
-                    keys = [hash_plain(k) for k in item]
-                except HashingError:  # a key of no plain encoding: its order is not kept
-                    keys = []
-                if keys != sorted(keys):
-                    found.append(tuple(keys))
-            todo.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            seen += len(item)
-            todo.extend(item)
-    return tuple(found)
-
-
-#: the modules ``os.path`` is on each system: one name, so that keys agree across systems
-_OS_PATH = {"posixpath": "os.path", "ntpath": "os.path"}
-
-
-def _library_name(target: object) -> str:
-    name = qualified_name(target)
-    module, dot, rest = name.partition(".")
-    return f"{_OS_PATH[module]}.{rest}" if dot and module in _OS_PATH else name
 
 
 class References:
@@ -146,7 +115,7 @@ class References:
         names += tuple(lookups.names)
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
         found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
-        found += global_draws(fn, GLOBAL_DRAW)
+        found += global_draws(fn, GLOBAL_DRAW) + clock_reads(fn, CLOCK_READ)
         self.uncovered += [str(lookup) for lookup in found]
         self._names, self._loads = names, Loads(fn)
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)
@@ -233,7 +202,7 @@ class References:
         elif is_code(value):
             self._current = name
             self.code(value, route)
-            if not _is_users(value):  # which library function or class the name stands for
+            if not is_users(value):  # which library function or class the name stands for
                 self._identity(value, name)
         elif not is_machinery(value):
             self.data(value, name)
@@ -246,7 +215,7 @@ class References:
         target = unwrap(value)
         encoder = Encoder(None, self)
         encoder.tag("library")
-        encoder.text(_library_name(target))
+        encoder.text(library_name(target))
         bound = getattr(target, "__self__", None)
         if bound is not None and not isinstance(bound, (types.ModuleType, type)):
             self.data(bound, f"{name}.<self>")
@@ -273,7 +242,7 @@ class References:
         finally:
             self._route = route
         digest = encoder.hexdigest()
-        orders = _dict_orders(value)
+        orders = dict_orders(value)
         if orders:  # code iterates a dict in its order (a value compares without it)
             digest = hash_plain((digest, orders))
         self.constants[name] = digest

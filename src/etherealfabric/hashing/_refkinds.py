@@ -11,15 +11,18 @@ import importlib.util
 import types
 from collections.abc import Iterator
 
+from ..errors import HashingError
+from ._builtins import hash_plain
 from ._encoder import has_encoding
 from ._source import code_file, is_constant, unwrap
-from ._usercode import is_user_code
+from ._usercode import is_user_code, qualified_name
 
 __all__ = [
     "absolute_name",
     "code_names",
     "defaults_of",
     "defined_in",
+    "dict_orders",
     "has_submodule",
     "is_code",
     "is_frompyfunc",
@@ -27,7 +30,9 @@ __all__ = [
     "is_machinery",
     "is_setting",
     "is_ufunc",
+    "is_users",
     "library_descriptor",
+    "library_name",
     "stable_var",
 ]
 
@@ -124,3 +129,51 @@ def stable_var(var: str) -> str:
 def is_generated(fn: types.FunctionType) -> bool:
     """Made from a string (a dataclass's methods): nothing to read, only names to follow."""
     return code_file(fn).startswith("<")  # not a function cloudpickle rebuilt
+
+
+def is_users(value: object) -> bool:
+    """Whether a code value is the user's (followed as a piece) or EtherealFabric's (which
+    counts for nothing), not a library's."""
+    target = unwrap(value)
+    module = str(getattr(target, "__module__", None) or "")
+    if module == "etherealfabric" or module.startswith("etherealfabric."):
+        return True
+    if isinstance(target, (types.FunctionType, type)):
+        return is_user_code(target)
+    return callable(target) and is_user_code(type(target))
+
+
+def dict_orders(value: object, limit: int = 10_000) -> tuple[tuple[str, ...], ...]:
+    """The key order of each dict in ``value`` and the lists, tuples and dicts it holds (at
+    most ``limit`` items looked at) whose keys are not in their canonical order (sorted by key
+    digest), as key digests: a global's dict that code iterates (``df[list(FEATURES)]``) gives
+    another result in another order. A dict in canonical order adds nothing, so the digest of
+    a value holding only such dicts is the one it always had."""
+    found: list[tuple[str, ...]] = []
+    todo, seen = [value], 0
+    while todo and seen < limit:
+        item = todo.pop()
+        if isinstance(item, dict):
+            seen += len(item)
+            if len(item) > 1:
+                try:
+                    keys = [hash_plain(k) for k in item]
+                except HashingError:  # a key of no plain encoding: its order is not kept
+                    keys = []
+                if keys != sorted(keys):
+                    found.append(tuple(keys))
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            seen += len(item)
+            todo.extend(item)
+    return tuple(found)
+
+
+#: the modules ``os.path`` is on each system: one name, so that keys agree across systems
+_OS_PATH = {"posixpath": "os.path", "ntpath": "os.path"}
+
+
+def library_name(target: object) -> str:
+    name = qualified_name(target)
+    module, dot, rest = name.partition(".")
+    return f"{_OS_PATH[module]}.{rest}" if dot and module in _OS_PATH else name

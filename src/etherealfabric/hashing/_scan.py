@@ -41,6 +41,7 @@ from ._usercode import is_user_module, is_user_top
 
 __all__ = [
     "ARGV_READ",
+    "CLOCK_READ",
     "ENVIRONMENT_READ",
     "GLOBAL_DRAW",
     "GLOBAL_STORE",
@@ -66,13 +67,15 @@ ARGV_READ = "(a command-line argument)"
 GLOBAL_STORE = "(assigns a module global: other nodes that read it get another value when this node is a cache hit, which does not run it; return the value instead)"
 #: how a draw from a process's global random generator is marked among them
 GLOBAL_DRAW = "(the process's global random generator: what it draws depends on a seed set elsewhere, which worker processes do not run, and on the draws before it; draw from rng = np.random.default_rng(seed) made in the node, seed a parameter)"
+#: how a read of the clock (``date.today()``, ``datetime.now()``) is marked among them
+CLOCK_READ = "(the clock: the result depends on the day it runs, which the key does not hold; pass the date in as a parameter, e.g. a workflow parameter that defaults to today)"
 #: the marks of what is warned about only in the node's own code and in the helpers it reaches
 #: directly (a helper may be reached through a mere attribute name: ``ctx.spark`` and a global
 #: ``spark``)
-OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE, GLOBAL_DRAW)
+OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE, GLOBAL_DRAW, CLOCK_READ)
 #: those of them a helper reached directly is warned about (not an assignment to a module
 #: global: a helper may keep a module-level cache of its own)
-HELPER_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_DRAW)
+HELPER_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_DRAW, CLOCK_READ)
 _CONST_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT"})
 _TRIGGERS = frozenset(
     {
