@@ -33,6 +33,7 @@ import linecache
 import re
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import a_or_an
@@ -167,6 +168,34 @@ def _global_generators() -> tuple[tuple[object, ...], tuple[object, ...]]:
     return tuple(g for g in generators if g is not None), tuple(seeds)
 
 
+def _global_chains(
+    fn: types.FunctionType, through: tuple[type, ...] = ()
+) -> Iterator[tuple[str, object, int]]:
+    """Each global ``fn``'s code (nested code too) loads, and each attribute of a module (or
+    of a class of ``through``) taken from one, as ``(dotted text, object, line)``: what a
+    call of ``np.random.normal`` or ``datetime.date.today`` names (no code runs: plain
+    attributes)."""
+    namespace = fn.__globals__
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        line, obj, text = code.co_firstlineno, None, ""
+        for ins in dis.get_instructions(code):
+            line = instruction_line(ins, line)
+            if ins.opname == "LOAD_GLOBAL":
+                obj, text = namespace.get(str(ins.argval)), str(ins.argval)
+            elif ins.opname in _LOADS and (
+                isinstance(obj, types.ModuleType) or any(obj is c for c in through)
+            ):
+                obj = getattr(obj, str(ins.argval), None)
+                text = f"{text}.{ins.argval}"
+            else:
+                obj = None
+                continue
+            yield text, obj, line
+
+
 def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
     """The calls of ``fn``'s code (nested code too) that draw from a global random generator
     through a module (``np.random.normal``, ``random.random``), each once at its first line,
@@ -180,26 +209,11 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
     # by name, `from numpy.random import normal`, is a global value: external_note names it)
     draws: dict[str, int] = {}
     seeded = False
-    stack = [fn.__code__]
-    while stack:
-        code = stack.pop()
-        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        line, obj, text = code.co_firstlineno, None, ""
-        for ins in dis.get_instructions(code):
-            line = instruction_line(ins, line)
-            if ins.opname == "LOAD_GLOBAL":
-                name = str(ins.argval)
-                obj, text = namespace.get(name), name
-            elif ins.opname in _LOADS and isinstance(obj, types.ModuleType):
-                obj = getattr(obj, str(ins.argval), None)  # (a module's attribute: no code runs)
-                text = f"{text}.{ins.argval}"
-            else:
-                obj = None
-                continue
-            if any(obj is s for s in seeds):
-                seeded = True
-            elif "." in text and any(getattr(obj, "__self__", None) is g for g in generators):
-                draws.setdefault(text, line)
+    for text, obj, line in _global_chains(fn):
+        if any(obj is s for s in seeds):
+            seeded = True
+        elif "." in text and any(getattr(obj, "__self__", None) is g for g in generators):
+            draws.setdefault(text, line)
     if seeded or not draws:
         return []
     where = display_path(code_file(fn))
@@ -230,30 +244,11 @@ def clock_reads(fn: types.FunctionType, mark: str) -> list[Lookup]:
     if _CLOCK_METHODS.isdisjoint(names):
         return []  # no today/now/utcnow named at all: most code, at once
     classes = _clock_classes()
-    namespace = fn.__globals__
     reads: dict[str, int] = {}
-    stack = [fn.__code__]
-    while stack:
-        code = stack.pop()
-        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        line, obj, text = code.co_firstlineno, None, ""
-        for ins in dis.get_instructions(code):
-            line = instruction_line(ins, line)
-            if ins.opname == "LOAD_GLOBAL":
-                obj, text = namespace.get(str(ins.argval)), str(ins.argval)
-            elif ins.opname in _LOADS and (
-                isinstance(obj, types.ModuleType) or any(obj is c for c in classes)
-            ):
-                obj = getattr(obj, str(ins.argval), None)  # (no code runs: a plain attribute)
-                text = f"{text}.{ins.argval}"
-            else:
-                obj = None
-                continue
-            owner = getattr(obj, "__self__", None)
-            if getattr(obj, "__name__", None) in _CLOCK_METHODS and any(
-                owner is c for c in classes
-            ):
-                reads.setdefault(text, line)
+    for text, obj, line in _global_chains(fn, classes):
+        owner = getattr(obj, "__self__", None)
+        if getattr(obj, "__name__", None) in _CLOCK_METHODS and any(owner is c for c in classes):
+            reads.setdefault(text, line)
     if not reads:
         return []
     where = display_path(code_file(fn))
