@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from etherealfabric import ConfigError, RetryPolicy, RunFailedError, Workflow, node
+from etherealfabric import ConfigError, RunFailedError, Workflow, node
 from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._celery import main as celery_main
 from etherealfabric.backends._celery import make_app
@@ -193,40 +193,6 @@ def test_workflow_file_nodes_travel_by_value(backend_name: str, tmp_path: Path) 
     finally:
         sys.path[:] = [p for p in sys.path if p != str(source.parent)]
         sys.modules.pop(next(m for m in sys.modules if m.endswith("byvalue_flow")), None)
-
-
-# -- fail-fast reaches the retries of nodes running on the backend ------------------------------
-@pytest.mark.parametrize("backend_name", ["processes", "dask", "celery"], indirect=True)
-def test_fail_fast_ends_the_retries_of_a_node_running_on_the_backend(
-    backend_name: str, tmp_path: Path
-) -> None:
-    # `flaky` retries with a 30 s backoff on a worker; `fails` fails once `flaky` failed its
-    # first attempt: the run stops, and the worker makes no second attempt of `flaky`
-    folder = str(tmp_path)
-
-    @node(retries=RetryPolicy(retries=5, backoff=30.0))
-    def flaky():
-        tries = len([n for n in os.listdir(folder) if n.startswith("attempt-")]) + 1
-        Path(folder, f"attempt-{tries}").touch()
-        raise ValueError("flaky failed")
-
-    @node
-    def fails():
-        deadline = time.monotonic() + TIMEOUT
-        while not os.path.exists(os.path.join(folder, "attempt-1")):
-            assert time.monotonic() < deadline, "flaky never ran"
-            time.sleep(0.05)
-        raise RuntimeError("boom")
-
-    with Workflow("fail-fast-remote-retries", home=tmp_path / "home") as wf:
-        flaky()
-        fails()
-    started = time.monotonic()
-    results = wf.execute(raise_on_error=False)
-    assert time.monotonic() - started < 25  # not 30 s of backoff, nor five more attempts
-    assert results.statuses == {"flaky": "failed", "fails": "failed"}
-    assert "flaky failed" in str(results.errors["flaky"])
-    assert sorted(n for n in os.listdir(folder) if n.startswith("attempt-")) == ["attempt-1"]
 
 
 # -- the registry and import lightness -----------------------------------------------------------

@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ import etherealfabric
 from etherealfabric import ConfigError, RunFailedError, Workflow, node
 from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._spark import SparkBackend, _local_cores
+from etherealfabric.backends._spark_stop import SparkStop, StopServer, driver_address
 from etherealfabric.testing import BackendContract
 from etherealfabric.testing._backends import double, explode, node_runs, total
 
@@ -357,3 +361,41 @@ def _ran(seconds: float) -> Any:
     result = TaskResult(node="n", key="k", ok=True)
     result.attempts = [Attempt(number=1, started_at=100.0, finished_at=100.0 + seconds)]
     return result
+
+
+# -- fail-fast's stop signal, as the executors ask it (no JVM needed) -----------------------------
+def test_the_stop_server_answers_waits_and_releases_a_waiting_task() -> None:
+    server = StopServer(driver_address("local[2]"))
+    stop = SparkStop()
+    stop.address = server.address
+    try:
+        assert server.address[0] == "127.0.0.1"
+        assert stop.is_set() is False
+        started = time.monotonic()
+        assert stop.wait(0.3) is False
+        assert time.monotonic() - started >= 0.25
+        # a task waiting out a long backoff is released as soon as the run stops
+        threading.Timer(0.3, server.stopped.set).start()
+        started = time.monotonic()
+        assert stop.wait(30) is True
+        assert time.monotonic() - started < 10
+        assert stop.is_set() is True
+        # a stranger's bytes get no answer and do not stop the server
+        with socket.create_connection(server.address, timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert conn.recv(1) == b""
+        assert stop.is_set() is True
+    finally:
+        server.close()
+
+
+def test_a_task_that_cannot_reach_the_driver_sleeps_its_backoff_and_retries() -> None:
+    server = StopServer("127.0.0.1")
+    stop = SparkStop()
+    stop.address = server.address
+    server.close()  # (the port is closed now)
+    assert stop.is_set() is False
+    started = time.monotonic()
+    assert stop.wait(0.3) is False
+    assert time.monotonic() - started >= 0.25
+    assert SparkStop().is_set() is False  # never served: no stop

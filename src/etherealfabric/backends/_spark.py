@@ -26,7 +26,8 @@ group, so closing with ``cancel`` cancels the running ones. A job of several nod
 as a whole (a Python worker died) sends its nodes again each in a job of its own, so only a
 node that takes its worker down fails. Spark itself retries a task only when its Python worker
 dies (``spark.task.maxFailures``; once on ``local[N]``); a node's own exception is never
-retried by Spark, the run's retry policy decides.
+retried by Spark, the run's retry policy decides. Fail-fast reaches the retries of nodes running on the
+executors through a stop signal the driver serves (``_spark_stop.py``).
 
 Executors read inputs from and write outputs to the store, so each must reach it: a local
 folder for ``local[N]`` (or a shared file system), an object store for a cluster on other
@@ -60,6 +61,7 @@ from ..errors import ConfigError, ExecutionError
 from ._base import Backend, TaskFuture, default_workers
 from ._grouping import GroupPacing, run_captured, run_group, settle
 from ._local import ThreadBackend
+from ._spark_stop import SparkStop, StopServer, driver_address
 from ._taskpickle import dumps_task
 
 __all__ = ["MASTER_ENV", "SparkBackend", "run_spark_task"]
@@ -132,6 +134,9 @@ class SparkBackend(Backend):
         self._inbox: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
         self._io: threading.Thread | None = None
         self._cancelled = False
+        self._stop = SparkStop()  # fail-fast, as the tasks carry it (served on first submit)
+        self._stop_server: StopServer | None = None
+        self._stop_unserved = False  # the server could not start: not tried again
 
     @property
     def in_flight(self) -> int | None:
@@ -195,10 +200,47 @@ class SparkBackend(Backend):
             session.sparkContext.pythonExec = sys.executable
         return session, True
 
+    # -- fail-fast -----------------------------------------------------------------------------
+    @property
+    def retry_stop(self) -> SparkStop:
+        """The driver's stop server, as the tasks reach it (``._spark_stop``)."""
+        return self._stop
+
+    def stop_retries(self) -> None:
+        """The run stops: the retries of the nodes running on executors end."""
+        with self._lock:
+            server = self._stop_server
+        if server is not None:
+            server.stopped.set()
+
+    def _serve_stop(self) -> None:
+        """Start the stop server (once, before the first task is pickled with its address)."""
+        with self._lock:
+            if self._stop_server is not None or self._stop_unserved:
+                return
+            try:
+                self._stop_server = StopServer(driver_address(self._known_master()))
+            except OSError as exc:  # the nodes' retries then run their course
+                log.warning("cannot serve fail-fast to the Spark executors: %s", exc)
+                self._stop_unserved = True
+                return
+            self._stop.address = self._stop_server.address
+
+    def _known_master(self) -> str:
+        """The master the nodes will run on, as far as known without starting a session."""
+        if self._session is not None:
+            return str(self._session.sparkContext.master)
+        if self._master is None and "pyspark.sql" in sys.modules:
+            active = sys.modules["pyspark.sql"].SparkSession.getActiveSession()
+            if active is not None:
+                return str(active.sparkContext.master)
+        return self._master or "local"
+
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         """Queue ``fn(task)`` for Spark; the future resolves to its return value."""
         future: Future[Any] = Future()
+        self._serve_stop()
         try:
             payload = dumps_task((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
@@ -371,6 +413,11 @@ class SparkBackend(Backend):
             self._session, self._owns_session = None, False
         if owns and session is not None:
             session.stop()
+        with self._lock:
+            server, self._stop_server = self._stop_server, None
+            self._stop.address, self._stop_unserved = None, False
+        if server is not None:
+            server.close()
 
 
 @dataclass(frozen=True)

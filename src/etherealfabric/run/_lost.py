@@ -82,7 +82,7 @@ def _noted(
     elif printing is not None and note[0] == "printed" and len(note) == 2:
         chunks = printing.setdefault(node, [])
         chunks.append(str(note[1]))
-        if len(chunks) > 64 and sum(map(len, chunks)) > 2 * MAX_CAPTURE:
+        if len(chunks) > 64:  # joined every 64 chunks: linear however small the chunks
             chunks[:] = ["".join(chunks)[-MAX_CAPTURE:]]
 
 

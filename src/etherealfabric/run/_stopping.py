@@ -4,7 +4,7 @@ Fail-fast (the default, ``keep_going=False``): once a node failed, nothing new s
 submitted that did not start are dropped, and a node running in the scheduler's process (the
 threads backend, ``on_driver``) makes no further retry (``Task.stop_retrying``,
 ``run/_retrying.py``); nor does one running out of process on a backend that carries the stop
-to its tasks (``Backend.retry_stop``: processes, Dask). Running nodes finish their attempt.
+to its tasks (``Backend.retry_stop``: processes, Dask, Celery, Spark). Running nodes finish their attempt.
 
 When the run ends with nodes unfinished (fail-fast, Ctrl-C, SIGTERM), each is ``cancelled``; one
 that was running keeps its key and start, and what its running attempt printed and logged so

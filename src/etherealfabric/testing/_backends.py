@@ -49,6 +49,7 @@ from ..define._node import Node
 from ..errors import RunFailedError
 from ..journal import Journal
 from ..workflow import Workflow
+from ._failfast import FailFastContract
 from ._maps import MapContract
 
 __all__ = ["USER_SCRIPT", "BackendContract", "double", "nap", "refuse"]
@@ -223,11 +224,12 @@ def node_runs(home: Path, run_id: str) -> dict[str, dict[str, Any]]:
         return {r["node"]: r for r in journal.node_runs(run_id)}
 
 
-class BackendContract(MapContract):
+class BackendContract(MapContract, FailFastContract):
     """Tests every backend passes. Subclasses provide the ``backend_name`` fixture.
 
     The mapped-node cases (partial failure, warm re-run, a driver killed mid-map) come from
-    :class:`~etherealfabric.testing._maps.MapContract`.
+    :class:`~etherealfabric.testing._maps.MapContract`, fail-fast ending a running node's
+    retries from :class:`~etherealfabric.testing._failfast.FailFastContract`.
     """
 
     #: the ``max_workers`` the tests create the backend with (and expect it to report)
