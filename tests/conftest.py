@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,18 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def ef() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The real command line in a fresh process: ``ef(cwd, "run", "flow.py", NAME=value)``
+    (extra ``ETHEREALFABRIC_*`` settings as keywords; none from the outside)."""
+
+    def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+        return subprocess.run(
+            [sys.executable, "-m", "etherealfabric", *args],
+            cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+
+    return run

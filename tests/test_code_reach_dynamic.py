@@ -22,6 +22,7 @@ from types import ModuleType
 
 import pytest
 
+from etherealfabric import Workflow, node
 from etherealfabric.hashing._fingerprint import Fingerprint, FingerprintWarning
 from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import HELPERS, Project, changed, fp
@@ -416,3 +417,29 @@ def test_other_environment_reads_warn(
 
 def test_environment_reads_elsewhere_stay_quiet(project: Project) -> None:
     assert quiet(project.load(ENVIRONMENT), "node_local").uncovered == ()
+
+
+def test_a_function_made_by_exec_without_a_module_is_keyed_by_its_code(tmp_path: Path) -> None:
+    """``exec(text, {})`` and ``sympy.lambdify`` make functions whose ``__module__`` is None:
+    keyed by their bytecode (with a warning: no source), not by their name only."""
+
+    def build(body: str) -> Workflow:
+        namespace: dict[str, object] = {}
+        exec(f"def made(x):\n    return {body}\n", namespace)
+        made = namespace["made"]
+        assert getattr(made, "__module__", "?") is None
+
+        @node
+        def final() -> int:
+            return made(2)  # type: ignore[operator]
+
+        with Workflow("exec-made", home=tmp_path / "home") as wf:
+            final()
+        return wf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FingerprintWarning)
+        assert build("x * 2").execute()["final"]["result"] == 4
+        assert build("x * 2").execute().cached == 1
+        again = build("x * 20").execute()
+    assert (again["final"]["result"], again.executed) == (40, 1)

@@ -79,8 +79,37 @@ def test_an_edited_file_that_a_node_read_runs_it_again(
     assert (fourth[out], fourth.executed, fourth.cached) == (2, 1, 1)  # doubled(1): cached
 
 
-def test_a_read_file_that_is_not_there_keeps_the_hit(tmp_path: Path, home: Path) -> None:
-    """A teammate sharing the store without the raw data still gets the result."""
+def test_a_read_file_deleted_on_this_machine_runs_the_node_again(
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An optional file the node reads when it is there (``overrides.csv``), deleted since: the
+    node runs again and takes the other branch (before, the old result was served)."""
+    Path("overrides.txt").write_text("100\n")
+
+    @node
+    def settings() -> int:
+        if os.path.exists("overrides.txt"):
+            return int(Path("overrides.txt").read_text())
+        return 1
+
+    with Workflow("optional", root=".") as wf:
+        out = settings()
+    assert wf.execute()[out] == 100
+    assert records(home)["settings"]["read_on"] == os.uname().nodename
+    assert wf.execute().cached == 1
+    os.remove("overrides.txt")
+    with caplog.at_level(logging.INFO, logger="etherealfabric.cache"):
+        again = wf.execute()
+    assert (again[out], again.executed) == (1, 1)
+    assert "'./overrides.txt', a file it read, is gone since its cached result" in caplog.text
+    assert wf.execute().cached == 1  # (now recorded as not there)
+
+
+def test_a_file_read_on_another_machine_that_is_not_here_keeps_the_hit(
+    tmp_path: Path, home: Path
+) -> None:
+    """A teammate sharing the store without the raw data still gets the result: the record
+    was made on another machine (its ``read_on``)."""
     Path("threshold.txt").write_text("7\n")
 
     @node
@@ -90,12 +119,48 @@ def test_a_read_file_that_is_not_there_keeps_the_hit(tmp_path: Path, home: Path)
     with Workflow("gone", root=".") as wf:
         out = read_number()
     assert wf.execute()[out] == 7
+    with Journal(home / "journal.db") as journal:  # as if fetched from a teammate's store
+        ((key, text),) = journal.conn.execute("SELECT key, record FROM actions").fetchall()
+        record = json.loads(text)
+        record["read_on"] = "a-teammates-laptop"
+        journal.conn.execute(
+            "UPDATE actions SET record = ? WHERE key = ?", (json.dumps(record), key)
+        )
+        journal.conn.commit()
     os.remove("threshold.txt")
     again = wf.execute()
     assert (again[out], again.cached) == (7, 1)
-    Path("threshold.txt").write_text("8\n")  # back, with other content: it runs
+    Path("threshold.txt").write_text("8\n")  # here, with other content: it runs
     third = wf.execute()
     assert (third[out], third.executed) == (8, 1)
+
+
+def test_a_file_in_the_users_home_folder_is_each_users_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/data/x.csv`` outside the root is recorded as ``~/...``: a teammate sharing the store
+    (here: another HOME) is checked against her own copy, not served alice's result."""
+    for user, value in (("alice", "10\n"), ("bob", "500\n")):
+        (tmp_path / user / "data").mkdir(parents=True)
+        (tmp_path / user / "data" / "x.csv").write_text(value)
+    (tmp_path / "proj").mkdir()
+
+    @node
+    def mine() -> int:
+        return int(Path(os.path.expanduser("~/data/x.csv")).read_text())
+
+    def run() -> Any:
+        with Workflow("home-files", root=str(tmp_path / "proj"), home=tmp_path / "h") as wf:
+            mine()
+        return wf.execute()
+
+    monkeypatch.setenv("HOME", str(tmp_path / "alice"))
+    assert run()["mine"]["result"] == 10
+    assert list(records(tmp_path / "h")["mine"]["reads"]) == [os.path.join("~", "data", "x.csv")]
+    assert run().cached == 1
+    monkeypatch.setenv("HOME", str(tmp_path / "bob"))
+    again = run()
+    assert (again["mine"]["result"], again.executed) == (500, 1)
 
 
 def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:

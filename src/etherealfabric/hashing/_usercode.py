@@ -50,6 +50,11 @@ _ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__fi
 def is_user_code(obj: object) -> bool:
     """True if ``obj`` is defined in user code (not the stdlib, site-packages or EtherealFabric)."""
     module = getattr(obj, "__module__", None)
+    if module is None and isinstance(obj, types.FunctionType):
+        # exec'd in a namespace without ``__name__`` (``exec(text, ns)``, ``sympy.lambdify``):
+        # code made at run time, by the user or for them: keyed by its bytecode, not its name
+        filename = obj.__code__.co_filename
+        return filename.startswith("<") or _is_user_file(filename)
     if not isinstance(module, str) or _is_ours(module):
         return False
     loaded = sys.modules.get(module)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._folders import ABSENT, DATABASE, LISTED, listing_key, showing_source, sqlite_path
+from ._folders import ABSENT, DATABASE, HERE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
 from ._texts import MAX_READS
 
@@ -59,8 +59,10 @@ _MOVES = {
     "os.rmdir": ((0,), (1,)),
     "shutil.rmtree": ((0,), (1,)),  # (path, dir_fd): its own removals go by descriptor
 }
+#: the audit event of an unpickler resolving a class or function by name (module, qualname)
+_UNPICKLED = "pickle.find_class"
 #: the audit events the hook looks at (run/_folders.py for the last three)
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", *_MOVES})
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", _UNPICKLED, *_MOVES})
 
 #: the files the running node opened (path -> opened for writing; None: in an untracked
 #: block, or named by one), in its thread's context
@@ -84,12 +86,15 @@ class Opened(dict[str, bool | None]):
     while it ran (run/_folders.py's :func:`listings_read`): ``listings``, each folder's
     absolute path -> the names it held when the node first listed it (None: more than
     :data:`MAX_READS`); ``moved``, the absolute paths the node made or took away itself other
-    than by ``open`` (a folder made, a file renamed into place or removed)."""
+    than by ``open`` (a folder made, a file renamed into place or removed); and
+    ``unpickled``, the modules whose classes or functions a pickle the node loaded named (a
+    model file's class: its code is part of what the node read, run/_reads.py)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.listings: dict[str, frozenset[str] | None] = {}
         self.moved: set[str] = set()
+        self.unpickled: set[str] = set()
 
     def saw(self, folder: str) -> None:
         """Note the names ``folder`` holds now, before the node lists it (the first
@@ -125,6 +130,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         if event in _MOVES:
             if isinstance(opened, Opened):
                 opened.moves(event, args)
+            return
+        if event == _UNPICKLED:
+            if isinstance(opened, Opened) and not _untracking.get():
+                opened.unpickled.add(str(args[0]))
             return
         if event == "open":
             path, _, flags = args
@@ -290,7 +299,3 @@ def as_opened(path: str) -> str:
     if os.path.isabs(path):
         return os.path.abspath(path)
     return HERE + os.path.normpath(path)
-
-
-#: the prefix of a path relative to the working folder (in ``opened`` and in records' reads)
-HERE = "." + os.sep

@@ -39,7 +39,7 @@ from ..journal import Journal
 from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError
 from ._files import file_value, restore_output, unwritten_changed
-from ._folders import read_changed
+from ._folders import read_changed, read_path
 from ._reads import changed_read
 from ._records import (
     decode_record,
@@ -197,7 +197,10 @@ class ArtifactCache(SharedFetch):
         if path is None and why is None:
             return False
         if key not in self.refused:  # (a lookup again once the lease is taken: said once)
-            self.refused[key] = why or read_changed(str(path), record["reads"].get(path))
+            gone = path is not None and not os.path.lexists(
+                read_path(path, self.root if self.root is not None else os.getcwd())
+            )
+            self.refused[key] = why or read_changed(str(path), record["reads"].get(path), gone=gone)
             log.info("node %r: %s: running it again", record.get("node", "?"), self.refused[key])
         return True
 

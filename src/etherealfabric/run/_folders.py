@@ -23,7 +23,8 @@ checkpoint, with the database file unchanged: its entry keeps the ``-wal`` file'
 (``""`` when there is none) as ``wal``, and a ``-wal`` file holding something else is a change.
 
 Also here: which ``.py`` files are code rather than data (:func:`module_sources`,
-:func:`showing_source`), and the existence test of many named paths (:func:`maybe_existing`).
+:func:`showing_source`), and which are read as code a loaded pickle runs
+(:func:`unpickled_sources`), and the existence test of many named paths (:func:`maybe_existing`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ from ..hashing._usercode import is_library_file
 __all__ = [
     "ABSENT",
     "DATABASE",
+    "HERE",
     "LISTED",
     "field",
     "folder_changed",
+    "folder_key",
     "folder_read",
     "inside",
     "listing_digest",
@@ -57,13 +60,19 @@ __all__ = [
     "maybe_existing",
     "module_sources",
     "read_changed",
+    "read_key",
+    "read_path",
     "showing_source",
     "sqlite_path",
     "too_many",
     "tree_digest",
+    "unpickled_sources",
     "wal_digest",
     "writes_into",
 ]
+
+#: the prefix of a path relative to the working folder (in ``opened`` and in records' reads)
+HERE = "." + os.sep
 
 log = logging.getLogger("etherealfabric.files")
 
@@ -197,6 +206,21 @@ def module_sources() -> set[str]:
     }
 
 
+def unpickled_sources(opened: Mapping[str, bool | None]) -> set[str]:
+    """The source files of the user's modules whose classes or functions a pickle the node
+    loaded named (``joblib.load("model.pkl")``: the model's class): what the loaded object
+    runs, as the node's key does not cover it (the file's bytes name the class, they do not
+    hold its code); an edit there runs the node again."""
+    found = set()
+    for name in getattr(opened, "unpickled", ()):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(file, str) and file.endswith(".py"):
+            path = os.path.abspath(file)
+            if not is_library_file(path):
+                found.add(path)
+    return found
+
+
 def listings_read(
     listed: list[tuple[str, str]],
     opened: Mapping[str, bool | None],
@@ -315,11 +339,13 @@ def _under(relative: str, skipped: str) -> bool:
     return relative == skipped or relative.startswith(skipped.rstrip("/") + "/")
 
 
-def read_changed(path: str, entry: object = None) -> str:
+def read_changed(path: str, entry: object = None, *, gone: bool = False) -> str:
     """How the log, ``plan`` and ``explain`` say that the file ``path`` a node read (its
-    ``entry`` in the record's reads) changed."""
+    ``entry`` in the record's reads) changed; ``gone``: it is not there any more."""
     if field(entry, "missing"):
         return f"{path!r}, which was not there when it ran, appeared since its cached result"
+    if gone:
+        return f"{path!r}, a file it read, is gone since its cached result"
     what = (
         "a folder it lists"
         if field(entry, "listing") is not None
@@ -354,6 +380,42 @@ def maybe_existing(paths: list[str]) -> list[str]:
         if name in listed[folder] or not name:  # ("data/": the folder itself)
             kept.append(path)
     return kept
+
+
+def read_key(path: str, base: str) -> str:
+    """How a record names the absolute ``path`` a node read: relative to ``base`` (the root)
+    inside it (a teammate's checkout has it at another place); else ``~/...`` inside the
+    user's home folder (``~/data/x.csv`` is each user's own file); else absolute."""
+    if inside(path, [base]):
+        return os.path.relpath(path, base)
+    home = _user_home()
+    if home is not None and inside(path, [home]):
+        return "~" + os.sep + os.path.relpath(path, home)
+    return path
+
+
+def folder_key(folder: str, base: str) -> str:
+    """A folder's key in the record (:func:`read_key`, with a separator at its end); the root
+    itself absolute (its relative name would read as the working folder's)."""
+    if folder == base.rstrip(os.sep):
+        return folder + os.sep
+    return read_key(folder, base) + os.sep
+
+
+def read_path(key: str, base: str) -> str:
+    """The path a record's read ``key`` names here: ``./path`` relative to the working folder
+    (as the node opened it), ``~/path`` to this user's home folder, else relative to ``base``
+    (the root) or absolute."""
+    if key.startswith(HERE):
+        return os.path.abspath(key)
+    if key.startswith("~" + os.sep):
+        return os.path.expanduser(key)
+    return os.path.join(base, key)
+
+
+def _user_home() -> str | None:
+    home = os.path.expanduser("~")
+    return home.rstrip(os.sep) if home not in ("~", os.sep, "") else None
 
 
 def inside(path: str, folders: list[str]) -> bool:

@@ -10,7 +10,8 @@ pickle, ``runpy``...; and the folders it lists and the SQLite databases it conne
 (run/_folders.py). When the node succeeds, :func:`files_read` keeps each regular file it only
 read: not one it also opened for writing, not a declared ``File``/``Directory`` input (keyed by
 content already) nor a declared output, not library or engine code, not compiled code nor the
-source of an imported module (other ``.py`` files are data), not the store's own files, not
+source of an imported module (other ``.py`` files are data; but the module of a user's class a
+pickle it loaded names is read: the code the loaded model runs), not the store's own files, not
 ``/proc``, ``/sys`` or ``/dev`` (but ``/dev/shm``). The action record lists them under
 ``reads`` with the digest of their content (taken after it ran: one whose ctime is not before
 its start changed meanwhile, maybe after it was read, and the node is ``drifted``): a path the
@@ -21,9 +22,11 @@ place), else absolute. A later
 lookup of the key (:func:`changed_read`) hashes them again, through the journal's
 size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
 now holds something else: the node runs again, and its consumers with it when its output
-changed. A file that is not there is not a reason to run: a teammate
-sharing the store without the raw data (or a driver whose cluster workers read files of their
-own) still gets the result. But a path that was not there when the node ran (a file it names
+changed. A file read on this machine (the record's ``read_on``) and gone since is a change;
+one not there that was read on another machine is not a reason to run: a teammate sharing
+the store without the raw data (or a driver whose cluster workers read files of their own)
+still gets the result. A file read in the user's home folder outside the root is recorded as
+``~/...``: each user's own (a teammate's ``~/data/x.csv`` is checked against hers). But a path that was not there when the node ran (a file it names
 and looked for, ``if Path("overrides.json").exists()``; a folder it listed, a ``glob`` over
 ``data/extra/`` before it existed) is recorded ``{"missing": True}`` (at most
 :data:`MAX_MISSING`, texts that look like file names only): one that appears makes the hit
@@ -80,16 +83,21 @@ from ._folders import (
     LISTED,
     field,
     folder_changed,
+    folder_key,
     folder_read,
     inside,
     listings_read,
     maybe_existing,
     module_sources,
+    read_key,
+    read_path,
     too_many,
+    unpickled_sources,
     wal_digest,
     writes_into,
 )
 from ._memoized import memoized_reads
+from ._messages import HOST
 from ._texts import (
     MAX_READS,
     argument_strings,
@@ -149,6 +157,8 @@ def task_reads(
             opened.setdefault(path, how)
     except Exception:  # (not contextlib.suppress: a call per node the less)
         pass
+    for path in (code := unpickled_sources(opened)):  # the code a loaded pickle runs
+        opened.setdefault(path, False)
     started = attempts[-1].started_at
     absent: list[str] = []
     named = named_paths(
@@ -172,6 +182,7 @@ def task_reads(
         missing=absent,
         since=started,
         changed=changed,
+        code=code,
     )
 
 
@@ -293,6 +304,7 @@ def files_read(
     missing: Collection[str] = (),
     since: float | None = None,
     changed: list[str] | None = None,
+    code: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
@@ -303,7 +315,8 @@ def files_read(
     ``missing``: paths named (as noted) that were not there, recorded ``{"missing": True}``
     (with the folders it listed that were not there either: ``ABSENT`` in ``opened``).
     ``changed`` gets the files opened that changed since ``since``, when the node's last
-    attempt started (``run/_files.py``): their digest may not be what the node read."""
+    attempt started (``run/_files.py``): their digest may not be what the node read.
+    ``code``: absolute paths of module sources that count as read (:func:`unpickled_sources`)."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
     stores = store_folders or []
@@ -326,17 +339,17 @@ def files_read(
         if inside(target, declared) or inside(target, stores):
             continue
         if path.endswith(LISTED):  # a folder it listed: after the files (run/_folders.py)
-            listed.append((target, recorded[:-1] if recorded else _folder_key(target, base)))
+            listed.append((target, recorded[:-1] if recorded else folder_key(target, base)))
             continue
         if path.endswith(os.sep):  # a folder the node names
             untracked = _untracked(opened) if untracked is None else untracked
             folder = folder_read(target, base, stores, node, MAX_READS, MAX_FOLDER_BYTES, untracked)
             if folder is not None and len(found) < MAX_READS:
-                found[recorded or _folder_key(target, base)] = folder
+                found[recorded or folder_key(target, base)] = folder
             continue
         if path.endswith(".py"):  # data, unless a module was imported from it
             sources = module_sources() if sources is None else sources
-            if path in sources:
+            if path in sources and path not in code:
                 continue
         try:
             info = os.stat(target)
@@ -355,14 +368,14 @@ def files_read(
             entry["wal"] = wal_digest(target)
         elif path in named:
             entry["named"] = True
-        found[recorded or _relative(target, base)] = entry
+        found[recorded or read_key(target, base)] = entry
         if (  # (not one only named: maybe the node's output, written natively)
             changed is not None
             and since is not None
             and path not in named
             and changed_since(target, info, since)
         ):
-            changed.append(recorded or _relative(target, base))
+            changed.append(recorded or read_key(target, base))
     if listed:
         listings_read(listed, opened, found, node, MAX_READS, changed)
     _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])
@@ -387,7 +400,7 @@ def _absent(
         absolute = os.path.abspath(path)
         if absolute.startswith(_SYSTEM) or inside(absolute, left_out):
             continue
-        key = path if path.startswith(HERE) else _relative(absolute, base) + os.sep * folder
+        key = path if path.startswith(HERE) else read_key(absolute, base) + os.sep * folder
         if key in found or os.path.lexists(absolute):  # there now: written, not read
             continue
         found[key] = {"missing": True}
@@ -425,19 +438,19 @@ def changed_read(
     record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
 ) -> str | None:
     """The path (as recorded) of a file ``record``'s node read that now holds something else
-    (or of a folder whose tree or listing changed); None when each is as it was, or not here: a
-    teammate sharing the store without the raw data, or a cluster's worker that had files of
-    its own, still gets the result."""
+    (or of a folder whose tree or listing changed), or that is gone from the machine that read
+    it; None when each is as it was, or not here and read elsewhere: a teammate sharing the
+    store without the raw data, or a cluster's worker that had files of its own, still gets
+    the result (so does a ``./path`` checked from another working folder)."""
     reads = record.get("reads")
     if not isinstance(reads, Mapping):
         return None
     base = root if root is not None else os.getcwd()
+    here = record.get("read_on") == HOST  # read on this machine: a file gone is a change
+    cwd = record.get("read_in") == os.getcwd()  # (./paths: read from this folder too)
     for relative, entry in reads.items():
         relative = str(relative)
-        # ./path: relative to the working folder, as the node opened it; else to the root
-        path = (
-            os.path.abspath(relative) if relative.startswith(HERE) else os.path.join(base, relative)
-        )
+        path = read_path(relative, base)
         if field(entry, "missing"):  # not there when it ran: one stat
             if os.path.lexists(path):
                 return relative
@@ -452,7 +465,9 @@ def changed_read(
                 if _size(path) != field(entry, "size")
                 else file_digest(path, file_cache=file_cache)
             )
-        except (OSError, HashingError):  # not here (or unreadable): nothing to compare
+        except (OSError, HashingError):  # not here (or unreadable): nothing to compare, but
+            if here and (cwd or not relative.startswith(HERE)) and not os.path.lexists(path):
+                return relative  # gone from where it was read: deleted since
             continue
         if digest is None or digest != field(entry, "digest"):
             return relative
@@ -479,15 +494,3 @@ def _untracked(opened: Mapping[str, bool | None]) -> list[str]:
 def _holds(path: str, untracked: Collection[str]) -> bool:
     """Whether ``path`` is an untracked one, or a folder holding one."""
     return any(inside(u, [path]) for u in untracked)
-
-
-def _relative(path: str, base: str) -> str:
-    return os.path.relpath(path, base) if inside(path, [base]) else path
-
-
-def _folder_key(folder: str, base: str) -> str:
-    """A folder's key in the record: root-relative when below the root, else absolute (and the
-    root itself absolute: its relative name would read as the working folder's)."""
-    if folder == base.rstrip(os.sep):
-        return folder + os.sep
-    return _relative(folder, base) + os.sep

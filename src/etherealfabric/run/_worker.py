@@ -58,7 +58,7 @@ from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint
 from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
-from ._messages import Attempt, Task, TaskResult, node_traceback
+from ._messages import HOST, Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
 from ._redact import Redactor
@@ -469,4 +469,6 @@ def action_record(
         record["files"] = {k: dict(v) for k, v in files.items()}
     if reads:
         record["reads"] = {k: dict(v) for k, v in reads.items()}
+        # a file read gone from this machine (from this folder, for ./paths) is a change here
+        record["read_on"], record["read_in"] = HOST, os.getcwd()
     return record
