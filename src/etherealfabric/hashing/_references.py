@@ -42,6 +42,7 @@ from ._bindings import Binding
 from ._builtins import hash_plain
 from ._direct import SAME, Loads
 from ._encoder import Encoder, type_name
+from ._extensions import extension_members
 from ._external import (
     assigned_at,
     clock_reads,
@@ -126,6 +127,8 @@ class References:
         for name in names:
             if name in namespace:
                 self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
+        for found in extension_members(names):  # df.geo.center(): the user's on pd.DataFrame
+            self.code(found, None)
         for level, target, fromlist in imports:
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:
