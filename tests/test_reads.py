@@ -163,6 +163,33 @@ def test_a_file_in_the_users_home_folder_is_each_users_own(
     assert (again["mine"]["result"], again.executed) == (500, 1)
 
 
+def test_a_file_opened_after_the_node_changed_folder_is_the_one_it_read(
+    tmp_path: Path, home: Path
+) -> None:
+    """``os.chdir("sub")`` then ``open("data.csv")`` reads ``sub/data.csv``: that file is the
+    one recorded and checked (before, ``./data.csv`` of the starting folder was, not there)."""
+    Path("sub").mkdir()
+    Path("sub/data.csv").write_text("x\n1\n")
+
+    @node
+    def rows() -> int:
+        start = os.getcwd()
+        os.chdir("sub")
+        try:
+            return len(Path("data.csv").read_text().splitlines()) - 1
+        finally:
+            os.chdir(start)
+
+    with Workflow("chdir", root=".") as wf:
+        out = rows()
+    assert wf.execute()[out] == 1
+    assert "sub/data.csv" in records(home)["rows"]["reads"]
+    assert wf.execute().cached == 1
+    Path("sub/data.csv").write_text("x\n1\n2\n3\n")
+    again = wf.execute()
+    assert (again[out], again.executed) == (3, 1)
+
+
 def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:
     """Not: a file it wrote (then read back), a declared File input, a declared output,
     library files, /proc; yes: the data file, by absolute path when outside the root."""

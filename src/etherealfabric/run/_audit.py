@@ -59,6 +59,8 @@ _MOVES = {
     "os.rmdir": ((0,), (1,)),
     "shutil.rmtree": ((0,), (1,)),  # (path, dir_fd): its own removals go by descriptor
 }
+#: the audit events of a folder listed
+_LISTINGS = frozenset({"os.listdir", "os.scandir"})
 #: the audit event of an unpickler resolving a class or function by name (module, qualname)
 _UNPICKLED = "pickle.find_class"
 #: the audit events the hook looks at (run/_folders.py for the last three)
@@ -95,6 +97,7 @@ class Opened(dict[str, bool | None]):
         self.listings: dict[str, frozenset[str] | None] = {}
         self.moved: set[str] = set()
         self.unpickled: set[str] = set()
+        self.cwd = os.getcwd()  # where its ./paths are from (a node may os.chdir)
 
     def saw(self, folder: str) -> None:
         """Note the names ``folder`` holds now, before the node lists it (the first
@@ -135,6 +138,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if isinstance(opened, Opened) and not _untracking.get():
                 opened.unpickled.add(str(args[0]))
             return
+        if isinstance(opened, Opened):
+            args = _from_start(opened, event, args)
         if event == "open":
             path, _, flags = args
             if path is None or isinstance(path, int):  # a file descriptor: no path to check
@@ -178,6 +183,21 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             note(path, how, sys._getframe(1), codes)
     except Exception:  # a path we cannot read is one we do not watch
         pass
+
+
+def _from_start(opened: Opened, event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with a relative path made absolute when the process's working folder is not
+    where the node started (it called ``os.chdir``): ``open("data.csv")`` in ``sub/`` reads
+    ``sub/data.csv``, not the ``./data.csv`` of the folder it started in."""
+    path = args[0] if args else None
+    if isinstance(path, int) or (path is None and event not in _LISTINGS):
+        return args
+    if path is not None and os.path.isabs(path):
+        return args
+    now = os.getcwd()
+    if now == opened.cwd:
+        return args
+    return (os.path.join(now, os.fsdecode(path if path is not None else ".")), *args[1:])
 
 
 def watch(
