@@ -241,3 +241,52 @@ def test_a_nested_or_plain_function_is_not_memoized() -> None:
 def _forget() -> Any:
     yield
     _memoized.reset()
+
+
+JINJA_FLOW = """
+from jinja2 import Environment, FileSystemLoader
+from etherealfabric import Workflow, node
+
+ENV = Environment(loader=FileSystemLoader("templates"))
+
+
+@node
+def report(region):
+    return ENV.get_template("report.j2").render(region=region)
+
+
+@node
+def gather(texts):
+    return texts
+
+
+with Workflow("reports") as wf:
+    gather([report(r) for r in ("north", "south", "east")])
+"""
+
+
+def test_cli_a_template_a_library_cache_served_to_other_nodes_reruns_them_all(
+    tmp_path: Path, ef: Any
+) -> None:
+    """Jinja loads ``report.j2`` once per environment: the first node opens it, the others get
+    it from Jinja's cache and open nothing. The file, read by a node of this process and
+    named by the others (``"report.j2"``), counts for all of them (run/_audit.py's
+    ``read_in_process``): editing it re-ran only the first (the others served ``v1``)."""
+    pytest.importorskip("jinja2")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "report.j2").write_text("Hello {{ region }} v1\n")
+    (tmp_path / "flow.py").write_text(JINJA_FLOW)
+
+    def run() -> dict[str, Any]:
+        done = ef(tmp_path, "run", "flow.py", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert run()["executed"] == 4
+    assert run()["cached"] == 4
+    (tmp_path / "templates" / "report.j2").write_text("Hello {{ region }} v2\n")
+    assert run()["executed"] == 4
+    shown = ef(tmp_path, "cat", "latest", "gather", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == [f"Hello {r} v2" for r in ("north", "south", "east")]
+    assert run()["cached"] == 4

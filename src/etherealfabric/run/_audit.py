@@ -37,6 +37,7 @@ __all__ = [
     "as_opened",
     "has_magic",
     "pattern_reads",
+    "read_in_process",
     "untracked",
     "unwatch",
     "watch",
@@ -155,6 +156,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 return
             if path.endswith(".py") and showing_source(sys._getframe(1)):
                 return
+            if not _untracking.get():
+                _note_read_here(path)
         elif event == "sqlite3.connect":  # SQLite opens it in C: a read (run/_folders.py)
             database = sqlite_path(args[0])
             if database is None:
@@ -183,6 +186,33 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             note(path, how, sys._getframe(1), codes)
     except Exception:  # a path we cannot read is one we do not watch
         pass
+
+
+#: the files nodes of this process read, by name, for :func:`read_in_process` (at most
+#: :data:`_MAX_READ_HERE` names)
+_read_here: dict[str, set[str]] = {}
+_MAX_READ_HERE = 10_000
+
+
+def _note_read_here(path: str) -> None:
+    name = os.path.basename(path)
+    known = _read_here.get(name)
+    if known is None:
+        if len(_read_here) >= _MAX_READ_HERE:
+            return
+        known = _read_here[name] = set()
+    if len(known) < 16:
+        known.add(os.path.abspath(path))
+
+
+def read_in_process(text: str) -> list[str]:
+    """The absolute paths of files that nodes of this process read and that end with the
+    relative path ``text``: what a library cache keyed by name (Jinja's templates, loaded
+    once per environment) serves a node that opened nothing, because another node read it."""
+    if os.path.isabs(text):
+        return []
+    tail = os.sep + os.path.normpath(text)
+    return sorted(p for p in _read_here.get(os.path.basename(text), ()) if p.endswith(tail))
 
 
 def _from_start(opened: Opened, event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -75,7 +75,7 @@ from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
-from ._audit import HERE, as_opened, has_magic, pattern_reads
+from ._audit import HERE, as_opened, has_magic, pattern_reads, read_in_process
 from ._files import changed_since
 from ._folders import (
     ABSENT,
@@ -103,6 +103,7 @@ from ._texts import (
     argument_strings,
     code_texts,
     defaults_used,
+    file_like,
     path_texts,
     words_of,
 )
@@ -221,9 +222,10 @@ def named_paths(
             candidates.setdefault(os.path.expanduser(word), text)  # is never one missing
     found: dict[str, None] = {}
     present = maybe_existing(list(candidates))
+    there = set(present)
+    gone = [p for p, t in candidates.items() if p not in there and file_like(t)]
     if missing is not None:
-        there = set(present)
-        missing += [as_opened(p) for p, t in candidates.items() if p not in there and _file_like(t)]
+        missing += [as_opened(p) for p in gone]
     for pattern in [p for p in candidates if has_magic(p) and not os.path.lexists(p)]:
         matches, listed = pattern_reads(pattern, MAX_READS)  # read natively: pl.read_csv("*.csv")
         if matches:  # (a pattern that matches nothing is a regular expression, a message...)
@@ -234,8 +236,10 @@ def named_paths(
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
-            if missing is not None and _file_like(candidates[path]):
-                missing.append(as_opened(path))
+            if file_like(candidates[path]):
+                gone.append(path)
+                if missing is not None:
+                    missing.append(as_opened(path))
             continue
         except (OSError, ValueError):
             continue
@@ -248,23 +252,9 @@ def named_paths(
                 found[as_opened(path) + os.sep] = None
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
+    for path in gone:  # read by another node here, served to this one from a library's cache
+        found.update(dict.fromkeys(as_opened(p) for p in read_in_process(candidates[path])))
     return list(found)
-
-
-#: characters of texts that are no file name when nothing is there (a pattern, a URL, a message)
-_NOT_FILE_LIKE = frozenset(" \t*?[]{}%<>|:;,'\"=$!@#")
-
-
-def _file_like(text: str) -> bool:
-    """Whether a text that names nothing there looks like a path (``overrides.json``,
-    ``data/extra/``): a file name with a suffix, or a path with a separator; not a dotted name
-    of a version (``1.2``), nor a pattern, URL, format or message."""
-    if _NOT_FILE_LIKE.intersection(text) or len(text) > 255:
-        return False
-    stem, dot, suffix = os.path.basename(text.rstrip(os.sep)).rpartition(".")
-    if dot and stem and suffix.isalnum() and not suffix.isdigit() and len(suffix) <= 10:
-        return True
-    return os.sep in text.strip(os.sep) or (text.endswith(os.sep) and len(text) > 1)
 
 
 def _changed_since(folder: str, since: float, untracked: Collection[str] = ()) -> bool:

@@ -28,6 +28,7 @@ __all__ = [
     "argument_strings",
     "code_texts",
     "defaults_used",
+    "file_like",
     "path_texts",
     "words_of",
 ]
@@ -244,3 +245,19 @@ def words_of(text: str) -> list[str]:
         return []
     words = (w for w in re.findall(_WORD, text) if "." in w or os.sep in w)
     return [w for w in islice(words, 20) if w not in (".", "..")]
+
+
+#: characters of texts that are no file name when nothing is there (a pattern, a URL, a message)
+_NOT_FILE_LIKE = frozenset(" \t*?[]{}%<>|:;,'\"=$!@#")
+
+
+def file_like(text: str) -> bool:
+    """Whether a text that names nothing there looks like a path (``overrides.json``,
+    ``data/extra/``): a file name with a suffix, or a path with a separator; not a dotted name
+    of a version (``1.2``), nor a pattern, URL, format or message."""
+    if _NOT_FILE_LIKE.intersection(text) or len(text) > 255:
+        return False
+    stem, dot, suffix = os.path.basename(text.rstrip(os.sep)).rpartition(".")
+    if dot and stem and suffix.isalnum() and not suffix.isdigit() and len(suffix) <= 10:
+        return True
+    return os.sep in text.strip(os.sep) or (text.endswith(os.sep) and len(text) > 1)
