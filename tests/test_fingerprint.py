@@ -661,3 +661,42 @@ def test_a_read_of_the_clock_is_named_as_not_covered_and_a_duration_is_not(
     assert all("fp_pipeline.py:" in u for u in found)
     assert fp(module, "timed").uncovered == ()
     assert fp(module, "given").uncovered == ()
+
+
+SETTINGS = """
+import locale
+import numpy as np
+import pandas as pd
+
+
+def setup():
+    pd.set_option("display.precision", 2)  # seen by the nodes that run after it
+    np.set_printoptions(precision=3)
+    pd.options.display.width = 120
+
+
+def reads_only(df):
+    return df.round(2).to_string()  # no setting changed
+
+
+def local_context(x):
+    with np.errstate(all="ignore"):  # a context manager: restored at its end
+        return np.log(x)
+"""
+
+
+def test_a_change_of_a_librarys_process_wide_setting_is_named_as_not_covered(
+    project: Project,
+) -> None:
+    # `setup` cached does not run: a later node printing a frame gets other digits
+    pytest.importorskip("pandas")
+    module = project.load(SETTINGS)
+    with pytest.warns(FingerprintWarning, match=r"pd\.set_option \(a library's process-wide"):
+        found = fp(module, "setup").uncovered
+    assert [u.split(" (")[0] for u in found] == [
+        "pd.set_option",
+        "np.set_printoptions",
+        "pd.options",
+    ]
+    assert fp(module, "reads_only").uncovered == ()
+    assert fp(module, "local_context").uncovered == ()

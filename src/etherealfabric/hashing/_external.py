@@ -22,7 +22,10 @@ hit either; :func:`url_note` says so for a global holding one (``URL = "https://
 :func:`global_draws` finds the draws from a process's global random generator in a function's
 code (``np.random.normal(...)``, ``random.choice(...)``) that the function does not seed itself:
 what they give depends on the seed set elsewhere (a module's top level, which a worker process
-never runs) and on every draw made before in the process.
+never runs) and on every draw made before in the process. :func:`clock_reads` finds reads of the
+date; :func:`library_settings` the calls that change a library's process-wide settings
+(``pd.set_option``, ``np.set_printoptions``, ``plt.rcParams[...] = ``): what other nodes get
+then depends on whether this one ran or was a cache hit.
 """
 
 from __future__ import annotations
@@ -41,7 +44,15 @@ from ._encoder import type_name
 from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
 
-__all__ = ["assigned_at", "clock_reads", "data_urls", "external_note", "global_draws", "url_note"]
+__all__ = [
+    "assigned_at",
+    "clock_reads",
+    "data_urls",
+    "external_note",
+    "global_draws",
+    "library_settings",
+    "url_note",
+]
 
 #: a string that is a data URL and nothing else (not a sentence with a link in it); a pattern
 #: re compiles, and caches, with the first string holding ``://``
@@ -253,3 +264,39 @@ def clock_reads(fn: types.FunctionType, mark: str) -> list[Lookup]:
         return []
     where = display_path(code_file(fn))
     return [Lookup(f"{text}() {mark}", f"{where}:{line}") for text, line in reads.items()]
+
+
+#: the functions (and objects) by which a library's process-wide settings change, by module
+_SETTERS = {
+    "pandas": ("set_option", "reset_option", "options"),
+    "numpy": ("set_printoptions", "seterr"),
+    "matplotlib": ("rc", "rcParams", "use"),
+    "matplotlib.pyplot": ("rc", "rcParams"),
+    "matplotlib.style": ("use",),
+    "torch": ("set_default_dtype", "set_default_device", "set_default_tensor_type"),
+    "locale": ("setlocale",),
+    "decimal": ("setcontext",),
+}
+_SETTER_NAMES = frozenset(name for names in _SETTERS.values() for name in names)
+
+
+def library_settings(fn: types.FunctionType, mark: str) -> list[Lookup]:
+    """The places ``fn``'s code (nested code too) changes a library's process-wide settings
+    through a global (``pd.set_option(...)``, ``np.set_printoptions(...)``, ``plt.rcParams``,
+    ``torch.set_default_dtype(...)``), each once at its first line, marked ``mark``: the
+    nodes that run after it in the process see them, unless it is a cache hit."""
+    if _SETTER_NAMES.isdisjoint(all_names(fn.__code__)):
+        return []  # none named at all: most code, at once
+    setters = [
+        obj
+        for module, names in _SETTERS.items()
+        if (loaded := sys.modules.get(module)) is not None
+        for name in names
+        if (obj := getattr(loaded, name, None)) is not None
+    ]
+    found: dict[str, int] = {}
+    for text, obj, line in _global_chains(fn):
+        if "." in text and any(obj is s for s in setters):
+            found.setdefault(text, line)
+    where = display_path(code_file(fn))
+    return [Lookup(f"{text} {mark}", f"{where}:{line}") for text, line in found.items()]

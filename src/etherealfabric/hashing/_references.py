@@ -49,6 +49,7 @@ from ._external import (
     data_urls,
     external_note,
     global_draws,
+    library_settings,
     url_note,
 )
 from ._objects import cycle_reference, encode_reduced
@@ -74,6 +75,7 @@ from ._refkinds import (
 from ._scan import (
     CLOCK_READ,
     GLOBAL_DRAW,
+    LIBRARY_SETTING,
     body_imports,
     dynamic_lookups,
     expression_names,
@@ -117,6 +119,7 @@ class References:
         names += tuple(n for n in expression_names(code, fn.__doc__) if n not in names)
         found = [*lookups.uncovered, *global_stores(fn), *data_urls(fn)]
         found += global_draws(fn, GLOBAL_DRAW) + clock_reads(fn, CLOCK_READ)
+        found += library_settings(fn, LIBRARY_SETTING)
         self.uncovered += [str(lookup) for lookup in found]
         self._names, self._loads = names, Loads(fn)
         module = module_label(fn.__globals__.get("__name__", "?"), fn.__globals__)

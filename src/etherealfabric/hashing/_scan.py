@@ -46,6 +46,7 @@ __all__ = [
     "GLOBAL_DRAW",
     "GLOBAL_STORE",
     "HELPER_READS",
+    "LIBRARY_SETTING",
     "OWN_CODE_READS",
     "Lookup",
     "Lookups",
@@ -69,10 +70,19 @@ GLOBAL_STORE = "(assigns a module global: other nodes that read it get another v
 GLOBAL_DRAW = "(the process's global random generator: what it draws depends on a seed set elsewhere, which worker processes do not run, and on the draws before it; draw from rng = np.random.default_rng(seed) made in the node, seed a parameter)"
 #: how a read of the clock (``date.today()``, ``datetime.now()``) is marked among them
 CLOCK_READ = "(the clock: the result depends on the day it runs, which the key does not hold; pass the date in as a parameter, e.g. a workflow parameter that defaults to today)"
+#: how a change of a library's process-wide settings (``pd.set_option``) is marked among them
+LIBRARY_SETTING = "(a library's process-wide setting: the nodes that run after this one in the process see it only when it runs, not when it is a cache hit; set it where the workflow is built, or in each node that needs it)"
 #: the marks of what is warned about only in the node's own code and in the helpers it reaches
 #: directly (a helper may be reached through a mere attribute name: ``ctx.spark`` and a global
 #: ``spark``)
-OWN_CODE_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_STORE, GLOBAL_DRAW, CLOCK_READ)
+OWN_CODE_READS = (
+    ENVIRONMENT_READ,
+    ARGV_READ,
+    GLOBAL_STORE,
+    GLOBAL_DRAW,
+    CLOCK_READ,
+    LIBRARY_SETTING,
+)
 #: those of them a helper reached directly is warned about (not an assignment to a module
 #: global: a helper may keep a module-level cache of its own)
 HELPER_READS = (ENVIRONMENT_READ, ARGV_READ, GLOBAL_DRAW, CLOCK_READ)
