@@ -367,3 +367,19 @@ def test_nodes_run_by_execute_inside_the_block_call_node_functions_as_functions(
         assert results[made]["y"] == 380
         assert len([wf.name_of(n) for n in wf.nodes]) == 7
     assert wf.execute().cached == 7
+
+
+def test_an_async_function_is_refused_as_a_node_with_what_to_do() -> None:
+    async def fetch(url: str) -> str:
+        return url
+
+    with pytest.raises(DefinitionError, match=r"@node fetch: an async function.*asyncio\.run"):
+        node(fetch)
+
+
+def test_an_async_run_of_a_class_node_is_refused_with_what_to_do() -> None:
+    with pytest.raises(DefinitionError, match=r"Fetch\.run is async.*asyncio\.run"):
+
+        class Fetch(Node):
+            async def run(self) -> dict[str, int]:
+                return {"result": 1}

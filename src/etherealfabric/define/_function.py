@@ -59,6 +59,12 @@ class NodeFunction:
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise DefinitionError(
+                f"@node {fn.__name__}: an async function is not a node (its call returns a "
+                "coroutine, not a value); make the node a plain function that runs it, "
+                f"`return asyncio.run({fn.__name__}_async(...))`"
+            )
         self.fn = fn
         self.name = check_node_name(name) if name is not None else None
         self.outputs: tuple[str, ...] = tuple(

@@ -268,6 +268,12 @@ class Node:
         declared outputs of every instance; :attr:`outputs` stays the property that gives
         references (``node.outputs["a"]``), and ``self.outputs = ...`` may still override it."""
         super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if inspect.iscoroutinefunction(run) or inspect.isasyncgenfunction(run):
+            raise DefinitionError(
+                f"{cls.__name__}.run is async: a node's run() returns its outputs, not a "
+                "coroutine; make it a plain method that runs it, `return asyncio.run(...)`"
+            )
         declared = cls.__dict__.get("outputs")
         if declared is None or isinstance(declared, property):
             return
