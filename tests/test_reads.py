@@ -190,6 +190,51 @@ def test_a_file_opened_after_the_node_changed_folder_is_the_one_it_read(
     assert (again[out], again.executed) == (3, 1)
 
 
+def load_in_threads(folder: str) -> list[int]:
+    """A helper reading each file of ``folder`` in a thread pool of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(os.listdir(folder))
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda n: int(Path(folder, n).read_text()), names))
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_files_read_in_threads_the_node_starts_are_its_reads(
+    tmp_path: Path, home: Path, backend: str
+) -> None:
+    """``ThreadPoolExecutor().map(read, paths)`` in a helper: the files opened in the pool's
+    threads are the node's reads (run/_started.py); before, an edit there was served stale.
+    A plain thread started by the node's own code counts too."""
+    Path("parts").mkdir()
+    for name, value in (("a.txt", "1"), ("b.txt", "5")):
+        Path("parts", name).write_text(value)
+    Path("extra.txt").write_text("10")
+
+    @node
+    def total(folder: str) -> int:
+        import threading
+
+        box: list[int] = []
+        reader = threading.Thread(target=lambda: box.append(int(Path("extra.txt").read_text())))
+        reader.start()
+        reader.join()
+        return sum(load_in_threads(folder)) + box[0]
+
+    with Workflow("threaded", root=".") as wf:
+        out = total("parts")
+    assert wf.execute(backend=backend)[out] == 16
+    reads = records(home)["total"]["reads"]
+    assert {"./parts/b.txt", "./extra.txt"} <= set(reads), reads
+    assert wf.execute(backend=backend).cached == 1
+    Path("parts", "b.txt").write_text("100")
+    again = wf.execute(backend=backend)
+    assert (again[out], again.executed) == (111, 1)
+    Path("extra.txt").write_text("20")
+    third = wf.execute(backend=backend)
+    assert (third[out], third.executed) == (121, 1)
+
+
 def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:
     """Not: a file it wrote (then read back), a declared File input, a declared output,
     library files, /proc; yes: the data file, by absolute path when outside the root."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from ._folders import ABSENT, DATABASE, HERE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
+from ._started import forget, owner, register
 from ._texts import MAX_READS
 
 __all__ = [
@@ -128,8 +129,13 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:
         return
     opened = _opened.get()
-    if opened is None:
-        return
+    if opened is None:  # a thread a running node started? (run/_started.py)
+        try:
+            opened = owner(sys._getframe(1))
+        except Exception:
+            return
+        if opened is None:
+            return
     try:
         if event in _MOVES:
             if isinstance(opened, Opened):
@@ -239,6 +245,7 @@ def watch(
     _install()
     opened: dict[str, bool | None] = Opened()
     _memoized.set(Reaching(code) if code is not None else None)
+    register(opened, code)  # (for the threads it starts)
     return opened, _opened.set(opened)
 
 
@@ -300,6 +307,7 @@ def _at_most(folder: str, limit: int) -> bool:
 def unwatch(token: contextvars.Token[dict[str, bool | None] | None]) -> None:
     """Stop noting files opened in this context (and forget the node's memoized helpers: a
     pool thread would otherwise keep the last node's code alive)."""
+    forget(_opened.get())
     _opened.reset(token)
     _memoized.set(None)
 

@@ -26,7 +26,7 @@ from ..hashing._fingerprint import reached
 from ..hashing._source import member_functions, wrapper_chain
 from ..hashing._usercode import is_user_code
 
-__all__ = ["Reaching", "memoized_codes", "memoized_reads", "note"]
+__all__ = ["Reaching", "memoized_codes", "memoized_reads", "note", "reached_functions"]
 
 #: the code of each memoized user function -> the files read under it (as run/_audit.py notes)
 _READS: dict[types.CodeType, dict[str, bool | None]] = {}
@@ -113,6 +113,12 @@ def memoized_reads(node_code: Callable[..., Any] | type) -> dict[str, bool | Non
         for path, how in _READS.get(fn.__code__, {}).items():
             found.setdefault(path, how)
     return found
+
+
+def reached_functions(node_code: Callable[..., Any] | type) -> list[types.FunctionType]:
+    """The user functions ``node_code`` is or reaches (a class's methods), as its code
+    fingerprint's traversal finds them."""
+    return _functions((node_code, *reached(node_code)))
 
 
 def _functions(pieces: tuple[Any, ...]) -> list[types.FunctionType]:

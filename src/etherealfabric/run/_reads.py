@@ -57,8 +57,8 @@ the folders it looks in count as listed (run/_audit.py's :func:`pattern_reads`):
 there is a change. ``untracked(path)`` leaves one out;
 a file written untracked in it (a progress marker) neither makes it an output nor counts in
 its tree (the entry's ``skip``).
-Paths built at run time (``f"data/{day}.parquet"``) and opened by native code (or listed by
-it) are not seen, nor files opened by threads the node starts: pass those as
+Files opened in threads the node starts count (run/_started.py). Paths built at run time
+(``f"data/{day}.parquet"``) and opened by native code (or listed by it) are not seen: pass those as
 ``File(...)``/``Directory(...)`` arguments, which are part of the key. A node that reads more
 than :data:`MAX_READS` files is checked on the first ones only (and says so).
 """
