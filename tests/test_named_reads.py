@@ -95,7 +95,9 @@ def test_a_module_the_node_starts_as_a_program_with_dash_m(tmp_path: Path, home:
     with Workflow("dash-m", root=".") as wf:
         out = prep()
     assert wf.execute()[out] == 15
-    assert os.path.join(".", "tools", "prep.py") in records(home)["prep"]["reads"]
+    reads = records(home)["prep"]["reads"]
+    assert os.path.join(".", "tools", "prep.py") in reads
+    assert os.path.join(".", "tools.prep") not in reads  # a module name, not a missing file
     assert wf.execute().cached == 1
     Path("tools", "prep.py").write_text("import sys\nprint(int(sys.argv[1]) * 4)\n")
     again = wf.execute()

@@ -84,7 +84,8 @@ def code_texts(code: Any) -> tuple[str, ...]:
     # a helper it calls names files for it (``io.load()`` reading ``pd.read_parquet(SALES)``)
     bound = (*bound, *helper_data)
     own = _constant_strings(code) + tuple(t for h in helpers for t in _constant_strings(h))
-    own += tuple(_run_modules(own))  # (a program it starts: `python -m tools.prep`)
+    started = {name for flag, name in pairwise(own) if flag == "-m"}  # module names, no files
+    own = tuple(t for t in own if t not in started) + tuple(_run_modules(own))  # (their files)
     texts = own + tuple(islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS))
     with suppress(TypeError):  # not weakly referenceable: computed again next time
         _strings[code] = (gen, texts)
