@@ -67,6 +67,20 @@ def test_gc_keeps_recent_runs_and_drops_the_rest(home: Path) -> None:
     assert old.executed == 2
 
 
+def test_a_run_still_going_is_not_one_of_the_kept_runs(home: Path) -> None:
+    """A nightly ``gc --keep-runs 1`` overlapping today's run: the run going is kept besides
+    the last finished one, whose records it is about to find cached (before, it counted as
+    the one kept run, and the finished run's records were removed under it)."""
+    run(1)
+    age_everything(home)
+    with Journal(home / "journal.db") as journal:
+        journal.start_run("going", workflow="gc", backend="threads", nodes=2)  # nothing yet
+        report = collect_garbage(journal, LocalStore(home), keep_runs=1, older_than=0)
+    assert report.records_removed == 0 and report.objects_removed == 0
+    again = run(1)
+    assert again.executed == 0  # all cached
+
+
 def test_gc_dry_run_and_recent_artifacts_remove_nothing(home: Path) -> None:
     run(1)
     run(2)

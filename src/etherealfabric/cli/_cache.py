@@ -165,7 +165,7 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
     type=click.IntRange(min=1, max=2**63 - 1),
     default=5,
     show_default=True,
-    help="Keep what the last N runs of each workflow used.",
+    help="Keep what the last N finished runs of each workflow used.",
 )
 @click.option(
     "--older-than",
@@ -194,8 +194,9 @@ def cache_gc(
 ) -> None:
     """Remove cache entries and stored outputs that recent runs no longer use.
 
-    Keeps whatever the last --keep-runs runs of each workflow executed or found cached, pinned
-    runs (`cache pin`), runs still going, and anything younger than --older-than. Temp files of
+    Keeps whatever the last --keep-runs finished runs of each workflow executed or found
+    cached, pinned runs (`cache pin`), runs still going, and anything younger than
+    --older-than. Temp files of
     killed writers are removed too. Checkpoints are kept, but for those a finished execution
     left behind (saved before a later success of their key, held by no run going). Safe while
     runs go on in other processes.

@@ -2,7 +2,7 @@
 
 Cache entries never expire on their own (an old key stays valid: revert an edit and it hits
 again), so a home grows with every change. :func:`collect_garbage` keeps the entries that the
-last ``keep_runs`` runs of each workflow used (executed or cached), those of runs still going,
+last ``keep_runs`` finished runs of each workflow used (executed or cached), those of runs still going,
 and anything younger than ``older_than`` seconds (a run in another process may be about to
 commit it); it drops the other action records, the inline outputs only they named, and the
 stored objects nothing kept refers to, the temp files of writers that were killed (and the
@@ -55,6 +55,7 @@ from ._history import fallback_outputs
 from ._index import RECORD
 from ._journal import Journal
 from ._liveness import gone
+from ._team import kept_runs
 
 __all__ = ["GcReport", "collect_garbage"]
 
@@ -238,14 +239,11 @@ def _rows(journal: Journal, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
 
 
 def _runs_in_use(journal: Journal, keep_runs: int, pinned: Sequence[str] = ()) -> list[str]:
-    """The runs whose results are kept: the last ``keep_runs`` of each workflow, the runs
-    still going, the ``pinned`` ones."""
-    runs = journal._rows(
-        "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
-        "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
-        "WHERE n <= ? OR status = ?",
-        (keep_runs, RunStatus.RUNNING),
-    )
+    """The runs whose results are kept: the last ``keep_runs`` finished runs of each workflow
+    (a run still going is not one of them: the runs before it hold what it is about to find
+    cached), the runs still going, the ``pinned`` ones."""
+    kept, params = kept_runs(keep_runs)
+    runs = journal._rows(f"SELECT id FROM runs WHERE {kept}", params)
     return [run["id"] for run in runs] + [journal.get_run(r)["id"] for r in pinned]
 
 

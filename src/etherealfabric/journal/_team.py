@@ -19,6 +19,7 @@ from ._journal import Journal
 __all__ = [
     "cache_entries",
     "indexed_keys",
+    "kept_runs",
     "keys_in_use",
     "latest_run",
     "oldest_live_run",
@@ -28,6 +29,19 @@ __all__ = [
 
 #: Node attempts whose key names a usable result: executed, or found in the cache.
 _DONE = (NodeStatus.SUCCEEDED, NodeStatus.CACHED)
+
+
+def kept_runs(keep_runs: int) -> tuple[str, tuple[Any, ...]]:
+    """The runs whose results a collection keeps, as a ``WHERE`` clause on ``runs`` and its
+    parameters: the last ``keep_runs`` finished runs of each workflow, and the runs still
+    going (a run going is not one of those: the runs before it hold what it is about to find
+    cached, and a nightly ``gc --keep-runs 1`` overlapping today's run removed them)."""
+    clause = (
+        "(id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY workflow "
+        "ORDER BY started_at DESC) AS n FROM runs WHERE status != ?) WHERE n <= ?) "
+        "OR status = ?)"
+    )
+    return clause, (RunStatus.RUNNING, keep_runs, RunStatus.RUNNING)
 
 
 def oldest_live_run(journal: Journal) -> float | None:
@@ -80,16 +94,16 @@ def workflow_keys(journal: Journal, workflow: str) -> dict[str, str]:
 
 
 def keys_in_use(journal: Journal, keep_runs: int, pinned: Iterable[str] = ()) -> set[str]:
-    """The keys of the last ``keep_runs`` runs of each workflow, of runs still going and of the
+    """The keys of the last ``keep_runs`` finished runs of each workflow, of runs still going and of the
     ``pinned`` runs: what a collection must keep for this home (one query)."""
     pins = [str(journal.get_run(run)["id"]) for run in pinned]
     marks = ",".join("?" * len(_DONE))
+    kept, params = kept_runs(keep_runs)
     rows = journal._rows(
         "SELECT DISTINCT cache_key FROM node_runs WHERE cache_key IS NOT NULL AND status IN "
-        f"({marks}) AND run_id IN (SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER "
-        "(PARTITION BY workflow ORDER BY started_at DESC) AS n FROM runs) "
-        f"WHERE n <= ? OR status = ? OR id IN ({','.join('?' * len(pins))}))",
-        (*_DONE, keep_runs, RunStatus.RUNNING, *pins),
+        f"({marks}) AND run_id IN (SELECT id FROM runs WHERE {kept} "
+        f"OR id IN ({','.join('?' * len(pins))}))",
+        (*_DONE, *params, *pins),
     )
     return {str(r["cache_key"]) for r in rows}
 
