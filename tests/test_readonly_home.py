@@ -117,3 +117,72 @@ def test_run_on_a_read_only_home_says_so_plainly(tmp_path: Path, read_only_home:
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     after = sorted((p.name, p.stat().st_size) for p in read_only_home.rglob("*") if p.is_file())
     assert after == before
+
+
+SLOW = """
+import time
+from etherealfabric import Workflow, node
+
+
+@node
+def slow():
+    time.sleep(120)
+    return 1
+
+
+with Workflow("slow") as workflow:
+    slow()
+"""
+
+
+def test_a_killed_run_on_a_read_only_home_is_shown_interrupted(tmp_path: Path) -> None:
+    """The journal cannot be marked, so the views say what ``mark_interrupted`` would: the
+    run is ``interrupted`` (``status`` exits 1) and ``resume`` does not say to wait for it."""
+    import signal
+    import time
+
+    (tmp_path / "slow.py").write_text(SLOW)
+    writable = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "slow.py", "--home", str(writable)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            out = cli(tmp_path, writable, "status")
+            if "running: slow" in out.stdout:
+                break
+            assert time.monotonic() < deadline, out.stdout + out.stderr
+            time.sleep(0.2)
+    finally:
+        os.killpg(running.pid, signal.SIGKILL)
+        running.wait()
+    if os.geteuid() == 0:
+        home = tmp_path / "ro-home"
+        if not shutil.which("mount") or not _mount_read_only(writable, home):
+            pytest.skip("running as root without permission to mount: cannot make a home read-only")
+    else:
+        home = writable
+        for path in [writable, *writable.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        runs = cli(tmp_path, home, "runs", "--json")
+        assert runs.returncode == 0, runs.stderr
+        assert [r["status"] for r in json.loads(runs.stdout)] == ["interrupted"]
+        status = cli(tmp_path, home, "status")
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert "interrupted after" in status.stdout and "running:" not in status.stdout
+        assert "1 interrupted" in status.stdout
+        resume = cli(tmp_path, home, "resume", "latest")
+        assert resume.returncode == 2
+        assert "still running" not in resume.stderr and "read-only" in resume.stderr
+        assert "Traceback" not in resume.stderr
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(home)], check=True)
+        else:
+            for path in [writable, *writable.rglob("*")]:
+                path.chmod(path.stat().st_mode | stat.S_IWUSR)

@@ -206,9 +206,11 @@ def _get_run(journal: Journal, run_id: str) -> dict[str, Any]:
     """The run with id ``run_id`` or the one run whose id starts with it (matched literally);
     an unknown or ambiguous id is a one-line error (an ambiguous one names its matches).
     Runs whose process died are marked ``interrupted`` first (:func:`_settle`)."""
+    from ..journal._browse import shown
+
     _settle(journal)
     try:
-        return journal.get_run(run_id)
+        return shown(journal.get_run(run_id), journal)  # (a read-only home is not marked)
     except EtherealFabricError as exc:
         text = str(exc)
         _fail(

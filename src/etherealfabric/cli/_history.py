@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import EtherealFabricError, RunNotFoundError
+from ..journal._browse import shown
 from ..states import NodeStatus, RunStatus
 from ._common import (
     EXIT_FAILED,
@@ -79,6 +80,7 @@ def runs(
         rows = journal.list_runs(
             workflow=workflow, status=status, since=start, limit=limit, before=end
         )
+        rows = [shown(r, journal) for r in rows]  # a dead run of a read-only home: interrupted
         for r in rows:  # a run going: its counts so far (the row gets them when it ends)
             if r["status"] == RunStatus.RUNNING and r["executed"] is None:
                 r["executed"], r["cached"], r["failed"] = committed_counts(journal.conn, r["id"])
@@ -274,6 +276,7 @@ def status(run_id: str | None, workflow: str | None, home: str | None, as_json: 
         row = (
             _get_run(journal, run_id) if run_id else history.latest_run(journal, workflow=workflow)
         )
+        row = shown(row, journal) if row is not None else None
         if row is None and workflow is not None:
             from ..journal._browse import workflow_names
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..states import NodeStatus, RunStatus
+from ._browse import interrupted_attempts
 from ._journal import Journal, RunRow
 from ._liveness import HOST, alive
 from ._maps import item_hint, map_events, split_children, summarize
@@ -304,6 +305,8 @@ def run_status(journal: Journal, run: RunRow, *, now: float | None = None) -> Ru
     running = []
     recorded = map_events(journal, run["id"])
     rows, children = split_children(latest_attempts(journal, run["id"]), recorded)
+    if run["status"] == RunStatus.INTERRUPTED:  # (shown so, on a home it could not mark)
+        rows = interrupted_attempts(rows)
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         if row["status"] == NodeStatus.RUNNING:
