@@ -7,6 +7,7 @@ loaded), and teammates with separate homes sharing one bucket through the public
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -146,6 +147,30 @@ def test_importing_and_running_locally_never_imports_fsspec(tmp_path: Path) -> N
 
 
 # -- layout and signing ----------------------------------------------------------------------------
+def test_a_download_stops_at_the_size_the_entry_had_when_asked(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object swapped for a bigger one between its size check (HEAD) and its download is
+    cut at the size it had: a teammate cannot fill the disk of the one reading it (before,
+    the whole replacement was downloaded, then refused by its digest)."""
+    store = _store(s3)
+    digest = store.put_bytes(b"0123456789")
+    name = f"objects/{digest[:2]}/{digest}"
+    real = store.entry_info
+
+    def as_before(entry: str) -> Any:  # the HEAD saw the entry when it held 4 bytes
+        info = real(entry)
+        return dataclasses.replace(info, size=4) if info is not None else None
+
+    monkeypatch.setattr(store, "entry_info", as_before)
+    target = tmp_path / "copy"
+    target.write_bytes(b"")
+    assert store.get_file(name, str(target)) == 4
+    assert target.read_bytes() == b"0123"
+    assert store.get_file(name, str(target), max_bytes=3) == 4  # larger than asked: not read
+    assert target.read_bytes() == b"0123"
+
+
 def test_layout_and_signed_action_record(s3: MotoServer) -> None:
     store = _store(s3)
     small = store.put_bytes(b"small")

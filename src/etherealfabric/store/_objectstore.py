@@ -50,13 +50,19 @@ from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from ..config import DEFAULT_STORE_TIMEOUT, ENV
 from ..errors import ConfigError, StoreError, StoreUnreachableError
 from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
+from ._objectsettings import (
+    S3_SCHEMES,
+    TIMEOUT_ENV,
+    check_url,
+    env_timeout,
+    fsspec_options,
+    require_fsspec,
+)
 from ._remoteerrors import (
     ENDPOINT_ENV,
-    check_endpoint,
     config_problem,
     failed,
     is_unreachable,
@@ -71,18 +77,17 @@ __all__ = ["ENDPOINT_ENV", "ObjectStore"]
 
 log = logging.getLogger("etherealfabric.store")
 
-TIMEOUT_ENV = ENV["store_timeout"]
 #: Objects at least this large are downloaded in parallel ranged GETs of :data:`RANGE_BYTES`,
 #: :data:`RANGE_THREADS` at a time (on a loopback server, 16 MiB ranges 8 at a time were
 #: slower than one GET; 64 MiB 4 at a time about 1.5x faster).
 RANGED_BYTES = 128 * 1024 * 1024
 RANGE_BYTES = 64 * 1024 * 1024
+#: an entry below RANGED_BYTES comes in reads of this many bytes (one ranged GET each)
+COPY_BYTES = 16 * 1024 * 1024
 RANGE_THREADS = 4
 #: An object a write finds there, older than this, is copied onto itself (S3): gc keeps it.
 REFRESH_AGE = 60.0
 _COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject request copies
-_S3_SCHEMES = frozenset({"s3", "s3a"})
-_READ_ONLY_SCHEMES = frozenset({"http", "https"})
 #: Fields of an fsspec ``info()`` that may hold when an entry was last written.
 _MODIFIED_FIELDS = ("mtime", "LastModified", "last_modified", "updated", "modified", "created")
 
@@ -117,15 +122,15 @@ class ObjectStore(Store):
         temp_dir: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
     ) -> None:
-        self.url = _check_url(url)
+        self.url = check_url(url)
         self.scheme = urlsplit(self.url).scheme.lower()
-        self.timeout = timeout if timeout is not None else _env_timeout()
-        self.storage_options = _storage_options(self.scheme, storage_options, self.timeout)
+        self.timeout = timeout if timeout is not None else env_timeout()
+        self.storage_options = fsspec_options(self.scheme, storage_options, self.timeout)
         self.temp_dir = os.fspath(temp_dir) if temp_dir is not None else default_temp_dir()
         self._untrusted = UntrustedEntries(load_signer(signing_key))
         self._fs: Any = None
         self.root = ""
-        if self.scheme in _S3_SCHEMES:
+        if self.scheme in S3_SCHEMES:
             # the root is the URL's own path: connecting (importing s3fs and botocore, about
             # 0.3 s) waits for the first request, which a warm run never makes
             self.root = self.url.split("://", 1)[1].strip("/")
@@ -133,7 +138,7 @@ class ObjectStore(Store):
                 raise StoreError(
                     f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix"
                 )
-            _require_fsspec(self.url)
+            require_fsspec(self.url)
         else:
             self._connect()
 
@@ -178,7 +183,7 @@ class ObjectStore(Store):
         try:
             fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         except ImportError as exc:
-            extra = " (pip install 'etherealfabric[s3]')" if self.scheme in _S3_SCHEMES else ""
+            extra = " (pip install 'etherealfabric[s3]')" if self.scheme in S3_SCHEMES else ""
             raise StoreError(f"cannot open the store {self.url}: {exc}{extra}") from exc
         except (ValueError, TypeError) as exc:
             raise StoreError(f"cannot open the store {self.url}: {exc}") from exc
@@ -186,9 +191,9 @@ class ObjectStore(Store):
             with self._remote("connect to the store", self.url):
                 raise exc
         self.root = str(root).rstrip("/")
-        if self.scheme in _S3_SCHEMES and not self.root:
+        if self.scheme in S3_SCHEMES and not self.root:
             raise StoreError(f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix")
-        if self.scheme in _S3_SCHEMES:
+        if self.scheme in S3_SCHEMES:
             fs.retries = 1  # botocore retries once (config_kwargs): at most two timeouts in all
         self._fs = fs
 
@@ -210,7 +215,7 @@ class ObjectStore(Store):
                     f"to wait (now {self.timeout:g} s)",
                     path=url,
                 ) from exc
-            raise failed(exc, what, url, s3=self.scheme in _S3_SCHEMES) from exc
+            raise failed(exc, what, url, s3=self.scheme in S3_SCHEMES) from exc
 
     def _entry_absent(self, exc: FileNotFoundError) -> None:
         """Return if ``exc`` says an entry is absent; raise if it says the bucket is."""
@@ -257,10 +262,21 @@ class ObjectStore(Store):
             return info.size
         with self._remote("download", url):
             if info.size < RANGED_BYTES:
-                self.fs.get_file(remote, path)
+                self._get_bounded(remote, path, info.size)
             else:
                 self._get_ranges(remote, path, info.size)
         return info.size
+
+    def _get_bounded(self, remote: str, path: str, size: int) -> None:
+        """Stream the entry into ``path``, at most ``size`` bytes (the size it had when asked:
+        a bigger object swapped in meanwhile is cut there, and its digest refused; before,
+        the whole of it was downloaded to disk first)."""
+        with open(path, "wb") as out:
+            if size == 0:  # (S3 refuses any range of an empty object)
+                return
+            with self.fs.open(remote, "rb", size=size, cache_type="none") as source:
+                while chunk := source.read(min(COPY_BYTES, size - out.tell())):
+                    out.write(chunk)
 
     def _get_ranges(self, remote: str, path: str, size: int) -> None:
         starts = range(0, size, RANGE_BYTES)
@@ -311,7 +327,7 @@ class ObjectStore(Store):
 
     def create_entry(self, name: str, data: bytes) -> bool:
         """One conditional PUT (``If-None-Match: *``); S3 and S3-compatible servers only."""
-        if self.scheme not in _S3_SCHEMES:
+        if self.scheme not in S3_SCHEMES:
             raise NotImplementedError(f"{self.scheme}:// has no exclusive create here")
         path, url = self._where(name)
         with self._remote("create", url):
@@ -342,7 +358,7 @@ class ObjectStore(Store):
             self._refresh(name, info)
 
     def _refresh(self, name: str, info: EntryInfo) -> None:
-        if self.scheme not in _S3_SCHEMES or (info.modified or 0.0) >= time.time() - REFRESH_AGE:
+        if self.scheme not in S3_SCHEMES or (info.modified or 0.0) >= time.time() - REFRESH_AGE:
             return
         path, url = self._where(name)
         bucket, key, _ = self.fs.split_path(path)
@@ -421,64 +437,6 @@ class ObjectStore(Store):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if "::" in url or not scheme or "://" not in url:
-        raise StoreError(
-            f"cannot open the store {url!r}: use a single URL such as s3://bucket/prefix "
-            "(chained fsspec URLs are not supported)"
-        )
-    if scheme in _READ_ONLY_SCHEMES:
-        raise StoreError(
-            f"cannot open the store {url!r}: {scheme}:// is read-only; use a folder, or an "
-            "object store such as s3://bucket/prefix"
-        )
-    start = url.index("://") + 3
-    return url[:start] + url[start:].rstrip("/")
-
-
-def _storage_options(
-    scheme: str, given: Mapping[str, Any] | None, timeout: float
-) -> dict[str, Any]:
-    options = dict(given or {})
-    options.setdefault("use_listings_cache", False)  # teammates write behind our back
-    endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
-    if scheme in _S3_SCHEMES:
-        if options.get("endpoint_url") is not None:
-            check_endpoint(options["endpoint_url"], setting="storage_options['endpoint_url']")
-        elif endpoint:
-            check_endpoint(endpoint, setting=ENDPOINT_ENV)
-            options["endpoint_url"] = endpoint
-        config = dict(options.get("config_kwargs") or {})
-        config.setdefault("connect_timeout", timeout)
-        config.setdefault("read_timeout", timeout)
-        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
-        options["config_kwargs"] = config
-    return options
-
-
-def _env_timeout() -> float:
-    text = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_STORE_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise StoreError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0")
-    return value
-
-
-def _require_fsspec(url: str) -> None:
-    """A :class:`StoreError` now, not at the first request, when s3fs is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("fsspec") is None:
-        raise StoreError(f"the store {url} needs s3fs: pip install 'etherealfabric[s3]'")
-
-
 def _absent(url: str) -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, "no such entry", url)
 

@@ -1,0 +1,86 @@
+"""An object store's URL and settings, read and checked before anything is asked of it.
+
+The URL is one fsspec URL (``s3://bucket/prefix``; no chained URLs, no read-only schemes); the
+S3 options get the endpoint of ``ETHEREALFABRIC_S3_ENDPOINT_URL`` and the connect and read
+timeouts of ``ETHEREALFABRIC_STORE_TIMEOUT``; a missing s3fs is said at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import DEFAULT_STORE_TIMEOUT, ENV
+from ..errors import StoreError
+from ._remoteerrors import ENDPOINT_ENV, check_endpoint
+
+__all__ = [
+    "S3_SCHEMES",
+    "TIMEOUT_ENV",
+    "check_url",
+    "env_timeout",
+    "fsspec_options",
+    "require_fsspec",
+]
+
+TIMEOUT_ENV = ENV["store_timeout"]
+S3_SCHEMES = frozenset({"s3", "s3a"})
+_READ_ONLY_SCHEMES = frozenset({"http", "https"})
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if "::" in url or not scheme or "://" not in url:
+        raise StoreError(
+            f"cannot open the store {url!r}: use a single URL such as s3://bucket/prefix "
+            "(chained fsspec URLs are not supported)"
+        )
+    if scheme in _READ_ONLY_SCHEMES:
+        raise StoreError(
+            f"cannot open the store {url!r}: {scheme}:// is read-only; use a folder, or an "
+            "object store such as s3://bucket/prefix"
+        )
+    start = url.index("://") + 3
+    return url[:start] + url[start:].rstrip("/")
+
+
+def fsspec_options(scheme: str, given: Mapping[str, Any] | None, timeout: float) -> dict[str, Any]:
+    options = dict(given or {})
+    options.setdefault("use_listings_cache", False)  # teammates write behind our back
+    endpoint = os.environ.get(ENDPOINT_ENV, "").strip()
+    if scheme in S3_SCHEMES:
+        if options.get("endpoint_url") is not None:
+            check_endpoint(options["endpoint_url"], setting="storage_options['endpoint_url']")
+        elif endpoint:
+            check_endpoint(endpoint, setting=ENDPOINT_ENV)
+            options["endpoint_url"] = endpoint
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", timeout)
+        config.setdefault("read_timeout", timeout)
+        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        options["config_kwargs"] = config
+    return options
+
+
+def env_timeout() -> float:
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_STORE_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise StoreError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0")
+    return value
+
+
+def require_fsspec(url: str) -> None:
+    """A :class:`StoreError` now, not at the first request, when s3fs is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("fsspec") is None:
+        raise StoreError(f"the store {url} needs s3fs: pip install 'etherealfabric[s3]'")
