@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,20 @@ def test_the_article_helper() -> None:
 def test_node_of_an_unknown_name_lists_the_nodes_and_the_close_one(flow: Path) -> None:
     line = one_error(ef(flow, "run", "flow.py", "--node", "lod"))
     assert "has no node 'lod'; its nodes: load, total" in line and "did you mean 'load'?" in line
+
+
+def test_cache_verify_with_a_store_out_of_reach_is_one_error_line(flow: Path) -> None:
+    pytest.importorskip("s3fs")
+    assert ef(flow, "run", "flow.py", "-q").returncode == 0
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = ef(
+        flow, "cache", "verify",
+        ETHEREALFABRIC_STORE="s3://team/ef",
+        ETHEREALFABRIC_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        ETHEREALFABRIC_STORE_TIMEOUT="2",
+        AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y",
+    )  # fmt: skip
+    assert "Traceback" not in out.stderr
+    assert "did not answer" in one_error(out)

@@ -61,8 +61,8 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
     # read-only: the shared store is never written (its credentials may not allow it)
     writable = local is None or settings.store_mode != "read-only"
     with _journal_at(settings) as journal:
-        audit = audit_cache(journal, store, local)
-        try:
+        try:  # (a store out of reach: said in one line, as by the other cache commands)
+            audit = audit_cache(journal, store, local)
             fixed = _repair(journal, store, audit.problems, local, writable) if fix else set()
         except EtherealFabricError as exc:
             _fail(str(exc))
