@@ -56,8 +56,8 @@ class RunMark:
     def close(self) -> None:
         """The run ends: its mark goes (its roots, published next, take over)."""
         store, self.store = self.store, None
-        if store is None or self._written_at is None:
-            return
+        if store is None or self._written_at is None or store.offline is not None:
+            return  # (a store found out of reach is not asked again: the mark expires there)
         from ..store._sharedgc import run_mark_name
 
         try:
