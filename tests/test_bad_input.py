@@ -354,3 +354,33 @@ def test_a_node_given_as_an_input_instead_of_its_output_is_named(tmp_path: Any) 
     wf2 = Workflow("w2", home=tmp_path / "home2")
     wf2.add_node(Fit())
     assert wf2.execute().executed == 1  # a right workflow still runs
+
+
+@pytest.mark.parametrize("planted", ["journal.db", "journal.db-wal"])
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_journal_that_is_no_file_is_one_line_naming_it_never_a_hang(
+    tmp_path: Any, ef: Any, planted: str, kind: str
+) -> None:
+    """A named pipe where the journal (or its -wal file) belongs hung every reading command
+    and the web UI; a folder there was called a disk I/O error."""
+    import os
+
+    home = tmp_path / "home"
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n\n@node\ndef one():\n    return 1\n\n"
+        "with Workflow('w') as wf:\n    one()\n"
+    )
+    if planted.endswith("-wal"):
+        assert ef(tmp_path, "run", "flow.py", "-q", "--home", str(home)).returncode == 0
+        (home / planted).unlink(missing_ok=True)
+    home.mkdir(exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(home / planted)
+    else:
+        (home / planted).mkdir()
+    for command in (["runs"], ["status"], ["run", "flow.py"]):
+        out = ef(tmp_path, *command, "--home", str(home))
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        expected = "named pipe" if kind == "fifo" else "folder"
+        assert f"{planted} is a {expected}, not a file" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr

@@ -264,6 +264,7 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
     """
     if not home_writable(path):
         raise ReadOnlyJournalError(path)
+    check_regular(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -282,6 +283,31 @@ def connect(path: Path, *, durable: bool = False) -> sqlite3.Connection:
         conn.close()
         raise _open_error(path, exc) from exc
     return conn
+
+
+def check_regular(path: Path) -> None:
+    """A :class:`JournalError` when the journal, or its ``-wal`` or ``-shm`` file, is there but
+    is no regular file (a FIFO would hang every command opening it; a folder fails as a
+    disk I/O error)."""
+    import stat
+
+    for one in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = one.stat().st_mode
+        except OSError:  # not there (or not readable: said when it is opened)
+            continue
+        if not stat.S_ISREG(mode):
+            kind = (
+                "folder"
+                if stat.S_ISDIR(mode)
+                else "named pipe"
+                if stat.S_ISFIFO(mode)
+                else ("socket" if stat.S_ISSOCK(mode) else "device")
+            )
+            raise JournalError(
+                f"{one} is a {kind}, not a file: a journal is a SQLite database file; remove "
+                "it (or pass another --home)"
+            )
 
 
 def _open_uri(path: Path, options: str) -> sqlite3.Connection:
@@ -312,6 +338,7 @@ def connect_read_only(
 
     if not path.exists():
         raise JournalError(f"no journal at {path}")
+    check_regular(path)
     try:
         return _open_uri(path, "mode=ro"), None
     except sqlite3.DatabaseError as exc:
