@@ -383,3 +383,15 @@ def test_an_async_run_of_a_class_node_is_refused_with_what_to_do() -> None:
         class Fetch(Node):
             async def run(self) -> dict[str, int]:
                 return {"result": 1}
+
+
+@pytest.mark.parametrize("name", [".", "..", " .. ", "a/b", "x\x1b[31m", ""])
+def test_names_that_would_break_paths_or_links_are_refused(name: str) -> None:
+    """``..`` as a node's name made its page in the web UI unreachable (a browser resolves
+    ``/runs/ID/nodes/..`` to the run's page)."""
+
+    def one() -> int:
+        return 1
+
+    with pytest.raises(DefinitionError, match="names must be"):
+        node(name=name)(one)

@@ -204,17 +204,19 @@ def bind(
 
 
 def check_node_name(name: object) -> str:
-    """A node or workflow name: printable text without slashes (names reach paths, SQL
-    parameters and terminals, so a control character such as an ANSI escape is refused)."""
+    """A node or workflow name: printable text without slashes, not ``.`` or ``..`` (names
+    reach paths, URLs of the web UI, SQL parameters and terminals, so a control character
+    such as an ANSI escape is refused)."""
     if (
         not isinstance(name, str)
         or not name.strip()
         or any(c in name for c in "/\\")
         or not name.isprintable()
+        or name.strip() in (".", "..")
     ):
         raise DefinitionError(
             "node and workflow names must be non-empty printable text without slashes, "
-            f"newlines or control characters, got {name!r}"
+            f"newlines or control characters, and not '.' or '..', got {name!r}"
         )
     return name
 
