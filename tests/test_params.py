@@ -323,6 +323,7 @@ BAD_INPUTS = [
     (["--params", "params.ini"], "expected a .yaml, .yml, .toml or .json file"),
     (["--params", "typo.yaml"], "no parameter 'model.kernal'; did you mean 'model.kernel'?"),
     (["--params", "list.json"], "expected a mapping of parameter names"),
+    (["--params", "bomb.yaml"], "values once its YAML aliases are expanded"),
 ]
 
 
@@ -336,6 +337,10 @@ def test_cli_bad_parameters_are_one_line_errors(
     (tmp_path / "params.ini").write_text("[x]\n")
     (tmp_path / "typo.yaml").write_text("model:\n  kernal: linear\n")
     (tmp_path / "list.json").write_text("[1, 2]")
+    # nine lists of nine aliases of the one before: 9**9 values once expanded (it hung)
+    levels = ["&l0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
+    levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text(f"n_rows: [{', '.join(levels)}]\n")
     out = cli(tmp_path, "run", "wf.py", *args)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr

@@ -106,6 +106,11 @@ def load_params_file(file: str) -> Mapping[str, Any]:
         raise ParameterError(f"params file {file}: not valid {_KIND[suffix]}: {first}") from None
     if data is None:
         return {}
+    if _expanded_size(data) > MAX_VALUES:
+        raise ParameterError(
+            f"params file {file}: holds more than {MAX_VALUES:,} values once its YAML aliases "
+            "are expanded (an alias bomb?); give the values themselves"
+        )
     if not isinstance(data, Mapping):
         raise ParameterError(
             f"params file {file}: expected a mapping of parameter names to values at the top, "
@@ -115,6 +120,25 @@ def load_params_file(file: str) -> Mapping[str, Any]:
 
 
 _KIND = {".yaml": "YAML", ".yml": "YAML", ".toml": "TOML", ".json": "JSON"}
+#: the most values a params file may hold (YAML aliases expanded)
+MAX_VALUES = 1_000_000
+
+
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds once shared parts (YAML aliases) are counted each time
+    they appear: linear in its distinct containers, however many times they are repeated."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int = 0) -> int:
+        if not isinstance(value, (list, dict)) or depth > 200:
+            return 1
+        known = sizes.get(id(value))
+        if known is None:
+            items = value.values() if isinstance(value, dict) else value
+            known = sizes[id(value)] = 1 + sum(size(item, depth + 1) for item in items)
+        return known
+
+    return size(data)
 
 
 def _parse(text: str, suffix: str) -> Any:
