@@ -384,3 +384,22 @@ def test_a_journal_that_is_no_file_is_one_line_naming_it_never_a_hang(
         expected = "named pipe" if kind == "fifo" else "folder"
         assert f"{planted} is a {expected}, not a file" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("store", "home"), [("shared", "shared/home"), ("home/objects", "home")])
+def test_a_home_and_a_shared_folder_inside_each_other_are_refused(
+    tmp_path: Any, ef: Any, store: str, home: str
+) -> None:
+    """A home inside the shared folder could be written by anyone who writes the shared folder,
+    and a home's outputs load without checks: refused before anything runs."""
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n\n@node\ndef one():\n"
+        "    open('ran', 'w').close()\n    return 1\n\nwith Workflow('w') as wf:\n    one()\n"
+    )
+    out = ef(
+        tmp_path, "run", "flow.py",
+        ETHEREALFABRIC_STORE=str(tmp_path / store), ETHEREALFABRIC_HOME=str(tmp_path / home),
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "must be apart" in out.stderr
+    assert not (tmp_path / "ran").exists()

@@ -141,9 +141,33 @@ def open_run_store(settings: Settings) -> Store:
             settings.store_location, durable=durable, shared=True, timeout=settings.store_timeout
         )
     local = LocalStore(settings.home, durable=durable)
+    if isinstance(remote, LocalStore):
+        _check_apart(local.root, remote.root)
     from ._layered import LayeredStore
 
     return LayeredStore(local, remote, mode=settings.store_mode)
+
+
+def _check_apart(home: str, shared: str) -> None:
+    """A home inside the shared folder (or the shared folder inside the home): a
+    :class:`StoreConfigError`. The home is trusted (its outputs load without checks): anyone
+    who may write the shared folder could then write the home's journal and objects."""
+    home_real, shared_real = os.path.realpath(home), os.path.realpath(shared)
+    inside = [(a, b) for a, b in ((home_real, shared_real), (shared_real, home_real))
+              if a.startswith(b.rstrip(os.sep) + os.sep)]  # fmt: skip
+    if not inside:
+        return
+    what = (
+        f"the home {home} lies inside the shared store {shared}"
+        if inside[0][0] == home_real
+        else f"the shared store {shared} lies inside the home {home}"
+    )
+    raise StoreConfigError(
+        f"{what}: a home is trusted (what it holds loads without checks) and a shared store is "
+        f"not, so they must be apart; point {ENV['home']} or {ENV['store']} elsewhere",
+        setting=ENV["store"],
+        path=shared,
+    )
 
 
 def check_run_writes(store: Store) -> None:
