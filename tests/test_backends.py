@@ -408,3 +408,25 @@ def test_pacing_opens_the_window_for_short_tasks_only() -> None:
     assert pacing.window(2) == 2 * Pacing.short_per_worker  # milliseconds: keep many queued
     pacing.observe("not a task result")  # anything else is ignored
     assert pacing.window(2) == 2 * Pacing.short_per_worker
+
+
+# -- the thread pool's size ------------------------------------------------------------------------
+def test_the_thread_pool_starts_threads_as_tasks_need_them_up_to_max_workers() -> None:
+    """A max_workers of 100,000 for a few tasks starts a few threads (it started them all: a
+    node error "can't start new thread"); tasks that wait for each other still all run at
+    once, up to max_workers."""
+    import threading
+
+    from etherealfabric.backends._local import EAGER_THREADS, ThreadBackend
+
+    before = threading.active_count()
+    with ThreadBackend(max_workers=100_000) as backend:
+        assert [backend.submit(double, i).result(timeout=TIMEOUT) for i in range(5)] == [
+            0, 2, 4, 6, 8,
+        ]  # fmt: skip
+        assert threading.active_count() - before <= EAGER_THREADS
+    count = EAGER_THREADS + 8
+    barrier = threading.Barrier(count, timeout=TIMEOUT)  # each task waits for all the others
+    with ThreadBackend(max_workers=count) as backend:
+        futures = [backend.submit(lambda _: barrier.wait(), i) for i in range(count)]
+        assert sorted(f.result(timeout=TIMEOUT) for f in futures) == list(range(count))

@@ -14,6 +14,7 @@ even by SIGKILL (see :func:`~etherealfabric.backends._base.watch_run`).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -36,6 +37,9 @@ from ._taskpickle import dumps_task
 __all__ = ["ProcessBackend", "ThreadBackend"]
 
 T = TypeVar("T")
+log = logging.getLogger("etherealfabric.backends")
+#: threads the pool starts at its first task (more start while tasks wait, up to max_workers)
+EAGER_THREADS = 32
 
 
 class _ThreadPacing(Pacing):
@@ -73,6 +77,7 @@ class ThreadBackend(Backend):
         self._threads: list[threading.Thread] = []
         self._pacing = _ThreadPacing()
         self._pacing_lock = threading.Lock()
+        self._waiting = 0  # tasks submitted and not done (under _pacing_lock)
 
     @property
     def in_flight(self) -> int | None:
@@ -81,21 +86,32 @@ class ThreadBackend(Backend):
 
     def submit(self, fn: Callable[[T], Any], task: T) -> Future[Any]:
         future: Future[Any] = Future()
-        if not self._threads:
-            self._start_threads()
+        with self._pacing_lock:
+            self._waiting += 1
+            more = min(self._waiting, self.max_workers or 1) - len(self._threads)
+        if more > 0:
+            self._start_threads(more if self._threads else max(more, EAGER_THREADS))
         self._queue.put((future, fn, task))
         return future
 
-    def _start_threads(self) -> None:
-        """Start every thread at the first submit, while none has a task: each new thread
-        waits for one (and lets go of the GIL). A thread started once others run tasks
-        costs the scheduler up to a GIL switch interval (5 ms) in ``Thread.start``, whose
-        new thread needs the GIL to say it started."""
-        for number in range(self.max_workers or 1):
+    def _start_threads(self, count: int) -> None:
+        """Start ``count`` more threads (up to ``max_workers``). The first submit starts up to
+        :data:`EAGER_THREADS` at once, while none has a task: each new thread waits for one
+        (and lets go of the GIL); a thread started once others run tasks costs the scheduler
+        up to a GIL switch interval (5 ms) in ``Thread.start``. More start only while tasks
+        wait for one: a ``max_workers`` of thousands for a run of five nodes starts five."""
+        for _ in range(min(count, (self.max_workers or 1) - len(self._threads))):
             thread = threading.Thread(
-                target=self._work, name=f"etherealfabric-{number}", daemon=True
+                target=self._work, name=f"etherealfabric-{len(self._threads)}", daemon=True
             )
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:  # the system's limit of threads: the pool stays as it is
+                if self._threads:
+                    log.warning("the thread pool stays at %d threads: %s", len(self._threads),
+                                "the system refuses more")  # fmt: skip
+                    return
+                raise
             self._threads.append(thread)
 
     def cancel(self, future: TaskFuture[Any]) -> bool:
@@ -106,13 +122,18 @@ class ThreadBackend(Backend):
         while (item := self._queue.get()) is not None:
             future, fn, task = item
             if not future.set_running_or_notify_cancel():
+                with self._pacing_lock:
+                    self._waiting -= 1
                 continue
             try:
                 result = fn(task)
             except BaseException as exc:
+                with self._pacing_lock:
+                    self._waiting -= 1
                 future.set_exception(exc)
                 continue
             with self._pacing_lock:
+                self._waiting -= 1
                 self._pacing.observe(result)
             future.set_result(result)
 
