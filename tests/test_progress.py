@@ -132,6 +132,18 @@ def test_line_mode_shows_failures_and_not_run_nodes() -> None:
     assert len(lines) == 3
 
 
+def test_a_failure_line_carries_no_terminal_escapes_of_the_nodes_error() -> None:
+    @node
+    def colourful() -> None:
+        raise ValueError("\x1b[31mred\x1b[0m and \x1b]0;a title\x07 a bell\x07")
+
+    with Workflow("escapes") as wf:
+        colourful()
+    out = io.StringIO()
+    wf.execute(subscribers=[Progress(file=out)], raise_on_error=False)
+    assert lines_of(out)[0] == "[1/1] colourful FAILED: ValueError: red and  a bell?"
+
+
 def test_line_mode_reports_retries() -> None:
     calls = {"n": 0}
 

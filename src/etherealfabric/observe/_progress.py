@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -81,8 +82,17 @@ def _is_terminal(file: TextIO) -> bool:
 
 
 def _first_line(text: str | None) -> str:
+    """The first line of a node's error, without terminal escapes or control characters
+    (a node's text must not recolour or move the terminal's cursor)."""
     lines = (text or "").strip().splitlines()
-    return lines[0] if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    line = _ESCAPES.sub("", lines[0])
+    return line if line.isprintable() else "".join(c if c.isprintable() else "?" for c in line)
+
+
+#: a terminal's escape sequences (CSI, OSC and two-character ones)
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 class Progress:
