@@ -7,6 +7,7 @@ loaded), and teammates with separate homes sharing one bucket through the public
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -730,3 +731,49 @@ def test_a_bucket_that_refuses_writes_says_to_use_read_only_mode(s3: MotoServer)
         store.put_action(KEY, _record("ab" * 16))
     message = str(info.value)
     assert store.url in message and "ETHEREALFABRIC_STORE_MODE=read-only" in message, message
+
+
+def test_a_server_trickling_its_answer_is_a_store_that_did_not_answer(tmp_path: Path) -> None:
+    """A server that sends an object's bytes a few at a time, each in time for the read
+    timeout, held a run for hours (an 800 KB object at 64 bytes a second): a read is given the
+    store's timeout plus the time to receive its bytes at 256 KiB/s, then the store counts as
+    not answering (and a run goes on with its local layer)."""
+    import http.server
+    import socketserver
+    import time
+
+    from etherealfabric.errors import StoreUnreachableError
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.25)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = ObjectStore(
+            "s3://bucket/prefix",
+            storage_options={
+                "endpoint_url": f"http://127.0.0.1:{server.server_address[1]}",
+                "key": "x", "secret": "y",
+            },
+            timeout=2,
+        )  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachableError, match="did not answer"):
+            store.read_head("objects/ab/entry", 100_000)
+        assert time.monotonic() - started < 20  # not the 50 s the trickle takes
+    finally:
+        server.shutdown()
+        server.server_close()

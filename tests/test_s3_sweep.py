@@ -223,14 +223,14 @@ def test_a_huge_record_is_refused_without_being_read_whole(
     name = f"actions/{key[:2]}/{key}.json"
     store.write_entry(name, store.read_entry(name) + b" " * 5000)
     reads: list[int] = []
-    original = store.fs.cat_file
+    original = store._cat  # every GET of the store's reads
 
-    def counting(path: str, start: int | None = None, end: int | None = None, **kw: object):
-        data = original(path, start=start, end=end, **kw)
+    def counting(path: str, size: int | None, **where: int) -> bytes:
+        data = original(path, size, **where)
         reads.append(len(data))
         return data
 
-    monkeypatch.setattr(store.fs, "cat_file", counting)
+    monkeypatch.setattr(store, "_cat", counting)
     with caplog.at_level(logging.WARNING, logger="etherealfabric"):
         assert store.get_action(key) is None
     assert "larger than 2000 bytes" in caplog.text and name in caplog.text
@@ -275,19 +275,19 @@ def test_a_huge_planted_lease_is_not_read_whole(
     forged = b'{"owner": "x", "pad": "%s", "expires": %d}' % (b"a" * 3_000_000, time.time() + 60)
     remote.write_entry(lease_name(key, 1), forged)
     moved: list[int] = []
-    get_file, cat_file = remote.fs.get_file, remote.fs.cat_file
+    get_file, cat = remote.fs.get_file, remote._cat  # every download and GET of the store's
 
     def counting_get(rpath: str, lpath: str, **kw: object) -> None:
         get_file(rpath, lpath, **kw)
         moved.append(os.path.getsize(lpath))
 
-    def counting_cat(path: str, start: int | None = None, end: int | None = None, **kw: object):
-        data = cat_file(path, start=start, end=end, **kw)
+    def counting_cat(path: str, size: int | None, **where: int) -> bytes:
+        data = cat(path, size, **where)
         moved.append(len(data))
         return data
 
     monkeypatch.setattr(remote.fs, "get_file", counting_get)
-    monkeypatch.setattr(remote.fs, "cat_file", counting_cat)
+    monkeypatch.setattr(remote, "_cat", counting_cat)
     assert StoreLeases(store, "run-1").acquire(key)  # not a lease: the key is free
     assert moved and max(moved) <= 64 * 1024
 
@@ -304,18 +304,18 @@ def test_a_huge_unsigned_checkpoint_is_refused_from_its_first_line(
     key = "0123456789abcdef0123456789abcdef"
     store.write_entry(f"checkpoints/{key[:2]}/{key}", b"\x80\x04" + b"a" * 3_000_000)
     moved: list[int] = []
-    cat_file = store.fs.cat_file
+    cat = store._cat  # every GET of the store's reads
 
-    def counting(path: str, start: int | None = None, end: int | None = None, **kw: object):
-        data = cat_file(path, start=start, end=end, **kw)
+    def counting(path: str, size: int | None, **where: int) -> bytes:
+        data = cat(path, size, **where)
         moved.append(len(data))
         return data
 
-    monkeypatch.setattr(store.fs, "cat_file", counting)
+    monkeypatch.setattr(store, "_cat", counting)
     with caplog.at_level(logging.WARNING, logger="etherealfabric"):
         assert store.get_checkpoint(key) is None
     assert "not signed" in caplog.text
     assert moved and max(moved) < 1000
-    monkeypatch.setattr(store.fs, "cat_file", cat_file)
+    monkeypatch.setattr(store, "_cat", cat)
     store.put_checkpoint(key, b"a signed state")  # a good one still loads
     assert store.get_checkpoint(key) == b"a signed state"
