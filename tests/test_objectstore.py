@@ -745,7 +745,7 @@ def test_a_server_trickling_its_answer_is_a_store_that_did_not_answer(tmp_path: 
     from etherealfabric.errors import StoreUnreachableError
 
     class Trickle(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "100000")
             self.end_headers()
