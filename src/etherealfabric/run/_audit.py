@@ -194,31 +194,42 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         pass
 
 
-#: the files nodes of this process read, by name, for :func:`read_in_process` (at most
-#: :data:`_MAX_READ_HERE` names)
-_read_here: dict[str, set[str]] = {}
+#: the files nodes of this process read, by their code (a function's code object, a class)
+#: and name, for :func:`read_in_process` (at most :data:`_MAX_READ_HERE` of them)
+_read_here: dict[tuple[object, str], set[str]] = {}
 _MAX_READ_HERE = 10_000
 
 
 def _note_read_here(path: str) -> None:
-    name = os.path.basename(path)
-    known = _read_here.get(name)
+    reaching = _memoized.get()
+    if reaching is None:
+        return
+    key = (code_key(reaching.code), os.path.basename(path))
+    known = _read_here.get(key)
     if known is None:
         if len(_read_here) >= _MAX_READ_HERE:
             return
-        known = _read_here[name] = set()
+        known = _read_here[key] = set()
     if len(known) < 16:
         known.add(os.path.abspath(path))
 
 
-def read_in_process(text: str) -> list[str]:
-    """The absolute paths of files that nodes of this process read and that end with the
-    relative path ``text``: what a library cache keyed by name (Jinja's templates, loaded
-    once per environment) serves a node that opened nothing, because another node read it."""
+def code_key(code: object) -> object:
+    """What stands for a node's code in :data:`_read_here`: a function's code object (the same
+    for every node made from it), else the class."""
+    return getattr(code, "__code__", code)
+
+
+def read_in_process(text: str, code: object) -> list[str]:
+    """The absolute paths of files that nodes of ``code`` (the same ``@node`` function or
+    class) read in this process and that end with the relative path ``text``: what a library
+    cache keyed by name (Jinja's templates, loaded once per environment) serves the other
+    nodes of a fan-out, which open nothing, because the first one read it."""
     if os.path.isabs(text):
         return []
     tail = os.sep + os.path.normpath(text)
-    return sorted(p for p in _read_here.get(os.path.basename(text), ()) if p.endswith(tail))
+    found = _read_here.get((code_key(code), os.path.basename(text)), ())
+    return sorted(p for p in found if p.endswith(tail))
 
 
 def _from_start(opened: Opened, event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

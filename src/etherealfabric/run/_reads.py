@@ -75,6 +75,7 @@ from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
+from ..journal._liveness import HOST
 from ._audit import HERE, as_opened, has_magic, pattern_reads, read_in_process
 from ._files import changed_since
 from ._folders import (
@@ -97,7 +98,6 @@ from ._folders import (
     writes_into,
 )
 from ._memoized import memoized_reads
-from ._messages import HOST
 from ._texts import (
     MAX_READS,
     argument_strings,
@@ -253,7 +253,7 @@ def named_paths(
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
     for path in gone:  # read by another node here, served to this one from a library's cache
-        found.update(dict.fromkeys(as_opened(p) for p in read_in_process(candidates[path])))
+        found.update(dict.fromkeys(as_opened(p) for p in read_in_process(candidates[path], code)))
     return list(found)
 
 
