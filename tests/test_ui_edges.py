@@ -5,6 +5,7 @@ node names in the address."""
 from __future__ import annotations
 
 import html
+import os
 import sqlite3
 import subprocess
 import sys
@@ -214,3 +215,19 @@ def test_a_running_run_is_listed_with_its_counts_so_far(server: UiServer) -> Non
     live = next(r for r in json.loads(body)["runs"] if r["id"] == LIVE)
     assert live["status"] == "running"
     assert (live["executed"], live["cached"], live["failed"]) == (1, 0, 0), live
+
+
+def test_a_home_whose_name_is_not_valid_utf8_is_served(tmp_path: Path) -> None:
+    """``--home`` with bytes that are not UTF-8 in its name: the pages and the API answer (they
+    were a 500 and a 400 naming the codec); the commands shown escape those bytes."""
+    home = Path(os.fsdecode(bytes(tmp_path / "h") + b"\xff\xfe"))
+    make_home(home)
+    running = UiServer(home)
+    try:
+        for page in ("/", "/cache"):
+            assert "<html" in running.get(page)
+        assert [r["id"] for r in running.get("/api/runs")["runs"]] == [DEAD, LIVE, DONE]
+        assert running.get(f"/api/runs/{DEAD}")["run"]["status"] == "interrupted"
+    finally:
+        stderr = running.stop()
+    assert "Traceback" not in stderr, stderr

@@ -311,7 +311,7 @@ def check_regular(path: Path) -> None:
 
 
 def _open_uri(path: Path, options: str) -> sqlite3.Connection:
-    uri = f"file:{quote(str(path.absolute()))}?{options}"
+    uri = f"file:{quote(os.fsencode(path.absolute()))}?{options}"  # (any bytes of a name)
     conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None,
                            check_same_thread=False)  # fmt: skip
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,12 +202,12 @@ def create_app(
     ``./.etherealfabric``), behind ``token`` when one is given; served on ``host`` (on
     loopback, only requests addressed to loopback are answered: see ``_gates``)."""
     settings = Settings.resolve(home=home)
-    option = f" --home {settings.home}" if home else ""
+    option = f" --home {_shell_word(settings.home)}" if home else ""
     site = Site(settings.journal_path, settings.home, option, settings)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["status_css"] = _status_css()
     templates.env.globals["status_marks"] = STATUS_MARKS
-    templates.env.globals["journal"] = str(site.journal_path)
+    templates.env.globals["journal"] = _utf8(site.journal_path)
 
     def page(name: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:
@@ -360,3 +361,16 @@ def _preview(journal: Journal, request: Request, home: Path) -> dict[str, Any]:
     except Exception as exc:  # a missing artifact, a serializer not installed here: say so
         return {"kind": "none", "text": f"cannot load it here: {type(exc).__name__}: {exc}"}
     return views.preview(value)
+
+
+def _shell_word(path: Path) -> str:
+    """``path`` as a shell word in the commands the pages show: quoted if need be, and as
+    UTF-8 text (a name that is not valid UTF-8 shows its bytes escaped, not a server error)."""
+    import shlex
+
+    return shlex.quote(_utf8(path))
+
+
+def _utf8(path: Path) -> str:
+    """``path`` as UTF-8 text, the bytes of a name that is not valid UTF-8 escaped."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
