@@ -125,6 +125,30 @@ def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTe
 
 
 @pytest.mark.timeout(300)
+def test_thousands_of_planted_lease_generations_are_not_read_one_by_one(team: MapTeam) -> None:
+    """50,000 expired generations of a key's lease made a node take 16 s (one read each, a
+    GET on S3, on every lease and heartbeat): past 256 the lease is given up for the run, with
+    a warning naming the key, and the node is computed."""
+    assert team.cli("run", "wf.py").returncode == 0
+    team.executed()
+    path = team.record_of("total")
+    key = path.name.removesuffix(".json")
+    path.unlink()
+    folder = team.shared / "leases" / key[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    expired = json.dumps({"owner": "x", "host": "elsewhere", "pid": 1, "expires": 1.0})
+    for generation in range(1, 5001):
+        (folder / f"{key}.{generation}").write_text(expired)
+
+    started = time.monotonic()
+    out = team.cli("run", "wf.py", home="b")
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == ["total"]
+    assert "go past 256 generations" in out.stderr and key in out.stderr
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.timeout(300)
 def test_journal_rows_naming_impossible_pids_break_neither_the_cli_nor_a_run(
     team: MapTeam,
 ) -> None:

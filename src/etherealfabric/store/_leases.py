@@ -45,6 +45,10 @@ log = logging.getLogger("etherealfabric.store")
 LEASE_SECONDS = 60.0
 #: Generations read past the first missing one: a released lease leaves a gap below a live one.
 _PROBE_PAST_GAP = 1
+#: Generations of one key's lease read at most: released leases are deleted (a key's next lease
+#: takes their number again), so only crashed drivers leave a few; more were planted (each is a
+#: read, one GET on S3, on every lease and heartbeat)
+_MAX_GENERATIONS = 256
 #: A lease entry is a few hundred bytes; no more than this is read (a longer one is not a lease).
 _MAX_LEASE_BYTES = 64 * 1024
 
@@ -99,6 +103,9 @@ class StoreLeases:
         except NotImplementedError:
             self._disable(f"{self.store.url} cannot create entries exclusively")
             return True
+        except _TooMany as exc:
+            self._disable(str(exc))
+            return True
         except (StoreError, OSError) as exc:
             log.warning("could not take the store lease of %s (%s); computing it anyway", key, exc)
             return True
@@ -141,7 +148,7 @@ class StoreLeases:
                     continue
                 self.store.write_entry(name, self._payload())
                 renewed += 1
-            except (StoreError, OSError) as exc:
+            except (StoreError, OSError, _TooMany) as exc:
                 log.warning("could not renew the store lease %s: %s", name, exc)
         return renewed
 
@@ -150,6 +157,11 @@ class StoreLeases:
         """``(highest generation present, its holder if the lease is live)``; (0, None): none."""
         top, entry, gap, generation = 0, None, 0, 1
         while gap <= _PROBE_PAST_GAP:
+            if generation > _MAX_GENERATIONS:
+                raise _TooMany(
+                    f"the lease entries of key {key} in {self.store.url} go past "
+                    f"{_MAX_GENERATIONS} generations (planted?)"
+                )
             data = self._read(lease_name(key, generation))
             if data is None:
                 gap += 1
@@ -197,3 +209,7 @@ def _parse(data: bytes | None) -> dict[str, Any] | None:
     except (ValueError, TypeError, KeyError, OverflowError):  # (an integer no float can hold)
         return None
     return entry if isinstance(entry, dict) and isinstance(entry.get("owner"), str) else None
+
+
+class _TooMany(Exception):
+    """A key's lease entries go past :data:`_MAX_GENERATIONS`."""
