@@ -109,6 +109,7 @@ def test_explicit_storage_options_beat_the_environment(monkeypatch: pytest.Monke
     ("url", "match"),
     [
         ("s3://", "names no bucket"),
+        ("s3://Bad_Bucket!!/ef", "which is no bucket name"),
         ("https://example.com/store", "read-only"),
         ("simplecache::s3://bucket/x", "chained"),
         ("nosuchprotocol://x", "cannot open the store"),

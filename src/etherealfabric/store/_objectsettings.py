@@ -8,17 +8,19 @@ timeouts of ``ETHEREALFABRIC_STORE_TIMEOUT``; a missing s3fs is said at once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import DEFAULT_STORE_TIMEOUT, ENV
-from ..errors import StoreError
+from ..errors import StoreConfigError, StoreError
 from ._remoteerrors import ENDPOINT_ENV, check_endpoint
 
 __all__ = [
     "S3_SCHEMES",
     "TIMEOUT_ENV",
+    "check_bucket",
     "check_url",
     "env_timeout",
     "fsspec_options",
@@ -28,6 +30,8 @@ __all__ = [
 TIMEOUT_ENV = ENV["store_timeout"]
 S3_SCHEMES = frozenset({"s3", "s3a"})
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
+#: the names botocore lets through (S3's own rules are stricter; S3-compatible servers vary)
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 
 def check_url(url: str) -> str:
@@ -84,3 +88,16 @@ def require_fsspec(url: str) -> None:
 
     if importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("fsspec") is None:
         raise StoreError(f"the store {url} needs s3fs: pip install 'etherealfabric[s3]'")
+
+
+def check_bucket(url: str) -> None:
+    """A :class:`StoreConfigError` now, not a failure of every node, when the bucket of the S3
+    ``url`` is no bucket name."""
+    bucket = urlsplit(url).netloc
+    if not _BUCKET.fullmatch(bucket):
+        raise StoreConfigError(
+            f"{ENV['store']}: the store URL {url!r} names the bucket {bucket!r}, which is no "
+            "bucket name (letters, digits, '.', '-' and '_' only); use s3://bucket/prefix",
+            setting=ENV["store"],
+            path=url,
+        )

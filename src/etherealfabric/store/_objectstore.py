@@ -56,6 +56,7 @@ from ._base import EntryInfo, Store, object_name
 from ._objectsettings import (
     S3_SCHEMES,
     TIMEOUT_ENV,
+    check_bucket,
     check_url,
     env_timeout,
     fsspec_options,
@@ -142,6 +143,7 @@ class ObjectStore(Store):
                 raise StoreError(
                     f"the store URL {self.url!r} names no bucket; use s3://bucket/prefix"
                 )
+            check_bucket(self.url)
             require_fsspec(self.url)
         else:
             self._connect()
