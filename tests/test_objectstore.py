@@ -778,3 +778,32 @@ def test_a_server_trickling_its_answer_is_a_store_that_did_not_answer(tmp_path: 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_cat_of_a_result_only_the_unreachable_shared_store_holds_says_so(
+    tmp_path: Path, ef: Any
+) -> None:
+    """Not "no longer in the store (removed by gc, or lost)": the store did not answer."""
+    private = MotoServer().ensure()  # (stopped below: not the module's shared server)
+    try:
+        (tmp_path / "flow.py").write_text(
+            "import numpy as np\nfrom etherealfabric import Workflow, node\n\n@node\n"
+            "def big():\n    return np.arange(100_000)\n\nwith Workflow('c') as wf:\n    big()\n"
+        )
+        settings = {
+            "ETHEREALFABRIC_STORE": f"s3://{private.bucket}/ef",
+            "ETHEREALFABRIC_S3_ENDPOINT_URL": private.endpoint,
+            "ETHEREALFABRIC_STORE_TIMEOUT": "2",
+            "ETHEREALFABRIC_SIGNING_KEY": TEAM_KEY,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        }  # fmt: skip
+        assert ef(tmp_path, "run", "flow.py", "-q", **settings).returncode == 0
+        for stored in (tmp_path / ".etherealfabric" / "objects").rglob("*"):
+            if stored.is_file():
+                stored.unlink()  # only the shared store holds the result now
+    finally:
+        private.stop()
+    out = ef(tmp_path, "cat", "latest", "big", **settings)
+    assert out.returncode == 2
+    assert "is not in this home, and the shared store did not answer" in out.stderr
+    assert "removed by" not in out.stderr and "Traceback" not in out.stderr

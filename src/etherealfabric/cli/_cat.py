@@ -79,6 +79,13 @@ def cat(
         try:
             value = results.value(node, output)
         except ArtifactMissingError as exc:
+            offline = getattr(getattr(results._cache, "store", None), "offline", None)
+            if offline is not None:  # not lost: the shared store did not answer
+                _fail(
+                    f"the result of node {node!r} in run {results.run_id} is not in this home, "
+                    f"and the shared store did not answer ({offline}); try again once it "
+                    f"answers, or {_rerun_hint(home, results.run_id, node)}"
+                )
             _fail(f"{_gone(home, results.run_id, node)} ({exc})")
         except CorruptArtifactError as exc:  # a cached run would hit the same bytes: --force
             if exc.path is None:  # bytes that hash right but are no data of their format

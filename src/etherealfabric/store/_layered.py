@@ -151,9 +151,9 @@ class LayeredStore(Store):
                 return
             self.offline = str(exc)
         log.warning(
-            "the shared store %s is unreachable, so this run goes on with the local layer %s "
-            "(results are not uploaded; `etherealfabric cache push --dry-run` lists them, "
-            "`etherealfabric cache push` uploads them later): %s",
+            "the shared store %s is unreachable, so this goes on with the local layer %s "
+            "only (nothing is uploaded; `etherealfabric cache push --dry-run` lists a run's "
+            "results, `etherealfabric cache push` uploads them later): %s",
             self.remote.url,
             self.local.root,
             exc,
