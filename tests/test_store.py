@@ -568,3 +568,32 @@ def test_a_large_object_is_written_over_a_planted_folder(tmp_path: Path) -> None
         writer.write(data)
         assert writer.commit().digest == digest
     assert os.path.isfile(path) and store.read_bytes(digest) == data
+
+
+def test_a_temp_folder_another_user_made_first_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/tmp/etherealfabric-<uid>`` made first by another local user (mode 0777): the objects
+    spilled there would be theirs to read or replace. As root, the folder is given to nobody."""
+    import tempfile
+
+    from etherealfabric.errors import StoreError
+    from etherealfabric.store._writer import default_temp_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # (TMPDIR is read again)
+    folder = default_temp_dir()
+    os.makedirs(folder)
+    os.chmod(folder, 0o777)
+    pytest.importorskip("s3fs")
+    from etherealfabric.store import ObjectStore
+
+    store = ObjectStore("s3://bucket/prefix")  # (spills in the system temp folder; no request)
+    if os.getuid() == 0:
+        os.chown(folder, 65534, 65534)
+        with pytest.raises(StoreError, match="not this user's own"):
+            store.open_temp()
+        os.chown(folder, 0, 0)
+    handle, path = store.open_temp()  # ours: made private, and used
+    handle.close()
+    assert os.stat(folder).st_mode & 0o777 == 0o700 and os.path.dirname(path) == folder

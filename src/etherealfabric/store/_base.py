@@ -37,6 +37,7 @@ from ._json import parse_json
 from ._writer import (
     ObjectWriter,
     StoredObject,
+    check_private,
     create_temp_file,
     default_temp_dir,
     remove_path,
@@ -245,6 +246,8 @@ class Store(ABC):
         """A new local temp file for a large object being written, and its path."""
         folder = self.temp_dir or default_temp_dir()
         os.makedirs(folder, mode=0o700, exist_ok=True)  # again, if it was removed
+        if folder == default_temp_dir():  # (in the system's temp folder: others may enter)
+            check_private(folder)
         return create_temp_file(folder)
 
     def temp_folders(self) -> list[str]:

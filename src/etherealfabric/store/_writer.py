@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ObjectWriter",
     "StoredObject",
+    "check_private",
     "create_temp_file",
     "default_temp_dir",
     "file_mtime",
@@ -128,6 +129,23 @@ def default_temp_dir() -> str:
     import tempfile  # (and random, shutil...) only when a store spills outside its folder
 
     return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
+
+
+def check_private(folder: str) -> None:
+    """A :class:`StoreError` when the shared temp folder's ``etherealfabric-<uid>`` folder is
+    not this user's own (another local user made it first, or it is a link): the objects
+    spilled there would be theirs to read or replace; one of ours that others may enter is
+    made private."""
+    if not hasattr(os, "getuid"):
+        return
+    info = os.lstat(folder)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+        raise StoreError(
+            f"the temp folder {folder} is not this user's own (a link, or made by user "
+            f"{info.st_uid}): remove it, or point TMPDIR at a folder of yours"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def allocates_natively(folder: str) -> bool:
