@@ -578,7 +578,7 @@ def test_a_temp_folder_another_user_made_first_is_refused(
     import tempfile
 
     from etherealfabric.errors import StoreError
-    from etherealfabric.store._writer import default_temp_dir
+    from etherealfabric.store._spill import default_temp_dir
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # (TMPDIR is read again)

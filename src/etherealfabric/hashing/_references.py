@@ -130,8 +130,8 @@ class References:
         for name in names:
             if name in namespace:
                 self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
-        for found in extension_members(names):  # df.geo.center(): the user's on pd.DataFrame
-            self.code(found, None)
+        for extension in extension_members(names):  # df.geo.center(): the user's on a frame
+            self.code(extension, None)
         for level, target, fromlist in imports:
             self.imported(fn, level, target, fromlist, names)
         for target in lookups.modules:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,12 +33,11 @@ from ._checkpoints import (
     checkpoint_payload,
 )
 from ._json import parse_json
+from ._spill import default_temp_dir, spill_folder
 from ._writer import (
     ObjectWriter,
     StoredObject,
-    check_private,
     create_temp_file,
-    default_temp_dir,
     remove_path,
     remove_quietly,
     stale_temp_files,
@@ -244,11 +242,7 @@ class Store(ABC):
 
     def open_temp(self) -> tuple[BinaryIO, str]:
         """A new local temp file for a large object being written, and its path."""
-        folder = self.temp_dir or default_temp_dir()
-        os.makedirs(folder, mode=0o700, exist_ok=True)  # again, if it was removed
-        if folder == default_temp_dir():  # (in the system's temp folder: others may enter)
-            check_private(folder)
-        return create_temp_file(folder)
+        return create_temp_file(spill_folder(self.temp_dir))
 
     def temp_folders(self) -> list[str]:
         """The folders where this store's writers keep their temp files."""

@@ -71,8 +71,9 @@ from ._remoteerrors import (
 )
 from ._remoteerrors import missing_bucket as _missing_bucket
 from ._signing import Signer, load_signer
+from ._spill import default_temp_dir
 from ._trust import UntrustedEntries
-from ._writer import default_temp_dir, remove_quietly
+from ._writer import remove_quietly
 
 __all__ = ["ENDPOINT_ENV", "ObjectStore"]
 

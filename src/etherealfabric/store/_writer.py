@@ -37,9 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ObjectWriter",
     "StoredObject",
-    "check_private",
     "create_temp_file",
-    "default_temp_dir",
     "file_mtime",
     "filesystem_type",
     "host_tag",
@@ -121,31 +119,6 @@ def host_tag() -> str:
 def _read_text(path: str) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read().strip()
-
-
-def default_temp_dir() -> str:
-    """This user's private folder for spilled objects, in the system temp folder (``TMPDIR``)."""
-    user = os.getuid() if hasattr(os, "getuid") else "user"
-    import tempfile  # (and random, shutil...) only when a store spills outside its folder
-
-    return os.path.join(tempfile.gettempdir(), f"etherealfabric-{user}")
-
-
-def check_private(folder: str) -> None:
-    """A :class:`StoreError` when the shared temp folder's ``etherealfabric-<uid>`` folder is
-    not this user's own (another local user made it first, or it is a link): the objects
-    spilled there would be theirs to read or replace; one of ours that others may enter is
-    made private."""
-    if not hasattr(os, "getuid"):
-        return
-    info = os.lstat(folder)
-    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
-        raise StoreError(
-            f"the temp folder {folder} is not this user's own (a link, or made by user "
-            f"{info.st_uid}): remove it, or point TMPDIR at a folder of yours"
-        )
-    if info.st_mode & 0o077:
-        os.chmod(folder, 0o700)
 
 
 def allocates_natively(folder: str) -> bool:
