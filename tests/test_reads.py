@@ -105,6 +105,40 @@ def test_a_read_file_deleted_on_this_machine_runs_the_node_again(
     assert wf.execute().cached == 1  # (now recorded as not there)
 
 
+def test_a_file_outside_the_project_handed_between_nodes_then_removed_keeps_the_hits(
+    tmp_path: Path, home: Path
+) -> None:
+    """A node writes a file outside the project, the next reads it, a third removes it: the
+    reader's absolute read being gone is no change (it would run again and fail)."""
+    (tmp_path / "proj").mkdir()
+    spool = str(tmp_path / "spool.txt")
+
+    @node
+    def fetch() -> str:
+        Path(spool).write_text("42")
+        return spool
+
+    @node
+    def parse(path: str) -> int:
+        return int(Path(path).read_text())
+
+    @node
+    def cleanup(value: int, path: str) -> int:
+        os.remove(path)
+        return value
+
+    def build() -> Workflow:
+        with Workflow("handoff", root=str(tmp_path / "proj")) as wf:
+            path = fetch()
+            cleanup(parse(path), path)
+        return wf
+
+    assert build().execute()["cleanup"]["result"] == 42
+    assert not os.path.exists(spool)
+    again = build().execute()
+    assert again.cached == 3 and again["cleanup"]["result"] == 42
+
+
 def test_a_file_read_on_another_machine_that_is_not_here_keeps_the_hit(
     tmp_path: Path, home: Path
 ) -> None:

@@ -22,7 +22,8 @@ place), else absolute. A later
 lookup of the key (:func:`changed_read`) hashes them again, through the journal's
 size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
 now holds something else: the node runs again, and its consumers with it when its output
-changed. A file read on this machine (the record's ``read_on``) and gone since is a change;
+changed. A file of the project (under the working folder or the root, or the user's home
+folder) read on this machine (the record's ``read_on``) and gone since is a change;
 one not there that was read on another machine is not a reason to run: a teammate sharing
 the store without the raw data (or a driver whose cluster workers read files of their own)
 still gets the result. A file read in the user's home folder outside the root is recorded as
@@ -456,7 +457,12 @@ def changed_read(
                 else file_digest(path, file_cache=file_cache)
             )
         except (OSError, HashingError):  # not here (or unreadable): nothing to compare, but
-            if here and (cwd or not relative.startswith(HERE)) and not os.path.lexists(path):
+            if (  # (not an absolute path: /tmp files one node hands another, then removes)
+                here
+                and not os.path.isabs(relative)
+                and (cwd or not relative.startswith(HERE))
+                and not os.path.lexists(path)
+            ):
                 return relative  # gone from where it was read: deleted since
             continue
         if digest is None or digest != field(entry, "digest"):
