@@ -145,7 +145,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             if isinstance(opened, Opened) and not _untracking.get():
                 opened.unpickled.add(str(args[0]))
             return
-        if isinstance(opened, Opened):
+        if isinstance(opened, Opened) and event != "sqlite3.connect":  # (":memory:", URIs)
             args = _from_start(opened, event, args)
         if event == "open":
             path, _, flags = args
