@@ -125,6 +125,26 @@ def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTe
 
 
 @pytest.mark.timeout(300)
+def test_a_run_waiting_for_a_store_lease_says_who_holds_it(team: MapTeam) -> None:
+    """A planted live lease stalls a run until it expires: the wait says which pid on which
+    host holds it (as the entry says it, printable text only)."""
+    assert team.cli("run", "wf.py").returncode == 0
+    team.executed()
+    path = team.record_of("total")
+    key = path.name.removesuffix(".json")
+    path.unlink()
+    lease = team.shared / "leases" / key[:2] / f"{key}.1"
+    lease.parent.mkdir(parents=True, exist_ok=True)
+    holder = {"owner": "x", "host": "build-7\x1b[2J", "pid": 4242}
+    lease.write_text(json.dumps({**holder, "expires": time.time() + 6}))
+
+    out = team.cli("run", "wf.py", home="b")
+    assert out.returncode == 0, out.stderr
+    assert team.executed() == ["total"]  # once the lease expired
+    assert "the shared store's lease of it: pid 4242 on build-7?[2J" in out.stderr, out.stderr
+
+
+@pytest.mark.timeout(300)
 def test_thousands_of_planted_lease_generations_are_not_read_one_by_one(team: MapTeam) -> None:
     """50,000 expired generations of a key's lease made a node take 16 s (one read each, a
     GET on S3, on every lease and heartbeat): past 256 the lease is given up for the run, with

@@ -77,6 +77,18 @@ class RunLeases:
         self.home_taken += not held and self.recorder.holds_home
         return taken
 
+    def holder(self, key: str) -> str:
+        """Who holds the shared store's lease of ``key``, as the wait's message says it
+        (`` (the shared store's lease: pid 123 on host-a)``); "" when not known."""
+        found = self.store.held_by.get(key) if self.store is not None else None
+        if not isinstance(found, dict):
+            return ""
+        host, pid = (  # (as a teammate's entry says: printable text only)
+            "".join(c if c.isprintable() else "?" for c in str(found.get(k, "?"))[:100])
+            for k in ("host", "pid")
+        )
+        return f" (the shared store's lease of it: pid {pid} on {host})"
+
     def due(self, key: str) -> bool:
         """Whether a key that was leased elsewhere is worth asking about again now."""
         return time.monotonic() >= self._not_before.get(key, 0.0)

@@ -261,7 +261,8 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
         if record is not None:
             self._cached(name, info, record)
         elif not self._same.wait(name, info) and not self._lease_and_submit(name, info):
-            log.info("%s: another run is computing key %s; waiting for it", name, info.key[:12])
+            log.info("%s: another run is computing key %s%s; waiting for it",
+                     name, info.key[:12], self.leases.holder(info.key))  # fmt: skip
             self._leased_elsewhere[name] = info
 
     def _key_of(self, name: str) -> KeyInfo:

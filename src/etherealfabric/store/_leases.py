@@ -80,6 +80,8 @@ class StoreLeases:
         self.holder = dict(holder) if holder is not None else None
         self.abandoned = abandoned
         self._held: dict[str, int] = {}  # key -> the generation we created
+        #: key -> who held its lease when it was last refused to us (for the wait's message)
+        self.held_by: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._disabled = False
 
@@ -94,6 +96,7 @@ class StoreLeases:
         try:
             top, holder = self._current(key)
             if holder is not None and holder.get("owner") != self.owner:
+                self.held_by[key] = holder
                 return False
             generation = top + 1 if holder is None else top
             if holder is None and not self.store.create_entry(
