@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import cli_runner
+
 # the contract suites the tests subclass: pytest's detailed assertion messages inside them too
 pytest.register_assert_rewrite("etherealfabric.testing")
 
@@ -40,12 +42,4 @@ def python() -> str:
 def ef() -> Callable[..., subprocess.CompletedProcess[str]]:
     """The real command line in a fresh process: ``ef(cwd, "run", "flow.py", NAME=value)``
     (extra ``ETHEREALFABRIC_*`` settings as keywords; none from the outside)."""
-
-    def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-        return subprocess.run(
-            [sys.executable, "-m", "etherealfabric", *args],
-            cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-
-    return run
+    return cli_runner.ef

@@ -5,13 +5,13 @@ there, `cache pin` and `cache forget` saying what they did (or did not), `runs -
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runner import ef
 
 FLOW = """
 from etherealfabric import Workflow, node
@@ -27,23 +27,6 @@ def total(xs):
 with Workflow("trust") as wf:
     total(load())
 """
-
-
-def ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The real command line in a fresh process, its stdout a pipe, COLUMNS unset unless given."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ETHEREALFABRIC_") and k != "COLUMNS"
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

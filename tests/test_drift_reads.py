@@ -12,12 +12,12 @@ node starts are not audited), as another process would: nothing depends on timin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from cli_runner import ef_home as _cli
 from etherealfabric import Workflow, node
 from etherealfabric.journal import Journal
 
@@ -39,15 +39,6 @@ def total():
 with Workflow("reads") as wf:
     total()
 """
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def _last_run(tmp_path: Path) -> dict[str, Any]:

@@ -104,15 +104,23 @@ def test_a_record_holding_a_lone_surrogate_is_a_miss_not_a_failure(
     assert out.returncode == 0 and team.executed() == [], out.stderr  # the record was repaired
 
 
-@pytest.mark.timeout(300)
-def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTeam) -> None:
+def _forgotten_total(team: MapTeam) -> tuple[str, Path]:
+    """Run once, then remove the shared record of ``total``: its key, and the folder of that
+    key's leases in the shared store (made), where a test plants entries."""
     assert team.cli("run", "wf.py").returncode == 0
     team.executed()
     path = team.record_of("total")
     key = path.name.removesuffix(".json")
     path.unlink()
-    lease = team.shared / "leases" / key[:2] / f"{key}.1"
-    lease.parent.mkdir(parents=True, exist_ok=True)
+    folder = team.shared / "leases" / key[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    return key, folder
+
+
+@pytest.mark.timeout(300)
+def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTeam) -> None:
+    key, folder = _forgotten_total(team)
+    lease = folder / f"{key}.1"
     holder = {"owner": "x", "host": socket.gethostname(), "pid": 2**70, "start": 1}
     lease.write_text(json.dumps({**holder, "expires": time.time() + 60}))
 
@@ -128,13 +136,8 @@ def test_a_forged_store_lease_naming_an_impossible_pid_is_taken_over(team: MapTe
 def test_a_run_waiting_for_a_store_lease_says_who_holds_it(team: MapTeam) -> None:
     """A planted live lease stalls a run until it expires: the wait says which pid on which
     host holds it (as the entry says it, printable text only)."""
-    assert team.cli("run", "wf.py").returncode == 0
-    team.executed()
-    path = team.record_of("total")
-    key = path.name.removesuffix(".json")
-    path.unlink()
-    lease = team.shared / "leases" / key[:2] / f"{key}.1"
-    lease.parent.mkdir(parents=True, exist_ok=True)
+    key, folder = _forgotten_total(team)
+    lease = folder / f"{key}.1"
     holder = {"owner": "x", "host": "build-7\x1b[2J", "pid": 4242}
     lease.write_text(json.dumps({**holder, "expires": time.time() + 6}))
 
@@ -149,13 +152,7 @@ def test_thousands_of_planted_lease_generations_are_not_read_one_by_one(team: Ma
     """50,000 expired generations of a key's lease made a node take 16 s (one read each, a
     GET on S3, on every lease and heartbeat): past 256 the lease is given up for the run, with
     a warning naming the key, and the node is computed."""
-    assert team.cli("run", "wf.py").returncode == 0
-    team.executed()
-    path = team.record_of("total")
-    key = path.name.removesuffix(".json")
-    path.unlink()
-    folder = team.shared / "leases" / key[:2]
-    folder.mkdir(parents=True, exist_ok=True)
+    key, folder = _forgotten_total(team)
     expired = json.dumps({"owner": "x", "host": "elsewhere", "pid": 1, "expires": 1.0})
     for generation in range(1, 5001):
         (folder / f"{key}.{generation}").write_text(expired)

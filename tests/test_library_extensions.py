@@ -5,12 +5,13 @@ attributes, of a frame its fingerprint never sees."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from cli_runner import ran
 
 pytest.importorskip("pandas")
 
@@ -63,23 +64,18 @@ def test_editing_an_accessor_or_a_patched_method_runs_the_nodes_calling_it(
     (tmp_path / "geo.py").write_text(GEO)
     (tmp_path / "flow.py").write_text(FLOW)
 
-    def run() -> dict:
-        done = ef(tmp_path, "run", "flow.py", "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
     def value(name: str) -> float:
         shown = ef(tmp_path, "cat", "latest", name)
         assert shown.returncode == 0, shown.stderr
         return float(shown.stdout)
 
-    assert run()["executed"] == 3
-    assert run()["cached"] == 3
+    assert ran(tmp_path)["executed"] == 3
+    assert ran(tmp_path)["cached"] == 3
     (tmp_path / "geo.py").write_text(GEO.replace(".mean()", ".max()"))
-    again = run()
+    again = ran(tmp_path)
     assert (again["executed"], again["cached"]) == (1, 2)  # center only
     assert value("center") == 3.0
     (tmp_path / "geo.py").write_text(GEO.replace(".mean()", ".max()").replace(".sum()", ".min()"))
-    third = run()
+    third = ran(tmp_path)
     assert (third["executed"], third["cached"]) == (1, 2)  # summed only
     assert value("summed") == 1.0

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from cli_runner import ran
 from etherealfabric import Workflow, node, untracked
 from etherealfabric.journal import Journal
 
@@ -57,21 +58,16 @@ def test_editing_the_class_of_a_model_a_node_loads_from_disk_runs_it_again(
     (tmp_path / "mymodels.py").write_text(MODELS)
     (tmp_path / "flow.py").write_text(FLOW)
 
-    def run() -> dict:
-        done = ef(tmp_path, "run", "flow.py", "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    first = run()
+    first = ran(tmp_path)
     assert first["executed"] == 2
-    assert run()["cached"] == 2  # nothing changed: both hits
+    assert ran(tmp_path)["cached"] == 2  # nothing changed: both hits
     (tmp_path / "mymodels.py").write_text(MODELS.replace("self.k * x + 1", "self.k * x + 500"))
-    again = run()
+    again = ran(tmp_path)
     assert again["executed"] == 2, again  # train (its key covers Model) and final (its read)
     shown = ef(tmp_path, "cat", "latest", "final")
     assert shown.returncode == 0, shown.stderr
     assert "530" in shown.stdout
-    assert run()["cached"] == 2
+    assert ran(tmp_path)["cached"] == 2
 
 
 def test_only_user_code_counts_and_untracked_loads_do_not(tmp_path: Path, home: Path) -> None:

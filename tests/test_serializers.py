@@ -406,6 +406,21 @@ def test_wrong_serializer_suggests_another() -> None:
     assert str(info.value).endswith("serializers={'model': 'cloudpickle'}")
 
 
+def test_the_advice_fits_what_could_not_be_pickled() -> None:
+    """A value nested too deeply to pickle was told to return a list instead of a generator."""
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SerializationError) as info:
+        dump_value(deep, io.BytesIO(), get_serializer("cloudpickle"), node="fit", output="tree")
+    message = str(info.value)
+    assert "it is nested too deeply" in message and "a flatter value" in message, message
+    assert "generator" not in message and "recursion" not in message
+    with pytest.raises(SerializationError) as info:
+        dump_value((i for i in range(3)), io.BytesIO(), get_serializer("cloudpickle"))
+    assert "return a list instead of a generator" in str(info.value)
+
+
 # -- streaming ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_npy_streams_through_a_writer_without_copying_the_array(tmp_path: Path, order: str) -> None:

@@ -144,14 +144,16 @@ def test_verify_fix_never_deletes_a_recent_temp_file_another_machine_writes(team
         path.write_bytes(b"x" * 1000)
     out = team.cli("a", "cache", "verify", "--fix", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert not [p for p in json.loads(out.stdout)["problems"] if p["kind"] == "orphan_temp"]
+    assert json.loads(out.stdout)["leftovers"] == []
     assert all(path.exists() for path in other)
     # once older than the shared grace period (a day), they are leftovers
     old = time.time() - 2 * 86400
     for path in other:
         os.utime(path, (old, old))
     out = team.cli("a", "cache", "verify", "--fix", "--json")
-    found = [p for p in json.loads(out.stdout)["problems"] if p["kind"] == "orphan_temp"]
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = json.loads(out.stdout)["leftovers"]
+    assert {p["kind"] for p in found} == {"orphan_temp"} and all(p["fixed"] for p in found)
     assert sorted(p["path"] for p in found) == sorted(map(str, other))
     assert not any(path.exists() for path in other)
 

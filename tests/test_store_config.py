@@ -22,13 +22,13 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import cli_runner
 import test_objectstore as shared
 from etherealfabric import Workflow, node
 from etherealfabric.config import Settings
@@ -169,18 +169,6 @@ with Workflow("tiny") as wf:
 """
 
 
-def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
     ("value", "meant"),
     [
@@ -195,7 +183,7 @@ def test_a_store_url_with_a_slash_missing_is_an_exit_2_error(
 ) -> None:
     (tmp_path / "tiny.py").write_text(TINY)
     env = {"ETHEREALFABRIC_STORE": value, "ETHEREALFABRIC_HOME": str(tmp_path / "home")}
-    out = _cli(tmp_path, env, "run", "tiny.py")
+    out = cli_runner.ef(tmp_path, "run", "tiny.py", **env)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
@@ -241,7 +229,7 @@ def test_a_missing_bucket_is_an_exit_2_error_naming_the_setting(
         "ETHEREALFABRIC_S3_ENDPOINT_URL": s3.endpoint,
         "ETHEREALFABRIC_HOME": str(tmp_path / "home"),
     }
-    out = _cli(tmp_path, env, "run", "flow.py")
+    out = cli_runner.ef(tmp_path, "run", "flow.py", **env)
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "ETHEREALFABRIC_STORE" in last and "bucket" in last
@@ -262,7 +250,7 @@ def test_missing_credentials_are_an_exit_2_error_naming_the_aws_variables(
         "ETHEREALFABRIC_S3_ENDPOINT_URL": s3.endpoint,
         "ETHEREALFABRIC_HOME": str(tmp_path / "home"),
     }
-    out = _cli(tmp_path, env, "run", "flow.py")
+    out = cli_runner.ef(tmp_path, "run", "flow.py", **env)
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert "no credentials" in last and "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in last

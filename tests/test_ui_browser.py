@@ -78,9 +78,15 @@ def page(browser: Any) -> Iterator[Any]:
     opened.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    refused: list[str] = []  # what the page's content security policy blocked
+    opened.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     yield opened
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert refused == [], f"the page did what its content security policy forbids: {refused}"
 
 
 def shoot(page: Any, folder: Path, name: str) -> Path:
@@ -220,6 +226,8 @@ def test_cache_page_charts_hit_rates(
     sync_api.expect(page.locator("#by-workflow")).to_contain_text("squares")
     sync_api.expect(page.locator("#hit-svg circle.run-dot")).not_to_have_count(0)
     sync_api.expect(page.locator("#cache-total")).to_contain_text("cache records")
+    widest = page.locator("#by-node .meter").first  # sized under the CSP (no style attribute)
+    assert widest.evaluate("e => e.getBoundingClientRect().width") > 10
     shoot(page, tmp_path, "cache")
 
 

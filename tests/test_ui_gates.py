@@ -8,6 +8,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,21 @@ def answer(
     server: UiServer, path: str, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> tuple[int, str]:
     """The status and body of a request (any status)."""
+    status, body, _ = answered(server, path, headers, method)
+    return status, body
+
+
+def answered(
+    server: UiServer, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, str, Message]:
+    """The status, body and headers of a request (any status)."""
     request = urllib.request.Request(server.base + path, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return int(response.status), response.read().decode()
+            return int(response.status), response.read().decode(), response.headers
     except urllib.error.HTTPError as exc:
         with exc:
-            return int(exc.code), exc.read().decode()
+            return int(exc.code), exc.read().decode(), exc.headers
 
 
 def make_journal(home: Path) -> Path:
@@ -171,3 +180,22 @@ def test_other_methods_from_a_foreign_origin_are_403(server: UiServer) -> None:
     own = {"Origin": server.base}
     assert answer(server, "/api/runs", own, method="POST")[0] == 405  # ours: just not allowed
     assert answer(server, "/api/runs", {"Origin": "http://evil.example"})[0] == 200  # GET
+
+
+# -- every answer's headers ------------------------------------------------------------------
+def test_every_answer_forbids_framing_and_foreign_scripts(server: UiServer) -> None:
+    """No other site may frame a page (clickjacking), run a script in it or sniff a type;
+    refused answers included."""
+    asked = [(route, {}) for route in [*ROUTES, "/static/app.js", "/no/such/page"]]
+    asked += [("/api/runs", {"Host": "evil.example"}), ("/", {"Sec-Fetch-Site": "cross-site"})]
+    statuses = set()
+    for route, headers in asked:
+        status, _, got = answered(server, route, headers)
+        statuses.add(status)
+        policy = got.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy, route
+        assert "unsafe-inline" not in policy, route
+        assert got.get("X-Frame-Options") == "DENY", route
+        assert got.get("X-Content-Type-Options") == "nosniff", route
+        assert got.get("Referrer-Policy") == "no-referrer", route
+    assert {200, 404, 421, 403} <= statuses

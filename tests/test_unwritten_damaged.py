@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import ef_home as _cli
 
 DATASET = """
 import os
@@ -26,15 +26,6 @@ def count(folder):
 with Workflow("folder") as wf:
     total = count(dataset())
 """
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def _record(tmp_path: Path, node: str) -> tuple[str, dict]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_runner import ef_home as _cli
+
 FAILING = """
 from etherealfabric import Workflow, node
 
@@ -23,15 +25,6 @@ def use(row):
 with Workflow("bad") as wf:
     use(load())
 """
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def test_a_failed_nodes_traceback_is_one_command_away(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import cli_runner
 from etherealfabric import DefinitionError, Node, Workflow, node
 from etherealfabric.cli import main
 from etherealfabric.errors import HashingError
@@ -29,16 +29,8 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def _ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The real command line in a fresh process, in ``cwd``, with ``env`` added."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=cwd,
-        env={**clean, "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """The real command line in a fresh process, in ``cwd``, with ``env`` added (wide)."""
+    return cli_runner.ef(cwd, *args, **{"COLUMNS": "200", **env})
 
 
 FLOW = """

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import ef_home as _cli
 
 FLOW = """
 import glob
@@ -29,15 +28,6 @@ def total(counts):
 with Workflow("files") as wf:
     total(rows.map(list_files("data")))
 """
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
-    return subprocess.run(
-        [sys.executable, "-m", "etherealfabric", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def _children(tmp_path: Path) -> list[str]:

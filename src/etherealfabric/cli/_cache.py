@@ -66,21 +66,24 @@ def cache_verify(fix: bool, home: str | None, as_json: bool) -> None:
             fixed = _repair(journal, store, audit.problems, local, writable) if fix else set()
         except EtherealFabricError as exc:
             _fail(str(exc))
-    remaining = [p for i, p in enumerate(audit.problems) if i not in fixed]
+    # a temp file a killed writer left does not make the cache wrong: listed apart, and not
+    # a failure (the next run, `cache gc` or --fix removes it)
+    leftover = {i for i, p in enumerate(audit.problems) if p.kind == "orphan_temp"}
+    remaining = [p for i, p in enumerate(audit.problems) if i not in fixed | leftover]
     left_shared = sum(1 for p in remaining if p.where == "store") if fix and not writable else 0
     if as_json:
+        listed = [{**p.to_dict(), "fixed": i in fixed} for i, p in enumerate(audit.problems)]
         _echo_json(
             {
                 "objects": audit.objects,
                 "records": audit.records,
-                "problems": [
-                    {**p.to_dict(), "fixed": i in fixed} for i, p in enumerate(audit.problems)
-                ],
+                "problems": [p for i, p in enumerate(listed) if i not in leftover],
+                "leftovers": [p for i, p in enumerate(listed) if i in leftover],
                 "remaining": len(remaining),
             }
         )
     else:
-        _print_audit(audit, fixed, len(remaining))
+        _print_audit(audit, fixed, leftover, len(remaining))
         if left_shared:
             click.echo(
                 f"{left_shared} problem(s) of the shared store {store.url} were left as they "
@@ -140,13 +143,21 @@ def _restore(local: Store, shared: Store, digest: str) -> None:
         LayeredStore(local, shared).upload(digest)
 
 
-def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
+def _print_audit(audit: Any, fixed: set[int], leftover: set[int], remaining: int) -> None:
     click.echo(
         f"checked {audit.objects} object(s) and {audit.records} cache record(s): "
-        f"{len(audit.problems)} problem(s)"
+        f"{len(audit.problems) - len(leftover)} problem(s)"
     )
     for i, problem in enumerate(audit.problems):
-        click.echo(f"  {problem}{' (fixed)' if i in fixed else ''}")
+        if i not in leftover:
+            click.echo(f"  {problem}{' (fixed)' if i in fixed else ''}")
+    if leftover:
+        click.echo(
+            f"{len(leftover)} temp file(s) that killed writers left, harmless to the cache "
+            "(the next run, `etherealfabric cache gc` or --fix removes them):"
+        )
+        for i in sorted(leftover):
+            click.echo(f"  {audit.problems[i].path}{' (removed)' if i in fixed else ''}")
     journal = sum(1 for p in audit.problems if p.kind == "damaged_journal")
     if remaining > journal:
         click.echo(
@@ -155,7 +166,7 @@ def _print_audit(audit: Any, fixed: set[int], remaining: int) -> None:
         )
     elif remaining:
         click.echo("the journal is damaged: --fix cannot mend it (see above)")
-    elif audit.problems:
+    elif len(audit.problems) > len(leftover):
         click.echo("all problems fixed; the affected nodes will be recomputed on the next run")
 
 

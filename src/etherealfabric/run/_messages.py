@@ -19,6 +19,7 @@ from typing import Any
 
 from ..backends._base import RetryStop
 from ..define._policies import RetryPolicy
+from ..journal._liveness import HOST
 from ..store import Store
 from ..store._serializers import PortableSerializers
 
@@ -84,20 +85,6 @@ def _calling(frame: Any) -> bool:
 
 #: the packages whose frames stand between the worker and a node it retries
 _CALLERS = ("tenacity", "concurrent.futures")
-
-
-def _host_name() -> str:
-    """``socket.gethostname()``, read from ``uname`` where there is one (as it does on POSIX)
-    without importing ``socket`` (``journal/_liveness.host_name``, which workers do not load)."""
-    uname = getattr(os, "uname", None)
-    if uname is not None:
-        return str(uname().nodename)
-    import socket
-
-    return socket.gethostname()
-
-
-HOST = _host_name()
 
 
 #: ``Task.on_retry(node, attempt, error, ts)``: an attempt failed and another follows

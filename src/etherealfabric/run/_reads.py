@@ -225,8 +225,6 @@ def named_paths(
     present = maybe_existing(list(candidates))
     there = set(present)
     gone = [p for p, t in candidates.items() if p not in there and file_like(t)]
-    if missing is not None:
-        missing += [as_opened(p) for p in gone]
     for pattern in [p for p in candidates if has_magic(p) and not os.path.lexists(p)]:
         matches, listed = pattern_reads(pattern, MAX_READS)  # read natively: pl.read_csv("*.csv")
         if matches:  # (a pattern that matches nothing is a regular expression, a message...)
@@ -239,8 +237,6 @@ def named_paths(
         except FileNotFoundError:
             if file_like(candidates[path]):
                 gone.append(path)
-                if missing is not None:
-                    missing.append(as_opened(path))
             continue
         except (OSError, ValueError):
             continue
@@ -253,6 +249,8 @@ def named_paths(
                 found[as_opened(path) + os.sep] = None
         elif candidates[path].endswith(os.sep) or "." in os.path.basename(path):
             found[as_opened(path) + os.sep] = None
+    if missing is not None:
+        missing += [as_opened(p) for p in gone]
     for path in gone:  # read by another node here, served to this one from a library's cache
         found.update(dict.fromkeys(as_opened(p) for p in read_in_process(candidates[path], code)))
     return list(found)

@@ -482,11 +482,19 @@ def _dump_message(
         if part
     )
     prefix = f"{where}: " if where else ""
-    problem = f"cannot serialize value of type {type_name} with {serializer!r}: {exc}"
+    deep = any(isinstance(e, RecursionError) for e in (exc, exc.__cause__, exc.__context__))
+    reason = "it is nested too deeply (or links too long a chain)" if deep else str(exc)
+    problem = f"cannot serialize value of type {type_name} with {serializer!r}: {reason}"
     if serializer == "cloudpickle":
+        what = (
+            "a flatter value (rows in a list, an array, a table)"
+            if deep
+            else "a list instead of a generator"
+            if type_name == "generator"
+            else "a value that can be pickled"
+        )
         advice = (
-            "return a value that can be pickled (for example a list instead of a generator), "
-            f"or register a serializer for {type_name} with register_serializer(...)"
+            f"return {what}, or register a serializer for {type_name} with register_serializer(...)"
         )
     else:
         advice = (

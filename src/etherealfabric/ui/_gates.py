@@ -13,6 +13,11 @@ In the order a request meets them (see :func:`guarded`):
   on every route (but the page's static files), naming the file and what to do, instead of a
   traceback; damage met later by a query is the same 503 (the app's handler of
   :class:`DamagedJournalError`).
+
+and every answer, refused or not, carries :data:`SECURITY_HEADERS` (:class:`SecureHeaders`):
+a content security policy that runs the UI's own scripts only and lets no other site frame
+the pages (clickjacking), no MIME sniffing, and no referrer (a ``?token=`` in the address
+stays on this machine).
 """
 
 from __future__ import annotations
@@ -27,15 +32,38 @@ from urllib.parse import parse_qsl, quote, urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import DamagedJournalError
 from ._hosts import loopback_host
 
-__all__ = ["COOKIE", "JournalGate", "SiteGate", "TokenGate", "damaged", "guarded"]
+__all__ = [
+    "COOKIE",
+    "SECURITY_HEADERS",
+    "JournalGate",
+    "SecureHeaders",
+    "SiteGate",
+    "TokenGate",
+    "damaged",
+    "guarded",
+]
 
 COOKIE = "etherealfabric_ui_token"
 SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: Sent with every answer: the pages load their scripts, styles and data from this origin
+#: only (the graph data travels in ``<script type="application/json">``, never executed), and
+#: nothing may frame them.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -212,7 +240,30 @@ def damaged(request: Request, exc: Exception) -> Response:
     return _refuse(request.scope, f"503: the journal cannot be read: {exc}", 503)
 
 
+class SecureHeaders:
+    """Add :data:`SECURITY_HEADERS` to every HTTP answer of ``app`` (those it sets stay)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                have = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in have]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, secured)
+
+
 def guarded(app: ASGIApp, *, journal: Path, token: str | None, loopback: bool) -> ASGIApp:
-    """``app`` behind every gate: site, then token, then journal."""
+    """``app`` behind every gate: site, then token, then journal; every answer secured."""
     inner = JournalGate(app, journal)
-    return SiteGate(TokenGate(inner, token) if token else inner, loopback=loopback)
+    gated = SiteGate(TokenGate(inner, token) if token else inner, loopback=loopback)
+    return SecureHeaders(gated)
