@@ -28,6 +28,7 @@ import test_objectstore as shared
 from etherealfabric import Workflow, node
 from etherealfabric.cli import main
 from etherealfabric.config import Settings
+from etherealfabric.errors import StoreUnreachableError
 from etherealfabric.journal import Journal
 from etherealfabric.run._cache import ArtifactCache
 from etherealfabric.run._teamcache import enforce_budget
@@ -317,6 +318,44 @@ def test_an_unreachable_store_costs_bounded_time_and_one_warning(
     executed, values = team.run("erin", scale=2)
     assert executed == set()
     assert_same(values, expected(2))
+
+
+def test_a_store_that_never_answers_is_asked_twice_per_read_not_three_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "Two attempts in all" (docs/stores.md): botocore's ``max_attempts`` counts retries, so
+    each read of a dead store made three attempts (and two back-off sleeps), ~9 s per read
+    with a 2 s timeout. A server that accepts and never answers counts the attempts."""
+    accepted: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    accepted.append(server.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", f"http://{server.getsockname()[0]}:"
+                           f"{server.getsockname()[1]}")  # fmt: skip
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+        store = ObjectStore("s3://bucket/prefix", timeout=1.0)
+        try:
+            with pytest.raises(StoreUnreachableError, match="did not answer"):
+                store.read_entry("actions/ab/record.json")
+        finally:
+            stop.set()
+            thread.join()
+            for conn in accepted:
+                conn.close()
+    assert len(accepted) == 2
 
 
 def test_a_cached_run_that_cannot_publish_its_roots_says_so_and_the_next_one_does(

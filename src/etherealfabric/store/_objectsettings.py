@@ -64,7 +64,8 @@ def fsspec_options(scheme: str, given: Mapping[str, Any] | None, timeout: float)
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", timeout)
         config.setdefault("read_timeout", timeout)
-        config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+        # two attempts in all (botocore's max_attempts counts the retries: 2 made it three)
+        config.setdefault("retries", {"total_max_attempts": 2, "mode": "standard"})
         options["config_kwargs"] = config
     return options
 
