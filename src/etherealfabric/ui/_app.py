@@ -205,7 +205,6 @@ def create_app(
     option = f" --home {_shell_word(settings.home)}" if home else ""
     site = Site(settings.journal_path, settings.home, option, settings)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals["status_css"] = _status_css()
     templates.env.globals["status_marks"] = STATUS_MARKS
     templates.env.globals["journal"] = _utf8(site.journal_path)
 
@@ -245,6 +244,7 @@ def create_app(
         path = site.journal_path
         return Json({"ok": True, "journal": str(path), "exists": path.exists()})
 
+    status_css = _status_css()
     routes = [
         Route("/", page("runs.html")),
         Route("/cache", page("cache.html")),
@@ -269,6 +269,8 @@ def create_app(
             "/api/runs/{run_id}/preview/{output}/{node:path}",
             site.answer(lambda j, r: _preview(j, r, site.home)),
         ),
+        # the status colours: a stylesheet of their own (the CSP allows no inline <style>)
+        Route("/static/status.css", lambda _: Response(status_css, media_type="text/css")),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={DamagedJournalError: damaged})
