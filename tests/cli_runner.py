@@ -24,6 +24,7 @@ def ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "etherealfabric", *args],
         cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=600,
+        errors="backslashreplace",  # what a node printed need not be UTF-8
     )  # fmt: skip
 
 

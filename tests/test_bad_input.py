@@ -403,3 +403,43 @@ def test_a_home_and_a_shared_folder_inside_each_other_are_refused(
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "must be apart" in out.stderr
     assert not (tmp_path / "ran").exists()
+
+
+SURROGATES = """
+from etherealfabric import Workflow, node
+
+@node
+def first():
+    return 1
+
+@node
+def talk(x):
+    name = b"report-\\xff.csv".decode("utf-8", "surrogateescape")  # as os.listdir gives it
+    print("reading", name)
+    raise FileNotFoundError(f"cannot open {name}")
+
+with Workflow("surrogates", keep_going=True) as wf:
+    talk(first())
+"""
+
+
+def test_text_that_is_not_valid_unicode_is_recorded_escaped_not_a_lost_run(
+    tmp_path: Any, ef: Any
+) -> None:
+    """A node's error naming a file whose name is not UTF-8 (a lone surrogate) crashed the
+    journal write: the run was left 'interrupted', the finished node with it, the error lost."""
+    (tmp_path / "flow.py").write_text(SURROGATES)
+    done = ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    shown = ef(tmp_path, "show", "latest", "--json", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+    assert shown.returncode == 0, shown.stderr
+    import json
+
+    run = json.loads(shown.stdout)
+    assert run["run"]["status"] == "failed"
+    nodes = {n["node"]: n for n in run["nodes"]}
+    assert nodes["first"]["status"] == "succeeded" and nodes["talk"]["status"] == "failed"
+    assert "cannot open report-\\xff.csv" in nodes["talk"]["error"], nodes["talk"]
+    logs = ef(tmp_path, "logs", "latest", "talk", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+    assert "reading report-\\xff.csv" in logs.stdout, logs.stdout
+    assert "FileNotFoundError: cannot open report-\\xff.csv" in logs.stdout

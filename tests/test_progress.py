@@ -9,7 +9,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -344,3 +345,21 @@ def test_terminal_routes_engine_log_lines_above_the_display() -> None:
     lines = plain(out).splitlines()
     assert any(line.startswith("LOG run ") and "succeeded" in line for line in lines), lines
     assert not any("failedLOG" in line for line in lines), lines
+
+
+def test_the_cli_summary_of_failures_carries_no_terminal_escapes_either(
+    tmp_path: Path, ef: Any
+) -> None:
+    """`run`'s closing summary printed a node's error raw: an OSC sequence in it set the
+    terminal's title (CSI ones were removed), and a name that is not UTF-8 wrote its byte."""
+    (tmp_path / "flow.py").write_text(
+        "from etherealfabric import Workflow, node\n"
+        "@node\ndef bad():\n"
+        "    name = b'x-\\xff'.decode('utf-8', 'surrogateescape')\n"
+        "    raise ValueError(f'boom \\x1b]0;pwned\\x07 \\x1b[2Jcleared {name}')\n"
+        "with Workflow('escapes') as wf:\n    bad()\n"
+    )
+    done = ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+    assert done.returncode == 1
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr and "\\xff" not in done.stderr
+    assert "  bad: ValueError: boom  cleared x-?" in done.stderr.splitlines(), done.stderr

@@ -121,9 +121,12 @@ SUMMARY_ERROR_CHARS = 300
 def one_line(text: str, limit: int = SUMMARY_ERROR_CHARS) -> str:
     """``text`` (a node's error, which may span lines) as one line for a run's summary: its
     lines stripped and joined (with a space after a line ending in ``:``, else ``; ``), cut
-    at ``limit`` characters with `` ...``."""
+    at ``limit`` characters with `` ...``; no terminal escape, control character or lone
+    surrogate (each a ``?``: :func:`~etherealfabric.observe._progress.printable`)."""
+    from ..observe._progress import printable
+
     joined = ""
-    for line in (part.strip() for part in text.strip().splitlines()):
+    for line in (printable(part).strip() for part in text.strip().splitlines()):
         if line:
             joined += ("" if not joined else " " if joined.endswith(":") else "; ") + line
     return joined if len(joined) <= limit else joined[: limit - 4].rstrip() + " ..."

@@ -48,6 +48,7 @@ __all__ = [
     "is_local_filesystem",
     "retry",
     "transaction",
+    "valid_text",
 ]
 
 T = TypeVar("T")
@@ -199,6 +200,7 @@ ROWS_PER_STATEMENT = 64
 _OLD_VARIABLE_LIMIT = 999
 _LIMIT_VARIABLE_NUMBER: int | None = getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
 _NUMBERED = re.compile(r"\?(\d+)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _STATEMENTS: dict[tuple[str, str, int, int, str], str] = {}
 
 
@@ -240,8 +242,24 @@ def insert_rows(
         chunk = rows[at : at + n]
         if set(map(len, chunk)) != {width}:  # (C loops: a row's values would shift otherwise)
             raise ValueError(f"insert_rows: rows of different widths ({width} values expected)")
-        conn.execute(sql, list(chain.from_iterable(chunk)))
-        at += n
+        params = list(chain.from_iterable(chunk))
+        try:
+            conn.execute(sql, params)
+        except UnicodeEncodeError:  # a lone surrogate (a file name os.listdir decoded) in a
+            conn.execute(sql, [valid_text(v) if isinstance(v, str) else v for v in params])
+        at += n  # node's error or printed output: escaped, rather than the run not recorded
+
+
+def valid_text(text: str) -> str:
+    """``text`` as a journal row can hold it (UTF-8): each lone surrogate written as an escape,
+    ``\\xff`` for the byte a name decoded with ``surrogateescape`` (as ``os.listdir`` gives
+    names that are not UTF-8) stands for, ``\\ud800`` for another."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, text)
 
 
 def _statement(insert: str, values: str, width: int, n: int, tail: str = "") -> str:

@@ -35,6 +35,7 @@ from ._connection import (
     is_local_filesystem,
     retry,
     transaction,
+    valid_text,
 )
 from ._create import create_journal
 from ._index import ActionIndex
@@ -240,7 +241,8 @@ class Journal(ActionIndex, LeaseClaims):
                 "error=? WHERE id=?",
                 (
                     status, time.time(), counts.get("executed", 0), counts.get("cached", 0),
-                    counts.get("failed", 0), error, run_id,
+                    counts.get("failed", 0), None if error is None else valid_text(error),
+                    run_id,
                 ),
             )  # fmt: skip
             if status != RunStatus.SUCCEEDED:
@@ -442,6 +444,8 @@ class Journal(ActionIndex, LeaseClaims):
         """A remembered digest for a file whose size, mtime, inode and ctime are unchanged."""
         if self.schema < SCHEMA_VERSION:  # read-only, not migrated: no ctimes remembered
             return None
+        if valid_text(path) != path:  # a name that is not UTF-8: never remembered
+            return None
         digest = self._value(
             "SELECT digest FROM file_digests "
             "WHERE path=? AND size=? AND mtime_ns=? AND inode=? AND ctime_ns=?",
@@ -452,8 +456,9 @@ class Journal(ActionIndex, LeaseClaims):
     def put(
         self, path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int, digest: str
     ) -> None:
-        """Remember a file's digest for the fast path of the next run (not when read-only)."""
-        if self.read_only:
+        """Remember a file's digest for the fast path of the next run (not when read-only,
+        nor for a name that is not UTF-8, which no row can hold)."""
+        if self.read_only or valid_text(path) != path:
             return
         with self.write() as conn:
             conn.execute(

@@ -52,9 +52,8 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
-__all__ = ["Progress", "format_duration"]
+__all__ = ["Progress", "format_duration", "printable"]
 
-#: Event kinds that put a node in a final state, and that state.
 #: event kinds that put a node in its final state, and that state
 FINAL_KINDS = {kind: kind.final_status for kind in EventKind if kind.final_status}
 NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED)
@@ -87,7 +86,14 @@ def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     if not lines:
         return "unknown error"
-    line = _ESCAPES.sub("", lines[0])
+    return printable(lines[0])
+
+
+def printable(line: str) -> str:
+    """``line`` as a terminal may show it: its escape sequences removed (a node's text must
+    not set the title, recolour or move the cursor), every other character that is not
+    printable (a control character, a lone surrogate from a name that is not UTF-8) a ``?``."""
+    line = _ESCAPES.sub("", line)
     return line if line.isprintable() else "".join(c if c.isprintable() else "?" for c in line)
 
 
