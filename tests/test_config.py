@@ -87,3 +87,19 @@ def test_a_home_that_is_a_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"is under .*f, which is a file"):
         Settings.resolve(env={}, home=str(tmp_path / "f" / "h"))
     assert Settings.resolve(env={}, home=str(tmp_path / "new" / "h")).home == tmp_path / "new/h"
+
+
+def test_a_store_under_the_home_folder_written_with_a_tilde_is_that_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ETHEREALFABRIC_STORE='~/team-cache'` (quoted, or from a .env file: no shell expanded
+    it) made a folder named `~` in the working folder: each teammate a private "shared" store,
+    every result computed again, no warning. It is expanded as the home is."""
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    settings = Settings.resolve({"ETHEREALFABRIC_STORE": "~/team-cache"}, home=tmp_path / "h")
+    assert settings.store_location == str(tmp_path / "me" / "team-cache")
+    assert settings.shared_store
+    same = Settings.resolve({"ETHEREALFABRIC_STORE": "~/h", "ETHEREALFABRIC_HOME": "~/h"})
+    assert not same.shared_store and same.store_location == str(tmp_path / "me" / "h")
+    literal = Settings.resolve({"ETHEREALFABRIC_STORE": "./~/x"}, home=tmp_path / "h")
+    assert literal.store_location == "./~/x"  # a folder really named so: written as a path
