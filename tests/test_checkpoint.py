@@ -368,3 +368,73 @@ def test_a_killed_training_resumes_at_its_checkpoint_bit_identically(tmp_path: P
 
     # the scheduler deletes the checkpoint once train's success is committed
     assert _checkpoint_files(home) == []
+
+
+NOTEBOOK = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from etherealfabric import Workflow, checkpoint, node
+from etherealfabric.errors import AttemptOverError
+
+LOG = Path("log.txt")
+
+def note(text):
+    with LOG.open("a") as f:
+        f.write(text + "\\n")
+
+@node
+def train(epochs):
+    state = checkpoint.load(default={"epoch": 0, "w": 0})
+    note(f"start {state['epoch']}")
+    try:
+        for epoch in range(state["epoch"], epochs):
+            time.sleep(0.05)
+            checkpoint.save({"epoch": epoch + 1, "w": state["w"] + epoch})
+            state["w"] += epoch
+            note(f"saved {epoch + 1}")
+    except AttemptOverError:
+        note("over")
+        raise
+    return state["w"]
+
+with Workflow("notebook") as wf:
+    train(60)
+
+def interrupt():  # Ctrl-C once the first epoch is saved
+    while "saved" not in (LOG.read_text() if LOG.exists() else ""):
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+try:
+    wf.execute()
+except KeyboardInterrupt:
+    pass
+saved = LOG.read_text().count("saved")
+for _ in range(6000):  # the cell's thread goes on computing: until its next save is refused
+    if "over" in LOG.read_text():
+        break
+    time.sleep(0.01)
+after = LOG.read_text().split("over")[0].count("saved") - saved
+print("saved after the interrupt:", after, "over:", "over" in LOG.read_text())
+print("result:", wf.execute()["train"]["result"])
+"""
+
+
+def test_ctrl_c_in_a_notebook_ends_the_running_attempts_checkpoint(tmp_path: Path) -> None:
+    """Interrupted (the kernel lives on), a run's node thread went on training and saving
+    its checkpoint, then trained the same key beside the re-run's attempt. Its next save is
+    refused now, as an attempt abandoned at its timeout's is; the re-run resumes."""
+    (tmp_path / "cell.py").write_text(NOTEBOOK)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    done = subprocess.run(
+        [sys.executable, "cell.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**env, "ETHEREALFABRIC_HOME": str(tmp_path / "home")}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] in ("saved after the interrupt: 0 over: True",
+                        "saved after the interrupt: 1 over: True"), done.stdout  # fmt: skip
+    assert lines[1] == f"result: {sum(range(60))}", done.stdout
+    starts = [line for line in (tmp_path / "log.txt").read_text().splitlines() if "start" in line]
+    assert starts[0] == "start 0" and starts[1] != "start 0", starts  # resumed, not redone

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -417,3 +418,39 @@ def test_an_exception_whose_class_only_the_worker_can_import_keeps_the_nodes_att
     attempts = rows(home, results.run_id)["raiser"]
     assert [a["attempt"] for a in attempts] == [1, 2]
     assert all(a["error"].startswith("OnlyHereError: only") for a in attempts)
+
+
+FORKING = """
+import os
+from etherealfabric import Workflow, node
+
+@node
+def work(n):
+    pid = os.fork()
+    if pid == 0:
+        return n + 100  # the child's value, by mistake: never the node's output
+    os.waitpid(pid, 0)
+    return n + 1
+
+@node
+def after(x):
+    return x
+
+with Workflow("fork") as wf:
+    after(work(10))
+"""
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_forked_child_returning_from_the_node_is_ended_not_taken_for_the_node(
+    tmp_path: Path, ef: Any, backend: str
+) -> None:
+    """Its value became the node's output (110 downstream) and the run never ended (the
+    parent waited for a child that went on as a worker); on threads it hung."""
+    (tmp_path / "flow.py").write_text(FORKING)
+    home = str(tmp_path / "home")
+    done = ef(tmp_path, "run", "flow.py", "--backend", backend, ETHEREALFABRIC_HOME=home)
+    assert done.returncode == 0, done.stderr
+    assert "returned from the node instead of exiting" in done.stderr
+    assert "os._exit" in done.stderr
+    assert ef(tmp_path, "cat", "latest", "after", ETHEREALFABRIC_HOME=home).stdout.strip() == "11"

@@ -338,9 +338,8 @@ def _store(value: Any, setting: str) -> str | StoreLike:
         value = os.fspath(value)
     if isinstance(value, str):
         check_store_location(value, setting=setting)
-        if value.startswith("~"):  # as the home is: where a shell did not expand it (a
-            value = os.path.expanduser(value)  # quoted value, a .env file, CI settings)
-        return value
+        # a leading ~ as for the home: where no shell expanded it (a .env file, CI settings)
+        return os.path.expanduser(value) if value.startswith("~") else value
     if isinstance(getattr(value, "url", None), str) and hasattr(value, "open_entry"):
         store: StoreLike = value  # a Store (checked as one where it is opened: store/__init__)
         return store

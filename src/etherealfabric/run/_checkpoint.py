@@ -79,9 +79,38 @@ from ..journal import Journal
 from ..store import LocalStore, Store
 from ..store._base import check_name, checkpoint_name
 
-__all__ = ["Checkpoint", "CheckpointListing", "finished_checkpoint", "finished_checkpoints"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointListing",
+    "end_attempts",
+    "finished_checkpoint",
+    "finished_checkpoints",
+    "open_attempt",
+]
 
 log = logging.getLogger("etherealfabric.checkpoint")
+
+#: The checkpoint handles of the attempts running in this process, by run: a run that is
+#: cancelled (Ctrl-C in a notebook, whose kernel lives on) ends them, so a node thread that
+#: goes on computing cannot save over the attempt that the next run starts.
+_RUNNING: dict[str, set[Checkpoint]] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def open_attempt(run_id: str, checkpoint: Checkpoint) -> None:
+    """Count ``checkpoint`` among the attempts of run ``run_id`` running here (until closed)."""
+    with _RUNNING_LOCK:
+        _RUNNING.setdefault(run_id, set()).add(checkpoint)
+        checkpoint._run_id = run_id
+
+
+def end_attempts(run_id: str, why: str) -> None:
+    """Close the checkpoint of every attempt of run ``run_id`` still running in this process:
+    their next ``checkpoint.save`` or ``load`` raises AttemptOverError (``why`` says why)."""
+    with _RUNNING_LOCK:
+        running = _RUNNING.pop(run_id, set())
+    for checkpoint in running:
+        checkpoint.close(why)
 
 
 class Checkpoint:
@@ -100,6 +129,7 @@ class Checkpoint:
         self._lock = threading.Lock()  # held by a save or load; close() waits for them
         self._over: str | None = None  # why the attempt is over, once it is
         self._refused = False  # a call was refused (logged once)
+        self._run_id: str | None = None  # counted among a run's attempts (open_attempt)
 
     def close(self, why: str) -> None:
         """End this attempt's use of the checkpoint (``why``: how the attempt ended). A save
@@ -107,6 +137,9 @@ class Checkpoint:
         with self._lock:
             if self._over is None:
                 self._over = why
+        if self._run_id is not None:
+            with _RUNNING_LOCK:
+                _RUNNING.get(self._run_id, set()).discard(self)
 
     def _check_open(self, what: str) -> None:
         """Raise AttemptOverError once the attempt is over (logged once per attempt)."""

@@ -34,6 +34,7 @@ from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, check_run_writes, open_run_store
 from ._cache import ArtifactCache
+from ._checkpoint import end_attempts
 from ._events import Event, EventBus, Subscriber
 from ._gcpause import freeze_long_lived, no_collections
 from ._preflight import (
@@ -258,6 +259,8 @@ def _run(
             if isinstance(exc, KeyboardInterrupt)
             else RunStatus.FAILED
         )
+        # a node thread the run leaves behind (threads: it cannot be stopped) saves nothing
+        end_attempts(run_id, f"its run was {status.value}")
         try:
             _finish(bus, recorder, run_id, status, scheduler.outcome)
         except Exception as finish_error:  # e.g. the disk is full: keep the original error

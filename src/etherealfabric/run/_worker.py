@@ -55,7 +55,7 @@ from ..store._serializers import (
 from ..store._tables import say_pickled
 from ._audit import unwatch, watch, written_whole
 from ._capture import capture, joined, stream_printed
-from ._checkpoint import Checkpoint
+from ._checkpoint import Checkpoint, open_attempt
 from ._codestamp import check_code_stamp
 from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
 from ._messages import HOST, Attempt, Task, TaskResult, node_traceback
@@ -162,6 +162,7 @@ def _attempt(
         report_progress(note)
 
     cp = Checkpoint(task.store, task.key, task.node, attempt.number)  # closed at its end
+    open_attempt(task.run_id, cp)  # (or when its run is cancelled: end_attempts)
     buffers: list[list[str]] = []  # the attempt's capture, once open: kept at a timeout too
 
     def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
@@ -209,12 +210,29 @@ def _attempt(
 
 
 def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
-    if task.is_class:
-        instance = task.code(*args, **kwargs)
-        instance._ef_name = task.node
-        return check_outputs(task, instance.run(), "run()")
-    raw = task.code(*args, **kwargs)
-    return check_outputs(task, normalise(task, raw), "the function")
+    pid = os.getpid()
+    try:
+        if task.is_class:
+            instance = task.code(*args, **kwargs)
+            instance._ef_name = task.node
+            return check_outputs(task, instance.run(), "run()")
+        raw = task.code(*args, **kwargs)
+        return check_outputs(task, normalise(task, raw), "the function")
+    finally:
+        if os.getpid() != pid:  # a child the node forked came back: never the node's result
+            _forked_child_returned(task.node, pid)
+
+
+def _forked_child_returned(node: str, parent: int) -> None:
+    """End a child process the node forked that returned from (or raised out of) the node
+    instead of exiting: its value would pass for the node's, and the parent would wait for
+    it forever (the child would go on as the engine)."""
+    os.write(2, (
+        f"etherealfabric: node {node!r}: a process it forked (pid {os.getpid()}, parent "
+        f"{parent}) returned from the node instead of exiting; it is ended here. End a "
+        "forked child with os._exit(...), or use multiprocessing or subprocess\n"
+    ).encode("utf-8", "backslashreplace"))  # fmt: skip
+    os._exit(70)
 
 
 # -- outputs --------------------------------------------------------------------------------------
