@@ -54,6 +54,7 @@ from ..store._serializers import (
 )
 from ..store._tables import say_pickled
 from ._audit import unwatch, watch, written_whole
+from ._byvalue import expose
 from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint, open_attempt
 from ._codestamp import check_code_stamp
@@ -211,6 +212,7 @@ def _attempt(
 
 def _call(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
     pid = os.getpid()
+    expose(task.code)  # its helpers findable by name here (a Pool.map(helper) in the node)
     try:
         if task.is_class:
             instance = task.code(*args, **kwargs)
