@@ -5,8 +5,8 @@ of its content, taken after the node ran. A file changed after the node read it 
 that digest) was recorded with the new content's digest, so the next run found it "unchanged"
 and served the result computed from the old content: a stale hit. A file read by the node
 whose ctime is not before the attempt's start now makes the node ``drifted`` (its result
-serves the run, is not cached). Another thread of the node rewrites the file here (threads a
-node starts are not audited), as another process would: nothing depends on timing.
+serves the run, is not cached). Another process, which the node waits for, rewrites the file
+here: nothing depends on timing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from etherealfabric import Workflow, node
 from etherealfabric.journal import Journal
 
 FLOW = """
-import threading
+import subprocess, sys
 from pathlib import Path
 from etherealfabric import Workflow, node
 
@@ -31,9 +31,8 @@ def total():
     with open("data.txt") as fh:
         text = fh.read()
     if Path("rewrite.txt").exists():  # another writer, while the node runs
-        edit = threading.Thread(target=Path("data.txt").write_text, args=("new\\n",))
-        edit.start()
-        edit.join()
+        edit = "from pathlib import Path; Path('data.txt').write_text('new\\\\n')"
+        subprocess.run([sys.executable, "-c", edit], check=True)
     return text.strip()
 
 with Workflow("reads") as wf:

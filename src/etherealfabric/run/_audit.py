@@ -24,11 +24,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from ._folders import ABSENT, DATABASE, HERE, LISTED, listing_key, showing_source, sqlite_path
 from ._memoized import Reaching, note
-from ._started import forget, owner, register
+from ._started import follow_threads, forget, owner, register
 from ._texts import MAX_READS
 
 __all__ = [
@@ -129,13 +130,23 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:
         return
     opened = _opened.get()
-    if opened is None:  # a thread a running node started? (run/_started.py)
-        try:
-            opened = owner(sys._getframe(1))
-        except Exception:
-            return
-        if opened is None:
-            return
+    if opened is not None:
+        _note(event, args, opened, sys._getframe(1))
+        return
+    try:  # a thread a running node started? (run/_started.py): each such node hears it
+        frame = sys._getframe(1)
+        owners = owner(frame)
+    except Exception:
+        return
+    for one in owners:
+        _note(event, args, one, frame)
+
+
+def _note(
+    event: str, args: tuple[Any, ...], opened: dict[str, bool | None], frame: FrameType
+) -> None:
+    """Note ``event`` for the node whose audit dict is ``opened`` (see :func:`_hook`; ``frame``:
+    the audited call's)."""
     try:
         if event in _MOVES:
             if isinstance(opened, Opened):
@@ -160,7 +171,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 if flags & _REPLACING and not flags & os.O_APPEND:
                     opened[path + WROTE] = True  # written whole: an output, if it stays
                 return
-            if path.endswith(".py") and showing_source(sys._getframe(1)):
+            if path.endswith(".py") and showing_source(frame):
                 return
             if not _untracking.get():
                 _note_read_here(path)
@@ -173,7 +184,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
                 return
             path = as_opened(database) + DATABASE
         else:  # os.listdir, os.scandir: a folder's names
-            listed = listing_key(args[0], sys._getframe(1))
+            listed = listing_key(args[0], frame)
             if listed is None:
                 return
             path = listed
@@ -189,7 +200,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         opened.setdefault(path, how)
         reaching = _memoized.get() if event == "open" else None
         if reaching is not None and (codes := reaching.codes()):  # for its other callers too
-            note(path, how, sys._getframe(1), codes)
+            note(path, how, frame, codes)
     except Exception:  # a path we cannot read is one we do not watch
         pass
 
@@ -266,7 +277,15 @@ def _install() -> None:
         with _install_lock:
             if not _installed:
                 sys.addaudithook(_hook)
+                follow_threads(_working_for)  # (no audit event says a thread starts)
                 _installed = True
+
+
+def _working_for() -> list[Any]:
+    """The audit dicts of the nodes the calling thread works for: its own node's, or those of
+    the nodes that started it or whose code is on its stack (run/_started.py)."""
+    opened = _opened.get()
+    return [opened] if opened is not None else owner(sys._getframe(2))
 
 
 def has_magic(text: str) -> bool:

@@ -7,26 +7,61 @@ stale. While nodes run, an open heard in another thread (not the main thread, no
 engine's, named ``etherealfabric-...``) is given to the running node whose code is on that
 thread's stack: its own function (a lambda or nested function in it too), or a user function
 or class it reaches (the code fingerprint's traversal, looked up at the first such open). Two
-nodes running at once that reach the same helper both get what it opens in a thread.
+nodes running at once that reach the same helper both get what it opens in a thread. And a
+thread started while a node runs, by the node's code or in a thread working for it (the
+threads of a ``ThreadPoolExecutor`` it makes), works for that node whatever runs on it: a
+library function handed to the pool (``pool.map(pd.read_csv, paths)``) has no user code on
+its stack.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from ._memoized import reached_functions
 
-__all__ = ["forget", "owner", "register"]
+__all__ = ["follow_threads", "forget", "owner", "register"]
 
 #: the nodes running in this process: id of their ``opened`` -> (opened, code, its code objects)
 _running: dict[int, list[Any]] = {}
 _MAX_DEPTH = 200
 #: the engine's threads (a pool thread between nodes reads the next one's inputs)
 _ENGINE = ("etherealfabric", "ef-")
+
+
+#: the threads started while nodes ran -> the ``opened`` of those nodes (see the docstring)
+_starters: weakref.WeakKeyDictionary[threading.Thread, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def follow_threads(working_for: Callable[[], list[Any]]) -> None:
+    """Have :meth:`threading.Thread.start` note, while nodes run, which of them the starting
+    thread works for (``working_for``: their audit dicts): the new thread works for them too.
+    Python 3.11 raises no audit event when a thread starts; this wraps ``start`` once."""
+    original = threading.Thread.start
+    if getattr(original, _FOLLOWING, False):
+        return
+
+    @functools.wraps(original)
+    def start(self: threading.Thread) -> None:
+        if _running and not self.name.startswith(_ENGINE):  # (nothing to do between runs)
+            with suppress(Exception):
+                for opened in working_for():
+                    nodes = _starters.setdefault(self, [])
+                    if all(one is not opened for one in nodes):
+                        nodes.append(opened)
+        original(self)
+
+    setattr(start, _FOLLOWING, True)
+    threading.Thread.start = start  # type: ignore[method-assign]
+
+
+_FOLLOWING = "_etherealfabric_follows"
 
 
 def register(opened: Any, code: Callable[..., Any] | type | None) -> None:
@@ -40,26 +75,27 @@ def forget(opened: Any) -> None:
     _running.pop(id(opened), None)
 
 
-def owner(frame: types.FrameType | None) -> Any | None:
-    """The ``opened`` of the running node whose code is on the stack from ``frame`` up, in a
-    thread the node started; None for the main thread, the engine's, or no such node."""
+def owner(frame: types.FrameType | None) -> list[Any]:
+    """The ``opened`` of each running node this thread works for: whose code is on the stack
+    from ``frame`` up, or that started it; none for the main thread or the engine's."""
     if not _running:
-        return None
+        return []
     thread = threading.current_thread()
     if thread is threading.main_thread() or thread.name.startswith(_ENGINE):
-        return None
+        return []
     stack: set[types.CodeType] = set()
     for _ in range(_MAX_DEPTH):
         if frame is None:
             break
         stack.add(frame.f_code)
         frame = frame.f_back
+    found = [one for one in _starters.get(thread, ()) if id(one) in _running]
     for entry in list(_running.values()):
         if entry[2] is None:
             entry[2] = _codes(entry[1])
-        if not stack.isdisjoint(entry[2]):
-            return entry[0]
-    return None
+        if not stack.isdisjoint(entry[2]) and all(one is not entry[0] for one in found):
+            found.append(entry[0])
+    return found
 
 
 def _codes(code: Callable[..., Any] | type) -> frozenset[types.CodeType]:
