@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -521,3 +522,51 @@ def test_a_str_path_is_flagged_by_run_then_listed_by_plan_through_the_cli(tmp_pa
     planned = p.cli("plan", "pipeline.py").stdout
     assert "size_of: not covered by the key: parameter 'path' = 'data.csv'" in planned, planned
     assert "other: not covered" not in planned
+
+
+EDITED_FLOW = """
+import helpers
+from etherealfabric import Workflow, node
+
+@node
+def c():
+    return helpers.g(10)
+
+with Workflow("edited") as wf:
+    c()
+"""
+
+NOTEBOOK_CELL = """
+from pathlib import Path
+from typing import Any
+import helpers  # the kernel imports the helper...
+Path("helpers.py").write_text("def g(x):\\n    return x + 100\\n")  # ...then it is edited
+import flow
+print(flow.wf.execute(log_level="ERROR")["c"]["result"])  # the imported code runs: 11
+"""
+
+
+def test_a_helper_edited_after_it_was_loaded_keys_the_code_that_ran(
+    tmp_path: Path, ef: Any
+) -> None:
+    """A notebook runs the helper it imported, edited on disk since: the key was made from
+    the file's new source, so the old result (11) was cached under it and served to the next
+    process, which runs the edit (110). The key follows the code that runs, with a warning."""
+    (tmp_path / "helpers.py").write_text("def g(x):\n    return x + 1\n")
+    (tmp_path / "flow.py").write_text(EDITED_FLOW)
+    (tmp_path / "cell.py").write_text(NOTEBOOK_CELL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    home = str(tmp_path / "home")
+    cell = subprocess.run(
+        [sys.executable, "cell.py"], cwd=tmp_path, env={**env, "ETHEREALFABRIC_HOME": home},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cell.returncode == 0, cell.stderr
+    assert cell.stdout.strip() == "11"
+    assert "helpers.py was edited since helpers.g was loaded" in cell.stderr, cell.stderr
+    done = ef(tmp_path, "run", "flow.py", "--json", ETHEREALFABRIC_HOME=home)
+    assert json.loads(done.stdout)["executed"] == 1, done.stderr  # not the notebook's result
+    assert ef(tmp_path, "cat", "latest", "c", ETHEREALFABRIC_HOME=home).stdout.strip() == "110"
+    again = ef(tmp_path, "run", "flow.py", "--json", ETHEREALFABRIC_HOME=home)
+    assert json.loads(again.stdout)["cached"] == 1  # and then cached as usual, no warning
+    assert "edited since" not in again.stderr

@@ -59,6 +59,7 @@ from typing import Any, Generic, TypeVar
 from ..errors import FingerprintWarning, HashingError
 from ._builtins import hash_plain
 from ._objects import register_code_handlers
+from ._ondisk import edited_since_loaded
 from ._packages import package_parts, package_versions
 from ._references import Binding, References
 from ._scan import HELPER_READS, OWN_CODE_READS, display_path
@@ -409,8 +410,12 @@ def _analyse(obj: Any) -> _Piece:
         if has_own_code(obj):  # not e.g. a namedtuple() or Enum() class: nothing to warn about
             source = "bytecode"
             warnings.warn(
-                f"no source for {name}; its fingerprint uses bytecode, which changes with the "
-                "Python version",
+                f"{filename} was edited since {name} was loaded: its key follows the code that "
+                "runs (its bytecode), not the edit; restart the process (or reload the module) "
+                "to run the edited code"
+                if edited_since_loaded(obj)
+                else f"no source for {name}; its fingerprint uses bytecode, which changes with "
+                "the Python version",
                 FingerprintWarning,
                 stacklevel=2,
             )

@@ -36,6 +36,7 @@ from ._astform import canonical_text
 from ._blocks import getblock, getsourcelines
 from ._builtins import hash_plain
 from ._digest import digest_bytes
+from ._ondisk import edited_since_loaded
 from ._usercode import is_user_code, qualified_name
 
 __all__ = [
@@ -204,6 +205,8 @@ def _source_lines(obj: Any) -> tuple[list[str], int]:
     own methods were compiled from when its module's file is another one: a script run by a
     runner (``python -m cProfile flow.py``) defines its classes in ``__main__`` while
     ``sys.modules["__main__"]`` is the runner, whose file ``inspect`` would search."""
+    if edited_since_loaded(obj):  # the file no longer holds the code that runs: no source
+        raise OSError("its file was edited since it was loaded")
     if isinstance(obj, type):
         found = _class_lines(obj)
         if found is not None:
