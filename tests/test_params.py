@@ -13,11 +13,13 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from etherealfabric import (
+    DefinitionError,
+    File,
     Node,
     Param,
     ParameterError,
@@ -197,6 +199,36 @@ def test_a_reference_has_no_value_while_defining() -> None:
     with pytest.raises(TypeError):
         iter(wf.params)
     assert "debug" in dir(wf.params)
+
+
+def test_a_reference_made_into_text_or_a_path_says_so_instead_of_its_repr() -> None:
+    """``f"run-{wf.params.tag}"`` was "run-<param tag: ...>", silently (and -p tag=b then a
+    cache hit); ``File(wf.params.path)`` a bare ``expected str ... not ParamRef``; a
+    ``writes=`` template naming a parameter was filled with the repr and never written."""
+    wf = Workflow("w", params={"tag": "a", "path": "a.csv", "region": "north"})
+    for make in (lambda: f"run-{wf.params.tag}", lambda: str(wf.params.tag)):
+        with pytest.raises(TypeError, match=r"cannot be made into text.*inside the node"):
+            make()
+    with pytest.raises(TypeError, match=r"no path yet .*File or Path inside it"):
+        File(wf.params.path)
+    with pytest.raises(TypeError, match="no path yet"):
+        os.fspath(wf.params.path)
+    assert repr(wf.params.tag) == "<param tag: a str (default 'a')>"  # (messages still name it)
+
+    class Report(Node):
+        writes: ClassVar[list[str]] = ["reports/{region}.txt"]
+
+        def __init__(self, region: Any) -> None:
+            super().__init__()
+            self.region = region
+
+        def run(self) -> dict[str, Any]:
+            return {}
+
+    with wf:
+        Report(wf.params.region)
+    with pytest.raises(DefinitionError, match=r"names a workflow parameter"):
+        wf.execute()
 
 
 def test_a_parameter_of_another_workflow_is_refused() -> None:

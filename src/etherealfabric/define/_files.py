@@ -152,6 +152,12 @@ def check_writes(
 def _fill(text: str, params: Mapping[str, Any], where: str) -> str:
     try:
         return text.format_map(params)
+    except TypeError:  # a workflow parameter (wf.params.x): no value until the run
+        raise DefinitionError(
+            f"{where}: writes= path {text!r} names a workflow parameter, which has no value "
+            "while the workflow is defined: fill it from a literal argument, or declare the "
+            "folder the files go to (writes=['reports/'])"
+        ) from None
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise DefinitionError(
             f"{where}: writes= path {text!r} cannot be filled from the node's parameters "

@@ -379,6 +379,23 @@ class ParamRef:
     def __reduce__(self) -> Any:
         raise TypeError(f"{self!r} is a reference, not a value: it cannot be pickled")
 
+    def __str__(self) -> str:  # an f-string, str(), a path: the reference's text, silently
+        raise TypeError(
+            f"{self!r} has no value while the workflow is defined, so it cannot be made into "
+            "text (an f-string, str(), a file name): pass it to a node, and build the text "
+            "inside the node"
+        )
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def __fspath__(self) -> str:
+        raise TypeError(
+            f"{self!r} has no value while the workflow is defined, so it is no path yet "
+            "(File(wf.params.x), Path(wf.params.x)): pass the parameter to a node, and make "
+            "the File or Path inside it (a node returning File(path) tracks the file)"
+        )
+
     def __repr__(self) -> str:
         params: ParamSet = self._ef_set
         leaf = params.leaves.get(self._ef_path)
