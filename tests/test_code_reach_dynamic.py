@@ -359,6 +359,7 @@ def test_a_frompyfunc_ufunc_warns(project: Project) -> None:
 ENVIRONMENT = """
 import os
 from os import getenv as read_variable
+from os.path import expandvars as expand
 
 
 def node_dict(x):
@@ -392,18 +393,28 @@ def node_helper(x):
 
 def node_local(environ):
     return len(environ)
+
+
+def node_expand(x):
+    return x + len(os.path.expandvars("$SH_DATA/v.csv"))
+
+
+def node_expand_alias(x):
+    return x + len(expand("${SH_DATA}"))
 """
 
 
 @pytest.mark.parametrize(
     ("name", "construct", "line"),
     [
-        ("node_dict", "dict(os.environ)", 7),
-        ("node_items", "os.environ.items()", 11),
-        ("node_copy", "os.environ.copy()", 15),
-        ("node_alias", "read_variable('SH_MODE', '0')", 20),
-        ("node_in", "'SH_MODE' in os.environ", 24),
-        ("node_helper", "len(os.environ)", 28),  # in a helper it calls: named with it
+        ("node_dict", "dict(os.environ)", 8),
+        ("node_items", "os.environ.items()", 12),
+        ("node_copy", "os.environ.copy()", 16),
+        ("node_alias", "read_variable('SH_MODE', '0')", 21),
+        ("node_in", "'SH_MODE' in os.environ", 25),
+        ("node_helper", "len(os.environ)", 29),  # in a helper it calls: named with it
+        ("node_expand", "os.path.expandvars('$SH_DATA/v.csv')", 41),
+        ("node_expand_alias", "expand('${SH_DATA}')", 45),
     ],
 )
 def test_other_environment_reads_warn(

@@ -9,7 +9,7 @@
 - :func:`dynamic_lookups`: the calls whose target a fingerprint cannot know statically, found in
   the function's source: ``getattr(module, <computed>)``, ``importlib.import_module(<computed>)``,
   ``__import__(<computed>)``, ``eval``, ``exec``, ``globals()`` and reads of environment
-  variables (any use of ``os.environ`` or ``os.getenv``, under any name bound to them:
+  variables (any use of ``os.environ``, ``os.getenv`` or ``os.path.expandvars``, under any name bound to them:
   ``os.environ[...]``, ``.get(...)``, ``dict(os.environ)``, ``.items()``...) (a ``getattr`` on a
   library module is covered by its package's version, and one on any other object by the
   object's class). The module of a ``getattr`` may also be ``sys.modules[__name__]``,
@@ -97,6 +97,7 @@ _TRIGGERS = frozenset(
         "globals",
         "environ",
         "getenv",
+        "expandvars",
         "argv",
     }
 )
@@ -245,6 +246,7 @@ def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -
     return any(
         namespace.get(n) is os.environ
         or namespace.get(n) is os.getenv
+        or namespace.get(n) is os.path.expandvars
         or namespace.get(n) is sys.argv
         for n in code_names
     )
@@ -262,13 +264,26 @@ def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.A
         return None
     if not isinstance(node, (ast.Name, ast.Attribute)) or not isinstance(node.ctx, ast.Load):
         return None
-    if _is_os_attr(node, scope.namespace, "environ") or _is_os_attr(
-        node, scope.namespace, "getenv"
+    if (
+        _is_os_attr(node, scope.namespace, "environ")
+        or _is_os_attr(node, scope.namespace, "getenv")
+        or _is_expandvars(node, scope.namespace)
     ):
         return f"{ast.unparse(_reading(node, parents))} {ENVIRONMENT_READ}"
     if _is_sys_argv(node, scope.namespace):
         return f"{ast.unparse(_reading(node, parents))} {ARGV_READ}"
     return None
+
+
+def _is_expandvars(expr: ast.AST, namespace: dict[str, Any]) -> bool:
+    """``os.path.expandvars`` (``"$DATA/x.csv"``: an environment read), through ``os.path``
+    or an alias of ``os.path``, or a name bound to it."""
+    if isinstance(expr, ast.Attribute) and expr.attr == "expandvars":
+        inner = expr.value
+        if isinstance(inner, ast.Attribute) and inner.attr == "path":
+            return _is_os(inner.value, namespace)
+        return _is_bound(inner, namespace, os.path, "path")
+    return _is_bound(expr, namespace, os.path.expandvars, "expandvars")
 
 
 def _is_sys_argv(expr: ast.AST, namespace: dict[str, Any]) -> bool:
