@@ -409,3 +409,22 @@ def test_an_unstable_parameter_warning_names_the_node_and_points_at_its_code(
     at = f"{tmp_path / 'flow.py'}:7: UnstableHashWarning: parameter 'x' of node 'pick'"
     assert lines[0].startswith(at), lines[0]  # the @node line of pick
     assert "builtins.object" in lines[0] and "_encoder.py" not in done.stderr
+
+
+def test_a_numpy_draw_is_named_before_numpy_random_was_ever_imported(tmp_path: Path) -> None:
+    """numpy 2 imports ``numpy.random`` on first use of ``np.random``: in a fresh process the
+    keys were computed before any draw, so ``np.random.normal()`` went unnamed."""
+    pytest.importorskip("numpy")
+    (tmp_path / "flow.py").write_text(
+        "import numpy as np\nfrom etherealfabric import Workflow, node\n\n"
+        "@node\ndef b():\n    return float(np.random.normal())\n\n"
+        "with Workflow('draws') as wf:\n    b()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "etherealfabric", "plan", "flow.py", "--keys", "b"],
+        cwd=tmp_path, env={**env, "ETHEREALFABRIC_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "np.random.normal(...) (the process's global random generator" in done.stdout

@@ -30,7 +30,9 @@ then depends on whether this one ran or was a cache hit.
 
 from __future__ import annotations
 
+import contextlib
 import dis
+import importlib
 import io
 import linecache
 import re
@@ -41,6 +43,7 @@ from typing import Any
 
 from ..errors import a_or_an
 from ._encoder import type_name
+from ._loaded import loaded
 from ._scan import Lookup, all_names, display_path, instruction_line
 from ._source import code_file
 
@@ -211,9 +214,12 @@ def global_draws(fn: types.FunctionType, mark: str) -> list[Lookup]:
     """The calls of ``fn``'s code (nested code too) that draw from a global random generator
     through a module (``np.random.normal``, ``random.random``), each once at its first line,
     marked ``mark``; none when the code also seeds a global generator itself."""
-    generators, seeds = _global_generators()
     namespace = fn.__globals__
     names = all_names(fn.__code__)
+    if "random" in names and "numpy.random" not in sys.modules and loaded("numpy"):
+        with contextlib.suppress(Exception):  # numpy 2 imports it on first use of np.random:
+            importlib.import_module("numpy.random")  # as the node will, to see its draws
+    generators, seeds = _global_generators()
     modules = [m for m in (sys.modules.get("random"), sys.modules.get("numpy.random")) if m]
     if "random" not in names and not any(namespace.get(n) is m for n in names for m in modules):
         return []  # no module.random.X, no alias of one: most code, at once (a draw imported
