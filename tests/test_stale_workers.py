@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,39 @@ def _value(env: dict[str, str], folder: Path, run_id: str) -> object:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+OVERRIDDEN = """
+import config
+from etherealfabric import Workflow, node
+
+config.THRESHOLD = 0.9  # set by the workflow file: a worker process never runs this line
+
+@node
+def keep(xs):
+    return [x for x in xs if x > config.THRESHOLD]
+
+with Workflow("override") as wf:
+    keep([0.1, 0.6, 0.95])
+"""
+
+
+def test_a_module_value_the_driver_set_is_not_taken_for_the_workers_own(
+    tmp_path: Path, ef: Any
+) -> None:
+    """The key read config.THRESHOLD = 0.9 (set by the workflow file) while a worker process,
+    importing config afresh, computed with 0.5: [0.6, 0.95] was cached under the key and then
+    served to every backend. The node fails saying so, and nothing is stored."""
+    (tmp_path / "config.py").write_text("THRESHOLD = 0.5\n")
+    (tmp_path / "flow.py").write_text(OVERRIDDEN)
+    home = {"ETHEREALFABRIC_HOME": str(tmp_path / "home")}
+    done = ef(tmp_path, "run", "flow.py", "--backend", "processes", **home)
+    assert done.returncode == 1
+    assert "config.THRESHOLD in this worker process is not the value the run keyed" in done.stderr
+    threads = ef(tmp_path, "run", "flow.py", "--json", **home)
+    assert json.loads(threads.stdout)["executed"] == 1  # nothing was cached by the failure
+    assert ef(tmp_path, "cat", "latest", "keep", **home).stdout.strip() == "[0.95]"
+    (tmp_path / "config.py").write_text("THRESHOLD = 0.9\n")  # set in the module: the same
+    (tmp_path / "flow.py").write_text(OVERRIDDEN.replace("config.THRESHOLD = 0.9", "pass"))
+    again = ef(tmp_path, "run", "flow.py", "--backend", "processes", "--json", **home)
+    assert again.returncode == 0, again.stderr

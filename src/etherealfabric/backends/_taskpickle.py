@@ -16,7 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["by_name", "dumps_task"]
+__all__ = [
+    "by_name",
+    "dumps_task",
+    "module_by_name",
+]
 
 
 def dumps_task(obj: Any) -> bytes:
@@ -55,25 +59,31 @@ def by_name(obj: Any) -> tuple[str, str] | None:
     """``(module, qualname)`` if cloudpickle sends ``obj`` by name safely (the worker imports
     it): its module is imported here, not ``__main__`` nor registered to travel by value, and
     ``obj`` is found there under its qualified name (not a closure, nor a rebound name)."""
-    import cloudpickle
-
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
+    if not isinstance(module, str) or not isinstance(qualname, str):
         return None
-    registered = cloudpickle.list_registry_pickle_by_value()
-    parts = module.split(".")
-    if any(".".join(parts[: i + 1]) in registered for i in range(len(parts))):
+    if not module_by_name(module):
         return None  # travels by value: the worker runs this very code
     found: Any = sys.modules.get(module)
-    if found is None:
-        return None
     try:
         for name in qualname.split("."):
             found = getattr(found, name)
     except Exception:  # (a lazy attribute that fails: not found by name)
         return None
     return (module, qualname) if found is obj else None
+
+
+def module_by_name(module: str) -> bool:
+    """Whether what the module ``module`` holds reaches a worker by name (the worker imports
+    its own copy): imported here, neither ``__main__`` nor registered to travel by value."""
+    import cloudpickle
+
+    if module == "__main__" or module not in sys.modules:
+        return False
+    registered = cloudpickle.list_registry_pickle_by_value()
+    parts = module.split(".")
+    return not any(".".join(parts[: i + 1]) in registered for i in range(len(parts)))
 
 
 def _reduce_memoized(wrapper: Any) -> Any:

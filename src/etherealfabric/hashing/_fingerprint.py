@@ -196,6 +196,12 @@ def reached(obj: Callable[..., object] | type) -> tuple[Any, ...]:
     return found[1]
 
 
+def read_bindings(obj: Callable[..., object] | type) -> tuple[Binding, ...]:
+    """The names the pieces :func:`reached` from ``obj`` read in namespaces (module globals),
+    and what each was bound to when they were analysed."""
+    return tuple(b for piece in reached(obj) for b in _piece(piece).bindings)
+
+
 def generation() -> int:
     """The current binding generation (callers that remember digests compare it)."""
     return _GENERATION[0]

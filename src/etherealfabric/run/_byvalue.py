@@ -18,6 +18,8 @@ import sys
 import types
 from typing import Any
 
+from ..hashing._usercode import SCRIPT_MODULE_PREFIX
+
 __all__ = ["expose"]
 
 #: set on a stand-in module made here (a later task of the same file updates it)
@@ -41,6 +43,8 @@ def expose(code: Any) -> None:
                 if not hasattr(module, key):
                     setattr(module, key, value)
         return
+    if module is None and not name.startswith(SCRIPT_MODULE_PREFIX):
+        return  # an importable module sent by value: pickle imports the real one by name
     if module is None:
         import cloudpickle
 

@@ -13,6 +13,11 @@ So the scheduler puts in each out-of-process task a *stamp* (:func:`code_stamp`)
 digest of each function and class the node's key covers that travels by name, and the worker
 compares it with its own copies before the node runs (:func:`check_code_stamp`); a difference
 fails the node with :class:`StaleCodeError`, naming what differs, and nothing is stored.
+
+The same goes for the data the key read in such modules (``config.THRESHOLD``): a worker
+process imports ``config`` afresh, so a value the driver set (``config.THRESHOLD = 0.9`` at the
+top of the workflow file, which workers do not run) was keyed while the node computed with
+the module's own (0.5), a wrong result cached for every backend. Its digest is in the stamp.
 Bytecode is what runs (an edited file on disk is not), and it is compared only between equal
 Python versions (``major.minor``), whose compilers agree.
 """
@@ -27,10 +32,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..backends._taskpickle import by_name
+from ..backends._taskpickle import by_name, module_by_name
 from ..errors import StaleCodeError
-from ..hashing._fingerprint import generation, reached
+from ..hashing._fingerprint import generation, reached, read_bindings
 from ..hashing._source import class_bytecode, code_digest
+from ..hashing._values import hash_value
 
 __all__ = ["check_code_stamp", "code_stamp"]
 
@@ -54,6 +60,10 @@ def code_stamp(code: Callable[..., Any] | type) -> Stamp:
         where = by_name(piece)
         if where is not None:
             entries.append((*where, _digest(piece)))
+    for binding in read_bindings(code):
+        entry = _value_entry(binding.namespace, binding.name, binding.value())
+        if entry is not None:
+            entries.append(entry)
     stamp: Stamp = (sys.version_info[:2], tuple(sorted(set(entries))))
     with contextlib.suppress(TypeError):  # (not weak-referenceable: computed each time)
         _STAMPS[code] = (gen, stamp)
@@ -64,11 +74,23 @@ def check_code_stamp(stamp: Stamp | None, node: str) -> None:
     """Raise :class:`StaleCodeError` if this process's copies differ from ``stamp``'s."""
     if not stamp or stamp[0] != sys.version_info[:2]:
         return
-    differ = []
+    differ, values = [], []
     for module, qualname, digest in stamp[1]:
+        if digest.startswith(_VALUE):  # data the key read in a module (see the docstring)
+            found = _lookup(module, qualname)
+            if _value_digest(found) != digest:
+                values.append(f"{module}.{qualname}")
+            continue
         obj = _lookup(module, qualname)
         if obj is None or _digest(obj) != digest:
             differ.append(f"{module}.{qualname}")
+    if values:
+        raise StaleCodeError(
+            f"node {node!r}: {', '.join(values)} in this worker process is not the value the "
+            "run keyed: the driver set it (at the top of the workflow file, say), which a "
+            "worker process, importing the module afresh, does not do; the node was not run. "
+            "Set it in the module itself, or pass it to the node as a parameter"
+        )
     if differ:
         raise StaleCodeError(
             f"node {node!r}: this worker's copy of {', '.join(differ)} is not the code the run "
@@ -76,6 +98,35 @@ def check_code_stamp(stamp: Stamp | None, node: str) -> None:
             "has another version of it); the node was not run. Restart the workers with the "
             "run's code (etherealfabric celery-worker, dask worker) and run again"
         )
+
+
+_VALUE = "value:"
+
+
+def _value_entry(
+    namespace: dict[str, Any], name: str, value: object
+) -> tuple[str, str, str] | None:
+    """``(module, name, digest)`` of a module global the key read, when the module travels by
+    name (a worker has its own copy) and the value is data (code is stamped as code)."""
+    module = namespace.get("__name__")
+    if (
+        not isinstance(module, str)
+        or isinstance(value, (types.ModuleType, type))
+        or callable(value)
+    ):
+        return None
+    found = sys.modules.get(module)
+    if found is None or vars(found) is not namespace or not module_by_name(module):
+        return None
+    digest = _value_digest(value)
+    return None if digest is None else (module, name, digest)
+
+
+def _value_digest(value: object) -> str | None:
+    try:
+        return _VALUE + hash_value(value)
+    except Exception:  # a value that cannot be hashed: not stamped
+        return None
 
 
 def _lookup(module: str, qualname: str) -> Any:
