@@ -486,16 +486,9 @@ def _dump_message(
     reason = "it is nested too deeply (or links too long a chain)" if deep else str(exc)
     problem = f"cannot serialize value of type {type_name} with {serializer!r}: {reason}"
     if serializer == "cloudpickle":
-        what = (
-            "a flatter value (rows in a list, an array, a table)"
-            if deep
-            else "a list instead of a generator"
-            if type_name == "generator"
-            else "a value that can be pickled"
-        )
-        advice = (
-            f"return {what}, or register a serializer for {type_name} with register_serializer(...)"
-        )
+        what = "a flatter value (a list, an array, a table)" if deep else "a value that pickles"
+        what = "a list instead of a generator" if type_name == "generator" else what
+        advice = f"return {what}, or register a serializer for {type_name} (register_serializer)"
     else:
         advice = (
             f"choose another serializer with serializers={{{output or 'OUTPUT'!r}: 'cloudpickle'}}"
