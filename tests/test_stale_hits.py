@@ -570,3 +570,57 @@ def test_a_helper_edited_after_it_was_loaded_keys_the_code_that_ran(
     again = ef(tmp_path, "run", "flow.py", "--json", ETHEREALFABRIC_HOME=home)
     assert json.loads(again.stdout)["cached"] == 1  # and then cached as usual, no warning
     assert "edited since" not in again.stderr
+
+
+LAMBDAS_FLOW = """
+from etherealfabric import Workflow, node
+from cfg import LA, LB, L, T
+
+@node
+def use_a(x):
+    return T["a"](x)
+
+@node
+def use_l(x):
+    return L[0](x)
+
+@node
+def use_globals(x):
+    return LA(x) * 10 + LB(x)
+
+with Workflow("lambdas") as wf:
+    use_a(10)
+    use_l(10)
+    use_globals(10)
+"""
+
+
+def test_swapping_lambdas_between_slots_or_names_reruns_their_users(
+    tmp_path: Path, ef: Any
+) -> None:
+    """Every lambda is ``cfg.<lambda>``; parts of one name were numbered by digest, so after
+    swapping two lambdas between T["a"] and T["b"] (or LA and LB) every key stayed the same
+    and the other lambda's result was served."""
+    config = (
+        'T = {"a": lambda x: x + 1, "b": lambda x: x + 2}\n'
+        "L = [lambda x: x * 3, lambda x: x * 5]\n"
+        "LA = lambda x: x + 1\nLB = lambda x: x + 2\n"
+    )
+    (tmp_path / "cfg.py").write_text(config)
+    (tmp_path / "flow.py").write_text(LAMBDAS_FLOW)
+    home = {"ETHEREALFABRIC_HOME": str(tmp_path / "home")}
+    assert json.loads(ef(tmp_path, "run", "flow.py", "--json", **home).stdout)["executed"] == 3
+    swapped = (
+        (config.replace("x + 1", "x + @").replace("x + 2", "x + 1").replace("x + @", "x + 2"))
+        .replace("x * 3", "x * @")
+        .replace("x * 5", "x * 3")
+        .replace("x * @", "x * 5")
+    )
+    (tmp_path / "cfg.py").write_text(swapped)
+    again = json.loads(ef(tmp_path, "run", "flow.py", "--json", **home).stdout)
+    assert again["executed"] == 3, again
+    values = [
+        ef(tmp_path, "cat", "latest", name, **home).stdout.strip()
+        for name in ("use_a", "use_l", "use_globals")
+    ]
+    assert values == ["12", "50", "131"]

@@ -83,8 +83,12 @@ def _enc_code(value: Any, encoder: Encoder) -> None:
         encoder.text(qualified_name(value))
         if encoder.code is None:
             encoder.text(_fingerprint(value))
-        else:
+        else:  # code mode: the fingerprint follows it; which one of its name sits here
+            from ._identity import code_identity, shares_its_name  # (_source imports users)
+
             encoder.code.code(value)
+            if shares_its_name(value):
+                encoder.text(code_identity(value))
         return
     name = f"{getattr(value, '__module__', None)}.{getattr(value, '__qualname__', '?')}"
     bound = getattr(value, "__self__", None)

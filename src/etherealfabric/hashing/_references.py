@@ -52,6 +52,7 @@ from ._external import (
     library_settings,
     url_note,
 )
+from ._identity import code_identity, shares_its_name
 from ._objects import cycle_reference, encode_reduced
 from ._packages import is_installed, is_stdlib
 from ._refkinds import (
@@ -210,6 +211,8 @@ class References:
             self.code(value, route)
             if not is_users(value):  # which library function or class the name stands for
                 self._identity(value, name)
+            elif shares_its_name(value):  # LA = lambda x: ..., A = make(3): which one
+                self.constants[f"{name}.<is>"] = code_identity(value)
         elif not is_machinery(value):
             self.data(value, name)
 
@@ -442,6 +445,8 @@ class References:
             self.code(value)
             encoder.tag("code")
             encoder.text(qualified_name(unwrap(value)))
+            if is_users(unwrap(value)) and shares_its_name(unwrap(value)):  # which one
+                encoder.text(code_identity(unwrap(value)))
             return
         self.library(tp.__module__)
         if cycle_reference(value, encoder):

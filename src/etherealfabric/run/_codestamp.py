@@ -101,6 +101,9 @@ def check_code_stamp(stamp: Stamp | None, node: str) -> None:
 
 
 _VALUE = "value:"
+#: the values stamped: settings (THRESHOLD = 0.5, PATHS = ("a", "b")), not containers a
+#: process fills as it goes (a cache, a counter: they differ between processes by design)
+_SETTINGS = (bool, int, float, complex, str, bytes, type(None), tuple, frozenset)
 
 
 def _value_entry(
@@ -109,12 +112,8 @@ def _value_entry(
     """``(module, name, digest)`` of a module global the key read, when the module travels by
     name (a worker has its own copy) and the value is data (code is stamped as code)."""
     module = namespace.get("__name__")
-    if (
-        not isinstance(module, str)
-        or isinstance(value, (types.ModuleType, type))
-        or callable(value)
-    ):
-        return None
+    if not isinstance(module, str) or not isinstance(value, _SETTINGS):
+        return None  # (a dict, a list: often state a helper fills, a cache, a counter)
     found = sys.modules.get(module)
     if found is None or vars(found) is not namespace or not module_by_name(module):
         return None
