@@ -36,7 +36,6 @@ from ..backends._taskpickle import by_name, module_by_name
 from ..errors import StaleCodeError
 from ..hashing._fingerprint import generation, reached, read_bindings
 from ..hashing._source import class_bytecode, code_digest
-from ..hashing._values import hash_value
 
 __all__ = ["check_code_stamp", "code_stamp"]
 
@@ -122,6 +121,8 @@ def _value_entry(
 
 
 def _value_digest(value: object) -> str | None:
+    from ..hashing._values import hash_value  # (a run that sends no task away never needs it)
+
     try:
         return _VALUE + hash_value(value)
     except Exception:  # a value that cannot be hashed: not stamped
