@@ -624,3 +624,34 @@ def test_swapping_lambdas_between_slots_or_names_reruns_their_users(
         for name in ("use_a", "use_l", "use_globals")
     ]
     assert values == ["12", "50", "131"]
+
+
+TOP_LEVEL_SETTING = """
+import pandas as pd
+from etherealfabric import Workflow, node
+
+pd.set_option("display.precision", 2)
+
+@node
+def shown():
+    return pd.DataFrame({"a": [1 / 3]}).to_string()
+
+with Workflow("settings") as wf:
+    shown()
+"""
+
+
+def test_a_library_setting_at_the_top_of_the_workflow_file_is_named(
+    tmp_path: Path, ef: Any
+) -> None:
+    """``pd.set_option`` under the imports: no key covers it, and worker processes never run
+    it, so their result (six digits) was cached and served where two were expected."""
+    pytest.importorskip("pandas")
+    (tmp_path / "flow.py").write_text(TOP_LEVEL_SETTING)
+    done = ef(tmp_path, "run", "flow.py", ETHEREALFABRIC_HOME=str(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("FingerprintWarning") == 1, done.stderr
+    assert "flow.py:5: FingerprintWarning: pd.set_option changes a library's process-wide" in (
+        done.stderr
+    )
+    assert "worker processes (processes, Dask, Celery, Spark backends) never run it" in done.stderr

@@ -48,6 +48,7 @@ def load_workflow(target: str) -> Workflow:
     module = _import(path)
     found = {k: v for k, v in vars(module).items() if isinstance(v, Workflow)}
     _note_import_runs(path, found.values())
+    _note_top_level_settings(path, vars(module))
     if name is not None:
         obj = getattr(module, name, None)
         if callable(obj) and not isinstance(obj, Workflow):
@@ -123,6 +124,27 @@ def _import(path: Path) -> object:
 
     cloudpickle.register_pickle_by_value(module)  # worker processes cannot import it by name
     return module
+
+
+def _note_top_level_settings(path: Path, namespace: dict[str, object]) -> None:
+    """Warn of each library setting the workflow file changes at its top level: not in any
+    key, and never run by worker processes (processes, Dask, Celery, Spark), whose results
+    would then be computed and cached with the library's defaults."""
+    import warnings
+
+    from ..hashing._external import top_level_settings
+    from ..hashing._fingerprint import FingerprintWarning
+
+    for found in top_level_settings(str(path.resolve()), namespace):
+        line = found.where.rpartition(":")[2]
+        warnings.warn_explicit(
+            f"{found.construct.strip()} changes a library's process-wide settings at the top "
+            "of the workflow file: no key covers it, and worker processes (processes, Dask, "
+            "Celery, Spark backends) never run it. Set it inside the nodes that need it",
+            FingerprintWarning,
+            str(path),
+            int(line) if line.isdigit() else 0,
+        )
 
 
 def _note_import_runs(path: Path, workflows: Iterable[Workflow]) -> None:

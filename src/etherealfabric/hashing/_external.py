@@ -306,3 +306,31 @@ def library_settings(fn: types.FunctionType, mark: str) -> list[Lookup]:
             found.setdefault(text, line)
     where = display_path(code_file(fn))
     return [Lookup(f"{text} {mark}", f"{where}:{line}") for text, line in found.items()]
+
+
+def top_level_settings(path: str, namespace: dict[str, Any]) -> list[Lookup]:
+    """The library settings the top level of the file ``path`` (a workflow file, whose module
+    globals are ``namespace``) changes, outside its functions and classes: each once at its
+    first line (``pd.set_option(...)`` under the imports). No key covers them, and a worker
+    process, which gets the nodes by value, never runs that code."""
+    import ast
+
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    skip = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    body = [statement for statement in tree.body if not isinstance(statement, skip)]
+    if not body:
+        return []
+    # as a function's body, so that its names are looked up as globals (as a node's are)
+    top = ast.FunctionDef(name="<top>", args=ast.arguments([], [], None, [], [], None, []),
+                          body=body, decorator_list=[], returns=None, type_comment=None)  # fmt: skip
+    module = ast.fix_missing_locations(ast.Module(body=[top], type_ignores=[]))
+    try:
+        code = compile(module, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return []
+    found = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return library_settings(types.FunctionType(found, namespace), "")
