@@ -139,7 +139,11 @@ class Checkpoint:
                 self._over = why
         if self._run_id is not None:
             with _RUNNING_LOCK:
-                _RUNNING.get(self._run_id, set()).discard(self)
+                running = _RUNNING.get(self._run_id)
+                if running is not None:
+                    running.discard(self)
+                    if not running:  # (a notebook makes many runs: none kept once over)
+                        del _RUNNING[self._run_id]
 
     def _check_open(self, what: str) -> None:
         """Raise AttemptOverError once the attempt is over (logged once per attempt)."""
