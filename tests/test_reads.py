@@ -313,8 +313,9 @@ def test_a_library_function_handed_to_a_pool_the_node_made_reads_for_it(
         (tmp_path / folder / "f2").write_text("10")
     again = json.loads(ef(tmp_path, "run", "flow.py", "--json", **env).stdout)
     assert again["executed"] == 2, again
-    assert ef(tmp_path, "cat", "latest", "load", **env).stdout.strip() == "14"
-    assert ef(tmp_path, "cat", "latest", "load-2", **env).stdout.strip() == "14"
+    for name in ("load", "load-2"):
+        shown = ef(tmp_path, "cat", "latest", name, **env)
+        assert shown.stdout.strip() == "14", (name, shown.stderr)
 
 
 def test_only_data_files_the_node_only_read_are_recorded(tmp_path: Path, home: Path) -> None:

@@ -102,6 +102,15 @@ class Opened(dict[str, bool | None]):
         self.unpickled: set[str] = set()
         self.cwd = os.getcwd()  # where its ./paths are from (a node may os.chdir)
 
+    def frozen(self) -> Opened:
+        """A copy, taken at once (C-level copies, which no other thread interleaves): a thread
+        the node started may still note opens in this one after the node ended."""
+        copy = Opened()
+        dict.update(copy, dict.copy(self))
+        copy.listings, copy.moved = dict(self.listings), set(self.moved)
+        copy.unpickled, copy.cwd = set(self.unpickled), self.cwd
+        return copy
+
     def saw(self, folder: str) -> None:
         """Note the names ``folder`` holds now, before the node lists it (the first
         :data:`MAX_READS` folders only)."""

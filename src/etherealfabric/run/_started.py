@@ -90,10 +90,12 @@ def owner(frame: types.FrameType | None) -> list[Any]:
         stack.add(frame.f_code)
         frame = frame.f_back
     found = [one for one in _starters.get(thread, ()) if id(one) in _running]
+    if found:  # started by nodes running: theirs (not another node's that shares the helper)
+        return found
     for entry in list(_running.values()):
         if entry[2] is None:
             entry[2] = _codes(entry[1])
-        if not stack.isdisjoint(entry[2]) and all(one is not entry[0] for one in found):
+        if not stack.isdisjoint(entry[2]):
             found.append(entry[0])
     return found
 

@@ -53,7 +53,7 @@ from ..store._serializers import (
     write_value,
 )
 from ..store._tables import say_pickled
-from ._audit import unwatch, watch, written_whole
+from ._audit import Opened, unwatch, watch, written_whole
 from ._byvalue import expose
 from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint, open_attempt
@@ -194,6 +194,8 @@ def _attempt(
                 body, task.timeout, node=task.node, kill=task.kill_on_timeout, abandon=cp.close
             )
         attempt.checkpointed = used
+        if isinstance(attempt.opened, Opened):  # (threads it started may still note opens)
+            attempt.opened = attempt.opened.frozen()
         return values
     except Exception as exc:
         attempt.error = f"{type(exc).__name__}: {exc}"
