@@ -47,16 +47,12 @@ def edited_since_loaded(obj: Any) -> bool:
     method of a class; code made elsewhere, as a dataclass's ``__init__``, is not looked at)."""
     for fn in _own_functions(obj):
         path = fn.__code__.co_filename
-        if _modified_here(path):
-            compiled = _compiled(path, *_stamp(path))
+        mtime_ns, size = _stamp(path)  # (one stat: modified since the process started?)
+        if mtime_ns and mtime_ns >= _STARTED * 1e9:
+            compiled = _compiled(path, mtime_ns, size)
             if compiled is None or not _defined_alike(compiled, fn):
                 return True
     return False
-
-
-def _modified_here(path: str) -> bool:
-    stamp = _stamp(path)
-    return stamp[0] >= _STARTED * 1e9 if stamp[0] else False
 
 
 def _stamp(path: str) -> tuple[int, int]:
