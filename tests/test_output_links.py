@@ -167,6 +167,49 @@ def test_a_file_inside_an_output_is_not_restored_through_a_link(tmp_path: Path) 
     assert (elsewhere / "r.txt").read_text() == "mine\n"  # neither restored nor rerun into
 
 
+READING_FLOW = """
+from pathlib import Path
+from etherealfabric import File, Workflow, node, root_path
+
+@node
+def report():
+    text = Path(root_path("in.txt")).read_text()
+    Path(root_path("out")).mkdir(exist_ok=True)
+    Path(root_path("out/r.txt")).write_text(text.upper())
+    return {"report": File(root_path("out/r.txt"))}
+
+with Workflow("links", root=".") as wf:
+    report()
+"""
+
+
+def test_a_node_to_rerun_is_not_run_into_a_link_its_record_names(tmp_path: Path) -> None:
+    """A miss (a file it read changed) whose last outputs now lie behind a link: running it
+    would write through the link, then fail storing them; it fails before it runs."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "flow.py").write_text(READING_FLOW)
+    (project / "in.txt").write_text("old\n")
+    assert _run(project).returncode == 0
+    assert (project / "out" / "r.txt").read_text() == "OLD\n"
+    (project / "in.txt").write_text("new\n")  # not a hit any more
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "r.txt").write_text("mine\n")
+    (project / "out" / "r.txt").unlink()
+    (project / "out").rmdir()
+    (project / "out").symlink_to(elsewhere)
+
+    refused = _run(project)
+    _refused(refused, "report", project / "out")
+    assert (elsewhere / "r.txt").read_text() == "mine\n"  # the node did not run into it
+
+    (project / "out").unlink()  # as the message says
+    again = _run(project)
+    assert "1 executed, 0 cached" in again.stderr, again.stderr
+    assert (project / "out" / "r.txt").read_text() == "NEW\n"
+
+
 def test_links_inside_a_restored_folder_are_replaced_not_followed(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     project.mkdir()

@@ -37,7 +37,7 @@ from ..hashing._digest import digest_bytes
 from ..hashing._files import FileHashCache
 from ..journal import Journal
 from ..store import LocalStore, Store
-from ..store._links import LinkedOutputError
+from ..store._links import LinkedOutputError, refuse_links
 from ._files import file_value, restore_output, unwritten_changed
 from ._folders import read_changed, read_path
 from ._reads import changed_read
@@ -156,7 +156,10 @@ class ArtifactCache(SharedFetch):
         """``record`` of ``key`` if a hit may use it (its files put back), else None. One of
         the wrong shape (an edited journal's) is forgotten with a warning: a miss."""
         try:
-            return self._usable(key, record, whole_map)
+            found = self._usable(key, record, whole_map)
+            if found is None and record.get("files") and key not in self.linked:
+                self._refuse_links(key, record["files"])
+            return found
         except (AttributeError, KeyError, TypeError, ValueError, StoreError) as exc:
             if not malformed(key, record, exc):
                 raise
@@ -188,6 +191,18 @@ class ArtifactCache(SharedFetch):
             if whole_map_refused(self, key, record):
                 return None
         return record
+
+    def _refuse_links(self, key: str, files: Mapping[str, Any]) -> None:
+        """A record a hit may not use names file outputs: were one now through a symbolic
+        link, the node would write through it and fail once it ran (its outputs are never
+        stored through a link), so it fails before it runs instead (:attr:`linked`)."""
+        root = self.root if self.root is not None else os.getcwd()
+        for relative in files:
+            try:
+                refuse_links(root, relative)
+            except LinkedOutputError as exc:
+                self.linked[key] = exc
+                return
 
     def _read_changed(self, key: str, record: Mapping[str, Any]) -> bool:
         """Whether a file the node read (run/_reads.py) or returned unwritten (run/_files.py)

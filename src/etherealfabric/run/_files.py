@@ -1,6 +1,6 @@
-"""File and folder outputs of a node, and the drift of its file inputs while it ran.
+"""File and folder outputs of a node (the drift of its file inputs: run/_drift.py).
 
-**Outputs.** After a node succeeds, the worker stores what it declared with ``writes=`` and
+After a node succeeds, the worker stores what it declared with ``writes=`` and
 every ``File``/``Directory`` it returned as an output (:func:`capture_outputs`); both must lie
 inside the workflow's root folder, and are named by their root-relative path, so teammates
 whose checkouts live in other folders share the record. A returned ``File`` becomes an output
@@ -13,27 +13,17 @@ the same path under the loader's root, and a cache hit puts its content back. Wr
 makes outside what it declared (or returned) are not tracked. An output whose path is, or lies
 in, a symbolic link below the root is refused (``store/_links.py``): clearing fails the node
 before it runs, capturing after; nothing is deleted or stored through the link.
-
-**Drift.** :func:`snapshot` takes the size, mtime and ctime of every ``File`` and of every
-file below every ``Directory`` among a node's inputs when its task is built (after its key
-hashed their content; one whose ctime is not before ``KeyInfo.hashed_at`` changed since: a
-node keyed ahead, a map's child waiting for its chunk); :func:`drifted` compares them after
-the node ran. A changed input means the outputs may mix old and new content: they are used
-by this run, but not published to the cache, and the node is recorded as ``drifted``. So is
-a node with a data file it read by path that changed while it ran (:func:`changed_since`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..define._files import Directory, File, path_values
+from ..define._files import Directory, File
 from ..errors import OutputError, StoreError
 from ..hashing._files import FileHashCache
 from ..hashing._usercode import is_library_file
@@ -53,14 +43,12 @@ from ..store._trees import (
 from ..store._writer import remove_dead_restores
 
 __all__ = [
+    "Written",
     "capture_nested",
     "capture_outputs",
-    "changed_since",
     "clear_writes",
-    "drifted",
     "file_value",
     "returned_changed",
-    "snapshot",
     "unwritten_changed",
     "warn_undeclared",
 ]
@@ -70,7 +58,6 @@ log = logging.getLogger("etherealfabric.files")
 if TYPE_CHECKING:
     from ._messages import Task
 
-Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
 _TYPES: dict[str, type[File] | type[Directory]] = {
     FILE_SERIALIZER: File,
     DIRECTORY_SERIALIZER: Directory,
@@ -226,12 +213,11 @@ def capture_outputs(
     values: Mapping[str, Any],
     *,
     node: str,
-    since: float | None = None,
+    written: Written | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Store the declared writes and returned files: (output records of the returned ones,
     the record's ``files``: root-relative path → entry). A returned one not declared and not
-    modified since ``since`` (when the node's first attempt started) is marked ``unwritten``
-    (:func:`returned_changed`)."""
+    ``written`` by the node is marked ``unwritten`` (:func:`returned_changed`)."""
     if root is None:
         return {}, {}
     files: dict[str, dict[str, Any]] = {}
@@ -243,7 +229,7 @@ def capture_outputs(
             if type(value) in (File, Directory):
                 relative = _relative(root, value, node, name)
                 if relative not in files:
-                    files[relative] = _captured(store, root, relative, since)
+                    files[relative] = _captured(store, root, relative, written)
                 returned[name] = _output_record(value, relative, files[relative])
     except OutputError as exc:
         raise OutputError(f"node {node!r}: {exc}", node=node) from None
@@ -256,7 +242,7 @@ def capture_nested(
     relatives: Sequence[str],
     files: Mapping[str, Any],
     node: str,
-    since: float | None = None,
+    written: Written | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Store the files and folders found inside outputs as they were stored (a ``File`` in a
     dict, a list or an object, below the root: ``define._files.storing_under``), so a cache hit
@@ -280,24 +266,40 @@ def capture_nested(
                 node=node,
             )
         try:
-            found[relative] = _captured(store, root, relative, since)
+            found[relative] = _captured(store, root, relative, written)
         except OutputError as exc:
             raise OutputError(f"node {node!r}: {exc}", node=node) from None
     return found
 
 
-def _captured(store: Store, root: str, relative: str, since: float | None) -> dict[str, Any]:
-    """The stored entry of a returned path, ``unwritten`` if nothing in it changed since."""
+class Written(NamedTuple):
+    """What a node wrote: when its first attempt started (seconds), and the files it wrote
+    whole through Python (absolute paths; run/_audit.py)."""
+
+    since: float
+    paths: frozenset[str] = frozenset()
+
+    def untouched(self, path: str) -> bool:
+        """Whether the node did not write the file or folder ``path``: not through Python, nor
+        by its timestamps (a file system's clock lags ours by up to a tick: one the node wrote
+        natively at once may be stamped before ``since``; a doubt counts as untouched, which
+        costs a re-run, never an overwrite)."""
+        inside = path.rstrip(os.sep) + os.sep
+        if path in self.paths or any(p.startswith(inside) for p in self.paths):
+            return False
+        return _untouched(path, self.since)
+
+
+def _captured(store: Store, root: str, relative: str, written: Written | None) -> dict[str, Any]:
+    """The stored entry of a returned path, ``unwritten`` if the node did not write it."""
     entry = capture_path(store, root, relative)
-    if since is not None and _untouched(os.path.join(root, *relative.rstrip("/").split("/")), since):  # fmt: skip
+    if written is not None and written.untouched(os.path.join(root, *relative.rstrip("/").split("/"))):  # fmt: skip
         entry["unwritten"] = True
     return entry
 
 
 def _untouched(path: str, since: float) -> bool:
-    """Whether the file, or the folder and everything in it, was last changed before ``since``
-    (coarse file system clocks lag: a doubt counts as untouched, which costs a re-run, never
-    an overwrite)."""
+    """Whether the file, or the folder and everything in it, was last changed before ``since``."""
 
     def old(entry: str) -> bool:
         info = os.stat(entry)
@@ -412,89 +414,3 @@ def warn_undeclared(written: Sequence[str], task: Task, files: Mapping[str, Any]
 def _below(path: str, folder: str) -> bool:
     folder = folder.rstrip(os.sep)
     return path == folder or path.startswith(folder + os.sep)
-
-
-_ATOMS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
-
-
-@functools.cache
-def _no_files() -> frozenset[type]:
-    """The types of task arguments that hold no ``File``: atoms, and the handle of an upstream
-    output's stored value (an upstream ``File`` output travels as the ``File`` itself). Made
-    on first use: the store's loading module is imported only where a node runs."""
-    from ..store._loading import InputHandle
-
-    return _ATOMS | {InputHandle}
-
-
-# -- drift ------------------------------------------------------------------------------------------
-CHANGED: Stat = (-1, -1, -1)  # a file changed since its key's digest: equal to no real stat
-
-
-def snapshot(values: Sequence[Any], since: float | None = None) -> dict[str, Stat]:
-    """The stat of every file among (or below a folder among) ``values``, by path; given
-    ``since`` (when the key began to hash them), :data:`CHANGED` for one changed since."""
-    seen: dict[str, Stat] = {}
-    no_files = _no_files()
-    for value in values:
-        kind = type(value)
-        if kind in no_files or (  # most inputs: a number, a name or an upstream output,
-            kind in (list, tuple) and all(type(v) in no_files for v in value)  # or a list
-        ):  # of them (a gather's), without a generator and ABC checks per item
-            continue
-        for item in path_values(value):
-            if isinstance(item, Directory):
-                seen.update(_folder_stats(item.path))
-            else:
-                stat = _stat(item.path)
-                if stat is not None:
-                    seen[item.path] = stat
-    if since is not None and seen:
-        now = time.time_ns()
-        return {p: CHANGED if _since(s[2], since, now) else s for p, s in seen.items()}
-    return seen
-
-
-def _since(ctime_ns: int, since: float, now_ns: int) -> bool:
-    """Whether a ctime is not before ``since`` (seconds) nor after now (a file system whose
-    clock is ahead of ours: that tells nothing; the stat comparison still does)."""
-    return since * 1e9 <= ctime_ns <= now_ns
-
-
-def drifted(before: Mapping[str, Stat]) -> list[str]:
-    """The paths of ``before`` whose size, mtime or ctime changed (or that are gone)."""
-    return [path for path, stat in before.items() if _stat(path) != stat]
-
-
-def changed_since(path: str, before: os.stat_result, since: float) -> bool:
-    """Whether the file at ``path`` (``before``: its stat before it was hashed) changed since
-    ``since`` (seconds): by its ctime (set by every write and ``utime``, never put back), or
-    its stat moved while it was hashed. Recorded, it would be a stale hit."""
-    try:
-        after = os.stat(path)
-    except OSError:
-        return True
-    moved = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
-    ctime = after.st_ctime_ns
-    return moved or ctime != before.st_ctime_ns or _since(ctime, since, time.time_ns())
-
-
-def _stat(path: str) -> Stat | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
-def _folder_stats(folder: str) -> Iterator[tuple[str, Stat]]:
-    stat = _stat(folder)
-    if stat is None:
-        return
-    yield folder, stat  # an added or removed entry changes the folder's mtime
-    for parent, dirs, names in os.walk(folder):
-        for name in (*dirs, *names):
-            path = os.path.join(parent, name)
-            found = _stat(path)
-            if found is not None:
-                yield path, found

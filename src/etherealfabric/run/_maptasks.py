@@ -13,7 +13,7 @@ import copy
 from ..define._files import Directory, File
 from ..journal import Journal
 from ._checkpoint import finished_checkpoints
-from ._files import snapshot
+from ._drift import snapshot
 from ._mapstate import Child
 from ._messages import Task
 

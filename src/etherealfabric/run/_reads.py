@@ -78,7 +78,7 @@ from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
 from ..journal._liveness import HOST
 from ._audit import HERE, as_opened, has_magic, pattern_reads, read_in_process
-from ._files import changed_since
+from ._drift import changed_since
 from ._folders import (
     ABSENT,
     DATABASE,

@@ -26,7 +26,7 @@ from ..store._serializers import PortableSerializers
 from ._cache import ArtifactCache
 from ._checkpoint import CheckpointListing, finished_checkpoint
 from ._codestamp import code_stamp
-from ._files import snapshot
+from ._drift import snapshot
 from ._messages import OnRetry, Task
 from ._preflight import warn_file_paths
 from ._reads import code_texts

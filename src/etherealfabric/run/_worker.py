@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -58,7 +58,8 @@ from ._byvalue import expose
 from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint, open_attempt
 from ._codestamp import check_code_stamp
-from ._files import capture_nested, capture_outputs, clear_writes, drifted, warn_undeclared
+from ._drift import drifted
+from ._files import Written, capture_nested, capture_outputs, clear_writes, warn_undeclared
 from ._messages import HOST, Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
@@ -101,7 +102,7 @@ def execute(task: Task) -> TaskResult:
         written = written_whole(result.attempts[-1].opened)
         changed: list[str] = []  # files it read that changed while it ran: drifted
         result.reads = task_reads(task, result.attempts, args, kwargs, secrets, values, changed)
-        _store_outputs(task, values, result, registry, changed)
+        _store_outputs(task, values, result, registry, changed, written)
         warn_undeclared(written, task, result.files)
         result.ok = True
     except Exception as exc:
@@ -246,12 +247,14 @@ def _store_outputs(
     result: TaskResult,
     registry: SerializerRegistry,
     changed: list[str] | None = None,
+    wrote: Sequence[str] = (),
 ) -> None:
     # checked first: the node is done with them; with the files it read that changed
     result.drifted = [*drifted(task.inputs_seen), *(changed or ())]
     since = result.attempts[0].started_at if result.attempts else None
+    written = None if since is None else Written(since, frozenset(map(os.path.abspath, wrote)))
     returned, result.files = capture_outputs(
-        task.store, task.root, task.writes, values, node=task.node, since=since
+        task.store, task.root, task.writes, values, node=task.node, written=written
     )
     names = tuple(n for n in task.outputs if n not in returned)
     handed = _handed_over(task, names, values, registry) if task.hand_over else ()
@@ -280,7 +283,7 @@ def _store_outputs(
                 registry=registry,
             )
         result.files.update(
-            capture_nested(task.store, task.root, nested, result.files, task.node, since)
+            capture_nested(task.store, task.root, nested, result.files, task.node, written)
         )
         records.update({n: _measured(task.node, n, values[n], registry) for n in later})
     except BaseException as exc:
