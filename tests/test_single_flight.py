@@ -221,6 +221,9 @@ def test_renewal_keeps_a_lease(store: Store) -> None:
         json.dumps({"owner": "x", "expires": time.time() + 10**9}).encode(),
         b'{"owner": "x", "expires": 1%s}' % (b"0" * 400),  # no float holds it: OverflowError
     ],
+    # (named, not by their bytes: one holds the time, and parallel workers must collect the
+    # same tests)
+    ids=["not-json", "empty", "far-future", "overflow"],
 )
 def test_forged_lease_entries_block_no_one(store: Store, forged: bytes) -> None:
     """Not a lease, or one that could only make others wait: ignored (never an exception out
