@@ -17,7 +17,7 @@ import pytest
 
 from etherealfabric import Workflow, node, untracked
 from etherealfabric.journal import Journal
-from etherealfabric.run import _reads
+from etherealfabric.run import _readcheck, _reads
 
 
 def records(home: Path) -> dict[str, dict[str, Any]]:
@@ -158,9 +158,9 @@ def test_a_forged_folder_entry_is_bounded_and_refuses_the_hit(tmp_path: Path) ->
     """A record naming "/" as a folder it read is not walked beyond MAX_READS entries: the
     hit is refused (the node runs), never a walk of the whole disk."""
     forged = {"reads": {os.sep: {"tree": "0" * 32}, "missing/": {"tree": "0" * 32}}}
-    assert _reads.changed_read(forged, root=str(tmp_path), file_cache=None) == os.sep
+    assert _readcheck.changed_read(forged, root=str(tmp_path), file_cache=None) == os.sep
     missing = {"reads": {"missing/": {}}}
-    assert _reads.changed_read(missing, root=str(tmp_path), file_cache=None) is None
+    assert _readcheck.changed_read(missing, root=str(tmp_path), file_cache=None) is None
 
 
 def test_named_paths_of_a_class_node_and_of_list_arguments(tmp_path: Path) -> None:

@@ -390,7 +390,7 @@ WRITER = """
 import os, sys, time
 from pathlib import Path
 from etherealfabric.store import LayeredStore, LocalStore, ObjectStore
-from etherealfabric.run._worker import action_record
+from etherealfabric.run._records import action_record
 
 url, endpoint, home, go = sys.argv[1:5]
 remote = ObjectStore(url, storage_options={"endpoint_url": endpoint, "key": "testing",

@@ -40,7 +40,7 @@ from ..store import LocalStore, Store
 from ..store._links import LinkedOutputError, refuse_links
 from ._files import file_value, restore_output, unwritten_changed
 from ._folders import read_changed, read_path
-from ._reads import changed_read
+from ._readcheck import changed_read
 from ._records import (
     decode_record,
     decode_records,

@@ -29,6 +29,9 @@ How it works:
   starts fresh**: the new key has no checkpoint, and the old one is orphaned (left in the
   store, never loaded with code or data it does not match). Orphans are ordinary files under
   ``checkpoints/`` and may be deleted at any time.
+- What the key does not cover travels with each save (run/_resumable.py): the data files
+  the node read by path (a state made from a file changed since is not resumed) and its
+  declared outputs as they were (put back before the state is resumed).
 - States are serialized with **cloudpickle**, and loading one unpickles it, which can run
   arbitrary code. Only load checkpoints from stores you trust (your own home; a shared store
   only if everyone who can write to it is trusted).
@@ -78,6 +81,7 @@ from ..errors import AttemptOverError, SerializationError, StoreError
 from ..journal import Journal
 from ..store import LocalStore, Store
 from ..store._base import check_name, checkpoint_name
+from ._resumable import Resumable, pack, unpack
 
 __all__ = [
     "Checkpoint",
@@ -130,6 +134,9 @@ class Checkpoint:
         self._over: str | None = None  # why the attempt is over, once it is
         self._refused = False  # a call was refused (logged once)
         self._run_id: str | None = None  # counted among a run's attempts (open_attempt)
+        #: what the state depends on besides the key (set by the worker in the attempt)
+        self.resumable: Resumable | None = None
+        self.resumed: dict[str, Any] = {}  # the reads of the state loaded (run/_resumable.py)
 
     def close(self, why: str) -> None:
         """End this attempt's use of the checkpoint (``why``: how the attempt ended). A save
@@ -187,7 +194,8 @@ class Checkpoint:
         with self._lock:  # checked and written under the lock: close() waits for the write
             self._check_open("save")
             self.used = True
-            self.store.put_checkpoint(self.key, data)
+            context = self.resumable.context(self.resumed) if self.resumable else None
+            self.store.put_checkpoint(self.key, pack(context, data))
             self.saves += 1
         log.debug(
             "node %r: checkpoint %d saved (%d bytes, key %s)",
@@ -198,36 +206,53 @@ class Checkpoint:
         )
 
     def load(self, default: Any = None) -> Any:
-        """The last saved state, or ``default`` if there is none (or it cannot be read back)."""
+        """The last saved state, or ``default`` if there is none, it cannot be read back, or a
+        file it was made from changed since (run/_resumable.py)."""
         with self._lock:
             self._check_open("load")
             self.used = True
             data = self.store.get_checkpoint(self.key)
-        if data is None:
-            return default
-        import cloudpickle
+            if data is None:
+                return default
+            import cloudpickle
 
-        try:
-            state = cloudpickle.loads(data)
-        except Exception as exc:
-            log.warning(
-                "node %r: ignoring its checkpoint (key %s): it cannot be unpickled "
-                "(%s: %s); the node starts from the beginning",
-                self.node,
-                self.key,
-                type(exc).__name__,
-                exc,
-            )
-            return default
+            try:
+                context, pickled = unpack(data)
+                state = cloudpickle.loads(pickled)
+            except Exception as exc:
+                self._ignored(f"it cannot be unpickled ({type(exc).__name__}: {exc})")
+                return default
+            if context is not None and self.resumable is not None:
+                why = self.resumable.refusal(context) or self.resumable.restore(context)
+                if why is not None:
+                    self._ignored(why)
+                    return default
+                reads = context.get("reads")
+                self.resumed = dict(reads) if isinstance(reads, Mapping) else {}
         log.info("node %r: resuming from its checkpoint (key %s)", self.node, self.key)
         return state
 
+    def _ignored(self, why: str) -> None:
+        log.warning(
+            "node %r: ignoring its checkpoint (key %s): %s; the node starts from the beginning",
+            self.node,
+            self.key,
+            why,
+        )
+
     def exists(self) -> bool:
-        """True if a saved state is present and intact."""
+        """True if a saved state is present, intact and made from the files as they are."""
         with self._lock:
             self._check_open("exists")
             self.used = True
-            return self.store.get_checkpoint(self.key) is not None
+            data = self.store.get_checkpoint(self.key)
+        if data is None:
+            return False
+        try:
+            context, _ = unpack(data)
+        except ValueError:
+            return False
+        return context is None or self.resumable is None or not self.resumable.refusal(context)
 
     def clear(self) -> None:
         """Delete the saved state; the next :meth:`load` returns its default."""

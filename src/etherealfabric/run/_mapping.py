@@ -57,7 +57,8 @@ from ._mapstream import Streams
 from ._maptasks import child_tasks
 from ._mapwork import Chunk, ChunkResult, collect_values, run_chunk
 from ._messages import Attempt, Task, TaskResult
-from ._worker import action_record, execute
+from ._records import action_record
+from ._worker import execute
 
 __all__ = ["Maps"]
 

@@ -161,6 +161,8 @@ class Attempt:
     #: the files opened while it ran (path -> for writing, None: untracked; run/_reads.py),
     #: kept in the worker
     opened: dict[str, bool | None] = field(default_factory=dict)
+    #: the ``reads`` of the checkpoint it resumed from (run/_resumable.py), kept in the worker
+    resumed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

@@ -19,7 +19,7 @@ node gave relative (``open("data/x.csv")``) as ``./data/x.csv``, relative to the
 folder, for a run from another folder reads (so checks) the file there; an absolute one
 relative to the workflow's root when inside it (a teammate's checkout has it at another
 place), else absolute. A later
-lookup of the key (:func:`changed_read`) hashes them again, through the journal's
+lookup of the key (run/_readcheck.py) hashes them again, through the journal's
 size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
 now holds something else: the node runs again, and its consumers with it when its output
 changed. A file of the project (under the working folder or the root, or the user's home
@@ -76,15 +76,12 @@ from ..errors import HashingError
 from ..hashing._files import FileHashCache, file_digest
 from ..hashing._scans import reader_paths
 from ..hashing._usercode import is_library_file
-from ..journal._liveness import HOST
 from ._audit import HERE, as_opened, has_magic, pattern_reads, read_in_process
 from ._drift import changed_since
 from ._folders import (
     ABSENT,
     DATABASE,
     LISTED,
-    field,
-    folder_changed,
     folder_key,
     folder_read,
     inside,
@@ -92,7 +89,6 @@ from ._folders import (
     maybe_existing,
     module_sources,
     read_key,
-    read_path,
     too_many,
     unpickled_sources,
     wal_digest,
@@ -115,7 +111,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_FOLDER_BYTES",
     "MAX_READS",
-    "changed_read",
     "code_texts",
     "files_read",
     "named_paths",
@@ -147,10 +142,32 @@ def task_reads(
     from the attempts: they are not sent back). ``args`` and ``kwargs``: the values the node
     received (upstream outputs loaded: a path one returns is named too), ``secrets`` left out;
     ``outputs``: what it returned (the files a lazy reader among them reads count as read);
-    ``changed``: given, gets the files it read that changed while its last attempt ran."""
-    opened = attempts[-1].opened
+    ``changed``: given, gets the files it read that changed while its last attempt ran. The
+    reads of the checkpoint the last attempt resumed from count too (run/_resumable.py): the
+    state it went on from was made with them."""
+    opened, resumed = attempts[-1].opened, attempts[-1].resumed
     for attempt in attempts:
-        attempt.opened = {}
+        attempt.opened, attempt.resumed = {}, {}
+    found = reads_of(task, opened, args, kwargs, secrets, outputs, changed, attempts[-1].started_at)
+    for path, entry in resumed.items():
+        found.setdefault(path, entry)
+    return found
+
+
+def reads_of(
+    task: Task,
+    opened: dict[str, bool | None],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    secrets: Collection[object] = (),
+    outputs: Mapping[str, Any] | None = None,
+    changed: list[str] | None = None,
+    started: float | None = None,
+    file_cache: FileHashCache | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The ``reads`` of an attempt that ``opened`` these files (added to) and started at
+    ``started``: :func:`task_reads`, or a checkpoint's so far (``file_cache``: digests of
+    files whose stat is unchanged since the last save)."""
     for value in (outputs or {}).values():
         for path, folder in reader_paths(value):  # a LazyFrame, an arrow dataset (_scans)
             opened.setdefault(as_opened(path) + (os.sep if folder else ""), False)
@@ -161,7 +178,6 @@ def task_reads(
         pass
     for path in (code := unpickled_sources(opened)):  # the code a loaded pickle runs
         opened.setdefault(path, False)
-    started = attempts[-1].started_at
     absent: list[str] = []
     named = named_paths(
         task.code, args, kwargs, hidden=secrets, texts=task.names, since=started,
@@ -185,6 +201,7 @@ def task_reads(
         since=started,
         changed=changed,
         code=code,
+        file_cache=file_cache,
     )
 
 
@@ -294,6 +311,7 @@ def files_read(
     since: float | None = None,
     changed: list[str] | None = None,
     code: Collection[str] = (),
+    file_cache: FileHashCache | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The ``reads`` of an action record: of the files ``opened`` while the node ran, those it
     only read and that its key does not cover (see the module docstring), by path as the
@@ -350,7 +368,8 @@ def files_read(
             too_many(node, MAX_READS)
             return found
         try:
-            entry: dict[str, Any] = {"digest": file_digest(target), "size": info.st_size}
+            digest = file_digest(target, file_cache=file_cache)
+            entry: dict[str, Any] = {"digest": digest, "size": info.st_size}
         except (OSError, HashingError):
             continue
         if path.endswith(DATABASE):  # SQLite's: committed changes may sit in its -wal file
@@ -421,62 +440,6 @@ def _only_read(opened: Mapping[str, bool | None]) -> dict[str, str | None]:
         for path, wrote in flags.items()
         if wrote is False
     }
-
-
-def changed_read(
-    record: Mapping[str, Any], *, root: str | None, file_cache: FileHashCache | None
-) -> str | None:
-    """The path (as recorded) of a file ``record``'s node read that now holds something else
-    (or of a folder whose tree or listing changed), or that is gone from the machine that read
-    it; None when each is as it was, or not here and read elsewhere: a teammate sharing the
-    store without the raw data, or a cluster's worker that had files of its own, still gets
-    the result (so does a ``./path`` checked from another working folder)."""
-    reads = record.get("reads")
-    if not isinstance(reads, Mapping):
-        return None
-    base = root if root is not None else os.getcwd()
-    here = record.get("read_on") == HOST  # read on this machine: a file gone is a change
-    cwd = record.get("read_in") == os.getcwd()  # (./paths: read from this folder too)
-    for relative, entry in reads.items():
-        relative = str(relative)
-        path = read_path(relative, base)
-        if field(entry, "missing"):  # not there when it ran: one stat
-            if os.path.lexists(path):
-                return relative
-            continue
-        if relative.endswith(os.sep):  # a folder it named (its tree) or listed (its names)
-            if folder_changed(path, entry, file_cache, MAX_READS, MAX_FOLDER_BYTES):
-                return relative
-            continue
-        try:  # a regular file only (a record naming a FIFO or a device is no reason to wait)
-            digest = (
-                None
-                if _size(path) != field(entry, "size")
-                else file_digest(path, file_cache=file_cache)
-            )
-        except (OSError, HashingError):  # not here (or unreadable): nothing to compare, but
-            if (  # (not an absolute path: /tmp files one node hands another, then removes)
-                here
-                and not os.path.isabs(relative)
-                and (cwd or not relative.startswith(HERE))
-                and not os.path.lexists(path)
-            ):
-                return relative  # gone from where it was read: deleted since
-            continue
-        if digest is None or digest != field(entry, "digest"):
-            return relative
-        wal = field(entry, "wal")  # a SQLite database's -wal file: "" when it had none
-        if wal is not None and wal_digest(path, file_cache) != wal:
-            return relative
-    return None
-
-
-def _size(path: str) -> int:
-    """The size of the regular file at ``path`` (OSError if it is not one)."""
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise OSError(f"{path} is not a regular file")
-    return info.st_size
 
 
 def _untracked(opened: Mapping[str, bool | None]) -> list[str]:

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..journal._index import as_text
+from ..journal._liveness import HOST
 from ..store._serializers import default_registry
 from ..store._trees import DIRECTORY_SERIALIZER, FILE_SERIALIZER
 
 __all__ = [
     "LateSerializers",
+    "action_record",
     "decode_record",
     "decode_records",
     "inline_known",
@@ -174,3 +178,25 @@ class LateSerializers:
                 "register_serializer(...) before the run, at import of the workflow module",
                 node, name, key, serializer, node,
             )  # fmt: skip
+
+
+def action_record(
+    node: str,
+    outputs: Mapping[str, Mapping[str, Any]],
+    files: Mapping[str, Mapping[str, Any]] | None = None,
+    reads: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The action record stored under a cache key (``files``: stored file outputs, if any;
+    ``reads``: data files the node read, checked before a hit: ``run/_reads.py``)."""
+    record: dict[str, Any] = {
+        "node": node,
+        "outputs": {k: dict(v) for k, v in outputs.items()},
+        "created_at": time.time(),
+    }
+    if files:
+        record["files"] = {k: dict(v) for k, v in files.items()}
+    if reads:
+        record["reads"] = {k: dict(v) for k, v in reads.items()}
+        # a file read gone from this machine (from this folder, for ./paths) is a change here
+        record["read_on"], record["read_in"] = HOST, os.getcwd()
+    return record

@@ -53,6 +53,11 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._texts)
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The texts replaced (the secrets' own and their reprs')."""
+        return self._texts
+
     def __call__(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``."""
         for secret in self._texts:

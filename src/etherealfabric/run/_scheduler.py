@@ -321,8 +321,9 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             from ._handover import HandOvers
             from ._inline import Inline, Settled
             from ._lost import send
+            from ._records import action_record
             from ._tasks import build_task
-            from ._worker import action_record, execute
+            from ._worker import execute
 
             self._send, self._build_task, self._execute = send, build_task, execute
             self._settled = Settled

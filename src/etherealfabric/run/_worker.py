@@ -60,14 +60,16 @@ from ._checkpoint import Checkpoint, open_attempt
 from ._codestamp import check_code_stamp
 from ._drift import drifted
 from ._files import Written, capture_nested, capture_outputs, clear_writes, warn_undeclared
-from ._messages import HOST, Attempt, Task, TaskResult, node_traceback
+from ._messages import Attempt, Task, TaskResult, node_traceback
 from ._private import private
 from ._reads import task_reads
+from ._records import action_record
 from ._redact import Redactor
+from ._resumable import Resumable
 from ._retrying import call_with_retries
 from ._returns import check_outputs, normalise
 
-__all__ = ["action_record", "execute", "store_values"]
+__all__ = ["execute", "store_values"]
 
 log = logging.getLogger("etherealfabric.store")
 #: arrays from this size on are written in the background with durability "fast" (a smaller
@@ -167,14 +169,15 @@ def _attempt(
     open_attempt(task.run_id, cp)  # (or when its run is cancelled: end_attempts)
     buffers: list[list[str]] = []  # the attempt's capture, once open: kept at a timeout too
 
-    def body() -> tuple[Mapping[str, Any], str | None, bool, dict[str, bool | None]]:
+    def body() -> tuple[Mapping[str, Any], str | None, tuple[bool, dict[str, Any]], dict[str, bool | None]]:  # fmt: skip
         with capture(redact or None) as captured, activate_checkpoint(cp), activate_root(task.root):
             buffers.append(captured)
             if task.printing is not None:  # a run stopped meanwhile keeps it (in process)
                 task.printing[task.node] = captured
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
+            cp.resumable = Resumable(task, opened, args, kwargs, attempt.started_at, redact.texts)
             try:
-                return _call(task, args, kwargs), joined(captured), cp.used, opened
+                return _call(task, args, kwargs), joined(captured), (cp.used, cp.resumed), opened
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # the output travels with the error
                     exc.__dict__["_ef_output"] = joined(captured)
@@ -187,11 +190,11 @@ def _attempt(
     try:
         clear_writes(task.root, task.writes, node=task.node)  # no file of a former version
         if task.timeout is None:
-            values, attempt.output, used, attempt.opened = body()
+            values, attempt.output, (used, attempt.resumed), attempt.opened = body()
         else:
             from ._timeouts import call_with_timeout  # (a node with a timeout's only)
 
-            values, attempt.output, used, attempt.opened = call_with_timeout(
+            values, attempt.output, (used, attempt.resumed), attempt.opened = call_with_timeout(
                 body, task.timeout, node=task.node, kill=task.kill_on_timeout, abandon=cp.close
             )
         attempt.checkpointed = used
@@ -475,25 +478,3 @@ def _publish(task: Task, result: TaskResult) -> None:
     task.store.put_action(
         task.key, action_record(task.node, result.outputs, result.files, result.reads)
     )
-
-
-def action_record(
-    node: str,
-    outputs: Mapping[str, Mapping[str, Any]],
-    files: Mapping[str, Mapping[str, Any]] | None = None,
-    reads: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The action record stored under a cache key (``files``: stored file outputs, if any;
-    ``reads``: data files the node read, checked before a hit: ``run/_reads.py``)."""
-    record: dict[str, Any] = {
-        "node": node,
-        "outputs": {k: dict(v) for k, v in outputs.items()},
-        "created_at": time.time(),
-    }
-    if files:
-        record["files"] = {k: dict(v) for k, v in files.items()}
-    if reads:
-        record["reads"] = {k: dict(v) for k, v in reads.items()}
-        # a file read gone from this machine (from this folder, for ./paths) is a change here
-        record["read_on"], record["read_in"] = HOST, os.getcwd()
-    return record
