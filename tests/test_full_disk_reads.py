@@ -32,13 +32,14 @@ with Workflow("full") as wf:
 
 def _ef(cwd: Path, *args: str, full: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    env["COLUMNS"] = "200"  # (else the width of whatever terminal the tests run from)
 
     def no_room() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
     return subprocess.run(
         [sys.executable, "-m", "etherealfabric", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
         preexec_fn=no_room if full else None,
     )  # fmt: skip
 

@@ -16,7 +16,9 @@ code that runs), with a warning saying to restart or reload.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import os
+import sys
 import time
 import types
 from typing import Any
@@ -38,6 +40,8 @@ def _process_started() -> float:
 
 
 _STARTED = _process_started()
+#: the loaders of a module run as its file is (a script's, an import's, the CLI's)
+_PLAIN_LOADERS = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
 
 
 def edited_since_loaded(obj: Any) -> bool:
@@ -48,11 +52,20 @@ def edited_since_loaded(obj: Any) -> bool:
     for fn in _own_functions(obj):
         path = fn.__code__.co_filename
         mtime_ns, size = _stamp(path)  # (one stat: modified since the process started?)
-        if mtime_ns and mtime_ns >= _STARTED * 1e9:
+        if mtime_ns and mtime_ns >= _STARTED * 1e9 and _compiled_as_written(fn):
             compiled = _compiled(path, mtime_ns, size)
             if compiled is None or not _defined_alike(compiled, fn):
                 return True
     return False
+
+
+def _compiled_as_written(fn: types.FunctionType) -> bool:
+    """Whether ``fn``'s module ran its file as Python compiles it: not through an import hook
+    that rewrites the code (pytest compiles test modules with its assertions rewritten: their
+    bytecode never matches the file's, edited or not). Such a module is judged by its source,
+    as before this check."""
+    loader = getattr(sys.modules.get(fn.__module__), "__loader__", None)
+    return loader is None or isinstance(loader, _PLAIN_LOADERS)
 
 
 def _stamp(path: str) -> tuple[int, int]:
