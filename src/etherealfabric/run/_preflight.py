@@ -87,7 +87,7 @@ def warn_file_paths(spec: NodeSpec) -> None:
             "node %r: parameter %r is the path %r of an existing file, given as a str: the "
             "node's cache key follows the text of the path, not the file's content (the file "
             "is checked before each cache hit, so an edit re-runs the node, but only the "
-            "result of its last version is kept, and a change while it runs goes unnoticed). "
+            "result of its last version is kept: going back to an earlier content runs it again). "
             "Pass File(%r) to key it by its content (or Directory(...) for a folder), or "
             "declare it in writes= if the node writes it.",
             spec.name, param, found, found,

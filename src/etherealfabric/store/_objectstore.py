@@ -247,7 +247,7 @@ class ObjectStore(Store):
         try:
             with self._remote("download", url):
                 try:
-                    self.fs.get_file(path, temp_path)
+                    self._bounded("get_file", path, temp_path, size=None)
                 except FileNotFoundError as exc:
                     self._entry_absent(exc)
                     absent = True
@@ -291,12 +291,20 @@ class ObjectStore(Store):
         given at most the store's timeout plus the time to receive them at
         :data:`SLOWEST_RATE`: a server that trickles its answer is one that did not answer
         (before, an 800 KB object sent at 64 bytes a second held the run for hours)."""
+        return bytes(self._bounded("cat_file", remote, size=size, **where))
+
+    def _bounded(self, method: str, *args: Any, size: int | None = 0, **kwargs: Any) -> Any:
+        """``self.fs.<method>(*args, **kwargs)`` given at most the store's timeout plus the time
+        to move ``size`` bytes (None: not known) at :data:`SLOWEST_RATE`: a server that stops
+        answering in the middle of a request is one that did not answer. Writes were not
+        bounded: a network cut during a checkpoint's upload held a training run for good, and
+        its SIGTERM with it (the stop waits for a save in progress)."""
         if not getattr(self.fs, "async_impl", False):
-            return bytes(self.fs.cat_file(remote, **where))
+            return getattr(self.fs, method)(*args, **kwargs)
         from fsspec.asyn import sync
 
         budget = self.timeout + (size if size is not None else UNKNOWN_BYTES) / SLOWEST_RATE
-        return bytes(sync(self.fs.loop, self.fs._cat_file, remote, timeout=budget, **where))
+        return sync(self.fs.loop, getattr(self.fs, f"_{method}"), *args, timeout=budget, **kwargs)
 
     def _get_ranges(self, remote: str, path: str, size: int) -> None:
         starts = range(0, size, RANGE_BYTES)
@@ -334,7 +342,7 @@ class ObjectStore(Store):
             except FileNotFoundError as exc:
                 self._entry_absent(exc)
             except OSError as exc:  # S3 refuses any range of an empty object (416)
-                if exc.errno != errno.EINVAL or self.fs.info(path).get("size") != 0:
+                if exc.errno != errno.EINVAL or self._bounded("info", path).get("size") != 0:
                     raise
                 return b""
         raise _absent(url)
@@ -343,7 +351,8 @@ class ObjectStore(Store):
         """One PUT of the whole entry (atomic on S3, GCS and Azure)."""
         path, url = self._where(name)
         with self._remote("write", url):
-            self.fs.pipe_file(path, b"".join(parts))
+            data = b"".join(parts)
+            self._bounded("pipe_file", path, data, size=len(data))
 
     def create_entry(self, name: str, data: bytes) -> bool:
         """One conditional PUT (``If-None-Match: *``); S3 and S3-compatible servers only."""
@@ -352,7 +361,7 @@ class ObjectStore(Store):
         path, url = self._where(name)
         with self._remote("create", url):
             try:
-                self.fs.pipe_file(path, data, mode="create")
+                self._bounded("pipe_file", path, data, size=len(data), mode="create")
             except FileExistsError:
                 return False
             except OSError as exc:  # s3fs raises PreconditionFailed as a plain OSError
@@ -367,7 +376,7 @@ class ObjectStore(Store):
         info = self.entry_info(name)
         if info is None or info.size != size:  # absent, or a damaged copy: replace it
             with self._remote("upload an object to", url):
-                self.fs.put_file(path, remote)
+                self._bounded("put_file", path, remote, size=size)
         else:
             self._refresh(name, info)
 
@@ -384,16 +393,16 @@ class ObjectStore(Store):
         bucket, key, _ = self.fs.split_path(path)
         with self._remote("refresh", url):
             if info.size < _COPY_LIMIT:  # a copy onto itself must change something: metadata
-                self.fs.call_s3("copy_object", CopySource={"Bucket": bucket, "Key": key},
-                                Bucket=bucket, Key=key, MetadataDirective="REPLACE")  # fmt: skip
+                self._bounded("call_s3", "copy_object", CopySource={"Bucket": bucket, "Key": key},
+                              Bucket=bucket, Key=key, MetadataDirective="REPLACE")  # fmt: skip
             else:  # a multipart copy
-                self.fs.copy(path, path)
+                self._bounded("copy", path, path, size=info.size)
 
     def entry_info(self, name: str) -> EntryInfo | None:
         path, url = self._where(name)
         with self._remote("read", url):
             try:
-                info = self.fs.info(path)
+                info = self._bounded("info", path)
             except FileNotFoundError as exc:
                 self._entry_absent(exc)
                 return None
@@ -404,7 +413,7 @@ class ObjectStore(Store):
     def delete_entry(self, name: str) -> None:
         path, url = self._where(name)
         with self._remote("delete", url), contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
+            self._bounded("rm_file", path)
 
     def list_entries(self, kind: str) -> Iterator[tuple[str, str]]:
         """``(prefix, name)`` of the entries in the two-hex-digit folders of ``kind``."""
