@@ -377,8 +377,9 @@ def test_cat_of_a_result_gc_removed_says_so_and_how_to_get_it_back(tmp_path: Pat
     done = _ef(tmp_path, "cat", run_id, "numbers")
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert (
-        f"the result of node 'numbers' in run {run_id} is no longer in the store (removed by "
-        f"`etherealfabric cache gc`, or lost); recompute it with `{command}`, then cat the new run"
+        f"the result of node 'numbers' in run {run_id} is no longer in the store (dropped by "
+        f"`etherealfabric cache forget` or `cache gc`, or lost); recompute it with `{command}`, "
+        "then cat the new run"
     ) in done.stderr
     words = command.split()[1:]  # the command it gives works
     again = _ef(tmp_path, *words, "--json")

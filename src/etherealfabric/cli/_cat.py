@@ -118,9 +118,9 @@ def cat(
 def _gone(home: str | None, run_id: str, node: str) -> str:
     """Why a result that was made is not there, and how to get it back."""
     return (
-        f"the result of node {node!r} in run {run_id} is no longer in the store (removed by "
-        f"`etherealfabric cache gc`, or lost); {_rerun_hint(home, run_id, node)} (`etherealfabric "
-        f"cache pin RUN_ID` keeps a run's results from gc)"
+        f"the result of node {node!r} in run {run_id} is no longer in the store (dropped by "
+        f"`etherealfabric cache forget` or `cache gc`, or lost); {_rerun_hint(home, run_id, node)} "
+        f"(`etherealfabric cache pin RUN_ID` keeps a run's results from gc)"
     )
 
 

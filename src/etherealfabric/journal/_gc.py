@@ -24,7 +24,10 @@ record only if every object it names is still present, checked in its own commit
 (see ``run/_recorder.py``), so a committed record never names a collected object.
 
 The outputs an ``on_error`` fallback supplied in a kept run (named by its ``node_fallback``
-event, not by a record) are kept too: ``cat`` and ``open_run`` give them.
+event, not by a record) are kept too: ``cat`` and ``open_run`` give them. So are the outputs
+each node of a kept run had in that run (``journal/_runoutputs.py``), which are not its key's
+record's any more once a later execution of the key replaced it (a file the node read changed):
+a kept run's results stay loadable; a run no longer kept loses them (``cat`` says so).
 
 A record's stored file outputs (``files``: each file's object, each folder's manifest and
 the files the manifest lists) are kept with it, like its outputs. A mapped node's record names
@@ -55,6 +58,7 @@ from ._history import fallback_outputs
 from ._index import RECORD
 from ._journal import Journal
 from ._liveness import gone
+from ._runoutputs import run_records
 from ._team import kept_runs
 
 __all__ = ["GcReport", "collect_garbage"]
@@ -171,10 +175,7 @@ def _decide(
     kept = _keys_in_use(journal, runs) | _recent_keys(journal, cutoff)
     actions = _actions(journal)
     kept |= _children_of(store, [r for k, r in actions if k in kept])
-    referenced: set[str] = set()
-    for run_id in runs:  # the outputs on_error fallbacks supplied: named by no record
-        for outputs in fallback_outputs(journal, run_id).values():
-            referenced |= _digests({"outputs": outputs})
+    referenced = _runs_outputs(journal, store, runs)
     for key, record in actions:
         if key in kept:
             report.records_kept += 1
@@ -191,12 +192,29 @@ def _decide(
 def _named(journal: Journal, store: Store, runs: Sequence[str]) -> set[str]:
     """The digests every record of the journal names (those kept, and those committed since
     the decision), and the outputs the ``on_error`` fallbacks of ``runs`` supplied."""
+    named = _runs_outputs(journal, store, runs)
+    for _, record in _actions(journal):
+        named |= _digests(record) | manifest_objects(store, record.get("files"))
+    return named
+
+
+def _runs_outputs(journal: Journal, store: Store, runs: Sequence[str]) -> set[str]:
+    """The digests of the outputs the nodes of ``runs`` had in those runs: their records as
+    each run recorded them (named by no record once a later execution replaced the key's), and
+    the outputs their ``on_error`` fallbacks supplied (named by no record at all)."""
     named: set[str] = set()
+    seen: set[str] = set()
     for run_id in runs:
         for outputs in fallback_outputs(journal, run_id).values():
             named |= _digests({"outputs": outputs})
-    for _, record in _actions(journal):
-        named |= _digests(record) | manifest_objects(store, record.get("files"))
+        for record in run_records(journal, journal.node_runs(run_id)):
+            if record is None:
+                continue
+            named |= _digests(record)
+            files = json.dumps(record.get("files"), sort_keys=True)
+            if files not in seen:  # (each record's manifests read once, not once a run)
+                seen.add(files)
+                named |= manifest_objects(store, record.get("files"))
     return named
 
 

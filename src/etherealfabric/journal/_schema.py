@@ -3,7 +3,12 @@
 Tables (created by the migrations below):
 
 - ``runs``: one row per run (workflow, status, times, host, pid, counts, error).
-- ``node_runs``: one row per node attempt (status, cache key, timings, error, traceback).
+- ``node_runs``: one row per node attempt (status, cache key, timings, error, traceback), and
+  what the attempt's outputs were *in that run*: ``outputs`` (the outputs part of the action
+  record a node's execution made, for a row that made or fetched one) and ``record_at`` (the
+  ``created_at`` of the ``actions`` row it made or used, a cache hit's taken at its commit):
+  a key's record is replaced when the node runs again under the same key (a file it read
+  changed, ``--force``), and a past run still shows its own results (``journal/_runoutputs.py``).
 - ``events``: the run's event stream, as recorded.
 - ``actions``: cache key → action record (outputs' digests, serializers, sizes) and the key's
   components (what ``explain`` diffs). A local index of the store's action records.
@@ -83,15 +88,21 @@ _M0001_INITIAL = """
     );
 """
 #: a node_runs row, all its columns (the journal recorder's rows)
-#: the insert of node rows of all 15 columns (``_connection.insert_rows``, which adds the
+#: the insert of node rows of all 17 columns (``_connection.insert_rows``, which adds the
 #: ``VALUES``)
 NODE_RUN_ROW = (
     "INSERT OR REPLACE INTO node_runs (run_id, node, attempt, status, cache_key, components, "
-    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback)"
+    "started_at, finished_at, duration, error, traceback, host, pid, output, fallback, "
+    "outputs, record_at)"
 )
 #: the values of a cache hit's row, from five (run, node, key, time, host): attempt 1, started
-#: and finished at once, no components, error or output (a warm run writes one per node)
-CACHED_ROW = "(?1, ?2, 1, 'cached', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, NULL, NULL, 0)"
+#: and finished at once, no components, error or output (a warm run writes one per node);
+#: ``record_at`` names the version of the key's record the hit used (the one in place when the
+#: row is committed: a seek of the key in ``actions``, inside the same statement)
+CACHED_ROW = (
+    "(?1, ?2, 1, 'cached', ?3, NULL, ?4, ?4, 0.0, NULL, NULL, ?5, NULL, NULL, 0, NULL, "
+    "(SELECT created_at FROM actions WHERE key = ?3))"
+)
 
 _M0002_LOGS_LEASES = """
     ALTER TABLE node_runs ADD COLUMN output TEXT;
@@ -135,6 +146,13 @@ _M0007_NO_NODE_INDEX = """
     DROP INDEX IF EXISTS node_runs_node;
 """
 
+# what a node's outputs were in each run (not only in the key's latest record, which a later
+# execution of the same key replaces): see the module docstring and journal/_runoutputs.py
+_M0008_RUN_OUTPUTS = """
+    ALTER TABLE node_runs ADD COLUMN outputs TEXT;
+    ALTER TABLE node_runs ADD COLUMN record_at REAL;
+"""
+
 #: The migrations, in order: (name, SQL script). Append only; the schema version is their
 #: count. Plain SQL (no triggers, so ``;`` only ends statements).
 MIGRATION_SCRIPTS = [
@@ -145,6 +163,7 @@ MIGRATION_SCRIPTS = [
     ("0005_node_runs_key", _M0005_NODE_RUNS_KEY),
     ("0006_node_runs_key_succeeded", _M0006_NODE_RUNS_KEY_SUCCEEDED),
     ("0007_no_node_index", _M0007_NO_NODE_INDEX),
+    ("0008_run_outputs", _M0008_RUN_OUTPUTS),
 ]
 
 
@@ -235,7 +254,7 @@ def _apply_migrations(conn: sqlite3.Connection) -> None:
 #: ``DROP INDEX`` re-reads the whole schema: 1-4 ms of CPU on every first run in a new home);
 #: migrations appended later are then applied as to any older journal. Never edit it but to
 #: bring it up to the migrations; tests/test_journal_create.py checks it makes what they make.
-_FRESH_VERSION = 7
+_FRESH_VERSION = 8
 _FRESH = """
     CREATE TABLE runs (
         id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
@@ -249,7 +268,7 @@ _FRESH = """
         status TEXT NOT NULL, cache_key TEXT, components TEXT,
         started_at REAL, finished_at REAL, duration REAL,
         error TEXT, traceback TEXT, host TEXT, pid INTEGER,
-        output TEXT, fallback INTEGER NOT NULL DEFAULT 0,
+        output TEXT, fallback INTEGER NOT NULL DEFAULT 0, outputs TEXT, record_at REAL,
         PRIMARY KEY (run_id, node, attempt)
     );
     CREATE INDEX node_runs_key_succeeded ON node_runs(cache_key) WHERE status = 'succeeded';

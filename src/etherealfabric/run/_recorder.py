@@ -12,7 +12,8 @@ nodes cost a few commits, not a thousand; a kill loses at most the rows of the l
 window, whose nodes simply run again. Every event becomes an ``events`` row
 except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the
 write order is inline blobs, then action records, then the node rows that name them, so a
-committed ``succeeded`` row always points at outputs that exist.
+committed ``succeeded`` row always points at outputs that exist. A node row keeps the outputs
+the node had in this run (``outputs``, ``record_at``: ``journal/_runoutputs.py``).
 
 With ``present`` (the home's own store, which ``cache gc`` collects), an action record is
 committed only if every stored object it names is still there, checked inside the commit's
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..journal import Journal
 from ..journal._liveness import HOST
+from ..journal._runoutputs import run_record
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
@@ -74,6 +76,9 @@ _PLAIN_START, _STARTED = frozenset(("key", "input_bytes")), EventKind.NODE_START
 _VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
 _RUNNING = NodeStatus.RUNNING.value
 _NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
+_NO_OUTPUT = (None, None, 0, None, None)  # ...and its pid, output, fallback, outputs, record_at
+#: a node row's ``outputs`` (JSON) and ``record_at``: the record it made (``_index``) or fetched
+_Made = tuple[str | None, float | None]
 
 
 class JournalRecorder:
@@ -292,11 +297,12 @@ class JournalRecorder:
         pid: int | None = None,
         output: str | None = None,
         fallback: bool = False,
+        made: _Made = (None, None),
     ) -> None:
         duration = None if started is None or finished is None else finished - started
         self._buffer((
             event.run_id, event.node, attempt, _VALUES[status], key, components, started,
-            finished, duration, error, traceback, host, pid, output, int(fallback),
+            finished, duration, error, traceback, host, pid, output, int(fallback), *made,
         ))  # fmt: skip
 
     def _buffer(self, row: tuple[Any, ...], attempt: int | None = None) -> None:
@@ -316,9 +322,9 @@ class JournalRecorder:
             # explain), and the index row gets them for the runs that hit it locally later
             components = _dumps(event.data["components"])
             record = event.data["record"]
-            self._row(event, NodeStatus.CACHED, key=key, components=components,
-                      started=event.ts, finished=event.ts)  # fmt: skip
             created = float(record.get("created_at") or time.time())
+            self._row(event, NodeStatus.CACHED, key=key, components=components, started=event.ts,
+                      finished=event.ts, made=(_dumps(run_record(record)), created))  # fmt: skip
             self._actions.append((key, event.node or "", _dumps(record), components, created))
             return
         # the row _row(event, CACHED, key=..., started=ts, finished=ts) would make, short (a
@@ -346,7 +352,7 @@ class JournalRecorder:
     def _running(self, run_id: str, node: str, key: str, ts: float) -> None:
         """A started node's ``running`` row (what ``_row(event, RUNNING, key, started)`` makes)."""
         self._started[run_id, node] = (key, ts)
-        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, None, None, 0))
+        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, *_NO_OUTPUT))
 
     def _on_succeeded(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
@@ -356,14 +362,17 @@ class JournalRecorder:
         if result.drifted:
             self._drifted(event, result, components)
             return
-        if not event.data.get("no_record"):  # a map: its records come with map_finished
-            self._index(result.key, event.node or "", event.data["record"], components)
-        self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
+        if event.data.get("no_record"):  # a map: its records come with map_finished
+            self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components)
+            return
+        made = self._index(result.key, event.node or "", event.data["record"], components)
+        self._attempt_rows(event, result, NodeStatus.SUCCEEDED, components, made=made)
 
     def _index(
         self, key: str, node: str, record: Mapping[str, Any], components: str | None = None
-    ) -> None:
-        """Buffer the action record of ``key`` (committed if its objects are still there)."""
+    ) -> _Made:
+        """Buffer the action record of ``key`` (committed if its objects are still there);
+        the ``outputs`` and ``record_at`` of the node row that made it."""
         self._late.check(key, node, record)  # a serializer registered while the run went on
         outputs = record.get("outputs", {})
         children = record.get("children") or {}  # a map's index of its children's keys
@@ -372,7 +381,9 @@ class JournalRecorder:
             + entry_objects(record.get("files"))
             + ([children["digest"]] if children else [])
         )
-        self._actions.append((key, node, _dumps(record), components, time.time()))
+        now = time.time()
+        self._actions.append((key, node, _dumps(record), components, now))
+        return _dumps(run_record(record)), now
 
     def _on_map_items(self, event: Event) -> None:
         """Rows and records of a map's children, as if each were a node of its own.
@@ -392,8 +403,8 @@ class JournalRecorder:
             self._blobs.extend(done.inline.items())
             components = _dumps(done.components) if done.components else None
             if done.status is NodeStatus.SUCCEEDED and done.record is not None:
-                self._index(result.key, done.name, done.record, components)
-                self._attempt_rows(child, result, NodeStatus.SUCCEEDED, None)
+                made = self._index(result.key, done.name, done.record, components)
+                self._attempt_rows(child, result, NodeStatus.SUCCEEDED, None, made=made)
             elif done.status is NodeStatus.DRIFTED:
                 self._drifted(child, result, components or "")
             elif done.status is NodeStatus.FALLBACK:
@@ -454,12 +465,13 @@ class JournalRecorder:
         components: str | None,
         *,
         fallback: bool = False,
+        made: _Made = (None, None),
     ) -> None:
         self._started.pop((event.run_id, event.node), None)
         if not result.attempts:
             self._row(event, final, key=result.key or None, components=components,
                       started=event.ts, finished=event.ts, error=result.error,
-                      traceback=result.traceback, fallback=fallback)  # fmt: skip
+                      traceback=result.traceback, fallback=fallback, made=made)  # fmt: skip
             return
         last = len(result.attempts)
         failed = final is not NodeStatus.SUCCEEDED
@@ -479,4 +491,5 @@ class JournalRecorder:
                 pid=result.pid,
                 output=attempt.output,
                 fallback=fallback and is_last,
+                made=made if is_last else (None, None),
             )

@@ -1,7 +1,8 @@
 """``open_run``: the results of a past run, re-opened from the journal and loaded lazily.
 
-No workflow file is needed: the journal holds each node's final status and cache key, and the
-cache key names the action record of its outputs. A map's children rows are not nodes: they
+No workflow file is needed: the journal holds each node's final status, cache key and the
+outputs it had in that run (``journal/_runoutputs.py``: not the key's latest record, which a
+later execution of the same key replaces when a file the node read changed). A map's children rows are not nodes: they
 are grouped back into the map's :class:`~._mapreport.MapReport` (``results.map_report``), with
 the counts its ``map_started``/``map_finished`` events recorded. A node whose ``on_error``
 fallback stood for it has the fallback's outputs (named by its ``node_fallback`` event).
@@ -24,6 +25,7 @@ from ..define._definition import Definition
 from ..journal import Journal
 from ..journal._history import fallback_outputs
 from ..journal._maps import map_events, split_children
+from ..journal._runoutputs import run_records
 from ..states import NodeStatus, RunStatus
 from ..store import open_run_store
 from ._cache import ArtifactCache
@@ -57,13 +59,14 @@ def open_run(
         for name, rows in children.items():
             outcome.maps[name] = map_report(name, rows, recorded[name])
         asked = [r for rows in children.values() for r in rows if r["node"] == item]
-        for row in own + asked:  # attempts in order: the last one counts
+        rows = own + asked
+        records = run_records(journal, rows)  # (this run's, not the key's latest record)
+        for row, record in zip(rows, records, strict=True):  # attempts in order: the last counts
             name = row["node"]
             outcome.status[name] = NodeStatus(row["status"])
             outcome.outputs.pop(name, None)
             key = row["cache_key"]
             if key and row["status"] in (NodeStatus.SUCCEEDED, NodeStatus.CACHED):
-                record = journal.get_action(key)
                 if record is not None and not record_problem(record):  # (else: gone)
                     outcome.outputs[name] = record["outputs"]
                     outcome.keys[name] = key
