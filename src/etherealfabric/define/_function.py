@@ -59,6 +59,8 @@ class NodeFunction:
     ) -> None:
         if not callable(fn) or inspect.isclass(fn):
             raise DefinitionError(f"@node decorates functions; got {fn!r}")
+        if not isinstance(getattr(fn, "__name__", None), str):
+            raise _unnamed(fn, name)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             raise DefinitionError(
                 f"@node {fn.__name__}: an async function is not a node (its call returns a "
@@ -141,6 +143,27 @@ class NodeFunction:
 
     def __repr__(self) -> str:
         return f"<node function {self.fn.__qualname__}>"
+
+
+def _unnamed(fn: Callable[..., Any], name: str | None) -> DefinitionError:
+    """Why a callable without a ``__name__`` (a ``functools.partial``, an object with
+    ``__call__``) is not a node: its key would need the code it runs plus the values bound in
+    it, which the fingerprint of a function does not see. What to do instead."""
+    label = repr(name) if name is not None else f"{fn!r:.80}"
+    if isinstance(fn, functools.partial):
+        inner = getattr(fn.func, "__name__", "f")
+        bound = ", ".join([*map(repr, fn.args), *(f"{k}={v!r}" for k, v in fn.keywords.items())])
+        return DefinitionError(
+            f"node {label}: a functools.partial cannot be a node (its cache key would not "
+            f"include the values it binds: {bound:.80}); wrap the call in a def and make that "
+            f"the node (`def {inner}_bound(x): return {inner}(x, {bound:.40})`), or make "
+            f"{inner} the node and pass {bound:.40} as arguments when calling it"
+        )
+    return DefinitionError(
+        f"node {label}: @node takes a function (def or lambda); got "
+        f"{type(fn).__name__} {fn!r:.80}, which has no __name__; wrap the call in a def "
+        "and make that the node"
+    )
 
 
 @overload
