@@ -348,6 +348,11 @@ def test_a_journal_record_of_the_wrong_shape_is_reported_and_a_miss(
     home.executed()
     home.edit("count", lambda record: edit)
 
+    out = home.cli("cat", run_id, "count")  # the run's own row still names its result
+    assert (out.returncode, out.stdout.strip()) == (0, "[0, 1, 2]"), out.stderr
+    with sqlite3.connect(home.journal) as db:  # the run's row edited too
+        db.execute("UPDATE node_runs SET outputs = ? WHERE node = 'count'", (edit,))
+    db.close()
     out = home.cli("cat", run_id, "count")  # its result is gone, said in one line
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     out = home.cli("cache", "verify")
