@@ -87,6 +87,13 @@ from ._usercode import is_user_code, is_user_module, is_user_top, module_label, 
 
 __all__ = ["Binding", "References"]  # Binding: from ._bindings
 
+#: what a module holds by how it was loaded, not by what it says: ``__name__`` is "flow" under
+#: the CLI, "__main__" under ``python flow.py``; ``__file__`` is each checkout's own. Never
+#: followed (any ``type(x).__name__`` named the module's: a key per way of running it)
+_LOAD_CONTEXT = frozenset(
+    {"__name__", "__file__", "__spec__", "__loader__", "__package__", "__cached__", "__builtins__"}
+)
+
 
 class References:
     """Collects what one piece of code refers to (see the module docstring); a code sink."""
@@ -129,7 +136,7 @@ class References:
         for level, target, _ in imports:  # first: ``import plug.impls`` fills a REG it reads
             self._find(absolute_name(target, level, package))
         for name in names:
-            if name in namespace:
+            if name in namespace and name not in _LOAD_CONTEXT:
                 self.named(namespace, name, f"{module}.{name}", names, f"global:{name}")
         for extension in extension_members(names):  # df.geo.center(): the user's on a frame
             self.code(extension, None)
@@ -268,7 +275,11 @@ class References:
         namespace = vars(module)
         label = module_label(module.__name__)
         for name in names:  # each once: a class's methods read other names of one module
-            if name in namespace and f"{label}.{name}" not in self._origins:
+            if (
+                name in namespace
+                and name not in _LOAD_CONTEXT
+                and f"{label}.{name}" not in self._origins
+            ):
                 route = f"attr:{module.__name__}.{name}"
                 self.named(namespace, name, f"{label}.{name}", names, route)
         hook = namespace.get("__getattr__")
