@@ -318,3 +318,20 @@ def test_a_read_only_shared_folder_in_read_write_mode_runs_as_read_only(
     assert len(said) == 1 and str(read_only_folder) in said[0].getMessage()
     assert list(read_only_folder.iterdir()) == []
     assert _executed(results) == ["marked"] and (tmp_path / "ran").exists()
+
+
+def test_a_scheme_in_capitals_is_the_same_store() -> None:
+    """``S3://team/up`` (a scheme is case-insensitive) is s3://team/up: it used to start the
+    run, then fail its first node with "Protocol not known: S3"."""
+    pytest.importorskip("s3fs")
+    options = {"endpoint_url": "http://127.0.0.1:9", "key": "x", "secret": "y"}
+    store = ObjectStore("S3://team/up/", storage_options=options)
+    assert (store.url, store.scheme, store.root) == ("s3://team/up", "s3", "team/up")
+    assert store.fs.protocol[0] in ("s3", "s3a")  # (connecting asks nothing of the server)
+
+
+def test_a_scheme_no_file_system_knows_names_the_setting() -> None:
+    with pytest.raises(
+        StoreError, match=r"cannot open the store s4://team/up \(ETHEREALFABRIC_STORE"
+    ):
+        ObjectStore("s4://team/up")

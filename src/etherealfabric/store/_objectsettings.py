@@ -47,8 +47,8 @@ def check_url(url: str) -> str:
             f"cannot open the store {url!r}: {scheme}:// is read-only; use a folder, or an "
             "object store such as s3://bucket/prefix"
         )
-    start = url.index("://") + 3
-    return url[:start] + url[start:].rstrip("/")
+    start = url.index("://") + 3  # (a scheme is case-insensitive: S3:// is s3://)
+    return scheme + url[len(parts.scheme) : start] + url[start:].rstrip("/")
 
 
 def fsspec_options(scheme: str, given: Mapping[str, Any] | None, timeout: float) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from ..config import ENV
 from ..errors import ConfigError, StoreError, StoreUnreachableError
 from ..hashing._digest import digest_bytes, is_digest
 from ._base import EntryInfo, Store, object_name
@@ -192,8 +193,10 @@ class ObjectStore(Store):
         except ImportError as exc:
             extra = " (pip install 'etherealfabric[s3]')" if self.scheme in S3_SCHEMES else ""
             raise StoreError(f"cannot open the store {self.url}: {exc}{extra}") from exc
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"cannot open the store {self.url}: {exc}") from exc
+        except (ValueError, TypeError) as exc:  # (a scheme fsspec does not know: s4://)
+            raise StoreError(
+                f"cannot open the store {self.url} ({ENV['store']}, or store=): {exc}"
+            ) from exc
         except OSError as exc:  # a file system that connects when made (ftp://, sftp://)
             with self._remote("connect to the store", self.url):
                 raise exc
