@@ -29,7 +29,7 @@ test: $(VENV)/.installed-test
 	@command -v chromium >/dev/null || { \
 		echo "installing chromium (needed by the web UI's browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n 3 --dist loadfile
 
 lint: $(VENV)/.installed-dev
 	@$(VENV)/bin/ruff check src tests examples benchmarks
