@@ -182,3 +182,25 @@ def test_run_of_a_flow_with_a_partial_node_says_why_in_one_line(ef: Ef, tmp_path
     assert "AttributeError" not in done.stderr
     assert "DefinitionError: node 'scale3': a functools.partial cannot be a node" in done.stderr
     assert "`def scale_bound(x): return scale(x, k=3)`" in done.stderr
+
+
+def test_the_ui_shows_the_outputs_an_earlier_run_had(ef: Ef, project: Path) -> None:
+    """The web UI's node page of a past run names the objects that run produced, not those
+    of its key's latest record (and does not show the row's kept outputs as an attempt's)."""
+    from test_ui import UiServer
+
+    home = project / ".etherealfabric"
+    first, later = _run(ef, project, 1), _run(ef, project, 7)
+    digests = {
+        run_id: etherealfabric.open_run(run_id, home=home).record("load")["result"]["digest"]
+        for run_id in (first, later)
+    }
+    assert digests[first] != digests[later]
+    server = UiServer(home)
+    try:
+        for run_id in (first, later):
+            page = server.get(f"/api/runs/{run_id}/nodes/load")
+            assert [o["digest"] for o in page["outputs"]] == [digests[run_id]]
+            assert all("outputs" not in attempt for attempt in page["attempts"])
+    finally:
+        server.stop()

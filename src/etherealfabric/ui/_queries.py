@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..journal import Journal, browse
+from ..journal._runoutputs import run_records
+from ..states import NodeStatus
 
 __all__ = [
     "RunState",
@@ -64,9 +66,16 @@ def run_params(run: Mapping[str, Any]) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def output_records(journal: Journal, key: str | None) -> list[dict[str, Any]]:
-    """The outputs an action record names: name, serializer, size, type, digest, inline."""
-    record = journal.get_action(key) if key else None
+def output_records(journal: Journal, row: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The outputs the node of ``row`` (its ``node_runs`` row) had in that run, not in the
+    latest record of its key (journal/_runoutputs.py): name, serializer, size, type, digest,
+    inline."""
+    if not row or not row.get("cache_key"):
+        return []
+    if row.get("status") == NodeStatus.FALLBACK:  # (its fallback's record, under its key)
+        record = journal.get_action(str(row["cache_key"]))
+    else:
+        record = run_records(journal, [row])[0]
     if not record:
         return []
     outputs = record.get("outputs") or {}

@@ -277,17 +277,19 @@ def node_view(
         "run": _public(run, time.time()),
         "node": node,
         "status": status,
-        "attempts": [{k: v for k, v in a.items() if k != "components"} for a in attempts],
+        "attempts": [{k: v for k, v in a.items() if k not in _NOT_SHOWN} for a in attempts],
         "components": components,
         "inputs": _inputs(components),
         "explain": explanation,
-        "outputs": q.output_records(journal, last["cache_key"])
+        "outputs": q.output_records(journal, last)
         if status in (NodeStatus.SUCCEEDED, NodeStatus.CACHED, NodeStatus.FALLBACK)
         else [],
         "items": _items(journal, run, node, settings) if is_map else None,
     }
 
 
+#: the columns of a node's rows its page does not show as they are (its outputs: "outputs")
+_NOT_SHOWN = frozenset({"components", "outputs", "record_at"})
 _SQL_INT_MAX = 2**63 - 1
 _ITEM_STATUSES = tuple(s.value for s in NodeStatus)
 
