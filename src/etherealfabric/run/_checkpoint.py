@@ -134,8 +134,10 @@ class Checkpoint:
         self._over: str | None = None  # why the attempt is over, once it is
         self._refused = False  # a call was refused (logged once)
         self._run_id: str | None = None  # counted among a run's attempts (open_attempt)
-        #: what the state depends on besides the key (set by the worker in the attempt)
-        self.resumable: Resumable | None = None
+        #: what the state depends on besides the key: the attempt's task, files opened,
+        #: arguments, start and redactor, set by the worker (made a Resumable on first use)
+        self.made_with: tuple[Any, ...] | None = None
+        self._resumable: Resumable | None = None
         self.resumed: dict[str, Any] = {}  # the reads of the state loaded (run/_resumable.py)
 
     def close(self, why: str) -> None:
@@ -194,7 +196,8 @@ class Checkpoint:
         with self._lock:  # checked and written under the lock: close() waits for the write
             self._check_open("save")
             self.used = True
-            context = self.resumable.context(self.resumed) if self.resumable else None
+            resumable = self.resumable()
+            context = resumable.context(self.resumed) if resumable else None
             self.store.put_checkpoint(self.key, pack(context, data))
             self.saves += 1
         log.debug(
@@ -222,8 +225,9 @@ class Checkpoint:
             except Exception as exc:
                 self._ignored(f"it cannot be unpickled ({type(exc).__name__}: {exc})")
                 return default
-            if context is not None and self.resumable is not None:
-                why = self.resumable.refusal(context) or self.resumable.restore(context)
+            resumable = self.resumable()
+            if context is not None and resumable is not None:
+                why = resumable.refusal(context) or resumable.restore(context)
                 if why is not None:
                     self._ignored(why)
                     return default
@@ -231,6 +235,13 @@ class Checkpoint:
                 self.resumed = dict(reads) if isinstance(reads, Mapping) else {}
         log.info("node %r: resuming from its checkpoint (key %s)", self.node, self.key)
         return state
+
+    def resumable(self) -> Resumable | None:
+        """What this attempt's states depend on (run/_resumable.py), once the worker said."""
+        if self._resumable is None and self.made_with is not None:
+            task, opened, args, kwargs, started, redact = self.made_with
+            self._resumable = Resumable(task, opened, args, kwargs, started, redact.texts)
+        return self._resumable
 
     def _ignored(self, why: str) -> None:
         log.warning(
@@ -252,7 +263,8 @@ class Checkpoint:
             context, _ = unpack(data)
         except ValueError:
             return False
-        return context is None or self.resumable is None or not self.resumable.refusal(context)
+        resumable = self.resumable()
+        return context is None or resumable is None or not resumable.refusal(context)
 
     def clear(self) -> None:
         """Delete the saved state; the next :meth:`load` returns its default."""

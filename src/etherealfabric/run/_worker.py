@@ -65,7 +65,6 @@ from ._private import private
 from ._reads import task_reads
 from ._records import action_record
 from ._redact import Redactor
-from ._resumable import Resumable
 from ._retrying import call_with_retries
 from ._returns import check_outputs, normalise
 
@@ -175,7 +174,7 @@ def _attempt(
             if task.printing is not None:  # a run stopped meanwhile keeps it (in process)
                 task.printing[task.node] = captured
             opened, watched = watch(task.code)  # in the thread (or child process) calling the node
-            cp.resumable = Resumable(task, opened, args, kwargs, attempt.started_at, redact.texts)
+            cp.made_with = (task, opened, args, kwargs, attempt.started_at, redact)  # (no call)
             try:
                 return _call(task, args, kwargs), joined(captured), (cp.used, cp.resumed), opened
             except BaseException as exc:
