@@ -47,7 +47,10 @@ Native code opens files without Python's audit events (pyarrow's parquet reader,
 the parameters it did not receive, and the texts of its code (:func:`code_texts`: its string
 constants, a class node's attributes through its bases, and what the globals and module
 attributes it reads hold, as its fingerprint found them: a class's attributes, a dataclass's or
-``SimpleNamespace``'s fields too; the same of the helpers it calls), that name an existing file once the node has run, as if the node had opened it (its
+``SimpleNamespace``'s fields too; its closure cells; the same of the helpers it calls; a
+``pathlib`` path whatever its text, ``Path("./data")`` being ``./data``, and a bare word its
+code hands to ``Path(...)``, ``os.listdir``, ``os.scandir``, ``os.walk`` or ``glob.glob``:
+run/_pathcalls.py), that name an existing file once the node has run, as if the node had opened it (its
 entry says ``"named"`` when the node never opened it through Python: a file it may have
 written, which the log says it names). A named folder counts when nothing in it changed while
 the node ran (else the node wrote into it: its output) and it lies below the root (or the

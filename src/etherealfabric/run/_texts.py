@@ -2,8 +2,11 @@
 its string constants (a class node's methods', through its bases), its class attributes
 (inherited ones too: ``self.PATH``), the data the globals and user-module attributes its code
 reads hold (as its code fingerprint found them: a class's attributes, a dataclass's or a
-``SimpleNamespace``'s fields too), the same of the helpers it calls, its string arguments and
-the defaults it did not receive."""
+``SimpleNamespace``'s fields too) and its closure cells, the same of the helpers it calls, its
+string arguments and the defaults it did not receive. A ``pathlib`` path among them is a path
+whatever its text: ``Path("./data")``, whose text is the bare word ``data``, is given as
+``./data``; so is a bare word the code hands to ``Path(...)`` or ``os.listdir``
+(run/_pathcalls.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +19,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from itertools import islice, pairwise
 from pathlib import PurePath
-from types import CodeType, FunctionType, SimpleNamespace
+from types import CodeType, FunctionType, ModuleType, SimpleNamespace
 from typing import Any
 
 from ..errors import HashingError
 from ..hashing._fingerprint import bound_values, generation, helpers_called
 from ..hashing._usercode import is_user_code
+from ._pathcalls import path_arguments, path_text
 
 __all__ = [
     "MAX_READS",
@@ -64,7 +68,8 @@ def code_texts(code: Any) -> tuple[str, ...]:
     """The texts of a node's code that may name files: its string constants (a class node's
     methods', and its class attributes), and the texts the globals and user-module attributes
     its code reads hold (``SALES = "sales.parquet"``, ``config.PATHS``; as its code fingerprint
-    found them). Computed once per code object (and graph build: a rebound global counts);
+    found them) and its closure cells, and the bare words it makes paths (``Path("data")``:
+    ``./data``, run/_pathcalls.py). Computed once per code object (and graph build: a rebound global counts);
     the scheduler sends them with the task (run/_tasks.py): a worker process does not analyse
     the code again."""
     gen = generation()
@@ -84,6 +89,9 @@ def code_texts(code: Any) -> tuple[str, ...]:
     # a helper it calls names files for it (``io.load()`` reading ``pd.read_parquet(SALES)``)
     bound = (*bound, *helper_data)
     own = _constant_strings(code) + tuple(t for h in helpers for t in _constant_strings(h))
+    # a bare word made a path in the code (``Path("data")``, ``os.listdir("data")``)
+    own += tuple(dict.fromkeys(t for c in (code, *helpers) for t in path_arguments(c)))
+    bound = (*bound, *_closure_values(code), *(v for h in helpers for v in _closure_values(h)))
     started = {name for flag, name in pairwise(own) if flag == "-m"}  # module names, no files
     own = tuple(t for t in own if t not in started) + tuple(_run_modules(own))  # (their files)
     texts = own + tuple(islice((t for value in bound for t in _held_texts(value)), 4 * MAX_READS))
@@ -121,6 +129,19 @@ def _run_modules(texts: tuple[str, ...]) -> Iterator[str]:
                 if not is_library_file(os.path.abspath(found)):
                     yield os.path.normpath(found) if base == os.curdir else os.path.abspath(found)
                 break
+
+
+def _closure_values(code: Any) -> list[Any]:
+    """The data a function's closure cells hold (``D = Path("data")`` in the function that
+    made it), as a global's: not code nor modules."""
+    cells = getattr(code, "__closure__", None) if isinstance(code, FunctionType) else None
+    values = []
+    for cell in cells or ():
+        with suppress(ValueError):  # an empty cell
+            value = cell.cell_contents
+            if not (value is None or callable(value) or isinstance(value, ModuleType)):
+                values.append(value)
+    return values
 
 
 def _user_classes(cls: type) -> list[type]:
@@ -220,15 +241,19 @@ def path_texts(value: Any, depth: int = 0) -> Iterator[str]:
     """The texts in a node's argument that may name files: the value itself when a ``str`` or
     a path, else the items of a list or tuple, or the values of a dict, nested up to 3 levels
     (at most :data:`MAX_READS` items of each)."""
-    if isinstance(value, (str, PurePath)):
-        yield os.fspath(value)
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, PurePath):
+        yield path_text(value)
     elif depth < 3 and isinstance(value, Mapping):
         for item in islice(value.values(), MAX_READS):
             yield from path_texts(item, depth + 1)
     elif depth < 3 and isinstance(value, (list, tuple)):
         for item in value[:MAX_READS]:
-            if isinstance(item, (str, PurePath)):  # (most items: no generator each)
-                yield os.fspath(item)
+            if isinstance(item, str):  # (most items: no generator each)
+                yield item
+            elif isinstance(item, PurePath):
+                yield path_text(item)
             elif isinstance(item, (Mapping, list, tuple)):
                 yield from path_texts(item, depth + 1)
 
