@@ -234,20 +234,24 @@ def listings_read(
     library's; a folder of more than ``limit`` entries is left out, and said. ``changed``
     gets the key of each folder another writer changed since the node first listed it
     (``opened.listings``, run/_audit.py): a file added or removed while the node ran, which
-    it may or may not have seen (the node is drifted, as for a file read that changed)."""
+    it may or may not have seen (the node is drifted, as for a file read that changed); a
+    folder checked as a tree too."""
     first: Mapping[str, frozenset[str] | None] = getattr(opened, "listings", {})
     untracked = {os.path.abspath(p).rstrip(os.sep) for p, wrote in opened.items() if wrote is None}
     for folder, key in listed:
-        if key in found or folder in untracked or is_library_file(folder):
+        if folder in untracked or is_library_file(folder):
             continue
-        if len(found) >= limit:
+        # named too: its tree is checked already, but its listing still tells a change by
+        # another writer while the node ran (an entry moved in keeps its mtime)
+        tree = key in found
+        if not tree and len(found) >= limit:
             too_many(node, limit)
             return
         try:
             names = os.listdir(folder)
         except OSError:  # gone (a temporary folder), or not a folder
             continue
-        if len(names) > limit:
+        if not tree and len(names) > limit:
             log.warning(
                 "node %r lists the folder %r, which holds more than %d entries: a file added "
                 "to it or removed is not checked before the node's cache hits (pass it as "
@@ -255,7 +259,8 @@ def listings_read(
                 node, folder, limit,
             )  # fmt: skip
             continue
-        found[key] = {"listing": _names_digest(names)}
+        if not tree:
+            found[key] = {"listing": _names_digest(names)}
         seen = first.get(folder)
         if (
             changed is not None
