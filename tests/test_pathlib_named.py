@@ -6,6 +6,7 @@ cache hit (run/_reads.py, run/_pathcalls.py). pathlib normalizes ``"./data"`` to
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
@@ -160,3 +161,11 @@ def test_named_paths_of_pathlib_values_and_path_calls(tmp_path: Path) -> None:
     assert list(path_arguments(_path_call)) == [os.path.join(".", "data")]
     assert list(path_arguments(_bare_words)) == list(path_arguments(_built)) == []
     assert _reads.named_paths(_bare_words, ("x",), {}, since=later) == []
+
+
+def _globbed() -> object:
+    return glob.glob("data"), glob.iglob("data")
+
+
+def test_a_bare_word_given_to_glob_is_a_path() -> None:
+    assert list(path_arguments(_globbed)) == [os.path.join(".", "data")] * 2

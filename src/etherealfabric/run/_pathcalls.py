@@ -21,8 +21,8 @@ anything (``Path(__file__).parent``); a path built at run time and read natively
 from __future__ import annotations
 
 import dis
-import glob
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import PurePath
 from types import CodeType, FunctionType, ModuleType
@@ -43,8 +43,10 @@ def path_text(path: PurePath | str) -> str:
     return text
 
 
-#: the functions whose first argument is a path (a ``pathlib`` class too: :func:`_takes_path`)
-_PATH_TAKERS = (os.listdir, os.scandir, os.walk, glob.glob, glob.iglob)
+#: the functions whose first argument is a path (a ``pathlib`` class too: :func:`_takes_path`;
+#: ``glob``'s, when imported: not here, a rare module a warm run need not import)
+_PATH_TAKERS = (os.listdir, os.scandir, os.walk)
+_GLOBS = ("glob", "iglob")
 #: instructions between a callee's load and its first argument's (none on most versions)
 _BETWEEN = frozenset({"PUSH_NULL", "NOP", "CACHE", "EXTENDED_ARG"})
 _NAME_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -121,4 +123,7 @@ def _global(namespace: dict[str, Any], name: str) -> Any:
 def _takes_path(callee: Any) -> bool:
     if isinstance(callee, type):
         return issubclass(callee, PurePath)
-    return any(callee is f for f in _PATH_TAKERS)
+    if any(callee is f for f in _PATH_TAKERS):
+        return True
+    module = sys.modules.get("glob")  # (the code reads it: imported already)
+    return module is not None and any(callee is getattr(module, n, None) for n in _GLOBS)
