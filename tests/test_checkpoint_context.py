@@ -198,8 +198,9 @@ def test_a_checkpoint_whose_files_cannot_be_put_back_starts_over(
     assert "declared outputs cannot be put back" in caplog.text
 
 
-def test_a_checkpoint_saved_without_a_context_is_resumed(home: Path) -> None:
-    """A state an earlier version stored (the pickle alone) goes on as before."""
+def _planted(home: Path, name: str, stored: bytes) -> tuple[int, list[int]]:
+    """Run a node that adds 1 to the state it loads, with ``stored`` planted as its
+    checkpoint: (its result, the states it loaded)."""
     seen: list[int] = []
 
     @node
@@ -208,28 +209,21 @@ def test_a_checkpoint_saved_without_a_context_is_resumed(home: Path) -> None:
         seen.append(state)
         return state + n
 
-    with Workflow("old-format") as wf:
+    with Workflow(name) as wf:
         out = count(1)
-    key = wf.plan()["count"].key
-    LocalStore(home).put_checkpoint(key, cloudpickle.dumps(41))
-    assert wf.execute()[out] == 42 and seen == [41]
+    LocalStore(home).put_checkpoint(wf.plan()["count"].key, stored)
+    return wf.execute()[out], seen
+
+
+def test_a_checkpoint_saved_without_a_context_is_resumed(home: Path) -> None:
+    """A state an earlier version stored (the pickle alone) goes on as before."""
+    assert _planted(home, "old-format", cloudpickle.dumps(41)) == (42, [41])
 
 
 def test_a_checkpoint_with_a_damaged_context_starts_over(
     home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seen: list[int] = []
-
-    @node
-    def count(n: int) -> int:
-        state = checkpoint.load(default=0)
-        seen.append(state)
-        return state + n
-
-    with Workflow("damaged-context") as wf:
-        out = count(1)
-    key = wf.plan()["count"].key
-    LocalStore(home).put_checkpoint(key, b"EFRESUME1\n{not json\n" + cloudpickle.dumps(41))
+    damaged = b"EFRESUME1\n{not json\n" + cloudpickle.dumps(41)
     with caplog.at_level(logging.WARNING, logger="etherealfabric.checkpoint"):
-        assert wf.execute()[out] == 1 and seen == [0]
+        assert _planted(home, "damaged-context", damaged) == (1, [0])
     assert "ignoring its checkpoint" in caplog.text
