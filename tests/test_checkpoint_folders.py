@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from etherealfabric.store import LocalStore
 
 KEY_A = "ab" + "0" * 30
@@ -66,3 +68,35 @@ def test_savers_racing_with_the_folders_removal_never_fail(tmp_path: Path) -> No
         assert proc.returncode == 0, err
         assert out.strip() == "done"
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [".tmp"]
+
+
+def test_a_folder_made_and_removed_again_under_makedirs_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.makedirs(exist_ok=True)`` raises FileExistsError when another process made the
+    folder and removed it again before makedirs could see it (CI caught it once in the test
+    above): the store makes it again instead of failing the save."""
+    store = LocalStore(tmp_path)
+    real, raced = os.makedirs, []
+
+    def racing(path: str, *args: object, **kwargs: object) -> None:
+        if path.endswith(os.path.join("checkpoints", "ab")) and not raced:
+            raced.append(path)
+            raise FileExistsError(17, "File exists", path)
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "makedirs", racing)
+    store.put_checkpoint(KEY_A, b"state")
+    assert raced and store.get_checkpoint(KEY_A) == b"state"
+
+
+def test_a_real_folder_where_a_planted_one_was_is_never_removed(tmp_path: Path) -> None:
+    """Two writers of a shared folder that both found a planted link where ``actions`` belongs:
+    the first replaced it by a real folder and wrote a record into it; the second must not
+    remove that folder (a record was lost, and a teammate ran the node again)."""
+    store = LocalStore(tmp_path / "shared", shared=True)
+    folder = tmp_path / "shared" / "actions"
+    folder.mkdir(parents=True)
+    (folder / "record").write_text("a teammate's record")
+    assert store._remove_planted(str(folder), folder=True) is False
+    assert (folder / "record").read_text() == "a teammate's record"

@@ -375,6 +375,8 @@ class LocalStore(Store):
             return False
         if stat.S_ISREG(mode) and not folder:
             return False
+        if folder and stat.S_ISDIR(mode):  # a real folder now: another thread replaced the
+            return False  # planted one first (and may have written into it since)
         belongs = "a folder of the store" if folder else "a stored file"
         kinds = {stat.S_ISDIR: "a folder", stat.S_ISLNK: "a symbolic link", stat.S_ISREG: "a file"}
         what = next((name for test, name in kinds.items() if test(mode)), "not a file")
@@ -414,7 +416,14 @@ class LocalStore(Store):
         if folder in self._dirs:
             return
         created = _missing_folders(folder) if self.durable else []
-        os.makedirs(folder, exist_ok=True)
+        for _ in range(_FOLDER_TRIES):
+            try:
+                os.makedirs(folder, exist_ok=True)
+                break
+            except FileExistsError:  # made, then removed by another process before makedirs
+                continue  # could see it (a deletion of its last checkpoint): made again
+        else:
+            os.makedirs(folder, exist_ok=True)
         for path in created:
             _fsync_path(os.path.dirname(path))
         self._dirs.add(folder)
