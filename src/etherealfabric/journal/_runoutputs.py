@@ -3,9 +3,9 @@
 A key's action record (``actions``) is replaced when its node runs again under the same key:
 a file it read by path changed (the key stays, the ``reads`` check sends it to run again),
 ``--force``, a recompute after its object was lost. A past run must still show the results it
-produced, so each ``node_runs`` row that made or fetched a record keeps that record's outputs
-(:func:`run_record`, as JSON in the row's ``outputs`` column) and the ``created_at`` of the ``actions``
-row it wrote (``record_at``). A cache hit's row (a warm run writes one per node, so it stays
+produced, so each ``node_runs`` row that made or fetched a record keeps that record (the same
+JSON text as its ``actions`` row, in the row's ``outputs`` column: encoded once per node) and
+the ``created_at`` of the ``actions`` row it wrote (``record_at``). A cache hit's row (a warm run writes one per node, so it stays
 short) keeps ``record_at`` only: the ``created_at`` of the key's row when the hit was committed
 (``_schema.CACHED_ROW``), which names the version it used.
 
@@ -29,19 +29,11 @@ from ._index import RECORD, as_text
 if TYPE_CHECKING:
     from ._journal import Journal
 
-__all__ = ["run_record", "run_records"]
+__all__ = ["run_records"]
 
-#: the parts of an action record a run's row keeps: what loading, ``cat`` and gc need
-_KEPT = ("node", "created_at", "outputs", "files", "children")
 _HAS_OUTPUTS = (NodeStatus.SUCCEEDED.value, NodeStatus.CACHED.value)
 _SUCCEEDED = NodeStatus.SUCCEEDED.value
 _CACHED = NodeStatus.CACHED.value
-
-
-def run_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the ``outputs`` column of the row of a node that made (or fetched) ``record``
-    holds (as JSON): its outputs, file outputs, a map's children index, its node and time."""
-    return {k: record[k] for k in _KEPT if k in record}
 
 
 def _parsed(text: Any) -> dict[str, Any] | None:

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..journal import Journal
 from ..journal._liveness import HOST
-from ..journal._runoutputs import run_record
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
@@ -322,10 +321,10 @@ class JournalRecorder:
             # explain), and the index row gets them for the runs that hit it locally later
             components = _dumps(event.data["components"])
             record = event.data["record"]
-            created = float(record.get("created_at") or time.time())
+            created, text = float(record.get("created_at") or time.time()), _dumps(record)
             self._row(event, NodeStatus.CACHED, key=key, components=components, started=event.ts,
-                      finished=event.ts, made=(_dumps(run_record(record)), created))  # fmt: skip
-            self._actions.append((key, event.node or "", _dumps(record), components, created))
+                      finished=event.ts, made=(text, created))  # fmt: skip
+            self._actions.append((key, event.node or "", text, components, created))
             return
         # the row _row(event, CACHED, key=..., started=ts, finished=ts) would make, short (a
         # warm run makes one per node): write_batch fills in the columns all such rows share
@@ -381,9 +380,9 @@ class JournalRecorder:
             + entry_objects(record.get("files"))
             + ([children["digest"]] if children else [])
         )
-        now = time.time()
-        self._actions.append((key, node, _dumps(record), components, now))
-        return _dumps(run_record(record)), now
+        now, text = time.time(), _dumps(record)
+        self._actions.append((key, node, text, components, now))
+        return text, now  # (the row keeps the whole record: no second encoding per node)
 
     def _on_map_items(self, event: Event) -> None:
         """Rows and records of a map's children, as if each were a node of its own.
