@@ -99,3 +99,27 @@ def test_the_timeout_of_a_process_counts_the_node_not_its_start_up(tmp_path: Pat
     assert "NodeTimeoutError" not in run.stderr, run.stderr
     logs = _ef(tmp_path, "logs", "latest", "quick")
     assert "epoch 1 done" in logs.stdout, logs.stdout
+
+
+KILLED_FLOW = """
+import os, signal
+from etherealfabric import Workflow, node
+
+@node(timeout=600)
+def doomed():
+    print("about to go", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+with Workflow("doomed") as wf:
+    doomed()
+"""
+
+
+def test_an_attempt_whose_process_is_killed_says_by_what(tmp_path: Path) -> None:
+    """A node with a timeout runs in a process of its own on the process backend: one killed
+    says so ("killed by SIGKILL", and its pid), not "died (exit code None)"."""
+    (tmp_path / "flow.py").write_text(KILLED_FLOW)
+    run = _ef(tmp_path, "run", "flow.py", "--backend", "processes")
+    assert run.returncode == 1, run.stderr
+    assert "died: killed by SIGKILL" in run.stderr, run.stderr
+    assert "exit code None" not in run.stderr

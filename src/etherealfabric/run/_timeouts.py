@@ -156,8 +156,12 @@ def _in_child_process(fn: Callable[[], T], timeout: float, node: str) -> T:
                 _, ok, value = message
                 break
     except EOFError:
+        from ..backends._procpool import death_cause
+
+        process.join(5)  # (its exit status: None until it is reaped)
         died = RuntimeError(
-            f"the process running node {node!r} died (exit code {process.exitcode})"
+            f"the process running node {node!r} (pid {process.pid}) died: "
+            f"{death_cause(process.exitcode)}"
         )
         raise printed.attach(died) from None
     finally:
