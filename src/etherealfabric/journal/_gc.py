@@ -191,7 +191,7 @@ def _decide(
 
 def _named(journal: Journal, store: Store, runs: Sequence[str]) -> set[str]:
     """The digests every record of the journal names (those kept, and those committed since
-    the decision), and the outputs the ``on_error`` fallbacks of ``runs`` supplied."""
+    the decision), and those the nodes of ``runs`` had in them (:func:`_runs_outputs`)."""
     named = _runs_outputs(journal, store, runs)
     for _, record in _actions(journal):
         named |= _digests(record) | manifest_objects(store, record.get("files"))

@@ -5,9 +5,10 @@ a file it read by path changed (the key stays, the ``reads`` check sends it to r
 ``--force``, a recompute after its object was lost. A past run must still show the results it
 produced, so each ``node_runs`` row that made or fetched a record keeps that record (the same
 JSON text as its ``actions`` row, in the row's ``outputs`` column: encoded once per node) and
-the ``created_at`` of the ``actions`` row it wrote (``record_at``). A cache hit's row (a warm run writes one per node, so it stays
-short) keeps ``record_at`` only: the ``created_at`` of the key's row when the hit was committed
-(``_schema.CACHED_ROW``), which names the version it used.
+the ``created_at`` of the ``actions`` row it wrote (``record_at``). A cache hit's row (a warm
+run writes one per node, so it stays short) keeps ``record_at`` only: the ``created_at`` of
+the key's row when the hit was committed (``_schema.CACHED_ROW``), which names the version it
+used.
 
 :func:`run_records` reads them back: a row's own outputs; for a hit, the key's record while it
 is still that version, else the outputs of the row that made the version (a search of the

@@ -4,9 +4,10 @@ Tables (created by the migrations below):
 
 - ``runs``: one row per run (workflow, status, times, host, pid, counts, error).
 - ``node_runs``: one row per node attempt (status, cache key, timings, error, traceback), and
-  what the attempt's outputs were *in that run*: ``outputs`` (the outputs part of the action
-  record a node's execution made, for a row that made or fetched one) and ``record_at`` (the
-  ``created_at`` of the ``actions`` row it made or used, a cache hit's taken at its commit):
+  what the attempt's outputs were *in that run*: ``outputs`` (the action record a node's
+  execution made, the text of its ``actions`` row, for a row that made or fetched one) and
+  ``record_at`` (the ``created_at`` of the ``actions`` row it made or used, a cache hit's
+  taken at its commit):
   a key's record is replaced when the node runs again under the same key (a file it read
   changed, ``--force``), and a past run still shows its own results (``journal/_runoutputs.py``).
 - ``events``: the run's event stream, as recorded.

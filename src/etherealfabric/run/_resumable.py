@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import OutputError, StoreError
 from ..journal._liveness import HOST
 from ..store._trees import capture_path, restore_entry
+from ._audit import Opened
+from ._files import clear_writes
 from ._readcheck import changed_read
 from ._reads import reads_of
 
@@ -103,8 +105,7 @@ class Resumable:
         """What a save stores beside the state now (``resumed``: the reads of the state the
         attempt went on from)."""
         task = self._task
-        frozen = getattr(self._opened, "frozen", None)
-        opened = frozen() if callable(frozen) else dict(self._opened)
+        opened = self._opened.frozen() if isinstance(self._opened, Opened) else dict(self._opened)
         reads = dict(resumed)
         reads.update(
             reads_of(task, opened, self._args, self._kwargs, self._secrets,
@@ -141,8 +142,6 @@ class Resumable:
                     raise StoreError(f"{relative!r} is not one of the node's declared outputs")
                 restore_entry(task.store, task.root, relative, entry, verify=True)
         except (OSError, StoreError, OutputError, KeyError, TypeError, ValueError) as exc:
-            from ._files import clear_writes
-
             clear_writes(task.root, task.writes, node=task.node)
             return f"its declared outputs cannot be put back ({type(exc).__name__}: {exc})"
         return None
