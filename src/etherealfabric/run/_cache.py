@@ -377,7 +377,10 @@ class ArtifactCache(SharedFetch):
         raise error
 
     def forget(self, key: str | None, record: Mapping[str, OutputRecord]) -> None:
-        """Drop a cache entry whose outputs turned out missing or corrupt, bytes included."""
+        """Drop a cache entry whose outputs turned out missing or corrupt, and the bytes of
+        each of its outputs that do not match their digest. Bytes that do are kept: content
+        addressed, they may be another record's output too (a forged record naming another
+        node's object under the wrong serializer made that node's valid object go)."""
         if self._writer is None:
             raise RuntimeError("a read-only artifact cache cannot forget entries")
         if key:
@@ -390,9 +393,19 @@ class ArtifactCache(SharedFetch):
             self._pending_blobs.pop(digest, None)
             self._verified.pop(digest, None)
             if out.get("inline"):
-                self._writer.drop_blob(digest)  # a shared store's copy is verified on its own
-            else:
+                blob = self.journal.get_blob(digest)  # (a shared store's copy: verified alone)
+                if blob is not None and digest_bytes(blob) != digest:
+                    self._writer.drop_blob(digest)
+            elif not self._intact(digest):
                 self.store.delete_object(digest)
+
+    def _intact(self, digest: str) -> bool:
+        """Whether the object is present, readable, and matches its digest."""
+        try:
+            with self.store.open_object(digest, verify=True):
+                return True
+        except (StoreError, OSError):
+            return False
 
     def input_for(self, record: OutputRecord) -> Any:
         """What a worker gets for an output: a ``File``/``Directory`` for a file output (at
