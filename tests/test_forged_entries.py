@@ -448,3 +448,56 @@ def test_cache_verify_reports_a_journal_whose_pages_are_damaged(tmp_path: Path) 
     out = home.cli("cache", "verify")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
     assert "damaged journal" in out.stdout and "move it aside" in out.stdout, out.stdout
+
+
+BIG_PIPELINE = """
+from etherealfabric import Workflow, node
+
+
+@node
+def big():
+    return bytes(range(256)) * 1200  # 300 KB: an object of the store, not inline
+
+
+with Workflow("big") as workflow:
+    big()
+"""
+
+
+def _big_object(tmp_path: Path) -> tuple[Home, Path]:
+    home = Home(tmp_path)
+    (home.project / "wf.py").write_text(BIG_PIPELINE)
+    assert home.cli("run", "wf.py").returncode == 0
+    with sqlite3.connect(home.journal) as db:
+        [(record,)] = db.execute("SELECT record FROM actions WHERE node = 'big'").fetchall()
+    db.close()
+    digest = json.loads(record)["outputs"]["result"]["digest"]
+    [path] = [p for p in (home.project / ".etherealfabric").rglob(digest) if p.is_file()]
+    return home, path
+
+
+@pytest.mark.timeout(300)
+def test_cat_refuses_an_object_of_the_wrong_size_before_reading_it(tmp_path: Path) -> None:
+    # a planted sparse file of 2 GiB in place of a 300 KB object: its size says it is not the
+    # object (one stat), so cat need not hash 2 GiB of zeros first to say so
+    home, path = _big_object(tmp_path)
+    path.unlink()
+    with path.open("wb") as f:
+        f.truncate(2 << 30)
+    out = home.cli("cat", "latest", "big")
+    assert out.returncode != 0
+    assert f"{2 << 30} bytes instead of" in out.stderr and "--force big" in out.stderr, out
+    assert home.cli("run", "wf.py").returncode == 0  # a run sees the size and recomputes it
+    assert path.stat().st_size < 1 << 20
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("planted", ["fifo", "folder"])
+def test_cat_calls_a_planted_entry_damaged_not_gone(tmp_path: Path, planted: str) -> None:
+    home, path = _big_object(tmp_path)
+    path.unlink()
+    os.mkfifo(path) if planted == "fifo" else path.mkdir()
+    out = home.cli("cat", "latest", "big")
+    assert out.returncode != 0
+    assert "is not a regular file" in out.stderr and "cache verify --fix" in out.stderr, out
+    assert "no longer in the store" not in out.stderr

@@ -86,6 +86,12 @@ def cat(
                     f"and the shared store did not answer ({offline}); try again once it "
                     f"answers, or {_rerun_hint(home, results.run_id, node)}"
                 )
+            if exc.path and _planted(exc.path):  # a FIFO, a folder, a link: not an object
+                _fail(
+                    f"cannot load {node}.{output} of run {results.run_id}: {exc.path} is not a "
+                    "regular file (a damaged entry: `etherealfabric cache verify --fix` removes "
+                    f"it); {_rerun_hint(home, results.run_id, node)}"
+                )
             _fail(f"{_gone(home, results.run_id, node)} ({exc})")
         except CorruptArtifactError as exc:  # a cached run would hit the same bytes: --force
             if exc.path is None:  # bytes that hash right but are no data of their format
@@ -93,9 +99,11 @@ def cat(
                     f"cannot load {node}.{output} of run {results.run_id}: {exc}; "
                     f"{_rerun_hint(home, results.run_id, node, force=True)}"
                 )
+            wanted, size = records[output].get("size"), _size(exc.path)
+            what = f"{size} bytes instead of {wanted}; " if size not in (None, wanted) else ""
             _fail(
                 f"cannot load {node}.{output} of run {results.run_id}: its stored object "
-                f"{exc.digest} at {exc.path} is corrupt (changed or damaged after it was "
+                f"{exc.digest} at {exc.path} is corrupt ({what}changed or damaged after it was "
                 f"written); {_rerun_hint(home, results.run_id, node, force=True)} "
                 "(`etherealfabric cache verify --fix` deletes every damaged entry)"
             )
@@ -113,6 +121,19 @@ def cat(
         click.echo(_as_json(value) if as_json else _as_text(value))
     except EtherealFabricError as exc:
         _fail(str(exc))
+
+
+def _size(path: str) -> int | None:
+    """The size of a file of a folder store (None for an object store's address)."""
+    try:
+        return os.path.getsize(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _planted(path: str) -> bool:
+    """Whether something that is not a regular file stands where an object belongs."""
+    return os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path))
 
 
 def _gone(home: str | None, run_id: str, node: str) -> str:

@@ -295,6 +295,19 @@ class ArtifactCache(SharedFetch):
                 )
         return None
 
+    def _check_size(self, record: OutputRecord) -> None:
+        """An object of another size than its record says is corrupt: one ``stat``, before
+        its bytes are hashed (a planted sparse file of 20 GB was read through first)."""
+        digest, wanted = record["digest"], record.get("size")
+        size = self.store.object_size(digest)
+        if size is not None and isinstance(wanted, int) and size != wanted:
+            where = self.location(digest)
+            raise CorruptArtifactError(
+                f"object {digest} at {where} is {size} bytes instead of {wanted}",
+                path=where,
+                digest=digest,
+            )
+
     def location(self, digest: str) -> str:
         """Where an object lives, for messages."""
         return self.store.location(digest)
@@ -423,6 +436,8 @@ class ArtifactCache(SharedFetch):
         found = self.input_for(record)
         if not isinstance(found, InputHandle):
             return found
+        if found.inline is None:
+            self._check_size(record)
         with activate_root(self.root):  # a File stored inside a value is found under the root
             return load_value(found, self.store, verify=self.verify)
 
