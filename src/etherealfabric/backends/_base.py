@@ -77,6 +77,10 @@ class Backend(ABC):
     #: it, while the backend has nothing else to run (``run/_inline.py``): tasks run in this
     #: process anyway, and no thread hand-off is then paid for a trivial node.
     runs_inline: ClassVar[bool] = False
+    #: True when the scheduler learns when a task begins (in this process, or through the
+    #: task's notes: :func:`report_progress`): a task queued behind ``max_workers`` busy
+    #: ones is reported started only then, not when it is submitted.
+    reports_starts: ClassVar[bool] = False
 
     def __init__(self, *, max_workers: int | None = None, **options: Any) -> None:
         check_options(options, ("max_workers",), where=f"{type(self).__name__}()")

@@ -68,6 +68,7 @@ class ThreadBackend(Backend):
     name = "local"
     in_process = True
     runs_inline = True
+    reports_starts = True
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:
@@ -200,6 +201,7 @@ class ProcessBackend(Backend):
 
     name = "processes"
     can_kill = True
+    reports_starts = True
 
     @strict_options
     def __init__(self, *, max_workers: int | None = None) -> None:

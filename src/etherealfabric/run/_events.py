@@ -7,7 +7,7 @@ kind                   meaning                                                  
 =====================  =========================================================  ============
 ``run_started``        a run began                                                workflow, nodes, backend
 ``node_cached``        a node's outputs were found in the cache; it won't run     key
-``node_started``       a node was handed to the backend                           key
+``node_started``       a node began its first attempt (see below)                key
 ``node_retrying``      an attempt failed and another follows (run/_retries.py)    attempt, error
 ``node_succeeded``     a node ran and its outputs are stored                      key, duration, attempts
 ``node_failed``        a node failed for good                                     key, result
@@ -27,7 +27,9 @@ subscriber may also have a method ``node_cached(run_id, node, key, ts)``: when e
 subscriber has one, a ``node_cached`` event (one per node of a warm run) is delivered
 through it, without an :class:`Event` object (:meth:`EventBus.node_cached`); likewise a
 method ``node_started(run_id, node, key, input_bytes, ts)`` for ``node_started`` events (one
-per node of a cold run: :meth:`EventBus.node_started`). A subscriber whose ``node_cached``
+per node of a cold run: :meth:`EventBus.node_started`). A node is started when its first
+attempt begins, on the threads and processes backends (a node queued behind busy workers is
+not, yet: run/_scheduler.py), and when it is handed to the cluster on the others. A subscriber whose ``node_cached``
 (or ``node_started``) is :data:`IGNORED` takes no such call at all (the log's, when it does
 not log at DEBUG as the run starts: ``observe/_logging.py``); when what is left is one
 critical subscriber's (the journal recorder's), the bus calls it directly. The kinds are
@@ -182,20 +184,31 @@ class EventBus:
         _deliver(handlers, self._failed, "node_cached", run_id, node, key, time.time())
 
     def node_started(
-        self, run_id: str, node: str, key: str, input_bytes: int, extra: Mapping[str, Any]
+        self,
+        run_id: str,
+        node: str,
+        key: str,
+        input_bytes: int,
+        extra: Mapping[str, Any],
+        ts: float | None = None,
     ) -> None:
-        """Emit ``node_started`` (data: the key, ``input_bytes`` and ``extra``), a cold run's
-        one per node: to each subscriber's ``node_started(run_id, node, key, input_bytes, ts)``
-        method when every subscriber has one and there is no ``extra`` (no :class:`Event`
-        made), else as an :class:`Event`. Errors as :meth:`emit`."""
+        """Emit ``node_started`` (data: the key, ``input_bytes`` and ``extra``; ``ts``: when it
+        started, default now), a cold run's one per node: to each subscriber's
+        ``node_started(run_id, node, key, input_bytes, ts)`` method when every subscriber has
+        one and there is no ``extra`` (no :class:`Event` made), else as an :class:`Event`.
+        Errors as :meth:`emit`."""
         handlers = self._started
         if handlers is None or extra:
             data = {"key": key, "input_bytes": input_bytes, **extra}
-            self.emit(Event(EventKind.NODE_STARTED, run_id, node, data))
+            if ts is None:
+                self.emit(Event(EventKind.NODE_STARTED, run_id, node, data))
+            else:
+                self.emit(Event(EventKind.NODE_STARTED, run_id, node, data, ts))
             return
         _deliver(
-            handlers, self._failed, "node_started", run_id, node, key, input_bytes, time.time()
-        )
+            handlers, self._failed, "node_started", run_id, node, key, input_bytes,
+            time.time() if ts is None else ts,
+        )  # fmt: skip
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber; then raise a critical subscriber's error."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
 from ._capture import MAX_CAPTURE
-from ._messages import Attempt, OnRetry, Task, TaskResult
+from ._messages import Attempt, OnRetry, OnStart, Task, TaskResult
 from ._retrying import retryable
 from ._worker import execute
 
@@ -45,16 +45,19 @@ def send(
     task: Task,
     on_retry: OnRetry | None = None,
     printing: dict[str, list[str]] | None = None,
+    on_start: OnStart | None = None,
 ) -> Any:
     """Submit a node's task to run (:func:`~._worker.execute`); one run out of process is sent
     again if its worker dies (:func:`watch_deaths`). ``on_retry``: ``Task.on_retry`` for a
     task run out of process, called as its worker retries it when the backend passes the
     task's notes on (processes: ``backends/_local.py``, ``listen``), else never; ``printing``:
-    ``Task.printing``, filled from those notes with what its running attempt printed."""
+    ``Task.printing``, filled from those notes with what its running attempt printed;
+    ``on_start``: ``Task.on_start``, the same way (in this process: the task's own)."""
     if on_driver or dispatch.backend.in_process:  # (a thread cannot die alone)
+        task.on_start = on_start
         return dispatch.submit(on_driver, execute, task)
     submit = functools.partial(dispatch.submit, False, execute)
-    return watch_deaths(submit, task, on_retry, printing)
+    return watch_deaths(submit, task, on_retry, printing, on_start)
 
 
 def watch_deaths(
@@ -62,23 +65,31 @@ def watch_deaths(
     task: Task,
     on_retry: OnRetry | None = None,
     printing: dict[str, list[str]] | None = None,
+    on_start: OnStart | None = None,
 ) -> Future[Any]:
     """``submit(task)``, sent again after a worker death while its retry policy allows."""
-    return _Watched(submit, task, on_retry, printing)
+    return _Watched(submit, task, on_retry, printing, on_start)
 
 
 def _noted(
-    on_retry: OnRetry | None, printing: dict[str, list[str]] | None, node: str, note: Any
+    on_retry: OnRetry | None,
+    printing: dict[str, list[str]] | None,
+    on_start: OnStart | None,
+    node: str,
+    note: Any,
 ) -> None:
-    """A note a running task reported (``run/_worker.py``): a retry is passed on; what an
-    attempt printed is kept in ``printing`` while it runs (its last ``MAX_CAPTURE``
+    """A note a running task reported (``run/_worker.py``): a retry and a start are passed on;
+    what an attempt printed is kept in ``printing`` while it runs (its last ``MAX_CAPTURE``
     characters, give or take), from its start on."""
     if not isinstance(note, tuple) or not note:
         return
     if note[0] == "retrying" and len(note) == 4 and on_retry is not None:
         on_retry(node, note[1], note[3], note[2])
-    elif printing is not None and note[0] == "attempt":
-        printing[node] = []
+    elif note[0] == "attempt" and len(note) == 3:
+        if on_start is not None and isinstance(note[2], float):
+            on_start(node, note[2])  # (the scheduler takes the first only)
+        if printing is not None:
+            printing[node] = []
     elif printing is not None and note[0] == "printed" and len(note) == 2:
         chunks = printing.setdefault(node, [])
         chunks.append(str(note[1]))
@@ -95,11 +106,13 @@ class _Watched(Future[Any]):
         task: Task,
         on_retry: OnRetry | None,
         printing: dict[str, list[str]] | None = None,
+        on_start: OnStart | None = None,
     ) -> None:
         super().__init__()
         self._submit = submit
         self._on_retry = on_retry
         self._printing = printing
+        self._on_start = on_start
         self._lost: list[Attempt] = []
         self._inner: Any = None
         self._send(task)
@@ -108,8 +121,9 @@ class _Watched(Future[Any]):
         self._task = task
         self._inner = self._submit(task)
         listen = getattr(self._inner, "listen", None)
-        if listen is not None and (self._on_retry is not None or self._printing is not None):
-            listen(functools.partial(_noted, self._on_retry, self._printing, task.node))
+        noted = (self._on_retry, self._printing, self._on_start)
+        if listen is not None and noted != (None, None, None):
+            listen(functools.partial(_noted, *noted, task.node))
         self._inner.add_done_callback(self._resolve)
 
     def cancel(self) -> bool:

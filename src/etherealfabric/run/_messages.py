@@ -23,7 +23,7 @@ from ..journal._liveness import HOST
 from ..store import Store
 from ..store._serializers import PortableSerializers
 
-__all__ = ["HOST", "Attempt", "OnRetry", "Task", "TaskResult"]
+__all__ = ["HOST", "Attempt", "OnRetry", "OnStart", "Task", "TaskResult"]
 
 
 _ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -89,6 +89,8 @@ _CALLERS = ("tenacity", "concurrent.futures")
 
 #: ``Task.on_retry(node, attempt, error, ts)``: an attempt failed and another follows
 OnRetry = Callable[[str, int, "str | None", float], None]
+#: ``Task.on_start(node, ts)``: the task's first attempt began
+OnStart = Callable[[str, float], None]
 
 
 @dataclass(eq=False)
@@ -138,6 +140,10 @@ class Task:
     #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
     #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
     on_retry: OnRetry | None = None
+    #: in the scheduler's process only (never pickled): called from the worker's thread as
+    #: ``on_start(node, ts)`` when the task's first attempt begins, for a task the scheduler
+    #: submitted while every worker was busy (``node_started`` waits for it)
+    on_start: OnStart | None = None
     #: set when the run stops (fail-fast): no further attempt starts and a backoff under way
     #: ends (``run/_retrying.py``); in the scheduler's process its ``threading.Event``, out of
     #: it the backend's :attr:`~etherealfabric.backends.Backend.retry_stop` (None: none)

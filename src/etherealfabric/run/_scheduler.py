@@ -127,6 +127,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
         self._ready: deque[str] = deque(compress(order, map(_none_waiting, self._waiting.values())))
         self._running: dict[str, KeyInfo] = {}
         self._futures: dict[str, Any] = {}  # of the running nodes; fail-fast drops queued ones
+        self._unstarted: dict[str, tuple[str, int, dict[str, Any]]] = {}  # queued: not started
         self._leased_elsewhere: dict[str, KeyInfo] = {}
         self._init_rewinds()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -353,10 +354,18 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             return
         alone = not (self._running or self._ready or self._maps.busy)
         here = self._settled() if inline.wanted(info, alone=alone) else None
+        # every worker busy: the task waits in the backend's queue, and is started (its
+        # node_started event and running row) once its first attempt begins (_started_now)
+        queued = (
+            here is None
+            and self.backend.reports_starts
+            and len(self._running) + self._maps.in_flight >= (self.backend.max_workers or 1)
+        )
         try:
             future = here or self._send(
-                self._dispatch, info.spec.on_driver, task, self._retry_note, self._printing
-            )
+                self._dispatch, info.spec.on_driver, task, self._retry_note, self._printing,
+                self._start_note if queued else None,
+            )  # fmt: skip
         except Exception as exc:  # e.g. the task cannot be pickled for a process or cluster
             self.leases.release_now(info.key)
             self._fail_before_start(name, exc)
@@ -369,7 +378,10 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
         extra: dict[str, Any] = {"forced": True} if name in self.policy.force else {}
         if self.cache.refused and info.key in self.cache.refused:  # a data file it read changed
             extra["stale"] = self.cache.refused.pop(info.key)
-        self.bus.node_started(self.run_id, name, info.key, input_bytes, extra)  # (Event if needed)
+        if queued:
+            self._unstarted[name] = (info.key, input_bytes, extra)
+        else:
+            self.bus.node_started(self.run_id, name, info.key, input_bytes, extra)  # (Event if needed)
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
@@ -377,6 +389,18 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
+
+    def _start_note(self, name: str, ts: float) -> None:
+        """``Task.on_start``, called in the worker's thread: hand the note to the loop."""
+        self._done.put(((name, ts), None))
+
+    def _started_now(self, name: str, ts: float) -> None:
+        """A queued node began its first attempt (a note of :meth:`_start_note`, or its end
+        when no note came): its ``node_started``, with when it began."""
+        pending = self._unstarted.pop(name, None)
+        if pending is not None:
+            self._dirty = True
+            self.bus.node_started(self.run_id, name, *pending, ts)
 
     def _task(self, info: KeyInfo) -> tuple[Task, int]:
         """The task for a node (``run/_tasks.py``), and how many bytes of inputs it reads."""
@@ -410,7 +434,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
         if future is None:  # an attempt failed and another follows (run/_retries.py)
-            return self._retried_now(*name)
+            return self._retried_now(*name) if len(name) == 4 else self._started_now(*name)
         handovers, inline = self._executing()  # (made already: something ran)
         if not isinstance(name, str) and handovers.owns(name):  # its outputs are stored now
             handovers.stored(name, future)
@@ -430,6 +454,8 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
 
             result = TaskResult.failure(name, info.key, exc)
             result.exception = exc if isinstance(exc, Exception) else None
+        if self._unstarted and name in self._unstarted:  # no note came (none was sent)
+            self._started_now(name, result.attempts[0].started_at if result.attempts else time.time())
         inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True

@@ -42,6 +42,7 @@ class Stopping:
     _dispatch: DriverDispatch
     _running: dict[str, KeyInfo]
     _futures: dict[str, Any]
+    _unstarted: dict[str, Any]
     _stopping: bool
 
     def _emit(self, kind: EventKind, node: str | None = None, **data: Any) -> None:
@@ -76,7 +77,7 @@ class Stopping:
                 continue
             status[name] = NodeStatus.CANCELLED
             # running: submitted and not dropped before it started (its row keeps its start)
-            if was is NodeStatus.RUNNING and name in self._futures:
+            if was is NodeStatus.RUNNING and name in self._futures and name not in self._unstarted:
                 from ._capture import joined  # (not imported by a run that runs nothing)
 
                 printed = joined(self._printing.get(name) or [])

@@ -159,6 +159,9 @@ def _attempt(
     attempt = Attempt(number=number, started_at=time.time(), finished_at=0.0)
     attempts.append(attempt)
     note = ("attempt", number, attempt.started_at)  # for run/_lost.py
+    if task.on_start is not None:  # queued behind busy workers: it starts now
+        task.on_start(task.node, attempt.started_at)
+        task.on_start = None
     if task.printing is None and progress_listened():  # and what it prints, as it goes
         stream_printed(report_progress, note)
     else:
