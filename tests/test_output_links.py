@@ -286,3 +286,104 @@ def test_a_map_child_is_not_restored_nor_run_through_a_link(tmp_path: Path) -> N
     assert refused.returncode != 0, refused.stderr
     assert f"the symbolic link {project / 'out'}" in refused.stderr, refused.stderr
     assert [(elsewhere / f"{n}.txt").read_text() for n in (1, 2)] == ["mine\n", "mine\n"]
+
+
+SIBLINGS_FLOW = """
+from pathlib import Path
+from etherealfabric import Workflow, node, root_path
+
+@node(writes=WRITES)
+def report(n):
+    out = Path(root_path("reports"))
+    (out / "summary.csv").write_text(f"total,{n}\\n")
+    (out / "stores" / "east.csv").write_text("east\\n")
+    return n
+
+with Workflow("link", root=".") as wf:
+    report(3)
+"""
+
+
+def _siblings(tmp_path: Path, writes: list[str]) -> Path:
+    """A project whose node declares a file and a folder (in the order ``writes``), run once."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "flow.py").write_text(SIBLINGS_FLOW.replace("WRITES", repr(writes)))
+    first = _run(project)
+    assert first.returncode == 0, first.stderr
+    assert (project / "reports" / "summary.csv").read_text() == "total,3\n"
+    return project
+
+
+def _link_folder(project: Path, target: Path) -> Path:
+    """``reports/stores`` replaced by a symbolic link to ``target``."""
+    link = project / "reports" / "stores"
+    for child in link.iterdir():
+        child.unlink()
+    link.rmdir()
+    link.symlink_to(target)
+    return link
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+@pytest.mark.parametrize("how", ["force", "edited"])
+def test_a_refused_folder_link_leaves_the_sibling_declared_file(
+    tmp_path: Path, backend: str, how: str
+) -> None:
+    """A node declares a file and a folder; the folder is now a link. Re-running it (forced,
+    or its code edited) is refused before anything is cleared: the declared file it wrote
+    last time is still there (it was deleted: the paths were checked one at a time, each
+    cleared once checked)."""
+    project = _siblings(tmp_path, ["reports/summary.csv", "reports/stores/"])
+    precious = _precious(tmp_path)
+    link = _link_folder(project, precious)
+    if how == "edited":
+        flow = project / "flow.py"
+        flow.write_text(flow.read_text().replace("    return n\n", "    return n * 1\n"))
+        args: tuple[str, ...] = ()
+    else:
+        args = ("--force", "report")
+
+    refused = _run(project, "--backend", backend, *args)
+    assert refused.returncode != 0, refused.stderr
+    assert "LinkedOutputError" in refused.stderr and f"the symbolic link {link}" in refused.stderr
+    assert (project / "reports" / "summary.csv").read_text() == "total,3\n"  # untouched
+    assert link.is_symlink()
+    assert sorted(p.name for p in precious.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_refused_file_link_leaves_the_sibling_declared_folder(
+    tmp_path: Path, backend: str
+) -> None:
+    """The same with the link at the declared FILE, the folder declared first: the folder is
+    not emptied."""
+    project = _siblings(tmp_path, ["reports/stores/", "reports/summary.csv"])
+    precious = _precious(tmp_path) / "keep.txt"
+    link = project / "reports" / "summary.csv"
+    link.unlink()
+    link.symlink_to(precious)
+
+    refused = _run(project, "--backend", backend, "--force", "report")
+    assert refused.returncode != 0, refused.stderr
+    assert "LinkedOutputError" in refused.stderr and f"the symbolic link {link}" in refused.stderr
+    assert (project / "reports" / "stores" / "east.csv").read_text() == "east\n"  # not emptied
+    assert link.is_symlink() and precious.read_text() == "keep\n"
+
+
+def test_a_hit_refused_for_a_link_restores_no_sibling(tmp_path: Path) -> None:
+    """On a cache hit refused for a link nothing is restored: a sibling declared file edited
+    by hand keeps the edit (it was put back before the link was seen)."""
+    project = _siblings(tmp_path, ["reports/summary.csv", "reports/stores/"])
+    link = _link_folder(project, _precious(tmp_path))
+    (project / "reports" / "summary.csv").write_text("edited by hand\n")
+
+    refused = _run(project)
+    _refused(refused, "report", link)
+    assert (project / "reports" / "summary.csv").read_text() == "edited by hand\n"
+
+    link.unlink()  # as the message says: the record was kept, the next run is a hit
+    again = _run(project)
+    assert "0 executed, 1 cached" in again.stderr, again.stderr
+    assert (project / "reports" / "summary.csv").read_text() == "total,3\n"
+    assert (project / "reports" / "stores" / "east.csv").read_text() == "east\n"

@@ -252,6 +252,8 @@ class ArtifactCache(SharedFetch):
     def _restore(self, record: Mapping[str, Any]) -> str | None:
         """Put the record's file outputs back under the root; why not, or None once done."""
         root = self.root if self.root is not None else os.getcwd()
+        for relative in record["files"]:  # all first: a refused hit puts no file back
+            refuse_links(root, relative)  # (LinkedOutputError, naming the link)
         file_cache, swept = self._file_cache, set[str]()
         for relative, entry in record["files"].items():
             try:

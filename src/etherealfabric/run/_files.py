@@ -71,14 +71,16 @@ def clear_writes(root: str | None, writes: Sequence[str], *, node: str) -> None:
     is stored after it ran is what this version wrote, never a partition an older version left
     there, nor a declared file it no longer writes. A declared path that is, or lies in, a
     symbolic link below the root fails the node before its code runs (``LinkedOutputError``,
-    naming the link): nothing is deleted through it. A link inside a declared folder goes (the
-    link, never what it points to). A declared folder, and the folders a declared file lies in,
-    are created."""
+    naming the link): nothing is deleted through it, nor any other declared output cleared
+    (every path is checked before the first is touched). A link inside a declared folder goes
+    (the link, never what it points to). A declared folder, and the folders a declared file
+    lies in, are created."""
     if root is None:
         return
+    for relative in writes:  # all of them first: a refusal leaves every declared output as is
+        refuse_links(root, relative, node=node)
     swept: set[str] = set()  # folders rid of a killed run's restore copies
     for relative in writes:
-        refuse_links(root, relative, node=node)
         path = os.path.join(root, relative)
         try:
             if relative.endswith("/"):
