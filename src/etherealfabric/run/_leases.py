@@ -98,6 +98,13 @@ class RunLeases:
         if self.store is not None:
             self.store.release(key)
 
+    def release_with_commit(self, key: str) -> None:
+        """Give the journal lease of ``key`` back with the run's next commit (the one that
+        records what was computed under it), the store lease now: for a key whose result
+        the node's own row does not release (a map recorded under its collection's key)."""
+        self.recorder.release_with_commit(key)
+        self.finished(key)
+
     def release_now(self, key: str) -> None:
         """Give both leases back at once (the node will not run under them)."""
         self.recorder.release_now(key)

@@ -425,8 +425,9 @@ class Maps:
                 host.cache.store.put_action(run.info.key, record)
         # the map's row names the key its outputs are recorded under (gc keeps that record)
         info = run.info if complete else dataclasses.replace(run.info, key=run.collect_key or "")
-        if not complete:
-            host.leases.release_now(run.info.key)
+        if not complete:  # its own key's lease ends with the commit of its records (a run
+            # let in before would miss the collection's record and compute it again)
+            host.leases.release_with_commit(run.info.key)
         self._finished_event(run, actions, index["digest"])
         if report.cached == report.children and collected is None:  # nothing ran at all
             host._cached(run.name, info, record if complete else run.found or {"outputs": outputs})

@@ -242,6 +242,11 @@ class JournalRecorder:
         """The heartbeat: extend the leases ``run_id`` holds (the scheduler calls it)."""
         return self.journal.renew_leases(run_id)
 
+    def release_with_commit(self, key: str) -> None:
+        """Give a lease back in the next :meth:`flush`, with the rows and records buffered
+        (a run waiting for the key then finds its records as soon as the lease is gone)."""
+        self._release.append(key)
+
     def release_now(self, key: str) -> None:
         """Give a lease back at once (the node will not run under it)."""
         if self._held.pop(key, None) is not None and self._home is not None:
