@@ -491,3 +491,25 @@ def test_a_store_that_connects_when_opened_and_does_not_answer_is_one_line(
     assert "Traceback" not in done.stderr
     assert f"cannot connect to the store ftp://127.0.0.1:{port}/team" in done.stderr
     assert "ConnectionRefusedError" in done.stderr
+
+
+@node
+def breaks(values: object) -> int:
+    raise ValueError("broken")
+
+
+def test_a_node_a_failed_run_never_had_is_not_called_a_node_it_did_not_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a failed run's end writes a row for every node (cancelled, upstream failed): a name
+    # none of them has is no node of the run, not one to get with `resume`
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ETHEREALFABRIC_HOME", str(tmp_path / "home"))
+    with Workflow("breaking") as wf:
+        total(breaks([1, 2]))
+    run_id = wf.execute(raise_on_error=False).run_id
+    for command in ("show", "logs"):
+        code, output = _cli(command, run_id, "nope")
+        assert code == 2, output
+        assert "has no node 'nope'; its nodes: breaks, total" in output, output
+        assert "ended before" not in output and "resume" not in output, output

@@ -151,7 +151,11 @@ def no_node(run: Mapping[str, Any], node: str, known: list[str]) -> tuple[str, b
                 f"`etherealfabric status {run['id']}`)"), True  # fmt: skip
     hint, word = item_hint(run["id"], node, known), run["status"].replace("running", "interrupted")
     resume = f"run the rest with `etherealfabric resume {run['id']}`"
-    ended = word != "succeeded" and not hint
+    # every node of the run has its row (a failed or cancelled run's end writes the rest):
+    # ``node`` is none of them, not a node the run did not reach
+    nodes = run.get("nodes")
+    whole = isinstance(nodes, int) and sum("[" not in name for name in known) >= nodes
+    ended = word != "succeeded" and not hint and not whole
     if close and not hint:  # likely mistyped (a node the run did not reach has no row either)
         more = f" (the run was {word}: a node it did not reach has no row; {resume})" * ended
         return f"run {run['id']} has no node {node!r}{close}; its nodes: {names}{more}", False
