@@ -172,8 +172,8 @@ def open_reader(path: Path) -> Journal | None:
 
 def shown(run: Mapping[str, Any], journal: Journal | None = None) -> dict[str, Any]:
     """The run row as a dict, ``interrupted`` when it says running but its process is gone;
-    with ``journal``, such a run's counts are those of the node rows it committed (as
-    :meth:`Journal.mark_interrupted` would write them)."""
+    with ``journal``, such a run's counts are those of the node rows it committed, and its end
+    when it was last seen alive (as :meth:`Journal.mark_interrupted` would write them)."""
     row = dict(run)
     if (
         row.get("status") == RunStatus.RUNNING
@@ -183,6 +183,8 @@ def shown(run: Mapping[str, Any], journal: Journal | None = None) -> dict[str, A
         row["status"] = RunStatus.INTERRUPTED.value
         if journal is not None and row.get("executed") is None:
             row["executed"], row["cached"], row["failed"] = journal.committed_counts(str(row["id"]))
+        if journal is not None and row.get("finished_at") is None:
+            row["finished_at"] = journal.last_seen(str(row["id"]), float(row["started_at"]))
     return row
 
 

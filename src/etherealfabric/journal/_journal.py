@@ -197,6 +197,11 @@ class Journal(ActionIndex, LeaseClaims):
                 row = retry(lambda: self.conn.execute(sql, params).fetchone(), self.path)
         return None if row is None else row[0]
 
+    def last_seen(self, run_id: str, started_at: float) -> float:
+        """:func:`last_seen` of a run, read as :meth:`committed_counts` reads."""
+        with self._lock:
+            return retry(lambda: last_seen(self.conn, run_id, started_at), self.path)
+
     def committed_counts(self, run_id: str) -> tuple[int, int, int]:
         """:func:`committed_counts` of a run, read as :meth:`_rows` reads (waiting out a lock;
         damage is the error of a damaged journal, naming it)."""
@@ -337,10 +342,13 @@ class Journal(ActionIndex, LeaseClaims):
         if dead:
             marks = ",".join("?" * len(dead))
             with self.write() as conn:
-                conn.execute(
-                    f"UPDATE runs SET status=?, finished_at=? WHERE id IN ({marks})",
-                    (RunStatus.INTERRUPTED, time.time(), *dead),
-                )
+                for run_id, started_at in conn.execute(
+                    f"SELECT id, started_at FROM runs WHERE id IN ({marks})", dead
+                ).fetchall():
+                    conn.execute(
+                        "UPDATE runs SET status=?, finished_at=? WHERE id=?",
+                        (RunStatus.INTERRUPTED, last_seen(conn, run_id, started_at), run_id),
+                    )
                 conn.execute(
                     f"UPDATE node_runs SET status=? WHERE {_UNFINISHED} AND run_id IN ({marks})",
                     (NodeStatus.INTERRUPTED, *_UNFINISHED_ARGS, *dead),
@@ -494,3 +502,20 @@ def committed_counts(conn: sqlite3.Connection, run_id: str) -> tuple[int, int, i
     cached = sum(1 for status, _ in last.values() if status == NodeStatus.CACHED)
     failed = sum(1 for status, _ in last.values() if status == NodeStatus.FAILED)
     return executed, cached, failed
+
+
+def last_seen(conn: sqlite3.Connection, run_id: str, started_at: float) -> float:
+    """When a run whose process died was last known alive: its latest node row or event, or
+    the last renewal of a lease it held (every few seconds while a node runs), never before it
+    began nor after now. The end a dead run is given, instead of the moment it was found dead
+    (whenever a later command looked)."""
+    row = conn.execute(
+        "SELECT MAX("
+        "(SELECT MAX(COALESCE(MAX(started_at), 0), COALESCE(MAX(finished_at), 0)) "
+        "FROM node_runs WHERE run_id = ?1), "
+        "(SELECT COALESCE(MAX(ts), 0) FROM events WHERE run_id = ?1), "
+        "(SELECT COALESCE(MAX(expires_at) - ?2, 0) FROM leases WHERE run_id = ?1))",
+        (run_id, LEASE_SECONDS),
+    ).fetchone()
+    seen = row[0] if row is not None and isinstance(row[0], (int, float)) else 0.0
+    return min(max(float(started_at), seen), time.time())
