@@ -251,3 +251,14 @@ def test_log_records_are_captured_with_their_traceback_and_handlers_see_them_unc
     (record,) = [r for r in caplog.records if r.name == "user.code"]
     assert record.getMessage() == "failed here" and record.exc_info is not None
     assert "ValueError: boom" in caplog.text
+
+
+def test_a_huge_capture_keeps_its_end_and_says_how_much_went() -> None:
+    from etherealfabric.run._capture import MAX_CAPTURE, joined
+
+    text = joined(["a" * 1000, "b" * MAX_CAPTURE])
+    assert text is not None and text.endswith("b" * MAX_CAPTURE)
+    first, rest = text.split("\n", 1)
+    assert first == f"[... 1,000 characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    assert rest == "b" * MAX_CAPTURE
+    assert joined(["short"]) == "short" and joined([]) is None

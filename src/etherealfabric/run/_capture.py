@@ -337,4 +337,7 @@ def joined(chunks: list[str]) -> str | None:
     text = "".join(chunks)
     if not text:
         return None
-    return text if len(text) <= MAX_CAPTURE else "[...]\n" + text[-MAX_CAPTURE:]
+    if len(text) <= MAX_CAPTURE:
+        return text
+    cut = len(text) - MAX_CAPTURE
+    return f"[... {cut:,} characters before these were not kept: the last {MAX_CAPTURE:,} are]\n" + text[-MAX_CAPTURE:]
