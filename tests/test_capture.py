@@ -262,3 +262,35 @@ def test_a_huge_capture_keeps_its_end_and_says_how_much_went() -> None:
     assert first == f"[... 1,000 characters before these were not kept: the last {MAX_CAPTURE:,} are]"
     assert rest == "b" * MAX_CAPTURE
     assert joined(["short"]) == "short" and joined([]) is None
+
+
+def test_a_node_printing_far_more_than_is_kept_holds_no_more_in_memory(tmp_path: Path) -> None:
+    from etherealfabric import Workflow, node
+    from etherealfabric.run._capture import MAX_CAPTURE
+
+    line = "epoch loss " + "0123456789" * 100 + "\n"
+    lines = 20 * MAX_CAPTURE // len(line)  # 20 MiB printed in all
+
+    @node
+    def chatty() -> int:
+        import tracemalloc
+
+        tracemalloc.start()
+        for i in range(lines):
+            print(f"{i % 10}{line[1:]}", end="")  # (a new string each time, as a log line is)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    with Workflow("chatty", home=tmp_path / "home") as wf:
+        out = chatty()
+    results = wf.execute()
+    assert results[out] < 8 * MAX_CAPTURE  # (was all 20 MiB, as a list of chunks)
+    from etherealfabric.journal import Journal
+
+    with Journal(tmp_path / "home" / "journal.db") as journal:
+        [row] = journal.node_runs(results.run_id)
+    first, rest = row["output"].split("\n", 1)
+    cut = lines * len(line) - MAX_CAPTURE
+    assert first == f"[... {cut:,} characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    assert len(rest) == MAX_CAPTURE and rest.endswith(f"{(lines - 1) % 10}{line[1:]}")

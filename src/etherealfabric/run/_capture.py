@@ -120,7 +120,25 @@ def stream_printed(sink: Callable[[Any, bool], object], note: Any) -> None:
     _stream.begin(note)
 
 
-class _Teed(list):  # type: ignore[type-arg]
+class _Kept(list):  # type: ignore[type-arg]
+    """An attempt's capture: the chunks it printed and logged, about the last
+    ``2 * MAX_CAPTURE`` characters of them (a node printing gigabytes holds no more in
+    memory); :attr:`dropped` counts what went (:func:`joined` says so)."""
+
+    dropped = 0
+    size = 0
+
+    def append(self, chunk: str) -> None:
+        super().append(chunk)
+        self.size += len(chunk)
+        if self.size > 2 * MAX_CAPTURE:
+            text = "".join(self)
+            self[:] = [text[-MAX_CAPTURE:]]
+            self.dropped += len(text) - MAX_CAPTURE
+            self.size = MAX_CAPTURE
+
+
+class _Teed(_Kept):
     """A buffer that passes each chunk appended on to a sink as well."""
 
     def __init__(self, sink: Callable[[str], object]) -> None:
@@ -316,7 +334,7 @@ class _Capture:
     def __enter__(self) -> list[str]:
         _acquire()
         try:
-            chunks: list[str] = [] if _tee is None else _Teed(_tee)
+            chunks: list[str] = _Kept() if _tee is None else _Teed(_tee)
             self._tokens = (_buffer.set(chunks), _redact.set(self._redact))
         except BaseException:
             _release()
@@ -337,7 +355,9 @@ def joined(chunks: list[str]) -> str | None:
     text = "".join(chunks)
     if not text:
         return None
-    if len(text) <= MAX_CAPTURE:
+    dropped = getattr(chunks, "dropped", 0)  # (a capture's: what it let go already)
+    if len(text) <= MAX_CAPTURE and not dropped:
         return text
-    cut = len(text) - MAX_CAPTURE
-    return f"[... {cut:,} characters before these were not kept: the last {MAX_CAPTURE:,} are]\n" + text[-MAX_CAPTURE:]
+    kept = text[-MAX_CAPTURE:]
+    cut = len(text) - len(kept) + dropped
+    return f"[... {cut:,} characters before these were not kept: the last {len(kept):,} are]\n{kept}"
