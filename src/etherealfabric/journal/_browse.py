@@ -9,7 +9,8 @@ statements that read only the columns it needs:
 - :func:`run_stamp`: a version stamp of a run's rows, for cheap polling;
 - :func:`run_attempts` and :func:`run_state`: every attempt of a run without logs, tracebacks or
   components, and the counts, running nodes and statuses derived from them in the same read;
-- :func:`failed_attempts`: the failed attempts with their tracebacks;
+- :func:`failed_attempts`: the failed attempts with their tracebacks (the nodes' own first),
+  and :func:`failure_count`, how many there are;
 - :func:`run_graph`: each node's status and the upstream nodes its key components read;
 - :func:`map_items`: a page of a map's items (its children that ran), each by its last attempt;
 - :func:`workflow_names`, :func:`cache_sizes`, :func:`hit_rates`: the lists and the cache page.
@@ -48,6 +49,7 @@ __all__ = [
     "RunState",
     "cache_sizes",
     "failed_attempts",
+    "failure_count",
     "hit_rates",
     "interrupted_attempts",
     "map_items",
@@ -261,13 +263,34 @@ def run_state(journal: Journal, run: Mapping[str, Any], *, now: float | None = N
 
 
 def failed_attempts(journal: Journal, run_id: str, limit: int = 50) -> list[Failure]:
-    """The failed attempts of a run (node, attempt, error, traceback), first first."""
+    """The failed attempts of a run (node, attempt, error, traceback), at most ``limit``: the
+    nodes' own failures first (those that failed the run), then the failed items of its maps
+    (which a map's ``max_failures`` may have allowed), each in start order. A run whose 60
+    tolerated items failed before its node ``report`` did lists ``report`` first, not 50
+    items. :func:`failure_count` says how many there are in all."""
+    maps = sorted(map_names(journal, [run_id]))
+    if maps:  # exactly the rows split_children calls a map's children: map[label]
+        item = (
+            "(instr(node, '[') > 1 AND node LIKE '%]' AND "
+            f"substr(node, 1, instr(node, '[') - 1) IN ({', '.join('?' * len(maps))})), "
+        )
+    else:
+        item = ""  # (a bare 0 would be read as a column number)
     rows = journal._rows(
         "SELECT node, attempt, error, traceback FROM node_runs WHERE run_id = ? AND status = ? "
-        "ORDER BY started_at LIMIT ?",
-        (run_id, NodeStatus.FAILED.value, limit),
+        f"ORDER BY {item}COALESCE(started_at, 1e300), node, attempt LIMIT ?",
+        (run_id, NodeStatus.FAILED.value, *maps, limit),
     )
     return cast(list[Failure], rows)
+
+
+def failure_count(journal: Journal, run_id: str) -> int:
+    """How many failed attempts a run has (:func:`failed_attempts` lists the first of them)."""
+    rows = journal._rows(
+        "SELECT COUNT(*) AS n FROM node_runs WHERE run_id = ? AND status = ?",
+        (run_id, NodeStatus.FAILED.value),
+    )
+    return int(rows[0]["n"])
 
 
 #: Each child of a map (``map[label]``) by its last attempt (SQLite takes the bare columns of

@@ -207,6 +207,8 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["status_marks"] = STATUS_MARKS
     templates.env.globals["journal"] = _utf8(site.journal_path)
+    templates.env.globals["error_cut"] = views.ERROR_CUT
+    templates.env.globals["traceback_open"] = views.TRACEBACK_OPEN
 
     def page(name: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:

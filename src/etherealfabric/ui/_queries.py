@@ -28,6 +28,7 @@ __all__ = [
     "attempts_light",
     "cache_stats",
     "effective",
+    "failure_count",
     "failures",
     "graph_rows",
     "hit_rates",
@@ -49,6 +50,7 @@ run_version = browse.run_stamp
 attempts_light = browse.run_attempts
 run_state = browse.run_state
 failures = browse.failed_attempts
+failure_count = browse.failure_count
 graph_rows = browse.run_graph
 cache_stats = browse.cache_sizes
 hit_rates = browse.hit_rates

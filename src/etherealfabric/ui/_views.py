@@ -43,6 +43,9 @@ __all__ = [
 
 ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
 MAX_RUNS = 1000
+FAILURES_SHOWN = 50  # failed attempts listed on a run's page (the nodes' own first)
+ERROR_CUT = 1000  # characters of an error shown in "Failed" before its "show all"
+TRACEBACK_OPEN = 4000  # a traceback up to this long is shown open; a longer one on a click
 ITEMS_PAGE = 100  # a map's items listed at a time (a map of thousands pages through them)
 
 
@@ -157,7 +160,8 @@ def run_view(
         "run": _public(run, state.now),
         "counts": state.counts,
         "running": state.running,
-        "failures": q.failures(journal, run["id"]),
+        "failures": q.failures(journal, run["id"], FAILURES_SHOWN),
+        "failures_total": q.failure_count(journal, run["id"]),
         "resume": resume_line(run, home_option),
         "version": _graphs.stamp(journal, run),
     }

@@ -464,6 +464,21 @@ function fillCounts(counts) {
   box.replaceChildren(...Object.keys(counts).sort().flatMap((s) => [el("span", { class: `badge st-${s}`, text: `${counts[s]} ${s}` }), " "]));
 }
 
+/* A failed attempt in "Failed", as run.html draws it: a long error cut, with its whole text
+ * a click away ("show all"); a long traceback closed (a 30 KB message is in both). */
+const ERROR_CUT = 1000, TRACEBACK_OPEN = 4000;
+function failureBlock(runId, f) {
+  const error = f.error || "", tb = f.traceback || "";
+  const message = error.length > ERROR_CUT
+    ? [el("span", { class: "error", text: `${error.slice(0, ERROR_CUT)}…` }),
+      el("details", { class: "more" }, el("summary", { text: `show all (${error.length} characters)` }), el("pre", { class: "error", text: error }))]
+    : [el("span", { class: "error", text: error })];
+  return el("div", { class: "failure" },
+    el("a", { href: nodeHref(runId, f.node) }, el("b", { text: f.node })), ` (attempt ${f.attempt}): `, ...message,
+    tb ? el("details", { open: tb.length <= TRACEBACK_OPEN ? "" : null },
+      el("summary", { text: tb.length <= TRACEBACK_OPEN ? "traceback" : `traceback (${tb.length} characters)` }), el("pre", { class: "tb", text: tb })) : "");
+}
+
 function runPage() {
   const body = document.body;
   const runId = body.dataset.run;
@@ -489,10 +504,10 @@ function runPage() {
     $("#resume").textContent = data.resume;
     const section = $("#failures");
     section.hidden = !data.failures.length;
-    section.replaceChildren(el("h2", { text: "Failed" }), ...data.failures.map((f) => el("div", { class: "failure" },
-      el("a", { href: nodeHref(runId, f.node) }, el("b", { text: f.node })), ` (attempt ${f.attempt}): `,
-      el("span", { class: "error", text: f.error || "" }),
-      f.traceback ? el("details", { open: "" }, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: f.traceback })) : "")));
+    section.replaceChildren(el("h2", { text: "Failed" }), ...data.failures.map((f) => failureBlock(runId, f)));
+    if (data.failures_total > data.failures.length) {
+      section.append(el("p", { class: "note failures-more" }, `${data.failures.length} of ${data.failures_total} failed attempts shown (the nodes' own failures first, then failed map items); the others: the node table below, filtered by `, el("code", { text: "failed" })));
+    }
   }
 
   async function poll() {

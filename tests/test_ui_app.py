@@ -1,0 +1,120 @@
+"""The web UI's app called in-process (ASGI, no server, no browser) over journals written by
+direct inserts: what the run, node and cache pages and their API answer in cases a browser
+review found wrong (a run's real failure hidden behind tolerated item failures, a node page
+reached by ``latest`` pointing at another run later, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from etherealfabric.journal import Journal
+from etherealfabric.ui._app import create_app
+from test_ui_browse import insert_run
+
+
+def call(app: Any, path: str) -> tuple[int, str]:
+    """The status and body of a GET of ``path`` (with its query) from the ASGI ``app``."""
+    route, _, query = path.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": route, "raw_path": route.encode(),
+        "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8450"), (b"accept", b"application/json")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8450),
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return int(status), body.decode()
+
+
+def get_json(app: Any, path: str) -> Any:
+    status, body = call(app, path)
+    assert status == 200, (path, status, body[:500])
+    return json.loads(body)
+
+
+def home_with(tmp_path: Path) -> tuple[Path, Journal]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home, Journal(home / "journal.db")
+
+
+def add_map(journal: Journal, run_id: str, node: str) -> None:
+    """The ``map_started`` event that makes ``node``'s ``node[label]`` rows items of a map."""
+    with journal.write() as conn:
+        conn.execute(
+            "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?, ?, 'map_started', ?, '{}')",
+            (run_id, time.time(), node),
+        )
+
+
+# -- 1. the run's real failure is listed, before tolerated item failures ---------------------
+def hidden_failure(tmp_path: Path) -> tuple[Any, str]:
+    """60 of 100 items of the map ``parse`` failed (allowed), then ``report`` failed."""
+    home, journal = home_with(tmp_path)
+    run = "20260101-000000-aaaaaa"
+    nodes: dict[str, tuple[str, list[str]]] = {"items": ("succeeded", [])}
+    nodes["parse"] = ("succeeded", ["items"])
+    for i in range(100):
+        nodes[f"parse[{i}]"] = ("failed" if i < 60 else "succeeded", [])
+    nodes["report"] = ("failed", ["parse"])
+    with journal:
+        insert_run(journal, run, nodes, workflow="hidden", status="failed", total=3)
+        add_map(journal, run, "parse")
+    return create_app(str(home)), run
+
+
+def test_the_failed_section_lists_the_node_that_failed_the_run_first(tmp_path: Path) -> None:
+    app, run = hidden_failure(tmp_path)
+    data = get_json(app, f"/api/runs/{run}")
+    nodes = [f["node"] for f in data["failures"]]
+    assert nodes[0] == "report", nodes[:5]
+    assert len(nodes) == 50 and data["failures_total"] == 61
+    assert nodes[1:4] == ["parse[0]", "parse[1]", "parse[2]"]  # then the items, in start order
+    status, page = call(app, f"/runs/{run}")
+    assert status == 200
+    assert page.index(">report</b>") < page.index(">parse[0]</b>")
+    assert "50 of 61 failed attempts shown" in page
+
+
+def test_a_long_error_is_cut_with_a_show_all(tmp_path: Path) -> None:
+    home, journal = home_with(tmp_path)
+    run = "20260101-000000-bbbbbb"
+    long = "ValueError: " + "x" * 30_000
+    with journal:
+        insert_run(journal, run, {"a": ("failed", [])}, status="failed")
+        with journal.write() as conn:
+            conn.execute(
+                "UPDATE node_runs SET error = ?, traceback = ? WHERE run_id = ?",
+                (long, "Traceback (most recent call last):\n" + long, run),
+            )
+    status, page = call(create_app(str(home)), f"/runs/{run}")
+    assert status == 200, page[:2000]
+    section = page[page.index('<section id="failures"') : page.index("</section>", page.index('<section id="failures"'))]
+    assert "show all (30012 characters)" in section
+    assert section.count("x" * 30_000) == 2  # the whole error once (behind "show all"), the traceback once
+    assert "<details open><summary>traceback" not in section  # a long traceback starts closed
+    assert "ValueError: " + "x" * 988 + "…</span>" in section  # the first 1000 characters
