@@ -330,7 +330,10 @@ function drawGantt(box, attempts, run) {
     box.gantt = null;
     return;
   }
-  const now = Date.now() / 1000;
+  // an attempt without an end is running while the run is: its bar grows with the clock; once
+  // the run is over (an interrupted run's attempts never end) it stops where the run did: its
+  // end, or (a run shown interrupted, not marked) the last time the journal knows of
+  const now = run.status === "running" ? Date.now() / 1000 : (run.finished_at || lastKnown(run, attempts));
   let start = run.started_at, end = run.finished_at || now, bars = 0;
   for (const list of rows.values()) {
     for (const a of list) { start = Math.min(start, a.started_at); end = Math.max(end, a.finished_at || now); bars += 1; }
@@ -354,6 +357,13 @@ function drawGantt(box, attempts, run) {
 }
 
 const GANTT_ROW = 16;
+
+/* The last time a run's rows tell of: its start, its attempts' starts and ends. */
+function lastKnown(run, attempts) {
+  let last = run.started_at || 0;
+  for (const a of attempts) last = Math.max(last, a.started_at || 0, a.finished_at || 0);
+  return last;
+}
 
 function ganttTitle(g, node) { // made on hover: thousands of rows need no title each
   return `${node}: ${g.rows.get(node).map((a) => `attempt ${a.attempt}: ${a.status}, ${secs((a.finished_at || g.now) - a.started_at)}`).join("; ")}`;

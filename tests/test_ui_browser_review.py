@@ -1,0 +1,63 @@
+# ruff: noqa: F811  (the browser fixtures, imported, are the tests' parameters)
+"""The web UI in a real browser (headless Chromium, the fixtures of ``test_ui_browser.py``),
+over journals written by direct inserts: page behaviour a browser review found wrong (an
+interrupted run's timeline growing with the clock, a live graph losing the user's zoom, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from etherealfabric.journal import Journal  # noqa: E402
+from test_ui import UiServer  # noqa: E402
+from test_ui_browse import insert_nodes, insert_run  # noqa: E402
+from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
+
+ENDED = "20260101-000000-e0d0e0"  # interrupted, marked so: it has an end
+UNMARKED = "20260101-000001-deadde"  # recorded running, its process gone: shown interrupted
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("review") / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        nodes = {"a": ("succeeded", []), "b": ("interrupted", ["a"])}
+        insert_run(journal, ENDED, nodes, status="interrupted", started=time.time() - 600)
+        insert_run(journal, UNMARKED, {"a": ("succeeded", []), "b": ("running", ["a"])},
+                   status="running", started=time.time() - 600)  # fmt: skip
+        with journal.write() as conn:
+            conn.execute("UPDATE node_runs SET finished_at = NULL, duration = NULL "
+                         "WHERE node = 'b'")  # fmt: skip
+            conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (UNMARKED,))
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[UiServer]:
+    running = UiServer(home)
+    yield running
+    running.stop()
+
+
+def gantt_span(page: Any) -> float:
+    page.wait_for_function("() => document.querySelector('#gantt').gantt")
+    return float(page.evaluate("() => document.querySelector('#gantt').gantt.span"))
+
+
+# -- 2. a finished run's timeline does not grow with the clock ------------------------------
+def test_an_interrupted_run_s_timeline_ends_where_the_run_did(page: Any, server: UiServer) -> None:
+    page.goto(f"{server.base}/runs/{ENDED}")
+    sync_api.expect(page.locator("#run-status")).to_have_text("interrupted")
+    assert 29 < gantt_span(page) < 31  # its end (30 s after its start), not now (600 s after)
+    page.goto(f"{server.base}/runs/{UNMARKED}")
+    sync_api.expect(page.locator("#run-status")).to_have_text("interrupted")
+    assert gantt_span(page) < 5  # its last known time: a's end, half a second in
