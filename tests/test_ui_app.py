@@ -118,3 +118,19 @@ def test_a_long_error_is_cut_with_a_show_all(tmp_path: Path) -> None:
     assert section.count("x" * 30_000) == 2  # the whole error once (behind "show all"), the traceback once
     assert "<details open><summary>traceback" not in section  # a long traceback starts closed
     assert "ValueError: " + "x" * 988 + "…</span>" in section  # the first 1000 characters
+
+
+# -- 3. a node page reached by `latest` or a prefix names the run's full id -----------------
+def test_a_node_page_by_latest_or_prefix_links_to_the_resolved_run(tmp_path: Path) -> None:
+    home, journal = home_with(tmp_path)
+    old, new = "20260101-000000-cccccc", "20260102-000000-dddddd"
+    with journal:
+        insert_run(journal, old, {"a": ("succeeded", [])}, started=time.time() - 7200)
+        insert_run(journal, new, {"a": ("succeeded", [])}, started=time.time() - 60)
+    app = create_app(str(home))
+    for address, run in (("latest", new), ("20260101", old), ("20260102-000000-d", new)):
+        status, page = call(app, f"/runs/{address}/nodes/a")
+        assert status == 200, page[:500]
+        assert f'data-run="{run}"' in page
+        assert f'href="/runs/{run}"' in page and f"run {run}" in page
+        assert f"/runs/{address}\"" not in page

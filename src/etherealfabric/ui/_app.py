@@ -227,10 +227,12 @@ def create_app(
         return templates.TemplateResponse(request, "run.html", context)
 
     def node_page(journal: Journal, request: Request) -> Response:
-        views.node_view(journal, _run_id(request), str(request.path_params["node"]))
-        return templates.TemplateResponse(
-            request, "node.html", {"params": dict(request.path_params)}
-        )
+        node = str(request.path_params["node"])
+        data = views.node_view(journal, _run_id(request), node)
+        # the run's full id, not the address's (`latest`, a prefix): the page's links, and
+        # what its script asks, stay on this run when another starts
+        context = {"params": {"run_id": data["run"]["id"], "node": node}}
+        return templates.TemplateResponse(request, "node.html", context)
 
     def runs(journal: Journal | None, request: Request) -> Any:
         return views.runs_view(
