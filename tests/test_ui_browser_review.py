@@ -61,3 +61,48 @@ def test_an_interrupted_run_s_timeline_ends_where_the_run_did(page: Any, server:
     page.goto(f"{server.base}/runs/{UNMARKED}")
     sync_api.expect(page.locator("#run-status")).to_have_text("interrupted")
     assert gantt_span(page) < 5  # its last known time: a's end, half a second in
+
+
+# -- 4. a live run's graph keeps the user's zoom, pan and found node when it grows ----------
+def test_a_growing_live_graph_keeps_the_user_s_view_and_found_node(
+    page: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    live = "20260101-000002-11fe22"
+    with Journal(home / "journal.db") as journal:  # running, in this process: alive to the UI
+        nodes = {"a": ("succeeded", []), "b": ("running", ["a"])}
+        insert_run(journal, live, nodes, status="running", total=4)
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/runs/{live}")
+        svg = page.locator("svg.graph")
+        sync_api.expect(page.locator('svg.graph rect[data-node="b"]')).to_have_count(1)
+        box = page.locator("#graph-box").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 60)
+        for _ in range(3):
+            page.mouse.wheel(0, -200)
+        page.fill("#graph-find", "a")
+        page.press("#graph-find", "Enter")
+        sync_api.expect(page.locator("#graph-found")).to_contain_text("a:")
+        page.mouse.move(box["x"] + 200, box["y"] + 100)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 260, box["y"] + 140, steps=4)
+        page.mouse.up()
+        viewed = svg.get_attribute("viewBox")
+        with Journal(home / "journal.db") as journal, journal.write() as conn:
+            insert_nodes(conn, live, {"c": ("running", ["b"])}, time.time())
+        sync_api.expect(page.locator('svg.graph rect[data-node="c"]')).to_have_count(1)
+        assert page.locator("svg.graph").get_attribute("viewBox") == viewed
+        selected = page.locator("svg.graph rect[data-selected]")
+        sync_api.expect(selected).to_have_count(1)
+        assert selected.get_attribute("data-node") == "a"
+        page.click("#fit")  # fit: the whole graph again, and a graph drawn again fits too
+        fitted = page.locator("svg.graph").get_attribute("viewBox")
+        assert fitted != viewed
+        with Journal(home / "journal.db") as journal, journal.write() as conn:
+            insert_nodes(conn, live, {"d": ("running", ["c"])}, time.time())
+        sync_api.expect(page.locator('svg.graph rect[data-node="d"]')).to_have_count(1)
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr

@@ -176,12 +176,15 @@ function runsPage() {
 
 /* -- the run page: graph (pan, zoom, live colours), timeline, nodes ------------------------- */
 function panZoom(box) {
-  const state = { svg: null, view: null, full: null };
+  // moved: the user has zoomed, panned or gone to a node since the last fit; a graph drawn
+  // again (a live run's new node) then keeps their view rather than fitting itself anew
+  const state = { svg: null, view: null, full: null, moved: false };
   function attach() {
     state.svg = $("svg", box);
     if (!state.svg) return;
     const [x, y, w, h] = state.svg.getAttribute("viewBox").split(/\s+/).map(Number);
     state.full = { x, y, w, h };
+    if (state.moved && state.view) { apply(); return; }
     if (w <= box.clientWidth) box.style.height = `${Math.min(window.innerHeight * 0.6, Math.max(160, h + 20))}px`;
     fit();
   }
@@ -197,6 +200,7 @@ function panZoom(box) {
     const w = Math.max(f.w, f.h * aspect, box.clientWidth);
     const readable = Math.min(w, Math.max(box.clientWidth * 1.6, 900));
     state.view = { x: f.x + (f.w - readable) / 2, y: f.y, w: readable, h: readable / aspect };
+    state.moved = false;
     apply();
   }
   let drag = null;
@@ -209,7 +213,7 @@ function panZoom(box) {
     if (!drag) return;
     const scale = state.view.w / box.clientWidth;
     const dx = (e.clientX - drag.x) * scale, dy = (e.clientY - drag.y) * scale;
-    if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
+    if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = state.moved = true;
     state.view = { ...drag.view, x: drag.view.x - dx, y: drag.view.y - dy };
     apply();
   });
@@ -225,12 +229,14 @@ function panZoom(box) {
     const w = Math.min(Math.max(state.view.w * factor, 100), Math.max(state.full.w, state.full.h) * 4);
     const h = w * (state.view.h / state.view.w);
     state.view = { x: px - ((px - state.view.x) * w) / state.view.w, y: py - ((py - state.view.y) * h) / state.view.h, w, h };
+    state.moved = true;
     apply();
   }, { passive: false });
   function show(x, y) {
     if (!state.svg) return;
     const w = box.clientWidth, h = box.clientHeight;
     state.view = { x: x - w / 2, y: y - h / 2, w, h };
+    state.moved = true;
     apply();
   }
   attach();
@@ -252,6 +258,13 @@ function svgGraph(box, runId) {
     const node = e.target.closest && e.target.closest(".n[data-href]");
     if (node && !e.defaultPrevented) location.href = node.getAttribute("data-href");
   });
+  let selected = null; // the node "find" went to: still marked once the graph is drawn again
+  const mark = () => {
+    for (const r of box.querySelectorAll("svg rect.n[data-selected]")) r.removeAttribute("data-selected");
+    const hit = selected === null ? null : [...box.querySelectorAll("svg rect.n")].find((r) => r.getAttribute("data-node") === selected);
+    if (hit) hit.setAttribute("data-selected", "");
+    return hit;
+  };
   return {
     fit: () => view.fit(),
     recolour: (statuses) => colourGraph(box, statuses),
@@ -259,7 +272,8 @@ function svgGraph(box, runId) {
       const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/graph.svg`, { cache: "no-store" });
       if (!response.ok) return;
       box.innerHTML = await response.text(); // the server's SVG: names escaped there
-      view.attach();
+      view.attach(); // (keeping the user's zoom and pan, if any)
+      mark();
     },
     find(text) {
       const wanted = text.trim().toLowerCase();
@@ -268,9 +282,9 @@ function svgGraph(box, runId) {
       const hit = rects.find((r) => r.getAttribute("data-node") === text.trim())
         || rects.find((r) => r.getAttribute("data-node").toLowerCase() === wanted)
         || rects.find((r) => r.getAttribute("data-node").toLowerCase().includes(wanted));
-      for (const r of box.querySelectorAll("svg rect.n[data-selected]")) r.removeAttribute("data-selected");
+      selected = hit ? hit.getAttribute("data-node") : null;
+      mark();
       if (!hit) return null;
-      hit.setAttribute("data-selected", "");
       view.show(Number(hit.getAttribute("x")) + Number(hit.getAttribute("width")) / 2,
         Number(hit.getAttribute("y")) + Number(hit.getAttribute("height")) / 2);
       return hit.getAttribute("data-node");

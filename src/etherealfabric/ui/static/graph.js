@@ -46,6 +46,9 @@ class CanvasGraph {
   }
 
   load(data, statuses) {
+    // the node selected (found, or reached by keys) stays selected by name: a graph loaded
+    // again (a live run's) may list its nodes in another order
+    const was = this.selected >= 0 && this.names ? this.names[this.selected] : null;
     this.names = data.names;
     this.xy = data.xy;
     this.edges = data.edges;
@@ -60,7 +63,8 @@ class CanvasGraph {
     this.order = this.names.map((_, i) => i).sort((a, b) => this.xy[2 * a + 1] - this.xy[2 * b + 1] || this.xy[2 * a] - this.xy[2 * b]);
     this.place = new Int32Array(this.names.length);
     this.order.forEach((i, k) => { this.place[i] = k; });
-    if (this.selected >= this.names.length) this.selected = -1;
+    this.selected = was !== null && this.index.has(was) ? this.index.get(was) : -1;
+    if (this.selected >= 0) this.canvas.dataset.selected = was; else delete this.canvas.dataset.selected;
     if (statuses) this.recolour(statuses);
   }
 
