@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,26 @@ def test_a_node_page_by_latest_or_prefix_links_to_the_resolved_run(tmp_path: Pat
         assert f'data-run="{run}"' in page
         assert f'href="/runs/{run}"' in page and f"run {run}" in page
         assert f"/runs/{address}\"" not in page
+
+
+# -- 5. previews: a big dict in its own order, a MultiIndex's names -------------------------
+def test_the_preview_of_a_big_dict_keeps_its_order() -> None:
+    from etherealfabric.ui._views import preview
+
+    value = {f"key_{i:05d}": i for i in reversed(range(5000))}  # too big to pretty-print whole
+    text = preview(value)["text"]
+    keys = re.findall(r"'(key_\d+)'", text)
+    assert keys[:3] == ["key_04999", "key_04998", "key_04997"], text[:200]
+    assert keys == [f"key_{i:05d}" for i in reversed(range(4950, 5000))]
+
+
+def test_the_preview_of_a_multi_index_frame_names_each_level() -> None:
+    pd = pytest.importorskip("pandas")
+    from etherealfabric.ui._views import preview
+
+    index = pd.MultiIndex.from_product([["a", "b"], range(10)], names=["k", "n"])
+    shown = preview(pd.DataFrame({"v": range(20)}, index=index))
+    assert shown["index_names"] == ["k", "n"] and shown["index"] == "k, n"
+    assert shown["columns"] == ["v"] and shown["rows"][0] == ["a", 0, 0]
+    plain = preview(pd.DataFrame({"v": [1]}, index=pd.Index([7], name="id")))
+    assert plain["index"] == "id" and plain["index_names"] == ["id"] and plain["rows"] == [[7, 1]]

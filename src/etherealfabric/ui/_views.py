@@ -8,6 +8,7 @@ once; SQLite's WAL lets a run write meanwhile). Explanations come from
 
 from __future__ import annotations
 
+import itertools
 import json
 import pprint
 import reprlib
@@ -344,7 +345,25 @@ def _inputs(components: Mapping[str, Any] | None) -> list[dict[str, str]]:
 # -- outputs -------------------------------------------------------------------------------------
 PREVIEW_BYTES = 2_000_000
 PREVIEW_ROWS = 10
-_REPR = reprlib.Repr()
+class _Repr(reprlib.Repr):
+    """``reprlib``'s short repr, with a dict's keys in the dict's own order (``reprlib`` sorts
+    them; ``etherealfabric cat`` prints them as the dict has them)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
+            for key in itertools.islice(x, self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+
+_REPR = _Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2000, 2000, 50, 50
 
 
@@ -363,7 +382,11 @@ def preview(value: Any) -> dict[str, Any]:
         if hasattr(head, "to_pandas") and not hasattr(head, "iloc"):
             head = head.to_pandas()  # polars and arrow tables: no index of their own
         columns = [str(c) for c in head.columns]
-        rows = [[_cell(v) for v in row] for row in head.itertuples(index=indexed)]
+        levels = int(getattr(head.index, "nlevels", 1)) if indexed else 0
+        rows = [
+            [_cell(v) for v in (*row[0], *row[1:])] if levels > 1 else [_cell(v) for v in row]
+            for row in head.itertuples(index=indexed)
+        ]  # a MultiIndex's value is a tuple: one cell per level
         table: dict[str, Any] = {
             "kind": "table",
             "columns": columns,
@@ -371,8 +394,10 @@ def preview(value: Any) -> dict[str, Any]:
             "shape": list(value.shape),
         }
         if indexed:
-            name = getattr(head.index, "name", None)
-            table["index"] = None if name is None else str(name)
+            names = [None if n is None else str(n) for n in getattr(head.index, "names", [None])]
+            joined = None if all(n is None for n in names) else ", ".join(n or "" for n in names)
+            table["index"] = names[0] if levels == 1 else joined
+            table["index_names"] = names  # each row starts with one value per name
         return {**table, "type": kind}
     if isinstance(value, str):
         text = value

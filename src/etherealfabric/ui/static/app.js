@@ -633,12 +633,13 @@ function plain(text) {
 
 function renderPreview(box, p) {
   if (p.kind === "table") {
-    // the first column is the index (its name, or blank), shown as a row header
-    const index = p.index !== undefined;
+    // the first columns are the index (one per level of a MultiIndex, each headed by its
+    // name, or blank), shown as row headers
+    const names = p.index_names || (p.index !== undefined ? [p.index] : []);
     box.replaceChildren(el("p", { class: "note", text: `shape ${p.shape.join(" × ")}; first ${p.rows.length} rows` }),
       el("div", { class: "scroll" }, el("table", { class: "grid" },
-        el("thead", {}, el("tr", {}, ...(index ? [el("th", { text: p.index ?? "" })] : []), ...p.columns.map((c) => el("th", { text: c })))),
-        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v, i) => el(index && i === 0 ? "th" : "td", { text: v ?? "" }))))))));
+        el("thead", {}, el("tr", {}, ...names.map((n) => el("th", { text: n ?? "" })), ...p.columns.map((c) => el("th", { text: c })))),
+        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v, i) => el(i < names.length ? "th" : "td", { text: v ?? "" }))))))));
   } else {
     box.replaceChildren(el("pre", { class: "value", text: p.text }));
   }
