@@ -158,3 +158,16 @@ def test_the_preview_of_a_multi_index_frame_names_each_level() -> None:
     assert shown["columns"] == ["v"] and shown["rows"][0] == ["a", 0, 0]
     plain = preview(pd.DataFrame({"v": [1]}, index=pd.Index([7], name="id")))
     assert plain["index"] == "id" and plain["index_names"] == ["id"] and plain["rows"] == [[7, 1]]
+
+
+# -- 6. the cache by node: a row per workflow and node ---------------------------------------
+def test_the_cache_by_node_keeps_same_named_nodes_of_two_workflows_apart(tmp_path: Path) -> None:
+    home, journal = home_with(tmp_path)
+    with journal:
+        insert_run(journal, "20260101-000000-aaaa01", {"a": ("cached", [])}, workflow="w1")
+        insert_run(journal, "20260101-000001-aaaa02", {"a": ("cached", []), "b": ("cached", [])},
+                   workflow="w2")  # fmt: skip
+    data = get_json(create_app(str(home)), "/api/cache")
+    rows = sorted((r["node"], r["workflow"], r["bytes"], r["records"]) for r in data["by_node"])
+    assert rows == [("a", "w1", 10, 1), ("a", "w2", 10, 1), ("b", "w2", 10, 1)]
+    assert sorted((r["workflow"], r["records"]) for r in data["by_workflow"]) == [("w1", 1), ("w2", 2)]

@@ -106,3 +106,24 @@ def test_a_growing_live_graph_keeps_the_user_s_view_and_found_node(
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr
+
+
+# -- 6. the cache page says when it shows only the largest nodes ----------------------------
+def test_the_cache_page_says_it_shows_100_of_more_nodes(page: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        nodes = {f"n{i:03d}": ("cached", []) for i in range(150)}
+        insert_run(journal, "20260101-000003-cac4e0", nodes, workflow="many")
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/cache")
+        sync_api.expect(page.locator("#by-node-note")).to_have_text(
+            "showing the 100 largest of 150 nodes"
+        )
+        sync_api.expect(page.locator("#by-node tbody tr")).to_have_count(100)
+        first = page.locator("#by-node tbody tr").first.locator("td")
+        sync_api.expect(first.nth(1)).to_have_text("many")  # the workflow column
+        sync_api.expect(page.locator("#by-workflow-note")).to_have_text("")
+    finally:
+        server.stop()

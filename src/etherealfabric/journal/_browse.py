@@ -349,39 +349,44 @@ def map_items(
 def cache_sizes(journal: Journal) -> CacheSizes:
     """Bytes of the cache index by workflow and by node, and how many records there are.
 
-    A record counts toward every workflow one of whose runs used its key (executed or cached).
+    A record counts toward every workflow one of whose runs used its key (executed or cached),
+    and so does it by node: ``by_node`` has a row per workflow and node (nodes of the same name
+    in two workflows are two rows); a record no run in the journal used has workflow ``None``.
     """
     actions = journal._rows(f"SELECT key, node, {RECORD} AS record FROM actions")
-    sizes: dict[str, int] = {}
-    by_node: dict[str, dict[str, int]] = {}
-    inline = stored = 0
-    for row in actions:
-        total, small = _record_size(row["record"])
-        sizes[row["key"]] = total
-        inline += small
-        stored += total - small
-        entry = by_node.setdefault(row["node"] or "?", {"bytes": 0, "records": 0})
-        entry["bytes"] += total
-        entry["records"] += 1
     uses = journal._rows(  # only keys with a record: a few rows, not one per node run
         "SELECT DISTINCT r.workflow, nr.cache_key FROM node_runs nr "
         "JOIN actions a ON a.key = nr.cache_key JOIN runs r ON r.id = nr.run_id "
         "WHERE nr.status IN (?, ?)",
         (NodeStatus.SUCCEEDED.value, NodeStatus.CACHED.value),
     )
-    by_workflow: dict[str, dict[str, int]] = {}
+    used: dict[str, list[str]] = {}
     for row in uses:
-        if row["cache_key"] in sizes:
-            entry = by_workflow.setdefault(row["workflow"], {"bytes": 0, "records": 0})
-            entry["bytes"] += sizes[row["cache_key"]]
+        used.setdefault(row["cache_key"], []).append(row["workflow"])
+    by_workflow: dict[str, dict[str, int]] = {}
+    by_node: dict[tuple[str | None, str], dict[str, int]] = {}
+    inline = stored = 0
+    for row in actions:
+        total, small = _record_size(row["record"])
+        inline += small
+        stored += total - small
+        workflows = used.get(row["key"], [])
+        for workflow in workflows:
+            entry = by_workflow.setdefault(workflow, {"bytes": 0, "records": 0})
+            entry["bytes"] += total
             entry["records"] += 1
+        for workflow in sorted(set(workflows)) or [None]:
+            entry = by_node.setdefault((workflow, row["node"] or "?"), {"bytes": 0, "records": 0})
+            entry["bytes"] += total
+            entry["records"] += 1
+    nodes = [{"workflow": w, "node": n, **v} for (w, n), v in by_node.items()]
     return {
         "records": len(actions),
         "bytes": inline + stored,
         "inline_bytes": inline,
         "stored_bytes": stored,
         "by_workflow": _ranked(by_workflow.items(), "workflow"),
-        "by_node": _ranked(by_node.items(), "node"),
+        "by_node": sorted(nodes, key=lambda e: (-e["bytes"], e["node"], e["workflow"] or "")),
     }
 
 

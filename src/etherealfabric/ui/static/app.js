@@ -778,11 +778,15 @@ function hitChart(box, runs) {
   box.replaceChildren(svg);
 }
 
-function sizeRows(table, rows, label) {
-  const top = rows.slice(0, 100);
+const SIZE_ROWS = 100;
+
+/* The largest rows (100), their ``labels`` first; ``note`` says when there are more. */
+function sizeRows(table, rows, labels, note, what) {
+  const top = rows.slice(0, SIZE_ROWS);
   const most = Math.max(1, ...top.map((r) => r.bytes));
-  table.replaceChildren(...top.map((r) => el("tr", {}, el("td", { text: r[label] }), el("td", { class: "num", text: bytes(r.bytes) }),
+  table.replaceChildren(...top.map((r) => el("tr", {}, ...labels.map((l) => el("td", { text: r[l] ?? "-" })), el("td", { class: "num", text: bytes(r.bytes) }),
     el("td", { class: "num", text: r.records }), el("td", { class: "bar-cell" }, meter((100 * r.bytes) / most)))));
+  if (note) note.textContent = rows.length > top.length ? `showing the ${top.length} largest of ${rows.length} ${what}` : "";
 }
 
 function meter(percent) { // its width through CSSOM: the page's CSP allows no style attribute
@@ -801,8 +805,8 @@ async function cachePage() {
   }
   $("#cache-total").textContent = `${data.records} cache records, ${bytes(data.bytes)} (${bytes(data.stored_bytes)} in the store, ${bytes(data.inline_bytes)} inline in the journal)`;
   hitChart($("#hit-chart"), data.runs);
-  sizeRows($("#by-workflow tbody"), data.by_workflow, "workflow");
-  sizeRows($("#by-node tbody"), data.by_node, "node");
+  sizeRows($("#by-workflow tbody"), data.by_workflow, ["workflow"], $("#by-workflow-note"), "workflows");
+  sizeRows($("#by-node tbody"), data.by_node, ["node", "workflow"], $("#by-node-note"), "nodes");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
