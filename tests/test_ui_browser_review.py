@@ -127,3 +127,24 @@ def test_the_cache_page_says_it_shows_100_of_more_nodes(page: Any, tmp_path: Pat
         sync_api.expect(page.locator("#by-workflow-note")).to_have_text("")
     finally:
         server.stop()
+
+
+# -- 7. a phone's screen: wide tables scroll in their box, the page keeps the screen's width --
+def test_on_a_phone_the_pages_keep_the_screen_s_width(browser: Any, server: UiServer) -> None:
+    context = browser.new_context(
+        viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
+    )
+    try:
+        phone = context.new_page()
+        for path, drawn in (
+            ("/", f'#runs tr[data-run="{ENDED}"]'),
+            (f"/runs/{ENDED}", "#nodes tbody tr"),
+            (f"/runs/{ENDED}/nodes/a", "#components table"),
+            ("/cache", "#hit-chart svg"),
+        ):
+            phone.goto(server.base + path)
+            sync_api.expect(phone.locator(drawn).first).to_be_visible()
+            width = phone.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 375, f"{path}: the page is {width} px wide on a 375 px screen"
+    finally:
+        context.close()

@@ -589,9 +589,9 @@ function runPage() {
     try {
       const plan = await api(`/api/runs/${encodeURIComponent(runId)}/plan`);
       out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
-        el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
+        el("div", { class: "table-scroll" }, el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
           el("td", { text: n.node }), el("td", {}, n.action === "cached" ? badge("cached") : el("span", { class: "badge st-pending", text: "will run" })),
-          el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) }))))));
+          el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) })))))));
     } catch (err) {
       out.textContent = err.message;
     }
@@ -647,7 +647,7 @@ function renderPreview(box, p) {
 
 function renderOutputs(box, runId, node, outputs) {
   if (!outputs.length) { box.replaceChildren(el("p", { class: "note", text: "no stored outputs in this run" })); return; }
-  box.replaceChildren(el("table", { class: "grid", id: "outputs-table" },
+  box.replaceChildren(el("div", { class: "table-scroll" }, el("table", { class: "grid", id: "outputs-table" },
     el("thead", {}, el("tr", {}, ...["output", "serializer", "type", "size", "digest", "preview"].map((h) => el("th", { text: h })))),
     el("tbody", {}, ...outputs.map((o) => {
       const cell = el("td", { class: "preview" });
@@ -657,7 +657,7 @@ function renderOutputs(box, runId, node, outputs) {
       cell.addEventListener("click", (e) => { if (e.target.tagName === "BUTTON") { cell.textContent = "loading…"; load(); } });
       return el("tr", { "data-output": o.name }, el("td", { text: o.name }), el("td", { text: o.serializer }), el("td", { class: "mono", text: o.type }),
         el("td", { text: `${bytes(o.size)}${o.inline ? " (inline)" : ""}` }), el("td", { class: "mono", text: (o.digest || "").slice(0, 12) }), cell);
-    }))));
+    })))));
 }
 
 function renderComponents(box, runId, data) {
