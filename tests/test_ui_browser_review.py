@@ -23,6 +23,7 @@ from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
 
 ENDED = "20260101-000000-e0d0e0"  # interrupted, marked so: it has an end
 UNMARKED = "20260101-000001-deadde"  # recorded running, its process gone: shown interrupted
+CACHED = "20260101-000004-ca0000"  # a node taken from the cache: an output to preview
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             conn.execute("UPDATE node_runs SET finished_at = NULL, duration = NULL "
                          "WHERE node = 'b'")  # fmt: skip
             conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (UNMARKED,))
+        insert_run(journal, CACHED, {"c": ("cached", [])}, started=time.time() - 900)
     return home
 
 
@@ -148,3 +150,37 @@ def test_on_a_phone_the_pages_keep_the_screen_s_width(browser: Any, server: UiSe
             assert width <= 375, f"{path}: the page is {width} px wide on a 375 px screen"
     finally:
         context.close()
+
+
+# -- 8. a journal damaged under an open runs page: one clear banner --------------------------
+def test_a_journal_damaged_under_the_runs_page_is_one_banner(page: Any, tmp_path: Path) -> None:
+    from test_ui_gates import _not_sqlite, make_journal
+
+    home = tmp_path / "home"
+    path = make_journal(home)
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/")
+        sync_api.expect(page.locator("#runs tbody tr[data-run]")).to_have_count(1)
+        _not_sqlite(path)
+        banner = page.locator("#page-error")
+        sync_api.expect(banner).to_be_visible()
+        sync_api.expect(banner).to_contain_text(f"cannot list the runs now: the journal {path}")
+        sync_api.expect(banner).to_contain_text("Move it aside")
+        assert "503" not in banner.inner_text()
+        sync_api.expect(page.locator("#runs-note")).to_have_text("")
+    finally:
+        server.stop()
+
+
+# -- 8. a preview being loaded says so -------------------------------------------------------
+def test_a_preview_says_loading_until_it_comes(page: Any, server: UiServer) -> None:
+    held: list[Any] = []
+    page.route("**/api/runs/*/preview/**", lambda route: held.append(route))
+    page.goto(f"{server.base}/runs/{CACHED}/nodes/c")
+    cell = page.locator('#outputs tr[data-output="result"] td.preview')
+    sync_api.expect(cell).to_have_text("loading…")
+    page.wait_for_function("() => true")  # (lets the held request reach the handler)
+    assert held, "the preview was not asked for"
+    held[0].continue_()
+    sync_api.expect(cell).to_contain_text("cannot load it here")  # (its inline bytes: none)

@@ -226,10 +226,11 @@ def _check_journal(path: Path) -> str | None:
 
 
 def _message(path: Path, why: str) -> str:
+    # (no "503: " in the text: the status says it, and a page showing the text says it once)
     if str(path) in why:
-        return f"503: the journal cannot be read: {why}"
+        return f"the journal cannot be read: {why}"
     return (
-        f"503: the journal {path} cannot be read: {why}: the file is damaged. Move it aside "
+        f"the journal {path} cannot be read: {why}: the file is damaged. Move it aside "
         "and a new one is created on the next run (its cache index and small outputs are "
         "lost with it)"
     )
@@ -237,7 +238,7 @@ def _message(path: Path, why: str) -> str:
 
 def damaged(request: Request, exc: Exception) -> Response:
     """The answer when a query meets a damaged journal: 503, naming it."""
-    return _refuse(request.scope, f"503: the journal cannot be read: {exc}", 503)
+    return _refuse(request.scope, f"the journal cannot be read: {exc}", 503)
 
 
 class SecureHeaders:

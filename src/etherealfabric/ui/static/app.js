@@ -29,7 +29,7 @@ function svgEl(tag, attrs = {}) {
 async function api(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
   const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { status: response.status });
   return data;
 }
 
@@ -133,10 +133,17 @@ function runsPage() {
       data = await api(`/api/runs?${query}`);
       $("#runs-note").textContent = data.journal ? "" : "no journal yet: start a run";
     } catch (err) {
-      $("#runs-note").textContent = err.message;
+      if (err.status === 400) { // a filter the server refuses: said next to the filters
+        $("#runs-note").textContent = err.message;
+        pageError(null);
+      } else { // the journal cannot be read (damaged): one banner over a list no longer current
+        $("#runs-note").textContent = "";
+        pageError(`cannot list the runs now: ${err.message}`);
+      }
       timer = setTimeout(refresh, 3000);
       return;
     }
+    pageError(null);
     workflowOptions(data.workflows, select.value);
     const body = $("#runs tbody");
     body.replaceChildren(...data.runs.map((r) => el("tr", { "data-run": r.id, "data-status": r.status },
@@ -653,7 +660,7 @@ function renderOutputs(box, runId, node, outputs) {
       const cell = el("td", { class: "preview" });
       const load = () => api(`/api/runs/${encodeURIComponent(runId)}/preview/${encodeURIComponent(o.name)}/${encodeURIComponent(node)}`)
         .then((p) => renderPreview(cell, p)).catch((err) => { cell.textContent = err.message; });
-      if ((o.size || 0) <= 100000) load(); else cell.append(el("button", { type: "button", text: "load preview" }));
+      if ((o.size || 0) <= 100000) { cell.textContent = "loading…"; load(); } else cell.append(el("button", { type: "button", text: "load preview" }));
       cell.addEventListener("click", (e) => { if (e.target.tagName === "BUTTON") { cell.textContent = "loading…"; load(); } });
       return el("tr", { "data-output": o.name }, el("td", { text: o.name }), el("td", { text: o.serializer }), el("td", { class: "mono", text: o.type }),
         el("td", { text: `${bytes(o.size)}${o.inline ? " (inline)" : ""}` }), el("td", { class: "mono", text: (o.digest || "").slice(0, 12) }), cell);
