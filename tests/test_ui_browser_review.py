@@ -18,12 +18,14 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from etherealfabric.journal import Journal  # noqa: E402
 from test_ui import UiServer  # noqa: E402
+from test_ui_app import add_map  # noqa: E402
 from test_ui_browse import insert_nodes, insert_run  # noqa: E402
 from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
 
 ENDED = "20260101-000000-e0d0e0"  # interrupted, marked so: it has an end
 UNMARKED = "20260101-000001-deadde"  # recorded running, its process gone: shown interrupted
 CACHED = "20260101-000004-ca0000"  # a node taken from the cache: an output to preview
+MANY = "20260101-000005-3a3a3a"  # 251 nodes, one a map of 150 items: tables of pages
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          "WHERE node = 'b'")  # fmt: skip
             conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (UNMARKED,))
         insert_run(journal, CACHED, {"c": ("cached", [])}, started=time.time() - 900)
+        many: dict[str, tuple[str, list[str]]] = {f"n{i}": ("succeeded", []) for i in range(250)}
+        many["m"] = ("succeeded", [])
+        many.update({f"m[{i}]": ("failed" if i % 3 else "succeeded", []) for i in range(150)})
+        insert_run(journal, MANY, many, status="failed", started=time.time() - 1200, total=251)
+        add_map(journal, MANY, "m")
     return home
 
 
@@ -184,3 +191,42 @@ def test_a_preview_says_loading_until_it_comes(page: Any, server: UiServer) -> N
     assert held, "the preview was not asked for"
     held[0].continue_()
     sync_api.expect(cell).to_contain_text("cannot load it here")  # (its inline bytes: none)
+
+
+# -- 9. a table's filter and page are in the address: Back (or a reload) finds them ----------
+def test_the_node_table_s_filter_and_page_survive_back_and_reload(
+    page: Any, server: UiServer
+) -> None:
+    page.goto(f"{server.base}/runs/{MANY}")
+    page.fill("#nodes-filter", "n1")  # n1, n10-n19, n100-n199: 111 of them
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("1-100 of 111")
+    page.click("#nodes-next")
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("101-111 of 111")
+    assert page.url.endswith(f"/runs/{MANY}?filter=n1&page=2")
+    page.locator("#nodes tbody a").first.click()
+    sync_api.expect(page.locator("#node-status")).not_to_have_text("")
+    page.go_back()
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("101-111 of 111")
+    sync_api.expect(page.locator("#nodes-filter")).to_have_value("n1")
+    page.reload()
+    sync_api.expect(page.locator("#nodes-range")).to_have_text("101-111 of 111")
+    page.fill("#nodes-filter", "")
+    assert page.url.endswith(f"/runs/{MANY}")
+
+
+def test_a_map_s_item_page_and_status_survive_back_and_reload(page: Any, server: UiServer) -> None:
+    page.goto(f"{server.base}/runs/{MANY}/nodes/m")
+    sync_api.expect(page.locator("#items-range")).to_have_text("1-100 of 150")
+    page.select_option("#items-status", "failed")
+    sync_api.expect(page.locator("#items-range")).to_have_text("1-100 of 100")
+    page.select_option("#items-status", "")
+    page.click("#items-next")
+    sync_api.expect(page.locator("#items-range")).to_have_text("101-150 of 150")
+    assert page.url.endswith(f"/runs/{MANY}/nodes/m?items_from=101")
+    page.locator("#items tbody a").first.click()
+    sync_api.expect(page.locator("h1 code")).to_have_text("m[100]")
+    page.go_back()
+    sync_api.expect(page.locator("#items-range")).to_have_text("101-150 of 150")
+    page.goto(f"{server.base}/runs/{MANY}/nodes/m?items_status=failed&items_from=51")
+    sync_api.expect(page.locator("#items-range")).to_have_text("51-100 of 100")
+    sync_api.expect(page.locator("#items-status")).to_have_value("failed")

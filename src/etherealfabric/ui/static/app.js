@@ -458,12 +458,31 @@ function fitText(ctx, text, width) {
 
 const NODES_PAGE = 100;
 
+/* A page's state (a table's filter and page) kept in its address's query, replacing the
+ * current history entry: Back to the page, or a reload, finds it as it was left. */
+function remember(values) {
+  const query = new URLSearchParams(location.search);
+  for (const [name, value] of Object.entries(values)) {
+    if (value === null || value === undefined || value === "") query.delete(name); else query.set(name, value);
+  }
+  const text = query.toString();
+  history.replaceState(history.state, "", `${location.pathname}${text ? `?${text}` : ""}${location.hash}`);
+}
+
+function asked(name) { // a whole number of at least 0 from the address (0 when absent or odd)
+  const n = Number.parseInt(new URLSearchParams(location.search).get(name) || "", 10);
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
 /* The node table: a page of attempts at a time (a run of thousands lists 100 rows, not
  * thousands), filtered by node name or status; refilled as the run goes on, keeping its page. */
 function nodesTable(runId) {
   const table = $("#nodes tbody"), filter = $("#nodes-filter");
   const prev = $("#nodes-prev"), next = $("#nodes-next");
-  let attempts = [], page = 0;
+  // the filter and page come from the address (`?filter=failed&page=2`), and go back to it
+  filter.value = new URLSearchParams(location.search).get("filter") || "";
+  let attempts = [], page = Math.max(0, asked("page") - 1);
+  const keep = () => remember({ filter: filter.value, page: page > 0 ? page + 1 : null });
   function show() {
     const wanted = filter.value.trim().toLowerCase();
     const rows = wanted ? attempts.filter((a) => a.status === wanted || a.node.toLowerCase().includes(wanted)) : attempts;
@@ -484,9 +503,9 @@ function nodesTable(runId) {
     prev.disabled = page === 0;
     next.disabled = page >= pages - 1;
   }
-  filter.addEventListener("input", () => { page = 0; show(); });
-  prev.addEventListener("click", () => { page -= 1; show(); });
-  next.addEventListener("click", () => { page += 1; show(); });
+  filter.addEventListener("input", () => { page = 0; show(); keep(); });
+  prev.addEventListener("click", () => { page -= 1; show(); keep(); });
+  next.addEventListener("click", () => { page += 1; show(); keep(); });
   return (list) => { attempts = list; show(); };
 }
 
@@ -688,7 +707,12 @@ function renderComponents(box, runId, data) {
  * lists 100 rows, not thousands), filtered by status; each item links to its own page. */
 function itemsTable(runId, node) {
   const table = $("#items tbody"), pick = $("#items-status"), prev = $("#items-prev"), next = $("#items-next");
-  let offset = 0, shown = null, asked = 0;
+  // the status and first item shown come from the address (`?items_status=failed&items_from=101`)
+  const wanted = new URLSearchParams(location.search).get("items_status") || "";
+  if (wanted && ![...pick.options].some((o) => o.value === wanted)) pick.append(el("option", { value: wanted, text: wanted }));
+  pick.value = wanted;
+  let offset = Math.max(0, asked("items_from") - 1), shown = null, latest = 0;
+  const keep = () => remember({ items_status: pick.value, items_from: offset > 0 ? offset + 1 : null });
   function fill(data) {
     shown = data;
     $("#items-section").hidden = false;
@@ -712,15 +736,24 @@ function itemsTable(runId, node) {
     next.disabled = offset + data.items.length >= data.total;
   }
   async function load() {
-    const n = ++asked, status = pick.value;
+    const n = ++latest, status = pick.value;
     const data = await api(`/api/runs/${encodeURIComponent(runId)}/items/${encodeURIComponent(node)}?offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ""}`);
-    if (n === asked) fill(data); // a later request (a click meanwhile) wins
+    if (n === latest) fill(data); // a later request (a click meanwhile) wins
   }
-  pick.addEventListener("change", () => { offset = 0; load(); });
-  prev.addEventListener("click", () => { offset = Math.max(0, offset - (shown ? shown.limit : 100)); load(); });
-  next.addEventListener("click", () => { offset += shown ? shown.limit : 100; load(); });
-  // the node's own answer has the first page: shown unless the user has moved since
-  return { first: (data) => { if (offset === 0 && !pick.value) fill(data); }, reload: load };
+  pick.addEventListener("change", () => { offset = 0; keep(); load(); });
+  prev.addEventListener("click", () => { offset = Math.max(0, offset - (shown ? shown.limit : 100)); keep(); load(); });
+  next.addEventListener("click", () => { offset += shown ? shown.limit : 100; keep(); load(); });
+  // the node's own answer has the first page: shown unless the user (or the address) has
+  // asked for another, which is fetched then
+  let started = false;
+  return {
+    first: (data) => {
+      if (offset === 0 && !pick.value) fill(data);
+      else if (!started) load().catch((err) => { $("#items-cached").textContent = err.message; });
+      started = true;
+    },
+    reload: load,
+  };
 }
 
 function nodePage() {
