@@ -114,9 +114,15 @@ def test_a_long_error_is_cut_with_a_show_all(tmp_path: Path) -> None:
             )
     status, page = call(create_app(str(home)), f"/runs/{run}")
     assert status == 200, page[:2000]
-    section = page[page.index('<section id="failures"') : page.index("</section>", page.index('<section id="failures"'))]
+    section = page[
+        page.index('<section id="failures"') : page.index(
+            "</section>", page.index('<section id="failures"')
+        )
+    ]
     assert "show all (30012 characters)" in section
-    assert section.count("x" * 30_000) == 2  # the whole error once (behind "show all"), the traceback once
+    assert (
+        section.count("x" * 30_000) == 2
+    )  # the whole error once (behind "show all"), the traceback once
     assert "<details open><summary>traceback" not in section  # a long traceback starts closed
     assert "ValueError: " + "x" * 988 + "…</span>" in section  # the first 1000 characters
 
@@ -134,7 +140,7 @@ def test_a_node_page_by_latest_or_prefix_links_to_the_resolved_run(tmp_path: Pat
         assert status == 200, page[:500]
         assert f'data-run="{run}"' in page
         assert f'href="/runs/{run}"' in page and f"run {run}" in page
-        assert f"/runs/{address}\"" not in page
+        assert f'/runs/{address}"' not in page
 
 
 # -- 5. previews: a big dict in its own order, a MultiIndex's names -------------------------
@@ -170,4 +176,7 @@ def test_the_cache_by_node_keeps_same_named_nodes_of_two_workflows_apart(tmp_pat
     data = get_json(create_app(str(home)), "/api/cache")
     rows = sorted((r["node"], r["workflow"], r["bytes"], r["records"]) for r in data["by_node"])
     assert rows == [("a", "w1", 10, 1), ("a", "w2", 10, 1), ("b", "w2", 10, 1)]
-    assert sorted((r["workflow"], r["records"]) for r in data["by_workflow"]) == [("w1", 1), ("w2", 2)]
+    assert sorted((r["workflow"], r["records"]) for r in data["by_workflow"]) == [
+        ("w1", 1),
+        ("w2", 2),
+    ]

@@ -375,8 +375,9 @@ def cache_sizes(journal: Journal) -> CacheSizes:
             entry = by_workflow.setdefault(workflow, {"bytes": 0, "records": 0})
             entry["bytes"] += total
             entry["records"] += 1
-        for workflow in sorted(set(workflows)) or [None]:
-            entry = by_node.setdefault((workflow, row["node"] or "?"), {"bytes": 0, "records": 0})
+        named: list[str | None] = [*sorted(set(workflows))] or [None]  # None: no run used it
+        for name in named:
+            entry = by_node.setdefault((name, row["node"] or "?"), {"bytes": 0, "records": 0})
             entry["bytes"] += total
             entry["records"] += 1
     nodes = [{"workflow": w, "node": n, **v} for (w, n), v in by_node.items()]

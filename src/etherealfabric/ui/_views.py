@@ -345,21 +345,24 @@ def _inputs(components: Mapping[str, Any] | None) -> list[dict[str, str]]:
 # -- outputs -------------------------------------------------------------------------------------
 PREVIEW_BYTES = 2_000_000
 PREVIEW_ROWS = 10
+
+
 class _Repr(reprlib.Repr):
     """``reprlib``'s short repr, with a dict's keys in the dict's own order (``reprlib`` sorts
     them; ``etherealfabric cat`` prints them as the dict has them)."""
 
     def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        fill = str(getattr(self, "fillvalue", "..."))  # (an attribute from Python 3.12)
         if not x:
             return "{}"
         if level <= 0:
-            return "{" + self.fillvalue + "}"
+            return "{" + fill + "}"
         pieces = [
             f"{self.repr1(key, level - 1)}: {self.repr1(x[key], level - 1)}"
             for key in itertools.islice(x, self.maxdict)
         ]
         if len(x) > self.maxdict:
-            pieces.append(self.fillvalue)
+            pieces.append(fill)
         return "{" + ", ".join(pieces) + "}"
 
 
