@@ -17,21 +17,30 @@
   with its text and ``file:line``. The same calls with constant arguments are not dynamic
   (``getattr(helpers, "double")`` or ``getattr(helpers, NAME)`` with a global ``NAME = "double"``
   names ``double``; ``import_module("pkg.util")`` imports it): they come back as names and
-  modules to follow.
+  modules to follow. The other ways of reading a module's attribute by its name are read as
+  ``getattr`` is: ``module.__getattribute__(name)``, ``module.__dict__[name]`` and
+  ``vars(module)[name]`` (and their ``.get(name)``), ``operator.attrgetter(name)(module)`` and
+  ``operator.methodcaller(name)(module)``; a module's namespace used whole
+  (``vars(module).items()``) is uncovered, and so is ``sys.modules[<computed>].NAME``, while
+  ``sys.modules["pkg"]`` anywhere is followed as the module ``pkg``. The names an
+  ``attrgetter``/``methodcaller`` held by a global, a closure cell or a default reads (``GET =
+  operator.attrgetter("FACTOR")``) come back as names to follow too.
 
 The source is parsed only when the code names one of these functions, so most functions cost
-one set intersection here.
+one set intersection (and one pass over the globals it names) here.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dis
+import operator
 import os
 import re
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +108,16 @@ _TRIGGERS = frozenset(
         "getenv",
         "expandvars",
         "argv",
+        *("modules", "__getattribute__", "__dict__", "vars", "attrgetter", "methodcaller"),
     }
 )
+#: those named as uncovered when the function has no source (a getattr, or a read of a
+#: module's attribute by name, cannot be told from the same call on any other object)
+_SOURCELESS = frozenset(
+    {"import_module", "__import__", "eval", "exec", "globals", "environ", "getenv", "expandvars"}
+) | {"argv"}
+#: operator's callables that read an attribute of what they are applied to, by name
+_GETTERS = (operator.attrgetter, operator.methodcaller)
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +138,12 @@ class Lookups:
     uncovered: list[Lookup] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # getattr(module, "name") constants
     modules: list[str] = field(default_factory=list)  # import_module("constant") arguments
+
+    def unique(self) -> Lookups:
+        """The same, each name and module once."""
+        self.names[:] = dict.fromkeys(self.names)
+        self.modules[:] = dict.fromkeys(self.modules)
+        return self
 
 
 def body_imports(code: types.CodeType) -> Iterator[tuple[int, str, tuple[str, ...]]]:
@@ -179,14 +202,15 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
     """The dynamic constructs in ``fn`` (see the module docstring); empty if none is named."""
     found = Lookups()
     namespace = fn.__globals__
-    if _TRIGGERS.isdisjoint(code_names) and not _names_environment(code_names, namespace):
-        return found
+    environment = _bound_reads(fn, code_names, found)
+    if _TRIGGERS.isdisjoint(code_names) and not environment:
+        return found.unique()
     parsed = source_statements(fn)
     where = display_path(code_file(fn))
     if parsed is None:  # no source: name the construct, at the function's first line
-        for name in sorted(_TRIGGERS.intersection(code_names) - {"getattr"}):
+        for name in sorted(_SOURCELESS.intersection(code_names)):
             found.uncovered.append(Lookup(f"{name}(...)", f"{where}:{fn.__code__.co_firstlineno}"))
-        return found
+        return found.unique()
     statements, first_line = parsed
     nodes = [n for s in statements for n in ast.walk(s)]
     imported = {
@@ -201,11 +225,61 @@ def dynamic_lookups(fn: types.FunctionType, code_names: tuple[str, ...]) -> Look
         _classify(node, scope, line, found)
     parents = {child: parent for parent in nodes for child in ast.iter_child_nodes(parent)}
     for each in nodes:
+        if isinstance(each, (ast.Call, ast.Subscript, ast.Attribute)):
+            line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
+            _module_read(each, scope, parents, line, found)
         read = _environment_read(each, scope, parents)
         if read is not None:
             line = f"{where}:{first_line + getattr(each, 'lineno', 1) - 1}"
             found.uncovered.append(Lookup(read, line))
-    return found
+    return found.unique()
+
+
+def _bound_reads(fn: types.FunctionType, code_names: tuple[str, ...], found: Lookups) -> bool:
+    """Whether the code names a global bound to ``os.environ``, ``os.getenv`` or ``sys.argv``
+    (an alias); the names an ``operator.attrgetter``/``methodcaller`` it holds (in a global it
+    names, a closure cell or a default) reads go to ``found.names``: ``GET(module)`` reads
+    them of whatever it is applied to."""
+    namespace, environment = fn.__globals__, False
+    for n in code_names:  # one look-up a name: the code of most functions names nothing here
+        value = namespace.get(n)
+        if value is None:
+            continue
+        if (
+            value is os.environ
+            or value is os.getenv
+            or value is os.path.expandvars
+            or value is sys.argv
+        ):
+            environment = True
+        elif type(value) in _GETTERS:  # the type only: a proxy's __class__ is not asked
+            found.names += _getter_names(value)
+    for value in _held_values(fn):
+        if type(value) in _GETTERS:
+            found.names += _getter_names(value)
+    return environment
+
+
+def _held_values(fn: types.FunctionType) -> list[object]:
+    """What ``fn``'s closure cells and defaults hold (nothing, for most functions)."""
+    held: list[object] = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
+    for cell in fn.__closure__ or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            held.append(cell.cell_contents)
+    return held
+
+
+def _getter_names(getter: object) -> list[str]:
+    """The attribute names an ``operator.attrgetter`` (each part of ``"a.b"``) or
+    ``operator.methodcaller`` reads, as its ``__reduce__`` gives them."""
+    try:
+        maker, args = getter.__reduce__()[:2]  # type: ignore[misc,str-unpack,unused-ignore]
+    except Exception:
+        return []
+    if isinstance(getter, operator.methodcaller):  # with keywords: partial(methodcaller, name)
+        args = (*getattr(maker, "args", ()), *args)[:1]
+    names = [a for a in args if isinstance(a, str)]
+    return [part for name in names for part in name.split(".")]
 
 
 _STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
@@ -238,18 +312,6 @@ def instruction_line(ins: dis.Instruction, current: int) -> int:
         starts = getattr(ins, "starts_line", None)
         line = starts if isinstance(starts, int) and not isinstance(starts, bool) else None
     return line or current
-
-
-def _names_environment(code_names: tuple[str, ...], namespace: dict[str, Any]) -> bool:
-    """Whether the code names a global bound to ``os.environ``, ``os.getenv`` or ``sys.argv``
-    (an alias)."""
-    return any(
-        namespace.get(n) is os.environ
-        or namespace.get(n) is os.getenv
-        or namespace.get(n) is os.path.expandvars
-        or namespace.get(n) is sys.argv
-        for n in code_names
-    )
 
 
 def _environment_read(node: ast.AST, scope: _Scope, parents: dict[ast.AST, ast.AST]) -> str | None:
@@ -379,17 +441,8 @@ def _classify(call: ast.Call, scope: _Scope, line: str, found: Lookups) -> None:
     if name in ("eval", "exec", "globals") and name not in namespace:
         found.uncovered.append(Lookup(f"{name}(...)" if name != "globals" else "globals()", line))
     elif name == "getattr" and len(args) >= 2:
-        module = _module_of(args[0], scope)
-        if module is None:
-            return
-        attr = _constant_text(args[1], scope)
-        if module == _COMPUTED or attr is None:
-            text = "..." if module == _COMPUTED else "<computed>"
-            found.uncovered.append(Lookup(f"getattr({ast.unparse(args[0])}, {text})", line))
-            return
-        found.names.append(attr)
-        if module:
-            found.modules.append(module)
+        first = ast.unparse(args[0])
+        _attribute_of(args[0], args[1:2], scope, line, found, lambda t: f"getattr({first}, {t})")
     elif _is_import_call(func, namespace) and args:
         text = "__import__" if name == "__import__" else "importlib.import_module"
         named = _constant_text(args[0], scope)  # a literal, or a global str (keyed)
@@ -398,6 +451,152 @@ def _classify(call: ast.Call, scope: _Scope, line: str, found: Lookups) -> None:
                 found.modules.append(named)
         else:
             found.uncovered.append(Lookup(f"{text}(<computed>)", line))
+
+
+def _attribute_of(
+    module_expr: ast.expr, name_exprs: list[ast.expr], scope: _Scope, line: str,
+    found: Lookups, text: Callable[[str], str],
+) -> None:  # fmt: skip
+    """A read of the attributes named by ``name_exprs`` of ``module_expr``, when that is a user
+    module (see :func:`_module_of`): their names (and the module) are followed when they are
+    constants; else the construct, written by ``text(<placeholder>)``, is uncovered."""
+    module = _module_of(module_expr, scope)
+    if module is None:
+        return
+    attrs = [_constant_text(e, scope) for e in name_exprs]
+    if module == _COMPUTED or None in attrs:
+        shown = "..." if module == _COMPUTED else "<computed>"
+        found.uncovered.append(Lookup(text(shown), line))
+        return
+    found.names += [part for attr in attrs if attr is not None for part in attr.split(".")]
+    if module:
+        found.modules.append(module)
+
+
+def _module_read(
+    node: ast.Call | ast.Subscript | ast.Attribute, scope: _Scope,
+    parents: dict[ast.AST, ast.AST], line: str, found: Lookups,
+) -> None:  # fmt: skip
+    """The reads of a module's attribute by a name that are not ``module.NAME`` nor
+    ``getattr``: ``module.__getattribute__(name)``, ``module.__dict__[name]``,
+    ``vars(module)[name]`` (and ``.get(name)``), ``operator.attrgetter(name)(module)``,
+    ``operator.methodcaller(name)(module)``; ``sys.modules["pkg"]`` (the module followed) and
+    ``sys.modules[<computed>].NAME``; a module's namespace used whole."""
+    if isinstance(node, ast.Subscript):
+        if isinstance(node.ctx, ast.Load):
+            _subscript_read(node, scope, line, found)
+        return
+    if isinstance(node, ast.Attribute):
+        inner = node.value
+        if (
+            isinstance(node.ctx, ast.Load)
+            and isinstance(inner, ast.Subscript)
+            and _is_sys_modules(inner.value, scope.namespace)
+            and node.attr not in ("__dict__", "__getattribute__")  # read as such
+        ):
+            text = ast.unparse(node)
+            _attribute_of(inner, [ast.Constant(node.attr)], scope, line, found, lambda t: text)
+    else:
+        _call_read(node, scope, line, found)
+    if _namespace_of(node, scope) is not None:
+        _whole_namespace(node, parents, line, found)
+
+
+def _subscript_read(node: ast.Subscript, scope: _Scope, line: str, found: Lookups) -> None:
+    """``sys.modules["pkg"]`` (the module to follow), ``vars(module)[name]`` and
+    ``module.__dict__[name]``."""
+    if _is_sys_modules(node.value, scope.namespace):
+        _named_module(node.slice, scope, found)
+        return
+    space = _namespace_of(node.value, scope)
+    if space is not None:
+        whole = ast.unparse(node.value)
+        _attribute_of(space, [node.slice], scope, line, found, lambda t: f"{whole}[{t}]")
+
+
+def _call_read(call: ast.Call, scope: _Scope, line: str, found: Lookups) -> None:
+    """``module.__getattribute__(name)`` (``object.__getattribute__(module, name)``),
+    ``vars(module).get(name)``, ``module.__dict__.get(name)``, ``sys.modules.get("pkg")``,
+    ``operator.attrgetter(name)(module)``; the names of any ``attrgetter``/``methodcaller``."""
+    func, args = call.func, call.args
+    if isinstance(func, ast.Attribute) and func.attr == "__getattribute__" and args:
+        target, names = (func.value, args[:1]) if len(args) == 1 else (args[0], args[1:2])
+        callee = ast.unparse(func)
+        before = "" if len(args) == 1 else f"{ast.unparse(args[0])}, "
+        _attribute_of(target, names, scope, line, found, lambda t: f"{callee}({before}{t})")
+    elif isinstance(func, ast.Attribute) and func.attr == "get" and args:
+        if _is_sys_modules(func.value, scope.namespace):
+            _named_module(args[0], scope, found)
+        elif (space := _namespace_of(func.value, scope)) is not None:
+            whole = ast.unparse(func.value)
+            _attribute_of(space, args[:1], scope, line, found, lambda t: f"{whole}.get({t})")
+    elif isinstance(func, ast.Call) and args:  # attrgetter("NAME")(module)
+        names = _getter_args(func, scope.namespace)
+        if names:
+            getter, applied = ast.unparse(func.func), ast.unparse(args[0])
+            _attribute_of(args[0], names, scope, line, found, lambda t: f"{getter}({t})({applied})")
+    texts = [_constant_text(a, scope) for a in _getter_args(call, scope.namespace)]
+    found.names += [part for n in texts if n is not None for part in n.split(".")]  # anywhere
+
+
+def _named_module(key: ast.expr, scope: _Scope, found: Lookups) -> None:
+    """``sys.modules[key]`` (or ``.get(key)``) with a constant ``key`` naming a user module:
+    that module, to follow."""
+    named = _constant_text(key, scope)
+    module = None if named is None else _user_module_name(named)
+    if module:
+        found.modules.append(module)
+
+
+def _namespace_of(expr: ast.expr, scope: _Scope) -> ast.expr | None:
+    """The module expression of ``vars(module)`` or ``module.__dict__`` when it may be a user
+    module's (see :func:`_module_of`); None for anything else."""
+    if isinstance(expr, ast.Attribute) and expr.attr == "__dict__":
+        module = expr.value
+    elif (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Name)
+        and expr.func.id == "vars"
+        and "vars" not in scope.namespace
+        and "vars" not in scope.local
+        and len(expr.args) == 1
+        and not expr.keywords
+    ):
+        module = expr.args[0]
+    else:
+        return None
+    return module if _module_of(module, scope) is not None else None
+
+
+def _whole_namespace(
+    node: ast.expr, parents: dict[ast.AST, ast.AST], line: str, found: Lookups
+) -> None:
+    """A module's namespace (``vars(module)``, ``module.__dict__``) used otherwise than
+    ``[name]`` or ``.get(name)`` (``.items()``, ``dict(...)``, ``**``...): what it reads of it
+    cannot be known, uncovered."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.Subscript) and parent.value is node:
+        return
+    if isinstance(parent, ast.Attribute) and parent.value is node and parent.attr == "get":
+        call = parents.get(parent)
+        if isinstance(call, ast.Call) and call.func is parent and call.args:
+            return
+    text = ast.unparse(_reading(node, parents))
+    found.uncovered.append(Lookup(f"{text} (a module's namespace, read whole)", line))
+
+
+def _getter_args(call: ast.Call, namespace: dict[str, Any]) -> list[ast.expr]:
+    """The arguments naming attributes of a call of ``operator.attrgetter`` (all of them) or
+    ``operator.methodcaller`` (the first), through ``operator``, an alias of it, or a name
+    bound to either (or imported in the body); none for any other call."""
+    func = call.func
+    for kind in ("attrgetter", "methodcaller"):
+        if isinstance(func, ast.Attribute) and func.attr == kind:
+            if _is_bound(func.value, namespace, operator, "operator"):
+                return call.args if kind == "attrgetter" else call.args[:1]
+        elif _is_bound(func, namespace, getattr(operator, kind), kind):
+            return call.args if kind == "attrgetter" else call.args[:1]
+    return []
 
 
 _COMPUTED = "<computed>"
