@@ -13,6 +13,7 @@ own folder and imported under the same module names, as a user's edit-and-rerun 
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from cli_runner import ef
 from etherealfabric import Workflow
-from etherealfabric.hashing._fingerprint import FingerprintWarning
+from etherealfabric.hashing._fingerprint import FingerprintWarning, code_fingerprint
 from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import Project, fp
 
@@ -313,3 +314,21 @@ def test_plan_keys_lists_the_constant_and_what_is_not_covered(tmp_path: Path) ->
     computed = ef(tmp_path, "plan", "flow.py", "--keys", "by_name", **home)
     assert computed.returncode == 0, computed.stderr
     assert "not covered by the key: vars(consts)[<computed>] at flow.py:13" in computed.stdout
+
+
+def test_an_object_in_sys_modules_in_a_modules_place_does_not_break_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``sys.modules["name"]`` may hold any object (a module that puts an instance in its own
+    place): there is no module to follow, and the key is still made (it raised
+    AttributeError on the tuple's missing ``__name__``)."""
+    monkeypatch.setitem(sys.modules, "sh_not_a_module", (1, 2))
+
+    def reader(x: int) -> int:
+        return (
+            x
+            + sys.modules["sh_not_a_module"][0]
+            + getattr(sys.modules["sh_not_a_module"], "count")(1)  # noqa: B009
+        )
+
+    assert code_fingerprint(reader).uncovered == ()

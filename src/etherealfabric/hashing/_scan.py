@@ -628,6 +628,8 @@ def _module_of(expr: ast.expr, scope: _Scope) -> str | None:
 
 def _user_module_name(name: str) -> str | None:
     top = name.partition(".")[0]
+    if any(not isinstance(sys.modules.get(n, sys), types.ModuleType) for n in (top, name)):
+        return None  # an object set in sys.modules in a module's place: no module to follow
     if not top or name.startswith(".") or is_stdlib(top) or not is_user_top(top):
         return None
     return name
