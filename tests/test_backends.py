@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from etherealfabric import ConfigError, RunFailedError, Workflow, node
+from etherealfabric import ConfigError, RunFailedError, Workflow, node, root_path
 from etherealfabric.backends import backend_names, create_backend
 from etherealfabric.backends._celery import main as celery_main
 from etherealfabric.backends._celery import make_app
@@ -430,3 +430,95 @@ def test_the_thread_pool_starts_threads_as_tasks_need_them_up_to_max_workers() -
     with ThreadBackend(max_workers=count) as backend:
         futures = [backend.submit(lambda _: barrier.wait(), i) for i in range(count)]
         assert sorted(f.result(timeout=TIMEOUT) for f in futures) == list(range(count))
+
+
+# -- workers started in another folder than the driver ---------------------------------------------
+@pytest.fixture(scope="module")
+def dask_cluster_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Dask ``LocalCluster`` whose worker processes run in a folder of their own (as
+    ``dask worker`` on a cluster's machines does): they inherit the working folder it is
+    started in."""
+    distributed = pytest.importorskip("distributed")
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("dask-worker"))
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        )
+    finally:
+        os.chdir(here)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _worker_folder(backend_name: str) -> Path:
+    """The working folder of the backend's workers (a node that says where it runs)."""
+
+    @node
+    def where(_: int) -> str:
+        return os.getcwd()
+
+    with Workflow("where", root=os.getcwd()) as wf:
+        where(0)
+    return Path(wf.execute(backend=backend_name, force=["where"])["where"]["result"])
+
+
+@pytest.mark.parametrize("backend", ["dask", "celery"])
+def test_workers_in_another_folder_keep_their_hits(
+    backend: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A node run by a worker started in another folder than the driver: a relative path in
+    its code is the worker's file. Its declared output, which the driver's folder holds and
+    the worker's does not, is no read of it (it ran again on every warm run: 'appeared'); a
+    file it reads and one it looks for are recorded where the worker read or missed them, so
+    the driver's own copies (other bytes, one the worker lacks) refuse no hit, and an edit of
+    the worker's file still runs it again."""
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", backend)
+    if backend == "dask":
+        cluster = request.getfixturevalue("dask_cluster_elsewhere")
+        monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", cluster.scheduler_address)
+    else:
+        for var, value in request.getfixturevalue("celery_worker").items():
+            monkeypatch.setenv(var, value)
+    elsewhere = _worker_folder(backend)
+    assert elsewhere != tmp_path  # the workers' folder is not the driver's
+    name = f"in-{backend}-{tmp_path.name}.csv"  # (the worker's folder is shared by the tests)
+    (elsewhere / "data").mkdir(exist_ok=True)
+    (elsewhere / "data" / name).write_text("worker,1\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / name).write_text("driver,22\n")  # other bytes: not what it read
+    (tmp_path / f"overrides-{tmp_path.name}.json").write_text("{}")  # the worker has none
+
+    @node
+    def a(n: int) -> int:
+        return n * 2
+
+    @node(writes=["out/report.txt"])
+    def report(x: int) -> str:
+        with open(root_path("out/report.txt"), "w") as f:
+            f.write(f"x={x}\n")
+        with open(f"data/{name}") as f:  # the worker's file
+            text = f.read()
+        extra = os.path.exists(f"overrides-{tmp_path.name}.json")
+        return f"{text.strip()} {extra}"
+
+    def flow() -> Workflow:
+        with Workflow("writes", root=str(tmp_path)) as wf:
+            report(a(3))
+        return wf
+
+    first = flow().execute()
+    assert (first.executed, first["report"]["result"]) == (2, "worker,1 False")
+    assert (tmp_path / "out" / "report.txt").read_text() == "x=6\n"
+    for _ in range(2):
+        again = flow().execute()
+        assert (again.executed, again.cached) == (0, 2)
+    (elsewhere / "data" / name).write_text("worker,333\n")  # the file it read: runs again
+    edited = flow().execute()
+    assert (edited.executed, edited["report"]["result"]) == (1, "worker,333 False")
+    assert flow().execute().executed == 0

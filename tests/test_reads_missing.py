@@ -87,3 +87,46 @@ def test_missing_paths_left_out(home: Path) -> None:
         train()
     wf.execute()
     assert "reads" not in records(home)["train"]
+
+
+def test_a_worker_in_another_folder_records_what_the_driver_checks_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``files_read`` as a worker started in another folder than the driver calls it: the
+    declared output its code names (``out/report.txt``, written at the root, not in the
+    worker's folder) is no read, missing or not; a file read and one looked for by relative
+    paths are recorded where the worker read or missed them, which the driver checks (its own
+    ``data/in.csv`` and ``overrides.json`` are other files: no change, nothing appeared)."""
+    from etherealfabric.run._readcheck import changed_read
+    from etherealfabric.run._reads import files_read
+
+    root, worker = tmp_path / "project", tmp_path / "worker"
+    for folder, text in ((root, "driver"), (worker, "worker")):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "in.csv").write_text(f"{text},1\n")
+    (root / "out").mkdir()
+    (root / "out" / "report.txt").write_text("x=6\n")  # the output, at the root
+    (root / "overrides.json").write_text("{}")  # the driver has one, the worker none
+    for relative in (True, False):  # (True: the worker says it runs in the driver's folder)
+        monkeypatch.chdir(worker)
+        reads = files_read(
+            {"./data/in.csv": False, "./out/": False},
+            node="report",
+            root=str(root),
+            writes=("out/report.txt",),
+            relative=relative,
+            missing=["./out/report.txt", "./overrides.json"],
+        )
+        assert not [k for k in reads if "out" in k.split(os.sep)]
+        monkeypatch.chdir(root)
+        record = {"reads": reads, "read_on": "here", "read_in": str(root)}
+        if relative:  # as a worker in the driver's folder: the driver's files are others
+            assert set(reads) == {"./data/in.csv", "./overrides.json"}
+            assert changed_read(record, root=str(root), file_cache=None) is not None
+        else:
+            assert set(reads) == {str(worker / "data" / "in.csv"), str(worker / "overrides.json")}
+            assert changed_read(record, root=str(root), file_cache=None) is None
+            (worker / "data" / "in.csv").write_text("worker,2\n")
+            assert changed_read(record, root=str(root), file_cache=None) == str(
+                worker / "data" / "in.csv"
+            )

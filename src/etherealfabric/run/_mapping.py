@@ -314,7 +314,9 @@ class Maps:
             run.report.executed.append(child.name)
             if result.checkpointed:  # deleted once its success is committed (Scheduler._flush)
                 self.host._checkpoints_to_clear.append(child.key)
-            record = action_record(child.name, result.outputs, result.files, result.reads)
+            record = action_record(
+                child.name, result.outputs, result.files, result.reads, result.host
+            )
             components = run.keys.components(child.item, child.digest, run.name)
             return ChildDone(child.name, child.status, result, record, components, stale=stale)
         return child_failed(self.host, run, child, result)

@@ -118,6 +118,10 @@ class Task:
     #: declared file and folder outputs (root-relative; see ``run/_files.py``) and the root
     writes: tuple[str, ...] = ()
     root: str | None = None
+    #: the driver's working folder when it built the task: a worker started in another one
+    #: (``dask worker``, a Celery worker) reads a node's relative paths from its own folder,
+    #: so its record names them where they were read, not ``./path`` (run/_reads.py)
+    cwd: str | None = None
     #: the stat of every input file when the task was built, to detect drift while it runs
     inputs_seen: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     #: the node runs in the scheduler's process: its large arrays are handed over in memory

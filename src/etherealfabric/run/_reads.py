@@ -18,7 +18,12 @@ its start changed meanwhile, maybe after it was read, and the node is ``drifted`
 node gave relative (``open("data/x.csv")``) as ``./data/x.csv``, relative to the working
 folder, for a run from another folder reads (so checks) the file there; an absolute one
 relative to the workflow's root when inside it (a teammate's checkout has it at another
-place), else absolute. A later
+place), else absolute. A worker started in another folder than the driver's (``dask worker``,
+a Celery worker: ``Task.cwd`` is not its own) reads a relative path from its own folder, so
+that file is recorded as an absolute one is (where it was read, which the check finds), never
+``./path`` (the driver's file there is another one). A declared output is no read by its
+root path nor by the relative name the code gives it (a worker in another folder looked for
+no ``out/report.txt`` of its own). A later
 lookup of the key (run/_readcheck.py) hashes them again, through the journal's
 size+mtime+inode+ctime memo (an unchanged file costs a ``stat``), and refuses the hit when one
 now holds something else: the node runs again, and its consumers with it when its output
@@ -198,6 +203,7 @@ def reads_of(
         root=task.root,
         skip=task.inputs_seen,
         writes=task.writes,
+        relative=task.cwd is None or getattr(opened, "cwd", os.getcwd()) == task.cwd,
         store_folders=task.store.local_folders(),
         named=only_named,
         missing=absent,
@@ -308,6 +314,7 @@ def files_read(
     root: str | None,
     skip: Mapping[str, Any] | None = None,
     writes: tuple[str, ...] = (),
+    relative: bool = True,
     store_folders: list[str] | None = None,
     named: Collection[str] = (),
     missing: Collection[str] = (),
@@ -321,7 +328,11 @@ def files_read(
     module docstring says, each ``{"digest", "size"}`` (``"named": True`` when the node only
     named it, a database's ``"wal"``), a folder's ``{"tree"}`` or ``{"listing"}``
     (run/_folders.py). ``skip``: paths of declared inputs; ``writes``: declared outputs,
-    root-relative; ``store_folders``: never inputs; ``named``: absolute paths only named;
+    root-relative (never reads: not at the root, nor by the name the node gave, relative to
+    the working folder); ``relative``: whether a path the node gave relative is recorded so
+    (``./path``), false in a worker started in another folder than the driver (its file, there,
+    is recorded as any absolute path: where the check finds it); ``store_folders``: never
+    inputs; ``named``: absolute paths only named;
     ``missing``: paths named (as noted) that were not there, recorded ``{"missing": True}``
     (with the folders it listed that were not there either: ``ABSENT`` in ``opened``).
     ``changed`` gets the files opened that changed since ``since``, when the node's last
@@ -329,6 +340,7 @@ def files_read(
     ``code``: absolute paths of module sources that count as read (:func:`unpickled_sources`)."""
     base = root if root is not None else os.getcwd()
     declared = [os.path.join(base, w) for w in writes]
+    outputs = [os.path.normpath(w) for w in writes]  # as the node's code names them
     stores = store_folders or []
     sources: set[str] | None = None
     found: dict[str, dict[str, Any]] = {}
@@ -339,6 +351,10 @@ def files_read(
         absent += [p[: -len(ABSENT)] + os.sep for p in opened if p.endswith(ABSENT)]
         opened = {p: how for p, how in opened.items() if not p.endswith(ABSENT)}
     for path, recorded in _only_read(opened).items():
+        if recorded is not None and _names_output(recorded, outputs):
+            continue  # its declared output, by the name its code gives (wherever it ran)
+        if not relative:
+            recorded = None
         if path.endswith(_COMPILED) or (
             path.startswith(_SYSTEM) and not path.startswith(_SHARED_MEMORY)
         ):
@@ -389,8 +405,22 @@ def files_read(
             changed.append(recorded or read_key(target, base))
     if listed:
         listings_read(listed, opened, found, node, MAX_READS, changed)
-    _absent(absent, found, base, [*declared, *stores, *_untracked(opened)])
+    absent = [p for p in absent if not _names_output(p, outputs)]
+    _absent(absent, found, base, [*declared, *stores, *_untracked(opened)], relative)
     return found
+
+
+def _names_output(noted: str, outputs: list[str]) -> bool:
+    """Whether ``noted`` (a path as noted, maybe ``./``-relative, with a folder's or a
+    listing's mark) is by its name a declared output (``outputs``: root-relative, normalised),
+    a file in one, or a folder holding one: a node that names ``out/report.txt`` and writes it
+    at the root, run by a worker whose working folder has no ``out/``, did not look for an
+    input there."""
+    if not outputs or not noted.startswith(HERE):
+        return False
+    name = os.path.normpath(noted[len(HERE) :].rstrip(LISTED + DATABASE).rstrip(os.sep))
+    folder = noted.endswith((LISTED, os.sep))
+    return inside(name, outputs) or (folder and any(inside(o, [name]) for o in outputs))
 
 
 #: the paths not there a node's record notes at most (each costs a ``stat`` before a hit)
@@ -398,11 +428,16 @@ MAX_MISSING = 100
 
 
 def _absent(
-    paths: Collection[str], found: dict[str, dict[str, Any]], base: str, left_out: list[str]
+    paths: Collection[str],
+    found: dict[str, dict[str, Any]],
+    base: str,
+    left_out: list[str],
+    relative: bool = True,
 ) -> None:
     """Add to ``found`` the ``paths`` (as noted) still not there after the node ran: its reads
     that are ``{"missing": True}`` (a file created later makes the hit stale); not those in
-    ``left_out`` (outputs, stores, untracked), nor system ones."""
+    ``left_out`` (outputs, stores, untracked), nor system ones. ``relative``: ``./paths`` are
+    recorded so (else where they were looked for: :func:`files_read`)."""
     count = 0
     for path in dict.fromkeys(paths):
         if count == MAX_MISSING or len(found) >= MAX_READS:
@@ -411,7 +446,11 @@ def _absent(
         absolute = os.path.abspath(path)
         if absolute.startswith(_SYSTEM) or inside(absolute, left_out):
             continue
-        key = path if path.startswith(HERE) else read_key(absolute, base) + os.sep * folder
+        key = (
+            path
+            if relative and path.startswith(HERE)
+            else read_key(absolute, base) + os.sep * folder
+        )
         if key in found or os.path.lexists(absolute):  # there now: written, not read
             continue
         found[key] = {"missing": True}

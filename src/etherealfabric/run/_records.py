@@ -185,9 +185,11 @@ def action_record(
     outputs: Mapping[str, Mapping[str, Any]],
     files: Mapping[str, Mapping[str, Any]] | None = None,
     reads: Mapping[str, Mapping[str, Any]] | None = None,
+    host: str = HOST,
 ) -> dict[str, Any]:
     """The action record stored under a cache key (``files``: stored file outputs, if any;
-    ``reads``: data files the node read, checked before a hit: ``run/_reads.py``)."""
+    ``reads``: data files the node read, checked before a hit: ``run/_reads.py``; ``host``:
+    the machine whose worker read them, ``TaskResult.host``)."""
     record: dict[str, Any] = {
         "node": node,
         "outputs": {k: dict(v) for k, v in outputs.items()},
@@ -198,5 +200,5 @@ def action_record(
     if reads:
         record["reads"] = {k: dict(v) for k, v in reads.items()}
         # a file read gone from this machine (from this folder, for ./paths) is a change here
-        record["read_on"], record["read_in"] = HOST, os.getcwd()
+        record["read_on"], record["read_in"] = host, os.getcwd()
     return record

@@ -486,7 +486,9 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             name,
             key=info.key,
             result=result,
-            record=self._action_record(name, result.outputs, result.files, result.reads),
+            record=self._action_record(
+                name, result.outputs, result.files, result.reads, result.host
+            ),
             components=info.components(),
             **data,
         )

@@ -10,6 +10,7 @@ so that the worker can tell whether they changed while the node ran (``run/_file
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -99,6 +100,7 @@ def build_task(
         registered=registered,
         writes=spec.writes,
         root=spec.root,
+        cwd=os.getcwd(),
         inputs_seen=snapshot([*args, *kwargs.values()], info.hashed_at),
         hand_over=hand_over,
         background=background,
