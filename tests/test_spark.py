@@ -355,6 +355,80 @@ def test_a_job_whose_python_worker_dies_sends_its_nodes_again_one_by_one(
     assert os.path.exists(marker)  # the job's worker did die
 
 
+def _all_runs(home: Path, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The journal's rows of one run, every attempt, by node."""
+    from etherealfabric.journal._journal import Journal
+
+    with Journal(home / "journal.db") as journal:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in journal.node_runs(run_id):
+            out.setdefault(row["node"], []).append(row)
+        return out
+
+
+def test_a_node_whose_python_worker_is_killed_is_retried_under_its_policy(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of the Python worker (the out-of-memory killer) on the first attempt only: the
+    job fails as Spark's (``local[N]`` tries a task once), the node's future gets a
+    WorkerDiedError and the run sends it again under its retry policy (``run/_lost.py``)."""
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+    marker = str(tmp_path / "killed-once")
+
+    @node(retries=1)
+    def killed_once() -> int:
+        import signal
+
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return os.getpid()
+
+    with Workflow("spark-killed-once") as wf:
+        killed_once()
+    home = tmp_path / "home"
+    results = wf.execute(home=home, max_workers=WORKERS)
+    assert isinstance(results["killed_once"]["result"], int)
+    assert os.path.exists(marker)  # it did kill its worker
+    attempts = _all_runs(home, results.run_id)["killed_once"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    died, ran = attempts
+    assert died["error"].startswith(
+        "WorkerDiedError: node 'killed_once': its Spark task's Python worker died"
+    )
+    assert "Python worker exited unexpectedly (crashed)" in died["error"]
+    assert ran["status"] == "succeeded"
+
+
+def test_a_node_that_kills_its_python_worker_every_time_fails_once_its_retries_are_spent(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETHEREALFABRIC_EXECUTION_BACKEND", "spark")
+
+    @node(retries=2)
+    def doomed() -> None:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @node
+    def after_doomed(x: Any) -> Any:
+        return x
+
+    with Workflow("spark-doomed", keep_going=True) as wf:
+        after_doomed(doomed())
+    home = tmp_path / "home"
+    results = wf.execute(home=home, max_workers=WORKERS, raise_on_error=False)
+    assert results.statuses == {"doomed": "failed", "after_doomed": "upstream_failed"}
+    error = results.errors["doomed"]
+    assert error.startswith("WorkerDiedError: node 'doomed': its Spark task's Python worker died")
+    assert "Python worker exited unexpectedly (crashed)" in error
+    assert "Consider setting" not in error  # Spark's advice, not what happened
+    attempts = _all_runs(home, results.run_id)["doomed"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert all("Python worker exited unexpectedly" in a["error"] for a in attempts)
+
+
 def _ran(seconds: float) -> Any:
     from etherealfabric.run._messages import Attempt, TaskResult
 

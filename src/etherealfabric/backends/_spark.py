@@ -26,7 +26,11 @@ group, so closing with ``cancel`` cancels the running ones. A job of several nod
 as a whole (a Python worker died) sends its nodes again each in a job of its own, so only a
 node that takes its worker down fails. Spark itself retries a task only when its Python worker
 dies (``spark.task.maxFailures``; once on ``local[N]``); a node's own exception is never
-retried by Spark, the run's retry policy decides. Fail-fast reaches the retries of nodes running on the
+retried by Spark, the run's retry policy decides. A lone node whose job failed because its
+Python worker died (or its executor was lost: :data:`WORKER_DEATHS`) fails with a
+:class:`~etherealfabric.errors.WorkerDiedError`, which the run retries under the node's policy
+(``run/_lost.py``: ``send`` watches the futures of every backend that is not in process), as
+on the process backend. Fail-fast reaches the retries of nodes running on the
 executors through a stop signal the driver serves (``_spark_stop.py``).
 
 Executors read inputs from and write outputs to the store, so each must reach it: a local
@@ -49,6 +53,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -57,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..config import ENV, SPARK_MASTER_ENV, strict_options
-from ..errors import ConfigError, ExecutionError
+from ..errors import ConfigError, ExecutionError, WorkerDiedError
 from ._base import Backend, TaskFuture, default_workers
 from ._grouping import GroupPacing, run_captured, run_group, settle
 from ._local import ThreadBackend
@@ -345,11 +350,12 @@ class SparkBackend(Backend):
                 _cancelled(send.future)
             return
         sc.setJobGroup(spark_group, f"etherealfabric {label}", interruptOnCancel=True)
+        started = time.time()
         try:
             payloads = [[send.payload for send in group] for group in groups]
             outcomes = sc.parallelize(payloads, len(payloads)).map(run_group).collect()
         except Exception as exc:
-            self._job_failed(sends, exc)
+            self._job_failed(sends, exc, started)
             return
         finally:
             with self._lock:
@@ -358,12 +364,15 @@ class SparkBackend(Backend):
             for send, one in zip(group, captured, strict=True):
                 settle(send.future, one, self._observe)
 
-    def _job_failed(self, sends: list[_Send], exc: Exception) -> None:
+    def _job_failed(self, sends: list[_Send], exc: Exception, started: float = 0.0) -> None:
         """A job failed as a whole (a Python worker died, the job was cancelled): a job of
         several nodes sends them again one by one, so only a node that takes its worker down
-        fails; a lone node fails with the job's error."""
+        fails; a lone node fails with the job's error: a :class:`WorkerDiedError` when its
+        Python worker (or executor) died, which the run retries under the node's retry policy
+        (``run/_lost.py``), as on the process backend."""
         with self._lock:
-            again = len(sends) > 1 and not self._cancelled
+            cancelled = self._cancelled
+            again = len(sends) > 1 and not cancelled
             if again:  # (queued before close's stop, so sent or cancelled by the I/O thread)
                 for send in sends:
                     self._inbox.put(_Send(send.label, send.payload, send.future, again=True))
@@ -374,13 +383,26 @@ class SparkBackend(Backend):
                 _first_line(exc),
             )
             return
+        died = None if cancelled else _worker_death(exc)
         for send in sends:
-            if not send.future.done():
+            if send.future.done():
+                continue
+            error: ExecutionError
+            if died is not None:
+                error = WorkerDiedError(
+                    f"node {send.label!r}: its Spark task's Python worker died (killed, by the "
+                    f"out-of-memory killer say, or crashed); Spark said: {died}",
+                    pid=0,  # (Spark does not say which process it was)
+                    exitcode=None,
+                    started_at=started,
+                    died_at=time.time(),
+                )
+            else:
                 error = ExecutionError(
                     f"node {send.label!r}: its Spark job failed: {_first_line(exc)}"
                 )
-                error.__cause__ = exc
-                send.future.set_exception(error)
+            error.__cause__ = exc
+            send.future.set_exception(error)
 
     def _observe(self, result: Any) -> Any:
         with self._lock:
@@ -466,6 +488,30 @@ def _first_line(exc: BaseException) -> str:
         if "Exception" in line or "Error" in line:
             return line.strip()[:500]
     return (text.splitlines()[0] if text else type(exc).__name__)[:500]
+
+
+#: What Spark says when a task failed because its Python worker or its executor died, not
+#: because of the node's code (whose exceptions come back as values: ``run_captured``)
+WORKER_DEATHS = ("Python worker exited unexpectedly", "ExecutorLostFailure")
+
+
+def _worker_death(exc: BaseException) -> str | None:
+    """What Spark said about the death of the task's Python worker (or executor), from the
+    job's error; None if the job failed for another reason."""
+    text = str(exc)
+    for line in text.splitlines():
+        for words in WORKER_DEATHS:
+            at = line.find(words)
+            if at >= 0:
+                # "... Lost task 0.0 in stage 1.0 (TID 1) (host executor driver):
+                # org.apache.spark.SparkException: Python worker exited unexpectedly (crashed).
+                # Consider setting ..."
+                start = line.rfind("Lost task", 0, at)
+                said = line[start if start >= 0 else at :].strip()
+                said = said.split(". Consider setting", 1)[0]  # (its advice: not what happened)
+                said = said.replace("org.apache.spark.SparkException: ", "")
+                return said[:500]
+    return None
 
 
 def _pyspark_session() -> Any:
