@@ -165,13 +165,25 @@ with SparkBackend() as backend:
 """
 
 
-def test_a_bad_master_names_the_setting(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("master", "reason"),
+    [
+        ("nonsense://nowhere", "PySparkRuntimeError: [JAVA_GATEWAY_EXITED]"),
+        # the Java exception's own message, not Py4J's "An error occurred while calling ..."
+        ("local[abc]", "SparkException: Could not parse Master URL: 'local[abc]'"),
+    ],
+)
+def test_a_bad_master_names_the_setting_and_the_reason(
+    tmp_path: Path, master: str, reason: str
+) -> None:
     _need_spark()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env["ETHEREALFABRIC_SPARK_MASTER"] = "nonsense://nowhere"
+    env["ETHEREALFABRIC_SPARK_MASTER"] = master
     done = _python(["-c", BAD_MASTER], tmp_path, env)
-    assert "ConfigError: cannot start a Spark session on 'nonsense://nowhere'" in done.stdout
+    assert f"ConfigError: cannot start a Spark session on {master!r}" in done.stdout
     assert "ETHEREALFABRIC_SPARK_MASTER" in done.stdout
+    assert reason in done.stdout
+    assert "An error occurred while calling" not in done.stdout
 
 
 def test_the_seed_example_runs_unchanged_on_spark(tmp_path: Path) -> None:

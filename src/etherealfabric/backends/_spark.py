@@ -193,7 +193,7 @@ class SparkBackend(Backend):
         except Exception as exc:
             raise ConfigError(
                 f"cannot start a Spark session on {master!r} (from {self._setting}): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+                f"{_reason(exc)}. "
                 "Check the master URL, and that Java 17+ is installed (java -version)",
                 setting=self._setting if self._master else ENV["backend"],
             ) from exc
@@ -480,6 +480,15 @@ def _local_cores(master: str | None) -> int | None:
     if inside in ("", "*"):
         return default_workers()
     return int(inside) if inside.isdigit() and int(inside) > 0 else None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why ``exc`` happened, in one line: a Py4J error's Java exception (``SparkException:
+    Could not parse Master URL: ...``), not Py4J's "An error occurred while calling ..."."""
+    line = _first_line(exc).lstrip(": ").rstrip(". ")
+    if "Exception" in line or "Error" in line:
+        return line
+    return f"{type(exc).__name__}: {line}"
 
 
 def _first_line(exc: BaseException) -> str:
