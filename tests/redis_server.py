@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "free_port",
     "private_redis",
     "redis_server_path",
+    "silent_listener",
     "start_redis",
     "stop_process",
 ]
@@ -72,6 +74,33 @@ def private_redis(folder: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port of 127.0.0.1 that accepts connections and never answers (another service's
+    port, a hung server): yields the port; every connection is closed at the end."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the listening socket closed: the end
+            while True:
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, name="silent-listener", daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        server.close()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
 
 
 def free_port() -> int:

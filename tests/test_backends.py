@@ -40,7 +40,7 @@ from etherealfabric.cli._loader import load_workflow
 from etherealfabric.testing import BackendContract
 from etherealfabric.testing._backends import double, numbers, pipeline
 from etherealfabric.testing._backends import node_runs as rows
-from redis_server import RedisServer, private_redis, stop_process
+from redis_server import RedisServer, private_redis, silent_listener, stop_process
 
 IMPLEMENTATIONS = ["threads", "processes", "dask", "celery"]
 WORKERS = BackendContract.max_workers
@@ -257,6 +257,67 @@ def test_dask_unreachable_address_names_the_setting(monkeypatch: pytest.MonkeyPa
                 backend.submit(double, 1)
             assert caught.value.setting == "ETHEREALFABRIC_DASK_ADDRESS"
         backend.close()
+
+
+@pytest.mark.timeout(60)
+def test_dask_an_address_that_does_not_answer_names_the_setting_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port that accepts the connection but is not a Dask scheduler (another service, a
+    hung scheduler): distributed.Client alone waited forever for its handshake."""
+    dask = pytest.importorskip("dask")
+    with silent_listener() as port, dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", f"tcp://127.0.0.1:{port}")
+        backend = create_backend("dask")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="ETHEREALFABRIC_DASK_ADDRESS") as caught:
+            backend.submit(double, 1)
+        assert "did not answer as a Dask scheduler within 1 s" in str(caught.value)
+        assert caught.value.setting == "ETHEREALFABRIC_DASK_ADDRESS"
+        assert time.monotonic() - started < 15
+        backend.close()
+
+
+MALFORMED_ADDRESS = """
+import sys
+from etherealfabric import ConfigError
+from etherealfabric.backends._dask import DaskBackend
+from etherealfabric.testing._backends import double, pipeline
+
+try:
+    if sys.argv[2] == "env":
+        pipeline().execute(backend="dask", home=sys.argv[3])
+    else:  # code that drives the backend itself
+        with DaskBackend(address=sys.argv[1]) as backend:
+            backend.submit(double, 1)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("form", ["env", "argument"])
+def test_dask_a_malformed_address_names_the_setting_and_exits_at_once(
+    form: str, tmp_path: Path
+) -> None:
+    """``127.0.0.1:8786x``: a bare ValueError named no setting, and the half-made client
+    held the interpreter's exit for a minute (Client.__del__)."""
+    pytest.importorskip("distributed")
+    address = "127.0.0.1:8786x"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    if form == "env":
+        env["ETHEREALFABRIC_DASK_ADDRESS"] = address
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", MALFORMED_ADDRESS, address, form, str(tmp_path / "home")],
+        capture_output=True, text=True, env=env, timeout=100,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr[-3000:]
+    setting = "ETHEREALFABRIC_DASK_ADDRESS" if form == "env" else "address"
+    assert f"{setting}='127.0.0.1:8786x' is not a Dask scheduler address" in out.stdout
+    assert "TimeoutError" not in out.stderr
+    assert elapsed < 40  # Python and Dask start in seconds; the hang at exit was 60 s
 
 
 def test_dask_a_cached_run_never_contacts_the_cluster(
