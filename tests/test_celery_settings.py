@@ -18,7 +18,7 @@ from etherealfabric.backends import create_backend
 from etherealfabric.backends._celery import CeleryBackend
 from etherealfabric.backends._celery_app import main as celery_main
 from etherealfabric.errors import ConfigError, ExecutionError, RunFailedError
-from redis_server import redis_server_path, start_redis
+from redis_server import redis_server_path, silent_listener, start_redis
 
 pytest.importorskip("celery")
 
@@ -214,3 +214,59 @@ def test_a_result_backend_that_is_down_is_named(tmp_path: Path) -> None:
     assert "cannot reach the Celery result backend redis://127.0.0.1:1/0" in err, err[-3000:]
     assert "(ETHEREALFABRIC_CELERY_RESULT_BACKEND)" in err
     assert "Retry limit exceeded" not in err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("silent", ["broker", "result backend", "rediss broker"])
+def test_a_server_that_accepts_but_never_answers_is_named_in_bounded_time(
+    tmp_path: Path, silent: str
+) -> None:
+    """A port that accepts the connection and never answers (another service's, a hung Redis,
+    ``rediss://`` against a plain Redis): the poller waited forever inside redis-py (a PING
+    read, a TLS handshake) and the run with it, deaf to Ctrl-C and SIGTERM."""
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed")
+    server = start_redis(tmp_path / "redis")
+    try:
+        with silent_listener() as port:
+            quiet = f"redis://127.0.0.1:{port}/0"
+            broker, backend, named, variable = {
+                "broker": (quiet, server.url(1), quiet, "BROKER_URL"),
+                "result backend": (server.url(0), quiet, quiet, "RESULT_BACKEND"),
+                "rediss broker": (
+                    server.url(0).replace("redis://", "rediss://") + "?ssl_cert_reqs=none",
+                    server.url(1),
+                    server.url(0).replace("redis://", "rediss://"),
+                    "BROKER_URL",
+                ),
+            }[silent]
+            (tmp_path / "flow.py").write_text(FLOW)
+            err, seconds = _run_down(
+                tmp_path, broker, backend, "-m", "etherealfabric", "run", "flow.py"
+            )
+    finally:
+        server.stop()
+    what = "broker" if variable == "BROKER_URL" else "result backend"
+    assert f"cannot reach the Celery {what} {named}" in err, err[-3000:]
+    assert f"(ETHEREALFABRIC_CELERY_{variable})" in err
+    assert seconds < 40, seconds  # ~5-10 s and Python's start; it never ended
+
+
+def test_close_leaves_a_stuck_poller_behind_when_cancelling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poller stuck in a call that never returns: close(cancel=True) (Ctrl-C, SIGTERM)
+    waited for it forever."""
+    import etherealfabric.backends._celery as celery_backend
+
+    monkeypatch.setattr(celery_backend, "CANCEL_WAIT_SECONDS", 0.5)
+    release = threading.Event()
+    backend = CeleryBackend(broker_url=NOBODY, result_backend=NOBODY.replace("/0", "/1"))
+    monkeypatch.setattr(backend, "_poll_rounds", lambda: release.wait(60))
+    try:
+        backend.submit(int, 1)
+        started = time.monotonic()
+        backend.close(cancel=True)
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()

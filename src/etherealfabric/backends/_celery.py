@@ -76,6 +76,11 @@ PROBE_SECONDS = 1.0
 DEFAULT_WORKERS = 4
 MAX_DRAIN_ROUNDS = 20
 WARN_EVERY_SECONDS = 30.0
+#: close() stops waiting for a poller whose round has taken this long (every network call it
+#: makes is bounded far below: ``._celery_app.SOCKET_SECONDS``)...
+STUCK_SECONDS = 90.0
+#: ... or, closing with ``cancel`` (Ctrl-C, SIGTERM), once it has waited this long in all
+CANCEL_WAIT_SECONDS = 10.0
 
 
 # -- the backend ------------------------------------------------------------------------------
@@ -110,6 +115,7 @@ class CeleryBackend(LostTasks, Backend):
         self._start_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._dead = ""  # why the poller thread died, once it has
+        self._beat = time.monotonic()  # when the poller last began a round
         self._notifications = 0
         self._last_warning = ("", 0.0)
         self._pacing = GroupPacing()
@@ -188,6 +194,7 @@ class CeleryBackend(LostTasks, Backend):
     def _start_poller(self) -> None:
         with self._start_lock:
             if self._poller is None:
+                self._beat = time.monotonic()
                 self._poller = threading.Thread(
                     target=self._poll, name="etherealfabric-celery-poller", daemon=True
                 )
@@ -215,6 +222,7 @@ class CeleryBackend(LostTasks, Backend):
                 # tasks out: look again soon (a result waits at most this long to be seen)
                 self._wake.wait(BUSY_POLL_SECONDS if notified and self._pending else POLL_SECONDS)
                 self._wake.clear()
+                self._beat = time.monotonic()
                 sweep = not notified or time.monotonic() - last_sweep >= SWEEP_SECONDS
                 try:
                     self._live.renew(results)  # first round: before the first task is sent
@@ -406,9 +414,27 @@ class CeleryBackend(LostTasks, Backend):
         with self._start_lock:
             poller, self._poller = self._poller, None
         if poller is not None:
-            poller.join()
+            self._join(poller, cancel=self._cancel)
         if self._app is not None:
             self._app.close()
+
+    def _join(self, poller: threading.Thread, *, cancel: bool) -> None:
+        """Wait for the poller to end; never forever: a poller stuck in a network call that
+        does not return is left behind (a daemon thread), with a warning, so that the run
+        ends and Ctrl-C or SIGTERM stop it."""
+        started = time.monotonic()
+        while poller.is_alive():
+            poller.join(0.1)
+            now = time.monotonic()
+            stuck = now - self._beat > STUCK_SECONDS
+            if poller.is_alive() and (stuck or (cancel and now - started > CANCEL_WAIT_SECONDS)):
+                log.warning(
+                    "the Celery poller thread has not answered for %.0fs (broker %s); "
+                    "leaving it behind",
+                    now - self._beat,
+                    self._broker(),
+                )
+                return
 
 
 def _emptied(outbox: queue.SimpleQueue[Submission]) -> list[Submission]:

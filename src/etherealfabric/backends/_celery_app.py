@@ -74,8 +74,14 @@ def celery_urls(
 
 
 #: how long the first node waits for the broker or result backend to answer (a host that drops
-#: packets); a refused connection fails at once
+#: packets, a port that accepts the connection but never answers); a refused connection fails
+#: at once. Also every connection's bound on its TCP connect and TLS handshake.
 REACH_SECONDS = 5.0
+#: the bound on one read or write of a connection to the broker or result backend once it is
+#: open (a server that hung, or vanished without closing it): far above what a command takes.
+#: No wait meant to block is affected: Celery and kombu read the broker's BRPOP (1 s) and the
+#: result notifications with short timeouts of their own.
+SOCKET_SECONDS = 30.0
 
 
 def check_reachable(app: Any, results: Any) -> None:
@@ -102,13 +108,30 @@ def check_reachable(app: Any, results: Any) -> None:
 
 
 def _reach_broker(app: Any) -> None:
-    with app.connection_for_write() as connection:
+    # the socket timeouts bound each attempt (kombu's Redis transport PINGs on connecting:
+    # without them a silent peer held it forever); ``timeout`` bounds only the retry loop
+    bounded = {"socket_timeout": REACH_SECONDS, "socket_connect_timeout": REACH_SECONDS}
+    with app.connection_for_write(transport_options=bounded) as connection:
         connection.ensure_connection(
             max_retries=1, interval_start=0, interval_step=0.2, timeout=REACH_SECONDS
         )
 
 
 def _reach_results(results: Any) -> None:
+    """PING a Redis result backend on a connection of its own whose every step is bounded by
+    :data:`REACH_SECONDS` (the backend's own waits :data:`SOCKET_SECONDS` per read)."""
+    create = getattr(results, "_create_client", None)
+    params = getattr(results, "connparams", None)
+    if callable(create) and isinstance(params, dict):
+        client = create(
+            **{**params, "socket_timeout": REACH_SECONDS, "socket_connect_timeout": REACH_SECONDS}
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+            client.connection_pool.disconnect()
+        return
     client = getattr(results, "client", None)  # Redis result backends (others: no check)
     ping = getattr(client, "ping", None)
     if callable(ping):
@@ -209,7 +232,14 @@ def make_app(broker_url: str | None = None, result_backend: str | None = None) -
         task_acks_late=True,  # a task whose worker dies is not lost with it
         task_reject_on_worker_lost=True,
         task_track_started=True,  # STARTED and not held by a live worker: lost
-        broker_transport_options={"visibility_timeout": VISIBILITY_SECONDS},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_SECONDS,
+            # a peer that accepts the connection and never answers: bounded, not forever
+            "socket_connect_timeout": REACH_SECONDS,
+            "socket_timeout": SOCKET_SECONDS,
+        },
+        redis_socket_connect_timeout=REACH_SECONDS,
+        redis_socket_timeout=SOCKET_SECONDS,
     )
     # both skip a message whose run has ended (``._celery_live``): bound, to reach the backend
     app.task(
