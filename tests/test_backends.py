@@ -413,6 +413,33 @@ def test_celery_a_node_the_workers_cannot_import_says_so(
     assert "importable on the workers" in message
 
 
+@pytest.mark.timeout(120)
+def test_dask_a_node_the_workers_cannot_import_says_so(
+    dask_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare ModuleNotFoundError said nothing of the workers (Celery said how to fix it)."""
+    (tmp_path / "only_here_helpers.py").write_text("def factor():\n    return 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # here only: the cluster's workers run already
+    monkeypatch.setenv("ETHEREALFABRIC_DASK_ADDRESS", dask_cluster.scheduler_address)
+    try:
+        from only_here_helpers import factor  # type: ignore[import-not-found]
+
+        @node
+        def scaled() -> int:
+            return 2 * factor()
+
+        with Workflow("unimportable-helper") as wf:
+            scaled()
+        with pytest.raises(RunFailedError) as caught:
+            wf.execute(backend="dask", home=tmp_path / "home")
+    finally:
+        sys.modules.pop("only_here_helpers", None)
+    message = caught.value.failures["scaled"]
+    assert "only_here_helpers" in message
+    assert "importable on the workers" in message
+    assert "register_pickle_by_value" in message
+
+
 @pytest.mark.parametrize("backend_name", ["celery"], indirect=True)
 def test_celery_close_with_cancel_revokes_what_has_not_run(
     backend_name: str, celery_worker: dict, tmp_path: Path

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..config import check_options
-from ..errors import RemoteError
+from ..errors import ExecutionError, RemoteError
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -39,6 +39,7 @@ __all__ = [
     "report_progress",
     "run_pickled",
     "watch_run",
+    "worker_error",
 ]
 
 T = TypeVar("T")
@@ -233,6 +234,25 @@ def run_pickled(payload: bytes) -> bytes:
         if hasattr(result, "exception"):  # (portable_exception found it safe to pickle)
             result.exception = None
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
+
+
+#: what a remote worker adds to an error of loading a task's code (a module it cannot import)
+IMPORT_HINT = (
+    ". The node's code must be importable on the workers (install it there or put it on "
+    "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
+)
+
+
+def worker_error(exc: BaseException) -> ExecutionError:
+    """A remote worker's error for ``exc``, naming the worker; for an ``ImportError`` or
+    ``AttributeError`` (the task's code did not load there) with :data:`IMPORT_HINT`."""
+    import socket
+
+    hint = IMPORT_HINT if isinstance(exc, (ImportError, AttributeError)) else ""
+    where = f"on worker {socket.gethostname()} (pid {os.getpid()})"
+    error = ExecutionError(f"{where}: {type(exc).__name__}: {exc}{hint}")
+    error.__cause__ = exc
+    return error
 
 
 def portable_exception(exc: BaseException) -> BaseException:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import ENV, Settings, parse_log_level
-from ..errors import ConfigError, ExecutionError
-from ._base import run_pickled
+from ..errors import ConfigError
+from ._base import run_pickled, worker_error
 from ._celery_live import guarded
 from ._grouping import run_group
 
@@ -45,10 +44,6 @@ WORKER_LOST_RETRIES = 2
 #: tasks itself, so a short one buys nothing and would give a node that runs longer to a
 #: second worker while the first still runs it.
 VISIBILITY_SECONDS = 12 * 3600
-_IMPORT_HINT = (
-    ". The node's code must be importable on the workers (install it there or put it on "
-    "their PYTHONPATH), or be sent by value: cloudpickle.register_pickle_by_value(module)"
-)
 
 
 # -- the app and its task ---------------------------------------------------------------------
@@ -266,11 +261,8 @@ def run_task(payload: bytes) -> bytes:
     try:
         return run_pickled(payload)
     except Exception as exc:  # the payload did not load, or ``fn`` itself raised
-        hint = _IMPORT_HINT if isinstance(exc, (ImportError, AttributeError)) else ""
-        raise ExecutionError(
-            f"on worker {socket.gethostname()} (pid {os.getpid()}): "
-            f"{type(exc).__name__}: {exc}{hint}"
-        ) from exc  # the chain shows in the worker traceback; only this error is pickled
+        # the chain shows in the worker traceback; only this error is pickled
+        raise worker_error(exc) from exc
 
 
 def safe_url(url: str) -> str:

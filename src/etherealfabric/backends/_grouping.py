@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ..journal._history import median
-from ._base import Pacing, portable_exception, run_pickled
+from ._base import Pacing, portable_exception, run_pickled, worker_error
 
 __all__ = ["GroupPacing", "outcome", "run_captured", "run_group", "settle"]
 
@@ -82,6 +82,8 @@ def run_captured(payload: bytes) -> tuple[bool, bytes]:
     try:
         return True, run_pickled(payload)
     except Exception as exc:
+        if isinstance(exc, (ImportError, AttributeError)):  # its code did not load here
+            exc = worker_error(exc)  # names the worker, says how to fix it
         try:
             return False, cloudpickle.dumps(portable_exception(exc))
         except Exception:
