@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,21 @@ import cli_runner
 pytest.register_assert_rewrite("etherealfabric.testing")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Any]:
+    """A project folder whose modules a code-reach test writes, loads and edits
+    (``test_code_reach.Project``), keys holding every package's version."""
+    from etherealfabric.hashing._packages import set_package_versions
+    from test_code_reach import Project
+
+    made = Project(tmp_path / "project")
+    made.root.mkdir()
+    set_package_versions("full")
+    yield made
+    made.forget()
+    set_package_versions(None)
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,16 +72,6 @@ class Project:
         if self.folder is not None:
             sys.path.remove(self.folder)
             self.folder = None
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
 
 
 def fp(module: ModuleType, name: str = "node") -> Fingerprint:

@@ -16,7 +16,6 @@ its own folder and imported under the same module names, as a user's edit-and-re
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -24,18 +23,7 @@ import pytest
 
 from etherealfabric import Workflow, node
 from etherealfabric.hashing._fingerprint import Fingerprint, FingerprintWarning
-from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import HELPERS, Project, changed, fp
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
 
 
 def quiet(module: ModuleType, name: str = "node") -> Fingerprint:

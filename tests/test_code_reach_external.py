@@ -16,27 +16,14 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etherealfabric.hashing._fingerprint import FingerprintWarning
-from etherealfabric.hashing._packages import set_package_versions
 from etherealfabric.hashing._values import hash_value
 from test_code_reach import Project, fp
 from test_code_reach_dynamic import quiet, warned
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
-
 
 # -- the command line ------------------------------------------------------------------------
 

@@ -19,28 +19,16 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etherealfabric.hashing._builtins import hash_plain
-from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import Project
 from test_code_reach_dynamic import quiet, warned
 from test_code_reach_external import ARGV, DRAWS, STORES
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
 
 
 # -- through the command line ----------------------------------------------------------------

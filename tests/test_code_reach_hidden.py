@@ -17,26 +17,13 @@ import re
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etherealfabric.hashing._fingerprint import FingerprintWarning
-from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import HELPERS, Project
 from test_code_reach_dynamic import quiet, versions
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
-
 
 # -- 1. @names in pandas expression strings -------------------------------------------------
 

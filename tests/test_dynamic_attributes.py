@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,7 @@ import pytest
 from cli_runner import ef
 from etherealfabric import Workflow
 from etherealfabric.hashing._fingerprint import FingerprintWarning, code_fingerprint
-from etherealfabric.hashing._packages import set_package_versions
 from test_code_reach import Project, fp
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    p = Project(tmp_path / "project")
-    p.root.mkdir()
-    set_package_versions("full")
-    yield p
-    p.forget()
-    set_package_versions(None)
-
 
 TOOLS = """
 FACTOR = 4
