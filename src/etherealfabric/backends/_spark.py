@@ -27,7 +27,7 @@ as a whole (a Python worker died) sends its nodes again each in a job of its own
 node that takes its worker down fails. Spark itself retries a task only when its Python worker
 dies (``spark.task.maxFailures``; once on ``local[N]``); a node's own exception is never
 retried by Spark, the run's retry policy decides. A lone node whose job failed because its
-Python worker died (or its executor was lost: :data:`WORKER_DEATHS`) fails with a
+Python worker died (or its executor was lost: :data:`~._spark_errors.WORKER_DEATHS`) fails with a
 :class:`~etherealfabric.errors.WorkerDiedError`, which the run retries under the node's policy
 (``run/_lost.py``: ``send`` watches the futures of every backend that is not in process), as
 on the process backend. Fail-fast reaches the retries of nodes running on the
@@ -66,6 +66,7 @@ from ..errors import ConfigError, ExecutionError, WorkerDiedError
 from ._base import Backend, TaskFuture, default_workers
 from ._grouping import GroupPacing, run_captured, run_group, settle
 from ._local import ThreadBackend
+from ._spark_errors import first_line, reason, worker_death
 from ._spark_stop import SparkStop, StopServer, driver_address
 from ._taskpickle import dumps_task
 
@@ -193,7 +194,7 @@ class SparkBackend(Backend):
         except Exception as exc:
             raise ConfigError(
                 f"cannot start a Spark session on {master!r} (from {self._setting}): "
-                f"{_reason(exc)}. "
+                f"{reason(exc)}. "
                 "Check the master URL, and that Java 17+ is installed (java -version)",
                 setting=self._setting if self._master else ENV["backend"],
             ) from exc
@@ -380,10 +381,10 @@ class SparkBackend(Backend):
             log.warning(
                 "a Spark job of %d nodes failed (%s); sending them again one by one",
                 len(sends),
-                _first_line(exc),
+                first_line(exc),
             )
             return
-        died = None if cancelled else _worker_death(exc)
+        died = None if cancelled else worker_death(exc)
         for send in sends:
             if send.future.done():
                 continue
@@ -399,7 +400,7 @@ class SparkBackend(Backend):
                 )
             else:
                 error = ExecutionError(
-                    f"node {send.label!r}: its Spark job failed: {_first_line(exc)}"
+                    f"node {send.label!r}: its Spark job failed: {first_line(exc)}"
                 )
             error.__cause__ = exc
             send.future.set_exception(error)
@@ -480,47 +481,6 @@ def _local_cores(master: str | None) -> int | None:
     if inside in ("", "*"):
         return default_workers()
     return int(inside) if inside.isdigit() and int(inside) > 0 else None
-
-
-def _reason(exc: BaseException) -> str:
-    """Why ``exc`` happened, in one line: a Py4J error's Java exception (``SparkException:
-    Could not parse Master URL: ...``), not Py4J's "An error occurred while calling ..."."""
-    line = _first_line(exc).lstrip(": ").rstrip(". ")
-    if "Exception" in line or "Error" in line:
-        return line
-    return f"{type(exc).__name__}: {line}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "Exception" in line or "Error" in line:
-            return line.strip()[:500]
-    return (text.splitlines()[0] if text else type(exc).__name__)[:500]
-
-
-#: What Spark says when a task failed because its Python worker or its executor died, not
-#: because of the node's code (whose exceptions come back as values: ``run_captured``)
-WORKER_DEATHS = ("Python worker exited unexpectedly", "ExecutorLostFailure")
-
-
-def _worker_death(exc: BaseException) -> str | None:
-    """What Spark said about the death of the task's Python worker (or executor), from the
-    job's error; None if the job failed for another reason."""
-    text = str(exc)
-    for line in text.splitlines():
-        for words in WORKER_DEATHS:
-            at = line.find(words)
-            if at >= 0:
-                # "... Lost task 0.0 in stage 1.0 (TID 1) (host executor driver):
-                # org.apache.spark.SparkException: Python worker exited unexpectedly (crashed).
-                # Consider setting ..."
-                start = line.rfind("Lost task", 0, at)
-                said = line[start if start >= 0 else at :].strip()
-                said = said.split(". Consider setting", 1)[0]  # (its advice: not what happened)
-                said = said.replace("org.apache.spark.SparkException: ", "")
-                return said[:500]
-    return None
 
 
 def _pyspark_session() -> Any:

@@ -68,7 +68,7 @@ def runs(
 ) -> None:
     """List recent runs, newest first (--before RUN: the page after RUN)."""
     from ..journal import _history as history
-    from ..journal._journal import committed_counts
+    from ..journal._deadruns import committed_counts
 
     try:
         start = None if since is None else history.parse_since(since)

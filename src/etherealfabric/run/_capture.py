@@ -360,4 +360,6 @@ def joined(chunks: list[str]) -> str | None:
         return text
     kept = text[-MAX_CAPTURE:]
     cut = len(text) - len(kept) + dropped
-    return f"[... {cut:,} characters before these were not kept: the last {len(kept):,} are]\n{kept}"
+    return (
+        f"[... {cut:,} characters before these were not kept: the last {len(kept):,} are]\n{kept}"
+    )

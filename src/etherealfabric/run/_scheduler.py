@@ -68,6 +68,7 @@ from ._recorder import JournalRecorder
 from ._retries import Retries
 from ._rewind import Rewinds
 from ._samekey import SameKeys
+from ._starts import Starts
 from ._stopping import Stopping
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ LEASE_POLL_SECONDS, LEASE_RENEW_SECONDS = 0.1, 5.0  # (the heartbeat; leases exp
 _CACHED, _PENDING = NodeStatus.CACHED, NodeStatus.PENDING
 
 
-class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
+class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
     """Runs one graph once. Create, call :meth:`run`, read the :class:`RunOutcome`."""
 
     def __init__(
@@ -354,13 +355,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             return
         alone = not (self._running or self._ready or self._maps.busy)
         here = self._settled() if inline.wanted(info, alone=alone) else None
-        # every worker busy: the task waits in the backend's queue, and is started (its
-        # node_started event and running row) once its first attempt begins (_started_now)
-        queued = (
-            here is None
-            and self.backend.reports_starts
-            and len(self._running) + self._maps.in_flight >= (self.backend.max_workers or 1)
-        )
+        queued = here is None and self._queued(len(self._running) + self._maps.in_flight)
         try:
             future = here or self._send(
                 self._dispatch, info.spec.on_driver, task, self._retry_note, self._printing,
@@ -378,10 +373,10 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
         extra: dict[str, Any] = {"forced": True} if name in self.policy.force else {}
         if self.cache.refused and info.key in self.cache.refused:  # a data file it read changed
             extra["stale"] = self.cache.refused.pop(info.key)
-        if queued:
+        if queued:  # (started once it begins: run/_starts.py)
             self._unstarted[name] = (info.key, input_bytes, extra)
-        else:
-            self.bus.node_started(self.run_id, name, info.key, input_bytes, extra)  # (Event if needed)
+        else:  # (an Event if needed)
+            self.bus.node_started(self.run_id, name, info.key, input_bytes, extra)
         self._futures[name] = future
         future.add_done_callback(functools.partial(self._on_done, name))
         if here is not None:  # a short task, nothing beside it: run here (run/_inline.py)
@@ -389,18 +384,6 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
 
     def _on_done(self, name: str, future: Any) -> None:
         self._done.put((name, future))
-
-    def _start_note(self, name: str, ts: float) -> None:
-        """``Task.on_start``, called in the worker's thread: hand the note to the loop."""
-        self._done.put(((name, ts), None))
-
-    def _started_now(self, name: str, ts: float) -> None:
-        """A queued node began its first attempt (a note of :meth:`_start_note`, or its end
-        when no note came): its ``node_started``, with when it began."""
-        pending = self._unstarted.pop(name, None)
-        if pending is not None:
-            self._dirty = True
-            self.bus.node_started(self.run_id, name, *pending, ts)
 
     def _task(self, info: KeyInfo) -> tuple[Task, int]:
         """The task for a node (``run/_tasks.py``), and how many bytes of inputs it reads."""
@@ -424,16 +407,10 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
             printing=self._printing,  # (what a node stopped while running printed: _cancel_rest)
         )
 
-    def _fail_before_start(self, name: str, exc: BaseException) -> None:
-        from ._messages import TaskResult
-
-        self.outcome.unstarted.add(name)
-        self._failed(name, TaskResult.failure(name, "", exc))
-
     # -- finishing a node ---------------------------------------------------------------------
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
-        if future is None:  # an attempt failed and another follows (run/_retries.py)
+        if future is None:  # a note: a retry (run/_retries.py) or a start (run/_starts.py)
             return self._retried_now(*name) if len(name) == 4 else self._started_now(*name)
         handovers, inline = self._executing()  # (made already: something ran)
         if not isinstance(name, str) and handovers.owns(name):  # its outputs are stored now
@@ -454,8 +431,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Stopping):
 
             result = TaskResult.failure(name, info.key, exc)
             result.exception = exc if isinstance(exc, Exception) else None
-        if self._unstarted and name in self._unstarted:  # no note came (none was sent)
-            self._started_now(name, result.attempts[0].started_at if result.attempts else time.time())
+        self._started_by_end(name, result)
         inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
