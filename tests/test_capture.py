@@ -259,7 +259,9 @@ def test_a_huge_capture_keeps_its_end_and_says_how_much_went() -> None:
     text = joined(["a" * 1000, "b" * MAX_CAPTURE])
     assert text is not None and text.endswith("b" * MAX_CAPTURE)
     first, rest = text.split("\n", 1)
-    assert first == f"[... 1,000 characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    assert (
+        first == f"[... 1,000 characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    )
     assert rest == "b" * MAX_CAPTURE
     assert joined(["short"]) == "short" and joined([]) is None
 
@@ -292,5 +294,8 @@ def test_a_node_printing_far_more_than_is_kept_holds_no_more_in_memory(tmp_path:
         [row] = journal.node_runs(results.run_id)
     first, rest = row["output"].split("\n", 1)
     cut = lines * len(line) - MAX_CAPTURE
-    assert first == f"[... {cut:,} characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    assert (
+        first
+        == f"[... {cut:,} characters before these were not kept: the last {MAX_CAPTURE:,} are]"
+    )
     assert len(rest) == MAX_CAPTURE and rest.endswith(f"{(lines - 1) % 10}{line[1:]}")

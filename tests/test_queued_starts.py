@@ -10,6 +10,7 @@ as the CLI reads it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -66,7 +67,7 @@ def test_with_one_worker_one_node_runs_at_a_time(tmp_path: Path, backend: str) -
             (r["started_at"], r["finished_at"], r["node"])
             for r in journal.node_runs(results.run_id)
         )
-    for (_, end, before), (start, _, after) in zip(rows, rows[1:], strict=False):
+    for (_, end, before), (start, _, after) in itertools.pairwise(rows):
         assert start >= end - 0.01, (before, after, rows)  # one after the other, as they ran
 
 
