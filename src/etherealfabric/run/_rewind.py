@@ -51,16 +51,25 @@ class Rewinds:
         return self._clock
 
     def _rewind_input(self, consumer: str, digest: str | None, error: object) -> bool:
-        """Recompute the node that produced ``digest``; the consumer waits for it again.
+        """Recompute the nodes that produced ``digest`` (one, unless several upstream nodes
+        made the same bytes: content addressed, one object; which of their records is bad the
+        digest does not say, so each is recomputed); the consumer waits for them again."""
+        rewound = [
+            self._rewind_producer(consumer, producer, digest, error)
+            for producer in self._producers_of(consumer, digest)
+        ]
+        return any(rewound)
 
-        False if no upstream node made ``digest`` or it was already rewound too often: the
+    def _rewind_producer(
+        self, consumer: str, producer: str, digest: str | None, error: object
+    ) -> bool:
+        """Recompute ``producer``, which made ``digest``; the consumer waits for it again.
+
+        False if it was already rewound too often (or its recomputation failed): the
         consumer then fails. A consumer submitted before the producer's current outputs
         existed, or while the producer is being recomputed, read bytes that are already
         being replaced: it only waits (or, if they are there, runs again).
         """
-        producer = self._producer_of(consumer, digest)
-        if producer is None:
-            return False
         started = self._submitted_at.get(consumer, 0)
         if producer not in self.outcome.outputs or self._produced_at.get(producer, 0) > started:
             if self.outcome.status[producer] not in (NodeStatus.PENDING, NodeStatus.RUNNING) and (
@@ -113,11 +122,14 @@ class Rewinds:
         ]
         return any(rewound)
 
-    def _producer_of(self, consumer: str, digest: str | None) -> str | None:
+    def _producers_of(self, consumer: str, digest: str | None) -> list[str]:
+        """The consumer's upstream nodes whose outputs hold ``digest`` (sorted: the same
+        order whatever the hash seed), else the one a rewind dropped it from; [] if none."""
         upstream = self.graph.specs[consumer].upstream
-        for up in upstream:
-            outputs = self.outcome.outputs.get(up, {})
-            if any(out["digest"] == digest for out in outputs.values()):
-                return up
+        found = [
+            up
+            for up in sorted(upstream)
+            if any(o["digest"] == digest for o in self.outcome.outputs.get(up, {}).values())
+        ]
         dropped = self._dropped.get(digest or "")
-        return dropped if dropped in upstream else None
+        return found or ([dropped] if dropped in upstream else [])
