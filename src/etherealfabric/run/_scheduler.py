@@ -355,7 +355,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
             return
         alone = not (self._running or self._ready or self._maps.busy)
         here = self._settled() if inline.wanted(info, alone=alone) else None
-        queued = here is None and self._queued(len(self._running) + self._maps.in_flight)
+        queued = here is None and self.backend.reports_starts and self._queued(len(self._running))
         try:
             future = here or self._send(
                 self._dispatch, info.spec.on_driver, task, self._retry_note, self._printing,
@@ -431,7 +431,8 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
 
             result = TaskResult.failure(name, info.key, exc)
             result.exception = exc if isinstance(exc, Exception) else None
-        self._started_by_end(name, result)
+        if self._unstarted:  # (a queued node's start, when no note came: run/_starts.py)
+            self._started_by_end(name, result)
         inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True

@@ -38,6 +38,7 @@ class Starts:
     _done: queue.SimpleQueue[Any]
     _dirty: bool
     _running: dict[str, Any]
+    _maps: Any
     outcome: RunOutcome
     #: queued nodes not started yet: their node_started event's key, input bytes and extra
     _unstarted: dict[str, tuple[str, int, dict[str, Any]]]
@@ -52,9 +53,11 @@ class Starts:
         self.outcome.unstarted.add(name)
         self._failed(name, TaskResult.failure(name, "", exc))
 
-    def _queued(self, busy: int) -> bool:
-        """Whether a task submitted now, with ``busy`` tasks out, waits for a worker."""
-        return self.backend.reports_starts and busy >= (self.backend.max_workers or 1)
+    def _queued(self, running: int) -> bool:
+        """Whether a task submitted now, with ``running`` nodes out (and the maps' children),
+        waits for a worker (asked only of a backend that reports starts)."""
+        busy: int = running + self._maps.in_flight
+        return busy >= (self.backend.max_workers or 1)
 
     def _start_note(self, name: str, ts: float) -> None:
         """``Task.on_start``, called in the worker's thread: hand the note to the loop."""
@@ -70,7 +73,7 @@ class Starts:
 
     def _started_by_end(self, name: str, result: TaskResult) -> None:
         """A queued node ended with no start noted (it failed before its first attempt)."""
-        if self._unstarted and name in self._unstarted:
+        if name in self._unstarted:
             self._started_now(
                 name, result.attempts[0].started_at if result.attempts else time.time()
             )
