@@ -84,6 +84,24 @@ _memoized: contextvars.ContextVar[Reaching | None] = contextvars.ContextVar(
 )
 _installed = False
 _install_lock = threading.Lock()
+#: The process's working folder, known once the hook is installed and until an ``os.chdir`` is
+#: seen (then None: asked each time). ``os.getcwd`` gives the GIL up, so one call per node
+#: cost a thread switch on the threads backend (a third of its time per trivial node).
+_cwd: str | None = None
+_chdir_seen = False
+
+
+def working_folder() -> str:
+    """``os.getcwd()``, without the system call while the process never changed folder."""
+    known = _cwd
+    return known if known is not None else os.getcwd()
+
+
+def _changed_folder() -> None:
+    """An ``os.chdir`` (or ``fchdir``) is about to run: the folder is asked from now on."""
+    global _cwd, _chdir_seen
+    with _install_lock:  # (so that _install cannot keep a folder read before this one)
+        _cwd, _chdir_seen = None, True
 
 
 class Opened(dict[str, bool | None]):
@@ -100,7 +118,8 @@ class Opened(dict[str, bool | None]):
         self.listings: dict[str, frozenset[str] | None] = {}
         self.moved: set[str] = set()
         self.unpickled: set[str] = set()
-        self.cwd = os.getcwd()  # where its ./paths are from (a node may os.chdir)
+        # where its ./paths are from (a node may os.chdir): working_folder(), inline
+        self.cwd = _cwd if _cwd is not None else os.getcwd()
 
     def frozen(self) -> Opened:
         """A copy, taken at once (C-level copies, which no other thread interleaves): a thread
@@ -137,6 +156,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     SQLite databases it connects to (never raises: an exception here would fail the ``open``
     itself)."""
     if event not in _EVENTS:
+        if event == "os.chdir":
+            _changed_folder()
         return
     opened = _opened.get()
     if opened is not None:
@@ -261,7 +282,7 @@ def _from_start(opened: Opened, event: str, args: tuple[Any, ...]) -> tuple[Any,
         return args
     if path is not None and os.path.isabs(path):
         return args
-    now = os.getcwd()
+    now = working_folder()
     if now == opened.cwd:
         return args
     return (os.path.join(now, os.fsdecode(path if path is not None else ".")), *args[1:])
@@ -281,12 +302,14 @@ def watch(
 
 
 def _install() -> None:
-    global _installed
+    global _installed, _cwd
     if not _installed:
         with _install_lock:
             if not _installed:
                 sys.addaudithook(_hook)
                 follow_threads(_working_for)  # (no audit event says a thread starts)
+                if not _chdir_seen:  # (the hook is on: a later chdir is heard)
+                    _cwd = os.getcwd()
                 _installed = True
 
 

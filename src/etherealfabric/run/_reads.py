@@ -203,7 +203,7 @@ def reads_of(
         root=task.root,
         skip=task.inputs_seen,
         writes=task.writes,
-        relative=task.cwd is None or getattr(opened, "cwd", os.getcwd()) == task.cwd,
+        relative=task.cwd is None or (getattr(opened, "cwd", None) or os.getcwd()) == task.cwd,
         store_folders=task.store.local_folders(),
         named=only_named,
         missing=absent,

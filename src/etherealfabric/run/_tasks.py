@@ -24,6 +24,7 @@ from ..plan._keys import KeyInfo
 from ..store import Store
 from ..store._links import LinkedOutputError
 from ..store._serializers import PortableSerializers
+from . import _audit
 from ._cache import ArtifactCache
 from ._checkpoint import CheckpointListing, finished_checkpoint
 from ._codestamp import code_stamp
@@ -100,7 +101,7 @@ def build_task(
         registered=registered,
         writes=spec.writes,
         root=spec.root,
-        cwd=os.getcwd(),
+        cwd=_audit._cwd or os.getcwd(),  # (working_folder(), inline: no call per node)
         inputs_seen=snapshot([*args, *kwargs.values()], info.hashed_at),
         hand_over=hand_over,
         background=background,
