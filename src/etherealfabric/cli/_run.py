@@ -6,10 +6,8 @@ import json
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +30,7 @@ from ._common import (
     one_line,
 )
 from ._params import params_options, parse_params
+from ._sigterm import EXIT_TERMINATED, stop_on_sigterm, terminated
 
 if TYPE_CHECKING:
     from ..run._results import Results
@@ -279,7 +278,7 @@ def _execute(
     if previous_level == logging.NOTSET and env_level != "DEBUG":
         run_log.setLevel(logging.CRITICAL)
     metrics = None
-    restore_sigterm = _stop_on_sigterm()
+    restore_sigterm = stop_on_sigterm()
     try:
         if metrics_port is not None:
             from ..observe._metrics import Metrics
@@ -301,54 +300,13 @@ def _execute(
         progress.close()
         if started:
             click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
-        sys.exit(EXIT_TERMINATED if _terminated(exc) else EXIT_FAILED)
+        sys.exit(EXIT_TERMINATED if terminated(exc) else EXIT_FAILED)
     finally:
         restore_sigterm()
         progress.close()
         run_log.setLevel(previous_level)
         if metrics is not None:
             metrics.close()
-
-
-#: the exit code of a run stopped by SIGTERM: the shell's for a process the signal killed
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-def _stop_on_sigterm() -> Callable[[], None]:
-    """Make SIGTERM (``kill PID``, a scheduler or a container stopping the run) stop the run
-    as a Ctrl-C does, but recorded ``interrupted``: :class:`~etherealfabric.run._session.
-    Terminated` is raised in this, the driver's, main thread. A process forked from this one
-    (a node's own ``multiprocessing``) inherits the handler: there it restores the default and
-    dies of the signal, as it would have. A second SIGTERM while the run stops is ignored.
-    Returns what puts the former handler back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    from ..run._session import Terminated
-
-    driver = os.getpid()
-    stopping: list[bool] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if os.getpid() != driver:  # a forked child: the default action, not the driver's
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        if not stopping:
-            stopping.append(True)
-            raise Terminated()
-
-    former = signal.signal(signal.SIGTERM, handler)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, former)
-
-    return restore
-
-
-def _terminated(exc: BaseException) -> bool:
-    from ..run._session import Terminated
-
-    return isinstance(exc, Terminated)
 
 
 def _report(
