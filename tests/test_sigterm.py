@@ -135,3 +135,42 @@ def test_a_process_forked_from_the_driver_dies_of_sigterm(tmp_path: Path) -> Non
     out = _cli(tmp_path, "cat", run_id, "fork_and_stop")
     assert out.stdout.strip() == str(-signal.SIGTERM), out  # not 1: no Terminated raised there
     assert "Terminated" not in done.stderr and "Traceback" not in done.stderr
+
+
+STARTS = """
+import os, signal
+from etherealfabric import Workflow, node
+
+@node
+def fork_and_look():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's first look: its SIGTERM action and whether it is held back
+        default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        os.write(write, f"{default} {held}".encode())
+        os._exit(0)
+    os.close(write)
+    seen = os.read(read, 100).decode()
+    os.waitpid(pid, 0)
+    parent_held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return f"{seen} {parent_held}"
+
+with Workflow("starts") as wf:
+    fork_and_look()
+"""
+
+
+@pytest.mark.parametrize("backend", ["threads", "local"])
+def test_a_forked_child_starts_with_the_default_sigterm_action(
+    tmp_path: Path, backend: str
+) -> None:
+    """Not the driver's handler, even for the first instructions it runs: a SIGTERM that
+    reached a child still starting was lost (CPython clears the signals tripped before its
+    fork hooks ran), and a node's ``Pool.terminate()`` then waited for that worker for good.
+    The forking thread holds SIGTERM back only across the fork."""
+    (tmp_path / "flow.py").write_text(STARTS)
+    done = _cli(tmp_path, "run", "flow.py", "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    out = _cli(tmp_path, "cat", _last_run(tmp_path)["id"], "fork_and_look")
+    assert out.stdout.strip() == "'True False False'", out  # default, not held; parent not held
