@@ -28,6 +28,8 @@ from types import FrameType
 from typing import Any
 
 from ._folders import ABSENT, DATABASE, HERE, LISTED, listing_key, showing_source, sqlite_path
+from ._forked import SpillingNotes, take_spilled
+from ._forked import install as install_forks
 from ._memoized import Reaching, note
 from ._started import follow_threads, forget, owner, register
 from ._texts import MAX_READS
@@ -111,7 +113,10 @@ class Opened(dict[str, bool | None]):
     :data:`MAX_READS`); ``moved``, the absolute paths the node made or took away itself other
     than by ``open`` (a folder made, a file renamed into place or removed); and
     ``unpickled``, the modules whose classes or functions a pickle the node loaded named (a
-    model file's class: its code is part of what the node read, run/_reads.py)."""
+    model file's class: its code is part of what the node read, run/_reads.py); ``spill``,
+    the folder where the processes it forked write what they noted (run/_forked.py)."""
+
+    spill: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,6 +133,8 @@ class Opened(dict[str, bool | None]):
         dict.update(copy, dict.copy(self))
         copy.listings, copy.moved = dict(self.listings), set(self.moved)
         copy.unpickled, copy.cwd = set(self.unpickled), self.cwd
+        if self.spill is not None:  # what its forked children noted (run/_forked.py)
+            take_spilled(self.spill, copy)
         return copy
 
     def saw(self, folder: str) -> None:
@@ -149,6 +156,16 @@ class Opened(dict[str, bool | None]):
         for i in paths:
             if args[i] is not None and not isinstance(args[i], int):
                 self.moved.add(os.path.abspath(os.fsdecode(args[i])))
+
+
+class _SpillingOpened(SpillingNotes, Opened):
+    """The node's ``Opened`` in a process it forked: what it notes reaches the node too
+    (run/_forked.py)."""
+
+
+def _current_opened() -> Opened | None:
+    opened = _opened.get()
+    return opened if isinstance(opened, Opened) else None
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
@@ -308,6 +325,7 @@ def _install() -> None:
             if not _installed:
                 sys.addaudithook(_hook)
                 follow_threads(_working_for)  # (no audit event says a thread starts)
+                install_forks(_current_opened, _SpillingOpened)  # (nor that one forks)
                 if not _chdir_seen:  # (the hook is on: a later chdir is heard)
                     _cwd = os.getcwd()
                 _installed = True
