@@ -59,6 +59,7 @@ from ._celery_app import (
     run_task,
     safe_url,
 )
+from ._celery_conf import ResultsCheck
 from ._celery_live import CeleryStop, LiveKey
 from ._celery_lost import LostTasks, Submission, resolve_redispatch_seconds
 from ._grouping import GroupPacing, outcome
@@ -120,6 +121,7 @@ class CeleryBackend(LostTasks, Backend):
         self._last_warning = ("", 0.0)
         self._pacing = GroupPacing()
         self._live = LiveKey()  # tasks of this run are skipped once it ended (._celery_live)
+        self._check = ResultsCheck(lambda: self.app, self._urls[1], self._live)
 
     @property
     def app(self) -> Any:
@@ -223,10 +225,13 @@ class CeleryBackend(LostTasks, Backend):
                 self._wake.wait(BUSY_POLL_SECONDS if notified and self._pending else POLL_SECONDS)
                 self._wake.clear()
                 self._beat = time.monotonic()
+                self._check.raise_found(self._pending, self._drop)  # (._celery_conf)
                 sweep = not notified or time.monotonic() - last_sweep >= SWEEP_SECONDS
                 try:
                     self._live.renew(results)  # first round: before the first task is sent
                     self._send()
+                    if self._pending:  # (on a thread of its own: the first send is not delayed)
+                        self._check.start(self._pending, self._wake.set)
                     if self._cancel:
                         self._revoke_pending()
                     if notified:
@@ -240,6 +245,7 @@ class CeleryBackend(LostTasks, Backend):
                 if self._closing and not self._pending and self._outbox.empty():
                     return
         finally:
+            self._check.stop()
             self._live.end(results)  # what is still queued never runs
             if notified:
                 with contextlib.suppress(Exception):

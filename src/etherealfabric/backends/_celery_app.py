@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import ENV, Settings, parse_log_level
 from ..errors import ConfigError
 from ._base import run_pickled, worker_error
-from ._celery_live import guarded
+from ._celery_live import guarded, register_sees_command
 from ._grouping import run_group
 
 if TYPE_CHECKING:
@@ -303,5 +303,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         celery_argv.append(f"--concurrency={args.concurrency}")
     if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in extra):
         celery_argv.append(f"--hostname=etherealfabric-{os.getpid()}@%h")
+    register_sees_command()  # the driver asks whether it shares its result backend
     app.worker_main(celery_argv)
     return 0

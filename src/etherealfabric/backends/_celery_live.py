@@ -35,7 +35,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LIVE_SECONDS", "RENEW_SECONDS", "CeleryStop", "LiveKey", "guarded", "run_ended"]
+__all__ = [
+    "LIVE_SECONDS",
+    "RENEW_SECONDS",
+    "SEES_COMMAND",
+    "CeleryStop",
+    "LiveKey",
+    "guarded",
+    "register_sees_command",
+    "run_ended",
+]
 
 log = logging.getLogger("etherealfabric.backends.celery")
 
@@ -49,6 +58,9 @@ STOP_PREFIX = "etherealfabric-stop-"
 STOP_POLL_SECONDS = 0.5
 #: the stop key's time to live: longer than any backoff
 STOP_SECONDS = 3600
+#: the workers' remote command that says whether a key is in their result backend: the driver
+#: asks whether they see its run's key, i.e. share its result backend (``._celery_conf``)
+SEES_COMMAND = "etherealfabric_sees_key"
 
 
 def _redis(results: Any) -> Any:
@@ -174,3 +186,16 @@ def guarded(run: Callable[[Any], Any]) -> Callable[..., Any]:
     task.__name__ = getattr(run, "__name__", "task")
     task.__doc__ = run.__doc__
     return task
+
+
+def register_sees_command() -> None:
+    """Give this worker process the remote command :data:`SEES_COMMAND` (before it starts)."""
+    from celery.worker.control import inspect_command
+
+    inspect_command(name=SEES_COMMAND, args=[("key", str)], signature="<key>")(_sees_key)
+
+
+def _sees_key(state: Any, key: str, **kwargs: Any) -> dict[str, bool | None]:
+    """On a worker: whether its result backend holds ``key`` (``None``: not a Redis one)."""
+    client = _redis(state.app.backend)
+    return {"sees": None if client is None else bool(client.exists(key))}
