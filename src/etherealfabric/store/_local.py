@@ -386,7 +386,7 @@ class LocalStore(Store):
             path, self.root, what, belongs,
         )  # fmt: skip
         try:
-            return remove_path(path, files=folder)
+            return remove_path(path, files=folder, folders=not folder)
         except OSError as exc:
             raise StoreError(
                 f"cannot remove {path}, {what} where {belongs} belongs: "

@@ -176,18 +176,22 @@ def remove_quietly(path: str) -> bool:
     return True
 
 
-def remove_path(path: str, *, files: bool = True) -> bool:
+def remove_path(path: str, *, files: bool = True, folders: bool = True) -> bool:
     """Remove what is at ``path``; True if something was removed, False if nothing was there.
 
     A folder goes with everything in it (``shutil.rmtree``, which never follows a symbolic
     link, nor removes anything but a folder at ``path``), a symbolic link goes itself (never
-    what it points to), anything else is unlinked; a regular file only with ``files`` (without
-    it, one found there is left alone and False returned: someone's real entry). For things
-    planted where a store file belongs. Raises ``OSError`` when removal fails.
+    what it points to), anything else is unlinked; a regular file only with ``files``, a
+    folder only with ``folders`` (without them, one found there is left alone and False
+    returned: someone's real entry, or the real folder another thread has just put in the
+    place of a planted link, with what it wrote there since). For things planted where a
+    store file or folder belongs. Raises ``OSError`` when removal fails.
     """
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode) and not folders:
         return False
     if stat.S_ISDIR(mode):
         import shutil  # here: only a planted folder needs it
@@ -197,8 +201,12 @@ def remove_path(path: str, *, files: bool = True) -> bool:
         return True
     if stat.S_ISREG(mode) and not files:
         return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    try:
+        os.unlink(path)  # (never a folder: one made here since the lstat stays)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        return False
     return True
 
 
