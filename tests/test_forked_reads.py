@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,9 +61,9 @@ with Workflow("forked-reads") as wf:
 """
 
 
-def _run(tmp_path: Path, backend: str) -> dict[str, object]:
+def _run(tmp_path: Path, backend: str, temp: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path / "tmp"))
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(temp))
     done = subprocess.run(
         [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", backend, "--json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
@@ -76,23 +79,31 @@ def _run(tmp_path: Path, backend: str) -> dict[str, object]:
     return summary
 
 
+@pytest.fixture
+def temp() -> Iterator[Path]:
+    """A short TMPDIR of the runs' own (the process pool's sockets go there: a pytest folder
+    is too long a path for one)."""
+    folder = Path(tempfile.mkdtemp(prefix="ef-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_an_edited_file_read_in_a_forked_process_reruns_its_node(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, temp: Path
 ) -> None:
     (tmp_path / "flow.py").write_text(FLOW)
-    (tmp_path / "tmp").mkdir()
     (tmp_path / "data").mkdir()
     for i in (1, 2, 3):
         (tmp_path / "data" / f"{i}.txt").write_text(str(i))
-    first = _run(tmp_path, backend)
+    first = _run(tmp_path, backend, temp)
     assert (first["executed"], first["with_pool"], first["with_executor"]) == (3, 6, 6)
     assert first["grandchild"] == 3
-    assert _run(tmp_path, backend)["cached"] == 3  # nothing changed: all hits
+    assert _run(tmp_path, backend, temp)["cached"] == 3  # nothing changed: all hits
     (tmp_path / "data" / "2.txt").write_text("20")  # read by the pools' workers only
-    again = _run(tmp_path, backend)
+    again = _run(tmp_path, backend, temp)
     assert (again["executed"], again["with_pool"], again["with_executor"]) == (2, 24, 24)
     (tmp_path / "data" / "3.txt").write_text("30")  # read by every node, in a grandchild too
-    last = _run(tmp_path, backend)
+    last = _run(tmp_path, backend, temp)
     assert (last["executed"], last["with_pool"], last["grandchild"]) == (3, 51, 30)
-    assert list((tmp_path / "tmp").glob("etherealfabric-forked-*")) == []  # spill folders go
+    assert list(temp.glob("etherealfabric-forked-*")) == []  # spill folders go
