@@ -15,6 +15,7 @@ even by SIGKILL (see :func:`~etherealfabric.backends._base.watch_run`).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -178,6 +179,33 @@ class _Unpickling(Future[Any]):
             self.set_exception(exc)
 
 
+#: The longest Unix socket path the forkserver's may be (108 bytes on Linux, 104 on macOS).
+_SOCKET_PATH_MAX = 100
+#: What multiprocessing adds to TMPDIR for it (``/pymp-xxxxxxxx/listener-xxxxxxxx``).
+_SOCKET_NAME_LENGTH = 40
+
+
+def _short_socket_folder() -> None:
+    """The forkserver listens on a Unix socket in multiprocessing's temp folder, made under
+    TMPDIR: with a TMPDIR too long for a socket path, every node failed ("OSError: AF_UNIX
+    path too long"). Then this process's multiprocessing folder is made under ``/tmp``
+    instead (what Python 3.13's multiprocessing does itself), removed at exit as its own."""
+    import tempfile
+    from multiprocessing import process, util
+
+    if len(tempfile.gettempdir()) + _SOCKET_NAME_LENGTH <= _SOCKET_PATH_MAX:
+        return
+    config = process.current_process()._config  # (where util.get_temp_dir keeps it)
+    if config.get("tempdir") is not None or not os.access("/tmp", os.W_OK | os.X_OK):
+        return
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="pymp-", dir="/tmp")
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True},
+                  exitpriority=-100)  # fmt: skip
+    config["tempdir"] = folder
+
+
 def _preload_worker(context: Any) -> None:
     """Have the forkserver (when it starts) import :data:`WORKER_MODULES`, besides what it
     preloads already. A module that fails to import there is skipped by the forkserver."""
@@ -217,6 +245,7 @@ class ProcessBackend(Backend):
         forkserver = self._context.get_start_method() == "forkserver"
         if forkserver:
             _preload_worker(self._context)
+            _short_socket_folder()
         # workers exit when this process dies (see watch_run)
         self._pool = WorkerPool(
             self.max_workers or 1,
