@@ -195,7 +195,7 @@ def _short_socket_folder() -> None:
 
     if len(tempfile.gettempdir()) + _SOCKET_NAME_LENGTH <= _SOCKET_PATH_MAX:
         return
-    config = process.current_process()._config  # (where util.get_temp_dir keeps it)
+    config = process.current_process()._config  # type: ignore[attr-defined]  # (get_temp_dir)
     if config.get("tempdir") is not None or not os.access("/tmp", os.W_OK | os.X_OK):
         return
     import shutil
