@@ -56,8 +56,20 @@ def grandchild():
     os.waitpid(child, 0)
     return value
 
+@node
+def pool_in_a_thread():
+    import threading
+    found = []
+    def work():
+        with mp.get_context("fork").Pool(2) as pool:
+            found.append(sum(pool.map(load, FILES)))
+    helper = threading.Thread(target=work)
+    helper.start()
+    helper.join()
+    return found[0]
+
 with Workflow("forked-reads") as wf:
-    with_pool(); with_executor(); grandchild()
+    with_pool(); with_executor(); grandchild(); pool_in_a_thread()
 """
 
 
@@ -71,7 +83,7 @@ def _run(tmp_path: Path, backend: str, temp: Path) -> dict[str, object]:
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     cat = [sys.executable, "-m", "etherealfabric", "cat", summary["run_id"]]
-    for name in ("with_pool", "with_executor", "grandchild"):
+    for name in ("with_pool", "with_executor", "grandchild", "pool_in_a_thread"):
         shown = subprocess.run(
             [*cat, name], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
@@ -97,13 +109,14 @@ def test_an_edited_file_read_in_a_forked_process_reruns_its_node(
     for i in (1, 2, 3):
         (tmp_path / "data" / f"{i}.txt").write_text(str(i))
     first = _run(tmp_path, backend, temp)
-    assert (first["executed"], first["with_pool"], first["with_executor"]) == (3, 6, 6)
-    assert first["grandchild"] == 3
-    assert _run(tmp_path, backend, temp)["cached"] == 3  # nothing changed: all hits
+    assert (first["executed"], first["with_pool"], first["with_executor"]) == (4, 6, 6)
+    assert (first["grandchild"], first["pool_in_a_thread"]) == (3, 6)
+    assert _run(tmp_path, backend, temp)["cached"] == 4  # nothing changed: all hits
     (tmp_path / "data" / "2.txt").write_text("20")  # read by the pools' workers only
     again = _run(tmp_path, backend, temp)
-    assert (again["executed"], again["with_pool"], again["with_executor"]) == (2, 24, 24)
+    assert (again["executed"], again["with_pool"], again["with_executor"]) == (3, 24, 24)
+    assert again["pool_in_a_thread"] == 24  # (a thread the node started made that pool)
     (tmp_path / "data" / "3.txt").write_text("30")  # read by every node, in a grandchild too
     last = _run(tmp_path, backend, temp)
-    assert (last["executed"], last["with_pool"], last["grandchild"]) == (3, 51, 30)
+    assert (last["executed"], last["with_pool"], last["grandchild"]) == (4, 51, 30)
     assert list(temp.glob("etherealfabric-forked-*")) == []  # spill folders go

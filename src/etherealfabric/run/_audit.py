@@ -164,8 +164,21 @@ class _SpillingOpened(SpillingNotes, Opened):
 
 
 def _current_opened() -> Opened | None:
+    """The ``Opened`` of the node this thread works for: its own, or (a thread a running
+    node started) its starter's (run/_forked.py, at a fork)."""
     opened = _opened.get()
+    if opened is None:
+        try:
+            found = owner(sys._getframe(1))
+        except Exception:
+            return None
+        opened = found[0] if found else None
     return opened if isinstance(opened, Opened) else None
+
+
+def _adopt(opened: Opened) -> None:
+    """In a forked child: note what this thread opens in ``opened`` (run/_forked.py)."""
+    _opened.set(opened)
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
@@ -325,7 +338,7 @@ def _install() -> None:
             if not _installed:
                 sys.addaudithook(_hook)
                 follow_threads(_working_for)  # (no audit event says a thread starts)
-                install_forks(_current_opened, _SpillingOpened)  # (nor that one forks)
+                install_forks(_current_opened, _SpillingOpened, _adopt)  # (nor that one forks)
                 if not _chdir_seen:  # (the hook is on: a later chdir is heard)
                     _cwd = os.getcwd()
                 _installed = True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ MAX_SPILL_BYTES = 64 * 1024 * 1024
 
 _current: Callable[[], Any] = lambda: None  # noqa: E731  (the running node's Opened, or None)
 _spilling: type | None = None  # Opened with SpillingNotes mixed in
+_adopt: Callable[[Any], None] = lambda opened: None  # noqa: E731
+_forking = threading.local()  # .opened: the node's Opened the fork in this thread is for
 _installed = False
 
 
@@ -62,14 +65,18 @@ class SpillingNotes:
             os.write(self.spill_fd, (json.dumps([op, key, value]) + "\n").encode())
 
 
-def install(current: Callable[[], Any], spilling: type) -> None:
+def install(current: Callable[[], Any], spilling: type, adopt: Callable[[Any], None]) -> None:
     """Follow the forks of running nodes from now on (once per process, with the audit hook):
-    ``current`` gives the running node's ``Opened`` in this thread (None: none), ``spilling``
-    is ``Opened`` with :class:`SpillingNotes` mixed in."""
-    global _current, _spilling, _installed
-    _current, _spilling = current, spilling
+    ``current`` gives the ``Opened`` of the node this thread works for (None: none; a thread
+    the node started works for it), ``spilling`` is ``Opened`` with :class:`SpillingNotes`
+    mixed in, ``adopt`` makes an ``Opened`` the one this thread notes into (in a child forked
+    from a thread the node started: there it is the main thread, which no node owns)."""
+    global _current, _spilling, _adopt, _installed
+    _current, _spilling, _adopt = current, spilling, adopt
     if not _installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_child=_in_child)
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_in_child
+        )
         _installed = True
 
 
@@ -107,6 +114,7 @@ def take_spilled(folder: str, into: Any) -> None:
 def _before_fork() -> None:
     """In the forking thread: a node that forks gets its spill folder (at its first fork)."""
     opened = _current()
+    _forking.opened = opened
     if opened is None or getattr(opened, "spill", "") is not None:
         return
     import tempfile  # (only when a node forks)
@@ -119,8 +127,12 @@ def _before_fork() -> None:
     opened.spill = folder
 
 
+def _after_in_parent() -> None:
+    _forking.opened = None
+
+
 def _in_child() -> None:
-    opened = _current()
+    opened, _forking.opened = getattr(_forking, "opened", None), None
     if opened is None or getattr(opened, "spill", None) is None or _spilling is None:
         return
     try:
@@ -134,3 +146,4 @@ def _in_child() -> None:
     if not isinstance(opened, SpillingNotes):
         opened.__class__ = _spilling  # (what it noted before the fork, the parent has)
     opened.spill_fd = fd
+    _adopt(opened)  # (forked from a thread the node started: this thread is no one's)
