@@ -99,6 +99,17 @@ def working_folder() -> str:
     return known if known is not None else os.getcwd()
 
 
+def back_to_start(opened: Opened) -> None:
+    """After a node that changed the process's folder (``os.chdir("sub")``) and did not change
+    back: back to the folder it started in, where the other nodes and the check of its own
+    ``./`` paths find them (its ``data.csv`` of ``sub/`` was recorded as ``./data.csv``, and
+    the next run hashed the top folder's). Only for a node that called ``os.chdir`` itself:
+    another node's end must not move a node that is in its folder still."""
+    with contextlib.suppress(OSError):
+        if os.getcwd() != opened.cwd:
+            os.chdir(opened.cwd)
+
+
 def _changed_folder() -> None:
     """An ``os.chdir`` (or ``fchdir``) is about to run: the folder is asked from now on."""
     global _cwd, _chdir_seen
@@ -117,6 +128,7 @@ class Opened(dict[str, bool | None]):
     the folder where the processes it forked write what they noted (run/_forked.py)."""
 
     spill: str | None = None
+    changed_folder = False  # it called os.chdir (run/_worker.py puts the folder back after it)
 
     def __init__(self) -> None:
         super().__init__()
@@ -188,6 +200,9 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in _EVENTS:
         if event == "os.chdir":
             _changed_folder()
+            opened = _opened.get()
+            if isinstance(opened, Opened):
+                opened.changed_folder = True
         return
     opened = _opened.get()
     if opened is not None:
@@ -312,7 +327,7 @@ def _from_start(opened: Opened, event: str, args: tuple[Any, ...]) -> tuple[Any,
         return args
     if path is not None and os.path.isabs(path):
         return args
-    now = working_folder()
+    now = os.getcwd()  # (asked, not kept: a chdir in C, ctypes' libc.chdir, is heard by no hook)
     if now == opened.cwd:
         return args
     return (os.path.join(now, os.fsdecode(path if path is not None else ".")), *args[1:])

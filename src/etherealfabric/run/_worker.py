@@ -53,7 +53,7 @@ from ..store._serializers import (
     write_value,
 )
 from ..store._tables import say_pickled
-from ._audit import Opened, unwatch, watch, written_whole
+from ._audit import Opened, back_to_start, unwatch, watch, written_whole
 from ._byvalue import expose
 from ._capture import capture, joined, stream_printed
 from ._checkpoint import Checkpoint, open_attempt
@@ -186,6 +186,8 @@ def _attempt(
                 raise
             finally:
                 unwatch(watched)
+                if getattr(opened, "changed_folder", False) and isinstance(opened, Opened):
+                    back_to_start(opened)  # it called os.chdir
                 if task.printing is not None:
                     task.printing.pop(task.node, None)
 
