@@ -17,6 +17,7 @@ the pool shares with them (:meth:`WorkerPool.stop_retries`, :class:`PoolStop`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import signal
 import threading
@@ -32,6 +33,12 @@ __all__ = ["PoolStop", "WorkerPool", "death_cause"]
 
 _STOP = b""  # sent to a worker process: exit
 _RESENDS = 2  # times a task is sent again to a new worker when the last died before taking it
+#: How long a worker told to stop may take to exit before it is stopped by a signal: one that
+#: waits for processes of its own (a pool a node made and kept open, as Python's exit joins
+#: the children it did not end) held the run's end for good.
+EXIT_SECONDS = 10.0
+
+log = logging.getLogger("etherealfabric.backends")
 
 
 def death_cause(exitcode: int | None) -> str:
@@ -98,9 +105,9 @@ def _serve(
         try:
             payload = conn.recv_bytes()
         except (EOFError, OSError):
-            return
+            return _end_children()
         if payload == _STOP:
-            return
+            return _end_children()
         send(("started",))  # the task is in: a death from here on is the task's
         try:
             send(("done", True, _base.run_pickled(payload)))
@@ -113,6 +120,18 @@ def _serve(
             except Exception:
                 data = cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
             send(("done", False, data))
+
+
+def _end_children() -> None:
+    """As a worker exits: end the processes its nodes started and left running (a
+    ``ProcessPoolExecutor`` a node keeps for later, ``lru_cache``d): multiprocessing's exit
+    waits for each, and their executor is never told to stop (Python ends executors at the
+    interpreter's exit, which a worker process skips), so the worker never exited."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(Exception):
+            child.terminate()
 
 
 class WorkerPool:
@@ -217,7 +236,7 @@ class WorkerPool:
                 with contextlib.suppress(OSError):
                     conn.send_bytes(_STOP)
             if process is not None:
-                process.join()
+                _join_or_stop(process)
                 if conn is not None:
                     conn.close()
 
@@ -326,3 +345,24 @@ def _load_error(data: bytes) -> BaseException:
     except Exception as exc:
         return RuntimeError(f"the worker's error could not be loaded here: {exc}")
     return error if isinstance(error, BaseException) else RuntimeError(repr(error))
+
+
+def _join_or_stop(process: Any) -> None:
+    """Wait for a worker told to stop; one still there after :data:`EXIT_SECONDS` gets
+    SIGTERM, then SIGKILL, with a warning that says why it may have stayed."""
+    process.join(EXIT_SECONDS)
+    if process.exitcode is not None:
+        return
+    log.warning(
+        "worker process %s did not exit within %gs of the run's end (does a node keep a "
+        "process pool of its own open, whose processes it waits for at exit? close it, e.g. "
+        "with `with ProcessPoolExecutor() as pool:`); stopping it",
+        process.pid,
+        EXIT_SECONDS,
+    )
+    for stop in (process.terminate, process.kill):
+        with contextlib.suppress(Exception):
+            stop()
+        process.join(5.0)
+        if process.exitcode is not None:
+            return
