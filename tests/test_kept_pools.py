@@ -11,10 +11,10 @@ worker that still does not exit is stopped by a signal after ``EXIT_SECONDS``, w
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from cli_runner import ef
 
 POOLS = """
 import functools, multiprocessing as mp, os
@@ -57,12 +57,9 @@ def test_a_pool_a_node_keeps_open_neither_hangs_the_run_nor_outlives_it(tmp_path
     (tmp_path / "flow.py").write_text(FLOW)
     pids = tmp_path / "pids"
     pids.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), EF_TEST_PIDS=str(pids))
-    done = subprocess.run(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", "processes"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    home = str(tmp_path / "home")
+    done = ef(tmp_path, "run", "flow.py", "--backend", "processes", ETHEREALFABRIC_HOME=home,
+              EF_TEST_PIDS=str(pids))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 executed" in done.stderr and "did not exit" not in done.stderr, done.stderr
     started = [int(p.name) for p in pids.iterdir()]

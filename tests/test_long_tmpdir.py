@@ -8,10 +8,9 @@ under TMPDIR, and a socket path may not be longer than 104 to 108 bytes: every n
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import ef
 
 FLOW = """
 from etherealfabric import Workflow, node
@@ -29,16 +28,11 @@ def test_the_processes_backend_runs_with_a_tmpdir_too_long_for_a_socket(tmp_path
     long = tmp_path / ("t" * 60) / ("m" * 60)
     long.mkdir(parents=True)
     (tmp_path / "flow.py").write_text(FLOW)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(long))
-    done = subprocess.run(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", "processes"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    home, temp = str(tmp_path / "home"), str(long)
+    done = ef(
+        tmp_path, "run", "flow.py", "--backend", "processes", ETHEREALFABRIC_HOME=home, TMPDIR=temp
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 executed" in done.stderr, done.stderr
-    shown = subprocess.run(
-        [sys.executable, "-m", "etherealfabric", "cat", "latest", "double"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    shown = ef(tmp_path, "cat", "latest", "double", ETHEREALFABRIC_HOME=home, TMPDIR=temp)
     assert shown.stdout.strip() == "42", shown
