@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import DefinitionError
 from ..hashing._usercode import is_library_file, script_module_name
+from ..run._importable import make_importable
 from ..workflow import Workflow
 
 __all__ = ["WorkflowFileError", "load_workflow", "split_target"]
@@ -123,6 +124,7 @@ def _import(path: Path) -> object:
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)  # worker processes cannot import it by name
+    make_importable(module_name, str(path))  # but a process a node spawns can (a Pool's)
     return module
 
 

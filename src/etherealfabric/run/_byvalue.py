@@ -14,16 +14,20 @@ what the engine stores never names a module that exists in one worker only.
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from typing import Any
 
 from ..hashing._usercode import SCRIPT_MODULE_PREFIX
+from ._importable import make_importable
 
 __all__ = ["expose"]
 
 #: set on a stand-in module made here (a later task of the same file updates it)
 STAND_IN = "__etherealfabric_stand_in__"
+#: the ``__main__`` of a worker process (``etherealfabric/_spawn_main.py``)
+SPAWN_MAIN = "etherealfabric._spawn_main"
 
 
 def expose(code: Any) -> None:
@@ -42,6 +46,7 @@ def expose(code: Any) -> None:
             for key, value in own.items():
                 if not hasattr(module, key):
                     setattr(module, key, value)
+            _spawn_from_script(module, found.get("__file__"))
         return
     if module is None and not name.startswith(SCRIPT_MODULE_PREFIX):
         return  # an importable module sent by value: pickle imports the real one by name
@@ -54,10 +59,25 @@ def expose(code: Any) -> None:
         # still pickled by value by the engine (outputs, checkpoints): a stored value never
         # names a module that exists only here
         cloudpickle.register_pickle_by_value(module)
+        if isinstance(found.get("__file__"), str):  # and a process the node spawns imports it
+            make_importable(name, found["__file__"])
     elif not getattr(module, STAND_IN, False):  # a module of that name, imported here
         return
     for key, value in own.items():
         setattr(module, key, value)
+
+
+def _spawn_from_script(main: types.ModuleType, script: object) -> None:
+    """Have the processes ``spawn`` or ``forkserver`` starts here re-run the user's script as
+    their ``__main__``, as under plain Python, rather than this worker's empty one (see
+    :func:`~etherealfabric.backends._base.no_main_reimport`): a node's pool over a function of
+    the script found no such function in its workers, which multiprocessing replaced for good."""
+    spec = getattr(main, "__spec__", None)
+    if getattr(spec, "name", None) != SPAWN_MAIN or not isinstance(script, str):
+        return
+    if os.path.isfile(script):
+        main.__spec__ = None  # multiprocessing then runs main.__file__ in a new process
+        main.__file__ = script
 
 
 def _globals_of(code: Any) -> dict[str, Any] | None:
