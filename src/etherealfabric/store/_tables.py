@@ -137,7 +137,11 @@ class ParquetSerializer(Serializer):
         _pandas_arrow_types()
         import pyarrow.parquet as pq
 
-        return _to_pandas(pq.read_table(fp, pre_buffer=False))
+        # one thread: pyarrow's thread pool, having read through a Python file object, may
+        # abort the interpreter at its exit ("terminate called without an active exception",
+        # apache/arrow#34314, #50482): 2 of 40 processes here. Such reads are small objects
+        # (larger ones are read by path, below) or a shared store's, read as they are verified
+        return _to_pandas(pq.read_table(fp, pre_buffer=False, use_threads=False))
 
     def loads(self, data: bytes) -> object:
         pa = _pyarrow()
