@@ -45,7 +45,7 @@ def _flow(home: Path) -> Workflow:
     return wf
 
 
-@pytest.mark.parametrize("backend", ["threads", "processes"])
+@pytest.mark.parametrize("backend", ["threads", "processes", "dask"])
 def test_with_one_worker_one_node_runs_at_a_time(tmp_path: Path, backend: str) -> None:
     running: set[str] = set()
     overlaps: list[tuple[str, set[str]]] = []

@@ -37,6 +37,7 @@ __all__ = [
     "portable_exception",
     "progress_listened",
     "report_progress",
+    "reporting_to",
     "run_pickled",
     "watch_run",
     "worker_error",
@@ -331,13 +332,29 @@ def progress_listened() -> bool:
     return progress_sink is not None
 
 
+#: per thread: where the task running in it sends its notes, before :data:`progress_sink`
+#: (a node alone in a Dask task: ``backends/_dask_notes.py``)
+_task_sink = threading.local()
+
+
+@contextlib.contextmanager
+def reporting_to(sink: Callable[[Any, bool], None]) -> Iterator[None]:
+    """Send what the task running in this thread reports (:func:`report_progress`) to
+    ``sink`` while the block runs."""
+    _task_sink.sink = sink
+    try:
+        yield
+    finally:
+        _task_sink.sink = None
+
+
 def report_progress(note: Any, keep: bool = True) -> None:
     """Tell the process that submitted the running task ``note`` (picklable), if it listens:
     the process backend passes each note to the task's listener as it comes, and hands those
     kept (``keep``: small ones) to the :class:`WorkerDiedError` of a worker that died while
     running it (the run layer notes each attempt's start and end; what it prints goes by
-    unkept)."""
-    sink = progress_sink
+    unkept). The Dask backend passes on the kept notes of a node sent alone."""
+    sink = getattr(_task_sink, "sink", None) or progress_sink
     if sink is not None:
         with contextlib.suppress(Exception):
             sink(note, keep)

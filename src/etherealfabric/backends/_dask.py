@@ -54,8 +54,10 @@ from typing import Any, TypeVar
 
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
-from ._base import Backend, default_workers, exit_with_parent, no_main_reimport
+from ._base import Backend, default_workers, exit_with_parent, no_main_reimport, reporting_to
 from ._dask_connect import connect, unreachable
+from ._dask_notes import Listening, Notes
+from ._dask_notes import sink as note_sink
 from ._grouping import GroupPacing, run_group, settle
 from ._taskpickle import dumps_task
 
@@ -72,6 +74,8 @@ class DaskBackend(Backend):
     """Runs tasks on a Dask cluster: a given client, a scheduler address, or a LocalCluster."""
 
     name = "dask"
+    #: a node sent alone tells when a worker begins it (``_dask_notes.py``)
+    reports_starts = True
 
     @strict_options
     def __init__(
@@ -99,6 +103,7 @@ class DaskBackend(Backend):
         self._io: threading.Thread | None = None
         self._cancelling = False
         self._pacing = GroupPacing()
+        self._notes = Notes()
         self._stop = DaskStop(f"etherealfabric-stop-{uuid.uuid4().hex}")
         self._stopped = False
         if self._client is None and self._address is None:  # a LocalCluster, on first use
@@ -171,7 +176,7 @@ class DaskBackend(Backend):
         scheduler raises :class:`~etherealfabric.errors.ConfigError` here.
         """
 
-        future: Future[Any] = Future()
+        future: Future[Any] = Listening()
         try:
             payload = dumps_task((fn, task))
         except Exception as exc:  # reported as the node's failure, not the scheduler's
@@ -225,15 +230,22 @@ class DaskBackend(Backend):
         alone = [s for s in sends if s.again]  # sent again after their group failed
         together = [s for s in sends if not s.again]
         groups = [[send] for send in alone] + self._pacing.split(together, self.max_workers)
+        keys = [_key(group) for group in groups]
         try:
             client = self.client
+            self._notes.subscribe(client)
+            for key, group in zip(keys, groups, strict=True):
+                if len(group) == 1:  # (a group's nodes send no notes)
+                    self._notes.expect(key, group[0].future)
             inners = client.map(
                 run_group_on_worker,
                 [[s.payload for s in group] for group in groups],
-                key=[_key(group) for group in groups],
+                key=keys,
                 pure=False,
             )
         except Exception as exc:  # the cluster went away: these nodes fail with its error
+            for key in keys:
+                self._notes.forget(key)
             for send in sends:
                 send.future.set_exception(exc)
             return
@@ -253,6 +265,7 @@ class DaskBackend(Backend):
         except BaseException as exc:  # lost, cancelled, or Dask gave up on its workers
             outcomes = exc
         failed = isinstance(outcomes, BaseException)
+        self._notes.forget(inner.key)
         with self._lock:  # whoever takes it from the table settles it (see close)
             group = self._groups.pop(inner, None)
             again = failed and group is not None and len(group) > 1 and not self._cancelling
@@ -391,7 +404,10 @@ def run_group_on_worker(payloads: list[bytes]) -> list[tuple[bool, bytes]]:
     """:func:`run_group` as a Dask task: a thread that left the pool for its node's own Dask
     work (:func:`worker_client`) rejoins it at the end."""
     try:
-        return run_group(payloads)
+        if len(payloads) > 1:
+            return run_group(payloads)
+        with reporting_to(note_sink):  # a node alone tells when it begins (_dask_notes.py)
+            return run_group(payloads)
     finally:
         if getattr(_seceded, "active", False):
             _seceded.active = False
