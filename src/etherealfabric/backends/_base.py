@@ -15,6 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..config import check_options
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WORKER_MODULES",
     "Backend",
+    "Listening",
     "Pacing",
     "RetryStop",
     "TaskFuture",
@@ -330,6 +332,23 @@ def progress_listened() -> bool:
     """Whether the process that submitted the running task listens to
     :func:`report_progress` (a worker of the process backend)."""
     return progress_sink is not None
+
+
+class Listening(Future[Any]):
+    """A remote backend's future whose task's notes (:func:`report_progress`) reach the
+    callback given to :meth:`listen`, as the process backend's do (``run/_lost.py``)."""
+
+    ef_listener: Any = None
+
+    def listen(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(note)`` (in a thread of the backend) with each note that comes."""
+        self.ef_listener = callback
+
+    def noted(self, note: Any) -> None:
+        """Pass ``note`` to the listener, if any, while the task is not done."""
+        listener = self.ef_listener
+        if listener is not None and not self.done():
+            listener(note)
 
 
 #: per thread: where the task running in it sends its notes, before :data:`progress_sink`

@@ -47,7 +47,7 @@ from typing import Any, TypeVar, cast
 
 from ..config import ENV, strict_options
 from ..errors import ConfigError, EtherealFabricError, ExecutionError
-from ._base import Backend
+from ._base import Backend, Listening
 from ._celery_app import (
     GROUP_TASK_NAME,
     QUEUE,
@@ -89,6 +89,7 @@ class CeleryBackend(LostTasks, Backend):
     """Sends tasks to Celery workers; one poller thread does all Celery I/O."""
 
     name = "celery"
+    reports_starts = True  # a node sent alone begins at its task's STARTED state
 
     @strict_options
     def __init__(
@@ -176,7 +177,7 @@ class CeleryBackend(LostTasks, Backend):
 
         if self._closing:
             raise RuntimeError("this CeleryBackend is closed")
-        future: Future[Any] = Future()
+        future: Future[Any] = Listening()
         node = str(getattr(task, "node", getattr(fn, "__name__", "task")))
         try:
             payload = dumps_task((fn, task))
@@ -342,6 +343,10 @@ class CeleryBackend(LostTasks, Backend):
 
     def _count_notification(self, meta: Any) -> None:
         self._notifications += 1
+        if meta.get("status") == "STARTED":  # a node alone begins (a group's: at its end)
+            sub = self._pending.get(str(meta.get("task_id")))
+            if sub is not None and not sub.members and isinstance(sub.future, Listening):
+                sub.future.noted(("attempt", 1, time.time()))
 
     def _sweep(self) -> None:
         """Ask the result backend about every pending task; ready ones fire ``_on_ready``."""

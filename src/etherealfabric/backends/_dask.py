@@ -54,9 +54,16 @@ from typing import Any, TypeVar
 
 from ..config import DASK_ADDRESS_ENV, ENV, strict_options
 from ..errors import ConfigError
-from ._base import Backend, default_workers, exit_with_parent, no_main_reimport, reporting_to
+from ._base import (
+    Backend,
+    Listening,
+    default_workers,
+    exit_with_parent,
+    no_main_reimport,
+    reporting_to,
+)
 from ._dask_connect import connect, unreachable
-from ._dask_notes import Listening, Notes
+from ._dask_notes import Notes
 from ._dask_notes import sink as note_sink
 from ._grouping import GroupPacing, run_group, settle
 from ._taskpickle import dumps_task

@@ -22,22 +22,14 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["TOPIC", "Listening", "Notes", "sink"]
+from ._base import Listening
+
+__all__ = ["TOPIC", "Notes", "sink"]
 
 log = logging.getLogger("etherealfabric.backends.dask")
 
 #: the Dask event topic of every run's notes
 TOPIC = "etherealfabric-notes"
-
-
-class Listening(Future[Any]):
-    """A future whose task's notes reach the callback given to :meth:`listen`."""
-
-    ef_listener: Any = None
-
-    def listen(self, callback: Any) -> None:
-        """Call ``callback(note)`` (on the client's event loop) with each note the task sends."""
-        self.ef_listener = callback
 
 
 class Notes:
@@ -71,9 +63,8 @@ class Notes:
             _, (key, note) = event
             with self._lock:
                 future = self._by_key.get(key)
-            listener = getattr(future, "ef_listener", None)
-            if listener is not None and future is not None and not future.done():
-                listener(tuple(note))
+            if future is not None:
+                future.noted(tuple(note))
         except Exception as exc:  # a stranger's event on the topic, or a listener's bug
             log.debug("a Dask note was not passed on: %r (%s)", event, exc)
 
