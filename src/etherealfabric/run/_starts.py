@@ -3,9 +3,8 @@
 The scheduler keeps more tasks submitted than there are workers once tasks turn out short
 (``Backend.in_flight``): those wait in the backend's queue. On a backend that reports starts
 (``Backend.reports_starts``: threads, processes, Dask, Celery) a task submitted while every
-worker is busy
-is ``queued``: its ``node_started`` event (the journal's running row, its start) waits for its
-first attempt to begin, which the worker notes (``Task.on_start`` in this process, the
+worker is busy is ``queued``: its ``node_started`` event (the journal's running row, its
+start) waits for its first attempt to begin, which the worker notes (``Task.on_start`` in this process, the
 attempt's note over a worker process's channel: ``run/_lost.py``) through the completion
 queue; a task that ends with no note (it failed before its first attempt) is started then, at
 its first attempt's start. A node cancelled while queued never started. On Spark a node
