@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -403,6 +404,32 @@ def test_a_home_and_a_shared_folder_inside_each_other_are_refused(
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "must be apart" in out.stderr
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("alias", ["link", "x/../home"])
+def test_a_store_that_is_the_home_by_another_name_is_the_home(
+    tmp_path: Any, ef: Any, alias: str
+) -> None:
+    """ETHEREALFABRIC_STORE naming the home through a link or with ``..`` was a shared store
+    of its own: the local layer's budget deleted the home's objects as copies the shared
+    store held (the same files), and every run executed everything again."""
+    (tmp_path / "flow.py").write_text(
+        "import numpy as np\nfrom etherealfabric import Workflow, node\n\n@node\ndef one():\n"
+        "    return np.arange(100_000.0)\n\nwith Workflow('w') as wf:\n    one()\n"
+    )
+    (tmp_path / "home").mkdir()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "home")
+    settings = {
+        "ETHEREALFABRIC_HOME": str(tmp_path / "home"),
+        "ETHEREALFABRIC_STORE": str(tmp_path / alias),
+        "ETHEREALFABRIC_LOCAL_CACHE_SIZE": "1KB",
+        "ETHEREALFABRIC_SIGNING_KEY": "0123456789abcdef0123456789abcdef",
+    }
+    for executed in (1, 0, 0):
+        out = ef(tmp_path, "run", "flow.py", "--json", **settings)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["executed"] == executed, out.stderr
 
 
 SURROGATES = """

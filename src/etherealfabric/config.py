@@ -470,4 +470,6 @@ def _normalise(location: str) -> str:
         location = unquote(location[len("file://") :])  # (as store/__init__.py opens it)
     if "://" in location:
         return location.rstrip("/")
-    return str(Path(location).expanduser().absolute())
+    # the folder itself: a link to the home, or x/../home, is the home (not a shared store
+    # whose "copies" the local layer's budget would then delete from the home)
+    return os.path.realpath(os.path.expanduser(location))
