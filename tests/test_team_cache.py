@@ -475,6 +475,35 @@ def test_ls_du_and_forget_a_key(team: Team) -> None:
     assert code == 2 and "invalid cache key 'not-a-key'" in err
 
 
+def test_forget_while_the_store_does_not_answer_forgets_nothing_and_later_all(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's entries were forgotten before the shared store was asked: a store that
+    did not answer kept alice's record, and forgetting again found nothing left to ask
+    about ("forgotten already"), so the node never ran again (found by review)."""
+    monkeypatch.setenv("ETHEREALFABRIC_STORE_TIMEOUT", "1")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once the socket is closed
+    good = os.environ["ETHEREALFABRIC_S3_ENDPOINT_URL"]
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    code, _, err = cli(team, "alice", "forget", "report")
+    assert code == 2 and "nothing was forgotten" in err, err
+    monkeypatch.setenv("ETHEREALFABRIC_S3_ENDPOINT_URL", good)
+    code, out, err = cli(team, "alice", "forget", "report")
+    assert code == 0 and "forgot 1 cache entry" in out, (out, err)
+    assert "dropped 1 record(s) this home published" in out
+    assert team.run("alice")[0] == {"report"}
+
+
+def test_forget_says_a_teammates_record_serves_the_next_run(team: Team) -> None:
+    team.run("bob")
+    code, out, _ = cli(team, "bob", "forget", "report")
+    assert code == 0 and "left 1 it did not publish" in out
+    assert "the next run takes those results from there" in out and "--force" in out
+    assert team.run("bob")[0] == set()  # as it says
+
+
 def test_gc_of_a_shared_store_keeps_what_homes_and_pins_need(team: Team) -> None:
     old = {team.key_of("fit"), team.key_of("report")}  # alice's first run: scale 1
     for scale in range(2, 7):  # alice's last five runs no longer use scale 1's fit and report

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..config import ENV, Settings
-from ..errors import EtherealFabricError
+from ..errors import EtherealFabricError, StoreError
 from ._common import (
     EXIT_FAILED,
     Age,
@@ -371,9 +371,10 @@ def cache_forget(
     --key K: they run next time.
 
     The stored bytes stay until `cache gc` finds nothing uses them. With a shared store, the
-    records this home published there are dropped too (never a teammate's, nor a record that
-    does not say which home published it); in ETHEREALFABRIC_STORE_MODE=read-only the shared
-    store is left as it is.
+    records this home published there are dropped first (never a teammate's, nor a record that
+    does not say which home published it: the next run takes those results from there, and
+    `run --force NODE` computes them again); in ETHEREALFABRIC_STORE_MODE=read-only the shared
+    store is left as it is. A shared store that does not answer leaves everything as it was.
     """
     from ..store._base import check_name
 
@@ -388,19 +389,24 @@ def cache_forget(
             _check_forget(journal, patterns, keys)  # nothing is forgotten unless all are known
             cached = journal.node_names(cached=True) if patterns else []
             gone = [p for p in patterns if not any(fnmatchcase(n, p) for n in cached)]
+            matched = journal.node_keys(patterns) if patterns else []
+            read_only = settings.store_mode == "read-only"
+            asked = [*matched, *(k for k in keys if k not in matched)]  # (the shared store's)
+            if asked and settings.shared_store and not read_only:  # first: if the store does
+                shared = _forget_shared(settings, asked)  # not answer, nothing is forgotten
             forgotten = journal.forget_nodes(patterns) if patterns else []
             forgotten += [k for k in keys if k not in forgotten and journal.delete_action(k)]
-            read_only = settings.store_mode == "read-only"
-            asked = [*forgotten, *(k for k in keys if k not in forgotten)]  # (the shared store's)
-            if asked and settings.shared_store and not read_only:
-                shared = _forget_shared(settings, asked)
+    except StoreError as exc:
+        _fail(f"{exc}; nothing was forgotten (forget again once the shared store answers)")
+        return
     except EtherealFabricError as exc:
         _fail(str(exc))
         return
     for name in [*gone, *(k for k in keys if k not in forgotten)]:
+        unless = ", unless the shared store holds its result" if settings.shared_store else ""
         click.echo(
             f"{name!r} has no cache entry here (forgotten already, or never cached): "
-            "it runs next time",
+            f"it runs next time{unless}",
             err=True,
         )
     if as_json:
@@ -457,12 +463,17 @@ def _forget_shared(settings: Settings, keys: list[str]) -> dict[str, list[str]]:
 def _shared_forget_line(settings: Settings, shared: dict[str, list[str]]) -> str:
     """What ``cache forget`` did in the shared store, in one line."""
     where = f"the shared store {settings.store_location}"
+    rerun = "`etherealfabric run --force NODE` computes them again"
     if settings.store_mode == "read-only":
-        return f"{where} was left as it is (ETHEREALFABRIC_STORE_MODE=read-only never writes it)"
+        return (
+            f"{where} was left as it is (ETHEREALFABRIC_STORE_MODE=read-only never writes it): "
+            f"the next run takes the results it holds from there; {rerun}"
+        )
     line = f"dropped {len(shared['dropped'])} record(s) this home published in {where}"
     if shared["left"]:
         line += (
             f"; left {len(shared['left'])} it did not publish (a teammate's, or one published "
-            "before records named their home: `cache gc` removes it once no home uses it)"
+            "before records named their home: `cache gc` removes it once no home uses it): "
+            f"the next run takes those results from there; {rerun}"
         )
     return line

@@ -162,13 +162,13 @@ class ActionIndex:
     def forget_nodes(self, patterns: Sequence[str]) -> list[str]:
         """Delete the action records of nodes whose name matches a glob; their keys."""
         with self.write() as conn:
-            keys = [
-                str(key)
-                for key, node in conn.execute("SELECT key, node FROM actions").fetchall()
-                if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)
-            ]
+            keys = _matching(conn.execute("SELECT key, node FROM actions").fetchall(), patterns)
             conn.executemany("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
         return keys
+
+    def node_keys(self, patterns: Sequence[str]) -> list[str]:
+        """The keys of the action records of nodes whose name matches a glob."""
+        return _matching(self._fetch("SELECT key, node FROM actions", ()), patterns)
 
     def node_names(self, *, cached: bool = False) -> list[str]:
         """Every node name the journal knows: of a cache record, or of a run's node row
@@ -219,3 +219,8 @@ class ActionIndex:
         """Forget a corrupt inline output."""
         with self.write() as conn:
             conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+
+
+def _matching(rows: Sequence[Sequence[object]], patterns: Sequence[str]) -> list[str]:
+    """The keys of ``(key, node)`` rows whose node matches one of the globs ``patterns``."""
+    return [str(key) for key, node in rows if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)]
