@@ -330,6 +330,18 @@ def test_cli_sets_parameters_and_reruns_only_their_readers(tmp_path: Path) -> No
     assert "param C:" not in explain.stdout  # said once, by the parameter's name
 
 
+def test_a_params_file_saved_as_utf16_or_with_a_bom_is_read(tmp_path: Path) -> None:
+    """PowerShell and Notepad save UTF-16 (or UTF-8 with a BOM): a raw UnicodeDecodeError
+    traceback before."""
+    (tmp_path / "wf.py").write_text(PIPELINE)
+    (tmp_path / "utf16.yaml").write_bytes("model:\n  C: 1e-3\nn_rows: 10\n".encode("utf-16"))
+    (tmp_path / "bom.yaml").write_bytes("model:\n  C: 1e-3\nn_rows: 10\n".encode("utf-8-sig"))
+    first = _run(tmp_path, "--params", "utf16.yaml")
+    values = json.loads(cli(tmp_path, "show", first["run_id"], "--json").stdout)["params"]
+    assert values["n_rows"] == 10 and values["model.C"] == 0.001
+    assert _succeeded(_run(tmp_path, "--params", "bom.yaml")) == set()  # the same values
+
+
 def test_cli_reads_params_files_and_options_win(tmp_path: Path) -> None:
     (tmp_path / "wf.py").write_text(PIPELINE)
     (tmp_path / "params.yaml").write_text("model:\n  C: 1e-3\nn_rows: 10\n")
@@ -356,6 +368,8 @@ BAD_INPUTS = [
     (["--params", "typo.yaml"], "no parameter 'model.kernal'; did you mean 'model.kernel'?"),
     (["--params", "list.json"], "expected a mapping of parameter names"),
     (["--params", "bomb.yaml"], "values once its YAML aliases are expanded"),
+    (["--params", "latin1.yaml"], "params file latin1.yaml: not UTF-8 text (byte 0xe9 at offset"),
+    (["--params", "binary.json"], "params file binary.json: not UTF-8 text"),
 ]
 
 
@@ -373,6 +387,8 @@ def test_cli_bad_parameters_are_one_line_errors(
     levels = ["&l0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
     levels += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
     (tmp_path / "bomb.yaml").write_text(f"n_rows: [{', '.join(levels)}]\n")
+    (tmp_path / "latin1.yaml").write_bytes("model:\n  kernel: lin\u00e9aire\n".encode("latin-1"))
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)))
     out = cli(tmp_path, "run", "wf.py", *args)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr

@@ -12,6 +12,8 @@ declarations; a mistake is a one-line error naming the closest parameter.
 
 from __future__ import annotations
 
+import codecs
+
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -96,9 +98,17 @@ def load_params_file(file: str) -> Mapping[str, Any]:
             "suffix"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ParameterError(f"params file {file}: cannot read it: {exc.strerror or exc}") from None
+    try:  # UTF-8 (a BOM allowed), or UTF-16 with its BOM (as PowerShell and Notepad save)
+        utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            f"params file {file}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8"
+        ) from None
     try:
         data = _parse(text, suffix)
     except Exception as exc:  # each parser has its own error class
