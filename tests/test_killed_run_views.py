@@ -58,8 +58,8 @@ def _train_started(cwd: Path) -> bool:
         conn.close()
 
 
-def test_commands_showing_a_killed_run_call_it_interrupted(tmp_path: Path) -> None:
-    (tmp_path / "flow.py").write_text(FLOW)
+def _kill_while_training(tmp_path: Path) -> None:
+    """Run ``flow.py`` of ``tmp_path`` and SIGKILL it once ``train`` has started."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
         cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -73,6 +73,11 @@ def test_commands_showing_a_killed_run_call_it_interrupted(tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def test_commands_showing_a_killed_run_call_it_interrupted(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    _kill_while_training(tmp_path)
 
     shown = _ef(tmp_path, "show", "latest", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -89,19 +94,7 @@ def test_commands_showing_a_killed_run_call_it_interrupted(tmp_path: Path) -> No
 
 def test_explain_alone_marks_a_killed_run(tmp_path: Path) -> None:
     (tmp_path / "flow.py").write_text(FLOW)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not _train_started(tmp_path):
-            assert proc.poll() is None, "the run ended by itself"
-            assert time.monotonic() < deadline, "train never started"
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _kill_while_training(tmp_path)
     explained = _ef(tmp_path, "explain", "latest", "train")
     assert explained.returncode == 0, explained.stderr
     assert "(running)" not in explained.stdout, explained.stdout
@@ -115,19 +108,7 @@ def test_cat_of_a_node_a_killed_run_never_reached_says_so_and_points_at_resume(
         "with Workflow", "@node\ndef evaluate(model):\n    return model\n\nwith Workflow"
     )
     (tmp_path / "flow.py").write_text(flow)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not _train_started(tmp_path):
-            assert proc.poll() is None, "the run ended by itself"
-            assert time.monotonic() < deadline, "train never started"
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _kill_while_training(tmp_path)
 
     cat = _ef(tmp_path, "cat", "latest", "evaluate")
     assert cat.returncode != 0, cat.stdout
@@ -140,3 +121,19 @@ def test_cat_of_a_node_a_killed_run_never_reached_says_so_and_points_at_resume(
     assert explain.returncode != 0 and "ended before" in explain.stderr, explain.stderr
     show = _ef(tmp_path, "show", "latest", "evaluate")
     assert show.returncode != 0 and "ended before" in show.stderr, show.stderr
+
+
+def test_cat_and_plan_of_the_killed_node_say_it_was_interrupted_and_how_to_resume(
+    tmp_path: Path,
+) -> None:
+    """The first commands after the kill (they mark nothing): ``cat`` said "it running" and
+    ``plan`` "that run is still running, or died" (found by review)."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    _kill_while_training(tmp_path)
+    cat = _ef(tmp_path, "cat", "latest", "train")
+    assert cat.returncode == 2, cat.stdout
+    assert "its run stopped while it ran (`etherealfabric resume " in cat.stderr, cat.stderr
+    plan = _ef(tmp_path, "plan", "flow.py", "--json")
+    assert plan.returncode == 0, plan.stderr
+    [train] = [n for n in json.loads(plan.stdout)["nodes"] if n["node"] == "train"]
+    assert train["reason"].endswith("where it did not finish (interrupted)"), train

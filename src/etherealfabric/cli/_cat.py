@@ -68,7 +68,7 @@ def cat(
                 )
             if status.done:
                 _fail(_gone(home, results.run_id, node))
-            _fail(f"node {node!r} has no results in run {results.run_id}: it {status}")
+            _fail(f"node {node!r} has no results in run {results.run_id}: {_why_none(status, results.run_id)}")
         records = results.record(node)
         if output is None:
             if len(records) != 1:
@@ -251,3 +251,20 @@ def _write_as(path: str, value: Any, results: Any, node: str, output: str) -> No
     else:  # the stored bytes, as the serializer wrote them
         with open(path, "wb") as f:
             f.write(results.stored_bytes(node, output))
+
+
+_NO_RESULT = {
+    NodeStatus.PENDING: "it has not started yet",
+    NodeStatus.RUNNING: "it is still running",
+    NodeStatus.RETRYING: "it is still running (retrying)",
+    NodeStatus.INTERRUPTED: "its run stopped while it ran (`etherealfabric resume {run}` "
+    "finishes it)",
+    NodeStatus.CANCELLED: "it was cancelled (`etherealfabric resume {run}` runs it)",
+    NodeStatus.UPSTREAM_FAILED: "a node it needs failed, so it did not run",
+    NodeStatus.SKIPPED: "it was skipped",
+}
+
+
+def _why_none(status: NodeStatus, run_id: str) -> str:
+    """Why a node of run ``run_id`` with (unfinished) ``status`` has no result, in words."""
+    return _NO_RESULT.get(status, f"its status is {status.value}").format(run=run_id)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import EtherealFabricError, RunNotFoundError
-from ..journal._browse import shown
+from ..journal._browse import attempts_as_shown, shown
 from ..states import NodeStatus, RunStatus
 from ._common import (
     EXIT_FAILED,
@@ -165,7 +165,7 @@ def show(
             listed = [r for r in rows + cached if only is None or r["status"] == only]
             _show_items(node, listed, recorded.get(node) or {}, as_json, note)
             return
-        nodes = journal.node_runs(run_row["id"])
+        nodes = attempts_as_shown(run_row, journal.node_runs(run_row["id"]))
     own, children = maps.split_children(nodes, recorded)
     if node is not None:
         known = sorted({n["node"] for n in own} | set(children))
@@ -323,7 +323,7 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
 
     with _journal(home) as journal:
         row = _get_run(journal, run_id)
-        attempts = history.node_attempts(journal, row["id"], node)
+        attempts = attempts_as_shown(row, history.node_attempts(journal, row["id"], node))
         if not attempts:
             _no_node(row, node, list(history.node_names(journal, row["id"])))
     if attempt is not None:

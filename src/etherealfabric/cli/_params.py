@@ -13,7 +13,6 @@ declarations; a mistake is a one-line error naming the closest parameter.
 from __future__ import annotations
 
 import codecs
-
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping

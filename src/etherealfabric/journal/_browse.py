@@ -219,6 +219,13 @@ def run_attempts(journal: Journal, run_id: str) -> list[Attempt]:
     return cast(list[Attempt], rows)
 
 
+def attempts_as_shown(run: Mapping[str, Any], attempts: list[Any]) -> list[Any]:
+    """A run's node rows as :func:`shown` shows the run: those of a run whose process died
+    unmarked (a read-only home, a full disk) ``interrupted``, not running for good."""
+    dead = run.get("status") == RunStatus.INTERRUPTED.value
+    return interrupted_attempts(attempts) if dead else attempts
+
+
 def interrupted_attempts(attempts: list[Any]) -> list[Any]:
     """``attempts`` (rows as dicts) as :meth:`Journal.mark_interrupted` would leave them: an
     attempt still running (or retrying, unfinished) is ``interrupted``; the rows are copies."""

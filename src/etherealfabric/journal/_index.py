@@ -223,4 +223,6 @@ class ActionIndex:
 
 def _matching(rows: Sequence[Sequence[object]], patterns: Sequence[str]) -> list[str]:
     """The keys of ``(key, node)`` rows whose node matches one of the globs ``patterns``."""
-    return [str(key) for key, node in rows if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)]
+    return [
+        str(key) for key, node in rows if any(fnmatch.fnmatchcase(str(node), p) for p in patterns)
+    ]

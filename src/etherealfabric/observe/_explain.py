@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EtherealFabricError
 from ..journal import _history as history
-from ..states import NodeStatus
+from ..journal._browse import attempts_as_shown, shown
+from ..states import NodeStatus, RunStatus
 
 if TYPE_CHECKING:
     from ..journal._journal import Journal
@@ -330,8 +331,8 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     Raises :class:`~etherealfabric.errors.RunNotFoundError` for an unknown run and
     :class:`NodeNotInRunError` (an ``EtherealFabricError``) when the run has no such node.
     """
-    run = journal.get_run(run_id)
-    attempts = history.node_attempts(journal, run["id"], node)
+    run = shown(journal.get_run(run_id), journal)  # a dead run's nodes: not running
+    attempts = attempts_as_shown(run, history.node_attempts(journal, run["id"], node))
     if not attempts:  # (the words of `cat`: a node an interrupted run never reached says so)
         why, _ = history.no_node(run, node, history.node_names(journal, run["id"]))
         raise NodeNotInRunError(f"{why}. See `etherealfabric show {run['id']}`")
@@ -414,7 +415,7 @@ def _compare(
         if "stale" in marks:  # "'data.csv', a file it read, changed since its cached result"
             detail = f"same key as run {previous['run_id']}, but {marks['stale']}"
             return Explanation(**common, **prior, reason="read_changed", detail=detail)
-        ended = previous_outcome(previous)
+        ended = previous_outcome(previous, journal)
         if ended is not None:  # it failed, or its run was cut short: no result was stored
             detail = f"same key as run {previous['run_id']}, {ended}; it ran again"
             return Explanation(**common, **prior, reason="previous_failed", detail=detail)
@@ -436,7 +437,7 @@ def _compare(
     return Explanation(**common, **prior, reason="changed", changes=tuple(changes))
 
 
-def previous_outcome(previous: Mapping[str, Any]) -> str | None:
+def previous_outcome(previous: Mapping[str, Any], journal: Journal | None = None) -> str | None:
     """How a node's previous attempt with the same key ended, when it stored no result to
     reuse: ``where it failed: <error>``, ``where it did not finish (interrupted)``... None
     when it succeeded or was cached (its result was stored, and is gone since). ``explain``
@@ -450,5 +451,15 @@ def previous_outcome(previous: Mapping[str, Any]) -> str | None:
         error = f": {previous['error']}" if previous["error"] else ""
         return f"where it failed{error}"
     if status is NodeStatus.RUNNING:  # a run still going, or one that died unnoticed yet
+        if journal is not None and _run_died(journal, str(previous["run_id"])):
+            return "where it did not finish (interrupted)"
         return "where it did not finish (that run is still running, or died)"
     return f"where it did not finish ({status})"
+
+
+def _run_died(journal: Journal, run_id: str) -> bool:
+    """Whether run ``run_id`` is shown ``interrupted``: its process, of this host, is gone."""
+    try:
+        return bool(shown(journal.get_run(run_id))["status"] == RunStatus.INTERRUPTED.value)
+    except EtherealFabricError:  # (no such run any more)
+        return False

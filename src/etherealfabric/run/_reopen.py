@@ -23,6 +23,7 @@ from typing import Any
 from ..config import Settings
 from ..define._definition import Definition
 from ..journal import Journal
+from ..journal._browse import attempts_as_shown, shown
 from ..journal._history import fallback_outputs
 from ..journal._maps import map_events, split_children
 from ..journal._runoutputs import run_records
@@ -51,10 +52,12 @@ def open_run(
     settings = Settings.resolve() if home is None else Settings.resolve(home=os.fspath(home))
     journal = Journal(settings.journal_path, read_only=True)
     try:
-        run = journal.get_run(run_id)
+        run = shown(journal.get_run(run_id))  # a dead run's nodes: interrupted, not running
         outcome = RunOutcome()
         recorded = map_events(journal, run["id"])
-        own, children = split_children(journal.node_runs(run["id"]), recorded)
+        own, children = split_children(
+            attempts_as_shown(run, journal.node_runs(run["id"])), recorded
+        )
         fallbacks = fallback_outputs(journal, run["id"])
         for name, rows in children.items():
             outcome.maps[name] = map_report(name, rows, recorded[name])
