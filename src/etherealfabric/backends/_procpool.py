@@ -90,7 +90,7 @@ def _serve(
 
     global _stopped
     _stopped = stopped
-
+    _leave_interrupts_to_the_run()
     if initializer is not None:
         initializer(*initargs)
     lock = threading.Lock()
@@ -120,6 +120,32 @@ def _serve(
             except Exception:
                 data = cloudpickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
             send(("done", False, data))
+
+
+def _leave_interrupts_to_the_run() -> None:
+    """Ctrl-C reaches every process of the terminal's process group: the run cancels itself
+    and ends its workers, which died of it on their own before, each printing a
+    ``KeyboardInterrupt`` traceback. A worker now lets it pass (a Python handler: a program
+    a node starts gets the default action back, and with it Ctrl-C), and takes the signal
+    again, held back while it was forked (:func:`_interrupts_held`)."""
+    signal.signal(signal.SIGINT, _let_pass)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _let_pass(signum: int, frame: Any) -> None:
+    """A worker's SIGINT handler: nothing (the run decides what Ctrl-C stops)."""
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Any:
+    """Hold SIGINT back in this thread while a worker starts: the forkserver (started then,
+    the first time) and the worker inherit it held back, so a Ctrl-C while they start up
+    prints no traceback of theirs (the run's other threads still take it at once)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _end_children() -> None:
@@ -189,7 +215,7 @@ class WorkerPool:
             args=(sender, self._initializer, self._initargs(), self._stopped),
             name=f"etherealfabric-worker-{slot}",
         )
-        with _base.no_main_reimport():
+        with _base.no_main_reimport(), _interrupts_held():
             process.start()
         sender.close()
         with self._lock:
