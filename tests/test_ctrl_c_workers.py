@@ -7,6 +7,7 @@ workers' start to a node running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,10 +63,8 @@ def test_ctrl_c_of_a_processes_run_prints_no_worker_traceback(
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
             code = proc.wait(timeout=120)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     text = (tmp_path / "out.txt").read_text()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     if code != 0:  # (interrupted before the run began, it may also end at once, exit 130)
