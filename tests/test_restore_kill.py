@@ -10,10 +10,14 @@ checks go through the command line in fresh processes.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 FLOW = textwrap.dedent(
     """
@@ -216,3 +220,58 @@ def test_warm_runs_look_for_dead_writers_temp_files_only_after_a_crash(tmp_path:
     again = _cli(tmp_path, env, "run", "flow.py")  # after a crash: swept
     assert again.returncode == 0, again.stderr
     assert not any(temps.iterdir()), sorted(os.listdir(temps))
+
+
+STOPPED = """
+import pathlib
+import time
+from etherealfabric import Workflow, node
+
+@node
+def fails():
+    raise ValueError("no")
+
+@node
+def waits():
+    pathlib.Path("waiting").touch()
+    time.sleep(120)
+
+with Workflow("failing") as failing:
+    fails()
+
+with Workflow("stopped") as stopped:
+    waits()
+"""
+
+
+@pytest.mark.parametrize("how", ["failed", "SIGTERM"])
+def test_the_run_after_one_that_ended_badly_removes_dead_writers_temp_files(
+    tmp_path: Path, how: str
+) -> None:
+    """A run that recorded its own bad end (failed, or stopped by SIGTERM or Ctrl-C: it ends
+    its workers, maybe in the middle of a write) left the sweep stamp fresh, so a dead
+    writer's temp file (a checkpoint of gigabytes, say) stayed for up to an hour of runs
+    (found by review)."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    (tmp_path / "other.py").write_text(STOPPED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), ETHEREALFABRIC_LOG_LEVEL="WARNING")
+    assert _cli(tmp_path, env, "run", "flow.py").returncode == 0  # the first run sweeps
+    left = _killed_writer(tmp_path / "home")
+    if how == "failed":
+        assert _cli(tmp_path, env, "run", "other.py:failing").returncode == 1
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "etherealfabric", "run", "other.py:stopped"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "waiting").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "waits never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143
+    assert left.exists()  # (neither sweeps: the stamp is fresh)
+    again = _cli(tmp_path, env, "run", "flow.py")
+    assert again.returncode == 0, again.stderr
+    assert not left.exists(), "the run after a bad end did not sweep"

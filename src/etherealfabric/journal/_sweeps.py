@@ -7,7 +7,8 @@ So a run sweeps only when something could have died since the last sweep:
 
 - the journal marked a run of this host ``interrupted`` (its process is gone): whoever marked
   it (a run starting, ``runs``, ``show``, ``resume``, ``cache gc``) removes the stamp below, so
-  the next run sweeps;
+  the next run sweeps; so does a run that ends badly by itself (failed, or stopped by SIGTERM
+  or Ctrl-C: the workers it ends may have been writing);
 - or the last sweep began over :data:`SWEEP_EVERY` ago (a writer that is not a run, killed:
   ``cache gc`` removes its temp files too), or the stamp is missing, in the future, or not a
   regular file (a folder, link or FIFO in its place: then each run sweeps; none is followed).

@@ -29,7 +29,7 @@ from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
 from ..journal._connection import is_local_filesystem
 from ..journal._liveness import gone
-from ..journal._sweeps import begin_sweep, sweep_due
+from ..journal._sweeps import begin_sweep, sweep_due, sweep_needed
 from ..plan._graph import Graph
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store import Store, check_run_writes, open_run_store
@@ -261,6 +261,7 @@ def _run(
         )
         # a node thread the run leaves behind (threads: it cannot be stopped) saves nothing
         end_attempts(run_id, f"its run was {status.value}")
+        sweep_needed(settings.home)  # a worker it ended may have left a temp file half written
         try:
             _finish(bus, recorder, run_id, status, scheduler.outcome)
         except Exception as finish_error:  # e.g. the disk is full: keep the original error
@@ -269,6 +270,8 @@ def _run(
             journal.close()
         raise
     results = Results(definition, run_id, outcome, cache, rerun)
+    if results.status is not RunStatus.SUCCEEDED:  # (a node killed at its timeout, say)
+        sweep_needed(settings.home)
     try:
         _finish(bus, recorder, run_id, results.status, outcome, results.counts())
     except BaseException:
