@@ -161,7 +161,10 @@ def _end_children() -> None:
 
 
 class WorkerPool:
-    """``max_workers`` worker processes of ``context``, each fed by its own thread here."""
+    """Up to ``max_workers`` worker processes of ``context``, each fed by its own thread here,
+    started as tasks wait for one (a ``max_workers`` of thousands costs nothing until that
+    many nodes run at once; it started as many threads up front, and failed the first node
+    with "can't start new thread")."""
 
     def __init__(
         self,
@@ -177,6 +180,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._slots = max_workers
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # feeding threads waiting for a task
+        self._waiting = 0  # tasks submitted that no thread took yet
         self._processes: dict[int, Any] = {}  # by slot: the live process
         self._closing = False
         self._stopped: Any = None  # the fail-fast event shared with the workers, once one starts
@@ -187,14 +192,15 @@ class WorkerPool:
         with self._lock:
             if self._closing:
                 raise RuntimeError("the process pool is closed")
-            if not self._threads:
-                for slot in range(self._slots):
-                    thread = threading.Thread(
-                        target=self._feed, args=(slot,), name=f"etherealfabric-proc-{slot}"
-                    )
-                    thread.daemon = True
-                    thread.start()
-                    self._threads.append(thread)
+            self._waiting += 1
+            if self._waiting > self._idle and len(self._threads) < self._slots:
+                slot = len(self._threads)
+                thread = threading.Thread(
+                    target=self._feed, args=(slot,), name=f"etherealfabric-proc-{slot}"
+                )
+                thread.daemon = True
+                thread.start()
+                self._threads.append(thread)
         self._tasks.put((future, payload))
         return future
 
@@ -230,7 +236,7 @@ class WorkerPool:
         process when the last one died."""
         process = conn = None
         try:
-            while (item := self._tasks.get()) is not None:
+            while (item := self._taken()) is not None:
                 future, payload = item
                 if not future.set_running_or_notify_cancel():
                     continue
@@ -265,6 +271,17 @@ class WorkerPool:
                 _join_or_stop(process)
                 if conn is not None:
                     conn.close()
+
+    def _taken(self) -> tuple[Future[Any], bytes] | None:
+        """A feeding thread's next task (None: stop), counted out of the waiting ones."""
+        with self._lock:
+            self._idle += 1
+        item = self._tasks.get()
+        with self._lock:
+            self._idle -= 1
+            if item is not None:
+                self._waiting -= 1
+        return item
 
     @staticmethod
     def _bury(process: Any, conn: Any) -> None:
