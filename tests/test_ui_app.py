@@ -143,6 +143,27 @@ def test_a_node_page_by_latest_or_prefix_links_to_the_resolved_run(tmp_path: Pat
         assert f'/runs/{address}"' not in page
 
 
+def test_an_address_no_route_answers_is_the_sites_404_or_the_apis_json(tmp_path: Path) -> None:
+    """/nope, /runs/ID/foo answered starlette's bare text "Not Found", and /api/nope did too
+    where every API answer is JSON (found by review)."""
+    home, journal = home_with(tmp_path)
+    run = "20260101-000000-eeeeee"
+    with journal:
+        insert_run(journal, run, {"a": ("succeeded", [])}, started=time.time() - 60)
+    app = create_app(str(home))
+    for address in ("/nope", "/runs/", f"/runs/{run}/foo"):
+        status, page = call(app, address)
+        assert status == 404, (address, page[:300])
+        assert "<title>Not found" in page and 'href="/"' in page, (address, page[:300])
+        assert f"no such address {address}" in page
+    for address in ("/api/nope", f"/api/runs/{run}/nope"):
+        status, body = call(app, address)
+        assert status == 404, (address, body[:300])
+        assert json.loads(body) == {
+            "error": f"no such address {address}: the API is described in docs/ui.md"
+        }
+
+
 # -- 5. previews: a big dict in its own order, a MultiIndex's names -------------------------
 def test_the_preview_of_a_big_dict_keeps_its_order() -> None:
     from etherealfabric.ui._views import preview

@@ -177,6 +177,17 @@ def _text(text: str, status: int, *, refresh: bool = False) -> HTMLResponse:
     return HTMLResponse(page, status_code=status)
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """An address no route answers (``/nope``, ``/runs/ID/foo``): the site's 404 page, or for
+    the API the JSON error every API answer gives (starlette's bare "Not Found" before)."""
+    status = getattr(exc, "status_code", 404)
+    path = request.url.path
+    what = "no such address" if status == 404 else f"{request.method} is not allowed at"
+    if path.startswith("/api/"):
+        return Json({"error": f"{what} {path}: the API is described in docs/ui.md"}, status)
+    return _text(f"{what} {path}", status)
+
+
 def _arg(request: Request, name: str) -> str | None:
     return request.query_params.get(name) or None
 
@@ -277,7 +288,8 @@ def create_app(
         Route("/static/status.css", lambda _: Response(status_css, media_type="text/css")),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={DamagedJournalError: damaged})
+    handlers: dict[Any, Any] = {DamagedJournalError: damaged, 404: _no_route, 405: _no_route}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     return guarded(app, journal=site.journal_path, token=token, loopback=is_loopback(host))
 
 
