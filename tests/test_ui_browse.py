@@ -153,6 +153,43 @@ def test_run_graph_reads_inputs_of_own_and_cached_components(journal: Journal) -
     }
 
 
+def test_run_graph_keeps_the_input_edges_of_nodes_their_handler_stood_in_for(
+    tmp_path: Path,
+) -> None:
+    """A node whose on_error gave a fallback, or SKIP, was drawn as a root: its row had no key
+    components and its skipped event no upstreams (found by review). Real runs, cold and warm."""
+    from etherealfabric import SKIP, Workflow, node
+
+    @node
+    def src(n: int) -> int:
+        return n
+
+    @node(on_error=lambda err: {"result": -1})
+    def fb(x: int) -> int:
+        raise RuntimeError("use the fallback")
+
+    @node(on_error=lambda err: SKIP)
+    def sk(x: int) -> int:
+        raise RuntimeError("skip me")
+
+    @node
+    def plain(x: int) -> int:
+        raise RuntimeError("fails")
+
+    with Workflow("handlers", keep_going=True) as wf:
+        s = src(1)
+        fb(s), sk(s), plain(s)
+    home = tmp_path / "home"
+    for _ in range(2):  # (the second: src cached)
+        run_id = wf.execute(home=home, raise_on_error=False).run_id
+        with Journal(home / "journal.db") as journal:
+            graph = browse.run_graph(journal, journal.get_run(run_id))
+        assert {n: g["ups"] for n, g in graph.items()} == {
+            "src": [], "fb": ["src"], "sk": ["src"], "plain": ["src"]
+        }  # fmt: skip
+        assert graph["fb"]["status"] == "fallback" and graph["sk"]["status"] == "skipped"
+
+
 def test_run_graph_takes_unreached_and_unkeyed_nodes_from_earlier_runs(journal: Journal) -> None:
     before = time.time() - 600
     insert_run(journal, "r0", {"a": ("succeeded", []), "b": ("succeeded", ["a"]),

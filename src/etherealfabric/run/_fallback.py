@@ -77,7 +77,10 @@ class Fallbacks:
         answer = ask_handler(handler, name, result)
         if answer is SKIP:
             self.outcome.status[name] = NodeStatus.SKIPPED
-            self._emit(EventKind.NODE_SKIPPED, name, error=result.error)
+            # its data upstreams, as a blocked node's: the run graph draws its input edges
+            self._emit(
+                EventKind.NODE_SKIPPED, name, error=result.error, upstreams=self._data_ups(name)
+            )
             self._block_descendants(name, NodeStatus.SKIPPED)
             return True
         if not isinstance(answer, Mapping):
@@ -109,6 +112,7 @@ class Fallbacks:
             result=result,
             inline=inline,
             outputs=outputs,
+            components=info.components() if info is not None else None,  # (its input edges)
         )
         self._release(name)
         return True
@@ -124,6 +128,9 @@ class Fallbacks:
                 self.outcome.status[child] = status
                 self._leased_elsewhere.pop(child, None)
                 # its data upstreams: it has no key components, the run graph draws these
-                order = self.graph.ordering_edges
-                ups = [u for u in self.graph.upstream(child) if (u, child) not in order]
-                self._emit(kind, child, upstream=name, upstreams=ups)
+                self._emit(kind, child, upstream=name, upstreams=self._data_ups(child))
+
+    def _data_ups(self, name: str) -> list[str]:
+        """The nodes whose outputs ``name`` reads (not its ordering-only upstreams)."""
+        order = self.graph.ordering_edges
+        return [u for u in self.graph.upstream(name) if (u, name) not in order]

@@ -441,7 +441,9 @@ class JournalRecorder:
         if result.key:
             self._release.append(result.key)
         self._blobs.extend(event.data["inline"].items())
-        self._attempt_rows(event, result, NodeStatus.FALLBACK, None, fallback=True)
+        components = event.data.get("components")  # (its inputs: the run graph's edges)
+        text = _dumps(components) if components else None
+        self._attempt_rows(event, result, NodeStatus.FALLBACK, text, fallback=True)
 
     def _on_skipped(self, event: Event) -> None:
         upstream = event.data.get("upstream")
