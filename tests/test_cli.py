@@ -82,6 +82,7 @@ def test_failed_run_exits_1_and_names_the_node(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["run", "missing.py"], "no such workflow file"),
+        (["run", "folder.py"], "folder.py is a folder, not a workflow file"),
         (["run", "flow.py:nothing"], "is not a Workflow"),
         (["show", "no-such-run"], "no run 'no-such-run'"),
         (["logs", "last", "total"], "(`latest`: the newest run)"),
@@ -92,6 +93,7 @@ def test_user_mistakes_are_one_line_errors_with_exit_2(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     write(tmp_path)
+    (tmp_path / "folder.py").mkdir()
     if args[0] in ("show", "logs"):
         invoke("run", "flow.py")
     code, _, err = invoke(*args)

@@ -41,6 +41,10 @@ def split_target(target: str) -> tuple[Path, str | None]:
 def load_workflow(target: str) -> Workflow:
     """Import ``FILE[:NAME]`` and return the workflow it names or defines."""
     path, name = split_target(target)
+    if path.is_dir():
+        raise DefinitionError(
+            f"{path} is a folder, not a workflow file (expected FILE.py or FILE.py:NAME)"
+        )
     if not path.is_file():
         raise DefinitionError(
             f"no such workflow file: {path}{_close_file(path, name)} "
