@@ -4,7 +4,8 @@ Layers are the topological generations (a node sits one layer below its deepest 
 Within a layer, nodes are ordered by the barycentre of their neighbours in the layer above, then
 below (a few sweeps, as in Sugiyama's method), which untangles most crossings in linear time. A layer wider than :data:`ROW` nodes wraps onto several rows, so a fan-out of
 thousands stays a block that fits the screen instead of a line a mile wide. Edges are drawn as
-curves from the bottom of a node to the top of its consumer.
+curves from the bottom of a node to the top of its consumer; one that skips a row is routed
+around the boxes in between (:mod:`._routes`), never behind a box it does not connect.
 
 The SVG carries each node's name (``data-node``) and status (class ``st-<status>``), so the
 page recolours nodes in place as the run goes on, and a ``viewBox`` the page pans and zooms.
@@ -20,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from html import escape
 from typing import Any
 from urllib.parse import quote
+
+from ._routes import Route, corners, path, routes
 
 __all__ = ["CANVAS_FROM", "STATUS_MARKS", "Layout", "layout", "to_svg"]
 
@@ -54,6 +57,14 @@ class Layout:
     width: float
     height: float
     layers: int
+    #: The route of each edge that skips a row, by its index in ``edges``: ``(y_above, lane,
+    #: y_below)``, the corners of a path around the rows between (:mod:`._routes`).
+    via: dict[int, Route] = field(default_factory=dict)
+
+    def ends(self, up: str, down: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Where an edge starts (its source's bottom centre) and ends (its target's top)."""
+        (x1, y1), (x2, y2) = self.positions[up], self.positions[down]
+        return (x1 + WIDTH / 2, y1 + HEIGHT), (x2 + WIDTH / 2, y2)
 
     @cached_property
     def shape(self) -> str:
@@ -65,7 +76,11 @@ class Layout:
     def _dict(self) -> dict[str, Any]:
         return {
             "nodes": [{"node": n, "x": x, "y": y} for n, (x, y) in self.positions.items()],
-            "edges": [{"from": a, "to": b} for a, b in self.edges],
+            "edges": [
+                {"from": a, "to": b}
+                | ({"via": corners(self.via[k], *self.ends(a, b))} if k in self.via else {})
+                for k, (a, b) in enumerate(self.edges)
+            ],
             "width": self.width,
             "height": self.height,
             "layers": self.layers,
@@ -73,19 +88,28 @@ class Layout:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view: nodes as ``{node, x, y}``, edges as ``{from, to}``."""
+        """A JSON-ready view: nodes as ``{node, x, y}``, edges as ``{from, to}`` (and ``via``,
+        the corners ``[[x, y], ...]`` of an edge routed around the rows it skips)."""
         return self._dict
 
     @cached_property
     def compact(self) -> dict[str, Any]:
         """The layout as flat arrays (a third of the bytes, no object per node or edge):
         ``names``; ``xy``, the coordinates ``[x0, y0, x1, y1, ...]`` rounded to units;
-        ``edges``, pairs of indices into ``names``: ``[from0, to0, from1, to1, ...]``."""
+        ``edges``, pairs of indices into ``names``: ``[from0, to0, from1, to1, ...]``;
+        ``via``, the routes of edges that skip rows: ``[edge, y_above, lane, y_below, ...]``
+        (``edge`` an index into the pairs of ``edges``; the corners are ``(x_from, y_above)``,
+        ``(lane, y_above)``, ``(lane, y_below)``, ``(x_to, y_below)``)."""
         index = {name: i for i, name in enumerate(self.positions)}
         return {
             "names": list(self.positions),
             "xy": [round(v) for x, y in self.positions.values() for v in (x, y)],
             "edges": [index[n] for edge in self.edges for n in edge],
+            "via": [
+                v
+                for k, (above, lane, below) in self.via.items()
+                for v in (k, round(above), round(lane), round(below))
+            ],
             "width": round(self.width),
             "height": round(self.height),
             "layers": self.layers,
@@ -102,28 +126,35 @@ def layout(upstreams: Mapping[str, list[str]]) -> Layout:
         edges = _without_cycles(nodes, edges)
         layers = _generations(nodes, edges) or [nodes]
     _order(layers, edges)
+    rows = [layer[start : start + ROW] for layer in layers for start in range(0, len(layer), ROW)]
+    pitch = WIDTH + GAP_X
+    widest = max((len(row) for row in rows), default=1)
+    full = widest * pitch - GAP_X
     positions: dict[str, tuple[float, float]] = {}
-    widest, y = 1, 0.0
-    for layer in layers:
-        for start in range(0, len(layer), ROW):
-            row = layer[start : start + ROW]
-            widest = max(widest, len(row))
-            for i, name in enumerate(row):
-                positions[name] = (float(i * (WIDTH + GAP_X)), y)
-            y += HEIGHT + GAP_Y
-    # centre each row under the widest one
-    full = widest * (WIDTH + GAP_X) - GAP_X
-    rows: dict[float, list[str]] = {}
-    for name, (_, ry) in positions.items():
-        rows.setdefault(ry, []).append(name)
-    for members in rows.values():
-        span = len(members) * (WIDTH + GAP_X) - GAP_X
-        shift = (full - span) / 2
-        for name in members:
-            x, ry = positions[name]
-            positions[name] = (x + shift, ry)
+    row_of: dict[str, int] = {}
+    spans: list[tuple[float, int, float]] = []  # each row's y, count and left
+    for r, row in enumerate(rows):
+        y = float(r * (HEIGHT + GAP_Y))
+        left = (full - (len(row) * pitch - GAP_X)) / 2  # centred under the widest row
+        spans.append((y, len(row), left))
+        for i, name in enumerate(row):
+            positions[name] = (left + i * pitch, y)
+            row_of[name] = r
+    via = routes(spans, row_of, positions, edges, (WIDTH, HEIGHT, GAP_X, GAP_Y))
+    lanes = [lane for _, lane, _ in via.values()]
+    low = min(0.0, min(lanes) - 4) if lanes else 0.0
+    high = max(float(full), max(lanes) + 4) if lanes else float(full)
+    if low < 0:  # a route beside the rows: the drawing starts at 0 still
+        positions = {n: (x - low, y) for n, (x, y) in positions.items()}
+        via = {k: (above, lane - low, below) for k, (above, lane, below) in via.items()}
+    height = len(rows) * (HEIGHT + GAP_Y) - GAP_Y
     return Layout(
-        positions, edges, float(max(full, WIDTH)), max(y - GAP_Y, float(HEIGHT)), len(layers)
+        positions,
+        edges,
+        float(max(high - low, WIDTH)),
+        max(float(height), float(HEIGHT)),
+        len(layers),
+        via,
     )
 
 
@@ -215,9 +246,12 @@ def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> s
     ]
     half, pos = WIDTH / 2, drawing.positions
     curves = []
-    for up, down in drawing.edges:
+    for k, (up, down) in enumerate(drawing.edges):
         (x1, y1), (x2, y2) = pos[up], pos[down]
         x1, y1, x2 = x1 + half, y1 + HEIGHT, x2 + half
+        if k in drawing.via:
+            curves.append(path((x1, y1), corners(drawing.via[k], (x1, y1), (x2, y2)), (x2, y2)))
+            continue
         mid = (y1 + y2) / 2
         curves.append(f"M{x1:.0f},{y1:.0f}C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}")
     parts.append(f'<path class="edges" d="{"".join(curves)}"/><g class="nodes">')

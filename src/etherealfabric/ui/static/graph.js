@@ -2,7 +2,8 @@
  *
  * An SVG of 5,000 boxes and 10,000 curves costs a browser most of a second to parse, style and
  * lay out before anything shows; a canvas costs what is on screen. The server sends the layout
- * as flat arrays (Layout.compact: names, xy, edges as pairs of indices) and this file draws
+ * as flat arrays (Layout.compact: names, xy, edges as pairs of indices, and via: the routes of
+ * edges that skip rows, drawn around the rows between as the SVG draws them) and this file draws
  * what is in view: edges first, then the boxes grouped by status (one path per colour), then
  * the labels once they are large enough to read. It redraws at most once per frame, on pan
  * (drag), zoom (wheel), resize and status changes. Colours are the page's status colours (the
@@ -22,6 +23,22 @@
  * opens it. The node table below the graph lists every node as links too (the page links to
  * it from the graph's heading). */
 "use strict";
+
+/* A path through ``points``: straight lines with corners rounded by up to 10 units, the same
+ * as the SVG's (_routes.path). */
+function corners(ctx, points) {
+  const p = [points[0]];
+  for (const q of points.slice(1)) if (q[0] !== p[p.length - 1][0] || q[1] !== p[p.length - 1][1]) p.push(q);
+  ctx.moveTo(p[0][0], p[0][1]);
+  for (let i = 1; i < p.length - 1; i += 1) {
+    const [ax, ay] = p[i - 1], [bx, by] = p[i], [cx, cy] = p[i + 1];
+    const into = Math.hypot(bx - ax, by - ay), out = Math.hypot(cx - bx, cy - by);
+    const r = Math.min(10, into / 2, out / 2);
+    ctx.lineTo(bx - (bx - ax) * r / into, by - (by - ay) * r / into);
+    ctx.quadraticCurveTo(bx, by, bx + (cx - bx) * r / out, by + (cy - by) * r / out);
+  }
+  ctx.lineTo(p[p.length - 1][0], p[p.length - 1][1]);
+}
 
 class CanvasGraph {
   constructor(box, data, statuses, hrefOf) {
@@ -52,6 +69,11 @@ class CanvasGraph {
     this.names = data.names;
     this.xy = data.xy;
     this.edges = data.edges;
+    // edges that skip a row go around the rows between (routes from the server, as the SVG's:
+    // _routes.py): route[k] is where edge k's [y_above, lane, y_below] start in via, or -1
+    this.via = data.via || [];
+    this.route = new Int32Array(this.edges.length / 2).fill(-1);
+    for (let j = 0; j < this.via.length; j += 4) this.route[this.via[j]] = j + 1;
     [this.w, this.h] = data.box;
     this.full = { x: -10, y: -10, w: data.width + 20, h: data.height + 20 };
     this.index = new Map(this.names.map((name, i) => [name, i]));
@@ -139,7 +161,13 @@ class CanvasGraph {
     for (let k = 0; k < edges.length; k += 2) {
       const a = edges[k] * 2, b = edges[k + 1] * 2;
       const ax = xy[a] + half, ay = xy[a + 1] + h, bx = xy[b] + half, by = xy[b + 1];
-      if (Math.max(ax, bx) < vx || Math.min(ax, bx) > x1v || Math.max(ay, by) < vy || Math.min(ay, by) > y1v) continue;
+      const r = this.route[k / 2], lane = r < 0 ? ax : this.via[r + 1];
+      if (Math.max(ax, bx, lane) < vx || Math.min(ax, bx, lane) > x1v || Math.max(ay, by) < vy || Math.min(ay, by) > y1v) continue;
+      if (r >= 0) {
+        const above = this.via[r], below = this.via[r + 2];
+        corners(ctx, [[ax, ay], [ax, above], [lane, above], [lane, below], [bx, below], [bx, by]]);
+        continue;
+      }
       const mid = (ay + by) / 2;
       ctx.moveTo(ax, ay);
       ctx.bezierCurveTo(ax, mid, bx, mid, bx, by);
