@@ -4,10 +4,12 @@
  * lay out before anything shows; a canvas costs what is on screen. The server sends the layout
  * as flat arrays (Layout.compact: names, xy, edges as pairs of indices, and via: the routes of
  * edges that skip rows, drawn around the rows between as the SVG draws them) and this file draws
- * what is in view: edges first, then the boxes grouped by status (one path per colour), then
- * the labels once they are large enough to read. It redraws at most once per frame, on pan
- * (drag), zoom (wheel), resize and status changes. Colours are the page's status colours (the
- * same CSS rules as the legend's badges, from observe/_export.STATUS_COLOURS).
+ * what is in view: edges first, then the boxes grouped by status (one path per colour; as the
+ * SVG's, dashed when the node did not run, thick-edged when it ended badly), then each node's
+ * status mark (✓ ✗ ⊘ …: not by colour alone) and label once they are large enough to read.
+ * It redraws at most once per frame, on pan (drag), zoom (wheel), resize and status changes.
+ * Colours are the page's status colours (the same CSS rules as the legend's badges, from
+ * observe/_export.STATUS_COLOURS).
  *
  * It answers the same calls as the SVG graph in app.js: fit(), find(text), recolour(statuses)
  * (true when a node is unknown: the graph grew, load it again) and load(data, statuses). For
@@ -23,6 +25,11 @@
  * opens it. The node table below the graph lists every node as links too (the page links to
  * it from the graph's heading). */
 "use strict";
+
+/* The shapes of statuses beside their colours, as app.css gives the SVG's boxes. */
+const NOT_RUN = new Set(["pending", "skipped", "cancelled"]); // dashed
+const ENDED_BADLY = new Set(["failed", "upstream_failed", "interrupted"]); // thick
+const BUSY = new Set(["running", "retrying"]); // thicker
 
 /* A path through ``points``: straight lines with corners rounded by up to 10 units, the same
  * as the SVG's (_routes.path). */
@@ -54,6 +61,7 @@ class CanvasGraph {
     this.said.setAttribute("aria-live", "polite");
     box.replaceChildren(this.canvas, this.said);
     this.colours = new Map();
+    this.marks = JSON.parse(box.dataset.marks || "{}"); // status -> its mark (_layout.STATUS_MARKS)
     this.selected = -1;
     this.frame = 0;
     this.load(data, statuses);
@@ -194,17 +202,22 @@ class CanvasGraph {
       }
       ctx.fillStyle = fill;
       ctx.fill();
+      // the same shapes as the SVG's (app.css): not by colour alone
       ctx.strokeStyle = stroke;
-      ctx.lineWidth = (status === "running" || status === "retrying" ? 3.2 : 1.6) / s;
+      ctx.lineWidth = (BUSY.has(status) ? 3.2 : ENDED_BADLY.has(status) ? 3 : 1.6) / s;
+      ctx.setLineDash(NOT_RUN.has(status) ? [5 / s, 3 / s] : []);
       ctx.stroke();
+      ctx.setLineDash([]);
     }
     if (s >= 0.45) {
-      ctx.font = "12px system-ui, -apple-system, sans-serif";
       ctx.textAlign = "center";
       ctx.fillStyle = "#111";
+      ctx.font = "bold 12px system-ui, -apple-system, sans-serif";
+      for (const i of shown) ctx.fillText(this.marks[this.status[i]] || "?", xy[2 * i] + 11, xy[2 * i + 1] + h / 2 + 4);
+      ctx.font = "12px system-ui, -apple-system, sans-serif";
       for (const i of shown) {
         const name = this.names[i];
-        ctx.fillText(name.length <= 20 ? name : `${name.slice(0, 19)}…`, xy[2 * i] + half, xy[2 * i + 1] + h / 2 + 4);
+        ctx.fillText(name.length <= 20 ? name : `${name.slice(0, 19)}…`, xy[2 * i] + half + 7, xy[2 * i + 1] + h / 2 + 4);
       }
     }
     if (this.selected >= 0) {
