@@ -616,3 +616,17 @@ def test_port_0_serves_on_a_free_port_and_prints_it(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_node_label_is_cut_by_its_width_not_its_length() -> None:
+    """18 upper-case letters are wider than a box; 18 narrow ones are not (found by review)."""
+    from etherealfabric.ui._layout import LABEL_WIDTH, _label, _width, layout, to_svg
+
+    assert _label("WWWWWWWWWWWWWWWWWW").endswith("…")
+    assert _label("LOAD_CUSTOMER_DATA").endswith("…")
+    assert _label("iiiiiiiiiiiiiiiiiiiiiiii") == "i" * 24
+    for name in ("W" * 18, "LOAD_CUSTOMER_DATA", "数据处理数据处理数据处理", "a" * 40, "short"):
+        assert _width(_label(name)) <= LABEL_WIDTH
+        assert name.startswith(_label(name).rstrip("…"))
+    svg = to_svg(layout({"W" * 18: []}), {})
+    assert f"<title>{'W' * 18} (pending)</title>" in svg  # the full name in the tooltip

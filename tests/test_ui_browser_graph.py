@@ -162,3 +162,71 @@ def _hex(rgb: str) -> str:
     """``rgb(r, g, b)`` as the canvas reports a stroke style: ``#rrggbb``."""
     r, g, b = (int(v) for v in rgb[rgb.index("(") + 1 : -1].split(","))
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+# -- labels fit their boxes -----------------------------------------------------------------------
+LONG = ["LOAD_CUSTOMER_DATA", "W" * 18, "TRAIN_GRADIENT_BOOSTED_MODEL", "MMMMMMMMMMMMMMMM", "mmmmmmmmmmmm",
+        "%%%%%%%%%%%%%%", "数据处理数据处理数据处理", "short", "node_01234", "a" * 40]  # fmt: skip
+LABELS_SMALL, LABELS_BIG = "20260101-000000-1abe15", "20260101-000000-1abe16"
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    """Runs whose nodes have long, wide names: a small one (SVG) and a big one (canvas)."""
+    home = tmp_path_factory.mktemp("ui-labels") / "home"
+    home.mkdir()
+    small = {name: ("succeeded", []) for name in LONG}
+    big = small | {f"f{i:04d}": ("succeeded", [LONG[i % len(LONG)]]) for i in range(1100)}
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, LABELS_SMALL, small)
+        insert_run(journal, LABELS_BIG, big)
+    server = UiServer(home)
+    yield server
+    server.stop()
+
+
+def test_a_label_never_runs_over_its_box_or_its_status_mark(page: Any, labels: UiServer) -> None:
+    """Labels are cut by width, not length (found by review: upper-case names of 18 characters
+    ran over the status mark and into the next box); the full name stays in the tooltip."""
+    from etherealfabric.ui._layout import HEIGHT
+
+    page.goto(f"{labels.base}/runs/{LABELS_SMALL}")
+    sync_api.expect(page.locator("#graph rect.n")).to_have_count(len(LONG))
+    extents = page.evaluate(
+        """() => [...document.querySelectorAll('#graph .node')].map((g) => {
+             const [mark, label] = g.querySelectorAll('text'), r = g.querySelector('rect');
+             const m = mark.getBBox(), l = label.getBBox();
+             return { name: r.dataset.node, title: r.querySelector('title').textContent,
+                      x: +r.getAttribute('x'), w: +r.getAttribute('width'), mark: m.x + m.width,
+                      left: l.x, right: l.x + l.width, text: label.textContent };
+           })"""
+    )
+    assert {e["name"] for e in extents} == set(LONG)
+    for e in extents:
+        assert e["mark"] + 2 <= e["left"] and e["right"] <= e["x"] + e["w"] - 2, e
+        assert e["title"].startswith(e["name"] + " (")
+        assert e["text"] == e["name"] or (
+            e["name"].startswith(e["text"][:-1]) and e["text"][-1] == "…"
+        )
+    assert {e["name"] for e in extents if e["text"] == e["name"]} >= {"short", "node_01234"}
+    # the canvas of a big run: each label it draws is as narrow
+    page.goto(f"{labels.base}/runs/{LABELS_BIG}")
+    canvas = page.locator('#graph-box[data-mode="canvas"] canvas.graph-canvas')
+    sync_api.expect(canvas).to_have_attribute("data-nodes", str(len(LONG) + 1100))
+    for name in LONG:
+        drawn = page.evaluate(DRAWN, name)
+        x, width = drawn["x"], page.evaluate("document.querySelector('#graph-box').graph.w")
+        row = drawn["y"] + HEIGHT / 2 + 4
+        texts = [t for t, tx, ty in drawn["calls"]["text"] if x + 11 < tx < x + width and ty == row]
+        assert len(texts) == 1, (name, texts)
+        assert texts[0] == name or (name.startswith(texts[0][:-1]) and texts[0][-1] == "…")
+        measured = page.evaluate(
+            """(text) => { const c = document.createElement('canvas').getContext('2d');
+               c.font = '12px system-ui, -apple-system, sans-serif'; return c.measureText(text).width; }""",
+            texts[0],
+        )
+        centre = next(tx for t, tx, _ in drawn["calls"]["text"] if t == texts[0])
+        assert x + 17 <= centre - measured / 2 and centre + measured / 2 <= x + width - 2, (
+            name,
+            measured,
+        )

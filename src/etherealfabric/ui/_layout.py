@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,7 +37,15 @@ WIDTH, HEIGHT, GAP_X, GAP_Y = 150, 34, 20, 46
 #: The widest row; wider layers wrap onto more rows.
 ROW = 40
 SWEEPS = 4
-LABEL_CHARS = 18
+#: A label's room: between the status mark (centred 11 units in) and the box's right edge, so
+#: a label is centred :data:`LABEL_AT` units in and at most :data:`LABEL_WIDTH` wide.
+LABEL_AT, LABEL_WIDTH = 83, 124
+#: Widths of characters at 12 px, rounded up (DejaVu Sans, system-ui on Linux and wider than
+#: the usual system fonts elsewhere, so a label estimated to fit does): a label is cut by its
+#: width, not its length ("WWWW" is three times as wide as "iiii").
+_WIDTHS = {ch: w for w, chars in ((4.0, " '.,:;/\\|ijlIJ"), (5.0, "fr-()[]t!"), (6.5, '"*_`szc?'),
+           (7.5, "LFkvxyPTYoae"), (8.0, "0123456789$ESbdghnpqu{}K"), (9.0, "ABVXZRCUHN"),
+           (9.5, "DG&OQ"), (10.5, "w#+<=>^~M"), (12.0, "%mW@…")) for ch in chars}  # fmt: skip
 #: Graphs up to this many nodes get a tooltip per node.
 TITLES = 1000
 #: Graphs of more nodes than this are drawn on a canvas by the run page, not as SVG.
@@ -219,8 +228,25 @@ def _order(layers: list[list[str]], edges: list[tuple[str, str]]) -> None:
             rank.update({n: float(i) for i, n in enumerate(layer)})
 
 
+def _width(text: str) -> float:
+    """An upper estimate of ``text``'s width at 12 px (see :data:`_WIDTHS`); a character not
+    in the table is as wide as the font's size, or wider when East Asian wide (or an emoji)."""
+    return sum(
+        _WIDTHS.get(c) or (15.0 if unicodedata.east_asian_width(c) in "WF" else 12.0) for c in text
+    )
+
+
 def _label(name: str) -> str:
-    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "…"
+    """``name``, or its longest beginning that fits :data:`LABEL_WIDTH` with an ellipsis."""
+    if _width(name) <= LABEL_WIDTH:
+        return name
+    room, end = LABEL_WIDTH - _WIDTHS["…"], 0
+    for c in name:
+        room -= _width(c)
+        if room < 0:
+            break
+        end += 1
+    return name[:end] + "…"
 
 
 def _safe(text: str) -> str:
@@ -269,7 +295,7 @@ def to_svg(drawing: Layout, statuses: Mapping[str, str], *, href: str = "") -> s
             f'<rect class="n st-{status}" data-node="{text}"{link} x="{x:.0f}" y="{y:.0f}" '
             f'width="{WIDTH}" height="{HEIGHT}" rx="6">{title}</rect>'
             f'<text class="st" x="{x + 11:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{mark}</text>'
-            f'<text x="{x + half + 7:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text>'
+            f'<text x="{x + LABEL_AT:.0f}" y="{y + HEIGHT / 2 + 4:.0f}">{_safe(_label(name))}</text>'
             + ("</a>" if href else "</g>")
         )
     parts.append("</g></svg>")

@@ -30,6 +30,9 @@
 const NOT_RUN = new Set(["pending", "skipped", "cancelled"]); // dashed
 const ENDED_BADLY = new Set(["failed", "upstream_failed", "interrupted"]); // thick
 const BUSY = new Set(["running", "retrying"]); // thicker
+/* A label is centred LABEL_AT units into its box, at most LABEL_WIDTH wide: between the status
+ * mark and the box's right edge (as the SVG's: _layout.LABEL_AT, LABEL_WIDTH). */
+const LABEL_AT = 83, LABEL_WIDTH = 124;
 
 /* A path through ``points``: straight lines with corners rounded by up to 10 units, the same
  * as the SVG's (_routes.path). */
@@ -61,6 +64,7 @@ class CanvasGraph {
     this.said.setAttribute("aria-live", "polite");
     box.replaceChildren(this.canvas, this.said);
     this.colours = new Map();
+    this.labels = new Map();
     this.marks = JSON.parse(box.dataset.marks || "{}"); // status -> its mark (_layout.STATUS_MARKS)
     this.selected = -1;
     this.frame = 0;
@@ -215,10 +219,7 @@ class CanvasGraph {
       ctx.font = "bold 12px system-ui, -apple-system, sans-serif";
       for (const i of shown) ctx.fillText(this.marks[this.status[i]] || "?", xy[2 * i] + 11, xy[2 * i + 1] + h / 2 + 4);
       ctx.font = "12px system-ui, -apple-system, sans-serif";
-      for (const i of shown) {
-        const name = this.names[i];
-        ctx.fillText(name.length <= 20 ? name : `${name.slice(0, 19)}…`, xy[2 * i] + half + 7, xy[2 * i + 1] + h / 2 + 4);
-      }
+      for (const i of shown) ctx.fillText(this.label(ctx, this.names[i]), xy[2 * i] + LABEL_AT, xy[2 * i + 1] + h / 2 + 4);
     }
     if (this.selected >= 0) {
       ctx.strokeStyle = "#1559b7";
@@ -226,6 +227,25 @@ class CanvasGraph {
       ctx.strokeRect(xy[2 * this.selected] - 4, xy[2 * this.selected + 1] - 4, w + 8, h + 8);
     }
     this.canvas.dataset.drawn = (Number(this.canvas.dataset.drawn) || 0) + 1;
+  }
+
+  /* A node's label: its name, or its longest beginning that fits beside the mark with an
+   * ellipsis, by its measured width (as the SVG's, _layout._label; kept per name). */
+  label(ctx, name) {
+    let text = this.labels.get(name);
+    if (text === undefined) {
+      text = name;
+      if (ctx.measureText(name).width > LABEL_WIDTH) {
+        let low = 0, high = name.length;
+        while (low < high) { // the longest prefix that fits with its ellipsis
+          const mid = Math.ceil((low + high) / 2);
+          if (ctx.measureText(`${name.slice(0, mid)}…`).width <= LABEL_WIDTH) low = mid; else high = mid - 1;
+        }
+        text = `${name.slice(0, low)}…`;
+      }
+      this.labels.set(name, text);
+    }
+    return text;
   }
 
   /* -- finding nodes ------------------------------------------------------------------- */
