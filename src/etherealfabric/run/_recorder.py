@@ -441,9 +441,8 @@ class JournalRecorder:
         if result.key:
             self._release.append(result.key)
         self._blobs.extend(event.data["inline"].items())
-        components = event.data.get("components")  # (its inputs: the run graph's edges)
-        text = _dumps(components) if components else None
-        self._attempt_rows(event, result, NodeStatus.FALLBACK, text, fallback=True)
+        ins = _dumps(event.data["components"]) if event.data.get("components") else None
+        self._attempt_rows(event, result, NodeStatus.FALLBACK, ins, fallback=True)  # (its edges)
 
     def _on_skipped(self, event: Event) -> None:
         upstream = event.data.get("upstream")
