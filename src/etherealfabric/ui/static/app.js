@@ -590,7 +590,9 @@ function runPage() {
       if (data.graph) shape = data.graph;
       if (graph.recolour(data.statuses) || moved) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
       fillNodes(data.attempts);
-      const failures = data.counts.failed || 0;
+      // failed attempts, not failed nodes: a map counts once (its node stays running) while
+      // its items fail one by one, and "Failed" lists those items too
+      const failures = data.attempts.reduce((n, a) => n + (a.status === "failed"), 0);
       if (run.status !== status || (failed !== null && failures !== failed)) { // failures as they happen
         status = run.status;
         reloadSummary().catch(() => {});
