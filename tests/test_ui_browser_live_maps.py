@@ -6,8 +6,6 @@ items page opened past its end. Every wait is bounded and generous; no timing is
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +18,7 @@ from etherealfabric.journal import Journal  # noqa: E402
 from test_ui import UiServer  # noqa: E402
 from test_ui_browse import insert_run  # noqa: E402
 from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
-
-ITEM_ROW = (
-    "INSERT INTO node_runs (run_id, node, attempt, status, cache_key, started_at, finished_at, "
-    "duration, error, traceback, host, pid, output, fallback) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,'h',1,?,0)"
-)
-
-
-def start_map(conn: Any, run_id: str, node: str, items: int, *, cached: int = 0) -> None:
-    """The map ``node``'s own row (running) and its ``map_started`` event, as a run writes them."""
-    t = time.time() - 5
-    conn.execute(ITEM_ROW, (run_id, node, 1, "running", "m" * 32, t, None, None, None, None, ""))
-    data = {"items": items, "children": items, "cached": cached, "to_run": items - cached}
-    conn.execute(
-        "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,'map_started',?,?)",
-        (run_id, t, node, json.dumps(data)),
-    )
-
-
-def item(conn: Any, run_id: str, name: str, status: str, *, output: str = "") -> None:
-    """One attempt of a map's item (or any node) that started a moment ago."""
-    t = time.time() - 1
-    done = None if status == "running" else t + 0.5
-    error = "ValueError: bad item" if status == "failed" else None
-    conn.execute(ITEM_ROW, (run_id, name, 1, status, None, t, done, done and 0.5, error,
-                            error and "Traceback (most recent call last): ...", output))  # fmt: skip
+from test_ui_items import insert_map, item, start_map  # noqa: E402
 
 
 def live_server(
@@ -84,6 +57,67 @@ def test_failed_map_items_reach_the_failed_section_while_the_run_goes_on(
             sync_api.expect(page.locator("#failures .failure")).to_have_count(n)
             sync_api.expect(page.locator("#failures")).to_contain_text(f"work[{label}]")
         sync_api.expect(page.locator("#run-status")).to_have_text("running")
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
+
+
+# -- a map's items page opened past its end shows its last page ------------------------------
+def test_a_map_s_items_page_past_its_end_shows_its_last_page(page: Any, tmp_path: Path) -> None:
+    run_id = "20260101-000004-0ffe4d"
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, run_id, {"first": ("succeeded", [])}, total=2)
+        with journal.write() as conn:
+            insert_map(conn, run_id, "work", 250)
+    server = UiServer(home)
+    try:
+        node = f"{server.base}/runs/{run_id}/nodes/work"
+        for asked in (260, 251, 9999):
+            page.goto(f"{node}?items_from={asked}")
+            sync_api.expect(page.locator("#items-range")).to_have_text("201-250 of 250")
+            sync_api.expect(page.locator("#items tbody tr")).to_have_count(50)
+            assert page.url.endswith("?items_from=201")  # the address says what is shown
+            assert page.locator("#items-next").is_disabled()
+        page.goto(f"{node}?items_status=failed&items_from=40")  # one failed item: its page
+        sync_api.expect(page.locator("#items-range")).to_have_text("1-1 of 1")
+        sync_api.expect(page.locator("#items tbody tr")).to_contain_text("item_00005")
+        assert page.url.endswith("?items_status=failed")
+        page.goto(f"{node}?items_from=150")  # within it: as asked
+        sync_api.expect(page.locator("#items-range")).to_have_text("150-249 of 250")
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
+
+
+# -- a map's node page counts all its items, those not started too ---------------------------
+def test_a_map_s_node_page_counts_the_items_not_started_yet_or_never(
+    page: Any, tmp_path: Path
+) -> None:
+    run_id = "20260101-000007-3a9000"
+    server, home = live_server(tmp_path, run_id, {"first": ("succeeded", [])}, total=2)
+    try:
+        write(home, lambda conn: start_map(conn, run_id, "work", 30))
+        write(
+            home,
+            lambda conn: [item(conn, run_id, f"work[it{i:02d}]", "succeeded") for i in range(12)],
+        )
+        node = f"{server.base}/runs/{run_id}/nodes/work"
+        page.goto(node)
+        counts = page.locator("#items-counts")
+        sync_api.expect(counts).to_have_text("30 items: 12 succeeded, 18 pending")
+        sync_api.expect(page.locator("#items-cached")).to_contain_text("18 not started yet")
+        write(home, lambda conn: item(conn, run_id, "work[it12]", "succeeded"))
+        sync_api.expect(counts).to_have_text("30 items: 13 succeeded, 17 pending")  # it follows
+        write(
+            home,
+            lambda conn: conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (run_id,)),
+        )
+        page.goto(node)  # the run's process is gone: the rest will never run
+        sync_api.expect(counts).to_have_text("30 items: 13 succeeded, 17 not run")
+        sync_api.expect(page.locator("#items-cached")).to_contain_text("17 never started")
+        sync_api.expect(page.locator("#items-range")).to_have_text("1-13 of 13")  # the rows
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr

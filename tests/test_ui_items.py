@@ -196,3 +196,67 @@ def test_the_output_of_a_map_s_item_that_ran_is_previewed(tmp_path: Path) -> Non
         assert preview == {"kind": "text", "text": "33", "type": "builtins.int"}, preview
     finally:
         server.stop()
+
+
+ITEM_ROW = (
+    "INSERT INTO node_runs (run_id, node, attempt, status, cache_key, started_at, finished_at, "
+    "duration, error, traceback, host, pid, output, fallback) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,'h',1,?,0)"
+)
+
+
+def start_map(conn: Any, run_id: str, node: str, items: int, *, cached: int = 0) -> None:
+    """The map ``node``'s own row (running) and its ``map_started`` event, as a run writes them."""
+    t = time.time() - 5
+    conn.execute(ITEM_ROW, (run_id, node, 1, "running", "m" * 32, t, None, None, None, None, ""))
+    data = {"items": items, "children": items, "cached": cached, "to_run": items - cached}
+    conn.execute(
+        "INSERT INTO events (run_id, ts, kind, node, data) VALUES (?,?,'map_started',?,?)",
+        (run_id, t, node, json.dumps(data)),
+    )
+
+
+def item(conn: Any, run_id: str, name: str, status: str, *, output: str = "") -> None:
+    """One attempt of a map's item (or any node) that started a moment ago."""
+    t = time.time() - 1
+    done = None if status == "running" else t + 0.5
+    error = "ValueError: bad item" if status == "failed" else None
+    conn.execute(ITEM_ROW, (run_id, name, 1, status, None, t, done, done and 0.5, error,
+                            error and "Traceback (most recent call last): ...", output))  # fmt: skip
+
+
+# -- a map's items are all it has, not only those that have a row yet --------------------------
+def test_a_map_s_items_are_counted_whole_while_it_runs_and_once_its_run_died(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    cold, warm = "20260101-000000-c01d00", "20260101-000001-3a3a00"
+    with Journal(home / "journal.db") as journal:
+        for run_id in (cold, warm):  # recorded running by this process: alive to the UI
+            insert_run(journal, run_id, {"first": ("succeeded", [])}, status="running", total=2)
+        with journal.write() as conn:
+            start_map(conn, cold, "work", 30)
+            for i in range(12):
+                item(conn, cold, f"work[it{i:02d}]", "succeeded")
+            item(conn, cold, "work[it12]", "running")
+            start_map(conn, warm, "work", 40, cached=21)  # 21 from the cache, 19 to run
+            for i in range(5):
+                item(conn, warm, f"work[it{i:02d}]", "succeeded")
+    server = UiServer(home)
+    try:
+        items = server.get(f"/api/runs/{cold}/nodes/work")["items"]
+        assert items["counts"] == {"succeeded": 12, "running": 1}, items
+        assert (items["size"], items["unstarted"], items["unstarted_as"]) == (30, 17, "pending")
+        assert items["total"] == 13 and len(items["items"]) == 13  # the rows there are
+        items = server.get(f"/api/runs/{warm}/items/work")
+        assert items["counts"] == {"succeeded": 5, "cached": 21}, items
+        assert (items["size"], items["unstarted"]) == (40, 14)
+        assert items["note"] == "they are listed once the map has finished"
+        with Journal(home / "journal.db") as journal, journal.write() as conn:
+            conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (cold,))  # died
+        items = server.get(f"/api/runs/{cold}/items/work")
+        assert items["counts"] == {"succeeded": 12, "interrupted": 1}, items
+        assert (items["size"], items["unstarted"], items["unstarted_as"]) == (30, 17, "not run")
+    finally:
+        server.stop()

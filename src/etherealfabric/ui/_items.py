@@ -16,13 +16,16 @@ from typing import Any
 
 from ..config import Settings
 from ..journal import Journal, _maps
-from ..states import NodeStatus
+from ..states import NodeStatus, RunStatus
 from . import _queries as q
 from ._graphs import Kept
 
 __all__ = ["map_page"]
 
 CACHED = NodeStatus.CACHED.value
+PENDING = NodeStatus.PENDING.value
+#: what the items a run ended before starting are called (no status: they have no row)
+NOT_RUN = "not run"
 #: (cached rows, note) by (run id, map, index digest, children that ran)
 _LISTED: Kept[tuple[str, str, str | None, int], tuple[list[dict[str, Any]], str | None]] = Kept(8)
 
@@ -40,7 +43,10 @@ def map_page(
     """A page of the items of the map ``node``: ``total`` (matching ``status``), ``counts`` by
     status (cached ones included), ``items`` (``index``, ``item``, ``node``, ``attempts``,
     ``status``, ``cache_key``, ``started_at``, ``duration``, ``error``), ``cached`` (how many
-    came from the cache) and ``note`` (why the cached ones cannot be listed, if so).
+    came from the cache), ``note`` (why the cached ones cannot be listed, if so), ``size``
+    (how many items its ``map_started`` recorded, None when it did not) and ``unstarted`` (of
+    those, how many neither have a row nor came from the cache), called ``unstarted_as``:
+    ``pending`` while the run goes on, ``not run`` once it has ended.
     Without ``settings`` (no store to read), cached items are counted but not listed."""
     found = q.map_items(journal, run["id"], node, offset=offset, limit=limit, status=status)
     ran_counts = found["counts"]  # (of the items that ran: one read gives the page and these)
@@ -48,8 +54,15 @@ def map_page(
     recorded = _maps.map_events(journal, run["id"]).get(node) or {}
     cached, note = _cached(journal, run, node, recorded, settings, ran)
     counts = dict(ran_counts)
-    if cached:
-        counts[CACHED] = counts.get(CACHED, 0) + len(cached)
+    # the cached ones are counted even when they cannot be listed (yet): as many as it recorded
+    came = int(recorded.get("cached") or 0) if note else len(cached)
+    if came:
+        counts[CACHED] = counts.get(CACHED, 0) + came
+    # its items are those its map_started recorded (distinct ones: an item given twice is one
+    # child), not only those that have a row yet: the others have not started (or never will)
+    size = recorded.get("children", recorded.get("items"))
+    size = size if isinstance(size, int) else None
+    unstarted = max(0, size - ran - came) if size is not None else 0
     shown = found["total"]  # rows that ran, matching ``status``
     extra = cached if status in (None, CACHED) else []
     rows: list[Any] = list(found["items"])
@@ -60,7 +73,9 @@ def map_page(
                      "attempts": 0, "status": CACHED, "cache_key": row["cache_key"],
                      "started_at": None, "duration": None, "error": None})  # fmt: skip
     return {"total": shown + len(extra), "counts": counts, "offset": offset, "items": rows,
-            "limit": limit, "cached": recorded.get("cached"), "note": note}  # fmt: skip
+            "limit": limit, "cached": recorded.get("cached"), "note": note, "size": size,
+            "unstarted": unstarted,
+            "unstarted_as": PENDING if run["status"] == RunStatus.RUNNING else NOT_RUN}  # fmt: skip
 
 
 def _cached(
@@ -75,6 +90,8 @@ def _cached(
     if not recorded.get("cached"):
         return [], None  # no child came from the cache (so far)
     digest = _maps.index_digest(journal, run["id"], node, recorded)
+    if digest is None and run["status"] == RunStatus.RUNNING:  # its index is stored at its end
+        return [], "they are listed once the map has finished"
     if settings is None:
         return [], "its cached items are not listed here: `etherealfabric show --items` lists them"
     key = (str(run["id"]), node, digest, ran)

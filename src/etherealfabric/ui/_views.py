@@ -328,6 +328,11 @@ def _items(
                                                        "status": None, **page})  # fmt: skip
     if run["status"] == RunStatus.INTERRUPTED:  # as the node table shows them
         shown["items"] = q.interrupted_attempts(shown["items"])
+        counts = shown["counts"]  # (its items that were running when the run's process died)
+        if NodeStatus.RUNNING.value in counts:
+            gone = counts.pop(NodeStatus.RUNNING.value)
+            cut = NodeStatus.INTERRUPTED.value
+            counts[cut] = counts.get(cut, 0) + gone
     return shown
 
 

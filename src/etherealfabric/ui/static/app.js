@@ -716,12 +716,30 @@ function itemsTable(runId, node) {
   let offset = Math.max(0, asked("items_from") - 1), shown = null, latest = 0;
   const keep = () => remember({ items_status: pick.value, items_from: offset > 0 ? offset + 1 : null });
   function fill(data) {
+    if (offset > 0 && offset >= data.total) { // past its end (a kept address, a map of fewer
+      // items now): its last page, as the node table does with a `page` past its end
+      offset = data.total ? Math.floor((data.total - 1) / data.limit) * data.limit : 0;
+      keep();
+      load().catch((err) => { $("#items-cached").textContent = err.message; });
+      return;
+    }
     shown = data;
     $("#items-section").hidden = false;
-    const counts = data.counts, total = Object.values(counts).reduce((a, b) => a + b, 0);
-    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"}: ` + Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`).join(", ");
+    // all its items, as its start recorded them: those not started yet (or never, the run
+    // having ended first) are counted too, though they have no row to list
+    const counts = data.counts, unstarted = data.unstarted || 0;
+    const total = data.size ?? Object.values(counts).reduce((a, b) => a + b, 0);
+    const parts = Object.keys(counts).sort().map((s) => `${counts[s]} ${s}`);
+    if (unstarted) parts.push(`${unstarted} ${data.unstarted_as}`);
+    $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"}: ${parts.join(", ")}`;
     // cached items are rows too (listed from the map's stored index); a note when they cannot be
-    $("#items-cached").textContent = data.note ? `${data.cached} came from the cache: ${data.note}` : "";
+    const notes = [];
+    if (data.note) notes.push(`${data.cached} came from the cache: ${data.note}`);
+    if (unstarted) {
+      notes.push(data.unstarted_as === "pending" ? `${unstarted} not started yet: listed once they start`
+        : `${unstarted} never started: the run ended before they did`);
+    }
+    $("#items-cached").textContent = notes.join("; ");
     const known = new Set([...pick.options].map((o) => o.value));
     for (const s of Object.keys(counts).sort()) if (!known.has(s)) pick.append(el("option", { value: s, text: s }));
     table.replaceChildren(...data.items.map((i) => el("tr", { "data-item": i.item },
