@@ -91,6 +91,38 @@ def test_a_map_s_items_page_past_its_end_shows_its_last_page(page: Any, tmp_path
     assert "Traceback" not in stderr, stderr
 
 
+# -- a node without output yet says why, as `etherealfabric logs` does ------------------------
+def test_an_attempt_running_or_cut_off_by_its_run_s_death_says_why_it_has_no_output(
+    page: Any, tmp_path: Path
+) -> None:
+    live, dead = "20260101-000005-7a1c00", "20260101-000006-dead00"
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        nodes = {"a": ("succeeded", []), "talk": ("running", ["a"])}
+        insert_run(journal, live, nodes, status="running")  # by this process: alive
+        insert_run(journal, dead, nodes, status="running")
+        with journal.write() as conn:
+            conn.execute("UPDATE node_runs SET output = '' WHERE node = 'talk'")
+            conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (dead,))  # gone
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/runs/{live}/nodes/talk")
+        sync_api.expect(page.locator("#node-status")).to_have_text("running")
+        logs = page.locator("#attempts .logs")
+        sync_api.expect(logs).to_contain_text("no output yet")
+        sync_api.expect(logs).to_contain_text("kept when its attempt ends")
+        page.goto(f"{server.base}/runs/{dead}/nodes/talk")
+        sync_api.expect(page.locator("#node-status")).to_have_text("interrupted")
+        sync_api.expect(logs).to_contain_text("the run's process died while this attempt ran")
+        sync_api.expect(logs).to_contain_text("it was shown live as it was printed")
+        page.goto(f"{server.base}/runs/{dead}/nodes/a")  # a finished attempt that printed
+        sync_api.expect(logs).to_have_text("out")
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
+
+
 # -- a map's node page counts all its items, those not started too ---------------------------
 def test_a_map_s_node_page_counts_the_items_not_started_yet_or_never(
     page: Any, tmp_path: Path

@@ -649,8 +649,21 @@ function renderAttempts(box, runId, data) {
     el("div", {}, el("b", { text: `attempt ${a.attempt} ` }), badge(a.status),
       ` started ${when(a.started_at)} · ${secs(a.duration)}${a.host ? ` · ${a.host}` : ""}${a.pid ? ` pid ${a.pid}` : ""}`),
     a.error ? el("p", { class: "error", text: a.error }) : "",
-    el("pre", { class: "logs", text: plain(a.output) || (a.status === "cached" ? "no output captured (cached: it did not run in this run)" : "no output captured") }),
+    el("pre", { class: "logs", text: plain(a.output) || noOutput(a) }),
     a.traceback ? el("details", {}, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: plain(a.traceback) })) : "")));
+}
+
+/* Why an attempt shows no output, in the words of `etherealfabric logs`: what a node prints is
+ * kept when its attempt ends, so one still running, or cut off by its run's death, has none yet. */
+function noOutput(a) {
+  if (a.status === "cached") return "no output captured (cached: it did not run in this run)";
+  if (a.status === "interrupted") {
+    return "no output captured: the run's process died while this attempt ran (what a node prints is kept when its attempt ends; it was shown live as it was printed)";
+  }
+  if (a.status === "running" || (a.status === "retrying" && !a.finished_at)) {
+    return "no output yet: what a node prints is kept when its attempt ends (until then it is shown live where the run was started)";
+  }
+  return "no output captured";
 }
 
 /* Text without terminal escape sequences (colours, cursor moves): a log shows them as boxes. */
