@@ -18,7 +18,7 @@ from etherealfabric.journal import Journal  # noqa: E402
 from test_ui import UiServer  # noqa: E402
 from test_ui_browse import insert_run  # noqa: E402
 from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
-from test_ui_items import insert_map, item, start_map  # noqa: E402
+from test_ui_items import ITEM_ROW, insert_map, item, start_map  # noqa: E402
 
 
 def live_server(
@@ -150,6 +150,55 @@ def test_a_map_s_node_page_counts_the_items_not_started_yet_or_never(
         sync_api.expect(counts).to_have_text("30 items: 13 succeeded, 17 not run")
         sync_api.expect(page.locator("#items-cached")).to_contain_text("17 never started")
         sync_api.expect(page.locator("#items-range")).to_have_text("1-13 of 13")  # the rows
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
+
+
+# -- the timeline: a retried node's attempts each with its duration, drawn as failed ----------
+GANTT_COLOURS = """() => {  // each row's bars' fill, sampled where paintGantt puts each bar
+  const box = document.querySelector("#gantt"), g = box.gantt, canvas = box.querySelector("canvas");
+  const ctx = canvas.getContext("2d"), ratio = window.devicePixelRatio || 1;
+  const plot = Math.max(box.clientWidth - 20, 600) - 170 - 70;
+  return Object.fromEntries(g.names.map((name, i) => [name, g.rows.get(name).map((a) => Array.from(
+    ctx.getImageData(Math.round((170 + ((a.started_at - g.start) / g.span) * plot + 3) * ratio),
+      Math.round((2 + i * 16 + 5) * ratio), 1, 1).data).slice(0, 3))]));
+}"""
+
+
+def test_a_retried_node_s_attempts_each_show_their_duration_drawn_as_failed(
+    page: Any, tmp_path: Path
+) -> None:
+    run_id = "20260101-000008-7e7000"
+    home = tmp_path / "home"
+    home.mkdir()
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, run_id, {"other": ("succeeded", [])}, total=2)
+        with journal.write() as conn:
+            t = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            conn.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (t + 1.6, run_id))
+            conn.execute("UPDATE node_runs SET finished_at = ?, duration = 1.5 WHERE run_id = ?",
+                         (t + 1.5, run_id))  # fmt: skip
+            for attempt, status in enumerate(["retrying", "retrying", "succeeded"], start=1):
+                begun = t + (attempt - 1) * 0.5  # back to back, each 0.5 s
+                conn.execute(ITEM_ROW, (run_id, "flaky", attempt, status, None, begun,
+                                        begun + 0.5, 0.5, None, None, ""))  # fmt: skip
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/runs/{run_id}")
+        sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
+        page.wait_for_function("() => document.querySelector('#gantt').gantt")
+        colours = page.evaluate(GANTT_COLOURS)
+        failed, succeeded = [255, 205, 210], [200, 230, 201]  # (running is 255, 249, 196)
+        assert colours == {"flaky": [failed, failed, succeeded], "other": [succeeded]}, colours
+        drawn = page.evaluate("document.querySelector('#gantt').gantt.drawn")
+        flaky = next(row for row in drawn if row["node"] == "flaky")
+        assert len(flaky["bars"]) == 3
+        assert [text for _, _, text in flaky["labels"]] == ["500 ms"] * 3, flaky
+        for at, width, _ in flaky["labels"]:  # no other bar covers a label
+            own = [(x, w) for x, w in flaky["bars"] if x <= at and at + width <= x + w]
+            others = [(x, w) for x, w in flaky["bars"] if (x, w) not in own]
+            assert all(at + width <= x or x + w <= at for x, w in others), flaky
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr

@@ -368,7 +368,7 @@ function drawGantt(box, attempts, run) {
     canvas.addEventListener("click", (e) => { const n = rowAt(e); if (n) location.href = nodeHref(run.id, n); });
     box.addEventListener("scroll", () => paintGantt(box));
   }
-  box.gantt = { rows, names: [...rows.keys()], start, span: Math.max(end - start, 1e-3), now, first: 0 };
+  box.gantt = { rows, names: [...rows.keys()], start, span: Math.max(end - start, 1e-3), now, first: 0, live: run.status === "running" };
   const canvas = $("canvas", box);
   canvas.dataset.rows = rows.size;
   canvas.dataset.bars = bars;
@@ -426,23 +426,44 @@ function paintGantt(box) {
     ctx.fillText(`+${secs((g.span * i) / 4)}`, x, height - 8);
   }
   let y = 2;
+  g.drawn = []; // each row's bars and duration labels as drawn, [x, width] (for tests)
   for (const node of g.names.slice(g.first, g.first + visible)) {
     ctx.fillStyle = "#333"; ctx.textAlign = "left";
     const text = fitText(ctx, node, label - 10);
     ctx.fillText(text, 4, y + GANTT_ROW / 2);
     g.labels.push(text);
-    for (const a of g.rows.get(node)) {
+    // the bars first, then their durations: a label is never painted over by the next bar
+    const bars = g.rows.get(node).map((a) => {
       const took = (a.finished_at || g.now) - a.started_at;
-      const x = label + ((a.started_at - g.start) / g.span) * plot;
-      const w = Math.max((took / g.span) * plot, 1.5);
-      const [fill, stroke] = ganttColour(a.status);
+      return { a, took, x: label + ((a.started_at - g.start) / g.span) * plot, w: Math.max((took / g.span) * plot, 1.5) };
+    }).sort((p, q) => p.x - q.x);
+    for (const { a, x, w } of bars) {
+      const [fill, stroke] = ganttColour(ganttStatus(a, g));
       ctx.fillStyle = fill; ctx.strokeStyle = stroke;
       ctx.fillRect(x, y + 1, w, GANTT_ROW - 4); ctx.strokeRect(x, y + 1, w, GANTT_ROW - 4);
-      ctx.fillStyle = "#555"; ctx.textAlign = "left";
-      ctx.fillText(secs(took), x + w + 4, y + GANTT_ROW / 2);
     }
+    const row = { node, bars: bars.map((b) => [b.x, b.w]), labels: [] };
+    bars.forEach(({ took, x, w }, i) => {
+      // inside its bar when it fits there, else just after it when that is free up to the next
+      // bar; else not drawn (the row's tooltip has every attempt's duration)
+      const words = secs(took), tw = ctx.measureText(words).width;
+      const room = (i + 1 < bars.length ? bars[i + 1].x : width) - (x + w) - 6;
+      const at = w >= tw + 6 ? x + (w - tw) / 2 : tw <= room ? x + w + 4 : null;
+      if (at === null) return;
+      ctx.fillStyle = at < x + w ? "#222" : "#555"; ctx.textAlign = "left";
+      ctx.fillText(words, at, y + GANTT_ROW / 2);
+      row.labels.push([at, tw, words]);
+    });
+    g.drawn.push(row);
     y += GANTT_ROW;
   }
+}
+
+/* The colour an attempt is drawn in: a retried one (it failed, another followed) as failed,
+ * as the legend has it; one without an end is running only while the run is. */
+function ganttStatus(a, g) {
+  if (a.status === "retrying" && (a.finished_at || !g.live)) return "failed";
+  return a.status;
 }
 
 /* ``text`` cut at its end, with an ellipsis, to fit ``width`` pixels (measured, not counted). */
