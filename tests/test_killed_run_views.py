@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 FLOW = """
@@ -58,8 +59,9 @@ def _train_started(cwd: Path) -> bool:
         conn.close()
 
 
-def _kill_while_training(tmp_path: Path) -> None:
-    """Run ``flow.py`` of ``tmp_path`` and SIGKILL it once ``train`` has started."""
+def _kill_while_training(tmp_path: Path, before: Callable[[], None] | None = None) -> None:
+    """Run ``flow.py`` of ``tmp_path`` and SIGKILL it once ``train`` has started (after
+    ``before()``, called while it runs)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "etherealfabric", "run", "flow.py"],
         cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -70,6 +72,8 @@ def _kill_while_training(tmp_path: Path) -> None:
             assert proc.poll() is None, "the run ended by itself"
             assert time.monotonic() < deadline, "train never started"
             time.sleep(0.2)
+        if before is not None:
+            before()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -137,3 +141,18 @@ def test_cat_and_plan_of_the_killed_node_say_it_was_interrupted_and_how_to_resum
     assert plan.returncode == 0, plan.stderr
     [train] = [n for n in json.loads(plan.stdout)["nodes"] if n["node"] == "train"]
     assert train["reason"].endswith("where it did not finish (interrupted)"), train
+
+
+def test_logs_of_an_attempt_still_running_say_its_output_comes_at_its_end(
+    tmp_path: Path,
+) -> None:
+    """It said "no output captured" of a node that had printed (the web UI says why)."""
+    (tmp_path / "flow.py").write_text(FLOW)
+
+    def look() -> None:
+        logs = _ef(tmp_path, "logs", "latest", "train")
+        assert logs.returncode == 0, logs.stderr
+        assert "== train attempt 1 (running) ==" in logs.stdout, logs.stdout
+        assert "no output yet: what a node prints is kept when its attempt ends" in logs.stdout
+
+    _kill_while_training(tmp_path, look)

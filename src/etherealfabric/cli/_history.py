@@ -346,6 +346,11 @@ def logs(run_id: str, node: str, attempt: int | None, home: str | None, as_json:
                 "no output captured: the run's process died while this attempt ran (what a "
                 "node prints is kept when its attempt ends; it was shown live as it was printed)"
             )
+        elif a["status"] in (NodeStatus.RUNNING, NodeStatus.RETRYING) and not a["finished_at"]:
+            click.echo(
+                "no output yet: what a node prints is kept when its attempt ends (until then "
+                "it is shown live where the run was started)"
+            )
         else:
             click.echo("no output captured")
         if a["traceback"]:  # a failed attempt: where it failed, last
