@@ -84,3 +84,39 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_second_ctrl_c_as_the_run_stops_keeps_its_exit_code_and_summary(
+    tmp_path: Path, backend: str
+) -> None:
+    """A second Ctrl-C 10 ms after the first reached the command as it exited: Python puts
+    SIGINT's default action back as it finalises, so the command died of it (exit -2, the
+    shell's 130) in most tries, where a cancelled run exits 1 (found by review)."""
+    (tmp_path / "flow.py").write_text(FLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
+    env["ETHEREALFABRIC_HOME"] = str(tmp_path / "home")
+    for _ in range(3):
+        (tmp_path / "child-pid").unlink(missing_ok=True)
+        with open(tmp_path / "out.txt", "w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", backend],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 120
+                while not (tmp_path / "child-pid").exists():
+                    assert proc.poll() is None and time.monotonic() < deadline, "slow never ran"
+                    time.sleep(0.02)
+                os.killpg(proc.pid, signal.SIGINT)
+                time.sleep(0.01)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT)
+                code = proc.wait(timeout=120)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        text = (tmp_path / "out.txt").read_text()
+        assert code == 1, (code, text)
+        assert "cancelled:" in text and "resume: etherealfabric resume" in text, text

@@ -297,6 +297,7 @@ def _execute(
     except EtherealFabricError as exc:
         _fail(str(exc))
     except KeyboardInterrupt as exc:  # (recorded cancelled, or interrupted: the summary said it)
+        _no_interrupt_at_exit()
         progress.close()
         if started:
             click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
@@ -307,6 +308,19 @@ def _execute(
         run_log.setLevel(previous_level)
         if metrics is not None:
             metrics.close()
+
+
+def _no_interrupt_at_exit() -> None:
+    """A run stopped by Ctrl-C said how it ended: another Ctrl-C as the command exits killed
+    it with SIGINT (exit -2, the shell's 130, not 1), since Python puts SIGINT's default action
+    back as it finalises. Ignored from the interpreter's exit on (``atexit``: a caller that runs
+    the command in its own process keeps its Ctrl-C until then)."""
+    import atexit
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
 def _report(
