@@ -6,6 +6,8 @@ items page opened past its end. Every wait is bounded and generous; no timing is
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,25 @@ from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
 from test_ui_items import ITEM_ROW, insert_map, item, start_map  # noqa: E402
 
 
-def live_server(
-    tmp_path: Path, run_id: str, nodes: dict[str, Any], **run: Any
-) -> tuple[UiServer, Path]:
-    """A server over a home with one run ``run_id`` recorded running by this process (so alive
-    to the UI), of ``nodes`` (as ``insert_run`` takes them)."""
+def live_home(tmp_path: Path, run_id: str, nodes: dict[str, Any], **run: Any) -> Path:
+    """A home with one run ``run_id`` recorded running by this process (so alive to the UI),
+    of ``nodes`` (as ``insert_run`` takes them)."""
     home = tmp_path / "home"
     home.mkdir()
     with Journal(home / "journal.db") as journal:
         insert_run(journal, run_id, nodes, status="running", **run)
-    return UiServer(home), home
+    return home
+
+
+@contextlib.contextmanager
+def serving(home: Path) -> Iterator[UiServer]:
+    """A UI server over ``home`` for the block; it must log no traceback."""
+    server = UiServer(home)
+    try:
+        yield server
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr
 
 
 def write(home: Path, rows: Any) -> None:
@@ -44,8 +55,8 @@ def test_failed_map_items_reach_the_failed_section_while_the_run_goes_on(
     page: Any, tmp_path: Path
 ) -> None:
     run_id = "20260101-000003-fa11ed"
-    server, home = live_server(tmp_path, run_id, {"first": ("succeeded", [])}, total=2)
-    try:
+    home = live_home(tmp_path, run_id, {"first": ("succeeded", [])}, total=2)
+    with serving(home) as server:
         write(home, lambda conn: start_map(conn, run_id, "work", 10))
         page.goto(f"{server.base}/runs/{run_id}")
         sync_api.expect(page.locator("#run-status")).to_have_text("running")
@@ -57,9 +68,6 @@ def test_failed_map_items_reach_the_failed_section_while_the_run_goes_on(
             sync_api.expect(page.locator("#failures .failure")).to_have_count(n)
             sync_api.expect(page.locator("#failures")).to_contain_text(f"work[{label}]")
         sync_api.expect(page.locator("#run-status")).to_have_text("running")
-    finally:
-        stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
 
 
 # -- a map's items page opened past its end shows its last page ------------------------------
@@ -71,8 +79,7 @@ def test_a_map_s_items_page_past_its_end_shows_its_last_page(page: Any, tmp_path
         insert_run(journal, run_id, {"first": ("succeeded", [])}, total=2)
         with journal.write() as conn:
             insert_map(conn, run_id, "work", 250)
-    server = UiServer(home)
-    try:
+    with serving(home) as server:
         node = f"{server.base}/runs/{run_id}/nodes/work"
         for asked in (260, 251, 9999):
             page.goto(f"{node}?items_from={asked}")
@@ -86,9 +93,6 @@ def test_a_map_s_items_page_past_its_end_shows_its_last_page(page: Any, tmp_path
         assert page.url.endswith("?items_status=failed")
         page.goto(f"{node}?items_from=150")  # within it: as asked
         sync_api.expect(page.locator("#items-range")).to_have_text("150-249 of 250")
-    finally:
-        stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
 
 
 # -- a node without output yet says why, as `etherealfabric logs` does ------------------------
@@ -105,8 +109,7 @@ def test_an_attempt_running_or_cut_off_by_its_run_s_death_says_why_it_has_no_out
         with journal.write() as conn:
             conn.execute("UPDATE node_runs SET output = '' WHERE node = 'talk'")
             conn.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (dead,))  # gone
-    server = UiServer(home)
-    try:
+    with serving(home) as server:
         page.goto(f"{server.base}/runs/{live}/nodes/talk")
         sync_api.expect(page.locator("#node-status")).to_have_text("running")
         logs = page.locator("#attempts .logs")
@@ -118,9 +121,6 @@ def test_an_attempt_running_or_cut_off_by_its_run_s_death_says_why_it_has_no_out
         sync_api.expect(logs).to_contain_text("it was shown live as it was printed")
         page.goto(f"{server.base}/runs/{dead}/nodes/a")  # a finished attempt that printed
         sync_api.expect(logs).to_have_text("out")
-    finally:
-        stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
 
 
 # -- a map's node page counts all its items, those not started too ---------------------------
@@ -128,8 +128,8 @@ def test_a_map_s_node_page_counts_the_items_not_started_yet_or_never(
     page: Any, tmp_path: Path
 ) -> None:
     run_id = "20260101-000007-3a9000"
-    server, home = live_server(tmp_path, run_id, {"first": ("succeeded", [])}, total=2)
-    try:
+    home = live_home(tmp_path, run_id, {"first": ("succeeded", [])}, total=2)
+    with serving(home) as server:
         write(home, lambda conn: start_map(conn, run_id, "work", 30))
         write(
             home,
@@ -150,9 +150,6 @@ def test_a_map_s_node_page_counts_the_items_not_started_yet_or_never(
         sync_api.expect(counts).to_have_text("30 items: 13 succeeded, 17 not run")
         sync_api.expect(page.locator("#items-cached")).to_contain_text("17 never started")
         sync_api.expect(page.locator("#items-range")).to_have_text("1-13 of 13")  # the rows
-    finally:
-        stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
 
 
 # -- the timeline: a retried node's attempts each with its duration, drawn as failed ----------
@@ -183,8 +180,7 @@ def test_a_retried_node_s_attempts_each_show_their_duration_drawn_as_failed(
                 begun = t + (attempt - 1) * 0.5  # back to back, each 0.5 s
                 conn.execute(ITEM_ROW, (run_id, "flaky", attempt, status, None, begun,
                                         begun + 0.5, 0.5, None, None, ""))  # fmt: skip
-    server = UiServer(home)
-    try:
+    with serving(home) as server:
         page.goto(f"{server.base}/runs/{run_id}")
         sync_api.expect(page.locator("#run-status")).to_have_text("succeeded")
         page.wait_for_function("() => document.querySelector('#gantt').gantt")
@@ -199,6 +195,3 @@ def test_a_retried_node_s_attempts_each_show_their_duration_drawn_as_failed(
             own = [(x, w) for x, w in flaky["bars"] if x <= at and at + width <= x + w]
             others = [(x, w) for x, w in flaky["bars"] if (x, w) not in own]
             assert all(at + width <= x or x + w <= at for x, w in others), flaky
-    finally:
-        stderr = server.stop()
-    assert "Traceback" not in stderr, stderr

@@ -68,9 +68,8 @@ def cat(
                 )
             if status.done:
                 _fail(_gone(home, results.run_id, node))
-            _fail(
-                f"node {node!r} has no results in run {results.run_id}: {_why_none(status, results.run_id)}"
-            )
+            why = _why_none(status, results.run_id)
+            _fail(f"node {node!r} has no results in run {results.run_id}: {why}")
         records = results.record(node)
         if output is None:
             if len(records) != 1:

@@ -202,9 +202,8 @@ def _why_run(
     if previous["cache_key"] == info.key:
         if info.key in refused:  # a data file it read changed since its cached result
             return f"same key as run {previous['run_id']}, but {refused[info.key]}", ()
-        ended = previous_outcome(
-            previous, journal
-        )  # it failed, or its run stopped: nothing was cached
+        # it failed, or its run stopped: nothing was cached
+        ended = previous_outcome(previous, journal)
         why = ended or "but its cached result is gone"
         return f"same key as run {previous['run_id']}, {why}", ()
     old = history.components_of(journal, previous)
