@@ -141,7 +141,7 @@ class ParquetSerializer(Serializer):
         # abort the interpreter at its exit ("terminate called without an active exception",
         # apache/arrow#34314, #50482): 2 of 40 processes here. Such reads are small objects
         # (larger ones are read by path, below) or a shared store's, read as they are verified
-        return _to_pandas(pq.read_table(fp, pre_buffer=False, use_threads=False))
+        return _to_pandas(pq.read_table(fp, pre_buffer=False, use_threads=False), threads=False)
 
     def loads(self, data: bytes) -> object:
         pa = _pyarrow()
@@ -263,13 +263,14 @@ def _same_kind(read: Any, template: Any) -> bool:
     return bool(read == template)
 
 
-def _to_pandas(table: Any) -> object:
+def _to_pandas(table: Any, *, threads: bool = True) -> object:
     """The frame of a table read from parquet, freeing each column's arrow memory as it is
     converted. With the pages read as they are decoded (``pre_buffer=False``: the stored
-    object is local, or already checked in full) the peak is about 1.5 frames, not 2."""
+    object is local, or already checked in full) the peak is about 1.5 frames, not 2.
+    ``threads``: False for a table read through a Python file object (see ``load``)."""
     metadata = table.schema.metadata or {}
     series, freq = metadata.get(_SERIES_KEY), metadata.get(_FREQ_KEY)
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True, use_threads=threads)
     _restore_columns(frame, metadata)
     if freq is not None:  # a DatetimeIndex's frequency ("h", "D"...): checked by pandas
         with contextlib.suppress(ValueError, TypeError, AttributeError):
