@@ -24,6 +24,7 @@ import sys
 
 from ..hashing._digest import digest_bytes
 from ..hashing._usercode import SCRIPT_MODULE_PREFIX
+from ..store._smallfiles import write_small_file
 
 __all__ = ["make_importable"]
 
@@ -72,7 +73,4 @@ def _write_once(target: str, text: str) -> None:
     except OSError:
         pass
     os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-    temp = f"{target}.{os.getpid()}.tmp"
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(temp, target)
+    write_small_file(target, text)

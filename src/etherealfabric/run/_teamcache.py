@@ -9,7 +9,6 @@ its pinned runs (``pinned-runs``, one id a line: ``cache pin``) are small files 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ..journal._team import keys_in_use, oldest_live_run, run_keys
 from ..store import LayeredStore, Store
 from ..store._budget import Eviction, evict
 from ..store._sharedgc import home_id, publish_roots
+from ..store._smallfiles import write_small_file
 
 __all__ = [
     "KEEP_RUNS",
@@ -109,9 +109,7 @@ def publish(
     import socket  # only when a shared store is published to
 
     written = publish_roots(store.remote, home_id(home), keys, host=socket.gethostname())
-    temp = memo.with_name(f".roots-published-{os.getpid()}")
-    temp.write_text(stamp + "\n")
-    os.replace(temp, memo)
+    write_small_file(memo, stamp + "\n")
     return written
 
 
@@ -133,6 +131,4 @@ def pins(home: Path) -> list[str]:
 def set_pins(home: Path, run_ids: list[str]) -> None:
     """Replace the pinned runs of this home."""
     path = Path(home) / "pinned-runs"
-    temp = path.with_name(f".pinned-runs-{os.getpid()}")
-    temp.write_text("".join(f"{r}\n" for r in dict.fromkeys(run_ids)))
-    os.replace(temp, path)
+    write_small_file(path, "".join(f"{r}\n" for r in dict.fromkeys(run_ids)))

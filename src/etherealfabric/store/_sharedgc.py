@@ -43,7 +43,6 @@ always safe).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -58,6 +57,7 @@ from ..hashing._digest import digest_bytes, is_digest
 from ._base import ENTRY_KINDS, EntryInfo, Store, check_name
 from ._json import parse_json
 from ._signing import record_digests
+from ._smallfiles import write_small_file
 from ._trees import entry_objects, read_manifest
 from ._trust import MAX_RECORD_BYTES
 
@@ -101,28 +101,20 @@ def home_id(home: str | os.PathLike[str]) -> str:
     if found:
         return found
     new = os.urandom(16).hex()  # 32 hex digits, as a uuid4's (uuid is not imported for it)
-    temp = os.path.join(home, f".home-id-{os.getpid()}-{os.urandom(8).hex()}")
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(new + "\n")
-    try:
-        if os.path.exists(path):  # malformed: replaced
-            os.replace(temp, path)
-        else:
-            with contextlib.suppress(FileExistsError):  # another made it first: theirs
-                os.link(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    # a missing file is made unless another maker is first (then theirs is the id); a
+    # malformed one (damaged by hand) is replaced, if it is still malformed
+    replace = found == "" and _read_id(path) == ""
+    write_small_file(path, new + "\n", replace=replace)
     return _read_id(path) or new
 
 
-def _read_id(path: str) -> str:
-    """The home id in the file ``path``; "" if it is absent or malformed."""
+def _read_id(path: str) -> str | None:
+    """The home id in the file ``path``; None if it is absent, "" if it is malformed."""
     try:
         with open(path, encoding="utf-8") as f:
             found = f.read().strip()
     except FileNotFoundError:
-        return ""
+        return None
     return found if len(found) == 32 and all(c in "0123456789abcdef" for c in found) else ""
 
 
