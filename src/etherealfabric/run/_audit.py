@@ -28,9 +28,10 @@ from types import FrameType
 from typing import Any
 
 from ._folders import ABSENT, DATABASE, HERE, LISTED, listing_key, showing_source, sqlite_path
-from ._forked import SpillingNotes, take_spilled
+from ._forked import SpillingNotes, spill_into, take_spilled
 from ._forked import install as install_forks
 from ._memoized import Reaching, note
+from ._spawned import follow_spawns
 from ._started import follow_threads, forget, owner, register
 from ._texts import MAX_READS
 
@@ -85,6 +86,7 @@ _memoized: contextvars.ContextVar[Reaching | None] = contextvars.ContextVar(
     "etherealfabric_memoized", default=None
 )
 _installed = False
+_spawns_followed = False  # multiprocessing pickles its processes for following (_spawned.py)
 _install_lock = threading.Lock()
 #: The process's working folder, known once the hook is installed and until an ``os.chdir`` is
 #: seen (then None: asked each time). ``os.getcwd`` gives the GIL up, so one call per node
@@ -193,6 +195,15 @@ def _adopt(opened: Opened) -> None:
     _opened.set(opened)
 
 
+def adopt_spawned(folder: str, cwd: str) -> None:
+    """In a process a node started afresh (run/_spawned.py): note what this thread opens, with
+    ``./`` paths from the node's folder ``cwd``, into the node's spill ``folder``."""
+    _install()
+    opened = _SpillingOpened()
+    opened.cwd, opened.spill = cwd, folder  # (its own children spill there too)
+    spill_into(opened, folder)
+
+
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     """The audit hook: note the files a watched node opens, the folders it lists and the
     SQLite databases it connects to (never raises: an exception here would fail the ``open``
@@ -203,6 +214,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             opened = _opened.get()
             if isinstance(opened, Opened):
                 opened.changed_folder = True
+        elif event == "import" and not _spawns_followed:
+            _follow_spawns()  # (multiprocessing may have been loaded: its next import is heard)
         return
     opened = _opened.get()
     if opened is not None:
@@ -354,9 +367,16 @@ def _install() -> None:
                 sys.addaudithook(_hook)
                 follow_threads(_working_for)  # (no audit event says a thread starts)
                 install_forks(_current_opened, _SpillingOpened, _adopt)  # (nor that one forks)
+                _follow_spawns()  # (nor that multiprocessing starts one afresh)
                 if not _chdir_seen:  # (the hook is on: a later chdir is heard)
                     _cwd = os.getcwd()
                 _installed = True
+
+
+def _follow_spawns() -> None:
+    global _spawns_followed
+    with contextlib.suppress(Exception):  # (in the audit hook: never raises)
+        _spawns_followed = follow_spawns(_current_opened, adopt_spawned)
 
 
 def _working_for() -> list[Any]:

@@ -11,8 +11,9 @@ notes it (a pool's workers are ended by SIGTERM: nothing of theirs runs at exit)
 node ends, :meth:`Opened.frozen <etherealfabric.run._audit.Opened.frozen>` reads them back
 (:func:`take_spilled`), in the order each child noted them, and removes the folder.
 
-Processes started otherwise (``spawn``, ``forkserver``, ``subprocess``) run fresh interpreters
-that no audit follows: what they read is not recorded (``docs/concepts.md``).
+Processes multiprocessing starts afresh (``spawn``, ``forkserver``) spill into the same folder
+(run/_spawned.py); those ``subprocess`` starts run interpreters that no audit follows: what they
+read is not recorded (``docs/concepts.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_SPILL_BYTES", "SpillingNotes", "install", "take_spilled"]
+__all__ = [
+    "MAX_SPILL_BYTES",
+    "SpillingNotes",
+    "install",
+    "spill_folder",
+    "spill_into",
+    "take_spilled",
+]
 
 #: At most this much of a child's spill file is read back (a few hundred thousand entries).
 MAX_SPILL_BYTES = 64 * 1024 * 1024
@@ -115,16 +123,25 @@ def _before_fork() -> None:
     """In the forking thread: a node that forks gets its spill folder (at its first fork)."""
     opened = _current()
     _forking.opened = opened
-    if opened is None or getattr(opened, "spill", "") is not None:
-        return
-    import tempfile  # (only when a node forks)
+    if opened is not None:
+        spill_folder(opened)
+
+
+def spill_folder(opened: Any) -> str | None:
+    """The folder where the processes the node of ``opened`` starts write what they note:
+    made at the first one (None if it cannot be made)."""
+    found = getattr(opened, "spill", "")  # ("": no Opened, a plain dict: no spill)
+    if found is not None:
+        return found or None
+    import tempfile  # (only when a node starts processes)
 
     try:
         folder = tempfile.mkdtemp(prefix="etherealfabric-forked-")
     except OSError:
-        return
+        return None
     opened.moved.discard(folder)  # (its own folder: not one the node made)
     opened.spill = folder
+    return folder
 
 
 def _after_in_parent() -> None:
@@ -135,15 +152,24 @@ def _in_child() -> None:
     opened, _forking.opened = getattr(_forking, "opened", None), None
     if opened is None or getattr(opened, "spill", None) is None or _spilling is None:
         return
+    if not isinstance(opened, SpillingNotes):
+        opened.__class__ = _spilling  # (what it noted before the fork, the parent has)
+    spill_into(opened, opened.spill)
+
+
+def spill_into(opened: Any, folder: str) -> bool:
+    """In a child process: what the ``Opened`` ``opened`` (a :class:`SpillingNotes` one) notes
+    from now on goes to this process's file in the spill ``folder`` too, and this thread notes
+    into it (forked from a thread the node started: this thread is no one's). False if the
+    file cannot be made (nothing is followed then)."""
     try:
         fd = os.open(
-            os.path.join(opened.spill, f"{os.getpid()}.jsonl"),
+            os.path.join(folder, f"{os.getpid()}.jsonl"),
             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
             0o600,
         )
     except OSError:
-        return
-    if not isinstance(opened, SpillingNotes):
-        opened.__class__ = _spilling  # (what it noted before the fork, the parent has)
+        return False
     opened.spill_fd = fd
-    _adopt(opened)  # (forked from a thread the node started: this thread is no one's)
+    _adopt(opened)
+    return True
