@@ -768,6 +768,12 @@ def test_resume_reruns_a_failed_run_with_its_recorded_parameters(
     code, out, _ = invoke("resume", resumed["run_id"], "--home", str(home))
     assert code == 0
     assert out.strip() == f"run {resumed['run_id']} already succeeded; nothing to resume"
+    # with --json: that run's own summary, in the shape `run --json` printed it
+    code, out, err = invoke("resume", resumed["run_id"], "--home", str(home), "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again == {k: v for k, v in resumed.items() if k != "resumed_from"} | {"resumed": False}
+    assert (again["workflow"], again["status"], again["executed"]) == ("resumable", "succeeded", 1)
 
 
 def test_resume_an_interrupted_run(tmp_path: Path) -> None:

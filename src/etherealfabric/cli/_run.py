@@ -149,8 +149,11 @@ def resume(
         journal.mark_interrupted()
         row = _get_run(journal, run_id)
     if row["status"] == RunStatus.SUCCEEDED:
-        if as_json:
-            _echo_json({"run_id": row["id"], "status": RunStatus.SUCCEEDED, "resumed": False})
+        if as_json:  # that run's own summary, as `run --json` printed it, and that it stays
+            from ..run._reopen import open_run
+
+            done = open_run(row["id"], home=home)
+            _echo_json({**_summary(row["workflow"], done, None), "resumed": False})
         else:
             click.echo(f"run {row['id']} already succeeded; nothing to resume")
         return
@@ -299,6 +302,9 @@ def _execute(
     except KeyboardInterrupt as exc:  # (recorded cancelled, or interrupted: the summary said it)
         _no_interrupt_at_exit()
         progress.close()
+        stopped = getattr(exc, "results", None)
+        if stopped is not None:  # scripts read how it ended, and its id to resume it
+            _summary_out(workflow, stopped, as_json, options.get("resume"))
         if started:
             click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
         sys.exit(EXIT_TERMINATED if terminated(exc) else EXIT_FAILED)
@@ -323,12 +329,25 @@ def _no_interrupt_at_exit() -> None:
         atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
-def _report(
-    workflow: Workflow, results: Results, as_json: bool, resumed_from: str | None = None
+def _summary_out(
+    workflow: Workflow, results: Results, as_json: bool, resumed_from: str | None
 ) -> None:
+    """The run's summary on stdout: the JSON document, or (stdout a file or a pipe) the line
+    for scripts; on a terminal the progress display (stderr) has just printed it."""
+    if as_json:
+        _echo_json(_summary(workflow.name, results, resumed_from))
+    elif not sys.stdout.isatty():
+        click.echo(
+            f"run {results.run_id} of {workflow.name!r} {results.status}: "
+            f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
+        )
+
+
+def _summary(workflow: str, results: Results, resumed_from: str | None) -> dict[str, Any]:
+    """What ``--json`` prints of a run."""
     summary = {
         "run_id": results.run_id,
-        "workflow": workflow.name,
+        "workflow": workflow,
         "status": results.status,
         **results.counts(),
         "nodes": results.statuses,
@@ -337,16 +356,14 @@ def _report(
     }
     if resumed_from is not None:
         summary["resumed_from"] = resumed_from
-    if as_json:
-        _echo_json(summary)
-    else:
-        # on a terminal the progress display (stderr) has just printed this summary: say it
-        # once; when stdout goes to a file or a pipe, it gets the line for scripts to read
-        if not sys.stdout.isatty():
-            click.echo(
-                f"run {results.run_id} of {workflow.name!r} {results.status}: "
-                f"{results.executed} executed, {results.cached} cached, {results.failed} failed"
-            )
+    return summary
+
+
+def _report(
+    workflow: Workflow, results: Results, as_json: bool, resumed_from: str | None = None
+) -> None:
+    _summary_out(workflow, results, as_json, resumed_from)
+    if not as_json:
         for name, error in results.errors.items():  # each on one line: `logs` has it whole
             click.echo(f"  {name}: {one_line(error)}", err=True)
         if results.errors:  # the one-line errors above; the tracebacks are in the journal

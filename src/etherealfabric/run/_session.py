@@ -259,6 +259,10 @@ def _run(
             if isinstance(exc, KeyboardInterrupt)
             else RunStatus.FAILED
         )
+        if isinstance(exc, KeyboardInterrupt):  # what it did, for the command's summary
+            stopped = Results(definition, run_id, scheduler.outcome, cache, rerun)
+            stopped.status = status
+            exc.results = stopped  # type: ignore[attr-defined]
         # a node thread the run leaves behind (threads: it cannot be stopped) saves nothing
         end_attempts(run_id, f"its run was {status.value}")
         sweep_needed(settings.home)  # a worker it ended may have left a temp file half written
