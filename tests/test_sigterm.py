@@ -115,6 +115,8 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_exits_143(tmp_path: Path, backend: 
     assert "attempt 1 (cancelled)" in logs.stdout, logs
     # what the stopped node printed is kept (a worker process passes it on as it goes)
     assert "step 1" in logs.stdout and "no output captured" not in logs.stdout, logs.stdout
+    why = _cli(tmp_path, "explain", run["id"], "step-2").stdout  # (not "cancelled (Ctrl-C")
+    assert "the run was stopped from outside (SIGTERM" in why and "Ctrl-C" not in why, why
 
     # resume: SIGTERM'd too, then finished; the node that completed comes from the cache
     code, err = _terminate_at_step_1(tmp_path, "resume", run["id"])

@@ -58,6 +58,10 @@ _STOPPED = {
     NodeStatus.INTERRUPTED: "it was stopped while it ran: the run's process died before the "
     "node ended",
 }
+_STOPPED_FROM_OUTSIDE = (
+    "it was stopped while it ran: the run was stopped from outside (SIGTERM: `kill`, a job "
+    "scheduler, a container stopping; recorded interrupted) before the node ended"
+)
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,7 @@ class Explanation:
     error: str | None = None
     detail: str = ""
     uncovered: tuple[str, ...] = ()  # what the node's key does not cover (dynamic look-ups...)
+    run_status: str | None = None  # how the run ended (why a node stopped while it ran)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (changes as dicts, with their text)."""
@@ -309,7 +314,10 @@ class Explanation:
         head += f" ({self.status})" if self.verdict == "executed" else ""
         lines = [head]
         if self.verdict == "executed" and self.status in _STOPPED:
-            lines.append(f"  {_STOPPED[self.status]}")
+            stopped = _STOPPED[self.status]
+            if self.status is NodeStatus.CANCELLED and self.run_status == RunStatus.INTERRUPTED:
+                stopped = _STOPPED_FROM_OUTSIDE  # (cancelled by a SIGTERM: the run interrupted)
+            lines.append(f"  {stopped}")
         if self.reason == "changed":
             lines.append(f"  compared with run {self.previous_run}:")
             lines += [f"  - {c}" for c in self.changes]
@@ -339,7 +347,8 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     row = attempts[-1]
     components = history.components_of(journal, row) if row["cache_key"] else None
     base = {"run_id": run["id"], "node": node, "workflow": run["workflow"],
-            "uncovered": tuple((components or {}).get("uncovered") or ())}  # fmt: skip
+            "uncovered": tuple((components or {}).get("uncovered") or ()),
+            "run_status": run["status"]}  # fmt: skip
     status, key = NodeStatus(row["status"]), row["cache_key"]
     if status is NodeStatus.CACHED:
         return _cached(journal, run, row, base)
