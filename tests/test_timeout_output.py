@@ -44,6 +44,12 @@ def test_logs_show_what_a_timed_out_attempt_printed_on_the_thread_backend(
     assert logs.returncode == 0, logs.stderr
     assert "loaded 120 shards, starting the slow part" in logs.stdout, logs.stdout
     assert "no output captured" not in logs.stdout, logs.stdout
+    # its traceback: where the node was when its time was up, from its own code on (it was
+    # the engine's frames only: the worker's call and the clock's thread)
+    trace = logs.stdout.split("-- traceback --", 1)[1]
+    assert "where it was when its time was up" in trace, trace
+    assert 'flow.py", line 8, in slow\n    time.sleep(60)' in trace, trace
+    assert "etherealfabric" + os.sep not in trace.replace("etherealfabric.errors", ""), trace
 
 
 def test_logs_show_what_a_timed_out_attempt_printed_on_the_process_backend(
@@ -60,6 +66,8 @@ def test_logs_show_what_a_timed_out_attempt_printed_on_the_process_backend(
     assert logs.returncode == 0, logs.stderr
     assert "loaded 120 shards, starting the slow part" in logs.stdout, logs.stdout
     assert "no output captured" not in logs.stdout, logs.stdout
+    trace = logs.stdout.split("-- traceback --", 1)[1].strip()  # (stopped: its line only)
+    assert trace.startswith("etherealfabric.errors.NodeTimeoutError: node 'slow'"), trace
 
 
 SLOW_IMPORT = """

@@ -384,7 +384,10 @@ class NodeFailedError(ExecutionError):
 
 
 class NodeTimeoutError(ExecutionError, TimeoutError):
-    """An attempt of a node ran longer than its ``timeout``."""
+    """An attempt of a node ran longer than its ``timeout``. ``where``: the lines of the
+    stack the node's thread was in when its time was up (an abandoned thread), or ""."""
+
+    where = ""
 
     def __init__(self, node: str, timeout: float, *, stopped: bool, starting: bool = False) -> None:
         how = (

@@ -19,11 +19,12 @@ from typing import Any
 
 from ..backends._base import RetryStop
 from ..define._policies import RetryPolicy
+from ..errors import NodeTimeoutError
 from ..journal._liveness import HOST
 from ..store import Store
 from ..store._serializers import PortableSerializers
 
-__all__ = ["HOST", "Attempt", "OnRetry", "OnStart", "Task", "TaskResult"]
+__all__ = ["HOST", "Attempt", "OnRetry", "OnStart", "Task", "TaskResult", "node_stack"]
 
 
 _ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -36,6 +37,9 @@ def node_traceback(exc: BaseException) -> str:
     future: ``tenacity``'s and ``concurrent.futures``' frames come first then); the frames
     below (a library's) and chained exceptions are kept. An error the engine raised itself
     (no frame outside these) keeps every frame."""
+    if isinstance(exc, NodeTimeoutError):  # raised by the engine's clock, not the node
+        head = "where it was when its time was up (most recent call last):\n" if exc.where else ""
+        return head + exc.where + "".join(traceback.format_exception_only(exc))
     tb = exc.__traceback__
     while tb is not None and _calling(tb.tb_frame):
         tb = tb.tb_next
@@ -73,6 +77,16 @@ def _name_rebuilt_files(summary: Any, tb: Any, exc: BaseException | None, depth:
     ):
         if chained is not None and cause is not None:
             _name_rebuilt_files(chained, cause.__traceback__, cause, depth + 1)
+
+
+def node_stack(frame: Any) -> str:
+    """The lines of the stack of ``frame`` from the node's own code on (see
+    :func:`node_traceback`)."""
+    stack = [f for f, _ in traceback.walk_stack(frame)][::-1]  # (oldest first)
+    while stack and (_calling(stack[0]) or stack[0].f_globals.get("__name__") == "threading"):
+        stack.pop(0)
+    summary = traceback.StackSummary.extract((f, f.f_lineno) for f in stack)
+    return "".join(summary.format())
 
 
 def _calling(frame: Any) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,7 +64,12 @@ def _in_thread(
     thread.join(timeout)
     if not outcome:
         abandon(f"abandoned after its timeout of {timeout:g}s")
-        raise NodeTimeoutError(node, timeout, stopped=False)
+        error = NodeTimeoutError(node, timeout, stopped=False)
+        with contextlib.suppress(Exception):  # where it was: what its traceback shows
+            from ._messages import node_stack
+
+            error.where = node_stack(sys._current_frames()[thread.ident])  # type: ignore[index]
+        raise error
     ok, value = outcome[0]
     if ok:
         return value  # type: ignore[no-any-return]
