@@ -171,6 +171,72 @@ def test_a_stopped_run_still_prints_its_summary_on_stdout(
             assert last == f"run {run['id']} of 'slow' {status}: 0 executed, 1 cached, 0 failed"
 
 
+STUCK = """
+import threading, time
+from concurrent.futures import ProcessPoolExecutor
+from etherealfabric import Workflow, node
+
+@node
+def stuck():
+    threading.Thread(target=time.sleep, args=(300,)).start()  # (not a daemon: exit waits)
+    print("step 1", flush=True)
+    with ProcessPoolExecutor(2) as ex:
+        return sum(ex.map(time.sleep, [300, 300]) and [1])
+
+with Workflow("stuck") as wf:
+    stuck()
+"""
+
+
+def test_a_stopped_run_ends_what_its_node_left_running(tmp_path: Path) -> None:
+    """A node waiting on its own process pool (threads backend) kept the stopped command alive
+    until the pool's work ended (the interpreter joins the executor's thread at exit), and for
+    good with a stuck worker: the pool's processes are now ended, and the exit is bounded."""
+    (tmp_path / "flow.py").write_text(STUCK)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etherealfabric", "run", "flow.py"], cwd=tmp_path,
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("step 1"):
+                break
+        workers: list[int] = []
+        for _ in range(100):  # the pool's two processes, children of the command
+            found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+            workers = [int(p) for p in found.stdout.split()]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, workers
+        proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert took < 60, (took, err)  # (the pool sleeps 300 s, the thread too)
+    assert "Traceback" not in err, err
+    for pid in workers:  # the pool's workers are gone, not left to sleep on
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid):
+                break
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid), pid
+    assert _last_run(tmp_path)["status"] == "interrupted"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].splitlines()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
 def test_a_process_forked_from_the_driver_dies_of_sigterm(tmp_path: Path) -> None:
     (tmp_path / "flow.py").write_text(FORKS)
     done = _cli(tmp_path, "run", "flow.py")

@@ -31,6 +31,7 @@ from ._common import (
 )
 from ._params import params_options, parse_params
 from ._sigterm import EXIT_TERMINATED, stop_on_sigterm, terminated
+from ._stopped import end_what_nodes_started, exit_within
 
 if TYPE_CHECKING:
     from ..run._results import Results
@@ -307,7 +308,10 @@ def _execute(
             _summary_out(workflow, stopped, as_json, options.get("resume"))
         if started:
             click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
-        sys.exit(EXIT_TERMINATED if terminated(exc) else EXIT_FAILED)
+        code = EXIT_TERMINATED if terminated(exc) else EXIT_FAILED
+        end_what_nodes_started()  # (a stopped node's pool: its work went with the run)
+        exit_within(code)
+        sys.exit(code)
     finally:
         restore_sigterm()
         progress.close()
