@@ -86,3 +86,44 @@ def test_a_rebound_array_is_not_kept_alive_by_the_fingerprint(home: Path) -> Non
         assert _run(weighted, home) == (1, 80.0)
     finally:
         module.WEIGHTS = original
+
+
+LOOKUP = {"a": 1.0, "tags": ["x"]}
+ITEMS = [1, 2]
+BIG = list(range(20_000))  # more than MAX_CHECKED values: as first analysed in the process
+
+
+@node
+def priced(x):
+    return x * LOOKUP["a"] + sum(ITEMS) + len(LOOKUP["tags"])
+
+
+@node
+def summed(x):
+    return x + sum(BIG)
+
+
+def test_a_small_global_changed_in_place_changes_the_key(home: Path) -> None:
+    """A notebook cell ``LOOKUP["a"] = 2.0`` (not a rebinding: the same dict) then a run got
+    the result computed with the old content from the cache: small containers of plain values
+    are checked again at each run (``hashing/_bindings.py``)."""
+    assert _run(priced, home) == (1, 14.0)
+    assert _run(priced, home) == (0, 14.0)
+    LOOKUP["a"] = 2.0
+    try:
+        assert _run(priced, home) == (1, 24.0)
+        ITEMS.append(3)
+        assert _run(priced, home) == (1, 27.0)
+        LOOKUP["tags"].append("y")  # nested: a list inside the dict
+        assert _run(priced, home) == (1, 28.0)
+        assert _run(priced, home) == (0, 28.0)
+    finally:
+        LOOKUP["a"], LOOKUP["tags"] = 1.0, ["x"]
+        ITEMS.pop()
+    assert _run(priced, home) == (0, 14.0)  # back as it was: the first result, from the cache
+    before = _run(summed, home)
+    BIG.append(1)  # too large to be checked at each run: documented
+    try:
+        assert _run(summed, home) == (0, before[1])
+    finally:
+        BIG.pop()

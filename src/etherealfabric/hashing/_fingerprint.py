@@ -178,7 +178,8 @@ def recheck_bindings() -> None:
     """Have each code's next fingerprint check that the names it read are still bound to the
     objects it hashed (called once per graph build): a notebook cell that rebinds a global
     (``THRESHOLD = 0.7``) or redefines a helper changes the keys of the nodes that read it,
-    as a new process would. A value changed in place is not seen (see docs/concepts.md)."""
+    as a new process would; so does a small container of plain values changed in place
+    (``hashing/_bindings.py``). Another value changed in place is not seen (docs/concepts.md)."""
     _GENERATION[0] += 1
 
 
