@@ -127,3 +127,21 @@ def test_a_small_global_changed_in_place_changes_the_key(home: Path) -> None:
         assert _run(summed, home) == (0, before[1])
     finally:
         BIG.pop()
+
+
+SEEN: list[int] = []
+
+
+@node
+def noted(x):
+    SEEN.append(x)  # the node changes a global it reads: no change for the next run
+    return len(SEEN) * 0 + x
+
+
+def test_a_global_the_nodes_change_themselves_is_no_change(home: Path) -> None:
+    assert _run(noted, home) == (1, 10)
+    assert _run(noted, home) == (0, 10)  # SEEN grew during the first run: still a hit
+    SEEN[:] = [99]
+    assert _run(noted, home) == (1, 10)  # changed between runs (a notebook cell): a miss
+    SEEN.clear()
+    assert _run(noted, home) == (0, 10)  # as when first keyed: that run's result

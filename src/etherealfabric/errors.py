@@ -384,10 +384,7 @@ class NodeFailedError(ExecutionError):
 
 
 class NodeTimeoutError(ExecutionError, TimeoutError):
-    """An attempt of a node ran longer than its ``timeout``. ``where``: the lines of the
-    stack the node's thread was in when its time was up (an abandoned thread), or ""."""
-
-    where = ""
+    """An attempt ran longer than its ``timeout``; ``where``: its thread's stack then, or ""."""
 
     def __init__(self, node: str, timeout: float, *, stopped: bool, starting: bool = False) -> None:
         how = (
@@ -403,9 +400,7 @@ class NodeTimeoutError(ExecutionError, TimeoutError):
             else f"node {node!r} ran past its timeout of {timeout:g}s and was {how}"
         )
         super().__init__(text)
-        self.node = node
-        self.timeout = timeout
-        self.stopped = stopped
+        self.node, self.timeout, self.stopped, self.where = node, timeout, stopped, ""
 
 
 class RemoteError(ExecutionError):

@@ -49,6 +49,15 @@ class Binding:
             return False
         return self._state is None or _state(bound) == self._state
 
+    def settle(self) -> None:
+        """Take the content the name's container holds now as the one analysed: what the
+        run's own nodes changed in it (a list they append to) is no change for the next run;
+        only a change made between runs (a notebook cell) is."""
+        if self._state is not None and self.holds() is False:
+            bound = self._ref() if self._ref is not None else self._obj
+            if self.namespace.get(self.name, _ABSENT) is bound:
+                self._state = _state(bound)
+
 
 def _state(obj: object) -> str | None:
     """The digest of the content of ``obj`` if it is a mutable container of at most

@@ -82,6 +82,7 @@ __all__ = [
     "code_fingerprint",
     "helpers_called",
     "recheck_bindings",
+    "settle_bindings",
 ]
 
 _V = TypeVar("_V")
@@ -181,6 +182,15 @@ def recheck_bindings() -> None:
     as a new process would; so does a small container of plain values changed in place
     (``hashing/_bindings.py``). Another value changed in place is not seen (docs/concepts.md)."""
     _GENERATION[0] += 1
+
+
+def settle_bindings() -> None:
+    """At the end of a run: the containers its nodes changed in place are taken as they are
+    now (:meth:`Binding.settle`), so only what changes them between runs changes keys."""
+    pieces = [*_PIECES.weak.values(), *(piece for _, piece in _PIECES.strong.values())]
+    for piece in pieces:
+        for binding in piece.bindings:
+            binding.settle()
 
 
 def reached(obj: Callable[..., object] | type) -> tuple[Any, ...]:

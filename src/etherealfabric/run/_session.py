@@ -24,6 +24,7 @@ from ..backends import create_backend
 from ..config import ENV, Settings
 from ..define._definition import Definition
 from ..errors import ConfigError, NodeFailedError, RunFailedError, StoreError
+from ..hashing._fingerprint import settle_bindings
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
@@ -179,19 +180,22 @@ def execute_workflow(
     for subscriber in request.subscribers:
         bus.subscribe(subscriber)
     resumed_from = previous["id"] if previous is not None else None
-    return _run(
-        definition,
-        graph,
-        request,
-        backend,
-        cache,
-        recorder,
-        bus,
-        params,
-        resumed_from,
-        rerun,
-        (force, fresh),
-    )
+    try:
+        return _run(
+            definition,
+            graph,
+            request,
+            backend,
+            cache,
+            recorder,
+            bus,
+            params,
+            resumed_from,
+            rerun,
+            (force, fresh),
+        )
+    finally:
+        settle_bindings()  # what the nodes changed in the globals they read is no change
 
 
 def _run(
