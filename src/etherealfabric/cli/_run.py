@@ -7,8 +7,8 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -301,17 +301,17 @@ def _execute(
     except EtherealFabricError as exc:
         _fail(str(exc))
     except KeyboardInterrupt as exc:  # (recorded cancelled, or interrupted: the summary said it)
-        _no_interrupt_at_exit()
-        progress.close()
-        stopped = getattr(exc, "results", None)
-        if stopped is not None:  # scripts read how it ended, and its id to resume it
-            _summary_out(workflow, stopped, as_json, options.get("resume"))
-        if started:
-            click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
-        code = EXIT_TERMINATED if terminated(exc) else EXIT_FAILED
-        end_what_nodes_started()  # (a stopped node's pool: its work went with the run)
-        exit_within(code)
-        sys.exit(code)
+        with _no_interrupt_at_exit():
+            progress.close()
+            stopped = getattr(exc, "results", None)
+            if stopped is not None:  # scripts read how it ended, and its id to resume it
+                _summary_out(workflow, stopped, as_json, options.get("resume"))
+            if started:
+                click.echo(f"  resume: etherealfabric resume {started['run']}", err=True)
+            code = EXIT_TERMINATED if terminated(exc) else EXIT_FAILED
+            end_what_nodes_started()  # (a stopped node's pool: its work went with the run)
+            exit_within(code)
+            sys.exit(code)
     finally:
         restore_sigterm()
         progress.close()
@@ -320,17 +320,26 @@ def _execute(
             metrics.close()
 
 
-def _no_interrupt_at_exit() -> None:
-    """A run stopped by Ctrl-C said how it ended: another Ctrl-C as the command exits killed
-    it with SIGINT (exit -2, the shell's 130, not 1), since Python puts SIGINT's default action
-    back as it finalises. Ignored from the interpreter's exit on (``atexit``: a caller that runs
-    the command in its own process keeps its Ctrl-C until then)."""
+@contextmanager
+def _no_interrupt_at_exit() -> Iterator[None]:
+    """A run stopped by Ctrl-C said how it ended: another Ctrl-C as the command prints its
+    summary, ends what the nodes left running and exits cut that short, or killed it with
+    SIGINT (exit -2, the shell's 130, not 1), since Python puts SIGINT's default action back
+    as it finalises. Ignored in this block, and from the interpreter's exit on (``atexit``: a
+    caller that runs the command in its own process keeps its Ctrl-C until then)."""
     import atexit
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    former = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, former)
 
 
 def _summary_out(

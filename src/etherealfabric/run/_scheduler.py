@@ -69,7 +69,7 @@ from ._retries import Retries
 from ._rewind import Rewinds
 from ._samekey import SameKeys
 from ._starts import Starts
-from ._stopping import Stopping
+from ._stopping import Stopping, hold_interrupts
 
 if TYPE_CHECKING:
     from ._handover import HandOvers
@@ -155,7 +155,9 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
                 self._fail_before_start(name, exc)
             with self._held:  # nodes' output routers, once one runs: for the run (_executing)
                 self._loop()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                hold_interrupts()  # (a second Ctrl-C would cut the stop short)
             self.outcome.interrupted = True
             self._cancel_rest()
             self._flush()

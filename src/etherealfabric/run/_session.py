@@ -48,6 +48,7 @@ from ._preflight import (
 from ._recorder import JournalRecorder
 from ._results import Results
 from ._scheduler import RunOutcome, RunPolicy, Scheduler
+from ._stopping import release_interrupts
 
 __all__ = ["RunRequest", "Terminated", "execute_workflow", "new_run_id", "open_home"]
 
@@ -276,6 +277,7 @@ def _run(
             log.error("could not record the end of run %s: %s", run_id, finish_error)
         finally:
             journal.close()
+            release_interrupts()  # (held since the scheduler met the Ctrl-C)
         raise
     results = Results(definition, run_id, outcome, cache, rerun)
     if results.status is not RunStatus.SUCCEEDED:  # (a node killed at its timeout, say)

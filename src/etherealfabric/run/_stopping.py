@@ -18,6 +18,7 @@ backend): ``etherealfabric logs`` shows where a stopped training was.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..states import EventKind, NodeStatus
 from ._context import DriverDispatch
 from ._outcome import RunOutcome
 
-__all__ = ["Stopping"]
+__all__ = ["Stopping", "hold_interrupts", "release_interrupts"]
 
 log = logging.getLogger("etherealfabric.run")
 
@@ -84,3 +85,34 @@ class Stopping:
                 self._emit(EventKind.NODE_CANCELLED, name, running=True, output=printed)
             else:
                 self._emit(EventKind.NODE_CANCELLED, name)
+
+
+_held: list[Any] = []  # the SIGINT handler a stop put aside, while it holds Ctrl-C back
+
+
+def hold_interrupts() -> None:
+    """A run stopping on a Ctrl-C (its nodes cancelled, its backend closed, its end recorded):
+    a second Ctrl-C meanwhile is let pass, for it would cut that short (the end not recorded,
+    the summary not printed); a third one stops at once. Main thread only, with Python's own
+    handler in place (another one is its owner's to decide); :func:`release_interrupts` ends it."""
+    if _held or threading.current_thread() is not threading.main_thread():
+        return
+    former = signal.getsignal(signal.SIGINT)
+    if former is not signal.default_int_handler:
+        return
+    presses: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        presses.append(signum)
+        if len(presses) >= 2:
+            release_interrupts()
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    _held.append(former)
+
+
+def release_interrupts() -> None:
+    """Put back the SIGINT handler :func:`hold_interrupts` put aside."""
+    if _held and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _held.pop())
