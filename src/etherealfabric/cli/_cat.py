@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import sys
 from typing import Any
 
 import click
@@ -38,9 +39,9 @@ _TABLE_ROWS = 40
     "--output-file",
     "path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the value to FILE instead: .csv/.parquet/.json for data frames, .npy (or .csv, "
-    "1-D/2-D) for arrays, .json for JSON-able values; any other name gets the stored "
-    "(serialized) bytes.",
+    help="Write the value to FILE instead: .csv/.parquet/.json for data frames (index kept), "
+    ".npy (or .csv, 1-D/2-D) for arrays and numbers, .json for JSON-able values; any other name "
+    "gets the stored (serialized) bytes, not loaded.",
 )
 @_home_option
 @_json_option
@@ -50,7 +51,7 @@ def cat(
     """Print NODE's result in run RUN_ID (its OUTPUT, for a node with several).
 
     Values are loaded from the store (verified). Data frames print as a table, other values
-    as their repr; --json prints JSON (data frames as records).
+    as their repr; --json prints JSON (data frames and series as records, with their index).
     """
     from ..run._reopen import open_run
 
@@ -77,8 +78,10 @@ def cat(
             output = next(iter(records))
         elif output not in records:
             _fail(f"node {node!r} has no output {output!r}; its outputs: {', '.join(records)}")
+        raw = path is not None and not _converts(path)  # -o with the bytes as stored
+        folders = [] if raw else _import_as_the_run(home, results.run_id)
         try:
-            value = results.value(node, output)
+            value = results.stored_bytes(node, output) if raw else results.value(node, output)
         except ArtifactMissingError as exc:
             offline = getattr(getattr(results._cache, "store", None), "offline", None)
             if offline is not None:  # not lost: the shared store did not answer
@@ -111,12 +114,15 @@ def cat(
         except (EtherealFabricError, KeyboardInterrupt):
             raise
         except Exception as exc:  # bytes its serializer cannot read (a forged unsigned record)
+            missing = _missing_module(exc)
+            if missing is not None:  # the bytes are fine: this process cannot import a class
+                _fail(_no_module(results.run_id, node, output, missing, folders))
             _fail(
                 f"cannot load {node}.{output} of run {results.run_id}: {type(exc).__name__}: "
                 f"{exc}; {_rerun_hint(home, results.run_id, node, force=True)}"
             )
         if path is not None:
-            _write(path, value, results, node, output)
+            _write(path, value, node, output, raw)
             click.echo(f"wrote {node}.{output} of run {results.run_id} to {path}", err=True)
             return
         click.echo(_as_json(value) if as_json else _as_text(value))
@@ -135,6 +141,58 @@ def _size(path: str) -> int | None:
 def _planted(path: str) -> bool:
     """Whether something that is not a regular file stands where an object belongs."""
     return os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path))
+
+
+def _import_as_the_run(home: str | None, run_id: str) -> list[str]:
+    """Put the folders run ``run_id`` imported the user's modules from on ``sys.path``, as
+    the run had them, before a value is unpickled: a class of the user's (``models.Model``,
+    from a ``models.py`` beside the workflow file) is pickled by name and imported again to
+    load. First its workflow file's folder (``etherealfabric run`` puts it first) and its
+    workflow's root (the folder of the file that built it: a script's own folder); last, as
+    fallbacks only, the folder the run was started in and this one (which the installed
+    ``etherealfabric`` command does not put on ``sys.path``). The first ones, for the error
+    that says a module is still missing."""
+    from ._loader import split_target
+
+    with _journal(home) as journal:
+        params = _recorded(journal.get_run(run_id))
+    target, root, cwd = (params.get(name) for name in ("target", "root", "cwd"))
+    first = [str(split_target(target)[0].parent)] if isinstance(target, str) and target else []
+    first += [root] if isinstance(root, str) and root else []
+    first = [folder for folder in dict.fromkeys(first) if os.path.isdir(folder)]
+    for folder in reversed(first):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    for last in (cwd if isinstance(cwd, str) and cwd else None, os.getcwd()):
+        if last and os.path.isdir(last) and last not in sys.path:
+            sys.path.append(last)
+    return first
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module whose import failed under ``exc`` (itself, its cause or context)."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # (a chain, never a cycle)
+        if seen is None:
+            break
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _no_module(run_id: str, node: str, output: str, module: str, folders: list[str]) -> str:
+    """A stored value whose class lives in a module this process cannot import: its bytes
+    are intact (computing it again would store the same), so how to make the module found."""
+    where = f" (the run's workflow folder {', '.join(folders)} is searched already)"
+    return (
+        f"cannot load {node}.{output} of run {run_id}: it needs the module {module!r}, which "
+        f"cannot be imported here (No module named {module!r}); the stored result is intact: "
+        f"make {module!r} importable and cat again: run cat from the folder that holds it, or "
+        "put that folder on PYTHONPATH (`PYTHONPATH=FOLDER etherealfabric cat ...`), or "
+        f"install its package{where if folders else ''}; `-o FILE.pkl` writes the stored bytes "
+        "without loading them"
+    )
 
 
 def _gone(home: str | None, run_id: str, node: str) -> str:
@@ -167,20 +225,67 @@ def _rerun_hint(home: str | None, run_id: str, node: str, force: bool = False) -
     return f"recompute it with `{shlex.join(words)}`, then cat the new run"
 
 
+_CONVERSIONS = (".csv", ".parquet", ".json", ".npy")
+
+
+def _converts(path: str) -> bool:
+    """Whether ``-o path`` converts the value (else: the stored bytes, never unpickled)."""
+    return os.path.splitext(path)[1].lower() in _CONVERSIONS
+
+
 def _is_frame(value: Any) -> bool:
     return type(value).__name__ == "DataFrame" and hasattr(value, "to_csv")
 
 
+def _is_series(value: Any) -> bool:
+    return type(value).__name__ == "Series" and hasattr(value, "to_frame")
+
+
+def _default_index(index: Any) -> bool:
+    """Whether ``index`` is pandas' default one (0, 1, 2... unnamed): positions, no data."""
+    return (
+        type(index).__name__ == "RangeIndex"
+        and index.start == 0
+        and index.step == 1
+        and index.name is None
+    )
+
+
+def _table(value: Any) -> Any:
+    """A frame or series as the frame of its records: its index levels first as columns (a
+    ``groupby``'s keys; unnamed: ``index``, or ``level_0``, ``level_1``... for several; a name
+    a column has already: ``index_`` before it), unless it is the default 0, 1, 2...; a series
+    is one column, its name (``value`` when it has none)."""
+    frame = value if _is_frame(value) else _one_column(value)
+    index = frame.index
+    if _default_index(index):
+        return frame
+    taken = {str(name) for name in frame.columns}
+    names = []
+    for i, name in enumerate(index.names):
+        label = str(name) if name is not None else "index" if index.nlevels == 1 else f"level_{i}"
+        while label in taken:
+            label = f"index_{label}"
+        taken.add(label)
+        names.append(label)
+    return frame.set_axis(index.set_names(names), axis=0).reset_index()
+
+
+def _one_column(series: Any) -> Any:
+    """``series`` as a frame of one column: its name, ``value`` when it has none."""
+    return series.to_frame() if series.name is not None else series.to_frame("value")
+
+
 def _as_text(value: Any) -> str:
-    if _is_frame(value) or type(value).__name__ == "Series":
+    if _is_frame(value) or _is_series(value):
         return str(value.to_string(max_rows=_TABLE_ROWS))
     return repr(value)
 
 
 def _as_json(value: Any) -> str:
-    if _is_frame(value):
-        return str(_json_ready(value).to_json(orient="records", date_format="iso"))
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
+    if _is_frame(value) or (_is_series(value) and not _default_index(value.index)):
+        return str(_json_ready(_table(value)).to_json(orient="records", date_format="iso"))
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, a series' values (0, 1, 2... index)
         value = value.tolist()
     try:
         return _json_text(value)
@@ -205,10 +310,14 @@ def _json_ready(frame: Any) -> Any:
     return frame.astype({name: str for name in texts})
 
 
-def _write(path: str, value: Any, results: Any, node: str, output: str) -> None:
+def _write(path: str, value: Any, node: str, output: str, raw: bool) -> None:
     existed = os.path.lexists(path)
     try:
-        _write_as(path, value, results, node, output)
+        if raw:  # the stored bytes, as the serializer wrote them
+            with open(path, "wb") as f:
+                f.write(value)
+        else:
+            _write_as(path, value, node, output)
     except EtherealFabricError:
         raise
     except Exception as exc:  # pyarrow's, numpy's, the file system's: said with what failed
@@ -222,36 +331,72 @@ def _write(path: str, value: Any, results: Any, node: str, output: str) -> None:
         ) from None
 
 
-def _write_as(path: str, value: Any, results: Any, node: str, output: str) -> None:
+def _write_as(path: str, value: Any, node: str, output: str) -> None:
+    """``value`` converted to the format ``path``'s extension names (one of _CONVERSIONS)."""
     ext = os.path.splitext(path)[1].lower()
-    if _is_frame(value) and ext in (".csv", ".parquet", ".json"):
-        if ext == ".csv":
-            value.to_csv(path)
-        elif ext == ".parquet":
-            value.to_parquet(path)
-        else:
-            _json_ready(value).to_json(path, orient="records", date_format="iso")
-    elif ext == ".npy" and hasattr(value, "dtype"):
+    kind = a_or_an(type(value).__name__)
+    if ext == ".npy":
+        array = _npy_array(value)
+        if array is None:
+            raise EtherealFabricError(_no_npy(value, f"{node}.{output}", kind))
         import numpy as np
 
-        np.save(path, value, allow_pickle=False)
+        with open(path, "wb") as f:  # (np.save of a name would add .npy to ``x.NPY``)
+            np.save(f, array, allow_pickle=False)
+    elif _is_frame(value) and ext == ".parquet":
+        value.to_parquet(path)
+    elif (_is_frame(value) or _is_series(value)) and ext == ".csv":
+        (value if _is_frame(value) else _one_column(value)).to_csv(path)  # index too
+    elif _is_frame(value) and ext == ".json":
+        _json_ready(_table(value)).to_json(path, orient="records", date_format="iso")
     elif ext == ".csv" and getattr(value, "ndim", None) in (1, 2) and hasattr(value, "dtype"):
         import numpy as np
 
         np.savetxt(path, value, delimiter=",", fmt="%s")  # one row a line (a 1-D: one column)
     elif ext in (".csv", ".parquet"):  # never table bytes that are not a table
         raise EtherealFabricError(
-            f"{node}.{output} is {a_or_an(type(value).__name__)}, not a data frame"
+            f"{node}.{output} is {kind}, not a data frame"
             + (" or a 1-D/2-D array" if ext == ".csv" else "")
             + f", so it cannot be written as {ext}; use .json (JSON-able values), .npy (arrays) "
             "or another extension for the bytes as stored"
         )
-    elif ext == ".json":
+    else:
         with open(path, "w") as f:
             f.write(_as_json(value))
-    else:  # the stored bytes, as the serializer wrote them
-        with open(path, "wb") as f:
-            f.write(results.stored_bytes(node, output))
+
+
+def _npy_array(value: Any) -> Any:
+    """What a ``.npy`` of ``value`` holds, when it holds all of it: an array (a numpy scalar)
+    itself, a series' values when its index is the default 0, 1, 2..., a Python number as a
+    0-d array; None for anything else (a frame's column names, a series' index would be lost;
+    a list, a dict, an object are no array)."""
+    if _is_frame(value):
+        return None
+    if _is_series(value):
+        return value.to_numpy() if _default_index(value.index) else None
+    if hasattr(value, "dtype"):
+        return value
+    if type(value) in (bool, int, float, complex):
+        import numpy as np
+
+        array = np.asarray(value)
+        return array if array.dtype != object else None  # (an int beyond 64 bits)
+    return None
+
+
+def _no_npy(value: Any, name: str, kind: str) -> str:
+    """Why ``value`` cannot be written as .npy, and the extensions that fit it."""
+    if _is_frame(value):
+        why, fits = ": a .npy would lose its column names", ".csv, .parquet or .json"
+    elif _is_series(value):
+        why, fits = (
+            " with an index of its own (not 0, 1, 2...): a .npy would lose it",
+            ".csv or .json",
+        )
+    else:
+        why, fits = ", not an array", ".json (JSON-able values) or another extension (the bytes"
+        fits += " as stored)"
+    return f"{name} is {kind}{why}, so it cannot be written as .npy; use {fits}"
 
 
 _NO_RESULT = {
