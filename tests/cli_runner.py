@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ef", "ef_home", "ran"]
+__all__ = ["ef", "ef_home", "ran", "ran_with_values"]
 
 
 def ef(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -39,3 +39,13 @@ def ran(cwd: Path, *args: str, **env: str) -> dict[str, Any]:
     done = ef(cwd, "run", *(args or ("flow.py",)), "--json", **env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def ran_with_values(cwd: Path, nodes: tuple[str, ...], *args: str, **env: str) -> dict[str, Any]:
+    """:func:`ran`, and each of ``nodes``' value as ``cat`` prints it (an int), by its name."""
+    summary = ran(cwd, *args, **env)
+    for name in nodes:
+        shown = ef(cwd, "cat", summary["run_id"], name, **env)
+        assert shown.returncode == 0, shown.stderr
+        summary[name] = int(shown.stdout)
+    return summary

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,3 +61,12 @@ def ef() -> Callable[..., subprocess.CompletedProcess[str]]:
     """The real command line in a fresh process: ``ef(cwd, "run", "flow.py", NAME=value)``
     (extra ``ETHEREALFABRIC_*`` settings as keywords; none from the outside)."""
     return cli_runner.ef
+
+
+@pytest.fixture
+def short_tmpdir() -> Iterator[Path]:
+    """A short folder of the test's own for a run's ``TMPDIR`` (a process pool's or the
+    forkserver's sockets go there: a pytest folder is too long a path for one)."""
+    folder = Path(tempfile.mkdtemp(prefix="ef-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -8,16 +8,11 @@ command line in fresh processes, on the threads and the processes backends.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from cli_runner import ran_with_values
 
 FLOW = """
 import multiprocessing as mp, os
@@ -74,36 +69,17 @@ with Workflow("forked-reads") as wf:
 
 
 def _run(tmp_path: Path, backend: str, temp: Path) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETHEREALFABRIC_")}
-    env.update(ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(temp))
-    done = subprocess.run(
-        [sys.executable, "-m", "etherealfabric", "run", "flow.py", "--backend", backend, "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    return ran_with_values(
+        tmp_path, ("with_pool", "with_executor", "grandchild", "pool_in_a_thread"), "flow.py", "--backend", backend,
+        ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(temp),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout)
-    cat = [sys.executable, "-m", "etherealfabric", "cat", summary["run_id"]]
-    for name in ("with_pool", "with_executor", "grandchild", "pool_in_a_thread"):
-        shown = subprocess.run(
-            [*cat, name], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-        )
-        summary[name] = int(shown.stdout)
-    return summary
-
-
-@pytest.fixture
-def temp() -> Iterator[Path]:
-    """A short TMPDIR of the runs' own (the process pool's sockets go there: a pytest folder
-    is too long a path for one)."""
-    folder = Path(tempfile.mkdtemp(prefix="ef-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_an_edited_file_read_in_a_forked_process_reruns_its_node(
-    tmp_path: Path, backend: str, temp: Path
+    tmp_path: Path, backend: str, short_tmpdir: Path
 ) -> None:
+    temp = short_tmpdir
     (tmp_path / "flow.py").write_text(FLOW)
     (tmp_path / "data").mkdir()
     for i in (1, 2, 3):
