@@ -6,13 +6,15 @@ a :class:`~etherealfabric.errors.WorkerDiedError` (``backends/_procpool.py``), w
 what the task reported before it died: the start of each attempt, and the error of each one
 that failed (``backends/_base.py: report_progress``). :func:`watch_deaths` turns those into
 the node's attempts (the one that was running ends, as it did, when its process died, with the
-death as its error) and, while the node's retry policy allows another attempt, sends the task
-again, numbered from there on (``Task.attempts_before``), after the policy's backoff for that
-attempt (in a timer: no thread waits): a node that kills its worker every time fails once its
-attempts are spent, like the Celery backend's lost tasks, never loops. The result the node ends
-with carries every attempt, the lost ones first. A map's child whose worker died (alone in its
-chunk: ``run/_mapping.py`` sends a failed chunk's children again one by one) is retried the
-same way, under the map node's policy (:func:`lost_child`).
+death as its error) and, while the node's retry policy allows
+another attempt, sends the task again, numbered from there on (``Task.attempts_before``),
+after the policy's backoff for that attempt (in a timer: no thread waits): a node that kills
+its worker every time fails once its attempts are spent, like the Celery backend's lost
+tasks, never loops. A lost attempt that is retried is told as a retry then
+(``Task.on_retry``: its journal row), and the attempt sent again as it begins. The result the
+node ends with carries every attempt, the lost ones first. A map's child whose worker died
+(alone in its chunk: ``run/_mapping.py`` sends a failed chunk's children again one by one) is
+retried the same way, under the map node's policy (:func:`lost_child`).
 """
 
 from __future__ import annotations
@@ -78,16 +80,22 @@ def _noted(
     node: str,
     note: Any,
 ) -> None:
-    """A note a running task reported (``run/_worker.py``): a retry and a start are passed on;
-    what an attempt printed is kept in ``printing`` while it runs (its last ``MAX_CAPTURE``
-    characters, give or take), from its start on."""
+    """A note a running task reported (``run/_worker.py``): a retry (with what the journal
+    keeps of the failed attempt when a worker process sent it: its start, traceback and
+    output) and a start are passed on, the start of an attempt after the first as a retry's
+    next attempt beginning; what an attempt printed is kept in ``printing`` while it runs (its
+    last ``MAX_CAPTURE`` characters, give or take), from its start on."""
     if not isinstance(note, tuple) or not note:
         return
-    if note[0] == "retrying" and len(note) == 4 and on_retry is not None:
-        on_retry(node, note[1], note[3], note[2])
+    if note[0] == "retrying" and len(note) in (4, 7) and on_retry is not None:
+        started, traceback, output = note[4:] if len(note) == 7 else (0.0, None, None)
+        failed = Attempt(note[1], started, note[2], note[3], traceback, output)
+        on_retry(node, failed)
     elif note[0] == "attempt" and len(note) == 3:
         if on_start is not None and isinstance(note[2], float):
             on_start(node, note[2])  # (the scheduler takes the first only)
+        if on_retry is not None and isinstance(note[1], int) and note[1] > 1:
+            on_retry(node, Attempt(note[1], note[2], 0.0))  # a retry (or a resend) begins
         if printing is not None:
             printing[node] = []
     elif printing is not None and note[0] == "printed" and len(note) == 2:
@@ -159,6 +167,9 @@ class _Watched(Future[Any]):
         policy = task.retry
         if policy is not None and made < policy.attempts and retryable(policy, exc):
             again = dataclasses.replace(task, attempts_before=made)
+            if self._on_retry is not None:  # the attempt it died in failed: retried, now
+                with contextlib.suppress(Exception):
+                    self._on_retry(task.node, attempts[-1])
 
             def resend() -> None:
                 try:

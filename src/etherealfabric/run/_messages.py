@@ -101,8 +101,10 @@ def _calling(frame: Any) -> bool:
 _CALLERS = ("tenacity", "concurrent.futures")
 
 
-#: ``Task.on_retry(node, attempt, error, ts)``: an attempt failed and another follows
-OnRetry = Callable[[str, int, "str | None", float], None]
+#: ``Task.on_retry(node, attempt)``: a retried node's :class:`Attempt` that failed and is
+#: followed by another (ended: its error, traceback and output, redacted), or the one that
+#: follows, as it begins (``finished_at`` 0)
+OnRetry = Callable[[str, "Attempt"], None]
 #: ``Task.on_start(node, ts)``: the task's first attempt began
 OnStart = Callable[[str, float], None]
 
@@ -155,8 +157,9 @@ class Task:
     #: checked by an out-of-process worker before the node runs; empty in the scheduler's process
     code_stamp: Any = ()
     #: in the scheduler's process only (never pickled): called from the worker's thread as
-    #: ``on_retry(node, attempt, error, ts)`` when an attempt failed and another is about to
-    #: follow, so that ``node_retrying`` is reported then (``run/_retries.py``)
+    #: ``on_retry(node, attempt)`` when an attempt failed and another is about to follow, and
+    #: as that one begins, so that ``node_retrying`` and the attempts' journal rows come then
+    #: (``run/_retries.py``)
     on_retry: OnRetry | None = None
     #: in the scheduler's process only (never pickled): called from the worker's thread as
     #: ``on_start(node, ts)`` when the task's first attempt begins, for a task the scheduler

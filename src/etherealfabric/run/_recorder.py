@@ -13,7 +13,9 @@ window, whose nodes simply run again. Every event becomes an ``events`` row
 except ``node_cached``, whose ``node_runs`` row holds the same facts. Within a transaction the
 write order is inline blobs, then action records, then the node rows that name them, so a
 committed ``succeeded`` row always points at outputs that exist. A node row keeps the outputs
-the node had in this run (``outputs``, ``record_at``: ``journal/_runoutputs.py``).
+the node had in this run (``outputs``, ``record_at``: ``journal/_runoutputs.py``). A node has
+a row per attempt (``run/_noderows.py``): a retried node's failed attempts are written as they
+fail, and the attempt that follows as it begins, not only once the node ends.
 
 With ``present`` (the home's own store, which ``cache gc`` collects), an action record is
 committed only if every stored object it names is still there, checked inside the commit's
@@ -52,6 +54,7 @@ from ..journal._liveness import HOST
 from ..states import EventKind, NodeStatus, RunStatus
 from ..store._trees import entry_objects
 from ._events import Event
+from ._noderows import _VALUES, NodeRows, _Made
 from ._records import LateSerializers
 from ._rowjson import dumps as _dumps
 from ._rowjson import event_json as _json
@@ -71,16 +74,9 @@ _ROWS_ONLY = frozenset((EventKind.NODE_CACHED, EventKind.MAP_ITEMS))
 #: row holds its key and start (``input_bytes`` is for live subscribers); one that says why
 #: the node ran (``stale``, ``forced``: ``journal/_history.start_marks``) has its row
 _PLAIN_START, _STARTED = frozenset(("key", "input_bytes")), EventKind.NODE_STARTED
-#: the text of each kind and status (``member.value`` is a Python-level property: 0.25 us)
-_VALUES: dict[EventKind | NodeStatus, str] = {m: m.value for m in (*EventKind, *NodeStatus)}
-_RUNNING = NodeStatus.RUNNING.value
-_NO_END = (None, None, None, None)  # a running row's finished, duration, error, traceback
-_NO_OUTPUT = (None, None, 0, None, None)  # ...and its pid, output, fallback, outputs, record_at
-#: a node row's ``outputs`` (JSON) and ``record_at``: the record it made (``_index``) or fetched
-_Made = tuple[str | None, float | None]
 
 
-class JournalRecorder:
+class JournalRecorder(NodeRows):
     """The only writer of the journal during one run."""
 
     def __init__(self, journal: Journal, *, present: Callable[[str], bool] | None = None) -> None:
@@ -95,19 +91,15 @@ class JournalRecorder:
         self._release: list[str] = []
         self._home: str | None = None  # the run holding the home lease (journal/_leases.py)
         self._held: dict[str, str] = {}  # key -> node: computed under the home lease, no row
-        self._started: dict[tuple[str, str | None], tuple[str, float]] = {}  # -> (key, start)
+        self._started = {}  # (run, node) -> its running attempt (run/_noderows.py)
         self._late = LateSerializers()  # (knows the serializers registered by now)
         self._handlers: dict[EventKind, Callable[[Event], None]] = {
             EventKind.NODE_CACHED: self._on_cached,
             EventKind.NODE_STARTED: self._on_started,
             EventKind.NODE_SUCCEEDED: self._on_succeeded,
-            EventKind.NODE_FAILED: self._on_failed,
-            EventKind.NODE_FALLBACK: self._on_fallback,
-            EventKind.NODE_SKIPPED: self._on_skipped,
-            EventKind.NODE_UPSTREAM_FAILED: self._on_upstream_failed,
-            EventKind.NODE_CANCELLED: self._on_cancelled,
             EventKind.MAP_ITEMS: self._on_map_items,
             EventKind.MAP_FINISHED: self._on_map_finished,
+            **self._node_row_handlers(),  # retries, failures, handlers, stops (_noderows.py)
         }
 
     # -- the event stream ------------------------------------------------------------------
@@ -284,41 +276,7 @@ class JournalRecorder:
     ) -> None:
         self.journal.put(path, size, mtime_ns, inode, ctime_ns, digest)
 
-    # -- one handler per event kind that makes node rows ---------------------------------------
-    def _row(
-        self,
-        event: Event,
-        status: NodeStatus,
-        *,
-        attempt: int = 1,
-        key: str | None = None,
-        components: str | None = None,
-        started: float | None = None,
-        finished: float | None = None,
-        error: str | None = None,
-        traceback: str | None = None,
-        host: str = HOST,
-        pid: int | None = None,
-        output: str | None = None,
-        fallback: bool = False,
-        made: _Made = (None, None),
-    ) -> None:
-        duration = None if started is None or finished is None else finished - started
-        self._buffer((
-            event.run_id, event.node, attempt, _VALUES[status], key, components, started,
-            finished, duration, error, traceback, host, pid, output, int(fallback), *made,
-        ))  # fmt: skip
-
-    def _buffer(self, row: tuple[Any, ...], attempt: int | None = None) -> None:
-        # a cached node's row is kept short, (run, node, key, ts, host) for its attempt 1
-        # (Journal.write_batch: the other columns are the same in every such row)
-        pk = row[:3] if attempt is None else (row[0], row[1], attempt)
-        at = self._row_at.setdefault(pk, len(self._node_runs))
-        if at < len(self._node_runs):  # its `running` row in the same group: replaced, as the
-            self._node_runs[at] = row  # commit's INSERT OR REPLACE would (one write, not two)
-        else:
-            self._node_runs.append(row)
-
+    # -- one handler per event kind that makes node rows (more in run/_noderows.py) ----------
     def _on_cached(self, event: Event) -> None:
         key = event.data["key"]
         if "components" in event.data:  # a hit from the shared store (scheduler._cached):
@@ -352,11 +310,6 @@ class JournalRecorder:
         """``node_started`` without its :class:`Event` (``EventBus.node_started``): its
         ``running`` row (a plain start has no events row, see :data:`_PLAIN_START`)."""
         self._running(run_id, node, key, ts)
-
-    def _running(self, run_id: str, node: str, key: str, ts: float) -> None:
-        """A started node's ``running`` row (what ``_row(event, RUNNING, key, started)`` makes)."""
-        self._started[run_id, node] = (key, ts)
-        self._buffer((run_id, node, 1, _RUNNING, key, None, ts, *_NO_END, HOST, *_NO_OUTPUT))
 
     def _on_succeeded(self, event: Event) -> None:
         result: TaskResult = event.data["result"]
@@ -427,74 +380,3 @@ class JournalRecorder:
         log.warning("%s: %s (it runs again next time)", event.node, note)
         noted = dataclasses.replace(result, error=note)  # the row's error column says why
         self._attempt_rows(event, noted, NodeStatus.DRIFTED, components)
-
-    def _on_failed(self, event: Event) -> None:
-        result: TaskResult = event.data["result"]
-        if result.key:
-            self._release.append(result.key)
-        components = event.data.get("components")
-        text = _dumps(components) if components else None
-        self._attempt_rows(event, result, NodeStatus.FAILED, text)
-
-    def _on_fallback(self, event: Event) -> None:
-        result: TaskResult = event.data["result"]
-        if result.key:
-            self._release.append(result.key)
-        self._blobs.extend(event.data["inline"].items())
-        ins = _dumps(event.data["components"]) if event.data.get("components") else None
-        self._attempt_rows(event, result, NodeStatus.FALLBACK, ins, fallback=True)  # (its edges)
-
-    def _on_skipped(self, event: Event) -> None:
-        upstream = event.data.get("upstream")
-        reason = f"skipped with upstream node {upstream!r}" if upstream else event.data.get("error")
-        self._row(event, NodeStatus.SKIPPED, error=reason, finished=event.ts)
-
-    def _on_upstream_failed(self, event: Event) -> None:
-        upstream = event.data["upstream"]
-        self._row(event, NodeStatus.UPSTREAM_FAILED, error=f"upstream node {upstream!r} failed")
-
-    def _on_cancelled(self, event: Event) -> None:
-        # a node stopped while it ran (Ctrl-C) keeps its key and start: it did run, and the
-        # next run's explain compares with it; one that never started has neither
-        key, started = self._started.pop((event.run_id, event.node), (None, None))
-        if not event.data.get("running"):  # dropped before it started (fail-fast)
-            key = started = None
-        self._row(event, NodeStatus.CANCELLED, key=key, started=started, finished=event.ts,
-                  output=event.data.get("output"))  # fmt: skip
-
-    def _attempt_rows(
-        self,
-        event: Event,
-        result: TaskResult,
-        final: NodeStatus,
-        components: str | None,
-        *,
-        fallback: bool = False,
-        made: _Made = (None, None),
-    ) -> None:
-        self._started.pop((event.run_id, event.node), None)
-        if not result.attempts:
-            self._row(event, final, key=result.key or None, components=components,
-                      started=event.ts, finished=event.ts, error=result.error,
-                      traceback=result.traceback, fallback=fallback, made=made)  # fmt: skip
-            return
-        last = len(result.attempts)
-        failed = final is not NodeStatus.SUCCEEDED
-        for attempt in result.attempts:
-            is_last = attempt.number == last
-            self._row(
-                event,
-                final if is_last else NodeStatus.RETRYING,
-                attempt=attempt.number,
-                key=result.key,
-                components=components if is_last else None,
-                started=attempt.started_at,
-                finished=attempt.finished_at,
-                error=result.error if is_last and failed else attempt.error,
-                traceback=result.traceback if is_last and failed else attempt.traceback,
-                host=result.host,
-                pid=result.pid,
-                output=attempt.output,
-                fallback=fallback and is_last,
-                made=made if is_last else (None, None),
-            )

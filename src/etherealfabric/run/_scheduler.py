@@ -413,7 +413,8 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
     def _collect(self, item: tuple[Any, Any]) -> None:
         name, future = item
         if future is None:  # a note: a retry (run/_retries.py) or a start (run/_starts.py)
-            return self._retried_now(*name) if len(name) == 4 else self._started_now(*name)
+            name[0](*name[1:])  # (the method that handles it, with what it says)
+            return
         handovers, inline = self._executing()  # (made already: something ran)
         if not isinstance(name, str) and handovers.owns(name):  # its outputs are stored now
             handovers.stored(name, future)
@@ -438,7 +439,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
         inline.observe(info, result)
         self.leases.finished(info.key)  # the worker published its record, if it made one
         self._dirty = True
-        if len(result.attempts) > 1:  # those not reported as they happened (run/_retries.py)
+        if len(result.attempts) > 1 or self._told:  # retries not told yet (run/_retries.py)
             self._retried_late(name, result)
         if result.ok:
             if not handovers.succeeded(name, info, result):

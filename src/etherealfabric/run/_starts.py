@@ -62,7 +62,7 @@ class Starts:
 
     def _start_note(self, name: str, ts: float) -> None:
         """``Task.on_start``, called in the worker's thread: hand the note to the loop."""
-        self._done.put(((name, ts), None))
+        self._done.put(((self._started_now, name, ts), None))
 
     def _started_now(self, name: str, ts: float) -> None:
         """A queued node began its first attempt (a note of :meth:`_start_note`): its

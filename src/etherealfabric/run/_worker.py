@@ -162,6 +162,8 @@ def _attempt(
     if task.on_start is not None:  # queued behind busy workers: it starts now
         task.on_start(task.node, attempt.started_at)
         task.on_start = None
+    if number > 1 and task.on_retry is not None:  # a retry begins (its row says running)
+        task.on_retry(task.node, Attempt(number, attempt.started_at, 0.0))
     if task.printing is None and progress_listened():  # and what it prints, as it goes
         stream_printed(report_progress, note)
     else:
