@@ -5,6 +5,7 @@ with real signals (``run/_noderows.py``):
   the failed one is a ``retrying`` row with its error, traceback and output; a run killed
   (SIGKILL), stopped (SIGTERM) or cancelled (Ctrl-C) then keeps it, and ``resume`` runs only
   what did not finish (threads and processes);
+- a node whose ``on_error`` handler answers ``SKIP`` keeps its attempts as a fallback does;
 """
 
 from __future__ import annotations
@@ -156,3 +157,58 @@ def test_a_failed_attempt_is_journaled_while_the_next_runs_and_kept_by_a_stop(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert json.loads(resumed.stdout)["nodes"] == {"prepare": "cached", "train": "succeeded"}
     assert (tmp_path / "prepared.log").read_text() == "ran\n"  # committed work: never again
+
+
+# -- 2. a node its on_error handler skips -----------------------------------------------------
+SKIPPED = """
+from etherealfabric import SKIP, Workflow, node
+
+def skipper(err):
+    return SKIP
+
+@node(on_error=skipper, retries=1)
+def skippy():
+    print("working on it, step 1 done", flush=True)
+    raise ValueError("skip me")
+
+@node
+def after(x):
+    return x
+
+with Workflow("sk") as wf:
+    after(skippy())
+"""
+
+
+def test_a_node_its_handler_skips_keeps_its_attempts(tmp_path: Path) -> None:
+    (tmp_path / "sk.py").write_text(SKIPPED)
+    ran = ef_json(tmp_path, "run", "sk.py")
+    assert ran["nodes"] == {"skippy": "skipped", "after": "skipped"}
+    assert (ran["executed"], ran["failed"]) == (0, 0)  # counted skipped (docs/concepts.md)
+    first, last = rows_of(tmp_path, "skippy")
+    assert (first["status"], last["status"]) == ("retrying", "skipped")
+    for row in (first, last):
+        assert row["cache_key"] and row["duration"] is not None
+        assert row["error"] == "ValueError: skip me" and "skip me" in row["traceback"]
+        assert row["output"] == "working on it, step 1 done\n"
+    assert first["cache_key"] == last["cache_key"] and last["components"]
+    (after,) = rows_of(tmp_path, "after")  # its descendants: skipped, as before
+    assert after["status"] == "skipped" and after["cache_key"] is None
+    assert after["error"] == "skipped with upstream node 'skippy'"
+
+    shown = ef(tmp_path, "logs", "latest", "skippy").stdout
+    assert shown.count("working on it, step 1 done") == 2 and "no output captured" not in shown
+    assert "== skippy attempt 2 (skipped) ==" in shown and "ValueError: skip me" in shown
+    why = ef_json(tmp_path, "explain", "latest", "skippy")
+    assert (why["verdict"], why["status"], why["key"]) == ("executed", "skipped", last["cache_key"])
+    text = ef(tmp_path, "explain", "latest", "skippy").stdout
+    assert "ran (skipped)" in text and "did not run" not in text
+    assert "it failed, then its on_error handler skipped it" in text
+    assert "error: ValueError: skip me" in text
+    why = ef_json(tmp_path, "explain", "latest", "after")
+    assert why["verdict"] == "not_run" and why["reason"] == "skipped"
+
+    again = ef_json(tmp_path, "run", "sk.py")  # its handler's skip was no result: it runs again
+    why = ef_json(tmp_path, "explain", again["run_id"], "skippy")
+    assert why["reason"] == "previous_failed" and why["previous_run"] == ran["run_id"]
+    assert "where it failed: ValueError: skip me" in why["detail"]

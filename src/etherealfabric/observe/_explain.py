@@ -51,12 +51,16 @@ _EXECUTED = frozenset(
     }
 )
 _NOT_RUN = (NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED, NodeStatus.SKIPPED)
-# an attempt that started and was stopped before it ended, and why
+#: statuses of a node that ran when its row has a key and a start (else it did not run)
+_RAN_IF_STARTED = (NodeStatus.CANCELLED, NodeStatus.SKIPPED)
+# an attempt that started and was stopped before it ended, and why; or was skipped after it failed
 _STOPPED = {
     NodeStatus.CANCELLED: "it was stopped while it ran: the run was cancelled (Ctrl-C, or an "
     "error of the run itself) before the node ended",
     NodeStatus.INTERRUPTED: "it was stopped while it ran: the run's process died before the "
     "node ended",
+    NodeStatus.SKIPPED: "it failed, then its on_error handler skipped it (SKIP): the nodes "
+    "below it were skipped",
 }
 _STOPPED_FROM_OUTSIDE = (
     "it was stopped while it ran: the run was stopped from outside (SIGTERM: `kill`, a job "
@@ -352,10 +356,9 @@ def explain_node(journal: Journal, run_id: str, node: str) -> Explanation:
     status, key = NodeStatus(row["status"]), row["cache_key"]
     if status is NodeStatus.CACHED:
         return _cached(journal, run, row, base)
-    # a cancelled row with a key and a start: the node ran, and the run stopped meanwhile
-    if status not in _EXECUTED and not (
-        status is NodeStatus.CANCELLED and key and row["started_at"]
-    ):
+    # a cancelled row with a key and a start: the node ran, and the run stopped meanwhile; a
+    # skipped one: it ran and failed, and its on_error handler said SKIP
+    if status not in _EXECUTED and not (status in _RAN_IF_STARTED and key and row["started_at"]):
         return _not_run(row, base)
     if key is None:
         return Explanation(**base, status=status, verdict="executed", reason="no_key",
@@ -456,7 +459,7 @@ def previous_outcome(previous: Mapping[str, Any], journal: Journal | None = None
         return None
     if status is NodeStatus.DRIFTED:
         return "where its result was not stored (a file it read changed while it ran)"
-    if status in (NodeStatus.FAILED, NodeStatus.RETRYING, NodeStatus.FALLBACK):
+    if status in (NodeStatus.FAILED, NodeStatus.RETRYING, NodeStatus.FALLBACK, NodeStatus.SKIPPED):
         error = f": {previous['error']}" if previous["error"] else ""
         return f"where it failed{error}"
     if status is NodeStatus.RUNNING:  # a run still going, or one that died unnoticed yet

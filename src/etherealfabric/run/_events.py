@@ -12,7 +12,7 @@ kind                   meaning                                                  
 ``node_succeeded``     a node ran and its outputs are stored                      key, duration, attempts
 ``node_failed``        a node failed for good                                     key, result
 ``node_fallback``      its ``on_error`` handler supplied fallback outputs         key, result
-``node_skipped``       its handler (or an upstream one) said ``SKIP``             error or upstream, upstreams
+``node_skipped``       its handler (or an upstream one) said ``SKIP``             error or upstream, upstreams, key, result
 ``node_upstream_failed``  a node cannot run because an input node failed          upstream, upstreams
 ``node_cancelled``     the run stopped before the node ended (or started)         running (it had started)
 ``run_finished``       the run ended                                              status, counts

@@ -2,8 +2,9 @@
 
 A node's ``on_error`` (or the run's) may answer a failure with fallback outputs, which are
 stored like a node's and stand for it (``fallback``), or with ``SKIP``, which skips it and
-its descendants. Otherwise the failure stands, and every node below it that has not run is
-``upstream_failed``.
+its descendants. Either way the node ran and failed: the journal keeps its attempts (key,
+times, errors, tracebacks, output), the last one ``fallback`` or ``skipped``. Otherwise the
+failure stands, and every node below it that has not run is ``upstream_failed``.
 
 :class:`Fallbacks` is a part of the :class:`~._scheduler.Scheduler` (a base class).
 """
@@ -77,10 +78,13 @@ class Fallbacks:
         answer = ask_handler(handler, name, result)
         if answer is SKIP:
             self.outcome.status[name] = NodeStatus.SKIPPED
-            # its data upstreams, as a blocked node's: the run graph draws its input edges
+            # it ran: its attempts, key and input edges are kept as a fallback's; and its data
+            # upstreams, as a blocked node's (the run graph draws its input edges from them)
             self._emit(
-                EventKind.NODE_SKIPPED, name, error=result.error, upstreams=self._data_ups(name)
-            )
+                EventKind.NODE_SKIPPED, name, error=result.error, upstreams=self._data_ups(name),
+                key=result.key or None, result=result,
+                components=info.components() if info is not None else None,
+            )  # fmt: skip
             self._block_descendants(name, NodeStatus.SKIPPED)
             return True
         if not isinstance(answer, Mapping):

@@ -8,8 +8,9 @@ gets its ``running`` row as it begins, after the backoff (:meth:`NodeRows.attemp
 ``status`` and ``show`` name the attempt running, and a run killed meanwhile keeps the failed
 attempts (the running one is then ``interrupted``). When the node ends, its result's attempts
 give every row again (the same primary key: the commit replaces those written meanwhile):
-each attempt but the last ``retrying``, the last one ``succeeded``, ``failed`` or
-``fallback``. A node stopped while an
+each attempt but the last ``retrying``, the last one ``succeeded``, ``failed``, ``fallback``
+or ``skipped`` (a node whose ``on_error`` handler answered ``SKIP`` ran and failed: it keeps
+its attempts, key, times, output and traceback, as a fallback does). A node stopped while an
 attempt ran (Ctrl-C) keeps that attempt's number, key and start, ``cancelled``; stopped in a
 retry's backoff, the next attempt is ``cancelled``, from the failure on.
 """
@@ -139,6 +140,13 @@ class NodeRows:
         self._attempt_rows(event, result, NodeStatus.FALLBACK, ins, fallback=True)  # (its edges)
 
     def _on_skipped(self, event: Event) -> None:
+        result: TaskResult | None = event.data.get("result")
+        if result is not None and result.attempts:  # it ran, failed, and its handler said SKIP
+            if result.key:
+                self._release.append(result.key)
+            ins = _dumps(event.data["components"]) if event.data.get("components") else None
+            self._attempt_rows(event, result, NodeStatus.SKIPPED, ins)
+            return
         upstream = event.data.get("upstream")
         reason = f"skipped with upstream node {upstream!r}" if upstream else event.data.get("error")
         self._row(event, NodeStatus.SKIPPED, error=reason, finished=event.ts)
