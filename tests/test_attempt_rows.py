@@ -6,6 +6,7 @@ with real signals (``run/_noderows.py``):
   (SIGKILL), stopped (SIGTERM) or cancelled (Ctrl-C) then keeps it, and ``resume`` runs only
   what did not finish (threads and processes);
 - a node whose ``on_error`` handler answers ``SKIP`` keeps its attempts as a fallback does;
+- an attempt whose worker process is killed keeps what the worker passed on of its output.
 """
 
 from __future__ import annotations
@@ -212,3 +213,65 @@ def test_a_node_its_handler_skips_keeps_its_attempts(tmp_path: Path) -> None:
     why = ef_json(tmp_path, "explain", again["run_id"], "skippy")
     assert why["reason"] == "previous_failed" and why["previous_run"] == ran["run_id"]
     assert "where it failed: ValueError: skip me" in why["detail"]
+
+
+# -- 3. an attempt whose worker process is killed -----------------------------------------------
+EPOCHS = """
+import os
+import time
+from pathlib import Path
+from etherealfabric import Workflow, node, untracked
+
+@node(retries=RETRIES)
+def train():
+    with untracked():
+        tried = Path("pid").exists()
+        Path("pid").write_text(str(os.getpid()))
+    if tried:
+        return "second try"
+    for i in range(1, 201):
+        print(f"epoch {i}/200 done", flush=True)
+        time.sleep(0.2)
+    return "done"
+
+with Workflow("oom") as wf:
+    train()
+"""
+
+
+def _epochs_printed(proc_output: list[str], proc: subprocess.Popen[str]) -> bool:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    proc_output.append(line)
+    return "epoch 3/200 done" in line
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_an_attempt_whose_worker_is_killed_keeps_what_it_printed(
+    tmp_path: Path, retries: int
+) -> None:
+    (tmp_path / "flow.py").write_text(EPOCHS.replace("RETRIES", str(retries)))
+    proc = start(tmp_path, "flow.py", "--backend", "processes")
+    printed: list[str] = []
+    try:
+        wait_for(lambda: _epochs_printed(printed, proc), proc, "epoch 3 to be printed")
+        worker = int((tmp_path / "pid").read_text())
+        assert worker != proc.pid
+        time.sleep(0.6)  # a batch or two more passed on (every 0.25 s)
+        os.kill(worker, signal.SIGKILL)  # the worker only, as the OOM killer does
+        rest, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == (0 if retries else 1), "".join(printed) + rest
+    rows = rows_of(tmp_path, "train")
+    killed = rows[0]
+    assert killed["status"] == ("retrying" if retries else "failed")
+    assert killed["error"].startswith("WorkerDiedError: its worker process (pid ")
+    assert "epoch 1/200 done\nepoch 2/200 done\nepoch 3/200 done\n" in killed["output"]
+    if retries:
+        assert [r["status"] for r in rows] == ["retrying", "succeeded"]
+    shown = ef(tmp_path, "logs", "latest", "train", "--attempt", "1").stdout
+    assert "epoch 3/200 done" in shown and "no output captured" not in shown
+    assert "WorkerDiedError" in shown

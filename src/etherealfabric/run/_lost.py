@@ -6,7 +6,8 @@ a :class:`~etherealfabric.errors.WorkerDiedError` (``backends/_procpool.py``), w
 what the task reported before it died: the start of each attempt, and the error of each one
 that failed (``backends/_base.py: report_progress``). :func:`watch_deaths` turns those into
 the node's attempts (the one that was running ends, as it did, when its process died, with the
-death as its error) and, while the node's retry policy allows
+death as its error and, as its output, what the worker passed on of what it printed: up to
+the last quarter second, ``run/_capture.py``) and, while the node's retry policy allows
 another attempt, sends the task again, numbered from there on (``Task.attempts_before``),
 after the policy's backoff for that attempt (in a timer: no thread waits): a node that kills
 its worker every time fails once its attempts are spent, like the Celery backend's lost
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define._policies import RetryPolicy
 from ..errors import WorkerDiedError
-from ._capture import MAX_CAPTURE
+from ._capture import MAX_CAPTURE, joined
 from ._messages import Attempt, OnRetry, OnStart, Task, TaskResult
 from ._retrying import retryable
 from ._worker import execute
@@ -142,12 +143,13 @@ class _Watched(Future[Any]):
         return super().cancel() or self.cancelled()
 
     def _resolve(self, inner: Any) -> None:
-        if self._printing is not None:  # (it ended: its result carries what it printed)
-            self._printing.pop(self._task.node, None)
+        printed = None  # (it ended: its result carries what it printed, or its death does)
+        if self._printing is not None:
+            printed = self._printing.pop(self._task.node, None)
         try:
             result = inner.result()
         except WorkerDiedError as exc:
-            self._died(exc)
+            self._died(exc, joined(printed or []))
             return
         except CancelledError:
             super().cancel()
@@ -159,9 +161,9 @@ class _Watched(Future[Any]):
             result.attempts[:0] = self._lost
         self.set_result(result)
 
-    def _died(self, exc: WorkerDiedError) -> None:
+    def _died(self, exc: WorkerDiedError, printed: str | None = None) -> None:
         task = self._task
-        attempts = lost_attempts(exc, task.attempts_before)
+        attempts = lost_attempts(exc, task.attempts_before, printed)
         self._lost.extend(attempts)
         made = max([task.attempts_before, *(a.number for a in attempts)])
         policy = task.retry
@@ -189,8 +191,9 @@ class _Watched(Future[Any]):
         self.set_result(result)
 
 
-def lost_attempts(exc: WorkerDiedError, before: int) -> list[Attempt]:
-    """The attempts a task reported before its worker died (at least the one it died in)."""
+def lost_attempts(exc: WorkerDiedError, before: int, printed: str | None = None) -> list[Attempt]:
+    """The attempts a task reported before its worker died (at least the one it died in,
+    whose output is ``printed``: what the worker passed on of it until then)."""
     text = f"{type(exc).__name__}: {exc}"
     attempts: dict[int, Attempt] = {}
     for note in exc.notes:
@@ -203,6 +206,7 @@ def lost_attempts(exc: WorkerDiedError, before: int) -> list[Attempt]:
     for attempt in attempts.values():
         if not attempt.finished_at:  # the one that ran when its process died
             attempt.finished_at, attempt.error, attempt.traceback = exc.died_at, text, text
+            attempt.output = printed
     return [attempts[n] for n in sorted(attempts)]
 
 
