@@ -156,8 +156,7 @@ class Scheduler(Rewinds, Fallbacks, Retries, Starts, Stopping):
             with self._held:  # nodes' output routers, once one runs: for the run (_executing)
                 self._loop()
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                hold_interrupts()  # (a second Ctrl-C would cut the stop short)
+            hold_interrupts(exc)  # (a Ctrl-C: a second one would cut the stop short)
             self.outcome.interrupted = True
             self._cancel_rest()
             self._flush()

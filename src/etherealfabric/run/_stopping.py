@@ -90,12 +90,15 @@ class Stopping:
 _held: list[Any] = []  # the SIGINT handler a stop put aside, while it holds Ctrl-C back
 
 
-def hold_interrupts() -> None:
-    """A run stopping on a Ctrl-C (its nodes cancelled, its backend closed, its end recorded):
-    a second Ctrl-C meanwhile is let pass, for it would cut that short (the end not recorded,
-    the summary not printed); a third one stops at once. Main thread only, with Python's own
-    handler in place (another one is its owner's to decide); :func:`release_interrupts` ends it."""
-    if _held or threading.current_thread() is not threading.main_thread():
+def hold_interrupts(exc: BaseException) -> None:
+    """A run stopping on a Ctrl-C (``exc``: its nodes cancelled, its backend closed, its end
+    recorded): a second Ctrl-C meanwhile is let pass, for it would cut that short (the end not
+    recorded, the summary not printed); a third one stops at once. Main thread only, with
+    Python's own handler in place (another one is its owner's to decide); other errors than a
+    KeyboardInterrupt hold nothing; :func:`release_interrupts` ends it."""
+    if not isinstance(exc, KeyboardInterrupt) or _held:
+        return
+    if threading.current_thread() is not threading.main_thread():
         return
     former = signal.getsignal(signal.SIGINT)
     if former is not signal.default_int_handler:
