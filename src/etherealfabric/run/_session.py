@@ -24,7 +24,7 @@ from ..backends import create_backend
 from ..config import ENV, Settings
 from ..define._definition import Definition
 from ..errors import ConfigError, NodeFailedError, RunFailedError, StoreError
-from ..hashing._fingerprint import settle_bindings
+from ..hashing._fingerprint import code_fingerprint, settle_bindings
 from ..hashing._packages import package_versions
 from ..hashing._secret import SecretHasher, secret_hasher
 from ..journal import Journal
@@ -157,6 +157,7 @@ def execute_workflow(
             force = resumed_force(graph, journal, previous, _recorded_force(previous))
             fresh = frozenset()
         check_serializer_names(graph)
+        _fingerprint_now(graph)
         if settings.shared_store:  # paths that keep keys machine-specific: say so
             warn_machine_paths(graph)
         with no_collections():  # they live as long as the run
@@ -197,6 +198,15 @@ def execute_workflow(
         )
     finally:
         settle_bindings()  # what the nodes changed in the globals they read is no change
+
+
+def _fingerprint_now(graph: Graph) -> None:
+    """Each node's code fingerprinted before any node runs, so what nodes change in the globals
+    they read as the run goes on changes no key of this run (a consumer keyed once its producer
+    ran saw the producer's change, and one keyed in a run where the producer was a hit did not)."""
+    for code in {id(spec.code): spec.code for spec in graph.specs.values()}.values():
+        with contextlib.suppress(Exception):  # (raised again when the node is keyed)
+            code_fingerprint(code)
 
 
 def _run(

@@ -18,7 +18,6 @@ backend): ``etherealfabric logs`` shows where a stopped training was.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from typing import Any
 
@@ -100,6 +99,8 @@ def hold_interrupts(exc: BaseException) -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return
+    import signal  # (only a run stopping on a Ctrl-C: not on every run's path)
+
     former = signal.getsignal(signal.SIGINT)
     if former is not signal.default_int_handler:
         return
@@ -118,4 +119,6 @@ def hold_interrupts(exc: BaseException) -> None:
 def release_interrupts() -> None:
     """Put back the SIGINT handler :func:`hold_interrupts` put aside."""
     if _held and threading.current_thread() is threading.main_thread():
+        import signal
+
         signal.signal(signal.SIGINT, _held.pop())
