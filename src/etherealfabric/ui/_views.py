@@ -426,12 +426,15 @@ def preview(value: Any) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> Any:
-    """A table cell: numbers and text as they are, anything else as its text (a timestamp
-    ``2026-01-02 00:00:00``, not ``Timestamp('...')``)."""
+    """A table cell: numbers, booleans, None and text as they are (the page shows them as
+    ``cat`` prints them: ``True``, ``None``), NaN as ``NaN``, anything else as its text (a
+    timestamp ``2026-01-02 00:00:00``, not ``Timestamp('...')``)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, float):  # (NaN as pandas prints it; the page shows None as None)
+        if value != value:
+            return "NaN"
+        return value if abs(value) != float("inf") else str(value)
     if hasattr(value, "item") and type(value).__module__ == "numpy":  # numpy scalars
         return _cell(value.item())
     try:

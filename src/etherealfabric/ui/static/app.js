@@ -11,9 +11,10 @@ const $ = (sel, root = document) => root.querySelector(sel);
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
+    if (v === null || v === undefined) continue;
+    if (k === "text") node.textContent = String(v); // (false and 0 are text too: "false", "0")
+    else if (v === false) continue; // an attribute left out
+    else if (k === "class") node.className = v;
     else node.setAttribute(k, v);
   }
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -701,10 +702,30 @@ function renderPreview(box, p) {
     box.replaceChildren(el("p", { class: "note", text: `shape ${p.shape.join(" × ")}; first ${p.rows.length} rows` }),
       el("div", { class: "scroll" }, el("table", { class: "grid" },
         el("thead", {}, el("tr", {}, ...names.map((n) => el("th", { text: n ?? "" })), ...p.columns.map((c) => el("th", { text: c })))),
-        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v, i) => el(i < names.length ? "th" : "td", { text: v ?? "" }))))))));
+        el("tbody", {}, ...p.rows.map((r) => el("tr", {}, ...r.map((v, i) => frameCell(i < names.length ? "th" : "td", v))))))));
   } else {
     box.replaceChildren(el("pre", { class: "value", text: p.text }));
   }
+}
+
+/* A frame's cell as `etherealfabric cat` prints it: a boolean as Python's True or False, a
+ * missing value (None) as None, marked (greyed) so that it never reads like a value; a float at
+ * a display precision (6 decimals, as pandas shows them; very small or large ones in e-notation),
+ * its exact value in the cell's tooltip when that differs. */
+function frameCell(tag, v) {
+  if (v === null || v === undefined) return el(tag, { class: "na", text: "None", title: "missing value (None)" });
+  if (typeof v === "boolean") return el(tag, { text: v ? "True" : "False" });
+  if (typeof v === "number" && Number.isFinite(v) && !Number.isInteger(v)) {
+    const shown = shortFloat(v), exact = String(v);
+    return el(tag, { class: "num", text: shown, title: shown === exact ? null : exact, "data-value": exact });
+  }
+  return el(tag, { class: typeof v === "number" ? "num" : null, text: v });
+}
+
+function shortFloat(v) {
+  const a = Math.abs(v);
+  if (a < 1e-4 || a >= 1e15) return v.toExponential(6).replace(/\.?0+e/, "e");
+  return String(Number(v.toFixed(6)));
 }
 
 function renderOutputs(box, runId, node, outputs) {
