@@ -101,3 +101,21 @@ def test_a_frame_preview_shows_false_and_none_as_cat_prints_them(
     assert cells(page, 1) == ["0.3", "399.8", "1e-12", "2.5"]  # not 0.30000000000000004
     exact = page.locator(".preview tbody tr").nth(1).locator("td").first
     assert exact.get_attribute("title") == "399.79999999999995"  # the exact value, on hover
+
+
+# -- #6: a fallback's outputs are the node's outputs in its run, as `cat` prints them ---------
+def test_a_fallback_node_s_outputs_are_listed_and_previewed(
+    page: Any, edge: tuple[UiServer, str, Path]
+) -> None:
+    server, run_id, folder = edge
+    shown = cli("cat", run_id, "with_fallback", "--home", str(folder / "home"), cwd=folder)
+    assert "fallback value" in shown.stdout
+    data = server.get(f"/api/runs/{run_id}/nodes/with_fallback")
+    assert data["status"] == "fallback"
+    assert [o["name"] for o in data["outputs"]] == ["result"]  # (it was [])
+    preview = server.get(f"/api/runs/{run_id}/preview/result/with_fallback")
+    assert preview == {"kind": "text", "text": "fallback value", "type": "builtins.str"}
+    page.goto(f"{server.base}/runs/{run_id}/nodes/with_fallback")
+    cell = page.locator('#outputs tr[data-output="result"] .preview')
+    sync_api.expect(cell).to_have_text("fallback value")
+    sync_api.expect(page.locator("#outputs")).not_to_contain_text("no stored outputs")

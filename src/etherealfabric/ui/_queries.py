@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..journal import Journal, browse
+from ..journal._history import fallback_outputs
 from ..journal._runoutputs import run_records
 from ..states import NodeStatus
 
@@ -70,17 +71,20 @@ def run_params(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def output_records(journal: Journal, row: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The outputs the node of ``row`` (its ``node_runs`` row) had in that run, not in the
-    latest record of its key (journal/_runoutputs.py): name, serializer, size, type, digest,
-    inline."""
-    if not row or not row.get("cache_key"):
+    latest record of its key (journal/_runoutputs.py), or those its ``on_error`` fallback
+    supplied: name, serializer, size, type, digest, inline."""
+    if not row:
         return []
-    if row.get("status") == NodeStatus.FALLBACK:  # (its fallback's record, under its key)
-        record = journal.get_action(str(row["cache_key"]))
+    if row.get("status") == NodeStatus.FALLBACK:
+        # its on_error handler's outputs: stored, under no action record (a fallback is not
+        # the node's result, so not cached), named by its node_fallback event, as `cat` and
+        # open_run find them (a later run's record of its key holds another value)
+        outputs = fallback_outputs(journal, str(row["run_id"])).get(str(row["node"])) or {}
+    elif not row.get("cache_key"):
+        return []
     else:
         record = run_records(journal, [row])[0]
-    if not record:
-        return []
-    outputs = record.get("outputs") or {}
+        outputs = (record or {}).get("outputs") or {}
     return [
         {
             "name": name,
