@@ -119,3 +119,38 @@ def test_a_fallback_node_s_outputs_are_listed_and_previewed(
     cell = page.locator('#outputs tr[data-output="result"] .preview')
     sync_api.expect(cell).to_have_text("fallback value")
     sync_api.expect(page.locator("#outputs")).not_to_contain_text("no stored outputs")
+
+
+# -- #1: explain's lines as the CLI prints them ----------------------------------------------
+def test_why_it_ran_names_what_the_key_does_not_cover(
+    page: Any, edge: tuple[UiServer, str, Path]
+) -> None:
+    server, run_id, folder = edge
+    said = cli("explain", run_id, "reads_env", "--home", str(folder / "home"), cwd=folder).stdout
+    line = next(t.strip() for t in said.splitlines() if "not covered by the key" in t)
+    assert "EDGE_SETTING" in line
+    page.goto(f"{server.base}/runs/{run_id}/nodes/reads_env")
+    sync_api.expect(page.locator("#explain .uncovered li")).to_have_text(line)
+    sync_api.expect(page.locator("#explain .verdict")).to_have_text("ran (succeeded)")
+
+
+def test_why_it_ran_says_a_node_was_stopped_while_it_ran(
+    page: Any, edge: tuple[UiServer, str, Path]
+) -> None:
+    server, _, _ = edge
+    explained = server.get(f"/api/runs/{STOPPED}/explain/b")
+    assert explained["stopped"].startswith("it was stopped while it ran: the run's process died")
+    page.goto(f"{server.base}/runs/{STOPPED}/nodes/b")
+    sync_api.expect(page.locator("#explain .verdict")).to_have_text("ran (interrupted)")
+    sync_api.expect(page.locator("#explain .stopped")).to_have_text(explained["stopped"])
+
+
+def test_the_plan_names_what_the_keys_do_not_cover(
+    page: Any, edge: tuple[UiServer, str, Path]
+) -> None:
+    server, run_id, _ = edge
+    page.goto(f"{server.base}/runs/{run_id}")
+    page.locator("#plan summary").click()
+    sync_api.expect(page.locator("#plan-body .uncovered li")).to_contain_text(
+        "reads_env: not covered by the key: os.environ.get('EDGE_SETTING'"
+    )

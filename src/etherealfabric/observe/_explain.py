@@ -304,7 +304,17 @@ class Explanation:
         data["status"] = self.status.value
         data["changes"] = [{**asdict(c), "text": str(c)} for c in self.changes]
         data["summary"] = self.summary()
+        data["stopped"] = self.stopped()
         return data
+
+    def stopped(self) -> str | None:
+        """The line saying how a node that ran was stopped before it ended (or skipped after
+        it failed), or None."""
+        if self.verdict != "executed" or self.status not in _STOPPED:
+            return None
+        if self.status is NodeStatus.CANCELLED and self.run_status == RunStatus.INTERRUPTED:
+            return _STOPPED_FROM_OUTSIDE  # (cancelled by a SIGTERM: the run interrupted)
+        return _STOPPED[self.status]
 
     def summary(self) -> str:
         """One line: what happened and the main reason."""
@@ -317,10 +327,8 @@ class Explanation:
         head += {"executed": "ran", "cached": "cached", "not_run": "did not run"}[self.verdict]
         head += f" ({self.status})" if self.verdict == "executed" else ""
         lines = [head]
-        if self.verdict == "executed" and self.status in _STOPPED:
-            stopped = _STOPPED[self.status]
-            if self.status is NodeStatus.CANCELLED and self.run_status == RunStatus.INTERRUPTED:
-                stopped = _STOPPED_FROM_OUTSIDE  # (cancelled by a SIGTERM: the run interrupted)
+        stopped = self.stopped()
+        if stopped:
             lines.append(f"  {stopped}")
         if self.reason == "changed":
             lines.append(f"  compared with run {self.previous_run}:")

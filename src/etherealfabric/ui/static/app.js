@@ -638,10 +638,14 @@ function runPage() {
     const out = $("#plan-body");
     try {
       const plan = await api(`/api/runs/${encodeURIComponent(runId)}/plan`);
+      // what the keys do not cover, after the table, as `etherealfabric plan` prints it
+      const uncovered = Object.entries(plan.uncovered || {}).flatMap(([node, items]) => items.map((item) => el("li", {},
+        `${node}: not covered by the key: `, el("span", { class: "mono", text: item }))));
       out.replaceChildren(el("p", { text: `${plan.to_run.length} will run, ${plan.cached.length} cached` }),
         el("div", { class: "table-scroll" }, el("table", { class: "grid" }, el("tbody", {}, ...plan.nodes.map((n) => el("tr", {},
           el("td", { text: n.node }), el("td", {}, n.action === "cached" ? badge("cached") : el("span", { class: "badge st-pending", text: "will run" })),
-          el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) })))))));
+          el("td", { text: n.reason || "" }), el("td", { text: n.estimate == null ? "" : secs(n.estimate) })))))),
+        uncovered.length ? el("ul", { class: "uncovered" }, ...uncovered) : "");
     } catch (err) {
       out.textContent = err.message;
     }
@@ -654,14 +658,27 @@ function kvTable(rows) {
     el("td", { text: k }), el("td", {}, v instanceof Node ? v : el("span", { class: "mono", text: v ?? "" }))))));
 }
 
+/* The `explain` of a node, line for line as `etherealfabric explain` prints it
+ * (observe/_explain.py: Explanation.__str__): what happened, how a node that ran was stopped
+ * (if it was), what changed since its previous run or why not, its error, and what its key
+ * does not cover. */
 function renderExplain(box, ex) {
   if (!ex) { box.textContent = "no explanation recorded"; return; }
-  const parts = [el("p", {}, el("b", { text: { executed: "ran", cached: "cached", not_run: "did not run" }[ex.verdict] || ex.verdict }),
-    ex.previous_run && ex.reason === "changed" ? el("span", {}, " · compared with run ", el("a", { href: `/runs/${encodeURIComponent(ex.previous_run)}`, text: ex.previous_run })) : "")];
+  const verdict = { executed: "ran", cached: "cached", not_run: "did not run" }[ex.verdict] || ex.verdict;
+  const parts = [el("p", { class: "verdict" }, el("b", { text: verdict }), ex.verdict === "executed" ? ` (${ex.status})` : "")];
+  if (ex.stopped) parts.push(el("p", { class: "stopped", text: ex.stopped }));
   if (ex.reason === "changed") {
+    parts.push(el("p", {}, "compared with run ", el("a", { href: `/runs/${encodeURIComponent(ex.previous_run)}`, text: ex.previous_run }), ":"));
     parts.push(el("ul", { class: "change-list" }, ...ex.changes.map((c) => el("li", { "data-part": c.part }, el("span", { class: "mono", text: c.text })))));
   } else {
-    parts.push(el("p", { text: ex.detail }));
+    parts.push(el("p", { class: "detail", text: ex.detail }));
+  }
+  if (ex.error && ex.verdict === "executed") { // (whole in the attempts below)
+    const error = ex.error.length > ERROR_CUT ? `${ex.error.slice(0, ERROR_CUT)}…` : ex.error;
+    parts.push(el("p", { class: "error", text: `error: ${error}` }));
+  }
+  if (ex.uncovered && ex.uncovered.length) {
+    parts.push(el("ul", { class: "uncovered" }, ...ex.uncovered.map((u) => el("li", {}, "not covered by the key: ", el("span", { class: "mono", text: u })))));
   }
   box.replaceChildren(...parts);
 }
