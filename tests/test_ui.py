@@ -444,7 +444,9 @@ def test_a_killed_run_is_shown_interrupted(made: dict[str, Any], tmp_path: Path)
         assert server.get("/api/runs")["runs"][0]["status"] == "interrupted"
         # its unfinished attempt is shown interrupted everywhere, as `show` has it once marked
         view = server.get(f"/api/runs/{run_id}")
-        assert view["counts"] == {"succeeded": 1, "interrupted": 1} and view["running"] == []
+        # (`last`, never started: not run, as `status` counts it "of 3")
+        assert view["counts"] == {"succeeded": 1, "interrupted": 1, "not_run": 1}
+        assert view["running"] == []
         slow = server.get(f"/api/runs/{run_id}/nodes/slow")
         assert slow["status"] == "interrupted"
         assert [a["status"] for a in slow["attempts"]] == ["interrupted"]

@@ -397,8 +397,10 @@ def test_a_live_run_page_learns_edges_lists_failures_and_sees_a_kill(
     page: Any, tmp_path: Path
 ) -> None:
     """One open run page, never reloaded, of a keep-going run in a fresh home (no earlier run
-    tells the page a node's inputs before it ran): new edges are drawn, a failure is listed
-    as it happens, and ``kill -9`` of the run turns the page interrupted."""
+    tells the page a node's inputs before it ran): the graph the run recorded as it started is
+    drawn whole, its running nodes below their inputs and its node not started yet pending, a
+    failure is listed as it happens, and ``kill -9`` of the run turns the page interrupted
+    (its node never started: not run)."""
     import subprocess
     import sys
     import textwrap
@@ -422,22 +424,21 @@ def test_a_live_run_page_learns_edges_lists_failures_and_sees_a_kill(
             sync_api.expect(page.locator(f'svg.graph [data-node="{node}"]')).to_have_class(
                 "n st-running"
             )
-        assert y_of(page, "quick") == y_of(page, "first")  # its inputs unknown yet: a root
+        # the run's graph, as it recorded it when it started: each node below its inputs,
+        # whether it has run yet or not (a running node was drawn as a root, beside `first`)
+        assert y_of(page, "quick") > y_of(page, "first")
+        assert y_of(page, "last") > y_of(page, "slow")
+        sync_api.expect(page.locator('svg.graph [data-node="last"]')).to_have_class("n st-pending")
         # a failure, while the run goes on: listed at once
         (tmp_path / "bad").touch()
         sync_api.expect(page.locator("#failures")).to_be_visible()
         sync_api.expect(page.locator("#failures")).to_contain_text("bad broke")
         sync_api.expect(page.locator("#run-status")).to_have_text("running")
-        # quick ends: its key names first's output, and the graph is drawn again with the edge
         (tmp_path / "quick").touch()
         sync_api.expect(page.locator('svg.graph [data-node="quick"]')).to_have_class(
             "n st-succeeded"
         )
-        page.wait_for_function(
-            "() => Number(document.querySelector('svg.graph rect[data-node=\"quick\"]')"
-            ".getAttribute('y')) > Number(document.querySelector("
-            "'svg.graph rect[data-node=\"first\"]').getAttribute('y'))"
-        )
+        assert y_of(page, "quick") > y_of(page, "first")
         # kill -9 of the run while slow runs: the open page turns interrupted, all of it
         proc.kill()
         proc.communicate(timeout=60)
@@ -447,6 +448,8 @@ def test_a_live_run_page_learns_edges_lists_failures_and_sees_a_kill(
             "n st-interrupted"
         )
         sync_api.expect(page.locator("#counts")).to_contain_text("1 interrupted")
+        sync_api.expect(page.locator("#counts")).to_contain_text("1 not_run")  # last
+        sync_api.expect(page.locator('svg.graph [data-node="last"]')).to_have_class("n st-not_run")
         sync_api.expect(page.locator("#counts")).not_to_contain_text("running")
         row = page.locator('#nodes tr[data-node="slow"]')
         sync_api.expect(row.locator(".badge")).to_have_text("interrupted")

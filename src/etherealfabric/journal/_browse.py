@@ -37,9 +37,10 @@ from ._journal import Journal
 from ._liveness import HOST, alive
 from ._maps import split_children
 from ._roots import check_roots
-from ._rungraph import GraphNode, map_names, run_graph
+from ._rungraph import NOT_RUN, GraphNode, map_names, run_graph, unstarted
 
 __all__ = [
+    "NOT_RUN",
     "Attempt",
     "BrowseError",
     "CacheSizes",
@@ -143,8 +144,9 @@ class CacheSizes(TypedDict):
 class RunState:
     """A run's live state, from one read of its attempts.
 
-    ``counts``: nodes per status of their latest attempt (``pending`` for nodes of a running run
-    without a row yet); ``running``: the running nodes (node, attempt, started_at, elapsed);
+    ``counts``: nodes per status of their latest attempt (nodes without a row: ``pending``
+    while the run goes on, :data:`NOT_RUN` once it has ended); ``running``: the running nodes
+    (node, attempt, started_at, elapsed);
     ``statuses``: each node's latest status; ``attempts``: every attempt, in start order. A
     map's items (``map[label]``) are attempts, not nodes: they are in ``attempts`` only.
     """
@@ -263,8 +265,8 @@ def run_state(journal: Journal, run: Mapping[str, Any], *, now: float | None = N
                  "elapsed": max(0.0, now - started)}
             )  # fmt: skip
     pending = (run.get("nodes") or 0) - len(latest)
-    if pending > 0 and run.get("status") == RunStatus.RUNNING:
-        counts[NodeStatus.PENDING.value] = pending
+    if pending > 0:  # not started yet; once the run has ended, never: `status` says "(of N)"
+        counts[unstarted(run)] = pending
     statuses = {name: row["status"] for name, row in latest.items()}
     return RunState(counts, running, statuses, attempts, now)
 

@@ -1,9 +1,17 @@
 """A run's graph for the web UI: each node's latest status and its upstream nodes.
 
-The edges come from the key components (a node's inputs name ``upstream.output@digest``); a
-cached node's components are its action record's. A node the run blocked (upstream failed,
-skipped) has no key: its direct upstreams are in its event (``upstreams``). Nodes the run has
-not reached yet, and nodes with neither, take both from the workflow's previous runs.
+A run records its graph as it starts: its ``run_started`` event names each node's data
+upstreams (``upstreams``). That is the graph drawn: every node of the run, those it never
+reached included, with its edges, from the run's own record alone (a later run changes
+nothing in it).
+
+A run recorded before runs did so (an older journal) has its edges read from the key
+components (a node's inputs name ``upstream.output@digest``): a node's own, or, for a cache
+hit, its action record's. A node the run blocked (upstream failed, skipped) has no key: its
+direct upstreams are in its event (``upstreams``). Nodes the run has not reached yet, and nodes
+with neither (a node still running, or cut off by the run's death: its components are written
+when it ends), take both from the workflow's previous runs (runs started before it: never from a
+later run, which may have completed the same key since).
 """
 
 from __future__ import annotations
@@ -13,11 +21,22 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from ..states import NodeStatus
+from ..states import NodeStatus, RunStatus
 from ._journal import Journal
 from ._maps import split_children
 
-__all__ = ["GraphNode", "map_names", "run_graph"]
+__all__ = ["NOT_RUN", "GraphNode", "map_names", "recorded_upstreams", "run_graph", "unstarted"]
+
+
+#: What a node of a run that ended before it started is shown as (it has no row; ``status``
+#: counts it in "(of N)", a map's unstarted items are "not run" too): not a node status
+NOT_RUN = "not_run"
+
+
+def unstarted(run: Mapping[str, Any]) -> str:
+    """The status shown for a node the run has not started: ``pending`` while the run goes
+    on, :data:`NOT_RUN` once it has ended (``run`` as ``browse.shown`` shows it)."""
+    return NodeStatus.PENDING.value if run.get("status") == RunStatus.RUNNING else NOT_RUN
 
 
 class GraphNode(TypedDict):
@@ -35,21 +54,27 @@ _INPUTS = (
     "THEN COALESCE(json_extract(comp, '$.inputs'), '{}') END END AS inputs"
 )
 _COMPONENTS = "COALESCE(nr.components, a.components) AS comp"
+#: ...whose action record is read only for a cache hit: the record the run used. Another row
+#: without components of its own (a node running, or cut off by its run's death) is not given
+#: those of a record that a later run may have made of its key since (its graph would change)
+_HIT_RECORD = (
+    f"LEFT JOIN actions a ON a.key = nr.cache_key AND nr.status = '{NodeStatus.CACHED.value}'"
+)
 
 
 def run_graph(journal: Journal, run: Mapping[str, Any]) -> dict[str, GraphNode]:
-    """Each node of the run: its latest status and the upstream nodes its key reads.
+    """Each node of the run: its latest status (no row: :func:`unstarted`) and its upstreams.
 
-    The edges come from the key components (a node's inputs name ``upstream.output@digest``);
-    a cached node's components are its action record's; a node the run blocked (upstream
-    failed, skipped) takes its direct upstreams from its event. Nodes the run has not reached
-    yet, and nodes without either (failed before their key), take both from the workflow's
-    previous runs, so a live run shows its whole graph with those nodes ``pending``.
-    Ordering-only edges (``add_dependency``) are not in the journal and are not drawn.
+    The graph the run recorded as it started (see the module docstring), or, for a run that
+    recorded none, the one its key components, blocked nodes' events and the workflow's earlier
+    runs give. Ordering-only edges (``add_dependency``) are not in the journal and not drawn.
     """
+    recorded = recorded_upstreams(journal, str(run["id"]))
+    if recorded is not None:
+        return _recorded_graph(journal, run, recorded)
     rows = journal._rows(
         f"SELECT node, status, {_INPUTS} FROM (SELECT nr.node, nr.status, nr.attempt, "
-        f"{_COMPONENTS} FROM node_runs nr LEFT JOIN actions a ON a.key = nr.cache_key "
+        f"{_COMPONENTS} FROM node_runs nr {_HIT_RECORD} "
         "WHERE nr.run_id = ?) ORDER BY node, attempt",
         (run["id"],),
     )
@@ -67,13 +92,58 @@ def run_graph(journal: Journal, run: Mapping[str, Any]) -> dict[str, GraphNode]:
     if missing:
         for name, ups in _previous_graph(journal, run).items():
             if name not in found:
-                found[name] = {"status": NodeStatus.PENDING.value, "ups": ups}
+                found[name] = {"status": unstarted(run), "ups": ups}
             elif found[name]["ups"] is None:
                 found[name]["ups"] = ups
     return {
         name: {"status": entry["status"], "ups": [u for u in entry["ups"] or [] if u in found]}
         for name, entry in found.items()
     }
+
+
+def recorded_upstreams(journal: Journal, run_id: str) -> dict[str, list[str]] | None:
+    """Each node's data upstreams as run ``run_id`` recorded them when it started (its
+    ``run_started`` event), or None when it recorded none (a run of an older version)."""
+    text = journal._value(
+        "SELECT CASE WHEN json_valid(data) THEN json_extract(data, '$.upstreams') END "
+        "FROM events WHERE run_id = ? AND kind = 'run_started' ORDER BY id LIMIT 1",
+        (run_id,),
+    )
+    if not isinstance(text, str):
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    return {
+        str(name): [str(u) for u in ups] if isinstance(ups, list) else []
+        for name, ups in found.items()
+    }
+
+
+def _recorded_graph(
+    journal: Journal, run: Mapping[str, Any], upstreams: dict[str, list[str]]
+) -> dict[str, GraphNode]:
+    """The graph the run recorded, each node with the status of its last attempt (a node
+    without a row: :func:`unstarted`; a row of a node the record lacks is drawn without
+    edges)."""
+    rows = journal._rows(
+        "SELECT node, status FROM node_runs WHERE run_id = ? ORDER BY node, attempt",
+        (run["id"],),
+    )
+    own, _ = split_children(rows, map_names(journal, [run["id"]]))  # a map's items: no nodes
+    statuses = {str(r["node"]): str(r["status"]) for r in own}  # (the last attempt wins)
+    pending = unstarted(run)
+    graph: dict[str, GraphNode] = {
+        name: {"status": statuses.get(name, pending), "ups": [u for u in ups if u in upstreams]}
+        for name, ups in upstreams.items()
+    }
+    for name, status in statuses.items():
+        if name not in graph:
+            graph[name] = {"status": status, "ups": []}
+    return graph
 
 
 def _blocked_upstreams(journal: Journal, run_id: str, found: dict[str, dict[str, Any]]) -> None:
@@ -109,7 +179,7 @@ def _previous_graph(
     ]
     rows = journal._rows(
         f"SELECT node, {_INPUTS} FROM (SELECT nr.node, nr.started_at, {_COMPONENTS} "
-        "FROM node_runs nr LEFT JOIN actions a ON a.key = nr.cache_key WHERE nr.run_id IN "
+        f"FROM node_runs nr {_HIT_RECORD} WHERE nr.run_id IN "
         f"({', '.join('?' * len(earlier))})) ORDER BY started_at DESC",
         tuple(earlier),
     )

@@ -66,6 +66,14 @@ class Graph:
         """Direct predecessors of a node (data and ordering edges)."""
         return self.preds[name]
 
+    def data_upstreams(self) -> dict[str, tuple[str, ...]]:
+        """Each node's data upstreams (the nodes whose outputs it reads; not ordering-only
+        ones), in order: the graph a run records as it starts (the web UI draws it)."""
+        order = self.ordering_edges
+        if not order:  # (the usual case: no call per node)
+            return {n: self.preds[n] for n in self.order}
+        return {n: tuple(u for u in self.preds[n] if (u, n) not in order) for n in self.order}
+
     def downstream(self, name: str) -> tuple[str, ...]:
         """Direct successors of a node."""
         return self.succs[name]

@@ -5,7 +5,7 @@ Events, in the order a run produces them:
 =====================  =========================================================  ============
 kind                   meaning                                                    ``data``
 =====================  =========================================================  ============
-``run_started``        a run began                                                workflow, nodes, backend
+``run_started``        a run began                                                workflow, nodes, backend, upstreams
 ``node_cached``        a node's outputs were found in the cache; it won't run     key
 ``node_started``       a node began its first attempt (see below)                key
 ``node_retrying``      an attempt failed and another follows (run/_retries.py)    attempt, error

@@ -235,7 +235,10 @@ def _run(
             params={**params, "root": getattr(definition, "root", None)},
             resumed_from=resumed_from,
         )
-        data = {"workflow": definition.name, "nodes": len(graph.order), "backend": settings.backend}
+        data = {"workflow": definition.name, "nodes": len(graph.order), "backend": settings.backend,
+                # the run's graph as it starts (each node's data upstreams), recorded with the
+                # event: the web UI draws it whole, and from this run alone (journal/_rungraph)
+                "upstreams": graph.data_upstreams()}  # fmt: skip
         bus.emit(Event(EventKind.RUN_STARTED, run_id, data=data))
         scheduler = Scheduler(
             graph,

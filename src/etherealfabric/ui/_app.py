@@ -41,6 +41,7 @@ from ..config import Settings
 from ..errors import DamagedJournalError, EtherealFabricError
 from ..journal import Journal, browse
 from ..observe._export import STATUS_COLOURS
+from ..states import NodeStatus
 from . import _queries as q
 from . import _views as views
 from ._gates import TokenGate, damaged, guarded
@@ -61,7 +62,9 @@ class Json(JSONResponse):
 def _status_css() -> str:
     """CSS for each status's colours: the same as ``etherealfabric graph --run``."""
     rules = []
-    for status, (fill, stroke) in STATUS_COLOURS.items():
+    # (a node of an ended run that never started: not a node status, drawn as pending is)
+    colours = {**STATUS_COLOURS, q.NOT_RUN: STATUS_COLOURS[NodeStatus.PENDING]}
+    for status, (fill, stroke) in colours.items():
         rules.append(f"svg.graph rect.n.st-{status}{{fill:{fill};stroke:{stroke}}}")
         rules.append(f".badge.st-{status}{{background:{fill};border-color:{stroke}}}")
         rules.append(f".bar.st-{status}{{fill:{fill};stroke:{stroke}}}")

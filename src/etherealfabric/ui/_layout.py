@@ -54,7 +54,8 @@ CANVAS_FROM = 1000
 #: the run page's legend shows them, and its script sets them as statuses change.
 STATUS_MARKS = {"pending": "○", "running": "▶", "retrying": "↻", "succeeded": "✓",
                 "cached": "≡", "failed": "✗", "fallback": "↪", "skipped": "»",
-                "upstream_failed": "⊘", "cancelled": "■", "interrupted": "‖", "drifted": "≠"}  # fmt: skip
+                "upstream_failed": "⊘", "cancelled": "■", "interrupted": "‖", "drifted": "≠",
+                "not_run": "◌"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from ..journal._runoutputs import run_records
 from ..states import NodeStatus
 
 __all__ = [
+    "NOT_RUN",
     "RunState",
     "attempts_light",
     "cache_stats",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 RunState = browse.RunState
+NOT_RUN = browse.NOT_RUN
 open_journal = browse.open_reader
 effective = browse.shown
 workflows = browse.workflow_names

@@ -185,20 +185,23 @@ def status_view(
     if version == current:  # nothing new was committed: only the clock moved
         return {**head, "unchanged": True}
     state = state or q.run_state(journal, run, now=now)
-    drawn, _ = _graphs.drawing(journal, run)  # kept per version: the graph's fetch reuses it
+    drawn, drawn_statuses = _graphs.drawing(journal, run)  # kept per version: the graph's too
+    # every node of the graph: those without a row too (pending, or not run once it ended)
+    statuses = _shown(run, {**drawn_statuses, **state.statuses})
     return {**head, "counts": state.counts, "running": state.running,
-            "statuses": state.statuses, "attempts": state.attempts,
+            "statuses": statuses, "attempts": state.attempts,
             "graph": drawn.shape}  # fmt: skip
 
 
-def _interrupted(status: str) -> str:
-    return NodeStatus.INTERRUPTED.value if status in ("running", "retrying") else status
+_UNFINISHED = (NodeStatus.RUNNING.value, NodeStatus.RETRYING.value)
 
 
 def _shown(run: Mapping[str, Any], statuses: dict[str, str]) -> dict[str, str]:
-    if run["status"] == RunStatus.INTERRUPTED:
-        return {n: _interrupted(s) for n, s in statuses.items()}
-    return statuses
+    """The graph's statuses as the run is shown: a run whose process died has its running
+    nodes interrupted (its nodes never started are ``not_run``: ``browse.run_graph``)."""
+    if run["status"] != RunStatus.INTERRUPTED:
+        return statuses
+    return {n: NodeStatus.INTERRUPTED.value if s in _UNFINISHED else s for n, s in statuses.items()}
 
 
 def graph_view(

@@ -27,7 +27,7 @@
 "use strict";
 
 /* The shapes of statuses beside their colours, as app.css gives the SVG's boxes. */
-const NOT_RUN = new Set(["pending", "skipped", "cancelled"]); // dashed
+const NOT_RUN = new Set(["pending", "not_run", "skipped", "cancelled"]); // dashed
 const ENDED_BADLY = new Set(["failed", "upstream_failed", "interrupted"]); // thick
 const BUSY = new Set(["running", "retrying"]); // thicker
 /* A label is centred LABEL_AT units into its box, at most LABEL_WIDTH wide: between the status
