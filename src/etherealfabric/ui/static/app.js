@@ -786,13 +786,29 @@ function itemsTable(runId, node) {
   if (wanted && ![...pick.options].some((o) => o.value === wanted)) pick.append(el("option", { value: wanted, text: wanted }));
   pick.value = wanted;
   let offset = Math.max(0, asked("items_from") - 1), shown = null, latest = 0;
+  let ignored = ""; // why the address's status was not applied (said with the items)
   const keep = () => remember({ items_status: pick.value, items_from: offset > 0 ? offset + 1 : null });
+  function failed(err) {
+    if (err.status === 400 && pick.value) { // a status no item can have (an address edited by
+      // hand): every item, saying why, rather than no Items section at all
+      const bad = pick.value;
+      ignored = `not filtered by status: ${err.message}`;
+      for (const o of [...pick.options]) if (o.value === bad) o.remove();
+      pick.value = "";
+      offset = 0;
+      keep();
+      load().catch(failed);
+      return;
+    }
+    $("#items-section").hidden = false; // (the section says what went wrong, never vanishes)
+    $("#items-cached").textContent = err.message;
+  }
   function fill(data) {
     if (offset > 0 && offset >= data.total) { // past its end (a kept address, a map of fewer
       // items now): its last page, as the node table does with a `page` past its end
       offset = data.total ? Math.floor((data.total - 1) / data.limit) * data.limit : 0;
       keep();
-      load().catch((err) => { $("#items-cached").textContent = err.message; });
+      load().catch(failed);
       return;
     }
     shown = data;
@@ -805,7 +821,7 @@ function itemsTable(runId, node) {
     if (unstarted) parts.push(`${unstarted} ${data.unstarted_as}`);
     $("#items-counts").textContent = `${total} item${total === 1 ? "" : "s"}: ${parts.join(", ")}`;
     // cached items are rows too (listed from the map's stored index); a note when they cannot be
-    const notes = [];
+    const notes = ignored ? [ignored] : [];
     if (data.note) notes.push(`${data.cached} came from the cache: ${data.note}`);
     if (unstarted) {
       notes.push(data.unstarted_as === "pending" ? `${unstarted} not started yet: listed once they start`
@@ -832,16 +848,16 @@ function itemsTable(runId, node) {
     const data = await api(`/api/runs/${encodeURIComponent(runId)}/items/${encodeURIComponent(node)}?offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ""}`);
     if (n === latest) fill(data); // a later request (a click meanwhile) wins
   }
-  pick.addEventListener("change", () => { offset = 0; keep(); load(); });
-  prev.addEventListener("click", () => { offset = Math.max(0, offset - (shown ? shown.limit : 100)); keep(); load(); });
-  next.addEventListener("click", () => { offset += shown ? shown.limit : 100; keep(); load(); });
+  pick.addEventListener("change", () => { offset = 0; ignored = ""; keep(); load().catch(failed); });
+  prev.addEventListener("click", () => { offset = Math.max(0, offset - (shown ? shown.limit : 100)); keep(); load().catch(failed); });
+  next.addEventListener("click", () => { offset += shown ? shown.limit : 100; keep(); load().catch(failed); });
   // the node's own answer has the first page: shown unless the user (or the address) has
   // asked for another, which is fetched then
   let started = false;
   return {
     first: (data) => {
       if (offset === 0 && !pick.value) fill(data);
-      else if (!started) load().catch((err) => { $("#items-cached").textContent = err.message; });
+      else if (!started) load().catch(failed);
       started = true;
     },
     reload: load,
