@@ -6,6 +6,7 @@ long name widening a page, a phone's tables) and small things it found wrong."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from etherealfabric.journal import Journal  # noqa: E402
 from test_ui import UiServer  # noqa: E402
-from test_ui_browse import insert_run  # noqa: E402
+from test_ui_browse import insert_nodes, insert_run, layered  # noqa: E402
 from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
 from test_ui_items import insert_map  # noqa: E402
 
@@ -58,3 +59,34 @@ def test_a_bad_items_status_in_the_address_shows_every_item_and_says_why(
     page.locator("#items-status").select_option("failed")  # the filter works, the note goes
     sync_api.expect(page.locator("#items tbody tr")).to_have_count(1)
     sync_api.expect(note).not_to_contain_text("not filtered")
+
+
+# -- #10: a live graph that grows past 1,000 nodes is drawn on a canvas, as a reload draws it ---
+def test_a_live_graph_growing_past_a_thousand_nodes_turns_into_a_canvas(
+    page: Any, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    live = "20260101-000000-b16c0e"
+    nodes = layered(1100, ["succeeded"])
+    with Journal(home / "journal.db") as journal:  # running, in this process: alive to the UI
+        insert_run(journal, live, dict(list(nodes.items())[:900]), status="running", total=1100)
+    server = UiServer(home)
+    try:
+        page.goto(f"{server.base}/runs/{live}")
+        sync_api.expect(page.locator('#graph-box[data-mode="svg"] svg.graph')).to_have_count(1)
+        sync_api.expect(page.locator("svg.graph rect.n")).to_have_count(900)
+        with Journal(home / "journal.db") as journal, journal.write() as conn:
+            insert_nodes(conn, live, dict(list(nodes.items())[900:]), time.time())
+        canvas = page.locator('#graph-box[data-mode="canvas"] canvas.graph-canvas')
+        sync_api.expect(canvas).to_have_attribute("data-nodes", "1100", timeout=30_000)
+        assert page.locator("#graph-box svg").count() == 0  # (it kept 1,100 SVG links)
+        page.locator("#graph-find").fill("node_01099")  # the canvas answers find, and clicks
+        page.press("#graph-find", "Enter")
+        sync_api.expect(canvas).to_have_attribute("data-selected", "node_01099")
+        at = page.evaluate("document.querySelector('#graph-box').graph.locate('node_01099')")
+        page.mouse.click(at["x"], at["y"])
+        sync_api.expect(page.locator("h1")).to_contain_text("node_01099")
+    finally:
+        stderr = server.stop()
+    assert "Traceback" not in stderr, stderr

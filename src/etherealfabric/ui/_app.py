@@ -46,7 +46,7 @@ from . import _queries as q
 from . import _views as views
 from ._gates import TokenGate, damaged, guarded
 from ._hosts import is_loopback
-from ._layout import STATUS_MARKS
+from ._layout import CANVAS_FROM, STATUS_MARKS
 from ._plan import PlanFailed, plan_for
 
 __all__ = ["TokenGate", "create_app"]
@@ -223,6 +223,7 @@ def create_app(
     templates.env.globals["journal"] = _utf8(site.journal_path)
     templates.env.globals["error_cut"] = views.ERROR_CUT
     templates.env.globals["traceback_open"] = views.TRACEBACK_OPEN
+    templates.env.globals["canvas_from"] = CANVAS_FROM
 
     def page(name: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:

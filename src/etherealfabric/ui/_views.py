@@ -176,7 +176,8 @@ def status_view(
     The version is the rows' stamp and the run's status *as shown*: a run whose process died
     turns ``interrupted`` without a row changing, and a page polling it must hear of it.
     ``graph`` names the structure of the run's graph (its nodes and edges): a page redraws
-    its graph when it changes (edges are learnt as nodes finish), not only on new nodes.
+    its graph when it changes (edges are learnt as nodes finish), not only on new nodes;
+    ``size``: its number of nodes (past :data:`CANVAS_FROM`, the page draws it on a canvas).
     """
     run = _run(journal, run_id)
     current = _graphs.stamp(journal, run)
@@ -190,7 +191,7 @@ def status_view(
     statuses = _shown(run, {**drawn_statuses, **state.statuses})
     return {**head, "counts": state.counts, "running": state.running,
             "statuses": statuses, "attempts": state.attempts,
-            "graph": drawn.shape}  # fmt: skip
+            "graph": drawn.shape, "size": len(drawn.positions)}  # fmt: skip
 
 
 _UNFINISHED = (NodeStatus.RUNNING.value, NodeStatus.RETRYING.value)

@@ -276,6 +276,7 @@ function svgGraph(box, runId) {
   return {
     fit: () => view.fit(),
     recolour: (statuses) => colourGraph(box, statuses),
+    detach: () => view.attach(), // (its SVG replaced by a canvas: pan and zoom let go of it)
     async reload() {
       const response = await fetch(`/api/runs/${encodeURIComponent(runId)}/graph.svg`, { cache: "no-store" });
       if (!response.ok) return;
@@ -300,8 +301,7 @@ function svgGraph(box, runId) {
   };
 }
 
-function canvasGraph(box, runId, statuses) {
-  const data = JSON.parse($("#graph-data").textContent);
+function canvasGraph(box, runId, statuses, data = JSON.parse($("#graph-data").textContent)) {
   const graph = new window.CanvasGraph(box, data, statuses, (name) => nodeHref(runId, name));
   box.graph = graph; // for scripts and tests: locate(name), pixel(name), nodeAt(x, y)
   return {
@@ -557,7 +557,19 @@ function runPage() {
   const box = $("#graph-box");
   const initial = $("#initial-state");
   let first = initial ? JSON.parse(initial.textContent) : null; // the server's first answer
-  const graph = box.dataset.mode === "canvas" ? canvasGraph(box, runId, first ? first.statuses : {}) : svgGraph(box, runId);
+  let graph = box.dataset.mode === "canvas" ? canvasGraph(box, runId, first ? first.statuses : {}) : svgGraph(box, runId);
+  // a live run's graph that grows past this many nodes is drawn on a canvas from then on, as
+  // a reload would draw it (the SVG of thousands of nodes is the slow path)
+  const canvasFrom = Number(box.dataset.canvasFrom || 1000);
+  async function toCanvas() {
+    const data = await api(`/api/runs/${encodeURIComponent(runId)}/graph?compact=1`);
+    if (box.dataset.mode === "canvas") return;
+    box.style.height = ""; // (the SVG's box may have been sized to a small graph)
+    box.dataset.mode = "canvas";
+    const svg = graph;
+    graph = canvasGraph(box, runId, data.statuses, data);
+    svg.detach();
+  }
   const fillNodes = nodesTable(runId);
   $("#fit").addEventListener("click", () => graph.fit());
   $("#graph-find").addEventListener("keydown", (e) => {
@@ -610,7 +622,8 @@ function runPage() {
       // new nodes, or new edges (a node's inputs are known once it ran): draw the graph again
       const moved = shape !== null && data.graph && data.graph !== shape;
       if (data.graph) shape = data.graph;
-      if (graph.recolour(data.statuses) || moved) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
+      if (box.dataset.mode === "svg" && data.size > canvasFrom) await toCanvas().then(() => graph.recolour(data.statuses)).catch(() => {});
+      else if (graph.recolour(data.statuses) || moved) await graph.reload().then(() => graph.recolour(data.statuses)).catch(() => {});
       fillNodes(data.attempts);
       // failed attempts, not failed nodes: a map counts once (its node stays running) while
       // its items fail one by one, and "Failed" lists those items too
