@@ -90,3 +90,71 @@ def test_a_live_graph_growing_past_a_thousand_nodes_turns_into_a_canvas(
     finally:
         stderr = server.stop()
     assert "Traceback" not in stderr, stderr
+
+
+# -- #2, #3: a long name keeps the page's width; a phone's tables stay readable ----------------
+LONG_NAME = "a_very_long_node_name_" + "x" * 110 + "_end"
+STATUSES = "20260101-000000-57a705"
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+    """A run whose cached node has a 136-character name, one of every status of the node table
+    (upstream_failed, the longest), and a cached output to list."""
+    home = tmp_path_factory.mktemp("ui-wide") / "home"
+    home.mkdir()
+    nodes = {LONG_NAME: ("cached", []), "load": ("succeeded", []), "flaky": ("retrying", []),
+             "fit": ("failed", ["load"]), "report": ("upstream_failed", ["fit"]),
+             "kept": ("cached", [])}  # fmt: skip
+    with Journal(home / "journal.db") as journal:
+        insert_run(journal, STATUSES, nodes, workflow="wide", status="failed")
+    server = UiServer(home)
+    yield server
+    server.stop()
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
+
+
+def test_a_long_node_name_keeps_the_cache_page_s_width(page: Any, wide: UiServer) -> None:
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(f"{wide.base}/cache")
+    cell = page.locator("#by-node td", has_text="a_very_long")
+    sync_api.expect(cell).to_have_count(1)
+    assert page_width(page) <= 1400  # (2,197 px: every row's other columns off screen)
+    assert cell.get_attribute("title") == LONG_NAME  # the whole name, on hover
+    box = page.locator("#by-node").bounding_box()
+    assert box["x"] + box["width"] <= 1400
+
+
+#: cells whose content is wider than the cell (clipped, or spilling over the next one)
+CLIPPED = """(selector) => [...document.querySelectorAll(selector)]
+  .filter((c) => c.scrollWidth > c.clientWidth + 1 || [...c.children].some((k) =>
+    k.getBoundingClientRect().right > c.getBoundingClientRect().right + 1))
+  .map((c) => c.textContent)"""
+
+
+#: the lines a cell's text is laid out on
+LINES = """(e) => { const r = document.createRange(); r.selectNodeContents(e);
+  return new Set([...r.getClientRects()].map((q) => Math.round(q.top))).size; }"""
+
+
+def test_on_a_phone_statuses_and_outputs_read_whole(page: Any, wide: UiServer) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{wide.base}/runs/{STATUSES}")
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(6)
+    # every status badge and header whole ("succeede", "upstrean…", "attempstatus" before)
+    assert page.evaluate(CLIPPED, "#nodes td:nth-child(3), #nodes th") == []
+    durations = page.locator("#nodes tbody tr td:nth-child(5)")
+    assert set(durations.evaluate_all(f"els => els.map({LINES})")) == {1}  # not "500 / ms"
+    assert page_width(page) <= 390  # the table scrolls in its box, the page keeps its width
+    page.goto(f"{wide.base}/runs/{STATUSES}/nodes/kept")
+    table = page.locator("#outputs-table")
+    sync_api.expect(table.locator("tbody tr")).to_have_count(1)
+    assert page.evaluate(CLIPPED, "#outputs-table th") == []  # ("outputserializertype")
+    cells = table.locator("tbody td")
+    for i, text in ((1, "json"), (3, "10 B (inline)"), (4, "a" * 12)):
+        sync_api.expect(cells.nth(i)).to_have_text(text)
+        assert cells.nth(i).evaluate(LINES) == 1, text  # not one letter per line ("j/s/o/n")
+    assert page_width(page) <= 390

@@ -512,7 +512,7 @@ function nodesTable(runId) {
     page = Math.max(0, Math.min(page, pages - 1));
     const shown = rows.slice(page * NODES_PAGE, (page + 1) * NODES_PAGE);
     table.replaceChildren(...shown.map((a) => el("tr", { "data-node": a.node },
-      el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node })),
+      el("td", {}, el("a", { href: nodeHref(runId, a.node), text: a.node, title: a.node })),
       el("td", { text: a.attempt }),
       el("td", {}, badge(a.status)),
       el("td", { text: when(a.started_at) }),
@@ -945,7 +945,7 @@ const SIZE_ROWS = 100;
 function sizeRows(table, rows, labels, note, what) {
   const top = rows.slice(0, SIZE_ROWS);
   const most = Math.max(1, ...top.map((r) => r.bytes));
-  table.replaceChildren(...top.map((r) => el("tr", {}, ...labels.map((l) => el("td", { text: r[l] ?? "-" })), el("td", { class: "num", text: bytes(r.bytes) }),
+  table.replaceChildren(...top.map((r) => el("tr", {}, ...labels.map((l) => el("td", { text: r[l] ?? "-", title: r[l] ?? null })), el("td", { class: "num", text: bytes(r.bytes) }),
     el("td", { class: "num", text: r.records }), el("td", { class: "bar-cell" }, meter((100 * r.bytes) / most)))));
   if (note) note.textContent = rows.length > top.length ? `showing the ${top.length} largest of ${rows.length} ${what}` : "";
 }
