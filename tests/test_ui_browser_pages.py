@@ -23,6 +23,8 @@ from test_ui_browser import browser, page  # noqa: E402,F401  (fixtures)
 from test_ui_items import insert_map  # noqa: E402
 
 MAPPED = "20260101-000000-3a9900"
+ODDS = "20260101-000000-0dd500"  # interrupted: an attempt without an end, a long error, a hit
+LONG_ERROR = "ValueError: long message " + "abcdefghij" * 150
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         insert_run(journal, MAPPED, {"first": ("succeeded", [])}, workflow="mapped", total=2)
         with journal.write() as conn:
             insert_map(conn, MAPPED, "work", 30)
+        nodes = {"hit": ("cached", []), "boom": ("failed", []), "slow": ("interrupted", [])}
+        insert_run(journal, ODDS, nodes, workflow="odds", status="interrupted")
+        with journal.write() as conn:
+            conn.execute("UPDATE node_runs SET finished_at = NULL, duration = NULL, host = 'vm', "
+                         "pid = NULL WHERE node = 'slow'")  # fmt: skip
+            conn.execute("UPDATE node_runs SET error = ? WHERE node = 'boom'", (LONG_ERROR,))
+            conn.execute("UPDATE node_runs SET started_at = finished_at WHERE node = 'hit'")
+            conn.execute("UPDATE node_runs SET finished_at = started_at WHERE node = 'hit'")
     return home
 
 
@@ -158,3 +168,41 @@ def test_on_a_phone_statuses_and_outputs_read_whole(page: Any, wide: UiServer) -
         sync_api.expect(cells.nth(i)).to_have_text(text)
         assert cells.nth(i).evaluate(LINES) == 1, text  # not one letter per line ("j/s/o/n")
     assert page_width(page) <= 390
+
+
+# -- #9: small things ----------------------------------------------------------------------
+def test_the_node_table_s_filter_range_errors_and_the_attempt_line(
+    page: Any, server: UiServer, wide: UiServer
+) -> None:
+    page.goto(f"{wide.base}/runs/{STATUSES}")
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(6)
+    page.fill("#nodes-filter", "upstream")  # the start of a status: upstream_failed
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(1)  # (none: exact names only)
+    sync_api.expect(page.locator("#nodes tbody tr").first).to_contain_text("report")
+    page.fill("#nodes-filter", "failed")  # a status's whole name: that status only
+    sync_api.expect(page.locator("#nodes tbody tr")).to_have_count(1)
+    sync_api.expect(page.locator("#nodes tbody tr").first).to_contain_text("fit")
+    page.fill("#nodes-filter", "nothing matches this")
+    sync_api.expect(page.locator("#nodes tbody")).to_contain_text("no attempt matches")
+    assert page.locator("#nodes-range").text_content() == "0 of 0"  # (it said "1-0 of 0")
+    page.goto(f"{server.base}/runs/{ODDS}")
+    error = page.locator('#nodes tr[data-node="boom"] td.error')
+    sync_api.expect(error).to_contain_text("ValueError: long message")
+    assert len(error.text_content()) <= 301  # cut (its 1,525 characters made a row ~30 lines)
+    assert error.text_content().endswith("…")
+    assert error.get_attribute("title") == LONG_ERROR[:1000] + "…"
+    # the timeline draws executed attempts: not the cache hit (a "0 ms" row before)
+    sync_api.expect(page.locator("#gantt canvas")).to_have_attribute("data-rows", "2")
+    sync_api.expect(page.locator("#gantt .gantt-note")).to_have_text("1 cached nodes not shown")
+    page.goto(f"{server.base}/runs/{ODDS}/nodes/slow")
+    line = page.locator('#attempts .attempt[data-attempt="1"] > div').first
+    sync_api.expect(line).to_contain_text("interrupted started ")
+    sync_api.expect(line).to_contain_text(" · vm")
+    assert " - " not in line.text_content(), line.text_content()  # ("started - · - · vm")
+
+
+def test_a_bad_since_is_said_in_the_page_s_words(page: Any, server: UiServer) -> None:
+    page.goto(f"{server.base}/?since=bogus")
+    note = page.locator("#runs-note")
+    sync_api.expect(note).to_contain_text("cannot read the 'since' filter 'bogus'")
+    assert "--since" not in note.text_content()  # (a CLI flag, on a web page)

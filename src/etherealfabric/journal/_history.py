@@ -50,15 +50,16 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 # -- runs ------------------------------------------------------------------------------------
-def parse_since(text: str, *, now: float | None = None) -> float:
+def parse_since(text: str, *, now: float | None = None, name: str = "--since") -> float:
     """A timestamp from ``"2h"``, ``"3d"``, ``"45m"``, ``"1w"`` ago or an ISO date/time (local
-    time without a zone). ``ValueError`` naming the forms accepted, or an age past the year 1."""
+    time without a zone). ``ValueError`` naming ``name`` (what the user typed it in) and the
+    forms accepted, or an age past the year 1."""
     match = _AGO.match(text)
     if match:
         start = (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2].lower()]
         if now is None and not start >= _EARLIEST:  # (``now`` given: an age, not a date)
             raise ValueError(
-                f"--since {text!r} is further back than a date can be (before the year 1); "
+                f"{name} {text!r} is further back than a date can be (before the year 1); "
                 "give a shorter age such as 30m, 2h, 3d, 1w, or an ISO date (2026-11-25)"
             )
         return start
@@ -66,7 +67,7 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         return dt.datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
         raise ValueError(
-            f"cannot read --since {text!r}: use an ISO date or time (2026-11-25, "
+            f"cannot read {name} {text!r}: use an ISO date or time (2026-11-25, "
             "2026-11-25T14:30) or an age such as 30m, 2h, 3d, 1w"
         ) from None
 

@@ -98,7 +98,7 @@ def runs_view(
     end = history.parse_before(before) if before else None
     if journal is None:
         return {"runs": [], "workflows": [], "running": 0, "journal": False, "more": False}
-    start = history.parse_since(since) if since else None
+    start = history.parse_since(since, name="the 'since' filter") if since else None
     limit = max(1, min(limit, MAX_RUNS))
     # a run shown interrupted is recorded running: filter after the liveness check
     asked = RunStatus.RUNNING.value if status == RunStatus.INTERRUPTED else status

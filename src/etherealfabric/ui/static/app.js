@@ -342,8 +342,9 @@ function drawGantt(box, attempts, run) {
   // few on screen cost (an SVG element, or a canvas row, per attempt would not)
   const rows = new Map();
   let cached = 0;
-  for (const a of attempts) {
-    if (!a.started_at) { if (a.status === "cached") cached += 1; continue; }
+  for (const a of attempts) { // (a cache hit's row has a start and an end, the same: not drawn)
+    if (a.status === "cached") { cached += 1; continue; }
+    if (!a.started_at) continue;
     if (!rows.has(a.node)) rows.set(a.node, []);
     rows.get(a.node).push(a);
   }
@@ -479,6 +480,13 @@ function fitText(ctx, text, width) {
 }
 
 const NODES_PAGE = 100;
+const TABLE_ERROR = 300; // characters of an error in the node table (a row, not a page of it)
+const STATUS_NAMES = new Set(["pending", "running", "retrying", "succeeded", "cached", "failed", "fallback",
+  "skipped", "upstream_failed", "cancelled", "interrupted", "drifted"]);
+
+function cut(text, length) {
+  return text.length > length ? `${text.slice(0, length)}…` : text;
+}
 
 /* A page's state (a table's filter and page) kept in its address's query, replacing the
  * current history entry: Back to the page, or a reload, finds it as it was left. */
@@ -507,7 +515,9 @@ function nodesTable(runId) {
   const keep = () => remember({ filter: filter.value, page: page > 0 ? page + 1 : null });
   function show() {
     const wanted = filter.value.trim().toLowerCase();
-    const rows = wanted ? attempts.filter((a) => a.status === wanted || a.node.toLowerCase().includes(wanted)) : attempts;
+    // a status by its name, or the start of one (`upstream`: upstream_failed); a node by any part
+    const status = (s) => s === wanted || (!STATUS_NAMES.has(wanted) && s.startsWith(wanted));
+    const rows = wanted ? attempts.filter((a) => status(a.status) || a.node.toLowerCase().includes(wanted)) : attempts;
     const pages = Math.max(1, Math.ceil(rows.length / NODES_PAGE));
     page = Math.max(0, Math.min(page, pages - 1));
     const shown = rows.slice(page * NODES_PAGE, (page + 1) * NODES_PAGE);
@@ -517,10 +527,11 @@ function nodesTable(runId) {
       el("td", {}, badge(a.status)),
       el("td", { text: when(a.started_at) }),
       el("td", { text: secs(a.duration) }),
-      el("td", { class: "error", text: a.error || "" }))));
+      // a long error cut, as "Failed" cuts it (the node's page has it whole)
+      el("td", { class: "error", text: cut(a.error || "", TABLE_ERROR), title: a.error ? cut(a.error, ERROR_CUT) : null }))));
     if (!rows.length && attempts.length) table.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: "no attempt matches" })));
     $("#nodes-pager").hidden = rows.length <= NODES_PAGE;
-    $("#nodes-range").textContent = `${page * NODES_PAGE + 1}-${page * NODES_PAGE + shown.length} of ${rows.length}`;
+    $("#nodes-range").textContent = rows.length ? `${page * NODES_PAGE + 1}-${page * NODES_PAGE + shown.length} of ${rows.length}` : "0 of 0";
     $("#nodes-count").textContent = `${attempts.length} attempt${attempts.length === 1 ? "" : "s"}`;
     prev.disabled = page === 0;
     next.disabled = page >= pages - 1;
@@ -698,11 +709,20 @@ function renderExplain(box, ex) {
 
 function renderAttempts(box, runId, data) {
   box.replaceChildren(...data.attempts.map((a) => el("div", { class: "attempt", "data-attempt": a.attempt },
-    el("div", {}, el("b", { text: `attempt ${a.attempt} ` }), badge(a.status),
-      ` started ${when(a.started_at)} · ${secs(a.duration)}${a.host ? ` · ${a.host}` : ""}${a.pid ? ` pid ${a.pid}` : ""}`),
+    el("div", {}, el("b", { text: `attempt ${a.attempt} ` }), badge(a.status), ` ${attemptFacts(a)}`),
     a.error ? el("p", { class: "error", text: a.error }) : "",
     el("pre", { class: "logs", text: plain(a.output) || noOutput(a) }),
     a.traceback ? el("details", {}, el("summary", { text: "traceback" }), el("pre", { class: "tb", text: plain(a.traceback) })) : "")));
+}
+
+/* When an attempt started, how long it took and where, each said only when known (an attempt
+ * cut off by its run's death has no duration: "started 2026-12-08 00:00:16 · vm", not "· - ·"). */
+function attemptFacts(a) {
+  const facts = [a.started_at ? `started ${when(a.started_at)}` : "not started"];
+  if (a.duration !== null && a.duration !== undefined) facts.push(secs(a.duration));
+  const where = [a.host, a.pid ? `pid ${a.pid}` : ""].filter(Boolean).join(" ");
+  if (where) facts.push(where);
+  return facts.join(" · ");
 }
 
 /* Why an attempt shows no output, in the words of `etherealfabric logs`: what a node prints is
