@@ -68,9 +68,12 @@ with Workflow("forked-reads") as wf:
 """
 
 
+NODES = ("with_pool", "with_executor", "grandchild", "pool_in_a_thread")
+
+
 def _run(tmp_path: Path, backend: str, temp: Path) -> dict[str, object]:
     return ran_with_values(
-        tmp_path, ("with_pool", "with_executor", "grandchild", "pool_in_a_thread"), "flow.py", "--backend", backend,
+        tmp_path, NODES, "flow.py", "--backend", backend,
         ETHEREALFABRIC_HOME=str(tmp_path / "home"), TMPDIR=str(temp),
     )  # fmt: skip
 

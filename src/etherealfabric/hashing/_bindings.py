@@ -53,10 +53,10 @@ class Binding:
         """Take the content the name's container holds now as the one analysed: what the
         run's own nodes changed in it (a list they append to) is no change for the next run;
         only a change made between runs (a notebook cell) is."""
-        if self._state is not None and self.holds() is False:
-            bound = self._ref() if self._ref is not None else self._obj
-            if self.namespace.get(self.name, _ABSENT) is bound:
-                self._state = _state(bound)
+        if self._state is not None:
+            bound = self.value()
+            if self.namespace.get(self.name, _ABSENT) is bound:  # (rebound: analysed again)
+                self._state = _state(bound)  # (one hash: what holds() would compare it with)
 
 
 def _state(obj: object) -> str | None:
